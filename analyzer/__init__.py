@@ -1,0 +1,1 @@
+"""agent-traces read side: queries, reports and the `traces` command line."""

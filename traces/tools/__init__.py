@@ -1,0 +1,1 @@
+"""Tool environments the harness offers to the model: chain, research and files."""
