@@ -1,0 +1,1 @@
+"""One module per `traces` command; each exposes `register(app)`."""

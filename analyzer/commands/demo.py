@@ -1,0 +1,46 @@
+"""`traces demo`: record a short run against the embedded simulator and show it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from analyzer.commands.record import record
+from analyzer.commands.show import show
+from analyzer.options import DbOption
+from analyzer.output import OutputFormat
+from traces.errors import TracesError
+from traces.store.database import resolve_db_path
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "tasks"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("demo")(demo)
+
+
+def demo(
+    task: Annotated[str, typer.Option(help="Sample task to run (chain, research, files...).")] = (
+        "research"
+    ),
+    db: DbOption = None,
+) -> None:
+    """Record one sample task offline against the simulator, then print its timeline."""
+    path = SAMPLES / f"{task}.toml"
+    if not path.exists():
+        available = ", ".join(sorted(p.stem for p in SAMPLES.glob("*.toml"))) or "none found"
+        raise TracesError(f"no sample task {task!r} in {SAMPLES} (available: {available})")
+    db_path = resolve_db_path(db)
+    sys.stderr.write(
+        f"recording sample task {task!r} against the embedded simulator into {db_path}\n"
+    )
+    record(task=path, db=db_path, repeat=1, concurrency=1, fmt=OutputFormat.table)
+    show(run="last", full=False, db=db_path, fmt=OutputFormat.table)
+    sys.stderr.write(
+        f"\nnext: traces runs --db {db_path}   traces show last --full   "
+        f'traces sql "select idx, latency_ms, prompt_tokens from steps"\n'
+    )

@@ -1,0 +1,181 @@
+"""`traces record`: run a task against an endpoint (or the embedded simulator) and record it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from traces.sim.server import SimServer
+
+from analyzer.options import DbOption, FormatOption
+from analyzer.output import OutputFormat, emit_rows
+from traces.client import EndpointConfig
+from traces.errors import EndpointError, TracesError
+from traces.harness import HarnessSettings
+from traces.model import RunOutcome, Termination
+from traces.runner import RunPlan, RunSummary, record_runs
+from traces.sim.config import SimConfig
+from traces.store.database import resolve_db_path
+from traces.store.recorder import Recorder
+from traces.tasks import Task, load_task
+
+SIM_PROVIDER = "sim"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("record")(record)
+
+
+def record(
+    task: Annotated[Path, typer.Option("--task", "-t", help="Task file (TOML).")],
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible base URL; omit to use the embedded simulator."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model id (required with --base-url).")] = None,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable that holds the API key.")
+    ] = "OPENAI_API_KEY",
+    provider: Annotated[
+        str | None, typer.Option(help="Label stored with the runs [default: sim or custom].")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Step limit [default: the task's].")
+    ] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream responses.")] = True,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs to record.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs in flight at once.")] = 4,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the first run's world; run i uses seed+i.")
+    ] = 0,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Record runs of a task; prints the run ids (progress on stderr)."""
+    loaded = load_task(task)
+    if base_url is not None and not model:
+        raise TracesError("--model is required with --base-url")
+    db_path = resolve_db_path(db)
+    settings = HarnessSettings(
+        model=model or SimConfig().model,
+        max_steps=max_steps or loaded.max_steps,
+        stream=stream,
+        temperature=temperature,
+    )
+    with _endpoint(base_url, api_key_env, timeout, seed) as endpoint:
+        plan = RunPlan(
+            task=loaded,
+            provider=provider or (SIM_PROVIDER if base_url is None else "custom"),
+            endpoint=endpoint,
+            settings=settings,
+            repeat=repeat,
+            concurrency=concurrency,
+            seed=seed,
+        )
+        summaries = _record_with_progress(plan, db_path)
+    _report(summaries, fmt, loaded)
+
+
+@contextlib.contextmanager
+def _endpoint(
+    base_url: str | None, api_key_env: str, timeout: float, seed: int
+) -> Iterator[EndpointConfig]:
+    if base_url is not None:
+        yield EndpointConfig(base_url=base_url, api_key_env=api_key_env, timeout_s=timeout)
+        return
+    with SimServer(SimConfig(seed=seed)) as server:
+        # The simulator needs no key; a placeholder keeps the SDK happy and is never stored.
+        yield EndpointConfig(
+            base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout
+        )
+
+
+def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
+    err = Console(file=sys.stderr)
+    recorder = Recorder(db_path)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+            disable=not err.is_terminal,
+        ) as progress:
+            bar = progress.add_task(f"{plan.task.name} × {plan.repeat}", total=plan.repeat, last="")
+
+            def done(run_id: str, outcome: RunOutcome) -> None:
+                last = f"{run_id} {outcome.termination.value} ({outcome.steps} steps)"
+                progress.update(bar, advance=1, last=last)
+
+            return _run_until_signal(record_runs(plan, recorder, done))
+    finally:
+        recorder.close()
+
+
+def _run_until_signal(coro: object) -> list[RunSummary]:
+    """Run the recording; SIGTERM and Ctrl-C end every run as `interrupted`, durably."""
+
+    async def main() -> list[RunSummary]:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            result: list[RunSummary] = await task
+            return result
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+
+    return asyncio.run(main())
+
+
+def _report(summaries: list[RunSummary], fmt: OutputFormat, task: Task) -> None:
+    rows = [
+        {
+            "id": s.id,
+            "seed": s.seed,
+            "status": s.outcome.status.value,
+            "termination": s.outcome.termination.value,
+            "success": s.outcome.success,
+            "steps": s.outcome.steps,
+            "tool_calls": s.outcome.tool_calls,
+            "error": s.outcome.error,
+        }
+        for s in summaries
+    ]
+    if fmt is OutputFormat.table:
+        # Plain ids on stdout so `traces show $(traces record ...)` works; the story on stderr.
+        err = Console(file=sys.stderr)
+        for row in rows:
+            verdict = {True: "success", False: "failed check", None: "no answer"}[row["success"]]
+            err.print(
+                f"{row['id']}  {task.name}  {row['termination']}  {row['steps']} steps  "
+                f"{row['tool_calls']} tool calls  {verdict}"
+                + (f"  — {row['error']}" if row["error"] else "")
+            )
+        for row in rows:
+            sys.stdout.write(f"{row['id']}\n")
+    else:
+        emit_rows(rows, fmt)
+    endpoint_dead = [
+        s
+        for s in summaries
+        if s.outcome.termination is Termination.PROVIDER_ERROR and s.outcome.steps <= 1
+    ]
+    if summaries and len(endpoint_dead) == len(summaries):
+        raise EndpointError(f"endpoint failed on the first request: {summaries[0].outcome.error}")

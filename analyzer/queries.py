@@ -1,0 +1,216 @@
+"""Read queries behind `runs`, `show` and `steps`."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import duckdb
+
+from traces.errors import TracesError
+from traces.store.recorder import pid_alive
+
+RUN_COLUMNS = [
+    "id",
+    "task",
+    "provider",
+    "model",
+    "status",
+    "termination",
+    "success",
+    "steps",
+    "tool_calls",
+    "tool_errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "started_at",
+    "duration_s",
+    "error",
+]
+
+
+def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _effective_status(row: dict[str, Any]) -> None:
+    # A read-only reader cannot update the file, but it can still tell the truth: a run
+    # whose recorder process is gone was interrupted, whatever the row says.
+    if row["status"] == "running":
+        alive = row.get("recorder_host") != socket.gethostname() or pid_alive(
+            int(row["recorder_pid"])
+        )
+        if not alive:
+            row["status"] = "interrupted"
+            row["termination"] = "interrupted"
+            row["error"] = "recorder process ended before the run finished"
+
+
+def list_runs(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    task: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Runs, newest first, with live step counts for runs still being recorded."""
+    where, params = [], []
+    for column, value in (("task", task), ("provider", provider), ("model", model)):
+        if value is not None:
+            where.append(f"r.{column} = ?")
+            params.append(value)
+    sql = f"""
+        SELECT r.id, r.task, r.provider, r.model, r.status, r.termination, r.success,
+               CASE WHEN r.status = 'running' THEN coalesce(s.n, 0) ELSE r.steps END AS steps,
+               CASE WHEN r.status = 'running' THEN coalesce(c.n, 0) ELSE r.tool_calls END
+                   AS tool_calls,
+               r.tool_errors, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
+               r.started_at,
+               round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
+               r.error, r.recorder_pid, r.recorder_host
+        FROM runs r
+        LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at
+                   FROM steps GROUP BY run_id) s ON s.run_id = r.id
+        LEFT JOIN (SELECT run_id, count(*) AS n FROM tool_calls GROUP BY run_id) c
+               ON c.run_id = r.id
+        {"WHERE " + " AND ".join(where) if where else ""}
+        ORDER BY r.started_at DESC, r.id DESC
+    """
+    rows = _rows(conn.execute(sql, params))
+    for row in rows:
+        _effective_status(row)
+    if status is not None:
+        rows = [r for r in rows if r["status"] == status]
+    if limit is not None:
+        rows = rows[:limit]
+    return [{k: r[k] for k in RUN_COLUMNS} for r in rows]
+
+
+def resolve_run_id(conn: duckdb.DuckDBPyConnection, ref: str) -> str:
+    """A full run id from an id, a unique prefix, or `last`."""
+    if ref == "last":
+        row = conn.execute(
+            "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise TracesError("no runs recorded yet")
+        return str(row[0])
+    matches = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM runs WHERE starts_with(id, ?) ORDER BY id LIMIT 3", [ref]
+        ).fetchall()
+    ]
+    if not matches:
+        raise TracesError(f"no run with id {ref!r} (see `traces runs`)")
+    if len(matches) > 1 and ref not in matches:
+        raise TracesError(f"run id prefix {ref!r} is ambiguous: {', '.join(matches[:2])}, …")
+    return ref if ref in matches else str(matches[0])
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """One run with its timeline: steps, their tool calls and results, and findings."""
+    run = _rows(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
+    _effective_status(run)
+    run["settings"] = _loads(run["settings"])
+    steps = _rows(
+        conn.execute(
+            """
+            SELECT idx AS index, started_at, latency_ms, ttft_reasoning_ms, ttft_content_ms,
+                   ttft_tool_call_ms, streamed, http_status, finish_reason, finish_reason_raw,
+                   reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
+                   reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
+                   error_message, retries, anomalies
+            FROM steps WHERE run_id = ? ORDER BY idx
+            """,
+            [run_id],
+        )
+    )
+    calls = _rows(
+        conn.execute(
+            "SELECT step_idx, call_idx, id, name, arguments_raw, arguments, json_valid, "
+            "schema_valid, schema_error, id_format, arguments_type "
+            "FROM tool_calls WHERE run_id = ? ORDER BY step_idx, call_idx",
+            [run_id],
+        )
+    )
+    results = _rows(
+        conn.execute(
+            "SELECT step_idx, call_idx, tool_call_id, name, output, error, duration_ms "
+            "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
+            [run_id],
+        )
+    )
+    findings = _rows(
+        conn.execute(
+            "SELECT step_idx, kind, severity, layer, evidence FROM findings WHERE run_id = ? "
+            "ORDER BY step_idx NULLS FIRST, kind",
+            [run_id],
+        )
+    )
+    by_step: dict[int, dict[str, Any]] = {}
+    for step in steps:
+        step["usage"] = {
+            "prompt_tokens": step.pop("prompt_tokens"),
+            "completion_tokens": step.pop("completion_tokens"),
+            "reasoning_tokens": step.pop("reasoning_tokens"),
+            "reasoning_tokens_source": step.pop("reasoning_tokens_source"),
+            "cached_tokens": step.pop("cached_tokens"),
+        }
+        step["anomalies"] = _loads(step["anomalies"]) or []
+        step["tool_calls"], step["tool_results"], step["findings"] = [], [], []
+        by_step[step["index"]] = step
+    for call in calls:
+        step_idx = call.pop("step_idx")
+        call["arguments"] = _loads(call["arguments"])
+        if step_idx in by_step:
+            by_step[step_idx]["tool_calls"].append(call)
+    for result in results:
+        step_idx = result.pop("step_idx")
+        if step_idx in by_step:
+            by_step[step_idx]["tool_results"].append(result)
+    run_findings = []
+    for finding in findings:
+        finding["evidence"] = _loads(finding["evidence"])
+        target = by_step.get(finding["step_idx"]) if finding["step_idx"] is not None else None
+        (target["findings"] if target else run_findings).append(finding)
+    run.pop("recorder_host", None)
+    run["findings"] = run_findings
+    run["steps_count"] = run.pop("steps") if run["status"] != "running" else len(steps)
+    run["steps"] = steps
+    return run
+
+
+def step_distribution(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The `step_counts` view: step-count distribution by task, provider and model."""
+    return _rows(conn.execute("SELECT * FROM step_counts ORDER BY task, provider, model"))
+
+
+def step_histogram(conn: duckdb.DuckDBPyConnection, buckets: int = 10) -> list[dict[str, Any]]:
+    """Runs per step-count bucket for each (task, provider, model)."""
+    return _rows(
+        conn.execute(
+            """
+            WITH finished AS (SELECT task, provider, model, steps FROM runs
+                              WHERE status <> 'running'),
+                 bounds AS (SELECT task, provider, model, min(steps) AS lo,
+                                   greatest(max(steps) - min(steps), 1) AS span
+                            FROM finished GROUP BY ALL)
+            SELECT f.task, f.provider, f.model,
+                   least(floor((f.steps - b.lo) * ? / b.span), ? - 1)::INT AS bucket,
+                   min(f.steps) AS from_steps, max(f.steps) AS to_steps, count(*) AS runs
+            FROM finished f JOIN bounds b USING (task, provider, model)
+            GROUP BY ALL ORDER BY f.task, f.provider, f.model, bucket
+            """,
+            [buckets, buckets],
+        )
+    )

@@ -1,0 +1,1 @@
+"""Read stock lists and print totals per warehouse."""

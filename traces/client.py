@@ -1,0 +1,318 @@
+"""The endpoint client: the only module that imports `openai`.
+
+It sends a chat-completions body through the real SDK (so requests look exactly like any
+OpenAI-compatible client's) but keeps the raw bytes: the response body, or every SSE line
+with its arrival time. Interpretation happens elsewhere, on plain dicts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+from pydantic import BaseModel, Field
+
+from traces.errors import EndpointError
+from traces.exchange import Exchange
+from traces.model import ErrorKind, ExchangeError, StreamEvent
+from traces.stream import StreamAssembler
+
+_KEPT_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "openai-processing-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "retry-after",
+    "x-openrouter-provider",
+)
+
+_CONTEXT_MARKERS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "exceeds the model",
+)
+
+
+class EndpointConfig(BaseModel):
+    """Where and how to reach an OpenAI-compatible endpoint."""
+
+    base_url: str = Field(description="Base URL ending in /v1 (or the provider's equivalent).")
+    api_key_env: str | None = Field(
+        default="OPENAI_API_KEY", description="Environment variable holding the key."
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="A key given directly (only for local endpoints such as the simulator); "
+        "never recorded.",
+        repr=False,
+    )
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=600.0, description="Per-request timeout.")
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query string, fit to be stored."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _known_create_params() -> frozenset[str]:
+    # Parameters the SDK accepts by name; everything else travels in extra_body, so
+    # provider-specific fields (OpenRouter routing, thinking switches) still reach the wire.
+    from openai.resources.chat.completions import AsyncCompletions
+
+    params = inspect.signature(AsyncCompletions.create).parameters
+    return frozenset(
+        name
+        for name, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and not name.startswith("extra_")
+    )
+
+
+_CREATE_PARAMS = _known_create_params()
+
+
+def classify_status(status: int, body: str) -> ErrorKind:
+    """Error class of an HTTP failure, from its status and body."""
+    lowered = body.lower()
+    if status == 429:
+        return "rate_limit"
+    if status in (408, 504):
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
+        return "context_overflow"
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    if status in (400, 422):
+        return "bad_request"
+    return "other"
+
+
+class EndpointClient:
+    """Sends chat-completion requests and returns raw `Exchange`s; never raises for HTTP errors."""
+
+    def __init__(self, config: EndpointConfig) -> None:
+        """Build the SDK client; fails with one line when the key variable is not set."""
+        key = config.api_key
+        if key is None and config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise EndpointError(
+                    f"environment variable {config.api_key_env} is not set "
+                    f"(it must hold the API key for {redact_url(config.base_url)})"
+                )
+        self.config = config
+        # Retries are the harness's job: it records each failed attempt on the step.
+        self._sdk = openai.AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=key or "none",
+            max_retries=0,
+            timeout=config.timeout_s,
+            default_headers=config.extra_headers or None,
+        )
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        await self._sdk.close()
+
+    async def list_models(self) -> list[str]:
+        """Model ids the endpoint serves (GET /models)."""
+        try:
+            page = await self._sdk.models.list()
+        except openai.APIError as exc:
+            raise EndpointError(
+                f"{redact_url(self.config.base_url)}: cannot list models: {exc}"
+            ) from None
+        return [m.id for m in page.data]
+
+    async def complete(self, body: dict[str, Any]) -> Exchange:
+        """Send one chat-completions request; stream when the body says `stream: true`."""
+        kwargs = {k: v for k, v in body.items() if k in _CREATE_PARAMS}
+        extra = {k: v for k, v in body.items() if k not in _CREATE_PARAMS}
+        if extra:
+            kwargs["extra_body"] = extra
+        streamed = bool(body.get("stream"))
+        started_at = datetime.now(UTC).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        try:
+            async with self._sdk.chat.completions.with_streaming_response.create(
+                **kwargs
+            ) as response:
+                status = response.status_code
+                headers = {
+                    k: v for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None
+                }
+                if streamed:
+                    return await _read_stream(response, body, started_at, t0, status, headers)
+                raw = (await response.read()).decode("utf-8", errors="replace")
+                return _parse_body(raw, body, started_at, t0, status, headers)
+        except openai.APIStatusError as exc:
+            text = exc.response.text
+            return Exchange(
+                request_body=body,
+                started_at=started_at,
+                latency_ms=(time.perf_counter() - t0) * 1000,
+                streamed=streamed,
+                http_status=exc.status_code,
+                headers={k: v for k in _KEPT_HEADERS if (v := exc.response.headers.get(k))},
+                response_body=text,
+                error=ExchangeError(
+                    kind=classify_status(exc.status_code, text),
+                    status=exc.status_code,
+                    message=_one_line(f"HTTP {exc.status_code}: {_error_message(text)}"),
+                    body=text,
+                ),
+            )
+        except openai.APITimeoutError:
+            return _transport_failure(
+                body, started_at, t0, streamed, "timeout", "request timed out"
+            )
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            return _transport_failure(
+                body, started_at, t0, streamed, "connection", f"cannot connect: {cause}"
+            )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _error_message(text: str) -> str:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text or "(empty body)"
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return text
+
+
+def _transport_failure(
+    body: dict[str, Any],
+    started_at: datetime,
+    t0: float,
+    streamed: bool,
+    kind: ErrorKind,
+    message: str,
+) -> Exchange:
+    return Exchange(
+        request_body=body,
+        started_at=started_at,
+        latency_ms=(time.perf_counter() - t0) * 1000,
+        streamed=streamed,
+        error=ExchangeError(kind=kind, message=_one_line(message)),
+    )
+
+
+def _parse_body(
+    raw: str,
+    body: dict[str, Any],
+    started_at: datetime,
+    t0: float,
+    status: int,
+    headers: dict[str, str],
+) -> Exchange:
+    latency_ms = (time.perf_counter() - t0) * 1000
+    exchange = Exchange(
+        request_body=body,
+        started_at=started_at,
+        latency_ms=latency_ms,
+        streamed=False,
+        http_status=status,
+        headers=headers,
+        response_body=raw,
+    )
+    try:
+        parsed = json.loads(raw)
+        choice = parsed["choices"][0]
+        exchange.message = dict(choice["message"])
+        exchange.finish_reason_raw = choice.get("finish_reason")
+        exchange.usage_raw = parsed.get("usage")
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        exchange.error = ExchangeError(
+            kind="invalid_response",
+            status=status,
+            message=_one_line(f"response is not a chat completion: {exc!r}"),
+            body=raw,
+        )
+    return exchange
+
+
+async def _read_stream(
+    response: Any,
+    body: dict[str, Any],
+    started_at: datetime,
+    t0: float,
+    status: int,
+    headers: dict[str, str],
+) -> Exchange:
+    assembler = StreamAssembler()
+    events: list[StreamEvent] = []
+    broken: str | None = None
+    saw_done = False
+    async for line in response.iter_lines():
+        t_ms = (time.perf_counter() - t0) * 1000
+        events.append(StreamEvent(t_ms=t_ms, line=line))
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            saw_done = True
+            continue
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            assembler.anomalies.append({"kind": "unparsable_chunk", "line": line[:500]})
+            continue
+        if isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices"):
+            broken = _one_line(f"error inside stream: {_error_message(payload)}")
+            continue
+        if isinstance(chunk, dict):
+            assembler.feed(chunk, t_ms)
+    if not saw_done:
+        assembler.anomalies.append({"kind": "stream_without_done"})
+    exchange = Exchange(
+        request_body=body,
+        started_at=started_at,
+        latency_ms=(time.perf_counter() - t0) * 1000,
+        streamed=True,
+        http_status=status,
+        headers=headers,
+        stream_events=events,
+        message=assembler.message(),
+        finish_reason_raw=assembler.finish_reason,
+        usage_raw=assembler.usage,
+        ttft_reasoning_ms=assembler.first_ms.get("reasoning"),
+        ttft_content_ms=assembler.first_ms.get("content"),
+        ttft_tool_call_ms=assembler.first_ms.get("tool_call"),
+        anomalies=assembler.anomalies,
+    )
+    if broken:
+        exchange.error = ExchangeError(kind="server_error", status=status, message=broken)
+    return exchange

@@ -1,0 +1,332 @@
+"""The agent loop: ask the model, run its tool calls, send results and reasoning back, repeat.
+
+One coroutine is one run. Every step is handed to the recorder and awaited, so a step is
+durable before the next request leaves; everything else (tools, parsing) stays out of the way
+of the endpoint's latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from traces.client import EndpointClient
+from traces.exchange import Exchange
+from traces.model import (
+    ExchangeError,
+    RunOutcome,
+    RunStatus,
+    StepRecord,
+    Termination,
+    ToolCallRecord,
+    ToolResultRecord,
+    message_hash,
+)
+from traces.normalize import Reading, normalize_finish_reason, normalize_usage, read_message
+from traces.replay import ReplayMode, replay_message
+from traces.store.recorder import Recorder
+from traces.tools.base import ToolEnvironment, ToolOutcome
+from traces.tools.schema_check import ArgumentChecker
+
+_RETRYABLE = frozenset({"rate_limit", "server_error", "timeout", "connection"})
+
+
+class HarnessSettings(BaseModel):
+    """How the loop talks to the endpoint."""
+
+    model: str = Field(description="Model id sent in every request.")
+    max_steps: int = Field(description="Model calls allowed before the run stops.")
+    stream: bool = Field(default=False, description="Stream responses (SSE).")
+    seed: int | None = Field(default=None, description="Request `seed` field, when set.")
+    temperature: float | None = Field(default=None, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, description="Per-step completion token cap.")
+    reasoning_replay: ReplayMode = Field(
+        default="same", description="Where each turn's reasoning goes back to the model."
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Provider-specific body fields sent every request."
+    )
+    max_retries: int = Field(default=3, description="Retries of 429/5xx/timeouts per step.")
+    retry_base_s: float = Field(default=0.5, description="First retry backoff; doubles.")
+
+
+@dataclass
+class _Tally:
+    steps: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class _Conversation:
+    """Messages with their hashes, computed once when appended (hashing is O(message))."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    unsent: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def append(self, message: dict[str, Any]) -> str:
+        digest = message_hash(message)
+        self.messages.append(message)
+        self.hashes.append(digest)
+        self.unsent[digest] = message
+        return digest
+
+    def take_unsent(self) -> dict[str, dict[str, Any]]:
+        fresh, self.unsent = self.unsent, {}
+        return fresh
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Agent:
+    """Runs one task episode against one endpoint and records it."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        client: EndpointClient,
+        recorder: Recorder,
+        environment: ToolEnvironment,
+        system_prompt: str,
+        user_prompt: str,
+        settings: HarnessSettings,
+    ) -> None:
+        """Prepare a run; nothing is sent until `run()`."""
+        self.run_id = run_id
+        self.client = client
+        self.recorder = recorder
+        self.env = environment
+        self.settings = settings
+        self.tools = environment.tool_specs()
+        self.tool_names = {t["function"]["name"] for t in self.tools}
+        checker = ArgumentChecker(self.tools)
+        self._validate = lambda name, args: (
+            (None, None) if name not in self.tool_names else _verdict(checker.check(name, args))
+        )
+        self.conversation = _Conversation()
+        self.conversation.append({"role": "system", "content": system_prompt})
+        self.conversation.append({"role": "user", "content": user_prompt})
+        self.tally = _Tally()
+
+    async def run(self) -> RunOutcome:
+        """Loop until a final answer, the step limit or an unrecoverable error."""
+        settings = self.settings
+        for index in range(settings.max_steps):
+            exchange, retry_errors = await self._call_with_retries()
+            message = exchange.message if exchange.error is None else None
+            reading = read_message(message, self._validate) if message is not None else None
+            step = self._step_record(index, exchange, retry_errors, reading)
+            if message is not None and reading is not None:
+                replay = replay_message(message, reading, settings.reasoning_replay)
+                step.replay_message_hash = message_hash(replay)
+            await self.recorder.record_step(step, self.conversation.take_unsent())
+            self._count(step)
+            if exchange.error is not None or reading is None:
+                return self._failed_by_endpoint(exchange.error)
+            self.conversation.append(replay)
+            if reading.tool_calls:
+                await self._run_tools(index, reading.tool_calls)
+                continue
+            answer = (reading.content or "").strip()
+            if not answer:
+                why = "finish_reason=length" if step.finish_reason == "length" else "empty turn"
+                return self._outcome(
+                    RunStatus.FAILED,
+                    Termination.MODEL_ERROR,
+                    error=f"step {index}: the model returned no answer and no tool call ({why})",
+                )
+            verdict = self.env.check_success(answer)
+            return self._outcome(
+                RunStatus.COMPLETED,
+                Termination.COMPLETED,
+                final_answer=answer,
+                success=verdict.passed,
+                success_detail=verdict.detail,
+            )
+        return self._outcome(
+            RunStatus.FAILED,
+            Termination.MAX_STEPS,
+            error=f"no final answer within {settings.max_steps} steps",
+        )
+
+    # -- model calls --------------------------------------------------------------------------
+
+    def _request_body(self) -> dict[str, Any]:
+        s = self.settings
+        body: dict[str, Any] = {"model": s.model, "messages": self.conversation.messages}
+        if self.tools:
+            body["tools"] = self.tools
+        if s.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if s.temperature is not None:
+            body["temperature"] = s.temperature
+        if s.max_tokens is not None:
+            body["max_tokens"] = s.max_tokens
+        body.update(s.extra_body)
+        return body
+
+    async def _call_with_retries(self) -> tuple[Exchange, list[ExchangeError]]:
+        # The conversation list is sent as is: copying it every step would be O(n^2).
+        body = self._request_body()
+        errors: list[ExchangeError] = []
+        while True:
+            exchange = await self.client.complete(body)
+            err = exchange.error
+            if (
+                err is None
+                or err.kind not in _RETRYABLE
+                or len(errors) >= self.settings.max_retries
+            ):
+                return exchange, errors
+            errors.append(err)
+            delay = self.settings.retry_base_s * (2 ** (len(errors) - 1))
+            retry_after = exchange.headers.get("retry-after")
+            if retry_after and retry_after.replace(".", "", 1).isdigit():
+                delay = max(delay, min(float(retry_after), 60.0))
+            await asyncio.sleep(delay)
+
+    def _step_record(
+        self,
+        index: int,
+        exchange: Exchange,
+        retry_errors: list[ExchangeError],
+        reading: Reading | None,
+    ) -> StepRecord:
+        params = {k: v for k, v in exchange.request_body.items() if k != "messages"}
+        step = StepRecord(
+            run_id=self.run_id,
+            index=index,
+            started_at=exchange.started_at,
+            latency_ms=exchange.latency_ms,
+            ttft_reasoning_ms=exchange.ttft_reasoning_ms,
+            ttft_content_ms=exchange.ttft_content_ms,
+            ttft_tool_call_ms=exchange.ttft_tool_call_ms,
+            streamed=exchange.streamed,
+            http_status=exchange.http_status,
+            request_id=exchange.headers.get("x-request-id") or exchange.headers.get("request-id"),
+            response_headers=exchange.headers,
+            request_params=params,
+            request_message_hashes=list(self.conversation.hashes),
+            response_body=exchange.response_body,
+            stream_events=exchange.stream_events,
+            finish_reason_raw=exchange.finish_reason_raw,
+            finish_reason=normalize_finish_reason(exchange.finish_reason_raw),
+            usage_raw=exchange.usage_raw,
+            error=exchange.error,
+            retries=len(retry_errors),
+            retry_errors=retry_errors,
+            anomalies=exchange.anomalies,
+        )
+        if reading is not None:
+            step.reasoning = reading.reasoning
+            step.reasoning_source = reading.reasoning_source
+            step.content = reading.content
+            step.tool_calls = reading.tool_calls
+            step.usage = normalize_usage(exchange.usage_raw, reading.reasoning)
+        return step
+
+    # -- tools --------------------------------------------------------------------------------
+
+    async def _run_tools(self, index: int, calls: list[ToolCallRecord]) -> None:
+        results = await asyncio.gather(*(self._run_tool(call) for call in calls))
+        for call, result in zip(calls, results, strict=True):
+            self.conversation.append(
+                {"role": "tool", "tool_call_id": call.id or "", "content": result.output}
+            )
+            if result.error is not None:
+                self.tally.tool_errors += 1
+        await self.recorder.record_tool_results(self.run_id, index, list(results))
+
+    async def _run_tool(self, call: ToolCallRecord) -> ToolResultRecord:
+        started = _now()
+        t0 = time.perf_counter()
+        if call.name not in self.tool_names:
+            available = ", ".join(sorted(self.tool_names))
+            outcome = _error_outcome(f"unknown tool {call.name!r}; available tools: {available}")
+        elif not call.json_valid:
+            outcome = _error_outcome(
+                f"arguments of {call.name} are not a JSON object: {call.arguments_raw[:200]!r}"
+            )
+        else:
+            try:
+                outcome = await self.env.call(call.name, call.arguments)
+            except Exception as exc:  # a bug in a tool must not kill the run silently
+                outcome = _error_outcome(f"tool {call.name} crashed: {type(exc).__name__}: {exc}")
+        return ToolResultRecord(
+            index=call.index,
+            tool_call_id=call.id,
+            name=call.name,
+            output=outcome.output,
+            error=outcome.error,
+            started_at=started,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _count(self, step: StepRecord) -> None:
+        t = self.tally
+        t.steps += 1
+        t.tool_calls += len(step.tool_calls)
+        t.prompt_tokens += step.usage.prompt_tokens or 0
+        t.completion_tokens += step.usage.completion_tokens or 0
+        t.reasoning_tokens += step.usage.reasoning_tokens or 0
+
+    def _failed_by_endpoint(self, error: ExchangeError | None) -> RunOutcome:
+        if error is not None and error.kind == "context_overflow":
+            termination = Termination.CONTEXT_OVERFLOW
+        else:
+            termination = Termination.PROVIDER_ERROR
+        message = error.message if error is not None else "no message in the response"
+        return self._outcome(RunStatus.FAILED, termination, error=message)
+
+    def _outcome(
+        self,
+        status: RunStatus,
+        termination: Termination,
+        *,
+        error: str | None = None,
+        final_answer: str | None = None,
+        success: bool | None = None,
+        success_detail: str | None = None,
+    ) -> RunOutcome:
+        t = self.tally
+        return RunOutcome(
+            status=status,
+            termination=termination,
+            ended_at=_now(),
+            success=success,
+            success_detail=success_detail,
+            final_answer=final_answer,
+            error=error,
+            steps=t.steps,
+            tool_calls=t.tool_calls,
+            tool_errors=t.tool_errors,
+            prompt_tokens=t.prompt_tokens,
+            completion_tokens=t.completion_tokens,
+            reasoning_tokens=t.reasoning_tokens,
+        )
+
+
+def _verdict(error: str | None) -> tuple[bool | None, str | None]:
+    return (error is None, error)
+
+
+def _error_outcome(message: str) -> ToolOutcome:
+    return ToolOutcome(output=json.dumps({"error": message}), error=message)

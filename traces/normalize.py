@@ -1,0 +1,185 @@
+"""Reading an assistant message the same way whoever served it: reasoning, content, calls, usage.
+
+Works on plain dicts, so recorded responses, streamed reassemblies and imported logs all go
+through the same reading.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from traces.model import FinishReason, ReasoningSource, ToolCallRecord, Usage
+
+_THINK_BLOCK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
+_THINK_CLOSE_ONLY = re.compile(r"^(.*?)</think>\s*", re.DOTALL)
+_KIMI_ID = re.compile(r"^functions\.[\w\-.]+:\d+$")
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+SchemaValidator = Callable[[str, Any], tuple[bool | None, str | None]]
+"""(tool name, parsed arguments) -> (schema_valid, first error); None when the tool is unknown."""
+
+
+class Reading(BaseModel):
+    """The normalized reading of one assistant message."""
+
+    reasoning: str | None = None
+    reasoning_source: ReasoningSource = "none"
+    content: str | None = Field(default=None, description="Visible text, think block removed.")
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+
+
+def read_reasoning(message: dict[str, Any]) -> tuple[str | None, ReasoningSource, str | None]:
+    """Reasoning text, its source, and the content with any inline think block removed."""
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    for field in ("reasoning_content", "reasoning"):
+        value = message.get(field)
+        if isinstance(value, str) and value:
+            return value, field, content
+    details = message.get("reasoning_details")
+    if isinstance(details, list) and details:
+        texts = [
+            str(d.get("text") or d.get("summary") or "")
+            for d in details
+            if isinstance(d, dict) and (d.get("text") or d.get("summary"))
+        ]
+        if texts:
+            return "\n".join(texts), "reasoning_details", content
+    if isinstance(content, str):
+        match = _THINK_BLOCK.match(content)
+        if match:
+            return match.group(1).strip(), "think_tag", content[match.end() :]
+        # The prompt often opens <think> itself, so only the closing tag reaches the output.
+        if "</think>" in content and "<think>" not in content:
+            match = _THINK_CLOSE_ONLY.match(content)
+            if match:
+                return match.group(1).strip(), "think_tag", content[match.end() :]
+    return None, "none", content
+
+
+def id_format(call_id: str | None) -> str:
+    """Shape of a tool-call id: openai (`call_…`), kimi (`functions.NAME:IDX`), other, missing."""
+    if not call_id:
+        return "missing"
+    if call_id.startswith("call_"):
+        return "openai"
+    if _KIMI_ID.match(call_id):
+        return "kimi"
+    return "other"
+
+
+def read_tool_calls(
+    message: dict[str, Any], validate: SchemaValidator | None = None
+) -> list[ToolCallRecord]:
+    """Every tool call of the message, with arguments kept raw and parsed side by side."""
+    records: list[ToolCallRecord] = []
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") or {}
+        raw_args = function.get("arguments")
+        if isinstance(raw_args, str):
+            arguments_type = "string"
+            arguments_raw = raw_args
+            try:
+                parsed: Any = json.loads(raw_args) if raw_args.strip() else None
+            except ValueError:
+                parsed = None
+        elif raw_args is None:
+            arguments_type, arguments_raw, parsed = "missing", "", None
+        else:
+            arguments_type = "object"
+            arguments_raw = json.dumps(raw_args, ensure_ascii=False)
+            parsed = raw_args
+        json_valid = isinstance(parsed, dict)
+        name = str(function.get("name") or "")
+        schema_valid: bool | None = None
+        schema_error: str | None = None
+        if json_valid and validate is not None:
+            schema_valid, schema_error = validate(name, parsed)
+        records.append(
+            ToolCallRecord(
+                index=index,
+                id=call.get("id"),
+                id_format=id_format(call.get("id")),
+                name=name,
+                arguments_raw=arguments_raw,
+                arguments_type=arguments_type,
+                arguments=parsed if json_valid else None,
+                json_valid=json_valid,
+                schema_valid=schema_valid,
+                schema_error=schema_error,
+            )
+        )
+    return records
+
+
+def read_message(message: dict[str, Any], validate: SchemaValidator | None = None) -> Reading:
+    """The normalized reading of one assistant message."""
+    reasoning, source, content = read_reasoning(message)
+    return Reading(
+        reasoning=reasoning,
+        reasoning_source=source,
+        content=content,
+        tool_calls=read_tool_calls(message, validate),
+    )
+
+
+def normalize_finish_reason(raw: str | None) -> FinishReason:
+    """Map the many spellings of finish_reason onto a closed set."""
+    if raw is None:
+        return "none"
+    lowered = raw.lower()
+    if lowered in ("stop", "end_turn", "eos", "stop_sequence"):
+        return "stop"
+    if lowered in ("tool_calls", "function_call", "tool_use"):
+        return "tool_calls"
+    if lowered in ("length", "max_tokens"):
+        return "length"
+    if lowered == "content_filter":
+        return "content_filter"
+    if lowered == "error":
+        return "error"
+    return "other"
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (words and punctuation) for when an endpoint reports none."""
+    return len(_WORD.findall(text))
+
+
+def normalize_usage(raw: dict[str, Any] | None, reasoning: str | None) -> Usage:
+    """Usage with cached and reasoning tokens read from wherever the provider put them."""
+    if not raw:
+        if reasoning:
+            return Usage(
+                reasoning_tokens=estimate_tokens(reasoning), reasoning_tokens_source="estimated"
+            )
+        return Usage()
+
+    def as_int(value: Any) -> int | None:
+        return int(value) if isinstance(value, int | float) else None
+
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = as_int(prompt_details.get("cached_tokens"))
+    if cached is None:
+        cached = as_int(raw.get("prompt_cache_hit_tokens"))
+    reasoning_tokens = as_int(completion_details.get("reasoning_tokens"))
+    if reasoning_tokens is None:
+        reasoning_tokens = as_int(raw.get("reasoning_tokens"))
+    source = "reported" if reasoning_tokens is not None else "missing"
+    if reasoning_tokens is None and reasoning:
+        reasoning_tokens, source = estimate_tokens(reasoning), "estimated"
+    return Usage(
+        prompt_tokens=as_int(raw.get("prompt_tokens")),
+        completion_tokens=as_int(raw.get("completion_tokens")),
+        reasoning_tokens=reasoning_tokens,
+        reasoning_tokens_source=source,
+        cached_tokens=cached,
+        total_tokens=as_int(raw.get("total_tokens")),
+    )

@@ -1,0 +1,142 @@
+"""Driving many runs of one task against one endpoint, with bounded concurrency.
+
+Each run gets its own world (seed), its own sandbox directory and its own conversation; they
+share one endpoint client (one connection pool) and one recorder (one writer thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from traces.client import EndpointClient, EndpointConfig, redact_url
+from traces.harness import Agent, HarnessSettings
+from traces.model import RunOutcome, RunRecord, RunStatus, Termination
+from traces.store.recorder import Recorder, interrupted_outcome
+from traces.tasks import Task, build_environment, render_prompts
+
+ProgressCallback = Callable[[str, RunOutcome], None]
+"""Called with (run id, outcome) as each run ends."""
+
+
+class RunPlan(BaseModel):
+    """What to record: one task, one endpoint, N runs."""
+
+    task: Task
+    provider: str
+    endpoint: EndpointConfig
+    settings: HarnessSettings
+    repeat: int = 1
+    concurrency: int = 1
+    seed: int = 0
+
+
+class RunSummary(BaseModel):
+    """One recorded run as the `record` command reports it."""
+
+    id: str
+    seed: int
+    outcome: RunOutcome
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time and stays unique across processes."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+
+
+async def record_runs(
+    plan: RunPlan, recorder: Recorder, on_done: ProgressCallback | None = None
+) -> list[RunSummary]:
+    """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order."""
+    client = EndpointClient(plan.endpoint)
+    limit = asyncio.Semaphore(max(1, plan.concurrency))
+    try:
+        with tempfile.TemporaryDirectory(prefix="agent-traces-") as sandboxes:
+
+            async def one(i: int) -> RunSummary:
+                async with limit:
+                    summary = await _record_one(plan, client, recorder, plan.seed + i, sandboxes)
+                if on_done is not None:
+                    on_done(summary.id, summary.outcome)
+                return summary
+
+            return list(await asyncio.gather(*(one(i) for i in range(plan.repeat))))
+    finally:
+        await client.close()
+
+
+async def _record_one(
+    plan: RunPlan, client: EndpointClient, recorder: Recorder, seed: int, sandboxes: str
+) -> RunSummary:
+    run_id = new_run_id()
+    sandbox = Path(sandboxes) / run_id
+    sandbox.mkdir()
+    environment = build_environment(plan.task, seed=seed, sandbox_dir=sandbox)
+    system_prompt, user_prompt = render_prompts(plan.task, environment)
+    settings = plan.settings.model_copy()
+    if settings.seed is None:
+        settings.seed = seed
+    await recorder.begin_run(
+        RunRecord(
+            id=run_id,
+            task=plan.task.name,
+            task_path=str(plan.task.source_path),
+            task_sha256=plan.task.sha256,
+            provider=plan.provider,
+            model=settings.model,
+            base_url=redact_url(plan.endpoint.base_url),
+            settings=_settings_json(plan, settings),
+            seed=seed,
+            started_at=datetime.now(UTC).replace(tzinfo=None),
+            recorder_pid=recorder.pid,
+            recorder_host=recorder.host,
+        )
+    )
+    agent = Agent(
+        run_id=run_id,
+        client=client,
+        recorder=recorder,
+        environment=environment,
+        system_prompt=system_prompt,
+        user_prompt=user_prompt,
+        settings=settings,
+    )
+    try:
+        outcome = await agent.run()
+    except asyncio.CancelledError:
+        t = agent.tally
+        outcome = interrupted_outcome(t.steps, t.tool_calls, t.tool_errors)
+        outcome.prompt_tokens = t.prompt_tokens
+        outcome.completion_tokens = t.completion_tokens
+        outcome.reasoning_tokens = t.reasoning_tokens
+        await asyncio.shield(recorder.end_run(run_id, outcome))
+        raise
+    except Exception as exc:  # a harness bug: end this run visibly, let the others go on
+        t = agent.tally
+        outcome = RunOutcome(
+            status=RunStatus.FAILED,
+            termination=Termination.CLIENT_ERROR,
+            ended_at=datetime.now(UTC).replace(tzinfo=None),
+            error=f"{type(exc).__name__}: {exc}",
+            steps=t.steps,
+            tool_calls=t.tool_calls,
+            tool_errors=t.tool_errors,
+        )
+    await recorder.end_run(run_id, outcome)
+    return RunSummary(id=run_id, seed=seed, outcome=outcome)
+
+
+def _settings_json(plan: RunPlan, settings: HarnessSettings) -> dict[str, Any]:
+    data = settings.model_dump(exclude={"extra_body"})
+    data["extra_body_keys"] = sorted(settings.extra_body)
+    data["repeat"] = plan.repeat
+    data["concurrency"] = plan.concurrency
+    data["api_key_env"] = plan.endpoint.api_key_env
+    return data

@@ -1,0 +1,1 @@
+"""Task strategies of the simulated model, picked from the declared tool names."""

@@ -1,0 +1,1 @@
+"""The DuckDB trace store: schema, migrations, documentation and the durable recorder."""

@@ -1,0 +1,82 @@
+"""Finding and opening the trace database, with one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from traces.errors import DatabaseError
+from traces.store.migrations import current_version, latest_version, migrate
+from traces.store.schema_docs import apply_comments
+
+DEFAULT_DB = "traces.duckdb"
+DB_ENV_VAR = "TRACES_DB"
+
+
+def resolve_db_path(explicit: str | Path | None) -> Path:
+    """`--db` if given, else `$TRACES_DB`, else `./traces.duckdb`."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(DB_ENV_VAR)
+    return Path(from_env) if from_env else Path(DEFAULT_DB)
+
+
+def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc).splitlines()[0]
+        if "lock" in text.lower():
+            raise DatabaseError(
+                f"{path}: the database is locked by another process (a recording in progress?)"
+            ) from None
+        raise DatabaseError(f"{path}: cannot open database: {text}") from None
+    except duckdb.Error as exc:
+        raise DatabaseError(f"{path}: not a trace database: {str(exc).splitlines()[0]}") from None
+
+
+def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) and migrate the database for a writer."""
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"{path}: directory {path.parent} does not exist")
+    conn = _connect(path, read_only=False)
+    try:
+        before = current_version(conn)
+        after = migrate(conn)
+        if after != before:
+            apply_comments(conn)
+    except duckdb.Error as exc:
+        conn.close()
+        raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
+    return conn
+
+
+def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open an existing database read-only, upgrading its schema first if it is behind."""
+    if not path.exists():
+        raise DatabaseError(
+            f"{path}: no trace database here (record a run first, or pass --db / set {DB_ENV_VAR})"
+        )
+    conn = _connect(path, read_only=True)
+    try:
+        tables = {
+            row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        version = 0
+        if "schema_migrations" in tables:
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+            version = int(row[0]) if row else 0
+    except duckdb.Error as exc:
+        conn.close()
+        raise DatabaseError(f"{path}: not a trace database: {str(exc).splitlines()[0]}") from None
+    if version == 0:
+        conn.close()
+        raise DatabaseError(f"{path}: not a trace database (no schema_migrations table)")
+    if version < latest_version():
+        # An older file: upgrade once with a short-lived writer, then read as asked.
+        conn.close()
+        open_for_writing(path).close()
+        conn = _connect(path, read_only=True)
+    return conn

@@ -1,0 +1,188 @@
+"""Append-only schema migrations for the trace database.
+
+Never edit a migration that has shipped: add a new one. Each runs in its own transaction and
+is recorded in `schema_migrations`, so opening an old database upgrades it in place.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial trace model",
+        """
+        CREATE TABLE runs (
+            id VARCHAR PRIMARY KEY,
+            task VARCHAR NOT NULL,
+            task_path VARCHAR NOT NULL,
+            task_sha256 VARCHAR NOT NULL,
+            provider VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            base_url VARCHAR NOT NULL,
+            settings JSON NOT NULL,
+            seed BIGINT NOT NULL,
+            status VARCHAR NOT NULL,
+            termination VARCHAR,
+            success BOOLEAN,
+            success_detail VARCHAR,
+            final_answer VARCHAR,
+            error VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            ended_at TIMESTAMP,
+            steps INTEGER NOT NULL DEFAULT 0,
+            tool_calls INTEGER NOT NULL DEFAULT 0,
+            tool_errors INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0,
+            reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+            recorder_pid INTEGER NOT NULL,
+            recorder_host VARCHAR NOT NULL
+        );
+        CREATE TABLE messages (
+            hash VARCHAR PRIMARY KEY,
+            role VARCHAR NOT NULL,
+            body JSON NOT NULL
+        );
+        CREATE TABLE steps (
+            run_id VARCHAR NOT NULL,
+            idx INTEGER NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE NOT NULL,
+            ttft_reasoning_ms DOUBLE,
+            ttft_content_ms DOUBLE,
+            ttft_tool_call_ms DOUBLE,
+            streamed BOOLEAN NOT NULL,
+            http_status INTEGER,
+            request_id VARCHAR,
+            response_headers JSON,
+            request_params JSON NOT NULL,
+            request_message_hashes VARCHAR[] NOT NULL,
+            response_body VARCHAR,
+            stream_events JSON,
+            finish_reason_raw VARCHAR,
+            finish_reason VARCHAR NOT NULL,
+            reasoning VARCHAR,
+            reasoning_source VARCHAR NOT NULL,
+            content VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reasoning_tokens_source VARCHAR NOT NULL,
+            cached_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_raw JSON,
+            replay_message_hash VARCHAR,
+            error_kind VARCHAR,
+            error_status INTEGER,
+            error_message VARCHAR,
+            error_body VARCHAR,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_errors JSON,
+            anomalies JSON,
+            PRIMARY KEY (run_id, idx)
+        );
+        CREATE TABLE tool_calls (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            call_idx INTEGER NOT NULL,
+            id VARCHAR,
+            id_format VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            arguments_raw VARCHAR NOT NULL,
+            arguments_type VARCHAR NOT NULL,
+            arguments JSON,
+            json_valid BOOLEAN NOT NULL,
+            schema_valid BOOLEAN,
+            schema_error VARCHAR
+        );
+        CREATE TABLE tool_results (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            call_idx INTEGER NOT NULL,
+            tool_call_id VARCHAR,
+            name VARCHAR NOT NULL,
+            output VARCHAR NOT NULL,
+            error VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            duration_ms DOUBLE NOT NULL
+        );
+        CREATE TABLE findings (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER,
+            kind VARCHAR NOT NULL,
+            severity VARCHAR NOT NULL,
+            layer VARCHAR NOT NULL,
+            evidence JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE VIEW step_counts AS
+            SELECT task, provider, model,
+                   count(*) AS runs,
+                   count(*) FILTER (WHERE success) AS succeeded,
+                   min(steps) AS min_steps,
+                   quantile_cont(steps, 0.5) AS median_steps,
+                   quantile_cont(steps, 0.9) AS p90_steps,
+                   max(steps) AS max_steps,
+                   avg(steps) AS mean_steps
+            FROM runs
+            WHERE status <> 'running'
+            GROUP BY task, provider, model;
+        CREATE VIEW failures AS
+            SELECT task, provider, model, termination, count(*) AS runs,
+                   any_value(error) AS example_error
+            FROM runs
+            WHERE status <> 'running' AND (termination <> 'completed' OR success IS NOT TRUE)
+            GROUP BY task, provider, model, termination;
+        CREATE VIEW provider_summary AS
+            SELECT provider, model,
+                   count(*) AS runs,
+                   avg(CASE WHEN success THEN 1.0 ELSE 0.0 END) AS success_rate,
+                   sum(steps) AS steps,
+                   sum(tool_calls) AS tool_calls,
+                   sum(tool_errors) AS tool_errors,
+                   sum(prompt_tokens) AS prompt_tokens,
+                   sum(completion_tokens) AS completion_tokens,
+                   sum(reasoning_tokens) AS reasoning_tokens
+            FROM runs
+            GROUP BY provider, model;
+        """,
+    ),
+]
+"""(version, name, SQL) in the order they apply. Append only."""
+
+
+def current_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration applied to this database (0 for a new file)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply every pending migration, each atomically; return the resulting version."""
+    version = current_version(conn)
+    for number, name, sql in MIGRATIONS:
+        if number <= version:
+            continue
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [number, name]
+            )
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        version = number
+    return version
+
+
+def latest_version() -> int:
+    """The version a fully migrated database has."""
+    return MIGRATIONS[-1][0]

@@ -1,0 +1,204 @@
+"""Documentation of every table, view and column, stored in the database as SQL comments.
+
+Keeping the words inside DuckDB (`COMMENT ON`) means `traces schema` and any SQL client
+(`SELECT comment FROM duckdb_columns()`) read the same documentation. A test fails when a
+column exists without a description here.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "schema_migrations": (
+        "Migrations applied to this file, one row each (append-only).",
+        {
+            "version": "Migration number.",
+            "name": "What the migration did.",
+            "applied_at": "When it was applied (UTC).",
+        },
+    ),
+    "runs": (
+        "One agent episode: a task run against one endpoint until an answer, a limit or an error.",
+        {
+            "id": "Run id (time-ordered).",
+            "task": "Task name from the task file.",
+            "task_path": "Task file the run was built from.",
+            "task_sha256": "sha256 of the task file bytes, to tell edited tasks apart.",
+            "provider": "Provider label: `sim` (embedded simulator), `custom` (--base-url).",
+            "model": "Model id sent in every request.",
+            "base_url": "Endpoint base URL, credentials and query stripped.",
+            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay...",
+            "seed": "Seed of the task world (and the request `seed` field).",
+            "status": "running | completed | failed | interrupted.",
+            "termination": "Why it stopped: completed, max_steps, model_error, provider_error, "
+            "tool_error, interrupted, context_overflow.",
+            "success": "Verdict of the task's success check (null when no final answer).",
+            "success_detail": "One sentence explaining the verdict.",
+            "final_answer": "The model's final answer text.",
+            "error": "One line on what stopped the run, when it was not a final answer.",
+            "started_at": "When the run started (UTC).",
+            "ended_at": "When the run ended (UTC); null while running or if the recorder died.",
+            "steps": "Model calls recorded.",
+            "tool_calls": "Tool calls the model made.",
+            "tool_errors": "Tool calls whose execution returned an error to the model.",
+            "prompt_tokens": "Sum of reported prompt tokens over the steps.",
+            "completion_tokens": "Sum of reported completion tokens over the steps.",
+            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps.",
+            "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
+            "recorder_host": "Host name of the recorder.",
+        },
+    ),
+    "messages": (
+        "Chat messages, content-addressed: each distinct message stored once, referenced by hash "
+        "from steps.request_message_hashes.",
+        {
+            "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
+            "role": "system | user | assistant | tool.",
+            "body": "The message exactly as sent, as JSON.",
+        },
+    ),
+    "steps": (
+        "One model call: the exact request, the raw response and its normalized reading.",
+        {
+            "run_id": "Run the step belongs to.",
+            "idx": "Step number within the run, from 0.",
+            "started_at": "When the request was sent (UTC).",
+            "latency_ms": "Time from sending the request to the end of the response body.",
+            "ttft_reasoning_ms": "Time to the first reasoning chunk (streams).",
+            "ttft_content_ms": "Time to the first content chunk (streams).",
+            "ttft_tool_call_ms": "Time to the first tool-call chunk (streams).",
+            "streamed": "Whether the response was streamed.",
+            "http_status": "HTTP status of the last attempt.",
+            "request_id": "Provider request id (x-request-id and similar headers).",
+            "response_headers": "Kept response headers: request ids, rate limits, timing.",
+            "request_params": "The request body exactly as sent, minus `messages`.",
+            "request_message_hashes": "Hashes of the request's messages in order; join `messages` "
+            "to rebuild the exact request.",
+            "response_body": "Raw response body (non-streaming responses and errors).",
+            "stream_events": "Every raw SSE line with its arrival time in ms, as JSON.",
+            "finish_reason_raw": "finish_reason exactly as sent.",
+            "finish_reason": "Normalized: stop, tool_calls, length, content_filter, error, other, "
+            "none.",
+            "reasoning": "Reasoning text, normalized.",
+            "reasoning_source": "Where reasoning came from: reasoning_content, reasoning, "
+            "reasoning_details, think_tag, harmony, none.",
+            "content": "Visible answer text, normalized (think blocks removed).",
+            "prompt_tokens": "usage.prompt_tokens as reported.",
+            "completion_tokens": "usage.completion_tokens as reported.",
+            "reasoning_tokens": "Reasoning tokens, reported or estimated.",
+            "reasoning_tokens_source": "reported | estimated | missing.",
+            "cached_tokens": "Cached prompt tokens (cached_tokens or prompt_cache_hit_tokens).",
+            "total_tokens": "usage.total_tokens as reported.",
+            "usage_raw": "The usage block exactly as sent.",
+            "replay_message_hash": "Hash of the assistant message the harness sent back next.",
+            "error_kind": "Error class of a failed call: rate_limit, server_error, timeout, "
+            "connection, context_overflow, bad_request, auth, not_found, invalid_response, other.",
+            "error_status": "HTTP status of the failed call.",
+            "error_message": "One-line error description.",
+            "error_body": "Raw error body.",
+            "retries": "Failed attempts before this one (429/5xx/timeouts are retried).",
+            "retry_errors": "The errors of those failed attempts, as JSON.",
+            "anomalies": "Irregularities noticed while reading the response, as JSON.",
+        },
+    ),
+    "tool_calls": (
+        "One tool call the model made, raw and parsed.",
+        {
+            "run_id": "Run of the call.",
+            "step_idx": "Step that made the call.",
+            "call_idx": "Position within the step (parallel calls share a step).",
+            "id": "Tool-call id exactly as sent.",
+            "id_format": "openai (`call_…`), kimi (`functions.NAME:IDX`), other or missing.",
+            "name": "Function name as sent.",
+            "arguments_raw": "Arguments exactly as sent (string, or JSON text of an object).",
+            "arguments_type": "string (OpenAI form), object, or missing.",
+            "arguments": "Parsed arguments as JSON; null when invalid.",
+            "json_valid": "Whether the arguments parse as a JSON object.",
+            "schema_valid": "Whether they validate against the declared tool schema.",
+            "schema_error": "First schema error as `path: message`.",
+        },
+    ),
+    "tool_results": (
+        "What the harness executed for a tool call and returned to the model.",
+        {
+            "run_id": "Run of the call.",
+            "step_idx": "Step whose call this answers.",
+            "call_idx": "Position of the call within that step.",
+            "tool_call_id": "Id the result answers, as sent back.",
+            "name": "Function executed.",
+            "output": "Text returned to the model.",
+            "error": "Error text when the call failed (bad arguments, refused path...).",
+            "started_at": "When execution began (UTC).",
+            "duration_ms": "Execution wall time.",
+        },
+    ),
+    "findings": (
+        "Things checks noticed on a step or run (filled by the checks).",
+        {
+            "run_id": "Run concerned.",
+            "step_idx": "Step concerned; null for run-level findings.",
+            "kind": "What was noticed (e.g. leaked_special_tokens).",
+            "severity": "info | warning | error.",
+            "layer": "Who is at fault: model, tool, provider or client.",
+            "evidence": "Matched text, field and numbers, as JSON.",
+            "created_at": "When the check ran (UTC).",
+        },
+    ),
+    "step_counts": (
+        "Step-count distribution of finished runs by task, provider and model.",
+        {
+            "task": "Task name.",
+            "provider": "Provider label.",
+            "model": "Model id.",
+            "runs": "Finished runs.",
+            "succeeded": "Runs whose success check passed.",
+            "min_steps": "Fewest steps.",
+            "median_steps": "Median steps.",
+            "p90_steps": "90th percentile of steps.",
+            "max_steps": "Most steps.",
+            "mean_steps": "Mean steps.",
+        },
+    ),
+    "failures": (
+        "Finished runs that did not succeed, by termination reason.",
+        {
+            "task": "Task name.",
+            "provider": "Provider label.",
+            "model": "Model id.",
+            "termination": "Why the runs stopped.",
+            "runs": "How many runs.",
+            "example_error": "One of their error lines.",
+        },
+    ),
+    "provider_summary": (
+        "Totals per provider and model.",
+        {
+            "provider": "Provider label.",
+            "model": "Model id.",
+            "runs": "Runs recorded.",
+            "success_rate": "Share of runs whose success check passed.",
+            "steps": "Steps recorded.",
+            "tool_calls": "Tool calls made.",
+            "tool_errors": "Tool calls that returned an error.",
+            "prompt_tokens": "Prompt tokens reported.",
+            "completion_tokens": "Completion tokens reported.",
+            "reasoning_tokens": "Reasoning tokens.",
+        },
+    ),
+}
+"""table or view -> (description, column -> description)."""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
+    """Write the documentation above into the database as table, view and column comments."""
+    views = {row[0] for row in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    for table, (description, columns) in TABLES.items():
+        kind = "VIEW" if table in views else "TABLE"
+        conn.execute(f"COMMENT ON {kind} {table} IS {_quote(description)}")
+        for column, text in columns.items():
+            conn.execute(f"COMMENT ON COLUMN {table}.{column} IS {_quote(text)}")

@@ -1,0 +1,159 @@
+"""Assembling a streamed chat completion from its chunks, noting every irregularity.
+
+Real servers disagree on how deltas look: some omit `index`, repeat the id and name in every
+chunk, or send arguments cumulatively. The assembler rebuilds the message the model meant and
+records each irregularity as an anomaly (data for the checks), instead of guessing silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TEXT_FIELDS = ("content", "reasoning_content", "reasoning")
+_STRUCTURED_FIELDS = frozenset((*_TEXT_FIELDS, "role", "tool_calls", "reasoning_details"))
+
+
+class StreamAssembler:
+    """Feeds on parsed `chat.completion.chunk` objects and yields the assembled message."""
+
+    def __init__(self) -> None:
+        """Start with an empty message."""
+        self.text: dict[str, list[str]] = {name: [] for name in _TEXT_FIELDS}
+        self.reasoning_details: list[Any] = []
+        self.calls: list[dict[str, Any]] = []
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.role: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.anomalies: list[dict[str, Any]] = []
+        self.first_ms: dict[str, float] = {}
+
+    def _note(self, kind: str, **evidence: Any) -> None:
+        self.anomalies.append({"kind": kind, **evidence})
+
+    def feed(self, chunk: dict[str, Any], t_ms: float) -> None:
+        """Take one chunk that arrived `t_ms` after the request was sent."""
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices") or []
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            if choice.get("finish_reason") is not None:
+                if self.finish_reason is not None and self.finish_reason != choice["finish_reason"]:
+                    self._note(
+                        "finish_reason_changed",
+                        first=self.finish_reason,
+                        then=choice["finish_reason"],
+                    )
+                self.finish_reason = choice["finish_reason"]
+            self._feed_delta(delta, t_ms)
+
+    def _feed_delta(self, delta: dict[str, Any], t_ms: float) -> None:
+        if delta.get("role"):
+            self.role = delta["role"]
+        for name in _TEXT_FIELDS:
+            piece = delta.get(name)
+            if isinstance(piece, str) and piece:
+                self.text[name].append(piece)
+                kind = "content" if name == "content" else "reasoning"
+                self.first_ms.setdefault(kind, t_ms)
+        details = delta.get("reasoning_details")
+        if isinstance(details, list) and details:
+            self.reasoning_details.extend(details)
+            self.first_ms.setdefault("reasoning", t_ms)
+        for key, value in delta.items():
+            if key not in _STRUCTURED_FIELDS and value is not None:
+                self.extra[key] = value
+        for position, call_delta in enumerate(delta.get("tool_calls") or []):
+            self.first_ms.setdefault("tool_call", t_ms)
+            self._feed_call(call_delta, position)
+
+    def _feed_call(self, call_delta: dict[str, Any], position: int) -> None:
+        call = self._find_call(call_delta, position)
+        function = call_delta.get("function") or {}
+        if call_delta.get("id"):
+            if call["id"] and call["id"] != call_delta["id"]:
+                self._note("tool_call_id_changed", first=call["id"], then=call_delta["id"])
+            elif call["id"] == call_delta["id"] and call["arguments_seen"]:
+                self._note("tool_call_id_repeated", id=call_delta["id"])
+            call["id"] = call_delta["id"]
+        if call_delta.get("type"):
+            call["type"] = call_delta["type"]
+        name = function.get("name")
+        if name:
+            if call["name"] and call["name"] != name:
+                self._note("tool_call_name_changed", first=call["name"], then=name)
+            elif call["name"] == name:
+                self._note("tool_call_name_repeated", name=name)
+            call["name"] = name
+        args = function.get("arguments")
+        if isinstance(args, dict):
+            call["object_arguments"] = args
+            self._note("tool_call_arguments_object_in_stream", name=call["name"])
+        elif isinstance(args, str) and args:
+            so_far = "".join(call["pieces"])
+            if so_far and args.startswith(so_far) and len(args) > len(so_far):
+                # Cumulative arguments: each chunk repeats everything sent so far.
+                self._note("tool_call_arguments_cumulative", name=call["name"])
+                call["pieces"] = [args]
+            else:
+                call["pieces"].append(args)
+            call["arguments_seen"] = True
+
+    def _find_call(self, call_delta: dict[str, Any], position: int) -> dict[str, Any]:
+        index = call_delta.get("index")
+        if index is None:
+            self._note("tool_call_index_missing")
+            # Without an index, a new id starts a new call; otherwise it continues the last.
+            new_id = call_delta.get("id")
+            known = [c for c in self.calls if new_id and c["id"] == new_id]
+            if known:
+                return known[0]
+            if new_id or not self.calls:
+                return self._new_call(len(self.calls))
+            return self.calls[-1]
+        for call in self.calls:
+            if call["index"] == index:
+                return call
+        if not self.calls and index != 0:
+            self._note("tool_call_index_not_zero_based", first_index=index)
+        return self._new_call(index)
+
+    def _new_call(self, index: int) -> dict[str, Any]:
+        call: dict[str, Any] = {
+            "index": index,
+            "id": None,
+            "type": None,
+            "name": None,
+            "pieces": [],
+            "arguments_seen": False,
+            "object_arguments": None,
+        }
+        self.calls.append(call)
+        return call
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message as a non-streaming response would have carried it."""
+        message: dict[str, Any] = {"role": self.role or "assistant"}
+        message["content"] = "".join(self.text["content"]) if self.text["content"] else None
+        for name in ("reasoning_content", "reasoning"):
+            if self.text[name]:
+                message[name] = "".join(self.text[name])
+        if self.reasoning_details:
+            message["reasoning_details"] = self.reasoning_details
+        message.update(self.extra)
+        if self.calls:
+            message["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": c["type"] or "function",
+                    "function": {
+                        "name": c["name"] or "",
+                        "arguments": c["object_arguments"]
+                        if c["object_arguments"] is not None
+                        else "".join(c["pieces"]),
+                    },
+                }
+                for c in sorted(self.calls, key=lambda c: c["index"])
+            ]
+        return message

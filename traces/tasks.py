@@ -1,0 +1,373 @@
+"""Task files: load and validate `samples/tasks/*.toml`, build their tool worlds, fill prompts.
+
+A task file is user input, so every problem becomes one `TaskFileError` line of the form
+`{path}: {field}: {problem}`; pydantic and tomllib errors never escape as tracebacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from traces.errors import TaskFileError
+from traces.tools import chain, files, research
+from traces.tools.base import ToolEnvironment
+from traces.tools.chain import ChainEnvironment
+from traces.tools.files import FilesEnvironment
+from traces.tools.research import ResearchEnvironment, load_corpus
+from traces.tools.sandbox import Sandbox
+
+MAX_STEPS_LIMIT = 10_000
+
+
+class _Strict(BaseModel):
+    # TOML values are already typed, so coercion ("320" -> 320) would only hide mistakes;
+    # forbidding extras turns a misspelt key into an error instead of a silent default.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class EnvironmentSpec(_Strict):
+    """The `[environment]` table: which tool world to build. Subclassed once per type."""
+
+    type: str = Field(description="The tool world: chain, research or files.")
+    prompt_variables: ClassVar[frozenset[str]] = frozenset()
+
+
+class ChainSpec(EnvironmentSpec):
+    """A chain of locked boxes opened strictly one after another."""
+
+    type: Literal["chain"] = Field(default="chain", description="Always `chain`.")
+    length: int = Field(
+        ge=1, le=chain.MAX_LENGTH, description="Number of boxes, i.e. tool calls needed."
+    )
+    prompt_variables: ClassVar[frozenset[str]] = chain.PROMPT_VARIABLES
+
+
+class ResearchSpec(EnvironmentSpec):
+    """Multi-hop lookups over a directory of linked markdown documents."""
+
+    type: Literal["research"] = Field(default="research", description="Always `research`.")
+    corpus: Path = Field(
+        strict=False,
+        description="Directory of `*.md` documents; relative paths are relative to the task "
+        "file. Stored resolved (absolute).",
+    )
+    prompt_variables: ClassVar[frozenset[str]] = research.PROMPT_VARIABLES
+
+    @field_validator("corpus")
+    @classmethod
+    def _corpus_usable(cls, value: Path, info: ValidationInfo) -> Path:
+        directory = _resolve(value, info)
+        if not directory.is_dir():
+            raise ValueError(f"directory {value} does not exist ({directory})")
+        # Parse now (the result is cached) so a broken document fails at load, not mid-run.
+        load_corpus(directory)
+        return directory
+
+
+class FilesSpec(EnvironmentSpec):
+    """A sandboxed project directory the model lists, reads, greps and writes."""
+
+    type: Literal["files"] = Field(default="files", description="Always `files`.")
+    seed_dir: Path | None = Field(
+        default=None,
+        strict=False,
+        description="Directory copied into each run's sandbox; relative to the task file. "
+        "Stored resolved (absolute). Without it the sandbox starts empty.",
+    )
+    prompt_variables: ClassVar[frozenset[str]] = files.PROMPT_VARIABLES
+
+    @field_validator("seed_dir")
+    @classmethod
+    def _seed_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        directory = _resolve(value, info)
+        if not directory.is_dir():
+            raise ValueError(f"directory {value} does not exist ({directory})")
+        return directory
+
+
+class ChainSuccess(_Strict):
+    """`[success]` for chain: no keys, the treasure is generated per seed."""
+
+
+class ResearchSuccess(_Strict):
+    """`[success]` for research."""
+
+    answer_contains: list[str] = Field(
+        min_length=1,
+        description="Strings the final answer must contain (case-insensitive substrings).",
+    )
+
+    @field_validator("answer_contains")
+    @classmethod
+    def _no_empty(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("entries must be non-empty strings")
+        return value
+
+
+class FilesSuccess(_Strict):
+    """`[success]` for files."""
+
+    file: str = Field(description="Sandbox-relative path of the file the model must write.")
+    file_contains: list[str] = Field(
+        min_length=1, description="Strings (typically whole lines) that file must contain."
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        pure = PurePosixPath(value)
+        if not value.strip() or pure.is_absolute() or ".." in pure.parts or value in (".", ""):
+            raise ValueError(f"must be a file path relative to the sandbox, got {value!r}")
+        return value
+
+    @field_validator("file_contains")
+    @classmethod
+    def _no_empty(cls, value: list[str]) -> list[str]:
+        if any(not item for item in value):
+            raise ValueError("entries must be non-empty strings")
+        return value
+
+
+_SPECS: dict[str, tuple[type[EnvironmentSpec], type[_Strict]]] = {
+    "chain": (ChainSpec, ChainSuccess),
+    "research": (ResearchSpec, ResearchSuccess),
+    "files": (FilesSpec, FilesSuccess),
+}
+
+
+class _TaskFile(_Strict):
+    """The top level of a task file, before the type-specific tables are checked."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$", max_length=100)
+    description: str = Field(min_length=1)
+    max_steps: int = Field(ge=1, le=MAX_STEPS_LIMIT)
+    system_prompt: str = Field(min_length=1)
+    user_prompt: str = Field(min_length=1)
+    environment: dict[str, Any]
+    success: dict[str, Any] = Field(default_factory=dict)
+
+
+class Task(BaseModel):
+    """A validated task file: prompts, step budget, tool world and success criteria."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Short identifier, `[a-z0-9_-]+`.")
+    description: str = Field(description="One-line human description of the task.")
+    max_steps: int = Field(description="Model calls allowed before the run stops (1..10000).")
+    system_prompt: str = Field(description="System prompt template (str.format placeholders).")
+    user_prompt: str = Field(description="First user message template (str.format placeholders).")
+    environment: SerializeAsAny[EnvironmentSpec] = Field(
+        description="The tool world to build (a ChainSpec, ResearchSpec or FilesSpec)."
+    )
+    success: dict[str, Any] = Field(description="Validated type-specific success criteria.")
+    source_path: Path = Field(description="The task file as it was given to `load_task`.")
+    sha256: str = Field(description="Hex SHA-256 of the task file's bytes.")
+
+
+def load_task(path: Path) -> Task:
+    """Read and validate a task file; raise TaskFileError (one line) on any problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TaskFileError(f"{path}: cannot read task file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TaskFileError(f"{path}: line {line}: invalid TOML (not UTF-8)") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskFileError(_toml_error(path, text, exc)) from None
+
+    top = _validate(path, _TaskFile, raw, prefix="", context=None)
+    assert isinstance(top, _TaskFile)
+    kind = top.environment.get("type")
+    if "type" not in top.environment:
+        raise TaskFileError(f"{path}: environment.type: required field is missing")
+    if not isinstance(kind, str) or kind not in _SPECS:
+        raise TaskFileError(
+            f"{path}: environment.type: must be one of {', '.join(_SPECS)} (got {kind!r})"
+        )
+    spec_model, success_model = _SPECS[kind]
+    context = {"base_dir": path.parent}
+    spec = _validate(path, spec_model, top.environment, prefix="environment", context=context)
+    assert isinstance(spec, EnvironmentSpec)
+    success = _validate(path, success_model, top.success, prefix="success", context=context)
+    for field in ("system_prompt", "user_prompt"):
+        _check_placeholders(path, field, getattr(top, field), kind, spec.prompt_variables)
+    return Task(
+        name=top.name,
+        description=top.description,
+        max_steps=top.max_steps,
+        system_prompt=top.system_prompt,
+        user_prompt=top.user_prompt,
+        environment=spec,
+        success=success.model_dump(),
+        source_path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def build_environment(task: Task, *, seed: int, sandbox_dir: Path) -> ToolEnvironment:
+    """Build a fresh tool world for one run; the same (task, seed) yields the same world.
+
+    `sandbox_dir` is the run's private directory (created by the caller); only the files
+    world uses it. Problems with the task's files raise TaskFileError.
+    """
+    spec = task.environment
+    if isinstance(spec, ChainSpec):
+        return ChainEnvironment(length=spec.length, seed=seed)
+    if isinstance(spec, ResearchSpec):
+        try:
+            corpus = load_corpus(spec.corpus)
+        except ValueError as exc:
+            raise TaskFileError(f"{task.source_path}: environment.corpus: {exc}") from None
+        return ResearchEnvironment(corpus=corpus, answer_contains=task.success["answer_contains"])
+    if isinstance(spec, FilesSpec):
+        try:
+            sandbox = Sandbox.seeded(sandbox_dir, spec.seed_dir)
+        except OSError as exc:
+            raise TaskFileError(
+                f"{task.source_path}: environment.seed_dir: cannot seed the sandbox "
+                f"({exc.strerror or exc})"
+            ) from None
+        return FilesEnvironment(
+            sandbox=sandbox,
+            output_file=task.success["file"],
+            file_contains=task.success["file_contains"],
+        )
+    raise TaskFileError(f"{task.source_path}: environment.type: unsupported {spec.type!r}")
+
+
+def render_prompts(task: Task, env: ToolEnvironment) -> tuple[str, str]:
+    """Return (system, user) prompts with `{placeholders}` filled from the environment."""
+    variables = env.prompt_variables()
+    rendered = []
+    for field in ("system_prompt", "user_prompt"):
+        template: str = getattr(task, field)
+        try:
+            rendered.append(template.format_map(variables))
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise TaskFileError(
+                f"{task.source_path}: {field}: cannot fill placeholders ({exc!r})"
+            ) from None
+    return rendered[0], rendered[1]
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir", Path("."))
+    return (Path(base) / value).resolve()
+
+
+def _validate(
+    path: Path,
+    model: type[_Strict],
+    data: dict[str, Any],
+    *,
+    prefix: str,
+    context: dict[str, Any] | None,
+) -> _Strict:
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = _field_name(prefix, first["loc"])
+        problem = _problem(first, model)
+        raise TaskFileError(f"{path}: {field}: {problem}".replace("\n", " ")) from None
+
+
+def _field_name(prefix: str, loc: tuple[int | str, ...]) -> str:
+    name = prefix
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name = f"{name}.{part}" if name else part
+    return name or "(top level)"
+
+
+_REWRITES = (
+    ("Value error, ", ""),
+    ("Input should be ", "must be "),
+    ("String should ", "must "),
+    ("List should ", "must "),
+    ("Field required", "required field is missing"),
+    ("a valid dictionary", "a table"),
+    ("a valid integer", "an integer"),
+    ("a valid string", "a string"),
+    ("a valid list", "a list"),
+)
+
+
+def _problem(error: ErrorDetails, model: type[_Strict]) -> str:
+    """Turn one pydantic error into a short lower-case problem statement."""
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        # Only a top-level loc can be extra here; nested models are validated separately.
+        allowed = ", ".join(model.model_fields) or "none"
+        return f"unknown key (allowed: {allowed})"
+    message = error["msg"]
+    for old, new in _REWRITES:
+        message = message.replace(old, new)
+    if kind not in ("value_error", "assertion_error"):
+        shown = repr(error.get("input"))
+        message += f" (got {shown[:60] + '…' if len(shown) > 60 else shown})"
+    return message
+
+
+_TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+def _toml_error(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    # Python 3.11's TOMLDecodeError has no lineno attribute: the position is in the message.
+    message = str(exc)
+    match = _TOML_POSITION.match(message)
+    if match:
+        return f"{path}: line {match['line']}: invalid TOML ({match['msg']}, column {match['col']})"
+    suffix = " (at end of document)"
+    if message.endswith(suffix):
+        line = text.count("\n") + 1
+        return f"{path}: line {line}: invalid TOML ({message.removesuffix(suffix)} at end of file)"
+    return f"{path}: invalid TOML ({message})"
+
+
+def _check_placeholders(
+    path: Path, field: str, template: str, kind: str, allowed: frozenset[str]
+) -> None:
+    """Reject placeholders the environment will not provide, before any run starts."""
+    available = ", ".join(sorted(allowed)) or "none"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TaskFileError(
+            f"{path}: {field}: bad placeholder syntax ({exc}); write literal braces as {{{{ }}}}"
+        ) from None
+    for _, name, _, _ in parsed:
+        if name is not None and name not in allowed:
+            raise TaskFileError(
+                f"{path}: {field}: unknown placeholder {{{name}}} "
+                f"(available for {kind}: {available}; write literal braces as {{{{ }}}})"
+            )
