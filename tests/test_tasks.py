@@ -14,6 +14,7 @@ from traces.tasks import (
     ChainSpec,
     FilesSpec,
     ResearchSpec,
+    Task,
     build_environment,
     load_task,
     render_prompts,
@@ -268,3 +269,11 @@ def test_files_task_without_seed_starts_empty(tmp_path: Path) -> None:
     env = build_environment(task, seed=0, sandbox_dir=sandbox)
     assert env.prompt_variables() == {"output_file": "r.md", "file_count": "0"}
     assert render_prompts(task, env)[1] == "write to `r.md`"
+
+
+@pytest.mark.parametrize("path", SAMPLE_TASKS, ids=lambda p: p.stem)
+def test_task_survives_a_json_round_trip(path: Path) -> None:
+    task = load_task(path)
+    again = Task.model_validate_json(task.model_dump_json())
+    assert again == task
+    assert type(again.environment) is type(task.environment)

@@ -131,7 +131,9 @@ def test_unknown_tool_is_an_error_outcome() -> None:
 def test_same_seed_same_world_different_seed_different_ids() -> None:
     a, b, c = (ChainEnvironment(length=50, seed=s) for s in (7, 7, 8))
     assert a.box_ids == b.box_ids and a.treasure == b.treasure
-    assert a.prompt_variables() == b.prompt_variables() == {"start_box": a.box_ids[0], "length": "50"}
+    assert (
+        a.prompt_variables() == b.prompt_variables() == {"start_box": a.box_ids[0], "length": "50"}
+    )
     assert a.box_ids != c.box_ids
     assert a.box_ids[0] != c.box_ids[0]
 

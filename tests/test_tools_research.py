@@ -202,7 +202,7 @@ def test_corpus_problems_name_the_file(
 
 
 def test_empty_or_missing_corpus(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="no .md documents"):
+    with pytest.raises(CorpusError, match=r"no \.md documents"):
         load_corpus(tmp_path)
     with pytest.raises(CorpusError, match="not a directory"):
         load_corpus(tmp_path / "absent")

@@ -11,7 +11,7 @@ import re
 import string
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -183,6 +183,15 @@ class Task(BaseModel):
     source_path: Path = Field(description="The task file as it was given to `load_task`.")
     sha256: str = Field(description="Hex SHA-256 of the task file's bytes.")
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _typed_spec(cls, value: Any) -> Any:
+        # A JSON round trip hands us a plain dict; choose the subclass by `type` so the
+        # type-specific fields survive instead of failing the base model's extra check.
+        if isinstance(value, dict) and value.get("type") in _SPECS:
+            return _SPECS[value["type"]][0].model_validate(value)
+        return value
+
 
 def load_task(path: Path) -> Task:
     """Read and validate a task file; raise TaskFileError (one line) on any problem."""
@@ -201,7 +210,6 @@ def load_task(path: Path) -> Task:
         raise TaskFileError(_toml_error(path, text, exc)) from None
 
     top = _validate(path, _TaskFile, raw, prefix="", context=None)
-    assert isinstance(top, _TaskFile)
     kind = top.environment.get("type")
     if "type" not in top.environment:
         raise TaskFileError(f"{path}: environment.type: required field is missing")
@@ -212,7 +220,6 @@ def load_task(path: Path) -> Task:
     spec_model, success_model = _SPECS[kind]
     context = {"base_dir": path.parent}
     spec = _validate(path, spec_model, top.environment, prefix="environment", context=context)
-    assert isinstance(spec, EnvironmentSpec)
     success = _validate(path, success_model, top.success, prefix="success", context=context)
     for field in ("system_prompt", "user_prompt"):
         _check_placeholders(path, field, getattr(top, field), kind, spec.prompt_variables)
@@ -280,14 +287,17 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
     return (Path(base) / value).resolve()
 
 
+_M = TypeVar("_M", bound=_Strict)
+
+
 def _validate(
     path: Path,
-    model: type[_Strict],
+    model: type[_M],
     data: dict[str, Any],
     *,
     prefix: str,
     context: dict[str, Any] | None,
-) -> _Strict:
+) -> _M:
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
@@ -320,7 +330,7 @@ _REWRITES = (
 )
 
 
-def _problem(error: ErrorDetails, model: type[_Strict]) -> str:
+def _problem(error: ErrorDetails, model: type[BaseModel]) -> str:
     """Turn one pydantic error into a short lower-case problem statement."""
     kind = error["type"]
     if kind == "missing":

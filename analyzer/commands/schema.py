@@ -36,7 +36,7 @@ def schema(
                 """
                 SELECT c.table_name, c.column_name, c.data_type, c.comment
                 FROM duckdb_columns() c
-                WHERE c.schema_name = 'main' AND (? IS NULL OR c.table_name = ?)
+                WHERE c.schema_name = 'main' AND NOT c.internal AND (? IS NULL OR c.table_name = ?)
                 ORDER BY c.table_name, c.column_index
                 """,
                 [table, table],

@@ -149,22 +149,19 @@ class SchemaValues:
         return out
 
     def _bounds(self, schema: Mapping[str, Any], step: float) -> tuple[float | None, float | None]:
-        low = schema.get("minimum")
-        high = schema.get("maximum")
-        ex_low = schema.get("exclusiveMinimum")
-        ex_high = schema.get("exclusiveMaximum")
+        low, high = _number(schema.get("minimum")), _number(schema.get("maximum"))
+        ex_low = _number(schema.get("exclusiveMinimum"))
+        ex_high = _number(schema.get("exclusiveMaximum"))
         # Draft 4 spells exclusivity as booleans next to minimum/maximum.
-        if ex_low is True and isinstance(low, int | float):
+        if schema.get("exclusiveMinimum") is True:
             low, ex_low = None, low
-        if ex_high is True and isinstance(high, int | float):
+        if schema.get("exclusiveMaximum") is True:
             high, ex_high = None, high
-        lo = float(low) if _is_number(low) else None
-        hi = float(high) if _is_number(high) else None
-        if _is_number(ex_low):
-            lo = max(lo if lo is not None else -math.inf, float(ex_low) + step)
-        if _is_number(ex_high):
-            hi = min(hi if hi is not None else math.inf, float(ex_high) - step)
-        return lo, hi
+        if ex_low is not None:
+            low = max(low if low is not None else -math.inf, ex_low + step)
+        if ex_high is not None:
+            high = min(high if high is not None else math.inf, ex_high - step)
+        return low, high
 
     def _integer(self, schema: Mapping[str, Any]) -> int:
         lo, hi = self._bounds(schema, 1)
@@ -218,8 +215,11 @@ class SchemaValues:
         return text
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _number(value: Any) -> float | None:
+    """`value` as a float when it is a JSON number (booleans are not numbers here)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _type_of(schema: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from traces.sim.config import ReasoningField
@@ -33,7 +34,7 @@ def message_text(content: Any) -> str:
         return "".join(
             str(part.get("text", ""))
             for part in content
-            if isinstance(part, Mapping) and part.get("type") == "text"
+            if isinstance(part, dict) and part.get("type") == "text"
         )
     return str(content)
 
@@ -59,10 +60,16 @@ def assistant_reasoning(message: Mapping[str, Any], field: ReasoningField) -> st
     return value if isinstance(value, str) and value else None
 
 
+@lru_cache(maxsize=1024)
+def _quoted(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False)
+
+
 def render_tool_call(name: str, arguments: Any) -> str:
     """One `<tool_call>` block; string arguments are inserted verbatim, as Qwen3's template does."""
     args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-    return f'<tool_call>\n{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": {args}}}\n</tool_call>'
+    quoted = _quoted(name)
+    return f'<tool_call>\n{{"name": {quoted}, "arguments": {args}}}\n</tool_call>'
 
 
 def render_assistant_body(
@@ -90,9 +97,11 @@ def _tool_calls_of(message: Mapping[str, Any]) -> list[tuple[str, Any]]:
     raw = message.get("tool_calls")
     if not isinstance(raw, list):
         return calls
+    # Plain dict checks: request bodies are decoded JSON, and ABC isinstance checks are slow
+    # in a loop that runs over every turn of every request.
     for call in raw:
-        function = call.get("function") if isinstance(call, Mapping) else None
-        if isinstance(function, Mapping):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
             calls.append((str(function.get("name", "")), function.get("arguments", "")))
     return calls
 

@@ -6,6 +6,7 @@ a run needs exactly `length` tool calls, which makes it the long-horizon stress 
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from typing import Any
@@ -82,7 +83,8 @@ class ChainEnvironment:
 
     def tool_specs(self) -> list[dict[str, Any]]:
         """The single `open_box` tool."""
-        return [OPEN_BOX_SPEC]
+        # A copy: callers (dialects, recorders) may edit it; the module's specs are shared.
+        return [copy.deepcopy(OPEN_BOX_SPEC)]
 
     def prompt_variables(self) -> dict[str, str]:
         """`start_box` (the first id) and `length` (number of boxes)."""

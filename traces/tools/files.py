@@ -6,6 +6,7 @@ thread would cost more than the read itself.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ class FilesEnvironment:
 
     def tool_specs(self) -> list[dict[str, Any]]:
         """The `list_files`, `read_file`, `write_file` and `grep` tools."""
-        return list(TOOL_SPECS)
+        # A copy: callers (dialects, recorders) may edit it; the module's specs are shared.
+        return copy.deepcopy(TOOL_SPECS)
 
     def prompt_variables(self) -> dict[str, str]:
         """`output_file` (from the success check) and `file_count` (files in the seed)."""

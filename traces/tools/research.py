@@ -8,6 +8,7 @@ through `search` and `open_document`, so each hop costs at least one tool round-
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -227,7 +228,8 @@ class ResearchEnvironment:
 
     def tool_specs(self) -> list[dict[str, Any]]:
         """The `search` and `open_document` tools."""
-        return list(_SPECS)
+        # A copy: callers (dialects, recorders) may edit it; the module's specs are shared.
+        return copy.deepcopy(_SPECS)
 
     def prompt_variables(self) -> dict[str, str]:
         """`document_count`: how many documents the corpus holds."""

@@ -40,8 +40,8 @@ class Strategy(Protocol):
         """Whether the result of `call` reports a failure (missing results count as failed)."""
         ...
 
-    def next_plan(self, transcript: Transcript, voice: Voice, failures: int) -> Plan:
-        """The next turn; `failures` is the number of consecutive fully failed turns so far."""
+    def next_plan(self, transcript: Transcript, voice: Voice) -> Plan:
+        """The next turn (the policy has already capped consecutive failures)."""
         ...
 
 

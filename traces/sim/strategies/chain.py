@@ -83,7 +83,7 @@ class ChainStrategy:
             return looks_like_error(call.result)
         return _box_data(call) is None
 
-    def next_plan(self, transcript: Transcript, voice: Voice, failures: int) -> Plan:
+    def next_plan(self, transcript: Transcript, voice: Voice) -> Plan:
         """Open the start box, then whatever the last card names; answer at the treasure."""
         if not transcript.turns:
             match = _BOX_ID.search(transcript.user_text)

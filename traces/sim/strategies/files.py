@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from traces.sim.strategies.base import Plan, ToolSchemas, backticked, looks_like_error, quoted_phrase
+from traces.sim.strategies.base import (
+    Plan,
+    ToolSchemas,
+    backticked,
+    looks_like_error,
+    quoted_phrase,
+)
 from traces.sim.transcript import Call, Transcript, Turn
-from traces.sim.voice import Voice, excerpt, sentences
+from traces.sim.voice import Voice, excerpt
 
 _LIST = "list_files"
 _GREP = "grep"
@@ -30,7 +36,7 @@ _GREPPED = (
     "The grep found {hits} matching lines across {count} files. Reading all of them in one go.",
 )
 _READ_DONE = (
-    "I have the contents of {count} files and {lines} lines mention \"{marker}\". Writing them "
+    'I have the contents of {count} files and {lines} lines mention "{marker}". Writing them '
     "to `{out}`, one per line.",
     'Collected {lines} "{marker}" lines from {count} files; now writing `{out}`.',
 )
@@ -76,7 +82,7 @@ class FilesStrategy:
             return not (isinstance(data, dict) and "bytes" in data)
         return looks_like_error(call.result)
 
-    def next_plan(self, transcript: Transcript, voice: Voice, failures: int) -> Plan:
+    def next_plan(self, transcript: Transcript, voice: Voice) -> Plan:
         """Pick the phase from the last turn's tools; a failed phase is simply repeated."""
         marker = quoted_phrase(transcript.user_text) or "TODO"
         out = backticked(transcript.user_text) or "report.md"
@@ -112,7 +118,9 @@ class FilesStrategy:
 
     @staticmethod
     def _write(reasoning: str, out: str, lines: list[str]) -> Plan:
-        return Plan(reasoning=reasoning, calls=((_WRITE, {"path": out, "content": "\n".join(lines)}),))
+        return Plan(
+            reasoning=reasoning, calls=((_WRITE, {"path": out, "content": "\n".join(lines)}),)
+        )
 
     def _after_grep(self, transcript: Transcript, voice: Voice, marker: str, out: str) -> Plan:
         call = _latest(transcript.turns, _GREP)[-1]
@@ -125,7 +133,9 @@ class FilesStrategy:
             reasoning = f'No file contains "{marker}". I will still write an empty `{out}`.'
             return self._write(reasoning, out, [])
         sample = ", ".join(paths[:4]) + ("…" if len(paths) > 4 else "")
-        reasoning = voice.pick(_GREPPED, marker=marker, hits=len(matches), count=len(paths), sample=sample)
+        reasoning = voice.pick(
+            _GREPPED, marker=marker, hits=len(matches), count=len(paths), sample=sample
+        )
         # All reads go out in ONE turn: they are independent, and parallel calls are part of
         # what the traces must exercise.
         return Plan(reasoning=reasoning, calls=tuple((_READ, {"path": p}) for p in paths))

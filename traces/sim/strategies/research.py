@@ -77,7 +77,7 @@ class ResearchStrategy:
             return not (isinstance(data, dict) and isinstance(data.get("text"), str))
         return looks_like_error(call.result)
 
-    def next_plan(self, transcript: Transcript, voice: Voice, failures: int) -> Plan:
+    def next_plan(self, transcript: Transcript, voice: Voice) -> Plan:
         """Search the quoted start entity, open the best hit, follow links, answer."""
         if not transcript.turns:
             query = self._start_query(transcript)
@@ -142,7 +142,9 @@ class ResearchStrategy:
             top = targets[0]
             reasoning = voice.pick(_OPEN_ONE, title=_title(top), doc_id=top["doc_id"], query=query)
         else:
-            reasoning = voice.pick(_OPEN_TWO, query=query, a=_title(targets[0]), b=_title(targets[1]))
+            reasoning = voice.pick(
+                _OPEN_TWO, query=query, a=_title(targets[0]), b=_title(targets[1])
+            )
         calls = tuple((_OPEN, {"doc_id": str(r["doc_id"])}) for r in targets)
         return Plan(reasoning=reasoning, calls=calls)
 
@@ -158,7 +160,10 @@ class ResearchStrategy:
         # Exact title first, then the most words shared with the query; ties keep hit order.
         doc = max(
             docs,
-            key=lambda d: (_title(d).lower() == query.lower(), len(_words(_title(d)) & query_words)),
+            key=lambda d: (
+                _title(d).lower() == query.lower(),
+                len(_words(_title(d)) & query_words),
+            ),
         )
         opened = self._opened(transcript)
         seen_titles = {_title(d).lower() for d in opened.values()}

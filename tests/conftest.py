@@ -1,0 +1,93 @@
+"""Shared fixtures: the simulator over real HTTP, temporary databases, the CLI as a user runs it.
+
+The default test run needs no network: an autouse guard refuses every connection that is not
+to loopback, so a test that would reach a real provider fails loudly instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from traces.sim.config import SimConfig
+
+if TYPE_CHECKING:
+    from traces.sim.server import SimServer
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+TASKS = SAMPLES / "tasks"
+EXTERNAL = REPO.parent / "shared" / "external"
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths and the like never leave the machine
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise OSError(f"tests may only connect to loopback, not {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise OSError(f"tests may only connect to loopback, not {address!r}")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[SimServer]:
+    """One simulator for the session (it is stateless, so tests cannot disturb each other)."""
+    from traces.sim.server import SimServer
+    with SimServer(SimConfig(seed=0)) as server:
+        yield server
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A fresh trace database path (the file does not exist yet)."""
+    return tmp_path / "traces.duckdb"
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `traces ARGS` in a subprocess exactly as a user would, capturing both streams."""
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    full_env.pop("TRACES_DB", None)
+    if env and "TRACES_DB" in env:
+        full_env["TRACES_DB"] = env["TRACES_DB"]
+    return subprocess.run(
+        [sys.executable, "-m", "analyzer.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )

@@ -1,0 +1,201 @@
+"""The store: migrations, documentation of every column, durable group-committed writes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from traces.errors import DatabaseError
+from traces.model import (
+    RunOutcome,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    Termination,
+    ToolCallRecord,
+    ToolResultRecord,
+    message_hash,
+)
+from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
+from traces.store.migrations import latest_version
+from traces.store.recorder import Recorder
+from traces.store.schema_docs import TABLES
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _run(run_id: str, pid: int | None = None) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        task="t",
+        task_path="t.toml",
+        task_sha256="0" * 64,
+        provider="sim",
+        model="m",
+        base_url="http://127.0.0.1:1/v1",
+        settings={"stream": False},
+        seed=1,
+        started_at=_now(),
+        recorder_pid=pid if pid is not None else os.getpid(),
+        recorder_host=socket.gethostname(),
+    )
+
+
+def _step(run_id: str, index: int, hashes: list[str]) -> StepRecord:
+    return StepRecord(
+        run_id=run_id,
+        index=index,
+        started_at=_now(),
+        latency_ms=1.5,
+        streamed=False,
+        request_params={"model": "m"},
+        request_message_hashes=hashes,
+        response_body="{}",
+        finish_reason_raw="tool_calls",
+        finish_reason="tool_calls",
+        reasoning="think",
+        reasoning_source="reasoning_content",
+        tool_calls=[
+            ToolCallRecord(
+                index=0,
+                id="call_1",
+                id_format="openai",
+                name="f",
+                arguments_raw='{"a": 1}',
+                arguments_type="string",
+                arguments={"a": 1},
+                json_valid=True,
+                schema_valid=True,
+            )
+        ],
+    )
+
+
+def test_migrations_are_idempotent_and_versioned(db_path: Path) -> None:
+    open_for_writing(db_path).close()
+    conn = open_for_writing(db_path)
+    versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    conn.close()
+    assert versions == [(latest_version(),)]
+
+
+def test_every_column_is_documented(db_path: Path) -> None:
+    conn = open_for_writing(db_path)
+    rows = conn.execute(
+        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name='main' AND NOT internal"
+    ).fetchall()
+    conn.close()
+    undocumented = [(t, c) for t, c, comment in rows if not comment]
+    assert rows and undocumented == []
+    assert {t for t, _, _ in rows} == set(TABLES)
+
+
+def test_db_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACES_DB", raising=False)
+    assert resolve_db_path(None) == Path("traces.duckdb")
+    monkeypatch.setenv("TRACES_DB", "/tmp/x.duckdb")
+    assert resolve_db_path(None) == Path("/tmp/x.duckdb")
+    assert resolve_db_path("y.duckdb") == Path("y.duckdb")
+
+
+def test_reading_missing_or_foreign_database_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match="no trace database"):
+        open_for_reading(tmp_path / "absent.duckdb")
+    foreign = tmp_path / "foreign.duckdb"
+    duckdb.connect(str(foreign)).close()
+    with pytest.raises(DatabaseError, match="not a trace database"):
+        open_for_reading(foreign)
+    text = tmp_path / "text.duckdb"
+    text.write_text("hello")
+    with pytest.raises(DatabaseError):
+        open_for_reading(text)
+
+
+def test_recorder_round_trip_and_message_dedup(db_path: Path) -> None:
+    system = {"role": "system", "content": "s"}
+    user = {"role": "user", "content": "u"}
+    hashes = [message_hash(system), message_hash(user)]
+
+    async def scenario() -> None:
+        recorder = Recorder(db_path)
+        try:
+            await recorder.begin_run(_run("r1"))
+            await recorder.begin_run(_run("r2"))
+            # Both runs send the same two messages: they must be stored once.
+            for run_id in ("r1", "r2"):
+                await recorder.record_step(
+                    _step(run_id, 0, hashes), dict(zip(hashes, [system, user]))
+                )
+                await recorder.record_tool_results(
+                    run_id,
+                    0,
+                    [
+                        ToolResultRecord(
+                            index=0,
+                            tool_call_id="call_1",
+                            name="f",
+                            output="ok",
+                            started_at=_now(),
+                            duration_ms=0.1,
+                        )
+                    ],
+                )
+            await recorder.end_run(
+                "r1",
+                RunOutcome(
+                    status=RunStatus.COMPLETED,
+                    termination=Termination.COMPLETED,
+                    ended_at=_now(),
+                    success=True,
+                    steps=1,
+                    tool_calls=1,
+                ),
+            )
+        finally:
+            recorder.close()
+
+    asyncio.run(scenario())
+    conn = open_for_reading(db_path)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM steps").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM tool_calls").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM tool_results").fetchone() == (2,)
+    status = dict(conn.execute("SELECT id, status FROM runs").fetchall())
+    assert status == {"r1": "completed", "r2": "running"}
+    rebuilt = conn.execute(
+        """
+        SELECT list(m.body::VARCHAR ORDER BY h.pos)
+        FROM steps s, unnest(s.request_message_hashes) WITH ORDINALITY AS h(hash, pos)
+        JOIN messages m ON m.hash = h.hash
+        WHERE s.run_id = 'r1'
+        """
+    ).fetchone()
+    conn.close()
+    assert rebuilt is not None and len(rebuilt[0]) == 2
+
+
+def test_runs_of_dead_recorders_become_interrupted(db_path: Path) -> None:
+    dead_pid = 2**22 + 12345  # above the default pid_max: no such process
+
+    async def scenario() -> None:
+        recorder = Recorder(db_path)
+        try:
+            await recorder.begin_run(_run("dead", pid=dead_pid))
+            await recorder.record_step(_step("dead", 0, []), {})
+        finally:
+            recorder.close()
+
+    asyncio.run(scenario())
+    Recorder(db_path).close()  # the next writer notices the dead recorder
+    conn = open_for_reading(db_path)
+    row = conn.execute("SELECT status, termination, steps FROM runs WHERE id='dead'").fetchone()
+    conn.close()
+    assert row == ("interrupted", "interrupted", 1)

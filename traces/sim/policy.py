@@ -1,0 +1,155 @@
+"""The simulated model: a deterministic, seeded decision of the next assistant turn.
+
+It decides from the request alone (stateless server): the conversation's tool results say
+where the task stands. The same request with the same seed always yields the same turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from traces.sim.strategies.base import (
+    Plan,
+    Strategy,
+    ToolSchemas,
+    consecutive_failures,
+    last_error,
+)
+from traces.sim.strategies.chain import ChainStrategy
+from traces.sim.strategies.files import REQUIRED_TOOLS as FILES_TOOLS
+from traces.sim.strategies.files import FilesStrategy
+from traces.sim.strategies.generic import GenericStrategy, answer_without_tools
+from traces.sim.strategies.research import ResearchStrategy
+from traces.sim.transcript import Transcript, read_transcript
+from traces.sim.voice import Voice, excerpt
+
+MAX_CONSECUTIVE_FAILURES = 3
+"""After this many fully failed tool turns in a row the model gives up and says so."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call of the decided turn, ready for the wire."""
+
+    id: str
+    """`call_` + 24 hex digits, derived from the seed and the conversation."""
+    name: str
+    arguments: str
+    """Arguments as a JSON string, valid against the tool's declared schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The next assistant turn."""
+
+    reasoning: str
+    content: str
+    """Final answer text; empty when the turn calls tools."""
+    tool_calls: tuple[ToolCall, ...]
+    strategy: str
+    """Which strategy decided (chain, research, files, generic, plain, give_up)."""
+
+    @property
+    def finish_reason(self) -> Literal["tool_calls", "stop"]:
+        """`tool_calls` when the turn calls tools, `stop` otherwise."""
+        return "tool_calls" if self.tool_calls else "stop"
+
+
+def tool_schemas(tools: Sequence[Mapping[str, Any]] | None) -> dict[str, Mapping[str, Any]]:
+    """Declared function tools as name -> parameters schema, in declaration order."""
+    schemas: dict[str, Mapping[str, Any]] = {}
+    for tool in tools or ():
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            parameters = function.get("parameters")
+            schemas[function["name"]] = parameters if isinstance(parameters, Mapping) else {}
+    return schemas
+
+
+def select_strategy(tools: ToolSchemas) -> Strategy:
+    """Pick the strategy from the declared tool names (see the contract's simulator policy)."""
+    if "open_box" in tools:
+        return ChainStrategy()
+    if "search" in tools and "open_document" in tools:
+        return ResearchStrategy()
+    if tools.keys() >= FILES_TOOLS:
+        return FilesStrategy(tools)
+    return GenericStrategy(tools)
+
+
+def _forced_tool(tool_choice: Any) -> str | None:
+    if isinstance(tool_choice, Mapping):
+        function = tool_choice.get("function")
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            return str(function["name"])
+    return None
+
+
+def _call_id(seed: int, transcript: Transcript, index: int) -> str:
+    material = f"{seed}:{transcript.content_hash}:{transcript.turn_index}:{index}"
+    return "call_" + hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+def _give_up(transcript: Transcript, voice: Voice) -> Plan:
+    error = excerpt(last_error(transcript), 160)
+    reasoning = voice.pick(
+        (
+            "Three attempts in a row failed, the last with: {error}. Retrying again is unlikely "
+            "to help, so I will stop and report the failure.",
+            "The tool keeps failing ({error}). I'll stop here instead of looping.",
+        ),
+        error=error,
+    )
+    content = (
+        f"I could not complete the task: the last {MAX_CONSECUTIVE_FAILURES} tool calls "
+        f"failed. Last error: {error}"
+    )
+    return Plan(reasoning=reasoning, content=content)
+
+
+def decide(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None,
+    *,
+    seed: int,
+    tool_choice: Any = None,
+) -> Decision:
+    """The next assistant turn for a chat-completions request.
+
+    `tools` is the request's `tools` list (OpenAI function-tool dicts); `tool_choice` "none"
+    forces an answer and a named function restricts the tools to that one.
+    """
+    transcript = read_transcript(messages)
+    voice = Voice(f"{seed}:{transcript.turn_index}:{transcript.content_hash}")
+    schemas = tool_schemas(tools)
+    forced = _forced_tool(tool_choice)
+    if forced is not None and forced in schemas:
+        schemas = {forced: schemas[forced]}
+    strategy_name: str
+    if not schemas or tool_choice == "none":
+        plan, strategy_name = answer_without_tools(transcript, voice), "plain"
+    else:
+        strategy = select_strategy(schemas)
+        failures = consecutive_failures(transcript, strategy)
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            plan, strategy_name = _give_up(transcript, voice), "give_up"
+        else:
+            plan, strategy_name = strategy.next_plan(transcript, voice), strategy.name
+    calls = tuple(
+        ToolCall(
+            id=_call_id(seed, transcript, index),
+            name=name,
+            arguments=json.dumps(arguments, ensure_ascii=False),
+        )
+        for index, (name, arguments) in enumerate(plan.calls)
+    )
+    return Decision(
+        reasoning=plan.reasoning,
+        content="" if calls else plan.content,
+        tool_calls=calls,
+        strategy=strategy_name,
+    )

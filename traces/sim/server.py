@@ -1,0 +1,158 @@
+"""Run the simulator on loopback: in a background thread (tests, fixtures) or in the foreground.
+
+The socket is bound here, not by uvicorn, so port 0 yields an ephemeral port that is known
+before the server starts and cannot be taken by anyone else in between.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import uvicorn
+
+from traces.sim.app import create_app
+from traces.sim.config import SimConfig
+
+_STARTUP_TIMEOUT_S = 10.0
+_BACKLOG = 2048
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    # Listening right away means clients may connect before the event loop runs: they queue.
+    sock.listen(_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def _uvicorn_server(config: SimConfig, sock: socket.socket) -> uvicorn.Server:
+    host, port = sock.getsockname()[:2]
+    settings = uvicorn.Config(
+        create_app(config),
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        ws="none",
+        backlog=_BACKLOG,
+        # Longer than httpx's 5 s keep-alive expiry, so the client always drops an idle
+        # connection first and never reuses one the server is closing.
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,
+    )
+    return uvicorn.Server(settings)
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+class SimServer:
+    """The simulator served by uvicorn in a background thread with its own event loop.
+
+    Use as a context manager (or `start()` / `stop()`):
+
+        with SimServer(SimConfig(seed=1)) as sim:
+            client = openai.OpenAI(base_url=sim.base_url, api_key="sk-test")
+    """
+
+    def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1") -> None:
+        """Prepare a server for `config` on `host` (loopback by default); nothing runs yet."""
+        self.config = config or SimConfig()
+        self.host = host
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (known once started)."""
+        if self._port is None:
+            raise RuntimeError("SimServer is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT/v1`, ready for an OpenAI client's `base_url`."""
+        return _base_url(self.host, self.port)
+
+    def start(self) -> SimServer:
+        """Bind an ephemeral port, start serving, and return once requests are accepted."""
+        if self._thread is not None:
+            raise RuntimeError("SimServer is already started")
+        sock = _bind(self.host, 0)
+        self._port = sock.getsockname()[1]
+        server = _uvicorn_server(self.config, sock)
+        self._server = server
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # surfaced by start() instead of dying silently
+                self._error = exc
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, name=f"sim-server-{self._port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"simulator failed to start: {self._error!r}")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for the thread; idempotent."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=_STARTUP_TIMEOUT_S)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> SimServer:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+
+def serve_forever(
+    config: SimConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve in the foreground until Ctrl-C / SIGTERM (the `traces sim` command).
+
+    `on_ready` receives the base URL once the port is bound (useful with port 0).
+    """
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
+    server = _uvicorn_server(config, sock)
+    if on_ready is not None:
+        on_ready(_base_url(host, bound))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
