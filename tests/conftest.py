@@ -65,6 +65,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def sim() -> Iterator[SimServer]:
     """One simulator for the session (it is stateless, so tests cannot disturb each other)."""
     from traces.sim.server import SimServer
+
     with SimServer(SimConfig(seed=0)) as server:
         yield server
 

@@ -129,10 +129,13 @@ class Agent:
             message = exchange.message if exchange.error is None else None
             reading = read_message(message, self._validate) if message is not None else None
             step = self._step_record(index, exchange, retry_errors, reading)
+            new_messages = self.conversation.take_unsent()
             if message is not None and reading is not None:
                 replay = replay_message(message, reading, settings.reasoning_replay)
                 step.replay_message_hash = message_hash(replay)
-            await self.recorder.record_step(step, self.conversation.take_unsent())
+                # Stored now, so even a final answer (never sent back) is in `messages`.
+                new_messages[step.replay_message_hash] = replay
+            await self.recorder.record_step(step, new_messages)
             self._count(step)
             if exchange.error is not None or reading is None:
                 return self._failed_by_endpoint(exchange.error)
