@@ -90,7 +90,8 @@ def test_migrations_are_idempotent_and_versioned(db_path: Path) -> None:
 def test_every_column_is_documented(db_path: Path) -> None:
     conn = open_for_writing(db_path)
     rows = conn.execute(
-        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name='main' AND NOT internal"
+        "SELECT table_name, column_name, comment FROM duckdb_columns() "
+        "WHERE schema_name = 'main' AND NOT internal"
     ).fetchall()
     conn.close()
     undocumented = [(t, c) for t, c, comment in rows if not comment]
@@ -132,7 +133,7 @@ def test_recorder_round_trip_and_message_dedup(db_path: Path) -> None:
             # Both runs send the same two messages: they must be stored once.
             for run_id in ("r1", "r2"):
                 await recorder.record_step(
-                    _step(run_id, 0, hashes), dict(zip(hashes, [system, user]))
+                    _step(run_id, 0, hashes), dict(zip(hashes, [system, user], strict=True))
                 )
                 await recorder.record_tool_results(
                     run_id,
