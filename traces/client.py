@@ -71,8 +71,6 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-
-
 def classify_status(status: int, body: str) -> ErrorKind:
     """Error class of an HTTP failure, from its status and body."""
     lowered = body.lower()
@@ -120,15 +118,25 @@ class EndpointClient:
         """Release the connection pool."""
         await self._sdk.close()
 
-    async def list_models(self) -> list[str]:
-        """Model ids the endpoint serves (GET /models)."""
+    async def check_reachable(self) -> None:
+        """Fail with one line when nothing answers HTTP at the base URL.
+
+        Any HTTP answer counts as reachable (many providers 404 or 401 on GET /models), so
+        this only catches what no run could survive: refused connections, DNS, timeouts.
+        """
         try:
-            page = await self._sdk.models.list()
-        except openai.APIError as exc:
+            await self._sdk.models.list(timeout=min(self.config.timeout_s, 30.0))
+        except openai.APIStatusError:
+            return
+        except openai.APITimeoutError:
             raise EndpointError(
-                f"{redact_url(self.config.base_url)}: cannot list models: {exc}"
+                f"{redact_url(self.config.base_url)}: endpoint did not answer (timed out)"
             ) from None
-        return [m.id for m in page.data]
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise EndpointError(
+                f"{redact_url(self.config.base_url)}: cannot connect: {_one_line(str(cause))}"
+            ) from None
 
     async def complete(self, body: dict[str, Any]) -> Exchange:
         """Send one chat-completions request; stream when the body says `stream: true`."""

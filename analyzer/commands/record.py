@@ -17,7 +17,7 @@ from traces.sim.server import SimServer
 
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
-from traces.client import EndpointConfig
+from traces.client import EndpointClient, EndpointConfig
 from traces.errors import EndpointError, TracesError
 from traces.harness import HarnessSettings
 from traces.model import RunOutcome, Termination
@@ -83,6 +83,9 @@ def record(
             concurrency=concurrency,
             seed=seed,
         )
+        if base_url is not None:
+            # Before touching the database: an unreachable endpoint is bad input.
+            asyncio.run(check_endpoint(endpoint))
         summaries = _record_with_progress(plan, db_path)
     _report(summaries, fmt, loaded)
 
@@ -99,6 +102,15 @@ def _endpoint(
         yield EndpointConfig(
             base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout
         )
+
+
+async def check_endpoint(endpoint: EndpointConfig) -> None:
+    """Raise a one-line EndpointError when the endpoint cannot be reached at all."""
+    client = EndpointClient(endpoint)
+    try:
+        await client.check_reachable()
+    finally:
+        await client.close()
 
 
 def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
