@@ -178,7 +178,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         step_idx = result.pop("step_idx")
         if step_idx in by_step:
             by_step[step_idx]["tool_results"].append(result)
-    run_findings = []
+    run_findings: list[dict[str, Any]] = []
     for finding in findings:
         finding["evidence"] = _loads(finding["evidence"])
         target = by_step.get(finding["step_idx"]) if finding["step_idx"] is not None else None

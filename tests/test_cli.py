@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TASKS, run_cli
 
 from traces.sim.server import SimServer
+
+from conftest import TASKS, run_cli
 
 RUN_KEYS = {
     "id",
@@ -39,9 +41,9 @@ def recorded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def _one_line_error(done: object, code: int, *fragments: str) -> None:
-    assert getattr(done, "returncode") == code, (done.stdout, done.stderr)  # type: ignore[attr-defined]
-    err = done.stderr.strip()  # type: ignore[attr-defined]
+def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert done.returncode == code, (done.stdout, done.stderr)
+    err = done.stderr.strip()
     assert "Traceback" not in err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: ")
@@ -55,7 +57,7 @@ def test_record_with_no_endpoint_uses_embedded_simulator(recorded_db: Path) -> N
     runs = json.loads(done.stdout)
     assert len(runs) == 2
     for run in runs:
-        assert RUN_KEYS <= set(run)
+        assert set(run) >= RUN_KEYS
         assert run["provider"] == "sim" and run["status"] == "completed"
         assert run["termination"] == "completed" and run["steps"] == 6 and run["tool_calls"] == 5
 

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TASKS, run_cli
 
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
+
+from conftest import REPO, TASKS, run_cli
 
 
 @pytest.fixture(scope="module")

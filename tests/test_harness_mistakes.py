@@ -7,15 +7,15 @@ import json
 import os
 from pathlib import Path
 
-from recording import record, request_messages
-from scripted_endpoint import ScriptedEndpoint, answer, error, tool_turn
-
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
 from traces.runner import RunPlan, record_runs
 from traces.store.database import open_for_reading
 from traces.store.recorder import Recorder
 from traces.tasks import load_task
+
+from recording import record, request_messages
+from scripted_endpoint import ScriptedEndpoint, answer, error, tool_turn
 
 
 def test_sandbox_traversal_is_refused_and_recorded_as_tool_error(db_path: Path) -> None:

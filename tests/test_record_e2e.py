@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from recording import record, request_messages
 
 from traces.model import message_hash
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading
+
+from recording import record, request_messages
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

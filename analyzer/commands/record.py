@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from traces.sim.server import SimServer
 
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
@@ -23,6 +22,7 @@ from traces.harness import HarnessSettings
 from traces.model import RunOutcome, Termination
 from traces.runner import RunPlan, RunSummary, record_runs
 from traces.sim.config import SimConfig
+from traces.sim.server import SimServer
 from traces.store.database import resolve_db_path
 from traces.store.recorder import Recorder
 from traces.tasks import Task, load_task
@@ -138,11 +138,11 @@ def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
         recorder.close()
 
 
-def _run_until_signal(coro: object) -> list[RunSummary]:
+def _run_until_signal(coro: Coroutine[Any, Any, list[RunSummary]]) -> list[RunSummary]:
     """Run the recording; SIGTERM and Ctrl-C end every run as `interrupted`, durably."""
 
     async def main() -> list[RunSummary]:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coro)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -157,7 +157,7 @@ def _run_until_signal(coro: object) -> list[RunSummary]:
 
 
 def _report(summaries: list[RunSummary], fmt: OutputFormat, task: Task) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": s.id,
             "seed": s.seed,
@@ -174,7 +174,7 @@ def _report(summaries: list[RunSummary], fmt: OutputFormat, task: Task) -> None:
         # Plain ids on stdout so `traces show $(traces record ...)` works; the story on stderr.
         err = Console(file=sys.stderr)
         for row in rows:
-            verdict = {True: "success", False: "failed check", None: "no answer"}[row["success"]]
+            verdict = {True: "success", False: "failed check"}.get(row["success"], "no answer")
             err.print(
                 f"{row['id']}  {task.name}  {row['termination']}  {row['steps']} steps  "
                 f"{row['tool_calls']} tool calls  {verdict}"

@@ -6,9 +6,9 @@ import sys
 from typing import Annotated
 
 import typer
-from traces.sim.server import serve_forever
 
 from traces.sim.config import SimConfig
+from traces.sim.server import serve_forever
 
 
 def register(app: typer.Typer) -> None:
