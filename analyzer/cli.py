@@ -8,6 +8,7 @@ options, SQL); 3 endpoint unreachable or misbehaving; 4 database missing or lock
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -28,14 +29,27 @@ for module in (record, demo, runs, show, steps, sql, schema, sim):
 
 def main() -> None:
     """Entry point of the `traces` console script: errors become one line on stderr."""
+    args = sys.argv[1:] or ["--help"]
     try:
-        app()
+        # Not standalone: usage errors reach us, to be printed as one line like all others.
+        result = app(args, standalone_mode=False)
     except TracesError as err:
-        sys.stderr.write(f"error: {err}\n")
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
+        _fail(str(err), err.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", 130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.TyperException as err:  # bad options or arguments (click's UsageError family)
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        _fail(message + hint, int(getattr(err, "exit_code", 2)))
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.exit(code)
 
 
 if __name__ == "__main__":
