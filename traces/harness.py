@@ -146,20 +146,20 @@ class Agent:
             answer = (reading.content or "").strip()
             if not answer:
                 why = "finish_reason=length" if step.finish_reason == "length" else "empty turn"
-                return self._outcome(
+                return self.outcome(
                     RunStatus.FAILED,
                     Termination.MODEL_ERROR,
                     error=f"step {index}: the model returned no answer and no tool call ({why})",
                 )
             verdict = self.env.check_success(answer)
-            return self._outcome(
+            return self.outcome(
                 RunStatus.COMPLETED,
                 Termination.COMPLETED,
                 final_answer=answer,
                 success=verdict.passed,
                 success_detail=verdict.detail,
             )
-        return self._outcome(
+        return self.outcome(
             RunStatus.FAILED,
             Termination.MAX_STEPS,
             error=f"no final answer within {settings.max_steps} steps",
@@ -297,9 +297,9 @@ class Agent:
         else:
             termination = Termination.PROVIDER_ERROR
         message = error.message if error is not None else "no message in the response"
-        return self._outcome(RunStatus.FAILED, termination, error=message)
+        return self.outcome(RunStatus.FAILED, termination, error=message)
 
-    def _outcome(
+    def outcome(
         self,
         status: RunStatus,
         termination: Termination,
@@ -309,6 +309,7 @@ class Agent:
         success: bool | None = None,
         success_detail: str | None = None,
     ) -> RunOutcome:
+        """The run's outcome with the totals counted so far (also for interrupted runs)."""
         t = self.tally
         return RunOutcome(
             status=status,

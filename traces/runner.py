@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from traces.client import EndpointClient, EndpointConfig, redact_url
 from traces.harness import Agent, HarnessSettings
 from traces.model import RunOutcome, RunRecord, RunStatus, Termination
-from traces.store.recorder import Recorder, interrupted_outcome
+from traces.store.recorder import Recorder
 from traces.tasks import Task, build_environment, render_prompts
 
 ProgressCallback = Callable[[str, RunOutcome], None]
@@ -111,23 +111,14 @@ async def _record_one(
     try:
         outcome = await agent.run()
     except asyncio.CancelledError:
-        t = agent.tally
-        outcome = interrupted_outcome(t.steps, t.tool_calls, t.tool_errors)
-        outcome.prompt_tokens = t.prompt_tokens
-        outcome.completion_tokens = t.completion_tokens
-        outcome.reasoning_tokens = t.reasoning_tokens
+        outcome = agent.outcome(
+            RunStatus.INTERRUPTED, Termination.INTERRUPTED, error="recording was interrupted"
+        )
         await asyncio.shield(recorder.end_run(run_id, outcome))
         raise
     except Exception as exc:  # a harness bug: end this run visibly, let the others go on
-        t = agent.tally
-        outcome = RunOutcome(
-            status=RunStatus.FAILED,
-            termination=Termination.CLIENT_ERROR,
-            ended_at=datetime.now(UTC).replace(tzinfo=None),
-            error=f"{type(exc).__name__}: {exc}",
-            steps=t.steps,
-            tool_calls=t.tool_calls,
-            tool_errors=t.tool_errors,
+        outcome = agent.outcome(
+            RunStatus.FAILED, Termination.CLIENT_ERROR, error=f"{type(exc).__name__}: {exc}"
         )
     await recorder.end_run(run_id, outcome)
     return RunSummary(id=run_id, seed=seed, outcome=outcome)

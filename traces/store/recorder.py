@@ -28,7 +28,6 @@ from traces.model import (
     RunRecord,
     RunStatus,
     StepRecord,
-    Termination,
     ToolResultRecord,
 )
 from traces.store.database import open_for_writing
@@ -374,18 +373,3 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
     # A closed loop means nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
         future.get_loop().call_soon_threadsafe(settle)
-
-
-def interrupted_outcome(steps: int, tool_calls: int, tool_errors: int) -> RunOutcome:
-    """The outcome of a run stopped by a signal or a cancelled event loop."""
-    from datetime import UTC, datetime
-
-    return RunOutcome(
-        status=RunStatus.INTERRUPTED,
-        termination=Termination.INTERRUPTED,
-        ended_at=datetime.now(UTC).replace(tzinfo=None),
-        error="recording was interrupted",
-        steps=steps,
-        tool_calls=tool_calls,
-        tool_errors=tool_errors,
-    )

@@ -1,0 +1,524 @@
+"""Recording overhead: steps/s of our harness + recorder against a bare `openai` loop.
+
+Run by hand (it is not a test and asserts nothing about time):
+
+    .venv/bin/python benchmarks/bench_recording.py [--runs 64] [--steps 100]
+        [--concurrency 64] [--rounds 3] [--stream] [--json PATH]
+
+Three arms make the same calls to the same simulator at the same concurrency:
+
+- `ours`: `traces.runner.record_runs` recording into a fresh DuckDB file (harness, endpoint
+  client, normalizer, recorder thread with group commit: everything `traces record` does).
+- `A`: the loop people usually write, `await client.chat.completions.create(model=...,
+  messages=..., tools=...)`, executing the same tool and sending the same conversation back.
+- `B`: the same loop, but `messages` and `tools` go in `extra_body`, as `traces/client.py`
+  sends them, so the SDK does not deep-transform the whole conversation on every call.
+
+The simulator runs in a separate process, so its CPU does not share the GIL with the client
+being measured. Arms are interleaved (A, ours, B, A, ours, B, ...) and each arm's median is
+reported, because a small shared machine is noisy; ratios are taken between medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import openai
+
+from traces.client import EndpointConfig
+from traces.harness import HarnessSettings
+from traces.runner import RunPlan, record_runs
+from traces.store.recorder import Recorder
+from traces.tasks import ChainSpec, Task, build_environment, load_task, render_prompts
+
+ArmName = Literal["A", "ours", "B"]
+ARMS: tuple[ArmName, ...] = ("A", "ours", "B")
+ARM_LABELS: dict[ArmName, str] = {
+    "A": "A: openai create(messages=, tools=)",
+    "ours": "ours: record_runs + DuckDB",
+    "B": "B: openai create(extra_body=)",
+}
+
+REPO = Path(__file__).resolve().parent.parent
+CHAIN_TASK = REPO / "samples" / "tasks" / "chain.toml"
+MODEL = "sim-reasoner-1"
+API_KEY = "sk-bench"  # the simulator accepts any key
+
+# The simulator in its own interpreter: `serve_forever` binds port 0 and reports the URL
+# through `on_ready`, which we print so the parent can read it from the pipe.
+_SERVER_CODE = """
+import sys
+from traces.sim.config import SimConfig
+from traces.sim.server import serve_forever
+
+serve_forever(
+    SimConfig(latency_ms=float(sys.argv[1])),
+    "127.0.0.1",
+    0,
+    on_ready=lambda url: print(url, flush=True),
+)
+"""
+
+
+# -- the simulator process -------------------------------------------------------------------
+
+
+class SimProcess:
+    """The simulator served by `serve_forever` in a child process."""
+
+    def __init__(self, latency_ms: float) -> None:
+        """Start the child and wait for its base URL."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER_CODE, str(latency_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            self.stop()
+            raise SystemExit(f"simulator failed to start (got {line!r})")
+        self.base_url = line
+
+    def cpu_s(self) -> float | None:
+        """User + system CPU seconds the simulator has used so far (Linux only, else None)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # utime and stime are fields 14 and 15 of stat(5); index 11/12 after the comm field.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        """SIGTERM (uvicorn shuts down gracefully), then wait for the child."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- one measurement --------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    """One arm in one round."""
+
+    arm: ArmName
+    round: int
+    runs: int
+    steps: int
+    succeeded: int
+    wall_s: float
+    client_cpu_s: float
+    server_cpu_s: float | None
+
+    @property
+    def steps_per_s(self) -> float:
+        """Model calls completed per wall-clock second."""
+        return self.steps / self.wall_s
+
+    def row(self) -> dict[str, Any]:
+        """The measurement with its derived figures, for the JSON report."""
+        data = asdict(self)
+        data["steps_per_s"] = self.steps_per_s
+        data["client_cpu_ms_per_step"] = 1000 * self.client_cpu_s / self.steps
+        data["server_cpu_ms_per_step"] = (
+            None if self.server_cpu_s is None else 1000 * self.server_cpu_s / self.steps
+        )
+        return data
+
+
+@dataclass
+class Bench:
+    """What every arm runs: the task, the load and the endpoint."""
+
+    task: Task
+    runs: int
+    concurrency: int
+    seed: int
+    stream: bool
+    sim: SimProcess
+    workdir: Path
+    measurements: list[Measurement] = field(default_factory=list)
+
+
+def chain_task(boxes: int) -> Task:
+    """samples/tasks/chain.toml with `boxes` boxes instead of 300 (each run: boxes + 1 calls)."""
+    task = load_task(CHAIN_TASK)
+    return task.model_copy(update={"environment": ChainSpec(length=boxes), "max_steps": boxes + 20})
+
+
+# -- arm "ours" -------------------------------------------------------------------------------
+
+
+def _plan(bench: Bench, runs: int) -> RunPlan:
+    return RunPlan(
+        task=bench.task,
+        provider="sim",
+        endpoint=EndpointConfig(base_url=bench.sim.base_url, api_key_env=None, api_key=API_KEY),
+        settings=HarnessSettings(model=MODEL, max_steps=bench.task.max_steps, stream=bench.stream),
+        repeat=runs,
+        concurrency=bench.concurrency,
+        seed=bench.seed,
+    )
+
+
+async def arm_ours(bench: Bench, recorder: Recorder, runs: int) -> tuple[int, int]:
+    """Record `runs` runs through `recorder`; return (steps, successful runs)."""
+    summaries = await record_runs(_plan(bench, runs), recorder)
+    steps = sum(s.outcome.steps for s in summaries)
+    return steps, sum(1 for s in summaries if s.outcome.success)
+
+
+# -- arms A and B -----------------------------------------------------------------------------
+
+
+async def _ask(
+    client: openai.AsyncOpenAI,
+    arm: ArmName,
+    stream: bool,
+    seed: int,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One model call; the assistant turn to append, built exactly as `traces.replay` does."""
+    kwargs: dict[str, Any]
+    if arm == "A":
+        kwargs = {"model": MODEL, "messages": messages, "tools": tools, "seed": seed}
+    else:
+        # Fields in extra_body are sent verbatim and override the typed ones, so the SDK
+        # transforms an empty list instead of the whole conversation (see traces/client.py).
+        kwargs = {
+            "model": MODEL,
+            "messages": [],
+            "seed": seed,
+            "extra_body": {"messages": messages, "tools": tools},
+        }
+    content: str | None
+    reasoning: str | None
+    calls: list[dict[str, Any]] = []
+    if not stream:
+        response = await client.chat.completions.create(**kwargs)
+        message = response.choices[0].message
+        content = message.content
+        reasoning = getattr(message, "reasoning_content", None)
+        for call in message.tool_calls or []:
+            function = call.function  # type: ignore[union-attr]
+            calls.append(
+                {
+                    "id": call.id,
+                    "type": call.type or "function",
+                    "function": {"name": function.name, "arguments": function.arguments},
+                }
+            )
+    else:
+        chunks = await client.chat.completions.create(
+            **kwargs, stream=True, stream_options={"include_usage": True}
+        )
+        text: list[str] = []
+        thought: list[str] = []
+        by_index: dict[int, dict[str, Any]] = {}
+        async for chunk in chunks:
+            if not chunk.choices:
+                continue  # the usage-only chunk
+            delta = chunk.choices[0].delta
+            if delta.content:
+                text.append(delta.content)
+            piece = getattr(delta, "reasoning_content", None)
+            if piece:
+                thought.append(piece)
+            for d in delta.tool_calls or []:
+                call = by_index.setdefault(
+                    d.index,
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                if d.id:
+                    call["id"] = d.id
+                if d.function is not None:
+                    if d.function.name:
+                        call["function"]["name"] = d.function.name
+                    if d.function.arguments:
+                        call["function"]["arguments"] += d.function.arguments
+        content = "".join(text) if text else None
+        reasoning = "".join(thought) if thought else None
+        calls = [by_index[i] for i in sorted(by_index)]
+    # Same keys, same order and same reasoning rule as traces.replay.replay_message("same").
+    turn: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        turn["tool_calls"] = calls
+    if reasoning:
+        turn["reasoning_content"] = reasoning
+    return turn
+
+
+async def baseline_run(
+    client: openai.AsyncOpenAI, arm: ArmName, bench: Bench, seed: int, sandbox: Path
+) -> tuple[int, bool, list[dict[str, Any]]]:
+    """One run of the task; return (model calls, success, final conversation)."""
+    env = build_environment(bench.task, seed=seed, sandbox_dir=sandbox)
+    system_prompt, user_prompt = render_prompts(bench.task, env)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": user_prompt},
+    ]
+    tools = env.tool_specs()
+    for step in range(bench.task.max_steps):
+        turn = await _ask(client, arm, bench.stream, seed, messages, tools)
+        messages.append(turn)
+        if "tool_calls" not in turn:
+            passed = env.check_success((turn["content"] or "").strip()).passed
+            return step + 1, passed, messages
+        for call in turn["tool_calls"]:
+            outcome = await env.call(
+                call["function"]["name"], json.loads(call["function"]["arguments"])
+            )
+            messages.append(
+                {"role": "tool", "tool_call_id": call["id"] or "", "content": outcome.output}
+            )
+    return bench.task.max_steps, False, messages
+
+
+async def arm_baseline(
+    bench: Bench, arm: ArmName, runs: int
+) -> tuple[int, int, list[list[dict[str, Any]]]]:
+    """`runs` baseline runs, `bench.concurrency` at a time; return (steps, successes, convs)."""
+    client = openai.AsyncOpenAI(base_url=bench.sim.base_url, api_key=API_KEY, max_retries=0)
+    limit = asyncio.Semaphore(bench.concurrency)
+    with tempfile.TemporaryDirectory(dir=bench.workdir) as sandboxes:
+
+        async def one(i: int) -> tuple[int, bool, list[dict[str, Any]]]:
+            sandbox = Path(sandboxes) / str(i)
+            sandbox.mkdir()
+            async with limit:
+                return await baseline_run(client, arm, bench, bench.seed + i, sandbox)
+
+        try:
+            results = await asyncio.gather(*(one(i) for i in range(runs)))
+        finally:
+            await client.close()
+    return (
+        sum(r[0] for r in results),
+        sum(1 for r in results if r[1]),
+        [r[2] for r in results],
+    )
+
+
+# -- checks and timing ------------------------------------------------------------------------
+
+
+def recorded_conversation(db: Path) -> list[dict[str, Any]]:
+    """The full conversation of the (only) run in `db`, rebuilt from its last step."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        row = conn.execute(
+            "SELECT request_message_hashes, replay_message_hash FROM steps "
+            "ORDER BY idx DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None, "no steps recorded"
+        hashes = [*row[0], row[1]]
+        bodies = dict(conn.execute("SELECT hash, body FROM messages").fetchall())
+    return [json.loads(bodies[h]) for h in hashes]
+
+
+def verify_same_conversation(bench: Bench) -> None:
+    """Run one run per arm and check all three built the same conversation, message by message.
+
+    The sim's completion ids and tool-call ids are deterministic per conversation, so any
+    difference in what an arm sends back shows up as a different conversation.
+    """
+    db = bench.workdir / "verify.duckdb"
+    recorder = Recorder(db)
+    try:
+        asyncio.run(arm_ours(bench, recorder, 1))
+    finally:
+        recorder.close()
+    ours = recorded_conversation(db)
+    db.unlink()
+    for arm in ("A", "B"):
+        _, _, convs = asyncio.run(arm_baseline(bench, arm, 1))
+        if convs[0] != ours:
+            first = next(
+                (i for i, (x, y) in enumerate(zip(convs[0], ours, strict=False)) if x != y),
+                min(len(convs[0]), len(ours)),
+            )
+            raise SystemExit(
+                f"arm {arm} built a different conversation than ours "
+                f"(first difference at message {first}: {convs[0][first : first + 1]} "
+                f"vs {ours[first : first + 1]})"
+            )
+    print(
+        f"verified: A, B and ours send identical conversations ({len(ours)} messages)",
+        file=sys.stderr,
+    )
+
+
+def measure(bench: Bench, arm: ArmName, round_no: int) -> Measurement:
+    """Run one arm once under its own event loop and time it."""
+    db = bench.workdir / f"ours-{round_no}.duckdb"
+    # Creating and migrating the database file is one-time setup, like building a client:
+    # it stays outside the timed region. Closing it (a thread join, nothing left to flush
+    # since every step was awaited durable) does too.
+    recorder = Recorder(db) if arm == "ours" else None
+    server_before = bench.sim.cpu_s()
+    cpu_before = time.process_time()
+    t0 = time.perf_counter()
+    try:
+        if recorder is not None:
+            steps, ok = asyncio.run(arm_ours(bench, recorder, bench.runs))
+        else:
+            steps, ok, _ = asyncio.run(arm_baseline(bench, arm, bench.runs))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu_before
+        server_after = bench.sim.cpu_s()
+    finally:
+        if recorder is not None:
+            recorder.close()
+    db.unlink(missing_ok=True)
+    server = None if server_before is None or server_after is None else server_after - server_before
+    return Measurement(arm, round_no, bench.runs, steps, ok, wall, cpu, server)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def summarize(bench: Bench) -> dict[str, Any]:
+    """Per-arm medians and the two ratios."""
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in ARMS:
+        rows = [m for m in bench.measurements if m.arm == arm]
+        server = [m.server_cpu_s / m.steps for m in rows if m.server_cpu_s is not None]
+        arms[arm] = {
+            "label": ARM_LABELS[arm],
+            "steps_per_s_median": statistics.median(m.steps_per_s for m in rows),
+            "steps_per_s_all": [round(m.steps_per_s, 1) for m in rows],
+            "client_cpu_ms_per_step_median": statistics.median(
+                1000 * m.client_cpu_s / m.steps for m in rows
+            ),
+            "server_cpu_ms_per_step_median": 1000 * statistics.median(server) if server else None,
+            "steps_per_round": rows[0].steps,
+            "successful_runs_per_round": rows[0].succeeded,
+        }
+    ours = arms["ours"]["steps_per_s_median"]
+    return {
+        "arms": arms,
+        "ratio_ours_over_A": ours / arms["A"]["steps_per_s_median"],
+        "ratio_ours_over_B": ours / arms["B"]["steps_per_s_median"],
+    }
+
+
+def print_table(summary: dict[str, Any], bench: Bench) -> None:
+    """A small human-readable table on stdout."""
+    mode = "stream" if bench.stream else "non-stream"
+    print(
+        f"\n{mode}: {bench.runs} runs x {bench.task.environment.length + 1} calls, "  # type: ignore[attr-defined]
+        f"concurrency {bench.concurrency}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'arm':38} {'steps/s':>9} {'client ms/step':>15} {'sim ms/step':>12}  rounds")
+    for arm in ARMS:
+        a = summary["arms"][arm]
+        server = a["server_cpu_ms_per_step_median"]
+        print(
+            f"{a['label']:38} {a['steps_per_s_median']:9.0f} "
+            f"{a['client_cpu_ms_per_step_median']:15.2f} "
+            f"{'-' if server is None else f'{server:.2f}':>12}  {a['steps_per_s_all']}"
+        )
+    print(f"ours / A = {summary['ratio_ours_over_A']:.2f}")
+    print(f"ours / B = {summary['ratio_ours_over_B']:.2f}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--runs", type=int, default=64, help="runs per arm per round (default 64)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=100,
+        help="boxes in the chain; each run makes steps + 1 model calls (default 100)",
+    )
+    p.add_argument("--concurrency", type=int, default=64, help="concurrent runs (default 64)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--stream", action="store_true", help="stream responses (SSE)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run")
+    p.add_argument(
+        "--latency-ms", type=float, default=0.0, help="artificial simulator latency per call"
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip the same-conversation check")
+    p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the simulator, verify the arms agree, measure interleaved rounds, report."""
+    args = parse_args(argv)
+    sim = SimProcess(args.latency_ms)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-recording-") as workdir:
+            bench = Bench(
+                task=chain_task(args.steps),
+                runs=args.runs,
+                concurrency=args.concurrency,
+                seed=args.seed,
+                stream=args.stream,
+                sim=sim,
+                workdir=Path(workdir),
+            )
+            if not args.no_verify:
+                verify_same_conversation(bench)  # also warms up imports, server and pools
+            for round_no in range(args.rounds):
+                for arm in ARMS:
+                    m = measure(bench, arm, round_no)
+                    print(
+                        f"round {round_no} {arm:4}: {m.steps} steps in {m.wall_s:.2f} s "
+                        f"= {m.steps_per_s:.0f} steps/s ({m.succeeded}/{m.runs} runs succeeded)",
+                        file=sys.stderr,
+                    )
+                    bench.measurements.append(m)
+            summary = summarize(bench)
+    finally:
+        sim.stop()
+    print_table(summary, bench)
+    if args.json is not None:
+        report = {
+            "config": {
+                "runs": args.runs,
+                "steps": args.steps,
+                "calls_per_run": args.steps + 1,
+                "concurrency": args.concurrency,
+                "rounds": args.rounds,
+                "stream": args.stream,
+                "latency_ms": args.latency_ms,
+                "seed": args.seed,
+            },
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "openai": openai.__version__,
+                "duckdb": duckdb.__version__,
+            },
+            **summary,
+            "measurements": [m.row() for m in bench.measurements],
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
