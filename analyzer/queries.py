@@ -74,10 +74,14 @@ def list_runs(
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host
         FROM runs r
+        -- Live counts only for unfinished runs: finished ones carry their totals, and
+        -- scanning millions of steps for every listing would not scale.
         LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at
-                   FROM steps GROUP BY run_id) s ON s.run_id = r.id
-        LEFT JOIN (SELECT run_id, count(*) AS n FROM tool_calls GROUP BY run_id) c
-               ON c.run_id = r.id
+                   FROM steps WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
+                   GROUP BY run_id) s ON s.run_id = r.id
+        LEFT JOIN (SELECT run_id, count(*) AS n
+                   FROM tool_calls WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
+                   GROUP BY run_id) c ON c.run_id = r.id
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.started_at DESC, r.id DESC
     """
