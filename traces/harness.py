@@ -135,14 +135,22 @@ class Agent:
                 step.replay_message_hash = message_hash(replay)
                 # Stored now, so even a final answer (never sent back) is in `messages`.
                 new_messages[step.replay_message_hash] = replay
-            await self.recorder.record_step(step, new_messages)
+            durable = self.recorder.queue_step(step, new_messages)
             self._count(step)
             if exchange.error is not None or reading is None:
+                await durable
                 return self._failed_by_endpoint(exchange.error)
             self.conversation.append(replay)
             if reading.tool_calls:
-                await self._run_tools(index, reading.tool_calls)
+                # The tools run while the writer commits the step, and their results commit
+                # after it: one commit wait per step instead of two, and the step is still
+                # durable before the next request leaves.
+                try:
+                    await self._run_tools(index, reading.tool_calls)
+                finally:
+                    await durable
                 continue
+            await durable
             answer = (reading.content or "").strip()
             if not answer:
                 why = "finish_reason=length" if step.finish_reason == "length" else "empty turn"
@@ -247,14 +255,19 @@ class Agent:
     # -- tools --------------------------------------------------------------------------------
 
     async def _run_tools(self, index: int, calls: list[ToolCallRecord]) -> None:
-        results = await asyncio.gather(*(self._run_tool(call) for call in calls))
+        if len(calls) == 1:
+            # Awaited directly: gather() wraps it in a task, and the run then waits a whole
+            # event-loop turn behind every other run before it can send its next request.
+            results = [await self._run_tool(calls[0])]
+        else:
+            results = list(await asyncio.gather(*(self._run_tool(call) for call in calls)))
         for call, result in zip(calls, results, strict=True):
             self.conversation.append(
                 {"role": "tool", "tool_call_id": call.id or "", "content": result.output}
             )
             if result.error is not None:
                 self.tally.tool_errors += 1
-        await self.recorder.record_tool_results(self.run_id, index, list(results))
+        await self.recorder.record_tool_results(self.run_id, index, results)
 
     async def _run_tool(self, call: ToolCallRecord) -> ToolResultRecord:
         started = _now()
