@@ -333,13 +333,14 @@ def recorded_conversation(db: Path) -> list[dict[str, Any]]:
     """The full conversation of the (only) run in `db`, rebuilt from its last step."""
     with duckdb.connect(str(db), read_only=True) as conn:
         row = conn.execute(
-            "SELECT request_message_hashes, replay_message_hash FROM steps "
-            "ORDER BY idx DESC LIMIT 1"
+            "SELECT run_id, idx, replay_message_hash FROM steps ORDER BY idx DESC LIMIT 1"
         ).fetchone()
         assert row is not None, "no steps recorded"
-        hashes = [*row[0], row[1]]
-        bodies = dict(conn.execute("SELECT hash, body FROM messages").fetchall())
-    return [json.loads(bodies[h]) for h in hashes]
+        run_id, idx, last = row
+        sent = conn.execute("SELECT body FROM request_messages(?, ?)", [run_id, idx]).fetchall()
+        final = conn.execute("SELECT body FROM messages WHERE hash = ?", [last]).fetchone()
+        assert final is not None
+    return [json.loads(body) for (body,) in [*sent, final]]
 
 
 def verify_same_conversation(bench: Bench) -> None:

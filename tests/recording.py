@@ -57,13 +57,9 @@ def request_messages(
     conn: duckdb.DuckDBPyConnection, run_id: str, idx: int
 ) -> list[dict[str, Any]]:
     """The exact messages of one stored request, rebuilt from the content-addressed table."""
-    hashes = conn.execute(
-        "SELECT request_message_hashes FROM steps WHERE run_id = ? AND idx = ?", [run_id, idx]
+    rows = conn.execute("SELECT body FROM request_messages(?, ?)", [run_id, idx]).fetchall()
+    count = conn.execute(
+        "SELECT request_message_count FROM steps WHERE run_id = ? AND idx = ?", [run_id, idx]
     ).fetchone()
-    assert hashes is not None
-    bodies = dict(
-        conn.execute(
-            "SELECT hash, body FROM messages WHERE hash IN (SELECT unnest(?))", [hashes[0]]
-        ).fetchall()
-    )
-    return [json.loads(bodies[h]) for h in hashes[0]]
+    assert count is not None and len(rows) == count[0]
+    return [json.loads(body) for (body,) in rows]

@@ -66,12 +66,26 @@ def test_300_step_chain_sends_every_turns_reasoning_back(sim: SimServer, db_path
     run_id = summary.id
     reasoning = dict(conn.execute("SELECT idx, reasoning FROM steps").fetchall())
     replayed = dict(conn.execute("SELECT idx, replay_message_hash FROM steps").fetchall())
-    hashes = dict(conn.execute("SELECT idx, request_message_hashes FROM steps").fetchall())
+    layout = {
+        idx: (count, prefix)
+        for idx, count, prefix in conn.execute(
+            "SELECT idx, request_message_count, request_prefix FROM steps"
+        ).fetchall()
+    }
+    added = {}
+    for idx, position, digest in conn.execute(
+        "SELECT step_idx, position, hash FROM step_messages WHERE run_id = ?", [run_id]
+    ).fetchall():
+        added.setdefault(idx, {})[position] = digest
     assert len(reasoning) == 301 and all(reasoning.values())
+    assert layout[0] == (2, 0)
     for idx in range(1, 301):
-        # The request of step idx ends with: assistant turn of idx-1, then its tool result.
-        assert hashes[idx][-2] == replayed[idx - 1]
-        assert hashes[idx][: len(hashes[idx - 1])] == hashes[idx - 1]
+        # Each request repeats the previous one and adds two messages: the assistant turn of
+        # idx-1 (with its reasoning), then its tool result. Only those two are stored.
+        assert layout[idx] == (2 + 2 * idx, 2 * idx)
+        assert sorted(added[idx]) == [2 * idx, 2 * idx + 1]
+        assert added[idx][2 * idx] == replayed[idx - 1]
+    assert conn.execute("SELECT count(*) FROM step_messages").fetchone() == (2 + 2 * 300,)
     # Spot-check full bodies (rebuilding all 301 requests is O(n^2) rows, on purpose not done).
     for idx in (1, 150, 300):
         messages = request_messages(conn, run_id, idx)

@@ -57,7 +57,9 @@ def _step(run_id: str, index: int, hashes: list[str]) -> StepRecord:
         latency_ms=1.5,
         streamed=False,
         request_params={"model": "m"},
-        request_message_hashes=hashes,
+        request_message_count=len(hashes),
+        request_prefix=0,
+        request_new_hashes=hashes,
         response_body="{}",
         finish_reason_raw="tool_calls",
         finish_reason="tool_calls",
@@ -171,16 +173,9 @@ def test_recorder_round_trip_and_message_dedup(db_path: Path) -> None:
     assert conn.execute("SELECT count(*) FROM tool_results").fetchone() == (2,)
     status = dict(conn.execute("SELECT id, status FROM runs").fetchall())
     assert status == {"r1": "completed", "r2": "running"}
-    rebuilt = conn.execute(
-        """
-        SELECT list(m.body::VARCHAR ORDER BY h.pos)
-        FROM steps s, unnest(s.request_message_hashes) WITH ORDINALITY AS h(hash, pos)
-        JOIN messages m ON m.hash = h.hash
-        WHERE s.run_id = 'r1'
-        """
-    ).fetchone()
+    rebuilt = conn.execute("SELECT role FROM request_messages('r1', 0)").fetchall()
     conn.close()
-    assert rebuilt is not None and len(rebuilt[0]) == 2
+    assert rebuilt == [("system",), ("user",)]
 
 
 def test_runs_of_dead_recorders_become_interrupted(db_path: Path) -> None:
@@ -200,3 +195,30 @@ def test_runs_of_dead_recorders_become_interrupted(db_path: Path) -> None:
     row = conn.execute("SELECT status, termination, steps FROM runs WHERE id='dead'").fetchone()
     conn.close()
     assert row == ("interrupted", "interrupted", 1)
+
+
+def test_requests_rebuild_even_when_history_is_rewritten(db_path: Path) -> None:
+    """Prefix sharing stays exact when a request edits earlier history (not only appends)."""
+    msgs = {name: {"role": "user", "content": name} for name in "abcdxy"}
+    h = {name: message_hash(m) for name, m in msgs.items()}
+    requests = [["a", "b"], ["a", "b", "c", "d"], ["a", "x"], ["a", "x", "y"]]
+    prefixes = [0, 2, 1, 2]
+
+    async def scenario() -> None:
+        recorder = Recorder(db_path)
+        try:
+            await recorder.begin_run(_run("r"))
+            for idx, (request, prefix) in enumerate(zip(requests, prefixes, strict=True)):
+                step = _step("r", idx, [h[n] for n in request])
+                step.request_prefix = prefix
+                step.request_new_hashes = [h[n] for n in request[prefix:]]
+                await recorder.record_step(step, {h[n]: msgs[n] for n in request})
+        finally:
+            recorder.close()
+
+    asyncio.run(scenario())
+    conn = open_for_reading(db_path)
+    for idx, request in enumerate(requests):
+        rows = conn.execute("SELECT hash FROM request_messages('r', ?)", [idx]).fetchall()
+        assert [r[0] for r in rows] == [h[n] for n in request], idx
+    conn.close()

@@ -71,6 +71,19 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def resolve_api_key(config: EndpointConfig) -> str | None:
+    """The key for `config`, read from its environment variable; one-line error if unset."""
+    if config.api_key is not None or not config.api_key_env:
+        return config.api_key
+    key = os.environ.get(config.api_key_env)
+    if not key:
+        raise EndpointError(
+            f"environment variable {config.api_key_env} is not set "
+            f"(it must hold the API key for {redact_url(config.base_url)})"
+        )
+    return key
+
+
 def classify_status(status: int, body: str) -> ErrorKind:
     """Error class of an HTTP failure, from its status and body."""
     lowered = body.lower()
@@ -96,14 +109,7 @@ class EndpointClient:
 
     def __init__(self, config: EndpointConfig) -> None:
         """Build the SDK client; fails with one line when the key variable is not set."""
-        key = config.api_key
-        if key is None and config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if not key:
-                raise EndpointError(
-                    f"environment variable {config.api_key_env} is not set "
-                    f"(it must hold the API key for {redact_url(config.base_url)})"
-                )
+        key = resolve_api_key(config)
         self.config = config
         # Retries are the harness's job: it records each failed attempt on the step.
         self._sdk = openai.AsyncOpenAI(

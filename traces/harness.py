@@ -68,21 +68,29 @@ class _Tally:
 
 @dataclass
 class _Conversation:
-    """Messages with their hashes, computed once when appended (hashing is O(message))."""
+    """Messages with their hashes, computed once when appended (hashing is O(message)).
+
+    The conversation only grows, so each request is the previous one plus what was appended
+    since: `sent` counts the messages already recorded with an earlier request, and a step
+    stores only the rest. That keeps a 300-step run O(steps) in the store.
+    """
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
-    unsent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unrecorded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sent: int = 0
 
     def append(self, message: dict[str, Any]) -> str:
         digest = message_hash(message)
         self.messages.append(message)
         self.hashes.append(digest)
-        self.unsent[digest] = message
+        self.unrecorded[digest] = message
         return digest
 
-    def take_unsent(self) -> dict[str, dict[str, Any]]:
-        fresh, self.unsent = self.unsent, {}
+    def take_unrecorded(self) -> dict[str, dict[str, Any]]:
+        """Messages appended since the last request was recorded; marks them recorded."""
+        fresh, self.unrecorded = self.unrecorded, {}
+        self.sent = len(self.messages)
         return fresh
 
 
@@ -129,7 +137,7 @@ class Agent:
             message = exchange.message if exchange.error is None else None
             reading = read_message(message, self._validate) if message is not None else None
             step = self._step_record(index, exchange, retry_errors, reading)
-            new_messages = self.conversation.take_unsent()
+            new_messages = self.conversation.take_unrecorded()
             if message is not None and reading is not None:
                 replay = replay_message(message, reading, settings.reasoning_replay)
                 step.replay_message_hash = message_hash(replay)
@@ -233,7 +241,9 @@ class Agent:
             request_id=exchange.headers.get("x-request-id") or exchange.headers.get("request-id"),
             response_headers=exchange.headers,
             request_params=params,
-            request_message_hashes=list(self.conversation.hashes),
+            request_message_count=len(self.conversation.hashes),
+            request_prefix=self.conversation.sent,
+            request_new_hashes=self.conversation.hashes[self.conversation.sent :],
             response_body=exchange.response_body,
             stream_events=exchange.stream_events,
             finish_reason_raw=exchange.finish_reason_raw,

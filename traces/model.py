@@ -186,8 +186,13 @@ class StepRecord(BaseModel):
     request_params: dict[str, Any] = Field(
         description="The request body exactly as sent, minus `messages`."
     )
-    request_message_hashes: list[str] = Field(
-        description="Hashes of the request's messages, in order (rebuild with `messages`)."
+    request_message_count: int = Field(description="Messages in the request.")
+    request_prefix: int = Field(
+        description="Leading messages shared with the previous step's request; only the "
+        "messages after them are stored for this step (`step_messages`)."
+    )
+    request_new_hashes: list[str] = Field(
+        description="Hashes of the request's messages from position `request_prefix` on."
     )
     response_body: str | None = Field(
         default=None, description="Raw response body (non-streaming or error)."

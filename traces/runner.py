@@ -1,7 +1,7 @@
 """Driving many runs of one task against one endpoint, with bounded concurrency.
 
 Each run gets its own world (seed), its own sandbox directory and its own conversation; they
-share one endpoint client (one connection pool) and one recorder (one writer thread).
+share one recorder (one writer thread); each has its own endpoint client.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from traces.client import EndpointClient, EndpointConfig, redact_url
+from traces.client import EndpointClient, EndpointConfig, redact_url, resolve_api_key
 from traces.harness import Agent, HarnessSettings
 from traces.model import RunOutcome, RunRecord, RunStatus, Termination
 from traces.store.recorder import Recorder
@@ -55,21 +55,24 @@ async def record_runs(
     plan: RunPlan, recorder: Recorder, on_done: ProgressCallback | None = None
 ) -> list[RunSummary]:
     """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order."""
-    client = EndpointClient(plan.endpoint)
+    resolve_api_key(plan.endpoint)  # a missing key fails once, before any run starts
     limit = asyncio.Semaphore(max(1, plan.concurrency))
-    try:
-        with tempfile.TemporaryDirectory(prefix="agent-traces-") as sandboxes:
+    with tempfile.TemporaryDirectory(prefix="agent-traces-") as sandboxes:
 
-            async def one(i: int) -> RunSummary:
-                async with limit:
+        async def one(i: int) -> RunSummary:
+            async with limit:
+                # One client (one connection pool) per run: a pool shared by 64 runs probes
+                # every idle connection on each request, which cost more CPU than recording.
+                client = EndpointClient(plan.endpoint)
+                try:
                     summary = await _record_one(plan, client, recorder, plan.seed + i, sandboxes)
-                if on_done is not None:
-                    on_done(summary.id, summary.outcome)
-                return summary
+                finally:
+                    await client.close()
+            if on_done is not None:
+                on_done(summary.id, summary.outcome)
+            return summary
 
-            return list(await asyncio.gather(*(one(i) for i in range(plan.repeat))))
-    finally:
-        await client.close()
+        return list(await asyncio.gather(*(one(i) for i in range(plan.repeat))))
 
 
 async def _record_one(

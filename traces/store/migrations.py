@@ -58,7 +58,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             request_id VARCHAR,
             response_headers JSON,
             request_params JSON NOT NULL,
-            request_message_hashes VARCHAR[] NOT NULL,
+            request_message_count INTEGER NOT NULL,
+            request_prefix INTEGER NOT NULL,
             response_body VARCHAR,
             stream_events JSON,
             finish_reason_raw VARCHAR,
@@ -83,6 +84,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             anomalies JSON,
             PRIMARY KEY (run_id, idx)
         );
+        CREATE TABLE step_messages (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            hash VARCHAR NOT NULL
+        );
+        CREATE MACRO request_messages(rid, i) AS TABLE
+            SELECT p.position, m.role, m.body, p.hash
+            FROM (
+                SELECT position, arg_max(hash, step_idx) AS hash
+                FROM step_messages
+                WHERE run_id = rid AND step_idx <= i
+                  AND position < (SELECT request_message_count FROM steps
+                                  WHERE run_id = rid AND idx = i)
+                GROUP BY position
+            ) p
+            JOIN messages m ON m.hash = p.hash
+            ORDER BY p.position;
         CREATE TABLE tool_calls (
             run_id VARCHAR NOT NULL,
             step_idx INTEGER NOT NULL,

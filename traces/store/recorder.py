@@ -47,6 +47,7 @@ class _Batch:
     run_updates: list[tuple[Any, ...]] = field(default_factory=list)
     messages: list[tuple[Any, ...]] = field(default_factory=list)
     steps: list[tuple[Any, ...]] = field(default_factory=list)
+    step_messages: list[tuple[Any, ...]] = field(default_factory=list)
     tool_calls: list[tuple[Any, ...]] = field(default_factory=list)
     tool_results: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -88,7 +89,8 @@ def _step_row(step: StepRecord) -> tuple[Any, ...]:
         step.request_id,
         _json(step.response_headers),
         _json(step.request_params),
-        step.request_message_hashes,
+        step.request_message_count,
+        step.request_prefix,
         step.response_body,
         _json([[e.t_ms, e.line] for e in step.stream_events])
         if step.stream_events is not None
@@ -134,7 +136,8 @@ _INSERTS = {
         13,
     ),
     "messages": _bulk_insert("messages", None, 3, " ON CONFLICT DO NOTHING"),
-    "steps": _bulk_insert("steps", None, 35),
+    "steps": _bulk_insert("steps", None, 36),
+    "step_messages": _bulk_insert("step_messages", None, 4),
     "tool_calls": _bulk_insert("tool_calls", None, 12),
     "tool_results": _bulk_insert("tool_results", None, 9),
 }
@@ -254,6 +257,10 @@ class Recorder:
         ]
         self._known_messages.update(new_messages)
         step_row = _step_row(step)
+        position_rows = [
+            (step.run_id, step.index, step.request_prefix + offset, digest)
+            for offset, digest in enumerate(step.request_new_hashes)
+        ]
         call_rows = [
             (
                 step.run_id,
@@ -275,6 +282,7 @@ class Recorder:
         def add(batch: _Batch) -> None:
             batch.messages.extend(fresh)
             batch.steps.append(step_row)
+            batch.step_messages.extend(position_rows)
             batch.tool_calls.extend(call_rows)
 
         return self._enqueue(add)
@@ -374,6 +382,7 @@ class Recorder:
                 ("runs", batch.runs),
                 ("messages", batch.messages),
                 ("steps", batch.steps),
+                ("step_messages", batch.step_messages),
                 ("tool_calls", batch.tool_calls),
                 ("tool_results", batch.tool_results),
             ):

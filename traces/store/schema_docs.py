@@ -51,7 +51,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "messages": (
         "Chat messages, content-addressed: each distinct message stored once, referenced by hash "
-        "from steps.request_message_hashes.",
+        "from step_messages.",
         {
             "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
             "role": "system | user | assistant | tool.",
@@ -73,8 +73,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "request_id": "Provider request id (x-request-id and similar headers).",
             "response_headers": "Kept response headers: request ids, rate limits, timing.",
             "request_params": "The request body exactly as sent, minus `messages`.",
-            "request_message_hashes": "Hashes of the request's messages in order; join `messages` "
-            "to rebuild the exact request.",
+            "request_message_count": "Messages in the request.",
+            "request_prefix": "Leading messages shared with the previous step's request (only "
+            "the rest is in step_messages); rebuild with `request_messages(run_id, idx)`.",
             "response_body": "Raw response body (non-streaming responses and errors).",
             "stream_events": "Every raw SSE line with its arrival time in ms, as JSON.",
             "finish_reason_raw": "finish_reason exactly as sent.",
@@ -100,6 +101,17 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "retries": "Failed attempts before this one (429/5xx/timeouts are retried).",
             "retry_errors": "The errors of those failed attempts, as JSON.",
             "anomalies": "Irregularities noticed while reading the response, as JSON.",
+        },
+    ),
+    "step_messages": (
+        "Which messages each request added, by position: a request is its previous step's "
+        "request up to `request_prefix`, then these. The table macro "
+        "`request_messages(run_id, idx)` rebuilds it in order.",
+        {
+            "run_id": "Run of the step.",
+            "step_idx": "Step whose request added the message.",
+            "position": "Position of the message in the request (0-based).",
+            "hash": "Message hash (join `messages`).",
         },
     ),
     "tool_calls": (
