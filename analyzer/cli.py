@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import typer
 
-from analyzer.commands import demo, record, runs, schema, show, sim, sql, steps
+from analyzer.commands import demo, providers, record, runs, schema, show, sim, sql, steps
 from traces.errors import TracesError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (record, demo, runs, show, steps, sql, schema, sim):
+for module in (record, demo, runs, show, steps, sql, schema, providers, sim):
     module.register(app)
 
 

@@ -296,8 +296,8 @@ def test_sim_command_serves_the_openai_protocol() -> None:
             "sim",
             "--port",
             "0",
-            "--reasoning-field",
-            "reasoning",
+            "--dialect",
+            "reasoning-field",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -321,7 +321,7 @@ def test_sim_command_serves_the_openai_protocol() -> None:
 
 
 def test_sim_command_rejects_bad_options_in_one_line() -> None:
-    done = run_cli("sim", "--reasoning-field", "nowhere")
+    done = run_cli("sim", "--dialect", "nowhere")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "nowhere" in done.stderr
 

@@ -8,14 +8,14 @@ import random
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
-from traces.sim.config import ReasoningField, SimConfig
+from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 
 OPEN_BOX_SCHEMA = {
@@ -46,14 +46,24 @@ FILES_TOOLS: list[Any] = [
         ("grep", {"pattern": {"type": "string"}, "path": {"type": "string"}}),
     ]
 ]
-DIALECTS: list[ReasoningField] = ["reasoning_content", "reasoning", "think"]
+ReasoningField = Literal["reasoning_content", "reasoning", "think"]
+FIELDS: dict[str, ReasoningField] = {
+    "openai": "reasoning_content",
+    "reasoning-field": "reasoning",
+    "minimax": "think",
+}
+"""One dialect per place reasoning can travel: a message field, or an inline `<think>`."""
 
 
-@pytest.fixture(scope="module", params=DIALECTS)
+@pytest.fixture(scope="module", params=list(FIELDS))
 def dialect_sim(request: pytest.FixtureRequest) -> Iterator[SimServer]:
     """One simulator per reasoning dialect, small chunks so streams have many deltas."""
-    with SimServer(SimConfig(reasoning_field=request.param, chunk_chars=7)) as server:
+    with SimServer(SimConfig(dialect=request.param, chunk_chars=7)) as server:
         yield server
+
+
+def _field(server: SimServer) -> ReasoningField:
+    return FIELDS[server.config.dialect]
 
 
 def _client(server: SimServer) -> openai.OpenAI:
@@ -172,7 +182,7 @@ def test_server_binds_loopback_ephemeral_port(sim: SimServer) -> None:
 
 
 def test_non_streaming_tool_call_is_schema_valid(dialect_sim: SimServer) -> None:
-    field: ReasoningField = dialect_sim.config.reasoning_field
+    field = _field(dialect_sim)
     raw = _client(dialect_sim).chat.completions.with_raw_response.create(
         model="sim-reasoner-1", messages=_start(), tools=CHAIN_TOOLS
     )
@@ -191,7 +201,7 @@ def test_non_streaming_tool_call_is_schema_valid(dialect_sim: SimServer) -> None
     reasoning = _reasoning_of(choice.message, field)
     assert "box-1a2b3c" in reasoning
     extra = choice.message.model_extra or {}
-    for other in DIALECTS:
+    for other in FIELDS.values():
         if other not in (field, "think"):
             assert other not in extra  # reasoning appears in exactly one place
     if field != "think":
@@ -204,7 +214,7 @@ def test_non_streaming_tool_call_is_schema_valid(dialect_sim: SimServer) -> None
 
 
 def test_stream_reassembles_to_the_non_streaming_decision(dialect_sim: SimServer) -> None:
-    field: ReasoningField = dialect_sim.config.reasoning_field
+    field = _field(dialect_sim)
     client = _client(dialect_sim)
     world = ChainWorld(4)
     messages = _start(world.ids[0])
@@ -254,7 +264,7 @@ def test_stream_without_include_usage_has_no_usage_chunk(sim: SimServer) -> None
 
 
 def test_full_chain_walk_finds_the_treasure(dialect_sim: SimServer) -> None:
-    field: ReasoningField = dialect_sim.config.reasoning_field
+    field = _field(dialect_sim)
     client = _client(dialect_sim)
     world = ChainWorld(5, seed=7)
     messages = _start(world.ids[0])

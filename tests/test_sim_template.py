@@ -1,18 +1,39 @@
-"""The simulator's chat template, tokenizer and pattern generator."""
+"""The simulator's generic ChatML template, tokenizer and pattern generator (the family
+templates are covered in test_sim_dialects.py)."""
 
 from __future__ import annotations
 
 import random
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
-from traces.sim.config import ReasoningField
+from traces.dialects import ReasoningLocation
 from traces.sim.regex_gen import generate
-from traces.sim.template import render_prompt, render_segments, split_think
+from traces.sim.templates import template_for
+from traces.sim.templates.history import split_think
 from traces.sim.tokenizer import count_tokens, count_tokens_cached
+
+ReasoningField = Literal["reasoning_content", "reasoning", "think"]
+CHATML = template_for("chatml")
+_READS: dict[ReasoningField, tuple[ReasoningLocation, ...]] = {
+    "reasoning_content": ("reasoning_content",),
+    "reasoning": ("reasoning",),
+    "think": ("think_tag",),
+}
+
+
+def render_segments(
+    messages: list[dict[str, Any]], tools: list[Any], field: ReasoningField
+) -> list[str]:
+    return CHATML.render(messages, tools, _READS[field]).segments
+
+
+def render_prompt(messages: list[dict[str, Any]], tools: list[Any], field: ReasoningField) -> str:
+    return "".join(render_segments(messages, tools, field))
+
 
 TOOLS = [
     {

@@ -59,8 +59,9 @@ class Dialect(BaseModel):
         "family's `functions.NAME:IDX` form.",
     )
     arguments_back: Literal["string", "object"] = Field(
-        default="string", description="Whether history tool-call arguments go back as JSON "
-        "strings (OpenAI form) or objects."
+        default="string",
+        description="Whether history tool-call arguments go back as JSON "
+        "strings (OpenAI form) or objects.",
     )
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Body fields the host needs to speak this dialect."

@@ -29,7 +29,7 @@ from traces.model import (
     message_hash,
 )
 from traces.normalize import Reading, normalize_finish_reason, normalize_usage, read_message
-from traces.replay import ReplayMode, replay_message
+from traces.replay import ReplayPolicy, replay_message
 from traces.store.recorder import Recorder
 from traces.tools.base import ToolEnvironment, ToolOutcome
 from traces.tools.schema_check import ArgumentChecker
@@ -46,8 +46,9 @@ class HarnessSettings(BaseModel):
     seed: int | None = Field(default=None, description="Request `seed` field, when set.")
     temperature: float | None = Field(default=None, description="Sampling temperature.")
     max_tokens: int | None = Field(default=None, description="Per-step completion token cap.")
-    reasoning_replay: ReplayMode = Field(
-        default="same", description="Where each turn's reasoning goes back to the model."
+    replay: ReplayPolicy = Field(
+        default_factory=ReplayPolicy,
+        description="How each turn's reasoning, tool-call ids and arguments go back.",
     )
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific body fields sent every request."
@@ -139,7 +140,9 @@ class Agent:
             step = self._step_record(index, exchange, retry_errors, reading)
             new_messages = self.conversation.take_unrecorded()
             if message is not None and reading is not None:
-                replay = replay_message(message, reading, settings.reasoning_replay)
+                replay, reply_ids = replay_message(
+                    message, reading, settings.replay, self.tally.tool_calls
+                )
                 step.replay_message_hash = message_hash(replay)
                 # Stored now, so even a final answer (never sent back) is in `messages`.
                 new_messages[step.replay_message_hash] = replay
@@ -154,7 +157,7 @@ class Agent:
                 # after it: one commit wait per step instead of two, and the step is still
                 # durable before the next request leaves.
                 try:
-                    await self._run_tools(index, reading.tool_calls)
+                    await self._run_tools(index, reading.tool_calls, reply_ids)
                 finally:
                     await durable
                 continue
@@ -264,22 +267,33 @@ class Agent:
 
     # -- tools --------------------------------------------------------------------------------
 
-    async def _run_tools(self, index: int, calls: list[ToolCallRecord]) -> None:
+    async def _run_tools(
+        self, index: int, calls: list[ToolCallRecord], reply_ids: list[str | None]
+    ) -> None:
         if len(calls) == 1:
             # Awaited directly: gather() wraps it in a task, and the run then waits a whole
             # event-loop turn behind every other run before it can send its next request.
-            results = [await self._run_tool(calls[0])]
+            results = [await self._run_tool(calls[0], reply_ids[0])]
         else:
-            results = list(await asyncio.gather(*(self._run_tool(call) for call in calls)))
-        for call, result in zip(calls, results, strict=True):
+            results = list(
+                await asyncio.gather(
+                    *(self._run_tool(c, i) for c, i in zip(calls, reply_ids, strict=True))
+                )
+            )
+        for result in results:
             self.conversation.append(
-                {"role": "tool", "tool_call_id": call.id or "", "content": result.output}
+                {
+                    "role": "tool",
+                    "tool_call_id": result.tool_call_id or "",
+                    "content": result.output,
+                }
             )
             if result.error is not None:
                 self.tally.tool_errors += 1
         await self.recorder.record_tool_results(self.run_id, index, results)
 
-    async def _run_tool(self, call: ToolCallRecord) -> ToolResultRecord:
+    async def _run_tool(self, call: ToolCallRecord, reply_id: str | None) -> ToolResultRecord:
+        """Execute one call; the result answers `reply_id` (the id as it was sent back)."""
         started = _now()
         t0 = time.perf_counter()
         if call.name not in self.tool_names:
@@ -296,7 +310,7 @@ class Agent:
                 outcome = _error_outcome(f"tool {call.name} crashed: {type(exc).__name__}: {exc}")
         return ToolResultRecord(
             index=call.index,
-            tool_call_id=call.id,
+            tool_call_id=reply_id,
             name=call.name,
             output=outcome.output,
             error=outcome.error,

@@ -17,6 +17,12 @@ from traces.model import FinishReason, ReasoningSource, ToolCallRecord, Usage
 
 _THINK_BLOCK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
 _THINK_CLOSE_ONLY = re.compile(r"^(.*?)</think>\s*", re.DOTALL)
+_HARMONY_MESSAGE = re.compile(
+    r"(?:<\|start\|>assistant)?(?P<header>[^<]*)<\|channel\|>(?P<channel>\w+)(?P<rest>[^<]*)"
+    r"(?:<\|constrain\|>\w*)?<\|message\|>(?P<text>.*?)(?=<\|end\|>|<\|return\|>|<\|call\|>"
+    r"|<\|start\|>|$)(?:<\|end\|>|<\|return\|>|<\|call\|>)?",
+    re.DOTALL,
+)
 _KIMI_ID = re.compile(r"^functions\.[\w\-.]+:\d+$")
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -51,6 +57,10 @@ def read_reasoning(message: dict[str, Any]) -> tuple[str | None, ReasoningSource
         ]
         if texts:
             return "\n".join(texts), "reasoning_details", content
+    if isinstance(content, str) and "<|channel|>" in content:
+        harmony = _read_harmony(content)
+        if harmony is not None:
+            return harmony[0], "harmony", harmony[1]
     if isinstance(content, str):
         match = _THINK_BLOCK.match(content)
         if match:
@@ -61,6 +71,34 @@ def read_reasoning(message: dict[str, Any]) -> tuple[str | None, ReasoningSource
             if match:
                 return match.group(1).strip(), "think_tag", content[match.end() :]
     return None, "none", content
+
+
+def _read_harmony(content: str) -> tuple[str, str | None] | None:
+    """(reasoning, visible content) of gpt-oss harmony text left in `content` by a server.
+
+    Analysis messages are reasoning and final messages the answer; a message addressed to a
+    tool (`to=functions.NAME`) stays in content verbatim, because a call left as text is a
+    parsing failure the checks must see.
+    """
+    reasoning: list[str] = []
+    visible: list[str] = []
+    position = 0
+    for match in _HARMONY_MESSAGE.finditer(content):
+        if match.start() > position:
+            visible.append(content[position : match.start()])
+        position = match.end()
+        addressed = "to=" in match.group("header") or "to=" in match.group("rest")
+        if addressed:
+            visible.append(match.group(0))
+        elif match.group("channel") == "analysis":
+            reasoning.append(match.group("text"))
+        else:
+            visible.append(match.group("text"))
+    if not reasoning:
+        return None
+    visible.append(content[position:])
+    text = "".join(visible)
+    return "\n".join(reasoning), text or None
 
 
 def id_format(call_id: str | None) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from traces.dialects import DIALECTS, Dialect, ReasoningLocation
 from traces.errors import TracesError
@@ -104,7 +105,7 @@ def profiles_path(explicit: str | Path | None = None) -> Path:
     return Path(from_env) if from_env else DEFAULT_PROFILES
 
 
-def _field_path(error: dict[str, Any]) -> str:
+def _field_path(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(profile)"
 
 

@@ -36,6 +36,7 @@ class RunPlan(BaseModel):
     repeat: int = 1
     concurrency: int = 1
     seed: int = 0
+    dialect: str | None = None
 
 
 class RunSummary(BaseModel):
@@ -133,4 +134,5 @@ def _settings_json(plan: RunPlan, settings: HarnessSettings) -> dict[str, Any]:
     data["repeat"] = plan.repeat
     data["concurrency"] = plan.concurrency
     data["api_key_env"] = plan.endpoint.api_key_env
+    data["dialect"] = plan.dialect
     return data

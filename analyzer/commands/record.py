@@ -14,20 +14,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
+from analyzer.targets import Target, resolve_target
 from traces.client import EndpointClient, EndpointConfig
-from traces.errors import EndpointError, TracesError
+from traces.errors import EndpointError
 from traces.harness import HarnessSettings
 from traces.model import RunOutcome, Termination
 from traces.runner import RunPlan, RunSummary, record_runs
-from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import resolve_db_path
 from traces.store.recorder import Recorder
 from traces.tasks import Task, load_task
-
-SIM_PROVIDER = "sim"
 
 
 def register(app: typer.Typer) -> None:
@@ -37,16 +36,47 @@ def register(app: typer.Typer) -> None:
 
 def record(
     task: Annotated[Path, typer.Option("--task", "-t", help="Task file (TOML).")],
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Provider profile (see `traces providers`); with --base-url and no such "
+            "profile, just a label [default: the embedded simulator]."
+        ),
+    ] = None,
     base_url: Annotated[
         str | None,
-        typer.Option(help="OpenAI-compatible base URL; omit to use the embedded simulator."),
+        typer.Option(help="OpenAI-compatible base URL (overrides the profile's)."),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model id (required with --base-url).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model id [default: the profile's first].")
+    ] = None,
     api_key_env: Annotated[
-        str, typer.Option(help="Environment variable that holds the API key.")
-    ] = "OPENAI_API_KEY",
-    provider: Annotated[
-        str | None, typer.Option(help="Label stored with the runs [default: sim or custom].")
+        str | None,
+        typer.Option(
+            help="Environment variable holding the API key [default: the profile's, "
+            "else OPENAI_API_KEY]."
+        ),
+    ] = None,
+    providers: Annotated[
+        Path | None,
+        typer.Option(
+            "--providers",
+            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
+        ),
+    ] = None,
+    reasoning_replay: Annotated[
+        str,
+        typer.Option(
+            help="Where reasoning goes back: keep (the profile's choice), drop, or a field: "
+            "reasoning_content, reasoning, reasoning_details, think_tag."
+        ),
+    ] = "keep",
+    dialect: Annotated[
+        str, typer.Option(help="Dialect the embedded simulator emulates (`traces sim --list`).")
+    ] = "openai",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option("--fault", help="Simulator fault NAME=RATE (repeatable)."),
     ] = None,
     max_steps: Annotated[
         int | None, typer.Option(min=1, help="Step limit [default: the task's].")
@@ -64,40 +94,51 @@ def record(
 ) -> None:
     """Record runs of a task; prints the run ids (progress on stderr)."""
     loaded = load_task(task)
-    if base_url is not None and not model:
-        raise TracesError("--model is required with --base-url")
+    target = resolve_target(
+        provider=provider,
+        providers_file=providers,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+        timeout=timeout,
+        reasoning_replay=reasoning_replay,
+        sim_dialect=dialect,
+        sim_faults=parse_faults(fault or []),
+        seed=seed,
+    )
     db_path = resolve_db_path(db)
     settings = HarnessSettings(
-        model=model or SimConfig().model,
+        model=target.model,
         max_steps=max_steps or loaded.max_steps,
         stream=stream,
         temperature=temperature,
+        replay=target.replay,
+        extra_body=target.extra_body,
     )
-    with _endpoint(base_url, api_key_env, timeout, seed) as endpoint:
+    with _endpoint(target, timeout) as endpoint:
         plan = RunPlan(
             task=loaded,
-            provider=provider or (SIM_PROVIDER if base_url is None else "custom"),
+            provider=target.provider,
             endpoint=endpoint,
             settings=settings,
             repeat=repeat,
             concurrency=concurrency,
             seed=seed,
+            dialect=target.dialect,
         )
-        if base_url is not None:
-            # Before touching the database: an unreachable endpoint is bad input.
+        if target.endpoint is not None:
+            # Before touching the database: a missing key or unreachable endpoint is bad input.
             asyncio.run(check_endpoint(endpoint))
         summaries = _record_with_progress(plan, db_path)
     _report(summaries, fmt, loaded)
 
 
 @contextlib.contextmanager
-def _endpoint(
-    base_url: str | None, api_key_env: str, timeout: float, seed: int
-) -> Iterator[EndpointConfig]:
-    if base_url is not None:
-        yield EndpointConfig(base_url=base_url, api_key_env=api_key_env, timeout_s=timeout)
+def _endpoint(target: Target, timeout: float) -> Iterator[EndpointConfig]:
+    if target.endpoint is not None:
+        yield target.endpoint
         return
-    with SimServer(SimConfig(seed=seed)) as server:
+    with SimServer(target.sim) as server:
         # The simulator needs no key; a placeholder keeps the SDK happy and is never stored.
         yield EndpointConfig(
             base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout

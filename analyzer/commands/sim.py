@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from analyzer.output import OutputFormat, emit_rows, to_json
+from traces.dialects import DIALECTS
 from traces.errors import TracesError
 from traces.sim.config import SimConfig
+from traces.sim.faults import FAULTS
 from traces.sim.server import serve_forever
-
-
-class ReasoningFieldChoice(StrEnum):
-    """Where the simulator puts reasoning in its responses."""
-
-    reasoning_content = "reasoning_content"
-    reasoning = "reasoning"
-    think = "think"
 
 
 def register(app: typer.Typer) -> None:
@@ -26,23 +20,102 @@ def register(app: typer.Typer) -> None:
     app.command("sim")(sim)
 
 
+def parse_faults(specs: list[str]) -> dict[str, float]:
+    """`NAME=RATE` options as a fault -> rate map; a bad one is a one-line `TracesError`."""
+    faults: dict[str, float] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        name = name.strip()
+        if name not in FAULTS:
+            known = ", ".join(FAULTS)
+            raise TracesError(f"--fault {spec!r}: unknown fault {name!r} (known: {known})")
+        try:
+            rate = float(text) if sep else float("nan")
+        except ValueError:
+            rate = float("nan")
+        if not 0.0 <= rate <= 1.0:  # also false for NaN
+            raise TracesError(f"--fault {spec!r}: expected NAME=RATE with RATE within [0, 1]")
+        faults[name] = rate
+    return faults
+
+
+def _list_catalogue(fmt: OutputFormat) -> None:
+    dialects = [
+        {
+            "dialect": d.name,
+            "family": d.family,
+            "reasoning_out": d.reasoning_out,
+            "reasoning_in": ", ".join(d.reasoning_in),
+            "ids": d.tool_call_ids,
+            "requires_reasoning_back": d.requires_reasoning_back,
+            "description": d.description,
+        }
+        for d in DIALECTS.values()
+    ]
+    faults = [
+        {"fault": f.name, "stage": f.stage, "blame": f.blame, "description": f.description}
+        for f in FAULTS.values()
+    ]
+    if fmt is OutputFormat.json:
+        # One document, so the output stays parseable JSON.
+        sys.stdout.write(to_json({"dialects": dialects, "faults": faults}) + "\n")
+        return
+    emit_rows(dialects, fmt, title="dialects")
+    emit_rows(faults, fmt, title="faults")
+
+
 def sim(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: pick a free one).")] = 8765,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Default seed when requests carry none.")] = 0,
-    reasoning_field: Annotated[
-        ReasoningFieldChoice, typer.Option(help="Where reasoning is emitted in responses.")
-    ] = ReasoningFieldChoice.reasoning_content,
+    dialect: Annotated[
+        str,
+        typer.Option(
+            metavar="|".join(DIALECTS), help="Host to emulate (see --list).", show_default=True
+        ),
+    ] = "openai",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            metavar="NAME=RATE",
+            help="Inject a fault into this share of requests (repeatable; see --list).",
+        ),
+    ] = None,
+    timeout_s: Annotated[
+        float, typer.Option(min=0, help="How long the timeout fault holds a response.")
+    ] = 30.0,
     latency_ms: Annotated[float, typer.Option(min=0, help="Added delay per response.")] = 0.0,
+    list_: Annotated[
+        bool, typer.Option("--list", help="Print the dialects and faults, then exit.")
+    ] = False,
+    fmt: Annotated[
+        OutputFormat,
+        typer.Option("--format", "-f", help="Format of --list.", case_sensitive=False),
+    ] = OutputFormat.table,
 ) -> None:
     """Serve /v1/chat/completions (streaming and not) and /v1/models until Ctrl-C."""
-    config = SimConfig(seed=seed, reasoning_field=reasoning_field.value, latency_ms=latency_ms)
+    if list_:
+        _list_catalogue(fmt)
+        return
+    if dialect not in DIALECTS:
+        raise TracesError(f"--dialect: unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
+    config = SimConfig(
+        seed=seed,
+        dialect=dialect,
+        faults=parse_faults(fault or []),
+        timeout_s=timeout_s,
+        latency_ms=latency_ms,
+    )
 
     def ready(base_url: str) -> None:
         # The first stdout line is the URL, so scripts can start `traces sim --port 0`.
         sys.stdout.write(f"{base_url}\n")
         sys.stdout.flush()
-        sys.stderr.write(f"simulator serving model {config.model} at {base_url}; Ctrl-C stops\n")
+        sys.stderr.write(
+            f"simulator serving model {config.model} as {config.dialect} at {base_url}; "
+            "Ctrl-C stops\n"
+        )
 
     try:
         serve_forever(config, host, port, on_ready=ready)

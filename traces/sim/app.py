@@ -1,8 +1,9 @@
 """The simulator's raw ASGI application (served by uvicorn; no framework in between).
 
 Routes: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions` (streaming and
-not). Every request is decided from its own body; the only state is a request counter for
-the rate-limit headers.
+not). Every request is decided from its own body (see `responder`); the only state is a
+request counter for the rate-limit headers. Chat responses carry `x-sim-dialect` and
+`x-sim-faults` (the faults injected into that response, comma-separated).
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from typing import Any
 
 from traces.sim import wire
 from traces.sim.config import SimConfig
-from traces.sim.policy import decide
-from traces.sim.request import ChatRequest, RequestError, parse_chat_request
-from traces.sim.template import render_segments
-from traces.sim.tokenizer import count_tokens_cached
+from traces.sim.request import RequestError, parse_chat_request
+from traces.sim.responder import answer
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +45,27 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _disconnected_within(receive: Receive, seconds: float) -> bool:
+    """Wait up to `seconds` for the client to hang up; True if it did."""
+    try:
+        message = await asyncio.wait_for(receive(), seconds)
+    except TimeoutError:
+        return False
+    return bool(message["type"] == "http.disconnect")
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers]
+
+
+def _merge(
+    base: list[tuple[bytes, bytes]], override: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """`base` with any header named in `override` replaced by it (a 429 says 0 remaining)."""
+    names = {name for name, _ in override}
+    return [item for item in base if item[0] not in names] + override
 
 
 class SimApp:
@@ -87,59 +107,40 @@ class SimApp:
             request = parse_chat_request(await _read_body(receive))
         except RequestError as problem:
             body = wire.error(problem.message, param=problem.param, code=problem.code)
-            await self._json(send, 400, body)
+            await self._json(send, 400, body, self._sim_headers([]))
             return
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
-        await self._complete(request, send)
-
-    async def _complete(self, request: ChatRequest, send: Send) -> None:
-        field = self.config.reasoning_field
-        seed = request.seed if request.seed is not None else self.config.seed
-        segments = render_segments(request.messages, request.tools, field)
-        prompt_tokens = sum(count_tokens_cached(segment) for segment in segments)
-        decision = decide(
-            request.messages, request.tools, seed=seed, tool_choice=request.tool_choice
-        )
-        usage = wire.usage(decision, prompt_tokens)
-        completion_id = "chatcmpl-" + uuid.uuid4().hex
-        created = int(time.time())
-        headers = self._headers()
-        if not request.stream:
-            body = wire.completion(
-                decision,
-                completion_id=completion_id,
-                created=created,
-                model=request.model,
-                field=field,
-                usage_body=usage,
-            )
-            await self._json(send, 200, body, headers)
+        outcome = answer(request, self.config)
+        if outcome.stall_s > 0 and await _disconnected_within(receive, outcome.stall_s):
+            return  # the client timed out and left; nobody is there to answer
+        headers = _merge(self._headers(), _encoded(outcome.headers))
+        headers.extend(self._sim_headers(outcome.faults))
+        if outcome.events is None:
+            await self._send(send, outcome.status, outcome.body, outcome.content_type, headers)
             return
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": outcome.status,
                 "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"content-type", outcome.content_type.encode()),
                     (b"cache-control", b"no-cache"),
                     *headers,
                 ],
             }
         )
-        events = wire.stream_events(
-            decision,
-            completion_id=completion_id,
-            created=created,
-            model=request.model,
-            field=field,
-            chunk_chars=self.config.chunk_chars,
-            usage_body=usage if request.include_usage else None,
-        )
         # One write per event, as a real server flushes each SSE event as it is generated.
-        for event in events:
+        for event in outcome.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _sim_headers(self, faults: list[str]) -> list[tuple[bytes, bytes]]:
+        # Tests and checks compare what they detect with what was injected.
+        return [
+            (b"x-sim-dialect", self.config.dialect.encode()),
+            (b"x-sim-faults", ",".join(faults).encode()),
+        ]
 
     async def _model(self, send: Send, model_id: str) -> None:
         if model_id == self.config.model:
@@ -166,22 +167,32 @@ class SimApp:
             (b"x-ratelimit-reset-requests", f"{reset:.3f}s".encode()),
         ]
 
-    @staticmethod
+    @classmethod
     async def _json(
+        cls,
         send: Send,
         status: int,
         body: dict[str, Any],
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        payload = wire.dumps(body)
+        await cls._send(send, status, wire.dumps(body), "application/json", headers or [])
+
+    @staticmethod
+    async def _send(
+        send: Send,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type.encode()),
                     (b"content-length", str(len(payload)).encode()),
-                    *(headers or []),
+                    *headers,
                 ],
             }
         )

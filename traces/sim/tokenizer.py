@@ -10,10 +10,14 @@ import re
 from functools import lru_cache
 
 # Order matters: special tokens and chat tags are tried first so they stay one token, as
-# they do in the real vocabularies. Digits come in groups of three like most BPE merges.
+# they do in the real vocabularies of every family the templates render. Digits come in
+# groups of three like most BPE merges.
 _TOKEN = re.compile(
-    r"<\|[A-Za-z0-9_]{1,32}\|>"
-    r"|</?(?:think|tool_call|tool_response|tools)>"
+    r"<\|[A-Za-z0-9_]{1,32}\|>"  # ChatML, Kimi, GLM, harmony: <|im_start|>, <|channel|>
+    r"|<｜[^｜<>\s]{1,40}｜>"  # DeepSeek's full-width bars: <｜tool▁calls▁begin｜>
+    r"|\]~!b\[|\]~b\]|\[e~\["  # MiniMax turn markers
+    r"|\[gMASK\]|<sop>"  # GLM prefix
+    r"|</?(?:think|tool_call|tool_response|tools|arg_key|arg_value|minimax:tool_call)>"
     r"|[^\W\d_]+"
     r"|\d{1,3}"
     r"|[^\w\s]|_"

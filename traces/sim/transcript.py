@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from traces.sim.template import message_text
+from traces.sim.templates.history import message_text
 
 _MISSING = object()
 

@@ -1,15 +1,19 @@
-"""The JSON shapes the simulator sends: completions, stream chunks, usage, models, errors."""
+"""The JSON shapes the simulator sends: completions, stream chunks, models, errors.
+
+A `Reply` goes on the wire in its dialect's shape (see `placement`): reasoning in a message
+field or inline in content, tool calls as OpenAI `tool_calls`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from traces.sim.config import ReasoningField
-from traces.sim.policy import Decision
-from traces.sim.template import render_assistant_body
-from traces.sim.tokenizer import count_tokens
+from traces.dialects import Dialect
+from traces.sim.placement import is_inline, reasoning_fields, response_content
+from traces.sim.reply import Reply, ReplyCall
 
 SYSTEM_FINGERPRINT = "fp_agent_traces_sim"
 
@@ -19,62 +23,30 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def think_block(reasoning: str) -> str:
-    """Reasoning as an inline block at the start of content (the "think" dialect)."""
-    return f"<think>\n{reasoning}\n</think>\n\n"
+def _call_body(call: ReplyCall) -> dict[str, Any]:
+    body: dict[str, Any] = {} if call.id is None else {"id": call.id}
+    body["type"] = "function"
+    body["function"] = {"name": call.name, "arguments": call.arguments}
+    return body
 
 
-def usage(decision: Decision, prompt_tokens: int) -> dict[str, Any]:
-    """OpenAI usage object; completion tokens count the turn as the template renders it."""
-    generated = render_assistant_body(
-        decision.reasoning,
-        decision.content,
-        ((call.name, call.arguments) for call in decision.tool_calls),
-    )
-    completion = count_tokens(generated)
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": prompt_tokens + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": count_tokens(decision.reasoning)},
-    }
-
-
-def _tool_calls(decision: Decision) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": call.arguments},
-        }
-        for call in decision.tool_calls
-    ]
-
-
-def message(decision: Decision, field: ReasoningField) -> dict[str, Any]:
+def message(reply: Reply, dialect: Dialect) -> dict[str, Any]:
     """`choices[0].message` with the reasoning where the dialect puts it."""
-    body: dict[str, Any] = {"role": "assistant"}
-    if field == "think":
-        body["content"] = think_block(decision.reasoning) + decision.content
-    else:
-        # Like OpenAI, a pure tool-call turn has null content rather than "".
-        body["content"] = decision.content or (None if decision.tool_calls else "")
-        body[field] = decision.reasoning
-    body["refusal"] = None
-    if decision.tool_calls:
-        body["tool_calls"] = _tool_calls(decision)
+    content = response_content(dialect, reply.reasoning, reply.content)
+    # Like OpenAI, a turn with tool calls and no text has null content rather than "".
+    body: dict[str, Any] = {
+        "role": "assistant",
+        "content": content or (None if reply.calls else ""),
+        **reasoning_fields(dialect, reply.reasoning),
+        "refusal": None,
+    }
+    if reply.calls:
+        body["tool_calls"] = [_call_body(call) for call in reply.calls]
     return body
 
 
 def completion(
-    decision: Decision,
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    field: ReasoningField,
-    usage_body: dict[str, Any],
+    reply: Reply, dialect: Dialect, *, completion_id: str, created: int, model: str
 ) -> dict[str, Any]:
     """A non-streaming `chat.completion` object."""
     return {
@@ -86,13 +58,21 @@ def completion(
         "choices": [
             {
                 "index": 0,
-                "message": message(decision, field),
+                "message": message(reply, dialect),
                 "logprobs": None,
-                "finish_reason": decision.finish_reason,
+                "finish_reason": reply.finish_reason,
             }
         ],
-        "usage": usage_body,
+        "usage": reply.usage,
     }
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One streamed `choices[0]`: its delta and, on the last one, the finish reason."""
+
+    delta: dict[str, Any]
+    finish_reason: str | None = None
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:
@@ -100,21 +80,47 @@ def _pieces(text: str, size: int) -> Iterator[str]:
         yield text[start : start + size]
 
 
-def stream_events(
-    decision: Decision,
+def _call_chunks(index: int, call: ReplyCall, size: int) -> Iterator[Chunk]:
+    # The first delta of a call carries id, type, name and empty arguments, as OpenAI does.
+    opening: dict[str, Any] = {"index": index, **_call_body(call)}
+    opening["function"] = {"name": call.name, "arguments": ""}
+    yield Chunk({"tool_calls": [opening]})
+    if isinstance(call.arguments, str):
+        for piece in _pieces(call.arguments, size):
+            yield Chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    else:
+        yield Chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
+
+
+def stream_chunks(reply: Reply, dialect: Dialect, chunk_chars: int) -> list[Chunk]:
+    """The deltas of a streamed reply: role, reasoning, content, tool calls, finish.
+
+    Reasoning streams in the dialect's delta field(s) or, for inline dialects, as part of the
+    content deltas.
+    """
+    chunks = [Chunk({"role": "assistant", "content": ""})]
+    if not is_inline(dialect):
+        for piece in _pieces(reply.reasoning, chunk_chars):
+            chunks.append(Chunk(reasoning_fields(dialect, piece)))
+    content = response_content(dialect, reply.reasoning, reply.content)
+    for piece in _pieces(content, chunk_chars):
+        chunks.append(Chunk({"content": piece}))
+    for index, call in enumerate(reply.calls):
+        chunks.extend(_call_chunks(index, call, chunk_chars))
+    chunks.append(Chunk({}, reply.finish_reason))
+    return chunks
+
+
+def sse_events(
+    chunks: Sequence[Chunk],
     *,
     completion_id: str,
     created: int,
     model: str,
-    field: ReasoningField,
-    chunk_chars: int,
     usage_body: dict[str, Any] | None,
 ) -> Iterator[bytes]:
-    """SSE events (`data: ...\\n\\n`) of a streamed completion, ending with `data: [DONE]`.
-
-    Order: role chunk, reasoning deltas, content deltas, tool-call deltas (the first delta of
-    each call carries id, type, name and empty arguments), the finish chunk, then the usage
-    chunk with empty `choices` when `usage_body` is given (stream_options.include_usage).
+    """SSE events (`data: ...\\n\\n`) for `chunks`, then the usage chunk with empty `choices`
+    when `usage_body` is given (stream_options.include_usage), then `data: [DONE]`.
     """
     head = {
         "id": completion_id,
@@ -123,36 +129,17 @@ def stream_events(
         "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
-    with_usage = usage_body is not None
-
-    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        chunk: dict[str, Any] = {**head, "choices": [choice]}
-        if with_usage:
-            chunk["usage"] = None  # OpenAI sends an explicit null until the usage chunk
-        return b"data: " + dumps(chunk) + b"\n\n"
-
-    yield event({"role": "assistant", "content": ""})
-    if field == "think":
-        text = think_block(decision.reasoning) + decision.content
-        for piece in _pieces(text, chunk_chars):
-            yield event({"content": piece})
-    else:
-        for piece in _pieces(decision.reasoning, chunk_chars):
-            yield event({field: piece})
-        for piece in _pieces(decision.content, chunk_chars):
-            yield event({"content": piece})
-    for index, call in enumerate(decision.tool_calls):
-        opening = {
-            "index": index,
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": ""},
+    for chunk in chunks:
+        choice = {
+            "index": 0,
+            "delta": chunk.delta,
+            "logprobs": None,
+            "finish_reason": chunk.finish_reason,
         }
-        yield event({"tool_calls": [opening]})
-        for piece in _pieces(call.arguments, chunk_chars):
-            yield event({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield event({}, decision.finish_reason)
+        body: dict[str, Any] = {**head, "choices": [choice]}
+        if usage_body is not None:
+            body["usage"] = None  # OpenAI sends an explicit null until the usage chunk
+        yield b"data: " + dumps(body) + b"\n\n"
     if usage_body is not None:
         yield b"data: " + dumps({**head, "choices": [], "usage": usage_body}) + b"\n\n"
     yield b"data: [DONE]\n\n"

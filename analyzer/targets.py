@@ -1,0 +1,128 @@
+"""Turning `record`'s endpoint options into one target: a profile, a custom URL, or the sim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from traces.client import EndpointConfig
+from traces.dialects import DIALECTS
+from traces.errors import TracesError
+from traces.profiles import load_profiles, profiles_path
+from traces.replay import ReplayPolicy, parse_replay_option
+from traces.sim.config import SimConfig
+
+SIM_PROVIDER = "sim"
+
+
+class Target(BaseModel):
+    """Where runs go and how to talk to it."""
+
+    provider: str = Field(description="Label stored with the runs.")
+    model: str
+    endpoint: EndpointConfig | None = Field(
+        description="None for the embedded simulator (its URL is known once it starts)."
+    )
+    sim: SimConfig | None = None
+    dialect: str | None = Field(default=None, description="Dialect name, when one applies.")
+    replay: ReplayPolicy = Field(default_factory=ReplayPolicy)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+def resolve_target(
+    *,
+    provider: str | None,
+    providers_file: Path | None,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+    timeout: float,
+    reasoning_replay: str,
+    sim_dialect: str,
+    sim_faults: dict[str, float],
+    seed: int,
+) -> Target:
+    """The target the options describe; one-line errors for contradictions."""
+    try:
+        replay_field = parse_replay_option(reasoning_replay)
+    except ValueError as exc:
+        raise TracesError(f"--reasoning-replay {reasoning_replay!r}: {exc}") from None
+    target = _base_target(
+        provider,
+        providers_file,
+        base_url,
+        model,
+        api_key_env,
+        timeout,
+        sim_dialect,
+        sim_faults,
+        seed,
+    )
+    if replay_field is not None:
+        target.replay = target.replay.model_copy(update={"reasoning": replay_field})
+    return target
+
+
+def _base_target(
+    provider: str | None,
+    providers_file: Path | None,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+    timeout: float,
+    sim_dialect: str,
+    sim_faults: dict[str, float],
+    seed: int,
+) -> Target:
+    if sim_dialect not in DIALECTS:
+        raise TracesError(f"--dialect {sim_dialect!r}: unknown (known: {', '.join(DIALECTS)})")
+    uses_sim = provider in (None, SIM_PROVIDER) and base_url is None
+    if (sim_dialect != "openai" or sim_faults) and not uses_sim:
+        raise TracesError("--dialect and --fault apply to the embedded simulator only")
+    if uses_sim:
+        config = SimConfig(seed=seed, dialect=sim_dialect, faults=sim_faults)
+        dialect = DIALECTS[sim_dialect]
+        label = SIM_PROVIDER if sim_dialect == "openai" else f"{SIM_PROVIDER}-{sim_dialect}"
+        return Target(
+            provider=label,
+            model=model or config.model,
+            endpoint=None,
+            sim=config,
+            dialect=sim_dialect,
+            replay=ReplayPolicy.for_dialect(dialect),
+            extra_body=dict(dialect.extra_body),
+        )
+    path = profiles_path(providers_file)
+    profiles = load_profiles(path) if provider is not None and path.exists() else {}
+    if provider is not None and provider in profiles:
+        profile = profiles[provider]
+        dialect = profile.resolved_dialect()
+        return Target(
+            provider=provider,
+            model=model or profile.models[0],
+            endpoint=EndpointConfig(
+                base_url=base_url or profile.base_url,
+                api_key_env=api_key_env or profile.api_key_env,
+                api_key=None if (api_key_env or profile.api_key_env) else "none",
+                extra_headers=profile.extra_headers,
+                timeout_s=timeout,
+            ),
+            dialect=dialect.name,
+            replay=ReplayPolicy.for_dialect(dialect),
+            extra_body={**dialect.extra_body, **profile.extra_body},
+        )
+    if base_url is None:
+        known = ", ".join([SIM_PROVIDER, *profiles]) if profiles else SIM_PROVIDER
+        raise TracesError(f"{path}: no provider {provider!r} (known: {known})")
+    if not model:
+        raise TracesError("--model is required with --base-url")
+    # A custom endpoint: `--provider` is only a label, and reasoning goes back where it came.
+    return Target(
+        provider=provider or "custom",
+        model=model,
+        endpoint=EndpointConfig(
+            base_url=base_url, api_key_env=api_key_env or "OPENAI_API_KEY", timeout_s=timeout
+        ),
+    )

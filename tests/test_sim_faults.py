@@ -1,0 +1,539 @@
+"""Every fault of the catalogue, injected at rate 1.0, shows its effect on the wire and is
+named in `x-sim-faults`; rates select a seeded share of distinct requests, deterministically.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from traces.dialects import DIALECTS
+from traces.sim.config import SimConfig
+from traces.sim.faults import FAULTS
+from traces.sim.server import SimServer
+
+CHAIN_TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "open_box",
+            "description": "Open a box by id.",
+            "parameters": {
+                "type": "object",
+                "properties": {"box_id": {"type": "string", "pattern": "^box-[0-9a-f]{6}$"}},
+                "required": ["box_id"],
+            },
+        },
+    }
+]
+FILES_TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {"name": name, "parameters": {"type": "object", "properties": props}},
+    }
+    for name, props in [
+        ("list_files", {"path": {"type": "string"}}),
+        ("read_file", {"path": {"type": "string"}}),
+        ("write_file", {"path": {"type": "string"}, "content": {"type": "string"}}),
+        ("grep", {"pattern": {"type": "string"}, "path": {"type": "string"}}),
+    ]
+]
+START: list[Any] = [
+    {"role": "system", "content": "You open boxes."},
+    {"role": "user", "content": "Start with box-1a2b3c and report the treasure."},
+]
+HELLO: list[Any] = [{"role": "user", "content": "Say hello."}]
+RESULT = '{"box_id": "box-1a2b3c", "opened": 1, "remaining": 3, "next_box_id": "box-4d5e6f"}'
+
+
+def _second_step(reasoning: str | None = "I open the first box now.") -> list[Any]:
+    """The chain after one call: an assistant tool turn (with reasoning) and its result."""
+    turn: dict[str, Any] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_first",
+                "type": "function",
+                "function": {"name": "open_box", "arguments": '{"box_id": "box-1a2b3c"}'},
+            }
+        ],
+    }
+    if reasoning is not None:
+        turn["reasoning_content"] = reasoning
+    return [*START, turn, {"role": "tool", "tool_call_id": "call_first", "content": RESULT}]
+
+
+GREP_RESULT = json.dumps(
+    [
+        {"path": "a.txt", "line": 1, "text": "TODO one"},
+        {"path": "b.txt", "line": 4, "text": "TODO two"},
+    ]
+)
+PARALLEL: list[Any] = [
+    {"role": "user", "content": 'Find every line containing "TODO" and write them to `r.md`.'},
+    {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "grep first",
+        "tool_calls": [
+            {
+                "id": "call_g",
+                "type": "function",
+                "function": {"name": "grep", "arguments": '{"pattern": "TODO", "path": "."}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_g", "content": GREP_RESULT},
+]
+"""A files-task turn where the policy reads two files in parallel."""
+
+
+class Faulty:
+    """A simulator with faults, and a fault-free twin to compare against."""
+
+    def __init__(self, server: SimServer, clean: SimServer) -> None:
+        self.server, self.clean = server, clean
+        # One client each: building a client per request costs more than the request.
+        self.client, self.clean_client = _client(server), _client(clean)
+
+    def post(
+        self, messages: list[Any], *, clean: bool = False, **extra: Any
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Non-streamed response body and headers."""
+        client = self.clean_client if clean else self.client
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=messages, **extra
+        )
+        return raw.http_response.json(), dict(raw.headers)
+
+    def stream(self, messages: list[Any], **extra: Any) -> tuple[list[Any], dict[str, str]]:
+        """The raw SSE payloads (decoded JSON, `[DONE]` excluded) and the headers."""
+        with self.client.chat.completions.with_streaming_response.create(
+            model="m", messages=messages, stream=True, **extra
+        ) as response:
+            payloads = [
+                json.loads(line[len("data: ") :])
+                for line in response.iter_lines()
+                if line.startswith("data: {")
+            ]
+            return payloads, dict(response.headers)
+
+
+def _client(server: SimServer, **options: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0, **options)
+
+
+@pytest.fixture(scope="module")
+def clean() -> Iterator[SimServer]:
+    """A fault-free openai-dialect simulator with the faulty ones' seed, to compare against."""
+    with SimServer(SimConfig(dialect="openai")) as server:
+        yield server
+
+
+def _faulty(clean: SimServer, name: str, dialect: str = "openai", **config: Any) -> Faulty:
+    server = SimServer(SimConfig(dialect=dialect, faults={name: 1.0}, chunk_chars=5, **config))
+    return Faulty(server.start(), clean)
+
+
+def _message(body: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = body["choices"][0]["message"]
+    return message
+
+
+def _faults(headers: dict[str, str]) -> list[str]:
+    return [name for name in headers["x-sim-faults"].split(",") if name]
+
+
+def _tool_entries(payloads: list[Any]) -> list[list[dict[str, Any]]]:
+    return [
+        p["choices"][0]["delta"]["tool_calls"]
+        for p in payloads
+        if p["choices"] and p["choices"][0]["delta"].get("tool_calls")
+    ]
+
+
+# --- one check per fault: the effect on the wire (the header is checked by the caller) ----
+
+Check = Callable[[Faulty], dict[str, str]]
+
+
+def leaked_tokens_content(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    assert message["content"].startswith("<|tool_calls_section_begin|><|tool_call_begin|>")
+    assert "functions.open_box:0<|tool_call_argument_begin|>" in message["content"]
+    return headers
+
+
+def leaked_tokens_reasoning(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert "<|tool_call_begin|>functions.open_box:0" in message["reasoning_content"]
+    assert message["tool_calls"][0]["id"] == "functions.open_box:0"
+    return headers
+
+
+def tool_call_as_text(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    assert json.loads(message["content"]) == {
+        "name": "open_box",
+        "arguments": {"box_id": "box-1a2b3c"},
+    }
+    return headers
+
+
+def dropped_call(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert message["content"] == "" and not message.get("tool_calls")
+    clean, _ = sim.post(START, clean=True, tools=CHAIN_TOOLS)
+    assert body["usage"]["completion_tokens"] == clean["usage"]["completion_tokens"] > 0
+    return headers
+
+
+def invalid_json_arguments(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = _message(body)["tool_calls"][0]["function"]["arguments"]
+    assert isinstance(arguments, str)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(arguments)
+    return headers
+
+
+def wrong_type_arguments(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = json.loads(_message(body)["tool_calls"][0]["function"]["arguments"])
+    assert arguments == {"box_id": ["box-1a2b3c"]}
+    return headers
+
+
+def tag_in_name(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["function"]["name"] == "open_box</tool_call>"
+    return headers
+
+
+def tag_in_key(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = json.loads(_message(body)["tool_calls"][0]["function"]["arguments"])
+    assert arguments == {"box_id</arg_key>": "box-1a2b3c"}  # GLM's tag (dialect zai)
+    return headers
+
+
+def object_arguments(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["function"]["arguments"] == {"box_id": "box-1a2b3c"}
+    return headers
+
+
+def rewritten_ids(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["id"] == "functions.open_box:0"  # on an openai host
+    return headers
+
+
+def duplicated_ids(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["id"] == "call_first"  # reused from the history
+    body, _ = sim.post(PARALLEL, tools=FILES_TOOLS)
+    first, second = (call["id"] for call in _message(body)["tool_calls"])
+    assert first == second
+    return headers
+
+
+def missing_ids(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert "id" not in _message(body)["tool_calls"][0]
+    return headers
+
+
+def finish_stop_with_calls(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert body["choices"][0]["finish_reason"] == "stop" and _message(body)["tool_calls"]
+    return headers
+
+
+def finish_tool_calls_without_calls(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+    assert "tool_calls" not in _message(body)
+    return headers
+
+
+def finish_length_with_calls(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert body["choices"][0]["finish_reason"] == "length" and _message(body)["tool_calls"]
+    return headers
+
+
+def stream_index_missing(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    entries = [e for chunk in _tool_entries(payloads) for e in chunk]
+    assert entries and all("index" not in e for e in entries)
+    return headers
+
+
+def stream_fields_repeated(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    entries = [e for chunk in _tool_entries(payloads) for e in chunk]
+    assert len(entries) > 2
+    assert all(e["id"] and e["type"] == "function" and e["function"]["name"] for e in entries)
+    return headers
+
+
+def stream_arguments_cumulative(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    pieces = [
+        e["function"]["arguments"]
+        for chunk in _tool_entries(payloads)
+        for e in chunk
+        if e["function"].get("arguments")
+    ]
+    assert len(pieces) > 2
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(pieces))
+    assert json.loads(pieces[-1]) == {"box_id": "box-1a2b3c"}
+    return headers
+
+
+def stream_index_from_one(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(PARALLEL, tools=FILES_TOOLS)
+    indices = {e["index"] for chunk in _tool_entries(payloads) for e in chunk}
+    assert indices == {1, 2}
+    return headers
+
+
+def stream_index_split(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    doubled = [
+        chunk for chunk in _tool_entries(payloads) if len(chunk) == 2 and chunk[0]["index"] == 0
+    ]
+    assert doubled and doubled[0][1]["index"] == 0
+    return headers
+
+
+def reasoning_required_400(sim: Faulty) -> dict[str, str]:
+    with pytest.raises(openai.BadRequestError) as refused:
+        _client(sim.server).chat.completions.create(
+            model="m", messages=_second_step(reasoning=None), tools=CHAIN_TOOLS
+        )
+    assert "Missing `reasoning_content` field" in refused.value.response.json()["error"]["message"]
+    _, unaffected = sim.post(_second_step(), tools=CHAIN_TOOLS)  # reasoning sent back: fine
+    assert _faults(unaffected) == []
+    return dict(refused.value.response.headers)
+
+
+def rate_limit_429(sim: Faulty) -> dict[str, str]:
+    with pytest.raises(openai.RateLimitError) as limited:
+        _client(sim.server).chat.completions.create(model="m", messages=HELLO)
+    headers = dict(limited.value.response.headers)
+    assert headers["retry-after"] == "1" and headers["x-ratelimit-remaining-requests"] == "0"
+    return headers
+
+
+def server_error_5xx(sim: Faulty) -> dict[str, str]:
+    statuses = set()
+    headers: dict[str, str] = {}
+    for n in range(30):
+        with pytest.raises(openai.APIStatusError) as failed:
+            sim.client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": f"hello {n}"}]
+            )
+        statuses.add(failed.value.status_code)
+        headers = dict(failed.value.response.headers)
+    assert statuses == {500, 502, 503}
+    return headers
+
+
+def timeout(sim: Faulty) -> dict[str, str]:
+    with pytest.raises(openai.APITimeoutError):
+        _client(sim.server, timeout=0.2).chat.completions.create(model="m", messages=HELLO)
+    raw = _client(sim.server, timeout=10).chat.completions.with_raw_response.create(
+        model="m", messages=HELLO
+    )
+    assert raw.elapsed.total_seconds() >= 0.5
+    return dict(raw.headers)
+
+
+def reasoning_swallows_answer(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    clean = _message(sim.post(HELLO, clean=True)[0])
+    message = _message(body)
+    assert message["content"] == ""
+    assert message["reasoning_content"] == f"{clean['reasoning_content']}\n\n{clean['content']}"
+    return headers
+
+
+def reasoning_in_content(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    clean = _message(sim.post(HELLO, clean=True)[0])
+    message = _message(body)
+    assert "reasoning_content" not in message
+    assert message["content"] == f"{clean['reasoning_content']}\n\n{clean['content']}"
+    return headers
+
+
+def reasoning_tokens_missing(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    assert body["usage"]["completion_tokens_details"] is None
+    return headers
+
+
+def reasoning_tokens_outside_completion(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    clean = sim.post(HELLO, clean=True)[0]["usage"]
+    usage = body["usage"]
+    reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+    assert reasoning > 0 and usage["completion_tokens"] == clean["completion_tokens"] - reasoning
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] + reasoning
+    return headers
+
+
+def reasoning_dropped_from_history(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    bare, _ = sim.post(_second_step(reasoning=None), clean=True, tools=CHAIN_TOOLS)
+    kept, _ = sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)
+    prompt = body["usage"]["prompt_tokens"]
+    assert prompt == bare["usage"]["prompt_tokens"] < kept["usage"]["prompt_tokens"]
+    _, nothing_to_drop = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(nothing_to_drop) == []
+    return headers
+
+
+CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
+    "leaked_tokens_content": (leaked_tokens_content, "moonshot", {}),
+    "leaked_tokens_reasoning": (leaked_tokens_reasoning, "moonshot", {}),
+    "tool_call_as_text": (tool_call_as_text, "openai", {}),
+    "dropped_call": (dropped_call, "openai", {}),
+    "invalid_json_arguments": (invalid_json_arguments, "openai", {}),
+    "wrong_type_arguments": (wrong_type_arguments, "openai", {}),
+    "tag_in_name": (tag_in_name, "openai", {}),
+    "tag_in_key": (tag_in_key, "zai", {}),
+    "object_arguments": (object_arguments, "openai", {}),
+    "rewritten_ids": (rewritten_ids, "openai", {}),
+    "duplicated_ids": (duplicated_ids, "openai", {}),
+    "missing_ids": (missing_ids, "openai", {}),
+    "finish_stop_with_calls": (finish_stop_with_calls, "openai", {}),
+    "finish_tool_calls_without_calls": (finish_tool_calls_without_calls, "openai", {}),
+    "finish_length_with_calls": (finish_length_with_calls, "openai", {}),
+    "stream_index_missing": (stream_index_missing, "openai", {}),
+    "stream_fields_repeated": (stream_fields_repeated, "openai", {}),
+    "stream_arguments_cumulative": (stream_arguments_cumulative, "openai", {}),
+    "stream_index_from_one": (stream_index_from_one, "openai", {}),
+    "stream_index_split": (stream_index_split, "openai", {}),
+    "reasoning_required_400": (reasoning_required_400, "openai", {}),
+    "rate_limit_429": (rate_limit_429, "openai", {}),
+    "server_error_5xx": (server_error_5xx, "openai", {}),
+    "timeout": (timeout, "openai", {"timeout_s": 0.5}),
+    "reasoning_swallows_answer": (reasoning_swallows_answer, "openai", {}),
+    "reasoning_in_content": (reasoning_in_content, "openai", {}),
+    "reasoning_tokens_missing": (reasoning_tokens_missing, "openai", {}),
+    "reasoning_tokens_outside_completion": (reasoning_tokens_outside_completion, "openai", {}),
+    "reasoning_dropped_from_history": (reasoning_dropped_from_history, "openai", {}),
+}
+
+
+def test_every_fault_has_a_check() -> None:
+    assert set(CHECKS) == set(FAULTS)
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_fault_at_rate_one_shows_its_effect(clean: SimServer, name: str) -> None:
+    check, dialect, config = CHECKS[name]
+    sim = _faulty(clean, name, dialect, **config)
+    try:
+        headers = check(sim)
+    finally:
+        sim.server.stop()
+    assert headers["x-sim-dialect"] == dialect
+    assert _faults(headers) == [name]
+
+
+def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
+    tool_only = ["dropped_call", "missing_ids", "finish_stop_with_calls", "stream_index_missing"]
+    with SimServer(SimConfig(faults=dict.fromkeys(tool_only, 1.0))) as server:
+        sim = Faulty(server, clean)
+        body, headers = sim.post(HELLO)  # an answer turn: no tool-call fault applies
+        assert _faults(headers) == []
+        assert _message(body)["content"] == _message(sim.post(HELLO, clean=True)[0])["content"]
+        _, headers = sim.stream(START, tools=CHAIN_TOOLS)
+        assert _faults(headers) == ["dropped_call"]  # it left nothing for the others to act on
+
+
+def test_rate_zero_never_fires(clean: SimServer) -> None:
+    with SimServer(SimConfig(faults=dict.fromkeys(FAULTS, 0.0))) as server:
+        sim = Faulty(server, clean)
+        for n in range(40):
+            _, headers = sim.post([{"role": "user", "content": f"hello {n}"}])
+            assert _faults(headers) == []
+
+
+def _share(server: SimServer, requests: int, prefix: str = "hello") -> float:
+    sim = Faulty(server, server)
+    fired = 0
+    for n in range(requests):
+        body, headers = sim.post([{"role": "user", "content": f"{prefix} {n}"}])
+        assert (body["usage"]["completion_tokens_details"] is None) is bool(_faults(headers))
+        fired += bool(_faults(headers))
+    return fired / requests
+
+
+def test_rate_one_half_fires_on_about_half_the_requests() -> None:
+    with SimServer(SimConfig(faults={"reasoning_tokens_missing": 0.5})) as server:
+        assert 0.35 <= _share(server, 200) <= 0.65
+
+
+def test_fault_selection_is_deterministic(clean: SimServer) -> None:
+    config = SimConfig(seed=3, faults={"reasoning_tokens_missing": 0.5, "missing_ids": 0.5})
+    with SimServer(config) as first, SimServer(config) as second:
+        outcomes = []
+        for server in (first, second, first):
+            sim = Faulty(server, clean)
+            outcomes.append(
+                [
+                    _faults(sim.post([{"role": "user", "content": f"q {n}"}], tools=CHAIN_TOOLS)[1])
+                    for n in range(20)
+                ]
+            )
+        assert outcomes[0] == outcomes[1] == outcomes[2]
+        assert any(outcomes[0]) and not all(outcomes[0])
+    with SimServer(config.model_copy(update={"seed": 4})) as other:
+        sim = Faulty(other, clean)
+        reseeded = [
+            _faults(sim.post([{"role": "user", "content": f"q {n}"}], tools=CHAIN_TOOLS)[1])
+            for n in range(20)
+        ]
+        assert reseeded != outcomes[0]
+
+
+FAMILY_CALL_TOKENS = {
+    "kimi": "<|tool_calls_section_begin|><|tool_call_begin|>functions.open_box:0",
+    "deepseek": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>open_box<｜tool▁sep｜>",
+    "minimax": '<minimax:tool_call>\n<invoke name="open_box">\n<parameter name="box_id">',
+    "glm": "<tool_call>open_box\n<arg_key>box_id</arg_key>",
+    "qwen": '<tool_call>\n{"name": "open_box", "arguments": {"box_id"',
+    "chatml": '<tool_call>\n{"name": "open_box", "arguments": {"box_id"',
+    "gpt-oss": "<|start|>assistant to=functions.open_box<|channel|>commentary json<|message|>",
+}
+
+
+@pytest.mark.parametrize(
+    "dialect", ["moonshot", "deepseek", "minimax", "zai", "vllm", "openai", "harmony"]
+)
+def test_leaked_calls_use_the_family_tokens(clean: SimServer, dialect: str) -> None:
+    sim = _faulty(clean, "leaked_tokens_content", dialect)
+    try:
+        body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    finally:
+        sim.server.stop()
+    assert FAMILY_CALL_TOKENS[DIALECTS[dialect].family] in _message(body)["content"]
+    assert _faults(headers) == ["leaked_tokens_content"]

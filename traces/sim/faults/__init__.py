@@ -1,0 +1,36 @@
+"""Faults the simulator injects on request, each at a seeded rate.
+
+`FAULTS` is the catalogue (name, description, who to blame, the function that applies it);
+`fired` picks the faults of one request. See `catalogue` for every name.
+"""
+
+from traces.sim.faults.base import (
+    Blame,
+    Fault,
+    FaultContext,
+    PromptFault,
+    PromptOptions,
+    Rejection,
+    ReplyFault,
+    RequestFault,
+    Stall,
+    StreamFault,
+)
+from traces.sim.faults.catalogue import FAULTS
+from traces.sim.faults.selection import fired, request_key
+
+__all__ = [
+    "FAULTS",
+    "Blame",
+    "Fault",
+    "FaultContext",
+    "PromptFault",
+    "PromptOptions",
+    "Rejection",
+    "ReplyFault",
+    "RequestFault",
+    "Stall",
+    "StreamFault",
+    "fired",
+    "request_key",
+]

@@ -1,0 +1,127 @@
+"""The shapes every fault shares: what it may look at, what it returns, how it is listed.
+
+A fault acts at one stage of answering a request: before anything is computed (`request`:
+refuse or stall), while the host renders the prompt (`prompt`), on the reply (`reply`), or on
+the streamed deltas (`stream`). Its function returns None when it does not apply to this
+request (a tool-call fault on an answer turn), so only faults that changed something are
+reported in `x-sim-faults`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from traces.dialects import Dialect
+from traces.sim.reply import Reply
+from traces.sim.templates import ChatTemplate
+from traces.sim.wire import Chunk
+
+Blame = Literal["model", "provider"]
+"""Who a checker should blame: the model's output, or the serving stack around it."""
+
+Stage = Literal["request", "prompt", "reply", "stream"]
+
+
+def roll(seed: int, name: str, key: str) -> float:
+    """A number in [0, 1) that depends only on (seed, name, key)."""
+    digest = hashlib.blake2b(f"{seed}\x00{name}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class FaultContext:
+    """What a fault may consult about the request it acts on."""
+
+    dialect: Dialect
+    template: ChatTemplate
+    messages: Sequence[Mapping[str, Any]]
+    seed: int
+    key: str
+    """Digest of the request's messages; with `seed`, the only source of fault randomness."""
+    stream: bool
+    sends_usage: bool
+    """Whether the response carries a usage object (always, or with include_usage)."""
+    timeout_s: float
+
+    def roll(self, salt: str) -> float:
+        """A deterministic number in [0, 1) for a choice inside a fault."""
+        return roll(self.seed, salt, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An error response sent instead of a completion."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Hold the response this long (a client with a shorter timeout gives up)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PromptOptions:
+    """How the host renders the history."""
+
+    history_reasoning: bool = True
+    """False: no earlier turn's reasoning reaches the model."""
+
+
+RequestHook = Callable[[FaultContext], Rejection | Stall | None]
+PromptHook = Callable[[PromptOptions], PromptOptions]
+ReplyHook = Callable[[Reply, FaultContext], Reply | None]
+StreamHook = Callable[[list[Chunk]], list[Chunk] | None]
+"""Stream hooks may rewrite the chunks they are given in place (they own them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultInfo:
+    """A fault's catalogue entry."""
+
+    name: str
+    description: str
+    blame: Blame
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFault(FaultInfo):
+    """Refuses or stalls the request before the model runs."""
+
+    apply: RequestHook
+    stage: ClassVar[Stage] = "request"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFault(FaultInfo):
+    """Changes how the host renders the history (reported when it changed the prompt)."""
+
+    apply: PromptHook
+    stage: ClassVar[Stage] = "prompt"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFault(FaultInfo):
+    """Rewrites the reply: calls, finish reason, reasoning, usage."""
+
+    apply: ReplyHook
+    stage: ClassVar[Stage] = "reply"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFault(FaultInfo):
+    """Rewrites the streamed tool-call deltas."""
+
+    apply: StreamHook
+    stage: ClassVar[Stage] = "stream"
+
+
+Fault = RequestFault | PromptFault | ReplyFault | StreamFault

@@ -1,0 +1,160 @@
+"""Faults on a turn's tool calls: leaked call tokens, calls as text or dropped, broken
+arguments, tags in names and keys, ids. Each applies to tool turns only (None otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from traces.sim.faults.base import FaultContext
+from traces.sim.ids import ID_STYLES, OTHER_STYLE, kimi_id, last_history_id
+from traces.sim.reply import Reply, ReplyCall, history_calls
+from traces.sim.templates.history import arguments_object
+
+
+def _raw_calls(reply: Reply, ctx: FaultContext) -> str:
+    return ctx.template.calls_text(history_calls(reply.calls))
+
+
+def leaked_tokens_content(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The parser missed the calls: their raw family tokens end up in content, finish stop."""
+    if not reply.calls:
+        return None
+    content = reply.content + _raw_calls(reply, ctx)
+    return replace(reply, content=content, calls=(), finish_reason="stop")
+
+
+def leaked_tokens_reasoning(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The reasoning parser ran past the calls: their tokens also appear in the reasoning."""
+    if not reply.calls:
+        return None
+    return replace(reply, reasoning=f"{reply.reasoning} {_raw_calls(reply, ctx)}".lstrip())
+
+
+def tool_call_as_text(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The model wrote its calls as JSON text instead of the call format; no tool_calls."""
+    if not reply.calls:
+        return None
+    lines = []
+    for call in reply.calls:
+        arguments = arguments_object(call.arguments)
+        shown: Any = arguments if arguments is not None else call.arguments
+        lines.append(json.dumps({"name": call.name, "arguments": shown}, ensure_ascii=False))
+    content = "\n".join(lines)
+    return replace(reply, content=content, calls=(), finish_reason="stop")
+
+
+def dropped_call(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The calls vanish: empty content, finish stop, completion tokens still counted."""
+    if not reply.calls:
+        return None
+    return replace(reply, content="", calls=(), finish_reason="stop")
+
+
+def _with_first(reply: Reply, call: ReplyCall) -> Reply:
+    return replace(reply, calls=(call, *reply.calls[1:]))
+
+
+def invalid_json_arguments(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The first call's arguments lose their closing brace (not JSON any more)."""
+    text = reply.calls[0].arguments if reply.calls else None
+    if not isinstance(text, str):
+        return None
+    broken = text[:-1] if text.endswith("}") else text + "{"
+    return _with_first(reply, replace(reply.calls[0], arguments=broken))
+
+
+def _wrong_type(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def wrong_type_arguments(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The first argument of the first call gets the wrong JSON type (string -> array,
+    number -> string, ...); still valid JSON, no longer schema-valid.
+    """
+    if not reply.calls:
+        return None
+    first = reply.calls[0]
+    arguments = arguments_object(first.arguments)
+    if not arguments:
+        return None
+    key = next(iter(arguments))
+    changed = {**arguments, key: _wrong_type(arguments[key])}
+    new: str | dict[str, Any] = (
+        json.dumps(changed, ensure_ascii=False) if isinstance(first.arguments, str) else changed
+    )
+    return _with_first(reply, replace(first, arguments=new))
+
+
+def tag_in_name(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """A piece of the family's call format sticks to the first call's name."""
+    if not reply.calls:
+        return None
+    first = reply.calls[0]
+    call_id = first.id or kimi_id(first.name, first.index)
+    return _with_first(reply, replace(first, name=ctx.template.leaked_name(first.name, call_id)))
+
+
+def tag_in_key(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """A tag of the family's argument format sticks to the first argument's key."""
+    if not reply.calls:
+        return None
+    first = reply.calls[0]
+    arguments = arguments_object(first.arguments)
+    if not arguments:
+        return None
+    renamed = {
+        (key + ctx.template.key_tag if position == 0 else key): value
+        for position, (key, value) in enumerate(arguments.items())
+    }
+    new: str | dict[str, Any] = (
+        json.dumps(renamed, ensure_ascii=False) if isinstance(first.arguments, str) else renamed
+    )
+    return _with_first(reply, replace(first, arguments=new))
+
+
+def object_arguments(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """Arguments arrive as JSON objects instead of JSON strings."""
+    changed = False
+    calls = []
+    for call in reply.calls:
+        arguments = arguments_object(call.arguments) if isinstance(call.arguments, str) else None
+        if arguments is not None:
+            call, changed = replace(call, arguments=arguments), True
+        calls.append(call)
+    return replace(reply, calls=tuple(calls)) if changed else None
+
+
+def rewritten_ids(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """Ids come in the other style (`call_…` where Kimi ids are expected, or vice versa)."""
+    if not reply.calls:
+        return None
+    make = ID_STYLES[OTHER_STYLE[ctx.dialect.tool_call_ids]]
+    calls = tuple(replace(c, id=make(c.minted, c.name, c.index)) for c in reply.calls)
+    return replace(reply, calls=calls)
+
+
+def duplicated_ids(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """Two calls share an id or, for a single call, it reuses the last id of the history."""
+    if len(reply.calls) >= 2:
+        first, second, *rest = reply.calls
+        return replace(reply, calls=(first, replace(second, id=first.id), *rest))
+    if not reply.calls:
+        return None
+    previous = last_history_id(ctx.messages)
+    if previous is None:
+        return None
+    return _with_first(reply, replace(reply.calls[0], id=previous))
+
+
+def missing_ids(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """Calls carry no id at all."""
+    if not reply.calls:
+        return None
+    return replace(reply, calls=tuple(replace(call, id=None) for call in reply.calls))

@@ -1,0 +1,204 @@
+"""The fault catalogue: every failure the simulator can inject, by name.
+
+Names are a contract: the checks map their findings to them, and responses list the faults
+they carry in `x-sim-faults`. Within a stage, faults apply in catalogue order.
+"""
+
+from __future__ import annotations
+
+from traces.sim.faults import calls, finish, reasoning, request, stream
+from traces.sim.faults.base import Fault, PromptFault, ReplyFault, RequestFault, StreamFault
+
+_CATALOGUE: list[Fault] = [
+    ReplyFault(
+        "leaked_tokens_content",
+        "Calls rendered as the family's raw tool-call tokens inside content; no tool_calls, "
+        "finish_reason stop. Tool turns only.",
+        "provider",
+        calls.leaked_tokens_content,
+    ),
+    ReplyFault(
+        "leaked_tokens_reasoning",
+        "The family's tool-call tokens also appear inside the reasoning; the structured calls "
+        "stay. Tool turns only.",
+        "provider",
+        calls.leaked_tokens_reasoning,
+    ),
+    ReplyFault(
+        "tool_call_as_text",
+        "Calls written as JSON text in content; no tool_calls, finish_reason stop. "
+        "Tool turns only.",
+        "model",
+        calls.tool_call_as_text,
+    ),
+    ReplyFault(
+        "dropped_call",
+        "Calls silently dropped: empty content, finish_reason stop, completion_tokens still "
+        "counted. Tool turns only.",
+        "provider",
+        calls.dropped_call,
+    ),
+    ReplyFault(
+        "invalid_json_arguments",
+        "The first call's arguments are not valid JSON (closing brace lost). Tool turns only.",
+        "model",
+        calls.invalid_json_arguments,
+    ),
+    ReplyFault(
+        "wrong_type_arguments",
+        "The first argument of the first call has the wrong JSON type (valid JSON, "
+        "schema-invalid). Tool turns with arguments only.",
+        "model",
+        calls.wrong_type_arguments,
+    ),
+    ReplyFault(
+        "tag_in_name",
+        "A piece of the call format in the first call's name (`open_box<|tool_call_end|>`, "
+        "`functions.open_box:0`). Tool turns only.",
+        "provider",
+        calls.tag_in_name,
+    ),
+    ReplyFault(
+        "tag_in_key",
+        "A tag of the argument format in the first argument's key (`path</arg_key>`). "
+        "Tool turns with arguments only.",
+        "provider",
+        calls.tag_in_key,
+    ),
+    ReplyFault(
+        "object_arguments",
+        "Arguments sent as JSON objects instead of JSON strings. Tool turns only.",
+        "provider",
+        calls.object_arguments,
+    ),
+    ReplyFault(
+        "rewritten_ids",
+        "Ids in the other style (`call_…` where Kimi's `functions.NAME:IDX` is expected, or "
+        "vice versa). Tool turns only.",
+        "provider",
+        calls.rewritten_ids,
+    ),
+    ReplyFault(
+        "duplicated_ids",
+        "Two calls share an id, or a single call reuses the last id of the history. Tool "
+        "turns with two calls or with earlier calls only.",
+        "provider",
+        calls.duplicated_ids,
+    ),
+    ReplyFault(
+        "missing_ids",
+        "Calls carry no id. Tool turns only.",
+        "provider",
+        calls.missing_ids,
+    ),
+    ReplyFault(
+        "finish_stop_with_calls",
+        "finish_reason stop although the turn has tool calls. Tool turns only.",
+        "provider",
+        finish.finish_stop_with_calls,
+    ),
+    ReplyFault(
+        "finish_tool_calls_without_calls",
+        "finish_reason tool_calls on an answer without calls. Answer turns only.",
+        "provider",
+        finish.finish_tool_calls_without_calls,
+    ),
+    ReplyFault(
+        "finish_length_with_calls",
+        "finish_reason length although the calls are complete. Tool turns only.",
+        "provider",
+        finish.finish_length_with_calls,
+    ),
+    # Stream hooks that tell calls apart by `index` come before those that alter it.
+    StreamFault(
+        "stream_fields_repeated",
+        "id, type and name repeated in every tool-call delta. Streamed tool turns only.",
+        "provider",
+        stream.stream_fields_repeated,
+    ),
+    StreamFault(
+        "stream_arguments_cumulative",
+        "Argument deltas carry everything so far instead of the new piece. Streamed tool "
+        "turns only.",
+        "provider",
+        stream.stream_arguments_cumulative,
+    ),
+    StreamFault(
+        "stream_index_split",
+        "Two tool-call entries with the same index in one chunk. Streamed tool turns only.",
+        "provider",
+        stream.stream_index_split,
+    ),
+    StreamFault(
+        "stream_index_from_one",
+        "Tool-call indices start at 1. Streamed tool turns only.",
+        "provider",
+        stream.stream_index_from_one,
+    ),
+    StreamFault(
+        "stream_index_missing",
+        "Tool-call deltas have no index. Streamed tool turns only.",
+        "provider",
+        stream.stream_index_missing,
+    ),
+    RequestFault(
+        "reasoning_required_400",
+        "HTTP 400 (DeepSeek's body) when a tool-call turn after the last user message comes "
+        "back without reasoning the dialect reads. Such requests only.",
+        "provider",
+        request.reasoning_required_400,
+    ),
+    RequestFault(
+        "rate_limit_429",
+        "HTTP 429 with retry-after. Any request.",
+        "provider",
+        request.rate_limit_429,
+    ),
+    RequestFault(
+        "server_error_5xx",
+        "HTTP 500, 502 (an HTML proxy page) or 503. Any request.",
+        "provider",
+        request.server_error_5xx,
+    ),
+    RequestFault(
+        "timeout",
+        "The response is held for timeout_s seconds, then sent. Any request.",
+        "provider",
+        request.timeout,
+    ),
+    ReplyFault(
+        "reasoning_swallows_answer",
+        "The final answer appears only inside the reasoning; content empty. Answer turns only.",
+        "provider",
+        reasoning.reasoning_swallows_answer,
+    ),
+    ReplyFault(
+        "reasoning_in_content",
+        "Reasoning text dumped into content; no reasoning field. Turns with reasoning.",
+        "provider",
+        reasoning.reasoning_in_content,
+    ),
+    ReplyFault(
+        "reasoning_tokens_missing",
+        "usage without completion_tokens_details.reasoning_tokens. Responses with usage.",
+        "provider",
+        reasoning.reasoning_tokens_missing,
+    ),
+    ReplyFault(
+        "reasoning_tokens_outside_completion",
+        "Reasoning tokens not included in completion_tokens (total_tokens still counts them). "
+        "Responses with usage.",
+        "provider",
+        reasoning.reasoning_tokens_outside_completion,
+    ),
+    PromptFault(
+        "reasoning_dropped_from_history",
+        "The template ignores all history reasoning, as a host that strips it does "
+        "(prompt_tokens shrink). Requests with reasoning the template would keep.",
+        "provider",
+        reasoning.reasoning_dropped_from_history,
+    ),
+]
+
+FAULTS: dict[str, Fault] = {fault.name: fault for fault in _CATALOGUE}
+"""Every fault by name, in catalogue order."""

@@ -1,0 +1,97 @@
+"""The reply a host sends for one request, before it is put on the wire.
+
+The policy decides the model's turn; this module turns it into what the host returns: ids in
+the dialect's style, usage counted over the family's rendering of the turn. Faults rewrite a
+`Reply` (never the decision), and `wire` serialises it in the dialect's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from traces.dialects import Dialect
+from traces.sim.ids import ID_STYLES, history_call_count
+from traces.sim.policy import Decision
+from traces.sim.templates import ChatTemplate
+from traces.sim.templates.history import HistoryCall
+from traces.sim.tokenizer import count_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCall:
+    """One tool call as the host reports it."""
+
+    id: str | None
+    """None: the host sends no id at all."""
+    name: str
+    arguments: str | dict[str, Any]
+    """A JSON string, as OpenAI sends it, or (a fault) an object."""
+    minted: str
+    """The opaque `call_` id the policy minted; a host switching id style reuses it."""
+    index: int
+    """Global index of the call in the conversation (Kimi's IDX)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the host answers, in dialect-neutral form."""
+
+    reasoning: str
+    """Reasoning text; where it goes is the dialect's business ("" sends none)."""
+    content: str
+    calls: tuple[ReplyCall, ...]
+    finish_reason: str
+    usage: dict[str, Any]
+
+
+def usage_body(
+    template: ChatTemplate, reasoning: str, content: str, calls: Sequence[HistoryCall], prompt: int
+) -> dict[str, Any]:
+    """OpenAI usage: completion tokens count the turn as the family's template renders it."""
+    completion = count_tokens(template.completion(reasoning, content, calls))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": count_tokens(reasoning)},
+    }
+
+
+def build_reply(
+    decision: Decision,
+    dialect: Dialect,
+    template: ChatTemplate,
+    messages: Sequence[Mapping[str, Any]],
+    prompt_tokens: int,
+) -> Reply:
+    """The host's reply to `decision`: ids in the dialect's style, usage over the family."""
+    name_id = ID_STYLES[dialect.tool_call_ids]
+    first = history_call_count(messages) if decision.tool_calls else 0
+    calls = tuple(
+        ReplyCall(
+            id=name_id(call.id, call.name, first + offset),
+            name=call.name,
+            arguments=call.arguments,
+            minted=call.id,
+            index=first + offset,
+        )
+        for offset, call in enumerate(decision.tool_calls)
+    )
+    usage = usage_body(
+        template, decision.reasoning, decision.content, history_calls(calls), prompt_tokens
+    )
+    return Reply(
+        reasoning=decision.reasoning,
+        content=decision.content,
+        calls=calls,
+        finish_reason=decision.finish_reason,
+        usage=usage,
+    )
+
+
+def history_calls(calls: Sequence[ReplyCall]) -> list[HistoryCall]:
+    """Reply calls in the form templates render."""
+    return [HistoryCall(call.id or "", call.name, call.arguments) for call in calls]

@@ -1,0 +1,174 @@
+"""Answer one chat-completions request as the configured host would, faults included.
+
+Stages: pick the faults of this request; refuse or stall it (request faults, the dialect's
+own reasoning requirement); render the prompt with the family template (what the host keeps
+of the history decides `prompt_tokens`); let the policy decide the turn; build the host's
+reply and let reply faults rewrite it; serialise it, and for streams let stream faults
+disturb the deltas. Everything is computed before the first byte is sent, so the
+`x-sim-faults` header lists exactly the faults the response carries.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from traces.dialects import DIALECTS
+from traces.sim import wire
+from traces.sim.config import SimConfig
+from traces.sim.faults import (
+    FAULTS,
+    FaultContext,
+    PromptFault,
+    PromptOptions,
+    Rejection,
+    ReplyFault,
+    RequestFault,
+    Stall,
+    StreamFault,
+    fired,
+    request_key,
+)
+from traces.sim.interleaved import missing_reasoning_index, reasoning_required_error
+from traces.sim.policy import decide
+from traces.sim.reply import Reply, build_reply
+from traces.sim.request import ChatRequest
+from traces.sim.templates import template_for
+from traces.sim.tokenizer import count_tokens_cached
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to send back: a JSON body or SSE events, after an optional stall."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    events: list[bytes] | None = None
+    """SSE events of a streamed completion (then `body` is unused)."""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    stall_s: float = 0.0
+    """Hold the response this long first (the timeout fault)."""
+    faults: list[str] = field(default_factory=list)
+    """Faults injected into this response, for `x-sim-faults`."""
+
+    def reject(self, rejection: Rejection) -> Outcome:
+        """Turn this outcome into the error response `rejection`."""
+        self.status = rejection.status
+        self.body = rejection.body
+        self.content_type = rejection.content_type
+        self.headers.extend(rejection.headers)
+        return self
+
+
+def answer(request: ChatRequest, config: SimConfig) -> Outcome:
+    """The complete response of the simulated host to `request`."""
+    ctx = _context(request, config)
+    names = fired(config.faults, config.seed, ctx.key) if ctx.key else []
+    outcome = Outcome()
+    if _refused(request, ctx, names, outcome):
+        return outcome
+    reply = _reply(request, config, ctx, names, outcome)
+    completion_id = "chatcmpl-" + uuid.uuid4().hex
+    created = int(time.time())
+    if not request.stream:
+        body = wire.completion(
+            reply, ctx.dialect, completion_id=completion_id, created=created, model=request.model
+        )
+        outcome.body = wire.dumps(body)
+        return outcome
+    chunks = wire.stream_chunks(reply, ctx.dialect, config.chunk_chars)
+    for name in names:
+        fault = FAULTS[name]
+        if isinstance(fault, StreamFault):
+            disturbed = fault.apply(chunks)
+            if disturbed is not None:
+                chunks = disturbed
+                outcome.faults.append(name)
+    outcome.content_type = "text/event-stream; charset=utf-8"
+    outcome.events = list(
+        wire.sse_events(
+            chunks,
+            completion_id=completion_id,
+            created=created,
+            model=request.model,
+            usage_body=reply.usage if request.include_usage else None,
+        )
+    )
+    return outcome
+
+
+def _context(request: ChatRequest, config: SimConfig) -> FaultContext:
+    dialect = DIALECTS[config.dialect]
+    # Hashing the messages costs a pass over the request: only pay for it when faults are on.
+    active = any(rate > 0 for rate in config.faults.values())
+    return FaultContext(
+        dialect=dialect,
+        template=template_for(dialect.family),
+        messages=request.messages,
+        seed=config.seed,
+        key=request_key(request.messages) if active else "",  # "": no fault can fire
+        stream=request.stream,
+        sends_usage=request.include_usage or not request.stream,
+        timeout_s=config.timeout_s,
+    )
+
+
+def _refused(request: ChatRequest, ctx: FaultContext, names: list[str], outcome: Outcome) -> bool:
+    """Apply request faults and the dialect's own requirement; True when refused."""
+    for name in names:
+        fault = FAULTS[name]
+        effect = fault.apply(ctx) if isinstance(fault, RequestFault) else None
+        if effect is None:
+            continue
+        outcome.faults.append(name)
+        if isinstance(effect, Stall):
+            outcome.stall_s = effect.seconds
+        else:
+            outcome.reject(effect)
+            return True
+    if ctx.dialect.requires_reasoning_back:
+        index = missing_reasoning_index(request.messages, ctx.dialect.reasoning_in)
+        if index is not None:
+            body = reasoning_required_error(index, ctx.dialect.reasoning_back)
+            outcome.reject(Rejection(400, wire.dumps(body)))
+            return True
+    return False
+
+
+def _reply(
+    request: ChatRequest,
+    config: SimConfig,
+    ctx: FaultContext,
+    names: list[str],
+    outcome: Outcome,
+) -> Reply:
+    """Render the prompt, decide the turn, build the reply and let reply faults rewrite it."""
+    options = PromptOptions()
+    prompt_faults: list[str] = []
+    for name in names:
+        fault = FAULTS[name]
+        if isinstance(fault, PromptFault):
+            options = fault.apply(options)
+            prompt_faults.append(name)
+    prompt = ctx.template.render(
+        request.messages,
+        request.tools,
+        ctx.dialect.reasoning_in,
+        history_reasoning=options.history_reasoning,
+    )
+    if prompt.reasoning_suppressed:
+        outcome.faults.extend(prompt_faults)
+    prompt_tokens = sum(count_tokens_cached(segment) for segment in prompt.segments)
+
+    seed = request.seed if request.seed is not None else config.seed
+    decision = decide(request.messages, request.tools, seed=seed, tool_choice=request.tool_choice)
+    reply = build_reply(decision, ctx.dialect, ctx.template, request.messages, prompt_tokens)
+    for name in names:
+        fault = FAULTS[name]
+        changed = fault.apply(reply, ctx) if isinstance(fault, ReplyFault) else None
+        if changed is not None:
+            reply = changed
+            outcome.faults.append(name)
+    return reply
