@@ -31,6 +31,13 @@ class StreamAssembler:
     def _note(self, kind: str, **evidence: Any) -> None:
         self.anomalies.append({"kind": kind, **evidence})
 
+    def _note_once(self, call: dict[str, Any], kind: str, **evidence: Any) -> None:
+        # A quirk repeats on every chunk of a call; one record of it per call is evidence
+        # enough and keeps a 2,000-chunk stream from producing 2,000 anomalies.
+        if kind not in call["noted"]:
+            call["noted"].add(kind)
+            self._note(kind, **evidence)
+
     def feed(self, chunk: dict[str, Any], t_ms: float) -> None:
         """Take one chunk that arrived `t_ms` after the request was sent."""
         if chunk.get("usage"):
@@ -59,14 +66,40 @@ class StreamAssembler:
                 self.first_ms.setdefault(kind, t_ms)
         details = delta.get("reasoning_details")
         if isinstance(details, list) and details:
-            self.reasoning_details.extend(details)
+            for detail in details:
+                self._merge_detail(detail)
             self.first_ms.setdefault("reasoning", t_ms)
         for key, value in delta.items():
             if key not in _STRUCTURED_FIELDS and value is not None:
                 self.extra[key] = value
-        for position, call_delta in enumerate(delta.get("tool_calls") or []):
+        entries = delta.get("tool_calls") or []
+        indices = [e.get("index") for e in entries if e.get("index") is not None]
+        if len(indices) != len(set(indices)):
+            self._note("tool_call_index_split", indices=indices)
+        for position, call_delta in enumerate(entries):
             self.first_ms.setdefault("tool_call", t_ms)
             self._feed_call(call_delta, position)
+
+    def _merge_detail(self, detail: Any) -> None:
+        # Streams send reasoning_details in pieces; a piece of the same type (and index, when
+        # given) continues the previous entry, as the non-streaming response would have it.
+        last = self.reasoning_details[-1] if self.reasoning_details else None
+        same = (
+            isinstance(detail, dict)
+            and isinstance(last, dict)
+            and detail.get("type") == last.get("type")
+            and detail.get("index") == last.get("index")
+        )
+        if not same:
+            self.reasoning_details.append(dict(detail) if isinstance(detail, dict) else detail)
+            return
+        assert isinstance(last, dict) and isinstance(detail, dict)
+        for key in ("text", "summary", "data"):
+            if isinstance(detail.get(key), str):
+                last[key] = str(last.get(key) or "") + detail[key]
+        for key, value in detail.items():
+            if key not in ("text", "summary", "data") and value is not None:
+                last[key] = value
 
     def _feed_call(self, call_delta: dict[str, Any], position: int) -> None:
         call = self._find_call(call_delta, position)
@@ -74,8 +107,8 @@ class StreamAssembler:
         if call_delta.get("id"):
             if call["id"] and call["id"] != call_delta["id"]:
                 self._note("tool_call_id_changed", first=call["id"], then=call_delta["id"])
-            elif call["id"] == call_delta["id"] and call["arguments_seen"]:
-                self._note("tool_call_id_repeated", id=call_delta["id"])
+            elif call["id"] == call_delta["id"]:
+                self._note_once(call, "tool_call_id_repeated", id=call_delta["id"])
             call["id"] = call_delta["id"]
         if call_delta.get("type"):
             call["type"] = call_delta["type"]
@@ -84,26 +117,26 @@ class StreamAssembler:
             if call["name"] and call["name"] != name:
                 self._note("tool_call_name_changed", first=call["name"], then=name)
             elif call["name"] == name:
-                self._note("tool_call_name_repeated", name=name)
+                self._note_once(call, "tool_call_name_repeated", name=name)
             call["name"] = name
         args = function.get("arguments")
         if isinstance(args, dict):
             call["object_arguments"] = args
-            self._note("tool_call_arguments_object_in_stream", name=call["name"])
+            self._note_once(call, "tool_call_arguments_object_in_stream", name=call["name"])
         elif isinstance(args, str) and args:
             so_far = "".join(call["pieces"])
             if so_far and args.startswith(so_far) and len(args) > len(so_far):
                 # Cumulative arguments: each chunk repeats everything sent so far.
-                self._note("tool_call_arguments_cumulative", name=call["name"])
+                self._note_once(call, "tool_call_arguments_cumulative", name=call["name"])
                 call["pieces"] = [args]
             else:
                 call["pieces"].append(args)
-            call["arguments_seen"] = True
 
     def _find_call(self, call_delta: dict[str, Any], position: int) -> dict[str, Any]:
         index = call_delta.get("index")
         if index is None:
-            self._note("tool_call_index_missing")
+            if not any(a["kind"] == "tool_call_index_missing" for a in self.anomalies):
+                self._note("tool_call_index_missing")
             # Without an index, a new id starts a new call; otherwise it continues the last.
             new_id = call_delta.get("id")
             known = [c for c in self.calls if new_id and c["id"] == new_id]
@@ -126,8 +159,8 @@ class StreamAssembler:
             "type": None,
             "name": None,
             "pieces": [],
-            "arguments_seen": False,
             "object_arguments": None,
+            "noted": set(),
         }
         self.calls.append(call)
         return call

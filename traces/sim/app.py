@@ -16,6 +16,7 @@ from typing import Any
 
 from traces.sim import wire
 from traces.sim.config import SimConfig
+from traces.sim.faults import AttemptCounter
 from traces.sim.request import RequestError, parse_chat_request
 from traces.sim.responder import answer
 
@@ -72,10 +73,11 @@ class SimApp:
     """ASGI callable serving one `SimConfig`."""
 
     def __init__(self, config: SimConfig) -> None:
-        """Serve `config`; nothing is shared between requests except the rate-limit counter."""
+        """Serve `config`; requests share only the rate-limit and attempt counters."""
         self.config = config
         self._window_start = time.monotonic()
         self._window_count = 0
+        self._attempts = AttemptCounter()  # so retries of a request roll transient faults again
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -111,7 +113,7 @@ class SimApp:
             return
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
-        outcome = answer(request, self.config)
+        outcome = answer(request, self.config, self._attempts)
         if outcome.stall_s > 0 and await _disconnected_within(receive, outcome.stall_s):
             return  # the client timed out and left; nobody is there to answer
         headers = _merge(self._headers(), _encoded(outcome.headers))

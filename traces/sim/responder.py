@@ -19,6 +19,7 @@ from traces.sim import wire
 from traces.sim.config import SimConfig
 from traces.sim.faults import (
     FAULTS,
+    AttemptCounter,
     FaultContext,
     PromptFault,
     PromptOptions,
@@ -62,10 +63,15 @@ class Outcome:
         return self
 
 
-def answer(request: ChatRequest, config: SimConfig) -> Outcome:
+def answer(
+    request: ChatRequest, config: SimConfig, attempts: AttemptCounter | None = None
+) -> Outcome:
     """The complete response of the simulated host to `request`."""
     ctx = _context(request, config)
-    names = fired(config.faults, config.seed, ctx.key) if ctx.key else []
+    names: list[str] = []
+    if ctx.key:
+        attempt = attempts.next(ctx.key) if attempts is not None else 0
+        names = fired(config.faults, config.seed, ctx.key, attempt)
     outcome = Outcome()
     if _refused(request, ctx, names, outcome):
         return outcome

@@ -17,10 +17,11 @@ from traces.sim.faults.base import (
     StreamFault,
 )
 from traces.sim.faults.catalogue import FAULTS
-from traces.sim.faults.selection import fired, request_key
+from traces.sim.faults.selection import AttemptCounter, fired, request_key
 
 __all__ = [
     "FAULTS",
+    "AttemptCounter",
     "Blame",
     "Fault",
     "FaultContext",

@@ -1,19 +1,42 @@
 """Which faults fire on a request: a pure function of (seed, fault name, request messages).
 
 Identical requests therefore meet identical faults, and a rate of 0.3 fires on about 30% of
-distinct requests. Only the messages are hashed, so a retry of the same request meets the
-same fault again.
+distinct requests. Transient faults (429, 5xx, timeouts) are the exception: real hosts throw
+them at random, so a client's retry must be able to succeed. They are keyed on the request
+*and* how many times this server has already seen it, so each attempt rolls again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from traces.sim.faults.base import roll
 from traces.sim.faults.catalogue import FAULTS
+
+TRANSIENT = frozenset({"rate_limit_429", "server_error_5xx", "timeout"})
+"""Faults that roll again on every attempt of the same request."""
+
+_MAX_REMEMBERED = 100_000
+
+
+class AttemptCounter:
+    """How many times each request has been seen (bounded: the oldest keys are forgotten)."""
+
+    def __init__(self) -> None:
+        """Start with no request seen."""
+        self._seen: OrderedDict[str, int] = OrderedDict()
+
+    def next(self, key: str) -> int:
+        """The attempt number of this sighting of `key` (0 the first time)."""
+        attempt = self._seen.pop(key, -1) + 1
+        self._seen[key] = attempt
+        if len(self._seen) > _MAX_REMEMBERED:
+            self._seen.popitem(last=False)
+        return attempt
 
 
 def request_key(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -22,10 +45,11 @@ def request_key(messages: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def fired(rates: Mapping[str, float], seed: int, key: str) -> list[str]:
-    """Names of the faults that fire for the request `key`, in catalogue order."""
+def fired(rates: Mapping[str, float], seed: int, key: str, attempt: int = 0) -> list[str]:
+    """Names of the faults that fire for attempt `attempt` of request `key`, in order."""
     return [
         name
         for name in FAULTS
-        if rates.get(name, 0.0) > 0.0 and roll(seed, name, key) < rates[name]
+        if rates.get(name, 0.0) > 0.0
+        and roll(seed, name, f"{key}#{attempt}" if name in TRANSIENT else key) < rates[name]
     ]
