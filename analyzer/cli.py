@@ -12,7 +12,19 @@ from typing import NoReturn
 
 import typer
 
-from analyzer.commands import demo, providers, record, runs, schema, show, sim, sql, steps
+from analyzer.commands import (
+    analyze,
+    demo,
+    failures,
+    providers,
+    record,
+    runs,
+    schema,
+    show,
+    sim,
+    sql,
+    steps,
+)
 from traces.errors import TracesError
 
 app = typer.Typer(
@@ -23,7 +35,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (record, demo, runs, show, steps, sql, schema, providers, sim):
+for module in (record, demo, runs, show, steps, failures, analyze, sql, schema, providers, sim):
     module.register(app)
 
 

@@ -28,6 +28,7 @@ RUN_COLUMNS = [
     "started_at",
     "duration_s",
     "error",
+    "findings",
 ]
 
 
@@ -72,7 +73,7 @@ def list_runs(
                r.tool_errors, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
-               r.error, r.recorder_pid, r.recorder_host
+               r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings
         FROM runs r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
@@ -82,6 +83,8 @@ def list_runs(
         LEFT JOIN (SELECT run_id, count(*) AS n
                    FROM tool_calls WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
                    GROUP BY run_id) c ON c.run_id = r.id
+        LEFT JOIN (SELECT run_id, count(*) AS n FROM findings GROUP BY run_id) fc
+            ON fc.run_id = r.id
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.started_at DESC, r.id DESC
     """

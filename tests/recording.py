@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from pydantic import BaseModel, Field
 
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
 from traces.runner import RunPlan, RunSummary, record_runs
+from traces.sim.config import SimConfig
+from traces.sim.server import SimServer
 from traces.store.recorder import Recorder
 from traces.tasks import load_task
 
@@ -63,3 +67,57 @@ def request_messages(
     ).fetchone()
     assert count is not None and len(rows) == count[0]
     return [json.loads(body) for (body,) in rows]
+
+
+class Recording(BaseModel):
+    """One simulated recording of `record_many`: a simulator config and how to drive it."""
+
+    sim: SimConfig
+    task: str = "chain_short"
+    stream: bool = False
+    dialect: str | None = "openai"
+    timeout_s: float = 600.0
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+def record_many(db_path: Path, recordings: dict[str, Recording]) -> dict[str, RunSummary]:
+    """Record one run per entry, each against its own simulator, all concurrently through one
+    recorder (one writer process instead of one per run keeps the suite fast)."""
+
+    async def one(rec: Recording, base_url: str, recorder: Recorder) -> RunSummary:
+        loaded = load_task(TASKS / f"{rec.task}.toml")
+        plan = RunPlan(
+            task=loaded,
+            provider="sim" if rec.dialect in (None, "openai") else f"sim-{rec.dialect}",
+            endpoint=EndpointConfig(
+                base_url=base_url, api_key_env=None, api_key="test-key", timeout_s=rec.timeout_s
+            ),
+            settings=HarnessSettings(
+                model="sim-reasoner-1",
+                max_steps=loaded.max_steps,
+                stream=rec.stream,
+                **rec.settings,
+            ),
+            dialect=rec.dialect,
+        )
+        [summary] = await record_runs(plan, recorder)
+        return summary
+
+    async def all_of(urls: list[str], recorder: Recorder) -> list[RunSummary]:
+        return list(
+            await asyncio.gather(
+                *(
+                    one(rec, url, recorder)
+                    for rec, url in zip(recordings.values(), urls, strict=True)
+                )
+            )
+        )
+
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(SimServer(rec.sim)).base_url for rec in recordings.values()]
+        recorder = Recorder(db_path)
+        try:
+            summaries = asyncio.run(all_of(urls, recorder))
+        finally:
+            recorder.close()
+    return dict(zip(recordings, summaries, strict=True))

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from analyzer.checks.persist import analyze_run
 from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
@@ -24,7 +25,7 @@ from traces.harness import HarnessSettings
 from traces.model import RunOutcome, Termination
 from traces.runner import RunPlan, RunSummary, record_runs
 from traces.sim.server import SimServer
-from traces.store.database import resolve_db_path
+from traces.store.database import open_for_writing, resolve_db_path
 from traces.store.recorder import Recorder
 from traces.tasks import Task, load_task
 
@@ -130,7 +131,9 @@ def record(
             # Before touching the database: a missing key or unreachable endpoint is bad input.
             asyncio.run(check_endpoint(endpoint))
         summaries = _record_with_progress(plan, db_path)
-    _report(summaries, fmt, loaded)
+    # After the recorder closed: the checks need the database to themselves.
+    findings = _analyze(db_path, [s.id for s in summaries])
+    _report(summaries, fmt, loaded, findings)
 
 
 @contextlib.contextmanager
@@ -197,7 +200,20 @@ def _run_until_signal(coro: Coroutine[Any, Any, list[RunSummary]]) -> list[RunSu
     return asyncio.run(main())
 
 
-def _report(summaries: list[RunSummary], fmt: OutputFormat, task: Task) -> None:
+def _analyze(db_path: Path, run_ids: list[str]) -> dict[str, int]:
+    """Run the checks on the new runs; returns the number of findings of each."""
+    if not run_ids:
+        return {}
+    conn = open_for_writing(db_path)
+    try:
+        return {run_id: len(analyze_run(conn, run_id)) for run_id in run_ids}
+    finally:
+        conn.close()
+
+
+def _report(
+    summaries: list[RunSummary], fmt: OutputFormat, task: Task, findings: dict[str, int]
+) -> None:
     rows: list[dict[str, Any]] = [
         {
             "id": s.id,
@@ -208,6 +224,7 @@ def _report(summaries: list[RunSummary], fmt: OutputFormat, task: Task) -> None:
             "steps": s.outcome.steps,
             "tool_calls": s.outcome.tool_calls,
             "error": s.outcome.error,
+            "findings": findings.get(s.id, 0),
         }
         for s in summaries
     ]
@@ -218,7 +235,7 @@ def _report(summaries: list[RunSummary], fmt: OutputFormat, task: Task) -> None:
             verdict = {True: "success", False: "failed check"}.get(row["success"], "no answer")
             err.print(
                 f"{row['id']}  {task.name}  {row['termination']}  {row['steps']} steps  "
-                f"{row['tool_calls']} tool calls  {verdict}"
+                f"{row['tool_calls']} tool calls  {verdict}  {row['findings']} findings"
                 + (f"  — {row['error']}" if row["error"] else "")
             )
         for row in rows:

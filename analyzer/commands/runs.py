@@ -49,6 +49,7 @@ def runs(
             "steps",
             "tool_calls",
             "tool_errors",
+            "findings",
             "duration_s",
         ]
     emit_rows(rows, fmt, columns=columns)

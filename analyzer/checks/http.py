@@ -1,0 +1,89 @@
+"""Failed model calls, classified by cause: rate limit, server error, timeout, context overflow,
+reasoning required back (DeepSeek's 400), template or argument-type 400s, other 400s.
+
+Retried attempts (`retry_errors`) count too: a step that succeeded on the third try still tells
+you the host is rate limiting. One finding per step and class, with the number of attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from analyzer.checks.records import Finding, Layer, Run, Step
+
+_REASONING_REQUIRED = ("reasoning_content", "thinking", "reasoning_details", "reasoning")
+_PASSED_BACK = ("missing", "must be passed back", "required")
+_TEMPLATE = ("chat template", "chat_template", "jinja", "template")
+_ARGUMENT_TYPE = (
+    "must be a string",
+    "must be an object",
+    "must be a dict",
+    "expected str",
+    "expected dict",
+    "not a valid dictionary",
+)
+
+_BY_KIND: dict[str, tuple[str, Layer]] = {
+    "rate_limit": ("http_rate_limit", "provider"),
+    "server_error": ("http_server_error", "provider"),
+    "timeout": ("http_timeout", "provider"),
+    "connection": ("http_connection", "provider"),
+    # The agent's history outgrew the window: the client decides what it sends.
+    "context_overflow": ("http_context_overflow", "client"),
+    "auth": ("http_auth", "client"),
+    "not_found": ("http_not_found", "client"),
+    "invalid_response": ("http_invalid_response", "provider"),
+    "other": ("http_other", "provider"),
+}
+
+
+def classify(error: dict[str, Any]) -> tuple[str, Layer]:
+    """Finding kind and layer of one failed attempt (an `ExchangeError` as a dict)."""
+    kind = str(error.get("kind") or "other")
+    text = f"{error.get('message') or ''} {error.get('body') or ''}".lower()
+    if kind == "bad_request":
+        if any(m in text for m in _REASONING_REQUIRED) and any(m in text for m in _PASSED_BACK):
+            # The host needs each turn's reasoning back and the client did not send it.
+            return "http_reasoning_required", "client"
+        if any(m in text for m in _TEMPLATE):
+            return "http_template_error", "provider"
+        if "argument" in text and any(m in text for m in _ARGUMENT_TYPE):
+            return "http_argument_type_error", "provider"
+        return "http_bad_request", "client"
+    return _BY_KIND.get(kind, ("http_other", "provider"))
+
+
+def _final_error(step: Step) -> dict[str, Any] | None:
+    if step.error_kind is None:
+        return None
+    return {
+        "kind": step.error_kind,
+        "status": step.error_status,
+        "message": step.error_message,
+        "body": step.error_body,
+    }
+
+
+def http_errors(step: Step, run: Run) -> Iterator[Finding]:
+    """Every failed attempt of the step, grouped by class; `error` when the step failed."""
+    final = _final_error(step)
+    attempts = [*step.retry_errors, *([final] if final else [])]
+    grouped: dict[tuple[str, Layer], list[dict[str, Any]]] = {}
+    for attempt in attempts:
+        grouped.setdefault(classify(attempt), []).append(attempt)
+    final_class = classify(final) if final else None
+    for (kind, layer), items in grouped.items():
+        failed = (kind, layer) == final_class
+        yield Finding(
+            kind,
+            "error" if failed else "warning",
+            layer,
+            step.index,
+            {
+                "attempts": len(items),
+                "statuses": sorted({i.get("status") for i in items if i.get("status")}),
+                "message": str(items[-1].get("message") or "")[:300],
+                "step_failed": failed,
+            },
+        )

@@ -1,0 +1,73 @@
+"""Tool-call ids: the family's format, present, and unique across the run.
+
+Kimi's template expects `functions.NAME:IDX` and degrades after many steps when a host hands
+out `call_…` ids; a repeated id makes the next request ambiguous (which result answers which
+call), and some hosts refuse it outright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from analyzer.checks.records import Finding, Run
+from traces.dialects import DIALECTS
+
+
+def _expected_format(run: Run) -> str | None:
+    dialect = DIALECTS.get(run.dialect or "")
+    return dialect.tool_call_ids if dialect else None
+
+
+def id_format(run: Run) -> Iterator[Finding]:
+    """Ids missing, or in a format other than the dialect's (`call_…` vs `functions.N:I`)."""
+    expected = _expected_format(run)
+    for step in run.steps:
+        for call in step.calls:
+            if call.id_format == "missing":
+                yield Finding(
+                    "tool_call_id_missing",
+                    "warning",
+                    "provider",
+                    step.index,
+                    {"call": call.index, "tool": call.name},
+                )
+            elif expected is not None and call.id_format != expected:
+                yield Finding(
+                    "tool_call_id_format",
+                    "warning",
+                    "provider",
+                    step.index,
+                    {
+                        "call": call.index,
+                        "id": call.id,
+                        "format": call.id_format,
+                        "expected": expected,
+                        "dialect": run.dialect,
+                    },
+                )
+
+
+def duplicate_ids(run: Run) -> Iterator[Finding]:
+    """An id used twice within a step, or reused from an earlier step."""
+    seen: dict[str, tuple[int, int]] = {}
+    for step in run.steps:
+        for call in step.calls:
+            if not call.id:
+                continue
+            if call.id in seen:
+                first_step, first_call = seen[call.id]
+                yield Finding(
+                    "duplicate_tool_call_id",
+                    "error",
+                    "provider",
+                    step.index,
+                    {
+                        "call": call.index,
+                        "id": call.id,
+                        "first_step": first_step,
+                        "first_call": first_call,
+                        "same_step": first_step == step.index,
+                    },
+                )
+            else:
+                seen[call.id] = (step.index, call.index)

@@ -1,0 +1,88 @@
+"""Special tokens of any model family leaking into content or reasoning.
+
+A serving stack whose tool parser misses the model's call syntax hands the raw tokens to the
+client: the call is lost and the text is noise. The patterns cover each family's call format
+and the forms left when a detokenizer strips the special tokens but keeps the words around
+them (`functions.bash:0 {…}`, harmony's `analysis…assistantfinal`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from analyzer.checks.records import Finding, Run, Step
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    # Kimi's section and call delimiters; the observed leaks sometimes lose the closing `>`.
+    ("kimi", re.compile(r"<\|tool_calls?_(?:section_)?(?:begin|end)\|>?")),
+    ("kimi", re.compile(r"<\|tool_call_argument_begin\|>?")),
+    ("kimi", re.compile(r"<\|im_(?:end|middle|user|assistant|system)\|>")),
+    # DeepSeek spells its tokens with fullwidth bars and U+2581 for spaces.
+    ("deepseek", re.compile(r"<｜[^｜\n]{1,40}｜>")),
+    ("minimax", re.compile(r"</?minimax:tool_call>|<invoke name=\"|</invoke>")),
+    ("glm", re.compile(r"</?arg_(?:key|value)>|<\|(?:observation|user|assistant|system)\|>")),
+    ("qwen", re.compile(r"</?tool_call>|<\|im_(?:start|end)\|>|<\|endoftext\|>")),
+    ("harmony", re.compile(r"<\|(?:channel|message|start|end|call|constrain|return)\|>")),
+    # Stripped forms: the ids and channel names survive when the special tokens do not.
+    ("kimi-stripped", re.compile(r"functions\.[A-Za-z0-9_\-]+:\d+\s*(?=[{<])")),
+    ("harmony-stripped", re.compile(r"assistant(?:final|commentary)|to=functions\.\w+")),
+]
+
+_EXCERPT = 60
+
+
+@dataclass(frozen=True)
+class Leak:
+    """One family's tokens found in a text."""
+
+    family: str
+    tokens: list[str]
+    first_at: int
+
+
+def find_leaks(text: str | None) -> list[Leak]:
+    """Every family whose special tokens (or their stripped forms) occur in `text`."""
+    if not text:
+        return []
+    leaks: dict[str, Leak] = {}
+    for family, pattern in _PATTERNS:
+        for match in pattern.finditer(text):
+            leak = leaks.setdefault(family, Leak(family, [], match.start()))
+            leak.tokens.append(match.group(0))
+    return sorted(leaks.values(), key=lambda leak: leak.first_at)
+
+
+def _excerpt(text: str, at: int) -> str:
+    return text[max(0, at - _EXCERPT // 2) : at + _EXCERPT]
+
+
+def _echoed(step: Step, run: Run) -> str:
+    # What the model was just shown: a model quoting a tool error that names
+    # `open_box</tool_call>` is reading, not leaking.
+    previous = [s for s in run.steps if s.index < step.index][-1:]
+    return "\n".join(r.output + (r.error or "") for s in previous for r in s.results)
+
+
+def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
+    """Special tokens in content (an error: calls were lost) or reasoning (a warning)."""
+    echoed = _echoed(step, run)
+    for field, text in (("content", step.content), ("reasoning", step.reasoning)):
+        leaks = [leak for leak in find_leaks(text) if not all(t in echoed for t in leak.tokens)]
+        if not leaks or text is None:
+            continue
+        first = leaks[0]
+        yield Finding(
+            kind="leaked_special_tokens",
+            severity="error" if field == "content" else "warning",
+            layer="provider",
+            step=step.index,
+            evidence={
+                "field": field,
+                "families": [leak.family for leak in leaks],
+                "tokens": sorted({t for leak in leaks for t in leak.tokens})[:10],
+                "count": sum(len(leak.tokens) for leak in leaks),
+                "excerpt": _excerpt(text, first.first_at),
+            },
+        )

@@ -1,0 +1,120 @@
+"""Plain, immutable views of a recorded run that checks read, and the findings they emit.
+
+Checks get these instead of database rows or pydantic records so they stay pure functions of
+data that a test can build by hand in a line or two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "error"]
+"""How bad a finding is: `error` broke the step, `warning` is wrong but survivable."""
+
+Layer = Literal["model", "tool", "provider", "client"]
+"""Who is at fault: the model's output, the tool, the host's serving stack, or our client."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a check noticed on a step (or on the run, when `step` is None)."""
+
+    kind: str
+    severity: Severity
+    layer: Layer
+    step: int | None
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call as recorded (`tool_calls` row)."""
+
+    index: int
+    id: str | None
+    id_format: str
+    name: str
+    arguments_raw: str
+    arguments_type: str
+    arguments: Any
+    json_valid: bool
+    schema_valid: bool | None
+    schema_error: str | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the harness executed for one call (`tool_results` row)."""
+
+    index: int
+    tool_call_id: str | None
+    name: str
+    output: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model call with its calls and results (`steps` row, normalized fields)."""
+
+    index: int
+    finish_reason: str
+    finish_reason_raw: str | None = None
+    content: str | None = None
+    reasoning: str | None = None
+    reasoning_source: str = "none"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    reasoning_tokens_source: str = "missing"
+    cached_tokens: int | None = None
+    total_tokens: int | None = None
+    streamed: bool = False
+    http_status: int | None = None
+    error_kind: str | None = None
+    error_status: int | None = None
+    error_message: str | None = None
+    error_body: str | None = None
+    retry_errors: tuple[dict[str, Any], ...] = ()
+    anomalies: tuple[dict[str, Any], ...] = ()
+    request_params: dict[str, Any] = field(default_factory=dict)
+    calls: tuple[Call, ...] = ()
+    results: tuple[Result, ...] = ()
+
+    @property
+    def tools(self) -> dict[str, dict[str, Any]]:
+        """Function tools the request declared: name -> parameters schema."""
+        declared: dict[str, dict[str, Any]] = {}
+        for tool in self.request_params.get("tools") or []:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                parameters = function.get("parameters")
+                declared[function["name"]] = parameters if isinstance(parameters, dict) else {}
+        return declared
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The function a named `tool_choice` forces, if any."""
+        choice = self.request_params.get("tool_choice")
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            name = choice["function"].get("name")
+            return name if isinstance(name, str) else None
+        return None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the call produced no usable response (an HTTP or transport error)."""
+        return self.error_kind is not None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run with its steps in order."""
+
+    id: str
+    provider: str = "sim"
+    model: str = "model"
+    dialect: str | None = None
+    termination: str | None = None
+    steps: tuple[Step, ...] = ()

@@ -1,0 +1,50 @@
+"""Every check, by name, and running them all over one run.
+
+Step checks look at one step (and may consult the run for neighbours); run checks look across
+steps (ids reused, loops, recoveries). Adding a check is adding it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from analyzer.checks import calls, finish, http, ids, leaks, loops, reasoning, streaming, tools
+from analyzer.checks.records import Finding, Run, Step
+
+StepCheck = Callable[[Step, Run], Iterable[Finding]]
+RunCheck = Callable[[Run], Iterable[Finding]]
+
+CHECK_VERSION = 1
+"""Bumped when a check changes what it reports; stored in each finding's evidence so old
+findings can be told apart (re-run `traces analyze` to refresh them)."""
+
+STEP_CHECKS: dict[str, StepCheck] = {
+    "leaked_special_tokens": leaks.leaked_special_tokens,
+    "tool_call_as_text": calls.tool_call_as_text,
+    "dropped_call": calls.dropped_call,
+    "arguments": calls.arguments,
+    "names_and_keys": calls.names_and_keys,
+    "finish_reason": finish.finish_reason,
+    "stream_anomalies": streaming.stream_anomalies,
+    "http_errors": http.http_errors,
+    "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
+    "reasoning_in_content": reasoning.reasoning_in_content,
+    "reasoning_tokens": reasoning.reasoning_tokens,
+}
+RUN_CHECKS: dict[str, RunCheck] = {
+    "id_format": ids.id_format,
+    "duplicate_ids": ids.duplicate_ids,
+    "repeated_calls": loops.repeated_calls,
+    "tool_errors": tools.tool_errors,
+}
+
+
+def run_checks(run: Run) -> list[Finding]:
+    """All findings for `run`, ordered by step (run-level first) then kind."""
+    found: list[Finding] = []
+    for step in run.steps:
+        for step_check in STEP_CHECKS.values():
+            found.extend(step_check(step, run))
+    for run_check in RUN_CHECKS.values():
+        found.extend(run_check(run))
+    return sorted(found, key=lambda f: (-1 if f.step is None else f.step, f.kind))

@@ -1,0 +1,49 @@
+"""Tool errors, whose fault they were, and whether the model recovered from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from analyzer.checks.calls import malformed_name
+from analyzer.checks.records import Call, Finding, Layer, Run, Step
+
+
+def _layer(call: Call | None, step: Step) -> Layer:
+    # Arguments the model got wrong make the tool fail; otherwise the tool itself did.
+    if call is None:
+        return "tool"
+    if malformed_name(call.name):
+        return "provider"
+    if not call.json_valid or call.schema_valid is False or call.name not in step.tools:
+        return "model"
+    return "tool"
+
+
+def tool_errors(run: Run) -> Iterator[Finding]:
+    """Each failed tool execution; `recovered` when a later call to that tool succeeded."""
+    for position, step in enumerate(run.steps):
+        calls = {call.index: call for call in step.calls}
+        for result in step.results:
+            if result.error is None:
+                continue
+            recovered_at = next(
+                (
+                    later.index
+                    for later in run.steps[position + 1 :]
+                    if any(r.name == result.name and r.error is None for r in later.results)
+                ),
+                None,
+            )
+            yield Finding(
+                "tool_error",
+                "warning" if recovered_at is not None else "error",
+                _layer(calls.get(result.index), step),
+                step.index,
+                {
+                    "call": result.index,
+                    "tool": result.name,
+                    "error": result.error[:300],
+                    "recovered": recovered_at is not None,
+                    "recovered_at_step": recovered_at,
+                },
+            )

@@ -1,0 +1,71 @@
+"""`traces analyze [RUN…]`: run every check over recorded runs and store their findings.
+
+Idempotent: a run's findings are replaced, so old traces benefit from new checks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any
+
+import typer
+
+from analyzer.checks.persist import analyze_run
+from analyzer.checks.records import Finding
+from analyzer.options import DbOption, FormatOption
+from analyzer.output import OutputFormat, emit_rows
+from analyzer.queries import resolve_run_id
+from traces.errors import DatabaseError
+from traces.store.database import open_for_writing, resolve_db_path
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("analyze")(analyze)
+
+
+def analyze(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Run ids, unique prefixes or `last` [default: every run]."),
+    ] = None,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Check runs for failures and store the findings; prints counts per run."""
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise DatabaseError(f"{path}: no trace database here (record a run first, or pass --db)")
+    conn = open_for_writing(path)
+    try:
+        # Resolve every reference before writing anything: a typo changes nothing.
+        if runs:
+            ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
+        else:
+            ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        rows = []
+        for run_id in ids:
+            row = summarize(run_id, analyze_run(conn, run_id))
+            head = conn.execute("SELECT provider, model FROM runs WHERE id = ?", [run_id])
+            row["provider"], row["model"] = head.fetchone() or (None, None)
+            rows.append(row)
+    finally:
+        conn.close()
+    emit_rows(
+        rows,
+        fmt,
+        columns=["run", "provider", "model", "findings", "errors", "warnings", "kinds"],
+    )
+
+
+def summarize(run_id: str, findings: list[Finding]) -> dict[str, Any]:
+    """Counts of one run's findings: total, by severity, and by kind (most frequent first)."""
+    severities = Counter(f.severity for f in findings)
+    kinds = Counter(f.kind for f in findings)
+    return {
+        "run": run_id,
+        "findings": len(findings),
+        "errors": severities["error"],
+        "warnings": severities["warning"],
+        "kinds": dict(kinds.most_common()),
+    }

@@ -1,0 +1,100 @@
+"""`traces record` runs the checks, `traces analyze` re-runs them idempotently, `traces
+failures` counts and drills down, `traces runs` and `traces show` carry the findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TASKS, run_cli
+
+
+@pytest.fixture(scope="module")
+def faulty_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One streamed run of `files` with a stream quirk and a leak in every reasoning."""
+    db = tmp_path_factory.mktemp("checks-cli") / "t.duckdb"
+    done = run_cli(
+        "record",
+        "--task",
+        str(TASKS / "files.toml"),
+        "--db",
+        str(db),
+        "--fault",
+        "stream_index_missing=1.0",
+        "--fault",
+        "leaked_tokens_reasoning=1.0",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    assert row["findings"] > 0  # checked at record time
+    return db, row["id"]
+
+
+def _json(*args: str) -> object:
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_analyze_is_idempotent(faulty_db: tuple[Path, str]) -> None:
+    db, run_id = faulty_db
+    sql = (
+        "sql",
+        "select kind, step_idx, evidence from findings order by all",
+        "--db",
+        str(db),
+        "-f",
+        "json",
+    )
+    before = _json(*sql)
+    first = _json("analyze", "--db", str(db), "-f", "json")
+    second = _json("analyze", run_id[:12], "--db", str(db), "-f", "json")
+    assert isinstance(first, list) and isinstance(second, list)
+    assert [r["findings"] for r in first] == [r["findings"] for r in second]
+    assert set(first[0]) >= {"run", "provider", "model", "findings", "errors", "warnings", "kinds"}
+    assert first[0]["kinds"]["stream_tool_call_index_missing"] >= 1
+    assert _json(*sql) == before
+
+
+def test_failures_counts_and_drill_down(faulty_db: tuple[Path, str]) -> None:
+    db, run_id = faulty_db
+    counts = _json("failures", "--db", str(db), "-f", "json")
+    assert isinstance(counts, list)
+    by_kind = {r["kind"]: r for r in counts}
+    leak = by_kind["leaked_special_tokens"]
+    assert (leak["layer"], leak["provider"], leak["runs"]) == ("provider", "sim", 1)
+    steps = _json("failures", "--kind", "leaked_special_tokens", "--db", str(db), "-f", "json")
+    assert isinstance(steps, list) and steps
+    assert steps[0]["step"] == 0 and steps[0]["evidence"]["field"] == "reasoning"
+    of_run = _json("failures", "--run", "last", "--db", str(db), "-f", "json")
+    assert isinstance(of_run, list) and {r["run"] for r in of_run} == {run_id}
+
+
+def test_runs_and_show_carry_findings(faulty_db: tuple[Path, str]) -> None:
+    db, run_id = faulty_db
+    [run] = _json("runs", "--db", str(db), "-f", "json")  # type: ignore[misc]
+    assert run["findings"] > 0 and "termination" in run
+    detail = _json("show", run_id, "--db", str(db), "-f", "json")
+    assert isinstance(detail, dict)
+    assert any(f["kind"] == "leaked_special_tokens" for f in detail["steps"][0]["findings"])
+    table = run_cli("show", run_id, "--db", str(db))
+    assert "⚑ stream_tool_call_index_missing (provider)" in table.stdout
+
+
+@pytest.mark.parametrize("command", ["analyze", "failures"])
+def test_unknown_run_is_a_one_line_error(faulty_db: tuple[Path, str], command: str) -> None:
+    db, _ = faulty_db
+    args = ["nope"] if command == "analyze" else ["--run", "nope"]
+    done = run_cli(command, *args, "--db", str(db))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "no run with id 'nope'" in done.stderr
+
+
+def test_analyze_without_database(tmp_path: Path) -> None:
+    done = run_cli("analyze", "--db", str(tmp_path / "none.duckdb"))
+    assert done.returncode == 4 and done.stderr.startswith("error:")
+    assert not (tmp_path / "none.duckdb").exists()
