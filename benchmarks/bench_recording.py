@@ -9,7 +9,8 @@ Run by hand (it is not a test and asserts nothing about time):
 Three arms make the same calls to the same simulator at the same concurrency:
 
 - `ours`: `traces.runner.record_runs` recording into a fresh DuckDB file (harness, endpoint
-  client, normalizer, recorder thread with group commit: everything `traces record` does).
+  client, normalizer, recorder with its writer process and group commit: everything
+  `traces record` does).
 - `A`: the loop people usually write, `await client.chat.completions.create(model=...,
   messages=..., tools=...)`, executing the same tool and sending the same conversation back.
 - `B`: the same loop, but `messages` and `tools` go in `extra_body`, as `traces/client.py`
@@ -21,8 +22,9 @@ reported, because a small shared machine is noisy; ratios are taken between medi
 
 Before timing, one run per arm is recorded and the three conversations are compared message
 by message, so the arms provably send the same requests (`--no-verify` skips this).
-Per arm it also reports CPU per step: of this whole process (event loop, recorder thread and
-DuckDB's threads) and of the simulator process (Linux only).
+Per arm it also reports CPU per step: of this process (event loop and helper threads), of the
+recorder's writer process (inserts and commits; arm `ours` only) and of the simulator process
+(the last two on Linux only).
 """
 
 from __future__ import annotations
@@ -82,6 +84,18 @@ serve_forever(
 # -- the simulator process -------------------------------------------------------------------
 
 
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds process `pid` has used so far (Linux only, else None)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime are fields 14 and 15 of stat(5); index 11/12 after the comm field.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class SimProcess:
     """The simulator served by `serve_forever` in a child process."""
 
@@ -101,12 +115,7 @@ class SimProcess:
 
     def cpu_s(self) -> float | None:
         """User + system CPU seconds the simulator has used so far (Linux only, else None)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        # utime and stime are fields 14 and 15 of stat(5); index 11/12 after the comm field.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully), then wait for the child."""
@@ -134,6 +143,7 @@ class Measurement:
     wall_s: float
     client_cpu_s: float
     server_cpu_s: float | None
+    writer_cpu_s: float | None = None
 
     @property
     def steps_per_s(self) -> float:
@@ -147,6 +157,9 @@ class Measurement:
         data["client_cpu_ms_per_step"] = 1000 * self.client_cpu_s / self.steps
         data["server_cpu_ms_per_step"] = (
             None if self.server_cpu_s is None else 1000 * self.server_cpu_s / self.steps
+        )
+        data["writer_cpu_ms_per_step"] = (
+            None if self.writer_cpu_s is None else 1000 * self.writer_cpu_s / self.steps
         )
         return data
 
@@ -379,9 +392,11 @@ def measure(bench: Bench, arm: ArmName, round_no: int) -> Measurement:
     """Run one arm once under its own event loop and time it."""
     db = bench.workdir / f"ours-{round_no}.duckdb"
     # Creating and migrating the database file is one-time setup, like building a client:
-    # it stays outside the timed region. Closing it (a thread join, nothing left to flush
-    # since every step was awaited durable) does too.
+    # it stays outside the timed region. Closing it (stopping the writer process, nothing
+    # left to flush since every step was awaited durable) does too.
     recorder = Recorder(db) if arm == "ours" else None
+    writer_pid = recorder.writer_pid if recorder is not None else None
+    writer_before = process_cpu_s(writer_pid)
     server_before = bench.sim.cpu_s()
     cpu_before = time.process_time()
     t0 = time.perf_counter()
@@ -393,12 +408,14 @@ def measure(bench: Bench, arm: ArmName, round_no: int) -> Measurement:
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu_before
         server_after = bench.sim.cpu_s()
+        writer_after = process_cpu_s(writer_pid)
     finally:
         if recorder is not None:
             recorder.close()
     db.unlink(missing_ok=True)
     server = None if server_before is None or server_after is None else server_after - server_before
-    return Measurement(arm, round_no, bench.runs, steps, ok, wall, cpu, server)
+    writer = None if writer_before is None or writer_after is None else writer_after - writer_before
+    return Measurement(arm, round_no, bench.runs, steps, ok, wall, cpu, server, writer)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -412,6 +429,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
         if not rows:
             continue
         server = [m.server_cpu_s / m.steps for m in rows if m.server_cpu_s is not None]
+        writer = [m.writer_cpu_s / m.steps for m in rows if m.writer_cpu_s is not None]
         arms[arm] = {
             "label": ARM_LABELS[arm],
             "steps_per_s_median": statistics.median(m.steps_per_s for m in rows),
@@ -420,6 +438,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
                 1000 * m.client_cpu_s / m.steps for m in rows
             ),
             "server_cpu_ms_per_step_median": 1000 * statistics.median(server) if server else None,
+            "writer_cpu_ms_per_step_median": 1000 * statistics.median(writer) if writer else None,
             "steps_per_round": rows[0].steps,
             "successful_runs_per_round": rows[0].succeeded,
         }
@@ -440,16 +459,23 @@ def print_table(summary: dict[str, Any], bench: Bench) -> None:
         f"\n{mode}: {bench.runs} runs x {bench.task.environment.length + 1} calls, "  # type: ignore[attr-defined]
         f"concurrency {bench.concurrency}, {os.cpu_count()} CPUs"
     )
-    print(f"{'arm':38} {'steps/s':>9} {'client ms/step':>15} {'sim ms/step':>12}  rounds")
+    print(
+        f"{'arm':38} {'steps/s':>9} {'client ms/step':>15} {'writer ms/step':>15} "
+        f"{'sim ms/step':>12}  rounds"
+    )
+
+    def ms(value: float | None, width: int) -> str:
+        return f"{'-' if value is None else f'{value:.2f}':>{width}}"
+
     for arm in ARMS:
         if arm not in summary["arms"]:
             continue
         a = summary["arms"][arm]
-        server = a["server_cpu_ms_per_step_median"]
         print(
             f"{a['label']:38} {a['steps_per_s_median']:9.0f} "
             f"{a['client_cpu_ms_per_step_median']:15.2f} "
-            f"{'-' if server is None else f'{server:.2f}':>12}  {a['steps_per_s_all']}"
+            f"{ms(a['writer_cpu_ms_per_step_median'], 15)} "
+            f"{ms(a['server_cpu_ms_per_step_median'], 12)}  {a['steps_per_s_all']}"
         )
     for base in ("A", "B"):
         if f"ratio_ours_over_{base}" in summary:

@@ -15,6 +15,7 @@ import pytest
 
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
+from traces.store.database import open_for_reading
 
 from conftest import REPO, TASKS, run_cli
 
@@ -131,3 +132,69 @@ def test_sigterm_ends_the_run_as_interrupted_and_exits_130(
         ).stdout
     )
     assert rows == [{"status": "interrupted", "termination": "interrupted", "steps": len(steps)}]
+
+
+# A recording process without HTTP: it records one step at a time, awaiting each, and prints
+# the index of every step whose commit the recorder acknowledged.
+_ACKING_RECORDER = """
+import asyncio, os, socket, sys
+from datetime import datetime
+from pathlib import Path
+from traces.model import RunRecord, StepRecord
+from traces.store.recorder import Recorder
+
+async def main(recorder):
+    print(f"writer {recorder.writer_pid}", flush=True)
+    now = datetime.now()
+    await recorder.begin_run(RunRecord(
+        id="r", task="t", task_path="t.toml", task_sha256="0" * 64, provider="p", model="m",
+        base_url="http://127.0.0.1:1/v1", settings={}, seed=0, started_at=now,
+        recorder_pid=os.getpid(), recorder_host=socket.gethostname()))
+    for i in range(100_000):
+        await recorder.record_step(StepRecord(
+            run_id="r", index=i, started_at=now, latency_ms=1.0, streamed=False,
+            request_params={"model": "m"}, request_message_count=0, request_prefix=0,
+            request_new_hashes=[], response_body="x" * 2000), {})
+        print(f"acked {i}", flush=True)
+
+asyncio.run(main(Recorder(Path(sys.argv[1]))))
+"""
+
+
+def _exited(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_sigkill_of_the_recording_process_loses_no_acknowledged_step(tmp_path: Path) -> None:
+    db = tmp_path / "acked.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ACKING_RECORDER, str(db)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    writer = int(proc.stdout.readline().split()[1])
+    acked = -1
+    while acked < 200:
+        line = proc.stdout.readline()
+        assert line.startswith("acked "), line
+        acked = int(line.split()[1])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    # The writer sees its pipe close, commits what it received and exits promptly.
+    deadline = time.monotonic() + 5
+    while not _exited(writer):
+        assert time.monotonic() < deadline, "the writer process outlived its parent"
+        time.sleep(0.02)
+    conn = open_for_reading(db)
+    indices = [row[0] for row in conn.execute("SELECT idx FROM steps ORDER BY idx").fetchall()]
+    conn.close()
+    assert indices == list(range(len(indices)))  # committed in order, no holes
+    assert len(indices) > acked  # every acknowledged step is there

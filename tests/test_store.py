@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,4 +222,55 @@ def test_requests_rebuild_even_when_history_is_rewritten(db_path: Path) -> None:
     for idx, request in enumerate(requests):
         rows = conn.execute("SELECT hash FROM request_messages('r', ?)", [idx]).fetchall()
         assert [r[0] for r in rows] == [h[n] for n in request], idx
+    conn.close()
+
+
+def test_a_second_writer_gets_the_one_line_locked_error(db_path: Path) -> None:
+    first = Recorder(db_path)
+    try:
+        with pytest.raises(DatabaseError) as caught:
+            Recorder(db_path)  # its writer process waits a few seconds for the lock, then fails
+    finally:
+        first.close()
+    message = str(caught.value)
+    assert message == (
+        f"{db_path}: the database is locked by another process (a recording in progress?)"
+    )
+
+
+def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.duckdb"
+    text.write_text("hello")
+    with pytest.raises(DatabaseError) as caught:
+        Recorder(text)
+    assert str(caught.value).startswith(f"{text}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_when_the_writer_dies_waiting_and_later_records_fail_instead_of_hanging(
+    db_path: Path,
+) -> None:
+    async def scenario() -> None:
+        recorder = Recorder(db_path)
+        writer = recorder.writer_pid
+        assert writer is not None
+        try:
+            await recorder.begin_run(_run("r"))
+            os.kill(writer, signal.SIGSTOP)  # it receives the step but cannot commit it
+            pending = recorder.queue_step(_step("r", 0, []), {})
+            await asyncio.sleep(0.2)
+            assert not pending.done()
+            os.kill(writer, signal.SIGKILL)
+            with pytest.raises(DatabaseError, match="recording failed: the writer process exited"):
+                await asyncio.wait_for(pending, timeout=10)
+            with pytest.raises(DatabaseError, match="recording failed"):
+                await recorder.record_step(_step("r", 1, []), {})
+        finally:
+            recorder.close()
+
+    asyncio.run(scenario())
+    # The run began durably; the step never committed.
+    conn = open_for_reading(db_path)
+    assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)
     conn.close()

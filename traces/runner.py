@@ -1,7 +1,7 @@
 """Driving many runs of one task against one endpoint, with bounded concurrency.
 
 Each run gets its own world (seed), its own sandbox directory and its own conversation; they
-share one recorder (one writer thread); each has its own endpoint client.
+share one recorder (one writer process); each has its own endpoint client.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,8 @@ from traces.store.schema_docs import apply_comments
 
 DEFAULT_DB = "traces.duckdb"
 DB_ENV_VAR = "TRACES_DB"
+LOCK_WAIT_S = 3.0
+"""How long opening waits for another process to release the file before giving up."""
 
 
 def resolve_db_path(explicit: str | Path | None) -> Path:
@@ -24,17 +27,26 @@ def resolve_db_path(explicit: str | Path | None) -> Path:
 
 
 def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        text = str(exc).splitlines()[0]
-        if "lock" in text.lower():
+    # A writer that is finishing (a recording's writer process committing what it received
+    # after its parent was killed, or closing) holds the lock for a moment longer: wait for
+    # it a little before calling the file locked.
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc).splitlines()[0]
+            if "lock" not in text.lower():
+                raise DatabaseError(f"{path}: cannot open database: {text}") from None
+            if time.monotonic() >= deadline:
+                raise DatabaseError(
+                    f"{path}: the database is locked by another process (a recording in progress?)"
+                ) from None
+            time.sleep(0.05)
+        except duckdb.Error as exc:
             raise DatabaseError(
-                f"{path}: the database is locked by another process (a recording in progress?)"
+                f"{path}: not a trace database: {str(exc).splitlines()[0]}"
             ) from None
-        raise DatabaseError(f"{path}: cannot open database: {text}") from None
-    except duckdb.Error as exc:
-        raise DatabaseError(f"{path}: not a trace database: {str(exc).splitlines()[0]}") from None
 
 
 def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:

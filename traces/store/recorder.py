@@ -1,26 +1,32 @@
-"""The durable recorder: one writer thread owns the DuckDB connection and group-commits.
+"""The durable recorder, parent side: agents queue rows, a writer process commits them.
 
-Why a thread: DuckDB calls block, and the harness drives dozens of runs on one event loop.
-Agents hand their rows to the writer and await a future that resolves once the rows are
-committed, so a step is durable when the agent moves on, yet 64 concurrent runs share one
-transaction per batch instead of paying a commit each (group commit).
+The DuckDB connection lives in a child process (`traces.store.writer_process`), so the
+inserts and commits run on another core and never hold this process's GIL, which the event
+loop driving every run needs. Agents hand their rows over and await a future that resolves
+once the child has committed them, so a step is durable when the agent moves on, yet 64
+concurrent runs share one transaction per batch instead of paying a commit each (group
+commit).
+
+Two threads connect the event loop to the child without ever blocking it: a sender that
+takes queued operations from a `SimpleQueue` and writes them to the pipe (it may wait there
+while the child is busy), and an ack reader that resolves futures, through
+`call_soon_threadsafe`, as the child reports the highest operation committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
 import contextlib
 import json
+import multiprocessing
 import os
 import queue
 import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import duckdb
 
 from traces.errors import DatabaseError
 from traces.model import (
@@ -30,29 +36,27 @@ from traces.model import (
     StepRecord,
     ToolResultRecord,
 )
-from traces.store.database import open_for_writing
+from traces.store.writer_process import (
+    Op,
+    Rows,
+    mark_dead_runs_interrupted,
+    pid_alive,
+    writer_main,
+)
 
-_MAX_BATCH = 256
+__all__ = ["Recorder", "mark_dead_runs_interrupted", "pid_alive"]
+
+_Waiter = asyncio.Future[None] | threading.Event
+"""Who waits for an operation: an agent's future, or `end_run_sync`'s event."""
 
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-@dataclass
-class _Batch:
-    """Rows of one or more operations, inserted together in one transaction."""
-
-    runs: list[tuple[Any, ...]] = field(default_factory=list)
-    run_updates: list[tuple[Any, ...]] = field(default_factory=list)
-    messages: list[tuple[Any, ...]] = field(default_factory=list)
-    steps: list[tuple[Any, ...]] = field(default_factory=list)
-    step_messages: list[tuple[Any, ...]] = field(default_factory=list)
-    tool_calls: list[tuple[Any, ...]] = field(default_factory=list)
-    tool_results: list[tuple[Any, ...]] = field(default_factory=list)
-
-
-_Op = Callable[[_Batch], None]
+# Row builders: tuples in the column order of `writer_process.TABLES`. JSON is encoded here,
+# not in the child, so a row is a snapshot of plain immutable values taken when it is queued
+# (the dicts it came from may live on in the conversation); it costs ~15 us a step.
 
 
 def _run_row(run: RunRecord) -> tuple[Any, ...]:
@@ -118,37 +122,6 @@ def _step_row(step: StepRecord) -> tuple[Any, ...]:
     )
 
 
-def _bulk_insert(table: str, columns: str | None, width: int, suffix: str = "") -> str:
-    # One statement per table and batch: each `$i` is a whole column as a list, unnested back
-    # into rows. DuckDB's executemany runs the statement once per row (0.4-1 ms each), which
-    # made the writer thread the bottleneck of 64 concurrent runs; one statement over a batch
-    # of dozens of rows costs about what two or three single rows did (5x less writer time).
-    target = f"{table} ({columns})" if columns else table
-    unnested = ", ".join(f"unnest(${i})" for i in range(1, width + 1))
-    return f"INSERT INTO {target} SELECT {unnested}{suffix}"
-
-
-_INSERTS = {
-    "runs": _bulk_insert(
-        "runs",
-        "id, task, task_path, task_sha256, provider, model, base_url, settings, seed, status, "
-        "started_at, recorder_pid, recorder_host",
-        13,
-    ),
-    "messages": _bulk_insert("messages", None, 3, " ON CONFLICT DO NOTHING"),
-    "steps": _bulk_insert("steps", None, 36),
-    "step_messages": _bulk_insert("step_messages", None, 4),
-    "tool_calls": _bulk_insert("tool_calls", None, 12),
-    "tool_results": _bulk_insert("tool_results", None, 9),
-}
-
-_UPDATE_RUN = (
-    "UPDATE runs SET status = ?, termination = ?, success = ?, success_detail = ?, "
-    "final_answer = ?, error = ?, ended_at = ?, steps = ?, tool_calls = ?, tool_errors = ?, "
-    "prompt_tokens = ?, completion_tokens = ?, reasoning_tokens = ? WHERE id = ?"
-)
-
-
 def _outcome_row(run_id: str, outcome: RunOutcome) -> tuple[Any, ...]:
     return (
         outcome.status.value,
@@ -168,75 +141,74 @@ def _outcome_row(run_id: str, outcome: RunOutcome) -> tuple[Any, ...]:
     )
 
 
-def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
-    """Close runs left `running` by recorders on this host that no longer exist.
-
-    A killed process cannot say goodbye; the next writer to open the file says it for it,
-    and fills in the totals from the steps that were durably recorded.
-    """
-    host = socket.gethostname()
-    rows = conn.execute(
-        "SELECT id, recorder_pid FROM runs WHERE status = 'running' AND recorder_host = ?", [host]
-    ).fetchall()
-    dead = [run_id for run_id, pid in rows if not pid_alive(int(pid))]
-    for run_id in dead:
-        conn.execute(
-            """
-            UPDATE runs SET status = 'interrupted', termination = 'interrupted',
-                error = 'recorder process ended before the run finished',
-                steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
-                tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
-                tool_errors = (SELECT count(*) FROM tool_results
-                               WHERE run_id = runs.id AND error IS NOT NULL),
-                prompt_tokens = (SELECT coalesce(sum(prompt_tokens), 0) FROM steps
-                                 WHERE run_id = runs.id),
-                completion_tokens = (SELECT coalesce(sum(completion_tokens), 0) FROM steps
-                                     WHERE run_id = runs.id),
-                reasoning_tokens = (SELECT coalesce(sum(reasoning_tokens), 0) FROM steps
-                                    WHERE run_id = runs.id)
-            WHERE id = ?
-            """,
-            [run_id],
-        )
-    return len(dead)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Recorder:
     """Durably records runs, steps, messages, tool calls and results into one database file."""
 
     def __init__(self, path: Path) -> None:
-        """Open (create, migrate) the database and start the writer thread."""
+        """Start the writer process; return once it has opened (created, migrated) the file.
+
+        Raises the one-line DatabaseError the child met when it cannot open the database
+        (locked by another process, not a trace database...).
+        """
         self.path = path
-        self._conn = open_for_writing(path)
-        mark_dead_runs_interrupted(self._conn)
-        self._queue: queue.Queue[tuple[_Op, asyncio.Future[None] | None] | None] = queue.Queue()
-        self._known_messages: set[str] = set()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._write_loop, name="traces-recorder")
-        self._thread.daemon = True
-        self._thread.start()
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self._known_messages: set[str] = set()
+        # Guards the sequence number, `_pending` and the flags: an operation's number, its
+        # place in `_pending` and its place in the pipe must all follow the same order.
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._pending: collections.deque[tuple[int, _Waiter]] = collections.deque()
+        self._failure: str | None = None
+        self._closing = False
+        self._outbox: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
+
+        # spawn, not fork: this process already runs threads (the event loop's helpers, an
+        # embedded simulator), and a forked child would inherit their locks in any state.
+        ctx = multiprocessing.get_context("spawn")
+        ops_out, self._ops = ctx.Pipe(duplex=False)
+        self._acks, acks_in = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=writer_main, args=(path, ops_out, acks_in), name="traces-writer", daemon=True
+        )
+        self._process.start()
+        # The child holds its own ends now. Dropping ours is what lets each side see EOF
+        # when the other one goes away (a killed parent, a crashed writer).
+        ops_out.close()
+        acks_in.close()
+        ready, detail = False, ""
+        try:
+            status, detail = self._acks.recv()
+            ready = status == "ready"
+        except (EOFError, OSError):
+            detail = f"{path}: the writer process exited before opening the database"
+        finally:
+            if not ready:  # a failure, or Ctrl-C while waiting: the child must not linger
+                self._ops.close()  # its signal to stop once it has the file open
+                self._acks.close()
+                self._process.join()
+        if not ready:
+            raise DatabaseError(str(detail))
+
+        self._sender = threading.Thread(target=self._send_loop, name="traces-recorder-send")
+        self._acker = threading.Thread(target=self._ack_loop, name="traces-recorder-acks")
+        # Daemon threads: the interpreter does not wait for them at exit, so the atexit hook
+        # below gets to run and flush what is queued.
+        for thread in (self._sender, self._acker):
+            thread.daemon = True
+            thread.start()
+        atexit.register(self.close)
+
+    @property
+    def writer_pid(self) -> int | None:
+        """Process id of the writer process (to measure or watch it; it may have exited)."""
+        return self._process.pid
 
     # -- public API, called from the event loop -------------------------------------------
 
     async def begin_run(self, run: RunRecord) -> None:
         """Insert the run as `running`."""
-        row = _run_row(run)
-        await self._submit(lambda b: b.runs.append(row))
+        await self._enqueue({"runs": [_run_row(run)]})
 
     async def record_step(self, step: StepRecord, new_messages: dict[str, dict[str, Any]]) -> None:
         """Insert one step with its tool calls and the messages not stored before."""
@@ -256,36 +228,32 @@ class Recorder:
             if h not in self._known_messages
         ]
         self._known_messages.update(new_messages)
-        step_row = _step_row(step)
-        position_rows = [
-            (step.run_id, step.index, step.request_prefix + offset, digest)
-            for offset, digest in enumerate(step.request_new_hashes)
-        ]
-        call_rows = [
-            (
-                step.run_id,
-                step.index,
-                c.index,
-                c.id,
-                c.id_format,
-                c.name,
-                c.arguments_raw,
-                c.arguments_type,
-                _json(c.arguments) if c.json_valid else None,
-                c.json_valid,
-                c.schema_valid,
-                c.schema_error,
-            )
-            for c in step.tool_calls
-        ]
-
-        def add(batch: _Batch) -> None:
-            batch.messages.extend(fresh)
-            batch.steps.append(step_row)
-            batch.step_messages.extend(position_rows)
-            batch.tool_calls.extend(call_rows)
-
-        return self._enqueue(add)
+        rows: Rows = {
+            "messages": fresh,
+            "steps": [_step_row(step)],
+            "step_messages": [
+                (step.run_id, step.index, step.request_prefix + offset, digest)
+                for offset, digest in enumerate(step.request_new_hashes)
+            ],
+            "tool_calls": [
+                (
+                    step.run_id,
+                    step.index,
+                    c.index,
+                    c.id,
+                    c.id_format,
+                    c.name,
+                    c.arguments_raw,
+                    c.arguments_type,
+                    _json(c.arguments) if c.json_valid else None,
+                    c.json_valid,
+                    c.schema_valid,
+                    c.schema_error,
+                )
+                for c in step.tool_calls
+            ],
+        }
+        return self._enqueue(rows)
 
     async def record_tool_results(
         self, run_id: str, step_index: int, results: list[ToolResultRecord]
@@ -305,106 +273,126 @@ class Recorder:
             )
             for r in results
         ]
-        await self._submit(lambda b: b.tool_results.extend(rows))
+        await self._enqueue({"tool_results": rows})
 
     async def end_run(self, run_id: str, outcome: RunOutcome) -> None:
         """Write the run's final status, termination and totals."""
-        row = _outcome_row(run_id, outcome)
-        await self._submit(lambda b: b.run_updates.append(row))
-
-    def close(self) -> None:
-        """Flush everything queued, stop the writer and close the database."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self._conn.close()
+        await self._enqueue({"run_updates": [_outcome_row(run_id, outcome)]})
 
     def end_run_sync(self, run_id: str, outcome: RunOutcome) -> None:
-        """Record an outcome from outside the event loop (used when the loop is gone)."""
+        """Record an outcome from outside the event loop (used when the loop is gone).
+
+        Best effort: waits up to 30 s for the commit, and does nothing once recording failed.
+        """
         done = threading.Event()
+        with contextlib.suppress(DatabaseError):
+            self._put({"run_updates": [_outcome_row(run_id, outcome)]}, done)
+            done.wait(timeout=30)
 
-        row = _outcome_row(run_id, outcome)
+    def close(self) -> None:
+        """Flush everything queued, stop the writer process and wait for it to exit."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        atexit.unregister(self.close)
+        self._outbox.put(None)  # behind everything already queued
+        self._sender.join()  # everything is in the pipe, and the pipe is closed
+        self._acker.join()  # the child acknowledged it all and closed its end
+        self._process.join(timeout=60)
+        if self._process.is_alive():  # hung: nothing more will come from it
+            self._process.kill()
+            self._process.join()
+        self._acks.close()
 
-        def op(batch: _Batch) -> None:
-            batch.run_updates.append(row)
-            done.set()
+    # -- the pipe to the writer process -------------------------------------------------------
 
-        self._queue.put((op, None))
-        done.wait(timeout=30)
-
-    # -- writer thread ----------------------------------------------------------------------
-
-    def _enqueue(self, op: _Op) -> asyncio.Future[None]:
-        if self._failure is not None:
-            raise DatabaseError(f"{self.path}: recording failed: {self._failure}")
+    def _enqueue(self, rows: Rows) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, future))
+        self._put(rows, future)
         return future
 
-    async def _submit(self, op: _Op) -> None:
-        await self._enqueue(op)
+    def _put(self, rows: Rows, waiter: _Waiter) -> None:
+        with self._lock:
+            if self._failure is not None:
+                raise DatabaseError(f"{self.path}: recording failed: {self._failure}")
+            if self._closing:
+                raise DatabaseError(f"{self.path}: the recorder is closed")
+            self._seq += 1
+            self._pending.append((self._seq, waiter))
+            self._outbox.put((self._seq, rows))
 
-    def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is None:
-                break
-            items = [item]
-            # Take whatever else is already waiting: one commit covers all of it.
-            while len(items) < _MAX_BATCH:
+    def _send_loop(self) -> None:
+        """Write queued operations to the pipe, all that is waiting in one message."""
+        stop = False
+        while not stop:
+            ops: list[Op] = []
+            item = self._outbox.get()
+            while True:
+                if item is None:
+                    stop = True
+                    break
+                ops.append(item)
                 try:
-                    nxt = self._queue.get_nowait()
+                    item = self._outbox.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    stopping = True
-                    break
-                items.append(nxt)
-            batch = _Batch()
-            for op, _ in items:
-                op(batch)
-            error: BaseException | None = None
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # surfaced to every waiting agent, then re-raised there
-                error = exc
-                self._failure = exc
-            for _, future in items:
-                if future is not None:
-                    _resolve(future, error)
+            if ops:
+                try:
+                    self._ops.send(ops)
+                except OSError:
+                    break  # the writer is gone; the ack reader fails what is pending
+        self._ops.close()  # EOF tells the writer to commit what it has and exit
 
-    def _commit(self, batch: _Batch) -> None:
-        conn = self._conn
-        conn.execute("BEGIN TRANSACTION")
+    def _ack_loop(self) -> None:
+        """Resolve waiters as the writer reports commits; fail them all if it goes away."""
         try:
-            for table, rows in (
-                ("runs", batch.runs),
-                ("messages", batch.messages),
-                ("steps", batch.steps),
-                ("step_messages", batch.step_messages),
-                ("tool_calls", batch.tool_calls),
-                ("tool_results", batch.tool_results),
-            ):
-                if rows:
-                    conn.execute(_INSERTS[table], [list(c) for c in zip(*rows, strict=True)])
-            if batch.run_updates:
-                conn.executemany(_UPDATE_RUN, batch.run_updates)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            while True:
+                seq, error = self._acks.recv()
+                with self._lock:
+                    done = _pop_until(self._pending, seq)
+                    if error is not None and self._failure is None:
+                        self._failure = error
+                _settle(done, None if error is None else f"{self.path}: recording failed: {error}")
+        except (EOFError, OSError):
+            pass
+        # The writer exited. After close() it has committed everything it was sent, so
+        # nothing is pending; otherwise it died, and nobody may wait for it forever.
+        self._process.join(timeout=1)
+        reason = f"the writer process exited unexpectedly (exit code {self._process.exitcode})"
+        with self._lock:
+            done = _pop_until(self._pending, self._seq)
+            if self._failure is None and not self._closing:
+                self._failure = reason
+        _settle(done, f"{self.path}: recording failed: {self._failure or reason}")
 
 
-def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
-    def settle() -> None:
+def _pop_until(pending: collections.deque[tuple[int, _Waiter]], seq: int) -> list[_Waiter]:
+    done: list[_Waiter] = []
+    while pending and pending[0][0] <= seq:
+        done.append(pending.popleft()[1])
+    return done
+
+
+def _settle(waiters: list[_Waiter], error: str | None) -> None:
+    """Wake the waiters from the ack thread: one callback per event loop, not per future."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in waiters:
+        if isinstance(waiter, threading.Event):
+            waiter.set()
+        else:
+            by_loop.setdefault(waiter.get_loop(), []).append(waiter)
+    for loop, futures in by_loop.items():
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_futures, futures, error)
+
+
+def _settle_futures(futures: list[asyncio.Future[None]], error: str | None) -> None:
+    for future in futures:
         if future.done():
-            return
+            continue
         if error is None:
             future.set_result(None)
         else:
-            future.set_exception(DatabaseError(f"recording failed: {error}"))
-
-    # A closed loop means nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        future.get_loop().call_soon_threadsafe(settle)
+            future.set_exception(DatabaseError(error))
