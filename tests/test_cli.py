@@ -6,14 +6,13 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from traces.sim.server import SimServer
 
-from conftest import REPO, TASKS, run_cli
+from conftest import TASKS, run_cli
 
 RUN_KEYS = {
     "id",
@@ -283,47 +282,6 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     done = run_cli("demo", "--db", str(tmp_path / "demo.duckdb"))
     assert done.returncode == 0, done.stderr
     assert "step 0" in done.stdout and "Marisol Vell" in done.stdout
-
-
-def test_sim_command_serves_the_openai_protocol() -> None:
-    import openai
-
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "analyzer.cli",
-            "sim",
-            "--port",
-            "0",
-            "--dialect",
-            "reasoning-field",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        base_url = proc.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
-        assert [m.id for m in client.models.list().data] == ["sim-reasoner-1"]
-        reply = client.chat.completions.create(
-            model="sim-reasoner-1", messages=[{"role": "user", "content": "Say hi."}]
-        )
-        assert reply.choices[0].message.content
-        assert (reply.choices[0].message.model_extra or {}).get("reasoning")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def test_sim_command_rejects_bad_options_in_one_line() -> None:
-    done = run_cli("sim", "--dialect", "nowhere")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "nowhere" in done.stderr
 
 
 @pytest.mark.parametrize(
