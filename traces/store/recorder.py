@@ -46,8 +46,8 @@ from traces.store.writer_process import (
 
 __all__ = ["Recorder", "mark_dead_runs_interrupted", "pid_alive"]
 
-_Waiter = asyncio.Future[None] | threading.Event
-"""Who waits for an operation: an agent's future, or `end_run_sync`'s event."""
+_Waiter = asyncio.Future[None]
+"""Who waits for an operation to be committed: an agent's future."""
 
 
 def _json(value: Any) -> str | None:
@@ -279,16 +279,6 @@ class Recorder:
         """Write the run's final status, termination and totals."""
         await self._enqueue({"run_updates": [_outcome_row(run_id, outcome)]})
 
-    def end_run_sync(self, run_id: str, outcome: RunOutcome) -> None:
-        """Record an outcome from outside the event loop (used when the loop is gone).
-
-        Best effort: waits up to 30 s for the commit, and does nothing once recording failed.
-        """
-        done = threading.Event()
-        with contextlib.suppress(DatabaseError):
-            self._put({"run_updates": [_outcome_row(run_id, outcome)]}, done)
-            done.wait(timeout=30)
-
     def close(self) -> None:
         """Flush everything queued, stop the writer process and wait for it to exit."""
         with self._lock:
@@ -378,10 +368,7 @@ def _settle(waiters: list[_Waiter], error: str | None) -> None:
     """Wake the waiters from the ack thread: one callback per event loop, not per future."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for waiter in waiters:
-        if isinstance(waiter, threading.Event):
-            waiter.set()
-        else:
-            by_loop.setdefault(waiter.get_loop(), []).append(waiter)
+        by_loop.setdefault(waiter.get_loop(), []).append(waiter)
     for loop, futures in by_loop.items():
         # A closed loop means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
