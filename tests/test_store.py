@@ -85,9 +85,33 @@ def _step(run_id: str, index: int, hashes: list[str]) -> StepRecord:
 def test_migrations_are_idempotent_and_versioned(db_path: Path) -> None:
     open_for_writing(db_path).close()
     conn = open_for_writing(db_path)
-    versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
     conn.close()
-    assert versions == [(latest_version(),)]
+    assert versions == [(v,) for v in range(1, latest_version() + 1)]
+
+
+def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) -> None:
+    import duckdb
+
+    from traces.store.migrations import MIGRATIONS
+
+    old = duckdb.connect(str(db_path))
+    old.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL)"
+    )
+    old.execute(MIGRATIONS[0][2])
+    old.execute("INSERT INTO schema_migrations VALUES (1, 'initial trace model', now())")
+    old.execute(
+        "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, settings,"
+        " seed, status, started_at, recorder_pid, recorder_host) VALUES ('r1', 't', 'p', 'h',"
+        " 'sim', 'm', 'u', '{}', 1, 'completed', now(), 1, 'h')"
+    )
+    old.close()
+    conn = open_for_writing(db_path)
+    row = conn.execute("SELECT id, origin, failure_summary FROM runs").fetchall()
+    conn.close()
+    assert row == [("r1", "recorded", None)]
 
 
 def test_every_column_is_documented(db_path: Path) -> None:

@@ -250,6 +250,15 @@ def _transport_failure(
     )
 
 
+def upstream_of(body: dict[str, Any]) -> str | None:
+    """The upstream host a router names at the top level of a completion or chunk.
+
+    OpenRouter sends `"provider": "Moonshot AI"`; direct hosts send nothing there.
+    """
+    value = body.get("provider")
+    return value if isinstance(value, str) and value else None
+
+
 def _parse_body(
     raw: str,
     body: dict[str, Any],
@@ -274,6 +283,7 @@ def _parse_body(
         exchange.message = dict(choice["message"])
         exchange.finish_reason_raw = choice.get("finish_reason")
         exchange.usage_raw = parsed.get("usage")
+        exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         exchange.error = ExchangeError(
             kind="invalid_response",
@@ -296,6 +306,7 @@ async def _read_stream(
     events: list[StreamEvent] = []
     broken: str | None = None
     saw_done = False
+    upstream: str | None = None
     async for line in response.iter_lines():
         if not line:
             continue  # the blank separator between events carries nothing to keep
@@ -317,6 +328,7 @@ async def _read_stream(
             continue
         if isinstance(chunk, dict):
             assembler.feed(chunk, t_ms)
+            upstream = upstream or upstream_of(chunk)
     if not saw_done:
         assembler.anomalies.append({"kind": "stream_without_done"})
     exchange = Exchange(
@@ -334,6 +346,7 @@ async def _read_stream(
         ttft_content_ms=assembler.first_ms.get("content"),
         ttft_tool_call_ms=assembler.first_ms.get("tool_call"),
         anomalies=assembler.anomalies,
+        upstream_provider=upstream,
     )
     if broken:
         exchange.error = ExchangeError(kind="server_error", status=status, message=broken)

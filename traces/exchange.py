@@ -32,4 +32,8 @@ class Exchange(BaseModel):
     ttft_content_ms: float | None = None
     ttft_tool_call_ms: float | None = None
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
+    upstream_provider: str | None = Field(
+        default=None,
+        description="Top-level `provider` of the response: the host a router sent the call to.",
+    )
     error: ExchangeError | None = None

@@ -27,6 +27,7 @@ from traces.model import (
     ToolCallRecord,
     ToolResultRecord,
     message_hash,
+    request_hash,
 )
 from traces.normalize import Reading, normalize_finish_reason, normalize_usage, read_message
 from traces.replay import ReplayPolicy, replay_message
@@ -256,6 +257,8 @@ class Agent:
             retries=len(retry_errors),
             retry_errors=retry_errors,
             anomalies=exchange.anomalies,
+            request_hash=request_hash(self.conversation.hashes, params),
+            upstream_provider=exchange.upstream_provider,
         )
         if reading is not None:
             step.reasoning = reading.reasoning

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -79,6 +80,20 @@ def message_hash(message: dict[str, Any]) -> str:
     """
     canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def request_hash(message_hashes: Sequence[str], params: dict[str, Any]) -> str:
+    """Identity of a request for pairing it across providers: its messages (by hash), tools and
+    tool_choice. Sampling settings and the model name are left out on purpose: two hosts asked
+    the same thing with their own model ids and defaults are still answering the same request.
+    """
+    digest = hashlib.sha256()
+    for message in message_hashes:
+        digest.update(message.encode())
+        digest.update(b"\n")
+    extra = {"tools": params.get("tools"), "tool_choice": params.get("tool_choice")}
+    digest.update(json.dumps(extra, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()
 
 
 class Usage(BaseModel):
@@ -224,6 +239,12 @@ class StepRecord(BaseModel):
         default_factory=list,
         description="Irregularities noticed while reading the response (stream quirks...).",
     )
+    request_hash: str | None = Field(
+        default=None, description="`request_hash` of the request, to pair it across providers."
+    )
+    upstream_provider: str | None = Field(
+        default=None, description="Host that served the call behind a router, when it says."
+    )
 
 
 class RunRecord(BaseModel):
@@ -241,6 +262,13 @@ class RunRecord(BaseModel):
     started_at: datetime
     recorder_pid: int = Field(description="Process that recorded the run (to spot dead ones).")
     recorder_host: str = Field(description="Host that recorded the run.")
+    origin: Literal["recorded", "imported"] = Field(
+        default="recorded", description="Recorded live, or imported from a log."
+    )
+    import_id: str | None = Field(default=None, description="Import the run came from.")
+    conversation: str | None = Field(
+        default=None, description="Conversation label of an imported run."
+    )
 
 
 class RunOutcome(BaseModel):

@@ -168,6 +168,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             GROUP BY provider, model;
         """,
     ),
+    (
+        2,
+        "imports, failure summaries, request pairing, upstream hosts",
+        """
+        ALTER TABLE runs ADD COLUMN origin VARCHAR DEFAULT 'recorded';
+        ALTER TABLE runs ADD COLUMN import_id VARCHAR;
+        ALTER TABLE runs ADD COLUMN conversation VARCHAR;
+        ALTER TABLE runs ADD COLUMN failure_summary VARCHAR;
+        ALTER TABLE runs ADD COLUMN findings_by_kind JSON;
+        ALTER TABLE steps ADD COLUMN request_hash VARCHAR;
+        ALTER TABLE steps ADD COLUMN upstream_provider VARCHAR;
+        CREATE TABLE imports (
+            id VARCHAR PRIMARY KEY,
+            path VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            provider VARCHAR,
+            lines INTEGER NOT NULL,
+            exchanges INTEGER NOT NULL,
+            runs INTEGER NOT NULL,
+            skipped INTEGER NOT NULL,
+            skipped_lines JSON,
+            imported_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -74,6 +74,9 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
         run.started_at,
         run.recorder_pid,
         run.recorder_host,
+        run.origin,
+        run.import_id,
+        run.conversation,
     )
 
 
@@ -119,6 +122,8 @@ def _step_row(step: StepRecord) -> tuple[Any, ...]:
         step.retries,
         _json([e.model_dump() for e in step.retry_errors]) if step.retry_errors else None,
         _json(step.anomalies) if step.anomalies else None,
+        step.request_hash,
+        step.upstream_provider,
     )
 
 

@@ -47,6 +47,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps.",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
+            "origin": "recorded (by `traces record`) or imported (by `traces import`).",
+            "import_id": "The `imports` row an imported run came from; null when recorded.",
+            "conversation": "The `conversation` label of an imported run (null when recorded).",
+            "failure_summary": "One line: findings by severity and kind, most severe first "
+            "(null until analyzed, empty when clean).",
+            "findings_by_kind": "Findings counted by kind, as a JSON object.",
         },
     ),
     "messages": (
@@ -101,6 +107,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "retries": "Failed attempts before this one (429/5xx/timeouts are retried).",
             "retry_errors": "The errors of those failed attempts, as JSON.",
             "anomalies": "Irregularities noticed while reading the response, as JSON.",
+            "request_hash": "sha256 over the request's message hashes, tools and tool_choice: "
+            "pairs the same request across providers.",
+            "upstream_provider": "Host that served the call behind a router (OpenRouter's "
+            "`provider` field).",
         },
     ),
     "step_messages": (
@@ -143,6 +153,22 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "error": "Error text when the call failed (bad arguments, refused path...).",
             "started_at": "When execution began (UTC).",
             "duration_ms": "Execution wall time.",
+        },
+    ),
+    "imports": (
+        "One `traces import` of a file: what was read, what became runs, what was skipped.",
+        {
+            "id": "Import id (time-ordered).",
+            "path": "File imported, as given.",
+            "sha256": "sha256 of the file bytes.",
+            "format": "exchanges (JSONL request/response logs) or k2vv (K2-Vendor-Verifier).",
+            "provider": "Provider label given with --provider, when the file did not say.",
+            "lines": "Non-empty lines read.",
+            "exchanges": "Exchanges imported as steps.",
+            "runs": "Runs created (one per conversation, or per line without one).",
+            "skipped": "Malformed lines skipped.",
+            "skipped_lines": "The skipped lines as JSON: line number and reason.",
+            "imported_at": "When the import was committed (UTC).",
         },
     ),
     "findings": (

@@ -65,6 +65,9 @@ TABLES: dict[str, tuple[str, ...]] = {
         "started_at",
         "recorder_pid",
         "recorder_host",
+        "origin",
+        "import_id",
+        "conversation",
     ),
     "messages": ("hash", "role", "body"),
     "steps": (
@@ -104,6 +107,8 @@ TABLES: dict[str, tuple[str, ...]] = {
         "retries",
         "retry_errors",
         "anomalies",
+        "request_hash",
+        "upstream_provider",
     ),
     "step_messages": ("run_id", "step_idx", "position", "hash"),
     "tool_calls": (
