@@ -57,11 +57,17 @@ def list_runs(
     provider: str | None = None,
     model: str | None = None,
     status: str | None = None,
+    origin: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs, newest first, with live step counts for runs still being recorded."""
     where, params = [], []
-    for column, value in (("task", task), ("provider", provider), ("model", model)):
+    for column, value in (
+        ("task", task),
+        ("provider", provider),
+        ("model", model),
+        ("origin", origin),
+    ):
         if value is not None:
             where.append(f"r.{column} = ?")
             params.append(value)
@@ -73,7 +79,8 @@ def list_runs(
                r.tool_errors, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
-               r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings
+               r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
+               r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation
         FROM runs r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.

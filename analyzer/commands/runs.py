@@ -24,15 +24,28 @@ def runs(
     status: Annotated[
         str | None, typer.Option(help="Only this status (running, completed, failed, interrupted).")
     ] = None,
+    origin: Annotated[
+        str | None, typer.Option(help="Only runs recorded live (recorded) or imported.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
-    """List runs, newest first, with status, termination reason and totals."""
+    """List runs, newest first: status, termination reason, totals and failure summary.
+
+    `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
+    it is empty for a clean run and blank until the run has been analyzed.
+    """
     conn = open_for_reading(resolve_db_path(db))
     try:
         rows = list_runs(
-            conn, task=task, provider=provider, model=model, status=status, limit=limit
+            conn,
+            task=task,
+            provider=provider,
+            model=model,
+            status=status,
+            origin=origin,
+            limit=limit,
         )
     finally:
         conn.close()
@@ -49,7 +62,7 @@ def runs(
             "steps",
             "tool_calls",
             "tool_errors",
-            "findings",
             "duration_s",
+            "failures",
         ]
     emit_rows(rows, fmt, columns=columns)

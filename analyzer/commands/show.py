@@ -86,6 +86,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     )
     if detail["error"]:
         out.print(f"[red]error:[/red] {escape(detail['error'])}")
+    if detail.get("failure_summary"):
+        out.print(f"[yellow]failures:[/yellow] {escape(detail['failure_summary'])}")
     for finding in detail["findings"]:
         out.print(f"[yellow]⚑ {finding['kind']}[/yellow] ({finding['layer']})")
     for step in detail["steps"]:
