@@ -14,10 +14,15 @@ import typer
 
 from analyzer.commands import (
     analyze,
+    compare,
     demo,
+    expect,
     failures,
+    import_,
+    probe,
     providers,
     record,
+    report,
     runs,
     schema,
     show,
@@ -37,6 +42,11 @@ app = typer.Typer(
 
 for module in (record, demo, runs, show, steps, failures, analyze, sql, schema, providers, sim):
     module.register(app)
+compare.register(app)
+expect.register(app)
+import_.register(app)
+probe.register(app)
+report.register(app)
 
 
 def main() -> None:

@@ -29,6 +29,10 @@ RUN_COLUMNS = [
     "duration_s",
     "error",
     "findings",
+    "failures",
+    "findings_by_kind",
+    "origin",
+    "conversation",
 ]
 
 
@@ -98,6 +102,7 @@ def list_runs(
     rows = _rows(conn.execute(sql, params))
     for row in rows:
         _effective_status(row)
+        row["findings_by_kind"] = _loads(row["findings_by_kind"])
     if status is not None:
         rows = [r for r in rows if r["status"] == status]
     if limit is not None:

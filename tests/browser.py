@@ -19,12 +19,14 @@ import pytest
 
 @dataclass
 class LoadedPage:
-    """A page opened from a file, with every console message and uncaught error it raised."""
+    """A page opened from a file, with every console message, uncaught error, request
+    leaving the file and dialog (alert, confirm, prompt) it raised."""
 
     page: Any
     console: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
 
     @property
     def console_errors(self) -> list[str]:
@@ -41,9 +43,13 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module.
+
+    Not per session: Playwright's sync API keeps an event loop running in the main thread
+    while it is open, and later modules that call `asyncio.run` would fail under it.
+    """
     path = chromium_path()
     if path is None:
         if os.environ.get("CI"):
@@ -59,12 +65,19 @@ def browser() -> Iterator[Any]:
 
 
 def open_file(browser: Any, path: Path) -> LoadedPage:
-    """Open `path` offline: any request leaving the file is recorded and aborted."""
+    """Open `path` offline: any request leaving the file is recorded and aborted, any dialog
+    recorded and dismissed (listeners attach before the page loads, so nothing is missed)."""
     context = browser.new_context(offline=True)
     page = context.new_page()
     loaded = LoadedPage(page)
     page.on("console", lambda m: loaded.console.append((m.type, m.text)))
     page.on("pageerror", lambda e: loaded.errors.append(str(e)))
+
+    def _dialog(dialog: Any) -> None:
+        loaded.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", _dialog)
 
     def _block(route: Any) -> None:
         url = route.request.url

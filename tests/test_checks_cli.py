@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.checks.catalogue import KINDS, describe
+
 from conftest import TASKS, run_cli
 
 
@@ -77,7 +79,14 @@ def test_failures_counts_and_drill_down(faulty_db: tuple[Path, str]) -> None:
 def test_runs_and_show_carry_findings(faulty_db: tuple[Path, str]) -> None:
     db, run_id = faulty_db
     [run] = _json("runs", "--db", str(db), "-f", "json")  # type: ignore[misc]
-    assert run["findings"] > 0 and "termination" in run
+    assert run["findings"] > 0 and run["termination"] == "completed"
+    # The failure summary names kinds by severity, and agrees with the per-kind counts.
+    assert "leaked_special_tokens×" in run["failures"]
+    by_kind = run["findings_by_kind"]
+    assert sum(by_kind.values()) == run["findings"]
+    assert by_kind["stream_tool_call_index_missing"] >= 1
+    listing = run_cli("runs", "--db", str(db))
+    assert "leaked_special_tokens" in listing.stdout and "completed" in listing.stdout
     detail = _json("show", run_id, "--db", str(db), "-f", "json")
     assert isinstance(detail, dict)
     assert any(f["kind"] == "leaked_special_tokens" for f in detail["steps"][0]["findings"])
@@ -98,3 +107,34 @@ def test_analyze_without_database(tmp_path: Path) -> None:
     done = run_cli("analyze", "--db", str(tmp_path / "none.duckdb"))
     assert done.returncode == 4 and done.stderr.startswith("error:")
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_failures_kinds_lists_the_catalogue_without_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "none.duckdb"
+    rows = _json("failures", "--kinds", "--db", str(missing), "-f", "json")
+    assert isinstance(rows, list) and [r["kind"] for r in rows] == list(KINDS)
+    leak = rows[0]
+    assert leak["kind"] == "leaked_special_tokens" and leak["layer"] == "provider"
+    assert leak["check"] == "leaks" and "special_tokens_in_reasoning" in leak["covers"]
+    assert "parser" in leak["description"] and not missing.exists()
+    client = _json("failures", "--kinds", "--layer", "client", "-f", "json")
+    assert isinstance(client, list) and client and {r["layer"] for r in client} == {"client"}
+    csv = run_cli("failures", "--kinds", "-f", "csv")
+    assert csv.stdout.splitlines()[0] == "kind,layer,severity,description,check,covers"
+    table = run_cli("failures", "--kinds")
+    assert table.returncode == 0 and "stream_tool_call_index_missing" in table.stdout
+    assert "check" not in table.stdout.splitlines()[1]  # the table keeps to four columns
+
+
+def test_failures_counts_and_drill_down_carry_descriptions(faulty_db: tuple[Path, str]) -> None:
+    db, _ = faulty_db
+    counts = _json("failures", "--db", str(db), "-f", "json")
+    assert isinstance(counts, list)
+    assert all(r["description"] == describe(r["kind"]) for r in counts)
+    steps = _json("failures", "--kind", "leaked_special_tokens", "--db", str(db), "-f", "json")
+    assert isinstance(steps, list) and steps[0]["description"] == describe("leaked_special_tokens")
+    table = run_cli("failures", "--kind", "leaked_special_tokens", "--db", str(db))
+    assert table.returncode == 0
+    assert "leaked_special_tokens: Raw call or chat-template tokens" in " ".join(
+        table.stdout.split()
+    )

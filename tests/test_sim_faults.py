@@ -409,6 +409,53 @@ def reasoning_dropped_from_history(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def _third_step(first_reasoning: str | None = "I open the first box now.") -> list[Any]:
+    """The chain after two calls, both turns sent back with their reasoning (the first one's
+    replaced by `first_reasoning`, removed when None)."""
+    messages = [dict(m) for m in _second_step()]
+    if first_reasoning is None:
+        del messages[2]["reasoning_content"]
+    else:
+        messages[2]["reasoning_content"] = first_reasoning
+    turn = {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "The first box points to box-4d5e6f; I open it next.",
+        "tool_calls": [
+            {
+                "id": "call_second",
+                "type": "function",
+                "function": {"name": "open_box", "arguments": '{"box_id": "box-4d5e6f"}'},
+            }
+        ],
+    }
+    result = '{"box_id": "box-4d5e6f", "opened": 2, "remaining": 2, "next_box_id": "box-7a8b9c"}'
+    return [*messages, turn, {"role": "tool", "tool_call_id": "call_second", "content": result}]
+
+
+def _cached(body: dict[str, Any]) -> int:
+    cached: int = body["usage"]["prompt_tokens_details"]["cached_tokens"]
+    return cached
+
+
+def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
+    # A faithful host's cache covers the whole previous prompt of the chain: the second
+    # request extends the first (this chain is new to the clean simulator's cache).
+    first, _ = sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)
+    kept, _ = sim.post(_third_step(), clean=True, tools=CHAIN_TOOLS)
+    assert _cached(kept) >= first["usage"]["prompt_tokens"] - 5
+    before, nothing_to_drop = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _faults(nothing_to_drop) == []  # one turn with reasoning: it is the latest
+    body, headers = sim.post(_third_step(), tools=CHAIN_TOOLS)
+    bare, _ = sim.post(_third_step(first_reasoning=None), clean=True, tools=CHAIN_TOOLS)
+    prompt = body["usage"]["prompt_tokens"]
+    assert prompt == bare["usage"]["prompt_tokens"] < kept["usage"]["prompt_tokens"]
+    # This host rendered the first turn differently this time: its cache stops before that
+    # turn, far short of the previous prompt.
+    assert _cached(body) < before["usage"]["prompt_tokens"] - 20
+    return headers
+
+
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "leaked_tokens_content": (leaked_tokens_content, "moonshot", {}),
     "leaked_tokens_reasoning": (leaked_tokens_reasoning, "moonshot", {}),
@@ -439,6 +486,7 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "reasoning_tokens_missing": (reasoning_tokens_missing, "openai", {}),
     "reasoning_tokens_outside_completion": (reasoning_tokens_outside_completion, "openai", {}),
     "reasoning_dropped_from_history": (reasoning_dropped_from_history, "openai", {}),
+    "reasoning_kept_last_only": (reasoning_kept_last_only, "openai", {}),
 }
 
 

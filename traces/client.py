@@ -22,29 +22,15 @@ from pydantic import BaseModel, Field
 
 from traces.errors import EndpointError
 from traces.exchange import Exchange
-from traces.model import ErrorKind, ExchangeError, StreamEvent
-from traces.stream import StreamAssembler
-
-_KEPT_HEADERS = (
-    "x-request-id",
-    "request-id",
-    "openai-processing-ms",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "retry-after",
-    "x-openrouter-provider",
-)
-
-_CONTEXT_MARKERS = (
-    "context length",
-    "context_length",
-    "context window",
-    "maximum context",
-    "too many tokens",
-    "prompt is too long",
-    "exceeds the model",
+from traces.model import ErrorKind, ExchangeError
+from traces.normalize import (
+    KEPT_HEADERS,
+    StreamReader,
+    http_error,
+    invalid_response,
+    one_line,
+    read_completion,
+    upstream_of,
 )
 
 
@@ -97,26 +83,6 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
-def classify_status(status: int, body: str) -> ErrorKind:
-    """Error class of an HTTP failure, from its status and body."""
-    lowered = body.lower()
-    if status == 429:
-        return "rate_limit"
-    if status in (408, 504):
-        return "timeout"
-    if status >= 500:
-        return "server_error"
-    if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
-        return "context_overflow"
-    if status in (401, 403):
-        return "auth"
-    if status == 404:
-        return "not_found"
-    if status in (400, 422):
-        return "bad_request"
-    return "other"
-
-
 class EndpointClient:
     """Sends chat-completion requests and returns raw `Exchange`s; never raises for HTTP errors."""
 
@@ -155,7 +121,7 @@ class EndpointClient:
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise EndpointError(
-                f"{redact_url(self.config.base_url)}: cannot connect: {_one_line(str(cause))}"
+                f"{redact_url(self.config.base_url)}: cannot connect: {one_line(str(cause))}"
             ) from None
 
     async def complete(self, body: dict[str, Any]) -> Exchange:
@@ -179,9 +145,7 @@ class EndpointClient:
                 **kwargs
             ) as response:
                 status = response.status_code
-                headers = {
-                    k: v for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None
-                }
+                headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
                 if streamed:
                     return await _read_stream(response, body, started_at, t0, status, headers)
                 raw = (await response.read()).decode("utf-8", errors="replace")
@@ -194,14 +158,9 @@ class EndpointClient:
                 latency_ms=(time.perf_counter() - t0) * 1000,
                 streamed=streamed,
                 http_status=exc.status_code,
-                headers={k: v for k in _KEPT_HEADERS if (v := exc.response.headers.get(k))},
+                headers={k: v for k in KEPT_HEADERS if (v := exc.response.headers.get(k))},
                 response_body=text,
-                error=ExchangeError(
-                    kind=classify_status(exc.status_code, text),
-                    status=exc.status_code,
-                    message=_one_line(f"HTTP {exc.status_code}: {_error_message(text)}"),
-                    body=text,
-                ),
+                error=http_error(exc.status_code, text),
             )
         except openai.APITimeoutError:
             return _transport_failure(
@@ -213,24 +172,62 @@ class EndpointClient:
                 body, started_at, t0, streamed, "connection", f"cannot connect: {cause}"
             )
 
+    async def complete_text(self, body: dict[str, Any]) -> Exchange:
+        """Send one raw `/completions` request (a prompt rendered client-side), not streamed.
 
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _error_message(text: str) -> str:
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return text or "(empty body)"
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-    return text
+        The text comes back as the `content` of an assistant message, so it is read like any
+        chat answer. A host that does not serve the route answers 404 or 405, kept as is.
+        """
+        kwargs: dict[str, Any] = {
+            "model": body.get("model", ""),
+            "prompt": "",
+            "extra_body": {k: v for k, v in body.items() if k != "stream"},
+        }
+        started_at = datetime.now(UTC).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        try:
+            async with self._sdk.completions.with_streaming_response.create(**kwargs) as response:
+                status = response.status_code
+                headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
+                raw = (await response.read()).decode("utf-8", errors="replace")
+        except openai.APIStatusError as exc:
+            text = exc.response.text
+            return Exchange(
+                request_body=body,
+                started_at=started_at,
+                latency_ms=(time.perf_counter() - t0) * 1000,
+                streamed=False,
+                http_status=exc.status_code,
+                headers={k: v for k in KEPT_HEADERS if (v := exc.response.headers.get(k))},
+                response_body=text,
+                error=http_error(exc.status_code, text),
+            )
+        except openai.APITimeoutError:
+            return _transport_failure(body, started_at, t0, False, "timeout", "request timed out")
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            return _transport_failure(
+                body, started_at, t0, False, "connection", f"cannot connect: {cause}"
+            )
+        exchange = Exchange(
+            request_body=body,
+            started_at=started_at,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            streamed=False,
+            http_status=status,
+            headers=headers,
+            response_body=raw,
+        )
+        try:
+            parsed = json.loads(raw)
+            choice = parsed["choices"][0]
+            exchange.message = {"role": "assistant", "content": str(choice["text"])}
+            exchange.finish_reason_raw = choice.get("finish_reason")
+            exchange.usage_raw = parsed.get("usage")
+            exchange.upstream_provider = upstream_of(parsed)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            exchange.error = invalid_response(status, raw, exc)
+        return exchange
 
 
 def _transport_failure(
@@ -246,17 +243,8 @@ def _transport_failure(
         started_at=started_at,
         latency_ms=(time.perf_counter() - t0) * 1000,
         streamed=streamed,
-        error=ExchangeError(kind=kind, message=_one_line(message)),
+        error=ExchangeError(kind=kind, message=one_line(message)),
     )
-
-
-def upstream_of(body: dict[str, Any]) -> str | None:
-    """The upstream host a router names at the top level of a completion or chunk.
-
-    OpenRouter sends `"provider": "Moonshot AI"`; direct hosts send nothing there.
-    """
-    value = body.get("provider")
-    return value if isinstance(value, str) and value else None
 
 
 def _parse_body(
@@ -279,18 +267,10 @@ def _parse_body(
     )
     try:
         parsed = json.loads(raw)
-        choice = parsed["choices"][0]
-        exchange.message = dict(choice["message"])
-        exchange.finish_reason_raw = choice.get("finish_reason")
-        exchange.usage_raw = parsed.get("usage")
+        exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        exchange.error = ExchangeError(
-            kind="invalid_response",
-            status=status,
-            message=_one_line(f"response is not a chat completion: {exc!r}"),
-            body=raw,
-        )
+        exchange.error = invalid_response(status, raw, exc)
     return exchange
 
 
@@ -302,52 +282,16 @@ async def _read_stream(
     status: int,
     headers: dict[str, str],
 ) -> Exchange:
-    assembler = StreamAssembler()
-    events: list[StreamEvent] = []
-    broken: str | None = None
-    saw_done = False
-    upstream: str | None = None
+    reader = StreamReader()
     async for line in response.iter_lines():
         if not line:
             continue  # the blank separator between events carries nothing to keep
-        t_ms = (time.perf_counter() - t0) * 1000
-        events.append(StreamEvent(t_ms=t_ms, line=line))
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            saw_done = True
-            continue
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            assembler.anomalies.append({"kind": "unparsable_chunk", "line": line[:500]})
-            continue
-        if isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices"):
-            broken = _one_line(f"error inside stream: {_error_message(payload)}")
-            continue
-        if isinstance(chunk, dict):
-            assembler.feed(chunk, t_ms)
-            upstream = upstream or upstream_of(chunk)
-    if not saw_done:
-        assembler.anomalies.append({"kind": "stream_without_done"})
-    exchange = Exchange(
+        reader.line(line, (time.perf_counter() - t0) * 1000)
+    reader.close()
+    return reader.exchange(
         request_body=body,
         started_at=started_at,
         latency_ms=(time.perf_counter() - t0) * 1000,
-        streamed=True,
         http_status=status,
         headers=headers,
-        stream_events=events,
-        message=assembler.message(),
-        finish_reason_raw=assembler.finish_reason,
-        usage_raw=assembler.usage,
-        ttft_reasoning_ms=assembler.first_ms.get("reasoning"),
-        ttft_content_ms=assembler.first_ms.get("content"),
-        ttft_tool_call_ms=assembler.first_ms.get("tool_call"),
-        anomalies=assembler.anomalies,
-        upstream_provider=upstream,
     )
-    if broken:
-        exchange.error = ExchangeError(kind="server_error", status=status, message=broken)
-    return exchange

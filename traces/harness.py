@@ -27,9 +27,8 @@ from traces.model import (
     ToolCallRecord,
     ToolResultRecord,
     message_hash,
-    request_hash,
 )
-from traces.normalize import Reading, normalize_finish_reason, normalize_usage, read_message
+from traces.normalize import Reading, read_message, step_from_exchange
 from traces.replay import ReplayPolicy, replay_message
 from traces.store.recorder import Recorder
 from traces.tools.base import ToolEnvironment, ToolOutcome
@@ -231,42 +230,15 @@ class Agent:
         retry_errors: list[ExchangeError],
         reading: Reading | None,
     ) -> StepRecord:
-        params = {k: v for k, v in exchange.request_body.items() if k != "messages"}
-        step = StepRecord(
-            run_id=self.run_id,
-            index=index,
-            started_at=exchange.started_at,
-            latency_ms=exchange.latency_ms,
-            ttft_reasoning_ms=exchange.ttft_reasoning_ms,
-            ttft_content_ms=exchange.ttft_content_ms,
-            ttft_tool_call_ms=exchange.ttft_tool_call_ms,
-            streamed=exchange.streamed,
-            http_status=exchange.http_status,
-            request_id=exchange.headers.get("x-request-id") or exchange.headers.get("request-id"),
-            response_headers=exchange.headers,
-            request_params=params,
-            request_message_count=len(self.conversation.hashes),
-            request_prefix=self.conversation.sent,
-            request_new_hashes=self.conversation.hashes[self.conversation.sent :],
-            response_body=exchange.response_body,
-            stream_events=exchange.stream_events,
-            finish_reason_raw=exchange.finish_reason_raw,
-            finish_reason=normalize_finish_reason(exchange.finish_reason_raw),
-            usage_raw=exchange.usage_raw,
-            error=exchange.error,
-            retries=len(retry_errors),
+        return step_from_exchange(
+            self.run_id,
+            index,
+            exchange,
+            reading,
+            message_hashes=self.conversation.hashes,
+            prefix=self.conversation.sent,
             retry_errors=retry_errors,
-            anomalies=exchange.anomalies,
-            request_hash=request_hash(self.conversation.hashes, params),
-            upstream_provider=exchange.upstream_provider,
         )
-        if reading is not None:
-            step.reasoning = reading.reasoning
-            step.reasoning_source = reading.reasoning_source
-            step.content = reading.content
-            step.tool_calls = reading.tool_calls
-            step.usage = normalize_usage(exchange.usage_raw, reading.reasoning)
-        return step
 
     # -- tools --------------------------------------------------------------------------------
 

@@ -262,8 +262,9 @@ class RunRecord(BaseModel):
     started_at: datetime
     recorder_pid: int = Field(description="Process that recorded the run (to spot dead ones).")
     recorder_host: str = Field(description="Host that recorded the run.")
-    origin: Literal["recorded", "imported"] = Field(
-        default="recorded", description="Recorded live, or imported from a log."
+    origin: Literal["recorded", "imported", "probe"] = Field(
+        default="recorded",
+        description="Recorded live, imported from a log, or one probe of `traces probe`.",
     )
     import_id: str | None = Field(default=None, description="Import the run came from.")
     conversation: str | None = Field(

@@ -53,11 +53,19 @@ def new_run_id() -> str:
 
 
 async def record_runs(
-    plan: RunPlan, recorder: Recorder, on_done: ProgressCallback | None = None
+    plan: RunPlan,
+    recorder: Recorder,
+    on_done: ProgressCallback | None = None,
+    *,
+    limit: asyncio.Semaphore | None = None,
 ) -> list[RunSummary]:
-    """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order."""
+    """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order.
+
+    `limit` replaces the plan's own bound with one shared by several plans (one provider's
+    runs of a whole suite, say), so a host never sees more than that many at once.
+    """
     resolve_api_key(plan.endpoint)  # a missing key fails once, before any run starts
-    limit = asyncio.Semaphore(max(1, plan.concurrency))
+    limit = limit or asyncio.Semaphore(max(1, plan.concurrency))
     with tempfile.TemporaryDirectory(prefix="agent-traces-") as sandboxes:
 
         async def one(i: int) -> RunSummary:

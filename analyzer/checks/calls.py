@@ -16,6 +16,25 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _BAD_KEY = re.compile(r"[<>|\"{}\s]")
 _NAME_KEYS = ("name", "function", "tool", "tool_name")
 _ARGUMENT_KEYS = ("arguments", "parameters", "args", "input")
+_DECODER = json.JSONDecoder()
+_TAIL = 2000
+"""Characters at the end of a reasoning text searched for a call's arguments."""
+
+KINDS = frozenset(
+    {
+        "tool_call_as_text",
+        "dropped_call",
+        "object_arguments",
+        "invalid_json_arguments",
+        "arguments_merged",
+        "empty_arguments",
+        "schema_violation",
+        "malformed_tool_name",
+        "unknown_tool",
+        "malformed_argument_key",
+    }
+)
+"""Finding kinds this module emits (the catalogue describes each)."""
 
 UNEXPLAINED_MIN = 8
 """Completion tokens beyond the visible text that count as 'something was generated'; the
@@ -37,6 +56,58 @@ def _json_objects(text: str) -> list[Any]:
             if line.strip():
                 return []
     return objects
+
+
+def _decode_at(text: str, start: int) -> tuple[Any, int] | None:
+    try:
+        return _DECODER.raw_decode(text, start)
+    except ValueError:
+        return None
+
+
+def _fits(arguments: dict[str, Any], schema: dict[str, Any]) -> bool:
+    properties = schema.get("properties")
+    if not arguments or not isinstance(properties, dict):
+        return False
+    required = schema.get("required") or []
+    return set(arguments) <= set(properties) and set(required) <= set(arguments)
+
+
+def arguments_in_text(text: str | None, tools: dict[str, dict[str, Any]]) -> str | None:
+    """The tool whose complete arguments object ends `text`, if one does.
+
+    A harmony parser that misroutes the commentary channel streams the call's JSON into the
+    reasoning (gpt-oss on vLLM 0.10.2): the call is lost, its arguments sit at the end.
+    """
+    if not text or not tools:
+        return None
+    tail = text[-_TAIL:].rstrip()
+    for start in (i for i, ch in enumerate(tail) if ch == "{"):
+        decoded = _decode_at(tail, start)
+        if decoded is None or decoded[1] != len(tail) or not isinstance(decoded[0], dict):
+            continue
+        fitting = [name for name, schema in tools.items() if _fits(decoded[0], schema)]
+        if fitting:
+            return fitting[0]
+    return None
+
+
+def concatenated_objects(raw: str) -> int:
+    """How many JSON objects `raw` holds back to back (0 when it is not such a sequence).
+
+    A stream that gives two calls the same index, or resends the whole arguments in every
+    chunk, leaves `{..}{..}` in one call: invalid JSON the model never wrote.
+    """
+    position, count = 0, 0
+    text = raw.strip()
+    while position < len(text):
+        decoded = _decode_at(text, position)
+        if decoded is None or not isinstance(decoded[0], dict):
+            return 0
+        position, count = decoded[1], count + 1
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return count
 
 
 def _as_call(obj: Any, tools: dict[str, dict[str, Any]]) -> str | None:
@@ -80,27 +151,34 @@ def unexplained_tokens(step: Step) -> int | None:
 
 def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     """Tools offered, finish `stop`, nothing visible, yet completion tokens were generated
-    beyond the reasoning text: the host produced a call and lost it in parsing."""
+    beyond the reasoning text, or the reasoning ends with a call's arguments: the host
+    produced a call and lost it in parsing."""
     if step.failed or step.calls or (step.content or "").strip() or not step.tools:
         return
     if step.finish_reason not in ("stop", "none"):
         return
+    in_reasoning = arguments_in_text(step.reasoning, step.tools)
     unexplained = unexplained_tokens(step)
-    if unexplained is not None and unexplained < UNEXPLAINED_MIN:
+    if in_reasoning is None and unexplained is not None and unexplained < UNEXPLAINED_MIN:
         return  # the tokens are all in the reasoning: see reasoning_swallows_answer
-    yield Finding(
-        "dropped_call",
-        "error",
-        "provider",
-        step.index,
-        {
-            "finish_reason": step.finish_reason_raw,
-            "completion_tokens": step.completion_tokens,
-            "reasoning_tokens": step.reasoning_tokens,
-            "unexplained_tokens": unexplained,
-            "tools_offered": sorted(step.tools),
-        },
-    )
+    evidence: dict[str, Any] = {
+        "finish_reason": step.finish_reason_raw,
+        "completion_tokens": step.completion_tokens,
+        "reasoning_tokens": step.reasoning_tokens,
+        "unexplained_tokens": unexplained,
+        "tools_offered": sorted(step.tools),
+    }
+    if in_reasoning is not None:
+        evidence["arguments_in_reasoning"] = in_reasoning
+        evidence["reasoning_tail"] = (step.reasoning or "")[-200:]
+    yield Finding("dropped_call", "error", "provider", step.index, evidence)
+
+
+def malformed_keys(call: Call) -> list[str]:
+    """Argument keys that carry pieces of a call format (`path</arg_key>`)."""
+    if not isinstance(call.arguments, dict):
+        return []
+    return [key for key in call.arguments if _BAD_KEY.search(key)]
 
 
 def _call_finding(
@@ -118,13 +196,28 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
         if call.arguments_type == "object":
             yield _call_finding("object_arguments", "warning", "provider", step, call)
         if not call.json_valid:
+            merged = concatenated_objects(call.arguments_raw)
+            if merged > 1:
+                yield _call_finding(
+                    "arguments_merged",
+                    "error",
+                    "provider",
+                    step,
+                    call,
+                    objects=merged,
+                    arguments=call.arguments_raw[:200],
+                )
+                continue
+            # A stream cut before its end truncates arguments the model may have finished.
+            cut = any(a.get("kind") == "stream_without_done" for a in step.anomalies)
             yield _call_finding(
                 "invalid_json_arguments",
                 "error",
-                "model",
+                "provider" if cut else "model",
                 step,
                 call,
                 arguments=call.arguments_raw[:200],
+                stream_cut=cut,
             )
             continue
         schema = tools.get(call.name)
@@ -134,7 +227,8 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
             yield _call_finding(
                 "empty_arguments", "error", "provider", step, call, required=required
             )
-        elif call.schema_valid is False:
+        elif call.schema_valid is False and not malformed_keys(call):
+            # A key carrying call syntax fails the schema too; names_and_keys blames the host.
             path, _, message = (call.schema_error or "").partition(": ")
             yield _call_finding(
                 "schema_violation",
@@ -159,9 +253,6 @@ def names_and_keys(step: Step, run: Run) -> Iterator[Finding]:
                 yield _call_finding(
                     "unknown_tool", "error", "model", step, call, declared=sorted(tools)
                 )
-        if isinstance(call.arguments, dict):
-            bad = [k for k in call.arguments if _BAD_KEY.search(k)]
-            if bad:
-                yield _call_finding(
-                    "malformed_argument_key", "error", "provider", step, call, keys=bad
-                )
+        bad = malformed_keys(call)
+        if bad:
+            yield _call_finding("malformed_argument_key", "error", "provider", step, call, keys=bad)

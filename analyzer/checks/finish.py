@@ -1,7 +1,8 @@
 """finish_reason disagreeing with what the turn holds.
 
 Agents loop on `finish_reason == "tool_calls"`; a host that says `stop` with calls (vLLM with
-`tool_choice: required`) or `tool_calls` without any makes a client end or spin wrongly.
+`tool_choice: required`) or `tool_calls` without any makes a client end or spin wrongly, and
+one that relabels a turn cut at `max_tokens` hides that its last call may be truncated.
 """
 
 from __future__ import annotations
@@ -10,9 +11,28 @@ from collections.abc import Iterator
 
 from analyzer.checks.records import Finding, Run, Step
 
+KINDS = frozenset(
+    {
+        "finish_stop_with_calls",
+        "finish_tool_calls_without_calls",
+        "finish_length_with_calls",
+        "finish_length_hidden",
+    }
+)
+"""Finding kinds this module emits (the catalogue describes each)."""
+
+
+def _max_tokens(step: Step) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = step.request_params.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
 
 def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
-    """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with."""
+    """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with;
+    and any other finish_reason on a turn that spent the whole `max_tokens` budget."""
     if step.failed:
         return
     raw = {"finish_reason": step.finish_reason_raw, "calls": len(step.calls)}
@@ -30,4 +50,16 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
             "provider" if complete else "model",
             step.index,
             {**raw, "calls_complete": complete},
+        )
+    limit = _max_tokens(step)
+    used = step.completion_tokens
+    if limit is not None and used is not None and used >= limit and step.finish_reason != "length":
+        # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
+        # the budget being spent exactly is the only trace left.
+        yield Finding(
+            "finish_length_hidden",
+            "warning",
+            "provider",
+            step.index,
+            {**raw, "completion_tokens": used, "max_tokens": limit},
         )

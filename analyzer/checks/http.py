@@ -1,8 +1,12 @@
 """Failed model calls, classified by cause: rate limit, server error, timeout, context overflow,
-reasoning required back (DeepSeek's 400), template or argument-type 400s, other 400s.
+reasoning required back (DeepSeek's 400), template or argument-type errors, other 400s.
 
 Retried attempts (`retry_errors`) count too: a step that succeeded on the third try still tells
 you the host is rate limiting. One finding per step and class, with the number of attempts.
+
+The recorded error class comes from the HTTP status; the body often knows better. llama.cpp
+and older vLLM answer 500 for a chat template that raised, llama.cpp answers 500 for a prompt
+over its context, and Cloudflare's 524 is a timeout, not a crash.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from analyzer.checks.records import Finding, Layer, Run, Step
 
 _REASONING_REQUIRED = ("reasoning_content", "thinking", "reasoning_details", "reasoning")
 _PASSED_BACK = ("missing", "must be passed back", "required")
-_TEMPLATE = ("chat template", "chat_template", "jinja", "template")
+_TEMPLATE = (
+    "chat template",
+    "chat_template",
+    "jinja",
+    "template",
+    "templatesyntaxerror",
+    "undefinederror",
+    "expected token",
+)
 _ARGUMENT_TYPE = (
     "must be a string",
     "must be an object",
@@ -22,7 +34,24 @@ _ARGUMENT_TYPE = (
     "expected str",
     "expected dict",
     "not a valid dictionary",
+    "is not mapping",
+    "invalid tool call arguments",
+    "failed to parse tool call arguments",
 )
+_CONTEXT = (
+    "context length",
+    "context_length",
+    "context window",
+    "context size",
+    "exceed_context_size",
+    "maximum context",
+    "prompt is too long",
+)
+_TIMEOUT = ("timeout", "timed out")
+_TIMEOUT_STATUSES = (522, 524)
+"""Cloudflare's 'connection timed out' and 'a timeout occurred' in front of a slow origin."""
+_READ_BODY = ("bad_request", "server_error", "other")
+"""Error classes whose body is worth reading for a more precise cause."""
 
 _BY_KIND: dict[str, tuple[str, Layer]] = {
     "rate_limit": ("http_rate_limit", "provider"),
@@ -37,19 +66,44 @@ _BY_KIND: dict[str, tuple[str, Layer]] = {
     "other": ("http_other", "provider"),
 }
 
+KINDS = frozenset(
+    {
+        "http_reasoning_required",
+        "http_template_error",
+        "http_argument_type_error",
+        "http_bad_request",
+        *(kind for kind, _ in _BY_KIND.values()),
+    }
+)
+"""Finding kinds this module emits (the catalogue describes each)."""
+
+
+def _from_body(kind: str, status: Any, text: str) -> tuple[str, Layer] | None:
+    required = any(m in text for m in _REASONING_REQUIRED) and any(m in text for m in _PASSED_BACK)
+    if kind == "bad_request" and required:
+        # The host needs each turn's reasoning back and the client did not send it.
+        return "http_reasoning_required", "client"
+    if any(m in text for m in _CONTEXT):
+        return _BY_KIND["context_overflow"]
+    # Arguments the template cannot take are the more precise reading of a template raise.
+    if "argument" in text and any(m in text for m in _ARGUMENT_TYPE):
+        return "http_argument_type_error", "provider"
+    if any(m in text for m in _TEMPLATE):
+        return "http_template_error", "provider"
+    if kind == "server_error" and (status in _TIMEOUT_STATUSES or any(m in text for m in _TIMEOUT)):
+        return _BY_KIND["timeout"]
+    return None
+
 
 def classify(error: dict[str, Any]) -> tuple[str, Layer]:
     """Finding kind and layer of one failed attempt (an `ExchangeError` as a dict)."""
     kind = str(error.get("kind") or "other")
     text = f"{error.get('message') or ''} {error.get('body') or ''}".lower()
+    if kind in _READ_BODY:
+        precise = _from_body(kind, error.get("status"), text)
+        if precise is not None:
+            return precise
     if kind == "bad_request":
-        if any(m in text for m in _REASONING_REQUIRED) and any(m in text for m in _PASSED_BACK):
-            # The host needs each turn's reasoning back and the client did not send it.
-            return "http_reasoning_required", "client"
-        if any(m in text for m in _TEMPLATE):
-            return "http_template_error", "provider"
-        if "argument" in text and any(m in text for m in _ARGUMENT_TYPE):
-            return "http_argument_type_error", "provider"
         return "http_bad_request", "client"
     return _BY_KIND.get(kind, ("http_other", "provider"))
 

@@ -7,19 +7,32 @@ call), and some hosts refuse it outright.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from analyzer.checks.records import Finding, Run
 from traces.dialects import DIALECTS
 
+KINDS = frozenset({"tool_call_id_missing", "tool_call_id_format", "duplicate_tool_call_id"})
+"""Finding kinds this module emits (the catalogue describes each)."""
+
+_KIMI_K2 = re.compile(r"kimi[-_ ]?k2", re.IGNORECASE)
+"""Kimi K2 models (K2, K2.5, K2.6, K2 Thinking): their template renders ids verbatim and the
+model parses its own history by them. K3 carries no id in its wire format, so it is exempt."""
+
 
 def _expected_format(run: Run) -> str | None:
+    # The model family decides: SGLang's kimi_k2 parser handed out `call_<uuid>` ids under a
+    # generic dialect until it learned the family's form (sgl-project/sglang#9606).
+    if _KIMI_K2.search(run.model):
+        return "kimi"
     dialect = DIALECTS.get(run.dialect or "")
     return dialect.tool_call_ids if dialect else None
 
 
 def id_format(run: Run) -> Iterator[Finding]:
-    """Ids missing, or in a format other than the dialect's (`call_…` vs `functions.N:I`)."""
+    """Ids missing, or in a format other than the model family's or the dialect's
+    (`call_…` vs `functions.NAME:IDX`)."""
     expected = _expected_format(run)
     for step in run.steps:
         for call in step.calls:

@@ -14,16 +14,22 @@ from dataclasses import dataclass
 
 from analyzer.checks.records import Finding, Run, Step
 
+KINDS = frozenset({"leaked_special_tokens"})
+"""Finding kinds this module emits (the catalogue describes each)."""
+
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # Kimi's section and call delimiters; the observed leaks sometimes lose the closing `>`.
     ("kimi", re.compile(r"<\|tool_calls?_(?:section_)?(?:begin|end)\|>?")),
     ("kimi", re.compile(r"<\|tool_call_argument_begin\|>?")),
     ("kimi", re.compile(r"<\|im_(?:end|middle|user|assistant|system)\|>")),
-    # DeepSeek spells its tokens with fullwidth bars and U+2581 for spaces.
-    ("deepseek", re.compile(r"<｜[^｜\n]{1,40}｜>")),
+    # DeepSeek spells its tokens with fullwidth bars and U+2581 for spaces; V3.2's DSML
+    # markup opens with one bar-delimited word and closes like an XML tag.
+    ("deepseek", re.compile(r"<｜[^｜\n]{1,40}｜>|</?｜DSML｜\w+")),
     ("minimax", re.compile(r"</?minimax:tool_call>|<invoke name=\"|</invoke>")),
     ("glm", re.compile(r"</?arg_(?:key|value)>|<\|(?:observation|user|assistant|system)\|>")),
     ("qwen", re.compile(r"</?tool_call>|<\|im_(?:start|end)\|>|<\|endoftext\|>")),
+    # Qwen3-Coder's XML calls; models often skip the opening <tool_call>.
+    ("qwen", re.compile(r"<(?:function|parameter)=[\w.\-]{1,64}>")),
     ("harmony", re.compile(r"<\|(?:channel|message|start|end|call|constrain|return)\|>")),
     # Stripped forms: the ids and channel names survive when the special tokens do not.
     ("kimi-stripped", re.compile(r"functions\.[A-Za-z0-9_\-]+:\d+\s*(?=[{<])")),

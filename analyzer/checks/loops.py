@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 from analyzer.checks.records import Call, Finding, Run
 
+KINDS = frozenset({"repeated_call"})
+"""Finding kinds this module emits (the catalogue describes each)."""
+
 LOOP_MIN = 3
 """Consecutive identical calls that make a loop; two can be a legitimate retry."""
 

@@ -7,6 +7,7 @@ data that a test can build by hand in a line or two.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Severity = Literal["info", "warning", "error"]
@@ -81,8 +82,11 @@ class Step:
     request_params: dict[str, Any] = field(default_factory=dict)
     calls: tuple[Call, ...] = ()
     results: tuple[Result, ...] = ()
+    request_messages: tuple[dict[str, Any], ...] = ()
+    """Every message of the request, in order, exactly as sent. Consecutive steps share the
+    dict objects of the messages they have in common: read them, never mutate them."""
 
-    @property
+    @cached_property
     def tools(self) -> dict[str, dict[str, Any]]:
         """Function tools the request declared: name -> parameters schema."""
         declared: dict[str, dict[str, Any]] = {}
@@ -118,3 +122,6 @@ class Run:
     dialect: str | None = None
     termination: str | None = None
     steps: tuple[Step, ...] = ()
+    raw_text: bool = False
+    """The run sent a client-rendered prompt to `/completions` (a raw probe): its steps are
+    plain text, not chat messages, so only transport-level checks apply."""

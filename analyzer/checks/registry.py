@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from analyzer.checks import calls, finish, http, ids, leaks, loops, reasoning, streaming, tools
+from analyzer.checks import (
+    calls,
+    finish,
+    history,
+    http,
+    ids,
+    leaks,
+    loops,
+    reasoning,
+    streaming,
+    tools,
+)
 from analyzer.checks.records import Finding, Run, Step
 
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 """Bumped when a check changes what it reports; stored in each finding's evidence so old
 findings can be told apart (re-run `traces analyze` to refresh them)."""
 
@@ -36,12 +47,20 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "duplicate_ids": ids.duplicate_ids,
     "repeated_calls": loops.repeated_calls,
     "tool_errors": tools.tool_errors,
+    "reasoning_dropped_in_chain": history.reasoning_dropped_in_chain,
+    "tool_call_pairing": history.tool_call_pairing,
 }
 
 
 def run_checks(run: Run) -> list[Finding]:
     """All findings for `run`, ordered by step (run-level first) then kind."""
     found: list[Finding] = []
+    if run.raw_text:
+        # A raw completion has no reasoning field, tool calls or chat usage to judge; reading
+        # its text as a chat message would blame the host for what the client asked for.
+        for step in run.steps:
+            found.extend(http.http_errors(step, run))
+        return sorted(found, key=lambda f: (-1 if f.step is None else f.step, f.kind))
     for step in run.steps:
         for step_check in STEP_CHECKS.values():
             found.extend(step_check(step, run))

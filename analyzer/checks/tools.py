@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from analyzer.checks.calls import malformed_name
+from analyzer.checks.calls import concatenated_objects, malformed_keys, malformed_name
 from analyzer.checks.records import Call, Finding, Layer, Run, Step
+
+KINDS = frozenset({"tool_error"})
+"""Finding kinds this module emits (the catalogue describes each)."""
 
 
 def _layer(call: Call | None, step: Step) -> Layer:
     # Arguments the model got wrong make the tool fail; otherwise the tool itself did.
     if call is None:
         return "tool"
-    if malformed_name(call.name):
+    if malformed_name(call.name) or malformed_keys(call):
         return "provider"
+    if concatenated_objects(call.arguments_raw) > 1:
+        return "provider"  # the stream merged calls: see arguments_merged
     if not call.json_valid or call.schema_valid is False or call.name not in step.tools:
         return "model"
     return "tool"

@@ -5,12 +5,16 @@ Idempotent: a run's findings are replaced, so old traces benefit from new checks
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Annotated, Any
 
+import duckdb
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzer.checks.persist import analyze_run
+from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
@@ -43,11 +47,17 @@ def analyze(
             ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
         else:
             ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        found = _analyze_with_progress(conn, ids)
+        heads = dict.fromkeys(ids, (None, None))
+        for run_id, provider, model in conn.execute(
+            "SELECT id, provider, model FROM runs WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
+        ).fetchall():
+            heads[run_id] = (provider, model)
         rows = []
         for run_id in ids:
-            row = summarize(run_id, analyze_run(conn, run_id))
-            head = conn.execute("SELECT provider, model FROM runs WHERE id = ?", [run_id])
-            row["provider"], row["model"] = head.fetchone() or (None, None)
+            row = summarize(run_id, found.get(run_id, []))
+            row["provider"], row["model"] = heads[run_id]
             rows.append(row)
     finally:
         conn.close()
@@ -56,6 +66,23 @@ def analyze(
         fmt,
         columns=["run", "provider", "model", "findings", "errors", "warnings", "kinds"],
     )
+
+
+def _analyze_with_progress(
+    conn: duckdb.DuckDBPyConnection, ids: list[str]
+) -> dict[str, list[Finding]]:
+    err = Console(file=sys.stderr)
+    with Progress(
+        TextColumn("[bold]analyze"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        bar = progress.add_task("analyze", total=len(ids))
+        return analyze_runs(conn, ids, on_chunk=lambda n: progress.update(bar, advance=n))
 
 
 def summarize(run_id: str, findings: list[Finding]) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""`traces failures`: findings by kind × provider × model, with drill-down to the steps."""
+"""`traces failures`: findings by kind × provider × model, with drill-down to the steps, and
+the catalogue of every kind the checks can report (`--kinds`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from analyzer.checks.catalogue import catalogue_rows, describe
 from analyzer.findings import finding_counts, finding_details
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
@@ -13,11 +15,24 @@ from analyzer.queries import resolve_run_id
 from traces.store.database import open_for_reading, resolve_db_path
 
 _SEVERITY = {3: "error", 2: "warning", 1: "info"}
+_COUNT_COLUMNS = ["kind", "layer", "severity", "provider", "model", "findings", "runs", "of_runs"]
+_DETAIL_COLUMNS = ["run", "step", "kind", "severity", "layer", "provider", "model", "evidence"]
+_KIND_COLUMNS = ["kind", "layer", "severity", "description"]
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the CLI."""
     app.command("failures")(failures)
+
+
+def _columns(base: list[str], fmt: OutputFormat, *extra: str) -> list[str]:
+    # Tables stay narrow enough to scan; programs get every field.
+    return base if fmt is OutputFormat.table else [*base, *extra]
+
+
+def _describe_rows(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["description"] = describe(str(row["kind"]))
 
 
 def failures(
@@ -32,29 +47,34 @@ def failures(
     layer: Annotated[
         str | None, typer.Option(help="Only this layer: model, tool, provider, client.")
     ] = None,
+    kinds: Annotated[
+        bool,
+        typer.Option(
+            "--kinds",
+            help="List every finding kind the checks can report, with its layer, severity "
+            "and what it means (no database needed).",
+        ),
+    ] = False,
     limit: Annotated[
         int, typer.Option(min=0, help="Drill-down: at most this many findings (0: all).")
     ] = 200,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
-    """Count findings by kind, provider and model; --kind or --run lists the steps."""
+    """Count findings by kind, provider and model; --kind or --run lists the steps; --kinds
+    describes every kind."""
+    if kinds:
+        rows = [r for r in catalogue_rows() if layer is None or r["layer"] == layer]
+        emit_rows(rows, fmt, columns=_columns(_KIND_COLUMNS, fmt, "check", "covers"))
+        return
+    title = None
     conn = open_for_reading(resolve_db_path(db))
     try:
         if kind is None and run is None:
             rows = finding_counts(conn, provider=provider, model=model, layer=layer)
             for row in rows:
                 row["severity"] = _SEVERITY[row.pop("rank")]
-            columns = [
-                "kind",
-                "layer",
-                "severity",
-                "provider",
-                "model",
-                "findings",
-                "runs",
-                "of_runs",
-            ]
+            columns = _columns(_COUNT_COLUMNS, fmt, "description")
         else:
             run_id = resolve_run_id(conn, run) if run is not None else None
             rows = finding_details(
@@ -66,7 +86,10 @@ def failures(
                 layer=layer,
                 limit=limit or None,
             )
-            columns = ["run", "step", "kind", "severity", "layer", "provider", "model", "evidence"]
+            columns = _columns(_DETAIL_COLUMNS, fmt, "description")
+            about = describe(kind) if kind is not None else None
+            title = f"{kind}: {about}" if about else None
     finally:
         conn.close()
-    emit_rows(rows, fmt, columns=columns)
+    _describe_rows(rows)
+    emit_rows(rows, fmt, columns=columns, title=title)

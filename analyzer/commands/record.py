@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzer.checks.persist import analyze_run
+from analyzer.checks.persist import analyze_runs
 from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
@@ -206,7 +206,7 @@ def _analyze(db_path: Path, run_ids: list[str]) -> dict[str, int]:
         return {}
     conn = open_for_writing(db_path)
     try:
-        return {run_id: len(analyze_run(conn, run_id)) for run_id in run_ids}
+        return {run_id: len(found) for run_id, found in analyze_runs(conn, run_ids).items()}
     finally:
         conn.close()
 

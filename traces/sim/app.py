@@ -1,8 +1,10 @@
 """The simulator's raw ASGI application (served by uvicorn; no framework in between).
 
 Routes: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions` (streaming and
-not). Every request is decided from its own body (see `responder`); the only state is a
-request counter for the rate-limit headers. Chat responses carry `x-sim-dialect` and
+not) and `POST /v1/completions` (raw prompts, not streamed). Every request is decided from
+its own body (see `responder`); the only state is a request counter for the rate-limit
+headers, an attempt counter per request (transient faults) and the prefix cache, which only
+changes the cached-token count of `usage`. Chat responses carry `x-sim-dialect` and
 `x-sim-faults` (the faults injected into that response, comma-separated).
 """
 
@@ -15,8 +17,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from traces.sim import wire
+from traces.sim.completions import complete, parse_completion_request
 from traces.sim.config import SimConfig
 from traces.sim.faults import AttemptCounter
+from traces.sim.prefix_cache import PrefixCache
 from traces.sim.request import RequestError, parse_chat_request
 from traces.sim.responder import answer
 
@@ -30,6 +34,7 @@ RATE_LIMIT_REQUESTS = 1_000_000
 _RATE_WINDOW_S = 60.0
 _MODEL_CREATED = 1_763_596_800  # fixed, so /v1/models is byte-stable across runs
 _CHAT_PATH = "/v1/chat/completions"
+_COMPLETIONS_PATH = "/v1/completions"
 _MODELS_PATH = "/v1/models"
 
 
@@ -73,11 +78,12 @@ class SimApp:
     """ASGI callable serving one `SimConfig`."""
 
     def __init__(self, config: SimConfig) -> None:
-        """Serve `config`; requests share only the rate-limit and attempt counters."""
+        """Serve `config`; requests share only the counters and the prefix cache."""
         self.config = config
         self._window_start = time.monotonic()
         self._window_count = 0
         self._attempts = AttemptCounter()  # so retries of a request roll transient faults again
+        self._cache = PrefixCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -94,6 +100,11 @@ class SimApp:
                     await self._method_not_allowed(send, method, path)
                     return
                 await self._chat(receive, send)
+            elif path == _COMPLETIONS_PATH:
+                if method != "POST":
+                    await self._method_not_allowed(send, method, path)
+                    return
+                await self._completions(receive, send)
             elif path == _MODELS_PATH and method == "GET":
                 await self._json(send, 200, wire.models(self.config.model, _MODEL_CREATED))
             elif path.startswith(_MODELS_PATH + "/") and method == "GET":
@@ -113,7 +124,7 @@ class SimApp:
             return
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
-        outcome = answer(request, self.config, self._attempts)
+        outcome = answer(request, self.config, self._attempts, self._cache)
         if outcome.stall_s > 0 and await _disconnected_within(receive, outcome.stall_s):
             return  # the client timed out and left; nobody is there to answer
         headers = _merge(self._headers(), _encoded(outcome.headers))
@@ -136,6 +147,18 @@ class SimApp:
         for event in outcome.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _completions(self, receive: Receive, send: Send) -> None:
+        try:
+            request = parse_completion_request(await _read_body(receive))
+        except RequestError as problem:
+            body = wire.error(problem.message, param=problem.param, code=problem.code)
+            await self._json(send, 400, body, self._sim_headers([]))
+            return
+        if self.config.latency_ms > 0:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        body = complete(request, self.config)
+        await self._json(send, 200, body, [*self._headers(), *self._sim_headers([])])
 
     def _sim_headers(self, faults: list[str]) -> list[tuple[bytes, bytes]]:
         # Tests and checks compare what they detect with what was injected.

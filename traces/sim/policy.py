@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +24,8 @@ from traces.sim.strategies.files import REQUIRED_TOOLS as FILES_TOOLS
 from traces.sim.strategies.files import FilesStrategy
 from traces.sim.strategies.generic import GenericStrategy, answer_without_tools
 from traces.sim.strategies.research import ResearchStrategy
+from traces.sim.strategies.vault import TOOL as VAULT_TOOL
+from traces.sim.strategies.vault import VaultStrategy
 from traces.sim.transcript import Transcript, read_transcript
 from traces.sim.voice import Voice, excerpt
 
@@ -70,8 +72,14 @@ def tool_schemas(tools: Sequence[Mapping[str, Any]] | None) -> dict[str, Mapping
     return schemas
 
 
-def select_strategy(tools: ToolSchemas) -> Strategy:
-    """Pick the strategy from the declared tool names (see the contract's simulator policy)."""
+def select_strategy(tools: ToolSchemas, prompt_text: Callable[[], str] | None = None) -> Strategy:
+    """Pick the strategy from the declared tool names (see the contract's simulator policy).
+
+    `prompt_text` gives the prompt as the host rendered it, for strategies that may only
+    know what the model can see (the planted-secret probe).
+    """
+    if VAULT_TOOL in tools:
+        return VaultStrategy(prompt_text)
     if "open_box" in tools:
         return ChainStrategy()
     if "search" in tools and "open_document" in tools:
@@ -117,11 +125,13 @@ def decide(
     *,
     seed: int,
     tool_choice: Any = None,
+    prompt_text: Callable[[], str] | None = None,
 ) -> Decision:
     """The next assistant turn for a chat-completions request.
 
     `tools` is the request's `tools` list (OpenAI function-tool dicts); `tool_choice` "none"
-    forces an answer and a named function restricts the tools to that one.
+    forces an answer and a named function restricts the tools to that one. `prompt_text`
+    returns the prompt as the host rendered it (computed only by strategies that need it).
     """
     transcript = read_transcript(messages)
     voice = Voice(f"{seed}:{transcript.turn_index}:{transcript.content_hash}")
@@ -133,7 +143,7 @@ def decide(
     if not schemas or tool_choice == "none":
         plan, strategy_name = answer_without_tools(transcript, voice), "plain"
     else:
-        strategy = select_strategy(schemas)
+        strategy = select_strategy(schemas, prompt_text)
         failures = consecutive_failures(transcript, strategy)
         if failures >= MAX_CONSECUTIVE_FAILURES:
             plan, strategy_name = _give_up(transcript, voice), "give_up"

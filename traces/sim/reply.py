@@ -14,6 +14,7 @@ from typing import Any
 from traces.dialects import Dialect
 from traces.sim.ids import ID_STYLES, history_call_count
 from traces.sim.policy import Decision
+from traces.sim.prefix_cache import cache_usage
 from traces.sim.templates import ChatTemplate
 from traces.sim.templates.history import HistoryCall
 from traces.sim.tokenizer import count_tokens
@@ -47,15 +48,21 @@ class Reply:
 
 
 def usage_body(
-    template: ChatTemplate, reasoning: str, content: str, calls: Sequence[HistoryCall], prompt: int
+    template: ChatTemplate,
+    reasoning: str,
+    content: str,
+    calls: Sequence[HistoryCall],
+    prompt: int,
+    cache_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """OpenAI usage: completion tokens count the turn as the family's template renders it."""
+    """OpenAI usage: completion tokens count the turn as the family's template renders it;
+    `cache_fields` report the cached prompt tokens in the host's shape (none cached if None)."""
     completion = count_tokens(template.completion(reasoning, content, calls))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        **(cache_fields or {"prompt_tokens_details": {"cached_tokens": 0}}),
         "completion_tokens_details": {"reasoning_tokens": count_tokens(reasoning)},
     }
 
@@ -66,8 +73,10 @@ def build_reply(
     template: ChatTemplate,
     messages: Sequence[Mapping[str, Any]],
     prompt_tokens: int,
+    cached_tokens: int = 0,
 ) -> Reply:
-    """The host's reply to `decision`: ids in the dialect's style, usage over the family."""
+    """The host's reply to `decision`: ids in the dialect's style, usage over the family
+    (with `cached_tokens` of the prompt served from the host's prefix cache)."""
     name_id = ID_STYLES[dialect.tool_call_ids]
     first = history_call_count(messages) if decision.tool_calls else 0
     calls = tuple(
@@ -81,7 +90,12 @@ def build_reply(
         for offset, call in enumerate(decision.tool_calls)
     )
     usage = usage_body(
-        template, decision.reasoning, decision.content, history_calls(calls), prompt_tokens
+        template,
+        decision.reasoning,
+        decision.content,
+        history_calls(calls),
+        prompt_tokens,
+        cache_usage(dialect, prompt_tokens, cached_tokens),
     )
     return Reply(
         reasoning=decision.reasoning,

@@ -2,7 +2,8 @@
 
 Stages: pick the faults of this request; refuse or stall it (request faults, the dialect's
 own reasoning requirement); render the prompt with the family template (what the host keeps
-of the history decides `prompt_tokens`); let the policy decide the turn; build the host's
+of the history decides `prompt_tokens`, and the prefix it shares with prompts served before
+decides the cached tokens); let the policy decide the turn; build the host's
 reply and let reply faults rewrite it; serialise it, and for streams let stream faults
 disturb the deltas. Everything is computed before the first byte is sent, so the
 `x-sim-faults` header lists exactly the faults the response carries.
@@ -33,6 +34,7 @@ from traces.sim.faults import (
 )
 from traces.sim.interleaved import missing_reasoning_index, reasoning_required_error
 from traces.sim.policy import decide
+from traces.sim.prefix_cache import PrefixCache
 from traces.sim.reply import Reply, build_reply
 from traces.sim.request import ChatRequest
 from traces.sim.templates import template_for
@@ -64,9 +66,13 @@ class Outcome:
 
 
 def answer(
-    request: ChatRequest, config: SimConfig, attempts: AttemptCounter | None = None
+    request: ChatRequest,
+    config: SimConfig,
+    attempts: AttemptCounter | None = None,
+    cache: PrefixCache | None = None,
 ) -> Outcome:
-    """The complete response of the simulated host to `request`."""
+    """The complete response of the simulated host to `request`; `cache` holds the prompts
+    this host served before (None: nothing is ever cached)."""
     ctx = _context(request, config)
     names: list[str] = []
     if ctx.key:
@@ -75,7 +81,7 @@ def answer(
     outcome = Outcome()
     if _refused(request, ctx, names, outcome):
         return outcome
-    reply = _reply(request, config, ctx, names, outcome)
+    reply = _reply(request, config, ctx, names, outcome, cache)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if not request.stream:
@@ -149,6 +155,7 @@ def _reply(
     ctx: FaultContext,
     names: list[str],
     outcome: Outcome,
+    cache: PrefixCache | None,
 ) -> Reply:
     """Render the prompt, decide the turn, build the reply and let reply faults rewrite it."""
     options = PromptOptions()
@@ -163,14 +170,26 @@ def _reply(
         request.tools,
         ctx.dialect.reasoning_in,
         history_reasoning=options.history_reasoning,
+        last_reasoning_only=options.last_reasoning_only,
     )
     if prompt.reasoning_suppressed:
         outcome.faults.extend(prompt_faults)
-    prompt_tokens = sum(count_tokens_cached(segment) for segment in prompt.segments)
+    counts = [count_tokens_cached(segment) for segment in prompt.segments]
+    prompt_tokens = sum(counts)
+    # The host caches what it rendered: a fault that changes the rendering changes the hits.
+    cached = cache.serve(prompt.segments, counts) if cache is not None else 0
 
     seed = request.seed if request.seed is not None else config.seed
-    decision = decide(request.messages, request.tools, seed=seed, tool_choice=request.tool_choice)
-    reply = build_reply(decision, ctx.dialect, ctx.template, request.messages, prompt_tokens)
+    decision = decide(
+        request.messages,
+        request.tools,
+        seed=seed,
+        tool_choice=request.tool_choice,
+        prompt_text=lambda: prompt.text,  # what the model sees, for the planted-secret probe
+    )
+    reply = build_reply(
+        decision, ctx.dialect, ctx.template, request.messages, prompt_tokens, cached
+    )
     for name in names:
         fault = FAULTS[name]
         changed = fault.apply(reply, ctx) if isinstance(fault, ReplyFault) else None

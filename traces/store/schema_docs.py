@@ -47,7 +47,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps.",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
-            "origin": "recorded (by `traces record`) or imported (by `traces import`).",
+            "origin": "recorded (by `traces record`), imported (by `traces import`) or probe "
+            "(one probe request of `traces probe`; `task` is `probe:NAME`, `settings` names "
+            "the probe set version).",
             "import_id": "The `imports` row an imported run came from; null when recorded.",
             "conversation": "The `conversation` label of an imported run (null when recorded).",
             "failure_summary": "One line: findings by severity and kind, most severe first "

@@ -74,6 +74,8 @@ class PromptOptions:
 
     history_reasoning: bool = True
     """False: no earlier turn's reasoning reaches the model."""
+    last_reasoning_only: bool = False
+    """True: only the most recent assistant turn's reasoning reaches the model."""
 
 
 RequestHook = Callable[[FaultContext], Rejection | Stall | None]

@@ -198,6 +198,14 @@ _CATALOGUE: list[Fault] = [
         "provider",
         reasoning.reasoning_dropped_from_history,
     ),
+    PromptFault(
+        "reasoning_kept_last_only",
+        "The template keeps only the latest assistant turn's reasoning, so every request "
+        "re-renders the turn before without it (cached tokens fall). Requests with two or more "
+        "turns whose reasoning the template would keep.",
+        "provider",
+        reasoning.reasoning_kept_last_only,
+    ),
 ]
 
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in _CATALOGUE}

@@ -46,3 +46,10 @@ def reasoning_tokens_outside_completion(reply: Reply, ctx: FaultContext) -> Repl
 def reasoning_dropped_from_history(options: PromptOptions) -> PromptOptions:
     """The host strips every earlier turn's reasoning before its template runs."""
     return replace(options, history_reasoning=False)
+
+
+def reasoning_kept_last_only(options: PromptOptions) -> PromptOptions:
+    """The host keeps the reasoning of the latest assistant turn only: each request renders
+    the turn before it without its reasoning, so the prompt no longer extends the previous one
+    and the prefix cache misses from there on."""
+    return replace(options, last_reasoning_only=True)

@@ -18,6 +18,7 @@ from traces.dialects import ReasoningLocation, TemplateFamily
 from traces.sim.templates.history import (
     HistoryCall,
     calls_of,
+    last_assistant_index,
     last_final_answer_index,
     last_user_index,
     message_text,
@@ -55,6 +56,8 @@ class ToolTurn:
     call_id: str
     name: str
     """Function name of the call it answers (from `name`, else found by `tool_call_id`)."""
+    named: bool
+    """Whether the message carried `name` itself (Kimi's template renders only that one)."""
     first: bool
     """First of a run of consecutive tool results (families open a block there)."""
     last: bool
@@ -94,16 +97,19 @@ class ChatTemplate(ABC):
         reasoning_in: Sequence[ReasoningLocation],
         *,
         history_reasoning: bool = True,
+        last_reasoning_only: bool = False,
     ) -> Prompt:
         """Render `messages` ending with the generation prompt, reading reasoning only from
         `reasoning_in`; `history_reasoning=False` renders no earlier reasoning at all (a
-        host that strips it). Linear: one backward scan for the boundary, one forward pass.
+        host that strips it), `last_reasoning_only=True` only the latest assistant turn's.
+        Linear: backward scans for the boundary (and the latest turn), one forward pass.
         """
         boundary = (
             last_user_index(messages)
             if self.boundary == "last_user"
             else last_final_answer_index(messages)
         )
+        latest = last_assistant_index(messages) if last_reasoning_only else -1
         start, system = 0, None
         if messages and messages[0].get("role") in _SYSTEM_ROLES:
             start, system = 1, message_text(messages[0].get("content"))
@@ -119,7 +125,9 @@ class ChatTemplate(ABC):
                 reasoning, content = read_reasoning(message, reasoning_in)
                 if index <= boundary:
                     reasoning = None
-                elif reasoning and not history_reasoning:
+                elif reasoning and (
+                    not history_reasoning or (last_reasoning_only and index != latest)
+                ):
                     reasoning, suppressed = None, suppressed + 1
                 elif reasoning:
                     kept += 1
@@ -135,6 +143,7 @@ class ChatTemplate(ABC):
                     text=message_text(message.get("content")),
                     call_id=call_id,
                     name=name if isinstance(name, str) and name else names.get(call_id, ""),
+                    named=isinstance(name, str) and bool(name),
                     first=previous not in _TOOL_ROLES,
                     last=following not in _TOOL_ROLES,
                 )

@@ -196,6 +196,14 @@ def last_user_index(messages: Sequence[Mapping[str, Any]]) -> int:
     return -1
 
 
+def last_assistant_index(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Index of the last assistant message, -1 when there is none."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "assistant":
+            return index
+    return -1
+
+
 def last_final_answer_index(messages: Sequence[Mapping[str, Any]]) -> int:
     """Index of the last assistant message without tool calls, -1 when there is none."""
     for index in range(len(messages) - 1, -1, -1):

@@ -54,8 +54,12 @@ class KimiTemplate(ChatTemplate):
         return f"<|im_assistant|>assistant<|im_middle|>{body}"
 
     def tool(self, turn: ToolTurn) -> str:
-        """A result turn named after its function, quoting the call id it answers."""
-        name = turn.name or "tool"
+        """A result turn quoting the call id it answers, named by the message's own `name`.
+
+        Like K2's template: a result without `name` (OpenAI clients send none) is a `tool`
+        turn, even when the function could be found by its call id.
+        """
+        name = turn.name if turn.named else "tool"
         return f"<|im_system|>{name}<|im_middle|>## Return of {turn.call_id}\n{turn.text}{_END}"
 
     def generation_prompt(self, after: str | None) -> str:

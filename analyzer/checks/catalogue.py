@@ -1,0 +1,575 @@
+"""Every finding kind the checks can emit, described for the person reading a trace.
+
+A user opening a 300-step trace wants to know what a `stream_tool_call_index_missing` means,
+whether it is the model's, the tool's or the host's fault, and which real-world failure it
+stands for. This catalogue answers that once, for `traces failures --kinds` and for the
+descriptions shown beside counts and drill-downs. `covers` uses the failure classes of
+`shared/external/dialects/raw_outputs/observed_failures.jsonl` where one applies.
+
+Layer and severity are defaults: some checks grade a finding by its evidence (a leak in
+content is an error, in reasoning a warning; a retried HTTP failure is a warning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer.checks.records import Layer, Severity
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What one finding kind means and who it usually blames."""
+
+    kind: str
+    layer: Layer
+    severity: Severity
+    check: str
+    """The module of `analyzer/checks` that emits it."""
+    description: str
+    covers: tuple[str, ...]
+    """Real-world failure classes this kind recognises."""
+
+
+def _kind(
+    kind: str, layer: Layer, severity: Severity, check: str, description: str, *covers: str
+) -> KindInfo:
+    return KindInfo(kind, layer, severity, check, " ".join(description.split()), covers)
+
+
+_ENTRIES = (
+    # -- leaks and calls ---------------------------------------------------------------------
+    _kind(
+        "leaked_special_tokens",
+        "provider",
+        "error",
+        "leaks",
+        """Raw call or chat-template tokens (Kimi `<|tool_call_begin|>`, DeepSeek `<｜tool▁sep｜>`,
+        harmony `<|channel|>`, `<tool_call>`, their stripped forms) reached content or reasoning.
+        The host's tool or reasoning parser missed the model's syntax, so the call was lost.""",
+        "special_tokens_in_content",
+        "special_tokens_in_reasoning",
+        "harmony_channels_in_content",
+    ),
+    _kind(
+        "tool_call_as_text",
+        "model",
+        "error",
+        "calls",
+        """The model wrote a call to a declared tool as JSON text in content instead of calling
+        it, so nothing ran. Typical of small models or templates that never taught the format.""",
+        "tool_call_as_json_text",
+    ),
+    _kind(
+        "dropped_call",
+        "provider",
+        "error",
+        "calls",
+        """Tools were offered and the turn ended with nothing visible, yet tokens were generated
+        (or the reasoning ends with a call's arguments): the host produced a call and its
+        parser silently dropped it, so the agent stalls.""",
+        "tool_call_silently_dropped",
+        "tool_args_in_reasoning",
+    ),
+    _kind(
+        "object_arguments",
+        "provider",
+        "warning",
+        "calls",
+        """Tool-call arguments came back as a JSON object instead of the string OpenAI specifies.
+        Strict clients fail to parse them; llama.cpp and some gateways do this.""",
+        "arguments_as_object",
+    ),
+    _kind(
+        "invalid_json_arguments",
+        "model",
+        "error",
+        "calls",
+        """The call's arguments are not a JSON object (unterminated string, missing brace), so the
+        tool cannot run and resending them can make the host answer 400. Usually the model's
+        output; the host's when its stream was cut before the end.""",
+        "malformed_arguments",
+    ),
+    _kind(
+        "arguments_merged",
+        "provider",
+        "error",
+        "calls",
+        """One call's arguments hold several JSON objects back to back (`{..}{..}`): the host's
+        stream gave parallel calls the same index, or resent the whole arguments in every
+        chunk, and they were concatenated.""",
+        "streaming_index_collision",
+        "streaming_arguments_resent",
+    ),
+    _kind(
+        "empty_arguments",
+        "provider",
+        "error",
+        "calls",
+        """A call with required parameters arrived with `{}`: the host's parser missed a value
+        tag and emptied the arguments (GLM on vLLM), so the tool fails or does the wrong
+        thing.""",
+        "arguments_silently_emptied",
+    ),
+    _kind(
+        "schema_violation",
+        "model",
+        "error",
+        "calls",
+        """The arguments parse but break the tool's JSON Schema (wrong type, missing field); the
+        first error path is in the evidence. The model's mistake, or a parser that does not
+        convert XML parameter values to their schema types.""",
+        "argument_type_wrong",
+    ),
+    _kind(
+        "malformed_tool_name",
+        "provider",
+        "error",
+        "calls",
+        """The tool name carries pieces of a call format (`query_dataset<|channel|>commentary`) or
+        is empty: the host's parser cut the name in the wrong place.""",
+        "special_tokens_in_tool_name",
+    ),
+    _kind(
+        "unknown_tool",
+        "model",
+        "error",
+        "calls",
+        """The model called a tool that was not declared (a hallucinated name), so the call
+        fails; the declared names are in the evidence.""",
+        "hallucinated_tool",
+    ),
+    _kind(
+        "malformed_argument_key",
+        "provider",
+        "error",
+        "calls",
+        """An argument key carries a tag or quote (`path</arg_key>`): the host's parser kept
+        part of the call syntax in the key, so the real parameter is missing.""",
+        "special_tokens_in_argument_key",
+    ),
+    # -- finish_reason -----------------------------------------------------------------------
+    _kind(
+        "finish_stop_with_calls",
+        "provider",
+        "warning",
+        "finish",
+        """The turn has tool calls but finish_reason is `stop` (and no named tool_choice asked
+        for that). Clients that loop on `tool_calls` end the run early; vLLM did this with
+        `tool_choice: required`.""",
+        "finish_reason_wrong",
+    ),
+    _kind(
+        "finish_tool_calls_without_calls",
+        "provider",
+        "warning",
+        "finish",
+        """The finish_reason is `tool_calls` but the turn holds no call: the client takes the
+        tool branch and finds nothing to run. Seen when a parser yields nothing under
+        `tool_choice: required`.""",
+        "finish_reason_wrong",
+    ),
+    _kind(
+        "finish_length_with_calls",
+        "provider",
+        "warning",
+        "finish",
+        """The turn hit `length` yet carries calls. Complete calls mean the host mislabelled the
+        finish (provider, warning); truncated ones mean the budget cut the model off (model,
+        error).""",
+        "finish_reason_wrong",
+    ),
+    _kind(
+        "finish_length_hidden",
+        "provider",
+        "warning",
+        "finish",
+        """The turn used the whole `max_tokens` budget but finish_reason says otherwise (vLLM
+        reports `tool_calls` once any call parsed), hiding that the last call may be
+        truncated.""",
+        "finish_reason_wrong",
+    ),
+    # -- streaming ---------------------------------------------------------------------------
+    _kind(
+        "stream_tool_call_name_repeated",
+        "provider",
+        "warning",
+        "streaming",
+        """The stream resent the function name in every chunk of a call; naive clients
+        concatenate it (`read_fileread_file`) and call a tool that does not exist.""",
+        "streaming_name_repeated",
+    ),
+    _kind(
+        "stream_tool_call_id_repeated",
+        "provider",
+        "warning",
+        "streaming",
+        """The stream resent the call id (often with `type`) in every chunk; clients that start
+        a new call per id fragment one call into many.""",
+        "streaming_field_repeated",
+    ),
+    _kind(
+        "stream_tool_call_id_changed",
+        "provider",
+        "warning",
+        "streaming",
+        """One call's id changed between chunks (or two calls shared an index): clients keyed
+        on the id lose the call or pair its result with the wrong one.""",
+        "streaming_id_unstable",
+        "streaming_index_collision",
+    ),
+    _kind(
+        "stream_tool_call_name_changed",
+        "provider",
+        "warning",
+        "streaming",
+        """The function name of one call index changed mid-stream: two calls were sent under the
+        same index and get merged into one.""",
+        "streaming_index_collision",
+    ),
+    _kind(
+        "stream_tool_call_index_missing",
+        "provider",
+        "warning",
+        "streaming",
+        """Tool-call deltas came without `index`; the OpenAI SDK's accumulator crashes
+        (`list indices must be integers or slices, not NoneType`). Gemini's compatible endpoint
+        and some proxies do this.""",
+        "streaming_index_missing",
+    ),
+    _kind(
+        "stream_tool_call_index_not_zero_based",
+        "provider",
+        "warning",
+        "streaming",
+        """The first streamed call had index 1 (or -1), not 0: clients assembling by index leave
+        a hole or raise IndexError. Typical of gateways translating from Anthropic block
+        indices.""",
+        "streaming_index_offset",
+    ),
+    _kind(
+        "stream_tool_call_index_split",
+        "provider",
+        "warning",
+        "streaming",
+        """One delta carried several calls under the same index; clients merge them into one
+        call with concatenated arguments.""",
+        "streaming_index_collision",
+    ),
+    _kind(
+        "stream_tool_call_arguments_cumulative",
+        "provider",
+        "warning",
+        "streaming",
+        """Each chunk repeated the arguments sent so far instead of the new fragment; clients
+        that append get `{..}{..}` (DeepSeek and Qianfan in cumulative mode).""",
+        "streaming_arguments_resent",
+    ),
+    _kind(
+        "stream_tool_call_arguments_object_in_stream",
+        "provider",
+        "warning",
+        "streaming",
+        """Streamed arguments arrived as a JSON object rather than string fragments; clients
+        that concatenate strings fail.""",
+        "arguments_as_object",
+    ),
+    _kind(
+        "stream_finish_reason_changed",
+        "provider",
+        "warning",
+        "streaming",
+        """The stream sent two different finish_reasons (`tool_calls`, then `stop`); clients
+        honouring the last one drop the calls.""",
+        "finish_reason_wrong",
+    ),
+    _kind(
+        "stream_unparsable_chunk",
+        "provider",
+        "warning",
+        "streaming",
+        """A `data:` line was not JSON (two events glued together, a truncated chunk); its
+        content is lost for every client.""",
+        "streaming_malformed_chunk",
+    ),
+    _kind(
+        "stream_without_done",
+        "provider",
+        "warning",
+        "streaming",
+        """The stream ended without `data: [DONE]`: the connection was cut, so the turn may be
+        incomplete although HTTP said 200.""",
+        "streaming_truncated",
+    ),
+    _kind(
+        "stream_other",
+        "provider",
+        "warning",
+        "streaming",
+        """A streaming irregularity this version of the checks has no name for; the anomaly's
+        own kind is in the evidence.""",
+    ),
+    # -- HTTP --------------------------------------------------------------------------------
+    _kind(
+        "http_reasoning_required",
+        "client",
+        "error",
+        "http",
+        """The host answered 400 because an assistant turn of the tool chain came back without
+        its reasoning (DeepSeek thinking mode requires `reasoning_content`). The client's
+        history replay is at fault.""",
+        "interleaved_reasoning_required",
+    ),
+    _kind(
+        "http_template_error",
+        "provider",
+        "error",
+        "http",
+        """The host's chat template raised while rendering the conversation (Jinja syntax or
+        undefined errors, a parser it could not build): no client message shape was sent
+        wrong on purpose, the template cannot take it.""",
+        "chat_template_error",
+    ),
+    _kind(
+        "http_argument_type_error",
+        "provider",
+        "error",
+        "http",
+        """The host refused tool-call arguments in the history for their type (a string where
+        its template wants a mapping, or unparsable JSON): the dialect's arguments-back form
+        does not match the host.""",
+        "arguments_type_rejected",
+    ),
+    _kind(
+        "http_bad_request",
+        "client",
+        "error",
+        "http",
+        """Some other 400: the request itself was refused (bad parameter, unanswered tool call,
+        broken history). Read the message in the evidence.""",
+        "bad_request",
+    ),
+    _kind(
+        "http_rate_limit",
+        "provider",
+        "error",
+        "http",
+        """The host answered 429: too many requests or tokens for the key or the free tier. A
+        warning when a retry succeeded.""",
+        "rate_limited",
+    ),
+    _kind(
+        "http_server_error",
+        "provider",
+        "error",
+        "http",
+        """The host failed with a 5xx (overloaded, no capacity, internal error) or an error
+        inside the stream. A warning when a retry succeeded.""",
+        "server_error",
+    ),
+    _kind(
+        "http_timeout",
+        "provider",
+        "error",
+        "http",
+        """No answer in time: the client timed out, or a gateway answered 408/504/524. Long
+        reasoning behind a proxy with a short limit is the usual cause.""",
+        "timeout",
+    ),
+    _kind(
+        "http_connection",
+        "provider",
+        "error",
+        "http",
+        """The connection failed (refused, reset, server disconnected without a response)
+        before any HTTP answer.""",
+        "connection_failed",
+    ),
+    _kind(
+        "http_context_overflow",
+        "client",
+        "error",
+        "http",
+        """The prompt plus max_tokens exceeded the model's context window; the agent's history
+        outgrew it and the client did not trim or compact it.""",
+        "context_overflow",
+    ),
+    _kind(
+        "http_auth",
+        "client",
+        "error",
+        "http",
+        """The host answered 401 or 403: the key is missing, wrong or not allowed for this
+        model.""",
+        "auth_failed",
+    ),
+    _kind(
+        "http_not_found",
+        "client",
+        "error",
+        "http",
+        """The host answered 404: the model id or the endpoint path does not exist there (often
+        a served model name that differs from the one requested).""",
+        "model_not_found",
+    ),
+    _kind(
+        "http_invalid_response",
+        "provider",
+        "error",
+        "http",
+        """The host answered 200 with something that is not a chat completion (an error object,
+        HTML, no `choices`), so strict clients crash.""",
+        "error_with_status_200",
+    ),
+    _kind(
+        "http_other",
+        "provider",
+        "error",
+        "http",
+        """An HTTP failure of no known class (402 credits, 413, an unusual status); the status
+        and message are in the evidence.""",
+        "unclassified_http_error",
+    ),
+    # -- ids ---------------------------------------------------------------------------------
+    _kind(
+        "tool_call_id_missing",
+        "provider",
+        "warning",
+        "ids",
+        """The call came without an id (or an empty one); its result cannot be paired back, and
+        many hosts reject the next request.""",
+        "tool_call_id_missing",
+    ),
+    _kind(
+        "tool_call_id_format",
+        "provider",
+        "warning",
+        "ids",
+        """Ids are not in the form the model family or the dialect expects (Kimi K2 wants
+        `functions.NAME:IDX`, gets `call_…`); Kimi degrades into leaking call tokens after a
+        few steps.""",
+        "tool_call_id_format_wrong",
+    ),
+    _kind(
+        "duplicate_tool_call_id",
+        "provider",
+        "error",
+        "ids",
+        """An id was used twice, in one turn or across turns (`list_dir:0` every turn): results
+        pair with the wrong call and hosts answer 400.""",
+        "tool_call_id_reused",
+    ),
+    # -- the model's behaviour over the run --------------------------------------------------
+    _kind(
+        "repeated_call",
+        "model",
+        "warning",
+        "loops",
+        """The model made exactly the same calls three or more steps in a row, usually because
+        it ignores or misreads the result: a loop that burns the step budget.""",
+        "identical_tool_call_loop",
+    ),
+    _kind(
+        "tool_error",
+        "tool",
+        "error",
+        "tools",
+        """A tool execution failed. The tool's fault unless the call was broken (then the
+        model's or the host's); a warning when a later call to that tool succeeded.""",
+        "tool_failed",
+    ),
+    # -- reasoning ---------------------------------------------------------------------------
+    _kind(
+        "reasoning_swallows_answer",
+        "provider",
+        "error",
+        "reasoning",
+        """The turn has no content and no call, and everything generated sits in the reasoning:
+        the host's reasoning parser never saw the end of thinking (Kimi on Dynamo with
+        skip_special_tokens), so the answer is hidden.""",
+        "reasoning_swallows_answer",
+    ),
+    _kind(
+        "reasoning_in_content",
+        "provider",
+        "warning",
+        "reasoning",
+        """The reasoning arrived inside content (`<think>` or harmony channels where the host
+        promises a field, or reasoning tokens billed with none surfaced): the host ran without
+        a reasoning parser.""",
+        "reasoning_field_location",
+    ),
+    _kind(
+        "reasoning_tokens_missing",
+        "provider",
+        "info",
+        "reasoning",
+        """Reasoning is present but usage does not report its tokens (or reports 0); costs and
+        lengths are estimated, not measured.""",
+        "reasoning_tokens_unreported",
+    ),
+    _kind(
+        "reasoning_tokens_outside_completion",
+        "provider",
+        "warning",
+        "reasoning",
+        """Reported reasoning tokens exceed completion tokens, or total exceeds prompt plus
+        completion: reasoning is counted outside completion, which skews cost comparisons.""",
+        "reasoning_tokens_outside_completion",
+    ),
+    # -- history (the requests the client sent) ---------------------------------------------
+    _kind(
+        "reasoning_dropped_in_chain",
+        "provider",
+        "warning",
+        "history",
+        """The reasoning sent back inside a tool chain did not reach the model: prompt_tokens
+        grew less than the reasoning sent (against the learned template overhead) or cached
+        tokens fell. A proxy or server dropped or ignored the field.""",
+        "reasoning_dropped_in_history",
+    ),
+    _kind(
+        "tool_result_unmatched_id",
+        "client",
+        "error",
+        "history",
+        """A tool message's tool_call_id matches no call in the request; hosts answer 400
+        ("messages with role 'tool' must be a response to a preceding message with
+        'tool_calls'").""",
+        "tool_result_orphaned",
+    ),
+    _kind(
+        "tool_call_unanswered",
+        "client",
+        "warning",
+        "history",
+        """A call in the request has no tool message answering it; OpenAI-compatible hosts
+        answer 400 ("tool_call_ids did not have response messages").""",
+        "tool_call_unanswered",
+    ),
+)
+
+KINDS: dict[str, KindInfo] = {entry.kind: entry for entry in _ENTRIES}
+"""Every finding kind, by name."""
+
+
+def describe(kind: str) -> str | None:
+    """The description of `kind`, or None for a kind this version does not know."""
+    info = KINDS.get(kind)
+    return info.description if info else None
+
+
+def catalogue_rows() -> list[dict[str, Any]]:
+    """The catalogue as rows for `traces failures --kinds`, in a stable reading order."""
+    return [
+        {
+            "kind": info.kind,
+            "layer": info.layer,
+            "severity": info.severity,
+            "check": info.check,
+            "description": info.description,
+            "covers": list(info.covers),
+        }
+        for info in KINDS.values()
+    ]

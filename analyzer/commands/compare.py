@@ -1,0 +1,269 @@
+"""`traces compare`: providers side by side on the same suite, or runs already recorded.
+
+With `--suite`, the suite is recorded first against every `--provider` and `--dialect` (all
+at once, each with its own concurrency bound), checked, then compared. Without it, the runs
+already in the database are compared, filtered by provider, model, task, time or id.
+Exit codes as everywhere: 2 bad input (including a selection that matches no run), 3 no
+endpoint answered at all, 4 database missing or locked.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from analyzer.checks.persist import analyze_runs
+from analyzer.compare.build import build_comparison
+from analyzer.compare.costs import PriceList
+from analyzer.compare.model import Comparison
+from analyzer.compare.recording import Recorded, record_suite
+from analyzer.compare.render import emit_comparison
+from analyzer.compare.selection import GroupBy, Selection
+from analyzer.compare.specs import resolve_targets
+from analyzer.compare.stats import DEFAULT_RESAMPLES
+from analyzer.options import DbOption, FormatOption
+from analyzer.output import OutputFormat
+from analyzer.queries import resolve_run_id
+from traces.errors import EndpointError, TracesError
+from traces.model import Termination
+from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
+from traces.suites import load_suite
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("compare")(compare)
+
+
+def compare(
+    suite: Annotated[
+        Path | None,
+        typer.Option(help="Suite file (TOML) to record first; without it, compare recorded runs."),
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="With --suite: a profile to record, NAME or NAME:MODEL (repeatable). "
+            "Without: only runs of this provider (repeatable).",
+        ),
+    ] = None,
+    dialect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dialect",
+            help="With --suite: an embedded-simulator dialect to record, NAME or "
+            "NAME:FAULT=RATE,FAULT=RATE (repeatable).",
+        ),
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option("--fault", help="Simulator fault NAME=RATE for every --dialect (repeatable)."),
+    ] = None,
+    providers: Annotated[
+        Path | None,
+        typer.Option(
+            "--providers",
+            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="With --suite: model for every provider without its own. Without: only "
+            "runs of this model."
+        ),
+    ] = None,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only runs of this task (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs started at or after this UTC date/time (ISO).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only runs started before this UTC date/time (ISO).")
+    ] = None,
+    run: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Only this run: id, prefix or `last` (repeatable)."),
+    ] = None,
+    repeat: Annotated[
+        int | None, typer.Option(min=1, help="Runs of every task [default: the suite's repeats].")
+    ] = None,
+    concurrency_per_provider: Annotated[
+        int | None,
+        typer.Option(min=1, help="Runs in flight per provider [default: the suite's, else 4]."),
+    ] = None,
+    stream: Annotated[
+        bool | None,
+        typer.Option("--stream/--no-stream", help="Stream responses [default: the suite's]."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
+    ] = 0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
+    by: Annotated[
+        GroupBy,
+        typer.Option(help="One column per provider, upstream host (behind a router) or model."),
+    ] = GroupBy.provider,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Group that tool_call_f1 is measured against (K2VV's 'official')."),
+    ] = None,
+    resamples: Annotated[
+        int, typer.Option(min=50, help="Bootstrap resamples per group.")
+    ] = DEFAULT_RESAMPLES,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Compare providers: success, steps, tool-call validity, findings, latency, cost, with
+    95% intervals and the significant differences."""
+    db_path = resolve_db_path(db)
+    prices = PriceList.from_file(providers)
+    if suite is None:
+        _only_with_suite(dialect=dialect, fault=fault, repeat=repeat, stream=stream)
+        if concurrency_per_provider is not None:
+            raise TracesError("--concurrency-per-provider applies with --suite only")
+        comparison = _compare_recorded(
+            db_path,
+            Selection(
+                providers=provider or [],
+                models=[model] if model else [],
+                tasks=task or [],
+                since=_moment("--since", since),
+                until=_moment("--until", until),
+                by=by,
+            ),
+            run or [],
+            prices=prices,
+            reference=reference,
+            resamples=resamples,
+        )
+    else:
+        if task or since or until or run:
+            raise TracesError(
+                "--task, --since, --until and --run select recorded runs: use them without --suite"
+            )
+        loaded = load_suite(suite)
+        targets = resolve_targets(
+            providers=provider or [],
+            dialects=dialect or [],
+            faults=fault or [],
+            providers_file=providers,
+            model=model,
+            timeout=timeout,
+            seed=seed,
+        )
+        if not targets:
+            raise TracesError("--suite needs at least one --provider or --dialect to record")
+        labels = [t.provider for t in targets]
+        if reference is not None and by is GroupBy.provider and reference not in labels:
+            raise TracesError(
+                f"--reference {reference!r} is not one of the providers ({', '.join(labels)})"
+            )
+        recorded = record_suite(
+            loaded,
+            targets,
+            db_path,
+            repeat=repeat,
+            concurrency=concurrency_per_provider or loaded.defaults.concurrency,
+            stream=loaded.defaults.stream if stream is None else stream,
+            seed=seed,
+            timeout=timeout,
+        )
+        ids = [s.id for summaries in recorded.values() for s in summaries]
+        _check_endpoints_answered(recorded)
+        conn = open_for_writing(db_path)
+        try:
+            # The checks fill the findings the comparison counts.
+            analyze_runs(conn, ids)
+        finally:
+            conn.close()
+        conn = open_for_reading(db_path)
+        try:
+            comparison = build_comparison(
+                conn,
+                Selection(run_ids=ids, by=by),
+                prices=prices,
+                reference=reference,
+                resamples=resamples,
+                suite=loaded.name,
+                group_order=labels,
+            )
+        finally:
+            conn.close()
+    emit_comparison(comparison, fmt)
+
+
+def _compare_recorded(
+    db_path: Path,
+    selection: Selection,
+    runs: list[str],
+    *,
+    prices: PriceList,
+    reference: str | None,
+    resamples: int,
+) -> Comparison:
+    conn = open_for_reading(db_path)
+    try:
+        if runs:
+            selection.run_ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
+        return build_comparison(
+            conn, selection, prices=prices, reference=reference, resamples=resamples
+        )
+    finally:
+        conn.close()
+
+
+def _only_with_suite(**options: object) -> None:
+    given = [name for name, value in options.items() if value not in (None, [])]
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise TracesError(f"{flags}: only with --suite (they describe what to record)")
+
+
+def _moment(option: str, text: str | None) -> datetime | None:
+    """An ISO date or date-time as naive UTC (how run start times are stored)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TracesError(
+            f"{option} {text!r}: expected an ISO date or time such as 2025-11-24 or "
+            "2025-11-24T09:30"
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _check_endpoints_answered(recorded: Recorded) -> None:
+    """Fail when no target answered at all; warn about each target that did not."""
+    dead = {
+        label: summaries
+        for label, summaries in recorded.items()
+        if summaries
+        and all(
+            s.outcome.termination is Termination.PROVIDER_ERROR and s.outcome.steps <= 1
+            for s in summaries
+        )
+    }
+    if dead and len(dead) == len(recorded):
+        label, summaries = next(iter(dead.items()))
+        raise EndpointError(
+            f"{label}: endpoint failed on the first request: {summaries[0].outcome.error}"
+        )
+    err = Console(file=sys.stderr)
+    for label, summaries in dead.items():
+        err.print(
+            f"warning: every run of {label} failed on the first request: "
+            f"{summaries[0].outcome.error}",
+            highlight=False,
+            markup=False,
+        )

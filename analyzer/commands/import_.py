@@ -1,0 +1,215 @@
+"""`traces import FILE…`: load exchange logs recorded elsewhere and run the checks on them.
+
+All files of one command are imported in one transaction: a malformed line (under the
+default `--on-error refuse`), a file imported before, a locked database or Ctrl-C leaves the
+database as it was. The checks then run over the new runs in a transaction of their own;
+if they are interrupted, the import stands and `traces analyze` finishes the job.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from analyzer.checks.persist import analyze_runs
+from analyzer.checks.records import Finding
+from analyzer.options import DbOption, FormatOption
+from analyzer.output import OutputFormat, emit_rows
+from traces.importing import FileReport, ImportOptions, SkippedLine, import_files
+from traces.store.database import open_for_writing, resolve_db_path
+
+SKIPPED_SHOWN = 20
+"""Skipped lines reported on stderr per file; the rest are counted (and listed in the
+`imports` table)."""
+
+
+class InputFormat(StrEnum):
+    """Line format of the files."""
+
+    auto = "auto"
+    exchanges = "exchanges"
+    k2vv = "k2vv"
+
+
+class OnError(StrEnum):
+    """What a malformed line does."""
+
+    refuse = "refuse"
+    skip = "skip"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("import")(import_)
+
+
+def import_(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="JSONL exchange logs or K2-Vendor-Verifier result files.", show_default=False
+        ),
+    ],
+    provider: Annotated[
+        str | None, typer.Option(help="Provider label for lines that name none [default: unknown].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model for lines whose request and response name none."),
+    ] = None,
+    format_in: Annotated[
+        InputFormat,
+        typer.Option(
+            "--format-in", help="Line format; auto detects it per file.", case_sensitive=False
+        ),
+    ] = InputFormat.auto,
+    on_error: Annotated[
+        OnError,
+        typer.Option(
+            "--on-error",
+            help="Malformed lines: refuse the whole import (nothing is written), or skip "
+            "them and import the rest.",
+            case_sensitive=False,
+        ),
+    ] = OnError.refuse,
+    again: Annotated[
+        bool, typer.Option("--again", help="Import files even if the same bytes were imported.")
+    ] = False,
+    analyze: Annotated[
+        bool, typer.Option("--analyze/--no-analyze", help="Run the checks on the new runs.")
+    ] = True,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Import exchange logs as runs, then check them; prints one row per file."""
+    path = resolve_db_path(db)
+    err = Console(file=sys.stderr)
+    options = ImportOptions(
+        provider=provider,
+        model=model,
+        line_format=format_in.value,
+        on_error=on_error.value,
+        again=again,
+    )
+    shown: Counter[str] = Counter()
+
+    def skipped(file: str, line: SkippedLine) -> None:
+        shown[file] += 1
+        if shown[file] <= SKIPPED_SHOWN:
+            err.print(
+                f"skipped {file}:{line.line}: {line.reason}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    with _progress(err) as progress:
+        bar = progress.add_task("importing", total=total or None)
+        reports = import_files(
+            path,
+            files,
+            options,
+            on_progress=lambda n: progress.advance(bar, n),
+            on_skip=skipped,
+        )
+    for report in reports:
+        if report.skipped > SKIPPED_SHOWN:
+            err.print(
+                f"… and {report.skipped - SKIPPED_SHOWN} more skipped lines in {report.path} "
+                f'(see `traces sql "select skipped_lines from imports where id = '
+                f"'{report.import_id}'\"`)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        if report.unlabelled:
+            err.print(
+                f"note: {report.path} names no provider for {report.unlabelled} runs; they are "
+                "labelled `unknown` (pass --provider NAME)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    findings: dict[str, list[Finding]] = {}
+    if analyze:
+        findings = _check(path, [run for r in reports for run in r.runs], err)
+    emit_rows(
+        [_row(report, findings, analyze) for report in reports],
+        fmt,
+        columns=[
+            "file",
+            "import",
+            "format",
+            "lines",
+            "exchanges",
+            "runs",
+            "skipped",
+            "findings",
+            "kinds",
+        ],
+    )
+
+
+def _progress(err: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _check(path: Path, run_ids: Sequence[str], err: Console) -> dict[str, list[Finding]]:
+    """Run every check over the imported runs and store their findings (in batches, one
+    transaction: the import is committed already and stands if this is interrupted)."""
+    conn = open_for_writing(path)
+    try:
+        with Progress(
+            TextColumn("[bold]checking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress:
+            bar = progress.add_task("checking", total=len(run_ids))
+            return analyze_runs(conn, run_ids, on_chunk=lambda n: progress.advance(bar, n))
+    finally:
+        conn.close()
+
+
+def _row(report: FileReport, findings: dict[str, list[Finding]], analyzed: bool) -> dict[str, Any]:
+    kinds: Counter[str] = Counter()
+    for run in report.runs:
+        kinds.update(f.kind for f in findings.get(run, ()))
+    return {
+        "file": report.path,
+        "import": report.import_id,
+        "format": report.format,
+        "lines": report.lines,
+        "exchanges": report.exchanges,
+        "runs": len(report.runs),
+        "skipped": report.skipped,
+        "findings": sum(kinds.values()) if analyzed else None,
+        "kinds": dict(kinds.most_common()) if analyzed else None,
+    }

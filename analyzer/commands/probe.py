@@ -1,0 +1,323 @@
+"""`traces probe`: send the probe set to each provider, then report what sets them apart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from analyzer.commands.record import check_endpoint
+from analyzer.commands.sim import parse_faults
+from analyzer.options import DbOption, FormatOption
+from analyzer.output import OutputFormat, emit_rows, to_json
+from analyzer.probes import ProviderVerdict, probe_report
+from analyzer.targets import SIM_PROVIDER, Target, resolve_target
+from traces.client import EndpointConfig
+from traces.errors import TracesError
+from traces.probes.catalogue import PROBE_SET_VERSION
+from traces.probes.raw import load_renderer
+from traces.probes.runner import NOT_SERVED, ProbePlan, ProbeRun, ProbeTarget, probe_targets
+from traces.sim.server import SimServer
+from traces.store.database import open_for_reading, resolve_db_path
+from traces.store.recorder import Recorder
+
+_TABLE_COLUMNS = [
+    "provider",
+    "model",
+    "fingerprint",
+    "prompt tokens",
+    "reasoning counted",
+    "secret recalled",
+    "ids",
+    "object args",
+    "raw /completions",
+    "rejects",
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("probe")(probe)
+
+
+def probe(
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="Provider profile to probe (repeatable; `sim` is the embedded simulator); "
+            "with --report-only, the providers to report.",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="A custom OpenAI-compatible base URL to probe (needs --model)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model id [default: each profile's first].")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the API key [default: the profile's]."),
+    ] = None,
+    providers: Annotated[
+        Path | None,
+        typer.Option(
+            "--providers",
+            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
+        ),
+    ] = None,
+    dialect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dialect",
+            help="Probe the embedded simulator emulating this dialect (repeatable).",
+        ),
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="Simulator fault NAME or NAME=RATE (repeatable; applies to every simulated "
+            "target, and is part of its label).",
+        ),
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model's official chat template (.jinja, tokenizer_config.json or model "
+            "folder): also send each probe rendered client-side to /v1/completions."
+        ),
+    ] = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Send nothing; report the stored probings.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="Probe requests in flight.")] = 4,
+    max_tokens: Annotated[
+        int, typer.Option(min=1, help="Completion token cap of each probe.")
+    ] = 2048,
+    seed: Annotated[int, typer.Option(help="Request seed (and the simulator's).")] = 0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Probe each provider's template and parser with a fixed conversation set, then report
+    fingerprints and what sets each provider apart (progress on stderr)."""
+    db_path = resolve_db_path(db)
+    if report_only:
+        if base_url or dialect or fault or template:
+            raise TracesError("--report-only takes only --provider, --db and --format")
+        _report(db_path, provider or None, fmt)
+        return
+    targets = _targets(
+        provider or [],
+        base_url,
+        model,
+        api_key_env,
+        providers,
+        dialect or [],
+        fault or [],
+        seed,
+        timeout,
+    )
+    renderer = load_renderer(template) if template is not None else None
+    with _endpoints(targets, timeout) as endpoints:
+        for target, endpoint in zip(targets, endpoints, strict=True):
+            if target.endpoint is not None:
+                # Before touching the database: an unreachable endpoint is bad input.
+                asyncio.run(check_endpoint(endpoint))
+        plan = ProbePlan(
+            targets=[
+                ProbeTarget(
+                    provider=t.provider,
+                    model=t.model,
+                    endpoint=endpoint,
+                    dialect=t.dialect,
+                    extra_body=t.extra_body,
+                )
+                for t, endpoint in zip(targets, endpoints, strict=True)
+            ],
+            renderer=renderer,
+            template_origin=str(template) if template is not None else None,
+            max_tokens=max_tokens,
+            seed=seed,
+            concurrency=concurrency,
+        )
+        _probe_with_progress(plan, db_path)
+    _report(db_path, [t.provider for t in targets], fmt)
+
+
+def _targets(
+    provider_names: list[str],
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+    providers_file: Path | None,
+    dialects: list[str],
+    fault_specs: list[str],
+    seed: int,
+    timeout: float,
+) -> list[Target]:
+    """Every target the options name, each under a distinct label."""
+    # A probe wants a fault on every request it fires on: a bare NAME means NAME=1.
+    faults = parse_faults([spec if "=" in spec else f"{spec}=1" for spec in fault_specs])
+    if base_url is not None and len(provider_names) > 1:
+        raise TracesError("--base-url takes at most one --provider (its profile or label)")
+
+    def resolve(name: str | None, url: str | None, sim_dialect: str) -> Target:
+        sim = url is None and name in (None, SIM_PROVIDER)
+        target = resolve_target(
+            provider=name,
+            providers_file=providers_file,
+            base_url=url,
+            model=model,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            reasoning_replay="keep",
+            sim_dialect=sim_dialect,
+            sim_faults=faults if sim else {},
+            seed=seed,
+        )
+        return target.model_copy(update={"provider": _sim_label(target, faults)}) if sim else target
+
+    targets = [resolve(None, None, name) for name in dialects]
+    targets += [resolve(name, base_url, "openai") for name in provider_names]
+    if base_url is not None and not provider_names:
+        targets.append(resolve(None, base_url, "openai"))
+    if not targets:
+        targets.append(resolve(None, None, "openai"))
+    if faults and all(t.sim is None for t in targets):
+        raise TracesError("--fault applies to the embedded simulator only (add --dialect)")
+    labels = [t.provider for t in targets]
+    duplicated = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicated:
+        raise TracesError(f"target {duplicated[0]!r} is named twice")
+    return targets
+
+
+def _sim_label(target: Target, faults: dict[str, float]) -> str:
+    """`sim-DIALECT+fault+…`: the faults are part of what is probed, so of its name."""
+    shown = [name if rate == 1 else f"{name}@{rate:g}" for name, rate in sorted(faults.items())]
+    return "+".join([target.provider, *shown])
+
+
+@contextlib.contextmanager
+def _endpoints(targets: list[Target], timeout: float) -> Iterator[list[EndpointConfig]]:
+    """Each target's endpoint, starting one simulator per simulated target."""
+    with contextlib.ExitStack() as stack:
+        endpoints: list[EndpointConfig] = []
+        for target in targets:
+            if target.endpoint is not None:
+                endpoints.append(target.endpoint)
+                continue
+            server = stack.enter_context(SimServer(target.sim))
+            # The simulator needs no key; a placeholder keeps the SDK happy and is never stored.
+            endpoints.append(
+                EndpointConfig(
+                    base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout
+                )
+            )
+        yield endpoints
+
+
+def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
+    err = Console(file=sys.stderr)
+    per_target = len(plan.probes) * (2 if plan.renderer is not None else 1)
+    recorder = Recorder(db_path)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as progress:
+            bar = progress.add_task(
+                f"probe set v{PROBE_SET_VERSION}", total=per_target * len(plan.targets), last=""
+            )
+
+            def done(run: ProbeRun) -> None:
+                last = f"{run.provider} {run.probe} ({run.variant}) {run.note or run.status.value}"
+                progress.update(bar, advance=1, last=last)
+                if run.note == NOT_SERVED:  # the other raw probes of this target are not sent
+                    total = progress.tasks[0].total or 0
+                    progress.update(bar, total=total - (len(plan.probes) - 1))
+
+            asyncio.run(probe_targets(plan, recorder, done))
+    finally:
+        recorder.close()
+
+
+def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> None:
+    conn = open_for_reading(db_path)
+    try:
+        verdicts, apart = probe_report(conn, providers)
+    finally:
+        conn.close()
+    missing = sorted(set(providers or []) - {v.provider for v in verdicts})
+    if missing:
+        raise TracesError(
+            f"{db_path}: no probe runs of probe set v{PROBE_SET_VERSION} for "
+            f"{', '.join(missing)} (run `traces probe --provider NAME` first)"
+        )
+    if fmt is OutputFormat.json:
+        document = {
+            "probe_set_version": PROBE_SET_VERSION,
+            "providers": [v.as_row() for v in verdicts],
+            "sets_apart": apart,
+        }
+        sys.stdout.write(to_json(document) + "\n")
+        return
+    if fmt is OutputFormat.csv:
+        emit_rows([v.as_row() for v in verdicts], fmt)
+        return
+    err = Console(file=sys.stderr)
+    if not verdicts:
+        err.print(f"no probe runs of probe set v{PROBE_SET_VERSION} in {db_path}")
+        return
+    emit_rows(
+        [_table_row(v) for v in verdicts],
+        fmt,
+        columns=_TABLE_COLUMNS,
+        title=f"probe set v{PROBE_SET_VERSION}",
+    )
+    if apart:
+        emit_rows(
+            apart,
+            fmt,
+            columns=["provider", "feature", "value", "others", "probes"],
+            title="sets apart",
+        )
+    elif len(verdicts) > 1:
+        err.print("no probe sets one provider apart from the others")
+
+
+def _table_row(verdict: ProviderVerdict) -> dict[str, Any]:
+    reasoning = verdict.reasoning_counted
+    delta = verdict.vector.get("reasoning")
+    if reasoning in ("yes", "no") and isinstance(delta, int):
+        reasoning += f" ({delta:+d})"
+    ids = verdict.ids_emitted
+    if verdict.ids_rewritten.startswith("yes"):
+        ids += " — rewritten" + verdict.ids_rewritten[3:]
+    return {
+        "provider": verdict.provider,
+        "model": verdict.model,
+        "fingerprint": verdict.fingerprint,
+        "prompt tokens": verdict.vector_text(),
+        "reasoning counted": reasoning,
+        "secret recalled": verdict.secret_recalled,
+        "ids": ids,
+        "object args": verdict.object_args,
+        "raw /completions": verdict.raw,
+        "rejects": "\n".join(verdict.rejects),
+    }

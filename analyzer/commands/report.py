@@ -1,0 +1,138 @@
+"""`traces report --html FILE`: the comparison, its charts and per-run timelines as one
+self-contained HTML page.
+
+Selects runs like `traces compare` without `--suite`. Prints the file's path on stdout and a
+one-line summary on stderr. Exit codes as everywhere: 2 bad input (a selection that matches
+no run, a path that cannot be written), 4 database missing or locked.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from analyzer.compare.costs import PriceList
+from analyzer.compare.selection import GroupBy, Selection
+from analyzer.options import DbOption
+from analyzer.queries import resolve_run_id
+from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
+from analyzer.report.page import render_page
+from analyzer.report.save import check_writable, write_atomically
+from traces.errors import TracesError
+from traces.store.database import open_for_reading, resolve_db_path
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("report")(report)
+
+
+def report(
+    html: Annotated[Path, typer.Option("--html", help="HTML file to write (replaced atomically).")],
+    provider: Annotated[
+        list[str] | None,
+        typer.Option("--provider", help="Only runs of this provider (repeatable)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only runs of this task (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs started at or after this UTC date/time (ISO).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only runs started before this UTC date/time (ISO).")
+    ] = None,
+    run: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Only this run: id, prefix or `last` (repeatable)."),
+    ] = None,
+    by: Annotated[
+        GroupBy,
+        typer.Option(help="One column per provider, upstream host (behind a router) or model."),
+    ] = GroupBy.provider,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Group that tool_call_f1 is measured against (K2VV's 'official')."),
+    ] = None,
+    runs: Annotated[
+        int,
+        typer.Option(
+            "--runs", min=0, help="Timelines of the newest N runs of each group (0: none)."
+        ),
+    ] = DEFAULT_RUNS_PER_GROUP,
+    providers: Annotated[
+        Path | None,
+        typer.Option(
+            "--providers",
+            help="Providers file with prices [default: $TRACES_PROVIDERS, else "
+            "samples/providers.toml].",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write an HTML report: comparison table, significant differences, charts and run
+    timelines with findings marked."""
+    # Before the comparison, which can take a while on a large database.
+    check_writable(html)
+    db_path = resolve_db_path(db)
+    selection = Selection(
+        providers=provider or [],
+        models=[model] if model else [],
+        tasks=task or [],
+        since=_moment("--since", since),
+        until=_moment("--until", until),
+        by=by,
+    )
+    prices = PriceList.from_file(providers)
+    conn = open_for_reading(db_path)
+    try:
+        if run:
+            selection.run_ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in run))
+        built = build_report(
+            conn,
+            selection,
+            database=db_path,
+            prices=prices,
+            reference=reference,
+            runs_per_group=runs,
+        )
+    finally:
+        conn.close()
+    write_atomically(html, render_page(built))
+    print(html)
+    sys.stderr.write(_summary(built) + "\n")
+
+
+def _summary(built: Report) -> str:
+    comparison = built.comparison
+    total = sum(g.runs for g in comparison.groups)
+    drawn = sum(len(t.runs) for t in built.timelines)
+    omitted = sum(t.omitted for t in built.timelines)
+    names = ", ".join(g.name for g in comparison.groups)
+    return (
+        f"report: {total} runs in {len(comparison.groups)} groups ({names}); "
+        f"{len(comparison.significant)} significant differences; "
+        f"{drawn} run timelines ({omitted} omitted)"
+    )
+
+
+def _moment(option: str, text: str | None) -> datetime | None:
+    """An ISO date or date-time as naive UTC (how run start times are stored)."""
+    # The same reading as `traces compare`'s, so both commands select the same runs.
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TracesError(
+            f"{option} {text!r}: expected an ISO date or time such as 2025-11-24 or "
+            "2025-11-24T09:30"
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment

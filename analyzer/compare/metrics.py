@@ -1,0 +1,244 @@
+"""Per-run numbers of the selected runs, aggregated in DuckDB.
+
+Millions of steps stay in the database: one query folds steps and tool calls into one row
+per run, and only those rows (a few dozen numbers each) come to Python, where the bootstrap
+resamples them. Every rate of the comparison is a ratio of two of these columns summed over
+runs, so it can be recomputed on any resample of runs.
+
+Per-call error classes follow the ones OpenRouter publishes for its Tool Call Error Rate
+(InvalidJson, UnknownName, SchemaMismatch), checked in that order so each call has at most
+one: `invalid_json` (the arguments do not parse as a JSON object), `unknown_name` (the name
+is not among the request's `tools`), `schema_mismatch` (valid JSON, known tool, arguments
+violate its schema). A call whose schema was not checked counts as valid, as OpenRouter
+counts a tool without a usable schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from analyzer.checks.registry import CHECK_VERSION
+from analyzer.compare.selection import SELECTED
+
+REASONING_DROPPED_KIND = "reasoning_dropped_in_chain"
+"""The finding that says a host ignored reasoning sent back inside a tool chain."""
+
+_PER_RUN = f"""
+WITH st AS (
+    SELECT s.run_id, s.idx, s.finish_reason, s.error_kind IS NULL AS ok, s.latency_ms,
+           s.streamed, s.completion_tokens, s.cached_tokens,
+           least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
+           s.reasoning_source <> 'none' AS has_reasoning
+    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+),
+calls AS (
+    SELECT c.run_id, c.step_idx, c.call_idx, c.name, c.json_valid,
+           CASE WHEN NOT c.json_valid THEN 'invalid_json'
+                WHEN c.schema_valid IS FALSE THEN 'schema_mismatch'
+           END AS known_class,
+           -- The recorder validates arguments against the declared tool of that name, so a
+           -- validated call names a declared tool; only the others need the request's list.
+           c.json_valid AND c.schema_valid IS NULL AS name_unchecked
+    FROM tool_calls c JOIN {SELECTED} sel ON sel.run_id = c.run_id
+),
+undeclared AS (
+    SELECT c.run_id, c.step_idx, c.call_idx
+    FROM calls c JOIN steps s ON s.run_id = c.run_id AND s.idx = c.step_idx
+    WHERE c.name_unchecked AND NOT list_contains(
+        coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
+                 []::VARCHAR[]),
+        c.name)
+),
+classified AS (
+    SELECT c.run_id, c.step_idx, c.json_valid,
+           coalesce(c.known_class, CASE WHEN u.run_id IS NOT NULL THEN 'unknown_name' END)
+               AS error_class
+    FROM calls c LEFT JOIN undeclared u
+        ON u.run_id = c.run_id AND u.step_idx = c.step_idx AND u.call_idx = c.call_idx
+),
+step_calls AS (
+    SELECT run_id, step_idx, count(*) AS calls,
+           count(*) FILTER (WHERE json_valid) AS json_valid_calls,
+           count(*) FILTER (WHERE error_class = 'invalid_json') AS invalid_json,
+           count(*) FILTER (WHERE error_class = 'unknown_name') AS unknown_name,
+           count(*) FILTER (WHERE error_class = 'schema_mismatch') AS schema_mismatch,
+           bool_or(error_class IS NOT NULL) AS errored
+    FROM classified GROUP BY run_id, step_idx
+),
+steps_full AS (
+    SELECT st.*, coalesce(sc.calls, 0) AS calls,
+           coalesce(sc.json_valid_calls, 0) AS json_valid_calls,
+           coalesce(sc.invalid_json, 0) AS invalid_json,
+           coalesce(sc.unknown_name, 0) AS unknown_name,
+           coalesce(sc.schema_mismatch, 0) AS schema_mismatch,
+           coalesce(sc.errored, false) AS errored,
+           -- A chain step: the previous turn reasoned and called tools, so its reasoning had
+           -- to go back in this request for interleaved thinking to work.
+           coalesce(lag(st.ok AND st.has_reasoning AND coalesce(sc.calls, 0) > 0)
+                    OVER (PARTITION BY st.run_id ORDER BY st.idx), false) AS after_reasoned_call
+    FROM st LEFT JOIN step_calls sc ON sc.run_id = st.run_id AND sc.step_idx = st.idx
+),
+dropped AS (
+    -- The check reports once per run, with how many chain steps it saw affected; a finding
+    -- that does not say counts every chain step of its run.
+    SELECT f.run_id,
+           bool_or(f.step_idx IS NULL
+                   OR json_extract(f.evidence, '$.affected_steps') IS NULL) AS whole_run,
+           sum(TRY_CAST(json_extract_string(f.evidence, '$.affected_steps') AS INTEGER))
+               AS steps
+    FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
+    WHERE f.kind = '{REASONING_DROPPED_KIND}'
+    GROUP BY f.run_id
+),
+per_run AS (
+    SELECT run_id,
+           count(*) AS steps_recorded,
+           sum(calls) AS calls,
+           sum(json_valid_calls) AS json_valid_calls,
+           sum(invalid_json) AS invalid_json,
+           sum(unknown_name) AS unknown_name,
+           sum(schema_mismatch) AS schema_mismatch,
+           count(*) FILTER (WHERE calls > 0) AS call_steps,
+           count(*) FILTER (WHERE errored) AS errored_call_steps,
+           count(*) FILTER (WHERE finish_reason = 'tool_calls') AS tool_calls_responses,
+           count(*) FILTER (WHERE finish_reason = 'tool_calls' AND calls > 0 AND NOT errored)
+               AS tool_calls_responses_valid,
+           count(*) FILTER (WHERE ok) AS ok_steps,
+           count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps,
+           count(*) FILTER (WHERE after_reasoned_call) AS chain_steps,
+           median(ttft) FILTER (WHERE ok AND streamed AND ttft IS NOT NULL) AS ttft_ms,
+           median(latency_ms) FILTER (WHERE ok) AS latency_ms,
+           sum(completion_tokens) FILTER (WHERE ok AND completion_tokens IS NOT NULL
+                                          AND latency_ms > 0) AS output_tokens,
+           sum(latency_ms) FILTER (WHERE ok AND completion_tokens IS NOT NULL
+                                   AND latency_ms > 0) / 1000.0 AS output_seconds,
+           sum(coalesce(cached_tokens, 0)) AS cached_tokens
+    FROM steps_full GROUP BY run_id
+)
+SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
+       coalesce(r.success, false) AS success,
+       r.termination = 'completed' AS completed,
+       r.termination = 'provider_error' AS provider_error,
+       CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
+       r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
+       -- The harness was told not to send reasoning back: no chain step could keep it.
+       CASE WHEN json_extract_string(r.settings, '$.replay.reasoning') = 'drop' THEN 0
+            ELSE coalesce(p.chain_steps, 0) END AS chain_steps,
+       CASE WHEN json_extract_string(r.settings, '$.replay.reasoning') = 'drop' THEN 0
+            WHEN d.whole_run THEN coalesce(p.chain_steps, 0)
+            ELSE least(coalesce(p.chain_steps, 0), coalesce(d.steps, 0)) END AS dropped_steps,
+       p.* EXCLUDE (run_id, chain_steps)
+FROM {SELECTED} sel
+JOIN runs r ON r.id = sel.run_id
+LEFT JOIN per_run p ON p.run_id = sel.run_id
+LEFT JOIN dropped d ON d.run_id = sel.run_id
+ORDER BY sel.grp, sel.task, sel.run_id
+"""
+
+_FINDINGS = f"""
+SELECT f.run_id, f.kind, f.layer, count(*) AS n
+FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
+GROUP BY ALL
+"""
+
+_UPSTREAMS = f"""
+SELECT sel.grp, list(DISTINCT s.upstream_provider ORDER BY s.upstream_provider)
+FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+WHERE s.upstream_provider IS NOT NULL
+GROUP BY sel.grp
+"""
+
+_STALE = f"""
+SELECT count(DISTINCT f.run_id)
+FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
+WHERE coalesce(TRY_CAST(json_extract_string(f.evidence, '$.check_version') AS INTEGER), 0) < ?
+"""
+
+_LABELS = ("run_id", "grp", "task", "provider", "model")
+
+
+@dataclass
+class RunTable:
+    """The selected runs, one entry per run in every list, sorted by group, task and id."""
+
+    run_ids: list[str]
+    groups: list[str]
+    tasks: list[str]
+    providers: list[str]
+    models: list[str]
+    columns: dict[str, list[float | None]]
+    """Numeric per-run values by name (booleans as 0/1; None where a run has no value)."""
+    findings: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Finding counts per run: {"kind": {kind: [...]}, "layer": {layer: [...]}}."""
+    upstreams: dict[str, list[str]] = field(default_factory=dict)
+    """Upstream hosts named by the steps of each group."""
+    stale_runs: int = 0
+    """Runs whose findings came from an older version of the checks."""
+
+    def rows_of(self, group: str) -> list[int]:
+        """Indices of the runs in `group`."""
+        return [i for i, g in enumerate(self.groups) if g == group]
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)
+
+
+def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
+    """Per-run values and finding counts of the runs in the selection table."""
+    cursor = conn.execute(_PER_RUN)
+    names = [d[0] for d in cursor.description or []]
+    rows = cursor.fetchall()
+    table = RunTable(
+        run_ids=[str(r[0]) for r in rows],
+        groups=[str(r[1]) for r in rows],
+        tasks=[str(r[2]) for r in rows],
+        providers=[str(r[3]) for r in rows],
+        models=[str(r[4]) for r in rows],
+        columns={},
+    )
+    for position, name in enumerate(names):
+        if name not in _LABELS:
+            table.columns[name] = [_number(r[position]) for r in rows]
+    # Runs without any step have no per-run row: their counts are zero, not unknown.
+    for name in _ZERO_WHEN_MISSING:
+        table.columns[name] = [v or 0.0 for v in table.columns[name]]
+    position_of = {run_id: i for i, run_id in enumerate(table.run_ids)}
+    by_kind: dict[str, list[float]] = {}
+    by_layer: dict[str, list[float]] = {}
+    for run_id, kind, layer, n in conn.execute(_FINDINGS).fetchall():
+        i = position_of[run_id]
+        by_kind.setdefault(kind, [0.0] * len(rows))[i] += n
+        by_layer.setdefault(layer, [0.0] * len(rows))[i] += n
+    table.findings = {
+        "kind": dict(sorted(by_kind.items())),
+        "layer": dict(sorted(by_layer.items())),
+    }
+    table.upstreams = {str(g): list(hosts) for g, hosts in conn.execute(_UPSTREAMS).fetchall()}
+    stale = conn.execute(_STALE, [CHECK_VERSION]).fetchone()
+    table.stale_runs = int(stale[0]) if stale else 0
+    return table
+
+
+_ZERO_WHEN_MISSING = (
+    "steps_recorded",
+    "calls",
+    "json_valid_calls",
+    "invalid_json",
+    "unknown_name",
+    "schema_mismatch",
+    "call_steps",
+    "errored_call_steps",
+    "tool_calls_responses",
+    "tool_calls_responses_valid",
+    "ok_steps",
+    "reasoning_steps",
+    "output_tokens",
+    "output_seconds",
+    "cached_tokens",
+)

@@ -1,0 +1,132 @@
+"""Which runs a comparison covers, and which group (column) each run falls in.
+
+The selected runs go into a temporary table `compare_runs (run_id, grp, task)` once, so every
+metric query joins a small table instead of repeating the filters; read-only connections may
+create temporary tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import duckdb
+from pydantic import BaseModel, Field
+
+from traces.errors import TracesError
+
+SELECTED = "compare_runs"
+"""Name of the temporary table holding the selected runs."""
+
+
+class GroupBy(StrEnum):
+    """What a column of the comparison stands for."""
+
+    provider = "provider"
+    """The provider label a run was recorded with (`together`, `sim-moonshot`...)."""
+    upstream = "upstream"
+    """The host that served the run: behind a router, `router/upstream` (OpenRouter's
+    `provider` response field, the one most of the run's steps named); else the provider."""
+    model = "model"
+    """The model id sent in requests."""
+
+
+class Selection(BaseModel):
+    """Filters over finished runs, and the grouping of the comparison."""
+
+    providers: list[str] = Field(default_factory=list, description="Only these providers.")
+    models: list[str] = Field(default_factory=list, description="Only these models.")
+    tasks: list[str] = Field(default_factory=list, description="Only these tasks.")
+    since: datetime | None = Field(default=None, description="Runs started at or after (UTC).")
+    until: datetime | None = Field(default=None, description="Runs started before (UTC).")
+    run_ids: list[str] = Field(default_factory=list, description="Only these runs (full ids).")
+    by: GroupBy = Field(default=GroupBy.provider, description="What each column stands for.")
+
+    def describe(self) -> str:
+        """The filters in one line, for messages (`all runs` when there are none)."""
+        parts = [
+            *(f"provider={p}" for p in self.providers),
+            *(f"model={m}" for m in self.models),
+            *(f"task={t}" for t in self.tasks),
+        ]
+        if self.since:
+            parts.append(f"since={self.since.isoformat(sep=' ')}")
+        if self.until:
+            parts.append(f"until={self.until.isoformat(sep=' ')}")
+        if self.run_ids:
+            parts.append(f"{len(self.run_ids)} run id(s)")
+        return ", ".join(parts) or "all runs"
+
+
+def _group_expression(by: GroupBy) -> str:
+    if by is GroupBy.model:
+        return "r.model"
+    if by is GroupBy.upstream:
+        return "coalesce(r.provider || '/' || u.upstream, r.provider)"
+    return "r.provider"
+
+
+def select_runs(conn: duckdb.DuckDBPyConnection, selection: Selection) -> int:
+    """Fill the temporary `compare_runs` table; return how many runs it holds.
+
+    Only finished runs count: a run still being recorded has no outcome yet.
+    """
+    where = ["r.status <> 'running'"]
+    params: list[Any] = []
+    for column, values in (
+        ("provider", selection.providers),
+        ("model", selection.models),
+        ("task", selection.tasks),
+        ("id", selection.run_ids),
+    ):
+        if values:
+            where.append(f"r.{column} IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(values)
+    if selection.since is not None:
+        where.append("r.started_at >= ?")
+        params.append(selection.since)
+    if selection.until is not None:
+        where.append("r.started_at < ?")
+        params.append(selection.until)
+    upstream_join = ""
+    if selection.by is GroupBy.upstream:
+        # One host per run: the one most of its steps named (a router may fall back mid-run).
+        upstream_join = """
+            LEFT JOIN (SELECT run_id, mode(upstream_provider) AS upstream FROM steps
+                       WHERE upstream_provider IS NOT NULL GROUP BY run_id) u
+                ON u.run_id = r.id"""
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SELECTED} AS
+        SELECT r.id AS run_id, {_group_expression(selection.by)} AS grp, r.task
+        FROM runs r {upstream_join}
+        WHERE {" AND ".join(where)}
+        """,
+        params,
+    )
+    row = conn.execute(f"SELECT count(*) FROM {SELECTED}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def no_match_error(conn: duckdb.DuckDBPyConnection, selection: Selection) -> TracesError:
+    """A one-line error for a selection that matched nothing, naming what the database has."""
+    if selection.providers:
+        known = [
+            r[0] for r in conn.execute("SELECT DISTINCT provider FROM runs ORDER BY 1").fetchall()
+        ]
+        missing = [p for p in selection.providers if p not in known]
+        if missing:
+            return TracesError(
+                f"no runs of provider {missing[0]!r} in this database "
+                f"(providers here: {', '.join(known) or 'none'})"
+            )
+    if selection.tasks:
+        known = [r[0] for r in conn.execute("SELECT DISTINCT task FROM runs ORDER BY 1").fetchall()]
+        missing = [t for t in selection.tasks if t not in known]
+        if missing:
+            return TracesError(
+                f"no runs of task {missing[0]!r} in this database "
+                f"(tasks here: {', '.join(known) or 'none'})"
+            )
+    return TracesError(f"no finished runs match ({selection.describe()})")

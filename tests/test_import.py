@@ -1,0 +1,605 @@
+"""`traces import`: exchange logs and K2-Vendor-Verifier results become runs the checks read.
+
+Fixtures (tests/fixtures/import/):
+
+- `exchanges.jsonl`: two interleaved conversations. `c1` (provider `acme`): a tool call, a
+  streamed step (reasoning and a tool call split over chunks, usage in the last chunk), a
+  429 and its retry, a final answer. `c2` (no provider): a schema-invalid call, then HTTP 500.
+- `k2vv_results.jsonl`: seven K2-Vendor-Verifier result lines written from the format of
+  MoonshotAI/K2-Vendor-Verifier (`tool_calls_eval.py`, `ValidationResult`: `response` is the
+  openai SDK's `ChatCompletion.model_dump()`, or `{"error": str(exception)}` when the call
+  failed): valid and invalid tool calls, an answer, a leaked tool-call section, a streamed
+  request, a 429 and a timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from traces.importing import ImportOptions, import_files
+from traces.importing import writer as import_writer
+from traces.model import message_hash, request_hash
+
+from conftest import REPO, run_cli
+
+FIXTURES = REPO / "tests" / "fixtures" / "import"
+EXCHANGES = FIXTURES / "exchanges.jsonl"
+K2VV = FIXTURES / "k2vv_results.jsonl"
+TABLES = (
+    "runs",
+    "messages",
+    "steps",
+    "step_messages",
+    "tool_calls",
+    "tool_results",
+    "findings",
+    "imports",
+)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _rows(db: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        cursor = conn.execute(sql, params or [])
+        names = [d[0] for d in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+def _counts(db: Path) -> dict[str, int]:
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        counts = {}
+        for table in TABLES:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            assert row is not None
+            counts[table] = int(row[0])
+        return counts
+    finally:
+        conn.close()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    assert done.returncode == code, (done.stdout, done.stderr)
+    err = done.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def _write(path: Path, lines: list[Any]) -> Path:
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    )
+    return path
+
+
+def _exchange(
+    conversation: str | None = None, content: str = "done", **extra: Any
+) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        "response": {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ]
+        },
+        **extra,
+    }
+    if conversation is not None:
+        line["conversation"] = conversation
+    return line
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """Both fixtures imported in one command, with the checks run; (db, per-file report)."""
+    db = tmp_path_factory.mktemp("import") / "t.duckdb"
+    done = run_cli(
+        "import", str(EXCHANGES), str(K2VV), "--provider", "other", "--db", str(db), "-f", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    return db, json.loads(done.stdout)
+
+
+def _run_of(db: Path, file: Path, conversation: str) -> str:
+    [row] = _rows(
+        db,
+        "SELECT r.id FROM runs r JOIN imports i ON r.import_id = i.id "
+        "WHERE i.path = ? AND r.conversation = ?",
+        [str(file), conversation],
+    )
+    return str(row["id"])
+
+
+# -- exchange logs ------------------------------------------------------------------------------
+
+
+def test_report_counts_each_file(imported: tuple[Path, list[dict[str, Any]]]) -> None:
+    db, report = imported
+    by_format = {r["format"]: r for r in report}
+    assert by_format["exchanges"]["lines"] == 6 and by_format["exchanges"]["exchanges"] == 6
+    assert by_format["exchanges"]["runs"] == 2 and by_format["exchanges"]["skipped"] == 0
+    assert by_format["k2vv"]["lines"] == 7 and by_format["k2vv"]["runs"] == 7
+    stored = _rows(db, "SELECT format, lines, exchanges, runs, skipped, sha256 FROM imports")
+    assert {(r["format"], r["lines"], r["exchanges"], r["runs"]) for r in stored} == {
+        ("exchanges", 6, 6, 2),
+        ("k2vv", 7, 7, 7),
+    }
+    assert {r["sha256"] for r in stored} == {_sha(EXCHANGES), _sha(K2VV)}
+    findings = _rows(db, "SELECT count(*) AS n FROM findings")[0]["n"]
+    assert sum(r["findings"] for r in report) == findings > 0
+
+
+def test_requests_rebuild_exactly_from_stored_suffixes(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    lines = _lines(EXCHANGES)
+    c1, c2 = _run_of(db, EXCHANGES, "c1"), _run_of(db, EXCHANGES, "c2")
+    # The 429 and its retry send the same request: one step, index 2.
+    expected = [(c1, 0), (c2, 0), (c1, 1), (c2, 1), (c1, 2), (c1, 2)]
+    for line, (run, idx) in zip(lines, expected, strict=True):
+        rebuilt = _rows(db, "SELECT role, body FROM request_messages(?, ?)", [run, idx])
+        assert [json.loads(r["body"]) for r in rebuilt] == line["request"]["messages"]
+        [step] = _rows(
+            db,
+            "SELECT request_params, request_hash FROM steps WHERE run_id = ? AND idx = ?",
+            [run, idx],
+        )
+        params = json.loads(step["request_params"])
+        assert params == {k: v for k, v in line["request"].items() if k != "messages"}
+        hashes = [message_hash(m) for m in line["request"]["messages"]]
+        assert step["request_hash"] == request_hash(hashes, params)
+    # Each request stored only what it added: 2 + 2 + 2 messages for c1, not 2 + 4 + 6.
+    stored = _rows(db, "SELECT count(*) AS n FROM step_messages WHERE run_id = ?", [c1])
+    assert stored[0]["n"] == 6
+
+
+def test_conversation_steps_in_order_with_totals(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    c1 = _run_of(db, EXCHANGES, "c1")
+    [run] = _rows(db, "SELECT * FROM runs WHERE id = ?", [c1])
+    assert run["origin"] == "imported" and run["task"] == "import"
+    assert run["task_path"] == str(EXCHANGES) and run["task_sha256"] == _sha(EXCHANGES)
+    assert run["provider"] == "acme" and run["model"] == "kimi-k2-thinking"
+    assert run["status"] == "completed" and run["termination"] == "completed"
+    assert run["final_answer"] == "notes.txt says alpha beta; todo.txt says gamma delta."
+    assert (run["steps"], run["tool_calls"], run["prompt_tokens"]) == (3, 2, 40 + 70 + 110)
+    assert str(run["started_at"]) == "2025-01-01 10:00:00"
+    steps = _rows(
+        db, "SELECT idx, finish_reason, started_at FROM steps WHERE run_id = ? ORDER BY idx", [c1]
+    )
+    assert [s["finish_reason"] for s in steps] == ["tool_calls", "tool_calls", "stop"]
+    assert [s["started_at"] for s in steps] == sorted(s["started_at"] for s in steps)
+
+
+def test_stream_chunks_are_reassembled(imported: tuple[Path, list[dict[str, Any]]]) -> None:
+    db, _ = imported
+    c1 = _run_of(db, EXCHANGES, "c1")
+    [step] = _rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 1", [c1])
+    assert step["streamed"] is True
+    assert step["reasoning"] == "The file says alpha beta. Now todo.txt."
+    assert step["reasoning_source"] == "reasoning_content"
+    assert (step["prompt_tokens"], step["completion_tokens"]) == (70, 20)
+    assert (step["reasoning_tokens"], step["reasoning_tokens_source"]) == (11, "reported")
+    assert step["finish_reason_raw"] == "tool_calls"
+    events = json.loads(step["stream_events"])
+    chunks = _lines(EXCHANGES)[2]["chunks"]
+    assert [json.loads(line[len("data: ") :]) for _, line in events] == chunks
+    assert all(t is None for t, _ in events)  # the log has no arrival times
+    assert step["ttft_reasoning_ms"] is None and step["ttft_tool_call_ms"] is None
+    [call] = _rows(db, "SELECT * FROM tool_calls WHERE run_id = ? AND step_idx = 1", [c1])
+    assert call["id"] == "functions.read_file:1" and call["id_format"] == "kimi"
+    assert call["arguments_raw"] == '{"path": "todo.txt"}' and call["schema_valid"] is True
+
+
+def test_tool_messages_become_results_of_the_previous_step(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    c1 = _run_of(db, EXCHANGES, "c1")
+    results = _rows(db, "SELECT * FROM tool_results WHERE run_id = ? ORDER BY step_idx", [c1])
+    assert [
+        (r["step_idx"], r["call_idx"], r["tool_call_id"], r["name"], r["output"]) for r in results
+    ] == [
+        (0, 0, "functions.read_file:0", "read_file", "alpha beta"),
+        (1, 0, "functions.read_file:1", "read_file", "gamma delta"),
+    ]
+    # Step 0 ended at 10:00:01.5 and the next request left at 10:00:02.
+    assert results[0]["duration_ms"] == pytest.approx(500)
+    lines = _lines(EXCHANGES)
+    replays = _rows(
+        db, "SELECT idx, replay_message_hash FROM steps WHERE run_id = ? ORDER BY idx", [c1]
+    )
+    assert replays[0]["replay_message_hash"] == message_hash(lines[2]["request"]["messages"][2])
+    assert replays[1]["replay_message_hash"] == message_hash(lines[5]["request"]["messages"][4])
+    assert replays[2]["replay_message_hash"] is None  # the final answer was never sent back
+
+
+def test_errors_are_classified_and_retries_folded(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    c1, c2 = _run_of(db, EXCHANGES, "c1"), _run_of(db, EXCHANGES, "c2")
+    [retried] = _rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 2", [c1])
+    assert retried["retries"] == 1 and retried["error_kind"] is None
+    [first_try] = json.loads(retried["retry_errors"])
+    assert first_try["kind"] == "rate_limit" and first_try["status"] == 429
+    assert "Rate limit reached" in first_try["message"]
+    [failed] = _rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 1", [c2])
+    assert (failed["error_kind"], failed["http_status"]) == ("server_error", 500)
+    assert failed["error_message"] == "HTTP 500: upstream exploded"
+    [run] = _rows(db, "SELECT * FROM runs WHERE id = ?", [c2])
+    assert (run["status"], run["termination"]) == ("failed", "provider_error")
+    assert run["error"] == "HTTP 500: upstream exploded"
+    [call] = _rows(db, "SELECT * FROM tool_calls WHERE run_id = ?", [c2])
+    assert (
+        call["schema_valid"] is False
+        and call["schema_error"] == "path: required property is missing"
+    )
+    kinds = {r["kind"] for r in _rows(db, "SELECT kind FROM findings WHERE run_id = ?", [c2])}
+    assert {"http_server_error", "schema_violation"} <= kinds
+
+
+def test_provider_label_only_where_the_file_names_none(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    c1, c2 = _run_of(db, EXCHANGES, "c1"), _run_of(db, EXCHANGES, "c2")
+    providers = {r["id"]: r["provider"] for r in _rows(db, "SELECT id, provider FROM runs")}
+    assert providers[c1] == "acme" and providers[c2] == "other"
+    [step] = _rows(db, "SELECT upstream_provider FROM steps WHERE run_id = ? AND idx = 0", [c2])
+    assert step["upstream_provider"] == "Z.AI"
+    stored = {r["format"]: r["provider"] for r in _rows(db, "SELECT format, provider FROM imports")}
+    assert stored == {"exchanges": "other", "k2vv": "other"}
+
+
+def test_without_provider_runs_are_unknown_and_a_note_says_so(
+    db_path: Path, tmp_path: Path
+) -> None:
+    log = _write(tmp_path / "plain.jsonl", [_exchange(), _exchange(content="again")])
+    done = run_cli("import", str(log), "--db", str(db_path), "--no-analyze")
+    assert done.returncode == 0, done.stderr
+    assert "names no provider for 2 runs" in done.stderr and "--provider" in done.stderr
+    runs = _rows(db_path, "SELECT provider, conversation, steps FROM runs")
+    assert [(r["provider"], r["conversation"], r["steps"]) for r in runs] == [
+        ("unknown", None, 1)
+    ] * 2
+    assert _rows(db_path, "SELECT count(*) AS n FROM findings")[0]["n"] == 0  # --no-analyze
+
+
+# -- K2-Vendor-Verifier ---------------------------------------------------------------------------
+
+
+def test_k2vv_lines_are_one_step_runs_keeping_their_verdicts(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    runs = _rows(
+        db,
+        "SELECT r.* FROM runs r JOIN imports i ON r.import_id = i.id WHERE i.format = 'k2vv' "
+        "ORDER BY r.id",
+    )
+    assert [r["conversation"] for r in runs] == [str(i) for i in range(1, 8)]
+    assert all(r["steps"] == 1 and r["provider"] == "other" for r in runs)
+    by_index = {int(r["conversation"]): r for r in runs}
+    for line in _lines(K2VV):
+        verdict = json.loads(by_index[line["data_index"]]["settings"])["k2vv"]
+        for key in ("status", "finish_reason", "tool_calls_valid", "hash", "last_run_at"):
+            assert verdict[key] == line[key]
+    # Our schema verdicts agree with the verifier's on the lines that finished with calls.
+    for index, theirs in ((1, True), (2, False), (5, True)):
+        [call] = _rows(
+            db, "SELECT schema_valid FROM tool_calls WHERE run_id = ?", [by_index[index]["id"]]
+        )
+        assert call["schema_valid"] is theirs
+    assert (by_index[1]["status"], by_index[1]["termination"]) == ("completed", "max_steps")
+    assert (by_index[3]["termination"], by_index[3]["final_answer"]) == ("completed", "Hello!")
+    # History in the request (a previous call, its result, an answer) is kept and rebuilt.
+    rebuilt = _rows(db, "SELECT body FROM request_messages(?, 0)", [by_index[2]["id"]])
+    assert [json.loads(r["body"]) for r in rebuilt] == _lines(K2VV)[1]["request"]["messages"]
+    steps = {
+        int(r["conversation"]): r
+        for r in _rows(
+            db,
+            "SELECT r.conversation, s.* FROM steps s JOIN runs r ON r.id = s.run_id "
+            "WHERE r.settings->>'$.import.format' = 'k2vv'",
+        )
+    }
+    assert steps[1]["reasoning"] == "User wants Paris weather; call the tool."
+    assert steps[1]["latency_ms"] == 2315
+    assert str(steps[1]["started_at"]) == "2025-11-15 10:20:29.197345"  # last_run_at - duration
+    assert steps[5]["streamed"] is True and steps[5]["finish_reason"] == "tool_calls"
+    assert (steps[6]["error_kind"], steps[6]["http_status"]) == ("rate_limit", 429)
+    assert steps[7]["error_kind"] == "timeout"
+    assert (by_index[6]["status"], by_index[6]["termination"]) == ("failed", "provider_error")
+
+
+def test_checks_find_a_leak_in_an_imported_response(
+    imported: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    db, _ = imported
+    [leak] = _rows(
+        db,
+        "SELECT f.* FROM findings f JOIN runs r ON r.id = f.run_id "
+        "WHERE r.conversation = '4' AND f.kind = 'leaked_special_tokens'",
+    )
+    evidence = json.loads(leak["evidence"])
+    assert leak["step_idx"] == 0 and "<|tool_calls_section_begin|>" in evidence["tokens"]
+
+
+def test_imported_runs_show_in_runs_and_show(imported: tuple[Path, list[dict[str, Any]]]) -> None:
+    db, _ = imported
+    done = run_cli("runs", "--db", str(db), "--provider", "acme", "-f", "json")
+    assert done.returncode == 0, done.stderr
+    [run] = json.loads(done.stdout)
+    assert run["task"] == "import" and run["steps"] == 3
+    shown = run_cli("show", run["id"], "--db", str(db), "-f", "json")
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert [s["index"] for s in detail["steps"]] == [0, 1, 2]
+    assert detail["steps"][0]["tool_results"][0]["output"] == "alpha beta"
+    table = run_cli("show", run["id"], "--db", str(db))
+    assert table.returncode == 0 and "gamma delta" in table.stdout
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def test_skip_mode_reports_line_numbers_and_imports_the_rest(db_path: Path, tmp_path: Path) -> None:
+    log = _write(
+        tmp_path / "mixed.jsonl",
+        [
+            _exchange("a"),
+            '{"request": {"messages": [}',
+            "",
+            {"request": {"model": "m"}, "response": {}},
+            _exchange("b", latency_ms="slow"),
+            "[1, 2]",
+            _exchange("c"),
+        ],
+    )
+    done = run_cli(
+        "import",
+        str(log),
+        "--on-error",
+        "skip",
+        "--provider",
+        "p",
+        "--db",
+        str(db_path),
+        "-f",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    [report] = json.loads(done.stdout)
+    assert (report["lines"], report["exchanges"], report["runs"], report["skipped"]) == (6, 2, 2, 4)
+    skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped ")]
+    assert skipped == [
+        f"skipped {log}:2: not JSON: Expecting value (column 27)",
+        f"skipped {log}:4: request.messages: missing",
+        f"skipped {log}:5: latency_ms: must be a non-negative number of milliseconds",
+        f"skipped {log}:6: a JSON array, not an object",
+    ]
+    [row] = _rows(db_path, "SELECT skipped, skipped_lines FROM imports")
+    assert row["skipped"] == 4
+    assert [s["line"] for s in json.loads(row["skipped_lines"])] == [2, 4, 5, 6]
+    assert {r["conversation"] for r in _rows(db_path, "SELECT conversation FROM runs")} == {
+        "a",
+        "c",
+    }
+
+
+def test_refuse_mode_names_file_line_and_field_and_changes_nothing(
+    db_path: Path, tmp_path: Path
+) -> None:
+    first = run_cli("import", str(K2VV), "--db", str(db_path), "--provider", "p")
+    assert first.returncode == 0, first.stderr
+    before, digest = _counts(db_path), _sha(db_path)
+    log = _write(
+        tmp_path / "bad.jsonl",
+        [
+            _exchange("a"),
+            _exchange("a", content="more"),
+            {**_exchange("b"), "started_at": "yesterday"},
+        ],
+    )
+    done = run_cli("import", str(EXCHANGES), str(log), "--db", str(db_path))
+    _one_line_error(done, 2, f"{log}:3:", "started_at", "not an ISO 8601 time", "--on-error skip")
+    assert _counts(db_path) == before and _sha(db_path) == digest
+
+
+def test_a_bad_line_after_rows_were_written_rolls_everything_back(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_files(db_path, [K2VV], ImportOptions(provider="p"))
+    before = _counts(db_path)
+    monkeypatch.setattr(import_writer, "FLUSH_ROWS", 1)  # every row goes to DuckDB at once
+    log = _write(tmp_path / "late.jsonl", [_exchange(str(i)) for i in range(30)] + ["{oops"])
+    with pytest.raises(Exception, match=r"late\.jsonl:31: not JSON"):
+        import_files(db_path, [EXCHANGES, log], ImportOptions(provider="p"))
+    assert _counts(db_path) == before
+
+
+def test_ctrl_c_in_the_middle_leaves_nothing(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_files(db_path, [EXCHANGES], ImportOptions())
+    before = _counts(db_path)
+    monkeypatch.setattr(import_writer, "FLUSH_ROWS", 1)
+    read = 0
+
+    def interrupt(n: int) -> None:
+        nonlocal read
+        read += n
+        if read > K2VV.stat().st_size // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_files(db_path, [K2VV], ImportOptions(), on_progress=interrupt)
+    assert _counts(db_path) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "empty file"),
+        (b"\n\n  \n", "empty file"),
+        (b'[\n  {"request": {}}\n]\n', "not JSON Lines"),
+        (b"id,request\n1,hello\n", ":1: not JSON"),
+        (b'{"prompt": "hi", "completion": "there"}\n', ":1: neither an exchange"),
+        (
+            b'{"request": {"messages": []}, "response": {}, "error": {"status": 500}}\n',
+            "exactly one",
+        ),
+        (b'\xff\xfe{"request": 1}\n', ":1: not UTF-8 text"),
+    ],
+)
+def test_files_that_are_not_exchange_logs_are_refused(
+    db_path: Path, tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    log = tmp_path / "input.jsonl"
+    log.write_bytes(content)
+    done = run_cli("import", str(log), "--db", str(db_path))
+    _one_line_error(done, 2, str(log), fragment)
+    assert not db_path.exists()  # a database created for the import is removed again
+
+
+def test_unreadable_files_are_refused_before_the_database_is_touched(
+    db_path: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.jsonl"
+    _one_line_error(
+        run_cli("import", str(missing), "--db", str(db_path)), 2, str(missing), "cannot read"
+    )
+    _one_line_error(run_cli("import", str(tmp_path), "--db", str(db_path)), 2, "is a directory")
+    assert not db_path.exists()
+
+
+def test_all_lines_skipped_is_still_an_error(db_path: Path, tmp_path: Path) -> None:
+    log = _write(tmp_path / "junk.jsonl", ["nope", '{"request": 3}'])
+    done = run_cli("import", str(log), "--on-error", "skip", "--db", str(db_path))
+    err = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and err.startswith("error: ") and "all 2 lines are malformed" in err
+
+
+def test_locked_database_is_reported_and_left_alone(db_path: Path) -> None:
+    import_files(db_path, [K2VV], ImportOptions())
+    before = _sha(db_path)
+    holder = duckdb.connect(str(db_path))
+    try:
+        _one_line_error(run_cli("import", str(EXCHANGES), "--db", str(db_path)), 4, "locked")
+    finally:
+        holder.close()
+    assert _sha(db_path) == before
+
+
+# -- secrets and re-imports ----------------------------------------------------------------------
+
+
+def test_secrets_in_a_log_never_reach_the_database(db_path: Path, tmp_path: Path) -> None:
+    secret = "sk-live-0123456789abcdefghijklmnop"
+    line = _exchange(
+        "s",
+        headers={"Authorization": f"Bearer {secret}", "x-request-id": "r-1", "Cookie": "sid=9"},
+    )
+    line["request"].update(
+        api_key=secret,
+        extra_headers={"Authorization": f"Bearer {secret}", "X-Title": "demo"},
+        metadata={"user": "u1", "note": secret, "access_token": "tok-123456789"},
+    )
+    log = _write(tmp_path / "secret.jsonl", [line])
+    done = run_cli("import", str(log), "--db", str(db_path))
+    assert done.returncode == 0, done.stderr
+    conn = duckdb.connect(str(db_path), read_only=True)
+    try:
+        for table in TABLES:
+            text = json.dumps(conn.execute(f"SELECT * FROM {table}").fetchall(), default=str)
+            for leaked in (secret, "tok-123456789", "sid=9"):
+                assert leaked not in text, table
+    finally:
+        conn.close()
+    [step] = _rows(db_path, "SELECT request_params, response_headers, request_id FROM steps")
+    params = json.loads(step["request_params"])
+    assert "api_key" not in params and params["extra_headers"] == {"X-Title": "demo"}
+    assert params["metadata"] == {"user": "u1", "note": "[redacted]"}
+    assert json.loads(step["response_headers"]) == {"x-request-id": "r-1"}
+    assert step["request_id"] == "r-1"
+
+
+def test_reimporting_the_same_bytes_is_refused_unless_again(db_path: Path) -> None:
+    assert run_cli("import", str(K2VV), "--db", str(db_path), "--no-analyze").returncode == 0
+    before = _counts(db_path)
+    again = run_cli("import", str(K2VV), "--db", str(db_path))
+    _one_line_error(again, 2, str(K2VV), "already imported", "--again")
+    assert _counts(db_path) == before
+    forced = run_cli("import", str(K2VV), "--again", "--db", str(db_path), "--no-analyze")
+    assert forced.returncode == 0, forced.stderr
+    after = _counts(db_path)
+    assert after["runs"] == 2 * before["runs"] and after["imports"] == 2
+    # Messages are content-addressed: the second import stored none anew.
+    assert after["messages"] == before["messages"]
+
+
+def test_format_can_be_forced(db_path: Path) -> None:
+    done = run_cli("import", str(K2VV), "--format-in", "k2vv", "--db", str(db_path), "-f", "json")
+    assert done.returncode == 0, done.stderr
+    [report] = json.loads(done.stdout)
+    assert report["format"] == "k2vv" and report["runs"] == 7
+    wrong = run_cli("import", str(EXCHANGES), "--format-in", "k2vv", "--db", str(db_path))
+    _one_line_error(wrong, 2, f"{EXCHANGES}:1:", "data_index: must be an integer")
+    other = run_cli(
+        "import", str(K2VV), "--format-in", "exchanges", "--again", "--db", str(db_path)
+    )
+    _one_line_error(other, 2, f"{K2VV}:1:", "status: must be an integer HTTP status")
+
+
+def test_request_hash_pairs_requests_like_the_recorder(db_path: Path, tmp_path: Path) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "pick",
+                "description": "Choisir un café ✓",
+                "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}},
+            },
+        }
+    ]
+    choice = {"type": "function", "function": {"name": "pick"}}
+    lines = [
+        _exchange(str(i), request={**_exchange()["request"], "tools": tools, "tool_choice": choice})
+        for i in range(2)
+    ]
+    lines[1]["request"]["model"] = "another-model"  # same request to another host
+    log = _write(tmp_path / "pairs.jsonl", lines)
+    assert run_cli("import", str(log), "--db", str(db_path), "--no-analyze").returncode == 0
+    hashes = [message_hash(m) for m in lines[0]["request"]["messages"]]
+    expected = request_hash(hashes, {"tools": tools, "tool_choice": choice})
+    stored = {r["request_hash"] for r in _rows(db_path, "SELECT request_hash FROM steps")}
+    assert stored == {expected}

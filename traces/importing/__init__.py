@@ -1,0 +1,13 @@
+"""`traces import`: exchange logs recorded elsewhere, stored as runs the checks can read.
+
+Two line formats, detected per file: exchange logs (`{"request": …, "response" | "chunks" |
+"error": …}`) and K2-Vendor-Verifier result files. Lines are read (`lines`), validated into
+typed exchanges (`formats`, secrets stripped by `redact`), turned into runs, steps, tool
+calls and results through the same normalization as live recording (`builder`, tool
+schemas compiled once per distinct tool in `toolsets`), file by file (`reading`), and
+written in one transaction per command (`writer`, driven by `importer`).
+"""
+
+from traces.importing.importer import FileReport, ImportOptions, SkippedLine, import_files
+
+__all__ = ["FileReport", "ImportOptions", "SkippedLine", "import_files"]

@@ -1,0 +1,423 @@
+"""Turning logged exchanges into runs, steps, tool calls and tool results.
+
+Each exchange goes through the live recorder's reading (`traces.normalize`): the same
+assistant-message reading, schema validation against the request's own tools, usage and
+finish-reason normalization, and the same `StepRecord` and row builders. What a log adds:
+
+- Lines of one conversation are steps of one run, in file order. A step is held back until
+  the next request of its conversation arrives, because that request says what became of
+  it: the assistant message sent back (`replay_message_hash`) and the tool messages that
+  answer its calls (recorded as `tool_results`).
+- Each request stores only what it added to the previous one (longest common prefix of
+  messages), exactly as recording does, so `request_messages(run, idx)` rebuilds it.
+- A failed call followed by the very same request is a retry: it is folded into the step
+  that follows (`retries`, `retry_errors`), as the harness records its own retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from traces.importing.formats import LoggedExchange
+from traces.importing.toolsets import ToolSets, pairing_extra, pairing_hash
+from traces.importing.writer import RowSink, run_row
+from traces.model import (
+    ExchangeError,
+    RunOutcome,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    Termination,
+    ToolResultRecord,
+    message_hash,
+)
+from traces.normalize import SchemaValidator, read_message, step_from_exchange
+from traces.store.recorder import _step_row
+from traces.store.writer_process import TABLES
+
+_STREAM_EVENTS = TABLES["steps"].index("stream_events")
+_REQUEST_PARAMS = TABLES["steps"].index("request_params")
+_TEXT = json.JSONEncoder(ensure_ascii=False)
+_PARAMS_CACHE = 256
+
+
+@dataclass(frozen=True)
+class _Params:
+    """A request's params (the body minus messages), read once per distinct value."""
+
+    params: dict[str, Any]
+    text: str
+    """Their JSON text, as the recorder stores it."""
+    extra: bytes
+    """What `request_hash` digests after the message hashes."""
+    validate: SchemaValidator | None
+
+
+@dataclass
+class _Tally:
+    steps: int = 0
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class _OpenRun:
+    """A run still being read: its held-back step and the request that step sent."""
+
+    run_id: str
+    first: LoggedExchange
+    next_index: int = 0
+    pending: StepRecord | None = None
+    pending_log: LoggedExchange | None = None
+    pending_hashes: list[str] = field(default_factory=list)
+    params: _Params | None = None
+    """The latest request's params (steps of a conversation send the same tools)."""
+    pending_params: _Params | None = None
+    last: StepRecord | None = None
+    tally: _Tally = field(default_factory=_Tally)
+
+
+class RunBuilder:
+    """Builds the runs of one file and hands their rows to the writer."""
+
+    def __init__(
+        self,
+        writer: RowSink,
+        *,
+        import_id: str,
+        path: str,
+        sha256: str,
+        file_format: str,
+        provider: str | None,
+        model: str | None,
+        known_messages: set[str],
+        tool_sets: ToolSets,
+    ) -> None:
+        """Prepare to read one file; `known_messages` is shared by every file of the import."""
+        self.writer = writer
+        self.import_id = import_id
+        self.path = path
+        self.sha256 = sha256
+        self.format = file_format
+        self.provider = provider
+        self.model = model
+        self.known = known_messages
+        self.tool_sets = tool_sets
+        self._params: dict[str, _Params] = {}
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.open: dict[str, _OpenRun] = {}
+        self.run_ids: list[str] = []
+        self.defaulted = 0
+        """Runs whose lines name no provider (labelled with `provider`, else `unknown`)."""
+        self.exchanges = 0
+
+    def add(self, logged: LoggedExchange) -> None:
+        """Take the next exchange of the file."""
+        self.exchanges += 1
+        if logged.group is None:
+            lone = self._new_run(logged)
+            self._take(lone, logged)
+            self._close(lone)
+            return
+        run = self.open.get(logged.group)
+        if run is None:
+            run = self.open[logged.group] = self._new_run(logged)
+        self._take(run, logged)
+
+    def finish(self) -> list[str]:
+        """End every open run (the file is read); returns the ids of all runs, in order."""
+        for run in self.open.values():
+            self._close(run)
+        self.open.clear()
+        return self.run_ids
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _new_run(self, logged: LoggedExchange) -> _OpenRun:
+        run_id = f"{self.import_id}-{len(self.run_ids):06d}"
+        self.run_ids.append(run_id)
+        return _OpenRun(run_id=run_id, first=logged)
+
+    def _take(self, run: _OpenRun, logged: LoggedExchange) -> None:
+        messages = logged.messages
+        pending = run.pending
+        previous = run.pending_log.messages if run.pending_log is not None else []
+        # Longest common prefix with the previous request. Dict equality runs in C and is
+        # far cheaper than the canonical JSON a hash needs, so only the new suffix is hashed.
+        shared = 0
+        limit = min(len(previous), len(messages))
+        while shared < limit and messages[shared] == previous[shared]:
+            shared += 1
+        hashes = run.pending_hashes[:shared]
+        hashes.extend(message_hash(m) for m in messages[shared:])
+        exchange = logged.exchange
+        params = {k: v for k, v in exchange.request_body.items() if k != "messages"}
+        # Steps of a conversation send the same params (the tools, mostly), and so do many
+        # single-step runs: read each distinct value once.
+        if run.params is None or params != run.params.params:
+            run.params = self._read_params(params)
+        read = run.params
+        retry_errors: list[ExchangeError] = []
+        if (
+            pending is not None
+            and pending.error is not None
+            and shared == len(previous) == len(messages)
+            and params == pending.request_params
+        ):
+            # The same request again after a failure: a retry, folded into this step.
+            assert pending.error is not None
+            retry_errors = [*pending.retry_errors, pending.error]
+            index, prefix = pending.index, pending.request_prefix
+        else:
+            if pending is not None:
+                self._emit(run, logged, hashes, shared)
+            index, prefix = run.next_index, shared
+        for position in range(shared, len(messages)):
+            digest = hashes[position]
+            if digest not in self.known:
+                self.known.add(digest)
+                stored = messages[position]
+                self.writer.add("messages", (digest, stored.get("role", ""), _TEXT.encode(stored)))
+        answer = exchange.message if exchange.error is None else None
+        reading = read_message(answer, read.validate) if answer is not None else None
+        run.pending = step_from_exchange(
+            run.run_id,
+            index,
+            exchange,
+            reading,
+            message_hashes=hashes,
+            prefix=prefix,
+            retry_errors=retry_errors,
+            pairing_hash=pairing_hash(hashes, read.extra),
+        )
+        run.pending_log = logged
+        run.pending_hashes = hashes
+        run.pending_params = read
+
+    def _read_params(self, params: dict[str, Any]) -> _Params:
+        text = _TEXT.encode(params)
+        found = self._params.get(text)
+        if found is None:
+            if len(self._params) >= _PARAMS_CACHE:
+                self._params.clear()
+            tool_set = self.tool_sets.get(params.get("tools"))
+            extra = pairing_extra(tool_set, params.get("tool_choice"))
+            found = self._params[text] = _Params(params, text, extra, tool_set.validate)
+        return found
+
+    def _emit(
+        self,
+        run: _OpenRun,
+        following: LoggedExchange | None,
+        hashes: list[str],
+        shared: int,
+    ) -> None:
+        """Store the held-back step; `following` is the next request of its run, if any."""
+        step, logged = run.pending, run.pending_log
+        assert step is not None and logged is not None
+        results: list[ToolResultRecord] = []
+        sent = len(logged.messages)
+        if following is not None and step.error is None and shared == sent:
+            after = following.messages
+            if len(after) > sent and after[sent].get("role") == "assistant":
+                step.replay_message_hash = hashes[sent]
+                results = _tool_results(step, logged, following)
+        # The recorder's row builder, minus re-encoding the params `_take` encoded already.
+        params = step.request_params
+        step.request_params = {}
+        row = list(_step_row(step))
+        step.request_params = params
+        assert run.pending_params is not None
+        row[_REQUEST_PARAMS] = run.pending_params.text
+        if logged.stream_lines is not None:
+            # The log has the stream's lines but not when each arrived.
+            row[_STREAM_EVENTS] = _TEXT.encode([[None, line] for line in logged.stream_lines])
+        writer = self.writer
+        writer.add("steps", tuple(row))
+        for offset, digest in enumerate(step.request_new_hashes):
+            position = step.request_prefix + offset
+            writer.add("step_messages", (run.run_id, step.index, position, digest))
+        for c in step.tool_calls:
+            writer.add(
+                "tool_calls",
+                (
+                    run.run_id,
+                    step.index,
+                    c.index,
+                    c.id,
+                    c.id_format,
+                    c.name,
+                    c.arguments_raw,
+                    c.arguments_type,
+                    _TEXT.encode(c.arguments) if c.json_valid else None,
+                    c.json_valid,
+                    c.schema_valid,
+                    c.schema_error,
+                ),
+            )
+        for r in results:
+            writer.add(
+                "tool_results",
+                (
+                    run.run_id,
+                    step.index,
+                    r.index,
+                    r.tool_call_id,
+                    r.name,
+                    r.output,
+                    r.error,
+                    r.started_at,
+                    r.duration_ms,
+                ),
+            )
+        tally = run.tally
+        tally.steps += 1
+        tally.tool_calls += len(step.tool_calls)
+        tally.prompt_tokens += step.usage.prompt_tokens or 0
+        tally.completion_tokens += step.usage.completion_tokens or 0
+        tally.reasoning_tokens += step.usage.reasoning_tokens or 0
+        run.last = step
+        run.next_index = step.index + 1
+        run.pending = None
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def _close(self, run: _OpenRun) -> None:
+        if run.pending is not None:
+            self._emit(run, None, [], 0)
+        last = run.last
+        assert last is not None
+        first = run.first
+        if first.provider is None:
+            self.defaulted += 1
+        provider = first.provider or self.provider
+        request = first.exchange.request_body
+        seed = request.get("seed")
+        record = RunRecord(
+            id=run.run_id,
+            task="import",
+            task_path=self.path,
+            task_sha256=self.sha256,
+            provider=provider or "unknown",
+            model=first.model or self.model or "unknown",
+            base_url="",
+            settings={
+                "import": {"format": self.format, "line": first.line},
+                "stream": bool(request.get("stream")),
+                **first.settings,
+            },
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else 0,
+            started_at=first.exchange.started_at,
+            recorder_pid=self.pid,
+            recorder_host=self.host,
+            origin="imported",
+            import_id=self.import_id,
+            conversation=first.conversation,
+        )
+        self.writer.add("runs", run_row(record, _outcome(last, run.tally)))
+
+
+def _outcome(last: StepRecord, tally: _Tally) -> RunOutcome:
+    """How a logged run ended, read from its last step."""
+    status, termination = RunStatus.COMPLETED, Termination.COMPLETED
+    error: str | None = None
+    answer = (last.content or "").strip()
+    if last.error is not None:
+        status = RunStatus.FAILED
+        overflow = last.error.kind == "context_overflow"
+        termination = Termination.CONTEXT_OVERFLOW if overflow else Termination.PROVIDER_ERROR
+        error = last.error.message
+    elif last.tool_calls:
+        # The log stops while calls wait for their results (every K2VV tool-call line):
+        # nothing failed, but the episode did not reach an answer within what was logged.
+        termination = Termination.MAX_STEPS
+        error = f"the log ends after step {last.index}'s {len(last.tool_calls)} tool call(s)"
+    elif not answer:
+        status, termination = RunStatus.FAILED, Termination.MODEL_ERROR
+        why = "finish_reason=length" if last.finish_reason == "length" else "empty turn"
+        error = f"step {last.index}: the model returned no answer and no tool call ({why})"
+    return RunOutcome(
+        status=status,
+        termination=termination,
+        ended_at=last.started_at + timedelta(milliseconds=last.latency_ms),
+        final_answer=answer if termination is Termination.COMPLETED else None,
+        error=error,
+        steps=tally.steps,
+        tool_calls=tally.tool_calls,
+        tool_errors=0,
+        prompt_tokens=tally.prompt_tokens,
+        completion_tokens=tally.completion_tokens,
+        reasoning_tokens=tally.reasoning_tokens,
+    )
+
+
+def _tool_results(
+    step: StepRecord, logged: LoggedExchange, following: LoggedExchange
+) -> list[ToolResultRecord]:
+    """The tool messages after the replayed assistant turn, matched to the step's calls.
+
+    A message answers the call whose id (as sent back) it names; otherwise the first call
+    not answered yet, which is how a template that ignores ids pairs them.
+    """
+    sent = len(logged.messages)
+    messages = following.messages
+    replay_calls = messages[sent].get("tool_calls")
+    ids = [
+        c.get("id") if isinstance(c, dict) else None
+        for c in (replay_calls if isinstance(replay_calls, list) else [])
+    ]
+    ended = step.started_at + timedelta(milliseconds=step.latency_ms)
+    # The log says when the response ended and the next request left; the tools ran in
+    # between, so that gap bounds their duration (0 when the log has no times).
+    gap = (following.exchange.started_at - ended).total_seconds() * 1000
+    duration = gap if logged.timed and following.timed and gap > 0 else 0.0
+    answered: set[int] = set()
+    results: list[ToolResultRecord] = []
+    position = sent + 1
+    while position < len(messages) and messages[position].get("role") == "tool":
+        message = messages[position]
+        position += 1
+        call_id = message.get("tool_call_id")
+        index = _answered_call(call_id, ids, answered)
+        answered.add(index)
+        name = step.tool_calls[index].name if index < len(step.tool_calls) else ""
+        results.append(
+            ToolResultRecord(
+                index=index,
+                tool_call_id=call_id if isinstance(call_id, str) else None,
+                name=name or str(message.get("name") or ""),
+                output=_text_of(message.get("content")),
+                started_at=ended,
+                duration_ms=duration,
+            )
+        )
+    return results
+
+
+def _answered_call(call_id: Any, ids: list[Any], answered: set[int]) -> int:
+    if call_id is not None:
+        for index, known in enumerate(ids):
+            if known == call_id and index not in answered:
+                return index
+    index = 0
+    while index in answered:
+        index += 1
+    return index
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: the text ones
+        return "".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
+        )
+    return "" if content is None else _TEXT.encode(content)

@@ -1,0 +1,151 @@
+"""Importing files into the trace database: all of them, or nothing.
+
+One transaction covers every file of a command (see `writer`): a malformed line under
+`refuse`, a duplicate import, a DuckDB error or Ctrl-C rolls back whatever the earlier
+files added, and a database file created for the import is removed again. Files are
+fingerprinted before the database is opened, so an unreadable or already imported file is
+refused before anything is parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from traces.errors import DatabaseError
+from traces.importing.lines import ImportFileError, fingerprint
+from traces.importing.reading import (
+    FileReport,
+    ImportOptions,
+    ProgressCallback,
+    SkipCallback,
+    SkippedLine,
+    read_files,
+)
+from traces.importing.writer import ImportWriter
+from traces.normalize import one_line
+from traces.store.database import open_for_writing
+
+__all__ = ["FileReport", "ImportOptions", "SkippedLine", "import_files"]
+
+
+def import_files(
+    db_path: Path,
+    paths: Sequence[Path],
+    options: ImportOptions | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    on_skip: SkipCallback | None = None,
+) -> list[FileReport]:
+    """Import every file in one transaction and return a report per file.
+
+    Raises a one-line TracesError naming the file (and line and field) for bad input, and
+    DatabaseError when the database cannot be opened or written; either way the database
+    is left as it was.
+    """
+    options = options or ImportOptions()
+    prints: list[tuple[Path, str]] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        digest, _ = fingerprint(path)
+        if digest in seen and not options.again:
+            raise ImportFileError(
+                f"{path}: same bytes as {seen[digest]}, given before it; "
+                "pass --again to import both"
+            )
+        seen.setdefault(digest, path)
+        prints.append((path, digest))
+    existed = db_path.exists()
+    # A bulk load allocates millions of objects that all live until their batch is written;
+    # the cyclic collector would rescan them over and over and find nothing (parsed JSON
+    # has no cycles). Off for the import, as it was after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _import_all(db_path, prints, options, existed, on_progress, on_skip)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _import_all(
+    db_path: Path,
+    prints: list[tuple[Path, str]],
+    options: ImportOptions,
+    existed: bool,
+    on_progress: ProgressCallback | None,
+    on_skip: SkipCallback | None,
+) -> list[FileReport]:
+    conn = open_for_writing(db_path)
+    writer = ImportWriter(conn)
+    try:
+        if not options.again:
+            _refuse_reimport(conn, prints)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        reports = read_files(writer, prints, options, now, on_progress, on_skip)
+        imported_at = datetime.now(UTC).replace(tzinfo=None)
+        for report in reports:
+            writer.add("imports", _import_row(report, options, imported_at))
+        writer.commit()
+    except duckdb.Error as exc:
+        _abandon(writer, conn, db_path, existed)
+        raise DatabaseError(f"{db_path}: import failed: {one_line(str(exc))}") from None
+    except BaseException:
+        _abandon(writer, conn, db_path, existed)
+        raise
+    conn.close()
+    return reports
+
+
+def _import_row(
+    report: FileReport, options: ImportOptions, imported_at: datetime
+) -> tuple[object, ...]:
+    return (
+        report.import_id,
+        report.path,
+        report.sha256,
+        report.format,
+        options.provider if report.defaulted else None,
+        report.lines,
+        report.exchanges,
+        len(report.runs),
+        report.skipped,
+        json.dumps([{"line": s.line, "reason": s.reason} for s in report.skipped_lines])
+        if report.skipped_lines
+        else None,
+        imported_at,
+    )
+
+
+def _refuse_reimport(conn: duckdb.DuckDBPyConnection, prints: list[tuple[Path, str]]) -> None:
+    for path, digest in prints:
+        row = conn.execute(
+            "SELECT id, imported_at, runs FROM imports WHERE sha256 = ? "
+            "ORDER BY imported_at LIMIT 1",
+            [digest],
+        ).fetchone()
+        if row is not None:
+            import_id, when, runs = row
+            raise ImportFileError(
+                f"{path}: already imported on {when:%Y-%m-%d %H:%M} UTC as import {import_id} "
+                f"({runs} runs); pass --again to import it again"
+            )
+
+
+def _abandon(
+    writer: ImportWriter, conn: duckdb.DuckDBPyConnection, db_path: Path, existed: bool
+) -> None:
+    """Roll back, close, and remove a database file this import created."""
+    # Closing without a commit discards the transaction all the same.
+    with contextlib.suppress(duckdb.Error):
+        writer.rollback()
+    conn.close()
+    if not existed:
+        for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
+            leftover.unlink(missing_ok=True)

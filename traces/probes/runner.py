@@ -1,0 +1,358 @@
+"""Sending the probe set to each target and recording every probe as a one-step run.
+
+A probe run is an ordinary run (origin `probe`, task `probe:NAME`, or `probe:NAME:raw` for
+the raw `/completions` variant) with one ordinary step, so `show`, `sql` and the checks read
+it like any other. Probes of all targets go out concurrently, a bounded number at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from traces.client import EndpointClient, EndpointConfig, redact_url
+from traces.dialects import DIALECTS, IdStyle
+from traces.errors import TracesError
+from traces.exchange import Exchange
+from traces.model import (
+    ExchangeError,
+    RunOutcome,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    Termination,
+    message_hash,
+    request_hash,
+)
+from traces.normalize import read_message, step_from_exchange
+from traces.probes.catalogue import (
+    PROBE_SET_VERSION,
+    PROBES,
+    Probe,
+    ProbeRequest,
+    ReasoningPlace,
+    Wire,
+)
+from traces.probes.raw import Renderer, not_served, raw_wire
+from traces.runner import new_run_id
+from traces.store.recorder import Recorder
+from traces.tools.schema_check import ArgumentChecker
+
+Variant = Literal["chat", "raw"]
+"""`chat`: the probe sent to `/chat/completions`; `raw`: rendered client-side, `/completions`."""
+
+_RETRYABLE = frozenset({"rate_limit", "server_error", "timeout", "connection"})
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One endpoint to probe, under the label its runs are stored with."""
+
+    provider: str
+    model: str
+    endpoint: EndpointConfig
+    dialect: str | None = None
+    """Dialect the target speaks, when known: decides where history reasoning goes and
+    which id style its tool calls should have."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def wire(self) -> Wire:
+        """How this target wants history sent (the defaults when the dialect is unknown)."""
+        dialect = DIALECTS.get(self.dialect or "")
+        if dialect is None:
+            return Wire()
+        reasoning: ReasoningPlace = (
+            "reasoning" if dialect.reasoning_back == "harmony" else dialect.reasoning_back
+        )
+        # History ids as the host's own calls would carry them once sent back.
+        kimi = dialect.ids_back == "kimi" or dialect.tool_call_ids == "kimi"
+        return Wire(reasoning, "kimi" if kimi else "openai", dialect.arguments_back)
+
+    def expected_ids(self) -> IdStyle | None:
+        """The id style the target's own tool calls should have (None: unknown)."""
+        dialect = DIALECTS.get(self.dialect or "")
+        return dialect.tool_call_ids if dialect is not None else None
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """What to send: the probe set to every target, and the raw variant when possible."""
+
+    targets: list[ProbeTarget]
+    probes: list[Probe] = field(default_factory=lambda: list(PROBES))
+    renderer: Renderer | None = None
+    """The official chat template; None skips the raw `/completions` variant."""
+    template_origin: str | None = None
+    """Where the template came from (stored with raw runs)."""
+    max_tokens: int = 2048
+    seed: int = 0
+    concurrency: int = 4
+    max_retries: int = 2
+    retry_base_s: float = 0.5
+    batch: str = field(default_factory=new_run_id)
+    """Shared by every run of one probing, so a report reads one probing per provider."""
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One recorded probe, as the command reports progress."""
+
+    run_id: str
+    provider: str
+    probe: str
+    variant: Variant
+    status: RunStatus
+    note: str | None = None
+    """The error line, or why the run carries no answer (`not served`)."""
+
+
+ProgressCallback = Callable[[ProbeRun], None]
+
+NOT_SERVED = "not served"
+"""Note of a raw probe whose host has no `/completions` route (not a failure of the run)."""
+
+
+async def probe_targets(
+    plan: ProbePlan, recorder: Recorder, on_done: ProgressCallback | None = None
+) -> list[ProbeRun]:
+    """Send every probe to every target and record each; returns the runs per target in
+    probe order (chat variants first, then raw)."""
+    limit = asyncio.Semaphore(max(1, plan.concurrency))
+    clients: list[EndpointClient] = []
+    try:
+        for target in plan.targets:
+            clients.append(EndpointClient(target.endpoint))  # a missing key fails here
+        per_target = await asyncio.gather(
+            *(
+                _probe_target(plan, target, client, recorder, limit, on_done)
+                for target, client in zip(plan.targets, clients, strict=True)
+            )
+        )
+    finally:
+        for client in clients:
+            await client.close()
+    return [run for runs in per_target for run in runs]
+
+
+async def _probe_target(
+    plan: ProbePlan,
+    target: ProbeTarget,
+    client: EndpointClient,
+    recorder: Recorder,
+    limit: asyncio.Semaphore,
+    on_done: ProgressCallback | None,
+) -> list[ProbeRun]:
+    async def one(probe: Probe, variant: Variant) -> ProbeRun:
+        async with limit:
+            run = await _record_probe(plan, target, client, recorder, probe, variant)
+        if on_done is not None:
+            on_done(run)
+        return run
+
+    async def raw() -> list[ProbeRun]:
+        if plan.renderer is None or not plan.probes:
+            return []
+        # The first raw probe tells whether the route exists; only then do the others go.
+        first = await one(plan.probes[0], "raw")
+        if first.note == NOT_SERVED:
+            return [first]
+        return [first, *await asyncio.gather(*(one(p, "raw") for p in plan.probes[1:]))]
+
+    chat, raws = await asyncio.gather(
+        asyncio.gather(*(one(probe, "chat") for probe in plan.probes)), raw()
+    )
+    return [*chat, *raws]
+
+
+async def _record_probe(
+    plan: ProbePlan,
+    target: ProbeTarget,
+    client: EndpointClient,
+    recorder: Recorder,
+    probe: Probe,
+    variant: Variant,
+) -> ProbeRun:
+    run_id = new_run_id()
+    wire = target.wire() if variant == "chat" else raw_wire(target.wire())
+    request = probe.request(wire)
+    await recorder.begin_run(
+        RunRecord(
+            id=run_id,
+            task=f"probe:{probe.name}" + (":raw" if variant == "raw" else ""),
+            task_path=f"probe-set-v{PROBE_SET_VERSION}",
+            task_sha256=probe.digest(),
+            provider=target.provider,
+            model=target.model,
+            base_url=redact_url(target.endpoint.base_url),
+            settings=_settings(plan, target, probe, variant, wire),
+            seed=plan.seed,
+            started_at=_now(),
+            recorder_pid=recorder.pid,
+            recorder_host=recorder.host,
+            origin="probe",
+        )
+    )
+    try:
+        if variant == "chat":
+            outcome, note = await _send_chat(plan, target, client, recorder, run_id, probe, request)
+        else:
+            outcome, note = await _send_raw(plan, target, client, recorder, run_id, probe, request)
+    except asyncio.CancelledError:
+        interrupted = _ended(RunStatus.INTERRUPTED, Termination.INTERRUPTED, error="interrupted")
+        await asyncio.shield(recorder.end_run(run_id, interrupted))
+        raise
+    await recorder.end_run(run_id, outcome)
+    return ProbeRun(run_id, target.provider, probe.name, variant, outcome.status, note)
+
+
+def _settings(
+    plan: ProbePlan, target: ProbeTarget, probe: Probe, variant: Variant, wire: Wire
+) -> dict[str, Any]:
+    return {
+        "probe_set_version": PROBE_SET_VERSION,
+        "batch": plan.batch,
+        "probe": probe.name,
+        "pair": probe.pair,
+        "variant": variant,
+        "dialect": target.dialect,
+        "ids_expected": target.expected_ids(),
+        "wire": {"reasoning": wire.reasoning, "ids": wire.ids, "arguments": wire.arguments},
+        "template": plan.template_origin if variant == "raw" else None,
+        "max_tokens": plan.max_tokens,
+        "seed": plan.seed,
+        "extra_body_keys": sorted(target.extra_body),
+        "api_key_env": target.endpoint.api_key_env,
+    }
+
+
+async def _send_chat(
+    plan: ProbePlan,
+    target: ProbeTarget,
+    client: EndpointClient,
+    recorder: Recorder,
+    run_id: str,
+    probe: Probe,
+    request: ProbeRequest,
+) -> tuple[RunOutcome, str | None]:
+    body: dict[str, Any] = {"model": target.model, "messages": request.messages}
+    if request.tools:
+        body["tools"] = request.tools
+    body.update({"max_tokens": plan.max_tokens, "seed": plan.seed, **target.extra_body})
+    exchange, retries = await _with_retries(plan, client.complete, body)
+    checker = ArgumentChecker(request.tools or [])
+    names = {t["function"]["name"] for t in request.tools or []}
+
+    def validate(name: str, arguments: Any) -> tuple[bool | None, str | None]:
+        if name not in names:
+            return None, None
+        problem = checker.check(name, arguments)
+        return problem is None, problem
+
+    hashes = [message_hash(m) for m in request.messages]
+    message = exchange.message if exchange.error is None else None
+    reading = read_message(message, validate) if message is not None else None
+    step = step_from_exchange(
+        run_id, 0, exchange, reading, message_hashes=hashes, prefix=0, retry_errors=retries
+    )
+    await recorder.record_step(step, dict(zip(hashes, request.messages, strict=True)))
+    return _outcome(probe, step, exchange.error), _note(exchange.error)
+
+
+async def _send_raw(
+    plan: ProbePlan,
+    target: ProbeTarget,
+    client: EndpointClient,
+    recorder: Recorder,
+    run_id: str,
+    probe: Probe,
+    request: ProbeRequest,
+) -> tuple[RunOutcome, str | None]:
+    assert plan.renderer is not None  # raw variants are only scheduled with a template
+    try:
+        prompt = plan.renderer(request.messages, request.tools)
+    except TracesError as err:  # the template refused this conversation: nothing was sent
+        failure = f"template could not render the probe: {err}"
+        return _ended(RunStatus.FAILED, Termination.CLIENT_ERROR, error=failure), failure
+    body: dict[str, Any] = {
+        "model": target.model,
+        "prompt": prompt,
+        "max_tokens": plan.max_tokens,
+        "seed": plan.seed,
+        **target.extra_body,
+    }
+    exchange, retries = await _with_retries(plan, client.complete_text, body)
+    message = exchange.message if exchange.error is None else None
+    reading = read_message(message) if message is not None else None
+    step = step_from_exchange(
+        run_id, 0, exchange, reading, message_hashes=[], prefix=0, retry_errors=retries
+    )
+    # A raw request has no messages: its identity is the prompt it sent.
+    step.request_hash = request_hash([message_hash({"prompt": prompt})], step.request_params)
+    await recorder.record_step(step, {})
+    if not_served(exchange):
+        detail = exchange.error.message if exchange.error is not None else ""
+        outcome = _ended(RunStatus.COMPLETED, Termination.COMPLETED, steps=1)
+        outcome.success_detail = f"{NOT_SERVED}: {detail}".rstrip(": ")
+        return outcome, NOT_SERVED
+    return _outcome(probe, step, exchange.error), _note(exchange.error)
+
+
+async def _with_retries(
+    plan: ProbePlan, send: Callable[[dict[str, Any]], Awaitable[Exchange]], body: dict[str, Any]
+) -> tuple[Exchange, list[ExchangeError]]:
+    """Send, retrying rate limits, 5xx and timeouts: a probe's verdict must not hang on a blip."""
+    errors: list[ExchangeError] = []
+    while True:
+        exchange = await send(body)
+        err = exchange.error
+        if err is None or err.kind not in _RETRYABLE or len(errors) >= plan.max_retries:
+            return exchange, errors
+        errors.append(err)
+        await asyncio.sleep(plan.retry_base_s * (2 ** (len(errors) - 1)))
+
+
+def _note(error: ExchangeError | None) -> str | None:
+    return error.message if error is not None else None
+
+
+def _outcome(probe: Probe, step: StepRecord, error: ExchangeError | None) -> RunOutcome:
+    usage = step.usage
+    totals: dict[str, Any] = {
+        "steps": 1,
+        "tool_calls": len(step.tool_calls),
+        "prompt_tokens": usage.prompt_tokens or 0,
+        "completion_tokens": usage.completion_tokens or 0,
+        "reasoning_tokens": usage.reasoning_tokens or 0,
+    }
+    if error is not None:
+        termination = (
+            Termination.CONTEXT_OVERFLOW
+            if error.kind == "context_overflow"
+            else Termination.PROVIDER_ERROR
+        )
+        return _ended(RunStatus.FAILED, termination, error=error.message, **totals)
+    answer = (step.content or "").strip() or None
+    outcome = _ended(RunStatus.COMPLETED, Termination.COMPLETED, **totals)
+    outcome.final_answer = answer
+    if probe.expect_answer is not None:
+        outcome.success = probe.expect_answer in (answer or "")
+        outcome.success_detail = (
+            f"the answer states the planted code {probe.expect_answer}"
+            if outcome.success
+            else f"the answer does not state the planted code {probe.expect_answer}"
+        )
+    elif step.tool_calls:
+        called = ", ".join(call.name for call in step.tool_calls)
+        outcome.success_detail = f"one-step probe: the model called {called}"
+    return outcome
+
+
+def _ended(status: RunStatus, termination: Termination, **fields: Any) -> RunOutcome:
+    return RunOutcome(status=status, termination=termination, ended_at=_now(), **fields)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
