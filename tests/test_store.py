@@ -298,3 +298,23 @@ def test_when_the_writer_dies_waiting_and_later_records_fail_instead_of_hanging(
     assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)
     conn.close()
+
+
+def test_failures_view_counts_verdicts_not_missing_ones(db_path: Path) -> None:
+    conn = open_for_writing(db_path)
+    for run_id, termination, success in [
+        ("imported", "completed", None),  # no task check: not a failure
+        ("passed", "completed", True),
+        ("wrong", "completed", False),
+        ("stuck", "max_steps", None),
+    ]:
+        conn.execute(
+            "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url,"
+            " settings, seed, status, termination, success, started_at, recorder_pid,"
+            " recorder_host) VALUES (?, 't', 'p', 'h', 'sim', 'm', 'u', '{}', 1, 'completed',"
+            " ?, ?, now(), 1, 'h')",
+            [run_id, termination, success],
+        )
+    rows = conn.execute("SELECT termination, runs FROM failures ORDER BY 1").fetchall()
+    conn.close()
+    assert rows == [("completed", 1), ("max_steps", 1)]

@@ -82,18 +82,31 @@ def message_hash(message: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: equal values give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def request_suffix(tools_json: str, tool_choice: Any) -> bytes:
+    """What a request hash digests after the message hashes: its tools (as `canonical_json`
+    text, which callers may cache per tool set) and its tool_choice."""
+    return f'{{"tool_choice":{canonical_json(tool_choice)},"tools":{tools_json}}}'.encode()
+
+
+def digest_request(message_hashes: Sequence[str], suffix: bytes) -> str:
+    """The request hash from its message hashes and `request_suffix`."""
+    digest = hashlib.sha256("".join(h + "\n" for h in message_hashes).encode())
+    digest.update(suffix)
+    return digest.hexdigest()
+
+
 def request_hash(message_hashes: Sequence[str], params: dict[str, Any]) -> str:
     """Identity of a request for pairing it across providers: its messages (by hash), tools and
     tool_choice. Sampling settings and the model name are left out on purpose: two hosts asked
     the same thing with their own model ids and defaults are still answering the same request.
     """
-    digest = hashlib.sha256()
-    for message in message_hashes:
-        digest.update(message.encode())
-        digest.update(b"\n")
-    extra = {"tools": params.get("tools"), "tool_choice": params.get("tool_choice")}
-    digest.update(json.dumps(extra, sort_keys=True, separators=(",", ":")).encode())
-    return digest.hexdigest()
+    suffix = request_suffix(canonical_json(params.get("tools")), params.get("tool_choice"))
+    return digest_request(message_hashes, suffix)
 
 
 class Usage(BaseModel):

@@ -10,7 +10,6 @@ endpoint answered at all, 4 database missing or locked.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +22,7 @@ from analyzer.compare.costs import PriceList
 from analyzer.compare.model import Comparison
 from analyzer.compare.recording import Recorded, record_suite
 from analyzer.compare.render import emit_comparison
-from analyzer.compare.selection import GroupBy, Selection
+from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
 from analyzer.compare.specs import resolve_targets
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.options import DbOption, FormatOption
@@ -92,6 +91,14 @@ def compare(
         list[str] | None,
         typer.Option("--run", help="Only this run: id, prefix or `last` (repeatable)."),
     ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--origin",
+            help="Only runs of this origin: recorded, imported, probe (repeatable) "
+            "[default: recorded and imported].",
+        ),
+    ] = None,
     repeat: Annotated[
         int | None, typer.Option(min=1, help="Runs of every task [default: the suite's repeats].")
     ] = None,
@@ -135,8 +142,9 @@ def compare(
                 providers=provider or [],
                 models=[model] if model else [],
                 tasks=task or [],
-                since=_moment("--since", since),
-                until=_moment("--until", until),
+                since=parse_moment("--since", since),
+                until=parse_moment("--until", until),
+                origins=origin or list(DEFAULT_ORIGINS),
                 by=by,
             ),
             run or [],
@@ -225,22 +233,6 @@ def _only_with_suite(**options: object) -> None:
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise TracesError(f"{flags}: only with --suite (they describe what to record)")
-
-
-def _moment(option: str, text: str | None) -> datetime | None:
-    """An ISO date or date-time as naive UTC (how run start times are stored)."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise TracesError(
-            f"{option} {text!r}: expected an ISO date or time such as 2025-11-24 or "
-            "2025-11-24T09:30"
-        ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 def _check_endpoints_answered(recorded: Recorded) -> None:

@@ -78,7 +78,8 @@ def probe(
         list[str] | None,
         typer.Option(
             "--dialect",
-            help="Probe the embedded simulator emulating this dialect (repeatable).",
+            help="Probe the embedded simulator emulating this dialect, with its own faults as "
+            "DIALECT:FAULT[=RATE],… (repeatable).",
         ),
     ] = None,
     fault: Annotated[
@@ -166,13 +167,15 @@ def _targets(
     timeout: float,
 ) -> list[Target]:
     """Every target the options name, each under a distinct label."""
-    # A probe wants a fault on every request it fires on: a bare NAME means NAME=1.
-    faults = parse_faults([spec if "=" in spec else f"{spec}=1" for spec in fault_specs])
+    faults = _faults(fault_specs)
     if base_url is not None and len(provider_names) > 1:
         raise TracesError("--base-url takes at most one --provider (its profile or label)")
 
-    def resolve(name: str | None, url: str | None, sim_dialect: str) -> Target:
+    def resolve(
+        name: str | None, url: str | None, sim_dialect: str, own: dict[str, float] | None = None
+    ) -> Target:
         sim = url is None and name in (None, SIM_PROVIDER)
+        injected = {**faults, **(own or {})}
         target = resolve_target(
             provider=name,
             providers_file=providers_file,
@@ -182,12 +185,18 @@ def _targets(
             timeout=timeout,
             reasoning_replay="keep",
             sim_dialect=sim_dialect,
-            sim_faults=faults if sim else {},
+            sim_faults=injected if sim else {},
             seed=seed,
         )
-        return target.model_copy(update={"provider": _sim_label(target, faults)}) if sim else target
+        if not sim:
+            return target
+        return target.model_copy(update={"provider": _sim_label(target, injected)})
 
-    targets = [resolve(None, None, name) for name in dialects]
+    targets = []
+    for spec in dialects:
+        # `--dialect NAME:FAULT[=RATE],…`, as `compare` takes it: faults for this one target.
+        name, _, own = spec.partition(":")
+        targets.append(resolve(None, None, name, _faults(own.split(","))))
     targets += [resolve(name, base_url, "openai") for name in provider_names]
     if base_url is not None and not provider_names:
         targets.append(resolve(None, base_url, "openai"))
@@ -200,6 +209,11 @@ def _targets(
     if duplicated:
         raise TracesError(f"target {duplicated[0]!r} is named twice")
     return targets
+
+
+def _faults(specs: list[str]) -> dict[str, float]:
+    # A probe wants a fault on every request it fires on: a bare NAME means NAME=1.
+    return parse_faults([s if "=" in s else f"{s}=1" for s in (x.strip() for x in specs) if s])
 
 
 def _sim_label(target: Target, faults: dict[str, float]) -> str:

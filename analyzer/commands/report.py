@@ -9,20 +9,18 @@ no run, a path that cannot be written), 4 database missing or locked.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from analyzer.compare.costs import PriceList
-from analyzer.compare.selection import GroupBy, Selection
+from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
 from analyzer.options import DbOption
 from analyzer.queries import resolve_run_id
 from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
 from analyzer.report.page import render_page
 from analyzer.report.save import check_writable, write_atomically
-from traces.errors import TracesError
 from traces.store.database import open_for_reading, resolve_db_path
 
 
@@ -50,6 +48,14 @@ def report(
     run: Annotated[
         list[str] | None,
         typer.Option("--run", help="Only this run: id, prefix or `last` (repeatable)."),
+    ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--origin",
+            help="Only runs of this origin: recorded, imported, probe (repeatable) "
+            "[default: recorded and imported].",
+        ),
     ] = None,
     by: Annotated[
         GroupBy,
@@ -84,8 +90,9 @@ def report(
         providers=provider or [],
         models=[model] if model else [],
         tasks=task or [],
-        since=_moment("--since", since),
-        until=_moment("--until", until),
+        since=parse_moment("--since", since),
+        until=parse_moment("--until", until),
+        origins=origin or list(DEFAULT_ORIGINS),
         by=by,
     )
     prices = PriceList.from_file(providers)
@@ -119,20 +126,3 @@ def _summary(built: Report) -> str:
         f"{len(comparison.significant)} significant differences; "
         f"{drawn} run timelines ({omitted} omitted)"
     )
-
-
-def _moment(option: str, text: str | None) -> datetime | None:
-    """An ISO date or date-time as naive UTC (how run start times are stored)."""
-    # The same reading as `traces compare`'s, so both commands select the same runs.
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise TracesError(
-            f"{option} {text!r}: expected an ISO date or time such as 2025-11-24 or "
-            "2025-11-24T09:30"
-        ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment

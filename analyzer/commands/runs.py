@@ -25,7 +25,7 @@ def runs(
         str | None, typer.Option(help="Only this status (running, completed, failed, interrupted).")
     ] = None,
     origin: Annotated[
-        str | None, typer.Option(help="Only runs recorded live (recorded) or imported.")
+        str | None, typer.Option(help="Only runs of this origin: recorded, imported or probe.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     db: DbOption = None,

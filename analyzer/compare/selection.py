@@ -7,7 +7,7 @@ create temporary tables.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +32,10 @@ class GroupBy(StrEnum):
     """The model id sent in requests."""
 
 
+DEFAULT_ORIGINS = ("recorded", "imported")
+"""Runs compared unless `--origin` says otherwise."""
+
+
 class Selection(BaseModel):
     """Filters over finished runs, and the grouping of the comparison."""
 
@@ -41,6 +45,11 @@ class Selection(BaseModel):
     since: datetime | None = Field(default=None, description="Runs started at or after (UTC).")
     until: datetime | None = Field(default=None, description="Runs started before (UTC).")
     run_ids: list[str] = Field(default_factory=list, description="Only these runs (full ids).")
+    origins: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ORIGINS),
+        description="Only runs of these origins (ignored when run ids are given): probe runs "
+        "are one-step experiments, left out unless asked for.",
+    )
     by: GroupBy = Field(default=GroupBy.provider, description="What each column stands for.")
 
     def describe(self) -> str:
@@ -57,6 +66,23 @@ class Selection(BaseModel):
         if self.run_ids:
             parts.append(f"{len(self.run_ids)} run id(s)")
         return ", ".join(parts) or "all runs"
+
+
+def parse_moment(option: str, text: str | None) -> datetime | None:
+    """An ISO date or date-time as naive UTC (how run start times are stored); a one-line
+    error naming `option` when it is not one."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TracesError(
+            f"{option} {text!r}: expected an ISO date or time such as 2025-11-24 or "
+            "2025-11-24T09:30"
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def _group_expression(by: GroupBy) -> str:
@@ -83,6 +109,9 @@ def select_runs(conn: duckdb.DuckDBPyConnection, selection: Selection) -> int:
         if values:
             where.append(f"r.{column} IN (SELECT unnest(?::VARCHAR[]))")
             params.append(values)
+    if selection.origins and not selection.run_ids:
+        where.append("coalesce(r.origin, 'recorded') IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(selection.origins)
     if selection.since is not None:
         where.append("r.started_at >= ?")
         params.append(selection.since)

@@ -194,6 +194,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        3,
+        "failures view: a run without a task verdict is not a failure",
+        # Imported and probe runs have no success check (success is null); only a verdict of
+        # false or an ending other than `completed` makes a run a failure.
+        """
+        CREATE OR REPLACE VIEW failures AS
+            SELECT task, provider, model, termination, count(*) AS runs,
+                   any_value(error) AS example_error
+            FROM runs
+            WHERE status <> 'running' AND (termination <> 'completed' OR success = false)
+            GROUP BY task, provider, model, termination;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -32,10 +32,10 @@ from traces.errors import DatabaseError
 from traces.model import (
     RunOutcome,
     RunRecord,
-    RunStatus,
     StepRecord,
     ToolResultRecord,
 )
+from traces.store.rows import json_text, outcome_row, run_row, step_row
 from traces.store.writer_process import (
     Op,
     Rows,
@@ -48,102 +48,6 @@ __all__ = ["Recorder", "mark_dead_runs_interrupted", "pid_alive"]
 
 _Waiter = asyncio.Future[None]
 """Who waits for an operation to be committed: an agent's future."""
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
-
-
-# Row builders: tuples in the column order of `writer_process.TABLES`. JSON is encoded here,
-# not in the child, so a row is a snapshot of plain immutable values taken when it is queued
-# (the dicts it came from may live on in the conversation); it costs ~15 us a step.
-
-
-def _run_row(run: RunRecord) -> tuple[Any, ...]:
-    return (
-        run.id,
-        run.task,
-        run.task_path,
-        run.task_sha256,
-        run.provider,
-        run.model,
-        run.base_url,
-        _json(run.settings),
-        run.seed,
-        RunStatus.RUNNING.value,
-        run.started_at,
-        run.recorder_pid,
-        run.recorder_host,
-        run.origin,
-        run.import_id,
-        run.conversation,
-    )
-
-
-def _step_row(step: StepRecord) -> tuple[Any, ...]:
-    usage = step.usage
-    err = step.error
-    return (
-        step.run_id,
-        step.index,
-        step.started_at,
-        step.latency_ms,
-        step.ttft_reasoning_ms,
-        step.ttft_content_ms,
-        step.ttft_tool_call_ms,
-        step.streamed,
-        step.http_status,
-        step.request_id,
-        _json(step.response_headers),
-        _json(step.request_params),
-        step.request_message_count,
-        step.request_prefix,
-        step.response_body,
-        _json([[e.t_ms, e.line] for e in step.stream_events])
-        if step.stream_events is not None
-        else None,
-        step.finish_reason_raw,
-        step.finish_reason,
-        step.reasoning,
-        step.reasoning_source,
-        step.content,
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        usage.reasoning_tokens,
-        usage.reasoning_tokens_source,
-        usage.cached_tokens,
-        usage.total_tokens,
-        _json(step.usage_raw),
-        step.replay_message_hash,
-        err.kind if err else None,
-        err.status if err else None,
-        err.message if err else None,
-        err.body if err else None,
-        step.retries,
-        _json([e.model_dump() for e in step.retry_errors]) if step.retry_errors else None,
-        _json(step.anomalies) if step.anomalies else None,
-        step.request_hash,
-        step.upstream_provider,
-    )
-
-
-def _outcome_row(run_id: str, outcome: RunOutcome) -> tuple[Any, ...]:
-    return (
-        outcome.status.value,
-        outcome.termination.value,
-        outcome.success,
-        outcome.success_detail,
-        outcome.final_answer,
-        outcome.error,
-        outcome.ended_at,
-        outcome.steps,
-        outcome.tool_calls,
-        outcome.tool_errors,
-        outcome.prompt_tokens,
-        outcome.completion_tokens,
-        outcome.reasoning_tokens,
-        run_id,
-    )
 
 
 class Recorder:
@@ -213,7 +117,7 @@ class Recorder:
 
     async def begin_run(self, run: RunRecord) -> None:
         """Insert the run as `running`."""
-        await self._enqueue({"runs": [_run_row(run)]})
+        await self._enqueue({"runs": [run_row(run)]})
 
     async def record_step(self, step: StepRecord, new_messages: dict[str, dict[str, Any]]) -> None:
         """Insert one step with its tool calls and the messages not stored before."""
@@ -235,7 +139,7 @@ class Recorder:
         self._known_messages.update(new_messages)
         rows: Rows = {
             "messages": fresh,
-            "steps": [_step_row(step)],
+            "steps": [step_row(step)],
             "step_messages": [
                 (step.run_id, step.index, step.request_prefix + offset, digest)
                 for offset, digest in enumerate(step.request_new_hashes)
@@ -250,7 +154,7 @@ class Recorder:
                     c.name,
                     c.arguments_raw,
                     c.arguments_type,
-                    _json(c.arguments) if c.json_valid else None,
+                    json_text(c.arguments) if c.json_valid else None,
                     c.json_valid,
                     c.schema_valid,
                     c.schema_error,
@@ -282,7 +186,7 @@ class Recorder:
 
     async def end_run(self, run_id: str, outcome: RunOutcome) -> None:
         """Write the run's final status, termination and totals."""
-        await self._enqueue({"run_updates": [_outcome_row(run_id, outcome)]})
+        await self._enqueue({"run_updates": [outcome_row(run_id, outcome)]})
 
     def close(self) -> None:
         """Flush everything queued, stop the writer process and wait for it to exit."""

@@ -201,7 +201,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "failures": (
-        "Finished runs that did not succeed, by termination reason.",
+        "Finished runs that did not succeed: ended otherwise than `completed`, or failed the "
+        "task's success check (imported and probe runs have no check), by termination reason.",
         {
             "task": "Task name.",
             "provider": "Provider label.",
