@@ -24,8 +24,8 @@ from datetime import timedelta
 from typing import Any
 
 from traces.importing.formats import LoggedExchange
-from traces.importing.toolsets import ToolSets, pairing_extra, pairing_hash
-from traces.importing.writer import RowSink, run_row
+from traces.importing.toolsets import ToolSets
+from traces.importing.writer import RowSink, finished_run_row
 from traces.model import (
     ExchangeError,
     RunOutcome,
@@ -34,10 +34,12 @@ from traces.model import (
     StepRecord,
     Termination,
     ToolResultRecord,
+    digest_request,
     message_hash,
+    request_suffix,
 )
 from traces.normalize import SchemaValidator, read_message, step_from_exchange
-from traces.store.recorder import _step_row
+from traces.store.rows import step_row
 from traces.store.writer_process import TABLES
 
 _STREAM_EVENTS = TABLES["steps"].index("stream_events")
@@ -196,7 +198,7 @@ class RunBuilder:
             message_hashes=hashes,
             prefix=prefix,
             retry_errors=retry_errors,
-            pairing_hash=pairing_hash(hashes, read.extra),
+            pairing_hash=digest_request(hashes, read.extra),
         )
         run.pending_log = logged
         run.pending_hashes = hashes
@@ -209,7 +211,7 @@ class RunBuilder:
             if len(self._params) >= _PARAMS_CACHE:
                 self._params.clear()
             tool_set = self.tool_sets.get(params.get("tools"))
-            extra = pairing_extra(tool_set, params.get("tool_choice"))
+            extra = request_suffix(tool_set.canonical, params.get("tool_choice"))
             found = self._params[text] = _Params(params, text, extra, tool_set.validate)
         return found
 
@@ -233,7 +235,7 @@ class RunBuilder:
         # The recorder's row builder, minus re-encoding the params `_take` encoded already.
         params = step.request_params
         step.request_params = {}
-        row = list(_step_row(step))
+        row = list(step_row(step))
         step.request_params = params
         assert run.pending_params is not None
         row[_REQUEST_PARAMS] = run.pending_params.text
@@ -322,7 +324,7 @@ class RunBuilder:
             import_id=self.import_id,
             conversation=first.conversation,
         )
-        self.writer.add("runs", run_row(record, _outcome(last, run.tally)))
+        self.writer.add("runs", finished_run_row(record, _outcome(last, run.tally)))
 
 
 def _outcome(last: StepRecord, tally: _Tally) -> RunOutcome:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import duckdb
 
 from traces.model import RunOutcome, RunRecord
-from traces.store.recorder import _outcome_row, _run_row
+from traces.store.rows import outcome_row, run_row
 from traces.store.writer_process import TABLES, UPDATE_RUN_COLUMNS
 
 RUN_COLUMNS: tuple[str, ...] = TABLES["runs"] + tuple(
@@ -74,11 +74,11 @@ def _insert_sql(table: str) -> str:
 _INSERTS = {table: _insert_sql(table) for table in COLUMNS}
 
 
-def run_row(run: RunRecord, outcome: RunOutcome) -> tuple[Any, ...]:
+def finished_run_row(run: RunRecord, outcome: RunOutcome) -> tuple[Any, ...]:
     """The `runs` row of a finished run, in `RUN_COLUMNS` order (the recorder's builders)."""
-    head = list(_run_row(run))
+    head = list(run_row(run))
     head[_STATUS] = outcome.status.value
-    tail = _outcome_row(run.id, outcome)
+    tail = outcome_row(run.id, outcome)
     return (*head, *(tail[i] for i in _OUTCOME_KEEP))
 
 
