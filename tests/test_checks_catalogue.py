@@ -40,8 +40,11 @@ def _literal_kinds(module: ModuleType) -> set[str]:
 
 
 def _declared(module: ModuleType) -> set[str]:
-    declared = getattr(module, "KINDS", None)
-    return set(declared) if declared is not None else _literal_kinds(module)
+    """The kinds a check module declares, which must be the ones its source emits."""
+    declared = set(module.KINDS)
+    literal = _literal_kinds(module)
+    assert literal <= declared, (module.__name__, sorted(literal - declared))
+    return declared
 
 
 def test_catalogue_lists_exactly_the_kinds_the_checks_emit() -> None:

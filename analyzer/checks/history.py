@@ -40,6 +40,10 @@ from typing import Any
 from analyzer.checks.records import Finding, Run, Step
 from traces.normalize import estimate_tokens
 
+KINDS = frozenset(
+    {"reasoning_dropped_in_chain", "tool_result_unmatched_id", "tool_call_unanswered"}
+)
+
 MIN_REASONING_TOKENS = 16
 """Median reasoning per chain turn below which a drop is not told apart from the few tokens
 by which template overhead varies between turns."""
