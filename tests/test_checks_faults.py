@@ -1,5 +1,7 @@
-"""Every simulator fault a check covers, recorded over real HTTP and analyzed: the expected
-finding kind appears on the expected step with the expected layer. And every dialect,
+"""Every simulator fault, recorded over real HTTP and analyzed: the expected finding kind
+appears on the expected step with the expected layer, and every finding kind has such a fault
+(or a stated reason why no fault can produce it). Host faults that break the response are
+recorded, never raised, and the transient ones are retried until they pass. And every dialect,
 recorded clean, streaming and not, yields no provider-layer finding at all."""
 
 from __future__ import annotations
@@ -8,23 +10,32 @@ from typing import Any
 
 import pytest
 
+from analyzer.checks.catalogue import KINDS
 from analyzer.checks.persist import analyze_run, analyze_runs
 from analyzer.checks.records import Finding
 from traces.dialects import DIALECTS
+from traces.model import Termination
 from traces.replay import ReplayPolicy
 from traces.sim.config import SimConfig
 from traces.sim.faults.catalogue import FAULTS
-from traces.store.database import open_for_writing
+from traces.sim.faults.selection import TRANSIENT
+from traces.store.database import open_for_reading, open_for_writing
 
 from recording import Recording, record_many
 
 FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
+    # The model's own behaviour: a loop is reported on the third identical step.
+    "repeated_call": ("repeated_call", "model", 2),
+    # The misnamed argument fails the tool; the retry on the next step succeeds.
+    "misnamed_argument": ("tool_error", "model", 0),
+    "hallucinated_tool": ("unknown_tool", "model", 0),
     "leaked_tokens_content": ("leaked_special_tokens", "provider", 0),
     "leaked_tokens_reasoning": ("leaked_special_tokens", "provider", 0),
     "tool_call_as_text": ("tool_call_as_text", "model", 0),
     "dropped_call": ("dropped_call", "provider", 0),
     "invalid_json_arguments": ("invalid_json_arguments", "model", 0),
     "wrong_type_arguments": ("schema_violation", "model", 0),
+    "emptied_arguments": ("empty_arguments", "provider", 0),
     "tag_in_name": ("malformed_tool_name", "provider", 0),
     "tag_in_key": ("malformed_argument_key", "provider", 0),
     "object_arguments": ("object_arguments", "provider", 0),
@@ -36,17 +47,40 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # Only the answer turn (the sixth step of chain_short) can carry it.
     "finish_tool_calls_without_calls": ("finish_tool_calls_without_calls", "provider", 5),
     "finish_length_with_calls": ("finish_length_with_calls", "provider", 0),
+    # Recorded with max_tokens (the check compares completion_tokens with it).
+    "finish_length_hidden": ("finish_length_hidden", "provider", 0),
     "stream_fields_repeated": ("stream_tool_call_name_repeated", "provider", 0),
+    "stream_id_repeated": ("stream_tool_call_id_repeated", "provider", 0),
+    "stream_id_changed": ("stream_tool_call_id_changed", "provider", 0),
     # files: the first step's single call is one chunk; the second step's grep is split.
     "stream_arguments_cumulative": ("stream_tool_call_arguments_cumulative", "provider", 1),
+    "stream_arguments_object": ("stream_tool_call_arguments_object_in_stream", "provider", 0),
     "stream_index_split": ("stream_tool_call_index_split", "provider", 0),
+    # files: the third step reads every file that matched, in parallel, all under index 0.
+    "stream_index_collision": ("arguments_merged", "provider", 2),
+    # chain_short never calls two tools at once: the undeclared extra call makes the pair
+    # that collides under one index with two different names.
+    "hallucinated_tool+stream_index_collision": ("stream_tool_call_name_changed", "provider", 0),
     "stream_index_from_one": ("stream_tool_call_index_not_zero_based", "provider", 0),
     "stream_index_missing": ("stream_tool_call_index_missing", "provider", 0),
+    "stream_finish_twice": ("stream_finish_reason_changed", "provider", 0),
+    "stream_broken_chunk": ("stream_unparsable_chunk", "provider", 0),
+    "stream_truncated": ("stream_without_done", "provider", 0),
     # The client dropped the reasoning the host requires back: the 400 is on the client.
     "reasoning_required_400": ("http_reasoning_required", "client", 1),
     "rate_limit_429": ("http_rate_limit", "provider", 0),
     "server_error_5xx": ("http_server_error", "provider", 0),
     "timeout": ("http_timeout", "provider", 0),
+    "connection_reset": ("http_connection", "provider", 0),
+    "unauthorized_401": ("http_auth", "client", 0),
+    "payment_required_402": ("http_other", "provider", 0),
+    "model_not_found_404": ("http_not_found", "client", 0),
+    "bad_request_400": ("http_bad_request", "client", 0),
+    "template_error_400": ("http_template_error", "provider", 0),
+    # The first request with a call in its history is the second.
+    "argument_type_error_500": ("http_argument_type_error", "provider", 1),
+    "context_overflow_400": ("http_context_overflow", "client", 0),
+    "invalid_response_200": ("http_invalid_response", "provider", 0),
     "reasoning_swallows_answer": ("reasoning_swallows_answer", "provider", 5),
     "reasoning_in_content": ("reasoning_in_content", "provider", 0),
     "reasoning_tokens_missing": ("reasoning_tokens_missing", "provider", 0),
@@ -57,23 +91,48 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # fall (and the prompt grows too little) from the third request on.
     "reasoning_kept_last_only": ("reasoning_dropped_in_chain", "provider", 2),
 }
-"""Simulator fault -> (finding kind, layer, first step it must be reported on)."""
+"""Simulator fault -> (finding kind, layer, first step it must be reported on). A key joining
+faults with `+` records them together, for a kind that only their combination shows."""
+
+NOT_FROM_FAULTS = frozenset(
+    {
+        # Only an anomaly kind newer than these checks becomes `stream_other`; the recorder of
+        # this version notes none, whatever the host sends.
+        "stream_other",
+        # The client's own history mistakes, not the host's: no simulator fault can make the
+        # harness pair a result with a wrong id or leave a call unanswered. Recorded over HTTP
+        # with a harness that makes them in test_checks_history.
+        "tool_result_unmatched_id",
+        "tool_call_unanswered",
+    }
+)
+"""Finding kinds no simulator fault produces, each for the reason beside it."""
+
+_RETRIED = TRANSIENT | {"argument_type_error_500"}
+"""Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
 
 
-def _recording(fault: str) -> Recording:
-    sim: dict[str, Any] = {"faults": {fault: 1.0}}
+def _recording(scenario: str) -> Recording:
+    faults = scenario.split("+")
+    sim: dict[str, Any] = {"faults": dict.fromkeys(faults, 1.0)}
     settings: dict[str, Any] = {}
     rec: dict[str, Any] = {}
-    if fault.startswith("stream_"):
-        rec.update(task="files", stream=True)
-    if fault == "reasoning_required_400":
+    if any(fault.startswith("stream_") for fault in faults):
+        rec["stream"] = True
+    if scenario.startswith("stream_"):
+        rec["task"] = "files"
+    if "reasoning_required_400" in faults:
         settings["replay"] = ReplayPolicy(reasoning="drop")
-    if fault in ("rate_limit_429", "server_error_5xx", "timeout"):
+    if set(faults) & _RETRIED:
         settings.update(retry_base_s=0.0, max_retries=1)
-    if fault == "timeout":
+    if "timeout" in faults:
         # The simulator holds the answer longer than the client waits.
         sim["timeout_s"] = 2.0
         rec["timeout_s"] = 0.2
+    if "connection_reset" in faults:
+        rec["stream"] = True  # cut mid-stream: the events before the cut are kept
+    if "finish_length_hidden" in faults:
+        settings["max_tokens"] = 512
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
 
 
@@ -91,7 +150,17 @@ def fault_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[F
 
 
 def test_every_fault_is_mapped() -> None:
-    assert set(FAULTS) == set(FAULT_FINDINGS)
+    assert set(FAULTS) == {scenario for scenario in FAULT_FINDINGS if "+" not in scenario}
+    assert {fault for scenario in FAULT_FINDINGS for fault in scenario.split("+")} <= set(FAULTS)
+
+
+def test_every_kind_has_a_fault_or_a_reason() -> None:
+    from_faults = {kind for kind, _, _ in FAULT_FINDINGS.values()}
+    assert not from_faults & NOT_FROM_FAULTS
+    assert set(KINDS) >= NOT_FROM_FAULTS
+    assert from_faults | NOT_FROM_FAULTS == set(KINDS), sorted(
+        set(KINDS) - from_faults - NOT_FROM_FAULTS
+    )
 
 
 @pytest.mark.parametrize("fault", sorted(FAULT_FINDINGS))
@@ -101,6 +170,75 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert found, (fault, sorted({f.kind for f in fault_findings[fault]}))
     assert {f.layer for f in found} == {layer}
     assert min(f.step for f in found if f.step is not None) == step
+
+
+BREAKING: dict[str, tuple[str, int]] = {
+    "connection_reset": ("connection", 1),
+    "invalid_response_200": ("invalid_response", 0),
+    "unauthorized_401": ("auth", 0),
+    "model_not_found_404": ("not_found", 0),
+    "bad_request_400": ("bad_request", 0),
+    "context_overflow_400": ("context_overflow", 0),
+}
+"""Host faults that leave no usable answer -> (error class recorded, retries before giving
+up): only the transient one is retried, the others end the run at once."""
+
+
+@pytest.fixture(scope="module")
+def broken_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, list[Any]]]:
+    """Each breaking fault at rate 1, streamed and not; and connections dropped at random,
+    which retries get past. Run outcome and (error class, retries) of every step, by key."""
+    db = tmp_path_factory.mktemp("broken") / "t.duckdb"
+    retry = {"retry_base_s": 0.0, "max_retries": 1}
+    recordings = {
+        f"{fault}/{stream}": Recording(
+            sim=SimConfig(faults={fault: 1.0}), stream=stream, settings=retry
+        )
+        for fault in BREAKING
+        for stream in (False, True)
+    }
+    for stream in (False, True):
+        recordings[f"flaky/{stream}"] = Recording(
+            sim=SimConfig(faults={"connection_reset": 0.4}),
+            stream=stream,
+            settings={"retry_base_s": 0.0, "max_retries": 8},
+        )
+    summaries = record_many(db, recordings)
+    conn = open_for_reading(db)
+    try:
+        return {
+            key: (
+                summary.outcome,
+                conn.execute(
+                    "SELECT error_kind, retries FROM steps WHERE run_id = ? ORDER BY idx",
+                    [summary.id],
+                ).fetchall(),
+            )
+            for key, summary in summaries.items()
+        }
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fault", sorted(BREAKING))
+def test_breaking_faults_are_recorded_not_raised(
+    fault: str, stream: bool, broken_runs: dict[str, tuple[Any, list[Any]]]
+) -> None:
+    outcome, steps = broken_runs[f"{fault}/{stream}"]
+    kind, retries = BREAKING[fault]
+    assert steps == [(kind, retries)]  # the first step failed, was kept, and ended the run
+    expected = "context_overflow" if fault == "context_overflow_400" else "provider_error"
+    assert outcome.termination == Termination(expected) and outcome.error
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_dropped_connections_are_retried_until_they_pass(
+    stream: bool, broken_runs: dict[str, tuple[Any, list[Any]]]
+) -> None:
+    outcome, steps = broken_runs[f"flaky/{stream}"]
+    assert outcome.success is True
+    assert all(kind is None for kind, _ in steps) and sum(r for _, r in steps) > 0
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 
 from traces.dialects import DIALECTS
 from traces.sim.faults import FAULTS
+from traces.sim.faults.selection import TRANSIENT
 
 from conftest import REPO, run_cli
 
@@ -26,6 +27,7 @@ def test_list_prints_every_dialect_and_fault() -> None:
     assert [d["dialect"] for d in catalogue["dialects"]] == list(DIALECTS)
     assert [f["fault"] for f in catalogue["faults"]] == list(FAULTS)
     assert {f["blame"] for f in catalogue["faults"]} == {"model", "provider"}
+    assert {f["fault"] for f in catalogue["faults"] if f["transient"]} == TRANSIENT
 
 
 @pytest.mark.parametrize(

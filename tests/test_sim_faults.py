@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -123,6 +125,13 @@ class Faulty:
                 if line.startswith("data: {")
             ]
             return payloads, dict(response.headers)
+
+    def lines(self, messages: list[Any], **extra: Any) -> tuple[list[str], dict[str, str]]:
+        """Every non-empty line of a streamed response, as received, and the headers."""
+        with self.client.chat.completions.with_streaming_response.create(
+            model="m", messages=messages, stream=True, **extra
+        ) as response:
+            return [line for line in response.iter_lines() if line], dict(response.headers)
 
 
 def _client(server: SimServer, **options: Any) -> openai.OpenAI:
@@ -276,6 +285,69 @@ def finish_length_with_calls(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def repeated_call(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    [call] = _message(body)["tool_calls"]
+    # The call of the previous turn again, not the box its result pointed to.
+    assert json.loads(call["function"]["arguments"]) == {"box_id": "box-1a2b3c"}
+    assert call["id"] != "call_first" and body["choices"][0]["finish_reason"] == "tool_calls"
+    clean = _message(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    assert json.loads(clean["tool_calls"][0]["function"]["arguments"]) == {"box_id": "box-4d5e6f"}
+    _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []  # nothing to repeat yet
+    return headers
+
+
+def misnamed_argument(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = _message(body)["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {"id": "box-1a2b3c"}
+    refused = [
+        *_second_step()[:-1],
+        {
+            "role": "tool",
+            "tool_call_id": "call_first",
+            "content": "Error: invalid arguments for open_box: 'box_id' is a required property",
+        },
+    ]
+    retried, after_failure = sim.post(refused, tools=CHAIN_TOOLS)
+    assert _faults(after_failure) == []  # the retry gets it right
+    assert json.loads(_message(retried)["tool_calls"][0]["function"]["arguments"]) == {
+        "box_id": "box-1a2b3c"
+    }
+    return headers
+
+
+def hallucinated_tool(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    real, extra = _message(body)["tool_calls"]
+    assert json.loads(real["function"]["arguments"]) == {"box_id": "box-1a2b3c"}
+    assert extra["function"]["name"] in ("toolbox.web.answer", "browser.search", "web_search")
+    assert json.loads(extra["function"]["arguments"]) == {"query": "box-1a2b3c"}
+    assert extra["id"].startswith("call_") and extra["id"] != real["id"]
+    return headers
+
+
+def emptied_arguments(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["function"]["arguments"] == "{}"
+    _, optional_only = sim.post(PARALLEL, tools=FILES_TOOLS)  # no required parameter to lose
+    assert _faults(optional_only) == []
+    return headers
+
+
+def finish_length_hidden(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS, max_tokens=512)
+    usage = body["usage"]
+    assert body["choices"][0]["finish_reason"] == "tool_calls" and _message(body)["tool_calls"]
+    assert usage["completion_tokens"] == 512
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 512
+    assert usage["completion_tokens_details"]["reasoning_tokens"] <= 512
+    _, no_budget = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(no_budget) == []
+    return headers
+
+
 def stream_index_missing(sim: Faulty) -> dict[str, str]:
     payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
     entries = [e for chunk in _tool_entries(payloads) for e in chunk]
@@ -321,6 +393,57 @@ def stream_index_split(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def stream_id_repeated(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    first, *later = [e for chunk in _tool_entries(payloads) for e in chunk]
+    assert len(later) > 1
+    assert all(e["id"] == first["id"] and e["type"] == "function" for e in later)
+    assert all("name" not in e["function"] for e in later)
+    return headers
+
+
+def stream_id_changed(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    first, *later = [e for chunk in _tool_entries(payloads) for e in chunk]
+    assert first["function"]["name"] == "open_box" and len(later) > 1
+    assert {e["id"] for e in later} == {later[0]["id"]} != {first["id"]}
+    return headers
+
+
+def stream_arguments_object(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(PARALLEL, tools=FILES_TOOLS)
+    entries = [e for chunk in _tool_entries(payloads) for e in chunk]
+    assert [e["index"] for e in entries] == [0, 1]  # each call whole, in one delta
+    assert [e["function"]["arguments"] for e in entries] == [{"path": "a.txt"}, {"path": "b.txt"}]
+    assert all(e["id"] and e["function"]["name"] == "read_file" for e in entries)
+    return headers
+
+
+def stream_index_collision(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(PARALLEL, tools=FILES_TOOLS)
+    entries = [e for chunk in _tool_entries(payloads) for e in chunk]
+    assert {e["index"] for e in entries} == {0}
+    assert len({e["id"] for e in entries if "id" in e}) == 2  # two calls, one index
+    merged = "".join(e["function"].get("arguments", "") for e in entries)
+    assert merged == '{"path": "a.txt"}{"path": "b.txt"}'
+    _, single = sim.stream(START, tools=CHAIN_TOOLS)
+    assert _faults(single) == []  # one call cannot collide
+    return headers
+
+
+def stream_finish_twice(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(START, tools=CHAIN_TOOLS)
+    finishes = [
+        p["choices"][0]["finish_reason"]
+        for p in payloads
+        if p["choices"] and p["choices"][0]["finish_reason"]
+    ]
+    assert finishes == ["tool_calls", "stop"]
+    _, answer = sim.stream(HELLO)
+    assert _faults(answer) == []  # a stream finished by `stop` stays as it is
+    return headers
+
+
 def reasoning_required_400(sim: Faulty) -> dict[str, str]:
     with pytest.raises(openai.BadRequestError) as refused:
         _client(sim.server).chat.completions.create(
@@ -362,6 +485,142 @@ def timeout(sim: Faulty) -> dict[str, str]:
     )
     assert raw.elapsed.total_seconds() >= 0.5
     return dict(raw.headers)
+
+
+def _refused(sim: Faulty, error: type[openai.APIStatusError], **request: Any) -> Any:
+    with pytest.raises(error) as refused:
+        _client(sim.server).chat.completions.create(model="m", **request)
+    return refused.value
+
+
+def unauthorized_401(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.AuthenticationError, messages=HELLO)
+    assert refused.response.json() == {
+        "error": {"message": "No auth credentials found", "code": 401}
+    }
+    return dict(refused.response.headers)
+
+
+def payment_required_402(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.APIStatusError, messages=HELLO, max_tokens=4000)
+    assert refused.status_code == 402
+    message = refused.response.json()["error"]["message"]
+    assert "requires more credits" in message and "You requested up to 4000 tokens" in message
+    return dict(refused.response.headers)
+
+
+def model_not_found_404(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.NotFoundError, messages=HELLO)
+    body = refused.response.json()
+    assert body["message"] == "The model `m` does not exist." and body["code"] == 404
+    return dict(refused.response.headers)
+
+
+def bad_request_400(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.BadRequestError, messages=START, tools=CHAIN_TOOLS)
+    message = refused.response.json()["error"]["message"]
+    assert message == "Unrecognized request argument supplied: tools"
+    _, without_tools = sim.post(HELLO)
+    assert _faults(without_tools) == []
+    return dict(refused.response.headers)
+
+
+def template_error_400(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.BadRequestError, messages=HELLO)
+    assert refused.response.json()["message"].startswith("expected token")
+    return dict(refused.response.headers)
+
+
+def argument_type_error_500(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
+    message = refused.response.json()["error"]["message"]
+    assert message.startswith('Invalid tool call arguments passed: {"box_id": "box-1a2b3c"}')
+    assert "{% if _args is not mapping %}" in message
+    _, no_history = sim.post(START, tools=CHAIN_TOOLS)
+    objects = _second_step()
+    objects[2] = {**objects[2], "tool_calls": [dict(objects[2]["tool_calls"][0])]}
+    objects[2]["tool_calls"][0]["function"] = {"name": "open_box", "arguments": {"box_id": "x"}}
+    _, mapping = sim.post(objects, tools=CHAIN_TOOLS)  # arguments sent back as a mapping
+    assert _faults(no_history) == _faults(mapping) == []
+    return dict(refused.response.headers)
+
+
+_CONTEXT = re.compile(
+    r"maximum context length is (\d+) tokens\. However, you requested (\d+) tokens "
+    r"\((\d+) in the messages, (\d+) in the completion\)"
+)
+
+
+def context_overflow_400(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=1000)
+    match = _CONTEXT.search(refused.response.json()["message"])
+    assert match is not None
+    window, requested, prompt, completion = map(int, match.groups())
+    assert completion == 1000 and prompt + completion == requested > window >= requested / 2
+    return dict(refused.response.headers)
+
+
+def invalid_response_200(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    assert "choices" not in body
+    assert body["object"] == "error" and body["message"] == "The model `m` does not exist."
+    lines, _ = sim.lines(HELLO)  # a stream was asked for: the same JSON body comes back
+    assert [json.loads(line) for line in lines] == [body]
+    return headers
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def stream_broken_chunk(sim: Faulty) -> dict[str, str]:
+    lines, headers = sim.lines(HELLO)
+    broken = [
+        n for n, line in enumerate(lines) if line.startswith("data: {") and not _parses(line[5:])
+    ]
+    assert broken == [broken[0]] and lines[-1] == "data: [DONE]"
+    line = lines[broken[0]]
+    assert line.endswith('"}') and '"delta":{"reasoning_content":"' in line
+    assert json.loads(lines[broken[0] + 1])["error"]["message"] == "stream_read_error"
+    return headers
+
+
+def stream_truncated(sim: Faulty) -> dict[str, str]:
+    lines, headers = sim.lines(START, tools=CHAIN_TOOLS, stream_options={"include_usage": True})
+    payloads = [json.loads(line[len("data: ") :]) for line in lines]  # every line still parses
+    assert all(p["choices"] and p["choices"][0]["finish_reason"] is None for p in payloads)
+    assert all(p.get("usage") is None for p in payloads)
+    pieces = [
+        e["function"].get("arguments", "") for chunk in _tool_entries(payloads) for e in chunk
+    ]
+    arguments = "".join(pieces)
+    assert arguments and '{"box_id": "box-1a2b3c"}'.startswith(arguments)
+    assert arguments != '{"box_id": "box-1a2b3c"}'  # cut mid-call
+    return headers
+
+
+def connection_reset(sim: Faulty) -> dict[str, str]:
+    received: list[str] = []
+    cut = pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read")
+    streamed = sim.client.chat.completions.with_streaming_response.create(
+        model="m", messages=HELLO, stream=True
+    )
+    with cut, streamed as response:
+        assert response.status_code == 200
+        received.extend(line for line in response.iter_lines() if line)
+    assert received and "data: [DONE]" not in received
+    cut = pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read")
+    whole = sim.client.chat.completions.with_streaming_response.create(model="m", messages=HELLO)
+    with cut, whole as response:
+        headers = dict(response.headers)
+        response.read()
+    with pytest.raises(openai.APIConnectionError):
+        sim.client.chat.completions.create(model="m", messages=HELLO)
+    return headers
 
 
 def reasoning_swallows_answer(sim: Faulty) -> dict[str, str]:
@@ -457,6 +716,27 @@ def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
 
 
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
+    "repeated_call": (repeated_call, "openai", {}),
+    "misnamed_argument": (misnamed_argument, "openai", {}),
+    "hallucinated_tool": (hallucinated_tool, "openai", {}),
+    "emptied_arguments": (emptied_arguments, "openai", {}),
+    "finish_length_hidden": (finish_length_hidden, "openai", {}),
+    "stream_id_repeated": (stream_id_repeated, "openai", {}),
+    "stream_id_changed": (stream_id_changed, "openai", {}),
+    "stream_arguments_object": (stream_arguments_object, "openai", {}),
+    "stream_index_collision": (stream_index_collision, "openai", {}),
+    "stream_finish_twice": (stream_finish_twice, "openai", {}),
+    "unauthorized_401": (unauthorized_401, "openai", {}),
+    "payment_required_402": (payment_required_402, "openai", {}),
+    "model_not_found_404": (model_not_found_404, "openai", {}),
+    "bad_request_400": (bad_request_400, "openai", {}),
+    "template_error_400": (template_error_400, "openai", {}),
+    "argument_type_error_500": (argument_type_error_500, "openai", {}),
+    "context_overflow_400": (context_overflow_400, "openai", {}),
+    "invalid_response_200": (invalid_response_200, "openai", {}),
+    "stream_broken_chunk": (stream_broken_chunk, "openai", {}),
+    "stream_truncated": (stream_truncated, "openai", {}),
+    "connection_reset": (connection_reset, "openai", {}),
     "leaked_tokens_content": (leaked_tokens_content, "moonshot", {}),
     "leaked_tokens_reasoning": (leaked_tokens_reasoning, "moonshot", {}),
     "tool_call_as_text": (tool_call_as_text, "openai", {}),

@@ -148,7 +148,12 @@ class EndpointClient:
                 headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
                 if streamed:
                     return await _read_stream(response, body, started_at, t0, status, headers)
-                raw = (await response.read()).decode("utf-8", errors="replace")
+                try:
+                    raw = (await response.read()).decode("utf-8", errors="replace")
+                except httpx2.TransportError as exc:
+                    # The status line came, the body did not: the connection dropped or
+                    # stalled mid-body. The host's fault, recorded like any failed call.
+                    return _cut_short(body, started_at, t0, False, status, headers, exc)
                 return _parse_body(raw, body, started_at, t0, status, headers)
         except openai.APIStatusError as exc:
             text = exc.response.text
@@ -247,6 +252,34 @@ def _transport_failure(
     )
 
 
+def _lost(status: int | None, exc: httpx2.TransportError) -> ExchangeError:
+    """The error of a response whose body broke off: a read timeout, or the connection lost."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return ExchangeError(kind="timeout", status=status, message="response timed out mid-body")
+    cause = one_line(str(exc) or type(exc).__name__)
+    return ExchangeError(kind="connection", status=status, message=f"connection lost: {cause}")
+
+
+def _cut_short(
+    body: dict[str, Any],
+    started_at: datetime,
+    t0: float,
+    streamed: bool,
+    status: int,
+    headers: dict[str, str],
+    exc: httpx2.TransportError,
+) -> Exchange:
+    return Exchange(
+        request_body=body,
+        started_at=started_at,
+        latency_ms=(time.perf_counter() - t0) * 1000,
+        streamed=streamed,
+        http_status=status,
+        headers=headers,
+        error=_lost(status, exc),
+    )
+
+
 def _parse_body(
     raw: str,
     body: dict[str, Any],
@@ -283,15 +316,29 @@ async def _read_stream(
     headers: dict[str, str],
 ) -> Exchange:
     reader = StreamReader()
-    async for line in response.iter_lines():
-        if not line:
-            continue  # the blank separator between events carries nothing to keep
-        reader.line(line, (time.perf_counter() - t0) * 1000)
+    lost: httpx2.TransportError | None = None
+    try:
+        async for line in response.iter_lines():
+            if not line:
+                continue  # the blank separator between events carries nothing to keep
+            reader.line(line, (time.perf_counter() - t0) * 1000)
+    except httpx2.TransportError as exc:
+        lost = exc  # what arrived before the cut is kept: the events show where it broke
     reader.close()
-    return reader.exchange(
+    exchange = reader.exchange(
         request_body=body,
         started_at=started_at,
         latency_ms=(time.perf_counter() - t0) * 1000,
         http_status=status,
         headers=headers,
     )
+    if lost is not None:
+        exchange.error = _lost(status, lost)
+    elif reader.events and not any(e.line.startswith("data:") for e in reader.events):
+        # Not a stream at all (a JSON error object sent with 200): nothing to assemble.
+        raw = "\n".join(e.line for e in reader.events)
+        exchange.anomalies = []
+        exchange.message = None
+        exchange.response_body = raw
+        exchange.error = invalid_response(status, raw, ValueError("no `data:` line in the stream"))
+    return exchange

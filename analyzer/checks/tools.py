@@ -19,6 +19,10 @@ def _layer(call: Call | None, step: Step) -> Layer:
         return "provider"
     if concatenated_objects(call.arguments_raw) > 1:
         return "provider"  # the stream merged calls: see arguments_merged
+    if not call.json_valid and any(a.get("kind") == "stream_without_done" for a in step.anomalies):
+        return "provider"  # the stream was cut mid-call: see invalid_json_arguments
+    if call.arguments == {} and (step.tools.get(call.name) or {}).get("required"):
+        return "provider"  # the parser emptied them: see empty_arguments
     if not call.json_valid or call.schema_valid is False or call.name not in step.tools:
         return "model"
     return "tool"

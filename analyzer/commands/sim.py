@@ -12,6 +12,7 @@ from traces.dialects import DIALECTS
 from traces.errors import TracesError
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
+from traces.sim.faults.selection import TRANSIENT
 from traces.sim.server import serve_forever
 
 
@@ -53,7 +54,14 @@ def _list_catalogue(fmt: OutputFormat) -> None:
         for d in DIALECTS.values()
     ]
     faults = [
-        {"fault": f.name, "stage": f.stage, "blame": f.blame, "description": f.description}
+        {
+            "fault": f.name,
+            "stage": f.stage,
+            "blame": f.blame,
+            # Transient faults roll again on each attempt, so a client's retry can pass.
+            "transient": f.name in TRANSIENT,
+            "description": f.description,
+        }
         for f in FAULTS.values()
     ]
     if fmt is OutputFormat.json:

@@ -5,7 +5,8 @@ not) and `POST /v1/completions` (raw prompts, not streamed). Every request is de
 its own body (see `responder`); the only state is a request counter for the rate-limit
 headers, an attempt counter per request (transient faults) and the prefix cache, which only
 changes the cached-token count of `usage`. Chat responses carry `x-sim-dialect` and
-`x-sim-faults` (the faults injected into that response, comma-separated).
+`x-sim-faults` (the faults injected into that response, comma-separated); a response a fault
+cuts short is sent chunked and the connection dropped mid-body.
 """
 
 from __future__ import annotations
@@ -129,23 +130,27 @@ class SimApp:
             return  # the client timed out and left; nobody is there to answer
         headers = _merge(self._headers(), _encoded(outcome.headers))
         headers.extend(self._sim_headers(outcome.faults))
-        if outcome.events is None:
+        if outcome.events is None and outcome.complete:
             await self._send(send, outcome.status, outcome.body, outcome.content_type, headers)
             return
+        if outcome.events is not None:
+            headers.insert(0, (b"cache-control", b"no-cache"))
         await send(
             {
                 "type": "http.response.start",
                 "status": outcome.status,
-                "headers": [
-                    (b"content-type", outcome.content_type.encode()),
-                    (b"cache-control", b"no-cache"),
-                    *headers,
-                ],
+                # No content-length: the body is chunked, so a cut one is seen as cut.
+                "headers": [(b"content-type", outcome.content_type.encode()), *headers],
             }
         )
         # One write per event, as a real server flushes each SSE event as it is generated.
-        for event in outcome.events:
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+        pieces = [outcome.body] if outcome.events is None else outcome.events
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if not outcome.complete:
+            # Returning mid-body makes the server drop the connection, as a crashed upstream
+            # or an impatient proxy does (see server._CutResponses).
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _completions(self, receive: Receive, send: Send) -> None:

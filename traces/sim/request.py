@@ -33,6 +33,9 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     seed: int | None
+    max_tokens: int | None = None
+    """`max_completion_tokens` or `max_tokens` (the simulated model never needs the budget,
+    but a host fault may report it spent)."""
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
@@ -83,6 +86,14 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise RequestError("Invalid type for 'seed': expected an integer.", "seed", "invalid_type")
+    max_tokens = next(
+        (
+            value
+            for key in ("max_completion_tokens", "max_tokens")
+            if isinstance(value := data.get(key), int) and not isinstance(value, bool)
+        ),
+        None,
+    )
     options = data.get("stream_options")
     include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
     return ChatRequest(
@@ -93,6 +104,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         stream=bool(stream),
         include_usage=include_usage,
         seed=seed,
+        max_tokens=max_tokens,
     )
 
 

@@ -4,9 +4,10 @@ Stages: pick the faults of this request; refuse or stall it (request faults, the
 own reasoning requirement); render the prompt with the family template (what the host keeps
 of the history decides `prompt_tokens`, and the prefix it shares with prompts served before
 decides the cached tokens); let the policy decide the turn; build the host's
-reply and let reply faults rewrite it; serialise it, and for streams let stream faults
-disturb the deltas. Everything is computed before the first byte is sent, so the
-`x-sim-faults` header lists exactly the faults the response carries.
+reply and let reply faults rewrite it; serialise it, for streams let stream faults disturb
+the deltas, and let wire faults break the bytes or cut the connection. Everything is computed
+before the first byte is sent, so the `x-sim-faults` header lists exactly the faults the
+response carries.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from traces.sim.faults import (
     RequestFault,
     Stall,
     StreamFault,
+    WireFault,
+    Written,
     fired,
     request_key,
 )
@@ -55,6 +58,8 @@ class Outcome:
     """Hold the response this long first (the timeout fault)."""
     faults: list[str] = field(default_factory=list)
     """Faults injected into this response, for `x-sim-faults`."""
+    complete: bool = True
+    """False: the connection drops after what `body` or `events` hold (a cut response)."""
 
     def reject(self, rejection: Rejection) -> Outcome:
         """Turn this outcome into the error response `rejection`."""
@@ -89,7 +94,7 @@ def answer(
             reply, ctx.dialect, completion_id=completion_id, created=created, model=request.model
         )
         outcome.body = wire.dumps(body)
-        return outcome
+        return _written(outcome, names, Written((outcome.body,), streamed=False))
     chunks = wire.stream_chunks(reply, ctx.dialect, config.chunk_chars)
     for name in names:
         fault = FAULTS[name]
@@ -99,15 +104,29 @@ def answer(
                 chunks = disturbed
                 outcome.faults.append(name)
     outcome.content_type = "text/event-stream; charset=utf-8"
-    outcome.events = list(
-        wire.sse_events(
-            chunks,
-            completion_id=completion_id,
-            created=created,
-            model=request.model,
-            usage_body=reply.usage if request.include_usage else None,
-        )
+    events = wire.sse_events(
+        chunks,
+        completion_id=completion_id,
+        created=created,
+        model=request.model,
+        usage_body=reply.usage if request.include_usage else None,
     )
+    return _written(outcome, names, Written(tuple(events), streamed=True))
+
+
+def _written(outcome: Outcome, names: list[str], written: Written) -> Outcome:
+    """Let wire faults break the serialised response, then put it in `outcome`."""
+    for name in names:
+        fault = FAULTS[name]
+        changed = fault.apply(written) if isinstance(fault, WireFault) else None
+        if changed is not None:
+            written = changed
+            outcome.faults.append(name)
+    if written.streamed:
+        outcome.events = list(written.pieces)
+    else:
+        outcome.body = b"".join(written.pieces)
+    outcome.complete = written.complete
     return outcome
 
 
@@ -124,6 +143,9 @@ def _context(request: ChatRequest, config: SimConfig) -> FaultContext:
         stream=request.stream,
         sends_usage=request.include_usage or not request.stream,
         timeout_s=config.timeout_s,
+        model=request.model,
+        max_tokens=request.max_tokens,
+        tools=request.tools or (),
     )
 
 

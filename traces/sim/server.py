@@ -6,6 +6,7 @@ before the server starts and cannot be taken by anyone else in between.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -36,6 +37,24 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _CutResponses(logging.Filter):
+    """Silences uvicorn's complaint about a response left incomplete: the simulator leaves
+    one so only on purpose (the `connection_reset` fault), to make uvicorn drop the
+    connection mid-body."""
+
+    MESSAGE = "ASGI callable returned without completing response."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one."""
+        return record.getMessage() != self.MESSAGE
+
+
+def _quiet_cut_responses() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _CutResponses) for f in logger.filters):
+        logger.addFilter(_CutResponses())
+
+
 def _uvicorn_server(config: SimConfig, sock: socket.socket) -> uvicorn.Server:
     host, port = sock.getsockname()[:2]
     settings = uvicorn.Config(
@@ -52,6 +71,8 @@ def _uvicorn_server(config: SimConfig, sock: socket.socket) -> uvicorn.Server:
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,
     )
+    # After uvicorn.Config, which configures logging, so the filter is not reset by it.
+    _quiet_cut_responses()
     return uvicorn.Server(settings)
 
 

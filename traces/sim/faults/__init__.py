@@ -15,6 +15,8 @@ from traces.sim.faults.base import (
     RequestFault,
     Stall,
     StreamFault,
+    WireFault,
+    Written,
 )
 from traces.sim.faults.catalogue import FAULTS
 from traces.sim.faults.selection import AttemptCounter, fired, request_key
@@ -32,6 +34,8 @@ __all__ = [
     "RequestFault",
     "Stall",
     "StreamFault",
+    "WireFault",
+    "Written",
     "fired",
     "request_key",
 ]

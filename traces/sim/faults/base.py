@@ -1,9 +1,10 @@
 """The shapes every fault shares: what it may look at, what it returns, how it is listed.
 
 A fault acts at one stage of answering a request: before anything is computed (`request`:
-refuse or stall), while the host renders the prompt (`prompt`), on the reply (`reply`), or on
-the streamed deltas (`stream`). Its function returns None when it does not apply to this
-request (a tool-call fault on an answer turn), so only faults that changed something are
+refuse or stall), while the host renders the prompt (`prompt`), on the reply (`reply`), on
+the streamed deltas (`stream`), or on the bytes as they are written (`wire`: a broken event, a
+stream cut short, a dropped connection). Its function returns None when it does not apply to
+this request (a tool-call fault on an answer turn), so only faults that changed something are
 reported in `x-sim-faults`.
 """
 
@@ -22,7 +23,7 @@ from traces.sim.wire import Chunk
 Blame = Literal["model", "provider"]
 """Who a checker should blame: the model's output, or the serving stack around it."""
 
-Stage = Literal["request", "prompt", "reply", "stream"]
+Stage = Literal["request", "prompt", "reply", "stream", "wire"]
 
 
 def roll(seed: int, name: str, key: str) -> float:
@@ -45,6 +46,22 @@ class FaultContext:
     sends_usage: bool
     """Whether the response carries a usage object (always, or with include_usage)."""
     timeout_s: float
+    model: str = ""
+    """The model id the request asked for."""
+    max_tokens: int | None = None
+    """The request's `max_completion_tokens` or `max_tokens`, when it set one."""
+    tools: Sequence[Mapping[str, Any]] = ()
+    """The request's declared tools (OpenAI function-tool dicts)."""
+
+    def parameters(self) -> dict[str, Mapping[str, Any]]:
+        """The declared function tools: name -> JSON Schema of their parameters."""
+        schemas: dict[str, Mapping[str, Any]] = {}
+        for tool in self.tools:
+            function = tool.get("function")
+            if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+                parameters = function.get("parameters")
+                schemas[function["name"]] = parameters if isinstance(parameters, Mapping) else {}
+        return schemas
 
     def roll(self, salt: str) -> float:
         """A deterministic number in [0, 1) for a choice inside a fault."""
@@ -69,6 +86,16 @@ class Stall:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """A response as the host writes it: one write per piece (a whole JSON body, or one SSE
+    event each), and whether it ends cleanly or the connection drops after the last piece."""
+
+    pieces: tuple[bytes, ...]
+    streamed: bool
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class PromptOptions:
     """How the host renders the history."""
 
@@ -83,6 +110,7 @@ PromptHook = Callable[[PromptOptions], PromptOptions]
 ReplyHook = Callable[[Reply, FaultContext], Reply | None]
 StreamHook = Callable[[list[Chunk]], list[Chunk] | None]
 """Stream hooks may rewrite the chunks they are given in place (they own them)."""
+WireHook = Callable[[Written], Written | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,4 +154,12 @@ class StreamFault(FaultInfo):
     stage: ClassVar[Stage] = "stream"
 
 
-Fault = RequestFault | PromptFault | ReplyFault | StreamFault
+@dataclass(frozen=True, slots=True)
+class WireFault(FaultInfo):
+    """Rewrites the bytes of the response, or cuts the connection while they are written."""
+
+    apply: WireHook
+    stage: ClassVar[Stage] = "wire"
+
+
+Fault = RequestFault | PromptFault | ReplyFault | StreamFault | WireFault

@@ -1,5 +1,6 @@
-"""Faults on a turn's tool calls: leaked call tokens, calls as text or dropped, broken
-arguments, tags in names and keys, ids. Each applies to tool turns only (None otherwise).
+"""Faults on a turn's tool calls: leaked call tokens, calls as text or dropped, broken or
+emptied arguments, tags in names and keys, undeclared tools, ids. Each applies to tool turns
+only (None otherwise).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from traces.sim.faults.base import FaultContext
-from traces.sim.ids import ID_STYLES, OTHER_STYLE, kimi_id, last_history_id
+from traces.sim.ids import ID_STYLES, OTHER_STYLE, kimi_id, last_history_id, openai_id
 from traces.sim.reply import Reply, ReplyCall, history_calls
 from traces.sim.templates.history import arguments_object
 
@@ -90,6 +91,46 @@ def wrong_type_arguments(reply: Reply, ctx: FaultContext) -> Reply | None:
         json.dumps(changed, ensure_ascii=False) if isinstance(first.arguments, str) else changed
     )
     return _with_first(reply, replace(first, arguments=new))
+
+
+def emptied_arguments(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The parser missed a value tag and emptied the first call's arguments to `{}` (GLM on
+    vLLM), though its tool has required parameters."""
+    first = reply.calls[0] if reply.calls else None
+    if first is None or not arguments_object(first.arguments):
+        return None
+    if not ctx.parameters().get(first.name, {}).get("required"):
+        return None
+    empty: str | dict[str, Any] = "{}" if isinstance(first.arguments, str) else {}
+    return _with_first(reply, replace(first, arguments=empty))
+
+
+_UNDECLARED = ("toolbox.web.answer", "browser.search", "web_search")
+"""Tools models know from their training and call although nobody declared them."""
+
+
+def hallucinated_tool(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """Beside its calls, the model calls a tool that was never declared, one it knows from
+    training (Qwen calls `toolbox.web.answer` where only `execute` is declared), with the
+    first call's first value as its query."""
+    declared = ctx.parameters()
+    names = [name for name in _UNDECLARED if name not in declared]
+    if not reply.calls or not names:
+        return None
+    name = names[int(ctx.roll("hallucinated_tool.name") * len(names))]
+    last = reply.calls[-1]
+    values = list((arguments_object(reply.calls[0].arguments) or {}).values())
+    query = values[0] if values and isinstance(values[0], str) else ""
+    minted = openai_id(f"{last.minted}:{name}")
+    index = last.index + 1
+    extra = ReplyCall(
+        id=ID_STYLES[ctx.dialect.tool_call_ids](minted, name, index),
+        name=name,
+        arguments=json.dumps({"query": query}, ensure_ascii=False),
+        minted=minted,
+        index=index,
+    )
+    return replace(reply, calls=(*reply.calls, extra))
 
 
 def tag_in_name(reply: Reply, ctx: FaultContext) -> Reply | None:

@@ -6,10 +6,49 @@ they carry in `x-sim-faults`. Within a stage, faults apply in catalogue order.
 
 from __future__ import annotations
 
-from traces.sim.faults import calls, finish, reasoning, request, stream
-from traces.sim.faults.base import Fault, PromptFault, ReplyFault, RequestFault, StreamFault
+from traces.sim.faults import (
+    behaviour,
+    calls,
+    finish,
+    http,
+    reasoning,
+    request,
+    stream,
+    transport,
+)
+from traces.sim.faults.base import (
+    Fault,
+    PromptFault,
+    ReplyFault,
+    RequestFault,
+    StreamFault,
+    WireFault,
+)
 
 _CATALOGUE: list[Fault] = [
+    # The model's own decisions come first: host faults then act on what it decided.
+    ReplyFault(
+        "repeated_call",
+        "The model makes exactly the calls of its previous turn again instead of acting on "
+        "their results: a loop. Requests whose last assistant turn made calls.",
+        "model",
+        behaviour.repeated_call,
+    ),
+    ReplyFault(
+        "misnamed_argument",
+        "The model misnames the first argument (`box_id` -> `id`, `path` -> `file_path`), the "
+        "tool refuses the call and the model's next turn gets it right. Tool turns with "
+        "arguments that do not follow a failed call.",
+        "model",
+        behaviour.misnamed_argument,
+    ),
+    ReplyFault(
+        "hallucinated_tool",
+        "Beside its calls, the model calls a tool nobody declared (`toolbox.web.answer`, "
+        "`browser.search`). Tool turns only.",
+        "model",
+        calls.hallucinated_tool,
+    ),
     ReplyFault(
         "leaked_tokens_content",
         "Calls rendered as the family's raw tool-call tokens inside content; no tool_calls, "
@@ -50,6 +89,13 @@ _CATALOGUE: list[Fault] = [
         "schema-invalid). Tool turns with arguments only.",
         "model",
         calls.wrong_type_arguments,
+    ),
+    ReplyFault(
+        "emptied_arguments",
+        "The first call's arguments emptied to `{}` although its tool has required parameters "
+        "(GLM on vLLM). Tool turns with arguments only.",
+        "provider",
+        calls.emptied_arguments,
     ),
     ReplyFault(
         "tag_in_name",
@@ -109,12 +155,31 @@ _CATALOGUE: list[Fault] = [
         "provider",
         finish.finish_length_with_calls,
     ),
+    ReplyFault(
+        "finish_length_hidden",
+        "completion_tokens equal max_tokens but finish_reason stays tool_calls (vLLM, a turn "
+        "cut after its call parsed). Tool turns of requests with max_tokens and usage.",
+        "provider",
+        finish.finish_length_hidden,
+    ),
     # Stream hooks that tell calls apart by `index` come before those that alter it.
     StreamFault(
         "stream_fields_repeated",
         "id, type and name repeated in every tool-call delta. Streamed tool turns only.",
         "provider",
         stream.stream_fields_repeated,
+    ),
+    StreamFault(
+        "stream_id_repeated",
+        "id and type (not the name) repeated in every tool-call delta. Streamed tool turns only.",
+        "provider",
+        stream.stream_id_repeated,
+    ),
+    StreamFault(
+        "stream_id_changed",
+        "Every delta after a call's opening one carries a different id. Streamed tool turns only.",
+        "provider",
+        stream.stream_id_changed,
     ),
     StreamFault(
         "stream_arguments_cumulative",
@@ -124,10 +189,24 @@ _CATALOGUE: list[Fault] = [
         stream.stream_arguments_cumulative,
     ),
     StreamFault(
+        "stream_arguments_object",
+        "Each call arrives whole in one delta with its arguments as a JSON object (Z.ai, "
+        "Ollama behind LiteLLM). Streamed tool turns only.",
+        "provider",
+        stream.stream_arguments_object,
+    ),
+    StreamFault(
         "stream_index_split",
         "Two tool-call entries with the same index in one chunk. Streamed tool turns only.",
         "provider",
         stream.stream_index_split,
+    ),
+    StreamFault(
+        "stream_index_collision",
+        "Parallel calls all streamed under index 0 (Dynamo, Ollama); index-keyed clients merge "
+        "them into one call with `{..}{..}` arguments. Streamed turns with two or more calls.",
+        "provider",
+        stream.stream_index_collision,
     ),
     StreamFault(
         "stream_index_from_one",
@@ -140,6 +219,13 @@ _CATALOGUE: list[Fault] = [
         "Tool-call deltas have no index. Streamed tool turns only.",
         "provider",
         stream.stream_index_missing,
+    ),
+    StreamFault(
+        "stream_finish_twice",
+        "One more chunk with finish_reason stop after the finish chunk (Dynamo). Streams not "
+        "finished by stop.",
+        "provider",
+        stream.stream_finish_twice,
     ),
     RequestFault(
         "reasoning_required_400",
@@ -165,6 +251,59 @@ _CATALOGUE: list[Fault] = [
         "The response is held for timeout_s seconds, then sent. Any request.",
         "provider",
         request.timeout,
+    ),
+    RequestFault(
+        "unauthorized_401",
+        "HTTP 401 (OpenRouter's `No auth credentials found`). Any request.",
+        "provider",
+        http.unauthorized_401,
+    ),
+    RequestFault(
+        "payment_required_402",
+        "HTTP 402: more credits needed for the max_tokens asked (OpenRouter). Any request.",
+        "provider",
+        http.payment_required_402,
+    ),
+    RequestFault(
+        "model_not_found_404",
+        "HTTP 404: the requested model does not exist on the host (vLLM's body). Any request.",
+        "provider",
+        http.model_not_found_404,
+    ),
+    RequestFault(
+        "bad_request_400",
+        "HTTP 400 `Unrecognized request argument supplied: tools` (an Azure OpenAI API version "
+        "without tools). Requests with tools.",
+        "provider",
+        http.bad_request_400,
+    ),
+    RequestFault(
+        "template_error_400",
+        "HTTP 400: the served chat template does not compile (vLLM's Jinja `expected token` "
+        "message). Any request.",
+        "provider",
+        http.template_error_400,
+    ),
+    RequestFault(
+        "argument_type_error_500",
+        "HTTP 500: GLM's template on llama.cpp raises on history arguments that are not a "
+        "mapping. Requests with tool-call arguments sent back as JSON strings.",
+        "provider",
+        http.argument_type_error_500,
+    ),
+    RequestFault(
+        "context_overflow_400",
+        "HTTP 400: messages plus the completion budget exceed the context window (vLLM's "
+        "message). Any request.",
+        "provider",
+        http.context_overflow_400,
+    ),
+    RequestFault(
+        "invalid_response_200",
+        "HTTP 200 whose JSON body is an error object, not a completion, even for a stream "
+        "(RunPod's vLLM worker). Any request.",
+        "provider",
+        http.invalid_response_200,
     ),
     ReplyFault(
         "reasoning_swallows_answer",
@@ -205,6 +344,26 @@ _CATALOGUE: list[Fault] = [
         "turns whose reasoning the template would keep.",
         "provider",
         reasoning.reasoning_kept_last_only,
+    ),
+    WireFault(
+        "stream_broken_chunk",
+        "An error object written into an unfinished event: the first event with text is not "
+        "JSON and its text is lost (a gateway, sub2api). Streams with text.",
+        "provider",
+        transport.stream_broken_chunk,
+    ),
+    WireFault(
+        "stream_truncated",
+        "The stream ends early but cleanly: last piece cut in half (mid-call on tool turns), "
+        "no finish_reason, usage or [DONE]. Streams only.",
+        "provider",
+        transport.stream_truncated,
+    ),
+    WireFault(
+        "connection_reset",
+        "The connection drops halfway through the response body or stream. Any completion.",
+        "provider",
+        transport.connection_reset,
     ),
 ]
 

@@ -1,16 +1,19 @@
-"""Streaming quirks of tool-call deltas, as seen from real servers and proxies.
+"""Streaming quirks of tool-call deltas and finish reasons, as seen from real servers and
+proxies.
 
 Each hook gets the chunks of one streamed reply (it owns them and may edit them in place)
-and returns them, or None when the stream has no tool-call deltas to disturb: these faults
-apply to streamed tool turns only. Hooks that need `index` to tell calls apart run before
-the ones that change or remove it (the catalogue orders them so).
+and returns them, or None when the stream has nothing for it to disturb: most apply to
+streamed tool turns only. Hooks that need `index` to tell calls apart run before the ones
+that change or remove it (the catalogue orders them so).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+from traces.sim.ids import openai_id
 from traces.sim.wire import Chunk
 
 
@@ -50,6 +53,38 @@ def stream_fields_repeated(chunks: list[Chunk]) -> list[Chunk] | None:
     return chunks
 
 
+def _continuations(chunks: list[Chunk]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(opening entry, later entry) for every delta that continues a call already opened."""
+    opening: dict[Any, dict[str, Any]] = {}
+    for entry in _entries(chunks):
+        first = opening.setdefault(entry.get("index"), entry)
+        if first is not entry:
+            yield first, entry
+
+
+def stream_id_changed(chunks: list[Chunk]) -> list[Chunk] | None:
+    """A call's id changes after its opening delta: every later delta carries another one
+    (poolside; LM Studio sends a new id with each argument piece)."""
+    changed = False
+    for first, entry in _continuations(chunks):
+        if isinstance(first.get("id"), str):
+            entry["id"] = openai_id(first["id"])
+            changed = True
+    return chunks if changed else None
+
+
+def stream_id_repeated(chunks: list[Chunk]) -> list[Chunk] | None:
+    """Every delta of a call repeats its id and type, not its name (a vLLM backend behind a
+    proxy: naive clients build `functionfunction…`)."""
+    changed = False
+    for first, entry in _continuations(chunks):
+        for field in ("id", "type"):
+            if field in first:
+                entry[field] = first[field]
+                changed = True
+    return chunks if changed else None
+
+
 def stream_arguments_cumulative(chunks: list[Chunk]) -> list[Chunk] | None:
     """Each argument delta holds everything so far instead of the new piece."""
     if not _has_calls(chunks):
@@ -67,6 +102,48 @@ def stream_arguments_cumulative(chunks: list[Chunk]) -> list[Chunk] | None:
 def _opens_call(entry: dict[str, Any]) -> bool:
     # An opening delta is the only one whose arguments are the empty string.
     return (entry.get("function") or {}).get("arguments") == ""
+
+
+def stream_arguments_object(chunks: list[Chunk]) -> list[Chunk] | None:
+    """Each call arrives whole in its opening delta, its arguments a JSON object instead of
+    string fragments (Z.ai's GLM-4.5 stream, Ollama behind LiteLLM)."""
+    openings: dict[Any, dict[str, Any]] = {}
+    arguments: dict[Any, list[Any]] = {}
+    kept_chunks: list[Chunk] = []
+    for chunk in chunks:
+        entries = chunk.delta.get("tool_calls")
+        if not entries:
+            kept_chunks.append(chunk)
+            continue
+        kept = []
+        for entry in entries:
+            key = entry.get("index")
+            if _opens_call(entry) and key not in openings:
+                openings[key], arguments[key] = entry, []
+                kept.append(entry)
+            elif key in openings:
+                arguments[key].append((entry.get("function") or {}).get("arguments"))
+            else:
+                kept.append(entry)
+        if kept:
+            chunk.delta["tool_calls"] = kept
+        else:
+            del chunk.delta["tool_calls"]
+        if chunk.delta or chunk.finish_reason is not None:
+            kept_chunks.append(chunk)
+    changed = False
+    for key, entry in openings.items():
+        pieces = arguments[key]
+        whole = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], dict) else None
+        if whole is None and all(isinstance(piece, str) for piece in pieces):
+            try:
+                whole = json.loads("".join(pieces))
+            except ValueError:
+                whole = None
+        if isinstance(whole, dict):
+            entry["function"]["arguments"] = whole
+            changed = True
+    return kept_chunks if changed else None
 
 
 def stream_index_split(chunks: list[Chunk]) -> list[Chunk] | None:
@@ -99,4 +176,24 @@ def stream_index_from_one(chunks: list[Chunk]) -> list[Chunk] | None:
     for entry in _entries(chunks):
         if isinstance(entry.get("index"), int):
             entry["index"] += 1
+    return chunks
+
+
+def stream_index_collision(chunks: list[Chunk]) -> list[Chunk] | None:
+    """Parallel calls all stream under index 0 (Dynamo, Ollama): a client keyed on the index
+    merges them into one call with `{..}{..}` arguments. Turns with two or more calls only."""
+    if len({entry.get("index") for entry in _entries(chunks)}) < 2:
+        return None
+    for entry in _entries(chunks):
+        entry["index"] = 0
+    return chunks
+
+
+def stream_finish_twice(chunks: list[Chunk]) -> list[Chunk] | None:
+    """After the finish chunk, one more says `stop` (Dynamo): clients that keep the last
+    finish_reason end a tool turn as an answer. Streams not finished by `stop` only."""
+    finish = next((c.finish_reason for c in reversed(chunks) if c.finish_reason), None)
+    if finish is None or finish == "stop":
+        return None
+    chunks.append(Chunk({"content": None}, "stop"))
     return chunks
