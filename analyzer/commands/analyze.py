@@ -5,19 +5,17 @@ Idempotent: a run's findings are replaced, so old traces benefit from new checks
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from typing import Annotated, Any
 
 import duckdb
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
+from analyzer.progress import progress_bar
 from analyzer.queries import resolve_run_id
 from traces.errors import DatabaseError
 from traces.store.database import open_for_writing, resolve_db_path
@@ -71,18 +69,8 @@ def analyze(
 def _analyze_with_progress(
     conn: duckdb.DuckDBPyConnection, ids: list[str]
 ) -> dict[str, list[Finding]]:
-    err = Console(file=sys.stderr)
-    with Progress(
-        TextColumn("[bold]analyze"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
-        bar = progress.add_task("analyze", total=len(ids))
-        return analyze_runs(conn, ids, on_chunk=lambda n: progress.update(bar, advance=n))
+    with progress_bar("analyze", len(ids)) as advance:
+        return analyze_runs(conn, ids, on_chunk=advance)
 
 
 def summarize(run_id: str, findings: list[Finding]) -> dict[str, Any]:

@@ -16,8 +16,6 @@ from typing import Annotated, Any
 
 import duckdb
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer.expectations import (
     Expectation,
@@ -29,6 +27,7 @@ from analyzer.expectations import (
 )
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
+from analyzer.progress import progress_bar
 from analyzer.queries import resolve_run_id
 from traces.chat_template import HFTokenizer, SimTokenCounter, TokenCounter, load_template
 from traces.chat_template.counting import TOKENIZER_FILE
@@ -182,20 +181,8 @@ def _kwargs(pairs: list[str]) -> dict[str, Any]:
 def _with_progress(
     conn: duckdb.DuckDBPyConnection, ids: list[str], expectation: Expectation
 ) -> list[StepExpectation]:
-    err = Console(file=sys.stderr)
-    with Progress(
-        TextColumn("[bold]expect"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
-        bar = progress.add_task("expect", total=len(ids))
-        return expect_stored(
-            conn, ids, expectation, on_run=lambda n: progress.update(bar, advance=n)
-        )
+    with progress_bar("expect", len(ids)) as advance:
+        return expect_stored(conn, ids, expectation, on_run=advance)
 
 
 def _require_some_rendering(found: list[StepExpectation]) -> None:

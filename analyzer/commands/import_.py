@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -30,6 +29,7 @@ from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
+from analyzer.progress import progress_bar
 from traces.importing import FileReport, ImportOptions, SkippedLine, import_files
 from traces.store.database import open_for_writing, resolve_db_path
 
@@ -183,17 +183,8 @@ def _check(path: Path, run_ids: Sequence[str], err: Console) -> dict[str, list[F
     transaction: the import is committed already and stands if this is interrupted)."""
     conn = open_for_writing(path)
     try:
-        with Progress(
-            TextColumn("[bold]checking"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as progress:
-            bar = progress.add_task("checking", total=len(run_ids))
-            return analyze_runs(conn, run_ids, on_chunk=lambda n: progress.advance(bar, n))
+        with progress_bar("checking", len(run_ids)) as advance:
+            return analyze_runs(conn, run_ids, on_chunk=advance)
     finally:
         conn.close()
 

@@ -11,13 +11,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer.commands.record import check_endpoint
 from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, to_json
 from analyzer.probes import ProviderVerdict, probe_report
+from analyzer.progress import stderr_progress
 from analyzer.targets import SIM_PROVIDER, Target, resolve_target
 from traces.client import EndpointConfig
 from traces.errors import TracesError
@@ -242,19 +242,10 @@ def _endpoints(targets: list[Target], timeout: float) -> Iterator[list[EndpointC
 
 
 def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
-    err = Console(file=sys.stderr)
     per_target = len(plan.probes) * (2 if plan.renderer is not None else 1)
     recorder = Recorder(db_path)
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[last]}"),
-            TimeElapsedColumn(),
-            console=err,
-            disable=not err.is_terminal,
-        ) as progress:
+        with stderr_progress(notes=True) as progress:
             bar = progress.add_task(
                 f"probe set v{PROBE_SET_VERSION}", total=per_target * len(plan.targets), last=""
             )

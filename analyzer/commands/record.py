@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
+from analyzer.progress import stderr_progress
 from analyzer.targets import Target, resolve_target
 from traces.client import EndpointClient, EndpointConfig
 from traces.errors import EndpointError
@@ -158,19 +158,9 @@ async def check_endpoint(endpoint: EndpointConfig) -> None:
 
 
 def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
-    err = Console(file=sys.stderr)
     recorder = Recorder(db_path)
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[last]}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-            disable=not err.is_terminal,
-        ) as progress:
+        with stderr_progress(notes=True) as progress:
             bar = progress.add_task(f"{plan.task.name} × {plan.repeat}", total=plan.repeat, last="")
 
             def done(run_id: str, outcome: RunOutcome) -> None:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from analyzer.progress import stderr_progress
 from analyzer.targets import Target
 from traces.client import EndpointClient, EndpointConfig
 from traces.harness import HarnessSettings
@@ -100,16 +97,7 @@ def record_suite(
 
 
 def _with_progress(plans: dict[str, list[RunPlan]], recorder: Recorder, limit: int) -> Recorded:
-    err = Console(file=sys.stderr)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as progress:
+    with stderr_progress(notes=True) as progress:
 
         async def one_target(label: str, target_plans: list[RunPlan]) -> list[RunSummary]:
             bar = progress.add_task(label, total=sum(p.repeat for p in target_plans), last="")
