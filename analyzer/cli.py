@@ -38,6 +38,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Help texts are plain text: `[default: …]` in them must print, not vanish as markup.
+    rich_markup_mode=None,
 )
 
 for module in (record, demo, runs, show, steps, failures, analyze, sql, schema, providers, sim):

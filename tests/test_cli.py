@@ -296,3 +296,11 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
 )
 def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:
     _one_line_error(run_cli(*args), 2, fragment)
+
+
+@pytest.mark.parametrize("command", ["record", "compare", "report"])
+def test_help_shows_the_defaults_written_in_it(command: str) -> None:
+    """Option help is plain text: bracketed defaults print instead of vanishing as markup."""
+    done = run_cli(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "[default: $TRACES_DB" in " ".join(done.stdout.split())

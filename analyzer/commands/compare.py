@@ -25,7 +25,17 @@ from analyzer.compare.render import emit_comparison
 from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
 from analyzer.compare.specs import resolve_targets
 from analyzer.compare.stats import DEFAULT_RESAMPLES
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import (
+    DbOption,
+    FormatOption,
+    GroupByOption,
+    OriginFilterOption,
+    ReferenceOption,
+    RunFilterOption,
+    SinceOption,
+    TaskFilterOption,
+    UntilOption,
+)
 from analyzer.output import OutputFormat
 from analyzer.queries import resolve_run_id
 from traces.errors import EndpointError, TracesError
@@ -78,27 +88,11 @@ def compare(
             "runs of this model."
         ),
     ] = None,
-    task: Annotated[
-        list[str] | None, typer.Option("--task", help="Only runs of this task (repeatable).")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only runs started at or after this UTC date/time (ISO).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Only runs started before this UTC date/time (ISO).")
-    ] = None,
-    run: Annotated[
-        list[str] | None,
-        typer.Option("--run", help="Only this run: id, prefix or `last` (repeatable)."),
-    ] = None,
-    origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--origin",
-            help="Only runs of this origin: recorded, imported, probe (repeatable) "
-            "[default: recorded and imported].",
-        ),
-    ] = None,
+    task: TaskFilterOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    run: RunFilterOption = None,
+    origin: OriginFilterOption = None,
     repeat: Annotated[
         int | None, typer.Option(min=1, help="Runs of every task [default: the suite's repeats].")
     ] = None,
@@ -114,14 +108,8 @@ def compare(
         int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
     ] = 0,
     timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
-    by: Annotated[
-        GroupBy,
-        typer.Option(help="One column per provider, upstream host (behind a router) or model."),
-    ] = GroupBy.provider,
-    reference: Annotated[
-        str | None,
-        typer.Option(help="Group that tool_call_f1 is measured against (K2VV's 'official')."),
-    ] = None,
+    by: GroupByOption = GroupBy.provider,
+    reference: ReferenceOption = None,
     resamples: Annotated[
         int, typer.Option(min=50, help="Bootstrap resamples per group.")
     ] = DEFAULT_RESAMPLES,

@@ -16,7 +16,16 @@ import typer
 
 from analyzer.compare.costs import PriceList
 from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
-from analyzer.options import DbOption
+from analyzer.options import (
+    DbOption,
+    GroupByOption,
+    OriginFilterOption,
+    ReferenceOption,
+    RunFilterOption,
+    SinceOption,
+    TaskFilterOption,
+    UntilOption,
+)
 from analyzer.queries import resolve_run_id
 from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
 from analyzer.report.page import render_page
@@ -36,35 +45,13 @@ def report(
         typer.Option("--provider", help="Only runs of this provider (repeatable)."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
-    task: Annotated[
-        list[str] | None, typer.Option("--task", help="Only runs of this task (repeatable).")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only runs started at or after this UTC date/time (ISO).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Only runs started before this UTC date/time (ISO).")
-    ] = None,
-    run: Annotated[
-        list[str] | None,
-        typer.Option("--run", help="Only this run: id, prefix or `last` (repeatable)."),
-    ] = None,
-    origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--origin",
-            help="Only runs of this origin: recorded, imported, probe (repeatable) "
-            "[default: recorded and imported].",
-        ),
-    ] = None,
-    by: Annotated[
-        GroupBy,
-        typer.Option(help="One column per provider, upstream host (behind a router) or model."),
-    ] = GroupBy.provider,
-    reference: Annotated[
-        str | None,
-        typer.Option(help="Group that tool_call_f1 is measured against (K2VV's 'official')."),
-    ] = None,
+    task: TaskFilterOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    run: RunFilterOption = None,
+    origin: OriginFilterOption = None,
+    by: GroupByOption = GroupBy.provider,
+    reference: ReferenceOption = None,
     runs: Annotated[
         int,
         typer.Option(
