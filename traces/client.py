@@ -155,27 +155,8 @@ class EndpointClient:
                     # stalled mid-body. The host's fault, recorded like any failed call.
                     return _cut_short(body, started_at, t0, False, status, headers, exc)
                 return _parse_body(raw, body, started_at, t0, status, headers)
-        except openai.APIStatusError as exc:
-            text = exc.response.text
-            return Exchange(
-                request_body=body,
-                started_at=started_at,
-                latency_ms=(time.perf_counter() - t0) * 1000,
-                streamed=streamed,
-                http_status=exc.status_code,
-                headers={k: v for k in KEPT_HEADERS if (v := exc.response.headers.get(k))},
-                response_body=text,
-                error=http_error(exc.status_code, text),
-            )
-        except openai.APITimeoutError:
-            return _transport_failure(
-                body, started_at, t0, streamed, "timeout", "request timed out"
-            )
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
-            return _transport_failure(
-                body, started_at, t0, streamed, "connection", f"cannot connect: {cause}"
-            )
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            return _failed_call(exc, body, started_at, t0, streamed)
 
     async def complete_text(self, body: dict[str, Any]) -> Exchange:
         """Send one raw `/completions` request (a prompt rendered client-side), not streamed.
@@ -195,25 +176,8 @@ class EndpointClient:
                 status = response.status_code
                 headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
                 raw = (await response.read()).decode("utf-8", errors="replace")
-        except openai.APIStatusError as exc:
-            text = exc.response.text
-            return Exchange(
-                request_body=body,
-                started_at=started_at,
-                latency_ms=(time.perf_counter() - t0) * 1000,
-                streamed=False,
-                http_status=exc.status_code,
-                headers={k: v for k in KEPT_HEADERS if (v := exc.response.headers.get(k))},
-                response_body=text,
-                error=http_error(exc.status_code, text),
-            )
-        except openai.APITimeoutError:
-            return _transport_failure(body, started_at, t0, False, "timeout", "request timed out")
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
-            return _transport_failure(
-                body, started_at, t0, False, "connection", f"cannot connect: {cause}"
-            )
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            return _failed_call(exc, body, started_at, t0, False)
         exchange = Exchange(
             request_body=body,
             started_at=started_at,
@@ -233,6 +197,35 @@ class EndpointClient:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             exchange.error = invalid_response(status, raw, exc)
         return exchange
+
+
+def _failed_call(
+    exc: openai.APIStatusError | openai.APIConnectionError,
+    body: dict[str, Any],
+    started_at: datetime,
+    t0: float,
+    streamed: bool,
+) -> Exchange:
+    """The exchange of a call the SDK raised for: an HTTP error status, a timeout, or a
+    connection that could not be made."""
+    if isinstance(exc, openai.APIStatusError):
+        text = exc.response.text
+        return Exchange(
+            request_body=body,
+            started_at=started_at,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            streamed=streamed,
+            http_status=exc.status_code,
+            headers={k: v for k in KEPT_HEADERS if (v := exc.response.headers.get(k))},
+            response_body=text,
+            error=http_error(exc.status_code, text),
+        )
+    if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError
+        return _transport_failure(body, started_at, t0, streamed, "timeout", "request timed out")
+    cause = exc.__cause__ or exc
+    return _transport_failure(
+        body, started_at, t0, streamed, "connection", f"cannot connect: {cause}"
+    )
 
 
 def _transport_failure(
