@@ -3,7 +3,8 @@
 Run by hand (it is not a test and asserts nothing about time):
 
     .venv/bin/python benchmarks/bench_import.py [--shape conversations|k2vv]
-        [--exchanges 100000] [--steps 20] [--rounds 3] [--analyze] [--profile] [--json PATH]
+        [--exchanges 100000] [--steps 20] [--rounds 3] [--workers N] [--serial]
+        [--analyze] [--profile] [--json PATH]
 
 It writes a realistic file into a temporary directory, then times, in interleaved rounds:
 
@@ -14,7 +15,12 @@ It writes a realistic file into a temporary directory, then times, in interleave
   insert, with none of the reading, hashing and normalization an import does.
 - `ours`: `traces.importing.import_files` into a fresh database: validation, stream and
   message reading, schema checks against each request's tools, message hashing and
-  deduplication, request suffixes, tool results, bulk inserts, one commit.
+  deduplication, request suffixes, tool results, bulk inserts, one commit. As `traces
+  import` runs it: a file this large is read by one worker process per core, split by
+  conversation, while the importing process inserts (`--workers N` sets their number;
+  1 reads in the importing process).
+- `ours, 1 process` (with `--serial`): the same import with `workers=1`, in the same rounds,
+  to show what the workers add.
 
 Shapes:
 
@@ -26,7 +32,8 @@ Shapes:
 
 Ratios are taken between medians. `--analyze` also times the checks over the imported runs
 (`analyzer.checks.persist.analyze_runs`), reported apart: `traces import` runs them after
-committing. `--profile` prints the top of a cProfile of one import.
+committing. `--profile` prints the top of a cProfile of one import (of the importing process
+only: profile with `--workers 1` to see the reading).
 """
 
 from __future__ import annotations
@@ -364,9 +371,13 @@ def arm_duckdb_raw(path: Path, db: Path) -> int:
         conn.close()
 
 
-def arm_ours(path: Path, db: Path) -> int:
-    [report] = import_files(db, [path], ImportOptions(provider="bench"))
+def arm_ours(path: Path, db: Path, workers: int | None = None) -> int:
+    [report] = import_files(db, [path], ImportOptions(provider="bench", workers=workers))
     return report.exchanges
+
+
+def arm_ours_serial(path: Path, db: Path) -> int:
+    return arm_ours(path, db, workers=1)
 
 
 ARMS: dict[str, Callable[[Path, Path], int]] = {
@@ -374,6 +385,7 @@ ARMS: dict[str, Callable[[Path, Path], int]] = {
     "duckdb raw": arm_duckdb_raw,
     "ours": arm_ours,
 }
+SERIAL_ARM = "ours, 1 process"
 
 
 def _fresh_db(directory: Path, name: str) -> Path:
@@ -392,7 +404,23 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true", help="also time the checks")
     parser.add_argument("--profile", action="store_true", help="cProfile one import")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes reading the file in the `ours` arm [default: chosen by size]",
+    )
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help=f"add an arm `{SERIAL_ARM}`: the import with --workers 1, in the same rounds",
+    )
     args = parser.parse_args()
+    arms = dict(ARMS)
+    if args.workers is not None:
+        workers = args.workers
+        arms["ours"] = lambda path, db: arm_ours(path, db, workers)
+    if args.serial:
+        arms[SERIAL_ARM] = arm_ours_serial
 
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         directory = Path(tmp)
@@ -411,15 +439,15 @@ def main() -> None:
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            arm_ours(source, _fresh_db(directory, "profile"))
+            arm_ours(source, _fresh_db(directory, "profile"), args.workers)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
             return
 
-        times: dict[str, list[float]] = {name: [] for name in ARMS}
+        times: dict[str, list[float]] = {name: [] for name in arms}
         for round_no in range(args.rounds):
-            for name, arm in ARMS.items():
+            for name, arm in arms.items():
                 db = _fresh_db(directory, "arm")
                 start = time.perf_counter()
                 count = arm(source, db)
@@ -446,7 +474,7 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
     rows = [
         (name, medians[name], args.exchanges / medians[name], size / 1e6 / medians[name])
-        for name in ARMS
+        for name in arms
     ]
     print(f"\n| arm | seconds (median of {args.rounds}) | exchanges/s | MB/s |")
     print("| --- | ---: | ---: | ---: |")
@@ -456,6 +484,10 @@ def main() -> None:
         "ours / json.loads (time)": medians["ours"] / medians["json.loads"],
         "ours / duckdb raw (time)": medians["ours"] / medians["duckdb raw"],
     }
+    if SERIAL_ARM in medians:
+        ratios[f"{SERIAL_ARM} / json.loads (time)"] = medians[SERIAL_ARM] / medians["json.loads"]
+        ratios[f"{SERIAL_ARM} / duckdb raw (time)"] = medians[SERIAL_ARM] / medians["duckdb raw"]
+        ratios[f"speed-up of ours over {SERIAL_ARM}"] = medians[SERIAL_ARM] / medians["ours"]
     print()
     for label, value in ratios.items():
         print(f"{label}: {value:.2f}")
@@ -469,6 +501,7 @@ def main() -> None:
             json.dumps(
                 {
                     "shape": args.shape,
+                    "workers": args.workers,
                     "exchanges": args.exchanges,
                     "steps": args.steps,
                     "bytes": size,

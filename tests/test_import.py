@@ -16,15 +16,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from jsonschema import Draft202012Validator
 
-from traces.importing import ImportOptions, import_files
+from traces.importing import (
+    FileReport,
+    ImportOptions,
+    SkippedLine,
+    import_files,
+    importer,
+    parallel,
+    reading,
+)
 from traces.importing import writer as import_writer
+from traces.importing.lines import ImportFileError
+from traces.importing.toolsets import fast_accept
 from traces.model import message_hash, request_hash
 
 from conftest import REPO, run_cli
@@ -603,3 +621,447 @@ def test_request_hash_pairs_requests_like_the_recorder(db_path: Path, tmp_path: 
     expected = request_hash(hashes, {"tools": tools, "tool_choice": choice})
     stored = {r["request_hash"] for r in _rows(db_path, "SELECT request_hash FROM steps")}
     assert stored == {expected}
+
+
+# -- reading in worker processes -------------------------------------------------------------------
+#
+# `workers=2` splits every file by conversation over two worker processes while this one inserts;
+# the database must come out exactly as one process writes it, ids included.
+
+
+def _label_of_worker(worker: int, start: str) -> str:
+    """A conversation label that `parallel.owner` gives to `worker` (of two)."""
+    label = start
+    while parallel.owner(label, 0, 2) != worker:
+        label += "x"
+    return label
+
+
+def _completion(message: dict[str, Any]) -> dict[str, Any]:
+    finish = "tool_calls" if message.get("tool_calls") else "stop"
+    return {
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
+
+
+_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "look",
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string"}, "n": {"type": "integer", "minimum": 1}},
+                "required": ["q"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
+
+
+def _conversation(label: str | int, steps: int, first_user: dict[str, Any]) -> list[dict[str, Any]]:
+    """Lines of one agent conversation: a tool call per step, then an answer."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": f"sys {label}"}, first_user]
+    lines = []
+    for step in range(steps):
+        last = step == steps - 1
+        args = {"q": f"{label}-{step}"} if step != 1 else {"q": 3, "extra": True}  # bad call
+        call = {
+            "id": f"call_{label}_{step}",
+            "type": "function",
+            "function": {"name": "look", "arguments": json.dumps(args)},
+        }
+        message: dict[str, Any] = (
+            {"role": "assistant", "content": f"answer {label}"}
+            if last
+            else {"role": "assistant", "content": None, "tool_calls": [call]}
+        )
+        line: dict[str, Any] = {
+            "conversation": label,
+            "latency_ms": 250,
+            "request": {"model": "m", "messages": list(messages), "tools": _TOOLS},
+            "response": _completion(message),
+        }
+        if step % 2 == 0:  # the others are untimed: stored at the import's time
+            line["started_at"] = 1735689600 + 10 * step
+        lines.append(line)
+        if not last:
+            messages += [message, {"role": "tool", "tool_call_id": call["id"], "content": "ok"}]
+    return lines
+
+
+def _mixed_log(path: Path) -> tuple[Path, str, str]:
+    """A log that exercises what splitting by conversation could get wrong; returns it and
+    a label each worker owns."""
+    first, second = _label_of_worker(0, "a"), _label_of_worker(1, "b")
+    # The same message, keys in another order: one hash, and the first line's text is kept.
+    shared = {"role": "user", "content": "the same question"}
+    reordered = {"content": "the same question", "role": "user"}
+    convs = [
+        _conversation(first, 6, reordered),
+        _conversation(second, 5, shared),
+        _conversation(7, 4, {"role": "user", "content": "seven"}),
+    ]
+    convs[2][2]["conversation"] = "7"  # the integer 7 and the string "7" are one run
+    retry = _conversation(second + "r", 2, {"role": "user", "content": "retry me"})
+    failed = {**retry[0], "error": {"status": 503, "body": "busy"}}
+    del failed["response"]
+    stream = _exchange(second + "s", stream=True)
+    del stream["response"]
+    stream["chunks"] = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "stre"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "amed"}, "finish_reason": "stop"}]},
+    ]
+    nested = _exchange()  # no label of its own, but a nested key of that name
+    nested["request"]["metadata"] = {"conversation": first}
+    lines: list[Any] = []
+    extras = [failed, *retry, stream, nested, _exchange(content="lone"), ""]
+    while any(convs):
+        for conv in convs:
+            if conv:
+                lines.append(conv.pop(0))
+        lines += extras
+        extras = []
+    # Spelled with an escape, the key is still `conversation`: parsed, not read off the bytes.
+    escaped = json.dumps(_exchange(first, content="escaped")).replace(
+        '"conversation"', '"conv\\u0065rsation"'
+    )
+    lines.insert(9, escaped)
+    lines.insert(12, _exchange(second, content="two keys", metadata={"conversation": first}))
+    return _write(path, lines), first, second
+
+
+def _children() -> set[int]:
+    """Live child processes of this one (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in TABLES
+        }
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Import times and import ids that repeat: call the returned function before each import."""
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            return now.astimezone(tz)
+
+    monkeypatch.setattr(importer, "datetime", Clock)
+    counter = iter(())
+
+    def token(_: int) -> str:
+        return f"{next(counter):08x}"
+
+    monkeypatch.setattr(reading.secrets, "token_hex", token)
+
+    def reset() -> None:
+        nonlocal counter
+        counter = iter(range(100))
+
+    return reset
+
+
+def _import_both_ways(
+    tmp_path: Path, files: list[Path], reset: Callable[[], None], **options: Any
+) -> list[tuple[list[FileReport], list[tuple[str, SkippedLine]], dict[str, Any]]]:
+    results = []
+    for workers in (1, 2):
+        reset()
+        db = tmp_path / f"workers-{workers}.duckdb"
+        skipped: list[tuple[str, SkippedLine]] = []
+        reports = import_files(
+            db,
+            files,
+            ImportOptions(provider="p", workers=workers, **options),
+            on_skip=lambda path, line, into=skipped: into.append((path, line)),
+        )
+        results.append((reports, skipped, _dump(db)))
+    return results
+
+
+def test_two_workers_store_exactly_what_one_process_stores(
+    tmp_path: Path, fixed_clock: Callable[[], None]
+) -> None:
+    log, first, second = _mixed_log(tmp_path / "mixed.jsonl")
+    lines = log.read_text().splitlines()
+    lines.insert(3, "{not json")
+    lines.insert(8, json.dumps({**_exchange(first), "latency_ms": -1}))
+    lines.insert(15, json.dumps({"conversation": second, "request": {"model": "m"}}))
+    log.write_text("\n".join(lines) + "\n")
+    before = _children()
+    (one, one_skipped, one_rows), (two, two_skipped, two_rows) = _import_both_ways(
+        tmp_path, [EXCHANGES, log, K2VV], fixed_clock, on_error="skip"
+    )
+    assert two_rows == one_rows
+    assert two == one
+    assert two_skipped == one_skipped
+    assert [line.line for _, line in one_skipped] == [4, 9, 16]
+    assert _children() == before  # the workers are gone
+    # What the file exercises did happen.
+    db = tmp_path / "workers-1.duckdb"
+    report = one[1]
+    runs = {
+        r["conversation"]: r
+        for r in _rows(db, "SELECT * FROM runs WHERE import_id = ?", [report.import_id])
+    }
+    assert {first, second, "7", second + "r", second + "s", None} <= set(runs)
+    assert runs["7"]["steps"] == 4  # the integer 7 and the string "7" are one run
+    assert runs[first]["steps"] == 7  # with the line that spells the key with an escape
+    assert runs[second + "r"]["steps"] == 2  # the failed call was retried
+    # A run is named after its first line, and the report lists them in file order.
+    starts = [int(run_id.removeprefix(f"{report.import_id}-")) for run_id in report.runs]
+    assert starts == sorted(starts) and starts[0] == 1
+    [body] = _rows(
+        db,
+        "SELECT body FROM messages WHERE hash = ?",
+        [message_hash({"role": "user", "content": "the same question"})],
+    )
+    assert list(json.loads(body["body"])) == ["content", "role"]  # the first line's text
+
+
+def test_two_workers_refuse_the_first_malformed_line(tmp_path: Path, db_path: Path) -> None:
+    import_files(db_path, [K2VV], ImportOptions())
+    before_rows, before_children = _counts(db_path), _children()
+    log, first, second = _mixed_log(tmp_path / "mixed.jsonl")
+    lines = log.read_text().splitlines()
+    # The later bad line is the other worker's, and it may well be found first.
+    lines[20] = json.dumps({**_exchange(first), "latency_ms": "slow"})
+    lines[16] = json.dumps({**_exchange(second), "started_at": "noon"})
+    log.write_text("\n".join(lines) + "\n")
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(ImportFileError) as refused:
+            import_files(db_path, [EXCHANGES, log], ImportOptions(workers=workers))
+        errors.append(str(refused.value))
+        assert _counts(db_path) == before_rows
+        assert _children() == before_children
+    assert errors[0] == errors[1]
+    assert f"{log}:17: started_at: not an ISO 8601 time" in errors[0]
+
+
+def test_two_workers_leave_nothing_behind_when_interrupted(tmp_path: Path, db_path: Path) -> None:
+    import_files(db_path, [K2VV], ImportOptions())
+    before_rows, before_children = _counts(db_path), _children()
+    log, _, _ = _mixed_log(tmp_path / "mixed.jsonl")
+    log.write_text(log.read_text() * 400)  # every line again: conversations grow, no matter
+    read = 0
+
+    def interrupt(n: int) -> None:
+        nonlocal read
+        read += n
+        if read > log.stat().st_size // 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_files(db_path, [log], ImportOptions(workers=2), on_progress=interrupt)
+    assert _counts(db_path) == before_rows
+    assert _children() == before_children
+
+
+def test_a_worker_that_dies_fails_the_import_cleanly(tmp_path: Path, db_path: Path) -> None:
+    import_files(db_path, [K2VV], ImportOptions())
+    before_rows, before_children = _counts(db_path), _children()
+    log, _, _ = _mixed_log(tmp_path / "mixed.jsonl")
+    log.write_text(log.read_text() * 400)
+    killed: list[int] = []
+
+    def kill_one(_: int) -> None:
+        if not killed:
+            killed.append(min(_children() - before_children))
+            os.kill(killed[0], signal.SIGKILL)
+
+    with pytest.raises(ImportFileError, match=r"an import worker stopped \(exit code -9\)"):
+        import_files(db_path, [log], ImportOptions(workers=2), on_progress=kill_one)
+    assert _counts(db_path) == before_rows
+    assert _children() == before_children
+
+
+def test_ctrl_c_stops_a_parallel_import_and_its_workers(db_path: Path, tmp_path: Path) -> None:
+    import_files(db_path, [K2VV], ImportOptions())
+    before = _counts(db_path)
+    log, _, _ = _mixed_log(tmp_path / "mixed.jsonl")
+    log.write_text(log.read_text() * 1000)
+    env = {**os.environ, "TRACES_IMPORT_WORKERS": "2", "NO_COLOR": "1"}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "analyzer.cli", "import", str(log), "--db", str(db_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_group(cli.pid)) < 3 and cli.poll() is None:  # the CLI and two workers
+            assert time.monotonic() < deadline, "no workers started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the reading
+        os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
+    assert cli.returncode == 130, (out, err)  # as the CLI ends on Ctrl-C
+    assert "Traceback" not in err
+    assert _group(cli.pid) == set()
+    assert _counts(db_path) == before
+
+
+def _group(pgid: int) -> set[int]:
+    """Live processes of process group `pgid`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pgid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("raw", "label"),
+    [
+        (b'{"conversation": "a", "request": {}}', "a"),
+        (b'{"request": {}, "conversation" :  12 }', "12"),
+        (b'{"conversation": -0}', "0"),
+        (b'{"conversation": "caf\\u00e9 \\"q\\""}', 'café "q"'),
+        (b'{"request": {"conversation": "nested"}}', "nested"),  # no top-level label: any worker
+        (b'{"request": {"conversation": "x"}, "conversation": "top"}', "top"),  # two: parsed
+        (b'{"conv\\u0065rsation": "escaped"}', "escaped"),  # another spelling: parsed
+        (b'{"note": "\\"conversation\\": 1", "conversation": "real"}', "real"),
+        (b'{"role": "conversation", "request": {}}', None),
+        (b'{"conversation": null}', None),
+        (b'{"conversation": 1.5}', None),
+        (b'{"conversation": true}', None),
+        (b'{"request": {}}', None),
+        ('{"conversation": "utf16"}'.encode("utf-16"), "utf16"),
+        (b'\xef\xbb\xbf{"conversation": "bom"}', "bom"),
+        (b'{"conversation": "unterminated', None),
+    ],
+)
+def test_conversation_labels_are_read_as_parsing_reads_them(raw: bytes, label: str | None) -> None:
+    assert parallel.conversation_label(raw) == label
+
+
+def test_workers_are_used_for_large_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(reading.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(reading, "_cores", lambda: 2)
+    options = ImportOptions()
+    assert options.workers_for(reading.PARALLEL_BYTES - 1) == 1
+    assert options.workers_for(reading.PARALLEL_BYTES) == 2
+    assert ImportOptions(workers=1).workers_for(10**12) == 1
+    assert ImportOptions(workers=3).workers_for(10) == 3
+    monkeypatch.setenv(reading.WORKERS_ENV, "2")
+    assert options.workers_for(10) == 2
+    monkeypatch.setenv(reading.WORKERS_ENV, "many")
+    with pytest.raises(ImportFileError, match="TRACES_IMPORT_WORKERS"):
+        options.workers_for(10)
+
+
+def test_the_fast_schema_check_accepts_only_what_jsonschema_accepts() -> None:
+    rng = random.Random(7)
+    scalars = [None, True, False, 0, 1, -1, 1.0, 2.5, float("inf"), "", "a", "fast", 10**20]
+
+    def value(depth: int = 0) -> Any:
+        roll = rng.random()
+        if depth < 2 and roll < 0.2:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if depth < 2 and roll < 0.45:
+            return {rng.choice("abq"): value(depth + 1) for _ in range(rng.randrange(4))}
+        return rng.choice(scalars)
+
+    def schema(depth: int = 0) -> Any:
+        if rng.random() < 0.05:
+            return rng.choice([True, False])
+        out: dict[str, Any] = {}
+        kinds = ["object", "array", "string", "integer", "number", "boolean", "null"]
+        if rng.random() < 0.7:
+            out["type"] = rng.choice(kinds) if rng.random() < 0.8 else rng.sample(kinds, 2)
+        if depth < 2 and rng.random() < 0.5:
+            out["properties"] = {k: schema(depth + 1) for k in rng.sample("abq", rng.randrange(3))}
+        if rng.random() < 0.3:
+            out["required"] = rng.sample("abq", rng.randrange(3))
+        if rng.random() < 0.3:
+            out["additionalProperties"] = rng.choice([False, True, {"type": "string"}])
+        if depth < 2 and rng.random() < 0.2:
+            out["items"] = schema(depth + 1)
+        if rng.random() < 0.15:
+            out["enum"] = rng.sample(scalars, 3)
+        if rng.random() < 0.1:
+            out["const"] = rng.choice(scalars)
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if rng.random() < 0.1:
+                out[bound] = rng.choice([0, 1, 2.5, -1])
+        for length in ("minLength", "maxLength", "minItems", "maxItems"):
+            if rng.random() < 0.1:
+                out[length] = rng.randrange(3)
+        if rng.random() < 0.05:
+            out["pattern"] = "^a"  # not known to the fast check: jsonschema judges
+        if rng.random() < 0.1:
+            out["description"] = "ignored"
+        return out
+
+    judged = 0
+    for _ in range(1500):
+        tried = schema()
+        accepts = fast_accept(tried)
+        if accepts is None:
+            continue
+        validator = Draft202012Validator(tried)
+        for _ in range(10):
+            instance = value()
+            assert accepts(instance) == validator.is_valid(instance), (tried, instance)
+            judged += 1
+    assert judged > 5000
+
+
+def test_cli_workers_option_gives_the_same_runs(tmp_path: Path) -> None:
+    """`--workers 2` reads the files in two processes; the stored runs are the same."""
+    stored = []
+    for workers in ("1", "2"):
+        db = tmp_path / f"w{workers}.duckdb"
+        done = run_cli(
+            "import", str(EXCHANGES), str(K2VV), "--workers", workers, "--db", str(db), "-f", "json"
+        )
+        assert done.returncode == 0, done.stderr
+        conn = duckdb.connect(str(db), read_only=True)
+        try:
+            stored.append(
+                conn.execute(
+                    "SELECT provider, model, conversation, steps, tool_calls, failure_summary "
+                    "FROM runs ORDER BY conversation, steps"
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+    assert stored[0] == stored[1] and len(stored[0]) > 2

@@ -93,6 +93,14 @@ def import_(
     analyze: Annotated[
         bool, typer.Option("--analyze/--no-analyze", help="Run the checks on the new runs.")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes that read the files [default: $TRACES_IMPORT_WORKERS, else one "
+            "per core (at most 4) for files of 16 MB or more, else 1].",
+        ),
+    ] = None,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -105,6 +113,7 @@ def import_(
         line_format=format_in.value,
         on_error=on_error.value,
         again=again,
+        workers=workers,
     )
     shown: Counter[str] = Counter()
 

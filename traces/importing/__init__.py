@@ -5,7 +5,9 @@ Two line formats, detected per file: exchange logs (`{"request": …, "response"
 typed exchanges (`formats`, secrets stripped by `redact`), turned into runs, steps, tool
 calls and results through the same normalization as live recording (`builder`, tool
 schemas compiled once per distinct tool in `toolsets`), file by file (`reading`), and
-written in one transaction per command (`writer`, driven by `importer`).
+written in one transaction per command (`writer`, driven by `importer`). A large file is
+read by worker processes split by conversation while the importing process inserts
+(`parallel`, `worker`), into the very rows one process writes.
 """
 
 from traces.importing.importer import FileReport, ImportOptions, SkippedLine, import_files

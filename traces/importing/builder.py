@@ -12,6 +12,9 @@ finish-reason normalization, and the same `StepRecord` and row builders. What a 
   messages), exactly as recording does, so `request_messages(run, idx)` rebuilds it.
 - A failed call followed by the very same request is a retry: it is folded into the step
   that follows (`retries`, `retry_errors`), as the harness records its own retries.
+- A run is named after the line it starts on (`<import id>-<line>`), so its id does not
+  depend on what else was read before it: a file split over worker processes by
+  conversation (`parallel`) gets the very ids a single process gives.
 """
 
 from __future__ import annotations
@@ -101,8 +104,14 @@ class RunBuilder:
         model: str | None,
         known_messages: set[str],
         tool_sets: ToolSets,
+        host: str | None = None,
+        pid: int | None = None,
     ) -> None:
-        """Prepare to read one file; `known_messages` is shared by every file of the import."""
+        """Prepare to read one file; `known_messages` is shared by every file of the import.
+
+        `host` and `pid` are the importing process's (a worker's builder is given its
+        parent's); they default to this process's.
+        """
         self.writer = writer
         self.import_id = import_id
         self.path = path
@@ -113,10 +122,11 @@ class RunBuilder:
         self.known = known_messages
         self.tool_sets = tool_sets
         self._params: dict[str, _Params] = {}
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
+        self.host = socket.gethostname() if host is None else host
+        self.pid = os.getpid() if pid is None else pid
         self.open: dict[str, _OpenRun] = {}
-        self.run_ids: list[str] = []
+        self.runs: list[tuple[int, str]] = []
+        """(first line, id) of every run, in the order they start."""
         self.defaulted = 0
         """Runs whose lines name no provider (labelled with `provider`, else `unknown`)."""
         self.exchanges = 0
@@ -134,18 +144,18 @@ class RunBuilder:
             run = self.open[logged.group] = self._new_run(logged)
         self._take(run, logged)
 
-    def finish(self) -> list[str]:
-        """End every open run (the file is read); returns the ids of all runs, in order."""
+    def finish(self) -> list[tuple[int, str]]:
+        """End every open run (the file is read); (first line, id) of all runs, in order."""
         for run in self.open.values():
             self._close(run)
         self.open.clear()
-        return self.run_ids
+        return self.runs
 
     # -- steps ------------------------------------------------------------------------------
 
     def _new_run(self, logged: LoggedExchange) -> _OpenRun:
-        run_id = f"{self.import_id}-{len(self.run_ids):06d}"
-        self.run_ids.append(run_id)
+        run_id = f"{self.import_id}-{logged.line:06d}"
+        self.runs.append((logged.line, run_id))
         return _OpenRun(run_id=run_id, first=logged)
 
     def _take(self, run: _OpenRun, logged: LoggedExchange) -> None:

@@ -20,6 +20,7 @@ import duckdb
 
 from traces.errors import DatabaseError
 from traces.importing.lines import ImportFileError, fingerprint
+from traces.importing.parallel import WorkerPool
 from traces.importing.reading import (
     FileReport,
     ImportOptions,
@@ -50,6 +51,22 @@ def import_files(
     is left as it was.
     """
     options = options or ImportOptions()
+    # Workers for the large files start first: they import while the files are hashed.
+    workers = max((options.workers_for(_size(path)) for path in paths), default=1)
+    if workers == 1:
+        return _import(db_path, paths, options, None, on_progress, on_skip)
+    with WorkerPool(workers) as pool:
+        return _import(db_path, paths, options, pool, on_progress, on_skip)
+
+
+def _import(
+    db_path: Path,
+    paths: Sequence[Path],
+    options: ImportOptions,
+    pool: WorkerPool | None,
+    on_progress: ProgressCallback | None,
+    on_skip: SkipCallback | None,
+) -> list[FileReport]:
     prints: list[tuple[Path, str]] = []
     seen: dict[str, Path] = {}
     for path in paths:
@@ -68,7 +85,7 @@ def import_files(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _import_all(db_path, prints, options, existed, on_progress, on_skip)
+        return _import_all(db_path, prints, options, existed, pool, on_progress, on_skip)
     finally:
         if collecting:
             gc.enable()
@@ -79,16 +96,20 @@ def _import_all(
     prints: list[tuple[Path, str]],
     options: ImportOptions,
     existed: bool,
+    pool: WorkerPool | None,
     on_progress: ProgressCallback | None,
     on_skip: SkipCallback | None,
 ) -> list[FileReport]:
     conn = open_for_writing(db_path)
+    # One DuckDB thread: batches of a few thousand rows gain nothing from a second one (their
+    # cost is converting Python values), and the second core is reading.
+    conn.execute("SET threads = 1")
     writer = ImportWriter(conn)
     try:
         if not options.again:
             _refuse_reimport(conn, prints)
         now = datetime.now(UTC).replace(tzinfo=None)
-        reports = read_files(writer, prints, options, now, on_progress, on_skip)
+        reports = read_files(writer, prints, options, now, on_progress, on_skip, pool)
         imported_at = datetime.now(UTC).replace(tzinfo=None)
         for report in reports:
             writer.add("imports", _import_row(report, options, imported_at))
@@ -96,11 +117,24 @@ def _import_all(
     except duckdb.Error as exc:
         _abandon(writer, conn, db_path, existed)
         raise DatabaseError(f"{db_path}: import failed: {one_line(str(exc))}") from None
+    except RuntimeError as exc:
+        _abandon(writer, conn, db_path, existed)
+        if str(exc).startswith("Query interrupted"):
+            # Ctrl-C while DuckDB runs a statement: it stops and says so in its own words.
+            raise KeyboardInterrupt from None
+        raise
     except BaseException:
         _abandon(writer, conn, db_path, existed)
         raise
     conn.close()
     return reports
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # `fingerprint` says why it cannot be read
 
 
 def _import_row(

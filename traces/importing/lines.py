@@ -50,11 +50,14 @@ def fingerprint(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, raw bytes) of every line, blank lines included (callers skip)."""
+def numbered_lines(path: Path, start: int = 1, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw bytes) of every line, blank lines included (callers skip);
+    from byte `offset` on, where line `start` begins, when given."""
     try:
         with path.open("rb") as handle:
-            yield from enumerate(handle, start=1)
+            if offset:
+                handle.seek(offset)
+            yield from enumerate(handle, start=start)
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
 

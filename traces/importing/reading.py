@@ -1,17 +1,20 @@
 """Reading the files of an import into rows, line by line.
 
 `read_files` validates each line (`formats`), hands the exchanges to a `RunBuilder` and the
-builder's rows to a sink: the import's DuckDB writer.
+builder's rows to a sink: the import's DuckDB writer. A large file is read by worker
+processes instead, split by conversation, while this process inserts (`parallel`); both
+ways go through `LineReader` and give the same rows.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from traces.importing.builder import RunBuilder
 from traces.importing.formats import LoggedExchange, read_exchange_line, read_k2vv_line
@@ -25,13 +28,24 @@ from traces.importing.lines import (
     parse_object,
 )
 from traces.importing.toolsets import ToolSets
-from traces.importing.writer import RowSink
+from traces.importing.writer import ImportSink, RowSink
+
+if TYPE_CHECKING:
+    from traces.importing.parallel import WorkerPool
 
 InputFormat = Literal["auto", "exchanges", "k2vv"]
 OnError = Literal["refuse", "skip"]
 
 MAX_SKIPPED_KEPT = 1000
 """Skipped lines listed in `imports.skipped_lines` (all are counted in `skipped`)."""
+
+PARALLEL_BYTES = 16 << 20
+"""Files from this size on are read by worker processes when `workers` is left to choose:
+below it, starting them costs about what they save."""
+MAX_WORKERS = 4
+"""Workers `workers=None` starts at most (one per core); this process inserts meanwhile."""
+WORKERS_ENV = "TRACES_IMPORT_WORKERS"
+"""Environment variable that sets `ImportOptions.workers` when the caller left it to choose."""
 
 _READERS: dict[LineFormat, Callable[[dict[str, object], int, datetime], LoggedExchange]] = {
     "exchanges": read_exchange_line,
@@ -53,6 +67,37 @@ class ImportOptions:
     """Malformed lines: refuse the whole import, or skip them and import the rest."""
     again: bool = False
     """Import files whose bytes were imported before."""
+    workers: int | None = None
+    """Processes that read each file: 1 reads in this process; N > 1 splits every file by
+    conversation over N workers; None (the default) takes `TRACES_IMPORT_WORKERS` when set,
+    else one worker per core (at most `MAX_WORKERS`) for files of `PARALLEL_BYTES` or more."""
+
+    def workers_for(self, size: int) -> int:
+        """How many processes read a file of `size` bytes (1: this one)."""
+        workers = self.workers
+        if workers is None:
+            setting = os.environ.get(WORKERS_ENV, "").strip()
+            if setting:
+                try:
+                    workers = int(setting)
+                except ValueError:
+                    raise ImportFileError(
+                        f"{WORKERS_ENV}={setting!r}: not a number of processes"
+                    ) from None
+            elif size < PARALLEL_BYTES:
+                return 1
+            else:
+                workers = min(_cores(), MAX_WORKERS)
+        if os.name != "posix":
+            return 1  # the workers inherit their pipes, which only POSIX passes on
+        return max(1, workers)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -88,103 +133,260 @@ SkipCallback = Callable[[str, SkippedLine], None]
 """Told of each skipped line, with the file's path."""
 
 
+class RefusedLine(ImportFileError):
+    """A malformed line under `--on-error refuse`: the import stops there."""
+
+    def __init__(self, message: str, line: int) -> None:
+        """The one-line error, and the line's number."""
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass
+class FileShare:
+    """What some lines of a file became: the whole file, or one worker's share of it."""
+
+    lines: int = 0
+    """Lines that are not blank."""
+    exchanges: int = 0
+    runs: list[tuple[int, str]] = field(default_factory=list)
+    """(first line, id) of each run, in file order."""
+    defaulted: int = 0
+
+
+class LineReader:
+    """Lines of one file, one at a time: validated into exchanges for a `RunBuilder`, or
+    refused, or skipped. Reads a whole file, or the lines a worker owns (`parallel`)."""
+
+    def __init__(
+        self,
+        sink: RowSink,
+        path: Path,
+        digest: str,
+        import_id: str,
+        options: ImportOptions,
+        now: datetime,
+        known: set[str],
+        tool_sets: ToolSets,
+        on_skip: Callable[[SkippedLine], None],
+        *,
+        line_format: LineFormat | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        whole_file: bool = True,
+    ) -> None:
+        """Read into `sink`; `line_format` None detects it from the first line that has one.
+
+        A worker's reader (`whole_file` False) does not see the file's first line: it never
+        says the file looks like one JSON document.
+        """
+        self.sink = sink
+        self.path = path
+        self.digest = digest
+        self.import_id = import_id
+        self.options = options
+        self.now = now
+        self.known = known
+        self.tool_sets = tool_sets
+        self.on_skip = on_skip
+        self.format = line_format
+        self.host = host
+        self.pid = pid
+        self.whole_file = whole_file
+        self.lines = 0
+        self.builder: RunBuilder | None = None
+
+    def read(self, number: int, raw: bytes) -> LoggedExchange | None:
+        """Take a line that is not blank; its exchange, or None when it was skipped."""
+        self.lines += 1
+        try:
+            obj = parse_object(raw)
+            line_format = self.format or self._detect(obj)
+            logged = _READERS[line_format](obj, number, self.now)
+        except LineError as err:
+            self.fail(number, raw, err)
+            return None
+        (self.builder or self._start(line_format)).add(logged)
+        return logged
+
+    def find_format(self, number: int, raw: bytes) -> bool:
+        """Take a line that is not blank, before the format is known, without building it:
+        True when the line is an object (in a format), left to be read; False when it was
+        skipped."""
+        try:
+            obj = parse_object(raw)
+            if self.format is None:
+                self._detect(obj)
+        except LineError as err:
+            self.lines += 1
+            self.fail(number, raw, err)
+            return False
+        return True
+
+    def fail(self, number: int, raw: bytes, err: LineError) -> None:
+        """A malformed line: refuse the import (RefusedLine), or skip the line."""
+        if self.whole_file and self.lines == 1 and looks_like_json_document(raw):
+            raise ImportFileError(
+                f"{self.path}: not JSON Lines: it looks like one JSON document; "
+                "an import file holds one exchange per line"
+            )
+        if self.options.on_error == "refuse":
+            raise RefusedLine(
+                f"{self.path}:{number}: {err} (--on-error skip imports the other lines)", number
+            )
+        self.on_skip(SkippedLine(number, str(err)))
+
+    def finish(self) -> FileShare:
+        """End the open runs: what the lines read became."""
+        builder = self.builder
+        if builder is None:
+            return FileShare(lines=self.lines)
+        return FileShare(
+            lines=self.lines,
+            exchanges=builder.exchanges,
+            runs=builder.finish(),
+            defaulted=builder.defaulted,
+        )
+
+    def _detect(self, obj: dict[str, object]) -> LineFormat:
+        line_format = detect(obj)
+        if line_format is None:
+            raise LineError(
+                None,
+                "neither an exchange (`request` with `response`, `chunks` or `error`) "
+                "nor a K2-Vendor-Verifier result (`data_index`, `request`, `status`)",
+            )
+        self.format = line_format
+        return line_format
+
+    def _start(self, line_format: LineFormat) -> RunBuilder:
+        self.builder = RunBuilder(
+            self.sink,
+            import_id=self.import_id,
+            path=str(self.path),
+            sha256=self.digest,
+            file_format=line_format,
+            provider=self.options.provider,
+            model=self.options.model,
+            known_messages=self.known,
+            tool_sets=self.tool_sets,
+            host=self.host,
+            pid=self.pid,
+        )
+        return self.builder
+
+
 def read_files(
-    sink: RowSink,
+    sink: ImportSink,
     jobs: Sequence[tuple[Path, str]],
     options: ImportOptions,
     now: datetime,
     on_progress: ProgressCallback | None = None,
     on_skip: SkipCallback | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[FileReport]:
     """Read each (file, sha256) of `jobs` into `sink`; a report per file.
 
-    Raises ImportFileError (one line naming the file, line and field) for bad input.
+    Files `options.workers_for` gives more than one process are read by `pool`'s workers
+    (the caller starts and stops it) when there is one. Raises ImportFileError (one line
+    naming the file, line and field) for bad input.
     """
     known: set[str] = set()
     tool_sets = ToolSets()
-    return [
-        _read_file(sink, path, digest, options, now, known, tool_sets, on_progress, on_skip)
-        for path, digest in jobs
-    ]
+    reports = []
+    for path, digest in jobs:
+        report = FileReport(
+            path=str(path),
+            import_id=f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}",
+            format=options.line_format,
+            sha256=digest,
+        )
+        parallel = pool is not None and options.workers_for(_size(path)) > 1
+        reader = LineReader(
+            sink,
+            path,
+            digest,
+            report.import_id,
+            options,
+            now,
+            known,
+            tool_sets,
+            _skipped(report, on_skip),
+            line_format=None if options.line_format == "auto" else options.line_format,
+        )
+        if parallel:
+            assert pool is not None
+            share = _read_in_workers(pool, reader, sink, on_progress)
+        else:
+            share = _read_here(reader, on_progress)
+        reports.append(_complete(report, share, reader.format, options))
+    return reports
 
 
-def _read_file(
-    sink: RowSink,
-    path: Path,
-    digest: str,
-    options: ImportOptions,
-    now: datetime,
-    known: set[str],
-    tool_sets: ToolSets,
-    on_progress: ProgressCallback | None,
-    on_skip: SkipCallback | None,
-) -> FileReport:
-    report = FileReport(
-        path=str(path),
-        import_id=f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}",
-        format=options.line_format,
-        sha256=digest,
-    )
-    line_format: LineFormat | None = None if options.line_format == "auto" else options.line_format
-    builder: RunBuilder | None = None
-    for number, raw in numbered_lines(path):
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # read in this process, which says why it cannot be read
+
+
+def _skipped(report: FileReport, on_skip: SkipCallback | None) -> Callable[[SkippedLine], None]:
+    def skipped(line: SkippedLine) -> None:
+        report.skipped += 1
+        if len(report.skipped_lines) < MAX_SKIPPED_KEPT:
+            report.skipped_lines.append(line)
+        if on_skip is not None:
+            on_skip(report.path, line)
+
+    return skipped
+
+
+def _read_here(reader: LineReader, on_progress: ProgressCallback | None) -> FileShare:
+    for number, raw in numbered_lines(reader.path):
         if on_progress is not None:
             on_progress(len(raw))
-        if not raw.strip():
-            continue
-        report.lines += 1
-        try:
-            obj = parse_object(raw)
-            if line_format is None:
-                line_format = detect(obj)
-                if line_format is None:
-                    raise LineError(
-                        None,
-                        "neither an exchange (`request` with `response`, `chunks` or `error`) "
-                        "nor a K2-Vendor-Verifier result (`data_index`, `request`, `status`)",
-                    )
-            logged = _READERS[line_format](obj, number, now)
-        except LineError as err:
-            if report.lines == 1 and looks_like_json_document(raw):
-                raise ImportFileError(
-                    f"{path}: not JSON Lines: it looks like one JSON document; "
-                    "an import file holds one exchange per line"
-                ) from None
-            if options.on_error == "refuse":
-                raise ImportFileError(
-                    f"{path}:{number}: {err} (--on-error skip imports the other lines)"
-                ) from None
-            skipped = SkippedLine(number, str(err))
-            report.skipped += 1
-            if len(report.skipped_lines) < MAX_SKIPPED_KEPT:
-                report.skipped_lines.append(skipped)
-            if on_skip is not None:
-                on_skip(str(path), skipped)
-            continue
-        if builder is None:
-            builder = RunBuilder(
-                sink,
-                import_id=report.import_id,
-                path=str(path),
-                sha256=digest,
-                file_format=line_format,
-                provider=options.provider,
-                model=options.model,
-                known_messages=known,
-                tool_sets=tool_sets,
-            )
-            report.format = line_format
-        builder.add(logged)
+        if raw.strip():
+            reader.read(number, raw)
+    return reader.finish()
+
+
+def _read_in_workers(
+    pool: WorkerPool,
+    reader: LineReader,
+    sink: ImportSink,
+    on_progress: ProgressCallback | None,
+) -> FileShare:
+    """Find the format here (and report the malformed lines before it), then let the
+    workers read the rest from the first line that has it."""
+    offset = 0
+    for number, raw in numbered_lines(reader.path):
+        if raw.strip() and reader.find_format(number, raw):
+            assert reader.format is not None
+            share = pool.read(reader, sink, number, offset, reader.format, on_progress)
+            share.lines += reader.lines
+            return share
+        offset += len(raw)
+        if on_progress is not None:
+            on_progress(len(raw))
+    return reader.finish()
+
+
+def _complete(
+    report: FileReport, share: FileShare, line_format: LineFormat | None, options: ImportOptions
+) -> FileReport:
+    report.lines = share.lines
     if report.lines == 0:
-        raise ImportFileError(f"{path}: empty file: no exchange to import")
-    if builder is None:
+        raise ImportFileError(f"{report.path}: empty file: no exchange to import")
+    if share.exchanges == 0:
         first = report.skipped_lines[0]
         raise ImportFileError(
-            f"{path}: no exchange to import: all {report.lines} lines are malformed "
+            f"{report.path}: no exchange to import: all {report.lines} lines are malformed "
             f"(line {first.line}: {first.reason})"
         )
-    report.runs = builder.finish()
-    report.exchanges = builder.exchanges
-    report.defaulted = builder.defaulted
-    report.unlabelled = builder.defaulted if options.provider is None else 0
+    assert line_format is not None
+    report.format = line_format
+    report.runs = [run_id for _, run_id in share.runs]
+    report.exchanges = share.exchanges
+    report.defaulted = share.defaulted
+    report.unlabelled = share.defaulted if options.provider is None else 0
     return report
