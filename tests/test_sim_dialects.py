@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pydantic
 import pytest
+from reference_conversation import TOOLS, conversation
 
 from traces.dialects import DIALECTS, Dialect, ReasoningLocation
 from traces.sim.config import SimConfig
@@ -302,71 +303,10 @@ def test_config_rejects_unknown_dialects_and_faults() -> None:
 
 # --- family templates -------------------------------------------------------------------
 
-TOOLS: list[Any] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "list_dir",
-            "description": "List a directory.",
-            "parameters": {
-                "type": "object",
-                "properties": {"path": {"type": "string", "description": "Directory path"}},
-                "required": ["path"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "read_file",
-            "description": "Read a file.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "path": {"type": "string", "description": "File path"},
-                    "limit": {"type": "integer", "description": "Max lines"},
-                },
-                "required": ["path"],
-            },
-        },
-    },
-]
-
 
 def _call(call_id: str, name: str, arguments: dict[str, Any], as_object: bool) -> dict[str, Any]:
     args: Any = arguments if as_object else json.dumps(arguments)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
-
-
-def agent_conversation(
-    reasoning: bool = True, as_object: bool = False, field: str = "reasoning_content"
-) -> list[dict[str, Any]]:
-    """A 2-step agent: list_dir then read_file, ids in Kimi's style, results named."""
-    steps: list[tuple[str, str, dict[str, Any]]] = [
-        ("REASONING-STEP-1: I should list the directory first.", "list_dir", {"path": "."}),
-        (
-            "REASONING-STEP-2: README.md exists, read it.",
-            "read_file",
-            {"path": "README.md", "limit": 20},
-        ),
-    ]
-    results = ["README.md\nsrc/", "# Demo project"]
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": "You are a coding agent."},
-        {"role": "user", "content": "List the files, then read the README."},
-    ]
-    for index, ((thought, name, arguments), result) in enumerate(zip(steps, results, strict=True)):
-        call_id = f"functions.{name}:{index}"
-        turn: dict[str, Any] = {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [_call(call_id, name, arguments, as_object)],
-        }
-        if reasoning:
-            turn[field] = thought
-        messages.append(turn)
-        messages.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": result})
-    return messages
 
 
 GOLDEN: dict[str, list[str]] = {
@@ -422,7 +362,7 @@ GOLDEN: dict[str, list[str]] = {
 @pytest.mark.parametrize("family", list(TEMPLATES))
 def test_family_template_renders_its_token_format(family: str) -> None:
     prompt = template_for(family).render(  # type: ignore[arg-type]
-        agent_conversation(), TOOLS, ("reasoning_content",)
+        conversation(), TOOLS, ("reasoning_content",)
     )
     for fragment in GOLDEN[family]:
         assert fragment in prompt.text, (family, fragment)
@@ -433,11 +373,11 @@ def test_family_template_renders_its_token_format(family: str) -> None:
 @pytest.mark.parametrize("family", list(TEMPLATES))
 def test_family_template_reads_reasoning_only_from_reasoning_in(family: str) -> None:
     template = template_for(family)  # type: ignore[arg-type]
-    elsewhere = agent_conversation(field="reasoning")
+    elsewhere = conversation(field="reasoning")
     assert "REASONING-STEP" not in template.render(elsewhere, TOOLS, ("reasoning_content",)).text
     assert "REASONING-STEP-2" in template.render(elsewhere, TOOLS, ("reasoning",)).text
     stripped = template.render(
-        agent_conversation(), TOOLS, ("reasoning_content",), history_reasoning=False
+        conversation(), TOOLS, ("reasoning_content",), history_reasoning=False
     )
     assert "REASONING-STEP" not in stripped.text and stripped.reasoning_suppressed == 2
 
@@ -454,7 +394,7 @@ def test_reasoning_before_the_last_user_turn_is_dropped(family: str) -> None:
     template = template_for(family)  # type: ignore[arg-type]
     for answered in (False, True):
         prompt = template.render(
-            _new_question(agent_conversation(), answered), TOOLS, ("reasoning_content",)
+            _new_question(conversation(), answered), TOOLS, ("reasoning_content",)
         )
         assert "REASONING-STEP" not in prompt.text and prompt.reasoning_kept == 0
 
@@ -464,18 +404,18 @@ def test_kimi_and_harmony_keep_reasoning_until_a_final_answer(family: str) -> No
     """K2 Thinking and gpt-oss drop reasoning only before the last answer without tool calls."""
     template = template_for(family)  # type: ignore[arg-type]
     unanswered = template.render(
-        _new_question(agent_conversation(), answered=False), TOOLS, ("reasoning_content",)
+        _new_question(conversation(), answered=False), TOOLS, ("reasoning_content",)
     )
     assert "REASONING-STEP-1" in unanswered.text and unanswered.reasoning_kept == 2
     answered = template.render(
-        _new_question(agent_conversation(), answered=True), TOOLS, ("reasoning_content",)
+        _new_question(conversation(), answered=True), TOOLS, ("reasoning_content",)
     )
     assert "REASONING-STEP" not in answered.text and answered.reasoning_kept == 0
 
 
 def test_think_blocks_in_content_are_moved_or_stripped_never_doubled() -> None:
     minimax = template_for("minimax")
-    messages = agent_conversation(reasoning=False)
+    messages = conversation(reasoning=False)
     for index in (2, 4):
         messages[index]["content"] = f"<think>\nTHINK-{index}\n</think>\n\n"
     prompt = minimax.render(messages, TOOLS, ("think_tag", "reasoning_content"))
@@ -488,9 +428,9 @@ def test_think_blocks_in_content_are_moved_or_stripped_never_doubled() -> None:
 def test_segment_counts_add_up_to_the_whole_prompt(family: str) -> None:
     template = template_for(family)  # type: ignore[arg-type]
     for messages in (
-        agent_conversation(),
-        agent_conversation(as_object=True),
-        _new_question(agent_conversation(), answered=True),
+        conversation(),
+        conversation(as_object=True),
+        _new_question(conversation(), answered=True),
     ):
         segments = template.render(messages, TOOLS, ("reasoning_content",)).segments
         whole = count_tokens("".join(segments))
@@ -607,7 +547,7 @@ def test_conversation_matches_the_reference_rendering(family: str, kept: bool) -
     variant = kept_variant if kept else dropped_variant
     reference = _reference(REFERENCE / "rendered" / f"{stem}__{variant}.txt")
     ours = template_for(family).render(  # type: ignore[arg-type]
-        agent_conversation(reasoning=kept, as_object=as_object), TOOLS, ("reasoning_content",)
+        conversation(reasoning=kept, as_object=as_object), TOOLS, ("reasoning_content",)
     )
     assert ours.text[ours.text.index(first_user) :] == reference[reference.index(first_user) :]
 
