@@ -39,7 +39,7 @@ from traces.dialects import ReasoningLocation, TemplateFamily
 from traces.sim.templates import template_for
 from traces.sim.tokenizer import count_tokens
 
-from conftest import EXTERNAL
+from conftest import EXTERNAL, reference_missing
 
 REFERENCE = EXTERNAL / "dialects"
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
@@ -86,7 +86,7 @@ def _pinned(path: Path, **options: Any) -> ChatTemplate:
 def test_real_templates_render_like_the_reference(stem: str, variant: str) -> None:
     """Byte for byte what the reference rendering holds, or the same class of error."""
     if stem == "absent":
-        pytest.skip(f"reference data not available: {REFERENCE}")
+        reference_missing(REFERENCE)
     entry = _summary()[stem][variant]
     template = _pinned(REFERENCE / "templates" / f"{stem}.jinja")
     messages = conversation(**VARIANTS[variant])

@@ -42,7 +42,7 @@ from traces.normalize import (
 )
 from traces.tools.schema_check import ArgumentChecker
 
-from conftest import EXTERNAL
+from conftest import EXTERNAL, reference_missing
 
 FIXTURE = Path(__file__).parent / "fixtures" / "real_excerpts.json"
 DOC: dict[str, Any] = json.loads(FIXTURE.read_text(encoding="utf-8"))
@@ -593,8 +593,9 @@ def observed_case(row: dict[str, Any]) -> dict[str, Any]:
     return case
 
 
-@pytest.mark.skipif(not OBSERVED, reason="shared/external/dialects not present")
 def test_every_observed_failure_kind_is_mapped() -> None:
+    if not OBSERVED:
+        reference_missing(DIALECT_DATA / "raw_outputs" / "observed_failures.jsonl")
     assert {row["failure_kind"] for row in OBSERVED} <= set(FAILURE_KINDS)
     assert set(FAILURE_KINDS.values()) <= set(KINDS)
 

@@ -53,7 +53,7 @@ from traces.sim.server import SimServer
 from traces.sim.templates import template_for
 from traces.store.database import open_for_reading
 
-from conftest import EXTERNAL, run_cli
+from conftest import EXTERNAL, reference_missing, run_cli
 from recording import Recording, record, record_many
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
@@ -119,7 +119,7 @@ def _expect(
 def _real(stem: str) -> ChatTemplate:
     path = REAL / f"{stem}.jinja"
     if not path.is_file():
-        pytest.skip(f"reference data not available: {path}")
+        reference_missing(path)
     return load_template(path)
 
 

@@ -22,7 +22,7 @@ from traces.sim.server import SimServer
 from traces.sim.templates import TEMPLATES, template_for
 from traces.sim.tokenizer import count_tokens, count_tokens_cached
 
-from conftest import EXTERNAL
+from conftest import EXTERNAL, reference_missing
 
 CHAIN_TOOLS: list[Any] = [
     {
@@ -533,7 +533,7 @@ _RENDERED = {
 
 def _reference(path: Path) -> str:
     if not path.is_file():
-        pytest.skip(f"reference data not available: {path}")
+        reference_missing(path)
     return path.read_text(encoding="utf-8")
 
 
