@@ -33,6 +33,7 @@ def tasks(
     dest: Annotated[
         Path | None,
         typer.Argument(
+            metavar="DEST",
             help="With --copy: folder to copy into (created if missing), or the new file's "
             "path (*.toml) [default: the current folder].",
             show_default=False,
