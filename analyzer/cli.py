@@ -29,6 +29,7 @@ from analyzer.commands import (
     sim,
     sql,
     steps,
+    tasks,
 )
 from traces.errors import TracesError
 
@@ -49,6 +50,7 @@ expect.register(app)
 import_.register(app)
 probe.register(app)
 report.register(app)
+tasks.register(app)
 
 
 def main() -> None:

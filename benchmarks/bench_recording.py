@@ -49,6 +49,7 @@ import openai
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
 from traces.runner import RunPlan, record_runs
+from traces.sample_files import resolve_task
 from traces.store.recorder import Recorder
 from traces.tasks import ChainSpec, Task, build_environment, load_task, render_prompts
 
@@ -60,8 +61,7 @@ ARM_LABELS: dict[ArmName, str] = {
     "B": "B: openai create(extra_body=)",
 }
 
-REPO = Path(__file__).resolve().parent.parent
-CHAIN_TASK = REPO / "samples" / "tasks" / "chain.toml"
+CHAIN_TASK = resolve_task("chain")
 MODEL = "sim-reasoner-1"
 API_KEY = "sk-bench"  # the simulator accepts any key
 

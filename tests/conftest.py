@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from traces.sample_files import samples_dir
 from traces.sim.config import SimConfig
 
 if TYPE_CHECKING:
     from traces.sim.server import SimServer
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples"
+SAMPLES = samples_dir()
 TASKS = SAMPLES / "tasks"
 EXTERNAL = REPO.parent / "shared" / "external"
 

@@ -14,12 +14,13 @@ from pydantic import BaseModel, Field
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
 from traces.runner import RunPlan, RunSummary, record_runs
+from traces.sample_files import tasks_dir
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.recorder import Recorder
 from traces.tasks import load_task
 
-TASKS = Path(__file__).resolve().parents[1] / "samples" / "tasks"
+TASKS = tasks_dir()
 
 
 def record(

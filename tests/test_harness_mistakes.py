@@ -10,6 +10,7 @@ from pathlib import Path
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
 from traces.runner import RunPlan, record_runs
+from traces.sample_files import resolve_task
 from traces.store.database import open_for_reading
 from traces.store.recorder import Recorder
 from traces.tasks import load_task
@@ -149,7 +150,7 @@ def test_api_key_never_reaches_the_database(db_path: Path, tmp_path: Path) -> No
         os.environ["AGENT_TRACES_TEST_KEY"] = secret
         try:
             plan = RunPlan(
-                task=load_task(Path(__file__).parents[1] / "samples/tasks/chain_short.toml"),
+                task=load_task(resolve_task("chain_short")),
                 provider="custom",
                 endpoint=EndpointConfig(
                     base_url=script.base_url, api_key_env="AGENT_TRACES_TEST_KEY"

@@ -9,7 +9,8 @@ import pytest
 
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
-from traces.profiles import DEFAULT_PROFILES, load_profiles
+from traces.profiles import load_profiles
+from traces.sample_files import providers_file
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 
@@ -33,7 +34,7 @@ REQUIRED = {
 
 
 def test_shipped_profiles_cover_the_hosts_people_use() -> None:
-    profiles = load_profiles(DEFAULT_PROFILES)
+    profiles = load_profiles(providers_file())
     assert set(profiles) >= REQUIRED
     for profile in profiles.values():
         assert profile.dialect in DIALECTS and profile.models

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from traces.errors import TaskFileError
+from traces.sample_files import samples_dir
 from traces.tasks import (
     ChainSpec,
     FilesSpec,
@@ -20,7 +21,7 @@ from traces.tasks import (
     render_prompts,
 )
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = samples_dir()
 SAMPLE_TASKS = sorted((SAMPLES / "tasks").glob("*.toml"))
 
 GOOD_CHAIN = """\

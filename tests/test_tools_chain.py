@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from traces.sample_files import samples_dir
 from traces.tasks import build_environment, load_task
 from traces.tools.base import ToolOutcome
 from traces.tools.chain import OPEN_BOX_SPEC, ChainEnvironment
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = samples_dir()
 
 
 def open_box(env: ChainEnvironment, box_id: str) -> ToolOutcome:

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from traces.sample_files import samples_dir
 from traces.tasks import build_environment, load_task
 from traces.tools.base import ToolOutcome
 from traces.tools.files import FilesEnvironment
 from traces.tools.sandbox import MAX_FILE_BYTES, Sandbox, SandboxError
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = samples_dir()
 SEED_FILES = [
     "README.md",
     "docs/operations.txt",

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from traces.sample_files import samples_dir
 from traces.tasks import build_environment, load_task, render_prompts
 from traces.tools.research import CorpusError, ResearchEnvironment, load_corpus
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = samples_dir()
 CORPUS = SAMPLES / "corpus" / "research"
 LINK = re.compile(r"\[\[([^\]]+)\]\]")
 

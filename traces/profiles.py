@@ -16,8 +16,8 @@ from pydantic_core import ErrorDetails
 
 from traces.dialects import DIALECTS, Dialect, ReasoningLocation
 from traces.errors import TracesError
+from traces.sample_files import providers_file
 
-DEFAULT_PROFILES = Path(__file__).resolve().parents[1] / "samples" / "providers.toml"
 PROFILES_ENV_VAR = "TRACES_PROVIDERS"
 
 
@@ -102,7 +102,7 @@ def profiles_path(explicit: str | Path | None = None) -> Path:
     if explicit:
         return Path(explicit)
     from_env = os.environ.get(PROFILES_ENV_VAR)
-    return Path(from_env) if from_env else DEFAULT_PROFILES
+    return Path(from_env) if from_env else providers_file()
 
 
 def _field_path(error: ErrorDetails) -> str:

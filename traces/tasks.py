@@ -46,6 +46,15 @@ class EnvironmentSpec(_Strict):
 
     type: str = Field(description="The tool world: chain, research or files.")
     prompt_variables: ClassVar[frozenset[str]] = frozenset()
+    #: The tools the world declares to the model, in declaration order.
+    tool_specs: ClassVar[tuple[dict[str, Any], ...]] = ()
+    #: Fields naming a folder the task needs, relative to the task file (copied with it).
+    folder_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def tool_names(cls) -> list[str]:
+        """Names of the tools this world declares (`traces tasks` lists them)."""
+        return [spec["function"]["name"] for spec in cls.tool_specs]
 
 
 class ChainSpec(EnvironmentSpec):
@@ -56,6 +65,7 @@ class ChainSpec(EnvironmentSpec):
         ge=1, le=chain.MAX_LENGTH, description="Number of boxes, i.e. tool calls needed."
     )
     prompt_variables: ClassVar[frozenset[str]] = chain.PROMPT_VARIABLES
+    tool_specs: ClassVar[tuple[dict[str, Any], ...]] = (chain.OPEN_BOX_SPEC,)
 
 
 class ResearchSpec(EnvironmentSpec):
@@ -68,6 +78,11 @@ class ResearchSpec(EnvironmentSpec):
         "file. Stored resolved (absolute).",
     )
     prompt_variables: ClassVar[frozenset[str]] = research.PROMPT_VARIABLES
+    tool_specs: ClassVar[tuple[dict[str, Any], ...]] = (
+        research.SEARCH_SPEC,
+        research.OPEN_DOCUMENT_SPEC,
+    )
+    folder_fields: ClassVar[tuple[str, ...]] = ("corpus",)
 
     @field_validator("corpus")
     @classmethod
@@ -91,6 +106,8 @@ class FilesSpec(EnvironmentSpec):
         "Stored resolved (absolute). Without it the sandbox starts empty.",
     )
     prompt_variables: ClassVar[frozenset[str]] = files.PROMPT_VARIABLES
+    tool_specs: ClassVar[tuple[dict[str, Any], ...]] = tuple(files.TOOL_SPECS)
+    folder_fields: ClassVar[tuple[str, ...]] = ("seed_dir",)
 
     @field_validator("seed_dir")
     @classmethod

@@ -40,6 +40,7 @@ from analyzer.output import OutputFormat
 from analyzer.queries import resolve_run_id
 from traces.errors import EndpointError, TracesError
 from traces.model import Termination
+from traces.sample_files import resolve_suite
 from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
 from traces.suites import load_suite
 
@@ -51,8 +52,11 @@ def register(app: typer.Typer) -> None:
 
 def compare(
     suite: Annotated[
-        Path | None,
-        typer.Option(help="Suite file (TOML) to record first; without it, compare recorded runs."),
+        str | None,
+        typer.Option(
+            help="Suite file (TOML) or a sample suite's name (`traces tasks --suites`) to "
+            "record first; without it, compare recorded runs."
+        ),
     ] = None,
     provider: Annotated[
         list[str] | None,
@@ -145,7 +149,7 @@ def compare(
             raise TracesError(
                 "--task, --since, --until and --run select recorded runs: use them without --suite"
             )
-        loaded = load_suite(suite)
+        loaded = load_suite(resolve_suite(suite))
         targets = resolve_targets(
             providers=provider or [],
             dialects=dialect or [],

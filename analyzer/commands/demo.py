@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,10 +11,8 @@ from analyzer.commands.record import record
 from analyzer.commands.show import show
 from analyzer.options import DbOption
 from analyzer.output import OutputFormat
-from traces.errors import TracesError
+from traces.sample_files import resolve_task
 from traces.store.database import resolve_db_path
-
-SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "tasks"
 
 
 def register(app: typer.Typer) -> None:
@@ -24,21 +21,18 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    task: Annotated[str, typer.Option(help="Sample task to run (chain, research, files...).")] = (
-        "research"
-    ),
+    task: Annotated[
+        str, typer.Option(help="Sample task to run (`traces tasks`), or a task file.")
+    ] = "research",
     db: DbOption = None,
 ) -> None:
     """Record one sample task offline against the simulator, then print its timeline."""
-    path = SAMPLES / f"{task}.toml"
-    if not path.exists():
-        available = ", ".join(sorted(p.stem for p in SAMPLES.glob("*.toml"))) or "none found"
-        raise TracesError(f"no sample task {task!r} in {SAMPLES} (available: {available})")
+    path = resolve_task(task)
     db_path = resolve_db_path(db)
     sys.stderr.write(
         f"recording sample task {task!r} against the embedded simulator into {db_path}\n"
     )
-    record(task=path, db=db_path, repeat=1, concurrency=1, fmt=OutputFormat.table)
+    record(task=str(path), db=db_path, repeat=1, concurrency=1, fmt=OutputFormat.table)
     show(run="last", full=False, db=db_path, fmt=OutputFormat.table)
     sys.stderr.write(
         f"\nnext: traces runs --db {db_path}   traces show last --full   "

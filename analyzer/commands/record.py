@@ -24,6 +24,7 @@ from traces.errors import EndpointError
 from traces.harness import HarnessSettings
 from traces.model import RunOutcome, Termination
 from traces.runner import RunPlan, RunSummary, record_runs
+from traces.sample_files import resolve_task
 from traces.sim.server import SimServer
 from traces.store.database import open_for_writing, resolve_db_path
 from traces.store.recorder import Recorder
@@ -36,7 +37,12 @@ def register(app: typer.Typer) -> None:
 
 
 def record(
-    task: Annotated[Path, typer.Option("--task", "-t", help="Task file (TOML).")],
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task", "-t", help="Task file (TOML), or a sample task's name (`traces tasks`)."
+        ),
+    ],
     provider: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +100,7 @@ def record(
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Record runs of a task; prints the run ids (progress on stderr)."""
-    loaded = load_task(task)
+    loaded = load_task(resolve_task(task))
     target = resolve_target(
         provider=provider,
         providers_file=providers,

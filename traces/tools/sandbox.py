@@ -32,7 +32,15 @@ class Sandbox:
         if seed_dir is not None:
             # symlinks=True copies links as links, so a link in a seed cannot smuggle an
             # outside file's content into the sandbox; the resolver refuses it at use time.
-            shutil.copytree(seed_dir, root, symlinks=True, dirs_exist_ok=True)
+            # Bytecode caches are left out: pip writes them next to the shipped seed's .py
+            # files, and the model must see the same project whether installed or not.
+            shutil.copytree(
+                seed_dir,
+                root,
+                symlinks=True,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
         return cls(root)
 
     def resolve(self, path: str) -> Path:
