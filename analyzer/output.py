@@ -245,8 +245,9 @@ def table_cell(value: Any) -> Text:
 
 _TEXT_MIN = 12
 """Free text is never cut narrower than this (or its own width)."""
-_LABEL_MIN = 8
-"""Labels (providers, models) are cut to this at the narrowest, as a last resort."""
+_LABEL_MIN = 12
+"""Labels (providers, models) are cut to this at the narrowest, as a last resort: shorter
+ones (statuses, layers) are never cut."""
 _GAP = 2
 """Spaces between columns."""
 _LONG = 40
@@ -279,7 +280,11 @@ def _fit(
     keep: Sequence[str],
     droppable: Sequence[str],
 ) -> tuple[list[str], dict[str, int]]:
-    """Which columns to show and how wide, for a table `space` cells wide."""
+    """Which columns to show and how wide, for a table `space` cells wide.
+
+    Free text is cut first, then long labels; only when that is not enough are columns left
+    out. What room is left goes to labels first (identifiers are worth more than prose).
+    """
     shown = list(widths)
 
     def total(sizes: dict[str, int]) -> int:
@@ -287,30 +292,29 @@ def _fit(
 
     if total(widths) <= space:
         return shown, dict(widths)
-    least = {c: min(w, _TEXT_MIN) if kinds[c] == "text" else w for c, w in widths.items()}
+    least = {
+        c: min(w, _TEXT_MIN)
+        if kinds[c] == "text"
+        else min(w, _LABEL_MIN)
+        if kinds[c] == "label" and c not in keep
+        else w
+        for c, w in widths.items()
+    }
     for column in droppable:
         if total(least) <= space:
             break
         if column in shown and len(shown) > 1:
             shown.remove(column)
     sizes = {c: least[c] for c in shown}
-    # Free text takes what is left, narrowest first, up to its own width.
     spare = space - total(sizes)
-    growing = [c for c in shown if kinds[c] == "text"]
-    while spare > 0:
-        wanting = [c for c in growing if sizes[c] < widths[c]]
-        if not wanting:
-            break
-        sizes[min(wanting, key=lambda c: sizes[c])] += 1
-        spare -= 1
-    # Still too wide: cut labels, widest first; run ids and numbers stay whole.
-    while total(sizes) > space:
-        cuttable = [
-            c for c in shown if kinds[c] == "label" and c not in keep and sizes[c] > _LABEL_MIN
-        ]
-        if not cuttable:
-            break
-        sizes[max(cuttable, key=lambda c: sizes[c])] -= 1
+    for kind in ("label", "text"):
+        growing = [c for c in shown if kinds[c] == kind]
+        while spare > 0:
+            wanting = [c for c in growing if sizes[c] < widths[c]]
+            if not wanting:
+                break
+            sizes[min(wanting, key=lambda c: sizes[c])] += 1
+            spare -= 1
     return shown, sizes
 
 
