@@ -124,7 +124,7 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     (tmp_path / "data.json").write_text('{"a": 1}\n')
     (tmp_path / "other.duckdb").write_bytes(b"not a database, and it must stay so")
     monkeypatch.chdir(tmp_path)
-    files, counts = _tree(tmp_path), _counts(traces_db)
+    files, beside, counts = _tree(tmp_path), _tree(traces_db.parent), _counts(traces_db)
     done = run_cli_in_process(capsys, monkeypatch, "sql", "--db", str(traces_db), "--", query)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
@@ -134,6 +134,7 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     assert fragment in done.stderr
     assert _tree(tmp_path) == files
     assert _counts(traces_db) == counts
+    assert _tree(traces_db.parent) == beside
 
 
 def test_allow_files_reads_local_files_and_still_writes_nothing(
