@@ -240,7 +240,10 @@ def table_cell(value: Any) -> Text:
     if isinstance(value, timedelta):
         return Text(str(value))
     text = _scalar_text(value)
-    return Text(printable(text if text is not None else str(value)))
+    if text is None:
+        # Lines stay lines; tabs become spaces so widths are what the terminal shows.
+        text = str(value).replace("\r\n", "\n").expandtabs(4)
+    return Text(printable(text, keep="\n"))
 
 
 _TEXT_MIN = 12
