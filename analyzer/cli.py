@@ -8,7 +8,7 @@ options, SQL); 3 endpoint unreachable or misbehaving; 4 database missing or lock
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -31,6 +31,7 @@ from analyzer.commands import (
     steps,
     tasks,
 )
+from analyzer.output import one_line
 from traces.errors import TracesError
 
 app = typer.Typer(
@@ -38,10 +39,41 @@ app = typer.Typer(
     help="Record interleaved-thinking tool-calling agents into DuckDB and inspect the traces.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # `--install-completion` / `--show-completion`: the shell asks `traces` itself, through
+    # $_TRACES_COMPLETE, and that answer never runs a command or opens the database.
+    add_completion=True,
     # Help texts are plain text: `[default: …]` in them must print, not vanish as markup.
     rich_markup_mode=None,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        # From the installed distribution's metadata: no package of ours is imported for it.
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("agent-traces")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        sys.stdout.write(f"traces {number}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Record interleaved-thinking tool-calling agents into DuckDB and inspect the traces."""
+
 
 for module in (record, demo, runs, show, steps, failures, analyze, sql, schema, providers, sim):
     module.register(app)
@@ -58,7 +90,9 @@ def main() -> None:
     args = sys.argv[1:] or ["--help"]
     try:
         # Not standalone: usage errors reach us, to be printed as one line like all others.
-        result = app(args, standalone_mode=False)
+        # Named, whichever way it was started (`python -m analyzer.cli`): hints say `traces`,
+        # and the shell's completion variable is always $_TRACES_COMPLETE.
+        result = app(args, prog_name="traces", standalone_mode=False)
     except TracesError as err:
         _fail(str(err), err.exit_code)
     except (KeyboardInterrupt, typer.Abort):
@@ -74,7 +108,9 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    # Messages quote what the user or a log gave (labels, lines, ids): one line, and no
+    # control character reaches the terminal raw.
+    sys.stderr.write(f"error: {one_line(message)}\n")
     sys.exit(code)
 
 

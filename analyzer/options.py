@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from analyzer.compare.selection import GroupBy
 from analyzer.output import OutputFormat
+from traces.errors import TracesError
 
 DbOption = Annotated[
     Path | None,
@@ -21,6 +23,45 @@ DbOption = Annotated[
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
 ]
+
+
+WideOption = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Tables: full run ids and every column, nothing cut to fit the terminal."
+    ),
+]
+
+
+def check_choice(option: str, given: str | Iterable[str] | None, valid: Iterable[str]) -> None:
+    """Refuse (exit 2, one line listing the valid values) a filter value that can match
+    nothing because it is not a value the field ever holds."""
+    allowed = list(valid)
+    values = [given] if isinstance(given, str) else list(given or ())
+    for value in values:
+        if value not in allowed:
+            raise TracesError(f"{option} {value!r}: unknown (valid: {', '.join(allowed)})")
+
+
+def run_statuses() -> list[str]:
+    """Every value of `runs.status`."""
+    from traces.model import RunStatus
+
+    return [status.value for status in RunStatus]
+
+
+def run_origins() -> list[str]:
+    """Every value of `runs.origin`."""
+    from traces.model import RunRecord
+
+    return list(get_args(RunRecord.model_fields["origin"].annotation))
+
+
+def finding_layers() -> list[str]:
+    """Every layer a finding can blame."""
+    from analyzer.checks.records import Layer
+
+    return list(get_args(Layer))
 
 
 TaskFilterOption = Annotated[

@@ -1,17 +1,41 @@
-"""Printing results as a table for people, or JSON / CSV for programs (always to stdout)."""
+"""Printing results: tables for people, JSON / CSV for programs (data always to stdout).
+
+The three formats make different promises:
+
+- JSON is exact: floats in their shortest round-trip form, decimals and big integers with
+  every digit (as JSON numbers), timestamps in ISO 8601 with microseconds and their offset,
+  intervals as ISO 8601 durations, BLOBs as DuckDB writes them (`\\xNN` escapes), UUIDs as
+  text, lists and structs nested. NaN and infinities, which JSON cannot hold, are the strings
+  `"NaN"`, `"Infinity"`, `"-Infinity"`. Control characters are escaped by JSON itself.
+- CSV carries the same values as text (lists and structs as JSON), except that control
+  characters other than tab, newline and carriage return (which quoting keeps safe) are
+  written as visible `\\xNN` / `\\uNNNN` escapes, so a CSV printed to a terminal cannot drive
+  it: JSON is the format that keeps such text byte for byte.
+- Tables are for people: numbers rounded, long free text cut with an ellipsis, identifiers
+  and numbers never broken across lines, NULL shown as `–`, control characters escaped and
+  markup-like text (`[bold]`) printed literally.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import re
+import secrets
 import sys
-from datetime import date, datetime
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class OutputFormat(StrEnum):
@@ -22,38 +46,279 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+NULL_CELL = "–"
+"""What a table shows for a missing value (NULL / None)."""
+
+PIPED_WIDTH = 200
+"""Table width when stdout is not a terminal and $COLUMNS is unset (pipes, files)."""
+
+# Characters that move the cursor, clear the screen, switch character sets, reorder text
+# (bidirectional overrides) or end lines in some readers: C0 and C1 controls, DEL, the bidi
+# and line/paragraph separators and the BOM.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+# What `json.dumps(ensure_ascii=False)` leaves raw: everything above but C0 (it escapes those).
+_JSON_RAW_CONTROL = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, keep: str = "\t\n") -> str:
+    """`text` with control characters as visible escapes (`\\x1b`), except those in `keep`.
+
+    Everything recorded (labels, model text, errors) goes through this before it reaches a
+    terminal, so a recorded escape sequence is shown rather than obeyed.
+    """
+    return _CONTROL.sub(lambda m: m[0] if m[0] in keep else _escape_char(m[0]), text)
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, whitespace runs collapsed, control characters escaped."""
+    return printable(" ".join(text.split()), keep="")
+
+
+def blob_text(value: bytes | bytearray | memoryview) -> str:
+    """A BLOB as DuckDB writes it: printable ASCII as is, other bytes as `\\xNN`
+    (`'…'::BLOB` reads it back)."""
+    return "".join(
+        chr(b) if 0x20 <= b < 0x7F and b not in (0x5C, 0x27) else f"\\x{b:02X}"
+        for b in bytes(value)
+    )
+
+
+def iso_duration(value: timedelta) -> str:
+    """An interval as an ISO 8601 duration (`P1DT2H0.5S`; DuckDB's months arrive as 30 days)."""
+    sign = "-" if value < timedelta(0) else ""
+    value = abs(value)
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n)
+    if seconds or value.microseconds:
+        fraction = f".{value.microseconds:06d}".rstrip("0") if value.microseconds else ""
+        clock += f"{seconds}{fraction}S"
+    text = (f"{value.days}D" if value.days else "") + (f"T{clock}" if clock else "")
+    return f"{sign}P{text}" if text else "PT0S"
+
+
+def _scalar_text(value: Any) -> str | None:
+    """The exact text of a value JSON has no type for; None when JSON holds it as is."""
+    if isinstance(value, datetime | time):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return iso_duration(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return blob_text(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return None
+
+
+# Decimals go into the JSON text as numbers with every digit: `json` writes them as strings
+# holding this token and their index, which are then replaced by the digits. The token is
+# random, so no recorded text can collide with it.
+_EXACT_TOKEN = f"exact-{secrets.token_hex(8)}-"
+_EXACT = re.compile(f'"{_EXACT_TOKEN}(\\d+)"')
+
+
+def _plain(value: Any, exact: list[str]) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
     if isinstance(value, Decimal):
-        return float(value)
+        if not value.is_finite():
+            return str(value)
+        exact.append(str(value))
+        return f"{_EXACT_TOKEN}{len(exact) - 1}"
+    if isinstance(value, float):
+        text = _scalar_text(value)
+        return value if text is None else text
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+        return {_key(k): _plain(v, exact) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v, exact) for v in value]
+    text = _scalar_text(value)
+    return text if text is not None else str(value)
 
 
-def to_json(value: Any) -> str:
-    """JSON text of query results: datetimes as ISO strings, decimals as floats."""
-    return json.dumps(_plain(value), ensure_ascii=False, indent=2)
+def _key(key: Any) -> str | int | float | bool | None:
+    # JSON object keys are strings; `json` itself turns numbers, booleans and null into
+    # theirs, anything else (a DuckDB MAP keyed by dates, decimals, structs) becomes its text.
+    if key is None or isinstance(key, str | int | bool):
+        return key
+    if isinstance(key, float) and math.isfinite(key):
+        return key
+    if isinstance(key, Decimal):
+        return str(key)
+    text = _scalar_text(key)
+    if text is not None:
+        return text
+    return json.dumps(_plain(key, []), ensure_ascii=False, sort_keys=True)
 
 
-def stdout_console() -> Console:
-    """A console on stdout that never wraps tables into unreadable slivers when piped."""
-    return Console(file=sys.stdout, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+def to_json(value: Any, *, indent: int | None = 2) -> str:
+    """Exact JSON text of query results (see the module docstring for each type)."""
+    exact: list[str] = []
+    text = json.dumps(_plain(value, exact), ensure_ascii=False, indent=indent, allow_nan=False)
+    if exact:
+        text = _EXACT.sub(lambda m: exact[int(m[1])], text)
+    # These can only occur inside strings, where `\uNNNN` is the same character: lossless,
+    # and a terminal showing the JSON is not driven by C1 controls or reordered by bidi marks.
+    return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
-def _cell(value: Any) -> str:
+def _stdout_width() -> int | None:
+    # $COLUMNS, when set, is obeyed (rich reads it); a terminal is measured; anything else
+    # (a pipe, a file) gets a wide fixed width rather than rich's 80.
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return None
+    return PIPED_WIDTH
+
+
+def stdout_console(width: int | None = None) -> Console:
+    """A console on stdout: never soft-wraps, `width` columns wide if given (else the
+    terminal's, $COLUMNS, or 200 when piped)."""
+    return Console(file=sys.stdout, soft_wrap=False, width=width or _stdout_width())
+
+
+def stderr_console() -> Console:
+    """The console for notes, summaries and progress on stderr.
+
+    Not a terminal (CI logs, `2> file`): lines are never wrapped, so a one-line summary stays
+    one line. Markup and highlighting are off: what is printed is mostly recorded data
+    (labels, errors), which must print literally; escape it with `printable` first.
+    """
+    tty = sys.stderr.isatty()
+    return Console(
+        file=sys.stderr,
+        soft_wrap=not tty,
+        markup=False,
+        highlight=False,
+        width=None if tty else 100_000,
+    )
+
+
+def note(message: str) -> None:
+    """One line on stderr (a note, a summary), control characters escaped."""
+    sys.stderr.write(printable(message, keep="") + "\n")
+
+
+def csv_cell(value: Any) -> str:
+    """The exact text of a value in a CSV cell (see the module docstring)."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
-    if isinstance(value, dict | list):
-        return json.dumps(_plain(value), ensure_ascii=False)
+        return repr(value)
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        return to_json(value, indent=None)
+    text = _scalar_text(value)
+    return printable(text if text is not None else str(value), keep="\t\n\r")
+
+
+def table_cell(value: Any) -> Text:
+    """A value as people read it in a table: rounded, escaped, never markup."""
+    if value is None:
+        return Text(NULL_CELL, style="dim")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return Text(str(value))
+        return Text(f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}")
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        return Text(to_json(value, indent=None))
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+        return Text(value.strftime("%Y-%m-%d %H:%M:%S"))
+    if isinstance(value, timedelta):
+        return Text(str(value))
+    text = _scalar_text(value)
+    if text is None:
+        # Lines stay lines; tabs become spaces so widths are what the terminal shows.
+        text = str(value).replace("\r\n", "\n").expandtabs(4)
+    return Text(printable(text, keep="\n"))
+
+
+_TEXT_MIN = 12
+"""Free text is never cut narrower than this (or its own width)."""
+_LABEL_MIN = 12
+"""Labels (providers, models) are cut to this at the narrowest, as a last resort: shorter
+ones (statuses, layers) are never cut."""
+_GAP = 2
+"""Spaces between columns."""
+_LONG = 40
+"""A string column wider than this is free text even without spaces."""
+
+
+def _width(text: Text) -> int:
+    return max((cell_len(line) for line in text.plain.split("\n")), default=0)
+
+
+def _column_kind(values: list[Any], cells: list[Text]) -> str:
+    """`number` (never cut), `text` (cut first) or `label` (identifiers: cut last)."""
+    present = [v for v in values if v is not None]
+    if not any(isinstance(v, bool) for v in present) and all(
+        isinstance(v, int | float | Decimal | date | time | timedelta | UUID) for v in present
+    ):
+        return "number"
+    for value, cell in zip(values, cells, strict=True):
+        if isinstance(value, dict | list | tuple | set | frozenset):
+            return "text"
+        if isinstance(value, str) and (_width(cell) > _LONG or any(c.isspace() for c in value)):
+            return "text"
+    return "label"
+
+
+def _fit(
+    widths: dict[str, int],
+    kinds: dict[str, str],
+    space: int,
+    keep: Sequence[str],
+    droppable: Sequence[str],
+) -> tuple[list[str], dict[str, int]]:
+    """Which columns to show and how wide, for a table `space` cells wide.
+
+    Free text is cut first, then long labels; only when that is not enough are columns left
+    out. What room is left goes to labels first (identifiers are worth more than prose).
+    """
+    shown = list(widths)
+
+    def total(sizes: dict[str, int]) -> int:
+        return sum(sizes[c] for c in shown) + _GAP * (len(shown) - 1)
+
+    if total(widths) <= space:
+        return shown, dict(widths)
+    least = {
+        c: min(w, _TEXT_MIN)
+        if kinds[c] == "text"
+        else min(w, _LABEL_MIN)
+        if kinds[c] == "label" and c not in keep
+        else w
+        for c, w in widths.items()
+    }
+    for column in droppable:
+        if total(least) <= space:
+            break
+        if column in shown and len(shown) > 1:
+            shown.remove(column)
+    sizes = {c: least[c] for c in shown}
+    spare = space - total(sizes)
+    for kind in ("label", "text"):
+        growing = [c for c in shown if kinds[c] == kind]
+        while spare > 0:
+            wanting = [c for c in growing if sizes[c] < widths[c]]
+            if not wanting:
+                break
+            sizes[min(wanting, key=lambda c: sizes[c])] += 1
+            spare -= 1
+    return shown, sizes
 
 
 def emit_rows(
@@ -62,24 +327,62 @@ def emit_rows(
     *,
     columns: list[str] | None = None,
     title: str | None = None,
+    keep: Sequence[str] = (),
+    droppable: Sequence[str] = (),
+    wide: bool = False,
 ) -> None:
-    """Print a list of row objects in the chosen format."""
+    """Print a list of row objects in the chosen format.
+
+    Tables fit the terminal: free text is cut with an ellipsis, then the `droppable` columns
+    are left out in that order (a note on stderr names them), then labels are cut; `keep`
+    columns (run ids) and numbers are never cut. `wide` prints every column whole.
+    """
     cols = columns or (list(rows[0]) if rows else [])
     if fmt is OutputFormat.json:
         sys.stdout.write(to_json([{c: r.get(c) for c in cols} for r in rows]) + "\n")
         return
     if fmt is OutputFormat.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(cols)
+        writer.writerow([printable(c, keep="") for c in cols])
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in cols])
+            writer.writerow([csv_cell(row.get(c)) for c in cols])
         return
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for col in cols:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
-    stdout_console().print(table)
+    headers = {c: Text(printable(c, keep="")) for c in cols}
+    cells = {c: [table_cell(row.get(c)) for row in rows] for c in cols}
+    kinds = {c: _column_kind([row.get(c) for row in rows], cells[c]) for c in cols}
+    widths = {c: max([_width(headers[c]), *map(_width, cells[c])]) for c in cols}
+    natural = sum(widths.values()) + _GAP * max(len(cols) - 1, 0)
+    console = stdout_console(natural if wide else None)
+    space = console.width
+    shown, sizes = (cols, widths) if wide else _fit(widths, kinds, space, keep, droppable)
+    needed = sum(sizes[c] for c in shown) + _GAP * max(len(shown) - 1, 0)
+    if needed > space:
+        # Nothing left to cut: print whole lines rather than squeeze ids and numbers into
+        # slivers (the terminal may wrap them; the ids come first and stay whole).
+        console = stdout_console(needed)
+    if len(shown) < len(cols):
+        hidden = ", ".join(c for c in cols if c not in shown)
+        note(f"note: {space} columns leave no room for: {hidden} (--wide shows every column)")
+    table = Table(
+        title=Text(printable(title, keep="")) if title else None,
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=False,
+        show_edge=False,
+        header_style="bold",
+    )
+    for col in shown:
+        table.add_column(
+            headers[col],
+            width=sizes[col],
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if kinds[col] == "number" else "left",
+        )
+    for index in range(len(rows)):
+        table.add_row(*(cells[c][index] for c in shown))
+    console.print(table, crop=not wide)
 
 
 def emit_object(obj: dict[str, Any], fmt: OutputFormat) -> None:

@@ -6,18 +6,36 @@ output (CI, `| jq`) gets no control sequences.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+
+from analyzer.output import printable, stderr_console
+
+
+class _EscapingProgress(Progress):
+    """A `Progress` whose descriptions and notes (task names, provider labels, run ids) are
+    shown with their control characters escaped, like every other recorded text."""
+
+    def add_task(self, description: str, *args: Any, **fields: Any) -> TaskID:
+        if isinstance(fields.get("last"), str):
+            fields["last"] = printable(fields["last"], keep="")
+        return super().add_task(printable(description, keep=""), *args, **fields)
+
+    def update(self, task_id: TaskID, *args: Any, **fields: Any) -> None:
+        for key in ("description", "last"):
+            if isinstance(fields.get(key), str):
+                fields[key] = printable(fields[key], keep="")
+        super().update(task_id, *args, **fields)
 
 
 def stderr_progress(*, notes: bool = False, transient: bool = False) -> Progress:
@@ -26,12 +44,19 @@ def stderr_progress(*, notes: bool = False, transient: bool = False) -> Progress
     With `notes`, each task also shows its `last` field (e.g. the run that just ended); add
     tasks with `last=""`.
     """
-    err = Console(file=sys.stderr)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    err = stderr_console()
+    # Descriptions and notes hold task names and run labels: text, never markup.
+    columns = [
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+    ]
     if notes:
-        columns.append(TextColumn("{task.fields[last]}"))
+        columns.append(TextColumn("{task.fields[last]}", markup=False))
     columns.append(TimeElapsedColumn())
-    return Progress(*columns, console=err, transient=transient, disable=not err.is_terminal)
+    return _EscapingProgress(
+        *columns, console=err, transient=transient, disable=not err.is_terminal
+    )
 
 
 @contextmanager

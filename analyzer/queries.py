@@ -132,6 +132,57 @@ def resolve_run_id(conn: duckdb.DuckDBPyConnection, ref: str) -> str:
     return ref if ref in matches else str(matches[0])
 
 
+SHORT_ID_MIN = 8
+"""Abbreviated run ids are at least this long, as git's are at least 7."""
+
+
+def short_run_ids(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, str]:
+    """The shortest prefix of each id that no other run in the store shares (at least
+    `SHORT_ID_MIN` characters), as git abbreviates commits; `resolve_run_id` takes it back.
+
+    In id order, the ids sharing the longest prefix with an id are its neighbours, so only
+    those are compared; DuckDB finds them without sending every id to Python.
+    """
+    if not ids:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT id, prev, next FROM (
+            SELECT id, lag(id) OVER w AS prev, lead(id) OVER w AS next
+            FROM runs WINDOW w AS (ORDER BY id)
+        ) WHERE id IN (SELECT unnest(?::VARCHAR[]))
+        """,
+        [list(dict.fromkeys(ids))],
+    ).fetchall()
+    short = {run_id: run_id for run_id in ids}
+    for run_id, *neighbours in rows:
+        shared = max(
+            (_common_prefix(run_id, other) for other in neighbours if other is not None),
+            default=0,
+        )
+        short[run_id] = run_id[: max(shared + 1, SHORT_ID_MIN)]
+    return short
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def abbreviate_run_ids(
+    conn: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], column: str
+) -> None:
+    """Replace the run ids in `rows[…][column]` by their shortest unique prefixes (tables)."""
+    short = short_run_ids(conn, [str(r[column]) for r in rows if r.get(column) is not None])
+    for row in rows:
+        if row.get(column) is not None:
+            row[column] = short[str(row[column])]
+
+
 def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 

@@ -111,3 +111,23 @@ def run_cli(
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def run_cli_in_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `traces ARGS` through the console script's entry point in this process (no
+    interpreter start-up: for tables of many cases); same result shape as `run_cli`."""
+    from analyzer.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["traces", *args])
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", os.environ.get("COLUMNS", "200"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        main()
+    captured = capsys.readouterr()
+    code = ended.value.code
+    return subprocess.CompletedProcess(
+        ["traces", *args], code if isinstance(code, int) else 1, captured.out, captured.err
+    )

@@ -290,7 +290,7 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
         (["record"], "--task"),
         (["show"], "run"),
         (["bogus"], "bogus"),
-        (["runs", "--limit", "0"], "--limit"),
+        (["runs", "--limit", "-1"], "--limit"),
         (["runs", "--format", "xml"], "--format"),
     ],
 )

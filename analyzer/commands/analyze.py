@@ -13,10 +13,10 @@ import typer
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DbOption, FormatOption, WideOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
-from analyzer.queries import resolve_run_id
+from analyzer.queries import abbreviate_run_ids, resolve_run_id
 from traces.errors import DatabaseError
 from traces.store.database import open_for_writing, resolve_db_path
 
@@ -31,6 +31,7 @@ def analyze(
         list[str] | None,
         typer.Argument(help="Run ids, unique prefixes or `last` [default: every run]."),
     ] = None,
+    wide: WideOption = False,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -57,12 +58,17 @@ def analyze(
             row = summarize(run_id, found.get(run_id, []))
             row["provider"], row["model"] = heads[run_id]
             rows.append(row)
+        if fmt is OutputFormat.table and not wide:
+            abbreviate_run_ids(conn, rows, "run")
     finally:
         conn.close()
     emit_rows(
         rows,
         fmt,
         columns=["run", "provider", "model", "findings", "errors", "warnings", "kinds"],
+        keep=["run"],
+        droppable=["warnings", "errors", "model", "provider"],
+        wide=wide,
     )
 
 

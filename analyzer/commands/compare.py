@@ -9,12 +9,10 @@ endpoint answered at all, 4 database missing or locked.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.compare.build import build_comparison
@@ -35,8 +33,10 @@ from analyzer.options import (
     SinceOption,
     TaskFilterOption,
     UntilOption,
+    check_choice,
+    run_origins,
 )
-from analyzer.output import OutputFormat
+from analyzer.output import OutputFormat, printable, stderr_console
 from analyzer.queries import resolve_run_id
 from traces.errors import EndpointError, TracesError
 from traces.model import Termination
@@ -122,6 +122,7 @@ def compare(
 ) -> None:
     """Compare providers: success, steps, tool-call validity, findings, latency, cost, with
     95% intervals and the significant differences."""
+    check_choice("--origin", origin, run_origins())
     db_path = resolve_db_path(db)
     prices = PriceList.from_file(providers)
     if suite is None:
@@ -243,11 +244,12 @@ def _check_endpoints_answered(recorded: Recorded) -> None:
         raise EndpointError(
             f"{label}: endpoint failed on the first request: {summaries[0].outcome.error}"
         )
-    err = Console(file=sys.stderr)
+    err = stderr_console()
     for label, summaries in dead.items():
         err.print(
-            f"warning: every run of {label} failed on the first request: "
-            f"{summaries[0].outcome.error}",
-            highlight=False,
-            markup=False,
+            printable(
+                f"warning: every run of {label} failed on the first request: "
+                f"{summaries[0].outcome.error}",
+                keep="",
+            )
         )

@@ -136,7 +136,7 @@ def expect(
     _require_some_rendering(found)
     grouping = by or (Grouping.step if runs else Grouping.provider)
     if grouping is Grouping.step:
-        emit_rows([item.row() for item in found], fmt, columns=_step_columns(fmt))
+        emit_rows([item.row() for item in found], fmt, columns=_step_columns(fmt), keep=["run"])
         return
     rows = summarize(found)
     if fmt is not OutputFormat.json:

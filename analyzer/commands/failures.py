@@ -7,17 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.catalogue import catalogue_rows, describe
+from analyzer.checks.catalogue import KINDS, catalogue_rows, describe
 from analyzer.findings import finding_counts, finding_details
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DbOption, FormatOption, WideOption, check_choice, finding_layers
 from analyzer.output import OutputFormat, emit_rows
-from analyzer.queries import resolve_run_id
+from analyzer.queries import abbreviate_run_ids, resolve_run_id
 from traces.store.database import open_for_reading, resolve_db_path
 
 _SEVERITY = {3: "error", 2: "warning", 1: "info"}
 _COUNT_COLUMNS = ["kind", "layer", "severity", "provider", "model", "findings", "runs", "of_runs"]
 _DETAIL_COLUMNS = ["run", "step", "kind", "severity", "layer", "provider", "model", "evidence"]
 _KIND_COLUMNS = ["kind", "layer", "severity", "description"]
+# What a narrow terminal leaves out first.
+_DROPPED_FIRST = ["layer", "severity", "of_runs", "model", "provider"]
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +39,10 @@ def _describe_rows(rows: list[dict[str, Any]]) -> None:
 
 def failures(
     kind: Annotated[
-        str | None, typer.Option(help="List the findings of this kind, step by step.")
+        str | None,
+        typer.Option(
+            help="List the findings of this kind, step by step.", autocompletion=lambda: [*KINDS]
+        ),
     ] = None,
     run: Annotated[
         str | None, typer.Option(help="List the findings of this run (id, prefix or `last`).")
@@ -45,7 +50,10 @@ def failures(
     provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     layer: Annotated[
-        str | None, typer.Option(help="Only this layer: model, tool, provider, client.")
+        str | None,
+        typer.Option(
+            help="Only this layer: model, tool, provider, client.", autocompletion=finding_layers
+        ),
     ] = None,
     kinds: Annotated[
         bool,
@@ -58,18 +66,25 @@ def failures(
     limit: Annotated[
         int, typer.Option(min=0, help="Drill-down: at most this many findings (0: all).")
     ] = 200,
+    wide: WideOption = False,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Count findings by kind, provider and model; --kind or --run lists the steps; --kinds
     describes every kind."""
+    check_choice("--layer", layer, finding_layers())
     if kinds:
         rows = [r for r in catalogue_rows() if layer is None or r["layer"] == layer]
-        emit_rows(rows, fmt, columns=_columns(_KIND_COLUMNS, fmt, "check", "covers"))
+        columns = _columns(_KIND_COLUMNS, fmt, "check", "covers")
+        emit_rows(rows, fmt, columns=columns, droppable=_DROPPED_FIRST, wide=wide)
         return
     title = None
     conn = open_for_reading(resolve_db_path(db))
     try:
+        if kind is not None:
+            # Kinds this version reports, and any an older or newer one stored.
+            stored = [r[0] for r in conn.execute("SELECT DISTINCT kind FROM findings").fetchall()]
+            check_choice("--kind", kind, [*KINDS, *sorted(set(stored) - set(KINDS))])
         if kind is None and run is None:
             rows = finding_counts(conn, provider=provider, model=model, layer=layer)
             for row in rows:
@@ -89,7 +104,11 @@ def failures(
             columns = _columns(_DETAIL_COLUMNS, fmt, "description")
             about = describe(kind) if kind is not None else None
             title = f"{kind}: {about}" if about else None
+            if fmt is OutputFormat.table and not wide:
+                abbreviate_run_ids(conn, rows, "run")
     finally:
         conn.close()
     _describe_rows(rows)
-    emit_rows(rows, fmt, columns=columns, title=title)
+    emit_rows(
+        rows, fmt, columns=columns, title=title, keep=["run"], droppable=_DROPPED_FIRST, wide=wide
+    )

@@ -8,7 +8,6 @@ if they are interrupted, the import stands and `traces analyze` finishes the job
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from enum import StrEnum
@@ -28,7 +27,7 @@ from rich.progress import (
 from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
 from analyzer.options import DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows
+from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import progress_bar
 from traces.importing import FileReport, ImportOptions, SkippedLine, import_files
 from traces.store.database import open_for_writing, resolve_db_path
@@ -106,7 +105,7 @@ def import_(
 ) -> None:
     """Import exchange logs as runs, then check them; prints one row per file."""
     path = resolve_db_path(db)
-    err = Console(file=sys.stderr)
+    err = stderr_console()
     options = ImportOptions(
         provider=provider,
         model=model,
@@ -120,12 +119,7 @@ def import_(
     def skipped(file: str, line: SkippedLine) -> None:
         shown[file] += 1
         if shown[file] <= SKIPPED_SHOWN:
-            err.print(
-                f"skipped {file}:{line.line}: {line.reason}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            err.print(printable(f"skipped {file}:{line.line}: {line.reason}", keep=""))
 
     total = sum(f.stat().st_size for f in files if f.is_file())
     with _progress(err) as progress:
@@ -140,20 +134,20 @@ def import_(
     for report in reports:
         if report.skipped > SKIPPED_SHOWN:
             err.print(
-                f"… and {report.skipped - SKIPPED_SHOWN} more skipped lines in {report.path} "
-                f'(see `traces sql "select skipped_lines from imports where id = '
-                f"'{report.import_id}'\"`)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                printable(
+                    f"… and {report.skipped - SKIPPED_SHOWN} more skipped lines in {report.path} "
+                    f'(see `traces sql "select skipped_lines from imports where id = '
+                    f"'{report.import_id}'\"`)",
+                    keep="",
+                )
             )
         if report.unlabelled:
             err.print(
-                f"note: {report.path} names no provider for {report.unlabelled} runs; they are "
-                "labelled `unknown` (pass --provider NAME)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                printable(
+                    f"note: {report.path} names no provider for {report.unlabelled} runs; "
+                    "they are labelled `unknown` (pass --provider NAME)",
+                    keep="",
+                )
             )
     findings: dict[str, list[Finding]] = {}
     if analyze:

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from analyzer.commands.record import check_endpoint
 from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows, to_json
+from analyzer.output import OutputFormat, emit_rows, printable, stderr_console, to_json
 from analyzer.probes import ProviderVerdict, probe_report
 from analyzer.progress import stderr_progress
 from analyzer.targets import SIM_PROVIDER, Target, resolve_target
@@ -285,9 +284,9 @@ def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> No
     if fmt is OutputFormat.csv:
         emit_rows([v.as_row() for v in verdicts], fmt)
         return
-    err = Console(file=sys.stderr)
+    err = stderr_console()
     if not verdicts:
-        err.print(f"no probe runs of probe set v{PROBE_SET_VERSION} in {db_path}")
+        err.print(printable(f"no probe runs of probe set v{PROBE_SET_VERSION} in {db_path}"))
         return
     emit_rows(
         [_table_row(v) for v in verdicts],

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.commands.sim import parse_faults
 from analyzer.options import DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows
+from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import stderr_progress
 from analyzer.targets import Target, resolve_target
 from traces.client import EndpointClient, EndpointConfig
@@ -226,13 +225,16 @@ def _report(
     ]
     if fmt is OutputFormat.table:
         # Plain ids on stdout so `traces show $(traces record ...)` works; the story on stderr.
-        err = Console(file=sys.stderr)
+        err = stderr_console()
         for row in rows:
             verdict = {True: "success", False: "failed check"}.get(row["success"], "no answer")
             err.print(
-                f"{row['id']}  {task.name}  {row['termination']}  {row['steps']} steps  "
-                f"{row['tool_calls']} tool calls  {verdict}  {row['findings']} findings"
-                + (f"  — {row['error']}" if row["error"] else "")
+                printable(
+                    f"{row['id']}  {task.name}  {row['termination']}  {row['steps']} steps  "
+                    f"{row['tool_calls']} tool calls  {verdict}  {row['findings']} findings"
+                    + (f"  — {row['error']}" if row["error"] else ""),
+                    keep="",
+                )
             )
         for row in rows:
             sys.stdout.write(f"{row['id']}\n")

@@ -8,7 +8,6 @@ no run, a path that cannot be written), 4 database missing or locked.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +24,10 @@ from analyzer.options import (
     SinceOption,
     TaskFilterOption,
     UntilOption,
+    check_choice,
+    run_origins,
 )
+from analyzer.output import note
 from analyzer.queries import resolve_run_id
 from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
 from analyzer.report.page import render_page
@@ -70,6 +72,7 @@ def report(
 ) -> None:
     """Write an HTML report: comparison table, significant differences, charts and run
     timelines with findings marked."""
+    check_choice("--origin", origin, run_origins())
     # Before the comparison, which can take a while on a large database.
     check_writable(html)
     db_path = resolve_db_path(db)
@@ -99,7 +102,7 @@ def report(
         conn.close()
     write_atomically(html, render_page(built))
     print(html)
-    sys.stderr.write(_summary(built) + "\n")
+    note(_summary(built))
 
 
 def _summary(built: Report) -> str:

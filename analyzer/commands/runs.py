@@ -6,10 +6,45 @@ from typing import Annotated
 
 import typer
 
-from analyzer.options import DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows
-from analyzer.queries import list_runs
+from analyzer.options import (
+    DbOption,
+    FormatOption,
+    WideOption,
+    check_choice,
+    run_origins,
+    run_statuses,
+)
+from analyzer.output import OutputFormat, emit_rows, note
+from analyzer.queries import abbreviate_run_ids, list_runs
 from traces.store.database import open_for_reading, resolve_db_path
+
+DEFAULT_LIMIT = 50
+
+_TABLE_COLUMNS = [
+    "id",
+    "task",
+    "provider",
+    "model",
+    "status",
+    "termination",
+    "success",
+    "steps",
+    "tool_calls",
+    "tool_errors",
+    "duration_s",
+    "failures",
+]
+# What a narrow terminal leaves out first; the id, provider, status, steps and the failure
+# summary stay.
+_DROPPED_FIRST = [
+    "tool_errors",
+    "duration_s",
+    "tool_calls",
+    "success",
+    "termination",
+    "task",
+    "model",
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -22,47 +57,46 @@ def runs(
     provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     status: Annotated[
-        str | None, typer.Option(help="Only this status (running, completed, failed, interrupted).")
+        str | None,
+        typer.Option(
+            help="Only this status (running, completed, failed, interrupted).",
+            autocompletion=run_statuses,
+        ),
     ] = None,
     origin: Annotated[
-        str | None, typer.Option(help="Only runs of this origin: recorded, imported or probe.")
+        str | None,
+        typer.Option(
+            help="Only runs of this origin: recorded, imported or probe.",
+            autocompletion=run_origins,
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=0, help="At most this many, newest first (0: all).")
+    ] = DEFAULT_LIMIT,
+    wide: WideOption = False,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List runs, newest first: status, termination reason, totals and failure summary.
 
     `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
-    it is empty for a clean run and blank until the run has been analyzed.
+    it is empty for a clean run and `–` until the run has been analyzed. Tables show each
+    run id by its shortest unique prefix (`show`, `analyze` and `--run` take it); `--wide`,
+    JSON and CSV show it whole.
     """
+    check_choice("--status", status, run_statuses())
+    check_choice("--origin", origin, run_origins())
     conn = open_for_reading(resolve_db_path(db))
     try:
-        rows = list_runs(
-            conn,
-            task=task,
-            provider=provider,
-            model=model,
-            status=status,
-            origin=origin,
-            limit=limit,
+        matching = list_runs(
+            conn, task=task, provider=provider, model=model, status=status, origin=origin
         )
+        rows = matching[:limit] if limit else matching
+        if fmt is OutputFormat.table and not wide:
+            abbreviate_run_ids(conn, rows, "id")
     finally:
         conn.close()
-    columns = None
-    if fmt is OutputFormat.table:
-        columns = [
-            "id",
-            "task",
-            "provider",
-            "model",
-            "status",
-            "termination",
-            "success",
-            "steps",
-            "tool_calls",
-            "tool_errors",
-            "duration_s",
-            "failures",
-        ]
-    emit_rows(rows, fmt, columns=columns)
+    columns = _TABLE_COLUMNS if fmt is OutputFormat.table else None
+    emit_rows(rows, fmt, columns=columns, keep=["id"], droppable=_DROPPED_FIRST, wide=wide)
+    if len(rows) < len(matching):
+        note(f"showing {len(rows)} of {len(matching)} runs; --limit 0 for all")

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from analyzer.options import DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows, stdout_console, to_json
+from analyzer.output import (
+    NULL_CELL,
+    OutputFormat,
+    emit_rows,
+    one_line,
+    printable,
+    stdout_console,
+    to_json,
+)
 from analyzer.queries import resolve_run_id, run_detail
 from traces.store.database import open_for_reading, resolve_db_path
 
@@ -34,7 +43,7 @@ def show(
     finally:
         conn.close()
     if fmt is OutputFormat.json:
-        print(to_json(detail))
+        sys.stdout.write(to_json(detail) + "\n")
     elif fmt is OutputFormat.csv:
         emit_rows([_flat_step(s) for s in detail["steps"]], fmt)
     else:
@@ -62,10 +71,19 @@ def _flat_step(step: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _text(value: Any) -> str:
+    """A recorded value inside a markup line: `–` when missing, escaped, never markup."""
+    return NULL_CELL if value is None else escape(printable(str(value), keep=""))
+
+
+def _ms(value: float | None) -> str:
+    return NULL_CELL if value is None else f"{value:.0f} ms"
+
+
 def _cut(text: str | None, full: bool) -> str:
     if not text:
         return ""
-    flat = text if full else " ".join(text.split())
+    flat = printable(text) if full else one_line(text)
     if full or len(flat) <= PREVIEW_CHARS:
         return escape(flat)
     return escape(flat[: PREVIEW_CHARS - 1]) + "[dim]…[/dim]"
@@ -73,39 +91,41 @@ def _cut(text: str | None, full: bool) -> str:
 
 def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     out = stdout_console()
-    verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: "-"}
+    verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: NULL_CELL}
     out.print(
-        f"[bold]run {detail['id']}[/bold]  task {escape(detail['task'])}  "
-        f"provider {escape(detail['provider'])}  model {escape(detail['model'])}"
+        f"[bold]run {_text(detail['id'])}[/bold]  task {_text(detail['task'])}  "
+        f"provider {_text(detail['provider'])}  model {_text(detail['model'])}"
     )
     out.print(
-        f"status {detail['status']}  termination {detail['termination'] or '-'}  "
-        f"success {verdict[detail['success']]}  steps {detail['steps_count']}  "
-        f"tool calls {detail['tool_calls']}  tokens {detail['prompt_tokens']} prompt / "
-        f"{detail['completion_tokens']} completion"
+        f"status {_text(detail['status'])}  termination {_text(detail['termination'])}  "
+        f"success {verdict[detail['success']]}  steps {_text(detail['steps_count'])}  "
+        f"tool calls {_text(detail['tool_calls'])}  tokens {_text(detail['prompt_tokens'])} "
+        f"prompt / {_text(detail['completion_tokens'])} completion"
     )
     if detail["error"]:
-        out.print(f"[red]error:[/red] {escape(detail['error'])}")
+        out.print(f"[red]error:[/red] {_text(detail['error'])}")
     if detail.get("failure_summary"):
-        out.print(f"[yellow]failures:[/yellow] {escape(detail['failure_summary'])}")
+        out.print(f"[yellow]failures:[/yellow] {_text(detail['failure_summary'])}")
     for finding in detail["findings"]:
-        out.print(f"[yellow]⚑ {finding['kind']}[/yellow] ({finding['layer']})")
+        out.print(f"[yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])})")
     for step in detail["steps"]:
         usage = step["usage"]
         out.print(
-            f"\n[bold cyan]step {step['index']}[/bold cyan]  {step['latency_ms']:.0f} ms  "
-            f"prompt {usage['prompt_tokens']}  completion {usage['completion_tokens']}  "
-            f"reasoning {usage['reasoning_tokens']}  finish {step['finish_reason']}"
+            f"\n[bold cyan]step {step['index']}[/bold cyan]  {_ms(step['latency_ms'])}  "
+            f"prompt {_text(usage['prompt_tokens'])}  "
+            f"completion {_text(usage['completion_tokens'])}  "
+            f"reasoning {_text(usage['reasoning_tokens'])}  "
+            f"finish {_text(step['finish_reason'])}"
             + (f"  retries {step['retries']}" if step["retries"] else "")
         )
         if step["reasoning"]:
             out.print(
-                f"  [dim]thinking ({step['reasoning_source']}):[/dim] "
+                f"  [dim]thinking ({_text(step['reasoning_source'])}):[/dim] "
                 f"{_cut(step['reasoning'], full)}"
             )
         for call in step["tool_calls"]:
             out.print(
-                f"  [magenta]→ {escape(call['name'])}[/magenta] {_cut(call['arguments_raw'], full)}"
+                f"  [magenta]→ {_text(call['name'])}[/magenta] {_cut(call['arguments_raw'], full)}"
             )
         for result in step["tool_results"]:
             mark = "[red]✗[/red]" if result["error"] else "[green]←[/green]"
@@ -113,13 +133,15 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
         if step["content"]:
             out.print(f"  [bold]answer:[/bold] {_cut(step['content'], full)}")
         if step["error_message"]:
-            out.print(f"  [red]error ({step['error_kind']}):[/red] {escape(step['error_message'])}")
+            out.print(
+                f"  [red]error ({_text(step['error_kind'])}):[/red] {_text(step['error_message'])}"
+            )
         for finding in step["findings"]:
             out.print(
-                f"  [yellow]⚑ {finding['kind']}[/yellow] ({finding['layer']}) "
-                f"{_cut(json.dumps(finding['evidence']), full)}"
+                f"  [yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])}) "
+                f"{_cut(json.dumps(finding['evidence'], ensure_ascii=False), full)}"
             )
     if detail["final_answer"]:
         out.print(f"\n[bold]final answer:[/bold] {_cut(detail['final_answer'], full)}")
     if detail["success_detail"]:
-        out.print(f"[dim]{escape(detail['success_detail'])}[/dim]")
+        out.print(f"[dim]{_text(detail['success_detail'])}[/dim]")

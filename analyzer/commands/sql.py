@@ -1,19 +1,41 @@
-"""`traces sql`: read-only SQL over the traces, with a default row limit."""
+"""`traces sql`: one read-only query over the traces, with a default row limit.
+
+Read-only in full, enforced by DuckDB itself rather than by reading the SQL: the database is
+opened read-only, then the connection loses every way out before the query runs — no file
+access beyond the database (no COPY TO, EXPORT, ATTACH, no other file read unless
+`--allow-files`), no network, no extension installed or loaded, and the configuration is
+locked so the query cannot undo any of it. DuckDB's parser also tells the statement's type,
+and only one query that returns rows (SELECT, WITH, FROM, TABLE, VALUES, DESCRIBE, SHOW,
+SUMMARIZE) is run, so `--allow-files` cannot be turned into a way to write.
+"""
 
 from __future__ import annotations
 
-import sys
+import os
 from typing import Annotated
 
 import duckdb
 import typer
 
 from analyzer.options import DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows
+from analyzer.output import OutputFormat, emit_rows, note, one_line
 from traces.errors import TracesError
 from traces.store.database import open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 1000
+
+_LOCKDOWN = (
+    # Extensions: none installed or loaded, even the ones DuckDB would fetch by itself.
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    # Python objects in scope are not tables.
+    "SET python_enable_replacements = false",
+    # No file but the database (and, with --allow-files, the allowed directories), no network.
+    "SET enable_external_access = false",
+    # Last: nothing above can be changed back by the query.
+    "SET lock_configuration = true",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,29 +44,88 @@ def register(app: typer.Typer) -> None:
 
 
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run (read-only). Tables: `traces schema`.")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="One read-only query (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE). "
+            "Tables: `traces schema`."
+        ),
+    ],
     limit: Annotated[
         int, typer.Option(min=0, help="Print at most this many rows (0: no limit).")
     ] = DEFAULT_LIMIT,
+    allow_files: Annotated[
+        bool,
+        typer.Option(
+            "--allow-files",
+            help="Let the query read local files (read_csv('x.csv'), read_parquet, "
+            "'f.json', glob); never write them, never the network.",
+        ),
+    ] = False,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
-    """Run a query against the trace database opened read-only."""
+    """Run one query against the trace database opened read-only."""
+    statement = _single_query(query)
     conn = open_for_reading(resolve_db_path(db))
     try:
+        _lock_down(conn, allow_files)
         try:
-            cursor = conn.execute(query)
+            cursor = conn.execute(statement)
+            names = [d[0] for d in cursor.description or []]
+            fetched = cursor.fetchmany(limit + 1) if limit else cursor.fetchall()
         except duckdb.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TracesError(f"SQL error: {first}") from None
-        if cursor.description is None:
-            return
-        names = [d[0] for d in cursor.description]
-        fetched = cursor.fetchmany(limit + 1) if limit else cursor.fetchall()
+            raise TracesError(_sql_error(exc, allow_files)) from None
     finally:
         conn.close()
     truncated = bool(limit) and len(fetched) > limit
     rows = [dict(zip(names, row, strict=True)) for row in fetched[: limit or None]]
     emit_rows(rows, fmt, columns=names)
     if truncated:
-        sys.stderr.write(f"note: showing the first {limit} rows; pass --limit 0 for all\n")
+        note(f"note: showing the first {limit} rows; pass --limit 0 for all")
+
+
+def _single_query(query: str) -> str:
+    """The query, if it is exactly one statement that only reads; else a one-line error."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise TracesError(_sql_error(exc, allow_files=True)) from None
+    if not statements:
+        raise TracesError("SQL error: empty query (give one SELECT statement)")
+    if len(statements) > 1:
+        raise TracesError(
+            f"SQL error: {len(statements)} statements; traces sql runs one query at a time"
+        )
+    kind = statements[0].type
+    if kind is not duckdb.StatementType.SELECT:
+        # DuckDB files INSTALL under LOAD.
+        name = "INSTALL/LOAD" if kind is duckdb.StatementType.LOAD else kind.name
+        raise TracesError(
+            f"SQL error: {name} statements are refused; traces sql is read-only "
+            "(one SELECT, WITH, FROM, DESCRIBE, SHOW or SUMMARIZE query)"
+        )
+    return query
+
+
+def _lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
+    if allow_files:
+        # Every local path, through DuckDB's own allow-list, so external access itself (the
+        # network, extension and secret directories) stays off.
+        roots = ["/"] if os.name == "posix" else [os.path.abspath(os.sep)]
+        conn.execute("SET allowed_directories = ?", [roots])
+    for setting in _LOCKDOWN:
+        conn.execute(setting)
+
+
+def _sql_error(exc: duckdb.Error, allow_files: bool) -> str:
+    lines = str(exc).strip().splitlines()
+    # The first line is the message; DuckDB's next lines quote the query with a caret.
+    text = one_line(lines[0]) if lines else type(exc).__name__
+    if isinstance(exc, duckdb.PermissionException):
+        text += (
+            " (--allow-files reads local files, never the network)"
+            if allow_files
+            else " (traces sql reads other files only with --allow-files)"
+        )
+    return f"SQL error: {text}"

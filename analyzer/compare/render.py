@@ -10,7 +10,7 @@ from rich.text import Text
 
 from analyzer.compare.formatting import format_estimate
 from analyzer.compare.model import Comparison
-from analyzer.output import OutputFormat, stdout_console
+from analyzer.output import OutputFormat, csv_cell, printable, stdout_console
 
 _SECTION_TITLES = {
     "outcome": "outcome",
@@ -43,23 +43,26 @@ def _csv(comparison: Comparison) -> None:
             if estimate is None:
                 continue
             writer.writerow(
-                [
+                csv_cell(value)
+                for value in (
                     metric.section,
                     metric.key,
                     metric.label,
                     metric.unit,
                     group.name,
                     estimate.value,
-                    "" if estimate.lo is None else estimate.lo,
-                    "" if estimate.hi is None else estimate.hi,
+                    estimate.lo,
+                    estimate.hi,
                     estimate.runs,
-                ]
+                )
             )
 
 
 def _table(comparison: Comparison) -> None:
     console = stdout_console()
     names = [g.name for g in comparison.groups]
+    # Group names, models and hosts are recorded labels: shown with control characters escaped.
+    shown = {name: printable(name, keep="") for name in names}
     runs = sum(g.runs for g in comparison.groups)
     table = Table(
         title=f"Comparison by {comparison.by.value}: {runs} runs, 95% intervals over runs",
@@ -68,11 +71,16 @@ def _table(comparison: Comparison) -> None:
     table.add_column("metric", overflow="fold")
     for name in names:
         header = f"{name} (reference)" if name == comparison.reference else name
-        table.add_column(Text(header), overflow="fold")
+        table.add_column(Text(printable(header, keep="")), overflow="fold")
     table.add_row("runs", *(str(g.runs) for g in comparison.groups))
-    table.add_row("models", *(Text(", ".join(g.models)) for g in comparison.groups))
+    table.add_row(
+        "models", *(Text(printable(", ".join(g.models), keep="")) for g in comparison.groups)
+    )
     if any(g.upstreams for g in comparison.groups):
-        table.add_row("upstream hosts", *(Text(", ".join(g.upstreams)) for g in comparison.groups))
+        table.add_row(
+            "upstream hosts",
+            *(Text(printable(", ".join(g.upstreams), keep="")) for g in comparison.groups),
+        )
     section = None
     for metric in comparison.metrics:
         if metric.section != section:
@@ -87,7 +95,7 @@ def _table(comparison: Comparison) -> None:
         histogram = Table(title="Steps to finish (completed runs)", header_style="bold")
         histogram.add_column("steps")
         for name in names:
-            histogram.add_column(Text(name), justify="right")
+            histogram.add_column(Text(shown[name]), justify="right")
         for bucket in comparison.steps_histogram:
             label = str(bucket.lo) if bucket.lo == bucket.hi else f"{bucket.lo}–{bucket.hi}"
             histogram.add_row(label, *(str(bucket.runs.get(n, 0)) for n in names))
@@ -101,10 +109,10 @@ def _table(comparison: Comparison) -> None:
     )
     if comparison.significant:
         for difference in comparison.significant:
-            console.print(f"  - {difference.text}", highlight=False, markup=False)
+            console.print(f"  - {printable(difference.text)}", highlight=False, markup=False)
     else:
         console.print("  none", highlight=False)
     if comparison.notes:
         console.print("[bold]Notes[/bold]", highlight=False)
         for note in comparison.notes:
-            console.print(f"  - {note}", highlight=False, markup=False)
+            console.print(f"  - {printable(note)}", highlight=False, markup=False)
