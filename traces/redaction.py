@@ -1,0 +1,275 @@
+"""Keeping credentials out of everything stored or printed: the one place secrets are removed.
+
+What is redacted, and where (the replacement is `[redacted]`):
+
+- **The key in use** (recording, probing): every occurrence of the API key the client sends,
+  also URL-encoded, JSON-escaped and so inside `Bearer KEY`, in every part of a response
+  before it leaves the client: kept response headers, the raw body, every SSE line, the
+  assistant message and usage read from them, error bodies and messages, exception text.
+  A host that echoes the key back therefore never gets it into `steps`, `messages`,
+  `runs.error`, findings, reports or the terminal. Keys shorter than 8 characters are not
+  redacted: nobody issues them, and replacing a word like `sim` everywhere would corrupt the
+  trace.
+- **Anything shaped like a credential** (`sk-…`, `rk-…`, `pk-…`, `AIza…` API keys, the token
+  after `Bearer`/`Basic`): in imported lines (requests, responses, chunks, error bodies,
+  headers), in the error bodies and messages of live calls, and in every error line the CLI
+  prints. Model text of a live response is left alone unless it holds the key in use: a model
+  writing an example `sk-…` string is data.
+- **Fields named like a credential** (`api_key`, `Authorization`, `token`, …) in an imported
+  request body are dropped, except inside the messages and tool schemas, where names are the
+  conversation's data (a tool may well take a parameter called `token`). Response headers are
+  never taken whole: only `traces.normalize.KEPT_HEADERS` are.
+
+Replacements happen inside JSON strings, so a raw body that was valid JSON stays valid JSON
+(a secret outside any string, which only a key made of digits could be, makes the body be
+re-serialised from its parsed value instead).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from traces import strict_json
+from traces.exchange import Exchange
+from traces.model import ExchangeError, StreamEvent
+
+REDACTED = "[redacted]"
+"""What a secret is replaced with."""
+
+MIN_SECRET_LENGTH = 8
+"""Shorter keys are not redacted (see the module docstring)."""
+
+_SECRET_NAMES = frozenset(
+    {
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "token",
+        "bearer",
+        "password",
+        "passwd",
+        "secret",
+        "credentials",
+        "credential",
+    }
+)
+_SECRET_SUFFIXES = ("api_key", "apikey", "_token", "_secret", "_password", "_credentials")
+_SECRET_VALUE = re.compile(
+    r"^\s*(?:bearer|basic)\s+\S{8,}|\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}|\bAIza[0-9A-Za-z_\-]{30,}",
+    re.IGNORECASE,
+)
+"""A request field's value that is a credential as a whole (then the whole value goes)."""
+_SECRET_TOKEN = re.compile(
+    # Not after a letter, so `task-…` is no `sk-` key; a digit may precede (`%20sk-…`).
+    r"(?<![A-Za-z])(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}"
+    r"|\bAIza[0-9A-Za-z_\-]{30,}"
+    # A scheme's token has a digit: `Bearer authentication` in prose is not a credential.
+    r"|(?P<scheme>\b(?:bearer|basic)(?:\s+|%20|\+))(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}",
+    re.IGNORECASE,
+)
+"""A credential inside a longer text (an error message quoting a header)."""
+_TOKEN_MARKERS = ("sk-", "rk-", "pk-", "aiza", "bearer", "basic")
+"""Lower-case substrings every `_SECRET_TOKEN` match contains: a cheap test that skips the
+regex (and walking a parsed line) for the text that holds none, which is nearly all."""
+_TOKEN_MARKERS_BYTES = tuple(marker.encode() for marker in _TOKEN_MARKERS)
+_DATA_FIELDS = frozenset({"messages", "tools", "tool_choice", "functions", "response_format"})
+"""Request fields whose keys are the conversation's data, never credential names."""
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field or header name is one a credential travels under."""
+    key = name.lower().replace("-", "_")
+    return key in _SECRET_NAMES or key.endswith(_SECRET_SUFFIXES)
+
+
+def may_hold_token(raw: str | bytes) -> bool:
+    """Whether `raw` may hold a credential-shaped token (False: it certainly holds none)."""
+    if isinstance(raw, bytes):
+        low_bytes = raw.lower()
+        return any(marker in low_bytes for marker in _TOKEN_MARKERS_BYTES)
+    low = raw.lower()
+    return any(marker in low for marker in _TOKEN_MARKERS)
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with every credential-shaped token replaced (the same object when none)."""
+    if not may_hold_token(text):
+        return text
+    return _SECRET_TOKEN.sub(lambda m: (m.group("scheme") or "") + REDACTED, text)
+
+
+def redact_request(body: dict[str, Any]) -> dict[str, Any]:
+    """An imported request `body` without credential fields or values (a copy only when
+    something was removed)."""
+    cleaned: dict[str, Any] | None = None
+    for key, value in body.items():
+        if key in _DATA_FIELDS:
+            continue
+        if is_secret_name(key):
+            cleaned = cleaned if cleaned is not None else dict(body)
+            del cleaned[key]
+            continue
+        scrubbed = _scrub_fields(value)
+        if scrubbed is not value:
+            cleaned = cleaned if cleaned is not None else dict(body)
+            cleaned[key] = scrubbed
+    return body if cleaned is None else cleaned
+
+
+def _scrub_fields(value: Any) -> Any:
+    """`value` with nested credentials removed; the same object when there were none."""
+    if isinstance(value, str):
+        return REDACTED if _SECRET_VALUE.search(value) else value
+    if isinstance(value, dict):
+        out: dict[str, Any] | None = None
+        for key, item in value.items():
+            if isinstance(key, str) and is_secret_name(key):
+                out = out if out is not None else dict(value)
+                del out[key]
+                continue
+            scrubbed = _scrub_fields(item)
+            if scrubbed is not item:
+                out = out if out is not None else dict(value)
+                out[key] = scrubbed
+        return value if out is None else out
+    if isinstance(value, list):
+        items = [_scrub_fields(item) for item in value]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return items
+        return value
+    return value
+
+
+class Redactor:
+    """Replaces the given secrets (exact strings) and, with `tokens`, anything shaped like a
+    credential, in text and in parsed JSON values."""
+
+    def __init__(self, secrets: Iterable[str | None] = (), *, tokens: bool = False) -> None:
+        """`secrets`: exact values (the key in use); `tokens`: also credential-shaped ones."""
+        forms: set[str] = set()
+        for secret in secrets:
+            if not secret or len(secret) < MIN_SECRET_LENGTH:
+                continue
+            escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+            forms.update(
+                {
+                    secret,
+                    escaped,
+                    escaped.replace("/", "\\/"),
+                    json.dumps(secret)[1:-1],  # \uXXXX escapes, as `ensure_ascii` writes them
+                    quote(secret, safe=""),
+                    quote_plus(secret, safe=""),
+                }
+            )
+        # Longest first, so a form containing another is replaced whole.
+        self.forms = sorted(forms, key=len, reverse=True)
+        self.tokens = tokens
+
+    def __bool__(self) -> bool:
+        """Whether this redactor can redact anything at all."""
+        return bool(self.forms) or self.tokens
+
+    def text(self, text: str, *, tokens: bool | None = None) -> str:
+        """`text` with the secrets replaced (the same object when there were none)."""
+        out = text
+        for form in self.forms:
+            if form in out:
+                out = out.replace(form, REDACTED)
+        if self.tokens if tokens is None else tokens:
+            out = redact_tokens(out)
+        return text if out == text else out
+
+    def value(self, value: Any, *, tokens: bool | None = None) -> Any:
+        """A parsed JSON value with the secrets replaced in every string, keys included;
+        the same object when there were none."""
+        if isinstance(value, str):
+            return self.text(value, tokens=tokens)
+        if isinstance(value, dict):
+            out: dict[str, Any] | None = None
+            entries = list(value.items())
+            for position, (key, item) in enumerate(entries):
+                new_key = self.text(key, tokens=tokens) if isinstance(key, str) else key
+                new_item = self.value(item, tokens=tokens)
+                if out is None and (new_key is not key or new_item is not item):
+                    out = dict(entries[:position])
+                if out is not None:
+                    out[new_key] = new_item
+            return value if out is None else out
+        if isinstance(value, list):
+            items = [self.value(item, tokens=tokens) for item in value]
+            if any(new is not old for new, old in zip(items, value, strict=True)):
+                return items
+            return value
+        return value
+
+    def json_text(self, raw: str, *, tokens: bool | None = None) -> str:
+        """Raw text that may be JSON, with the secrets replaced; JSON that was valid stays
+        valid (re-serialised from its parsed value when a plain replacement would break it)."""
+        out = self.text(raw, tokens=tokens)
+        if out is raw:
+            return raw
+        try:
+            parsed = strict_json.loads(raw)
+        except ValueError:
+            return out  # not JSON to begin with: nothing to keep valid
+        try:
+            strict_json.loads(out)
+        except ValueError:
+            return json.dumps(self.value(parsed, tokens=tokens), ensure_ascii=False)
+        return out
+
+    def error(self, error: ExchangeError | None, *, tokens: bool = True) -> ExchangeError | None:
+        """A failed call's error with the secrets out of its message and body."""
+        if error is None:
+            return None
+        message = self.text(error.message, tokens=tokens)
+        body = None if error.body is None else self.json_text(error.body, tokens=tokens)
+        if message is error.message and body is error.body:
+            return error
+        return error.model_copy(update={"message": message, "body": body})
+
+    def exchange(self, exchange: Exchange) -> Exchange:
+        """`exchange` (changed in place and returned) with the secrets out of everything the
+        response brought: headers, raw body, SSE lines and what was read from them, error.
+        Error text is also cleared of credential-shaped tokens."""
+        if not self:
+            return exchange
+        exchange.headers = {
+            name: self.text(value, tokens=True) for name, value in exchange.headers.items()
+        }
+        if exchange.response_body is not None:
+            # A failed call's body is an error body: credential-shaped tokens go too.
+            exchange.response_body = self.json_text(
+                exchange.response_body, tokens=True if exchange.error else None
+            )
+        if exchange.stream_events:
+            exchange.stream_events = [self._event(event) for event in exchange.stream_events]
+        if exchange.message is not None:
+            exchange.message = self.value(exchange.message)
+        if exchange.usage_raw is not None:
+            exchange.usage_raw = self.value(exchange.usage_raw)
+        if exchange.finish_reason_raw is not None:
+            exchange.finish_reason_raw = self.text(exchange.finish_reason_raw)
+        if exchange.upstream_provider is not None:
+            exchange.upstream_provider = self.text(exchange.upstream_provider)
+        exchange.anomalies = self.value(exchange.anomalies)
+        exchange.error = self.error(exchange.error)
+        return exchange
+
+    def _event(self, event: StreamEvent) -> StreamEvent:
+        line = event.line
+        if line.startswith("data:"):
+            payload = line[5:]
+            cleaned = self.json_text(payload)
+            return (
+                event
+                if cleaned is payload
+                else StreamEvent(t_ms=event.t_ms, line="data:" + cleaned)
+            )
+        cleaned = self.text(line)
+        return event if cleaned is line else StreamEvent(t_ms=event.t_ms, line=cleaned)
