@@ -72,7 +72,10 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    # An error may quote what a host or a log said, and they may hold a credential.
+    from traces.redaction import redact_tokens  # here: most commands never fail
+
+    sys.stderr.write(f"error: {' '.join(redact_tokens(message).split())}\n")
     sys.exit(code)
 
 

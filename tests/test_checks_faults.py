@@ -77,7 +77,7 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # A body no strict parser takes is kept raw, and blamed on the host.
     "non_json_numbers": ("http_invalid_response", "provider", 0),
     "deeply_nested_json": ("http_invalid_response", "provider", 0),
-    "auth_echoed_in_error": ("http_server_error", "provider", 0),
+    "auth_echoed_in_error": ("http_auth", "client", 0),
     "unauthorized_401": ("http_auth", "client", 0),
     "payment_required_402": ("http_other", "provider", 0),
     "model_not_found_404": ("http_not_found", "client", 0),

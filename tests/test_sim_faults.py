@@ -697,10 +697,9 @@ def auth_echoed(sim: Faulty) -> dict[str, str]:
 
 
 def auth_echoed_in_error(sim: Faulty) -> dict[str, str]:
-    refused = _refused(sim, openai.APIStatusError, messages=HELLO)
-    assert refused.status_code == 502
+    refused = _refused(sim, openai.AuthenticationError, messages=HELLO)
     error = refused.response.json()["error"]
-    assert "'authorization': 'Bearer sk-test'" in error["message"]
+    assert error["message"] == "Incorrect API key provided: Bearer sk-test"
     assert error["request_headers"] == {"Authorization": "Bearer sk-test"}
     assert refused.response.headers["x-request-id"] == "req_Bearer sk-test"
     return dict(refused.response.headers)

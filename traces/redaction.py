@@ -250,7 +250,11 @@ class Redactor:
         if exchange.stream_events:
             exchange.stream_events = [self._event(event) for event in exchange.stream_events]
         if exchange.message is not None:
-            exchange.message = self.value(exchange.message)
+            message = self.value(exchange.message)
+            if message is not exchange.message and exchange.stream_events:
+                # The assembled text held a secret its lines did not: split across chunks.
+                exchange.stream_events = self._split(exchange.stream_events)
+            exchange.message = message
         if exchange.usage_raw is not None:
             exchange.usage_raw = self.value(exchange.usage_raw)
         if exchange.finish_reason_raw is not None:
@@ -260,6 +264,68 @@ class Redactor:
         exchange.anomalies = self.value(exchange.anomalies)
         exchange.error = self.error(exchange.error)
         return exchange
+
+    def _split(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        """`events` with a secret that arrived in pieces, over several chunks, redacted: the
+        first piece becomes `[redacted]`, the others lose their part of it, and only the
+        chunks so changed are re-serialised."""
+        chunks: dict[int, dict[str, Any]] = {}
+        texts: dict[tuple[Any, ...], list[tuple[int, list[Any]]]] = {}
+        for position, event in enumerate(events):
+            if not event.line.startswith("data:"):
+                continue
+            try:
+                chunk = strict_json.loads(event.line[5:])
+            except ValueError:
+                continue
+            if not isinstance(chunk, dict):
+                continue
+            chunks[position] = chunk
+            for key, path in _text_pieces(chunk):
+                texts.setdefault(key, []).append((position, path))
+        changed: set[int] = set()
+        for pieces in texts.values():
+            changed |= self._redact_pieces(chunks, pieces)
+        out = list(events)
+        for position in changed:
+            line = events[position].line
+            head = "data: " if line.startswith("data: ") else "data:"
+            text = head + json.dumps(chunks[position], ensure_ascii=False, separators=(",", ":"))
+            out[position] = StreamEvent(t_ms=events[position].t_ms, line=text)
+        return out
+
+    def _redact_pieces(
+        self, chunks: dict[int, dict[str, Any]], pieces: list[tuple[int, list[Any]]]
+    ) -> set[int]:
+        """Redact the secrets of one text assembled from `pieces` (chunk, path to a string);
+        the chunks changed."""
+        strings = [_get(chunks[position], path) for position, path in pieces]
+        whole = "".join(strings)
+        spans: list[tuple[int, int]] = []
+        for form in self.forms:
+            start = whole.find(form)
+            while start >= 0:
+                spans.append((start, start + len(form)))
+                start = whole.find(form, start + len(form))
+        if not spans:
+            return set()
+        changed: set[int] = set()
+        offset = 0
+        for (position, path), text in zip(pieces, strings, strict=True):
+            begin, end = offset, offset + len(text)
+            offset = end
+            kept: list[str] = []
+            for index, char in enumerate(text, start=begin):
+                span = next((s for s in spans if s[0] <= index < s[1]), None)
+                if span is None:
+                    kept.append(char)
+                elif index == span[0]:
+                    kept.append(REDACTED)  # the rest of the secret's characters are dropped
+            new = "".join(kept)
+            if new != text:
+                _set(chunks[position], path, new)
+                changed.add(position)
+        return changed
 
     def _event(self, event: StreamEvent) -> StreamEvent:
         line = event.line
@@ -273,3 +339,39 @@ class Redactor:
             )
         cleaned = self.text(line)
         return event if cleaned is line else StreamEvent(t_ms=event.t_ms, line=cleaned)
+
+
+_DELTA_TEXT = ("content", "reasoning_content", "reasoning")
+
+
+def _text_pieces(chunk: dict[str, Any]) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    """(which assembled text, path to the piece) of every text piece a chunk carries."""
+    found: list[tuple[tuple[Any, ...], list[Any]]] = []
+    choices = chunk.get("choices")
+    for c, choice in enumerate(choices if isinstance(choices, list) else []):
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        for name in _DELTA_TEXT:
+            if isinstance(delta.get(name), str):
+                found.append(((c, name), ["choices", c, "delta", name]))
+        calls = delta.get("tool_calls")
+        for t, call in enumerate(calls if isinstance(calls, list) else []):
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                index = call.get("index", t)
+                path = ["choices", c, "delta", "tool_calls", t, "function", "arguments"]
+                found.append(((c, "tool_calls", index), path))
+    return found
+
+
+def _get(value: Any, path: list[Any]) -> str:
+    for step in path:
+        value = value[step]
+    return str(value)
+
+
+def _set(value: Any, path: list[Any], text: str) -> None:
+    for step in path[:-1]:
+        value = value[step]
+    value[path[-1]] = text

@@ -255,8 +255,8 @@ _CATALOGUE: list[Fault] = [
     ),
     RequestFault(
         "auth_echoed_in_error",
-        "HTTP 502 from a gateway quoting the request headers, the Authorization key among "
-        "them, in its error message, body and x-request-id. Requests with a key.",
+        "HTTP 401 quoting the refused Authorization header whole in its error message, body "
+        "and x-request-id (a gateway; OpenAI masks it). Requests with a key.",
         "provider",
         echo.auth_echoed_in_error,
     ),

@@ -24,21 +24,18 @@ def auth_echoed(reply: Reply, ctx: FaultContext) -> Reply | None:
 
 
 def auth_echoed_in_error(ctx: FaultContext) -> Rejection | None:
-    """HTTP 502 from a gateway whose upstream refused the call, quoting the request headers
-    (the key among them) in its message, its body and its `x-request-id`. Requests that carry
-    an Authorization header."""
+    """HTTP 401 from a gateway that quotes the key it refused, whole, in its message, its body
+    and its `x-request-id` (OpenAI masks it; proxies often do not). Requests that carry an
+    Authorization header."""
     if not ctx.authorization:
         return None
-    message = (
-        f"upstream request failed: POST /v1/chat/completions with headers "
-        f"{{'authorization': '{ctx.authorization}', 'content-type': 'application/json'}}"
-    )
     body = {
         "error": {
-            "message": message,
-            "type": "upstream_error",
+            "message": f"Incorrect API key provided: {ctx.authorization}",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
             "request_headers": {"Authorization": ctx.authorization},
         }
     }
     headers = (("x-request-id", f"req_{ctx.authorization}"),)
-    return Rejection(502, dumps(body), headers=headers)
+    return Rejection(401, dumps(body), headers=headers)

@@ -2,9 +2,9 @@
 
 Identical requests therefore meet identical faults, and a rate of 0.3 fires on about 30% of
 distinct requests. Transient faults (429, 5xx, timeouts, dropped connections, cut or endless
-streams, a gateway error) are the exception: real hosts throw them at random, so a client's
-retry must be able to succeed. They are keyed on the request *and* how many times this server
-has already seen it, so each attempt rolls again.
+streams) are the exception: real hosts throw them at random, so a client's retry must be able
+to succeed. They are keyed on the request *and* how many times this server has already seen
+it, so each attempt rolls again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ TRANSIENT = frozenset(
         "connection_reset",
         "stream_truncated",
         "endless_response",
-        "auth_echoed_in_error",
     }
 )
 """Faults that roll again on every attempt of the same request."""
