@@ -7,6 +7,7 @@ bytes are looked for in the database file itself."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -430,3 +431,56 @@ def test_an_import_line_with_nan_is_one_error_line_and_exit_2(tmp_path: Path) ->
         "(--on-error skip imports the other lines)\n"
     )
     assert not db.exists()
+
+
+# -- the redactor itself -----------------------------------------------------------------------
+
+
+def test_the_redactor_keeps_json_valid_and_finds_every_form_of_the_key() -> None:
+    from traces.redaction import Redactor, redact_tokens
+
+    key = "k3y/with+odd=chars&more"
+    redactor = Redactor([key, "short"])
+    assert redactor.forms and all("short" not in form for form in redactor.forms)  # < 8 chars
+    for form in (key, json.dumps(key)[1:-1].replace("/", "\\/"), "k3y%2Fwith%2Bodd%3Dchars%26more"):
+        assert redactor.text(f"x {form} y") == "x [redacted] y"
+    body = json.dumps({"echo": f"Bearer {key}", key: 1})
+    assert json.loads(redactor.json_text(body)) == {"echo": "Bearer [redacted]", "[redacted]": 1}
+    # A key made of digits can sit outside any string: the body is re-serialised instead.
+    digits = Redactor(["1234567890"])
+    cleaned = digits.json_text('{"n": 1234567890, "s": "id 1234567890"}')
+    assert json.loads(cleaned) == {"n": 1234567890, "s": "id [redacted]"}
+    untouched = '{"a": "nothing secret"}'
+    assert redactor.json_text(untouched) is untouched
+    # Credential-shaped tokens, not prose that merely looks like the words around one.
+    assert redact_tokens("key sk-proj-abcdefghij0123456789 and Bearer ey12345678.abc") == (
+        "key [redacted] and Bearer [redacted]"
+    )
+    prose = "Bearer authentication is basic; a task-oriented-approach-here-and-there."
+    assert redact_tokens(prose) is prose
+
+
+def test_a_key_streamed_in_pieces_is_taken_out_of_every_piece() -> None:
+    from traces.model import StreamEvent
+    from traces.normalize import StreamReader
+    from traces.redaction import Redactor
+
+    key = "sk-split-0123456789abcdef"
+    pieces = ["before sk-spl", "it-0123456789a", "bcdef after"]
+    reader = StreamReader()
+    for n, piece in enumerate(pieces):
+        chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+        reader.line("data: " + json.dumps(chunk), float(n))
+    reader.line("data: [DONE]", 3.0)
+    exchange = reader.exchange(
+        request_body={}, started_at=datetime(2025, 1, 1), latency_ms=3.0, http_status=200,
+        headers={},
+    )  # fmt: skip
+    Redactor([key]).exchange(exchange)
+    assert exchange.message is not None
+    assert exchange.message["content"] == "before [redacted] after"
+    events: list[StreamEvent] = exchange.stream_events or []
+    assert all(key[:6] not in e.line and key[-6:] not in e.line for e in events)
+    contents = [json.loads(e.line[6:])["choices"][0]["delta"]["content"] for e in events[:3]]
+    assert "".join(contents) == "before [redacted] after"
+    assert events[3].line == "data: [DONE]"

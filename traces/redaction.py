@@ -247,8 +247,11 @@ class Redactor:
             exchange.response_body = self.json_text(
                 exchange.response_body, tokens=True if exchange.error else None
             )
-        if exchange.stream_events:
-            exchange.stream_events = [self._event(event) for event in exchange.stream_events]
+        events = exchange.stream_events
+        if events and (self.tokens or self._in("\n".join(event.line for event in events))):
+            # One scan of the whole stream first: a step has thousands of lines, and a key in
+            # them is the exception.
+            exchange.stream_events = [self._event(event) for event in events]
         if exchange.message is not None:
             message = self.value(exchange.message)
             if message is not exchange.message and exchange.stream_events:
@@ -264,6 +267,10 @@ class Redactor:
         exchange.anomalies = self.value(exchange.anomalies)
         exchange.error = self.error(exchange.error)
         return exchange
+
+    def _in(self, text: str) -> bool:
+        """Whether one of the exact secrets occurs in `text`."""
+        return any(form in text for form in self.forms)
 
     def _split(self, events: list[StreamEvent]) -> list[StreamEvent]:
         """`events` with a secret that arrived in pieces, over several chunks, redacted: the
