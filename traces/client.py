@@ -204,11 +204,22 @@ class EndpointClient:
         }
         started_at = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
+        partial = _Partial()
         try:
-            async with self._sdk.completions.with_streaming_response.create(**kwargs) as response:
-                status = response.status_code
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                self._sdk.completions.with_streaming_response.create(**kwargs) as response,
+            ):
+                status = partial.status = response.status_code
                 headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
+                partial.headers = headers
                 raw = (await response.read()).decode("utf-8", errors="replace")
+        except TimeoutError:
+            deadline = self.config.timeout_s
+            return self.redactor.exchange(_past_deadline(body, started_at, t0, partial, deadline))
+        except httpx2.TransportError as exc:  # the body broke off after the status line
+            cut = _cut_short(body, started_at, t0, False, partial.status, partial.headers, exc)
+            return self.redactor.exchange(cut)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             return self.redactor.exchange(_failed_call(exc, body, started_at, t0, False))
         exchange = Exchange(
@@ -331,7 +342,7 @@ def _cut_short(
     started_at: datetime,
     t0: float,
     streamed: bool,
-    status: int,
+    status: int | None,
     headers: dict[str, str],
     exc: httpx2.TransportError,
 ) -> Exchange:
