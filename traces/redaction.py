@@ -73,10 +73,13 @@ _SECRET_TOKEN = re.compile(
     re.IGNORECASE,
 )
 """A credential inside a longer text (an error message quoting a header)."""
-_TOKEN_MARKERS = ("sk-", "rk-", "pk-", "aiza", "bearer", "basic")
-"""Lower-case substrings every `_SECRET_TOKEN` match contains: a cheap test that skips the
-regex (and walking a parsed line) for the text that holds none, which is nearly all."""
-_TOKEN_MARKERS_BYTES = tuple(marker.encode() for marker in _TOKEN_MARKERS)
+_RAW_TOKEN = re.compile(
+    # `_SECRET_TOKEN` over raw JSON text: a backslash may escape a `/` inside a token.
+    rb"(?<![A-Za-z])(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}"
+    rb"|\bAIza[0-9A-Za-z_\-]{30,}"
+    rb"|\b(?:bearer|basic)(?:\s+|%20|\+)(?=[A-Za-z._~+/=\\\-]*\d)[A-Za-z0-9._~+/=\\\-]{8,}",
+    re.IGNORECASE,
+)
 _DATA_FIELDS = frozenset({"messages", "tools", "tool_choice", "functions", "response_format"})
 """Request fields whose keys are the conversation's data, never credential names."""
 
@@ -88,12 +91,35 @@ def is_secret_name(name: str) -> bool:
 
 
 def may_hold_token(raw: str | bytes) -> bool:
-    """Whether `raw` may hold a credential-shaped token (False: it certainly holds none)."""
-    if isinstance(raw, bytes):
-        low_bytes = raw.lower()
-        return any(marker in low_bytes for marker in _TOKEN_MARKERS_BYTES)
+    """Whether `raw` may hold a credential-shaped token (False: it certainly holds none): the
+    lower-case substrings every `_SECRET_TOKEN` match contains. A cheap test that skips the
+    regex (and walking a parsed line) for the text that holds none, which is nearly all."""
+    # Spelled out rather than a generator over the markers: this runs on every imported line
+    # and every live error text, and the generator cost as much as the scans.
     low = raw.lower()
-    return any(marker in low for marker in _TOKEN_MARKERS)
+    if isinstance(low, bytes):
+        return (
+            b"sk-" in low
+            or b"rk-" in low
+            or b"pk-" in low
+            or b"aiza" in low
+            or b"bearer" in low
+            or b"basic" in low
+        )
+    return (
+        "sk-" in low
+        or "rk-" in low
+        or "pk-" in low
+        or "aiza" in low
+        or "bearer" in low
+        or "basic" in low
+    )
+
+
+def holds_token(raw: bytes) -> bool:
+    """Whether raw JSON text holds a credential-shaped token somewhere (a string of it may,
+    once decoded); False for nearly every line, at the cost of a few substring scans."""
+    return may_hold_token(raw) and _RAW_TOKEN.search(raw) is not None
 
 
 def redact_tokens(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from traces import strict_json
 from traces.errors import TracesError
-from traces.redaction import Redactor, may_hold_token
+from traces.redaction import Redactor, holds_token
 
 LineFormat = Literal["exchanges", "k2vv"]
 """Line formats `traces import` reads."""
@@ -79,7 +79,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         raise LineError(None, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise LineError(None, f"a JSON {_json_kind(value)}, not an object")
-    if may_hold_token(raw):
+    if holds_token(raw):
         # The whole line, responses and error bodies included: a proxy's log may quote the
         # Authorization header anywhere. Only lines that may hold one pay for the walk.
         scrubbed: dict[str, Any] = _TOKENS.value(value)
