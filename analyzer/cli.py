@@ -108,9 +108,11 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    # Messages quote what the user or a log gave (labels, lines, ids): one line, and no
-    # control character reaches the terminal raw.
-    sys.stderr.write(f"error: {one_line(message)}\n")
+    # Messages quote what the user, a host or a log gave (labels, lines, ids): one line, no
+    # control character reaches the terminal raw, and no credential a host echoed.
+    from traces.redaction import redact_tokens  # here: most commands never fail
+
+    sys.stderr.write(f"error: {one_line(redact_tokens(message))}\n")
     sys.exit(code)
 
 

@@ -623,6 +623,88 @@ def connection_reset(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def endless_response(sim: Faulty) -> dict[str, str]:
+    lines: list[str] = []
+    with sim.client.chat.completions.with_streaming_response.create(
+        model="m", messages=HELLO, stream=True
+    ) as response:
+        headers = dict(response.headers)
+        for line in response.iter_lines():
+            lines.extend([line] if line else [])
+            if len(lines) > 4 and len(set(lines[-3:])) == 1:
+                break  # the last piece, again and again: leaving ends the stream
+    payloads = [json.loads(line[len("data: ") :]) for line in lines]
+    assert all(p["choices"][0]["finish_reason"] is None for p in payloads)
+    assert payloads[-1]["choices"][0]["delta"]["content"]
+    received = b""
+    with sim.client.chat.completions.with_streaming_response.create(
+        model="m", messages=HELLO
+    ) as response:
+        for piece in response.iter_bytes():
+            received += piece
+            if len(received) >= 3:
+                break
+    assert received.strip() == b""  # keep-alive spaces, never a body
+    return headers
+
+
+def _strict_loads(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise ValueError(name)
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def non_json_numbers(sim: Faulty) -> dict[str, str]:
+    raw = sim.client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
+    text = raw.http_response.text
+    assert (
+        '"usage":{"prompt_tokens":NaN,"completion_tokens":1e999,"total_tokens":-Infinity}' in text
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        _strict_loads(text)
+    assert _message(json.loads(text))["content"]  # the rest of the answer is intact
+    lines, _ = sim.lines(HELLO, stream_options={"include_usage": True})
+    spoiled = [line for line in lines if "NaN" in line]
+    assert len(spoiled) == 1 and '"usage":{"prompt_tokens":NaN' in spoiled[0]
+    assert lines[-1] == "data: [DONE]"
+    return dict(raw.headers)
+
+
+def deeply_nested_json(sim: Faulty) -> dict[str, str]:
+    from traces.sim.faults.transport import NESTING
+
+    raw = sim.client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
+    text = raw.http_response.text
+    assert '"usage":' + "[" * NESTING + "]" * NESTING in text
+    with pytest.raises(RecursionError):
+        json.loads(text)
+    lines, _ = sim.lines(HELLO, stream_options={"include_usage": True})
+    assert sum("[" * NESTING in line for line in lines) == 1
+    return dict(raw.headers)
+
+
+def auth_echoed(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    message = _message(body)
+    echo = "(request received with Authorization: Bearer sk-test)"
+    assert message["content"].endswith(echo) and message["reasoning_content"].endswith(echo)
+    assert headers["x-request-id"] == "req_Bearer sk-test"
+    payloads, _ = sim.stream(HELLO)
+    content = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads)
+    assert content.endswith(echo)
+    return headers
+
+
+def auth_echoed_in_error(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.AuthenticationError, messages=HELLO)
+    error = refused.response.json()["error"]
+    assert error["message"] == "Incorrect API key provided: Bearer sk-test"
+    assert error["request_headers"] == {"Authorization": "Bearer sk-test"}
+    assert refused.response.headers["x-request-id"] == "req_Bearer sk-test"
+    return dict(refused.response.headers)
+
+
 def reasoning_swallows_answer(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(HELLO)
     clean = _message(sim.post(HELLO, clean=True)[0])
@@ -737,6 +819,11 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "stream_broken_chunk": (stream_broken_chunk, "openai", {}),
     "stream_truncated": (stream_truncated, "openai", {}),
     "connection_reset": (connection_reset, "openai", {}),
+    "endless_response": (endless_response, "openai", {}),
+    "non_json_numbers": (non_json_numbers, "openai", {}),
+    "deeply_nested_json": (deeply_nested_json, "openai", {}),
+    "auth_echoed": (auth_echoed, "openai", {}),
+    "auth_echoed_in_error": (auth_echoed_in_error, "openai", {}),
     "leaked_tokens_content": (leaked_tokens_content, "moonshot", {}),
     "leaked_tokens_reasoning": (leaked_tokens_reasoning, "moonshot", {}),
     "tool_call_as_text": (tool_call_as_text, "openai", {}),

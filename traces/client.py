@@ -7,11 +7,12 @@ with its arrival time. Interpretation happens elsewhere, on plain dicts.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import json
 import os
 import ssl
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,11 +21,13 @@ import httpx2
 import openai
 from pydantic import BaseModel, Field
 
+from traces import strict_json
 from traces.errors import EndpointError
 from traces.exchange import Exchange
 from traces.model import ErrorKind, ExchangeError
 from traces.normalize import (
     KEPT_HEADERS,
+    STREAM_CUT,
     StreamReader,
     http_error,
     invalid_response,
@@ -32,6 +35,7 @@ from traces.normalize import (
     read_completion,
     upstream_of,
 )
+from traces.redaction import Redactor
 
 
 class EndpointConfig(BaseModel):
@@ -48,7 +52,12 @@ class EndpointConfig(BaseModel):
         repr=False,
     )
     extra_headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=600.0, description="Per-request timeout.")
+    timeout_s: float = Field(
+        default=600.0,
+        description="Deadline of one request, seconds: the whole response, every chunk of a "
+        "stream included, must have arrived by then (a host that trickles a chunk every 50 ms "
+        "forever times out too).",
+    )
 
 
 def redact_url(url: str) -> str:
@@ -90,6 +99,8 @@ class EndpointClient:
         """Build the SDK client; fails with one line when the key variable is not set."""
         key = resolve_api_key(config)
         self.config = config
+        # Whatever the host sends back is cleared of the key before anyone sees it.
+        self.redactor = Redactor([key])
         # Retries are the harness's job: it records each failed attempt on the step.
         self._sdk = openai.AsyncOpenAI(
             base_url=config.base_url,
@@ -119,9 +130,9 @@ class EndpointClient:
                 f"{redact_url(self.config.base_url)}: endpoint did not answer (timed out)"
             ) from None
         except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
+            cause = self.redactor.text(one_line(str(exc.__cause__ or exc)), tokens=True)
             raise EndpointError(
-                f"{redact_url(self.config.base_url)}: cannot connect: {one_line(str(cause))}"
+                f"{redact_url(self.config.base_url)}: cannot connect: {cause}"
             ) from None
 
     async def complete(self, body: dict[str, Any]) -> Exchange:
@@ -140,14 +151,36 @@ class EndpointClient:
             kwargs["stream"] = body["stream"]
         started_at = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
+        partial = _Partial(reader=StreamReader() if streamed else None)
+        try:
+            # The SDK's timeout bounds each read, and a chunk every 50 ms never trips it: the
+            # deadline bounds the whole response.
+            async with asyncio.timeout(self.config.timeout_s):
+                exchange = await self._send(kwargs, body, streamed, started_at, t0, partial)
+        except TimeoutError:
+            exchange = _past_deadline(body, started_at, t0, partial, self.config.timeout_s)
+        return self.redactor.exchange(exchange)
+
+    async def _send(
+        self,
+        kwargs: dict[str, Any],
+        body: dict[str, Any],
+        streamed: bool,
+        started_at: datetime,
+        t0: float,
+        partial: _Partial,
+    ) -> Exchange:
         try:
             async with self._sdk.chat.completions.with_streaming_response.create(
                 **kwargs
             ) as response:
-                status = response.status_code
+                status = partial.status = response.status_code
                 headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
-                if streamed:
-                    return await _read_stream(response, body, started_at, t0, status, headers)
+                partial.headers = headers
+                if partial.reader is not None:
+                    return await _read_stream(
+                        response, partial.reader, body, started_at, t0, status, headers
+                    )
                 try:
                     raw = (await response.read()).decode("utf-8", errors="replace")
                 except httpx2.TransportError as exc:
@@ -171,13 +204,24 @@ class EndpointClient:
         }
         started_at = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
+        partial = _Partial()
         try:
-            async with self._sdk.completions.with_streaming_response.create(**kwargs) as response:
-                status = response.status_code
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                self._sdk.completions.with_streaming_response.create(**kwargs) as response,
+            ):
+                status = partial.status = response.status_code
                 headers = {k: v for k in KEPT_HEADERS if (v := response.headers.get(k)) is not None}
+                partial.headers = headers
                 raw = (await response.read()).decode("utf-8", errors="replace")
+        except TimeoutError:
+            deadline = self.config.timeout_s
+            return self.redactor.exchange(_past_deadline(body, started_at, t0, partial, deadline))
+        except httpx2.TransportError as exc:  # the body broke off after the status line
+            cut = _cut_short(body, started_at, t0, False, partial.status, partial.headers, exc)
+            return self.redactor.exchange(cut)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
-            return _failed_call(exc, body, started_at, t0, False)
+            return self.redactor.exchange(_failed_call(exc, body, started_at, t0, False))
         exchange = Exchange(
             request_body=body,
             started_at=started_at,
@@ -188,7 +232,7 @@ class EndpointClient:
             response_body=raw,
         )
         try:
-            parsed = json.loads(raw)
+            parsed = strict_json.loads(raw)
             choice = parsed["choices"][0]
             exchange.message = {"role": "assistant", "content": str(choice["text"])}
             exchange.finish_reason_raw = choice.get("finish_reason")
@@ -196,7 +240,47 @@ class EndpointClient:
             exchange.upstream_provider = upstream_of(parsed)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             exchange.error = invalid_response(status, raw, exc)
-        return exchange
+        return self.redactor.exchange(exchange)
+
+
+@dataclass
+class _Partial:
+    """What a response had delivered so far, for a call that hits its deadline."""
+
+    reader: StreamReader | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _past_deadline(
+    body: dict[str, Any], started_at: datetime, t0: float, partial: _Partial, deadline_s: float
+) -> Exchange:
+    """The exchange of a call whose response was not complete by its deadline: a timeout,
+    with the stream lines that did arrive (they show what the host was doing)."""
+    latency_ms = (time.perf_counter() - t0) * 1000
+    if partial.reader is not None:
+        exchange = partial.reader.exchange(
+            request_body=body,
+            started_at=started_at,
+            latency_ms=latency_ms,
+            http_status=partial.status,
+            headers=partial.headers,
+        )
+    else:
+        exchange = Exchange(
+            request_body=body,
+            started_at=started_at,
+            latency_ms=latency_ms,
+            streamed=False,
+            http_status=partial.status,
+            headers=partial.headers,
+        )
+    exchange.error = ExchangeError(
+        kind="timeout",
+        status=partial.status,
+        message=f"no complete response within the {deadline_s:g} s deadline",
+    )
+    return exchange
 
 
 def _failed_call(
@@ -258,7 +342,7 @@ def _cut_short(
     started_at: datetime,
     t0: float,
     streamed: bool,
-    status: int,
+    status: int | None,
     headers: dict[str, str],
     exc: httpx2.TransportError,
 ) -> Exchange:
@@ -292,23 +376,33 @@ def _parse_body(
         response_body=raw,
     )
     try:
-        parsed = json.loads(raw)
+        parsed = strict_json.loads(raw)
         exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        exchange.error = invalid_response(status, raw, exc)
+        if isinstance(exc, ValueError) and strict_json.ends_early(exc, raw):
+            # The body stops mid-JSON: the connection closed before the end (a framing that
+            # reads until close cannot tell), so it is retried like a dropped connection.
+            exchange.error = ExchangeError(
+                kind="connection",
+                status=status,
+                message=one_line(f"response body ended early: {exc}"),
+                body=raw,
+            )
+        else:
+            exchange.error = invalid_response(status, raw, exc)
     return exchange
 
 
 async def _read_stream(
     response: Any,
+    reader: StreamReader,
     body: dict[str, Any],
     started_at: datetime,
     t0: float,
     status: int,
     headers: dict[str, str],
 ) -> Exchange:
-    reader = StreamReader()
     lost: httpx2.TransportError | None = None
     try:
         async for line in response.iter_lines():
@@ -334,4 +428,7 @@ async def _read_stream(
         exchange.message = None
         exchange.response_body = raw
         exchange.error = invalid_response(status, raw, ValueError("no `data:` line in the stream"))
+    elif exchange.error is None and reader.cut_short():
+        # HTTP ended the body cleanly, the stream did not end: the partial text is no answer.
+        exchange.error = ExchangeError(kind="connection", status=status, message=STREAM_CUT)
     return exchange

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from traces import strict_json
 from traces.exchange import Exchange
 from traces.model import (
     ErrorKind,
@@ -39,6 +40,9 @@ _HARMONY_MESSAGE = re.compile(
 )
 _KIMI_ID = re.compile(r"^functions\.[\w\-.]+:\d+$")
 _WORD = re.compile(r"\w+|[^\w\s]")
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+"""The range of the store's INTEGER columns (token counts)."""
 
 SchemaValidator = Callable[[str, Any], tuple[bool | None, str | None]]
 """(tool name, parsed arguments) -> (schema_valid, first error); None when the tool is unknown."""
@@ -138,8 +142,8 @@ def read_tool_calls(
             arguments_type = "string"
             arguments_raw = raw_args
             try:
-                parsed: Any = json.loads(raw_args) if raw_args.strip() else None
-            except ValueError:
+                parsed: Any = strict_json.loads(raw_args) if raw_args.strip() else None
+            except ValueError:  # `NaN` or nesting too deep is no more JSON than a typo
                 parsed = None
         elif raw_args is None:
             arguments_type, arguments_raw, parsed = "missing", "", None
@@ -214,7 +218,11 @@ def normalize_usage(raw: dict[str, Any] | None, reasoning: str | None) -> Usage:
         return Usage()
 
     def as_int(value: Any) -> int | None:
-        return int(value) if isinstance(value, int | float) else None
+        # A count the INTEGER columns cannot hold (`1e300` tokens) is no count: the raw
+        # usage keeps it, the column stays empty rather than failing the step's insert.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return int(value) if _INT_MIN <= value <= _INT_MAX else None
 
     prompt_details = raw.get("prompt_tokens_details") or {}
     completion_details = raw.get("completion_tokens_details") or {}
@@ -329,7 +337,7 @@ def one_line(text: str, limit: int = 300) -> str:
 def error_message(text: str) -> str:
     """The human message inside an error body (`{"error": {"message": …}}` and kin)."""
     try:
-        parsed = json.loads(text)
+        parsed = strict_json.loads(text)
     except ValueError:
         return text or "(empty body)"
     if isinstance(parsed, dict):
@@ -393,13 +401,18 @@ def read_completion(
 
 
 def invalid_response(status: int | None, raw: str, exc: BaseException) -> ExchangeError:
-    """The error of a response body that is not a chat completion."""
+    """The error of a response body that is not a chat completion (or not even JSON)."""
+    if isinstance(exc, strict_json.StrictJSONError):
+        message = f"response is not JSON: {exc}"
+    else:
+        message = f"response is not a chat completion: {exc!r}"
     return ExchangeError(
-        kind="invalid_response",
-        status=status,
-        message=one_line(f"response is not a chat completion: {exc!r}"),
-        body=raw,
+        kind="invalid_response", status=status, message=one_line(message), body=raw
     )
+
+
+STREAM_CUT = "stream ended before it finished: no finish_reason, no [DONE]"
+"""The error message of a stream `StreamReader.cut_short` says was cut."""
 
 
 class StreamReader:
@@ -427,9 +440,13 @@ class StreamReader:
             self.saw_done = True
             return
         try:
-            chunk = json.loads(payload)
-        except ValueError:
-            self.assembler.anomalies.append({"kind": "unparsable_chunk", "line": line[:500]})
+            chunk = strict_json.loads(payload)
+        except ValueError as exc:
+            # Not JSON, or JSON no strict parser takes (`NaN`, `1e999`, nested 100,000 deep):
+            # the line stays in the events, the chunk is not read.
+            self.assembler.anomalies.append(
+                {"kind": "unparsable_chunk", "line": line[:500], "reason": str(exc)[:200]}
+            )
             return
         self.chunk(chunk, t_ms, payload)
 
@@ -448,6 +465,18 @@ class StreamReader:
         """The stream ended: note a missing `[DONE]`."""
         if not self.saw_done:
             self.assembler.anomalies.append({"kind": "stream_without_done"})
+
+    def cut_short(self) -> bool:
+        """Whether the stream stopped before its end: chunks came, then neither a
+        finish_reason nor `[DONE]` (a host that lost its upstream, a connection closed
+        mid-stream). What arrived is then a fragment, not an answer. A stream that finished
+        without `[DONE]` is complete (some hosts never send it; the anomaly notes it)."""
+        return (
+            any(event.line.startswith("data:") for event in self.events)
+            and not self.saw_done
+            and self.assembler.finish_reason is None
+            and self.broken is None
+        )
 
     def exchange(
         self,

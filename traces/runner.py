@@ -129,9 +129,8 @@ async def _record_one(
         await asyncio.shield(recorder.end_run(run_id, outcome))
         raise
     except Exception as exc:  # a harness bug: end this run visibly, let the others go on
-        outcome = agent.outcome(
-            RunStatus.FAILED, Termination.CLIENT_ERROR, error=f"{type(exc).__name__}: {exc}"
-        )
+        error = client.redactor.text(f"{type(exc).__name__}: {exc}", tokens=True)
+        outcome = agent.outcome(RunStatus.FAILED, Termination.CLIENT_ERROR, error=error)
     await recorder.end_run(run_id, outcome)
     return RunSummary(id=run_id, seed=seed, outcome=outcome)
 

@@ -289,8 +289,8 @@ _ENTRIES = (
         "provider",
         "warning",
         "streaming",
-        """A `data:` line was not JSON (two events glued together, a truncated chunk); its
-        content is lost for every client.""",
+        """A `data:` line was not strict JSON (two events glued together, a truncated chunk,
+        NaN or 1e999, nesting too deep to parse); its content is lost for every client.""",
         "streaming_malformed_chunk",
     ),
     _kind(
@@ -298,8 +298,8 @@ _ENTRIES = (
         "provider",
         "warning",
         "streaming",
-        """The stream ended without `data: [DONE]`: the connection was cut, so the turn may be
-        incomplete although HTTP said 200.""",
+        """The stream ended without `data: [DONE]`. With a finish_reason the turn is complete
+        but strict clients wait or fail; without one it was cut, and the call failed.""",
         "streaming_truncated",
     ),
     _kind(
@@ -373,8 +373,9 @@ _ENTRIES = (
         "provider",
         "error",
         "http",
-        """No answer in time: the client timed out, or a gateway answered 408/504/524. Long
-        reasoning behind a proxy with a short limit is the usual cause.""",
+        """No complete answer in time: the client timed out (a stream still trickling at the
+        request deadline included), or a gateway answered 408/504/524. Long reasoning behind a
+        proxy with a short limit is the usual cause.""",
         "timeout",
     ),
     _kind(
@@ -382,8 +383,9 @@ _ENTRIES = (
         "provider",
         "error",
         "http",
-        """The connection failed (refused, reset, server disconnected without a response)
-        before any HTTP answer.""",
+        """The connection failed (refused, reset, server disconnected) before the answer was
+        whole, or a stream stopped with neither finish_reason nor `[DONE]`: the fragment is no
+        answer, and the call is retried. A warning when a retry succeeded.""",
         "connection_failed",
     ),
     _kind(
@@ -419,7 +421,8 @@ _ENTRIES = (
         "error",
         "http",
         """The host answered 200 with something that is not a chat completion (an error object,
-        HTML, no `choices`), so strict clients crash.""",
+        HTML, no `choices`) or not strict JSON (NaN, 1e999, nesting too deep to parse), so
+        strict clients crash.""",
         "error_with_status_200",
     ),
     _kind(

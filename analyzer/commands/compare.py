@@ -111,7 +111,7 @@ def compare(
     seed: Annotated[
         int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
     ] = 0,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
     by: GroupByOption = GroupBy.provider,
     reference: ReferenceOption = None,
     resamples: Annotated[

@@ -104,7 +104,7 @@ def probe(
         int, typer.Option(min=1, help="Completion token cap of each probe.")
     ] = 2048,
     seed: Annotated[int, typer.Option(help="Request seed (and the simulator's).")] = 0,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:

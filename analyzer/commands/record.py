@@ -94,7 +94,7 @@ def record(
         int, typer.Option(help="Seed of the first run's world; run i uses seed+i.")
     ] = 0,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Per-request timeout, seconds.")] = 600.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:

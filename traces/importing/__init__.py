@@ -2,7 +2,7 @@
 
 Two line formats, detected per file: exchange logs (`{"request": …, "response" | "chunks" |
 "error": …}`) and K2-Vendor-Verifier result files. Lines are read (`lines`), validated into
-typed exchanges (`formats`, secrets stripped by `redact`), turned into runs, steps, tool
+typed exchanges (`formats`, secrets stripped by `traces.redaction`), turned into runs, steps, tool
 calls and results through the same normalization as live recording (`builder`, tool
 schemas compiled once per distinct tool in `toolsets`), file by file (`reading`), and
 written in one transaction per command (`writer`, driven by `importer`). A large file is

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+from traces import strict_json
 from traces.exchange import Exchange
 from traces.importing.lines import LineError
-from traces.importing.redact import redact_request
 from traces.model import ErrorKind, ExchangeError
 from traces.normalize import (
     KEPT_HEADERS,
+    STREAM_CUT,
     StreamReader,
     error_message,
     http_error,
@@ -40,6 +41,7 @@ from traces.normalize import (
     read_completion,
     upstream_of,
 )
+from traces.redaction import redact_request
 
 _ERROR_KINDS: frozenset[str] = frozenset(get_args(ErrorKind))
 _SDK_STATUS_ERROR = re.compile(r"^Error code: (\d{3})(?: - (.*))?$", re.DOTALL)
@@ -288,7 +290,7 @@ def _response_exchange(
     if isinstance(response, str):
         raw = response
         try:
-            parsed: Any = json.loads(raw)
+            parsed: Any = strict_json.loads(raw)
         except ValueError as exc:
             return Exchange(
                 **common,
@@ -361,6 +363,9 @@ def _stream_exchange(
         http_status=status,
         headers=common["headers"],
     )
+    if raw_lines and exchange.error is None and reader.cut_short():
+        # As live: a fragment of a stream is a failed call (retried when the log shows it).
+        exchange.error = ExchangeError(kind="connection", status=status, message=STREAM_CUT)
     # The log has no arrival times: no time to first token, and no per-line times.
     exchange.stream_events = None
     exchange.ttft_reasoning_ms = exchange.ttft_content_ms = exchange.ttft_tool_call_ms = None

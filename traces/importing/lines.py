@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from traces import strict_json
 from traces.errors import TracesError
+from traces.redaction import Redactor, holds_token
 
 LineFormat = Literal["exchanges", "k2vv"]
 """Line formats `traces import` reads."""
 
 _READ_BLOCK = 1 << 20
+_TOKENS = Redactor(tokens=True)
 
 
 class ImportFileError(TracesError):
@@ -63,17 +65,25 @@ def numbered_lines(path: Path, start: int = 1, offset: int = 0) -> Iterator[tupl
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
-    """One line as a JSON object, or LineError saying why it is not one."""
+    """One line as a JSON object, credential-shaped values redacted (`traces.redaction`), or
+    LineError saying why it is not one.
+
+    Strict: `NaN`, `Infinity`, numbers beyond a double and nesting too deep to parse are not
+    JSON, so no such value can reach a JSON column.
+    """
     try:
-        value = json.loads(raw)
+        value = strict_json.loads(raw)
     except UnicodeDecodeError:
         raise LineError(None, "not UTF-8 text") from None
     except ValueError as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        column = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise LineError(None, f"not JSON: {detail}{column}") from None
+        raise LineError(None, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise LineError(None, f"a JSON {_json_kind(value)}, not an object")
+    if holds_token(raw):
+        # The whole line, responses and error bodies included: a proxy's log may quote the
+        # Authorization header anywhere. Only lines that may hold one pay for the walk.
+        scrubbed: dict[str, Any] = _TOKENS.value(value)
+        return scrubbed
     return value
 
 

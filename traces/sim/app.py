@@ -21,6 +21,7 @@ from traces.sim import wire
 from traces.sim.completions import complete, parse_completion_request
 from traces.sim.config import SimConfig
 from traces.sim.faults import AttemptCounter
+from traces.sim.faults.base import TRICKLE_S
 from traces.sim.prefix_cache import PrefixCache
 from traces.sim.request import RequestError, parse_chat_request
 from traces.sim.responder import answer
@@ -100,7 +101,7 @@ class SimApp:
                 if method != "POST":
                     await self._method_not_allowed(send, method, path)
                     return
-                await self._chat(receive, send)
+                await self._chat(scope, receive, send)
             elif path == _COMPLETIONS_PATH:
                 if method != "POST":
                     await self._method_not_allowed(send, method, path)
@@ -116,7 +117,7 @@ class SimApp:
         except _Disconnected:
             return
 
-    async def _chat(self, receive: Receive, send: Send) -> None:
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             request = parse_chat_request(await _read_body(receive))
         except RequestError as problem:
@@ -125,7 +126,10 @@ class SimApp:
             return
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
-        outcome = answer(request, self.config, self._attempts, self._cache)
+        authorization = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), ""
+        )
+        outcome = answer(request, self.config, self._attempts, self._cache, authorization)
         if outcome.stall_s > 0 and await _disconnected_within(receive, outcome.stall_s):
             return  # the client timed out and left; nobody is there to answer
         headers = _merge(self._headers(), _encoded(outcome.headers))
@@ -147,6 +151,13 @@ class SimApp:
         pieces = [outcome.body] if outcome.events is None else outcome.events
         for piece in pieces:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if outcome.trickle is not None:
+            # A response that never ends: one more piece every TRICKLE_S while anyone listens.
+            while not await _disconnected_within(receive, TRICKLE_S):
+                await send(
+                    {"type": "http.response.body", "body": outcome.trickle, "more_body": True}
+                )
+            return
         if not outcome.complete:
             # Returning mid-body makes the server drop the connection, as a crashed upstream
             # or an impatient proxy does (see server._CutResponses).

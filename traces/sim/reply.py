@@ -45,6 +45,8 @@ class Reply:
     calls: tuple[ReplyCall, ...]
     finish_reason: str
     usage: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+    """Response headers the host adds to this reply (a fault's)."""
 
 
 def usage_body(

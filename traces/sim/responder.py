@@ -60,6 +60,8 @@ class Outcome:
     """Faults injected into this response, for `x-sim-faults`."""
     complete: bool = True
     """False: the connection drops after what `body` or `events` hold (a cut response)."""
+    trickle: bytes | None = None
+    """Written every `TRICKLE_S` after `body` or `events` until the client leaves."""
 
     def reject(self, rejection: Rejection) -> Outcome:
         """Turn this outcome into the error response `rejection`."""
@@ -75,10 +77,12 @@ def answer(
     config: SimConfig,
     attempts: AttemptCounter | None = None,
     cache: PrefixCache | None = None,
+    authorization: str = "",
 ) -> Outcome:
     """The complete response of the simulated host to `request`; `cache` holds the prompts
-    this host served before (None: nothing is ever cached)."""
-    ctx = _context(request, config)
+    this host served before (None: nothing is ever cached); `authorization` is the request's
+    Authorization header (faults may echo it)."""
+    ctx = _context(request, config, authorization)
     names: list[str] = []
     if ctx.key:
         attempt = attempts.next(ctx.key) if attempts is not None else 0
@@ -127,10 +131,11 @@ def _written(outcome: Outcome, names: list[str], written: Written) -> Outcome:
     else:
         outcome.body = b"".join(written.pieces)
     outcome.complete = written.complete
+    outcome.trickle = written.trickle
     return outcome
 
 
-def _context(request: ChatRequest, config: SimConfig) -> FaultContext:
+def _context(request: ChatRequest, config: SimConfig, authorization: str = "") -> FaultContext:
     dialect = DIALECTS[config.dialect]
     # Hashing the messages costs a pass over the request: only pay for it when faults are on.
     active = any(rate > 0 for rate in config.faults.values())
@@ -146,6 +151,7 @@ def _context(request: ChatRequest, config: SimConfig) -> FaultContext:
         model=request.model,
         max_tokens=request.max_tokens,
         tools=request.tools or (),
+        authorization=authorization,
     )
 
 
@@ -218,4 +224,5 @@ def _reply(
         if changed is not None:
             reply = changed
             outcome.faults.append(name)
+    outcome.headers.extend(reply.headers)
     return reply

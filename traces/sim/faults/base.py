@@ -52,6 +52,8 @@ class FaultContext:
     """The request's `max_completion_tokens` or `max_tokens`, when it set one."""
     tools: Sequence[Mapping[str, Any]] = ()
     """The request's declared tools (OpenAI function-tool dicts)."""
+    authorization: str = ""
+    """The request's `Authorization` header as sent ("" without one), for hosts that echo it."""
 
     def parameters(self) -> dict[str, Mapping[str, Any]]:
         """The declared function tools: name -> JSON Schema of their parameters."""
@@ -93,6 +95,13 @@ class Written:
     pieces: tuple[bytes, ...]
     streamed: bool
     complete: bool = True
+    trickle: bytes | None = None
+    """Written again and again after the pieces, every `TRICKLE_S`, until the client leaves:
+    a response that never ends (then `complete` is False)."""
+
+
+TRICKLE_S = 0.05
+"""How often a never-ending response writes its next piece."""
 
 
 @dataclass(frozen=True, slots=True)

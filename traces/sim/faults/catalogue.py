@@ -9,6 +9,7 @@ from __future__ import annotations
 from traces.sim.faults import (
     behaviour,
     calls,
+    echo,
     finish,
     http,
     reasoning,
@@ -253,6 +254,13 @@ _CATALOGUE: list[Fault] = [
         request.timeout,
     ),
     RequestFault(
+        "auth_echoed_in_error",
+        "HTTP 401 quoting the refused Authorization header whole in its error message, body "
+        "and x-request-id (a gateway; OpenAI masks it). Requests with a key.",
+        "provider",
+        echo.auth_echoed_in_error,
+    ),
+    RequestFault(
         "unauthorized_401",
         "HTTP 401 (OpenRouter's `No auth credentials found`). Any request.",
         "provider",
@@ -304,6 +312,13 @@ _CATALOGUE: list[Fault] = [
         "(RunPod's vLLM worker). Any request.",
         "provider",
         http.invalid_response_200,
+    ),
+    ReplyFault(
+        "auth_echoed",
+        "The Authorization header comes back in x-request-id, the reasoning and an answer's "
+        "content (a gateway's debug output). Requests with a key.",
+        "provider",
+        echo.auth_echoed,
     ),
     ReplyFault(
         "reasoning_swallows_answer",
@@ -358,6 +373,27 @@ _CATALOGUE: list[Fault] = [
         "no finish_reason, usage or [DONE]. Streams only.",
         "provider",
         transport.stream_truncated,
+    ),
+    WireFault(
+        "endless_response",
+        "The response never ends: a stream repeats its last piece every 50 ms with no "
+        "finish_reason or [DONE]; a JSON body is only keep-alive spaces. Any completion.",
+        "provider",
+        transport.endless_response,
+    ),
+    WireFault(
+        "non_json_numbers",
+        "Usage written with NaN, 1e999 and -Infinity: the body, or the stream's usage chunk, "
+        "is not strict JSON. Any completion.",
+        "provider",
+        transport.non_json_numbers,
+    ),
+    WireFault(
+        "deeply_nested_json",
+        "Usage nested 100,000 arrays deep: the body, or the stream's usage chunk, is beyond "
+        "any parser's recursion limit. Any completion.",
+        "provider",
+        transport.deeply_nested_json,
     ),
     WireFault(
         "connection_reset",

@@ -1,10 +1,10 @@
 """Which faults fire on a request: a pure function of (seed, fault name, request messages).
 
 Identical requests therefore meet identical faults, and a rate of 0.3 fires on about 30% of
-distinct requests. Transient faults (429, 5xx, timeouts, dropped connections) are the
-exception: real hosts throw them at random, so a client's retry must be able to succeed. They
-are keyed on the request *and* how many times this server has already seen it, so each
-attempt rolls again.
+distinct requests. Transient faults (429, 5xx, timeouts, dropped connections, cut or endless
+streams) are the exception: real hosts throw them at random, so a client's retry must be able
+to succeed. They are keyed on the request *and* how many times this server has already seen
+it, so each attempt rolls again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from typing import Any
 from traces.sim.faults.base import roll
 from traces.sim.faults.catalogue import FAULTS
 
-TRANSIENT = frozenset({"rate_limit_429", "server_error_5xx", "timeout", "connection_reset"})
+TRANSIENT = frozenset(
+    {
+        "rate_limit_429",
+        "server_error_5xx",
+        "timeout",
+        "connection_reset",
+        "stream_truncated",
+        "endless_response",
+    }
+)
 """Faults that roll again on every attempt of the same request."""
 
 _MAX_REMEMBERED = 100_000

@@ -121,3 +121,67 @@ def connection_reset(written: Written) -> Written:
         body = b"".join(written.pieces)
         pieces = (body[: len(body) // 2],)
     return Written(pieces, written.streamed, complete=False)
+
+
+def endless_response(written: Written) -> Written:
+    """The response never ends. A stream sends the reply up to its finish, then repeats its
+    last piece of text every `TRICKLE_S` (a model stuck in a loop behind a host with no
+    length limit); a JSON body never starts, the host writing a keep-alive space every
+    `TRICKLE_S` instead (OpenRouter pads a slow non-streamed answer so). Any completion."""
+    if not written.streamed:
+        return Written((), streamed=False, complete=False, trickle=b" ")
+    chunks = [_chunk(event) for event in written.pieces]
+    end = next((i for i, chunk in enumerate(chunks) if _finishes(chunk)), len(chunks))
+    trickle = b": keep-alive\n\n"
+    for chunk in reversed(chunks[:end]):
+        delta = _delta(chunk)
+        field = _text_field(delta)
+        if chunk is not None and delta is not None and field is not None:
+            again = json.loads(json.dumps(chunk))
+            again["choices"][0]["delta"] = {field: delta[field]}
+            trickle = _event(again)
+            break
+    return Written(written.pieces[:end], streamed=True, complete=False, trickle=trickle)
+
+
+_SPOT = "\x00sim-spot\x00"
+"""A string no reply contains: where a fault writes bytes no JSON encoder would."""
+
+
+def _spoil(written: Written, bad_json: bytes) -> Written:
+    """`written` with `usage` replaced by `bad_json` (text that is not strict JSON): in the
+    body, or in the stream's usage chunk (else its last chunk)."""
+    spot = dumps(_SPOT)
+    if not written.streamed:
+        body = json.loads(b"".join(written.pieces))
+        body["usage"] = _SPOT
+        return replace(written, pieces=(dumps(body).replace(spot, bad_json),))
+    pieces = list(written.pieces)
+    chunks = [_chunk(event) for event in pieces]
+    at = next((i for i, c in reversed(list(enumerate(chunks))) if c and c.get("usage")), None)
+    if at is None:
+        at = next(i for i, c in reversed(list(enumerate(chunks))) if c is not None)
+    chunk = chunks[at]
+    assert chunk is not None
+    chunk["usage"] = _SPOT
+    pieces[at] = _event(chunk).replace(spot, bad_json)
+    return replace(written, pieces=tuple(pieces))
+
+
+_NOT_NUMBERS = b'{"prompt_tokens":NaN,"completion_tokens":1e999,"total_tokens":-Infinity}'
+NESTING = 100_000
+"""How deep `deeply_nested_json` nests its arrays."""
+
+
+def non_json_numbers(written: Written) -> Written:
+    """Usage written with numbers JSON cannot hold (`NaN`, `1e999`, `-Infinity`), as a
+    server serialising floats with a lenient encoder does: the body, or the stream's usage
+    chunk, is no longer JSON a strict parser takes. Any completion."""
+    return _spoil(written, _NOT_NUMBERS)
+
+
+def deeply_nested_json(written: Written) -> Written:
+    """Usage nested `NESTING` arrays deep (a serialiser with no depth limit echoing a
+    pathological value): no parser with a recursion limit reads the body, or the stream's
+    usage chunk. Any completion."""
+    return _spoil(written, b"[" * NESTING + b"]" * NESTING)
