@@ -30,7 +30,8 @@ from analyzer.commands import (
     sql,
     steps,
 )
-from traces.errors import TracesError
+from traces import interrupts
+from traces.errors import Interrupted, TracesError
 
 app = typer.Typer(
     name="traces",
@@ -53,27 +54,31 @@ report.register(app)
 
 def main() -> None:
     """Entry point of the `traces` console script: errors become one line on stderr."""
+    interrupts.install()  # already done by `analyzer.__main__`; here for `-m analyzer.cli`
     args = sys.argv[1:] or ["--help"]
     try:
         # Not standalone: usage errors reach us, to be printed as one line like all others.
         result = app(args, standalone_mode=False)
+    except Interrupted as stop:
+        interrupts.exit_interrupted(str(stop))
     except TracesError as err:
         _fail(str(err), err.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", 130)
+        interrupts.exit_interrupted()
     except typer.Exit as done:
-        sys.exit(done.exit_code)
+        interrupts.exit_with(done.exit_code)
     except typer.TyperException as err:  # bad options or arguments (click's UsageError family)
         ctx = getattr(err, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         _fail(message + hint, int(getattr(err, "exit_code", 2)))
-    sys.exit(result if isinstance(result, int) else 0)
+    if result == interrupts.EXIT_CODE:  # typer turns a KeyboardInterrupt into a bare 130
+        interrupts.exit_interrupted()
+    interrupts.exit_with(result if isinstance(result, int) else 0)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
-    sys.exit(code)
+    interrupts.exit_with(code, f"error: {' '.join(message.split())}")
 
 
 if __name__ == "__main__":
