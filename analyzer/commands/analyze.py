@@ -13,7 +13,8 @@ import typer
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
-from analyzer.options import DbOption, FormatOption
+from analyzer.fail_on import check_fail_on
+from analyzer.options import DbOption, FailOnOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
 from analyzer.queries import resolve_run_id
@@ -33,6 +34,7 @@ def analyze(
     ] = None,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
+    fail_on: FailOnOption = None,
 ) -> None:
     """Check runs for failures and store the findings; prints counts per run."""
     path = resolve_db_path(db)
@@ -64,6 +66,7 @@ def analyze(
         fmt,
         columns=["run", "provider", "model", "findings", "errors", "warnings", "kinds"],
     )
+    check_fail_on(found, fail_on)
 
 
 def _analyze_with_progress(
