@@ -32,7 +32,8 @@ from analyzer.commands import (
     tasks,
 )
 from analyzer.output import one_line
-from traces.errors import TracesError
+from traces import interrupts
+from traces.errors import Interrupted, TracesError
 
 app = typer.Typer(
     name="traces",
@@ -87,24 +88,29 @@ tasks.register(app)
 
 def main() -> None:
     """Entry point of the `traces` console script: errors become one line on stderr."""
+    interrupts.install()  # already done by `analyzer.__main__`; here for `-m analyzer.cli`
     args = sys.argv[1:] or ["--help"]
     try:
         # Not standalone: usage errors reach us, to be printed as one line like all others.
         # Named, whichever way it was started (`python -m analyzer.cli`): hints say `traces`,
         # and the shell's completion variable is always $_TRACES_COMPLETE.
         result = app(args, prog_name="traces", standalone_mode=False)
+    except Interrupted as stop:
+        interrupts.exit_interrupted(str(stop))
     except TracesError as err:
         _fail(str(err), err.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", 130)
+        interrupts.exit_interrupted()
     except typer.Exit as done:
-        sys.exit(done.exit_code)
+        interrupts.exit_with(done.exit_code)
     except typer.TyperException as err:  # bad options or arguments (click's UsageError family)
         ctx = getattr(err, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         _fail(message + hint, int(getattr(err, "exit_code", 2)))
-    sys.exit(result if isinstance(result, int) else 0)
+    if result == interrupts.EXIT_CODE:  # typer turns a KeyboardInterrupt into a bare 130
+        interrupts.exit_interrupted()
+    interrupts.exit_with(result if isinstance(result, int) else 0)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -112,8 +118,7 @@ def _fail(message: str, code: int) -> NoReturn:
     # control character reaches the terminal raw, and no credential a host echoed.
     from traces.redaction import redact_tokens  # here: most commands never fail
 
-    sys.stderr.write(f"error: {one_line(redact_tokens(message))}\n")
-    sys.exit(code)
+    interrupts.exit_with(code, f"error: {one_line(redact_tokens(message))}")
 
 
 if __name__ == "__main__":

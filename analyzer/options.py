@@ -9,6 +9,7 @@ from typing import Annotated, get_args
 import typer
 
 from analyzer.compare.selection import GroupBy
+from analyzer.fail_on import FailOn
 from analyzer.output import OutputFormat
 from traces.errors import TracesError
 
@@ -22,6 +23,16 @@ DbOption = Annotated[
 ]
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+]
+FailOnOption = Annotated[
+    FailOn | None,
+    typer.Option(
+        "--fail-on",
+        help="Exit 1 (after the usual output) when the checks stored findings of this severity "
+        "or worse for the runs of this command: error, or warning (warnings and errors).",
+        case_sensitive=False,
+        show_default=False,
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ from traces.replay import ReplayPolicy, parse_replay_option
 from traces.sim.config import SimConfig
 
 SIM_PROVIDER = "sim"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+"""The key a custom `--base-url` is sent when no variable is named, if it is set."""
+NO_KEY = "no-key-needed"
+"""Sent to a server that needs no key: the SDK insists on one, such a server ignores it.
+Never stored (runs store the variable's name, and there is none)."""
 
 
 class Target(BaseModel):
@@ -105,7 +111,7 @@ def _base_target(
             endpoint=EndpointConfig(
                 base_url=base_url or profile.base_url,
                 api_key_env=api_key_env or profile.api_key_env,
-                api_key=None if (api_key_env or profile.api_key_env) else "none",
+                api_key=None if (api_key_env or profile.api_key_env) else NO_KEY,
                 extra_headers=profile.extra_headers,
                 timeout_s=timeout,
             ),
@@ -122,7 +128,18 @@ def _base_target(
     return Target(
         provider=provider or "custom",
         model=model,
-        endpoint=EndpointConfig(
-            base_url=base_url, api_key_env=api_key_env or "OPENAI_API_KEY", timeout_s=timeout
-        ),
+        endpoint=_custom_endpoint(base_url, api_key_env, timeout),
+    )
+
+
+def _custom_endpoint(base_url: str, api_key_env: str | None, timeout: float) -> EndpointConfig:
+    """A `--base-url` without a profile: the named variable's key (unset: exit 2 naming it),
+    else $OPENAI_API_KEY when set, else no key at all (a local server needs none)."""
+    if api_key_env is None and os.environ.get(DEFAULT_KEY_ENV):
+        api_key_env = DEFAULT_KEY_ENV
+    return EndpointConfig(
+        base_url=base_url,
+        api_key_env=api_key_env,
+        api_key=None if api_key_env else NO_KEY,
+        timeout_s=timeout,
     )

@@ -104,7 +104,7 @@ def run_cli(
     if env and "TRACES_DB" in env:
         full_env["TRACES_DB"] = env["TRACES_DB"]
     return subprocess.run(
-        [sys.executable, "-m", "analyzer.cli", *args],
+        [sys.executable, "-m", "analyzer", *args],  # what the `traces` script runs
         capture_output=True,
         text=True,
         env=full_env,

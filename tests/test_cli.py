@@ -242,7 +242,7 @@ def test_missing_key_variable_and_model(tmp_path: Path) -> None:
             "--db",
             str(db),
         ),
-        3,
+        2,  # bad input, named: checked before the endpoint is tried
         "AGENT_TRACES_UNSET_VARIABLE",
     )
     _one_line_error(

@@ -143,7 +143,7 @@ def test_record_with_unknown_provider_or_missing_key(tmp_path: Path) -> None:
         str(db),
         env={"MOONSHOT_API_KEY": ""},
     )
-    assert done.returncode == 3 and "MOONSHOT_API_KEY" in done.stderr
+    assert done.returncode == 2 and "MOONSHOT_API_KEY" in done.stderr
     assert not db.exists()
 
 

@@ -22,7 +22,7 @@ import openai
 from pydantic import BaseModel, Field
 
 from traces import strict_json
-from traces.errors import EndpointError
+from traces.errors import EndpointError, MissingKeyError
 from traces.exchange import Exchange
 from traces.model import ErrorKind, ExchangeError
 from traces.normalize import (
@@ -70,12 +70,13 @@ def redact_url(url: str) -> str:
 
 
 def resolve_api_key(config: EndpointConfig) -> str | None:
-    """The key for `config`, read from its environment variable; one-line error if unset."""
+    """The key for `config`, read from its environment variable; a one-line MissingKeyError
+    (exit code 2) naming the variable when it is unset or empty."""
     if config.api_key is not None or not config.api_key_env:
         return config.api_key
     key = os.environ.get(config.api_key_env)
     if not key:
-        raise EndpointError(
+        raise MissingKeyError(
             f"environment variable {config.api_key_env} is not set "
             f"(it must hold the API key for {redact_url(config.base_url)})"
         )

@@ -17,6 +17,11 @@ class TaskFileError(TracesError):
     """A task file that cannot be loaded; the message names the file and the field."""
 
 
+class MissingKeyError(TracesError):
+    """The environment variable that must hold an endpoint's key is not set (bad input: the
+    message names the variable)."""
+
+
 class EndpointError(TracesError):
     """An endpoint that cannot be reached or does not speak the chat-completions protocol."""
 
@@ -27,3 +32,10 @@ class DatabaseError(TracesError):
     """A trace database that is missing, locked by a writer, or not ours."""
 
     exit_code = 4
+
+
+class Interrupted(TracesError):
+    """Ctrl-C or SIGTERM stopped the command; the message is the whole line it ends with
+    (`interrupted: run … left interrupted`), printed without the `error:` prefix."""
+
+    exit_code = 130

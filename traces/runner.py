@@ -24,6 +24,8 @@ from traces.tasks import Task, build_environment, render_prompts
 
 ProgressCallback = Callable[[str, RunOutcome], None]
 """Called with (run id, outcome) as each run ends."""
+InterruptedCallback = Callable[[str], None]
+"""Called with the id of each run a cancellation (Ctrl-C, SIGTERM) ended as interrupted."""
 
 
 class RunPlan(BaseModel):
@@ -47,6 +49,20 @@ class RunSummary(BaseModel):
     outcome: RunOutcome
 
 
+def never_answered(outcome: RunOutcome) -> bool:
+    """Whether a run ended without a single successful model response.
+
+    The harness ends a run at the first request that fails for good (after its retries), so
+    that is a run whose first request failed: any HTTP error (a 401, a context overflow's
+    400, a 5xx), a timeout, a dropped connection, a response without a message. A model that
+    answered badly (no answer, a malformed call) did respond.
+    """
+    return outcome.steps <= 1 and outcome.termination in (
+        Termination.PROVIDER_ERROR,
+        Termination.CONTEXT_OVERFLOW,
+    )
+
+
 def new_run_id() -> str:
     """A run id that sorts by start time and stays unique across processes."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
@@ -58,11 +74,14 @@ async def record_runs(
     on_done: ProgressCallback | None = None,
     *,
     limit: asyncio.Semaphore | None = None,
+    on_interrupted: InterruptedCallback | None = None,
 ) -> list[RunSummary]:
     """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order.
 
     `limit` replaces the plan's own bound with one shared by several plans (one provider's
-    runs of a whole suite, say), so a host never sees more than that many at once.
+    runs of a whole suite, say), so a host never sees more than that many at once. When the
+    recording is cancelled, every run under way is ended as interrupted (and named to
+    `on_interrupted`) before the cancellation goes on.
     """
     resolve_api_key(plan.endpoint)  # a missing key fails once, before any run starts
     limit = limit or asyncio.Semaphore(max(1, plan.concurrency))
@@ -74,7 +93,9 @@ async def record_runs(
                 # every idle connection on each request, which cost more CPU than recording.
                 client = EndpointClient(plan.endpoint)
                 try:
-                    summary = await _record_one(plan, client, recorder, plan.seed + i, sandboxes)
+                    summary = await _record_one(
+                        plan, client, recorder, plan.seed + i, sandboxes, on_interrupted
+                    )
                 finally:
                     await client.close()
             if on_done is not None:
@@ -85,7 +106,12 @@ async def record_runs(
 
 
 async def _record_one(
-    plan: RunPlan, client: EndpointClient, recorder: Recorder, seed: int, sandboxes: str
+    plan: RunPlan,
+    client: EndpointClient,
+    recorder: Recorder,
+    seed: int,
+    sandboxes: str,
+    on_interrupted: InterruptedCallback | None,
 ) -> RunSummary:
     run_id = new_run_id()
     sandbox = Path(sandboxes) / run_id
@@ -95,22 +121,6 @@ async def _record_one(
     settings = plan.settings.model_copy()
     if settings.seed is None:
         settings.seed = seed
-    await recorder.begin_run(
-        RunRecord(
-            id=run_id,
-            task=plan.task.name,
-            task_path=str(plan.task.source_path),
-            task_sha256=plan.task.sha256,
-            provider=plan.provider,
-            model=settings.model,
-            base_url=redact_url(plan.endpoint.base_url),
-            settings=_settings_json(plan, settings),
-            seed=seed,
-            started_at=datetime.now(UTC).replace(tzinfo=None),
-            recorder_pid=recorder.pid,
-            recorder_host=recorder.host,
-        )
-    )
     agent = Agent(
         run_id=run_id,
         client=client,
@@ -121,11 +131,30 @@ async def _record_one(
         settings=settings,
     )
     try:
+        # Once `begin_run` has queued the run's row, it is ended whatever happens.
+        await recorder.begin_run(
+            RunRecord(
+                id=run_id,
+                task=plan.task.name,
+                task_path=str(plan.task.source_path),
+                task_sha256=plan.task.sha256,
+                provider=plan.provider,
+                model=settings.model,
+                base_url=redact_url(plan.endpoint.base_url),
+                settings=_settings_json(plan, settings),
+                seed=seed,
+                started_at=datetime.now(UTC).replace(tzinfo=None),
+                recorder_pid=recorder.pid,
+                recorder_host=recorder.host,
+            )
+        )
         outcome = await agent.run()
     except asyncio.CancelledError:
         outcome = agent.outcome(
             RunStatus.INTERRUPTED, Termination.INTERRUPTED, error="recording was interrupted"
         )
+        if on_interrupted is not None:
+            on_interrupted(run_id)
         await asyncio.shield(recorder.end_run(run_id, outcome))
         raise
     except Exception as exc:  # a harness bug: end this run visibly, let the others go on

@@ -91,16 +91,20 @@ def analyze_runs(
     *,
     chunk: int = CHUNK_RUNS,
     on_chunk: Callable[[int], None] | None = None,
+    own_transaction: bool = True,
 ) -> dict[str, list[Finding]]:
     """Run every check over the stored runs and store the results, all in one transaction;
     returns each existing run's findings (ids that do not exist are left out).
 
     `on_chunk(n)` is told after each chunk how many of the ids it covered (progress bars).
+    With `own_transaction=False` the caller's open transaction is used (an import commits
+    its runs and their findings together) and the caller commits or rolls back.
     """
     ids = list(dict.fromkeys(run_ids))
     now = datetime.now(UTC).replace(tzinfo=None)
     everything: dict[str, list[Finding]] = {}
-    conn.execute("BEGIN TRANSACTION")
+    if own_transaction:
+        conn.execute("BEGIN TRANSACTION")
     try:
         for part in _chunks(ids, chunk):
             found = {run.id: run_checks(run) for run in load_runs(conn, part)}
@@ -109,9 +113,11 @@ def analyze_runs(
             everything.update(found)
             if on_chunk is not None:
                 on_chunk(len(part))
-        conn.execute("COMMIT")
+        if own_transaction:
+            conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if own_transaction:
+            conn.execute("ROLLBACK")
         raise
     return everything
 

@@ -13,7 +13,8 @@ import typer
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
-from analyzer.options import DbOption, FormatOption, WideOption
+from analyzer.fail_on import check_fail_on
+from analyzer.options import DbOption, FailOnOption, FormatOption, WideOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
 from analyzer.queries import abbreviate_run_ids, resolve_run_id
@@ -34,6 +35,7 @@ def analyze(
     wide: WideOption = False,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
+    fail_on: FailOnOption = None,
 ) -> None:
     """Check runs for failures and store the findings; prints counts per run."""
     path = resolve_db_path(db)
@@ -70,6 +72,7 @@ def analyze(
         droppable=["warnings", "errors", "model", "provider"],
         wide=wide,
     )
+    check_fail_on(found, fail_on)
 
 
 def _analyze_with_progress(

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from analyzer.checks.persist import analyze_runs
+from analyzer.checks.records import Finding
 from analyzer.compare.build import build_comparison
 from analyzer.compare.costs import PriceList
 from analyzer.compare.model import Comparison
@@ -23,8 +24,10 @@ from analyzer.compare.render import emit_comparison
 from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
 from analyzer.compare.specs import resolve_targets
 from analyzer.compare.stats import DEFAULT_RESAMPLES
+from analyzer.fail_on import check_fail_on
 from analyzer.options import (
     DbOption,
+    FailOnOption,
     FormatOption,
     GroupByOption,
     OriginFilterOption,
@@ -39,7 +42,7 @@ from analyzer.options import (
 from analyzer.output import OutputFormat, printable, stderr_console
 from analyzer.queries import resolve_run_id
 from traces.errors import EndpointError, TracesError
-from traces.model import Termination
+from traces.runner import never_answered
 from traces.sample_files import resolve_suite
 from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
 from traces.suites import load_suite
@@ -119,14 +122,18 @@ def compare(
     ] = DEFAULT_RESAMPLES,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
+    fail_on: FailOnOption = None,
 ) -> None:
     """Compare providers: success, steps, tool-call validity, findings, latency, cost, with
     95% intervals and the significant differences."""
     check_choice("--origin", origin, run_origins())
     db_path = resolve_db_path(db)
     prices = PriceList.from_file(providers)
+    findings: dict[str, list[Finding]] = {}
     if suite is None:
-        _only_with_suite(dialect=dialect, fault=fault, repeat=repeat, stream=stream)
+        _only_with_suite(
+            dialect=dialect, fault=fault, repeat=repeat, stream=stream, fail_on=fail_on
+        )
         if concurrency_per_provider is not None:
             raise TracesError("--concurrency-per-provider applies with --suite only")
         comparison = _compare_recorded(
@@ -182,7 +189,7 @@ def compare(
         conn = open_for_writing(db_path)
         try:
             # The checks fill the findings the comparison counts.
-            analyze_runs(conn, ids)
+            findings = analyze_runs(conn, ids)
         finally:
             conn.close()
         conn = open_for_reading(db_path)
@@ -199,6 +206,7 @@ def compare(
         finally:
             conn.close()
     emit_comparison(comparison, fmt)
+    check_fail_on(findings, fail_on)
 
 
 def _compare_recorded(
@@ -233,11 +241,7 @@ def _check_endpoints_answered(recorded: Recorded) -> None:
     dead = {
         label: summaries
         for label, summaries in recorded.items()
-        if summaries
-        and all(
-            s.outcome.termination is Termination.PROVIDER_ERROR and s.outcome.steps <= 1
-            for s in summaries
-        )
+        if summaries and all(never_answered(s.outcome) for s in summaries)
     }
     if dead and len(dead) == len(recorded):
         label, summaries = next(iter(dead.items()))

@@ -1,19 +1,18 @@
 """`traces import FILE…`: load exchange logs recorded elsewhere and run the checks on them.
 
-All files of one command are imported in one transaction: a malformed line (under the
-default `--on-error refuse`), a file imported before, a locked database or Ctrl-C leaves the
-database as it was. The checks then run over the new runs in a transaction of their own;
-if they are interrupted, the import stands and `traces analyze` finishes the job.
+All files of one command, and the checks over the new runs, go in one transaction: a
+malformed line (under the default `--on-error refuse`), a file imported before, a locked
+database or Ctrl-C at any moment leaves the database as it was.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -26,11 +25,13 @@ from rich.progress import (
 
 from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
-from analyzer.options import DbOption, FormatOption
+from analyzer.fail_on import check_fail_on
+from analyzer.options import DbOption, FailOnOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import progress_bar
+from traces.errors import TracesError
 from traces.importing import FileReport, ImportOptions, SkippedLine, import_files
-from traces.store.database import open_for_writing, resolve_db_path
+from traces.store.database import resolve_db_path
 
 SKIPPED_SHOWN = 20
 """Skipped lines reported on stderr per file; the rest are counted (and listed in the
@@ -102,8 +103,11 @@ def import_(
     ] = None,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
+    fail_on: FailOnOption = None,
 ) -> None:
     """Import exchange logs as runs, then check them; prints one row per file."""
+    if fail_on is not None and not analyze:
+        raise TracesError("--fail-on needs the checks: it cannot go with --no-analyze")
     path = resolve_db_path(db)
     err = stderr_console()
     options = ImportOptions(
@@ -122,7 +126,16 @@ def import_(
             err.print(printable(f"skipped {file}:{line.line}: {line.reason}", keep=""))
 
     total = sum(f.stat().st_size for f in files if f.is_file())
+    findings: dict[str, list[Finding]] = {}
     with _progress(err) as progress:
+
+        def check(conn: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
+            """The checks, inside the import's transaction: both commit, or neither."""
+            progress.stop()  # one live display at a time: the checks have their own bar
+            with progress_bar("checking", len(run_ids)) as advance:
+                found = analyze_runs(conn, run_ids, on_chunk=advance, own_transaction=False)
+            findings.update(found)
+
         bar = progress.add_task("importing", total=total or None)
         reports = import_files(
             path,
@@ -130,6 +143,7 @@ def import_(
             options,
             on_progress=lambda n: progress.advance(bar, n),
             on_skip=skipped,
+            before_commit=check if analyze else None,
         )
     for report in reports:
         if report.skipped > SKIPPED_SHOWN:
@@ -149,9 +163,6 @@ def import_(
                     keep="",
                 )
             )
-    findings: dict[str, list[Finding]] = {}
-    if analyze:
-        findings = _check(path, [run for r in reports for run in r.runs], err)
     emit_rows(
         [_row(report, findings, analyze) for report in reports],
         fmt,
@@ -167,6 +178,7 @@ def import_(
             "kinds",
         ],
     )
+    check_fail_on(findings, fail_on)
 
 
 def _progress(err: Console) -> Progress:
@@ -179,17 +191,6 @@ def _progress(err: Console) -> Progress:
         transient=True,
         disable=not err.is_terminal,
     )
-
-
-def _check(path: Path, run_ids: Sequence[str], err: Console) -> dict[str, list[Finding]]:
-    """Run every check over the imported runs and store their findings (in batches, one
-    transaction: the import is committed already and stands if this is interrupted)."""
-    conn = open_for_writing(path)
-    try:
-        with progress_bar("checking", len(run_ids)) as advance:
-            return analyze_runs(conn, run_ids, on_chunk=advance)
-    finally:
-        conn.close()
 
 
 def _row(report: FileReport, findings: dict[str, list[Finding]], analyzed: bool) -> dict[str, Any]:

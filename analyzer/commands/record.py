@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from analyzer.checks.persist import analyze_runs
+from analyzer.checks.records import Finding
 from analyzer.commands.sim import parse_faults
-from analyzer.options import DbOption, FormatOption
+from analyzer.fail_on import check_fail_on
+from analyzer.options import DbOption, FailOnOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import stderr_progress
 from analyzer.targets import Target, resolve_target
 from traces.client import EndpointClient, EndpointConfig
-from traces.errors import EndpointError
+from traces.errors import EndpointError, Interrupted
 from traces.harness import HarnessSettings
-from traces.model import RunOutcome, Termination
-from traces.runner import RunPlan, RunSummary, record_runs
+from traces.interrupts import run_cancelling_on_signal
+from traces.model import RunOutcome
+from traces.runner import RunPlan, RunSummary, never_answered, record_runs
 from traces.sample_files import resolve_task
 from traces.sim.server import SimServer
 from traces.store.database import open_for_writing, resolve_db_path
@@ -59,8 +61,8 @@ def record(
     api_key_env: Annotated[
         str | None,
         typer.Option(
-            help="Environment variable holding the API key [default: the profile's, "
-            "else OPENAI_API_KEY]."
+            help="Environment variable holding the API key [default: the profile's; with "
+            "--base-url alone, OPENAI_API_KEY when set, else no key]."
         ),
     ] = None,
     providers: Annotated[
@@ -97,6 +99,7 @@ def record(
     timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
+    fail_on: FailOnOption = None,
 ) -> None:
     """Record runs of a task; prints the run ids (progress on stderr)."""
     loaded = load_task(resolve_task(task))
@@ -138,7 +141,9 @@ def record(
         summaries = _record_with_progress(plan, db_path)
     # After the recorder closed: the checks need the database to themselves.
     findings = _analyze(db_path, [s.id for s in summaries])
-    _report(summaries, fmt, loaded, findings)
+    _report(summaries, fmt, loaded, {run: len(found) for run, found in findings.items()})
+    check_answered(summaries)
+    check_fail_on(findings, fail_on)
 
 
 @contextlib.contextmanager
@@ -164,6 +169,7 @@ async def check_endpoint(endpoint: EndpointConfig) -> None:
 
 def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
     recorder = Recorder(db_path)
+    interrupted: list[str] = []
     try:
         with stderr_progress(notes=True) as progress:
             bar = progress.add_task(f"{plan.task.name} × {plan.repeat}", total=plan.repeat, last="")
@@ -172,38 +178,44 @@ def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
                 last = f"{run_id} {outcome.termination.value} ({outcome.steps} steps)"
                 progress.update(bar, advance=1, last=last)
 
-            return _run_until_signal(record_runs(plan, recorder, done))
+            # SIGTERM and Ctrl-C end every run under way as `interrupted`, durably.
+            return run_cancelling_on_signal(
+                record_runs(plan, recorder, done, on_interrupted=interrupted.append)
+            )
+    except KeyboardInterrupt:
+        if not interrupted:
+            raise
+        raise Interrupted(left_interrupted(interrupted)) from None
     finally:
         recorder.close()
 
 
-def _run_until_signal(coro: Coroutine[Any, Any, list[RunSummary]]) -> list[RunSummary]:
-    """Run the recording; SIGTERM and Ctrl-C end every run as `interrupted`, durably."""
-
-    async def main() -> list[RunSummary]:
-        task = asyncio.ensure_future(coro)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, task.cancel)
-        try:
-            result: list[RunSummary] = await task
-            return result
-        except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
-
-    return asyncio.run(main())
+def left_interrupted(run_ids: list[str]) -> str:
+    """The line a recording stopped by Ctrl-C ends with: which runs it left interrupted."""
+    noun = "run" if len(run_ids) == 1 else "runs"
+    return f"interrupted: {noun} {', '.join(run_ids)} left interrupted"
 
 
-def _analyze(db_path: Path, run_ids: list[str]) -> dict[str, int]:
-    """Run the checks on the new runs; returns the number of findings of each."""
+def _analyze(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
+    """Run the checks on the new runs; returns the findings of each."""
     if not run_ids:
         return {}
     conn = open_for_writing(db_path)
     try:
-        return {run_id: len(found) for run_id, found in analyze_runs(conn, run_ids).items()}
+        return analyze_runs(conn, run_ids)
     finally:
         conn.close()
+
+
+def check_answered(summaries: list[RunSummary]) -> None:
+    """Exit 3 (EndpointError) when not one run got a single successful model response.
+
+    Some runs failing is what recording measures: they are stored and the command succeeds.
+    """
+    if summaries and all(never_answered(s.outcome) for s in summaries):
+        raise EndpointError(
+            "endpoint failed on the first request of every run: " + str(summaries[0].outcome.error)
+        )
 
 
 def _report(
@@ -240,10 +252,3 @@ def _report(
             sys.stdout.write(f"{row['id']}\n")
     else:
         emit_rows(rows, fmt)
-    endpoint_dead = [
-        s
-        for s in summaries
-        if s.outcome.termination is Termination.PROVIDER_ERROR and s.outcome.steps <= 1
-    ]
-    if summaries and len(endpoint_dead) == len(summaries):
-        raise EndpointError(f"endpoint failed on the first request: {summaries[0].outcome.error}")

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 from analyzer.progress import stderr_progress
 from analyzer.targets import Target
 from traces.client import EndpointClient, EndpointConfig
 from traces.harness import HarnessSettings
+from traces.interrupts import run_cancelling_on_signal
 from traces.model import RunOutcome
 from traces.runner import RunPlan, RunSummary, record_runs
 from traces.sim.server import SimServer
@@ -118,22 +116,5 @@ def _with_progress(plans: dict[str, list[RunPlan]], recorder: Recorder, limit: i
             results = await asyncio.gather(*(one_target(label, plans[label]) for label in labels))
             return dict(zip(labels, results, strict=True))
 
-        return _run_until_signal(everything())
-
-
-def _run_until_signal(coro: Coroutine[Any, Any, Recorded]) -> Recorded:
-    """Run the recording; SIGTERM and Ctrl-C end every run as `interrupted`, durably."""
-
-    async def main() -> Recorded:
-        task = asyncio.ensure_future(coro)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, task.cancel)
-        try:
-            result: Recorded = await task
-            return result
-        except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
-
-    return asyncio.run(main())
+        # SIGTERM and Ctrl-C end every run under way as `interrupted`, durably.
+        return run_cancelling_on_signal(everything())

@@ -1,8 +1,9 @@
 """Importing files into the trace database: all of them, or nothing.
 
-One transaction covers every file of a command (see `writer`): a malformed line under
-`refuse`, a duplicate import, a DuckDB error or Ctrl-C rolls back whatever the earlier
-files added, and a database file created for the import is removed again. Files are
+One transaction covers every file of a command (see `writer`) and, when the caller asks,
+the checks over its runs (`before_commit`): a malformed line under `refuse`, a duplicate
+import, a DuckDB error or Ctrl-C at any moment rolls back whatever the earlier files added,
+and a database file created for the import is removed again (with its `.wal`). Files are
 fingerprinted before the database is opened, so an unreadable or already imported file is
 refused before anything is parsed.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +34,11 @@ from traces.importing.writer import ImportWriter
 from traces.normalize import one_line
 from traces.store.database import open_for_writing
 
-__all__ = ["FileReport", "ImportOptions", "SkippedLine", "import_files"]
+__all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
+
+BeforeCommit = Callable[[duckdb.DuckDBPyConnection, list[str]], None]
+"""Called with the import's connection and the new run ids, inside the import's transaction
+once every row is inserted: what it writes (the checks' findings) commits with the import."""
 
 
 def import_files(
@@ -43,6 +48,7 @@ def import_files(
     *,
     on_progress: ProgressCallback | None = None,
     on_skip: SkipCallback | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> list[FileReport]:
     """Import every file in one transaction and return a report per file.
 
@@ -54,9 +60,9 @@ def import_files(
     # Workers for the large files start first: they import while the files are hashed.
     workers = max((options.workers_for(_size(path)) for path in paths), default=1)
     if workers == 1:
-        return _import(db_path, paths, options, None, on_progress, on_skip)
+        return _import(db_path, paths, options, None, on_progress, on_skip, before_commit)
     with WorkerPool(workers) as pool:
-        return _import(db_path, paths, options, pool, on_progress, on_skip)
+        return _import(db_path, paths, options, pool, on_progress, on_skip, before_commit)
 
 
 def _import(
@@ -66,6 +72,7 @@ def _import(
     pool: WorkerPool | None,
     on_progress: ProgressCallback | None,
     on_skip: SkipCallback | None,
+    before_commit: BeforeCommit | None,
 ) -> list[FileReport]:
     prints: list[tuple[Path, str]] = []
     seen: dict[str, Path] = {}
@@ -85,7 +92,9 @@ def _import(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _import_all(db_path, prints, options, existed, pool, on_progress, on_skip)
+        return _import_all(
+            db_path, prints, options, existed, pool, on_progress, on_skip, before_commit
+        )
     finally:
         if collecting:
             gc.enable()
@@ -99,8 +108,14 @@ def _import_all(
     pool: WorkerPool | None,
     on_progress: ProgressCallback | None,
     on_skip: SkipCallback | None,
+    before_commit: BeforeCommit | None,
 ) -> list[FileReport]:
-    conn = open_for_writing(db_path)
+    try:
+        conn = open_for_writing(db_path)
+    except BaseException:  # locked, not ours, or Ctrl-C while creating or migrating it
+        if not existed:
+            _remove(db_path)
+        raise
     # One DuckDB thread: batches of a few thousand rows gain nothing from a second one (their
     # cost is converting Python values), and the second core is reading.
     conn.execute("SET threads = 1")
@@ -113,6 +128,9 @@ def _import_all(
         imported_at = datetime.now(UTC).replace(tzinfo=None)
         for report in reports:
             writer.add("imports", _import_row(report, options, imported_at))
+        if before_commit is not None:
+            writer.flush()
+            before_commit(conn, [run for report in reports for run in report.runs])
         writer.commit()
     except duckdb.Error as exc:
         _abandon(writer, conn, db_path, existed)
@@ -181,5 +199,10 @@ def _abandon(
         writer.rollback()
     conn.close()
     if not existed:
-        for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+        _remove(db_path)
+
+
+def _remove(db_path: Path) -> None:
+    """Remove a database file this import created, and its write-ahead log."""
+    for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
+        leftover.unlink(missing_ok=True)

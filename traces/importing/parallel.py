@@ -30,7 +30,6 @@ import json
 import os
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import traces
+from traces import interrupts
 from traces.errors import TracesError
 from traces.importing import writer
 from traces.importing.lines import ImportFileError, LineFormat, numbered_lines
@@ -197,18 +197,21 @@ class _Worker:
         jobs_read, jobs_write = os.pipe()
         results_read, results_write = os.pipe()
         try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "traces.importing.worker",
-                    str(jobs_read),
-                    str(results_write),
-                ],
-                pass_fds=(jobs_read, results_write),
-                stdin=subprocess.DEVNULL,
-                env=_worker_env(),
-            )
+            # Born with Ctrl-C and SIGTERM blocked: none reaches the worker while it imports;
+            # it ignores them from then on (`serve`), and this process stops it.
+            with interrupts.starting_children():
+                self.process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "traces.importing.worker",
+                        str(jobs_read),
+                        str(results_write),
+                    ],
+                    pass_fds=(jobs_read, results_write),
+                    stdin=subprocess.DEVNULL,
+                    env=_worker_env(),
+                )
         except BaseException:
             for fd in (jobs_read, jobs_write, results_read, results_write):
                 os.close(fd)
@@ -259,8 +262,10 @@ class WorkerPool:
         """Start `workers` processes (they import while the caller goes on)."""
         self.workers: list[_Worker] = []
         try:
-            for _ in range(workers):
-                self.workers.append(_Worker())
+            # A Ctrl-C meanwhile is raised once all are started, so that all are stopped.
+            with interrupts.starting_children():
+                for _ in range(workers):
+                    self.workers.append(_Worker())
         except BaseException:
             self.close(at_once=True)
             raise
@@ -501,7 +506,7 @@ class _Outbox:
 def serve(jobs_fd: int, results_fd: int) -> None:
     """A worker's life: read the jobs sent on `jobs_fd` until it closes, answering on
     `results_fd`."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process decides
+    interrupts.ignore_in_child()  # the importing process decides when a worker stops
     gc.disable()  # as in the importing process: parsed JSON has no cycles
     jobs = Connection(jobs_fd, writable=False)
     outbox = _Outbox(Connection(results_fd, readable=False))

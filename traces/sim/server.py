@@ -49,10 +49,23 @@ class _CutResponses(logging.Filter):
         return record.getMessage() != self.MESSAGE
 
 
+class _GoneClients(logging.Filter):
+    """Silences asyncio's warning about writes to a connection the client closed: a client
+    stopped by Ctrl-C drops its streams while the simulator is still writing them, and the
+    command must end with its one line, not with this one repeated."""
+
+    MESSAGE = "socket.send() raised exception."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one."""
+        return record.getMessage() != self.MESSAGE
+
+
 def _quiet_cut_responses() -> None:
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _CutResponses) for f in logger.filters):
-        logger.addFilter(_CutResponses())
+    for name, kind in (("uvicorn.error", _CutResponses), ("asyncio", _GoneClients)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def _uvicorn_server(config: SimConfig, sock: socket.socket) -> uvicorn.Server:

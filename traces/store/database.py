@@ -62,6 +62,9 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         conn.close()
         raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
+    except BaseException:  # Ctrl-C: release the file, so a caller can remove one it created
+        conn.close()
+        raise
     return conn
 
 

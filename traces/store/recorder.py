@@ -25,9 +25,11 @@ import os
 import queue
 import socket
 import threading
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
+from traces import interrupts
 from traces.errors import DatabaseError
 from traces.model import (
     RunOutcome,
@@ -80,13 +82,19 @@ class Recorder:
         self._process = ctx.Process(
             target=writer_main, args=(path, ops_out, acks_in), name="traces-writer", daemon=True
         )
-        self._process.start()
-        # The child holds its own ends now. Dropping ours is what lets each side see EOF
-        # when the other one goes away (a killed parent, a crashed writer).
-        ops_out.close()
-        acks_in.close()
         ready, detail = False, ""
         try:
+            # Born with Ctrl-C and SIGTERM blocked, so that none reaches the writer while it
+            # imports; it ignores them from then on (`writer_main`). The resource tracker
+            # that `start` launches on first use unblocks them when it is up: it must be up
+            # before. The parent alone decides when recording ends.
+            resource_tracker.ensure_running()
+            with interrupts.starting_children():
+                self._process.start()
+            # The child holds its own ends now. Dropping ours is what lets each side see EOF
+            # when the other one goes away (a killed parent, a crashed writer).
+            ops_out.close()
+            acks_in.close()
             status, detail = self._acks.recv()
             ready = status == "ready"
         except (EOFError, OSError):
@@ -95,7 +103,10 @@ class Recorder:
             if not ready:  # a failure, or Ctrl-C while waiting: the child must not linger
                 self._ops.close()  # its signal to stop once it has the file open
                 self._acks.close()
-                self._process.join()
+                ops_out.close()
+                acks_in.close()
+                if self._process.pid is not None:  # started (Ctrl-C may come before)
+                    self._process.join()
         if not ready:
             raise DatabaseError(str(detail))
 

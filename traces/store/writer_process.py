@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 from collections import defaultdict
 from multiprocessing.connection import Connection
@@ -31,6 +30,7 @@ from typing import Any
 
 import duckdb
 
+from traces import interrupts
 from traces.errors import DatabaseError
 from traces.store.database import open_for_writing
 
@@ -170,23 +170,29 @@ _UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in UPDATE_RUN_COLUMN
 def writer_main(path: Path, ops: Connection, acks: Connection) -> None:
     """The child's whole life: open the database, then commit and acknowledge until EOF."""
     # Only the parent decides when recording ends. Ctrl-C reaches the whole process group,
-    # and the parent still has to record its runs as interrupted through this writer.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # and the parent still has to record its runs as interrupted through this writer. (It
+    # started with both signals blocked; see `Recorder`.)
+    interrupts.ignore_in_child()
     try:
         conn = open_for_writing(path)
         # A batch is a few dozen rows: DuckDB's worker threads cannot speed that up, and
         # waking them cost ~12% more CPU on a machine whose cores the agents need.
         conn.execute("SET threads = 1")
         mark_dead_runs_interrupted(conn)
-    except DatabaseError as exc:
-        acks.send(("failed", str(exc)))
-        return
     except Exception as exc:
-        acks.send(("failed", f"{path}: cannot open database: {one_line(exc)}"))
+        if isinstance(exc, DatabaseError):
+            detail = str(exc)
+        else:
+            detail = f"{path}: cannot open database: {one_line(exc)}"
+        # A parent that stopped waiting (Ctrl-C) has closed the pipe: nobody to tell.
+        with contextlib.suppress(OSError):
+            acks.send(("failed", detail))
         return
     try:
-        acks.send(("ready", None))
+        try:
+            acks.send(("ready", None))
+        except OSError:
+            return  # the parent stopped waiting for this (Ctrl-C): nothing will come
         eof = False
         while not eof:
             batch, eof = _receive(ops)

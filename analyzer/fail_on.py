@@ -1,0 +1,54 @@
+"""`--fail-on error|warning`: exit 1 when a command stored findings of that severity or worse.
+
+`record`, `import`, `analyze` and `compare --suite` store findings for the runs they
+recorded, imported or analyzed; with the option, a CI job can gate on them. The command
+prints its output as usual, then ends with one line naming the findings and exit code 1.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+from analyzer.checks.records import Finding
+from traces.errors import TracesError
+
+_RANK = {"info": 0, "warning": 1, "error": 2}
+
+
+class FailOn(StrEnum):
+    """The least severe finding that fails the command."""
+
+    error = "error"
+    warning = "warning"
+
+
+class FindingsFound(TracesError):
+    """Findings at or above the `--fail-on` severity were stored: the check failed."""
+
+    exit_code = 1
+
+
+def check_fail_on(found: Mapping[str, Iterable[Finding]], fail_on: FailOn | None) -> None:
+    """Raise FindingsFound when `found` (run id -> its findings) holds a finding of
+    `fail_on`'s severity or worse; the message counts them by kind, most severe first."""
+    if fail_on is None:
+        return
+    floor = _RANK[fail_on.value]
+    kinds: Counter[tuple[int, str]] = Counter()
+    runs = 0
+    for findings in found.values():
+        failing = [f for f in findings if _RANK.get(f.severity, 0) >= floor]
+        kinds.update((_RANK[f.severity], f.kind) for f in failing)
+        runs += bool(failing)
+    if not kinds:
+        return
+    ordered = sorted(kinds.items(), key=lambda item: (-item[0][0], -item[1], item[0][1]))
+    listed = ", ".join(f"{kind}×{count}" for (_, kind), count in ordered)
+    worst = "error" if ordered[0][0][0] == _RANK["error"] else "warning"
+    total = sum(kinds.values())
+    raise FindingsFound(
+        f"--fail-on {fail_on.value}: {total} finding{'s' * (total != 1)} "
+        f"(worst: {worst}) in {runs} of {len(found)} run{'s' * (len(found) != 1)}: {listed}"
+    )
