@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer.compare.selection import GroupBy
+from analyzer.compare.group_by import GroupBy
 from analyzer.output import OutputFormat
 
 DbOption = Annotated[
