@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from analyzer.checks.records import Finding
 from traces.errors import TracesError
+
+if TYPE_CHECKING:  # the option is declared by reading commands too, which never check
+    from analyzer.checks.records import Finding
 
 _RANK = {"info": 0, "warning": 1, "error": 2}
 

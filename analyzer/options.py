@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, get_args
 
 import typer
 
-from analyzer.compare.selection import GroupBy
+from analyzer.compare.group_by import GroupBy
 from analyzer.fail_on import FailOn
 from analyzer.output import OutputFormat
 from traces.errors import TracesError
@@ -44,11 +44,14 @@ WideOption = Annotated[
 ]
 
 
-def check_choice(option: str, given: str | Iterable[str] | None, valid: Iterable[str]) -> None:
+def check_choice(
+    option: str, given: str | Iterable[str] | None, valid: Callable[[], Iterable[str]]
+) -> None:
     """Refuse (exit 2, one line listing the valid values) a filter value that can match
-    nothing because it is not a value the field ever holds."""
-    allowed = list(valid)
+    nothing because it is not a value the field ever holds. `valid` is asked only when a
+    value was given: listing some fields' values imports the trace models."""
     values = [given] if isinstance(given, str) else list(given or ())
+    allowed = list(valid()) if values else []
     for value in values:
         if value not in allowed:
             raise TracesError(f"{option} {value!r}: unknown (valid: {', '.join(allowed)})")

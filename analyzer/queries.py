@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from traces.errors import TracesError
-from traces.store.recorder import pid_alive
+from traces.store.writer_process import pid_alive
 
 RUN_COLUMNS = [
     "id",

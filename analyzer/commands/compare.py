@@ -126,7 +126,7 @@ def compare(
 ) -> None:
     """Compare providers: success, steps, tool-call validity, findings, latency, cost, with
     95% intervals and the significant differences."""
-    check_choice("--origin", origin, run_origins())
+    check_choice("--origin", origin, run_origins)
     db_path = resolve_db_path(db)
     prices = PriceList.from_file(providers)
     findings: dict[str, list[Finding]] = {}

@@ -72,7 +72,7 @@ def failures(
 ) -> None:
     """Count findings by kind, provider and model; --kind or --run lists the steps; --kinds
     describes every kind."""
-    check_choice("--layer", layer, finding_layers())
+    check_choice("--layer", layer, finding_layers)
     if kinds:
         rows = [r for r in catalogue_rows() if layer is None or r["layer"] == layer]
         columns = _columns(_KIND_COLUMNS, fmt, "check", "covers")
@@ -84,7 +84,7 @@ def failures(
         if kind is not None:
             # Kinds this version reports, and any an older or newer one stored.
             stored = [r[0] for r in conn.execute("SELECT DISTINCT kind FROM findings").fetchall()]
-            check_choice("--kind", kind, [*KINDS, *sorted(set(stored) - set(KINDS))])
+            check_choice("--kind", kind, lambda: [*KINDS, *sorted(set(stored) - set(KINDS))])
         if kind is None and run is None:
             rows = finding_counts(conn, provider=provider, model=model, layer=layer)
             for row in rows:

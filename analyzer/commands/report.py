@@ -72,7 +72,7 @@ def report(
 ) -> None:
     """Write an HTML report: comparison table, significant differences, charts and run
     timelines with findings marked."""
-    check_choice("--origin", origin, run_origins())
+    check_choice("--origin", origin, run_origins)
     # Before the comparison, which can take a while on a large database.
     check_writable(html)
     db_path = resolve_db_path(db)

@@ -84,8 +84,8 @@ def runs(
     run id by its shortest unique prefix (`show`, `analyze` and `--run` take it); `--wide`,
     JSON and CSV show it whole.
     """
-    check_choice("--status", status, run_statuses())
-    check_choice("--origin", origin, run_origins())
+    check_choice("--status", status, run_statuses)
+    check_choice("--origin", origin, run_origins)
     conn = open_for_reading(resolve_db_path(db))
     try:
         matching = list_runs(

@@ -8,28 +8,16 @@ create temporary tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel, Field
 
+from analyzer.compare.group_by import GroupBy as GroupBy
 from traces.errors import TracesError
 
 SELECTED = "compare_runs"
 """Name of the temporary table holding the selected runs."""
-
-
-class GroupBy(StrEnum):
-    """What a column of the comparison stands for."""
-
-    provider = "provider"
-    """The provider label a run was recorded with (`together`, `sim-moonshot`...)."""
-    upstream = "upstream"
-    """The host that served the run: behind a router, `router/upstream` (OpenRouter's
-    `provider` response field, the one most of the run's steps named); else the provider."""
-    model = "model"
-    """The model id sent in requests."""
 
 
 DEFAULT_ORIGINS = ("recorded", "imported")

@@ -44,7 +44,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import traces
 from traces import interrupts
 from traces.errors import TracesError
 from traces.importing import writer
@@ -59,6 +58,7 @@ from traces.importing.reading import (
 )
 from traces.importing.toolsets import ToolSets
 from traces.importing.writer import ImportSink
+from traces.processes import child_env
 
 PROGRESS_BYTES = 4 << 20
 """A worker reports how far it has read at least this often, rows or not: the order-bound
@@ -210,7 +210,7 @@ class _Worker:
                     ],
                     pass_fds=(jobs_read, results_write),
                     stdin=subprocess.DEVNULL,
-                    env=_worker_env(),
+                    env=child_env(),
                 )
         except BaseException:
             for fd in (jobs_read, jobs_write, results_read, results_write):
@@ -244,14 +244,6 @@ class _Worker:
             self.process.kill()
         self.process.wait()
         self.results.close()
-
-
-def _worker_env() -> dict[str, str]:
-    """This environment, with `traces` importable from where this process imports it."""
-    env = dict(os.environ)
-    root = str(Path(traces.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
 
 
 class WorkerPool:

@@ -20,12 +20,13 @@ import atexit
 import collections
 import contextlib
 import json
-import multiprocessing
 import os
 import queue
 import socket
+import subprocess
+import sys
 import threading
-from multiprocessing import resource_tracker
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,13 @@ from traces.model import (
     StepRecord,
     ToolResultRecord,
 )
+from traces.processes import child_env
 from traces.store.rows import json_text, outcome_row, run_row, step_row
 from traces.store.writer_process import (
     Op,
     Rows,
     mark_dead_runs_interrupted,
     pid_alive,
-    writer_main,
 )
 
 __all__ = ["Recorder", "mark_dead_runs_interrupted", "pid_alive"]
@@ -74,27 +75,13 @@ class Recorder:
         self._closing = False
         self._outbox: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
 
-        # spawn, not fork: this process already runs threads (the event loop's helpers, an
-        # embedded simulator), and a forked child would inherit their locks in any state.
-        ctx = multiprocessing.get_context("spawn")
-        ops_out, self._ops = ctx.Pipe(duplex=False)
-        self._acks, acks_in = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=writer_main, args=(path, ops_out, acks_in), name="traces-writer", daemon=True
-        )
+        # Born with Ctrl-C and SIGTERM blocked (and in a process group of its own), so that
+        # none reaches the writer while it imports; it ignores them from then on. The parent
+        # alone decides when recording ends.
+        with interrupts.starting_children():
+            self._process, self._ops, self._acks = _start_writer(path)
         ready, detail = False, ""
         try:
-            # Born with Ctrl-C and SIGTERM blocked, so that none reaches the writer while it
-            # imports; it ignores them from then on (`writer_main`). The resource tracker
-            # that `start` launches on first use unblocks them when it is up: it must be up
-            # before. The parent alone decides when recording ends.
-            resource_tracker.ensure_running()
-            with interrupts.starting_children():
-                self._process.start()
-            # The child holds its own ends now. Dropping ours is what lets each side see EOF
-            # when the other one goes away (a killed parent, a crashed writer).
-            ops_out.close()
-            acks_in.close()
             status, detail = self._acks.recv()
             ready = status == "ready"
         except (EOFError, OSError):
@@ -103,10 +90,7 @@ class Recorder:
             if not ready:  # a failure, or Ctrl-C while waiting: the child must not linger
                 self._ops.close()  # its signal to stop once it has the file open
                 self._acks.close()
-                ops_out.close()
-                acks_in.close()
-                if self._process.pid is not None:  # started (Ctrl-C may come before)
-                    self._process.join()
+                self._process.wait()
         if not ready:
             raise DatabaseError(str(detail))
 
@@ -209,10 +193,11 @@ class Recorder:
         self._outbox.put(None)  # behind everything already queued
         self._sender.join()  # everything is in the pipe, and the pipe is closed
         self._acker.join()  # the child acknowledged it all and closed its end
-        self._process.join(timeout=60)
-        if self._process.is_alive():  # hung: nothing more will come from it
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # hung: nothing more will come from it
             self._process.kill()
-            self._process.join()
+            self._process.wait()
         self._acks.close()
 
     # -- the pipe to the writer process -------------------------------------------------------
@@ -268,13 +253,53 @@ class Recorder:
             pass
         # The writer exited. After close() it has committed everything it was sent, so
         # nothing is pending; otherwise it died, and nobody may wait for it forever.
-        self._process.join(timeout=1)
-        reason = f"the writer process exited unexpectedly (exit code {self._process.exitcode})"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=1)
+        reason = f"the writer process exited unexpectedly (exit code {self._process.returncode})"
         with self._lock:
             done = _pop_until(self._pending, self._seq)
             if self._failure is None and not self._closing:
                 self._failure = reason
         _settle(done, f"{self.path}: recording failed: {self._failure or reason}")
+
+
+def _start_writer(path: Path) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+    """Start the writer process on `path`: the process, our end of the operations pipe (to
+    write) and our end of the acknowledgements pipe (to read)."""
+    # A fresh interpreter (`python -m`), not a fork: this process already runs threads (the
+    # event loop's helpers, an embedded simulator), and a forked child would inherit their
+    # locks in any state. Nor multiprocessing's spawn, which re-runs the main module (the
+    # `traces` console script: every command's imports) in the child.
+    ops_read, ops_write = os.pipe()
+    acks_read, acks_write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "traces.store.writer",
+                str(path),
+                str(ops_read),
+                str(acks_write),
+            ],
+            pass_fds=(ops_read, acks_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # stdout belongs to the command's output
+            env=child_env(),
+            # Its own process group: a Ctrl-C at the terminal reaches only the parent, which
+            # then records its runs as interrupted through this writer; the writer stops
+            # when the parent closes (or, killed, loses) its end of the operations pipe.
+            process_group=0,
+        )
+    except BaseException:
+        for fd in (ops_read, ops_write, acks_read, acks_write):
+            os.close(fd)
+        raise
+    # The child holds its own ends now. Dropping ours is what lets each side see EOF when
+    # the other one goes away (a killed parent, a crashed writer).
+    os.close(ops_read)
+    os.close(acks_write)
+    return process, Connection(ops_write, readable=False), Connection(acks_read, writable=False)
 
 
 def _pop_until(pending: collections.deque[tuple[int, _Waiter]], seq: int) -> list[_Waiter]:

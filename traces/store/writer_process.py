@@ -24,15 +24,17 @@ import contextlib
 import os
 import socket
 from collections import defaultdict
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from traces import interrupts
 from traces.errors import DatabaseError
 from traces.store.database import open_for_writing
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 Row = tuple[Any, ...]
 Rows = dict[str, list[Row]]
