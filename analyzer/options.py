@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, get_args
@@ -41,6 +42,19 @@ WideOption = Annotated[
     typer.Option(
         "--wide", help="Tables: full run ids and every column, nothing cut to fit the terminal."
     ),
+]
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: refuse NaN and infinities, which pass every `min`/`max` bound and
+    would reach a request body or the store as numbers JSON cannot hold."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+TimeoutOption = Annotated[
+    float, typer.Option(min=0.1, callback=finite, help="Request deadline, seconds.")
 ]
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from traces.client import EndpointConfig
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
-from traces.profiles import load_profiles, profiles_path
+from traces.profiles import base_url_problem, load_profiles, profiles_path
 from traces.replay import ReplayPolicy, parse_replay_option
 from traces.sim.config import SimConfig
 
@@ -85,6 +85,10 @@ def _base_target(
     if sim_dialect not in DIALECTS:
         raise TracesError(f"--dialect {sim_dialect!r}: unknown (known: {', '.join(DIALECTS)})")
     uses_sim = provider in (None, SIM_PROVIDER) and base_url is None
+    problem = None if base_url is None else base_url_problem(base_url)
+    if base_url is not None and problem:
+        shown = base_url.rpartition("@")[2]  # never echo credentials written into the URL
+        raise TracesError(f"--base-url {shown!r}: {problem}")
     if (sim_dialect != "openai" or sim_faults) and not uses_sim:
         raise TracesError("--dialect and --fault apply to the embedded simulator only")
     if uses_sim:

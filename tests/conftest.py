@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,17 @@ def reference_missing(what: Path | str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message + " (CI must have ../shared/external)")
     pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give every interpreter the tests start (the CLI, the writer process, import workers)
+    one bytecode cache for the session. Where PYTHONDONTWRITEBYTECODE is set (as on these
+    machines), each of those hundreds of processes would otherwise compile every module of
+    ours it imports, which costs more than most of the commands under test."""
+    cache = Path(tempfile.mkdtemp(prefix="traces-test-pycache-"))
+    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -10,6 +10,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -82,8 +83,9 @@ class Profile(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        problem = base_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     def resolved_dialect(self) -> Dialect:
@@ -140,3 +142,17 @@ def get_profile(name: str, path: Path) -> Profile:
     if name not in profiles:
         raise ProfileError(f"{path}: no provider {name!r} (known: {', '.join(profiles)})")
     return profiles[name]
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an endpoint's base URL (a profile's or `--base-url`), else None."""
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if not parts.hostname or any(c.isspace() for c in url):
+        return "not a URL (no host, or spaces in it)"
+    return None

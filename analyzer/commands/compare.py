@@ -35,6 +35,7 @@ from analyzer.options import (
     RunFilterOption,
     SinceOption,
     TaskFilterOption,
+    TimeoutOption,
     UntilOption,
     check_choice,
     run_origins,
@@ -114,7 +115,7 @@ def compare(
     seed: Annotated[
         int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
     ] = 0,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
+    timeout: TimeoutOption = 600.0,
     by: GroupByOption = GroupBy.provider,
     reference: ReferenceOption = None,
     resamples: Annotated[

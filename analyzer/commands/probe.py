@@ -13,7 +13,7 @@ import typer
 
 from analyzer.commands.record import check_endpoint
 from analyzer.commands.sim import parse_faults
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DbOption, FormatOption, TimeoutOption
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console, to_json
 from analyzer.probes import ProviderVerdict, probe_report
 from analyzer.progress import stderr_progress
@@ -104,7 +104,7 @@ def probe(
         int, typer.Option(min=1, help="Completion token cap of each probe.")
     ] = 2048,
     seed: Annotated[int, typer.Option(help="Request seed (and the simulator's).")] = 0,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
+    timeout: TimeoutOption = 600.0,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:

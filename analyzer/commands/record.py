@@ -15,7 +15,7 @@ from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
 from analyzer.commands.sim import parse_faults
 from analyzer.fail_on import check_fail_on
-from analyzer.options import DbOption, FailOnOption, FormatOption
+from analyzer.options import DbOption, FailOnOption, FormatOption, TimeoutOption, finite
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import stderr_progress
 from analyzer.targets import Target, resolve_target
@@ -95,8 +95,10 @@ def record(
     seed: Annotated[
         int, typer.Option(help="Seed of the first run's world; run i uses seed+i.")
     ] = 0,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Request deadline, seconds.")] = 600.0,
+    temperature: Annotated[
+        float | None, typer.Option(min=0, callback=finite, help="Sampling temperature.")
+    ] = None,
+    timeout: TimeoutOption = 600.0,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from analyzer.options import finite
 from analyzer.output import OutputFormat, emit_rows, to_json
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
@@ -91,9 +92,12 @@ def sim(
         ),
     ] = None,
     timeout_s: Annotated[
-        float, typer.Option(min=0, help="How long the timeout fault holds a response.")
+        float,
+        typer.Option(min=0, callback=finite, help="How long the timeout fault holds a response."),
     ] = 30.0,
-    latency_ms: Annotated[float, typer.Option(min=0, help="Added delay per response.")] = 0.0,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, callback=finite, help="Added delay per response.")
+    ] = 0.0,
     list_: Annotated[
         bool, typer.Option("--list", help="Print the dialects and faults, then exit.")
     ] = False,
