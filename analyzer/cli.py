@@ -245,6 +245,7 @@ def _options(
 def main() -> None:
     """Entry point of the `traces` console script: errors become one line on stderr."""
     interrupts.install()  # already done by `analyzer.__main__`; here for `-m analyzer.cli`
+    interrupts.begin_command()
     args = sys.argv[1:] or ["--help"]
     gc.disable()  # until the command starts (see _start_up_done)
     try:

@@ -64,8 +64,11 @@ def test_every_run_failing_on_its_first_request_exits_3(
         "--db", str(db), "-f", "json",
     )  # fmt: skip
     line = _one_line(done, 3)
-    assert line.startswith("error: endpoint failed on the first request of every run: " + said)
     runs = json.loads(done.stdout)  # the runs are recorded and reported all the same
+    stored = f"(stored as failed: 2 runs: {runs[0]['id']} … {runs[1]['id']})"
+    assert line.startswith(
+        f"error: endpoint failed on the first request of every run {stored}: {said}"
+    )
     assert [(r["termination"], r["steps"]) for r in runs] == [(termination, 1)] * 2
 
 

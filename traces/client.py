@@ -135,6 +135,10 @@ class EndpointClient:
             raise EndpointError(
                 f"{redact_url(self.config.base_url)}: cannot connect: {cause}"
             ) from None
+        except Exception:  # the SDK failing to read the answer: still an answer
+            # A host that answers GET /models with HTML or a malformed list is reachable; what
+            # it does with chat requests is for the recording to find out and record.
+            return
 
     async def complete(self, body: dict[str, Any]) -> Exchange:
         """Send one chat-completions request; stream when the body says `stream: true`."""

@@ -83,6 +83,15 @@ def install() -> None:
     _state.installed = True
 
 
+def begin_command() -> None:
+    """A command starts: nothing has interrupted or ended it yet. (Once per process for the
+    `traces` script; tests that run several commands in one process start each afresh.)"""
+    _state.interrupted = False
+    _state.extra = 0
+    _state.exit_code = None
+    _state.deferred = False
+
+
 def interrupted() -> bool:
     """Whether a signal asked this process to stop."""
     return _state.interrupted

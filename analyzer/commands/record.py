@@ -143,8 +143,10 @@ def record(
         summaries = _record_with_progress(plan, db_path)
     # After the recorder closed: the checks need the database to themselves.
     findings = _analyze(db_path, [s.id for s in summaries])
-    _report(summaries, fmt, loaded, {run: len(found) for run, found in findings.items()})
-    check_answered(summaries)
+    dead = _never_answered(summaries)
+    _report(summaries, fmt, loaded, {run: len(found) for run, found in findings.items()}, dead)
+    if dead:
+        raise dead
     check_fail_on(findings, fail_on)
 
 
@@ -209,19 +211,29 @@ def _analyze(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
         conn.close()
 
 
-def check_answered(summaries: list[RunSummary]) -> None:
-    """Exit 3 (EndpointError) when not one run got a single successful model response.
+def _never_answered(summaries: list[RunSummary]) -> EndpointError | None:
+    """The exit-3 error when not one run got a single successful model response, else None.
 
     Some runs failing is what recording measures: they are stored and the command succeeds.
+    All failing on their first request is an endpoint that does not work: one line says so
+    and names the runs stored as failed, to look at with `traces show`.
     """
-    if summaries and all(never_answered(s.outcome) for s in summaries):
-        raise EndpointError(
-            "endpoint failed on the first request of every run: " + str(summaries[0].outcome.error)
-        )
+    if not summaries or not all(never_answered(s.outcome) for s in summaries):
+        return None
+    ids = [s.id for s in summaries]
+    stored = ids[0] if len(ids) == 1 else f"{len(ids)} runs: {ids[0]} … {ids[-1]}"
+    return EndpointError(
+        f"endpoint failed on the first request of every run (stored as failed: {stored}): "
+        f"{summaries[0].outcome.error}"
+    )
 
 
 def _report(
-    summaries: list[RunSummary], fmt: OutputFormat, task: Task, findings: dict[str, int]
+    summaries: list[RunSummary],
+    fmt: OutputFormat,
+    task: Task,
+    findings: dict[str, int],
+    dead: EndpointError | None,
 ) -> None:
     rows: list[dict[str, Any]] = [
         {
@@ -240,7 +252,8 @@ def _report(
     if fmt is OutputFormat.table:
         # Plain ids on stdout so `traces show $(traces record ...)` works; the story on stderr.
         err = stderr_console()
-        for row in rows:
+        # A dead endpoint's runs all say the same: its one error line tells it instead.
+        for row in [] if dead else rows:
             verdict = {True: "success", False: "failed check"}.get(row["success"], "no answer")
             err.print(
                 printable(
