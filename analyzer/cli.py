@@ -22,8 +22,9 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
+from analyzer.option_values import FastCommand, fast_coercion
 from traces import interrupts
 from traces.errors import Interrupted, TracesError
 
@@ -106,6 +107,9 @@ def load_command(name: str) -> _click.Command:
     module = importlib.import_module(f"analyzer.commands.{COMMANDS[name][0]}")
     single = typer.Typer(add_completion=False, rich_markup_mode=app.rich_markup_mode)
     module.register(single)
+    for info in single.registered_commands:
+        if info.cls in (None, TyperCommand):  # most values need no pydantic (see the class)
+            info.cls = FastCommand
     command = typer.main.get_command(single)
     if command.name != name:  # a module registers exactly its own command
         raise RuntimeError(f"analyzer.commands.{COMMANDS[name][0]} registers {command.name!r}")
@@ -124,7 +128,7 @@ def _start_up_done() -> None:
     """The command's own work begins: collect garbage again, but never the start-up's objects.
 
     `main` turns the cyclic collector off: start-up creates only objects that live until the
-    process exits (modules, classes, the option parsers typer builds with pydantic), and the
+    process exits (modules, classes, the option parsers typer builds), and the
     collector's passes over them, during start-up and once more at exit, cost `traces runs`
     about 40 ms of CPU (an eighth of it) to find nothing. Frozen, they are skipped by every
     later collection. (Run other than by `main`, with the collector on, nothing changes.)
@@ -173,6 +177,12 @@ class LazyGroup(TyperGroup):
     def list_commands(self, ctx: _click.Context) -> list[str]:
         """Command names in `--help` order, without importing any command."""
         return list(self.commands)
+
+    def get_params(self, ctx: _click.Context) -> list[_click.Parameter]:
+        """The group's options, converting values as `FastCommand` does."""
+        params = super().get_params(ctx)
+        fast_coercion(params)
+        return params
 
     def format_commands(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         """The `Commands:` section of `traces --help`, as TyperGroup prints it, from the

@@ -29,13 +29,15 @@ from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+# Only rich's character widths (5 ms to import): tables are laid out here, as rich's
+# `Table` laid them out, for the console and table modules cost the reading commands 30 ms.
+from rich.cells import cell_len, set_cell_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class OutputFormat(StrEnum):
@@ -186,6 +188,8 @@ def _stdout_width() -> int | None:
 def stdout_console(width: int | None = None) -> Console:
     """A console on stdout: never soft-wraps, `width` columns wide if given (else the
     terminal's, $COLUMNS, or 200 when piped)."""
+    from rich.console import Console
+
     return Console(file=sys.stdout, soft_wrap=False, width=width or _stdout_width())
 
 
@@ -196,6 +200,8 @@ def stderr_console() -> Console:
     one line. Markup and highlighting are off: what is printed is mostly recorded data
     (labels, errors), which must print literally; escape it with `printable` first.
     """
+    from rich.console import Console
+
     tty = sys.stderr.isatty()
     return Console(
         file=sys.stderr,
@@ -225,25 +231,25 @@ def csv_cell(value: Any) -> str:
     return printable(text if text is not None else str(value), keep="\t\n\r")
 
 
-def table_cell(value: Any) -> Text:
-    """A value as people read it in a table: rounded, escaped, never markup."""
+def table_cell(value: Any) -> str:
+    """A value as people read it in a table: rounded, escaped (missing: `NULL_CELL`)."""
     if value is None:
-        return Text(NULL_CELL, style="dim")
+        return NULL_CELL
     if isinstance(value, float):
         if not math.isfinite(value):
-            return Text(str(value))
-        return Text(f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}")
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
     if isinstance(value, dict | list | tuple | set | frozenset):
-        return Text(to_json(value, indent=None))
+        return to_json(value, indent=None)
     if isinstance(value, datetime):
-        return Text(value.strftime("%Y-%m-%d %H:%M:%S"))
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, timedelta):
-        return Text(str(value))
+        return str(value)
     text = _scalar_text(value)
     if text is None:
         # Lines stay lines; tabs become spaces so widths are what the terminal shows.
         text = str(value).replace("\r\n", "\n").expandtabs(4)
-    return Text(printable(text, keep="\n"))
+    return printable(text, keep="\n")
 
 
 _TEXT_MIN = 12
@@ -257,11 +263,11 @@ _LONG = 40
 """A string column wider than this is free text even without spaces."""
 
 
-def _width(text: Text) -> int:
-    return max((cell_len(line) for line in text.plain.split("\n")), default=0)
+def _width(text: str) -> int:
+    return max((cell_len(line) for line in text.split("\n")), default=0)
 
 
-def _column_kind(values: list[Any], cells: list[Text]) -> str:
+def _column_kind(values: list[Any], cells: list[str]) -> str:
     """`number` (never cut), `text` (cut first) or `label` (identifiers: cut last)."""
     present = [v for v in values if v is not None]
     if not any(isinstance(v, bool) for v in present) and all(
@@ -347,42 +353,125 @@ def emit_rows(
         for row in rows:
             writer.writerow([csv_cell(row.get(c)) for c in cols])
         return
-    headers = {c: Text(printable(c, keep="")) for c in cols}
+    headers = {c: printable(c, keep="") for c in cols}
     cells = {c: [table_cell(row.get(c)) for row in rows] for c in cols}
     kinds = {c: _column_kind([row.get(c) for row in rows], cells[c]) for c in cols}
     widths = {c: max([_width(headers[c]), *map(_width, cells[c])]) for c in cols}
-    natural = sum(widths.values()) + _GAP * max(len(cols) - 1, 0)
-    console = stdout_console(natural if wide else None)
-    space = console.width
+    space = _stdout_width() or terminal_width(sys.stdout)
     shown, sizes = (cols, widths) if wide else _fit(widths, kinds, space, keep, droppable)
-    needed = sum(sizes[c] for c in shown) + _GAP * max(len(shown) - 1, 0)
-    if needed > space:
-        # Nothing left to cut: print whole lines rather than squeeze ids and numbers into
-        # slivers (the terminal may wrap them; the ids come first and stay whole).
-        console = stdout_console(needed)
     if len(shown) < len(cols):
         hidden = ", ".join(c for c in cols if c not in shown)
         note(f"note: {space} columns leave no room for: {hidden} (--wide shows every column)")
-    table = Table(
-        title=Text(printable(title, keep="")) if title else None,
-        box=None,
-        padding=(0, 1),
-        pad_edge=False,
-        collapse_padding=False,
-        show_edge=False,
-        header_style="bold",
+    # Lines wider than `space` (nothing left to cut) are printed whole rather than squeezing
+    # ids and numbers into slivers: the terminal may wrap them; the ids come first.
+    right = {c: kinds[c] == "number" for c in shown}
+    styled = styles_stream(sys.stdout)
+    lines = _table_lines(
+        [headers[c] for c in shown],
+        [[(cells[c][i], rows[i].get(c) is None) for c in shown] for i in range(len(rows))],
+        [sizes[c] for c in shown],
+        [right[c] for c in shown],
+        styled,
     )
-    for col in shown:
-        table.add_column(
-            headers[col],
-            width=sizes[col],
-            no_wrap=True,
-            overflow="ellipsis",
-            justify="right" if kinds[col] == "number" else "left",
-        )
-    for index in range(len(rows)):
-        table.add_row(*(cells[c][index] for c in shown))
-    console.print(table, crop=not wide)
+    if title and shown:
+        table_width = sum(sizes[c] for c in shown) + _GAP * (len(shown) - 1)
+        lines[:0] = _title_lines(printable(title, keep=""), table_width, styled)
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+# Styles as rich wrote them (SGR: bold, dim, italic), on a terminal only.
+_BOLD, _DIM, _ITALIC, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[3m", "\x1b[0m"
+
+
+def styles_stream(stream: IO[str]) -> bool:
+    """Whether text for `stream` gets terminal styles: rich's rule (a terminal, or
+    `FORCE_COLOR` / `TTY_COMPATIBLE=1` set; never `TERM=dumb`)."""
+    return _is_terminal(stream) and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def terminal_width(stream: IO[str]) -> int:
+    """The width rich's console gives `stream`: $COLUMNS, else the terminal's, else 80."""
+    dumb = _is_terminal(stream) and os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and not (dumb and not os.environ.get("LINES", "").isdigit()):
+        return int(columns)
+    if dumb:
+        return 80
+    for descriptor in (0, 1, 2):  # stdin first, as rich asks
+        try:
+            return os.get_terminal_size(descriptor).columns or 80
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
+
+
+def _cell_line(text: str, width: int, right: bool) -> str:
+    """One line of a cell `width` cells wide, as rich lays out an unwrapped cell that cuts
+    with an ellipsis."""
+    if right:
+        text = text.rstrip()
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    pad = " " * max(width - cell_len(text), 0)
+    return pad + text if right else text + pad
+
+
+def _table_lines(
+    headers: list[str],
+    rows: list[list[tuple[str, bool]]],
+    widths: list[int],
+    right: list[bool],
+    styled: bool,
+) -> list[str]:
+    """The lines of a table without borders: a header row (bold), cells cut to `widths`
+    with an ellipsis, numbers (`right`) right-aligned, missing values (flagged) dim, two
+    spaces between columns; a cell's lines stay lines (the row is as tall as its tallest)."""
+    if not widths:
+        return []
+    out: list[str] = []
+    for row, style in [([(h, False) for h in headers], _BOLD), *((r, _DIM) for r in rows)]:
+        columns = [text.split("\n") for text, _ in row]
+        for index in range(max(len(lines) for lines in columns)):
+            parts = []
+            for (_, missing), lines, width, flush in zip(row, columns, widths, right, strict=True):
+                part = _cell_line(lines[index] if index < len(lines) else "", width, flush)
+                if styled and (style is _BOLD or missing):
+                    part = f"{style}{part}{_RESET}"
+                parts.append(part)
+            out.append((" " * _GAP).join(parts))
+    return out
+
+
+def _title_lines(title: str, width: int, styled: bool) -> list[str]:
+    """A table's title, centred over it (rich's layout, wrapped by rich if it is wider)."""
+    if cell_len(title) > width:
+        import io
+
+        from rich.console import Console
+        from rich.text import Text
+
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=width, force_terminal=styled, color_system=None)
+        console.print(Text(title), justify="center")
+        lines = buffer.getvalue().splitlines()
+    else:
+        title = title.rstrip()
+        left = (width - cell_len(title)) // 2
+        lines = [" " * left + title + " " * (width - cell_len(title) - left)]
+    return [f"{_ITALIC}{line}{_RESET}" if styled else line for line in lines]
 
 
 def emit_object(obj: dict[str, Any], fmt: OutputFormat) -> None:

@@ -11,10 +11,10 @@ as a ratio to it. Measured, in interleaved rounds (each command once per round, 
 below), as the CPU time (user + sys, from the children's rusage) of a fresh process:
 
 - `import duckdb`: the baseline, `python -c "import duckdb"`.
-- `floor`: `python -c` importing what every command needs before it does anything: DuckDB,
-  typer, rich's console and tables, and the parts of pydantic that typer (0.29 and later)
-  imports to convert any option's value. No command can cost less than this plus opening
-  the database.
+- `floor`: `python -c` importing what every reading command needs before it does anything:
+  DuckDB, typer and rich's character widths (`rich.cells`; not pydantic, which typer 0.29
+  imports to convert option values and `analyzer.option_values` spares when no value needs
+  converting). No command can cost less than this plus opening the database.
 - `--help`: `traces --help`.
 - `runs`, `sql`, `show`, `steps`: `traces runs`, `traces sql "select 1"`, `traces show last`,
   `traces steps` on a small database (one run of the sample research task, 11 steps,
@@ -53,9 +53,9 @@ from pathlib import Path
 
 BASELINE = "import duckdb"
 FLOOR = (
-    "import duckdb, rich.console, rich.table, typer; "
-    # What typer._adapters imports (typer 0.29: options are converted by pydantic).
-    "from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationInfo"
+    # typer's pydantic is not imported: values that need no converting skip it
+    # (analyzer.option_values); tables need only rich's character widths.
+    "import duckdb, rich.cells, typer"
 )
 WRITER = "writer process"
 WRITER_SCRIPT = """\
