@@ -24,6 +24,10 @@ import pytest
 
 from conftest import SAMPLES, TASKS, run_cli
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: 85 commands run as a user runs
+# them, most of them recordings.
+pytestmark = pytest.mark.slow
+
 GOOD_TASK = """\
 name = "t"
 description = "a short chain"

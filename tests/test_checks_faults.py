@@ -23,6 +23,10 @@ from traces.store.database import open_for_reading, open_for_writing
 
 from recording import Recording, record_many
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: every fault recorded over HTTP
+# against its own simulator.
+pytestmark = pytest.mark.slow
+
 FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # The model's own behaviour: a loop is reported on the third identical step.
     "repeated_call": ("repeated_call", "model", 2),

@@ -186,6 +186,7 @@ def test_missing_database_is_one_line_error(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.slow
 def test_bad_task_files_name_the_file_and_field(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     broken = tmp_path / "broken.toml"

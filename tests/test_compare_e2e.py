@@ -37,6 +37,10 @@ from traces.tasks import load_task
 from conftest import TASKS, run_cli
 from scripted_endpoint import ScriptedEndpoint, answer, tool_turn
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: suites recorded against several
+# simulators.
+pytestmark = pytest.mark.slow
+
 CLEAN = "sim"
 BAD_JSON = "sim+invalid_json_arguments=0.2"
 BAD_TYPES = "sim-moonshot+wrong_type_arguments=0.3"

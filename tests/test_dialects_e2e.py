@@ -17,6 +17,10 @@ from traces.store.database import open_for_reading
 
 from recording import record, request_messages
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: full recordings against every
+# dialect, streamed and not.
+pytestmark = pytest.mark.slow
+
 # Where each response location is read from (OpenRouter sends `reasoning` beside details).
 EXPECTED_SOURCE = {
     "reasoning_content": "reasoning_content",

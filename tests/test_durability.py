@@ -19,6 +19,9 @@ from traces.store.database import open_for_reading
 
 from conftest import REPO, TASKS, run_cli
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: processes killed mid-recording.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def slow_sim() -> Iterator[SimServer]:

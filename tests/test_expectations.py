@@ -56,6 +56,10 @@ from traces.store.database import open_for_reading
 from conftest import EXTERNAL, reference_missing, run_cli
 from recording import Recording, record, record_many
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: recordings rendered with every
+# template.
+pytestmark = pytest.mark.slow
+
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 REAL = EXTERNAL / "dialects" / "templates"
 SIM = SimTokenCounter()

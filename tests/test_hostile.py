@@ -90,6 +90,7 @@ def test_a_stream_that_never_ends_times_out_at_the_deadline_every_attempt(db_pat
     )
 
 
+@pytest.mark.slow
 def test_a_response_that_never_ends_is_retried_until_one_ends(db_path: Path) -> None:
     retry = {"retry_base_s": 0.0, "max_retries": 10}
     summaries = record_many(

@@ -527,6 +527,7 @@ def test_all_lines_skipped_is_still_an_error(db_path: Path, tmp_path: Path) -> N
     assert done.returncode == 2 and err.startswith("error: ") and "all 2 lines are malformed" in err
 
 
+@pytest.mark.slow
 def test_locked_database_is_reported_and_left_alone(db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
     before = _sha(db_path)

@@ -20,6 +20,10 @@ from traces.probes.catalogue import PROBES
 
 from conftest import run_cli
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: probe sets sent to several
+# simulators.
+pytestmark = pytest.mark.slow
+
 TEMPLATE = Path(__file__).parent / "fixtures" / "probes" / "sim-kimi.jinja"
 OBJECT_ARGS_ERROR = "messages[2].tool_calls[0].function.arguments must be a string"
 

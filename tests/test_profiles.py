@@ -147,6 +147,7 @@ def test_record_with_unknown_provider_or_missing_key(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+@pytest.mark.slow
 def test_reasoning_replay_override_and_sim_options(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     task = str(TASKS / "chain_short.toml")

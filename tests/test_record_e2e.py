@@ -14,6 +14,10 @@ from traces.store.database import open_for_reading
 
 from recording import record, request_messages
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: long recordings (the 300-step
+# chain).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_chain_short_completes_and_is_recorded(sim: SimServer, db_path: Path, stream: bool) -> None:

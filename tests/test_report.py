@@ -22,6 +22,10 @@ from analyzer.compare.formatting import format_value
 from conftest import TASKS, run_cli
 from scripted_endpoint import ScriptedEndpoint, answer, tool_turn
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: reports built from recorded
+# comparisons, read in a real Chromium.
+pytestmark = pytest.mark.slow
+
 CLEAN = "sim"
 LEAKY = "sim-moonshot"
 EVIL = "evil<b>\"&'"

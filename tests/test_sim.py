@@ -436,6 +436,7 @@ def test_latency_is_applied() -> None:
         assert response.elapsed.total_seconds() >= 0.14
 
 
+@pytest.mark.slow
 def test_concurrent_chain_walks() -> None:
     """Many runs share one stateless server, half of them streaming; each finds its treasure."""
 

@@ -19,6 +19,9 @@ from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
 from traces.sim.server import SimServer
 
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: every simulator fault over HTTP.
+pytestmark = pytest.mark.slow
+
 CHAIN_TOOLS: list[Any] = [
     {
         "type": "function",

@@ -249,6 +249,7 @@ def test_requests_rebuild_even_when_history_is_rewritten(db_path: Path) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_a_second_writer_gets_the_one_line_locked_error(db_path: Path) -> None:
     first = Recorder(db_path)
     try:
