@@ -3,6 +3,7 @@ retried at most once, transient ones up to the limit; and over HTTP, the wait a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from traces.client import EndpointConfig
 from traces.model import ErrorKind, ExchangeError
 from traces.normalize import http_error
+from traces.probes.catalogue import PROBES
+from traces.probes.runner import ProbePlan, ProbeTarget, probe_targets
 from traces.retry import RetryPolicy, is_deterministic, retry_after_s, retry_delay
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading
+from traces.store.recorder import Recorder
 
 from recording import record
 from scripted_endpoint import ScriptedEndpoint, error
@@ -177,6 +182,23 @@ def test_invalid_responses_are_not_retried() -> None:
 # -- over HTTP ---------------------------------------------------------------------------------
 
 
+def _one_step(db_path: Path) -> tuple[float, list[int], str | None]:
+    """Of the one stored step: seconds from the run's start to the attempt kept (the last),
+    the statuses of the attempts that failed before it, and its error class."""
+    conn = open_for_reading(db_path)
+    try:
+        row = conn.execute(
+            "SELECT r.started_at, s.started_at, s.retry_errors, s.error_kind "
+            "FROM runs r JOIN steps s ON s.run_id = r.id"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    earlier = [e["status"] for e in json.loads(row[2] or "[]")]
+    return (row[1] - row[0]).total_seconds(), earlier, row[3]
+
+
+@pytest.mark.slow
 def test_the_harness_waits_as_long_as_the_host_asks(db_path: Path) -> None:
     # No backoff of its own: any wait between the two attempts is the host's `retry-after: 1`.
     with SimServer(SimConfig(faults={"rate_limit_429": 1.0})) as sim:
@@ -184,21 +206,29 @@ def test_the_harness_waits_as_long_as_the_host_asks(db_path: Path) -> None:
             db_path, sim.base_url, max_steps=1, retry=RetryPolicy(base_s=0.0, max_retries=1)
         )
     assert summary.outcome.termination == "provider_error"
-    conn = open_for_reading(db_path)
-    try:
-        row = conn.execute(
-            "SELECT r.started_at, s.started_at, s.retries, s.retry_errors, s.error_kind "
-            "FROM runs r JOIN steps s ON s.run_id = r.id"
-        ).fetchone()
-    finally:
-        conn.close()
-    assert row is not None
-    run_started, last_attempt, retries, retry_errors, kind = row
-    assert (retries, kind) == (1, "rate_limit")
-    assert [e["status"] for e in json.loads(retry_errors)] == [429]
-    # The stored step is the second attempt: it left at least the asked second after the run
-    # began (the first attempt left after that), and not the policy's 60 s cap.
-    waited = (last_attempt - run_started).total_seconds()
+    waited, earlier, kind = _one_step(db_path)
+    assert (earlier, kind) == ([429], "rate_limit")
+    # The kept attempt left at least the asked second after the run began (the first attempt
+    # left after that), and nowhere near the policy's 60 s cap.
+    assert 1.0 <= waited < 10.0
+
+
+def test_the_probes_wait_as_long_as_the_host_asks(db_path: Path) -> None:
+    with SimServer(SimConfig(faults={"rate_limit_429": 1.0})) as sim:
+        endpoint = EndpointConfig(base_url=sim.base_url, api_key_env=None, api_key="test-key")
+        plan = ProbePlan(
+            targets=[ProbeTarget(provider="sim", model="sim-reasoner-1", endpoint=endpoint)],
+            probes=PROBES[:1],
+            retry=RetryPolicy(base_s=0.0, max_retries=1),
+        )
+        recorder = Recorder(db_path)
+        try:
+            [probe] = asyncio.run(probe_targets(plan, recorder))
+        finally:
+            recorder.close()
+    assert probe.status == "failed"
+    waited, earlier, kind = _one_step(db_path)
+    assert (earlier, kind) == ([429], "rate_limit")
     assert 1.0 <= waited < 10.0
 
 

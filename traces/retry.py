@@ -36,6 +36,9 @@ from traces.error_markers import names_validation_error
 from traces.exchange import Exchange
 from traces.model import ErrorKind, ExchangeError
 
+_TRANSIENT_4XX = (408, 409, 429)
+"""Client-error statuses that say "not now" rather than "not this": timeout, conflict, rate."""
+
 
 class RetryPolicy(BaseModel):
     """How often and how patiently a failed model call is sent again."""
@@ -53,7 +56,7 @@ class RetryPolicy(BaseModel):
         description="Error classes worth sending again.",
     )
     transient_statuses: tuple[int, ...] = Field(
-        default=(408, 409, 429),
+        default=_TRANSIENT_4XX,
         description="HTTP statuses worth sending again whatever their class.",
     )
     deterministic_retries: int = Field(
@@ -74,7 +77,7 @@ def is_deterministic(error: ExchangeError) -> bool:
     if status is None:
         return False
     if 400 <= status < 500:
-        return status not in (408, 409, 429)
+        return status not in _TRANSIENT_4XX
     return status >= 500 and names_validation_error(f"{error.message} {error.body or ''}")
 
 
