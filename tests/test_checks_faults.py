@@ -16,6 +16,7 @@ from analyzer.checks.records import Finding
 from traces.dialects import DIALECTS
 from traces.model import Termination
 from traces.replay import ReplayPolicy
+from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
 from traces.sim.faults.catalogue import FAULTS
 from traces.sim.faults.selection import TRANSIENT
@@ -140,7 +141,7 @@ def _recording(scenario: str) -> Recording:
     if "reasoning_required_400" in faults:
         settings["replay"] = ReplayPolicy(reasoning="drop")
     if set(faults) & _RETRIED:
-        settings.update(retry_base_s=0.0, max_retries=1)
+        settings["retry"] = RetryPolicy(base_s=0.0, max_retries=1)
     if "timeout" in faults:
         # The simulator holds the answer longer than the client waits.
         sim["timeout_s"] = 2.0
@@ -209,7 +210,7 @@ def broken_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any
     """Each breaking fault at rate 1, streamed and not; and connections dropped at random,
     which retries get past. Run outcome and (error class, retries) of every step, by key."""
     db = tmp_path_factory.mktemp("broken") / "t.duckdb"
-    retry = {"retry_base_s": 0.0, "max_retries": 1}
+    retry = {"retry": RetryPolicy(base_s=0.0, max_retries=1)}
     recordings = {
         f"{fault}/{stream}": Recording(
             sim=SimConfig(faults={fault: 1.0}), stream=stream, settings=retry
@@ -221,7 +222,7 @@ def broken_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any
         recordings[f"flaky/{stream}"] = Recording(
             sim=SimConfig(faults={"connection_reset": 0.4}),
             stream=stream,
-            settings={"retry_base_s": 0.0, "max_retries": 8},
+            settings={"retry": RetryPolicy(base_s=0.0, max_retries=8)},
         )
     summaries = record_many(db, recordings)
     conn = open_for_reading(db)

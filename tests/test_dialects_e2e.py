@@ -11,6 +11,7 @@ import pytest
 
 from traces.dialects import DIALECTS
 from traces.replay import ReplayPolicy
+from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading
@@ -189,7 +190,7 @@ def test_transient_faults_are_retried_until_they_pass(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     faults = {"rate_limit_429": 0.4, "server_error_5xx": 0.3}
     with SimServer(SimConfig(faults=faults)) as server:
-        [summary] = record(db, server.base_url, retry_base_s=0.0, max_retries=8)
+        [summary] = record(db, server.base_url, retry=RetryPolicy(base_s=0.0, max_retries=8))
     assert summary.outcome.success is True
     conn = open_for_reading(db)
     retried = conn.execute("SELECT sum(retries) FROM steps").fetchone()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
+from traces.retry import RetryPolicy
 from traces.runner import RunPlan, record_runs
 from traces.sample_files import resolve_task
 from traces.store.database import open_for_reading
@@ -85,7 +86,9 @@ def test_rate_limits_and_server_errors_are_retried_and_recorded(db_path: Path) -
         [error(429, "slow down"), error(503, "overloaded"), answer("The treasure is nothing.")]
     )
     with script.serving():
-        [summary] = record(db_path, script.base_url, task="chain_short", retry_base_s=0.01)
+        [summary] = record(
+            db_path, script.base_url, task="chain_short", retry=RetryPolicy(base_s=0.01)
+        )
     assert summary.outcome.termination == "completed"
     conn = open_for_reading(db_path)
     row = conn.execute("SELECT retries, retry_errors, http_status FROM steps").fetchone()
@@ -102,7 +105,9 @@ def test_persistent_errors_end_the_run_with_a_classified_termination(db_path: Pa
     assert summary.outcome.termination == "context_overflow"
     script = ScriptedEndpoint([error(500, "boom")])
     with script.serving():
-        [summary] = record(db_path, script.base_url, task="chain_short", retry_base_s=0.0)
+        [summary] = record(
+            db_path, script.base_url, task="chain_short", retry=RetryPolicy(base_s=0.0)
+        )
     assert summary.outcome.termination == "provider_error"
     assert len(script.requests) == 4  # the first try and three retries
     conn = open_for_reading(db_path)

@@ -18,6 +18,7 @@ import pytest
 from traces.importing import ImportOptions, import_files
 from traces.importing.lines import ImportFileError
 from traces.normalize import STREAM_CUT
+from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
 from traces.sim.faults.transport import NESTING
 from traces.sim.server import SimServer
@@ -92,7 +93,7 @@ def test_a_stream_that_never_ends_times_out_at_the_deadline_every_attempt(db_pat
 
 @pytest.mark.slow
 def test_a_response_that_never_ends_is_retried_until_one_ends(db_path: Path) -> None:
-    retry = {"retry_base_s": 0.0, "max_retries": 10}
+    retry = {"retry": RetryPolicy(base_s=0.0, max_retries=10)}
     summaries = record_many(
         db_path,
         {
@@ -190,12 +191,12 @@ def test_a_cut_stream_is_a_failed_attempt_never_an_answer(db_path: Path) -> None
             "always": Recording(
                 sim=SimConfig(faults={"stream_truncated": 1.0}),
                 stream=True,
-                settings={"retry_base_s": 0.0, "max_retries": 1},
+                settings={"retry": RetryPolicy(base_s=0.0, max_retries=1)},
             ),
             "sometimes": Recording(
                 sim=SimConfig(faults={"stream_truncated": 0.5}),
                 stream=True,
-                settings={"retry_base_s": 0.0, "max_retries": 10},
+                settings={"retry": RetryPolicy(base_s=0.0, max_retries=10)},
             ),
         },
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,11 +31,10 @@ from traces.model import (
 )
 from traces.normalize import Reading, read_message, step_from_exchange
 from traces.replay import ReplayPolicy, replay_message
+from traces.retry import RetryPolicy, send_with_retries
 from traces.store.recorder import Recorder
 from traces.tools.base import ToolEnvironment, ToolOutcome
 from traces.tools.schema_check import ArgumentChecker
-
-_RETRYABLE = frozenset({"rate_limit", "server_error", "timeout", "connection"})
 
 
 class HarnessSettings(BaseModel):
@@ -53,8 +53,9 @@ class HarnessSettings(BaseModel):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific body fields sent every request."
     )
-    max_retries: int = Field(default=3, description="Retries of 429/5xx/timeouts per step.")
-    retry_base_s: float = Field(default=0.5, description="First retry backoff; doubles.")
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="When, and after how long, a call is sent again."
+    )
 
 
 @dataclass
@@ -112,8 +113,10 @@ class Agent:
         system_prompt: str,
         user_prompt: str,
         settings: HarnessSettings,
+        rng: random.Random | None = None,
     ) -> None:
-        """Prepare a run; nothing is sent until `run()`."""
+        """Prepare a run; nothing is sent until `run()`. `rng` draws the retry jitter (one
+        seeded from the OS when not given, so concurrent runs never retry in lockstep)."""
         self.run_id = run_id
         self.client = client
         self.recorder = recorder
@@ -129,6 +132,7 @@ class Agent:
         self.conversation.append({"role": "system", "content": system_prompt})
         self.conversation.append({"role": "user", "content": user_prompt})
         self.tally = _Tally()
+        self._rng = rng if rng is not None else random.Random()
 
     async def run(self) -> RunOutcome:
         """Loop until a final answer, the step limit or an unrecoverable error."""
@@ -205,23 +209,9 @@ class Agent:
 
     async def _call_with_retries(self) -> tuple[Exchange, list[ExchangeError]]:
         # The conversation list is sent as is: copying it every step would be O(n^2).
-        body = self._request_body()
-        errors: list[ExchangeError] = []
-        while True:
-            exchange = await self.client.complete(body)
-            err = exchange.error
-            if (
-                err is None
-                or err.kind not in _RETRYABLE
-                or len(errors) >= self.settings.max_retries
-            ):
-                return exchange, errors
-            errors.append(err)
-            delay = self.settings.retry_base_s * (2 ** (len(errors) - 1))
-            retry_after = exchange.headers.get("retry-after")
-            if retry_after and retry_after.replace(".", "", 1).isdigit():
-                delay = max(delay, min(float(retry_after), 60.0))
-            await asyncio.sleep(delay)
+        return await send_with_retries(
+            self.client.complete, self._request_body(), self.settings.retry, self._rng
+        )
 
     def _step_record(
         self,

@@ -313,6 +313,7 @@ KEPT_HEADERS = (
     "x-ratelimit-limit-tokens",
     "x-ratelimit-remaining-tokens",
     "retry-after",
+    "retry-after-ms",
     "x-openrouter-provider",
 )
 """Response headers worth keeping; every other header (cookies included) is dropped."""

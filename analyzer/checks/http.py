@@ -15,38 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.records import Finding, Layer, Run, Step
+from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, TEMPLATE_MARKERS
 
 _REASONING_REQUIRED = ("reasoning_content", "thinking", "reasoning_details", "reasoning")
 _PASSED_BACK = ("missing", "must be passed back", "required")
-_TEMPLATE = (
-    "chat template",
-    "chat_template",
-    "jinja",
-    "template",
-    "templatesyntaxerror",
-    "undefinederror",
-    "expected token",
-)
-_ARGUMENT_TYPE = (
-    "must be a string",
-    "must be an object",
-    "must be a dict",
-    "expected str",
-    "expected dict",
-    "not a valid dictionary",
-    "is not mapping",
-    "invalid tool call arguments",
-    "failed to parse tool call arguments",
-)
-_CONTEXT = (
-    "context length",
-    "context_length",
-    "context window",
-    "context size",
-    "exceed_context_size",
-    "maximum context",
-    "prompt is too long",
-)
 _TIMEOUT = ("timeout", "timed out")
 _TIMEOUT_STATUSES = (522, 524)
 """Cloudflare's 'connection timed out' and 'a timeout occurred' in front of a slow origin."""
@@ -83,12 +55,12 @@ def _from_body(kind: str, status: Any, text: str) -> tuple[str, Layer] | None:
     if kind == "bad_request" and required:
         # The host needs each turn's reasoning back and the client did not send it.
         return "http_reasoning_required", "client"
-    if any(m in text for m in _CONTEXT):
+    if any(m in text for m in CONTEXT_MARKERS):
         return _BY_KIND["context_overflow"]
     # Arguments the template cannot take are the more precise reading of a template raise.
-    if "argument" in text and any(m in text for m in _ARGUMENT_TYPE):
+    if "argument" in text and any(m in text for m in ARGUMENT_TYPE_MARKERS):
         return "http_argument_type_error", "provider"
-    if any(m in text for m in _TEMPLATE):
+    if any(m in text for m in TEMPLATE_MARKERS):
         return "http_template_error", "provider"
     if kind == "server_error" and (status in _TIMEOUT_STATUSES or any(m in text for m in _TIMEOUT)):
         return _BY_KIND["timeout"]

@@ -8,7 +8,7 @@ it like any other. Probes of all targets go out concurrently, a bounded number a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,7 +16,6 @@ from typing import Any, Literal
 from traces.client import EndpointClient, EndpointConfig, redact_url
 from traces.dialects import DIALECTS, IdStyle
 from traces.errors import TracesError
-from traces.exchange import Exchange
 from traces.model import (
     ExchangeError,
     RunOutcome,
@@ -37,14 +36,13 @@ from traces.probes.catalogue import (
     Wire,
 )
 from traces.probes.raw import Renderer, not_served, raw_wire
+from traces.retry import RetryPolicy, send_with_retries
 from traces.runner import new_run_id
 from traces.store.recorder import Recorder
 from traces.tools.schema_check import ArgumentChecker
 
 Variant = Literal["chat", "raw"]
 """`chat`: the probe sent to `/chat/completions`; `raw`: rendered client-side, `/completions`."""
-
-_RETRYABLE = frozenset({"rate_limit", "server_error", "timeout", "connection"})
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,8 @@ class ProbePlan:
     max_tokens: int = 2048
     seed: int = 0
     concurrency: int = 4
-    max_retries: int = 2
-    retry_base_s: float = 0.5
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_retries=2))
+    """Fewer retries than a run's: a probe's verdict must not hang on a blip."""
     batch: str = field(default_factory=new_run_id)
     """Shared by every run of one probing, so a report reads one probing per provider."""
 
@@ -241,7 +239,7 @@ async def _send_chat(
     if request.tools:
         body["tools"] = request.tools
     body.update({"max_tokens": plan.max_tokens, "seed": plan.seed, **target.extra_body})
-    exchange, retries = await _with_retries(plan, client.complete, body)
+    exchange, retries = await send_with_retries(client.complete, body, plan.retry)
     checker = ArgumentChecker(request.tools or [])
     names = {t["function"]["name"] for t in request.tools or []}
 
@@ -283,7 +281,7 @@ async def _send_raw(
         "seed": plan.seed,
         **target.extra_body,
     }
-    exchange, retries = await _with_retries(plan, client.complete_text, body)
+    exchange, retries = await send_with_retries(client.complete_text, body, plan.retry)
     message = exchange.message if exchange.error is None else None
     reading = read_message(message) if message is not None else None
     step = step_from_exchange(
@@ -298,20 +296,6 @@ async def _send_raw(
         outcome.success_detail = f"{NOT_SERVED}: {detail}".rstrip(": ")
         return outcome, NOT_SERVED
     return _outcome(probe, step, exchange.error), _note(exchange.error)
-
-
-async def _with_retries(
-    plan: ProbePlan, send: Callable[[dict[str, Any]], Awaitable[Exchange]], body: dict[str, Any]
-) -> tuple[Exchange, list[ExchangeError]]:
-    """Send, retrying rate limits, 5xx and timeouts: a probe's verdict must not hang on a blip."""
-    errors: list[ExchangeError] = []
-    while True:
-        exchange = await send(body)
-        err = exchange.error
-        if err is None or err.kind not in _RETRYABLE or len(errors) >= plan.max_retries:
-            return exchange, errors
-        errors.append(err)
-        await asyncio.sleep(plan.retry_base_s * (2 ** (len(errors) - 1)))
 
 
 def _note(error: ExchangeError | None) -> str | None:
