@@ -31,7 +31,7 @@ from traces.importing.reading import (
     read_files,
 )
 from traces.importing.writer import ImportWriter
-from traces.normalize import one_line
+from traces.one_line import one_line
 from traces.store.database import open_for_writing
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
