@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from traces.errors import DatabaseError
+from traces.importing.files import read_files
 from traces.importing.lines import ImportFileError, fingerprint
 from traces.importing.parallel import WorkerPool
 from traces.importing.reading import (
@@ -28,7 +29,6 @@ from traces.importing.reading import (
     ProgressCallback,
     SkipCallback,
     SkippedLine,
-    read_files,
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
