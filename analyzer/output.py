@@ -36,6 +36,8 @@ from uuid import UUID
 # `Table` laid them out, for the console and table modules cost the reading commands 30 ms.
 from rich.cells import cell_len, set_cell_size
 
+from traces.one_line import one_line as flatten
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -81,8 +83,9 @@ def printable(text: str, *, keep: str = "\t\n") -> str:
 
 
 def one_line(text: str) -> str:
-    """`text` on one line, whitespace runs collapsed, control characters escaped."""
-    return printable(" ".join(text.split()), keep="")
+    """`text` on one line (`traces.one_line`, never cut), control characters escaped: the
+    terminal's variant, as every quoted text may hold an escape sequence."""
+    return printable(flatten(text, limit=None), keep="")
 
 
 def blob_text(value: bytes | bytearray | memoryview) -> str:

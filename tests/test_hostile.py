@@ -17,11 +17,11 @@ import pytest
 
 from traces.importing import ImportOptions, import_files
 from traces.importing.lines import ImportFileError
-from traces.normalize import STREAM_CUT
 from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
 from traces.sim.faults.transport import NESTING
 from traces.sim.server import SimServer
+from traces.sse import STREAM_CUT
 from traces.store.database import open_for_reading
 
 from conftest import TASKS, run_cli
@@ -464,8 +464,8 @@ def test_the_redactor_keeps_json_valid_and_finds_every_form_of_the_key() -> None
 
 def test_a_key_streamed_in_pieces_is_taken_out_of_every_piece() -> None:
     from traces.model import StreamEvent
-    from traces.normalize import StreamReader
     from traces.redaction import Redactor
+    from traces.sse import StreamReader
 
     key = "sk-split-0123456789abcdef"
     pieces = ["before sk-spl", "it-0123456789a", "bcdef after"]

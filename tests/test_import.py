@@ -35,9 +35,10 @@ from traces.importing import (
     FileReport,
     ImportOptions,
     SkippedLine,
+    files,
     import_files,
     importer,
-    parallel,
+    ownership,
     reading,
 )
 from traces.importing import writer as import_writer
@@ -631,9 +632,9 @@ def test_request_hash_pairs_requests_like_the_recorder(db_path: Path, tmp_path: 
 
 
 def _label_of_worker(worker: int, start: str) -> str:
-    """A conversation label that `parallel.owner` gives to `worker` (of two)."""
+    """A conversation label that `ownership.owner` gives to `worker` (of two)."""
     label = start
-    while parallel.owner(label, 0, 2) != worker:
+    while ownership.owner(label, 0, 2) != worker:
         label += "x"
     return label
 
@@ -777,7 +778,7 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     def token(_: int) -> str:
         return f"{next(counter):08x}"
 
-    monkeypatch.setattr(reading.secrets, "token_hex", token)
+    monkeypatch.setattr(files.secrets, "token_hex", token)
 
     def reset() -> None:
         nonlocal counter
@@ -964,7 +965,9 @@ def _group(pgid: int) -> set[int]:
         (b'{"request": {}, "conversation" :  12 }', "12"),
         (b'{"conversation": -0}', "0"),
         (b'{"conversation": "caf\\u00e9 \\"q\\""}', 'café "q"'),
-        (b'{"request": {"conversation": "nested"}}', "nested"),  # no top-level label: any worker
+        # Reading gives no label (no top-level key): a run of its own, which any worker may
+        # build; the label read off the bytes only picks which one.
+        (b'{"request": {"conversation": "nested"}}', "nested"),
         (b'{"request": {"conversation": "x"}, "conversation": "top"}', "top"),  # two: parsed
         (b'{"conv\\u0065rsation": "escaped"}', "escaped"),  # another spelling: parsed
         (b'{"note": "\\"conversation\\": 1", "conversation": "real"}', "real"),
@@ -976,10 +979,13 @@ def _group(pgid: int) -> set[int]:
         ('{"conversation": "utf16"}'.encode("utf-16"), "utf16"),
         (b'\xef\xbb\xbf{"conversation": "bom"}', "bom"),
         (b'{"conversation": "unterminated', None),
+        # As reading gives them: a token replaced, a surrogate in UTF-8 decoded.
+        (b'{"conversation": "sk-aaaaaaaaaaaaaaaaaaaa"}', "[redacted]"),
+        (b'{"conversation": "\xed\xa0\x80"}', "\ud800"),
     ],
 )
 def test_conversation_labels_are_read_as_parsing_reads_them(raw: bytes, label: str | None) -> None:
-    assert parallel.conversation_label(raw) == label
+    assert ownership.conversation_label(raw) == label
 
 
 def test_workers_are_used_for_large_files_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from traces.client import EndpointConfig
+from traces.http_errors import http_error
 from traces.model import ErrorKind, ExchangeError
-from traces.normalize import http_error
 from traces.probes.catalogue import PROBES
 from traces.probes.runner import ProbePlan, ProbeTarget, probe_targets
 from traces.retry import RetryPolicy, is_deterministic, retry_after_s, retry_delay

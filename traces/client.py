@@ -24,18 +24,12 @@ from pydantic import BaseModel, Field
 from traces import strict_json
 from traces.errors import EndpointError, MissingKeyError
 from traces.exchange import Exchange
+from traces.http_errors import http_error, invalid_response
 from traces.model import ErrorKind, ExchangeError
-from traces.normalize import (
-    KEPT_HEADERS,
-    STREAM_CUT,
-    StreamReader,
-    http_error,
-    invalid_response,
-    one_line,
-    read_completion,
-    upstream_of,
-)
+from traces.one_line import one_line
 from traces.redaction import Redactor
+from traces.responses import KEPT_HEADERS, read_completion, upstream_of
+from traces.sse import STREAM_CUT, StreamReader
 
 
 class EndpointConfig(BaseModel):

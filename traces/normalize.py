@@ -1,8 +1,10 @@
-"""Reading a model call the same way whoever served it: the response body or stream, the
-assistant message (reasoning, content, calls), usage, HTTP errors, and the step they make.
+"""Reading a model call the same way whoever served it: the assistant message (reasoning,
+content, calls), finish reason, usage, and the step they make.
 
 Works on plain dicts, so live responses (`traces.client`), streamed reassemblies and imported
-logs (`traces.importing`) all go through the same reading.
+logs (`traces.importing`) all go through the same reading. The response itself is read
+elsewhere: a whole body by `traces.responses`, a stream by `traces.sse`, a failure by
+`traces.http_errors`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -18,17 +19,14 @@ from pydantic import BaseModel, Field
 from traces import strict_json
 from traces.exchange import Exchange
 from traces.model import (
-    ErrorKind,
     ExchangeError,
     FinishReason,
     ReasoningSource,
     StepRecord,
-    StreamEvent,
     ToolCallRecord,
     Usage,
     request_hash,
 )
-from traces.stream import StreamAssembler
 
 _THINK_BLOCK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
 _THINK_CLOSE_ONLY = re.compile(r"^(.*?)</think>\s*", re.DOTALL)
@@ -300,215 +298,3 @@ def step_from_exchange(
         step.tool_calls = reading.tool_calls
         step.usage = normalize_usage(exchange.usage_raw, reading.reasoning)
     return step
-
-
-# -- reading HTTP responses -----------------------------------------------------------------
-
-KEPT_HEADERS = (
-    "x-request-id",
-    "request-id",
-    "openai-processing-ms",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "retry-after",
-    "retry-after-ms",
-    "x-openrouter-provider",
-)
-"""Response headers worth keeping; every other header (cookies included) is dropped."""
-
-_CONTEXT_MARKERS = (
-    "context length",
-    "context_length",
-    "context window",
-    "maximum context",
-    "too many tokens",
-    "prompt is too long",
-    "exceeds the model",
-)
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """`text` flattened to one line of at most `limit` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def error_message(text: str) -> str:
-    """The human message inside an error body (`{"error": {"message": …}}` and kin)."""
-    try:
-        parsed = strict_json.loads(text)
-    except ValueError:
-        return text or "(empty body)"
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-    return text
-
-
-def classify_status(status: int, body: str) -> ErrorKind:
-    """Error class of an HTTP failure, from its status and body."""
-    lowered = body.lower()
-    if status == 429:
-        return "rate_limit"
-    if status in (408, 504):
-        return "timeout"
-    if status >= 500:
-        return "server_error"
-    if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
-        return "context_overflow"
-    if status in (401, 403):
-        return "auth"
-    if status == 404:
-        return "not_found"
-    if status in (400, 422):
-        return "bad_request"
-    return "other"
-
-
-def http_error(status: int, text: str) -> ExchangeError:
-    """The error of a call answered with HTTP `status` and body `text`."""
-    return ExchangeError(
-        kind=classify_status(status, text),
-        status=status,
-        message=one_line(f"HTTP {status}: {error_message(text)}"),
-        body=text,
-    )
-
-
-def upstream_of(body: dict[str, Any]) -> str | None:
-    """The upstream host a router names at the top level of a completion or chunk.
-
-    OpenRouter sends `"provider": "Moonshot AI"`; direct hosts send nothing there.
-    """
-    value = body.get("provider")
-    return value if isinstance(value, str) and value else None
-
-
-def read_completion(
-    parsed: Any,
-) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
-    """(assistant message, raw finish_reason, usage) of a parsed `chat.completion`.
-
-    Raises KeyError, IndexError, TypeError or ValueError when it is not one.
-    """
-    choice = parsed["choices"][0]
-    message = dict(choice["message"])
-    return message, choice.get("finish_reason"), parsed.get("usage")
-
-
-def invalid_response(status: int | None, raw: str, exc: BaseException) -> ExchangeError:
-    """The error of a response body that is not a chat completion (or not even JSON)."""
-    if isinstance(exc, strict_json.StrictJSONError):
-        message = f"response is not JSON: {exc}"
-    else:
-        message = f"response is not a chat completion: {exc!r}"
-    return ExchangeError(
-        kind="invalid_response", status=status, message=one_line(message), body=raw
-    )
-
-
-STREAM_CUT = "stream ended before it finished: no finish_reason, no [DONE]"
-"""The error message of a stream `StreamReader.cut_short` says was cut."""
-
-
-class StreamReader:
-    """Reads a chat-completions stream, raw SSE line by line or parsed chunk by chunk.
-
-    Keeps every raw line with its arrival time, feeds the chunks to a `StreamAssembler`, and
-    notes an error event inside the stream and the upstream host a router names.
-    """
-
-    def __init__(self) -> None:
-        """Start before the first line."""
-        self.assembler = StreamAssembler()
-        self.events: list[StreamEvent] = []
-        self.broken: str | None = None
-        self.saw_done = False
-        self.upstream: str | None = None
-
-    def line(self, line: str, t_ms: float) -> None:
-        """Take one non-empty raw line that arrived `t_ms` after the request was sent."""
-        self.events.append(StreamEvent(t_ms=t_ms, line=line))
-        if not line.startswith("data:"):
-            return
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            self.saw_done = True
-            return
-        try:
-            chunk = strict_json.loads(payload)
-        except ValueError as exc:
-            # Not JSON, or JSON no strict parser takes (`NaN`, `1e999`, nested 100,000 deep):
-            # the line stays in the events, the chunk is not read.
-            self.assembler.anomalies.append(
-                {"kind": "unparsable_chunk", "line": line[:500], "reason": str(exc)[:200]}
-            )
-            return
-        self.chunk(chunk, t_ms, payload)
-
-    def chunk(self, chunk: Any, t_ms: float, payload: str | None = None) -> None:
-        """Take one parsed chunk (`payload` is its raw text, when there was one)."""
-        if not isinstance(chunk, dict):
-            return
-        if "error" in chunk and not chunk.get("choices"):
-            text = payload if payload is not None else json.dumps(chunk, ensure_ascii=False)
-            self.broken = one_line(f"error inside stream: {error_message(text)}")
-            return
-        self.assembler.feed(chunk, t_ms)
-        self.upstream = self.upstream or upstream_of(chunk)
-
-    def close(self) -> None:
-        """The stream ended: note a missing `[DONE]`."""
-        if not self.saw_done:
-            self.assembler.anomalies.append({"kind": "stream_without_done"})
-
-    def cut_short(self) -> bool:
-        """Whether the stream stopped before its end: chunks came, then neither a
-        finish_reason nor `[DONE]` (a host that lost its upstream, a connection closed
-        mid-stream). What arrived is then a fragment, not an answer. A stream that finished
-        without `[DONE]` is complete (some hosts never send it; the anomaly notes it)."""
-        return (
-            any(event.line.startswith("data:") for event in self.events)
-            and not self.saw_done
-            and self.assembler.finish_reason is None
-            and self.broken is None
-        )
-
-    def exchange(
-        self,
-        *,
-        request_body: dict[str, Any],
-        started_at: datetime,
-        latency_ms: float,
-        http_status: int | None,
-        headers: dict[str, str],
-    ) -> Exchange:
-        """The exchange the stream read so far makes."""
-        assembler = self.assembler
-        exchange = Exchange(
-            request_body=request_body,
-            started_at=started_at,
-            latency_ms=latency_ms,
-            streamed=True,
-            http_status=http_status,
-            headers=headers,
-            stream_events=self.events,
-            message=assembler.message(),
-            finish_reason_raw=assembler.finish_reason,
-            usage_raw=assembler.usage,
-            ttft_reasoning_ms=assembler.first_ms.get("reasoning"),
-            ttft_content_ms=assembler.first_ms.get("content"),
-            ttft_tool_call_ms=assembler.first_ms.get("tool_call"),
-            anomalies=assembler.anomalies,
-            upstream_provider=self.upstream,
-        )
-        if self.broken:
-            exchange.error = ExchangeError(
-                kind="server_error", status=http_status, message=self.broken
-            )
-        return exchange

@@ -18,7 +18,7 @@ What is redacted, and where (the replacement is `[redacted]`):
 - **Fields named like a credential** (`api_key`, `Authorization`, `token`, …) in an imported
   request body are dropped, except inside the messages and tool schemas, where names are the
   conversation's data (a tool may well take a parameter called `token`). Response headers are
-  never taken whole: only `traces.normalize.KEPT_HEADERS` are.
+  never taken whole: only `traces.responses.KEPT_HEADERS` are.
 
 Replacements happen inside JSON strings, so a raw body that was valid JSON stays valid JSON
 (a secret outside any string, which only a key made of digits could be, makes the body be

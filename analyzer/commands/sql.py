@@ -20,6 +20,7 @@ import typer
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, note, one_line
 from traces.errors import TracesError
+from traces.one_line import exception_line
 from traces.store.database import open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 1000
@@ -119,9 +120,7 @@ def _lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
 
 
 def _sql_error(exc: duckdb.Error, allow_files: bool) -> str:
-    lines = str(exc).strip().splitlines()
-    # The first line is the message; DuckDB's next lines quote the query with a caret.
-    text = one_line(lines[0]) if lines else type(exc).__name__
+    text = one_line(exception_line(exc))
     if isinstance(exc, duckdb.PermissionException):
         text += (
             " (--allow-files reads local files, never the network)"

@@ -4,10 +4,11 @@ Two line formats, detected per file: exchange logs (`{"request": …, "response"
 "error": …}`) and K2-Vendor-Verifier result files. Lines are read (`lines`), validated into
 typed exchanges (`formats`, secrets stripped by `traces.redaction`), turned into runs, steps, tool
 calls and results through the same normalization as live recording (`builder`, tool
-schemas compiled once per distinct tool in `toolsets`), file by file (`reading`), and
-written in one transaction per command (`writer`, driven by `importer`). A large file is
-read by worker processes split by conversation while the importing process inserts
-(`parallel`, `worker`), into the very rows one process writes.
+schemas compiled once per distinct tool in `toolsets`), line by line (`reading`), file by
+file (`files`), and written in one transaction per command (`writer`, driven by `importer`).
+A large file is read by worker processes split by conversation (`ownership` says which
+builds which line) while the importing process inserts (`parallel`; the workers run
+`worker`), into the very rows one process writes.
 """
 
 from traces.importing.importer import FileReport, ImportOptions, SkippedLine, import_files

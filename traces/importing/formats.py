@@ -28,20 +28,13 @@ from typing import Any, get_args
 
 from traces import strict_json
 from traces.exchange import Exchange
+from traces.http_errors import error_message, http_error, invalid_response
 from traces.importing.lines import LineError
 from traces.model import ErrorKind, ExchangeError
-from traces.normalize import (
-    KEPT_HEADERS,
-    STREAM_CUT,
-    StreamReader,
-    error_message,
-    http_error,
-    invalid_response,
-    one_line,
-    read_completion,
-    upstream_of,
-)
+from traces.one_line import one_line
 from traces.redaction import redact_request
+from traces.responses import KEPT_HEADERS, read_completion, upstream_of
+from traces.sse import STREAM_CUT, StreamReader
 
 _ERROR_KINDS: frozenset[str] = frozenset(get_args(ErrorKind))
 _SDK_STATUS_ERROR = re.compile(r"^Error code: (\d{3})(?: - (.*))?$", re.DOTALL)

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from traces.errors import DatabaseError
+from traces.importing.files import read_files
 from traces.importing.lines import ImportFileError, fingerprint
 from traces.importing.parallel import WorkerPool
 from traces.importing.reading import (
@@ -28,10 +29,9 @@ from traces.importing.reading import (
     ProgressCallback,
     SkipCallback,
     SkippedLine,
-    read_files,
 )
 from traces.importing.writer import ImportWriter
-from traces.normalize import one_line
+from traces.one_line import one_line
 from traces.store.database import open_for_writing
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]

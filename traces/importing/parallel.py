@@ -1,13 +1,9 @@
 """Reading a large file in worker processes, split by conversation, while this process inserts.
 
-Every worker reads the whole file but builds only the lines it owns: those of the
-conversations it owns (by a hash of their label) and every n-th of the lines that belong to
-no conversation (one-step runs: every line of a K2-Vendor-Verifier file). A run is built by
-one worker from all of its lines in file order, so its steps, prefixes and tool results are
-the ones a single process builds, and so is its id (a run is named after its first line).
-The label is read off the raw line when that is provably what parsing it would give (see
-`conversation_label`), by parsing the line otherwise; each worker checks the labels of the
-lines it parses against its share.
+Every worker reads the whole file but builds only the lines it owns (`ownership`): a run is
+built by one worker from all of its lines in file order, so its steps, prefixes and tool
+results are the ones a single process builds, and so is its id (a run is named after its
+first line).
 
 Workers send their rows back as columns, a batch at a time, and this process inserts them
 in the import's one transaction. Whatever depends on file order is released only once every
@@ -24,19 +20,12 @@ interrupt before it rolls back, and a worker whose parent is gone exits at its n
 from __future__ import annotations
 
 import contextlib
-import gc
 import heapq
-import json
 import os
-import queue
-import re
 import socket
 import subprocess
 import sys
-import threading
-import traceback
-import zlib
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
@@ -45,9 +34,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from traces import interrupts
-from traces.errors import TracesError
 from traces.importing import writer
-from traces.importing.lines import ImportFileError, LineFormat, numbered_lines
+from traces.importing.lines import ImportFileError, LineFormat
 from traces.importing.reading import (
     FileShare,
     ImportOptions,
@@ -56,117 +44,14 @@ from traces.importing.reading import (
     RefusedLine,
     SkippedLine,
 )
-from traces.importing.toolsets import ToolSets
 from traces.importing.writer import ImportSink
 from traces.processes import child_env
 
-PROGRESS_BYTES = 4 << 20
-"""A worker reports how far it has read at least this often, rows or not: the order-bound
-releases (messages, skipped lines, progress) wait for the slowest worker."""
 MAX_LEAD = 128 << 20
 """How far (bytes) a worker may read ahead of the slowest before its batches wait: bounds the
 message rows held back for file order."""
-_OUTBOX = 4
-"""Batches a worker holds while the importing process is busy inserting."""
 _DONE = float("inf")
 _Held = TypeVar("_Held", bound=tuple[Any, ...])
-
-_KEY = b'"conversation"'
-_LETTER_ESCAPE = re.compile(rb"\\u00[67]")
-"""How a JSON string can spell a letter of `conversation` (a-v) without writing it."""
-_INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?=[ \t\r\n,}]|$)")
-_JSON_SPACE = b" \t\r\n"
-
-
-# -- who reads which line ---------------------------------------------------------------------
-
-
-def conversation_label(raw: bytes) -> str | None:
-    """The run label `formats.read_exchange_line` takes from a line: its top-level
-    `conversation` (a string, or an integer as text), None when there is none.
-
-    Read off the bytes when the line holds exactly one key spelled `"conversation"`: in UTF-8
-    without `\\u` escapes of ASCII letters (the only other spelling of that key), a key named
-    so appears literally, so a single one is either the top-level key or a nested one in a
-    line without a top-level label, whose lines any worker may read. Anything else is parsed.
-    A label of a line that turns out malformed does not matter (it makes no run).
-    """
-    if raw[:1] in (b"\xff", b"\xfe") or b"\x00" in raw[:4]:  # UTF-16/32 for `json.loads`
-        return _parsed_label(raw)
-    if _LETTER_ESCAPE.search(raw):
-        return _parsed_label(raw)
-    value_at: int | None = None
-    start = 0
-    while (at := raw.find(_KEY, start)) >= 0:
-        start = at + len(_KEY)
-        if _escaped(raw, at):
-            continue  # inside a string: `\"conversation"`
-        colon = _skip_space(raw, start)
-        if raw[colon : colon + 1] != b":":
-            continue  # a value, not a key
-        if value_at is not None:
-            return _parsed_label(raw)  # two keys: only parsing tells the top-level one
-        value_at = _skip_space(raw, colon + 1)
-    return None if value_at is None else _value_label(raw, value_at)
-
-
-def owner(label: str | None, line: int, workers: int) -> int:
-    """The worker (0-based) that reads a line: by its conversation's label, else by number."""
-    if label is None:
-        return line % workers
-    return zlib.crc32(label.encode("utf-8", "surrogatepass")) % workers
-
-
-def _escaped(raw: bytes, at: int) -> bool:
-    """Whether the byte at `at` follows an odd run of backslashes."""
-    slashes = 0
-    while at > slashes and raw[at - slashes - 1] == 0x5C:
-        slashes += 1
-    return slashes % 2 == 1
-
-
-def _skip_space(raw: bytes, at: int) -> int:
-    while at < len(raw) and raw[at] in _JSON_SPACE:
-        at += 1
-    return at
-
-
-def _value_label(raw: bytes, at: int) -> str | None:
-    if raw[at : at + 1] == b'"':
-        end = at + 1
-        while (end := raw.find(b'"', end)) >= 0 and _escaped(raw, end):
-            end += 1
-        if end < 0:
-            return None  # unterminated: the line is malformed
-        token = raw[at : end + 1]
-        try:
-            value = json.loads(token) if b"\\" in token else token[1:-1].decode()
-        except ValueError:
-            return None
-        return value if isinstance(value, str) else None
-    match = _INTEGER.match(raw, at)
-    if match is None:
-        return None  # null, or not a string or an integer (a malformed line)
-    try:
-        return str(int(match.group()))
-    except ValueError:  # beyond Python's digit limit, as `json.loads` refuses it too
-        return None
-
-
-def _parsed_label(raw: bytes) -> str | None:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    value = obj.get("conversation") if isinstance(obj, dict) else None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-# -- the importing process --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -436,131 +321,3 @@ def _upto(held: deque[_Held], line: float) -> list[_Held]:
     while held and held[0][0] <= line:
         taken.append(held.popleft())
     return taken
-
-
-# -- a worker ---------------------------------------------------------------------------------
-
-
-class _Batch:
-    """Rows built since the last batch was sent, by table; message rows with their line."""
-
-    def __init__(self) -> None:
-        self.tables: defaultdict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        self.rows = 0
-        self.line = 0
-        self.message_lines: list[int] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.tables[table].append(row)
-        self.rows += 1
-        if table == "messages":
-            self.message_lines.append(self.line)
-
-    def take(self) -> tuple[dict[str, list[list[Any]]], list[int]]:
-        """The rows as one list per column, and the lines of the message rows."""
-        columns = {
-            table: [list(column) for column in zip(*rows, strict=True)]
-            for table, rows in self.tables.items()
-        }
-        lines = self.message_lines
-        self.tables = defaultdict(list)
-        self.rows = 0
-        self.message_lines = []
-        return columns, lines
-
-
-class _Outbox:
-    """Sends a worker's messages from a thread of its own, so building goes on while the
-    importing process is busy inserting."""
-
-    def __init__(self, results: Connection) -> None:
-        self.results = results
-        self.queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=_OUTBOX)
-        self.thread = threading.Thread(target=self._send, name="import-outbox", daemon=True)
-        self.thread.start()
-
-    def put(self, message: tuple[Any, ...]) -> None:
-        self.queue.put(message)
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        self.results.close()
-
-    def _send(self) -> None:
-        while (message := self.queue.get()) is not None:
-            try:
-                self.results.send(message)
-            except OSError:
-                os._exit(1)  # the importing process is gone: nothing left to do
-
-
-def serve(jobs_fd: int, results_fd: int) -> None:
-    """A worker's life: read the jobs sent on `jobs_fd` until it closes, answering on
-    `results_fd`."""
-    interrupts.ignore_in_child()  # the importing process decides when a worker stops
-    gc.disable()  # as in the importing process: parsed JSON has no cycles
-    jobs = Connection(jobs_fd, writable=False)
-    outbox = _Outbox(Connection(results_fd, readable=False))
-    tool_sets = ToolSets()
-    known: set[str] = set()
-    while True:
-        try:
-            job = jobs.recv()
-        except (EOFError, OSError):
-            break
-        if job is None:
-            break
-        try:
-            _work(job, outbox, tool_sets, known)
-        except RefusedLine as refused:
-            outbox.put(("refused", refused.line, str(refused)))
-        except TracesError as err:
-            outbox.put(("error", str(err)))
-        except Exception:
-            outbox.put(("failed", traceback.format_exc()))
-    outbox.close()
-    # Everything is sent: skip tearing down a heap of a million objects, the importing
-    # process is waiting for this one to end.
-    os._exit(0)
-
-
-def _work(job: Job, outbox: _Outbox, tool_sets: ToolSets, known: set[str]) -> None:
-    batch = _Batch()
-    skipped: list[tuple[int, str]] = []
-    reader = LineReader(
-        batch,
-        job.path,
-        job.sha256,
-        job.import_id,
-        job.options,
-        job.now,
-        known,
-        tool_sets,
-        lambda line: skipped.append((line.line, line.reason)),
-        line_format=job.line_format,
-        host=job.host,
-        pid=job.pid,
-        whole_file=False,
-    )
-    me, workers = job.index, job.workers
-    by_line = job.line_format == "k2vv"  # no conversations: every line is a run
-    offset = sent = job.start_offset
-    number = job.start_line - 1
-    for number, raw in numbered_lines(job.path, job.start_line, job.start_offset):
-        offset += len(raw)
-        if not raw.strip():
-            continue
-        mine = number % workers if by_line else owner(conversation_label(raw), number, workers)
-        if mine == me:
-            batch.line = number
-            logged = reader.read(number, raw)
-            group = None if logged is None else logged.group
-            if group is not None and owner(group, number, workers) != me:
-                raise RuntimeError(f"line {number}: conversation label misread")
-        if batch.rows >= job.flush_rows or offset - sent >= PROGRESS_BYTES:
-            outbox.put(("rows", number, offset, *batch.take(), skipped.copy()))
-            skipped.clear()
-            sent = offset
-    share = reader.finish()
-    outbox.put(("done", number, offset, *batch.take(), skipped.copy(), share))

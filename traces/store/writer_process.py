@@ -31,6 +31,7 @@ import duckdb
 
 from traces import interrupts
 from traces.errors import DatabaseError
+from traces.one_line import exception_line
 from traces.store.database import open_for_writing
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ def writer_main(path: Path, ops: Connection, acks: Connection) -> None:
         if isinstance(exc, DatabaseError):
             detail = str(exc)
         else:
-            detail = f"{path}: cannot open database: {one_line(exc)}"
+            detail = f"{path}: cannot open database: {exception_line(exc)}"
         # A parent that stopped waiting (Ctrl-C) has closed the pipe: nobody to tell.
         with contextlib.suppress(OSError):
             acks.send(("failed", detail))
@@ -238,14 +239,8 @@ def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
     except Exception as exc:
         with contextlib.suppress(duckdb.Error):
             conn.execute("ROLLBACK")
-        return one_line(exc)
+        return exception_line(exc)
     return None
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line a user sees."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
