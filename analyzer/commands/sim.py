@@ -11,6 +11,7 @@ from analyzer.options import finite
 from analyzer.output import OutputFormat, emit_rows, to_json
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
+from traces.families import FAMILIES
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
 from traces.sim.faults.selection import TRANSIENT
@@ -48,11 +49,19 @@ def _list_catalogue(fmt: OutputFormat) -> None:
             "family": d.family,
             "reasoning_out": d.reasoning_out,
             "reasoning_in": ", ".join(d.reasoning_in),
-            "ids": d.tool_call_ids,
             "requires_reasoning_back": d.requires_reasoning_back,
             "description": d.description,
         }
         for d in DIALECTS.values()
+    ]
+    families = [
+        {
+            "family": f.name,
+            "model_ids": ", ".join(f.model_ids),
+            "ids": f.id_style or "host's",
+            "description": f.description,
+        }
+        for f in FAMILIES.values()
     ]
     faults = [
         {
@@ -67,9 +76,11 @@ def _list_catalogue(fmt: OutputFormat) -> None:
     ]
     if fmt is OutputFormat.json:
         # One document, so the output stays parseable JSON.
-        sys.stdout.write(to_json({"dialects": dialects, "faults": faults}) + "\n")
+        document = {"dialects": dialects, "families": families, "faults": faults}
+        sys.stdout.write(to_json(document) + "\n")
         return
     emit_rows(dialects, fmt, title="dialects")
+    emit_rows(families, fmt, title="families")
     emit_rows(faults, fmt, title="faults")
 
 
@@ -99,7 +110,8 @@ def sim(
         float, typer.Option(min=0, callback=finite, help="Added delay per response.")
     ] = 0.0,
     list_: Annotated[
-        bool, typer.Option("--list", help="Print the dialects and faults, then exit.")
+        bool,
+        typer.Option("--list", help="Print dialects, families and faults, then exit."),
     ] = False,
     fmt: Annotated[
         OutputFormat,
