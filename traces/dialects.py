@@ -173,9 +173,9 @@ DIALECTS: dict[str, Dialect] = {d.name: d for d in _DIALECTS}
 """Every known dialect by name."""
 
 
-def get_dialect(name: str) -> Dialect:
-    """The dialect called `name`; raises KeyError listing the known names."""
-    try:
-        return DIALECTS[name]
-    except KeyError:
-        raise KeyError(f"unknown dialect {name!r} (known: {', '.join(DIALECTS)})") from None
+def known_dialect(name: str) -> str:
+    """`name`, when a dialect has it; ValueError listing the known names otherwise (the one
+    wording of profiles, the simulator's settings and `traces sim --dialect`)."""
+    if name not in DIALECTS:
+        raise ValueError(f"unknown dialect {name!r} (known: {', '.join(DIALECTS)})")
+    return name

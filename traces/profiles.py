@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
-from traces.dialects import DIALECTS, Dialect
+from traces.dialects import DIALECTS, Dialect, known_dialect
 from traces.errors import TracesError
 from traces.sample_files import providers_file
 from traces.wire_forms import ArgumentForm, IdsBack, ReasoningLocation
@@ -72,9 +72,7 @@ class Profile(BaseModel):
     @field_validator("dialect")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
-        if value not in DIALECTS:
-            raise ValueError(f"unknown dialect {value!r} (known: {', '.join(DIALECTS)})")
-        return value
+        return known_dialect(value)
 
     @field_validator("base_url")
     @classmethod

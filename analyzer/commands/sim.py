@@ -9,7 +9,7 @@ import typer
 
 from analyzer.options import finite
 from analyzer.output import OutputFormat, emit_rows, to_json
-from traces.dialects import DIALECTS
+from traces.dialects import DIALECTS, known_dialect
 from traces.errors import TracesError
 from traces.families import FAMILIES
 from traces.sim.config import SimConfig
@@ -122,8 +122,10 @@ def sim(
     if list_:
         _list_catalogue(fmt)
         return
-    if dialect not in DIALECTS:
-        raise TracesError(f"--dialect: unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
+    try:
+        known_dialect(dialect)
+    except ValueError as exc:
+        raise TracesError(f"--dialect: {exc}") from None
     config = SimConfig(
         seed=seed,
         dialect=dialect,
