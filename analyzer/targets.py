@@ -101,7 +101,7 @@ def _base_target(
             endpoint=None,
             sim=config,
             dialect=sim_dialect,
-            replay=ReplayPolicy.for_dialect(dialect),
+            replay=ReplayPolicy.for_dialect(dialect, model or config.model),
             extra_body=dict(dialect.extra_body),
         )
     path = profiles_path(providers_file)
@@ -120,7 +120,7 @@ def _base_target(
                 timeout_s=timeout,
             ),
             dialect=dialect.name,
-            replay=ReplayPolicy.for_dialect(dialect),
+            replay=ReplayPolicy.for_dialect(dialect, model or profile.models[0]),
             extra_body={**dialect.extra_body, **profile.extra_body},
         )
     if base_url is None:
@@ -128,11 +128,13 @@ def _base_target(
         raise TracesError(f"{path}: no provider {provider!r} (known: {known})")
     if not model:
         raise TracesError("--model is required with --base-url")
-    # A custom endpoint: `--provider` is only a label, and reasoning goes back where it came.
+    # A custom endpoint: `--provider` is only a label, reasoning goes back where it came, and
+    # ids in the form the model family's template renders.
     return Target(
         provider=provider or "custom",
         model=model,
         endpoint=_custom_endpoint(base_url, api_key_env, timeout),
+        replay=ReplayPolicy.for_dialect(None, model),
     )
 
 

@@ -35,9 +35,10 @@ from traces.chat_template.variants import (
     keep_last_reasoning,
     rewrite_ids,
 )
-from traces.dialects import ReasoningLocation, TemplateFamily
+from traces.families import TemplateFamily
 from traces.sim.templates import template_for
 from traces.sim.tokenizer import count_tokens
+from traces.wire_forms import ReasoningLocation
 
 from conftest import EXTERNAL, reference_missing
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from traces.dialects import DIALECTS
+from traces.families import FAMILIES
 from traces.replay import ReplayPolicy
 from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
@@ -66,7 +67,7 @@ def test_dialect_round_trip(tmp_path: Path, dialect: str, stream: bool) -> None:
     assert sources == {_source_for(dialect)}
     reasoning = dict(conn.execute("SELECT idx, reasoning FROM steps").fetchall())
     ids = [i for (i,) in conn.execute("SELECT id FROM tool_calls ORDER BY step_idx").fetchall()]
-    if spec.tool_call_ids == "kimi":
+    if FAMILIES[spec.family].id_style == "kimi":
         assert ids == [f"functions.open_box:{n}" for n in range(5)]
     else:
         assert all(i.startswith("call_") for i in ids)

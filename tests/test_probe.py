@@ -21,7 +21,6 @@ from traces.probes.catalogue import (
     PROBE_SET_VERSION,
     PROBES,
     PROBES_BY_NAME,
-    ReasoningPlace,
     Wire,
 )
 from traces.probes.raw import load_renderer, raw_wire
@@ -30,6 +29,7 @@ from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.sim.tokenizer import count_tokens
 from traces.store.recorder import Recorder
+from traces.wire_forms import ReplayLocation
 
 TEMPLATE = Path(__file__).parent / "fixtures" / "probes" / "sim-kimi.jinja"
 
@@ -238,7 +238,7 @@ def test_paired_probes_differ_in_exactly_one_thing() -> None:
 def test_planted_secret_lives_only_in_reasoning() -> None:
     probe = PROBES_BY_NAME["planted_secret"]
     assert probe.expect_answer is not None
-    places: list[ReasoningPlace] = [
+    places: list[ReplayLocation] = [
         "reasoning_content",
         "reasoning",
         "reasoning_details",

@@ -10,6 +10,7 @@ import pytest
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
 from traces.profiles import load_profiles
+from traces.replay import ReplayPolicy
 from traces.sample_files import providers_file
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
@@ -41,7 +42,12 @@ def test_shipped_profiles_cover_the_hosts_people_use() -> None:
         # Env var names only: nothing that looks like a key.
         assert profile.api_key_env is None or profile.api_key_env.isupper()
     assert profiles["openrouter"].extra_body["provider"] == {"allow_fallbacks": False}
-    assert profiles["moonshot"].resolved_dialect().ids_back == "kimi"
+    # Kimi's ids go back in its own form: the family decides, on Moonshot as on any host.
+    for name in ("moonshot", "together", "vllm"):
+        dialect = profiles[name].resolved_dialect()
+        assert ReplayPolicy.for_dialect(dialect, "moonshotai/Kimi-K2-Thinking").ids == "kimi"
+    moonshot = profiles["moonshot"]
+    assert ReplayPolicy.for_dialect(moonshot.resolved_dialect(), moonshot.models[0]).ids == "kimi"
     assert profiles["vllm"].resolved_dialect().reasoning_back == "reasoning"
 
 
@@ -63,6 +69,21 @@ def test_shipped_profiles_cover_the_hosts_people_use() -> None:
             '[x]\nbase_url = "http://h/v1"\nmodels = ["m"]\ndialect = "openai"\n'
             "[x.prices.m]\ninput = -1\noutput = 1\n",
             "x.prices.m.input",
+        ),
+        (
+            '[x]\nbase_url = "http://h/v1"\nmodels = ["m"]\ndialect = "openai"\n'
+            '[x.overrides]\nids_back = "sideways"\n',
+            "x.overrides.ids_back: Input should be 'as_received' or 'kimi'",
+        ),
+        (
+            '[x]\nbase_url = "http://h/v1"\nmodels = ["m"]\ndialect = "openai"\n'
+            '[x.overrides]\narguments_back = "yaml"\n',
+            "x.overrides.arguments_back: Input should be 'string' or 'object'",
+        ),
+        (
+            '[x]\nbase_url = "http://h/v1"\nmodels = ["m"]\ndialect = "openai"\n'
+            'upstream_field = "provider"\n',  # removed: every response's `provider` is read
+            "x.upstream_field: unknown field",
         ),
         ("[x\n", "invalid TOML"),
         ("x = 1\n", "x: must be a table"),

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from traces.dialects import DIALECTS
+from traces.families import FAMILIES
 from traces.sim.faults import FAULTS
 from traces.sim.faults.selection import TRANSIENT
 
@@ -26,6 +27,7 @@ def test_list_prints_every_dialect_and_fault() -> None:
     catalogue = json.loads(listed.stdout)
     assert [d["dialect"] for d in catalogue["dialects"]] == list(DIALECTS)
     assert [f["fault"] for f in catalogue["faults"]] == list(FAULTS)
+    assert [f["family"] for f in catalogue["families"]] == list(FAMILIES)
     assert {f["blame"] for f in catalogue["faults"]} == {"model", "provider"}
     assert {f["fault"] for f in catalogue["faults"] if f["transient"]} == TRANSIENT
 

@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 import pytest
 
-from traces.dialects import ReasoningLocation
 from traces.sim.regex_gen import generate
 from traces.sim.templates import template_for
 from traces.sim.templates.history import split_think
 from traces.sim.tokenizer import count_tokens, count_tokens_cached
+from traces.wire_forms import ReasoningLocation
 
 ReasoningField = Literal["reasoning_content", "reasoning", "think"]
 CHATML = template_for("chatml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 from datetime import UTC, datetime
@@ -124,6 +125,13 @@ def test_every_column_is_documented(db_path: Path) -> None:
     undocumented = [(t, c) for t, c, comment in rows if not comment]
     assert rows and undocumented == []
     assert {t for t, _, _ in rows} == set(TABLES)
+
+
+def test_every_termination_reason_is_documented() -> None:
+    """`traces schema` names each value the column can hold, and no other."""
+    text = TABLES["runs"][1]["termination"]
+    named = set(re.findall(r"[a-z_]+", text.split(":", 1)[1]))
+    assert named == {t.value for t in Termination}
 
 
 def test_db_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,25 +3,20 @@
 Provider differences are data, not code: a provider profile names one of these dialects
 (and may override fields), the harness sends history back the way it says, and the
 simulator emulates it, so every difference the analyzer detects can be produced on demand.
+A dialect holds only what the host decides; what the weights decide (chat template, the id
+style the template renders) belongs to the model family (`traces.families`), resolved from
+the model id.
 Sources for each entry: `shared/external/dialects/wire_examples/reasoning_field_shapes.json`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ReasoningLocation = Literal[
-    "reasoning_content", "reasoning", "reasoning_details", "think_tag", "harmony"
-]
-"""Where reasoning travels: a message field, an inline `<think>` block, or harmony channels."""
-
-TemplateFamily = Literal["kimi", "deepseek", "minimax", "glm", "qwen", "gpt-oss", "chatml"]
-"""Chat-template family whose rendering decides what of the history reaches the model."""
-
-IdStyle = Literal["openai", "kimi"]
-"""`call_<hex>` ids, or Kimi's `functions.NAME:IDX`."""
+from traces.families import TemplateFamily
+from traces.wire_forms import ArgumentForm, IdsBack, ReasoningLocation
 
 
 class Dialect(BaseModel):
@@ -31,7 +26,10 @@ class Dialect(BaseModel):
 
     name: str = Field(description="Dialect name, used by profiles and `traces sim --dialect`.")
     description: str = Field(description="Who speaks it, in one line.")
-    family: TemplateFamily = Field(description="Chat-template family the host renders with.")
+    family: TemplateFamily = Field(
+        description="Family the host serves when the model id names none (the simulator's own "
+        "model, or a host with one family of models)."
+    )
     reasoning_out: ReasoningLocation = Field(
         description="Where responses carry reasoning (message field, delta field, or inline)."
     )
@@ -52,13 +50,13 @@ class Dialect(BaseModel):
         description="The host answers HTTP 400 when an assistant tool-call turn of the current "
         "chain comes back without its reasoning (DeepSeek thinking mode).",
     )
-    tool_call_ids: IdStyle = Field(default="openai", description="Ids the host emits.")
-    ids_back: Literal["as_received", "kimi"] = Field(
-        default="as_received",
-        description="How tool-call ids should be sent back: untouched, or normalized to the "
-        "family's `functions.NAME:IDX` form.",
+    ids_back: IdsBack | None = Field(
+        default=None,
+        description="How the host wants tool-call ids back, whatever the model family: None "
+        "follows the family (Kimi's `functions.NAME:IDX`, else as received); a profile sets "
+        "it for a host that maps ids itself.",
     )
-    arguments_back: Literal["string", "object"] = Field(
+    arguments_back: ArgumentForm = Field(
         default="string",
         description="Whether history tool-call arguments go back as JSON "
         "strings (OpenAI form) or objects.",
@@ -84,8 +82,6 @@ _DIALECTS = [
         reasoning_out="reasoning_content",
         reasoning_in=("reasoning_content",),
         reasoning_back="reasoning_content",
-        tool_call_ids="kimi",
-        ids_back="kimi",
     ),
     Dialect(
         name="deepseek",
@@ -177,9 +173,9 @@ DIALECTS: dict[str, Dialect] = {d.name: d for d in _DIALECTS}
 """Every known dialect by name."""
 
 
-def get_dialect(name: str) -> Dialect:
-    """The dialect called `name`; raises KeyError listing the known names."""
-    try:
-        return DIALECTS[name]
-    except KeyError:
-        raise KeyError(f"unknown dialect {name!r} (known: {', '.join(DIALECTS)})") from None
+def known_dialect(name: str) -> str:
+    """`name`, when a dialect has it; ValueError listing the known names otherwise (the one
+    wording of profiles, the simulator's settings and `traces sim --dialect`)."""
+    if name not in DIALECTS:
+        raise ValueError(f"unknown dialect {name!r} (known: {', '.join(DIALECTS)})")
+    return name

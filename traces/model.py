@@ -26,7 +26,11 @@ class RunStatus(StrEnum):
 
 
 class Termination(StrEnum):
-    """Why a run stopped."""
+    """Why a run stopped.
+
+    No value blames a tool: every tool failure (unknown name, bad arguments, a crash, a
+    sandbox refusal) goes back to the model as the call's result, and the run goes on.
+    """
 
     COMPLETED = "completed"
     """The model gave a final answer (success is judged separately)."""
@@ -36,8 +40,6 @@ class Termination(StrEnum):
     """The model produced nothing usable: an empty turn, or output cut at the token limit."""
     PROVIDER_ERROR = "provider_error"
     """The endpoint failed (HTTP error, timeout, unreadable body) after the allowed retries."""
-    TOOL_ERROR = "tool_error"
-    """A tool crashed in a way the model could not be told about."""
     INTERRUPTED = "interrupted"
     """The recording process was stopped (signal, crash or kill) before the run ended."""
     CONTEXT_OVERFLOW = "context_overflow"

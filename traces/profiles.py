@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
-from traces.dialects import DIALECTS, Dialect, ReasoningLocation
+from traces.dialects import DIALECTS, Dialect, known_dialect
 from traces.errors import TracesError
 from traces.sample_files import providers_file
+from traces.wire_forms import ArgumentForm, IdsBack, ReasoningLocation
 
 PROFILES_ENV_VAR = "TRACES_PROVIDERS"
 
@@ -42,8 +43,8 @@ class DialectOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reasoning_back: ReasoningLocation | None = None
-    ids_back: str | None = Field(default=None, pattern="^(as_received|kimi)$")
-    arguments_back: str | None = Field(default=None, pattern="^(string|object)$")
+    ids_back: IdsBack | None = None
+    arguments_back: ArgumentForm | None = None
 
 
 class Profile(BaseModel):
@@ -67,18 +68,11 @@ class Profile(BaseModel):
     prices: dict[str, Prices] = Field(
         default_factory=dict, description="Prices per model id, per million tokens."
     )
-    upstream_field: str | None = Field(
-        default=None,
-        description="Response field naming the upstream host behind a router (OpenRouter: "
-        "`provider`).",
-    )
 
     @field_validator("dialect")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
-        if value not in DIALECTS:
-            raise ValueError(f"unknown dialect {value!r} (known: {', '.join(DIALECTS)})")
-        return value
+        return known_dialect(value)
 
     @field_validator("base_url")
     @classmethod

@@ -3,8 +3,9 @@
 Interleaved thinking: inside a tool chain the model must see its own earlier reasoning, in
 the field the serving stack reads. By default that is the field the reasoning arrived in; a
 provider profile (or `--reasoning-replay`) can name another, or drop it for experiments.
-Tool-call ids and arguments go back as received unless the profile says the model family
-expects another form (Kimi: `functions.NAME:IDX` ids; some templates want object arguments).
+Tool-call ids go back in the form the model family's template renders (Kimi:
+`functions.NAME:IDX`, whoever served it), unless the host asks otherwise; arguments go back
+in the host's form (some templates want objects).
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from traces.dialects import Dialect
+from traces.families import Family, family_named, resolve_family
 from traces.normalize import Reading
+from traces.wire_forms import (
+    REASONING_FIELDS,
+    REPLAY_LOCATIONS,
+    ArgumentForm,
+    IdsBack,
+    ReplayLocation,
+)
 
-ReasoningReplay = Literal[
-    "same", "drop", "reasoning_content", "reasoning", "reasoning_details", "think_tag"
-]
+ReasoningReplay = Literal["same", "drop"] | ReplayLocation
 """Where reasoning goes back: the field it came from, nowhere, or a named location."""
 
 
@@ -29,27 +36,41 @@ class ReplayPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     reasoning: ReasoningReplay = Field(default="same", description="Where reasoning goes back.")
-    ids: Literal["as_received", "kimi"] = Field(
+    ids: IdsBack = Field(
         default="as_received", description="Tool-call ids untouched, or as functions.NAME:IDX."
     )
-    arguments: Literal["string", "object"] = Field(
+    arguments: ArgumentForm = Field(
         default="string", description="Arguments as JSON strings or as objects."
     )
 
     @classmethod
-    def for_dialect(cls, dialect: Dialect) -> ReplayPolicy:
-        """The policy a host speaking `dialect` needs."""
-        reasoning: ReasoningReplay = (
-            "reasoning" if dialect.reasoning_back == "harmony" else dialect.reasoning_back
-        )
-        return cls(reasoning=reasoning, ids=dialect.ids_back, arguments=dialect.arguments_back)
+    def for_dialect(cls, dialect: Dialect | None, model: str | None = None) -> ReplayPolicy:
+        """The policy for `model` served by a host speaking `dialect` (None: a host of unknown
+        dialect, which gets reasoning where it came from). The host decides where reasoning
+        and arguments go and may insist on an id form; otherwise the ids follow the family
+        the model id names (the host's own family when it names none)."""
+        if dialect is None:
+            return cls(ids=_family_ids(family_named(model)))
+        ids = dialect.ids_back or _family_ids(resolve_family(model, dialect.family))
+        return cls(reasoning=reasoning_back(dialect), ids=ids, arguments=dialect.arguments_back)
+
+
+def reasoning_back(dialect: Dialect) -> ReplayLocation:
+    """Where a host speaking `dialect` reads history reasoning (harmony goes back as
+    `reasoning`: a client writes no channels)."""
+    return "reasoning" if dialect.reasoning_back == "harmony" else dialect.reasoning_back
+
+
+def _family_ids(family: Family | None) -> IdsBack:
+    # A family whose template renders ids needs them in its own form; others never see them.
+    return "kimi" if family is not None and family.id_style == "kimi" else "as_received"
 
 
 def parse_replay_option(value: str) -> ReasoningReplay | None:
     """`--reasoning-replay keep|drop|FIELD`: None for keep (the profile's choice)."""
     if value == "keep":
         return None
-    allowed = ("drop", "reasoning_content", "reasoning", "reasoning_details", "think_tag")
+    allowed = ("drop", *REPLAY_LOCATIONS)
     if value not in allowed:
         raise ValueError(f"must be keep, {', '.join(allowed)}")
     return value  # type: ignore[return-value]
@@ -118,9 +139,9 @@ def _place_reasoning(
     if not reasoning or mode == "drop":
         return
     source = reading.reasoning_source
-    if mode == "same" and source in ("reasoning_content", "reasoning", "reasoning_details"):
+    if mode == "same" and source in REASONING_FIELDS:
         # Every field it arrived in goes back as it arrived (OpenRouter sends two).
-        for field in ("reasoning_content", "reasoning", "reasoning_details"):
+        for field in REASONING_FIELDS:
             if message.get(field):
                 out[field] = message[field]
         return

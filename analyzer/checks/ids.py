@@ -7,27 +7,22 @@ call), and some hosts refuse it outright.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from analyzer.checks.records import Finding, Run
 from traces.dialects import DIALECTS
+from traces.families import expected_id_style
 
 KINDS = frozenset({"tool_call_id_missing", "tool_call_id_format", "duplicate_tool_call_id"})
 """Finding kinds this module emits (the catalogue describes each)."""
 
-_KIMI_K2 = re.compile(r"kimi[-_ ]?k2", re.IGNORECASE)
-"""Kimi K2 models (K2, K2.5, K2.6, K2 Thinking): their template renders ids verbatim and the
-model parses its own history by them. K3 carries no id in its wire format, so it is exempt."""
-
 
 def _expected_format(run: Run) -> str | None:
-    # The model family decides: SGLang's kimi_k2 parser handed out `call_<uuid>` ids under a
-    # generic dialect until it learned the family's form (sgl-project/sglang#9606).
-    if _KIMI_K2.search(run.model):
-        return "kimi"
+    # The model family decides (SGLang's kimi_k2 parser handed out `call_<uuid>` ids under a
+    # generic dialect until it learned the family's form, sgl-project/sglang#9606); a family
+    # that writes no ids of its own gets the host's `call_…`.
     dialect = DIALECTS.get(run.dialect or "")
-    return dialect.tool_call_ids if dialect else None
+    return expected_id_style(run.model, dialect.family if dialect else None)
 
 
 def id_format(run: Run) -> Iterator[Finding]:

@@ -9,8 +9,9 @@ import typer
 
 from analyzer.options import finite
 from analyzer.output import OutputFormat, emit_rows, to_json
-from traces.dialects import DIALECTS
+from traces.dialects import DIALECTS, known_dialect
 from traces.errors import TracesError
+from traces.families import FAMILIES
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
 from traces.sim.faults.selection import TRANSIENT
@@ -48,11 +49,19 @@ def _list_catalogue(fmt: OutputFormat) -> None:
             "family": d.family,
             "reasoning_out": d.reasoning_out,
             "reasoning_in": ", ".join(d.reasoning_in),
-            "ids": d.tool_call_ids,
             "requires_reasoning_back": d.requires_reasoning_back,
             "description": d.description,
         }
         for d in DIALECTS.values()
+    ]
+    families = [
+        {
+            "family": f.name,
+            "model_ids": ", ".join(f.model_ids),
+            "ids": f.id_style or "host's",
+            "description": f.description,
+        }
+        for f in FAMILIES.values()
     ]
     faults = [
         {
@@ -67,9 +76,11 @@ def _list_catalogue(fmt: OutputFormat) -> None:
     ]
     if fmt is OutputFormat.json:
         # One document, so the output stays parseable JSON.
-        sys.stdout.write(to_json({"dialects": dialects, "faults": faults}) + "\n")
+        document = {"dialects": dialects, "families": families, "faults": faults}
+        sys.stdout.write(to_json(document) + "\n")
         return
     emit_rows(dialects, fmt, title="dialects")
+    emit_rows(families, fmt, title="families")
     emit_rows(faults, fmt, title="faults")
 
 
@@ -99,7 +110,8 @@ def sim(
         float, typer.Option(min=0, callback=finite, help="Added delay per response.")
     ] = 0.0,
     list_: Annotated[
-        bool, typer.Option("--list", help="Print the dialects and faults, then exit.")
+        bool,
+        typer.Option("--list", help="Print dialects, families and faults, then exit."),
     ] = False,
     fmt: Annotated[
         OutputFormat,
@@ -110,8 +122,10 @@ def sim(
     if list_:
         _list_catalogue(fmt)
         return
-    if dialect not in DIALECTS:
-        raise TracesError(f"--dialect: unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
+    try:
+        known_dialect(dialect)
+    except ValueError as exc:
+        raise TracesError(f"--dialect: {exc}") from None
     config = SimConfig(
         seed=seed,
         dialect=dialect,

@@ -12,18 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from traces.model import message_hash
+from traces.wire_forms import ArgumentForm, IdStyle, ReplayLocation
 
 PROBE_SET_VERSION = "1"
 """Version of the conversations below; bump it whenever one of them changes."""
 
-ReasoningPlace = Literal["reasoning_content", "reasoning", "reasoning_details", "think_tag"]
-"""Where a history turn's reasoning travels (the target's replay field)."""
-
-IdStyle = Literal["openai", "kimi"]
-ArgumentsForm = Literal["string", "object"]
 
 SECRET_CODE = "7316"
 """The code the planted-secret probe hides in its history reasoning (and nowhere else)."""
@@ -89,11 +85,11 @@ VAULT_TOOLS = [
 class Wire:
     """How a conversation's history goes on the wire for one target."""
 
-    reasoning: ReasoningPlace = "reasoning_content"
+    reasoning: ReplayLocation = "reasoning_content"
     """Where history reasoning is placed (the field the host reads)."""
     ids: IdStyle = "openai"
     """Tool-call id style of the target, used by the probes that follow the target's way."""
-    arguments: ArgumentsForm = "string"
+    arguments: ArgumentForm = "string"
     """Argument form of the target, used by the probes that follow the target's way."""
 
 
@@ -107,7 +103,7 @@ class Turn:
     result: str
     ids: IdStyle | None = None
     """Fixed id style; None follows the target's (`Wire.ids`)."""
-    arguments_form: ArgumentsForm | None = None
+    arguments_form: ArgumentForm | None = None
     """Fixed argument form; None follows the target's (`Wire.arguments`)."""
 
 
@@ -166,7 +162,7 @@ def _call_id(style: IdStyle, tool: str) -> str:
 
 
 def place_reasoning(
-    message: dict[str, Any], reasoning: str, place: ReasoningPlace
+    message: dict[str, Any], reasoning: str, place: ReplayLocation
 ) -> dict[str, Any]:
     """`message` with `reasoning` where a host reading `place` looks for it."""
     if place == "think_tag":
@@ -209,7 +205,7 @@ def _weather_turn(
     *,
     reasoning: bool = True,
     ids: IdStyle = "openai",
-    arguments: ArgumentsForm = "string",
+    arguments: ArgumentForm = "string",
 ) -> Turn:
     return Turn(
         reasoning=_WEATHER_REASONING if reasoning else None,

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from traces.client import EndpointClient, EndpointConfig, redact_url
-from traces.dialects import DIALECTS, IdStyle
+from traces.dialects import DIALECTS
 from traces.errors import TracesError
+from traces.families import expected_id_style
 from traces.model import (
     ExchangeError,
     RunOutcome,
@@ -32,14 +33,15 @@ from traces.probes.catalogue import (
     PROBES,
     Probe,
     ProbeRequest,
-    ReasoningPlace,
     Wire,
 )
 from traces.probes.raw import Renderer, not_served, raw_wire
+from traces.replay import ReplayPolicy, reasoning_back
 from traces.retry import RetryPolicy, send_with_retries
 from traces.runner import new_run_id
 from traces.store.recorder import Recorder
 from traces.tools.schema_check import ArgumentChecker
+from traces.wire_forms import IdStyle
 
 Variant = Literal["chat", "raw"]
 """`chat`: the probe sent to `/chat/completions`; `raw`: rendered client-side, `/completions`."""
@@ -62,17 +64,15 @@ class ProbeTarget:
         dialect = DIALECTS.get(self.dialect or "")
         if dialect is None:
             return Wire()
-        reasoning: ReasoningPlace = (
-            "reasoning" if dialect.reasoning_back == "harmony" else dialect.reasoning_back
-        )
-        # History ids as the host's own calls would carry them once sent back.
-        kimi = dialect.ids_back == "kimi" or dialect.tool_call_ids == "kimi"
-        return Wire(reasoning, "kimi" if kimi else "openai", dialect.arguments_back)
+        # History sent back the way a recorded run of this model on this host would send it.
+        policy = ReplayPolicy.for_dialect(dialect, self.model)
+        ids: IdStyle = "kimi" if policy.ids == "kimi" else "openai"
+        return Wire(reasoning_back(dialect), ids, policy.arguments)
 
     def expected_ids(self) -> IdStyle | None:
         """The id style the target's own tool calls should have (None: unknown)."""
         dialect = DIALECTS.get(self.dialect or "")
-        return dialect.tool_call_ids if dialect is not None else None
+        return expected_id_style(self.model, dialect.family if dialect else None)
 
 
 @dataclass(frozen=True)

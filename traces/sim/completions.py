@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from traces.dialects import DIALECTS
+from traces.families import resolve_family
 from traces.sim import wire
 from traces.sim.config import SimConfig
 from traces.sim.request import RequestError
@@ -90,7 +91,7 @@ def _plan(prompt: str, voice: Voice) -> Plan:
 
 def complete(request: CompletionRequest, config: SimConfig) -> dict[str, Any]:
     """The `text_completion` object the simulated host returns for `request`."""
-    template = template_for(DIALECTS[config.dialect].family)
+    template = template_for(resolve_family(request.model, DIALECTS[config.dialect].family).name)
     seed = request.seed if request.seed is not None else config.seed
     digest = hashlib.blake2b(request.prompt.encode(), digest_size=8).hexdigest()
     plan = _plan(request.prompt, Voice(f"{seed}:raw:{digest}"))

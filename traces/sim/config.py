@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from traces.dialects import DIALECTS
+from traces.dialects import known_dialect
 from traces.sim.faults import FAULTS
 
 
@@ -53,9 +53,7 @@ class SimConfig(BaseModel):
     @field_validator("dialect")
     @classmethod
     def _known_dialect(cls, name: str) -> str:
-        if name not in DIALECTS:
-            raise ValueError(f"unknown dialect {name!r} (known: {', '.join(DIALECTS)})")
-        return name
+        return known_dialect(name)
 
     @field_validator("faults")
     @classmethod

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from traces.dialects import IdStyle
+from traces.wire_forms import IdStyle
 
 
 def openai_id(material: str) -> str:

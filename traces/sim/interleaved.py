@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from traces.dialects import ReasoningLocation
 from traces.sim.templates.history import last_user_index, read_reasoning
+from traces.wire_forms import ReasoningLocation
 
 DOCS_URL = "https://api-docs.deepseek.com/guides/thinking_mode#tool-calls"
 

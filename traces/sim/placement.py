@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from traces.dialects import Dialect, ReasoningLocation
+from traces.dialects import Dialect
 from traces.sim.templates.gpt_oss import analysis, final
+from traces.wire_forms import ReasoningLocation
 
 
 def think_block(reasoning: str) -> str:

@@ -1,7 +1,7 @@
 """The reply a host sends for one request, before it is put on the wire.
 
 The policy decides the model's turn; this module turns it into what the host returns: ids in
-the dialect's style, usage counted over the family's rendering of the turn. Faults rewrite a
+the family's style, usage counted over the family's rendering of the turn. Faults rewrite a
 `Reply` (never the decision), and `wire` serialises it in the dialect's shape.
 """
 
@@ -18,6 +18,7 @@ from traces.sim.prefix_cache import cache_usage
 from traces.sim.templates import ChatTemplate
 from traces.sim.templates.history import HistoryCall
 from traces.sim.tokenizer import count_tokens
+from traces.wire_forms import IdStyle
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +74,14 @@ def build_reply(
     decision: Decision,
     dialect: Dialect,
     template: ChatTemplate,
+    id_style: IdStyle,
     messages: Sequence[Mapping[str, Any]],
     prompt_tokens: int,
     cached_tokens: int = 0,
 ) -> Reply:
-    """The host's reply to `decision`: ids in the dialect's style, usage over the family
+    """The host's reply to `decision`: ids in `id_style` (the family's), usage over the family
     (with `cached_tokens` of the prompt served from the host's prefix cache)."""
-    name_id = ID_STYLES[dialect.tool_call_ids]
+    name_id = ID_STYLES[id_style]
     first = history_call_count(messages) if decision.tool_calls else 0
     calls = tuple(
         ReplyCall(

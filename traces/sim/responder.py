@@ -1,9 +1,10 @@
 """Answer one chat-completions request as the configured host would, faults included.
 
 Stages: pick the faults of this request; refuse or stall it (request faults, the dialect's
-own reasoning requirement); render the prompt with the family template (what the host keeps
-of the history decides `prompt_tokens`, and the prefix it shares with prompts served before
-decides the cached tokens); let the policy decide the turn; build the host's
+own reasoning requirement); render the prompt with the template of the family the request's
+model id names, else the dialect's own (what the host keeps of the history decides
+`prompt_tokens`, and the prefix it shares with prompts served before decides the cached
+tokens); let the policy decide the turn; build the host's
 reply and let reply faults rewrite it; serialise it, for streams let stream faults disturb
 the deltas, and let wire faults break the bytes or cut the connection. Everything is computed
 before the first byte is sent, so the `x-sim-faults` header lists exactly the faults the
@@ -17,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from traces.dialects import DIALECTS
+from traces.families import resolve_family
 from traces.sim import wire
 from traces.sim.config import SimConfig
 from traces.sim.faults import (
@@ -137,11 +139,13 @@ def _written(outcome: Outcome, names: list[str], written: Written) -> Outcome:
 
 def _context(request: ChatRequest, config: SimConfig, authorization: str = "") -> FaultContext:
     dialect = DIALECTS[config.dialect]
+    # The weights decide the template and the ids (Kimi on vLLM is still Kimi); the host the rest.
+    family = resolve_family(request.model, dialect.family)
     # Hashing the messages costs a pass over the request: only pay for it when faults are on.
     active = any(rate > 0 for rate in config.faults.values())
     return FaultContext(
         dialect=dialect,
-        template=template_for(dialect.family),
+        template=template_for(family.name),
         messages=request.messages,
         seed=config.seed,
         key=request_key(request.messages) if active else "",  # "": no fault can fire
@@ -152,6 +156,7 @@ def _context(request: ChatRequest, config: SimConfig, authorization: str = "") -
         max_tokens=request.max_tokens,
         tools=request.tools or (),
         authorization=authorization,
+        id_style=family.id_style or "openai",
     )
 
 
@@ -216,7 +221,7 @@ def _reply(
         prompt_text=lambda: prompt.text,  # what the model sees, for the planted-secret probe
     )
     reply = build_reply(
-        decision, ctx.dialect, ctx.template, request.messages, prompt_tokens, cached
+        decision, ctx.dialect, ctx.template, ctx.id_style, request.messages, prompt_tokens, cached
     )
     for name in names:
         fault = FAULTS[name]

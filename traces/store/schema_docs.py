@@ -32,7 +32,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "seed": "Seed of the task world (and the request `seed` field).",
             "status": "running | completed | failed | interrupted.",
             "termination": "Why it stopped: completed, max_steps, model_error, provider_error, "
-            "tool_error, interrupted, context_overflow.",
+            "interrupted, context_overflow, client_error.",
             "success": "Verdict of the task's success check (null when no final answer).",
             "success_detail": "One sentence explaining the verdict.",
             "final_answer": "The model's final answer text.",

@@ -19,6 +19,7 @@ from traces.dialects import Dialect
 from traces.sim.reply import Reply
 from traces.sim.templates import ChatTemplate
 from traces.sim.wire import Chunk
+from traces.wire_forms import IdStyle
 
 Blame = Literal["model", "provider"]
 """Who a checker should blame: the model's output, or the serving stack around it."""
@@ -38,6 +39,7 @@ class FaultContext:
 
     dialect: Dialect
     template: ChatTemplate
+    """The chat template of the model family the request's model id names."""
     messages: Sequence[Mapping[str, Any]]
     seed: int
     key: str
@@ -54,6 +56,8 @@ class FaultContext:
     """The request's declared tools (OpenAI function-tool dicts)."""
     authorization: str = ""
     """The request's `Authorization` header as sent ("" without one), for hosts that echo it."""
+    id_style: IdStyle = "openai"
+    """Ids the reply's calls carry: the family's own (Kimi), else the host's `call_…`."""
 
     def parameters(self) -> dict[str, Mapping[str, Any]]:
         """The declared function tools: name -> JSON Schema of their parameters."""

@@ -49,7 +49,7 @@ def repeated_call(reply: Reply, ctx: FaultContext) -> Reply | None:
     if not previous:
         return None
     first = history_call_count(ctx.messages)
-    make_id = ID_STYLES[ctx.dialect.tool_call_ids]
+    make_id = ID_STYLES[ctx.id_style]
     calls = []
     for offset, (name, arguments) in enumerate(previous):
         minted = openai_id(f"{ctx.key}:repeated:{offset}")

@@ -124,7 +124,7 @@ def hallucinated_tool(reply: Reply, ctx: FaultContext) -> Reply | None:
     minted = openai_id(f"{last.minted}:{name}")
     index = last.index + 1
     extra = ReplyCall(
-        id=ID_STYLES[ctx.dialect.tool_call_ids](minted, name, index),
+        id=ID_STYLES[ctx.id_style](minted, name, index),
         name=name,
         arguments=json.dumps({"query": query}, ensure_ascii=False),
         minted=minted,
@@ -176,7 +176,7 @@ def rewritten_ids(reply: Reply, ctx: FaultContext) -> Reply | None:
     """Ids come in the other style (`call_…` where Kimi ids are expected, or vice versa)."""
     if not reply.calls:
         return None
-    make = ID_STYLES[OTHER_STYLE[ctx.dialect.tool_call_ids]]
+    make = ID_STYLES[OTHER_STYLE[ctx.id_style]]
     calls = tuple(replace(c, id=make(c.minted, c.name, c.index)) for c in reply.calls)
     return replace(reply, calls=calls)
 

@@ -7,7 +7,7 @@ what a dialect does not read never reaches the model and `usage.prompt_tokens` s
 
 from __future__ import annotations
 
-from traces.dialects import TemplateFamily
+from traces.families import TemplateFamily
 from traces.sim.templates.base import AssistantTurn, ChatTemplate, Prompt, ToolTurn
 from traces.sim.templates.chatml import ChatMLTemplate
 from traces.sim.templates.deepseek import DeepSeekTemplate

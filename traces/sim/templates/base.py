@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from traces.dialects import ReasoningLocation, TemplateFamily
+from traces.families import TemplateFamily
 from traces.sim.templates.history import (
     HistoryCall,
     calls_of,
@@ -24,6 +24,7 @@ from traces.sim.templates.history import (
     message_text,
     read_reasoning,
 )
+from traces.wire_forms import ReasoningLocation
 
 Boundary = Literal["last_user", "last_final_answer"]
 """Which earlier reasoning a family keeps: turns after the last user message (Qwen3, MiniMax,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from traces.dialects import TemplateFamily
+from traces.families import TemplateFamily
 from traces.sim.templates.base import AssistantTurn, ChatTemplate, ToolTurn
 from traces.sim.templates.history import HistoryCall, arguments_text
 

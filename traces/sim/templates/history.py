@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from traces.dialects import ReasoningLocation
+from traces.wire_forms import ReasoningLocation
 
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"

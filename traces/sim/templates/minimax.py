@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from traces.dialects import TemplateFamily
+from traces.families import TemplateFamily
 from traces.sim.templates.base import AssistantTurn, ChatTemplate, ToolTurn
 from traces.sim.templates.history import HistoryCall, arguments_items, arguments_text
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from traces.dialects import TemplateFamily
+from traces.families import TemplateFamily
 from traces.sim.templates.base import ToolTurn
 from traces.sim.templates.chatml import IM_END, IM_START, ChatMLTemplate, tools_lines
 

@@ -1,0 +1,102 @@
+"""Model families: what the weights decide, whoever serves them.
+
+pydantic-ai separates model profiles from provider profiles; so does this module. A family
+(Kimi K2, DeepSeek, MiniMax, GLM, Qwen, gpt-oss) fixes the chat template and the tool-call
+id style the template renders back; the host (`traces.dialects`) fixes where reasoning
+travels and how the wire carries arguments. The family is resolved once, from the model id,
+so Kimi served by vLLM is still Kimi.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from traces.wire_forms import IdStyle
+
+TemplateFamily = Literal["kimi", "deepseek", "minimax", "glm", "qwen", "gpt-oss", "chatml"]
+"""Chat-template family whose rendering decides what of the history reaches the model."""
+
+
+class Family(BaseModel):
+    """The properties one family of open weights has on every host."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: TemplateFamily = Field(description="Family name, as dialects and templates name it.")
+    description: str = Field(description="Which models, in one line.")
+    model_ids: tuple[str, ...] = Field(
+        default=(),
+        description="Regular expressions (case-insensitive) matched against the model's own "
+        "name: the last segment of a model id, whether `org/name`, a router's `org/name` or "
+        "a local path.",
+    )
+    id_style: IdStyle | None = Field(
+        default=None,
+        description="Tool-call ids the model writes itself and its template renders back "
+        "verbatim, so they must reach it in this form whatever the host hands out; None "
+        "when the host mints opaque ids the template never shows the model.",
+    )
+
+
+_FAMILIES = [
+    # Order matters: the first family whose pattern matches wins (a DeepSeek distill of
+    # Qwen speaks DeepSeek's template).
+    Family(
+        name="kimi",
+        description="Moonshot Kimi K2 (K2, K2.5, K2 Thinking): functions.NAME:IDX ids",
+        # K2 only: K3 carries no id in its wire format, so nothing of the family is known.
+        model_ids=(r"kimi[-_ ]?k2",),
+        id_style="kimi",
+    ),
+    Family(name="deepseek", description="DeepSeek V3.x and R1", model_ids=(r"deepseek",)),
+    Family(name="minimax", description="MiniMax M1/M2", model_ids=(r"minimax",)),
+    Family(name="glm", description="Zhipu GLM-4.x", model_ids=(r"glm[-_]?\d",)),
+    Family(name="gpt-oss", description="OpenAI gpt-oss (harmony)", model_ids=(r"gpt-oss",)),
+    Family(name="qwen", description="Qwen3 hybrid thinking", model_ids=(r"qwen",)),
+    Family(name="chatml", description="Any other model: plain ChatML"),
+]
+
+FAMILIES: dict[TemplateFamily, Family] = {f.name: f for f in _FAMILIES}
+"""Every known family by name."""
+
+_MATCHERS = [
+    (family, re.compile(pattern, re.IGNORECASE))
+    for family in _FAMILIES
+    for pattern in family.model_ids
+]
+
+
+def model_name(model: str) -> str:
+    """The model's own name inside an id: `moonshotai/Kimi-K2` and `/srv/models/Kimi-K2/` both
+    give `Kimi-K2`, so directory and organisation names never decide the family."""
+    trimmed = model.strip().rstrip("/\\")
+    return re.split(r"[/\\]", trimmed)[-1] if trimmed else ""
+
+
+def family_named(model: str | None) -> Family | None:
+    """The family a model id names, or None when it names none of the known ones."""
+    if not model:
+        return None
+    name = model_name(model)
+    return next((family for family, pattern in _MATCHERS if pattern.search(name)), None)
+
+
+def resolve_family(model: str | None, fallback: TemplateFamily) -> Family:
+    """The family of `model`, else `fallback` (the family a host serves when the id names
+    none, e.g. the simulator's own model)."""
+    return family_named(model) or FAMILIES[fallback]
+
+
+def expected_id_style(model: str | None, host_family: TemplateFamily | None) -> IdStyle | None:
+    """The ids a model's tool calls should carry: its family's own (Kimi's), else the
+    `call_…` ids a known host mints (`host_family`: the family the host serves when the id
+    names none), else None when neither the family nor the host is known."""
+    named = family_named(model)
+    if named is not None and named.id_style is not None:
+        return named.id_style
+    if host_family is None:
+        return None
+    return (named or FAMILIES[host_family]).id_style or "openai"
