@@ -91,9 +91,8 @@ def test_migrations_are_idempotent_and_versioned(db_path: Path) -> None:
     assert versions == [(v,) for v in range(1, latest_version() + 1)]
 
 
-def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) -> None:
-    import duckdb
-
+def _upgraded(db_path: Path, version: int, insert: str) -> duckdb.DuckDBPyConnection:
+    """Open for writing a database a release at schema `version` left with the row `insert`."""
     from traces.store.migrations import MIGRATIONS
 
     old = duckdb.connect(str(db_path))
@@ -101,38 +100,35 @@ def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) ->
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
         "applied_at TIMESTAMP NOT NULL)"
     )
-    old.execute(MIGRATIONS[0][2])
-    old.execute("INSERT INTO schema_migrations VALUES (1, 'initial trace model', now())")
-    old.execute(
+    for number, name, sql in MIGRATIONS[:version]:
+        old.execute(sql)
+        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    old.execute(insert)
+    old.close()
+    return open_for_writing(db_path)
+
+
+def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) -> None:
+    conn = _upgraded(
+        db_path,
+        1,
         "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, settings,"
         " seed, status, started_at, recorder_pid, recorder_host) VALUES ('r1', 't', 'p', 'h',"
-        " 'sim', 'm', 'u', '{}', 1, 'completed', now(), 1, 'h')"
+        " 'sim', 'm', 'u', '{}', 1, 'completed', now(), 1, 'h')",
     )
-    old.close()
-    conn = open_for_writing(db_path)
     row = conn.execute("SELECT id, origin, failure_summary FROM runs").fetchall()
     conn.close()
     assert row == [("r1", "recorded", None)]
 
 
 def test_a_database_of_the_previous_version_gets_tool_error_kinds(db_path: Path) -> None:
-    from traces.store.migrations import MIGRATIONS
-
-    old = duckdb.connect(str(db_path))
-    old.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL)"
-    )
-    for number, name, sql in MIGRATIONS[:3]:
-        old.execute(sql)
-        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
-    old.execute(
+    conn = _upgraded(
+        db_path,
+        3,
         "INSERT INTO tool_results (run_id, step_idx, call_idx, tool_call_id, name, output, "
         "error, started_at, duration_ms) VALUES "
-        "('r1', 0, 0, 'c', 'read_file', 'Error: x', 'x: path is outside the sandbox', now(), 1)"
+        "('r1', 0, 0, 'c', 'read_file', 'Error: x', 'x: path is outside the sandbox', now(), 1)",
     )
-    old.close()
-    conn = open_for_writing(db_path)
     row = conn.execute("SELECT error, error_kind FROM tool_results").fetchall()
     version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
     conn.close()
