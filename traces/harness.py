@@ -119,7 +119,7 @@ class Agent:
         settings: HarnessSettings,
         tool_timeout_s: float = TOOL_TIMEOUT_S,
     ) -> None:
-        """Prepare a run; nothing is sent until `run()`."""
+        """Prepare a run; nothing is sent until `run()`; a tool call may take `tool_timeout_s`."""
         self.run_id = run_id
         self.tool_timeout_s = tool_timeout_s
         self.client = client
