@@ -215,7 +215,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     )
     results = _rows(
         conn.execute(
-            "SELECT step_idx, call_idx, tool_call_id, name, output, error, duration_ms "
+            "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, duration_ms "
             "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
             [run_id],
         )

@@ -341,6 +341,26 @@ def test_tool_errors_and_recovery() -> None:
     assert unrecovered.severity == "error" and unrecovered.evidence["recovered"] is False
 
 
+@pytest.mark.parametrize(
+    ("kind", "layer"),
+    [
+        ("not_found", "model"),
+        ("invalid_arguments", "model"),
+        ("sandbox", "tool"),
+        ("rejected", "tool"),
+        ("timeout", "tool"),
+        ("crashed", "tool"),
+        (None, "tool"),  # not recorded (an import): judged by the call, which is well-formed
+    ],
+)
+def test_tool_error_blames_by_its_recorded_kind(kind: str | None, layer: str) -> None:
+    failed = Result(0, "call_box-0_0", "open_box", "Error: no", "no", error_kind=kind)
+    steps = (tool_step(0, box="box-0", results=(failed,)),)
+    [finding] = [f for f in run_checks(Run(id="r", steps=steps)) if f.kind == "tool_error"]
+    assert finding.layer == layer
+    assert finding.evidence["error_kind"] == kind
+
+
 def test_reasoning_quoting_a_tool_error_is_not_a_leak() -> None:
     echo = Result(
         0,

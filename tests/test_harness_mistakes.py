@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from traces.client import EndpointConfig
-from traces.harness import HarnessSettings
+import pytest
+
+from traces.client import EndpointClient, EndpointConfig
+from traces.harness import Agent, HarnessSettings
+from traces.model import RunOutcome, RunRecord, ToolErrorKind
 from traces.retry import RetryPolicy
 from traces.runner import RunPlan, record_runs
 from traces.sample_files import resolve_task
 from traces.store.database import open_for_reading
 from traces.store.recorder import Recorder
 from traces.tasks import load_task
+from traces.tools.base import SuccessResult, ToolOutcome
 
+from conftest import run_cli_in_process
 from recording import record, request_messages
 from scripted_endpoint import ScriptedEndpoint, answer, error, tool_turn
 
@@ -42,6 +50,8 @@ def test_sandbox_traversal_is_refused_and_recorded_as_tool_error(db_path: Path) 
     assert "outside the sandbox" in rows[0][1] and "outside the sandbox" in rows[1][1]
     assert "root:" not in rows[0][2]
     assert (rows[2][1] is None and "src/" in rows[2][2]) or rows[2][1] is None
+    kinds = conn.execute("SELECT error_kind FROM tool_results ORDER BY call_idx").fetchall()
+    assert kinds == [("sandbox",), ("sandbox",), (None,)]
     # The model was told: the error went back as the tool message.
     sent = script.requests[1]["messages"]
     assert "outside the sandbox" in sent[-3]["content"]
@@ -75,6 +85,11 @@ def test_invalid_json_unknown_tool_and_schema_errors_go_back_to_the_model(db_pat
     assert "not a JSON object" in errors[0]
     assert "unknown tool 'open_chest'" in errors[1]
     assert "box_id" in errors[2]
+    kinds = [
+        r[0]
+        for r in conn.execute("SELECT error_kind FROM tool_results ORDER BY call_idx").fetchall()
+    ]
+    assert kinds == ["invalid_arguments", "not_found", "invalid_arguments"]
     sent = script.requests[1]["messages"]
     assert [m["role"] for m in sent[-3:]] == ["tool"] * 3
     assert [m["tool_call_id"] for m in sent[-3:]] == ["call_0", "call_1", "call_2"]
@@ -179,3 +194,120 @@ def test_api_key_never_reaches_the_database(db_path: Path, tmp_path: Path) -> No
     assert "AGENT_TRACES_TEST_KEY" in dumped  # the variable's name is recorded...
     assert secret not in dumped  # ...its value never is
     assert secret.encode() not in db_path.read_bytes()
+
+
+def _tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+class _Misbehaving:
+    """A tool set whose `explode` raises, whose `stall` never returns and whose `echo` works."""
+
+    def tool_specs(self) -> list[dict[str, Any]]:
+        return [_tool("explode"), _tool("stall"), _tool("echo")]
+
+    def prompt_variables(self) -> dict[str, str]:
+        return {}
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        if name == "explode":
+            raise RuntimeError("disk on fire")
+        if name == "stall":
+            await asyncio.sleep(3600)
+        return ToolOutcome(output=json.dumps(arguments))
+
+    def check_success(self, final_answer: str) -> SuccessResult:
+        return SuccessResult(passed=True, detail="no goal")
+
+
+def _run_misbehaving(db_path: Path, base_url: str, tool_timeout_s: float) -> RunOutcome:
+    async def scenario() -> RunOutcome:
+        recorder = Recorder(db_path)
+        client = EndpointClient(EndpointConfig(base_url=base_url, api_key_env=None))
+        try:
+            await recorder.begin_run(
+                RunRecord(
+                    id="r1",
+                    task="misbehaving",
+                    task_path="-",
+                    task_sha256="0" * 64,
+                    provider="scripted",
+                    model="m",
+                    base_url=base_url,
+                    settings={},
+                    seed=0,
+                    started_at=datetime.now(UTC).replace(tzinfo=None),
+                    recorder_pid=os.getpid(),
+                    recorder_host=socket.gethostname(),
+                )
+            )
+            agent = Agent(
+                run_id="r1",
+                client=client,
+                recorder=recorder,
+                environment=_Misbehaving(),
+                system_prompt="s",
+                user_prompt="u",
+                settings=HarnessSettings(model="m", max_steps=3),
+                tool_timeout_s=tool_timeout_s,
+            )
+            outcome = await agent.run()
+            await recorder.end_run("r1", outcome)
+            return outcome
+        finally:
+            await client.close()
+            recorder.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_crashing_and_a_stalled_tool_fail_by_kind_and_the_run_goes_on(
+    db_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = ScriptedEndpoint(
+        [
+            tool_turn(("explode", "{}"), ("stall", "{}"), ("echo", '{"a": 1}')),
+            answer("done"),
+        ]
+    )
+    with script.serving():
+        outcome = _run_misbehaving(db_path, script.base_url, tool_timeout_s=0.05)
+    assert outcome.termination == "completed" and outcome.tool_errors == 2
+    conn = open_for_reading(db_path)
+    rows = conn.execute(
+        "SELECT name, error_kind, error FROM tool_results ORDER BY call_idx"
+    ).fetchall()
+    conn.close()
+    assert [(name, kind) for name, kind, _ in rows] == [
+        ("explode", "crashed"),
+        ("stall", "timeout"),
+        ("echo", None),
+    ]
+    assert "RuntimeError: disk on fire" in rows[0][2]
+    assert "did not finish within 0.05 s" in rows[1][2]
+    # The model was told about both, in the order of its calls.
+    sent = script.requests[1]["messages"]
+    assert [json.loads(m["content"]).get("error", "ok")[:10] for m in sent[-3:]] == [
+        "tool explo",
+        "tool stall",
+        "ok",
+    ]
+    # Users see the kinds: counted and marked by `show`, in the evidence of `failures`.
+    shown = run_cli_in_process(capsys, monkeypatch, "show", "r1", "--db", str(db_path)).stdout
+    assert "tool errors: crashed×1, timeout×1" in shown
+    assert "✗ crashed" in shown and "✗ timeout" in shown
+    assert run_cli_in_process(capsys, monkeypatch, "analyze", "--db", str(db_path)).returncode == 0
+    found = run_cli_in_process(
+        capsys, monkeypatch, "failures", "--kind", "tool_error", "--db", str(db_path), "-f", "json"
+    )
+    evidence = sorted(row["evidence"]["error_kind"] for row in json.loads(found.stdout))
+    assert evidence == ["crashed", "timeout"]
+
+
+def test_a_failure_always_carries_its_kind() -> None:
+    with pytest.raises(ValueError, match="together"):
+        ToolOutcome(output="Error: x", error="x")
+    with pytest.raises(ValueError, match="together"):
+        ToolOutcome(output="fine", error_kind=ToolErrorKind.CRASHED)
+    failed = ToolOutcome.failure(ToolErrorKind.SANDBOX, "../x: path is outside the sandbox")
+    assert failed.output == "Error: ../x: path is outside the sandbox"

@@ -21,6 +21,7 @@ from traces.model import (
     StepRecord,
     Termination,
     ToolCallRecord,
+    ToolErrorKind,
     ToolResultRecord,
     message_hash,
 )
@@ -91,9 +92,8 @@ def test_migrations_are_idempotent_and_versioned(db_path: Path) -> None:
     assert versions == [(v,) for v in range(1, latest_version() + 1)]
 
 
-def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) -> None:
-    import duckdb
-
+def _upgraded(db_path: Path, version: int, insert: str) -> duckdb.DuckDBPyConnection:
+    """Open for writing a database a release at schema `version` left with the row `insert`."""
     from traces.store.migrations import MIGRATIONS
 
     old = duckdb.connect(str(db_path))
@@ -101,18 +101,82 @@ def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) ->
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
         "applied_at TIMESTAMP NOT NULL)"
     )
-    old.execute(MIGRATIONS[0][2])
-    old.execute("INSERT INTO schema_migrations VALUES (1, 'initial trace model', now())")
-    old.execute(
+    for number, name, sql in MIGRATIONS[:version]:
+        old.execute(sql)
+        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    old.execute(insert)
+    old.close()
+    return open_for_writing(db_path)
+
+
+def test_an_old_database_is_upgraded_in_place_keeping_its_runs(db_path: Path) -> None:
+    conn = _upgraded(
+        db_path,
+        1,
         "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, settings,"
         " seed, status, started_at, recorder_pid, recorder_host) VALUES ('r1', 't', 'p', 'h',"
-        " 'sim', 'm', 'u', '{}', 1, 'completed', now(), 1, 'h')"
+        " 'sim', 'm', 'u', '{}', 1, 'completed', now(), 1, 'h')",
     )
-    old.close()
-    conn = open_for_writing(db_path)
     row = conn.execute("SELECT id, origin, failure_summary FROM runs").fetchall()
     conn.close()
     assert row == [("r1", "recorded", None)]
+
+
+def test_a_database_of_the_previous_version_gets_tool_error_kinds(db_path: Path) -> None:
+    conn = _upgraded(
+        db_path,
+        3,
+        "INSERT INTO tool_results (run_id, step_idx, call_idx, tool_call_id, name, output, "
+        "error, started_at, duration_ms) VALUES "
+        "('r1', 0, 0, 'c', 'read_file', 'Error: x', 'x: path is outside the sandbox', now(), 1)",
+    )
+    row = conn.execute("SELECT error, error_kind FROM tool_results").fetchall()
+    version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    conn.close()
+    # The stored error keeps its text; its kind was never recorded, so it stays unknown.
+    assert row == [("x: path is outside the sandbox", None)]
+    assert version == (latest_version(),)
+
+
+def test_tool_error_kinds_round_trip_through_the_recorder(db_path: Path) -> None:
+    hashes = [message_hash({"role": "user", "content": "u"})]
+    kinds: list[ToolErrorKind | None] = [*ToolErrorKind, None]
+
+    async def scenario() -> None:
+        recorder = Recorder(db_path)
+        try:
+            await recorder.begin_run(_run("r1"))
+            await recorder.record_step(_step("r1", 0, hashes), {hashes[0]: {"role": "user"}})
+            await recorder.record_tool_results(
+                "r1",
+                0,
+                [
+                    ToolResultRecord(
+                        index=i,
+                        tool_call_id=f"call_{i}",
+                        name="f",
+                        output="out",
+                        error=None if kind is None else f"failed as {kind}",
+                        error_kind=kind,
+                        started_at=_now(),
+                        duration_ms=0.5,
+                    )
+                    for i, kind in enumerate(kinds)
+                ],
+            )
+        finally:
+            recorder.close()
+
+    asyncio.run(scenario())
+    conn = open_for_reading(db_path)
+    rows = conn.execute(
+        "SELECT call_idx, error, error_kind FROM tool_results ORDER BY call_idx"
+    ).fetchall()
+    conn.close()
+    assert rows == [
+        (i, None if kind is None else f"failed as {kind}", None if kind is None else kind.value)
+        for i, kind in enumerate(kinds)
+    ]
 
 
 def test_every_column_is_documented(db_path: Path) -> None:

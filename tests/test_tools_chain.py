@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from traces.model import ToolErrorKind
 from traces.sample_files import samples_dir
 from traces.tasks import build_environment, load_task
 from traces.tools.base import ToolOutcome
@@ -94,6 +95,8 @@ def test_wrong_or_unreachable_box_is_an_error_outcome() -> None:
     skipped = open_box(env, ids[2])
     assert skipped.error == f"{ids[2]} is locked or does not exist"
     assert env.opened == 0
+    # The tool served a well-formed call and said no: its own answer, not a broken call.
+    assert outcome.error_kind == skipped.error_kind == ToolErrorKind.REJECTED
 
 
 def test_reopening_is_idempotent() -> None:
@@ -102,7 +105,7 @@ def test_reopening_is_idempotent() -> None:
     first = open_box(env, ids[0])
     open_box(env, ids[1])
     again = open_box(env, ids[0])
-    assert again == first and again.error is None
+    assert again == first and again.error is None and again.error_kind is None
     assert env.opened == 2
 
 
@@ -120,6 +123,7 @@ def test_schema_violations_name_the_field(arguments: dict[str, Any], field: str)
     outcome = asyncio.run(env.call("open_box", arguments))
     assert outcome.error is not None
     assert outcome.error.startswith(f"invalid arguments for open_box: {field}: "), outcome.error
+    assert outcome.error_kind == ToolErrorKind.INVALID_ARGUMENTS
     assert env.opened == 0
 
 
@@ -127,6 +131,7 @@ def test_unknown_tool_is_an_error_outcome() -> None:
     env = ChainEnvironment(length=2, seed=0)
     outcome = asyncio.run(env.call("open_door", {"box_id": env.box_ids[0]}))
     assert outcome.error is not None and "unknown tool 'open_door'" in outcome.error
+    assert outcome.error_kind == ToolErrorKind.NOT_FOUND
 
 
 def test_same_seed_same_world_different_seed_different_ids() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from traces.model import ToolErrorKind
 from traces.sample_files import samples_dir
 from traces.tasks import build_environment, load_task
 from traces.tools.base import ToolOutcome
@@ -86,6 +88,7 @@ def test_escapes_are_refused(
     assert outcome.error is not None, outcome
     assert "outside the sandbox" in outcome.error
     assert "outside the sandbox" in outcome.output
+    assert outcome.error_kind == ToolErrorKind.SANDBOX
     assert not (tmp_path / "x").exists()
 
 
@@ -120,6 +123,7 @@ def test_write_limit_and_directory_targets(env: FilesEnvironment) -> None:
         run(env, "write_file", {"path": "notes", "content": "x"}).error == "notes: is a directory"
     )
     assert run(env, "write_file", {"path": ".", "content": "x"}).error == ".: is a directory"
+    assert too_big.error_kind == ToolErrorKind.REJECTED
 
 
 def test_read_errors(env: FilesEnvironment) -> None:
@@ -131,6 +135,30 @@ def test_read_errors(env: FilesEnvironment) -> None:
     outcome = run(env, "write_file", {"path": "README.md/x.txt", "content": "x"})
     assert outcome.error is not None and outcome.error.startswith("README.md/x.txt: ")
     assert str(env.sandbox.root) not in outcome.error
+    # Each names something that is not there or not a file: the request's problem.
+    assert outcome.error_kind == ToolErrorKind.REJECTED
+    for name, path in [("read_file", "nope.txt"), ("read_file", "notes"), ("list_files", "nope")]:
+        assert run(env, name, {"path": path}).error_kind == ToolErrorKind.REJECTED
+    assert run(env, "grep", {"pattern": "x", "path": "nope"}).error_kind == ToolErrorKind.REJECTED
+
+
+def test_a_host_io_failure_is_the_tool_crashing(
+    env: FilesEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    outcome = run(env, "write_file", {"path": "report.md", "content": "x"})
+    assert outcome.error == "report.md: No space left on device"
+    assert outcome.error_kind == ToolErrorKind.CRASHED
+
+
+def test_an_undeclared_tool_is_not_found(env: FilesEnvironment) -> None:
+    outcome = run(env, "delete_file", {"path": "README.md"})
+    assert outcome.error is not None and "unknown tool 'delete_file'" in outcome.error
+    assert outcome.error_kind == ToolErrorKind.NOT_FOUND
+    assert (env.sandbox.root / "README.md").exists()
 
 
 def test_grep_is_a_plain_substring_search(env: FilesEnvironment) -> None:
@@ -169,6 +197,7 @@ def test_schema_violations_name_the_field(
     outcome = run(env, name, arguments)
     assert outcome.error is not None
     assert outcome.error.startswith(f"invalid arguments for {name}: {field}: "), outcome.error
+    assert outcome.error_kind == ToolErrorKind.INVALID_ARGUMENTS
 
 
 def test_success_after_writing_the_expected_report(env: FilesEnvironment) -> None:

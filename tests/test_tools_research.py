@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from traces.model import ToolErrorKind
 from traces.sample_files import samples_dir
 from traces.tasks import build_environment, load_task, render_prompts
 from traces.tools.research import CorpusError, ResearchEnvironment, load_corpus
@@ -139,6 +140,7 @@ def test_open_document_shape_and_unknown_id(env: ResearchEnvironment) -> None:
     assert doc["title"] == "Ostry Quarry" and not doc["text"].startswith("#")
     outcome = asyncio.run(env.call("open_document", {"doc_id": "atlantis"}))
     assert outcome.error is not None and "atlantis" in outcome.error
+    assert outcome.error_kind == ToolErrorKind.REJECTED
 
 
 @pytest.mark.parametrize(
@@ -161,11 +163,13 @@ def test_schema_violations_name_the_field(
     outcome = asyncio.run(env.call(name, arguments))
     assert outcome.error is not None
     assert outcome.error.startswith(f"invalid arguments for {name}: {field}: "), outcome.error
+    assert outcome.error_kind == ToolErrorKind.INVALID_ARGUMENTS
 
 
 def test_unknown_tool(env: ResearchEnvironment) -> None:
     outcome = asyncio.run(env.call("browse", {"url": "x"}))
     assert outcome.error is not None and "unknown tool" in outcome.error
+    assert outcome.error_kind == ToolErrorKind.NOT_FOUND
 
 
 def write_doc(directory: Path, doc_id: str, text: str) -> None:

@@ -26,6 +26,7 @@ from traces.model import (
     StepRecord,
     Termination,
     ToolCallRecord,
+    ToolErrorKind,
     ToolResultRecord,
     message_hash,
 )
@@ -35,6 +36,10 @@ from traces.retry import RetryPolicy, send_with_retries
 from traces.store.recorder import Recorder
 from traces.tools.base import ToolEnvironment, ToolOutcome
 from traces.tools.schema_check import ArgumentChecker
+
+TOOL_TIMEOUT_S = 120.0
+"""How long one tool call may run before it fails as `timeout` and the run goes on. The
+shipped tools answer in milliseconds; the limit is for environments that await I/O."""
 
 
 class HarnessSettings(BaseModel):
@@ -114,10 +119,13 @@ class Agent:
         user_prompt: str,
         settings: HarnessSettings,
         rng: random.Random | None = None,
+        tool_timeout_s: float = TOOL_TIMEOUT_S,
     ) -> None:
         """Prepare a run; nothing is sent until `run()`. `rng` draws the retry jitter (one
-        seeded from the OS when not given, so concurrent runs never retry in lockstep)."""
+        seeded from the OS when not given, so concurrent runs never retry in lockstep); a
+        tool call may take `tool_timeout_s`."""
         self.run_id = run_id
+        self.tool_timeout_s = tool_timeout_s
         self.client = client
         self.recorder = recorder
         self.env = environment
@@ -263,22 +271,36 @@ class Agent:
         t0 = time.perf_counter()
         if call.name not in self.tool_names:
             available = ", ".join(sorted(self.tool_names))
-            outcome = _error_outcome(f"unknown tool {call.name!r}; available tools: {available}")
+            outcome = _error_outcome(
+                ToolErrorKind.NOT_FOUND,
+                f"unknown tool {call.name!r}; available tools: {available}",
+            )
         elif not call.json_valid:
             outcome = _error_outcome(
-                f"arguments of {call.name} are not a JSON object: {call.arguments_raw[:200]!r}"
+                ToolErrorKind.INVALID_ARGUMENTS,
+                f"arguments of {call.name} are not a JSON object: {call.arguments_raw[:200]!r}",
             )
         else:
             try:
-                outcome = await self.env.call(call.name, call.arguments)
+                # A context manager, not wait_for(): no task per call (see `_run_tools`).
+                async with asyncio.timeout(self.tool_timeout_s):
+                    outcome = await self.env.call(call.name, call.arguments)
+            except TimeoutError:
+                outcome = _error_outcome(
+                    ToolErrorKind.TIMEOUT,
+                    f"tool {call.name} did not finish within {self.tool_timeout_s:g} s",
+                )
             except Exception as exc:  # a bug in a tool must not kill the run silently
-                outcome = _error_outcome(f"tool {call.name} crashed: {type(exc).__name__}: {exc}")
+                outcome = _error_outcome(
+                    ToolErrorKind.CRASHED, f"tool {call.name} crashed: {type(exc).__name__}: {exc}"
+                )
         return ToolResultRecord(
             index=call.index,
             tool_call_id=reply_id,
             name=call.name,
             output=outcome.output,
             error=outcome.error,
+            error_kind=outcome.error_kind,
             started_at=started,
             duration_ms=(time.perf_counter() - t0) * 1000,
         )
@@ -334,5 +356,6 @@ def _verdict(error: str | None) -> tuple[bool | None, str | None]:
     return (error is None, error)
 
 
-def _error_outcome(message: str) -> ToolOutcome:
-    return ToolOutcome(output=json.dumps({"error": message}), error=message)
+def _error_outcome(kind: ToolErrorKind, message: str) -> ToolOutcome:
+    # The harness's own refusals go back as a JSON object, the tools' as `Error: ...` text.
+    return ToolOutcome(output=json.dumps({"error": message}), error=message, error_kind=kind)

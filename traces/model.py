@@ -70,6 +70,30 @@ ErrorKind = Literal[
 ]
 """Class of a failed model call, from the HTTP status, the error body and the transport."""
 
+
+class ToolErrorKind(StrEnum):
+    """Why a tool call failed: a closed set, as inspect_ai types `ToolCallError`.
+
+    The first two are the call's fault (the model's, or the host parser's), `sandbox` and
+    `rejected` answer a well-formed call the tool would not or could not serve, and
+    `timeout` and `crashed` are the tool's own failures.
+    """
+
+    NOT_FOUND = "not_found"
+    """The call named a tool the request did not declare."""
+    INVALID_ARGUMENTS = "invalid_arguments"
+    """The arguments are not a JSON object, or do not fit the tool's JSON Schema."""
+    SANDBOX = "sandbox"
+    """The sandbox refused a path: absolute, a `..` escape, a symlink leading out, a NUL."""
+    REJECTED = "rejected"
+    """The tool ran and answered with an error about the request itself: a locked box, no
+    such document or file, a directory where a file is needed, a size over the limit."""
+    TIMEOUT = "timeout"
+    """The tool did not finish within the harness's time limit."""
+    CRASHED = "crashed"
+    """The tool raised an exception, or the host failed it (an I/O error): a tool bug."""
+
+
 TokenSource = Literal["reported", "estimated", "missing"]
 """Whether a token count came from the endpoint's usage block, was estimated, or is absent."""
 
@@ -170,6 +194,9 @@ class ToolResultRecord(BaseModel):
     name: str = Field(description="Function name executed.")
     output: str = Field(description="Text returned to the model as the tool message.")
     error: str | None = Field(default=None, description="Error text when the call failed.")
+    error_kind: ToolErrorKind | None = Field(
+        default=None, description="Why the call failed; None when it did not, or is unknown."
+    )
     started_at: datetime = Field(description="When execution began (UTC).")
     duration_ms: float = Field(description="Wall time of the execution.")
 

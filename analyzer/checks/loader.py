@@ -44,7 +44,7 @@ _CALL_SQL = f"""
     FROM tool_calls WHERE run_id {_BATCH} ORDER BY run_id, step_idx, call_idx
 """
 _RESULT_SQL = f"""
-    SELECT run_id, step_idx, call_idx, tool_call_id, name, output, error
+    SELECT run_id, step_idx, call_idx, tool_call_id, name, output, error, error_kind
     FROM tool_results WHERE run_id {_BATCH} ORDER BY run_id, step_idx, call_idx
 """
 _POSITION_SQL = f"""
@@ -89,6 +89,7 @@ def _results(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[StepKey, l
                 name=row["name"],
                 output=row["output"],
                 error=row["error"],
+                error_kind=row["error_kind"],
             )
         )
     return results

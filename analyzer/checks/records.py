@@ -53,6 +53,8 @@ class Result:
     name: str
     output: str
     error: str | None
+    error_kind: str | None = None
+    """Why it failed (`traces.model.ToolErrorKind`); None when it did not, or is unknown."""
 
 
 @dataclass(frozen=True)

@@ -5,24 +5,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analyzer.checks.calls import concatenated_objects, malformed_keys, malformed_name
-from analyzer.checks.records import Call, Finding, Layer, Run, Step
+from analyzer.checks.records import Call, Finding, Layer, Result, Run, Step
+from traces.model import ToolErrorKind
 
 KINDS = frozenset({"tool_error"})
 """Finding kinds this module emits (the catalogue describes each)."""
 
+_CALL_FAULTS = frozenset({ToolErrorKind.NOT_FOUND, ToolErrorKind.INVALID_ARGUMENTS})
+"""Error kinds that blame the call, not the tool that refused it."""
 
-def _layer(call: Call | None, step: Step) -> Layer:
-    # Arguments the model got wrong make the tool fail; otherwise the tool itself did.
+
+def _garbled_by_host(call: Call, step: Step) -> bool:
+    # A broken call the host's parser made out of a good one: see the named findings.
+    if malformed_name(call.name) or malformed_keys(call):
+        return True
+    if concatenated_objects(call.arguments_raw) > 1:
+        return True  # the stream merged calls: see arguments_merged
+    if not call.json_valid and any(a.get("kind") == "stream_without_done" for a in step.anomalies):
+        return True  # the stream was cut mid-call: see invalid_json_arguments
+    # the parser emptied them: see empty_arguments
+    return call.arguments == {} and bool((step.tools.get(call.name) or {}).get("required"))
+
+
+def _layer(result: Result, call: Call | None, step: Step) -> Layer:
+    if call is not None and _garbled_by_host(call, step):
+        return "provider"
+    if result.error_kind is not None:
+        return "model" if result.error_kind in _CALL_FAULTS else "tool"
+    # No recorded kind (an import, or a run stored before kinds were): judge by the call.
     if call is None:
         return "tool"
-    if malformed_name(call.name) or malformed_keys(call):
-        return "provider"
-    if concatenated_objects(call.arguments_raw) > 1:
-        return "provider"  # the stream merged calls: see arguments_merged
-    if not call.json_valid and any(a.get("kind") == "stream_without_done" for a in step.anomalies):
-        return "provider"  # the stream was cut mid-call: see invalid_json_arguments
-    if call.arguments == {} and (step.tools.get(call.name) or {}).get("required"):
-        return "provider"  # the parser emptied them: see empty_arguments
     if not call.json_valid or call.schema_valid is False or call.name not in step.tools:
         return "model"
     return "tool"
@@ -46,11 +58,12 @@ def tool_errors(run: Run) -> Iterator[Finding]:
             yield Finding(
                 "tool_error",
                 "warning" if recovered_at is not None else "error",
-                _layer(calls.get(result.index), step),
+                _layer(result, calls.get(result.index), step),
                 step.index,
                 {
                     "call": result.index,
                     "tool": result.name,
+                    "error_kind": result.error_kind,
                     "error": result.error[:300],
                     "recovered": recovered_at is not None,
                     "recovered_at_step": recovered_at,

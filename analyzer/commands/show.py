@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -89,6 +90,14 @@ def _cut(text: str | None, full: bool) -> str:
     return escape(flat[: PREVIEW_CHARS - 1]) + "[dim]…[/dim]"
 
 
+def _tool_error_counts(steps: list[dict[str, Any]]) -> str:
+    """`kind×count, …` over the run's failed tool calls (`unknown` where no kind was stored)."""
+    counts = Counter(
+        r["error_kind"] or "unknown" for s in steps for r in s["tool_results"] if r["error"]
+    )
+    return ", ".join(f"{kind}×{n}" for kind, n in sorted(counts.items()))
+
+
 def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     out = stdout_console()
     verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: NULL_CELL}
@@ -106,6 +115,9 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
         out.print(f"[red]error:[/red] {_text(detail['error'])}")
     if detail.get("failure_summary"):
         out.print(f"[yellow]failures:[/yellow] {_text(detail['failure_summary'])}")
+    tool_errors = _tool_error_counts(detail["steps"])
+    if tool_errors:
+        out.print(f"[red]tool errors:[/red] {_text(tool_errors)}")
     for finding in detail["findings"]:
         out.print(f"[yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])})")
     for step in detail["steps"]:
@@ -128,7 +140,10 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
                 f"  [magenta]→ {_text(call['name'])}[/magenta] {_cut(call['arguments_raw'], full)}"
             )
         for result in step["tool_results"]:
-            mark = "[red]✗[/red]" if result["error"] else "[green]←[/green]"
+            mark = "[green]←[/green]"
+            if result["error"]:
+                kind = result["error_kind"]
+                mark = f"[red]✗ {_text(kind)}[/red]" if kind else "[red]✗[/red]"
             out.print(f"  {mark} {_cut(result['output'], full)}")
         if step["content"]:
             out.print(f"  [bold]answer:[/bold] {_cut(step['content'], full)}")

@@ -286,6 +286,7 @@ class RunBuilder:
                     r.name,
                     r.output,
                     r.error,
+                    r.error_kind,
                     r.started_at,
                     r.duration_ms,
                 ),

@@ -208,6 +208,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             GROUP BY task, provider, model, termination;
         """,
     ),
+    (
+        4,
+        "tool results: the kind of a tool error",
+        # Rows stored before this migration keep a null kind: their error text is all there
+        # is, and guessing a kind from it would pass a guess off as a recorded fact.
+        """
+        ALTER TABLE tool_results ADD COLUMN error_kind VARCHAR;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -172,6 +172,7 @@ class Recorder:
                 r.name,
                 r.output,
                 r.error,
+                r.error_kind,
                 r.started_at,
                 r.duration_ms,
             )

@@ -136,6 +136,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "name",
         "output",
         "error",
+        "error_kind",
         "started_at",
         "duration_ms",
     ),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from traces.model import ToolErrorKind
+from traces.tools.schema_check import ArgumentChecker
 
 
 class ToolOutcome(BaseModel):
@@ -16,6 +19,34 @@ class ToolOutcome(BaseModel):
         description="Set when the call failed (bad arguments, refused path, unknown box...); "
         "the model still receives `output`, which then explains the error.",
     )
+    error_kind: ToolErrorKind | None = Field(
+        default=None, description="Why the call failed; set exactly when `error` is."
+    )
+
+    @model_validator(mode="after")
+    def _kind_goes_with_error(self) -> Self:
+        # A failure without its kind could not be counted, a kind without text not explained.
+        if (self.error is None) != (self.error_kind is None):
+            raise ValueError("error and error_kind are set together or not at all")
+        return self
+
+    @classmethod
+    def failure(cls, kind: ToolErrorKind, message: str) -> ToolOutcome:
+        """A failed call: the model reads `Error: <message>`, the trace keeps the kind."""
+        return cls(output=f"Error: {message}", error=message, error_kind=kind)
+
+
+def argument_failure(checker: ArgumentChecker, name: str, arguments: Any) -> ToolOutcome | None:
+    """The failure a tool set answers a call it cannot take with, or None when it fits.
+
+    A name the set does not know is `not_found`; arguments off its schema are
+    `invalid_arguments`.
+    """
+    problem = checker.check(name, arguments)
+    if problem is None:
+        return None
+    kind = ToolErrorKind.INVALID_ARGUMENTS if checker.knows(name) else ToolErrorKind.NOT_FOUND
+    return ToolOutcome.failure(kind, f"invalid arguments for {name}: {problem}")
 
 
 class SuccessResult(BaseModel):
@@ -40,7 +71,7 @@ class ToolEnvironment(Protocol):
         """Execute one tool call whose arguments already parsed as a JSON object.
 
         Never raises for bad input from the model: unknown names, schema violations,
-        refused paths and the like come back as a `ToolOutcome` with `error` set.
+        refused paths and the like come back as a `ToolOutcome.failure` of their kind.
         """
         ...
 

@@ -11,7 +11,8 @@ import json
 import random
 from typing import Any
 
-from traces.tools.base import SuccessResult, ToolOutcome
+from traces.model import ToolErrorKind
+from traces.tools.base import SuccessResult, ToolOutcome, argument_failure
 from traces.tools.schema_check import ArgumentChecker
 
 #: Upper bound on `length`; ids are 6 hex digits and runs beyond this are never useful.
@@ -92,15 +93,17 @@ class ChainEnvironment:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         """Open a box if it is already opened or the next one due; otherwise refuse."""
-        problem = _CHECKER.check(name, arguments)
-        if problem is not None:
-            return _fail(f"invalid arguments for {name}: {problem}")
+        refused = argument_failure(_CHECKER, name, arguments)
+        if refused is not None:
+            return refused
         box_id: str = arguments["box_id"]
         index = self._index.get(box_id)
         # Boxes beyond the next one are "locked", indistinguishable from unknown ids, so the
         # model cannot probe its way forward without following the chain.
         if index is None or index > self._opened:
-            return _fail(f"{box_id} is locked or does not exist")
+            return ToolOutcome.failure(
+                ToolErrorKind.REJECTED, f"{box_id} is locked or does not exist"
+            )
         if index == self._opened:
             self._opened += 1
         return ToolOutcome(output=self._describe(index))
@@ -132,7 +135,3 @@ class ChainEnvironment:
         return SuccessResult(
             passed=True, detail=f"All {total} boxes opened and the treasure was named."
         )
-
-
-def _fail(message: str) -> ToolOutcome:
-    return ToolOutcome(output=f"Error: {message}", error=message)

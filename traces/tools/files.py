@@ -7,11 +7,13 @@ thread would cost more than the read itself.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 from pathlib import Path
 from typing import Any
 
-from traces.tools.base import SuccessResult, ToolOutcome
+from traces.model import ToolErrorKind
+from traces.tools.base import SuccessResult, ToolOutcome, argument_failure
 from traces.tools.sandbox import MAX_FILE_BYTES, Sandbox, SandboxError
 from traces.tools.schema_check import ArgumentChecker
 
@@ -89,9 +91,9 @@ class FilesEnvironment:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         """Run one file tool; refused paths, missing files and bad arguments are error outcomes."""
-        problem = _CHECKER.check(name, arguments)
-        if problem is not None:
-            return _fail(f"invalid arguments for {name}: {problem}")
+        refused = argument_failure(_CHECKER, name, arguments)
+        if refused is not None:
+            return refused
         path: str = arguments.get("path", ".")
         try:
             real = self.sandbox.resolve(path)
@@ -102,24 +104,27 @@ class FilesEnvironment:
             if name == "write_file":
                 return self._write(path, real, arguments["content"])
             return self._grep(path, real, arguments["pattern"])
-        except (SandboxError, _NotReadable) as exc:
-            return _fail(str(exc))
+        except SandboxError as exc:
+            return ToolOutcome.failure(ToolErrorKind.SANDBOX, str(exc))
+        except _NotReadable as exc:
+            return _rejected(str(exc))
         except OSError as exc:
             # strerror, not str(exc): the latter embeds the host's absolute path.
-            return _fail(f"{path}: {exc.strerror or type(exc).__name__}")
+            message = f"{path}: {exc.strerror or type(exc).__name__}"
+            return ToolOutcome.failure(_os_error_kind(exc), message)
 
     def _list(self, path: str, real: Path) -> ToolOutcome:
         if not real.exists():
-            return _fail(f"{path}: no such file or directory")
+            return _rejected(f"{path}: no such file or directory")
         files = [self.sandbox.relative(p) for p in self.sandbox.files_under(real)]
         return ToolOutcome(output=json.dumps(files))
 
     def _write(self, path: str, real: Path, content: str) -> ToolOutcome:
         data = content.encode("utf-8")
         if len(data) > MAX_FILE_BYTES:
-            return _fail(f"{path}: content is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
+            return _rejected(f"{path}: content is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
         if real == self.sandbox.root or real.is_dir():
-            return _fail(f"{path}: is a directory")
+            return _rejected(f"{path}: is a directory")
         real.parent.mkdir(parents=True, exist_ok=True)
         real.write_bytes(data)
         return ToolOutcome(
@@ -128,7 +133,7 @@ class FilesEnvironment:
 
     def _grep(self, path: str, real: Path, pattern: str) -> ToolOutcome:
         if not real.exists():
-            return _fail(f"{path}: no such file or directory")
+            return _rejected(f"{path}: no such file or directory")
         matches = []
         for file in self.sandbox.files_under(real):
             if file.stat().st_size > MAX_FILE_BYTES:
@@ -178,5 +183,16 @@ def _read_text(path: str, real: Path) -> str:
     return real.read_text(encoding="utf-8", errors="replace")
 
 
-def _fail(message: str) -> ToolOutcome:
-    return ToolOutcome(output=f"Error: {message}", error=message)
+def _rejected(message: str) -> ToolOutcome:
+    return ToolOutcome.failure(ToolErrorKind.REJECTED, message)
+
+
+# OS errors that say the request named the wrong thing (a file where a directory is needed,
+# a name too long); any other one means the host failed the tool (permissions, disk full).
+_REQUEST_ERRNOS = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+)
+
+
+def _os_error_kind(exc: OSError) -> ToolErrorKind:
+    return ToolErrorKind.REJECTED if exc.errno in _REQUEST_ERRNOS else ToolErrorKind.CRASHED

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traces.tools.base import SuccessResult, ToolOutcome
+from traces.model import ToolErrorKind
+from traces.tools.base import SuccessResult, ToolOutcome, argument_failure
 from traces.tools.schema_check import ArgumentChecker
 
 #: Names the task prompts may use as `{placeholders}`.
@@ -237,16 +238,19 @@ class ResearchEnvironment:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         """Run `search` or `open_document`; bad arguments and unknown ids are error outcomes."""
-        problem = _CHECKER.check(name, arguments)
-        if problem is not None:
-            return _fail(f"invalid arguments for {name}: {problem}")
+        refused = argument_failure(_CHECKER, name, arguments)
+        if refused is not None:
+            return refused
         if name == "search":
             hits = self.corpus.search(arguments["query"], int(arguments.get("limit", 5)))
             results = [{"doc_id": d.doc_id, "title": d.title, "snippet": d.snippet} for d in hits]
             return ToolOutcome(output=json.dumps(results))
         doc = self.corpus.documents.get(arguments["doc_id"])
         if doc is None:
-            return _fail(f"no document with doc_id {arguments['doc_id']!r}; use search first")
+            return ToolOutcome.failure(
+                ToolErrorKind.REJECTED,
+                f"no document with doc_id {arguments['doc_id']!r}; use search first",
+            )
         return ToolOutcome(
             output=json.dumps({"doc_id": doc.doc_id, "title": doc.title, "text": doc.text})
         )
@@ -258,7 +262,3 @@ class ResearchEnvironment:
         if missing:
             return SuccessResult(passed=False, detail=f"The answer lacks {missing[0]!r}.")
         return SuccessResult(passed=True, detail="The answer contains every expected string.")
-
-
-def _fail(message: str) -> ToolOutcome:
-    return ToolOutcome(output=f"Error: {message}", error=message)

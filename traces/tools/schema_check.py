@@ -25,6 +25,10 @@ class ArgumentChecker:
             function = spec["function"]
             self._validators[function["name"]] = _compile(function.get("parameters", {}))
 
+    def knows(self, name: str) -> bool:
+        """Whether `name` is one of the tools this checker was built for."""
+        return name in self._validators
+
     def check(self, name: str, arguments: Any) -> str | None:
         """Return None when `arguments` fit tool `name`, else `"field: problem"`.
 
