@@ -157,11 +157,8 @@ def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
 
 
 def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> None:
-    conn = open_for_reading(db_path)
-    try:
+    with open_for_reading(db_path) as conn:
         verdicts, apart = probe_report(conn, providers)
-    finally:
-        conn.close()
     missing = sorted(set(providers or []) - {v.provider for v in verdicts})
     if missing:
         raise TracesError(
