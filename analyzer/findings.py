@@ -7,10 +7,7 @@ from typing import Any
 
 import duckdb
 
-
-def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+from analyzer.cursor_rows import dict_rows
 
 
 def _where(filters: dict[str, str | None]) -> tuple[str, list[Any]]:
@@ -31,7 +28,7 @@ def finding_counts(
 ) -> list[dict[str, Any]]:
     """Findings by kind × provider × model: how many, in how many runs and steps."""
     where, params = _where({"r.provider": provider, "r.model": model, "f.layer": layer})
-    return _rows(
+    return dict_rows(
         conn.execute(
             f"""
             SELECT f.kind, f.layer, max(CASE f.severity WHEN 'error' THEN 3
@@ -70,7 +67,7 @@ def finding_details(
             "f.layer": layer,
         }
     )
-    rows = _rows(
+    rows = dict_rows(
         conn.execute(
             f"""
             SELECT f.run_id AS run, f.step_idx AS step, f.kind, f.severity, f.layer,

@@ -121,3 +121,38 @@ ReferenceOption = Annotated[
     str | None,
     typer.Option(help="Group that tool_call_f1 is measured against (K2VV's 'official')."),
 ]
+
+# Where runs go: `record`, `compare`, `probe` (and the files `providers` and `report` read).
+ProvidersFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--providers",
+        help="Providers file (profiles and prices) [default: $TRACES_PROVIDERS, else "
+        "samples/providers.toml].",
+    ),
+]
+FaultOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fault",
+        metavar="NAME[=RATE]",
+        help="Simulator fault injected into this share of requests, 1 for a bare NAME "
+        "(repeatable; see `traces sim --list`).",
+    ),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="OpenAI-compatible base URL (overrides the profile's; without a profile, needs "
+        "--model)."
+    ),
+]
+ApiKeyEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Environment variable holding the API key [default: the profile's; with "
+        "--base-url alone, OPENAI_API_KEY when set, else no key]."
+    ),
+]
+ProviderFilterOption = Annotated[str | None, typer.Option(help="Only runs of this provider.")]
+ModelFilterOption = Annotated[str | None, typer.Option(help="Only runs of this model.")]

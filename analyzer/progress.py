@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import (
     BarColumn,
@@ -20,6 +20,9 @@ from rich.progress import (
 )
 
 from analyzer.output import printable, stderr_console
+
+if TYPE_CHECKING:
+    from traces.model import RunOutcome
 
 
 class _EscapingProgress(Progress):
@@ -65,3 +68,36 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     with stderr_progress(transient=True) as progress:
         bar = progress.add_task(label, total=total)
         yield lambda n: progress.advance(bar, n)
+
+
+class RunBars:
+    """One bar per target while runs record (a `traces.running.RunProgress`), each noting
+    the run that ended last."""
+
+    def __init__(
+        self, progress: Progress, title: Callable[[str, int], str], *, with_id: bool
+    ) -> None:
+        self._progress = progress
+        self._title = title
+        self._with_id = with_id
+        self._bars: dict[str, TaskID] = {}
+
+    def started(self, label: str, runs: int) -> None:
+        """Add the bar of a target about to record `runs` runs."""
+        self._bars[label] = self._progress.add_task(self._title(label, runs), total=runs, last="")
+
+    def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
+        """Advance the target's bar past one ended run."""
+        last = f"{outcome.termination.value} ({outcome.steps} steps)"
+        if self._with_id:
+            last = f"{run_id} {last}"
+        self._progress.update(self._bars[label], advance=1, last=last)
+
+
+@contextmanager
+def run_bars(
+    title: Callable[[str, int], str] = lambda label, runs: label, *, with_id: bool = False
+) -> Iterator[RunBars]:
+    """Bars on stderr for targets recording runs, titled `title(label, runs)`."""
+    with stderr_progress(notes=True) as progress:
+        yield RunBars(progress, title, with_id=with_id)

@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from analyzer.cursor_rows import dict_rows
 from traces.errors import TracesError
 from traces.store.writer_process import pid_alive
 
@@ -34,11 +35,6 @@ RUN_COLUMNS = [
     "origin",
     "conversation",
 ]
-
-
-def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _effective_status(row: dict[str, Any]) -> None:
@@ -99,7 +95,7 @@ def list_runs(
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.started_at DESC, r.id DESC
     """
-    rows = _rows(conn.execute(sql, params))
+    rows = dict_rows(conn.execute(sql, params))
     for row in rows:
         _effective_status(row)
         row["findings_by_kind"] = _loads(row["findings_by_kind"])
@@ -189,10 +185,10 @@ def _loads(value: Any) -> Any:
 
 def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     """One run with its timeline: steps, their tool calls and results, and findings."""
-    run = _rows(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
+    run = dict_rows(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
     _effective_status(run)
     run["settings"] = _loads(run["settings"])
-    steps = _rows(
+    steps = dict_rows(
         conn.execute(
             """
             SELECT idx AS index, started_at, latency_ms, ttft_reasoning_ms, ttft_content_ms,
@@ -205,7 +201,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             [run_id],
         )
     )
-    calls = _rows(
+    calls = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, id, name, arguments_raw, arguments, json_valid, "
             "schema_valid, schema_error, id_format, arguments_type "
@@ -213,14 +209,14 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             [run_id],
         )
     )
-    results = _rows(
+    results = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, duration_ms "
             "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
             [run_id],
         )
     )
-    findings = _rows(
+    findings = dict_rows(
         conn.execute(
             "SELECT step_idx, kind, severity, layer, evidence FROM findings WHERE run_id = ? "
             "ORDER BY step_idx NULLS FIRST, kind",
@@ -262,12 +258,12 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 
 def step_distribution(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """The `step_counts` view: step-count distribution by task, provider and model."""
-    return _rows(conn.execute("SELECT * FROM step_counts ORDER BY task, provider, model"))
+    return dict_rows(conn.execute("SELECT * FROM step_counts ORDER BY task, provider, model"))
 
 
 def step_histogram(conn: duckdb.DuckDBPyConnection, buckets: int = 10) -> list[dict[str, Any]]:
     """Runs per step-count bucket for each (task, provider, model)."""
-    return _rows(
+    return dict_rows(
         conn.execute(
             """
             WITH finished AS (SELECT task, provider, model, steps FROM runs

@@ -24,7 +24,6 @@ from analyzer.compare.build import build_comparison
 from analyzer.compare.costs import PriceList
 from analyzer.compare.render import emit_comparison
 from analyzer.compare.selection import GroupBy, Selection
-from analyzer.compare.specs import resolve_targets
 from analyzer.output import OutputFormat
 from traces.client import EndpointConfig
 from traces.errors import TracesError
@@ -32,6 +31,7 @@ from traces.harness import HarnessSettings
 from traces.runner import RunPlan, record_runs
 from traces.store.database import open_for_reading
 from traces.store.recorder import Recorder
+from traces.targets import resolve_targets
 from traces.tasks import load_task
 
 from conftest import TASKS, run_cli

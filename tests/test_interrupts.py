@@ -182,7 +182,7 @@ def test_ctrl_c_before_the_command_runs_is_one_line(tmp_path: Path) -> None:
 
 
 def test_interrupted_names_the_runs_left_interrupted() -> None:
-    from analyzer.commands.record import left_interrupted
+    from traces.running import left_interrupted
 
     assert left_interrupted(["a"]) == "interrupted: run a left interrupted"
     assert left_interrupted(["a", "b"]) == "interrupted: runs a, b left interrupted"

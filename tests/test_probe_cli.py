@@ -121,7 +121,7 @@ def test_probe_then_report_only_compares_stored_probings(db_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     # The report covers what this probing probed, under a label naming the fault.
     only = json.loads(second.stdout)["providers"]
-    assert [p["provider"] for p in only] == ["sim-moonshot+reasoning_dropped_from_history"]
+    assert [p["provider"] for p in only] == ["sim-moonshot+reasoning_dropped_from_history=1"]
 
     table = run_cli("probe", "--report-only", "--db", str(db_path))
     assert table.returncode == 0, table.stderr
@@ -131,9 +131,9 @@ def test_probe_then_report_only_compares_stored_probings(db_path: Path) -> None:
     rows = run_cli("probe", "--report-only", "--db", str(db_path), "-f", "csv")
     assert rows.returncode == 0, rows.stderr
     parsed = {row["provider"]: row for row in csv.DictReader(io.StringIO(rows.stdout))}
-    assert set(parsed) == {"sim-moonshot", "sim-moonshot+reasoning_dropped_from_history"}
+    assert set(parsed) == {"sim-moonshot", "sim-moonshot+reasoning_dropped_from_history=1"}
     assert parsed["sim-moonshot"]["secret_recalled"] == "yes"
-    assert parsed["sim-moonshot+reasoning_dropped_from_history"]["secret_recalled"] == "no"
+    assert parsed["sim-moonshot+reasoning_dropped_from_history=1"]["secret_recalled"] == "no"
     fingerprints = {row["fingerprint"] for row in parsed.values()}
     assert len(fingerprints) == 2
 

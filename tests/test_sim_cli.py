@@ -13,6 +13,7 @@ from traces.dialects import DIALECTS
 from traces.families import FAMILIES
 from traces.sim.faults import FAULTS
 from traces.sim.faults.selection import TRANSIENT
+from traces.sim.faults.spec import fault_label, parse_faults, split_fault_list
 
 from conftest import REPO, run_cli
 
@@ -37,7 +38,7 @@ def test_list_prints_every_dialect_and_fault() -> None:
     [
         (["--fault", "nope=0.5"], ["unknown fault 'nope'", "dropped_call"]),
         (["--fault", "dropped_call=1.5"], ["dropped_call=1.5", "[0, 1]"]),
-        (["--fault", "dropped_call"], ["NAME=RATE"]),
+        (["--fault", "dropped_call="], ["NAME=RATE"]),
         (["--fault", "dropped_call=often"], ["NAME=RATE"]),
         (["--dialect", "nowhere"], ["unknown dialect 'nowhere'", "moonshot"]),
     ],
@@ -49,6 +50,21 @@ def test_bad_dialects_and_faults_are_one_line_errors(args: list[str], fragments:
     assert len(error.splitlines()) == 1 and error.startswith("error: ")
     for fragment in fragments:
         assert fragment in error
+
+
+def test_a_bare_fault_name_means_every_request() -> None:
+    """One fault syntax for every command: `NAME` is `NAME=1`, blanks in a list are skipped."""
+    assert parse_faults(["dropped_call", "rate_limit_429=0.25"]) == {
+        "dropped_call": 1.0,
+        "rate_limit_429": 0.25,
+    }
+    assert split_fault_list(" dropped_call, ,rate_limit_429=0.25") == [
+        "dropped_call",
+        "rate_limit_429=0.25",
+    ]
+    assert fault_label(parse_faults(["rate_limit_429=0.25", "dropped_call"])) == (
+        "dropped_call=1,rate_limit_429=0.25"
+    )
 
 
 def test_sim_serves_the_chosen_dialect_with_faults() -> None:

@@ -13,6 +13,7 @@ from typing import Any, cast
 import duckdb
 
 from analyzer.checks.records import Call, Result, Run, Step
+from analyzer.cursor_rows import dict_rows
 
 
 def _json(value: Any) -> Any:
@@ -20,9 +21,7 @@ def _json(value: Any) -> Any:
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return dict_rows(conn.execute(sql, params))
 
 
 # `IN (SELECT unnest(?))`: the batch travels as one list parameter and DuckDB turns the

@@ -12,12 +12,14 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
 from analyzer.checks.loader import load_runs
 from analyzer.checks.records import Finding
 from analyzer.checks.registry import CHECK_VERSION, run_checks
+from traces.store.database import open_for_writing
 
 CHUNK_RUNS = 2_000
 """Runs loaded and checked at a time: bounds memory on a 100k-run import, while each chunk
@@ -143,3 +145,12 @@ def replace_findings(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def analyze_recorded(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
+    """Check runs just recorded into `db_path`; the findings of each. Call it once the
+    recorder has closed: the checks need the database to themselves."""
+    if not run_ids:
+        return {}
+    with open_for_writing(db_path) as conn:
+        return analyze_runs(conn, run_ids)

@@ -41,8 +41,7 @@ def analyze(
     path = resolve_db_path(db)
     if not path.exists():
         raise DatabaseError(f"{path}: no trace database here (record a run first, or pass --db)")
-    conn = open_for_writing(path)
-    try:
+    with open_for_writing(path) as conn:
         # Resolve every reference before writing anything: a typo changes nothing.
         if runs:
             ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
@@ -62,8 +61,6 @@ def analyze(
             rows.append(row)
         if fmt is OutputFormat.table and not wide:
             abbreviate_run_ids(conn, rows, "run")
-    finally:
-        conn.close()
     emit_rows(
         rows,
         fmt,

@@ -9,28 +9,30 @@ endpoint answered at all, 4 database missing or locked.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from analyzer.checks.persist import analyze_runs
 from analyzer.checks.records import Finding
-from analyzer.compare.build import build_comparison
 from analyzer.compare.costs import PriceList
-from analyzer.compare.model import Comparison
-from analyzer.compare.recording import Recorded, record_suite
+from analyzer.compare.recording import (
+    check_suite_targets,
+    compare_recorded,
+    compare_stored,
+    record_suite,
+)
 from analyzer.compare.render import emit_comparison
-from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
-from analyzer.compare.specs import resolve_targets
+from analyzer.compare.selection import GroupBy, selection_from_options
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.fail_on import check_fail_on
 from analyzer.options import (
     DbOption,
     FailOnOption,
+    FaultOption,
     FormatOption,
     GroupByOption,
     OriginFilterOption,
+    ProvidersFileOption,
     ReferenceOption,
     RunFilterOption,
     SinceOption,
@@ -41,12 +43,12 @@ from analyzer.options import (
     run_origins,
 )
 from analyzer.output import OutputFormat, printable, stderr_console
-from analyzer.queries import resolve_run_id
-from traces.errors import EndpointError, TracesError
-from traces.runner import never_answered
+from analyzer.progress import run_bars
+from traces.errors import TracesError
 from traces.sample_files import resolve_suite
-from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
+from traces.store.database import resolve_db_path
 from traces.suites import load_suite
+from traces.targets import resolve_targets
 
 
 def register(app: typer.Typer) -> None:
@@ -78,17 +80,8 @@ def compare(
             "NAME:FAULT=RATE,FAULT=RATE (repeatable).",
         ),
     ] = None,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option("--fault", help="Simulator fault NAME=RATE for every --dialect (repeatable)."),
-    ] = None,
-    providers: Annotated[
-        Path | None,
-        typer.Option(
-            "--providers",
-            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
-        ),
-    ] = None,
+    fault: FaultOption = None,
+    providers: ProvidersFileOption = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -137,21 +130,22 @@ def compare(
         )
         if concurrency_per_provider is not None:
             raise TracesError("--concurrency-per-provider applies with --suite only")
-        comparison = _compare_recorded(
+        selection = selection_from_options(
+            providers=provider,
+            model=model,
+            tasks=task,
+            since=since,
+            until=until,
+            origins=origin,
+            by=by,
+        )
+        comparison = compare_stored(
             db_path,
-            Selection(
-                providers=provider or [],
-                models=[model] if model else [],
-                tasks=task or [],
-                since=parse_moment("--since", since),
-                until=parse_moment("--until", until),
-                origins=origin or list(DEFAULT_ORIGINS),
-                by=by,
-            ),
-            run or [],
+            selection,
             prices=prices,
             reference=reference,
             resamples=resamples,
+            run_refs=run,
         )
     else:
         if task or since or until or run:
@@ -168,66 +162,31 @@ def compare(
             timeout=timeout,
             seed=seed,
         )
-        if not targets:
-            raise TracesError("--suite needs at least one --provider or --dialect to record")
-        labels = [t.provider for t in targets]
-        if reference is not None and by is GroupBy.provider and reference not in labels:
-            raise TracesError(
-                f"--reference {reference!r} is not one of the providers ({', '.join(labels)})"
+        check_suite_targets(targets, reference, by)
+        with run_bars() as bars:
+            recorded = record_suite(
+                loaded,
+                targets,
+                db_path,
+                bars,
+                repeat=repeat,
+                concurrency=concurrency_per_provider or loaded.defaults.concurrency,
+                stream=loaded.defaults.stream if stream is None else stream,
+                seed=seed,
+                timeout=timeout,
             )
-        recorded = record_suite(
-            loaded,
-            targets,
+        comparison, findings = compare_recorded(
             db_path,
-            repeat=repeat,
-            concurrency=concurrency_per_provider or loaded.defaults.concurrency,
-            stream=loaded.defaults.stream if stream is None else stream,
-            seed=seed,
-            timeout=timeout,
+            recorded,
+            _warn,
+            suite=loaded.name,
+            prices=prices,
+            reference=reference,
+            resamples=resamples,
+            by=by,
         )
-        ids = [s.id for summaries in recorded.values() for s in summaries]
-        _check_endpoints_answered(recorded)
-        conn = open_for_writing(db_path)
-        try:
-            # The checks fill the findings the comparison counts.
-            findings = analyze_runs(conn, ids)
-        finally:
-            conn.close()
-        conn = open_for_reading(db_path)
-        try:
-            comparison = build_comparison(
-                conn,
-                Selection(run_ids=ids, by=by),
-                prices=prices,
-                reference=reference,
-                resamples=resamples,
-                suite=loaded.name,
-                group_order=labels,
-            )
-        finally:
-            conn.close()
     emit_comparison(comparison, fmt)
     check_fail_on(findings, fail_on)
-
-
-def _compare_recorded(
-    db_path: Path,
-    selection: Selection,
-    runs: list[str],
-    *,
-    prices: PriceList,
-    reference: str | None,
-    resamples: int,
-) -> Comparison:
-    conn = open_for_reading(db_path)
-    try:
-        if runs:
-            selection.run_ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
-        return build_comparison(
-            conn, selection, prices=prices, reference=reference, resamples=resamples
-        )
-    finally:
-        conn.close()
 
 
 def _only_with_suite(**options: object) -> None:
@@ -237,24 +196,5 @@ def _only_with_suite(**options: object) -> None:
         raise TracesError(f"{flags}: only with --suite (they describe what to record)")
 
 
-def _check_endpoints_answered(recorded: Recorded) -> None:
-    """Fail when no target answered at all; warn about each target that did not."""
-    dead = {
-        label: summaries
-        for label, summaries in recorded.items()
-        if summaries and all(never_answered(s.outcome) for s in summaries)
-    }
-    if dead and len(dead) == len(recorded):
-        label, summaries = next(iter(dead.items()))
-        raise EndpointError(
-            f"{label}: endpoint failed on the first request: {summaries[0].outcome.error}"
-        )
-    err = stderr_console()
-    for label, summaries in dead.items():
-        err.print(
-            printable(
-                f"warning: every run of {label} failed on the first request: "
-                f"{summaries[0].outcome.error}",
-                keep="",
-            )
-        )
+def _warn(line: str) -> None:
+    stderr_console().print(printable(line, keep=""))

@@ -120,8 +120,7 @@ def expect(
     loaded = load_template(template, template_name)
     counter = _counter(template, tokenizer, sim_tokenizer)
     expectation = Expectation(loaded, counter, _kwargs(kwarg or []))
-    conn = open_for_reading(resolve_db_path(db))
-    try:
+    with open_for_reading(resolve_db_path(db)) as conn:
         if runs:
             refs = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
             wanted = set(select_runs(conn, provider, model))
@@ -131,8 +130,6 @@ def expect(
         if not ids:
             raise TracesError("no runs match (see `traces runs`)")
         found = _with_progress(conn, ids, expectation)
-    finally:
-        conn.close()
     _require_some_rendering(found)
     grouping = by or (Grouping.step if runs else Grouping.provider)
     if grouping is Grouping.step:

@@ -79,8 +79,7 @@ def failures(
         emit_rows(rows, fmt, columns=columns, droppable=_DROPPED_FIRST, wide=wide)
         return
     title = None
-    conn = open_for_reading(resolve_db_path(db))
-    try:
+    with open_for_reading(resolve_db_path(db)) as conn:
         if kind is not None:
             # Kinds this version reports, and any an older or newer one stored.
             stored = [r[0] for r in conn.execute("SELECT DISTINCT kind FROM findings").fetchall()]
@@ -106,8 +105,6 @@ def failures(
             title = f"{kind}: {about}" if about else None
             if fmt is OutputFormat.table and not wide:
                 abbreviate_run_ids(conn, rows, "run")
-    finally:
-        conn.close()
     _describe_rows(rows)
     emit_rows(
         rows, fmt, columns=columns, title=title, keep=["run"], droppable=_DROPPED_FIRST, wide=wide

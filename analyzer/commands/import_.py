@@ -146,39 +146,40 @@ def import_(
             before_commit=check if analyze else None,
         )
     for report in reports:
-        if report.skipped > SKIPPED_SHOWN:
-            err.print(
-                printable(
-                    f"… and {report.skipped - SKIPPED_SHOWN} more skipped lines in {report.path} "
-                    f'(see `traces sql "select skipped_lines from imports where id = '
-                    f"'{report.import_id}'\"`)",
-                    keep="",
-                )
-            )
-        if report.unlabelled:
-            err.print(
-                printable(
-                    f"note: {report.path} names no provider for {report.unlabelled} runs; "
-                    "they are labelled `unknown` (pass --provider NAME)",
-                    keep="",
-                )
-            )
-    emit_rows(
-        [_row(report, findings, analyze) for report in reports],
-        fmt,
-        columns=[
-            "file",
-            "import",
-            "format",
-            "lines",
-            "exchanges",
-            "runs",
-            "skipped",
-            "findings",
-            "kinds",
-        ],
-    )
+        for line in _notes(report):
+            err.print(printable(line, keep=""))
+    emit_rows([_row(report, findings, analyze) for report in reports], fmt, columns=_COLUMNS)
     check_fail_on(findings, fail_on)
+
+
+_COLUMNS = [
+    "file",
+    "import",
+    "format",
+    "lines",
+    "exchanges",
+    "runs",
+    "skipped",
+    "findings",
+    "kinds",
+]
+
+
+def _notes(report: FileReport) -> list[str]:
+    """What stderr says about one imported file beyond its row."""
+    notes = []
+    if report.skipped > SKIPPED_SHOWN:
+        notes.append(
+            f"… and {report.skipped - SKIPPED_SHOWN} more skipped lines in {report.path} "
+            f'(see `traces sql "select skipped_lines from imports where id = '
+            f"'{report.import_id}'\"`)"
+        )
+    if report.unlabelled:
+        notes.append(
+            f"note: {report.path} names no provider for {report.unlabelled} runs; "
+            "they are labelled `unknown` (pass --provider NAME)"
+        )
+    return notes
 
 
 def _progress(err: Console) -> Progress:

@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from analyzer.commands.record import check_endpoint
-from analyzer.commands.sim import parse_faults
-from analyzer.options import DbOption, FormatOption, TimeoutOption
+from analyzer.options import (
+    ApiKeyEnvOption,
+    BaseUrlOption,
+    DbOption,
+    FaultOption,
+    FormatOption,
+    ProvidersFileOption,
+    TimeoutOption,
+)
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console, to_json
 from analyzer.probes import ProviderVerdict, probe_report
 from analyzer.progress import stderr_progress
-from analyzer.targets import SIM_PROVIDER, Target, resolve_target
-from traces.client import EndpointConfig
 from traces.errors import TracesError
 from traces.probes.catalogue import PROBE_SET_VERSION
 from traces.probes.raw import load_renderer
 from traces.probes.runner import NOT_SERVED, ProbePlan, ProbeRun, ProbeTarget, probe_targets
-from traces.sim.server import SimServer
+from traces.running import serving
 from traces.store.database import open_for_reading, resolve_db_path
 from traces.store.recorder import Recorder
+from traces.targets import resolve_targets
 
 _TABLE_COLUMNS = [
     "provider",
@@ -51,44 +54,25 @@ def probe(
         list[str] | None,
         typer.Option(
             "--provider",
-            help="Provider profile to probe (repeatable; `sim` is the embedded simulator); "
-            "with --report-only, the providers to report.",
+            help="Provider profile to probe, NAME or NAME:MODEL (repeatable; `sim` is the embedded "
+            "simulator); with --report-only, the providers to report.",
         ),
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="A custom OpenAI-compatible base URL to probe (needs --model)."),
-    ] = None,
+    base_url: BaseUrlOption = None,
     model: Annotated[
         str | None, typer.Option(help="Model id [default: each profile's first].")
     ] = None,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(help="Environment variable holding the API key [default: the profile's]."),
-    ] = None,
-    providers: Annotated[
-        Path | None,
-        typer.Option(
-            "--providers",
-            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
-        ),
-    ] = None,
+    api_key_env: ApiKeyEnvOption = None,
+    providers: ProvidersFileOption = None,
     dialect: Annotated[
         list[str] | None,
         typer.Option(
             "--dialect",
             help="Probe the embedded simulator emulating this dialect, with its own faults as "
-            "DIALECT:FAULT[=RATE],… (repeatable).",
+            "DIALECT[:FAULT[=RATE],…] (repeatable).",
         ),
     ] = None,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            help="Simulator fault NAME or NAME=RATE (repeatable; applies to every simulated "
-            "target, and is part of its label).",
-        ),
-    ] = None,
+    fault: FaultOption = None,
     template: Annotated[
         Path | None,
         typer.Option(
@@ -116,23 +100,20 @@ def probe(
             raise TracesError("--report-only takes only --provider, --db and --format")
         _report(db_path, provider or None, fmt)
         return
-    targets = _targets(
-        provider or [],
-        base_url,
-        model,
-        api_key_env,
-        providers,
-        dialect or [],
-        fault or [],
-        seed,
-        timeout,
+    targets = resolve_targets(
+        providers=provider or [],
+        # Nothing named: the embedded simulator.
+        dialects=dialect or ([] if provider or base_url else ["openai"]),
+        faults=fault or [],
+        providers_file=providers,
+        model=model,
+        timeout=timeout,
+        seed=seed,
+        base_url=base_url,
+        api_key_env=api_key_env,
     )
     renderer = load_renderer(template) if template is not None else None
-    with _endpoints(targets, timeout) as endpoints:
-        for target, endpoint in zip(targets, endpoints, strict=True):
-            if target.endpoint is not None:
-                # Before touching the database: an unreachable endpoint is bad input.
-                asyncio.run(check_endpoint(endpoint))
+    with serving(targets, timeout) as endpoints:
         plan = ProbePlan(
             targets=[
                 ProbeTarget(
@@ -152,92 +133,6 @@ def probe(
         )
         _probe_with_progress(plan, db_path)
     _report(db_path, [t.provider for t in targets], fmt)
-
-
-def _targets(
-    provider_names: list[str],
-    base_url: str | None,
-    model: str | None,
-    api_key_env: str | None,
-    providers_file: Path | None,
-    dialects: list[str],
-    fault_specs: list[str],
-    seed: int,
-    timeout: float,
-) -> list[Target]:
-    """Every target the options name, each under a distinct label."""
-    faults = _faults(fault_specs)
-    if base_url is not None and len(provider_names) > 1:
-        raise TracesError("--base-url takes at most one --provider (its profile or label)")
-
-    def resolve(
-        name: str | None, url: str | None, sim_dialect: str, own: dict[str, float] | None = None
-    ) -> Target:
-        sim = url is None and name in (None, SIM_PROVIDER)
-        injected = {**faults, **(own or {})}
-        target = resolve_target(
-            provider=name,
-            providers_file=providers_file,
-            base_url=url,
-            model=model,
-            api_key_env=api_key_env,
-            timeout=timeout,
-            reasoning_replay="keep",
-            sim_dialect=sim_dialect,
-            sim_faults=injected if sim else {},
-            seed=seed,
-        )
-        if not sim:
-            return target
-        return target.model_copy(update={"provider": _sim_label(target, injected)})
-
-    targets = []
-    for spec in dialects:
-        # `--dialect NAME:FAULT[=RATE],…`, as `compare` takes it: faults for this one target.
-        name, _, own = spec.partition(":")
-        targets.append(resolve(None, None, name, _faults(own.split(","))))
-    targets += [resolve(name, base_url, "openai") for name in provider_names]
-    if base_url is not None and not provider_names:
-        targets.append(resolve(None, base_url, "openai"))
-    if not targets:
-        targets.append(resolve(None, None, "openai"))
-    if faults and all(t.sim is None for t in targets):
-        raise TracesError("--fault applies to the embedded simulator only (add --dialect)")
-    labels = [t.provider for t in targets]
-    duplicated = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicated:
-        raise TracesError(f"target {duplicated[0]!r} is named twice")
-    return targets
-
-
-def _faults(specs: list[str]) -> dict[str, float]:
-    # A probe wants a fault on every request it fires on: a bare NAME means NAME=1.
-    return parse_faults([s if "=" in s else f"{s}=1" for s in (x.strip() for x in specs) if s])
-
-
-def _sim_label(target: Target, faults: dict[str, float]) -> str:
-    """`sim-DIALECT+fault+…`: the faults are part of what is probed, so of its name."""
-    shown = [name if rate == 1 else f"{name}@{rate:g}" for name, rate in sorted(faults.items())]
-    return "+".join([target.provider, *shown])
-
-
-@contextlib.contextmanager
-def _endpoints(targets: list[Target], timeout: float) -> Iterator[list[EndpointConfig]]:
-    """Each target's endpoint, starting one simulator per simulated target."""
-    with contextlib.ExitStack() as stack:
-        endpoints: list[EndpointConfig] = []
-        for target in targets:
-            if target.endpoint is not None:
-                endpoints.append(target.endpoint)
-                continue
-            server = stack.enter_context(SimServer(target.sim))
-            # The simulator needs no key; a placeholder keeps the SDK happy and is never stored.
-            endpoints.append(
-                EndpointConfig(
-                    base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout
-                )
-            )
-        yield endpoints
 
 
 def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
@@ -262,11 +157,8 @@ def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
 
 
 def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> None:
-    conn = open_for_reading(db_path)
-    try:
+    with open_for_reading(db_path) as conn:
         verdicts, apart = probe_report(conn, providers)
-    finally:
-        conn.close()
     missing = sorted(set(providers or []) - {v.provider for v in verdicts})
     if missing:
         raise TracesError(

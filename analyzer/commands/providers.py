@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from analyzer.options import FormatOption
+from analyzer.options import FormatOption, ProvidersFileOption
 from analyzer.output import OutputFormat, emit_rows
 from traces.profiles import load_profiles, profiles_path
 
@@ -18,13 +15,7 @@ def register(app: typer.Typer) -> None:
 
 
 def providers(
-    providers_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--providers",
-            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
-        ),
-    ] = None,
+    providers_file: ProvidersFileOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List provider profiles: URL, dialect, models, key variable and whether it is set."""

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.persist import analyze_runs
-from analyzer.checks.records import Finding
-from analyzer.commands.sim import parse_faults
+from analyzer.checks.persist import analyze_recorded
 from analyzer.fail_on import check_fail_on
-from analyzer.options import DbOption, FailOnOption, FormatOption, TimeoutOption, finite
+from analyzer.options import (
+    ApiKeyEnvOption,
+    BaseUrlOption,
+    DbOption,
+    FailOnOption,
+    FaultOption,
+    FormatOption,
+    ProvidersFileOption,
+    TimeoutOption,
+    finite,
+)
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
-from analyzer.progress import stderr_progress
-from analyzer.targets import Target, resolve_target
-from traces.client import EndpointClient, EndpointConfig
-from traces.errors import EndpointError, Interrupted
-from traces.harness import HarnessSettings
-from traces.interrupts import run_cancelling_on_signal
-from traces.model import RunOutcome
-from traces.runner import RunPlan, RunSummary, never_answered, record_runs
+from analyzer.progress import run_bars
+from traces.errors import EndpointError
+from traces.runner import RunSummary
+from traces.running import dead_endpoint, record_targets, serving, target_plans
 from traces.sample_files import resolve_task
-from traces.sim.server import SimServer
-from traces.store.database import open_for_writing, resolve_db_path
-from traces.store.recorder import Recorder
+from traces.sim.faults.spec import parse_faults
+from traces.store.database import resolve_db_path
+from traces.suites import SuiteTask
+from traces.targets import resolve_target
 from traces.tasks import Task, load_task
 
 
@@ -51,27 +52,12 @@ def record(
             "profile, just a label [default: the embedded simulator]."
         ),
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="OpenAI-compatible base URL (overrides the profile's)."),
-    ] = None,
+    base_url: BaseUrlOption = None,
     model: Annotated[
         str | None, typer.Option(help="Model id [default: the profile's first].")
     ] = None,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(
-            help="Environment variable holding the API key [default: the profile's; with "
-            "--base-url alone, OPENAI_API_KEY when set, else no key]."
-        ),
-    ] = None,
-    providers: Annotated[
-        Path | None,
-        typer.Option(
-            "--providers",
-            help="Providers file [default: $TRACES_PROVIDERS, else samples/providers.toml].",
-        ),
-    ] = None,
+    api_key_env: ApiKeyEnvOption = None,
+    providers: ProvidersFileOption = None,
     reasoning_replay: Annotated[
         str,
         typer.Option(
@@ -82,10 +68,7 @@ def record(
     dialect: Annotated[
         str, typer.Option(help="Dialect the embedded simulator emulates (`traces sim --list`).")
     ] = "openai",
-    fault: Annotated[
-        list[str] | None,
-        typer.Option("--fault", help="Simulator fault NAME=RATE (repeatable)."),
-    ] = None,
+    fault: FaultOption = None,
     max_steps: Annotated[
         int | None, typer.Option(min=1, help="Step limit [default: the task's].")
     ] = None,
@@ -118,114 +101,27 @@ def record(
         seed=seed,
     )
     db_path = resolve_db_path(db)
-    settings = HarnessSettings(
-        model=target.model,
-        max_steps=max_steps or loaded.max_steps,
-        stream=stream,
-        temperature=temperature,
-        replay=target.replay,
-        extra_body=target.extra_body,
-    )
-    with _endpoint(target, timeout) as endpoint:
-        plan = RunPlan(
-            task=loaded,
-            provider=target.provider,
-            endpoint=endpoint,
-            settings=settings,
-            repeat=repeat,
+    runs = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
+    with serving([target], timeout) as [endpoint]:
+        plans = target_plans(
+            target,
+            endpoint,
+            [runs],
             concurrency=concurrency,
+            stream=stream,
             seed=seed,
-            dialect=target.dialect,
+            temperature=temperature,
         )
-        if target.endpoint is not None:
-            # Before touching the database: a missing key or unreachable endpoint is bad input.
-            asyncio.run(check_endpoint(endpoint))
-        summaries = _record_with_progress(plan, db_path)
+        with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
+            recorded = record_targets({target.provider: plans}, db_path, concurrency, bars)
+    summaries = recorded[target.provider]
     # After the recorder closed: the checks need the database to themselves.
-    findings = _analyze(db_path, [s.id for s in summaries])
-    dead = _never_answered(summaries)
+    findings = analyze_recorded(db_path, [s.id for s in summaries])
+    dead = dead_endpoint(summaries)
     _report(summaries, fmt, loaded, {run: len(found) for run, found in findings.items()}, dead)
     if dead:
         raise dead
     check_fail_on(findings, fail_on)
-
-
-@contextlib.contextmanager
-def _endpoint(target: Target, timeout: float) -> Iterator[EndpointConfig]:
-    if target.endpoint is not None:
-        yield target.endpoint
-        return
-    with SimServer(target.sim) as server:
-        # The simulator needs no key; a placeholder keeps the SDK happy and is never stored.
-        yield EndpointConfig(
-            base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout
-        )
-
-
-async def check_endpoint(endpoint: EndpointConfig) -> None:
-    """Raise a one-line EndpointError when the endpoint cannot be reached at all."""
-    client = EndpointClient(endpoint)
-    try:
-        await client.check_reachable()
-    finally:
-        await client.close()
-
-
-def _record_with_progress(plan: RunPlan, db_path: Path) -> list[RunSummary]:
-    recorder = Recorder(db_path)
-    interrupted: list[str] = []
-    try:
-        with stderr_progress(notes=True) as progress:
-            bar = progress.add_task(f"{plan.task.name} × {plan.repeat}", total=plan.repeat, last="")
-
-            def done(run_id: str, outcome: RunOutcome) -> None:
-                last = f"{run_id} {outcome.termination.value} ({outcome.steps} steps)"
-                progress.update(bar, advance=1, last=last)
-
-            # SIGTERM and Ctrl-C end every run under way as `interrupted`, durably.
-            return run_cancelling_on_signal(
-                record_runs(plan, recorder, done, on_interrupted=interrupted.append)
-            )
-    except KeyboardInterrupt:
-        if not interrupted:
-            raise
-        raise Interrupted(left_interrupted(interrupted)) from None
-    finally:
-        recorder.close()
-
-
-def left_interrupted(run_ids: list[str]) -> str:
-    """The line a recording stopped by Ctrl-C ends with: which runs it left interrupted."""
-    noun = "run" if len(run_ids) == 1 else "runs"
-    return f"interrupted: {noun} {', '.join(run_ids)} left interrupted"
-
-
-def _analyze(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
-    """Run the checks on the new runs; returns the findings of each."""
-    if not run_ids:
-        return {}
-    conn = open_for_writing(db_path)
-    try:
-        return analyze_runs(conn, run_ids)
-    finally:
-        conn.close()
-
-
-def _never_answered(summaries: list[RunSummary]) -> EndpointError | None:
-    """The exit-3 error when not one run got a single successful model response, else None.
-
-    Some runs failing is what recording measures: they are stored and the command succeeds.
-    All failing on their first request is an endpoint that does not work: one line says so
-    and names the runs stored as failed, to look at with `traces show`.
-    """
-    if not summaries or not all(never_answered(s.outcome) for s in summaries):
-        return None
-    ids = [s.id for s in summaries]
-    stored = ids[0] if len(ids) == 1 else f"{len(ids)} runs: {ids[0]} … {ids[-1]}"
-    return EndpointError(
-        f"endpoint failed on the first request of every run (stored as failed: {stored}): "
-        f"{summaries[0].outcome.error}"
-    )
 
 
 def _report(

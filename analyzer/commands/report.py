@@ -14,11 +14,13 @@ from typing import Annotated
 import typer
 
 from analyzer.compare.costs import PriceList
-from analyzer.compare.selection import DEFAULT_ORIGINS, GroupBy, Selection, parse_moment
+from analyzer.compare.selection import GroupBy, select_run_refs, selection_from_options
 from analyzer.options import (
     DbOption,
     GroupByOption,
+    ModelFilterOption,
     OriginFilterOption,
+    ProvidersFileOption,
     ReferenceOption,
     RunFilterOption,
     SinceOption,
@@ -28,7 +30,6 @@ from analyzer.options import (
     run_origins,
 )
 from analyzer.output import note
-from analyzer.queries import resolve_run_id
 from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
 from analyzer.report.page import render_page
 from analyzer.report.save import check_writable, write_atomically
@@ -46,7 +47,7 @@ def report(
         list[str] | None,
         typer.Option("--provider", help="Only runs of this provider (repeatable)."),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
+    model: ModelFilterOption = None,
     task: TaskFilterOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -60,14 +61,7 @@ def report(
             "--runs", min=0, help="Timelines of the newest N runs of each group (0: none)."
         ),
     ] = DEFAULT_RUNS_PER_GROUP,
-    providers: Annotated[
-        Path | None,
-        typer.Option(
-            "--providers",
-            help="Providers file with prices [default: $TRACES_PROVIDERS, else "
-            "samples/providers.toml].",
-        ),
-    ] = None,
+    providers: ProvidersFileOption = None,
     db: DbOption = None,
 ) -> None:
     """Write an HTML report: comparison table, significant differences, charts and run
@@ -76,20 +70,18 @@ def report(
     # Before the comparison, which can take a while on a large database.
     check_writable(html)
     db_path = resolve_db_path(db)
-    selection = Selection(
-        providers=provider or [],
-        models=[model] if model else [],
-        tasks=task or [],
-        since=parse_moment("--since", since),
-        until=parse_moment("--until", until),
-        origins=origin or list(DEFAULT_ORIGINS),
+    selection = selection_from_options(
+        providers=provider,
+        model=model,
+        tasks=task,
+        since=since,
+        until=until,
+        origins=origin,
         by=by,
     )
     prices = PriceList.from_file(providers)
-    conn = open_for_reading(db_path)
-    try:
-        if run:
-            selection.run_ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in run))
+    with open_for_reading(db_path) as conn:
+        select_run_refs(conn, selection, run or [])
         built = build_report(
             conn,
             selection,
@@ -98,8 +90,6 @@ def report(
             reference=reference,
             runs_per_group=runs,
         )
-    finally:
-        conn.close()
     write_atomically(html, render_page(built))
     print(html)
     note(_summary(built))

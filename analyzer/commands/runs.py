@@ -86,16 +86,13 @@ def runs(
     """
     check_choice("--status", status, run_statuses)
     check_choice("--origin", origin, run_origins)
-    conn = open_for_reading(resolve_db_path(db))
-    try:
+    with open_for_reading(resolve_db_path(db)) as conn:
         matching = list_runs(
             conn, task=task, provider=provider, model=model, status=status, origin=origin
         )
         rows = matching[:limit] if limit else matching
         if fmt is OutputFormat.table and not wide:
             abbreviate_run_ids(conn, rows, "id")
-    finally:
-        conn.close()
     columns = _TABLE_COLUMNS if fmt is OutputFormat.table else None
     emit_rows(rows, fmt, columns=columns, keep=["id"], droppable=_DROPPED_FIRST, wide=wide)
     if len(rows) < len(matching):

@@ -29,7 +29,7 @@ def schema(
         conn = duckdb.connect(str(path), read_only=True)
     else:
         conn = open_for_writing(path.__class__(":memory:"))
-    try:
+    with conn:
         rows = [
             {"table": t, "column": c, "type": ty, "description": comment}
             for t, c, ty, comment in conn.execute(
@@ -49,8 +49,6 @@ def schema(
                 "WHERE schema_name = 'main' AND NOT internal"
             ).fetchall()
         )
-    finally:
-        conn.close()
     if table is not None and not rows:
         sys.stderr.write(f"error: no table or view named {table!r}\n")
         raise typer.Exit(2)

@@ -38,11 +38,8 @@ def show(
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Each step's reasoning, tool calls and results, with latency and tokens."""
-    conn = open_for_reading(resolve_db_path(db))
-    try:
+    with open_for_reading(resolve_db_path(db)) as conn:
         detail = run_detail(conn, resolve_run_id(conn, run))
-    finally:
-        conn.close()
     if fmt is OutputFormat.json:
         sys.stdout.write(to_json(detail) + "\n")
     elif fmt is OutputFormat.csv:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer.options import finite
+from analyzer.options import FaultOption, finite
 from analyzer.output import OutputFormat, emit_rows, to_json
 from traces.dialects import DIALECTS, known_dialect
 from traces.errors import TracesError
@@ -15,31 +15,13 @@ from traces.families import FAMILIES
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
 from traces.sim.faults.selection import TRANSIENT
+from traces.sim.faults.spec import parse_faults
 from traces.sim.server import serve_forever
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the CLI."""
     app.command("sim")(sim)
-
-
-def parse_faults(specs: list[str]) -> dict[str, float]:
-    """`NAME=RATE` options as a fault -> rate map; a bad one is a one-line `TracesError`."""
-    faults: dict[str, float] = {}
-    for spec in specs:
-        name, sep, text = spec.partition("=")
-        name = name.strip()
-        if name not in FAULTS:
-            known = ", ".join(FAULTS)
-            raise TracesError(f"--fault {spec!r}: unknown fault {name!r} (known: {known})")
-        try:
-            rate = float(text) if sep else float("nan")
-        except ValueError:
-            rate = float("nan")
-        if not 0.0 <= rate <= 1.0:  # also false for NaN
-            raise TracesError(f"--fault {spec!r}: expected NAME=RATE with RATE within [0, 1]")
-        faults[name] = rate
-    return faults
 
 
 def _list_catalogue(fmt: OutputFormat) -> None:
@@ -94,14 +76,7 @@ def sim(
             metavar="|".join(DIALECTS), help="Host to emulate (see --list).", show_default=True
         ),
     ] = "openai",
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            metavar="NAME=RATE",
-            help="Inject a fault into this share of requests (repeatable; see --list).",
-        ),
-    ] = None,
+    fault: FaultOption = None,
     timeout_s: Annotated[
         float,
         typer.Option(min=0, callback=finite, help="How long the timeout fault holds a response."),

@@ -17,6 +17,7 @@ from typing import Annotated
 import duckdb
 import typer
 
+from analyzer.cursor_rows import column_names, dict_rows
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, note, one_line
 from traces.errors import TracesError
@@ -68,19 +69,16 @@ def sql(
 ) -> None:
     """Run one query against the trace database opened read-only."""
     statement = _single_query(query)
-    conn = open_for_reading(resolve_db_path(db))
-    try:
+    with open_for_reading(resolve_db_path(db)) as conn:
         _lock_down(conn, allow_files)
         try:
             cursor = conn.execute(statement)
-            names = [d[0] for d in cursor.description or []]
+            names = column_names(cursor)
             fetched = cursor.fetchmany(limit + 1) if limit else cursor.fetchall()
         except duckdb.Error as exc:
             raise TracesError(_sql_error(exc, allow_files)) from None
-    finally:
-        conn.close()
-    truncated = bool(limit) and len(fetched) > limit
-    rows = [dict(zip(names, row, strict=True)) for row in fetched[: limit or None]]
+        truncated = bool(limit) and len(fetched) > limit
+        rows = dict_rows(cursor, fetched[: limit or None])
     emit_rows(rows, fmt, columns=names)
     if truncated:
         note(f"note: showing the first {limit} rows; pass --limit 0 for all")

@@ -26,8 +26,7 @@ def steps(
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Step-count distribution of finished runs (min, median, p90, max) by task/provider/model."""
-    conn = open_for_reading(resolve_db_path(db))
-    try:
+    with open_for_reading(resolve_db_path(db)) as conn:
         if histogram:
             rows = step_histogram(conn, buckets)
             if fmt is OutputFormat.table:
@@ -36,6 +35,4 @@ def steps(
                     row["bar"] = "█" * max(1, round(20 * row["runs"] / width))
         else:
             rows = step_distribution(conn)
-    finally:
-        conn.close()
     emit_rows(rows, fmt)

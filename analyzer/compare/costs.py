@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyzer.targets import SIM_PROVIDER
 from traces.profiles import Prices, load_profiles, profiles_path
+from traces.targets import SIM_PROVIDER
 
 PER = 1_000_000
 

@@ -22,6 +22,7 @@ import duckdb
 
 from analyzer.checks.registry import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
+from analyzer.cursor_rows import column_names
 
 REASONING_DROPPED_KIND = "reasoning_dropped_in_chain"
 """The finding that says a host ignored reasoning sent back inside a tool chain."""
@@ -192,7 +193,7 @@ def _number(value: Any) -> float | None:
 def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     """Per-run values and finding counts of the runs in the selection table."""
     cursor = conn.execute(_PER_RUN)
-    names = [d[0] for d in cursor.description or []]
+    names = column_names(cursor)
     rows = cursor.fetchall()
     table = RunTable(
         run_ids=[str(r[0]) for r in rows],

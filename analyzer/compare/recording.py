@@ -1,45 +1,45 @@
-"""Recording a suite against several targets at once, each with its own concurrency bound.
+"""Recording a suite against several targets at once, then comparing what was recorded.
 
-Every target runs the same tasks with the same seeds, so its requests match the other
-targets' request for request until their answers differ: that is what lets tool_call_f1 pair
-them. All targets run at the same time (a slow host does not hold up a fast one); within one
-target, at most `concurrency` runs are in flight across all of the suite's tasks.
+Every target runs the same tasks with the same seeds (see `traces.running`), each with its
+own concurrency bound; the new runs are checked, then compared in the targets' order.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
-from analyzer.progress import stderr_progress
-from analyzer.targets import Target
-from traces.client import EndpointClient, EndpointConfig
-from traces.harness import HarnessSettings
-from traces.interrupts import run_cancelling_on_signal
-from traces.model import RunOutcome
-from traces.runner import RunPlan, RunSummary, record_runs
-from traces.sim.server import SimServer
-from traces.store.recorder import Recorder
+from analyzer.checks.persist import analyze_recorded
+from analyzer.checks.records import Finding
+from analyzer.compare.build import build_comparison
+from analyzer.compare.costs import PriceList
+from analyzer.compare.model import Comparison
+from analyzer.compare.selection import GroupBy, Selection, select_run_refs
+from traces.errors import EndpointError, TracesError
+from traces.running import Recorded, RunProgress, dead_targets, record_targets, serving
+from traces.running import target_plans as plans_for
+from traces.store.database import open_for_reading
 from traces.suites import Suite
-
-Recorded = dict[str, list[RunSummary]]
-"""Target label -> its runs, in suite order."""
+from traces.targets import Target
 
 
-async def check_reachable(endpoint: EndpointConfig) -> None:
-    """Raise a one-line EndpointError when the endpoint cannot be reached at all."""
-    client = EndpointClient(endpoint)
-    try:
-        await client.check_reachable()
-    finally:
-        await client.close()
+def check_suite_targets(targets: list[Target], reference: str | None, by: GroupBy) -> None:
+    """One-line errors for a suite recording that names no target, or a reference that is
+    none of them."""
+    if not targets:
+        raise TracesError("--suite needs at least one --provider or --dialect to record")
+    labels = [t.provider for t in targets]
+    if reference is not None and by is GroupBy.provider and reference not in labels:
+        raise TracesError(
+            f"--reference {reference!r} is not one of the providers ({', '.join(labels)})"
+        )
 
 
 def record_suite(
     suite: Suite,
     targets: list[Target],
     db_path: Path,
+    progress: RunProgress,
     *,
     repeat: int | None,
     concurrency: int,
@@ -47,74 +47,89 @@ def record_suite(
     seed: int,
     timeout: float,
 ) -> Recorded:
-    """Record every task of `suite` against every target into `db_path`; progress on stderr.
+    """Record every task of `suite` against every target into `db_path`.
 
     Unreachable endpoints are reported before the database is touched.
     """
-    for target in targets:
-        if target.endpoint is not None:
-            asyncio.run(check_reachable(target.endpoint))
-    with contextlib.ExitStack() as stack:
-        endpoints: dict[str, EndpointConfig] = {}
-        for target in targets:
-            if target.endpoint is not None:
-                endpoints[target.provider] = target.endpoint
-            else:
-                server = stack.enter_context(SimServer(target.sim))
-                # The simulator needs no key; a placeholder keeps the SDK happy.
-                endpoints[target.provider] = EndpointConfig(
-                    base_url=server.base_url, api_key_env=None, api_key="sim", timeout_s=timeout
-                )
+    tasks = [entry.model_copy(update={"repeats": repeat or entry.repeats}) for entry in suite.tasks]
+    with serving(targets, timeout) as endpoints:
         plans = {
-            target.provider: [
-                RunPlan(
-                    task=entry.task,
-                    provider=target.provider,
-                    endpoint=endpoints[target.provider],
-                    settings=HarnessSettings(
-                        model=target.model,
-                        max_steps=entry.max_steps,
-                        stream=stream,
-                        replay=target.replay,
-                        extra_body=target.extra_body,
-                    ),
-                    repeat=repeat or entry.repeats,
-                    concurrency=concurrency,
-                    seed=seed,
-                    dialect=target.dialect,
-                )
-                for entry in suite.tasks
-            ]
-            for target in targets
-        }
-        recorder = Recorder(db_path)
-        try:
-            return _with_progress(plans, recorder, concurrency)
-        finally:
-            recorder.close()
-
-
-def _with_progress(plans: dict[str, list[RunPlan]], recorder: Recorder, limit: int) -> Recorded:
-    with stderr_progress(notes=True) as progress:
-
-        async def one_target(label: str, target_plans: list[RunPlan]) -> list[RunSummary]:
-            bar = progress.add_task(label, total=sum(p.repeat for p in target_plans), last="")
-
-            def done(run_id: str, outcome: RunOutcome) -> None:
-                last = f"{outcome.termination.value} ({outcome.steps} steps)"
-                progress.update(bar, advance=1, last=last)
-
-            # One bound per target, shared by all of its tasks.
-            bound = asyncio.Semaphore(limit)
-            batches = await asyncio.gather(
-                *(record_runs(plan, recorder, done, limit=bound) for plan in target_plans)
+            target.provider: plans_for(
+                target, endpoint, tasks, concurrency=concurrency, stream=stream, seed=seed
             )
-            return [summary for batch in batches for summary in batch]
+            for target, endpoint in zip(targets, endpoints, strict=True)
+        }
+        return record_targets(plans, db_path, concurrency, progress)
 
-        async def everything() -> Recorded:
-            labels = list(plans)
-            results = await asyncio.gather(*(one_target(label, plans[label]) for label in labels))
-            return dict(zip(labels, results, strict=True))
 
-        # SIGTERM and Ctrl-C end every run under way as `interrupted`, durably.
-        return run_cancelling_on_signal(everything())
+def silent_targets(recorded: Recorded) -> list[str]:
+    """Warnings for each target none of whose runs got an answer; raises the exit-3
+    `EndpointError` when that is every target."""
+    dead = dead_targets(recorded)
+    if dead and len(dead) == len(recorded):
+        label, summaries = next(iter(dead.items()))
+        raise EndpointError(
+            f"{label}: endpoint failed on the first request: {summaries[0].outcome.error}"
+        )
+    return [
+        f"warning: every run of {label} failed on the first request: {summaries[0].outcome.error}"
+        for label, summaries in dead.items()
+    ]
+
+
+def compare_recorded(
+    db_path: Path,
+    recorded: Recorded,
+    warn: Callable[[str], None],
+    *,
+    suite: str,
+    prices: PriceList,
+    reference: str | None,
+    resamples: int,
+    by: GroupBy,
+) -> tuple[Comparison, dict[str, list[Finding]]]:
+    """Check the runs just recorded (the checks fill the findings the comparison counts),
+    then compare them in the targets' order; the comparison and the findings of each run.
+
+    A target none of whose runs got an answer is warned about (`warn`); when that is every
+    target, the exit-3 `EndpointError` is raised instead.
+    """
+    for warning in silent_targets(recorded):
+        warn(warning)
+    ids = [s.id for summaries in recorded.values() for s in summaries]
+    findings = analyze_recorded(db_path, ids)
+    comparison = compare_stored(
+        db_path,
+        Selection(run_ids=ids, by=by),
+        prices=prices,
+        reference=reference,
+        resamples=resamples,
+        suite=suite,
+        group_order=list(recorded),
+    )
+    return comparison, findings
+
+
+def compare_stored(
+    db_path: Path,
+    selection: Selection,
+    *,
+    prices: PriceList,
+    reference: str | None,
+    resamples: int,
+    run_refs: list[str] | None = None,
+    suite: str | None = None,
+    group_order: list[str] | None = None,
+) -> Comparison:
+    """Compare the stored runs `selection` (narrowed to `run_refs`, if any) picks."""
+    with open_for_reading(db_path) as conn:
+        select_run_refs(conn, selection, run_refs or [])
+        return build_comparison(
+            conn,
+            selection,
+            prices=prices,
+            reference=reference,
+            resamples=resamples,
+            suite=suite,
+            group_order=group_order or (),
+        )

@@ -14,6 +14,7 @@ import duckdb
 from pydantic import BaseModel, Field
 
 from analyzer.compare.group_by import GroupBy as GroupBy
+from analyzer.queries import resolve_run_id
 from traces.errors import TracesError
 
 SELECTED = "compare_runs"
@@ -54,6 +55,35 @@ class Selection(BaseModel):
         if self.run_ids:
             parts.append(f"{len(self.run_ids)} run id(s)")
         return ", ".join(parts) or "all runs"
+
+
+def selection_from_options(
+    *,
+    providers: list[str] | None,
+    model: str | None,
+    tasks: list[str] | None,
+    since: str | None,
+    until: str | None,
+    origins: list[str] | None,
+    by: GroupBy,
+) -> Selection:
+    """The selection `--provider`, `--model`, `--task`, `--since`, `--until`, `--origin`
+    and `--by` describe (`compare` and `report` take the same filters)."""
+    return Selection(
+        providers=providers or [],
+        models=[model] if model else [],
+        tasks=tasks or [],
+        since=parse_moment("--since", since),
+        until=parse_moment("--until", until),
+        origins=origins or list(DEFAULT_ORIGINS),
+        by=by,
+    )
+
+
+def select_run_refs(conn: duckdb.DuckDBPyConnection, selection: Selection, refs: list[str]) -> None:
+    """Narrow `selection` to the runs `--run` names (ids, prefixes or `last`), if any."""
+    if refs:
+        selection.run_ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in refs))
 
 
 def parse_moment(option: str, text: str | None) -> datetime | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 
+from analyzer.cursor_rows import dict_rows
 from traces.probes.catalogue import PROBE_SET_VERSION
 from traces.probes.runner import NOT_SERVED
 
@@ -83,8 +84,7 @@ def load_probe_results(
     """The latest probing of each provider (of `providers`, or all) in the current probe set
     version; older versions are left out, since their conversations differ."""
     cursor = conn.execute(_QUERY, {"version": PROBE_SET_VERSION, "providers": providers})
-    names = [d[0] for d in cursor.description or []]
-    return [_result(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+    return [_result(row) for row in dict_rows(cursor)]
 
 
 def _result(row: dict[str, Any]) -> ProbeResult:

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from analyzer.compare.selection import SELECTED, Selection, select_runs
+from analyzer.cursor_rows import dict_rows
 
 EXCERPT_CHARS = 240
 """Text kept of content, final answers, errors and evidence: enough to recognise, no more."""
@@ -90,11 +91,6 @@ def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
     return text[: limit - 1] + "…"
 
 
-def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def load_timelines(
     conn: duckdb.DuckDBPyConnection,
     selection: Selection,
@@ -103,7 +99,7 @@ def load_timelines(
 ) -> list[GroupTimelines]:
     """The newest `per_group` runs of each group of the selection (in `groups` order)."""
     select_runs(conn, selection)
-    heads = _rows(
+    heads = dict_rows(
         conn.execute(
             f"""
             SELECT c.grp, r.id, r.task,
@@ -156,7 +152,7 @@ def load_timelines(
 
 
 def _load_steps(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    rows = _rows(
+    rows = dict_rows(
         conn.execute(
             f"""
             SELECT s.run_id, s.idx AS index, s.finish_reason, s.latency_ms, s.error_kind,

@@ -1,4 +1,10 @@
-"""Turning `record`'s endpoint options into one target: a profile, a custom URL, or the sim."""
+"""Where runs go: turning endpoint options into targets (a profile, a custom URL, or the
+embedded simulator in a dialect with faults), each under the label its runs are stored with.
+
+Labels: a profile's name (or `--provider`'s label for a custom URL), `sim` or `sim-DIALECT`
+for the simulator, plus `+FAULT=RATE,…` when a target of several (`compare`, `probe`) has
+faults injected (`record` records one target and keeps `sim`/`sim-DIALECT`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from traces.errors import TracesError
 from traces.profiles import base_url_problem, load_profiles, profiles_path
 from traces.replay import ReplayPolicy, parse_replay_option
 from traces.sim.config import SimConfig
+from traces.sim.faults.spec import fault_label, parse_faults, split_fault_list
 
 SIM_PROVIDER = "sim"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -149,3 +156,101 @@ def _custom_endpoint(base_url: str, api_key_env: str | None, timeout: float) -> 
         api_key=None if api_key_env else NO_KEY,
         timeout_s=timeout,
     )
+
+
+def resolve_targets(
+    *,
+    providers: list[str],
+    dialects: list[str],
+    faults: list[str],
+    providers_file: Path | None,
+    model: str | None,
+    timeout: float,
+    seed: int,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+) -> list[Target]:
+    """The targets of a command that runs several side by side (`compare`, `probe`).
+
+    One per `--provider NAME[:MODEL]` (a profile, or `sim`; with `base_url`, at most one,
+    naming its profile or label), one for a `base_url` given alone, then one per `--dialect
+    D[:FAULT[=RATE],…]`: the embedded simulator with that dialect's faults on top of the
+    `faults` every simulated target gets. One-line errors for unknown names, bad specs,
+    faults no target can take and two targets that would share a label.
+    """
+    common = parse_faults(faults)
+    if base_url is not None and len(providers) > 1:
+        raise TracesError("--base-url takes at most one --provider (its profile or label)")
+    targets: list[Target] = []
+    for spec in providers:
+        name, _, spec_model = spec.partition(":")
+        if not name:
+            raise TracesError(f"--provider {spec!r}: expected NAME or NAME:MODEL")
+        if name == SIM_PROVIDER and base_url is None:
+            targets.append(_sim_target("openai", common, spec_model or model, seed))
+            continue
+        targets.append(
+            _endpoint_target(
+                name, providers_file, base_url, spec_model or model, api_key_env, timeout, seed
+            )
+        )
+    if base_url is not None and not providers:
+        targets.append(
+            _endpoint_target(None, providers_file, base_url, model, api_key_env, timeout, seed)
+        )
+    for spec in dialects:
+        name, _, own = spec.partition(":")
+        faults_here = {**common, **parse_faults(split_fault_list(own))}
+        targets.append(_sim_target(name, faults_here, model, seed))
+    if common and targets and all(t.sim is None for t in targets):
+        raise TracesError("--fault applies to the embedded simulator only (add --dialect)")
+    labels = [t.provider for t in targets]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise TracesError(
+                f"{label!r} is given twice: each provider or dialect (with its faults) is "
+                "one target"
+            )
+    return targets
+
+
+def _endpoint_target(
+    provider: str | None,
+    providers_file: Path | None,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+    timeout: float,
+    seed: int,
+) -> Target:
+    return resolve_target(
+        provider=provider,
+        providers_file=providers_file,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+        timeout=timeout,
+        reasoning_replay="keep",
+        sim_dialect="openai",
+        sim_faults={},
+        seed=seed,
+    )
+
+
+def _sim_target(dialect: str, faults: dict[str, float], model: str | None, seed: int) -> Target:
+    """The simulator in `dialect`; its faults are part of what is run, so of its label."""
+    target = resolve_target(
+        provider=None,
+        providers_file=None,
+        base_url=None,
+        model=model,
+        api_key_env=None,
+        timeout=1.0,  # unused: the simulator's endpoint is made when it starts
+        reasoning_replay="keep",
+        sim_dialect=dialect,
+        sim_faults=faults,
+        seed=seed,
+    )
+    if faults:
+        target.provider = f"{target.provider}+{fault_label(faults)}"
+    return target
