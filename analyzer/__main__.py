@@ -14,11 +14,19 @@ def main() -> None:
     """Handle interrupts, then run the command line."""
     interrupts.install()
     try:
-        from analyzer.cli import main as run
+        try:
+            from analyzer.cli import main as run
 
-        run()
-    except KeyboardInterrupt:  # during the imports, or past the command line's own handlers
-        interrupts.exit_interrupted()
+            run()
+        except KeyboardInterrupt:  # during the imports, or past the command line's own handlers
+            interrupts.exit_interrupted()
+    except SystemExit as done:
+        if done.code == interrupts.EXIT_CODE:
+            # Interrupted, cleaned up, and its line written: leave now. Once a KeyboardInterrupt
+            # has unwound through the interpreter's own frames, CPython ends its shutdown by
+            # killing itself with SIGINT (exit -2 instead of 130), and nothing is left to do.
+            interrupts.exit_now()
+        raise
 
 
 if __name__ == "__main__":

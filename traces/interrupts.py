@@ -76,7 +76,7 @@ def install() -> None:
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
-            _exit_now()
+            exit_now()
         previous(kind, value, tb)
 
     sys.excepthook = hook
@@ -101,7 +101,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _state.interrupted or _state.exit_code is not None:
         _state.extra += 1
         if _state.extra >= FORCE_AFTER:
-            _exit_now()
+            exit_now()
         return
     _state.interrupted = True
     if _state.deferring:
@@ -117,7 +117,7 @@ def _interrupt() -> None:
     raise KeyboardInterrupt
 
 
-def _exit_now() -> NoReturn:
+def exit_now() -> NoReturn:
     """Leave at once: the line (unless one was written), then exit without cleanup."""
     code = _state.exit_code
     if code is None:
