@@ -17,6 +17,8 @@ import duckdb
 from traces.store.tables import COLUMNS, DEDUPLICATED, RunUpdate
 
 _INSERTS: dict[tuple[str, tuple[bool, ...]], str] = {}
+"""Statement text by table and mask of constant columns (a recorder's batch of one step has
+every column but the first constant; an import's batch, a few)."""
 
 *_ENDING, _KEY = RunUpdate._fields
 UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_KEY} = ?"
