@@ -19,7 +19,6 @@ finish-reason normalization, and the same `StepRecord` and row builders. What a 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 
 from traces.importing.formats import LoggedExchange
 from traces.importing.toolsets import ToolSets
-from traces.importing.writer import RowSink, finished_run_row
+from traces.importing.writer import RowSink
 from traces.model import (
     ExchangeError,
     RunOutcome,
@@ -42,12 +41,16 @@ from traces.model import (
     request_suffix,
 )
 from traces.normalize import SchemaValidator, read_message, step_from_exchange
-from traces.store.rows import step_row
-from traces.store.writer_process import TABLES
+from traces.store.rows import (
+    message_row,
+    run_row,
+    step_message_rows,
+    step_row,
+    to_json,
+    tool_call_rows,
+    tool_result_rows,
+)
 
-_STREAM_EVENTS = TABLES["steps"].index("stream_events")
-_REQUEST_PARAMS = TABLES["steps"].index("request_params")
-_TEXT = json.JSONEncoder(ensure_ascii=False)
 _PARAMS_CACHE = 256
 
 
@@ -196,8 +199,7 @@ class RunBuilder:
             digest = hashes[position]
             if digest not in self.known:
                 self.known.add(digest)
-                stored = messages[position]
-                self.writer.add("messages", (digest, stored.get("role", ""), _TEXT.encode(stored)))
+                self.writer.add("messages", message_row(digest, messages[position]))
         answer = exchange.message if exchange.error is None else None
         reading = read_message(answer, read.validate) if answer is not None else None
         run.pending = step_from_exchange(
@@ -215,7 +217,7 @@ class RunBuilder:
         run.pending_params = read
 
     def _read_params(self, params: dict[str, Any]) -> _Params:
-        text = _TEXT.encode(params)
+        text = to_json(params)
         found = self._params.get(text)
         if found is None:
             if len(self._params) >= _PARAMS_CACHE:
@@ -242,55 +244,20 @@ class RunBuilder:
             if len(after) > sent and after[sent].get("role") == "assistant":
                 step.replay_message_hash = hashes[sent]
                 results = _tool_results(step, logged, following)
-        # The recorder's row builder, minus re-encoding the params `_take` encoded already.
-        params = step.request_params
-        step.request_params = {}
-        row = list(step_row(step))
-        step.request_params = params
         assert run.pending_params is not None
-        row[_REQUEST_PARAMS] = run.pending_params.text
-        if logged.stream_lines is not None:
-            # The log has the stream's lines but not when each arrived.
-            row[_STREAM_EVENTS] = _TEXT.encode([[None, line] for line in logged.stream_lines])
         writer = self.writer
-        writer.add("steps", tuple(row))
-        for offset, digest in enumerate(step.request_new_hashes):
-            position = step.request_prefix + offset
-            writer.add("step_messages", (run.run_id, step.index, position, digest))
-        for c in step.tool_calls:
-            writer.add(
-                "tool_calls",
-                (
-                    run.run_id,
-                    step.index,
-                    c.index,
-                    c.id,
-                    c.id_format,
-                    c.name,
-                    c.arguments_raw,
-                    c.arguments_type,
-                    _TEXT.encode(c.arguments) if c.json_valid else None,
-                    c.json_valid,
-                    c.schema_valid,
-                    c.schema_error,
-                ),
-            )
-        for r in results:
-            writer.add(
-                "tool_results",
-                (
-                    run.run_id,
-                    step.index,
-                    r.index,
-                    r.tool_call_id,
-                    r.name,
-                    r.output,
-                    r.error,
-                    r.error_kind,
-                    r.started_at,
-                    r.duration_ms,
-                ),
-            )
+        writer.add(
+            "steps",
+            # The log has the stream's lines but not when each arrived; the params were
+            # encoded once by `_read_params`.
+            step_row(step, params_text=run.pending_params.text, stream_lines=logged.stream_lines),
+        )
+        for row in step_message_rows(step):
+            writer.add("step_messages", row)
+        for call in tool_call_rows(step):
+            writer.add("tool_calls", call)
+        for result in tool_result_rows(run.run_id, step.index, results):
+            writer.add("tool_results", result)
         tally = run.tally
         tally.steps += 1
         tally.tool_calls += len(step.tool_calls)
@@ -335,7 +302,7 @@ class RunBuilder:
             import_id=self.import_id,
             conversation=first.conversation,
         )
-        self.writer.add("runs", finished_run_row(record, _outcome(last, run.tally)))
+        self.writer.add("runs", run_row(record, _outcome(last, run.tally)))
 
 
 def _outcome(last: StepRecord, tally: _Tally) -> RunOutcome:
@@ -433,4 +400,4 @@ def _text_of(content: Any) -> str:
         return "".join(
             str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
         )
-    return "" if content is None else _TEXT.encode(content)
+    return "" if content is None else to_json(content)

@@ -33,6 +33,7 @@ from traces.importing.reading import (
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
 from traces.store.database import open_for_writing
+from traces.store.tables import ImportRow
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
 
@@ -155,23 +156,23 @@ def _size(path: Path) -> int:
         return 0  # `fingerprint` says why it cannot be read
 
 
-def _import_row(
-    report: FileReport, options: ImportOptions, imported_at: datetime
-) -> tuple[object, ...]:
-    return (
-        report.import_id,
-        report.path,
-        report.sha256,
-        report.format,
-        options.provider if report.defaulted else None,
-        report.lines,
-        report.exchanges,
-        len(report.runs),
-        report.skipped,
-        json.dumps([{"line": s.line, "reason": s.reason} for s in report.skipped_lines])
+def _import_row(report: FileReport, options: ImportOptions, imported_at: datetime) -> ImportRow:
+    return ImportRow(
+        id=report.import_id,
+        path=report.path,
+        sha256=report.sha256,
+        format=report.format,
+        provider=options.provider if report.defaulted else None,
+        lines=report.lines,
+        exchanges=report.exchanges,
+        runs=len(report.runs),
+        skipped=report.skipped,
+        skipped_lines=json.dumps(
+            [{"line": s.line, "reason": s.reason} for s in report.skipped_lines]
+        )
         if report.skipped_lines
         else None,
-        imported_at,
+        imported_at=imported_at,
     )
 
 

@@ -19,7 +19,6 @@ import asyncio
 import atexit
 import collections
 import contextlib
-import json
 import os
 import queue
 import socket
@@ -39,7 +38,15 @@ from traces.model import (
     ToolResultRecord,
 )
 from traces.processes import child_env
-from traces.store.rows import json_text, outcome_row, run_row, step_row
+from traces.store.rows import (
+    message_row,
+    run_row,
+    run_update,
+    step_message_rows,
+    step_row,
+    tool_call_rows,
+    tool_result_rows,
+)
 from traces.store.writer_process import (
     Op,
     Rows,
@@ -127,35 +134,14 @@ class Recorder:
         step's tool results) is committed, the step is too.
         """
         fresh = [
-            (h, m.get("role", ""), json.dumps(m, ensure_ascii=False))
-            for h, m in new_messages.items()
-            if h not in self._known_messages
+            message_row(h, m) for h, m in new_messages.items() if h not in self._known_messages
         ]
         self._known_messages.update(new_messages)
         rows: Rows = {
             "messages": fresh,
             "steps": [step_row(step)],
-            "step_messages": [
-                (step.run_id, step.index, step.request_prefix + offset, digest)
-                for offset, digest in enumerate(step.request_new_hashes)
-            ],
-            "tool_calls": [
-                (
-                    step.run_id,
-                    step.index,
-                    c.index,
-                    c.id,
-                    c.id_format,
-                    c.name,
-                    c.arguments_raw,
-                    c.arguments_type,
-                    json_text(c.arguments) if c.json_valid else None,
-                    c.json_valid,
-                    c.schema_valid,
-                    c.schema_error,
-                )
-                for c in step.tool_calls
-            ],
+            "step_messages": step_message_rows(step),
+            "tool_calls": tool_call_rows(step),
         }
         return self._enqueue(rows)
 
@@ -163,26 +149,11 @@ class Recorder:
         self, run_id: str, step_index: int, results: list[ToolResultRecord]
     ) -> None:
         """Insert what the tools of one step returned."""
-        rows = [
-            (
-                run_id,
-                step_index,
-                r.index,
-                r.tool_call_id,
-                r.name,
-                r.output,
-                r.error,
-                r.error_kind,
-                r.started_at,
-                r.duration_ms,
-            )
-            for r in results
-        ]
-        await self._enqueue({"tool_results": rows})
+        await self._enqueue({"tool_results": tool_result_rows(run_id, step_index, results)})
 
     async def end_run(self, run_id: str, outcome: RunOutcome) -> None:
         """Write the run's final status, termination and totals."""
-        await self._enqueue({"run_updates": [outcome_row(run_id, outcome)]})
+        await self._enqueue({"run_updates": [run_update(run_id, outcome)]})
 
     def close(self) -> None:
         """Flush everything queued, stop the writer process and wait for it to exit."""

@@ -1,5 +1,5 @@
-"""Row builders shared by the live recorder and the importer: tuples in the column order of
-`writer_process.TABLES`, so a recorded run and an imported one are stored identically.
+"""Row builders shared by the live recorder and the importer, so a recorded run and an
+imported one are stored identically. Every value is given by column name (`traces.store.tables`).
 
 JSON is encoded here, not in the writer process, so a row is a snapshot of plain immutable
 values taken when it is queued (the dicts it came from may live on in the conversation); it
@@ -9,101 +9,236 @@ costs ~15 us a step.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
-from traces.model import RunOutcome, RunRecord, RunStatus, StepRecord
+from traces.model import (
+    RunOutcome,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    ToolCallRecord,
+    ToolResultRecord,
+)
+from traces.store.tables import (
+    MessageRow,
+    RunRow,
+    RunUpdate,
+    StepMessageRow,
+    StepRow,
+    ToolCallRow,
+    ToolResultRow,
+)
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""`json.dumps(value, ensure_ascii=False)` builds an encoder per call; this one is reused."""
+
+
+def to_json(value: Any) -> str:
+    """JSON text of a value, as the store keeps it (non-ASCII characters as they are)."""
+    return _ENCODER.encode(value)
 
 
 def json_text(value: Any) -> str | None:
     """JSON text of a value for a JSON column (None stays NULL)."""
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    return None if value is None else to_json(value)
 
 
-def run_row(run: RunRecord) -> tuple[Any, ...]:
-    """The `runs` row of a run as it starts (status running)."""
-    return (
-        run.id,
-        run.task,
-        run.task_path,
-        run.task_sha256,
-        run.provider,
-        run.model,
-        run.base_url,
-        json_text(run.settings),
-        run.seed,
-        RunStatus.RUNNING.value,
-        run.started_at,
-        run.recorder_pid,
-        run.recorder_host,
-        run.origin,
-        run.import_id,
-        run.conversation,
+def run_row(run: RunRecord, outcome: RunOutcome | None = None) -> RunRow:
+    """The `runs` row of a run: as it starts (status running, no ending, zero totals) when
+    `outcome` is None, else as it ended (an imported run is stored finished at once)."""
+    end = run_update(run.id, outcome) if outcome is not None else _running(run.id)
+    return RunRow(
+        id=run.id,
+        task=run.task,
+        task_path=run.task_path,
+        task_sha256=run.task_sha256,
+        provider=run.provider,
+        model=run.model,
+        base_url=run.base_url,
+        settings=to_json(run.settings),
+        seed=run.seed,
+        status=end.status,
+        termination=end.termination,
+        success=end.success,
+        success_detail=end.success_detail,
+        final_answer=end.final_answer,
+        error=end.error,
+        started_at=run.started_at,
+        ended_at=end.ended_at,
+        steps=end.steps,
+        tool_calls=end.tool_calls,
+        tool_errors=end.tool_errors,
+        prompt_tokens=end.prompt_tokens,
+        completion_tokens=end.completion_tokens,
+        reasoning_tokens=end.reasoning_tokens,
+        recorder_pid=run.recorder_pid,
+        recorder_host=run.recorder_host,
+        origin=run.origin,
+        import_id=run.import_id,
+        conversation=run.conversation,
     )
 
 
-def step_row(step: StepRecord) -> tuple[Any, ...]:
-    """The `steps` row of a step."""
+def run_update(run_id: str, outcome: RunOutcome) -> RunUpdate:
+    """The ending of a run: its status, termination and totals."""
+    return RunUpdate(
+        status=outcome.status.value,
+        termination=outcome.termination.value,
+        success=outcome.success,
+        success_detail=outcome.success_detail,
+        final_answer=outcome.final_answer,
+        error=outcome.error,
+        ended_at=outcome.ended_at,
+        steps=outcome.steps,
+        tool_calls=outcome.tool_calls,
+        tool_errors=outcome.tool_errors,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        reasoning_tokens=outcome.reasoning_tokens,
+        id=run_id,
+    )
+
+
+def _running(run_id: str) -> RunUpdate:
+    """A run that has not ended: the columns' defaults in the schema."""
+    return RunUpdate(
+        status=RunStatus.RUNNING.value,
+        termination=None,
+        success=None,
+        success_detail=None,
+        final_answer=None,
+        error=None,
+        ended_at=None,
+        steps=0,
+        tool_calls=0,
+        tool_errors=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        reasoning_tokens=0,
+        id=run_id,
+    )
+
+
+def message_row(digest: str, message: dict[str, Any]) -> MessageRow:
+    """The `messages` row of a message whose hash is `digest`."""
+    return MessageRow(hash=digest, role=message.get("role", ""), body=to_json(message))
+
+
+def step_row(
+    step: StepRecord,
+    *,
+    params_text: str | None = None,
+    stream_lines: list[str] | None = None,
+) -> StepRow:
+    """The `steps` row of a step.
+
+    `params_text` is the JSON text of `step.request_params` when the caller has it already
+    (an import reads each distinct value once). `stream_lines` are the lines of a stream
+    whose arrival times are unknown (a log keeps the lines, not when each came): stored in
+    place of the step's own events, with null times.
+    """
     usage = step.usage
     err = step.error
-    return (
-        step.run_id,
-        step.index,
-        step.started_at,
-        step.latency_ms,
-        step.ttft_reasoning_ms,
-        step.ttft_content_ms,
-        step.ttft_tool_call_ms,
-        step.streamed,
-        step.http_status,
-        step.request_id,
-        json_text(step.response_headers),
-        json_text(step.request_params),
-        step.request_message_count,
-        step.request_prefix,
-        step.response_body,
-        json_text([[e.t_ms, e.line] for e in step.stream_events])
-        if step.stream_events is not None
+    if stream_lines is not None:
+        stream_events = to_json([[None, line] for line in stream_lines])
+    elif step.stream_events is not None:
+        stream_events = to_json([[e.t_ms, e.line] for e in step.stream_events])
+    else:
+        stream_events = None
+    return StepRow(
+        run_id=step.run_id,
+        idx=step.index,
+        started_at=step.started_at,
+        latency_ms=step.latency_ms,
+        ttft_reasoning_ms=step.ttft_reasoning_ms,
+        ttft_content_ms=step.ttft_content_ms,
+        ttft_tool_call_ms=step.ttft_tool_call_ms,
+        streamed=step.streamed,
+        http_status=step.http_status,
+        request_id=step.request_id,
+        response_headers=to_json(step.response_headers),
+        request_params=to_json(step.request_params) if params_text is None else params_text,
+        request_message_count=step.request_message_count,
+        request_prefix=step.request_prefix,
+        response_body=step.response_body,
+        stream_events=stream_events,
+        finish_reason_raw=step.finish_reason_raw,
+        finish_reason=step.finish_reason,
+        reasoning=step.reasoning,
+        reasoning_source=step.reasoning_source,
+        content=step.content,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        reasoning_tokens_source=usage.reasoning_tokens_source,
+        cached_tokens=usage.cached_tokens,
+        total_tokens=usage.total_tokens,
+        usage_raw=json_text(step.usage_raw),
+        replay_message_hash=step.replay_message_hash,
+        error_kind=err.kind if err else None,
+        error_status=err.status if err else None,
+        error_message=err.message if err else None,
+        error_body=err.body if err else None,
+        retries=step.retries,
+        retry_errors=to_json([e.model_dump() for e in step.retry_errors])
+        if step.retry_errors
         else None,
-        step.finish_reason_raw,
-        step.finish_reason,
-        step.reasoning,
-        step.reasoning_source,
-        step.content,
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        usage.reasoning_tokens,
-        usage.reasoning_tokens_source,
-        usage.cached_tokens,
-        usage.total_tokens,
-        json_text(step.usage_raw),
-        step.replay_message_hash,
-        err.kind if err else None,
-        err.status if err else None,
-        err.message if err else None,
-        err.body if err else None,
-        step.retries,
-        json_text([e.model_dump() for e in step.retry_errors]) if step.retry_errors else None,
-        json_text(step.anomalies) if step.anomalies else None,
-        step.request_hash,
-        step.upstream_provider,
+        anomalies=to_json(step.anomalies) if step.anomalies else None,
+        request_hash=step.request_hash,
+        upstream_provider=step.upstream_provider,
     )
 
 
-def outcome_row(run_id: str, outcome: RunOutcome) -> tuple[Any, ...]:
-    """The values of `UPDATE_RUN_COLUMNS` for a run that ended, then its id."""
-    return (
-        outcome.status.value,
-        outcome.termination.value,
-        outcome.success,
-        outcome.success_detail,
-        outcome.final_answer,
-        outcome.error,
-        outcome.ended_at,
-        outcome.steps,
-        outcome.tool_calls,
-        outcome.tool_errors,
-        outcome.prompt_tokens,
-        outcome.completion_tokens,
-        outcome.reasoning_tokens,
-        run_id,
+def step_message_rows(step: StepRecord) -> list[StepMessageRow]:
+    """The `step_messages` rows of a step: the messages its request added to the previous
+    one, at their positions in the request."""
+    return [
+        StepMessageRow(
+            run_id=step.run_id, step_idx=step.index, position=step.request_prefix + offset, hash=h
+        )
+        for offset, h in enumerate(step.request_new_hashes)
+    ]
+
+
+def tool_call_rows(step: StepRecord) -> list[ToolCallRow]:
+    """The `tool_calls` rows of a step: one per call its response asked for."""
+    return [_tool_call_row(step.run_id, step.index, call) for call in step.tool_calls]
+
+
+def _tool_call_row(run_id: str, step_idx: int, call: ToolCallRecord) -> ToolCallRow:
+    return ToolCallRow(
+        run_id=run_id,
+        step_idx=step_idx,
+        call_idx=call.index,
+        id=call.id,
+        id_format=call.id_format,
+        name=call.name,
+        arguments_raw=call.arguments_raw,
+        arguments_type=call.arguments_type,
+        arguments=json_text(call.arguments) if call.json_valid else None,
+        json_valid=call.json_valid,
+        schema_valid=call.schema_valid,
+        schema_error=call.schema_error,
     )
+
+
+def tool_result_rows(
+    run_id: str, step_idx: int, results: Iterable[ToolResultRecord]
+) -> list[ToolResultRow]:
+    """The `tool_results` rows of what the tools of one step returned."""
+    return [
+        ToolResultRow(
+            run_id=run_id,
+            step_idx=step_idx,
+            call_idx=r.index,
+            tool_call_id=r.tool_call_id,
+            name=r.name,
+            output=r.output,
+            error=r.error,
+            error_kind=r.error_kind,
+            started_at=r.started_at,
+            duration_ms=r.duration_ms,
+        )
+        for r in results
+    ]

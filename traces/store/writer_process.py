@@ -8,8 +8,9 @@ in its own process it runs on another core and the agent process only pickles ro
 Protocol, over two one-way pipes (`multiprocessing` connections, pickles):
 
 - parent -> child (`ops`): lists of operations `(seq, rows)`. `seq` numbers operations from
-  1 in the order they were queued; `rows` maps a table name of `TABLES` (or `run_updates`)
-  to row tuples in that table's column order. The parent closes its end to stop the writer.
+  1 in the order they were queued; `rows` maps a table name of `tables.ROW_TYPES` to rows
+  of that table's row type, or `run_updates` to `tables.RunUpdate`s. The parent closes its
+  end to stop the writer.
 - child -> parent (`acks`): first `("ready", None)`, or `("failed", one-line message)` when
   the database cannot be opened. Then `(seq, error)` after each transaction: every operation
   up to `seq` is committed (`error` is None) or was rolled back (`error` says why).
@@ -24,6 +25,7 @@ import contextlib
 import os
 import socket
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,142 +35,18 @@ from traces import interrupts
 from traces.errors import DatabaseError
 from traces.one_line import exception_line
 from traces.store.database import open_for_writing
+from traces.store.inserts import insert_rows, update_runs
+from traces.store.tables import ROW_TYPES
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 Row = tuple[Any, ...]
-Rows = dict[str, list[Row]]
+Rows = dict[str, Sequence[Row]]
 Op = tuple[int, Rows]
 
 _MAX_OPS_PER_COMMIT = 4096
 """Bound on one transaction, so a flood of queued work still gets acknowledged in steps."""
-
-
-def _bulk_insert(table: str, columns: tuple[str, ...], suffix: str = "") -> str:
-    # One statement per table and batch: each `$i` is a whole column as a list, unnested back
-    # into rows. DuckDB's executemany runs the statement once per row (0.4-1 ms each); one
-    # statement over a batch of dozens of rows costs about what two or three single rows did.
-    unnested = ", ".join(f"unnest(${i})" for i in range(1, len(columns) + 1))
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {unnested}{suffix}"
-
-
-TABLES: dict[str, tuple[str, ...]] = {
-    "runs": (
-        "id",
-        "task",
-        "task_path",
-        "task_sha256",
-        "provider",
-        "model",
-        "base_url",
-        "settings",
-        "seed",
-        "status",
-        "started_at",
-        "recorder_pid",
-        "recorder_host",
-        "origin",
-        "import_id",
-        "conversation",
-    ),
-    "messages": ("hash", "role", "body"),
-    "steps": (
-        "run_id",
-        "idx",
-        "started_at",
-        "latency_ms",
-        "ttft_reasoning_ms",
-        "ttft_content_ms",
-        "ttft_tool_call_ms",
-        "streamed",
-        "http_status",
-        "request_id",
-        "response_headers",
-        "request_params",
-        "request_message_count",
-        "request_prefix",
-        "response_body",
-        "stream_events",
-        "finish_reason_raw",
-        "finish_reason",
-        "reasoning",
-        "reasoning_source",
-        "content",
-        "prompt_tokens",
-        "completion_tokens",
-        "reasoning_tokens",
-        "reasoning_tokens_source",
-        "cached_tokens",
-        "total_tokens",
-        "usage_raw",
-        "replay_message_hash",
-        "error_kind",
-        "error_status",
-        "error_message",
-        "error_body",
-        "retries",
-        "retry_errors",
-        "anomalies",
-        "request_hash",
-        "upstream_provider",
-    ),
-    "step_messages": ("run_id", "step_idx", "position", "hash"),
-    "tool_calls": (
-        "run_id",
-        "step_idx",
-        "call_idx",
-        "id",
-        "id_format",
-        "name",
-        "arguments_raw",
-        "arguments_type",
-        "arguments",
-        "json_valid",
-        "schema_valid",
-        "schema_error",
-    ),
-    "tool_results": (
-        "run_id",
-        "step_idx",
-        "call_idx",
-        "tool_call_id",
-        "name",
-        "output",
-        "error",
-        "error_kind",
-        "started_at",
-        "duration_ms",
-    ),
-}
-"""Columns of each inserted table, in the order of the row tuples the parent sends.
-
-Inserted in this order within a transaction (a run before its steps), then `run_updates`.
-"""
-
-_INSERTS = {
-    table: _bulk_insert(table, columns, " ON CONFLICT DO NOTHING" if table == "messages" else "")
-    for table, columns in TABLES.items()
-}
-
-UPDATE_RUN_COLUMNS = (
-    "status",
-    "termination",
-    "success",
-    "success_detail",
-    "final_answer",
-    "error",
-    "ended_at",
-    "steps",
-    "tool_calls",
-    "tool_errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-)
-"""Columns a `run_updates` row sets, followed by the run id."""
-
-_UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in UPDATE_RUN_COLUMNS)} WHERE id = ?"
 
 
 def writer_main(path: Path, ops: Connection, acks: Connection) -> None:
@@ -231,11 +109,9 @@ def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
             rows[table].extend(table_rows)
     try:
         conn.execute("BEGIN TRANSACTION")
-        for table in TABLES:
-            if rows[table]:
-                conn.execute(_INSERTS[table], [list(c) for c in zip(*rows[table], strict=True)])
-        if rows["run_updates"]:
-            conn.executemany(_UPDATE_RUN, rows["run_updates"])
+        for table in ROW_TYPES:  # a run before its steps
+            insert_rows(conn, table, rows[table])
+        update_runs(conn, rows["run_updates"])
         conn.execute("COMMIT")
     except Exception as exc:
         with contextlib.suppress(duckdb.Error):

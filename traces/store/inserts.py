@@ -1,0 +1,84 @@
+"""The one way rows reach the database, for the recorder's writer process and for imports.
+
+A batch of rows of a table is inserted with one statement, `INSERT INTO t (…) SELECT
+unnest($1), unnest($2), …`, each parameter a whole column as a list. DuckDB's executemany
+runs a statement once per row (0.4-1 ms each); one statement over a batch of dozens of rows
+costs about what two or three single rows did, and one over thousands a handful of
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from traces.store.tables import COLUMNS, DEDUPLICATED, RunUpdate
+
+_INSERTS: dict[tuple[str, tuple[bool, ...]], str] = {}
+"""Statement text by table and mask of constant columns (a recorder's batch of one step has
+every column but the first constant; an import's batch, a few)."""
+
+*_ENDING, _KEY = RunUpdate._fields
+UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_KEY} = ?"
+"""Ends a recorded run: the parameters are a `RunUpdate`, the run's id last."""
+
+
+def insert_sql(table: str, constant: tuple[bool, ...]) -> str:
+    """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns; a column
+    marked constant is passed as one value, the others as lists unnested into rows."""
+    names = COLUMNS[table]
+    values = ", ".join(
+        f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
+    )
+    conflict = " ON CONFLICT DO NOTHING" if table in DEDUPLICATED else ""
+    return f"INSERT INTO {table} ({', '.join(names)}) SELECT {values}{conflict}"
+
+
+def insert_rows(
+    conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert rows of `table` (its row type's tuples) with one statement."""
+    if rows:
+        insert_columns(conn, table, [list(column) for column in zip(*rows, strict=True)])
+
+
+def insert_columns(conn: duckdb.DuckDBPyConnection, table: str, columns: list[list[Any]]) -> None:
+    """Insert rows of `table` given as one list per column, in its columns' order, with one
+    statement.
+
+    Converting Python values for DuckDB is most of an insert's cost, and in a batch many
+    columns hold one value throughout (no error, no time to first token, one import id):
+    such a column goes as that value, once. The first column stays a list: it carries the
+    number of rows.
+    """
+    if len(columns) != len(COLUMNS[table]):
+        raise ValueError(
+            f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
+        )
+    constant = (False, *map(_constant, columns[1:]))
+    sql = _INSERTS.get((table, constant))
+    if sql is None:
+        sql = _INSERTS[table, constant] = insert_sql(table, constant)
+    conn.execute(
+        sql, [column[0] if same else column for column, same in zip(columns, constant, strict=True)]
+    )
+
+
+def update_runs(conn: duckdb.DuckDBPyConnection, updates: Sequence[tuple[Any, ...]]) -> None:
+    """Write the endings of recorded runs (`RunUpdate`s)."""
+    if updates:
+        conn.executemany(UPDATE_RUN, list(updates))
+
+
+def _constant(column: list[Any]) -> bool:
+    """Whether every value of `column` is stored as the first one is. Python's `==` says
+    1 == 1.0 == True and 0.0 == -0.0: numbers must be of the same type, and not floats."""
+    first = column[0]
+    if column.count(first) != len(column):
+        return False
+    kind = type(first)
+    if first is None or kind is str:
+        return True
+    return kind is not float and all(type(v) is kind for v in column)

@@ -1,0 +1,204 @@
+"""The rows the write side stores: one typed tuple per table, its fields the table's columns.
+
+Each table's columns are declared here once, in the order the migrations create them (a test
+compares every row type with a freshly migrated database), and every row is built by field
+name (`traces.store.rows`), so no writer depends on a column's position. A row is still a
+tuple: it pickles to the writer process and transposes into columns for a bulk insert
+(`traces.store.inserts`) as cheaply as a plain one.
+
+This module imports nothing of the trace model: the writer process unpickles these rows
+and starts without it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+
+class RunRow(NamedTuple):
+    """A `runs` row: the run as it starts (recorded) or as it ended (imported)."""
+
+    id: str
+    task: str
+    task_path: str
+    task_sha256: str
+    provider: str
+    model: str
+    base_url: str
+    settings: str
+    seed: int
+    status: str
+    termination: str | None
+    success: bool | None
+    success_detail: str | None
+    final_answer: str | None
+    error: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    steps: int
+    tool_calls: int
+    tool_errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    recorder_pid: int
+    recorder_host: str
+    origin: str
+    import_id: str | None
+    conversation: str | None
+    # Written by the checks (`traces analyze`), never by a recorder or an import.
+    failure_summary: str | None = None
+    findings_by_kind: str | None = None
+
+
+class RunUpdate(NamedTuple):
+    """The `runs` columns set when a recorded run ends, then the id of the run they update."""
+
+    status: str
+    termination: str | None
+    success: bool | None
+    success_detail: str | None
+    final_answer: str | None
+    error: str | None
+    ended_at: datetime | None
+    steps: int
+    tool_calls: int
+    tool_errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    id: str
+
+
+class MessageRow(NamedTuple):
+    """A `messages` row: one distinct message, stored once by its hash."""
+
+    hash: str
+    role: str
+    body: str
+
+
+class StepRow(NamedTuple):
+    """A `steps` row: one request and its response."""
+
+    run_id: str
+    idx: int
+    started_at: datetime
+    latency_ms: float
+    ttft_reasoning_ms: float | None
+    ttft_content_ms: float | None
+    ttft_tool_call_ms: float | None
+    streamed: bool
+    http_status: int | None
+    request_id: str | None
+    response_headers: str | None
+    request_params: str | None
+    request_message_count: int
+    request_prefix: int
+    response_body: str | None
+    stream_events: str | None
+    finish_reason_raw: str | None
+    finish_reason: str
+    reasoning: str | None
+    reasoning_source: str
+    content: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
+    reasoning_tokens_source: str
+    cached_tokens: int | None
+    total_tokens: int | None
+    usage_raw: str | None
+    replay_message_hash: str | None
+    error_kind: str | None
+    error_status: int | None
+    error_message: str | None
+    error_body: str | None
+    retries: int
+    retry_errors: str | None
+    anomalies: str | None
+    request_hash: str | None
+    upstream_provider: str | None
+
+
+class StepMessageRow(NamedTuple):
+    """A `step_messages` row: a message a step's request added, at its position."""
+
+    run_id: str
+    step_idx: int
+    position: int
+    hash: str
+
+
+class ToolCallRow(NamedTuple):
+    """A `tool_calls` row: one call a step's response asked for."""
+
+    run_id: str
+    step_idx: int
+    call_idx: int
+    id: str | None
+    id_format: str
+    name: str
+    arguments_raw: str
+    arguments_type: str
+    arguments: str | None
+    json_valid: bool
+    schema_valid: bool | None
+    schema_error: str | None
+
+
+class ToolResultRow(NamedTuple):
+    """A `tool_results` row: what one tool call returned."""
+
+    run_id: str
+    step_idx: int
+    call_idx: int
+    tool_call_id: str | None
+    name: str
+    output: str
+    error: str | None
+    started_at: datetime
+    duration_ms: float
+    error_kind: str | None
+    """Added by migration 4, hence last."""
+
+
+class ImportRow(NamedTuple):
+    """An `imports` row: one file an import read."""
+
+    id: str
+    path: str
+    sha256: str
+    format: str
+    provider: str | None
+    lines: int
+    exchanges: int
+    runs: int
+    skipped: int
+    skipped_lines: str | None
+    imported_at: datetime
+
+
+ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
+    "runs": RunRow,
+    "messages": MessageRow,
+    "steps": StepRow,
+    "step_messages": StepMessageRow,
+    "tool_calls": ToolCallRow,
+    "tool_results": ToolResultRow,
+    "imports": ImportRow,
+}
+"""The tables the write side inserts into, in the order a transaction inserts them (a run
+before its steps), each with the type of its rows."""
+
+DEDUPLICATED = frozenset({"messages"})
+"""Tables whose rows may already be stored (a message is stored once, by hash): an insert
+skips them (`ON CONFLICT DO NOTHING`)."""
+
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    table: row_type._fields  # type: ignore[attr-defined]
+    for table, row_type in ROW_TYPES.items()
+}
+"""The columns of each table of `ROW_TYPES`, in the order of its rows' fields."""
