@@ -9,7 +9,8 @@ endpoint answered at all, 4 database missing or locked.
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -49,6 +50,11 @@ from traces.sample_files import resolve_suite
 from traces.store.database import resolve_db_path
 from traces.suites import load_suite
 from traces.targets import resolve_targets
+
+if TYPE_CHECKING:
+    from analyzer.compare.model import Comparison
+    from traces.suites import Suite
+    from traces.targets import Target
 
 
 def register(app: typer.Typer) -> None:
@@ -126,67 +132,79 @@ def compare(
     findings: dict[str, list[Finding]] = {}
     if suite is None:
         _only_with_suite(
-            dialect=dialect, fault=fault, repeat=repeat, stream=stream, fail_on=fail_on
+            dialect=dialect,
+            fault=fault,
+            repeat=repeat,
+            stream=stream,
+            fail_on=fail_on,
+            concurrency_per_provider=concurrency_per_provider,
         )
-        if concurrency_per_provider is not None:
-            raise TracesError("--concurrency-per-provider applies with --suite only")
         selection = selection_from_options(
-            providers=provider,
-            model=model,
-            tasks=task,
-            since=since,
-            until=until,
-            origins=origin,
-            by=by,
-        )
+            providers=provider, model=model, tasks=task, since=since, until=until,
+            origins=origin, by=by,
+        )  # fmt: skip
         comparison = compare_stored(
-            db_path,
-            selection,
-            prices=prices,
-            reference=reference,
-            resamples=resamples,
+            db_path, selection, prices=prices, reference=reference, resamples=resamples,
             run_refs=run,
-        )
+        )  # fmt: skip
     else:
         if task or since or until or run:
             raise TracesError(
                 "--task, --since, --until and --run select recorded runs: use them without --suite"
             )
-        loaded = load_suite(resolve_suite(suite))
         targets = resolve_targets(
-            providers=provider or [],
-            dialects=dialect or [],
-            faults=fault or [],
-            providers_file=providers,
-            model=model,
-            timeout=timeout,
-            seed=seed,
-        )
-        check_suite_targets(targets, reference, by)
-        with run_bars() as bars:
-            recorded = record_suite(
-                loaded,
-                targets,
-                db_path,
-                bars,
-                repeat=repeat,
-                concurrency=concurrency_per_provider or loaded.defaults.concurrency,
-                stream=loaded.defaults.stream if stream is None else stream,
-                seed=seed,
-                timeout=timeout,
-            )
-        comparison, findings = compare_recorded(
-            db_path,
-            recorded,
-            _warn,
-            suite=loaded.name,
-            prices=prices,
-            reference=reference,
-            resamples=resamples,
-            by=by,
-        )
+            providers=provider or [], dialects=dialect or [], faults=fault or [],
+            providers_file=providers, model=model, timeout=timeout, seed=seed,
+        )  # fmt: skip
+        comparison, findings = _record_then_compare(
+            load_suite(resolve_suite(suite)), targets, db_path, prices,
+            repeat=repeat, concurrency=concurrency_per_provider, stream=stream, seed=seed,
+            timeout=timeout, reference=reference, resamples=resamples, by=by,
+        )  # fmt: skip
     emit_comparison(comparison, fmt)
     check_fail_on(findings, fail_on)
+
+
+def _record_then_compare(
+    suite: Suite,
+    targets: list[Target],
+    db_path: Path,
+    prices: PriceList,
+    *,
+    repeat: int | None,
+    concurrency: int | None,
+    stream: bool | None,
+    seed: int,
+    timeout: float,
+    reference: str | None,
+    resamples: int,
+    by: GroupBy,
+) -> tuple[Comparison, dict[str, list[Finding]]]:
+    """Record the suite against every target (progress bars on stderr), then compare the
+    runs just recorded; returns the comparison and the findings of those runs."""
+    check_suite_targets(targets, reference, by)
+    with run_bars() as bars:
+        recorded = record_suite(
+            suite,
+            targets,
+            db_path,
+            bars,
+            repeat=repeat,
+            concurrency=concurrency or suite.defaults.concurrency,
+            stream=suite.defaults.stream if stream is None else stream,
+            seed=seed,
+            timeout=timeout,
+        )
+    return compare_recorded(
+        db_path,
+        recorded,
+        _warn,
+        suite=suite.name,
+        prices=prices,
+        reference=reference,
+        resamples=resamples,
+        by=by,
+    )
 
 
 def _only_with_suite(**options: object) -> None:

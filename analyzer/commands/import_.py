@@ -108,8 +108,6 @@ def import_(
     """Import exchange logs as runs, then check them; prints one row per file."""
     if fail_on is not None and not analyze:
         raise TracesError("--fail-on needs the checks: it cannot go with --no-analyze")
-    path = resolve_db_path(db)
-    err = stderr_console()
     options = ImportOptions(
         provider=provider,
         model=model,
@@ -118,6 +116,20 @@ def import_(
         again=again,
         workers=workers,
     )
+    err = stderr_console()
+    reports, findings = _import_with_progress(resolve_db_path(db), files, options, analyze, err)
+    for report in reports:
+        for line in _notes(report):
+            err.print(printable(line, keep=""))
+    emit_rows([_row(report, findings, analyze) for report in reports], fmt, columns=_COLUMNS)
+    check_fail_on(findings, fail_on)
+
+
+def _import_with_progress(
+    path: Path, files: list[Path], options: ImportOptions, analyze: bool, err: Console
+) -> tuple[list[FileReport], dict[str, list[Finding]]]:
+    """Import the files with a progress bar (and the skipped lines said on stderr), the checks
+    running inside the import's transaction; returns each file's report and the findings."""
     shown: Counter[str] = Counter()
 
     def skipped(file: str, line: SkippedLine) -> None:
@@ -145,11 +157,7 @@ def import_(
             on_skip=skipped,
             before_commit=check if analyze else None,
         )
-    for report in reports:
-        for line in _notes(report):
-            err.print(printable(line, keep=""))
-    emit_rows([_row(report, findings, analyze) for report in reports], fmt, columns=_COLUMNS)
-    check_fail_on(findings, fail_on)
+    return reports, findings
 
 
 _COLUMNS = [

@@ -21,6 +21,7 @@ from analyzer.options import (
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console, to_json
 from analyzer.probes import ProviderVerdict, probe_report
 from analyzer.progress import stderr_progress
+from traces.client import EndpointConfig
 from traces.errors import TracesError
 from traces.probes.catalogue import PROBE_SET_VERSION
 from traces.probes.raw import load_renderer
@@ -28,7 +29,7 @@ from traces.probes.runner import NOT_SERVED, ProbePlan, ProbeRun, ProbeTarget, p
 from traces.running import serving
 from traces.store.database import open_for_reading, resolve_db_path
 from traces.store.recorder import Recorder
-from traces.targets import resolve_targets
+from traces.targets import Target, resolve_targets
 
 _TABLE_COLUMNS = [
     "provider",
@@ -115,16 +116,7 @@ def probe(
     renderer = load_renderer(template) if template is not None else None
     with serving(targets, timeout) as endpoints:
         plan = ProbePlan(
-            targets=[
-                ProbeTarget(
-                    provider=t.provider,
-                    model=t.model,
-                    endpoint=endpoint,
-                    dialect=t.dialect,
-                    extra_body=t.extra_body,
-                )
-                for t, endpoint in zip(targets, endpoints, strict=True)
-            ],
+            targets=[_probe_target(t, e) for t, e in zip(targets, endpoints, strict=True)],
             renderer=renderer,
             template_origin=str(template) if template is not None else None,
             max_tokens=max_tokens,
@@ -133,6 +125,17 @@ def probe(
         )
         _probe_with_progress(plan, db_path)
     _report(db_path, [t.provider for t in targets], fmt)
+
+
+def _probe_target(target: Target, endpoint: EndpointConfig) -> ProbeTarget:
+    """What the probe runner needs of a resolved target, at the endpoint it is served on."""
+    return ProbeTarget(
+        provider=target.provider,
+        model=target.model,
+        endpoint=endpoint,
+        dialect=target.dialect,
+        extra_body=target.extra_body,
+    )
 
 
 def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
