@@ -144,3 +144,18 @@ def run_cli_in_process(
     return subprocess.CompletedProcess(
         ["traces", *args], code if isinstance(code, int) else 1, captured.out, captured.err
     )
+
+
+def group_processes(pgid: int) -> set[int]:
+    """Live (not zombie) processes of process group `pgid`: what a command left running."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pgid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found

@@ -46,7 +46,7 @@ from traces.importing.lines import ImportFileError
 from traces.importing.toolsets import fast_accept
 from traces.model import message_hash, request_hash
 
-from conftest import REPO, run_cli
+from conftest import REPO, group_processes, run_cli
 
 FIXTURES = REPO / "tests" / "fixtures" / "import"
 EXCHANGES = FIXTURES / "exchanges.jsonl"
@@ -924,7 +924,7 @@ def test_ctrl_c_stops_a_parallel_import_and_its_workers(
     )
     try:
         deadline = time.monotonic() + 60
-        while len(_group(cli.pid)) < 3 and cli.poll() is None:  # the CLI and two workers
+        while len(group_processes(cli.pid)) < 3 and cli.poll() is None:  # the CLI and two workers
             assert time.monotonic() < deadline, "no workers started"
             time.sleep(0.05)
         time.sleep(0.5)  # into the reading
@@ -936,26 +936,11 @@ def test_ctrl_c_stops_a_parallel_import_and_its_workers(
             cli.wait()
     assert cli.returncode == 130, (out, err)  # as the CLI ends on Ctrl-C
     assert err.splitlines() == ["error: interrupted"], err  # no traceback, from any process
-    assert _group(cli.pid) == set()  # the workers were stopped, not left behind
+    assert group_processes(cli.pid) == set()  # the workers were stopped, not left behind
     if existed:
         assert _counts(db_path) == before
     else:  # the file the import created is gone, and so is its write-ahead log
         assert sorted(p.name for p in db_path.parent.glob(db_path.name + "*")) == []
-
-
-def _group(pgid: int) -> set[int]:
-    """Live processes of process group `pgid`."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == pgid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize(

@@ -21,26 +21,11 @@ import pytest
 from traces.importing.parallel import WorkerPool
 from traces.store.recorder import Recorder
 
-from conftest import REPO, TASKS, run_cli
+from conftest import REPO, TASKS, group_processes, run_cli
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="signals and /proc")
 
 _INTERRUPTED = re.compile(r"error: interrupted|interrupted: runs? \S+(, \S+)* left interrupted")
-
-
-def _group(pgid: int) -> set[int]:
-    """Live (not zombie) processes of process group `pgid`."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == pgid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
 
 
 def _signal_group_after(args: list[str], delay: float, sig: int) -> tuple[int, str, int]:
@@ -107,7 +92,7 @@ def test_a_recording_stopped_at_any_moment_ends_with_one_line(
     assert code == 130, err
     assert len(err.splitlines()) == 1 and _INTERRUPTED.fullmatch(err.strip()), err
     time.sleep(0.2)  # the writer exits once its parent closed the pipe
-    assert _group(pgid) == set()
+    assert group_processes(pgid) == set()
     if db.exists():  # readable by every later command, no run left `running`
         conn = duckdb.connect(str(db), read_only=True)
         rows = conn.execute("SELECT id, status FROM runs ORDER BY id").fetchall()
