@@ -39,6 +39,12 @@ class Family(BaseModel):
         "verbatim, so they must reach it in this form whatever the host hands out; None "
         "when the host mints opaque ids the template never shows the model.",
     )
+    special_tokens: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description="(label, regular expression) of the family's call and turn markup: in "
+        "content or reasoning they mean a host's parser missed them. A `-stripped` label is "
+        "the form left when a detokenizer drops the special tokens but keeps the words.",
+    )
 
 
 _FAMILIES = [
@@ -50,12 +56,55 @@ _FAMILIES = [
         # K2 only: K3 carries no id in its wire format, so nothing of the family is known.
         model_ids=(r"kimi[-_ ]?k2",),
         id_style="kimi",
+        special_tokens=(
+            # Section and call delimiters; the observed leaks sometimes lose the closing `>`.
+            ("kimi", r"<\|tool_calls?_(?:section_)?(?:begin|end)\|>?"),
+            ("kimi", r"<\|tool_call_argument_begin\|>?"),
+            ("kimi", r"<\|im_(?:end|middle|user|assistant|system)\|>"),
+            ("kimi-stripped", r"functions\.[A-Za-z0-9_\-]+:\d+\s*(?=[{<])"),
+        ),
     ),
-    Family(name="deepseek", description="DeepSeek V3.x and R1", model_ids=(r"deepseek",)),
-    Family(name="minimax", description="MiniMax M1/M2", model_ids=(r"minimax",)),
-    Family(name="glm", description="Zhipu GLM-4.x", model_ids=(r"glm[-_]?\d",)),
-    Family(name="gpt-oss", description="OpenAI gpt-oss (harmony)", model_ids=(r"gpt-oss",)),
-    Family(name="qwen", description="Qwen3 hybrid thinking", model_ids=(r"qwen",)),
+    Family(
+        name="deepseek",
+        description="DeepSeek V3.x and R1",
+        model_ids=(r"deepseek",),
+        # Fullwidth bars and U+2581 for spaces; V3.2's DSML markup opens with one
+        # bar-delimited word and closes like an XML tag.
+        special_tokens=(("deepseek", r"<｜[^｜\n]{1,40}｜>|</?｜DSML｜\w+"),),
+    ),
+    Family(
+        name="minimax",
+        description="MiniMax M1/M2",
+        model_ids=(r"minimax",),
+        special_tokens=(("minimax", r"</?minimax:tool_call>|<invoke name=\"|</invoke>"),),
+    ),
+    Family(
+        name="glm",
+        description="Zhipu GLM-4.x",
+        model_ids=(r"glm[-_]?\d",),
+        special_tokens=(
+            ("glm", r"</?arg_(?:key|value)>|<\|(?:observation|user|assistant|system)\|>"),
+        ),
+    ),
+    Family(
+        name="gpt-oss",
+        description="OpenAI gpt-oss (harmony)",
+        model_ids=(r"gpt-oss",),
+        special_tokens=(
+            ("harmony", r"<\|(?:channel|message|start|end|call|constrain|return)\|>"),
+            ("harmony-stripped", r"assistant(?:final|commentary)|to=functions\.\w+"),
+        ),
+    ),
+    Family(
+        name="qwen",
+        description="Qwen3 hybrid thinking",
+        model_ids=(r"qwen",),
+        special_tokens=(
+            ("qwen", r"</?tool_call>|<\|im_(?:start|end)\|>|<\|endoftext\|>"),
+            # Qwen3-Coder's XML calls; models often skip the opening <tool_call>.
+            ("qwen", r"<(?:function|parameter)=[\w.\-]{1,64}>"),
+        ),
+    ),
     Family(name="chatml", description="Any other model: plain ChatML"),
 ]
 

@@ -1,9 +1,10 @@
 """Special tokens of any model family leaking into content or reasoning.
 
 A serving stack whose tool parser misses the model's call syntax hands the raw tokens to the
-client: the call is lost and the text is noise. The patterns cover each family's call format
-and the forms left when a detokenizer strips the special tokens but keeps the words around
-them (`functions.bash:0 {…}`, harmony's `analysis…assistantfinal`).
+client: the call is lost and the text is noise. The patterns are the families' own
+(`traces.families`): each one's call format and the forms left when a detokenizer strips the
+special tokens but keeps the words around them (`functions.bash:0 {…}`, harmony's
+`analysis…assistantfinal`).
 """
 
 from __future__ import annotations
@@ -13,28 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from analyzer.checks.records import Finding, Run, Step
+from traces.families import FAMILIES
 
 KINDS = frozenset({"leaked_special_tokens"})
 """Finding kinds this module emits (the catalogue describes each)."""
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    # Kimi's section and call delimiters; the observed leaks sometimes lose the closing `>`.
-    ("kimi", re.compile(r"<\|tool_calls?_(?:section_)?(?:begin|end)\|>?")),
-    ("kimi", re.compile(r"<\|tool_call_argument_begin\|>?")),
-    ("kimi", re.compile(r"<\|im_(?:end|middle|user|assistant|system)\|>")),
-    # DeepSeek spells its tokens with fullwidth bars and U+2581 for spaces; V3.2's DSML
-    # markup opens with one bar-delimited word and closes like an XML tag.
-    ("deepseek", re.compile(r"<｜[^｜\n]{1,40}｜>|</?｜DSML｜\w+")),
-    ("minimax", re.compile(r"</?minimax:tool_call>|<invoke name=\"|</invoke>")),
-    ("glm", re.compile(r"</?arg_(?:key|value)>|<\|(?:observation|user|assistant|system)\|>")),
-    ("qwen", re.compile(r"</?tool_call>|<\|im_(?:start|end)\|>|<\|endoftext\|>")),
-    # Qwen3-Coder's XML calls; models often skip the opening <tool_call>.
-    ("qwen", re.compile(r"<(?:function|parameter)=[\w.\-]{1,64}>")),
-    ("harmony", re.compile(r"<\|(?:channel|message|start|end|call|constrain|return)\|>")),
-    # Stripped forms: the ids and channel names survive when the special tokens do not.
-    ("kimi-stripped", re.compile(r"functions\.[A-Za-z0-9_\-]+:\d+\s*(?=[{<])")),
-    ("harmony-stripped", re.compile(r"assistant(?:final|commentary)|to=functions\.\w+")),
+    (label, re.compile(pattern))
+    for family in FAMILIES.values()
+    for label, pattern in family.special_tokens
 ]
+"""Every family's markup, looked for whatever model the run names: a host can serve another
+family than its label says, and a leak is a leak."""
 
 _EXCERPT = 60
 
