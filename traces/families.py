@@ -149,3 +149,7 @@ def expected_id_style(model: str | None, host_family: TemplateFamily | None) -> 
     if host_family is None:
         return None
     return (named or FAMILIES[host_family]).id_style or "openai"
+
+
+KIMI_ID = re.compile(r"^functions\.[\w\-.]+:\d+$")
+"""A tool-call id in Kimi K2's own form, `functions.NAME:IDX`."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from traces import strict_json
 from traces.exchange import Exchange
+from traces.families import KIMI_ID
 from traces.model import (
     ExchangeError,
     FinishReason,
@@ -36,7 +37,6 @@ _HARMONY_MESSAGE = re.compile(
     r"|<\|start\|>|$)(?:<\|end\|>|<\|return\|>|<\|call\|>)?",
     re.DOTALL,
 )
-_KIMI_ID = re.compile(r"^functions\.[\w\-.]+:\d+$")
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
@@ -123,7 +123,7 @@ def id_format(call_id: str | None) -> str:
         return "missing"
     if call_id.startswith("call_"):
         return "openai"
-    if _KIMI_ID.match(call_id):
+    if KIMI_ID.match(call_id):
         return "kimi"
     return "other"
 

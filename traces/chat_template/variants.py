@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
+
+from traces.families import KIMI_ID
 
 Message = dict[str, Any]
 Messages = list[Message]
@@ -31,7 +32,6 @@ ARGUMENTS_AS_OBJECTS = "arguments as objects"
 ARGUMENTS_AS_STRINGS = "arguments as strings"
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details", "thinking")
-_KIMI_ID = re.compile(r"^functions\.[^:\s]+:\d+$")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def rewrite_ids(messages: Sequence[Mapping[str, Any]]) -> Messages:
         for call in messages[i].get("tool_calls") or []
         if isinstance(call, dict)
     ]
-    to_openai = bool(ids) and all(_KIMI_ID.match(i) for i in ids)
+    to_openai = bool(ids) and all(KIMI_ID.match(i) for i in ids)
     renamed: dict[str, str] = {}
     index = 0
     out: Messages = []
