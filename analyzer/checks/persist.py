@@ -20,6 +20,8 @@ from analyzer.checks.loader import load_runs
 from analyzer.checks.records import Finding
 from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import open_for_writing
+from traces.store.inserts import insert_rows
+from traces.store.tables import FindingRow
 
 CHUNK_RUNS = 2_000
 """Runs loaded and checked at a time: bounds memory on a 100k-run import, while each chunk
@@ -27,13 +29,6 @@ still costs only a handful of queries."""
 
 _SEVERITY_ORDER = ("error", "warning", "info")
 
-# Each `$i` is a whole column as a list, unnested back into rows: one statement per chunk.
-# DuckDB's executemany runs a statement per row (~0.5 ms each), which dominated analysis.
-_INSERT = (
-    "INSERT INTO findings (run_id, step_idx, kind, severity, layer, evidence, created_at) "
-    "SELECT unnest($1::VARCHAR[]), unnest($2::INTEGER[]), unnest($3::VARCHAR[]), "
-    "unnest($4::VARCHAR[]), unnest($5::VARCHAR[]), unnest($6::VARCHAR[])::JSON, $7"
-)
 _DELETE = "DELETE FROM findings WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
@@ -72,16 +67,20 @@ def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now
     """Replace the findings and summaries of the runs in `found` (inside a transaction)."""
     ids = list(found)
     conn.execute(_DELETE, [ids])
-    columns: tuple[list[object], ...] = ([], [], [], [], [], [])
-    for run_id, findings in found.items():
-        for f in findings:
-            evidence = {**f.evidence, "check_version": CHECK_VERSION}
-            text = json.dumps(evidence, ensure_ascii=False)
-            row = (run_id, f.step, f.kind, f.severity, f.layer, text)
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-    if columns[0]:
-        conn.execute(_INSERT, [*columns, now])
+    rows = [
+        FindingRow(
+            run_id=run_id,
+            step_idx=f.step,
+            kind=f.kind,
+            severity=f.severity,
+            layer=f.layer,
+            evidence=json.dumps({**f.evidence, "check_version": CHECK_VERSION}, ensure_ascii=False),
+            created_at=now,
+        )
+        for run_id, findings in found.items()
+        for f in findings
+    ]
+    insert_rows(conn, "findings", rows)  # one statement for the chunk, as the recorder does
     summaries = [failure_summary(found[run_id]) for run_id in ids]
     by_kind = [json.dumps(findings_by_kind(found[run_id])) for run_id in ids]
     conn.execute(_SUMMARIZE, [ids, summaries, by_kind])

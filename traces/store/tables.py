@@ -180,6 +180,19 @@ class ImportRow(NamedTuple):
     imported_at: datetime
 
 
+class FindingRow(NamedTuple):
+    """A `findings` row: one thing a check noticed (written by the read side's checks)."""
+
+    run_id: str
+    step_idx: int | None
+    kind: str
+    severity: str
+    layer: str
+    evidence: str
+    """JSON text."""
+    created_at: datetime
+
+
 ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
     "runs": RunRow,
     "messages": MessageRow,
@@ -188,6 +201,7 @@ ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
     "tool_calls": ToolCallRow,
     "tool_results": ToolResultRow,
     "imports": ImportRow,
+    "findings": FindingRow,
 }
 """The tables the write side inserts into, in the order a transaction inserts them (a run
 before its steps), each with the type of its rows."""
