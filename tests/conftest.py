@@ -13,10 +13,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pytest
 
 from traces.sample_files import samples_dir
@@ -159,3 +160,29 @@ def group_processes(pgid: int) -> set[int]:
         if int(fields[3]) == pgid and fields[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of a query on the database at `db` (opened read-only), as dicts by column."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        cursor = conn.execute(sql, list(params))
+        names = [d[0] for d in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def table_counts(db: Path) -> dict[str, int]:
+    """Row counts of every table of the database at `db`: equal before and after a command
+    that must leave the store as it was."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_type = 'BASE TABLE' ORDER BY 1"
+            ).fetchall()
+        ]
+        counts = {}
+        for table in tables:
+            row = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            counts[table] = int(row[0]) if row else 0
+        return counts

@@ -10,9 +10,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
 
 from traces.importing import ImportOptions, import_files
@@ -22,36 +20,11 @@ from traces.sim.config import SimConfig
 from traces.sim.faults.transport import NESTING
 from traces.sim.server import SimServer
 from traces.sse import STREAM_CUT
-from traces.store.database import open_for_reading
 
-from conftest import TASKS, run_cli
+from conftest import TASKS, query_rows, run_cli, table_counts
 from recording import Recording, record_many
 
 CHAIN_SHORT = str(TASKS / "chain_short.toml")
-TABLES = ("runs", "steps", "messages", "step_messages", "tool_calls", "tool_results", "findings")
-
-
-def _rows(db: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
-    conn = open_for_reading(db)
-    try:
-        cursor = conn.execute(sql, list(params))
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        conn.close()
-
-
-def _counts(db: Path) -> dict[str, int]:
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        counts = {}
-        for table in TABLES:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            assert row is not None
-            counts[table] = int(row[0])
-        return counts
-    finally:
-        conn.close()
 
 
 def _error_line(stderr: str) -> str:
@@ -76,16 +49,16 @@ def test_a_stream_that_never_ends_times_out_at_the_deadline_every_attempt(db_pat
         "error: endpoint failed on the first request of every run: "
         "no complete response within the 0.2 s deadline"
     )
-    [step] = _rows(db_path, "SELECT * FROM steps")
+    [step] = query_rows(db_path, "SELECT * FROM steps")
     assert step["error_kind"] == "timeout" and step["retries"] == 3
     assert [e["kind"] for e in json.loads(step["retry_errors"])] == ["timeout"] * 3
     # What trickled in before the deadline is kept: the same piece, again and again.
     lines = [line for _, line in json.loads(step["stream_events"])]
     assert len(lines) > 3 and "data: [DONE]" not in lines and lines[-1] == lines[-2]
     assert step["content"] is None and step["latency_ms"] < 1000
-    [run] = _rows(db_path, "SELECT status, termination FROM runs")
+    [run] = query_rows(db_path, "SELECT status, termination FROM runs")
     assert run == {"status": "failed", "termination": "provider_error"}
-    findings = _rows(db_path, "SELECT kind, severity, layer, step_idx FROM findings")
+    findings = query_rows(db_path, "SELECT kind, severity, layer, step_idx FROM findings")
     assert {"kind": "http_timeout", "severity": "error", "layer": "provider", "step_idx": 0} in (
         findings
     )
@@ -108,7 +81,7 @@ def test_a_response_that_never_ends_is_retried_until_one_ends(db_path: Path) -> 
     )
     for summary in summaries.values():
         assert summary.outcome.success is True
-        steps = _rows(db_path, "SELECT * FROM steps WHERE run_id = ?", summary.id)
+        steps = query_rows(db_path, "SELECT * FROM steps WHERE run_id = ?", [summary.id])
         assert all(s["error_kind"] is None for s in steps)
         failed = [e for s in steps for e in json.loads(s["retry_errors"] or "[]")]
         assert failed and {e["kind"] for e in failed} == {"timeout"}
@@ -140,12 +113,12 @@ def test_a_body_no_strict_parser_takes_is_stored_raw_and_blamed_on_the_host(
     assert _error_line(done.stderr) == (
         f"error: endpoint failed on the first request of every run: response is not JSON: {reason}"
     )
-    [step] = _rows(db_path, "SELECT * FROM steps")
+    [step] = query_rows(db_path, "SELECT * FROM steps")
     assert marker in step["response_body"]  # the body exactly as it came
     assert step["error_kind"] == "invalid_response" and step["usage_raw"] is None
-    [run] = _rows(db_path, "SELECT status, termination FROM runs")
+    [run] = query_rows(db_path, "SELECT status, termination FROM runs")
     assert run == {"status": "failed", "termination": "provider_error"}
-    [finding] = _rows(db_path, "SELECT kind, severity, layer, step_idx FROM findings")
+    [finding] = query_rows(db_path, "SELECT kind, severity, layer, step_idx FROM findings")
     assert finding == {
         "kind": "http_invalid_response",
         "severity": "error",
@@ -165,7 +138,7 @@ def test_a_chunk_no_strict_parser_takes_is_kept_and_the_rest_of_the_stream_read(
         "--db", str(db_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    steps = _rows(db_path, "SELECT * FROM steps ORDER BY idx")
+    steps = query_rows(db_path, "SELECT * FROM steps ORDER BY idx")
     assert len(steps) == 2
     for step in steps:
         # The usage chunk is lost, the answer is not: its calls were read and executed.
@@ -174,10 +147,12 @@ def test_a_chunk_no_strict_parser_takes_is_kept_and_the_rest_of_the_stream_read(
         assert sum(marker in line for line in lines) == 1 and lines[-1] == "data: [DONE]"
         [anomaly] = json.loads(step["anomalies"])
         assert anomaly["kind"] == "unparsable_chunk" and anomaly["reason"].startswith(reason)
-    assert _rows(db_path, "SELECT count(*) AS n FROM tool_results") == [{"n": 2}]
-    [run] = _rows(db_path, "SELECT termination FROM runs")
+    assert query_rows(db_path, "SELECT count(*) AS n FROM tool_results") == [{"n": 2}]
+    [run] = query_rows(db_path, "SELECT termination FROM runs")
     assert run == {"termination": "max_steps"}
-    found = _rows(db_path, "SELECT DISTINCT kind, layer FROM findings WHERE layer = 'provider'")
+    found = query_rows(
+        db_path, "SELECT DISTINCT kind, layer FROM findings WHERE layer = 'provider'"
+    )
     assert {"kind": "stream_unparsable_chunk", "layer": "provider"} in found
 
 
@@ -201,7 +176,7 @@ def test_a_cut_stream_is_a_failed_attempt_never_an_answer(db_path: Path) -> None
         },
     )
     always = summaries["always"]
-    [step] = _rows(db_path, "SELECT * FROM steps WHERE run_id = ?", always.id)
+    [step] = query_rows(db_path, "SELECT * FROM steps WHERE run_id = ?", [always.id])
     assert (step["error_kind"], step["error_message"], step["retries"]) == (
         "connection",
         STREAM_CUT,
@@ -209,12 +184,12 @@ def test_a_cut_stream_is_a_failed_attempt_never_an_answer(db_path: Path) -> None
     )
     # The fragment is kept as lines, never read as the model's turn.
     assert step["content"] is None and step["reasoning"] is None
-    assert _rows(db_path, "SELECT * FROM tool_calls WHERE run_id = ?", always.id) == []
+    assert query_rows(db_path, "SELECT * FROM tool_calls WHERE run_id = ?", [always.id]) == []
     assert always.outcome.termination.value == "provider_error"
 
     sometimes = summaries["sometimes"]
     assert sometimes.outcome.success is True
-    steps = _rows(db_path, "SELECT * FROM steps WHERE run_id = ?", sometimes.id)
+    steps = query_rows(db_path, "SELECT * FROM steps WHERE run_id = ?", [sometimes.id])
     assert all(s["error_kind"] is None for s in steps)
     failed = [e for s in steps for e in json.loads(s["retry_errors"] or "[]")]
     assert failed and all((e["kind"], e["message"]) == ("connection", STREAM_CUT) for e in failed)
@@ -287,7 +262,7 @@ def test_a_key_the_host_echoes_is_stored_and_printed_nowhere(db_path: Path, tmp_
         )
         printed += [done.stdout, done.stderr]
     # The echoes were recorded, redacted: in headers, bodies, SSE lines, answers, errors.
-    rows = _rows(
+    rows = query_rows(
         db_path,
         "SELECT s.streamed, s.response_headers, s.response_body, s.stream_events, s.content, "
         "s.reasoning, s.error_body, r.error FROM steps s JOIN runs r ON r.id = s.run_id",
@@ -362,10 +337,12 @@ def test_credentials_in_an_imported_log_are_stored_and_printed_nowhere(
     log = _leaky_log(tmp_path / "leaky.jsonl")
     done = run_cli("import", str(log), "--provider", "p", "--db", str(db_path))
     assert done.returncode == 0, done.stderr
-    contents = [r["content"] for r in _rows(db_path, "SELECT content FROM steps") if r["content"]]
+    contents = [
+        r["content"] for r in query_rows(db_path, "SELECT content FROM steps") if r["content"]
+    ]
     assert "Use [redacted] with Authorization: Bearer [redacted]" in contents
     assert "key=[redacted]" in contents
-    bodies = [r["error_body"] for r in _rows(db_path, "SELECT error_body FROM steps")]
+    bodies = [r["error_body"] for r in query_rows(db_path, "SELECT error_body FROM steps")]
     assert any(b and "Incorrect API key provided: [redacted]" in b for b in bodies)
     printed = [done.stdout, done.stderr, *_everything_printed(db_path, tmp_path)]
     for secret in (_LOGGED_SECRET, _LOGGED_BEARER):
@@ -403,7 +380,7 @@ def test_an_import_line_no_strict_parser_takes_is_refused_the_same_in_both_reade
     good = tmp_path / "good.jsonl"
     good.write_text(_line(0) + "\n", encoding="utf-8")
     import_files(db_path, [good], ImportOptions(provider="p"))
-    before = _counts(db_path)
+    before = table_counts(db_path)
     log = tmp_path / "bad.jsonl"
     lines = [_line(n) for n in range(1, 40)]
     lines[30] = _line(31, usage)
@@ -413,7 +390,7 @@ def test_an_import_line_no_strict_parser_takes_is_refused_the_same_in_both_reade
         with pytest.raises(ImportFileError) as refused:
             import_files(db_path, [log], ImportOptions(provider="p", workers=workers))
         errors.append(str(refused.value))
-        assert _counts(db_path) == before
+        assert table_counts(db_path) == before
     assert (
         errors[0]
         == errors[1]

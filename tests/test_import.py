@@ -46,48 +46,15 @@ from traces.importing.lines import ImportFileError
 from traces.importing.toolsets import fast_accept
 from traces.model import message_hash, request_hash
 
-from conftest import REPO, group_processes, run_cli
+from conftest import REPO, group_processes, query_rows, run_cli, table_counts
 
 FIXTURES = REPO / "tests" / "fixtures" / "import"
 EXCHANGES = FIXTURES / "exchanges.jsonl"
 K2VV = FIXTURES / "k2vv_results.jsonl"
-TABLES = (
-    "runs",
-    "messages",
-    "steps",
-    "step_messages",
-    "tool_calls",
-    "tool_results",
-    "findings",
-    "imports",
-)
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _rows(db: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        cursor = conn.execute(sql, params or [])
-        names = [d[0] for d in cursor.description or []]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        conn.close()
-
-
-def _counts(db: Path) -> dict[str, int]:
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        counts = {}
-        for table in TABLES:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            assert row is not None
-            counts[table] = int(row[0])
-        return counts
-    finally:
-        conn.close()
 
 
 def _sha(path: Path) -> str:
@@ -145,7 +112,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[
 
 
 def _run_of(db: Path, file: Path, conversation: str) -> str:
-    [row] = _rows(
+    [row] = query_rows(
         db,
         "SELECT r.id FROM runs r JOIN imports i ON r.import_id = i.id "
         "WHERE i.path = ? AND r.conversation = ?",
@@ -163,13 +130,13 @@ def test_report_counts_each_file(imported: tuple[Path, list[dict[str, Any]]]) ->
     assert by_format["exchanges"]["lines"] == 6 and by_format["exchanges"]["exchanges"] == 6
     assert by_format["exchanges"]["runs"] == 2 and by_format["exchanges"]["skipped"] == 0
     assert by_format["k2vv"]["lines"] == 7 and by_format["k2vv"]["runs"] == 7
-    stored = _rows(db, "SELECT format, lines, exchanges, runs, skipped, sha256 FROM imports")
+    stored = query_rows(db, "SELECT format, lines, exchanges, runs, skipped, sha256 FROM imports")
     assert {(r["format"], r["lines"], r["exchanges"], r["runs"]) for r in stored} == {
         ("exchanges", 6, 6, 2),
         ("k2vv", 7, 7, 7),
     }
     assert {r["sha256"] for r in stored} == {_sha(EXCHANGES), _sha(K2VV)}
-    findings = _rows(db, "SELECT count(*) AS n FROM findings")[0]["n"]
+    findings = query_rows(db, "SELECT count(*) AS n FROM findings")[0]["n"]
     assert sum(r["findings"] for r in report) == findings > 0
 
 
@@ -182,9 +149,9 @@ def test_requests_rebuild_exactly_from_stored_suffixes(
     # The 429 and its retry send the same request: one step, index 2.
     expected = [(c1, 0), (c2, 0), (c1, 1), (c2, 1), (c1, 2), (c1, 2)]
     for line, (run, idx) in zip(lines, expected, strict=True):
-        rebuilt = _rows(db, "SELECT role, body FROM request_messages(?, ?)", [run, idx])
+        rebuilt = query_rows(db, "SELECT role, body FROM request_messages(?, ?)", [run, idx])
         assert [json.loads(r["body"]) for r in rebuilt] == line["request"]["messages"]
-        [step] = _rows(
+        [step] = query_rows(
             db,
             "SELECT request_params, request_hash FROM steps WHERE run_id = ? AND idx = ?",
             [run, idx],
@@ -194,7 +161,7 @@ def test_requests_rebuild_exactly_from_stored_suffixes(
         hashes = [message_hash(m) for m in line["request"]["messages"]]
         assert step["request_hash"] == request_hash(hashes, params)
     # Each request stored only what it added: 2 + 2 + 2 messages for c1, not 2 + 4 + 6.
-    stored = _rows(db, "SELECT count(*) AS n FROM step_messages WHERE run_id = ?", [c1])
+    stored = query_rows(db, "SELECT count(*) AS n FROM step_messages WHERE run_id = ?", [c1])
     assert stored[0]["n"] == 6
 
 
@@ -203,7 +170,7 @@ def test_conversation_steps_in_order_with_totals(
 ) -> None:
     db, _ = imported
     c1 = _run_of(db, EXCHANGES, "c1")
-    [run] = _rows(db, "SELECT * FROM runs WHERE id = ?", [c1])
+    [run] = query_rows(db, "SELECT * FROM runs WHERE id = ?", [c1])
     assert run["origin"] == "imported" and run["task"] == "import"
     assert run["task_path"] == str(EXCHANGES) and run["task_sha256"] == _sha(EXCHANGES)
     assert run["provider"] == "acme" and run["model"] == "kimi-k2-thinking"
@@ -211,7 +178,7 @@ def test_conversation_steps_in_order_with_totals(
     assert run["final_answer"] == "notes.txt says alpha beta; todo.txt says gamma delta."
     assert (run["steps"], run["tool_calls"], run["prompt_tokens"]) == (3, 2, 40 + 70 + 110)
     assert str(run["started_at"]) == "2025-01-01 10:00:00"
-    steps = _rows(
+    steps = query_rows(
         db, "SELECT idx, finish_reason, started_at FROM steps WHERE run_id = ? ORDER BY idx", [c1]
     )
     assert [s["finish_reason"] for s in steps] == ["tool_calls", "tool_calls", "stop"]
@@ -221,7 +188,7 @@ def test_conversation_steps_in_order_with_totals(
 def test_stream_chunks_are_reassembled(imported: tuple[Path, list[dict[str, Any]]]) -> None:
     db, _ = imported
     c1 = _run_of(db, EXCHANGES, "c1")
-    [step] = _rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 1", [c1])
+    [step] = query_rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 1", [c1])
     assert step["streamed"] is True
     assert step["reasoning"] == "The file says alpha beta. Now todo.txt."
     assert step["reasoning_source"] == "reasoning_content"
@@ -233,7 +200,7 @@ def test_stream_chunks_are_reassembled(imported: tuple[Path, list[dict[str, Any]
     assert [json.loads(line[len("data: ") :]) for _, line in events] == chunks
     assert all(t is None for t, _ in events)  # the log has no arrival times
     assert step["ttft_reasoning_ms"] is None and step["ttft_tool_call_ms"] is None
-    [call] = _rows(db, "SELECT * FROM tool_calls WHERE run_id = ? AND step_idx = 1", [c1])
+    [call] = query_rows(db, "SELECT * FROM tool_calls WHERE run_id = ? AND step_idx = 1", [c1])
     assert call["id"] == "functions.read_file:1" and call["id_format"] == "kimi"
     assert call["arguments_raw"] == '{"path": "todo.txt"}' and call["schema_valid"] is True
 
@@ -243,7 +210,7 @@ def test_tool_messages_become_results_of_the_previous_step(
 ) -> None:
     db, _ = imported
     c1 = _run_of(db, EXCHANGES, "c1")
-    results = _rows(db, "SELECT * FROM tool_results WHERE run_id = ? ORDER BY step_idx", [c1])
+    results = query_rows(db, "SELECT * FROM tool_results WHERE run_id = ? ORDER BY step_idx", [c1])
     assert [
         (r["step_idx"], r["call_idx"], r["tool_call_id"], r["name"], r["output"]) for r in results
     ] == [
@@ -253,7 +220,7 @@ def test_tool_messages_become_results_of_the_previous_step(
     # Step 0 ended at 10:00:01.5 and the next request left at 10:00:02.
     assert results[0]["duration_ms"] == pytest.approx(500)
     lines = _lines(EXCHANGES)
-    replays = _rows(
+    replays = query_rows(
         db, "SELECT idx, replay_message_hash FROM steps WHERE run_id = ? ORDER BY idx", [c1]
     )
     assert replays[0]["replay_message_hash"] == message_hash(lines[2]["request"]["messages"][2])
@@ -266,23 +233,23 @@ def test_errors_are_classified_and_retries_folded(
 ) -> None:
     db, _ = imported
     c1, c2 = _run_of(db, EXCHANGES, "c1"), _run_of(db, EXCHANGES, "c2")
-    [retried] = _rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 2", [c1])
+    [retried] = query_rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 2", [c1])
     assert retried["retries"] == 1 and retried["error_kind"] is None
     [first_try] = json.loads(retried["retry_errors"])
     assert first_try["kind"] == "rate_limit" and first_try["status"] == 429
     assert "Rate limit reached" in first_try["message"]
-    [failed] = _rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 1", [c2])
+    [failed] = query_rows(db, "SELECT * FROM steps WHERE run_id = ? AND idx = 1", [c2])
     assert (failed["error_kind"], failed["http_status"]) == ("server_error", 500)
     assert failed["error_message"] == "HTTP 500: upstream exploded"
-    [run] = _rows(db, "SELECT * FROM runs WHERE id = ?", [c2])
+    [run] = query_rows(db, "SELECT * FROM runs WHERE id = ?", [c2])
     assert (run["status"], run["termination"]) == ("failed", "provider_error")
     assert run["error"] == "HTTP 500: upstream exploded"
-    [call] = _rows(db, "SELECT * FROM tool_calls WHERE run_id = ?", [c2])
+    [call] = query_rows(db, "SELECT * FROM tool_calls WHERE run_id = ?", [c2])
     assert (
         call["schema_valid"] is False
         and call["schema_error"] == "path: required property is missing"
     )
-    kinds = {r["kind"] for r in _rows(db, "SELECT kind FROM findings WHERE run_id = ?", [c2])}
+    kinds = {r["kind"] for r in query_rows(db, "SELECT kind FROM findings WHERE run_id = ?", [c2])}
     assert {"http_server_error", "schema_violation"} <= kinds
 
 
@@ -291,11 +258,15 @@ def test_provider_label_only_where_the_file_names_none(
 ) -> None:
     db, _ = imported
     c1, c2 = _run_of(db, EXCHANGES, "c1"), _run_of(db, EXCHANGES, "c2")
-    providers = {r["id"]: r["provider"] for r in _rows(db, "SELECT id, provider FROM runs")}
+    providers = {r["id"]: r["provider"] for r in query_rows(db, "SELECT id, provider FROM runs")}
     assert providers[c1] == "acme" and providers[c2] == "other"
-    [step] = _rows(db, "SELECT upstream_provider FROM steps WHERE run_id = ? AND idx = 0", [c2])
+    [step] = query_rows(
+        db, "SELECT upstream_provider FROM steps WHERE run_id = ? AND idx = 0", [c2]
+    )
     assert step["upstream_provider"] == "Z.AI"
-    stored = {r["format"]: r["provider"] for r in _rows(db, "SELECT format, provider FROM imports")}
+    stored = {
+        r["format"]: r["provider"] for r in query_rows(db, "SELECT format, provider FROM imports")
+    }
     assert stored == {"exchanges": "other", "k2vv": "other"}
 
 
@@ -306,11 +277,11 @@ def test_without_provider_runs_are_unknown_and_a_note_says_so(
     done = run_cli("import", str(log), "--db", str(db_path), "--no-analyze")
     assert done.returncode == 0, done.stderr
     assert "names no provider for 2 runs" in done.stderr and "--provider" in done.stderr
-    runs = _rows(db_path, "SELECT provider, conversation, steps FROM runs")
+    runs = query_rows(db_path, "SELECT provider, conversation, steps FROM runs")
     assert [(r["provider"], r["conversation"], r["steps"]) for r in runs] == [
         ("unknown", None, 1)
     ] * 2
-    assert _rows(db_path, "SELECT count(*) AS n FROM findings")[0]["n"] == 0  # --no-analyze
+    assert query_rows(db_path, "SELECT count(*) AS n FROM findings")[0]["n"] == 0  # --no-analyze
 
 
 # -- K2-Vendor-Verifier ---------------------------------------------------------------------------
@@ -320,7 +291,7 @@ def test_k2vv_lines_are_one_step_runs_keeping_their_verdicts(
     imported: tuple[Path, list[dict[str, Any]]],
 ) -> None:
     db, _ = imported
-    runs = _rows(
+    runs = query_rows(
         db,
         "SELECT r.* FROM runs r JOIN imports i ON r.import_id = i.id WHERE i.format = 'k2vv' "
         "ORDER BY r.id",
@@ -334,18 +305,18 @@ def test_k2vv_lines_are_one_step_runs_keeping_their_verdicts(
             assert verdict[key] == line[key]
     # Our schema verdicts agree with the verifier's on the lines that finished with calls.
     for index, theirs in ((1, True), (2, False), (5, True)):
-        [call] = _rows(
+        [call] = query_rows(
             db, "SELECT schema_valid FROM tool_calls WHERE run_id = ?", [by_index[index]["id"]]
         )
         assert call["schema_valid"] is theirs
     assert (by_index[1]["status"], by_index[1]["termination"]) == ("completed", "max_steps")
     assert (by_index[3]["termination"], by_index[3]["final_answer"]) == ("completed", "Hello!")
     # History in the request (a previous call, its result, an answer) is kept and rebuilt.
-    rebuilt = _rows(db, "SELECT body FROM request_messages(?, 0)", [by_index[2]["id"]])
+    rebuilt = query_rows(db, "SELECT body FROM request_messages(?, 0)", [by_index[2]["id"]])
     assert [json.loads(r["body"]) for r in rebuilt] == _lines(K2VV)[1]["request"]["messages"]
     steps = {
         int(r["conversation"]): r
-        for r in _rows(
+        for r in query_rows(
             db,
             "SELECT r.conversation, s.* FROM steps s JOIN runs r ON r.id = s.run_id "
             "WHERE r.settings->>'$.import.format' = 'k2vv'",
@@ -364,7 +335,7 @@ def test_checks_find_a_leak_in_an_imported_response(
     imported: tuple[Path, list[dict[str, Any]]],
 ) -> None:
     db, _ = imported
-    [leak] = _rows(
+    [leak] = query_rows(
         db,
         "SELECT f.* FROM findings f JOIN runs r ON r.id = f.run_id "
         "WHERE r.conversation = '4' AND f.kind = 'leaked_special_tokens'",
@@ -426,10 +397,10 @@ def test_skip_mode_reports_line_numbers_and_imports_the_rest(db_path: Path, tmp_
         f"skipped {log}:5: latency_ms: must be a non-negative number of milliseconds",
         f"skipped {log}:6: a JSON array, not an object",
     ]
-    [row] = _rows(db_path, "SELECT skipped, skipped_lines FROM imports")
+    [row] = query_rows(db_path, "SELECT skipped, skipped_lines FROM imports")
     assert row["skipped"] == 4
     assert [s["line"] for s in json.loads(row["skipped_lines"])] == [2, 4, 5, 6]
-    assert {r["conversation"] for r in _rows(db_path, "SELECT conversation FROM runs")} == {
+    assert {r["conversation"] for r in query_rows(db_path, "SELECT conversation FROM runs")} == {
         "a",
         "c",
     }
@@ -440,7 +411,7 @@ def test_refuse_mode_names_file_line_and_field_and_changes_nothing(
 ) -> None:
     first = run_cli("import", str(K2VV), "--db", str(db_path), "--provider", "p")
     assert first.returncode == 0, first.stderr
-    before, digest = _counts(db_path), _sha(db_path)
+    before, digest = table_counts(db_path), _sha(db_path)
     log = _write(
         tmp_path / "bad.jsonl",
         [
@@ -451,26 +422,26 @@ def test_refuse_mode_names_file_line_and_field_and_changes_nothing(
     )
     done = run_cli("import", str(EXCHANGES), str(log), "--db", str(db_path))
     _one_line_error(done, 2, f"{log}:3:", "started_at", "not an ISO 8601 time", "--on-error skip")
-    assert _counts(db_path) == before and _sha(db_path) == digest
+    assert table_counts(db_path) == before and _sha(db_path) == digest
 
 
 def test_a_bad_line_after_rows_were_written_rolls_everything_back(
     db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import_files(db_path, [K2VV], ImportOptions(provider="p"))
-    before = _counts(db_path)
+    before = table_counts(db_path)
     monkeypatch.setattr(import_writer, "FLUSH_ROWS", 1)  # every row goes to DuckDB at once
     log = _write(tmp_path / "late.jsonl", [_exchange(str(i)) for i in range(30)] + ["{oops"])
     with pytest.raises(Exception, match=r"late\.jsonl:31: not JSON"):
         import_files(db_path, [EXCHANGES, log], ImportOptions(provider="p"))
-    assert _counts(db_path) == before
+    assert table_counts(db_path) == before
 
 
 def test_ctrl_c_in_the_middle_leaves_nothing(
     db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import_files(db_path, [EXCHANGES], ImportOptions())
-    before = _counts(db_path)
+    before = table_counts(db_path)
     monkeypatch.setattr(import_writer, "FLUSH_ROWS", 1)
     read = 0
 
@@ -482,7 +453,7 @@ def test_ctrl_c_in_the_middle_leaves_nothing(
 
     with pytest.raises(KeyboardInterrupt):
         import_files(db_path, [K2VV], ImportOptions(), on_progress=interrupt)
-    assert _counts(db_path) == before
+    assert table_counts(db_path) == before
 
 
 @pytest.mark.parametrize(
@@ -559,13 +530,13 @@ def test_secrets_in_a_log_never_reach_the_database(db_path: Path, tmp_path: Path
     assert done.returncode == 0, done.stderr
     conn = duckdb.connect(str(db_path), read_only=True)
     try:
-        for table in TABLES:
+        for table in table_counts(db_path):
             text = json.dumps(conn.execute(f"SELECT * FROM {table}").fetchall(), default=str)
             for leaked in (secret, "tok-123456789", "sid=9"):
                 assert leaked not in text, table
     finally:
         conn.close()
-    [step] = _rows(db_path, "SELECT request_params, response_headers, request_id FROM steps")
+    [step] = query_rows(db_path, "SELECT request_params, response_headers, request_id FROM steps")
     params = json.loads(step["request_params"])
     assert "api_key" not in params and params["extra_headers"] == {"X-Title": "demo"}
     assert params["metadata"] == {"user": "u1", "note": "[redacted]"}
@@ -575,13 +546,13 @@ def test_secrets_in_a_log_never_reach_the_database(db_path: Path, tmp_path: Path
 
 def test_reimporting_the_same_bytes_is_refused_unless_again(db_path: Path) -> None:
     assert run_cli("import", str(K2VV), "--db", str(db_path), "--no-analyze").returncode == 0
-    before = _counts(db_path)
+    before = table_counts(db_path)
     again = run_cli("import", str(K2VV), "--db", str(db_path))
     _one_line_error(again, 2, str(K2VV), "already imported", "--again")
-    assert _counts(db_path) == before
+    assert table_counts(db_path) == before
     forced = run_cli("import", str(K2VV), "--again", "--db", str(db_path), "--no-analyze")
     assert forced.returncode == 0, forced.stderr
-    after = _counts(db_path)
+    after = table_counts(db_path)
     assert after["runs"] == 2 * before["runs"] and after["imports"] == 2
     # Messages are content-addressed: the second import stored none anew.
     assert after["messages"] == before["messages"]
@@ -621,7 +592,7 @@ def test_request_hash_pairs_requests_like_the_recorder(db_path: Path, tmp_path: 
     assert run_cli("import", str(log), "--db", str(db_path), "--no-analyze").returncode == 0
     hashes = [message_hash(m) for m in lines[0]["request"]["messages"]]
     expected = request_hash(hashes, {"tools": tools, "tool_choice": choice})
-    stored = {r["request_hash"] for r in _rows(db_path, "SELECT request_hash FROM steps")}
+    stored = {r["request_hash"] for r in query_rows(db_path, "SELECT request_hash FROM steps")}
     assert stored == {expected}
 
 
@@ -756,7 +727,8 @@ def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     try:
         return {
             table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in TABLES
+            for table in table_counts(db)
+            if table != "schema_migrations"  # when each file was created, not what it holds
         }
     finally:
         conn.close()
@@ -828,7 +800,7 @@ def test_two_workers_store_exactly_what_one_process_stores(
     report = one[1]
     runs = {
         r["conversation"]: r
-        for r in _rows(db, "SELECT * FROM runs WHERE import_id = ?", [report.import_id])
+        for r in query_rows(db, "SELECT * FROM runs WHERE import_id = ?", [report.import_id])
     }
     assert {first, second, "7", second + "r", second + "s", None} <= set(runs)
     assert runs["7"]["steps"] == 4  # the integer 7 and the string "7" are one run
@@ -837,7 +809,7 @@ def test_two_workers_store_exactly_what_one_process_stores(
     # A run is named after its first line, and the report lists them in file order.
     starts = [int(run_id.removeprefix(f"{report.import_id}-")) for run_id in report.runs]
     assert starts == sorted(starts) and starts[0] == 1
-    [body] = _rows(
+    [body] = query_rows(
         db,
         "SELECT body FROM messages WHERE hash = ?",
         [message_hash({"role": "user", "content": "the same question"})],
@@ -847,7 +819,7 @@ def test_two_workers_store_exactly_what_one_process_stores(
 
 def test_two_workers_refuse_the_first_malformed_line(tmp_path: Path, db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
-    before_rows, before_children = _counts(db_path), _children()
+    before_rows, before_children = table_counts(db_path), _children()
     log, first, second = _mixed_log(tmp_path / "mixed.jsonl")
     lines = log.read_text().splitlines()
     # The later bad line is the other worker's, and it may well be found first.
@@ -859,7 +831,7 @@ def test_two_workers_refuse_the_first_malformed_line(tmp_path: Path, db_path: Pa
         with pytest.raises(ImportFileError) as refused:
             import_files(db_path, [EXCHANGES, log], ImportOptions(workers=workers))
         errors.append(str(refused.value))
-        assert _counts(db_path) == before_rows
+        assert table_counts(db_path) == before_rows
         assert _children() == before_children
     assert errors[0] == errors[1]
     assert f"{log}:17: started_at: not an ISO 8601 time" in errors[0]
@@ -867,7 +839,7 @@ def test_two_workers_refuse_the_first_malformed_line(tmp_path: Path, db_path: Pa
 
 def test_two_workers_leave_nothing_behind_when_interrupted(tmp_path: Path, db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
-    before_rows, before_children = _counts(db_path), _children()
+    before_rows, before_children = table_counts(db_path), _children()
     log, _, _ = _mixed_log(tmp_path / "mixed.jsonl")
     log.write_text(log.read_text() * 400)  # every line again: conversations grow, no matter
     read = 0
@@ -880,13 +852,13 @@ def test_two_workers_leave_nothing_behind_when_interrupted(tmp_path: Path, db_pa
 
     with pytest.raises(KeyboardInterrupt):
         import_files(db_path, [log], ImportOptions(workers=2), on_progress=interrupt)
-    assert _counts(db_path) == before_rows
+    assert table_counts(db_path) == before_rows
     assert _children() == before_children
 
 
 def test_a_worker_that_dies_fails_the_import_cleanly(tmp_path: Path, db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
-    before_rows, before_children = _counts(db_path), _children()
+    before_rows, before_children = table_counts(db_path), _children()
     log, _, _ = _mixed_log(tmp_path / "mixed.jsonl")
     log.write_text(log.read_text() * 400)
     killed: list[int] = []
@@ -898,7 +870,7 @@ def test_a_worker_that_dies_fails_the_import_cleanly(tmp_path: Path, db_path: Pa
 
     with pytest.raises(ImportFileError, match=r"an import worker stopped \(exit code -9\)"):
         import_files(db_path, [log], ImportOptions(workers=2), on_progress=kill_one)
-    assert _counts(db_path) == before_rows
+    assert table_counts(db_path) == before_rows
     assert _children() == before_children
 
 
@@ -909,7 +881,7 @@ def test_ctrl_c_stops_a_parallel_import_and_its_workers(
 ) -> None:
     if existed:
         import_files(db_path, [K2VV], ImportOptions())
-    before = _counts(db_path) if existed else None
+    before = table_counts(db_path) if existed else None
     log, _, _ = _mixed_log(tmp_path / "mixed.jsonl")
     log.write_text(log.read_text() * 1000)
     env = {**os.environ, "TRACES_IMPORT_WORKERS": "2", "NO_COLOR": "1"}
@@ -938,7 +910,7 @@ def test_ctrl_c_stops_a_parallel_import_and_its_workers(
     assert err.splitlines() == ["error: interrupted"], err  # no traceback, from any process
     assert group_processes(cli.pid) == set()  # the workers were stopped, not left behind
     if existed:
-        assert _counts(db_path) == before
+        assert table_counts(db_path) == before
     else:  # the file the import created is gone, and so is its write-ahead log
         assert sorted(p.name for p in db_path.parent.glob(db_path.name + "*")) == []
 

@@ -8,23 +8,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import REPO, run_cli, run_cli_in_process
+from conftest import REPO, run_cli, run_cli_in_process, table_counts
 
 FIXTURES = REPO / "tests" / "fixtures" / "import"
-TABLES = (
-    "runs",
-    "messages",
-    "steps",
-    "step_messages",
-    "tool_calls",
-    "tool_results",
-    "findings",
-    "imports",
-    "schema_migrations",
-)
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +30,6 @@ def traces_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr
     return db
-
-
-def _counts(db: Path) -> dict[str, int]:
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
-    finally:
-        conn.close()
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -124,7 +104,7 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     (tmp_path / "data.json").write_text('{"a": 1}\n')
     (tmp_path / "other.duckdb").write_bytes(b"not a database, and it must stay so")
     monkeypatch.chdir(tmp_path)
-    files, beside, counts = _tree(tmp_path), _tree(traces_db.parent), _counts(traces_db)
+    files, beside, counts = _tree(tmp_path), _tree(traces_db.parent), table_counts(traces_db)
     done = run_cli_in_process(capsys, monkeypatch, "sql", "--db", str(traces_db), "--", query)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
@@ -133,7 +113,7 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     assert done.stderr.startswith("error: SQL error: ")
     assert fragment in done.stderr
     assert _tree(tmp_path) == files
-    assert _counts(traces_db) == counts
+    assert table_counts(traces_db) == counts
     assert _tree(traces_db.parent) == beside
 
 
