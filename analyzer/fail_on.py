@@ -38,12 +38,24 @@ def check_fail_on(found: Mapping[str, Iterable[Finding]], fail_on: FailOn | None
     `fail_on`'s severity or worse; the message counts them by kind, most severe first."""
     if fail_on is None:
         return
+    check_fail_on_counts(
+        {run: Counter((f.severity, f.kind) for f in findings) for run, findings in found.items()},
+        fail_on,
+    )
+
+
+def check_fail_on_counts(
+    counts: Mapping[str, Mapping[tuple[str, str], int]], fail_on: FailOn | None
+) -> None:
+    """`check_fail_on` given each run's findings counted by (severity, kind)."""
+    if fail_on is None:
+        return
     floor = _RANK[fail_on.value]
     kinds: Counter[tuple[int, str]] = Counter()
     runs = 0
-    for findings in found.values():
-        failing = [f for f in findings if _RANK.get(f.severity, 0) >= floor]
-        kinds.update((_RANK[f.severity], f.kind) for f in failing)
+    for counted in counts.values():
+        failing = {k: n for k, n in counted.items() if _RANK.get(k[0], 0) >= floor and n > 0}
+        kinds.update({(_RANK[severity], kind): n for (severity, kind), n in failing.items()})
         runs += bool(failing)
     if not kinds:
         return
@@ -53,5 +65,5 @@ def check_fail_on(found: Mapping[str, Iterable[Finding]], fail_on: FailOn | None
     total = sum(kinds.values())
     raise FindingsFound(
         f"--fail-on {fail_on.value}: {total} finding{'s' * (total != 1)} "
-        f"(worst: {worst}) in {runs} of {len(found)} run{'s' * (len(found) != 1)}: {listed}"
+        f"(worst: {worst}) in {runs} of {len(counts)} run{'s' * (len(counts) != 1)}: {listed}"
     )

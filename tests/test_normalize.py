@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import random
+import re
+import string
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from traces.normalize import normalize_usage, read_message, read_reasoning, read_tool_calls
+from traces.normalize import (
+    estimate_tokens,
+    normalize_usage,
+    read_message,
+    read_reasoning,
+    read_tool_calls,
+)
 from traces.replay import ReplayPolicy, replay_message
 
 from conftest import EXTERNAL, reference_missing
@@ -96,3 +105,15 @@ def test_every_harmony_and_think_fixture_of_the_reference_reads() -> None:
         assert reasoning == expected["reasoning"], case["id"]
         checked += 1
     assert checked >= 1
+
+
+def test_token_estimate_counts_what_the_word_pattern_finds() -> None:
+    # ASCII text takes a byte-translation path; it must count exactly as the pattern does,
+    # separators such as \x1c (Unicode whitespace to `re`, not to bytes.split) included.
+    pattern = re.compile(r"\w+|[^\w\s]")
+    rng = random.Random(11)
+    alphabet = string.printable + "\x00\x1c\x1d\x1e\x1f\x7f" + "é日本\u00a0\u2003"
+    texts = ["", " ", "a", "_", "a_b-c", "x.y", "  tab\there  ", "日本語のテキスト、そして。"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(60))) for _ in range(5000)]
+    for text in texts:
+        assert estimate_tokens(text) == len(pattern.findall(text)), repr(text)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from analyzer.checks.literals import may_match, needles
 from analyzer.checks.records import Finding, Run, Step
 from traces.families import FAMILIES
 
@@ -26,6 +27,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 """Every family's markup, looked for whatever model the run names: a host can serve another
 family than its label says, and a leak is a leak."""
+_NEEDLES = needles(pattern for _, pattern in _PATTERNS)
+"""Literals one of which starts any leak: a text holding none is clean (one C scan)."""
 
 _EXCERPT = 60
 
@@ -41,7 +44,7 @@ class Leak:
 
 def find_leaks(text: str | None) -> list[Leak]:
     """Every family whose special tokens (or their stripped forms) occur in `text`."""
-    if not text:
+    if not text or not may_match(text, _NEEDLES):
         return []
     leaks: dict[str, Leak] = {}
     for family, pattern in _PATTERNS:
@@ -64,10 +67,14 @@ def _echoed(step: Step, run: Run) -> str:
 
 def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
     """Special tokens in content (an error: calls were lost) or reasoning (a warning)."""
-    echoed = _echoed(step, run)
+    echoed: str | None = None  # read only once a leak is found: it walks the run
     for field, text in (("content", step.content), ("reasoning", step.reasoning)):
-        leaks = [leak for leak in find_leaks(text) if not all(t in echoed for t in leak.tokens)]
+        leaks = find_leaks(text)
         if not leaks or text is None:
+            continue
+        echoed = _echoed(step, run) if echoed is None else echoed
+        leaks = [leak for leak in leaks if not all(t in echoed for t in leak.tokens)]
+        if not leaks:
             continue
         first = leaks[0]
         yield Finding(

@@ -7,6 +7,7 @@ steps (ids reused, loops, recoveries). Adding a check is adding it here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from analyzer.checks import (
     calls,
@@ -21,6 +22,9 @@ from analyzer.checks import (
     tools,
 )
 from analyzer.checks.records import Finding, Run, Step
+
+if TYPE_CHECKING:
+    from analyzer.checks.timing import Timings
 
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
@@ -52,18 +56,22 @@ RUN_CHECKS: dict[str, RunCheck] = {
 }
 
 
-def run_checks(run: Run) -> list[Finding]:
-    """All findings for `run`, ordered by step (run-level first) then kind."""
+RAW_TEXT_CHECKS: dict[str, StepCheck] = {"http_errors": http.http_errors}
+"""The only checks of a raw completion run: it has no reasoning field, tool calls or chat
+usage to judge; reading its text as a chat message would blame the host for what the
+client asked for."""
+
+
+def run_checks(run: Run, timings: Timings | None = None) -> list[Finding]:
+    """All findings for `run`, ordered by step (run-level first) then kind; with `timings`,
+    each check's time is added to it under the check's name."""
+    per_step, per_run = (RAW_TEXT_CHECKS, {}) if run.raw_text else (STEP_CHECKS, RUN_CHECKS)
+    if timings is not None:
+        per_step, per_run = timings.checks(per_step), timings.checks(per_run)
     found: list[Finding] = []
-    if run.raw_text:
-        # A raw completion has no reasoning field, tool calls or chat usage to judge; reading
-        # its text as a chat message would blame the host for what the client asked for.
-        for step in run.steps:
-            found.extend(http.http_errors(step, run))
-        return sorted(found, key=lambda f: (-1 if f.step is None else f.step, f.kind))
     for step in run.steps:
-        for step_check in STEP_CHECKS.values():
+        for step_check in per_step.values():
             found.extend(step_check(step, run))
-    for run_check in RUN_CHECKS.values():
+    for run_check in per_run.values():
         found.extend(run_check(run))
     return sorted(found, key=lambda f: (-1 if f.step is None else f.step, f.kind))

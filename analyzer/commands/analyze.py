@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import duckdb
 import typer
 
-from analyzer.checks.persist import analyze_runs
+from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
 from analyzer.checks.records import Finding
-from analyzer.fail_on import check_fail_on
+from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import DbOption, FailOnOption, FormatOption, WideOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
@@ -56,7 +56,7 @@ def analyze(
             heads[run_id] = (provider, model)
         rows = []
         for run_id in ids:
-            row = summarize(run_id, found.get(run_id, []))
+            row = summarize(run_id, found.get(run_id, FindingCounts()))
             row["provider"], row["model"] = heads[run_id]
             rows.append(row)
         if fmt is OutputFormat.table and not wide:
@@ -69,23 +69,33 @@ def analyze(
         droppable=["warnings", "errors", "model", "provider"],
         wide=wide,
     )
-    check_fail_on(found, fail_on)
+    check_fail_on_counts(found, fail_on)
 
 
 def _analyze_with_progress(
     conn: duckdb.DuckDBPyConnection, ids: list[str]
-) -> dict[str, list[Finding]]:
+) -> dict[str, FindingCounts]:
+    """Each run's findings counted: the evidence is stored, and only counts are printed."""
+    counts: dict[str, FindingCounts] = {}
+
+    def keep(run_id: str, findings: list[Finding]) -> None:
+        counts[run_id] = finding_counts(findings)
+
     with progress_bar("analyze", len(ids)) as advance:
-        return analyze_runs(conn, ids, on_chunk=advance)
+        analyze_runs(conn, ids, on_chunk=advance, on_findings=keep)
+    return counts
 
 
-def summarize(run_id: str, findings: list[Finding]) -> dict[str, Any]:
+def summarize(run_id: str, counts: FindingCounts) -> dict[str, Any]:
     """Counts of one run's findings: total, by severity, and by kind (most frequent first)."""
-    severities = Counter(f.severity for f in findings)
-    kinds = Counter(f.kind for f in findings)
+    severities: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for (severity, kind), n in counts.items():
+        severities[severity] += n
+        kinds[kind] += n
     return {
         "run": run_id,
-        "findings": len(findings),
+        "findings": sum(counts.values()),
         "errors": severities["error"],
         "warnings": severities["warning"],
         "kinds": dict(kinds.most_common()),

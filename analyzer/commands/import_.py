@@ -23,9 +23,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from analyzer.checks.persist import analyze_runs
+from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
 from analyzer.checks.records import Finding
-from analyzer.fail_on import check_fail_on
+from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import DbOption, FailOnOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import progress_bar
@@ -122,14 +122,15 @@ def import_(
         for line in _notes(report):
             err.print(printable(line, keep=""))
     emit_rows([_row(report, findings, analyze) for report in reports], fmt, columns=_COLUMNS)
-    check_fail_on(findings, fail_on)
+    check_fail_on_counts(findings, fail_on)
 
 
 def _import_with_progress(
     path: Path, files: list[Path], options: ImportOptions, analyze: bool, err: Console
-) -> tuple[list[FileReport], dict[str, list[Finding]]]:
+) -> tuple[list[FileReport], dict[str, FindingCounts]]:
     """Import the files with a progress bar (and the skipped lines said on stderr), the checks
-    running inside the import's transaction; returns each file's report and the findings."""
+    running inside the import's transaction; returns each file's report and each run's
+    findings counted (their evidence is stored; holding it all would grow with the file)."""
     shown: Counter[str] = Counter()
 
     def skipped(file: str, line: SkippedLine) -> None:
@@ -138,15 +139,20 @@ def _import_with_progress(
             err.print(printable(f"skipped {file}:{line.line}: {line.reason}", keep=""))
 
     total = sum(f.stat().st_size for f in files if f.is_file())
-    findings: dict[str, list[Finding]] = {}
+    findings: dict[str, FindingCounts] = {}
+
+    def keep(run_id: str, found: list[Finding]) -> None:
+        findings[run_id] = finding_counts(found)
+
     with _progress(err) as progress:
 
         def check(conn: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
             """The checks, inside the import's transaction: both commit, or neither."""
             progress.stop()  # one live display at a time: the checks have their own bar
             with progress_bar("checking", len(run_ids)) as advance:
-                found = analyze_runs(conn, run_ids, on_chunk=advance, own_transaction=False)
-            findings.update(found)
+                analyze_runs(
+                    conn, run_ids, on_chunk=advance, own_transaction=False, on_findings=keep
+                )
 
         bar = progress.add_task("importing", total=total or None)
         reports = import_files(
@@ -202,10 +208,11 @@ def _progress(err: Console) -> Progress:
     )
 
 
-def _row(report: FileReport, findings: dict[str, list[Finding]], analyzed: bool) -> dict[str, Any]:
+def _row(report: FileReport, findings: dict[str, FindingCounts], analyzed: bool) -> dict[str, Any]:
     kinds: Counter[str] = Counter()
     for run in report.runs:
-        kinds.update(f.kind for f in findings.get(run, ()))
+        for (_, kind), n in findings.get(run, FindingCounts()).items():
+            kinds[kind] += n
     return {
         "file": report.path,
         "import": report.import_id,

@@ -1,0 +1,373 @@
+"""Analysis throughput: steps/s of `traces analyze` over a large store, against reading its rows.
+
+Run by hand (it is not a test and asserts nothing about time):
+
+    .venv/bin/python benchmarks/bench_analyze.py [--steps 200000] [--store DIR] [--rounds 3]
+        [--no-breakdown] [--profile] [--json PATH]
+
+The store: agent logs from `bench_import.write_conversations` (conversations of 20 steps with
+growing histories, 64 interleaved, 1 in 10 streamed), written 100,000 exchanges per file, with
+each conversation given one of five providers and that provider's faults (`PROVIDERS`): leaked
+call markup, broken or unknown calls, calls lost by the parser, rate limits retried. Each file
+is imported with `traces.importing.import_files` (no analysis), then the checks run once
+untimed, so every timed analysis replaces findings as a re-analysis does. With `--store DIR`
+the store is kept there and reused by the next invocation with the same `--steps`.
+
+Timed, in interleaved rounds:
+
+- `read rows`: the baseline. Every row and column the checks read (`steps`, `tool_calls`,
+  `tool_results`, `step_messages`, distinct `messages`) fetched into Python tuples, nothing
+  else. Any analysis in Python pays at least this.
+- `traces analyze`: the console script over every run, as a fresh process (`--format json`
+  to /dev/null): wall time, CPU time and peak RSS of the process (and of any child it starts).
+
+Then, once (`--no-breakdown` skips it), where the time of one analysis goes, measured in this
+process with the same code `traces analyze` runs (`analyzer.checks.persist.analyze_runs` with
+its timing hook): loading the runs, each check by name, and storing the findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_import import write_conversations
+
+from traces.importing import ImportOptions, import_files
+
+STORE_VERSION = 1
+"""Bumped when the generated store changes, so a cached store of another shape is rebuilt."""
+PER_FILE = 100_000
+"""Exchanges per generated file: each is ~1.1 GB of JSON Lines, deleted once imported."""
+CONVERSATION_STEPS = 20
+
+PROVIDERS: dict[str, dict[str, float]] = {
+    "alpha": {},
+    "beta": {"leak": 0.2},
+    "gamma": {"invalid_arguments": 0.05, "unknown_tool": 0.03},
+    "delta": {"dropped_call": 0.05},
+    "epsilon": {"rate_limit": 0.05, "leak": 0.02},
+}
+"""Each conversation's provider (by its label) and the share of its exchanges given each
+fault: the checks then have findings to store, as they do on real traces."""
+
+_CONVERSATION = re.compile(rb'^\{"conversation": "([^"]+)", "provider": "bench"')
+
+
+def _provider(label: str) -> str:
+    names = list(PROVIDERS)
+    return names[sum(label.encode()) % len(names)]
+
+
+def _faulted(line: dict[str, Any], faults: dict[str, float], rng: random.Random) -> list[str]:
+    """The line (and any failed attempt before it) with the provider's faults applied."""
+    out: list[dict[str, Any]] = []
+    response = line.get("response")
+    message = response["choices"][0]["message"] if response else None
+    if message is not None:
+        calls = message.get("tool_calls") or []
+        if calls and rng.random() < faults.get("invalid_arguments", 0):
+            calls[0]["function"]["arguments"] = calls[0]["function"]["arguments"][:-3]
+        elif calls and rng.random() < faults.get("unknown_tool", 0):
+            calls[0]["function"]["name"] = "tool_9"
+        elif calls and rng.random() < faults.get("dropped_call", 0):
+            message["tool_calls"] = None
+            message["content"] = ""
+            response["choices"][0]["finish_reason"] = "stop"
+        elif not calls and rng.random() < faults.get("leak", 0):
+            message["content"] = "<tool_call>" + str(message.get("content")) + "</tool_call>"
+    if rng.random() < faults.get("rate_limit", 0):
+        failed = {k: v for k, v in line.items() if k not in ("response", "chunks")}
+        failed["error"] = {"status": 429, "body": {"error": {"message": "Rate limit reached"}}}
+        out.append(failed)
+    out.append(line)
+    return [json.dumps(item) for item in out]
+
+
+def _write_file(path: Path, exchanges: int, seed: int) -> None:
+    """`exchanges` generated exchanges, each conversation relabelled to its provider, with
+    that provider's faults (only the lines that get one are parsed and rewritten)."""
+    raw = path.with_suffix(".raw.jsonl")
+    write_conversations(raw, exchanges, CONVERSATION_STEPS, seed=seed)
+    rng = random.Random(seed)
+    with raw.open("rb") as source, path.open("wb") as out:
+        for line in source:
+            match = _CONVERSATION.match(line)
+            if match is None:
+                raise SystemExit(f"{raw}: unexpected line shape (bench_import changed?)")
+            provider = _provider(match.group(1).decode())
+            faults = PROVIDERS[provider]
+            line = line.replace(b'"provider": "bench"', f'"provider": "{provider}"'.encode(), 1)
+            if faults and rng.random() < max(faults.values()) * 2:
+                rewritten = _faulted(json.loads(line), faults, rng)
+                out.write("\n".join(rewritten).encode() + b"\n")
+            else:
+                out.write(line)
+    raw.unlink()
+
+
+def build_store(directory: Path, steps: int) -> Path:
+    """The store of `steps` generated exchanges in `directory`, built unless already there."""
+    db = directory / f"analyze-{steps}-v{STORE_VERSION}.duckdb"
+    done = db.with_suffix(".built")
+    if db.exists() and done.exists():
+        print(f"reusing {db}", file=sys.stderr)
+        return db
+    for leftover in (db, db.with_name(db.name + ".wal"), done):
+        leftover.unlink(missing_ok=True)
+    start = time.perf_counter()
+    for index, first in enumerate(range(0, steps, PER_FILE)):
+        source = directory / f"part-{index}.jsonl"
+        _write_file(source, min(PER_FILE, steps - first), seed=index)
+        try:
+            import_files(db, [source], ImportOptions())
+        finally:
+            source.unlink()
+        print(
+            f"imported {min(first + PER_FILE, steps)} exchanges "
+            f"({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+        )
+    _run_analyze(db)  # findings in place: every timed round replaces them
+    done.write_text(json.dumps({"steps": steps, "version": STORE_VERSION}))
+    return db
+
+
+# -- arms -----------------------------------------------------------------------------------------
+
+_READS = (
+    """SELECT run_id, idx, finish_reason, finish_reason_raw, content, reasoning, reasoning_source,
+              prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
+              cached_tokens, total_tokens, streamed, http_status, error_kind, error_status,
+              error_message, error_body, retry_errors, anomalies, request_params,
+              request_message_count
+       FROM steps""",
+    """SELECT run_id, step_idx, call_idx, id, id_format, name, arguments_raw, arguments_type,
+              arguments, json_valid, schema_valid, schema_error
+       FROM tool_calls""",
+    """SELECT run_id, step_idx, call_idx, tool_call_id, name, output, error, error_kind
+       FROM tool_results""",
+    "SELECT run_id, step_idx, position, hash FROM step_messages",
+    "SELECT hash, body FROM messages",
+    "SELECT id, provider, model, settings, termination FROM runs",
+)
+
+
+def _fetch(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[Any, ...]]:
+    while batch := cursor.fetchmany(50_000):
+        yield from batch
+
+
+def read_rows(db: Path) -> int:
+    """Every row the checks read, fetched into Python and dropped: the floor of any analysis
+    written in Python. Returns the number of steps."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        counts = [sum(1 for _ in _fetch(conn.execute(sql))) for sql in _READS]
+    finally:
+        conn.close()
+    return counts[0]
+
+
+def _traces_command() -> list[str]:
+    script = Path(sys.executable).with_name("traces")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "analyzer.cli"]
+
+
+def _run_analyze(db: Path) -> dict[str, float]:
+    """`traces analyze` over every run as a fresh process: wall s, CPU s, peak RSS MB."""
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        process = subprocess.Popen(
+            [*_traces_command(), "analyze", "--db", str(db), "--format", "json"],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        errors = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"traces analyze failed ({process.returncode}): {errors.decode()}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def _count(db: Path, sql: str) -> int:
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def breakdown(db: Path) -> dict[str, float]:
+    """CPU seconds per part of one analysis, in this process: load, each check, store,
+    commit, and `other` (what falls between: sorting findings, the checks' dispatch)."""
+    from analyzer.checks.persist import analyze_runs
+    from analyzer.checks.timing import Timings
+
+    conn = duckdb.connect(str(db))
+    try:
+        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        timings = Timings()
+        start = time.process_time()
+        analyze_runs(conn, ids, timings=timings)
+        total = time.process_time() - start
+    finally:
+        conn.close()
+    parts = dict(timings.seconds)
+    return {"total": total, **parts, "other": total - sum(parts.values())}
+
+
+def profile(db: Path) -> None:
+    """A cProfile of one analysis in this process (top by cumulative and own time)."""
+    from analyzer.checks.persist import analyze_runs
+
+    conn = duckdb.connect(str(db))
+    try:
+        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        analyze_runs(conn, ids)
+        profiler.disable()
+    finally:
+        conn.close()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200_000, help="exchanges in the store")
+    parser.add_argument("--store", type=Path, help="directory keeping the store between runs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the breakdown")
+    parser.add_argument("--profile", action="store_true", help="only cProfile one analysis")
+    parser.add_argument("--json", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+
+    temporary = None
+    if args.store is None:
+        temporary = tempfile.mkdtemp(prefix="bench-analyze-")
+        directory = Path(temporary)
+    else:
+        directory = args.store
+        directory.mkdir(parents=True, exist_ok=True)
+    try:
+        db = build_store(directory, args.steps)
+        steps = _count(db, "SELECT count(*) FROM steps")
+        runs = _count(db, "SELECT count(*) FROM runs")
+        findings = _count(db, "SELECT count(*) FROM findings")
+        print(f"store: {steps:,} steps, {runs:,} runs, {findings:,} findings", file=sys.stderr)
+        if args.profile:
+            profile(db)
+            return
+        report = measure(db, steps, args.rounds, not args.no_breakdown)
+        report.update(
+            steps=steps,
+            runs=runs,
+            findings=findings,
+            machine={
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "duckdb": duckdb.__version__,
+            },
+        )
+        print_report(report)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def measure(db: Path, steps: int, rounds: int, with_breakdown: bool) -> dict[str, Any]:
+    """Interleaved rounds of the baseline and `traces analyze`, then the breakdown."""
+    reads: list[float] = []
+    analyses: list[dict[str, float]] = []
+    for round_no in range(rounds):
+        start = time.perf_counter()
+        read_rows(db)
+        reads.append(time.perf_counter() - start)
+        analyses.append(_run_analyze(db))
+        print(
+            f"round {round_no + 1}: read rows {reads[-1]:.1f} s, "
+            f"traces analyze {analyses[-1]['wall_s']:.1f} s "
+            f"(CPU {analyses[-1]['cpu_s']:.1f} s, {analyses[-1]['peak_rss_mb']:.0f} MB)",
+            file=sys.stderr,
+        )
+    wall = statistics.median(a["wall_s"] for a in analyses)
+    read = statistics.median(reads)
+    report: dict[str, Any] = {
+        "rounds": {"read_rows_s": reads, "analyze": analyses},
+        "read_rows_s": read,
+        "analyze_wall_s": wall,
+        "analyze_cpu_s": statistics.median(a["cpu_s"] for a in analyses),
+        "peak_rss_mb": max(a["peak_rss_mb"] for a in analyses),
+        "steps_per_s": steps / wall,
+        "analyze_over_read": wall / read,
+        "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if with_breakdown:
+        report["breakdown_s"] = breakdown(db)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The figures as Markdown, ready for the README."""
+    steps = report["steps"]
+    print(
+        f"\n{steps:,} steps, {report['runs']:,} runs; medians of {len(report['rounds']['analyze'])}"
+    )
+    print("\n| arm | seconds | steps/s | CPU s | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"| read rows | {report['read_rows_s']:.1f} | {steps / report['read_rows_s']:,.0f} | | |")
+    print(
+        f"| `traces analyze` | {report['analyze_wall_s']:.1f} | {report['steps_per_s']:,.0f} "
+        f"| {report['analyze_cpu_s']:.1f} | {report['peak_rss_mb']:.0f} |"
+    )
+    print(f"\ntraces analyze / read rows (time): {report['analyze_over_read']:.2f}")
+    parts = report.get("breakdown_s")
+    if parts:
+        total = parts["total"]
+        print("\n| part (in process, one analysis) | CPU s | share | µs/step |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+            if name == "total":
+                continue
+            print(
+                f"| {name} | {seconds:.2f} | {seconds / total:.0%} | {seconds / steps * 1e6:.1f} |"
+            )
+        print(f"| total | {total:.2f} | 100% | {total / steps * 1e6:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""The fast analysis path changes no verdict: what `traces analyze` loads, finds and stores
+equals what a straightforward reference path gives on the same store.
+
+The reference reads each run with one query per table and step, rebuilds every request with
+the SQL macro `request_messages`, builds records with the dataclass constructors and runs
+every registered check; the fast path (`analyzer.checks.loader`, `persist`) batches, shares
+decoded JSON and skips constructors. The store holds every simulator fault recorded over
+real HTTP (the scenarios of test_checks_faults), every dialect recorded clean, streaming and
+not, and the import fixtures, so each check has something to find and something to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import FrozenInstanceError, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from test_checks_faults import FAULT_FINDINGS, _recording
+
+from analyzer.checks.loader import _Builder, load_runs
+from analyzer.checks.persist import CHECK_VERSION, analyze_runs, failure_summary, findings_by_kind
+from analyzer.checks.records import Call, Finding, Result, Run, Step
+from analyzer.checks.registry import run_checks
+from analyzer.cursor_rows import dict_rows
+from traces.dialects import DIALECTS
+from traces.importing import import_files
+from traces.replay import ReplayPolicy
+from traces.sim.config import SimConfig
+from traces.store.database import open_for_writing
+
+from recording import Recording, record_many
+
+pytestmark = pytest.mark.slow  # records every fault scenario over HTTP
+
+FIXTURES = Path(__file__).parent / "fixtures" / "import"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A store of every fault scenario, clean runs of every dialect, and imported logs."""
+    db = tmp_path_factory.mktemp("equivalence") / "t.duckdb"
+    recordings = {fault: _recording(fault) for fault in FAULT_FINDINGS}
+    for name, dialect in DIALECTS.items():
+        for stream in (False, True):
+            recordings[f"{name}/{stream}"] = Recording(
+                sim=SimConfig(dialect=name),
+                stream=stream,
+                dialect=name,
+                settings={
+                    "replay": ReplayPolicy.for_dialect(dialect),
+                    "extra_body": dict(dialect.extra_body),
+                },
+            )
+    record_many(db, recordings)
+    import_files(db, [FIXTURES / "exchanges.jsonl", FIXTURES / "k2vv_results.jsonl"])
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        ids = [row[0] for row in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+    finally:
+        conn.close()
+    return db, ids
+
+
+# -- the reference path: one query per table and step, the macro, the constructors -----------
+
+
+def _json_columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND data_type = 'JSON'",
+        [table],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _record_fields(
+    cls: type[Any], row: dict[str, Any], json_columns: set[str], renamed: dict[str, str]
+) -> dict[str, Any]:
+    """The fields of `cls` that `row` holds a column for (by name, or as `renamed`), JSON
+    decoded, lists as tuples where the field holds a tuple."""
+    values: dict[str, Any] = {}
+    for field in fields(cls):
+        column = renamed.get(field.name, field.name)
+        if column not in row:
+            continue
+        value = row[column]
+        if column in json_columns and isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(field.default, tuple):
+            value = tuple(value or ())
+        elif field.name == "request_params":
+            value = value or {}
+        values[field.name] = value
+    return values
+
+
+def reference_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> Run:
+    """One run, read the plain way."""
+    [head] = dict_rows(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]))
+    settings = json.loads(head["settings"]) or {}
+    step_json = _json_columns(conn, "steps")
+    call_json = _json_columns(conn, "tool_calls")
+    steps = []
+    for row in dict_rows(
+        conn.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
+    ):
+        key = [run_id, row["idx"]]
+        calls = tuple(
+            Call(**_record_fields(Call, c, call_json, {"index": "call_idx"}))
+            for c in dict_rows(
+                conn.execute(
+                    "SELECT * FROM tool_calls WHERE run_id = ? AND step_idx = ? ORDER BY call_idx",
+                    key,
+                )
+            )
+        )
+        results = tuple(
+            Result(**_record_fields(Result, r, set(), {"index": "call_idx"}))
+            for r in dict_rows(
+                conn.execute(
+                    "SELECT * FROM tool_results WHERE run_id = ? AND step_idx = ? "
+                    "ORDER BY call_idx",
+                    key,
+                )
+            )
+        )
+        messages = tuple(
+            json.loads(body)
+            for (body,) in conn.execute("SELECT body FROM request_messages(?, ?)", key).fetchall()
+        )
+        values = _record_fields(Step, row, step_json, {"index": "idx"})
+        steps.append(
+            Step(**{**values, "calls": calls, "results": results, "request_messages": messages})
+        )
+    dialect = settings.get("dialect")
+    return Run(
+        id=run_id,
+        provider=head["provider"],
+        model=head["model"],
+        dialect=dialect if isinstance(dialect, str) else None,
+        termination=head["termination"],
+        steps=tuple(steps),
+        raw_text=settings.get("variant") == "raw",
+    )
+
+
+def _stored(conn: duckdb.DuckDBPyConnection) -> Iterator[tuple[Any, ...]]:
+    rows = conn.execute(
+        "SELECT run_id, step_idx, kind, severity, layer, evidence FROM findings "
+        "ORDER BY run_id, step_idx NULLS FIRST, kind, evidence"
+    ).fetchall()
+    for run_id, step, kind, severity, layer, evidence in rows:
+        yield run_id, step, kind, severity, layer, json.loads(evidence)
+
+
+def _expected_rows(found: dict[str, list[Finding]]) -> list[tuple[Any, ...]]:
+    rows = [
+        (
+            run_id,
+            f.step,
+            f.kind,
+            f.severity,
+            f.layer,
+            {**f.evidence, "check_version": CHECK_VERSION},
+        )
+        for run_id, findings in found.items()
+        for f in findings
+    ]
+    # JSON round trip: tuples become lists, as they do in the stored text.
+    rows = [(*row[:5], json.loads(json.dumps(row[5]))) for row in rows]
+    return sorted(rows, key=lambda r: (r[0], -1 if r[1] is None else r[1], r[2], json.dumps(r[5])))
+
+
+# -- the comparisons --------------------------------------------------------------------------
+
+
+def test_the_loader_builds_what_the_constructors_build(store: tuple[Path, list[str]]) -> None:
+    db, ids = store
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        fast = load_runs(conn, ids)
+        reference = [reference_run(conn, run_id) for run_id in ids]
+    finally:
+        conn.close()
+    assert [run.id for run in fast] == ids
+    for quick, plain in zip(fast, reference, strict=True):
+        assert quick == plain, quick.id
+        for a, b in zip(quick.steps, plain.steps, strict=True):
+            assert a.tools == b.tools  # shared per distinct request parameters, still equal
+    assert sum(len(run.steps) for run in fast) > 300  # the store is not trivially small
+
+
+def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]]) -> None:
+    db, ids = store
+    conn = open_for_writing(db)
+    try:
+        reference = {run_id: run_checks(reference_run(conn, run_id)) for run_id in ids}
+        found = analyze_runs(conn, ids, chunk=7)  # several chunks, one transaction
+        stored = list(_stored(conn))
+        summaries = {
+            run_id: (summary, json.loads(by_kind))
+            for run_id, summary, by_kind in conn.execute(
+                "SELECT id, failure_summary, findings_by_kind FROM runs"
+            ).fetchall()
+        }
+    finally:
+        conn.close()
+    assert found == reference
+    assert stored == _expected_rows(reference)
+    assert summaries == {
+        run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in reference.items()
+    }
+    # Every fault scenario's store holds most kinds: the comparison is not over silence.
+    kinds = {f.kind for findings in reference.values() for f in findings}
+    assert len(kinds) >= 30, sorted(kinds)
+
+
+def test_findings_handed_over_equal_those_returned(store: tuple[Path, list[str]]) -> None:
+    db, ids = store
+    handed: dict[str, list[Finding]] = {}
+    conn = open_for_writing(db)
+    try:
+        returned = analyze_runs(conn, ids, chunk=11)
+        kept = analyze_runs(conn, ids, on_findings=handed.__setitem__)
+    finally:
+        conn.close()
+    assert kept == {}
+    assert handed == returned
+
+
+def test_records_built_without_constructors_behave_as_built_with() -> None:
+    names = ["index", "finish_reason", "content", "anomalies"]
+    values = [3, "stop", "x", ({"kind": "k"},)]
+    built = _Builder(Step, names)(values)
+    constructed = Step(**dict(zip(names, values, strict=True)))
+    assert built == constructed and vars(built) == vars(constructed)
+    assert replace(built, content="y") == replace(constructed, content="y")
+    with pytest.raises(FrozenInstanceError):
+        built.content = "y"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        _Builder(Step, ["index", "nope"])
+
+
+@dataclass(frozen=True)
+class _Checked:
+    value: int
+
+    def __post_init__(self) -> None:
+        if self.value < 0:
+            raise ValueError("negative")
+
+
+def test_records_with_their_own_initialisation_go_through_it() -> None:
+    build = _Builder(_Checked, ["value"])
+    assert build([1]) == _Checked(1)
+    with pytest.raises(ValueError, match="negative"):
+        build([-1])
