@@ -66,9 +66,11 @@ _ENTRIES = (
         "model",
         "error",
         "calls",
-        """The model wrote a call to a declared tool as JSON text in content instead of calling
-        it, so nothing ran. Typical of small models or templates that never taught the format.""",
+        """A call to a declared tool came back as text in content (bare, fenced, wrapped or
+        listed JSON), so nothing ran. The model's, or the host's when the text is exactly the
+        family's own plain-JSON call syntax (Llama, Mistral) its parser should have read.""",
         "tool_call_as_json_text",
+        inferred=True,
     ),
     _kind(
         "dropped_call",
@@ -198,6 +200,16 @@ _ENTRIES = (
         reports `tool_calls` once any call parsed), hiding that the last call may be
         truncated.""",
         "finish_reason_wrong",
+    ),
+    _kind(
+        "tool_choice_ignored",
+        "provider",
+        "error",
+        "tool_choice",
+        """The request's `tool_choice` was not enforced: `required` or a named function and no
+        call (or another function) came back, or `none` and calls did. Not judged on a
+        response that failed or was cut at `length`.""",
+        "tool_choice_not_enforced",
     ),
     # -- streaming ---------------------------------------------------------------------------
     _kind(
@@ -480,6 +492,15 @@ _ENTRIES = (
         "loops",
         """The model made exactly the same calls three or more steps in a row, usually because
         it ignores or misreads the result: a loop that burns the step budget.""",
+        "identical_tool_call_loop",
+    ),
+    _kind(
+        "repeated_call_once",
+        "model",
+        "info",
+        "loops",
+        """The model made exactly the calls of its previous step once more (two in a row, not
+        a loop): often a retry after a failure, otherwise a result it did not read.""",
         "identical_tool_call_loop",
     ),
     _kind(
