@@ -31,6 +31,11 @@ pytestmark = pytest.mark.slow
 FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # The model's own behaviour: a loop is reported on the third identical step.
     "repeated_call": ("repeated_call", "model", 2),
+    # The second step repeats the first once; the third moves on.
+    "repeated_call_once": ("repeated_call_once", "model", 1),
+    # Recorded with tool_choice `required`: the model calls anyway until the answer turn (the
+    # sixth step of chain_short), where the ignored choice lets it answer.
+    "tool_choice_ignored": ("tool_choice_ignored", "provider", 5),
     # The misnamed argument fails the tool; the retry on the next step succeeds.
     "misnamed_argument": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
@@ -152,6 +157,8 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True  # cut mid-stream: the events before the cut are kept
     if "finish_length_hidden" in faults:
         settings["max_tokens"] = 512
+    if "tool_choice_ignored" in faults:
+        settings["extra_body"] = {"tool_choice": "required"}
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
 
 
@@ -309,3 +316,21 @@ def test_clean_dialects_have_no_provider_findings(
     assert not any(provider.values()), {k: v for k, v in provider.items() if v}
     # Nothing else either: clean runs of a well-behaved model are silent.
     assert not any(clean_findings.values()), {k: v for k, v in clean_findings.items() if v}
+
+
+@pytest.mark.parametrize(
+    "choice", ["required", {"type": "function", "function": {"name": "open_box"}}]
+)
+def test_an_enforced_tool_choice_is_clean(tmp_path: Any, choice: Any) -> None:
+    """A host that honours `tool_choice` on every step (the answer turn gets a guided call,
+    so the run ends at max_steps) is never reported for ignoring it, nor blamed at all."""
+    db = tmp_path / "t.duckdb"
+    recording = Recording(sim=SimConfig(), settings={"extra_body": {"tool_choice": choice}})
+    [summary] = record_many(db, {"forced": recording}).values()
+    assert summary.outcome.termination == Termination.MAX_STEPS
+    conn = open_for_writing(db)
+    try:
+        found = analyze_run(conn, summary.id)
+    finally:
+        conn.close()
+    assert not [f for f in found if f.layer == "provider"], found

@@ -14,9 +14,11 @@ import httpx2
 import openai
 import pytest
 
+from analyzer.checks.text_calls import calls_in_text
 from traces.dialects import DIALECTS
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
+from traces.sim.faults.calls import TEXT_SHAPES
 from traces.sim.server import SimServer
 
 # Slow as a whole, outside the fast path `pytest -m "not slow"`: every simulator fault over HTTP.
@@ -196,10 +198,55 @@ def tool_call_as_text(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     message = _message(body)
     assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
-    assert json.loads(message["content"]) == {
-        "name": "open_box",
-        "arguments": {"box_id": "box-1a2b3c"},
-    }
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in CHAIN_TOOLS}
+    found = calls_in_text(message["content"], schemas)
+    assert found is not None, message["content"]
+    assert [(c.name, c.arguments) for c in found.calls] == [("open_box", {"box_id": "box-1a2b3c"})]
+    # The shape is chosen per request: other conversations get the other shapes.
+    shapes = set()
+    for n in range(40):
+        ask = [*START[:1], {"role": "user", "content": f"Start with box-1a2b3c ({n})."}]
+        content = _message(sim.post(ask, tools=CHAIN_TOOLS)[0])["content"]
+        found = calls_in_text(content, schemas)
+        assert found is not None, content
+        shapes.add((found.calls[0].shape, found.placement, found.wrappers))
+    assert len(shapes) == len(TEXT_SHAPES), shapes
+    return headers
+
+
+def tool_choice_ignored(sim: Faulty) -> dict[str, str]:
+    named = {"type": "function", "function": {"name": "write_file"}}
+    ping = [{"type": "function", "function": {"name": "ping", "parameters": {}}}]
+    pinged = [
+        *HELLO,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_p",
+                    "type": "function",
+                    "function": {"name": "ping", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_p", "content": "pong"},
+    ]
+    body, headers = sim.post(pinged, tools=ping, tool_choice="required")
+    # `required` dropped: the model, done with its one tool, answers instead of calling.
+    assert not _message(body).get("tool_calls") and _message(body)["content"]
+    clean, _ = sim.post(pinged, clean=True, tools=ping, tool_choice="required")
+    assert [c["function"]["name"] for c in _message(clean)["tool_calls"]] == ["ping"]
+    # A named function dropped: the model's own first move instead of write_file.
+    ignored, _ = sim.post(START, tools=FILES_TOOLS, tool_choice=named)
+    assert [c["function"]["name"] for c in _message(ignored)["tool_calls"]] != ["write_file"]
+    enforced, _ = sim.post(START, clean=True, tools=FILES_TOOLS, tool_choice=named)
+    assert [c["function"]["name"] for c in _message(enforced)["tool_calls"]] == ["write_file"]
+    # `none` dropped: calls come back although none were allowed.
+    called, _ = sim.post(START, tools=CHAIN_TOOLS, tool_choice="none")
+    assert _message(called)["tool_calls"]
+    _, complied = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(complied) == []  # no tool_choice: nothing to ignore
     return headers
 
 
@@ -298,6 +345,24 @@ def repeated_call(sim: Faulty) -> dict[str, str]:
     assert json.loads(clean["tool_calls"][0]["function"]["arguments"]) == {"box_id": "box-4d5e6f"}
     _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
     assert _faults(first_turn) == []  # nothing to repeat yet
+    return headers
+
+
+def repeated_call_once(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    [call] = _message(body)["tool_calls"]
+    assert json.loads(call["function"]["arguments"]) == {"box_id": "box-1a2b3c"}
+    # After one repeat the model moves on: the turn after it opens the next box.
+    repeated = _message(body)
+    after = [
+        *_second_step(),
+        {**repeated, "content": None},
+        {"role": "tool", "tool_call_id": call["id"], "content": RESULT},
+    ]
+    moved, moved_headers = sim.post(after, tools=CHAIN_TOOLS)
+    assert _faults(moved_headers) == []
+    next_box = json.loads(_message(moved)["tool_calls"][0]["function"]["arguments"])
+    assert next_box == {"box_id": "box-4d5e6f"}
     return headers
 
 
@@ -802,6 +867,8 @@ def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
 
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
+    "repeated_call_once": (repeated_call_once, "openai", {}),
+    "tool_choice_ignored": (tool_choice_ignored, "openai", {}),
     "misnamed_argument": (misnamed_argument, "openai", {}),
     "hallucinated_tool": (hallucinated_tool, "openai", {}),
     "emptied_arguments": (emptied_arguments, "openai", {}),

@@ -36,6 +36,13 @@ _CATALOGUE: list[Fault] = [
         behaviour.repeated_call,
     ),
     ReplyFault(
+        "repeated_call_once",
+        "The model makes the calls of its previous turn once more, then moves on (never two "
+        "repeats in a row). Requests whose last assistant turn made calls.",
+        "model",
+        behaviour.repeated_call_once,
+    ),
+    ReplyFault(
         "misnamed_argument",
         "The model misnames the first argument (`box_id` -> `id`, `path` -> `file_path`), the "
         "tool refuses the call and the model's next turn gets it right. Tool turns with "
@@ -49,6 +56,15 @@ _CATALOGUE: list[Fault] = [
         "`browser.search`). Tool turns only.",
         "model",
         calls.hallucinated_tool,
+    ),
+    # The host's own: acts on the turn the model decided, before anything else rewrites it.
+    ReplyFault(
+        "tool_choice_ignored",
+        "The host ignores the request's tool_choice: the model's unconstrained turn goes out "
+        "(an answer where `required` or a named function asked for a call, calls where "
+        "`none` allowed none). Requests whose tool_choice changed the turn.",
+        "provider",
+        calls.tool_choice_ignored,
     ),
     ReplyFault(
         "leaked_tokens_content",
