@@ -11,7 +11,7 @@ import pytest
 
 from analyzer.checks.records import Finding, Result, Run
 from analyzer.checks.registry import run_checks
-from analyzer.checks.tool_choice import forced_name, tool_choice_ignored
+from analyzer.checks.tool_choice import tool_choice_ignored
 
 from test_checks_units import TOOLS, answer_step, call, clean_run, tool_step
 
@@ -87,10 +87,14 @@ def test_no_tools_declared_is_not_judged() -> None:
     assert list(tool_choice_ignored(step, clean_run())) == []
 
 
-def test_forced_name_reads_both_forms() -> None:
-    assert forced_name(NAMED) == "open_box"
-    assert forced_name({"type": "function", "name": "open_box"}) == "open_box"
-    assert forced_name("required") is None and forced_name({"type": "function"}) is None
+def test_both_forms_of_a_named_choice_are_read() -> None:
+    flat = answer_step(
+        4, request_params={**TOOLS, "tool_choice": {"type": "function", "name": "x"}}
+    )
+    assert flat.forced_tool == "x"
+    assert answer_step(4, request_params={**TOOLS, "tool_choice": NAMED}).forced_tool == "open_box"
+    unnamed = answer_step(4, request_params={**TOOLS, "tool_choice": {"type": "function"}})
+    assert unnamed.forced_tool is None
 
 
 # -- a single repeated call ---------------------------------------------------------------

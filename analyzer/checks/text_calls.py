@@ -37,7 +37,7 @@ _START = re.compile(
 """Where a run of calls may begin: a fence, a tag, a list of objects or an object whose first
 key is one a call starts with. Linear: each alternative is literal up to a bounded `\\s*`."""
 _MAX_STARTS = 16
-"""Candidate starts tried per text; each try costs at most one pass over the rest of it."""
+"""Candidate starts tried per text; each try costs a pass or two over the rest of it."""
 _FENCE_INFO = re.compile(r"[A-Za-z0-9_+\-]*")
 _SEPARATORS = " \t\r\n;,"
 _MAX_UNCLOSED = 2

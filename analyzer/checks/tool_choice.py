@@ -10,7 +10,6 @@ inferred.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from analyzer.checks.records import Finding, Run, Step
 
@@ -18,17 +17,6 @@ KINDS = frozenset({"tool_choice_ignored"})
 """Finding kinds this module emits (the catalogue describes each)."""
 
 _EXCERPT = 200
-
-
-def forced_name(choice: Any) -> str | None:
-    """The function a named `tool_choice` forces: the chat form
-    `{"type": "function", "function": {"name": …}}` or the flat `{"type": "function",
-    "name": …}` some clients send; None for any other value."""
-    if not isinstance(choice, dict):
-        return None
-    function = choice.get("function")
-    name = function.get("name") if isinstance(function, dict) else choice.get("name")
-    return name if isinstance(name, str) else None
 
 
 def _cut_short(step: Step) -> str | None:
@@ -51,7 +39,7 @@ def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
     if choice is None or choice == "auto" or not step.tools or _cut_short(step) is not None:
         return
     called = [call.name for call in step.calls]
-    named = forced_name(choice)
+    named = step.forced_tool
     if named is not None:
         if named not in step.tools:
             return
