@@ -71,6 +71,12 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "stream_finish_twice": ("stream_finish_reason_changed", "provider", 0),
     "stream_broken_chunk": ("stream_unparsable_chunk", "provider", 0),
     "stream_truncated": ("stream_without_done", "provider", 0),
+    "stream_usage_every_chunk": ("stream_usage_before_last_chunk", "provider", 0),
+    # files: only the answer turn, the fifth step, has both reasoning and content.
+    "stream_content_with_reasoning": ("stream_content_and_reasoning_in_one_delta", "provider", 4),
+    "stream_split_utf8": ("stream_replacement_char", "provider", 0),
+    # chain_short: the second step is the first with 120 characters of reasoning to buffer.
+    "stream_single_chunk": ("stream_single_chunk", "provider", 1),
     # The client dropped the reasoning the host requires back: the 400 is on the client.
     "reasoning_required_400": ("http_reasoning_required", "client", 1),
     "rate_limit_429": ("http_rate_limit", "provider", 0),
@@ -125,6 +131,10 @@ NOT_FROM_FAULTS = frozenset(
 )
 """Finding kinds no simulator fault produces, each for the reason beside it."""
 
+_TASKS = {"stream_single_chunk": "chain_short"}
+"""Stream faults recorded on another task than `files`, whose texts are all too short to
+show a buffered one."""
+
 _RETRIED = TRANSIENT | {"argument_type_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
 
@@ -137,7 +147,7 @@ def _recording(scenario: str) -> Recording:
     if any(fault.startswith("stream_") for fault in faults):
         rec["stream"] = True
     if scenario.startswith("stream_"):
-        rec["task"] = "files"
+        rec["task"] = _TASKS.get(scenario, "files")
     if "reasoning_required_400" in faults:
         settings["replay"] = ReplayPolicy(reasoning="drop")
     if set(faults) & _RETRIED:
