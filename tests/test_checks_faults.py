@@ -319,3 +319,36 @@ def test_clean_dialects_have_no_provider_findings(
     assert not any(provider.values()), {k: v for k, v in provider.items() if v}
     # Nothing else either: clean runs of a well-behaved model are silent.
     assert not any(clean_findings.values()), {k: v for k, v in clean_findings.items() if v}
+
+
+def test_usage_in_every_chunk_is_quiet_when_the_request_asked_for_it(tmp_path: Any) -> None:
+    """The same host, usage in every chunk: a fault when unasked, what vLLM's documented
+    `continuous_usage_stats` asks for otherwise. The recorder notes it either way (the lines
+    are what they are); only the verdict follows the request."""
+    asked = {"stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    faulty = SimConfig(faults={"stream_usage_every_chunk": 1.0})
+    recordings = {
+        "unasked": Recording(sim=faulty, stream=True),
+        "asked": Recording(sim=faulty, stream=True, settings={"extra_body": asked}),
+    }
+    db = tmp_path / "t.duckdb"
+    summaries = record_many(db, recordings)
+    conn = open_for_writing(db)
+    try:
+        found = {key: analyze_run(conn, s.id) for key, s in summaries.items()}
+        noted = {
+            key: conn.execute(
+                "SELECT count(*) FILTER (WHERE anomalies::VARCHAR LIKE ?), count(*) FROM steps "
+                "WHERE run_id = ?",
+                ["%usage_before_last_chunk%", s.id],
+            ).fetchone()
+            for key, s in summaries.items()
+        }
+    finally:
+        conn.close()
+    kind = "stream_usage_before_last_chunk"
+    for row in noted.values():
+        assert row is not None and row[0] == row[1] > 0  # every step's stream noted it
+    steps = noted["unasked"][1] if noted["unasked"] else None
+    assert len([f for f in found["unasked"] if f.kind == kind]) == steps
+    assert found["asked"] == []

@@ -812,8 +812,8 @@ def stream_usage_every_chunk(sim: Faulty) -> dict[str, str]:
     payloads, headers = sim.stream(HELLO, stream_options={"include_usage": True})
     usages = [p.get("usage") for p in payloads]
     assert all(usages) and payloads[-1]["choices"] == []  # every chunk, the final one kept
-    final = usages[-1]["completion_tokens"]  # type: ignore[index]
-    running = [u["completion_tokens"] for u in usages[:-1]]  # type: ignore[index]
+    final = payloads[-1]["usage"]["completion_tokens"]
+    running = [p["usage"]["completion_tokens"] for p in payloads[:-1]]
     assert running == sorted(running) and running[-1] == final > running[0]
     _, unasked = sim.stream(HELLO)  # no usage chunk to repeat: nothing changes
     assert _faults(unasked) == []
