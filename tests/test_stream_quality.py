@@ -246,7 +246,7 @@ def test_shape_reports_sizes_packets_and_gaps() -> None:
     ]
     reader = _read(lines, times=[5.0, 10.0, 12.0, 13.0, 20.0, 21.0])
     shape = reader.assembler.delivery.shape()
-    assert shape["chunks"] == 6
+    assert shape["chunks"] == 6 and shape["timed"] is True
     assert shape["content"] == {"deltas": 3, "chars": 308, "median": 6.0, "p90": 300.0, "max": 300}
     assert shape["reasoning"] == {"deltas": 1, "chars": 5, "median": 5.0, "p90": 5.0, "max": 5}
     assert shape["arguments"] is None

@@ -243,6 +243,7 @@ class DeliveryLog:
         every = [size for sizes in self.sizes.values() for size in sizes]
         return {
             "chunks": self.chunks,
+            "timed": timed,
             "content": size_stats(self.sizes["content"]),
             "reasoning": size_stats(self.sizes["reasoning"]),
             "arguments": size_stats(self.sizes["arguments"]),
