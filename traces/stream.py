@@ -31,7 +31,7 @@ def _reasoning(delta: dict[str, Any]) -> str:
     if not isinstance(details, list):
         return ""
     return "".join(
-        str(d.get(key))
+        d[key]
         for d in details
         if isinstance(d, dict)
         for key in ("text", "summary")
