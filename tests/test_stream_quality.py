@@ -12,6 +12,7 @@ from typing import Any
 
 from analyzer.checks.records import Finding, Run, Step
 from analyzer.checks.streaming import stream_anomalies
+from analyzer.stream_shape import describe_shape, stream_shape
 from traces.sse import StreamReader
 from traces.stream_quality import ONE_DELTA_MIN_CHARS, DeliveryLog, gap_stats, size_stats
 
@@ -260,3 +261,17 @@ def test_shape_reports_sizes_packets_and_gaps() -> None:
 def test_stats_of_nothing_are_unknown_not_zero() -> None:
     assert size_stats([]) is None and gap_stats([1.0]) is None
     assert DeliveryLog([]).shape()["content"] is None
+
+
+def test_stored_lines_replay_into_the_same_shape() -> None:
+    lines = [_line({"reasoning_content": "Think"}), _line({"content": "Done."}), _line({}, "stop")]
+    timed = json.dumps([[10.0 + n, line] for n, line in enumerate(lines)])
+    shape = stream_shape(timed)
+    assert shape is not None and shape["chunks"] == 3 and shape["first_text_ms"] == 10.0
+    assert describe_shape(shape) == (
+        "3 chunks · reasoning 1 delta, median 5 p90 5 max 5 chars · content 1 delta, median 5 "
+        "p90 5 max 5 chars · first text at 10 ms · gaps median 1 p90 1 max 1 ms"
+    )
+    logged = stream_shape(json.dumps([[None, line] for line in lines]))
+    assert logged is not None and describe_shape(logged).endswith("arrival times unknown")
+    assert stream_shape(None) is None and stream_shape("not json") is None
