@@ -865,6 +865,69 @@ def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def _deltas(payloads: list[Any]) -> list[dict[str, Any]]:
+    return [p["choices"][0]["delta"] for p in payloads if p["choices"]]
+
+
+def _joined(deltas: list[dict[str, Any]], field: str) -> str:
+    return "".join(d.get(field) or "" for d in deltas)
+
+
+def stream_usage_every_chunk(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(HELLO, stream_options={"include_usage": True})
+    usages = [p.get("usage") for p in payloads]
+    assert all(usages) and payloads[-1]["choices"] == []  # every chunk, the final one kept
+    final = payloads[-1]["usage"]["completion_tokens"]
+    running = [p["usage"]["completion_tokens"] for p in payloads[:-1]]
+    assert running == sorted(running) and running[-1] == final > running[0]
+    _, unasked = sim.stream(HELLO)  # no usage chunk to repeat: nothing changes
+    assert _faults(unasked) == []
+    return headers
+
+
+def stream_content_with_reasoning(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(HELLO)
+    deltas = _deltas(payloads)
+    mixed = [d for d in deltas if d.get("content") and d.get("reasoning_content")]
+    assert len(mixed) == 1
+    clean = _message(sim.post(HELLO, clean=True)[0])
+    assert _joined(deltas, "content") == clean["content"]  # moved, not lost
+    assert _joined(deltas, "reasoning_content") == clean["reasoning_content"]
+    _, tool_turn = sim.stream(START, tools=CHAIN_TOOLS)  # reasoning, but no content
+    assert _faults(tool_turn) == []
+    return headers
+
+
+def stream_split_utf8(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(HELLO)
+    deltas = _deltas(payloads)
+    pieces = [d.get("content") or "" for d in deltas]
+    cut = [i for i in range(1, len(pieces)) if pieces[i - 1][-1:] == pieces[i][:1] == "\ufffd"]
+    assert len(cut) == 1
+    clean = _message(sim.post(HELLO, clean=True)[0])["content"]
+    # The reply's first multi-byte character, `“` (3 bytes), became one U+FFFD per half.
+    assert _joined(deltas, "content") == clean.replace("“", "\ufffd\ufffd\ufffd", 1)
+    payloads, ascii_only = sim.stream(START, tools=CHAIN_TOOLS)
+    reasoning = _joined(_deltas(payloads), "reasoning_content")
+    clean = _message(sim.post(START, clean=True, tools=CHAIN_TOOLS)[0])["reasoning_content"]
+    assert clean.isascii() and _faults(ascii_only) == ["stream_split_utf8"]
+    first, rest = clean.split(" ", 1)  # the em dash the model wrote after its first word
+    assert reasoning == f"{first}\ufffd\ufffd\ufffd {rest}"
+    return headers
+
+
+def stream_single_chunk(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(_second_step(), tools=CHAIN_TOOLS)
+    deltas = _deltas(payloads)
+    reasoning = [d["reasoning_content"] for d in deltas if d.get("reasoning_content")]
+    clean = _message(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    assert reasoning == [clean["reasoning_content"]] and len(reasoning[0]) >= 120
+    assert _tool_entries(payloads)  # the call still streams as before
+    _, short = sim.stream(START, tools=CHAIN_TOOLS)  # 69 characters: no buffering to see
+    assert _faults(short) == []
+    return headers
+
+
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
     "repeated_call_once": (repeated_call_once, "openai", {}),
@@ -878,6 +941,10 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "stream_arguments_object": (stream_arguments_object, "openai", {}),
     "stream_index_collision": (stream_index_collision, "openai", {}),
     "stream_finish_twice": (stream_finish_twice, "openai", {}),
+    "stream_usage_every_chunk": (stream_usage_every_chunk, "openai", {}),
+    "stream_content_with_reasoning": (stream_content_with_reasoning, "openai", {}),
+    "stream_split_utf8": (stream_split_utf8, "openai", {}),
+    "stream_single_chunk": (stream_single_chunk, "openai", {}),
     "unauthorized_401": (unauthorized_401, "openai", {}),
     "payment_required_402": (payment_required_402, "openai", {}),
     "model_not_found_404": (model_not_found_404, "openai", {}),

@@ -324,6 +324,48 @@ _ENTRIES = (
         "streaming_truncated",
     ),
     _kind(
+        "stream_usage_before_last_chunk",
+        "provider",
+        "warning",
+        "streaming",
+        """A chunk before the last carried usage (in every chunk, or on the finish chunk and
+        again after it), unasked: clients that add up usage chunks count tokens many times.
+        Not reported when the request asked for vLLM's `continuous_usage_stats`.""",
+        "streaming_usage_not_last",
+    ),
+    _kind(
+        "stream_content_and_reasoning_in_one_delta",
+        "provider",
+        "warning",
+        "streaming",
+        """One delta carried both content and reasoning (a reasoning parser that split the
+        delta holding `</think>` in two); clients that switch from thinking to answer on the
+        first content lose one of them.""",
+        "streaming_reasoning_content_mixed",
+    ),
+    _kind(
+        "stream_replacement_char",
+        "provider",
+        "warning",
+        "streaming",
+        """U+FFFD in streamed text or arguments: the host's detokenizer cut a multi-byte
+        character between two chunks and sent each half decoded alone. Info, with half the
+        confidence, when the request already held U+FFFD for the model to quote.""",
+        "streaming_split_character",
+        inferred=True,
+    ),
+    _kind(
+        "stream_single_chunk",
+        "provider",
+        "warning",
+        "streaming",
+        """The stream arrived as one chunk: one delta held all (90% or more) of a content or
+        reasoning text of 120 characters or more, where a real token stream sends a few
+        characters per chunk. The host buffered the generation; the client waited for it.""",
+        "streaming_buffered",
+        inferred=True,
+    ),
+    _kind(
         "stream_other",
         "provider",
         "warning",

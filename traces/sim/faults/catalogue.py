@@ -244,6 +244,27 @@ _CATALOGUE: list[Fault] = [
         "provider",
         stream.stream_finish_twice,
     ),
+    StreamFault(
+        "stream_content_with_reasoning",
+        "The first piece of content rides in the last reasoning delta (vLLM's DeepSeek-style "
+        "parsers at `</think>`). Streamed turns with reasoning in a field and content.",
+        "provider",
+        stream.stream_content_with_reasoning,
+    ),
+    StreamFault(
+        "stream_single_chunk",
+        "The host buffers the generation: all reasoning in one delta, all content in one "
+        "(CLIProxyAPI). Streams with 120 characters or more of reasoning or content.",
+        "provider",
+        stream.stream_single_chunk,
+    ),
+    StreamFault(
+        "stream_split_utf8",
+        "A multi-byte character cut between two chunks, each half decoded alone: U+FFFD ends "
+        "one delta and starts the next (vllm-mlx). Streams with text.",
+        "provider",
+        stream.stream_split_utf8,
+    ),
     RequestFault(
         "reasoning_required_400",
         "HTTP 400 (DeepSeek's body) when a tool-call turn after the last user message comes "
@@ -375,6 +396,14 @@ _CATALOGUE: list[Fault] = [
         "turns whose reasoning the template would keep.",
         "provider",
         reasoning.reasoning_kept_last_only,
+    ),
+    # Before the faults that break events: it reads every chunk as JSON.
+    WireFault(
+        "stream_usage_every_chunk",
+        "Usage in every chunk with running counts, unasked (vLLM's continuous_usage_stats, a "
+        "llama-server change); the final usage chunk stays. Streams with include_usage.",
+        "provider",
+        transport.stream_usage_every_chunk,
     ),
     WireFault(
         "stream_broken_chunk",
