@@ -147,31 +147,32 @@ def reference_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> Run:
     )
 
 
-def _stored(conn: duckdb.DuckDBPyConnection) -> Iterator[tuple[Any, ...]]:
+def _canonical(rows: Iterator[tuple[Any, ...]]) -> list[str]:
+    """Finding rows as sortable JSON text, evidence decoded (tuples become lists)."""
+    return sorted(json.dumps(row, sort_keys=True, ensure_ascii=False) for row in rows)
+
+
+def _stored(conn: duckdb.DuckDBPyConnection) -> list[str]:
     rows = conn.execute(
-        "SELECT run_id, step_idx, kind, severity, layer, evidence FROM findings "
-        "ORDER BY run_id, step_idx NULLS FIRST, kind, evidence"
+        "SELECT run_id, step_idx, kind, severity, layer, confidence, evidence FROM findings"
     ).fetchall()
-    for run_id, step, kind, severity, layer, evidence in rows:
-        yield run_id, step, kind, severity, layer, json.loads(evidence)
+    return _canonical((*row, json.loads(evidence)) for *row, evidence in rows)
 
 
-def _expected_rows(found: dict[str, list[Finding]]) -> list[tuple[Any, ...]]:
-    rows = [
+def _expected_rows(found: dict[str, list[Finding]]) -> list[str]:
+    return _canonical(
         (
             run_id,
             f.step,
             f.kind,
             f.severity,
             f.layer,
+            f.confidence,
             {**f.evidence, "check_version": CHECK_VERSION},
         )
         for run_id, findings in found.items()
         for f in findings
-    ]
-    # JSON round trip: tuples become lists, as they do in the stored text.
-    rows = [(*row[:5], json.loads(json.dumps(row[5]))) for row in rows]
-    return sorted(rows, key=lambda r: (r[0], -1 if r[1] is None else r[1], r[2], json.dumps(r[5])))
+    )
 
 
 # -- the comparisons --------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]
     try:
         reference = {run_id: run_checks(reference_run(conn, run_id)) for run_id in ids}
         found = analyze_runs(conn, ids, chunk=7)  # several chunks, one transaction
-        stored = list(_stored(conn))
+        stored = _stored(conn)
         summaries = {
             run_id: (summary, json.loads(by_kind))
             for run_id, summary, by_kind in conn.execute(

@@ -90,6 +90,7 @@ def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now
     columns: dict[str, list[Any]] = {name: [] for name in FindingRow._fields}
     run_ids, steps, kinds = columns["run_id"], columns["step_idx"], columns["kind"]
     severities, layers, evidence = columns["severity"], columns["layer"], columns["evidence"]
+    confidences = columns["confidence"]
     for run_id, findings in found.items():
         for f in findings:
             run_ids.append(run_id)
@@ -98,6 +99,7 @@ def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now
             severities.append(f.severity)
             layers.append(f.layer)
             evidence.append(_ENCODE({**f.evidence, "check_version": CHECK_VERSION}))
+            confidences.append(f.confidence)
     if run_ids:
         columns["created_at"] = [now] * len(run_ids)
         insert_columns(conn, "findings", list(columns.values()))
