@@ -12,6 +12,7 @@ not, and the import fixtures, so each check has something to find and something 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, dataclass, fields, replace
 from pathlib import Path
@@ -22,7 +23,14 @@ import pytest
 from test_checks_faults import FAULT_FINDINGS, _recording
 
 from analyzer.checks.loader import _Builder, load_runs
-from analyzer.checks.persist import CHECK_VERSION, analyze_runs, failure_summary, findings_by_kind
+from analyzer.checks.parallel import analyze_in_workers, plan_chunks
+from analyzer.checks.persist import (
+    CHECK_VERSION,
+    analyze_runs,
+    failure_summary,
+    finding_counts,
+    findings_by_kind,
+)
 from analyzer.checks.records import Call, Finding, Result, Run, Step
 from analyzer.checks.registry import run_checks
 from analyzer.cursor_rows import dict_rows
@@ -32,6 +40,7 @@ from traces.replay import ReplayPolicy
 from traces.sim.config import SimConfig
 from traces.store.database import open_for_writing
 
+from conftest import run_cli
 from recording import Recording, record_many
 
 pytestmark = pytest.mark.slow  # records every fault scenario over HTTP
@@ -217,6 +226,63 @@ def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]
     # Every fault scenario's store holds most kinds: the comparison is not over silence.
     kinds = {f.kind for findings in reference.values() for f in findings}
     assert len(kinds) >= 30, sorted(kinds)
+
+
+def _copy(db: Path, to: Path) -> Path:
+    target = to / "copy.duckdb"
+    shutil.copyfile(db, target)
+    return target
+
+
+def test_workers_store_what_one_process_stores(
+    store: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    db, ids = store
+    copy = _copy(db, tmp_path)
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        runs = {run_id: reference_run(conn, run_id) for run_id in ids}
+        chunks, steps = plan_chunks(conn, [*ids, "no-such-run"], max_steps=40)
+    reference = {run_id: run_checks(run) for run_id, run in runs.items()}
+    # Chunks of whole runs, in order, none over 40 steps unless one run is.
+    assert [run_id for chunk in chunks for run_id in chunk] == ids
+    assert steps == sum(len(run.steps) for run in runs.values())
+    assert all(len(chunk) == 1 or sum(len(runs[r].steps) for r in chunk) <= 40 for chunk in chunks)
+    counts = analyze_in_workers(copy, chunks, workers=3)
+    assert counts == {run_id: finding_counts(f) for run_id, f in reference.items()}
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        stored = _stored(conn)
+        summaries = {
+            run_id: (summary, json.loads(by_kind))
+            for run_id, summary, by_kind in conn.execute(
+                "SELECT id, failure_summary, findings_by_kind FROM runs"
+            ).fetchall()
+        }
+    assert stored == _expected_rows(reference)
+    assert summaries == {
+        run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in reference.items()
+    }
+
+
+def test_traces_analyze_in_workers_prints_what_one_process_prints(
+    store: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    db, _ = store
+    printed = {}
+    for workers in ("1", "2"):
+        (tmp_path / workers).mkdir()
+        copy = _copy(db, tmp_path / workers)
+        done = run_cli(
+            "analyze",
+            "--db",
+            str(copy),
+            "--format",
+            "json",
+            env={"TRACES_ANALYZE_WORKERS": workers},
+        )
+        assert done.returncode == 0, done.stderr
+        with duckdb.connect(str(copy), read_only=True) as conn:
+            printed[workers] = (json.loads(done.stdout), _stored(conn))
+    assert printed["1"] == printed["2"]
 
 
 def test_findings_handed_over_equal_those_returned(store: tuple[Path, list[str]]) -> None:

@@ -37,7 +37,7 @@ _SEVERITY_ORDER = ("error", "warning", "info")
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 """`json.dumps(…, ensure_ascii=False)` without building an encoder per finding."""
 
-_DELETE = "DELETE FROM findings WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
+DELETE_FINDINGS = "DELETE FROM findings WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
     FROM (SELECT unnest($1::VARCHAR[]) AS id, unnest($2::VARCHAR[]) AS summary,
@@ -81,12 +81,10 @@ def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield ids[start : start + size]
 
 
-def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now: datetime) -> None:
-    """Replace the findings and summaries of the runs in `found` (inside a transaction)."""
-    ids = list(found)
-    conn.execute(_DELETE, [ids])
-    # Straight into columns, one statement for the chunk, as the recorder inserts: a row
-    # tuple per finding only to transpose it again costs a tenth of the whole store.
+def finding_columns(found: dict[str, list[Finding]], now: datetime) -> list[list[Any]]:
+    """The `findings` rows of `found` (run id -> its findings) as one list per column, in
+    the table's order: inserted as they are, one statement for a chunk, as the recorder
+    inserts (a row tuple per finding only to transpose it again cost a tenth of storing)."""
     columns: dict[str, list[Any]] = {name: [] for name in FindingRow._fields}
     run_ids, steps, kinds = columns["run_id"], columns["step_idx"], columns["kind"]
     severities, layers, evidence = columns["severity"], columns["layer"], columns["evidence"]
@@ -100,16 +98,31 @@ def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now
             layers.append(f.layer)
             evidence.append(_ENCODE({**f.evidence, "check_version": CHECK_VERSION}))
             confidences.append(f.confidence)
-    if run_ids:
-        columns["created_at"] = [now] * len(run_ids)
-        insert_columns(conn, "findings", list(columns.values()))
-    summaries = [failure_summary(found[run_id]) for run_id in ids]
-    by_kind = [json.dumps(findings_by_kind(found[run_id])) for run_id in ids]
-    conn.execute(_SUMMARIZE, [ids, summaries, by_kind])
+    columns["created_at"] = [now] * len(run_ids)
+    return list(columns.values())
+
+
+def summary_columns(found: dict[str, list[Finding]]) -> list[list[str]]:
+    """Each run's id, `failure_summary` and `findings_by_kind` (JSON), as three columns."""
+    ids = list(found)
+    return [
+        ids,
+        [failure_summary(found[run_id]) for run_id in ids],
+        [json.dumps(findings_by_kind(found[run_id])) for run_id in ids],
+    ]
+
+
+def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now: datetime) -> None:
+    """Replace the findings and summaries of the runs in `found` (inside a transaction)."""
+    conn.execute(DELETE_FINDINGS, [list(found)])
+    columns = finding_columns(found, now)
+    if columns[0]:
+        insert_columns(conn, "findings", columns)
+    conn.execute(_SUMMARIZE, summary_columns(found))
 
 
 @contextmanager
-def _without_collector() -> Iterator[None]:
+def without_collector() -> Iterator[None]:
     """The cyclic garbage collector off for the block (and back on after, if it was).
 
     Loading a chunk builds hundreds of thousands of records, findings and decoded messages,
@@ -155,7 +168,7 @@ def analyze_runs(
     if own_transaction:
         conn.execute("BEGIN TRANSACTION")
     try:
-        with _without_collector():
+        with without_collector():
             for part in _chunks(ids, chunk):
                 with timed("load"):
                     runs = load_runs(conn, part)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import duckdb
 import typer
 
+from analyzer.checks.parallel import analyze_in_workers, plan_chunks, workers_for
 from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
 from analyzer.checks.records import Finding
 from analyzer.fail_on import check_fail_on_counts
@@ -19,7 +20,7 @@ from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
 from analyzer.queries import abbreviate_run_ids, resolve_run_id
 from traces.errors import DatabaseError
-from traces.store.database import open_for_writing, resolve_db_path
+from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
 
 
 def register(app: typer.Typer) -> None:
@@ -41,13 +42,23 @@ def analyze(
     path = resolve_db_path(db)
     if not path.exists():
         raise DatabaseError(f"{path}: no trace database here (record a run first, or pass --db)")
-    with open_for_writing(path) as conn:
+    with open_for_reading(path) as conn:
         # Resolve every reference before writing anything: a typo changes nothing.
         if runs:
             ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
         else:
             ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
-        found = _analyze_with_progress(conn, ids)
+        chunks, steps = plan_chunks(conn, ids)
+    workers = workers_for(steps)
+    found: dict[str, FindingCounts] | None = None
+    if workers > 1:
+        # The workers read the store while nothing holds it open for writing; they store
+        # everything in one transaction at the end.
+        with progress_bar("analyze", len(ids)) as advance:
+            found = analyze_in_workers(path, chunks, workers, on_chunk=advance)
+    with (open_for_reading if found is not None else open_for_writing)(path) as conn:
+        if found is None:
+            found = _analyze_with_progress(conn, ids)
         heads = dict.fromkeys(ids, (None, None))
         for run_id, provider, model in conn.execute(
             "SELECT id, provider, model FROM runs WHERE id IN (SELECT unnest(?::VARCHAR[]))",

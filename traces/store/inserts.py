@@ -17,7 +17,7 @@ import duckdb
 from traces.store.tables import COLUMNS, DEDUPLICATED, RunUpdate
 
 _INSERTS: dict[tuple[str, tuple[bool, ...]], str] = {}
-"""Statement text by table and mask of constant columns (a recorder's batch of one step has
+"""Statement text by target table and mask of constant columns (a recorder's batch of one step has
 every column but the first constant; an import's batch, a few)."""
 
 *_ENDING, _KEY = RunUpdate._fields
@@ -25,15 +25,16 @@ UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_
 """Ends a recorded run: the parameters are a `RunUpdate`, the run's id last."""
 
 
-def insert_sql(table: str, constant: tuple[bool, ...]) -> str:
+def insert_sql(table: str, constant: tuple[bool, ...], into: str | None = None) -> str:
     """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns; a column
-    marked constant is passed as one value, the others as lists unnested into rows."""
+    marked constant is passed as one value, the others as lists unnested into rows. `into`
+    names another table of the same columns to insert into (e.g. in an attached database)."""
     names = COLUMNS[table]
     values = ", ".join(
         f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
     )
     conflict = " ON CONFLICT DO NOTHING" if table in DEDUPLICATED else ""
-    return f"INSERT INTO {table} ({', '.join(names)}) SELECT {values}{conflict}"
+    return f"INSERT INTO {into or table} ({', '.join(names)}) SELECT {values}{conflict}"
 
 
 def insert_rows(
@@ -44,9 +45,11 @@ def insert_rows(
         insert_columns(conn, table, [list(column) for column in zip(*rows, strict=True)])
 
 
-def insert_columns(conn: duckdb.DuckDBPyConnection, table: str, columns: list[list[Any]]) -> None:
+def insert_columns(
+    conn: duckdb.DuckDBPyConnection, table: str, columns: list[list[Any]], into: str | None = None
+) -> None:
     """Insert rows of `table` given as one list per column, in its columns' order, with one
-    statement.
+    statement (into the table `into` of the same columns, when given).
 
     Converting Python values for DuckDB is most of an insert's cost, and in a batch many
     columns hold one value throughout (no error, no time to first token, one import id):
@@ -58,9 +61,9 @@ def insert_columns(conn: duckdb.DuckDBPyConnection, table: str, columns: list[li
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
         )
     constant = (False, *map(_constant, columns[1:]))
-    sql = _INSERTS.get((table, constant))
+    sql = _INSERTS.get((into or table, constant))
     if sql is None:
-        sql = _INSERTS[table, constant] = insert_sql(table, constant)
+        sql = _INSERTS[into or table, constant] = insert_sql(table, constant, into)
     conn.execute(
         sql, [column[0] if same else column for column, same in zip(columns, constant, strict=True)]
     )

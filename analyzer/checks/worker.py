@@ -1,0 +1,108 @@
+"""`python -m analyzer.checks.worker JOBS_FD RESULTS_FD`: a worker of a parallel analysis.
+
+Started by `parallel._Pool` with the two pipe ends it inherits. It is told the store, its own
+output file and the time (`parallel.Setup`), then gets chunks of run ids: it loads and checks
+each chunk as `traces analyze` does in one process, appends the findings and each run's
+summary to its output file, and answers with each run's findings counted. When the job pipe
+closes it closes its file (so that it can be attached) and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import duckdb
+
+from analyzer.checks.loader import load_runs
+from analyzer.checks.parallel import Setup
+from analyzer.checks.persist import (
+    finding_columns,
+    finding_counts,
+    summary_columns,
+    without_collector,
+)
+from analyzer.checks.registry import run_checks
+from traces import interrupts
+from traces.errors import TracesError
+from traces.store.inserts import insert_columns
+
+_SUMMARIES = "INSERT INTO out.summaries SELECT unnest($1), unnest($2), unnest($3)"
+
+
+def _open(setup: Setup) -> duckdb.DuckDBPyConnection:
+    """A connection reading the store (read-only, the default schema) and writing `out`."""
+    conn = duckdb.connect()
+    conn.execute("SET threads = 1")  # one process per core already: more only contend
+    conn.execute(f"ATTACH '{_quoted(setup.out)}' AS out")
+    conn.execute(f"ATTACH '{_quoted(setup.store)}' AS store (READ_ONLY)")
+    conn.execute("USE store")
+    # The store's own columns, whatever its version: the final INSERT copies rows as they are.
+    conn.execute("CREATE TABLE out.findings AS SELECT * FROM findings LIMIT 0")
+    conn.execute("CREATE TABLE out.summaries (id VARCHAR, summary VARCHAR, by_kind VARCHAR)")
+    return conn
+
+
+def _quoted(path: object) -> str:
+    return str(path).replace("'", "''")
+
+
+def _check(conn: duckdb.DuckDBPyConnection, setup: Setup, ids: list[str]) -> tuple[Any, ...]:
+    found = {run.id: run_checks(run) for run in load_runs(conn, ids)}
+    if found:
+        columns = finding_columns(found, setup.now)
+        if columns[0]:
+            insert_columns(conn, "findings", columns, into="out.findings")
+        conn.execute(_SUMMARIES, summary_columns(found))
+    counts = [(run_id, finding_counts(findings)) for run_id, findings in found.items()]
+    return ("done", counts, len(ids))
+
+
+def _send(results: Connection, message: tuple[Any, ...]) -> None:
+    try:
+        results.send(message)
+    except OSError:
+        os._exit(1)  # the analyzing process is gone: nothing left to do
+
+
+def serve(jobs_fd: int, results_fd: int) -> None:
+    """A worker's life: the setup, then chunks until the job pipe closes."""
+    interrupts.ignore_in_child()  # the analyzing process decides when a worker stops
+    jobs = Connection(jobs_fd, writable=False)
+    results = Connection(results_fd, readable=False)
+    conn: duckdb.DuckDBPyConnection | None = None
+    with without_collector():
+        try:
+            setup = jobs.recv()
+            conn = _open(setup)
+            while True:
+                try:
+                    ids = jobs.recv()
+                except (EOFError, OSError):
+                    break
+                _send(results, _check(conn, setup, ids))
+            conn.close()
+            conn = None
+            _send(results, ("closed",))
+        except TracesError as err:
+            _send(results, ("error", str(err)))
+        except duckdb.Error as err:
+            _send(results, ("error", f"cannot analyze: {str(err).splitlines()[0]}"))
+        except Exception:
+            _send(results, ("failed", traceback.format_exc()))
+        finally:
+            if conn is not None:
+                conn.close()
+    results.close()
+
+
+def main() -> None:
+    """Serve jobs until the analyzing process closes the job pipe."""
+    serve(int(sys.argv[1]), int(sys.argv[2]))
+
+
+if __name__ == "__main__":
+    main()

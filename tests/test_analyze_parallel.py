@@ -1,0 +1,111 @@
+"""Analysis in worker processes: when it is chosen, workers deaf to Ctrl-C, and a worker that
+dies leaves the store as it was, with no process or file left behind.
+
+(That the workers store exactly what one process stores is in test_analyze_equivalence.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from analyzer.checks import parallel
+from analyzer.checks.parallel import (
+    AnalysisWorkerError,
+    analyze_in_workers,
+    plan_chunks,
+    workers_for,
+)
+from traces.errors import TracesError
+from traces.importing import import_files
+
+from conftest import table_counts
+
+FIXTURES = Path(__file__).parent / "fixtures" / "import"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    db = tmp_path / "t.duckdb"
+    import_files(db, [FIXTURES / "exchanges.jsonl", FIXTURES / "k2vv_results.jsonl"])
+    return db
+
+
+def _chunks(db: Path) -> list[list[str]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        chunks, _ = plan_chunks(conn, ids, max_steps=1)
+    return chunks
+
+
+def _workers() -> list[int]:
+    """This process's live analysis workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != "Z" and b"analyzer.checks.worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_how_many_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    assert workers_for(parallel.PARALLEL_STEPS - 1) == 1
+    assert 1 <= workers_for(10 * parallel.PARALLEL_STEPS) <= parallel.MAX_WORKERS
+    monkeypatch.setenv(parallel.WORKERS_ENV, "3")
+    assert workers_for(10) == 3
+    monkeypatch.setenv(parallel.WORKERS_ENV, "many")
+    with pytest.raises(TracesError, match="TRACES_ANALYZE_WORKERS='many': not a number"):
+        workers_for(10)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_worker_that_dies_leaves_the_store_as_it_was(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    chunks = _chunks(store)
+    assert len(chunks) > 4
+    before = table_counts(store)
+
+    def kill_the_workers(done: int) -> None:
+        for pid in _workers():
+            os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(AnalysisWorkerError, match="an analysis worker stopped"):
+        analyze_in_workers(store, chunks, workers=2, on_chunk=kill_the_workers)
+    assert table_counts(store) == before
+    assert list(scratch.iterdir()) == []  # the workers' files are gone
+    assert _workers() == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_analysis_workers_never_see_ctrl_c(store: Path) -> None:
+    masks: dict[int, set[int]] = {}
+
+    def read_masks(done: int) -> None:
+        for pid in _workers():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("SigIgn:"):
+                    mask = int(line.split(":")[1].strip(), 16)
+                    masks[pid] = {s for s in (signal.SIGINT, signal.SIGTERM) if mask & 1 << s - 1}
+
+    counts = analyze_in_workers(store, _chunks(store), workers=2, on_chunk=read_masks)
+    assert counts  # the analysis went through
+    assert masks and all(ignored == {signal.SIGINT, signal.SIGTERM} for ignored in masks.values())
+    time.sleep(0.05)
+    assert _workers() == []
