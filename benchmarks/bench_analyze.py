@@ -3,7 +3,7 @@
 Run by hand (it is not a test and asserts nothing about time):
 
     .venv/bin/python benchmarks/bench_analyze.py [--steps 200000] [--store DIR] [--rounds 3]
-        [--no-breakdown] [--profile] [--json PATH]
+        [--arms LIST] [--no-breakdown] [--profile] [--json PATH]
 
 The store: agent logs from `bench_import.write_conversations` (conversations of 20 steps with
 growing histories, 64 interleaved, 1 in 10 streamed), written 100,000 exchanges per file, with
@@ -19,11 +19,17 @@ Timed, in interleaved rounds:
   `tool_results`, `step_messages`, distinct `messages`) fetched into Python tuples, nothing
   else. Any analysis in Python pays at least this.
 - `traces analyze`: the console script over every run, as a fresh process (`--format json`
-  to /dev/null): wall time, CPU time and peak RSS of the process (and of any child it starts).
+  to /dev/null), as a user runs it: from 50,000 steps on it checks in one worker process per
+  core. Wall time, CPU time of the process and its workers, peak RSS of the largest.
+- `traces analyze, 1 process`: the same with `TRACES_ANALYZE_WORKERS=1`.
 
-Then, once (`--no-breakdown` skips it), where the time of one analysis goes, measured in this
-process with the same code `traces analyze` runs (`analyzer.checks.persist.analyze_runs` with
-its timing hook): loading the runs, each check by name, and storing the findings.
+Ratios are taken between medians, against `read rows`: by wall time, and by CPU time (on a
+machine shared with other jobs, CPU time moves less).
+
+Then, once (`--no-breakdown` skips it), where the CPU time of one analysis goes, measured in
+this process with the code one process runs (`analyzer.checks.persist.analyze_runs` with its
+timing hook, which adds about a microsecond per check call): loading the runs, each check by
+name, storing the findings, and `other` (dispatching the checks, sorting their findings).
 """
 
 from __future__ import annotations
@@ -196,14 +202,21 @@ def _traces_command() -> list[str]:
     return [sys.executable, "-m", "analyzer.cli"]
 
 
-def _run_analyze(db: Path) -> dict[str, float]:
-    """`traces analyze` over every run as a fresh process: wall s, CPU s, peak RSS MB."""
+def _run_analyze(db: Path, workers: str | None = None) -> dict[str, float]:
+    """`traces analyze` over every run as a fresh process (`workers`: its
+    TRACES_ANALYZE_WORKERS): wall s, CPU s of it and its workers, peak RSS MB of the largest
+    of them."""
+    env = dict(os.environ)
+    env.pop("TRACES_ANALYZE_WORKERS", None)
+    if workers is not None:
+        env["TRACES_ANALYZE_WORKERS"] = workers
     start = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         process = subprocess.Popen(
             [*_traces_command(), "analyze", "--db", str(db), "--format", "json"],
             stdout=sink,
             stderr=subprocess.PIPE,
+            env=env,
         )
         assert process.stderr is not None
         errors = process.stderr.read()
@@ -269,6 +282,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="exchanges in the store")
     parser.add_argument("--store", type=Path, help="directory keeping the store between runs")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--arms", default=",".join(ARMS), help=f"arms in round order [{','.join(ARMS)}]"
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the breakdown")
     parser.add_argument("--profile", action="store_true", help="only cProfile one analysis")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
@@ -290,13 +306,14 @@ def main() -> None:
         if args.profile:
             profile(db)
             return
-        report = measure(db, steps, args.rounds, not args.no_breakdown)
+        report = measure(db, steps, args.rounds, args.arms.split(","), not args.no_breakdown)
         report.update(
             steps=steps,
             runs=runs,
             findings=findings,
             machine={
                 "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
                 "python": platform.python_version(),
                 "duckdb": duckdb.__version__,
             },
@@ -309,33 +326,58 @@ def main() -> None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def measure(db: Path, steps: int, rounds: int, with_breakdown: bool) -> dict[str, Any]:
-    """Interleaved rounds of the baseline and `traces analyze`, then the breakdown."""
-    reads: list[float] = []
-    analyses: list[dict[str, float]] = []
-    for round_no in range(rounds):
-        start = time.perf_counter()
+ARMS = ("read rows", "traces analyze", "traces analyze, 1 process")
+
+
+def _run_arm(name: str, db: Path) -> dict[str, float]:
+    if name == "read rows":
+        wall, cpu = time.perf_counter(), time.process_time()
         read_rows(db)
-        reads.append(time.perf_counter() - start)
-        analyses.append(_run_analyze(db))
-        print(
-            f"round {round_no + 1}: read rows {reads[-1]:.1f} s, "
-            f"traces analyze {analyses[-1]['wall_s']:.1f} s "
-            f"(CPU {analyses[-1]['cpu_s']:.1f} s, {analyses[-1]['peak_rss_mb']:.0f} MB)",
-            file=sys.stderr,
-        )
-    wall = statistics.median(a["wall_s"] for a in analyses)
-    read = statistics.median(reads)
-    report: dict[str, Any] = {
-        "rounds": {"read_rows_s": reads, "analyze": analyses},
-        "read_rows_s": read,
-        "analyze_wall_s": wall,
-        "analyze_cpu_s": statistics.median(a["cpu_s"] for a in analyses),
-        "peak_rss_mb": max(a["peak_rss_mb"] for a in analyses),
-        "steps_per_s": steps / wall,
-        "analyze_over_read": wall / read,
-        "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    workers = {"traces analyze": None, "traces analyze, 1 process": "1"}[name]
+    return _run_analyze(db, workers)
+
+
+def measure(
+    db: Path, steps: int, rounds: int, arms: list[str], with_breakdown: bool
+) -> dict[str, Any]:
+    """Interleaved rounds of the arms, each arm's medians, then the breakdown."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
+    for round_no in range(rounds):
+        for name in arms:
+            figures = _run_arm(name, db)
+            runs[name].append(figures)
+            rss = f", {figures['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in figures else ""
+            print(
+                f"round {round_no + 1} {name}: {figures['wall_s']:.1f} s "
+                f"(CPU {figures['cpu_s']:.1f} s{rss})",
+                file=sys.stderr,
+            )
+    medians = {
+        name: {
+            "wall_s": statistics.median(f["wall_s"] for f in figures),
+            "cpu_s": statistics.median(f["cpu_s"] for f in figures),
+            "steps_per_s": steps / statistics.median(f["wall_s"] for f in figures),
+            **(
+                {"peak_rss_mb": max(f["peak_rss_mb"] for f in figures)}
+                if "peak_rss_mb" in figures[0]
+                else {}
+            ),
+        }
+        for name, figures in runs.items()
     }
+    report: dict[str, Any] = {"rounds": runs, "medians": medians}
+    report["self_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if "read rows" in medians:
+        base = medians["read rows"]
+        report["ratios"] = {
+            name: {
+                "wall": m["wall_s"] / base["wall_s"],
+                "cpu": m["cpu_s"] / base["cpu_s"],
+            }
+            for name, m in medians.items()
+            if name != "read rows"
+        }
     if with_breakdown:
         report["breakdown_s"] = breakdown(db)
     return report
@@ -344,21 +386,24 @@ def measure(db: Path, steps: int, rounds: int, with_breakdown: bool) -> dict[str
 def print_report(report: dict[str, Any]) -> None:
     """The figures as Markdown, ready for the README."""
     steps = report["steps"]
-    print(
-        f"\n{steps:,} steps, {report['runs']:,} runs; medians of {len(report['rounds']['analyze'])}"
-    )
-    print("\n| arm | seconds | steps/s | CPU s | peak RSS MB |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| read rows | {report['read_rows_s']:.1f} | {steps / report['read_rows_s']:,.0f} | | |")
-    print(
-        f"| `traces analyze` | {report['analyze_wall_s']:.1f} | {report['steps_per_s']:,.0f} "
-        f"| {report['analyze_cpu_s']:.1f} | {report['peak_rss_mb']:.0f} |"
-    )
-    print(f"\ntraces analyze / read rows (time): {report['analyze_over_read']:.2f}")
+    rounds = len(next(iter(report["rounds"].values())))
+    print(f"\n{steps:,} steps, {report['runs']:,} runs; medians of {rounds} rounds")
+    print("\n| arm | wall s | steps/s | CPU s | peak RSS MB | wall / read rows | CPU / read rows |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ratios = report.get("ratios", {})
+    for name, m in report["medians"].items():
+        rss = f"{m['peak_rss_mb']:.0f}" if "peak_rss_mb" in m else ""
+        ratio = ratios.get(name)
+        wall_ratio = f"{ratio['wall']:.2f}" if ratio else "1.00" if name == "read rows" else ""
+        cpu_ratio = f"{ratio['cpu']:.2f}" if ratio else "1.00" if name == "read rows" else ""
+        print(
+            f"| {name} | {m['wall_s']:.1f} | {m['steps_per_s']:,.0f} | {m['cpu_s']:.1f} | {rss} "
+            f"| {wall_ratio} | {cpu_ratio} |"
+        )
     parts = report.get("breakdown_s")
     if parts:
         total = parts["total"]
-        print("\n| part (in process, one analysis) | CPU s | share | µs/step |")
+        print("\n| part (one process, in this one) | CPU s | share | µs/step |")
         print("| --- | ---: | ---: | ---: |")
         for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
             if name == "total":

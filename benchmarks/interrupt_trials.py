@@ -3,7 +3,8 @@
 Run by hand (a trial, not a test: it takes minutes and its outcome is a count):
 
     .venv/bin/python benchmarks/interrupt_trials.py [--trials 10] [--max-delay 5]
-        [--command record|import|both] [--signal INT|TERM] [--seed S] [--keep DIR]
+        [--command record|import|analyze|both|all] [--signal INT|TERM] [--seed S]
+        [--keep DIR]
 
 Each trial starts the `traces` console script of this virtualenv in a process group of its
 own, as a shell starts a command, waits a random delay in [0, --max-delay] seconds and sends
@@ -15,12 +16,15 @@ checks what the issue asks of an interrupted command:
   interrupted` for `record`, and no `Traceback`;
 - no process of the group left alive (writer process, import workers);
 - `record`: no run left `running` in the database;
-- `import`: the database as it was, a file the import created removed (with its `.wal`).
+- `import`: the database as it was, a file the import created removed (with its `.wal`);
+- `analyze`: the findings and run summaries as they were, no worker file left behind.
 
 `record` records `samples/tasks/chain.toml` against the embedded simulator. `import` reads a
 generated agent log of 60,000 exchanges (`bench_import.write_conversations`, about 200 MB)
 with `TRACES_IMPORT_WORKERS=2`, alternately into a fresh path and into an existing database.
-Prints one line per trial and a count per outcome at the end; exits 1 if any trial broke
+`analyze` checks every run of that log imported once (60,000 steps) with
+`TRACES_ANALYZE_WORKERS=2`. `both` is record and import, `all` adds analyze. Prints one line
+per trial and a count per outcome at the end; exits 1 if any trial broke
 the contract.
 """
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +82,20 @@ def _counts(db: Path) -> dict[str, int] | str:
         return counts
     except duckdb.Error as exc:
         return f"unreadable: {str(exc).splitlines()[0]}"
+    finally:
+        conn.close()
+
+
+def _findings(db: Path) -> str:
+    """A fingerprint of the stored findings and run summaries."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        row = conn.execute(
+            "SELECT (SELECT count(*) || ':' || coalesce(sum(hash(run_id, step_idx, kind, "
+            "evidence)), 0) FROM findings) || '/' || (SELECT coalesce(sum(hash(id, "
+            "failure_summary)), 0) FROM runs)"
+        ).fetchone()
+        return str(row[0]) if row else ""
     finally:
         conn.close()
 
@@ -141,20 +160,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10, help="trials per command")
     parser.add_argument("--max-delay", type=float, default=5.0)
-    parser.add_argument("--command", choices=("record", "import", "both"), default="both")
+    parser.add_argument(
+        "--command", choices=("record", "import", "analyze", "both", "all"), default="both"
+    )
     parser.add_argument("--signal", choices=("INT", "TERM"), default="INT")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", type=Path, help="keep the temporary files here")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     sig = signal.Signals[f"SIG{args.signal}"]
-    env = {**os.environ, "NO_COLOR": "1", "TRACES_IMPORT_WORKERS": "2"}
-    env.pop("TRACES_DB", None)
-    commands = ["record", "import"] if args.command == "both" else [args.command]
     work = Path(args.keep or tempfile.mkdtemp(prefix="interrupt-trials-"))
     work.mkdir(parents=True, exist_ok=True)
+    scratch = work / "tmp"  # the commands' temporary files (analysis workers' databases)
+    scratch.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "TRACES_IMPORT_WORKERS": "2",
+        "TRACES_ANALYZE_WORKERS": "2",
+        "TMPDIR": str(scratch),
+    }
+    env.pop("TRACES_DB", None)
+    commands = {
+        "both": ["record", "import"],
+        "all": ["record", "import", "analyze"],
+    }.get(args.command, [args.command])
     log = work / "agents.jsonl"
-    if "import" in commands and not log.exists():
+    if {"import", "analyze"} & set(commands) and not log.exists():
         print(f"writing {log} …", file=sys.stderr)
         write_conversations(log, 60_000, 20)
     existing = work / "existing.duckdb"
@@ -173,6 +205,15 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
+    analyzed = work / "analyze.duckdb"
+    if "analyze" in commands and not analyzed.exists():
+        subprocess.run(
+            [str(TRACES), "import", str(log), "--db", str(analyzed)],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     trials = broken = 0
     for trial in range(args.trials):
         for command in commands:
@@ -181,6 +222,10 @@ def main() -> None:
                 db = work / f"record-{trial}.duckdb"
                 argv = ["record", "--task", "samples/tasks/chain.toml", "--db", str(db)]
                 before: dict[str, int] | str = "absent"
+            elif command == "analyze":
+                db = analyzed
+                argv = ["analyze", "--db", str(db), "--format", "json"]
+                before = _findings(db)
             else:
                 db = existing if trial % 2 else work / f"import-{trial}.duckdb"
                 argv = ["import", str(log), "--db", str(db), "--again"]
@@ -191,6 +236,12 @@ def main() -> None:
                 after = _counts(db)
                 if after != before:
                     problems.append(f"database changed: {before} -> {after}")
+            if command == "analyze" and code != 0 and (after := _findings(db)) != before:
+                problems.append(f"findings changed: {before} -> {after}")
+            if leftovers := list(scratch.iterdir()):
+                problems.append(f"{len(leftovers)} temporary files left")
+                for leftover in leftovers:
+                    shutil.rmtree(leftover, ignore_errors=True)
             if command == "record" and code == 130 and (running := _running_runs(db)):
                 problems.append(f"{running} runs left running")
             outcome = "; ".join(problems) or "ok"

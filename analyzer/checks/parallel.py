@@ -39,14 +39,15 @@ from traces.processes import child_env
 from traces.store.database import open_for_writing
 
 WORKERS_ENV = "TRACES_ANALYZE_WORKERS"
-"""Processes `traces analyze` checks runs in (1: this one); unset, one per core for a
-store of PARALLEL_STEPS steps or more."""
-PARALLEL_STEPS = 20_000
-"""Steps below which one process analyzes: starting a worker costs about 0.3 s of CPU (its
-imports and opening the store), what one process spends on some 4,000 steps."""
+"""Processes `traces analyze` checks runs in (1: this one); unset, one per core when the
+runs hold PARALLEL_STEPS steps or more."""
+PARALLEL_STEPS = 50_000
+"""Steps below which one process analyzes: a worker's start (its interpreter, the checks'
+imports, opening the store) costs 0.5-1 s, what one process spends on 6,000-12,000 steps;
+below this the workers would save less than they cost."""
 MAX_WORKERS = 4
 """Workers at most, whatever the cores: the last transaction is one process's either way."""
-CHUNK_STEPS = 20_000
+CHUNK_STEPS = 40_000
 """Steps a worker loads and checks at a time (a run never split): bounds its memory (about
 5 KB of records per step) and keeps the two workers busy until the end."""
 
