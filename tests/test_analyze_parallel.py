@@ -62,8 +62,11 @@ def _workers() -> list[int]:
 
 def test_how_many_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
     assert workers_for(parallel.PARALLEL_STEPS - 1) == 1
-    assert 1 <= workers_for(10 * parallel.PARALLEL_STEPS) <= parallel.MAX_WORKERS
+    assert workers_for(parallel.PARALLEL_STEPS) == 2
+    monkeypatch.setattr(parallel, "cores", lambda: 64)
+    assert workers_for(parallel.PARALLEL_STEPS) == parallel.MAX_WORKERS
     monkeypatch.setenv(parallel.WORKERS_ENV, "3")
     assert workers_for(10) == 3
     monkeypatch.setenv(parallel.WORKERS_ENV, "many")

@@ -953,7 +953,7 @@ def test_conversation_labels_are_read_as_parsing_reads_them(raw: bytes, label: s
 
 def test_workers_are_used_for_large_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(reading.WORKERS_ENV, raising=False)
-    monkeypatch.setattr(reading, "_cores", lambda: 2)
+    monkeypatch.setattr(reading, "cores", lambda: 2)
     options = ImportOptions()
     assert options.workers_for(reading.PARALLEL_BYTES - 1) == 1
     assert options.workers_for(reading.PARALLEL_BYTES) == 2

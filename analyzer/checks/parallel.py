@@ -35,7 +35,7 @@ import duckdb
 from analyzer.checks.persist import DELETE_FINDINGS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
-from traces.processes import child_env
+from traces.processes import child_env, cores
 from traces.store.database import open_for_writing
 
 WORKERS_ENV = "TRACES_ANALYZE_WORKERS"
@@ -66,7 +66,7 @@ def workers_for(steps: int) -> int:
             raise TracesError(f"{WORKERS_ENV}={setting!r}: not a number of processes") from None
     if steps < PARALLEL_STEPS or os.name != "posix":  # workers inherit pipes: POSIX only
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    return max(1, min(cores(), MAX_WORKERS))
 
 
 def plan_chunks(

@@ -27,6 +27,7 @@ from traces.importing.lines import (
 )
 from traces.importing.toolsets import ToolSets
 from traces.importing.writer import RowSink
+from traces.processes import cores
 
 InputFormat = Literal["auto", "exchanges", "k2vv"]
 OnError = Literal["refuse", "skip"]
@@ -79,17 +80,10 @@ class ImportOptions:
             elif size < PARALLEL_BYTES:
                 return 1
             else:
-                workers = min(_cores(), MAX_WORKERS)
+                workers = min(cores(), MAX_WORKERS)
         if os.name != "posix":
             return 1  # the workers inherit their pipes, which only POSIX passes on
         return max(1, workers)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
