@@ -48,6 +48,16 @@ _CORROBORATED = 0.99
 _EXCERPT = 60
 
 
+def _suspect(text: str) -> bool:
+    """A cheap look for anything harmony could have left, before any regular expression."""
+    return (
+        "<|" in text
+        or "assistant" in text
+        or "to=functions." in text
+        or text[:32].lstrip().startswith("analysis")
+    )
+
+
 def _markers(text: str, echoed: Callable[[], str]) -> tuple[str, list[str], float, int] | None:
     """(form, markers, confidence, first position) of harmony markup in `text`, leaving out
     markers the model was just shown in a tool result (quoting is not leaking)."""
@@ -103,16 +113,6 @@ def _finding(
     }
     severity: Severity = "error" if field == "content" else "warning"
     return Finding("harmony_unparsed", severity, "provider", step.index, evidence, confidence)
-
-
-def _suspect(text: str) -> bool:
-    """A cheap look for anything harmony could have left, before any regular expression."""
-    return (
-        "<|" in text
-        or "assistant" in text
-        or "to=functions." in text
-        or text[:32].lstrip().startswith("analysis")
-    )
 
 
 def harmony_unparsed(step: Step, run: Run) -> Iterator[Finding]:
