@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from test_checks_units import TOOLS, answer_step, call, tool_step
 
 from analyzer.checks.calls import unexplained_tokens
 from analyzer.checks.records import Finding, Result, Run, Step
@@ -18,6 +17,8 @@ from analyzer.checks.registry import run_checks
 from traces.families import KIMI_ID
 from traces.normalize import read_message
 from traces.replay import replay_message
+
+from test_checks_units import TOOLS, answer_step, call, tool_step
 
 
 def _found(run: Run, kind: str) -> list[Finding]:
