@@ -79,6 +79,9 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "connection_reset": ("http_connection", "provider", 0),
     # The answer never completes: the request deadline ends each attempt.
     "endless_response": ("http_timeout", "provider", 0),
+    # Nothing generated (a stream of only [DONE]): a failed call of its own kind, never a
+    # call the parser dropped.
+    "empty_response": ("empty_response", "provider", 0),
     # A body no strict parser takes is kept raw, and blamed on the host.
     "non_json_numbers": ("http_invalid_response", "provider", 0),
     "deeply_nested_json": ("http_invalid_response", "provider", 0),
@@ -104,6 +107,12 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
 }
 """Simulator fault -> (finding kind, layer, first step it must be reported on). A key joining
 faults with `+` records them together, for a kind that only their combination shows."""
+
+NOT_BLAMED: dict[str, frozenset[str]] = {
+    # Nothing was generated: no call can have been dropped.
+    "empty_response": frozenset({"dropped_call"}),
+}
+"""Faults -> finding kinds they must not produce: the wrong reading of that fault, once made."""
 
 WITHOUT_FINDING: dict[str, str] = {
     "auth_echoed": "the key it echoes is redacted before anything is stored, so no check sees "
@@ -193,6 +202,12 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert min(f.step for f in found if f.step is not None) == step
 
 
+@pytest.mark.parametrize("fault", sorted(NOT_BLAMED))
+def test_fault_is_not_misread(fault: str, fault_findings: dict[str, list[Finding]]) -> None:
+    misread = [f for f in fault_findings[fault] if f.kind in NOT_BLAMED[fault]]
+    assert not misread, misread
+
+
 def test_inferred_findings_state_their_confidence(
     fault_findings: dict[str, list[Finding]],
 ) -> None:
@@ -209,6 +224,7 @@ def test_inferred_findings_state_their_confidence(
 
 BREAKING: dict[str, tuple[str, int]] = {
     "connection_reset": ("connection", 1),
+    "empty_response": ("empty_response", 1),
     "invalid_response_200": ("invalid_response", 0),
     "unauthorized_401": ("auth", 0),
     "model_not_found_404": ("not_found", 0),
@@ -216,7 +232,7 @@ BREAKING: dict[str, tuple[str, int]] = {
     "context_overflow_400": ("context_overflow", 0),
 }
 """Host faults that leave no usable answer -> (error class recorded, retries before giving
-up): only the transient one is retried, the others end the run at once."""
+up): only the transient ones are retried, the others end the run at once."""
 
 
 @pytest.fixture(scope="module")

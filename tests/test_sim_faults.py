@@ -626,6 +626,18 @@ def connection_reset(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def empty_response(sim: Faulty) -> dict[str, str]:
+    lines, _ = sim.lines(HELLO, stream_options={"include_usage": True})
+    assert lines == ["data: [DONE]"]  # not a chunk, not a choice: nothing was generated
+    body, headers = sim.post(HELLO)
+    clean, _ = sim.post(HELLO, clean=True)
+    assert body["choices"] == [] and body["object"] == "chat.completion"
+    prompt = clean["usage"]["prompt_tokens"]
+    usage = {"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt}
+    assert body["usage"] == usage
+    return headers
+
+
 def endless_response(sim: Faulty) -> dict[str, str]:
     lines: list[str] = []
     with sim.client.chat.completions.with_streaming_response.create(
@@ -823,6 +835,7 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "stream_truncated": (stream_truncated, "openai", {}),
     "connection_reset": (connection_reset, "openai", {}),
     "endless_response": (endless_response, "openai", {}),
+    "empty_response": (empty_response, "openai", {}),
     "non_json_numbers": (non_json_numbers, "openai", {}),
     "deeply_nested_json": (deeply_nested_json, "openai", {}),
     "auth_echoed": (auth_echoed, "openai", {}),

@@ -66,6 +66,7 @@ ErrorKind = Literal[
     "auth",
     "not_found",
     "invalid_response",
+    "empty_response",
     "other",
 ]
 """Class of a failed model call, from the HTTP status, the error body and the transport."""

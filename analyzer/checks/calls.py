@@ -149,18 +149,37 @@ def unexplained_tokens(step: Step) -> int | None:
     return step.completion_tokens - visible
 
 
+IN_REASONING_CONFIDENCE = 0.95
+"""A call's complete arguments ending the reasoning: the call was made, its wrapper lost."""
+UNEXPLAINED_CONFIDENCE = 0.85
+"""Completion tokens the visible text does not account for: the count is an estimate."""
+FINISHED_ONLY_CONFIDENCE = 0.5
+"""No usage, only the host's finish_reason says a turn was generated: it may have been an
+empty turn the model chose, as likely as a call the parser lost."""
+
+
 def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
-    """Tools offered, finish `stop`, nothing visible, yet completion tokens were generated
-    beyond the reasoning text, or the reasoning ends with a call's arguments: the host
-    produced a call and lost it in parsing."""
+    """Tools offered, finish `stop`, nothing visible, and evidence that something was
+    generated: completion tokens beyond the reasoning text, the reasoning ending with a
+    call's arguments, or (without usage) the host's own finish_reason. The host produced a
+    call and lost it in parsing. With no finish_reason and no usage nothing says anything
+    was generated: that is `empty_response`, the host failing before its first token."""
     if step.failed or step.calls or (step.content or "").strip() or not step.tools:
         return
     if step.finish_reason not in ("stop", "none"):
         return
     in_reasoning = arguments_in_text(step.reasoning, step.tools)
     unexplained = unexplained_tokens(step)
-    if in_reasoning is None and unexplained is not None and unexplained < UNEXPLAINED_MIN:
-        return  # the tokens are all in the reasoning: see reasoning_swallows_answer
+    if in_reasoning is not None:
+        confidence = IN_REASONING_CONFIDENCE
+    elif unexplained is not None:
+        if unexplained < UNEXPLAINED_MIN:
+            return  # the tokens are all in the reasoning (reasoning_swallows_answer) or none
+        confidence = UNEXPLAINED_CONFIDENCE
+    elif step.finish_reason_raw is not None:
+        confidence = FINISHED_ONLY_CONFIDENCE
+    else:
+        return  # no usage, no finish_reason: no evidence a token was generated
     evidence: dict[str, Any] = {
         "finish_reason": step.finish_reason_raw,
         "completion_tokens": step.completion_tokens,
@@ -171,7 +190,7 @@ def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     if in_reasoning is not None:
         evidence["arguments_in_reasoning"] = in_reasoning
         evidence["reasoning_tail"] = (step.reasoning or "")[-200:]
-    yield Finding("dropped_call", "error", "provider", step.index, evidence)
+    yield Finding("dropped_call", "error", "provider", step.index, evidence, confidence=confidence)
 
 
 def malformed_keys(call: Call) -> list[str]:

@@ -75,11 +75,13 @@ _ENTRIES = (
         "provider",
         "error",
         "calls",
-        """Tools were offered and the turn ended with nothing visible, yet tokens were generated
-        (or the reasoning ends with a call's arguments): the host produced a call and its
-        parser silently dropped it, so the agent stalls.""",
+        """Tools were offered and the turn ended with nothing visible, yet something was
+        generated: completion tokens beyond the reasoning, the reasoning ending with a call's
+        arguments, or (weakest, without usage) the host's finish_reason. The host produced a
+        call and its parser silently dropped it, so the agent stalls.""",
         "tool_call_silently_dropped",
         "tool_args_in_reasoning",
+        inferred=True,
     ),
     _kind(
         "object_arguments",
@@ -320,6 +322,17 @@ _ENTRIES = (
         own kind is in the evidence.""",
     ),
     # -- HTTP --------------------------------------------------------------------------------
+    _kind(
+        "empty_response",
+        "provider",
+        "error",
+        "http",
+        """The host answered 200 with nothing generated: a stream of no choice (only `[DONE]`,
+        a usage chunk, or no event), an empty body, or `choices: []`. It failed before its
+        first token; the call is retried like a dropped connection, and a run that meets it
+        for good ends `provider_error`.""",
+        "empty_response",
+    ),
     _kind(
         "http_reasoning_required",
         "client",

@@ -35,11 +35,14 @@ _BY_KIND: dict[str, tuple[str, Layer]] = {
     "auth": ("http_auth", "client"),
     "not_found": ("http_not_found", "client"),
     "invalid_response": ("http_invalid_response", "provider"),
+    # A 200 with nothing generated: the host failed before its first token.
+    "empty_response": ("empty_response", "provider"),
     "other": ("http_other", "provider"),
 }
 
 KINDS = frozenset(
     {
+        "empty_response",
         "http_reasoning_required",
         "http_template_error",
         "http_argument_type_error",
@@ -113,3 +116,20 @@ def http_errors(step: Step, run: Run) -> Iterator[Finding]:
                 "step_failed": failed,
             },
         )
+
+
+def empty_response(step: Step, run: Run) -> Iterator[Finding]:
+    """A step recorded as an answer although nothing came: no text, no reasoning, no call,
+    no finish_reason and no completion token. A store from before such 200s were failed
+    calls, or an import, holds them; calls that failed this way `http_errors` reports."""
+    if step.failed or step.calls or step.finish_reason_raw is not None or step.completion_tokens:
+        return
+    if (step.content or "").strip() or (step.reasoning or "").strip():
+        return
+    evidence = {
+        "finish_reason": None,
+        "completion_tokens": step.completion_tokens,
+        "streamed": step.streamed,
+        "step_failed": False,
+    }
+    yield Finding("empty_response", "error", "provider", step.index, evidence)

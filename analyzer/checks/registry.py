@@ -38,6 +38,7 @@ STEP_CHECKS: dict[str, StepCheck] = {
     "finish_reason": finish.finish_reason,
     "stream_anomalies": streaming.stream_anomalies,
     "http_errors": http.http_errors,
+    "empty_response": http.empty_response,
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
     "reasoning_in_content": reasoning.reasoning_in_content,
     "reasoning_tokens": reasoning.reasoning_tokens,

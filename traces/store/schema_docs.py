@@ -102,7 +102,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "usage_raw": "The usage block exactly as sent.",
             "replay_message_hash": "Hash of the assistant message the harness sent back next.",
             "error_kind": "Error class of a failed call: rate_limit, server_error, timeout, "
-            "connection, context_overflow, bad_request, auth, not_found, invalid_response, other.",
+            "connection, context_overflow, bad_request, auth, not_found, invalid_response, "
+            "empty_response (200 with nothing generated), other.",
             "error_status": "HTTP status of the failed call.",
             "error_message": "One-line error description.",
             "error_body": "Raw error body.",

@@ -375,6 +375,14 @@ _CATALOGUE: list[Fault] = [
         transport.stream_truncated,
     ),
     WireFault(
+        "empty_response",
+        "HTTP 200 with nothing generated: a stream of only `data: [DONE]`, or a completion "
+        "with `choices: []` and no completion token (the host failed before its first token). "
+        "Any completion.",
+        "provider",
+        transport.empty_response,
+    ),
+    WireFault(
         "endless_response",
         "The response never ends: a stream repeats its last piece every 50 ms with no "
         "finish_reason or [DONE]; a JSON body is only keep-alive spaces. Any completion.",
