@@ -93,6 +93,8 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "template_error_400": ("http_template_error", "provider", 0),
     # The first request with a call in its history is the second.
     "argument_type_error_500": ("http_argument_type_error", "provider", 1),
+    # The first request with a tool result in its history is the second.
+    "template_error_500": ("http_template_error", "provider", 1),
     "context_overflow_400": ("http_context_overflow", "client", 0),
     "invalid_response_200": ("http_invalid_response", "provider", 0),
     "reasoning_swallows_answer": ("reasoning_swallows_answer", "provider", 5),
@@ -111,6 +113,8 @@ faults with `+` records them together, for a kind that only their combination sh
 NOT_BLAMED: dict[str, frozenset[str]] = {
     # Nothing was generated: no call can have been dropped.
     "empty_response": frozenset({"dropped_call"}),
+    # A template that raised inside a 500 is no generic server failure.
+    "template_error_500": frozenset({"http_server_error"}),
 }
 """Faults -> finding kinds they must not produce: the wrong reading of that fault, once made."""
 
@@ -134,7 +138,7 @@ NOT_FROM_FAULTS = frozenset(
 )
 """Finding kinds no simulator fault produces, each for the reason beside it."""
 
-_RETRIED = TRANSIENT | {"argument_type_error_500"}
+_RETRIED = TRANSIENT | {"argument_type_error_500", "template_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
 
 

@@ -534,6 +534,23 @@ def template_error_400(sim: Faulty) -> dict[str, str]:
     return dict(refused.response.headers)
 
 
+def template_error_500(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
+    error = refused.response.json()["error"]
+    assert error == {
+        "message": "'dict object' has no attribute 'name'",
+        "type": "internal_server_error",
+        "param": None,
+        "code": None,
+    }
+    _, first = sim.post(START, tools=CHAIN_TOOLS)  # no tool result in the history yet
+    named = _second_step()
+    named[-1] = {**named[-1], "name": "open_box"}
+    _, with_name = sim.post(named, tools=CHAIN_TOOLS)
+    assert _faults(first) == _faults(with_name) == []
+    return dict(refused.response.headers)
+
+
 def argument_type_error_500(sim: Faulty) -> dict[str, str]:
     refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
     message = refused.response.json()["error"]["message"]
@@ -829,6 +846,7 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "bad_request_400": (bad_request_400, "openai", {}),
     "template_error_400": (template_error_400, "openai", {}),
     "argument_type_error_500": (argument_type_error_500, "openai", {}),
+    "template_error_500": (template_error_500, "openai", {}),
     "context_overflow_400": (context_overflow_400, "openai", {}),
     "invalid_response_200": (invalid_response_200, "openai", {}),
     "stream_broken_chunk": (stream_broken_chunk, "openai", {}),

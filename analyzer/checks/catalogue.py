@@ -349,8 +349,9 @@ _ENTRIES = (
         "error",
         "http",
         """The host's chat template raised while rendering the conversation (Jinja syntax or
-        undefined errors, a parser it could not build): no client message shape was sent
-        wrong on purpose, the template cannot take it.""",
+        undefined errors, a parser it could not build), also inside a 500 that names no
+        template (Jinja's bare `'dict object' has no attribute 'name'`, llama.cpp's `… at row
+        49, column 79`): not a generic server failure, and the same request fails again.""",
         "chat_template_error",
     ),
     _kind(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.records import Finding, Layer, Run, Step
-from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, TEMPLATE_MARKERS
+from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, names_template_error
 
 _REASONING_REQUIRED = ("reasoning_content", "thinking", "reasoning_details", "reasoning")
 _PASSED_BACK = ("missing", "must be passed back", "required")
@@ -63,7 +63,7 @@ def _from_body(kind: str, status: Any, text: str) -> tuple[str, Layer] | None:
     # Arguments the template cannot take are the more precise reading of a template raise.
     if "argument" in text and any(m in text for m in ARGUMENT_TYPE_MARKERS):
         return "http_argument_type_error", "provider"
-    if any(m in text for m in TEMPLATE_MARKERS):
+    if names_template_error(text):
         return "http_template_error", "provider"
     if kind == "server_error" and (status in _TIMEOUT_STATUSES or any(m in text for m in _TIMEOUT)):
         return _BY_KIND["timeout"]

@@ -293,6 +293,14 @@ _CATALOGUE: list[Fault] = [
         http.template_error_400,
     ),
     RequestFault(
+        "template_error_500",
+        "HTTP 500: the chat template raised while rendering (llama-cpp-python quoting Jinja's "
+        "`'dict object' has no attribute 'name'` bare). Requests with a tool result that has "
+        "no `name`.",
+        "provider",
+        http.template_error_500,
+    ),
+    RequestFault(
         "argument_type_error_500",
         "HTTP 500: GLM's template on llama.cpp raises on history arguments that are not a "
         "mapping. Requests with tool-call arguments sent back as JSON strings.",

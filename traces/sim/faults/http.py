@@ -86,6 +86,24 @@ def template_error_400(ctx: FaultContext) -> Rejection:
     return Rejection(400, _vllm_error(message, "BadRequestError", 400))
 
 
+def template_error_500(ctx: FaultContext) -> Rejection | None:
+    """llama-cpp-python's 500 when the served Jinja template reads a field the request's
+    messages lack: a functionary-style template reading `message['name']` of a tool result
+    (requests whose history holds a tool message without `name`). The body quotes Jinja's
+    exception bare, naming no template."""
+    if not any(m.get("role") == "tool" and "name" not in m for m in ctx.messages):
+        return None
+    body = {
+        "error": {
+            "message": "'dict object' has no attribute 'name'",
+            "type": "internal_server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    return Rejection(500, dumps(body))
+
+
 def _string_arguments(messages: Sequence[Mapping[str, Any]]) -> str | None:
     for message in messages:
         if message.get("role") != "assistant":
