@@ -95,7 +95,9 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "argument_type_error_500": ("http_argument_type_error", "provider", 1),
     # The first request with a tool result in its history is the second.
     "template_error_500": ("http_template_error", "provider", 1),
+    # The history does not fit: the client's. A small request overflowing: the host's.
     "context_overflow_400": ("http_context_overflow", "client", 0),
+    "host_context_overflow_400": ("http_context_overflow", "provider", 0),
     "invalid_response_200": ("http_invalid_response", "provider", 0),
     "reasoning_swallows_answer": ("reasoning_swallows_answer", "provider", 5),
     "reasoning_in_content": ("reasoning_in_content", "provider", 0),
@@ -234,6 +236,7 @@ BREAKING: dict[str, tuple[str, int]] = {
     "model_not_found_404": ("not_found", 0),
     "bad_request_400": ("bad_request", 0),
     "context_overflow_400": ("context_overflow", 0),
+    "host_context_overflow_400": ("context_overflow", 0),
 }
 """Host faults that leave no usable answer -> (error class recorded, retries before giving
 up): only the transient ones are retried, the others end the run at once."""
@@ -283,7 +286,7 @@ def test_breaking_faults_are_recorded_not_raised(
     outcome, steps = broken_runs[f"{fault}/{stream}"]
     kind, retries = BREAKING[fault]
     assert steps == [(kind, retries)]  # the first step failed, was kept, and ended the run
-    expected = "context_overflow" if fault == "context_overflow_400" else "provider_error"
+    expected = "context_overflow" if kind == "context_overflow" else "provider_error"
     assert outcome.termination == Termination(expected) and outcome.error
 
 

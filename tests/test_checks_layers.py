@@ -1,6 +1,7 @@
 """Whose fault it is, decided by the evidence, with a confidence where it is inferred: a call
 dropped by the parser needs evidence that something was generated, a template that raised
-inside a 500 is a template error; hand-built steps, each with its negative twin."""
+inside a 500 is a template error, a context overflow is the client's unless the request was
+far smaller than the window; hand-built steps, each with its negative twin."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from test_checks_units import TOOLS, answer_step
 
 from analyzer.checks.calls import dropped_call
-from analyzer.checks.http import classify
+from analyzer.checks.http import classify, http_errors
 from analyzer.checks.records import Finding, Run, Step
 from traces.model import ExchangeError
 from traces.retry import is_deterministic
@@ -126,3 +127,92 @@ def test_a_template_error_inside_a_500_is_a_template_error(message: str) -> None
 def test_other_500s_stay_server_errors(message: str) -> None:
     assert classify(_failed(500, message)) == ("http_server_error", "provider")
     assert not is_deterministic(ExchangeError(kind="server_error", status=500, message=message))
+
+
+# -- a context overflow: the request's size against the window -------------------------------
+
+
+def _overflow(message: str, body: str | None = None, **kw: Any) -> Finding:
+    fields: dict[str, Any] = {
+        "calls": (),
+        "results": (),
+        "finish_reason": "none",
+        "finish_reason_raw": None,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "error_kind": "context_overflow",
+        "error_status": 400,
+        "error_message": f"HTTP 400: {message}",
+        "error_body": body,
+        "request_messages": ({"role": "user", "content": "Open the first box."},),
+    }
+    [finding] = [
+        f for f in http_errors(answer_step(0, **{**fields, **kw}), RUN) if f.kind.endswith("flow")
+    ]
+    return finding
+
+
+VLLM = (
+    "This model's maximum context length is {} tokens. However, your request has {} input tokens."
+)
+
+
+def test_a_small_request_overflowing_a_large_window_is_the_hosts() -> None:
+    # What the request sent: a short message and one tool, some 60 tokens against 8192.
+    finding = _overflow(
+        "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens "
+        "(8900 in the messages, 100 in the completion).",
+        request_params={**TOOLS, "max_tokens": 100},
+    )
+    assert finding.layer == "provider" and finding.confidence is not None
+    assert 0.9 <= finding.confidence <= 0.95
+    evidence = finding.evidence
+    assert evidence["context_limit"] == 8192 and evidence["limit_source"] == "error message"
+    assert evidence["prompt_source"] == "estimated" and evidence["max_tokens"] == 100
+    assert evidence["request_tokens"] == evidence["prompt_tokens"] + 100
+    assert evidence["request_tokens"] < 8192 * 0.05
+    assert evidence["host_prompt_tokens"] == 8900  # the host counted what it built itself
+
+
+@pytest.mark.parametrize(
+    ("message", "body", "changes"),
+    [
+        # The prompt the host reported is over the window.
+        (VLLM.format(4096, 5000), None, {"prompt_tokens": 5000}),
+        # The history is small but the asked budget fills the window.
+        (
+            "This model's maximum context length is 16384 tokens. However, you requested "
+            "19591 tokens (9591 in the messages, 10000 in the completion).",
+            None,
+            {"request_params": {"max_tokens": 10000}},
+        ),
+        # llama.cpp states the window as a field of its body.
+        (
+            "the request exceeds the available context size",
+            '{"error": {"n_prompt_tokens": 300, "n_ctx": 256}}',
+            {"prompt_tokens": 300},
+        ),
+        ("prompt is too long: 210000 tokens > 200000 maximum", None, {"prompt_tokens": 150000}),
+    ],
+)
+def test_a_request_near_or_over_the_window_is_the_clients(
+    message: str, body: str | None, changes: dict[str, Any]
+) -> None:
+    finding = _overflow(message, body, **changes)
+    assert finding.layer == "client" and finding.confidence is not None
+    assert finding.evidence["ratio"] >= 0.5 and finding.evidence["context_limit"] is not None
+
+
+def test_the_reported_prompt_counts_before_any_estimate() -> None:
+    reported = _overflow(VLLM.format(8192, 9000), prompt_tokens=7000)
+    assert reported.evidence["prompt_source"] == "reported" and reported.layer == "client"
+    assert reported.confidence == pytest.approx(0.5 + 0.45 * (7000 / 8192 - 0.5) / 0.5, abs=0.01)
+
+
+def test_an_overflow_that_states_no_window_stays_the_clients_with_less_confidence() -> None:
+    finding = _overflow("prompt is too long")
+    assert (finding.layer, finding.confidence) == ("client", 0.6)
+    assert finding.evidence["context_limit"] is None
+    assert finding.evidence["limit_source"] == "not stated"
+    nothing_sent = _overflow(VLLM.format(8192, 9000), request_messages=())
+    assert (nothing_sent.layer, nothing_sent.evidence["prompt_source"]) == ("client", "unknown")

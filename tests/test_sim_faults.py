@@ -571,12 +571,44 @@ _CONTEXT = re.compile(
 )
 
 
+_PROMPT_ONLY = re.compile(
+    r"maximum context length is (\d+) tokens\. However, your request has (\d+) input tokens"
+)
+
+
 def context_overflow_400(sim: Faulty) -> dict[str, str]:
     refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=1000)
     match = _CONTEXT.search(refused.response.json()["message"])
     assert match is not None
     window, requested, prompt, completion = map(int, match.groups())
     assert completion == 1000 and prompt + completion == requested > window >= requested / 2
+    # Without a budget, vLLM leaves the completion what the window does not take: only the
+    # prompt can overflow it.
+    alone = _refused(sim, openai.BadRequestError, messages=HELLO)
+    found = _PROMPT_ONLY.search(alone.response.json()["message"])
+    assert found is not None
+    window, prompt = map(int, found.groups())
+    assert prompt > window >= prompt / 2
+    return dict(refused.response.headers)
+
+
+def host_context_overflow_400(sim: Faulty) -> dict[str, str]:
+    from traces.sim.faults.http import HOST_CONTEXT_WINDOW
+
+    refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=100)
+    error = refused.response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    match = _CONTEXT.search(error["message"])
+    assert match is not None
+    window, requested, grown, completion = map(int, match.groups())
+    # The host counts a prompt far beyond the one it was sent, and beyond its own window.
+    assert window == HOST_CONTEXT_WINDOW and completion == 100 and grown > window
+    assert requested == grown + completion
+    unset = _refused(sim, openai.BadRequestError, messages=HELLO)
+    assert "in the messages, None in the completion)" in unset.response.json()["error"]["message"]
+    big = [{"role": "user", "content": "word " * HOST_CONTEXT_WINDOW}]
+    _, headers = sim.post(big)  # a request this large could overflow it by itself
+    assert _faults(headers) == []
     return dict(refused.response.headers)
 
 
@@ -848,6 +880,7 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "argument_type_error_500": (argument_type_error_500, "openai", {}),
     "template_error_500": (template_error_500, "openai", {}),
     "context_overflow_400": (context_overflow_400, "openai", {}),
+    "host_context_overflow_400": (host_context_overflow_400, "openai", {}),
     "invalid_response_200": (invalid_response_200, "openai", {}),
     "stream_broken_chunk": (stream_broken_chunk, "openai", {}),
     "stream_truncated": (stream_truncated, "openai", {}),

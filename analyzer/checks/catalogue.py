@@ -416,9 +416,12 @@ _ENTRIES = (
         "client",
         "error",
         "http",
-        """The prompt plus max_tokens exceeded the model's context window; the agent's history
-        outgrew it and the client did not trim or compact it.""",
+        """The prompt plus max_tokens exceeded the context window: the history outgrew it and
+        the client did not trim it. The host's when the request (reported or estimated prompt
+        plus the budget asked) is under half the window the error states, as when a server's
+        own tool loop grew the prompt; the sizes and their sources are in the evidence.""",
         "context_overflow",
+        inferred=True,
     ),
     _kind(
         "http_auth",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from analyzer.checks.overflow import blame
 from analyzer.checks.records import Finding, Layer, Run, Step
 from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, names_template_error
 
@@ -30,7 +31,8 @@ _BY_KIND: dict[str, tuple[str, Layer]] = {
     "server_error": ("http_server_error", "provider"),
     "timeout": ("http_timeout", "provider"),
     "connection": ("http_connection", "provider"),
-    # The agent's history outgrew the window: the client decides what it sends.
+    # The agent's history outgrew the window: the client decides what it sends. Unless the
+    # request was far smaller than the window (`overflow.blame` decides per finding).
     "context_overflow": ("http_context_overflow", "client"),
     "auth": ("http_auth", "client"),
     "not_found": ("http_not_found", "client"),
@@ -104,17 +106,20 @@ def http_errors(step: Step, run: Run) -> Iterator[Finding]:
     final_class = classify(final) if final else None
     for (kind, layer), items in grouped.items():
         failed = (kind, layer) == final_class
+        evidence: dict[str, Any] = {
+            "attempts": len(items),
+            "statuses": sorted({i.get("status") for i in items if i.get("status")}),
+            "message": str(items[-1].get("message") or "")[:300],
+            "step_failed": failed,
+        }
+        confidence = None
+        if kind == "http_context_overflow":
+            # Whose window it was is inferred from the request's size against the limit.
+            judged = blame(step, items[-1])
+            layer, confidence = judged.layer, judged.confidence
+            evidence.update(judged.evidence)
         yield Finding(
-            kind,
-            "error" if failed else "warning",
-            layer,
-            step.index,
-            {
-                "attempts": len(items),
-                "statuses": sorted({i.get("status") for i in items if i.get("status")}),
-                "message": str(items[-1].get("message") or "")[:300],
-                "step_failed": failed,
-            },
+            kind, "error" if failed else "warning", layer, step.index, evidence, confidence
         )
 
 

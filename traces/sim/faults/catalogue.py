@@ -309,10 +309,19 @@ _CATALOGUE: list[Fault] = [
     ),
     RequestFault(
         "context_overflow_400",
-        "HTTP 400: messages plus the completion budget exceed the context window (vLLM's "
-        "message). Any request.",
+        "HTTP 400: the request does not fit the context window (vLLM's message: messages "
+        "plus the asked max_tokens, or the messages alone, over a window just below them). "
+        "The client's request overflowed it. Any request.",
         "provider",
         http.context_overflow_400,
+    ),
+    RequestFault(
+        "host_context_overflow_400",
+        "HTTP 400: llama-cpp-python's context message answering a request under a tenth of "
+        "its 8192-token window: the server's own tool loop grew the prompt past it. Requests "
+        "under 819 tokens.",
+        "provider",
+        http.host_context_overflow_400,
     ),
     RequestFault(
         "invalid_response_200",
