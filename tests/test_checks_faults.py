@@ -33,6 +33,8 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "repeated_call": ("repeated_call", "model", 2),
     # The misnamed argument fails the tool; the retry on the next step succeeds.
     "misnamed_argument": ("tool_error", "model", 0),
+    # A made-up id: the tool rightly answers it does not exist; the model's mistake.
+    "invented_id": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
     "leaked_tokens_content": ("leaked_special_tokens", "provider", 0),
     "leaked_tokens_reasoning": ("leaked_special_tokens", "provider", 0),

@@ -1,7 +1,8 @@
 """Whose fault it is, decided by the evidence, with a confidence where it is inferred: a call
 dropped by the parser needs evidence that something was generated, a template that raised
 inside a 500 is a template error, a context overflow is the client's unless the request was
-far smaller than the window; hand-built steps, each with its negative twin."""
+far smaller than the window, a tool's correct no is the model's mistake, and only a stream
+that never finished cuts arguments; hand-built steps, each with its negative twin."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from test_checks_units import TOOLS, answer_step
+from test_checks_units import TOOLS, answer_step, call, tool_step
 
-from analyzer.checks.calls import dropped_call
+from analyzer.checks.calls import arguments, dropped_call
 from analyzer.checks.http import classify, http_errors
-from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.records import Finding, Result, Run, Step
+from analyzer.checks.registry import run_checks
 from traces.model import ExchangeError
 from traces.retry import is_deterministic
 
@@ -216,3 +218,71 @@ def test_an_overflow_that_states_no_window_stays_the_clients_with_less_confidenc
     assert finding.evidence["limit_source"] == "not stated"
     nothing_sent = _overflow(VLLM.format(8192, 9000), request_messages=())
     assert (nothing_sent.layer, nothing_sent.evidence["prompt_source"]) == ("client", "unknown")
+
+
+# -- a tool's correct no is the model's mistake; a cut stream is the host's ------------------
+
+
+def _tool_error(result: Result, **kw: Any) -> Finding:
+    step = tool_step(0, results=(result,), **kw)
+    [finding] = [f for f in run_checks(Run(id="r", steps=(step,))) if f.kind == "tool_error"]
+    return finding
+
+
+@pytest.mark.parametrize(
+    ("error", "layer", "confidence"),
+    [
+        # Imported results carry no kind: the text decides, conservatively.
+        ("box-9 is locked or does not exist", "model", 0.7),
+        ("ENOENT: no such file or directory, open 'src/missing.ts'", "model", 0.7),
+        ("Document not found: doc-17", "model", 0.7),
+        ("Traceback (most recent call last): FileNotFoundError in the tool", "tool", 0.7),
+        ("command timed out after 30 s", "tool", 0.7),
+        ("permission denied", "tool", 0.5),
+    ],
+)
+def test_an_unrecorded_tool_error_is_judged_by_its_text(
+    error: str, layer: str, confidence: float
+) -> None:
+    finding = _tool_error(Result(0, "call_box-1_0", "open_box", f"Error: {error}", error))
+    assert (finding.layer, finding.confidence) == (layer, confidence)
+
+
+def test_a_recorded_kind_decides_with_certainty() -> None:
+    made_up = Result(0, "c", "open_box", "Error: no", "no", error_kind="missing")
+    assert (_tool_error(made_up).layer, _tool_error(made_up).confidence) == ("model", 1.0)
+    crashed = replace(made_up, error="no such file, then the tool crashed", error_kind="crashed")
+    assert _tool_error(crashed).layer == "tool"
+
+
+def _broken_call() -> Any:
+    return call(json_valid=False, arguments=None, arguments_raw='{"box_id": "bo')
+
+
+def test_broken_arguments_of_a_stream_that_never_finished_are_the_hosts() -> None:
+    # A store from before cut streams failed the call, or a log of parsed chunks.
+    cut = tool_step(0, calls=(_broken_call(),), streamed=True, finish_reason="none")
+    cut = replace(cut, finish_reason_raw=None, results=())
+    [finding] = [f for f in arguments(cut, RUN) if f.kind == "invalid_json_arguments"]
+    assert (finding.layer, finding.evidence["stream_cut"]) == ("provider", True)
+    failed = Result(0, "c", "open_box", "Error: bad", "bad", error_kind="invalid_arguments")
+    assert _tool_error(failed, calls=cut.calls, streamed=True, finish_reason_raw=None).layer == (
+        "provider"
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # Finished without [DONE]: the turn was whole, the arguments as the model wrote them.
+        {"streamed": True, "anomalies": ({"kind": "stream_without_done"},)},
+        # A body read whole is never cut, with or without a finish_reason.
+        {"streamed": False, "finish_reason_raw": None},
+    ],
+)
+def test_broken_arguments_of_a_finished_turn_are_the_models(changes: dict[str, Any]) -> None:
+    step = tool_step(0, calls=(_broken_call(),), results=(), **changes)
+    [finding] = [f for f in arguments(step, RUN) if f.kind == "invalid_json_arguments"]
+    assert (finding.layer, finding.evidence["stream_cut"]) == ("model", False)
+    failed = Result(0, "c", "open_box", "Error: bad", "bad", error_kind="invalid_arguments")
+    assert _tool_error(failed, calls=step.calls, **changes).layer == "model"

@@ -321,6 +321,26 @@ def misnamed_argument(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def invented_id(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = _message(body)["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {"box_id": "box-1a2b3c-x"}
+    refused = [
+        *_second_step()[:-1],
+        {
+            "role": "tool",
+            "tool_call_id": "call_first",
+            "content": "Error: box-1a2b3c-x is locked or does not exist",
+        },
+    ]
+    retried, after_failure = sim.post(refused, tools=CHAIN_TOOLS)
+    assert _faults(after_failure) == []  # the retry names the real box
+    assert json.loads(_message(retried)["tool_calls"][0]["function"]["arguments"]) == {
+        "box_id": "box-1a2b3c"
+    }
+    return headers
+
+
 def hallucinated_tool(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     real, extra = _message(body)["tool_calls"]
@@ -864,6 +884,7 @@ def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
     "misnamed_argument": (misnamed_argument, "openai", {}),
+    "invented_id": (invented_id, "openai", {}),
     "hallucinated_tool": (hallucinated_tool, "openai", {}),
     "emptied_arguments": (emptied_arguments, "openai", {}),
     "finish_length_hidden": (finish_length_hidden, "openai", {}),

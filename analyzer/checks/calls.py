@@ -193,6 +193,18 @@ def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     yield Finding("dropped_call", "error", "provider", step.index, evidence, confidence=confidence)
 
 
+def stream_cut(step: Step) -> bool:
+    """Whether the step's calls come from a stream that never finished: no finish_reason
+    arrived, so the last call may stop mid-arguments through no fault of the model.
+
+    A stream cut so fails the call today (retried, never read as an answer); such a step is
+    one stored before that, or imported from a log of parsed chunks, which cannot show the
+    cut otherwise. A stream that sent its finish_reason but no `[DONE]` (the
+    `stream_without_done` anomaly) was complete: its calls are whole as the model wrote them.
+    """
+    return step.streamed and step.finish_reason_raw is None
+
+
 def malformed_keys(call: Call) -> list[str]:
     """Argument keys that carry pieces of a call format (`path</arg_key>`)."""
     if not isinstance(call.arguments, dict):
@@ -228,7 +240,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 )
                 continue
             # A stream cut before its end truncates arguments the model may have finished.
-            cut = any(a.get("kind") == "stream_without_done" for a in step.anomalies)
+            cut = stream_cut(step)
             yield _call_finding(
                 "invalid_json_arguments",
                 "error",
@@ -236,6 +248,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 step,
                 call,
                 arguments=call.arguments_raw[:200],
+                finish_reason=step.finish_reason_raw,
                 stream_cut=cut,
             )
             continue

@@ -504,9 +504,12 @@ _ENTRIES = (
         "tool",
         "error",
         "tools",
-        """A tool execution failed. The tool's fault unless the call was broken (then the
-        model's or the host's); a warning when a later call to that tool succeeded.""",
+        """A tool execution failed. The tool's when it crashed or timed out; the model's when
+        the tool rightly refused the call (an id, document or path that does not exist, a
+        path outside the sandbox, off the schema); the host's when its parser broke the call.
+        A warning when a later call to that tool succeeded.""",
         "tool_failed",
+        inferred=True,
     ),
     # -- reasoning ---------------------------------------------------------------------------
     _kind(

@@ -155,10 +155,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "output": "Text returned to the model.",
             "error": "Error text when the call failed (bad arguments, refused path...).",
             "error_kind": "Why the call failed: not_found (undeclared tool), invalid_arguments "
-            "(not a JSON object, or off the schema), sandbox (path refused), rejected (the tool "
-            "answered with an error about the request: locked box, no such document or file), "
-            "timeout, crashed (the tool raised). Null when it did not fail, and for imported "
-            "results and those recorded before the column existed (unknown).",
+            "(not a JSON object, or off the schema), missing (no such box, document or file), "
+            "sandbox (path refused), rejected (the tool answered with an error about the "
+            "request: locked box, a directory, over a limit), timeout, crashed (the tool "
+            "raised). Null when it did not fail, and for imported results and those recorded "
+            "before the column existed (unknown).",
             "started_at": "When execution began (UTC).",
             "duration_ms": "Execution wall time.",
         },

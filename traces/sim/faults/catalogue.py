@@ -44,6 +44,14 @@ _CATALOGUE: list[Fault] = [
         behaviour.misnamed_argument,
     ),
     ReplyFault(
+        "invented_id",
+        "The model makes up the id its first call names (`box-…-x`, `doc-…-x`): the tool "
+        "answers that it does not exist and the model's next turn uses the real one. Tool "
+        "turns whose first argument is an id, that do not follow a failed call.",
+        "model",
+        behaviour.invented_id,
+    ),
+    ReplyFault(
         "hallucinated_tool",
         "Beside its calls, the model calls a tool nobody declared (`toolbox.web.answer`, "
         "`browser.search`). Tool turns only.",
@@ -80,7 +88,9 @@ _CATALOGUE: list[Fault] = [
     ),
     ReplyFault(
         "invalid_json_arguments",
-        "The first call's arguments are not valid JSON (closing brace lost). Tool turns only.",
+        "The model writes its first call's arguments as invalid JSON (closing brace lost) and "
+        "the host delivers them as written, finish_reason tool_calls, usage counting them. "
+        "Tool turns only.",
         "model",
         calls.invalid_json_arguments,
     ),
