@@ -98,8 +98,8 @@ _ENTRIES = (
         "error",
         "calls",
         """The call's arguments are not a JSON object (unterminated string, missing brace), so the
-        tool cannot run and resending them can make the host answer 400. Usually the model's
-        output; the host's when its stream was cut before the end.""",
+        tool cannot run and resending them can make the host answer 400. The model's output
+        when the turn finished; the host's when its stream never sent a finish_reason.""",
         "malformed_arguments",
     ),
     _kind(
