@@ -42,9 +42,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "steps": "Model calls recorded.",
             "tool_calls": "Tool calls the model made.",
             "tool_errors": "Tool calls whose execution returned an error to the model.",
-            "prompt_tokens": "Sum of reported prompt tokens over the steps.",
-            "completion_tokens": "Sum of reported completion tokens over the steps.",
-            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps.",
+            "prompt_tokens": "Sum of reported prompt tokens over the steps, a step without "
+            "usage counted as 0 (`runs`, `show` and `compare` sum the steps and show unknown).",
+            "completion_tokens": "Sum of reported completion tokens over the steps (0 for a step "
+            "without usage).",
+            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps "
+            "(0 for a step without them).",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
             "origin": "recorded (by `traces record`), imported (by `traces import`) or probe "
