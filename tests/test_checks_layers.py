@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from test_checks_units import TOOLS, answer_step, call, tool_step
 
 from analyzer.checks.calls import arguments, dropped_call
 from analyzer.checks.http import classify, http_errors
@@ -18,6 +17,8 @@ from analyzer.checks.records import Finding, Result, Run, Step
 from analyzer.checks.registry import run_checks
 from traces.model import ExchangeError
 from traces.retry import is_deterministic
+
+from test_checks_units import TOOLS, answer_step, call, tool_step
 
 RUN = Run(id="r")
 
