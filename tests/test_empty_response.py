@@ -94,6 +94,23 @@ def test_a_body_without_a_choice_is_an_empty_response(endpoint: WireEndpoint, bo
     assert exchange.message is None and "nothing was generated" in exchange.error.message
 
 
+def test_a_raw_completion_without_a_choice_is_an_empty_response(endpoint: WireEndpoint) -> None:
+    async def send() -> Exchange:
+        client = EndpointClient(EndpointConfig(base_url=endpoint.base_url, api_key="k"))
+        try:
+            return await client.complete_text({"model": "m", "prompt": "<|im_start|>user"})
+        finally:
+            await client.close()
+
+    for body in (b"", json.dumps({"object": "text_completion", "choices": []}).encode()):
+        endpoint.replies.append(Reply(body=body))
+        exchange = asyncio.run(send())
+        assert exchange.error is not None and exchange.error.kind == "empty_response", body
+    endpoint.replies.append(Reply(body=json.dumps({"choices": [{"text": "hi"}]}).encode()))
+    answered = asyncio.run(send())
+    assert answered.error is None and answered.message == {"role": "assistant", "content": "hi"}
+
+
 def test_a_turn_the_model_ended_empty_is_an_answer_not_a_failure(endpoint: WireEndpoint) -> None:
     # A choice came and finished: the host generated (at least the end of the turn).
     lines = [

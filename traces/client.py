@@ -230,8 +230,14 @@ class EndpointClient:
             headers=headers,
             response_body=raw,
         )
+        if not raw.strip():
+            exchange.error = empty_response(status, raw, "the body is empty")
+            return self.redactor.exchange(exchange)
         try:
             parsed = strict_json.loads(raw)
+            if no_choices(parsed):
+                exchange.error = empty_response(status, raw, "the completion has no choice")
+                return self.redactor.exchange(exchange)
             choice = parsed["choices"][0]
             exchange.message = {"role": "assistant", "content": str(choice["text"])}
             exchange.finish_reason_raw = choice.get("finish_reason")
