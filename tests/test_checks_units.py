@@ -335,7 +335,8 @@ def test_tool_errors_and_recovery() -> None:
     failed = Result(0, "call_box-0_0", "open_box", '{"error": "no such box"}', "no such box")
     steps = (tool_step(0, box="box-0", results=(failed,)), tool_step(1, box="box-1"))
     [finding] = [f for f in run_checks(Run(id="r", steps=steps)) if f.kind == "tool_error"]
-    assert (finding.layer, finding.severity) == ("tool", "warning")
+    # No recorded kind: the text says the box named does not exist, the model's mistake.
+    assert (finding.layer, finding.severity) == ("model", "warning")
     assert finding.evidence["recovered_at_step"] == 1
     [unrecovered] = [f for f in run_checks(Run(id="r", steps=steps[:1])) if f.kind == "tool_error"]
     assert unrecovered.severity == "error" and unrecovered.evidence["recovered"] is False
@@ -346,8 +347,11 @@ def test_tool_errors_and_recovery() -> None:
     [
         ("not_found", "model"),
         ("invalid_arguments", "model"),
-        ("sandbox", "tool"),
-        ("rejected", "tool"),
+        # The tool rightly refused a well-formed call: what it named does not exist or is
+        # not allowed. The model's mistake, not the tool's.
+        ("missing", "model"),
+        ("sandbox", "model"),
+        ("rejected", "model"),
         ("timeout", "tool"),
         ("crashed", "tool"),
         (None, "tool"),  # not recorded (an import): judged by the call, which is well-formed
