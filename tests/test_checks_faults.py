@@ -42,6 +42,8 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # A made-up id: the tool rightly answers it does not exist; the model's mistake.
     "invented_id": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
+    # The host sent no usage at all: reasoning without its token count, from the first step.
+    "usage_omitted": ("reasoning_tokens_missing", "provider", 0),
     "leaked_tokens_content": ("leaked_special_tokens", "provider", 0),
     "leaked_tokens_reasoning": ("leaked_special_tokens", "provider", 0),
     "tool_call_as_text": ("tool_call_as_text", "model", 0),

@@ -40,6 +40,7 @@ from traces.replay import ReplayPolicy, reasoning_back
 from traces.retry import RetryPolicy, send_with_retries
 from traces.runner import new_run_id
 from traces.store.recorder import Recorder
+from traces.token_totals import TokenTotals
 from traces.tools.schema_check import ArgumentChecker
 from traces.wire_forms import IdStyle
 
@@ -303,13 +304,12 @@ def _note(error: ExchangeError | None) -> str | None:
 
 
 def _outcome(probe: Probe, step: StepRecord, error: ExchangeError | None) -> RunOutcome:
-    usage = step.usage
+    tokens = TokenTotals()
+    tokens.add(step)
     totals: dict[str, Any] = {
         "steps": 1,
         "tool_calls": len(step.tool_calls),
-        "prompt_tokens": usage.prompt_tokens or 0,
-        "completion_tokens": usage.completion_tokens or 0,
-        "reasoning_tokens": usage.reasoning_tokens or 0,
+        **tokens.as_fields(),
     }
     if error is not None:
         termination = (

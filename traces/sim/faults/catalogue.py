@@ -471,7 +471,14 @@ _CATALOGUE: list[Fault] = [
         "provider",
         reasoning.reasoning_kept_last_only,
     ),
-    # Before the faults that break events: it reads every chunk as JSON.
+    # Before the faults that break events: these read every chunk as JSON.
+    WireFault(
+        "usage_omitted",
+        "No usage although the request asked for it: the body without `usage`, the stream "
+        "without its usage chunk (a gateway that drops it). Responses with usage.",
+        "provider",
+        transport.usage_omitted,
+    ),
     WireFault(
         "stream_usage_every_chunk",
         "Usage in every chunk with running counts, unasked (vLLM's continuous_usage_stats, a "
