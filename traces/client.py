@@ -28,7 +28,13 @@ from traces.http_errors import http_error, invalid_response
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
 from traces.redaction import Redactor
-from traces.responses import KEPT_HEADERS, read_completion, upstream_of
+from traces.responses import (
+    KEPT_HEADERS,
+    read_choices,
+    read_completion,
+    sampling_anomalies,
+    upstream_of,
+)
 from traces.sse import STREAM_CUT, StreamReader
 
 
@@ -377,6 +383,7 @@ def _parse_body(
     try:
         parsed = strict_json.loads(raw)
         exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
+        exchange.anomalies = sampling_anomalies(body, read_choices(parsed), exchange.message)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         if isinstance(exc, ValueError) and strict_json.ends_early(exc, raw):

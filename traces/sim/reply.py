@@ -48,6 +48,8 @@ class Reply:
     usage: dict[str, Any]
     headers: tuple[tuple[str, str], ...] = ()
     """Response headers the host adds to this reply (a fault's)."""
+    logprobs_top: int | None = None
+    """Alternatives per answer token when the request asked for logprobs; None: no logprobs."""
 
 
 def usage_body(
