@@ -218,7 +218,8 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     )
     findings = dict_rows(
         conn.execute(
-            "SELECT step_idx, kind, severity, layer, evidence FROM findings WHERE run_id = ? "
+            "SELECT step_idx, kind, severity, layer, confidence, evidence FROM findings "
+            "WHERE run_id = ? "
             "ORDER BY step_idx NULLS FIRST, kind",
             [run_id],
         )

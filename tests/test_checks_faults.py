@@ -193,6 +193,20 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert min(f.step for f in found if f.step is not None) == step
 
 
+def test_inferred_findings_state_their_confidence(
+    fault_findings: dict[str, list[Finding]],
+) -> None:
+    """A kind the catalogue marks inferred carries a confidence in (0, 1]; one observed
+    directly carries none, so a reader can tell a guess from a fact."""
+    for fault, findings in fault_findings.items():
+        for finding in findings:
+            if KINDS[finding.kind].inferred:
+                assert finding.confidence is not None, (fault, finding)
+                assert 0.0 < finding.confidence <= 1.0, (fault, finding)
+            else:
+                assert finding.confidence is None, (fault, finding)
+
+
 BREAKING: dict[str, tuple[str, int]] = {
     "connection_reset": ("connection", 1),
     "invalid_response_200": ("invalid_response", 0),

@@ -30,12 +30,21 @@ class KindInfo:
     description: str
     covers: tuple[str, ...]
     """Real-world failure classes this kind recognises."""
+    inferred: bool = False
+    """The check infers it from indirect evidence (token counts, a text heuristic), so each
+    finding carries a `confidence`; otherwise it is observed directly and carries none."""
 
 
 def _kind(
-    kind: str, layer: Layer, severity: Severity, check: str, description: str, *covers: str
+    kind: str,
+    layer: Layer,
+    severity: Severity,
+    check: str,
+    description: str,
+    *covers: str,
+    inferred: bool = False,
 ) -> KindInfo:
-    return KindInfo(kind, layer, severity, check, " ".join(description.split()), covers)
+    return KindInfo(kind, layer, severity, check, " ".join(description.split()), covers, inferred)
 
 
 _ENTRIES = (
@@ -570,6 +579,7 @@ def catalogue_rows() -> list[dict[str, Any]]:
             "kind": info.kind,
             "layer": info.layer,
             "severity": info.severity,
+            "inferred": info.inferred,
             "check": info.check,
             "description": info.description,
             "covers": list(info.covers),

@@ -26,6 +26,9 @@ class Finding:
     layer: Layer
     step: int | None
     evidence: dict[str, Any]
+    confidence: float | None = None
+    """How likely the finding is right, 0..1, for kinds the catalogue marks `inferred` (the
+    check reads it off indirect evidence, e.g. token counts); None when it saw it directly."""
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,11 @@ def _ms(value: float | None) -> str:
     return NULL_CELL if value is None else f"{value:.0f} ms"
 
 
+def _confidence(value: float | None) -> str:
+    """`, confidence 0.87` for an inferred finding; nothing for one observed directly."""
+    return "" if value is None else f", confidence {value:.2f}"
+
+
 def _cut(text: str | None, full: bool) -> str:
     if not text:
         return ""
@@ -150,7 +155,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             )
         for finding in step["findings"]:
             out.print(
-                f"  [yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])}) "
+                f"  [yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])}"
+                f"{_confidence(finding['confidence'])}) "
                 f"{_cut(json.dumps(finding['evidence'], ensure_ascii=False), full)}"
             )
     if detail["final_answer"]:
