@@ -22,10 +22,17 @@ KINDS = frozenset(
 """Finding kinds this module emits (the catalogue describes each)."""
 
 
-def _max_tokens(step: Step) -> int | None:
+END_TOKENS = 2
+"""Tokens a host may count past the budget for the end of the turn (an end-of-turn or
+end-of-reasoning token): within this margin the budget was spent; past it, it was ignored
+(`sampling.max_tokens_ignored`)."""
+
+
+def max_tokens(step: Step) -> int | None:
+    """The completion budget the request set (`max_completion_tokens` or `max_tokens`)."""
     for key in ("max_completion_tokens", "max_tokens"):
         value = step.request_params.get(key)
-        if isinstance(value, int) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
 
@@ -51,9 +58,10 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
             step.index,
             {**raw, "calls_complete": complete},
         )
-    limit = _max_tokens(step)
+    limit = max_tokens(step)
     used = step.completion_tokens
-    if limit is not None and used is not None and used >= limit and step.finish_reason != "length":
+    spent = limit is not None and used is not None and limit <= used <= limit + END_TOKENS
+    if spent and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
         # the budget being spent exactly is the only trace left.
         yield Finding(

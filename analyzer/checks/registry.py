@@ -17,6 +17,7 @@ from analyzer.checks import (
     leaks,
     loops,
     reasoning,
+    sampling,
     streaming,
     tools,
 )
@@ -25,7 +26,7 @@ from analyzer.checks.records import Finding, Run, Step
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 3
+CHECK_VERSION = 4
 """Bumped when a check changes what it reports; stored in each finding's evidence so old
 findings can be told apart (re-run `traces analyze` to refresh them)."""
 
@@ -41,6 +42,7 @@ STEP_CHECKS: dict[str, StepCheck] = {
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
     "reasoning_in_content": reasoning.reasoning_in_content,
     "reasoning_tokens": reasoning.reasoning_tokens,
+    "sampling_parameters": sampling.sampling_parameters,
 }
 RUN_CHECKS: dict[str, RunCheck] = {
     "id_format": ids.id_format,
@@ -49,6 +51,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "tool_errors": tools.tool_errors,
     "reasoning_dropped_in_chain": history.reasoning_dropped_in_chain,
     "tool_call_pairing": history.tool_call_pairing,
+    "nondeterministic_output": sampling.nondeterministic_output,
 }
 
 

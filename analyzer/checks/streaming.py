@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.records import Finding, Run, Step
+from traces.responses import SAMPLING_ANOMALIES
 
 ANOMALIES = (
     "finish_reason_changed",
@@ -47,7 +48,9 @@ def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
     """`stream_<anomaly>` per anomaly kind on the step, with how often it occurred."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for anomaly in step.anomalies:
-        grouped.setdefault(str(anomaly.get("kind", "unknown")), []).append(anomaly)
+        kind = str(anomaly.get("kind", "unknown"))
+        if kind not in SAMPLING_ANOMALIES:  # the answer against its request: `sampling`'s
+            grouped.setdefault(kind, []).append(anomaly)
     for anomaly_kind, items in grouped.items():
         kind = finding_kind(anomaly_kind)
         detail = {k: v for k, v in items[0].items() if k != "kind"}
