@@ -102,7 +102,7 @@ def test_probe_then_report_only_compares_stored_probings(db_path: Path) -> None:
     first = run_cli("probe", "--dialect", "moonshot", "--db", str(db_path), "-f", "json")
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
-    assert report["probe_set_version"] == "1"
+    assert report["probe_set_version"] == "2"
     assert [p["provider"] for p in report["providers"]] == ["sim-moonshot"]
     assert report["providers"][0]["reasoning_counted"] == "yes"
     assert report["sets_apart"] == []
