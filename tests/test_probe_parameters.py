@@ -251,3 +251,51 @@ def test_json_output_lists_each_verdict(probed: Probed) -> None:
     assert seed["verdict"] == "ignored" and seed["finding"] == "nondeterministic_output"
     assert 0 < seed["confidence"] <= 1
     json.dumps(row)  # plain data all the way down
+
+
+ALL_PARAMETERS: dict[str, Any] = {
+    "n": 2,
+    "logprobs": True,
+    "top_logprobs": 1,
+    "stop": ["never-generated-zulu"],
+    "response_format": {"type": "json_object"},
+}
+"""Every sampling parameter at once, on a recorded agent run (max_tokens set beside them)."""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_agent_runs_setting_every_parameter_on_a_faithful_host_are_silent(
+    tmp_path: Path, stream: bool
+) -> None:
+    """The checks read every recorded step that sets a parameter, not only probes: on each
+    dialect, streamed or not, a host that honours them all gives no finding at all."""
+    from analyzer.checks.persist import analyze_runs
+    from traces.replay import ReplayPolicy
+    from traces.store.database import open_for_writing
+
+    from recording import Recording, record_many
+
+    recordings = {
+        name: Recording(
+            sim=SimConfig(dialect=name),
+            stream=stream,
+            dialect=name,
+            settings={
+                "replay": ReplayPolicy.for_dialect(dialect),
+                "max_tokens": 4096,
+                "extra_body": {**dialect.extra_body, **ALL_PARAMETERS},
+            },
+        )
+        for name, dialect in DIALECTS.items()
+    }
+    db = tmp_path / "t.duckdb"
+    summaries = record_many(db, recordings)
+    conn = open_for_writing(db)
+    try:
+        found = analyze_runs(conn, [s.id for s in summaries.values()])
+        kept = conn.execute("SELECT count(*) FROM steps WHERE anomalies IS NOT NULL").fetchone()
+    finally:
+        conn.close()
+    assert all(s.outcome.steps >= 5 for s in summaries.values()), summaries
+    assert not any(found.values()), {k: v for k, v in found.items() if v}
+    assert kept == (0,)
