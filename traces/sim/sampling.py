@@ -228,6 +228,9 @@ def honour(
     """`reply` as a faithful host returns it under `sampling`, and the parameters that
     changed it (`response_format`, `stop`, `max_tokens`, `logprobs`)."""
     acted: set[str] = set()
+    if reply.unforced is not None:
+        # What a host ignoring `tool_choice` sends is sampled under the same parameters.
+        reply = replace(reply, unforced=honour(reply.unforced, sampling, template, rng)[0])
     if sampling.response_format is not None and not reply.calls and reply.content:
         reply = _recounted(_formatted(reply, sampling.response_format, rng), template)
         acted.add("response_format")
