@@ -164,8 +164,8 @@ def wants_determinism(step: Step) -> bool:
 
 def answer_text(step: Step) -> str:
     """Everything the step generated, as one text to compare: reasoning, answer, calls."""
-    calls = "".join(f"\n{call.name}({call.arguments_raw})" for call in step.calls)
-    return f"{step.reasoning or ''}\n{step.content or ''}{calls}"
+    calls = [f"{call.name}({call.arguments_raw})" for call in step.calls]
+    return "\n".join(part for part in (step.reasoning, step.content, *calls) if part)
 
 
 def _sampled_alike(one: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -202,6 +202,8 @@ def nondeterministic_output(run: Run) -> Iterator[Finding]:
         if not step.failed and wants_determinism(step):
             by_count.setdefault(len(step.request_messages), []).append(step)
     for steps in by_count.values():
+        if len(steps) < 2:
+            continue
         groups: list[list[Step]] = []
         for step in steps:
             for group in groups:
@@ -213,7 +215,7 @@ def nondeterministic_output(run: Run) -> Iterator[Finding]:
             else:
                 groups.append([step])
         for group in groups:
-            found = _compare(group)
+            found = _compare(group) if len(group) > 1 else None
             if found is not None:
                 yield found
 
@@ -234,7 +236,10 @@ def _compare(group: list[Step]) -> Finding | None:
         "steps": [step.index for step in group],
         "distinct_answers": distinct,
         "temperature": params.get("temperature"),
-        "seeds": sorted({str(step.request_params.get("seed")) for step in group}),
+        "seeds": sorted(
+            {seed for step in group if (seed := step.request_params.get("seed")) is not None},
+            key=str,
+        ),
         "identical_prefix_chars": shared,
         "answers": [_excerpt(text, shared) for text in texts],
     }
