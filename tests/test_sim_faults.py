@@ -1080,6 +1080,70 @@ def stream_single_chunk(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+LINE: list[Any] = [{"role": "user", "content": "Say exactly: alpha bravo charlie delta"}]
+"""An answer turn that generates `charlie` (for the sampling faults)."""
+
+
+def max_tokens_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, max_tokens=8)
+    honoured, _ = sim.post(LINE, clean=True, max_tokens=8)
+    assert honoured["choices"][0]["finish_reason"] == "length"
+    assert honoured["usage"]["completion_tokens"] == 8
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] > 8
+    return headers
+
+
+def stop_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, stop=["charlie"])
+    honoured, _ = sim.post(LINE, clean=True, stop=["charlie"])
+    assert "charlie" not in _message(honoured)["content"]
+    assert "charlie" in _message(body)["content"]
+    _, never = sim.post(LINE, stop=["zulu"])
+    assert _faults(never) == []  # no stop sequence generated: nothing to ignore
+    return headers
+
+
+def n_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, n=2)
+    assert len(sim.post(LINE, clean=True, n=2)[0]["choices"]) == 2
+    assert len(body["choices"]) == 1
+    return headers
+
+
+def logprobs_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, logprobs=True, top_logprobs=2)
+    honoured, _ = sim.post(LINE, clean=True, logprobs=True, top_logprobs=2)
+    assert honoured["choices"][0]["logprobs"]["content"]
+    assert body["choices"][0]["logprobs"] is None
+    return headers
+
+
+def response_format_ignored(sim: Faulty) -> dict[str, str]:
+    asked = {"type": "json_object"}
+    body, headers = sim.post(LINE, response_format=asked)
+    honoured, _ = sim.post(LINE, clean=True, response_format=asked)
+    assert isinstance(json.loads(_message(honoured)["content"]), dict)
+    assert _message(body)["content"] == _message(sim.post(LINE, clean=True)[0])["content"]
+    _, tool_turn = sim.post(START, tools=CHAIN_TOOLS, response_format=asked)
+    assert _faults(tool_turn) == []  # calls, no answer to format
+    return headers
+
+
+def seed_ignored(sim: Faulty) -> dict[str, str]:
+    answers, headers = [], {}
+    for _ in range(3):
+        body, headers = sim.post(LINE, seed=5, temperature=0)
+        answers.append(json.dumps(_message(body)))
+        assert _faults(headers) == ["seed_ignored"]
+    # Each request is sampled anew: no two answers alike, none the seeded one.
+    seeded = json.dumps(_message(sim.post(LINE, clean=True, seed=5, temperature=0)[0]))
+    assert len(set(answers)) == 3 and seeded not in answers
+    _, unseeded = sim.post([{"role": "user", "content": "hi"}], temperature=0.7)
+    assert _faults(unseeded) == []  # nothing asked for reproducible answers
+    return headers
+
+
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
     "repeated_call_once": (repeated_call_once, "openai", {}),
@@ -1153,6 +1217,12 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "reasoning_tokens_outside_completion": (reasoning_tokens_outside_completion, "openai", {}),
     "reasoning_dropped_from_history": (reasoning_dropped_from_history, "openai", {}),
     "reasoning_kept_last_only": (reasoning_kept_last_only, "openai", {}),
+    "max_tokens_ignored": (max_tokens_ignored, "openai", {}),
+    "stop_ignored": (stop_ignored, "openai", {}),
+    "n_ignored": (n_ignored, "openai", {}),
+    "logprobs_ignored": (logprobs_ignored, "openai", {}),
+    "response_format_ignored": (response_format_ignored, "openai", {}),
+    "seed_ignored": (seed_ignored, "openai", {}),
 }
 
 
