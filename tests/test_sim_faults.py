@@ -887,6 +887,17 @@ def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
         assert _faults(headers) == ["dropped_call"]  # it left nothing for the others to act on
 
 
+def test_cumulative_arguments_need_a_split_call(clean: SimServer) -> None:
+    """Arguments that arrive in one piece read the same cumulative or not: the response must
+    not claim a fault its client cannot see."""
+    config = SimConfig(faults={"stream_arguments_cumulative": 1.0}, chunk_chars=4096)
+    with SimServer(config) as server:
+        payloads, headers = Faulty(server, clean).stream(START, tools=CHAIN_TOOLS)
+    pieces = [e["function"].get("arguments") for chunk in _tool_entries(payloads) for e in chunk]
+    assert [p for p in pieces if p] == ['{"box_id": "box-1a2b3c"}']
+    assert _faults(headers) == []
+
+
 def test_rate_zero_never_fires(clean: SimServer) -> None:
     with SimServer(SimConfig(faults=dict.fromkeys(FAULTS, 0.0))) as server:
         sim = Faulty(server, clean)

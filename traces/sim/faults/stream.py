@@ -86,17 +86,19 @@ def stream_id_repeated(chunks: list[Chunk]) -> list[Chunk] | None:
 
 
 def stream_arguments_cumulative(chunks: list[Chunk]) -> list[Chunk] | None:
-    """Each argument delta holds everything so far instead of the new piece."""
-    if not _has_calls(chunks):
-        return None
+    """Each argument delta holds everything so far instead of the new piece. Arguments that
+    arrive in one piece read the same either way: without a split call nothing changes."""
     sofar: dict[Any, str] = {}
+    changed = False
     for entry in _entries(chunks):
         function = entry.get("function") or {}
         piece = function.get("arguments")
         if isinstance(piece, str) and piece:
-            sofar[entry.get("index")] = sofar.get(entry.get("index"), "") + piece
+            before = sofar.get(entry.get("index"), "")
+            changed = changed or bool(before)
+            sofar[entry.get("index")] = before + piece
             function["arguments"] = sofar[entry.get("index")]
-    return chunks
+    return chunks if changed else None
 
 
 def _opens_call(entry: dict[str, Any]) -> bool:
