@@ -16,7 +16,7 @@ import pytest
 
 from traces.dialects import DIALECTS
 from traces.sim.config import SimConfig
-from traces.sim.faults import FAULTS
+from traces.sim.faults import FAULTS, WireFault
 from traces.sim.server import SimServer
 
 # Slow as a whole, outside the fast path `pytest -m "not slow"`: every simulator fault over HTTP.
@@ -896,6 +896,23 @@ def test_cumulative_arguments_need_a_split_call(clean: SimServer) -> None:
     pieces = [e["function"].get("arguments") for chunk in _tool_entries(payloads) for e in chunk]
     assert [p for p in pieces if p] == ['{"box_id": "box-1a2b3c"}']
     assert _faults(headers) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_wire_faults_stack(stream: bool) -> None:
+    """Every wire fault on one response: each acts on what the ones before it left (a broken
+    event is no chunk to spoil, a body never sent holds no usage) and the simulator answers
+    instead of failing with a 500 of its own."""
+    wire = [n for n, f in FAULTS.items() if isinstance(f, WireFault) and n != "connection_reset"]
+    body = {"model": "m", "messages": START, "tools": CHAIN_TOOLS, "stream": stream}
+    with (
+        SimServer(SimConfig(faults=dict.fromkeys(wire, 1.0))) as server,
+        httpx2.stream("POST", f"{server.base_url}/chat/completions", json=body) as response,
+    ):
+        # endless_response never ends the body: the status and headers are the verdict.
+        assert response.status_code == 200
+        faults = _faults(dict(response.headers))
+    assert "endless_response" in faults and set(faults) <= set(wire)
 
 
 def test_rate_zero_never_fires(clean: SimServer) -> None:
