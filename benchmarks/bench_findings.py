@@ -45,6 +45,8 @@ from traces.sample_files import sample_tasks
 
 PRECISION_TARGET = 0.95
 RECALL_TARGET = 0.90
+FEW = 10
+"""Below this many single-fault cases a kind's figures are shown but not judged (`?`)."""
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:
@@ -143,7 +145,7 @@ def _print_sim(scores: Scores, rows: list[dict[str, Any]], overall: dict[str, An
     for row in rows:
         if not (row["support"] or row["mixed_support"] or row["fired"] or row["mixed_fired"]):
             continue
-        mark = " <" if row["below_target"] else ""
+        mark = (" ?" if row["support"] < FEW else " <") if row["below_target"] else ""
         mixed = f"{row['mixed_hits']}/{row['mixed_support']}" if row["mixed_support"] else "-"
         mixed_fp = f"{row['mixed_false']}/{row['mixed_fired']}" if row["mixed_fired"] else "-"
         fps = f"{row['false_clean']}/{row['false_other']}"
@@ -157,6 +159,10 @@ def _print_sim(scores: Scores, rows: list[dict[str, Any]], overall: dict[str, An
         f"{'overall (micro)':<53} {overall['support']:>7} {_fmt(overall['recall']):>6} "
         f"{overall['fired']:>6} {'':>14} {_fmt(overall['precision']):>5} "
         f"{_fmt(overall['layer_agreement']):>5}"
+    )
+    print(
+        f"< below target (precision {PRECISION_TARGET}, recall {RECALL_TARGET}); ? below "
+        f"target on fewer than {FEW} single-fault cases (more --seeds to judge)"
     )
     for row in rows:
         if row["recall"] is not None and row["recall"] < RECALL_TARGET:
@@ -208,6 +214,8 @@ def _print_diagnostics(scores: Scores) -> None:
         print(f"Unmapped faults (no entry in tests/test_checks_faults.py, not scored): {listed}")
     if scores.unaligned:
         print(f"Runs left out, requests not lined up with steps: {', '.join(scores.unaligned)}")
+    if scores.crashed:
+        print(f"Runs left out, the simulator failed with a 500: {', '.join(scores.crashed)}")
 
 
 # -- the real excerpts ---------------------------------------------------------------------
@@ -363,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "faults_fired": dict(sorted(scores.fired.items())),
             "unmapped_faults": scores.unmapped,
             "unaligned_runs": scores.unaligned,
+            "simulator_errors": scores.crashed,
         }
     if not args.no_real:
         real = score_real()

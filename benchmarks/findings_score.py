@@ -81,6 +81,12 @@ ALSO_TRUE: dict[str, frozenset[str]] = {
     "stream_id_changed": frozenset({"stream_tool_call_id_repeated", "tool_call_id_format"}),
     # A connection dropped mid-stream also ends the stream without [DONE].
     "connection_reset": frozenset({"stream_without_done"}),
+    # The lost piece may hold the opening of inline reasoning markup (harmony's channel
+    # header): the rest of the reasoning then stays in content, its markup with it.
+    "stream_broken_chunk": frozenset({"reasoning_in_content", "leaked_special_tokens"}),
+    # Reasoning that came in content has no field to go back in: a host that requires it
+    # back (DeepSeek) refuses the next request.
+    "reasoning_in_content": frozenset({"http_reasoning_required"}),
     # The misnamed argument leaves a required one missing: the arguments fail the schema.
     "misnamed_argument": frozenset({"schema_violation"}),
     # A usage chunk no parser takes reports no reasoning tokens: they are estimated, as this
@@ -262,6 +268,7 @@ class Scores:
     """Fault -> steps it was injected into."""
     unmapped: dict[str, int] = field(default_factory=dict)
     unaligned: list[str] = field(default_factory=list)
+    crashed: list[str] = field(default_factory=list)
     runs: int = 0
     steps: int = 0
     faulted_steps: int = 0
@@ -444,7 +451,7 @@ class _RunScorer:
 
 def score_corpus(corpus: Corpus, found: dict[str, list[Finding]]) -> Scores:
     """Score every labelled run of `corpus` against its findings (run id -> findings)."""
-    scores = Scores(unaligned=list(corpus.unaligned))
+    scores = Scores(unaligned=list(corpus.unaligned), crashed=list(corpus.crashed))
     known = known_faults()
     for run in corpus.runs:
         scores.runs += 1

@@ -46,6 +46,10 @@ UNANSWERED = "timeout"
 holds a response back, and when the client gives up first nobody is left to read the
 `x-sim-faults` header: the stall is then the one fault the client saw."""
 
+CRASHED = "(simulator error)"
+"""The label of an attempt the simulator failed on with an exception of its own (uvicorn
+answers 500): a simulator bug, not a fault. Runs with one are left out and listed."""
+
 CLIENT_TIMEOUT_S = 1.0
 """Request deadline of runs with the `timeout` or `endless_response` fault. Long enough that a
 busy shared machine does not time out ordinary answers, short enough to keep runs quick."""
@@ -232,7 +236,11 @@ class CorpusHost:
                 attempts[slot] = [n for n in named.split(",") if n]
             await send(message)
 
-        await labelled.app(inner, receive, noting)
+        try:
+            await labelled.app(inner, receive, noting)
+        except Exception:
+            attempts[slot] = [CRASHED]
+            raise
 
 
 @contextmanager
@@ -251,7 +259,7 @@ def serving(host: CorpusHost) -> Iterator[CorpusHost]:
         host="127.0.0.1",
         port=host.port,
         lifespan="off",
-        log_level="critical",  # cut responses are the point of some faults
+        log_level="critical",  # a fault cuts responses on purpose; crashes are noted above
         access_log=False,
         ws="none",
         timeout_keep_alive=30,
@@ -289,10 +297,13 @@ class LabelledRun:
 
 @dataclass
 class Corpus:
-    """Every labelled run, and the runs whose requests could not be lined up with steps."""
+    """Every labelled run, and those left out: requests not lined up with steps, or the
+    simulator failing."""
 
     runs: list[LabelledRun] = field(default_factory=list)
     unaligned: list[str] = field(default_factory=list)
+    crashed: list[str] = field(default_factory=list)
+    """Runs on which the simulator itself failed (see `CRASHED`)."""
 
 
 async def _record_one(
@@ -369,7 +380,14 @@ def build_corpus(
     for spec, run_id in recorded:
         labels = align(runs[run_id], host.attempts(spec.key))
         if labels is None:
-            corpus.unaligned.append(spec.key)
+            run = runs[run_id]
+            retries = sum(len(step.retry_errors) for step in run.steps)
+            seen = len(host.attempts(spec.key))
+            corpus.unaligned.append(
+                f"{spec.key} ({run_id}: {seen} requests, {len(run.steps)} steps, {retries} retries)"
+            )
+        elif any(CRASHED in faults for faults in labels.values()):
+            corpus.crashed.append(f"{spec.key} ({run_id})")
         else:
             corpus.runs.append(LabelledRun(spec, runs[run_id], labels))
     return corpus
