@@ -85,7 +85,7 @@ def failures(
     check_choice("--layer", layer, finding_layers)
     if kinds:
         rows = [r for r in catalogue_rows() if layer is None or r["layer"] == layer]
-        columns = _columns(_KIND_COLUMNS, fmt, "check", "covers")
+        columns = _columns(_KIND_COLUMNS, fmt, "inferred", "check", "covers")
         emit_rows(rows, fmt, columns=columns, droppable=_DROPPED_FIRST, wide=wide)
         return
     title = None

@@ -21,6 +21,7 @@ from analyzer.output import (
     to_json,
 )
 from analyzer.queries import resolve_run_id, run_detail
+from analyzer.stream_shape import describe_shape
 from traces.store.database import open_for_reading, resolve_db_path
 
 PREVIEW_CHARS = 160
@@ -132,6 +133,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             f"finish {_text(step['finish_reason'])}"
             + (f"  retries {step['retries']}" if step["retries"] else "")
         )
+        if step.get("stream"):
+            out.print(f"  [dim]stream: {_text(describe_shape(step['stream']))}[/dim]")
         if step["reasoning"]:
             out.print(
                 f"  [dim]thinking ({_text(step['reasoning_source'])}):[/dim] "
