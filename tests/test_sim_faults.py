@@ -1010,6 +1010,20 @@ def test_fault_at_rate_one_shows_its_effect(clean: SimServer, name: str) -> None
     assert _faults(headers) == [name]
 
 
+def test_a_stream_too_short_to_buffer_goes_out_unchanged(clean: SimServer) -> None:
+    """`stream_single_chunk` leaves a short answer alone, and alone means untouched: the
+    pieces it would have merged are not glued onto the first one as well."""
+
+    def text(payloads: list[Any]) -> str:
+        deltas = [c["choices"][0]["delta"] for c in payloads if c["choices"]]
+        return "".join(d.get("content") or "" for d in deltas)
+
+    with SimServer(SimConfig(faults={"stream_single_chunk": 1.0})) as server:
+        payloads, headers = Faulty(server, clean).stream(HELLO)
+    assert _faults(headers) == []
+    assert text(payloads) == text(Faulty(clean, clean).stream(HELLO)[0])
+
+
 def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
     tool_only = ["dropped_call", "missing_ids", "finish_stop_with_calls", "stream_index_missing"]
     with SimServer(SimConfig(faults=dict.fromkeys(tool_only, 1.0))) as server:

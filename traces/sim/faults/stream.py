@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from traces.sim.ids import openai_id
@@ -282,7 +283,8 @@ def stream_single_chunk(chunks: list[Chunk]) -> list[Chunk] | None:
     answer can honestly fit in one chunk."""
     merged: list[Chunk] = []
     longest = 0
-    for chunk in chunks:
+    # Merged into copies: a stream too short to show the fault must go out as it came.
+    for chunk in (replace(c, delta=dict(c.delta)) for c in chunks):
         previous = merged[-1].delta if merged else None
         keys = [k for k in (*_TEXT_KEYS, "reasoning_details") if chunk.delta.get(k)]
         same_kind = (
