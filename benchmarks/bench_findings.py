@@ -209,6 +209,9 @@ def _print_diagnostics(scores: Scores) -> None:
         "\nFaults injected (steps): "
         + ", ".join(f"{n}={c}" for n, c in sorted(scores.fired.items()))
     )
+    if scores.never_injected:
+        listed = ", ".join(f"{n} ({c} runs)" for n, c in scores.never_injected.items())
+        print(f"Faults dealt but never injected (nothing to score): {listed}")
     if scores.unmapped:
         listed = ", ".join(f"{n} ({c} steps)" for n, c in scores.unmapped.items())
         print(f"Unmapped faults (no entry in tests/test_checks_faults.py, not scored): {listed}")
@@ -372,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "unmapped_faults": scores.unmapped,
             "unaligned_runs": scores.unaligned,
             "simulator_errors": scores.crashed,
+            "never_injected": scores.never_injected,
         }
     if not args.no_real:
         real = score_real()

@@ -12,10 +12,11 @@ The rules (benchmarks/README.md gives the reasons):
   some effects show on the next request. A finding without a step matches on the run. Kinds
   a check reports once per run (`RUN_SCOPED`) match anywhere in the run.
 - Loops. `repeated_call` needs `LOOP_MIN` identical steps: the fault must fire on
-  `LOOP_MIN - 1` consecutive steps; a single repeat is, by design, no loop and expects nothing.
-  The simulated model also resends a call that failed: a loop after LOOP_MIN - 1 faulted
-  steps in a row is real, and true. A step that repeats the previous turn's calls
-  (`REPEATS_PREVIOUS`) repeats what was wrong with them: the previous step's kinds are true.
+  `LOOP_MIN - 1` consecutive steps; fired once, it makes a single repeat (`repeated_call_once`).
+  The simulated model also resends a call that failed: a streak (a loop, or a single
+  repeat) after faulted steps only is real, and true. A step that repeats the previous
+  turn's calls (`REPEATS_PREVIOUS`) repeats what was wrong with them: the previous step's
+  kinds are true there.
 - Combinations. A key `a+b` of FAULT_FINDINGS expects its kind on a step carrying a and b.
 - Recall counts the mapped kind, or a `FORM_ALTERNATIVES` kind where the response's form
   (streamed or not) decides which kind sees the fault.
@@ -57,8 +58,8 @@ RUN_SCOPED = frozenset({"reasoning_dropped_in_chain"})
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the
 run, not the step."""
 
-LOOP_KINDS = frozenset({"repeated_call"})
-"""Kinds that need LOOP_MIN identical steps in a row (analyzer.checks.loops)."""
+LOOP_KINDS = {"repeated_call": LOOP_MIN, "repeated_call_once": 2}
+"""Kinds that report a streak of identical steps -> its length (analyzer.checks.loops)."""
 
 CONSEQUENCES = frozenset({"tool_error"})
 """Kinds that report what another failure caused: a call the host garbled (or the model got
@@ -70,15 +71,23 @@ FORM_ALTERNATIVES: dict[str, frozenset[str]] = {
     # stream: the stream check names it. Unstreamed, the whole body is invalid (the mapping).
     "non_json_numbers": frozenset({"stream_unparsable_chunk"}),
     "deeply_nested_json": frozenset({"stream_unparsable_chunk"}),
+    # Inside a longer streak (the model also resent a call that failed) the repeat is part
+    # of a loop, and the loop is reported instead: never both for one streak.
+    "repeated_call_once": frozenset({"repeated_call"}),
 }
-"""Fault -> kinds that recognise it instead, depending on the response's form."""
+"""Fault -> kinds that recognise it instead, depending on the response's form or context."""
 
 ALSO_TRUE: dict[str, frozenset[str]] = {
+    # Fired on one step only, the loop fault repeats the calls once: a single repeat.
+    "repeated_call": frozenset({"repeated_call_once"}),
     # Repeating id, type and name in every delta repeats the id too.
     "stream_fields_repeated": frozenset({"stream_tool_call_id_repeated"}),
     # The id changes once, after the opening delta, then the new id repeats in every delta;
     # the new one is in OpenAI's form, the wrong one for a family that numbers its ids.
     "stream_id_changed": frozenset({"stream_tool_call_id_repeated", "tool_call_id_format"}),
+    # The reused id is the history's, in the form the client sent it back in (a replay
+    # policy may renumber ids `functions.NAME:IDX`), not always the host's own form.
+    "duplicated_ids": frozenset({"tool_call_id_format"}),
     # A connection dropped mid-stream also ends the stream without [DONE].
     "connection_reset": frozenset({"stream_without_done"}),
     # The lost piece may hold the opening of inline reasoning markup (harmony's channel
@@ -97,7 +106,7 @@ ALSO_TRUE: dict[str, frozenset[str]] = {
 """Fault -> other kinds that state something true of its effect (precision only)."""
 
 
-REPEATS_PREVIOUS = frozenset({"repeated_call"})
+REPEATS_PREVIOUS = frozenset({"repeated_call", "repeated_call_once"})
 """Faults that make the model send the previous turn's calls again: whatever was wrong with
 those calls (a schema violation, a failing tool) is wrong again, and true again."""
 
@@ -184,7 +193,7 @@ def expectations(run: LabelledRun) -> list[Expectation]:
     found: list[Expectation] = []
     for key, (kind, layer) in mapped_faults().items():
         parts = frozenset(key.split("+"))
-        if kind in LOOP_KINDS and len(parts) == 1:
+        if LOOP_KINDS.get(kind, 2) > 2 and len(parts) == 1:
             found.extend(_loop_expectations(run, key, kind, layer))
             continue
         for index, faults in sorted(run.step_faults.items()):
@@ -269,6 +278,9 @@ class Scores:
     unmapped: dict[str, int] = field(default_factory=dict)
     unaligned: list[str] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
+    never_injected: dict[str, int] = field(default_factory=dict)
+    """Faults dealt to runs that never fired -> how many runs had them (a fault that needs
+    a client setting, a task or a turn the corpus does not give it)."""
     runs: int = 0
     steps: int = 0
     faulted_steps: int = 0
@@ -396,14 +408,18 @@ class _RunScorer:
             )
         return True
 
-    def _retry_loop(self, finding: Finding) -> bool:
-        """Whether the loop ends a streak of retries: the simulated model sends a call that
-        failed again (up to three times), and when a fault broke it each time the calls it
-        sent were the same, step after step: a real loop, of the model's making."""
+    def _retry_streak(self, finding: Finding) -> bool:
+        """Whether every repeat of the streak has a cause: a fault that repeats the previous
+        turn's calls, or a retry. The simulated model sends a call that failed again (up to
+        three times); when a fault broke it both times, the two calls are the same."""
         if finding.step is None:
             return False
-        before = range(finding.step - LOOP_MIN + 1, finding.step)
-        return all(self.run.step_faults.get(i) for i in before)
+        faults = self.run.step_faults
+        repeats = range(finding.step - LOOP_KINDS[finding.kind] + 2, finding.step + 1)
+        return all(
+            faults.get(i, frozenset()) & REPEATS_PREVIOUS or (faults.get(i - 1) and faults.get(i))
+            for i in repeats
+        )
 
     def _repeated(self, finding: Finding) -> bool:
         """Whether the step repeats the previous turn's calls and the previous step had the
@@ -421,12 +437,12 @@ class _RunScorer:
             true = any(
                 finding.kind in exp.true_for and exp.window(finding.step) for exp in self.expected
             )
+            if not true:
+                true = self._repeated(finding)
             if not true and finding.kind in CONSEQUENCES:
                 true = self._consequence(finding, tally)
             if not true and finding.kind in LOOP_KINDS:
-                true = self._retry_loop(finding)
-            if not true:
-                true = self._repeated(finding)
+                true = self._retry_streak(finding)
             if mixed:
                 tally.mixed_fired += 1
                 tally.mixed_false += not true
@@ -464,6 +480,8 @@ def score_corpus(corpus: Corpus, found: dict[str, list[Finding]]) -> Scores:
         scorer.recall()
         scorer.precision(known)
     scores.unmapped = {name: scores.fired[name] for name in unmapped_faults()}
+    dealt = Counter(name for run in corpus.runs for name in run.spec.faults)
+    scores.never_injected = {name: n for name, n in sorted(dealt.items()) if not scores.fired[name]}
     for kind in KINDS:
         scores.kinds.setdefault(kind, KindScore())
     return scores

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_checks_faults import _recording
 
 from analyzer.checks.loader import load_runs
 from analyzer.checks.records import Run
@@ -51,8 +55,12 @@ CRASHED = "(simulator error)"
 answers 500): a simulator bug, not a fault. Runs with one are left out and listed."""
 
 CLIENT_TIMEOUT_S = 1.0
-"""Request deadline of runs with the `timeout` or `endless_response` fault. Long enough that a
-busy shared machine does not time out ordinary answers, short enough to keep runs quick."""
+"""Request deadline of runs whose faults need one (`timeout`, `endless_response`). Long
+enough that a busy shared machine does not time out ordinary answers, short enough to keep
+runs quick (the fault tests use 0.2 s)."""
+
+_DEFAULT_TIMEOUT_S = 600.0
+"""The request deadline of a run whose faults ask for none (tests/recording.py's)."""
 
 MAX_RETRIES = 2
 """Retries of a transient failure, without backoff: enough for most steps to get through."""
@@ -154,26 +162,34 @@ def sim_config(spec: RunSpec) -> SimConfig:
 
 
 def run_settings(spec: RunSpec, max_steps: int) -> tuple[dict[str, Any], float]:
-    """Harness settings and request deadline of one run, as its faults need them (the same
-    adjustments the fault tests make, see tests/test_checks_faults.py `_recording`)."""
+    """Harness settings and request deadline of one run: the dialect's, with what its faults
+    need from the client. The fault tests say what that is (tests/test_checks_faults.py
+    `_recording`: reasoning dropped for `reasoning_required_400`, `max_tokens` for
+    `finish_length_hidden`, `tool_choice` for `tool_choice_ignored`, a short deadline for
+    stalls), so a fault added there with its needs is recorded here as it should be."""
     dialect = DIALECTS[spec.dialect]
+    needs = _recording("+".join(spec.faults)) if spec.faults else None
     replay = ReplayPolicy.for_dialect(dialect)
-    if "reasoning_required_400" in spec.faults:
-        # The fault refuses a request whose tool turns come back without reasoning.
-        replay = replay.model_copy(update={"reasoning": "drop"})
+    extra_body = dict(dialect.extra_body)
     settings: dict[str, Any] = {
         "model": "sim-reasoner-1",
         "max_steps": max_steps,
         "stream": spec.stream,
-        "replay": replay,
-        "extra_body": dict(dialect.extra_body),
         # Every failed attempt is kept in `retry_errors`, so retrying loses no evidence.
         "retry": RetryPolicy(base_s=0.0, max_retries=MAX_RETRIES),
     }
-    if "finish_length_hidden" in spec.faults:
-        settings["max_tokens"] = 512  # the fault needs a cap to hide the cut behind
-    slow = {"timeout", "endless_response"} & set(spec.faults)
-    return settings, CLIENT_TIMEOUT_S if slow else 60.0
+    for key, value in (needs.settings if needs else {}).items():
+        if key == "replay":
+            # Only what the fault needs changes; the rest stays the dialect's.
+            changed = {name: getattr(value, name) for name in value.model_fields_set}
+            replay = replay.model_copy(update=changed)
+        elif key == "extra_body":
+            extra_body.update(value)
+        elif key != "retry":
+            settings[key] = value
+    settings["replay"], settings["extra_body"] = replay, extra_body
+    deadline = needs is not None and needs.timeout_s < _DEFAULT_TIMEOUT_S
+    return settings, CLIENT_TIMEOUT_S if deadline else _DEFAULT_TIMEOUT_S
 
 
 # -- serving every run's simulator, with its faults noted ----------------------------------
