@@ -14,6 +14,7 @@ from analyzer.checks.catalogue import KINDS
 from analyzer.checks.persist import analyze_run, analyze_runs
 from analyzer.checks.records import Finding
 from traces.dialects import DIALECTS
+from traces.families import KIMI_ID
 from traces.model import Termination
 from traces.replay import ReplayPolicy
 from traces.retry import RetryPolicy
@@ -46,10 +47,14 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "invalid_json_arguments": ("invalid_json_arguments", "model", 0),
     "wrong_type_arguments": ("schema_violation", "model", 0),
     "emptied_arguments": ("empty_arguments", "provider", 0),
+    # The late faults leave the first turn clean: the finding is on the second step.
+    "late_emptied_arguments": ("empty_arguments", "provider", 1),
     "tag_in_name": ("malformed_tool_name", "provider", 0),
     "tag_in_key": ("malformed_argument_key", "provider", 0),
     "object_arguments": ("object_arguments", "provider", 0),
     "rewritten_ids": ("tool_call_id_format", "provider", 0),
+    # Recorded on a Kimi host (moonshot): `call_…` ids its parser rejects, from turn 2 on.
+    "late_rewritten_ids": ("tool_call_id_format", "provider", 1),
     # chain_short makes one call per step: the second step reuses the first step's id.
     "duplicated_ids": ("duplicate_tool_call_id", "provider", 1),
     "missing_ids": ("tool_call_id_missing", "provider", 0),
@@ -105,6 +110,10 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "invalid_response_200": ("http_invalid_response", "provider", 0),
     "reasoning_swallows_answer": ("reasoning_swallows_answer", "provider", 5),
     "reasoning_in_content": ("reasoning_in_content", "provider", 0),
+    "reasoning_close_tag_only": ("reasoning_in_content", "provider", 0),
+    "harmony_in_content": ("harmony_unparsed", "provider", 0),
+    "harmony_stripped": ("harmony_unparsed", "provider", 0),
+    "late_empty_turn": ("empty_turn_after_reasoning", "provider", 1),
     "reasoning_tokens_missing": ("reasoning_tokens_missing", "provider", 0),
     "reasoning_tokens_outside_completion": ("reasoning_tokens_outside_completion", "provider", 0),
     # The second request is the first to carry reasoning back: prompt growth shows the loss.
@@ -167,6 +176,10 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True  # cut mid-stream: the events before the cut are kept
     if "finish_length_hidden" in faults:
         settings["max_tokens"] = 512
+    if "late_rewritten_ids" in faults:
+        # A Kimi host: the family's own ids are expected, so `call_…` ones are rejected.
+        sim["dialect"] = rec["dialect"] = "moonshot"
+        settings["replay"] = ReplayPolicy.for_dialect(DIALECTS["moonshot"])
     if "tool_choice_ignored" in faults:
         settings["extra_body"] = {"tool_choice": "required"}
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
@@ -208,6 +221,36 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert found, (fault, sorted({f.kind for f in fault_findings[fault]}))
     assert {f.layer for f in found} == {layer}
     assert min(f.step for f in found if f.step is not None) == step
+
+
+LATE: dict[str, str] = {
+    "late_emptied_arguments": "empty_arguments",
+    "late_rewritten_ids": "tool_call_id_format",
+    "late_empty_turn": "empty_turn_after_reasoning",
+}
+"""Faults that leave the first turn clean, and the kind that must say where they began."""
+
+
+@pytest.mark.parametrize("fault", sorted(LATE))
+def test_failures_from_the_second_turn_say_where_they_began(
+    fault: str, fault_findings: dict[str, list[Finding]]
+) -> None:
+    first = min(
+        (f for f in fault_findings[fault] if f.kind == LATE[fault]), key=lambda f: f.step or 0
+    )
+    assert (first.evidence["first_step"], first.evidence["clean_steps_before"]) == (1, 1)
+    # The first turn, rendered without history, was clean: nothing on the host at step 0.
+    assert not [f for f in fault_findings[fault] if f.step == 0 and f.layer == "provider"]
+
+
+def test_kimi_ids_rejected_by_the_family_are_errors_with_its_pattern(
+    fault_findings: dict[str, list[Finding]],
+) -> None:
+    found = [f for f in fault_findings["late_rewritten_ids"] if f.kind == "tool_call_id_format"]
+    assert found and {f.severity for f in found} == {"error"}
+    assert {f.evidence["family"] for f in found} == {"kimi"}
+    assert {f.evidence["pattern"] for f in found} == {KIMI_ID.pattern}
+    assert {f.evidence["format"] for f in found} == {"openai"}
 
 
 def test_inferred_findings_state_their_confidence(

@@ -133,7 +133,7 @@ REAL_EXCERPTS: list[tuple[str, dict[str, Any], str]] = [
             "results": (),
             "finish_reason": "stop",
         },
-        "leaked_special_tokens",
+        "harmony_unparsed",
     ),
     (  # DeepSeek's tokens with fullwidth bars
         "deepseek.raw_tokens",

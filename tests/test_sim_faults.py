@@ -404,6 +404,77 @@ def emptied_arguments(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def late_emptied_arguments(sim: Faulty) -> dict[str, str]:
+    _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []  # no history yet: the first turn is clean
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["function"]["arguments"] == ""
+    return headers
+
+
+def late_rewritten_ids(sim: Faulty) -> dict[str, str]:
+    first, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []
+    assert _message(first)["tool_calls"][0]["id"] == "functions.open_box:0"  # Kimi's own
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["id"].startswith("call_")
+    return headers
+
+
+def late_empty_turn(sim: Faulty) -> dict[str, str]:
+    _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    clean, _ = sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)
+    message, whole = _message(body), _message(clean)["reasoning_content"]
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert not message.get("content") and not message.get("tool_calls")
+    # Cut mid-sentence: the start of the clean turn's reasoning, no final punctuation.
+    reasoning = message["reasoning_content"]
+    assert whole.startswith(reasoning) and len(reasoning) < len(whole)
+    assert reasoning[-1].isalnum()
+    usage = body["usage"]
+    assert usage["completion_tokens"] < clean["usage"]["completion_tokens"]
+    assert usage["completion_tokens_details"]["reasoning_tokens"] <= usage["completion_tokens"]
+    return headers
+
+
+def reasoning_close_tag_only(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    clean = _message(sim.post(HELLO, clean=True)[0])
+    message = _message(body)
+    assert "reasoning_content" not in message
+    assert message["content"] == f"{clean['reasoning_content']}\n</think>\n\n{clean['content']}"
+    return headers
+
+
+def harmony_in_content(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    assert "reasoning_content" not in message
+    content = message["content"]
+    assert content.startswith("<|channel|>analysis<|message|>")
+    assert (
+        "<|start|>assistant to=functions.open_box<|channel|>commentary json<|message|>" in content
+    )
+    answer = _message(sim.post(HELLO)[0])["content"]
+    assert "<|start|>assistant<|channel|>final<|message|>" in answer
+    return headers
+
+
+def harmony_stripped(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    content = message["content"]
+    assert content.startswith("analysis") and "<|" not in content
+    assert "assistant to=functions.open_box" in content
+    answer = _message(sim.post(HELLO)[0])["content"]
+    assert answer.startswith("analysis") and "assistantfinal" in answer
+    return headers
+
+
 def finish_length_hidden(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS, max_tokens=512)
     usage = body["usage"]
@@ -935,6 +1006,12 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "misnamed_argument": (misnamed_argument, "openai", {}),
     "hallucinated_tool": (hallucinated_tool, "openai", {}),
     "emptied_arguments": (emptied_arguments, "openai", {}),
+    "late_emptied_arguments": (late_emptied_arguments, "openai", {}),
+    "late_rewritten_ids": (late_rewritten_ids, "moonshot", {}),
+    "late_empty_turn": (late_empty_turn, "openai", {}),
+    "reasoning_close_tag_only": (reasoning_close_tag_only, "openai", {}),
+    "harmony_in_content": (harmony_in_content, "openai", {}),
+    "harmony_stripped": (harmony_stripped, "openai", {}),
     "finish_length_hidden": (finish_length_hidden, "openai", {}),
     "stream_id_repeated": (stream_id_repeated, "openai", {}),
     "stream_id_changed": (stream_id_changed, "openai", {}),

@@ -92,7 +92,7 @@ _FAMILIES = [
         model_ids=(r"gpt-oss",),
         special_tokens=(
             ("harmony", r"<\|(?:channel|message|start|end|call|constrain|return)\|>"),
-            ("harmony-stripped", r"assistant(?:final|commentary)|to=functions\.\w+"),
+            ("harmony-stripped", r"assistant(?:final|commentary|analysis)|to=functions\.[\w.\-]+"),
         ),
     ),
     Family(

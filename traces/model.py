@@ -49,9 +49,16 @@ class Termination(StrEnum):
 
 
 ReasoningSource = Literal[
-    "reasoning_content", "reasoning", "reasoning_details", "think_tag", "harmony", "none"
+    "reasoning_content",
+    "reasoning",
+    "reasoning_details",
+    "think_tag",
+    "think_close",
+    "harmony",
+    "none",
 ]
-"""Where a step's reasoning text was read from."""
+"""Where a step's reasoning text was read from. `think_close`: content held the reasoning
+ended by a lone `</think>` (the prompt opened the tag and no reasoning parser ran)."""
 
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter", "error", "other", "none"]
 """Normalized finish reason; the raw string is kept beside it."""

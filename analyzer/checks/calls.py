@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from analyzer.checks.emptied import emptied
 from analyzer.checks.leaks import find_leaks
 from analyzer.checks.records import Call, Finding, Layer, Run, Severity, Step
 from analyzer.checks.text_calls import TextCalls, calls_in_text, own_syntax
@@ -26,7 +27,6 @@ KINDS = frozenset(
         "object_arguments",
         "invalid_json_arguments",
         "arguments_merged",
-        "empty_arguments",
         "schema_violation",
         "malformed_tool_name",
         "unknown_tool",
@@ -179,8 +179,12 @@ def unexplained_tokens(step: Step) -> int | None:
     """Completion tokens not accounted for by the visible reasoning and content (estimated)."""
     if step.completion_tokens is None:
         return None
-    visible = estimate_tokens(step.reasoning or "") + estimate_tokens(step.content or "")
-    return step.completion_tokens - visible
+    reasoning = estimate_tokens(step.reasoning or "")
+    if step.reasoning_tokens_source == "reported" and step.reasoning_tokens:
+        # The host's own count of the reasoning beats a word count: real tokenizers split
+        # ids and numbers finer, and a long thought would otherwise look like a lost call.
+        reasoning = max(reasoning, step.reasoning_tokens)
+    return step.completion_tokens - reasoning - estimate_tokens(step.content or "")
 
 
 def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
@@ -224,11 +228,14 @@ def _call_finding(
 
 
 def arguments(step: Step, run: Run) -> Iterator[Finding]:
-    """Invalid JSON, schema violations (first error path), required fields emptied, objects."""
+    """Invalid JSON, schema violations (first error path), objects (emptied arguments are
+    `emptied`'s)."""
     tools = step.tools
     for call in step.calls:
         if call.arguments_type == "object":
             yield _call_finding("object_arguments", "warning", "provider", step, call)
+        if emptied(call, tools.get(call.name)):
+            continue  # no arguments at all: emptied.empty_arguments judges them
         if not call.json_valid:
             merged = concatenated_objects(call.arguments_raw)
             if merged > 1:
@@ -254,14 +261,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 stream_cut=cut,
             )
             continue
-        schema = tools.get(call.name)
-        required = schema.get("required") if schema else None
-        if call.arguments == {} and required:
-            # Real parsers empty the arguments when they miss a value tag (GLM on vLLM).
-            yield _call_finding(
-                "empty_arguments", "error", "provider", step, call, required=required
-            )
-        elif call.schema_valid is False and not malformed_keys(call):
+        if call.schema_valid is False and not malformed_keys(call):
             # A key carrying call syntax fails the schema too; names_and_keys blames the host.
             path, _, message = (call.schema_error or "").partition(": ")
             yield _call_finding(

@@ -55,11 +55,22 @@ _ENTRIES = (
         "error",
         "leaks",
         """Raw call or chat-template tokens (Kimi `<|tool_call_begin|>`, DeepSeek `<｜tool▁sep｜>`,
-        harmony `<|channel|>`, `<tool_call>`, their stripped forms) reached content or reasoning.
-        The host's tool or reasoning parser missed the model's syntax, so the call was lost.""",
+        `<tool_call>`, their stripped forms) reached content or reasoning. The host's tool or
+        reasoning parser missed the model's syntax, so the call was lost.""",
         "special_tokens_in_content",
         "special_tokens_in_reasoning",
+    ),
+    _kind(
+        "harmony_unparsed",
+        "provider",
+        "error",
+        "harmony",
+        """Harmony markup of gpt-oss reached content or reasoning: `<|channel|>` tokens, or the
+        words a detokenizer leaves without them (`analysisWe…assistantfinal`, `to=functions.NAME
+        json{…}`). The host ran no harmony parser, so reasoning and answer mix and calls are
+        lost; stripped words are inferred, graded by their anchor.""",
         "harmony_channels_in_content",
+        inferred=True,
     ),
     _kind(
         "tool_call_as_text",
@@ -117,11 +128,12 @@ _ENTRIES = (
         "empty_arguments",
         "provider",
         "error",
-        "calls",
-        """A call with required parameters arrived with `{}`: the host's parser missed a value
-        tag and emptied the arguments (GLM on vLLM), so the tool fails or does the wrong
-        thing.""",
+        "emptied",
+        """A call with required parameters arrived with `{}`, `""` or no arguments: the host's
+        parser missed a value tag (GLM on vLLM) or, from the second turn on, its template broke
+        the history. The evidence names the first such step and the clean steps before it.""",
         "arguments_silently_emptied",
+        "arguments_emptied_after_first_turn",
     ),
     _kind(
         "schema_violation",
@@ -512,10 +524,11 @@ _ENTRIES = (
         "provider",
         "warning",
         "ids",
-        """Ids are not in the form the model family or the dialect expects (Kimi K2 wants
-        `functions.NAME:IDX`, gets `call_…`); Kimi degrades into leaking call tokens after a
-        few steps.""",
+        """Ids are not in the form the model family or the dialect expects. Where the family's
+        own parser rejects them (Kimi K2 wants `functions.NAME:IDX`, gets `call_2`) it is an
+        error with that pattern in the evidence and the step it began at: the next turns break.""",
         "tool_call_id_format_wrong",
+        "family_rejects_host_ids",
     ),
     _kind(
         "duplicate_tool_call_id",
@@ -566,14 +579,27 @@ _ENTRIES = (
         "reasoning_swallows_answer",
     ),
     _kind(
+        "empty_turn_after_reasoning",
+        "provider",
+        "error",
+        "reasoning",
+        """Mid-chain, after the first turn, the model thought, stopped mid-sentence with
+        finish_reason `stop`, and neither answered nor called: typical of a host whose
+        template renders the history wrong. Inferred from the cut-off reasoning.""",
+        "empty_turn_after_reasoning",
+        inferred=True,
+    ),
+    _kind(
         "reasoning_in_content",
         "provider",
         "warning",
         "reasoning",
-        """The reasoning arrived inside content (`<think>` or harmony channels where the host
-        promises a field, or reasoning tokens billed with none surfaced): the host ran without
-        a reasoning parser.""",
+        """The reasoning arrived inside content: a `<think>` block where the host promises a
+        field, text ended by a lone `</think>` (the prompt opened the tag), or reasoning tokens
+        billed with none surfaced. The host ran without a reasoning parser.""",
         "reasoning_field_location",
+        "reasoning_close_tag_only",
+        inferred=True,
     ),
     _kind(
         "reasoning_tokens_missing",

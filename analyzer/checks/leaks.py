@@ -3,8 +3,9 @@
 A serving stack whose tool parser misses the model's call syntax hands the raw tokens to the
 client: the call is lost and the text is noise. The patterns are the families' own
 (`traces.families`): each one's call format and the forms left when a detokenizer strips the
-special tokens but keeps the words around them (`functions.bash:0 {…}`, harmony's
-`analysis…assistantfinal`).
+special tokens but keeps the words around them (`functions.bash:0 {…}`). gpt-oss's harmony
+markup is found here too (a name or content carrying it is no call), but reported by
+`harmony`, which grades its stripped forms.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from analyzer.checks.onset import previous_step
 from analyzer.checks.records import Finding, Run, Step
 from traces.families import FAMILIES
 
@@ -26,6 +28,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 """Every family's markup, looked for whatever model the run names: a host can serve another
 family than its label says, and a leak is a leak."""
+
+_HARMONY = frozenset(label for label, _ in FAMILIES["gpt-oss"].special_tokens)
+"""gpt-oss's labels: its markup is a whole response format, reported as `harmony_unparsed`."""
 
 _EXCERPT = 60
 
@@ -55,19 +60,26 @@ def _excerpt(text: str, at: int) -> str:
     return text[max(0, at - _EXCERPT // 2) : at + _EXCERPT]
 
 
-def _echoed(step: Step, run: Run) -> str:
-    # What the model was just shown: a model quoting a tool error that names
-    # `open_box</tool_call>` is reading, not leaking.
-    previous = [s for s in run.steps if s.index < step.index][-1:]
-    return "\n".join(r.output + (r.error or "") for s in previous for r in s.results)
+def echoed_text(step: Step, run: Run) -> str:
+    """The tool results the model was just shown (the previous step's): a model quoting a
+    tool error that names `open_box</tool_call>` is reading, not leaking."""
+    previous = previous_step(step, run)
+    results = previous.results if previous is not None else ()
+    return "\n".join(r.output + (r.error or "") for r in results)
 
 
 def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
-    """Special tokens in content (an error: calls were lost) or reasoning (a warning)."""
-    echoed = _echoed(step, run)
+    """Special tokens in content (an error: calls were lost) or reasoning (a warning).
+    gpt-oss's harmony markup is left to `harmony.harmony_unparsed`, which grades it."""
+    echoed: str | None = None
     for field, text in (("content", step.content), ("reasoning", step.reasoning)):
-        leaks = [leak for leak in find_leaks(text) if not all(t in echoed for t in leak.tokens)]
-        if not leaks or text is None:
+        found = [leak for leak in find_leaks(text) if leak.family not in _HARMONY]
+        if not found or text is None:
+            continue
+        if echoed is None:
+            echoed = echoed_text(step, run)
+        leaks = [leak for leak in found if not all(t in echoed for t in leak.tokens)]
+        if not leaks:
             continue
         first = leaks[0]
         yield Finding(

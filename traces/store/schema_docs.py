@@ -91,7 +91,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "none.",
             "reasoning": "Reasoning text, normalized.",
             "reasoning_source": "Where reasoning came from: reasoning_content, reasoning, "
-            "reasoning_details, think_tag, harmony, none.",
+            "reasoning_details, think_tag, think_close (a lone `</think>` in content: the prompt "
+            "opened the tag), harmony, none.",
             "content": "Visible answer text, normalized (think blocks removed).",
             "prompt_tokens": "usage.prompt_tokens as reported.",
             "completion_tokens": "usage.completion_tokens as reported.",

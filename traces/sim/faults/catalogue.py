@@ -12,10 +12,12 @@ from traces.sim.faults import (
     echo,
     finish,
     http,
+    later,
     reasoning,
     request,
     stream,
     transport,
+    unparsed,
 )
 from traces.sim.faults.base import (
     Fault,
@@ -115,6 +117,14 @@ _CATALOGUE: list[Fault] = [
         calls.emptied_arguments,
     ),
     ReplyFault(
+        "late_emptied_arguments",
+        'From the second turn on, the first call\'s arguments arrive as `""` although its tool '
+        "has required parameters (a template that renders the history wrong). Later tool "
+        "turns with arguments only.",
+        "provider",
+        later.late_emptied_arguments,
+    ),
+    ReplyFault(
         "tag_in_name",
         "A piece of the call format in the first call's name (`open_box<|tool_call_end|>`, "
         "`functions.open_box:0`). Tool turns only.",
@@ -140,6 +150,13 @@ _CATALOGUE: list[Fault] = [
         "vice versa). Tool turns only.",
         "provider",
         calls.rewritten_ids,
+    ),
+    ReplyFault(
+        "late_rewritten_ids",
+        "From the second turn on, ids in the other style (`call_…` for Kimi, whose parser "
+        "rejects them). Later tool turns only.",
+        "provider",
+        later.late_rewritten_ids,
     ),
     ReplyFault(
         "duplicated_ids",
@@ -368,6 +385,36 @@ _CATALOGUE: list[Fault] = [
         "Reasoning text dumped into content; no reasoning field. Turns with reasoning.",
         "provider",
         reasoning.reasoning_in_content,
+    ),
+    ReplyFault(
+        "reasoning_close_tag_only",
+        "The prompt opened `<think>` and no reasoning parser ran: content holds the reasoning, "
+        "a lone `</think>`, then the answer. Turns with reasoning.",
+        "provider",
+        unparsed.reasoning_close_tag_only,
+    ),
+    ReplyFault(
+        "harmony_in_content",
+        "gpt-oss served without the harmony parser: every channel, calls as commentary "
+        "messages, in content; no reasoning field or tool_calls, finish_reason stop. Any "
+        "completion.",
+        "provider",
+        unparsed.harmony_in_content,
+    ),
+    ReplyFault(
+        "harmony_stripped",
+        "As harmony_in_content through a detokenizer that skips special tokens: only the words "
+        "are left (`analysis…assistantfinal…`). Turns with reasoning.",
+        "provider",
+        unparsed.harmony_stripped,
+    ),
+    ReplyFault(
+        "late_empty_turn",
+        "From the second turn on, a tool turn stops mid-sentence in its reasoning: no content, "
+        "no calls, finish_reason stop, only the reasoning counted. Later tool turns with "
+        "reasoning.",
+        "provider",
+        later.late_empty_turn,
     ),
     ReplyFault(
         "reasoning_tokens_missing",
