@@ -9,8 +9,8 @@ how a quoted excerpt becomes a wire response):
   class; a row is detected when any of them fires. A class no kind covers is listed.
 - `parser_fixtures.jsonl` of the same folder: model output with calls, (a) raw in content, as
   a host without the family's parser returns it, which is a `special_tokens_in_content`
-  failure, and (b) as the reference parser says it should arrive: a clean negative, where any
-  finding above `info` is a false positive.
+  failure (`harmony_channels_in_content` for gpt-oss), and (b) as the reference parser says
+  it should arrive: a clean negative, where any finding above `info` is a false positive.
 - `tests/fixtures/real_excerpts.json`: cases quoted from public threads, each labelled with
   its kind and layer, and its repaired twin (the same excerpt fixed): a negative for that kind.
 
@@ -168,10 +168,13 @@ def _observed(scores: RealScores, endpoint: real.WireEndpoint) -> None:
 
 
 def _parser(scores: RealScores, endpoint: real.WireEndpoint) -> None:
-    leak = covering("special_tokens_in_content")
     for case in real.PARSER_CASES:
+        # gpt-oss's markup is a whole response format left unparsed, a class of its own (as
+        # test_checks_real reads these rows).
+        gpt_oss = case["id"].startswith("gpt_oss.")
+        kinds = covering("harmony_channels_in_content" if gpt_oss else "special_tokens_in_content")
         raw = _checked(endpoint, case, [case["raw"]])
-        _positive(scores, f"parser-raw:{case['id']}", leak, "provider", raw, {"dropped_call"})
+        _positive(scores, f"parser-raw:{case['id']}", kinds, "provider", raw, {"dropped_call"})
         if case["has_calls"]:
             parsed = _checked(endpoint, case, [case["parsed"]])
             _negative(scores, f"parser-parsed:{case['id']}", None, parsed)

@@ -74,6 +74,10 @@ FORM_ALTERNATIVES: dict[str, frozenset[str]] = {
     # Inside a longer streak (the model also resent a call that failed) the repeat is part
     # of a loop, and the loop is reported instead: never both for one streak.
     "repeated_call_once": frozenset({"repeated_call"}),
+    # On a gpt-oss (harmony) host the raw tokens are harmony channels, which that check names.
+    "leaked_tokens_content": frozenset({"harmony_unparsed"}),
+    "leaked_tokens_reasoning": frozenset({"harmony_unparsed"}),
+    "reasoning_in_content": frozenset({"harmony_unparsed"}),
 }
 """Fault -> kinds that recognise it instead, depending on the response's form or context."""
 
@@ -85,6 +89,9 @@ ALSO_TRUE: dict[str, frozenset[str]] = {
     # The id changes once, after the opening delta, then the new id repeats in every delta;
     # the new one is in OpenAI's form, the wrong one for a family that numbers its ids.
     "stream_id_changed": frozenset({"stream_tool_call_id_repeated", "tool_call_id_format"}),
+    # A character split across chunks inside a harmony marker breaks the marker: the
+    # channels stay in content.
+    "stream_split_utf8": frozenset({"harmony_unparsed"}),
     # The reused id is the history's, in the form the client sent it back in (a replay
     # policy may renumber ids `functions.NAME:IDX`), not always the host's own form.
     "duplicated_ids": frozenset({"tool_call_id_format"}),
@@ -92,7 +99,9 @@ ALSO_TRUE: dict[str, frozenset[str]] = {
     "connection_reset": frozenset({"stream_without_done"}),
     # The lost piece may hold the opening of inline reasoning markup (harmony's channel
     # header): the rest of the reasoning then stays in content, its markup with it.
-    "stream_broken_chunk": frozenset({"reasoning_in_content", "leaked_special_tokens"}),
+    "stream_broken_chunk": frozenset(
+        {"reasoning_in_content", "leaked_special_tokens", "harmony_unparsed"}
+    ),
     # Reasoning that came in content has no field to go back in: a host that requires it
     # back (DeepSeek) refuses the next request.
     "reasoning_in_content": frozenset({"http_reasoning_required"}),

@@ -54,7 +54,7 @@ CRASHED = "(simulator error)"
 """The label of an attempt the simulator failed on with an exception of its own (uvicorn
 answers 500): a simulator bug, not a fault. Runs with one are left out and listed."""
 
-CLIENT_TIMEOUT_S = 1.0
+CLIENT_TIMEOUT_S = 2.0
 """Request deadline of runs whose faults need one (`timeout`, `endless_response`). Long
 enough that a busy shared machine does not time out ordinary answers, short enough to keep
 runs quick (the fault tests use 0.2 s)."""
