@@ -9,7 +9,9 @@ from typing import Any
 import duckdb
 
 from analyzer.cursor_rows import dict_rows
+from analyzer.findings import stored_evidence
 from analyzer.stream_shape import stream_shape
+from analyzer.token_totals import totals_by_run
 from traces.errors import TracesError
 from traces.store.writer_process import pid_alive
 
@@ -77,7 +79,7 @@ def list_runs(
                CASE WHEN r.status = 'running' THEN coalesce(s.n, 0) ELSE r.steps END AS steps,
                CASE WHEN r.status = 'running' THEN coalesce(c.n, 0) ELSE r.tool_calls END
                    AS tool_calls,
-               r.tool_errors, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
+               r.tool_errors, t.prompt_tokens, t.completion_tokens, t.reasoning_tokens,
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
@@ -93,6 +95,9 @@ def list_runs(
                    GROUP BY run_id) c ON c.run_id = r.id
         LEFT JOIN (SELECT run_id, count(*) AS n FROM findings GROUP BY run_id) fc
             ON fc.run_id = r.id
+        -- Token totals from the steps, unknown where a step reported none (not 0): the
+        -- stored totals count a step without usage as 0.
+        LEFT JOIN ({totals_by_run()}) t ON t.run_id = r.id
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.started_at DESC, r.id DESC
     """
@@ -186,7 +191,20 @@ def _loads(value: Any) -> Any:
 
 def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     """One run with its timeline: steps, their tool calls and results, and findings."""
-    run = dict_rows(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
+    run = dict_rows(
+        conn.execute(
+            f"""
+            SELECT r.* REPLACE (t.prompt_tokens AS prompt_tokens,
+                                t.completion_tokens AS completion_tokens,
+                                t.reasoning_tokens AS reasoning_tokens)
+            FROM runs r
+            LEFT JOIN ({totals_by_run("run_id = ?")}) t
+                ON t.run_id = r.id
+            WHERE r.id = ?
+            """,
+            [run_id, run_id],
+        )
+    )[0]
     _effective_status(run)
     run["settings"] = _loads(run["settings"])
     steps = dict_rows(
@@ -250,7 +268,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             by_step[step_idx]["tool_results"].append(result)
     run_findings: list[dict[str, Any]] = []
     for finding in findings:
-        finding["evidence"] = _loads(finding["evidence"])
+        finding["evidence"] = stored_evidence(finding["evidence"])
         target = by_step.get(finding["step_idx"]) if finding["step_idx"] is not None else None
         (target["findings"] if target else run_findings).append(finding)
     run.pop("recorder_host", None)

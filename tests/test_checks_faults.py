@@ -39,6 +39,8 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "tool_choice_ignored": ("tool_choice_ignored", "provider", 5),
     # The misnamed argument fails the tool; the retry on the next step succeeds.
     "misnamed_argument": ("tool_error", "model", 0),
+    # A made-up id: the tool rightly answers it does not exist; the model's mistake.
+    "invented_id": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
     "leaked_tokens_content": ("leaked_special_tokens", "provider", 0),
     "leaked_tokens_reasoning": ("leaked_special_tokens", "provider", 0),
@@ -95,6 +97,9 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "connection_reset": ("http_connection", "provider", 0),
     # The answer never completes: the request deadline ends each attempt.
     "endless_response": ("http_timeout", "provider", 0),
+    # Nothing generated (a stream of only [DONE]): a failed call of its own kind, never a
+    # call the parser dropped.
+    "empty_response": ("empty_response", "provider", 0),
     # A body no strict parser takes is kept raw, and blamed on the host.
     "non_json_numbers": ("http_invalid_response", "provider", 0),
     "deeply_nested_json": ("http_invalid_response", "provider", 0),
@@ -106,7 +111,11 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "template_error_400": ("http_template_error", "provider", 0),
     # The first request with a call in its history is the second.
     "argument_type_error_500": ("http_argument_type_error", "provider", 1),
+    # The first request with a tool result in its history is the second.
+    "template_error_500": ("http_template_error", "provider", 1),
+    # The history does not fit: the client's. A small request overflowing: the host's.
     "context_overflow_400": ("http_context_overflow", "client", 0),
+    "host_context_overflow_400": ("http_context_overflow", "provider", 0),
     "invalid_response_200": ("http_invalid_response", "provider", 0),
     "reasoning_swallows_answer": ("reasoning_swallows_answer", "provider", 5),
     "reasoning_in_content": ("reasoning_in_content", "provider", 0),
@@ -124,6 +133,14 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
 }
 """Simulator fault -> (finding kind, layer, first step it must be reported on). A key joining
 faults with `+` records them together, for a kind that only their combination shows."""
+
+NOT_BLAMED: dict[str, frozenset[str]] = {
+    # Nothing was generated: no call can have been dropped.
+    "empty_response": frozenset({"dropped_call"}),
+    # A template that raised inside a 500 is no generic server failure.
+    "template_error_500": frozenset({"http_server_error"}),
+}
+"""Faults -> finding kinds they must not produce: the wrong reading of that fault, once made."""
 
 WITHOUT_FINDING: dict[str, str] = {
     "auth_echoed": "the key it echoes is redacted before anything is stored, so no check sees "
@@ -149,7 +166,7 @@ _TASKS = {"stream_single_chunk": "chain_short"}
 """Stream faults recorded on another task than `files`, whose texts are all too short to
 show a buffered one."""
 
-_RETRIED = TRANSIENT | {"argument_type_error_500"}
+_RETRIED = TRANSIENT | {"argument_type_error_500", "template_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
 
 
@@ -253,6 +270,12 @@ def test_kimi_ids_rejected_by_the_family_are_errors_with_its_pattern(
     assert {f.evidence["format"] for f in found} == {"openai"}
 
 
+@pytest.mark.parametrize("fault", sorted(NOT_BLAMED))
+def test_fault_is_not_misread(fault: str, fault_findings: dict[str, list[Finding]]) -> None:
+    misread = [f for f in fault_findings[fault] if f.kind in NOT_BLAMED[fault]]
+    assert not misread, misread
+
+
 def test_inferred_findings_state_their_confidence(
     fault_findings: dict[str, list[Finding]],
 ) -> None:
@@ -269,14 +292,16 @@ def test_inferred_findings_state_their_confidence(
 
 BREAKING: dict[str, tuple[str, int]] = {
     "connection_reset": ("connection", 1),
+    "empty_response": ("empty_response", 1),
     "invalid_response_200": ("invalid_response", 0),
     "unauthorized_401": ("auth", 0),
     "model_not_found_404": ("not_found", 0),
     "bad_request_400": ("bad_request", 0),
     "context_overflow_400": ("context_overflow", 0),
+    "host_context_overflow_400": ("context_overflow", 0),
 }
 """Host faults that leave no usable answer -> (error class recorded, retries before giving
-up): only the transient one is retried, the others end the run at once."""
+up): only the transient ones are retried, the others end the run at once."""
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +348,7 @@ def test_breaking_faults_are_recorded_not_raised(
     outcome, steps = broken_runs[f"{fault}/{stream}"]
     kind, retries = BREAKING[fault]
     assert steps == [(kind, retries)]  # the first step failed, was kept, and ended the run
-    expected = "context_overflow" if fault == "context_overflow_400" else "provider_error"
+    expected = "context_overflow" if kind == "context_overflow" else "provider_error"
     assert outcome.termination == Termination(expected) and outcome.error
 
 

@@ -386,6 +386,26 @@ def misnamed_argument(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def invented_id(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = _message(body)["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {"box_id": "box-1a2b3c-x"}
+    refused = [
+        *_second_step()[:-1],
+        {
+            "role": "tool",
+            "tool_call_id": "call_first",
+            "content": "Error: box-1a2b3c-x is locked or does not exist",
+        },
+    ]
+    retried, after_failure = sim.post(refused, tools=CHAIN_TOOLS)
+    assert _faults(after_failure) == []  # the retry names the real box
+    assert json.loads(_message(retried)["tool_calls"][0]["function"]["arguments"]) == {
+        "box_id": "box-1a2b3c"
+    }
+    return headers
+
+
 def hallucinated_tool(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     real, extra = _message(body)["tool_calls"]
@@ -670,6 +690,23 @@ def template_error_400(sim: Faulty) -> dict[str, str]:
     return dict(refused.response.headers)
 
 
+def template_error_500(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
+    error = refused.response.json()["error"]
+    assert error == {
+        "message": "'dict object' has no attribute 'name'",
+        "type": "internal_server_error",
+        "param": None,
+        "code": None,
+    }
+    _, first = sim.post(START, tools=CHAIN_TOOLS)  # no tool result in the history yet
+    named = _second_step()
+    named[-1] = {**named[-1], "name": "open_box"}
+    _, with_name = sim.post(named, tools=CHAIN_TOOLS)
+    assert _faults(first) == _faults(with_name) == []
+    return dict(refused.response.headers)
+
+
 def argument_type_error_500(sim: Faulty) -> dict[str, str]:
     refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
     message = refused.response.json()["error"]["message"]
@@ -690,12 +727,44 @@ _CONTEXT = re.compile(
 )
 
 
+_PROMPT_ONLY = re.compile(
+    r"maximum context length is (\d+) tokens\. However, your request has (\d+) input tokens"
+)
+
+
 def context_overflow_400(sim: Faulty) -> dict[str, str]:
     refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=1000)
     match = _CONTEXT.search(refused.response.json()["message"])
     assert match is not None
     window, requested, prompt, completion = map(int, match.groups())
     assert completion == 1000 and prompt + completion == requested > window >= requested / 2
+    # Without a budget, vLLM leaves the completion what the window does not take: only the
+    # prompt can overflow it.
+    alone = _refused(sim, openai.BadRequestError, messages=HELLO)
+    found = _PROMPT_ONLY.search(alone.response.json()["message"])
+    assert found is not None
+    window, prompt = map(int, found.groups())
+    assert prompt > window >= prompt / 2
+    return dict(refused.response.headers)
+
+
+def host_context_overflow_400(sim: Faulty) -> dict[str, str]:
+    from traces.sim.faults.http import HOST_CONTEXT_WINDOW
+
+    refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=100)
+    error = refused.response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    match = _CONTEXT.search(error["message"])
+    assert match is not None
+    window, requested, grown, completion = map(int, match.groups())
+    # The host counts a prompt far beyond the one it was sent, and beyond its own window.
+    assert window == HOST_CONTEXT_WINDOW and completion == 100 and grown > window
+    assert requested == grown + completion
+    unset = _refused(sim, openai.BadRequestError, messages=HELLO)
+    assert "in the messages, None in the completion)" in unset.response.json()["error"]["message"]
+    big = [{"role": "user", "content": "word " * HOST_CONTEXT_WINDOW}]
+    _, headers = sim.post(big)  # a request this large could overflow it by itself
+    assert _faults(headers) == []
     return dict(refused.response.headers)
 
 
@@ -759,6 +828,18 @@ def connection_reset(sim: Faulty) -> dict[str, str]:
         response.read()
     with pytest.raises(openai.APIConnectionError):
         sim.client.chat.completions.create(model="m", messages=HELLO)
+    return headers
+
+
+def empty_response(sim: Faulty) -> dict[str, str]:
+    lines, _ = sim.lines(HELLO, stream_options={"include_usage": True})
+    assert lines == ["data: [DONE]"]  # not a chunk, not a choice: nothing was generated
+    body, headers = sim.post(HELLO)
+    clean, _ = sim.post(HELLO, clean=True)
+    assert body["choices"] == [] and body["object"] == "chat.completion"
+    prompt = clean["usage"]["prompt_tokens"]
+    usage = {"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt}
+    assert body["usage"] == usage
     return headers
 
 
@@ -1004,6 +1085,7 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call_once": (repeated_call_once, "openai", {}),
     "tool_choice_ignored": (tool_choice_ignored, "openai", {}),
     "misnamed_argument": (misnamed_argument, "openai", {}),
+    "invented_id": (invented_id, "openai", {}),
     "hallucinated_tool": (hallucinated_tool, "openai", {}),
     "emptied_arguments": (emptied_arguments, "openai", {}),
     "late_emptied_arguments": (late_emptied_arguments, "openai", {}),
@@ -1028,12 +1110,15 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "bad_request_400": (bad_request_400, "openai", {}),
     "template_error_400": (template_error_400, "openai", {}),
     "argument_type_error_500": (argument_type_error_500, "openai", {}),
+    "template_error_500": (template_error_500, "openai", {}),
     "context_overflow_400": (context_overflow_400, "openai", {}),
+    "host_context_overflow_400": (host_context_overflow_400, "openai", {}),
     "invalid_response_200": (invalid_response_200, "openai", {}),
     "stream_broken_chunk": (stream_broken_chunk, "openai", {}),
     "stream_truncated": (stream_truncated, "openai", {}),
     "connection_reset": (connection_reset, "openai", {}),
     "endless_response": (endless_response, "openai", {}),
+    "empty_response": (empty_response, "openai", {}),
     "non_json_numbers": (non_json_numbers, "openai", {}),
     "deeply_nested_json": (deeply_nested_json, "openai", {}),
     "auth_echoed": (auth_echoed, "openai", {}),

@@ -73,6 +73,7 @@ ErrorKind = Literal[
     "auth",
     "not_found",
     "invalid_response",
+    "empty_response",
     "other",
 ]
 """Class of a failed model call, from the HTTP status, the error body and the transport."""
@@ -81,20 +82,24 @@ ErrorKind = Literal[
 class ToolErrorKind(StrEnum):
     """Why a tool call failed: a closed set, as inspect_ai types `ToolCallError`.
 
-    The first two are the call's fault (the model's, or the host parser's), `sandbox` and
-    `rejected` answer a well-formed call the tool would not or could not serve, and
-    `timeout` and `crashed` are the tool's own failures.
+    The first two are the call's fault (the model's, or the host parser's); `missing`,
+    `sandbox` and `rejected` are a well-formed call the tool answered correctly with a no
+    (the model asked for what does not exist or is not allowed); `timeout` and `crashed` are
+    the tool's own failures.
     """
 
     NOT_FOUND = "not_found"
     """The call named a tool the request did not declare."""
     INVALID_ARGUMENTS = "invalid_arguments"
     """The arguments are not a JSON object, or do not fit the tool's JSON Schema."""
+    MISSING = "missing"
+    """The arguments name something the tool does not have: a box, document, file or
+    directory that does not exist (an id or path the model made up)."""
     SANDBOX = "sandbox"
     """The sandbox refused a path: absolute, a `..` escape, a symlink leading out, a NUL."""
     REJECTED = "rejected"
-    """The tool ran and answered with an error about the request itself: a locked box, no
-    such document or file, a directory where a file is needed, a size over the limit."""
+    """The tool ran and answered with an error about the request itself: a locked box, a
+    directory where a file is needed, a size over the limit."""
     TIMEOUT = "timeout"
     """The tool did not finish within the harness's time limit."""
     CRASHED = "crashed"

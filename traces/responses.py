@@ -43,3 +43,14 @@ def read_completion(
     choice = parsed["choices"][0]
     message = dict(choice["message"])
     return message, choice.get("finish_reason"), parsed.get("usage")
+
+
+def no_choices(parsed: Any) -> bool:
+    """Whether a parsed 200 body is a completion that holds no choice at all (`choices: []`
+    or null) and no error object: the host answered, but generated nothing."""
+    return (
+        isinstance(parsed, dict)
+        and "choices" in parsed
+        and not parsed["choices"]
+        and "error" not in parsed
+    )

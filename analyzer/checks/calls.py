@@ -187,18 +187,37 @@ def unexplained_tokens(step: Step) -> int | None:
     return step.completion_tokens - reasoning - estimate_tokens(step.content or "")
 
 
+IN_REASONING_CONFIDENCE = 0.95
+"""A call's complete arguments ending the reasoning: the call was made, its wrapper lost."""
+UNEXPLAINED_CONFIDENCE = 0.85
+"""Completion tokens the visible text does not account for: the count is an estimate."""
+FINISHED_ONLY_CONFIDENCE = 0.5
+"""No usage, only the host's finish_reason says a turn was generated: it may have been an
+empty turn the model chose, as likely as a call the parser lost."""
+
+
 def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
-    """Tools offered, finish `stop`, nothing visible, yet completion tokens were generated
-    beyond the reasoning text, or the reasoning ends with a call's arguments: the host
-    produced a call and lost it in parsing."""
+    """Tools offered, finish `stop`, nothing visible, and evidence that something was
+    generated: completion tokens beyond the reasoning text, the reasoning ending with a
+    call's arguments, or (without usage) the host's own finish_reason. The host produced a
+    call and lost it in parsing. With no finish_reason and no usage nothing says anything
+    was generated: that is `empty_response`, the host failing before its first token."""
     if step.failed or step.calls or (step.content or "").strip() or not step.tools:
         return
     if step.finish_reason not in ("stop", "none"):
         return
     in_reasoning = arguments_in_text(step.reasoning, step.tools)
     unexplained = unexplained_tokens(step)
-    if in_reasoning is None and unexplained is not None and unexplained < UNEXPLAINED_MIN:
-        return  # the tokens are all in the reasoning: see reasoning_swallows_answer
+    if in_reasoning is not None:
+        confidence = IN_REASONING_CONFIDENCE
+    elif unexplained is not None:
+        if unexplained < UNEXPLAINED_MIN:
+            return  # the tokens are all in the reasoning (reasoning_swallows_answer) or none
+        confidence = UNEXPLAINED_CONFIDENCE
+    elif step.finish_reason_raw is not None:
+        confidence = FINISHED_ONLY_CONFIDENCE
+    else:
+        return  # no usage, no finish_reason: no evidence a token was generated
     evidence: dict[str, Any] = {
         "finish_reason": step.finish_reason_raw,
         "completion_tokens": step.completion_tokens,
@@ -209,7 +228,19 @@ def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     if in_reasoning is not None:
         evidence["arguments_in_reasoning"] = in_reasoning
         evidence["reasoning_tail"] = (step.reasoning or "")[-200:]
-    yield Finding("dropped_call", "error", "provider", step.index, evidence)
+    yield Finding("dropped_call", "error", "provider", step.index, evidence, confidence=confidence)
+
+
+def stream_cut(step: Step) -> bool:
+    """Whether the step's calls come from a stream that never finished: no finish_reason
+    arrived, so the last call may stop mid-arguments through no fault of the model.
+
+    A stream cut so fails the call today (retried, never read as an answer); such a step is
+    one stored before that, or imported from a log of parsed chunks, which cannot show the
+    cut otherwise. A stream that sent its finish_reason but no `[DONE]` (the
+    `stream_without_done` anomaly) was complete: its calls are whole as the model wrote them.
+    """
+    return step.streamed and step.finish_reason_raw is None
 
 
 def malformed_keys(call: Call) -> list[str]:
@@ -250,7 +281,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 )
                 continue
             # A stream cut before its end truncates arguments the model may have finished.
-            cut = any(a.get("kind") == "stream_without_done" for a in step.anomalies)
+            cut = stream_cut(step)
             yield _call_finding(
                 "invalid_json_arguments",
                 "error",
@@ -258,6 +289,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 step,
                 call,
                 arguments=call.arguments_raw[:200],
+                finish_reason=step.finish_reason_raw,
                 stream_cut=cut,
             )
             continue

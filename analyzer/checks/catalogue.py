@@ -88,11 +88,13 @@ _ENTRIES = (
         "provider",
         "error",
         "calls",
-        """Tools were offered and the turn ended with nothing visible, yet tokens were generated
-        (or the reasoning ends with a call's arguments): the host produced a call and its
-        parser silently dropped it, so the agent stalls.""",
+        """Tools were offered and the turn ended with nothing visible, yet something was
+        generated: completion tokens beyond the reasoning, the reasoning ending with a call's
+        arguments, or (weakest, without usage) the host's finish_reason. The host produced a
+        call and its parser silently dropped it, so the agent stalls.""",
         "tool_call_silently_dropped",
         "tool_args_in_reasoning",
+        inferred=True,
     ),
     _kind(
         "object_arguments",
@@ -109,8 +111,8 @@ _ENTRIES = (
         "error",
         "calls",
         """The call's arguments are not a JSON object (unterminated string, missing brace), so the
-        tool cannot run and resending them can make the host answer 400. Usually the model's
-        output; the host's when its stream was cut before the end.""",
+        tool cannot run and resending them can make the host answer 400. The model's output
+        when the turn finished; the host's when its stream never sent a finish_reason.""",
         "malformed_arguments",
     ),
     _kind(
@@ -387,6 +389,17 @@ _ENTRIES = (
     ),
     # -- HTTP --------------------------------------------------------------------------------
     _kind(
+        "empty_response",
+        "provider",
+        "error",
+        "http",
+        """The host answered 200 with nothing generated: a stream of no choice (only `[DONE]`,
+        a usage chunk, or no event), an empty body, or `choices: []`. It failed before its
+        first token; the call is retried like a dropped connection, and a run that meets it
+        for good ends `provider_error`.""",
+        "empty_response",
+    ),
+    _kind(
         "http_reasoning_required",
         "client",
         "error",
@@ -402,8 +415,9 @@ _ENTRIES = (
         "error",
         "http",
         """The host's chat template raised while rendering the conversation (Jinja syntax or
-        undefined errors, a parser it could not build): no client message shape was sent
-        wrong on purpose, the template cannot take it.""",
+        undefined errors, a parser it could not build), also inside a 500 that names no
+        template (Jinja's bare `'dict object' has no attribute 'name'`, llama.cpp's `… at row
+        49, column 79`): not a generic server failure, and the same request fails again.""",
         "chat_template_error",
     ),
     _kind(
@@ -468,9 +482,12 @@ _ENTRIES = (
         "client",
         "error",
         "http",
-        """The prompt plus max_tokens exceeded the model's context window; the agent's history
-        outgrew it and the client did not trim or compact it.""",
+        """The prompt plus max_tokens exceeded the context window: the history outgrew it and
+        the client did not trim it. The host's when the request (reported or estimated prompt
+        plus the budget asked) is under half the window the error states, as when a server's
+        own tool loop grew the prompt; the sizes and their sources are in the evidence.""",
         "context_overflow",
+        inferred=True,
     ),
     _kind(
         "http_auth",
@@ -563,9 +580,12 @@ _ENTRIES = (
         "tool",
         "error",
         "tools",
-        """A tool execution failed. The tool's fault unless the call was broken (then the
-        model's or the host's); a warning when a later call to that tool succeeded.""",
+        """A tool execution failed. The tool's when it crashed or timed out; the model's when
+        the tool rightly refused the call (an id, document or path that does not exist, a
+        path outside the sandbox, off the schema); the host's when its parser broke the call.
+        A warning when a later call to that tool succeeded.""",
         "tool_failed",
+        inferred=True,
     ),
     # -- reasoning ---------------------------------------------------------------------------
     _kind(

@@ -22,14 +22,6 @@ KINDS = frozenset(
 """Finding kinds this module emits (the catalogue describes each)."""
 
 
-def _max_tokens(step: Step) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = step.request_params.get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
     """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with;
     and any other finish_reason on a turn that spent the whole `max_tokens` budget."""
@@ -51,7 +43,7 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
             step.index,
             {**raw, "calls_complete": complete},
         )
-    limit = _max_tokens(step)
+    limit = step.max_tokens
     used = step.completion_tokens
     if limit is not None and used is not None and used >= limit and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;

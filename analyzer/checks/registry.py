@@ -44,6 +44,7 @@ STEP_CHECKS: dict[str, StepCheck] = {
     "tool_choice_ignored": tool_choice.tool_choice_ignored,
     "stream_anomalies": streaming.stream_anomalies,
     "http_errors": http.http_errors,
+    "empty_response": http.empty_response,
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
     "empty_turn_after_reasoning": reasoning.empty_turn_after_reasoning,
     "reasoning_in_content": reasoning.reasoning_in_content,

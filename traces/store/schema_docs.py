@@ -42,9 +42,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "steps": "Model calls recorded.",
             "tool_calls": "Tool calls the model made.",
             "tool_errors": "Tool calls whose execution returned an error to the model.",
-            "prompt_tokens": "Sum of reported prompt tokens over the steps.",
-            "completion_tokens": "Sum of reported completion tokens over the steps.",
-            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps.",
+            "prompt_tokens": "Sum of reported prompt tokens over the steps, a step without "
+            "usage counted as 0 (`runs`, `show` and `compare` sum the steps and show unknown).",
+            "completion_tokens": "Sum of reported completion tokens over the steps (0 for a step "
+            "without usage).",
+            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps "
+            "(0 for a step without them).",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
             "origin": "recorded (by `traces record`), imported (by `traces import`) or probe "
@@ -103,7 +106,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "usage_raw": "The usage block exactly as sent.",
             "replay_message_hash": "Hash of the assistant message the harness sent back next.",
             "error_kind": "Error class of a failed call: rate_limit, server_error, timeout, "
-            "connection, context_overflow, bad_request, auth, not_found, invalid_response, other.",
+            "connection, context_overflow, bad_request, auth, not_found, invalid_response, "
+            "empty_response (200 with nothing generated), other.",
             "error_status": "HTTP status of the failed call.",
             "error_message": "One-line error description.",
             "error_body": "Raw error body.",
@@ -155,10 +159,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "output": "Text returned to the model.",
             "error": "Error text when the call failed (bad arguments, refused path...).",
             "error_kind": "Why the call failed: not_found (undeclared tool), invalid_arguments "
-            "(not a JSON object, or off the schema), sandbox (path refused), rejected (the tool "
-            "answered with an error about the request: locked box, no such document or file), "
-            "timeout, crashed (the tool raised). Null when it did not fail, and for imported "
-            "results and those recorded before the column existed (unknown).",
+            "(not a JSON object, or off the schema), missing (no such box, document or file), "
+            "sandbox (path refused), rejected (the tool answered with an error about the "
+            "request: locked box, a directory, over a limit), timeout, crashed (the tool "
+            "raised). Null when it did not fail, and for imported results and those recorded "
+            "before the column existed (unknown).",
             "started_at": "When execution began (UTC).",
             "duration_ms": "Execution wall time.",
         },

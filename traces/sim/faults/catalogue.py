@@ -53,6 +53,14 @@ _CATALOGUE: list[Fault] = [
         behaviour.misnamed_argument,
     ),
     ReplyFault(
+        "invented_id",
+        "The model makes up the id its first call names (`box-…-x`, `doc-…-x`): the tool "
+        "answers that it does not exist and the model's next turn uses the real one. Tool "
+        "turns whose first argument is an id, that do not follow a failed call.",
+        "model",
+        behaviour.invented_id,
+    ),
+    ReplyFault(
         "hallucinated_tool",
         "Beside its calls, the model calls a tool nobody declared (`toolbox.web.answer`, "
         "`browser.search`). Tool turns only.",
@@ -98,7 +106,9 @@ _CATALOGUE: list[Fault] = [
     ),
     ReplyFault(
         "invalid_json_arguments",
-        "The first call's arguments are not valid JSON (closing brace lost). Tool turns only.",
+        "The model writes its first call's arguments as invalid JSON (closing brace lost) and "
+        "the host delivers them as written, finish_reason tool_calls, usage counting them. "
+        "Tool turns only.",
         "model",
         calls.invalid_json_arguments,
     ),
@@ -347,6 +357,14 @@ _CATALOGUE: list[Fault] = [
         http.template_error_400,
     ),
     RequestFault(
+        "template_error_500",
+        "HTTP 500: the chat template raised while rendering (llama-cpp-python quoting Jinja's "
+        "`'dict object' has no attribute 'name'` bare). Requests with a tool result that has "
+        "no `name`.",
+        "provider",
+        http.template_error_500,
+    ),
+    RequestFault(
         "argument_type_error_500",
         "HTTP 500: GLM's template on llama.cpp raises on history arguments that are not a "
         "mapping. Requests with tool-call arguments sent back as JSON strings.",
@@ -355,10 +373,19 @@ _CATALOGUE: list[Fault] = [
     ),
     RequestFault(
         "context_overflow_400",
-        "HTTP 400: messages plus the completion budget exceed the context window (vLLM's "
-        "message). Any request.",
+        "HTTP 400: the request does not fit the context window (vLLM's message: messages "
+        "plus the asked max_tokens, or the messages alone, over a window just below them). "
+        "The client's request overflowed it. Any request.",
         "provider",
         http.context_overflow_400,
+    ),
+    RequestFault(
+        "host_context_overflow_400",
+        "HTTP 400: llama-cpp-python's context message answering a request under a tenth of "
+        "its 8192-token window: the server's own tool loop grew the prompt past it. Requests "
+        "under 819 tokens.",
+        "provider",
+        http.host_context_overflow_400,
     ),
     RequestFault(
         "invalid_response_200",
@@ -465,6 +492,14 @@ _CATALOGUE: list[Fault] = [
         "no finish_reason, usage or [DONE]. Streams only.",
         "provider",
         transport.stream_truncated,
+    ),
+    WireFault(
+        "empty_response",
+        "HTTP 200 with nothing generated: a stream of only `data: [DONE]`, or a completion "
+        "with `choices: []` and no completion token (the host failed before its first token). "
+        "Any completion.",
+        "provider",
+        transport.empty_response,
     ),
     WireFault(
         "endless_response",

@@ -116,6 +116,25 @@ def stream_truncated(written: Written) -> Written | None:
     return Written(tuple(pieces), streamed=True)
 
 
+_DONE = _PREFIX + b"[DONE]\n\n"
+
+
+def empty_response(written: Written) -> Written:
+    """The host answers 200 but fails before generating anything (an upstream that errored
+    after the headers went out, a server whose own loop failed): a stream of nothing but
+    `data: [DONE]`, or a completion whose `choices` is empty and whose usage counts no
+    completion token. Any completion."""
+    if written.streamed:
+        return Written((_DONE,), streamed=True)
+    body = json.loads(b"".join(written.pieces))
+    body["choices"] = []
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        prompt = usage.get("prompt_tokens", 0)
+        body["usage"] = {"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt}
+    return Written((dumps(body),), streamed=False)
+
+
 def connection_reset(written: Written) -> Written:
     """The connection drops halfway through the response (an upstream that crashed, a proxy
     that gave up): half the events, or half the JSON body, then nothing."""
