@@ -107,6 +107,10 @@ ALSO_TRUE: dict[str, frozenset[str]] = {
     "reasoning_in_content": frozenset({"http_reasoning_required"}),
     # The misnamed argument leaves a required one missing: the arguments fail the schema.
     "misnamed_argument": frozenset({"schema_violation"}),
+    # An invented id outside the pattern the tool declares for its ids fails the schema too.
+    "invented_id": frozenset({"schema_violation"}),
+    # On a gpt-oss (harmony) host the spilled reasoning carries its channels with it.
+    "reasoning_close_tag_only": frozenset({"harmony_unparsed"}),
     # A usage chunk no parser takes reports no reasoning tokens: they are estimated, as this
     # info finding says.
     "non_json_numbers": frozenset({"reasoning_tokens_missing"}),
