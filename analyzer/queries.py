@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from analyzer.cursor_rows import dict_rows
+from analyzer.findings import stored_evidence
 from analyzer.stream_shape import stream_shape
 from traces.errors import TracesError
 from traces.store.writer_process import pid_alive
@@ -274,7 +275,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             by_step[step_idx]["tool_results"].append(result)
     run_findings: list[dict[str, Any]] = []
     for finding in findings:
-        finding["evidence"] = _loads(finding["evidence"])
+        finding["evidence"] = stored_evidence(finding["evidence"])
         target = by_step.get(finding["step_idx"]) if finding["step_idx"] is not None else None
         (target["findings"] if target else run_findings).append(finding)
     run.pop("recorder_host", None)

@@ -6,6 +6,8 @@ recorded clean, streaming and not, yields no provider-layer finding at all."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -13,15 +15,20 @@ import pytest
 from analyzer.checks.catalogue import KINDS
 from analyzer.checks.persist import analyze_run, analyze_runs
 from analyzer.checks.records import Finding
+from traces.client import EndpointConfig
 from traces.dialects import DIALECTS
 from traces.families import KIMI_ID
 from traces.model import Termination
+from traces.probes.catalogue import PROBES_BY_NAME
+from traces.probes.runner import ProbePlan, ProbeTarget, probe_targets
 from traces.replay import ReplayPolicy
 from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
 from traces.sim.faults.catalogue import FAULTS
 from traces.sim.faults.selection import TRANSIENT
+from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
+from traces.store.recorder import Recorder
 
 from recording import Recording, record_many
 
@@ -132,6 +139,14 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # Two turns with reasoning are needed before the older one can be stripped: cached tokens
     # fall (and the prompt grows too little) from the third request on.
     "reasoning_kept_last_only": ("reasoning_dropped_in_chain", "provider", 2),
+    # Sampling parameters the host ignores, recorded with the parameter set (see _recording):
+    # the budget is run past on the first turn; the stop sequence, the logprobs and the JSON
+    # format concern the answer text, which only the last turn of chain_short has.
+    "max_tokens_ignored": ("max_tokens_ignored", "provider", 0),
+    "stop_ignored": ("stop_ignored", "provider", 5),
+    "n_ignored": ("n_ignored", "provider", 0),
+    "logprobs_ignored": ("logprobs_ignored", "provider", 5),
+    "response_format_ignored": ("response_format_ignored", "provider", 5),
 }
 """Simulator fault -> (finding kind, layer, first step it must be reported on). A key joining
 faults with `+` records them together, for a kind that only their combination shows."""
@@ -143,6 +158,21 @@ NOT_BLAMED: dict[str, frozenset[str]] = {
     "template_error_500": frozenset({"http_server_error"}),
 }
 """Faults -> finding kinds they must not produce: the wrong reading of that fault, once made."""
+
+PROBE_FINDINGS: dict[str, tuple[str, str, str]] = {
+    # A recorded run never sends one request twice; the seed probe sends it three times.
+    "seed_ignored": ("nondeterministic_output", "provider", "seed"),
+}
+"""Simulator faults only a probe shows -> (finding kind, layer, the probe that shows it)."""
+
+SAMPLING_SETTINGS: dict[str, dict[str, Any]] = {
+    "max_tokens_ignored": {"max_tokens": 8},
+    "stop_ignored": {"extra_body": {"stop": ["The treasure is"]}},
+    "n_ignored": {"extra_body": {"n": 2}},
+    "logprobs_ignored": {"extra_body": {"logprobs": True, "top_logprobs": 1}},
+    "response_format_ignored": {"extra_body": {"response_format": {"type": "json_object"}}},
+}
+"""Harness settings that set the parameter a sampling fault makes the host ignore."""
 
 WITHOUT_FINDING: dict[str, str] = {
     "auth_echoed": "the key it echoes is redacted before anything is stored, so no check sees "
@@ -201,6 +231,8 @@ def _recording(scenario: str) -> Recording:
         settings["replay"] = ReplayPolicy.for_dialect(DIALECTS["moonshot"])
     if "tool_choice_ignored" in faults:
         settings["extra_body"] = {"tool_choice": "required"}
+    for fault in faults:
+        settings.update(SAMPLING_SETTINGS.get(fault, {}))
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
 
 
@@ -220,12 +252,13 @@ def fault_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[F
 def test_every_fault_is_mapped() -> None:
     mapped = {scenario for scenario in FAULT_FINDINGS if "+" not in scenario}
     assert not mapped & set(WITHOUT_FINDING)
-    assert set(FAULTS) == mapped | set(WITHOUT_FINDING)
+    assert not (mapped | set(WITHOUT_FINDING)) & set(PROBE_FINDINGS)
+    assert set(FAULTS) == mapped | set(WITHOUT_FINDING) | set(PROBE_FINDINGS)
     assert {fault for scenario in FAULT_FINDINGS for fault in scenario.split("+")} <= set(FAULTS)
 
 
 def test_every_kind_has_a_fault_or_a_reason() -> None:
-    from_faults = {kind for kind, _, _ in FAULT_FINDINGS.values()}
+    from_faults = {kind for kind, _, _ in (*FAULT_FINDINGS.values(), *PROBE_FINDINGS.values())}
     assert not from_faults & NOT_FROM_FAULTS
     assert set(KINDS) >= NOT_FROM_FAULTS
     assert from_faults | NOT_FROM_FAULTS == set(KINDS), sorted(
@@ -240,6 +273,48 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert found, (fault, sorted({f.kind for f in fault_findings[fault]}))
     assert {f.layer for f in found} == {layer}
     assert min(f.step for f in found if f.step is not None) == step
+
+
+@pytest.fixture(scope="module")
+def probe_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Finding]]:
+    """Each fault of PROBE_FINDINGS at rate 1, probed with its probe and analyzed."""
+    db = tmp_path_factory.mktemp("probed") / "t.duckdb"
+    with contextlib.ExitStack() as stack:
+        targets = [
+            ProbeTarget(
+                provider=fault,
+                model="sim-reasoner-1",
+                endpoint=EndpointConfig(
+                    base_url=stack.enter_context(
+                        SimServer(SimConfig(faults={fault: 1.0}))
+                    ).base_url,
+                    api_key_env=None,
+                    api_key="test-key",
+                ),
+            )
+            for fault in PROBE_FINDINGS
+        ]
+        probes = [PROBES_BY_NAME[probe] for _, _, probe in PROBE_FINDINGS.values()]
+        recorder = Recorder(db)
+        try:
+            done = asyncio.run(probe_targets(ProbePlan(targets=targets, probes=probes), recorder))
+        finally:
+            recorder.close()
+    runs = {r.provider: r.run_id for r in done if r.probe == PROBE_FINDINGS[r.provider][2]}
+    conn = open_for_writing(db)
+    try:
+        found = analyze_runs(conn, list(runs.values()))
+        return {fault: found[run_id] for fault, run_id in runs.items()}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fault", sorted(PROBE_FINDINGS))
+def test_fault_shows_in_its_probe(fault: str, probe_findings: dict[str, list[Finding]]) -> None:
+    kind, layer, _ = PROBE_FINDINGS[fault]
+    found = [f for f in probe_findings[fault] if f.kind == kind]
+    assert found, (fault, sorted({f.kind for f in probe_findings[fault]}))
+    assert {f.layer for f in found} == {layer}
 
 
 LATE: dict[str, str] = {
@@ -279,11 +354,11 @@ def test_fault_is_not_misread(fault: str, fault_findings: dict[str, list[Finding
 
 
 def test_inferred_findings_state_their_confidence(
-    fault_findings: dict[str, list[Finding]],
+    fault_findings: dict[str, list[Finding]], probe_findings: dict[str, list[Finding]]
 ) -> None:
     """A kind the catalogue marks inferred carries a confidence in (0, 1]; one observed
     directly carries none, so a reader can tell a guess from a fact."""
-    for fault, findings in fault_findings.items():
+    for fault, findings in {**fault_findings, **probe_findings}.items():
         for finding in findings:
             if KINDS[finding.kind].inferred:
                 assert finding.confidence is not None, (fault, finding)

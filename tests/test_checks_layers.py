@@ -18,7 +18,7 @@ from analyzer.checks.registry import run_checks
 from traces.model import ExchangeError
 from traces.retry import is_deterministic
 
-from test_checks_units import TOOLS, answer_step, call, tool_step
+from check_builders import TOOLS, answer_step, call, tool_step
 
 RUN = Run(id="r")
 

@@ -18,7 +18,7 @@ from traces.families import KIMI_ID
 from traces.normalize import read_message
 from traces.replay import replay_message
 
-from test_checks_units import TOOLS, answer_step, call, tool_step
+from check_builders import TOOLS, answer_step, call, tool_step
 
 
 def _found(run: Run, kind: str) -> list[Finding]:

@@ -13,7 +13,7 @@ from analyzer.checks.records import Finding, Result, Run
 from analyzer.checks.registry import run_checks
 from analyzer.checks.tool_choice import tool_choice_ignored
 
-from test_checks_units import TOOLS, answer_step, call, clean_run, tool_step
+from check_builders import TOOLS, answer_step, call, clean_run, tool_step
 
 NAMED = {"type": "function", "function": {"name": "open_box"}}
 

@@ -17,7 +17,7 @@ import pytest
 from analyzer.checks.text_calls import calls_in_text
 from traces.dialects import DIALECTS
 from traces.sim.config import SimConfig
-from traces.sim.faults import FAULTS
+from traces.sim.faults import FAULTS, WireFault
 from traces.sim.faults.calls import TEXT_SHAPES
 from traces.sim.server import SimServer
 
@@ -1080,6 +1080,70 @@ def stream_single_chunk(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+LINE: list[Any] = [{"role": "user", "content": "Say exactly: alpha bravo charlie delta"}]
+"""An answer turn that generates `charlie` (for the sampling faults)."""
+
+
+def max_tokens_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, max_tokens=8)
+    honoured, _ = sim.post(LINE, clean=True, max_tokens=8)
+    assert honoured["choices"][0]["finish_reason"] == "length"
+    assert honoured["usage"]["completion_tokens"] == 8
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] > 8
+    return headers
+
+
+def stop_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, stop=["charlie"])
+    honoured, _ = sim.post(LINE, clean=True, stop=["charlie"])
+    assert "charlie" not in _message(honoured)["content"]
+    assert "charlie" in _message(body)["content"]
+    _, never = sim.post(LINE, stop=["zulu"])
+    assert _faults(never) == []  # no stop sequence generated: nothing to ignore
+    return headers
+
+
+def n_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, n=2)
+    assert len(sim.post(LINE, clean=True, n=2)[0]["choices"]) == 2
+    assert len(body["choices"]) == 1
+    return headers
+
+
+def logprobs_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, logprobs=True, top_logprobs=2)
+    honoured, _ = sim.post(LINE, clean=True, logprobs=True, top_logprobs=2)
+    assert honoured["choices"][0]["logprobs"]["content"]
+    assert body["choices"][0]["logprobs"] is None
+    return headers
+
+
+def response_format_ignored(sim: Faulty) -> dict[str, str]:
+    asked = {"type": "json_object"}
+    body, headers = sim.post(LINE, response_format=asked)
+    honoured, _ = sim.post(LINE, clean=True, response_format=asked)
+    assert isinstance(json.loads(_message(honoured)["content"]), dict)
+    assert _message(body)["content"] == _message(sim.post(LINE, clean=True)[0])["content"]
+    _, tool_turn = sim.post(START, tools=CHAIN_TOOLS, response_format=asked)
+    assert _faults(tool_turn) == []  # calls, no answer to format
+    return headers
+
+
+def seed_ignored(sim: Faulty) -> dict[str, str]:
+    answers, headers = [], {}
+    for _ in range(3):
+        body, headers = sim.post(LINE, seed=5, temperature=0)
+        answers.append(json.dumps(_message(body)))
+        assert _faults(headers) == ["seed_ignored"]
+    # Each request is sampled anew: no two answers alike, none the seeded one.
+    seeded = json.dumps(_message(sim.post(LINE, clean=True, seed=5, temperature=0)[0]))
+    assert len(set(answers)) == 3 and seeded not in answers
+    _, unseeded = sim.post([{"role": "user", "content": "hi"}], temperature=0.7)
+    assert _faults(unseeded) == []  # nothing asked for reproducible answers
+    return headers
+
+
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
     "repeated_call_once": (repeated_call_once, "openai", {}),
@@ -1153,6 +1217,12 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "reasoning_tokens_outside_completion": (reasoning_tokens_outside_completion, "openai", {}),
     "reasoning_dropped_from_history": (reasoning_dropped_from_history, "openai", {}),
     "reasoning_kept_last_only": (reasoning_kept_last_only, "openai", {}),
+    "max_tokens_ignored": (max_tokens_ignored, "openai", {}),
+    "stop_ignored": (stop_ignored, "openai", {}),
+    "n_ignored": (n_ignored, "openai", {}),
+    "logprobs_ignored": (logprobs_ignored, "openai", {}),
+    "response_format_ignored": (response_format_ignored, "openai", {}),
+    "seed_ignored": (seed_ignored, "openai", {}),
 }
 
 
@@ -1172,6 +1242,20 @@ def test_fault_at_rate_one_shows_its_effect(clean: SimServer, name: str) -> None
     assert _faults(headers) == [name]
 
 
+def test_a_stream_too_short_to_buffer_goes_out_unchanged(clean: SimServer) -> None:
+    """`stream_single_chunk` leaves a short answer alone, and alone means untouched: the
+    pieces it would have merged are not glued onto the first one as well."""
+
+    def text(payloads: list[Any]) -> str:
+        deltas = [c["choices"][0]["delta"] for c in payloads if c["choices"]]
+        return "".join(d.get("content") or "" for d in deltas)
+
+    with SimServer(SimConfig(faults={"stream_single_chunk": 1.0})) as server:
+        payloads, headers = Faulty(server, clean).stream(HELLO)
+    assert _faults(headers) == []
+    assert text(payloads) == text(Faulty(clean, clean).stream(HELLO)[0])
+
+
 def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
     tool_only = ["dropped_call", "missing_ids", "finish_stop_with_calls", "stream_index_missing"]
     with SimServer(SimConfig(faults=dict.fromkeys(tool_only, 1.0))) as server:
@@ -1181,6 +1265,34 @@ def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
         assert _message(body)["content"] == _message(sim.post(HELLO, clean=True)[0])["content"]
         _, headers = sim.stream(START, tools=CHAIN_TOOLS)
         assert _faults(headers) == ["dropped_call"]  # it left nothing for the others to act on
+
+
+def test_cumulative_arguments_need_a_split_call(clean: SimServer) -> None:
+    """Arguments that arrive in one piece read the same cumulative or not: the response must
+    not claim a fault its client cannot see."""
+    config = SimConfig(faults={"stream_arguments_cumulative": 1.0}, chunk_chars=4096)
+    with SimServer(config) as server:
+        payloads, headers = Faulty(server, clean).stream(START, tools=CHAIN_TOOLS)
+    pieces = [e["function"].get("arguments") for chunk in _tool_entries(payloads) for e in chunk]
+    assert [p for p in pieces if p] == ['{"box_id": "box-1a2b3c"}']
+    assert _faults(headers) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_wire_faults_stack(stream: bool) -> None:
+    """Every wire fault on one response: each acts on what the ones before it left (a broken
+    event is no chunk to spoil, a body never sent holds no usage) and the simulator answers
+    instead of failing with a 500 of its own."""
+    wire = [n for n, f in FAULTS.items() if isinstance(f, WireFault) and n != "connection_reset"]
+    body = {"model": "m", "messages": START, "tools": CHAIN_TOOLS, "stream": stream}
+    with (
+        SimServer(SimConfig(faults=dict.fromkeys(wire, 1.0))) as server,
+        httpx2.stream("POST", f"{server.base_url}/chat/completions", json=body) as response,
+    ):
+        # endless_response never ends the body: the status and headers are the verdict.
+        assert response.status_code == 200
+        faults = _faults(dict(response.headers))
+    assert "endless_response" in faults and set(faults) <= set(wire)
 
 
 def test_rate_zero_never_fires(clean: SimServer) -> None:

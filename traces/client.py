@@ -28,7 +28,14 @@ from traces.http_errors import empty_response, http_error, invalid_response
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
 from traces.redaction import Redactor
-from traces.responses import KEPT_HEADERS, no_choices, read_completion, upstream_of
+from traces.responses import (
+    KEPT_HEADERS,
+    no_choices,
+    read_choices,
+    read_completion,
+    sampling_anomalies,
+    upstream_of,
+)
 from traces.sse import EMPTY_STREAM, STREAM_CUT, StreamReader
 
 
@@ -390,6 +397,7 @@ def _parse_body(
             exchange.usage_raw = parsed.get("usage")
             return exchange
         exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
+        exchange.anomalies = sampling_anomalies(body, read_choices(parsed), exchange.message)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         if isinstance(exc, ValueError) and strict_json.ends_early(exc, raw):

@@ -12,7 +12,7 @@ from traces.exchange import Exchange
 from traces.http_errors import error_message
 from traces.model import ExchangeError, StreamEvent
 from traces.one_line import one_line
-from traces.responses import upstream_of
+from traces.responses import choice_reading, sampling_anomalies, upstream_of
 from traces.stream import StreamAssembler
 
 STREAM_CUT = "stream ended before it finished: no finish_reason, no [DONE]"
@@ -128,6 +128,12 @@ class StreamReader:
             anomalies=anomalies,
             upstream_provider=self.upstream,
         )
+        if assembler.choices:
+            reading = choice_reading(len(assembler.choices), assembler.logprobs)
+            exchange.anomalies = [
+                *exchange.anomalies,
+                *sampling_anomalies(request_body, reading, exchange.message),
+            ]
         if self.broken:
             exchange.error = ExchangeError(
                 kind="server_error", status=http_status, message=self.broken

@@ -669,6 +669,60 @@ _ENTRIES = (
         answer 400 ("tool_call_ids did not have response messages").""",
         "tool_call_unanswered",
     ),
+    # -- sampling parameters (the answer against what its request asked) ---------------------
+    _kind(
+        "max_tokens_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """Completion tokens ran past the request's max_tokens (or max_completion_tokens): the
+        host dropped the budget, so it bounds neither cost nor time. Without usage, or when
+        only the reasoning ran past it, the confidence says how sure.""",
+        inferred=True,
+    ),
+    _kind(
+        "stop_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """The answer contains one of the request's stop sequences: the host accepted `stop`
+        and did not end the text there.""",
+    ),
+    _kind(
+        "n_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """Fewer choices came back than the request's `n` asked for, with no error: the host
+        silently serves one.""",
+    ),
+    _kind(
+        "logprobs_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """The request asked for logprobs (and top_logprobs) and the answer carries none, or
+        fewer alternatives per token, with no error.""",
+    ),
+    _kind(
+        "response_format_ignored",
+        "provider",
+        "error",
+        "sampling",
+        """The request asked for JSON (`response_format` json_object or json_schema) and the
+        answer is not a JSON object, or breaks the strict schema: the host did not constrain
+        the output, so the client's parser fails.""",
+    ),
+    _kind(
+        "nondeterministic_output",
+        "provider",
+        "warning",
+        "sampling",
+        """Equal requests with temperature 0 or a seed got different answers. Answers that
+        part at once mean the host ignored both; parting late is more likely batched
+        floating-point noise, so the confidence falls with the identical prefix.""",
+        inferred=True,
+    ),
 )
 
 KINDS: dict[str, KindInfo] = {entry.kind: entry for entry in _ENTRIES}

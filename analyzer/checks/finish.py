@@ -22,6 +22,12 @@ KINDS = frozenset(
 """Finding kinds this module emits (the catalogue describes each)."""
 
 
+END_TOKENS = 2
+"""Tokens a host may count past the budget for the end of the turn (an end-of-turn or
+end-of-reasoning token): within this margin the budget was spent; past it, it was ignored
+(`sampling.max_tokens_ignored`)."""
+
+
 def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
     """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with;
     and any other finish_reason on a turn that spent the whole `max_tokens` budget."""
@@ -45,7 +51,8 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
         )
     limit = step.max_tokens
     used = step.completion_tokens
-    if limit is not None and used is not None and used >= limit and step.finish_reason != "length":
+    spent = limit is not None and used is not None and limit <= used <= limit + END_TOKENS
+    if spent and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
         # the budget being spent exactly is the only trace left.
         yield Finding(

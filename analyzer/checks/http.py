@@ -105,6 +105,8 @@ def http_errors(step: Step, run: Run) -> Iterator[Finding]:
         grouped.setdefault(classify(attempt), []).append(attempt)
     final_class = classify(final) if final else None
     for (kind, layer), items in grouped.items():
+        if run.parameter_probe and kind == "http_bad_request":
+            continue  # the host refused the parameter the probe asked about: a fair answer
         failed = (kind, layer) == final_class
         evidence: dict[str, Any] = {
             "attempts": len(items),

@@ -143,3 +143,7 @@ class Run:
     raw_text: bool = False
     """The run sent a client-rendered prompt to `/completions` (a raw probe): its steps are
     plain text, not chat messages, so only transport-level checks apply."""
+    parameter_probe: bool = False
+    """The run is a `traces probe` request that sets a sampling parameter on purpose (`n`,
+    `logprobs`, ...): a 400 refusing it is the host's answer to the probe, not a client
+    mistake."""

@@ -19,6 +19,7 @@ from analyzer.checks import (
     leaks,
     loops,
     reasoning,
+    sampling,
     streaming,
     tool_choice,
     tools,
@@ -49,6 +50,7 @@ STEP_CHECKS: dict[str, StepCheck] = {
     "empty_turn_after_reasoning": reasoning.empty_turn_after_reasoning,
     "reasoning_in_content": reasoning.reasoning_in_content,
     "reasoning_tokens": reasoning.reasoning_tokens,
+    "sampling_parameters": sampling.sampling_parameters,
 }
 RUN_CHECKS: dict[str, RunCheck] = {
     "id_format": ids.id_format,
@@ -57,6 +59,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "tool_errors": tools.tool_errors,
     "reasoning_dropped_in_chain": history.reasoning_dropped_in_chain,
     "tool_call_pairing": history.tool_call_pairing,
+    "nondeterministic_output": sampling.nondeterministic_output,
 }
 
 

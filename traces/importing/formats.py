@@ -33,7 +33,14 @@ from traces.importing.lines import LineError
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
 from traces.redaction import redact_request
-from traces.responses import KEPT_HEADERS, no_choices, read_completion, upstream_of
+from traces.responses import (
+    KEPT_HEADERS,
+    no_choices,
+    read_choices,
+    read_completion,
+    sampling_anomalies,
+    upstream_of,
+)
 from traces.sse import EMPTY_STREAM, STREAM_CUT, StreamReader
 
 _ERROR_KINDS: frozenset[str] = frozenset(get_args(ErrorKind))
@@ -308,6 +315,7 @@ def _response_exchange(
         return exchange
     try:
         exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
+        exchange.anomalies = sampling_anomalies(request, read_choices(parsed), exchange.message)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         text = _text_choice(parsed) if text_choices else None

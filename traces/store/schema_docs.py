@@ -114,7 +114,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "error_body": "Raw error body.",
             "retries": "Failed attempts before this one (429/5xx/timeouts are retried).",
             "retry_errors": "The errors of those failed attempts, as JSON.",
-            "anomalies": "Irregularities noticed while reading the response, as JSON.",
+            "anomalies": "Irregularities noticed while reading the response, as JSON: stream "
+            "quirks, and choices or logprobs the request asked for and the answer lacks.",
             "request_hash": "sha256 over the request's message hashes, tools and tool_choice: "
             "pairs the same request across providers.",
             "upstream_provider": "Host that served the call behind a router (OpenRouter's "

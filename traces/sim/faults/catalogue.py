@@ -15,6 +15,7 @@ from traces.sim.faults import (
     later,
     reasoning,
     request,
+    sampling,
     stream,
     transport,
     unparsed,
@@ -24,6 +25,7 @@ from traces.sim.faults.base import (
     PromptFault,
     ReplyFault,
     RequestFault,
+    SamplingFault,
     StreamFault,
     WireFault,
 )
@@ -534,6 +536,53 @@ _CATALOGUE: list[Fault] = [
         "The connection drops halfway through the response body or stream. Any completion.",
         "provider",
         transport.connection_reset,
+    ),
+    # Sampling parameters a host silently ignores (Moonshot's vendor verifier checks them).
+    SamplingFault(
+        "max_tokens_ignored",
+        "max_tokens not enforced: the turn runs past the budget and ends on its own "
+        "(completion_tokens above it, finish_reason stop). Requests whose turn exceeds it.",
+        "provider",
+        sampling.max_tokens_ignored,
+        "max_tokens",
+    ),
+    SamplingFault(
+        "stop_ignored",
+        "stop sequences not enforced: the text runs on through them. Requests whose turn "
+        "generates one.",
+        "provider",
+        sampling.stop_ignored,
+        "stop",
+    ),
+    SamplingFault(
+        "n_ignored",
+        "One choice comes back whatever n asked for. Requests with n above 1.",
+        "provider",
+        sampling.n_ignored,
+        "n",
+    ),
+    SamplingFault(
+        "logprobs_ignored",
+        "logprobs null although the request asked for them. Requests with logprobs.",
+        "provider",
+        sampling.logprobs_ignored,
+        "logprobs",
+    ),
+    SamplingFault(
+        "response_format_ignored",
+        "A plain-text answer whatever response_format (json_object, json_schema) asked for. "
+        "Answer turns of requests with a JSON format.",
+        "provider",
+        sampling.response_format_ignored,
+        "response_format",
+    ),
+    SamplingFault(
+        "seed_ignored",
+        "seed and temperature 0 not honoured: each request is sampled anew, so the same "
+        "request twice gets different words. Requests with a seed or temperature 0.",
+        "provider",
+        sampling.seed_ignored,
+        "seed",
     ),
 ]
 

@@ -28,10 +28,14 @@ _GLUED_ERROR = dumps(
 
 
 def _chunk(event: bytes) -> dict[str, Any] | None:
-    """The chunk an event carries; None for `[DONE]` (or anything that is not one)."""
+    """The chunk an event carries; None for `[DONE]` (or anything that is not one, such as
+    an event a fault before this one broke)."""
     if not event.startswith(_PREFIX + b"{"):
         return None
-    chunk: dict[str, Any] = json.loads(event[len(_PREFIX) :])
+    try:
+        chunk: dict[str, Any] = json.loads(event[len(_PREFIX) :])
+    except ValueError:
+        return None
     return chunk
 
 
@@ -167,19 +171,25 @@ _SPOT = "\x00sim-spot\x00"
 """A string no reply contains: where a fault writes bytes no JSON encoder would."""
 
 
-def _spoil(written: Written, bad_json: bytes) -> Written:
+def _spoil(written: Written, bad_json: bytes) -> Written | None:
     """`written` with `usage` replaced by `bad_json` (text that is not strict JSON): in the
-    body, or in the stream's usage chunk (else its last chunk)."""
+    body, or in the stream's usage chunk (else its last chunk). None when a fault before
+    this one left no JSON to spoil (a body never sent, every event broken)."""
     spot = dumps(_SPOT)
     if not written.streamed:
-        body = json.loads(b"".join(written.pieces))
+        try:
+            body = json.loads(b"".join(written.pieces))
+        except ValueError:
+            return None
         body["usage"] = _SPOT
         return replace(written, pieces=(dumps(body).replace(spot, bad_json),))
     pieces = list(written.pieces)
     chunks = [_chunk(event) for event in pieces]
     at = next((i for i, c in reversed(list(enumerate(chunks))) if c and c.get("usage")), None)
     if at is None:
-        at = next(i for i, c in reversed(list(enumerate(chunks))) if c is not None)
+        at = next((i for i, c in reversed(list(enumerate(chunks))) if c is not None), None)
+    if at is None:
+        return None
     chunk = chunks[at]
     assert chunk is not None
     chunk["usage"] = _SPOT
@@ -192,14 +202,14 @@ NESTING = 100_000
 """How deep `deeply_nested_json` nests its arrays."""
 
 
-def non_json_numbers(written: Written) -> Written:
+def non_json_numbers(written: Written) -> Written | None:
     """Usage written with numbers JSON cannot hold (`NaN`, `1e999`, `-Infinity`), as a
     server serialising floats with a lenient encoder does: the body, or the stream's usage
     chunk, is no longer JSON a strict parser takes. Any completion."""
     return _spoil(written, _NOT_NUMBERS)
 
 
-def deeply_nested_json(written: Written) -> Written:
+def deeply_nested_json(written: Written) -> Written | None:
     """Usage nested `NESTING` arrays deep (a serialiser with no depth limit echoing a
     pathological value): no parser with a recursion limit reads the body, or the stream's
     usage chunk. Any completion."""
