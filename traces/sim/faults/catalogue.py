@@ -93,6 +93,14 @@ _CATALOGUE: list[Fault] = [
         calls.leaked_tokens_reasoning,
     ),
     ReplyFault(
+        "foreign_call_tags",
+        "The model writes its calls as Hermes `<tool_call>` JSON blocks in content, a syntax "
+        "its family's template does not use (Kimi, DeepSeek, MiniMax, gpt-oss); no "
+        "tool_calls, finish_reason stop. Tool turns of those families.",
+        "model",
+        calls.foreign_call_tags,
+    ),
+    ReplyFault(
         "tool_call_as_text",
         "Calls written as JSON text in content; no tool_calls, finish_reason stop. "
         "Tool turns only.",
