@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from analyzer.output import NULL_CELL
+from analyzer.queries import list_runs, run_detail
 from traces.model import ExchangeError, RunRecord, StepRecord, Usage
 from traces.sample_files import tasks_dir
 from traces.store.database import open_for_reading, open_for_writing
@@ -354,6 +355,12 @@ def test_a_dead_recorders_run_is_closed_with_unknown_totals(db_path: Path) -> No
     asyncio.run(scenario())
     before = query_rows(db_path, "SELECT DISTINCT status, prompt_tokens FROM runs")
     assert before == [{"status": "running", "prompt_tokens": None}]  # nothing ended yet
+    # Readers sum a run still marked running from its steps so far, by the same rule.
+    with open_for_reading(db_path) as conn:
+        live = {r["id"]: r["prompt_tokens"] for r in list_runs(conn)}
+        shown = run_detail(conn, "dead-counted")
+    assert live == {"dead-silent": None, "dead-partly": None, "dead-counted": 20}
+    assert (shown["status"], shown["prompt_tokens"]) == ("interrupted", 20)
     Recorder(db_path).close()  # the next writer notices the dead recorder
     rows = query_rows(
         db_path,
