@@ -214,8 +214,9 @@ _ENTRIES = (
         "finish",
         """The turn used the whole `max_tokens` budget but finish_reason says otherwise (vLLM
         reports `tool_calls` once any call parsed), hiding that the last call may be
-        truncated.""",
+        truncated. Inferred from the budget spent to the token.""",
         "finish_reason_wrong",
+        inferred=True,
     ),
     _kind(
         "tool_choice_ignored",

@@ -28,6 +28,12 @@ end-of-reasoning token): within this margin the budget was spent; past it, it wa
 (`sampling.max_tokens_ignored`)."""
 
 
+EXACT_BUDGET_CONFIDENCE = 0.9
+"""How sure a turn that used exactly its `max_tokens` was cut rather than ended there."""
+MARGIN_CONFIDENCE = 0.75
+"""The same for a turn that used the budget plus an end-of-turn token or two."""
+
+
 def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
     """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with;
     and any other finish_reason on a turn that spent the whole `max_tokens` budget."""
@@ -54,11 +60,14 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
     spent = limit is not None and used is not None and limit <= used <= limit + END_TOKENS
     if spent and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
-        # the budget being spent exactly is the only trace left.
+        # the budget being spent exactly is the only trace left. A turn may also end of itself
+        # on its very last allowed token: rare, and rarer on the budget to the token than
+        # within the end-of-turn margin.
         yield Finding(
             "finish_length_hidden",
             "warning",
             "provider",
             step.index,
             {**raw, "completion_tokens": used, "max_tokens": limit},
+            confidence=EXACT_BUDGET_CONFIDENCE if used == limit else MARGIN_CONFIDENCE,
         )
