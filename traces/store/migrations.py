@@ -227,7 +227,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
-        7,
+        6,
         "runs: token totals unknown (null) unless every answered step reported them",
         # Until now a step without usage added 0, so a run whose host sent no usage read as
         # a run that used no tokens. Every run's totals are summed again from its steps by
