@@ -5,8 +5,9 @@ The reference reads each run with one query per table and step, rebuilds every r
 the SQL macro `request_messages`, builds records with the dataclass constructors and runs
 every registered check; the fast path (`analyzer.checks.loader`, `persist`) batches, shares
 decoded JSON and skips constructors. The store holds every simulator fault recorded over
-real HTTP (the scenarios of test_checks_faults), every dialect recorded clean, streaming and
-not, and the import fixtures, so each check has something to find and something to pass.
+real HTTP (the scenarios of test_checks_faults, imported from there so that every fault
+added to it is compared here too), every dialect recorded clean, streaming and not, and the
+import fixtures, so each check has something to find and something to pass.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def reference_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> Run:
         termination=head["termination"],
         steps=tuple(steps),
         raw_text=settings.get("variant") == "raw",
+        parameter_probe=bool(settings.get("parameters")),
     )
 
 

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING
 
 from analyzer.checks import (
     calls,
+    emptied,
     finish,
+    harmony,
     history,
     http,
     ids,
     leaks,
     loops,
     reasoning,
+    sampling,
     streaming,
     tool_choice,
     tools,
@@ -30,23 +33,28 @@ if TYPE_CHECKING:
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 3
+CHECK_VERSION = 4
 """Bumped when a check changes what it reports; stored in each finding's evidence so old
 findings can be told apart (re-run `traces analyze` to refresh them)."""
 
 STEP_CHECKS: dict[str, StepCheck] = {
     "leaked_special_tokens": leaks.leaked_special_tokens,
+    "harmony_unparsed": harmony.harmony_unparsed,
     "tool_call_as_text": calls.tool_call_as_text,
     "dropped_call": calls.dropped_call,
     "arguments": calls.arguments,
+    "empty_arguments": emptied.empty_arguments,
     "names_and_keys": calls.names_and_keys,
     "finish_reason": finish.finish_reason,
     "tool_choice_ignored": tool_choice.tool_choice_ignored,
     "stream_anomalies": streaming.stream_anomalies,
     "http_errors": http.http_errors,
+    "empty_response": http.empty_response,
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
+    "empty_turn_after_reasoning": reasoning.empty_turn_after_reasoning,
     "reasoning_in_content": reasoning.reasoning_in_content,
     "reasoning_tokens": reasoning.reasoning_tokens,
+    "sampling_parameters": sampling.sampling_parameters,
 }
 RUN_CHECKS: dict[str, RunCheck] = {
     "id_format": ids.id_format,
@@ -55,6 +63,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "tool_errors": tools.tool_errors,
     "reasoning_dropped_in_chain": history.reasoning_dropped_in_chain,
     "tool_call_pairing": history.tool_call_pairing,
+    "nondeterministic_output": sampling.nondeterministic_output,
 }
 
 

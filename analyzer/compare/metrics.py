@@ -124,6 +124,7 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        r.termination = 'completed' AS completed,
        r.termination = 'provider_error' AS provider_error,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
+       -- Unknown (NULL) where an answered step reported no usage, never counted as 0.
        r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
        -- The harness was told not to send reasoning back: no chain step could keep it.
        CASE WHEN json_extract_string(r.settings, '$.replay.reasoning') = 'drop' THEN 0

@@ -1,9 +1,9 @@
 """Which faults fire on a request: a pure function of (seed, fault name, request messages).
 
 Identical requests therefore meet identical faults, and a rate of 0.3 fires on about 30% of
-distinct requests. Transient faults (429, 5xx, timeouts, dropped connections, cut or endless
-streams) are the exception: real hosts throw them at random, so a client's retry must be able
-to succeed. They are keyed on the request *and* how many times this server has already seen
+distinct requests. Transient faults (429, 5xx, timeouts, dropped connections, cut, endless or
+empty responses) are the exception: real hosts throw them at random, so a client's retry must
+be able to succeed. They are keyed on the request *and* how many times this server has already seen
 it, so each attempt rolls again.
 """
 
@@ -26,6 +26,7 @@ TRANSIENT = frozenset(
         "connection_reset",
         "stream_truncated",
         "endless_response",
+        "empty_response",
     }
 )
 """Faults that roll again on every attempt of the same request."""
