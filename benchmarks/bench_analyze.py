@@ -21,7 +21,7 @@ Timed, in interleaved rounds:
 - `traces analyze`: the console script over every run, as a fresh process (`--format json`
   to /dev/null), as a user runs it: from 50,000 steps on it checks in one worker process per
   core. Wall time, CPU time of the process and its workers, peak RSS of the largest.
-- `traces analyze, 1 process`: the same with `TRACES_ANALYZE_WORKERS=1`.
+- `traces analyze (1 process)`: the same with `TRACES_ANALYZE_WORKERS=1`.
 
 Ratios are taken between medians, against `read rows`: by wall time, and by CPU time (on a
 machine shared with other jobs, CPU time moves less).
@@ -289,6 +289,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="only cProfile one analysis")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     args = parser.parse_args()
+    arms = [arm.strip() for arm in args.arms.split(",")]
+    if unknown := [arm for arm in arms if arm not in ARMS]:
+        parser.error(f"unknown arm {unknown[0]!r}: choose among {', '.join(ARMS)}")
 
     temporary = None
     if args.store is None:
@@ -306,7 +309,7 @@ def main() -> None:
         if args.profile:
             profile(db)
             return
-        report = measure(db, steps, args.rounds, args.arms.split(","), not args.no_breakdown)
+        report = measure(db, steps, args.rounds, arms, not args.no_breakdown)
         report.update(
             steps=steps,
             runs=runs,
@@ -326,7 +329,7 @@ def main() -> None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-ARMS = ("read rows", "traces analyze", "traces analyze, 1 process")
+ARMS = ("read rows", "traces analyze", "traces analyze (1 process)")
 
 
 def _run_arm(name: str, db: Path) -> dict[str, float]:
@@ -334,7 +337,7 @@ def _run_arm(name: str, db: Path) -> dict[str, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         read_rows(db)
         return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-    workers = {"traces analyze": None, "traces analyze, 1 process": "1"}[name]
+    workers = {"traces analyze": None, "traces analyze (1 process)": "1"}[name]
     return _run_analyze(db, workers)
 
 
