@@ -1,5 +1,6 @@
 """Analysis in worker processes: when it is chosen, workers deaf to Ctrl-C, and a worker that
-dies leaves the store as it was, with no process or file left behind.
+dies leaves the store as it was, with no process or file left behind. And the loader's
+message windows, which find exactly what a lookup in the whole table finds.
 
 (That the workers store exactly what one process stores is in test_analyze_equivalence.)
 """
@@ -16,6 +17,7 @@ import duckdb
 import pytest
 
 from analyzer.checks import parallel
+from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.parallel import (
     AnalysisWorkerError,
     analyze_in_workers,
@@ -112,3 +114,41 @@ def test_analysis_workers_never_see_ctrl_c(store: Path) -> None:
     assert masks and all(ignored == {signal.SIGINT, signal.SIGTERM} for ignored in masks.values())
     time.sleep(0.05)
     assert _workers() == []
+
+
+class _WholeTable(Messages):
+    """Looks every body up in the whole table, as the loader did before windows."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(conn)
+        self.references = 0  # no window is ever trusted
+
+
+def test_message_windows_find_what_the_whole_table_gives(store: Path) -> None:
+    # Batches of one, two and all runs: narrow windows, some missing the messages that
+    # older runs stored first (the shared system prompt), so the fallback and the kept
+    # shared bodies are used too.
+    with duckdb.connect(str(store), read_only=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        for size in (1, 2, len(ids)):
+            windowed, whole = Messages(conn), _WholeTable(conn)
+            for start in range(0, len(ids), size):
+                batch = ids[start : start + size]
+                assert load_runs(conn, batch, windowed) == load_runs(conn, batch, whole)
+            if size == 1:
+                assert windowed.shared  # some bodies lay outside a window: the fallback ran
+
+
+def test_rows_of_an_open_transaction_are_found_too(tmp_path: Path) -> None:
+    # An import checks its runs before it commits them: their rows are numbered apart.
+    db = tmp_path / "t.duckdb"
+    import_files(db, [FIXTURES / "exchanges.jsonl"])
+    compared = []
+
+    def check(conn: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
+        loaded = load_runs(conn, run_ids, Messages(conn))
+        assert loaded == load_runs(conn, run_ids, _WholeTable(conn))
+        compared.append(sum(len(step.request_messages) for run in loaded for step in run.steps))
+
+    import_files(db, [FIXTURES / "k2vv_results.jsonl"], before_commit=check)
+    assert compared and compared[0] > 0

@@ -31,6 +31,8 @@ def _signature(calls: tuple[Call, ...]) -> str | None:
 
 def _streak_finding(streak: list[Step], signature: str) -> Finding | None:
     """A loop (LOOP_MIN or more steps) or a single repeat (two), else None."""
+    if len(streak) < 2:
+        return None  # most streaks: decoding the signature would be wasted
     steps = [step.index for step in streak]
     calls = json.loads(signature)
     if len(streak) >= LOOP_MIN:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from analyzer.checks.loader import load_runs
+from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.records import Finding
 from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import open_for_writing
@@ -169,9 +169,10 @@ def analyze_runs(
         conn.execute("BEGIN TRANSACTION")
     try:
         with without_collector():
+            messages = Messages(conn)
             for part in _chunks(ids, chunk):
                 with timed("load"):
-                    runs = load_runs(conn, part)
+                    runs = load_runs(conn, part, messages)
                 found = {run.id: run_checks(run, timings) for run in runs}
                 if found:
                     with timed("store"):

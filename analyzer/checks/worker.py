@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.loader import load_runs
+from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.parallel import Setup
 from analyzer.checks.persist import (
     finding_columns,
@@ -50,8 +50,10 @@ def _quoted(path: object) -> str:
     return str(path).replace("'", "''")
 
 
-def _check(conn: duckdb.DuckDBPyConnection, setup: Setup, ids: list[str]) -> tuple[Any, ...]:
-    found = {run.id: run_checks(run) for run in load_runs(conn, ids)}
+def _check(
+    conn: duckdb.DuckDBPyConnection, setup: Setup, messages: Messages, ids: list[str]
+) -> tuple[Any, ...]:
+    found = {run.id: run_checks(run) for run in load_runs(conn, ids, messages)}
     if found:
         columns = finding_columns(found, setup.now)
         if columns[0]:
@@ -78,12 +80,13 @@ def serve(jobs_fd: int, results_fd: int) -> None:
         try:
             setup = jobs.recv()
             conn = _open(setup)
+            messages = Messages(conn)
             while True:
                 try:
                     ids = jobs.recv()
                 except (EOFError, OSError):
                     break
-                _send(results, _check(conn, setup, ids))
+                _send(results, _check(conn, setup, messages, ids))
             conn.close()
             conn = None
             _send(results, ("closed",))
