@@ -24,7 +24,7 @@ import pytest
 from test_checks_faults import FAULT_FINDINGS, _recording
 
 from analyzer.checks.loader import _Builder, load_runs
-from analyzer.checks.parallel import analyze_in_workers, plan_chunks
+from analyzer.checks.parallel import analyze_in_workers, plan
 from analyzer.checks.persist import (
     CHECK_VERSION,
     analyze_runs,
@@ -243,11 +243,12 @@ def test_workers_store_what_one_process_stores(
     copy = _copy(db, tmp_path)
     with duckdb.connect(str(copy), read_only=True) as conn:
         runs = {run_id: reference_run(conn, run_id) for run_id in ids}
-        chunks, steps = plan_chunks(conn, [*ids, "no-such-run"], max_steps=40)
+        split = plan(conn, [*ids, "no-such-run"], max_steps=40, workers=3)
+    chunks = split.chunks
     reference = {run_id: run_checks(run) for run_id, run in runs.items()}
     # Chunks of whole runs, in order, none over 40 steps unless one run is.
     assert [run_id for chunk in chunks for run_id in chunk] == ids
-    assert steps == sum(len(run.steps) for run in runs.values())
+    assert split.steps == sum(len(run.steps) for run in runs.values())
     assert all(len(chunk) == 1 or sum(len(runs[r].steps) for r in chunk) <= 40 for chunk in chunks)
     counts = analyze_in_workers(copy, chunks, workers=3)
     assert counts == {run_id: finding_counts(f) for run_id, f in reference.items()}

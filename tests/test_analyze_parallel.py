@@ -21,7 +21,7 @@ from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.parallel import (
     AnalysisWorkerError,
     analyze_in_workers,
-    plan_chunks,
+    plan,
     workers_for,
 )
 from traces.errors import TracesError
@@ -42,8 +42,7 @@ def store(tmp_path: Path) -> Path:
 def _chunks(db: Path) -> list[list[str]]:
     with duckdb.connect(str(db), read_only=True) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
-        chunks, _ = plan_chunks(conn, ids, max_steps=1)
-    return chunks
+        return plan(conn, ids, max_steps=1, workers=2).chunks
 
 
 def _workers() -> list[int]:
@@ -152,3 +151,22 @@ def test_rows_of_an_open_transaction_are_found_too(tmp_path: Path) -> None:
 
     import_files(db, [FIXTURES / "k2vv_results.jsonl"], before_commit=check)
     assert compared and compared[0] > 0
+
+
+def test_chunks_shrink_toward_the_end_so_the_workers_finish_together() -> None:
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE runs (id VARCHAR)")
+        conn.execute("CREATE TABLE steps (run_id VARCHAR, idx INTEGER)")
+        ids = [f"run-{i:03d}" for i in range(100)]
+        conn.execute("INSERT INTO runs SELECT unnest(?::VARCHAR[])", [ids])
+        conn.execute(
+            "INSERT INTO steps SELECT id, i FROM runs, range(10) t(i) WHERE id <> 'run-050'"
+        )
+        alone = plan(conn, [*ids, "missing"], max_steps=100, workers=1)
+        split = plan(conn, [*ids, "missing"], max_steps=100, workers=2)
+    assert alone.steps == split.steps == 990
+    for chunks in (alone.chunks, split.chunks):
+        assert [run_id for chunk in chunks for run_id in chunk] == ids  # in order, whole runs
+    assert {len(chunk) for chunk in alone.chunks[:-1]} == {10, 11}  # run-050 has no steps
+    sizes = [sum(0 if r == "run-050" else 10 for r in chunk) for chunk in split.chunks]
+    assert sizes[0] == 100 and sizes == sorted(sizes, reverse=True) and sizes[-1] <= 30

@@ -69,11 +69,27 @@ def workers_for(steps: int) -> int:
     return max(1, min(cores(), MAX_WORKERS))
 
 
-def plan_chunks(
-    conn: duckdb.DuckDBPyConnection, ids: Sequence[str], max_steps: int = CHUNK_STEPS
-) -> tuple[list[list[str]], int]:
-    """`ids` cut, in order, into chunks of at most `max_steps` steps (a run larger than that
-    is a chunk of its own), and the steps of them all; ids that do not exist are left out."""
+@dataclass(frozen=True)
+class Plan:
+    """How one analysis is split: chunks of run ids in order, their steps, the processes."""
+
+    chunks: list[list[str]]
+    steps: int
+    workers: int
+
+
+def plan(
+    conn: duckdb.DuckDBPyConnection,
+    ids: Sequence[str],
+    *,
+    max_steps: int = CHUNK_STEPS,
+    workers: int | None = None,
+) -> Plan:
+    """`ids` cut, in order, into chunks of whole runs of at most `max_steps` steps (a larger
+    run is a chunk of its own); ids that do not exist are left out. `workers` defaults to
+    what `workers_for` says for the steps. With several, chunks shrink toward the end (to a
+    share of what is left per worker, down to an eighth of `max_steps`): the workers finish
+    together rather than one waiting on the other's last large chunk."""
     sizes = dict(
         conn.execute(
             "SELECT r.id, count(s.idx) FROM runs r LEFT JOIN steps s ON s.run_id = r.id "
@@ -81,21 +97,31 @@ def plan_chunks(
             [list(ids)],
         ).fetchall()
     )
+    total = sum(sizes.values())
+    processes = workers_for(total) if workers is None else workers
+
+    def target(left: int) -> int:
+        if processes == 1:
+            return max_steps
+        return max(min(max_steps, left // (2 * processes)), max_steps // 8, 1)
+
     chunks: list[list[str]] = []
     current: list[str] = []
-    steps = 0
+    steps, left = 0, total
+    limit = target(left)
     for run_id in ids:
         size = sizes.get(run_id)
         if size is None:
             continue
-        if current and steps + size > max_steps:
+        if current and steps + size > limit:
             chunks.append(current)
-            current, steps = [], 0
+            left -= steps
+            current, steps, limit = [], 0, target(left)
         current.append(run_id)
         steps += size
     if current:
         chunks.append(current)
-    return chunks, sum(sizes.values())
+    return Plan(chunks, total, processes)
 
 
 @dataclass(frozen=True)
@@ -284,7 +310,7 @@ def analyze_in_workers(
     workers: int,
     on_chunk: Callable[[int], None] | None = None,
 ) -> dict[str, FindingCounts]:
-    """Check the runs of `chunks` (from `plan_chunks`, with the store closed since) in
+    """Check the runs of `chunks` (from `plan`, with the store closed since) in
     `workers` processes and store their findings and summaries in one transaction; each
     run's findings counted. `on_chunk(n)` is told how many runs each finished chunk held."""
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import duckdb
 import typer
 
-from analyzer.checks.parallel import analyze_in_workers, plan_chunks, workers_for
+from analyzer.checks.parallel import analyze_in_workers, plan
 from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
 from analyzer.checks.records import Finding
 from analyzer.fail_on import check_fail_on_counts
@@ -48,14 +48,13 @@ def analyze(
             ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
         else:
             ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
-        chunks, steps = plan_chunks(conn, ids)
-    workers = workers_for(steps)
+        split = plan(conn, ids)
     found: dict[str, FindingCounts] | None = None
-    if workers > 1:
+    if split.workers > 1:
         # The workers read the store while nothing holds it open for writing; they store
         # everything in one transaction at the end.
         with progress_bar("analyze", len(ids)) as advance:
-            found = analyze_in_workers(path, chunks, workers, on_chunk=advance)
+            found = analyze_in_workers(path, split.chunks, split.workers, on_chunk=advance)
     with (open_for_reading if found is not None else open_for_writing)(path) as conn:
         if found is None:
             found = _analyze_with_progress(conn, ids)
