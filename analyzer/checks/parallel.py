@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.persist import DELETE_FINDINGS, FindingCounts
+from analyzer.checks.persist import DELETE_FINDINGS, FindingCounts, rollback
 from traces import interrupts
 from traces.errors import TracesError
 from traces.processes import child_env, cores
@@ -292,7 +292,7 @@ def _replace(conn: duckdb.DuckDBPyConnection, ids: list[str], outs: list[Path]) 
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
     finally:
         for name in names:

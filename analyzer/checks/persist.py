@@ -12,7 +12,7 @@ import gc
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,13 @@ def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now
     conn.execute(_SUMMARIZE, summary_columns(found))
 
 
+def rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll the open transaction back, if there still is one: Ctrl-C can land after COMMIT
+    returned (the work is stored, whole) or before BEGIN took effect (nothing to undo)."""
+    with suppress(duckdb.TransactionException):
+        conn.execute("ROLLBACK")
+
+
 @contextmanager
 def without_collector() -> Iterator[None]:
     """The cyclic garbage collector off for the block (and back on after, if it was).
@@ -189,7 +196,7 @@ def analyze_runs(
                 conn.execute("COMMIT")
     except BaseException:
         if own_transaction:
-            conn.execute("ROLLBACK")
+            rollback(conn)
         raise
     return everything
 
@@ -213,7 +220,7 @@ def replace_findings(
         _store(conn, {run_id: list(findings)}, now)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
 
 
