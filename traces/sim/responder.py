@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from traces.dialects import DIALECTS
 from traces.families import resolve_family
@@ -24,6 +24,7 @@ from traces.sim.config import SimConfig
 from traces.sim.faults import (
     FAULTS,
     AttemptCounter,
+    Fault,
     FaultContext,
     PromptFault,
     PromptOptions,
@@ -42,7 +43,7 @@ from traces.sim.policy import decide
 from traces.sim.prefix_cache import PrefixCache
 from traces.sim.reply import Reply, build_reply
 from traces.sim.request import ChatRequest
-from traces.sim.templates import template_for
+from traces.sim.templates import Prompt, template_for
 from traces.sim.tokenizer import count_tokens_cached
 
 
@@ -182,6 +183,21 @@ def _refused(request: ChatRequest, ctx: FaultContext, names: list[str], outcome:
     return False
 
 
+_REASONING_OPTIONS = frozenset({"history_reasoning", "last_reasoning_only"})
+
+
+def _changed(prompt: Prompt, fault: Fault) -> bool:
+    """Whether the prompt fault `fault` changed this prompt (only then is it reported)."""
+    default = PromptOptions()
+    applied = fault.apply(default) if isinstance(fault, PromptFault) else default
+    options = {
+        f.name for f in fields(PromptOptions) if getattr(applied, f.name) != getattr(default, f.name)
+    }
+    if options & _REASONING_OPTIONS and prompt.reasoning_suppressed:
+        return True
+    return bool(options & prompt.altered)
+
+
 def _reply(
     request: ChatRequest,
     config: SimConfig,
@@ -204,9 +220,11 @@ def _reply(
         ctx.dialect.reasoning_in,
         history_reasoning=options.history_reasoning,
         last_reasoning_only=options.last_reasoning_only,
+        tool_results=options.tool_results,
+        escape_html=options.escape_html,
+        hidden_system=options.hidden_system,
     )
-    if prompt.reasoning_suppressed:
-        outcome.faults.extend(prompt_faults)
+    outcome.faults.extend(name for name in prompt_faults if _changed(prompt, FAULTS[name]))
     counts = [count_tokens_cached(segment) for segment in prompt.segments]
     prompt_tokens = sum(counts)
     # The host caches what it rendered: a fault that changes the rendering changes the hits.

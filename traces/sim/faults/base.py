@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from traces.dialects import Dialect
 from traces.sim.reply import Reply
 from traces.sim.templates import ChatTemplate
+from traces.sim.templates.base import ToolResults
 from traces.sim.wire import Chunk
 from traces.wire_forms import IdStyle
 
@@ -116,6 +117,12 @@ class PromptOptions:
     """False: no earlier turn's reasoning reaches the model."""
     last_reasoning_only: bool = False
     """True: only the most recent assistant turn's reasoning reaches the model."""
+    tool_results: ToolResults = "kept"
+    """Whether tool results reach the model whole, cut short, or not at all."""
+    escape_html: bool = False
+    """True: every message's text is HTML-escaped before the model sees it."""
+    hidden_system: str | None = None
+    """A system prompt of the host's own, put before the client's."""
 
 
 RequestHook = Callable[[FaultContext], Rejection | Stall | None]

@@ -1,0 +1,363 @@
+"""What each request of a run added, by part type, beside the growth the host reported.
+
+For every step that continues the conversation of the step before it, the request is the
+previous one plus some messages, and the host's `prompt_tokens` grew by some amount. An entry
+puts beside that growth the size of each part the request added: the reasoning sent back, the
+assistant turn's content and calls, the tool results, user and system text. Sizes are in the
+host's tokens where the host reported them (the previous step's completion and reasoning
+tokens are exactly the assistant turn that comes back), else estimated
+(`traces.normalize.estimate_tokens`) and scaled by the run's own ratio of host tokens to
+estimated ones, learned from its reasoning.
+
+Everything is linear in the run's steps: consecutive requests share their message dicts, so a
+request's prefix is recognised by identity and only the new messages are read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from analyzer.checks.records import Run, Step
+from traces.normalize import estimate_tokens, read_reasoning
+
+EntryKind = Literal["first", "chain", "turn", "restart", "skipped"]
+"""How a step relates to the one before it: the first counted request of the run, a tool-chain
+step (one assistant turn with calls and its results added), another continuation (a user
+turn, an answer), a request that does not extend the previous one, or a step with no count."""
+
+ESCAPABLE = '<>&"' + "'"
+"""Characters an HTML-escaping template expands (`<` -> `&lt;`, `"` -> `&#34;`)."""
+
+_TOOL_ROLES = frozenset({"tool", "function"})
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What one request added to the previous one, in the host's tokens (estimated ones
+    scaled by the run's ratio)."""
+
+    reasoning: float
+    """Reasoning sent back with the new assistant turn."""
+    content: float
+    tool_calls: float
+    output: float
+    """The turn's content and calls as the host counts them: its completion tokens minus its
+    reasoning tokens when reported, else `content + tool_calls`."""
+    tool_results: float
+    results: tuple[float, ...]
+    """Each tool result's size, in order."""
+    user: float
+    system: float
+    messages: int
+    escapable: int
+    demoted: float
+    """Reasoning of the turn that was the newest one in the previous request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One step of the ledger."""
+
+    step: int
+    kind: EntryKind
+    prompt_tokens: int | None
+    growth: int | None
+    """`prompt_tokens` minus the previous step's, for a continuation."""
+    added: Added | None
+    cached_tokens: int | None = None
+    previous_prompt: int | None = None
+    reasoning_newest: float = 0.0
+    """Reasoning of the newest assistant turn in this request (tool chains only)."""
+    reasoning_older: float = 0.0
+    """Reasoning of the chain's earlier turns in this request."""
+    tool_results_total: float = 0.0
+    """Tool results anywhere in this request."""
+    sent_estimate: float | None = None
+    """For the first request: everything sent (messages and tool declarations), estimated."""
+
+
+# -- reading what each request added ---------------------------------------------------------
+
+
+def text_of(content: Any) -> str:
+    """Text of a message content: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def size(text: str) -> int:
+    """Estimated tokens of `text`; words miss CJK (a sentence is one run of word characters),
+    so never fewer than a quarter of its bytes."""
+    if not text:
+        return 0
+    if text.isascii():
+        return max(estimate_tokens(text), len(text) // 4)
+    return max(estimate_tokens(text), len(text.encode()) // 4)
+
+
+def _escapable(text: str) -> int:
+    return sum(text.count(c) for c in ESCAPABLE) if text else 0
+
+
+def _arguments_text(call: Mapping[str, Any]) -> str:
+    function = call.get("function")
+    if not isinstance(function, dict):
+        return ""
+    arguments = function.get("arguments")
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False) if arguments is not None else ""
+    return f"{function.get('name') or ''} {arguments}"
+
+
+@dataclass(slots=True)
+class _Raw:
+    """What a request added, in estimated tokens, before the run's ratio is known."""
+
+    reasoning: int = 0
+    reasoning_from: Step | None = None
+    """The step whose response the added assistant turn is, when its reasoning went back."""
+    content: int = 0
+    tool_calls: int = 0
+    calls: int = 0
+    output_from: Step | None = None
+    results: list[int] = field(default_factory=list)
+    user: int = 0
+    system: int = 0
+    messages: int = 0
+    escapable: int = 0
+    chain: bool = False
+
+
+def _read_added(messages: Sequence[dict[str, Any]], answered: Step | None) -> _Raw:
+    """Sizes of `messages` by part type; `answered` is the step whose response the first of
+    them is expected to be (the previous step)."""
+    raw = _Raw(messages=len(messages))
+    roles = [m.get("role") for m in messages]
+    raw.chain = (
+        bool(messages)
+        and roles[0] == "assistant"
+        and bool(messages[0].get("tool_calls"))
+        and len(messages) >= 2
+        and all(role in _TOOL_ROLES for role in roles[1:])
+    )
+    for position, message in enumerate(messages):
+        role = roles[position]
+        if role == "assistant":
+            reasoning, _, content = read_reasoning(message)
+            calls = message.get("tool_calls")
+            calls = calls if isinstance(calls, list) else []
+            calls_text = " ".join(_arguments_text(c) for c in calls if isinstance(c, dict))
+            raw.reasoning += size(reasoning or "")
+            raw.content += size(content or "")
+            raw.tool_calls += size(calls_text)
+            raw.calls += len(calls)
+            raw.escapable += _escapable(reasoning or "") + _escapable(content or "")
+            raw.escapable += _escapable(calls_text)
+            if position == 0 and answered is not None and len(answered.calls) == len(calls):
+                raw.output_from = answered
+                if reasoning:
+                    raw.reasoning_from = answered
+        elif role in _TOOL_ROLES:
+            text = text_of(message.get("content"))
+            raw.results.append(size(text))
+            raw.escapable += _escapable(text)
+        elif role in _SYSTEM_ROLES:
+            text = text_of(message.get("content"))
+            raw.system += size(text)
+            raw.escapable += _escapable(text)
+        else:
+            text = text_of(message.get("content"))
+            raw.user += size(text)
+            raw.escapable += _escapable(text)
+    return raw
+
+
+def _reasoning_count(step: Step, visible: int) -> int | None:
+    """The host's count of the reasoning `step` showed, when it reported one that matches
+    what was visible (a count far above it is hidden reasoning the client never had)."""
+    reported = step.reasoning_tokens
+    if reported is None or step.reasoning_tokens_source != "reported":
+        return None
+    return reported if visible * 2 >= reported else None
+
+
+def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
+    """Host tokens per estimated token: the run's reported reasoning counts against the
+    reasoning text's estimate; else completion tokens against the response's estimate."""
+    counted = estimated = 0
+    for step in steps:
+        seen = visible.get(step.index, 0)
+        reported = _reasoning_count(step, seen) if seen else None
+        if reported:
+            counted += reported
+            estimated += seen
+    if counted and estimated >= 32:
+        return counted / estimated
+    counted = estimated = 0
+    for step in steps:
+        if step.completion_tokens and not step.failed:
+            text = (step.reasoning or "") + " " + (step.content or "")
+            calls = " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
+            counted += step.completion_tokens
+            estimated += size(text) + size(calls)
+    return counted / estimated if counted and estimated >= 32 else 1.0
+
+
+def _extends(previous: Sequence[Any], current: Sequence[Any]) -> bool:
+    n = len(previous)
+    # Consecutive requests share their message objects, so this is a pointer comparison.
+    return 0 < n <= len(current) and tuple(current[:n]) == tuple(previous)
+
+
+def _first_estimate(step: Step) -> float:
+    """Everything the first request sent, estimated: messages and tool declarations."""
+    total = 0
+    for message in step.request_messages:
+        total += size(text_of(message.get("content")))
+        if message.get("role") == "assistant":
+            reasoning, _, _ = read_reasoning(message)
+            total += size(reasoning or "")
+            calls = message.get("tool_calls")
+            if isinstance(calls, list):
+                total += size(" ".join(_arguments_text(c) for c in calls if isinstance(c, dict)))
+    tools = step.request_params.get("tools")
+    if tools:
+        total += size(json.dumps(tools, ensure_ascii=False))
+    return float(total)
+
+
+def build_entries(run: Run) -> tuple[list[Entry], float]:
+    """The run's ledger entries and its token ratio, in one pass over its steps."""
+    steps = run.steps
+    raws: list[_Raw | None] = []
+    kinds: list[EntryKind] = []
+    visible: dict[int, int] = {}
+    previous: Step | None = None
+    seen_first = False
+    for step in steps:
+        if step.reasoning:
+            visible[step.index] = size(step.reasoning)
+        if step.failed or step.prompt_tokens is None:
+            raws.append(None)
+            kinds.append("skipped")
+            previous = None
+            continue
+        if previous is None or not _extends(previous.request_messages, step.request_messages):
+            raws.append(None)
+            kinds.append("restart" if seen_first else "first")
+            seen_first = True
+        else:
+            tail = step.request_messages[len(previous.request_messages) :]
+            raw = _read_added(tail, previous)
+            raws.append(raw)
+            kinds.append("chain" if raw.chain else "turn")
+        previous = step
+    ratio = _run_ratio(steps, visible)
+    return _scale(steps, raws, kinds, visible, ratio), ratio
+
+
+def _scale(
+    steps: Sequence[Step],
+    raws: Sequence[_Raw | None],
+    kinds: Sequence[EntryKind],
+    visible: Mapping[int, int],
+    ratio: float,
+) -> list[Entry]:
+    """Entries in host tokens: reported counts where the host gave them, else estimates
+    times the run's ratio; with each request's running reasoning and tool-result totals."""
+    entries: list[Entry] = []
+    newest = older = tools = 0.0
+    prompt_before: int | None = None
+    for step, raw, kind in zip(steps, raws, kinds, strict=True):
+        if kind in ("first", "restart"):
+            newest = older = 0.0
+            tools = 0.0
+            for message in step.request_messages:
+                if message.get("role") in _TOOL_ROLES:
+                    tools += size(text_of(message.get("content"))) * ratio
+            entries.append(
+                Entry(
+                    step.index,
+                    kind,
+                    step.prompt_tokens,
+                    None,
+                    None,
+                    cached_tokens=step.cached_tokens,
+                    tool_results_total=tools,
+                    sent_estimate=_first_estimate(step) * ratio if kind == "first" else None,
+                )
+            )
+            prompt_before = step.prompt_tokens
+            continue
+        if raw is None or step.prompt_tokens is None or prompt_before is None:
+            entries.append(Entry(step.index, "skipped", step.prompt_tokens, None, None))
+            prompt_before = None
+            continue
+        added = _added(raw, ratio, visible, newest if kind == "chain" else 0.0)
+        tools += added.tool_results
+        if kind == "chain":
+            older += newest
+            newest = added.reasoning
+        else:
+            # A new user turn starts another chain: templates drop reasoning before it.
+            newest = older = 0.0
+        entries.append(
+            Entry(
+                step.index,
+                kind,
+                step.prompt_tokens,
+                step.prompt_tokens - prompt_before,
+                added,
+                cached_tokens=step.cached_tokens,
+                previous_prompt=prompt_before,
+                reasoning_newest=newest,
+                reasoning_older=older,
+                tool_results_total=tools,
+            )
+        )
+        prompt_before = step.prompt_tokens
+    return entries
+
+
+def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) -> Added:
+    """`raw` in host tokens: the answered step's own counts where it reported them."""
+    reasoning = raw.reasoning * ratio
+    source = raw.reasoning_from
+    response_reasoning = 0.0
+    if raw.output_from is not None:
+        seen = visible.get(raw.output_from.index, 0)
+        counted = _reasoning_count(raw.output_from, seen) if seen else None
+        reported = raw.output_from.reasoning_tokens
+        if counted is not None:
+            response_reasoning = counted
+        elif reported is not None and raw.output_from.reasoning_tokens_source == "reported":
+            response_reasoning = reported  # hidden reasoning: billed, never sent back
+        else:
+            response_reasoning = seen * ratio
+        if source is not None and counted is not None:
+            reasoning = float(counted)
+    content, calls = raw.content * ratio, raw.tool_calls * ratio
+    output = content + calls
+    if raw.output_from is not None and raw.output_from.completion_tokens is not None:
+        output = max(0.0, raw.output_from.completion_tokens - response_reasoning)
+    return Added(
+        reasoning=reasoning,
+        content=content,
+        tool_calls=calls,
+        output=output,
+        tool_results=sum(raw.results) * ratio,
+        results=tuple(r * ratio for r in raw.results),
+        user=raw.user * ratio,
+        system=raw.system * ratio,
+        messages=raw.messages,
+        escapable=raw.escapable,
+        demoted=demoted if raw.chain else 0.0,
+    )
+
+
