@@ -71,7 +71,7 @@ def finding_details(
         conn.execute(
             f"""
             SELECT f.run_id AS run, f.step_idx AS step, f.kind, f.severity, f.layer,
-                   r.provider, r.model, f.evidence
+                   f.confidence, r.provider, r.model, f.evidence
             FROM findings f JOIN runs r ON r.id = f.run_id
             {where}
             ORDER BY r.started_at DESC, f.run_id, f.step_idx NULLS FIRST, f.kind

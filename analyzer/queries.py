@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from analyzer.cursor_rows import dict_rows
+from analyzer.stream_shape import stream_shape
 from traces.errors import TracesError
 from traces.store.writer_process import pid_alive
 
@@ -195,7 +196,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
                    ttft_tool_call_ms, streamed, http_status, finish_reason, finish_reason_raw,
                    reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
                    reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
-                   error_message, retries, anomalies
+                   error_message, retries, anomalies, stream_events
             FROM steps WHERE run_id = ? ORDER BY idx
             """,
             [run_id],
@@ -218,7 +219,8 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     )
     findings = dict_rows(
         conn.execute(
-            "SELECT step_idx, kind, severity, layer, evidence FROM findings WHERE run_id = ? "
+            "SELECT step_idx, kind, severity, layer, confidence, evidence FROM findings "
+            "WHERE run_id = ? "
             "ORDER BY step_idx NULLS FIRST, kind",
             [run_id],
         )
@@ -233,6 +235,8 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             "cached_tokens": step.pop("cached_tokens"),
         }
         step["anomalies"] = _loads(step["anomalies"]) or []
+        # The distribution, not the raw lines: a step's stream holds thousands of them.
+        step["stream"] = stream_shape(step.pop("stream_events"))
         step["tool_calls"], step["tool_results"], step["findings"] = [], [], []
         by_step[step["index"]] = step
     for call in calls:

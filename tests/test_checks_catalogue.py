@@ -104,6 +104,14 @@ def test_descriptions_read_as_one_or_two_sentences() -> None:
 def test_rows_and_describe() -> None:
     rows = catalogue_rows()
     assert [r["kind"] for r in rows] == list(KINDS)
-    assert set(rows[0]) == {"kind", "layer", "severity", "check", "description", "covers"}
+    assert set(rows[0]) == {
+        "kind",
+        "layer",
+        "severity",
+        "inferred",
+        "check",
+        "description",
+        "covers",
+    }
     assert describe("leaked_special_tokens") == KINDS["leaked_special_tokens"].description
     assert describe("no_such_kind") is None

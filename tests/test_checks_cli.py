@@ -120,7 +120,7 @@ def test_failures_kinds_lists_the_catalogue_without_a_database(tmp_path: Path) -
     client = _json("failures", "--kinds", "--layer", "client", "-f", "json")
     assert isinstance(client, list) and client and {r["layer"] for r in client} == {"client"}
     csv = run_cli("failures", "--kinds", "-f", "csv")
-    assert csv.stdout.splitlines()[0] == "kind,layer,severity,description,check,covers"
+    assert csv.stdout.splitlines()[0] == "kind,layer,severity,description,inferred,check,covers"
     table = run_cli("failures", "--kinds")
     assert table.returncode == 0 and "stream_tool_call_index_missing" in table.stdout
     assert "check" not in table.stdout.splitlines()[1]  # the table keeps to four columns

@@ -31,6 +31,11 @@ pytestmark = pytest.mark.slow
 FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # The model's own behaviour: a loop is reported on the third identical step.
     "repeated_call": ("repeated_call", "model", 2),
+    # The second step repeats the first once; the third moves on.
+    "repeated_call_once": ("repeated_call_once", "model", 1),
+    # Recorded with tool_choice `required`: the model calls anyway until the answer turn (the
+    # sixth step of chain_short), where the ignored choice lets it answer.
+    "tool_choice_ignored": ("tool_choice_ignored", "provider", 5),
     # The misnamed argument fails the tool; the retry on the next step succeeds.
     "misnamed_argument": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
@@ -71,6 +76,12 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "stream_finish_twice": ("stream_finish_reason_changed", "provider", 0),
     "stream_broken_chunk": ("stream_unparsable_chunk", "provider", 0),
     "stream_truncated": ("stream_without_done", "provider", 0),
+    "stream_usage_every_chunk": ("stream_usage_before_last_chunk", "provider", 0),
+    # files: only the answer turn, the fifth step, has both reasoning and content.
+    "stream_content_with_reasoning": ("stream_content_and_reasoning_in_one_delta", "provider", 4),
+    "stream_split_utf8": ("stream_replacement_char", "provider", 0),
+    # chain_short: the second step is the first with 120 characters of reasoning to buffer.
+    "stream_single_chunk": ("stream_single_chunk", "provider", 1),
     # The client dropped the reasoning the host requires back: the 400 is on the client.
     "reasoning_required_400": ("http_reasoning_required", "client", 1),
     "rate_limit_429": ("http_rate_limit", "provider", 0),
@@ -125,6 +136,10 @@ NOT_FROM_FAULTS = frozenset(
 )
 """Finding kinds no simulator fault produces, each for the reason beside it."""
 
+_TASKS = {"stream_single_chunk": "chain_short"}
+"""Stream faults recorded on another task than `files`, whose texts are all too short to
+show a buffered one."""
+
 _RETRIED = TRANSIENT | {"argument_type_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
 
@@ -137,7 +152,7 @@ def _recording(scenario: str) -> Recording:
     if any(fault.startswith("stream_") for fault in faults):
         rec["stream"] = True
     if scenario.startswith("stream_"):
-        rec["task"] = "files"
+        rec["task"] = _TASKS.get(scenario, "files")
     if "reasoning_required_400" in faults:
         settings["replay"] = ReplayPolicy(reasoning="drop")
     if set(faults) & _RETRIED:
@@ -152,6 +167,8 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True  # cut mid-stream: the events before the cut are kept
     if "finish_length_hidden" in faults:
         settings["max_tokens"] = 512
+    if "tool_choice_ignored" in faults:
+        settings["extra_body"] = {"tool_choice": "required"}
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
 
 
@@ -191,6 +208,20 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert found, (fault, sorted({f.kind for f in fault_findings[fault]}))
     assert {f.layer for f in found} == {layer}
     assert min(f.step for f in found if f.step is not None) == step
+
+
+def test_inferred_findings_state_their_confidence(
+    fault_findings: dict[str, list[Finding]],
+) -> None:
+    """A kind the catalogue marks inferred carries a confidence in (0, 1]; one observed
+    directly carries none, so a reader can tell a guess from a fact."""
+    for fault, findings in fault_findings.items():
+        for finding in findings:
+            if KINDS[finding.kind].inferred:
+                assert finding.confidence is not None, (fault, finding)
+                assert 0.0 < finding.confidence <= 1.0, (fault, finding)
+            else:
+                assert finding.confidence is None, (fault, finding)
 
 
 BREAKING: dict[str, tuple[str, int]] = {
@@ -295,3 +326,54 @@ def test_clean_dialects_have_no_provider_findings(
     assert not any(provider.values()), {k: v for k, v in provider.items() if v}
     # Nothing else either: clean runs of a well-behaved model are silent.
     assert not any(clean_findings.values()), {k: v for k, v in clean_findings.items() if v}
+
+
+@pytest.mark.parametrize(
+    "choice", ["required", {"type": "function", "function": {"name": "open_box"}}]
+)
+def test_an_enforced_tool_choice_is_clean(tmp_path: Any, choice: Any) -> None:
+    """A host that honours `tool_choice` on every step (the answer turn gets a guided call,
+    so the run ends at max_steps) is never reported for ignoring it, nor blamed at all."""
+    db = tmp_path / "t.duckdb"
+    recording = Recording(sim=SimConfig(), settings={"extra_body": {"tool_choice": choice}})
+    [summary] = record_many(db, {"forced": recording}).values()
+    assert summary.outcome.termination == Termination.MAX_STEPS
+    conn = open_for_writing(db)
+    try:
+        found = analyze_run(conn, summary.id)
+    finally:
+        conn.close()
+    assert not [f for f in found if f.layer == "provider"], found
+
+
+def test_usage_in_every_chunk_is_quiet_when_the_request_asked_for_it(tmp_path: Any) -> None:
+    """The same host, usage in every chunk: a fault when unasked, what vLLM's documented
+    `continuous_usage_stats` asks for otherwise. The recorder notes it either way (the lines
+    are what they are); only the verdict follows the request."""
+    asked = {"stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    faulty = SimConfig(faults={"stream_usage_every_chunk": 1.0})
+    recordings = {
+        "unasked": Recording(sim=faulty, stream=True),
+        "asked": Recording(sim=faulty, stream=True, settings={"extra_body": asked}),
+    }
+    db = tmp_path / "t.duckdb"
+    summaries = record_many(db, recordings)
+    conn = open_for_writing(db)
+    try:
+        found = {key: analyze_run(conn, s.id) for key, s in summaries.items()}
+        noted = {
+            key: conn.execute(
+                "SELECT count(*) FILTER (WHERE anomalies::VARCHAR LIKE ?), count(*) FROM steps "
+                "WHERE run_id = ?",
+                ["%usage_before_last_chunk%", s.id],
+            ).fetchone()
+            for key, s in summaries.items()
+        }
+    finally:
+        conn.close()
+    kind = "stream_usage_before_last_chunk"
+    for row in noted.values():
+        assert row is not None and row[0] == row[1] > 0  # every step's stream noted it
+    steps = noted["unasked"][1] if noted["unasked"] else None
+    assert len([f for f in found["unasked"] if f.kind == kind]) == steps
+    assert found["asked"] == []

@@ -94,6 +94,10 @@ def test_show_json_contract(recorded_db: Path) -> None:
         )
         assert step["latency_ms"] > 0 and step["usage"]["prompt_tokens"] > 0
         assert step["reasoning_source"] == "reasoning_content" and step["reasoning"]
+        # Streamed by default: the chunk-size distribution, the simulator's 24-character pieces.
+        shape = step["stream"]
+        assert shape["timed"] is True and shape["chunks"] > 2
+        assert shape["reasoning"]["max"] <= 24 and shape["gap_ms"]["max"] >= 0
     first_call = steps[0]["tool_calls"][0]
     assert {"id", "name", "arguments"} <= set(first_call)
     assert first_call["name"] == "open_box" and "box_id" in first_call["arguments"]
@@ -106,6 +110,7 @@ def test_show_timeline_truncates_unless_full(recorded_db: Path) -> None:
     full = run_cli("show", "last", "--db", str(recorded_db), "--full")
     assert short.returncode == 0 and full.returncode == 0
     assert "step 0" in short.stdout and "open_box" in short.stdout and "thinking" in short.stdout
+    assert "stream: " in short.stdout and " chunks · reasoning " in short.stdout
     assert "final answer" in short.stdout
     assert len(full.stdout) >= len(short.stdout)
 

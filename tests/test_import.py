@@ -355,8 +355,14 @@ def test_imported_runs_show_in_runs_and_show(imported: tuple[Path, list[dict[str
     detail = json.loads(shown.stdout)
     assert [s["index"] for s in detail["steps"]] == [0, 1, 2]
     assert detail["steps"][0]["tool_results"][0]["output"] == "alpha beta"
+    # The logged stream's distribution, measured from its lines; when each came is unknown.
+    assert detail["steps"][0]["stream"] is None  # not streamed
+    shape = detail["steps"][1]["stream"]
+    assert shape["chunks"] == len(_lines(EXCHANGES)[2]["chunks"]) and shape["reasoning"]
+    assert (shape["timed"], shape["gap_ms"], shape["first_text_ms"]) == (False, None, None)
     table = run_cli("show", run["id"], "--db", str(db))
     assert table.returncode == 0 and "gamma delta" in table.stdout
+    assert "arrival times unknown" in table.stdout
 
 
 # -- bad input ------------------------------------------------------------------------------------

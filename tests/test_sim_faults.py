@@ -14,9 +14,11 @@ import httpx2
 import openai
 import pytest
 
+from analyzer.checks.text_calls import calls_in_text
 from traces.dialects import DIALECTS
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS
+from traces.sim.faults.calls import TEXT_SHAPES
 from traces.sim.server import SimServer
 
 # Slow as a whole, outside the fast path `pytest -m "not slow"`: every simulator fault over HTTP.
@@ -196,10 +198,55 @@ def tool_call_as_text(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     message = _message(body)
     assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
-    assert json.loads(message["content"]) == {
-        "name": "open_box",
-        "arguments": {"box_id": "box-1a2b3c"},
-    }
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in CHAIN_TOOLS}
+    found = calls_in_text(message["content"], schemas)
+    assert found is not None, message["content"]
+    assert [(c.name, c.arguments) for c in found.calls] == [("open_box", {"box_id": "box-1a2b3c"})]
+    # The shape is chosen per request: other conversations get the other shapes.
+    shapes = set()
+    for n in range(40):
+        ask = [*START[:1], {"role": "user", "content": f"Start with box-1a2b3c ({n})."}]
+        content = _message(sim.post(ask, tools=CHAIN_TOOLS)[0])["content"]
+        found = calls_in_text(content, schemas)
+        assert found is not None, content
+        shapes.add((found.calls[0].shape, found.placement, found.wrappers))
+    assert len(shapes) == len(TEXT_SHAPES), shapes
+    return headers
+
+
+def tool_choice_ignored(sim: Faulty) -> dict[str, str]:
+    named = {"type": "function", "function": {"name": "write_file"}}
+    ping = [{"type": "function", "function": {"name": "ping", "parameters": {}}}]
+    pinged = [
+        *HELLO,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_p",
+                    "type": "function",
+                    "function": {"name": "ping", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_p", "content": "pong"},
+    ]
+    body, headers = sim.post(pinged, tools=ping, tool_choice="required")
+    # `required` dropped: the model, done with its one tool, answers instead of calling.
+    assert not _message(body).get("tool_calls") and _message(body)["content"]
+    clean, _ = sim.post(pinged, clean=True, tools=ping, tool_choice="required")
+    assert [c["function"]["name"] for c in _message(clean)["tool_calls"]] == ["ping"]
+    # A named function dropped: the model's own first move instead of write_file.
+    ignored, _ = sim.post(START, tools=FILES_TOOLS, tool_choice=named)
+    assert [c["function"]["name"] for c in _message(ignored)["tool_calls"]] != ["write_file"]
+    enforced, _ = sim.post(START, clean=True, tools=FILES_TOOLS, tool_choice=named)
+    assert [c["function"]["name"] for c in _message(enforced)["tool_calls"]] == ["write_file"]
+    # `none` dropped: calls come back although none were allowed.
+    called, _ = sim.post(START, tools=CHAIN_TOOLS, tool_choice="none")
+    assert _message(called)["tool_calls"]
+    _, complied = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(complied) == []  # no tool_choice: nothing to ignore
     return headers
 
 
@@ -298,6 +345,24 @@ def repeated_call(sim: Faulty) -> dict[str, str]:
     assert json.loads(clean["tool_calls"][0]["function"]["arguments"]) == {"box_id": "box-4d5e6f"}
     _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
     assert _faults(first_turn) == []  # nothing to repeat yet
+    return headers
+
+
+def repeated_call_once(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    [call] = _message(body)["tool_calls"]
+    assert json.loads(call["function"]["arguments"]) == {"box_id": "box-1a2b3c"}
+    # After one repeat the model moves on: the turn after it opens the next box.
+    repeated = _message(body)
+    after = [
+        *_second_step(),
+        {**repeated, "content": None},
+        {"role": "tool", "tool_call_id": call["id"], "content": RESULT},
+    ]
+    moved, moved_headers = sim.post(after, tools=CHAIN_TOOLS)
+    assert _faults(moved_headers) == []
+    next_box = json.loads(_message(moved)["tool_calls"][0]["function"]["arguments"])
+    assert next_box == {"box_id": "box-4d5e6f"}
     return headers
 
 
@@ -800,8 +865,73 @@ def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def _deltas(payloads: list[Any]) -> list[dict[str, Any]]:
+    return [p["choices"][0]["delta"] for p in payloads if p["choices"]]
+
+
+def _joined(deltas: list[dict[str, Any]], field: str) -> str:
+    return "".join(d.get(field) or "" for d in deltas)
+
+
+def stream_usage_every_chunk(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(HELLO, stream_options={"include_usage": True})
+    usages = [p.get("usage") for p in payloads]
+    assert all(usages) and payloads[-1]["choices"] == []  # every chunk, the final one kept
+    final = payloads[-1]["usage"]["completion_tokens"]
+    running = [p["usage"]["completion_tokens"] for p in payloads[:-1]]
+    assert running == sorted(running) and running[-1] == final > running[0]
+    _, unasked = sim.stream(HELLO)  # no usage chunk to repeat: nothing changes
+    assert _faults(unasked) == []
+    return headers
+
+
+def stream_content_with_reasoning(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(HELLO)
+    deltas = _deltas(payloads)
+    mixed = [d for d in deltas if d.get("content") and d.get("reasoning_content")]
+    assert len(mixed) == 1
+    clean = _message(sim.post(HELLO, clean=True)[0])
+    assert _joined(deltas, "content") == clean["content"]  # moved, not lost
+    assert _joined(deltas, "reasoning_content") == clean["reasoning_content"]
+    _, tool_turn = sim.stream(START, tools=CHAIN_TOOLS)  # reasoning, but no content
+    assert _faults(tool_turn) == []
+    return headers
+
+
+def stream_split_utf8(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(HELLO)
+    deltas = _deltas(payloads)
+    pieces = [d.get("content") or "" for d in deltas]
+    cut = [i for i in range(1, len(pieces)) if pieces[i - 1][-1:] == pieces[i][:1] == "\ufffd"]
+    assert len(cut) == 1
+    clean = _message(sim.post(HELLO, clean=True)[0])["content"]
+    # The reply's first multi-byte character, `“` (3 bytes), became one U+FFFD per half.
+    assert _joined(deltas, "content") == clean.replace("“", "\ufffd\ufffd\ufffd", 1)
+    payloads, ascii_only = sim.stream(START, tools=CHAIN_TOOLS)
+    reasoning = _joined(_deltas(payloads), "reasoning_content")
+    clean = _message(sim.post(START, clean=True, tools=CHAIN_TOOLS)[0])["reasoning_content"]
+    assert clean.isascii() and _faults(ascii_only) == ["stream_split_utf8"]
+    first, rest = clean.split(" ", 1)  # the em dash the model wrote after its first word
+    assert reasoning == f"{first}\ufffd\ufffd\ufffd {rest}"
+    return headers
+
+
+def stream_single_chunk(sim: Faulty) -> dict[str, str]:
+    payloads, headers = sim.stream(_second_step(), tools=CHAIN_TOOLS)
+    deltas = _deltas(payloads)
+    reasoning = [d["reasoning_content"] for d in deltas if d.get("reasoning_content")]
+    clean = _message(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    assert reasoning == [clean["reasoning_content"]] and len(reasoning[0]) >= 120
+    assert _tool_entries(payloads)  # the call still streams as before
+    _, short = sim.stream(START, tools=CHAIN_TOOLS)  # 69 characters: no buffering to see
+    assert _faults(short) == []
+    return headers
+
+
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
+    "repeated_call_once": (repeated_call_once, "openai", {}),
+    "tool_choice_ignored": (tool_choice_ignored, "openai", {}),
     "misnamed_argument": (misnamed_argument, "openai", {}),
     "hallucinated_tool": (hallucinated_tool, "openai", {}),
     "emptied_arguments": (emptied_arguments, "openai", {}),
@@ -811,6 +941,10 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "stream_arguments_object": (stream_arguments_object, "openai", {}),
     "stream_index_collision": (stream_index_collision, "openai", {}),
     "stream_finish_twice": (stream_finish_twice, "openai", {}),
+    "stream_usage_every_chunk": (stream_usage_every_chunk, "openai", {}),
+    "stream_content_with_reasoning": (stream_content_with_reasoning, "openai", {}),
+    "stream_split_utf8": (stream_split_utf8, "openai", {}),
+    "stream_single_chunk": (stream_single_chunk, "openai", {}),
     "unauthorized_401": (unauthorized_401, "openai", {}),
     "payment_required_402": (payment_required_402, "openai", {}),
     "model_not_found_404": (model_not_found_404, "openai", {}),

@@ -401,3 +401,46 @@ def test_no_tools_answers_directly() -> None:
 def test_tool_choice_none_answers_even_with_tools() -> None:
     messages = [{"role": "user", "content": "Start with box-00aa11."}]
     assert not decide(messages, CHAIN_TOOLS, seed=0, tool_choice="none").tool_calls
+
+
+def test_required_forces_a_call_where_the_model_would_answer() -> None:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Say hello."}]
+    tools = [_tool("ping", {"type": "object", "properties": {}})]
+    first = decide(messages, tools, seed=0)
+    _append(messages, first, ["pong"])
+    free = decide(messages, tools, seed=0)
+    assert not free.tool_calls and free.unforced is None  # done with its one tool: answers
+    forced = decide(messages, tools, seed=0, tool_choice="required")
+    assert [c.name for c in forced.tool_calls] == ["ping"] and forced.finish_reason == "tool_calls"
+    # What the model would have said unconstrained is kept for a host that ignores the choice.
+    assert forced.unforced == free
+
+
+def test_a_named_function_is_called_with_schema_valid_arguments() -> None:
+    messages = [{"role": "user", "content": "Find every TODO and write them to report.md."}]
+    named = {"type": "function", "function": {"name": "write_file"}}
+    forced = decide(messages, FILES_TOOLS, seed=0, tool_choice=named)
+    [call] = forced.tool_calls
+    schema = FILES_TOOLS[2]["function"]["parameters"]
+    assert call.name == "write_file"
+    jsonschema.validate(json.loads(call.arguments), schema)
+    assert forced.unforced is not None and [c.name for c in forced.unforced.tool_calls] != [
+        "write_file"
+    ]
+
+
+def test_a_choice_the_model_already_meets_changes_nothing() -> None:
+    messages = [{"role": "user", "content": "Start with box-00aa11."}]
+    free = decide(messages, CHAIN_TOOLS, seed=0)
+    for choice in ("required", {"type": "function", "function": {"name": "open_box"}}, "auto"):
+        assert decide(messages, CHAIN_TOOLS, seed=0, tool_choice=choice) == free
+    # A named function nobody declared forces nothing (a real host answers 400).
+    unknown = {"type": "function", "function": {"name": "teleport"}}
+    assert decide(messages, CHAIN_TOOLS, seed=0, tool_choice=unknown) == free
+
+
+def test_tool_choice_none_keeps_the_calls_it_forbade() -> None:
+    messages = [{"role": "user", "content": "Start with box-00aa11."}]
+    answered = decide(messages, CHAIN_TOOLS, seed=0, tool_choice="none")
+    assert not answered.tool_calls
+    assert answered.unforced is not None and answered.unforced.tool_calls

@@ -153,3 +153,73 @@ def expected_id_style(model: str | None, host_family: TemplateFamily | None) -> 
 
 KIMI_ID = re.compile(r"^functions\.[\w\-.]+:\d+$")
 """A tool-call id in Kimi K2's own form, `functions.NAME:IDX`."""
+
+
+class JsonCallSyntax(BaseModel):
+    """A family whose own tool calls are plain JSON in the generated text.
+
+    Its host's tool parser (vLLM's `llama3_json`, `mistral`) turns that JSON into
+    `tool_calls`; when the JSON reaches the client as content instead, exactly as the family
+    writes it, the host did not parse it. Kept apart from `FAMILIES`: the simulator has no
+    template for these, and their special token (`<|python_tag|>`, `[TOOL_CALLS]`) may be
+    stripped by the detokenizer, leaving nothing but the JSON.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Family name, as evidence reports it.")
+    model_ids: tuple[str, ...] = Field(
+        description="Regular expressions (case-insensitive) matched against the model's own "
+        "name, as `Family.model_ids`."
+    )
+    prefix: str = Field(description="The special token the family writes before its calls.")
+    prefix_required: bool = Field(
+        description="Whether the host's parser keys off that token: without it in the text "
+        "the model may never have written it, so the JSON alone is not the family's syntax."
+    )
+    as_list: bool = Field(description="Calls are one JSON list, not one object per call.")
+    arguments_keys: tuple[str, ...] = Field(
+        description="Keys that hold a call's arguments beside `name`."
+    )
+
+
+JSON_CALL_SYNTAXES = (
+    # Llama 3.1+ JSON tool calling: `{"name": …, "parameters": …}` (`<|python_tag|>` first in
+    # ipython mode); vLLM's llama3_json parser also takes `arguments`. Llama 4's JSON template
+    # asks for the same.
+    JsonCallSyntax(
+        name="llama",
+        model_ids=(r"llama[-_ ]?[34]",),
+        prefix="<|python_tag|>",
+        prefix_required=False,
+        as_list=False,
+        arguments_keys=("parameters", "arguments"),
+    ),
+    # Mistral v0.3 / Nemo / Small / Mixtral: `[TOOL_CALLS][{"name": …, "arguments": …}]`; its
+    # parser starts at the token, so a bare list may be the model's own slip.
+    JsonCallSyntax(
+        name="mistral",
+        model_ids=(r"mistral|mixtral|ministral|magistral|devstral|codestral|pixtral",),
+        prefix="[TOOL_CALLS]",
+        prefix_required=True,
+        as_list=True,
+        arguments_keys=("arguments",),
+    ),
+)
+"""Families whose own call syntax is plain JSON, by name pattern."""
+
+_JSON_MATCHERS = [
+    (syntax, re.compile(pattern, re.IGNORECASE))
+    for syntax in JSON_CALL_SYNTAXES
+    for pattern in syntax.model_ids
+]
+
+
+def json_call_syntax(model: str | None) -> JsonCallSyntax | None:
+    """The plain-JSON call syntax of the family `model` names, if it is one of those; None
+    when the id names a family of `FAMILIES` (a DeepSeek distill of Llama speaks DeepSeek's
+    template) or no known family at all."""
+    if not model or family_named(model) is not None:
+        return None
+    name = model_name(model)
+    return next((syntax for syntax, pattern in _JSON_MATCHERS if pattern.search(name)), None)

@@ -93,6 +93,10 @@ class StreamReader:
     ) -> Exchange:
         """The exchange the stream read so far makes."""
         assembler = self.assembler
+        anomalies = assembler.anomalies
+        if assembler.finish_reason is not None and self.broken is None:
+            # Only a finished stream has a last chunk and a whole text to judge its delivery.
+            anomalies = [*anomalies, *assembler.delivery.closing_anomalies()]
         exchange = Exchange(
             request_body=request_body,
             started_at=started_at,
@@ -107,7 +111,7 @@ class StreamReader:
             ttft_reasoning_ms=assembler.first_ms.get("reasoning"),
             ttft_content_ms=assembler.first_ms.get("content"),
             ttft_tool_call_ms=assembler.first_ms.get("tool_call"),
-            anomalies=assembler.anomalies,
+            anomalies=anomalies,
             upstream_provider=self.upstream,
         )
         if self.broken:

@@ -9,8 +9,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from traces.stream_quality import DeliveryLog
+
 _TEXT_FIELDS = ("content", "reasoning_content", "reasoning")
 _STRUCTURED_FIELDS = frozenset((*_TEXT_FIELDS, "role", "tool_calls", "reasoning_details"))
+
+
+def _content(delta: dict[str, Any]) -> str:
+    piece = delta.get("content")
+    return piece if isinstance(piece, str) else ""
+
+
+def _reasoning(delta: dict[str, Any]) -> str:
+    """The reasoning a delta carried, counted once: hosts moving from `reasoning_content` to
+    `reasoning` send the same piece in both, OpenRouter its text again in a detail."""
+    for name in ("reasoning_content", "reasoning"):
+        piece = delta.get(name)
+        if isinstance(piece, str) and piece:
+            return piece
+    details = delta.get("reasoning_details")
+    if not isinstance(details, list):
+        return ""
+    return "".join(
+        d[key]
+        for d in details
+        if isinstance(d, dict)
+        for key in ("text", "summary")
+        if isinstance(d.get(key), str)
+    )
 
 
 class StreamAssembler:
@@ -27,6 +53,8 @@ class StreamAssembler:
         self.extra: dict[str, Any] = {}
         self.anomalies: list[dict[str, Any]] = []
         self.first_ms: dict[str, float] = {}
+        self.delivery = DeliveryLog(self.anomalies)
+        """Sizes and arrival of every chunk, and the delivery's own irregularities."""
 
     def _note(self, kind: str, **evidence: Any) -> None:
         self.anomalies.append({"kind": kind, **evidence})
@@ -40,6 +68,7 @@ class StreamAssembler:
 
     def feed(self, chunk: dict[str, Any], t_ms: float) -> None:
         """Take one chunk that arrived `t_ms` after the request was sent."""
+        position = self.delivery.chunk(bool(chunk.get("usage")))
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         choices = chunk.get("choices") or []
@@ -53,9 +82,9 @@ class StreamAssembler:
                         then=choice["finish_reason"],
                     )
                 self.finish_reason = choice["finish_reason"]
-            self._feed_delta(delta, t_ms)
+            self._feed_delta(delta, t_ms, position)
 
-    def _feed_delta(self, delta: dict[str, Any], t_ms: float) -> None:
+    def _feed_delta(self, delta: dict[str, Any], t_ms: float, position: int) -> None:
         if delta.get("role"):
             self.role = delta["role"]
         for name in _TEXT_FIELDS:
@@ -76,9 +105,13 @@ class StreamAssembler:
         indices = [e.get("index") for e in entries if e.get("index") is not None]
         if len(indices) != len(set(indices)):
             self._note("tool_call_index_split", indices=indices)
-        for position, call_delta in enumerate(entries):
+        arguments = []
+        for place, call_delta in enumerate(entries):
             self.first_ms.setdefault("tool_call", t_ms)
-            self._feed_call(call_delta, position)
+            piece = self._feed_call(call_delta, place)
+            if piece:
+                arguments.append(piece)
+        self.delivery.delta(_content(delta), _reasoning(delta), arguments, t_ms, position)
 
     def _merge_detail(self, detail: Any) -> None:
         # Streams send reasoning_details in pieces; a piece of the same type (and index, when
@@ -101,7 +134,8 @@ class StreamAssembler:
             if key not in ("text", "summary", "data") and value is not None:
                 last[key] = value
 
-    def _feed_call(self, call_delta: dict[str, Any], position: int) -> None:
+    def _feed_call(self, call_delta: dict[str, Any], position: int) -> str:
+        """Take one tool-call entry; the piece of string arguments it carried ("" if none)."""
         call = self._find_call(call_delta, position)
         function = call_delta.get("function") or {}
         if call_delta.get("id"):
@@ -131,6 +165,8 @@ class StreamAssembler:
                 call["pieces"] = [args]
             else:
                 call["pieces"].append(args)
+            return args
+        return ""
 
     def _find_call(self, call_delta: dict[str, Any], position: int) -> dict[str, Any]:
         index = call_delta.get("index")

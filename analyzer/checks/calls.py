@@ -9,13 +9,12 @@ from typing import Any
 
 from analyzer.checks.leaks import find_leaks
 from analyzer.checks.records import Call, Finding, Layer, Run, Severity, Step
+from analyzer.checks.text_calls import TextCalls, calls_in_text, own_syntax
+from traces.families import json_call_syntax
 from traces.normalize import estimate_tokens
 
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _BAD_KEY = re.compile(r"[<>|\"{}\s]")
-_NAME_KEYS = ("name", "function", "tool", "tool_name")
-_ARGUMENT_KEYS = ("arguments", "parameters", "args", "input")
 _DECODER = json.JSONDecoder()
 _TAIL = 2000
 """Characters at the end of a reasoning text searched for a call's arguments."""
@@ -39,23 +38,6 @@ KINDS = frozenset(
 UNEXPLAINED_MIN = 8
 """Completion tokens beyond the visible text that count as 'something was generated'; the
 estimate of visible tokens is rough, so a handful of tokens of slack is not evidence."""
-
-
-def _json_objects(text: str) -> list[Any]:
-    stripped = _FENCE.sub("", text.strip())
-    try:
-        whole = json.loads(stripped)
-        return whole if isinstance(whole, list) else [whole]
-    except ValueError:
-        pass
-    objects = []
-    for line in stripped.splitlines():
-        try:
-            objects.append(json.loads(line))
-        except ValueError:
-            if line.strip():
-                return []
-    return objects
 
 
 def _decode_at(text: str, start: int) -> tuple[Any, int] | None:
@@ -110,35 +92,87 @@ def concatenated_objects(raw: str) -> int:
     return count
 
 
-def _as_call(obj: Any, tools: dict[str, dict[str, Any]]) -> str | None:
-    if not isinstance(obj, dict):
-        return None
-    name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
-    if isinstance(obj.get("function"), dict):
-        name = obj["function"].get("name")
-        obj = obj["function"]
-    has_arguments = any(k in obj for k in _ARGUMENT_KEYS)
-    return name if name in tools and has_arguments else None
-
-
 def malformed_name(name: str) -> bool:
     """Whether a tool name carries characters or pieces of a call format no tool has."""
     return not _NAME_OK.match(name) or bool(find_leaks(name))
 
 
+def _confidence(found: TextCalls, own: bool) -> float:
+    """How sure the text is a call: the family's exact syntax is beyond doubt; otherwise a
+    text that is nothing but calls beats calls after prose, arguments that fit the schema
+    beat ones that do not, named arguments beat keys that merely match parameters, and
+    complete JSON beats JSON read with its last braces supplied."""
+    if own:
+        return 0.95
+    score = 0.9 if found.placement == "whole" else 0.65
+    if all(call.schema_valid for call in found.calls):
+        score += 0.05
+    elif any(call.schema_valid is False for call in found.calls):
+        score -= 0.15
+    if not all(call.explicit for call in found.calls):
+        score -= 0.1
+    if "unclosed" in found.wrappers:
+        score -= 0.1
+    return round(score, 2)
+
+
+def _asked_for_text(step: Step) -> bool:
+    """The client asked for text or JSON, not calls: what looks like a call is the answer."""
+    if step.request_params.get("tool_choice") == "none":
+        return True
+    response_format = step.request_params.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    )
+
+
 def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
-    """The model wrote a call to a declared tool as JSON text in content instead of calling."""
-    if step.calls or not step.content or not step.tools or find_leaks(step.content):
-        return  # leaked call tokens are the parser's fault, reported as leaks
-    names = [_as_call(obj, step.tools) for obj in _json_objects(step.content)]
-    if names and all(names):
-        yield Finding(
-            "tool_call_as_text",
-            "error",
-            "model",
-            step.index,
-            {"field": "content", "tools": names, "excerpt": step.content[:200]},
-        )
+    """A call to a declared tool written as text in content instead of called, in any common
+    shape (`text_calls`). The model's, unless the text is exactly its family's own plain-JSON
+    call syntax (Llama, Mistral): then the host should have parsed it."""
+    content = step.content
+    if step.calls or not content or "{" not in content or not step.tools or step.failed:
+        return
+    if _asked_for_text(step):
+        return
+    found = calls_in_text(content, step.tools)
+    if found is None:
+        return
+    if found.placement == "trailing" and not all(
+        call.explicit and call.schema_valid for call in found.calls
+    ):
+        return  # after prose only a call beyond doubt counts: it may be an example
+    if find_leaks(content):
+        return  # a family's call tokens: the host's parser missed them, reported as leaks
+    syntax = json_call_syntax(run.model)
+    own = own_syntax(found, syntax)
+    yield Finding(
+        "tool_call_as_text",
+        "error",
+        "provider" if own else "model",
+        step.index,
+        {
+            "field": "content",
+            "tools": [call.name for call in found.calls],
+            "calls": [
+                {
+                    "name": call.name,
+                    "arguments": json.dumps(call.arguments, ensure_ascii=False)[:200],
+                    "shape": call.shape,
+                    "schema_valid": call.schema_valid,
+                }
+                for call in found.calls[:10]
+            ],
+            "placement": found.placement,
+            "wrappers": list(found.wrappers),
+            "declared": sorted(step.tools)[:20],
+            "family": syntax.name if syntax else None,
+            "own_syntax": own,
+            "excerpt": content[found.start : found.start + 200],
+        },
+        confidence=_confidence(found, own),
+    )
 
 
 def unexplained_tokens(step: Step) -> int | None:

@@ -30,12 +30,21 @@ class KindInfo:
     description: str
     covers: tuple[str, ...]
     """Real-world failure classes this kind recognises."""
+    inferred: bool = False
+    """The check infers it from indirect evidence (token counts, a text heuristic), so each
+    finding carries a `confidence`; otherwise it is observed directly and carries none."""
 
 
 def _kind(
-    kind: str, layer: Layer, severity: Severity, check: str, description: str, *covers: str
+    kind: str,
+    layer: Layer,
+    severity: Severity,
+    check: str,
+    description: str,
+    *covers: str,
+    inferred: bool = False,
 ) -> KindInfo:
-    return KindInfo(kind, layer, severity, check, " ".join(description.split()), covers)
+    return KindInfo(kind, layer, severity, check, " ".join(description.split()), covers, inferred)
 
 
 _ENTRIES = (
@@ -57,9 +66,11 @@ _ENTRIES = (
         "model",
         "error",
         "calls",
-        """The model wrote a call to a declared tool as JSON text in content instead of calling
-        it, so nothing ran. Typical of small models or templates that never taught the format.""",
+        """A call to a declared tool came back as text in content (bare, fenced, wrapped or
+        listed JSON), so nothing ran. The model's, or the host's when the text is exactly the
+        family's own plain-JSON call syntax (Llama, Mistral) its parser should have read.""",
         "tool_call_as_json_text",
+        inferred=True,
     ),
     _kind(
         "dropped_call",
@@ -190,6 +201,16 @@ _ENTRIES = (
         truncated.""",
         "finish_reason_wrong",
     ),
+    _kind(
+        "tool_choice_ignored",
+        "provider",
+        "error",
+        "tool_choice",
+        """The request's `tool_choice` was not enforced: `required` or a named function and no
+        call (or another function) came back, or `none` and calls did. Not judged on a
+        response that failed or was cut at `length`.""",
+        "tool_choice_not_enforced",
+    ),
     # -- streaming ---------------------------------------------------------------------------
     _kind(
         "stream_tool_call_name_repeated",
@@ -301,6 +322,48 @@ _ENTRIES = (
         """The stream ended without `data: [DONE]`. With a finish_reason the turn is complete
         but strict clients wait or fail; without one it was cut, and the call failed.""",
         "streaming_truncated",
+    ),
+    _kind(
+        "stream_usage_before_last_chunk",
+        "provider",
+        "warning",
+        "streaming",
+        """A chunk before the last carried usage (in every chunk, or on the finish chunk and
+        again after it), unasked: clients that add up usage chunks count tokens many times.
+        Not reported when the request asked for vLLM's `continuous_usage_stats`.""",
+        "streaming_usage_not_last",
+    ),
+    _kind(
+        "stream_content_and_reasoning_in_one_delta",
+        "provider",
+        "warning",
+        "streaming",
+        """One delta carried both content and reasoning (a reasoning parser that split the
+        delta holding `</think>` in two); clients that switch from thinking to answer on the
+        first content lose one of them.""",
+        "streaming_reasoning_content_mixed",
+    ),
+    _kind(
+        "stream_replacement_char",
+        "provider",
+        "warning",
+        "streaming",
+        """U+FFFD in streamed text or arguments: the host's detokenizer cut a multi-byte
+        character between two chunks and sent each half decoded alone. Info, with half the
+        confidence, when the request already held U+FFFD for the model to quote.""",
+        "streaming_split_character",
+        inferred=True,
+    ),
+    _kind(
+        "stream_single_chunk",
+        "provider",
+        "warning",
+        "streaming",
+        """The stream arrived as one chunk: one delta held all (90% or more) of a content or
+        reasoning text of 120 characters or more, where a real token stream sends a few
+        characters per chunk. The host buffered the generation; the client waited for it.""",
+        "streaming_buffered",
+        inferred=True,
     ),
     _kind(
         "stream_other",
@@ -474,6 +537,15 @@ _ENTRIES = (
         "identical_tool_call_loop",
     ),
     _kind(
+        "repeated_call_once",
+        "model",
+        "info",
+        "loops",
+        """The model made exactly the calls of its previous step once more (two in a row, not
+        a loop): often a retry after a failure, otherwise a result it did not read.""",
+        "identical_tool_call_loop",
+    ),
+    _kind(
         "tool_error",
         "tool",
         "error",
@@ -570,6 +642,7 @@ def catalogue_rows() -> list[dict[str, Any]]:
             "kind": info.kind,
             "layer": info.layer,
             "severity": info.severity,
+            "inferred": info.inferred,
             "check": info.check,
             "description": info.description,
             "covers": list(info.covers),

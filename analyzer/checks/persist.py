@@ -76,6 +76,7 @@ def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now
             layer=f.layer,
             evidence=json.dumps({**f.evidence, "check_version": CHECK_VERSION}, ensure_ascii=False),
             created_at=now,
+            confidence=f.confidence,
         )
         for run_id, findings in found.items()
         for f in findings

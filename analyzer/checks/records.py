@@ -26,6 +26,9 @@ class Finding:
     layer: Layer
     step: int | None
     evidence: dict[str, Any]
+    confidence: float | None = None
+    """How likely the finding is right, 0..1, for kinds the catalogue marks `inferred` (the
+    check reads it off indirect evidence, e.g. token counts); None when it saw it directly."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,15 @@ class Step:
 
     @property
     def forced_tool(self) -> str | None:
-        """The function a named `tool_choice` forces, if any."""
+        """The function a named `tool_choice` forces, if any: the chat form
+        `{"type": "function", "function": {"name": …}}` or the flat `{"type": "function",
+        "name": …}` some clients send."""
         choice = self.request_params.get("tool_choice")
-        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-            name = choice["function"].get("name")
-            return name if isinstance(name, str) else None
-        return None
+        if not isinstance(choice, dict):
+            return None
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else choice.get("name")
+        return name if isinstance(name, str) else None
 
     @property
     def failed(self) -> bool:

@@ -18,6 +18,7 @@ from analyzer.checks import (
     loops,
     reasoning,
     streaming,
+    tool_choice,
     tools,
 )
 from analyzer.checks.records import Finding, Run, Step
@@ -25,7 +26,7 @@ from analyzer.checks.records import Finding, Run, Step
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 2
+CHECK_VERSION = 3
 """Bumped when a check changes what it reports; stored in each finding's evidence so old
 findings can be told apart (re-run `traces analyze` to refresh them)."""
 
@@ -36,6 +37,7 @@ STEP_CHECKS: dict[str, StepCheck] = {
     "arguments": calls.arguments,
     "names_and_keys": calls.names_and_keys,
     "finish_reason": finish.finish_reason,
+    "tool_choice_ignored": tool_choice.tool_choice_ignored,
     "stream_anomalies": streaming.stream_anomalies,
     "http_errors": http.http_errors,
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,

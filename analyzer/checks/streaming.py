@@ -1,16 +1,21 @@
 """Streaming irregularities the assembler noted (`steps.anomalies`), one finding each.
 
-The assembler already rebuilt the intended message; these findings say the host's stream
-would break a naive client (name concatenated, index missing, arguments doubled, the stream
-cut before `[DONE]`).
+The assembler already rebuilt the intended message; most of these findings say the host's
+stream would break a naive client (name concatenated, index missing, arguments doubled, the
+stream cut before `[DONE]`). The delivery ones (`traces/stream_quality.py`) are what
+MiniMax's provider verifier tests: usage before the last chunk, content and reasoning in one
+delta, U+FFFD from a split character, a stream buffered into one chunk. They are noted while
+the stream is read, so checking them costs nothing per step; steps recorded before they
+were noted simply carry none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.records import Finding, Run, Severity, Step
+from traces.stream_quality import REPLACEMENT
 
 ANOMALIES = (
     "finish_reason_changed",
@@ -25,8 +30,13 @@ ANOMALIES = (
     "tool_call_index_split",
     "unparsable_chunk",
     "stream_without_done",
+    "usage_before_last_chunk",
+    "content_and_reasoning_in_one_delta",
+    "replacement_char",
+    "single_chunk",
 )
-"""Anomaly kinds the stream assembler and the client note (traces/stream.py, traces/client.py)."""
+"""Anomaly kinds the stream assembler and the client note (traces/stream.py,
+traces/stream_quality.py, traces/client.py)."""
 
 OTHER = "stream_other"
 """The finding for an anomaly kind this module does not know yet (a newer recorder's)."""
@@ -42,6 +52,94 @@ def finding_kind(anomaly: str) -> str:
 KINDS = frozenset({*(finding_kind(a) for a in ANOMALIES), OTHER})
 """Finding kinds this module emits (the catalogue describes each)."""
 
+ONE_DELTA_TOKEN_CHARS = 30
+"""`stream_single_chunk` (one delta) is as sure as the delta is long: about 1 - 30/chars,
+i.e. how unlikely a real token stream would put that many characters (a token is about four)
+in one chunk: 0.75 at 120 characters, 0.9 at 300, 0.97 at 1,000."""
+
+REPLACEMENT_CONFIDENCE = {"split": 0.95, "edge": 0.85, "inside": 0.6}
+"""`stream_replacement_char`: U+FFFD ending one piece and starting the next is a character
+cut in two; at a piece's edge, most likely one; inside a piece, a host that batched tokens
+or, rarely, a model that writes U+FFFD itself."""
+
+
+def _evidence(items: list[dict[str, Any]]) -> dict[str, Any]:
+    detail = {k: v for k, v in items[0].items() if k != "kind"}
+    return {"count": len(items), "first": detail}
+
+
+def _asked_continuous_usage(step: Step) -> bool:
+    options = step.request_params.get("stream_options")
+    return isinstance(options, Mapping) and options.get("continuous_usage_stats") is True
+
+
+def _usage(step: Step, items: list[dict[str, Any]]) -> Finding | None:
+    # vLLM's documented `stream_options.continuous_usage_stats` asks for usage in every
+    # chunk: what was asked for is not a fault. Unasked, clients that add up usage chunks
+    # count tokens many times over, and those that take the first read a running count.
+    if _asked_continuous_usage(step):
+        return None
+    return Finding(
+        "stream_usage_before_last_chunk", "warning", "provider", step.index, _evidence(items)
+    )
+
+
+def _mixed(step: Step, items: list[dict[str, Any]]) -> Finding | None:
+    return Finding(
+        "stream_content_and_reasoning_in_one_delta",
+        "warning",
+        "provider",
+        step.index,
+        _evidence(items),
+    )
+
+
+def _mentions(value: Any, needle: str) -> bool:
+    """Whether any string inside `value` (nested dicts and lists) contains `needle`."""
+    if isinstance(value, str):
+        return needle in value
+    if isinstance(value, Mapping):
+        return any(_mentions(v, needle) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, needle) for v in value)
+    return False
+
+
+def _replacement(step: Step, items: list[dict[str, Any]]) -> Finding | None:
+    first = items[0]
+    where = "split" if first.get("split") else "edge" if first.get("at_edge") else "inside"
+    confidence = REPLACEMENT_CONFIDENCE[where]
+    evidence = _evidence(items)
+    # A request that already holds U+FFFD (a tool read a file that was not UTF-8) gives the
+    # model one to quote: then the character may be the model's own text, not the host's cut.
+    quoted = any(_mentions(message, REPLACEMENT) for message in step.request_messages)
+    evidence["request_has_replacement_char"] = quoted
+    severity: Severity = "warning"
+    if quoted:
+        confidence, severity = round(confidence / 2, 2), "info"
+    return Finding(
+        "stream_replacement_char", severity, "provider", step.index, evidence, confidence
+    )
+
+
+def _single_chunk(step: Step, items: list[dict[str, Any]]) -> Finding | None:
+    chars = items[0].get("chars")
+    if not isinstance(chars, int) or chars <= ONE_DELTA_TOKEN_CHARS:
+        return None  # a newer recorder's form this version cannot grade
+    confidence = round(min(0.99, 1 - ONE_DELTA_TOKEN_CHARS / chars), 2)
+    return Finding(
+        "stream_single_chunk", "warning", "provider", step.index, _evidence(items), confidence
+    )
+
+
+_GRADED: dict[str, Callable[[Step, list[dict[str, Any]]], Finding | None]] = {
+    "usage_before_last_chunk": _usage,
+    "content_and_reasoning_in_one_delta": _mixed,
+    "replacement_char": _replacement,
+    "single_chunk": _single_chunk,
+}
+"""Anomalies whose finding depends on the request or carries a confidence."""
+
 
 def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
     """`stream_<anomaly>` per anomaly kind on the step, with how often it occurred."""
@@ -49,9 +147,14 @@ def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
     for anomaly in step.anomalies:
         grouped.setdefault(str(anomaly.get("kind", "unknown")), []).append(anomaly)
     for anomaly_kind, items in grouped.items():
+        graded = _GRADED.get(anomaly_kind)
+        if graded is not None:
+            finding = graded(step, items)
+            if finding is not None:
+                yield finding
+            continue
         kind = finding_kind(anomaly_kind)
-        detail = {k: v for k, v in items[0].items() if k != "kind"}
-        evidence: dict[str, Any] = {"count": len(items), "first": detail}
+        evidence = _evidence(items)
         if kind == OTHER:
             evidence["anomaly"] = anomaly_kind
         yield Finding(kind, "warning", "provider", step.index, evidence)

@@ -16,10 +16,20 @@ from traces.store.database import open_for_reading, resolve_db_path
 
 _SEVERITY = {3: "error", 2: "warning", 1: "info"}
 _COUNT_COLUMNS = ["kind", "layer", "severity", "provider", "model", "findings", "runs", "of_runs"]
-_DETAIL_COLUMNS = ["run", "step", "kind", "severity", "layer", "provider", "model", "evidence"]
+_DETAIL_COLUMNS = [
+    "run",
+    "step",
+    "kind",
+    "severity",
+    "layer",
+    "confidence",
+    "provider",
+    "model",
+    "evidence",
+]
 _KIND_COLUMNS = ["kind", "layer", "severity", "description"]
 # What a narrow terminal leaves out first.
-_DROPPED_FIRST = ["layer", "severity", "of_runs", "model", "provider"]
+_DROPPED_FIRST = ["confidence", "layer", "severity", "of_runs", "model", "provider"]
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +85,7 @@ def failures(
     check_choice("--layer", layer, finding_layers)
     if kinds:
         rows = [r for r in catalogue_rows() if layer is None or r["layer"] == layer]
-        columns = _columns(_KIND_COLUMNS, fmt, "check", "covers")
+        columns = _columns(_KIND_COLUMNS, fmt, "inferred", "check", "covers")
         emit_rows(rows, fmt, columns=columns, droppable=_DROPPED_FIRST, wide=wide)
         return
     title = None

@@ -21,6 +21,7 @@ from analyzer.output import (
     to_json,
 )
 from analyzer.queries import resolve_run_id, run_detail
+from analyzer.stream_shape import describe_shape
 from traces.store.database import open_for_reading, resolve_db_path
 
 PREVIEW_CHARS = 160
@@ -78,6 +79,11 @@ def _ms(value: float | None) -> str:
     return NULL_CELL if value is None else f"{value:.0f} ms"
 
 
+def _confidence(value: float | None) -> str:
+    """`, confidence 0.87` for an inferred finding; nothing for one observed directly."""
+    return "" if value is None else f", confidence {value:.2f}"
+
+
 def _cut(text: str | None, full: bool) -> str:
     if not text:
         return ""
@@ -127,6 +133,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             f"finish {_text(step['finish_reason'])}"
             + (f"  retries {step['retries']}" if step["retries"] else "")
         )
+        if step.get("stream"):
+            out.print(f"  [dim]stream: {_text(describe_shape(step['stream']))}[/dim]")
         if step["reasoning"]:
             out.print(
                 f"  [dim]thinking ({_text(step['reasoning_source'])}):[/dim] "
@@ -150,7 +158,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             )
         for finding in step["findings"]:
             out.print(
-                f"  [yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])}) "
+                f"  [yellow]⚑ {_text(finding['kind'])}[/yellow] ({_text(finding['layer'])}"
+                f"{_confidence(finding['confidence'])}) "
                 f"{_cut(json.dumps(finding['evidence'], ensure_ascii=False), full)}"
             )
     if detail["final_answer"]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from traces.sim.schema_values import example_arguments
 from traces.sim.strategies.base import (
     Plan,
     Strategy,
@@ -54,6 +55,9 @@ class Decision:
     tool_calls: tuple[ToolCall, ...]
     strategy: str
     """Which strategy decided (chain, research, files, generic, plain, give_up)."""
+    unforced: Decision | None = None
+    """The turn the model would have taken had `tool_choice` not constrained it; None when
+    the constraint changed nothing."""
 
     @property
     def finish_reason(self) -> Literal["tool_calls", "stop"]:
@@ -89,11 +93,16 @@ def select_strategy(tools: ToolSchemas, prompt_text: Callable[[], str] | None = 
     return GenericStrategy(tools)
 
 
-def _forced_tool(tool_choice: Any) -> str | None:
+def _allowed_tools(tool_choice: Any, schemas: Mapping[str, Any]) -> frozenset[str] | None:
+    """The tools a turn must call one of: the named function, or any declared tool for
+    `required`; None when `tool_choice` forces no call (or names a tool never declared)."""
+    if tool_choice == "required" and schemas:
+        return frozenset(schemas)
     if isinstance(tool_choice, Mapping):
         function = tool_choice.get("function")
-        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
-            return str(function["name"])
+        name = function.get("name") if isinstance(function, Mapping) else tool_choice.get("name")
+        if isinstance(name, str) and name in schemas:
+            return frozenset({name})
     return None
 
 
@@ -119,6 +128,29 @@ def _give_up(transcript: Transcript, voice: Voice) -> Plan:
     return Plan(reasoning=reasoning, content=content)
 
 
+def _plan(
+    transcript: Transcript,
+    material: str,
+    schemas: dict[str, Mapping[str, Any]],
+    prompt_text: Callable[[], str] | None,
+) -> tuple[Plan, str]:
+    """What the model says with `schemas` offered (none: it answers in text)."""
+    voice = Voice(material)
+    if not schemas:
+        return answer_without_tools(transcript, voice), "plain"
+    strategy = select_strategy(schemas, prompt_text)
+    if consecutive_failures(transcript, strategy) >= MAX_CONSECUTIVE_FAILURES:
+        return _give_up(transcript, voice), "give_up"
+    return strategy.next_plan(transcript, voice), strategy.name
+
+
+def _guided(plan: Plan, name: str, schema: Mapping[str, Any], material: str) -> Plan:
+    """The call guided decoding forces out of a model that meant to answer: the tool's name
+    with arguments that fit its schema, the reasoning as it was."""
+    arguments = example_arguments(schema, Voice(f"{material}:guided").rng)
+    return Plan(reasoning=plan.reasoning, calls=((name, arguments),))
+
+
 def decide(
     messages: Sequence[Mapping[str, Any]],
     tools: Sequence[Mapping[str, Any]] | None,
@@ -127,28 +159,37 @@ def decide(
     tool_choice: Any = None,
     prompt_text: Callable[[], str] | None = None,
 ) -> Decision:
-    """The next assistant turn for a chat-completions request.
+    """The next assistant turn for a chat-completions request, with `tool_choice` enforced.
 
-    `tools` is the request's `tools` list (OpenAI function-tool dicts); `tool_choice` "none"
-    forces an answer and a named function restricts the tools to that one. `prompt_text`
-    returns the prompt as the host rendered it (computed only by strategies that need it).
+    `tools` is the request's `tools` list (OpenAI function-tool dicts). `tool_choice` "none"
+    forces an answer; `required` forces a call to some declared tool and a named function a
+    call to that one, as a host's guided decoding does: the model's own turn when it already
+    complies, else its turn with only the allowed tools, else a call guided into their
+    schema. The turn the model would have taken unconstrained is kept as `unforced` when it
+    differs (a host that ignores `tool_choice` sends that). `prompt_text` returns the prompt
+    as the host rendered it (computed only by strategies that need it).
     """
     transcript = read_transcript(messages)
-    voice = Voice(f"{seed}:{transcript.turn_index}:{transcript.content_hash}")
+    material = f"{seed}:{transcript.turn_index}:{transcript.content_hash}"
     schemas = tool_schemas(tools)
-    forced = _forced_tool(tool_choice)
-    if forced is not None and forced in schemas:
-        schemas = {forced: schemas[forced]}
-    strategy_name: str
-    if not schemas or tool_choice == "none":
-        plan, strategy_name = answer_without_tools(transcript, voice), "plain"
-    else:
-        strategy = select_strategy(schemas, prompt_text)
-        failures = consecutive_failures(transcript, strategy)
-        if failures >= MAX_CONSECUTIVE_FAILURES:
-            plan, strategy_name = _give_up(transcript, voice), "give_up"
-        else:
-            plan, strategy_name = strategy.next_plan(transcript, voice), strategy.name
+    free, free_name = _plan(transcript, material, schemas, prompt_text)
+    allowed = _allowed_tools(tool_choice, schemas)
+    plan, strategy_name = free, free_name
+    if tool_choice == "none" and schemas:
+        plan, strategy_name = _plan(transcript, material, {}, prompt_text)
+    elif allowed is not None and not (free.calls and {n for n, _ in free.calls} <= allowed):
+        narrowed = {name: schema for name, schema in schemas.items() if name in allowed}
+        plan, strategy_name = _plan(transcript, material, narrowed, prompt_text)
+        if not plan.calls:
+            first = next(iter(narrowed))
+            plan = _guided(plan, first, narrowed[first], material)
+    decision = _decision(plan, strategy_name, seed, transcript)
+    if plan is free:
+        return decision
+    return replace(decision, unforced=_decision(free, free_name, seed, transcript))
+
+
+def _decision(plan: Plan, strategy_name: str, seed: int, transcript: Transcript) -> Decision:
     calls = tuple(
         ToolCall(
             id=_call_id(seed, transcript, index),

@@ -48,6 +48,9 @@ class Reply:
     usage: dict[str, Any]
     headers: tuple[tuple[str, str], ...] = ()
     """Response headers the host adds to this reply (a fault's)."""
+    unforced: Reply | None = None
+    """What the host sends had it not enforced the request's `tool_choice`; None when
+    enforcing it changed nothing."""
 
 
 def usage_body(
@@ -101,12 +104,18 @@ def build_reply(
         prompt_tokens,
         cache_usage(dialect, prompt_tokens, cached_tokens),
     )
+    unforced = None
+    if decision.unforced is not None:
+        unforced = build_reply(
+            decision.unforced, dialect, template, id_style, messages, prompt_tokens, cached_tokens
+        )
     return Reply(
         reasoning=decision.reasoning,
         content=decision.content,
         calls=calls,
         finish_reason=decision.finish_reason,
         usage=usage,
+        unforced=unforced,
     )
 
 

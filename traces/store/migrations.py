@@ -217,6 +217,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE tool_results ADD COLUMN error_kind VARCHAR;
         """,
     ),
+    (
+        5,
+        "findings: the confidence of an inferred finding",
+        # Findings stored before this migration keep a null confidence, which reads as
+        # "certain"; `traces analyze` recomputes them with the current checks.
+        """
+        ALTER TABLE findings ADD COLUMN confidence DOUBLE;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

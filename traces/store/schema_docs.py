@@ -188,6 +188,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "layer": "Who is at fault: model, tool, provider or client.",
             "evidence": "Matched text, field and numbers, as JSON.",
             "created_at": "When the check ran (UTC).",
+            "confidence": "How likely an inferred finding is right, 0 to 1 (from the strength "
+            "of its evidence); null when the check observed it directly.",
         },
     ),
     "step_counts": (

@@ -191,6 +191,8 @@ class FindingRow(NamedTuple):
     evidence: str
     """JSON text."""
     created_at: datetime
+    confidence: float | None = None
+    """How likely the finding is right (0..1) when a check inferred it; None when certain."""
 
 
 ROW_TYPES: dict[str, type[tuple[object, ...]]] = {

@@ -19,17 +19,22 @@ from traces.sim.strategies.base import looks_like_error
 from traces.sim.templates.history import arguments_object, message_text
 
 
-def _last_turn(messages: Sequence[Mapping[str, Any]]) -> int | None:
-    """Index of the last assistant message, None when there is none."""
-    for index in range(len(messages) - 1, -1, -1):
+def _last_turn(messages: Sequence[Mapping[str, Any]], before: int | None = None) -> int | None:
+    """Index of the last assistant message (before index `before`), None when there is
+    none."""
+    end = len(messages) if before is None else before
+    for index in range(end - 1, -1, -1):
         if messages[index].get("role") == "assistant":
             return index
     return None
 
 
-def _previous_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(name, arguments as JSON text) of each call of the last assistant turn."""
-    index = _last_turn(messages)
+def _previous_calls(
+    messages: Sequence[Mapping[str, Any]], index: int | None = None
+) -> list[tuple[str, str]]:
+    """(name, arguments as JSON text) of each call of the assistant turn at `index` (by
+    default the last one)."""
+    index = _last_turn(messages) if index is None else index
     calls = messages[index].get("tool_calls") if index is not None else None
     found = []
     for call in calls if isinstance(calls, list) else ():
@@ -56,6 +61,20 @@ def repeated_call(reply: Reply, ctx: FaultContext) -> Reply | None:
         index = first + offset
         calls.append(ReplyCall(make_id(minted, name, index), name, arguments, minted, index))
     return replace(reply, content="", calls=tuple(calls), finish_reason="tool_calls")
+
+
+def repeated_call_once(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The model makes the calls of its previous turn once more, then moves on: never twice
+    in a row, so each repeat stays single. Requests whose last assistant turn made calls
+    that did not already repeat the turn before."""
+    last = _last_turn(ctx.messages)
+    previous = _previous_calls(ctx.messages)
+    if last is None or not previous:
+        return None
+    earlier = _last_turn(ctx.messages, before=last)
+    if earlier is not None and _previous_calls(ctx.messages, earlier) == previous:
+        return None
+    return repeated_call(reply, ctx)
 
 
 def _follows_failure(messages: Sequence[Mapping[str, Any]]) -> bool:

@@ -34,17 +34,58 @@ def leaked_tokens_reasoning(reply: Reply, ctx: FaultContext) -> Reply | None:
     return replace(reply, reasoning=f"{reply.reasoning} {_raw_calls(reply, ctx)}".lstrip())
 
 
+TEXT_SHAPES = ("lines", "parameters", "flattened", "function", "fenced", "list", "after_prose")
+"""How models write calls as text: one `{"name", "arguments"}` object per line, Llama's
+`parameters`, arguments beside the name, OpenAI's `{"type": "function", "function": …}`
+with the arguments as a string, a fenced block, a JSON list, or after a sentence."""
+
+
+def _as_text(name: str, arguments: Any, shape: str) -> Any:
+    if shape == "parameters":
+        return {"name": name, "parameters": arguments}
+    if (
+        shape == "flattened"
+        and isinstance(arguments, dict)
+        and not {"name", "type"} & set(arguments)
+    ):
+        return {"name": name, **arguments}
+    if shape == "function":
+        text = (
+            arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        )
+        return {"type": "function", "function": {"name": name, "arguments": text}}
+    return {"name": name, "arguments": arguments}
+
+
 def tool_call_as_text(reply: Reply, ctx: FaultContext) -> Reply | None:
-    """The model wrote its calls as JSON text instead of the call format; no tool_calls."""
+    """The model wrote its calls as JSON text instead of the call format, in one of the
+    shapes models use (`TEXT_SHAPES`, chosen per request); no tool_calls, finish stop."""
     if not reply.calls:
         return None
-    lines = []
+    shape = TEXT_SHAPES[int(ctx.roll("tool_call_as_text.shape") * len(TEXT_SHAPES))]
+    objects = []
     for call in reply.calls:
         arguments = arguments_object(call.arguments)
         shown: Any = arguments if arguments is not None else call.arguments
-        lines.append(json.dumps({"name": call.name, "arguments": shown}, ensure_ascii=False))
-    content = "\n".join(lines)
+        objects.append(_as_text(call.name, shown, shape))
+    if shape == "list":
+        content = json.dumps(objects, ensure_ascii=False)
+    else:
+        content = "\n".join(json.dumps(obj, ensure_ascii=False) for obj in objects)
+    if shape == "fenced":
+        content = f"```json\n{content}\n```"
+    elif shape == "after_prose":
+        content = f"I'll call the tool now.\n{content}"
     return replace(reply, content=content, calls=(), finish_reason="stop")
+
+
+def tool_choice_ignored(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The host drops the request's `tool_choice`: the model's unconstrained turn goes out
+    (an answer where a call was required, another function than the one named, calls where
+    none were allowed). Requests whose `tool_choice` changed the turn."""
+    if reply.unforced is None:
+        return None
+    return replace(reply.unforced, headers=reply.headers)
 
 
 def dropped_call(reply: Reply, ctx: FaultContext) -> Reply | None:

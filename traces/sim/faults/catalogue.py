@@ -37,6 +37,13 @@ _CATALOGUE: list[Fault] = [
         behaviour.repeated_call,
     ),
     ReplyFault(
+        "repeated_call_once",
+        "The model makes the calls of its previous turn once more, then moves on (never two "
+        "repeats in a row). Requests whose last assistant turn made calls.",
+        "model",
+        behaviour.repeated_call_once,
+    ),
+    ReplyFault(
         "misnamed_argument",
         "The model misnames the first argument (`box_id` -> `id`, `path` -> `file_path`), the "
         "tool refuses the call and the model's next turn gets it right. Tool turns with "
@@ -50,6 +57,15 @@ _CATALOGUE: list[Fault] = [
         "`browser.search`). Tool turns only.",
         "model",
         calls.hallucinated_tool,
+    ),
+    # The host's own: acts on the turn the model decided, before anything else rewrites it.
+    ReplyFault(
+        "tool_choice_ignored",
+        "The host ignores the request's tool_choice: the model's unconstrained turn goes out "
+        "(an answer where `required` or a named function asked for a call, calls where "
+        "`none` allowed none). Requests whose tool_choice changed the turn.",
+        "provider",
+        calls.tool_choice_ignored,
     ),
     ReplyFault(
         "leaked_tokens_content",
@@ -229,6 +245,27 @@ _CATALOGUE: list[Fault] = [
         "provider",
         stream.stream_finish_twice,
     ),
+    StreamFault(
+        "stream_content_with_reasoning",
+        "The first piece of content rides in the last reasoning delta (vLLM's DeepSeek-style "
+        "parsers at `</think>`). Streamed turns with reasoning in a field and content.",
+        "provider",
+        stream.stream_content_with_reasoning,
+    ),
+    StreamFault(
+        "stream_single_chunk",
+        "The host buffers the generation: all reasoning in one delta, all content in one "
+        "(CLIProxyAPI). Streams with 120 characters or more of reasoning or content.",
+        "provider",
+        stream.stream_single_chunk,
+    ),
+    StreamFault(
+        "stream_split_utf8",
+        "A multi-byte character cut between two chunks, each half decoded alone: U+FFFD ends "
+        "one delta and starts the next (vllm-mlx). Streams with text.",
+        "provider",
+        stream.stream_split_utf8,
+    ),
     RequestFault(
         "reasoning_required_400",
         "HTTP 400 (DeepSeek's body) when a tool-call turn after the last user message comes "
@@ -390,6 +427,14 @@ _CATALOGUE: list[Fault] = [
         "client's messages: every prompt_tokens is that much above what was sent. Any request.",
         "provider",
         history.system_prompt_injected,
+    ),
+    # Before the faults that break events: it reads every chunk as JSON.
+    WireFault(
+        "stream_usage_every_chunk",
+        "Usage in every chunk with running counts, unasked (vLLM's continuous_usage_stats, a "
+        "llama-server change); the final usage chunk stays. Streams with include_usage.",
+        "provider",
+        transport.stream_usage_every_chunk,
     ),
     WireFault(
         "stream_broken_chunk",

@@ -15,6 +15,7 @@ from typing import Any
 
 from traces.sim.ids import openai_id
 from traces.sim.wire import Chunk
+from traces.stream_quality import ONE_DELTA_MIN_CHARS
 
 
 def _entries(chunks: list[Chunk]) -> Iterator[dict[str, Any]]:
@@ -197,3 +198,107 @@ def stream_finish_twice(chunks: list[Chunk]) -> list[Chunk] | None:
         return None
     chunks.append(Chunk({"content": None}, "stop"))
     return chunks
+
+
+# -- delivery quality, as MiniMax's provider verifier tests it ------------------------------
+
+_TEXT_KEYS = ("content", "reasoning_content", "reasoning")
+_REASONING_KEYS = ("reasoning_content", "reasoning", "reasoning_details")
+
+
+def _reasoning_delta(delta: dict[str, Any]) -> bool:
+    return any(delta.get(key) for key in _REASONING_KEYS)
+
+
+def stream_content_with_reasoning(chunks: list[Chunk]) -> list[Chunk] | None:
+    """The first piece of content rides in the last reasoning delta, as vLLM's DeepSeek-style
+    parsers send a delta holding `</think>`: one delta with both fields. Streamed turns with
+    reasoning in a field and content."""
+    last_reasoning = next(
+        (i for i in range(len(chunks) - 1, -1, -1) if _reasoning_delta(chunks[i].delta)), None
+    )
+    if last_reasoning is None:
+        return None
+    following = range(last_reasoning + 1, len(chunks))
+    first_content = next((i for i in following if chunks[i].delta.get("content")), None)
+    if first_content is None:
+        return None
+    chunks[last_reasoning].delta["content"] = chunks[first_content].delta.pop("content")
+    if not chunks[first_content].delta and chunks[first_content].finish_reason is None:
+        del chunks[first_content]
+    return chunks
+
+
+_CUT_CHARACTER = "\u2014"
+"""The em dash the fault's model writes when its text has no multi-byte character to cut."""
+
+
+def _halves(text: str) -> tuple[str, str]:
+    """`text` cut inside its first multi-byte character (or an em dash put after its first
+    word), each side decoded alone as a detokenizer that emits every token at once does."""
+    at = next((i for i, c in enumerate(text) if ord(c) > 0x7F), None)
+    if at is None:
+        space = text.find(" ")
+        at = space if space > 0 else len(text)
+        text = text[:at] + _CUT_CHARACTER + text[at:]
+    encoded = text[at].encode()
+    head = encoded[:1].decode(errors="replace")
+    tail = encoded[1:].decode(errors="replace")
+    return text[:at] + head, tail + text[at + 1 :]
+
+
+def _texts(chunk: Chunk) -> dict[str, str]:
+    """The text fields of a delta the split can cut (not one carrying reasoning_details)."""
+    if "reasoning_details" in chunk.delta:
+        return {}
+    return {k: v for k, v in chunk.delta.items() if k in _TEXT_KEYS and isinstance(v, str) and v}
+
+
+def stream_split_utf8(chunks: list[Chunk]) -> list[Chunk] | None:
+    """The host decodes each byte-level token alone (vllm-mlx before its fix): a multi-byte
+    character arrives as U+FFFD ending one chunk and U+FFFD starting the next. The cut is in
+    the text's first multi-byte character (a typographic quote, an ellipsis) or, where the
+    simulated model wrote ASCII only, in an em dash it writes after its first word. Streams
+    with text outside `reasoning_details`."""
+    texts = [(position, _texts(chunk)) for position, chunk in enumerate(chunks)]
+    texts = [(position, found) for position, found in texts if found]
+    wide = [item for item in texts if any(not v.isascii() for v in item[1].values())]
+    if not texts:
+        return None
+    position, found = (wide or texts)[0]
+    # Copies of one piece (vLLM's `reasoning` beside `reasoning_content`) are cut alike.
+    cut = {key: _halves(text) for key, text in found.items()}
+    chunks[position].delta.update({key: halves[0] for key, halves in cut.items()})
+    chunks.insert(position + 1, Chunk({key: halves[1] for key, halves in cut.items()}))
+    return chunks
+
+
+def stream_single_chunk(chunks: list[Chunk]) -> list[Chunk] | None:
+    """The host buffers the generation and sends it whole: all the reasoning in one delta,
+    then all the content in one (CLIProxyAPI with thinking models). Only where that is
+    visible: streams with `ONE_DELTA_MIN_CHARS` or more of reasoning or content, since a short
+    answer can honestly fit in one chunk."""
+    merged: list[Chunk] = []
+    longest = 0
+    for chunk in chunks:
+        previous = merged[-1].delta if merged else None
+        keys = [k for k in (*_TEXT_KEYS, "reasoning_details") if chunk.delta.get(k)]
+        same_kind = (
+            previous is not None
+            and keys
+            and set(keys) == {k for k in previous if previous.get(k) and k != "role"}
+            and chunk.finish_reason is None
+        )
+        if not same_kind:
+            merged.append(chunk)
+            continue
+        assert previous is not None
+        for key in keys:
+            if key == "reasoning_details":
+                joined = previous[key][0]["text"] + chunk.delta[key][0]["text"]
+                previous[key] = [{**previous[key][0], "text": joined}]
+                longest = max(longest, len(joined))
+            else:
+                previous[key] += chunk.delta[key]
+                longest = max(longest, len(previous[key]))
+    return merged if longest >= ONE_DELTA_MIN_CHARS else None

@@ -185,3 +185,33 @@ def deeply_nested_json(written: Written) -> Written:
     pathological value): no parser with a recursion limit reads the body, or the stream's
     usage chunk. Any completion."""
     return _spoil(written, b"[" * NESTING + b"]" * NESTING)
+
+
+def stream_usage_every_chunk(written: Written) -> Written | None:
+    """Every chunk carries usage with the running counts, as vLLM does when asked for
+    `continuous_usage_stats`, here unasked (llama-server's always-usage change): a client
+    adding up usage chunks counts the tokens many times over. The final usage chunk stays.
+    Streams with a usage chunk (include_usage)."""
+    if not written.streamed:
+        return None
+    chunks = [_chunk(event) for event in written.pieces]
+    final = next((i for i, c in reversed(list(enumerate(chunks))) if c and c.get("usage")), None)
+    if final is None:
+        return None
+    last = chunks[final]
+    assert last is not None
+    usage = last["usage"]
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    earlier = [i for i in range(final) if chunks[i] is not None]
+    pieces = list(written.pieces)
+    for n, position in enumerate(earlier, start=1):
+        chunk = chunks[position]
+        assert chunk is not None
+        done = completion * n // len(earlier)
+        chunk["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": done,
+            "total_tokens": prompt + done,
+        }
+        pieces[position] = _event(chunk)
+    return replace(written, pieces=tuple(pieces))

@@ -1,0 +1,60 @@
+"""The chunk-size distribution of a stored stream, for `traces show`.
+
+`steps.stream_events` keeps every raw SSE line with its arrival time. Replaying them through
+the recorder's own reader measures the stream exactly as it was measured when recorded, so
+steps recorded or imported before the distribution existed show it too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from traces.sse import StreamReader
+
+
+def stream_shape(stored: str | None) -> dict[str, Any] | None:
+    """The distribution of one step's stream (`DeliveryLog.shape`); None when the step was
+    not streamed or its lines are not readable."""
+    if stored is None:
+        return None
+    try:
+        events = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(events, list):
+        return None
+    reader = StreamReader()
+    timed = True
+    for event in events:
+        if not (isinstance(event, list) and len(event) == 2 and isinstance(event[1], str)):
+            continue
+        t_ms, line = event
+        if not isinstance(t_ms, int | float):
+            # An imported log keeps the lines, not when each came.
+            timed, t_ms = False, 0.0
+        reader.line(line, float(t_ms))
+    return reader.assembler.delivery.shape(timed=timed)
+
+
+def describe_shape(shape: dict[str, Any]) -> str:
+    """One plain line: `42 chunks · content 30 deltas, median 4 p90 6 max 9 chars · …`."""
+    parts = [f"{shape['chunks']} chunks"]
+    for field in ("reasoning", "content", "arguments"):
+        stats = shape.get(field)
+        if stats:
+            deltas = f"{stats['deltas']} delta{'' if stats['deltas'] == 1 else 's'}"
+            parts.append(
+                f"{field} {deltas}, median {stats['median']:g} "
+                f"p90 {stats['p90']:g} max {stats['max']} chars"
+            )
+    gaps = shape.get("gap_ms")
+    if not shape.get("timed"):
+        parts.append("arrival times unknown")
+    elif shape.get("first_text_ms") is not None:
+        parts.append(f"first text at {shape['first_text_ms']:g} ms")
+        if gaps:
+            parts.append(
+                f"gaps median {gaps['median']:g} p90 {gaps['p90']:g} max {gaps['max']:g} ms"
+            )
+    return " · ".join(parts)
