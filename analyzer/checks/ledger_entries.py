@@ -28,11 +28,17 @@ EntryKind = Literal["first", "chain", "turn", "restart", "skipped"]
 step (one assistant turn with calls and its results added), another continuation (a user
 turn, an answer), a request that does not extend the previous one, or a step with no count."""
 
+ReasoningBasis = Literal["counted", "split", "estimated"]
+"""How a turn's reasoning was measured: the host's own reasoning-token count; its completion
+tokens split by the estimate (the host reported completion but not reasoning tokens: the turn
+as a whole is then counted, so "all of it kept" is exact); or estimated alone."""
+
 ESCAPABLE = '<>&"' + "'"
 """Characters an HTML-escaping template expands (`<` -> `&lt;`, `"` -> `&#34;`)."""
 
 _TOOL_ROLES = frozenset({"tool", "function"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
+
 
 @dataclass(frozen=True, slots=True)
 class Added:
@@ -41,12 +47,17 @@ class Added:
 
     reasoning: float
     """Reasoning sent back with the new assistant turn."""
+    basis: ReasoningBasis
+    """How `reasoning` was measured."""
     content: float
     tool_calls: float
     output: float
     """The turn's content and calls as the host counts them: its completion tokens minus its
     reasoning tokens when reported, else `content + tool_calls`."""
+    output_counted: bool
+    """Whether `output` is the host's own count (else an estimate)."""
     tool_results: float
+    """Estimated, on the estimate's own scale (no ratio learned from reasoning applies)."""
     results: tuple[float, ...]
     """Each tool result's size, in order."""
     user: float
@@ -188,8 +199,9 @@ def _reasoning_count(step: Step, visible: int) -> int | None:
 
 
 def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
-    """Host tokens per estimated token: the run's reported reasoning counts against the
-    reasoning text's estimate; else completion tokens against the response's estimate."""
+    """Host tokens per estimated token of reasoning: the run's reported reasoning counts
+    against the estimate of the reasoning text; else its completion tokens against the
+    estimate of the responses (markup included, so a little high); else 1."""
     counted = estimated = 0
     for step in steps:
         seen = visible.get(step.index, 0)
@@ -202,10 +214,9 @@ def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
     counted = estimated = 0
     for step in steps:
         if step.completion_tokens and not step.failed:
-            text = (step.reasoning or "") + " " + (step.content or "")
             calls = " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
             counted += step.completion_tokens
-            estimated += size(text) + size(calls)
+            estimated += visible.get(step.index, 0) + size(step.content or "") + size(calls)
     return counted / estimated if counted and estimated >= 32 else 1.0
 
 
@@ -280,7 +291,7 @@ def _scale(
             tools = 0.0
             for message in step.request_messages:
                 if message.get("role") in _TOOL_ROLES:
-                    tools += size(text_of(message.get("content"))) * ratio
+                    tools += size(text_of(message.get("content")))
             entries.append(
                 Entry(
                     step.index,
@@ -328,36 +339,44 @@ def _scale(
 def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) -> Added:
     """`raw` in host tokens: the answered step's own counts where it reported them."""
     reasoning = raw.reasoning * ratio
-    source = raw.reasoning_from
-    response_reasoning = 0.0
-    if raw.output_from is not None:
-        seen = visible.get(raw.output_from.index, 0)
-        counted = _reasoning_count(raw.output_from, seen) if seen else None
-        reported = raw.output_from.reasoning_tokens
-        if counted is not None:
-            response_reasoning = counted
-        elif reported is not None and raw.output_from.reasoning_tokens_source == "reported":
-            response_reasoning = reported  # hidden reasoning: billed, never sent back
-        else:
-            response_reasoning = seen * ratio
-        if source is not None and counted is not None:
-            reasoning = float(counted)
+    basis: ReasoningBasis = "estimated"
     content, calls = raw.content * ratio, raw.tool_calls * ratio
-    output = content + calls
-    if raw.output_from is not None and raw.output_from.completion_tokens is not None:
-        output = max(0.0, raw.output_from.completion_tokens - response_reasoning)
+    output, counted = content + calls, False
+    answered = raw.output_from
+    if answered is not None and answered.completion_tokens is not None:
+        completion = answered.completion_tokens
+        seen = visible.get(answered.index, 0)
+        billed = answered.reasoning_tokens
+        if not seen and not billed:
+            # No reasoning: the completion is exactly the content and calls coming back.
+            output, counted = float(completion), True
+        elif billed is not None and answered.reasoning_tokens_source == "reported":
+            # What the host billed as reasoning, hidden reasoning included, is not the turn's
+            # content; the reasoning sent back is what the host counted of it, when that
+            # count matches the text (a summary of hidden reasoning is estimated instead).
+            output, counted = float(max(0, completion - billed)), True
+            matching = _reasoning_count(answered, seen) if seen else None
+            if matching is not None and raw.reasoning_from is not None:
+                reasoning, basis = float(matching), "counted"
+        elif raw.reasoning_from is not None:
+            # Reasoning not reported: split the completion by the estimate. Whatever the
+            # split, a host keeping the turn counts all of it: output + reasoning exactly.
+            output = float(max(0.0, completion - seen * ratio))
+            counted, basis = True, "split"
     return Added(
         reasoning=reasoning,
+        basis=basis,
         content=content,
         tool_calls=calls,
         output=output,
-        tool_results=sum(raw.results) * ratio,
-        results=tuple(r * ratio for r in raw.results),
+        output_counted=counted,
+        # Tool output is code, JSON, listings: no ratio learned from reasoning applies to it,
+        # so it stays on the estimate's scale and the fit learns its ratio.
+        tool_results=float(sum(raw.results)),
+        results=tuple(float(r) for r in raw.results),
         user=raw.user * ratio,
         system=raw.system * ratio,
         messages=raw.messages,
         escapable=raw.escapable,
         demoted=demoted if raw.chain else 0.0,
     )
-
-

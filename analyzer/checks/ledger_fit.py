@@ -35,14 +35,17 @@ COEFFICIENTS: dict[str, Coefficient] = {
         # The assistant turn comes back as the host generated it: its own count, give or take
         # the template re-rendering calls a little differently.
         Coefficient("output", 1.0, 0.1, 0.5, 1.5),
+        # An estimated turn: the estimate misses the call markup, a tokenizer differs.
+        Coefficient("estimated_output", 1.0, 0.3, 0.5, 2.5),
         # Flat within their range: whether the host kept the reasoning is what is measured.
         Coefficient("newest_reasoning", 1.0, 3.0, 0.0, 1.5),
         Coefficient("older_reasoning", 1.0, 3.0, 0.0, 1.5),
         # Tool output tokenizes differently from reasoning (code, JSON): a wide prior.
         Coefficient("tool_results", 1.0, 0.5, 0.0, 3.0),
-        # Template tokens around each result and each turn: a few, rarely tens.
-        Coefficient("per_result", 4.0, 8.0, -10.0, 80.0),
-        Coefficient("per_turn", 4.0, 8.0, -20.0, 80.0),
+        # Template tokens around each result and each turn: a few, rarely tens; never many
+        # fewer than none (a turn re-rendered without its end-of-turn token, at most).
+        Coefficient("per_result", 4.0, 6.0, -5.0, 80.0),
+        Coefficient("per_turn", 4.0, 6.0, -10.0, 80.0),
         # Extra tokens per character an HTML-escaping template expands.
         Coefficient("escaping", 0.0, 1.0, 0.0, 8.0),
         # Truncated tool results: the share counted of each result's head and of its tail.
@@ -52,14 +55,24 @@ COEFFICIENTS: dict[str, Coefficient] = {
 }
 """Every coefficient a model of the ledger may use: (name, prior, spread, low, high)."""
 
-BASE = ("output", "tool_results", "per_result", "per_turn")
+BASE = ("output", "estimated_output", "tool_results", "per_result", "per_turn")
 
 KEPT = (0.7, 1.4)
-"""Range of a share that means "all of it counted": the estimate's ratio to the host's tokens
-is learned from the run, within the ±30% by which tokenizers of one run's text types differ."""
+"""Range of a share that means "all of it counted" for an estimated part: the estimate's ratio
+to the host's tokens is learned from the run, within the ±30% by which tokenizers differ."""
+KEPT_COUNTED = (0.9, 1.15)
+"""The same for reasoning the host counted itself: it comes back as it was generated, give or
+take what the template does around it."""
+GONE_SPLIT = (-0.3, 0.35)
+"""Range of a dropped turn's share when the host counted the turn but not its reasoning apart
+(`ReasoningBasis` "split"): the completion was split by the estimate, so a dropped reasoning
+leaves one minus the ratio of the host's tokens to the split's, a little either side of 0."""
 GONE = (0.0, 0.0)
-RESULTS_KEPT = (0.7, 2.0)
-"""Tool output is estimated, never counted by the host: a wider "all counted" range."""
+RESULTS_KEPT = (0.65, 1.8)
+"""Tool output is never counted by the host in usage: its share is the host's tokens per
+estimated token when all of it counts, which tokenizers put from two thirds (JSON's quotes and
+brackets merged into few tokens) to nearly twice (digits, identifiers split up) the
+estimate."""
 TAIL_CUT = (0.0, 0.3)
 """Share of a result's tail that still counts when the host truncates tool results."""
 PENALTY = 2.0
@@ -96,7 +109,8 @@ def noise(added: Added) -> float:
 
 def _columns(added: Sequence[Added]) -> dict[str, list[float]]:
     return {
-        "output": [a.output for a in added],
+        "output": [a.output if a.output_counted else 0.0 for a in added],
+        "estimated_output": [0.0 if a.output_counted else a.output for a in added],
         "newest_reasoning": [a.reasoning - a.demoted for a in added],
         "older_reasoning": [a.demoted for a in added],
         "tool_results": [a.tool_results for a in added],
@@ -184,9 +198,7 @@ MIN_ESCAPING = 1.0
 merging quotes differently from the estimate moves the coefficient by a fraction of one."""
 
 
-def fit_chain(
-    chain: Sequence[Entry], reasoning_sent: Sequence[tuple[float, float]]
-) -> Fit | None:
+def fit_chain(chain: Sequence[Entry], reasoning_sent: Sequence[tuple[float, float]]) -> Fit | None:
     """Fit the ledger over the chain entries (at least two); `reasoning_sent` holds each
     entry's (newest turn's, older turns') reasoning in its request, for the retention."""
     if len(chain) < 2:
@@ -200,9 +212,7 @@ def fit_chain(
     for i in picked:
         weights[i] = 1.0 / (sigma[i] * sigma[i])
     names = [
-        n
-        for n in (*BASE, "newest_reasoning", "older_reasoning", "escaping")
-        if any(columns[n])
+        n for n in (*BASE, "newest_reasoning", "older_reasoning", "escaping") if any(columns[n])
     ]
     model = [COEFFICIENTS[n] for n in names if n != "escaping"]
     normal = _normal(columns, names, target, weights)
@@ -226,7 +236,8 @@ def fit_chain(
         if evidence >= ESCAPING_EVIDENCE and escaped.values["escaping"] >= MIN_ESCAPING:
             model, free = [*model, COEFFICIENTS["escaping"]], escaped
     sent = (sum(n for n, _ in reasoning_sent), sum(o for _, o in reasoning_sent))
-    grid = _Grid(normal, model, scale, sent, chain, columns, target, weights)
+    ranges = _Ranges.of({a.basis for a in added if a.reasoning > 0})
+    grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)
     reasoning, tools, final = grid.verdicts(free)
     expected = _predict(final.values, {**columns, **_cap_columns(chain, final)}, len(target))
     return Fit(
@@ -268,12 +279,31 @@ def _predict(
     return expected
 
 
-_REASONING_HELD: dict[str, dict[str, tuple[float, float]]] = {
-    "kept": {"newest_reasoning": KEPT, "older_reasoning": KEPT},
-    "none": {"newest_reasoning": GONE, "older_reasoning": GONE},
-    "newest_only": {"newest_reasoning": KEPT, "older_reasoning": GONE},
-    "partial": {},
-}
+@dataclass(frozen=True)
+class _Ranges:
+    """What "all the reasoning counted" and "none of it" allow, by how it was measured."""
+
+    kept: tuple[float, float]
+    gone: tuple[float, float]
+
+    @staticmethod
+    def of(bases: set[str]) -> _Ranges:
+        """The loosest ranges the run's reasoning measurements call for."""
+        if "estimated" in bases:
+            return _Ranges(KEPT, GONE)
+        return _Ranges(KEPT_COUNTED, GONE_SPLIT if "split" in bases else GONE)
+
+    def held(self, behaviour: str) -> dict[str, tuple[float, float]]:
+        """Bounds holding the reasoning shares where `behaviour` puts them."""
+        free = (min(self.gone[0], 0.0), COEFFICIENTS["newest_reasoning"].high)
+        return {
+            "kept": {"newest_reasoning": self.kept, "older_reasoning": self.kept},
+            "none": {"newest_reasoning": self.gone, "older_reasoning": self.gone},
+            "newest_only": {"newest_reasoning": self.kept, "older_reasoning": self.gone},
+            "partial": {"newest_reasoning": free, "older_reasoning": free},
+        }[behaviour]
+
+
 _TOOLS_HELD: dict[str, dict[str, tuple[float, float]]] = {
     "kept": {"tool_results": RESULTS_KEPT},
     "dropped": {"tool_results": GONE},
@@ -296,11 +326,13 @@ class _Grid:
     columns: Mapping[str, Sequence[float]]
     target: Sequence[float]
     weights: Sequence[float]
+    ranges: _Ranges = _Ranges(KEPT, GONE)
+    """What each reasoning behaviour allows, by how the reasoning was measured."""
 
     def verdicts(self, free: Solution) -> tuple[Verdict | None, Verdict | None, Solution]:
         """The reasoning and tool-result verdicts and the fit of their behaviours combined."""
         names = {c.name for c in self.model}
-        has_reasoning = bool(names & {"newest_reasoning", "older_reasoning"}) and sum(self.sent)
+        has_reasoning = bool(names & {"newest_reasoning", "older_reasoning"}) and sum(self.sent) > 0
         has_tools = "tool_results" in names
         if self._kept_all(free, has_reasoning, has_tools):
             # The free fit counts every part as sent: no behaviour can fit better.
@@ -308,63 +340,51 @@ class _Grid:
             return (kept if has_reasoning else None), (kept if has_tools else None), free
         split = "older_reasoning" in names
         reasoning = ["kept", "none", "partial", *(["newest_only"] if split else [])]
-        tools = ["kept", "dropped", "partial", "truncated"]
+        tools = ["kept", "dropped", "partial", "truncated"] if has_tools else ["partial"]
         if not has_reasoning:
             reasoning = ["partial"]
-        if not has_tools:
-            tools = ["partial"]
-        cells: list[tuple[str, str, Solution, float]] = []
-        cap = self._cap() if "truncated" in tools else None
+        cap = self._cap() if has_tools else None
+        cells: list[_Cell] = []
         for r in reasoning:
             for t in tools:
                 solution = self._solve(r, t, cap)
                 if solution is None:
                     continue
-                penalty = self._penalty(r, split) + (
-                    PENALTY if t in ("partial", "truncated") else 0.0
-                )
-                cells.append((r, t, solution, solution.objective / self.scale + penalty))
-        low = min(cost for *_, cost in cells)
-        odds = [math.exp(-(cost - low) / 2.0) for *_, cost in cells]
-        total = sum(odds)
-        best = cells[odds.index(max(odds))]
-        reasoning_verdict = (
-            self._verdict([(r, s, o / total) for (r, _, s, _), o in zip(cells, odds, strict=True)], "r")
-            if has_reasoning
-            else None
+                penalty = PENALTY * (2 if split else 1) if r == "partial" and has_reasoning else 0
+                penalty += PENALTY if t in ("partial", "truncated") else 0.0
+                cells.append(_Cell(r, t, solution, solution.objective / self.scale + penalty))
+        low = min(c.cost for c in cells)
+        for cell in cells:
+            cell.probability = math.exp(-(cell.cost - low) / 2.0)
+        total = sum(c.probability for c in cells)
+        for cell in cells:
+            cell.probability /= total
+        best = max(cells, key=lambda c: c.probability)
+        return (
+            self._verdict([(c.reasoning, c) for c in cells], "r") if has_reasoning else None,
+            self._verdict([(c.tools, c) for c in cells], "t") if has_tools else None,
+            best.solution,
         )
-        tool_verdict = (
-            self._verdict([(t, s, o / total) for (_, t, s, _), o in zip(cells, odds, strict=True)], "t")
-            if has_tools
-            else None
-        )
-        return reasoning_verdict, tool_verdict, best[2]
 
     def _kept_all(self, free: Solution, reasoning: bool, tools: bool) -> bool:
         values = free.values
         if reasoning and not all(
-            KEPT[0] <= values.get(n, 1.0) <= KEPT[1]
+            self.ranges.kept[0] <= values.get(n, 1.0) <= self.ranges.kept[1]
             for n in ("newest_reasoning", "older_reasoning")
         ):
             return False
         share = values.get("tool_results", 1.0)
         return not tools or RESULTS_KEPT[0] <= share <= RESULTS_KEPT[1]
 
-    @staticmethod
-    def _penalty(reasoning: str, split: bool) -> float:
-        return PENALTY * (2 if split else 1) if reasoning == "partial" else 0.0
-
     def _solve(self, reasoning: str, tools: str, cap: _Cap | None) -> Solution | None:
-        held = {**_REASONING_HELD[reasoning], **_TOOLS_HELD.get(tools, {})}
+        held = {**self.ranges.held(reasoning), **_TOOLS_HELD.get(tools, {})}
         if tools != "truncated":
             return solve(self.normal, bounded(self.model, held))
         if cap is None:
             return None
         model = [c for c in bounded(self.model, held) if c.name != "tool_results"]
         solution = solve(cap.normal, [*model, *cap.coefficients])
-        return Solution(
-            {**solution.values, "cap": cap.length}, solution.objective, solution.misfit
-        )
+        return Solution({**solution.values, "cap": cap.length}, solution.objective, solution.misfit)
 
     def _cap(self) -> _Cap | None:
         """The truncation length that explains the steps best (reasoning left free)."""
@@ -391,17 +411,19 @@ class _Grid:
                 best = (objective, _Cap(float(length), normal, tuple(heads_tails)))
         return None if best is None else best[1]
 
-    def _verdict(self, cells: list[tuple[str, Solution, float]], part: str) -> Verdict:
+    def _verdict(self, cells: list[tuple[str, _Cell]], part: str) -> Verdict:
         """Marginal posterior of each behaviour of one part, with its retention taken from
         its most probable cell."""
         mass: dict[str, float] = {}
-        top: dict[str, tuple[float, Solution]] = {}
-        for name, solution, probability in cells:
-            mass[name] = mass.get(name, 0.0) + probability
-            if name not in top or probability > top[name][0]:
-                top[name] = (probability, solution)
+        top: dict[str, _Cell] = {}
+        for name, cell in cells:
+            mass[name] = mass.get(name, 0.0) + cell.probability
+            if name not in top or cell.probability > top[name].probability:
+                top[name] = cell
         behaviours = [
-            Behaviour(name, top[name][1], self._retention(name, top[name][1], part), 0.0, p)
+            Behaviour(
+                name, top[name].solution, self._retention(name, top[name].solution, part), 0.0, p
+            )
             for name, p in mass.items()
         ]
         return Verdict(tuple(sorted(behaviours, key=lambda b: -b.posterior)))
@@ -415,8 +437,10 @@ class _Grid:
             if name == "none":
                 return 0.0
             newest = 1.0 if name == "newest_only" else _clip(values.get("newest_reasoning"))
-            older = 0.0 if name == "newest_only" else _clip(
-                values.get("older_reasoning", values.get("newest_reasoning"))
+            older = (
+                0.0
+                if name == "newest_only"
+                else _clip(values.get("older_reasoning", values.get("newest_reasoning")))
             )
             return (newest * newest_total + older * older_total) / (newest_total + older_total)
         if name == "kept":
@@ -426,6 +450,17 @@ class _Grid:
         if name == "truncated":
             return _kept_share(self.chain, values["cap"], values)
         return _clip(values.get("tool_results"))
+
+
+@dataclass
+class _Cell:
+    """One combination of behaviours, its fit and its cost (misfit plus penalty)."""
+
+    reasoning: str
+    tools: str
+    solution: Solution
+    cost: float
+    probability: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -128,9 +128,7 @@ def _active_set(a: list[list[float]], b: list[float], cs: Sequence[Coefficient])
         for j, value in pinned.items():
             x[j] = value
         outside = [
-            j
-            for j in free
-            if x[j] < cs[j].low - _TOLERANCE or x[j] > cs[j].high + _TOLERANCE
+            j for j in free if x[j] < cs[j].low - _TOLERANCE or x[j] > cs[j].high + _TOLERANCE
         ]
         if outside:
             for j in outside:

@@ -14,6 +14,7 @@ from analyzer.checks import (
     history,
     http,
     ids,
+    kept,
     leaks,
     loops,
     reasoning,
@@ -49,7 +50,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "duplicate_ids": ids.duplicate_ids,
     "repeated_calls": loops.repeated_calls,
     "tool_errors": tools.tool_errors,
-    "reasoning_dropped_in_chain": history.reasoning_dropped_in_chain,
+    "what_the_host_kept": kept.what_the_host_kept,
     "tool_call_pairing": history.tool_call_pairing,
 }
 

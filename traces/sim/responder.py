@@ -191,7 +191,9 @@ def _changed(prompt: Prompt, fault: Fault) -> bool:
     default = PromptOptions()
     applied = fault.apply(default) if isinstance(fault, PromptFault) else default
     options = {
-        f.name for f in fields(PromptOptions) if getattr(applied, f.name) != getattr(default, f.name)
+        f.name
+        for f in fields(PromptOptions)
+        if getattr(applied, f.name) != getattr(default, f.name)
     }
     if options & _REASONING_OPTIONS and prompt.reasoning_suppressed:
         return True

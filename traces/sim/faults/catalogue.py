@@ -416,7 +416,7 @@ _CATALOGUE: list[Fault] = [
     PromptFault(
         "history_html_escaped",
         "The template runs with autoescape on: every message's text (reasoning, content, "
-        "string arguments, tool results) is HTML-escaped (`<` -> `&lt;`, `\"` -> `&#34;`), so "
+        'string arguments, tool results) is HTML-escaped (`<` -> `&lt;`, `"` -> `&#34;`), so '
         "the prompt grows by more than was sent. Requests with such characters.",
         "provider",
         history.history_html_escaped,

@@ -33,9 +33,7 @@ no branch for the `tool` role), or cuts each to its first `TRUNCATED_CHARS` char
 TRUNCATED_CHARS = 256
 """Length a host that truncates tool results cuts each one to."""
 
-_HTML_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"}
-)
+_HTML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"})
 """What Jinja's autoescape (markupsafe) turns each special character into."""
 
 
