@@ -92,6 +92,9 @@ OUTLIER_Z = 6.0
 MIN_SCALE = 0.25
 """Lowest noise scale (in variance) a run's own misfit may set: its steps fit far better
 than assumed only when many agree."""
+KEPT_SLACK = 1.0
+"""Misfit by which keeping everything may trail the free fit and still be taken without
+trying the other behaviours (none of which can then be much more probable)."""
 MAX_FIT_STEPS = 128
 """Chain steps the fit reads at most, evenly spread over a longer run: enough to pool the
 evidence, and the cost of a 300-step chain stays that of a short one."""
@@ -334,10 +337,10 @@ class _Grid:
         names = {c.name for c in self.model}
         has_reasoning = bool(names & {"newest_reasoning", "older_reasoning"}) and sum(self.sent) > 0
         has_tools = "tool_results" in names
-        if self._kept_all(free, has_reasoning, has_tools):
-            # The free fit counts every part as sent: no behaviour can fit better.
-            kept = Verdict((Behaviour("kept", free, 1.0, 0.0, 1.0),))
-            return (kept if has_reasoning else None), (kept if has_tools else None), free
+        kept = self._kept(free, has_reasoning, has_tools)
+        if kept is not None:
+            verdict = Verdict((Behaviour("kept", kept, 1.0, 0.0, 1.0),))
+            return (verdict if has_reasoning else None), (verdict if has_tools else None), kept
         split = "older_reasoning" in names
         reasoning = ["kept", "none", "partial", *(["newest_only"] if split else [])]
         tools = ["kept", "dropped", "partial", "truncated"] if has_tools else ["partial"]
@@ -366,15 +369,15 @@ class _Grid:
             best.solution,
         )
 
-    def _kept_all(self, free: Solution, reasoning: bool, tools: bool) -> bool:
-        values = free.values
-        if reasoning and not all(
-            self.ranges.kept[0] <= values.get(n, 1.0) <= self.ranges.kept[1]
-            for n in ("newest_reasoning", "older_reasoning")
-        ):
-            return False
-        share = values.get("tool_results", 1.0)
-        return not tools or RESULTS_KEPT[0] <= share <= RESULTS_KEPT[1]
+    def _kept(self, free: Solution, reasoning: bool, tools: bool) -> Solution | None:
+        """The fit with every part kept, when it explains the steps about as well as the free
+        fit: no other behaviour can then do clearly better, and the rest is not tried (the
+        common case, and the cheap one)."""
+        held = {**(self.ranges.held("kept") if reasoning else {}), **_TOOLS_HELD["kept"]}
+        if not tools:
+            held.pop("tool_results")
+        kept = solve(self.normal, bounded(self.model, held))
+        return kept if kept.objective - free.objective <= KEPT_SLACK * self.scale else None
 
     def _solve(self, reasoning: str, tools: str, cap: _Cap | None) -> Solution | None:
         held = {**self.ranges.held(reasoning), **_TOOLS_HELD.get(tools, {})}

@@ -115,35 +115,42 @@ def bounded(
 
 
 def _active_set(a: list[list[float]], b: list[float], cs: Sequence[Coefficient]) -> list[float]:
-    """Minimize `x'Ax - 2b'x` within the bounds: solve for the free coefficients, pin the
-    ones that leave their range, release a pinned one whose gradient points inside."""
+    """Minimize `x'Ax - 2b'x` within the bounds by a primal active set: from a feasible
+    point, move toward the optimum of the free coefficients as far as the bounds allow,
+    pinning the one that stops the move; at an optimum of the free ones, release the pinned
+    coefficient whose gradient points furthest inside. Strictly convex: it cannot cycle."""
     k = len(cs)
-    pinned: dict[int, float] = {}
     x = [min(max(c.prior, c.low), c.high) for c in cs]
-    for _ in range(_MAX_ROUNDS):
+    pinned = {j: c.low for j, c in enumerate(cs) if c.high - c.low <= _TOLERANCE}
+    for _ in range(_MAX_ROUNDS * max(1, k)):
         free = [j for j in range(k) if j not in pinned]
-        solution = _solve_free(a, b, free, pinned)
-        for j, value in zip(free, solution, strict=True):
-            x[j] = value
-        for j, value in pinned.items():
-            x[j] = value
-        outside = [
-            j for j in free if x[j] < cs[j].low - _TOLERANCE or x[j] > cs[j].high + _TOLERANCE
-        ]
-        if outside:
-            for j in outside:
-                pinned[j] = cs[j].low if x[j] < cs[j].low else cs[j].high
+        target = _solve_free(a, b, free, pinned)
+        step, blocking, bound = 1.0, -1, 0.0
+        for j, value in zip(free, target, strict=True):
+            if value < cs[j].low - _TOLERANCE and x[j] - value > 0:
+                reach = (x[j] - cs[j].low) / (x[j] - value)
+                if reach < step:
+                    step, blocking, bound = reach, j, cs[j].low
+            elif value > cs[j].high + _TOLERANCE and value - x[j] > 0:
+                reach = (cs[j].high - x[j]) / (value - x[j])
+                if reach < step:
+                    step, blocking, bound = reach, j, cs[j].high
+        for j, value in zip(free, target, strict=True):
+            x[j] += step * (value - x[j])
+        if blocking >= 0:
+            x[blocking] = bound
+            pinned[blocking] = bound
             continue
-        # Optimal when no pinned coefficient would rather move inside its range.
-        release = None
-        worst = _TOLERANCE
+        release, worst = -1, _TOLERANCE
         for j, value in pinned.items():
+            if cs[j].high - cs[j].low <= _TOLERANCE:
+                continue  # held at one value: nowhere to go
             gradient = sum(map(mul, a[j], x)) - b[j]
             inward = -gradient if value == cs[j].low else gradient
             if inward > worst:
                 release, worst = j, inward
-        if release is None:
-            return x
+        if release < 0:
+            return [min(max(v, c.low), c.high) for v, c in zip(x, cs, strict=True)]
         del pinned[release]
     return _coordinate_descent(a, b, cs, x)
 
@@ -153,22 +160,31 @@ def _solve_free(
 ) -> list[float]:
     """Solve the free coefficients' equations with the pinned ones held at their values."""
     n = len(free)
-    rows = [[a[i][j] for j in free] for i in free]
-    rhs = [b[i] - sum(a[i][j] * v for j, v in pinned.items()) for i in free]
-    # Gaussian elimination; the matrix is symmetric positive definite (every coefficient
-    # has a prior), so no pivoting is needed.
+    rows = []
+    for i in free:
+        row = a[i]
+        rhs = b[i]
+        for j, value in pinned.items():
+            rhs -= row[j] * value
+        rows.append([*(row[j] for j in free), rhs])
+    # Gaussian elimination on the augmented rows; the matrix is symmetric positive definite
+    # (every coefficient has a prior), so no pivoting is needed.
     for p in range(n):
-        pivot = rows[p][p]
+        top = rows[p]
+        pivot = top[p]
         for r in range(p + 1, n):
-            factor = rows[r][p] / pivot
+            row = rows[r]
+            factor = row[p] / pivot
             if factor:
-                row, top = rows[r], rows[p]
-                for c in range(p, n):
+                for c in range(p + 1, n + 1):
                     row[c] -= factor * top[c]
-                rhs[r] -= factor * rhs[p]
     out = [0.0] * n
     for p in range(n - 1, -1, -1):
-        out[p] = (rhs[p] - sum(rows[p][c] * out[c] for c in range(p + 1, n))) / rows[p][p]
+        row = rows[p]
+        total = row[n]
+        for c in range(p + 1, n):
+            total -= row[c] * out[c]
+        out[p] = total / row[p]
     return out
 
 
