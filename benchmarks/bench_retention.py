@@ -51,9 +51,8 @@ from traces.replay import ReplayPolicy
 from traces.runner import RunPlan, RunSummary, record_runs
 from traces.sample_files import resolve_task
 from traces.sim.config import SimConfig
-from traces.sim.faults.base import PromptOptions
+from traces.sim.faults.base import PromptFault, PromptOptions
 from traces.sim.faults.catalogue import FAULTS
-from traces.sim.faults.base import PromptFault
 from traces.sim.server import SimServer
 from traces.sim.templates import template_for
 from traces.sim.templates.history import read_reasoning
@@ -249,7 +248,8 @@ def as_counted_by(run: Run, host: str, tokenizer: str) -> tuple[Run, Truth]:
     options = _options(host)
     chain_steps = {e.step for e in measure(run).entries if e.kind == "chain"}
     truth = Truth()
-    steps = []
+    steps: list[Step] = []
+    previous: Step | None = None
     for step in run.steps:
         if step.prompt_tokens is None:
             steps.append(step)
@@ -266,6 +266,9 @@ def as_counted_by(run: Run, host: str, tokenizer: str) -> tuple[Run, Truth]:
         scaled_reasoning = factors.get("reasoning", 1.0) * reasoning
         changes: dict[str, Any] = {
             "prompt_tokens": round(actual.total),
+            # The cache holds the previous prompt as this host counted it, up to where this
+            # request renders it anew: the shortfall stays what the simulator saw.
+            "cached_tokens": _cached(step, previous, steps[-1] if steps else None),
             "completion_tokens": round(
                 scaled_reasoning + factors.get("output", 1.0) * (completion - reasoning)
             ),
@@ -274,7 +277,16 @@ def as_counted_by(run: Run, host: str, tokenizer: str) -> tuple[Run, Truth]:
         if tokenizer == "unreported":
             changes["reasoning_tokens_source"] = "estimated"
         steps.append(replace(step, **changes))
+        previous = step
     return replace(run, steps=tuple(steps)), truth
+
+
+def _cached(step: Step, previous: Step | None, counted: Step | None) -> int | None:
+    """`step`'s cached tokens as the host with the other tokenizer reports them."""
+    if not step.cached_tokens or previous is None or counted is None:
+        return step.cached_tokens
+    shortfall = (previous.prompt_tokens or 0) - step.cached_tokens
+    return max(0, (counted.prompt_tokens or 0) - shortfall)
 
 
 # -- the table -------------------------------------------------------------------------------

@@ -112,6 +112,14 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # Two turns with reasoning are needed before the older one can be stripped: cached tokens
     # fall (and the prompt grows too little) from the third request on.
     "reasoning_kept_last_only": ("reasoning_dropped_in_chain", "provider", 2),
+    # The second request is the first to carry a tool result back.
+    "tool_results_dropped": ("tool_results_dropped", "provider", 1),
+    # research: its first search result is already longer than the host keeps.
+    "tool_results_truncated": ("tool_results_truncated", "provider", 1),
+    # files: results of very different lengths and quote counts tell escaping from overhead.
+    "history_html_escaped": ("history_rewritten", "provider", 1),
+    # The first request is already longer than everything sent by the hidden prompt.
+    "system_prompt_injected": ("hidden_system_prompt", "provider", 0),
 }
 """Simulator fault -> (finding kind, layer, first step it must be reported on). A key joining
 faults with `+` records them together, for a kind that only their combination shows."""
@@ -136,9 +144,15 @@ NOT_FROM_FAULTS = frozenset(
 )
 """Finding kinds no simulator fault produces, each for the reason beside it."""
 
-_TASKS = {"stream_single_chunk": "chain_short"}
-"""Stream faults recorded on another task than `files`, whose texts are all too short to
-show a buffered one."""
+_TASKS = {
+    "stream_single_chunk": "chain_short",
+    "tool_results_truncated": "research",
+    "history_html_escaped": "files",
+}
+"""Faults recorded on another task than their stage's default (`files` for stream faults,
+`chain_short` for the others): `files`' texts are all too short to show a buffered stream;
+`chain_short`'s results are all short (nothing to cut) and alike (escaping reads as
+overhead)."""
 
 _RETRIED = TRANSIENT | {"argument_type_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
@@ -153,6 +167,8 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True
     if scenario.startswith("stream_"):
         rec["task"] = _TASKS.get(scenario, "files")
+    elif scenario in _TASKS:
+        rec["task"] = _TASKS[scenario]
     if "reasoning_required_400" in faults:
         settings["replay"] = ReplayPolicy(reasoning="drop")
     if set(faults) & _RETRIED:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from analyzer.checks.ledger import Ledger, measure
+from analyzer.checks.ledger import CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
 from analyzer.checks.ledger_fit import ESCAPING_EVIDENCE, MIN_ESCAPING, Fit, Verdict
 from analyzer.checks.lsq import chi2_survival
@@ -46,6 +46,11 @@ KINDS = frozenset(
 MIN_CONFIDENCE = 0.7
 """Posterior probability of a losing behaviour below which nothing is reported: the steps
 could as well be a host that kept everything."""
+KEPT_CERTAIN = 0.9
+"""Posterior of "kept every turn's reasoning" above which cached tokens falling are blamed on
+another rewrite of the history, not on the reasoning."""
+LEFT_OUT_FLOOR = 0.5
+"""The probability a behaviour must keep with any one chain step left out (even odds)."""
 LOST_SHARE = 0.5
 """A fitted share at or below which a "partial" behaviour counts as losing that part."""
 PREAMBLE_TOKENS = 64.0
@@ -64,10 +69,10 @@ def what_the_host_kept(run: Run) -> Iterator[Finding]:
     """Findings of every behaviour of the host that lost or added tokens, from the ledger."""
     ledger = measure(run)
     fit = ledger.fit
+    yield from _reasoning(ledger)
     if fit is not None:
-        yield from _reasoning(ledger, fit)
         yield from _tool_results(ledger, fit)
-        yield from _rewritten(ledger, fit)
+    yield from _rewritten(ledger)
     yield from _hidden_prompt(ledger)
 
 
@@ -132,46 +137,159 @@ def _confidence(verdict: Verdict, losing: tuple[str, ...]) -> float:
     return min(1.0, total)
 
 
+def reasoning_lost(fit: Fit) -> float:
+    """Probability that the host lost the reasoning: all of it, or all but the newest
+    turn's (or kept at most LOST_SHARE of it)."""
+    verdict = fit.reasoning
+    return 0.0 if verdict is None else _confidence(verdict, ("none", "newest_only"))
+
+
+def results_dropped(fit: Fit) -> float:
+    """Probability that the host dropped the tool results (or kept at most LOST_SHARE)."""
+    verdict = fit.tool_results
+    return 0.0 if verdict is None else _confidence(verdict, ("dropped",))
+
+
+def results_truncated(fit: Fit) -> float:
+    """Probability that the host cut the tool results at a length."""
+    verdict = fit.tool_results
+    return 0.0 if verdict is None else verdict.probability("truncated")
+
+
+def escaped(fit: Fit) -> float:
+    """Confidence that the history grew by escaped characters (none below a template's
+    expansion per character)."""
+    per_character = fit.extras.get("escaping")
+    evidence = fit.extras.get("escaping_evidence", 0.0)
+    if per_character is None or per_character < MIN_ESCAPING:
+        return 0.0
+    return 1.0 - chi2_survival(evidence, 1)
+
+
+def _kept_like(verdict: Verdict) -> bool:
+    best = verdict.best
+    return best.name == "kept" or (best.name == "partial" and best.retention > LOST_SHARE)
+
+
+def robust(ledger: Ledger, score: Callable[[Fit], float], verdict: str | None = None) -> float:
+    """`score` of the run's fit when its most probable behaviour is `verdict` (any, when
+    None), or 0 when the score falls below even odds with some chain step left out: on a
+    short run, a verdict one odd step decides is no verdict."""
+    fit = ledger.fit
+    if fit is None:
+        return 0.0
+    confidence = score(fit)
+    if confidence < MIN_CONFIDENCE or (verdict is not None and verdict != _best(fit, verdict)):
+        return 0.0
+    if any(score(other) < LEFT_OUT_FLOOR for other in ledger.left_out_fits()):
+        return 0.0
+    return confidence
+
+
+def _best(fit: Fit, verdict: str) -> str | None:
+    """`verdict` when the fit's most probable behaviour of that part loses it, else None."""
+    part = fit.reasoning if verdict == "reasoning lost" else fit.tool_results
+    if part is None:
+        return None
+    best = part.best
+    if verdict == "results truncated":
+        return verdict if best.name == "truncated" else None
+    if best.name == "truncated" or _kept_like(part):
+        return None
+    return verdict
+
+
 # -- the findings ------------------------------------------------------------------------------
 
 
-def _reasoning(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
-    verdict = fit.reasoning
-    if verdict is None:
-        return
-    best = verdict.best
-    if best.name == "kept" or (best.name == "partial" and best.retention > LOST_SHARE):
-        return
-    confidence = _confidence(verdict, ("none", "newest_only"))
-    if confidence < MIN_CONFIDENCE:
+def _cache_evidence(cache: CacheFalls) -> dict[str, Any]:
+    example = cache.example
+    return {
+        "affected_steps": len(cache.steps),
+        "evaluated_steps": cache.evaluated,
+        "steps": [cache.steps[0], cache.steps[-1]],
+        "median_shortfall_tokens": cache.median_shortfall,
+        "cache_block": cache.block,
+        "example": {
+            "step": example.step,
+            "cached_tokens": example.cached_tokens,
+            "previous_prompt_tokens": example.previous_prompt,
+        },
+    }
+
+
+def _reasoning_by_cache(ledger: Ledger) -> bool:
+    """Whether the cache falls are the reasoning's: reasoning went back into earlier turns
+    (a host keeping only the newest turn's renders them anew) and the growth does not say
+    the host kept every turn's."""
+    cache, fit = ledger.cache, ledger.fit
+    if cache is None:
+        return False
+    # Only a request with an older turn's reasoning has any to lose.
+    older = [e.step for e in ledger.chain if e.reasoning_older > 0]
+    if cache.confidence_among(older) < MIN_CONFIDENCE:
+        return False
+    kept = fit.reasoning.probability("kept") if fit and fit.reasoning else 0.0
+    return kept < KEPT_CERTAIN
+
+
+def _reasoning(ledger: Ledger) -> Iterator[Finding]:
+    fit = ledger.fit
+    verdict = fit.reasoning if fit is not None else None
+    lost = robust(ledger, reasoning_lost, "reasoning lost")
+    by_growth = lost >= MIN_CONFIDENCE
+    by_cache = _reasoning_by_cache(ledger)
+    if not by_growth and not by_cache:
         return
     chain = ledger.chain
-    if best.name == "newest_only":
-        # The turn before the newest loses its reasoning from the request after it on.
-        affected = [e for e in chain if e.added is not None and e.added.demoted > 0]
-    else:
-        affected = [e for e in chain if e.reasoning_newest + e.reasoning_older > 0]
-    if not affected:
+    evidence: dict[str, Any] = {}
+    confidence = 0.0
+    first = last = None
+    signals = []
+    if by_growth and verdict is not None and fit is not None:
+        best = verdict.best
+        if best.name == "newest_only":
+            # The turn before the newest loses its reasoning from the request after it on.
+            affected = [e for e in chain if e.added is not None and e.added.demoted > 0]
+        else:
+            affected = [e for e in chain if e.reasoning_newest + e.reasoning_older > 0]
+        if affected:
+            signals.append("prompt_growth")
+            example = max(affected, key=lambda e: e.added.reasoning if e.added else 0.0)
+            kept = ledger.reasoning_kept
+            confidence = lost
+            first, last = affected[0].step, affected[-1].step
+            evidence.update(
+                {
+                    "behaviour": best.name,
+                    "retention": _round(best.retention),
+                    "affected_steps": len(affected),
+                    "reasoning_sent_tokens": round(ledger.reasoning_sent),
+                    "reasoning_kept_tokens": None if kept is None else round(kept),
+                    "posterior": _posterior(verdict),
+                    "fit": fit_summary(fit),
+                    "example": _example(ledger, fit, example),
+                }
+            )
+    if ledger.cache is not None and (by_cache or by_growth):
+        cache = ledger.cache
+        signals.append("cached_tokens")
+        evidence["cached_tokens"] = _cache_evidence(cache)
+        if not evidence.get("behaviour"):
+            evidence["behaviour"] = "newest_only"
+            evidence["affected_steps"] = len(cache.steps)
+        older = [e.step for e in chain if e.reasoning_older > 0]
+        confidence = max(confidence, cache.confidence_among(older) if by_cache else 0.0)
+        first = cache.steps[0] if first is None else min(first, cache.steps[0])
+        last = cache.steps[-1] if last is None else max(last, cache.steps[-1])
+    if first is None or last is None:
         return
-    example = max(affected, key=lambda e: e.added.reasoning if e.added else 0.0)
-    kept = ledger.reasoning_kept
     yield Finding(
         "reasoning_dropped_in_chain",
         "warning",
         "provider",
-        affected[0].step,
-        {
-            "signal": "prompt_growth",
-            "behaviour": best.name,
-            "retention": _round(best.retention),
-            "steps": [affected[0].step, affected[-1].step],
-            "affected_steps": len(affected),
-            "reasoning_sent_tokens": round(ledger.reasoning_sent),
-            "reasoning_kept_tokens": None if kept is None else round(kept),
-            "posterior": _posterior(verdict),
-            "fit": fit_summary(fit),
-            "example": _example(ledger, fit, example),
-        },
+        first,
+        {"signal": "+".join(signals), "steps": [first, last], **evidence},
         confidence=round(confidence, 3),
     )
 
@@ -196,7 +314,7 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
         "example": _example(ledger, fit, example),
     }
     if best.name == "truncated":
-        confidence = verdict.probability("truncated")
+        confidence = robust(ledger, results_truncated, "results truncated")
         if confidence < MIN_CONFIDENCE:
             return
         cap = best.solution.values["cap"]
@@ -215,9 +333,7 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
             confidence=round(confidence, 3),
         )
         return
-    if best.name == "kept" or (best.name == "partial" and best.retention > LOST_SHARE):
-        return
-    confidence = _confidence(verdict, ("dropped",))
+    confidence = robust(ledger, results_dropped, "results dropped")
     if confidence < MIN_CONFIDENCE:
         return
     yield Finding(
@@ -234,40 +350,71 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
     )
 
 
-def _rewritten(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
-    per_character = fit.extras.get("escaping")
-    evidence = fit.extras.get("escaping_evidence", 0.0)
-    if per_character is None or per_character < MIN_ESCAPING or evidence < ESCAPING_EVIDENCE:
+def _rewritten(ledger: Ledger) -> Iterator[Finding]:
+    fit = ledger.fit
+    growth = _escaping_evidence(ledger, fit) if fit is not None else None
+    cache = ledger.cache
+    by_cache = (
+        cache is not None and cache.confidence >= MIN_CONFIDENCE and not _reasoning_by_cache(ledger)
+    )
+    if growth is None and not by_cache:
         return
-    chain = [e for e in ledger.chain if e.added is not None and e.added.escapable]
-    if not chain:
-        return
-    example = max(chain, key=lambda e: e.added.escapable if e.added else 0)
-    extra = sum(per_character * e.added.escapable for e in chain if e.added is not None)
-    growth = sum(e.growth or 0 for e in chain)
+    evidence: dict[str, Any] = {}
+    signals = []
+    confidence = 0.0
+    first = last = None
+    if growth is not None:
+        signals.append("prompt_growth")
+        confidence = growth.pop("confidence")
+        evidence.update(growth)
+        first, last = growth["steps"]
+    if by_cache and cache is not None:
+        signals.append("cached_tokens")
+        evidence["cached_tokens"] = _cache_evidence(cache)
+        evidence.setdefault("rewrite", "rendered anew")
+        confidence = max(confidence, cache.confidence)
+        first = cache.steps[0] if first is None else min(first, cache.steps[0])
+        last = cache.steps[-1] if last is None else max(last, cache.steps[-1])
     yield Finding(
         "history_rewritten",
         "warning",
         "provider",
-        chain[0].step,
-        {
-            "signal": "prompt_growth",
-            "rewrite": "escaping",
-            "extra_tokens_per_character": round(per_character, 2),
-            "characters": "<>&\"'",
-            "estimated_extra_tokens": round(extra),
-            "share_of_growth": round(extra / growth, 3) if growth > 0 else None,
-            "evidence_chi2": round(evidence, 1),
-            "affected_steps": len(chain),
-            "steps": [chain[0].step, chain[-1].step],
-            "fit": fit_summary(fit),
-            "example": {
-                **_example(ledger, fit, example),
-                "escapable_characters": example.added.escapable if example.added else 0,
-            },
-        },
-        confidence=round(1.0 - chi2_survival(evidence, 1), 4),
+        first,
+        {"signal": "+".join(signals), **evidence, "steps": [first, last]},
+        confidence=round(confidence, 4),
     )
+
+
+def _escaping_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
+    """The prompt growing by a few tokens per escapable character, when the fit says so (and
+    says so with any one step left out)."""
+    evidence = fit.extras.get("escaping_evidence", 0.0)
+    confidence = robust(ledger, escaped)
+    if confidence < MIN_CONFIDENCE or evidence < ESCAPING_EVIDENCE:
+        return None
+    per_character = fit.extras["escaping"]
+    chain = [e for e in ledger.chain if e.added is not None and e.added.escapable]
+    if not chain:
+        return None
+    example = max(chain, key=lambda e: e.added.escapable if e.added else 0)
+    extra = sum(per_character * e.added.escapable for e in chain if e.added is not None)
+    growth = sum(e.growth or 0 for e in chain)
+    return {
+        "confidence": confidence,
+        "rewrite": "escaping",
+        "extra_tokens_per_character": round(per_character, 2),
+        "characters": "<>&\"'",
+        "estimated_extra_tokens": round(extra),
+        "share_of_growth": round(extra / growth, 3) if growth > 0 else None,
+        "evidence_chi2": round(evidence, 1),
+        "affected_steps": len(chain),
+        "steps": [chain[0].step, chain[-1].step],
+        "fit": fit_summary(fit),
+        "example": {
+            **_example(ledger, fit, example),
+            "escapable_characters": example.added.escapable if example.added else 0,
+        },
+    }
 
 
 def _hidden_prompt(ledger: Ledger) -> Iterator[Finding]:

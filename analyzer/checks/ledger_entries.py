@@ -36,6 +36,11 @@ as a whole is then counted, so "all of it kept" is exact); or estimated alone.""
 ESCAPABLE = '<>&"' + "'"
 """Characters an HTML-escaping template expands (`<` -> `&lt;`, `"` -> `&#34;`)."""
 
+MIN_RATIO, MAX_RATIO = 0.6, 1.8
+"""Host tokens per estimated token a tokenizer can explain (BPE merging words and
+punctuation, or splitting digits and identifiers); a run's ratio beyond it is counts of other
+text than the one recorded, and the estimate is used as it is."""
+
 _TOOL_ROLES = frozenset({"tool", "function"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
@@ -104,11 +109,11 @@ def text_of(content: Any) -> str:
 
 def size(text: str) -> int:
     """Estimated tokens of `text`; words miss CJK (a sentence is one run of word characters),
-    so never fewer than a quarter of its bytes."""
+    so never fewer than a quarter of its bytes when it is not ASCII."""
     if not text:
         return 0
     if text.isascii():
-        return max(estimate_tokens(text), len(text) // 4)
+        return estimate_tokens(text)
     return max(estimate_tokens(text), len(text.encode()) // 4)
 
 
@@ -191,11 +196,20 @@ def _read_added(messages: Sequence[dict[str, Any]], answered: Step | None) -> _R
 
 def _reasoning_count(step: Step, visible: int) -> int | None:
     """The host's count of the reasoning `step` showed, when it reported one that matches
-    what was visible (a count far above it is hidden reasoning the client never had)."""
+    what was visible: a count far above it is hidden reasoning the client never had, one far
+    below it counts other text than what was recorded (a stream read twice, a leak)."""
     reported = step.reasoning_tokens
     if reported is None or step.reasoning_tokens_source != "reported":
         return None
-    return reported if visible * 2 >= reported else None
+    return reported if visible <= 2 * reported and reported <= 2 * visible else None
+
+
+def plausible_output(counted: float, estimated: float, calls: int) -> bool:
+    """Whether `counted` (completion minus reasoning tokens) can be the host's count of a
+    turn whose content and calls are estimated at `estimated`: a template wraps each call in
+    some markup, but a count far above that is a usage the turn does not match (completion
+    tokens reported for a longer turn, or a spent budget reported whatever was generated)."""
+    return counted <= 3.0 * estimated + 20.0 * calls + 32.0
 
 
 def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
@@ -210,14 +224,22 @@ def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
             counted += reported
             estimated += seen
     if counted and estimated >= 32:
-        return counted / estimated
+        return _plausible_ratio(counted / estimated)
     counted = estimated = 0
     for step in steps:
-        if step.completion_tokens and not step.failed:
+        # Steps whose reasoning was reported but does not match the text (a summary of
+        # hidden reasoning) say nothing about the ratio.
+        unreported = step.reasoning_tokens_source != "reported"
+        if step.completion_tokens and not step.failed and unreported:
             calls = " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
             counted += step.completion_tokens
             estimated += visible.get(step.index, 0) + size(step.content or "") + size(calls)
-    return counted / estimated if counted and estimated >= 32 else 1.0
+    return _plausible_ratio(counted / estimated) if counted and estimated >= 32 else 1.0
+
+
+def _plausible_ratio(ratio: float) -> float:
+    """`ratio` when a tokenizer can explain it; else 1 (the counts are of other text)."""
+    return ratio if MIN_RATIO <= ratio <= MAX_RATIO else 1.0
 
 
 def _extends(previous: Sequence[Any], current: Sequence[Any]) -> bool:
@@ -343,6 +365,12 @@ def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) 
     content, calls = raw.content * ratio, raw.tool_calls * ratio
     output, counted = content + calls, False
     answered = raw.output_from
+    if answered is not None and answered.completion_tokens is not None:
+        billed_reasoning = answered.reasoning_tokens or 0
+        if not plausible_output(
+            answered.completion_tokens - billed_reasoning, raw.content + raw.tool_calls, raw.calls
+        ):
+            answered = None  # usage of another turn than the one that came back
     if answered is not None and answered.completion_tokens is not None:
         completion = answered.completion_tokens
         seen = visible.get(answered.index, 0)

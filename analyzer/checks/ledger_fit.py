@@ -47,7 +47,7 @@ COEFFICIENTS: dict[str, Coefficient] = {
         Coefficient("per_result", 4.0, 6.0, -5.0, 80.0),
         Coefficient("per_turn", 4.0, 6.0, -10.0, 80.0),
         # Extra tokens per character an HTML-escaping template expands.
-        Coefficient("escaping", 0.0, 1.0, 0.0, 8.0),
+        Coefficient("escaping", 0.0, 2.0, 0.0, 8.0),
         # Truncated tool results: the share counted of each result's head and of its tail.
         Coefficient("result_heads", 1.0, 0.5, 0.0, 3.0),
         Coefficient("result_tails", 1.0, 0.5, 0.0, 3.0),
@@ -89,12 +89,18 @@ OUTPUT_NOISE = 0.04
 """Share of a reported count the template's re-rendering may differ by."""
 OUTLIER_Z = 6.0
 """Standardized residual beyond which a step is set aside (a retry, an edit, a fault)."""
+MIN_FREEDOM = 5
+"""Degrees of freedom below which a run's misfit is divided by this many instead: a misfit
+of a few on a short run says little, one of thousands still says the host is inconsistent."""
 MIN_SCALE = 0.25
 """Lowest noise scale (in variance) a run's own misfit may set: its steps fit far better
 than assumed only when many agree."""
 KEPT_SLACK = 1.0
 """Misfit by which keeping everything may trail the free fit and still be taken without
 trying the other behaviours (none of which can then be much more probable)."""
+NEARLY_KEPT = 0.75
+"""Share of a part below which the free fit is not taken for a host that kept it all without
+weighing the other behaviours."""
 MAX_FIT_STEPS = 128
 """Chain steps the fit reads at most, evenly spread over a longer run: enough to pool the
 evidence, and the cost of a 300-step chain stays that of a short one."""
@@ -201,16 +207,21 @@ MIN_ESCAPING = 1.0
 merging quotes differently from the estimate moves the coefficient by a fraction of one."""
 
 
-def fit_chain(chain: Sequence[Entry], reasoning_sent: Sequence[tuple[float, float]]) -> Fit | None:
+def fit_chain(
+    chain: Sequence[Entry],
+    reasoning_sent: Sequence[tuple[float, float]],
+    left_out: int | None = None,
+) -> Fit | None:
     """Fit the ledger over the chain entries (at least two); `reasoning_sent` holds each
-    entry's (newest turn's, older turns') reasoning in its request, for the retention."""
-    if len(chain) < 2:
+    entry's (newest turn's, older turns') reasoning in its request, for the retention.
+    `left_out` is a chain position the fit ignores (to see whether one step decides it)."""
+    if len(chain) - (left_out is not None) < 2:
         return None
     added = [e.added for e in chain if e.added is not None]
     columns = _columns(added)
     target = [float(e.growth or 0) for e in chain]
     sigma = [noise(a) for a in added]
-    picked = _spread(len(chain))
+    picked = [i for i in _spread(len(chain)) if i != left_out]
     weights = [0.0] * len(chain)
     for i in picked:
         weights[i] = 1.0 / (sigma[i] * sigma[i])
@@ -229,19 +240,28 @@ def fit_chain(chain: Sequence[Entry], reasoning_sent: Sequence[tuple[float, floa
             weights[i] = 0.0
         normal = _normal(columns, names, target, weights)
         free = solve(normal, model)
-    freedom = normal.points - len(model)
-    scale = max(MIN_SCALE, free.misfit / freedom) if freedom >= 5 else 1.0
     extras: dict[str, float] = {}
+    richest = free
     if "escaping" in names:
         escaped = solve(normal, [*model, COEFFICIENTS["escaping"]])
-        evidence = max(0.0, free.objective - escaped.objective) / scale
-        extras = {"escaping": escaped.values["escaping"], "escaping_evidence": evidence}
-        if evidence >= ESCAPING_EVIDENCE and escaped.values["escaping"] >= MIN_ESCAPING:
-            model, free = [*model, COEFFICIENTS["escaping"]], escaped
+        richest = escaped
+    scale = _scale(normal, richest, len(model) + (richest is not free))
+    if richest is not free:
+        evidence = max(0.0, free.objective - richest.objective) / scale
+        extras = {"escaping": richest.values["escaping"], "escaping_evidence": evidence}
+        if evidence >= ESCAPING_EVIDENCE and richest.values["escaping"] >= MIN_ESCAPING:
+            model, free = [*model, COEFFICIENTS["escaping"]], richest
     sent = (sum(n for n, _ in reasoning_sent), sum(o for _, o in reasoning_sent))
     ranges = _Ranges.of({a.basis for a in added if a.reasoning > 0})
     grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)
     reasoning, tools, final = grid.verdicts(free)
+    # A behaviour (a cap on tool results) may explain the steps far better than the free fit
+    # could: the noise is then what is left after it, and the verdicts are judged again.
+    rescaled = _scale(normal, final, len(model))
+    if rescaled < scale:
+        scale = rescaled
+        grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)
+        reasoning, tools, final = grid.verdicts(free)
     expected = _predict(final.values, {**columns, **_cap_columns(chain, final)}, len(target))
     return Fit(
         normal=normal,
@@ -258,6 +278,16 @@ def fit_chain(chain: Sequence[Entry], reasoning_sent: Sequence[tuple[float, floa
         set_aside=tuple(chain[i].step for i in aside),
         extras=extras,
     )
+
+
+def _scale(normal: Normal, solution: Solution, coefficients: int) -> float:
+    """The run's own misfit per degree of freedom, as a factor on the assumed noise: up
+    whenever the fit cannot follow the steps (a host that behaves differently from one request
+    to the next gives no evidence of any one behaviour), down only when enough steps agree
+    the noise is smaller than assumed."""
+    freedom = normal.points - coefficients
+    scale = solution.misfit / max(MIN_FREEDOM, freedom)
+    return max(MIN_SCALE if freedom >= MIN_FREEDOM else 1.0, scale)
 
 
 def _normal(
@@ -370,9 +400,15 @@ class _Grid:
         )
 
     def _kept(self, free: Solution, reasoning: bool, tools: bool) -> Solution | None:
-        """The fit with every part kept, when it explains the steps about as well as the free
-        fit: no other behaviour can then do clearly better, and the rest is not tried (the
-        common case, and the cheap one)."""
+        """The fit with every part kept, when the free fit already counts nearly all of each
+        part and keeping all explains the steps about as well: no other behaviour can then do
+        clearly better, and the rest is not tried (the common case, and the cheap one)."""
+        values = free.values
+        shares = [values[n] for n in ("newest_reasoning", "older_reasoning") if n in values]
+        if reasoning and any(share < NEARLY_KEPT for share in shares):
+            return None
+        if tools and values.get("tool_results", 1.0) < NEARLY_KEPT * RESULTS_KEPT[0]:
+            return None
         held = {**(self.ranges.held("kept") if reasoning else {}), **_TOOLS_HELD["kept"]}
         if not tools:
             held.pop("tool_results")

@@ -35,6 +35,7 @@ from traces.sim.faults import (
     StreamFault,
     WireFault,
     Written,
+    conversation_key,
     fired,
     request_key,
 )
@@ -89,7 +90,8 @@ def answer(
     names: list[str] = []
     if ctx.key:
         attempt = attempts.next(ctx.key) if attempts is not None else 0
-        names = fired(config.faults, config.seed, ctx.key, attempt)
+        conversation = conversation_key(request.messages)
+        names = fired(config.faults, config.seed, ctx.key, attempt, conversation)
     outcome = Outcome()
     if _refused(request, ctx, names, outcome):
         return outcome

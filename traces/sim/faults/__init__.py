@@ -19,7 +19,7 @@ from traces.sim.faults.base import (
     Written,
 )
 from traces.sim.faults.catalogue import FAULTS
-from traces.sim.faults.selection import AttemptCounter, fired, request_key
+from traces.sim.faults.selection import AttemptCounter, conversation_key, fired, request_key
 
 __all__ = [
     "FAULTS",
@@ -36,6 +36,7 @@ __all__ = [
     "StreamFault",
     "WireFault",
     "Written",
+    "conversation_key",
     "fired",
     "request_key",
 ]
