@@ -75,9 +75,11 @@ brackets merged into few tokens) to nearly twice (digits, identifiers split up) 
 estimate."""
 TAIL_CUT = (0.0, 0.3)
 """Share of a result's tail that still counts when the host truncates tool results."""
-PENALTY = 2.0
-"""Misfit a behaviour pays for each share it is free to choose (AIC): a free fit always
-explains the steps at least as well as a fixed behaviour, and must do clearly better to win."""
+PENALTY = 3.0
+"""Misfit a behaviour pays for each share it is free to choose: a free fit always explains
+the steps at least as well as a fixed behaviour, and must do clearly better to win. AIC's 2,
+raised as small samples call for (a run has a handful of chain steps for as many
+coefficients)."""
 CAPS = (16, 32, 64, 128, 256, 512, 1024, 2048)
 """Truncation lengths tried, in estimated tokens per result."""
 

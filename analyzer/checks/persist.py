@@ -1,4 +1,5 @@
-"""Storing findings: re-analyzing runs replaces their findings in one transaction.
+"""Storing findings: re-analyzing runs replaces their findings (and ledgers) in one
+transaction.
 
 Checks are pure, so a run's findings are a function of its recorded data and the check
 version; replacing rather than appending keeps `traces analyze` idempotent. Each run's
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import duckdb
 
+from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import load_runs
 from analyzer.checks.records import Finding
 from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import open_for_writing
 from traces.store.inserts import insert_rows
-from traces.store.tables import FindingRow
+from traces.store.tables import FindingRow, LedgerRow
 
 CHUNK_RUNS = 2_000
 """Runs loaded and checked at a time: bounds memory on a 100k-run import, while each chunk
@@ -30,6 +32,7 @@ still costs only a handful of queries."""
 _SEVERITY_ORDER = ("error", "warning", "info")
 
 _DELETE = "DELETE FROM findings WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
+_DELETE_LEDGERS = "DELETE FROM ledgers WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
     FROM (SELECT unnest($1::VARCHAR[]) AS id, unnest($2::VARCHAR[]) AS summary,
@@ -63,10 +66,49 @@ def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield ids[start : start + size]
 
 
-def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now: datetime) -> None:
-    """Replace the findings and summaries of the runs in `found` (inside a transaction)."""
+def ledger_row(ledger: Ledger, now: datetime) -> LedgerRow | None:
+    """The `ledgers` row of a run's ledger; None when the run has no counted request."""
+    first = next((e for e in ledger.entries if e.kind == "first"), None)
+    if first is None:
+        return None
+    fit = ledger.fit
+    reasoning = fit.reasoning if fit is not None else None
+    tools = fit.tool_results if fit is not None else None
+    return LedgerRow(
+        run_id=ledger.run_id,
+        chain_steps=len(ledger.chain),
+        token_ratio=ledger.ratio,
+        reasoning_sent_tokens=ledger.reasoning_sent if reasoning is not None else None,
+        reasoning_kept_tokens=ledger.reasoning_kept,
+        reasoning_behaviour=reasoning.best.name if reasoning is not None else None,
+        reasoning_probability=reasoning.best.posterior if reasoning is not None else None,
+        tool_results_sent_tokens=ledger.tool_results_sent if tools is not None else None,
+        tool_results_kept_tokens=ledger.tool_results_kept,
+        tool_results_behaviour=tools.best.name if tools is not None else None,
+        tool_results_probability=tools.best.posterior if tools is not None else None,
+        per_result_tokens=fit.value("per_result") if fit is not None else None,
+        per_turn_tokens=fit.value("per_turn") if fit is not None else None,
+        noise_scale=fit.scale if fit is not None else None,
+        first_prompt_tokens=first.prompt_tokens,
+        first_sent_tokens=first.sent_estimate,
+        check_version=CHECK_VERSION,
+        created_at=now,
+    )
+
+
+def _store(
+    conn: duckdb.DuckDBPyConnection,
+    found: dict[str, list[Finding]],
+    now: datetime,
+    ledgers: Sequence[LedgerRow] | None = None,
+) -> None:
+    """Replace the findings and summaries of the runs in `found` (inside a transaction), and
+    their ledgers when given."""
     ids = list(found)
     conn.execute(_DELETE, [ids])
+    if ledgers is not None:
+        conn.execute(_DELETE_LEDGERS, [ids])
+        insert_rows(conn, "ledgers", ledgers)
     rows = [
         FindingRow(
             run_id=run_id,
@@ -109,9 +151,16 @@ def analyze_runs(
         conn.execute("BEGIN TRANSACTION")
     try:
         for part in _chunks(ids, chunk):
-            found = {run.id: run_checks(run) for run in load_runs(conn, part)}
+            found: dict[str, list[Finding]] = {}
+            ledgers: list[LedgerRow] = []
+            for run in load_runs(conn, part):
+                found[run.id] = run_checks(run)
+                # The checks have just measured this run's ledger: storing it is free.
+                row = None if run.raw_text else ledger_row(measure(run), now)
+                if row is not None:
+                    ledgers.append(row)
             if found:
-                _store(conn, found, now)
+                _store(conn, found, now, ledgers)
             everything.update(found)
             if on_chunk is not None:
                 on_chunk(len(part))
