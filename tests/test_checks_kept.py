@@ -11,8 +11,10 @@ that varies, a big template preamble, cache misses) must stay silent.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -22,6 +24,9 @@ from analyzer.checks.ledger import measure
 from analyzer.checks.ledger_entries import build_entries, size
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
 from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.registry import CHECK_VERSION
+
+from conftest import query_rows, run_cli
 
 Host = Literal["keep", "drop", "last_only", "tools_dropped", "truncated", "escaped"]
 
@@ -429,3 +434,62 @@ def test_sizes_count_words_and_punctuation_never_under_a_quarter_of_the_bytes(
 ) -> None:
     assert size(text) == tokens
     assert math.isfinite(size(text))
+
+
+# -- the ledger in the store and on the command line -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def forgetful_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One run of chain_short against a host that drops the reasoning sent back."""
+    db = tmp_path_factory.mktemp("ledger") / "t.duckdb"
+    done = run_cli(
+        "record",
+        "--task",
+        "chain_short",
+        "--fault",
+        "reasoning_dropped_from_history",
+        "--no-stream",
+        "--db",
+        str(db),
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    return db, row["id"]
+
+
+@pytest.mark.slow
+def test_recording_stores_the_ledger(forgetful_db: tuple[Path, str]) -> None:
+    db, run_id = forgetful_db
+    [row] = query_rows(db, "SELECT * FROM ledgers WHERE run_id = ?", [run_id])
+    assert row["chain_steps"] == 5 and row["reasoning_behaviour"] == "none"
+    assert row["reasoning_kept_tokens"] == 0 and row["reasoning_sent_tokens"] > 0
+    assert row["tool_results_behaviour"] == "kept"
+    assert row["tool_results_kept_tokens"] == row["tool_results_sent_tokens"] > 0
+    assert row["first_prompt_tokens"] > 0 and row["check_version"] == CHECK_VERSION
+    # Analyzing again replaces the row rather than adding one.
+    assert run_cli("analyze", run_id, "--db", str(db)).returncode == 0
+    assert len(query_rows(db, "SELECT * FROM ledgers WHERE run_id = ?", [run_id])) == 1
+
+
+@pytest.mark.slow
+def test_show_ledger_in_every_format(forgetful_db: tuple[Path, str]) -> None:
+    db, run_id = forgetful_db
+    done = run_cli("show", run_id, "--ledger", "--db", str(db), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["run"] == run_id and document["chain_steps"] == 5
+    assert document["reasoning"]["behaviour"] == "none"
+    assert document["reasoning"]["retention"] == 0.0
+    steps = document["steps"]
+    assert [s["kind"] for s in steps] == ["first"] + ["chain"] * 5
+    assert all(abs(s["residual"]) < 10 for s in steps[1:])
+    table = run_cli("show", run_id, "--ledger", "--db", str(db))
+    assert table.returncode == 0, table.stderr
+    assert "reasoning: none" in table.stdout and "retained 0.0%" in table.stdout
+    assert table.stdout.splitlines()[5].split()[:3] == ["step", "kind", "prompt"]
+    csv_out = run_cli("show", run_id, "--ledger", "--db", str(db), "--format", "csv")
+    assert csv_out.stdout.splitlines()[0].startswith("step,kind,prompt,growth,expected")
+    assert len(csv_out.stdout.splitlines()) == 1 + 6
