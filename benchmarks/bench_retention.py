@@ -191,6 +191,7 @@ def _render(step: Step, options: PromptOptions, factors: Mapping[str, float]) ->
         tool_results=options.tool_results,
         escape_html=options.escape_html,
         hidden_system=options.hidden_system,
+        reencode_arguments=options.reencode_arguments,
     )
     start = 1 if messages and messages[0].get("role") in ("system", "developer") else 0
     roles = (

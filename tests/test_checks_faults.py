@@ -125,6 +125,9 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
 faults with `+` records them together, for a kind that only their combination shows."""
 
 WITHOUT_FINDING: dict[str, str] = {
+    "arguments_reencoded": "the sample tasks' calls carry the same few quotes on every step, so "
+    "the tokens a second encoding adds read as template overhead; test_checks_kept finds it "
+    "(history_rewritten) where arguments differ in size",
     "auth_echoed": "the key it echoes is redacted before anything is stored, so no check sees "
     "it (test_hostile checks that it is nowhere)",
 }

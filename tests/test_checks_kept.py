@@ -23,12 +23,12 @@ from analyzer.checks.kept import what_the_host_kept
 from analyzer.checks.ledger import measure
 from analyzer.checks.ledger_entries import build_entries, size
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
-from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.records import Call, Finding, Run, Step
 from analyzer.checks.registry import CHECK_VERSION
 
 from conftest import query_rows, run_cli
 
-Host = Literal["keep", "drop", "last_only", "tools_dropped", "truncated", "escaped"]
+Host = Literal["keep", "drop", "last_only", "tools_dropped", "truncated", "escaped", "reencoded"]
 
 REASONING = [40, 18, 65, 30, 52, 24, 47, 35]
 """Reasoning tokens of each turn: varied, as a real model's are."""
@@ -60,11 +60,14 @@ def host_run(
     user_turns: bool = False,
     cap: int = 20,
     jitter: list[int] | None = None,
+    keys: list[int] | None = None,
 ) -> Run:
     """A tool chain as a client records it against `host`; `preamble` tokens of the host's
     own come before everything, `quotes` of each result are `"` (an escaping host counts
     four for each)."""
     per_turn = quotes if isinstance(quotes, list) else [quotes] * len(reasoning)
+    # Each turn's arguments: `keys[i]` keys (two quotes each), else one.
+    arguments = [json.dumps({f"k{k}": k for k in range(n)}) for n in (keys or [1] * len(reasoning))]
     conversation: list[dict[str, Any]] = [
         {"role": "system", "content": "You open boxes."},
         {"role": "user", "content": "Open every box."},
@@ -76,7 +79,9 @@ def host_run(
     def turn_tokens(j: int, i: int) -> int:
         """Turn j (assistant and result) as the host renders it in request i."""
         kept_reasoning = host != "drop" and send_back and (host != "last_only" or j == i - 1)
-        call_quotes = 2 if host == "escaped" else 0  # '{"box": j}' has two
+        call_quotes = arguments[j].count('"') if host == "escaped" else 0
+        # Encoded again: a backslash before each quote, two quotes around.
+        reencoded = arguments[j].count('"') + 2 if host == "reencoded" else 0
         result = round(tool_ratio * tools[j])
         if host == "tools_dropped":
             result_tokens = 0
@@ -90,6 +95,7 @@ def host_run(
             (reasoning[j] + TAGS if kept_reasoning else 0)
             + CALL_MARKUP
             + 3 * call_quotes
+            + reencoded
             + result_tokens
             + (4 if user_turns else 0)
         )
@@ -129,7 +135,7 @@ def host_run(
                 {
                     "id": f"call_{i}",
                     "type": "function",
-                    "function": {"name": "open_box", "arguments": f'{{"box": {i}}}'},
+                    "function": {"name": "open_box", "arguments": arguments[i]},
                 }
             ],
         }
@@ -146,21 +152,19 @@ def host_run(
         if user_turns:
             conversation.append({"role": "user", "content": f"Go on ({i})."})
     # Each step answered with one call: the ledger ties the turn sent back to its response.
-    steps = [replace(s, calls=(_call(s.index),)) for s in steps]
+    steps = [replace(s, calls=(_call(s.index, arguments[s.index]),)) for s in steps]
     return Run(id="chain", dialect="openai", steps=tuple(steps))
 
 
-def _call(index: int) -> Any:
-    from analyzer.checks.records import Call
-
+def _call(index: int, arguments: str) -> Call:
     return Call(
         index=0,
         id=f"call_{index}",
         id_format="openai",
         name="open_box",
-        arguments_raw=f'{{"box": {index}}}',
+        arguments_raw=arguments,
         arguments_type="string",
-        arguments={"box": index},
+        arguments=json.loads(arguments),
         json_valid=True,
         schema_valid=True,
         schema_error=None,
@@ -374,6 +378,17 @@ def test_a_host_escaping_the_history() -> None:
     assert finding.layer == "provider" and finding.evidence["rewrite"] == "escaping"
     assert finding.evidence["extra_tokens_per_character"] == pytest.approx(3.0, abs=0.5)
     assert finding.confidence is not None and finding.confidence > 0.99
+
+
+def test_a_host_encoding_string_arguments_twice() -> None:
+    # llama.cpp's old Kimi K2 template: `arguments|tojson` on a string argument. Sixteen
+    # turns whose arguments differ in size: the extra quotes are told from overhead.
+    keys = [1, 6, 2, 9, 3, 12, 1, 7, 4, 10, 2, 8, 5, 11, 3, 6]
+    shape = {"reasoning": REASONING * 2, "tools": TOOLS * 2, "keys": keys}
+    finding = _kinds(host_run("reencoded", **shape))["history_rewritten"]
+    assert finding.evidence["rewrite"] == "arguments re-encoded"
+    assert finding.evidence["extra_tokens_per_character"] == pytest.approx(1.0, abs=0.3)
+    assert "history_rewritten" not in _kinds(host_run("keep", **shape))
 
 
 def test_quotes_counted_as_sent_are_no_rewrite() -> None:

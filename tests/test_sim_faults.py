@@ -930,6 +930,23 @@ def history_html_escaped(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def arguments_reencoded(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    twice = _second_step()
+    call = twice[2]["tool_calls"][0]
+    encoded = json.dumps(call["function"]["arguments"])  # '"{\\"box_id\\": ...}"'
+    twice[2] = {
+        **twice[2],
+        "tool_calls": [{**call, "function": {**call["function"], "arguments": encoded}}],
+    }
+    # The same prompt as a faithful host's for arguments the client encoded twice.
+    assert _prompt(body) == _prompt(sim.post(twice, clean=True, tools=CHAIN_TOOLS)[0])
+    assert _prompt(body) > _prompt(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    _, no_calls = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(no_calls) == []
+    return headers
+
+
 def system_prompt_injected(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     clean, _ = sim.post(START, clean=True, tools=CHAIN_TOOLS)
@@ -1090,6 +1107,7 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "tool_results_truncated": (tool_results_truncated, "openai", {}),
     "history_html_escaped": (history_html_escaped, "openai", {}),
     "system_prompt_injected": (system_prompt_injected, "openai", {}),
+    "arguments_reencoded": (arguments_reencoded, "openai", {}),
 }
 
 

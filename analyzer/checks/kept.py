@@ -29,7 +29,7 @@ from typing import Any
 
 from analyzer.checks.ledger import CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
-from analyzer.checks.ledger_fit import ESCAPING_EVIDENCE, MIN_ESCAPING, Fit, Verdict
+from analyzer.checks.ledger_fit import REWRITE_EVIDENCE, REWRITES, Fit, Verdict
 from analyzer.checks.lsq import chi2_survival
 from analyzer.checks.records import Finding, Run
 
@@ -156,14 +156,18 @@ def results_truncated(fit: Fit) -> float:
     return 0.0 if verdict is None else verdict.probability("truncated")
 
 
-def escaped(fit: Fit) -> float:
-    """Confidence that the history grew by escaped characters (none below a template's
-    expansion per character)."""
-    per_character = fit.extras.get("escaping")
-    evidence = fit.extras.get("escaping_evidence", 0.0)
-    if per_character is None or per_character < MIN_ESCAPING:
-        return 0.0
-    return 1.0 - chi2_survival(evidence, 1)
+def rewritten(name: str) -> Callable[[Fit], float]:
+    """Confidence that the history grew by rewrite `name` (none below the extra tokens per
+    character that rewrite adds)."""
+
+    def score(fit: Fit) -> float:
+        per_character = fit.extras.get(name)
+        evidence = fit.extras.get(f"{name}_evidence", 0.0)
+        if per_character is None or per_character < REWRITES[name]:
+            return 0.0
+        return 1.0 - chi2_survival(evidence, 1)
+
+    return score
 
 
 def _kept_like(verdict: Verdict) -> bool:
@@ -352,7 +356,7 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
 
 def _rewritten(ledger: Ledger) -> Iterator[Finding]:
     fit = ledger.fit
-    growth = _escaping_evidence(ledger, fit) if fit is not None else None
+    growth = _rewrite_evidence(ledger, fit) if fit is not None else None
     cache = ledger.cache
     by_cache = (
         cache is not None and cache.confidence >= MIN_CONFIDENCE and not _reasoning_by_cache(ledger)
@@ -385,25 +389,41 @@ def _rewritten(ledger: Ledger) -> Iterator[Finding]:
     )
 
 
-def _escaping_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
-    """The prompt growing by a few tokens per escapable character, when the fit says so (and
-    says so with any one step left out)."""
-    evidence = fit.extras.get("escaping_evidence", 0.0)
-    confidence = robust(ledger, escaped)
-    if confidence < MIN_CONFIDENCE or evidence < ESCAPING_EVIDENCE:
+REWRITE_NAMES = {"escaping": "escaping", "reencoding": "arguments re-encoded"}
+"""How each rewrite reads in the evidence."""
+REWRITE_CHARACTERS = {"escaping": "<>&\"'", "reencoding": '"'}
+
+
+def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
+    """The prompt growing by a few tokens per character a rewrite expands, when the fit says
+    so (and says so with any one step left out), for the clearest such rewrite."""
+    best: tuple[float, str] | None = None
+    for name in REWRITES:
+        evidence = fit.extras.get(f"{name}_evidence", 0.0)
+        confidence = robust(ledger, rewritten(name))
+        clear = confidence >= MIN_CONFIDENCE and evidence >= REWRITE_EVIDENCE
+        if clear and (best is None or confidence > best[0]):
+            best = (confidence, name)
+    if best is None:
         return None
-    per_character = fit.extras["escaping"]
-    chain = [e for e in ledger.chain if e.added is not None and e.added.escapable]
+    confidence, name = best
+    per_character = fit.extras[name]
+    evidence = fit.extras[f"{name}_evidence"]
+
+    def count(added: Added) -> int:
+        return added.escapable if name == "escaping" else added.argument_quotes
+
+    chain = [e for e in ledger.chain if e.added is not None and count(e.added)]
     if not chain:
         return None
-    example = max(chain, key=lambda e: e.added.escapable if e.added else 0)
-    extra = sum(per_character * e.added.escapable for e in chain if e.added is not None)
+    example = max(chain, key=lambda e: count(e.added) if e.added else 0)
+    extra = sum(per_character * count(e.added) for e in chain if e.added is not None)
     growth = sum(e.growth or 0 for e in chain)
     return {
         "confidence": confidence,
-        "rewrite": "escaping",
+        "rewrite": REWRITE_NAMES[name],
         "extra_tokens_per_character": round(per_character, 2),
-        "characters": "<>&\"'",
+        "characters": REWRITE_CHARACTERS[name],
         "estimated_extra_tokens": round(extra),
         "share_of_growth": round(extra / growth, 3) if growth > 0 else None,
         "evidence_chi2": round(evidence, 1),
@@ -412,7 +432,7 @@ def _escaping_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
         "fit": fit_summary(fit),
         "example": {
             **_example(ledger, fit, example),
-            "escapable_characters": example.added.escapable if example.added else 0,
+            "characters_counted": count(example.added) if example.added else 0,
         },
     }
 

@@ -69,6 +69,9 @@ class Added:
     system: float
     messages: int
     escapable: int
+    argument_quotes: int
+    """Quotes of the turn's string arguments, plus two per such call: what a template that
+    JSON-encodes them again adds a backslash to, and wraps."""
     demoted: float
     """Reasoning of the turn that was the newest one in the previous request."""
 
@@ -121,6 +124,17 @@ def _escapable(text: str) -> int:
     return sum(text.count(c) for c in ESCAPABLE) if text else 0
 
 
+def _argument_quotes(calls: Sequence[Any]) -> int:
+    """Quotes inside the calls' string arguments, and two for each of those calls."""
+    total = 0
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str) and arguments:
+            total += arguments.count('"') + 2
+    return total
+
+
 def _arguments_text(call: Mapping[str, Any]) -> str:
     function = call.get("function")
     if not isinstance(function, dict):
@@ -147,6 +161,7 @@ class _Raw:
     system: int = 0
     messages: int = 0
     escapable: int = 0
+    argument_quotes: int = 0
     chain: bool = False
 
 
@@ -175,6 +190,7 @@ def _read_added(messages: Sequence[dict[str, Any]], answered: Step | None) -> _R
             raw.calls += len(calls)
             raw.escapable += _escapable(reasoning or "") + _escapable(content or "")
             raw.escapable += _escapable(calls_text)
+            raw.argument_quotes += _argument_quotes(calls)
             if position == 0 and answered is not None and len(answered.calls) == len(calls):
                 raw.output_from = answered
                 if reasoning:
@@ -406,5 +422,6 @@ def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) 
         system=raw.system * ratio,
         messages=raw.messages,
         escapable=raw.escapable,
+        argument_quotes=raw.argument_quotes,
         demoted=demoted if raw.chain else 0.0,
     )

@@ -48,6 +48,8 @@ COEFFICIENTS: dict[str, Coefficient] = {
         Coefficient("per_turn", 4.0, 6.0, -10.0, 80.0),
         # Extra tokens per character an HTML-escaping template expands.
         Coefficient("escaping", 0.0, 2.0, 0.0, 8.0),
+        # Extra tokens per quote of string arguments a template encodes a second time.
+        Coefficient("reencoding", 0.0, 2.0, 0.0, 4.0),
         # Truncated tool results: the share counted of each result's head and of its tail.
         Coefficient("result_heads", 1.0, 0.5, 0.0, 3.0),
         Coefficient("result_tails", 1.0, 0.5, 0.0, 3.0),
@@ -128,6 +130,7 @@ def _columns(added: Sequence[Added]) -> dict[str, list[float]]:
         "per_result": [float(len(a.results)) for a in added],
         "per_turn": [1.0] * len(added),
         "escaping": [float(a.escapable) for a in added],
+        "reencoding": [float(a.argument_quotes) for a in added],
     }
 
 
@@ -202,11 +205,14 @@ def _spread(n: int) -> list[int]:
     return sorted({round(i * step) for i in range(MAX_FIT_STEPS)})
 
 
-ESCAPING_EVIDENCE = 10.8
-"""Misfit reduction (chi-squared, 1 degree of freedom, p = 0.001) before escaping counts."""
-MIN_ESCAPING = 1.0
-"""Extra tokens per escapable character below which no template rewrote them: a tokenizer
-merging quotes differently from the estimate moves the coefficient by a fraction of one."""
+REWRITE_EVIDENCE = 10.8
+"""Misfit reduction (chi-squared, 1 degree of freedom, p = 0.001) before a rewrite counts."""
+REWRITES = {"escaping": 1.0, "reencoding": 0.6}
+"""Rewrites of the history a fit looks for, with the extra tokens per character below which
+no template did it (a tokenizer merging quotes differently from the estimate moves the
+coefficient by a fraction of one): `escaping`, per character an HTML-escaping template
+expands; `reencoding`, per quote of string arguments a template JSON-encodes again
+(`"{\"path\": \".\"}"`, each inner quote escaped, two more around)."""
 
 
 def fit_chain(
@@ -228,9 +234,9 @@ def fit_chain(
     for i in picked:
         weights[i] = 1.0 / (sigma[i] * sigma[i])
     names = [
-        n for n in (*BASE, "newest_reasoning", "older_reasoning", "escaping") if any(columns[n])
+        n for n in (*BASE, "newest_reasoning", "older_reasoning", *REWRITES) if any(columns[n])
     ]
-    model = [COEFFICIENTS[n] for n in names if n != "escaping"]
+    model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
     normal = _normal(columns, names, target, weights)
     free = solve(normal, model)
     expected = _predict(free.values, columns, len(target))
@@ -242,17 +248,22 @@ def fit_chain(
             weights[i] = 0.0
         normal = _normal(columns, names, target, weights)
         free = solve(normal, model)
+    # Each rewrite of the history the steps may show: fitted beside the rest, kept in the
+    # model when it explains the steps clearly better and by enough tokens per character.
+    rewrites = [n for n in REWRITES if n in names]
+    richest = solve(normal, [*model, *(COEFFICIENTS[n] for n in rewrites)]) if rewrites else free
+    scale = _scale(normal, richest, len(model) + len(rewrites))
     extras: dict[str, float] = {}
-    richest = free
-    if "escaping" in names:
-        escaped = solve(normal, [*model, COEFFICIENTS["escaping"]])
-        richest = escaped
-    scale = _scale(normal, richest, len(model) + (richest is not free))
-    if richest is not free:
-        evidence = max(0.0, free.objective - richest.objective) / scale
-        extras = {"escaping": richest.values["escaping"], "escaping_evidence": evidence}
-        if evidence >= ESCAPING_EVIDENCE and richest.values["escaping"] >= MIN_ESCAPING:
-            model, free = [*model, COEFFICIENTS["escaping"]], richest
+    found = []
+    for name in rewrites:
+        alone = solve(normal, [*model, COEFFICIENTS[name]])
+        evidence = max(0.0, free.objective - alone.objective) / scale
+        extras[name], extras[f"{name}_evidence"] = alone.values[name], evidence
+        if evidence >= REWRITE_EVIDENCE and alone.values[name] >= REWRITES[name]:
+            found.append(COEFFICIENTS[name])
+    if found:
+        model = [*model, *found]
+        free = solve(normal, model)
     sent = (sum(n for n, _ in reasoning_sent), sum(o for _, o in reasoning_sent))
     ranges = _Ranges.of({a.basis for a in added if a.reasoning > 0})
     grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)

@@ -227,6 +227,7 @@ def _reply(
         tool_results=options.tool_results,
         escape_html=options.escape_html,
         hidden_system=options.hidden_system,
+        reencode_arguments=options.reencode_arguments,
     )
     outcome.faults.extend(name for name in prompt_faults if _changed(prompt, FAULTS[name]))
     counts = [count_tokens_cached(segment) for segment in prompt.segments]

@@ -123,6 +123,8 @@ class PromptOptions:
     """True: every message's text is HTML-escaped before the model sees it."""
     hidden_system: str | None = None
     """A system prompt of the host's own, put before the client's."""
+    reencode_arguments: bool = False
+    """True: string arguments of earlier calls are JSON-encoded a second time."""
 
 
 RequestHook = Callable[[FaultContext], Rejection | Stall | None]

@@ -422,6 +422,14 @@ _CATALOGUE: list[Fault] = [
         history.history_html_escaped,
     ),
     PromptFault(
+        "arguments_reencoded",
+        "The template JSON-encodes string arguments of earlier calls a second time "
+        '(`arguments|tojson`, as llama.cpp\'s old Kimi K2 template does): `"{\\"path\\": '
+        '...}"`. Requests with string arguments in the history.',
+        "provider",
+        history.arguments_reencoded,
+    ),
+    PromptFault(
         "system_prompt_injected",
         "The host puts a hidden system prompt of its own (about 450 tokens) before the "
         "client's messages: every prompt_tokens is that much above what was sent. Any request.",

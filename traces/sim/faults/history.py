@@ -1,5 +1,6 @@
 """Faults in what the host makes of the history before its template runs: tool results left
-out or cut short, every message HTML-escaped, a system prompt of its own put first.
+out or cut short, every message HTML-escaped, string arguments encoded twice, a system prompt
+of its own put first.
 
 None of them is an error: the request succeeds and only `usage.prompt_tokens` (and the
 model's worse turns) show that the model saw something other than what the client sent.
@@ -59,6 +60,11 @@ def tool_results_truncated(options: PromptOptions) -> PromptOptions:
 def history_html_escaped(options: PromptOptions) -> PromptOptions:
     """The template runs with autoescape on: every message's text is HTML-escaped."""
     return replace(options, escape_html=True)
+
+
+def arguments_reencoded(options: PromptOptions) -> PromptOptions:
+    """The template JSON-encodes string arguments again (`arguments|tojson`)."""
+    return replace(options, reencode_arguments=True)
 
 
 def system_prompt_injected(options: PromptOptions) -> PromptOptions:

@@ -9,6 +9,7 @@ by segment and a long conversation costs one cached lookup per earlier turn.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ class Prompt:
     """Turns whose reasoning would have been rendered but `history_reasoning` was off."""
     altered: frozenset[str] = frozenset()
     """Rendering options that changed this prompt: `tool_results`, `escape_html`,
-    `hidden_system` (reasoning has its own count)."""
+    `reencode_arguments`, `hidden_system` (reasoning has its own count)."""
 
     @property
     def text(self) -> str:
@@ -109,6 +110,19 @@ def _marked(rendered: str, text: str, altered: set[str]) -> str:
     if rendered != text:
         altered.add("escape_html")
     return rendered
+
+
+def _reencoded(calls: Sequence[HistoryCall], altered: set[str]) -> list[HistoryCall]:
+    """String arguments JSON-encoded once more (`arguments|tojson` on a string), as the old
+    Kimi K2 template in llama.cpp renders them: `"{\\"path\\": \\".\\"}"`."""
+    reencoded = []
+    for call in calls:
+        if isinstance(call.arguments, str):
+            reencoded.append(HistoryCall(call.id, call.name, json.dumps(call.arguments)))
+            altered.add("reencode_arguments")
+        else:
+            reencoded.append(call)
+    return reencoded
 
 
 def _escaped_turn(
@@ -151,13 +165,15 @@ class ChatTemplate(ABC):
         tool_results: ToolResults = "kept",
         escape_html: bool = False,
         hidden_system: str | None = None,
+        reencode_arguments: bool = False,
     ) -> Prompt:
         """Render `messages` ending with the generation prompt, reading reasoning only from
         `reasoning_in`; `history_reasoning=False` renders no earlier reasoning at all (a
         host that strips it), `last_reasoning_only=True` only the latest assistant turn's.
         A faulty host may also drop or cut tool results (`tool_results`), HTML-escape every
-        message's text (`escape_html`) or put a system prompt of its own first
-        (`hidden_system`). Linear: backward scans for the boundary (and the latest turn),
+        message's text (`escape_html`), JSON-encode string arguments a second time
+        (`reencode_arguments`) or put a system prompt of its own first (`hidden_system`).
+        Linear: backward scans for the boundary (and the latest turn),
         one forward pass.
         """
         boundary = (
@@ -196,6 +212,8 @@ class ChatTemplate(ABC):
                 calls = calls_of(message)
                 for call in calls:
                     names[call.id] = call.name
+                if reencode_arguments:
+                    calls = _reencoded(calls, altered)
                 if escape_html:
                     reasoning, content, calls = _escaped_turn(reasoning, content, calls, altered)
                 segments.append(self.assistant(AssistantTurn(reasoning, content, calls, previous)))
