@@ -25,8 +25,9 @@ from analyzer.checks.ledger_entries import build_entries, size
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
 from analyzer.checks.records import Call, Finding, Run, Step
 from analyzer.checks.registry import CHECK_VERSION
+from traces.chat_template import SimTokenCounter, load_template, render
 
-from conftest import query_rows, run_cli
+from conftest import EXTERNAL, query_rows, reference_missing, run_cli
 
 Host = Literal["keep", "drop", "last_only", "tools_dropped", "truncated", "escaped", "reencoded"]
 
@@ -508,3 +509,68 @@ def test_show_ledger_in_every_format(forgetful_db: tuple[Path, str]) -> None:
     csv_out = run_cli("show", run_id, "--ledger", "--db", str(db), "--format", "csv")
     assert csv_out.stdout.splitlines()[0].startswith("step,kind,prompt,growth,expected")
     assert len(csv_out.stdout.splitlines()) == 1 + 6
+
+
+# -- a real template: llama.cpp's Kimi K2 (0711) encodes string arguments twice ---------------
+
+KIMI_K2 = EXTERNAL / "dialects" / "templates" / "llamacpp-moonshotai-Kimi-K2.jinja"
+"""Byte-exact copy of llama.cpp's models/templates/moonshotai-Kimi-K2.jinja (see the
+shared README.txt): `arguments|tojson` on string arguments double-encodes them, as
+rendered/llamacpp-moonshotai-Kimi-K2__A_reasoning_kept_args_string.txt shows."""
+
+WRITES = [1, 6, 2, 9, 3, 12, 1, 7, 4, 10, 2, 8, 5, 11, 3, 6]
+"""Keys of each turn's `write` call: calls of varied size, as an agent's are."""
+
+
+def _kimi_chain(arguments: Literal["string", "object"]) -> Run:
+    """A chain rendered by the real template, prompt_tokens counted as the simulator counts
+    them; the model generated each call's JSON once (its completion tokens)."""
+    template = load_template(KIMI_K2)
+    counter = SimTokenCounter()
+    tools = [{"type": "function", "function": {"name": "write", "parameters": {}}}]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a coding agent."},
+        {"role": "user", "content": "Write the notes, one file per topic."},
+    ]
+    steps = []
+    for i, keys in enumerate(WRITES):
+        prompt = counter.count(render(template, messages, tools, add_generation_prompt=True))
+        payload = {f"field_{k}": f"value {k}" for k in range(keys)}
+        text = json.dumps(payload)
+        generated = (
+            f"<|tool_calls_section_begin|><|tool_call_begin|>functions.write:{i}"
+            f"<|tool_call_argument_begin|>{text}<|tool_call_end|><|tool_calls_section_end|>"
+            "<|im_end|>"
+        )
+        call = {
+            "id": f"functions.write:{i}",
+            "type": "function",
+            "function": {"name": "write", "arguments": text if arguments == "string" else payload},
+        }
+        steps.append(
+            Step(
+                index=i,
+                finish_reason="tool_calls",
+                prompt_tokens=prompt,
+                completion_tokens=counter.count(generated),
+                request_messages=tuple(messages),
+                request_params={"tools": tools},
+                calls=(_call(i, text),),
+            )
+        )
+        messages = [
+            *messages,
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": f"wrote {keys} fields"},
+        ]
+    return Run(id=f"kimi-k2-{arguments}", model="moonshotai/Kimi-K2-Instruct", steps=tuple(steps))
+
+
+def test_a_real_template_encoding_string_arguments_twice() -> None:
+    if not KIMI_K2.exists():
+        reference_missing(KIMI_K2)
+    finding = _kinds(_kimi_chain("string"))["history_rewritten"]
+    assert finding.evidence["rewrite"] == "arguments re-encoded"
+    assert finding.evidence["extra_tokens_per_character"] == pytest.approx(1.0, abs=0.3)
+    # The same chain with object arguments: the template dumps them once, as generated.
+    assert _kinds(_kimi_chain("object")) == {}

@@ -100,8 +100,9 @@ MIN_SCALE = 0.25
 """Lowest noise scale (in variance) a run's own misfit may set: its steps fit far better
 than assumed only when many agree."""
 KEPT_SLACK = 1.0
-"""Misfit by which keeping everything may trail the free fit and still be taken without
-trying the other behaviours (none of which can then be much more probable)."""
+"""Misfit (in units of the assumed noise, never of a run's inflated one) by which keeping
+everything may trail the free fit and still be taken without trying the other behaviours:
+none of them can then be much more probable."""
 NEARLY_KEPT = 0.75
 """Share of a part below which the free fit is not taken for a host that kept it all without
 weighing the other behaviours."""
@@ -426,7 +427,7 @@ class _Grid:
         if not tools:
             held.pop("tool_results")
         kept = solve(self.normal, bounded(self.model, held))
-        return kept if kept.objective - free.objective <= KEPT_SLACK * self.scale else None
+        return kept if kept.objective - free.objective <= KEPT_SLACK else None
 
     def _solve(self, reasoning: str, tools: str, cap: _Cap | None) -> Solution | None:
         held = {**self.ranges.held(reasoning), **_TOOLS_HELD.get(tools, {})}
