@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from traces.normalize import normalize_usage, read_message, read_reasoning, read_tool_calls
+from traces.normalize import (
+    estimate_tokens,
+    normalize_usage,
+    read_message,
+    read_reasoning,
+    read_tool_calls,
+)
 from traces.replay import ReplayPolicy, replay_message
 
 from conftest import EXTERNAL, reference_missing
@@ -96,3 +104,15 @@ def test_every_harmony_and_think_fixture_of_the_reference_reads() -> None:
         assert reasoning == expected["reasoning"], case["id"]
         checked += 1
     assert checked >= 1
+
+
+def test_estimate_tokens_counts_words_and_punctuation_as_the_pattern_does() -> None:
+    # The ASCII path counts bytes by class instead of matching the pattern: the same count
+    # on every kind of text (random ASCII, including controls and every punctuation mark).
+    pattern = re.compile(r"\w+|[^\w\s]")
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(128)]
+    texts = ["", " ", "a", "_", "é", "données, 数据!", '{"path": "a_b.txt", "n": 12}']
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    for text in texts:
+        assert estimate_tokens(text) == len(pattern.findall(text)), repr(text)
