@@ -19,6 +19,15 @@ def _where(filters: dict[str, str | None]) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def stored_evidence(text: Any) -> Any:
+    """A finding's stored evidence, decoded, without the check's bookkeeping
+    (`check_version`), which tells old findings apart but means nothing to a reader."""
+    value = json.loads(text) if isinstance(text, str) else text
+    if isinstance(value, dict):
+        value.pop("check_version", None)
+    return value
+
+
 def finding_counts(
     conn: duckdb.DuckDBPyConnection,
     *,
@@ -81,9 +90,7 @@ def finding_details(
         )
     )
     for row in rows:
-        evidence = json.loads(row["evidence"]) if isinstance(row["evidence"], str) else {}
-        evidence.pop("check_version", None)
-        row["evidence"] = evidence
+        row["evidence"] = stored_evidence(row["evidence"]) or {}
     return rows
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import duckdb
 
 from analyzer.cursor_rows import dict_rows
+from analyzer.findings import stored_evidence
 from analyzer.stream_shape import stream_shape
 from traces.errors import TracesError
 from traces.store.writer_process import pid_alive
+from traces.token_totals import TOKEN_COLUMNS, known_sum, totals_by_run
 
 RUN_COLUMNS = [
     "id",
@@ -36,6 +38,19 @@ RUN_COLUMNS = [
     "origin",
     "conversation",
 ]
+
+
+_STEP_TOKENS = ", ".join(f"{known_sum(c)} AS {c}" for c in TOKEN_COLUMNS)
+"""Token totals of a run still being recorded, from the steps it has so far."""
+
+
+def _live_tokens(live: str) -> str:
+    """A finished run's stored token totals (NULL where unknown), a running one's from
+    `live`, the alias of its totals summed from the steps recorded so far."""
+    return ", ".join(
+        f"CASE WHEN r.status = 'running' THEN {live}.{c} ELSE r.{c} END AS {c}"
+        for c in TOKEN_COLUMNS
+    )
 
 
 def _effective_status(row: dict[str, Any]) -> None:
@@ -77,7 +92,7 @@ def list_runs(
                CASE WHEN r.status = 'running' THEN coalesce(s.n, 0) ELSE r.steps END AS steps,
                CASE WHEN r.status = 'running' THEN coalesce(c.n, 0) ELSE r.tool_calls END
                    AS tool_calls,
-               r.tool_errors, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
+               r.tool_errors, {_live_tokens("s")},
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
@@ -85,7 +100,7 @@ def list_runs(
         FROM runs r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
-        LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at
+        LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at, {_STEP_TOKENS}
                    FROM steps WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
                    GROUP BY run_id) s ON s.run_id = r.id
         LEFT JOIN (SELECT run_id, count(*) AS n
@@ -186,7 +201,17 @@ def _loads(value: Any) -> Any:
 
 def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     """One run with its timeline: steps, their tool calls and results, and findings."""
-    run = dict_rows(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
+    run = dict_rows(
+        conn.execute(
+            f"""
+            SELECT r.* REPLACE ({_live_tokens("t")})
+            FROM runs r
+            LEFT JOIN ({totals_by_run("run_id = ?")}) t ON t.run_id = r.id
+            WHERE r.id = ?
+            """,
+            [run_id, run_id],
+        )
+    )[0]
     _effective_status(run)
     run["settings"] = _loads(run["settings"])
     steps = dict_rows(
@@ -250,7 +275,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             by_step[step_idx]["tool_results"].append(result)
     run_findings: list[dict[str, Any]] = []
     for finding in findings:
-        finding["evidence"] = _loads(finding["evidence"])
+        finding["evidence"] = stored_evidence(finding["evidence"])
         target = by_step.get(finding["step_idx"]) if finding["step_idx"] is not None else None
         (target["findings"] if target else run_findings).append(finding)
     run.pop("recorder_host", None)

@@ -1,8 +1,10 @@
 """The chunk-size distribution of a stored stream, for `traces show`.
 
-`steps.stream_events` keeps every raw SSE line with its arrival time. Replaying them through
-the recorder's own reader measures the stream exactly as it was measured when recorded, so
-steps recorded or imported before the distribution existed show it too.
+`steps.stream_events` keeps every raw SSE line with its arrival time. Replaying their chunks
+through the recorder's own assembler measures the stream exactly as it was measured when
+recorded, so steps recorded or imported before the distribution existed show it too. The
+assembler, not the whole `traces.sse.StreamReader`: that one builds pydantic exchanges, which
+`traces show` must not import to start fast (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from traces.sse import StreamReader
+from traces import strict_json
+from traces.stream import StreamAssembler
 
 
 def stream_shape(stored: str | None) -> dict[str, Any] | None:
@@ -24,7 +27,7 @@ def stream_shape(stored: str | None) -> dict[str, Any] | None:
         return None
     if not isinstance(events, list):
         return None
-    reader = StreamReader()
+    assembler = StreamAssembler()
     timed = True
     for event in events:
         if not (isinstance(event, list) and len(event) == 2 and isinstance(event[1], str)):
@@ -33,8 +36,27 @@ def stream_shape(stored: str | None) -> dict[str, Any] | None:
         if not isinstance(t_ms, int | float):
             # An imported log keeps the lines, not when each came.
             timed, t_ms = False, 0.0
-        reader.line(line, float(t_ms))
-    return reader.assembler.delivery.shape(timed=timed)
+        chunk = _chunk(line)
+        if chunk is not None:
+            assembler.feed(chunk, float(t_ms))
+    return assembler.delivery.shape(timed=timed)
+
+
+def _chunk(line: str) -> dict[str, Any] | None:
+    """The chunk a raw SSE line carries, as the recorder reads it; None for `[DONE]`, other
+    fields, an unreadable payload, or an error event (none of which is a delta)."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return None
+    try:
+        chunk = strict_json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(chunk, dict) or ("error" in chunk and not chunk.get("choices")):
+        return None
+    return chunk
 
 
 def describe_shape(shape: dict[str, Any]) -> str:

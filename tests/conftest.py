@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,3 +186,20 @@ def table_counts(db: Path) -> dict[str, int]:
             row = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
             counts[table] = int(row[0]) if row else 0
         return counts
+
+
+def python_calls(work: Callable[[], object]) -> int:
+    """Python function calls `work()` makes: a count, not a time, so a loaded machine cannot
+    fail a complexity test and a quadratic algorithm cannot pass it."""
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return calls

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -71,10 +71,14 @@ def error(status: int, message: str) -> Reply:
 
 
 class ScriptedEndpoint:
-    """Serves `replies` in order (the last one repeats) and remembers every request body."""
+    """Serves `replies` in order (the last one repeats) and remembers every request body;
+    with `respond`, each reply is what it returns for the request body instead."""
 
-    def __init__(self, replies: list[Reply]) -> None:
+    def __init__(
+        self, replies: list[Reply], respond: Callable[[dict[str, Any]], Reply] | None = None
+    ) -> None:
         self.replies = list(replies)
+        self.respond = respond
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.base_url = ""
@@ -85,10 +89,14 @@ class ScriptedEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
-                endpoint.requests.append(json.loads(self.rfile.read(length)))
+                request = json.loads(self.rfile.read(length))
+                endpoint.requests.append(request)
                 endpoint.headers.append(dict(self.headers))
                 n = len(endpoint.requests) - 1
-                status, body = endpoint.replies[min(n, len(endpoint.replies) - 1)]
+                if endpoint.respond is not None:
+                    status, body = endpoint.respond(request)
+                else:
+                    status, body = endpoint.replies[min(n, len(endpoint.replies) - 1)]
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

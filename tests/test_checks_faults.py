@@ -6,6 +6,8 @@ recorded clean, streaming and not, yields no provider-layer finding at all."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -13,14 +15,20 @@ import pytest
 from analyzer.checks.catalogue import KINDS
 from analyzer.checks.persist import analyze_run, analyze_runs
 from analyzer.checks.records import Finding
+from traces.client import EndpointConfig
 from traces.dialects import DIALECTS
+from traces.families import KIMI_ID
 from traces.model import Termination
+from traces.probes.catalogue import PROBES_BY_NAME
+from traces.probes.runner import ProbePlan, ProbeTarget, probe_targets
 from traces.replay import ReplayPolicy
 from traces.retry import RetryPolicy
 from traces.sim.config import SimConfig
 from traces.sim.faults.catalogue import FAULTS
 from traces.sim.faults.selection import TRANSIENT
+from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
+from traces.store.recorder import Recorder
 
 from recording import Recording, record_many
 
@@ -38,18 +46,28 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "tool_choice_ignored": ("tool_choice_ignored", "provider", 5),
     # The misnamed argument fails the tool; the retry on the next step succeeds.
     "misnamed_argument": ("tool_error", "model", 0),
+    # A made-up id: the tool rightly answers it does not exist; the model's mistake.
+    "invented_id": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
+    # The host sent no usage at all: reasoning without its token count, from the first step.
+    "usage_omitted": ("reasoning_tokens_missing", "provider", 0),
     "leaked_tokens_content": ("leaked_special_tokens", "provider", 0),
     "leaked_tokens_reasoning": ("leaked_special_tokens", "provider", 0),
+    # Recorded on a Kimi host: `<tool_call>` is not Kimi's syntax, so the model wrote it.
+    "foreign_call_tags": ("leaked_special_tokens", "model", 0),
     "tool_call_as_text": ("tool_call_as_text", "model", 0),
     "dropped_call": ("dropped_call", "provider", 0),
     "invalid_json_arguments": ("invalid_json_arguments", "model", 0),
     "wrong_type_arguments": ("schema_violation", "model", 0),
     "emptied_arguments": ("empty_arguments", "provider", 0),
+    # The late faults leave the first turn clean: the finding is on the second step.
+    "late_emptied_arguments": ("empty_arguments", "provider", 1),
     "tag_in_name": ("malformed_tool_name", "provider", 0),
     "tag_in_key": ("malformed_argument_key", "provider", 0),
     "object_arguments": ("object_arguments", "provider", 0),
     "rewritten_ids": ("tool_call_id_format", "provider", 0),
+    # Recorded on a Kimi host (moonshot): `call_…` ids its parser rejects, from turn 2 on.
+    "late_rewritten_ids": ("tool_call_id_format", "provider", 1),
     # chain_short makes one call per step: the second step reuses the first step's id.
     "duplicated_ids": ("duplicate_tool_call_id", "provider", 1),
     "missing_ids": ("tool_call_id_missing", "provider", 0),
@@ -90,6 +108,9 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "connection_reset": ("http_connection", "provider", 0),
     # The answer never completes: the request deadline ends each attempt.
     "endless_response": ("http_timeout", "provider", 0),
+    # Nothing generated (a stream of only [DONE]): a failed call of its own kind, never a
+    # call the parser dropped.
+    "empty_response": ("empty_response", "provider", 0),
     # A body no strict parser takes is kept raw, and blamed on the host.
     "non_json_numbers": ("http_invalid_response", "provider", 0),
     "deeply_nested_json": ("http_invalid_response", "provider", 0),
@@ -101,10 +122,18 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "template_error_400": ("http_template_error", "provider", 0),
     # The first request with a call in its history is the second.
     "argument_type_error_500": ("http_argument_type_error", "provider", 1),
+    # The first request with a tool result in its history is the second.
+    "template_error_500": ("http_template_error", "provider", 1),
+    # The history does not fit: the client's. A small request overflowing: the host's.
     "context_overflow_400": ("http_context_overflow", "client", 0),
+    "host_context_overflow_400": ("http_context_overflow", "provider", 0),
     "invalid_response_200": ("http_invalid_response", "provider", 0),
     "reasoning_swallows_answer": ("reasoning_swallows_answer", "provider", 5),
     "reasoning_in_content": ("reasoning_in_content", "provider", 0),
+    "reasoning_close_tag_only": ("reasoning_in_content", "provider", 0),
+    "harmony_in_content": ("harmony_unparsed", "provider", 0),
+    "harmony_stripped": ("harmony_unparsed", "provider", 0),
+    "late_empty_turn": ("empty_turn_after_reasoning", "provider", 1),
     "reasoning_tokens_missing": ("reasoning_tokens_missing", "provider", 0),
     "reasoning_tokens_outside_completion": ("reasoning_tokens_outside_completion", "provider", 0),
     # The second request is the first to carry reasoning back: prompt growth shows the loss.
@@ -120,9 +149,40 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "history_html_escaped": ("history_rewritten", "provider", 1),
     # The first request is already longer than everything sent by the hidden prompt.
     "system_prompt_injected": ("hidden_system_prompt", "provider", 0),
+    # Sampling parameters the host ignores, recorded with the parameter set (see _recording):
+    # the budget is run past on the first turn; the stop sequence, the logprobs and the JSON
+    # format concern the answer text, which only the last turn of chain_short has.
+    "max_tokens_ignored": ("max_tokens_ignored", "provider", 0),
+    "stop_ignored": ("stop_ignored", "provider", 5),
+    "n_ignored": ("n_ignored", "provider", 0),
+    "logprobs_ignored": ("logprobs_ignored", "provider", 5),
+    "response_format_ignored": ("response_format_ignored", "provider", 5),
 }
 """Simulator fault -> (finding kind, layer, first step it must be reported on). A key joining
 faults with `+` records them together, for a kind that only their combination shows."""
+
+NOT_BLAMED: dict[str, frozenset[str]] = {
+    # Nothing was generated: no call can have been dropped.
+    "empty_response": frozenset({"dropped_call"}),
+    # A template that raised inside a 500 is no generic server failure.
+    "template_error_500": frozenset({"http_server_error"}),
+}
+"""Faults -> finding kinds they must not produce: the wrong reading of that fault, once made."""
+
+PROBE_FINDINGS: dict[str, tuple[str, str, str]] = {
+    # A recorded run never sends one request twice; the seed probe sends it three times.
+    "seed_ignored": ("nondeterministic_output", "provider", "seed"),
+}
+"""Simulator faults only a probe shows -> (finding kind, layer, the probe that shows it)."""
+
+SAMPLING_SETTINGS: dict[str, dict[str, Any]] = {
+    "max_tokens_ignored": {"max_tokens": 8},
+    "stop_ignored": {"extra_body": {"stop": ["The treasure is"]}},
+    "n_ignored": {"extra_body": {"n": 2}},
+    "logprobs_ignored": {"extra_body": {"logprobs": True, "top_logprobs": 1}},
+    "response_format_ignored": {"extra_body": {"response_format": {"type": "json_object"}}},
+}
+"""Harness settings that set the parameter a sampling fault makes the host ignore."""
 
 WITHOUT_FINDING: dict[str, str] = {
     "arguments_reencoded": "the sample tasks' calls carry the same few quotes on every step, so "
@@ -157,7 +217,7 @@ _TASKS = {
 `chain_short`'s results are all short (nothing to cut) and alike (escaping reads as
 overhead)."""
 
-_RETRIED = TRANSIENT | {"argument_type_error_500"}
+_RETRIED = TRANSIENT | {"argument_type_error_500", "template_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
 
 
@@ -186,8 +246,18 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True  # cut mid-stream: the events before the cut are kept
     if "finish_length_hidden" in faults:
         settings["max_tokens"] = 512
+    if "foreign_call_tags" in faults:
+        # A family whose calls are not `<tool_call>` blocks (the fault fires on no other).
+        sim["dialect"] = rec["dialect"] = "moonshot"
+        settings["replay"] = ReplayPolicy.for_dialect(DIALECTS["moonshot"])
+    if "late_rewritten_ids" in faults:
+        # A Kimi host: the family's own ids are expected, so `call_…` ones are rejected.
+        sim["dialect"] = rec["dialect"] = "moonshot"
+        settings["replay"] = ReplayPolicy.for_dialect(DIALECTS["moonshot"])
     if "tool_choice_ignored" in faults:
         settings["extra_body"] = {"tool_choice": "required"}
+    for fault in faults:
+        settings.update(SAMPLING_SETTINGS.get(fault, {}))
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
 
 
@@ -207,12 +277,13 @@ def fault_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[F
 def test_every_fault_is_mapped() -> None:
     mapped = {scenario for scenario in FAULT_FINDINGS if "+" not in scenario}
     assert not mapped & set(WITHOUT_FINDING)
-    assert set(FAULTS) == mapped | set(WITHOUT_FINDING)
+    assert not (mapped | set(WITHOUT_FINDING)) & set(PROBE_FINDINGS)
+    assert set(FAULTS) == mapped | set(WITHOUT_FINDING) | set(PROBE_FINDINGS)
     assert {fault for scenario in FAULT_FINDINGS for fault in scenario.split("+")} <= set(FAULTS)
 
 
 def test_every_kind_has_a_fault_or_a_reason() -> None:
-    from_faults = {kind for kind, _, _ in FAULT_FINDINGS.values()}
+    from_faults = {kind for kind, _, _ in (*FAULT_FINDINGS.values(), *PROBE_FINDINGS.values())}
     assert not from_faults & NOT_FROM_FAULTS
     assert set(KINDS) >= NOT_FROM_FAULTS
     assert from_faults | NOT_FROM_FAULTS == set(KINDS), sorted(
@@ -229,12 +300,90 @@ def test_fault_produces_its_finding(fault: str, fault_findings: dict[str, list[F
     assert min(f.step for f in found if f.step is not None) == step
 
 
-def test_inferred_findings_state_their_confidence(
+@pytest.fixture(scope="module")
+def probe_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Finding]]:
+    """Each fault of PROBE_FINDINGS at rate 1, probed with its probe and analyzed."""
+    db = tmp_path_factory.mktemp("probed") / "t.duckdb"
+    with contextlib.ExitStack() as stack:
+        targets = [
+            ProbeTarget(
+                provider=fault,
+                model="sim-reasoner-1",
+                endpoint=EndpointConfig(
+                    base_url=stack.enter_context(
+                        SimServer(SimConfig(faults={fault: 1.0}))
+                    ).base_url,
+                    api_key_env=None,
+                    api_key="test-key",
+                ),
+            )
+            for fault in PROBE_FINDINGS
+        ]
+        probes = [PROBES_BY_NAME[probe] for _, _, probe in PROBE_FINDINGS.values()]
+        recorder = Recorder(db)
+        try:
+            done = asyncio.run(probe_targets(ProbePlan(targets=targets, probes=probes), recorder))
+        finally:
+            recorder.close()
+    runs = {r.provider: r.run_id for r in done if r.probe == PROBE_FINDINGS[r.provider][2]}
+    conn = open_for_writing(db)
+    try:
+        found = analyze_runs(conn, list(runs.values()))
+        return {fault: found[run_id] for fault, run_id in runs.items()}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fault", sorted(PROBE_FINDINGS))
+def test_fault_shows_in_its_probe(fault: str, probe_findings: dict[str, list[Finding]]) -> None:
+    kind, layer, _ = PROBE_FINDINGS[fault]
+    found = [f for f in probe_findings[fault] if f.kind == kind]
+    assert found, (fault, sorted({f.kind for f in probe_findings[fault]}))
+    assert {f.layer for f in found} == {layer}
+
+
+LATE: dict[str, str] = {
+    "late_emptied_arguments": "empty_arguments",
+    "late_rewritten_ids": "tool_call_id_format",
+    "late_empty_turn": "empty_turn_after_reasoning",
+}
+"""Faults that leave the first turn clean, and the kind that must say where they began."""
+
+
+@pytest.mark.parametrize("fault", sorted(LATE))
+def test_failures_from_the_second_turn_say_where_they_began(
+    fault: str, fault_findings: dict[str, list[Finding]]
+) -> None:
+    first = min(
+        (f for f in fault_findings[fault] if f.kind == LATE[fault]), key=lambda f: f.step or 0
+    )
+    assert (first.evidence["first_step"], first.evidence["clean_steps_before"]) == (1, 1)
+    # The first turn, rendered without history, was clean: nothing on the host at step 0.
+    assert not [f for f in fault_findings[fault] if f.step == 0 and f.layer == "provider"]
+
+
+def test_kimi_ids_rejected_by_the_family_are_errors_with_its_pattern(
     fault_findings: dict[str, list[Finding]],
+) -> None:
+    found = [f for f in fault_findings["late_rewritten_ids"] if f.kind == "tool_call_id_format"]
+    assert found and {f.severity for f in found} == {"error"}
+    assert {f.evidence["family"] for f in found} == {"kimi"}
+    assert {f.evidence["pattern"] for f in found} == {KIMI_ID.pattern}
+    assert {f.evidence["format"] for f in found} == {"openai"}
+
+
+@pytest.mark.parametrize("fault", sorted(NOT_BLAMED))
+def test_fault_is_not_misread(fault: str, fault_findings: dict[str, list[Finding]]) -> None:
+    misread = [f for f in fault_findings[fault] if f.kind in NOT_BLAMED[fault]]
+    assert not misread, misread
+
+
+def test_inferred_findings_state_their_confidence(
+    fault_findings: dict[str, list[Finding]], probe_findings: dict[str, list[Finding]]
 ) -> None:
     """A kind the catalogue marks inferred carries a confidence in (0, 1]; one observed
     directly carries none, so a reader can tell a guess from a fact."""
-    for fault, findings in fault_findings.items():
+    for fault, findings in {**fault_findings, **probe_findings}.items():
         for finding in findings:
             if KINDS[finding.kind].inferred:
                 assert finding.confidence is not None, (fault, finding)
@@ -245,14 +394,16 @@ def test_inferred_findings_state_their_confidence(
 
 BREAKING: dict[str, tuple[str, int]] = {
     "connection_reset": ("connection", 1),
+    "empty_response": ("empty_response", 1),
     "invalid_response_200": ("invalid_response", 0),
     "unauthorized_401": ("auth", 0),
     "model_not_found_404": ("not_found", 0),
     "bad_request_400": ("bad_request", 0),
     "context_overflow_400": ("context_overflow", 0),
+    "host_context_overflow_400": ("context_overflow", 0),
 }
 """Host faults that leave no usable answer -> (error class recorded, retries before giving
-up): only the transient one is retried, the others end the run at once."""
+up): only the transient ones are retried, the others end the run at once."""
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +450,7 @@ def test_breaking_faults_are_recorded_not_raised(
     outcome, steps = broken_runs[f"{fault}/{stream}"]
     kind, retries = BREAKING[fault]
     assert steps == [(kind, retries)]  # the first step failed, was kept, and ended the run
-    expected = "context_overflow" if fault == "context_overflow_400" else "provider_error"
+    expected = "context_overflow" if kind == "context_overflow" else "provider_error"
     assert outcome.termination == Termination(expected) and outcome.error
 
 

@@ -15,7 +15,7 @@ from analyzer.checks.records import Finding, Run, Step
 from analyzer.checks.registry import run_checks
 from analyzer.checks.text_calls import calls_in_text
 
-from test_checks_units import TOOLS, answer_step, clean_run, kinds
+from check_builders import TOOLS, answer_step, clean_run, kinds
 
 SEARCH = {
     "type": "function",

@@ -3,93 +3,15 @@ failures (observed on hosted Kimi, gpt-oss, GLM and DeepSeek endpoints) give the
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from analyzer.checks.records import Call, Finding, Result, Run, Step
+from analyzer.checks.records import Result, Run
 from analyzer.checks.registry import RUN_CHECKS, STEP_CHECKS, run_checks
 
-TOOLS = {
-    "tools": [
-        {
-            "type": "function",
-            "function": {
-                "name": "open_box",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"box_id": {"type": "string"}},
-                    "required": ["box_id"],
-                },
-            },
-        }
-    ]
-}
-
-
-def call(index: int = 0, name: str = "open_box", box: str = "box-1", **kw: Any) -> Call:
-    arguments = {"box_id": box}
-    fields: dict[str, Any] = {
-        "index": index,
-        "id": f"call_{box}_{index}",
-        "id_format": "openai",
-        "name": name,
-        "arguments_raw": json.dumps(arguments),
-        "arguments_type": "string",
-        "arguments": arguments,
-        "json_valid": True,
-        "schema_valid": True,
-        "schema_error": None,
-    }
-    return Call(**{**fields, **kw})
-
-
-def tool_step(index: int, box: str = "box-1", **kw: Any) -> Step:
-    fields: dict[str, Any] = {
-        "index": index,
-        "finish_reason": "tool_calls",
-        "finish_reason_raw": "tool_calls",
-        "reasoning": "I should open the box.",
-        "reasoning_source": "reasoning_content",
-        "prompt_tokens": 300,
-        "completion_tokens": 20,
-        "reasoning_tokens": 6,
-        "reasoning_tokens_source": "reported",
-        "total_tokens": 320,
-        "request_params": TOOLS,
-        "calls": (call(box=box),),
-        "results": (Result(0, f"call_{box}_0", "open_box", "next: box-2", None),),
-    }
-    return Step(**{**fields, **kw})
-
-
-def answer_step(index: int, **kw: Any) -> Step:
-    fields: dict[str, Any] = {
-        "finish_reason": "stop",
-        "finish_reason_raw": "stop",
-        "content": "The treasure is rusty-falcon-886.",
-        "calls": (),
-        "results": (),
-        "completion_tokens": 16,
-        "total_tokens": 316,
-    }
-    return tool_step(index, **{**fields, **kw})
-
-
-def clean_run(**kw: Any) -> Run:
-    steps = (*(tool_step(i, box=f"box-{i}") for i in range(4)), answer_step(4))
-    return Run(**{"id": "r1", "dialect": "openai", "steps": steps, **kw})
-
-
-def kinds(findings: list[Finding]) -> set[str]:
-    return {f.kind for f in findings}
-
-
-def with_step(step: Step, run: Run | None = None) -> list[Finding]:
-    base = run or clean_run()
-    return run_checks(replace(base, steps=(*base.steps[:-1], step)))
+from check_builders import TOOLS, answer_step, call, clean_run, kinds, tool_step, with_step
 
 
 @pytest.mark.parametrize("name", sorted(STEP_CHECKS))
@@ -133,7 +55,7 @@ REAL_EXCERPTS: list[tuple[str, dict[str, Any], str]] = [
             "results": (),
             "finish_reason": "stop",
         },
-        "leaked_special_tokens",
+        "harmony_unparsed",
     ),
     (  # DeepSeek's tokens with fullwidth bars
         "deepseek.raw_tokens",
@@ -335,7 +257,8 @@ def test_tool_errors_and_recovery() -> None:
     failed = Result(0, "call_box-0_0", "open_box", '{"error": "no such box"}', "no such box")
     steps = (tool_step(0, box="box-0", results=(failed,)), tool_step(1, box="box-1"))
     [finding] = [f for f in run_checks(Run(id="r", steps=steps)) if f.kind == "tool_error"]
-    assert (finding.layer, finding.severity) == ("tool", "warning")
+    # No recorded kind: the text says the box named does not exist, the model's mistake.
+    assert (finding.layer, finding.severity) == ("model", "warning")
     assert finding.evidence["recovered_at_step"] == 1
     [unrecovered] = [f for f in run_checks(Run(id="r", steps=steps[:1])) if f.kind == "tool_error"]
     assert unrecovered.severity == "error" and unrecovered.evidence["recovered"] is False
@@ -346,8 +269,11 @@ def test_tool_errors_and_recovery() -> None:
     [
         ("not_found", "model"),
         ("invalid_arguments", "model"),
-        ("sandbox", "tool"),
-        ("rejected", "tool"),
+        # The tool rightly refused a well-formed call: what it named does not exist or is
+        # not allowed. The model's mistake, not the tool's.
+        ("missing", "model"),
+        ("sandbox", "model"),
+        ("rejected", "model"),
         ("timeout", "tool"),
         ("crashed", "tool"),
         (None, "tool"),  # not recorded (an import): judged by the call, which is well-formed

@@ -21,6 +21,7 @@ from traces.probes.catalogue import (
     PROBE_SET_VERSION,
     PROBES,
     PROBES_BY_NAME,
+    TEMPLATE_PROBES,
     Wire,
 )
 from traces.probes.raw import load_renderer, raw_wire
@@ -84,7 +85,8 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> Probed:
             runs = asyncio.run(probe_targets(plan, recorder))
         finally:
             recorder.close()
-    assert len(runs) == len(TARGETS) * len(PROBES) * 2
+    # Parameter probes have no raw variant: a parameter is the chat endpoint's to honour.
+    assert len(runs) == len(TARGETS) * (len(PROBES) + len(TEMPLATE_PROBES))
     return Probed(db)
 
 
@@ -151,8 +153,8 @@ def test_rejected_inputs_are_listed_with_their_error_line(probed: Probed) -> Non
 
 def test_raw_completions_match_chat_when_the_template_matches(probed: Probed) -> None:
     clean, dropped = probed.verdicts["clean"], probed.verdicts["dropped"]
-    assert clean.raw_deltas == {probe.name: 0 for probe in PROBES}
-    assert clean.raw == f"matches on {len(PROBES)} probes"
+    assert clean.raw_deltas == {probe.name: 0 for probe in TEMPLATE_PROBES}
+    assert clean.raw == f"matches on {len(TEMPLATE_PROBES)} probes"
     # The host that strips reasoning counts fewer tokens than the official rendering.
     assert dropped.raw_deltas["history_reasoning"] == -reasoning_delta(clean)
     assert dropped.raw_deltas["history_no_reasoning"] == 0
@@ -166,7 +168,7 @@ def reasoning_delta(verdict: ProviderVerdict) -> int:
     return value
 
 
-def test_probe_runs_are_stored_as_one_step_runs(probed: Probed) -> None:
+def test_probe_runs_store_one_step_per_request(probed: Probed) -> None:
     conn = duckdb.connect(str(probed.db), read_only=True)
     try:
         rows = conn.execute(
@@ -174,11 +176,13 @@ def test_probe_runs_are_stored_as_one_step_runs(probed: Probed) -> None:
         ).fetchall()
         assert {row[2] for row in rows} == {"probe"}
         assert {row[1] for row in rows} == {f"probe:{p.name}" for p in PROBES} | {
-            f"probe:{p.name}:raw" for p in PROBES
+            f"probe:{p.name}:raw" for p in TEMPLATE_PROBES
         }
-        assert {(row[4], row[5]) for row in rows} == {("completed", 1)}
+        # One step per request: the seed probe sends the same request three times.
+        assert {(row[1], row[5]) for row in rows if row[5] != 1} == {("probe:seed", 3)}
+        assert {row[4] for row in rows} == {"completed"}
         renderer = load_renderer(TEMPLATE)
-        for run_id, task, _, settings_json, _, _ in rows:
+        for run_id, task, _, settings_json, _, steps in rows:
             settings: dict[str, Any] = json.loads(settings_json)
             probe = PROBES_BY_NAME[settings["probe"]]
             assert settings["probe_set_version"] == PROBE_SET_VERSION
@@ -188,13 +192,23 @@ def test_probe_runs_are_stored_as_one_step_runs(probed: Probed) -> None:
             request = probe.request(wire)
             if settings["variant"] == "chat":
                 assert task == f"probe:{probe.name}"
-                stored = [
-                    json.loads(body)
-                    for (body,) in conn.execute(
-                        "SELECT body FROM request_messages(?, 0)", [run_id]
-                    ).fetchall()
-                ]
-                assert stored == request.messages
+                assert settings["parameters"] == probe.params
+                for idx in range(steps):
+                    stored = [
+                        json.loads(body)
+                        for (body,) in conn.execute(
+                            "SELECT body FROM request_messages(?, ?)", [run_id, idx]
+                        ).fetchall()
+                    ]
+                    assert stored == request.messages
+                    row = conn.execute(
+                        "SELECT request_params FROM steps WHERE run_id = ? AND idx = ?",
+                        [run_id, idx],
+                    ).fetchone()
+                    assert row is not None
+                    sent = json.loads(row[0])
+                    # The probe's own parameters go out as it sets them.
+                    assert {k: sent[k] for k in probe.params or {}} == (probe.params or {})
             else:
                 assert settings["template"] == str(TEMPLATE)
                 assert wire == raw_wire(Wire(ids="kimi"))

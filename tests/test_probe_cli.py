@@ -102,10 +102,14 @@ def test_probe_then_report_only_compares_stored_probings(db_path: Path) -> None:
     first = run_cli("probe", "--dialect", "moonshot", "--db", str(db_path), "-f", "json")
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
-    assert report["probe_set_version"] == "1"
+    assert report["probe_set_version"] == "2"
     assert [p["provider"] for p in report["providers"]] == ["sim-moonshot"]
     assert report["providers"][0]["reasoning_counted"] == "yes"
     assert report["sets_apart"] == []
+    parameters = report["providers"][0]["parameters"]
+    assert {name: p["verdict"] for name, p in parameters.items()} == dict.fromkeys(
+        ["max_tokens", "stop", "n", "logprobs", "json_object", "json_schema", "seed"], "honoured"
+    )
 
     second = run_cli(
         "probe",
@@ -127,6 +131,7 @@ def test_probe_then_report_only_compares_stored_probings(db_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert "sets apart" in table.stdout
     assert "secret recalled" in table.stdout
+    assert "parameters: honoured, refused, or silently ignored" in table.stdout
 
     rows = run_cli("probe", "--report-only", "--db", str(db_path), "-f", "csv")
     assert rows.returncode == 0, rows.stderr
@@ -166,6 +171,22 @@ def test_host_rejecting_object_args_and_serving_no_completions(
     assert verdict["vector"]["args"] == "x"
     # An answer without the code: the planted secret was not recalled.
     assert verdict["secret_recalled"] == "no"
+    # A host that answers one fixed line whatever is asked: what it cannot honour shows.
+    verdicts = {name: p["verdict"] for name, p in verdict["parameters"].items()}
+    assert verdicts["n"] == verdicts["logprobs"] == verdicts["json_object"] == "ignored"
+    assert verdicts["stop"] == "unknown" and verdicts["seed"] == "honoured"
+    conn = duckdb.connect(str(db_path), read_only=True)
+    try:
+        # `traces probe` checks its runs: the ignored parameters are stored findings.
+        stored = {
+            kind
+            for (kind,) in conn.execute(
+                "SELECT f.kind FROM findings f JOIN runs r ON r.id = f.run_id"
+            ).fetchall()
+        }
+    finally:
+        conn.close()
+    assert {"n_ignored", "logprobs_ignored", "response_format_ignored"} <= stored
 
     conn = duckdb.connect(str(db_path), read_only=True)
     try:

@@ -17,7 +17,7 @@ import pytest
 from analyzer.checks.text_calls import calls_in_text
 from traces.dialects import DIALECTS
 from traces.sim.config import SimConfig
-from traces.sim.faults import FAULTS
+from traces.sim.faults import FAULTS, WireFault
 from traces.sim.faults.calls import TEXT_SHAPES
 from traces.sim.faults.history import HIDDEN_SYSTEM_PROMPT
 from traces.sim.server import SimServer
@@ -195,6 +195,29 @@ def leaked_tokens_reasoning(sim: Faulty) -> dict[str, str]:
     assert "<|tool_call_begin|>functions.open_box:0" in message["reasoning_content"]
     assert message["tool_calls"][0]["id"] == "functions.open_box:0"
     return headers
+
+
+def foreign_call_tags(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    # Hermes' blocks on a Kimi host, none of Kimi's own tokens.
+    assert message["content"].startswith("<tool_call>\n") and "<|" not in message["content"]
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in CHAIN_TOOLS}
+    found = calls_in_text(message["content"], schemas)
+    assert found is not None and "tag" in found.wrappers, message["content"]
+    assert [(c.name, c.arguments) for c in found.calls] == [("open_box", {"box_id": "box-1a2b3c"})]
+    return headers
+
+
+def test_foreign_call_tags_leave_a_family_that_calls_so_alone(clean: SimServer) -> None:
+    """A Qwen host's model writing `<tool_call>` blocks is its own syntax, not this fault."""
+    sim = _faulty(clean, "foreign_call_tags", "vllm")
+    try:
+        body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    finally:
+        sim.server.stop()
+    assert _faults(headers) == [] and _message(body)["tool_calls"]
 
 
 def tool_call_as_text(sim: Faulty) -> dict[str, str]:
@@ -389,6 +412,26 @@ def misnamed_argument(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def invented_id(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    arguments = _message(body)["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {"box_id": "box-1a2b3c-x"}
+    refused = [
+        *_second_step()[:-1],
+        {
+            "role": "tool",
+            "tool_call_id": "call_first",
+            "content": "Error: box-1a2b3c-x is locked or does not exist",
+        },
+    ]
+    retried, after_failure = sim.post(refused, tools=CHAIN_TOOLS)
+    assert _faults(after_failure) == []  # the retry names the real box
+    assert json.loads(_message(retried)["tool_calls"][0]["function"]["arguments"]) == {
+        "box_id": "box-1a2b3c"
+    }
+    return headers
+
+
 def hallucinated_tool(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     real, extra = _message(body)["tool_calls"]
@@ -404,6 +447,77 @@ def emptied_arguments(sim: Faulty) -> dict[str, str]:
     assert _message(body)["tool_calls"][0]["function"]["arguments"] == "{}"
     _, optional_only = sim.post(PARALLEL, tools=FILES_TOOLS)  # no required parameter to lose
     assert _faults(optional_only) == []
+    return headers
+
+
+def late_emptied_arguments(sim: Faulty) -> dict[str, str]:
+    _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []  # no history yet: the first turn is clean
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["function"]["arguments"] == ""
+    return headers
+
+
+def late_rewritten_ids(sim: Faulty) -> dict[str, str]:
+    first, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []
+    assert _message(first)["tool_calls"][0]["id"] == "functions.open_box:0"  # Kimi's own
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _message(body)["tool_calls"][0]["id"].startswith("call_")
+    return headers
+
+
+def late_empty_turn(sim: Faulty) -> dict[str, str]:
+    _, first_turn = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(first_turn) == []
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    clean, _ = sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)
+    message, whole = _message(body), _message(clean)["reasoning_content"]
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert not message.get("content") and not message.get("tool_calls")
+    # Cut mid-sentence: the start of the clean turn's reasoning, no final punctuation.
+    reasoning = message["reasoning_content"]
+    assert whole.startswith(reasoning) and len(reasoning) < len(whole)
+    assert reasoning[-1].isalnum()
+    usage = body["usage"]
+    assert usage["completion_tokens"] < clean["usage"]["completion_tokens"]
+    assert usage["completion_tokens_details"]["reasoning_tokens"] <= usage["completion_tokens"]
+    return headers
+
+
+def reasoning_close_tag_only(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    clean = _message(sim.post(HELLO, clean=True)[0])
+    message = _message(body)
+    assert "reasoning_content" not in message
+    assert message["content"] == f"{clean['reasoning_content']}\n</think>\n\n{clean['content']}"
+    return headers
+
+
+def harmony_in_content(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    assert "reasoning_content" not in message
+    content = message["content"]
+    assert content.startswith("<|channel|>analysis<|message|>")
+    assert (
+        "<|start|>assistant to=functions.open_box<|channel|>commentary json<|message|>" in content
+    )
+    answer = _message(sim.post(HELLO)[0])["content"]
+    assert "<|start|>assistant<|channel|>final<|message|>" in answer
+    return headers
+
+
+def harmony_stripped(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    content = message["content"]
+    assert content.startswith("analysis") and "<|" not in content
+    assert "assistant to=functions.open_box" in content
+    answer = _message(sim.post(HELLO)[0])["content"]
+    assert answer.startswith("analysis") and "assistantfinal" in answer
     return headers
 
 
@@ -602,6 +716,23 @@ def template_error_400(sim: Faulty) -> dict[str, str]:
     return dict(refused.response.headers)
 
 
+def template_error_500(sim: Faulty) -> dict[str, str]:
+    refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
+    error = refused.response.json()["error"]
+    assert error == {
+        "message": "'dict object' has no attribute 'name'",
+        "type": "internal_server_error",
+        "param": None,
+        "code": None,
+    }
+    _, first = sim.post(START, tools=CHAIN_TOOLS)  # no tool result in the history yet
+    named = _second_step()
+    named[-1] = {**named[-1], "name": "open_box"}
+    _, with_name = sim.post(named, tools=CHAIN_TOOLS)
+    assert _faults(first) == _faults(with_name) == []
+    return dict(refused.response.headers)
+
+
 def argument_type_error_500(sim: Faulty) -> dict[str, str]:
     refused = _refused(sim, openai.InternalServerError, messages=_second_step(), tools=CHAIN_TOOLS)
     message = refused.response.json()["error"]["message"]
@@ -622,12 +753,44 @@ _CONTEXT = re.compile(
 )
 
 
+_PROMPT_ONLY = re.compile(
+    r"maximum context length is (\d+) tokens\. However, your request has (\d+) input tokens"
+)
+
+
 def context_overflow_400(sim: Faulty) -> dict[str, str]:
     refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=1000)
     match = _CONTEXT.search(refused.response.json()["message"])
     assert match is not None
     window, requested, prompt, completion = map(int, match.groups())
     assert completion == 1000 and prompt + completion == requested > window >= requested / 2
+    # Without a budget, vLLM leaves the completion what the window does not take: only the
+    # prompt can overflow it.
+    alone = _refused(sim, openai.BadRequestError, messages=HELLO)
+    found = _PROMPT_ONLY.search(alone.response.json()["message"])
+    assert found is not None
+    window, prompt = map(int, found.groups())
+    assert prompt > window >= prompt / 2
+    return dict(refused.response.headers)
+
+
+def host_context_overflow_400(sim: Faulty) -> dict[str, str]:
+    from traces.sim.faults.http import HOST_CONTEXT_WINDOW
+
+    refused = _refused(sim, openai.BadRequestError, messages=HELLO, max_tokens=100)
+    error = refused.response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    match = _CONTEXT.search(error["message"])
+    assert match is not None
+    window, requested, grown, completion = map(int, match.groups())
+    # The host counts a prompt far beyond the one it was sent, and beyond its own window.
+    assert window == HOST_CONTEXT_WINDOW and completion == 100 and grown > window
+    assert requested == grown + completion
+    unset = _refused(sim, openai.BadRequestError, messages=HELLO)
+    assert "in the messages, None in the completion)" in unset.response.json()["error"]["message"]
+    big = [{"role": "user", "content": "word " * HOST_CONTEXT_WINDOW}]
+    _, headers = sim.post(big)  # a request this large could overflow it by itself
+    assert _faults(headers) == []
     return dict(refused.response.headers)
 
 
@@ -694,6 +857,18 @@ def connection_reset(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def empty_response(sim: Faulty) -> dict[str, str]:
+    lines, _ = sim.lines(HELLO, stream_options={"include_usage": True})
+    assert lines == ["data: [DONE]"]  # not a chunk, not a choice: nothing was generated
+    body, headers = sim.post(HELLO)
+    clean, _ = sim.post(HELLO, clean=True)
+    assert body["choices"] == [] and body["object"] == "chat.completion"
+    prompt = clean["usage"]["prompt_tokens"]
+    usage = {"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt}
+    assert body["usage"] == usage
+    return headers
+
+
 def endless_response(sim: Faulty) -> dict[str, str]:
     lines: list[str] = []
     with sim.client.chat.completions.with_streaming_response.create(
@@ -740,6 +915,15 @@ def non_json_numbers(sim: Faulty) -> dict[str, str]:
     assert len(spoiled) == 1 and '"usage":{"prompt_tokens":NaN' in spoiled[0]
     assert lines[-1] == "data: [DONE]"
     return dict(raw.headers)
+
+
+def usage_omitted(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    assert "usage" not in body and _message(body)["content"]  # the answer is intact
+    payloads, _ = sim.stream(HELLO, stream_options={"include_usage": True})
+    assert payloads and not any(p.get("usage") for p in payloads)
+    assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
+    return headers
 
 
 def deeply_nested_json(sim: Faulty) -> dict[str, str]:
@@ -1040,13 +1224,84 @@ def stream_single_chunk(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+LINE: list[Any] = [{"role": "user", "content": "Say exactly: alpha bravo charlie delta"}]
+"""An answer turn that generates `charlie` (for the sampling faults)."""
+
+
+def max_tokens_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, max_tokens=8)
+    honoured, _ = sim.post(LINE, clean=True, max_tokens=8)
+    assert honoured["choices"][0]["finish_reason"] == "length"
+    assert honoured["usage"]["completion_tokens"] == 8
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] > 8
+    return headers
+
+
+def stop_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, stop=["charlie"])
+    honoured, _ = sim.post(LINE, clean=True, stop=["charlie"])
+    assert "charlie" not in _message(honoured)["content"]
+    assert "charlie" in _message(body)["content"]
+    _, never = sim.post(LINE, stop=["zulu"])
+    assert _faults(never) == []  # no stop sequence generated: nothing to ignore
+    return headers
+
+
+def n_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, n=2)
+    assert len(sim.post(LINE, clean=True, n=2)[0]["choices"]) == 2
+    assert len(body["choices"]) == 1
+    return headers
+
+
+def logprobs_ignored(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(LINE, logprobs=True, top_logprobs=2)
+    honoured, _ = sim.post(LINE, clean=True, logprobs=True, top_logprobs=2)
+    assert honoured["choices"][0]["logprobs"]["content"]
+    assert body["choices"][0]["logprobs"] is None
+    return headers
+
+
+def response_format_ignored(sim: Faulty) -> dict[str, str]:
+    asked = {"type": "json_object"}
+    body, headers = sim.post(LINE, response_format=asked)
+    honoured, _ = sim.post(LINE, clean=True, response_format=asked)
+    assert isinstance(json.loads(_message(honoured)["content"]), dict)
+    assert _message(body)["content"] == _message(sim.post(LINE, clean=True)[0])["content"]
+    _, tool_turn = sim.post(START, tools=CHAIN_TOOLS, response_format=asked)
+    assert _faults(tool_turn) == []  # calls, no answer to format
+    return headers
+
+
+def seed_ignored(sim: Faulty) -> dict[str, str]:
+    answers, headers = [], {}
+    for _ in range(3):
+        body, headers = sim.post(LINE, seed=5, temperature=0)
+        answers.append(json.dumps(_message(body)))
+        assert _faults(headers) == ["seed_ignored"]
+    # Each request is sampled anew: no two answers alike, none the seeded one.
+    seeded = json.dumps(_message(sim.post(LINE, clean=True, seed=5, temperature=0)[0]))
+    assert len(set(answers)) == 3 and seeded not in answers
+    _, unseeded = sim.post([{"role": "user", "content": "hi"}], temperature=0.7)
+    assert _faults(unseeded) == []  # nothing asked for reproducible answers
+    return headers
+
+
 CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "repeated_call": (repeated_call, "openai", {}),
     "repeated_call_once": (repeated_call_once, "openai", {}),
     "tool_choice_ignored": (tool_choice_ignored, "openai", {}),
     "misnamed_argument": (misnamed_argument, "openai", {}),
+    "invented_id": (invented_id, "openai", {}),
     "hallucinated_tool": (hallucinated_tool, "openai", {}),
     "emptied_arguments": (emptied_arguments, "openai", {}),
+    "late_emptied_arguments": (late_emptied_arguments, "openai", {}),
+    "late_rewritten_ids": (late_rewritten_ids, "moonshot", {}),
+    "late_empty_turn": (late_empty_turn, "openai", {}),
+    "reasoning_close_tag_only": (reasoning_close_tag_only, "openai", {}),
+    "harmony_in_content": (harmony_in_content, "openai", {}),
+    "harmony_stripped": (harmony_stripped, "openai", {}),
     "finish_length_hidden": (finish_length_hidden, "openai", {}),
     "stream_id_repeated": (stream_id_repeated, "openai", {}),
     "stream_id_changed": (stream_id_changed, "openai", {}),
@@ -1063,18 +1318,23 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "bad_request_400": (bad_request_400, "openai", {}),
     "template_error_400": (template_error_400, "openai", {}),
     "argument_type_error_500": (argument_type_error_500, "openai", {}),
+    "template_error_500": (template_error_500, "openai", {}),
     "context_overflow_400": (context_overflow_400, "openai", {}),
+    "host_context_overflow_400": (host_context_overflow_400, "openai", {}),
     "invalid_response_200": (invalid_response_200, "openai", {}),
     "stream_broken_chunk": (stream_broken_chunk, "openai", {}),
     "stream_truncated": (stream_truncated, "openai", {}),
     "connection_reset": (connection_reset, "openai", {}),
     "endless_response": (endless_response, "openai", {}),
+    "empty_response": (empty_response, "openai", {}),
+    "usage_omitted": (usage_omitted, "openai", {}),
     "non_json_numbers": (non_json_numbers, "openai", {}),
     "deeply_nested_json": (deeply_nested_json, "openai", {}),
     "auth_echoed": (auth_echoed, "openai", {}),
     "auth_echoed_in_error": (auth_echoed_in_error, "openai", {}),
     "leaked_tokens_content": (leaked_tokens_content, "moonshot", {}),
     "leaked_tokens_reasoning": (leaked_tokens_reasoning, "moonshot", {}),
+    "foreign_call_tags": (foreign_call_tags, "moonshot", {}),
     "tool_call_as_text": (tool_call_as_text, "openai", {}),
     "dropped_call": (dropped_call, "openai", {}),
     "invalid_json_arguments": (invalid_json_arguments, "openai", {}),
@@ -1108,6 +1368,12 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "history_html_escaped": (history_html_escaped, "openai", {}),
     "system_prompt_injected": (system_prompt_injected, "openai", {}),
     "arguments_reencoded": (arguments_reencoded, "openai", {}),
+    "max_tokens_ignored": (max_tokens_ignored, "openai", {}),
+    "stop_ignored": (stop_ignored, "openai", {}),
+    "n_ignored": (n_ignored, "openai", {}),
+    "logprobs_ignored": (logprobs_ignored, "openai", {}),
+    "response_format_ignored": (response_format_ignored, "openai", {}),
+    "seed_ignored": (seed_ignored, "openai", {}),
 }
 
 
@@ -1127,6 +1393,20 @@ def test_fault_at_rate_one_shows_its_effect(clean: SimServer, name: str) -> None
     assert _faults(headers) == [name]
 
 
+def test_a_stream_too_short_to_buffer_goes_out_unchanged(clean: SimServer) -> None:
+    """`stream_single_chunk` leaves a short answer alone, and alone means untouched: the
+    pieces it would have merged are not glued onto the first one as well."""
+
+    def text(payloads: list[Any]) -> str:
+        deltas = [c["choices"][0]["delta"] for c in payloads if c["choices"]]
+        return "".join(d.get("content") or "" for d in deltas)
+
+    with SimServer(SimConfig(faults={"stream_single_chunk": 1.0})) as server:
+        payloads, headers = Faulty(server, clean).stream(HELLO)
+    assert _faults(headers) == []
+    assert text(payloads) == text(Faulty(clean, clean).stream(HELLO)[0])
+
+
 def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
     tool_only = ["dropped_call", "missing_ids", "finish_stop_with_calls", "stream_index_missing"]
     with SimServer(SimConfig(faults=dict.fromkeys(tool_only, 1.0))) as server:
@@ -1136,6 +1416,34 @@ def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
         assert _message(body)["content"] == _message(sim.post(HELLO, clean=True)[0])["content"]
         _, headers = sim.stream(START, tools=CHAIN_TOOLS)
         assert _faults(headers) == ["dropped_call"]  # it left nothing for the others to act on
+
+
+def test_cumulative_arguments_need_a_split_call(clean: SimServer) -> None:
+    """Arguments that arrive in one piece read the same cumulative or not: the response must
+    not claim a fault its client cannot see."""
+    config = SimConfig(faults={"stream_arguments_cumulative": 1.0}, chunk_chars=4096)
+    with SimServer(config) as server:
+        payloads, headers = Faulty(server, clean).stream(START, tools=CHAIN_TOOLS)
+    pieces = [e["function"].get("arguments") for chunk in _tool_entries(payloads) for e in chunk]
+    assert [p for p in pieces if p] == ['{"box_id": "box-1a2b3c"}']
+    assert _faults(headers) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_wire_faults_stack(stream: bool) -> None:
+    """Every wire fault on one response: each acts on what the ones before it left (a broken
+    event is no chunk to spoil, a body never sent holds no usage) and the simulator answers
+    instead of failing with a 500 of its own."""
+    wire = [n for n, f in FAULTS.items() if isinstance(f, WireFault) and n != "connection_reset"]
+    body = {"model": "m", "messages": START, "tools": CHAIN_TOOLS, "stream": stream}
+    with (
+        SimServer(SimConfig(faults=dict.fromkeys(wire, 1.0))) as server,
+        httpx2.stream("POST", f"{server.base_url}/chat/completions", json=body) as response,
+    ):
+        # endless_response never ends the body: the status and headers are the verdict.
+        assert response.status_code == 200
+        faults = _faults(dict(response.headers))
+    assert "endless_response" in faults and set(faults) <= set(wire)
 
 
 def test_rate_zero_never_fires(clean: SimServer) -> None:

@@ -137,9 +137,10 @@ def test_read_errors(env: FilesEnvironment) -> None:
     assert str(env.sandbox.root) not in outcome.error
     # Each names something that is not there or not a file: the request's problem.
     assert outcome.error_kind == ToolErrorKind.REJECTED
-    for name, path in [("read_file", "nope.txt"), ("read_file", "notes"), ("list_files", "nope")]:
-        assert run(env, name, {"path": path}).error_kind == ToolErrorKind.REJECTED
-    assert run(env, "grep", {"pattern": "x", "path": "nope"}).error_kind == ToolErrorKind.REJECTED
+    assert run(env, "read_file", {"path": "notes"}).error_kind == ToolErrorKind.REJECTED
+    for name, path in [("read_file", "nope.txt"), ("list_files", "nope")]:
+        assert run(env, name, {"path": path}).error_kind == ToolErrorKind.MISSING
+    assert run(env, "grep", {"pattern": "x", "path": "nope"}).error_kind == ToolErrorKind.MISSING
 
 
 def test_a_host_io_failure_is_the_tool_crashing(
@@ -152,6 +153,18 @@ def test_a_host_io_failure_is_the_tool_crashing(
     outcome = run(env, "write_file", {"path": "report.md", "content": "x"})
     assert outcome.error == "report.md: No space left on device"
     assert outcome.error_kind == ToolErrorKind.CRASHED
+
+
+def test_a_file_gone_between_check_and_read_is_missing(
+    env: FilesEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def vanished(self: Path, *args: object, **kwargs: object) -> str:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
+
+    monkeypatch.setattr(Path, "read_text", vanished)
+    outcome = run(env, "read_file", {"path": "README.md"})
+    assert outcome.error == "README.md: No such file or directory"
+    assert outcome.error_kind == ToolErrorKind.MISSING
 
 
 def test_an_undeclared_tool_is_not_found(env: FilesEnvironment) -> None:

@@ -140,7 +140,7 @@ def test_open_document_shape_and_unknown_id(env: ResearchEnvironment) -> None:
     assert doc["title"] == "Ostry Quarry" and not doc["text"].startswith("#")
     outcome = asyncio.run(env.call("open_document", {"doc_id": "atlantis"}))
     assert outcome.error is not None and "atlantis" in outcome.error
-    assert outcome.error_kind == ToolErrorKind.REJECTED
+    assert outcome.error_kind == ToolErrorKind.MISSING
 
 
 @pytest.mark.parametrize(

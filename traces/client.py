@@ -24,12 +24,19 @@ from pydantic import BaseModel, Field
 from traces import strict_json
 from traces.errors import EndpointError, MissingKeyError
 from traces.exchange import Exchange
-from traces.http_errors import http_error, invalid_response
+from traces.http_errors import empty_response, http_error, invalid_response
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
 from traces.redaction import Redactor
-from traces.responses import KEPT_HEADERS, read_completion, upstream_of
-from traces.sse import STREAM_CUT, StreamReader
+from traces.responses import (
+    KEPT_HEADERS,
+    no_choices,
+    read_choices,
+    read_completion,
+    sampling_anomalies,
+    upstream_of,
+)
+from traces.sse import EMPTY_STREAM, STREAM_CUT, StreamReader
 
 
 class EndpointConfig(BaseModel):
@@ -230,8 +237,14 @@ class EndpointClient:
             headers=headers,
             response_body=raw,
         )
+        if not raw.strip():
+            exchange.error = empty_response(status, raw, "the body is empty")
+            return self.redactor.exchange(exchange)
         try:
             parsed = strict_json.loads(raw)
+            if no_choices(parsed):
+                exchange.error = empty_response(status, raw, "the completion has no choice")
+                return self.redactor.exchange(exchange)
             choice = parsed["choices"][0]
             exchange.message = {"role": "assistant", "content": str(choice["text"])}
             exchange.finish_reason_raw = choice.get("finish_reason")
@@ -374,9 +387,17 @@ def _parse_body(
         headers=headers,
         response_body=raw,
     )
+    if not raw.strip():
+        exchange.error = empty_response(status, raw, "the body is empty")
+        return exchange
     try:
         parsed = strict_json.loads(raw)
+        if no_choices(parsed):
+            exchange.error = empty_response(status, raw, "the completion has no choice")
+            exchange.usage_raw = parsed.get("usage")
+            return exchange
         exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
+        exchange.anomalies = sampling_anomalies(body, read_choices(parsed), exchange.message)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         if isinstance(exc, ValueError) and strict_json.ends_early(exc, raw):
@@ -427,6 +448,10 @@ async def _read_stream(
         exchange.message = None
         exchange.response_body = raw
         exchange.error = invalid_response(status, raw, ValueError("no `data:` line in the stream"))
+    elif exchange.error is None and reader.generated_nothing():
+        # A 200 whose stream never carried a choice: the host failed before the first token.
+        exchange.message = None
+        exchange.error = empty_response(status, "", EMPTY_STREAM)
     elif exchange.error is None and reader.cut_short():
         # HTTP ended the body cleanly, the stream did not end: the partial text is no answer.
         exchange.error = ExchangeError(kind="connection", status=status, message=STREAM_CUT)

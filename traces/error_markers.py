@@ -8,6 +8,8 @@ request; the HTTP checks read them to name the cause.
 
 from __future__ import annotations
 
+import re
+
 TEMPLATE_MARKERS = (
     "chat template",
     "chat_template",
@@ -18,6 +20,17 @@ TEMPLATE_MARKERS = (
     "expected token",
 )
 """A chat template that did not compile or raised while rendering the conversation."""
+
+TEMPLATE_PATTERN = re.compile(
+    # Jinja's undefined attribute, as llama-cpp-python's 500 quotes it bare: "'dict object'
+    # has no attribute 'name'" (Python's own AttributeError reads "'dict' object has...").
+    r"'[a-z_]+ object' has no attribute"
+    # Jinja's undefined variable: "'bos_token' is undefined".
+    r"|'[a-z_][a-z0-9_]*' is undefined"
+    # llama.cpp's template engine (minja) places every error: "... at row 49, column 79:".
+    r"|\bat row \d+, column \d+"
+)
+"""Template errors whose text names no template: the engine's own phrasing (lower case)."""
 
 ARGUMENT_TYPE_MARKERS = (
     "must be a string",
@@ -45,11 +58,19 @@ CONTEXT_MARKERS = (
 """A prompt longer than the context window."""
 
 
+def names_template_error(lowered: str) -> bool:
+    """Whether an error text (lower case) says the chat template failed: by name, or in the
+    phrasing of the template engine that raised."""
+    return any(m in lowered for m in TEMPLATE_MARKERS) or bool(TEMPLATE_PATTERN.search(lowered))
+
+
 def names_validation_error(text: str) -> bool:
     """Whether an error body (any case) says the request itself was refused: a template that
     raised, arguments of the wrong type, or a prompt over the context. Sending the same
     request again gets the same answer."""
     lowered = text.lower()
-    return any(m in lowered for m in (*TEMPLATE_MARKERS, *CONTEXT_MARKERS)) or (
-        "argument" in lowered and any(m in lowered for m in ARGUMENT_TYPE_MARKERS)
+    return (
+        names_template_error(lowered)
+        or any(m in lowered for m in CONTEXT_MARKERS)
+        or ("argument" in lowered and any(m in lowered for m in ARGUMENT_TYPE_MARKERS))
     )

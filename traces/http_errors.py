@@ -72,3 +72,15 @@ def invalid_response(status: int | None, raw: str, exc: BaseException) -> Exchan
     return ExchangeError(
         kind="invalid_response", status=status, message=one_line(message), body=raw
     )
+
+
+def empty_response(status: int | None, raw: str, what: str) -> ExchangeError:
+    """The error of a 200 that carried nothing generated (`what` says how it looked): a
+    stream of no choice but `[DONE]`, an empty body, `choices: []`. The host failed before
+    the first token; there is no turn to read, so the call failed."""
+    return ExchangeError(
+        kind="empty_response",
+        status=status,
+        message=one_line(f"nothing was generated: {what}"),
+        body=raw or None,
+    )

@@ -49,9 +49,16 @@ class Termination(StrEnum):
 
 
 ReasoningSource = Literal[
-    "reasoning_content", "reasoning", "reasoning_details", "think_tag", "harmony", "none"
+    "reasoning_content",
+    "reasoning",
+    "reasoning_details",
+    "think_tag",
+    "think_close",
+    "harmony",
+    "none",
 ]
-"""Where a step's reasoning text was read from."""
+"""Where a step's reasoning text was read from. `think_close`: content held the reasoning
+ended by a lone `</think>` (the prompt opened the tag and no reasoning parser ran)."""
 
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter", "error", "other", "none"]
 """Normalized finish reason; the raw string is kept beside it."""
@@ -66,6 +73,7 @@ ErrorKind = Literal[
     "auth",
     "not_found",
     "invalid_response",
+    "empty_response",
     "other",
 ]
 """Class of a failed model call, from the HTTP status, the error body and the transport."""
@@ -74,20 +82,24 @@ ErrorKind = Literal[
 class ToolErrorKind(StrEnum):
     """Why a tool call failed: a closed set, as inspect_ai types `ToolCallError`.
 
-    The first two are the call's fault (the model's, or the host parser's), `sandbox` and
-    `rejected` answer a well-formed call the tool would not or could not serve, and
-    `timeout` and `crashed` are the tool's own failures.
+    The first two are the call's fault (the model's, or the host parser's); `missing`,
+    `sandbox` and `rejected` are a well-formed call the tool answered correctly with a no
+    (the model asked for what does not exist or is not allowed); `timeout` and `crashed` are
+    the tool's own failures.
     """
 
     NOT_FOUND = "not_found"
     """The call named a tool the request did not declare."""
     INVALID_ARGUMENTS = "invalid_arguments"
     """The arguments are not a JSON object, or do not fit the tool's JSON Schema."""
+    MISSING = "missing"
+    """The arguments name something the tool does not have: a box, document, file or
+    directory that does not exist (an id or path the model made up)."""
     SANDBOX = "sandbox"
     """The sandbox refused a path: absolute, a `..` escape, a symlink leading out, a NUL."""
     REJECTED = "rejected"
-    """The tool ran and answered with an error about the request itself: a locked box, no
-    such document or file, a directory where a file is needed, a size over the limit."""
+    """The tool ran and answered with an error about the request itself: a locked box, a
+    directory where a file is needed, a size over the limit."""
     TIMEOUT = "timeout"
     """The tool did not finish within the harness's time limit."""
     CRASHED = "crashed"
@@ -327,6 +339,14 @@ class RunOutcome(BaseModel):
     steps: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
+    prompt_tokens: int | None = Field(
+        default=None,
+        description="Total over the steps, None unless every answered step reported it "
+        "(`traces.token_totals`).",
+    )
+    completion_tokens: int | None = Field(
+        default=None, description="Total over the steps, None unless every answered step did."
+    )
+    reasoning_tokens: int | None = Field(
+        default=None, description="Total over the steps, None unless every answered step did."
+    )

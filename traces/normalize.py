@@ -81,11 +81,12 @@ def read_reasoning(message: dict[str, Any]) -> tuple[str | None, ReasoningSource
         match = _THINK_BLOCK.match(content)
         if match:
             return match.group(1).strip(), "think_tag", content[match.end() :]
-        # The prompt often opens <think> itself, so only the closing tag reaches the output.
+        # The prompt often opens <think> itself, so only the closing tag reaches the output:
+        # told apart from a whole block, because no host should send it that way.
         if "</think>" in content and "<think>" not in content:
             match = _THINK_CLOSE_ONLY.match(content)
             if match:
-                return match.group(1).strip(), "think_tag", content[match.end() :]
+                return match.group(1).strip(), "think_close", content[match.end() :]
     return None, "none", content
 
 

@@ -148,6 +148,9 @@ def _place_reasoning(
     target = source if mode == "same" else mode
     if target == "harmony":
         target = "reasoning"
+    elif target == "think_close":
+        # A block whose opening tag the prompt held goes back whole, never half-open.
+        target = "think_tag"
     if target in ("reasoning_content", "reasoning"):
         out[target] = reasoning
     elif target == "reasoning_details":

@@ -3,10 +3,10 @@
 The harness and the probes send through `send_with_retries`, which asks `retry_delay` after
 each failed attempt:
 
-- **Transient failures** (429, 5xx, timeouts, dropped connections, 408, 409) are retried up to
-  `max_retries` times after a full-jitter backoff, `uniform(0, min(cap_s, base_s * 2**n))`
-  before retry n+1. Without the jitter, 64 runs that meet the same 429 come back in the same
-  instant and meet it again.
+- **Transient failures** (429, 5xx, timeouts, dropped connections, a 200 with nothing
+  generated, 408, 409) are retried up to `max_retries` times after a full-jitter backoff,
+  `uniform(0, min(cap_s, base_s * 2**n))` before retry n+1. Without the jitter, 64 runs that
+  meet the same 429 come back in the same instant and meet it again.
 - **`Retry-After` is a floor.** A host's `retry-after-ms` (read first, as OpenAI's SDK does)
   or `Retry-After` (seconds or an HTTP date) is waited in full, capped at `max_wait_s` so a
   host asking for an hour does not stall a run; the jittered backoff comes on top, so the runs
@@ -52,7 +52,9 @@ class RetryPolicy(BaseModel):
         default=60.0, ge=0, description="Longest `Retry-After` honoured; longer asks are cut."
     )
     transient_kinds: tuple[ErrorKind, ...] = Field(
-        default=("rate_limit", "server_error", "timeout", "connection"),
+        # A 200 with nothing generated is a host that failed before its first token, as
+        # transient as a dropped connection: sent again like one.
+        default=("rate_limit", "server_error", "timeout", "connection", "empty_response"),
         description="Error classes worth sending again.",
     )
     transient_statuses: tuple[int, ...] = Field(

@@ -12,11 +12,13 @@ from traces.exchange import Exchange
 from traces.http_errors import error_message
 from traces.model import ExchangeError, StreamEvent
 from traces.one_line import one_line
-from traces.responses import upstream_of
+from traces.responses import choice_reading, sampling_anomalies, upstream_of
 from traces.stream import StreamAssembler
 
 STREAM_CUT = "stream ended before it finished: no finish_reason, no [DONE]"
 """The error message of a stream `StreamReader.cut_short` says was cut."""
+EMPTY_STREAM = "the stream carried no choice, only [DONE] or usage"
+"""How a stream `StreamReader.generated_nothing` says was empty is described."""
 
 
 class StreamReader:
@@ -33,6 +35,8 @@ class StreamReader:
         self.broken: str | None = None
         self.saw_done = False
         self.upstream: str | None = None
+        self.choices = 0
+        """Chunks that carried at least one choice: what was generated, however little."""
 
     def line(self, line: str, t_ms: float) -> None:
         """Take one non-empty raw line that arrived `t_ms` after the request was sent."""
@@ -62,6 +66,8 @@ class StreamReader:
             text = payload if payload is not None else json.dumps(chunk, ensure_ascii=False)
             self.broken = one_line(f"error inside stream: {error_message(text)}")
             return
+        if chunk.get("choices"):
+            self.choices += 1
         self.assembler.feed(chunk, t_ms)
         self.upstream = self.upstream or upstream_of(chunk)
 
@@ -81,6 +87,14 @@ class StreamReader:
             and self.assembler.finish_reason is None
             and self.broken is None
         )
+
+    def generated_nothing(self) -> bool:
+        """Whether the stream ended without a single choice: no delta, no finish_reason,
+        nothing unreadable either (only `[DONE]`, a usage chunk, or no event at all). The
+        host failed before the first token; an empty turn the model ended still comes as a
+        choice with a finish_reason."""
+        unreadable = any(a["kind"] == "unparsable_chunk" for a in self.assembler.anomalies)
+        return self.choices == 0 and self.broken is None and not unreadable
 
     def exchange(
         self,
@@ -114,6 +128,12 @@ class StreamReader:
             anomalies=anomalies,
             upstream_provider=self.upstream,
         )
+        if assembler.choices:
+            reading = choice_reading(len(assembler.choices), assembler.logprobs)
+            exchange.anomalies = [
+                *exchange.anomalies,
+                *sampling_anomalies(request_body, reading, exchange.message),
+            ]
         if self.broken:
             exchange.error = ExchangeError(
                 kind="server_error", status=http_status, message=self.broken

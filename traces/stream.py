@@ -3,6 +3,8 @@
 Real servers disagree on how deltas look: some omit `index`, repeat the id and name in every
 chunk, or send arguments cumulatively. The assembler rebuilds the message the model meant and
 records each irregularity as an anomaly (data for the checks), instead of guessing silently.
+Only choice 0 makes the message (a request with `n` streams the others interleaved); the
+others are counted, and stay whole in the raw events.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class StreamAssembler:
         self.first_ms: dict[str, float] = {}
         self.delivery = DeliveryLog(self.anomalies)
         """Sizes and arrival of every chunk, and the delivery's own irregularities."""
+        self.choices: set[int] = set()
+        """Indices of the choices the stream carried."""
+        self.logprobs: list[Any] = []
+        """Choice 0's `logprobs` objects, one per chunk that had one."""
 
     def _note(self, kind: str, **evidence: Any) -> None:
         self.anomalies.append({"kind": kind, **evidence})
@@ -73,6 +79,14 @@ class StreamAssembler:
             self.usage = chunk["usage"]
         choices = chunk.get("choices") or []
         for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            self.choices.add(index if isinstance(index, int) else 0)
+            if index not in (0, None):
+                continue  # another choice of `n`: kept raw in the events, not merged into 0
+            if choice.get("logprobs") is not None:
+                self.logprobs.append(choice["logprobs"])
             delta = choice.get("delta") or {}
             if choice.get("finish_reason") is not None:
                 if self.finish_reason is not None and self.finish_reason != choice["finish_reason"]:

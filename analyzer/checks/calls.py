@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from analyzer.checks.emptied import emptied
 from analyzer.checks.leaks import find_leaks
 from analyzer.checks.records import Call, Finding, Layer, Run, Severity, Step
 from analyzer.checks.text_calls import TextCalls, calls_in_text, own_syntax
@@ -26,7 +27,6 @@ KINDS = frozenset(
         "object_arguments",
         "invalid_json_arguments",
         "arguments_merged",
-        "empty_arguments",
         "schema_violation",
         "malformed_tool_name",
         "unknown_tool",
@@ -179,22 +179,45 @@ def unexplained_tokens(step: Step) -> int | None:
     """Completion tokens not accounted for by the visible reasoning and content (estimated)."""
     if step.completion_tokens is None:
         return None
-    visible = estimate_tokens(step.reasoning or "") + estimate_tokens(step.content or "")
-    return step.completion_tokens - visible
+    reasoning = estimate_tokens(step.reasoning or "")
+    if step.reasoning_tokens_source == "reported" and step.reasoning_tokens:
+        # The host's own count of the reasoning beats a word count: real tokenizers split
+        # ids and numbers finer, and a long thought would otherwise look like a lost call.
+        reasoning = max(reasoning, step.reasoning_tokens)
+    return step.completion_tokens - reasoning - estimate_tokens(step.content or "")
+
+
+IN_REASONING_CONFIDENCE = 0.95
+"""A call's complete arguments ending the reasoning: the call was made, its wrapper lost."""
+UNEXPLAINED_CONFIDENCE = 0.85
+"""Completion tokens the visible text does not account for: the count is an estimate."""
+FINISHED_ONLY_CONFIDENCE = 0.5
+"""No usage, only the host's finish_reason says a turn was generated: it may have been an
+empty turn the model chose, as likely as a call the parser lost."""
 
 
 def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
-    """Tools offered, finish `stop`, nothing visible, yet completion tokens were generated
-    beyond the reasoning text, or the reasoning ends with a call's arguments: the host
-    produced a call and lost it in parsing."""
+    """Tools offered, finish `stop`, nothing visible, and evidence that something was
+    generated: completion tokens beyond the reasoning text, the reasoning ending with a
+    call's arguments, or (without usage) the host's own finish_reason. The host produced a
+    call and lost it in parsing. With no finish_reason and no usage nothing says anything
+    was generated: that is `empty_response`, the host failing before its first token."""
     if step.failed or step.calls or (step.content or "").strip() or not step.tools:
         return
     if step.finish_reason not in ("stop", "none"):
         return
     in_reasoning = arguments_in_text(step.reasoning, step.tools)
     unexplained = unexplained_tokens(step)
-    if in_reasoning is None and unexplained is not None and unexplained < UNEXPLAINED_MIN:
-        return  # the tokens are all in the reasoning: see reasoning_swallows_answer
+    if in_reasoning is not None:
+        confidence = IN_REASONING_CONFIDENCE
+    elif unexplained is not None:
+        if unexplained < UNEXPLAINED_MIN:
+            return  # the tokens are all in the reasoning (reasoning_swallows_answer) or none
+        confidence = UNEXPLAINED_CONFIDENCE
+    elif step.finish_reason_raw is not None:
+        confidence = FINISHED_ONLY_CONFIDENCE
+    else:
+        return  # no usage, no finish_reason: no evidence a token was generated
     evidence: dict[str, Any] = {
         "finish_reason": step.finish_reason_raw,
         "completion_tokens": step.completion_tokens,
@@ -205,7 +228,19 @@ def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     if in_reasoning is not None:
         evidence["arguments_in_reasoning"] = in_reasoning
         evidence["reasoning_tail"] = (step.reasoning or "")[-200:]
-    yield Finding("dropped_call", "error", "provider", step.index, evidence)
+    yield Finding("dropped_call", "error", "provider", step.index, evidence, confidence=confidence)
+
+
+def stream_cut(step: Step) -> bool:
+    """Whether the step's calls come from a stream that never finished: no finish_reason
+    arrived, so the last call may stop mid-arguments through no fault of the model.
+
+    A stream cut so fails the call today (retried, never read as an answer); such a step is
+    one stored before that, or imported from a log of parsed chunks, which cannot show the
+    cut otherwise. A stream that sent its finish_reason but no `[DONE]` (the
+    `stream_without_done` anomaly) was complete: its calls are whole as the model wrote them.
+    """
+    return step.streamed and step.finish_reason_raw is None
 
 
 def malformed_keys(call: Call) -> list[str]:
@@ -224,11 +259,14 @@ def _call_finding(
 
 
 def arguments(step: Step, run: Run) -> Iterator[Finding]:
-    """Invalid JSON, schema violations (first error path), required fields emptied, objects."""
+    """Invalid JSON, schema violations (first error path), objects (emptied arguments are
+    `emptied`'s)."""
     tools = step.tools
     for call in step.calls:
         if call.arguments_type == "object":
             yield _call_finding("object_arguments", "warning", "provider", step, call)
+        if emptied(call, tools.get(call.name)):
+            continue  # no arguments at all: emptied.empty_arguments judges them
         if not call.json_valid:
             merged = concatenated_objects(call.arguments_raw)
             if merged > 1:
@@ -243,7 +281,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 )
                 continue
             # A stream cut before its end truncates arguments the model may have finished.
-            cut = any(a.get("kind") == "stream_without_done" for a in step.anomalies)
+            cut = stream_cut(step)
             yield _call_finding(
                 "invalid_json_arguments",
                 "error",
@@ -251,17 +289,11 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 step,
                 call,
                 arguments=call.arguments_raw[:200],
+                finish_reason=step.finish_reason_raw,
                 stream_cut=cut,
             )
             continue
-        schema = tools.get(call.name)
-        required = schema.get("required") if schema else None
-        if call.arguments == {} and required:
-            # Real parsers empty the arguments when they miss a value tag (GLM on vLLM).
-            yield _call_finding(
-                "empty_arguments", "error", "provider", step, call, required=required
-            )
-        elif call.schema_valid is False and not malformed_keys(call):
+        if call.schema_valid is False and not malformed_keys(call):
             # A key carrying call syntax fails the schema too; names_and_keys blames the host.
             path, _, message = (call.schema_error or "").partition(": ")
             yield _call_finding(

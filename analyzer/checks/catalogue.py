@@ -55,11 +55,24 @@ _ENTRIES = (
         "error",
         "leaks",
         """Raw call or chat-template tokens (Kimi `<|tool_call_begin|>`, DeepSeek `<｜tool▁sep｜>`,
-        harmony `<|channel|>`, `<tool_call>`, their stripped forms) reached content or reasoning.
-        The host's tool or reasoning parser missed the model's syntax, so the call was lost.""",
+        `<tool_call>`, their stripped forms) reached content or reasoning: the host's parser
+        missed the model's syntax, so the call was lost. `<tool_call>` tags alone from a
+        family that calls otherwise (Kimi, DeepSeek, Llama…) are the model's foreign syntax.""",
         "special_tokens_in_content",
         "special_tokens_in_reasoning",
+        inferred=True,
+    ),
+    _kind(
+        "harmony_unparsed",
+        "provider",
+        "error",
+        "harmony",
+        """Harmony markup of gpt-oss reached content or reasoning: `<|channel|>` tokens, or the
+        words a detokenizer leaves without them (`analysisWe…assistantfinal`, `to=functions.NAME
+        json{…}`). The host ran no harmony parser, so reasoning and answer mix and calls are
+        lost; stripped words are inferred, graded by their anchor.""",
         "harmony_channels_in_content",
+        inferred=True,
     ),
     _kind(
         "tool_call_as_text",
@@ -77,11 +90,13 @@ _ENTRIES = (
         "provider",
         "error",
         "calls",
-        """Tools were offered and the turn ended with nothing visible, yet tokens were generated
-        (or the reasoning ends with a call's arguments): the host produced a call and its
-        parser silently dropped it, so the agent stalls.""",
+        """Tools were offered and the turn ended with nothing visible, yet something was
+        generated: completion tokens beyond the reasoning, the reasoning ending with a call's
+        arguments, or (weakest, without usage) the host's finish_reason. The host produced a
+        call and its parser silently dropped it, so the agent stalls.""",
         "tool_call_silently_dropped",
         "tool_args_in_reasoning",
+        inferred=True,
     ),
     _kind(
         "object_arguments",
@@ -98,8 +113,8 @@ _ENTRIES = (
         "error",
         "calls",
         """The call's arguments are not a JSON object (unterminated string, missing brace), so the
-        tool cannot run and resending them can make the host answer 400. Usually the model's
-        output; the host's when its stream was cut before the end.""",
+        tool cannot run and resending them can make the host answer 400. The model's output
+        when the turn finished; the host's when its stream never sent a finish_reason.""",
         "malformed_arguments",
     ),
     _kind(
@@ -117,11 +132,12 @@ _ENTRIES = (
         "empty_arguments",
         "provider",
         "error",
-        "calls",
-        """A call with required parameters arrived with `{}`: the host's parser missed a value
-        tag and emptied the arguments (GLM on vLLM), so the tool fails or does the wrong
-        thing.""",
+        "emptied",
+        """A call with required parameters arrived with `{}`, `""` or no arguments: the host's
+        parser missed a value tag (GLM on vLLM) or, from the second turn on, its template broke
+        the history. The evidence names the first such step and the clean steps before it.""",
         "arguments_silently_emptied",
+        "arguments_emptied_after_first_turn",
     ),
     _kind(
         "schema_violation",
@@ -198,8 +214,9 @@ _ENTRIES = (
         "finish",
         """The turn used the whole `max_tokens` budget but finish_reason says otherwise (vLLM
         reports `tool_calls` once any call parsed), hiding that the last call may be
-        truncated.""",
+        truncated. Inferred from the budget spent to the token.""",
         "finish_reason_wrong",
+        inferred=True,
     ),
     _kind(
         "tool_choice_ignored",
@@ -375,6 +392,17 @@ _ENTRIES = (
     ),
     # -- HTTP --------------------------------------------------------------------------------
     _kind(
+        "empty_response",
+        "provider",
+        "error",
+        "http",
+        """The host answered 200 with nothing generated: a stream of no choice (only `[DONE]`,
+        a usage chunk, or no event), an empty body, or `choices: []`. It failed before its
+        first token; the call is retried like a dropped connection, and a run that meets it
+        for good ends `provider_error`.""",
+        "empty_response",
+    ),
+    _kind(
         "http_reasoning_required",
         "client",
         "error",
@@ -390,8 +418,9 @@ _ENTRIES = (
         "error",
         "http",
         """The host's chat template raised while rendering the conversation (Jinja syntax or
-        undefined errors, a parser it could not build): no client message shape was sent
-        wrong on purpose, the template cannot take it.""",
+        undefined errors, a parser it could not build), also inside a 500 that names no
+        template (Jinja's bare `'dict object' has no attribute 'name'`, llama.cpp's `… at row
+        49, column 79`): not a generic server failure, and the same request fails again.""",
         "chat_template_error",
     ),
     _kind(
@@ -456,9 +485,12 @@ _ENTRIES = (
         "client",
         "error",
         "http",
-        """The prompt plus max_tokens exceeded the model's context window; the agent's history
-        outgrew it and the client did not trim or compact it.""",
+        """The prompt plus max_tokens exceeded the context window: the history outgrew it and
+        the client did not trim it. The host's when the request (reported or estimated prompt
+        plus the budget asked) is under half the window the error states, as when a server's
+        own tool loop grew the prompt; the sizes and their sources are in the evidence.""",
         "context_overflow",
+        inferred=True,
     ),
     _kind(
         "http_auth",
@@ -512,10 +544,11 @@ _ENTRIES = (
         "provider",
         "warning",
         "ids",
-        """Ids are not in the form the model family or the dialect expects (Kimi K2 wants
-        `functions.NAME:IDX`, gets `call_…`); Kimi degrades into leaking call tokens after a
-        few steps.""",
+        """Ids are not in the form the model family or the dialect expects. Where the family's
+        own parser rejects them (Kimi K2 wants `functions.NAME:IDX`, gets `call_2`) it is an
+        error with that pattern in the evidence and the step it began at: the next turns break.""",
         "tool_call_id_format_wrong",
+        "family_rejects_host_ids",
     ),
     _kind(
         "duplicate_tool_call_id",
@@ -550,9 +583,12 @@ _ENTRIES = (
         "tool",
         "error",
         "tools",
-        """A tool execution failed. The tool's fault unless the call was broken (then the
-        model's or the host's); a warning when a later call to that tool succeeded.""",
+        """A tool execution failed. The tool's when it crashed or timed out; the model's when
+        the tool rightly refused the call (an id, document or path that does not exist, a
+        path outside the sandbox, off the schema); the host's when its parser broke the call.
+        A warning when a later call to that tool succeeded.""",
         "tool_failed",
+        inferred=True,
     ),
     # -- reasoning ---------------------------------------------------------------------------
     _kind(
@@ -566,14 +602,27 @@ _ENTRIES = (
         "reasoning_swallows_answer",
     ),
     _kind(
+        "empty_turn_after_reasoning",
+        "provider",
+        "error",
+        "reasoning",
+        """Mid-chain, after the first turn, the model thought, stopped mid-sentence with
+        finish_reason `stop`, and neither answered nor called: typical of a host whose
+        template renders the history wrong. Inferred from the cut-off reasoning.""",
+        "empty_turn_after_reasoning",
+        inferred=True,
+    ),
+    _kind(
         "reasoning_in_content",
         "provider",
         "warning",
         "reasoning",
-        """The reasoning arrived inside content (`<think>` or harmony channels where the host
-        promises a field, or reasoning tokens billed with none surfaced): the host ran without
-        a reasoning parser.""",
+        """The reasoning arrived inside content: a `<think>` block where the host promises a
+        field, text ended by a lone `</think>` (the prompt opened the tag), or reasoning tokens
+        billed with none surfaced. The host ran without a reasoning parser.""",
         "reasoning_field_location",
+        "reasoning_close_tag_only",
+        inferred=True,
     ),
     _kind(
         "reasoning_tokens_missing",
@@ -674,6 +723,60 @@ _ENTRIES = (
         """A call in the request has no tool message answering it; OpenAI-compatible hosts
         answer 400 ("tool_call_ids did not have response messages").""",
         "tool_call_unanswered",
+    ),
+    # -- sampling parameters (the answer against what its request asked) ---------------------
+    _kind(
+        "max_tokens_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """Completion tokens ran past the request's max_tokens (or max_completion_tokens): the
+        host dropped the budget, so it bounds neither cost nor time. Without usage, or when
+        only the reasoning ran past it, the confidence says how sure.""",
+        inferred=True,
+    ),
+    _kind(
+        "stop_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """The answer contains one of the request's stop sequences: the host accepted `stop`
+        and did not end the text there.""",
+    ),
+    _kind(
+        "n_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """Fewer choices came back than the request's `n` asked for, with no error: the host
+        silently serves one.""",
+    ),
+    _kind(
+        "logprobs_ignored",
+        "provider",
+        "warning",
+        "sampling",
+        """The request asked for logprobs (and top_logprobs) and the answer carries none, or
+        fewer alternatives per token, with no error.""",
+    ),
+    _kind(
+        "response_format_ignored",
+        "provider",
+        "error",
+        "sampling",
+        """The request asked for JSON (`response_format` json_object or json_schema) and the
+        answer is not a JSON object, or breaks the strict schema: the host did not constrain
+        the output, so the client's parser fails.""",
+    ),
+    _kind(
+        "nondeterministic_output",
+        "provider",
+        "warning",
+        "sampling",
+        """Equal requests with temperature 0 or a seed got different answers. Answers that
+        part at once mean the host ignored both; parting late is more likely batched
+        floating-point noise, so the confidence falls with the identical prefix.""",
+        inferred=True,
     ),
 )
 

@@ -22,12 +22,16 @@ KINDS = frozenset(
 """Finding kinds this module emits (the catalogue describes each)."""
 
 
-def _max_tokens(step: Step) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = step.request_params.get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+END_TOKENS = 2
+"""Tokens a host may count past the budget for the end of the turn (an end-of-turn or
+end-of-reasoning token): within this margin the budget was spent; past it, it was ignored
+(`sampling.max_tokens_ignored`)."""
+
+
+EXACT_BUDGET_CONFIDENCE = 0.9
+"""How sure a turn that used exactly its `max_tokens` was cut rather than ended there."""
+MARGIN_CONFIDENCE = 0.75
+"""The same for a turn that used the budget plus an end-of-turn token or two."""
 
 
 def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
@@ -51,15 +55,19 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
             step.index,
             {**raw, "calls_complete": complete},
         )
-    limit = _max_tokens(step)
+    limit = step.max_tokens
     used = step.completion_tokens
-    if limit is not None and used is not None and used >= limit and step.finish_reason != "length":
+    spent = limit is not None and used is not None and limit <= used <= limit + END_TOKENS
+    if spent and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
-        # the budget being spent exactly is the only trace left.
+        # the budget being spent exactly is the only trace left. A turn may also end of itself
+        # on its very last allowed token: rare, and rarer on the budget to the token than
+        # within the end-of-turn margin.
         yield Finding(
             "finish_length_hidden",
             "warning",
             "provider",
             step.index,
             {**raw, "completion_tokens": used, "max_tokens": limit},
+            confidence=EXACT_BUDGET_CONFIDENCE if used == limit else MARGIN_CONFIDENCE,
         )

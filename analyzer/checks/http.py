@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from analyzer.checks.overflow import blame
 from analyzer.checks.records import Finding, Layer, Run, Step
-from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, TEMPLATE_MARKERS
+from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, names_template_error
 
 _REASONING_REQUIRED = ("reasoning_content", "thinking", "reasoning_details", "reasoning")
 _PASSED_BACK = ("missing", "must be passed back", "required")
@@ -30,16 +31,20 @@ _BY_KIND: dict[str, tuple[str, Layer]] = {
     "server_error": ("http_server_error", "provider"),
     "timeout": ("http_timeout", "provider"),
     "connection": ("http_connection", "provider"),
-    # The agent's history outgrew the window: the client decides what it sends.
+    # The agent's history outgrew the window: the client decides what it sends. Unless the
+    # request was far smaller than the window (`overflow.blame` decides per finding).
     "context_overflow": ("http_context_overflow", "client"),
     "auth": ("http_auth", "client"),
     "not_found": ("http_not_found", "client"),
     "invalid_response": ("http_invalid_response", "provider"),
+    # A 200 with nothing generated: the host failed before its first token.
+    "empty_response": ("empty_response", "provider"),
     "other": ("http_other", "provider"),
 }
 
 KINDS = frozenset(
     {
+        "empty_response",
         "http_reasoning_required",
         "http_template_error",
         "http_argument_type_error",
@@ -60,7 +65,7 @@ def _from_body(kind: str, status: Any, text: str) -> tuple[str, Layer] | None:
     # Arguments the template cannot take are the more precise reading of a template raise.
     if "argument" in text and any(m in text for m in ARGUMENT_TYPE_MARKERS):
         return "http_argument_type_error", "provider"
-    if any(m in text for m in TEMPLATE_MARKERS):
+    if names_template_error(text):
         return "http_template_error", "provider"
     if kind == "server_error" and (status in _TIMEOUT_STATUSES or any(m in text for m in _TIMEOUT)):
         return _BY_KIND["timeout"]
@@ -100,16 +105,38 @@ def http_errors(step: Step, run: Run) -> Iterator[Finding]:
         grouped.setdefault(classify(attempt), []).append(attempt)
     final_class = classify(final) if final else None
     for (kind, layer), items in grouped.items():
+        if run.parameter_probe and kind == "http_bad_request":
+            continue  # the host refused the parameter the probe asked about: a fair answer
         failed = (kind, layer) == final_class
+        evidence: dict[str, Any] = {
+            "attempts": len(items),
+            "statuses": sorted({i.get("status") for i in items if i.get("status")}),
+            "message": str(items[-1].get("message") or "")[:300],
+            "step_failed": failed,
+        }
+        confidence = None
+        if kind == "http_context_overflow":
+            # Whose window it was is inferred from the request's size against the limit.
+            judged = blame(step, items[-1])
+            layer, confidence = judged.layer, judged.confidence
+            evidence.update(judged.evidence)
         yield Finding(
-            kind,
-            "error" if failed else "warning",
-            layer,
-            step.index,
-            {
-                "attempts": len(items),
-                "statuses": sorted({i.get("status") for i in items if i.get("status")}),
-                "message": str(items[-1].get("message") or "")[:300],
-                "step_failed": failed,
-            },
+            kind, "error" if failed else "warning", layer, step.index, evidence, confidence
         )
+
+
+def empty_response(step: Step, run: Run) -> Iterator[Finding]:
+    """A step recorded as an answer although nothing came: no text, no reasoning, no call,
+    no finish_reason and no completion token. A store from before such 200s were failed
+    calls, or an import, holds them; calls that failed this way `http_errors` reports."""
+    if step.failed or step.calls or step.finish_reason_raw is not None or step.completion_tokens:
+        return
+    if (step.content or "").strip() or (step.reasoning or "").strip():
+        return
+    evidence = {
+        "finish_reason": None,
+        "completion_tokens": step.completion_tokens,
+        "streamed": step.streamed,
+        "step_failed": False,
+    }
+    yield Finding("empty_response", "error", "provider", step.index, evidence)

@@ -1,23 +1,32 @@
 """Tool-call ids: the family's format, present, and unique across the run.
 
-Kimi's template expects `functions.NAME:IDX` and degrades after many steps when a host hands
-out `call_…` ids; a repeated id makes the next request ambiguous (which result answers which
-call), and some hosts refuse it outright.
+Kimi's template renders ids back to the model verbatim and its parser accepts only
+`functions.NAME:IDX`: a host handing out `call_…` ids teaches the model ids the parser then
+rejects, so the turns after break (calls dropped, markup dumped into content). Such hosts
+often get the first turn right and fail from the second on; the evidence says where it began.
+A repeated id makes the next request ambiguous (which result answers which call), and some
+hosts refuse it outright.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from analyzer.checks.records import Finding, Run
+from analyzer.checks.onset import onset
+from analyzer.checks.records import Finding, Run, Severity, Step
 from traces.dialects import DIALECTS
-from traces.families import expected_id_style
+from traces.families import KIMI_ID, expected_id_style
+from traces.wire_forms import IdStyle
 
 KINDS = frozenset({"tool_call_id_missing", "tool_call_id_format", "duplicate_tool_call_id"})
 """Finding kinds this module emits (the catalogue describes each)."""
 
 
-def _expected_format(run: Run) -> str | None:
+_FAMILY_IDS: dict[IdStyle, tuple[str, str]] = {"kimi": ("kimi", KIMI_ID.pattern)}
+"""Id styles a family's own parser insists on: (family, the pattern its ids must match)."""
+
+
+def _expected_format(run: Run) -> IdStyle | None:
     # The model family decides (SGLang's kimi_k2 parser handed out `call_<uuid>` ids under a
     # generic dialect until it learned the family's form, sgl-project/sglang#9606); a family
     # that writes no ids of its own gets the host's `call_…`.
@@ -27,8 +36,15 @@ def _expected_format(run: Run) -> str | None:
 
 def id_format(run: Run) -> Iterator[Finding]:
     """Ids missing, or in a format other than the model family's or the dialect's
-    (`call_…` vs `functions.NAME:IDX`)."""
+    (`call_…` vs `functions.NAME:IDX`): an error where the family's own parser rejects them,
+    with its pattern and the step the wrong ids began at."""
     expected = _expected_format(run)
+    family = _FAMILY_IDS.get(expected) if expected is not None else None
+
+    def wrong(step: Step) -> bool:
+        return any(c.id_format not in ("missing", expected) for c in step.calls)
+
+    began: dict[str, object] | None = None
     for step in run.steps:
         for call in step.calls:
             if call.id_format == "missing":
@@ -40,19 +56,20 @@ def id_format(run: Run) -> Iterator[Finding]:
                     {"call": call.index, "tool": call.name},
                 )
             elif expected is not None and call.id_format != expected:
-                yield Finding(
-                    "tool_call_id_format",
-                    "warning",
-                    "provider",
-                    step.index,
-                    {
-                        "call": call.index,
-                        "id": call.id,
-                        "format": call.id_format,
-                        "expected": expected,
-                        "dialect": run.dialect,
-                    },
-                )
+                if began is None:
+                    began = onset(run, step.index, wrong, lambda s: bool(s.calls))
+                evidence: dict[str, object] = {
+                    "call": call.index,
+                    "id": call.id,
+                    "format": call.id_format,
+                    "expected": expected,
+                    "dialect": run.dialect,
+                    **began,
+                }
+                if family is not None:
+                    evidence["family"], evidence["pattern"] = family
+                severity: Severity = "error" if family is not None else "warning"
+                yield Finding("tool_call_id_format", severity, "provider", step.index, evidence)
 
 
 def duplicate_ids(run: Run) -> Iterator[Finding]:

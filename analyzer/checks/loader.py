@@ -188,6 +188,7 @@ def load_runs(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[R
                 termination=head["termination"],
                 steps=tuple(steps.get(run_id, ())),
                 raw_text=settings.get("variant") == "raw",
+                parameter_probe=bool(settings.get("parameters")),
             )
         )
     return runs

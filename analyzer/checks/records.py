@@ -115,6 +115,16 @@ class Step:
         return name if isinstance(name, str) else None
 
     @property
+    def max_tokens(self) -> int | None:
+        """The completion budget the request asked for (`max_completion_tokens` or
+        `max_tokens`), if it set one."""
+        for key in ("max_completion_tokens", "max_tokens"):
+            value = self.request_params.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    @property
     def failed(self) -> bool:
         """Whether the call produced no usable response (an HTTP or transport error)."""
         return self.error_kind is not None
@@ -133,3 +143,7 @@ class Run:
     raw_text: bool = False
     """The run sent a client-rendered prompt to `/completions` (a raw probe): its steps are
     plain text, not chat messages, so only transport-level checks apply."""
+    parameter_probe: bool = False
+    """The run is a `traces probe` request that sets a sampling parameter on purpose (`n`,
+    `logprobs`, ...): a 400 refusing it is the host's answer to the probe, not a client
+    mistake."""

@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable
 
 from analyzer.checks import (
     calls,
+    emptied,
     finish,
+    harmony,
     history,
     http,
     ids,
@@ -18,6 +20,7 @@ from analyzer.checks import (
     leaks,
     loops,
     reasoning,
+    sampling,
     streaming,
     tool_choice,
     tools,
@@ -27,23 +30,28 @@ from analyzer.checks.records import Finding, Run, Step
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 4
+CHECK_VERSION = 5
 """Bumped when a check changes what it reports; stored in each finding's evidence so old
 findings can be told apart (re-run `traces analyze` to refresh them)."""
 
 STEP_CHECKS: dict[str, StepCheck] = {
     "leaked_special_tokens": leaks.leaked_special_tokens,
+    "harmony_unparsed": harmony.harmony_unparsed,
     "tool_call_as_text": calls.tool_call_as_text,
     "dropped_call": calls.dropped_call,
     "arguments": calls.arguments,
+    "empty_arguments": emptied.empty_arguments,
     "names_and_keys": calls.names_and_keys,
     "finish_reason": finish.finish_reason,
     "tool_choice_ignored": tool_choice.tool_choice_ignored,
     "stream_anomalies": streaming.stream_anomalies,
     "http_errors": http.http_errors,
+    "empty_response": http.empty_response,
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
+    "empty_turn_after_reasoning": reasoning.empty_turn_after_reasoning,
     "reasoning_in_content": reasoning.reasoning_in_content,
     "reasoning_tokens": reasoning.reasoning_tokens,
+    "sampling_parameters": sampling.sampling_parameters,
 }
 RUN_CHECKS: dict[str, RunCheck] = {
     "id_format": ids.id_format,
@@ -52,6 +60,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "tool_errors": tools.tool_errors,
     "what_the_host_kept": kept.what_the_host_kept,
     "tool_call_pairing": history.tool_call_pairing,
+    "nondeterministic_output": sampling.nondeterministic_output,
 }
 
 

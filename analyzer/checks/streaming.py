@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from analyzer.checks.records import Finding, Run, Severity, Step
+from traces.responses import SAMPLING_ANOMALIES
 from traces.stream_quality import REPLACEMENT
 
 ANOMALIES = (
@@ -145,7 +146,9 @@ def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
     """`stream_<anomaly>` per anomaly kind on the step, with how often it occurred."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for anomaly in step.anomalies:
-        grouped.setdefault(str(anomaly.get("kind", "unknown")), []).append(anomaly)
+        kind = str(anomaly.get("kind", "unknown"))
+        if kind not in SAMPLING_ANOMALIES:  # the answer against its request: `sampling`'s
+            grouped.setdefault(kind, []).append(anomaly)
     for anomaly_kind, items in grouped.items():
         graded = _GRADED.get(anomaly_kind)
         if graded is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from analyzer.checks.calls import stream_cut
 from analyzer.checks.records import Finding, Run, Step
 
 KINDS = frozenset({"tool_choice_ignored"})
@@ -21,12 +22,12 @@ _EXCERPT = 200
 
 def _cut_short(step: Step) -> str | None:
     """Why the response cannot be held to `tool_choice`: it failed, it was cut at the token
-    limit (a call may have been on its way), or its stream ended before `[DONE]`."""
+    limit (a call may have been on its way), or its stream was cut before it finished."""
     if step.failed:
         return "error"
     if step.finish_reason == "length":
         return "length"
-    if any(a.get("kind") == "stream_without_done" for a in step.anomalies):
+    if stream_cut(step):
         return "stream_cut"
     return None
 

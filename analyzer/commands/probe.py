@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from analyzer.checks.persist import analyze_recorded
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
@@ -41,6 +42,7 @@ _TABLE_COLUMNS = [
     "ids",
     "object args",
     "raw /completions",
+    "parameters",
     "rejects",
 ]
 
@@ -139,7 +141,7 @@ def _probe_target(target: Target, endpoint: EndpointConfig) -> ProbeTarget:
 
 
 def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
-    per_target = len(plan.probes) * (2 if plan.renderer is not None else 1)
+    per_target = plan.runs_per_target()
     recorder = Recorder(db_path)
     try:
         with stderr_progress(notes=True) as progress:
@@ -152,11 +154,13 @@ def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
                 progress.update(bar, advance=1, last=last)
                 if run.note == NOT_SERVED:  # the other raw probes of this target are not sent
                     total = progress.tasks[0].total or 0
-                    progress.update(bar, total=total - (len(plan.probes) - 1))
+                    progress.update(bar, total=total - (len(plan.raw_probes()) - 1))
 
-            asyncio.run(probe_targets(plan, recorder, done))
+            runs = asyncio.run(probe_targets(plan, recorder, done))
     finally:
         recorder.close()
+    # Checked like any recorded run, so `runs`, `failures` and `report` show the findings.
+    analyze_recorded(db_path, [run.run_id for run in runs])
 
 
 def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> None:
@@ -189,6 +193,16 @@ def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> No
         columns=_TABLE_COLUMNS,
         title=f"probe set v{PROBE_SET_VERSION}",
     )
+    details = [
+        {"provider": v.provider, **p.as_row()} for v in verdicts for p in v.parameters.values()
+    ]
+    if details:
+        emit_rows(
+            details,
+            fmt,
+            columns=["provider", "probe", "verdict", "confidence", "finding", "detail"],
+            title="parameters: honoured, refused, or silently ignored",
+        )
     if apart:
         emit_rows(
             apart,
@@ -218,5 +232,6 @@ def _table_row(verdict: ProviderVerdict) -> dict[str, Any]:
         "ids": ids,
         "object args": verdict.object_args,
         "raw /completions": verdict.raw,
+        "parameters": "\n".join(v.short() for v in verdict.parameters.values()),
         "rejects": "\n".join(verdict.rejects),
     }

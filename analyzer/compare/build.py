@@ -130,9 +130,9 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
         prices.run_cost(
             table.providers[i],
             table.models[i],
-            columns["prompt_tokens"][i] or 0.0,
+            columns["prompt_tokens"][i],
             columns["cached_tokens"][i] or 0.0,
-            columns["completion_tokens"][i] or 0.0,
+            columns["completion_tokens"][i],
         )
         for i in range(n)
     ]
@@ -246,6 +246,17 @@ def _notes(
                     f"{group} answered none of the requests {reference} answered (different "
                     "tasks, seeds or history), so it has no tool_call_f1."
                 )
+    for group in groups:
+        rows = table.rows_of(group)
+        unknown = sum(
+            columns["prompt_tokens"][i] is None or columns["completion_tokens"][i] is None
+            for i in rows
+        )
+        if unknown:
+            notes.append(
+                f"{group}: {unknown} of {len(rows)} runs reported no token usage (on some "
+                "answered step); token means and costs leave them out rather than count 0."
+            )
     if table.stale_runs:
         notes.append(
             f"{table.stale_runs} run(s) carry findings of an older version of the checks; "

@@ -2,7 +2,8 @@
 
 cost = (prompt − cached) · input + cached · cached_input (input when no cached price is
 listed) + completion · output, all per million tokens. The embedded simulator costs nothing;
-a provider or model without a listed price has no cost (None), never a guessed one.
+a provider or model without a listed price, or a run whose token counts are unknown (its host
+reported no usage), has no cost (None), never a guessed one.
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ class PriceList:
         )
 
     def run_cost(
-        self, provider: str, model: str, prompt: float, cached: float, completion: float
+        self,
+        provider: str,
+        model: str,
+        prompt: float | None,
+        cached: float,
+        completion: float | None,
     ) -> float | None:
-        """US dollars one run cost, or None when the price is unknown."""
+        """US dollars one run cost, or None when the price or a token count is unknown."""
         if is_simulator(provider):
             return 0.0
         price = self._prices.get((provider, model))
-        if price is None:
+        if price is None or prompt is None or completion is None:
             return None
         cached = min(cached, prompt)
         cached_price = price.cached_input if price.cached_input is not None else price.input

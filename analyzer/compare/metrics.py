@@ -111,6 +111,7 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        r.termination = 'completed' AS completed,
        r.termination = 'provider_error' AS provider_error,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
+       -- Unknown (NULL) where an answered step reported no usage, never counted as 0.
        r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
        k.reasoning_sent_tokens, k.reasoning_kept_tokens,
        k.tool_results_sent_tokens, k.tool_results_kept_tokens,

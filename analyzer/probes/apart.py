@@ -37,6 +37,8 @@ def _features(verdict: ProviderVerdict) -> dict[str, tuple[str, str]]:
             features[label] = (value, probes)
     for probe, outcome in verdict.outcomes.items():
         features[f"outcome {probe}"] = (outcome, probe)
+    for probe, parameter in verdict.parameters.items():
+        features[f"parameter {probe}"] = (parameter.verdict, probe)
     return features
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.probes.load import ProbeResult
+from analyzer.probes.parameters import ParameterVerdict
 
 VECTOR: list[tuple[str, str, str | None]] = [
     ("plain", "plain", None),
@@ -55,6 +56,8 @@ class ProviderVerdict:
     rejects: list[str] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
     """Per chat probe: `answer`, `call NAME`, or `HTTP STATUS`."""
+    parameters: dict[str, ParameterVerdict] = field(default_factory=dict)
+    """Per parameter probe: honoured, refused, ignored or unknown, and why."""
 
     def vector_text(self) -> str:
         """The vector for people: `plain 44 · tools +206 · reasoning +29 · …`."""
@@ -82,6 +85,7 @@ class ProviderVerdict:
             "raw_deltas": self.raw_deltas,
             "rejects": self.rejects,
             "outcomes": self.outcomes,
+            "parameters": {name: v.as_row() for name, v in self.parameters.items()},
         }
 
 

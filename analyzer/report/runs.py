@@ -17,6 +17,7 @@ import duckdb
 
 from analyzer.compare.selection import SELECTED, Selection, select_runs
 from analyzer.cursor_rows import dict_rows
+from analyzer.findings import stored_evidence
 
 EXCERPT_CHARS = 240
 """Text kept of content, final answers, errors and evidence: enough to recognise, no more."""
@@ -204,7 +205,4 @@ def _load_findings(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str,
 
 def _compact(evidence: Any) -> str:
     """Evidence JSON on one line, without the check's bookkeeping."""
-    value = json.loads(evidence) if isinstance(evidence, str) else evidence
-    if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k != "check_version"}
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(stored_evidence(evidence), ensure_ascii=False, separators=(", ", ": "))

@@ -28,13 +28,20 @@ from typing import Any, get_args
 
 from traces import strict_json
 from traces.exchange import Exchange
-from traces.http_errors import error_message, http_error, invalid_response
+from traces.http_errors import empty_response, error_message, http_error, invalid_response
 from traces.importing.lines import LineError
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
 from traces.redaction import redact_request
-from traces.responses import KEPT_HEADERS, read_completion, upstream_of
-from traces.sse import STREAM_CUT, StreamReader
+from traces.responses import (
+    KEPT_HEADERS,
+    no_choices,
+    read_choices,
+    read_completion,
+    sampling_anomalies,
+    upstream_of,
+)
+from traces.sse import EMPTY_STREAM, STREAM_CUT, StreamReader
 
 _ERROR_KINDS: frozenset[str] = frozenset(get_args(ErrorKind))
 _SDK_STATUS_ERROR = re.compile(r"^Error code: (\d{3})(?: - (.*))?$", re.DOTALL)
@@ -302,8 +309,13 @@ def _response_exchange(
         http_status=status,
         response_body=raw,
     )
+    if no_choices(parsed):
+        exchange.error = empty_response(status, raw, "the completion has no choice")
+        exchange.usage_raw = parsed.get("usage")
+        return exchange
     try:
         exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
+        exchange.anomalies = sampling_anomalies(request, read_choices(parsed), exchange.message)
         exchange.upstream_provider = upstream_of(parsed)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         text = _text_choice(parsed) if text_choices else None
@@ -356,7 +368,11 @@ def _stream_exchange(
         http_status=status,
         headers=common["headers"],
     )
-    if raw_lines and exchange.error is None and reader.cut_short():
+    if exchange.error is None and reader.generated_nothing():
+        # As live: a 200 stream that never carried a choice is a failed call.
+        exchange.message = None
+        exchange.error = empty_response(status, "", EMPTY_STREAM)
+    elif raw_lines and exchange.error is None and reader.cut_short():
         # As live: a fragment of a stream is a failed call (retried when the log shows it).
         exchange.error = ExchangeError(kind="connection", status=status, message=STREAM_CUT)
     # The log has no arrival times: no time to first token, and no per-line times.

@@ -1,10 +1,13 @@
 """The probe set: fixed conversations that make a host's template and parser show themselves.
 
-Each probe is one request. Pairs differ in exactly one thing (tools declared or not,
+Each template probe is one request. Pairs differ in exactly one thing (tools declared or not,
 reasoning in the history or not, Kimi-style or `call_…` ids, arguments as strings or
 objects), so the difference of their `prompt_tokens` is what the host's template did with
-that one thing. The set is versioned: a change to any conversation is a new version, and
-reports compare runs of one version only.
+that one thing. The parameter probes each set one sampling parameter (`max_tokens`, `stop`,
+`n`, `logprobs`, `response_format`, `seed` with temperature 0) on a short request, so the
+answer shows whether the host honoured it, refused it, or silently ignored it. The set is
+versioned: a change to any conversation is a new version, and reports compare runs of one
+version only.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from traces.model import message_hash
 from traces.wire_forms import ArgumentForm, IdStyle, ReplayLocation
 
-PROBE_SET_VERSION = "1"
+PROBE_SET_VERSION = "2"
 """Version of the conversations below; bump it whenever one of them changes."""
 
 
@@ -137,6 +140,18 @@ class Probe:
     """The probe this one differs from in exactly one thing (its baseline)."""
     expect_answer: str | None = None
     """Text the final answer must contain (the planted secret)."""
+    parameter: str | None = None
+    """The sampling parameter a parameter probe tests (None: a template probe)."""
+    params: dict[str, Any] | None = None
+    """Request parameters the probe sets, over the plan's and the target's."""
+    repeats: int = 1
+    """Times the same request is sent, one step each (to compare the answers)."""
+
+    @property
+    def raw(self) -> bool:
+        """Whether the probe is also sent rendered client-side to `/completions` (template
+        probes only: a parameter is the chat endpoint's to honour)."""
+        return self.parameter is None
 
     def request(self, wire: Wire) -> ProbeRequest:
         """The messages and tools of this probe for a target speaking `wire`."""
@@ -150,6 +165,8 @@ class Probe:
                 self.name,
                 [message_hash(m) for m in self.request(Wire()).messages],
                 self.conversation.tools,
+                self.params,
+                self.repeats,
             ],
             sort_keys=True,
         )
@@ -217,7 +234,7 @@ def _weather_turn(
     )
 
 
-PROBES: list[Probe] = [
+TEMPLATE_PROBES: list[Probe] = [
     Probe(
         name="plain",
         purpose="Baseline: a system and a user message, no tools.",
@@ -286,6 +303,94 @@ PROBES: list[Probe] = [
         expect_answer=SECRET_CODE,
     ),
 ]
+"""The template probes: paired conversations whose `prompt_tokens` fingerprint the host."""
+
+CITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+    "additionalProperties": False,
+}
+"""The schema of the `json_schema` probe's answer."""
+
+MAX_TOKENS_CAP = 16
+"""The budget of the `max_tokens` probe: far below the answer it asks for."""
+
+_LONG_ANSWER = "Count from one to two hundred in words, separated by commas."
+_STOP_LINE = "Reply with exactly this line and nothing else: alpha bravo charlie delta echo"
+_CITY = (
+    'Which city is the capital of France? Answer as a JSON object with the keys "city" and '
+    '"country".'
+)
+
+PARAMETER_PROBES: list[Probe] = [
+    Probe(
+        name="max_tokens",
+        purpose=f"A long answer asked for with max_tokens {MAX_TOKENS_CAP}.",
+        difference="completion_tokens above the cap mean the host ignored max_tokens.",
+        conversation=Conversation(_LONG_ANSWER, None),
+        parameter="max_tokens",
+        params={"max_tokens": MAX_TOKENS_CAP},
+    ),
+    Probe(
+        name="stop",
+        purpose="An answer that must contain `charlie`, with stop [`charlie`].",
+        difference="`charlie` in the answer means the host ignored stop.",
+        conversation=Conversation(_STOP_LINE, None),
+        parameter="stop",
+        params={"stop": ["charlie"]},
+    ),
+    Probe(
+        name="n",
+        purpose="A short answer with n 2: two choices expected.",
+        difference="One choice and no error means the host ignored n.",
+        conversation=Conversation("Name one primary colour.", None),
+        parameter="n",
+        params={"n": 2},
+    ),
+    Probe(
+        name="logprobs",
+        purpose="A short answer with logprobs and top_logprobs 2.",
+        difference="No logprobs (or fewer alternatives) and no error: the host ignored them.",
+        conversation=Conversation("Name one primary colour.", None),
+        parameter="logprobs",
+        params={"logprobs": True, "top_logprobs": 2},
+    ),
+    Probe(
+        name="json_object",
+        purpose="A JSON answer asked for with response_format json_object.",
+        difference="An answer that is not a JSON object: the host ignored response_format.",
+        conversation=Conversation(_CITY, None),
+        parameter="response_format",
+        params={"response_format": {"type": "json_object"}},
+    ),
+    Probe(
+        name="json_schema",
+        purpose="The same with response_format json_schema (strict).",
+        difference="An answer that breaks the schema: the host ignored response_format.",
+        conversation=Conversation(_CITY, None),
+        parameter="response_format",
+        params={
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "capital", "strict": True, "schema": CITY_SCHEMA},
+            }
+        },
+    ),
+    Probe(
+        name="seed",
+        purpose="The same request three times with temperature 0 and a seed.",
+        difference="Different answers mean the host ignored seed and temperature (or, when "
+        "they part late, batched numerics: see the confidence).",
+        conversation=Conversation("Name three primary colours, comma-separated.", None),
+        parameter="seed",
+        params={"temperature": 0, "max_tokens": 64},
+        repeats=3,
+    ),
+]
+"""The parameter probes: one sampling parameter each, honoured, refused or ignored."""
+
+PROBES: list[Probe] = [*TEMPLATE_PROBES, *PARAMETER_PROBES]
 """Every probe of version `PROBE_SET_VERSION`, in the order they are reported."""
 
 PROBES_BY_NAME: dict[str, Probe] = {probe.name: probe for probe in PROBES}

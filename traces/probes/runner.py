@@ -1,8 +1,9 @@
 """Sending the probe set to each target and recording every probe as a one-step run.
 
 A probe run is an ordinary run (origin `probe`, task `probe:NAME`, or `probe:NAME:raw` for
-the raw `/completions` variant) with one ordinary step, so `show`, `sql` and the checks read
-it like any other. Probes of all targets go out concurrently, a bounded number at a time.
+the raw `/completions` variant) with one ordinary step per request it sends (one, or the
+repeats of a parameter probe that compares answers), so `show`, `sql` and the checks read it
+like any other. Probes of all targets go out concurrently, a bounded number at a time.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from traces.replay import ReplayPolicy, reasoning_back
 from traces.retry import RetryPolicy, send_with_retries
 from traces.runner import new_run_id
 from traces.store.recorder import Recorder
+from traces.token_totals import TokenTotals
 from traces.tools.schema_check import ArgumentChecker
 from traces.wire_forms import IdStyle
 
@@ -92,6 +94,14 @@ class ProbePlan:
     """Fewer retries than a run's: a probe's verdict must not hang on a blip."""
     batch: str = field(default_factory=new_run_id)
     """Shared by every run of one probing, so a report reads one probing per provider."""
+
+    def raw_probes(self) -> list[Probe]:
+        """The probes also sent rendered client-side (none without a template)."""
+        return [p for p in self.probes if p.raw] if self.renderer is not None else []
+
+    def runs_per_target(self) -> int:
+        """Probe runs each target gets: every probe, and the raw variants."""
+        return len(self.probes) + len(self.raw_probes())
 
 
 @dataclass(frozen=True)
@@ -151,13 +161,14 @@ async def _probe_target(
         return run
 
     async def raw() -> list[ProbeRun]:
-        if plan.renderer is None or not plan.probes:
+        probes = plan.raw_probes()
+        if plan.renderer is None or not probes:
             return []
         # The first raw probe tells whether the route exists; only then do the others go.
-        first = await one(plan.probes[0], "raw")
+        first = await one(probes[0], "raw")
         if first.note == NOT_SERVED:
             return [first]
-        return [first, *await asyncio.gather(*(one(p, "raw") for p in plan.probes[1:]))]
+        return [first, *await asyncio.gather(*(one(p, "raw") for p in probes[1:]))]
 
     chat, raws = await asyncio.gather(
         asyncio.gather(*(one(probe, "chat") for probe in plan.probes)), raw()
@@ -221,6 +232,9 @@ def _settings(
         "template": plan.template_origin if variant == "raw" else None,
         "max_tokens": plan.max_tokens,
         "seed": plan.seed,
+        "parameter": probe.parameter,
+        "parameters": probe.params if variant == "chat" else None,
+        "repeats": probe.repeats,
         "extra_body_keys": sorted(target.extra_body),
         "api_key_env": target.endpoint.api_key_env,
     }
@@ -238,8 +252,9 @@ async def _send_chat(
     body: dict[str, Any] = {"model": target.model, "messages": request.messages}
     if request.tools:
         body["tools"] = request.tools
+    # The probe's own parameters win: they are what it tests.
     body.update({"max_tokens": plan.max_tokens, "seed": plan.seed, **target.extra_body})
-    exchange, retries = await send_with_retries(client.complete, body, plan.retry)
+    body.update(probe.params or {})
     checker = ArgumentChecker(request.tools or [])
     names = {t["function"]["name"] for t in request.tools or []}
 
@@ -250,13 +265,30 @@ async def _send_chat(
         return problem is None, problem
 
     hashes = [message_hash(m) for m in request.messages]
-    message = exchange.message if exchange.error is None else None
-    reading = read_message(message, validate) if message is not None else None
-    step = step_from_exchange(
-        run_id, 0, exchange, reading, message_hashes=hashes, prefix=0, retry_errors=retries
-    )
-    await recorder.record_step(step, dict(zip(hashes, request.messages, strict=True)))
-    return _outcome(probe, step, exchange.error), _note(exchange.error)
+    steps: list[StepRecord] = []
+    error: ExchangeError | None = None
+    for index in range(probe.repeats):
+        exchange, retries = await send_with_retries(client.complete, body, plan.retry)
+        message = exchange.message if exchange.error is None else None
+        reading = read_message(message, validate) if message is not None else None
+        # A repeat sends the very same request: every message is already stored.
+        prefix = 0 if index == 0 else len(hashes)
+        step = step_from_exchange(
+            run_id,
+            index,
+            exchange,
+            reading,
+            message_hashes=hashes,
+            prefix=prefix,
+            retry_errors=retries,
+        )
+        stored = dict(zip(hashes, request.messages, strict=True)) if index == 0 else {}
+        await recorder.record_step(step, stored)
+        steps.append(step)
+        error = exchange.error
+        if error is not None:
+            break  # an answer is what the repeats compare; a failure ends the probe
+    return _outcome(probe, steps, error), _note(error)
 
 
 async def _send_raw(
@@ -295,21 +327,22 @@ async def _send_raw(
         outcome = _ended(RunStatus.COMPLETED, Termination.COMPLETED, steps=1)
         outcome.success_detail = f"{NOT_SERVED}: {detail}".rstrip(": ")
         return outcome, NOT_SERVED
-    return _outcome(probe, step, exchange.error), _note(exchange.error)
+    return _outcome(probe, [step], exchange.error), _note(exchange.error)
 
 
 def _note(error: ExchangeError | None) -> str | None:
     return error.message if error is not None else None
 
 
-def _outcome(probe: Probe, step: StepRecord, error: ExchangeError | None) -> RunOutcome:
-    usage = step.usage
+def _outcome(probe: Probe, steps: list[StepRecord], error: ExchangeError | None) -> RunOutcome:
+    step = steps[-1]
+    tokens = TokenTotals()
+    for each in steps:
+        tokens.add(each)
     totals: dict[str, Any] = {
-        "steps": 1,
-        "tool_calls": len(step.tool_calls),
-        "prompt_tokens": usage.prompt_tokens or 0,
-        "completion_tokens": usage.completion_tokens or 0,
-        "reasoning_tokens": usage.reasoning_tokens or 0,
+        "steps": len(steps),
+        "tool_calls": sum(len(s.tool_calls) for s in steps),
+        **tokens.as_fields(),
     }
     if error is not None:
         termination = (

@@ -51,6 +51,8 @@ class Reply:
     unforced: Reply | None = None
     """What the host sends had it not enforced the request's `tool_choice`; None when
     enforcing it changed nothing."""
+    logprobs_top: int | None = None
+    """Alternatives per answer token when the request asked for logprobs; None: no logprobs."""
 
 
 def usage_body(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from traces.sim.sampling import ParameterError, Sampling, parse_sampling
 
 # "function" is OpenAI's legacy tool-result role; still accepted there, so accepted here.
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -34,8 +36,9 @@ class ChatRequest:
     include_usage: bool
     seed: int | None
     max_tokens: int | None = None
-    """`max_completion_tokens` or `max_tokens` (the simulated model never needs the budget,
-    but a host fault may report it spent)."""
+    """`max_completion_tokens` or `max_tokens`."""
+    sampling: Sampling = field(default_factory=Sampling)
+    """Every sampling parameter the request sets (`max_tokens` included)."""
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
@@ -86,14 +89,10 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise RequestError("Invalid type for 'seed': expected an integer.", "seed", "invalid_type")
-    max_tokens = next(
-        (
-            value
-            for key in ("max_completion_tokens", "max_tokens")
-            if isinstance(value := data.get(key), int) and not isinstance(value, bool)
-        ),
-        None,
-    )
+    try:
+        sampling = parse_sampling(data)
+    except ParameterError as problem:
+        raise RequestError(problem.message, problem.param, problem.code) from None
     options = data.get("stream_options")
     include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
     return ChatRequest(
@@ -104,7 +103,8 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         stream=bool(stream),
         include_usage=include_usage,
         seed=seed,
-        max_tokens=max_tokens,
+        max_tokens=sampling.max_tokens,
+        sampling=sampling,
     )
 
 

@@ -1,11 +1,13 @@
 """Answer one chat-completions request as the configured host would, faults included.
 
 Stages: pick the faults of this request; refuse or stall it (request faults, the dialect's
-own reasoning requirement); render the prompt with the template of the family the request's
+own reasoning requirement); let sampling faults drop a parameter the host then ignores;
+render the prompt with the template of the family the request's
 model id names, else the dialect's own (what the host keeps of the history decides
 `prompt_tokens`, and the prefix it shares with prompts served before decides the cached
 tokens); let the policy decide the turn; build the host's
-reply and let reply faults rewrite it; serialise it, for streams let stream faults disturb
+reply, honour the sampling parameters (`sampling`: one reply per choice) and let reply faults
+rewrite choice 0; serialise it, for streams let stream faults disturb
 the deltas, and let wire faults break the bytes or cut the connection. Everything is computed
 before the first byte is sent, so the `x-sim-faults` header lists exactly the faults the
 response carries.
@@ -13,8 +15,10 @@ response carries.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from traces.dialects import DIALECTS
@@ -31,6 +35,7 @@ from traces.sim.faults import (
     Rejection,
     ReplyFault,
     RequestFault,
+    SamplingFault,
     Stall,
     StreamFault,
     WireFault,
@@ -40,10 +45,11 @@ from traces.sim.faults import (
     request_key,
 )
 from traces.sim.interleaved import missing_reasoning_index, reasoning_required_error
-from traces.sim.policy import decide
+from traces.sim.policy import Decision, decide
 from traces.sim.prefix_cache import PrefixCache
 from traces.sim.reply import Reply, build_reply
 from traces.sim.request import ChatRequest
+from traces.sim.sampling import choice_seed, combined_usage, honour
 from traces.sim.templates import Prompt, template_for
 from traces.sim.tokenizer import count_tokens_cached
 
@@ -88,6 +94,7 @@ def answer(
     Authorization header (faults may echo it)."""
     ctx = _context(request, config, authorization)
     names: list[str] = []
+    attempt = 0
     if ctx.key:
         attempt = attempts.next(ctx.key) if attempts is not None else 0
         conversation = conversation_key(request.messages)
@@ -95,12 +102,20 @@ def answer(
     outcome = Outcome()
     if _refused(request, ctx, names, outcome):
         return outcome
-    reply = _reply(request, config, ctx, names, outcome, cache)
+    replies = _replies(request, config, ctx, names, outcome, cache, attempt)
+    reply, alternates = replies[0], replies[1:]
+    usage = combined_usage(replies)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if not request.stream:
         body = wire.completion(
-            reply, ctx.dialect, completion_id=completion_id, created=created, model=request.model
+            reply,
+            ctx.dialect,
+            completion_id=completion_id,
+            created=created,
+            model=request.model,
+            alternates=alternates,
+            usage=usage,
         )
         outcome.body = wire.dumps(body)
         return _written(outcome, names, Written((outcome.body,), streamed=False))
@@ -112,13 +127,15 @@ def answer(
             if disturbed is not None:
                 chunks = disturbed
                 outcome.faults.append(name)
+    for index, alternate in enumerate(alternates, start=1):
+        chunks.extend(wire.stream_chunks(alternate, ctx.dialect, config.chunk_chars, index))
     outcome.content_type = "text/event-stream; charset=utf-8"
     events = wire.sse_events(
         chunks,
         completion_id=completion_id,
         created=created,
         model=request.model,
-        usage_body=reply.usage if request.include_usage else None,
+        usage_body=usage if request.include_usage else None,
     )
     return _written(outcome, names, Written(tuple(events), streamed=True))
 
@@ -202,15 +219,24 @@ def _changed(prompt: Prompt, fault: Fault) -> bool:
     return bool(options & prompt.altered)
 
 
-def _reply(
+def _replies(
     request: ChatRequest,
     config: SimConfig,
     ctx: FaultContext,
     names: list[str],
     outcome: Outcome,
     cache: PrefixCache | None,
-) -> Reply:
-    """Render the prompt, decide the turn, build the reply and let reply faults rewrite it."""
+    attempt: int,
+) -> list[Reply]:
+    """Render the prompt, decide each choice's turn, build its reply, honour the sampling
+    parameters the host keeps, and let reply faults rewrite choice 0."""
+    asked = request.sampling
+    used, dropped = asked, list[SamplingFault]()
+    for name in names:
+        fault = FAULTS[name]
+        if isinstance(fault, SamplingFault) and (ignoring := fault.apply(used)) is not None:
+            used = ignoring
+            dropped.append(fault)
     options = PromptOptions()
     prompt_faults: list[str] = []
     for name in names:
@@ -235,17 +261,43 @@ def _reply(
     # The host caches what it rendered: a fault that changes the rendering changes the hits.
     cached = cache.serve(prompt.segments, counts) if cache is not None else 0
 
+    def decision(seed: int) -> Decision:
+        return decide(
+            request.messages,
+            request.tools,
+            seed=seed,
+            tool_choice=request.tool_choice,
+            prompt_text=lambda: prompt.text,  # what the model sees, for the planted-secret probe
+        )
+
+    def built(turn: Decision) -> Reply:
+        return build_reply(
+            turn, ctx.dialect, ctx.template, ctx.id_style, request.messages, prompt_tokens, cached
+        )
+
     seed = request.seed if request.seed is not None else config.seed
-    decision = decide(
-        request.messages,
-        request.tools,
-        seed=seed,
-        tool_choice=request.tool_choice,
-        prompt_text=lambda: prompt.text,  # what the model sees, for the planted-secret probe
-    )
-    reply = build_reply(
-        decision, ctx.dialect, ctx.template, ctx.id_style, request.messages, prompt_tokens, cached
-    )
+    first = decision(seed)
+    acted: set[str] = set()
+    if used.fresh:
+        sampled = _resampled(first, decision, seed, attempt)
+        if sampled is not None:
+            first, seed = sampled
+            acted.add("seed")
+    replies = []
+    for index in range(used.n):
+        # At temperature 0 every choice is the one most likely answer.
+        turn = first if index == 0 or used.greedy else decision(choice_seed(seed, index))
+        raw = built(turn)
+        rng = random.Random(f"{seed}:{index}:format")
+        reply, _ = honour(raw, used, ctx.template, rng)
+        if index == 0 and dropped:
+            # What a faithful host would have changed: only then did dropping it matter.
+            acted |= honour(raw, asked, ctx.template, rng)[1]
+        replies.append(reply)
+    if asked.n > 1:
+        acted.add("n")
+    outcome.faults.extend(fault.name for fault in dropped if fault.parameter in acted)
+    reply = replies[0]
     for name in names:
         fault = FAULTS[name]
         changed = fault.apply(reply, ctx) if isinstance(fault, ReplyFault) else None
@@ -253,4 +305,30 @@ def _reply(
             reply = changed
             outcome.faults.append(name)
     outcome.headers.extend(reply.headers)
-    return reply
+    return [reply, *replies[1:]]
+
+
+_RESAMPLINGS = 12
+"""Seeds tried for the answers of a host that ignores the seed: enough to find several that
+differ from the seeded answer, whatever the turn."""
+
+
+def _resampled(
+    seeded: Decision, decision: Callable[[int], Decision], seed: int, attempt: int
+) -> tuple[Decision, int] | None:
+    """The turn of a host that samples every request anew: each attempt of the same request
+    gets another of the answers that differ from the seeded one (None: the turn does not
+    depend on the seed, so ignoring it changes nothing)."""
+    variants: list[tuple[Decision, int]] = []
+    seen = {_words(seeded)}
+    for offset in range(1, _RESAMPLINGS + 1):
+        other_seed = seed * 7919 + offset
+        other = decision(other_seed)
+        if _words(other) not in seen:
+            seen.add(_words(other))
+            variants.append((other, other_seed))
+    return variants[attempt % len(variants)] if variants else None
+
+
+def _words(turn: Decision) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    return turn.reasoning, turn.content, tuple((c.name, c.arguments) for c in turn.tool_calls)

@@ -43,3 +43,31 @@ def count_tokens_cached(text: str) -> int:
     new text instead of the whole history.
     """
     return count_tokens(text)
+
+
+def token_ends(text: str) -> list[int]:
+    """Where each token of `text` ends (character offsets), in order."""
+    return [match.end() for match in _TOKEN.finditer(text)]
+
+
+def cut_tokens(text: str, limit: int) -> str:
+    """`text` up to the end of its first `limit` tokens (all of it when it has no more)."""
+    if limit <= 0:
+        return ""
+    ends = token_ends(text)
+    return text if len(ends) <= limit else text[: ends[limit - 1]]
+
+
+def token_pieces(text: str) -> list[str]:
+    """`text` split into one piece per token, each with the whitespace before it (as real
+    tokenizers carry the leading space), the trailing whitespace on the last: the pieces join
+    back into `text` exactly."""
+    ends = token_ends(text)
+    if not ends:
+        return [text] if text else []
+    ends[-1] = len(text)
+    pieces, start = [], 0
+    for end in ends:
+        pieces.append(text[start:end])
+        start = end
+    return pieces

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from traces.dialects import Dialect
+from traces.sim.logprobs import logprob_entries
 from traces.sim.placement import is_inline, reasoning_fields, response_content
 from traces.sim.reply import Reply, ReplyCall
+from traces.sim.tokenizer import token_pieces
 
 SYSTEM_FINGERPRINT = "fp_agent_traces_sim"
 
@@ -45,34 +47,57 @@ def message(reply: Reply, dialect: Dialect) -> dict[str, Any]:
     return body
 
 
+def _logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"content": entries, "refusal": None}
+
+
 def completion(
-    reply: Reply, dialect: Dialect, *, completion_id: str, created: int, model: str
+    reply: Reply,
+    dialect: Dialect,
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    alternates: Sequence[Reply] = (),
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A non-streaming `chat.completion` object."""
+    """A non-streaming `chat.completion` object: `reply` as choice 0, then the `alternates`
+    (more choices, for `n`), with `usage` covering them all (default: the reply's)."""
+    choices = []
+    for index, choice in enumerate((reply, *alternates)):
+        body = message(choice, dialect)
+        logprobs = None
+        if choice.logprobs_top is not None:
+            logprobs = _logprobs(logprob_entries(body["content"] or "", choice.logprobs_top))
+        choices.append(
+            {
+                "index": index,
+                "message": body,
+                "logprobs": logprobs,
+                "finish_reason": choice.finish_reason,
+            }
+        )
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [
-            {
-                "index": 0,
-                "message": message(reply, dialect),
-                "logprobs": None,
-                "finish_reason": reply.finish_reason,
-            }
-        ],
-        "usage": reply.usage,
+        "choices": choices,
+        "usage": reply.usage if usage is None else usage,
     }
 
 
 @dataclass(slots=True)
 class Chunk:
-    """One streamed `choices[0]`: its delta and, on the last one, the finish reason."""
+    """One streamed choice: its delta and, on the last one, the finish reason."""
 
     delta: dict[str, Any]
     finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+    """The log probabilities of the tokens this delta carries, when the request asked."""
+    index: int = 0
+    """Which choice the delta belongs to (`n` above 1 streams several)."""
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:
@@ -92,22 +117,30 @@ def _call_chunks(index: int, call: ReplyCall, size: int) -> Iterator[Chunk]:
         yield Chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
 
 
-def stream_chunks(reply: Reply, dialect: Dialect, chunk_chars: int) -> list[Chunk]:
-    """The deltas of a streamed reply: role, reasoning, content, tool calls, finish.
+def stream_chunks(reply: Reply, dialect: Dialect, chunk_chars: int, choice: int = 0) -> list[Chunk]:
+    """The deltas of a streamed reply (choice `choice`): role, reasoning, content, tool calls,
+    finish.
 
     Reasoning streams in the dialect's delta field(s) or, for inline dialects, as part of the
-    content deltas.
+    content deltas. With logprobs, content streams one token per delta, each with its own.
     """
     chunks = [Chunk({"role": "assistant", "content": ""})]
     if not is_inline(dialect):
         for piece in _pieces(reply.reasoning, chunk_chars):
             chunks.append(Chunk(reasoning_fields(dialect, piece)))
     content = response_content(dialect, reply.reasoning, reply.content)
-    for piece in _pieces(content, chunk_chars):
-        chunks.append(Chunk({"content": piece}))
+    if reply.logprobs_top is None:
+        for piece in _pieces(content, chunk_chars):
+            chunks.append(Chunk({"content": piece}))
+    else:
+        entries = logprob_entries(content, reply.logprobs_top)
+        for piece, entry in zip(token_pieces(content), entries, strict=True):
+            chunks.append(Chunk({"content": piece}, logprobs=_logprobs([entry])))
     for index, call in enumerate(reply.calls):
         chunks.extend(_call_chunks(index, call, chunk_chars))
     chunks.append(Chunk({}, reply.finish_reason))
+    for chunk in chunks:
+        chunk.index = choice
     return chunks
 
 
@@ -131,9 +164,9 @@ def sse_events(
     }
     for chunk in chunks:
         choice = {
-            "index": 0,
+            "index": chunk.index,
             "delta": chunk.delta,
-            "logprobs": None,
+            "logprobs": chunk.logprobs,
             "finish_reason": chunk.finish_reason,
         }
         body: dict[str, Any] = {**head, "choices": [choice]}

@@ -42,9 +42,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "steps": "Model calls recorded.",
             "tool_calls": "Tool calls the model made.",
             "tool_errors": "Tool calls whose execution returned an error to the model.",
-            "prompt_tokens": "Sum of reported prompt tokens over the steps.",
-            "completion_tokens": "Sum of reported completion tokens over the steps.",
-            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps.",
+            "prompt_tokens": "Sum of reported prompt tokens over the answered steps (those "
+            "without an error); null (unknown, never 0) unless every one of them reported it, "
+            "and while no step has answered yet.",
+            "completion_tokens": "Sum of reported completion tokens over the answered steps; "
+            "null unless every one of them reported it.",
+            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the "
+            "answered steps; null unless every one of them has a count.",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
             "origin": "recorded (by `traces record`), imported (by `traces import`) or probe "
@@ -91,7 +95,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "none.",
             "reasoning": "Reasoning text, normalized.",
             "reasoning_source": "Where reasoning came from: reasoning_content, reasoning, "
-            "reasoning_details, think_tag, harmony, none.",
+            "reasoning_details, think_tag, think_close (a lone `</think>` in content: the prompt "
+            "opened the tag), harmony, none.",
             "content": "Visible answer text, normalized (think blocks removed).",
             "prompt_tokens": "usage.prompt_tokens as reported.",
             "completion_tokens": "usage.completion_tokens as reported.",
@@ -102,13 +107,15 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "usage_raw": "The usage block exactly as sent.",
             "replay_message_hash": "Hash of the assistant message the harness sent back next.",
             "error_kind": "Error class of a failed call: rate_limit, server_error, timeout, "
-            "connection, context_overflow, bad_request, auth, not_found, invalid_response, other.",
+            "connection, context_overflow, bad_request, auth, not_found, invalid_response, "
+            "empty_response (200 with nothing generated), other.",
             "error_status": "HTTP status of the failed call.",
             "error_message": "One-line error description.",
             "error_body": "Raw error body.",
             "retries": "Failed attempts before this one (429/5xx/timeouts are retried).",
             "retry_errors": "The errors of those failed attempts, as JSON.",
-            "anomalies": "Irregularities noticed while reading the response, as JSON.",
+            "anomalies": "Irregularities noticed while reading the response, as JSON: stream "
+            "quirks, and choices or logprobs the request asked for and the answer lacks.",
             "request_hash": "sha256 over the request's message hashes, tools and tool_choice: "
             "pairs the same request across providers.",
             "upstream_provider": "Host that served the call behind a router (OpenRouter's "
@@ -154,10 +161,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "output": "Text returned to the model.",
             "error": "Error text when the call failed (bad arguments, refused path...).",
             "error_kind": "Why the call failed: not_found (undeclared tool), invalid_arguments "
-            "(not a JSON object, or off the schema), sandbox (path refused), rejected (the tool "
-            "answered with an error about the request: locked box, no such document or file), "
-            "timeout, crashed (the tool raised). Null when it did not fail, and for imported "
-            "results and those recorded before the column existed (unknown).",
+            "(not a JSON object, or off the schema), missing (no such box, document or file), "
+            "sandbox (path refused), rejected (the tool answered with an error about the "
+            "request: locked box, a directory, over a limit), timeout, crashed (the tool "
+            "raised). Null when it did not fail, and for imported results and those recorded "
+            "before the column existed (unknown).",
             "started_at": "When execution began (UTC).",
             "duration_ms": "Execution wall time.",
         },
@@ -262,9 +270,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "steps": "Steps recorded.",
             "tool_calls": "Tool calls made.",
             "tool_errors": "Tool calls that returned an error.",
-            "prompt_tokens": "Prompt tokens reported.",
-            "completion_tokens": "Completion tokens reported.",
-            "reasoning_tokens": "Reasoning tokens.",
+            "prompt_tokens": "Prompt tokens over the runs with usage (known prompt and "
+            "completion totals); null when none has.",
+            "completion_tokens": "Completion tokens over the same runs.",
+            "reasoning_tokens": "Reasoning tokens over the runs whose total is known.",
+            "runs_without_usage": "Runs left out of the prompt and completion sums: their "
+            "totals are unknown (a step answered without usage, or none answered yet).",
+            "runs_without_reasoning_tokens": "Runs left out of the reasoning sum (unknown total).",
         },
     ),
 }

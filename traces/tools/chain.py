@@ -99,11 +99,11 @@ class ChainEnvironment:
         box_id: str = arguments["box_id"]
         index = self._index.get(box_id)
         # Boxes beyond the next one are "locked", indistinguishable from unknown ids, so the
-        # model cannot probe its way forward without following the chain.
+        # model cannot probe its way forward without following the chain. The trace keeps
+        # which it was: an id that exists nowhere is one the model made up.
         if index is None or index > self._opened:
-            return ToolOutcome.failure(
-                ToolErrorKind.REJECTED, f"{box_id} is locked or does not exist"
-            )
+            kind = ToolErrorKind.MISSING if index is None else ToolErrorKind.REJECTED
+            return ToolOutcome.failure(kind, f"{box_id} is locked or does not exist")
         if index == self._opened:
             self._opened += 1
         return ToolOutcome(output=self._describe(index))

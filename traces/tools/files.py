@@ -106,6 +106,8 @@ class FilesEnvironment:
             return self._grep(path, real, arguments["pattern"])
         except SandboxError as exc:
             return ToolOutcome.failure(ToolErrorKind.SANDBOX, str(exc))
+        except _Missing as exc:
+            return _missing(str(exc))
         except _NotReadable as exc:
             return _rejected(str(exc))
         except OSError as exc:
@@ -115,7 +117,7 @@ class FilesEnvironment:
 
     def _list(self, path: str, real: Path) -> ToolOutcome:
         if not real.exists():
-            return _rejected(f"{path}: no such file or directory")
+            return _missing(f"{path}: no such file or directory")
         files = [self.sandbox.relative(p) for p in self.sandbox.files_under(real)]
         return ToolOutcome(output=json.dumps(files))
 
@@ -133,7 +135,7 @@ class FilesEnvironment:
 
     def _grep(self, path: str, real: Path, pattern: str) -> ToolOutcome:
         if not real.exists():
-            return _rejected(f"{path}: no such file or directory")
+            return _missing(f"{path}: no such file or directory")
         matches = []
         for file in self.sandbox.files_under(real):
             if file.stat().st_size > MAX_FILE_BYTES:
@@ -172,11 +174,15 @@ class _NotReadable(ValueError):
     """A path that is not a readable text file of acceptable size; the message names it."""
 
 
+class _Missing(_NotReadable):
+    """A path that does not exist."""
+
+
 def _read_text(path: str, real: Path) -> str:
     if real.is_dir():
         raise _NotReadable(f"{path}: is a directory")
     if not real.exists():
-        raise _NotReadable(f"{path}: no such file")
+        raise _Missing(f"{path}: no such file")
     size = real.stat().st_size
     if size > MAX_FILE_BYTES:
         raise _NotReadable(f"{path}: file is {size} bytes; the limit is {MAX_FILE_BYTES}")
@@ -187,12 +193,16 @@ def _rejected(message: str) -> ToolOutcome:
     return ToolOutcome.failure(ToolErrorKind.REJECTED, message)
 
 
+def _missing(message: str) -> ToolOutcome:
+    return ToolOutcome.failure(ToolErrorKind.MISSING, message)
+
+
 # OS errors that say the request named the wrong thing (a file where a directory is needed,
 # a name too long); any other one means the host failed the tool (permissions, disk full).
-_REQUEST_ERRNOS = frozenset(
-    {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
-)
+_REQUEST_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG})
 
 
 def _os_error_kind(exc: OSError) -> ToolErrorKind:
+    if exc.errno == errno.ENOENT:
+        return ToolErrorKind.MISSING
     return ToolErrorKind.REJECTED if exc.errno in _REQUEST_ERRNOS else ToolErrorKind.CRASHED

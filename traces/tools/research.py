@@ -248,7 +248,7 @@ class ResearchEnvironment:
         doc = self.corpus.documents.get(arguments["doc_id"])
         if doc is None:
             return ToolOutcome.failure(
-                ToolErrorKind.REJECTED,
+                ToolErrorKind.MISSING,
                 f"no document with doc_id {arguments['doc_id']!r}; use search first",
             )
         return ToolOutcome(

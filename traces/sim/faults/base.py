@@ -1,7 +1,8 @@
 """The shapes every fault shares: what it may look at, what it returns, how it is listed.
 
 A fault acts at one stage of answering a request: before anything is computed (`request`:
-refuse or stall), while the host renders the prompt (`prompt`), on the reply (`reply`), on
+refuse or stall), on the sampling parameters the host honours (`sampling`: one silently
+dropped), while the host renders the prompt (`prompt`), on the reply (`reply`), on
 the streamed deltas (`stream`), or on the bytes as they are written (`wire`: a broken event, a
 stream cut short, a dropped connection). Its function returns None when it does not apply to
 this request (a tool-call fault on an answer turn), so only faults that changed something are
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from traces.dialects import Dialect
 from traces.sim.reply import Reply
+from traces.sim.sampling import Sampling
 from traces.sim.templates import ChatTemplate
 from traces.sim.templates.base import ToolResults
 from traces.sim.wire import Chunk
@@ -25,7 +27,7 @@ from traces.wire_forms import IdStyle
 Blame = Literal["model", "provider"]
 """Who a checker should blame: the model's output, or the serving stack around it."""
 
-Stage = Literal["request", "prompt", "reply", "stream", "wire"]
+Stage = Literal["request", "sampling", "prompt", "reply", "stream", "wire"]
 
 
 def roll(seed: int, name: str, key: str) -> float:
@@ -128,6 +130,7 @@ class PromptOptions:
 
 
 RequestHook = Callable[[FaultContext], Rejection | Stall | None]
+SamplingHook = Callable[[Sampling], Sampling | None]
 PromptHook = Callable[[PromptOptions], PromptOptions]
 ReplyHook = Callable[[Reply, FaultContext], Reply | None]
 StreamHook = Callable[[list[Chunk]], list[Chunk] | None]
@@ -150,6 +153,17 @@ class RequestFault(FaultInfo):
 
     apply: RequestHook
     stage: ClassVar[Stage] = "request"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingFault(FaultInfo):
+    """Drops one sampling parameter before the model runs: the host silently ignores it
+    (reported when honouring the parameter would have changed the reply)."""
+
+    apply: SamplingHook
+    parameter: str
+    """The parameter it drops, as `sampling.honour` names what it acted on."""
+    stage: ClassVar[Stage] = "sampling"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,4 +198,4 @@ class WireFault(FaultInfo):
     stage: ClassVar[Stage] = "wire"
 
 
-Fault = RequestFault | PromptFault | ReplyFault | StreamFault | WireFault
+Fault = RequestFault | SamplingFault | PromptFault | ReplyFault | StreamFault | WireFault

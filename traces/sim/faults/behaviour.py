@@ -1,8 +1,9 @@
-"""The model's own mistakes over a run: looping on one call, getting an argument wrong.
+"""The model's own mistakes over a run: looping on one call, getting an argument wrong,
+making up an id.
 
 Unlike the host faults, these change what the model decides, so they read the conversation:
-the previous turn's calls (to repeat them), its results (a misnamed argument is made only on
-a turn that does not follow a failure, so the model's retry succeeds).
+the previous turn's calls (to repeat them), its results (a misnamed argument or a made-up id
+comes only on a turn that does not follow a failure, so the model's retry succeeds).
 """
 
 from __future__ import annotations
@@ -116,5 +117,24 @@ def misnamed_argument(reply: Reply, ctx: FaultContext) -> Reply | None:
     renamed = {(wrong if name == key else name): value for name, value in arguments.items()}
     new: str | dict[str, Any] = (
         json.dumps(renamed, ensure_ascii=False) if isinstance(first.arguments, str) else renamed
+    )
+    return replace(reply, calls=(replace(first, arguments=new), *reply.calls[1:]))
+
+
+def invented_id(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The model makes up the id its first call names: the first argument, when it is an id
+    (`box_id`, `doc_id`), gets a suffix no id has, so the tool answers it does not exist;
+    the turn after the failure uses the real one. Tool turns whose first argument is a
+    string id, that do not follow a failed call."""
+    first = reply.calls[0] if reply.calls else None
+    arguments = arguments_object(first.arguments) if first is not None else None
+    if first is None or not arguments or _follows_failure(ctx.messages):
+        return None
+    key, value = next(iter(arguments.items()))
+    if not key.endswith("_id") or not isinstance(value, str):
+        return None
+    made_up = {**arguments, key: f"{value}-x"}
+    new: str | dict[str, Any] = (
+        json.dumps(made_up, ensure_ascii=False) if isinstance(first.arguments, str) else made_up
     )
     return replace(reply, calls=(replace(first, arguments=new), *reply.calls[1:]))

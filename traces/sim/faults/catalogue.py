@@ -13,16 +13,20 @@ from traces.sim.faults import (
     finish,
     history,
     http,
+    later,
     reasoning,
     request,
+    sampling,
     stream,
     transport,
+    unparsed,
 )
 from traces.sim.faults.base import (
     Fault,
     PromptFault,
     ReplyFault,
     RequestFault,
+    SamplingFault,
     StreamFault,
     WireFault,
 )
@@ -50,6 +54,14 @@ _CATALOGUE: list[Fault] = [
         "arguments that do not follow a failed call.",
         "model",
         behaviour.misnamed_argument,
+    ),
+    ReplyFault(
+        "invented_id",
+        "The model makes up the id its first call names (`box-…-x`, `doc-…-x`): the tool "
+        "answers that it does not exist and the model's next turn uses the real one. Tool "
+        "turns whose first argument is an id, that do not follow a failed call.",
+        "model",
+        behaviour.invented_id,
     ),
     ReplyFault(
         "hallucinated_tool",
@@ -82,6 +94,14 @@ _CATALOGUE: list[Fault] = [
         calls.leaked_tokens_reasoning,
     ),
     ReplyFault(
+        "foreign_call_tags",
+        "The model writes its calls as Hermes `<tool_call>` JSON blocks in content, a syntax "
+        "its family's template does not use (Kimi, DeepSeek, MiniMax, gpt-oss); no "
+        "tool_calls, finish_reason stop. Tool turns of those families.",
+        "model",
+        calls.foreign_call_tags,
+    ),
+    ReplyFault(
         "tool_call_as_text",
         "Calls written as JSON text in content; no tool_calls, finish_reason stop. "
         "Tool turns only.",
@@ -97,7 +117,9 @@ _CATALOGUE: list[Fault] = [
     ),
     ReplyFault(
         "invalid_json_arguments",
-        "The first call's arguments are not valid JSON (closing brace lost). Tool turns only.",
+        "The model writes its first call's arguments as invalid JSON (closing brace lost) and "
+        "the host delivers them as written, finish_reason tool_calls, usage counting them. "
+        "Tool turns only.",
         "model",
         calls.invalid_json_arguments,
     ),
@@ -114,6 +136,14 @@ _CATALOGUE: list[Fault] = [
         "(GLM on vLLM). Tool turns with arguments only.",
         "provider",
         calls.emptied_arguments,
+    ),
+    ReplyFault(
+        "late_emptied_arguments",
+        'From the second turn on, the first call\'s arguments arrive as `""` although its tool '
+        "has required parameters (a template that renders the history wrong). Later tool "
+        "turns with arguments only.",
+        "provider",
+        later.late_emptied_arguments,
     ),
     ReplyFault(
         "tag_in_name",
@@ -141,6 +171,13 @@ _CATALOGUE: list[Fault] = [
         "vice versa). Tool turns only.",
         "provider",
         calls.rewritten_ids,
+    ),
+    ReplyFault(
+        "late_rewritten_ids",
+        "From the second turn on, ids in the other style (`call_…` for Kimi, whose parser "
+        "rejects them). Later tool turns only.",
+        "provider",
+        later.late_rewritten_ids,
     ),
     ReplyFault(
         "duplicated_ids",
@@ -331,6 +368,14 @@ _CATALOGUE: list[Fault] = [
         http.template_error_400,
     ),
     RequestFault(
+        "template_error_500",
+        "HTTP 500: the chat template raised while rendering (llama-cpp-python quoting Jinja's "
+        "`'dict object' has no attribute 'name'` bare). Requests with a tool result that has "
+        "no `name`.",
+        "provider",
+        http.template_error_500,
+    ),
+    RequestFault(
         "argument_type_error_500",
         "HTTP 500: GLM's template on llama.cpp raises on history arguments that are not a "
         "mapping. Requests with tool-call arguments sent back as JSON strings.",
@@ -339,10 +384,19 @@ _CATALOGUE: list[Fault] = [
     ),
     RequestFault(
         "context_overflow_400",
-        "HTTP 400: messages plus the completion budget exceed the context window (vLLM's "
-        "message). Any request.",
+        "HTTP 400: the request does not fit the context window (vLLM's message: messages "
+        "plus the asked max_tokens, or the messages alone, over a window just below them). "
+        "The client's request overflowed it. Any request.",
         "provider",
         http.context_overflow_400,
+    ),
+    RequestFault(
+        "host_context_overflow_400",
+        "HTTP 400: llama-cpp-python's context message answering a request under a tenth of "
+        "its 8192-token window: the server's own tool loop grew the prompt past it. Requests "
+        "under 819 tokens.",
+        "provider",
+        http.host_context_overflow_400,
     ),
     RequestFault(
         "invalid_response_200",
@@ -369,6 +423,36 @@ _CATALOGUE: list[Fault] = [
         "Reasoning text dumped into content; no reasoning field. Turns with reasoning.",
         "provider",
         reasoning.reasoning_in_content,
+    ),
+    ReplyFault(
+        "reasoning_close_tag_only",
+        "The prompt opened `<think>` and no reasoning parser ran: content holds the reasoning, "
+        "a lone `</think>`, then the answer. Turns with reasoning.",
+        "provider",
+        unparsed.reasoning_close_tag_only,
+    ),
+    ReplyFault(
+        "harmony_in_content",
+        "gpt-oss served without the harmony parser: every channel, calls as commentary "
+        "messages, in content; no reasoning field or tool_calls, finish_reason stop. Any "
+        "completion.",
+        "provider",
+        unparsed.harmony_in_content,
+    ),
+    ReplyFault(
+        "harmony_stripped",
+        "As harmony_in_content through a detokenizer that skips special tokens: only the words "
+        "are left (`analysis…assistantfinal…`). Turns with reasoning.",
+        "provider",
+        unparsed.harmony_stripped,
+    ),
+    ReplyFault(
+        "late_empty_turn",
+        "From the second turn on, a tool turn stops mid-sentence in its reasoning: no content, "
+        "no calls, finish_reason stop, only the reasoning counted. Later tool turns with "
+        "reasoning.",
+        "provider",
+        later.late_empty_turn,
     ),
     ReplyFault(
         "reasoning_tokens_missing",
@@ -436,7 +520,14 @@ _CATALOGUE: list[Fault] = [
         "provider",
         history.system_prompt_injected,
     ),
-    # Before the faults that break events: it reads every chunk as JSON.
+    # Before the faults that break events: these read every chunk as JSON.
+    WireFault(
+        "usage_omitted",
+        "No usage although the request asked for it: the body without `usage`, the stream "
+        "without its usage chunk (a gateway that drops it). Responses with usage.",
+        "provider",
+        transport.usage_omitted,
+    ),
     WireFault(
         "stream_usage_every_chunk",
         "Usage in every chunk with running counts, unasked (vLLM's continuous_usage_stats, a "
@@ -457,6 +548,14 @@ _CATALOGUE: list[Fault] = [
         "no finish_reason, usage or [DONE]. Streams only.",
         "provider",
         transport.stream_truncated,
+    ),
+    WireFault(
+        "empty_response",
+        "HTTP 200 with nothing generated: a stream of only `data: [DONE]`, or a completion "
+        "with `choices: []` and no completion token (the host failed before its first token). "
+        "Any completion.",
+        "provider",
+        transport.empty_response,
     ),
     WireFault(
         "endless_response",
@@ -484,6 +583,53 @@ _CATALOGUE: list[Fault] = [
         "The connection drops halfway through the response body or stream. Any completion.",
         "provider",
         transport.connection_reset,
+    ),
+    # Sampling parameters a host silently ignores (Moonshot's vendor verifier checks them).
+    SamplingFault(
+        "max_tokens_ignored",
+        "max_tokens not enforced: the turn runs past the budget and ends on its own "
+        "(completion_tokens above it, finish_reason stop). Requests whose turn exceeds it.",
+        "provider",
+        sampling.max_tokens_ignored,
+        "max_tokens",
+    ),
+    SamplingFault(
+        "stop_ignored",
+        "stop sequences not enforced: the text runs on through them. Requests whose turn "
+        "generates one.",
+        "provider",
+        sampling.stop_ignored,
+        "stop",
+    ),
+    SamplingFault(
+        "n_ignored",
+        "One choice comes back whatever n asked for. Requests with n above 1.",
+        "provider",
+        sampling.n_ignored,
+        "n",
+    ),
+    SamplingFault(
+        "logprobs_ignored",
+        "logprobs null although the request asked for them. Requests with logprobs.",
+        "provider",
+        sampling.logprobs_ignored,
+        "logprobs",
+    ),
+    SamplingFault(
+        "response_format_ignored",
+        "A plain-text answer whatever response_format (json_object, json_schema) asked for. "
+        "Answer turns of requests with a JSON format.",
+        "provider",
+        sampling.response_format_ignored,
+        "response_format",
+    ),
+    SamplingFault(
+        "seed_ignored",
+        "seed and temperature 0 not honoured: each request is sampled anew, so the same "
+        "request twice gets different words. Requests with a seed or temperature 0.",
+        "provider",
+        sampling.seed_ignored,
+        "seed",
     ),
 ]
 

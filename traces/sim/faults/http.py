@@ -65,25 +65,86 @@ def bad_request_400(ctx: FaultContext) -> Rejection | None:
     return Rejection(400, dumps(body))
 
 
+def _prompt_tokens(ctx: FaultContext) -> int:
+    return count_tokens(json.dumps(list(ctx.messages), ensure_ascii=False))
+
+
 def context_overflow_400(ctx: FaultContext) -> Rejection:
-    """vLLM's 400 when messages plus the completion budget exceed the window: the window is
-    the largest power of two below what this request needs."""
-    prompt = count_tokens(json.dumps(list(ctx.messages), ensure_ascii=False))
-    completion = ctx.max_tokens or _VLLM_DEFAULT_MAX_TOKENS
-    requested = prompt + completion
+    """vLLM's 400 when the request does not fit the window, the client's fault. With a
+    `max_tokens`, messages plus that budget overflow (the window is the largest power of two
+    below their sum); without one vLLM budgets what the window leaves, so only a prompt over
+    it overflows (the window is the largest power of two below the prompt)."""
+    prompt = _prompt_tokens(ctx)
+    if ctx.max_tokens is None:
+        window = 1 << max(0, (prompt - 1).bit_length() - 1)
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your request "
+            f"has {prompt} input tokens. Please reduce the length of the input messages."
+        )
+        return Rejection(400, _vllm_error(message, "BadRequestError", 400))
+    requested = prompt + ctx.max_tokens
     window = 1 << ((requested - 1).bit_length() - 1)
     message = (
         f"This model's maximum context length is {window} tokens. However, you requested "
-        f"{requested} tokens ({prompt} in the messages, {completion} in the completion). "
+        f"{requested} tokens ({prompt} in the messages, {ctx.max_tokens} in the completion). "
         "Please reduce the length of the messages or completion. None"
     )
     return Rejection(400, _vllm_error(message, "BadRequestError", 400))
+
+
+HOST_CONTEXT_WINDOW = 8192
+"""The window of the host that overflows it itself: far above any sample task's request."""
+
+
+def host_context_overflow_400(ctx: FaultContext) -> Rejection | None:
+    """llama-cpp-python's context 400 answering a request far smaller than the window: the
+    server's own loop (its internal tool-call handling) grew the prompt past the window.
+    The body counts the prompt the host built, not the one it was sent; the completion is
+    the request's `max_tokens`, `None` when it set none, as llama-cpp-python prints it.
+    Requests under a tenth of the window only."""
+    prompt = _prompt_tokens(ctx)
+    if prompt * 10 > HOST_CONTEXT_WINDOW:
+        return None
+    grown = HOST_CONTEXT_WINDOW + prompt
+    message = (
+        f"This model's maximum context length is {HOST_CONTEXT_WINDOW} tokens. However, you "
+        f"requested {grown + (ctx.max_tokens or 0)} tokens ({grown} in the messages, "
+        f"{ctx.max_tokens} in the completion). Please reduce the length of the messages or "
+        "completion."
+    )
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+    return Rejection(400, dumps(body))
 
 
 def template_error_400(ctx: FaultContext) -> Rejection:
     """vLLM's 400 when the served chat template does not compile (every request fails)."""
     message = "expected token 'end of print statement', got 'name'"
     return Rejection(400, _vllm_error(message, "BadRequestError", 400))
+
+
+def template_error_500(ctx: FaultContext) -> Rejection | None:
+    """llama-cpp-python's 500 when the served Jinja template reads a field the request's
+    messages lack: a functionary-style template reading `message['name']` of a tool result
+    (requests whose history holds a tool message without `name`). The body quotes Jinja's
+    exception bare, naming no template."""
+    if not any(m.get("role") == "tool" and "name" not in m for m in ctx.messages):
+        return None
+    body = {
+        "error": {
+            "message": "'dict object' has no attribute 'name'",
+            "type": "internal_server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    return Rejection(500, dumps(body))
 
 
 def _string_arguments(messages: Sequence[Mapping[str, Any]]) -> str | None:

@@ -2,9 +2,9 @@
 
 Identical requests therefore meet identical faults, and a rate of 0.3 fires on about 30% of
 distinct requests. Two kinds are the exception. Transient faults (429, 5xx, timeouts, dropped
-connections, cut or endless streams): real hosts throw them at random, so a client's retry
-must be able to succeed; they are keyed on the request *and* how many times this server has
-already seen it, so each attempt rolls again. Faults in how the host renders the history
+connections, cut, endless or empty responses): real hosts throw them at random, so a client's
+retry must be able to succeed; they are keyed on the request *and* how many times this server
+has already seen it, so each attempt rolls again. Faults in how the host renders the history
 (`PER_CONVERSATION`): a host's template does not change mid-run, so they are keyed on the
 conversation.
 """
@@ -28,6 +28,7 @@ TRANSIENT = frozenset(
         "connection_reset",
         "stream_truncated",
         "endless_response",
+        "empty_response",
     }
 )
 """Faults that roll again on every attempt of the same request."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from traces.sim.ids import openai_id
@@ -87,17 +88,19 @@ def stream_id_repeated(chunks: list[Chunk]) -> list[Chunk] | None:
 
 
 def stream_arguments_cumulative(chunks: list[Chunk]) -> list[Chunk] | None:
-    """Each argument delta holds everything so far instead of the new piece."""
-    if not _has_calls(chunks):
-        return None
+    """Each argument delta holds everything so far instead of the new piece. Arguments that
+    arrive in one piece read the same either way: without a split call nothing changes."""
     sofar: dict[Any, str] = {}
+    changed = False
     for entry in _entries(chunks):
         function = entry.get("function") or {}
         piece = function.get("arguments")
         if isinstance(piece, str) and piece:
-            sofar[entry.get("index")] = sofar.get(entry.get("index"), "") + piece
+            before = sofar.get(entry.get("index"), "")
+            changed = changed or bool(before)
+            sofar[entry.get("index")] = before + piece
             function["arguments"] = sofar[entry.get("index")]
-    return chunks
+    return chunks if changed else None
 
 
 def _opens_call(entry: dict[str, Any]) -> bool:
@@ -280,7 +283,8 @@ def stream_single_chunk(chunks: list[Chunk]) -> list[Chunk] | None:
     answer can honestly fit in one chunk."""
     merged: list[Chunk] = []
     longest = 0
-    for chunk in chunks:
+    # Merged into copies: a stream too short to show the fault must go out as it came.
+    for chunk in (replace(c, delta=dict(c.delta)) for c in chunks):
         previous = merged[-1].delta if merged else None
         keys = [k for k in (*_TEXT_KEYS, "reasoning_details") if chunk.delta.get(k)]
         same_kind = (

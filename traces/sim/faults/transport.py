@@ -28,10 +28,14 @@ _GLUED_ERROR = dumps(
 
 
 def _chunk(event: bytes) -> dict[str, Any] | None:
-    """The chunk an event carries; None for `[DONE]` (or anything that is not one)."""
+    """The chunk an event carries; None for `[DONE]` (or anything that is not one, such as
+    an event a fault before this one broke)."""
     if not event.startswith(_PREFIX + b"{"):
         return None
-    chunk: dict[str, Any] = json.loads(event[len(_PREFIX) :])
+    try:
+        chunk: dict[str, Any] = json.loads(event[len(_PREFIX) :])
+    except ValueError:
+        return None
     return chunk
 
 
@@ -112,6 +116,25 @@ def stream_truncated(written: Written) -> Written | None:
     return Written(tuple(pieces), streamed=True)
 
 
+_DONE = _PREFIX + b"[DONE]\n\n"
+
+
+def empty_response(written: Written) -> Written:
+    """The host answers 200 but fails before generating anything (an upstream that errored
+    after the headers went out, a server whose own loop failed): a stream of nothing but
+    `data: [DONE]`, or a completion whose `choices` is empty and whose usage counts no
+    completion token. Any completion."""
+    if written.streamed:
+        return Written((_DONE,), streamed=True)
+    body = json.loads(b"".join(written.pieces))
+    body["choices"] = []
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        prompt = usage.get("prompt_tokens", 0)
+        body["usage"] = {"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt}
+    return Written((dumps(body),), streamed=False)
+
+
 def connection_reset(written: Written) -> Written:
     """The connection drops halfway through the response (an upstream that crashed, a proxy
     that gave up): half the events, or half the JSON body, then nothing."""
@@ -148,19 +171,25 @@ _SPOT = "\x00sim-spot\x00"
 """A string no reply contains: where a fault writes bytes no JSON encoder would."""
 
 
-def _spoil(written: Written, bad_json: bytes) -> Written:
+def _spoil(written: Written, bad_json: bytes) -> Written | None:
     """`written` with `usage` replaced by `bad_json` (text that is not strict JSON): in the
-    body, or in the stream's usage chunk (else its last chunk)."""
+    body, or in the stream's usage chunk (else its last chunk). None when a fault before
+    this one left no JSON to spoil (a body never sent, every event broken)."""
     spot = dumps(_SPOT)
     if not written.streamed:
-        body = json.loads(b"".join(written.pieces))
+        try:
+            body = json.loads(b"".join(written.pieces))
+        except ValueError:
+            return None
         body["usage"] = _SPOT
         return replace(written, pieces=(dumps(body).replace(spot, bad_json),))
     pieces = list(written.pieces)
     chunks = [_chunk(event) for event in pieces]
     at = next((i for i, c in reversed(list(enumerate(chunks))) if c and c.get("usage")), None)
     if at is None:
-        at = next(i for i, c in reversed(list(enumerate(chunks))) if c is not None)
+        at = next((i for i, c in reversed(list(enumerate(chunks))) if c is not None), None)
+    if at is None:
+        return None
     chunk = chunks[at]
     assert chunk is not None
     chunk["usage"] = _SPOT
@@ -173,18 +202,36 @@ NESTING = 100_000
 """How deep `deeply_nested_json` nests its arrays."""
 
 
-def non_json_numbers(written: Written) -> Written:
+def non_json_numbers(written: Written) -> Written | None:
     """Usage written with numbers JSON cannot hold (`NaN`, `1e999`, `-Infinity`), as a
     server serialising floats with a lenient encoder does: the body, or the stream's usage
     chunk, is no longer JSON a strict parser takes. Any completion."""
     return _spoil(written, _NOT_NUMBERS)
 
 
-def deeply_nested_json(written: Written) -> Written:
+def deeply_nested_json(written: Written) -> Written | None:
     """Usage nested `NESTING` arrays deep (a serialiser with no depth limit echoing a
     pathological value): no parser with a recursion limit reads the body, or the stream's
     usage chunk. Any completion."""
     return _spoil(written, b"[" * NESTING + b"]" * NESTING)
+
+
+def usage_omitted(written: Written) -> Written | None:
+    """The host sends no usage although it was asked for (a gateway that drops it, a server
+    that does not count): the body without `usage`, the stream without its usage chunk (the
+    other chunks keep the explicit `null` OpenAI sends before it). Responses with usage."""
+    if not written.streamed:
+        body = json.loads(b"".join(written.pieces))
+        if body.pop("usage", None) is None:
+            return None
+        return replace(written, pieces=(dumps(body),))
+    chunks = [_chunk(event) for event in written.pieces]
+    kept = tuple(
+        event
+        for event, chunk in zip(written.pieces, chunks, strict=True)
+        if not (chunk is not None and chunk.get("usage") and not chunk.get("choices"))
+    )
+    return replace(written, pieces=kept) if len(kept) < len(written.pieces) else None
 
 
 def stream_usage_every_chunk(written: Written) -> Written | None:
