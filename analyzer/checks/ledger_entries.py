@@ -339,7 +339,13 @@ def _scale(
                     None,
                     cached_tokens=step.cached_tokens,
                     tool_results_total=tools,
-                    sent_estimate=_first_estimate(step) * ratio if kind == "first" else None,
+                    # No messages recorded (a log that kept no requests): what was sent is
+                    # unknown, not nothing.
+                    sent_estimate=(
+                        _first_estimate(step) * ratio
+                        if kind == "first" and step.request_messages
+                        else None
+                    ),
                 )
             )
             prompt_before = step.prompt_tokens
