@@ -120,8 +120,16 @@ def size(text: str) -> int:
     return max(estimate_tokens(text), len(text.encode()) // 4)
 
 
+_ESCAPABLE_BYTES = ESCAPABLE.encode()
+
+
 def _escapable(text: str) -> int:
-    return sum(text.count(c) for c in ESCAPABLE) if text else 0
+    if not text:
+        return 0
+    # One pass in C: the bytes that remain once the escapable ones are deleted. Non-ASCII
+    # text encodes every such character to the same single byte.
+    data = text.encode("utf-8", "surrogatepass")
+    return len(data) - len(data.translate(None, _ESCAPABLE_BYTES))
 
 
 def _argument_quotes(calls: Sequence[Any]) -> int:
@@ -165,48 +173,57 @@ class _Raw:
     chain: bool = False
 
 
-def _read_added(messages: Sequence[dict[str, Any]], answered: Step | None) -> _Raw:
+def _read_added(
+    messages: Sequence[dict[str, Any]], answered: Step | None, visible: Mapping[int, int]
+) -> _Raw:
     """Sizes of `messages` by part type; `answered` is the step whose response the first of
-    them is expected to be (the previous step)."""
+    them is expected to be (the previous step), `visible` the estimate of each step's
+    reasoning (the reasoning sent back is usually that text: it is not estimated twice)."""
     raw = _Raw(messages=len(messages))
     roles = [m.get("role") for m in messages]
     raw.chain = (
-        bool(messages)
+        len(messages) >= 2
         and roles[0] == "assistant"
         and bool(messages[0].get("tool_calls"))
-        and len(messages) >= 2
         and all(role in _TOOL_ROLES for role in roles[1:])
     )
+    # Locals, not attribute updates: this runs for every step of every run.
+    escapable = 0
+    results = raw.results
     for position, message in enumerate(messages):
         role = roles[position]
-        if role == "assistant":
+        if role in _TOOL_ROLES:
+            text = text_of(message.get("content"))
+            results.append(size(text))
+            escapable += _escapable(text)
+        elif role == "assistant":
             reasoning, _, content = read_reasoning(message)
             calls = message.get("tool_calls")
             calls = calls if isinstance(calls, list) else []
             calls_text = " ".join(_arguments_text(c) for c in calls if isinstance(c, dict))
-            raw.reasoning += size(reasoning or "")
-            raw.content += size(content or "")
+            if answered is not None and reasoning and reasoning == answered.reasoning:
+                raw.reasoning += visible.get(answered.index, 0)
+            elif reasoning:
+                raw.reasoning += size(reasoning)
+            if content:
+                raw.content += size(content)
+                escapable += _escapable(content)
             raw.tool_calls += size(calls_text)
             raw.calls += len(calls)
-            raw.escapable += _escapable(reasoning or "") + _escapable(content or "")
-            raw.escapable += _escapable(calls_text)
+            escapable += _escapable(reasoning or "") + _escapable(calls_text)
             raw.argument_quotes += _argument_quotes(calls)
             if position == 0 and answered is not None and len(answered.calls) == len(calls):
                 raw.output_from = answered
                 if reasoning:
                     raw.reasoning_from = answered
-        elif role in _TOOL_ROLES:
-            text = text_of(message.get("content"))
-            raw.results.append(size(text))
-            raw.escapable += _escapable(text)
-        elif role in _SYSTEM_ROLES:
-            text = text_of(message.get("content"))
-            raw.system += size(text)
-            raw.escapable += _escapable(text)
         else:
             text = text_of(message.get("content"))
-            raw.user += size(text)
-            raw.escapable += _escapable(text)
+            if role in _SYSTEM_ROLES:
+                raw.system += size(text)
+            else:
+                raw.user += size(text)
+            escapable += _escapable(text)
+    raw.escapable = escapable
     return raw
 
 
@@ -303,7 +320,7 @@ def build_entries(run: Run) -> tuple[list[Entry], float]:
             seen_first = True
         else:
             tail = step.request_messages[len(previous.request_messages) :]
-            raw = _read_added(tail, previous)
+            raw = _read_added(tail, previous, visible)
             raws.append(raw)
             kinds.append("chain" if raw.chain else "turn")
         previous = step

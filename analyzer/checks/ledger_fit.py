@@ -237,6 +237,9 @@ def fit_chain(
     names = [
         n for n in (*BASE, "newest_reasoning", "older_reasoning", *REWRITES) if any(columns[n])
     ]
+    if columns["per_result"] == columns["per_turn"]:
+        # One result every step: the two overheads are one column, fitted as one.
+        names.remove("per_result")
     model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
     normal = _normal(columns, names, target, weights)
     free = solve(normal, model)
@@ -252,6 +255,13 @@ def fit_chain(
     # Each rewrite of the history the steps may show: fitted beside the rest, kept in the
     # model when it explains the steps clearly better and by enough tokens per character.
     rewrites = [n for n in REWRITES if n in names]
+    freedom = normal.points - len(model)
+    floor = REWRITE_EVIDENCE * (MIN_SCALE if freedom >= MIN_FREEDOM else 1.0)
+    if left_out is None and free.objective < floor:
+        # No rewrite can explain more than the free fit leaves: none reaches the evidence
+        # it needs, and the common case costs no more solves. (A fit with a step left out
+        # still weighs them: it checks a rewrite already found.)
+        rewrites = []
     richest = solve(normal, [*model, *(COEFFICIENTS[n] for n in rewrites)]) if rewrites else free
     scale = _scale(normal, richest, len(model) + len(rewrites))
     extras: dict[str, float] = {}
@@ -418,6 +428,15 @@ class _Grid:
         part and keeping all explains the steps about as well: no other behaviour can then do
         clearly better, and the rest is not tried (the common case, and the cheap one)."""
         values = free.values
+        inside = (
+            not reasoning
+            or all(
+                self.ranges.kept[0] <= values.get(n, 1.0) <= self.ranges.kept[1]
+                for n in ("newest_reasoning", "older_reasoning")
+            )
+        ) and (not tools or RESULTS_KEPT[0] <= values.get("tool_results", 1.0) <= RESULTS_KEPT[1])
+        if inside:
+            return free  # keeping everything is the free fit itself
         shares = [values[n] for n in ("newest_reasoning", "older_reasoning") if n in values]
         if reasoning and any(share < NEARLY_KEPT for share in shares):
             return None

@@ -97,7 +97,7 @@ def answer(
     attempt = 0
     if ctx.key:
         attempt = attempts.next(ctx.key) if attempts is not None else 0
-        conversation = conversation_key(request.messages)
+        conversation = conversation_key(request.messages, request.seed)
         names = fired(config.faults, config.seed, ctx.key, attempt, conversation)
     outcome = Outcome()
     if _refused(request, ctx, names, outcome):

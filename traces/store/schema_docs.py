@@ -222,7 +222,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "tool_results_kept_tokens": "Of those, the tokens the host counted.",
             "tool_results_behaviour": "kept, dropped, truncated, or partial.",
             "tool_results_probability": "Posterior probability of that behaviour, 0 to 1.",
-            "per_result_tokens": "Template tokens around each tool result, learned from the run.",
+            "per_result_tokens": "Template tokens around each tool result, learned from the "
+            "run; null when every step added one result (per_turn_tokens holds both).",
             "per_turn_tokens": "Template tokens per chain step beyond those, learned from the run.",
             "noise_scale": "The fit's misfit per degree of freedom against the assumed noise "
             "(about 1 or less for a host that behaves the same on every request).",

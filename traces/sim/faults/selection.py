@@ -64,11 +64,12 @@ middle of a conversation, so they fire on every request of a conversation or on 
 of 0.3 affects about 30% of conversations, each throughout)."""
 
 
-def conversation_key(messages: Sequence[Mapping[str, Any]]) -> str:
-    """Digest of what opens the conversation: its messages before the first assistant turn,
-    the same on every request of it."""
+def conversation_key(messages: Sequence[Mapping[str, Any]], seed: int | None = None) -> str:
+    """Digest of what opens the conversation (its messages before the first assistant turn)
+    and of the request's `seed`: the same on every request of a run, and different for runs
+    of one task, which open alike but each with a seed of their own."""
     end = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages))
-    return request_key(messages[:end])
+    return request_key([*messages[:end], {"seed": seed}])
 
 
 def fired(
