@@ -103,6 +103,9 @@ KEPT_SLACK = 1.0
 """Misfit (in units of the assumed noise, never of a run's inflated one) by which keeping
 everything may trail the free fit and still be taken without trying the other behaviours:
 none of them can then be much more probable."""
+MAX_KEPT_SCALE = 3.0
+"""Noise scale above which the steps are not taken for a faithful host without weighing the
+other behaviours: something the free fit does not model (a cap on results) is going on."""
 NEARLY_KEPT = 0.75
 """Share of a part below which the free fit is not taken for a host that kept it all without
 weighing the other behaviours."""
@@ -285,7 +288,7 @@ def fit_chain(
     if rescaled < scale:
         scale = rescaled
         grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)
-        reasoning, tools, final = grid.verdicts(free)
+        reasoning, tools, final = grid.verdicts(free, shortcut=False)
     expected = _predict(final.values, {**columns, **_cap_columns(chain, final)}, len(target))
     return Fit(
         normal=normal,
@@ -386,12 +389,16 @@ class _Grid:
     ranges: _Ranges = _Ranges(KEPT, GONE)
     """What each reasoning behaviour allows, by how the reasoning was measured."""
 
-    def verdicts(self, free: Solution) -> tuple[Verdict | None, Verdict | None, Solution]:
-        """The reasoning and tool-result verdicts and the fit of their behaviours combined."""
+    def verdicts(
+        self, free: Solution, shortcut: bool = True
+    ) -> tuple[Verdict | None, Verdict | None, Solution]:
+        """The reasoning and tool-result verdicts and the fit of their behaviours combined
+        (`shortcut`: take a faithful host without weighing the rest when the free fit says
+        so)."""
         names = {c.name for c in self.model}
         has_reasoning = bool(names & {"newest_reasoning", "older_reasoning"}) and sum(self.sent) > 0
         has_tools = "tool_results" in names
-        kept = self._kept(free, has_reasoning, has_tools)
+        kept = self._kept(free, has_reasoning, has_tools) if shortcut else None
         if kept is not None:
             verdict = Verdict((Behaviour("kept", kept, 1.0, 0.0, 1.0),))
             return (verdict if has_reasoning else None), (verdict if has_tools else None), kept
@@ -427,6 +434,8 @@ class _Grid:
         """The fit with every part kept, when the free fit already counts nearly all of each
         part and keeping all explains the steps about as well: no other behaviour can then do
         clearly better, and the rest is not tried (the common case, and the cheap one)."""
+        if self.scale > MAX_KEPT_SCALE:
+            return None  # the free fit cannot follow the steps: another behaviour may
         values = free.values
         inside = (
             not reasoning
