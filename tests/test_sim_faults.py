@@ -1161,8 +1161,7 @@ def test_prompt_faults_fire_on_whole_conversations() -> None:
         assert outcomes == {True, False}
         # Runs of one task open alike; each sends the seed of its own world.
         seeded = {
-            bool(_faults(sim.post(_second_step(), tools=CHAIN_TOOLS, seed=n)[1]))
-            for n in range(12)
+            bool(_faults(sim.post(_second_step(), tools=CHAIN_TOOLS, seed=n)[1])) for n in range(12)
         }
         assert seeded == {True, False}
 
