@@ -9,15 +9,19 @@ host counted and which behaviour explains the steps best; each finding here is o
 behaviours, with its posterior probability as `confidence` and the numbers behind it.
 
 - `reasoning_dropped_in_chain`: the reasoning sent back was not counted (all of it, or all but
-  the newest turn's).
+  the newest turn's); also when cached tokens keep falling short of the previous prompt where
+  earlier turns carried reasoning (they were rendered anew).
 - `tool_results_dropped`: tool results were not counted at all.
 - `tool_results_truncated`: each result counted up to some length and not beyond.
 - `history_rewritten`: the prompt grew by a few tokens more for each character an
-  HTML-escaping template expands (`<>&"'`) than the parts sent explain.
+  HTML-escaping template expands (`<>&"'`), or for each quote of string arguments a template
+  encodes a second time, than the parts sent explain; or cached tokens keep falling with no
+  reasoning to explain it.
 - `hidden_system_prompt`: the first request counted far more tokens than everything sent
   (messages and tool declarations), beyond any template's own and the tokenizer's margin.
 
-One finding of each kind per run, on the first step it shows, all blamed on the provider.
+One finding of each kind per run, on the first step it shows, all blamed on the provider. On a
+run of few chain steps a verdict must also hold with any one step left out (`robust`).
 """
 
 from __future__ import annotations

@@ -4,20 +4,23 @@ The growth of each tool-chain step is explained as
 
     growth_i = output * O_i + newest_reasoning * (R_i - D_i) + older_reasoning * D_i
                + tool_results * T_i + per_result * n_i + per_turn
+               [+ escaping * E_i + reencoding * Q_i]
 
-(see `ledger_entries.Added` for the parts). Hosts do not keep arbitrary fractions of what
-they are sent: they keep the reasoning or strip it, keep only the newest turn's, keep the tool
-results or lose them, cut them at some length. So besides the free fit ("partial", which pays
-a penalty for each share it chooses, as AIC does), each such behaviour is a hypothesis: the
-same fit with the share held where that behaviour puts it. Their misfits give each behaviour a
-posterior probability; the most probable one is the verdict, its share the measured retention,
-and the probability of the behaviours that lose tokens the confidence of a finding. A five-step
-run whose steps cannot tell keeping from dropping gets an even posterior, never a verdict that
-pretends otherwise.
+(see `ledger_entries.Added` for the parts; the bracketed rewrites join the model only when
+they explain the steps clearly better and by enough tokens per character). Hosts do not keep
+arbitrary fractions of what they are sent: they keep the reasoning or strip it, keep only the
+newest turn's, keep the tool results or lose them, cut them at some length. So besides the free
+fit ("partial", which pays a penalty for each share it chooses), each such behaviour is a
+hypothesis: the same fit with the share held where that behaviour puts it, every reasoning
+behaviour fitted with every tool-result one (on a short run a result cut short can pass for
+reasoning lost). Their misfits give each behaviour a posterior probability; the most probable
+one is the verdict, its share the measured retention, and the probability of the behaviours
+that lose tokens the confidence of a finding. A run whose steps cannot tell keeping from
+dropping gets an even posterior, never a verdict that pretends otherwise.
 
 Steps weigh by their noise: a few tokens of template jitter, plus a share of each estimated
-part (the estimate is not the host's tokenizer). The run's own misfit rescales that noise when
-it has enough steps to say (`Fit.scale`).
+part (the estimate is not the host's tokenizer). The run's own misfit rescales that noise
+(`Fit.scale`): up whenever the fit cannot follow the steps, down only when many steps agree.
 """
 
 from __future__ import annotations
@@ -190,15 +193,6 @@ class Fit:
     def value(self, name: str) -> float | None:
         """The final fit's value of coefficient `name` (None: the run does not inform it)."""
         return self.final.values.get(name)
-
-    def solve(self, model: Sequence[Coefficient]) -> Solution:
-        """Another model (or a hypothesis: other bounds) over the same steps."""
-        return solve(self.normal, model)
-
-    def evidence(self, simpler: Solution, richer: Solution) -> float:
-        """How much worse `simpler` explains the steps than `richer`, in chi-squared units
-        corrected for the run's own noise."""
-        return max(0.0, simpler.objective - richer.objective) / self.scale
 
 
 def _spread(n: int) -> list[int]:
