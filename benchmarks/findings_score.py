@@ -54,7 +54,15 @@ from traces.sim.faults import FAULTS
 TOLERANCE = 1
 """Steps after the faulted one where its finding may still legitimately appear."""
 
-RUN_SCOPED = frozenset({"reasoning_dropped_in_chain"})
+RUN_SCOPED = frozenset(
+    {
+        "reasoning_dropped_in_chain",
+        "tool_results_dropped",
+        "tool_results_truncated",
+        "history_rewritten",
+        "hidden_system_prompt",
+    }
+)
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the
 run, not the step."""
 

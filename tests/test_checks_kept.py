@@ -26,6 +26,7 @@ from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equa
 from analyzer.checks.records import Call, Finding, Run, Step
 from analyzer.checks.registry import CHECK_VERSION
 from traces.chat_template import SimTokenCounter, load_template, render
+from traces.normalize import estimate_tokens
 
 from conftest import EXTERNAL, query_rows, reference_missing, run_cli
 
@@ -95,6 +96,7 @@ def host_run(
         return (
             (reasoning[j] + TAGS if kept_reasoning else 0)
             + CALL_MARKUP
+            + estimate_tokens(arguments[j])
             + 3 * call_quotes
             + reencoded
             + result_tokens
@@ -122,7 +124,9 @@ def host_run(
                 reasoning=_words(r, "r"),
                 reasoning_source="reasoning_content",
                 prompt_tokens=prompt if usage else None,
-                completion_tokens=(r + TAGS + CALL_MARKUP) if usage else None,
+                completion_tokens=(r + TAGS + CALL_MARKUP + estimate_tokens(arguments[i]))
+                if usage
+                else None,
                 reasoning_tokens=r if usage else None,
                 reasoning_tokens_source="reported" if usage else "estimated",
                 cached_tokens=cache if usage else None,
@@ -190,12 +194,13 @@ def test_each_step_lists_what_its_request_added() -> None:
     assert second.added is not None and second.growth is not None
     # The reasoning and the turn come back as the host counted them in its usage.
     assert second.added.reasoning == REASONING[1] and second.added.basis == "counted"
-    assert second.added.output == TAGS + CALL_MARKUP and second.added.output_counted
+    call = TAGS + CALL_MARKUP + estimate_tokens('{"k0": 0}')
+    assert second.added.output == call and second.added.output_counted
     assert second.added.tool_results == TOOLS[1] and second.added.results == (TOOLS[1],)
     assert second.added.demoted == REASONING[0]
     # Each request's reasoning: the newest turn's, and the chain's older ones.
     assert (second.reasoning_newest, second.reasoning_older) == (REASONING[1], REASONING[0])
-    assert second.growth == REASONING[1] + TAGS + CALL_MARKUP + PER_RESULT + TOOLS[1]
+    assert second.growth == REASONING[1] + call + PER_RESULT + TOOLS[1]
 
 
 def test_a_kept_history_is_fully_retained() -> None:

@@ -53,6 +53,9 @@ could as well be a host that kept everything."""
 KEPT_CERTAIN = 0.9
 """Posterior of "kept every turn's reasoning" above which cached tokens falling are blamed on
 another rewrite of the history, not on the reasoning."""
+MAX_SCALE = 3.0
+"""Noise scale (misfit of the best behaviours per degree of freedom, against the assumed
+noise) above which the steps support no verdict from their growth."""
 LEFT_OUT_FLOOR = 0.5
 """The probability a behaviour must keep with any one chain step left out (even odds)."""
 LOST_SHARE = 0.5
@@ -184,7 +187,9 @@ def robust(ledger: Ledger, score: Callable[[Fit], float], verdict: str | None = 
     None), or 0 when the score falls below even odds with some chain step left out: on a
     short run, a verdict one odd step decides is no verdict."""
     fit = ledger.fit
-    if fit is None:
+    if fit is None or fit.scale > MAX_SCALE:
+        # Not even the best behaviour follows the steps (usage that does not match the turns,
+        # a host that changes between requests): no verdict about any one part.
         return 0.0
     confidence = score(fit)
     if confidence < MIN_CONFIDENCE or (verdict is not None and verdict != _best(fit, verdict)):

@@ -241,8 +241,9 @@ def plausible_output(counted: float, estimated: float, calls: int) -> bool:
     """Whether `counted` (completion minus reasoning tokens) can be the host's count of a
     turn whose content and calls are estimated at `estimated`: a template wraps each call in
     some markup, but a count far above that is a usage the turn does not match (completion
-    tokens reported for a longer turn, or a spent budget reported whatever was generated)."""
-    return counted <= 3.0 * estimated + 20.0 * calls + 32.0
+    tokens reported for a longer turn, or a spent budget reported whatever was generated),
+    and one far below it leaves text uncounted (reasoning that arrived in the content)."""
+    return 0.6 * estimated - 4.0 <= counted <= 3.0 * estimated + 20.0 * calls + 32.0
 
 
 def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
@@ -404,6 +405,8 @@ def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) 
     content, calls = raw.content * ratio, raw.tool_calls * ratio
     output, counted = content + calls, False
     answered = raw.output_from
+    if answered is not None and (answered.request_params.get("n") or 1) != 1:
+        answered = None  # completion tokens of several choices; one came back
     if answered is not None and answered.completion_tokens is not None:
         billed_reasoning = answered.reasoning_tokens or 0
         if not plausible_output(
