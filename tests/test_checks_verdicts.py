@@ -16,7 +16,7 @@ from analyzer.checks import ids
 from analyzer.checks.records import Finding, Run
 from traces.sse import STREAM_CUT
 
-from check_builders import answer_step, call, kinds, tool_step, with_step
+from check_builders import TOOLS, answer_step, call, kinds, tool_step, with_step
 
 CUT = {"kind": "connection", "status": 200, "message": STREAM_CUT, "body": None}
 LOST = {"kind": "connection", "status": 200, "message": "connection lost: reset", "body": None}
@@ -145,3 +145,44 @@ def test_a_response_id_reused_is_still_found_against_the_responses() -> None:
     run = _chain_with_history(["call_a", "call_b", "call_c"], ["call_a", "call_b", "call_a"])
     [dup] = list(ids.duplicate_ids(run))
     assert (dup.evidence["first_step"], dup.evidence["request_position"]) == (0, 1)
+
+
+# -- a forced call the parser lost -------------------------------------------------------------
+
+REQUIRED = {**TOOLS, "tool_choice": "required"}
+KIMI_CALL = (
+    "<|tool_calls_section_begin|><|tool_call_begin|>functions.open_box:0"
+    '<|tool_call_argument_begin|>{"box_id": "box-4"}<|tool_call_end|><|tool_calls_section_end|>'
+)
+HARMONY_CALL = (
+    '<|channel|>commentary to=functions.open_box <|constrain|>json<|message|>{"box_id": "box-4"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind"),
+    [
+        ({"content": KIMI_CALL}, "leaked_special_tokens"),
+        ({"content": HARMONY_CALL}, "harmony_unparsed"),
+        (
+            {"content": '{"name": "open_box", "arguments": {"box_id": "box-4"}}'},
+            "tool_call_as_text",
+        ),
+        # Nothing visible, but 40 completion tokens beyond the reasoning: a call was made.
+        ({"content": "", "completion_tokens": 46, "reasoning_tokens": 6}, "dropped_call"),
+    ],
+)
+def test_a_forced_call_the_parser_lost_is_one_diagnosis(changes: dict[str, Any], kind: str) -> None:
+    step = answer_step(4, request_params=REQUIRED, **changes)
+    found = kinds(with_step(step))
+    assert kind in found and "tool_choice_ignored" not in found
+
+
+def test_a_forced_call_answered_with_text_is_the_choice_ignored() -> None:
+    found = kinds(with_step(answer_step(4, request_params=REQUIRED)))
+    assert "tool_choice_ignored" in found
+    assert not found & {"leaked_special_tokens", "harmony_unparsed", "tool_call_as_text"}
+    # Under `none`, calls are the choice ignored whatever the text holds.
+    forbidden = {**TOOLS, "tool_choice": "none"}
+    step = tool_step(4, request_params=forbidden, content=KIMI_CALL)
+    assert "tool_choice_ignored" in kinds(with_step(step))
