@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from analyzer.checks import ids
-from analyzer.checks.records import Finding, Run
+from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.registry import run_checks
 from traces.sse import STREAM_CUT
 
 from check_builders import TOOLS, answer_step, call, kinds, tool_step, with_step
@@ -186,3 +187,126 @@ def test_a_forced_call_answered_with_text_is_the_choice_ignored() -> None:
     forbidden = {**TOOLS, "tool_choice": "none"}
     step = tool_step(4, request_params=forbidden, content=KIMI_CALL)
     assert "tool_choice_ignored" in kinds(with_step(step))
+
+
+# -- tokens the visible text does not explain -------------------------------------------------
+
+CUT_OFF = "The search for Halvard Brenn ranks halvard-brenn"  # 9 words and signs
+SWALLOWED = "The box holds the treasure. The treasure is rusty-falcon-886."
+
+
+def _silent(reasoning: str, completion: int, reasoned: int, **kw: Any) -> Step:
+    """A second step with nothing but `reasoning`: `completion` tokens, `reasoned` of them
+    reported as reasoning."""
+    fields: dict[str, Any] = {
+        "content": "",
+        "calls": (),
+        "results": (),
+        "finish_reason": "stop",
+        "finish_reason_raw": "stop",
+        "reasoning": reasoning,
+        "completion_tokens": completion,
+        "reasoning_tokens": reasoned,
+    }
+    return tool_step(1, **{**fields, **kw})
+
+
+def _second(step: Step, dialect: str = "harmony", model: str = "model") -> list[Finding]:
+    return run_checks(Run(id="r", dialect=dialect, model=model, steps=(tool_step(0), step)))
+
+
+@pytest.mark.parametrize(
+    ("dialect", "model", "source"),
+    [
+        ("harmony", "model", "harmony"),  # channels served raw, read by the client
+        ("vllm", "openai/gpt-oss-120b", "reasoning"),  # a host whose parser took them apart
+    ],
+)
+def test_harmony_markup_is_no_lost_call(dialect: str, model: str, source: str) -> None:
+    # gpt-oss spends 10 tokens on channel headers around an empty answer (seen on the
+    # simulator's template, as gpt-oss renders it): an empty turn, not a dropped call.
+    empty = _silent(CUT_OFF, 21, 11, reasoning_source=source)
+    found = kinds(_second(empty, dialect, model))
+    assert "empty_turn_after_reasoning" in found and "dropped_call" not in found
+    # The answer inside the reasoning, 13 tokens unseen of 50: swallowed, not dropped.
+    swallowed = _silent(SWALLOWED, 27, 14, reasoning_source=source)
+    found = kinds(_second(swallowed, dialect, model))
+    assert "reasoning_swallows_answer" in found and "dropped_call" not in found
+
+
+def test_a_call_harmony_lost_is_still_a_dropped_call() -> None:
+    # A commentary message to a function is 20-odd tokens beyond the markup.
+    lost = _silent("I will search for Halvard Brenn.", 40, 8, reasoning_source="harmony")
+    assert "dropped_call" in kinds(_second(lost))
+    # Ten unexplained tokens from a family that spends two or three on markup: lost there.
+    elsewhere = _silent(CUT_OFF, 21, 11)
+    found = kinds(_second(elsewhere, "openai"))
+    assert "dropped_call" in found and "empty_turn_after_reasoning" not in found
+
+
+def test_usage_over_several_choices_explains_nothing_about_the_first() -> None:
+    # n=2: usage adds up both choices, the step keeps the first one's text only.
+    two = {**TOOLS, "n": 2}
+    empty = _silent(CUT_OFF, 94, 55, request_params=two)
+    found = kinds(_second(empty, "openai"))
+    assert "empty_turn_after_reasoning" in found and "dropped_call" not in found
+    # A host that sent one choice (n ignored) counts that choice alone: lost tokens show.
+    one = _silent(
+        CUT_OFF,
+        94,
+        55,
+        request_params=two,
+        anomalies=({"kind": "choices_missing", "requested": 2, "received": 1},),
+    )
+    assert "dropped_call" in kinds(_second(one, "openai"))
+
+
+def test_a_budget_over_several_choices_is_per_choice() -> None:
+    both_cut = {**TOOLS, "n": 2, "max_tokens": 8}
+    step = answer_step(4, request_params=both_cut, completion_tokens=16, finish_reason="length")
+    assert not kinds(with_step(step)) & {"max_tokens_ignored", "finish_length_hidden"}
+    over = replace(step, completion_tokens=30)
+    [finding] = [f for f in with_step(over) if f.kind == "max_tokens_ignored"]
+    assert finding.evidence["choices"] == 2
+    # Both cut, the finish_reason hidden: the budget is spent per choice.
+    hidden = replace(step, finish_reason="stop", finish_reason_raw="stop")
+    assert "finish_length_hidden" in kinds(with_step(hidden))
+    assert "finish_length_hidden" not in kinds(with_step(replace(hidden, completion_tokens=9)))
+
+
+BUDGET = {**TOOLS, "max_tokens": 8}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # The budget ran out while thinking: no answer was ever reached.
+        {"request_params": BUDGET, "finish_reason": "length", "finish_reason_raw": "length"},
+        # The same with the finish_reason hidden: the budget spent says it.
+        {"request_params": BUDGET},
+        # The request's stop sequence may have matched where the answer began.
+        {"request_params": {**TOOLS, "stop": ["The treasure is"]}, "completion_tokens": 14},
+    ],
+)
+def test_a_turn_the_request_ended_swallowed_nothing(changes: dict[str, Any]) -> None:
+    step = _silent(SWALLOWED, **{"completion": 8, "reasoned": 8, **changes})
+    found = kinds(_second(step, "openai"))
+    assert "reasoning_swallows_answer" not in found and "dropped_call" not in found
+    assert "empty_turn_after_reasoning" not in found
+
+
+def test_a_turn_with_room_left_swallowed_its_answer() -> None:
+    step = _silent(SWALLOWED, 14, 14, request_params={**TOOLS, "max_tokens": 512})
+    assert "reasoning_swallows_answer" in kinds(_second(step, "openai"))
+
+
+def test_without_usage_a_thought_cut_off_mid_chain_is_the_empty_turn() -> None:
+    uncounted = _silent(CUT_OFF, 0, 0, completion_tokens=None, reasoning_tokens=None)
+    found = _second(uncounted, "openai")
+    [empty] = [f for f in found if f.kind == "empty_turn_after_reasoning"]
+    assert empty.confidence == 0.65  # less sure than with a count (0.8)
+    assert "dropped_call" not in kinds(found)
+    # A finished thought, then nothing: only the finish_reason says a turn was generated.
+    finished = replace(uncounted, reasoning="I will open the next box.")
+    [dropped] = [f for f in _second(finished, "openai") if f.kind == "dropped_call"]
+    assert dropped.confidence == 0.5

@@ -475,8 +475,8 @@ _ENTRIES = (
         "error",
         "http",
         """The connection failed (refused, reset, server disconnected) before the answer was
-        whole: the fragment is no answer, and the call is retried. A warning when a retry
-        succeeded. (A stream the host ended cleanly but early is `stream_without_done`.)""",
+        whole; a stream the host ended cleanly but early is `stream_without_done`. The
+        fragment is no answer and the call is retried: a warning when a retry succeeded.""",
         "connection_failed",
     ),
     _kind(

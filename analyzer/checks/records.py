@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from traces.responses import CHOICES_MISSING
+
 Severity = Literal["info", "warning", "error"]
 """How bad a finding is: `error` broke the step, `warning` is wrong but survivable."""
 
@@ -123,6 +125,20 @@ class Step:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
         return None
+
+    @property
+    def choices_counted(self) -> int:
+        """How many choices the usage counts: OpenAI-compatible hosts add up every choice of
+        `n` in one usage, while the step keeps choice 0's text. The request's `n`, or as many
+        as came when fewer did (the `choices_missing` anomaly says how many)."""
+        asked = self.request_params.get("n")
+        if not isinstance(asked, int) or isinstance(asked, bool) or asked <= 1:
+            return 1
+        for anomaly in self.anomalies:
+            if anomaly.get("kind") == CHOICES_MISSING:
+                received = anomaly.get("received")
+                return received if isinstance(received, int) and received > 0 else 1
+        return asked
 
     @property
     def failed(self) -> bool:

@@ -56,14 +56,19 @@ def _budget_exceeded(step: Step, limit: int) -> Finding | None:
     }
     used = step.completion_tokens
     if used is not None:
-        if used <= limit + END_TOKENS:
+        # The budget bounds each choice; usage adds up every choice of `n`.
+        choices = step.choices_counted
+        allowed = choices * (limit + END_TOKENS)
+        if used <= allowed:
             return None
         reasoning = step.reasoning_tokens if step.reasoning_tokens_source == "reported" else None
         answer = used - reasoning if reasoning is not None else used
         evidence["reasoning_tokens"] = reasoning
+        if choices > 1:
+            evidence["choices"] = choices
         # Some hosts apply the budget to the answer alone (DeepSeek's first R1 API did): the
         # reasoning then runs past it by design, a deviation less certain to be an oversight.
-        confidence = 1.0 if answer > limit + END_TOKENS else 0.6
+        confidence = 1.0 if answer > allowed else 0.6
         return Finding(
             "max_tokens_ignored", "warning", "provider", step.index, evidence, confidence
         )
