@@ -226,7 +226,7 @@ def honour(
     reply: Reply, sampling: Sampling, template: ChatTemplate, rng: random.Random
 ) -> tuple[Reply, frozenset[str]]:
     """`reply` as a faithful host returns it under `sampling`, and the parameters that
-    changed it (`response_format`, `stop`, `max_tokens`, `logprobs` on an answer with text)."""
+    changed it (`response_format`, `stop`, `max_tokens`, `logprobs`)."""
     acted: set[str] = set()
     if reply.unforced is not None:
         # What a host ignoring `tool_choice` sends is sampled under the same parameters.
@@ -246,10 +246,7 @@ def honour(
             acted.add("max_tokens")
     if sampling.logprobs:
         reply = replace(reply, logprobs_top=sampling.top_logprobs)
-        if reply.content:
-            # Log probabilities come with the answer's tokens: a turn without text (a call,
-            # reasoning cut at the budget) looks the same whether they were asked for or not.
-            acted.add("logprobs")
+        acted.add("logprobs")
     return reply, frozenset(acted)
 
 
