@@ -73,27 +73,20 @@ def id_format(run: Run) -> Iterator[Finding]:
                 yield Finding("tool_call_id_format", severity, "provider", step.index, evidence)
 
 
-def _sent_back(step: Step, start: int, sent: dict[str, int]) -> None:
-    """Note the call ids of the assistant messages `step`'s request adds from `start` on,
-    with the position of the first message that carried each."""
-    messages = step.request_messages
-    for position in range(start, len(messages)):
-        message = messages[position]
-        if message.get("role") == "assistant":
-            for call_id in call_ids(message):
-                sent.setdefault(call_id, position)
-
-
 def duplicate_ids(run: Run) -> Iterator[Finding]:
     """An id used twice within a step, reused from an earlier step's response, or reused from
     the request's history: the ids the client sent back, which a replay policy may have
     renumbered (`functions.NAME:IDX`), so they need not be any response's."""
     seen: dict[str, tuple[int, int]] = {}
-    sent: dict[str, int] = {}
+    sent: dict[str, int] = {}  # id -> position of the first request message that carried it
     for step, start in request_increments(run):
         if start == 0:
             sent = {}
-        _sent_back(step, start, sent)
+        messages = step.request_messages
+        for position in range(start, len(messages)):
+            if messages[position].get("tool_calls"):
+                for call_id in call_ids(messages[position]):
+                    sent.setdefault(call_id, position)
         for call in step.calls:
             if not call.id:
                 continue

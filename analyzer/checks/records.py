@@ -163,3 +163,21 @@ class Run:
     """The run is a `traces probe` request that sets a sampling parameter on purpose (`n`,
     `logprobs`, ...): a 400 refusing it is the host's answer to the probe, not a client
     mistake."""
+
+    @cached_property
+    def request_starts(self) -> tuple[int, ...]:
+        """For each step, the position of the first message its request adds to the previous
+        request's; 0 when it does not extend that request (the first step, a new
+        conversation, an edited history). Worked out once for every check that follows the
+        history (`requests.request_increments`)."""
+        starts: list[int] = []
+        previous: tuple[dict[str, Any], ...] = ()
+        for step in self.steps:
+            messages = step.request_messages
+            start = len(previous)
+            # Shared message objects: the comparison is one identity check per message.
+            if not previous or len(messages) < start or messages[:start] != previous:
+                start = 0
+            starts.append(start)
+            previous = messages
+        return tuple(starts)

@@ -19,15 +19,7 @@ def request_increments(run: Run) -> Iterator[tuple[Step, int]]:
     request's; 0 when it does not extend that request (the first step, a new conversation,
     an edited history): then all of its messages are new, and what was read before does not
     carry over."""
-    previous: tuple[dict[str, Any], ...] = ()
-    for step in run.steps:
-        messages = step.request_messages
-        start = len(previous)
-        # Shared message objects: the comparison is one identity check per message.
-        if not previous or len(messages) < start or messages[:start] != previous:
-            start = 0
-        yield step, start
-        previous = messages
+    return zip(run.steps, run.request_starts, strict=True)
 
 
 def call_ids(message: Mapping[str, Any]) -> list[str]:
