@@ -11,9 +11,9 @@ import duckdb
 from analyzer.cursor_rows import dict_rows
 from analyzer.findings import stored_evidence
 from analyzer.stream_shape import stream_shape
-from analyzer.token_totals import totals_by_run
 from traces.errors import TracesError
 from traces.store.writer_process import pid_alive
+from traces.token_totals import TOKEN_COLUMNS, known_sum, totals_by_run
 
 RUN_COLUMNS = [
     "id",
@@ -38,6 +38,19 @@ RUN_COLUMNS = [
     "origin",
     "conversation",
 ]
+
+
+_STEP_TOKENS = ", ".join(f"{known_sum(c)} AS {c}" for c in TOKEN_COLUMNS)
+"""Token totals of a run still being recorded, from the steps it has so far."""
+
+
+def _live_tokens(live: str) -> str:
+    """A finished run's stored token totals (NULL where unknown), a running one's from
+    `live`, the alias of its totals summed from the steps recorded so far."""
+    return ", ".join(
+        f"CASE WHEN r.status = 'running' THEN {live}.{c} ELSE r.{c} END AS {c}"
+        for c in TOKEN_COLUMNS
+    )
 
 
 def _effective_status(row: dict[str, Any]) -> None:
@@ -79,7 +92,7 @@ def list_runs(
                CASE WHEN r.status = 'running' THEN coalesce(s.n, 0) ELSE r.steps END AS steps,
                CASE WHEN r.status = 'running' THEN coalesce(c.n, 0) ELSE r.tool_calls END
                    AS tool_calls,
-               r.tool_errors, t.prompt_tokens, t.completion_tokens, t.reasoning_tokens,
+               r.tool_errors, {_live_tokens("s")},
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
@@ -87,7 +100,7 @@ def list_runs(
         FROM runs r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
-        LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at
+        LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at, {_STEP_TOKENS}
                    FROM steps WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
                    GROUP BY run_id) s ON s.run_id = r.id
         LEFT JOIN (SELECT run_id, count(*) AS n
@@ -95,9 +108,6 @@ def list_runs(
                    GROUP BY run_id) c ON c.run_id = r.id
         LEFT JOIN (SELECT run_id, count(*) AS n FROM findings GROUP BY run_id) fc
             ON fc.run_id = r.id
-        -- Token totals from the steps, unknown where a step reported none (not 0): the
-        -- stored totals count a step without usage as 0.
-        LEFT JOIN ({totals_by_run()}) t ON t.run_id = r.id
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.started_at DESC, r.id DESC
     """
@@ -194,12 +204,9 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     run = dict_rows(
         conn.execute(
             f"""
-            SELECT r.* REPLACE (t.prompt_tokens AS prompt_tokens,
-                                t.completion_tokens AS completion_tokens,
-                                t.reasoning_tokens AS reasoning_tokens)
+            SELECT r.* REPLACE ({_live_tokens("t")})
             FROM runs r
-            LEFT JOIN ({totals_by_run("run_id = ?")}) t
-                ON t.run_id = r.id
+            LEFT JOIN ({totals_by_run("run_id = ?")}) t ON t.run_id = r.id
             WHERE r.id = ?
             """,
             [run_id, run_id],

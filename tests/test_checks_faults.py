@@ -49,8 +49,12 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # A made-up id: the tool rightly answers it does not exist; the model's mistake.
     "invented_id": ("tool_error", "model", 0),
     "hallucinated_tool": ("unknown_tool", "model", 0),
+    # The host sent no usage at all: reasoning without its token count, from the first step.
+    "usage_omitted": ("reasoning_tokens_missing", "provider", 0),
     "leaked_tokens_content": ("leaked_special_tokens", "provider", 0),
     "leaked_tokens_reasoning": ("leaked_special_tokens", "provider", 0),
+    # Recorded on a Kimi host: `<tool_call>` is not Kimi's syntax, so the model wrote it.
+    "foreign_call_tags": ("leaked_special_tokens", "model", 0),
     "tool_call_as_text": ("tool_call_as_text", "model", 0),
     "dropped_call": ("dropped_call", "provider", 0),
     "invalid_json_arguments": ("invalid_json_arguments", "model", 0),
@@ -225,6 +229,10 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True  # cut mid-stream: the events before the cut are kept
     if "finish_length_hidden" in faults:
         settings["max_tokens"] = 512
+    if "foreign_call_tags" in faults:
+        # A family whose calls are not `<tool_call>` blocks (the fault fires on no other).
+        sim["dialect"] = rec["dialect"] = "moonshot"
+        settings["replay"] = ReplayPolicy.for_dialect(DIALECTS["moonshot"])
     if "late_rewritten_ids" in faults:
         # A Kimi host: the family's own ids are expected, so `call_…` ones are rejected.
         sim["dialect"] = rec["dialect"] = "moonshot"

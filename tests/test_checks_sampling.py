@@ -61,7 +61,12 @@ def test_a_budget_run_past_is_ignored_a_budget_spent_is_not() -> None:
     }
     # Spent exactly and relabelled: that is the hidden length, not an ignored budget.
     hidden = answer(completion_tokens=16, request_params=capped)
-    assert [f.kind for f in run_checks(Run(id="r", steps=(hidden,)))] == ["finish_length_hidden"]
+    [spent] = run_checks(Run(id="r", steps=(hidden,)))
+    assert (spent.kind, spent.confidence) == ("finish_length_hidden", 0.9)
+    # One end-of-turn token past it: still spent, though a turn ending there is likelier.
+    margin = answer(completion_tokens=17, request_params=capped)
+    [spent] = run_checks(Run(id="r", steps=(margin,)))
+    assert (spent.kind, spent.confidence) == ("finish_length_hidden", 0.75)
     assert "finish_length_hidden" not in {f.kind for f in run_checks(Run(id="r", steps=(past,)))}
 
 

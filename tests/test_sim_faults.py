@@ -194,6 +194,29 @@ def leaked_tokens_reasoning(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def foreign_call_tags(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    message = _message(body)
+    assert body["choices"][0]["finish_reason"] == "stop" and not message.get("tool_calls")
+    # Hermes' blocks on a Kimi host, none of Kimi's own tokens.
+    assert message["content"].startswith("<tool_call>\n") and "<|" not in message["content"]
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in CHAIN_TOOLS}
+    found = calls_in_text(message["content"], schemas)
+    assert found is not None and "tag" in found.wrappers, message["content"]
+    assert [(c.name, c.arguments) for c in found.calls] == [("open_box", {"box_id": "box-1a2b3c"})]
+    return headers
+
+
+def test_foreign_call_tags_leave_a_family_that_calls_so_alone(clean: SimServer) -> None:
+    """A Qwen host's model writing `<tool_call>` blocks is its own syntax, not this fault."""
+    sim = _faulty(clean, "foreign_call_tags", "vllm")
+    try:
+        body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    finally:
+        sim.server.stop()
+    assert _faults(headers) == [] and _message(body)["tool_calls"]
+
+
 def tool_call_as_text(sim: Faulty) -> dict[str, str]:
     body, headers = sim.post(START, tools=CHAIN_TOOLS)
     message = _message(body)
@@ -891,6 +914,15 @@ def non_json_numbers(sim: Faulty) -> dict[str, str]:
     return dict(raw.headers)
 
 
+def usage_omitted(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(HELLO)
+    assert "usage" not in body and _message(body)["content"]  # the answer is intact
+    payloads, _ = sim.stream(HELLO, stream_options={"include_usage": True})
+    assert payloads and not any(p.get("usage") for p in payloads)
+    assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
+    return headers
+
+
 def deeply_nested_json(sim: Faulty) -> dict[str, str]:
     from traces.sim.faults.transport import NESTING
 
@@ -1186,12 +1218,14 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "connection_reset": (connection_reset, "openai", {}),
     "endless_response": (endless_response, "openai", {}),
     "empty_response": (empty_response, "openai", {}),
+    "usage_omitted": (usage_omitted, "openai", {}),
     "non_json_numbers": (non_json_numbers, "openai", {}),
     "deeply_nested_json": (deeply_nested_json, "openai", {}),
     "auth_echoed": (auth_echoed, "openai", {}),
     "auth_echoed_in_error": (auth_echoed_in_error, "openai", {}),
     "leaked_tokens_content": (leaked_tokens_content, "moonshot", {}),
     "leaked_tokens_reasoning": (leaked_tokens_reasoning, "moonshot", {}),
+    "foreign_call_tags": (foreign_call_tags, "moonshot", {}),
     "tool_call_as_text": (tool_call_as_text, "openai", {}),
     "dropped_call": (dropped_call, "openai", {}),
     "invalid_json_arguments": (invalid_json_arguments, "openai", {}),

@@ -45,7 +45,17 @@ class Family(BaseModel):
         "content or reasoning they mean a host's parser missed them. A `-stripped` label is "
         "the form left when a detokenizer drops the special tokens but keeps the words.",
     )
+    tool_call_tag: bool = Field(
+        default=False,
+        description="Whether the family's own calls are `<tool_call>…</tool_call>` blocks "
+        "(Hermes' format), so its host's tool parser is the one that reads that tag; the tag "
+        "is plain text to any other family, whose model may still write it.",
+    )
 
+
+TOOL_CALL_TAG = "hermes"
+"""Label of `<tool_call>`/`</tool_call>` among the special tokens: Hermes' call wrapper, the
+call format of every family with `tool_call_tag` (Qwen, GLM, generic ChatML)."""
 
 _FAMILIES = [
     # Order matters: the first family whose pattern matches wins (a DeepSeek distill of
@@ -85,6 +95,8 @@ _FAMILIES = [
         special_tokens=(
             ("glm", r"</?arg_(?:key|value)>|<\|(?:observation|user|assistant|system)\|>"),
         ),
+        # `<tool_call>NAME<arg_key>…</tool_call>`: GLM-4.5's parser keys off the same tag.
+        tool_call_tag=True,
     ),
     Family(
         name="gpt-oss",
@@ -100,12 +112,21 @@ _FAMILIES = [
         description="Qwen3 hybrid thinking",
         model_ids=(r"qwen",),
         special_tokens=(
-            ("qwen", r"</?tool_call>|<\|im_(?:start|end)\|>|<\|endoftext\|>"),
+            (TOOL_CALL_TAG, r"</?tool_call>"),
+            ("qwen", r"<\|im_(?:start|end)\|>|<\|endoftext\|>"),
             # Qwen3-Coder's XML calls; models often skip the opening <tool_call>.
             ("qwen", r"<(?:function|parameter)=[\w.\-]{1,64}>"),
         ),
+        tool_call_tag=True,
     ),
-    Family(name="chatml", description="Any other model: plain ChatML"),
+    Family(
+        name="chatml",
+        description="Hermes and any other model: plain ChatML, <tool_call> JSON calls",
+        # Nous Hermes defined the `<tool_call>` format; named so that a Hermes fine-tune of
+        # Llama is not read as speaking Llama's JSON calls.
+        model_ids=(r"hermes",),
+        tool_call_tag=True,
+    ),
 ]
 
 FAMILIES: dict[TemplateFamily, Family] = {f.name: f for f in _FAMILIES}

@@ -34,6 +34,7 @@ from traces.normalize import Reading, read_message, step_from_exchange
 from traces.replay import ReplayPolicy, replay_message
 from traces.retry import RetryPolicy, send_with_retries
 from traces.store.recorder import Recorder
+from traces.token_totals import TokenTotals
 from traces.tools.base import ToolEnvironment, ToolOutcome
 from traces.tools.schema_check import ArgumentChecker
 
@@ -68,9 +69,7 @@ class _Tally:
     steps: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
+    tokens: TokenTotals = field(default_factory=TokenTotals)
 
 
 @dataclass
@@ -311,9 +310,7 @@ class Agent:
         t = self.tally
         t.steps += 1
         t.tool_calls += len(step.tool_calls)
-        t.prompt_tokens += step.usage.prompt_tokens or 0
-        t.completion_tokens += step.usage.completion_tokens or 0
-        t.reasoning_tokens += step.usage.reasoning_tokens or 0
+        t.tokens.add(step)
 
     def _failed_by_endpoint(self, error: ExchangeError | None) -> RunOutcome:
         if error is not None and error.kind == "context_overflow":
@@ -346,9 +343,7 @@ class Agent:
             steps=t.steps,
             tool_calls=t.tool_calls,
             tool_errors=t.tool_errors,
-            prompt_tokens=t.prompt_tokens,
-            completion_tokens=t.completion_tokens,
-            reasoning_tokens=t.reasoning_tokens,
+            **t.tokens.as_fields(),
         )
 
 

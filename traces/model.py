@@ -339,6 +339,14 @@ class RunOutcome(BaseModel):
     steps: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
+    prompt_tokens: int | None = Field(
+        default=None,
+        description="Total over the steps, None unless every answered step reported it "
+        "(`traces.token_totals`).",
+    )
+    completion_tokens: int | None = Field(
+        default=None, description="Total over the steps, None unless every answered step did."
+    )
+    reasoning_tokens: int | None = Field(
+        default=None, description="Total over the steps, None unless every answered step did."
+    )

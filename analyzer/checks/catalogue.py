@@ -55,10 +55,12 @@ _ENTRIES = (
         "error",
         "leaks",
         """Raw call or chat-template tokens (Kimi `<|tool_call_begin|>`, DeepSeek `<｜tool▁sep｜>`,
-        `<tool_call>`, their stripped forms) reached content or reasoning. The host's tool or
-        reasoning parser missed the model's syntax, so the call was lost.""",
+        `<tool_call>`, their stripped forms) reached content or reasoning: the host's parser
+        missed the model's syntax, so the call was lost. `<tool_call>` tags alone from a
+        family that calls otherwise (Kimi, DeepSeek, Llama…) are the model's foreign syntax.""",
         "special_tokens_in_content",
         "special_tokens_in_reasoning",
+        inferred=True,
     ),
     _kind(
         "harmony_unparsed",
@@ -212,8 +214,9 @@ _ENTRIES = (
         "finish",
         """The turn used the whole `max_tokens` budget but finish_reason says otherwise (vLLM
         reports `tool_calls` once any call parsed), hiding that the last call may be
-        truncated.""",
+        truncated. Inferred from the budget spent to the token.""",
         "finish_reason_wrong",
+        inferred=True,
     ),
     _kind(
         "tool_choice_ignored",

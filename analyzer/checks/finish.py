@@ -28,6 +28,12 @@ end-of-reasoning token): within this margin the budget was spent; past it, it wa
 (`sampling.max_tokens_ignored`)."""
 
 
+EXACT_BUDGET_CONFIDENCE = 0.9
+"""How sure a turn that used exactly its `max_tokens` was cut rather than ended there."""
+MARGIN_CONFIDENCE = 0.75
+"""The same for a turn that used the budget plus an end-of-turn token or two."""
+
+
 def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
     """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with;
     and any other finish_reason on a turn that spent the whole `max_tokens` budget."""
@@ -51,15 +57,18 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
         )
     if budget_spent(step) and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
-        # the budget being spent exactly is the only trace left.
-        evidence = {
-            **raw,
-            "completion_tokens": step.completion_tokens,
-            "max_tokens": step.max_tokens,
-        }
-        if step.choices_counted > 1:
-            evidence["choices"] = step.choices_counted
-        yield Finding("finish_length_hidden", "warning", "provider", step.index, evidence)
+        # the budget being spent exactly is the only trace left. A turn may also end of itself
+        # on its very last allowed token: rare, and rarer on the budget to the token than
+        # within the end-of-turn margin.
+        choices, limit = step.choices_counted, step.max_tokens
+        evidence = {**raw, "completion_tokens": step.completion_tokens, "max_tokens": limit}
+        if choices > 1:
+            evidence["choices"] = choices
+        exact = limit is not None and step.completion_tokens == choices * limit
+        confidence = EXACT_BUDGET_CONFIDENCE if exact else MARGIN_CONFIDENCE
+        yield Finding(
+            "finish_length_hidden", "warning", "provider", step.index, evidence, confidence
+        )
 
 
 def budget_spent(step: Step) -> bool:

@@ -6,6 +6,15 @@ client: the call is lost and the text is noise. The patterns are the families' o
 special tokens but keeps the words around them (`functions.bash:0 {…}`). gpt-oss's harmony
 markup is found here too (a name or content carrying it is no call), but reported by
 `harmony`, which grades its stripped forms.
+
+Who is to blame depends on whose syntax it is. A family's special tokens are the host's to
+parse. `<tool_call>…</tool_call>` is Hermes' call format, plain text to any tokenizer: when
+the run's family writes its calls that way (Qwen, GLM, Hermes and generic ChatML templates),
+the host's parser should have read it; when the family's own format is another (Kimi,
+DeepSeek, MiniMax, gpt-oss, Llama's and Mistral's JSON), the model wrote a syntax foreign to
+its template, which no parser of its host reads: the model's mistake, as a call written as
+JSON text is (`calls.tool_call_as_text`). The family is read off the model id, else the
+dialect's; when neither names one the blame stays with the host, with less confidence.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from analyzer.checks.onset import previous_step
-from analyzer.checks.records import Finding, Run, Step
-from traces.families import FAMILIES
+from analyzer.checks.records import Finding, Layer, Run, Step
+from traces.dialects import DIALECTS
+from traces.families import FAMILIES, TOOL_CALL_TAG, family_named, json_call_syntax
 
 KINDS = frozenset({"leaked_special_tokens"})
 """Finding kinds this module emits (the catalogue describes each)."""
@@ -33,6 +43,18 @@ _HARMONY = frozenset(label for label, _ in FAMILIES["gpt-oss"].special_tokens)
 """gpt-oss's labels: its markup is a whole response format, reported as `harmony_unparsed`."""
 
 _EXCERPT = 60
+
+SPECIAL_CONFIDENCE = 0.95
+"""A family's own special tokens in text: its host's parser missed them (the tokens are
+the model's; only a host serving another model than it says could make them foreign)."""
+OWN_TAG_CONFIDENCE = 0.9
+"""`<tool_call>` from a family whose calls are written so: the host's parser missed it."""
+FOREIGN_TAG_CONFIDENCE = 0.8
+"""`<tool_call>` from a family whose calls are written otherwise: the model's own slip (a
+host serving another family than the model id says would make it the host's)."""
+UNKNOWN_FAMILY_CONFIDENCE = 0.6
+"""`<tool_call>` from a model of no known family: most that write it are Hermes-style, so
+the host is likelier at fault, but the model may have written a syntax foreign to it."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +90,53 @@ def echoed_text(step: Step, run: Run) -> str:
     return "\n".join(r.output + (r.error or "") for r in results)
 
 
+@dataclass(frozen=True)
+class Blame:
+    """Whose fault a leak is, how sure that is, and what it rests on."""
+
+    layer: Layer
+    confidence: float
+    family: str | None
+    """The run's model family, when known."""
+    syntax: str
+    """`special` (a family's special tokens), `own_tag` (`<tool_call>` of a family that
+    calls that way), `foreign_tag` (of one that does not) or `unknown_tag`."""
+
+
+def _family_of(run: Run) -> tuple[str | None, bool | None]:
+    """The run's model family and whether it writes its calls as `<tool_call>` blocks:
+    the family its model id names (one of `FAMILIES`, else Llama's or Mistral's JSON calls),
+    else the one its dialect's host serves; (None, None) when neither names one."""
+    named = family_named(run.model)
+    if named is not None:
+        return named.name, named.tool_call_tag
+    syntax = json_call_syntax(run.model)
+    if syntax is not None:
+        return syntax.name, False
+    dialect = DIALECTS.get(run.dialect or "")
+    if dialect is None:
+        return None, None
+    served = FAMILIES[dialect.family]
+    return served.name, served.tool_call_tag
+
+
+def blame(leaks: list[Leak], run: Run) -> Blame:
+    """Whose fault `leaks` are: the host's unless they are nothing but `<tool_call>` tags
+    from a family whose own call format is another (module docstring)."""
+    family, tags_own = _family_of(run)
+    if any(leak.family != TOOL_CALL_TAG for leak in leaks):
+        return Blame("provider", SPECIAL_CONFIDENCE, family, "special")
+    if tags_own is None:
+        return Blame("provider", UNKNOWN_FAMILY_CONFIDENCE, family, "unknown_tag")
+    if tags_own:
+        return Blame("provider", OWN_TAG_CONFIDENCE, family, "own_tag")
+    return Blame("model", FOREIGN_TAG_CONFIDENCE, family, "foreign_tag")
+
+
 def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
-    """Special tokens in content (an error: calls were lost) or reasoning (a warning).
-    gpt-oss's harmony markup is left to `harmony.harmony_unparsed`, which grades it."""
+    """Special tokens in content (an error: calls were lost) or reasoning (a warning),
+    blamed by whose syntax they are (`blame`). gpt-oss's harmony markup is left to
+    `harmony.harmony_unparsed`, which grades it."""
     echoed: str | None = None
     for field, text in (("content", step.content), ("reasoning", step.reasoning)):
         found = [leak for leak in find_leaks(text) if leak.family not in _HARMONY]
@@ -82,10 +148,11 @@ def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
         if not leaks:
             continue
         first = leaks[0]
+        why = blame(leaks, run)
         yield Finding(
             kind="leaked_special_tokens",
             severity="error" if field == "content" else "warning",
-            layer="provider",
+            layer=why.layer,
             step=step.index,
             evidence={
                 "field": field,
@@ -93,5 +160,8 @@ def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
                 "tokens": sorted({t for leak in leaks for t in leak.tokens})[:10],
                 "count": sum(len(leak.tokens) for leak in leaks),
                 "excerpt": _excerpt(text, first.first_at),
+                "run_family": why.family,
+                "syntax": why.syntax,
             },
+            confidence=why.confidence,
         )

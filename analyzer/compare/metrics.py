@@ -23,18 +23,14 @@ import duckdb
 from analyzer.checks.registry import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
-from analyzer.token_totals import TOKEN_COLUMNS, known_sum
 
 REASONING_DROPPED_KIND = "reasoning_dropped_in_chain"
 """The finding that says a host ignored reasoning sent back inside a tool chain."""
 
-_TOKEN_TOTALS = ", ".join(f"{known_sum(c, 'ok')} AS {c}" for c in TOKEN_COLUMNS)
-
 _PER_RUN = f"""
 WITH st AS (
     SELECT s.run_id, s.idx, s.finish_reason, s.error_kind IS NULL AS ok, s.latency_ms,
-           s.streamed, s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
-           s.cached_tokens,
+           s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
            s.reasoning_source <> 'none' AS has_reasoning
     FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
@@ -120,9 +116,7 @@ per_run AS (
                                           AND latency_ms > 0) AS output_tokens,
            sum(latency_ms) FILTER (WHERE ok AND completion_tokens IS NOT NULL
                                    AND latency_ms > 0) / 1000.0 AS output_seconds,
-           sum(coalesce(cached_tokens, 0)) AS cached_tokens,
-           -- Unknown (NULL) where an answered step reported no usage, never counted as 0.
-           {_TOKEN_TOTALS}
+           sum(coalesce(cached_tokens, 0)) AS cached_tokens
     FROM steps_full GROUP BY run_id
 )
 SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
@@ -130,6 +124,8 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        r.termination = 'completed' AS completed,
        r.termination = 'provider_error' AS provider_error,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
+       -- Unknown (NULL) where an answered step reported no usage, never counted as 0.
+       r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
        -- The harness was told not to send reasoning back: no chain step could keep it.
        CASE WHEN json_extract_string(r.settings, '$.replay.reasoning') = 'drop' THEN 0
             ELSE coalesce(p.chain_steps, 0) END AS chain_steps,

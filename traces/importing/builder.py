@@ -50,6 +50,7 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
+from traces.token_totals import TokenTotals
 
 _PARAMS_CACHE = 256
 
@@ -70,9 +71,7 @@ class _Params:
 class _Tally:
     steps: int = 0
     tool_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
+    tokens: TokenTotals = field(default_factory=TokenTotals)
 
 
 @dataclass
@@ -261,9 +260,7 @@ class RunBuilder:
         tally = run.tally
         tally.steps += 1
         tally.tool_calls += len(step.tool_calls)
-        tally.prompt_tokens += step.usage.prompt_tokens or 0
-        tally.completion_tokens += step.usage.completion_tokens or 0
-        tally.reasoning_tokens += step.usage.reasoning_tokens or 0
+        tally.tokens.add(step)
         run.last = step
         run.next_index = step.index + 1
         run.pending = None
@@ -333,9 +330,7 @@ def _outcome(last: StepRecord, tally: _Tally) -> RunOutcome:
         steps=tally.steps,
         tool_calls=tally.tool_calls,
         tool_errors=0,
-        prompt_tokens=tally.prompt_tokens,
-        completion_tokens=tally.completion_tokens,
-        reasoning_tokens=tally.reasoning_tokens,
+        **tally.tokens.as_fields(),
     )
 
 

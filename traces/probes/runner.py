@@ -41,6 +41,7 @@ from traces.replay import ReplayPolicy, reasoning_back
 from traces.retry import RetryPolicy, send_with_retries
 from traces.runner import new_run_id
 from traces.store.recorder import Recorder
+from traces.token_totals import TokenTotals
 from traces.tools.schema_check import ArgumentChecker
 from traces.wire_forms import IdStyle
 
@@ -335,12 +336,13 @@ def _note(error: ExchangeError | None) -> str | None:
 
 def _outcome(probe: Probe, steps: list[StepRecord], error: ExchangeError | None) -> RunOutcome:
     step = steps[-1]
+    tokens = TokenTotals()
+    for each in steps:
+        tokens.add(each)
     totals: dict[str, Any] = {
         "steps": len(steps),
         "tool_calls": sum(len(s.tool_calls) for s in steps),
-        "prompt_tokens": sum(s.usage.prompt_tokens or 0 for s in steps),
-        "completion_tokens": sum(s.usage.completion_tokens or 0 for s in steps),
-        "reasoning_tokens": sum(s.usage.reasoning_tokens or 0 for s in steps),
+        **tokens.as_fields(),
     }
     if error is not None:
         termination = (

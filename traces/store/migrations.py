@@ -226,6 +226,69 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE findings ADD COLUMN confidence DOUBLE;
         """,
     ),
+    (
+        6,
+        "runs: token totals unknown (null) unless every answered step reported them",
+        # Until now a step without usage added 0, so a run whose host sent no usage read as
+        # a run that used no tokens. Every run's totals are summed again from its steps by
+        # the rule of `traces.token_totals` (written out here: a migration never changes
+        # once shipped, whatever that module later becomes), and `provider_summary` sums the
+        # known totals only and counts the runs left out.
+        """
+        ALTER TABLE runs ALTER COLUMN prompt_tokens DROP NOT NULL;
+        ALTER TABLE runs ALTER COLUMN prompt_tokens DROP DEFAULT;
+        ALTER TABLE runs ALTER COLUMN completion_tokens DROP NOT NULL;
+        ALTER TABLE runs ALTER COLUMN completion_tokens DROP DEFAULT;
+        ALTER TABLE runs ALTER COLUMN reasoning_tokens DROP NOT NULL;
+        ALTER TABLE runs ALTER COLUMN reasoning_tokens DROP DEFAULT;
+        UPDATE runs SET prompt_tokens = NULL, completion_tokens = NULL, reasoning_tokens = NULL;
+        UPDATE runs
+        SET prompt_tokens = t.prompt_tokens, completion_tokens = t.completion_tokens,
+            reasoning_tokens = t.reasoning_tokens
+        FROM (
+            SELECT run_id,
+                   CASE WHEN count(*) FILTER (WHERE error_kind IS NULL) > 0
+                        AND count(prompt_tokens) FILTER (WHERE error_kind IS NULL)
+                            = count(*) FILTER (WHERE error_kind IS NULL)
+                        THEN sum(prompt_tokens) FILTER (WHERE error_kind IS NULL)
+                   END AS prompt_tokens,
+                   CASE WHEN count(*) FILTER (WHERE error_kind IS NULL) > 0
+                        AND count(completion_tokens) FILTER (WHERE error_kind IS NULL)
+                            = count(*) FILTER (WHERE error_kind IS NULL)
+                        THEN sum(completion_tokens) FILTER (WHERE error_kind IS NULL)
+                   END AS completion_tokens,
+                   CASE WHEN count(*) FILTER (WHERE error_kind IS NULL) > 0
+                        AND count(reasoning_tokens) FILTER (WHERE error_kind IS NULL)
+                            = count(*) FILTER (WHERE error_kind IS NULL)
+                        THEN sum(reasoning_tokens) FILTER (WHERE error_kind IS NULL)
+                   END AS reasoning_tokens
+            FROM steps GROUP BY run_id
+        ) t
+        WHERE runs.id = t.run_id;
+        CREATE OR REPLACE VIEW provider_summary AS
+            SELECT provider, model,
+                   count(*) AS runs,
+                   avg(CASE WHEN success THEN 1.0 ELSE 0.0 END) AS success_rate,
+                   sum(steps) AS steps,
+                   sum(tool_calls) AS tool_calls,
+                   sum(tool_errors) AS tool_errors,
+                   -- Over the runs with usage only: a run without is counted, never summed
+                   -- as 0, and a group with none has no total at all (NULL).
+                   sum(prompt_tokens) FILTER (WHERE prompt_tokens IS NOT NULL
+                                              AND completion_tokens IS NOT NULL)
+                       AS prompt_tokens,
+                   sum(completion_tokens) FILTER (WHERE prompt_tokens IS NOT NULL
+                                                  AND completion_tokens IS NOT NULL)
+                       AS completion_tokens,
+                   sum(reasoning_tokens) AS reasoning_tokens,
+                   count(*) FILTER (WHERE prompt_tokens IS NULL OR completion_tokens IS NULL)
+                       AS runs_without_usage,
+                   count(*) FILTER (WHERE reasoning_tokens IS NULL)
+                       AS runs_without_reasoning_tokens
+            FROM runs
+            GROUP BY provider, model;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -45,8 +45,9 @@ def json_text(value: Any) -> str | None:
 
 
 def run_row(run: RunRecord, outcome: RunOutcome | None = None) -> RunRow:
-    """The `runs` row of a run: as it starts (status running, no ending, zero totals) when
-    `outcome` is None, else as it ended (an imported run is stored finished at once)."""
+    """The `runs` row of a run: as it starts (status running, no ending, zero counts and
+    unknown token totals) when `outcome` is None, else as it ended (an imported run is
+    stored finished at once)."""
     end = run_update(run.id, outcome) if outcome is not None else _running(run.id)
     return RunRow(
         id=run.id,
@@ -113,9 +114,10 @@ def _running(run_id: str) -> RunUpdate:
         steps=0,
         tool_calls=0,
         tool_errors=0,
-        prompt_tokens=0,
-        completion_tokens=0,
-        reasoning_tokens=0,
+        # Nothing answered yet: unknown, as the rule of `traces.token_totals` has it.
+        prompt_tokens=None,
+        completion_tokens=None,
+        reasoning_tokens=None,
         id=run_id,
     )
 

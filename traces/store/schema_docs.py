@@ -42,12 +42,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "steps": "Model calls recorded.",
             "tool_calls": "Tool calls the model made.",
             "tool_errors": "Tool calls whose execution returned an error to the model.",
-            "prompt_tokens": "Sum of reported prompt tokens over the steps, a step without "
-            "usage counted as 0 (`runs`, `show` and `compare` sum the steps and show unknown).",
-            "completion_tokens": "Sum of reported completion tokens over the steps (0 for a step "
-            "without usage).",
-            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the steps "
-            "(0 for a step without them).",
+            "prompt_tokens": "Sum of reported prompt tokens over the answered steps (those "
+            "without an error); null (unknown, never 0) unless every one of them reported it, "
+            "and while no step has answered yet.",
+            "completion_tokens": "Sum of reported completion tokens over the answered steps; "
+            "null unless every one of them reported it.",
+            "reasoning_tokens": "Sum of reasoning tokens (reported or estimated) over the "
+            "answered steps; null unless every one of them has a count.",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
             "origin": "recorded (by `traces record`), imported (by `traces import`) or probe "
@@ -236,9 +237,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "steps": "Steps recorded.",
             "tool_calls": "Tool calls made.",
             "tool_errors": "Tool calls that returned an error.",
-            "prompt_tokens": "Prompt tokens reported.",
-            "completion_tokens": "Completion tokens reported.",
-            "reasoning_tokens": "Reasoning tokens.",
+            "prompt_tokens": "Prompt tokens over the runs with usage (known prompt and "
+            "completion totals); null when none has.",
+            "completion_tokens": "Completion tokens over the same runs.",
+            "reasoning_tokens": "Reasoning tokens over the runs whose total is known.",
+            "runs_without_usage": "Runs left out of the prompt and completion sums: their "
+            "totals are unknown (a step answered without usage, or none answered yet).",
+            "runs_without_reasoning_tokens": "Runs left out of the reasoning sum (unknown total).",
         },
     ),
 }

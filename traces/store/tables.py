@@ -39,9 +39,9 @@ class RunRow(NamedTuple):
     steps: int
     tool_calls: int
     tool_errors: int
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
     recorder_pid: int
     recorder_host: str
     origin: str
@@ -65,9 +65,9 @@ class RunUpdate(NamedTuple):
     steps: int
     tool_calls: int
     tool_errors: int
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
     id: str
 
 

@@ -37,6 +37,7 @@ from traces.one_line import exception_line
 from traces.store.database import open_for_writing
 from traces.store.inserts import insert_rows, update_runs
 from traces.store.tables import ROW_TYPES
+from traces.token_totals import TOKEN_COLUMNS, known_sum
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
 Row = tuple[Any, ...]
 Rows = dict[str, Sequence[Row]]
 Op = tuple[int, Rows]
+
+_TOKEN_TOTALS = ",\n".join(
+    f"{c} = (SELECT {known_sum(c)} FROM steps WHERE run_id = runs.id)" for c in TOKEN_COLUMNS
+)
+"""The token totals of a run closed for its dead recorder, from the steps it recorded."""
 
 _MAX_OPS_PER_COMMIT = 4096
 """Bound on one transaction, so a flood of queued work still gets acknowledged in steps."""
@@ -133,19 +139,14 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
     dead = [run_id for run_id, pid in found if not pid_alive(int(pid))]
     for run_id in dead:
         conn.execute(
-            """
+            f"""
             UPDATE runs SET status = 'interrupted', termination = 'interrupted',
                 error = 'recorder process ended before the run finished',
                 steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
                 tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
                 tool_errors = (SELECT count(*) FROM tool_results
                                WHERE run_id = runs.id AND error IS NOT NULL),
-                prompt_tokens = (SELECT coalesce(sum(prompt_tokens), 0) FROM steps
-                                 WHERE run_id = runs.id),
-                completion_tokens = (SELECT coalesce(sum(completion_tokens), 0) FROM steps
-                                     WHERE run_id = runs.id),
-                reasoning_tokens = (SELECT coalesce(sum(reasoning_tokens), 0) FROM steps
-                                    WHERE run_id = runs.id)
+                {_TOKEN_TOTALS}
             WHERE id = ?
             """,
             [run_id],

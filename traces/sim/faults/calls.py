@@ -9,9 +9,11 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from traces.families import FAMILIES
 from traces.sim.faults.base import FaultContext
 from traces.sim.ids import ID_STYLES, OTHER_STYLE, kimi_id, last_history_id, openai_id
 from traces.sim.reply import Reply, ReplyCall, history_calls
+from traces.sim.templates.chatml import tool_call_block
 from traces.sim.templates.history import arguments_object
 
 
@@ -32,6 +34,18 @@ def leaked_tokens_reasoning(reply: Reply, ctx: FaultContext) -> Reply | None:
     if not reply.calls:
         return None
     return replace(reply, reasoning=f"{reply.reasoning} {_raw_calls(reply, ctx)}".lstrip())
+
+
+def foreign_call_tags(reply: Reply, ctx: FaultContext) -> Reply | None:
+    """The model writes its calls as Hermes `<tool_call>` JSON blocks, a syntax foreign to
+    its family's template that no parser of its host reads: they stay in content, finish
+    stop. Tool turns of families whose own calls are written otherwise."""
+    if not reply.calls or FAMILIES[ctx.template.family].tool_call_tag:
+        return None
+    blocks = "\n".join(
+        tool_call_block(call.name, call.arguments) for call in history_calls(reply.calls)
+    )
+    return replace(reply, content=reply.content + blocks, calls=(), finish_reason="stop")
 
 
 TEXT_SHAPES = ("lines", "parameters", "flattened", "function", "fenced", "list", "after_prose")

@@ -93,6 +93,14 @@ _CATALOGUE: list[Fault] = [
         calls.leaked_tokens_reasoning,
     ),
     ReplyFault(
+        "foreign_call_tags",
+        "The model writes its calls as Hermes `<tool_call>` JSON blocks in content, a syntax "
+        "its family's template does not use (Kimi, DeepSeek, MiniMax, gpt-oss); no "
+        "tool_calls, finish_reason stop. Tool turns of those families.",
+        "model",
+        calls.foreign_call_tags,
+    ),
+    ReplyFault(
         "tool_call_as_text",
         "Calls written as JSON text in content; no tool_calls, finish_reason stop. "
         "Tool turns only.",
@@ -473,7 +481,14 @@ _CATALOGUE: list[Fault] = [
         "provider",
         reasoning.reasoning_kept_last_only,
     ),
-    # Before the faults that break events: it reads every chunk as JSON.
+    # Before the faults that break events: these read every chunk as JSON.
+    WireFault(
+        "usage_omitted",
+        "No usage although the request asked for it: the body without `usage`, the stream "
+        "without its usage chunk (a gateway that drops it). Responses with usage.",
+        "provider",
+        transport.usage_omitted,
+    ),
     WireFault(
         "stream_usage_every_chunk",
         "Usage in every chunk with running counts, unasked (vLLM's continuous_usage_stats, a "

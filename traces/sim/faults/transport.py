@@ -216,6 +216,24 @@ def deeply_nested_json(written: Written) -> Written | None:
     return _spoil(written, b"[" * NESTING + b"]" * NESTING)
 
 
+def usage_omitted(written: Written) -> Written | None:
+    """The host sends no usage although it was asked for (a gateway that drops it, a server
+    that does not count): the body without `usage`, the stream without its usage chunk (the
+    other chunks keep the explicit `null` OpenAI sends before it). Responses with usage."""
+    if not written.streamed:
+        body = json.loads(b"".join(written.pieces))
+        if body.pop("usage", None) is None:
+            return None
+        return replace(written, pieces=(dumps(body),))
+    chunks = [_chunk(event) for event in written.pieces]
+    kept = tuple(
+        event
+        for event, chunk in zip(written.pieces, chunks, strict=True)
+        if not (chunk is not None and chunk.get("usage") and not chunk.get("choices"))
+    )
+    return replace(written, pieces=kept) if len(kept) < len(written.pieces) else None
+
+
 def stream_usage_every_chunk(written: Written) -> Written | None:
     """Every chunk carries usage with the running counts, as vLLM does when asked for
     `continuous_usage_stats`, here unasked (llama-server's always-usage change): a client
