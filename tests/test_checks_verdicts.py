@@ -310,3 +310,31 @@ def test_without_usage_a_thought_cut_off_mid_chain_is_the_empty_turn() -> None:
     finished = replace(uncounted, reasoning="I will open the next box.")
     [dropped] = [f for f in _second(finished, "openai") if f.kind == "dropped_call"]
     assert dropped.confidence == 0.5
+
+
+# -- an answer held to the format the request asked for ---------------------------------------
+
+JSON_MODE = {**TOOLS, "response_format": {"type": "json_object"}}
+CALL_JSON = '{"name": "open_box", "arguments": {"box_id": "box-4"}}'
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (KIMI_CALL, "leaked_special_tokens"),
+        (HARMONY_CALL, "harmony_unparsed"),
+        # Prose around it: not the JSON asked for, so no answer either, but a call.
+        (f"I'll call the tool now.\n{CALL_JSON}", "tool_call_as_text"),
+    ],
+)
+def test_a_call_the_parser_left_in_content_is_no_answer_to_format(content: str, kind: str) -> None:
+    found = kinds(with_step(answer_step(4, request_params=JSON_MODE, content=content)))
+    assert kind in found and "response_format_ignored" not in found
+
+
+def test_json_asked_for_and_given_is_the_answer_whatever_it_looks_like() -> None:
+    found = kinds(with_step(answer_step(4, request_params=JSON_MODE, content=CALL_JSON)))
+    assert not found & {"tool_call_as_text", "response_format_ignored"}
+    # Prose where JSON was asked for: the format ignored.
+    prose = kinds(with_step(answer_step(4, request_params=JSON_MODE)))
+    assert "response_format_ignored" in prose and "tool_call_as_text" not in prose

@@ -83,14 +83,18 @@ def _confidence(found: TextCalls, own: bool) -> float:
 
 
 def _asked_for_text(step: Step) -> bool:
-    """The client asked for text or JSON, not calls: what looks like a call is the answer."""
+    """The client asked for text, or for JSON and got JSON, not calls: what looks like a call
+    is the answer. (Prose around the JSON is no answer in the format asked for.)"""
     if step.request_params.get("tool_choice") == "none":
         return True
     response_format = step.request_params.get("response_format")
-    return isinstance(response_format, dict) and response_format.get("type") in (
-        "json_object",
-        "json_schema",
-    )
+    if not isinstance(response_format, dict):
+        return False
+    if response_format.get("type") not in ("json_object", "json_schema"):
+        return False
+    content = (step.content or "").strip()
+    decoded = decode_at(content, 0)
+    return decoded is not None and decoded[1] == len(content)
 
 
 def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:

@@ -18,7 +18,6 @@ from analyzer.checks.finish import budget_spent
 from analyzer.checks.harmony import has_harmony
 from analyzer.checks.onset import onset, previous_step
 from analyzer.checks.records import Finding, Run, Step
-from analyzer.checks.sampling import stop_sequences
 from analyzer.checks.unseen import UNEXPLAINED_MIN, arguments_in_text, unexplained_tokens
 from traces.dialects import DIALECTS
 from traces.normalize import estimate_tokens
@@ -129,7 +128,7 @@ def _ended_by_request(step: Step) -> bool:
     ran out (finish `length`, or the budget spent whatever finish_reason says), or one of its
     stop sequences may have matched where the answer began (a host that honours `stop` leaves
     no content and says `stop`)."""
-    return step.finish_reason == "length" or budget_spent(step) or bool(stop_sequences(step))
+    return step.finish_reason == "length" or budget_spent(step) or bool(step.stop_sequences)
 
 
 def reasoning_swallows_answer(step: Step, run: Run) -> Iterator[Finding]:

@@ -127,6 +127,14 @@ class Step:
         return None
 
     @property
+    def stop_sequences(self) -> list[str]:
+        """The request's stop sequences (none when it set none)."""
+        stop = self.request_params.get("stop")
+        if isinstance(stop, str):
+            stop = [stop]
+        return [s for s in stop if isinstance(s, str) and s] if isinstance(stop, list) else []
+
+    @property
     def choices_counted(self) -> int:
         """How many choices the usage counts: OpenAI-compatible hosts add up every choice of
         `n` in one usage, while the step keeps choice 0's text. The request's `n`, or as many

@@ -9,32 +9,16 @@ inferred.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 
-from analyzer.checks.calls import dropped_call, stream_cut, tool_call_as_text
-from analyzer.checks.harmony import harmony_unparsed
-from analyzer.checks.leaks import leaked_special_tokens
+from analyzer.checks.calls import stream_cut
+from analyzer.checks.parser_lost import lost_to_parser
 from analyzer.checks.records import Finding, Run, Step
 
 KINDS = frozenset({"tool_choice_ignored"})
 """Finding kinds this module emits (the catalogue describes each)."""
 
 _EXCERPT = 200
-
-_PARSER_LOST: tuple[Callable[[Step, Run], Iterable[Finding]], ...] = (
-    leaked_special_tokens,
-    harmony_unparsed,
-    tool_call_as_text,
-    dropped_call,
-)
-"""Checks that find a call the model made and the host's parser lost: its tokens left in the
-text, harmony left unparsed, the call written as text, a call dropped. When one of them holds,
-no call under a forced choice is its diagnosis: the host may well have enforced the choice
-and lost the call it forced. Their own findings decide, so the two can never disagree."""
-
-
-def _lost_to_parser(step: Step, run: Run) -> bool:
-    return any(next(iter(check(step, run)), None) is not None for check in _PARSER_LOST)
 
 
 def _cut_short(step: Step) -> str | None:
@@ -53,7 +37,7 @@ def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
     """`required` or a named function with no call (or another function called), `none`
     with calls. Not judged on responses cut short (`_cut_short`), nor when the request
     declared no tools or named a function it did not declare (the request was wrong); a
-    forced call the parser lost is `_PARSER_LOST`'s."""
+    forced call the parser lost is `parser_lost`'s to report."""
     choice = step.request_params.get("tool_choice")
     if choice is None or choice == "auto" or not step.tools or _cut_short(step) is not None:
         return
@@ -69,7 +53,7 @@ def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
         broken = bool(called)
     else:
         return  # a form this check does not know (`allowed_tools`, …): unknown, not broken
-    if not broken or (not called and _lost_to_parser(step, run)):
+    if not broken or (not called and lost_to_parser(step, run)):
         return
     yield Finding(
         "tool_choice_ignored",
