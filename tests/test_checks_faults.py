@@ -93,6 +93,8 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "stream_index_missing": ("stream_tool_call_index_missing", "provider", 0),
     "stream_finish_twice": ("stream_finish_reason_changed", "provider", 0),
     "stream_broken_chunk": ("stream_unparsable_chunk", "provider", 0),
+    # HTTP ends the stream cleanly: the stream's fault on every attempt, retried or not, never
+    # a lost connection (`http_connection` is `connection_reset`'s).
     "stream_truncated": ("stream_without_done", "provider", 0),
     "stream_usage_every_chunk": ("stream_usage_before_last_chunk", "provider", 0),
     # files: only the answer turn, the fifth step, has both reasoning and content.

@@ -1265,6 +1265,9 @@ def logprobs_ignored(sim: Faulty) -> dict[str, str]:
     honoured, _ = sim.post(LINE, clean=True, logprobs=True, top_logprobs=2)
     assert honoured["choices"][0]["logprobs"]["content"]
     assert body["choices"][0]["logprobs"] is None
+    called, unseen = sim.post(START, tools=CHAIN_TOOLS, logprobs=True, top_logprobs=2)
+    # A call has no answer tokens to carry them: dropping them changed nothing to name.
+    assert _message(called)["tool_calls"] and _faults(unseen) == []
     return headers
 
 

@@ -337,7 +337,9 @@ _ENTRIES = (
         "warning",
         "streaming",
         """The stream ended without `data: [DONE]`. With a finish_reason the turn is complete
-        but strict clients wait or fail; without one it was cut, and the call failed.""",
+        but strict clients wait or fail; without one it was cut (HTTP ended it cleanly: the
+        host stopped sending), the fragment is no answer and the call is retried. An error
+        when no retry got a whole stream; the evidence counts the attempts cut.""",
         "streaming_truncated",
     ),
     _kind(
@@ -476,8 +478,8 @@ _ENTRIES = (
         "error",
         "http",
         """The connection failed (refused, reset, server disconnected) before the answer was
-        whole, or a stream stopped with neither finish_reason nor `[DONE]`: the fragment is no
-        answer, and the call is retried. A warning when a retry succeeded.""",
+        whole; a stream the host ended cleanly but early is `stream_without_done`. The
+        fragment is no answer and the call is retried: a warning when a retry succeeded.""",
         "connection_failed",
     ),
     _kind(
@@ -555,8 +557,9 @@ _ENTRIES = (
         "provider",
         "error",
         "ids",
-        """An id was used twice, in one turn or across turns (`list_dir:0` every turn): results
-        pair with the wrong call and hosts answer 400.""",
+        """An id was used twice, in one turn or across turns (`list_dir:0` every turn), or
+        is one the request's history already holds (as the client sent it back): results pair
+        with the wrong call and hosts answer 400.""",
         "tool_call_id_reused",
     ),
     # -- the model's behaviour over the run --------------------------------------------------

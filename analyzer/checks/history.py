@@ -16,18 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.requests import call_ids, request_increments
 
 KINDS = frozenset({"tool_result_unmatched_id", "tool_call_unanswered"})
 
 _TOOL_ROLES = frozenset({"tool", "function"})
-
-
-def _call_ids(message: Mapping[str, Any]) -> list[str]:
-    calls = message.get("tool_calls")
-    if not isinstance(calls, list):
-        return []
-    # A host that sent no id gets none back and its result answers "": both read as "".
-    return [str(c.get("id") or "") for c in calls if isinstance(c, dict)]
 
 
 @dataclass
@@ -39,16 +32,12 @@ class _Pairing:
     unanswered: list[Finding] = field(default_factory=list)
 
     def walk(self) -> None:
-        previous: tuple[dict[str, Any], ...] = ()
         reported: set[tuple[str, int, str]] = set()
         available: dict[str, None] = {}  # ordered: the evidence lists the latest ids
-        for step in self.run.steps:
-            messages = step.request_messages
-            start = len(previous)
-            if not previous or len(messages) < start or messages[:start] != previous:
-                start, available = 0, {}
-            self._scan(step, messages, start, available, reported)
-            previous = messages
+        for step, start in request_increments(self.run):
+            if start == 0:
+                available = {}
+            self._scan(step, step.request_messages, start, available, reported)
 
     def _scan(
         self,
@@ -91,7 +80,7 @@ class _Pairing:
                 self._report_pending(step, messages, open_at, pending, reported)
                 open_at, pending = None, Counter()
             if role == "assistant" and message is not None:
-                ids = _call_ids(message)
+                ids = call_ids(message)
                 if ids:
                     available.update(dict.fromkeys(ids))
                     open_at, pending = position, Counter(ids)
@@ -105,7 +94,7 @@ class _Pairing:
         reported: set[tuple[str, int, str]],
     ) -> None:
         left = +pending
-        for index, call_id in enumerate(_call_ids(messages[at])):
+        for index, call_id in enumerate(call_ids(messages[at])):
             key = ("unanswered", at, f"{index}:{call_id}")
             if left[call_id] <= 0 or key in reported:
                 continue

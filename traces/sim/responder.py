@@ -45,6 +45,7 @@ from traces.sim.faults import (
     request_key,
 )
 from traces.sim.interleaved import missing_reasoning_index, reasoning_required_error
+from traces.sim.placement import response_content
 from traces.sim.policy import Decision, decide
 from traces.sim.prefix_cache import PrefixCache
 from traces.sim.reply import Reply, build_reply
@@ -292,7 +293,12 @@ def _replies(
         reply, _ = honour(raw, used, ctx.template, rng)
         if index == 0 and dropped:
             # What a faithful host would have changed: only then did dropping it matter.
-            acted |= honour(raw, asked, ctx.template, rng)[1]
+            faithful, honoured = honour(raw, asked, ctx.template, rng)
+            acted |= honoured
+            if not response_content(ctx.dialect, faithful.reasoning, faithful.content):
+                # Log probabilities come with the tokens of `content`: a turn without any (a
+                # call, reasoning in its own field) looks the same with or without them.
+                acted.discard("logprobs")
         replies.append(reply)
     if asked.n > 1:
         acted.add("n")
