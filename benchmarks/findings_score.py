@@ -23,8 +23,9 @@ The rules (benchmarks/README.md gives the reasons):
 - Precision. A finding is true when an expectation in its window accepts it: its own kind, an
   alternative, a kind that covers the same failure class in the catalogue (`covers`: the
   same real failure seen from another side, e.g. object arguments in the stream and in the
-  assembled call), or a kind `ALSO_TRUE` of that fault. A consequence (`CONSEQUENCES`) is true
-  beside its recognised cause on the same step, and must blame the cause's layer.
+  assembled call), or a kind `ALSO_TRUE` of that fault (also of a fault that expects no
+  finding). A consequence (`CONSEQUENCES`) is true beside its recognised cause on the same
+  step, and must blame the cause's layer.
 - Interacting faults. Steps carrying several faults (one can hide or reshape another) are
   scored apart, in both directions: `support` and recall count single-fault steps, and so
   does precision; the `mixed` columns count the rest.
@@ -54,7 +55,15 @@ from traces.sim.faults import FAULTS
 TOLERANCE = 1
 """Steps after the faulted one where its finding may still legitimately appear."""
 
-RUN_SCOPED = frozenset({"reasoning_dropped_in_chain"})
+RUN_SCOPED = frozenset(
+    {
+        "reasoning_dropped_in_chain",
+        "tool_results_dropped",
+        "tool_results_truncated",
+        "history_rewritten",
+        "hidden_system_prompt",
+    }
+)
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the
 run, not the step."""
 
@@ -97,6 +106,10 @@ ALSO_TRUE: dict[str, frozenset[str]] = {
     "duplicated_ids": frozenset({"tool_call_id_format"}),
     # A connection dropped mid-stream also ends the stream without [DONE].
     "connection_reset": frozenset({"stream_without_done"}),
+    # Two calls of one name under one index: the second's opening delta repeats the name.
+    "stream_index_collision": frozenset({"stream_tool_call_name_repeated"}),
+    # The echo is appended to the answer: JSON asked for no longer parses.
+    "auth_echoed": frozenset({"response_format_ignored"}),
     # The lost piece may hold the opening of inline reasoning markup (harmony's channel
     # header): the rest of the reasoning then stays in content, its markup with it.
     "stream_broken_chunk": frozenset(
@@ -434,6 +447,12 @@ class _RunScorer:
             for i in repeats
         )
 
+    def _also_true(self, finding: Finding) -> bool:
+        """Whether a fault near the finding, one that expects no finding of its own included
+        (`WITHOUT_FINDING`), lists its kind in `ALSO_TRUE`."""
+        near = _faults_near(self.run, finding)
+        return any(finding.kind in ALSO_TRUE.get(fault, frozenset()) for fault in near)
+
     def _repeated(self, finding: Finding) -> bool:
         """Whether the step repeats the previous turn's calls and the previous step had the
         same finding."""
@@ -451,7 +470,7 @@ class _RunScorer:
                 finding.kind in exp.true_for and exp.window(finding.step) for exp in self.expected
             )
             if not true:
-                true = self._repeated(finding)
+                true = self._repeated(finding) or self._also_true(finding)
             if not true and finding.kind in CONSEQUENCES:
                 true = self._consequence(finding, tally)
             if not true and finding.kind in LOOP_KINDS:

@@ -180,8 +180,15 @@ def run_settings(spec: RunSpec, max_steps: int) -> tuple[dict[str, Any], float]:
     }
     for key, value in (needs.settings if needs else {}).items():
         if key == "replay":
-            # Only what the fault needs changes; the rest stays the dialect's.
-            changed = {name: getattr(value, name) for name in value.model_fields_set}
+            # Only what the fault needs changes; the rest stays the dialect's. A fault the
+            # tests record on another dialect (Kimi's ids) takes that dialect's ids, never its
+            # reasoning field: reasoning sent where this dialect's host does not read it is a
+            # real drop, rightly reported, that no label would account for.
+            changed = {
+                name: getattr(value, name)
+                for name in value.model_fields_set
+                if name != "reasoning" or value.reasoning == "drop"
+            }
             replay = replay.model_copy(update=changed)
         elif key == "extra_body":
             extra_body.update(value)

@@ -16,6 +16,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, dataclass, fields, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import duckdb
 import pytest
 from test_checks_faults import FAULT_FINDINGS, _recording
 
+from analyzer.checks.ledger import measure
 from analyzer.checks.loader import _Builder, load_runs
 from analyzer.checks.parallel import analyze_in_workers, plan
 from analyzer.checks.persist import (
@@ -31,6 +33,7 @@ from analyzer.checks.persist import (
     failure_summary,
     finding_counts,
     findings_by_kind,
+    ledger_row,
 )
 from analyzer.checks.records import Call, Finding, Result, Run, Step
 from analyzer.checks.registry import run_checks
@@ -40,6 +43,7 @@ from traces.importing import import_files
 from traces.replay import ReplayPolicy
 from traces.sim.config import SimConfig
 from traces.store.database import open_for_writing
+from traces.store.tables import LedgerRow
 
 from conftest import run_cli
 from recording import Recording, record_many
@@ -186,6 +190,17 @@ def _expected_rows(found: dict[str, list[Finding]]) -> list[str]:
     )
 
 
+def _stored_ledgers(conn: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    columns = [c for c in LedgerRow._fields if c != "created_at"]
+    return sorted(conn.execute(f"SELECT {', '.join(columns)} FROM ledgers").fetchall())
+
+
+def _expected_ledgers(runs: list[Run]) -> list[tuple[Any, ...]]:
+    now = datetime(2000, 1, 1)
+    rows = [ledger_row(measure(run), now) for run in runs if not run.raw_text]
+    return sorted(tuple(row)[:-1] for row in rows if row is not None)
+
+
 # -- the comparisons --------------------------------------------------------------------------
 
 
@@ -209,9 +224,11 @@ def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]
     db, ids = store
     conn = open_for_writing(db)
     try:
-        reference = {run_id: run_checks(reference_run(conn, run_id)) for run_id in ids}
+        plain = [reference_run(conn, run_id) for run_id in ids]
+        reference = {run.id: run_checks(run) for run in plain}
         found = analyze_runs(conn, ids, chunk=7)  # several chunks, one transaction
         stored = _stored(conn)
+        ledgers = _stored_ledgers(conn)
         summaries = {
             run_id: (summary, json.loads(by_kind))
             for run_id, summary, by_kind in conn.execute(
@@ -222,6 +239,7 @@ def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]
         conn.close()
     assert found == reference
     assert stored == _expected_rows(reference)
+    assert ledgers == _expected_ledgers(plain) and ledgers
     assert summaries == {
         run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in reference.items()
     }
@@ -254,6 +272,7 @@ def test_workers_store_what_one_process_stores(
     assert counts == {run_id: finding_counts(f) for run_id, f in reference.items()}
     with duckdb.connect(str(copy), read_only=True) as conn:
         stored = _stored(conn)
+        ledgers = _stored_ledgers(conn)
         summaries = {
             run_id: (summary, json.loads(by_kind))
             for run_id, summary, by_kind in conn.execute(
@@ -261,6 +280,7 @@ def test_workers_store_what_one_process_stores(
             ).fetchall()
         }
     assert stored == _expected_rows(reference)
+    assert ledgers == _expected_ledgers(list(runs.values()))
     assert summaries == {
         run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in reference.items()
     }
@@ -284,7 +304,7 @@ def test_traces_analyze_in_workers_prints_what_one_process_prints(
         )
         assert done.returncode == 0, done.stderr
         with duckdb.connect(str(copy), read_only=True) as conn:
-            printed[workers] = (json.loads(done.stdout), _stored(conn))
+            printed[workers] = (json.loads(done.stdout), _stored(conn), _stored_ledgers(conn))
     assert printed["1"] == printed["2"]
 
 

@@ -93,6 +93,8 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     "stream_index_missing": ("stream_tool_call_index_missing", "provider", 0),
     "stream_finish_twice": ("stream_finish_reason_changed", "provider", 0),
     "stream_broken_chunk": ("stream_unparsable_chunk", "provider", 0),
+    # HTTP ends the stream cleanly: the stream's fault on every attempt, retried or not, never
+    # a lost connection (`http_connection` is `connection_reset`'s).
     "stream_truncated": ("stream_without_done", "provider", 0),
     "stream_usage_every_chunk": ("stream_usage_before_last_chunk", "provider", 0),
     # files: only the answer turn, the fifth step, has both reasoning and content.
@@ -141,6 +143,14 @@ FAULT_FINDINGS: dict[str, tuple[str, str, int]] = {
     # Two turns with reasoning are needed before the older one can be stripped: cached tokens
     # fall (and the prompt grows too little) from the third request on.
     "reasoning_kept_last_only": ("reasoning_dropped_in_chain", "provider", 2),
+    # The second request is the first to carry a tool result back.
+    "tool_results_dropped": ("tool_results_dropped", "provider", 1),
+    # research: its first search result is already longer than the host keeps.
+    "tool_results_truncated": ("tool_results_truncated", "provider", 1),
+    # files: results of very different lengths and quote counts tell escaping from overhead.
+    "history_html_escaped": ("history_rewritten", "provider", 1),
+    # The first request is already longer than everything sent by the hidden prompt.
+    "system_prompt_injected": ("hidden_system_prompt", "provider", 0),
     # Sampling parameters the host ignores, recorded with the parameter set (see _recording):
     # the budget is run past on the first turn; the stop sequence, the logprobs and the JSON
     # format concern the answer text, which only the last turn of chain_short has.
@@ -177,6 +187,9 @@ SAMPLING_SETTINGS: dict[str, dict[str, Any]] = {
 """Harness settings that set the parameter a sampling fault makes the host ignore."""
 
 WITHOUT_FINDING: dict[str, str] = {
+    "arguments_reencoded": "the sample tasks' calls carry the same few quotes on every step, so "
+    "the tokens a second encoding adds read as template overhead; test_checks_kept finds it "
+    "(history_rewritten) where arguments differ in size",
     "auth_echoed": "the key it echoes is redacted before anything is stored, so no check sees "
     "it (test_hostile checks that it is nowhere)",
 }
@@ -196,9 +209,15 @@ NOT_FROM_FAULTS = frozenset(
 )
 """Finding kinds no simulator fault produces, each for the reason beside it."""
 
-_TASKS = {"stream_single_chunk": "chain_short"}
-"""Stream faults recorded on another task than `files`, whose texts are all too short to
-show a buffered one."""
+_TASKS = {
+    "stream_single_chunk": "chain_short",
+    "tool_results_truncated": "research",
+    "history_html_escaped": "files",
+}
+"""Faults recorded on another task than their stage's default (`files` for stream faults,
+`chain_short` for the others): `files`' texts are all too short to show a buffered stream;
+`chain_short`'s results are all short (nothing to cut) and alike (escaping reads as
+overhead)."""
 
 _RETRIED = TRANSIENT | {"argument_type_error_500", "template_error_500"}
 """Faults the harness retries (transient ones, and a 500 that fails again): one quick retry."""
@@ -213,6 +232,8 @@ def _recording(scenario: str) -> Recording:
         rec["stream"] = True
     if scenario.startswith("stream_"):
         rec["task"] = _TASKS.get(scenario, "files")
+    elif scenario in _TASKS:
+        rec["task"] = _TASKS[scenario]
     if "reasoning_required_400" in faults:
         settings["replay"] = ReplayPolicy(reasoning="drop")
     if set(faults) & _RETRIED:

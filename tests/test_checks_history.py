@@ -1,27 +1,21 @@
-"""The checks that read the requests' history: reasoning the host did not keep inside a tool
-chain (prompt growth, cached tokens) and tool results paired with the wrong calls.
+"""The checks that read the requests' history: tool results paired with the wrong calls, and
+the store's side of reading history (requests rebuilt, batch analysis, summaries).
 
-Hand-built runs pin the arithmetic and every case that must stay silent (the client dropped
-the reasoning itself, a new user turn, no usage, tiny reasoning, cache misses); recorded runs
-over real HTTP show the request rebuilding, the batch analysis and the client-side id faults.
+Hand-built requests pin the id pairing; recorded runs over real HTTP show the request
+rebuilding, the batch analysis (with the ledger's findings on hosts that drop reasoning, see
+test_checks_kept for the ledger itself) and the client-side id faults.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import pytest
 
-from analyzer.checks.history import (
-    chain_transitions,
-    reasoning_dropped_in_chain,
-    sent_reasoning,
-    tool_call_pairing,
-)
+from analyzer.checks.history import tool_call_pairing
 from analyzer.checks.loader import load_run, load_runs
 from analyzer.checks.persist import analyze_run, analyze_runs, failure_summary
 from analyzer.checks.records import Finding, Run, Step
@@ -33,233 +27,6 @@ from traces.sim.server import SimServer
 from traces.store.database import open_for_writing
 
 from recording import Recording, record, record_many, request_messages
-
-Host = Literal["keep", "drop", "last_only"]
-
-REASONING = [40, 18, 65, 30, 52, 24, 47, 35]
-"""Reasoning tokens of each turn: varied, as a real model's are."""
-
-
-def _words(n: int, word: str = "w") -> str:
-    return " ".join(f"{word}{i}" for i in range(n))
-
-
-def chain_run(
-    host: Host = "keep",
-    *,
-    reasoning: list[int] = REASONING,
-    tool_tokens: int | list[int] = 30,
-    send_back: bool = True,
-    cached: bool = True,
-    usage: bool = True,
-    user_turns: bool = False,
-) -> Run:
-    """A tool chain as a client records it against a host that keeps, drops, or keeps only
-    the latest turn's reasoning; token counts follow what that host would render.
-    `user_turns` adds a user message after every tool result (no longer one chain)."""
-    conversation: list[dict[str, Any]] = [
-        {"role": "system", "content": "You open boxes."},
-        {"role": "user", "content": "Open every box."},
-    ]
-    tools = tool_tokens if isinstance(tool_tokens, list) else [tool_tokens] * len(reasoning)
-    steps: list[Step] = []
-    prompts = [200]
-    for i, r in enumerate(reasoning):
-        if i > 0:
-            lost = 0
-            if host == "drop" and send_back:
-                lost = reasoning[i - 1] + 2  # its text and the think tags around it
-            elif host == "last_only" and send_back and i >= 2:
-                lost = reasoning[i - 2] + 2  # the turn before the latest loses it now
-            completion = reasoning[i - 1] + 10
-            prompts.append(prompts[-1] + completion + tools[i - 1] + 5 - lost)
-        cache: int | None = None
-        if cached and i > 0:
-            # A warm cache holds the previous prompt, up to where this one renders it anew
-            # (all but the generation prompt's 2 tokens). Keeping only the latest reasoning
-            # re-renders the turn before it: the prompts agree up to its reasoning only.
-            cache = prompts[i - 1] - 2
-            if host == "last_only" and send_back and i >= 2:
-                cache = prompts[i - 2] - 2 - (reasoning[i - 3] + 2 if i >= 3 else 0)
-        steps.append(
-            Step(
-                index=i,
-                finish_reason="tool_calls",
-                reasoning=_words(r, "r"),
-                reasoning_source="reasoning_content",
-                prompt_tokens=prompts[i] if usage else None,
-                completion_tokens=(r + 10) if usage else None,
-                reasoning_tokens=r if usage else None,
-                reasoning_tokens_source="reported" if usage else "estimated",
-                cached_tokens=cache if usage else None,
-                request_messages=tuple(conversation),
-            )
-        )
-        turn: dict[str, Any] = {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": f"call_{i}",
-                    "type": "function",
-                    "function": {"name": "open_box", "arguments": "{}"},
-                }
-            ],
-        }
-        if send_back:
-            turn["reasoning_content"] = _words(r, "r")
-        conversation.append(turn)
-        conversation.append(
-            {"role": "tool", "tool_call_id": f"call_{i}", "content": _words(tools[i], "t")}
-        )
-        if user_turns:
-            conversation.append({"role": "user", "content": f"Go on ({i})."})
-    return Run(id="chain", dialect="openai", steps=tuple(steps))
-
-
-def _dropped(run: Run) -> list[Finding]:
-    return list(reasoning_dropped_in_chain(run))
-
-
-# -- reasoning_dropped_in_chain: positives ------------------------------------------------
-
-
-def test_a_host_that_keeps_the_reasoning_is_silent() -> None:
-    run = chain_run("keep")
-    assert len(chain_transitions(run)) == len(REASONING) - 1
-    assert _dropped(run) == []
-
-
-def test_a_host_dropping_every_turns_reasoning_shows_in_prompt_growth() -> None:
-    [finding] = _dropped(chain_run("drop"))
-    assert (finding.kind, finding.severity, finding.layer, finding.step) == (
-        "reasoning_dropped_in_chain",
-        "warning",
-        "provider",
-        1,
-    )
-    evidence = finding.evidence
-    assert evidence["signal"] == "prompt_growth"  # the cache stays warm: same rendering
-    assert evidence["steps"] == [1, len(REASONING) - 1]
-    assert evidence["affected_steps"] == len(REASONING) - 1
-    assert evidence["retained_fraction"] == 0.0
-    # What each request lost against the fitted overhead (the think tags land in the latter).
-    assert evidence["estimated_dropped_tokens"] == sum(REASONING[:-1])
-    growth = evidence["prompt_growth"]
-    assert growth["slope"] == -1.0 and growth["overhead_tokens"] == 3.0  # 5 - 2 tags
-    assert growth["example"]["growth_residual"] == 35 - 42
-
-
-def test_a_host_keeping_only_the_latest_reasoning_shows_in_cached_tokens() -> None:
-    [finding] = _dropped(chain_run("last_only"))
-    assert finding.step == 2  # the third request is the first to lose an older turn
-    assert "cached_tokens" in finding.evidence["signal"].split("+")
-    cache = finding.evidence["cached_tokens"]
-    assert cache["affected_steps"] == cache["evaluated_steps"] == len(REASONING) - 2
-    assert cache["example"]["cached_tokens"] < cache["example"]["previous_prompt_tokens"] - 32
-
-
-def test_cached_tokens_alone_suffice_when_growth_cannot_tell() -> None:
-    # Constant reasoning: the slope is undefined, yet the cache still falls every step.
-    run = chain_run("last_only", reasoning=[40] * 8)
-    [finding] = _dropped(run)
-    assert finding.evidence["signal"] == "cached_tokens" and finding.step == 2
-
-
-def test_tool_results_miscounted_by_a_third_do_not_hide_a_drop() -> None:
-    # The host's tokenizer counts tool output 30% below our estimate; the reasoning varies
-    # more than the tool results, so the pairs that count still see the slope of -1.
-    tools = [30, 34, 28, 31, 36, 29, 33, 30]
-    run = chain_run("drop", tool_tokens=tools, cached=False)
-    noisy = tuple(_shift_prompt(step, -round(0.3 * sum(tools[: step.index]))) for step in run.steps)
-    [finding] = _dropped(Run(id="noisy", steps=noisy))
-    assert finding.evidence["retained_fraction"] <= 0.2
-
-
-def _shift_prompt(step: Step, delta: int) -> Step:
-    assert step.prompt_tokens is not None
-    return replace(step, prompt_tokens=step.prompt_tokens + delta)
-
-
-# -- reasoning_dropped_in_chain: what must stay silent ----------------------------------------
-
-
-def test_client_that_did_not_send_the_reasoning_is_not_the_hosts_fault() -> None:
-    # replay policy `drop`: the prompt grows without the reasoning, rightly.
-    assert _dropped(chain_run("drop", send_back=False)) == []
-    assert _dropped(chain_run("last_only", send_back=False)) == []
-
-
-def test_a_summary_of_hidden_reasoning_is_not_the_reasoning() -> None:
-    # The host counted 4x the reasoning it showed: the client could only send the summary
-    # back, so a prompt that grows by the summary alone is no drop.
-    run = chain_run("drop")
-    summarized = tuple(
-        replace(step, reasoning=_words((step.reasoning_tokens or 0) // 4, "s"))
-        for step in run.steps
-    )
-    assert _dropped(Run(id="summary", steps=summarized)) == []
-
-
-def test_missing_usage_is_silent() -> None:
-    assert _dropped(chain_run("drop", usage=False)) == []
-
-
-def test_small_reasoning_is_within_template_jitter() -> None:
-    assert _dropped(chain_run("drop", reasoning=[3, 5, 2, 6, 4, 7, 3, 5])) == []
-
-
-def test_tool_results_varying_more_than_reasoning_are_not_evidence() -> None:
-    # Every pair of transitions differs more in tool output than in reasoning: no pair is
-    # informative, so a 30% tokenizer mismatch on big tool results cannot fake a drop.
-    tools = [40, 400, 90, 700, 150, 300, 60, 500]
-    run = chain_run("keep", tool_tokens=tools, cached=False)
-    skewed = tuple(
-        _shift_prompt(step, -round(0.3 * sum(tools[: step.index]))) for step in run.steps
-    )
-    assert _dropped(Run(id="skewed", steps=skewed)) == []
-
-
-def test_a_new_user_turn_is_not_a_chain_step() -> None:
-    # Templates legitimately drop the reasoning before the last user message.
-    run = chain_run("drop", user_turns=True)
-    assert chain_transitions(run) == []
-    assert _dropped(run) == []
-
-
-def test_cache_misses_are_not_a_fall() -> None:
-    # Zeros (eviction, another replica) on most steps of a faithful host: no evidence.
-    run = chain_run("keep")
-    missed = tuple(replace(s, cached_tokens=0) if s.index % 3 else s for s in run.steps)
-    assert _dropped(Run(id="misses", steps=missed)) == []
-
-
-def test_a_single_cache_fall_is_not_systematic() -> None:
-    run = chain_run("keep")
-    steps = list(run.steps)
-    steps[3] = replace(steps[3], cached_tokens=150)  # one partial hit, far short
-    assert _dropped(Run(id="one-fall", steps=tuple(steps))) == []
-
-
-@pytest.mark.parametrize(
-    ("message", "sent"),
-    [
-        ({"role": "assistant", "reasoning_content": "because"}, True),
-        ({"role": "assistant", "reasoning": "because"}, True),
-        (
-            {"role": "assistant", "reasoning_details": [{"type": "reasoning.text", "text": "b"}]},
-            True,
-        ),
-        ({"role": "assistant", "content": "<think>\nbecause\n</think>\n\nok"}, True),
-        ({"role": "assistant", "content": "<|channel|>analysis<|message|>b<|end|>"}, True),
-        ({"role": "assistant", "content": "<think>\n\n</think>\n\nok"}, False),
-        ({"role": "assistant", "content": "ok", "reasoning_content": ""}, False),
-        ({"role": "assistant", "content": None, "reasoning_details": []}, False),
-    ],
-)
-def test_reasoning_sent_back_in_any_form(message: dict[str, Any], sent: bool) -> None:
-    assert sent_reasoning(message) is sent
-
 
 # -- tool_result_unmatched_id and tool_call_unanswered --------------------------------------
 

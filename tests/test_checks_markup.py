@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from analyzer.checks.calls import unexplained_tokens
 from analyzer.checks.records import Finding, Result, Run, Step
 from analyzer.checks.registry import run_checks
+from analyzer.checks.unseen import unexplained_tokens
 from traces.families import KIMI_ID
 from traces.normalize import read_message
 from traces.replay import replay_message
 
-from check_builders import TOOLS, answer_step, call, tool_step
+from check_builders import TOOLS, answer_step, call, clean_run, tool_step
 
 
 def _found(run: Run, kind: str) -> list[Finding]:
@@ -269,12 +269,13 @@ def test_reported_reasoning_tokens_explain_a_long_thought() -> None:
     # Ids split finer in a real tokenizer than in a word count (36 words and signs here):
     # the host's own count is used when it is the larger.
     step = _empty("box-54c530 box-189cb0 box-a1128f " * 4, completion_tokens=40)
-    assert unexplained_tokens(replace(step, reasoning_tokens=38)) == 2
-    assert unexplained_tokens(replace(step, reasoning_tokens=18)) == 4
+    run = clean_run()
+    assert unexplained_tokens(replace(step, reasoning_tokens=38), run) == 2
+    assert unexplained_tokens(replace(step, reasoning_tokens=18), run) == 4
     # LiteLLM's hosted_vllm reports 0: no count at all, the estimate stands.
-    assert unexplained_tokens(replace(step, reasoning_tokens=0)) == 4
+    assert unexplained_tokens(replace(step, reasoning_tokens=0), run) == 4
     missing = replace(step, reasoning_tokens=None, reasoning_tokens_source="missing")
-    assert unexplained_tokens(missing) == 4
+    assert unexplained_tokens(missing, run) == 4
 
 
 # -- emptied arguments ----------------------------------------------------------------------

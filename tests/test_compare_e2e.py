@@ -143,9 +143,14 @@ def test_a_host_that_ignores_reasoning_sent_back_retains_none(
     _, comparison = recorded
     retention = _values(comparison, "reasoning_retention")
     assert retention[CLEAN]["value"] == 1.0 and retention[BAD_JSON]["value"] == 1.0
-    assert retention[FORGETFUL]["value"] == 0.0 and retention[FORGETFUL]["runs"] == RUNS
+    # Measured from each run's prompt_tokens: within the ledger's ten points of none.
+    assert retention[FORGETFUL]["value"] <= 0.1 and retention[FORGETFUL]["runs"] == RUNS
     found = {(d["metric"], d["higher"], d["lower"]) for d in comparison["significant"]}
     assert ("reasoning_retention", CLEAN, FORGETFUL) in found
+    # The tool results reached every host whole.
+    tools = _values(comparison, "tool_result_retention")
+    assert {group: v["value"] for group, v in tools.items()} == dict.fromkeys(tools, 1.0)
+    assert set(tools) == {CLEAN, BAD_JSON, BAD_TYPES, FORGETFUL}
 
 
 def test_every_metric_family_is_filled_from_the_recording(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.checks.persist import analyze_recorded
 from traces.importing import ImportOptions, import_files
 from traces.importing.lines import ImportFileError
 from traces.retry import RetryPolicy
@@ -197,6 +198,13 @@ def test_a_cut_stream_is_a_failed_attempt_never_an_answer(db_path: Path) -> None
     for step in steps:
         lines = [line for _, line in json.loads(step["stream_events"])]
         assert lines[-1] == "data: [DONE]" and step["finish_reason"] in ("tool_calls", "stop")
+    # Read by what happened: the host ended each stream early, the connection was fine.
+    findings = analyze_recorded(db_path, [always.id, sometimes.id])
+    assert {(f.kind, f.severity) for f in findings[always.id]} == {("stream_without_done", "error")}
+    retried = {s["idx"] for s in steps if s["retries"]}
+    cut = [f for f in findings[sometimes.id] if f.kind == "stream_without_done"]
+    assert {f.step for f in cut} == retried and {f.severity for f in cut} == {"warning"}
+    assert "http_connection" not in {f.kind for f in findings[sometimes.id]}
 
 
 # -- secrets a host or a log hands back --------------------------------------------------------

@@ -19,7 +19,10 @@ from traces.dialects import DIALECTS
 from traces.sim.config import SimConfig
 from traces.sim.faults import FAULTS, WireFault
 from traces.sim.faults.calls import TEXT_SHAPES
+from traces.sim.faults.history import HIDDEN_SYSTEM_PROMPT
 from traces.sim.server import SimServer
+from traces.sim.templates.base import TRUNCATED_CHARS, html_escaped
+from traces.sim.tokenizer import count_tokens
 
 # Slow as a whole, outside the fast path `pytest -m "not slow"`: every simulator fault over HTTP.
 pytestmark = pytest.mark.slow
@@ -1049,6 +1052,120 @@ def reasoning_kept_last_only(sim: Faulty) -> dict[str, str]:
     return headers
 
 
+def _with_result(text: str) -> list[Any]:
+    """The chain after one call, its result replaced by `text`."""
+    messages = _second_step()
+    return [*messages[:-1], {**messages[-1], "content": text}]
+
+
+def _prompt(body: dict[str, Any]) -> int:
+    tokens: int = body["usage"]["prompt_tokens"]
+    return tokens
+
+
+def tool_results_dropped(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    kept, _ = sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)
+    empty, _ = sim.post(_with_result(""), clean=True, tools=CHAIN_TOOLS)
+    # The result is gone, and the turn that would have carried it with it.
+    assert _prompt(body) < _prompt(empty) < _prompt(kept)
+    _, nothing_to_drop = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(nothing_to_drop) == []
+    return headers
+
+
+def tool_results_truncated(sim: Faulty) -> dict[str, str]:
+    long = " ".join(f"line {n}: TODO item number {n}" for n in range(40))
+    body, headers = sim.post(_with_result(long), tools=CHAIN_TOOLS)
+    cut, _ = sim.post(_with_result(long[:TRUNCATED_CHARS]), clean=True, tools=CHAIN_TOOLS)
+    kept, _ = sim.post(_with_result(long), clean=True, tools=CHAIN_TOOLS)
+    assert _prompt(body) == _prompt(cut) < _prompt(kept)
+    # A result within the length reaches the model whole, and nothing is reported.
+    short, nothing_cut = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    assert _faults(nothing_cut) == []
+    assert _prompt(short) == _prompt(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    return headers
+
+
+def history_html_escaped(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    escaped = [
+        {**m, "content": html_escaped(m["content"])} if isinstance(m.get("content"), str) else m
+        for m in _second_step()
+    ]
+    escaped[2] = {
+        **escaped[2],
+        "tool_calls": [
+            {
+                **c,
+                "function": {
+                    **c["function"],
+                    "arguments": html_escaped(c["function"]["arguments"]),
+                },
+            }
+            for c in escaped[2]["tool_calls"]
+        ],
+    }
+    # The same prompt as a faithful host's for text escaped by the client: `"` -> `&#34;`.
+    assert _prompt(body) == _prompt(sim.post(escaped, clean=True, tools=CHAIN_TOOLS)[0])
+    assert _prompt(body) > _prompt(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    _, plain = sim.post(HELLO)  # nothing to escape
+    assert _faults(plain) == []
+    return headers
+
+
+def arguments_reencoded(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    twice = _second_step()
+    call = twice[2]["tool_calls"][0]
+    encoded = json.dumps(call["function"]["arguments"])  # '"{\\"box_id\\": ...}"'
+    twice[2] = {
+        **twice[2],
+        "tool_calls": [{**call, "function": {**call["function"], "arguments": encoded}}],
+    }
+    # The same prompt as a faithful host's for arguments the client encoded twice.
+    assert _prompt(body) == _prompt(sim.post(twice, clean=True, tools=CHAIN_TOOLS)[0])
+    assert _prompt(body) > _prompt(sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)[0])
+    _, no_calls = sim.post(START, tools=CHAIN_TOOLS)
+    assert _faults(no_calls) == []
+    return headers
+
+
+def system_prompt_injected(sim: Faulty) -> dict[str, str]:
+    body, headers = sim.post(START, tools=CHAIN_TOOLS)
+    clean, _ = sim.post(START, clean=True, tools=CHAIN_TOOLS)
+    hidden = count_tokens(HIDDEN_SYSTEM_PROMPT)
+    # Every request carries it, first or not.
+    assert hidden - 2 <= _prompt(body) - _prompt(clean) <= hidden + 2
+    later, _ = sim.post(_second_step(), tools=CHAIN_TOOLS)
+    later_clean, _ = sim.post(_second_step(), clean=True, tools=CHAIN_TOOLS)
+    assert _prompt(later) - _prompt(later_clean) == _prompt(body) - _prompt(clean)
+    return headers
+
+
+def test_prompt_faults_fire_on_whole_conversations() -> None:
+    # At rate one half, a conversation's requests all meet the fault or none does.
+    with SimServer(SimConfig(faults={"tool_results_dropped": 0.5})) as server:
+        sim = Faulty(server, server)
+        outcomes = set()
+        for n in range(12):
+            opening = [
+                {"role": "system", "content": "You open boxes."},
+                {"role": "user", "content": f"Start with box-{n} and report the treasure."},
+            ]
+            chain = [*opening, *_second_step()[2:]]
+            later = [*chain, *_third_step()[4:]]
+            fired = {bool(_faults(sim.post(m, tools=CHAIN_TOOLS)[1])) for m in (chain, later)}
+            assert len(fired) == 1, n
+            outcomes |= fired
+        assert outcomes == {True, False}
+        # Runs of one task open alike; each sends the seed of its own world.
+        seeded = {
+            bool(_faults(sim.post(_second_step(), tools=CHAIN_TOOLS, seed=n)[1])) for n in range(12)
+        }
+        assert seeded == {True, False}
+
+
 def _deltas(payloads: list[Any]) -> list[dict[str, Any]]:
     return [p["choices"][0]["delta"] for p in payloads if p["choices"]]
 
@@ -1148,6 +1265,9 @@ def logprobs_ignored(sim: Faulty) -> dict[str, str]:
     honoured, _ = sim.post(LINE, clean=True, logprobs=True, top_logprobs=2)
     assert honoured["choices"][0]["logprobs"]["content"]
     assert body["choices"][0]["logprobs"] is None
+    called, unseen = sim.post(START, tools=CHAIN_TOOLS, logprobs=True, top_logprobs=2)
+    # A call has no answer tokens to carry them: dropping them changed nothing to name.
+    assert _message(called)["tool_calls"] and _faults(unseen) == []
     return headers
 
 
@@ -1251,6 +1371,11 @@ CHECKS: dict[str, tuple[Check, str, dict[str, Any]]] = {
     "reasoning_tokens_outside_completion": (reasoning_tokens_outside_completion, "openai", {}),
     "reasoning_dropped_from_history": (reasoning_dropped_from_history, "openai", {}),
     "reasoning_kept_last_only": (reasoning_kept_last_only, "openai", {}),
+    "tool_results_dropped": (tool_results_dropped, "openai", {}),
+    "tool_results_truncated": (tool_results_truncated, "openai", {}),
+    "history_html_escaped": (history_html_escaped, "openai", {}),
+    "system_prompt_injected": (system_prompt_injected, "openai", {}),
+    "arguments_reencoded": (arguments_reencoded, "openai", {}),
     "max_tokens_ignored": (max_tokens_ignored, "openai", {}),
     "stop_ignored": (stop_ignored, "openai", {}),
     "n_ignored": (n_ignored, "openai", {}),

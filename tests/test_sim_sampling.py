@@ -211,3 +211,32 @@ def test_token_pieces_rejoin_the_text() -> None:
     assert cut_tokens(text, 3) == "  You asked:"
     assert cut_tokens(text, 0) == "" and cut_tokens(text, 99) == text
     assert token_pieces("") == [] and token_pieces("   ") == ["   "]
+
+
+CALL_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "open_box",
+            "parameters": {"type": "object", "properties": {"box_id": {"type": "string"}}},
+        },
+    }
+]
+OPEN = [{"role": "user", "content": "Start with box-1a2b3c and report the treasure."}]
+
+
+@pytest.mark.parametrize(("dialect", "named"), [("openai", False), ("minimax", True)])
+def test_dropped_logprobs_are_named_only_where_content_would_carry_them(
+    dialect: str, named: bool
+) -> None:
+    # A call turn: its reasoning is in a field (openai), so no token of `content` would carry
+    # a log probability; or inline in `content` (minimax's <think>), which would.
+    config = SimConfig(dialect=dialect, faults={"logprobs_ignored": 1.0})
+    with (
+        SimServer(config) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="test-key", max_retries=0) as client,
+    ):
+        body, headers = _post(client, messages=OPEN, tools=CALL_TOOLS, logprobs=True)
+    assert body["choices"][0]["message"]["tool_calls"]
+    assert body["choices"][0]["logprobs"] is None
+    assert (headers["x-sim-faults"] == "logprobs_ignored") is named

@@ -8,17 +8,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.emptied import emptied
+from analyzer.checks.finish import budget_spent
 from analyzer.checks.leaks import find_leaks
+from analyzer.checks.reasoning import empty_turn
 from analyzer.checks.records import Call, Finding, Layer, Run, Severity, Step
 from analyzer.checks.text_calls import TextCalls, calls_in_text, own_syntax
+from analyzer.checks.unseen import (
+    UNEXPLAINED_MIN,
+    arguments_in_text,
+    decode_at,
+    unexplained_tokens,
+)
 from traces.families import json_call_syntax
-from traces.normalize import estimate_tokens
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _BAD_KEY = re.compile(r"[<>|\"{}\s]")
-_DECODER = json.JSONDecoder()
-_TAIL = 2000
-"""Characters at the end of a reasoning text searched for a call's arguments."""
 
 KINDS = frozenset(
     {
@@ -35,44 +39,6 @@ KINDS = frozenset(
 )
 """Finding kinds this module emits (the catalogue describes each)."""
 
-UNEXPLAINED_MIN = 8
-"""Completion tokens beyond the visible text that count as 'something was generated'; the
-estimate of visible tokens is rough, so a handful of tokens of slack is not evidence."""
-
-
-def _decode_at(text: str, start: int) -> tuple[Any, int] | None:
-    try:
-        return _DECODER.raw_decode(text, start)
-    except ValueError:
-        return None
-
-
-def _fits(arguments: dict[str, Any], schema: dict[str, Any]) -> bool:
-    properties = schema.get("properties")
-    if not arguments or not isinstance(properties, dict):
-        return False
-    required = schema.get("required") or []
-    return set(arguments) <= set(properties) and set(required) <= set(arguments)
-
-
-def arguments_in_text(text: str | None, tools: dict[str, dict[str, Any]]) -> str | None:
-    """The tool whose complete arguments object ends `text`, if one does.
-
-    A harmony parser that misroutes the commentary channel streams the call's JSON into the
-    reasoning (gpt-oss on vLLM 0.10.2): the call is lost, its arguments sit at the end.
-    """
-    if not text or not tools:
-        return None
-    tail = text[-_TAIL:].rstrip()
-    for start in (i for i, ch in enumerate(tail) if ch == "{"):
-        decoded = _decode_at(tail, start)
-        if decoded is None or decoded[1] != len(tail) or not isinstance(decoded[0], dict):
-            continue
-        fitting = [name for name, schema in tools.items() if _fits(decoded[0], schema)]
-        if fitting:
-            return fitting[0]
-    return None
-
 
 def concatenated_objects(raw: str) -> int:
     """How many JSON objects `raw` holds back to back (0 when it is not such a sequence).
@@ -83,7 +49,7 @@ def concatenated_objects(raw: str) -> int:
     position, count = 0, 0
     text = raw.strip()
     while position < len(text):
-        decoded = _decode_at(text, position)
+        decoded = decode_at(text, position)
         if decoded is None or not isinstance(decoded[0], dict):
             return 0
         position, count = decoded[1], count + 1
@@ -117,14 +83,18 @@ def _confidence(found: TextCalls, own: bool) -> float:
 
 
 def _asked_for_text(step: Step) -> bool:
-    """The client asked for text or JSON, not calls: what looks like a call is the answer."""
+    """The client asked for text, or for JSON and got JSON, not calls: what looks like a call
+    is the answer. (Prose around the JSON is no answer in the format asked for.)"""
     if step.request_params.get("tool_choice") == "none":
         return True
     response_format = step.request_params.get("response_format")
-    return isinstance(response_format, dict) and response_format.get("type") in (
-        "json_object",
-        "json_schema",
-    )
+    if not isinstance(response_format, dict):
+        return False
+    if response_format.get("type") not in ("json_object", "json_schema"):
+        return False
+    content = (step.content or "").strip()
+    decoded = decode_at(content, 0)
+    return decoded is not None and decoded[1] == len(content)
 
 
 def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
@@ -175,18 +145,6 @@ def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
     )
 
 
-def unexplained_tokens(step: Step) -> int | None:
-    """Completion tokens not accounted for by the visible reasoning and content (estimated)."""
-    if step.completion_tokens is None:
-        return None
-    reasoning = estimate_tokens(step.reasoning or "")
-    if step.reasoning_tokens_source == "reported" and step.reasoning_tokens:
-        # The host's own count of the reasoning beats a word count: real tokenizers split
-        # ids and numbers finer, and a long thought would otherwise look like a lost call.
-        reasoning = max(reasoning, step.reasoning_tokens)
-    return step.completion_tokens - reasoning - estimate_tokens(step.content or "")
-
-
 IN_REASONING_CONFIDENCE = 0.95
 """A call's complete arguments ending the reasoning: the call was made, its wrapper lost."""
 UNEXPLAINED_CONFIDENCE = 0.85
@@ -199,15 +157,16 @@ empty turn the model chose, as likely as a call the parser lost."""
 def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     """Tools offered, finish `stop`, nothing visible, and evidence that something was
     generated: completion tokens beyond the reasoning text, the reasoning ending with a
-    call's arguments, or (without usage) the host's own finish_reason. The host produced a
-    call and lost it in parsing. With no finish_reason and no usage nothing says anything
+    call's arguments, or (without a token count) the host's own finish_reason, unless the
+    thought was cut off mid-chain (`reasoning.empty_turn`). The host produced a call and lost
+    it in parsing. With no finish_reason and no usage nothing says anything
     was generated: that is `empty_response`, the host failing before its first token."""
     if step.failed or step.calls or (step.content or "").strip() or not step.tools:
         return
-    if step.finish_reason not in ("stop", "none"):
-        return
+    if step.finish_reason not in ("stop", "none") or budget_spent(step):
+        return  # a turn the budget cut short never finished a call to lose
     in_reasoning = arguments_in_text(step.reasoning, step.tools)
-    unexplained = unexplained_tokens(step)
+    unexplained = unexplained_tokens(step, run)
     if in_reasoning is not None:
         confidence = IN_REASONING_CONFIDENCE
     elif unexplained is not None:
@@ -215,6 +174,8 @@ def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
             return  # the tokens are all in the reasoning (reasoning_swallows_answer) or none
         confidence = UNEXPLAINED_CONFIDENCE
     elif step.finish_reason_raw is not None:
+        if empty_turn(step, run) is not None:
+            return  # thinking cut off mid-chain, nothing counted beyond it: the empty turn
         confidence = FINISHED_ONLY_CONFIDENCE
     else:
         return  # no usage, no finish_reason: no evidence a token was generated

@@ -337,7 +337,9 @@ _ENTRIES = (
         "warning",
         "streaming",
         """The stream ended without `data: [DONE]`. With a finish_reason the turn is complete
-        but strict clients wait or fail; without one it was cut, and the call failed.""",
+        but strict clients wait or fail; without one it was cut (HTTP ended it cleanly: the
+        host stopped sending), the fragment is no answer and the call is retried. An error
+        when no retry got a whole stream; the evidence counts the attempts cut.""",
         "streaming_truncated",
     ),
     _kind(
@@ -476,8 +478,8 @@ _ENTRIES = (
         "error",
         "http",
         """The connection failed (refused, reset, server disconnected) before the answer was
-        whole, or a stream stopped with neither finish_reason nor `[DONE]`: the fragment is no
-        answer, and the call is retried. A warning when a retry succeeded.""",
+        whole; a stream the host ended cleanly but early is `stream_without_done`. The
+        fragment is no answer and the call is retried: a warning when a retry succeeded.""",
         "connection_failed",
     ),
     _kind(
@@ -555,8 +557,9 @@ _ENTRIES = (
         "provider",
         "error",
         "ids",
-        """An id was used twice, in one turn or across turns (`list_dir:0` every turn): results
-        pair with the wrong call and hosts answer 400.""",
+        """An id was used twice, in one turn or across turns (`list_dir:0` every turn), or
+        is one the request's history already holds (as the client sent it back): results pair
+        with the wrong call and hosts answer 400.""",
         "tool_call_id_reused",
     ),
     # -- the model's behaviour over the run --------------------------------------------------
@@ -642,17 +645,69 @@ _ENTRIES = (
         completion: reasoning is counted outside completion, which skews cost comparisons.""",
         "reasoning_tokens_outside_completion",
     ),
-    # -- history (the requests the client sent) ---------------------------------------------
+    # -- what the host kept of the history (the ledger) --------------------------------------
     _kind(
         "reasoning_dropped_in_chain",
         "provider",
         "warning",
-        "history",
-        """The reasoning sent back inside a tool chain did not reach the model: prompt_tokens
-        grew less than the reasoning sent (against the learned template overhead) or cached
-        tokens fell. A proxy or server dropped or ignored the field.""",
+        "kept",
+        """The reasoning sent back inside a tool chain did not reach the model: fitted over the
+        run's steps, prompt_tokens grew by the assistant turns, tool results and template
+        overhead but not by the reasoning (or by the newest turn's only). A proxy or server
+        dropped or ignored the field. Evidence: the behaviour, the retained share, the posterior
+        of each behaviour and the fit.""",
         "reasoning_dropped_in_history",
+        inferred=True,
     ),
+    _kind(
+        "tool_results_dropped",
+        "provider",
+        "error",
+        "kept",
+        """The tool results sent back did not reach the model: prompt_tokens grew by the
+        assistant turns and their reasoning but not by the results (a chat template with no
+        branch for the `tool` role). The model answers without seeing what its calls returned,
+        and its failures look like its own.""",
+        "tool_results_dropped_in_history",
+        inferred=True,
+    ),
+    _kind(
+        "tool_results_truncated",
+        "provider",
+        "warning",
+        "kept",
+        """Each tool result reached the model only up to some length: prompt_tokens grew by
+        every short result in full and by long ones only up to the same cap (a gateway or
+        server limiting tool output). Evidence: the cap in estimated tokens and the share
+        kept.""",
+        "tool_results_truncated_in_history",
+        inferred=True,
+    ),
+    _kind(
+        "history_rewritten",
+        "provider",
+        "warning",
+        "kept",
+        """The history reached the model rewritten: prompt_tokens grew by a few tokens more for
+        each `<`, `>`, `&` or quote in what was sent than the parts explain, as a template with
+        HTML autoescape on (`<` -> `&lt;`, `"` -> `&#34;`) renders them. Code, JSON and
+        comparisons read differently to the model.""",
+        "history_rewritten",
+        inferred=True,
+    ),
+    _kind(
+        "hidden_system_prompt",
+        "provider",
+        "warning",
+        "kept",
+        """The first request counted far more tokens than everything sent (messages and tool
+        declarations), beyond what any chat template adds and the tokenizer's margin, and the
+        steps after it grow as sent: the host puts a prompt of its own before the client's
+        messages, on every request.""",
+        "hidden_system_prompt",
+        inferred=True,
+    ),
+    # -- history (the requests the client sent) ---------------------------------------------
     _kind(
         "tool_result_unmatched_id",
         "client",

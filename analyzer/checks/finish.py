@@ -55,19 +55,28 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
             step.index,
             {**raw, "calls_complete": complete},
         )
-    limit = step.max_tokens
-    used = step.completion_tokens
-    spent = limit is not None and used is not None and limit <= used <= limit + END_TOKENS
-    if spent and step.finish_reason != "length":
+    if budget_spent(step) and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
         # the budget being spent exactly is the only trace left. A turn may also end of itself
         # on its very last allowed token: rare, and rarer on the budget to the token than
         # within the end-of-turn margin.
+        choices, limit = step.choices_counted, step.max_tokens
+        evidence = {**raw, "completion_tokens": step.completion_tokens, "max_tokens": limit}
+        if choices > 1:
+            evidence["choices"] = choices
+        exact = limit is not None and step.completion_tokens == choices * limit
+        confidence = EXACT_BUDGET_CONFIDENCE if exact else MARGIN_CONFIDENCE
         yield Finding(
-            "finish_length_hidden",
-            "warning",
-            "provider",
-            step.index,
-            {**raw, "completion_tokens": used, "max_tokens": limit},
-            confidence=EXACT_BUDGET_CONFIDENCE if used == limit else MARGIN_CONFIDENCE,
+            "finish_length_hidden", "warning", "provider", step.index, evidence, confidence
         )
+
+
+def budget_spent(step: Step) -> bool:
+    """Whether the turn used its whole `max_tokens` budget, whatever its finish_reason says:
+    usage at the limit, up to `END_TOKENS` past it (per choice, when usage counts `n`
+    choices: then every one of them was cut)."""
+    limit, used = step.max_tokens, step.completion_tokens
+    if limit is None or used is None:
+        return False
+    choices = step.choices_counted
+    return choices * limit <= used <= choices * (limit + END_TOKENS)

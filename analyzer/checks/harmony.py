@@ -22,7 +22,7 @@ from typing import Any
 from analyzer.checks.leaks import echoed_text
 from analyzer.checks.records import Finding, Run, Severity, Step
 from traces.dialects import DIALECTS
-from traces.families import FAMILIES
+from traces.families import FAMILIES, family_named
 
 KINDS = frozenset({"harmony_unparsed"})
 """Finding kinds this module emits (the catalogue describes each)."""
@@ -98,6 +98,16 @@ def has_harmony(text: str | None) -> bool:
 def _expects_harmony(run: Run) -> bool:
     dialect = DIALECTS.get(run.dialect or "")
     return dialect is not None and dialect.reasoning_out == "harmony"
+
+
+def speaks_harmony(step: Step, run: Run) -> bool:
+    """Whether the model wrote the step in harmony (gpt-oss): the client read its channels out
+    of content, the dialect serves them raw, or the model id names the family (a host whose
+    parser hands the channels out as fields)."""
+    if step.reasoning_source == "harmony" or _expects_harmony(run):
+        return True
+    family = family_named(run.model)
+    return family is not None and family.name == "gpt-oss"
 
 
 def _finding(

@@ -16,6 +16,7 @@ from typing import Any
 
 from analyzer.checks.overflow import blame
 from analyzer.checks.records import Finding, Layer, Run, Step
+from analyzer.checks.streaming import cut_attempt
 from traces.error_markers import ARGUMENT_TYPE_MARKERS, CONTEXT_MARKERS, names_template_error
 
 _REASONING_REQUIRED = ("reasoning_content", "thinking", "reasoning_details", "reasoning")
@@ -97,9 +98,15 @@ def _final_error(step: Step) -> dict[str, Any] | None:
 
 
 def http_errors(step: Step, run: Run) -> Iterator[Finding]:
-    """Every failed attempt of the step, grouped by class; `error` when the step failed."""
+    """Every failed attempt of the step, grouped by class; `error` when the step failed.
+    A stream cut short is the stream's (`streaming.stream_anomalies`), not a lost connection."""
     final = _final_error(step)
-    attempts = [*step.retry_errors, *([final] if final else [])]
+    if final is not None and cut_attempt(final):
+        final = None
+    attempts = [
+        *(error for error in step.retry_errors if not cut_attempt(error)),
+        *([final] if final else []),
+    ]
     grouped: dict[tuple[str, Layer], list[dict[str, Any]]] = {}
     for attempt in attempts:
         grouped.setdefault(classify(attempt), []).append(attempt)

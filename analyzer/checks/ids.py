@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from analyzer.checks.onset import onset
 from analyzer.checks.records import Finding, Run, Severity, Step
+from analyzer.checks.requests import call_ids, request_increments
 from traces.dialects import DIALECTS
 from traces.families import KIMI_ID, expected_id_style
 from traces.wire_forms import IdStyle
@@ -73,26 +74,38 @@ def id_format(run: Run) -> Iterator[Finding]:
 
 
 def duplicate_ids(run: Run) -> Iterator[Finding]:
-    """An id used twice within a step, or reused from an earlier step."""
+    """An id used twice within a step, reused from an earlier step's response, or reused from
+    the request's history: the ids the client sent back, which a replay policy may have
+    renumbered (`functions.NAME:IDX`), so they need not be any response's."""
     seen: dict[str, tuple[int, int]] = {}
-    for step in run.steps:
+    sent: dict[str, int] = {}  # id -> position of the first request message that carried it
+    for step, start in request_increments(run):
+        if start == 0:
+            sent = {}
+        messages = step.request_messages
+        for position in range(start, len(messages)):
+            if messages[position].get("tool_calls"):
+                for call_id in call_ids(messages[position]):
+                    sent.setdefault(call_id, position)
         for call in step.calls:
             if not call.id:
                 continue
-            if call.id in seen:
-                first_step, first_call = seen[call.id]
-                yield Finding(
-                    "duplicate_tool_call_id",
-                    "error",
-                    "provider",
-                    step.index,
-                    {
-                        "call": call.index,
-                        "id": call.id,
-                        "first_step": first_step,
-                        "first_call": first_call,
-                        "same_step": first_step == step.index,
-                    },
-                )
-            else:
+            first = seen.get(call.id)
+            at = sent.get(call.id)
+            if first is None and at is None:
                 seen[call.id] = (step.index, call.index)
+                continue
+            yield Finding(
+                "duplicate_tool_call_id",
+                "error",
+                "provider",
+                step.index,
+                {
+                    "call": call.index,
+                    "id": call.id,
+                    "first_step": first[0] if first else None,
+                    "first_call": first[1] if first else None,
+                    "same_step": first is not None and first[0] == step.index,
+                    "request_position": at,
+                },
+            )

@@ -5,9 +5,9 @@ here, whatever DuckDB does. So a large analysis (`traces analyze` over a whole s
 worker processes instead (`python -m analyzer.checks.worker`: fresh interpreters, no fork of
 a process that may run threads). DuckDB lets several processes read a file that none writes:
 each worker opens the store read-only, takes a chunk of runs whenever it finished the last
-one, and appends their findings and summaries to a database file of its own. When all are
-done, this process opens the store for writing and, in one transaction, replaces the runs'
-findings and summaries with the workers' rows, all in SQL.
+one, and appends their findings, ledgers and summaries to a database file of its own. When
+all are done, this process opens the store for writing and, in one transaction, replaces the
+runs' findings, ledgers and summaries with the workers' rows, all in SQL.
 
 The store is only written in that last transaction: an error, a worker that dies or Ctrl-C
 before it leaves the store as it was, and the workers' files are removed either way. While
@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.persist import DELETE_FINDINGS, FindingCounts, rollback
+from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts, rollback
 from traces import interrupts
 from traces.errors import TracesError
 from traces.processes import child_env, cores
@@ -275,20 +275,24 @@ class _Pool:
 
 
 def _replace(conn: duckdb.DuckDBPyConnection, ids: list[str], outs: list[Path]) -> None:
-    """In one transaction, the runs' findings and summaries become the workers' rows."""
+    """In one transaction, the runs' findings, ledgers and summaries become the workers'."""
     names = [f"worker_{index}" for index in range(len(outs))]
     for name, out in zip(names, outs, strict=True):
         conn.execute(f"ATTACH '{_quoted(out)}' AS {name} (READ_ONLY)")
+
+    def every(table: str) -> str:
+        return " UNION ALL ".join(f"SELECT * FROM {name}.{table}" for name in names)
+
     try:
-        findings = " UNION ALL ".join(f"SELECT * FROM {name}.findings" for name in names)
-        summaries = " UNION ALL ".join(f"SELECT * FROM {name}.summaries" for name in names)
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(DELETE_FINDINGS, [ids])
-            conn.execute(f"INSERT INTO findings {findings}")
+            conn.execute(DELETE_LEDGERS, [ids])
+            conn.execute(f"INSERT INTO findings {every('findings')}")
+            conn.execute(f"INSERT INTO ledgers {every('ledgers')}")
             conn.execute(
                 "UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind::JSON "
-                f"FROM ({summaries}) AS u WHERE runs.id = u.id"
+                f"FROM ({every('summaries')}) AS u WHERE runs.id = u.id"
             )
             conn.execute("COMMIT")
         except BaseException:

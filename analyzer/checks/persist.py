@@ -1,4 +1,5 @@
-"""Storing findings: re-analyzing runs replaces their findings in one transaction.
+"""Storing findings: re-analyzing runs replaces their findings (and ledgers) in one
+transaction.
 
 Checks are pure, so a run's findings are a function of its recorded data and the check
 version; replacing rather than appending keeps `traces analyze` idempotent. Each run's
@@ -19,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import Messages, load_runs
-from analyzer.checks.records import Finding
+from analyzer.checks.records import Finding, Run
 from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import open_for_writing
-from traces.store.inserts import insert_columns
-from traces.store.tables import FindingRow
+from traces.store.inserts import insert_columns, insert_rows
+from traces.store.tables import FindingRow, LedgerRow
 
 if TYPE_CHECKING:
     from analyzer.checks.timing import Timings
@@ -38,6 +40,7 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 """`json.dumps(…, ensure_ascii=False)` without building an encoder per finding."""
 
 DELETE_FINDINGS = "DELETE FROM findings WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
+DELETE_LEDGERS = "DELETE FROM ledgers WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
     FROM (SELECT unnest($1::VARCHAR[]) AS id, unnest($2::VARCHAR[]) AS summary,
@@ -112,9 +115,65 @@ def summary_columns(found: dict[str, list[Finding]]) -> list[list[str]]:
     ]
 
 
-def _store(conn: duckdb.DuckDBPyConnection, found: dict[str, list[Finding]], now: datetime) -> None:
-    """Replace the findings and summaries of the runs in `found` (inside a transaction)."""
-    conn.execute(DELETE_FINDINGS, [list(found)])
+def ledger_row(ledger: Ledger, now: datetime) -> LedgerRow | None:
+    """The `ledgers` row of a run's ledger; None when the run has no counted request."""
+    first = next((e for e in ledger.entries if e.kind == "first"), None)
+    if first is None:
+        return None
+    fit = ledger.fit
+    reasoning = fit.reasoning if fit is not None else None
+    tools = fit.tool_results if fit is not None else None
+    return LedgerRow(
+        run_id=ledger.run_id,
+        chain_steps=len(ledger.chain),
+        token_ratio=ledger.ratio,
+        reasoning_sent_tokens=ledger.reasoning_sent if reasoning is not None else None,
+        reasoning_kept_tokens=ledger.reasoning_kept,
+        reasoning_behaviour=reasoning.best.name if reasoning is not None else None,
+        reasoning_probability=reasoning.best.posterior if reasoning is not None else None,
+        tool_results_sent_tokens=ledger.tool_results_sent if tools is not None else None,
+        tool_results_kept_tokens=ledger.tool_results_kept,
+        tool_results_behaviour=tools.best.name if tools is not None else None,
+        tool_results_probability=tools.best.posterior if tools is not None else None,
+        per_result_tokens=fit.value("per_result") if fit is not None else None,
+        per_turn_tokens=fit.value("per_turn") if fit is not None else None,
+        noise_scale=fit.scale if fit is not None else None,
+        first_prompt_tokens=first.prompt_tokens,
+        first_sent_tokens=first.sent_estimate,
+        check_version=CHECK_VERSION,
+        created_at=now,
+    )
+
+
+def check_runs(
+    runs: Sequence[Run], now: datetime, timings: Timings | None = None
+) -> tuple[dict[str, list[Finding]], list[LedgerRow]]:
+    """Every check over each run: its findings by run id, and the ledger rows to store.
+    One process and the workers (`worker`) both check a chunk this way."""
+    found: dict[str, list[Finding]] = {}
+    ledgers: list[LedgerRow] = []
+    for run in runs:
+        found[run.id] = run_checks(run, timings)
+        # The checks have just measured this run's ledger: storing it is free.
+        row = None if run.raw_text else ledger_row(measure(run), now)
+        if row is not None:
+            ledgers.append(row)
+    return found, ledgers
+
+
+def _store(
+    conn: duckdb.DuckDBPyConnection,
+    found: dict[str, list[Finding]],
+    now: datetime,
+    ledgers: Sequence[LedgerRow] | None = None,
+) -> None:
+    """Replace the findings and summaries of the runs in `found` (inside a transaction), and
+    their ledgers when given."""
+    ids = list(found)
+    conn.execute(DELETE_FINDINGS, [ids])
+    if ledgers is not None:
+        conn.execute(DELETE_LEDGERS, [ids])
+        insert_rows(conn, "ledgers", ledgers)
     columns = finding_columns(found, now)
     if columns[0]:
         insert_columns(conn, "findings", columns)
@@ -180,10 +239,10 @@ def analyze_runs(
             for part in _chunks(ids, chunk):
                 with timed("load"):
                     runs = load_runs(conn, part, messages)
-                found = {run.id: run_checks(run, timings) for run in runs}
+                found, ledgers = check_runs(runs, now, timings)
                 if found:
                     with timed("store"):
-                        _store(conn, found, now)
+                        _store(conn, found, now, ledgers)
                 if on_findings is None:
                     everything.update(found)
                 else:

@@ -14,10 +14,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from analyzer.checks.calls import UNEXPLAINED_MIN, arguments_in_text, unexplained_tokens
+from analyzer.checks.finish import budget_spent
 from analyzer.checks.harmony import has_harmony
 from analyzer.checks.onset import onset, previous_step
 from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.unseen import UNEXPLAINED_MIN, arguments_in_text, unexplained_tokens
 from traces.dialects import DIALECTS
 from traces.normalize import estimate_tokens
 
@@ -57,6 +58,10 @@ _TAIL = 200
 _CUT_OFF = 0.8
 _CUT_OFF_NAMING_TOOL = 0.9
 """Thinking cut off mid-sentence; and, besides, naming a declared tool it was about to call."""
+_UNCOUNTED = 0.15
+"""Less sure without a token count (no usage, or usage over several choices): nothing rules
+out a call made after the thought and lost, though a model finishes its sentence before it
+calls, so a thought cut off mid-sentence still most likely ended the turn."""
 
 
 def _cut_off(text: str) -> bool:
@@ -73,17 +78,20 @@ def empty_turn(step: Step, run: Run) -> tuple[dict[str, Any], float] | None:
     """(evidence, confidence) when a turn in the middle of a tool chain (the step before made
     calls, tools are still offered) ended `stop` with its reasoning cut off mid-sentence and
     nothing else: the model stopped thinking and never acted. None otherwise, and when the
-    tokens or the reasoning's tail show a call was made and lost (`dropped_call`)."""
+    tokens or the reasoning's tail show a call was made and lost (`dropped_call`); without a
+    token count, the cut-off thought alone decides, less surely."""
     reasoning = step.reasoning
     if step.failed or step.calls or (step.content or "").strip() or not reasoning:
         return None
     if step.finish_reason != "stop" or not step.tools or not _cut_off(reasoning):
         return None
+    if budget_spent(step):
+        return None  # the budget cut the thinking off, whatever finish_reason says
     previous = previous_step(step, run)
     if previous is None or not previous.calls:
         return None  # not mid-chain: nothing was waiting for an action
-    unexplained = unexplained_tokens(step)
-    if unexplained is None or unexplained >= UNEXPLAINED_MIN:
+    unexplained = unexplained_tokens(step, run)
+    if unexplained is not None and unexplained >= UNEXPLAINED_MIN:
         return None  # tokens went somewhere invisible: dropped_call
     if arguments_in_text(reasoning, step.tools):
         return None  # the reasoning ends with a call's arguments: dropped_call
@@ -99,7 +107,8 @@ def empty_turn(step: Step, run: Run) -> tuple[dict[str, Any], float] | None:
         "tools_named": named,
         **onset(run, step.index, lambda s: s.index == step.index, _reasoned_well),
     }
-    return evidence, _CUT_OFF_NAMING_TOOL if named else _CUT_OFF
+    confidence = _CUT_OFF_NAMING_TOOL if named else _CUT_OFF
+    return evidence, confidence if unexplained is not None else round(confidence - _UNCOUNTED, 2)
 
 
 def empty_turn_after_reasoning(step: Step, run: Run) -> Iterator[Finding]:
@@ -114,15 +123,26 @@ def empty_turn_after_reasoning(step: Step, run: Run) -> Iterator[Finding]:
         )
 
 
+def _ended_by_request(step: Step) -> bool:
+    """Whether the request itself may have ended the turn before any answer: its token budget
+    ran out (finish `length`, or the budget spent whatever finish_reason says), or one of its
+    stop sequences may have matched where the answer began (a host that honours `stop` leaves
+    no content and says `stop`)."""
+    return step.finish_reason == "length" or budget_spent(step) or bool(step.stop_sequences)
+
+
 def reasoning_swallows_answer(step: Step, run: Run) -> Iterator[Finding]:
-    """A turn without calls or content whose generated tokens are all in the reasoning."""
+    """A turn without calls or content whose generated tokens are all in the reasoning, unless
+    the request's own budget or stop sequences ended it (`_ended_by_request`)."""
     if step.failed or step.calls or (step.content or "").strip() or not step.reasoning:
+        return
+    if _ended_by_request(step):
         return
     if arguments_in_text(step.reasoning, step.tools):
         return  # a call's arguments, not an answer: reported as dropped_call
     if empty_turn(step, run) is not None:
         return  # thinking cut off mid-chain, no answer in it: empty_turn_after_reasoning
-    unexplained = unexplained_tokens(step)
+    unexplained = unexplained_tokens(step, run)
     if step.tools and (unexplained is None or unexplained >= UNEXPLAINED_MIN):
         return  # tokens went somewhere invisible: a dropped call, reported as such
     yield Finding(

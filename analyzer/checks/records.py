@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from traces.responses import CHOICES_MISSING
+
 Severity = Literal["info", "warning", "error"]
 """How bad a finding is: `error` broke the step, `warning` is wrong but survivable."""
 
@@ -125,6 +127,28 @@ class Step:
         return None
 
     @property
+    def stop_sequences(self) -> list[str]:
+        """The request's stop sequences (none when it set none)."""
+        stop = self.request_params.get("stop")
+        if isinstance(stop, str):
+            stop = [stop]
+        return [s for s in stop if isinstance(s, str) and s] if isinstance(stop, list) else []
+
+    @property
+    def choices_counted(self) -> int:
+        """How many choices the usage counts: OpenAI-compatible hosts add up every choice of
+        `n` in one usage, while the step keeps choice 0's text. The request's `n`, or as many
+        as came when fewer did (the `choices_missing` anomaly says how many)."""
+        asked = self.request_params.get("n")
+        if not isinstance(asked, int) or isinstance(asked, bool) or asked <= 1:
+            return 1
+        for anomaly in self.anomalies:
+            if anomaly.get("kind") == CHOICES_MISSING:
+                received = anomaly.get("received")
+                return received if isinstance(received, int) and received > 0 else 1
+        return asked
+
+    @property
     def failed(self) -> bool:
         """Whether the call produced no usable response (an HTTP or transport error)."""
         return self.error_kind is not None
@@ -147,3 +171,21 @@ class Run:
     """The run is a `traces probe` request that sets a sampling parameter on purpose (`n`,
     `logprobs`, ...): a 400 refusing it is the host's answer to the probe, not a client
     mistake."""
+
+    @cached_property
+    def request_starts(self) -> tuple[int, ...]:
+        """For each step, the position of the first message its request adds to the previous
+        request's; 0 when it does not extend that request (the first step, a new
+        conversation, an edited history). Worked out once for every check that follows the
+        history (`requests.request_increments`)."""
+        starts: list[int] = []
+        previous: tuple[dict[str, Any], ...] = ()
+        for step in self.steps:
+            messages = step.request_messages
+            start = len(previous)
+            # Shared message objects: the comparison is one identity check per message.
+            if not previous or len(messages) < start or messages[:start] != previous:
+                start = 0
+            starts.append(start)
+            previous = messages
+        return tuple(starts)

@@ -17,6 +17,7 @@ from analyzer.checks import (
     history,
     http,
     ids,
+    kept,
     leaks,
     loops,
     reasoning,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 4
+CHECK_VERSION = 6
 """Bumped when a check changes what it reports; stored in each finding's evidence so old
 findings can be told apart (re-run `traces analyze` to refresh them)."""
 
@@ -61,7 +62,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "duplicate_ids": ids.duplicate_ids,
     "repeated_calls": loops.repeated_calls,
     "tool_errors": tools.tool_errors,
-    "reasoning_dropped_in_chain": history.reasoning_dropped_in_chain,
+    "what_the_host_kept": kept.what_the_host_kept,
     "tool_call_pairing": history.tool_call_pairing,
     "nondeterministic_output": sampling.nondeterministic_output,
 }

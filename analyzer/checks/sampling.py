@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.finish import END_TOKENS
+from analyzer.checks.parser_lost import lost_to_parser
 from analyzer.checks.records import Finding, Run, Step
 from traces.normalize import estimate_tokens
 from traces.responses import CHOICES_MISSING, LOGPROBS_MISSING
@@ -35,14 +36,6 @@ KINDS = frozenset(
 _EXCERPT = 160
 
 
-def stop_sequences(step: Step) -> list[str]:
-    """The request's stop sequences (none when it set none)."""
-    stop = step.request_params.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    return [s for s in stop if isinstance(s, str) and s] if isinstance(stop, list) else []
-
-
 def _excerpt(text: str, at: int = 0) -> str:
     start = max(0, at - _EXCERPT // 2)
     return text[start : start + _EXCERPT]
@@ -56,14 +49,19 @@ def _budget_exceeded(step: Step, limit: int) -> Finding | None:
     }
     used = step.completion_tokens
     if used is not None:
-        if used <= limit + END_TOKENS:
+        # The budget bounds each choice; usage adds up every choice of `n`.
+        choices = step.choices_counted
+        allowed = choices * (limit + END_TOKENS)
+        if used <= allowed:
             return None
         reasoning = step.reasoning_tokens if step.reasoning_tokens_source == "reported" else None
         answer = used - reasoning if reasoning is not None else used
         evidence["reasoning_tokens"] = reasoning
+        if choices > 1:
+            evidence["choices"] = choices
         # Some hosts apply the budget to the answer alone (DeepSeek's first R1 API did): the
         # reasoning then runs past it by design, a deviation less certain to be an oversight.
-        confidence = 1.0 if answer > limit + END_TOKENS else 0.6
+        confidence = 1.0 if answer > allowed else 0.6
         return Finding(
             "max_tokens_ignored", "warning", "provider", step.index, evidence, confidence
         )
@@ -110,7 +108,7 @@ def _format_problem(response_format: dict[str, Any], content: str) -> str | None
     return f"schema: {problem}" if problem is not None else None
 
 
-def _format_ignored(step: Step) -> Finding | None:
+def _format_ignored(step: Step, run: Run) -> Finding | None:
     response_format = step.request_params.get("response_format")
     if not isinstance(response_format, dict):
         return None
@@ -121,8 +119,8 @@ def _format_ignored(step: Step) -> Finding | None:
         return None
     content = step.content or ""
     problem = _format_problem(response_format, content)
-    if problem is None:
-        return None
+    if problem is None or lost_to_parser(step, run):
+        return None  # (a call the parser left in content is no answer to hold to a format)
     evidence = {
         "type": response_format.get("type"),
         "problem": problem[:300],
@@ -148,10 +146,10 @@ def sampling_parameters(step: Step, run: Run) -> Iterator[Finding]:
     limit = step.max_tokens
     if limit is not None and (found := _budget_exceeded(step, limit)) is not None:
         yield found
-    stop = stop_sequences(step)
+    stop = step.stop_sequences
     if stop and (found := _stop_passed(step, stop)) is not None:
         yield found
-    if (found := _format_ignored(step)) is not None:
+    if (found := _format_ignored(step, run)) is not None:
         yield found
     yield from _anomaly_findings(step)
 

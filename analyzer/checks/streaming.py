@@ -16,6 +16,7 @@ from typing import Any
 
 from analyzer.checks.records import Finding, Run, Severity, Step
 from traces.responses import SAMPLING_ANOMALIES
+from traces.sse import STREAM_CUT
 from traces.stream_quality import REPLACEMENT
 
 ANOMALIES = (
@@ -62,6 +63,14 @@ REPLACEMENT_CONFIDENCE = {"split": 0.95, "edge": 0.85, "inside": 0.6}
 """`stream_replacement_char`: U+FFFD ending one piece and starting the next is a character
 cut in two; at a piece's edge, most likely one; inside a piece, a host that batched tokens
 or, rarely, a model that writes U+FFFD itself."""
+
+
+def cut_attempt(error: Mapping[str, Any]) -> bool:
+    """Whether a failed attempt (an `ExchangeError` as a dict) is a stream that ended cleanly
+    with neither a finish_reason nor `[DONE]`: the host stopped sending, the connection was
+    fine. The client records it as a `connection` error so that it is retried like one; what
+    happened is the stream's, `stream_without_done`, not a lost connection (`http`)."""
+    return error.get("kind") == "connection" and error.get("message") == STREAM_CUT
 
 
 def _evidence(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -133,22 +142,45 @@ def _single_chunk(step: Step, items: list[dict[str, Any]]) -> Finding | None:
     )
 
 
+def _without_done(step: Step, items: list[dict[str, Any]]) -> Finding | None:
+    # Attempts cut before their end were retried: only the last attempt's stream is kept, so
+    # the earlier cuts are known from their recorded errors alone.
+    cut = sum(map(cut_attempt, step.retry_errors))
+    failed = step.error_kind is not None and cut_attempt(
+        {"kind": step.error_kind, "message": step.error_message}
+    )
+    if not items and not cut:
+        return None
+    evidence: dict[str, Any] = {
+        "count": len(items),
+        "first": {k: v for k, v in items[0].items() if k != "kind"} if items else {},
+        "cut_attempts": cut + failed,
+        "step_failed": failed,
+    }
+    severity: Severity = "error" if failed else "warning"
+    return Finding("stream_without_done", severity, "provider", step.index, evidence)
+
+
 _GRADED: dict[str, Callable[[Step, list[dict[str, Any]]], Finding | None]] = {
     "usage_before_last_chunk": _usage,
     "content_and_reasoning_in_one_delta": _mixed,
     "replacement_char": _replacement,
     "single_chunk": _single_chunk,
+    "stream_without_done": _without_done,
 }
 """Anomalies whose finding depends on the request or carries a confidence."""
 
 
 def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
-    """`stream_<anomaly>` per anomaly kind on the step, with how often it occurred."""
+    """`stream_<anomaly>` per anomaly kind on the step, with how often it occurred; a stream
+    cut short on an attempt that was then retried counts as `stream_without_done` too."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for anomaly in step.anomalies:
         kind = str(anomaly.get("kind", "unknown"))
         if kind not in SAMPLING_ANOMALIES:  # the answer against its request: `sampling`'s
             grouped.setdefault(kind, []).append(anomaly)
+    if (step.retry_errors or step.failed) and "stream_without_done" not in grouped:
+        grouped["stream_without_done"] = []  # only the recorded errors may show the cut
     for anomaly_kind, items in grouped.items():
         graded = _GRADED.get(anomaly_kind)
         if graded is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analyzer.checks.calls import stream_cut
+from analyzer.checks.parser_lost import lost_to_parser
 from analyzer.checks.records import Finding, Run, Step
 
 KINDS = frozenset({"tool_choice_ignored"})
@@ -35,7 +36,8 @@ def _cut_short(step: Step) -> str | None:
 def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
     """`required` or a named function with no call (or another function called), `none`
     with calls. Not judged on responses cut short (`_cut_short`), nor when the request
-    declared no tools or named a function it did not declare (the request was wrong)."""
+    declared no tools or named a function it did not declare (the request was wrong); a
+    forced call the parser lost is `parser_lost`'s to report."""
     choice = step.request_params.get("tool_choice")
     if choice is None or choice == "auto" or not step.tools or _cut_short(step) is not None:
         return
@@ -51,7 +53,7 @@ def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
         broken = bool(called)
     else:
         return  # a form this check does not know (`allowed_tools`, …): unknown, not broken
-    if not broken:
+    if not broken or (not called and lost_to_parser(step, run)):
         return
     yield Finding(
         "tool_choice_ignored",

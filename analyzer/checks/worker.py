@@ -2,8 +2,8 @@
 
 Started by `parallel._Pool` with the two pipe ends it inherits. It is told the store, its own
 output file and the time (`parallel.Setup`), then gets chunks of run ids: it loads and checks
-each chunk as `traces analyze` does in one process, appends the findings and each run's
-summary to its output file, and answers with each run's findings counted. When the job pipe
+each chunk as `traces analyze` does in one process, appends the findings, the ledgers and each
+run's summary to its output file, and answers with each run's findings counted. When the job pipe
 closes it closes its file (so that it can be attached) and says so.
 """
 
@@ -20,15 +20,15 @@ import duckdb
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.parallel import Setup
 from analyzer.checks.persist import (
+    check_runs,
     finding_columns,
     finding_counts,
     summary_columns,
     without_collector,
 )
-from analyzer.checks.registry import run_checks
 from traces import interrupts
 from traces.errors import TracesError
-from traces.store.inserts import insert_columns
+from traces.store.inserts import insert_columns, insert_rows
 
 _SUMMARIES = "INSERT INTO out.summaries SELECT unnest($1), unnest($2), unnest($3)"
 
@@ -42,6 +42,7 @@ def _open(setup: Setup) -> duckdb.DuckDBPyConnection:
     conn.execute("USE store")
     # The store's own columns, whatever its version: the final INSERT copies rows as they are.
     conn.execute("CREATE TABLE out.findings AS SELECT * FROM findings LIMIT 0")
+    conn.execute("CREATE TABLE out.ledgers AS SELECT * FROM ledgers LIMIT 0")
     conn.execute("CREATE TABLE out.summaries (id VARCHAR, summary VARCHAR, by_kind VARCHAR)")
     return conn
 
@@ -53,11 +54,12 @@ def _quoted(path: object) -> str:
 def _check(
     conn: duckdb.DuckDBPyConnection, setup: Setup, messages: Messages, ids: list[str]
 ) -> tuple[Any, ...]:
-    found = {run.id: run_checks(run) for run in load_runs(conn, ids, messages)}
+    found, ledgers = check_runs(load_runs(conn, ids, messages), setup.now)
     if found:
         columns = finding_columns(found, setup.now)
         if columns[0]:
             insert_columns(conn, "findings", columns, into="out.findings")
+        insert_rows(conn, "ledgers", ledgers, into="out.ledgers")
         conn.execute(_SUMMARIES, summary_columns(found))
     counts = [(run_id, finding_counts(findings)) for run_id, findings in found.items()]
     return ("done", counts, len(ids))

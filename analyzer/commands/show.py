@@ -35,10 +35,21 @@ def register(app: typer.Typer) -> None:
 def show(
     run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `last`.")],
     full: Annotated[bool, typer.Option("--full", help="Do not truncate long text.")] = False,
+    ledger: Annotated[
+        bool,
+        typer.Option(
+            "--ledger",
+            help="Instead of the timeline, the ledger: per step, what the request added "
+            "against the growth of prompt_tokens, and what the host kept.",
+        ),
+    ] = False,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Each step's reasoning, tool calls and results, with latency and tokens."""
+    if ledger:
+        _show_ledger(run, db, fmt)
+        return
     with open_for_reading(resolve_db_path(db)) as conn:
         detail = run_detail(conn, resolve_run_id(conn, run))
     if fmt is OutputFormat.json:
@@ -47,6 +58,25 @@ def show(
         emit_rows([_flat_step(s) for s in detail["steps"]], fmt)
     else:
         _print_timeline(detail, full)
+
+
+def _show_ledger(run: str, db: Any, fmt: OutputFormat) -> None:
+    """The run's ledger, measured from its stored steps (nothing is written)."""
+    # Imported here: only --ledger needs the checks' loader and the fit.
+    from analyzer.checks.ledger import measure
+    from analyzer.checks.loader import load_run
+    from analyzer.ledger_view import LEDGER_COLUMNS, ledger_document, ledger_rows, summary_lines
+
+    with open_for_reading(resolve_db_path(db)) as conn:
+        measured = measure(load_run(conn, resolve_run_id(conn, run)))
+    if fmt is OutputFormat.json:
+        sys.stdout.write(to_json(ledger_document(measured)) + "\n")
+        return
+    if fmt is OutputFormat.table:
+        out = stdout_console()
+        for line in summary_lines(measured):
+            out.print(_text(line))
+    emit_rows(ledger_rows(measured), fmt, columns=LEDGER_COLUMNS, droppable=["system", "user"])
 
 
 def _flat_step(step: dict[str, Any]) -> dict[str, Any]:

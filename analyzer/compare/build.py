@@ -126,10 +126,6 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
     columns = dict(table.columns)
     n = len(table.run_ids)
     columns["finished"] = [1.0] * n
-    columns["retained_steps"] = [
-        (c or 0.0) - (d or 0.0)
-        for c, d in zip(columns["chain_steps"], columns["dropped_steps"], strict=True)
-    ]
     columns["cost_usd"] = [
         prices.run_cost(
             table.providers[i],
@@ -264,7 +260,7 @@ def _notes(
     if table.stale_runs:
         notes.append(
             f"{table.stale_runs} run(s) carry findings of an older version of the checks; "
-            "finding rates and reasoning retention count what those found (`traces analyze` "
+            "finding rates and retention count what those found (`traces analyze` "
             "refreshes them)."
         )
     return notes

@@ -160,10 +160,22 @@ METRICS: list[MetricSpec] = [
         "reasoning",
         "rate",
         "higher",
-        "Chain steps (the previous turn reasoned and called tools, so its reasoning went back "
-        "in this request) the host counted / chain steps: a run's `reasoning_dropped_in_chain` "
-        "finding takes away the steps it reports affected (all of them when it does not say).",
-        Ratio("retained_steps", "chain_steps"),
+        "Reasoning tokens the host counted / reasoning tokens sent back, summed over the "
+        "requests of each run's tool chain: the run's ledger fits how much of each part its "
+        "prompt_tokens grew by, and its most probable behaviour (all kept, the newest turn's "
+        "only, none, a share) says what was kept.",
+        Ratio("reasoning_kept_tokens", "reasoning_sent_tokens"),
+    ),
+    MetricSpec(
+        "tool_result_retention",
+        "tool results retained",
+        "reasoning",
+        "rate",
+        "higher",
+        "Tool-result tokens the host counted / tool-result tokens sent, summed over the "
+        "requests of each run's tool chain, from the run's ledger (all kept, dropped, cut at "
+        "a length, a share; within the tokenizer's margin on tool output).",
+        Ratio("tool_results_kept_tokens", "tool_results_sent_tokens"),
     ),
     MetricSpec(
         "ttft_ms",

@@ -24,9 +24,6 @@ from analyzer.checks.registry import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
 
-REASONING_DROPPED_KIND = "reasoning_dropped_in_chain"
-"""The finding that says a host ignored reasoning sent back inside a tool chain."""
-
 _PER_RUN = f"""
 WITH st AS (
     SELECT s.run_id, s.idx, s.finish_reason, s.error_kind IS NULL AS ok, s.latency_ms,
@@ -75,24 +72,15 @@ steps_full AS (
            coalesce(sc.invalid_json, 0) AS invalid_json,
            coalesce(sc.unknown_name, 0) AS unknown_name,
            coalesce(sc.schema_mismatch, 0) AS schema_mismatch,
-           coalesce(sc.errored, false) AS errored,
-           -- A chain step: the previous turn reasoned and called tools, so its reasoning had
-           -- to go back in this request for interleaved thinking to work.
-           coalesce(lag(st.ok AND st.has_reasoning AND coalesce(sc.calls, 0) > 0)
-                    OVER (PARTITION BY st.run_id ORDER BY st.idx), false) AS after_reasoned_call
+           coalesce(sc.errored, false) AS errored
     FROM st LEFT JOIN step_calls sc ON sc.run_id = st.run_id AND sc.step_idx = st.idx
 ),
-dropped AS (
-    -- The check reports once per run, with how many chain steps it saw affected; a finding
-    -- that does not say counts every chain step of its run.
-    SELECT f.run_id,
-           bool_or(f.step_idx IS NULL
-                   OR json_extract(f.evidence, '$.affected_steps') IS NULL) AS whole_run,
-           sum(TRY_CAST(json_extract_string(f.evidence, '$.affected_steps') AS INTEGER))
-               AS steps
-    FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
-    WHERE f.kind = '{REASONING_DROPPED_KIND}'
-    GROUP BY f.run_id
+kept AS (
+    -- What the host kept of the history, from each run's ledger (`traces analyze` fills
+    -- it): token sums over the requests of the run's tool chain, null when unknown.
+    SELECT l.run_id, l.reasoning_sent_tokens, l.reasoning_kept_tokens,
+           l.tool_results_sent_tokens, l.tool_results_kept_tokens
+    FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
 ),
 per_run AS (
     SELECT run_id,
@@ -109,7 +97,6 @@ per_run AS (
                AS tool_calls_responses_valid,
            count(*) FILTER (WHERE ok) AS ok_steps,
            count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps,
-           count(*) FILTER (WHERE after_reasoned_call) AS chain_steps,
            median(ttft) FILTER (WHERE ok AND streamed AND ttft IS NOT NULL) AS ttft_ms,
            median(latency_ms) FILTER (WHERE ok) AS latency_ms,
            sum(completion_tokens) FILTER (WHERE ok AND completion_tokens IS NOT NULL
@@ -126,17 +113,13 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
        -- Unknown (NULL) where an answered step reported no usage, never counted as 0.
        r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
-       -- The harness was told not to send reasoning back: no chain step could keep it.
-       CASE WHEN json_extract_string(r.settings, '$.replay.reasoning') = 'drop' THEN 0
-            ELSE coalesce(p.chain_steps, 0) END AS chain_steps,
-       CASE WHEN json_extract_string(r.settings, '$.replay.reasoning') = 'drop' THEN 0
-            WHEN d.whole_run THEN coalesce(p.chain_steps, 0)
-            ELSE least(coalesce(p.chain_steps, 0), coalesce(d.steps, 0)) END AS dropped_steps,
-       p.* EXCLUDE (run_id, chain_steps)
+       k.reasoning_sent_tokens, k.reasoning_kept_tokens,
+       k.tool_results_sent_tokens, k.tool_results_kept_tokens,
+       p.* EXCLUDE (run_id)
 FROM {SELECTED} sel
 JOIN runs r ON r.id = sel.run_id
 LEFT JOIN per_run p ON p.run_id = sel.run_id
-LEFT JOIN dropped d ON d.run_id = sel.run_id
+LEFT JOIN kept k ON k.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
 

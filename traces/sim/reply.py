@@ -8,7 +8,7 @@ the family's style, usage counted over the family's rendering of the turn. Fault
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from traces.dialects import Dialect
@@ -119,6 +119,18 @@ def build_reply(
         usage=usage,
         unforced=unforced,
     )
+
+
+def recounted(reply: Reply, template: ChatTemplate) -> Reply:
+    """`reply` with its completion tokens counted again over what it now holds: for the
+    model's own changes of mind (a fault making it repeat a turn), which it generated and is
+    billed for; the prompt and cache fields stay."""
+    prompt = reply.usage.get("prompt_tokens", 0)
+    fields = {k: v for k, v in reply.usage.items() if k.startswith("prompt")}
+    usage = usage_body(
+        template, reply.reasoning, reply.content, history_calls(reply.calls), prompt, fields
+    )
+    return replace(reply, usage=usage)
 
 
 def history_calls(calls: Sequence[ReplyCall]) -> list[HistoryCall]:

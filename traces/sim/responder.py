@@ -19,7 +19,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from traces.dialects import DIALECTS
 from traces.families import resolve_family
@@ -28,6 +28,7 @@ from traces.sim.config import SimConfig
 from traces.sim.faults import (
     FAULTS,
     AttemptCounter,
+    Fault,
     FaultContext,
     PromptFault,
     PromptOptions,
@@ -39,16 +40,18 @@ from traces.sim.faults import (
     StreamFault,
     WireFault,
     Written,
+    conversation_key,
     fired,
     request_key,
 )
 from traces.sim.interleaved import missing_reasoning_index, reasoning_required_error
+from traces.sim.placement import response_content
 from traces.sim.policy import Decision, decide
 from traces.sim.prefix_cache import PrefixCache
 from traces.sim.reply import Reply, build_reply
 from traces.sim.request import ChatRequest
 from traces.sim.sampling import choice_seed, combined_usage, honour
-from traces.sim.templates import template_for
+from traces.sim.templates import Prompt, template_for
 from traces.sim.tokenizer import count_tokens_cached
 
 
@@ -95,7 +98,8 @@ def answer(
     attempt = 0
     if ctx.key:
         attempt = attempts.next(ctx.key) if attempts is not None else 0
-        names = fired(config.faults, config.seed, ctx.key, attempt)
+        conversation = conversation_key(request.messages, request.seed)
+        names = fired(config.faults, config.seed, ctx.key, attempt, conversation)
     outcome = Outcome()
     if _refused(request, ctx, names, outcome):
         return outcome
@@ -199,6 +203,23 @@ def _refused(request: ChatRequest, ctx: FaultContext, names: list[str], outcome:
     return False
 
 
+_REASONING_OPTIONS = frozenset({"history_reasoning", "last_reasoning_only"})
+
+
+def _changed(prompt: Prompt, fault: Fault) -> bool:
+    """Whether the prompt fault `fault` changed this prompt (only then is it reported)."""
+    default = PromptOptions()
+    applied = fault.apply(default) if isinstance(fault, PromptFault) else default
+    options = {
+        f.name
+        for f in fields(PromptOptions)
+        if getattr(applied, f.name) != getattr(default, f.name)
+    }
+    if options & _REASONING_OPTIONS and prompt.reasoning_suppressed:
+        return True
+    return bool(options & prompt.altered)
+
+
 def _replies(
     request: ChatRequest,
     config: SimConfig,
@@ -230,9 +251,12 @@ def _replies(
         ctx.dialect.reasoning_in,
         history_reasoning=options.history_reasoning,
         last_reasoning_only=options.last_reasoning_only,
+        tool_results=options.tool_results,
+        escape_html=options.escape_html,
+        hidden_system=options.hidden_system,
+        reencode_arguments=options.reencode_arguments,
     )
-    if prompt.reasoning_suppressed:
-        outcome.faults.extend(prompt_faults)
+    outcome.faults.extend(name for name in prompt_faults if _changed(prompt, FAULTS[name]))
     counts = [count_tokens_cached(segment) for segment in prompt.segments]
     prompt_tokens = sum(counts)
     # The host caches what it rendered: a fault that changes the rendering changes the hits.
@@ -269,7 +293,12 @@ def _replies(
         reply, _ = honour(raw, used, ctx.template, rng)
         if index == 0 and dropped:
             # What a faithful host would have changed: only then did dropping it matter.
-            acted |= honour(raw, asked, ctx.template, rng)[1]
+            faithful, honoured = honour(raw, asked, ctx.template, rng)
+            acted |= honoured
+            if not response_content(ctx.dialect, faithful.reasoning, faithful.content):
+                # Log probabilities come with the tokens of `content`: a turn without any (a
+                # call, reasoning in its own field) looks the same with or without them.
+                acted.discard("logprobs")
         replies.append(reply)
     if asked.n > 1:
         acted.add("n")

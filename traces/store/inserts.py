@@ -38,11 +38,16 @@ def insert_sql(table: str, constant: tuple[bool, ...], into: str | None = None) 
 
 
 def insert_rows(
-    conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]]
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: Sequence[tuple[Any, ...]],
+    into: str | None = None,
 ) -> None:
-    """Insert rows of `table` (its row type's tuples) with one statement."""
+    """Insert rows of `table` (its row type's tuples) with one statement (into the table
+    `into` of the same columns, when given)."""
     if rows:
-        insert_columns(conn, table, [list(column) for column in zip(*rows, strict=True)])
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        insert_columns(conn, table, columns, into)
 
 
 def insert_columns(

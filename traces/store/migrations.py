@@ -289,6 +289,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             GROUP BY provider, model;
         """,
     ),
+    (
+        7,
+        "ledgers: what each run's host kept of the history",
+        # Filled by the checks like `findings`: runs analyzed before this migration have no
+        # row until `traces analyze` runs again.
+        """
+        CREATE TABLE ledgers (
+            run_id VARCHAR NOT NULL,
+            chain_steps INTEGER NOT NULL,
+            token_ratio DOUBLE NOT NULL,
+            reasoning_sent_tokens DOUBLE,
+            reasoning_kept_tokens DOUBLE,
+            reasoning_behaviour VARCHAR,
+            reasoning_probability DOUBLE,
+            tool_results_sent_tokens DOUBLE,
+            tool_results_kept_tokens DOUBLE,
+            tool_results_behaviour VARCHAR,
+            tool_results_probability DOUBLE,
+            per_result_tokens DOUBLE,
+            per_turn_tokens DOUBLE,
+            noise_scale DOUBLE,
+            first_prompt_tokens INTEGER,
+            first_sent_tokens DOUBLE,
+            check_version INTEGER NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -200,6 +200,40 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "of its evidence); null when the check observed it directly.",
         },
     ),
+    "ledgers": (
+        "What each run's host kept of the history, measured from its prompt_tokens (filled by "
+        "the checks; `traces show RUN --ledger` shows it step by step). Token counts are the "
+        "host's where it reported them, else estimated; sums over the requests of the run's "
+        "tool-chain steps, so a turn sent back with every later request counts each time.",
+        {
+            "run_id": "Run concerned.",
+            "chain_steps": "Tool-chain steps fitted (a request adding one assistant turn with "
+            "calls and its results to the previous one).",
+            "token_ratio": "Host tokens per estimated token of the run's reasoning (1 when "
+            "no reasoning tokens were reported).",
+            "reasoning_sent_tokens": "Reasoning tokens sent back in those requests; null when "
+            "none was sent or too few steps to fit.",
+            "reasoning_kept_tokens": "Of those, the tokens the host counted, under the most "
+            "probable behaviour.",
+            "reasoning_behaviour": "kept, newest_only (only the latest turn's), none, or "
+            "partial (a fitted share).",
+            "reasoning_probability": "Posterior probability of that behaviour, 0 to 1.",
+            "tool_results_sent_tokens": "Tool-result tokens in those requests (estimated).",
+            "tool_results_kept_tokens": "Of those, the tokens the host counted.",
+            "tool_results_behaviour": "kept, dropped, truncated, or partial.",
+            "tool_results_probability": "Posterior probability of that behaviour, 0 to 1.",
+            "per_result_tokens": "Template tokens around each tool result, learned from the "
+            "run; null when every step added one result (per_turn_tokens holds both).",
+            "per_turn_tokens": "Template tokens per chain step beyond those, learned from the run.",
+            "noise_scale": "The fit's misfit per degree of freedom against the assumed noise "
+            "(about 1 or less for a host that behaves the same on every request).",
+            "first_prompt_tokens": "prompt_tokens of the run's first request.",
+            "first_sent_tokens": "Everything that request sent (messages and tool "
+            "declarations), estimated in host tokens.",
+            "check_version": "Version of the checks that wrote the row.",
+            "created_at": "When the checks ran (UTC).",
+        },
+    ),
     "step_counts": (
         "Step-count distribution of finished runs by task, provider and model.",
         {

@@ -195,6 +195,29 @@ class FindingRow(NamedTuple):
     """How likely the finding is right (0..1) when a check inferred it; None when certain."""
 
 
+class LedgerRow(NamedTuple):
+    """A `ledgers` row: what one run's host kept of the history (written by the checks)."""
+
+    run_id: str
+    chain_steps: int
+    token_ratio: float
+    reasoning_sent_tokens: float | None
+    reasoning_kept_tokens: float | None
+    reasoning_behaviour: str | None
+    reasoning_probability: float | None
+    tool_results_sent_tokens: float | None
+    tool_results_kept_tokens: float | None
+    tool_results_behaviour: str | None
+    tool_results_probability: float | None
+    per_result_tokens: float | None
+    per_turn_tokens: float | None
+    noise_scale: float | None
+    first_prompt_tokens: int | None
+    first_sent_tokens: float | None
+    check_version: int
+    created_at: datetime
+
+
 ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
     "runs": RunRow,
     "messages": MessageRow,
@@ -204,6 +227,7 @@ ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
     "tool_results": ToolResultRow,
     "imports": ImportRow,
     "findings": FindingRow,
+    "ledgers": LedgerRow,
 }
 """The tables the write side inserts into, in the order a transaction inserts them (a run
 before its steps), each with the type of its rows."""

@@ -20,7 +20,7 @@ from traces.sim.faults.base import (
     Written,
 )
 from traces.sim.faults.catalogue import FAULTS
-from traces.sim.faults.selection import AttemptCounter, fired, request_key
+from traces.sim.faults.selection import AttemptCounter, conversation_key, fired, request_key
 
 __all__ = [
     "FAULTS",
@@ -38,6 +38,7 @@ __all__ = [
     "StreamFault",
     "WireFault",
     "Written",
+    "conversation_key",
     "fired",
     "request_key",
 ]

@@ -20,6 +20,7 @@ from traces.dialects import Dialect
 from traces.sim.reply import Reply
 from traces.sim.sampling import Sampling
 from traces.sim.templates import ChatTemplate
+from traces.sim.templates.base import ToolResults
 from traces.sim.wire import Chunk
 from traces.wire_forms import IdStyle
 
@@ -118,6 +119,14 @@ class PromptOptions:
     """False: no earlier turn's reasoning reaches the model."""
     last_reasoning_only: bool = False
     """True: only the most recent assistant turn's reasoning reaches the model."""
+    tool_results: ToolResults = "kept"
+    """Whether tool results reach the model whole, cut short, or not at all."""
+    escape_html: bool = False
+    """True: every message's text is HTML-escaped before the model sees it."""
+    hidden_system: str | None = None
+    """A system prompt of the host's own, put before the client's."""
+    reencode_arguments: bool = False
+    """True: string arguments of earlier calls are JSON-encoded a second time."""
 
 
 RequestHook = Callable[[FaultContext], Rejection | Stall | None]

@@ -15,7 +15,7 @@ from typing import Any
 
 from traces.sim.faults.base import FaultContext
 from traces.sim.ids import ID_STYLES, history_call_count, openai_id
-from traces.sim.reply import Reply, ReplyCall
+from traces.sim.reply import Reply, ReplyCall, recounted
 from traces.sim.strategies.base import looks_like_error
 from traces.sim.templates.history import arguments_object, message_text
 
@@ -61,7 +61,9 @@ def repeated_call(reply: Reply, ctx: FaultContext) -> Reply | None:
         minted = openai_id(f"{ctx.key}:repeated:{offset}")
         index = first + offset
         calls.append(ReplyCall(make_id(minted, name, index), name, arguments, minted, index))
-    return replace(reply, content="", calls=tuple(calls), finish_reason="tool_calls")
+    repeated = replace(reply, content="", calls=tuple(calls), finish_reason="tool_calls")
+    # The model generated these calls instead: it is billed for them, not for the others.
+    return recounted(repeated, ctx.template)
 
 
 def repeated_call_once(reply: Reply, ctx: FaultContext) -> Reply | None:

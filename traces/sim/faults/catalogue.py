@@ -11,6 +11,7 @@ from traces.sim.faults import (
     calls,
     echo,
     finish,
+    history,
     http,
     later,
     reasoning,
@@ -480,6 +481,44 @@ _CATALOGUE: list[Fault] = [
         "turns whose reasoning the template would keep.",
         "provider",
         reasoning.reasoning_kept_last_only,
+    ),
+    PromptFault(
+        "tool_results_dropped",
+        "The template renders no tool result (a llama.cpp template with no branch for the "
+        "`tool` role): the model never sees what its calls returned and prompt_tokens grow by "
+        "the assistant turns only. Requests with tool results.",
+        "provider",
+        history.tool_results_dropped,
+    ),
+    PromptFault(
+        "tool_results_truncated",
+        "Each tool result is cut to its first 256 characters before the template runs (a "
+        "proxy limiting tool output). Requests with a longer result.",
+        "provider",
+        history.tool_results_truncated,
+    ),
+    PromptFault(
+        "history_html_escaped",
+        "The template runs with autoescape on: every message's text (reasoning, content, "
+        'string arguments, tool results) is HTML-escaped (`<` -> `&lt;`, `"` -> `&#34;`), so '
+        "the prompt grows by more than was sent. Requests with such characters.",
+        "provider",
+        history.history_html_escaped,
+    ),
+    PromptFault(
+        "arguments_reencoded",
+        "The template JSON-encodes string arguments of earlier calls a second time "
+        '(`arguments|tojson`, as llama.cpp\'s old Kimi K2 template does): `"{\\"path\\": '
+        '...}"`. Requests with string arguments in the history.',
+        "provider",
+        history.arguments_reencoded,
+    ),
+    PromptFault(
+        "system_prompt_injected",
+        "The host puts a hidden system prompt of its own (about 450 tokens) before the "
+        "client's messages: every prompt_tokens is that much above what was sent. Any request.",
+        "provider",
+        history.system_prompt_injected,
     ),
     # Before the faults that break events: these read every chunk as JSON.
     WireFault(

@@ -1,10 +1,12 @@
 """Which faults fire on a request: a pure function of (seed, fault name, request messages).
 
 Identical requests therefore meet identical faults, and a rate of 0.3 fires on about 30% of
-distinct requests. Transient faults (429, 5xx, timeouts, dropped connections, cut, endless or
-empty responses) are the exception: real hosts throw them at random, so a client's retry must
-be able to succeed. They are keyed on the request *and* how many times this server has already seen
-it, so each attempt rolls again.
+distinct requests. Two kinds are the exception. Transient faults (429, 5xx, timeouts, dropped
+connections, cut, endless or empty responses): real hosts throw them at random, so a client's
+retry must be able to succeed; they are keyed on the request *and* how many times this server
+has already seen it, so each attempt rolls again. Faults in how the host renders the history
+(`PER_CONVERSATION`): a host's template does not change mid-run, so they are keyed on the
+conversation.
 """
 
 from __future__ import annotations
@@ -56,11 +58,36 @@ def request_key(messages: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def fired(rates: Mapping[str, float], seed: int, key: str, attempt: int = 0) -> list[str]:
-    """Names of the faults that fire for attempt `attempt` of request `key`, in order."""
+PER_CONVERSATION = frozenset(name for name, fault in FAULTS.items() if fault.stage == "prompt")
+"""Faults in how the host renders the history: its template and proxies do not change in the
+middle of a conversation, so they fire on every request of a conversation or on none (a rate
+of 0.3 affects about 30% of conversations, each throughout)."""
+
+
+def conversation_key(messages: Sequence[Mapping[str, Any]], seed: int | None = None) -> str:
+    """Digest of what opens the conversation (its messages before the first assistant turn)
+    and of the request's `seed`: the same on every request of a run, and different for runs
+    of one task, which open alike but each with a seed of their own."""
+    end = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages))
+    return request_key([*messages[:end], {"seed": seed}])
+
+
+def fired(
+    rates: Mapping[str, float], seed: int, key: str, attempt: int = 0, conversation: str = ""
+) -> list[str]:
+    """Names of the faults that fire for attempt `attempt` of request `key` (of the
+    conversation `conversation`, by default the request alone), in order."""
     return [
         name
         for name in FAULTS
         if rates.get(name, 0.0) > 0.0
-        and roll(seed, name, f"{key}#{attempt}" if name in TRANSIENT else key) < rates[name]
+        and roll(seed, name, _roll_key(name, key, attempt, conversation)) < rates[name]
     ]
+
+
+def _roll_key(name: str, key: str, attempt: int, conversation: str) -> str:
+    if name in TRANSIENT:
+        return f"{key}#{attempt}"
+    if name in PER_CONVERSATION and conversation:
+        return conversation
+    return key

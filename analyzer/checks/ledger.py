@@ -1,0 +1,191 @@
+"""The ledger of a run: what each request added against what the host said it counted, and
+what that says the host kept of the history.
+
+`ledger_entries` reads, step by step, the parts each request added and the growth of
+`prompt_tokens`; `ledger_fit` fits over the run's tool-chain steps how many of each part's
+tokens the host counted (the per-template overhead learned from the run itself) and which
+behaviour explains the steps best: reasoning kept, kept for the newest turn only, or dropped;
+tool results kept, dropped or truncated. The ledger adds what a person reads off it: the share
+of the reasoning and of the tool results sent that the host counted, and the first request
+against what was sent (a host injecting a hidden system prompt makes it much longer).
+
+Only tool-chain steps are fitted (an assistant turn with calls and its results): templates
+legitimately drop the reasoning before a new user turn.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from analyzer.checks.ledger_entries import Entry, build_entries
+from analyzer.checks.ledger_fit import Fit, fit_chain
+from analyzer.checks.records import Run
+
+MAX_LEFT_OUT = 16
+"""Chain steps up to which each verdict must survive leaving any one step out."""
+MIN_CACHE_FALL = 32
+"""Tokens by which cached tokens must fall short of the previous prompt, beyond the host's
+cache granularity, to count as an earlier history rendered anew rather than a rounding."""
+MAX_CACHE_BLOCK = 128
+"""Largest cache granularity assumed (OpenAI caches in 128-token steps; vLLM 16, DeepSeek 64)."""
+
+
+@dataclass(frozen=True)
+class CacheFalls:
+    """Chain steps whose cached tokens fell well short of the previous prompt: with prefix
+    caching, a request that extends the previous one shares all of its prompt, unless the
+    host rendered the earlier history differently this time (it keeps only the newest turn's
+    reasoning, or rewrites what came before)."""
+
+    steps: tuple[int, ...]
+    evaluated_steps: tuple[int, ...]
+    """Chain steps with a partial cache hit (a zero is a plain miss: evicted, another replica)."""
+    block: int
+    median_shortfall: float
+    example: Entry
+
+    @property
+    def evaluated(self) -> int:
+        """How many chain steps could show a fall."""
+        return len(self.evaluated_steps)
+
+    @property
+    def confidence(self) -> float:
+        """Share of the steps that fell, discounted when they are few."""
+        return self.confidence_among(self.evaluated_steps)
+
+    def confidence_among(self, steps: Sequence[int]) -> float:
+        """The same among `steps` only (those where one cause could show)."""
+        among = set(steps)
+        fell = sum(1 for s in self.steps if s in among)
+        return fell / len(among) * (1.0 - 0.5**fell) if among else 0.0
+
+
+def cache_falls(entries: Sequence[Entry]) -> CacheFalls | None:
+    """The chain steps whose cached tokens fell, when they are most of those that could."""
+    block = 0
+    for entry in entries:
+        if entry.cached_tokens:
+            block = math.gcd(block, entry.cached_tokens)
+    block = min(block, MAX_CACHE_BLOCK)
+    if block == 0:
+        return None  # no cache hit at all: caching is off, or unreported
+    evaluated = [
+        e
+        for e in entries
+        if e.kind == "chain" and e.cached_tokens and e.previous_prompt is not None
+    ]
+    fallen = [
+        e
+        for e in evaluated
+        if (e.previous_prompt or 0) - (e.cached_tokens or 0) > block + MIN_CACHE_FALL
+    ]
+    if len(fallen) < 2 or 2 * len(fallen) < len(evaluated):
+        return None
+    shortfalls = [(e.previous_prompt or 0) - (e.cached_tokens or 0) for e in fallen]
+    return CacheFalls(
+        steps=tuple(e.step for e in fallen),
+        evaluated_steps=tuple(e.step for e in evaluated),
+        block=block,
+        median_shortfall=statistics.median(shortfalls),
+        example=fallen[0],
+    )
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A run's ledger: one entry per step, the fit over its chain steps and its verdicts."""
+
+    run_id: str
+    entries: tuple[Entry, ...]
+    ratio: float
+    """Host tokens per estimated token, learned from the run's reported reasoning tokens (else
+    its completion tokens); 1 when it reported neither."""
+    fit: Fit | None
+    reasoning_sent: float
+    """Reasoning tokens in the chain steps' requests, summed over requests."""
+    tool_results_sent: float
+    """Tool-result tokens in the chain steps' requests, summed over requests."""
+    cache: CacheFalls | None = None
+    _left_out: list[Fit] | None = field(default=None, repr=False, compare=False)
+
+    def left_out_fits(self) -> list[Fit]:
+        """The fit again with each chain step left out in turn, for a run short enough that
+        one odd step could decide a verdict (none for longer runs: a step that far off is
+        set aside, and no single one of many weighs much). Computed once, when asked."""
+        if self._left_out is None:
+            chain = self.chain
+            fits: list[Fit] = []
+            if len(chain) <= MAX_LEFT_OUT:
+                sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
+                for position in range(len(chain)):
+                    fit = fit_chain(chain, sent, left_out=position)
+                    if fit is not None:
+                        fits.append(fit)
+            object.__setattr__(self, "_left_out", fits)
+        return self._left_out or []
+
+    @property
+    def chain(self) -> list[Entry]:
+        """The entries the fit explains, in order."""
+        return [e for e in self.entries if e.kind == "chain" and e.added is not None]
+
+    @property
+    def reasoning_retention(self) -> float | None:
+        """Share of the reasoning sent back that the host counted, under the most probable
+        behaviour (None: no reasoning went back, or too few chain steps to fit)."""
+        if self.fit is None or self.fit.reasoning is None:
+            return None
+        return self.fit.reasoning.best.retention
+
+    @property
+    def reasoning_kept(self) -> float | None:
+        """Of `reasoning_sent`, the tokens the host counted."""
+        retention = self.reasoning_retention
+        return None if retention is None else retention * self.reasoning_sent
+
+    @property
+    def tool_result_retention(self) -> float | None:
+        """Share of the tool-result tokens sent that the host counted, under the most probable
+        behaviour (None: no tool results, or too few chain steps to fit)."""
+        if self.fit is None or self.fit.tool_results is None:
+            return None
+        return self.fit.tool_results.best.retention
+
+    @property
+    def tool_results_kept(self) -> float | None:
+        """Of `tool_results_sent`, the tokens the host counted."""
+        retention = self.tool_result_retention
+        return None if retention is None else retention * self.tool_results_sent
+
+
+_last: tuple[Run, Ledger] | None = None
+
+
+def measure(run: Run) -> Ledger:
+    """The ledger of `run`. The checks and the store ask for it right after each other, so
+    the last run's ledger is kept and computed once."""
+    global _last
+    if _last is not None and _last[0] is run:
+        return _last[1]
+    ledger = _measure(run)
+    _last = (run, ledger)
+    return ledger
+
+
+def _measure(run: Run) -> Ledger:
+    entries, ratio = build_entries(run)
+    chain = [e for e in entries if e.kind == "chain" and e.added is not None]
+    sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
+    return Ledger(
+        run_id=run.id,
+        entries=tuple(entries),
+        ratio=ratio,
+        fit=fit_chain(chain, sent),
+        reasoning_sent=sum(n + o for n, o in sent),
+        tool_results_sent=sum(e.tool_results_total for e in chain),
+        cache=cache_falls(entries),
+    )

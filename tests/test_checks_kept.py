@@ -1,0 +1,582 @@
+"""The ledger and what it says the host kept: hand-built runs of a host that keeps, drops or
+rewrites parts of the history, each counted as that host would count it.
+
+`host_run` builds a tool chain as a client records it; its `prompt_tokens` follow a template
+(40 tokens of header, 3 around each tool result, 2 for the generation prompt, 10 of call
+markup per turn) applied to what the host keeps, with the host's tokenizer counting tool
+output `tool_ratio` times the estimate. Every behaviour must be found, with its numbers, and
+every look-alike (a client that sent nothing back, a tokenizer off by a third, tiny reasoning
+that varies, a big template preamble, cache misses) must stay silent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from analyzer.checks.kept import what_the_host_kept
+from analyzer.checks.ledger import measure
+from analyzer.checks.ledger_entries import build_entries, size
+from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
+from analyzer.checks.records import Call, Finding, Run, Step
+from analyzer.checks.registry import CHECK_VERSION
+from traces.chat_template import SimTokenCounter, load_template, render
+from traces.normalize import estimate_tokens
+
+from conftest import EXTERNAL, query_rows, reference_missing, run_cli
+
+Host = Literal["keep", "drop", "last_only", "tools_dropped", "truncated", "escaped", "reencoded"]
+
+REASONING = [40, 18, 65, 30, 52, 24, 47, 35]
+"""Reasoning tokens of each turn: varied, as a real model's are."""
+TOOLS = [30, 34, 28, 31, 36, 29, 33, 30]
+"""Tool-result tokens of each turn: about the same, as a chain's are."""
+HEADER, PER_RESULT, GENERATION, CALL_MARKUP, TAGS = 40, 3, 2, 10, 2
+
+
+def _words(n: int, word: str = "w") -> str:
+    return " ".join(f"{word}{i}" for i in range(n))
+
+
+def _tool_text(n: int, quotes: int) -> str:
+    """n tokens of tool output, `quotes` of them a double quote (one token each)."""
+    return " ".join(['"'] * quotes + [f"t{i}" for i in range(n - quotes)])
+
+
+def host_run(
+    host: Host = "keep",
+    *,
+    reasoning: list[int] = REASONING,
+    tools: list[int] = TOOLS,
+    send_back: bool = True,
+    usage: bool = True,
+    cached: bool = True,
+    tool_ratio: float = 1.0,
+    preamble: int = 0,
+    quotes: int | list[int] = 0,
+    user_turns: bool = False,
+    cap: int = 20,
+    jitter: list[int] | None = None,
+    keys: list[int] | None = None,
+) -> Run:
+    """A tool chain as a client records it against `host`; `preamble` tokens of the host's
+    own come before everything, `quotes` of each result are `"` (an escaping host counts
+    four for each)."""
+    per_turn = quotes if isinstance(quotes, list) else [quotes] * len(reasoning)
+    # Each turn's arguments: `keys[i]` keys (two quotes each), else one.
+    arguments = [json.dumps({f"k{k}": k for k in range(n)}) for n in (keys or [1] * len(reasoning))]
+    conversation: list[dict[str, Any]] = [
+        {"role": "system", "content": "You open boxes."},
+        {"role": "user", "content": "Open every box."},
+    ]
+    first = HEADER + preamble + 3 + 3  # the system and user text: three words each
+    steps: list[Step] = []
+    rendered: list[int] = []  # each turn's tokens in the history, as the host renders them
+
+    def turn_tokens(j: int, i: int) -> int:
+        """Turn j (assistant and result) as the host renders it in request i."""
+        kept_reasoning = host != "drop" and send_back and (host != "last_only" or j == i - 1)
+        call_quotes = arguments[j].count('"') if host == "escaped" else 0
+        # Encoded again: a backslash before each quote, two quotes around.
+        reencoded = arguments[j].count('"') + 2 if host == "reencoded" else 0
+        result = round(tool_ratio * tools[j])
+        if host == "tools_dropped":
+            result_tokens = 0
+        else:
+            if host == "truncated":
+                result = min(result, cap)
+            if host == "escaped":
+                result += 3 * per_turn[j]
+            result_tokens = PER_RESULT + result
+        return (
+            (reasoning[j] + TAGS if kept_reasoning else 0)
+            + CALL_MARKUP
+            + estimate_tokens(arguments[j])
+            + 3 * call_quotes
+            + reencoded
+            + result_tokens
+            + (4 if user_turns else 0)
+        )
+
+    for i, r in enumerate(reasoning):
+        history = [turn_tokens(j, i) for j in range(i)]
+        prompt = first + sum(history) + GENERATION + (jitter[i] if jitter else 0)
+        cache: int | None = None
+        if cached and i > 0:
+            # A warm cache holds the previous prompt up to where this one renders it anew.
+            same = 0
+            for j, tokens in enumerate(rendered):
+                if j < len(history) and history[j] == tokens:
+                    same += tokens
+                else:
+                    break
+            cache = first + same
+        rendered = history
+        steps.append(
+            Step(
+                index=i,
+                finish_reason="tool_calls",
+                reasoning=_words(r, "r"),
+                reasoning_source="reasoning_content",
+                prompt_tokens=prompt if usage else None,
+                completion_tokens=(r + TAGS + CALL_MARKUP + estimate_tokens(arguments[i]))
+                if usage
+                else None,
+                reasoning_tokens=r if usage else None,
+                reasoning_tokens_source="reported" if usage else "estimated",
+                cached_tokens=cache if usage else None,
+                request_messages=tuple(conversation),
+            )
+        )
+        turn: dict[str, Any] = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": "open_box", "arguments": arguments[i]},
+                }
+            ],
+        }
+        if send_back:
+            turn["reasoning_content"] = _words(r, "r")
+        conversation.append(turn)
+        conversation.append(
+            {
+                "role": "tool",
+                "tool_call_id": f"call_{i}",
+                "content": _tool_text(tools[i], per_turn[i]),
+            }
+        )
+        if user_turns:
+            conversation.append({"role": "user", "content": f"Go on ({i})."})
+    # Each step answered with one call: the ledger ties the turn sent back to its response.
+    steps = [replace(s, calls=(_call(s.index, arguments[s.index]),)) for s in steps]
+    return Run(id="chain", dialect="openai", steps=tuple(steps))
+
+
+def _call(index: int, arguments: str) -> Call:
+    return Call(
+        index=0,
+        id=f"call_{index}",
+        id_format="openai",
+        name="open_box",
+        arguments_raw=arguments,
+        arguments_type="string",
+        arguments=json.loads(arguments),
+        json_valid=True,
+        schema_valid=True,
+        schema_error=None,
+    )
+
+
+def _kinds(run: Run) -> dict[str, Finding]:
+    found = list(what_the_host_kept(run))
+    kinds = {f.kind: f for f in found}
+    assert len(kinds) == len(found)  # one finding per kind and run
+    return kinds
+
+
+# -- the ledger: what each request added -------------------------------------------------------
+
+
+def test_each_step_lists_what_its_request_added() -> None:
+    entries, ratio = build_entries(host_run("keep"))
+    assert ratio == pytest.approx(1.0)
+    assert [e.kind for e in entries] == ["first"] + ["chain"] * (len(REASONING) - 1)
+    second = entries[2]
+    assert second.added is not None and second.growth is not None
+    # The reasoning and the turn come back as the host counted them in its usage.
+    assert second.added.reasoning == REASONING[1] and second.added.basis == "counted"
+    call = TAGS + CALL_MARKUP + estimate_tokens('{"k0": 0}')
+    assert second.added.output == call and second.added.output_counted
+    assert second.added.tool_results == TOOLS[1] and second.added.results == (TOOLS[1],)
+    assert second.added.demoted == REASONING[0]
+    # Each request's reasoning: the newest turn's, and the chain's older ones.
+    assert (second.reasoning_newest, second.reasoning_older) == (REASONING[1], REASONING[0])
+    assert second.growth == REASONING[1] + call + PER_RESULT + TOOLS[1]
+
+
+def test_a_kept_history_is_fully_retained() -> None:
+    ledger = measure(host_run("keep"))
+    assert ledger.reasoning_retention == 1.0 and ledger.tool_result_retention == 1.0
+    assert ledger.fit is not None and ledger.fit.reasoning is not None
+    assert ledger.fit.reasoning.best.name == "kept"
+    # The overhead learned from the run: a few tokens around each result (three here; the
+    # results being all about the same size, some of it may be read as their ratio).
+    # One result a step: the two overheads are one coefficient.
+    assert ledger.fit.value("per_result") is None
+    per_turn = ledger.fit.value("per_turn")
+    assert per_turn is not None and 0 <= per_turn <= 10
+    assert max(abs(r) for r in ledger.fit.residuals) < 1.0
+    assert _kinds(host_run("keep")) == {}
+
+
+# -- reasoning -----------------------------------------------------------------------------------
+
+
+def test_a_host_dropping_every_turns_reasoning() -> None:
+    run = host_run("drop")
+    finding = _kinds(run)["reasoning_dropped_in_chain"]
+    assert (finding.severity, finding.layer, finding.step) == ("warning", "provider", 1)
+    assert finding.confidence is not None and finding.confidence >= 0.9
+    evidence = finding.evidence
+    assert evidence["behaviour"] == "none" and evidence["retention"] == 0.0
+    assert evidence["signal"] == "prompt_growth"  # the cache stays warm: same rendering
+    assert evidence["steps"] == [1, len(REASONING) - 1]
+    assert evidence["reasoning_kept_tokens"] == 0
+    # Every request carried all the turns before it: the sums over requests.
+    assert evidence["reasoning_sent_tokens"] == sum(
+        sum(REASONING[:i]) for i in range(1, len(REASONING))
+    )
+    assert evidence["example"]["added"]["reasoning"] == max(REASONING[:-1])
+    assert set(evidence["posterior"]) >= {"kept", "none"}
+    assert measure(run).reasoning_retention == 0.0
+
+
+def test_a_host_keeping_only_the_newest_turns_reasoning() -> None:
+    run = host_run("last_only")
+    finding = _kinds(run)["reasoning_dropped_in_chain"]
+    assert finding.step == 2  # the third request is the first to lose an older turn
+    assert finding.evidence["behaviour"] == "newest_only"
+    assert finding.evidence["signal"] == "prompt_growth+cached_tokens"
+    cache = finding.evidence["cached_tokens"]
+    # Every chain step with a cache hit but the second (nothing older to lose yet) fell.
+    assert cache["affected_steps"] == cache["evaluated_steps"] - 1 == len(REASONING) - 2
+    newest = sum(REASONING[: len(REASONING) - 1])
+    sent = sum(sum(REASONING[:i]) for i in range(1, len(REASONING)))
+    assert measure(run).reasoning_retention == pytest.approx(newest / sent)
+
+
+def test_cached_tokens_tell_the_newest_turn_apart_when_growth_cannot() -> None:
+    # Constant reasoning: keeping the newest turn's grows the prompt exactly as keeping
+    # none does; the cache, rendered anew from the turn before, tells them apart.
+    run = host_run("last_only", reasoning=[40] * 8)
+    finding = _kinds(run)["reasoning_dropped_in_chain"]
+    assert finding.step == 2 and "cached_tokens" in finding.evidence["signal"]
+
+
+def test_small_reasoning_dropped_is_found_by_pooling_the_steps() -> None:
+    # Six to eleven tokens a turn, each within a template's jitter; forty turns together
+    # are not.
+    small = [6 + (i * 7) % 6 for i in range(40)]
+    run = host_run("drop", reasoning=small, tools=[30] * 40, cached=False)
+    finding = _kinds(run)["reasoning_dropped_in_chain"]
+    assert finding.confidence is not None and finding.confidence >= 0.9
+    kept = host_run("keep", reasoning=small, tools=[30] * 40, cached=False)
+    assert "reasoning_dropped_in_chain" not in _kinds(kept)
+
+
+def test_a_few_small_turns_with_jitter_are_not_evidence() -> None:
+    jitter = [0, 3, -2, 2, -3, 1, -1, 2]
+    run = host_run("drop", reasoning=[3, 5, 2, 6, 4, 7, 3, 5], jitter=jitter, cached=False)
+    assert "reasoning_dropped_in_chain" not in _kinds(run)
+
+
+@pytest.mark.parametrize("host", ["drop", "last_only"])
+def test_a_client_that_sent_no_reasoning_back_is_not_the_hosts_fault(host: Host) -> None:
+    run = host_run(host, send_back=False)
+    assert _kinds(run) == {}
+    assert measure(run).reasoning_retention is None  # nothing sent, nothing to retain
+
+
+def test_a_summary_of_hidden_reasoning_is_not_the_reasoning() -> None:
+    # The host billed 4x the reasoning it showed: the client could only send the summary
+    # back, so a prompt that grows by the summary alone is no drop.
+    run = host_run("keep", reasoning=[r * 4 for r in REASONING])
+    summarized = tuple(
+        replace(
+            step,
+            reasoning=_words((step.reasoning_tokens or 0) // 4, "s"),
+            request_messages=tuple(
+                {**m, "reasoning_content": _words(len(m["reasoning_content"].split()) // 4, "s")}
+                if m.get("reasoning_content")
+                else m
+                for m in step.request_messages
+            ),
+            prompt_tokens=(step.prompt_tokens or 0)
+            - sum(3 * REASONING[j] for j in range(step.index)),
+        )
+        for step in run.steps
+    )
+    assert "reasoning_dropped_in_chain" not in _kinds(replace(run, steps=summarized))
+
+
+def test_missing_usage_is_silent() -> None:
+    run = host_run("drop", usage=False)
+    assert _kinds(run) == {} and measure(run).fit is None
+
+
+def test_a_new_user_turn_is_not_a_chain_step() -> None:
+    # Templates legitimately drop the reasoning before the last user message.
+    run = host_run("drop", user_turns=True)
+    assert {e.kind for e in measure(run).entries} == {"first", "turn"}
+    assert _kinds(run) == {}
+
+
+def test_cache_misses_are_not_a_fall() -> None:
+    # Zeros (eviction, another replica) on most steps of a faithful host: no evidence.
+    run = host_run("keep")
+    missed = tuple(replace(s, cached_tokens=0) if s.index % 3 else s for s in run.steps)
+    assert _kinds(replace(run, steps=missed)) == {}
+
+
+def test_a_single_cache_fall_is_not_systematic() -> None:
+    run = host_run("keep")
+    steps = list(run.steps)
+    steps[3] = replace(steps[3], cached_tokens=150)  # one partial hit, far short
+    assert _kinds(replace(run, steps=tuple(steps))) == {}
+
+
+# -- tool results --------------------------------------------------------------------------------
+
+
+def test_a_host_dropping_every_tool_result() -> None:
+    run = host_run("tools_dropped")
+    kinds = _kinds(run)
+    finding = kinds["tool_results_dropped"]
+    assert (finding.severity, finding.layer, finding.step) == ("error", "provider", 1)
+    assert finding.confidence is not None and finding.confidence >= 0.7
+    assert finding.evidence["behaviour"] in ("dropped", "partial")
+    assert finding.evidence["retention"] <= 0.3
+    assert "reasoning_dropped_in_chain" not in kinds  # the reasoning still counted
+    assert measure(run).tool_result_retention == pytest.approx(0.0, abs=0.3)
+
+
+def test_tool_results_cut_at_a_length() -> None:
+    varied = [8, 90, 12, 140, 15, 60, 10, 200]
+    run = host_run("truncated", tools=varied, cap=40)
+    finding = _kinds(run)["tool_results_truncated"]
+    assert finding.evidence["cap_tokens"] in (32, 64)
+    # The steps whose results were longer than the cap (the last result is never sent).
+    assert finding.step == 2 and finding.evidence["affected_steps"] == 3
+    kept = sum(min(t, 40) * (len(varied) - 1 - i) for i, t in enumerate(varied[:-1]))
+    sent = sum(t * (len(varied) - 1 - i) for i, t in enumerate(varied[:-1]))
+    assert measure(run).tool_result_retention == pytest.approx(kept / sent, abs=0.1)
+
+
+@pytest.mark.parametrize("ratio", [0.7, 1.3])
+def test_a_tokenizer_off_by_a_third_on_tool_output_is_no_loss(ratio: float) -> None:
+    varied = [40, 400, 90, 700, 150, 300, 60, 500]
+    for host in ("keep", "drop"):
+        run = host_run(host, tools=varied, tool_ratio=ratio, cached=False)
+        kinds = _kinds(run)
+        assert "tool_results_dropped" not in kinds and "tool_results_truncated" not in kinds
+        assert measure(run).tool_result_retention == 1.0
+        # ... and it hides no reasoning drop either, nor invents one.
+        assert ("reasoning_dropped_in_chain" in kinds) is (host == "drop"), (host, kinds)
+
+
+# -- rewrites and hidden prompts -------------------------------------------------------------------
+
+
+QUOTES = [2, 10, 4, 12, 0, 8, 6, 14]
+
+
+def test_a_host_escaping_the_history() -> None:
+    varied_quotes = host_run("escaped", quotes=QUOTES)
+    finding = _kinds(varied_quotes)["history_rewritten"]
+    assert finding.layer == "provider" and finding.evidence["rewrite"] == "escaping"
+    assert finding.evidence["extra_tokens_per_character"] == pytest.approx(3.0, abs=0.5)
+    assert finding.confidence is not None and finding.confidence > 0.99
+
+
+def test_a_host_encoding_string_arguments_twice() -> None:
+    # llama.cpp's old Kimi K2 template: `arguments|tojson` on a string argument. Sixteen
+    # turns whose arguments differ in size: the extra quotes are told from overhead.
+    keys = [1, 6, 2, 9, 3, 12, 1, 7, 4, 10, 2, 8, 5, 11, 3, 6]
+    shape = {"reasoning": REASONING * 2, "tools": TOOLS * 2, "keys": keys}
+    finding = _kinds(host_run("reencoded", **shape))["history_rewritten"]
+    assert finding.evidence["rewrite"] == "arguments re-encoded"
+    assert finding.evidence["extra_tokens_per_character"] == pytest.approx(1.0, abs=0.3)
+    assert "history_rewritten" not in _kinds(host_run("keep", **shape))
+
+
+def test_quotes_counted_as_sent_are_no_rewrite() -> None:
+    assert _kinds(host_run("keep", quotes=QUOTES)) == {}
+
+
+def test_constant_quotes_cannot_tell_escaping_from_template_overhead() -> None:
+    # The same characters on every step: their extra tokens read as overhead, not evidence.
+    assert "history_rewritten" not in _kinds(host_run("escaped", quotes=8))
+
+
+def test_a_hidden_system_prompt() -> None:
+    finding = _kinds(host_run("keep", preamble=450))["hidden_system_prompt"]
+    assert (finding.step, finding.layer, finding.severity) == (0, "provider", "warning")
+    assert finding.evidence["unexplained_tokens"] >= 400
+    assert finding.confidence is not None and finding.confidence > 0.99
+
+
+@pytest.mark.parametrize("preamble", [0, 40, 80])
+def test_a_templates_own_preamble_is_no_hidden_prompt(preamble: int) -> None:
+    assert "hidden_system_prompt" not in _kinds(host_run("keep", preamble=preamble))
+
+
+# -- the solver --------------------------------------------------------------------------------
+
+
+def test_bounded_least_squares_matches_the_closed_form() -> None:
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    ys = [2 * x + 1 for x in xs]
+    normal = normal_equations({"slope": xs, "one": [1.0] * 5}, ys, [1.0] * 5)
+    loose = [Coefficient("slope", 0.0, 1e6, -10, 10), Coefficient("one", 0.0, 1e6, -10, 10)]
+    values = solve(normal, loose).values
+    assert values["slope"] == pytest.approx(2.0) and values["one"] == pytest.approx(1.0)
+    # Held at a bound, the other coefficient takes up what it can.
+    held = solve(normal, bounded(loose, {"slope": (0.0, 1.5)}))
+    assert held.values["slope"] == pytest.approx(1.5)
+    assert held.values["one"] == pytest.approx(
+        sum(y - 1.5 * x for x, y in zip(xs, ys, strict=True)) / 5
+    )
+    assert held.misfit > 0 and held.objective >= solve(normal, loose).objective
+    # A prior decides what the data cannot: a column of zeros leaves its coefficient there.
+    idle = normal_equations({"idle": [0.0] * 5}, ys, [1.0] * 5)
+    assert solve(idle, [Coefficient("idle", 4.0, 2.0, -9, 9)]).values["idle"] == 4.0
+
+
+def test_chi2_survival() -> None:
+    assert chi2_survival(0.0, 1) == 1.0
+    assert chi2_survival(3.841, 1) == pytest.approx(0.05, abs=1e-3)
+    assert chi2_survival(5.991, 2) == pytest.approx(0.05, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [("", 0), ("one two, three", 4), ("数据" * 40, 60), ("<a>", 3)],
+)
+def test_sizes_count_words_and_punctuation_never_under_a_quarter_of_the_bytes(
+    text: str, tokens: int
+) -> None:
+    assert size(text) == tokens
+    assert math.isfinite(size(text))
+
+
+# -- the ledger in the store and on the command line -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def forgetful_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One run of chain_short against a host that drops the reasoning sent back."""
+    db = tmp_path_factory.mktemp("ledger") / "t.duckdb"
+    done = run_cli(
+        "record",
+        "--task",
+        "chain_short",
+        "--fault",
+        "reasoning_dropped_from_history",
+        "--no-stream",
+        "--db",
+        str(db),
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    return db, row["id"]
+
+
+@pytest.mark.slow
+def test_recording_stores_the_ledger(forgetful_db: tuple[Path, str]) -> None:
+    db, run_id = forgetful_db
+    [row] = query_rows(db, "SELECT * FROM ledgers WHERE run_id = ?", [run_id])
+    assert row["chain_steps"] == 5 and row["reasoning_behaviour"] == "none"
+    assert row["reasoning_kept_tokens"] == 0 and row["reasoning_sent_tokens"] > 0
+    assert row["tool_results_behaviour"] == "kept"
+    assert row["tool_results_kept_tokens"] == row["tool_results_sent_tokens"] > 0
+    assert row["first_prompt_tokens"] > 0 and row["check_version"] == CHECK_VERSION
+    # Analyzing again replaces the row rather than adding one.
+    assert run_cli("analyze", run_id, "--db", str(db)).returncode == 0
+    assert len(query_rows(db, "SELECT * FROM ledgers WHERE run_id = ?", [run_id])) == 1
+
+
+@pytest.mark.slow
+def test_show_ledger_in_every_format(forgetful_db: tuple[Path, str]) -> None:
+    db, run_id = forgetful_db
+    done = run_cli("show", run_id, "--ledger", "--db", str(db), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["run"] == run_id and document["chain_steps"] == 5
+    assert document["reasoning"]["behaviour"] == "none"
+    assert document["reasoning"]["retention"] == 0.0
+    steps = document["steps"]
+    assert [s["kind"] for s in steps] == ["first"] + ["chain"] * 5
+    assert all(abs(s["residual"]) < 10 for s in steps[1:])
+    table = run_cli("show", run_id, "--ledger", "--db", str(db))
+    assert table.returncode == 0, table.stderr
+    assert "reasoning: none" in table.stdout and "retained 0.0%" in table.stdout
+    assert table.stdout.splitlines()[5].split()[:3] == ["step", "kind", "prompt"]
+    csv_out = run_cli("show", run_id, "--ledger", "--db", str(db), "--format", "csv")
+    assert csv_out.stdout.splitlines()[0].startswith("step,kind,prompt,growth,expected")
+    assert len(csv_out.stdout.splitlines()) == 1 + 6
+
+
+# -- a real template: llama.cpp's Kimi K2 (0711) encodes string arguments twice ---------------
+
+KIMI_K2 = EXTERNAL / "dialects" / "templates" / "llamacpp-moonshotai-Kimi-K2.jinja"
+"""Byte-exact copy of llama.cpp's models/templates/moonshotai-Kimi-K2.jinja (see the
+shared README.txt): `arguments|tojson` on string arguments double-encodes them, as
+rendered/llamacpp-moonshotai-Kimi-K2__A_reasoning_kept_args_string.txt shows."""
+
+WRITES = [1, 6, 2, 9, 3, 12, 1, 7, 4, 10, 2, 8, 5, 11, 3, 6]
+"""Keys of each turn's `write` call: calls of varied size, as an agent's are."""
+
+
+def _kimi_chain(arguments: Literal["string", "object"]) -> Run:
+    """A chain rendered by the real template, prompt_tokens counted as the simulator counts
+    them; the model generated each call's JSON once (its completion tokens)."""
+    template = load_template(KIMI_K2)
+    counter = SimTokenCounter()
+    tools = [{"type": "function", "function": {"name": "write", "parameters": {}}}]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a coding agent."},
+        {"role": "user", "content": "Write the notes, one file per topic."},
+    ]
+    steps = []
+    for i, keys in enumerate(WRITES):
+        prompt = counter.count(render(template, messages, tools, add_generation_prompt=True))
+        payload = {f"field_{k}": f"value {k}" for k in range(keys)}
+        text = json.dumps(payload)
+        generated = (
+            f"<|tool_calls_section_begin|><|tool_call_begin|>functions.write:{i}"
+            f"<|tool_call_argument_begin|>{text}<|tool_call_end|><|tool_calls_section_end|>"
+            "<|im_end|>"
+        )
+        call = {
+            "id": f"functions.write:{i}",
+            "type": "function",
+            "function": {"name": "write", "arguments": text if arguments == "string" else payload},
+        }
+        steps.append(
+            Step(
+                index=i,
+                finish_reason="tool_calls",
+                prompt_tokens=prompt,
+                completion_tokens=counter.count(generated),
+                request_messages=tuple(messages),
+                request_params={"tools": tools},
+                calls=(_call(i, text),),
+            )
+        )
+        messages = [
+            *messages,
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": f"wrote {keys} fields"},
+        ]
+    return Run(id=f"kimi-k2-{arguments}", model="moonshotai/Kimi-K2-Instruct", steps=tuple(steps))
+
+
+def test_a_real_template_encoding_string_arguments_twice() -> None:
+    if not KIMI_K2.exists():
+        reference_missing(KIMI_K2)
+    finding = _kinds(_kimi_chain("string"))["history_rewritten"]
+    assert finding.evidence["rewrite"] == "arguments re-encoded"
+    assert finding.evidence["extra_tokens_per_character"] == pytest.approx(1.0, abs=0.3)
+    # The same chain with object arguments: the template dumps them once, as generated.
+    assert _kinds(_kimi_chain("object")) == {}
