@@ -8,7 +8,10 @@ Run by hand (it is not a test and asserts nothing about time):
 The store: agent logs from `bench_import.write_conversations` (conversations of 20 steps with
 growing histories, 64 interleaved, 1 in 10 streamed), written 100,000 exchanges per file, with
 each conversation given one of five providers and that provider's faults (`PROVIDERS`): leaked
-call markup, broken or unknown calls, calls lost by the parser, rate limits retried. Each file
+call markup, broken or unknown calls, calls lost by the parser, rate limits retried, and a host
+that leaves the reasoning sent back out of its prompt. Usage is rewritten as a host counts it
+(about 4 bytes a token of what it kept): `bench_import`'s own is a formula of the step, which
+the history checks read as a host dropping things. Each file
 is imported with `traces.importing.import_files` (no analysis), then the checks run once
 untimed, so every timed analysis replaces findings as a re-analysis does. With `--store DIR`
 the store is kept there and reused by the next invocation with the same `--steps`.
@@ -41,7 +44,6 @@ import os
 import platform
 import pstats
 import random
-import re
 import resource
 import shutil
 import statistics
@@ -61,7 +63,7 @@ from bench_import import write_conversations
 
 from traces.importing import ImportOptions, import_files
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 """Bumped when the generated store changes, so a cached store of another shape is rebuilt."""
 PER_FILE = 100_000
 """Exchanges per generated file: each is ~1.1 GB of JSON Lines, deleted once imported."""
@@ -69,15 +71,14 @@ CONVERSATION_STEPS = 20
 
 PROVIDERS: dict[str, dict[str, float]] = {
     "alpha": {},
-    "beta": {"leak": 0.2},
-    "gamma": {"invalid_arguments": 0.05, "unknown_tool": 0.03},
-    "delta": {"dropped_call": 0.05},
-    "epsilon": {"rate_limit": 0.05, "leak": 0.02},
+    "beta": {"leak": 0.08},
+    "gamma": {"invalid_arguments": 0.02, "unknown_tool": 0.01},
+    "delta": {"dropped_call": 0.02, "drops_reasoning": 1.0},
+    "epsilon": {"rate_limit": 0.02, "leak": 0.01},
 }
 """Each conversation's provider (by its label) and the share of its exchanges given each
-fault: the checks then have findings to store, as they do on real traces."""
-
-_CONVERSATION = re.compile(rb'^\{"conversation": "([^"]+)", "provider": "bench"')
+fault: the checks then have findings to store, as they do on real traces. `drops_reasoning`:
+the host leaves the reasoning sent back out of what it counts (and so of the prompt)."""
 
 
 def _provider(label: str) -> str:
@@ -85,7 +86,9 @@ def _provider(label: str) -> str:
     return names[sum(label.encode()) % len(names)]
 
 
-def _faulted(line: dict[str, Any], faults: dict[str, float], rng: random.Random) -> list[str]:
+def _faulted(
+    line: dict[str, Any], faults: dict[str, float], rng: random.Random
+) -> list[dict[str, Any]]:
     """The line (and any failed attempt before it) with the provider's faults applied."""
     out: list[dict[str, Any]] = []
     response = line.get("response")
@@ -107,28 +110,65 @@ def _faulted(line: dict[str, Any], faults: dict[str, float], rng: random.Random)
         failed["error"] = {"status": 429, "body": {"error": {"message": "Rate limit reached"}}}
         out.append(failed)
     out.append(line)
-    return [json.dumps(item) for item in out]
+    return out
+
+
+def _tokens(text: Any) -> int:
+    """A host's token count of `text`: about 4 bytes a token, as BPE vocabularies give."""
+    return len(text.encode()) // 4 + 1 if isinstance(text, str) and text else 0
+
+
+def _message_tokens(message: dict[str, Any], reasoning: bool) -> int:
+    count = 4 + _tokens(message.get("content"))  # role and delimiters: a few tokens
+    if reasoning:
+        count += _tokens(message.get("reasoning_content"))
+    for call in message.get("tool_calls") or []:
+        count += 3 + _tokens(call["function"]["name"]) + _tokens(call["function"]["arguments"])
+    return count
+
+
+def _with_usage(line: dict[str, Any], drops_reasoning: bool) -> None:
+    """Usage as a host would count it: the request's messages and tools, what it generated.
+    (bench_import's own usage is a formula of the step, which no host's counts follow.)"""
+    request = line["request"]
+    prompt = 20 + _tokens(json.dumps(request.get("tools") or []))
+    prompt += sum(_message_tokens(m, not drops_reasoning) for m in request["messages"])
+    if "response" in line:
+        message = line["response"]["choices"][0]["message"]
+        completion = _message_tokens(message, True) - 4
+        usage = line["response"]["usage"] = {}
+    elif "chunks" in line:
+        texts = []
+        for chunk in line["chunks"]:
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                texts += [delta.get("content"), delta.get("reasoning_content")]
+                for call in delta.get("tool_calls") or []:
+                    function = call.get("function") or {}
+                    texts += [function.get("name"), function.get("arguments")]
+        completion = _tokens("".join(t for t in texts if isinstance(t, str)))
+        usage = line["chunks"][-1]["usage"] = {}
+    else:
+        return
+    usage.update(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
 
 
 def _write_file(path: Path, exchanges: int, seed: int) -> None:
-    """`exchanges` generated exchanges, each conversation relabelled to its provider, with
-    that provider's faults (only the lines that get one are parsed and rewritten)."""
+    """`exchanges` generated exchanges, each conversation given its provider, that provider's
+    faults and usage as a host counts it."""
     raw = path.with_suffix(".raw.jsonl")
     write_conversations(raw, exchanges, CONVERSATION_STEPS, seed=seed)
     rng = random.Random(seed)
-    with raw.open("rb") as source, path.open("wb") as out:
-        for line in source:
-            match = _CONVERSATION.match(line)
-            if match is None:
-                raise SystemExit(f"{raw}: unexpected line shape (bench_import changed?)")
-            provider = _provider(match.group(1).decode())
+    with raw.open("rb") as source, path.open("w") as out:
+        for text in source:
+            line = json.loads(text)
+            provider = line["provider"] = _provider(line["conversation"])
             faults = PROVIDERS[provider]
-            line = line.replace(b'"provider": "bench"', f'"provider": "{provider}"'.encode(), 1)
-            if faults and rng.random() < max(faults.values()) * 2:
-                rewritten = _faulted(json.loads(line), faults, rng)
-                out.write("\n".join(rewritten).encode() + b"\n")
-            else:
-                out.write(line)
+            for item in _faulted(line, faults, rng) if faults else [line]:
+                _with_usage(item, bool(faults.get("drops_reasoning")))
+                out.write(json.dumps(item) + "\n")
     raw.unlink()
 
 
