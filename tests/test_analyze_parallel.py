@@ -75,6 +75,7 @@ def test_how_many_workers(monkeypatch: pytest.MonkeyPatch) -> None:
         workers_for(10)
 
 
+@pytest.mark.slow  # several seconds: worker processes / a served simulator
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_a_worker_that_dies_leaves_the_store_as_it_was(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -843,6 +843,7 @@ def test_two_workers_refuse_the_first_malformed_line(tmp_path: Path, db_path: Pa
     assert f"{log}:17: started_at: not an ISO 8601 time" in errors[0]
 
 
+@pytest.mark.slow  # several seconds: worker processes / a served simulator
 def test_two_workers_leave_nothing_behind_when_interrupted(tmp_path: Path, db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
     before_rows, before_children = table_counts(db_path), _children()
@@ -862,6 +863,7 @@ def test_two_workers_leave_nothing_behind_when_interrupted(tmp_path: Path, db_pa
     assert _children() == before_children
 
 
+@pytest.mark.slow  # several seconds: worker processes / a served simulator
 def test_a_worker_that_dies_fails_the_import_cleanly(tmp_path: Path, db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
     before_rows, before_children = table_counts(db_path), _children()
@@ -1023,6 +1025,7 @@ def test_the_fast_schema_check_accepts_only_what_jsonschema_accepts() -> None:
     assert judged > 5000
 
 
+@pytest.mark.slow  # several seconds: worker processes / a served simulator
 def test_cli_workers_option_gives_the_same_runs(tmp_path: Path) -> None:
     """`--workers 2` reads the files in two processes; the stored runs are the same."""
     stored = []

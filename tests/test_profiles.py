@@ -113,6 +113,7 @@ def test_providers_command_reports_whether_keys_are_set(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "x.dialect" in bad.stderr
 
 
+@pytest.mark.slow  # several seconds: worker processes / a served simulator
 def test_record_with_a_profile_pointed_at_your_own_server(tmp_path: Path) -> None:
     """The `vllm` profile with --base-url overridden: its dialect decides the replay field."""
     db = tmp_path / "t.duckdb"
