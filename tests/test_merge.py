@@ -1,0 +1,576 @@
+"""`traces merge SRC… --into DST`: runs moved between real stores, made by recording against
+the simulator over HTTP, importing the exchange fixtures (tests/fixtures/import/) and
+running the checks, as two laptops would have them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from analyzer.checks.persist import analyze_runs
+from traces.errors import DatabaseError
+from traces.importing import ImportOptions, import_files
+from traces.sim.server import SimServer
+from traces.store.database import open_for_writing
+from traces.store.merge import attach_file, copy_source, merge_stores
+from traces.store.migrations import MIGRATIONS, latest_version
+from traces.store.run_tables import KEYED, OWN, RUN_COLUMN, Role, classify, store_tables
+
+from conftest import REPO, run_cli, run_cli_in_process, table_counts
+from recording import record
+
+IMPORTS = REPO / "tests" / "fixtures" / "import"
+
+
+def _store(path: Path, sim: SimServer, *, stream: bool, log: str) -> Path:
+    """A laptop's store: two recorded runs, one imported file, every run checked."""
+    record(path, sim.base_url, "chain_short", stream=stream, repeat=2, seed=3 if stream else 0)
+    import_files(path, [IMPORTS / log], ImportOptions(provider="acme"))
+    conn = open_for_writing(path)
+    try:
+        ids = [r for (r,) in conn.execute("SELECT id FROM runs").fetchall()]
+        analyze_runs(conn, ids)
+    finally:
+        conn.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def laptops(tmp_path_factory: pytest.TempPathFactory, sim: SimServer) -> tuple[Path, Path]:
+    """Two stores made apart: recorded (plain, streamed), imported (exchange log, K2VV)."""
+    base = tmp_path_factory.mktemp("laptops")
+    a = _store(base / "a.duckdb", sim, stream=False, log="exchanges.jsonl")
+    b = _store(base / "b.duckdb", sim, stream=True, log="k2vv_results.jsonl")
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated store without runs (creating one costs more than copying it)."""
+    path = tmp_path_factory.mktemp("empty") / "empty.duckdb"
+    open_for_writing(path).close()
+    return path
+
+
+@pytest.fixture
+def into(empty_store: Path, tmp_path: Path) -> Path:
+    """An existing, empty destination store."""
+    path = tmp_path / "merged.duckdb"
+    shutil.copyfile(empty_store, path)
+    return path
+
+
+@pytest.fixture
+def stores(laptops: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """Fresh copies of the two laptops' stores, for a test to change."""
+    copies = []
+    for source in laptops:
+        copies.append(tmp_path / source.name)
+        shutil.copyfile(source, copies[-1])
+    yield copies[0], copies[1]
+
+
+def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table but the store's own bookkeeping, in a stable order."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in store_tables(conn, _catalog(conn))
+            if table not in OWN
+        }
+
+
+def _catalog(conn: duckdb.DuckDBPyConnection) -> str:
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _union(*dumps: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of several stores as one store holds them (a message once, by its hash)."""
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    for dump in dumps:
+        for table, rows in dump.items():
+            tables.setdefault(table, []).extend(rows)
+    for table, rows in tables.items():
+        if table == "messages":
+            rows = list({row[0]: row for row in rows}.values())
+        tables[table] = sorted(rows, key=repr)
+    return tables
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _runs(db: Path) -> dict[str, dict[str, Any]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        cursor = conn.execute("SELECT * FROM runs")
+        names = [d[0] for d in cursor.description or []]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+# -- which tables move -------------------------------------------------------------------------
+
+
+def test_every_table_of_a_store_has_a_place_in_a_merge(db_path: Path) -> None:
+    """A table added by a later migration is copied with its runs if it has a run_id column,
+    and otherwise refuses merges until `run_tables` says how to move it: never left out."""
+    open_for_writing(db_path).close()
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        tables = store_tables(conn, _catalog(conn))
+    roles = classify(tables)
+    assert set(roles) == set(tables)
+    assert {t for t, role in roles.items() if role is Role.own} == set(OWN)
+    for table, role in roles.items():
+        if role is Role.per_run:
+            assert RUN_COLUMN in tables[table]
+        if role in (Role.runs, Role.shared):
+            keyed = KEYED[table]
+            assert {keyed.key, *keyed.identity} <= set(tables[table]), table
+    # Today's run-scoped tables are all among them.
+    assert {t for t, r in roles.items() if r is Role.per_run} >= {
+        "steps",
+        "step_messages",
+        "tool_calls",
+        "tool_results",
+        "findings",
+        "ledgers",
+    }
+
+
+def test_a_table_merge_cannot_place_is_refused() -> None:
+    assert classify({"verdicts": ("run_id", "verdict")}) == {"verdicts": Role.per_run}
+    with pytest.raises(DatabaseError, match="table annotations has no run_id column"):
+        classify({"runs": ("id",), "annotations": ("note",)})
+
+
+def test_every_copied_table_gets_rows_from_the_fixture_stores(
+    laptops: tuple[Path, Path],
+) -> None:
+    """The fixtures exercise every table a merge copies (else a test below proves nothing
+    about one of them)."""
+    for store in laptops:
+        empty = [t for t, n in table_counts(store).items() if n == 0 and t not in OWN]
+        assert empty == [], store
+
+
+# -- copying ----------------------------------------------------------------------------------
+
+
+def test_a_new_store_gets_every_row_of_its_source(
+    stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = stores
+    into = tmp_path / "merged.duckdb"
+    [report] = merge_stores([a], into)
+    assert _dump(into) == _dump(a)
+    runs = len(_runs(a))
+    assert (report.runs, report.copied, report.skipped, report.renamed) == (runs, runs, 0, [])
+    assert report.rows["steps"] == table_counts(a)["steps"] > 0
+
+
+def test_merging_twice_changes_nothing(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = stores
+    merge_stores([a, b], into)
+    once = _dump(into)
+    again = merge_stores([a, b], into)
+    assert _dump(into) == once
+    for report, source in zip(again, (a, b), strict=True):
+        assert report.copied == 0 and report.present == report.runs == len(_runs(source))
+        assert set(report.rows.values()) == {0}
+
+
+def test_merging_two_stores_gives_their_union(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = stores
+    merge_stores([a], into)
+    merge_stores([b], into)  # into an existing store, as a later evening's merge
+    assert _dump(into) == _union(_dump(a), _dump(b))
+    # Shared messages (the same task's system and user turns) are stored once.
+    counts = table_counts(into)
+    assert counts["messages"] < table_counts(a)["messages"] + table_counts(b)["messages"]
+
+
+def test_the_sources_are_left_as_they_were(stores: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = stores
+    before = _sha(a), _sha(b)
+    merge_stores([a, b], tmp_path / "merged.duckdb")
+    assert (_sha(a), _sha(b)) == before
+
+
+# -- runs that collide, repeat or are unfinished -------------------------------------------------
+
+
+def test_a_run_id_two_stores_gave_to_different_runs_is_renamed_and_found_again(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Run ids are the start second and 32 random bits: two laptops can draw the same. The
+    other run is copied under a new id, with all its rows; merging again finds it there."""
+    a, _ = stores
+    other = tmp_path / "other.duckdb"
+    shutil.copyfile(a, other)
+    with duckdb.connect(str(other)) as conn:
+        [(run_id,)] = conn.execute(
+            "SELECT id FROM runs WHERE origin = 'recorded' ORDER BY id LIMIT 1"
+        ).fetchall()
+        conn.execute(  # another laptop's run, started the same second
+            "UPDATE runs SET recorder_host = 'laptop-b', recorder_pid = 4242 WHERE id = ?",
+            [run_id],
+        )
+        steps = conn.execute("SELECT count(*) FROM steps WHERE run_id = ?", [run_id]).fetchone()
+    merge_stores([a], into)
+    [report] = merge_stores([other], into)
+    [(old, new)] = report.renamed
+    assert old == run_id and new.startswith(run_id + "-") and len(new) == len(run_id) + 9
+    assert report.copied == 1 and report.present == report.runs - 1
+    merged = _runs(into)
+    assert merged[run_id]["recorder_host"] != "laptop-b"
+    assert merged[new]["recorder_host"] == "laptop-b"
+    with duckdb.connect(str(into), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM steps WHERE run_id = ?", [new]).fetchone() == (
+            steps
+        )
+        for table, (n,) in (
+            (t, conn.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [new]).fetchone())
+            for t in ("step_messages", "tool_calls", "tool_results", "findings", "ledgers")
+        ):
+            assert n > 0 or table == "findings", table
+    before = _dump(into)
+    [again] = merge_stores([other], into)
+    assert again.copied == 0 and again.present == again.runs and _dump(into) == before
+
+
+def test_an_import_id_two_stores_gave_to_different_files_is_renamed_with_its_runs(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = stores
+    other = tmp_path / "other.duckdb"
+    shutil.copyfile(a, other)
+    with duckdb.connect(str(other)) as conn:
+        [(import_id,)] = conn.execute("SELECT id FROM imports").fetchall()
+        # Another file, imported the same second on another laptop, its runs other runs.
+        conn.execute("UPDATE imports SET sha256 = 'f' || sha256[2:], path = 'elsewhere.jsonl'")
+        conn.execute("UPDATE runs SET recorder_host = 'laptop-b' WHERE import_id = ?", [import_id])
+        imported = conn.execute(
+            "SELECT count(*) FROM runs WHERE import_id = ?", [import_id]
+        ).fetchone()
+    merge_stores([a, other], into)
+    with duckdb.connect(str(into), read_only=True) as conn:
+        renamed = conn.execute("SELECT id FROM imports WHERE path = 'elsewhere.jsonl'").fetchone()
+        assert renamed is not None and renamed[0].startswith(import_id + "-")
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM runs WHERE import_id = ? AND recorder_host = 'laptop-b'",
+                [renamed[0]],
+            ).fetchone()
+            == imported
+        )
+
+
+def test_the_same_file_imported_on_two_laptops_is_copied_once(
+    into: Path, empty_store: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = stores
+    other = tmp_path / "other.duckdb"
+    shutil.copyfile(empty_store, other)
+    import_files(other, [IMPORTS / "exchanges.jsonl"], ImportOptions(provider="acme"))
+    merge_stores([a], into)
+    before = _dump(into)
+    [report] = merge_stores([other], into)
+    assert report.duplicates == report.runs > 0 and report.copied == 0
+    assert _dump(into) == before
+    [report] = merge_stores([other], into, again=True)
+    assert report.copied == report.runs and len(_runs(into)) == len(_runs(a)) + report.runs
+
+
+def test_a_run_its_recorder_left_running_is_copied_as_interrupted(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A store file the merge can lock has no writer: a run still `running` there lost its
+    recorder (on this host or another), and is ended as the next recorder would end it."""
+    a, _ = stores
+    with duckdb.connect(str(a)) as conn:
+        [(run_id, steps)] = conn.execute(
+            "SELECT id, steps FROM runs WHERE origin = 'recorded' ORDER BY id LIMIT 1"
+        ).fetchall()
+        conn.execute(
+            "UPDATE runs SET status = 'running', termination = NULL, ended_at = NULL, "
+            "steps = 0, prompt_tokens = NULL, recorder_host = 'laptop-b' WHERE id = ?",
+            [run_id],
+        )
+    [report] = merge_stores([a], into)
+    assert report.interrupted == 1 and report.copied == report.runs
+    run = _runs(into)[run_id]
+    assert (run["status"], run["termination"], run["steps"]) == (
+        "interrupted",
+        "interrupted",
+        steps,
+    )
+    assert run["prompt_tokens"] is not None  # summed again from its steps
+
+
+def test_a_live_source_keeps_its_running_runs_for_a_later_merge(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """In a store with writers at work (a shared lake), `running` is the truth: such runs
+    wait for the next merge."""
+    a, _ = stores
+    with duckdb.connect(str(a)) as conn:
+        conn.execute("UPDATE runs SET status = 'running' WHERE id = (SELECT min(id) FROM runs)")
+    conn = open_for_writing(into)
+    try:
+        catalog = _catalog(conn)
+        tables = store_tables(conn, catalog)
+        source = attach_file(conn, a, "lake", tmp_path, tables)
+        source.live = True
+        conn.execute("BEGIN TRANSACTION")
+        report = copy_source(conn, source, catalog, classify(tables), tables)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    assert report.running == 1 and report.copied == report.runs - 1
+    assert report.interrupted == 0 and "running" not in {r["status"] for r in _runs(into).values()}
+
+
+def test_a_run_that_moved_on_since_it_was_merged_is_reported(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = stores
+    merge_stores([a], into)
+    with duckdb.connect(str(a)) as conn:  # resumed, or ended, after the merge
+        conn.execute("UPDATE runs SET steps = steps + 1 WHERE id = (SELECT min(id) FROM runs)")
+    before = _dump(into)
+    [report] = merge_stores([a], into)
+    assert report.outdated == 1 and report.copied == 0 and _dump(into) == before
+
+
+# -- sources of another schema version ----------------------------------------------------------
+
+
+def _downgraded(store: Path, path: Path, version: int) -> Path:
+    """`store`'s rows in a store a release at schema `version` wrote: its tables and columns
+    (migrations 1..version), a column that was NOT NULL then given as 0 when now unknown."""
+    old = duckdb.connect(str(path))
+    old.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL)"
+    )
+    for number, name, sql in MIGRATIONS[:version]:
+        old.execute(sql)
+        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    old.execute(f"ATTACH '{store}' AS new (READ_ONLY)")
+    for table, columns in store_tables(old, _catalog(old)).items():
+        if table in OWN:
+            continue
+        # NOT NULL then, nullable now (token totals): an old writer stored 0.
+        zeroed = {
+            c
+            for (c, now) in old.execute(
+                "SELECT o.column_name, n.is_nullable FROM duckdb_columns() o "
+                "JOIN duckdb_columns() n ON n.table_name = o.table_name "
+                "AND n.column_name = o.column_name AND n.database_name = 'new' "
+                "WHERE o.table_name = ? AND o.database_name = current_database() "
+                "AND NOT o.is_nullable",
+                [table],
+            ).fetchall()
+            if now
+        }
+        values = ", ".join(f"coalesce({c}, 0)" if c in zeroed else c for c in columns)
+        old.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM new.{table}")
+    old.close()
+    return path
+
+
+@pytest.mark.parametrize("version", [5, 6])
+def test_a_source_of_an_older_schema_merges_as_if_upgraded(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path, version: int
+) -> None:
+    """Read from an upgraded copy: migration 6 rewrote token totals (unknown, not 0) and
+    migration 7 added the ledgers, so the runs arrive as a store of today holds them,
+    and the source file stays as it was."""
+    a, _ = stores
+    old = _downgraded(a, tmp_path / "old.duckdb", version)
+    before = _sha(old)
+    [report] = merge_stores([old], into)
+    assert report.upgraded_from == version and report.copied == len(_runs(a))
+    expected = _dump(a)
+    expected["ledgers"] = []  # checks of that release kept none: `traces analyze` adds them
+    assert _dump(into) == expected
+    assert _sha(old) == before
+
+
+def test_a_source_newer_than_this_code_is_refused(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = stores
+    with duckdb.connect(str(a)) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?, 'from the future', now())",
+            [latest_version() + 1],
+        )
+    before = _dump(into)
+    with pytest.raises(DatabaseError, match=f"schema version {latest_version() + 1} is newer"):
+        merge_stores([a], into)
+    assert _dump(into) == before
+
+
+# -- bad input, interruptions ------------------------------------------------------------------
+
+
+def _one_line(done: Any, code: int, *fragments: str) -> None:
+    assert done.returncode == code, (done.stdout, done.stderr)
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_bad_sources_are_one_line_and_leave_the_destination_alone(
+    into: Path,
+    stores: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = stores
+    merge_stores([b], into)
+    before = _dump(into)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    foreign = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(foreign)) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    cases = [
+        ([str(tmp_path / "missing.duckdb")], 4, "missing.duckdb: no trace database here"),
+        ([str(text)], 4, "notes.txt: cannot open database"),
+        ([str(a), str(foreign)], 4, "foreign.duckdb: not a trace database"),
+        ([str(into)], 2, "is the destination"),
+        ([str(a), str(tmp_path / "." / a.name)], 2, "given twice"),
+    ]
+    for sources, code, fragment in cases:
+        done = run_cli_in_process(capsys, monkeypatch, "merge", *sources, "--into", str(into))
+        _one_line(done, code, fragment)
+        assert _dump(into) == before
+    new = tmp_path / "new.duckdb"
+    _one_line(run_cli_in_process(capsys, monkeypatch, "merge", str(text), "--into", str(new)), 4)
+    assert not new.exists() and not new.with_name(new.name + ".wal").exists()
+
+
+@pytest.mark.parametrize("existed", [True, False], ids=["existing", "new"])
+def test_ctrl_c_in_the_middle_leaves_the_destination_as_it_was(
+    stores: tuple[Path, Path], tmp_path: Path, existed: bool
+) -> None:
+    a, b = stores
+    into = tmp_path / "merged.duckdb"
+    if existed:
+        merge_stores([b], into)
+    before = _dump(into) if existed else None
+
+    def interrupt(done: int, total: int) -> None:
+        if done == total // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        merge_stores([a, b], into, on_step=interrupt)
+    if existed:
+        assert _dump(into) == before
+    else:
+        assert sorted(tmp_path.glob(into.name + "*")) == []
+
+
+@pytest.mark.slow  # waits out the lock
+def test_a_locked_destination_is_one_line_and_left_alone(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = stores
+    merge_stores([b], into)
+    before = _sha(into)
+    holder = duckdb.connect(str(into))
+    try:
+        _one_line(run_cli("merge", str(a), "--into", str(into)), 4, "merged.duckdb", "locked")
+    finally:
+        holder.close()
+    assert _sha(into) == before
+
+
+def test_the_summary_in_every_format(
+    into: Path,
+    stores: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = stores
+    args = ["merge", str(a), str(b), "--into", str(into)]
+    done = run_cli_in_process(capsys, monkeypatch, *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r["source"] for r in rows] == [str(a), str(b)]
+    for row, source in zip(rows, (a, b), strict=True):
+        assert row["runs"] == row["copied"] == len(_runs(source)) and row["skipped"] == 0
+        assert row["steps"] == table_counts(source)["steps"] and row["seconds"] >= 0
+    assert done.stderr.startswith("merged ")
+    done = run_cli_in_process(capsys, monkeypatch, *args, "--format", "csv")
+    assert done.stdout.splitlines()[0] == "source,runs,copied,skipped,renamed,steps,seconds"
+    assert [line.split(",")[3] for line in done.stdout.splitlines()[1:]] == [
+        str(len(_runs(a))),
+        str(len(_runs(b))),
+    ]
+    done = run_cli_in_process(capsys, monkeypatch, *args)
+    assert done.returncode == 0 and a.name in done.stdout and "skipped" in done.stdout
+
+
+def test_notes_say_why_runs_were_skipped_renamed_or_ended(
+    into: Path,
+    empty_store: Path,
+    stores: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, _ = stores
+    merge_stores([a], into)
+    again = tmp_path / "again.duckdb"  # the same file imported on another laptop
+    shutil.copyfile(empty_store, again)
+    import_files(again, [IMPORTS / "exchanges.jsonl"], ImportOptions(provider="acme"))
+    later = tmp_path / "later.duckdb"  # the first laptop's store, a day later
+    shutil.copyfile(a, later)
+    with duckdb.connect(str(later)) as conn:
+        first, second = (
+            r
+            for (r,) in conn.execute(
+                "SELECT id FROM runs WHERE origin = 'recorded' ORDER BY id"
+            ).fetchall()
+        )
+        conn.execute(  # another laptop's run under the same id, its recorder killed
+            "UPDATE runs SET recorder_host = 'laptop-b', status = 'running' WHERE id = ?",
+            [first],
+        )
+        conn.execute("UPDATE runs SET steps = steps + 1 WHERE id = ?", [second])  # resumed
+    done = run_cli_in_process(
+        capsys, monkeypatch, "merge", str(again), str(later), "--into", str(into)
+    )
+    assert done.returncode == 0, done.stderr
+    [renamed] = _runs(into).keys() - _runs(a).keys()
+    notes = done.stderr.splitlines()
+    assert notes[:-1] == [
+        f"note: {again}: 2 runs not copied: {into} imported the same files under other "
+        "imports (--again copies them too)",
+        f"note: {later}: run {first} is another run's id in {into}: copied as {renamed}",
+        f"note: {later}: 1 run left running by a recorder that stopped: copied as interrupted",
+        f"note: {later}: 1 run changed since {into}'s copy was merged (ended or resumed); "
+        f"{into} keeps its copy",
+    ]
+    assert notes[-1].startswith("merged 1 run (") and str(into) in notes[-1]
