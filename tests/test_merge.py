@@ -574,3 +574,65 @@ def test_notes_say_why_runs_were_skipped_renamed_or_ended(
         f"{into} keeps its copy",
     ]
     assert notes[-1].startswith("merged 1 run (") and str(into) in notes[-1]
+
+
+# -- end to end: a store split in two and merged back answers as it did ---------------------------
+
+
+def _split(full: Path, into: Path, keep: set[str]) -> Path:
+    """A copy of `full` holding only the runs `keep` (every table that belongs to a run
+    emptied of the others): one laptop's share of what was recorded."""
+    shutil.copyfile(full, into)
+    with duckdb.connect(str(into)) as conn:
+        tables = store_tables(conn, _catalog(conn))
+        for table, role in classify(tables).items():
+            column = {Role.runs: "id", Role.per_run: RUN_COLUMN}.get(role)
+            if column is not None:
+                conn.execute(
+                    f"DELETE FROM {table} WHERE NOT list_contains(?, {column})", [sorted(keep)]
+                )
+    return into
+
+
+def _json_of(*args: str) -> Any:
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow  # records a suite against two simulators through the CLI
+def test_a_store_split_in_two_and_merged_answers_as_the_whole(tmp_path: Path) -> None:
+    full = tmp_path / "full.duckdb"
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        'name = "merge"\ndescription = "Two laptops\' share."\n'
+        "[defaults]\nstream = true\nconcurrency = 4\n"
+        f'[[tasks]]\npath = "{REPO / "samples" / "tasks" / "chain_short.toml"}"\nrepeats = 4\n',
+        encoding="utf-8",
+    )
+    recorded = run_cli(
+        "compare", "--suite", str(suite), "--dialect", "openai",
+        "--dialect", "openai:invalid_json_arguments=0.3", "--db", str(full),
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+    imported = run_cli("import", str(IMPORTS / "exchanges.jsonl"), "--db", str(full))
+    assert imported.returncode == 0, imported.stderr
+    ids = sorted(_runs(full))
+    a = _split(full, tmp_path / "a.duckdb", set(ids[::2]))
+    b = _split(full, tmp_path / "b.duckdb", set(ids[1::2]))
+    merged = tmp_path / "merged.duckdb"
+    done = run_cli("merge", str(a), str(b), "--into", str(merged), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert [row["copied"] for row in json.loads(done.stdout)] == [len(ids[::2]), len(ids[1::2])]
+    assert _dump(merged) == _dump(full)
+    for command in (
+        ["runs", "--limit", "0"],
+        ["failures"],
+        ["steps"],
+        ["compare", "--reference", "sim"],
+    ):
+        whole = _json_of(*command, "--db", str(full), "--format", "json")
+        answer = _json_of(*command, "--db", str(merged), "--format", "json")
+        if command[0] == "compare":  # when it was asked
+            assert whole.pop("generated_at") and answer.pop("generated_at")
+        assert whole and answer == whole, command
