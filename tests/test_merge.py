@@ -395,17 +395,30 @@ def _downgraded(store: Path, path: Path, version: int) -> Path:
 
 @pytest.mark.parametrize("version", [5, 6])
 def test_a_source_of_an_older_schema_merges_as_if_upgraded(
-    into: Path, stores: tuple[Path, Path], tmp_path: Path, version: int
+    into: Path,
+    stores: tuple[Path, Path],
+    tmp_path: Path,
+    version: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Read from an upgraded copy: migration 6 rewrote token totals (unknown, not 0) and
     migration 7 added the ledgers, so the runs arrive as a store of today holds them,
     and the source file stays as it was."""
-    a, _ = stores
-    old = _downgraded(a, tmp_path / "old.duckdb", version)
+    _, b = stores  # its K2VV runs that failed have unknown token totals
+    old = _downgraded(b, tmp_path / "old.duckdb", version)
+    if version < 6:  # the rewrite matters: that release stored 0 for unknown totals
+        unknown = {r for r, run in _runs(b).items() if run["prompt_tokens"] is None}
+        assert unknown and {_runs(old)[r]["prompt_tokens"] for r in unknown} == {0}
     before = _sha(old)
-    [report] = merge_stores([old], into)
-    assert report.upgraded_from == version and report.copied == len(_runs(a))
-    expected = _dump(a)
+    done = run_cli_in_process(capsys, monkeypatch, "merge", str(old), "--into", str(into))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"note: {old} has schema version {version}: read from an upgraded temporary copy "
+        "(the file is unchanged)"
+    )
+    assert f"merged {len(_runs(b))} runs" in done.stderr
+    expected = _dump(b)
     expected["ledgers"] = []  # checks of that release kept none: `traces analyze` adds them
     assert _dump(into) == expected
     assert _sha(old) == before
@@ -449,6 +462,8 @@ def test_bad_sources_are_one_line_and_leave_the_destination_alone(
     before = _dump(into)
     text = tmp_path / "notes.txt"
     text.write_text("not a database\n")
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(into)
     foreign = tmp_path / "foreign.duckdb"
     with duckdb.connect(str(foreign)) as conn:
         conn.execute("CREATE TABLE t (x INTEGER)")
@@ -457,6 +472,7 @@ def test_bad_sources_are_one_line_and_leave_the_destination_alone(
         ([str(text)], 4, "notes.txt: cannot open database"),
         ([str(a), str(foreign)], 4, "foreign.duckdb: not a trace database"),
         ([str(into)], 2, "is the destination"),
+        ([str(link)], 2, "link.duckdb: is the destination"),
         ([str(a), str(tmp_path / "." / a.name)], 2, "given twice"),
     ]
     for sources, code, fragment in cases:

@@ -150,7 +150,7 @@ def merge_stores(
 def _check_names(sources: Sequence[Path], into: Path) -> None:
     """Refuse, before opening anything, a source that is the destination or named twice,
     and a source that does not exist."""
-    seen: dict[Path, Path] = {}
+    seen: dict[tuple[int, int] | Path, Path] = {}
     target = _identity(into)
     for source in sources:
         if not source.exists():
@@ -163,14 +163,14 @@ def _check_names(sources: Sequence[Path], into: Path) -> None:
         seen[key] = source
 
 
-def _identity(path: Path) -> Path:
+def _identity(path: Path) -> tuple[int, int] | Path:
     """The file a path names, whatever the links and spelling (`./a`, a symlink, a hard
-    link to the same inode are one file)."""
+    link to the same inode are one file); a path that names none yet, resolved."""
     try:
         stat = path.stat()
     except OSError:
         return path.resolve()
-    return Path(f"/inode/{stat.st_dev}/{stat.st_ino}")
+    return stat.st_dev, stat.st_ino
 
 
 def _merge(
