@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -652,3 +657,47 @@ def test_a_store_split_in_two_and_merged_answers_as_the_whole(tmp_path: Path) ->
         if command[0] == "compare":  # when it was asked
             assert whole.pop("generated_at") and answer.pop("generated_at")
         assert whole and answer == whole, command
+
+
+@pytest.mark.slow  # imports a few thousand exchanges first
+def test_ctrl_c_stops_a_merge_and_leaves_the_destination_as_it_was(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A real SIGINT to the command's process group, while DuckDB copies: one line, 130,
+    and the destination as it was (or, had the merge already committed, exit 0)."""
+    _, b = stores
+    lines = (IMPORTS / "exchanges.jsonl").read_text().splitlines()
+    log = tmp_path / "many.jsonl"
+    with log.open("w") as out:  # the fixture's conversations, 3000 times over
+        for n in range(3000):
+            for line in lines:
+                exchange = json.loads(line)
+                exchange["conversation"] = f"{exchange['conversation']}-{n}"
+                out.write(json.dumps(exchange) + "\n")
+    big = tmp_path / "big.duckdb"
+    shutil.copyfile(into, big)
+    import_files(big, [log], ImportOptions(provider="acme", workers=1))
+    merge_stores([b], into)
+    before = _dump(into)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", "merge", str(big), "--into", str(into)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    try:
+        time.sleep(1.5)  # past start-up, into the copy
+        os.killpg(cli.pid, signal.SIGINT)
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
+    if cli.returncode == 0:  # the machine was fast: the merge committed before the signal
+        assert len(_runs(into)) == len(_runs(b)) + len(_runs(big))
+        return
+    assert cli.returncode == 130, (out, err)
+    assert err.splitlines() == ["error: interrupted"], err
+    assert _dump(into) == before
