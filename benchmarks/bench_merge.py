@@ -3,7 +3,7 @@
 Run by hand (it is not a test and asserts nothing about time):
 
     .venv/bin/python benchmarks/bench_merge.py [--exchanges 200000] [--steps 20]
-        [--rounds 3] [--analyze] [--json PATH]
+        [--rounds 3] [--analyze] [--json PATH] [--source STORE | --save STORE]
 
 It builds a source store by importing a file of `bench_import.py`'s agent logs (conversations
 of `--steps` exchanges with growing histories, 64 interleaved, 1 in 10 streamed; `--analyze`
@@ -110,12 +110,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--analyze", action="store_true", help="fill findings and ledgers too")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
+    parser.add_argument(
+        "--source", type=Path, help="merge this store instead of building one (it is only read)"
+    )
+    parser.add_argument("--save", type=Path, help="keep the store built as the source here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
         directory = Path(tmp)
         t0 = time.perf_counter()
-        source = _build_source(directory, args.exchanges, args.steps, args.analyze)
+        if args.source is not None:
+            source = args.source
+        else:
+            source = _build_source(directory, args.exchanges, args.steps, args.analyze)
+            if args.save is not None:
+                shutil.copyfile(source, args.save)
         counts = _counts(source)
         print(
             f"source: {counts['steps']} steps, {counts['runs']} runs, "
