@@ -469,6 +469,10 @@ def test_bad_sources_are_one_line_and_leave_the_destination_alone(
     text.write_text("not a database\n")
     link = tmp_path / "link.duckdb"
     link.symlink_to(into)
+    diverged = tmp_path / "diverged.duckdb"  # same version, another branch's schema
+    shutil.copyfile(a, diverged)
+    with duckdb.connect(str(diverged)) as conn:
+        conn.execute("ALTER TABLE steps ADD COLUMN extra VARCHAR")
     foreign = tmp_path / "foreign.duckdb"
     with duckdb.connect(str(foreign)) as conn:
         conn.execute("CREATE TABLE t (x INTEGER)")
@@ -476,6 +480,12 @@ def test_bad_sources_are_one_line_and_leave_the_destination_alone(
         ([str(tmp_path / "missing.duckdb")], 4, "missing.duckdb: no trace database here"),
         ([str(text)], 4, "notes.txt: cannot open database"),
         ([str(a), str(foreign)], 4, "foreign.duckdb: not a trace database"),
+        (
+            [str(diverged)],
+            4,
+            "diverged.duckdb: its tables differ from the destination's at the same schema "
+            "version (steps)",
+        ),
         ([str(into)], 2, "is the destination"),
         ([str(link)], 2, "link.duckdb: is the destination"),
         ([str(a), str(tmp_path / "." / a.name)], 2, "given twice"),
