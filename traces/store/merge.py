@@ -120,31 +120,34 @@ def merge_stores(
     existed = into.exists()
     try:
         conn = open_for_writing(into)
-    except BaseException:  # locked, not ours, or Ctrl-C while creating or migrating it
+    except BaseException as exc:  # locked, not ours, or Ctrl-C while creating or migrating it
         if not existed:
             remove_created(into)
+        if _interrupted(exc):
+            raise KeyboardInterrupt from None
         raise
     scratch = Path(tempfile.mkdtemp(prefix="traces-merge-"))
     try:
         reports = _merge(conn, into, sources, scratch, again, on_step)
-    except duckdb.Error as exc:
+    except BaseException as exc:
         _abandon(conn, into, existed)
-        if isinstance(exc, duckdb.InterruptException):
+        if _interrupted(exc):
             raise KeyboardInterrupt from None
-        raise DatabaseError(f"{into}: merge failed: {one_line(str(exc))}") from None
-    except RuntimeError as exc:
-        _abandon(conn, into, existed)
-        if str(exc).startswith("Query interrupted"):
-            # Ctrl-C while DuckDB runs a statement: it stops and says so in its own words.
-            raise KeyboardInterrupt from None
-        raise
-    except BaseException:
-        _abandon(conn, into, existed)
+        if isinstance(exc, duckdb.Error):
+            raise DatabaseError(f"{into}: merge failed: {one_line(str(exc))}") from None
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     conn.close()
     return reports
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is Ctrl-C, however it surfaced: DuckDB stops a statement it was running
+    and says so in its own words."""
+    return isinstance(exc, duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+    )
 
 
 def _check_names(sources: Sequence[Path], into: Path) -> None:
