@@ -59,6 +59,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "failure_summary": "One line: findings by severity and kind, most severe first "
             "(null until analyzed, empty when clean).",
             "findings_by_kind": "Findings counted by kind, as a JSON object.",
+            "resumptions": "Times `traces record --resume` took the run up again after an "
+            "interruption (0: never); its steps continue the numbering, and the first step "
+            "each resumption sent carries its number (`steps.resumption`).",
+            "retry_of": "The run this one records again (`traces record --retry-failed`): a "
+            "run that ended with a provider error, kept for comparison; null otherwise.",
         },
     ),
     "messages": (
@@ -120,6 +125,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "pairs the same request across providers.",
             "upstream_provider": "Host that served the call behind a router (OpenRouter's "
             "`provider` field).",
+            "resumption": "On the first step a `traces record --resume` sent: which "
+            "resumption of the run it was (1, 2, …); null on every other step. The request "
+            "was rebuilt from the store and the tools' state replayed from the recorded calls.",
         },
     ),
     "step_messages": (
