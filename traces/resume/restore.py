@@ -13,7 +13,6 @@ a world that is not the one it saw.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from traces.harness import (
@@ -25,7 +24,7 @@ from traces.harness import (
 from traces.model import ToolCallRecord, ToolResultRecord, message_hash
 from traces.resume.recorded import refuse
 from traces.resume.stored import RunHistory, StoredResult, StoredStep
-from traces.tasks import Task, build_environment, render_prompts
+from traces.tasks import Task, render_prompts
 from traces.token_totals import TokenTotals
 from traces.tools.base import ToolEnvironment
 
@@ -34,12 +33,12 @@ _SHOWN = 80
 
 
 async def restore(
-    history: RunHistory, task: Task, sandbox: Path
-) -> tuple[ToolEnvironment, tuple[str, str], ResumePoint]:
-    """The run's world with its recorded calls replayed, its prompts, and where it resumes
-    (resumption number 0 until the run is claimed). One-line refusals when it cannot be."""
+    history: RunHistory, task: Task, environment: ToolEnvironment
+) -> tuple[tuple[str, str], ResumePoint]:
+    """Replay the run's recorded calls into `environment`, a fresh world of its task and
+    seed; its prompts, and where it resumes (resumption number 0 until the run is claimed).
+    One-line refusals when it cannot be."""
     run = history.run
-    environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox)
     prompts = render_prompts(task, environment)
     steps = history.steps
     if [s.index for s in steps] != list(range(len(steps))):
@@ -50,7 +49,7 @@ async def restore(
             {"role": "user", "content": prompts[1]},
         ]
         point = _point(history, messages, recorded=0, next_index=0)
-        return environment, prompts, point
+        return prompts, point
     if history.calls and not environment.replayable:
         raise refuse(
             run,
@@ -67,7 +66,7 @@ async def restore(
     if last.error is not None or not history.calls.get(last.index):
         ending = StepEnding(last.index, last.error, last.content, last.finish_reason)
         point = _point(history, messages, recorded=len(messages), next_index=last.index + 1)
-        return environment, prompts, _with(point, ending=ending)
+        return prompts, _with(point, ending=ending)
     reply = history.last_reply
     if reply is None:
         raise refuse(run, f"step {last.index}'s answer as it went back is not in the store")
@@ -81,17 +80,13 @@ async def restore(
         ids = [c.get("id") for c in reply.get("tool_calls") or []]
         reply_ids = [ids[i] if i < len(ids) else None for i in range(len(calls))]
         point = _point(history, messages, recorded=recorded, next_index=last.index + 1)
-        return (
-            environment,
-            prompts,
-            _with(point, pending=PendingTools(last.index, calls, reply_ids)),
-        )
+        return prompts, _with(point, pending=PendingTools(last.index, calls, reply_ids))
     await _replay(history, last, environment, tool_names)
     messages.extend(
         {"role": "tool", "tool_call_id": r.tool_call_id or "", "content": r.output} for r in results
     )
     point = _point(history, messages, recorded=recorded, next_index=last.index + 1)
-    return environment, prompts, point
+    return prompts, point
 
 
 def _last_request(history: RunHistory, prompts: tuple[str, str]) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ from traces.runner import InterruptedCallback, RunSummary, drive_run
 from traces.running import RunProgress, recording
 from traces.store.recorder import Recorder
 from traces.targets import Target
+from traces.tasks import build_environment
 from traces.tools.base import ToolEnvironment
 
 Refused = Callable[[str], None]
@@ -154,7 +155,8 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
     task = recorded_task(run)
     sandbox = sandboxes / run.id
     sandbox.mkdir()
-    environment, prompts, point = await restore(history, task, sandbox)
+    environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox)
+    prompts, point = await restore(history, task, environment)
     return _Prepared(
         history=history,
         target=target,
