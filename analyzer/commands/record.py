@@ -278,6 +278,7 @@ def _take_up(
 ) -> None:
     """Resume interrupted runs, or retry failed ones, then check and report them as
     `record` reports the runs it records."""
+    # Also the check that the store exists: taking up runs never creates one.
     run_ids = _resolve_runs(db_path, refs)
     err = stderr_console()
 
@@ -310,8 +311,6 @@ def _take_up(
 
 def _resolve_runs(db_path: Path, refs: list[str]) -> list[str]:
     """Whole run ids for the RUN arguments (ids, unique prefixes, `last`), in order."""
-    if not refs:
-        return []
     with open_for_reading(db_path) as conn:
         return list(dict.fromkeys(resolve_run_id(conn, ref) for ref in refs))
 

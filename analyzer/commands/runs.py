@@ -85,9 +85,9 @@ def runs(
     `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
     it is empty for a clean run and `–` until the run has been analyzed. `resumptions`
     counts the times `record --resume` took a run up again, `retry_of` names the failed run
-    a `record --retry-failed` run records again (tables show them when a run has one). Tables show each
-    run id by its shortest unique prefix (`show`, `analyze` and `--run` take it); `--wide`,
-    JSON and CSV show it whole.
+    a `record --retry-failed` run records again (tables show them when a run has one).
+    Tables show each run id by its shortest unique prefix (`show`, `analyze` and `--run`
+    take it); `--wide`, JSON and CSV show it whole.
     """
     check_choice("--status", status, run_statuses)
     check_choice("--origin", origin, run_origins)
