@@ -63,34 +63,57 @@ def _recorded(db: Path, sim: SimServer, task: str, *, seed: int = 0, **settings:
     return summary.id
 
 
+def _stop_when_the_log_passes(
+    proc: subprocess.Popen[str], db: Path, size: int, sig: signal.Signals
+) -> None:
+    """Send `sig` to `proc`'s process group once the store's write-ahead log passes `size`
+    bytes. The writer holds the file, so progress is read from the log's growth: some 60 kB
+    for a new store's schema, then about 5 kB a step."""
+    wal = Path(f"{db}.wal")
+    deadline = time.monotonic() + 60
+    while not (wal.exists() and wal.stat().st_size > size):
+        assert proc.poll() is None, "the command ended before it could be stopped"
+        assert time.monotonic() < deadline, "the command never got going"
+        time.sleep(0.02)
+    os.killpg(proc.pid, sig)
+
+
+def _traces(*args: str) -> subprocess.Popen[str]:
+    """`traces ARGS` in a process group of its own, as a terminal runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "analyzer", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        start_new_session=True,
+    )
+
+
+def _killed_mid_recording(sim: SimServer, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A store whose one run of a 30-box chain was killed (-9) mid-run: the store, the task
+    file and the endpoint options it was recorded with."""
+    task = tmp_path / "chain_resume.toml"
+    task.write_text(CHAIN, encoding="utf-8")
+    db = tmp_path / "killed.duckdb"
+    endpoint = ["--base-url", sim.base_url, "--model", "sim-reasoner-1"]
+    endpoint += ["--api-key-env", "HOME", "--no-stream", "--seed", "7"]
+    proc = _traces("record", "--task", str(task), *endpoint, "--db", str(db))
+    # Only the recording process: its writer commits what it was sent, then exits.
+    _stop_when_the_log_passes(proc, db, 100_000, signal.SIGKILL)
+    proc.communicate()
+    return db, task, endpoint
+
+
 def test_a_run_killed_mid_recording_resumes_as_if_never_stopped(
     slow_sim: SimServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    task = tmp_path / "chain_resume.toml"
-    task.write_text(CHAIN, encoding="utf-8")
-    db, reference = tmp_path / "killed.duckdb", tmp_path / "reference.duckdb"
-    endpoint = ["--base-url", slow_sim.base_url, "--model", "sim-reasoner-1"]
-    endpoint += ["--api-key-env", "HOME", "--no-stream", "--seed", "7"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "analyzer", "record", "--task", str(task), *endpoint],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TRACES_DB": str(db)},
-    )
-    # The writer holds the file, so progress is read from the write-ahead log's growth: some
-    # 60 kB for a new store's schema, then about 5 kB a step.
-    wal = Path(f"{db}.wal")
-    deadline = time.monotonic() + 60
-    while not (wal.exists() and wal.stat().st_size > 100_000):
-        assert proc.poll() is None, "the recording ended before it could be killed"
-        assert time.monotonic() < deadline, "the recording never got going"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    db, task, endpoint = _killed_mid_recording(slow_sim, tmp_path)
+    reference = tmp_path / "reference.duckdb"
 
     done = run_cli("record", "--resume", "--db", str(db))
     assert done.returncode == 0, done.stderr
@@ -109,6 +132,33 @@ def test_a_run_killed_mid_recording_resumes_as_if_never_stopped(
         assert got == want, got["idx"]
     assert ending(db, run["id"]) == ending(reference, ref["id"])
     assert ending(db, run["id"])["success"] is True
+
+
+def test_a_resumption_stopped_by_ctrl_c_leaves_the_run_to_resume_again(
+    slow_sim: SimServer, tmp_path: Path
+) -> None:
+    db, _, _ = _killed_mid_recording(slow_sim, tmp_path)
+    [run] = query_rows(db, "SELECT id FROM runs")
+
+    proc = _traces("record", "--resume", run["id"], "--db", str(db))
+    # Opening the store for the resumption checkpoints it: the log restarts near empty.
+    _stop_when_the_log_passes(proc, db, 15_000, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [f"interrupted: run {run['id']} left interrupted"]
+    [stopped] = query_rows(db, "SELECT status, termination, resumptions, steps FROM runs")
+    assert stopped["status"] == "interrupted" and stopped["termination"] == "interrupted"
+    assert stopped["resumptions"] == 1 and stopped["steps"] < 31
+
+    done = run_cli("record", "--resume", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    [finished] = query_rows(db, "SELECT status, success, resumptions, steps FROM runs")
+    assert finished == {"status": "completed", "success": True, "resumptions": 2, "steps": 31}
+    marks = query_rows(db, "SELECT resumption FROM steps WHERE resumption > 0 ORDER BY idx")
+    assert marks == [{"resumption": 1}, {"resumption": 2}]
+    steps = query_rows(db, "SELECT idx FROM steps ORDER BY idx")
+    assert [s["idx"] for s in steps] == list(range(31))
 
 
 CUTS = {
