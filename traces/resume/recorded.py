@@ -11,8 +11,9 @@ or query, a run recorded before runs stored their endpoint (`settings.endpoint`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -27,6 +28,8 @@ from traces.runner import extra_body_digest
 from traces.sim.config import SimConfig
 from traces.targets import NO_KEY, Target
 from traces.tasks import Task, load_task
+
+_T = TypeVar("_T")
 
 
 class NotReproducible(TracesError):
@@ -63,10 +66,10 @@ def recorded_target(run: StoredRun, providers_file: Path | None) -> Target:
             "(settings.endpoint); record it anew",
         )
     kind = endpoint.get("kind")
-    replay = _stored(run, "replay", lambda v: ReplayPolicy.model_validate(v))
+    replay = _stored(run, "replay", lambda: ReplayPolicy.model_validate(run.settings["replay"]))
     dialect = run.settings.get("dialect")
     if kind == "simulator":
-        config = _stored(run, "endpoint.sim", lambda _: SimConfig.model_validate(endpoint["sim"]))
+        config = _stored(run, "endpoint.sim", lambda: SimConfig.model_validate(endpoint["sim"]))
         target = Target(
             provider=run.provider,
             model=run.model,
@@ -163,10 +166,11 @@ def _remote_target(
     )
 
 
-def _stored(run: StoredRun, name: str, build: Any) -> Any:
-    """`build(settings[name])`, refused in one line when the stored value does not load."""
+def _stored(run: StoredRun, name: str, build: Callable[[], _T]) -> _T:
+    """`build()`, which reads the stored setting `name`; refused in one line when that
+    does not load."""
     try:
-        return build(run.settings.get(name.split(".")[0]))
+        return build()
     except (ValidationError, KeyError, TypeError) as exc:
         raise refuse(
             run, f"its stored settings.{name} does not load ({type(exc).__name__})"

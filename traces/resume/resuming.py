@@ -145,6 +145,8 @@ async def _prepare_all(
             results.append(await _prepare(history, providers_file, sandboxes))
         except NotReproducible as exc:
             results.append(exc)
+        except TracesError as exc:  # its task's world cannot be built (a corpus gone...)
+            results.append(refuse(history.run, str(exc)))
     return results
 
 
