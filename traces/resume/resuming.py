@@ -133,6 +133,8 @@ def resume_runs(
         with serving_each([(p.target, p.timeout) for p in ready]) as endpoints:
             pairs = list(zip(ready, endpoints, strict=True))
             claimed = _claim_all(db_path, pairs, refused, strict=bool(run_ids))
+            if not claimed:
+                raise TracesError(f"{db_path}: no interrupted run can be resumed (see above)")
             return _run_all(db_path, claimed, concurrency, progress)
 
 
@@ -178,10 +180,12 @@ def _claim_all(
     strict: bool,
 ) -> list[tuple[_Prepared, EndpointConfig]]:
     """Claim each run (see `stored.claim`), numbering its resumption; a run that changed
-    since it was read is left to whoever changed it."""
+    since it was read is left to whoever changed it. All in one transaction: when a named
+    run (`strict`) cannot be claimed, none is."""
     claimed: list[tuple[_Prepared, EndpointConfig]] = []
     conn = open_store(db_path)
     try:
+        conn.execute("BEGIN TRANSACTION")
         for prepared, endpoint in ready:
             number = claim(conn, prepared.history)
             if number is None:
@@ -195,8 +199,9 @@ def _claim_all(
                 continue
             point = replace(prepared.point, number=number)
             claimed.append((replace(prepared, point=point), endpoint))
+        conn.execute("COMMIT")
     finally:
-        conn.close()
+        conn.close()  # before COMMIT, closing rolls the claims back
     return claimed
 
 

@@ -28,7 +28,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "provider": "Provider label: `sim` (embedded simulator), `custom` (--base-url).",
             "model": "Model id sent in every request.",
             "base_url": "Endpoint base URL, credentials and query stripped.",
-            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay...",
+            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay..., "
+            "and `endpoint`, how to reach the endpoint again (`record --resume`).",
             "seed": "Seed of the task world (and the request `seed` field).",
             "status": "running | completed | failed | interrupted.",
             "termination": "Why it stopped: completed, max_steps, model_error, provider_error, "
