@@ -318,7 +318,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
-        9,
+        8,
         "resume and retry: resumptions of a run, the run a retry records again",
         # Runs and steps stored before this migration were never resumed nor retried: 0 and
         # null say exactly that.
