@@ -28,7 +28,15 @@ from traces.sim.server import SimServer
 from traces.store.database import open_for_writing
 from traces.store.merge import attach_file, copy_source, merge_stores
 from traces.store.migrations import MIGRATIONS, latest_version
-from traces.store.run_tables import KEYED, OWN, RUN_COLUMN, Role, classify, store_tables
+from traces.store.run_tables import (
+    KEYED,
+    OWN,
+    REFERENCES,
+    RUN_COLUMN,
+    Role,
+    classify,
+    store_tables,
+)
 
 from conftest import REPO, run_cli, run_cli_in_process, table_counts
 from recording import record
@@ -255,6 +263,56 @@ def test_a_run_id_two_stores_gave_to_different_runs_is_renamed_and_found_again(
     before = _dump(into)
     [again] = merge_stores([other], into)
     assert again.copied == 0 and again.present == again.runs and _dump(into) == before
+
+
+def test_a_retry_keeps_pointing_at_its_run_when_both_are_renamed(
+    into: Path, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = stores
+    other = tmp_path / "other.duckdb"
+    shutil.copyfile(a, other)
+    with duckdb.connect(str(other)) as conn:
+        failed, retry = (
+            r
+            for (r,) in conn.execute(
+                "SELECT id FROM runs WHERE origin = 'recorded' ORDER BY id"
+            ).fetchall()
+        )
+        conn.execute("UPDATE runs SET recorder_host = 'laptop-b' WHERE origin = 'recorded'")
+        conn.execute("UPDATE runs SET retry_of = ? WHERE id = ?", [failed, retry])
+    _references_are_declared(other)
+    merge_stores([a, other], into)
+    copies = {r["retry_of"]: i for i, r in _runs(into).items() if r["recorder_host"] == "laptop-b"}
+    [(retried, copy)] = [(k, v) for k, v in copies.items() if k is not None]
+    assert retried.startswith(failed + "-") and copy.startswith(retry + "-")
+    assert _runs(into)[retried]["recorder_host"] == "laptop-b"
+
+
+def _references_are_declared(store: Path) -> None:
+    """Every column that holds a run's id in `store` is its run's (`run_id`, `runs.id`) or
+    declared in `run_tables.REFERENCES`, which a merge renames along with the run."""
+    with duckdb.connect(str(store), read_only=True) as conn:
+        ids = {r for (r,) in conn.execute("SELECT id FROM runs").fetchall()}
+        for table, columns in store_tables(conn, _catalog(conn)).items():
+            for column in columns:
+                if (table, column) in (("runs", "id"),) or column == RUN_COLUMN:
+                    continue
+                kind = conn.execute(
+                    "SELECT data_type FROM duckdb_columns() WHERE table_name = ? "
+                    "AND column_name = ?",
+                    [table, column],
+                ).fetchone()
+                if kind is None or kind[0] != "VARCHAR":
+                    continue
+                found = conn.execute(f"SELECT DISTINCT {column} FROM {table}").fetchall()
+                values = {v for (v,) in found}
+                if values & ids:
+                    assert REFERENCES.get((table, column)) == "runs", (table, column)
+
+
+def test_no_column_holds_run_ids_undeclared(laptops: tuple[Path, Path]) -> None:
+    for store in laptops:
+        _references_are_declared(store)
 
 
 def test_an_import_id_two_stores_gave_to_different_files_is_renamed_with_its_runs(

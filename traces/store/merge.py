@@ -41,13 +41,18 @@ from traces.errors import DatabaseError, TracesError
 from traces.one_line import one_line
 from traces.store.database import LOCK_WAIT_S, open_for_writing, remove_created
 from traces.store.migrations import current_version, latest_version
-from traces.store.run_tables import KEYED, RUN_COLUMN, RUNS, Role, classify, store_tables
+from traces.store.run_tables import (
+    KEYED,
+    REFERENCES,
+    RUN_COLUMN,
+    RUNS,
+    Role,
+    classify,
+    store_tables,
+)
 from traces.store.writer_process import close_interrupted
 
 IMPORTS = "imports"
-REFERENCES = {(RUNS, "import_id"): IMPORTS}
-"""Columns holding another keyed table's key: copied with that row's new name if it was
-renamed."""
 RENAMED_HEX = 8
 """Hex digits of the start columns' hash added to a run id the destination holds for
 another run."""

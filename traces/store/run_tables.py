@@ -50,6 +50,14 @@ KEYED: dict[str, Keyed] = {
 }
 """The tables without a `run_id` column that a merge copies, with their keys."""
 
+REFERENCES: dict[tuple[str, str], str] = {
+    (RUNS, "import_id"): "imports",
+    (RUNS, "retry_of"): RUNS,
+}
+"""(table, column) holding the key of a row of another keyed table: a merge that copies that
+row under a new key (a collision) writes the new key here too. A test fails when a column
+holds run ids without being declared here."""
+
 OWN = frozenset({"schema_migrations"})
 """Tables each store keeps for itself, never copied."""
 
