@@ -4,8 +4,9 @@ all its rows, in one transaction.
 Each source is attached read-only to the destination's connection and copied with one
 `INSERT INTO dst.t SELECT … FROM src.t JOIN <runs to copy>` per table (`run_tables` says
 which tables and how): no row passes through Python. Statements name both sides by catalog
-(`dst.main.t`, `src.main.t`), so any store DuckDB can attach (a DuckLake catalog as well as
-a file) can be either side; only opening and attaching are specific to files here.
+(`dst.main.t`, `src.main.t`), so a store DuckDB attaches another way (a DuckLake catalog)
+can be either side once it can be opened: only `merge_stores` (the destination opened as a
+file, its catalog the connection's default) and `attach_file` are specific to files.
 
 Runs are matched by id, and by the columns set when a run starts (`run_tables.KEYED`):
 
@@ -362,7 +363,7 @@ def copy_source(
             WHERE m.state IN ('new', 'renamed') AND t.status = 'running'"""
         ).fetchall()
     ]
-    close_interrupted(conn, was_running)
+    close_interrupted(conn, was_running)  # in the connection's default catalog: `dst`
     report.interrupted = len(was_running)
     report.seconds = time.perf_counter() - started
     return report
