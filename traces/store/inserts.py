@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from traces.store.tables import COLUMNS, DEDUPLICATED, RunUpdate
+from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate
 
 _INSERTS: dict[tuple[str, tuple[bool, ...]], str] = {}
 """Statement text by target table and mask of constant columns (a recorder's batch of one step has
@@ -34,6 +34,14 @@ def insert_sql(table: str, constant: tuple[bool, ...], into: str | None = None) 
         f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
     )
     conflict = " ON CONFLICT DO NOTHING" if table in DEDUPLICATED else ""
+    derived = DERIVED.get(table)
+    if derived:
+        # The row's columns under their names, then what is computed from them.
+        named = ", ".join(
+            f"{value} AS {name}" for value, name in zip(values.split(", "), names, strict=True)
+        )
+        names = (*names, *derived)
+        values = f"*, {', '.join(derived.values())} FROM (SELECT {named})"
     return f"INSERT INTO {into or table} ({', '.join(names)}) SELECT {values}{conflict}"
 
 

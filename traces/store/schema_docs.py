@@ -74,6 +74,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
             "role": "system | user | assistant | tool.",
             "body": "The message exactly as sent, as JSON.",
+            "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
+            "(its index costs a third of the hash's).",
         },
     ),
     "steps": (

@@ -243,6 +243,12 @@ DEDUPLICATED = frozenset({"messages"})
 """Tables whose rows may already be stored (a message is stored once, by hash): an insert
 skips them (`ON CONFLICT DO NOTHING`)."""
 
+DERIVED: dict[str, dict[str, str]] = {"messages": {"key": "md5_number(hash)"}}
+"""Columns a table has beyond its row type's fields, which every insert computes in SQL from
+the row (by this expression over its columns' names), after the row's own columns: the
+128-bit dedup key of a message (migration 9) is a function of its hash, so no writer
+computes or ships it."""
+
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     table: row_type._fields  # type: ignore[attr-defined]
