@@ -412,6 +412,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         INSERT INTO tool_results_v9 SELECT * FROM tool_results ORDER BY rowid;
         DROP TABLE tool_results;
         ALTER TABLE tool_results_v9 RENAME TO tool_results;
+        -- The same rows as before, found by the key: a zstd column has no cheap partial
+        -- read, and a join on the hash (no longer indexed) read every body of the table.
+        CREATE OR REPLACE MACRO request_messages(rid, i) AS TABLE
+            SELECT p.position, m.role, m.body, p.hash
+            FROM (
+                SELECT position, arg_max(hash, step_idx) AS hash
+                FROM step_messages
+                WHERE run_id = rid AND step_idx <= i
+                  AND position < (SELECT request_message_count FROM steps
+                                  WHERE run_id = rid AND idx = i)
+                GROUP BY position
+            ) p
+            JOIN messages m ON m.key = md5_number(p.hash)
+            ORDER BY p.position;
         """,
     ),
 ]
