@@ -127,7 +127,7 @@ def build_imported(directory: Path, steps: int) -> tuple[Path, Path]:
     return db, source
 
 
-# -- measuring ---------------------------------------------------------------------------------------
+# -- measuring ------------------------------------------------------------------------------------
 
 
 def _steps(conn: duckdb.DuckDBPyConnection) -> int:
@@ -331,7 +331,7 @@ def _file_lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
-# -- reads --------------------------------------------------------------------------------------------
+# -- reads ----------------------------------------------------------------------------------------
 
 
 def load_all(db: Path) -> int:
@@ -387,7 +387,7 @@ def time_reads(layouts: dict[str, Path], rounds: int) -> dict[str, dict[str, flo
     }
 
 
-# -- report ------------------------------------------------------------------------------------------
+# -- report ---------------------------------------------------------------------------------------
 
 
 def measure(name: str, db: Path, directory: Path, source: Path | None) -> dict[str, Any]:
@@ -430,7 +430,8 @@ def print_report(report: dict[str, Any]) -> None:
             f"  file as written (checkpointed){file['bytes_per_step']:9,.0f} B/step   "
             f"{file['bytes_per_step'] / base:.2f}  ({file['free_share']:.0%} free blocks)"
         )
-        for label, key in (("compact, schema 8", "compact_before"), ("compact, now", "compact_now")):
+        layouts = (("compact, schema 8", "compact_before"), ("compact, now", "compact_now"))
+        for label, key in layouts:
             print(f"  {label:29s}{store[key]:10,.0f} B/step   {store[key] / base:.2f}")
         print("  where the bytes go now (B/step):")
         for column, size in list(store["breakdown_now"].items())[:16]:
@@ -453,7 +454,9 @@ def main() -> None:
     directory = args.dir or Path(os.environ.get("TMPDIR", "/tmp")) / "bench-storage"
     directory.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}",
+        "machine": (
+            f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
+        ),
         "duckdb": duckdb.__version__,
         "stores": {},
     }
