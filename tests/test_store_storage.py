@@ -4,7 +4,8 @@ every value, every rebuilt request and every raw body and SSE line exactly as be
 The old store is real: runs recorded against the simulator over HTTP (streamed and not, with
 retried faults) and an import of the exchanges fixture are copied, row by row in their order,
 into a file built by the migrations a release at schema 7 ran (the schema issue 11 shipped),
-which is then opened as any newer `traces` opens it.
+which is then opened as any newer `traces` opens it (and rewritten without the blocks its
+old tables held: `traces.store.compaction`).
 """
 
 from __future__ import annotations
@@ -123,8 +124,13 @@ def test_a_store_at_schema_7_is_converted_in_place_losing_nothing(
     assert all(before["requests"])
 
     open_for_writing(old).close()  # what the next `traces` command to write does
+    # The rebuilt tables' old blocks are not left in the file: it was rewritten without them.
+    assert [p.name for p in tmp_path.iterdir() if "compact" in p.name] == []
     conn = open_for_reading(old)
     try:
+        assert conn.execute(
+            "SELECT free_blocks FROM pragma_database_size() WHERE database_name = 'old'"
+        ).fetchone() == (0,)
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (
             latest_version(),
         )

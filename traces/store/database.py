@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from traces.errors import DatabaseError
+from traces.store.compaction import COMPACTING_MIGRATION, compact_in_place
 from traces.store.migrations import current_version, latest_version, migrate
 from traces.store.schema_docs import apply_comments
 
@@ -65,6 +66,10 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     except BaseException:  # Ctrl-C: release the file, so a caller can remove one it created
         conn.close()
         raise
+    # A store that existed before the tables were rebuilt compactly: its old blocks are free
+    # but still in the file, which is rewritten once without them.
+    if 0 < before < COMPACTING_MIGRATION <= after and compact_in_place(conn, path):
+        conn = _connect(path, read_only=False)
     return conn
 
 
