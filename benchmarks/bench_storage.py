@@ -334,11 +334,22 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 # -- reads ----------------------------------------------------------------------------------------
 
 
+_BY_HASH = "SELECT hash, body FROM messages WHERE hash IN (SELECT unnest(?::VARCHAR[]))"
+"""The loader's message lookup before migration 9 (by the then indexed hash), for the copy
+in that layout, which has no `key`."""
+
+
 def load_all(db: Path) -> int:
-    """Every run through the analyzer's loader, in batches as the analysis reads them."""
+    """Every run through the analyzer's loader, in batches as the analysis reads them (on a
+    store without `key`, looking messages up by hash as the loader did then)."""
+    from analyzer.checks import loader
     from analyzer.checks.loader import load_runs
 
     conn = duckdb.connect(str(db), read_only=True)
+    saved = loader._MESSAGE_SQL, loader._WINDOW_SQL
+    if "key" not in _columns(conn, db.stem, "messages"):
+        loader._MESSAGE_SQL = _BY_HASH
+        loader._WINDOW_SQL = f"{_BY_HASH} AND rowid BETWEEN ? AND ?"
     try:
         ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
         steps = 0
@@ -346,6 +357,7 @@ def load_all(db: Path) -> int:
             for run in load_runs(conn, ids[first : first + 2000]):
                 steps += len(run.steps)
     finally:
+        loader._MESSAGE_SQL, loader._WINDOW_SQL = saved
         conn.close()
     return steps
 
