@@ -354,8 +354,14 @@ def test_shell_completion_completes_commands_and_values(
     monkeypatch.setenv("COMP_CWORD", "3")
     assert cli()[:2] == (0, "interrupted\n")
     monkeypatch.delenv("_TRACES_COMPLETE")
-    code, out, _ = cli("--show-completion", "bash")
-    assert code == 0 and "_TRACES_COMPLETE=complete_bash" in out
+    # `--show-completion` prints the script of the shell `traces` runs under, found by
+    # walking up the process tree (shellingham). A test run started without a shell among
+    # its ancestors (a CI runner, a detached job) has none to find, so the detection is set
+    # here: the two shells give two scripts, each naming the variable the shell sets.
+    for shell, marker in (("bash", "complete_bash"), ("zsh", "complete_zsh")):
+        monkeypatch.setattr("shellingham.detect_shell", lambda s=shell: (s, f"/bin/{s}"))
+        code, out, err = cli("--show-completion")
+        assert (code, err) == (0, "") and f"_TRACES_COMPLETE={marker}" in out
 
 
 @pytest.mark.parametrize(
