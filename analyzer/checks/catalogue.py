@@ -225,7 +225,8 @@ _ENTRIES = (
         "tool_choice",
         """The request's `tool_choice` was not enforced: `required` or a named function and no
         call (or another function) came back, or `none` and calls did. Not judged on a
-        response that failed or was cut at `length`.""",
+        response that failed, was cut at `length` or mid-stream, or stopped mid-thought with
+        nothing after it (`empty_turn_after_reasoning`).""",
         "tool_choice_not_enforced",
     ),
     # -- streaming ---------------------------------------------------------------------------
