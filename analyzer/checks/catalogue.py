@@ -81,7 +81,9 @@ _ENTRIES = (
         "calls",
         """A call to a declared tool came back as text in content (bare, fenced, wrapped or
         listed JSON), so nothing ran. The model's, or the host's when the text is exactly the
-        family's own plain-JSON call syntax (Llama, Mistral) its parser should have read.""",
+        family's own plain-JSON call syntax (Llama, Mistral) its parser should have read.
+        Where the request asked for JSON, only calls beyond doubt (arguments that fit the
+        tool's schema, JSON not in the shape a given schema asked for).""",
         "tool_call_as_json_text",
         inferred=True,
     ),
