@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,25 @@ def group_processes(pgid: int) -> set[int]:
         if int(fields[3]) == pgid and fields[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def group_left(pgid: int, within: float = 60.0) -> set[int]:
+    """The processes of group `pgid` still alive after waiting up to `within` seconds for
+    them to end: a child that exits once its parent is gone (a writer reading the end of its
+    pipe) takes a moment that a loaded machine stretches."""
+    deadline = time.monotonic() + within
+    while (left := group_processes(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process `pid` has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

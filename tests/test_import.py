@@ -46,7 +46,7 @@ from traces.importing.lines import ImportFileError
 from traces.importing.toolsets import fast_accept
 from traces.model import message_hash, request_hash
 
-from conftest import REPO, group_processes, query_rows, run_cli, table_counts
+from conftest import REPO, cpu_seconds, group_processes, query_rows, run_cli, table_counts
 
 FIXTURES = REPO / "tests" / "fixtures" / "import"
 EXCHANGES = FIXTURES / "exchanges.jsonl"
@@ -882,6 +882,10 @@ def test_a_worker_that_dies_fails_the_import_cleanly(tmp_path: Path, db_path: Pa
     assert _children() == before_children
 
 
+READING_CPU_S = 0.8
+"""CPU seconds an import worker has used once it is well into reading (starting takes 0.4)."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("existed", [True, False], ids=["existing-db", "new-db"])
 def test_ctrl_c_stops_a_parallel_import_and_its_workers(
@@ -903,11 +907,15 @@ def test_ctrl_c_stops_a_parallel_import_and_its_workers(
         start_new_session=True,  # its own process group, as a shell gives a command
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(group_processes(cli.pid)) < 3 and cli.poll() is None:  # the CLI and two workers
+        deadline = time.monotonic() + 120
+        while len(workers := group_processes(cli.pid) - {cli.pid}) < 2 and cli.poll() is None:
             assert time.monotonic() < deadline, "no workers started"
             time.sleep(0.05)
-        time.sleep(0.5)  # into the reading
+        # Into the reading: each worker has used more CPU than starting costs it (0.4 s; a
+        # worker reads this file in about 1.6 s), however long a loaded machine makes it wait.
+        while not all(cpu_seconds(pid) > READING_CPU_S for pid in workers) and cli.poll() is None:
+            assert time.monotonic() < deadline, "the workers never got to reading"
+            time.sleep(0.05)
         os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         out, err = cli.communicate(timeout=60)
     finally:
