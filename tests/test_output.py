@@ -277,8 +277,8 @@ def test_wide_json_and_csv_show_whole_ids(traces_db: Path, cli: Cli) -> None:
 
 def test_short_ids_are_the_shortest_unique_prefixes_and_resolve(tmp_path: Path, cli: Cli) -> None:
     db = tmp_path / "t.duckdb"
-    done = run_cli("import", str(FIXTURES / "k2vv_results.jsonl"), "--db", str(db))
-    assert done.returncode == 0, done.stderr
+    code, _, err = cli("import", str(FIXTURES / "k2vv_results.jsonl"), "--db", str(db))
+    assert code == 0, err
     conn = duckdb.connect(str(db))
     # Recorded-style ids: one alone, two sharing all but their last character.
     for run_id in ("20250101-000000-aaaaaaaa", "20250101-000000-aaaaaaab", "19990101-x"):
