@@ -32,7 +32,7 @@ from traces.importing.reading import (
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
-from traces.store.database import interrupted_statement, open_for_writing
+from traces.store.database import interrupted_statement, open_for_writing, remove_created
 from traces.store.tables import ImportRow
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
@@ -115,7 +115,7 @@ def _import_all(
         conn = open_for_writing(db_path)
     except BaseException:  # locked, not ours, or Ctrl-C while creating or migrating it
         if not existed:
-            _remove(db_path)
+            remove_created(db_path)
         raise
     writer = ImportWriter(conn)
     try:
@@ -196,10 +196,4 @@ def _abandon(
         writer.rollback()
     conn.close()
     if not existed:
-        _remove(db_path)
-
-
-def _remove(db_path: Path) -> None:
-    """Remove a database file this import created, and its write-ahead log."""
-    for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
-        leftover.unlink(missing_ok=True)
+        remove_created(db_path)

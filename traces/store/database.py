@@ -104,3 +104,10 @@ def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
         open_for_writing(path).close()
         conn = _connect(path, read_only=True)
     return conn
+
+
+def remove_created(path: Path) -> None:
+    """Remove a database file a command created and then abandoned, with its write-ahead
+    log, so a failed or interrupted first write leaves no file behind."""
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
