@@ -32,7 +32,7 @@ from traces.importing.reading import (
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
-from traces.store.database import open_for_writing, remove_created
+from traces.store.database import interrupted_statement, open_for_writing, remove_created
 from traces.store.tables import ImportRow
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
@@ -117,11 +117,11 @@ def _import_all(
         if not existed:
             remove_created(db_path)
         raise
-    # One DuckDB thread: batches of a few thousand rows gain nothing from a second one (their
-    # cost is converting Python values), and the second core is reading.
-    conn.execute("SET threads = 1")
     writer = ImportWriter(conn)
     try:
+        # One DuckDB thread: batches of a few thousand rows gain nothing from a second one
+        # (their cost is converting Python values), and the second core is reading.
+        conn.execute("SET threads = 1")
         if not options.again:
             _refuse_reimport(conn, prints)
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -133,17 +133,13 @@ def _import_all(
             writer.flush()
             before_commit(conn, [run for report in reports for run in report.runs])
         writer.commit()
-    except duckdb.Error as exc:
+    except BaseException as exc:
         _abandon(writer, conn, db_path, existed)
-        raise DatabaseError(f"{db_path}: import failed: {one_line(str(exc))}") from None
-    except RuntimeError as exc:
-        _abandon(writer, conn, db_path, existed)
-        if str(exc).startswith("Query interrupted"):
+        if interrupted_statement(exc):
             # Ctrl-C while DuckDB runs a statement: it stops and says so in its own words.
             raise KeyboardInterrupt from None
-        raise
-    except BaseException:
-        _abandon(writer, conn, db_path, existed)
+        if isinstance(exc, duckdb.Error):
+            raise DatabaseError(f"{db_path}: import failed: {one_line(str(exc))}") from None
         raise
     conn.close()
     return reports

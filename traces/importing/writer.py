@@ -11,12 +11,13 @@ the first flush: a small import refused early never writes at all.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Protocol
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Protocol
 
 from traces.store.inserts import insert_columns, insert_rows
 from traces.store.tables import ROW_TYPES
+
+if TYPE_CHECKING:
+    import duckdb
 
 FLUSH_ROWS = 20_000
 """Rows buffered before a batch goes to DuckDB: large enough that the per-statement cost

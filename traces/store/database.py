@@ -50,8 +50,17 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             ) from None
 
 
+def interrupted_statement(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB saying a signal stopped the statement it ran (Ctrl-C): its
+    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+
+
 def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the database for a writer."""
+    """Open (creating if needed) and migrate the database for a writer. Ctrl-C meanwhile
+    raises KeyboardInterrupt with the file released, whichever statement it stopped."""
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"{path}: directory {path.parent} does not exist")
     conn = _connect(path, read_only=False)
@@ -60,11 +69,12 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         after = migrate(conn)
         if after != before:
             apply_comments(conn)
-    except duckdb.Error as exc:
+    except BaseException as exc:  # release the file, so a caller can remove one it created
         conn.close()
-        raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
-    except BaseException:  # Ctrl-C: release the file, so a caller can remove one it created
-        conn.close()
+        if interrupted_statement(exc):
+            raise KeyboardInterrupt from None
+        if isinstance(exc, duckdb.Error):
+            raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
         raise
     # A store that existed before the tables were rebuilt compactly: its old blocks are free
     # but still in the file, which is rewritten once without them.

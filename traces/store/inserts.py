@@ -10,9 +10,10 @@ milliseconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate
 

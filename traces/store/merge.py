@@ -40,7 +40,12 @@ import duckdb
 
 from traces.errors import DatabaseError, TracesError
 from traces.one_line import one_line
-from traces.store.database import LOCK_WAIT_S, open_for_writing, remove_created
+from traces.store.database import (
+    LOCK_WAIT_S,
+    interrupted_statement,
+    open_for_writing,
+    remove_created,
+)
 from traces.store.migrations import current_version, latest_version
 from traces.store.run_tables import (
     KEYED,
@@ -129,7 +134,7 @@ def merge_stores(
     except BaseException as exc:  # locked, not ours, or Ctrl-C while creating or migrating it
         if not existed:
             remove_created(into)
-        if _interrupted(exc):
+        if interrupted_statement(exc):
             raise KeyboardInterrupt from None
         raise
     scratch = Path(tempfile.mkdtemp(prefix="traces-merge-"))
@@ -137,7 +142,7 @@ def merge_stores(
         reports = _merge(conn, into, sources, scratch, again, on_step)
     except BaseException as exc:
         _abandon(conn, into, existed)
-        if _interrupted(exc):
+        if interrupted_statement(exc):
             raise KeyboardInterrupt from None
         if isinstance(exc, duckdb.Error):
             raise DatabaseError(f"{into}: merge failed: {one_line(str(exc))}") from None
@@ -146,14 +151,6 @@ def merge_stores(
         shutil.rmtree(scratch, ignore_errors=True)
     conn.close()
     return reports
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """Whether `exc` is Ctrl-C, however it surfaced: DuckDB stops a statement it was running
-    and says so in its own words."""
-    return isinstance(exc, duckdb.InterruptException) or (
-        isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
-    )
 
 
 def _check_names(sources: Sequence[Path], into: Path) -> None:

@@ -6,6 +6,8 @@ is recorded in `schema_migrations`, so opening an old database upgrades it in pl
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -455,8 +457,11 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
                 "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [number, name]
             )
             conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
+        except BaseException:
+            # A statement Ctrl-C stopped has already ended the transaction: the rollback then
+            # fails, and must not hide why the migration stopped.
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
             raise
         version = number
     return version

@@ -7,6 +7,8 @@ column exists without a description here.
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -316,6 +318,7 @@ def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
     try:
         conn.execute(";\n".join(statements))
     except BaseException:
-        conn.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):  # Ctrl-C may have ended it already
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
