@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Protocol
 
 from traces.client import EndpointClient, EndpointConfig
@@ -23,6 +22,7 @@ from traces.interrupts import run_cancelling_on_signal
 from traces.model import RunOutcome
 from traces.runner import RunPlan, RunSummary, never_answered, record_runs
 from traces.sim.server import SimServer
+from traces.store.database import Store
 from traces.store.recorder import Recorder
 from traces.suites import SuiteTask
 from traces.targets import Target
@@ -108,7 +108,7 @@ def target_plans(
 
 
 def record_targets(
-    plans: dict[str, list[RunPlan]], db_path: Path, concurrency: int, progress: RunProgress
+    plans: dict[str, list[RunPlan]], db_path: Store, concurrency: int, progress: RunProgress
 ) -> Recorded:
     """Record every target's plans into `db_path`, all targets at once and at most
     `concurrency` runs of one target in flight; their summaries by target label.

@@ -12,6 +12,7 @@ from analyzer.fail_on import check_fail_on
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
+    DataPathOption,
     DbOption,
     FailOnOption,
     FaultOption,
@@ -83,6 +84,7 @@ def record(
     ] = None,
     timeout: TimeoutOption = 600.0,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,
 ) -> None:
@@ -100,7 +102,7 @@ def record(
         sim_faults=parse_faults(fault or []),
         seed=seed,
     )
-    db_path = resolve_db_path(db)
+    db_path = resolve_db_path(db, data_path)
     runs = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
     with serving([target], timeout) as [endpoint]:
         plans = target_plans(

@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 
 from traces.errors import DatabaseError
+from traces.store import lake
+from traces.store.lake import LakeStore
 from traces.store.migrations import current_version, latest_version, migrate
 from traces.store.schema_docs import apply_comments
 
@@ -18,12 +20,17 @@ LOCK_WAIT_S = 3.0
 """How long opening waits for another process to release the file before giving up."""
 
 
-def resolve_db_path(explicit: str | Path | None) -> Path:
-    """`--db` if given, else `$TRACES_DB`, else `./traces.duckdb`."""
-    if explicit:
-        return Path(explicit)
-    from_env = os.environ.get(DB_ENV_VAR)
-    return Path(from_env) if from_env else Path(DEFAULT_DB)
+Store = Path | LakeStore
+"""Where traces are stored: a DuckDB file, or a DuckLake (`traces.store.lake`)."""
+
+
+def resolve_db_path(explicit: str | Path | None, data_path: str | Path | None = None) -> Store:
+    """`--db` if given, else `$TRACES_DB`, else `./traces.duckdb`; a name starting with
+    `ducklake:` is a lake store, whose data path is `data_path` or `$TRACES_DATA_PATH`."""
+    name = str(explicit) if explicit else os.environ.get(DB_ENV_VAR) or DEFAULT_DB
+    if lake.is_lake_name(name):
+        return lake.parse(name, data_path)
+    return Path(name)
 
 
 def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -49,8 +56,12 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             ) from None
 
 
-def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+def open_for_writing(path: Store) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) and migrate the database for a writer."""
+    if isinstance(path, LakeStore):
+        from traces.store.lake_schema import open_lake
+
+        return open_lake(path, read_only=False)
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"{path}: directory {path.parent} does not exist")
     conn = _connect(path, read_only=False)
@@ -68,8 +79,12 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
+def open_for_reading(path: Store) -> duckdb.DuckDBPyConnection:
     """Open an existing database read-only, upgrading its schema first if it is behind."""
+    if isinstance(path, LakeStore):
+        from traces.store.lake_schema import open_lake
+
+        return open_lake(path, read_only=True)
     if not path.exists():
         raise DatabaseError(
             f"{path}: no trace database here (record a run first, or pass --db / set {DB_ENV_VAR})"

@@ -14,27 +14,43 @@ from typing import Any
 
 import duckdb
 
+from traces.store.lake import is_lake
 from traces.store.tables import COLUMNS, DEDUPLICATED, RunUpdate
 
-_INSERTS: dict[tuple[str, tuple[bool, ...]], str] = {}
-"""Statement text by target table and mask of constant columns (a recorder's batch of one step has
-every column but the first constant; an import's batch, a few)."""
+_INSERTS: dict[tuple[str, tuple[bool, ...], bool], str] = {}
+"""Statement text by target table, mask of constant columns (a recorder's batch of one step has
+every column but the first constant; an import's batch, a few) and whether for a lake."""
 
 *_ENDING, _KEY = RunUpdate._fields
 UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_KEY} = ?"
 """Ends a recorded run: the parameters are a `RunUpdate`, the run's id last."""
 
 
-def insert_sql(table: str, constant: tuple[bool, ...], into: str | None = None) -> str:
+def insert_sql(
+    table: str, constant: tuple[bool, ...], into: str | None = None, *, lake: bool = False
+) -> str:
     """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns; a column
     marked constant is passed as one value, the others as lists unnested into rows. `into`
-    names another table of the same columns to insert into (e.g. in an attached database)."""
+    names another table of the same columns to insert into (e.g. in an attached database).
+
+    Rows of a deduplicated table that are stored already are skipped: by the table's key
+    (`ON CONFLICT DO NOTHING`) in a file, by an anti-join on a lake, which has no keys
+    (see `traces.store.lake_schema`)."""
     names = COLUMNS[table]
     values = ", ".join(
         f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
     )
-    conflict = " ON CONFLICT DO NOTHING" if table in DEDUPLICATED else ""
-    return f"INSERT INTO {into or table} ({', '.join(names)}) SELECT {values}{conflict}"
+    target = into or table
+    if table not in DEDUPLICATED:
+        return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
+    if not lake:
+        return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values} ON CONFLICT DO NOTHING"
+    key = DEDUPLICATED[table]
+    return (
+        f"INSERT INTO {target} ({', '.join(names)}) "
+        f"SELECT DISTINCT ON ({key}) * FROM (SELECT {values}) AS new ({', '.join(names)}) "
+        f"WHERE {key} NOT IN (SELECT {key} FROM {target})"
+    )
 
 
 def insert_rows(
@@ -66,9 +82,10 @@ def insert_columns(
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
         )
     constant = (False, *map(_constant, columns[1:]))
-    sql = _INSERTS.get((into or table, constant))
+    lake = table in DEDUPLICATED and is_lake(conn)
+    sql = _INSERTS.get((into or table, constant, lake))
     if sql is None:
-        sql = _INSERTS[into or table, constant] = insert_sql(table, constant, into)
+        sql = _INSERTS[into or table, constant, lake] = insert_sql(table, constant, into, lake=lake)
     conn.execute(
         sql, [column[0] if same else column for column, same in zip(columns, constant, strict=True)]
     )

@@ -288,11 +288,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
-    """Write the documentation above into the database as table, view and column comments."""
+def apply_comments(conn: duckdb.DuckDBPyConnection, *, view_columns: bool = True) -> None:
+    """Write the documentation above into the database as table, view and column comments
+    (a view's columns left out without `view_columns`: DuckLake cannot hold them)."""
     views = {row[0] for row in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     for table, (description, columns) in TABLES.items():
         kind = "VIEW" if table in views else "TABLE"
         conn.execute(f"COMMENT ON {kind} {table} IS {_quote(description)}")
+        if kind == "VIEW" and not view_columns:
+            continue
         for column, text in columns.items():
             conn.execute(f"COMMENT ON COLUMN {table}.{column} IS {_quote(text)}")

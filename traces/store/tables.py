@@ -232,9 +232,9 @@ ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
 """The tables the write side inserts into, in the order a transaction inserts them (a run
 before its steps), each with the type of its rows."""
 
-DEDUPLICATED = frozenset({"messages"})
-"""Tables whose rows may already be stored (a message is stored once, by hash): an insert
-skips them (`ON CONFLICT DO NOTHING`)."""
+DEDUPLICATED = {"messages": "hash"}
+"""Tables whose rows may already be stored (a message is stored once, by hash), each with its
+key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
