@@ -131,9 +131,18 @@ def test_record_analyze_and_read_a_lake_with_each_local_catalog(tmp_path: Path) 
     ):
         data = tmp_path / db.rsplit(".", 1)[-1]
         recorded = run_cli(
-            "record", "-t", str(TASKS / "chain_short.toml"), "--repeat", "2", "--db", db,
-            "--data-path", str(data), "--format", "json",
-        )  # fmt: skip
+            "record",
+            "-t",
+            str(TASKS / "chain_short.toml"),
+            "--repeat",
+            "2",
+            "--db",
+            db,
+            "--data-path",
+            str(data),
+            "--format",
+            "json",
+        )
         assert recorded.returncode == 0, recorded.stderr
         # The data path is the catalog's: later commands need only the name.
         runs = run_cli("runs", "--db", db, "--format", "json")

@@ -260,12 +260,26 @@ def _attach(
     created = store.kind == "sqlite" and not read_only and _create_sqlite_catalog(store)
     clause = f" ({', '.join(options)})" if options else ""
     try:
-        conn.execute(f"ATTACH '{_quoted(str(store))}' AS {alias}{clause}")
+        for attempt in range(1, _ATTACH_ATTEMPTS + 1):
+            try:
+                conn.execute(f"ATTACH '{_quoted(str(store))}' AS {alias}{clause}")
+                break
+            except duckdb.Error as exc:
+                # Writers that open a new lake at once all create DuckLake's own tables in
+                # the catalog; all but one fail, and then find the lake made.
+                if attempt == _ATTACH_ATTEMPTS or not any(r in str(exc) for r in _RACES):
+                    raise
+                time.sleep(random.uniform(0.01, 0.1))
     except duckdb.Error as exc:
         if created and store.catalog_file is not None:  # no half-made catalog left behind
             for leftover in ("", "-wal", "-shm"):
                 Path(f"{store.catalog_file}{leftover}").unlink(missing_ok=True)
         raise DatabaseError(f"{store}: {_attach_error(store, exc, read_only)}") from None
+
+
+_ATTACH_ATTEMPTS = 10
+_RACES = ("duplicate key value", "already exists")
+"""What a catalog says to a writer that lost the race to initialize a new lake."""
 
 
 def _check_catalog_file(store: LakeStore, *, read_only: bool) -> None:
