@@ -124,7 +124,8 @@ def _lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
 
 def _sql_error(exc: duckdb.Error, allow_files: bool) -> str:
     text = one_line(exception_line(exc))
-    if isinstance(exc, duckdb.PermissionException):
+    # DuckDB 1.5 (the lake extra's) refuses a URL for want of httpfs, which it may not load.
+    if isinstance(exc, duckdb.PermissionException) or "requires the extension httpfs" in text:
         text += (
             " (--allow-files reads local files, never the network)"
             if allow_files
