@@ -84,7 +84,7 @@ class Stores:
         self.work = work
         self.cluster = cluster
         self.count = 0
-        self.empty_pg: int | None = None
+        self.empty: dict[str, int] = {}
 
     def new(self, kind: str) -> tuple[str, Path]:
         """A name for a new store of `kind` (for --db) and its data path."""
@@ -111,12 +111,21 @@ class Stores:
         return env
 
     def disk(self, db: str, data: Path) -> int:
-        """Bytes the store takes: its files (or its PostgreSQL database's growth), data path."""
+        """Bytes the store takes over an empty store of its kind: its files (or its
+        PostgreSQL database), and its data path."""
+        kind = _kind(db)
+        if kind not in self.empty:
+            empty, empty_data = self.new(kind)
+            open_for_writing(resolve_db_path(empty, empty_data)).close()
+            self.empty[kind] = self._size(empty, empty_data)
+        return self._size(db, data) - self.empty[kind]
+
+    def _size(self, db: str, data: Path) -> int:
         files = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
         if db.startswith("ducklake:postgres:"):
-            return files + self._pg_size(db) - self._empty_pg_size()
+            return files + self._pg_size(db)
         folder = (Path(db.split(":")[-1]) if db.startswith("ducklake:") else Path(db)).parent
-        return files + sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p != data)
+        return files + sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
     def _pg_size(self, db: str) -> int:
         assert self.cluster is not None
@@ -136,13 +145,12 @@ class Stores:
         )
         return int(out.stdout.strip())
 
-    def _empty_pg_size(self) -> int:
-        """An empty store's database: what PostgreSQL and DuckLake take before any step."""
-        if self.empty_pg is None:
-            db, data = self.new("postgres")
-            open_for_writing(resolve_db_path(db, data)).close()
-            self.empty_pg = self._pg_size(db)
-        return self.empty_pg
+
+def _kind(db: str) -> str:
+    if not db.startswith("ducklake:"):
+        return "file"
+    head = db.split(":")[1]
+    return head if head in ("postgres", "sqlite") else "duckdb"
 
 
 def _with_password(stores: Stores) -> None:
@@ -344,8 +352,8 @@ def recorders_at_once(
 # -- 3. reads during a recording ---------------------------------------------------------------
 
 
-def timed_runs(db: str, env: dict[str, str]) -> tuple[float, int]:
-    """Seconds one `traces runs` took, and its exit code."""
+def timed_runs(db: str, env: dict[str, str]) -> tuple[float, int | None]:
+    """Seconds one `traces runs` took, and the runs it listed (None: it was refused)."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "analyzer", "runs", "--db", db, "--format", "json"],
@@ -355,7 +363,8 @@ def timed_runs(db: str, env: dict[str, str]) -> tuple[float, int]:
         text=True,
         check=False,
     )
-    return time.perf_counter() - started, done.returncode
+    seconds = time.perf_counter() - started
+    return seconds, len(json.loads(done.stdout)) if done.returncode == 0 else None
 
 
 def reads_during(
@@ -376,13 +385,13 @@ def reads_during(
     during: list[float] = []
     refused = 0
     while recording.poll() is None:
-        seconds, code = timed_runs(db, env)
+        seconds, listed = timed_runs(db, env)
         if recording.poll() is not None:
             break  # it finished meanwhile: not a read during the recording
-        if code == 0:
-            during.append(seconds)
-        else:
+        if listed is None:  # a file held by the recording's writer
             refused += 1
+        elif listed or refused:  # not while the command was still starting
+            during.append(seconds)
     recording.communicate()
     after = [timed_runs(db, env)[0] for _ in range(5)]
     return {

@@ -13,12 +13,13 @@ catalog to Parquet later. So:
 - Keys that writers never repeat (a run's id, a step's run and index, an import's id, a
   migration's number) need nothing else.
 - `messages.hash`: a message is stored once however many steps send it, which a file
-  enforces with `ON CONFLICT DO NOTHING`. On a lake the insert skips the hashes already
-  stored instead (an anti-join, `inserts.insert_sql`), which is exact for one writer. Two
-  writers that store the same new message at the same moment (the system prompt of a task
-  both start) can both insert it; the rows are identical (same hash, role and body), and
-  every reader treats `messages` as a set: `request_messages` keeps one row per position
-  (`_MACRO_WRAPPERS`), the analyzer looks bodies up by hash.
+  enforces with `ON CONFLICT DO NOTHING`. On a lake an import skips the hashes already
+  stored instead (an anti-join, `inserts.Dedup`), and a recorder the messages it stored
+  itself (looking the others up would scan the column at every commit). So a message two
+  recorders sent (a task's system prompt) may be stored once by each, as may one that two
+  importing writers stored at the same moment. The rows are identical (same hash, role and
+  body), and every reader treats `messages` as a set: `request_messages` keeps one row per
+  position (`_MACRO_WRAPPERS`), the analyzer looks bodies up by hash.
 - DuckLake keeps no comment on a view's columns: `traces schema` reads them from
   `schema_docs` instead.
 
