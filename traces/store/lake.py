@@ -63,8 +63,11 @@ _RETRY_WAIT_S = (0.005, 0.25)
 collided do not collide again in step)."""
 
 _T = TypeVar("_T")
-_LAKES: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
-"""Connections to a lake, so that shared code (the inserts) picks DuckLake's statements."""
+_LAKES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, LakeStore] = (
+    weakref.WeakKeyDictionary()
+)
+"""Connections to a lake and their store, so that shared code (the inserts, transactions)
+does what the lake needs."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,7 @@ def connect(store: LakeStore, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     except BaseException:
         conn.close()
         raise
-    _LAKES.add(conn)
+    _LAKES[conn] = store
     return conn
 
 
@@ -242,7 +245,7 @@ def attach(
     """Attach the lake to an existing connection as `alias` (an analysis worker's)."""
     load_extensions(conn, store)
     _attach(conn, store, read_only=read_only, alias=alias)
-    _LAKES.add(conn)
+    _LAKES[conn] = store
 
 
 def _attach(
@@ -361,8 +364,13 @@ def redacted(text: str) -> str:
 
 
 def error_line(exc: BaseException) -> str:
-    """An exception met on a lake as one line, without any password it quotes."""
-    return redacted(exception_line(exc))
+    """An exception met on a lake as one line, without any password it quotes. (DuckLake
+    gives why a commit failed on the line after saying it did: both are kept.)"""
+    line = exception_line(exc)
+    if line.endswith("Failed to commit DuckLake transaction."):
+        reason = [text.strip() for text in str(exc).splitlines()[1:] if text.strip()]
+        line = " ".join([line, *reason[:1]])
+    return redacted(line)
 
 
 def data_folders(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -426,15 +434,42 @@ def transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], _T]) -> _T:
     rolling back."""
     result: _T
     for attempt in attempts(conn):
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            result = work()
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(duckdb.Error):
-                conn.execute("ROLLBACK")
-            if attempt < COMMIT_ATTEMPTS and is_lake(conn) and is_conflict(exc):
-                continue
-            raise
+        with writing_turn(conn):
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                result = work()
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
+                if attempt < COMMIT_ATTEMPTS and is_lake(conn) and is_conflict(exc):
+                    continue
+                raise
         return result
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+@contextlib.contextmanager
+def writing_turn(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Around a write transaction on `conn`: on a SQLite catalog, this process's turn.
+
+    SQLite lets one transaction write at a time, and refuses the commit of one that began
+    before another's commit ("database is locked"): without turns, writers that commit
+    every few milliseconds keep invalidating each other, and one can lose every retry.
+    Taking turns on a lock file beside the catalog (released by the system if the process
+    dies) makes them wait instead. A PostgreSQL catalog needs none (DuckLake settles
+    concurrent commits there); a DuckDB one has one writing process at most.
+    """
+    store = _LAKES.get(conn)
+    found = store.catalog_file if store is not None and store.kind == "sqlite" else None
+    if found is None:
+        yield
+        return
+    import fcntl
+
+    with open(f"{found}.writer-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
