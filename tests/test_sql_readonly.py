@@ -32,6 +32,13 @@ def traces_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+@pytest.fixture(scope="module")
+def pristine(traces_db: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The database's folder (every file's digest) and row counts as the import left them:
+    what every refused query must leave, one after the other."""
+    return _tree(traces_db.parent), table_counts(traces_db)
+
+
 def _tree(root: Path) -> dict[str, str]:
     """Every file under `root` with the sha256 of its bytes."""
     return {
@@ -96,6 +103,7 @@ ATTACKS = [
 @pytest.mark.parametrize(("query", "fragment"), ATTACKS, ids=[a[0] or "empty" for a in ATTACKS])
 def test_every_way_out_is_one_line_and_changes_nothing(
     traces_db: Path,
+    pristine: tuple[dict[str, str], dict[str, int]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -106,7 +114,7 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     (tmp_path / "data.json").write_text('{"a": 1}\n')
     (tmp_path / "other.duckdb").write_bytes(b"not a database, and it must stay so")
     monkeypatch.chdir(tmp_path)
-    files, beside, counts = _tree(tmp_path), _tree(traces_db.parent), table_counts(traces_db)
+    files, (beside, counts) = _tree(tmp_path), pristine
     done = run_cli_in_process(capsys, monkeypatch, "sql", "--db", str(traces_db), "--", query)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""

@@ -32,7 +32,7 @@ from traces.importing.reading import (
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
-from traces.store.database import Store, open_for_writing
+from traces.store.database import Store, interrupted_statement, open_for_writing, remove_created
 from traces.store.lake import error_line, is_conflict, is_lake, redacted
 from traces.store.tables import ImportRow
 
@@ -136,13 +136,13 @@ def _import_all(
         conn = open_for_writing(db_path)
     except BaseException:  # locked, not ours, or Ctrl-C while creating or migrating it
         if not existed:
-            _remove(db_path)
+            remove_created(db_path)
         raise
-    # One DuckDB thread: batches of a few thousand rows gain nothing from a second one (their
-    # cost is converting Python values), and the second core is reading.
-    conn.execute("SET threads = 1")
     writer = ImportWriter(conn)
     try:
+        # One DuckDB thread: batches of a few thousand rows gain nothing from a second one
+        # (their cost is converting Python values), and the second core is reading.
+        conn.execute("SET threads = 1")
         if not options.again:
             _refuse_reimport(conn, prints)
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -154,20 +154,17 @@ def _import_all(
             writer.flush()
             before_commit(conn, [run for report in reports for run in report.runs])
         writer.commit()
-    except duckdb.Error as exc:
+    except BaseException as exc:
         lake = is_lake(conn)
         _abandon(writer, conn, db_path, existed)
-        if lake and is_conflict(exc):
-            raise _Conflict(error_line(exc)) from None
-        raise DatabaseError(f"{db_path}: import failed: {one_line(redacted(str(exc)))}") from None
-    except RuntimeError as exc:
-        _abandon(writer, conn, db_path, existed)
-        if str(exc).startswith("Query interrupted"):
+        if interrupted_statement(exc):
             # Ctrl-C while DuckDB runs a statement: it stops and says so in its own words.
             raise KeyboardInterrupt from None
-        raise
-    except BaseException:
-        _abandon(writer, conn, db_path, existed)
+        if lake and is_conflict(exc):
+            raise _Conflict(error_line(exc)) from None
+        if isinstance(exc, duckdb.Error):
+            detail = one_line(redacted(str(exc)))
+            raise DatabaseError(f"{db_path}: import failed: {detail}") from None
         raise
     conn.close()
     return reports
@@ -224,13 +221,4 @@ def _abandon(
         writer.rollback()
     conn.close()
     if not existed:
-        _remove(db_path)
-
-
-def _remove(db_path: Store) -> None:
-    """Remove a database file this import created, and its write-ahead log (a lake created
-    for it stays: an empty store, as its migrations committed it)."""
-    if not isinstance(db_path, Path):
-        return
-    for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
-        leftover.unlink(missing_ok=True)
+        remove_created(db_path)

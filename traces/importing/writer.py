@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import ExitStack
-from typing import Any, Protocol
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Protocol
 
 from traces.store.inserts import insert_columns, insert_rows
-from traces.store.lake import writing_turn
 from traces.store.tables import ROW_TYPES
+
+if TYPE_CHECKING:
+    import duckdb
 
 FLUSH_ROWS = 20_000
 """Rows buffered before a batch goes to DuckDB: large enough that the per-statement cost
@@ -89,7 +89,10 @@ class ImportWriter:
 
     def _begin(self) -> None:
         if not self.begun:
-            # A lake on a SQLite catalog: its writers take turns (see `writing_turn`).
+            # A lake on a SQLite catalog: its writers take turns (see `writing_turn`; imported
+            # here, as the lake module imports DuckDB, which import workers start without).
+            from traces.store.lake import writing_turn
+
             self.turn.enter_context(writing_turn(self.conn))
             self.conn.execute("BEGIN TRANSACTION")
             self.begun = True

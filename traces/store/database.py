@@ -70,8 +70,17 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             ) from None
 
 
+def interrupted_statement(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB saying a signal stopped the statement it ran (Ctrl-C): its
+    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+
+
 def open_for_writing(path: Store) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the database for a writer."""
+    """Open (creating if needed) and migrate the database for a writer. Ctrl-C meanwhile
+    raises KeyboardInterrupt with the file released, whichever statement it stopped."""
     if isinstance(path, LakeStore):
         from traces.store.lake_schema import open_lake
 
@@ -84,11 +93,12 @@ def open_for_writing(path: Store) -> duckdb.DuckDBPyConnection:
         after = migrate(conn)
         if after != before:
             apply_comments(conn)
-    except duckdb.Error as exc:
+    except BaseException as exc:  # release the file, so a caller can remove one it created
         conn.close()
-        raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
-    except BaseException:  # Ctrl-C: release the file, so a caller can remove one it created
-        conn.close()
+        if interrupted_statement(exc):
+            raise KeyboardInterrupt from None
+        if isinstance(exc, duckdb.Error):
+            raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
         raise
     return conn
 
@@ -123,3 +133,13 @@ def open_for_reading(path: Store) -> duckdb.DuckDBPyConnection:
         open_for_writing(path).close()
         conn = _connect(path, read_only=True)
     return conn
+
+
+def remove_created(path: Store) -> None:
+    """Remove a database file a command created and then abandoned, with its write-ahead
+    log, so a failed or interrupted first write leaves no file behind. (A lake created for it
+    stays: an empty store, as its schema was committed.)"""
+    if not isinstance(path, Path):
+        return
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)

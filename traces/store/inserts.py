@@ -10,11 +10,11 @@ milliseconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
-from traces.store.lake import is_lake
 from traces.store.tables import COLUMNS, DEDUPLICATED, RunUpdate
 
 _INSERTS: dict[tuple[str, tuple[bool, ...], str], str] = {}
@@ -97,6 +97,9 @@ def insert_columns(
         )
     constant = (False, *map(_constant, columns[1:]))
     dedup: Dedup = "key"
+    # Imported here: the lake module imports DuckDB, which import workers start without.
+    from traces.store.lake import is_lake
+
     if table in DEDUPLICATED and is_lake(conn):
         dedup = "anti-join" if check_stored else "none"
     sql = _INSERTS.get((into or table, constant, dedup))

@@ -38,7 +38,7 @@ import duckdb
 from traces.errors import DatabaseError
 from traces.store.lake import ALIAS, LakeStore, connect, error_line, transaction
 from traces.store.migrations import MIGRATIONS, migrate
-from traces.store.schema_docs import TABLES, apply_comments
+from traces.store.schema_docs import TABLES, comment_sql
 
 _COLUMN_KEY = re.compile(r"\s+(?:PRIMARY\s+KEY|UNIQUE)\b(?!\s*\()", re.IGNORECASE)
 _TABLE_KEY = re.compile(r",\s*(?:PRIMARY\s+KEY|UNIQUE)\s*\([^)]*\)", re.IGNORECASE)
@@ -154,7 +154,7 @@ def migrate_lake(conn: duckdb.DuckDBPyConnection) -> bool:
         def finish() -> None:
             for statement in _macros(replace=True):
                 conn.execute(statement)
-            apply_comments(conn, view_columns=False)
+            conn.execute(comment_sql(conn, view_columns=False))
 
         transaction(conn, finish)
     return changed
@@ -171,7 +171,7 @@ def _create(conn: duckdb.DuckDBPyConnection) -> bool:
         "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)",
         [[number, name] for number, name, _ in MIGRATIONS],
     )
-    apply_comments(conn, view_columns=False)
+    conn.execute(comment_sql(conn, view_columns=False))
     for option, value in OPTIONS:
         conn.execute(f"CALL {ALIAS}.set_option(?, ?)", [option, value])
     return True

@@ -6,6 +6,8 @@ is recorded in `schema_migrations`, so opening an old database upgrades it in pl
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -317,6 +319,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "resume and retry: resumptions of a run, the run a retry records again",
+        # Runs and steps stored before this migration were never resumed nor retried: 0 and
+        # null say exactly that.
+        """
+        ALTER TABLE runs ADD COLUMN resumptions INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN retry_of VARCHAR;
+        ALTER TABLE steps ADD COLUMN resumption INTEGER;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 
@@ -344,8 +357,11 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
                 "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [number, name]
             )
             conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
+        except BaseException:
+            # A statement Ctrl-C stopped has already ended the transaction: the rollback then
+            # fails, and must not hide why the migration stopped.
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
             raise
         version = number
     return version

@@ -139,21 +139,28 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
         "SELECT id, recorder_pid FROM runs WHERE status = 'running' AND recorder_host = ?", [host]
     ).fetchall()
     dead = [run_id for run_id, pid in found if not pid_alive(int(pid))]
-    for run_id in dead:
-        conn.execute(
-            f"""
-            UPDATE runs SET status = 'interrupted', termination = 'interrupted',
-                error = 'recorder process ended before the run finished',
-                steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
-                tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
-                tool_errors = (SELECT count(*) FROM tool_results
-                               WHERE run_id = runs.id AND error IS NOT NULL),
-                {_TOKEN_TOTALS}
-            WHERE id = ?
-            """,
-            [run_id],
-        )
+    close_interrupted(conn, dead)
     return len(dead)
+
+
+def close_interrupted(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
+    """End runs left `running` by a recorder that no longer writes them (the store's default
+    catalog): `interrupted`, with the totals of the steps that were durably recorded."""
+    if not run_ids:
+        return
+    conn.execute(
+        f"""
+        UPDATE runs SET status = 'interrupted', termination = 'interrupted',
+            error = 'recorder process ended before the run finished',
+            steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
+            tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
+            tool_errors = (SELECT count(*) FROM tool_results
+                           WHERE run_id = runs.id AND error IS NOT NULL),
+            {_TOKEN_TOTALS}
+        WHERE list_contains(?, id) AND status = 'running'
+        """,
+        [list(run_ids)],
+    )
 
 
 def pid_alive(pid: int) -> bool:
