@@ -145,6 +145,29 @@ def test_import_into_the_lake(lake: Lake) -> None:
     assert again.returncode == 2 and "already imported" in again.stderr
 
 
+def test_merge_out_of_the_lake_and_into_another(lake: Lake, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.duckdb"
+    [out] = _json(lake.cli("merge", lake.db, "--into", str(copy), "--format", "json"))
+    runs = _json(lake.cli("runs", "--db", lake.db, "--format", "json"))
+    assert out["copied"] == len(runs)
+    other = _lake(lake.postgres, "merged", tmp_path / "data")
+    [back] = _json(
+        lake.cli(
+            "merge",
+            str(copy),
+            "--into",
+            other.db,
+            "--data-path",
+            str(other.data),
+            "--format",
+            "json",
+        )
+    )
+    assert back["copied"] == len(runs)
+    again = _json(lake.cli("runs", "--db", other.db, "--format", "json"))
+    assert sorted(r["id"] for r in again) == sorted(r["id"] for r in runs)
+
+
 def test_compare_records_a_suite_into_a_lake(postgres: PostgresCluster, tmp_path: Path) -> None:
     lake = _lake(postgres, "compared", tmp_path / "data")
     suite = tmp_path / "suite.toml"

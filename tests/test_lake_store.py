@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 import test_store as file_store
 
 from traces.errors import DatabaseError
+from traces.importing import ImportOptions, import_files
+from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
 from traces.store.inserts import insert_rows
 from traces.store.lake import LakeStore, transaction
@@ -21,9 +24,12 @@ from traces.store.migrations import MIGRATIONS
 from traces.store.tables import MessageRow
 
 from conftest import REPO, TASKS, run_cli
+from recording import record
 
 # Every test here opens a lake: loading the extensions alone takes most of a second.
 pytestmark = [pytest.mark.usefixtures("lake_extensions"), pytest.mark.slow]
+
+IMPORTS = REPO / "tests" / "fixtures" / "import"
 
 
 @pytest.fixture
@@ -229,3 +235,39 @@ def test_the_writer_process_finds_the_lake_by_name(lake: LakeStore) -> None:
     assert isinstance(again, LakeStore) and again.data_path is None
     with open_for_reading(again) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+
+
+def _rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table a merge copies, of the store file at `db`, in a stable order."""
+    from traces.store.run_tables import OWN, store_tables
+
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in store_tables(conn, db.stem)
+            if table not in OWN
+        }
+
+
+def test_merge_moves_runs_into_a_lake_and_back_out(sim: SimServer, tmp_path: Path) -> None:
+    laptop = tmp_path / "laptop.duckdb"
+    record(laptop, sim.base_url, "chain_short", repeat=2)
+    import_files(laptop, [IMPORTS / "exchanges.jsonl"], ImportOptions(provider="acme"))
+    shared = f"ducklake:sqlite:{tmp_path / 'shared.sqlite'}"
+
+    def merge(*args: str) -> dict[str, Any]:
+        done = run_cli("merge", *args, "--format", "json")
+        assert done.returncode == 0, done.stderr
+        [row] = json.loads(done.stdout)
+        return row  # type: ignore[no-any-return]
+
+    into_lake = merge(str(laptop), "--into", shared, "--data-path", str(tmp_path / "data"))
+    assert into_lake["copied"] == into_lake["runs"] > 2
+    assert merge(str(laptop), "--into", shared)["copied"] == 0  # merging again: nothing
+    with open_for_writing(resolve_db_path(shared)) as conn:
+        # What two writers storing one message at once would leave: a message twice.
+        conn.execute("INSERT INTO messages SELECT * FROM messages")
+    back = tmp_path / "back.duckdb"
+    out_of_lake = merge(shared, "--into", str(back))
+    assert out_of_lake["copied"] == into_lake["copied"]
+    assert _rows(back) == _rows(laptop)
