@@ -25,6 +25,7 @@ from traces.store.tables import MessageRow
 
 from conftest import REPO, TASKS, run_cli
 from recording import record
+from resume_helpers import cut
 
 # Every test here opens a lake: loading the extensions alone takes most of a second.
 pytestmark = [pytest.mark.usefixtures("lake_extensions"), pytest.mark.slow]
@@ -271,3 +272,20 @@ def test_merge_moves_runs_into_a_lake_and_back_out(sim: SimServer, tmp_path: Pat
     out_of_lake = merge(shared, "--into", str(back))
     assert out_of_lake["copied"] == into_lake["copied"]
     assert _rows(back) == _rows(laptop)
+
+
+def test_a_run_cut_short_resumes_on_a_lake(sim: SimServer, tmp_path: Path) -> None:
+    laptop = tmp_path / "laptop.duckdb"
+    [whole] = record(laptop, sim.base_url, "chain_short")
+    cut(laptop, whole.id, steps=2)  # as a kill -9 after two committed steps leaves it
+    shared = f"ducklake:sqlite:{tmp_path / 'shared.sqlite'}"
+    moved = run_cli("merge", str(laptop), "--into", shared, "--data-path", str(tmp_path / "d"))
+    assert moved.returncode == 0, moved.stderr
+    resumed = run_cli("record", "--resume", "--db", shared, "--format", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    [row] = json.loads(resumed.stdout)
+    assert (row["id"], row["status"], row["steps"]) == (whole.id, "completed", whole.outcome.steps)
+    with open_for_reading(resolve_db_path(shared)) as conn:
+        assert conn.execute(
+            "SELECT resumptions, steps FROM runs WHERE id = ?", [whole.id]
+        ).fetchone() == (1, whole.outcome.steps)
