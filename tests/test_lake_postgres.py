@@ -104,6 +104,13 @@ def test_sql_views_and_macro(lake: Lake) -> None:
 def test_analyze_report_and_schema(lake: Lake, tmp_path: Path) -> None:
     analyzed = _json(lake.cli("analyze", "--db", lake.db, "--format", "json"))
     assert len(analyzed) == 3
+    # In worker processes (as from 50,000 steps on): each attaches the lake read-only.
+    workers = _json(
+        lake.cli(
+            "analyze", "--db", lake.db, "--format", "json", env={"TRACES_ANALYZE_WORKERS": "2"}
+        )
+    )
+    assert workers == analyzed
     html = tmp_path / "report.html"
     lake.cli("report", "--html", str(html), "--db", lake.db)
     page = html.read_text(encoding="utf-8")

@@ -35,7 +35,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -77,6 +77,9 @@ class LakeStore:
 
     catalog: str
     data_path: str | None = None
+    password: str | None = field(default=None, repr=False, compare=False)
+    """The password the name held, handed to libpq as `PGPASSWORD` when connecting (never
+    part of the name: see the module docstring)."""
 
     def __str__(self) -> str:
         """The store's name as the user gave it, minus the password."""
@@ -115,13 +118,16 @@ def parse(name: str, data_path: str | Path | None = None) -> LakeStore:
             f"{name!r}: name the catalog: ducklake:postgres:CONNINFO, ducklake:sqlite:PATH "
             "or ducklake:PATH"
         )
+    password = None
     if catalog.startswith("postgres:"):
         catalog, password = _without_password(catalog)
         if password is not None:
+            # For this process's connections, and those of the processes it starts.
             os.environ[PASSWORD_ENV_VAR] = password
     if data_path is None:
         data_path = os.environ.get(DATA_PATH_ENV_VAR) or None
-    return LakeStore(catalog, None if data_path is None else _data_path(str(data_path)))
+    path = None if data_path is None else _data_path(str(data_path))
+    return LakeStore(catalog, path, password)
 
 
 def _data_path(text: str) -> str:
@@ -159,6 +165,8 @@ def child_env(store: object, env: dict[str, str]) -> dict[str, str]:
     the environment already, as `PGPASSWORD`)."""
     if isinstance(store, LakeStore) and store.data_path is not None:
         env[DATA_PATH_ENV_VAR] = store.data_path
+    if isinstance(store, LakeStore) and store.password is not None:
+        env[PASSWORD_ENV_VAR] = store.password
     return env
 
 
@@ -262,6 +270,8 @@ def _attach(
         _check_catalog_file(store, read_only=read_only)
     created = store.kind == "sqlite" and not read_only and _create_sqlite_catalog(store)
     clause = f" ({', '.join(options)})" if options else ""
+    if store.password is not None:  # its own, should another store's have been set since
+        os.environ[PASSWORD_ENV_VAR] = store.password
     try:
         for attempt in range(1, _ATTACH_ATTEMPTS + 1):
             try:
