@@ -28,6 +28,8 @@ from traces.sim.config import SimConfig
 if TYPE_CHECKING:
     from traces.sim.server import SimServer
 
+    from postgres_server import PostgresCluster
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = samples_dir()
 TASKS = SAMPLES / "tasks"
@@ -105,6 +107,46 @@ def sim() -> Iterator[SimServer]:
         yield server
 
 
+def lake_missing(what: str) -> None:
+    """Skip a lake test whose parts are absent here (the `lake` extra's DuckDB extensions,
+    Debian's PostgreSQL); under CI, which installs both, fail it instead."""
+    message = f"lake store tests need {what}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must install them: see .ci/run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def lake_extensions() -> None:
+    """The DuckLake, PostgreSQL and SQLite extensions of the `lake` extra, for this DuckDB."""
+    from traces.errors import DatabaseError
+    from traces.store.lake import extension_file
+
+    try:
+        for name in ("ducklake", "postgres", "sqlite"):
+            extension_file(name)
+    except DatabaseError as missing:
+        lake_missing(f"the lake extra, pip install -e '.[lake]' ({missing})")
+
+
+@pytest.fixture(scope="session")
+def postgres(lake_extensions: None) -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of this session (Debian's binaries, an unprivileged user, a
+    temporary directory, a Unix socket in it); tests create databases of their own."""
+    from postgres_server import PostgresCluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        lake_missing("PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql)")
+        raise AssertionError("unreachable")
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh trace database path (the file does not exist yet)."""
@@ -116,9 +158,10 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `traces ARGS` in a subprocess exactly as a user would, capturing both streams."""
     full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
-    full_env.pop("TRACES_DB", None)
-    if env and "TRACES_DB" in env:
-        full_env["TRACES_DB"] = env["TRACES_DB"]
+    for name in ("TRACES_DB", "TRACES_DATA_PATH"):
+        full_env.pop(name, None)
+        if env and name in env:
+            full_env[name] = env[name]
     return subprocess.run(
         [sys.executable, "-m", "analyzer", *args],  # what the `traces` script runs
         capture_output=True,

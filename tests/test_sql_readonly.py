@@ -94,7 +94,9 @@ ATTACKS = [
     ("select * from glob('*')", "only with --allow-files"),
     ("select * from read_csv('http://127.0.0.1:9/x.csv')", "only with --allow-files"),
     ("select * from duckdb_secrets()", "only with --allow-files"),
-    ("with d as (delete from runs returning *) select * from d", "read-only"),
+    # DuckDB 2 parses it as a SELECT, which the read-only database refuses to run; DuckDB 1.5
+    # (the lake extra's) refuses the data-modifying CTE when parsing it.
+    ("with d as (delete from runs returning *) select * from d", "read-only|A CTE needs a SELECT"),
 ]
 
 
@@ -119,7 +121,7 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith("error: SQL error: ")
-    assert fragment in done.stderr
+    assert any(alternative in done.stderr for alternative in fragment.split("|"))
     assert _tree(tmp_path) == files
     assert table_counts(traces_db) == counts
     assert _tree(traces_db.parent) == beside
@@ -147,7 +149,8 @@ def test_allow_files_reads_local_files_and_still_writes_nothing(
     code, out, _ = sql("select count(*) as n from read_csv('/etc/passwd')", "-f", "json")
     assert code == 0 and json.loads(out)[0]["n"] > 0
     code, out, _ = sql("select file from glob('*.csv')", "-f", "csv")
-    assert code == 0 and out.splitlines() == ["file", "data.csv"]
+    # DuckDB 1.5 names it `./data.csv`, 2 `data.csv`.
+    assert code == 0 and [Path(line).name for line in out.splitlines()] == ["file", "data.csv"]
     files = _tree(tmp_path)
     for query, fragment in [
         ("copy (select 1) to 'x.csv'", "COPY statements are refused"),

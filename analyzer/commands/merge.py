@@ -9,15 +9,14 @@ it was. Runs already there are skipped, so merging again changes nothing.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from analyzer.options import FormatOption
+from analyzer.options import DataPathOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, note
 from analyzer.progress import stderr_progress
-from traces.store.database import DB_ENV_VAR, resolve_db_path
+from traces.store.database import DB_ENV_VAR, Store, resolve_db_path
 from traces.store.merge import SourceReport, merge_stores
 
 RENAMES_SHOWN = 20
@@ -32,13 +31,16 @@ def register(app: typer.Typer) -> None:
 
 
 def merge(
-    sources: Annotated[list[Path], typer.Argument(help="Trace database files to copy runs from.")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Stores to copy runs from: database files or lake stores."),
+    ],
     into: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--into",
-            help=f"Database to copy them into, created if missing [default: ${DB_ENV_VAR}, "
-            "else ./traces.duckdb].",
+            help=f"Store to copy them into (a file or a lake), created if missing "
+            f"[default: ${DB_ENV_VAR}, else ./traces.duckdb].",
             show_default=False,
         ),
     ] = None,
@@ -50,15 +52,17 @@ def merge(
             "(the same bytes, imported on two machines).",
         ),
     ] = False,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Copy the runs of other stores that the destination lacks; prints one row per source."""
-    path = resolve_db_path(into)
+    path = resolve_db_path(into, data_path)
+    stores = [resolve_db_path(source) for source in sources]
     started = time.perf_counter()
     with stderr_progress(transient=True) as progress:
         bar = progress.add_task("merging", total=None)
         reports = merge_stores(
-            sources,
+            stores,
             path,
             again=again,
             on_step=lambda done, total: progress.update(bar, completed=done, total=total),
@@ -92,7 +96,7 @@ def _row(report: SourceReport) -> dict[str, Any]:
     }
 
 
-def _notes(report: SourceReport, into: Path) -> list[str]:
+def _notes(report: SourceReport, into: Store) -> list[str]:
     """What stderr says about one source beyond its row."""
     name = report.source
     notes = []

@@ -5,8 +5,10 @@ Each source is attached read-only to the destination's connection and copied wit
 `INSERT INTO dst.t SELECT … FROM src.t JOIN <runs to copy>` per table (`run_tables` says
 which tables and how): no row passes through Python. Statements name both sides by catalog
 (`dst.main.t`, `src.main.t`), so a store DuckDB attaches another way (a DuckLake catalog)
-can be either side once it can be opened: only `merge_stores` (the destination opened as a
-file, its catalog the connection's default) and `attach_file` are specific to files.
+is either side as a file is: the destination is opened by `open_for_writing` (its catalog
+the connection's default), a lake source attached by `traces.store.lake` (`attach_lake`), a
+file source by `attach_file`. On a lake destination the transaction is done again when
+another writer's commit conflicts with it (`lake.transaction`).
 
 Runs are matched by id, and by the columns set when a run starts (`run_tables.KEYED`):
 
@@ -40,12 +42,16 @@ import duckdb
 
 from traces.errors import DatabaseError, TracesError
 from traces.one_line import one_line
+from traces.store import lake
 from traces.store.database import (
     LOCK_WAIT_S,
+    Store,
     interrupted_statement,
+    open_for_reading,
     open_for_writing,
     remove_created,
 )
+from traces.store.lake import LakeStore
 from traces.store.migrations import current_version, latest_version
 from traces.store.run_tables import (
     KEYED,
@@ -79,6 +85,8 @@ class Source:
     there are left for a later merge instead of being ended as interrupted."""
     upgraded_from: int | None = None
     """Its schema version, when it was read from an upgraded copy."""
+    repeats: bool = False
+    """It may hold a content-addressed row twice (a lake: see `traces.store.lake_schema`)."""
 
 
 @dataclass
@@ -114,8 +122,8 @@ class SourceReport:
 
 
 def merge_stores(
-    sources: Sequence[Path],
-    into: Path,
+    sources: Sequence[Store],
+    into: Store,
     *,
     again: bool = False,
     on_step: StepCallback | None = None,
@@ -124,8 +132,9 @@ def merge_stores(
     transaction; return what each source gave.
 
     Raises TracesError (exit 2) for a source named twice or one that is the destination,
-    DatabaseError (exit 4) naming the file for a missing, locked, foreign or too new store;
-    on any error or Ctrl-C the destination is left as it was (removed if this created it).
+    DatabaseError (exit 4) naming the store for a missing, locked, foreign or too new one;
+    on any error or Ctrl-C the destination is left as it was (a file removed if this created
+    it). Sources and destination are files or lake stores, in any mix.
     """
     _check_names(sources, into)
     existed = into.exists()
@@ -145,7 +154,8 @@ def merge_stores(
         if interrupted_statement(exc):
             raise KeyboardInterrupt from None
         if isinstance(exc, duckdb.Error):
-            raise DatabaseError(f"{into}: merge failed: {one_line(str(exc))}") from None
+            detail = one_line(lake.redacted(str(exc)))
+            raise DatabaseError(f"{into}: merge failed: {detail}") from None
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -153,10 +163,10 @@ def merge_stores(
     return reports
 
 
-def _check_names(sources: Sequence[Path], into: Path) -> None:
+def _check_names(sources: Sequence[Store], into: Store) -> None:
     """Refuse, before opening anything, a source that is the destination or named twice,
     and a source that does not exist."""
-    seen: dict[tuple[int, int] | Path, Path] = {}
+    seen: dict[object, Store] = {}
     target = _identity(into)
     for source in sources:
         if not source.exists():
@@ -169,9 +179,13 @@ def _check_names(sources: Sequence[Path], into: Path) -> None:
         seen[key] = source
 
 
-def _identity(path: Path) -> tuple[int, int] | Path:
+def _identity(path: Store) -> object:
     """The file a path names, whatever the links and spelling (`./a`, a symlink, a hard
-    link to the same inode are one file); a path that names none yet, resolved."""
+    link to the same inode are one file); a path that names none yet, resolved; a lake by
+    its catalog's file, or its name."""
+    if isinstance(path, LakeStore):
+        found = path.catalog_file
+        return ("lake", path.catalog) if found is None else ("lake", _identity(found))
     try:
         stat = path.stat()
     except OSError:
@@ -181,8 +195,8 @@ def _identity(path: Path) -> tuple[int, int] | Path:
 
 def _merge(
     conn: duckdb.DuckDBPyConnection,
-    into: Path,
-    sources: Sequence[Path],
+    into: Store,
+    sources: Sequence[Store],
     scratch: Path,
     again: bool,
     on_step: StepCallback | None,
@@ -197,19 +211,26 @@ def _merge(
     # Every source is attached and checked before anything is written: a bad one refuses
     # the merge at once.
     attached = [
-        attach_file(conn, path, f"merge_src_{i}", scratch, tables) for i, path in enumerate(sources)
+        attach_lake(conn, path, f"merge_src_{i}", tables)
+        if isinstance(path, LakeStore)
+        else attach_file(conn, path, f"merge_src_{i}", scratch, tables)
+        for i, path in enumerate(sources)
     ]
-    conn.execute("BEGIN TRANSACTION")
     copied = sum(role is not Role.own for role in roles.values())
-    reports = []
-    for i, source in enumerate(attached):
 
-        def step(done: int, _: int, before: int = i * copied) -> None:
-            if on_step is not None:
-                on_step(before + done, copied * len(attached))
+    def copy_all() -> list[SourceReport]:
+        reports = []
+        for i, source in enumerate(attached):
 
-        reports.append(copy_source(conn, source, dst, roles, tables, again, step))
-    conn.execute("COMMIT")
+            def step(done: int, _: int, before: int = i * copied) -> None:
+                if on_step is not None:
+                    on_step(before + done, copied * len(attached))
+
+            reports.append(copy_source(conn, source, dst, roles, tables, again, step))
+        return reports
+
+    # One transaction; on a lake, begun again if another writer's commit conflicts with it.
+    reports = lake.transaction(conn, copy_all)
     for source in attached:
         conn.execute(f"DETACH {source.catalog}")
     return reports
@@ -261,6 +282,32 @@ def attach_file(
     return Source(str(path), catalog, upgraded_from=upgraded_from)
 
 
+def attach_lake(
+    conn: duckdb.DuckDBPyConnection,
+    store: LakeStore,
+    catalog: str,
+    tables: dict[str, tuple[str, ...]],
+) -> Source:
+    """Attach the lake `store` read-only as `catalog`, checked to be a trace store whose
+    tables are `tables`. A lake at an older schema version is upgraded in place first, as
+    any command that opens it does; other writers may be writing it (`Source.live`)."""
+    open_for_reading(store).close()  # one-line errors for a missing or foreign lake
+    lake.attach(conn, store, catalog, read_only=True)
+    version = _version(conn, catalog)
+    if version > latest_version():
+        conn.execute(f"DETACH {catalog}")
+        raise DatabaseError(_too_new(store, version))
+    found = store_tables(conn, catalog)
+    if found != tables:
+        conn.execute(f"DETACH {catalog}")
+        differ = sorted(t for t in found.keys() | tables.keys() if found.get(t) != tables.get(t))
+        raise DatabaseError(
+            f"{store}: its tables differ from the destination's at the same schema version "
+            f"({', '.join(differ)})"
+        )
+    return Source(str(store), catalog, live=True, repeats=True)
+
+
 def _attach(
     conn: duckdb.DuckDBPyConnection, path: Path, catalog: str, shown: Path | None = None
 ) -> None:
@@ -294,7 +341,7 @@ def _version(conn: duckdb.DuckDBPyConnection, catalog: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _too_new(path: Path, version: int) -> str:
+def _too_new(path: Store, version: int) -> str:
     return (
         f"{path}: schema version {version} is newer than this traces knows "
         f"({latest_version()}); upgrade agent-traces to merge it"
@@ -350,7 +397,9 @@ def copy_source(
     _count(conn, report, src, into)
     copied = [table for table, role in roles.items() if role is not Role.own]
     for table in copied:
-        report.rows[table] = _copy_table(conn, table, roles[table], src, into, tables[table])
+        report.rows[table] = _copy_table(
+            conn, table, roles[table], src, into, tables[table], once=source.repeats
+        )
         if on_step is not None:
             on_step(len(report.rows), len(copied))
     was_running = [
@@ -436,9 +485,12 @@ def _copy_table(
     src: str,
     dst: str,
     columns: tuple[str, ...],
+    *,
+    once: bool = False,
 ) -> int:
     """Insert the rows of `table` the plan copies (`src`, `dst`: quoted catalog names);
-    returns how many."""
+    returns how many. With `once`, a content-addressed row the source holds twice is copied
+    once."""
     values = []
     joins = []
     for column in columns:
@@ -456,6 +508,8 @@ def _copy_table(
         # refers to it.
         key = KEYED[table].key
         lacking = f"WHERE NOT EXISTS (SELECT 1 FROM {dst}.main.{table} x WHERE x.{key} = t.{key})"
+        if once:
+            values[0] = f"DISTINCT ON (t.{key}) {values[0]}"
         return _insert(conn, table, dst, columns, values, f"{origin} {lacking}")
     plan, key = (RUNS, RUN_COLUMN) if role is Role.per_run else (table, KEYED[table].key)
     values[columns.index(key)] = "m.dst_id"
@@ -478,7 +532,7 @@ def _insert(
     return int(row[0]) if row else 0
 
 
-def _abandon(conn: duckdb.DuckDBPyConnection, path: Path, existed: bool) -> None:
+def _abandon(conn: duckdb.DuckDBPyConnection, path: Store, existed: bool) -> None:
     """Roll back, close, and remove a database file this merge created."""
     with contextlib.suppress(duckdb.Error, RuntimeError):
         conn.execute("ROLLBACK")

@@ -301,22 +301,32 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
-    """Write the documentation above into the database as table, view and column comments."""
+def comment_sql(conn: duckdb.DuckDBPyConnection, *, view_columns: bool = True) -> str:
+    """The statements that write the documentation above into the database as table, view
+    and column comments (a view's columns left out without `view_columns`: DuckLake cannot
+    hold them)."""
     views = {row[0] for row in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     statements: list[str] = []
     for table, (description, columns) in TABLES.items():
         kind = "VIEW" if table in views else "TABLE"
         statements.append(f"COMMENT ON {kind} {table} IS {_quote(description)}")
+        if kind == "VIEW" and not view_columns:
+            continue
         statements.extend(
             f"COMMENT ON COLUMN {table}.{column} IS {_quote(text)}"
             for column, text in columns.items()
         )
+    return ";\n".join(statements)
+
+
+def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
+    """Write the documentation above into the database as table, view and column comments."""
+    statements = comment_sql(conn)
     # One transaction: committed one by one, the comments took up to half a second of every
     # new store's creation.
     conn.execute("BEGIN")
     try:
-        conn.execute(";\n".join(statements))
+        conn.execute(statements)
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # Ctrl-C may have ended it already
             conn.execute("ROLLBACK")
