@@ -31,6 +31,7 @@ columns, so mapping columns would not read it right); one newer than this code i
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import time
@@ -62,6 +63,7 @@ from traces.store.run_tables import (
     classify,
     store_tables,
 )
+from traces.store.tables import DERIVED
 from traces.store.writer_process import close_interrupted
 
 IMPORTS = "imports"
@@ -493,9 +495,14 @@ def _copy_table(
     once."""
     values = []
     joins = []
+    derived = DERIVED.get(table, {})
     for column in columns:
         target = REFERENCES.get((table, column))
-        if target is None:
+        if column in derived:
+            # Computed from the row again, never copied: a lake may hold a 128-bit key less
+            # exactly than the file it came from did.
+            values.append(re.sub(rf"\b({'|'.join(columns)})\b", r"t.\1", derived[column]))
+        elif target is None:
             values.append(f"t.{column}")
         else:  # the referenced row may have been renamed
             values.append(f"coalesce(r_{column}.dst_id, t.{column})")
