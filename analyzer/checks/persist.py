@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -204,6 +205,11 @@ def without_collector() -> Iterator[None]:
             gc.enable()
 
 
+CONFLICT_ATTEMPTS = 5
+"""Times an analysis in a transaction of its own is tried when it conflicts with another
+transaction (a recorder ending a run the analysis updates, on a store being recorded)."""
+
+
 def analyze_runs(
     conn: duckdb.DuckDBPyConnection,
     run_ids: Sequence[str],
@@ -223,7 +229,31 @@ def analyze_runs(
     (benchmarks) is told where the time went: `load`, each check by name, `store`.
     With `on_findings(run_id, findings)`, each run's findings go there once stored instead
     of into the returned dict (then empty): a million-step analysis need not hold them all.
+
+    In a transaction of its own, an analysis that conflicts with another transaction (a run
+    it updates was ended meanwhile) is rolled back and done again, on what is committed then.
     """
+    if not own_transaction:
+        return _analyze_runs(conn, run_ids, chunk, on_chunk, False, timings, on_findings)
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return _analyze_runs(conn, run_ids, chunk, on_chunk, True, timings, on_findings)
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _analyze_runs(
+    conn: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    chunk: int,
+    on_chunk: Callable[[int], None] | None,
+    own_transaction: bool,
+    timings: Timings | None,
+    on_findings: Callable[[str, list[Finding]], None] | None,
+) -> dict[str, list[Finding]]:
     ids = list(dict.fromkeys(run_ids))
     now = datetime.now(UTC).replace(tzinfo=None)
     everything: dict[str, list[Finding]] = {}
@@ -284,8 +314,7 @@ def replace_findings(
 
 
 def analyze_recorded(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
-    """Check runs just recorded into `db_path`; the findings of each. Call it once the
-    recorder has closed: the checks need the database to themselves."""
+    """Check runs just recorded into `db_path`; the findings of each."""
     if not run_ids:
         return {}
     with open_for_writing(db_path) as conn:

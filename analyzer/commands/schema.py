@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import typer
 
 from analyzer.options import DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, stdout_console
-from traces.store.database import open_for_writing, resolve_db_path
+from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
 
 
 def register(app: typer.Typer) -> None:
@@ -25,10 +25,8 @@ def schema(
 ) -> None:
     """Describe the schema (from the database file, or a fresh in-memory one if none exists)."""
     path = resolve_db_path(db)
-    if path.exists():
-        conn = duckdb.connect(str(path), read_only=True)
-    else:
-        conn = open_for_writing(path.__class__(":memory:"))
+    # The file itself, or the store's server's session while a command writes it.
+    conn = open_for_reading(path) if path.exists() else open_for_writing(Path(":memory:"))
     with conn:
         rows = [
             {"table": t, "column": c, "type": ty, "description": comment}

@@ -32,7 +32,7 @@ from traces.importing.reading import (
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
-from traces.store.database import open_for_writing
+from traces.store.database import is_served_now, open_for_writing
 from traces.store.tables import ImportRow
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
@@ -114,12 +114,9 @@ def _import_all(
     try:
         conn = open_for_writing(db_path)
     except BaseException:  # locked, not ours, or Ctrl-C while creating or migrating it
-        if not existed:
+        if not existed and not is_served_now(db_path):
             _remove(db_path)
         raise
-    # One DuckDB thread: batches of a few thousand rows gain nothing from a second one (their
-    # cost is converting Python values), and the second core is reading.
-    conn.execute("SET threads = 1")
     writer = ImportWriter(conn)
     try:
         if not options.again:
@@ -199,7 +196,8 @@ def _abandon(
     with contextlib.suppress(duckdb.Error):
         writer.rollback()
     conn.close()
-    if not existed:
+    # Unless another command started using the new file meanwhile (its server still serves it).
+    if not existed and not is_served_now(db_path):
         _remove(db_path)
 
 

@@ -1,15 +1,25 @@
-"""Finding and opening the trace database, with one-line errors instead of tracebacks."""
+"""Finding and opening the trace database, with one-line errors instead of tracebacks.
+
+While a process writes a store, it is the store's server (`traces.store.server`): every
+other command, reading or writing, gets a session on it instead of opening the file, which
+DuckDB would refuse. A session behaves like the DuckDB connection these functions return
+(`traces.store.remote`). When no server runs, a read opens the file directly, read-only, as
+any program could: `traces runs` on a quiet store starts nothing.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import duckdb
 
 from traces.errors import DatabaseError
+from traces.store import rendezvous
 from traces.store.migrations import current_version, latest_version, migrate
+from traces.store.remote import RemoteConnection
 from traces.store.schema_docs import apply_comments
 
 DEFAULT_DB = "traces.duckdb"
@@ -27,11 +37,15 @@ def resolve_db_path(explicit: str | Path | None) -> Path:
 
 
 def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    # A writer that is finishing (a recording's writer process committing what it received
-    # after its parent was killed, or closing) holds the lock for a moment longer: wait for
-    # it a little before calling the file locked.
+    # A server that is closing (committing what a killed recorder sent, checkpointing) holds
+    # the lock for a moment longer, one that is starting has the file before it listens:
+    # wait for either a little before calling the file locked.
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
+        if read_only:
+            served = _served(path, rendezvous.READ)
+            if served is not None:
+                return served
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -40,7 +54,8 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
                 raise DatabaseError(f"{path}: cannot open database: {text}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseError(
-                    f"{path}: the database is locked by another process (a recording in progress?)"
+                    f"{path}: the database is locked by another program "
+                    "(traces commands share a store; others must close it first)"
                 ) from None
             time.sleep(0.05)
         except duckdb.Error as exc:
@@ -49,8 +64,49 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             ) from None
 
 
+def _served(path: Path, mode: str) -> duckdb.DuckDBPyConnection | None:
+    """A session on the running server of `path`, if one answers."""
+    session = rendezvous.connect(path, mode)
+    return None if session is None else _remote(session, path)
+
+
+def _remote(session: rendezvous.Session, path: Path) -> duckdb.DuckDBPyConnection:
+    # Typed as what it stands for: it does what the commands do with a DuckDB connection
+    # (execute with parameters, fetch, description, close) and refuses the rest.
+    return cast(duckdb.DuckDBPyConnection, RemoteConnection(session, path))
+
+
+def is_served(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `conn` is a session on the store's server rather than the file itself."""
+    return isinstance(conn, RemoteConnection)
+
+
+def staging_directory(path: Path) -> Path:
+    """A private directory for files the store's server may attach (an analysis's worker
+    outputs): the only one it reads besides the database's own."""
+    where = rendezvous.address(path)
+    rendezvous.prepare(where)
+    return where.staging
+
+
+def is_served_now(path: Path) -> bool:
+    """Whether a server has the database at `path` open (some command is using it)."""
+    return rendezvous.address(path).socket.exists()
+
+
 def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the database for a writer."""
+    """A connection that writes the database: a session on its server, started (creating
+    and migrating the file) when none runs. Transactions are the caller's, as with a file."""
+    if str(path) == ":memory:":
+        return open_file_for_writing(path)
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"{path}: directory {path.parent} does not exist")
+    return _remote(rendezvous.connect_or_start(path, rendezvous.WRITE), path)
+
+
+def open_file_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) and migrate the database file itself: what the store's
+    server does (anyone else goes through `open_for_writing`)."""
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"{path}: directory {path.parent} does not exist")
     conn = _connect(path, read_only=False)
@@ -75,6 +131,8 @@ def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
             f"{path}: no trace database here (record a run first, or pass --db / set {DB_ENV_VAR})"
         )
     conn = _connect(path, read_only=True)
+    if is_served(conn):
+        return conn  # the server opened the file: it is migrated
     try:
         # Asked directly rather than through duckdb_tables(), which costs more than every
         # other query of a `traces runs` (a missing table is a catalog error).
@@ -89,7 +147,7 @@ def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
         conn.close()
         raise DatabaseError(f"{path}: not a trace database (no schema_migrations table)")
     if version < latest_version():
-        # An older file: upgrade once with a short-lived writer, then read as asked.
+        # An older file: upgrade once (a server opens it), then read as asked.
         conn.close()
         open_for_writing(path).close()
         conn = _connect(path, read_only=True)

@@ -1,46 +1,44 @@
-"""The writer process: owns the DuckDB connection, group-commits, acknowledges by sequence.
+"""The writer inside the store's server: group-commits recorders' operations, acks by sequence.
 
-Why a process and not a thread: converting a batch's parameters and running its inserts and
-commit costs about half a millisecond of CPU per step, most of it holding the GIL. In a
-thread of the agent process that time is taken from the event loop that drives every run;
-in its own process it runs on another core and the agent process only pickles row tuples.
+Why a process and not a thread of the recording command: converting a batch's parameters and
+running its inserts and commit costs about half a millisecond of CPU per step, most of it
+holding the GIL. In a thread of the agent process that time is taken from the event loop that
+drives every run; in the server it runs on another core and the agent process only pickles
+row tuples.
 
-Protocol, over two one-way pipes (`multiprocessing` connections, pickles):
+Every recorder connected to the server (`traces.store.server`) sends lists of operations
+`(seq, rows)`: `seq` numbers a recorder's operations from 1 in the order it queued them;
+`rows` maps a table name of `tables.ROW_TYPES` to rows of that table's row type, or
+`run_updates` to `tables.RunUpdate`s. One thread, this writer, takes everything every
+recorder has sent so far and commits it in one transaction, then tells each recorder the
+highest of its operations committed (or why they were rolled back). Sixty-four runs of four
+recorders share one commit per batch instead of paying one each.
 
-- parent -> child (`ops`): lists of operations `(seq, rows)`. `seq` numbers operations from
-  1 in the order they were queued; `rows` maps a table name of `tables.ROW_TYPES` to rows
-  of that table's row type, or `run_updates` to `tables.RunUpdate`s. The parent closes its
-  end to stop the writer.
-- child -> parent (`acks`): first `("ready", None)`, or `("failed", one-line message)` when
-  the database cannot be opened. Then `(seq, error)` after each transaction: every operation
-  up to `seq` is committed (`error` is None) or was rolled back (`error` says why).
-
-The child commits everything it has received before it exits, whether the parent closed the
-pipe on purpose or was killed: what reached the pipe is not lost.
+A recorder whose server died resends what was not acknowledged, marked as a replay: an
+operation whose rows are already stored (the old server committed it but could not say so)
+is skipped, so nothing is stored twice. A recorder that disappears (killed) has what reached
+the server committed all the same, and its runs closed as interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import socket
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
-from traces import interrupts
-from traces.errors import DatabaseError
 from traces.one_line import exception_line
-from traces.store.database import open_for_writing
 from traces.store.inserts import insert_rows, update_runs
-from traces.store.tables import ROW_TYPES
+from traces.store.tables import COLUMNS, ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
-
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
 
 Row = tuple[Any, ...]
 Rows = dict[str, Sequence[Row]]
@@ -51,70 +49,153 @@ _TOKEN_TOTALS = ",\n".join(
 )
 """The token totals of a run closed for its dead recorder, from the steps it recorded."""
 
-_MAX_OPS_PER_COMMIT = 4096
+MAX_OPS_PER_COMMIT = 4096
 """Bound on one transaction, so a flood of queued work still gets acknowledged in steps."""
 
+CONFLICT_WAIT_S = 60.0
+"""How long a batch that conflicts with another transaction (an analysis updating the same
+run) is retried before its recorders are told it failed."""
 
-def writer_main(path: Path, ops: Connection, acks: Connection) -> None:
-    """The child's whole life: open the database, then commit and acknowledge until EOF."""
-    # Only the parent decides when recording ends. Ctrl-C reaches the whole process group,
-    # and the parent still has to record its runs as interrupted through this writer. (It
-    # started with both signals blocked; see `Recorder`.)
-    interrupts.ignore_in_child()
-    try:
-        conn = open_for_writing(path)
-        # A batch is a few dozen rows: DuckDB's worker threads cannot speed that up, and
-        # waking them cost ~12% more CPU on a machine whose cores the agents need.
-        conn.execute("SET threads = 1")
-        mark_dead_runs_interrupted(conn)
-    except Exception as exc:
-        if isinstance(exc, DatabaseError):
-            detail = str(exc)
-        else:
-            detail = f"{path}: cannot open database: {exception_line(exc)}"
-        # A parent that stopped waiting (Ctrl-C) has closed the pipe: nobody to tell.
-        with contextlib.suppress(OSError):
-            acks.send(("failed", detail))
-        return
-    try:
-        try:
-            acks.send(("ready", None))
-        except OSError:
-            return  # the parent stopped waiting for this (Ctrl-C): nothing will come
-        eof = False
-        while not eof:
-            batch, eof = _receive(ops)
-            if batch:
-                error = _commit(conn, batch)
-                # A parent that is gone cannot be told; the rows are committed all the same.
+
+@dataclass(eq=False)
+class Recording:
+    """One recorder's session, as the writer sees it."""
+
+    pid: int
+    """The recording process (its runs are closed as interrupted when it is gone)."""
+    acknowledge: Callable[[tuple[Any, ...]], None]
+    """Sends a message to the recorder; raises OSError when it is gone."""
+    received: int = 0
+    """Highest operation received: a resent one at or below it is a duplicate."""
+    failed: bool = field(default=False)
+
+
+@dataclass
+class _Work:
+    recording: Recording
+    ops: list[Op]
+    replay: bool
+
+
+class Writer:
+    """The thread that commits recorders' operations (see the module's docstring)."""
+
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        commit_lock: threading.Lock,
+        on_end: Callable[[Recording], bool],
+    ) -> None:
+        """Commit through `conn` (a cursor of its own), holding `commit_lock` around each
+        transaction; `on_end(recording)` is called once a recorder left (its work committed)
+        and says whether it was the server's last client."""
+        self.conn = conn
+        self.commit_lock = commit_lock
+        self.on_end = on_end
+        self._queue: queue.SimpleQueue[tuple[str, Recording, list[Op], bool] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="traces-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start committing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def received(self, recording: Recording, ops: list[Op], replay: bool) -> None:
+        """Queue a recorder's operations (in the order it sent them)."""
+        fresh = [op for op in ops if op[0] > recording.received]
+        if fresh:
+            recording.received = fresh[-1][0]
+            self._queue.put(("ops", recording, fresh, replay))
+
+    def bye(self, recording: Recording) -> None:
+        """The recorder is done: once its operations are committed, tell it (and whether it
+        was the last client)."""
+        self._queue.put(("bye", recording, [], False))
+
+    def gone(self, recording: Recording) -> None:
+        """The recorder vanished: commit what it sent, then close its runs if it is dead."""
+        self._queue.put(("gone", recording, [], False))
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch = []
+            ops = 0
+            while item is not None:
+                batch.append(item)
+                ops += len(item[2])
+                if ops >= MAX_OPS_PER_COMMIT:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            stop = item is None
+            self._handle(batch)
+
+    def _handle(self, batch: list[tuple[str, Recording, list[Op], bool]]) -> None:
+        work = [_Work(r, ops, replay) for kind, r, ops, replay in batch if kind == "ops"]
+        work = [w for w in work if not w.recording.failed]
+        if work:
+            for recording, error in self._commit(work).items():
+                if error is not None:
+                    recording.failed = True
+                seq = max(op[0] for w in work if w.recording is recording for op in w.ops)
+                with contextlib.suppress(OSError):  # gone: the rows are committed all the same
+                    recording.acknowledge(("ack", seq, error))
+        for kind, recording, _, _ in batch:
+            if kind == "bye":
+                last = self.on_end(recording)
                 with contextlib.suppress(OSError):
-                    acks.send((batch[-1][0], error))
-    finally:
-        conn.close()
+                    recording.acknowledge(("bye", last))
+            elif kind == "gone":
+                if not pid_alive(recording.pid):
+                    with self.commit_lock, contextlib.suppress(duckdb.Error):
+                        mark_dead_runs_interrupted(self.conn)
+                self.on_end(recording)
+
+    def _commit(self, work: list[_Work]) -> dict[Recording, str | None]:
+        """Commit every recorder's work in one transaction; when that fails, each
+        recorder's alone, so one recorder's bad rows do not fail the others'."""
+        recordings = list(dict.fromkeys(w.recording for w in work))
+        error = self._transaction(work)
+        if error is None or len(recordings) == 1:
+            return dict.fromkeys(recordings, error)
+        return {r: self._transaction([w for w in work if w.recording is r]) for r in recordings}
+
+    def _transaction(self, work: list[_Work]) -> str | None:
+        """One transaction of `work`, retried while it conflicts with another one; the
+        error as one line, or None."""
+        deadline = time.monotonic() + CONFLICT_WAIT_S
+        delay = 0.01
+        while True:
+            with self.commit_lock:
+                error, conflict = _commit(self.conn, work)
+            if not conflict or time.monotonic() >= deadline:
+                return error
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
-def _receive(ops: Connection) -> tuple[list[Op], bool]:
-    """Wait for work, then take everything else already sent: one commit covers all of it."""
-    batch: list[Op] = []
-    try:
-        batch.extend(ops.recv())
-        while len(batch) < _MAX_OPS_PER_COMMIT and ops.poll():
-            batch.extend(ops.recv())
-    except (EOFError, OSError):
-        # Closed, or the parent died (a message cut short by a kill raises OSError). Every
-        # whole message already received is still committed.
-        return batch, True
-    return batch, False
-
-
-def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
-    """Insert a batch in one transaction; the error as one line, or None."""
+def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | None, bool]:
+    """Insert the work's rows in one transaction: (the error as one line or None, whether
+    it was a conflict with another transaction worth retrying)."""
     rows: defaultdict[str, list[Row]] = defaultdict(list)
-    for _, op in batch:
-        for table, table_rows in op.items():
-            rows[table].extend(table_rows)
     try:
         conn.execute("BEGIN TRANSACTION")
+        for w in work:
+            for _, op in w.ops:
+                if w.replay and _stored(conn, op):
+                    continue
+                for table, table_rows in op.items():
+                    rows[table].extend(table_rows)
         for table in ROW_TYPES:  # a run before its steps
             insert_rows(conn, table, rows[table])
         update_runs(conn, rows["run_updates"])
@@ -122,15 +203,40 @@ def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
     except Exception as exc:
         with contextlib.suppress(duckdb.Error):
             conn.execute("ROLLBACK")
-        return exception_line(exc)
-    return None
+        return exception_line(exc), "conflict" in str(exc).lower()
+    return None, False
+
+
+_ANCHORS = {
+    "runs": ("id",),
+    "steps": ("run_id", "idx"),
+    "tool_results": ("run_id", "step_idx", "call_idx"),
+}
+"""The key of the first row that tells whether an operation is stored, by table, in the order
+an operation's tables are looked at."""
+
+
+def _stored(conn: duckdb.DuckDBPyConnection, op: Rows) -> bool:
+    """Whether a resent operation is already stored. An operation commits whole, so its
+    first keyed row tells: the run it begins, the step it records, the result it adds.
+    Messages (stored once by hash) and a run's ending (an update) can simply be done again."""
+    for table, key in _ANCHORS.items():
+        rows = op.get(table)
+        if rows:
+            values = [rows[0][COLUMNS[table].index(column)] for column in key]
+            where = " AND ".join(f"{column} = ?" for column in key)
+            found = conn.execute(f"SELECT 1 FROM {table} WHERE {where}", values).fetchone()
+            return found is not None
+    return False
 
 
 def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
     """Close runs left `running` by recorders on this host that no longer exist.
 
-    A killed process cannot say goodbye; the next writer to open the file says it for it,
-    and fills in the totals from the steps that were durably recorded.
+    A killed process cannot say goodbye; the server says it for it (when its connection
+    drops, or when the next server opens the file), and fills in the totals from the steps
+    that were durably recorded. A recorder still alive, whichever server it talks to, keeps
+    its runs.
     """
     host = socket.gethostname()
     found = conn.execute(
@@ -147,7 +253,7 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
                 tool_errors = (SELECT count(*) FROM tool_results
                                WHERE run_id = runs.id AND error IS NOT NULL),
                 {_TOKEN_TOTALS}
-            WHERE id = ?
+            WHERE id = ? AND status = 'running'
             """,
             [run_id],
         )
@@ -155,7 +261,7 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
+    """Whether a process with this id exists on this host (a zombie has ended: no)."""
     if pid == os.getpid():
         return True
     try:
@@ -164,4 +270,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed recorder whose parent has not reaped it yet
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
