@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.persist import analyze_recorded
-from analyzer.fail_on import check_fail_on
+from analyzer.checks.live import LiveChecks
+from analyzer.checks.persist import analyze_recorded, finding_counts
+from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
@@ -21,8 +22,9 @@ from analyzer.options import (
     finite,
 )
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
-from analyzer.progress import run_bars
+from analyzer.progress import RunBars, run_bars
 from traces.errors import EndpointError
+from traces.model import RunOutcome
 from traces.runner import RunSummary
 from traces.running import dead_endpoint, record_targets, serving, target_plans
 from traces.sample_files import resolve_task
@@ -102,26 +104,60 @@ def record(
     )
     db_path = resolve_db_path(db)
     runs = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
-    with serving([target], timeout) as [endpoint]:
-        plans = target_plans(
-            target,
-            endpoint,
-            [runs],
-            concurrency=concurrency,
-            stream=stream,
-            seed=seed,
-            temperature=temperature,
+    with LiveChecks(db_path) as live:
+        with serving([target], timeout) as [endpoint]:
+            plans = target_plans(
+                target,
+                endpoint,
+                [runs],
+                concurrency=concurrency,
+                stream=stream,
+                seed=seed,
+                temperature=temperature,
+            )
+            with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
+                progress = _CheckingAsRunsEnd(bars, live, repeat, concurrency)
+                recorded = record_targets({target.provider: plans}, db_path, concurrency, progress)
+        summaries = recorded[target.provider]
+        # The runs that ended last are checked here (with the recording over, a process of
+        # their own would cost more than it saves) while the checker finishes its own, then
+        # any it could not do.
+        checked = analyze_recorded(
+            db_path, [s.id for s in summaries if s.id not in progress.handed_over]
         )
-        with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
-            recorded = record_targets({target.provider: plans}, db_path, concurrency, bars)
-    summaries = recorded[target.provider]
-    # After the recorder closed: the checks need the database to themselves.
-    findings = analyze_recorded(db_path, [s.id for s in summaries])
+        checked.update(analyze_recorded(db_path, live.finish()))
+        counts = {**live.counts, **{run: finding_counts(f) for run, f in checked.items()}}
     dead = dead_endpoint(summaries)
-    _report(summaries, fmt, loaded, {run: len(found) for run, found in findings.items()}, dead)
+    _report(summaries, fmt, loaded, {run: sum(c.values()) for run, c in counts.items()}, dead)
     if dead:
         raise dead
-    check_fail_on(findings, fail_on)
+    check_fail_on_counts(counts, fail_on)
+
+
+class _CheckingAsRunsEnd:
+    """The recording's progress (`RunProgress`): the bars, and each run that ends while
+    others wait to start handed to the live checks, so its findings show during the
+    recording (`traces runs`)."""
+
+    def __init__(self, bars: RunBars, live: LiveChecks, runs: int, concurrency: int) -> None:
+        self.bars = bars
+        self.live = live
+        self.left = runs
+        self.concurrency = concurrency
+        self.handed_over: set[str] = set()
+
+    def started(self, label: str, runs: int) -> None:
+        self.bars.started(label, runs)
+
+    def stepped(self, label: str) -> None:
+        self.bars.stepped(label)
+
+    def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
+        self.bars.done(label, run_id, outcome)
+        self.left -= 1
+        if self.left >= self.concurrency:  # a queued run starts now: a run length to go
+            self.live.check(run_id)
+            self.handed_over.add(run_id)
 
 
 def _report(

@@ -204,13 +204,11 @@ class Server:
 
     def run(self, sock: socket.socket) -> None:
         """Accept clients until the last leaves, then close the database."""
-        self.writer.start()
         try:
             self._accept(sock)
         finally:
             sock.close()
             self.where.socket.unlink(missing_ok=True)
-            self.writer.stop()
             self.fresh.close()
             self.db.close()
 

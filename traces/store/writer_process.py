@@ -9,10 +9,10 @@ row tuples.
 Every recorder connected to the server (`traces.store.server`) sends lists of operations
 `(seq, rows)`: `seq` numbers a recorder's operations from 1 in the order it queued them;
 `rows` maps a table name of `tables.ROW_TYPES` to rows of that table's row type, or
-`run_updates` to `tables.RunUpdate`s. One thread, this writer, takes everything every
-recorder has sent so far and commits it in one transaction, then tells each recorder the
-highest of its operations committed (or why they were rolled back). Sixty-four runs of four
-recorders share one commit per batch instead of paying one each.
+`run_updates` to `tables.RunUpdate`s. The writer takes everything every recorder has sent
+so far and commits it in one transaction, then tells each recorder the highest of its
+operations committed (or why they were rolled back). Sixty-four runs of four recorders
+share one commit per batch instead of paying one each.
 
 A recorder whose server died resends what was not acknowledged, marked as a replay: an
 operation whose rows are already stored (the old server committed it but could not say so)
@@ -78,7 +78,14 @@ class _Work:
 
 
 class Writer:
-    """The thread that commits recorders' operations (see the module's docstring)."""
+    """Commits recorders' operations (see the module's docstring).
+
+    No thread of its own: the thread of the session that receives operations commits them,
+    with everything any other session queued meanwhile, unless another is committing
+    already, which then takes them too before it lets go (leader and followers). An
+    operation goes from the socket to the database without waking another thread, which
+    on a busy machine costs a scheduling delay each time.
+    """
 
     def __init__(
         self,
@@ -92,55 +99,51 @@ class Writer:
         self.conn = conn
         self.commit_lock = commit_lock
         self.on_end = on_end
-        self._queue: queue.SimpleQueue[tuple[str, Recording, list[Op], bool] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._run, name="traces-writer", daemon=True)
-
-    def start(self) -> None:
-        """Start committing."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Commit what is queued, then stop."""
-        self._queue.put(None)
-        self._thread.join()
+        self._queue: queue.SimpleQueue[tuple[str, Recording, list[Op], bool]] = queue.SimpleQueue()
+        self._leading = threading.Lock()
+        """Held by the thread committing; the others leave their work in the queue."""
 
     def received(self, recording: Recording, ops: list[Op], replay: bool) -> None:
-        """Queue a recorder's operations (in the order it sent them)."""
+        """A recorder's operations (in the order it sent them): committed before this
+        returns, unless another thread is committing and takes them over."""
         fresh = [op for op in ops if op[0] > recording.received]
         if fresh:
             recording.received = fresh[-1][0]
-            self._queue.put(("ops", recording, fresh, replay))
+            self._submit(("ops", recording, fresh, replay))
 
     def bye(self, recording: Recording) -> None:
         """The recorder is done: once its operations are committed, tell it (and whether it
         was the last client)."""
-        self._queue.put(("bye", recording, [], False))
+        self._submit(("bye", recording, [], False))
 
     def gone(self, recording: Recording) -> None:
         """The recorder vanished: commit what it sent, then close its runs if it is dead."""
-        self._queue.put(("gone", recording, [], False))
+        self._submit(("gone", recording, [], False))
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            batch = []
-            ops = 0
-            while item is not None:
+    def _submit(self, item: tuple[str, Recording, list[Op], bool]) -> None:
+        self._queue.put(item)
+        # Whoever holds the lock checks the queue again after letting go: work queued while
+        # it committed is never left behind.
+        while not self._queue.empty() and self._leading.acquire(blocking=False):
+            try:
+                self._handle(self._take())
+            finally:
+                self._leading.release()
+
+    def _take(self) -> list[tuple[str, Recording, list[Op], bool]]:
+        """Everything queued (up to a bound on one transaction)."""
+        batch = []
+        ops = 0
+        with contextlib.suppress(queue.Empty):
+            while ops < MAX_OPS_PER_COMMIT:
+                item = self._queue.get_nowait()
                 batch.append(item)
                 ops += len(item[2])
-                if ops >= MAX_OPS_PER_COMMIT:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            stop = item is None
-            self._handle(batch)
+        return batch
 
     def _handle(self, batch: list[tuple[str, Recording, list[Op], bool]]) -> None:
+        if not batch:
+            return
         work = [_Work(r, ops, replay) for kind, r, ops, replay in batch if kind == "ops"]
         work = [w for w in work if not w.recording.failed]
         if work:
