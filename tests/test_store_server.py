@@ -496,3 +496,76 @@ def test_a_write_session_commits_on_its_own_while_a_recorder_holds_the_store(
     finally:
         recorder.close()
     assert query_rows(db_path, "SELECT hash FROM messages") == [{"hash": "h"}]
+
+
+def test_concurrent_transactions_storing_the_same_message_both_commit(db_path: Path) -> None:
+    """Messages are stored once, by hash: the later of two transactions that inserted the
+    same one gives it up when it commits, instead of failing on it."""
+    Recorder(db_path).close()
+    first, second = open_for_writing(db_path), open_for_writing(db_path)
+    try:
+        insert = (
+            "INSERT INTO messages (hash, role, body) VALUES (?, 'user', ?) ON CONFLICT DO NOTHING"
+        )
+        for conn, run in ((first, "a"), (second, "b")):
+            conn.execute("BEGIN TRANSACTION")
+            conn.execute(insert, ["shared", f'"{run}"'])
+            conn.execute(insert, [f"own-{run}", f'"{run}"'])
+            conn.execute(
+                "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, "
+                "settings, seed, status, started_at, recorder_pid, recorder_host) VALUES "
+                "(?, 't', 't', '0', 'p', 'm', 'u', '{}', 0, 'completed', now(), 0, 'h')",
+                [run],
+            )
+        first.execute("COMMIT")
+        second.execute("COMMIT")  # would fail on "shared" without giving it up
+    finally:
+        first.close()
+        second.close()
+    rows = query_rows(db_path, "SELECT hash, body FROM messages ORDER BY hash")
+    assert rows == [
+        {"hash": "own-a", "body": '"a"'},
+        {"hash": "own-b", "body": '"b"'},
+        {"hash": "shared", "body": '"a"'},  # the first to commit it
+    ]
+    assert [r["id"] for r in query_rows(db_path, "SELECT id FROM runs ORDER BY id")] == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_runs_that_end_early_are_checked_while_the_recording_goes_on(db_path: Path) -> None:
+    faulty = SimConfig(latency_ms=15, faults={"hallucinated_tool": 1.0})
+    with SimServer(faulty) as server:
+        done = run_cli(
+            "record",
+            "--task",
+            str(TASKS / "chain.toml"),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "sim-reasoner-1",
+            "--api-key-env",
+            "HOME",
+            "--no-stream",
+            "--max-steps",
+            "120",
+            "--repeat",
+            "6",
+            "--concurrency",
+            "2",
+            "--db",
+            str(db_path),
+            "-f",
+            "json",
+        )
+    assert done.returncode == 0, done.stderr
+    printed = {row["id"]: row["findings"] for row in json.loads(done.stdout)}
+    runs = query_rows(
+        db_path,
+        "SELECT r.id, r.ended_at, count(f.kind) AS findings, min(f.created_at) AS checked "
+        "FROM runs r LEFT JOIN findings f ON f.run_id = r.id GROUP BY ALL ORDER BY r.ended_at",
+    )
+    # Every run was checked, once, and the command counted what was stored.
+    assert {r["id"]: r["findings"] for r in runs} == printed
+    assert all(r["findings"] > 0 for r in runs)
+    # The first run to end had its findings stored before the last run ended.
+    assert runs[0]["checked"] < runs[-1]["ended_at"]
