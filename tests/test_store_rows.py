@@ -114,6 +114,7 @@ def _run() -> RunRecord:
         origin="probe",
         import_id="imp-7",
         conversation="conv-3",
+        retry_of="run-0",
     )
 
 
@@ -171,6 +172,7 @@ def _step() -> StepRecord:
         anomalies=[{"kind": "odd"}],
         request_hash="hash-request",
         upstream_provider="upstream-b",
+        resumption=2,
     )
 
 
@@ -246,6 +248,8 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "conversation": "conv-3",
             "failure_summary": None,
             "findings_by_kind": None,
+            "resumptions": 0,
+            "retry_of": "run-0",
         }
     ]
     assert _read(db, "steps", "idx") == [
@@ -290,6 +294,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "anomalies": [{"kind": "odd"}],
             "request_hash": "hash-request",
             "upstream_provider": "upstream-b",
+            "resumption": 2,
         }
     ]
     assert _read(db, "step_messages", "position") == [
@@ -458,6 +463,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "anomalies": None,
         "request_hash": request_hash(hashes[:2], PARAMS),
         "upstream_provider": None,
+        "resumption": None,
     }
     assert _read(db, "step_messages", "step_idx, position") == [
         {"run_id": run_id, "step_idx": 0, "position": 0, "hash": hashes[0]},
@@ -529,6 +535,8 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "conversation": "conv-3",
         "failure_summary": None,
         "findings_by_kind": None,
+        "resumptions": 0,
+        "retry_of": None,
     }
     [imported] = _read(db, "imports", "id")
     assert imported == {

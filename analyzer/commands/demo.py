@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer.commands.record import record
+from analyzer.commands.record import record_task
 from analyzer.commands.show import show
 from analyzer.options import DbOption
 from analyzer.output import OutputFormat
@@ -32,7 +32,7 @@ def demo(
     sys.stderr.write(
         f"recording sample task {task!r} against the embedded simulator into {db_path}\n"
     )
-    record(task=str(path), db=db_path, repeat=1, concurrency=1, fmt=OutputFormat.table)
+    record_task(str(path), db_path, repeat=1, concurrency=1)
     show(run="last", full=False, db=db_path, fmt=OutputFormat.table)
     sys.stderr.write(
         f"\nnext: traces runs --db {db_path}   traces show last --full   "

@@ -146,6 +146,10 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     )
     if detail["error"]:
         out.print(f"[red]error:[/red] {_text(detail['error'])}")
+    if detail.get("retry_of"):
+        out.print(f"retry of run {_text(detail['retry_of'])}")
+    if detail.get("resumptions"):
+        out.print(f"resumed {_text(detail['resumptions'])}× after an interruption")
     if detail.get("failure_summary"):
         out.print(f"[yellow]failures:[/yellow] {_text(detail['failure_summary'])}")
     tool_errors = _tool_error_counts(detail["steps"])
@@ -162,6 +166,11 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             f"reasoning {_text(usage['reasoning_tokens'])}  "
             f"finish {_text(step['finish_reason'])}"
             + (f"  retries {step['retries']}" if step["retries"] else "")
+            + (
+                f"  [yellow]resumed here (resumption {step['resumption']})[/yellow]"
+                if step.get("resumption")
+                else ""
+            )
         )
         if step.get("stream"):
             out.print(f"  [dim]stream: {_text(describe_shape(step['stream']))}[/dim]")

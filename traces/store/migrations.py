@@ -317,6 +317,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "resume and retry: resumptions of a run, the run a retry records again",
+        # Runs and steps stored before this migration were never resumed nor retried: 0 and
+        # null say exactly that.
+        """
+        ALTER TABLE runs ADD COLUMN resumptions INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN retry_of VARCHAR;
+        ALTER TABLE steps ADD COLUMN resumption INTEGER;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -28,7 +28,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "provider": "Provider label: `sim` (embedded simulator), `custom` (--base-url).",
             "model": "Model id sent in every request.",
             "base_url": "Endpoint base URL, credentials and query stripped.",
-            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay...",
+            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay..., "
+            "and `endpoint`, how to reach the endpoint again (`record --resume`).",
             "seed": "Seed of the task world (and the request `seed` field).",
             "status": "running | completed | failed | interrupted.",
             "termination": "Why it stopped: completed, max_steps, model_error, provider_error, "
@@ -59,6 +60,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "failure_summary": "One line: findings by severity and kind, most severe first "
             "(null until analyzed, empty when clean).",
             "findings_by_kind": "Findings counted by kind, as a JSON object.",
+            "resumptions": "Times `traces record --resume` took the run up again after an "
+            "interruption (0: never); its steps continue the numbering, and the first step "
+            "each resumption sent carries its number (`steps.resumption`).",
+            "retry_of": "The run this one records again (`traces record --retry-failed`): a "
+            "run that ended with a provider error, kept for comparison; null otherwise.",
         },
     ),
     "messages": (
@@ -120,6 +126,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "pairs the same request across providers.",
             "upstream_provider": "Host that served the call behind a router (OpenRouter's "
             "`provider` field).",
+            "resumption": "On the first step a `traces record --resume` sent: which "
+            "resumption of the run it was (1, 2, …); null on every other step. The request "
+            "was rebuilt from the store and the tools' state replayed from the recorded calls.",
         },
     ),
     "step_messages": (

@@ -50,6 +50,11 @@ class RunRow(NamedTuple):
     # Written by the checks (`traces analyze`), never by a recorder or an import.
     failure_summary: str | None = None
     findings_by_kind: str | None = None
+    # Added by migration 8, hence last.
+    resumptions: int = 0
+    """Times `traces record --resume` took the run up again (0 for a run never resumed)."""
+    retry_of: str | None = None
+    """The failed run this run records again (`traces record --retry-failed`)."""
 
 
 class RunUpdate(NamedTuple):
@@ -120,6 +125,8 @@ class StepRow(NamedTuple):
     anomalies: str | None
     request_hash: str | None
     upstream_provider: str | None
+    resumption: int | None = None
+    """Added by migration 8, hence last: set on the first step a resumption sent."""
 
 
 class StepMessageRow(NamedTuple):
