@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,9 +163,23 @@ def group_processes(pgid: int) -> set[int]:
     return found
 
 
+def read_only(db: Path) -> duckdb.DuckDBPyConnection:
+    """The database at `db` opened read-only by DuckDB itself, as any program would. A store
+    server whose last client was just killed may hold it a moment longer (committing what
+    it received, closing the run): wait for that, as a traces command would."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """The rows of a query on the database at `db` (opened read-only), as dicts by column."""
-    with duckdb.connect(str(db), read_only=True) as conn:
+    with read_only(db) as conn:
         cursor = conn.execute(sql, list(params))
         names = [d[0] for d in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -173,7 +188,7 @@ def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str,
 def table_counts(db: Path) -> dict[str, int]:
     """Row counts of every table of the database at `db`: equal before and after a command
     that must leave the store as it was."""
-    with duckdb.connect(str(db), read_only=True) as conn:
+    with read_only(db) as conn:
         tables = [
             name
             for (name,) in conn.execute(
