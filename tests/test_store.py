@@ -358,8 +358,9 @@ def test_a_program_holding_the_file_gives_the_one_line_locked_error(db_path: Pat
         holder.close()
     message = str(caught.value)
     assert message == (
-        f"{db_path}: the database is locked by another program "
-        "(traces commands share a store; others must close it first)"
+        f"{db_path}: the database is locked by another program (process {os.getpid()}, "
+        f"{Path('/proc/self/exe').resolve().name}) (traces commands share a store; others "
+        "must close it first)"
     )
 
 

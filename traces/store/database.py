@@ -10,6 +10,7 @@ any program could: `traces runs` on a quiet store starts nothing.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import cast
@@ -54,7 +55,7 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
                 raise DatabaseError(f"{path}: cannot open database: {text}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseError(
-                    f"{path}: the database is locked by another program "
+                    f"{path}: the database is locked by another program{_holder(text)} "
                     "(traces commands share a store; others must close it first)"
                 ) from None
             time.sleep(0.05)
@@ -62,6 +63,12 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             raise DatabaseError(
                 f"{path}: not a trace database: {str(exc).splitlines()[0]}"
             ) from None
+
+
+def _holder(lock_error: str) -> str:
+    """` (process N, PROGRAM)` when DuckDB's lock error names the process holding the file."""
+    found = re.search(r"held in (\S+) \(PID (\d+)\)", lock_error)
+    return f" (process {found[2]}, {os.path.basename(found[1])})" if found else ""
 
 
 def _served(path: Path, mode: str) -> duckdb.DuckDBPyConnection | None:
