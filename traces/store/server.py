@@ -293,13 +293,18 @@ class Server:
         recording = Recording(pid=pid, acknowledge=send)
         while True:
             try:
-                message = conn.recv()
+                messages = [conn.recv()]
+                # Everything else it sent while the last commit ran: one commit for all.
+                while messages[-1][0] == "ops" and conn.poll():
+                    messages.append(conn.recv())
             except (EOFError, OSError):
                 self.writer.gone(recording)
                 break
-            if message[0] == "ops":
-                self.writer.received(recording, message[1], bool(message[2]))
-            elif message[0] == "bye":
+            ops = [op for message in messages if message[0] == "ops" for op in message[1]]
+            if ops:
+                replay = any(message[2] for message in messages if message[0] == "ops")
+                self.writer.received(recording, ops, replay)
+            if messages[-1][0] == "bye":
                 self.writer.bye(recording)
                 # It closes once told; until then the connection stays ours to answer on.
                 with contextlib.suppress(EOFError, OSError):
