@@ -30,6 +30,7 @@ import os
 import re
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ FIRST_CLIENT_WAIT_S = 30.0
 
 LIFE_LOCK_WAIT_S = 60.0
 """How long a new server waits for the previous one to close the file."""
+
+HELLO_WAIT_S = 10.0
+"""How long a client that connected has to prove it knows the key and say hello."""
 
 CHUNK_ROWS = 2048
 """Rows of a result sent at a time: a large result streams rather than sitting whole in
@@ -156,6 +160,13 @@ def _listen(where: rendezvous.Address) -> socket.socket:
     return sock
 
 
+def _receive_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make reads of the socket fail after `seconds` without data (0: wait for ever)."""
+    whole = int(seconds)
+    value = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+
+
 def _first_local_rowid(db: duckdb.DuckDBPyConnection) -> int | None:
     """The row id DuckDB gives the first row a transaction inserts, before it commits.
 
@@ -250,8 +261,15 @@ class Server:
     # -- one client -------------------------------------------------------------------------
 
     def _client(self, sock: socket.socket) -> None:
-        conn = Connection(sock.detach())
-        hello = self._greet(conn)
+        # A client that connects and then says nothing (stopped, or not one of ours) must
+        # not keep the server alive: the handshake has a deadline, the session none. The
+        # deadline belongs to the socket, which the connection's own descriptor shares.
+        with sock:
+            _receive_timeout(sock, HELLO_WAIT_S)
+            conn = Connection(os.dup(sock.fileno()))
+            hello = self._greet(conn)
+            if hello is not None:
+                _receive_timeout(sock, 0)
         if hello is None:
             conn.close()
             self.leave()
