@@ -98,7 +98,7 @@ def staging_directory(path: Path) -> Path:
 
 def is_served_now(path: Path) -> bool:
     """Whether a server has the database at `path` open (some command is using it)."""
-    return rendezvous.address(path).socket.exists()
+    return rendezvous.listening(path)
 
 
 def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:

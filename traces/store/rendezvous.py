@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import os
 import secrets
+import socket
 import stat
 import sys
 import tempfile
@@ -150,6 +151,19 @@ class Session:
         self.conn.close()
         if last:
             wait_exited(self.server_pid, RELEASE_WAIT_S)
+
+
+def listening(path: Path) -> bool:
+    """Whether a server of `path` accepts connections (a killed one's socket does not)."""
+    where = address(path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(where.socket))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def connect(path: Path, mode: str) -> Session | None:
