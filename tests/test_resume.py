@@ -440,8 +440,9 @@ def test_runs_that_ended_with_provider_errors_are_recorded_again(
     assert sorted(r["retry_of"] for r in rows) == failed
     links = query_rows(
         db,
-        "SELECT n.id, n.seed = o.seed AS same_seed, n.settings->>'$.seed' = "
-        "o.settings->>'$.seed' AS same_request_seed, n.task = o.task AS same_task, "
+        # Parenthesized: DuckDB 1.5 (the lake extra's) reads `a->>'$.k' = b->>'$.k'` otherwise.
+        "SELECT n.id, n.seed = o.seed AS same_seed, (n.settings->>'$.seed') = "
+        "(o.settings->>'$.seed') AS same_request_seed, n.task = o.task AS same_task, "
         "o.status AS old_status FROM runs n JOIN runs o ON n.retry_of = o.id",
     )
     assert len(links) == len(failed)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from traces.client import EndpointClient, EndpointConfig
@@ -29,6 +28,7 @@ from traces.runner import (
     record_runs,
 )
 from traces.sim.server import SimServer
+from traces.store.database import Store
 from traces.store.recorder import Recorder
 from traces.suites import SuiteTask
 from traces.targets import Target
@@ -121,7 +121,7 @@ def target_plans(
 
 
 def record_targets(
-    plans: dict[str, list[RunPlan]], db_path: Path, concurrency: int, progress: RunProgress
+    plans: dict[str, list[RunPlan]], db_path: Store, concurrency: int, progress: RunProgress
 ) -> Recorded:
     """Record every target's plans into `db_path`, all targets at once and at most
     `concurrency` runs of one target in flight; their summaries by target label.
@@ -164,7 +164,7 @@ def record_targets(
 
 
 def recording(
-    db_path: Path, work: Callable[[Recorder, InterruptedCallback], Coroutine[Any, Any, _T]]
+    db_path: Store, work: Callable[[Recorder, InterruptedCallback], Coroutine[Any, Any, _T]]
 ) -> _T:
     """Run `work(recorder, on_interrupted)` with a recorder on `db_path`, until it is done or
     SIGTERM or Ctrl-C cancels it; `work` names to `on_interrupted` each run the cancellation

@@ -2,7 +2,8 @@
 
 A recording of more runs than it runs at once lasts several run lengths; its first runs'
 findings need not wait for the last. Each run that ends while others are still queued is
-handed to a checker process (`python -m analyzer.checks.live JOBS_FD RESULTS_FD DB`): it
+handed to a checker process (`python -m analyzer.checks.live JOBS_FD RESULTS_FD DB
+DATA_PATH`): it
 analyzes it through the store's server, which the recording keeps open, and stores its
 findings at once, in a transaction of its own. A process and not a thread: the checks are
 Python holding the GIL, and the event loop that times every request must not wait for them.
@@ -19,11 +20,11 @@ import os
 import subprocess
 import sys
 from multiprocessing.connection import Connection
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from analyzer.checks.persist import FindingCounts
+from traces.store.database import Store
 
 _CLOSE_WAIT_S = 120.0
 """How long the command waits for the checker to finish the runs it was handed."""
@@ -32,7 +33,7 @@ _CLOSE_WAIT_S = 120.0
 class LiveChecks:
     """The checker process of one recording, started when the first run is handed over."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Store) -> None:
         """Check runs of the store at `db_path`; nothing starts until `check` is called."""
         self.db_path = db_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -97,6 +98,7 @@ class LiveChecks:
                         str(jobs_read),
                         str(results_write),
                         str(self.db_path),
+                        getattr(self.db_path, "data_path", None) or "",
                     ],
                     pass_fds=(jobs_read, results_write),
                     stdin=subprocess.DEVNULL,
@@ -124,7 +126,7 @@ class LiveChecks:
         self._process = self._jobs = self._results = None
 
 
-def serve(jobs_fd: int, results_fd: int, db_path: Path) -> None:
+def serve(jobs_fd: int, results_fd: int, db_path: Store) -> None:
     """The checker's life: check each run handed over, storing its findings, until the
     job pipe closes."""
     from traces import interrupts
@@ -153,8 +155,11 @@ def serve(jobs_fd: int, results_fd: int, db_path: Path) -> None:
 
 
 def main() -> None:
-    """`python -m analyzer.checks.live JOBS_FD RESULTS_FD DB`."""
-    serve(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
+    """`python -m analyzer.checks.live JOBS_FD RESULTS_FD DB DATA_PATH`."""
+    from traces.store.database import resolve_db_path
+
+    store = resolve_db_path(sys.argv[3], sys.argv[4] or None)
+    serve(int(sys.argv[1]), int(sys.argv[2]), store)
 
 
 if __name__ == "__main__":

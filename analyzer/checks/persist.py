@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -25,8 +25,9 @@ from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.records import Finding, Run
 from analyzer.checks.registry import CHECK_VERSION, run_checks
-from traces.store.database import open_for_writing
+from traces.store.database import Store, open_for_writing
 from traces.store.inserts import insert_columns, insert_rows
+from traces.store.lake import is_lake, transaction
 from traces.store.tables import FindingRow, LedgerRow
 
 if TYPE_CHECKING:
@@ -206,8 +207,8 @@ def without_collector() -> Iterator[None]:
 
 
 CONFLICT_ATTEMPTS = 5
-"""Times an analysis in a transaction of its own is tried when it conflicts with another
-transaction (a recorder ending a run the analysis updates, on a store being recorded)."""
+"""Times an analysis of a store file, in a transaction of its own, is tried when it conflicts
+with another transaction (a recorder ending a run the analysis updates)."""
 
 
 def analyze_runs(
@@ -230,19 +231,21 @@ def analyze_runs(
     With `on_findings(run_id, findings)`, each run's findings go there once stored instead
     of into the returned dict (then empty): a million-step analysis need not hold them all.
 
-    In a transaction of its own, an analysis that conflicts with another transaction (a run
-    it updates was ended meanwhile) is rolled back and done again, on what is committed then.
+    On a store file being recorded, an analysis in a transaction of its own that conflicts
+    with another transaction (a run it updates was ended meanwhile) is rolled back and done
+    again, on what is committed then.
     """
-    if not own_transaction:
-        return _analyze_runs(conn, run_ids, chunk, on_chunk, False, timings, on_findings)
+    args = (conn, run_ids, chunk, on_chunk, own_transaction, timings, on_findings)
+    if not own_transaction or is_lake(conn):
+        return _analyze_runs(*args)
     for attempt in range(CONFLICT_ATTEMPTS):
         try:
-            return _analyze_runs(conn, run_ids, chunk, on_chunk, True, timings, on_findings)
+            return _analyze_runs(*args)
         except duckdb.TransactionException as exc:
             if "conflict" not in str(exc).lower() or attempt == CONFLICT_ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _analyze_runs(
@@ -257,11 +260,16 @@ def _analyze_runs(
     ids = list(dict.fromkeys(run_ids))
     now = datetime.now(UTC).replace(tzinfo=None)
     everything: dict[str, list[Finding]] = {}
+    # On a lake, each chunk's results commit on their own, in a short transaction done again
+    # if it conflicts: DuckLake refuses a commit that updates `runs` once another writer has
+    # inserted or updated runs since it began, which a recording does all along. A run's
+    # findings and summary still change together; the analysis as a whole is not atomic.
+    by_chunk = own_transaction and is_lake(conn)
 
     def timed(name: str) -> Any:
         return nullcontext() if timings is None else timings.part(name)
 
-    if own_transaction:
+    if own_transaction and not by_chunk:
         conn.execute("BEGIN TRANSACTION")
     try:
         with without_collector():
@@ -272,7 +280,10 @@ def _analyze_runs(
                 found, ledgers = check_runs(runs, now, timings)
                 if found:
                     with timed("store"):
-                        _store(conn, found, now, ledgers)
+                        if by_chunk:
+                            transaction(conn, partial(_store, conn, found, now, ledgers))
+                        else:
+                            _store(conn, found, now, ledgers)
                 if on_findings is None:
                     everything.update(found)
                 else:
@@ -280,11 +291,11 @@ def _analyze_runs(
                         on_findings(run_id, findings)
                 if on_chunk is not None:
                     on_chunk(len(part))
-        if own_transaction:
+        if own_transaction and not by_chunk:
             with timed("commit"):
                 conn.execute("COMMIT")
     except BaseException:
-        if own_transaction:
+        if own_transaction and not by_chunk:
             rollback(conn)
         raise
     return everything
@@ -304,16 +315,10 @@ def replace_findings(
 ) -> None:
     """Delete the run's findings and insert `findings` (and refresh its summary), atomically."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        _store(conn, {run_id: list(findings)}, now)
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback(conn)
-        raise
+    transaction(conn, partial(_store, conn, {run_id: list(findings)}, now))
 
 
-def analyze_recorded(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
+def analyze_recorded(db_path: Store, run_ids: list[str]) -> dict[str, list[Finding]]:
     """Check runs just recorded into `db_path`; the findings of each."""
     if not run_ids:
         return {}

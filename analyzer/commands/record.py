@@ -14,6 +14,7 @@ from analyzer.fail_on import FailOn, check_fail_on_counts
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
+    DataPathOption,
     DbOption,
     FailOnOption,
     FaultOption,
@@ -33,7 +34,7 @@ from traces.runner import RunSummary
 from traces.running import dead_endpoint, record_targets, serving, target_plans
 from traces.sample_files import resolve_task
 from traces.sim.faults.spec import parse_faults
-from traces.store.database import open_for_reading, resolve_db_path
+from traces.store.database import Store, open_for_reading, resolve_db_path
 from traces.suites import SuiteTask
 from traces.targets import resolve_target
 from traces.tasks import load_task
@@ -123,6 +124,7 @@ def record(
         bool, typer.Option("--again", help="With --retry-failed: runs retried already too.")
     ] = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,
 ) -> None:
@@ -139,7 +141,7 @@ def record(
             again=again,
             providers=providers,
             concurrency=concurrency,
-            db_path=resolve_db_path(db),
+            db_path=resolve_db_path(db, data_path),
             fmt=fmt,
             fail_on=fail_on,
         )
@@ -154,7 +156,7 @@ def record(
         raise TracesError("--task is required (or --resume / --retry-failed to take up runs)")
     record_task(
         task,
-        resolve_db_path(db),
+        resolve_db_path(db, data_path),
         provider=provider,
         base_url=base_url,
         model=model,
@@ -177,7 +179,7 @@ def record(
 
 def record_task(
     task: str,
-    db_path: Path,
+    db_path: Store,
     *,
     provider: str | None = None,
     base_url: str | None = None,
@@ -302,7 +304,7 @@ def _take_up(
     again: bool,
     providers: Path | None,
     concurrency: int,
-    db_path: Path,
+    db_path: Store,
     fmt: OutputFormat,
     fail_on: FailOn | None,
 ) -> None:
@@ -339,7 +341,7 @@ def _take_up(
     _finish(summaries, db_path, fmt, fail_on)
 
 
-def _resolve_runs(db_path: Path, refs: list[str]) -> list[str]:
+def _resolve_runs(db_path: Store, refs: list[str]) -> list[str]:
     """Whole run ids for the RUN arguments (ids, unique prefixes, `last`), in order."""
     with open_for_reading(db_path) as conn:
         return list(dict.fromkeys(resolve_run_id(conn, ref) for ref in refs))
@@ -347,7 +349,7 @@ def _resolve_runs(db_path: Path, refs: list[str]) -> list[str]:
 
 def _finish(
     summaries: list[RunSummary],
-    db_path: Path,
+    db_path: Store,
     fmt: OutputFormat,
     fail_on: FailOn | None,
     live: LiveChecks | None = None,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from analyzer.options import (
+    DataPathOption,
     DbOption,
     FormatOption,
     WideOption,
@@ -78,6 +79,7 @@ def runs(
     ] = DEFAULT_LIMIT,
     wide: WideOption = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List runs, newest first: status, termination reason, totals and failure summary.
@@ -91,7 +93,7 @@ def runs(
     """
     check_choice("--status", status, run_statuses)
     check_choice("--origin", origin, run_origins)
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         matching = list_runs(
             conn, task=task, provider=provider, model=model, status=status, origin=origin
         )

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import duckdb
+
 from traces.client import EndpointClient, EndpointConfig
-from traces.errors import TracesError
+from traces.errors import DatabaseError, TracesError
 from traces.harness import Agent, HarnessSettings, ResumePoint
 from traces.resume.recorded import (
     NotReproducible,
@@ -41,6 +43,8 @@ from traces.resume.stored import (
 )
 from traces.runner import InterruptedCallback, RunSummary, drive_run
 from traces.running import RunProgress, recording
+from traces.store.database import Store
+from traces.store.lake import error_line, transaction
 from traces.store.recorder import Recorder
 from traces.targets import Target
 from traces.tasks import build_environment
@@ -89,7 +93,7 @@ def check_resumable(run: StoredRun) -> None:
 
 
 def resume_runs(
-    db_path: Path,
+    db_path: Store,
     run_ids: list[str],
     *,
     providers_file: Path | None,
@@ -173,7 +177,7 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
 
 
 def _claim_all(
-    db_path: Path,
+    db_path: Store,
     ready: list[tuple[_Prepared, EndpointConfig]],
     refused: Refused,
     *,
@@ -183,9 +187,11 @@ def _claim_all(
     since it was read is left to whoever changed it. All in one transaction: when a named
     run (`strict`) cannot be claimed, none is."""
     claimed: list[tuple[_Prepared, EndpointConfig]] = []
-    conn = open_store(db_path)
-    try:
-        conn.execute("BEGIN TRANSACTION")
+    problems: list[str] = []
+
+    def claim_all() -> None:
+        claimed.clear()  # on a lake, begun again when another writer's commit conflicted
+        problems.clear()
         for prepared, endpoint in ready:
             number = claim(conn, prepared.history)
             if number is None:
@@ -195,18 +201,25 @@ def _claim_all(
                 )
                 if strict:
                     raise problem
-                refused(str(problem))
+                problems.append(str(problem))
                 continue
             point = replace(prepared.point, number=number)
             claimed.append((replace(prepared, point=point), endpoint))
-        conn.execute("COMMIT")
+
+    conn = open_store(db_path)
+    try:
+        transaction(conn, claim_all)
+    except duckdb.Error as exc:
+        raise DatabaseError(f"{db_path}: cannot claim the runs: {error_line(exc)}") from None
     finally:
         conn.close()  # before COMMIT, closing rolls the claims back
+    for problem in problems:
+        refused(problem)
     return claimed
 
 
 def _run_all(
-    db_path: Path,
+    db_path: Store,
     chosen: list[tuple[_Prepared, EndpointConfig]],
     concurrency: int,
     progress: RunProgress,

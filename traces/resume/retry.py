@@ -24,6 +24,7 @@ from traces.resume.serve import serving_each
 from traces.resume.stored import StoredRun, failed_runs, open_store, retries_of, stored_run
 from traces.runner import RunPlan, RunSummary
 from traces.running import RunProgress, record_targets
+from traces.store.database import Store
 from traces.targets import Target
 from traces.tasks import Task
 
@@ -32,7 +33,7 @@ _RETRIED = "provider_error"
 
 
 def retry_failed(
-    db_path: Path,
+    db_path: Store,
     run_ids: list[str],
     *,
     again: bool,

@@ -13,14 +13,13 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from traces.errors import TracesError
 from traces.model import ExchangeError, ToolCallRecord, ToolErrorKind
-from traces.store.database import open_for_writing
+from traces.store.database import Store, open_for_writing
 from traces.store.writer_process import mark_dead_runs_interrupted, pid_alive
 
 _RUN_COLUMNS = (
@@ -99,7 +98,7 @@ class RunHistory:
         return sum(len(results) for results in self.results.values())
 
 
-def open_store(db_path: Path) -> duckdb.DuckDBPyConnection:
+def open_store(db_path: Store) -> duckdb.DuckDBPyConnection:
     """The store opened for writing, runs of dead recorders closed as interrupted."""
     conn = open_for_writing(db_path)
     try:
@@ -240,6 +239,8 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
     is closed as interrupted by the next writer, and can be resumed again.
     """
     run_id = history.run.id
+    # No RETURNING: a lake store (DuckLake) cannot return from an UPDATE. The count of rows
+    # it changed says whether the claim held, in the caller's transaction.
     row = conn.execute(
         """
         UPDATE runs SET status = 'running', termination = NULL, error = NULL,
@@ -248,7 +249,6 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
         WHERE id = ? AND status = 'interrupted'
           AND (SELECT count(*) FROM steps WHERE run_id = ?) = ?
           AND (SELECT count(*) FROM tool_results WHERE run_id = ?) = ?
-        RETURNING resumptions
         """,
         [
             os.getpid(),
@@ -260,7 +260,10 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
             history.result_count,
         ],
     ).fetchone()
-    return None if row is None else int(row[0])
+    if row is None or int(row[0]) == 0:
+        return None
+    number = conn.execute("SELECT resumptions FROM runs WHERE id = ?", [run_id]).fetchone()
+    return None if number is None else int(number[0])
 
 
 def _run(row: tuple[Any, ...]) -> StoredRun:

@@ -27,7 +27,6 @@ import socket
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import wait
-from pathlib import Path
 from typing import Any
 
 from traces.errors import DatabaseError
@@ -38,6 +37,7 @@ from traces.model import (
     ToolResultRecord,
 )
 from traces.store import rendezvous
+from traces.store.database import Store
 from traces.store.rows import (
     message_row,
     run_row,
@@ -66,9 +66,10 @@ CLOSE_WAIT_S = 120.0
 class Recorder:
     """Durably records runs, steps, messages, tool calls and results into one database file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Store) -> None:
         """Connect to the store's server (starting one, which creates and migrates the file,
-        when none runs); return once it answers.
+        when none runs); return once it answers. (A lake store takes writers from many
+        processes, but recorders of one host still share a server: one group commit.)
 
         Raises the one-line DatabaseError a server met when it cannot open the database
         (locked by another program, not a trace database...).

@@ -41,9 +41,14 @@ from typing import TYPE_CHECKING, Any
 from traces import interrupts
 from traces.errors import DatabaseError
 from traces.processes import child_env
+from traces.store import lake
+from traces.store.lake import LakeStore
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
+
+Store = Path | LakeStore
+"""Where traces are stored (`traces.store.database.Store`, which imports this module)."""
 
 PROTOCOL = 1
 """Version of the messages client and server exchange; a server refuses other versions."""
@@ -68,8 +73,8 @@ operations group-committed with every recorder's (see `traces.store.committer`).
 class Address:
     """The files through which clients meet the server of one database."""
 
-    database: Path
-    """The database's real path (what the server opens)."""
+    database: str
+    """The store as messages name it: a file's real path, a lake's name."""
     directory: Path
     socket: Path
     spawn_lock: Path
@@ -81,13 +86,16 @@ class Address:
     key_file: Path
 
 
-def address(path: Path) -> Address:
-    """The address of the server of the database at `path` (nothing is created)."""
-    real = Path(os.path.realpath(path))
+def address(path: Store) -> Address:
+    """The address of the server of the store at `path` (nothing is created): a file by its
+    real path, a lake by its name and data path."""
+    identity = (
+        os.path.realpath(path) if isinstance(path, Path) else f"{path}\0{path.data_path or ''}"
+    )
     directory = Path(tempfile.gettempdir()) / f"traces-{os.getuid()}"
-    name = hashlib.sha256(str(real).encode()).hexdigest()[:20]
+    name = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return Address(
-        database=real,
+        database=identity if isinstance(path, Path) else str(path),
         directory=directory,
         socket=directory / f"{name}.sock",
         spawn_lock=directory / f"{name}.spawn",
@@ -153,7 +161,7 @@ class Session:
             wait_exited(self.server_pid, RELEASE_WAIT_S)
 
 
-def listening(path: Path) -> bool:
+def listening(path: Store) -> bool:
     """Whether a server of `path` accepts connections (a killed one's socket does not)."""
     where = address(path)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -166,7 +174,7 @@ def listening(path: Path) -> bool:
     return True
 
 
-def connect(path: Path, mode: str) -> Session | None:
+def connect(path: Store, mode: str) -> Session | None:
     """A session of `mode` on the running server of `path`, or None when none answers."""
     where = address(path)
     if not where.socket.exists():  # the usual case, and cheaper than a refused connect
@@ -174,7 +182,7 @@ def connect(path: Path, mode: str) -> Session | None:
     return _try(where, prepare(where), mode)
 
 
-def connect_or_start(path: Path, mode: str) -> Session:
+def connect_or_start(path: Store, mode: str) -> Session:
     """A session of `mode` on the server of `path`, starting one when none runs.
 
     Raises the one-line DatabaseError a server that could not start gave (the file is
@@ -219,7 +227,7 @@ def _try(where: Address, key: bytes, mode: str) -> Session | None:
     return Session(conn=conn, server_pid=int(reply[1]["pid"]), where=where)
 
 
-def _start(where: Address, path: Path) -> None:
+def _start(where: Address, path: Store) -> None:
     """Start a server of `path` and wait until it listens; raise the line it failed with."""
     import subprocess
 
@@ -235,7 +243,7 @@ def _start(where: Address, path: Path) -> None:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                env=child_env(),
+                env=lake.child_env(path, child_env()),
                 start_new_session=True,
             )
     except BaseException:

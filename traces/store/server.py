@@ -43,7 +43,8 @@ import duckdb
 from traces.errors import DatabaseError
 from traces.one_line import exception_line, one_line
 from traces.store import rendezvous
-from traces.store.database import open_file_for_writing
+from traces.store.database import Store, open_file_for_writing, open_for_writing
+from traces.store.lake import transaction
 from traces.store.tables import DEDUPLICATED
 from traces.store.writer_process import Recording, Writer, mark_dead_runs_interrupted
 
@@ -59,10 +60,6 @@ HELLO_WAIT_S = 10.0
 CHUNK_ROWS = 2048
 """Rows of a result sent at a time: a large result streams rather than sitting whole in
 both processes' memory."""
-
-_KEYS = {"messages": "hash"}
-"""The key of each table whose rows may already be stored (`tables.DEDUPLICATED`)."""
-assert set(_KEYS) == set(DEDUPLICATED)
 
 _LOCKDOWN = (
     # Extensions: none installed or loaded, even the ones DuckDB would fetch by itself.
@@ -83,8 +80,8 @@ _COMMIT = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
 _ROLLBACK = re.compile(r"\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
 
 
-def serve(path: Path, ready: int) -> None:
-    """Open the database at `path` and serve it until the last client leaves.
+def serve(path: Store, ready: int) -> None:
+    """Open the store at `path` and serve it until the last client leaves.
 
     Writes `ready PID` to the pipe `ready` once it listens, or `failed LINE` (the one-line
     error the starting client raises) when it cannot open the database.
@@ -93,10 +90,11 @@ def serve(path: Path, ready: int) -> None:
     try:
         key = rendezvous.prepare(where)
         _hold_life_lock(where, path)
-        db = open_file_for_writing(path)
+        # A lake takes other writers itself: only its recorders of this host share a server.
+        db = open_file_for_writing(path) if isinstance(path, Path) else open_for_writing(path)
         try:
-            _configure(db, where)
-            mark_dead_runs_interrupted(db)
+            _configure(db, where, lockdown=isinstance(path, Path))
+            transaction(db, lambda: mark_dead_runs_interrupted(db))
             listener = _listen(where)
         except BaseException:
             db.close()
@@ -119,7 +117,7 @@ def _tell(fd: int, line: str) -> None:
         os.close(fd)
 
 
-def _hold_life_lock(where: rendezvous.Address, path: Path) -> None:
+def _hold_life_lock(where: rendezvous.Address, path: Store) -> None:
     """Take the lock a server holds while it lives (released when this process ends)."""
     fd = os.open(where.life_lock, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + LIFE_LOCK_WAIT_S
@@ -136,10 +134,12 @@ def _hold_life_lock(where: rendezvous.Address, path: Path) -> None:
             time.sleep(0.01)
 
 
-def _configure(db: duckdb.DuckDBPyConnection, where: rendezvous.Address) -> None:
+def _configure(db: duckdb.DuckDBPyConnection, where: rendezvous.Address, *, lockdown: bool) -> None:
     # A batch is a few dozen rows: DuckDB's worker threads cannot speed that up, and
     # waking them cost ~12% more CPU on a machine whose cores the agents need.
     db.execute("SET threads = 1")
+    if not lockdown:  # a lake's data files are the store: it serves no other session
+        return
     for setting in _LOCKDOWN:
         db.execute(setting)
     db.execute("SET allowed_directories = ?", [[f"{where.staging}{os.sep}"]])
@@ -428,7 +428,7 @@ class Server:
         if self.local_rowid is None:
             return
         with contextlib.suppress(duckdb.Error):  # an aborted transaction: COMMIT says why
-            for table, key in _KEYS.items():
+            for table, key in DEDUPLICATED.items():
                 mine = cursor.execute(
                     f"SELECT {key} FROM {table} WHERE rowid >= ?", [self.local_rowid]
                 ).fetchall()

@@ -239,9 +239,15 @@ ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
 """The tables the write side inserts into, in the order a transaction inserts them (a run
 before its steps), each with the type of its rows."""
 
-DEDUPLICATED = frozenset({"messages"})
-"""Tables whose rows may already be stored (a message is stored once, by hash): an insert
-skips them (`ON CONFLICT DO NOTHING`)."""
+DEDUPLICATED = {"messages": "hash"}
+"""Tables whose rows may already be stored (a message is stored once, by hash), each with its
+key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
+
+DERIVED: dict[str, dict[str, str]] = {"messages": {"key": "md5_number(hash)"}}
+"""Columns a table has beyond its row type's fields, which every insert computes in SQL from
+the row (by this expression over its columns' names), after the row's own columns: the
+128-bit dedup key of a message (migration 9) is a function of its hash, so no writer
+computes or ships it."""
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {

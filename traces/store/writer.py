@@ -27,11 +27,12 @@ def main() -> None:
     if os.fork() != 0:
         os._exit(0)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    from pathlib import Path
-
+    from traces.store.database import resolve_db_path
     from traces.store.server import serve
 
-    serve(Path(sys.argv[1]), int(sys.argv[2]))
+    # A lake's name is read as the command line's was (its data path and password came in
+    # this process's environment: see `rendezvous._start`).
+    serve(resolve_db_path(sys.argv[1]), int(sys.argv[2]))
 
 
 if __name__ == "__main__":

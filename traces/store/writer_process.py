@@ -35,8 +35,8 @@ from typing import Any
 
 import duckdb
 
-from traces.one_line import exception_line
 from traces.store.inserts import insert_rows, update_runs
+from traces.store.lake import error_line, transaction
 from traces.store.tables import COLUMNS, ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
 
@@ -161,7 +161,7 @@ class Writer:
             elif kind == "gone":
                 if not pid_alive(recording.pid):
                     with self.commit_lock, contextlib.suppress(duckdb.Error):
-                        mark_dead_runs_interrupted(self.conn)
+                        transaction(self.conn, lambda: mark_dead_runs_interrupted(self.conn))
                 self.on_end(recording)
 
     def _commit(self, work: list[_Work]) -> dict[Recording, str | None]:
@@ -188,11 +188,13 @@ class Writer:
 
 
 def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | None, bool]:
-    """Insert the work's rows in one transaction: (the error as one line or None, whether
-    it was a conflict with another transaction worth retrying)."""
+    """Insert the work's rows in one transaction (on a lake, done again when another
+    writer's commit conflicted with it): (the error as one line or None, whether it was a
+    conflict with another transaction worth trying again)."""
     rows: defaultdict[str, list[Row]] = defaultdict(list)
-    try:
-        conn.execute("BEGIN TRANSACTION")
+
+    def insert() -> None:
+        rows.clear()
         for w in work:
             for _, op in w.ops:
                 if w.replay and _stored(conn, op):
@@ -200,13 +202,15 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
                 for table, table_rows in op.items():
                     rows[table].extend(table_rows)
         for table in ROW_TYPES:  # a run before its steps
-            insert_rows(conn, table, rows[table])
+            # A recorder sends each message once (`Recorder.queue_step`); on a lake, what
+            # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
+            insert_rows(conn, table, rows[table], check_stored=False)
         update_runs(conn, rows["run_updates"])
-        conn.execute("COMMIT")
+
+    try:
+        transaction(conn, insert)
     except Exception as exc:
-        with contextlib.suppress(duckdb.Error):
-            conn.execute("ROLLBACK")
-        return exception_line(exc), "conflict" in str(exc).lower()
+        return error_line(exc), "conflict" in str(exc).lower()
     return None, False
 
 
@@ -237,7 +241,7 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
     """Close runs left `running` by recorders on this host that no longer exist.
 
     A killed process cannot say goodbye; the server says it for it (when its connection
-    drops, or when the next server opens the file), and fills in the totals from the steps
+    drops, or when the next server opens the store), and fills in the totals from the steps
     that were durably recorded. A recorder still alive, whichever server it talks to, keeps
     its runs.
     """
@@ -246,21 +250,28 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
         "SELECT id, recorder_pid FROM runs WHERE status = 'running' AND recorder_host = ?", [host]
     ).fetchall()
     dead = [run_id for run_id, pid in found if not pid_alive(int(pid))]
-    for run_id in dead:
-        conn.execute(
-            f"""
-            UPDATE runs SET status = 'interrupted', termination = 'interrupted',
-                error = 'recorder process ended before the run finished',
-                steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
-                tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
-                tool_errors = (SELECT count(*) FROM tool_results
-                               WHERE run_id = runs.id AND error IS NOT NULL),
-                {_TOKEN_TOTALS}
-            WHERE id = ? AND status = 'running'
-            """,
-            [run_id],
-        )
+    close_interrupted(conn, dead)
     return len(dead)
+
+
+def close_interrupted(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
+    """End runs left `running` by a recorder that no longer writes them (the store's default
+    catalog): `interrupted`, with the totals of the steps that were durably recorded."""
+    if not run_ids:
+        return
+    conn.execute(
+        f"""
+        UPDATE runs SET status = 'interrupted', termination = 'interrupted',
+            error = 'recorder process ended before the run finished',
+            steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
+            tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
+            tool_errors = (SELECT count(*) FROM tool_results
+                           WHERE run_id = runs.id AND error IS NOT NULL),
+            {_TOKEN_TOTALS}
+        WHERE list_contains(?, id) AND status = 'running'
+        """,
+        [list(run_ids)],
+    )
 
 
 def pid_alive(pid: int) -> bool:
