@@ -26,7 +26,9 @@ from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store import rendezvous
 from traces.store.database import is_served, open_for_reading, open_for_writing
+from traces.store.inserts import insert_rows
 from traces.store.recorder import Recorder
+from traces.store.tables import MessageRow
 
 from conftest import REPO, TASKS, query_rows, run_cli
 
@@ -485,7 +487,7 @@ def test_a_write_session_commits_on_its_own_while_a_recorder_holds_the_store(
         conn = open_for_writing(db_path)
         try:
             conn.execute("BEGIN TRANSACTION")
-            conn.execute("INSERT INTO messages (hash, role, body) VALUES ('h', 'user', '{}')")
+            insert_rows(conn, "messages", [MessageRow(hash="h", role="user", body="{}")])
             with open_for_reading(db_path) as reader:  # uncommitted: nobody else sees it
                 assert reader.execute("SELECT count(*) FROM messages").fetchone() == (0,)
             conn.execute("COMMIT")
@@ -504,13 +506,17 @@ def test_concurrent_transactions_storing_the_same_message_both_commit(db_path: P
     Recorder(db_path).close()
     first, second = open_for_writing(db_path), open_for_writing(db_path)
     try:
-        insert = (
-            "INSERT INTO messages (hash, role, body) VALUES (?, 'user', ?) ON CONFLICT DO NOTHING"
-        )
         for conn, run in ((first, "a"), (second, "b")):
             conn.execute("BEGIN TRANSACTION")
-            conn.execute(insert, ["shared", f'"{run}"'])
-            conn.execute(insert, [f"own-{run}", f'"{run}"'])
+            body = f'"{run}"'
+            insert_rows(
+                conn,
+                "messages",
+                [
+                    MessageRow(hash="shared", role="user", body=body),
+                    MessageRow(hash=f"own-{run}", role="user", body=body),
+                ],
+            )
             conn.execute(
                 "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, "
                 "settings, seed, status, started_at, recorder_pid, recorder_host) VALUES "
