@@ -42,7 +42,7 @@ import duckdb
 
 from traces.errors import DatabaseError
 from traces.one_line import exception_line, one_line
-from traces.store import rendezvous
+from traces.store import lake, rendezvous
 from traces.store.database import Store, open_file_for_writing, open_for_writing
 from traces.store.lake import transaction
 from traces.store.tables import DEDUPLICATED
@@ -210,7 +210,10 @@ class Server:
         self.local_rowid = _first_local_rowid(db)
         self.fresh = db.cursor()
         """Sees what is committed now (used under `commit_lock`)."""
-        self.writer = Writer(db.cursor(), self.commit_lock, lambda _: self.leave())
+        # A lake's connection is the one registered as a lake (its catalog in use, its
+        # commits retried on conflicts): the writer, its only user, takes it itself.
+        writing = db if lake.is_lake(db) else db.cursor()
+        self.writer = Writer(writing, self.commit_lock, lambda _: self.leave())
         self._wake_read, self._wake_write = os.pipe()
 
     def run(self, sock: socket.socket) -> None:
