@@ -265,6 +265,16 @@ def test_merge_moves_runs_into_a_lake_and_back_out(sim: SimServer, tmp_path: Pat
     into_lake = merge(str(laptop), "--into", shared, "--data-path", str(tmp_path / "data"))
     assert into_lake["copied"] == into_lake["runs"] > 2
     assert merge(str(laptop), "--into", shared)["copied"] == 0  # merging again: nothing
+    with open_for_reading(resolve_db_path(shared)) as conn:
+        # Every 128-bit key as exact as its hash: a lake's Parquet files would keep a DOUBLE.
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE key = md5_number(hash)) FROM messages"
+        ).fetchone()
+        assert row is not None and row[0] == row[1] > 0
+        rebuilt = conn.execute(
+            "SELECT count(*) FROM request_messages((SELECT min(run_id) FROM steps), 1)"
+        ).fetchone()
+        assert rebuilt is not None and rebuilt[0] > 0
     with open_for_writing(resolve_db_path(shared)) as conn:
         # What two writers storing one message at once would leave: a message twice.
         conn.execute("INSERT INTO messages SELECT * FROM messages")
