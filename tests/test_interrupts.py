@@ -153,9 +153,9 @@ def test_ctrl_c_that_stops_a_migrations_commit_is_an_interrupt(
     monkeypatch.setattr(database, "migrate", stopped)
     db = tmp_path / "t.duckdb"
     with pytest.raises(KeyboardInterrupt):
-        database.open_for_writing(db)
+        database.open_file_for_writing(db)
     monkeypatch.undo()
-    conn = database.open_for_writing(db)  # released: no lock left behind
+    conn = database.open_file_for_writing(db)  # released: no lock left behind
     try:
         assert migrations.current_version(conn) == migrations.latest_version()
     finally:
@@ -173,7 +173,7 @@ def interrupt(signum, frame):
 signal.signal(signal.SIGALRM, interrupt)
 signal.setitimer(signal.ITIMER_REAL, float(sys.argv[2]))
 try:
-    conn = database.open_for_writing(Path(sys.argv[1]))
+    conn = database.open_file_for_writing(Path(sys.argv[1]))
     signal.setitimer(signal.ITIMER_REAL, 0)
 except KeyboardInterrupt:
     sys.exit(130)
@@ -191,7 +191,7 @@ def test_a_migration_interrupted_at_any_moment_is_an_interrupt(tmp_path: Path) -
     instance of a connection whose COMMIT or close a signal interrupted, and a later connect
     to the same file in that process waits for it for ever."""
     started = time.monotonic()
-    database.open_for_writing(tmp_path / "first.duckdb").close()
+    database.open_file_for_writing(tmp_path / "first.duckdb").close()
     took = time.monotonic() - started
     outcomes = set()
     for moment in range(12):
@@ -205,7 +205,7 @@ def test_a_migration_interrupted_at_any_moment_is_an_interrupt(tmp_path: Path) -
         )
         assert attempt.returncode in (0, 130), attempt.stderr
         outcomes.add(attempt.returncode)
-        conn = database.open_for_writing(db)  # released: no lock left behind
+        conn = database.open_file_for_writing(db)  # released: no lock left behind
         try:
             assert migrations.current_version(conn) == migrations.latest_version()
         finally:
