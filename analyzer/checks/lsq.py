@@ -10,6 +10,12 @@ Minimizes `sum_i w_i (y_i - x_i . c)^2 + sum_k ((c_k - prior_k) / spread_k)^2` w
 `low_k <= c_k <= high_k`: a strictly convex problem, solved exactly by an active set over
 the normal equations. The data enter once, as normal equations built in one pass; every
 further fit (a hypothesis with other bounds) costs a few dozen operations, not a pass.
+
+A model tried under many bounds (`Quadratic`) is solved in the few coefficients whose bounds
+change: the others are profiled out once (their best values given those few, a Schur
+complement), so each hypothesis is a box problem of two or three unknowns. Whenever a
+profiled coefficient would leave its own bounds the whole problem is solved instead, so the
+answer is always the exact optimum.
 """
 
 from __future__ import annotations
@@ -68,6 +74,33 @@ def normal_equations(
     return Normal(names, tuple(map(tuple, gram)), moment, energy, points)
 
 
+def extend_normal(
+    normal: Normal,
+    columns: Mapping[str, Sequence[float]],
+    added: Mapping[str, Sequence[float]],
+    target: Sequence[float],
+    weights: Sequence[float],
+) -> Normal:
+    """`normal` (of `columns`, under the same `target` and `weights`) with the columns
+    `added` joined: only their products with the rest are computed, not the whole Gram."""
+    old = [columns[name] for name in normal.names]
+    new = list(added.values())
+    weighted = [list(map(mul, column, weights)) for column in new]
+    k, extra = len(old), len(new)
+    gram = [[*row, *([0.0] * extra)] for row in normal.gram]
+    gram += [[0.0] * (k + extra) for _ in range(extra)]
+    for j, column in enumerate(weighted):
+        row = k + j
+        for m in range(k):
+            gram[row][m] = gram[m][row] = sum(map(mul, column, old[m]))
+        for m in range(j, extra):
+            gram[row][k + m] = gram[k + m][row] = sum(map(mul, column, new[m]))
+    moment = (*normal.moment, *(sum(map(mul, column, target)) for column in weighted))
+    return Normal(
+        (*normal.names, *added), tuple(map(tuple, gram)), moment, normal.energy, normal.points
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Solution:
     """A fitted coefficient vector and what it costs."""
@@ -82,26 +115,7 @@ class Solution:
 def solve(normal: Normal, coefficients: Sequence[Coefficient]) -> Solution:
     """The bounded, prior-regularized least-squares fit of `coefficients` (columns of
     `normal`, by name) to `normal`."""
-    k = len(coefficients)
-    index = {name: j for j, name in enumerate(normal.names)}
-    picked = [index[c.name] for c in coefficients]
-    a = [[normal.gram[i][j] for j in picked] for i in picked]
-    b = [normal.moment[i] for i in picked]
-    for j, c in enumerate(coefficients):
-        precision = 1.0 / (c.spread * c.spread)
-        a[j][j] += precision
-        b[j] += precision * c.prior
-    x = _active_set(a, b, coefficients)
-    quadratic = sum(x[j] * sum(map(mul, a[j], x)) for j in range(k))
-    linear = sum(map(mul, b, x))
-    penalty = sum(((x[j] - c.prior) / c.spread) ** 2 for j, c in enumerate(coefficients))
-    constant = normal.energy + sum((c.prior / c.spread) ** 2 for c in coefficients)
-    objective = max(0.0, quadratic - 2.0 * linear + constant)
-    return Solution(
-        values={c.name: x[j] for j, c in enumerate(coefficients)},
-        objective=objective,
-        misfit=max(0.0, objective - penalty),
-    )
+    return Quadratic(normal, coefficients).solve()
 
 
 def bounded(
@@ -114,27 +128,163 @@ def bounded(
     ]
 
 
-def _active_set(a: list[list[float]], b: list[float], cs: Sequence[Coefficient]) -> list[float]:
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """The coefficients `held` (whose bounds a hypothesis sets) with the `rest` profiled out:
+    the rest's best values move by `slopes . d` when the held ones move by `d` from the
+    unconstrained optimum, and the objective grows by `d' schur d`."""
+
+    held: tuple[int, ...]
+    rest: tuple[int, ...]
+    slopes: tuple[tuple[float, ...], ...]
+    schur: list[list[float]]
+
+
+class Quadratic:
+    """One model's objective over one set of normal equations, `x'Ax - 2b'x + c`: built once,
+    then solved under the bounds of as many hypotheses as are tried (`solve(limits)`)."""
+
+    __slots__ = (
+        "_a",
+        "_b",
+        "_center",
+        "_coefficients",
+        "_constant",
+        "_inverse",
+        "_profiles",
+        "names",
+    )
+
+    def __init__(self, normal: Normal, coefficients: Sequence[Coefficient]) -> None:
+        index = {name: j for j, name in enumerate(normal.names)}
+        picked = [index[c.name] for c in coefficients]
+        a = [[normal.gram[i][j] for j in picked] for i in picked]
+        b = [normal.moment[i] for i in picked]
+        for j, c in enumerate(coefficients):
+            precision = 1.0 / (c.spread * c.spread)
+            a[j][j] += precision
+            b[j] += precision * c.prior
+        self.names = tuple(c.name for c in coefficients)
+        self._a, self._b = a, b
+        self._constant = normal.energy + sum((c.prior / c.spread) ** 2 for c in coefficients)
+        self._coefficients = tuple(coefficients)
+        self._center: list[float] | None = None
+        self._inverse: list[list[float]] | None = None
+        self._profiles: dict[tuple[int, ...], _Profile] = {}
+
+    def solve(self, limits: Mapping[str, tuple[float, float]] | None = None) -> Solution:
+        """The fit with the bounds of the coefficients named in `limits` replaced (names the
+        model lacks are ignored)."""
+        cs = self._coefficients
+        lows = [c.low for c in cs]
+        highs = [c.high for c in cs]
+        held: set[int] = set()
+        if limits:
+            for j, c in enumerate(cs):
+                limit = limits.get(c.name)
+                if limit is not None:
+                    lows[j], highs[j] = limit
+                    held.add(j)
+        center = self._center
+        if center is None:
+            center = self._center = _solve_free(self._a, self._b, list(range(len(cs))), {})
+        # Solved in the held coefficients and those the unconstrained optimum puts out of
+        # bounds, the rest profiled out; should one of the rest then leave its bounds, it
+        # joins them (at worst, every coefficient: the whole problem).
+        held.update(j for j, v in enumerate(center) if not lows[j] <= v <= highs[j])
+        while True:
+            x, outside = self._profiled(center, tuple(sorted(held)), lows, highs)
+            if not outside:
+                return self._solution(x)
+            held.update(outside)
+
+    def _profiled(
+        self, center: list[float], held: tuple[int, ...], lows: list[float], highs: list[float]
+    ) -> tuple[list[float], list[int]]:
+        """The optimum found in the `held` coefficients alone, the rest at their best given
+        those; and the rest that would then leave their bounds (none: it is the optimum)."""
+        x = list(center)
+        if held:
+            profile = self._profiles.get(held)
+            if profile is None:
+                profile = self._profiles[held] = self._profile(held)
+            u = [center[j] for j in held]
+            schur = profile.schur
+            low = [lows[j] for j in held]
+            high = [highs[j] for j in held]
+            start = [min(max(v, lo), hi) for v, lo, hi in zip(u, low, high, strict=True)]
+            pulled = [sum(map(mul, row, u)) for row in schur]
+            inner = _active_set(schur, pulled, low, high, start)
+            shift = [v - c for v, c in zip(inner, u, strict=True)]
+            for j, value in zip(held, inner, strict=True):
+                x[j] = value
+            for j, slopes in zip(profile.rest, profile.slopes, strict=True):
+                x[j] = center[j] + sum(map(mul, slopes, shift))
+        outside = [
+            j
+            for j, value in enumerate(x)
+            if value < lows[j] - _TOLERANCE or value > highs[j] + _TOLERANCE
+        ]
+        return [min(max(v, lo), hi) for v, lo, hi in zip(x, lows, highs, strict=True)], outside
+
+    def _profile(self, held: tuple[int, ...]) -> _Profile:
+        # From the inverse H of A, for any partition: the profiled objective's matrix is the
+        # inverse of H's held block, and the rest move by H_rh times that per unit of shift.
+        # One inversion of A serves every hypothesis.
+        inverse = self._inverse
+        if inverse is None:
+            inverse = self._inverse = _invert(self._a)
+        rest = tuple(j for j in range(len(inverse)) if j not in held)
+        schur = _invert([[inverse[h][g] for g in held] for h in held])
+        slopes = tuple(
+            tuple(
+                sum(inverse[j][h] * schur[c][g] for c, h in enumerate(held))
+                for g in range(len(held))
+            )
+            for j in rest
+        )
+        return _Profile(held, rest, slopes, schur)
+
+    def _solution(self, x: list[float]) -> Solution:
+        a, b, cs = self._a, self._b, self._coefficients
+        quadratic = sum(value * sum(map(mul, row, x)) for value, row in zip(x, a, strict=True))
+        linear = sum(map(mul, b, x))
+        penalty = sum(((v - c.prior) / c.spread) ** 2 for v, c in zip(x, cs, strict=True))
+        objective = max(0.0, quadratic - 2.0 * linear + self._constant)
+        return Solution(
+            values={c.name: v for c, v in zip(cs, x, strict=True)},
+            objective=objective,
+            misfit=max(0.0, objective - penalty),
+        )
+
+
+def _active_set(
+    a: list[list[float]],
+    b: list[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    start: list[float],
+) -> list[float]:
     """Minimize `x'Ax - 2b'x` within the bounds by a primal active set: from a feasible
     point, move toward the optimum of the free coefficients as far as the bounds allow,
     pinning the one that stops the move; at an optimum of the free ones, release the pinned
     coefficient whose gradient points furthest inside. Strictly convex: it cannot cycle."""
-    k = len(cs)
-    x = [min(max(c.prior, c.low), c.high) for c in cs]
-    pinned = {j: c.low for j, c in enumerate(cs) if c.high - c.low <= _TOLERANCE}
+    k = len(b)
+    x = list(start)
+    pinned = {j: lows[j] for j in range(k) if highs[j] - lows[j] <= _TOLERANCE}
     for _ in range(_MAX_ROUNDS * max(1, k)):
         free = [j for j in range(k) if j not in pinned]
         target = _solve_free(a, b, free, pinned)
         step, blocking, bound = 1.0, -1, 0.0
         for j, value in zip(free, target, strict=True):
-            if value < cs[j].low - _TOLERANCE and x[j] - value > 0:
-                reach = (x[j] - cs[j].low) / (x[j] - value)
+            if value < lows[j] - _TOLERANCE and x[j] - value > 0:
+                reach = (x[j] - lows[j]) / (x[j] - value)
                 if reach < step:
-                    step, blocking, bound = reach, j, cs[j].low
-            elif value > cs[j].high + _TOLERANCE and value - x[j] > 0:
-                reach = (cs[j].high - x[j]) / (value - x[j])
+                    step, blocking, bound = reach, j, lows[j]
+            elif value > highs[j] + _TOLERANCE and value - x[j] > 0:
+                reach = (highs[j] - x[j]) / (value - x[j])
                 if reach < step:
-                    step, blocking, bound = reach, j, cs[j].high
+                    step, blocking, bound = reach, j, highs[j]
         for j, value in zip(free, target, strict=True):
             x[j] += step * (value - x[j])
         if blocking >= 0:
@@ -143,16 +293,16 @@ def _active_set(a: list[list[float]], b: list[float], cs: Sequence[Coefficient])
             continue
         release, worst = -1, _TOLERANCE
         for j, value in pinned.items():
-            if cs[j].high - cs[j].low <= _TOLERANCE:
+            if highs[j] - lows[j] <= _TOLERANCE:
                 continue  # held at one value: nowhere to go
             gradient = sum(map(mul, a[j], x)) - b[j]
-            inward = -gradient if value == cs[j].low else gradient
+            inward = -gradient if value == lows[j] else gradient
             if inward > worst:
                 release, worst = j, inward
         if release < 0:
-            return [min(max(v, c.low), c.high) for v, c in zip(x, cs, strict=True)]
+            return [min(max(v, lo), hi) for v, lo, hi in zip(x, lows, highs, strict=True)]
         del pinned[release]
-    return _coordinate_descent(a, b, cs, x)
+    return _coordinate_descent(a, b, lows, highs, x)
 
 
 def _solve_free(
@@ -166,18 +316,21 @@ def _solve_free(
         rhs = b[i]
         for j, value in pinned.items():
             rhs -= row[j] * value
-        rows.append([*(row[j] for j in free), rhs])
+        picked = [row[j] for j in free]
+        picked.append(rhs)
+        rows.append(picked)
     # Gaussian elimination on the augmented rows; the matrix is symmetric positive definite
-    # (every coefficient has a prior), so no pivoting is needed.
+    # (every coefficient has a prior), so no pivoting is needed. Each row update is one
+    # comprehension: these systems are tiny and solved thousands of times a second.
     for p in range(n):
         top = rows[p]
         pivot = top[p]
+        tail = top[p + 1 :]
         for r in range(p + 1, n):
             row = rows[r]
             factor = row[p] / pivot
             if factor:
-                for c in range(p + 1, n + 1):
-                    row[c] -= factor * top[c]
+                row[p + 1 :] = [v - factor * t for v, t in zip(row[p + 1 :], tail, strict=True)]
     out = [0.0] * n
     for p in range(n - 1, -1, -1):
         row = rows[p]
@@ -188,17 +341,39 @@ def _solve_free(
     return out
 
 
+def _invert(a: list[list[float]]) -> list[list[float]]:
+    """The inverse of the symmetric positive definite `a`, by Gauss-Jordan elimination."""
+    n = len(a)
+    rows = [[*row, *(float(i == j) for j in range(n))] for i, row in enumerate(a)]
+    for p in range(n):
+        top = rows[p]
+        pivot = top[p]
+        top[:] = [v / pivot for v in top]
+        for r in range(n):
+            if r == p:
+                continue
+            row = rows[r]
+            factor = row[p]
+            if factor:
+                row[:] = [v - factor * t for v, t in zip(row, top, strict=True)]
+    return [row[n:] for row in rows]
+
+
 def _coordinate_descent(
-    a: list[list[float]], b: list[float], cs: Sequence[Coefficient], x: list[float]
+    a: list[list[float]],
+    b: list[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    x: list[float],
 ) -> list[float]:
     """The fallback should the active set cycle: projected coordinate descent, which always
     converges on a strictly convex problem."""
-    x = [min(max(v, c.low), c.high) for v, c in zip(x, cs, strict=True)]
+    x = [min(max(v, lo), hi) for v, lo, hi in zip(x, lows, highs, strict=True)]
     for _ in range(2000):
         moved = 0.0
-        for j, c in enumerate(cs):
+        for j in range(len(b)):
             rest = sum(map(mul, a[j], x)) - a[j][j] * x[j]
-            value = min(max((b[j] - rest) / a[j][j], c.low), c.high)
+            value = min(max((b[j] - rest) / a[j][j], lows[j]), highs[j])
             moved = max(moved, abs(value - x[j]))
             x[j] = value
         if moved < _TOLERANCE:
