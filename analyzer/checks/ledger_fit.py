@@ -38,7 +38,6 @@ from analyzer.checks.lsq import (
     bounded,
     extend_normal,
     normal_equations,
-    solve,
 )
 
 COEFFICIENTS: dict[str, Coefficient] = {
@@ -247,6 +246,9 @@ def fit_chain(
         # One result every step: the two overheads are one column, fitted as one.
         names.remove("per_result")
     model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
+    rewrites = [n for n in REWRITES if n in names]
+    # Every model below (with rewrites, under any hypothesis' bounds) is this one with some
+    # coefficients added or held: one inversion serves them all.
     normal = _normal(columns, names, target, weights)
     quadratic = Quadratic(normal, model)
     free = quadratic.solve()
@@ -262,7 +264,6 @@ def fit_chain(
         free = quadratic.solve()
     # Each rewrite of the history the steps may show: fitted beside the rest, kept in the
     # model when it explains the steps clearly better and by enough tokens per character.
-    rewrites = [n for n in REWRITES if n in names]
     freedom = normal.points - len(model)
     floor = REWRITE_EVIDENCE * (MIN_SCALE if freedom >= MIN_FREEDOM else 1.0)
     if left_out is None and free.objective < floor:
@@ -270,19 +271,19 @@ def fit_chain(
         # it needs, and the common case costs no more solves. (A fit with a step left out
         # still weighs them: it checks a rewrite already found.)
         rewrites = []
-    richest = solve(normal, [*model, *(COEFFICIENTS[n] for n in rewrites)]) if rewrites else free
-    scale = _scale(normal, richest, len(model) + len(rewrites))
+    richest = quadratic.bordered(normal, [COEFFICIENTS[n] for n in rewrites])
+    scale = _scale(normal, richest.solve() if rewrites else free, len(model) + len(rewrites))
     extras: dict[str, float] = {}
     found = []
     for name in rewrites:
-        alone = solve(normal, [*model, COEFFICIENTS[name]])
+        alone = richest.without([n for n in rewrites if n != name]).solve()
         evidence = max(0.0, free.objective - alone.objective) / scale
         extras[name], extras[f"{name}_evidence"] = alone.values[name], evidence
         if evidence >= REWRITE_EVIDENCE and alone.values[name] >= REWRITES[name]:
             found.append(COEFFICIENTS[name])
     if found:
         model = [*model, *found]
-        quadratic = Quadratic(normal, model)
+        quadratic = richest.without([n for n in rewrites if COEFFICIENTS[n] not in found])
         free = quadratic.solve()
     # Every hypothesis below is this model under other bounds: one quadratic, solved in the
     # few shares each hypothesis holds.
@@ -521,7 +522,7 @@ class _Grid:
         largest = max(
             (r for e in self.chain if e.added is not None for r in e.added.results), default=0
         )
-        others = [c for c in self.model if c.name != "tool_results"]
+        others = self._model().without(["tool_results"])
         heads_tails = bounded(
             [COEFFICIENTS["result_heads"], COEFFICIENTS["result_tails"]],
             {"result_heads": RESULTS_KEPT, "result_tails": TAIL_CUT},
@@ -541,7 +542,7 @@ class _Grid:
                 self.target,
                 self.weights,
             )
-            quadratic = Quadratic(normal, [*others, *heads_tails])
+            quadratic = others.bordered(normal, heads_tails)
             objective = quadratic.solve().objective
             if best is None or objective < best[0]:
                 best = (objective, _Cap(float(length), quadratic))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from operator import mul
+from operator import mul, sub
 
 _TOLERANCE = 1e-9
 _MAX_ROUNDS = 32
@@ -128,21 +128,97 @@ def bounded(
     ]
 
 
-@dataclass(frozen=True, slots=True)
 class _Profile:
     """The coefficients `held` (whose bounds a hypothesis sets) with the `rest` profiled out:
     the rest's best values move by `slopes . d` when the held ones move by `d` from the
     unconstrained optimum, and the objective grows by `d' schur d`."""
 
-    held: tuple[int, ...]
-    rest: tuple[int, ...]
-    slopes: tuple[tuple[float, ...], ...]
-    schur: list[list[float]]
+    __slots__ = ("_inverses", "held", "rest", "schur", "slopes")
+
+    def __init__(self, inverse: list[list[float]], held: tuple[int, ...]) -> None:
+        # From the inverse H of A, for any partition: the profiled objective's matrix is the
+        # inverse of H's held block, and the rest move by H_rh times that per unit of shift.
+        block = [[inverse[h][g] for g in held] for h in held]
+        schur = _invert(block)
+        self.held = held
+        self.rest = tuple(j for j in range(len(inverse)) if j not in held)
+        self.schur = schur
+        columns = list(zip(*schur, strict=True))
+        self.slopes = [
+            [sum(map(mul, [inverse[j][h] for h in held], column)) for column in columns]
+            for j in self.rest
+        ]
+        # Inverses of the schur's principal blocks, by the positions they keep free; all of
+        # them free, it is H's own block.
+        self._inverses: dict[tuple[int, ...], list[list[float]]] = {tuple(range(len(held))): block}
+
+    def box(self, center: list[float], low: list[float], high: list[float]) -> list[float]:
+        """Minimize `(x - center)' schur (x - center)` within the bounds, by a primal active
+        set: from a feasible point, move toward the optimum of the free coordinates as far as
+        the bounds allow, pinning the one that stops the move; at an optimum of the free
+        ones, release the pinned one whose gradient points furthest inside."""
+        n = len(center)
+        x = [min(max(v, lo), hi) for v, lo, hi in zip(center, low, high, strict=True)]
+        if n == 1 or x == center:
+            return x  # one coordinate: its optimum within bounds is the clipped center
+        q = self.schur
+        pinned = {i: low[i] for i in range(n) if high[i] - low[i] <= _TOLERANCE}
+        for _ in range(_MAX_ROUNDS * n):
+            free = tuple(i for i in range(n) if i not in pinned)
+            if free:
+                # The free coordinates' optimum with the pinned ones where they are.
+                inverse = self._inverses.get(free)
+                if inverse is None:
+                    inverse = self._inverses[free] = _invert(
+                        [[q[i][j] for j in free] for i in free]
+                    )
+                moved = [(j, x[j] - center[j]) for j in pinned]
+                pull = [sum(q[i][j] * d for j, d in moved) for i in free]
+                target = [
+                    center[i] - sum(map(mul, row, pull))
+                    for i, row in zip(free, inverse, strict=True)
+                ]
+            else:
+                target = []
+            step, blocking, bound = 1.0, -1, 0.0
+            for i, value in zip(free, target, strict=True):
+                if value < low[i] - _TOLERANCE and x[i] - value > 0:
+                    reach = (x[i] - low[i]) / (x[i] - value)
+                    if reach < step:
+                        step, blocking, bound = reach, i, low[i]
+                elif value > high[i] + _TOLERANCE and value - x[i] > 0:
+                    reach = (high[i] - x[i]) / (value - x[i])
+                    if reach < step:
+                        step, blocking, bound = reach, i, high[i]
+            for i, value in zip(free, target, strict=True):
+                x[i] += step * (value - x[i])
+            if blocking >= 0:
+                x[blocking] = bound
+                pinned[blocking] = bound
+                continue
+            shift = [v - c for v, c in zip(x, center, strict=True)]
+            release, worst = -1, _TOLERANCE
+            for i, value in pinned.items():
+                if high[i] - low[i] <= _TOLERANCE:
+                    continue  # held at one value: nowhere to go
+                gradient = sum(map(mul, q[i], shift))
+                inward = -gradient if value == low[i] else gradient
+                if inward > worst:
+                    release, worst = i, inward
+            if release < 0:
+                return [min(max(v, lo), hi) for v, lo, hi in zip(x, low, high, strict=True)]
+            del pinned[release]
+        pulled = [sum(map(mul, row, center)) for row in q]
+        return _coordinate_descent(q, pulled, low, high, x)
 
 
 class Quadratic:
     """One model's objective over one set of normal equations, `x'Ax - 2b'x + c`: built once,
-    then solved under the bounds of as many hypotheses as are tried (`solve(limits)`)."""
+    then solved under the bounds of as many hypotheses as are tried (`solve(limits)`).
+
+    Everything comes from one inversion of A: the unconstrained optimum, and for each set of
+    coefficients a hypothesis bounds, the rest profiled out. A model with some coefficients
+    dropped (`without`) or some added (`bordered`) gets its inverse by a low-rank update."""
 
     __slots__ = (
         "_a",
@@ -150,7 +226,12 @@ class Quadratic:
         "_center",
         "_coefficients",
         "_constant",
+        "_floor",
+        "_highs",
         "_inverse",
+        "_inverse_spreads",
+        "_lows",
+        "_priors",
         "_profiles",
         "names",
     )
@@ -164,22 +245,114 @@ class Quadratic:
             precision = 1.0 / (c.spread * c.spread)
             a[j][j] += precision
             b[j] += precision * c.prior
+        constant = normal.energy + sum((c.prior / c.spread) ** 2 for c in coefficients)
+        self._set(tuple(coefficients), a, b, constant, None)
+
+    def _set(
+        self,
+        coefficients: tuple[Coefficient, ...],
+        a: list[list[float]],
+        b: list[float],
+        constant: float,
+        inverse: list[list[float]] | None,
+    ) -> None:
+        self._coefficients = coefficients
         self.names = tuple(c.name for c in coefficients)
-        self._a, self._b = a, b
-        self._constant = normal.energy + sum((c.prior / c.spread) ** 2 for c in coefficients)
-        self._coefficients = tuple(coefficients)
+        self._a, self._b, self._constant = a, b, constant
+        self._lows = [c.low for c in coefficients]
+        self._highs = [c.high for c in coefficients]
+        self._priors = [c.prior for c in coefficients]
+        self._inverse_spreads = [1.0 / c.spread for c in coefficients]
+        self._inverse = inverse
         self._center: list[float] | None = None
-        self._inverse: list[list[float]] | None = None
+        self._floor = 0.0
         self._profiles: dict[tuple[int, ...], _Profile] = {}
+
+    def _inverted(self) -> list[list[float]]:
+        if self._inverse is None:
+            self._inverse = _invert(self._a)
+        return self._inverse
+
+    def without(self, names: Sequence[str]) -> Quadratic:
+        """The model without the coefficients `names` (those it has): the same objective
+        with them held at zero, less their priors' constant."""
+        cs = self._coefficients
+        drop = [j for j, c in enumerate(cs) if c.name in names]
+        if not drop:
+            return self
+        keep = [j for j in range(len(cs)) if j not in drop]
+        h = self._inverted()
+        # The inverse of a principal block of A from A's inverse H (a Schur complement of H).
+        cross = [[h[k][d] for d in drop] for k in keep]
+        pull = _invert([[h[d][e] for e in drop] for d in drop])
+        weighted = [[sum(map(mul, row, column)) for column in pull] for row in cross]
+        inverse = [
+            [h[k][m] - sum(map(mul, weighted[i], cross[n])) for n, m in enumerate(keep)]
+            for i, k in enumerate(keep)
+        ]
+        dropped = sum((cs[d].prior / cs[d].spread) ** 2 for d in drop)
+        out = Quadratic.__new__(Quadratic)
+        out._set(
+            tuple(cs[k] for k in keep),
+            [[self._a[k][m] for m in keep] for k in keep],
+            [self._b[k] for k in keep],
+            self._constant - dropped,
+            inverse,
+        )
+        return out
+
+    def bordered(self, normal: Normal, added: Sequence[Coefficient]) -> Quadratic:
+        """The model with the coefficients `added`, whose columns `normal` holds beside this
+        model's own (as `extend_normal` gives them)."""
+        if not added:
+            return self
+        index = {name: j for j, name in enumerate(normal.names)}
+        old = [index[n] for n in self.names]
+        new = [index[c.name] for c in added]
+        gram, k = normal.gram, len(old)
+        border = [[gram[i][j] for j in new] for i in old]
+        corner = [[gram[i][j] for j in new] for i in new]
+        extra = [normal.moment[i] for i in new]
+        for p, c in enumerate(added):
+            precision = 1.0 / (c.spread * c.spread)
+            corner[p][p] += precision
+            extra[p] += precision * c.prior
+        h = self._inverted()
+        columns = list(zip(*border, strict=True))
+        # H B, the new coefficients' Schur complement S = C - B'HB, and the bordered inverse
+        # [[H + HB S^-1 B'H, -HB S^-1], [-S^-1 B'H, S^-1]].
+        hb = [[sum(map(mul, row, column)) for column in columns] for row in h]
+        schur = [
+            [corner[p][q] - sum(map(mul, columns[p], [r[q] for r in hb])) for q in range(len(new))]
+            for p in range(len(new))
+        ]
+        pull = _invert(schur)
+        hbs = [[sum(map(mul, row, column)) for column in pull] for row in hb]
+        inverse = [
+            [*(h[r][s] + sum(map(mul, hbs[r], hb[s])) for s in range(k)), *(-v for v in hbs[r])]
+            for r in range(k)
+        ]
+        inverse += [[*(-hbs[r][p] for r in range(k)), *pull[p]] for p in range(len(new))]
+        a = [[*row, *border[r]] for r, row in enumerate(self._a)]
+        a += [[*(border[r][p] for r in range(k)), *corner[p]] for p in range(len(new))]
+        out = Quadratic.__new__(Quadratic)
+        out._set(
+            (*self._coefficients, *added),
+            a,
+            [*self._b, *extra],
+            self._constant + sum((c.prior / c.spread) ** 2 for c in added),
+            inverse,
+        )
+        return out
 
     def solve(self, limits: Mapping[str, tuple[float, float]] | None = None) -> Solution:
         """The fit with the bounds of the coefficients named in `limits` replaced (names the
         model lacks are ignored)."""
         cs = self._coefficients
-        lows = [c.low for c in cs]
-        highs = [c.high for c in cs]
+        lows, highs = self._lows, self._highs
         held: set[int] = set()
         if limits:
+            lows, highs = list(lows), list(highs)
             for j, c in enumerate(cs):
                 limit = limits.get(c.name)
                 if limit is not None:
@@ -187,74 +360,47 @@ class Quadratic:
                     held.add(j)
         center = self._center
         if center is None:
-            center = self._center = _solve_free(self._a, self._b, list(range(len(cs))), {})
+            inverse = self._inverted()
+            center = self._center = [sum(map(mul, row, self._b)) for row in inverse]
+            self._floor = self._constant - sum(map(mul, self._b, center))
         # Solved in the held coefficients and those the unconstrained optimum puts out of
         # bounds, the rest profiled out; should one of the rest then leave its bounds, it
         # joins them (at worst, every coefficient: the whole problem).
-        held.update(j for j, v in enumerate(center) if not lows[j] <= v <= highs[j])
+        for j, value in enumerate(center):
+            if value < lows[j] or value > highs[j]:
+                held.add(j)
         while True:
-            x, outside = self._profiled(center, tuple(sorted(held)), lows, highs)
+            x = list(center)
+            objective = self._floor
+            outside = []
+            if held:
+                key = tuple(sorted(held))
+                profile = self._profiles.get(key)
+                if profile is None:
+                    profile = self._profiles[key] = _Profile(self._inverted(), key)
+                u = [center[j] for j in key]
+                inner = profile.box(u, [lows[j] for j in key], [highs[j] for j in key])
+                shift = list(map(sub, inner, u))
+                for j, value in zip(key, inner, strict=True):
+                    x[j] = value
+                for j, slopes in zip(profile.rest, profile.slopes, strict=True):
+                    value = center[j] + sum(map(mul, slopes, shift))
+                    if value < lows[j] - _TOLERANCE or value > highs[j] + _TOLERANCE:
+                        outside.append(j)
+                    # Within the tolerance of a bound: on it.
+                    x[j] = min(max(value, lows[j]), highs[j])
+                objective += sum(
+                    map(mul, shift, [sum(map(mul, row, shift)) for row in profile.schur])
+                )
             if not outside:
-                return self._solution(x)
+                break
             held.update(outside)
-
-    def _profiled(
-        self, center: list[float], held: tuple[int, ...], lows: list[float], highs: list[float]
-    ) -> tuple[list[float], list[int]]:
-        """The optimum found in the `held` coefficients alone, the rest at their best given
-        those; and the rest that would then leave their bounds (none: it is the optimum)."""
-        x = list(center)
-        if held:
-            profile = self._profiles.get(held)
-            if profile is None:
-                profile = self._profiles[held] = self._profile(held)
-            u = [center[j] for j in held]
-            schur = profile.schur
-            low = [lows[j] for j in held]
-            high = [highs[j] for j in held]
-            start = [min(max(v, lo), hi) for v, lo, hi in zip(u, low, high, strict=True)]
-            pulled = [sum(map(mul, row, u)) for row in schur]
-            inner = _active_set(schur, pulled, low, high, start)
-            shift = [v - c for v, c in zip(inner, u, strict=True)]
-            for j, value in zip(held, inner, strict=True):
-                x[j] = value
-            for j, slopes in zip(profile.rest, profile.slopes, strict=True):
-                x[j] = center[j] + sum(map(mul, slopes, shift))
-        outside = [
-            j
-            for j, value in enumerate(x)
-            if value < lows[j] - _TOLERANCE or value > highs[j] + _TOLERANCE
-        ]
-        return [min(max(v, lo), hi) for v, lo, hi in zip(x, lows, highs, strict=True)], outside
-
-    def _profile(self, held: tuple[int, ...]) -> _Profile:
-        # From the inverse H of A, for any partition: the profiled objective's matrix is the
-        # inverse of H's held block, and the rest move by H_rh times that per unit of shift.
-        # One inversion of A serves every hypothesis.
-        inverse = self._inverse
-        if inverse is None:
-            inverse = self._inverse = _invert(self._a)
-        rest = tuple(j for j in range(len(inverse)) if j not in held)
-        schur = _invert([[inverse[h][g] for g in held] for h in held])
-        slopes = tuple(
-            tuple(
-                sum(inverse[j][h] * schur[c][g] for c, h in enumerate(held))
-                for g in range(len(held))
-            )
-            for j in rest
-        )
-        return _Profile(held, rest, slopes, schur)
-
-    def _solution(self, x: list[float]) -> Solution:
-        a, b, cs = self._a, self._b, self._coefficients
-        quadratic = sum(value * sum(map(mul, row, x)) for value, row in zip(x, a, strict=True))
-        linear = sum(map(mul, b, x))
-        penalty = sum(((v - c.prior) / c.spread) ** 2 for v, c in zip(x, cs, strict=True))
-        objective = max(0.0, quadratic - 2.0 * linear + self._constant)
+        off = list(map(mul, map(sub, x, self._priors), self._inverse_spreads))
+        objective = max(0.0, objective)
         return Solution(
-            values={c.name: v for c, v in zip(cs, x, strict=True)},
+            values=dict(zip(self.names, x, strict=True)),
             objective=objective,
-            misfit=max(0.0, objective - penalty),
+            misfit=max(0.0, objective - sum(map(mul, off, off))),
         )
 
 
@@ -342,8 +488,15 @@ def _solve_free(
 
 
 def _invert(a: list[list[float]]) -> list[list[float]]:
-    """The inverse of the symmetric positive definite `a`, by Gauss-Jordan elimination."""
+    """The inverse of the symmetric positive definite `a`, by Gauss-Jordan elimination (in
+    closed form for one or two rows, the most frequent)."""
     n = len(a)
+    if n == 1:
+        return [[1.0 / a[0][0]]]
+    if n == 2:
+        (p, q), (r, t) = a
+        det = p * t - q * r
+        return [[t / det, -q / det], [-r / det, p / det]]
     rows = [[*row, *(float(i == j) for j in range(n))] for i, row in enumerate(a)]
     for p in range(n):
         top = rows[p]
