@@ -248,8 +248,9 @@ def fit_chain(
     model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
     rewrites = [n for n in REWRITES if n in names]
     # Every model below (with rewrites, under any hypothesis' bounds) is this one with some
-    # coefficients added or held: one inversion serves them all.
-    normal = _normal(columns, names, target, weights)
+    # coefficients added or held: one inversion serves them all. The rewrites' columns join
+    # the normal equations only when they are tried.
+    normal = _normal(columns, [c.name for c in model], target, weights)
     quadratic = Quadratic(normal, model)
     free = quadratic.solve()
     expected = _predict(free.values, columns, len(target))
@@ -259,7 +260,7 @@ def fit_chain(
         aside = far
         for i in far:
             weights[i] = 0.0
-        normal = _normal(columns, names, target, weights)
+        normal = _normal(columns, [c.name for c in model], target, weights)
         quadratic = Quadratic(normal, model)
         free = quadratic.solve()
     # Each rewrite of the history the steps may show: fitted beside the rest, kept in the
@@ -271,12 +272,16 @@ def fit_chain(
         # it needs, and the common case costs no more solves. (A fit with a step left out
         # still weighs them: it checks a rewrite already found.)
         rewrites = []
+    if rewrites:
+        normal = extend_normal(normal, columns, {n: columns[n] for n in rewrites}, target, weights)
     richest = quadratic.bordered(normal, [COEFFICIENTS[n] for n in rewrites])
     scale = _scale(normal, richest.solve() if rewrites else free, len(model) + len(rewrites))
     extras: dict[str, float] = {}
     found = []
     for name in rewrites:
-        alone = richest.without([n for n in rewrites if n != name]).solve()
+        # The other rewrites held at none: their prior is none, so this is the fit of the
+        # model with this rewrite alone, objective and all.
+        alone = richest.solve({n: (0.0, 0.0) for n in rewrites if n != name})
         evidence = max(0.0, free.objective - alone.objective) / scale
         extras[name], extras[f"{name}_evidence"] = alone.values[name], evidence
         if evidence >= REWRITE_EVIDENCE and alone.values[name] >= REWRITES[name]:

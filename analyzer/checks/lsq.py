@@ -345,6 +345,14 @@ class Quadratic:
         )
         return out
 
+    def _centered(self) -> list[float]:
+        center = self._center
+        if center is None:
+            inverse = self._inverted()
+            center = self._center = [sum(map(mul, row, self._b)) for row in inverse]
+            self._floor = self._constant - sum(map(mul, self._b, center))
+        return center
+
     def solve(self, limits: Mapping[str, tuple[float, float]] | None = None) -> Solution:
         """The fit with the bounds of the coefficients named in `limits` replaced (names the
         model lacks are ignored)."""
@@ -358,11 +366,7 @@ class Quadratic:
                 if limit is not None:
                     lows[j], highs[j] = limit
                     held.add(j)
-        center = self._center
-        if center is None:
-            inverse = self._inverted()
-            center = self._center = [sum(map(mul, row, self._b)) for row in inverse]
-            self._floor = self._constant - sum(map(mul, self._b, center))
+        center = self._centered()
         # Solved in the held coefficients and those the unconstrained optimum puts out of
         # bounds, the rest profiled out; should one of the rest then leave its bounds, it
         # joins them (at worst, every coefficient: the whole problem).
