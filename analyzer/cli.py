@@ -82,6 +82,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "import_",
         "Import exchange logs as runs, then check them; prints one row per file.",
     ),
+    "merge": (
+        "merge",
+        "Copy the runs of other stores that the destination lacks; prints one row per source.",
+    ),
     "probe": (
         "probe",
         "Probe each provider's template and parser with a fixed conversation set, then report "

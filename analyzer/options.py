@@ -15,10 +15,20 @@ from analyzer.output import OutputFormat
 from traces.errors import TracesError
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="Trace database file [default: $TRACES_DB, else ./traces.duckdb].",
+        help="Trace database file, or a lake store: ducklake:postgres:CONNINFO, "
+        "ducklake:sqlite:PATH, ducklake:PATH [default: $TRACES_DB, else ./traces.duckdb].",
+        show_default=False,
+    ),
+]
+DataPathOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data-path",
+        help="Data files of a lake store (--db ducklake:…), needed to create one "
+        "[default: $TRACES_DATA_PATH, else the path the store's catalog holds].",
         show_default=False,
     ),
 ]

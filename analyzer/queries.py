@@ -37,6 +37,8 @@ RUN_COLUMNS = [
     "findings_by_kind",
     "origin",
     "conversation",
+    "resumptions",
+    "retry_of",
 ]
 
 
@@ -96,7 +98,8 @@ def list_runs(
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
-               r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation
+               r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation,
+               coalesce(r.resumptions, 0) AS resumptions, r.retry_of
         FROM runs r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
@@ -221,7 +224,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
                    ttft_tool_call_ms, streamed, http_status, finish_reason, finish_reason_raw,
                    reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
                    reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
-                   error_message, retries, anomalies, stream_events
+                   error_message, retries, anomalies, stream_events, resumption
             FROM steps WHERE run_id = ? ORDER BY idx
             """,
             [run_id],

@@ -6,6 +6,7 @@ to loopback, so a test that would reach a real provider fails loudly instead.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,8 @@ from traces.sim.config import SimConfig
 
 if TYPE_CHECKING:
     from traces.sim.server import SimServer
+
+    from postgres_server import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = samples_dir()
@@ -103,6 +107,46 @@ def sim() -> Iterator[SimServer]:
         yield server
 
 
+def lake_missing(what: str) -> None:
+    """Skip a lake test whose parts are absent here (the `lake` extra's DuckDB extensions,
+    Debian's PostgreSQL); under CI, which installs both, fail it instead."""
+    message = f"lake store tests need {what}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must install them: see .ci/run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def lake_extensions() -> None:
+    """The DuckLake, PostgreSQL and SQLite extensions of the `lake` extra, for this DuckDB."""
+    from traces.errors import DatabaseError
+    from traces.store.lake import extension_file
+
+    try:
+        for name in ("ducklake", "postgres", "sqlite"):
+            extension_file(name)
+    except DatabaseError as missing:
+        lake_missing(f"the lake extra, pip install -e '.[lake]' ({missing})")
+
+
+@pytest.fixture(scope="session")
+def postgres(lake_extensions: None) -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of this session (Debian's binaries, an unprivileged user, a
+    temporary directory, a Unix socket in it); tests create databases of their own."""
+    from postgres_server import PostgresCluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        lake_missing("PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql)")
+        raise AssertionError("unreachable")
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh trace database path (the file does not exist yet)."""
@@ -114,9 +158,10 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `traces ARGS` in a subprocess exactly as a user would, capturing both streams."""
     full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
-    full_env.pop("TRACES_DB", None)
-    if env and "TRACES_DB" in env:
-        full_env["TRACES_DB"] = env["TRACES_DB"]
+    for name in ("TRACES_DB", "TRACES_DATA_PATH"):
+        full_env.pop(name, None)
+        if env and name in env:
+            full_env[name] = env[name]
     return subprocess.run(
         [sys.executable, "-m", "analyzer", *args],  # what the `traces` script runs
         capture_output=True,
@@ -138,13 +183,41 @@ def run_cli_in_process(
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", os.environ.get("COLUMNS", "200"))
     capsys.readouterr()
-    with pytest.raises(SystemExit) as ended:
-        main()
+    collecting = gc.isenabled()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main()
+    finally:
+        # `main` turns the cyclic collector off until the command starts: a command that
+        # ends before (a usage error) would leave it off for every later test.
+        if collecting:
+            gc.enable()
     captured = capsys.readouterr()
     code = ended.value.code
     return subprocess.CompletedProcess(
         ["traces", *args], code if isinstance(code, int) else 1, captured.out, captured.err
     )
+
+
+CliRun = Callable[..., "subprocess.CompletedProcess[str]"]
+"""`run_cli`'s signature: `(*args, env=None)` -> the exit code and both streams."""
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    """`traces ARGS` in this process, called as `run_cli` is (`env` sets variables for the
+    call, `TRACES_DB` unset unless given): for tests of what a command prints and how it
+    exits, where the interpreter starting is not what is tested. A subprocess costs 0.3 s of
+    CPU to start, a second for a command that imports the endpoint client."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patch:
+            patch.delenv("TRACES_DB", raising=False)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            return run_cli_in_process(capsys, patch, *args)
+
+    return run
 
 
 def group_processes(pgid: int) -> set[int]:
@@ -160,6 +233,25 @@ def group_processes(pgid: int) -> set[int]:
         if int(fields[3]) == pgid and fields[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def group_left(pgid: int, within: float = 60.0) -> set[int]:
+    """The processes of group `pgid` still alive after waiting up to `within` seconds for
+    them to end: a child that exits once its parent is gone (a writer reading the end of its
+    pipe) takes a moment that a loaded machine stretches."""
+    deadline = time.monotonic() + within
+    while (left := group_processes(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process `pid` has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -317,6 +317,25 @@ SQL_CASES = [
     Case("sql-bad-limit", ["sql", "select 1", "--limit", "-5", "--db", "{db}"], 2, ["limit"]),
 ]
 
+TAKE_UP_CASES = [
+    Case("resume-nothing-interrupted", _record("--resume"), 2, ["no interrupted run to resume"]),
+    Case("resume-unknown-run", _record("--resume", "zzzzzz"), 2, ["zzzzzz"]),
+    Case("resume-imported-run", _record("--resume", "last"), 2, ["is an imported run"]),
+    Case(
+        "resume-missing-store", ["record", "--resume", "--db", "{dir}/no.duckdb"], 4, ["no.duckdb"]
+    ),
+    Case(
+        "resume-with-a-seed", _record("--resume", "--seed", "3"), 2, ["--seed: not with --resume"]
+    ),
+    Case("resume-with-a-task", _record("--resume", "-t", "chain"), 2, ["--task: not with"]),
+    Case("resume-and-retry", _record("--resume", "--retry-failed"), 2, ["one at a time"]),
+    Case("retry-nothing-failed", _record("--retry-failed"), 2, ["no run ended with a provider"]),
+    Case("retry-imported-run", _record("--retry-failed", "last"), 2, ["is an imported run"]),
+    Case("again-without-retry", _record_short("--again"), 2, ["--again goes with --retry-failed"]),
+    Case("run-without-resume", _record_short("someid"), 2, ["go with --resume"]),
+    Case("record-without-task", _record(), 2, ["--task is required"]),
+]
+
 OPTION_CASES = [
     Case("runs-bad-status", ["runs", "--status", "bogus", "--db", "{db}"], 2, ["bogus"]),
     Case("runs-bad-origin", ["runs", "--origin", "nope", "--db", "{db}"], 2, ["nope"]),
@@ -441,7 +460,15 @@ ENDPOINT_CASES = [
     Case("record-timeout-inf", _record_short("--timeout", "inf"), 2, ["--timeout"]),
 ]
 
-CASES = TASK_CASES + PROVIDER_CASES + IMPORT_CASES + SQL_CASES + OPTION_CASES + ENDPOINT_CASES
+CASES = (
+    TASK_CASES
+    + PROVIDER_CASES
+    + IMPORT_CASES
+    + SQL_CASES
+    + OPTION_CASES
+    + ENDPOINT_CASES
+    + TAKE_UP_CASES
+)
 
 
 def test_the_corpus_is_large_and_its_ids_unique() -> None:

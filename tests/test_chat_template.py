@@ -6,6 +6,7 @@ project's own templates against the simulator's Python renderings."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -83,13 +84,19 @@ def _pinned(path: Path, **options: Any) -> ChatTemplate:
     return ChatTemplate(template.source, template.origin, clock=lambda: PINNED, **options)
 
 
+@functools.cache
+def _reference(stem: str) -> ChatTemplate:
+    """A reference template, compiled once for all the conversations rendered with it."""
+    return _pinned(REFERENCE / "templates" / f"{stem}.jinja")
+
+
 @pytest.mark.parametrize(("stem", "variant"), _CASES)
 def test_real_templates_render_like_the_reference(stem: str, variant: str) -> None:
     """Byte for byte what the reference rendering holds, or the same class of error."""
     if stem == "absent":
         reference_missing(REFERENCE)
     entry = _summary()[stem][variant]
-    template = _pinned(REFERENCE / "templates" / f"{stem}.jinja")
+    template = _reference(stem)
     messages = conversation(**VARIANTS[variant])
     if "render_error" in entry:
         _, _, expected = entry["render_error"].partition(": ")

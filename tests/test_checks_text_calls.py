@@ -132,6 +132,13 @@ def test_other_text_calls_are_the_models(model: str, content: str) -> None:
     assert finding.layer == "model" and finding.evidence["own_syntax"] is False
 
 
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "arguments": {"type": "object"}},
+    "required": ["name", "arguments"],
+}
+"""An answer schema whose answers are shaped like calls: a router that names the next step."""
+
 NOT_CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "a JSON answer": ('{"treasure": "rusty-falcon-886", "boxes": 5}', {}),
     "a name no tool has": ('{"name": "open_door", "arguments": {"door": "d1"}}', {}),
@@ -155,8 +162,18 @@ NOT_CALLS: dict[str, tuple[str, dict[str, Any]]] = {
         'Maybe something like {"name": "open_box", "box_id": "b"}',
         {},
     ),
-    "JSON the client asked for": (CALL, {"response_format": {"type": "json_object"}}),
-    "a schema-bound answer": (CALL, {"response_format": {"type": "json_schema"}}),
+    "JSON the client asked for, not a call beyond doubt": (
+        '{"name": "open_box", "arguments": {"box_id": 7}}',
+        {"response_format": {"type": "json_object"}},
+    ),
+    "JSON the client asked for, a list of records": (
+        '[{"name": "open_box", "box_id": "box-1"}, {"name": "open_box", "box_id": 2}]',
+        {"response_format": {"type": "json_object"}},
+    ),
+    "a schema-bound answer in the shape asked for": (
+        CALL,
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": ANSWER_SCHEMA}}},
+    ),
     "calls forbidden by tool_choice": (CALL, {"tool_choice": "none"}),
     "Hermes tags: the leak check's": (f"<tool_call>\n{CALL}\n</tool_call>", {}),
     "broken JSON": ('{"name": "open_box", "arguments": {"box_id": ', {}),
@@ -168,6 +185,44 @@ NOT_CALLS: dict[str, tuple[str, dict[str, Any]]] = {
 def test_text_that_only_looks_like_a_call_is_not_one(case: str) -> None:
     content, params = NOT_CALLS[case]
     assert found(content, **params) == []
+
+
+JSON_ASKED: dict[str, tuple[str, dict[str, Any]]] = {
+    # bench_findings (--seeds 12) missed these two: a run asking for JSON answers with tools
+    # declared, the model writing its call as JSON (minimax-split/chain/stream/0 step 4,
+    # openrouter/research/plain/0 step 0).
+    "typed function, arguments as a string": (
+        '{"type": "function", "function": {"name": "open_box", '
+        '"arguments": "{\\"box_id\\": \\"box-1\\"}"}}',
+        {"type": "json_object"},
+    ),
+    "Llama's parameters": (SHAPES["name+parameters"], {"type": "json_object"}),
+    "flattened": (SHAPES["flattened"], {"type": "json_object"}),
+    "a list": (SHAPES["list"], {"type": "json_object"}),
+    "no schema to hold it to": (CALL, {"type": "json_schema"}),
+    "not the schema's shape": (
+        CALL,
+        {
+            "type": "json_schema",
+            "json_schema": {"schema": {"type": "object", "required": ["treasure"]}},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JSON_ASKED))
+def test_a_call_beyond_doubt_is_a_call_even_where_json_was_asked_for(case: str) -> None:
+    """A host that holds the whole turn to JSON leaves the model no way to call but to write
+    the call as JSON: JSON asked for does not make a call to a declared tool, with the
+    arguments its schema asks for, an answer. Less sure than without the format."""
+    content, response_format = JSON_ASKED[case]
+    [finding] = found(content, response_format=response_format)
+    [plain] = found(content)
+    assert finding.layer == "model" and finding.evidence["tools"][0] == "open_box"
+    assert finding.evidence["response_format"] == response_format["type"]
+    assert plain.evidence["response_format"] is None
+    assert finding.confidence is not None and plain.confidence is not None
+    assert finding.confidence < plain.confidence
 
 
 def test_hermes_tags_are_reported_once_as_a_leak() -> None:

@@ -82,6 +82,33 @@ def test_choices_met_or_not_judgeable_are_silent(
     assert ignored(choice, step_kind, **kw) == []
 
 
+def test_a_forced_turn_that_stopped_mid_thought_is_the_empty_turn_only() -> None:
+    """A forced call that never came because the turn ended mid-sentence in its reasoning
+    (bench_findings: moonshot/chain/plain/11, the `late_empty_turn` fault on a request with
+    `tool_choice` required): the host cut the turn before the model could act, which is
+    `empty_turn_after_reasoning`; nothing shows the constraint was dropped."""
+    run = clean_run()
+    cut = replace(
+        run.steps[1],
+        content="",
+        calls=(),
+        results=(),
+        finish_reason="stop",
+        finish_reason_raw="stop",
+        reasoning="Opening box-0 revealed the next id: box-2",
+        completion_tokens=12,
+        reasoning_tokens=12,
+        request_params={**TOOLS, "tool_choice": "required"},
+    )
+    findings = run_checks(replace(run, steps=(run.steps[0], cut)))
+    found = {f.kind for f in findings if f.step == 1}
+    assert "empty_turn_after_reasoning" in found and "tool_choice_ignored" not in found
+    # The same turn with its thought finished is an answer where a call was forced.
+    done = replace(cut, reasoning="box-0 is open and the chain is complete.")
+    [finding] = tool_choice_ignored(done, replace(run, steps=(run.steps[0], done)))
+    assert finding.evidence["called"] == []
+
+
 def test_no_tools_declared_is_not_judged() -> None:
     step = answer_step(4, request_params={"tool_choice": "required"})
     assert list(tool_choice_ignored(step, clean_run())) == []

@@ -332,8 +332,14 @@ def test_a_call_the_parser_left_in_content_is_no_answer_to_format(content: str, 
     assert kind in found and "response_format_ignored" not in found
 
 
-def test_json_asked_for_and_given_is_the_answer_whatever_it_looks_like() -> None:
+def test_json_asked_for_and_given_is_the_answer_unless_it_is_a_call_beyond_doubt() -> None:
+    # A call to a declared tool with the arguments its schema asks for: a host holding the
+    # turn to JSON left the model no other way to call. The call, not an answer.
     found = kinds(with_step(answer_step(4, request_params=JSON_MODE, content=CALL_JSON)))
+    assert "tool_call_as_text" in found and "response_format_ignored" not in found
+    # Arguments the tool does not take: JSON that merely looks like a call, the answer.
+    odd = '{"name": "open_box", "arguments": {"box": 4}}'
+    found = kinds(with_step(answer_step(4, request_params=JSON_MODE, content=odd)))
     assert not found & {"tool_call_as_text", "response_format_ignored"}
     # Prose where JSON was asked for: the format ignored.
     prose = kinds(with_step(answer_step(4, request_params=JSON_MODE)))

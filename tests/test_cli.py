@@ -1,4 +1,8 @@
-"""The command line as a user runs it: contracts of every command, formats, errors."""
+"""The command line as a user runs it: contracts of every command, formats, errors.
+
+Recording with the embedded simulator and against a served one runs `traces` in a subprocess,
+as a user starts it; the other commands run through the same entry point in this process
+(`cli`), where starting an interpreter would only add to the cost."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pytest
 
 from traces.sim.server import SimServer
 
-from conftest import TASKS, run_cli
+from conftest import TASKS, CliRun, run_cli
 
 RUN_KEYS = {
     "id",
@@ -51,8 +55,8 @@ def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *fragment
         assert fragment in err
 
 
-def test_record_with_no_endpoint_uses_embedded_simulator(recorded_db: Path) -> None:
-    done = run_cli("runs", "--db", str(recorded_db), "--format", "json")
+def test_record_with_no_endpoint_uses_embedded_simulator(recorded_db: Path, cli: CliRun) -> None:
+    done = cli("runs", "--db", str(recorded_db), "--format", "json")
     assert done.returncode == 0, done.stderr
     runs = json.loads(done.stdout)
     assert len(runs) == 2
@@ -62,9 +66,9 @@ def test_record_with_no_endpoint_uses_embedded_simulator(recorded_db: Path) -> N
         assert run["termination"] == "completed" and run["steps"] == 6 and run["tool_calls"] == 5
 
 
-def test_record_json_format_and_env_db(tmp_path: Path) -> None:
+def test_record_json_format_and_env_db(tmp_path: Path, cli: CliRun) -> None:
     db = tmp_path / "env.duckdb"
-    done = run_cli(
+    done = cli(
         "record",
         "--task",
         str(TASKS / "chain_short.toml"),
@@ -81,8 +85,8 @@ def test_record_json_format_and_env_db(tmp_path: Path) -> None:
     assert db.exists()
 
 
-def test_show_json_contract(recorded_db: Path) -> None:
-    done = run_cli("show", "last", "--db", str(recorded_db), "--format", "json")
+def test_show_json_contract(recorded_db: Path, cli: CliRun) -> None:
+    done = cli("show", "last", "--db", str(recorded_db), "--format", "json")
     assert done.returncode == 0, done.stderr
     detail = json.loads(done.stdout)
     assert detail["status"] == "completed"
@@ -105,9 +109,9 @@ def test_show_json_contract(recorded_db: Path) -> None:
     assert steps[-1]["content"] and not steps[-1]["tool_calls"]
 
 
-def test_show_timeline_truncates_unless_full(recorded_db: Path) -> None:
-    short = run_cli("show", "last", "--db", str(recorded_db))
-    full = run_cli("show", "last", "--db", str(recorded_db), "--full")
+def test_show_timeline_truncates_unless_full(recorded_db: Path, cli: CliRun) -> None:
+    short = cli("show", "last", "--db", str(recorded_db))
+    full = cli("show", "last", "--db", str(recorded_db), "--full")
     assert short.returncode == 0 and full.returncode == 0
     assert "step 0" in short.stdout and "open_box" in short.stdout and "thinking" in short.stdout
     assert "stream: " in short.stdout and " chunks · reasoning " in short.stdout
@@ -115,17 +119,17 @@ def test_show_timeline_truncates_unless_full(recorded_db: Path) -> None:
     assert len(full.stdout) >= len(short.stdout)
 
 
-def test_show_by_prefix_and_unknown_run(recorded_db: Path) -> None:
-    runs = json.loads(run_cli("runs", "--db", str(recorded_db), "-f", "json").stdout)
+def test_show_by_prefix_and_unknown_run(recorded_db: Path, cli: CliRun) -> None:
+    runs = json.loads(cli("runs", "--db", str(recorded_db), "-f", "json").stdout)
     run_id = runs[0]["id"]
-    done = run_cli("show", run_id[:-3], "--db", str(recorded_db), "-f", "json")
+    done = cli("show", run_id[:-3], "--db", str(recorded_db), "-f", "json")
     if done.returncode == 0:  # unique prefix
         assert json.loads(done.stdout)["id"] == run_id
-    _one_line_error(run_cli("show", "nope", "--db", str(recorded_db)), 2, "nope")
+    _one_line_error(cli("show", "nope", "--db", str(recorded_db)), 2, "nope")
 
 
-def test_sql_formats_limit_and_errors(recorded_db: Path) -> None:
-    done = run_cli(
+def test_sql_formats_limit_and_errors(recorded_db: Path, cli: CliRun) -> None:
+    done = cli(
         "sql",
         "select task, count(*) as n from runs group by 1",
         "--db",
@@ -134,7 +138,7 @@ def test_sql_formats_limit_and_errors(recorded_db: Path) -> None:
         "json",
     )
     assert done.returncode == 0 and json.loads(done.stdout) == [{"task": "chain_short", "n": 2}]
-    done = run_cli(
+    done = cli(
         "sql",
         "select idx from steps order by idx",
         "--db",
@@ -148,47 +152,45 @@ def test_sql_formats_limit_and_errors(recorded_db: Path) -> None:
     assert rows == [["idx"], ["0"], ["0"], ["1"]]
     assert "first 3 rows" in done.stderr
     _one_line_error(
-        run_cli("sql", "select * from nowhere", "--db", str(recorded_db)), 2, "SQL error", "nowhere"
+        cli("sql", "select * from nowhere", "--db", str(recorded_db)), 2, "SQL error", "nowhere"
     )
-    _one_line_error(run_cli("sql", "delete from runs", "--db", str(recorded_db)), 2, "SQL error")
-    still = run_cli("sql", "select count(*) as n from runs", "--db", str(recorded_db), "-f", "json")
+    _one_line_error(cli("sql", "delete from runs", "--db", str(recorded_db)), 2, "SQL error")
+    still = cli("sql", "select count(*) as n from runs", "--db", str(recorded_db), "-f", "json")
     assert json.loads(still.stdout) == [{"n": 2}]
 
 
-def test_runs_csv_and_table(recorded_db: Path) -> None:
-    done = run_cli("runs", "--db", str(recorded_db), "-f", "csv")
+def test_runs_csv_and_table(recorded_db: Path, cli: CliRun) -> None:
+    done = cli("runs", "--db", str(recorded_db), "-f", "csv")
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert len(rows) == 2 and rows[0]["status"] == "completed"
-    table = run_cli("runs", "--db", str(recorded_db))
+    table = cli("runs", "--db", str(recorded_db))
     assert table.returncode == 0 and "chain_short" in table.stdout
 
 
-def test_steps_distribution(recorded_db: Path) -> None:
-    done = run_cli("steps", "--db", str(recorded_db), "-f", "json")
+def test_steps_distribution(recorded_db: Path, cli: CliRun) -> None:
+    done = cli("steps", "--db", str(recorded_db), "-f", "json")
     [row] = json.loads(done.stdout)
     assert row["task"] == "chain_short" and row["runs"] == 2
     assert row["min_steps"] == row["max_steps"] == 6 and row["median_steps"] == 6
-    hist = run_cli("steps", "--histogram", "--db", str(recorded_db), "-f", "json")
+    hist = cli("steps", "--histogram", "--db", str(recorded_db), "-f", "json")
     assert json.loads(hist.stdout)[0]["runs"] == 2
 
 
-def test_schema_documents_every_table(tmp_path: Path) -> None:
-    done = run_cli("schema", "--db", str(tmp_path / "none.duckdb"), "-f", "json")
+def test_schema_documents_every_table(tmp_path: Path, cli: CliRun) -> None:
+    done = cli("schema", "--db", str(tmp_path / "none.duckdb"), "-f", "json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     tables = {r["table"] for r in rows}
     assert {"runs", "steps", "messages", "tool_calls", "tool_results", "findings"} <= tables
     assert all(r["description"] for r in rows)
     assert not (tmp_path / "none.duckdb").exists()  # describing does not create a file
-    text = run_cli("schema", "steps", "--db", str(tmp_path / "none.duckdb"))
+    text = cli("schema", "steps", "--db", str(tmp_path / "none.duckdb"))
     assert "reasoning_source" in text.stdout
 
 
-def test_missing_database_is_one_line_error(tmp_path: Path) -> None:
+def test_missing_database_is_one_line_error(tmp_path: Path, cli: CliRun) -> None:
     for command in (["runs"], ["show", "last"], ["steps"], ["sql", "select 1"]):
-        _one_line_error(
-            run_cli(*command, "--db", str(tmp_path / "absent.duckdb")), 4, "absent.duckdb"
-        )
+        _one_line_error(cli(*command, "--db", str(tmp_path / "absent.duckdb")), 4, "absent.duckdb")
 
 
 @pytest.mark.slow
@@ -212,9 +214,9 @@ def test_bad_task_files_name_the_file_and_field(tmp_path: Path) -> None:
     assert not db.exists()  # nothing was written for bad input
 
 
-def test_unreachable_endpoint_is_one_line_error(tmp_path: Path) -> None:
+def test_unreachable_endpoint_is_one_line_error(tmp_path: Path, cli: CliRun) -> None:
     db = tmp_path / "t.duckdb"
-    done = run_cli(
+    done = cli(
         "record",
         "--task",
         str(TASKS / "chain_short.toml"),
@@ -231,11 +233,11 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path: Path) -> None:
     assert not db.exists()  # bad input leaves the database as it was
 
 
-def test_missing_key_variable_and_model(tmp_path: Path) -> None:
+def test_missing_key_variable_and_model(tmp_path: Path, cli: CliRun) -> None:
     db = tmp_path / "t.duckdb"
     task = str(TASKS / "chain_short.toml")
     _one_line_error(
-        run_cli(
+        cli(
             "record",
             "--task",
             task,
@@ -252,7 +254,7 @@ def test_missing_key_variable_and_model(tmp_path: Path) -> None:
         "AGENT_TRACES_UNSET_VARIABLE",
     )
     _one_line_error(
-        run_cli("record", "--task", task, "--base-url", "http://127.0.0.1:9/v1", "--db", str(db)),
+        cli("record", "--task", task, "--base-url", "http://127.0.0.1:9/v1", "--db", str(db)),
         2,
         "--model",
     )
@@ -284,8 +286,8 @@ def test_record_against_a_served_simulator(sim: SimServer, tmp_path: Path) -> No
     assert runs[0]["provider"] == "local-sim"
 
 
-def test_demo_runs_offline(tmp_path: Path) -> None:
-    done = run_cli("demo", "--db", str(tmp_path / "demo.duckdb"))
+def test_demo_runs_offline(tmp_path: Path, cli: CliRun) -> None:
+    done = cli("demo", "--db", str(tmp_path / "demo.duckdb"))
     assert done.returncode == 0, done.stderr
     assert "step 0" in done.stdout and "Marisol Vell" in done.stdout
 
@@ -300,13 +302,13 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
         (["runs", "--format", "xml"], "--format"),
     ],
 )
-def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:
-    _one_line_error(run_cli(*args), 2, fragment)
+def test_usage_errors_are_one_line(args: list[str], fragment: str, cli: CliRun) -> None:
+    _one_line_error(cli(*args), 2, fragment)
 
 
 @pytest.mark.parametrize("command", ["record", "compare", "report"])
-def test_help_shows_the_defaults_written_in_it(command: str) -> None:
+def test_help_shows_the_defaults_written_in_it(command: str, cli: CliRun) -> None:
     """Option help is plain text: bracketed defaults print instead of vanishing as markup."""
-    done = run_cli(command, "--help")
+    done = cli(command, "--help")
     assert done.returncode == 0, done.stderr
     assert "[default: $TRACES_DB" in " ".join(done.stdout.split())

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import pkgutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import typer
 import analyzer.commands
 from analyzer.cli import COMMANDS, app, load_command
 from analyzer.cli import _options as cli_options
+from traces.importing.parallel import WorkerPool
 from traces.sim.server import SimServer
 
 from conftest import REPO
@@ -211,3 +214,27 @@ def test_the_writer_process_is_a_fresh_interpreter_that_imports_only_the_store(
     # ...and the compiled parts of what the rest of `traces` uses are not.
     for extension in ("pydantic_core", "tokenizers", "jiter"):
         assert extension not in libraries
+
+
+def _ignores_interrupts(pid: int) -> bool:
+    """Whether process `pid` ignores SIGINT and SIGTERM (per /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split(":")[1].strip(), 16)
+            return all(mask & (1 << (sig - 1)) for sig in (signal.SIGINT, signal.SIGTERM))
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_an_import_worker_imports_no_database() -> None:
+    """A worker of a parallel import reads and builds rows; the importing process inserts
+    them. DuckDB (a tenth of a second of every worker's start) stays out of it."""
+    with WorkerPool(1) as pool:
+        pid = pool.workers[0].process.pid
+        deadline = time.monotonic() + 60
+        # Ready once it ignores Ctrl-C: the first thing it does after its imports.
+        while not _ignores_interrupts(pid):
+            assert time.monotonic() < deadline, "the worker never got going"
+            time.sleep(0.01)
+        libraries = Path(f"/proc/{pid}/maps").read_text()
+    assert "_duckdb" not in libraries

@@ -8,7 +8,7 @@ import pytest
 
 from traces.suites import SuiteFileError, load_suite
 
-from conftest import SAMPLES, TASKS, run_cli
+from conftest import SAMPLES, TASKS, CliRun
 
 SUITES = SAMPLES / "suites"
 
@@ -145,10 +145,12 @@ def test_missing_suite_file(tmp_path: Path) -> None:
     assert "cannot read suite file" in load_error(tmp_path / "nope.toml")
 
 
-def test_cli_reports_a_bad_suite_on_one_line_and_leaves_no_database(tmp_path: Path) -> None:
+def test_cli_reports_a_bad_suite_on_one_line_and_leaves_no_database(
+    tmp_path: Path, cli: CliRun
+) -> None:
     db = tmp_path / "t.duckdb"
     bad = write(tmp_path, suite_text(f'path = "{TASKS}/chain_short.toml"\nrepeats = -1'))
-    done = run_cli("compare", "--suite", str(bad), "--dialect", "openai", "--db", str(db))
+    done = cli("compare", "--suite", str(bad), "--dialect", "openai", "--db", str(db))
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and f"{bad}: tasks[0].repeats" in line

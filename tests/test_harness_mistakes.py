@@ -203,6 +203,8 @@ def _tool(name: str) -> dict[str, Any]:
 class _Misbehaving:
     """A tool set whose `explode` raises, whose `stall` never returns and whose `echo` works."""
 
+    replayable = False  # a crash and a stall are not results a replay could reproduce
+
     def tool_specs(self) -> list[dict[str, Any]]:
         return [_tool("explode"), _tool("stall"), _tool("echo")]
 

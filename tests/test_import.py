@@ -46,7 +46,15 @@ from traces.importing.lines import ImportFileError
 from traces.importing.toolsets import fast_accept
 from traces.model import message_hash, request_hash
 
-from conftest import REPO, group_processes, query_rows, run_cli, table_counts
+from conftest import (
+    REPO,
+    CliRun,
+    cpu_seconds,
+    group_processes,
+    query_rows,
+    run_cli,
+    table_counts,
+)
 
 FIXTURES = REPO / "tests" / "fixtures" / "import"
 EXCHANGES = FIXTURES / "exchanges.jsonl"
@@ -271,10 +279,10 @@ def test_provider_label_only_where_the_file_names_none(
 
 
 def test_without_provider_runs_are_unknown_and_a_note_says_so(
-    db_path: Path, tmp_path: Path
+    db_path: Path, tmp_path: Path, cli: CliRun
 ) -> None:
     log = _write(tmp_path / "plain.jsonl", [_exchange(), _exchange(content="again")])
-    done = run_cli("import", str(log), "--db", str(db_path), "--no-analyze")
+    done = cli("import", str(log), "--db", str(db_path), "--no-analyze")
     assert done.returncode == 0, done.stderr
     assert "names no provider for 2 runs" in done.stderr and "--provider" in done.stderr
     runs = query_rows(db_path, "SELECT provider, conversation, steps FROM runs")
@@ -344,13 +352,15 @@ def test_checks_find_a_leak_in_an_imported_response(
     assert leak["step_idx"] == 0 and "<|tool_calls_section_begin|>" in evidence["tokens"]
 
 
-def test_imported_runs_show_in_runs_and_show(imported: tuple[Path, list[dict[str, Any]]]) -> None:
+def test_imported_runs_show_in_runs_and_show(
+    imported: tuple[Path, list[dict[str, Any]]], cli: CliRun
+) -> None:
     db, _ = imported
-    done = run_cli("runs", "--db", str(db), "--provider", "acme", "-f", "json")
+    done = cli("runs", "--db", str(db), "--provider", "acme", "-f", "json")
     assert done.returncode == 0, done.stderr
     [run] = json.loads(done.stdout)
     assert run["task"] == "import" and run["steps"] == 3
-    shown = run_cli("show", run["id"], "--db", str(db), "-f", "json")
+    shown = cli("show", run["id"], "--db", str(db), "-f", "json")
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
     assert [s["index"] for s in detail["steps"]] == [0, 1, 2]
@@ -360,7 +370,7 @@ def test_imported_runs_show_in_runs_and_show(imported: tuple[Path, list[dict[str
     shape = detail["steps"][1]["stream"]
     assert shape["chunks"] == len(_lines(EXCHANGES)[2]["chunks"]) and shape["reasoning"]
     assert (shape["timed"], shape["gap_ms"], shape["first_text_ms"]) == (False, None, None)
-    table = run_cli("show", run["id"], "--db", str(db))
+    table = cli("show", run["id"], "--db", str(db))
     assert table.returncode == 0 and "gamma delta" in table.stdout
     assert "arrival times unknown" in table.stdout
 
@@ -368,7 +378,9 @@ def test_imported_runs_show_in_runs_and_show(imported: tuple[Path, list[dict[str
 # -- bad input ------------------------------------------------------------------------------------
 
 
-def test_skip_mode_reports_line_numbers_and_imports_the_rest(db_path: Path, tmp_path: Path) -> None:
+def test_skip_mode_reports_line_numbers_and_imports_the_rest(
+    db_path: Path, tmp_path: Path, cli: CliRun
+) -> None:
     log = _write(
         tmp_path / "mixed.jsonl",
         [
@@ -381,7 +393,7 @@ def test_skip_mode_reports_line_numbers_and_imports_the_rest(db_path: Path, tmp_
             _exchange("c"),
         ],
     )
-    done = run_cli(
+    done = cli(
         "import",
         str(log),
         "--on-error",
@@ -413,9 +425,9 @@ def test_skip_mode_reports_line_numbers_and_imports_the_rest(db_path: Path, tmp_
 
 
 def test_refuse_mode_names_file_line_and_field_and_changes_nothing(
-    db_path: Path, tmp_path: Path
+    db_path: Path, tmp_path: Path, cli: CliRun
 ) -> None:
-    first = run_cli("import", str(K2VV), "--db", str(db_path), "--provider", "p")
+    first = cli("import", str(K2VV), "--db", str(db_path), "--provider", "p")
     assert first.returncode == 0, first.stderr
     before, digest = table_counts(db_path), _sha(db_path)
     log = _write(
@@ -426,7 +438,7 @@ def test_refuse_mode_names_file_line_and_field_and_changes_nothing(
             {**_exchange("b"), "started_at": "yesterday"},
         ],
     )
-    done = run_cli("import", str(EXCHANGES), str(log), "--db", str(db_path))
+    done = cli("import", str(EXCHANGES), str(log), "--db", str(db_path))
     _one_line_error(done, 2, f"{log}:3:", "started_at", "not an ISO 8601 time", "--on-error skip")
     assert table_counts(db_path) == before and _sha(db_path) == digest
 
@@ -478,29 +490,29 @@ def test_ctrl_c_in_the_middle_leaves_nothing(
     ],
 )
 def test_files_that_are_not_exchange_logs_are_refused(
-    db_path: Path, tmp_path: Path, content: bytes, fragment: str
+    db_path: Path, tmp_path: Path, content: bytes, fragment: str, cli: CliRun
 ) -> None:
     log = tmp_path / "input.jsonl"
     log.write_bytes(content)
-    done = run_cli("import", str(log), "--db", str(db_path))
+    done = cli("import", str(log), "--db", str(db_path))
     _one_line_error(done, 2, str(log), fragment)
     assert not db_path.exists()  # a database created for the import is removed again
 
 
 def test_unreadable_files_are_refused_before_the_database_is_touched(
-    db_path: Path, tmp_path: Path
+    db_path: Path, tmp_path: Path, cli: CliRun
 ) -> None:
     missing = tmp_path / "nope.jsonl"
     _one_line_error(
-        run_cli("import", str(missing), "--db", str(db_path)), 2, str(missing), "cannot read"
+        cli("import", str(missing), "--db", str(db_path)), 2, str(missing), "cannot read"
     )
-    _one_line_error(run_cli("import", str(tmp_path), "--db", str(db_path)), 2, "is a directory")
+    _one_line_error(cli("import", str(tmp_path), "--db", str(db_path)), 2, "is a directory")
     assert not db_path.exists()
 
 
-def test_all_lines_skipped_is_still_an_error(db_path: Path, tmp_path: Path) -> None:
+def test_all_lines_skipped_is_still_an_error(db_path: Path, tmp_path: Path, cli: CliRun) -> None:
     log = _write(tmp_path / "junk.jsonl", ["nope", '{"request": 3}'])
-    done = run_cli("import", str(log), "--on-error", "skip", "--db", str(db_path))
+    done = cli("import", str(log), "--on-error", "skip", "--db", str(db_path))
     err = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and err.startswith("error: ") and "all 2 lines are malformed" in err
 
@@ -520,7 +532,9 @@ def test_locked_database_is_reported_and_left_alone(db_path: Path) -> None:
 # -- secrets and re-imports ----------------------------------------------------------------------
 
 
-def test_secrets_in_a_log_never_reach_the_database(db_path: Path, tmp_path: Path) -> None:
+def test_secrets_in_a_log_never_reach_the_database(
+    db_path: Path, tmp_path: Path, cli: CliRun
+) -> None:
     secret = "sk-live-0123456789abcdefghijklmnop"
     line = _exchange(
         "s",
@@ -532,7 +546,7 @@ def test_secrets_in_a_log_never_reach_the_database(db_path: Path, tmp_path: Path
         metadata={"user": "u1", "note": secret, "access_token": "tok-123456789"},
     )
     log = _write(tmp_path / "secret.jsonl", [line])
-    done = run_cli("import", str(log), "--db", str(db_path))
+    done = cli("import", str(log), "--db", str(db_path))
     assert done.returncode == 0, done.stderr
     conn = duckdb.connect(str(db_path), read_only=True)
     try:
@@ -550,13 +564,13 @@ def test_secrets_in_a_log_never_reach_the_database(db_path: Path, tmp_path: Path
     assert step["request_id"] == "r-1"
 
 
-def test_reimporting_the_same_bytes_is_refused_unless_again(db_path: Path) -> None:
-    assert run_cli("import", str(K2VV), "--db", str(db_path), "--no-analyze").returncode == 0
+def test_reimporting_the_same_bytes_is_refused_unless_again(db_path: Path, cli: CliRun) -> None:
+    assert cli("import", str(K2VV), "--db", str(db_path), "--no-analyze").returncode == 0
     before = table_counts(db_path)
-    again = run_cli("import", str(K2VV), "--db", str(db_path))
+    again = cli("import", str(K2VV), "--db", str(db_path))
     _one_line_error(again, 2, str(K2VV), "already imported", "--again")
     assert table_counts(db_path) == before
-    forced = run_cli("import", str(K2VV), "--again", "--db", str(db_path), "--no-analyze")
+    forced = cli("import", str(K2VV), "--again", "--db", str(db_path), "--no-analyze")
     assert forced.returncode == 0, forced.stderr
     after = table_counts(db_path)
     assert after["runs"] == 2 * before["runs"] and after["imports"] == 2
@@ -564,20 +578,20 @@ def test_reimporting_the_same_bytes_is_refused_unless_again(db_path: Path) -> No
     assert after["messages"] == before["messages"]
 
 
-def test_format_can_be_forced(db_path: Path) -> None:
-    done = run_cli("import", str(K2VV), "--format-in", "k2vv", "--db", str(db_path), "-f", "json")
+def test_format_can_be_forced(db_path: Path, cli: CliRun) -> None:
+    done = cli("import", str(K2VV), "--format-in", "k2vv", "--db", str(db_path), "-f", "json")
     assert done.returncode == 0, done.stderr
     [report] = json.loads(done.stdout)
     assert report["format"] == "k2vv" and report["runs"] == 7
-    wrong = run_cli("import", str(EXCHANGES), "--format-in", "k2vv", "--db", str(db_path))
+    wrong = cli("import", str(EXCHANGES), "--format-in", "k2vv", "--db", str(db_path))
     _one_line_error(wrong, 2, f"{EXCHANGES}:1:", "data_index: must be an integer")
-    other = run_cli(
-        "import", str(K2VV), "--format-in", "exchanges", "--again", "--db", str(db_path)
-    )
+    other = cli("import", str(K2VV), "--format-in", "exchanges", "--again", "--db", str(db_path))
     _one_line_error(other, 2, f"{K2VV}:1:", "status: must be an integer HTTP status")
 
 
-def test_request_hash_pairs_requests_like_the_recorder(db_path: Path, tmp_path: Path) -> None:
+def test_request_hash_pairs_requests_like_the_recorder(
+    db_path: Path, tmp_path: Path, cli: CliRun
+) -> None:
     tools = [
         {
             "type": "function",
@@ -595,7 +609,7 @@ def test_request_hash_pairs_requests_like_the_recorder(db_path: Path, tmp_path: 
     ]
     lines[1]["request"]["model"] = "another-model"  # same request to another host
     log = _write(tmp_path / "pairs.jsonl", lines)
-    assert run_cli("import", str(log), "--db", str(db_path), "--no-analyze").returncode == 0
+    assert cli("import", str(log), "--db", str(db_path), "--no-analyze").returncode == 0
     hashes = [message_hash(m) for m in lines[0]["request"]["messages"]]
     expected = request_hash(hashes, {"tools": tools, "tool_choice": choice})
     stored = {r["request_hash"] for r in query_rows(db_path, "SELECT request_hash FROM steps")}
@@ -882,6 +896,10 @@ def test_a_worker_that_dies_fails_the_import_cleanly(tmp_path: Path, db_path: Pa
     assert _children() == before_children
 
 
+READING_CPU_S = 0.8
+"""CPU seconds an import worker has used once it is well into reading (starting takes 0.4)."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("existed", [True, False], ids=["existing-db", "new-db"])
 def test_ctrl_c_stops_a_parallel_import_and_its_workers(
@@ -903,11 +921,15 @@ def test_ctrl_c_stops_a_parallel_import_and_its_workers(
         start_new_session=True,  # its own process group, as a shell gives a command
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(group_processes(cli.pid)) < 3 and cli.poll() is None:  # the CLI and two workers
+        deadline = time.monotonic() + 120
+        while len(workers := group_processes(cli.pid) - {cli.pid}) < 2 and cli.poll() is None:
             assert time.monotonic() < deadline, "no workers started"
             time.sleep(0.05)
-        time.sleep(0.5)  # into the reading
+        # Into the reading: each worker has used more CPU than starting costs it (0.4 s; a
+        # worker reads this file in about 1.6 s), however long a loaded machine makes it wait.
+        while not all(cpu_seconds(pid) > READING_CPU_S for pid in workers) and cli.poll() is None:
+            assert time.monotonic() < deadline, "the workers never got to reading"
+            time.sleep(0.05)
         os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         out, err = cli.communicate(timeout=60)
     finally:

@@ -14,23 +14,38 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import duckdb
 import pytest
 
 from traces.importing.parallel import WorkerPool
+from traces.store import database, migrations
 from traces.store.recorder import Recorder
 
-from conftest import REPO, TASKS, group_processes, run_cli
+from conftest import REPO, TASKS, group_left, run_cli
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="signals and /proc")
 
 _INTERRUPTED = re.compile(r"error: interrupted|interrupted: runs? \S+(, \S+)* left interrupted")
 
 
+def _handles_signals(pid: int) -> bool:
+    """Whether process `pid` catches SIGTERM: `traces.interrupts.install()` has run (the
+    interpreter catches only SIGINT by itself)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split(":")[1].strip(), 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
 def _signal_group_after(args: list[str], delay: float, sig: int) -> tuple[int, str, int]:
-    """Run `traces ARGS` in its own group, signal the group after `delay` seconds; returns
-    the exit code, stderr and the pid (the group id)."""
+    """Run `traces ARGS` in its own group, signal the group `delay` seconds after the command
+    installed its handlers; returns the exit code, stderr and the pid (the group id).
+
+    Counted from there, not from the start: before them a signal meets the bare interpreter
+    (a KeyboardInterrupt while `site` loads is a fatal error no program can turn into a
+    line), and a loaded machine can take as long as any fixed delay to get there."""
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("TRACES_DB", None)
     proc = subprocess.Popen(
@@ -43,6 +58,10 @@ def _signal_group_after(args: list[str], delay: float, sig: int) -> tuple[int, s
         start_new_session=True,
     )
     try:
+        deadline = time.monotonic() + 60
+        while not _handles_signals(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "no handlers installed"
+            time.sleep(0.01)
         time.sleep(delay)
         os.killpg(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
@@ -76,10 +95,10 @@ def _ignored(pid: int) -> set[int]:
 @pytest.mark.parametrize(
     ("delay", "sig"),
     [
-        (0.15, signal.SIGINT),  # the interpreter is importing the command line
-        (0.6, signal.SIGINT),  # start-up: task, simulator, writer process
-        (1.2, signal.SIGTERM),
-        (2.5, signal.SIGINT),  # recording
+        (0.0, signal.SIGINT),  # the interpreter is importing the command line
+        (0.45, signal.SIGINT),  # start-up: task, simulator, writer process
+        (1.05, signal.SIGTERM),
+        (2.35, signal.SIGINT),  # recording
     ],
 )
 def test_a_recording_stopped_at_any_moment_ends_with_one_line(
@@ -91,8 +110,7 @@ def test_a_recording_stopped_at_any_moment_ends_with_one_line(
     )
     assert code == 130, err
     assert len(err.splitlines()) == 1 and _INTERRUPTED.fullmatch(err.strip()), err
-    time.sleep(0.2)  # the writer exits once its parent closed the pipe
-    assert group_processes(pgid) == set()
+    assert group_left(pgid) == set()  # the writer exits once its parent closed the pipe
     if db.exists():  # readable by every later command, no run left `running`
         conn = duckdb.connect(str(db), read_only=True)
         rows = conn.execute("SELECT id, status FROM runs ORDER BY id").fetchall()
@@ -100,6 +118,75 @@ def test_a_recording_stopped_at_any_moment_ends_with_one_line(
         assert all(status != "running" for _, status in rows), rows
         named = re.findall(r"\d{8}-\d{6}-[0-9a-f]{8}", err)
         assert set(named) == {run for run, status in rows if status == "interrupted"}
+
+
+class _CommitInterrupted:
+    """A real connection whose `at`-th COMMIT Ctrl-C stops, the way DuckDB 2.0 ends it: the
+    statement raises `Query interrupted` and the transaction is over, so a rollback finds none
+    (seen with a timer's signal across real migrations; the slow test below sends them)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, at: int) -> None:
+        self.conn, self.at, self.commits = conn, at, 0
+
+    def execute(self, sql: str, *params: Any) -> duckdb.DuckDBPyConnection:
+        if sql == "COMMIT":
+            self.commits += 1
+            if self.commits == self.at:
+                self.conn.execute("ROLLBACK")
+                raise RuntimeError("Query interrupted")
+        return self.conn.execute(sql, *params)
+
+
+@pytest.mark.parametrize("at", [1, 4, len(migrations.MIGRATIONS)])
+def test_ctrl_c_that_stops_a_migrations_commit_is_an_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: int
+) -> None:
+    """Not `cannot migrate` (exit 4), the failed rollback's words: an import into a new
+    database, interrupted while it created the file, ended so under load (test_import's
+    Ctrl-C test). The file is released, and the next writer finishes the migrations."""
+    real = migrations.migrate
+
+    def stopped(conn: duckdb.DuckDBPyConnection) -> int:
+        # `migrate` calls nothing of the connection but `execute`.
+        return real(cast(duckdb.DuckDBPyConnection, _CommitInterrupted(conn, at)))
+
+    monkeypatch.setattr(database, "migrate", stopped)
+    db = tmp_path / "t.duckdb"
+    with pytest.raises(KeyboardInterrupt):
+        database.open_for_writing(db)
+    monkeypatch.undo()
+    conn = database.open_for_writing(db)  # released: no lock left behind
+    try:
+        assert migrations.current_version(conn) == migrations.latest_version()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow  # a dozen real migrations
+def test_a_migration_interrupted_at_any_moment_is_an_interrupt(tmp_path: Path) -> None:
+    """A timer's signal at moments spread over creating a database: each attempt ends
+    migrated or with KeyboardInterrupt, never another error, and the file is released."""
+    started = time.monotonic()
+    database.open_for_writing(tmp_path / "first.duckdb").close()
+    took = time.monotonic() - started
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        for moment in range(12):
+            db = tmp_path / f"t{moment}.duckdb"
+            signal.setitimer(signal.ITIMER_REAL, took * (moment + 0.5) / 12)
+            try:
+                database.open_for_writing(db).close()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            database.open_for_writing(db).close()
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_the_writer_process_never_sees_ctrl_c(tmp_path: Path) -> None:

@@ -277,8 +277,8 @@ def test_wide_json_and_csv_show_whole_ids(traces_db: Path, cli: Cli) -> None:
 
 def test_short_ids_are_the_shortest_unique_prefixes_and_resolve(tmp_path: Path, cli: Cli) -> None:
     db = tmp_path / "t.duckdb"
-    done = run_cli("import", str(FIXTURES / "k2vv_results.jsonl"), "--db", str(db))
-    assert done.returncode == 0, done.stderr
+    code, _, err = cli("import", str(FIXTURES / "k2vv_results.jsonl"), "--db", str(db))
+    assert code == 0, err
     conn = duckdb.connect(str(db))
     # Recorded-style ids: one alone, two sharing all but their last character.
     for run_id in ("20250101-000000-aaaaaaaa", "20250101-000000-aaaaaaab", "19990101-x"):
@@ -354,8 +354,14 @@ def test_shell_completion_completes_commands_and_values(
     monkeypatch.setenv("COMP_CWORD", "3")
     assert cli()[:2] == (0, "interrupted\n")
     monkeypatch.delenv("_TRACES_COMPLETE")
-    code, out, _ = cli("--show-completion", "bash")
-    assert code == 0 and "_TRACES_COMPLETE=complete_bash" in out
+    # `--show-completion` prints the script of the shell `traces` runs under, found by
+    # walking up the process tree (shellingham). A test run started without a shell among
+    # its ancestors (a CI runner, a detached job) has none to find, so the detection is set
+    # here: the two shells give two scripts, each naming the variable the shell sets.
+    for shell, marker in (("bash", "complete_bash"), ("zsh", "complete_zsh")):
+        monkeypatch.setattr("shellingham.detect_shell", lambda s=shell: (s, f"/bin/{s}"))
+        code, out, err = cli("--show-completion")
+        assert (code, err) == (0, "") and f"_TRACES_COMPLETE={marker}" in out
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from traces.sample_files import providers_file
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 
-from conftest import TASKS, run_cli
+from conftest import TASKS, CliRun, run_cli
 
 REQUIRED = {
     "moonshot",
@@ -100,8 +100,8 @@ def test_bad_profiles_are_one_line_errors_naming_file_profile_field(
     assert "\n" not in message and str(path) in message and fragment in message
 
 
-def test_providers_command_reports_whether_keys_are_set(tmp_path: Path) -> None:
-    done = run_cli("providers", "-f", "json", env={"MOONSHOT_API_KEY": "sk-x"})
+def test_providers_command_reports_whether_keys_are_set(tmp_path: Path, cli: CliRun) -> None:
+    done = cli("providers", "-f", "json", env={"MOONSHOT_API_KEY": "sk-x"})
     assert done.returncode == 0, done.stderr
     rows = {r["provider"]: r for r in json.loads(done.stdout)}
     assert rows["moonshot"]["key_set"] is True
@@ -109,7 +109,7 @@ def test_providers_command_reports_whether_keys_are_set(tmp_path: Path) -> None:
     assert "sk-x" not in done.stdout
     broken = tmp_path / "p.toml"
     broken.write_text('[x]\nbase_url = "http://h/v1"\nmodels = ["m"]\ndialect = "nope"\n')
-    bad = run_cli("providers", "--providers", str(broken))
+    bad = cli("providers", "--providers", str(broken))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "x.dialect" in bad.stderr
 
 
@@ -150,12 +150,12 @@ def test_record_with_a_profile_pointed_at_your_own_server(tmp_path: Path) -> Non
     assert not any("reasoning_content" in json.loads(r["body"]) for r in sent)
 
 
-def test_record_with_unknown_provider_or_missing_key(tmp_path: Path) -> None:
+def test_record_with_unknown_provider_or_missing_key(tmp_path: Path, cli: CliRun) -> None:
     db = tmp_path / "t.duckdb"
     task = str(TASKS / "chain_short.toml")
-    done = run_cli("record", "--task", task, "--provider", "nobody", "--db", str(db))
+    done = cli("record", "--task", task, "--provider", "nobody", "--db", str(db))
     assert done.returncode == 2 and "no provider 'nobody'" in done.stderr
-    done = run_cli(
+    done = cli(
         "record",
         "--task",
         task,

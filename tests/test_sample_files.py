@@ -22,7 +22,7 @@ from traces.suites import load_suite
 from traces.tasks import load_task
 from traces.tools.sandbox import Sandbox
 
-from conftest import REPO, run_cli
+from conftest import REPO, CliRun
 
 
 def test_the_samples_are_the_checkouts_folder_in_an_editable_install() -> None:
@@ -103,9 +103,9 @@ def test_the_default_providers_file_is_the_shipped_one(monkeypatch: pytest.Monke
     assert profiles_path() == Path("/elsewhere/providers.toml")
 
 
-def test_record_refuses_an_unknown_task_name_with_one_line(tmp_path: Path) -> None:
+def test_record_refuses_an_unknown_task_name_with_one_line(tmp_path: Path, cli: CliRun) -> None:
     db = tmp_path / "t.duckdb"
-    done = run_cli("record", "--task", "chian", "--db", str(db))
+    done = cli("record", "--task", "chian", "--db", str(db))
     assert done.returncode == 2
     assert done.stderr == (
         "error: no sample task 'chian' (sample tasks: chain, chain_short, files, research; "

@@ -15,15 +15,15 @@ from traces.sim.faults import FAULTS
 from traces.sim.faults.selection import TRANSIENT
 from traces.sim.faults.spec import fault_label, parse_faults, split_fault_list
 
-from conftest import REPO, run_cli
+from conftest import REPO, CliRun
 
 
-def test_list_prints_every_dialect_and_fault() -> None:
-    table = run_cli("sim", "--list")
+def test_list_prints_every_dialect_and_fault(cli: CliRun) -> None:
+    table = cli("sim", "--list")
     assert table.returncode == 0, table.stderr
     for name in [*DIALECTS, *FAULTS]:
         assert name in table.stdout
-    listed = run_cli("sim", "--list", "--format", "json")
+    listed = cli("sim", "--list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     catalogue = json.loads(listed.stdout)
     assert [d["dialect"] for d in catalogue["dialects"]] == list(DIALECTS)
@@ -43,8 +43,10 @@ def test_list_prints_every_dialect_and_fault() -> None:
         (["--dialect", "nowhere"], ["unknown dialect 'nowhere'", "moonshot"]),
     ],
 )
-def test_bad_dialects_and_faults_are_one_line_errors(args: list[str], fragments: list[str]) -> None:
-    done = run_cli("sim", "--port", "0", *args)
+def test_bad_dialects_and_faults_are_one_line_errors(
+    args: list[str], fragments: list[str], cli: CliRun
+) -> None:
+    done = cli("sim", "--port", "0", *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     error = done.stderr.strip()
     assert len(error.splitlines()) == 1 and error.startswith("error: ")

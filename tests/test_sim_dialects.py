@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ def servers() -> Iterator[dict[str, SimServer]]:
             started[name] = SimServer(SimConfig(dialect=name, chunk_chars=9)).start()
         yield started
     finally:
-        for server in started.values():
-            server.stop()
+        # Together: each waits for its event loop's next tick (a tenth of a second) to stop.
+        with ThreadPoolExecutor(max(1, len(started))) as stopping:
+            list(stopping.map(SimServer.stop, started.values()))
 
 
 def _client(server: SimServer) -> openai.OpenAI:

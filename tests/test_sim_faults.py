@@ -1426,6 +1426,28 @@ def test_faults_that_do_not_apply_are_not_reported(clean: SimServer) -> None:
         assert _faults(headers) == ["dropped_call"]  # it left nothing for the others to act on
 
 
+def test_dropped_logprobs_are_named_where_the_content_that_goes_out_lacks_them(
+    clean: SimServer,
+) -> None:
+    """Whether ignoring `logprobs` shows is judged on the reply as it goes out, after the
+    reply faults: a call written as text is content without log probabilities (bench_findings
+    counted the finding there as a false positive: sglang/chain_short/plain/1), and an answer
+    moved into the reasoning leaves no content to carry them."""
+    faults = {"logprobs_ignored": 1.0, "tool_call_as_text": 1.0}
+    with SimServer(SimConfig(faults=faults)) as server:
+        body, headers = Faulty(server, clean).post(
+            START, tools=CHAIN_TOOLS, logprobs=True, top_logprobs=2
+        )
+    assert _message(body)["content"] and not _message(body).get("tool_calls")
+    assert body["choices"][0]["logprobs"] is None
+    assert _faults(headers) == ["logprobs_ignored", "tool_call_as_text"]
+    faults = {"logprobs_ignored": 1.0, "reasoning_swallows_answer": 1.0}
+    with SimServer(SimConfig(faults=faults)) as server:
+        body, headers = Faulty(server, clean).post(LINE, logprobs=True, top_logprobs=2)
+    assert not _message(body)["content"] and body["choices"][0]["logprobs"] is None
+    assert _faults(headers) == ["reasoning_swallows_answer"]
+
+
 def test_cumulative_arguments_need_a_split_call(clean: SimServer) -> None:
     """Arguments that arrive in one piece read the same cumulative or not: the response must
     not claim a fault its client cannot see."""

@@ -32,6 +32,13 @@ def traces_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+@pytest.fixture(scope="module")
+def pristine(traces_db: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The database's folder (every file's digest) and row counts as the import left them:
+    what every refused query must leave, one after the other."""
+    return _tree(traces_db.parent), table_counts(traces_db)
+
+
 def _tree(root: Path) -> dict[str, str]:
     """Every file under `root` with the sha256 of its bytes."""
     return {
@@ -87,13 +94,16 @@ ATTACKS = [
     ("select * from glob('*')", "only with --allow-files"),
     ("select * from read_csv('http://127.0.0.1:9/x.csv')", "only with --allow-files"),
     ("select * from duckdb_secrets()", "only with --allow-files"),
-    ("with d as (delete from runs returning *) select * from d", "read-only"),
+    # DuckDB 2 parses it as a SELECT, which the read-only database refuses to run; DuckDB 1.5
+    # (the lake extra's) refuses the data-modifying CTE when parsing it.
+    ("with d as (delete from runs returning *) select * from d", "read-only|A CTE needs a SELECT"),
 ]
 
 
 @pytest.mark.parametrize(("query", "fragment"), ATTACKS, ids=[a[0] or "empty" for a in ATTACKS])
 def test_every_way_out_is_one_line_and_changes_nothing(
     traces_db: Path,
+    pristine: tuple[dict[str, str], dict[str, int]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -104,14 +114,14 @@ def test_every_way_out_is_one_line_and_changes_nothing(
     (tmp_path / "data.json").write_text('{"a": 1}\n')
     (tmp_path / "other.duckdb").write_bytes(b"not a database, and it must stay so")
     monkeypatch.chdir(tmp_path)
-    files, beside, counts = _tree(tmp_path), _tree(traces_db.parent), table_counts(traces_db)
+    files, (beside, counts) = _tree(tmp_path), pristine
     done = run_cli_in_process(capsys, monkeypatch, "sql", "--db", str(traces_db), "--", query)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith("error: SQL error: ")
-    assert fragment in done.stderr
+    assert any(alternative in done.stderr for alternative in fragment.split("|"))
     assert _tree(tmp_path) == files
     assert table_counts(traces_db) == counts
     assert _tree(traces_db.parent) == beside
@@ -139,7 +149,8 @@ def test_allow_files_reads_local_files_and_still_writes_nothing(
     code, out, _ = sql("select count(*) as n from read_csv('/etc/passwd')", "-f", "json")
     assert code == 0 and json.loads(out)[0]["n"] > 0
     code, out, _ = sql("select file from glob('*.csv')", "-f", "csv")
-    assert code == 0 and out.splitlines() == ["file", "data.csv"]
+    # DuckDB 1.5 names it `./data.csv`, 2 `data.csv`.
+    assert code == 0 and [Path(line).name for line in out.splitlines()] == ["file", "data.csv"]
     files = _tree(tmp_path)
     for query, fragment in [
         ("copy (select 1) to 'x.csv'", "COPY statements are refused"),

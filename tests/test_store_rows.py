@@ -8,6 +8,7 @@ in by name: two columns swapped, even of the same type, fail the test.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -34,7 +35,7 @@ from traces.model import (
 )
 from traces.store.database import open_for_writing
 from traces.store.recorder import Recorder
-from traces.store.tables import COLUMNS, ROW_TYPES, RunRow, RunUpdate
+from traces.store.tables import COLUMNS, DERIVED, ROW_TYPES, RunRow, RunUpdate
 
 JSON_COLUMNS = {
     "settings",
@@ -56,6 +57,12 @@ TOOL_AT = datetime(2026, 1, 2, 3, 4, 7, 800000)
 ENDED = datetime(2026, 1, 2, 3, 4, 8, 900000)
 MESSAGE_A = {"role": "user", "content": "weather in Zürich?"}
 MESSAGE_B = {"role": "tool", "tool_call_id": "call-9", "content": "sunny"}
+
+
+def _key(digest: str) -> int:
+    """A message's dedup key as the store computes it (DuckDB's `md5_number`: the md5 of the
+    hash text as a little-endian 128-bit number)."""
+    return int.from_bytes(hashlib.md5(digest.encode()).digest(), "little")
 
 
 def _read(db: Path, table: str, order: str) -> list[dict[str, Any]]:
@@ -92,7 +99,7 @@ def _schema_columns(db: Path) -> dict[str, list[str]]:
 def test_row_types_are_the_migrated_tables_columns_in_order(tmp_path: Path) -> None:
     schema = _schema_columns(tmp_path / "fresh.duckdb")
     for table in ROW_TYPES:
-        assert list(COLUMNS[table]) == schema[table], table
+        assert [*COLUMNS[table], *DERIVED.get(table, {})] == schema[table], table
     # A run's ending sets columns of `runs`, by the same names.
     assert set(RunUpdate._fields) <= set(RunRow._fields)
 
@@ -114,6 +121,7 @@ def _run() -> RunRecord:
         origin="probe",
         import_id="imp-7",
         conversation="conv-3",
+        retry_of="run-0",
     )
 
 
@@ -171,6 +179,7 @@ def _step() -> StepRecord:
         anomalies=[{"kind": "odd"}],
         request_hash="hash-request",
         upstream_provider="upstream-b",
+        resumption=2,
     )
 
 
@@ -246,6 +255,8 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "conversation": "conv-3",
             "failure_summary": None,
             "findings_by_kind": None,
+            "resumptions": 0,
+            "retry_of": "run-0",
         }
     ]
     assert _read(db, "steps", "idx") == [
@@ -290,6 +301,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "anomalies": [{"kind": "odd"}],
             "request_hash": "hash-request",
             "upstream_provider": "upstream-b",
+            "resumption": 2,
         }
     ]
     assert _read(db, "step_messages", "position") == [
@@ -297,8 +309,8 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
         {"run_id": "run-1", "step_idx": 3, "position": 6, "hash": "hash-b"},
     ]
     assert _read(db, "messages", "hash") == [
-        {"hash": "hash-a", "role": "user", "body": MESSAGE_A},
-        {"hash": "hash-b", "role": "tool", "body": MESSAGE_B},
+        {"hash": "hash-a", "role": "user", "body": MESSAGE_A, "key": _key("hash-a")},
+        {"hash": "hash-b", "role": "tool", "body": MESSAGE_B, "key": _key("hash-b")},
     ]
     assert _read(db, "tool_calls", "call_idx") == [
         {
@@ -458,6 +470,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "anomalies": None,
         "request_hash": request_hash(hashes[:2], PARAMS),
         "upstream_provider": None,
+        "resumption": None,
     }
     assert _read(db, "step_messages", "step_idx, position") == [
         {"run_id": run_id, "step_idx": 0, "position": 0, "hash": hashes[0]},
@@ -529,6 +542,8 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "conversation": "conv-3",
         "failure_summary": None,
         "findings_by_kind": None,
+        "resumptions": 0,
+        "retry_of": None,
     }
     [imported] = _read(db, "imports", "id")
     assert imported == {

@@ -100,6 +100,49 @@ class _Conversation:
         return fresh
 
 
+@dataclass(frozen=True)
+class StepEnding:
+    """How a recorded step that ended its run ended: a failed call, or a turn without tool
+    calls (an answer, or nothing)."""
+
+    index: int
+    error: ExchangeError | None
+    content: str | None
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class PendingTools:
+    """The tool calls of a recorded step whose results never reached the store: they run
+    before the next request, as they would have had the run not been stopped."""
+
+    index: int
+    calls: list[ToolCallRecord]
+    reply_ids: list[str | None]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run takes up again, rebuilt from the store (`traces.resumption`)."""
+
+    number: int
+    """Which resumption of the run this is: 1 for the first."""
+    next_index: int
+    """The index of the next step to send."""
+    messages: list[dict[str, Any]]
+    """The conversation as the next request carries it (before any pending tool results)."""
+    recorded: int
+    """Leading messages the last recorded request already carries (the rest are stored
+    with the next step)."""
+    steps: int
+    tool_calls: int
+    tool_errors: int
+    tokens: TokenTotals
+    pending: PendingTools | None = None
+    ending: StepEnding | None = None
+    """Set when the last recorded step ended the run: nothing more is sent."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -140,11 +183,42 @@ class Agent:
         self.conversation.append({"role": "user", "content": user_prompt})
         self.tally = _Tally()
         self._rng = rng if rng is not None else random.Random()
+        self._resumption: int | None = None
 
     async def run(self) -> RunOutcome:
         """Loop until a final answer, the step limit or an unrecoverable error."""
+        return await self._loop(0)
+
+    async def resume(self, point: ResumePoint) -> RunOutcome:
+        """Take a recorded run up where `point` says it stopped: the conversation and totals
+        are the stored ones, the environment has had the recorded calls replayed into it,
+        and the next step continues the numbering, marked with the resumption's number."""
+        conversation = _Conversation()
+        for message in point.messages:
+            conversation.append(message)
+        # What the last recorded request carried is in the store already; the rest (its
+        # answer sent back, the tool results) goes with the next step, as it would have.
+        conversation.sent = point.recorded
+        conversation.unrecorded = dict(
+            zip(
+                conversation.hashes[point.recorded :],
+                conversation.messages[point.recorded :],
+                strict=True,
+            )
+        )
+        self.conversation = conversation
+        self.tally = _Tally(point.steps, point.tool_calls, point.tool_errors, point.tokens)
+        self._resumption = point.number
+        if point.ending is not None:
+            return self._ended_by(point.ending)
+        if point.pending is not None:
+            pending = point.pending
+            await self._run_tools(pending.index, pending.calls, pending.reply_ids)
+        return await self._loop(point.next_index)
+
+    async def _loop(self, start: int) -> RunOutcome:
         settings = self.settings
-        for index in range(settings.max_steps):
+        for index in range(start, settings.max_steps):
             exchange, retry_errors = await self._call_with_retries()
             message = exchange.message if exchange.error is None else None
             reading = read_message(message, self._validate) if message is not None else None
@@ -173,22 +247,7 @@ class Agent:
                     await durable
                 continue
             await durable
-            answer = (reading.content or "").strip()
-            if not answer:
-                why = "finish_reason=length" if step.finish_reason == "length" else "empty turn"
-                return self.outcome(
-                    RunStatus.FAILED,
-                    Termination.MODEL_ERROR,
-                    error=f"step {index}: the model returned no answer and no tool call ({why})",
-                )
-            verdict = self.env.check_success(answer)
-            return self.outcome(
-                RunStatus.COMPLETED,
-                Termination.COMPLETED,
-                final_answer=answer,
-                success=verdict.passed,
-                success_detail=verdict.detail,
-            )
+            return self._answered(index, reading.content, step.finish_reason)
         return self.outcome(
             RunStatus.FAILED,
             Termination.MAX_STEPS,
@@ -227,7 +286,7 @@ class Agent:
         retry_errors: list[ExchangeError],
         reading: Reading | None,
     ) -> StepRecord:
-        return step_from_exchange(
+        step = step_from_exchange(
             self.run_id,
             index,
             exchange,
@@ -236,6 +295,9 @@ class Agent:
             prefix=self.conversation.sent,
             retry_errors=retry_errors,
         )
+        # The first step a resumption sends carries its number; the others none.
+        step.resumption, self._resumption = self._resumption, None
+        return step
 
     # -- tools --------------------------------------------------------------------------------
 
@@ -266,42 +328,8 @@ class Agent:
 
     async def _run_tool(self, call: ToolCallRecord, reply_id: str | None) -> ToolResultRecord:
         """Execute one call; the result answers `reply_id` (the id as it was sent back)."""
-        started = _now()
-        t0 = time.perf_counter()
-        if call.name not in self.tool_names:
-            available = ", ".join(sorted(self.tool_names))
-            outcome = _error_outcome(
-                ToolErrorKind.NOT_FOUND,
-                f"unknown tool {call.name!r}; available tools: {available}",
-            )
-        elif not call.json_valid:
-            outcome = _error_outcome(
-                ToolErrorKind.INVALID_ARGUMENTS,
-                f"arguments of {call.name} are not a JSON object: {call.arguments_raw[:200]!r}",
-            )
-        else:
-            try:
-                # A context manager, not wait_for(): no task per call (see `_run_tools`).
-                async with asyncio.timeout(self.tool_timeout_s):
-                    outcome = await self.env.call(call.name, call.arguments)
-            except TimeoutError:
-                outcome = _error_outcome(
-                    ToolErrorKind.TIMEOUT,
-                    f"tool {call.name} did not finish within {self.tool_timeout_s:g} s",
-                )
-            except Exception as exc:  # a bug in a tool must not kill the run silently
-                outcome = _error_outcome(
-                    ToolErrorKind.CRASHED, f"tool {call.name} crashed: {type(exc).__name__}: {exc}"
-                )
-        return ToolResultRecord(
-            index=call.index,
-            tool_call_id=reply_id,
-            name=call.name,
-            output=outcome.output,
-            error=outcome.error,
-            error_kind=outcome.error_kind,
-            started_at=started,
-            duration_ms=(time.perf_counter() - t0) * 1000,
+        return await execute_call(
+            self.env, self.tool_names, call, reply_id, timeout_s=self.tool_timeout_s
         )
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -311,6 +339,31 @@ class Agent:
         t.steps += 1
         t.tool_calls += len(step.tool_calls)
         t.tokens.add(step)
+
+    def _answered(self, index: int, content: str | None, finish_reason: str) -> RunOutcome:
+        """The outcome of a turn without tool calls: the final answer judged, or nothing."""
+        answer = (content or "").strip()
+        if not answer:
+            why = "finish_reason=length" if finish_reason == "length" else "empty turn"
+            return self.outcome(
+                RunStatus.FAILED,
+                Termination.MODEL_ERROR,
+                error=f"step {index}: the model returned no answer and no tool call ({why})",
+            )
+        verdict = self.env.check_success(answer)
+        return self.outcome(
+            RunStatus.COMPLETED,
+            Termination.COMPLETED,
+            final_answer=answer,
+            success=verdict.passed,
+            success_detail=verdict.detail,
+        )
+
+    def _ended_by(self, ending: StepEnding) -> RunOutcome:
+        """The outcome a recorded step that ended the run gave it (decided as `_loop` does)."""
+        if ending.error is not None:
+            return self._failed_by_endpoint(ending.error)
+        return self._answered(ending.index, ending.content, ending.finish_reason)
 
     def _failed_by_endpoint(self, error: ExchangeError | None) -> RunOutcome:
         if error is not None and error.kind == "context_overflow":
@@ -345,6 +398,56 @@ class Agent:
             tool_errors=t.tool_errors,
             **t.tokens.as_fields(),
         )
+
+
+async def execute_call(
+    env: ToolEnvironment,
+    tool_names: set[str],
+    call: ToolCallRecord,
+    reply_id: str | None,
+    *,
+    timeout_s: float = TOOL_TIMEOUT_S,
+) -> ToolResultRecord:
+    """Execute one tool call the way a run does; the result answers `reply_id` (the id as it
+    was sent back). A call naming no tool of `tool_names`, or with arguments that are not a
+    JSON object, is refused here without reaching `env`. Also how a resumption replays the
+    recorded calls, so a replayed result is made exactly as the recorded one was."""
+    started = _now()
+    t0 = time.perf_counter()
+    if call.name not in tool_names:
+        available = ", ".join(sorted(tool_names))
+        outcome = _error_outcome(
+            ToolErrorKind.NOT_FOUND,
+            f"unknown tool {call.name!r}; available tools: {available}",
+        )
+    elif not call.json_valid:
+        outcome = _error_outcome(
+            ToolErrorKind.INVALID_ARGUMENTS,
+            f"arguments of {call.name} are not a JSON object: {call.arguments_raw[:200]!r}",
+        )
+    else:
+        try:
+            # A context manager, not wait_for(): no task per call (see `Agent._run_tools`).
+            async with asyncio.timeout(timeout_s):
+                outcome = await env.call(call.name, call.arguments)
+        except TimeoutError:
+            outcome = _error_outcome(
+                ToolErrorKind.TIMEOUT, f"tool {call.name} did not finish within {timeout_s:g} s"
+            )
+        except Exception as exc:  # a bug in a tool must not kill the run silently
+            outcome = _error_outcome(
+                ToolErrorKind.CRASHED, f"tool {call.name} crashed: {type(exc).__name__}: {exc}"
+            )
+    return ToolResultRecord(
+        index=call.index,
+        tool_call_id=reply_id,
+        name=call.name,
+        output=outcome.output,
+        error=outcome.error,
+        error_kind=outcome.error_kind,
+        started_at=started,
+        duration_ms=(time.perf_counter() - t0) * 1000,
+    )
 
 
 def _verdict(error: str | None) -> tuple[bool | None, str | None]:

@@ -299,6 +299,10 @@ class StepRecord(BaseModel):
     upstream_provider: str | None = Field(
         default=None, description="Host that served the call behind a router, when it says."
     )
+    resumption: int | None = Field(
+        default=None,
+        description="Set on the first step a resumption of the run sent: its number (1, 2…).",
+    )
 
 
 class RunRecord(BaseModel):
@@ -323,6 +327,9 @@ class RunRecord(BaseModel):
     import_id: str | None = Field(default=None, description="Import the run came from.")
     conversation: str | None = Field(
         default=None, description="Conversation label of an imported run."
+    )
+    retry_of: str | None = Field(
+        default=None, description="The failed run this run records again, when it is a retry."
     )
 
 

@@ -15,6 +15,10 @@ What is redacted, and where (the replacement is `[redacted]`):
   headers), in the error bodies and messages of live calls, and in every error line the CLI
   prints. Model text of a live response is left alone unless it holds the key in use: a model
   writing an example `sk-…` string is data.
+- **The password of a database connection string** (`password=…` in a PostgreSQL
+  keyword/value string, `user:PASSWORD@` in a connection URI): in every error line the CLI
+  prints and every message a lake store's connection writes (`traces.store.lake` moves the
+  password out of the string before DuckDB sees it; this catches what quotes one anyway).
 - **Fields named like a credential** (`api_key`, `Authorization`, `token`, …) in an imported
   request body are dropped, except inside the messages and tool schemas, where names are the
   conversation's data (a tool may well take a parameter called `token`). Response headers are
@@ -80,6 +84,14 @@ _RAW_TOKEN = re.compile(
     rb"|\b(?:bearer|basic)(?:\s+|%20|\+)(?=[A-Za-z._~+/=\\\-]*\d)[A-Za-z0-9._~+/=\\\-]{8,}",
     re.IGNORECASE,
 )
+_CONNECTION_PASSWORD = re.compile(
+    # libpq's keyword/value form: `password=x`, `password = 'x y'` (quoted, `\\'` escapes).
+    r"(?P<key>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s'\"]+)"
+    # A URI's user information: `postgresql://user:PASSWORD@host`.
+    r"|(?P<user>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s@/]*@",
+    re.IGNORECASE,
+)
+"""A password inside a database connection string (keyword/value or URI form)."""
 _DATA_FIELDS = frozenset({"messages", "tools", "tool_choice", "functions", "response_format"})
 """Request fields whose keys are the conversation's data, never credential names."""
 
@@ -127,6 +139,20 @@ def redact_tokens(text: str) -> str:
     if not may_hold_token(text):
         return text
     return _SECRET_TOKEN.sub(lambda m: (m.group("scheme") or "") + REDACTED, text)
+
+
+def redact_connection_secrets(text: str) -> str:
+    """`text` with the password of any database connection string in it replaced (the same
+    object when there is none)."""
+    if "password" not in text.lower() and "://" not in text:
+        return text
+    return _CONNECTION_PASSWORD.sub(_connection_replacement, text)
+
+
+def _connection_replacement(match: re.Match[str]) -> str:
+    if match.group("key") is not None:
+        return match.group("key") + REDACTED
+    return f"{match.group('user')}:{REDACTED}@"
 
 
 def redact_request(body: dict[str, Any]) -> dict[str, Any]:

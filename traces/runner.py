@@ -7,18 +7,20 @@ share one recorder (one writer process); each has its own endpoint client.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from traces.client import EndpointClient, EndpointConfig, redact_url, resolve_api_key
 from traces.harness import Agent, HarnessSettings
-from traces.model import RunOutcome, RunRecord, RunStatus, Termination
+from traces.model import RunOutcome, RunRecord, RunStatus, Termination, canonical_json
+from traces.sim.config import SimConfig
 from traces.store.recorder import Recorder
 from traces.tasks import Task, build_environment, render_prompts
 
@@ -39,14 +41,25 @@ class RunPlan(BaseModel):
     concurrency: int = 1
     seed: int = 0
     dialect: str | None = None
+    profile: str | None = Field(
+        default=None, description="The provider profile `endpoint` came from, if any."
+    )
+    sim: SimConfig | None = Field(
+        default=None, description="The embedded simulator `endpoint` serves, if it is one."
+    )
+    retry_of: str | None = Field(
+        default=None, description="The failed run these runs record again (--retry-failed)."
+    )
 
 
 class RunSummary(BaseModel):
     """One recorded run as the `record` command reports it."""
 
     id: str
+    task: str
     seed: int
     outcome: RunOutcome
+    retry_of: str | None = None
 
 
 def never_answered(outcome: RunOutcome) -> bool:
@@ -130,25 +143,45 @@ async def _record_one(
         user_prompt=user_prompt,
         settings=settings,
     )
+    record = RunRecord(
+        id=run_id,
+        task=plan.task.name,
+        task_path=str(plan.task.source_path),
+        task_sha256=plan.task.sha256,
+        provider=plan.provider,
+        model=settings.model,
+        base_url=redact_url(plan.endpoint.base_url),
+        settings=_settings_json(plan, settings),
+        seed=seed,
+        started_at=datetime.now(UTC).replace(tzinfo=None),
+        recorder_pid=recorder.pid,
+        recorder_host=recorder.host,
+        retry_of=plan.retry_of,
+    )
+
+    async def work() -> RunOutcome:
+        await recorder.begin_run(record)
+        return await agent.run()
+
+    outcome = await drive_run(agent, client, recorder, work(), on_interrupted)
+    return RunSummary(
+        id=run_id, task=plan.task.name, seed=seed, outcome=outcome, retry_of=plan.retry_of
+    )
+
+
+async def drive_run(
+    agent: Agent,
+    client: EndpointClient,
+    recorder: Recorder,
+    work: Coroutine[Any, Any, RunOutcome],
+    on_interrupted: InterruptedCallback | None,
+) -> RunOutcome:
+    """Await `work` (a run starting, or resuming) and end the run with its outcome, whatever
+    happens: a cancellation ends it as interrupted (durably, and named to `on_interrupted`)
+    before it goes on, a harness bug as a `client_error` while the other runs go on."""
+    run_id = agent.run_id
     try:
-        # Once `begin_run` has queued the run's row, it is ended whatever happens.
-        await recorder.begin_run(
-            RunRecord(
-                id=run_id,
-                task=plan.task.name,
-                task_path=str(plan.task.source_path),
-                task_sha256=plan.task.sha256,
-                provider=plan.provider,
-                model=settings.model,
-                base_url=redact_url(plan.endpoint.base_url),
-                settings=_settings_json(plan, settings),
-                seed=seed,
-                started_at=datetime.now(UTC).replace(tzinfo=None),
-                recorder_pid=recorder.pid,
-                recorder_host=recorder.host,
-            )
-        )
-        outcome = await agent.run()
+        outcome = await work
     except asyncio.CancelledError:
         outcome = agent.outcome(
             RunStatus.INTERRUPTED, Termination.INTERRUPTED, error="recording was interrupted"
@@ -161,7 +194,7 @@ async def _record_one(
         error = client.redactor.text(f"{type(exc).__name__}: {exc}", tokens=True)
         outcome = agent.outcome(RunStatus.FAILED, Termination.CLIENT_ERROR, error=error)
     await recorder.end_run(run_id, outcome)
-    return RunSummary(id=run_id, seed=seed, outcome=outcome)
+    return outcome
 
 
 def _settings_json(plan: RunPlan, settings: HarnessSettings) -> dict[str, Any]:
@@ -171,4 +204,32 @@ def _settings_json(plan: RunPlan, settings: HarnessSettings) -> dict[str, Any]:
     data["concurrency"] = plan.concurrency
     data["api_key_env"] = plan.endpoint.api_key_env
     data["dialect"] = plan.dialect
+    data["endpoint"] = endpoint_settings(plan, settings)
+    # `task_path` is the path as given, maybe relative to where `record` ran: a resumption
+    # or a retry started elsewhere finds the file by this one.
+    data["task_file"] = str(plan.task.source_path.resolve())
     return data
+
+
+def endpoint_settings(plan: RunPlan, settings: HarnessSettings) -> dict[str, Any]:
+    """What `traces record --resume` and `--retry-failed` need to reach the same endpoint the
+    same way again, stored as `settings.endpoint`: where it came from (the embedded simulator
+    with its whole configuration, a provider profile by name, or a URL given as is), the
+    request deadline, whether the stored `base_url` is the URL itself (credentials and query
+    are stripped before storing), and fingerprints of what is not stored: a digest of the
+    `extra_body` values and the names of the extra headers (their values may be secrets)."""
+    url = plan.endpoint.base_url
+    return {
+        "kind": "simulator" if plan.sim else "profile" if plan.profile else "custom",
+        "profile": plan.profile,
+        "sim": plan.sim.model_dump() if plan.sim else None,
+        "timeout_s": plan.endpoint.timeout_s,
+        "base_url_exact": redact_url(url) == url,
+        "extra_body_sha256": extra_body_digest(settings.extra_body),
+        "extra_headers": sorted(plan.endpoint.extra_headers),
+    }
+
+
+def extra_body_digest(extra_body: dict[str, Any]) -> str:
+    """A digest of `extra_body`'s keys and values, to tell a profile edited since a run."""
+    return hashlib.sha256(canonical_json(extra_body).encode()).hexdigest()

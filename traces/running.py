@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
 
 from traces.client import EndpointClient, EndpointConfig
 from traces.errors import EndpointError, Interrupted
 from traces.harness import HarnessSettings
 from traces.interrupts import run_cancelling_on_signal
 from traces.model import RunOutcome
-from traces.runner import RunPlan, RunSummary, never_answered, record_runs
+from traces.runner import (
+    InterruptedCallback,
+    RunPlan,
+    RunSummary,
+    never_answered,
+    record_runs,
+)
 from traces.sim.server import SimServer
+from traces.store.database import Store
 from traces.store.recorder import Recorder
 from traces.suites import SuiteTask
 from traces.targets import Target
+
+_T = TypeVar("_T")
 
 Recorded = dict[str, list[RunSummary]]
 """Target label -> its runs, in plan order."""
@@ -102,13 +110,15 @@ def target_plans(
             concurrency=concurrency,
             seed=seed,
             dialect=target.dialect,
+            profile=target.profile,
+            sim=target.sim,
         )
         for entry in tasks
     ]
 
 
 def record_targets(
-    plans: dict[str, list[RunPlan]], db_path: Path, concurrency: int, progress: RunProgress
+    plans: dict[str, list[RunPlan]], db_path: Store, concurrency: int, progress: RunProgress
 ) -> Recorded:
     """Record every target's plans into `db_path`, all targets at once and at most
     `concurrency` runs of one target in flight; their summaries by target label.
@@ -116,31 +126,40 @@ def record_targets(
     SIGTERM and Ctrl-C end every run under way as `interrupted`, durably; the `Interrupted`
     raised then names them.
     """
-    interrupted: list[str] = []
 
-    async def one_target(label: str, target_plans: list[RunPlan]) -> list[RunSummary]:
-        progress.started(label, sum(p.repeat for p in target_plans))
+    async def everything(recorder: Recorder, on_interrupted: InterruptedCallback) -> Recorded:
+        async def one_target(label: str, target_plans: list[RunPlan]) -> list[RunSummary]:
+            progress.started(label, sum(p.repeat for p in target_plans))
 
-        def done(run_id: str, outcome: RunOutcome) -> None:
-            progress.done(label, run_id, outcome)
+            def done(run_id: str, outcome: RunOutcome) -> None:
+                progress.done(label, run_id, outcome)
 
-        bound = asyncio.Semaphore(concurrency)  # one per target, shared by all its tasks
-        batches = await asyncio.gather(
-            *(
-                record_runs(plan, recorder, done, limit=bound, on_interrupted=interrupted.append)
-                for plan in target_plans
+            bound = asyncio.Semaphore(concurrency)  # one per target, shared by all its tasks
+            batches = await asyncio.gather(
+                *(
+                    record_runs(plan, recorder, done, limit=bound, on_interrupted=on_interrupted)
+                    for plan in target_plans
+                )
             )
-        )
-        return [summary for batch in batches for summary in batch]
+            return [summary for batch in batches for summary in batch]
 
-    async def everything() -> Recorded:
         labels = list(plans)
         results = await asyncio.gather(*(one_target(label, plans[label]) for label in labels))
         return dict(zip(labels, results, strict=True))
 
+    return recording(db_path, everything)
+
+
+def recording(
+    db_path: Store, work: Callable[[Recorder, InterruptedCallback], Coroutine[Any, Any, _T]]
+) -> _T:
+    """Run `work(recorder, on_interrupted)` with a recorder on `db_path`, until it is done or
+    SIGTERM or Ctrl-C cancels it; `work` names to `on_interrupted` each run the cancellation
+    left interrupted, and the `Interrupted` raised then names them all."""
+    interrupted: list[str] = []
     recorder = Recorder(db_path)
     try:
-        return run_cancelling_on_signal(everything())
+        return run_cancelling_on_signal(work(recorder, interrupted.append))
     except KeyboardInterrupt:
         if not interrupted:
             raise

@@ -40,6 +40,9 @@ class Target(BaseModel):
     )
     sim: SimConfig | None = None
     dialect: str | None = Field(default=None, description="Dialect name, when one applies.")
+    profile: str | None = Field(
+        default=None, description="The provider profile the endpoint came from, if any."
+    )
     replay: ReplayPolicy = Field(default_factory=ReplayPolicy)
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
@@ -118,6 +121,7 @@ def _base_target(
         dialect = profile.resolved_dialect()
         return Target(
             provider=provider,
+            profile=provider,
             model=model or profile.models[0],
             endpoint=EndpointConfig(
                 base_url=base_url or profile.base_url,

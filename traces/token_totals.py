@@ -11,6 +11,7 @@ reader that sums steps itself (a run still being recorded): `TokenTotals` in Pyt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,15 +55,24 @@ class TokenTotals:
 
     def add(self, step: StepRecord) -> None:
         """Count one step (a failed one counts for nothing: it had no usage to report)."""
-        if step.error is not None:
+        usage = step.usage
+        self.add_counts(
+            answered=step.error is None,
+            counts={
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+            },
+        )
+
+    def add_counts(self, *, answered: bool, counts: Mapping[str, int | None]) -> None:
+        """Count one step given by its counts (each of `TOKEN_COLUMNS`, None where it
+        reported none), as a stored step is read back."""
+        if not answered:
             return
         self.answered += 1
-        usage = step.usage
-        for column, value in (
-            ("prompt_tokens", usage.prompt_tokens),
-            ("completion_tokens", usage.completion_tokens),
-            ("reasoning_tokens", usage.reasoning_tokens),
-        ):
+        for column in TOKEN_COLUMNS:
+            value = counts.get(column)
             if value is not None:
                 self.sums[column] += value
                 self.reported[column] += 1

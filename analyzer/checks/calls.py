@@ -12,7 +12,7 @@ from analyzer.checks.finish import budget_spent
 from analyzer.checks.leaks import find_leaks
 from analyzer.checks.reasoning import empty_turn
 from analyzer.checks.records import Call, Finding, Layer, Run, Severity, Step
-from analyzer.checks.text_calls import TextCalls, calls_in_text, own_syntax
+from analyzer.checks.text_calls import TextCalls, calls_in_text, fits_schema, own_syntax
 from analyzer.checks.unseen import (
     UNEXPLAINED_MIN,
     arguments_in_text,
@@ -63,14 +63,17 @@ def malformed_name(name: str) -> bool:
     return not _NAME_OK.match(name) or bool(find_leaks(name))
 
 
-def _confidence(found: TextCalls, own: bool) -> float:
+def _confidence(found: TextCalls, own: bool, json_asked: bool) -> float:
     """How sure the text is a call: the family's exact syntax is beyond doubt; otherwise a
     text that is nothing but calls beats calls after prose, arguments that fit the schema
     beat ones that do not, named arguments beat keys that merely match parameters, and
-    complete JSON beats JSON read with its last braces supplied."""
+    complete JSON beats JSON read with its last braces supplied. Where the client asked for
+    JSON, the call's shape alone tells it from an answer: less sure."""
     if own:
         return 0.95
     score = 0.9 if found.placement == "whole" else 0.65
+    if json_asked:
+        score -= 0.1
     if all(call.schema_valid for call in found.calls):
         score += 0.05
     elif any(call.schema_valid is False for call in found.calls):
@@ -82,19 +85,45 @@ def _confidence(found: TextCalls, own: bool) -> float:
     return round(score, 2)
 
 
-def _asked_for_text(step: Step) -> bool:
-    """The client asked for text, or for JSON and got JSON, not calls: what looks like a call
-    is the answer. (Prose around the JSON is no answer in the format asked for.)"""
-    if step.request_params.get("tool_choice") == "none":
-        return True
+def _json_asked(step: Step) -> dict[str, Any] | None:
+    """The request's `response_format` when it asked for JSON (an object or a schema)."""
     response_format = step.request_params.get("response_format")
     if not isinstance(response_format, dict):
-        return False
+        return None
     if response_format.get("type") not in ("json_object", "json_schema"):
+        return None
+    return response_format
+
+
+def _fits_schema_asked(response_format: dict[str, Any], value: Any) -> bool:
+    """Whether `value` satisfies the schema a `json_schema` format gave (False: no schema to
+    satisfy, or one no validator takes)."""
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return isinstance(schema, dict) and fits_schema(schema, value) is True
+
+
+def _the_answer(step: Step, found: TextCalls) -> bool:
+    """Whether what reads as calls is the answer the client asked for: calls were forbidden
+    (`tool_choice` none), or JSON was asked for and the text is that JSON, in the shape a
+    schema asked for, or, with no schema to tell, anything short of a call beyond doubt.
+
+    A host that constrains the whole turn to JSON (guided decoding) leaves the model no way
+    to call but to write the call as JSON, so asking for JSON does not make every call-shaped
+    text an answer: every value a call to a declared tool whose arguments fit its schema is
+    a call. Prose around the JSON is no answer in the format asked for."""
+    if step.request_params.get("tool_choice") == "none":
+        return True
+    response_format = _json_asked(step)
+    if response_format is None:
         return False
     content = (step.content or "").strip()
     decoded = decode_at(content, 0)
-    return decoded is not None and decoded[1] == len(content)
+    if decoded is None or decoded[1] != len(content):
+        return False
+    if _fits_schema_asked(response_format, decoded[0]):
+        return True
+    return not all(call.schema_valid for call in found.calls)
 
 
 def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
@@ -104,10 +133,8 @@ def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
     content = step.content
     if step.calls or not content or "{" not in content or not step.tools or step.failed:
         return
-    if _asked_for_text(step):
-        return
     found = calls_in_text(content, step.tools)
-    if found is None:
+    if found is None or _the_answer(step, found):
         return
     if found.placement == "trailing" and not all(
         call.explicit and call.schema_valid for call in found.calls
@@ -117,6 +144,7 @@ def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
         return  # a family's call tokens: the host's parser missed them, reported as leaks
     syntax = json_call_syntax(run.model)
     own = own_syntax(found, syntax)
+    response_format = _json_asked(step)
     yield Finding(
         "tool_call_as_text",
         "error",
@@ -139,9 +167,10 @@ def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
             "declared": sorted(step.tools)[:20],
             "family": syntax.name if syntax else None,
             "own_syntax": own,
+            "response_format": response_format.get("type") if response_format else None,
             "excerpt": content[found.start : found.start + 200],
         },
-        confidence=_confidence(found, own),
+        confidence=_confidence(found, own, response_format is not None),
     )
 
 

@@ -81,7 +81,9 @@ _ENTRIES = (
         "calls",
         """A call to a declared tool came back as text in content (bare, fenced, wrapped or
         listed JSON), so nothing ran. The model's, or the host's when the text is exactly the
-        family's own plain-JSON call syntax (Llama, Mistral) its parser should have read.""",
+        family's own plain-JSON call syntax (Llama, Mistral) its parser should have read.
+        Where the request asked for JSON, only calls beyond doubt (arguments that fit the
+        tool's schema, JSON not in the shape a given schema asked for).""",
         "tool_call_as_json_text",
         inferred=True,
     ),
@@ -225,7 +227,8 @@ _ENTRIES = (
         "tool_choice",
         """The request's `tool_choice` was not enforced: `required` or a named function and no
         call (or another function) came back, or `none` and calls did. Not judged on a
-        response that failed or was cut at `length`.""",
+        response that failed, was cut at `length` or mid-stream, or stopped mid-thought with
+        nothing after it (`empty_turn_after_reasoning`).""",
         "tool_choice_not_enforced",
     ),
     # -- streaming ---------------------------------------------------------------------------

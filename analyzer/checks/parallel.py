@@ -32,11 +32,12 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts, rollback
+from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
 from traces.processes import child_env, cores
-from traces.store.database import open_for_writing
+from traces.store.database import Store, open_for_writing
+from traces.store.lake import transaction
 
 WORKERS_ENV = "TRACES_ANALYZE_WORKERS"
 """Processes `traces analyze` checks runs in (1: this one); unset, one per core when the
@@ -128,7 +129,7 @@ def plan(
 class Setup:
     """What a worker is told first: the store to read, its own file to write, the time."""
 
-    store: Path
+    store: Store
     out: Path
     now: datetime
 
@@ -213,14 +214,18 @@ class _Pool:
     """The workers of one analysis and their directory; leaving it stops them all and
     removes their files."""
 
-    def __init__(self, store: Path, workers: int, now: datetime) -> None:
+    def __init__(self, store: Store, workers: int, now: datetime) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="traces-analyze-"))
         self.workers: list[_Worker] = []
         try:
             with interrupts.starting_children():  # a Ctrl-C waits until all can be stopped
                 for index in range(workers):
                     out = self.directory / f"worker-{index}.duckdb"
-                    self.workers.append(_Worker(Setup(store.resolve(), out, now)))
+                    self.workers.append(
+                        _Worker(
+                            Setup(store.resolve() if isinstance(store, Path) else store, out, now)
+                        )
+                    )
         except BaseException:
             self.close()
             raise
@@ -283,21 +288,19 @@ def _replace(conn: duckdb.DuckDBPyConnection, ids: list[str], outs: list[Path]) 
     def every(table: str) -> str:
         return " UNION ALL ".join(f"SELECT * FROM {name}.{table}" for name in names)
 
+    def replace() -> None:
+        conn.execute(DELETE_FINDINGS, [ids])
+        conn.execute(DELETE_LEDGERS, [ids])
+        conn.execute(f"INSERT INTO findings {every('findings')}")
+        conn.execute(f"INSERT INTO ledgers {every('ledgers')}")
+        conn.execute(
+            "UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind::JSON "
+            f"FROM ({every('summaries')}) AS u WHERE runs.id = u.id"
+        )
+
     try:
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            conn.execute(DELETE_FINDINGS, [ids])
-            conn.execute(DELETE_LEDGERS, [ids])
-            conn.execute(f"INSERT INTO findings {every('findings')}")
-            conn.execute(f"INSERT INTO ledgers {every('ledgers')}")
-            conn.execute(
-                "UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind::JSON "
-                f"FROM ({every('summaries')}) AS u WHERE runs.id = u.id"
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
+        # On a lake, done again when another writer's commit conflicted with it.
+        transaction(conn, replace)
     finally:
         for name in names:
             with contextlib.suppress(duckdb.Error):
@@ -309,7 +312,7 @@ def _quoted(path: Path) -> str:
 
 
 def analyze_in_workers(
-    db_path: Path,
+    db_path: Store,
     chunks: list[list[str]],
     workers: int,
     on_chunk: Callable[[int], None] | None = None,

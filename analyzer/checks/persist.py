@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -24,8 +24,9 @@ from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.records import Finding, Run
 from analyzer.checks.registry import CHECK_VERSION, run_checks
-from traces.store.database import open_for_writing
+from traces.store.database import Store, open_for_writing
 from traces.store.inserts import insert_columns, insert_rows
+from traces.store.lake import is_lake, transaction
 from traces.store.tables import FindingRow, LedgerRow
 
 if TYPE_CHECKING:
@@ -227,11 +228,16 @@ def analyze_runs(
     ids = list(dict.fromkeys(run_ids))
     now = datetime.now(UTC).replace(tzinfo=None)
     everything: dict[str, list[Finding]] = {}
+    # On a lake, each chunk's results commit on their own, in a short transaction done again
+    # if it conflicts: DuckLake refuses a commit that updates `runs` once another writer has
+    # inserted or updated runs since it began, which a recording does all along. A run's
+    # findings and summary still change together; the analysis as a whole is not atomic.
+    by_chunk = own_transaction and is_lake(conn)
 
     def timed(name: str) -> Any:
         return nullcontext() if timings is None else timings.part(name)
 
-    if own_transaction:
+    if own_transaction and not by_chunk:
         conn.execute("BEGIN TRANSACTION")
     try:
         with without_collector():
@@ -242,7 +248,10 @@ def analyze_runs(
                 found, ledgers = check_runs(runs, now, timings)
                 if found:
                     with timed("store"):
-                        _store(conn, found, now, ledgers)
+                        if by_chunk:
+                            transaction(conn, partial(_store, conn, found, now, ledgers))
+                        else:
+                            _store(conn, found, now, ledgers)
                 if on_findings is None:
                     everything.update(found)
                 else:
@@ -250,11 +259,11 @@ def analyze_runs(
                         on_findings(run_id, findings)
                 if on_chunk is not None:
                     on_chunk(len(part))
-        if own_transaction:
+        if own_transaction and not by_chunk:
             with timed("commit"):
                 conn.execute("COMMIT")
     except BaseException:
-        if own_transaction:
+        if own_transaction and not by_chunk:
             rollback(conn)
         raise
     return everything
@@ -274,16 +283,10 @@ def replace_findings(
 ) -> None:
     """Delete the run's findings and insert `findings` (and refresh its summary), atomically."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        _store(conn, {run_id: list(findings)}, now)
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback(conn)
-        raise
+    transaction(conn, partial(_store, conn, {run_id: list(findings)}, now))
 
 
-def analyze_recorded(db_path: Path, run_ids: list[str]) -> dict[str, list[Finding]]:
+def analyze_recorded(db_path: Store, run_ids: list[str]) -> dict[str, list[Finding]]:
     """Check runs just recorded into `db_path`; the findings of each. Call it once the
     recorder has closed: the checks need the database to themselves."""
     if not run_ids:

@@ -86,7 +86,8 @@ def _arguments(value: Any) -> Any:
     return value
 
 
-def _schema_valid(schema: Mapping[str, Any], arguments: Any) -> bool | None:
+def fits_schema(schema: Mapping[str, Any], arguments: Any) -> bool | None:
+    """Whether `arguments` (an object) fit `schema`; None when no validator takes it."""
     if not isinstance(arguments, dict):
         return False
     try:
@@ -119,7 +120,7 @@ def as_call(obj: Any, tools: Mapping[str, Mapping[str, Any]]) -> TextCall | None
         if not isinstance(name, str) or name not in tools or key is None:
             return None
         arguments = _arguments(inner[key])
-        return TextCall(name, arguments, "function", _schema_valid(tools[name], arguments))
+        return TextCall(name, arguments, "function", fits_schema(tools[name], arguments))
     name_key = next((k for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
     if name_key is None or obj[name_key] not in tools:
         return None
@@ -130,11 +131,11 @@ def as_call(obj: Any, tools: Mapping[str, Mapping[str, Any]]) -> TextCall | None
         if set(obj) - _ENVELOPE_KEYS - {name_key, key}:
             return None
         arguments = _arguments(obj[key])
-        return TextCall(name, arguments, f"name+{key}", _schema_valid(schema, arguments))
+        return TextCall(name, arguments, f"name+{key}", fits_schema(schema, arguments))
     rest = {k: v for k, v in obj.items() if k != name_key and k not in _ENVELOPE_KEYS}
     if not _fits(rest, schema):
         return None  # `{"name": "search", "results": […]}` is an answer about search
-    return TextCall(name, rest, "flattened", _schema_valid(schema, rest))
+    return TextCall(name, rest, "flattened", fits_schema(schema, rest))
 
 
 def _calls_of(value: Any, tools: Mapping[str, Mapping[str, Any]]) -> list[TextCall] | None:

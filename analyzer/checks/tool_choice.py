@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from analyzer.checks.calls import stream_cut
 from analyzer.checks.parser_lost import lost_to_parser
+from analyzer.checks.reasoning import empty_turn
 from analyzer.checks.records import Finding, Run, Step
 
 KINDS = frozenset({"tool_choice_ignored"})
@@ -21,15 +22,19 @@ KINDS = frozenset({"tool_choice_ignored"})
 _EXCERPT = 200
 
 
-def _cut_short(step: Step) -> str | None:
+def _cut_short(step: Step, run: Run) -> str | None:
     """Why the response cannot be held to `tool_choice`: it failed, it was cut at the token
-    limit (a call may have been on its way), or its stream was cut before it finished."""
+    limit (a call may have been on its way), its stream was cut before it finished, or the
+    turn stopped mid-thought with nothing after it (`empty_turn_after_reasoning`: the host
+    ended the turn before the model could act, so nothing shows the constraint was dropped)."""
     if step.failed:
         return "error"
     if step.finish_reason == "length":
         return "length"
     if stream_cut(step):
         return "stream_cut"
+    if not step.calls and empty_turn(step, run) is not None:
+        return "empty_turn"
     return None
 
 
@@ -39,7 +44,7 @@ def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
     declared no tools or named a function it did not declare (the request was wrong); a
     forced call the parser lost is `parser_lost`'s to report."""
     choice = step.request_params.get("tool_choice")
-    if choice is None or choice == "auto" or not step.tools or _cut_short(step) is not None:
+    if choice is None or choice == "auto" or not step.tools or _cut_short(step, run) is not None:
         return
     called = [call.name for call in step.calls]
     named = step.forced_tool

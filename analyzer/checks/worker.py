@@ -28,7 +28,9 @@ from analyzer.checks.persist import (
 )
 from traces import interrupts
 from traces.errors import TracesError
+from traces.store import lake
 from traces.store.inserts import insert_columns, insert_rows
+from traces.store.lake import LakeStore
 
 _SUMMARIES = "INSERT INTO out.summaries SELECT unnest($1), unnest($2), unnest($3)"
 
@@ -38,7 +40,10 @@ def _open(setup: Setup) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute("SET threads = 1")  # one process per core already: more only contend
     conn.execute(f"ATTACH '{_quoted(setup.out)}' AS out")
-    conn.execute(f"ATTACH '{_quoted(setup.store)}' AS store (READ_ONLY)")
+    if isinstance(setup.store, LakeStore):
+        lake.attach(conn, setup.store, "store", read_only=True)
+    else:
+        conn.execute(f"ATTACH '{_quoted(setup.store)}' AS store (READ_ONLY)")
     conn.execute("USE store")
     # The store's own columns, whatever its version: the final INSERT copies rows as they are.
     conn.execute("CREATE TABLE out.findings AS SELECT * FROM findings LIMIT 0")

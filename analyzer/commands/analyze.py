@@ -15,7 +15,7 @@ from analyzer.checks.parallel import analyze_in_workers, plan
 from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
 from analyzer.checks.records import Finding
 from analyzer.fail_on import check_fail_on_counts
-from analyzer.options import DbOption, FailOnOption, FormatOption, WideOption
+from analyzer.options import DataPathOption, DbOption, FailOnOption, FormatOption, WideOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
 from analyzer.queries import abbreviate_run_ids, resolve_run_id
@@ -35,11 +35,12 @@ def analyze(
     ] = None,
     wide: WideOption = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,
 ) -> None:
     """Check runs for failures and store the findings; prints counts per run."""
-    path = resolve_db_path(db)
+    path = resolve_db_path(db, data_path)
     if not path.exists():
         raise DatabaseError(f"{path}: no trace database here (record a run first, or pass --db)")
     with open_for_reading(path) as conn:

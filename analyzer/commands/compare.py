@@ -9,7 +9,6 @@ endpoint answered at all, 4 database missing or locked.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,6 +26,7 @@ from analyzer.compare.selection import GroupBy, selection_from_options
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.fail_on import check_fail_on
 from analyzer.options import (
+    DataPathOption,
     DbOption,
     FailOnOption,
     FaultOption,
@@ -47,7 +47,7 @@ from analyzer.output import OutputFormat, printable, stderr_console
 from analyzer.progress import run_bars
 from traces.errors import TracesError
 from traces.sample_files import resolve_suite
-from traces.store.database import resolve_db_path
+from traces.store.database import Store, resolve_db_path
 from traces.suites import load_suite
 from traces.targets import resolve_targets
 
@@ -121,13 +121,14 @@ def compare(
         int, typer.Option(min=50, help="Bootstrap resamples per group.")
     ] = DEFAULT_RESAMPLES,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,
 ) -> None:
     """Compare providers: success, steps, tool-call validity, findings, latency, cost, with
     95% intervals and the significant differences."""
     check_choice("--origin", origin, run_origins)
-    db_path = resolve_db_path(db)
+    db_path = resolve_db_path(db, data_path)
     prices = PriceList.from_file(providers)
     findings: dict[str, list[Finding]] = {}
     if suite is None:
@@ -168,7 +169,7 @@ def compare(
 def _record_then_compare(
     suite: Suite,
     targets: list[Target],
-    db_path: Path,
+    db_path: Store,
     prices: PriceList,
     *,
     repeat: int | None,

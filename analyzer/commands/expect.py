@@ -25,7 +25,7 @@ from analyzer.expectations import (
     select_runs,
     summarize,
 )
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
 from analyzer.queries import resolve_run_id
@@ -114,13 +114,14 @@ def expect(
         ),
     ] = None,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Compare recorded prompt tokens with a chat template's rendering of each request."""
     loaded = load_template(template, template_name)
     counter = _counter(template, tokenizer, sim_tokenizer)
     expectation = Expectation(loaded, counter, _kwargs(kwarg or []))
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         if runs:
             refs = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
             wanted = set(select_runs(conn, provider, model))

@@ -9,7 +9,14 @@ import typer
 
 from analyzer.checks.catalogue import KINDS, catalogue_rows, describe
 from analyzer.findings import finding_counts, finding_details
-from analyzer.options import DbOption, FormatOption, WideOption, check_choice, finding_layers
+from analyzer.options import (
+    DataPathOption,
+    DbOption,
+    FormatOption,
+    WideOption,
+    check_choice,
+    finding_layers,
+)
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.queries import abbreviate_run_ids, resolve_run_id
 from traces.store.database import open_for_reading, resolve_db_path
@@ -78,6 +85,7 @@ def failures(
     ] = 200,
     wide: WideOption = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Count findings by kind, provider and model; --kind or --run lists the steps; --kinds
@@ -89,7 +97,7 @@ def failures(
         emit_rows(rows, fmt, columns=columns, droppable=_DROPPED_FIRST, wide=wide)
         return
     title = None
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         if kind is not None:
             # Kinds this version reports, and any an older or newer one stored.
             stored = [r[0] for r in conn.execute("SELECT DISTINCT kind FROM findings").fetchall()]

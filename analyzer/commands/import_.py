@@ -26,12 +26,12 @@ from rich.progress import (
 from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
 from analyzer.checks.records import Finding
 from analyzer.fail_on import check_fail_on_counts
-from analyzer.options import DbOption, FailOnOption, FormatOption
+from analyzer.options import DataPathOption, DbOption, FailOnOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import progress_bar
 from traces.errors import TracesError
 from traces.importing import FileReport, ImportOptions, SkippedLine, import_files
-from traces.store.database import resolve_db_path
+from traces.store.database import Store, resolve_db_path
 
 SKIPPED_SHOWN = 20
 """Skipped lines reported on stderr per file; the rest are counted (and listed in the
@@ -102,6 +102,7 @@ def import_(
         ),
     ] = None,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,
 ) -> None:
@@ -117,7 +118,9 @@ def import_(
         workers=workers,
     )
     err = stderr_console()
-    reports, findings = _import_with_progress(resolve_db_path(db), files, options, analyze, err)
+    reports, findings = _import_with_progress(
+        resolve_db_path(db, data_path), files, options, analyze, err
+    )
     for report in reports:
         for line in _notes(report):
             err.print(printable(line, keep=""))
@@ -126,7 +129,7 @@ def import_(
 
 
 def _import_with_progress(
-    path: Path, files: list[Path], options: ImportOptions, analyze: bool, err: Console
+    path: Store, files: list[Path], options: ImportOptions, analyze: bool, err: Console
 ) -> tuple[list[FileReport], dict[str, FindingCounts]]:
     """Import the files with a progress bar (and the skipped lines said on stderr), the checks
     running inside the import's transaction; returns each file's report and each run's

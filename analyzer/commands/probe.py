@@ -13,6 +13,7 @@ from analyzer.checks.persist import analyze_recorded
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
+    DataPathOption,
     DbOption,
     FaultOption,
     FormatOption,
@@ -28,7 +29,7 @@ from traces.probes.catalogue import PROBE_SET_VERSION
 from traces.probes.raw import load_renderer
 from traces.probes.runner import NOT_SERVED, ProbePlan, ProbeRun, ProbeTarget, probe_targets
 from traces.running import serving
-from traces.store.database import open_for_reading, resolve_db_path
+from traces.store.database import Store, open_for_reading, resolve_db_path
 from traces.store.recorder import Recorder
 from traces.targets import Target, resolve_targets
 
@@ -93,11 +94,12 @@ def probe(
     seed: Annotated[int, typer.Option(help="Request seed (and the simulator's).")] = 0,
     timeout: TimeoutOption = 600.0,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Probe each provider's template and parser with a fixed conversation set, then report
     fingerprints and what sets each provider apart (progress on stderr)."""
-    db_path = resolve_db_path(db)
+    db_path = resolve_db_path(db, data_path)
     if report_only:
         if base_url or dialect or fault or template:
             raise TracesError("--report-only takes only --provider, --db and --format")
@@ -140,7 +142,7 @@ def _probe_target(target: Target, endpoint: EndpointConfig) -> ProbeTarget:
     )
 
 
-def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
+def _probe_with_progress(plan: ProbePlan, db_path: Store) -> None:
     per_target = plan.runs_per_target()
     recorder = Recorder(db_path)
     try:
@@ -163,7 +165,7 @@ def _probe_with_progress(plan: ProbePlan, db_path: Path) -> None:
     analyze_recorded(db_path, [run.run_id for run in runs])
 
 
-def _report(db_path: Path, providers: list[str] | None, fmt: OutputFormat) -> None:
+def _report(db_path: Store, providers: list[str] | None, fmt: OutputFormat) -> None:
     with open_for_reading(db_path) as conn:
         verdicts, apart = probe_report(conn, providers)
     missing = sorted(set(providers or []) - {v.provider for v in verdicts})

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from analyzer.checks.persist import analyze_recorded
-from analyzer.fail_on import check_fail_on
+from analyzer.fail_on import FailOn, check_fail_on
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
+    DataPathOption,
     DbOption,
     FailOnOption,
     FaultOption,
@@ -22,15 +24,18 @@ from analyzer.options import (
 )
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import run_bars
-from traces.errors import EndpointError
+from analyzer.queries import resolve_run_id
+from traces.errors import EndpointError, TracesError
+from traces.resume.resuming import resume_runs
+from traces.resume.retry import retry_failed as retry_failed_runs
 from traces.runner import RunSummary
 from traces.running import dead_endpoint, record_targets, serving, target_plans
 from traces.sample_files import resolve_task
 from traces.sim.faults.spec import parse_faults
-from traces.store.database import resolve_db_path
+from traces.store.database import Store, open_for_reading, resolve_db_path
 from traces.suites import SuiteTask
 from traces.targets import resolve_target
-from traces.tasks import Task, load_task
+from traces.tasks import load_task
 
 
 def register(app: typer.Typer) -> None:
@@ -39,12 +44,26 @@ def register(app: typer.Typer) -> None:
 
 
 def record(
-    task: Annotated[
-        str,
-        typer.Option(
-            "--task", "-t", help="Task file (TOML), or a sample task's name (`traces tasks`)."
+    ctx: typer.Context,
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[RUN]...",
+            help="With --resume or --retry-failed: the runs to take (id, unique prefix or "
+            "`last`) [default: every run that applies].",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Task file (TOML), or a sample task's name (`traces tasks`); required unless "
+            "--resume or --retry-failed.",
+            show_default=False,
+        ),
+    ] = None,
     provider: Annotated[
         str | None,
         typer.Option(
@@ -82,11 +101,104 @@ def record(
         float | None, typer.Option(min=0, callback=finite, help="Sampling temperature.")
     ] = None,
     timeout: TimeoutOption = 600.0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue interrupted runs (RUN…, else every interrupted run) from their last "
+            "committed step, with the task, endpoint, seed and settings they were recorded "
+            "with; their tool calls are replayed into a fresh world first.",
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Record again, as new runs linked to them, the runs (RUN…, else every one) "
+            "that ended with a provider error; the failed runs are kept.",
+        ),
+    ] = False,
+    again: Annotated[
+        bool, typer.Option("--again", help="With --retry-failed: runs retried already too.")
+    ] = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
     fail_on: FailOnOption = None,
 ) -> None:
-    """Record runs of a task; prints the run ids (progress on stderr)."""
+    """Record runs of a task; prints the run ids (progress on stderr).
+
+    `--resume` continues interrupted runs and `--retry-failed` records failed ones again,
+    each as it was recorded: they take no option that describes what to record.
+    """
+    if resume or retry_failed:
+        _check_taking_up(ctx, resume=resume, again=again)
+        _take_up(
+            runs or [],
+            resume=resume,
+            again=again,
+            providers=providers,
+            concurrency=concurrency,
+            db_path=resolve_db_path(db, data_path),
+            fmt=fmt,
+            fail_on=fail_on,
+        )
+        return
+    if runs:
+        raise TracesError(
+            f"unexpected argument {runs[0]!r}: RUN arguments go with --resume or --retry-failed"
+        )
+    if again:
+        raise TracesError("--again goes with --retry-failed")
+    if task is None:
+        raise TracesError("--task is required (or --resume / --retry-failed to take up runs)")
+    record_task(
+        task,
+        resolve_db_path(db, data_path),
+        provider=provider,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+        providers=providers,
+        reasoning_replay=reasoning_replay,
+        dialect=dialect,
+        faults=fault or [],
+        max_steps=max_steps,
+        stream=stream,
+        repeat=repeat,
+        concurrency=concurrency,
+        seed=seed,
+        temperature=temperature,
+        timeout=timeout,
+        fmt=fmt,
+        fail_on=fail_on,
+    )
+
+
+def record_task(
+    task: str,
+    db_path: Store,
+    *,
+    provider: str | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key_env: str | None = None,
+    providers: Path | None = None,
+    reasoning_replay: str = "keep",
+    dialect: str = "openai",
+    faults: list[str] | None = None,
+    max_steps: int | None = None,
+    stream: bool = True,
+    repeat: int = 1,
+    concurrency: int = 4,
+    seed: int = 0,
+    temperature: float | None = None,
+    timeout: float = 600.0,
+    fmt: OutputFormat = OutputFormat.table,
+    fail_on: FailOn | None = None,
+) -> None:
+    """Record `repeat` runs of `task` into `db_path` and report them (the options and
+    defaults of `traces record`; `traces demo` records through here too)."""
     loaded = load_task(resolve_task(task))
     target = resolve_target(
         provider=provider,
@@ -97,16 +209,15 @@ def record(
         timeout=timeout,
         reasoning_replay=reasoning_replay,
         sim_dialect=dialect,
-        sim_faults=parse_faults(fault or []),
+        sim_faults=parse_faults(faults or []),
         seed=seed,
     )
-    db_path = resolve_db_path(db)
-    runs = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
+    entry = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
     with serving([target], timeout) as [endpoint]:
         plans = target_plans(
             target,
             endpoint,
-            [runs],
+            [entry],
             concurrency=concurrency,
             stream=stream,
             seed=seed,
@@ -114,11 +225,106 @@ def record(
         )
         with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
             recorded = record_targets({target.provider: plans}, db_path, concurrency, bars)
-    summaries = recorded[target.provider]
+    _finish(recorded[target.provider], db_path, fmt, fail_on)
+
+
+_RECORDING_OPTIONS = (
+    "task",
+    "provider",
+    "base_url",
+    "model",
+    "api_key_env",
+    "reasoning_replay",
+    "dialect",
+    "fault",
+    "max_steps",
+    "stream",
+    "repeat",
+    "seed",
+    "temperature",
+    "timeout",
+)
+"""What describes a recording: a resumption or a retry takes all of it from the run."""
+
+
+def _check_taking_up(ctx: typer.Context, *, resume: bool, again: bool) -> None:
+    from typer._click.core import ParameterSource
+
+    flag = "--resume" if resume else "--retry-failed"
+    if resume and ctx.get_parameter_source("retry_failed") is ParameterSource.COMMANDLINE:
+        raise TracesError("--resume and --retry-failed: one at a time")
+    if resume and again:
+        raise TracesError("--again goes with --retry-failed")
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _RECORDING_OPTIONS
+        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    ]
+    if given:
+        raise TracesError(
+            f"{', '.join(given)}: not with {flag}, which uses the task, endpoint and settings "
+            "each run was recorded with"
+        )
+
+
+def _take_up(
+    refs: list[str],
+    *,
+    resume: bool,
+    again: bool,
+    providers: Path | None,
+    concurrency: int,
+    db_path: Store,
+    fmt: OutputFormat,
+    fail_on: FailOn | None,
+) -> None:
+    """Resume interrupted runs, or retry failed ones, then check and report them as
+    `record` reports the runs it records."""
+    # Also the check that the store exists: taking up runs never creates one.
+    run_ids = _resolve_runs(db_path, refs)
+    err = stderr_console()
+
+    def refused(line: str) -> None:
+        err.print(printable(f"skipped: {line}", keep=""))
+
+    verb = "resumed" if resume else "retried"
+    with run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars:
+        if resume:
+            summaries = resume_runs(
+                db_path,
+                run_ids,
+                providers_file=providers,
+                concurrency=concurrency,
+                progress=bars,
+                refused=refused,
+            )
+        else:
+            summaries = retry_failed_runs(
+                db_path,
+                run_ids,
+                again=again,
+                providers_file=providers,
+                concurrency=concurrency,
+                progress=bars,
+                refused=refused,
+            )
+    _finish(summaries, db_path, fmt, fail_on)
+
+
+def _resolve_runs(db_path: Store, refs: list[str]) -> list[str]:
+    """Whole run ids for the RUN arguments (ids, unique prefixes, `last`), in order."""
+    with open_for_reading(db_path) as conn:
+        return list(dict.fromkeys(resolve_run_id(conn, ref) for ref in refs))
+
+
+def _finish(
+    summaries: list[RunSummary], db_path: Store, fmt: OutputFormat, fail_on: FailOn | None
+) -> None:
+    """Check the runs just recorded, report them, and exit as `record` does."""
     # After the recorder closed: the checks need the database to themselves.
     findings = analyze_recorded(db_path, [s.id for s in summaries])
     dead = dead_endpoint(summaries)
-    _report(summaries, fmt, loaded, {run: len(found) for run, found in findings.items()}, dead)
+    _report(summaries, fmt, {run: len(found) for run, found in findings.items()}, dead)
     if dead:
         raise dead
     check_fail_on(findings, fail_on)
@@ -127,13 +333,14 @@ def record(
 def _report(
     summaries: list[RunSummary],
     fmt: OutputFormat,
-    task: Task,
     findings: dict[str, int],
     dead: EndpointError | None,
 ) -> None:
+    retries = any(s.retry_of is not None for s in summaries)
     rows: list[dict[str, Any]] = [
         {
             "id": s.id,
+            "task": s.task,
             "seed": s.seed,
             "status": s.outcome.status.value,
             "termination": s.outcome.termination.value,
@@ -142,6 +349,7 @@ def _report(
             "tool_calls": s.outcome.tool_calls,
             "error": s.outcome.error,
             "findings": findings.get(s.id, 0),
+            **({"retry_of": s.retry_of} if retries else {}),
         }
         for s in summaries
     ]
@@ -153,8 +361,9 @@ def _report(
             verdict = {True: "success", False: "failed check"}.get(row["success"], "no answer")
             err.print(
                 printable(
-                    f"{row['id']}  {task.name}  {row['termination']}  {row['steps']} steps  "
+                    f"{row['id']}  {row['task']}  {row['termination']}  {row['steps']} steps  "
                     f"{row['tool_calls']} tool calls  {verdict}  {row['findings']} findings"
+                    + (f"  (retry of {row['retry_of']})" if row.get("retry_of") else "")
                     + (f"  — {row['error']}" if row["error"] else ""),
                     keep="",
                 )

@@ -16,6 +16,7 @@ import typer
 from analyzer.compare.costs import PriceList
 from analyzer.compare.selection import GroupBy, select_run_refs, selection_from_options
 from analyzer.options import (
+    DataPathOption,
     DbOption,
     GroupByOption,
     ModelFilterOption,
@@ -63,13 +64,14 @@ def report(
     ] = DEFAULT_RUNS_PER_GROUP,
     providers: ProvidersFileOption = None,
     db: DbOption = None,
+    data_path: DataPathOption = None,
 ) -> None:
     """Write an HTML report: comparison table, significant differences, charts and run
     timelines with findings marked."""
     check_choice("--origin", origin, run_origins)
     # Before the comparison, which can take a while on a large database.
     check_writable(html)
-    db_path = resolve_db_path(db)
+    db_path = resolve_db_path(db, data_path)
     selection = selection_from_options(
         providers=provider,
         model=model,

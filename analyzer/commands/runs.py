@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from analyzer.options import (
+    DataPathOption,
     DbOption,
     FormatOption,
     WideOption,
@@ -34,9 +35,12 @@ _TABLE_COLUMNS = [
     "duration_s",
     "failures",
 ]
+_TAKEN_UP = ["resumptions", "retry_of"]
+"""Shown in a table only when some run listed was resumed or is a retry."""
 # What a narrow terminal leaves out first; the id, provider, status, steps and the failure
 # summary stay.
 _DROPPED_FIRST = [
+    *_TAKEN_UP,
     "tool_errors",
     "duration_s",
     "tool_calls",
@@ -75,25 +79,31 @@ def runs(
     ] = DEFAULT_LIMIT,
     wide: WideOption = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List runs, newest first: status, termination reason, totals and failure summary.
 
     `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
-    it is empty for a clean run and `–` until the run has been analyzed. Tables show each
-    run id by its shortest unique prefix (`show`, `analyze` and `--run` take it); `--wide`,
-    JSON and CSV show it whole.
+    it is empty for a clean run and `–` until the run has been analyzed. `resumptions`
+    counts the times `record --resume` took a run up again, `retry_of` names the failed run
+    a `record --retry-failed` run records again (tables show them when a run has one).
+    Tables show each run id by its shortest unique prefix (`show`, `analyze` and `--run`
+    take it); `--wide`, JSON and CSV show it whole.
     """
     check_choice("--status", status, run_statuses)
     check_choice("--origin", origin, run_origins)
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         matching = list_runs(
             conn, task=task, provider=provider, model=model, status=status, origin=origin
         )
         rows = matching[:limit] if limit else matching
         if fmt is OutputFormat.table and not wide:
             abbreviate_run_ids(conn, rows, "id")
-    columns = _TABLE_COLUMNS if fmt is OutputFormat.table else None
+            abbreviate_run_ids(conn, rows, "retry_of")
+    columns = None
+    if fmt is OutputFormat.table:
+        columns = _TABLE_COLUMNS + [c for c in _TAKEN_UP if any(r[c] for r in rows)]
     emit_rows(rows, fmt, columns=columns, keep=["id"], droppable=_DROPPED_FIRST, wide=wide)
     if len(rows) < len(matching):
         note(f"showing {len(rows)} of {len(matching)} runs; --limit 0 for all")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import duckdb
 import typer
 
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, stdout_console
-from traces.store.database import open_for_writing, resolve_db_path
+from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
+from traces.store.lake import LakeStore
+from traces.store.schema_docs import TABLES
 
 
 def register(app: typer.Typer) -> None:
@@ -21,22 +24,27 @@ def register(app: typer.Typer) -> None:
 def schema(
     table: Annotated[str | None, typer.Argument(help="Only this table or view.")] = None,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Describe the schema (from the database file, or a fresh in-memory one if none exists)."""
-    path = resolve_db_path(db)
-    if path.exists():
+    path = resolve_db_path(db, data_path)
+    if isinstance(path, LakeStore) and path.exists():
+        conn = open_for_reading(path)
+    elif isinstance(path, Path) and path.exists():
         conn = duckdb.connect(str(path), read_only=True)
     else:
-        conn = open_for_writing(path.__class__(":memory:"))
+        conn = open_for_writing(Path(":memory:"))
     with conn:
         rows = [
-            {"table": t, "column": c, "type": ty, "description": comment}
+            # A lake keeps no comment on a view's columns: the words come from the source.
+            {"table": t, "column": c, "type": ty, "description": comment or _documented(t, c)}
             for t, c, ty, comment in conn.execute(
                 """
                 SELECT c.table_name, c.column_name, c.data_type, c.comment
                 FROM duckdb_columns() c
-                WHERE c.schema_name = 'main' AND NOT c.internal AND (? IS NULL OR c.table_name = ?)
+                WHERE c.database_name = current_database() AND c.schema_name = 'main'
+                  AND NOT c.internal AND (? IS NULL OR c.table_name = ?)
                 ORDER BY c.table_name, c.column_index
                 """,
                 [table, table],
@@ -44,9 +52,11 @@ def schema(
         ]
         tables = dict(
             conn.execute(
-                "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
+                "SELECT table_name, comment FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND schema_name = 'main' "
                 "UNION ALL SELECT view_name, comment FROM duckdb_views() "
-                "WHERE schema_name = 'main' AND NOT internal"
+                "WHERE database_name = current_database() AND schema_name = 'main' "
+                "AND NOT internal"
             ).fetchall()
         )
     if table is not None and not rows:
@@ -68,3 +78,7 @@ def schema(
             highlight=False,
             markup=False,
         )
+
+
+def _documented(table: str, column: str) -> str | None:
+    return TABLES.get(table, ("", {}))[1].get(column)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import (
     NULL_CELL,
     OutputFormat,
@@ -22,7 +22,7 @@ from analyzer.output import (
 )
 from analyzer.queries import resolve_run_id, run_detail
 from analyzer.stream_shape import describe_shape
-from traces.store.database import open_for_reading, resolve_db_path
+from traces.store.database import Store, open_for_reading, resolve_db_path
 
 PREVIEW_CHARS = 160
 
@@ -44,13 +44,14 @@ def show(
         ),
     ] = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Each step's reasoning, tool calls and results, with latency and tokens."""
     if ledger:
-        _show_ledger(run, db, fmt)
+        _show_ledger(run, resolve_db_path(db, data_path), fmt)
         return
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         detail = run_detail(conn, resolve_run_id(conn, run))
     if fmt is OutputFormat.json:
         sys.stdout.write(to_json(detail) + "\n")
@@ -60,14 +61,14 @@ def show(
         _print_timeline(detail, full)
 
 
-def _show_ledger(run: str, db: Any, fmt: OutputFormat) -> None:
+def _show_ledger(run: str, store: Store, fmt: OutputFormat) -> None:
     """The run's ledger, measured from its stored steps (nothing is written)."""
     # Imported here: only --ledger needs the checks' loader and the fit.
     from analyzer.checks.ledger import measure
     from analyzer.checks.loader import load_run
     from analyzer.ledger_view import LEDGER_COLUMNS, ledger_document, ledger_rows, summary_lines
 
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(store) as conn:
         measured = measure(load_run(conn, resolve_run_id(conn, run)))
     if fmt is OutputFormat.json:
         sys.stdout.write(to_json(ledger_document(measured)) + "\n")
@@ -146,6 +147,10 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     )
     if detail["error"]:
         out.print(f"[red]error:[/red] {_text(detail['error'])}")
+    if detail.get("retry_of"):
+        out.print(f"retry of run {_text(detail['retry_of'])}")
+    if detail.get("resumptions"):
+        out.print(f"resumed {_text(detail['resumptions'])}× after an interruption")
     if detail.get("failure_summary"):
         out.print(f"[yellow]failures:[/yellow] {_text(detail['failure_summary'])}")
     tool_errors = _tool_error_counts(detail["steps"])
@@ -162,6 +167,11 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             f"reasoning {_text(usage['reasoning_tokens'])}  "
             f"finish {_text(step['finish_reason'])}"
             + (f"  retries {step['retries']}" if step["retries"] else "")
+            + (
+                f"  [yellow]resumed here (resumption {step['resumption']})[/yellow]"
+                if step.get("resumption")
+                else ""
+            )
         )
         if step.get("stream"):
             out.print(f"  [dim]stream: {_text(describe_shape(step['stream']))}[/dim]")

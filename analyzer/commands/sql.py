@@ -18,10 +18,11 @@ import duckdb
 import typer
 
 from analyzer.cursor_rows import column_names, dict_rows
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, note, one_line
 from traces.errors import TracesError
 from traces.one_line import exception_line
+from traces.store import lake
 from traces.store.database import open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 1000
@@ -65,11 +66,12 @@ def sql(
         ),
     ] = False,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Run one query against the trace database opened read-only."""
     statement = _single_query(query)
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         _lock_down(conn, allow_files)
         try:
             cursor = conn.execute(statement)
@@ -97,9 +99,9 @@ def _single_query(query: str) -> str:
             f"SQL error: {len(statements)} statements; traces sql runs one query at a time"
         )
     kind = statements[0].type
-    if kind is not duckdb.StatementType.SELECT:
+    if kind != duckdb.StatementType.SELECT:  # `is` holds on DuckDB 2.0 only
         # DuckDB files INSTALL under LOAD.
-        name = "INSTALL/LOAD" if kind is duckdb.StatementType.LOAD else kind.name
+        name = "INSTALL/LOAD" if kind == duckdb.StatementType.LOAD else kind.name
         raise TracesError(
             f"SQL error: {name} statements are refused; traces sql is read-only "
             "(one SELECT, WITH, FROM, DESCRIBE, SHOW or SUMMARIZE query)"
@@ -108,10 +110,13 @@ def _single_query(query: str) -> str:
 
 
 def _lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
+    # A lake store's own data files stay readable (they are the database).
+    roots = lake.data_folders(conn)
     if allow_files:
         # Every local path, through DuckDB's own allow-list, so external access itself (the
         # network, extension and secret directories) stays off.
         roots = ["/"] if os.name == "posix" else [os.path.abspath(os.sep)]
+    if roots:
         conn.execute("SET allowed_directories = ?", [roots])
     for setting in _LOCKDOWN:
         conn.execute(setting)
@@ -119,7 +124,8 @@ def _lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
 
 def _sql_error(exc: duckdb.Error, allow_files: bool) -> str:
     text = one_line(exception_line(exc))
-    if isinstance(exc, duckdb.PermissionException):
+    # DuckDB 1.5 (the lake extra's) refuses a URL for want of httpfs, which it may not load.
+    if isinstance(exc, duckdb.PermissionException) or "requires the extension httpfs" in text:
         text += (
             " (--allow-files reads local files, never the network)"
             if allow_files

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer.options import DbOption, FormatOption
+from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows
 from analyzer.queries import step_distribution, step_histogram
 from traces.store.database import open_for_reading, resolve_db_path
@@ -23,10 +23,11 @@ def steps(
     ] = False,
     buckets: Annotated[int, typer.Option(min=1, max=100, help="Histogram buckets.")] = 10,
     db: DbOption = None,
+    data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Step-count distribution of finished runs (min, median, p90, max) by task/provider/model."""
-    with open_for_reading(resolve_db_path(db)) as conn:
+    with open_for_reading(resolve_db_path(db, data_path)) as conn:
         if histogram:
             rows = step_histogram(conn, buckets)
             if fmt is OutputFormat.table:

@@ -7,7 +7,6 @@ own concurrency bound; the new runs are checked, then compared in the targets' o
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from analyzer.checks.persist import analyze_recorded
 from analyzer.checks.records import Finding
@@ -18,7 +17,7 @@ from analyzer.compare.selection import GroupBy, Selection, select_run_refs
 from traces.errors import EndpointError, TracesError
 from traces.running import Recorded, RunProgress, dead_targets, record_targets, serving
 from traces.running import target_plans as plans_for
-from traces.store.database import open_for_reading
+from traces.store.database import Store, open_for_reading
 from traces.suites import Suite
 from traces.targets import Target
 
@@ -38,7 +37,7 @@ def check_suite_targets(targets: list[Target], reference: str | None, by: GroupB
 def record_suite(
     suite: Suite,
     targets: list[Target],
-    db_path: Path,
+    db_path: Store,
     progress: RunProgress,
     *,
     repeat: int | None,
@@ -78,7 +77,7 @@ def silent_targets(recorded: Recorded) -> list[str]:
 
 
 def compare_recorded(
-    db_path: Path,
+    db_path: Store,
     recorded: Recorded,
     warn: Callable[[str], None],
     *,
@@ -111,7 +110,7 @@ def compare_recorded(
 
 
 def compare_stored(
-    db_path: Path,
+    db_path: Store,
     selection: Selection,
     *,
     prices: PriceList,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 
@@ -13,6 +12,7 @@ from analyzer.compare.model import Comparison
 from analyzer.compare.selection import Selection
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.report.runs import GroupTimelines, load_timelines
+from traces.store.database import Store
 
 DEFAULT_RUNS_PER_GROUP = 10
 """Timelines drawn per group unless asked otherwise: enough to see a pattern, small file."""
@@ -24,7 +24,7 @@ class Report:
 
     comparison: Comparison
     timelines: list[GroupTimelines]
-    database: Path
+    database: Store
     runs_per_group: int
 
 
@@ -32,7 +32,7 @@ def build_report(
     conn: duckdb.DuckDBPyConnection,
     selection: Selection,
     *,
-    database: Path,
+    database: Store,
     prices: PriceList,
     reference: str | None = None,
     runs_per_group: int = DEFAULT_RUNS_PER_GROUP,

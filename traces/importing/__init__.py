@@ -11,6 +11,21 @@ builds which line) while the importing process inserts (`parallel`; the workers 
 `worker`), into the very rows one process writes.
 """
 
-from traces.importing.importer import FileReport, ImportOptions, SkippedLine, import_files
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from traces.importing.importer import FileReport, ImportOptions, SkippedLine, import_files
 
 __all__ = ["FileReport", "ImportOptions", "SkippedLine", "import_files"]
+
+
+def __getattr__(name: str) -> Any:
+    """The importer's names, imported when first asked for: a worker process imports its
+    own modules of this package without the importer's (DuckDB among them)."""
+    if name in __all__:
+        from traces.importing import importer
+
+        return getattr(importer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

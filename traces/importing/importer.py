@@ -32,7 +32,8 @@ from traces.importing.reading import (
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
-from traces.store.database import open_for_writing
+from traces.store.database import Store, interrupted_statement, open_for_writing, remove_created
+from traces.store.lake import error_line, is_conflict, is_lake, redacted
 from traces.store.tables import ImportRow
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
@@ -43,7 +44,7 @@ once every row is inserted: what it writes (the checks' findings) commits with t
 
 
 def import_files(
-    db_path: Path,
+    db_path: Store,
     paths: Sequence[Path],
     options: ImportOptions | None = None,
     *,
@@ -67,7 +68,7 @@ def import_files(
 
 
 def _import(
-    db_path: Path,
+    db_path: Store,
     paths: Sequence[Path],
     options: ImportOptions,
     pool: WorkerPool | None,
@@ -93,16 +94,36 @@ def _import(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _import_all(
-            db_path, prints, options, existed, pool, on_progress, on_skip, before_commit
-        )
+        for attempt in range(1, LAKE_ATTEMPTS + 1):
+            try:
+                return _import_all(
+                    db_path, prints, options, existed, pool, on_progress, on_skip, before_commit
+                )
+            except _Conflict as conflict:
+                if attempt == LAKE_ATTEMPTS:
+                    raise DatabaseError(
+                        f"{db_path}: import failed: other writers changed the store while it "
+                        f"ran, {LAKE_ATTEMPTS} times ({conflict}); nothing was imported"
+                    ) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
     finally:
         if collecting:
             gc.enable()
 
 
+LAKE_ATTEMPTS = 5
+"""Times an import into a lake store is made when another writer's commit conflicts with
+its own (DuckLake refuses to commit runs inserted while another writer updated runs, which
+every recording does as its runs end): it starts over from the files, as nothing of it was
+stored."""
+
+
+class _Conflict(Exception):
+    """The import's commit lost to another writer's on a lake; it may be tried again."""
+
+
 def _import_all(
-    db_path: Path,
+    db_path: Store,
     prints: list[tuple[Path, str]],
     options: ImportOptions,
     existed: bool,
@@ -115,13 +136,13 @@ def _import_all(
         conn = open_for_writing(db_path)
     except BaseException:  # locked, not ours, or Ctrl-C while creating or migrating it
         if not existed:
-            _remove(db_path)
+            remove_created(db_path)
         raise
-    # One DuckDB thread: batches of a few thousand rows gain nothing from a second one (their
-    # cost is converting Python values), and the second core is reading.
-    conn.execute("SET threads = 1")
     writer = ImportWriter(conn)
     try:
+        # One DuckDB thread: batches of a few thousand rows gain nothing from a second one
+        # (their cost is converting Python values), and the second core is reading.
+        conn.execute("SET threads = 1")
         if not options.again:
             _refuse_reimport(conn, prints)
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -133,17 +154,17 @@ def _import_all(
             writer.flush()
             before_commit(conn, [run for report in reports for run in report.runs])
         writer.commit()
-    except duckdb.Error as exc:
+    except BaseException as exc:
+        lake = is_lake(conn)
         _abandon(writer, conn, db_path, existed)
-        raise DatabaseError(f"{db_path}: import failed: {one_line(str(exc))}") from None
-    except RuntimeError as exc:
-        _abandon(writer, conn, db_path, existed)
-        if str(exc).startswith("Query interrupted"):
+        if interrupted_statement(exc):
             # Ctrl-C while DuckDB runs a statement: it stops and says so in its own words.
             raise KeyboardInterrupt from None
-        raise
-    except BaseException:
-        _abandon(writer, conn, db_path, existed)
+        if lake and is_conflict(exc):
+            raise _Conflict(error_line(exc)) from None
+        if isinstance(exc, duckdb.Error):
+            detail = one_line(redacted(str(exc)))
+            raise DatabaseError(f"{db_path}: import failed: {detail}") from None
         raise
     conn.close()
     return reports
@@ -192,7 +213,7 @@ def _refuse_reimport(conn: duckdb.DuckDBPyConnection, prints: list[tuple[Path, s
 
 
 def _abandon(
-    writer: ImportWriter, conn: duckdb.DuckDBPyConnection, db_path: Path, existed: bool
+    writer: ImportWriter, conn: duckdb.DuckDBPyConnection, db_path: Store, existed: bool
 ) -> None:
     """Roll back, close, and remove a database file this import created."""
     # Closing without a commit discards the transaction all the same.
@@ -200,10 +221,4 @@ def _abandon(
         writer.rollback()
     conn.close()
     if not existed:
-        _remove(db_path)
-
-
-def _remove(db_path: Path) -> None:
-    """Remove a database file this import created, and its write-ahead log."""
-    for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
-        leftover.unlink(missing_ok=True)
+        remove_created(db_path)

@@ -11,12 +11,14 @@ the first flush: a small import refused early never writes at all.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Protocol
-
-import duckdb
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, Protocol
 
 from traces.store.inserts import insert_columns, insert_rows
 from traces.store.tables import ROW_TYPES
+
+if TYPE_CHECKING:
+    import duckdb
 
 FLUSH_ROWS = 20_000
 """Rows buffered before a batch goes to DuckDB: large enough that the per-statement cost
@@ -47,6 +49,7 @@ class ImportWriter:
         self.columns: dict[str, list[list[Any]]] = {}
         self.buffered = 0
         self.begun = False
+        self.turn = ExitStack()
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         """Queue one row of `table` (a key of `tables.ROW_TYPES`), flushing when the buffer
@@ -86,6 +89,11 @@ class ImportWriter:
 
     def _begin(self) -> None:
         if not self.begun:
+            # A lake on a SQLite catalog: its writers take turns (see `writing_turn`; imported
+            # here, as the lake module imports DuckDB, which import workers start without).
+            from traces.store.lake import writing_turn
+
+            self.turn.enter_context(writing_turn(self.conn))
             self.conn.execute("BEGIN TRANSACTION")
             self.begun = True
 
@@ -95,6 +103,7 @@ class ImportWriter:
         if self.begun:
             self.conn.execute("COMMIT")
             self.begun = False
+            self.turn.close()
 
     def rollback(self) -> None:
         """Forget everything: buffered rows and whatever was inserted."""
@@ -103,4 +112,7 @@ class ImportWriter:
         self.buffered = 0
         if self.begun:
             self.begun = False
-            self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("ROLLBACK")
+            finally:
+                self.turn.close()

@@ -293,23 +293,27 @@ def _replies(
         reply, _ = honour(raw, used, ctx.template, rng)
         if index == 0 and dropped:
             # What a faithful host would have changed: only then did dropping it matter.
-            faithful, honoured = honour(raw, asked, ctx.template, rng)
+            _, honoured = honour(raw, asked, ctx.template, rng)
             acted |= honoured
-            if not response_content(ctx.dialect, faithful.reasoning, faithful.content):
-                # Log probabilities come with the tokens of `content`: a turn without any (a
-                # call, reasoning in its own field) looks the same with or without them.
-                acted.discard("logprobs")
         replies.append(reply)
     if asked.n > 1:
         acted.add("n")
-    outcome.faults.extend(fault.name for fault in dropped if fault.parameter in acted)
     reply = replies[0]
+    rewrote = []
     for name in names:
         fault = FAULTS[name]
         changed = fault.apply(reply, ctx) if isinstance(fault, ReplyFault) else None
         if changed is not None:
             reply = changed
-            outcome.faults.append(name)
+            rewrote.append(name)
+    if not response_content(ctx.dialect, reply.reasoning, reply.content):
+        # Log probabilities come with the tokens of `content`, as it goes out: a turn without
+        # any (a call, reasoning in its own field, a turn a reply fault emptied) looks the same
+        # with or without them, and one a reply fault gave content (a call written as text)
+        # lacks them.
+        acted.discard("logprobs")
+    outcome.faults.extend(fault.name for fault in dropped if fault.parameter in acted)
+    outcome.faults.extend(rewrote)
     outcome.headers.extend(reply.headers)
     return [reply, *replies[1:]]
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import duckdb
 
 from traces.errors import DatabaseError
+from traces.store import lake
+from traces.store.compaction import COMPACTING_MIGRATION, compact_in_place
+from traces.store.lake import LakeStore
 from traces.store.migrations import current_version, latest_version, migrate
 from traces.store.schema_docs import apply_comments
 
@@ -16,14 +19,24 @@ DEFAULT_DB = "traces.duckdb"
 DB_ENV_VAR = "TRACES_DB"
 LOCK_WAIT_S = 3.0
 """How long opening waits for another process to release the file before giving up."""
+STORAGE_VERSION = "v1.5.0"
+"""The file format new stores are written in, whatever DuckDB writes them: DuckDB 2 writes its
+own by default, which DuckDB 1.5 cannot read, and the `lake` extra installs DuckDB 1.5 (its
+extensions exist for no later one). In this format a store moves between the two as it is.
+Measured: the same trace rows take the same bytes in both formats."""
 
 
-def resolve_db_path(explicit: str | Path | None) -> Path:
-    """`--db` if given, else `$TRACES_DB`, else `./traces.duckdb`."""
-    if explicit:
-        return Path(explicit)
-    from_env = os.environ.get(DB_ENV_VAR)
-    return Path(from_env) if from_env else Path(DEFAULT_DB)
+Store = Path | LakeStore
+"""Where traces are stored: a DuckDB file, or a DuckLake (`traces.store.lake`)."""
+
+
+def resolve_db_path(explicit: str | Path | None, data_path: str | Path | None = None) -> Store:
+    """`--db` if given, else `$TRACES_DB`, else `./traces.duckdb`; a name starting with
+    `ducklake:` is a lake store, whose data path is `data_path` or `$TRACES_DATA_PATH`."""
+    name = str(explicit) if explicit else os.environ.get(DB_ENV_VAR) or DEFAULT_DB
+    if lake.is_lake_name(name):
+        return lake.parse(name, data_path)
+    return Path(name)
 
 
 def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -33,9 +46,18 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(
+                str(path),
+                read_only=read_only,
+                config={"storage_compatibility_version": STORAGE_VERSION},
+            )
         except duckdb.IOException as exc:
             text = str(exc).splitlines()[0]
+            if "with version number" in text:  # a newer DuckDB's own format
+                text += (
+                    f" (this is DuckDB {duckdb.__version__}: open the store with the DuckDB "
+                    "that wrote it; README, Lake stores, says how to convert it)"
+                )
             if "lock" not in text.lower():
                 raise DatabaseError(f"{path}: cannot open database: {text}") from None
             if time.monotonic() >= deadline:
@@ -49,8 +71,21 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             ) from None
 
 
-def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the database for a writer."""
+def interrupted_statement(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB saying a signal stopped the statement it ran (Ctrl-C): its
+    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+
+
+def open_for_writing(path: Store) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) and migrate the database for a writer. Ctrl-C meanwhile
+    raises KeyboardInterrupt with the file released, whichever statement it stopped."""
+    if isinstance(path, LakeStore):
+        from traces.store.lake_schema import open_lake
+
+        return open_lake(path, read_only=False)
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"{path}: directory {path.parent} does not exist")
     conn = _connect(path, read_only=False)
@@ -59,17 +94,26 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         after = migrate(conn)
         if after != before:
             apply_comments(conn)
-    except duckdb.Error as exc:
+    except BaseException as exc:  # release the file, so a caller can remove one it created
         conn.close()
-        raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
-    except BaseException:  # Ctrl-C: release the file, so a caller can remove one it created
-        conn.close()
+        if interrupted_statement(exc):
+            raise KeyboardInterrupt from None
+        if isinstance(exc, duckdb.Error):
+            raise DatabaseError(f"{path}: cannot migrate: {str(exc).splitlines()[0]}") from None
         raise
+    # A store that existed before the tables were rebuilt compactly: its old blocks are free
+    # but still in the file, which is rewritten once without them.
+    if 0 < before < COMPACTING_MIGRATION <= after and compact_in_place(conn, path):
+        conn = _connect(path, read_only=False)
     return conn
 
 
-def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
+def open_for_reading(path: Store) -> duckdb.DuckDBPyConnection:
     """Open an existing database read-only, upgrading its schema first if it is behind."""
+    if isinstance(path, LakeStore):
+        from traces.store.lake_schema import open_lake
+
+        return open_lake(path, read_only=True)
     if not path.exists():
         raise DatabaseError(
             f"{path}: no trace database here (record a run first, or pass --db / set {DB_ENV_VAR})"
@@ -94,3 +138,13 @@ def open_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
         open_for_writing(path).close()
         conn = _connect(path, read_only=True)
     return conn
+
+
+def remove_created(path: Store) -> None:
+    """Remove a database file a command created and then abandoned, with its write-ahead
+    log, so a failed or interrupted first write leaves no file behind. (A lake created for it
+    stays: an empty store, as its schema was committed.)"""
+    if not isinstance(path, Path):
+        return
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)

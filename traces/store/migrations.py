@@ -6,6 +6,8 @@ is recorded in `schema_migrations`, so opening an old database upgrades it in pl
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -317,6 +319,117 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "resume and retry: resumptions of a run, the run a retry records again",
+        # Runs and steps stored before this migration were never resumed nor retried: 0 and
+        # null say exactly that.
+        """
+        ALTER TABLE runs ADD COLUMN resumptions INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN retry_of VARCHAR;
+        ALTER TABLE steps ADD COLUMN resumption INTEGER;
+        """,
+    ),
+    (
+        9,
+        "compact storage: zstd for raw bodies and SSE lines, a 128-bit dedup key for messages",
+        # Measured (benchmarks/bench_storage.py): DuckDB's default string compression (a
+        # dictionary, else FSST, per segment) kept SSE lines, raw bodies and message bodies
+        # at 3-7x their zstd size, and the primary-key index on the 64-character
+        # `messages.hash` cost about 120 bytes a message, more than the message itself. The
+        # columns keep their names, types and values: only how DuckDB stores them changes,
+        # so every reader, view and macro reads what it read. A column's compression is set
+        # when its table is created, so those tables are rebuilt, in their own row order
+        # (the analyzer's rowid windows stay meaningful). Messages are now deduplicated on
+        # `key`, the md5 of the hash as a 128-bit number (a collision is as likely as one of
+        # sha256's first 128 bits), whose index costs a third of the hash's.
+        """
+        CREATE TABLE messages_v9 (
+            hash VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            body JSON NOT NULL USING COMPRESSION ZSTD,
+            key UHUGEINT PRIMARY KEY
+        );
+        INSERT INTO messages_v9 SELECT hash, role, body, md5_number(hash)
+            FROM messages ORDER BY rowid;
+        DROP TABLE messages;
+        ALTER TABLE messages_v9 RENAME TO messages;
+        CREATE TABLE steps_v9 (
+            run_id VARCHAR NOT NULL,
+            idx INTEGER NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE NOT NULL,
+            ttft_reasoning_ms DOUBLE,
+            ttft_content_ms DOUBLE,
+            ttft_tool_call_ms DOUBLE,
+            streamed BOOLEAN NOT NULL,
+            http_status INTEGER,
+            request_id VARCHAR,
+            response_headers JSON USING COMPRESSION ZSTD,
+            request_params JSON NOT NULL,
+            request_message_count INTEGER NOT NULL,
+            request_prefix INTEGER NOT NULL,
+            response_body VARCHAR USING COMPRESSION ZSTD,
+            stream_events JSON USING COMPRESSION ZSTD,
+            finish_reason_raw VARCHAR,
+            finish_reason VARCHAR NOT NULL,
+            reasoning VARCHAR USING COMPRESSION ZSTD,
+            reasoning_source VARCHAR NOT NULL,
+            content VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reasoning_tokens_source VARCHAR NOT NULL,
+            cached_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_raw JSON USING COMPRESSION ZSTD,
+            replay_message_hash VARCHAR,
+            error_kind VARCHAR,
+            error_status INTEGER,
+            error_message VARCHAR,
+            error_body VARCHAR,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_errors JSON,
+            anomalies JSON,
+            request_hash VARCHAR,
+            upstream_provider VARCHAR,
+            resumption INTEGER,
+            PRIMARY KEY (run_id, idx)
+        );
+        INSERT INTO steps_v9 SELECT * FROM steps ORDER BY rowid;
+        DROP TABLE steps;
+        ALTER TABLE steps_v9 RENAME TO steps;
+        CREATE TABLE tool_results_v9 (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            call_idx INTEGER NOT NULL,
+            tool_call_id VARCHAR,
+            name VARCHAR NOT NULL,
+            output VARCHAR NOT NULL USING COMPRESSION ZSTD,
+            error VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            error_kind VARCHAR
+        );
+        INSERT INTO tool_results_v9 SELECT * FROM tool_results ORDER BY rowid;
+        DROP TABLE tool_results;
+        ALTER TABLE tool_results_v9 RENAME TO tool_results;
+        -- The same rows as before, found by the key: a zstd column has no cheap partial
+        -- read, and a join on the hash (no longer indexed) read every body of the table.
+        CREATE OR REPLACE MACRO request_messages(rid, i) AS TABLE
+            SELECT p.position, m.role, m.body, p.hash
+            FROM (
+                SELECT position, arg_max(hash, step_idx) AS hash
+                FROM step_messages
+                WHERE run_id = rid AND step_idx <= i
+                  AND position < (SELECT request_message_count FROM steps
+                                  WHERE run_id = rid AND idx = i)
+                GROUP BY position
+            ) p
+            JOIN messages m ON m.key = md5_number(p.hash)
+            ORDER BY p.position;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 
@@ -344,8 +457,11 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
                 "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [number, name]
             )
             conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
+        except BaseException:
+            # A statement Ctrl-C stopped has already ended the transaction: the rollback then
+            # fails, and must not hide why the migration stopped.
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
             raise
         version = number
     return version

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from traces import interrupts
@@ -38,6 +37,8 @@ from traces.model import (
     ToolResultRecord,
 )
 from traces.processes import child_env
+from traces.store import lake
+from traces.store.database import Store
 from traces.store.rows import (
     message_row,
     run_row,
@@ -63,7 +64,7 @@ _Waiter = asyncio.Future[None]
 class Recorder:
     """Durably records runs, steps, messages, tool calls and results into one database file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Store) -> None:
         """Start the writer process; return once it has opened (created, migrated) the file.
 
         Raises the one-line DatabaseError the child met when it cannot open the database
@@ -235,7 +236,7 @@ class Recorder:
         _settle(done, f"{self.path}: recording failed: {self._failure or reason}")
 
 
-def _start_writer(path: Path) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+def _start_writer(path: Store) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
     """Start the writer process on `path`: the process, our end of the operations pipe (to
     write) and our end of the acknowledgements pipe (to read)."""
     # A fresh interpreter (`python -m`), not a fork: this process already runs threads (the
@@ -257,7 +258,7 @@ def _start_writer(path: Path) -> tuple[subprocess.Popen[bytes], Connection, Conn
             pass_fds=(ops_read, acks_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # stdout belongs to the command's output
-            env=child_env(),
+            env=lake.child_env(path, child_env()),
             # Its own process group: a Ctrl-C at the terminal reaches only the parent, which
             # then records its runs as interrupted through this writer; the writer stops
             # when the parent closes (or, killed, loses) its end of the operations pipe.

@@ -78,6 +78,7 @@ def run_row(run: RunRecord, outcome: RunOutcome | None = None) -> RunRow:
         origin=run.origin,
         import_id=run.import_id,
         conversation=run.conversation,
+        retry_of=run.retry_of,
     )
 
 
@@ -189,6 +190,7 @@ def step_row(
         anomalies=to_json(step.anomalies) if step.anomalies else None,
         request_hash=step.request_hash,
         upstream_provider=step.upstream_provider,
+        resumption=step.resumption,
     )
 
 

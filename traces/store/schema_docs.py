@@ -7,6 +7,8 @@ column exists without a description here.
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -28,7 +30,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "provider": "Provider label: `sim` (embedded simulator), `custom` (--base-url).",
             "model": "Model id sent in every request.",
             "base_url": "Endpoint base URL, credentials and query stripped.",
-            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay...",
+            "settings": "Run settings as JSON: stream, max_steps, seed, concurrency, replay..., "
+            "and `endpoint`, how to reach the endpoint again (`record --resume`).",
             "seed": "Seed of the task world (and the request `seed` field).",
             "status": "running | completed | failed | interrupted.",
             "termination": "Why it stopped: completed, max_steps, model_error, provider_error, "
@@ -59,6 +62,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "failure_summary": "One line: findings by severity and kind, most severe first "
             "(null until analyzed, empty when clean).",
             "findings_by_kind": "Findings counted by kind, as a JSON object.",
+            "resumptions": "Times `traces record --resume` took the run up again after an "
+            "interruption (0: never); its steps continue the numbering, and the first step "
+            "each resumption sent carries its number (`steps.resumption`).",
+            "retry_of": "The run this one records again (`traces record --retry-failed`): a "
+            "run that ended with a provider error, kept for comparison; null otherwise.",
         },
     ),
     "messages": (
@@ -68,6 +76,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
             "role": "system | user | assistant | tool.",
             "body": "The message exactly as sent, as JSON.",
+            "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
+            "(its index costs a third of the hash's).",
         },
     ),
     "steps": (
@@ -120,6 +130,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "pairs the same request across providers.",
             "upstream_provider": "Host that served the call behind a router (OpenRouter's "
             "`provider` field).",
+            "resumption": "On the first step a `traces record --resume` sent: which "
+            "resumption of the run it was (1, 2, …); null on every other step. The request "
+            "was rebuilt from the store and the tools' state replayed from the recorded calls.",
         },
     ),
     "step_messages": (
@@ -288,11 +301,34 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
-    """Write the documentation above into the database as table, view and column comments."""
+def comment_sql(conn: duckdb.DuckDBPyConnection, *, view_columns: bool = True) -> str:
+    """The statements that write the documentation above into the database as table, view
+    and column comments (a view's columns left out without `view_columns`: DuckLake cannot
+    hold them)."""
     views = {row[0] for row in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    statements: list[str] = []
     for table, (description, columns) in TABLES.items():
         kind = "VIEW" if table in views else "TABLE"
-        conn.execute(f"COMMENT ON {kind} {table} IS {_quote(description)}")
-        for column, text in columns.items():
-            conn.execute(f"COMMENT ON COLUMN {table}.{column} IS {_quote(text)}")
+        statements.append(f"COMMENT ON {kind} {table} IS {_quote(description)}")
+        if kind == "VIEW" and not view_columns:
+            continue
+        statements.extend(
+            f"COMMENT ON COLUMN {table}.{column} IS {_quote(text)}"
+            for column, text in columns.items()
+        )
+    return ";\n".join(statements)
+
+
+def apply_comments(conn: duckdb.DuckDBPyConnection) -> None:
+    """Write the documentation above into the database as table, view and column comments."""
+    statements = comment_sql(conn)
+    # One transaction: committed one by one, the comments took up to half a second of every
+    # new store's creation.
+    conn.execute("BEGIN")
+    try:
+        conn.execute(statements)
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # Ctrl-C may have ended it already
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -50,6 +50,11 @@ class RunRow(NamedTuple):
     # Written by the checks (`traces analyze`), never by a recorder or an import.
     failure_summary: str | None = None
     findings_by_kind: str | None = None
+    # Added by migration 8, hence last.
+    resumptions: int = 0
+    """Times `traces record --resume` took the run up again (0 for a run never resumed)."""
+    retry_of: str | None = None
+    """The failed run this run records again (`traces record --retry-failed`)."""
 
 
 class RunUpdate(NamedTuple):
@@ -120,6 +125,8 @@ class StepRow(NamedTuple):
     anomalies: str | None
     request_hash: str | None
     upstream_provider: str | None
+    resumption: int | None = None
+    """Added by migration 8, hence last: set on the first step a resumption sent."""
 
 
 class StepMessageRow(NamedTuple):
@@ -232,9 +239,15 @@ ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
 """The tables the write side inserts into, in the order a transaction inserts them (a run
 before its steps), each with the type of its rows."""
 
-DEDUPLICATED = frozenset({"messages"})
-"""Tables whose rows may already be stored (a message is stored once, by hash): an insert
-skips them (`ON CONFLICT DO NOTHING`)."""
+DEDUPLICATED = {"messages": "hash"}
+"""Tables whose rows may already be stored (a message is stored once, by hash), each with its
+key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
+
+DERIVED: dict[str, dict[str, str]] = {"messages": {"key": "md5_number(hash)"}}
+"""Columns a table has beyond its row type's fields, which every insert computes in SQL from
+the row (by this expression over its columns' names), after the row's own columns: the
+128-bit dedup key of a message (migration 9) is a function of its hash, so no writer
+computes or ships it."""
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {

@@ -19,12 +19,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from multiprocessing.connection import Connection
-    from pathlib import Path
 
+    from traces.store.database import resolve_db_path
     from traces.store.writer_process import writer_main
 
     path, ops_fd, acks_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    writer_main(Path(path), Connection(ops_fd, writable=False), Connection(acks_fd, readable=False))
+    # A lake's name is read as the command line's was (its data path and password came in
+    # this process's environment: see `recorder._start_writer`).
+    store = resolve_db_path(path)
+    writer_main(store, Connection(ops_fd, writable=False), Connection(acks_fd, readable=False))
 
 
 if __name__ == "__main__":

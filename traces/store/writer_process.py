@@ -26,16 +26,15 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from traces import interrupts
 from traces.errors import DatabaseError
-from traces.one_line import exception_line
-from traces.store.database import open_for_writing
+from traces.store.database import Store, open_for_writing
 from traces.store.inserts import insert_rows, update_runs
+from traces.store.lake import error_line, transaction
 from traces.store.tables import ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
 
@@ -55,7 +54,7 @@ _MAX_OPS_PER_COMMIT = 4096
 """Bound on one transaction, so a flood of queued work still gets acknowledged in steps."""
 
 
-def writer_main(path: Path, ops: Connection, acks: Connection) -> None:
+def writer_main(path: Store, ops: Connection, acks: Connection) -> None:
     """The child's whole life: open the database, then commit and acknowledge until EOF."""
     # Only the parent decides when recording ends. Ctrl-C reaches the whole process group,
     # and the parent still has to record its runs as interrupted through this writer. (It
@@ -66,12 +65,12 @@ def writer_main(path: Path, ops: Connection, acks: Connection) -> None:
         # A batch is a few dozen rows: DuckDB's worker threads cannot speed that up, and
         # waking them cost ~12% more CPU on a machine whose cores the agents need.
         conn.execute("SET threads = 1")
-        mark_dead_runs_interrupted(conn)
+        transaction(conn, lambda: mark_dead_runs_interrupted(conn))
     except Exception as exc:
         if isinstance(exc, DatabaseError):
             detail = str(exc)
         else:
-            detail = f"{path}: cannot open database: {exception_line(exc)}"
+            detail = f"{path}: cannot open database: {error_line(exc)}"
         # A parent that stopped waiting (Ctrl-C) has closed the pipe: nobody to tell.
         with contextlib.suppress(OSError):
             acks.send(("failed", detail))
@@ -108,21 +107,24 @@ def _receive(ops: Connection) -> tuple[list[Op], bool]:
 
 
 def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
-    """Insert a batch in one transaction; the error as one line, or None."""
+    """Insert a batch in one transaction; the error as one line, or None. (On a lake, the
+    transaction is done again when another writer's commit conflicted with it.)"""
     rows: defaultdict[str, list[Row]] = defaultdict(list)
     for _, op in batch:
         for table, table_rows in op.items():
             rows[table].extend(table_rows)
-    try:
-        conn.execute("BEGIN TRANSACTION")
+
+    def insert() -> None:
         for table in ROW_TYPES:  # a run before its steps
-            insert_rows(conn, table, rows[table])
+            # The recorder sends each message once (`Recorder.queue_step`); on a lake, what
+            # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
+            insert_rows(conn, table, rows[table], check_stored=False)
         update_runs(conn, rows["run_updates"])
-        conn.execute("COMMIT")
+
+    try:
+        transaction(conn, insert)
     except Exception as exc:
-        with contextlib.suppress(duckdb.Error):
-            conn.execute("ROLLBACK")
-        return exception_line(exc)
+        return error_line(exc)
     return None
 
 
@@ -137,21 +139,28 @@ def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
         "SELECT id, recorder_pid FROM runs WHERE status = 'running' AND recorder_host = ?", [host]
     ).fetchall()
     dead = [run_id for run_id, pid in found if not pid_alive(int(pid))]
-    for run_id in dead:
-        conn.execute(
-            f"""
-            UPDATE runs SET status = 'interrupted', termination = 'interrupted',
-                error = 'recorder process ended before the run finished',
-                steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
-                tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
-                tool_errors = (SELECT count(*) FROM tool_results
-                               WHERE run_id = runs.id AND error IS NOT NULL),
-                {_TOKEN_TOTALS}
-            WHERE id = ?
-            """,
-            [run_id],
-        )
+    close_interrupted(conn, dead)
     return len(dead)
+
+
+def close_interrupted(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
+    """End runs left `running` by a recorder that no longer writes them (the store's default
+    catalog): `interrupted`, with the totals of the steps that were durably recorded."""
+    if not run_ids:
+        return
+    conn.execute(
+        f"""
+        UPDATE runs SET status = 'interrupted', termination = 'interrupted',
+            error = 'recorder process ended before the run finished',
+            steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
+            tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
+            tool_errors = (SELECT count(*) FROM tool_results
+                           WHERE run_id = runs.id AND error IS NOT NULL),
+            {_TOKEN_TOTALS}
+        WHERE list_contains(?, id) AND status = 'running'
+        """,
+        [list(run_ids)],
+    )
 
 
 def pid_alive(pid: int) -> bool:

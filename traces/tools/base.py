@@ -59,6 +59,12 @@ class SuccessResult(BaseModel):
 class ToolEnvironment(Protocol):
     """One run's private world of tools. Built fresh per run, so runs never share state."""
 
+    replayable: bool
+    """Whether a fresh world of the same task and seed, given the same calls in the same
+    order, returns the same results: what lets `traces record --resume` restore the world an
+    interrupted run left by replaying its recorded calls. A world that reaches outside
+    itself (a network, a clock, a shell) must say False, and its runs are not resumed."""
+
     def tool_specs(self) -> list[dict[str, Any]]:
         """The `tools` request parameter: OpenAI function-tool definitions with JSON Schemas."""
         ...

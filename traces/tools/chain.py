@@ -59,6 +59,9 @@ _NOUNS = (
 class ChainEnvironment:
     """One run's chain of boxes; the same `(length, seed)` always builds the same world."""
 
+    replayable = True
+    """Deterministic: the same calls on a fresh world return the same results."""
+
     def __init__(self, *, length: int, seed: int) -> None:
         """Generate `length` distinct box ids and a treasure word from `seed`."""
         if not 1 <= length <= MAX_LENGTH:

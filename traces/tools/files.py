@@ -73,6 +73,10 @@ _CHECKER = ArgumentChecker(TOOL_SPECS)
 class FilesEnvironment:
     """One run's sandboxed project; success means a file with the expected lines was written."""
 
+    replayable = True
+    """Deterministic: the same calls on a fresh sandbox seeded from the same folder return
+    the same results (the tools read and write only inside it)."""
+
     def __init__(self, *, sandbox: Sandbox, output_file: str, file_contains: list[str]) -> None:
         """Serve `sandbox`; success needs `output_file` to contain every `file_contains` item."""
         self.sandbox = sandbox

@@ -222,6 +222,9 @@ def _snippet(text: str) -> str:
 class ResearchEnvironment:
     """One run's view of a corpus; stateless, so concurrent runs may share the corpus."""
 
+    replayable = True
+    """Deterministic: the same calls on a fresh world return the same results."""
+
     def __init__(self, *, corpus: Corpus, answer_contains: list[str]) -> None:
         """Serve `corpus`; success needs every `answer_contains` string in the final answer."""
         self.corpus = corpus

@@ -1,0 +1,490 @@
+"""Disk use: bytes per step of a store against the same exchanges as zstd-compressed JSONL.
+
+Run by hand (it is not a test and asserts nothing about time or size):
+
+    .venv/bin/python benchmarks/bench_storage.py [--recorded-steps 100000]
+        [--imported-steps 100000] [--dir DIR] [--rounds 3] [--json PATH]
+
+Two stores, each built once into `--dir` (reused by the next invocation with the same sizes):
+
+- `recorded`: `traces record --task chain` (300-step runs) against the embedded simulator, as a
+  user runs it, in four equal parts: openai streamed, openai not streamed, moonshot streamed,
+  minimax not streamed (64 runs at once), then `traces analyze` as `record` leaves it.
+- `imported`: `bench_analyze`'s agent logs (conversations of 20 steps, five providers with
+  their faults, 1 in 10 streamed) through `traces import`, then `traces analyze`.
+
+For each store:
+
+- `file`: the file as the writers left it, after a CHECKPOINT (what `ls` shows), and how
+  much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
+- `compact, schema 8` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 8 left (before this work) and of the current one: the bytes the data
+  needs in each layout, without free blocks.
+- The baseline: the same exchanges as JSONL, one line per step with the request in full
+  (params and every message, rebuilt from the store), the raw response body or every SSE
+  line with its arrival time, status, kept headers, start time and latency; lines in run
+  order (each request follows the previous one of its run, the best case for zstd's window),
+  piped through the `zstd` command at its default level (3), or the `zstandard` package when
+  the command is missing. For the imported store, also the imported file itself.
+- Where the bytes go in the current layout: each table's columns (from `pragma_storage_info`:
+  a segment counts up to the next segment of its block, the last one to the block's end, plus
+  its overflow blocks) and the rest of the used blocks (indexes, metadata).
+
+Then, on the imported store's two compact copies, in interleaved rounds (medians): the reads
+the analysis depends on (`bench_analyze.read_rows`: every row and column the checks read)
+and the analyzer's own loader over every run (`analyzer.checks.loader.load_runs`, batches of
+2,000 runs), and `request_messages` for every step of 200 runs; CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_analyze import _run_analyze, _traces_command, _write_file, read_rows
+
+from traces.importing import ImportOptions, import_files
+from traces.store.migrations import MIGRATIONS
+from traces.store.tables import DERIVED
+
+BEFORE = 8
+"""The schema version whose layout this work started from."""
+CHAIN_STEPS = 301
+"""Model calls of one run of the `chain` sample task."""
+ARMS = (("openai", True), ("openai", False), ("moonshot", True), ("minimax", False))
+"""(dialect, streamed) of each part of the recorded store."""
+BLOCK = 262_144
+
+
+# -- building the stores ---------------------------------------------------------------------------
+
+
+def build_recorded(directory: Path, steps: int) -> Path:
+    """The recorded store of about `steps` steps, recorded unless already there."""
+    db = directory / f"recorded-{steps}.duckdb"
+    done = db.with_suffix(".built")
+    if db.exists() and done.exists():
+        return db
+    for leftover in (db, db.with_name(db.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    runs = -(-steps // (len(ARMS) * CHAIN_STEPS))
+    for index, (dialect, stream) in enumerate(ARMS):
+        start = time.perf_counter()
+        command = [
+            *_traces_command(),
+            "record",
+            "--task",
+            "chain",
+            "--repeat",
+            str(runs),
+            "--concurrency",
+            "64",
+            "--dialect",
+            dialect,
+            "--stream" if stream else "--no-stream",
+            "--seed",
+            str(index * 1000),
+            "--db",
+            str(db),
+            "--format",
+            "json",
+        ]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        print(f"recorded {dialect} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    done.write_text("")
+    return db
+
+
+def build_imported(directory: Path, steps: int) -> tuple[Path, Path]:
+    """The imported store of `steps` exchanges and the file it was imported from."""
+    db = directory / f"imported-{steps}.duckdb"
+    source = directory / f"imported-{steps}.jsonl"
+    done = db.with_suffix(".built")
+    if db.exists() and done.exists() and source.exists():
+        return db, source
+    for leftover in (db, db.with_name(db.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    _write_file(source, steps, seed=0)
+    import_files(db, [source], ImportOptions())
+    _run_analyze(db)
+    done.write_text("")
+    return db, source
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def _steps(conn: duckdb.DuckDBPyConnection) -> int:
+    row = conn.execute("SELECT count(*) FROM steps").fetchone()
+    return int(row[0]) if row else 0
+
+
+def file_use(db: Path) -> dict[str, float]:
+    """The file after a CHECKPOINT: bytes, and the blocks DuckDB counts used and free."""
+    conn = duckdb.connect(str(db))
+    try:
+        conn.execute("CHECKPOINT")
+        steps = _steps(conn)
+        row = conn.execute(
+            "SELECT total_blocks, used_blocks, free_blocks FROM pragma_database_size() "
+            "WHERE database_name = current_database()"
+        ).fetchone()
+        assert row is not None
+    finally:
+        conn.close()
+    return {
+        "steps": steps,
+        "bytes": db.stat().st_size,
+        "bytes_per_step": db.stat().st_size / steps,
+        "free_share": row[2] / row[0] if row[0] else 0.0,
+    }
+
+
+def _tables(conn: duckdb.DuckDBPyConnection, database: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1", [database]
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, database: str, table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ? "
+        "ORDER BY column_index",
+        [database, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def compact_copy(source: Path, target: Path, version: int | None) -> Path:
+    """Every row of `source`, in its order, in a fresh file at schema `version` (the latest
+    when None): the layout's bytes without free blocks."""
+    for leftover in (target, target.with_name(target.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    migrations = MIGRATIONS if version is None else MIGRATIONS[:version]
+    conn = duckdb.connect(str(target))
+    try:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMP NOT NULL)"
+        )
+        for number, name, sql in migrations:
+            conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+        conn.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+        database = target.stem
+        for table in _tables(conn, database):
+            if table == "schema_migrations":
+                continue
+            have = set(_columns(conn, "src", table))
+            names = [c for c in _columns(conn, database, table) if c in have]
+            derived = {
+                column: sql
+                for column, sql in (DERIVED.get(table, {}) if version is None else {}).items()
+                if column not in have
+            }
+            values = [*names, *derived.values()]
+            conn.execute(
+                f"INSERT INTO {table} ({', '.join([*names, *derived])}) "
+                f"SELECT {', '.join(values)} FROM src.{table} ORDER BY rowid"
+            )
+        conn.execute("DETACH src")
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.close()
+    return target
+
+
+def breakdown(db: Path) -> dict[str, float]:
+    """Bytes per step of each column (`table.column`) and of the rest of the used blocks."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        steps = _steps(conn)
+        database = conn.execute("SELECT current_database()").fetchone()
+        assert database is not None
+        by_block: defaultdict[int, list[tuple[int, str, int]]] = defaultdict(list)
+        for table in _tables(conn, database[0]):
+            for column, block, offset, extra in conn.execute(
+                "SELECT column_name, block_id, block_offset, additional_block_ids "
+                "FROM pragma_storage_info(?) WHERE block_id >= 0",
+                [table],
+            ).fetchall():
+                by_block[block].append((offset, f"{table}.{column}", len(extra or [])))
+        used = conn.execute(
+            "SELECT used_blocks FROM pragma_database_size() WHERE database_name = ?",
+            [database[0]],
+        ).fetchone()
+        assert used is not None
+    finally:
+        conn.close()
+    sizes: defaultdict[str, int] = defaultdict(int)
+    for segments in by_block.values():
+        segments.sort()
+        for i, (offset, name, extra) in enumerate(segments):
+            end = segments[i + 1][0] if i + 1 < len(segments) else BLOCK
+            sizes[name] += end - offset + BLOCK * extra
+    out = {name: size / steps for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])}
+    out["(indexes, metadata)"] = max(0.0, used[0] * BLOCK - sum(sizes.values())) / steps
+    return out
+
+
+def exchanges(db: Path) -> Iterator[bytes]:
+    """The store's exchanges as JSONL lines (see the module docstring), in run order."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        bodies = dict(conn.execute("SELECT hash, body FROM messages").fetchall())
+        added: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
+        for run_id, idx, hash_ in conn.execute(
+            "SELECT run_id, step_idx, hash FROM step_messages ORDER BY run_id, step_idx, position"
+        ).fetchall():
+            added[run_id, idx].append(hash_)
+        cursor = conn.execute(
+            "SELECT run_id, idx, started_at, latency_ms, http_status, response_headers, "
+            "request_params, request_message_count, request_prefix, response_body, "
+            "stream_events FROM steps ORDER BY run_id, idx"
+        )
+        run = None
+        hashes: list[str] = []
+        while batch := cursor.fetchmany(2000):
+            for (run_id, idx, started, latency, status, headers, params, count, prefix,
+                 body, events) in batch:  # fmt: skip
+                if run_id != run:
+                    run, hashes = run_id, []
+                hashes = [*hashes[:prefix], *added.get((run_id, idx), ())][:count]
+                request = json.loads(params)
+                request["messages"] = [json.loads(bodies[h]) for h in hashes]
+                line = {
+                    "run": run_id,
+                    "step": idx,
+                    "started_at": started.isoformat(),
+                    "latency_ms": latency,
+                    "status": status,
+                    "headers": json.loads(headers) if headers else None,
+                    "request": request,
+                    "response": body,
+                    "stream": json.loads(events) if events else None,
+                }
+                yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+    finally:
+        conn.close()
+
+
+def zstd_size(lines: Iterator[bytes]) -> tuple[int, int, str]:
+    """(raw bytes, compressed bytes, compressor) of the lines through zstd at level 3."""
+    raw = 0
+    command = shutil.which("zstd")
+    if command is None:
+        try:
+            import zstandard  # type: ignore[import-not-found]
+        except ImportError:
+            raise SystemExit(
+                "neither the zstd command (Debian: apt-get install zstd) nor the zstandard "
+                "package is installed"
+            ) from None
+        writer = zstandard.ZstdCompressor(level=3).chunker(chunk_size=1 << 20)
+        compressed = 0
+        for line in lines:
+            raw += len(line)
+            compressed += sum(len(chunk) for chunk in writer.compress(line))
+        compressed += sum(len(chunk) for chunk in writer.finish())
+        return raw, compressed, f"zstandard {zstandard.__version__} -3"
+    process = subprocess.Popen(
+        [command, "-3", "-q", "-c", "-T1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None
+    counted = [0]
+
+    def count(stream: BinaryIO) -> None:
+        while chunk := stream.read(1 << 20):
+            counted[0] += len(chunk)
+
+    reader = threading.Thread(target=count, args=(process.stdout,))
+    reader.start()
+    for line in lines:
+        raw += len(line)
+        process.stdin.write(line)
+    process.stdin.close()
+    reader.join()
+    process.wait()
+    version = subprocess.run([command, "-V"], capture_output=True, text=True).stdout.strip()
+    return raw, counted[0], f"{version.split(',')[0]} -3"
+
+
+def _file_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from handle
+
+
+# -- reads ----------------------------------------------------------------------------------------
+
+
+_BY_HASH = "SELECT hash, body FROM messages WHERE hash IN (SELECT unnest(?::VARCHAR[]))"
+"""The loader's message lookup before migration 9 (by the then indexed hash), for the copy
+in that layout, which has no `key`."""
+
+
+def load_all(db: Path) -> int:
+    """Every run through the analyzer's loader, in batches as the analysis reads them (on a
+    store without `key`, looking messages up by hash as the loader did then)."""
+    from analyzer.checks import loader
+    from analyzer.checks.loader import load_runs
+
+    conn = duckdb.connect(str(db), read_only=True)
+    saved = loader._MESSAGE_SQL, loader._WINDOW_SQL
+    if "key" not in _columns(conn, db.stem, "messages"):
+        loader._MESSAGE_SQL = _BY_HASH
+        loader._WINDOW_SQL = f"{_BY_HASH} AND rowid BETWEEN ? AND ?"
+    try:
+        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        steps = 0
+        for first in range(0, len(ids), 2000):
+            for run in load_runs(conn, ids[first : first + 2000]):
+                steps += len(run.steps)
+    finally:
+        loader._MESSAGE_SQL, loader._WINDOW_SQL = saved
+        conn.close()
+    return steps
+
+
+def rebuild_requests(db: Path) -> int:
+    """`request_messages` for every step of 200 runs, as `traces show` and SQL users call it."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        keys = conn.execute(
+            "SELECT run_id, idx FROM steps WHERE run_id IN "
+            "(SELECT id FROM runs ORDER BY id LIMIT 200) ORDER BY run_id, idx"
+        ).fetchall()
+        for run_id, idx in keys:
+            conn.execute("SELECT * FROM request_messages(?, ?)", [run_id, idx]).fetchall()
+    finally:
+        conn.close()
+    return len(keys)
+
+
+READS: dict[str, Callable[[Path], int]] = {
+    "read rows": read_rows,
+    "loader": load_all,
+    "request_messages": rebuild_requests,
+}
+
+
+def time_reads(layouts: dict[str, Path], rounds: int) -> dict[str, dict[str, float]]:
+    """CPU seconds of each read on each layout: medians of interleaved rounds."""
+    samples: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for read, work in READS.items():
+            for layout, db in layouts.items():
+                start = time.process_time()
+                work(db)
+                samples[read, layout].append(time.process_time() - start)
+    return {
+        read: {layout: statistics.median(samples[read, layout]) for layout in layouts}
+        for read in READS
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def measure(name: str, db: Path, directory: Path, source: Path | None) -> dict[str, Any]:
+    print(f"measuring {name}", file=sys.stderr)
+    live = file_use(db)
+    before = compact_copy(db, directory / f"{db.stem}-schema{BEFORE}.duckdb", BEFORE)
+    now = compact_copy(db, directory / f"{db.stem}-now.duckdb", None)
+    steps = live["steps"]
+    raw, packed, compressor = zstd_size(exchanges(db))
+    out: dict[str, Any] = {
+        "steps": steps,
+        "file": live,
+        "compact_before": before.stat().st_size / steps,
+        "compact_now": now.stat().st_size / steps,
+        "jsonl_bytes_per_step": raw / steps,
+        "jsonl_zstd_bytes_per_step": packed / steps,
+        "compressor": compressor,
+        "breakdown_now": breakdown(now),
+        "copies": {"before": str(before), "now": str(now)},
+    }
+    if source is not None:
+        raw, packed, _ = zstd_size(_file_lines(source))
+        out["source_bytes_per_step"] = raw / steps
+        out["source_zstd_bytes_per_step"] = packed / steps
+    return out
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\nmachine: {report['machine']}, duckdb {report['duckdb']}")
+    for name, store in report["stores"].items():
+        base = store["jsonl_zstd_bytes_per_step"]
+        print(f"\n{name}: {store['steps']:,} steps ({store['compressor']})")
+        print(f"  JSONL, requests in full      {store['jsonl_bytes_per_step']:10,.0f} B/step")
+        print(f"  JSONL, zstd                  {base:10,.0f} B/step   1.00")
+        if "source_zstd_bytes_per_step" in store:
+            src = store["source_zstd_bytes_per_step"]
+            print(f"  imported file, zstd          {src:10,.0f} B/step   {src / base:.2f}")
+        file = store["file"]
+        print(
+            f"  file as written (checkpointed){file['bytes_per_step']:9,.0f} B/step   "
+            f"{file['bytes_per_step'] / base:.2f}  ({file['free_share']:.0%} free blocks)"
+        )
+        layouts = (("compact, schema 8", "compact_before"), ("compact, now", "compact_now"))
+        for label, key in layouts:
+            print(f"  {label:29s}{store[key]:10,.0f} B/step   {store[key] / base:.2f}")
+        print("  where the bytes go now (B/step):")
+        for column, size in list(store["breakdown_now"].items())[:16]:
+            print(f"    {column:40s}{size:8.1f}")
+    if "reads" in report:
+        print("\nreads on the imported store, CPU s (median):")
+        for read, by_layout in report["reads"].items():
+            cells = "  ".join(f"{layout} {s:6.2f}" for layout, s in by_layout.items())
+            print(f"  {read:18s} {cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recorded-steps", type=int, default=100_000)
+    parser.add_argument("--imported-steps", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, default=None, help="keep and reuse the stores here")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the read timings")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    directory = args.dir or Path(os.environ.get("TMPDIR", "/tmp")) / "bench-storage"
+    directory.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "machine": (
+            f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
+        ),
+        "duckdb": duckdb.__version__,
+        "stores": {},
+    }
+    if args.recorded_steps:
+        db = build_recorded(directory, args.recorded_steps)
+        report["stores"]["recorded"] = measure("recorded", db, directory, None)
+    if args.imported_steps:
+        db, source = build_imported(directory, args.imported_steps)
+        store = report["stores"]["imported"] = measure("imported", db, directory, source)
+        if args.rounds:
+            copies = {k: Path(v) for k, v in store["copies"].items()}
+            report["reads"] = time_reads(copies, args.rounds)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""How the store keeps its bytes (migration 9): zstd columns and a 128-bit message key, with
+every value, every rebuilt request and every raw body and SSE line exactly as before.
+
+The old store is real: runs recorded against the simulator over HTTP (streamed and not, with
+retried faults) and an import of the exchanges fixture are copied, row by row in their order,
+into a file built by the migrations a release at schema 7 ran (the schema issue 11 shipped),
+which is then opened as any newer `traces` opens it (and rewritten without the blocks its
+old tables held: `traces.store.compaction`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from tests.recording import record
+from traces.importing import ImportOptions, import_files
+from traces.retry import RetryPolicy
+from traces.sim.config import SimConfig
+from traces.sim.server import SimServer
+from traces.store.database import open_for_reading, open_for_writing
+from traces.store.inserts import insert_rows
+from traces.store.migrations import MIGRATIONS, latest_version
+from traces.store.tables import MessageRow
+
+REPO = Path(__file__).resolve().parent.parent
+EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
+
+ZSTD_COLUMNS = {
+    "messages": {"body"},
+    "steps": {"response_headers", "response_body", "stream_events", "reasoning", "usage_raw"},
+    "tool_results": {"output"},
+}
+"""The columns migration 9 stores with zstd."""
+_RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
+
+
+def _tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name <> 'schema_migrations' ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND table_name = ? ORDER BY column_index",
+        [table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _old_store(path: Path, source: Path, version: int) -> None:
+    """A store at schema `version` holding every row of `source` (the columns that schema
+    has), in `source`'s row order, as a release at that version wrote it."""
+    old = duckdb.connect(str(path))
+    old.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL)"
+    )
+    for number, name, sql in MIGRATIONS[:version]:
+        old.execute(sql)
+        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+    for table in _tables(old):
+        names = ", ".join(_columns(old, table))
+        old.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM src.{table} ORDER BY rowid")
+    old.execute("DETACH src")
+    old.close()
+
+
+def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> dict[str, Any]:
+    """Every row of each table (the given columns, in row order) and every step's request
+    as `request_messages` rebuilds it."""
+    out: dict[str, Any] = {
+        table: conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY rowid").fetchall()
+        for table, cols in tables.items()
+    }
+    steps = conn.execute("SELECT run_id, idx FROM steps ORDER BY run_id, idx").fetchall()
+    out["requests"] = [
+        conn.execute("SELECT * FROM request_messages(?, ?)", [run_id, idx]).fetchall()
+        for run_id, idx in steps
+    ]
+    return out
+
+
+@pytest.mark.slow
+def test_a_store_at_schema_7_is_converted_in_place_losing_nothing(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=True, repeat=2, seed=1)
+    record(source, sim.base_url, "files", stream=False, seed=3)
+    # Failed attempts, retried: error bodies, retry errors, streams cut short.
+    faults = {"rate_limit_429": 0.3, "stream_truncated": 0.2, "invalid_json_arguments": 0.3}
+    with SimServer(SimConfig(seed=5, faults=faults)) as faulted:
+        record(source, faulted.base_url, "chain_short", stream=True, seed=7, retry=_RETRY)
+    import_files(source, [EXCHANGES], ImportOptions(provider="fixture"))
+
+    old = tmp_path / "old.duckdb"
+    _old_store(old, source, 7)
+    reader = duckdb.connect(str(old), read_only=True)
+    kept = {table: _columns(reader, table) for table in _tables(reader)}
+    before = _snapshot(reader, kept)
+    reader.close()
+    # What the old store holds: streams (with arrival times, and imported ones without),
+    # raw bodies, retried failures, rebuilt requests.
+    column = {name: kept["steps"].index(name) for name in kept["steps"]}
+    steps = before["steps"]
+    assert any(
+        row[column["stream_events"]] and "[null," in row[column["stream_events"]] for row in steps
+    )
+    assert any(
+        row[column["stream_events"]] and "[null," not in row[column["stream_events"]]
+        for row in steps
+    )
+    assert any(row[column["response_body"]] is not None for row in steps)
+    assert any(row[column["retry_errors"]] is not None for row in steps)
+    assert all(before["requests"])
+
+    open_for_writing(old).close()  # what the next `traces` command to write does
+    # The rebuilt tables' old blocks are not left in the file: it was rewritten without them.
+    assert [p.name for p in tmp_path.iterdir() if "compact" in p.name] == []
+    conn = open_for_reading(old)
+    try:
+        assert conn.execute(
+            "SELECT free_blocks FROM pragma_database_size() WHERE database_name = 'old'"
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (
+            latest_version(),
+        )
+        # Every value of every column the old store had, in the same row order, and every
+        # request rebuilt message for message.
+        assert _snapshot(conn, kept) == before
+        # The new key is the hash's md5, for every message.
+        assert conn.execute(
+            "SELECT count(*) FROM messages WHERE key IS DISTINCT FROM md5_number(hash)"
+        ).fetchone() == (0,)
+        # The raw columns are stored with zstd (and nothing else changed its compression).
+        for table, columns in ZSTD_COLUMNS.items():
+            methods = dict(
+                conn.execute(
+                    "SELECT column_name, list(DISTINCT compression) FROM pragma_storage_info(?) "
+                    "WHERE segment_type NOT IN ('VALIDITY') GROUP BY ALL",
+                    [table],
+                ).fetchall()
+            )
+            for column in columns:
+                assert methods[column] == ["ZSTD"], (table, column, methods[column])
+    finally:
+        conn.close()
+
+
+def test_a_message_is_still_stored_once_by_its_hash(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    conn = open_for_writing(db)
+    try:
+        first = MessageRow(hash="h-1", role="user", body='{"role": "user", "content": "hi"}')
+        other = MessageRow(hash="h-2", role="user", body='{"role": "user", "content": "yo"}')
+        insert_rows(conn, "messages", [first, other])
+        # The same hash again, alone and beside a new one: skipped, the first text kept.
+        again = first._replace(body='{"role": "user", "content": "changed"}')
+        insert_rows(conn, "messages", [again])
+        insert_rows(conn, "messages", [again, MessageRow("h-3", "tool", "{}")])
+        rows = conn.execute("SELECT hash, body FROM messages ORDER BY hash").fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        ("h-1", '{"role": "user", "content": "hi"}'),
+        ("h-2", '{"role": "user", "content": "yo"}'),
+        ("h-3", "{}"),
+    ]
