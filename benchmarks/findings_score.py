@@ -32,6 +32,11 @@ The rules (benchmarks/README.md gives the reasons):
 - False positives are `clean` (no fault on the step or the one before; for a run-scoped kind,
   in the run) or `other` (faults there, none expecting that kind). A finding explained only
   by an unmapped fault is left out and listed.
+- Unmeasurable. A finding the ledger reads off the growth of the prompt is owed only where the
+  run's counts can show it (`unmeasurable`): at least `LEDGER_STEPS` tool-chain steps from
+  the fault on, and for escaping, escapable characters that differ from step to step.
+  Otherwise the expectation is left out of recall both ways (found or not) and listed; a
+  finding it explains stays true.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from findings_sim import Corpus, LabelledRun
 from test_checks_faults import FAULT_FINDINGS, WITHOUT_FINDING
 
 from analyzer.checks.catalogue import KINDS
+from analyzer.checks.ledger_entries import build_entries
 from analyzer.checks.loops import LOOP_MIN
 from analyzer.checks.records import Finding
 from traces.sim.faults import FAULTS
@@ -66,6 +72,31 @@ RUN_SCOPED = frozenset(
 )
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the
 run, not the step."""
+
+LEDGER_STEPS = 3
+"""Tool-chain steps (counted, from the fault's first step on) below which the growth of the
+prompt cannot show what the host kept: each step is one equation in the template's overhead,
+the tool output's tokens per estimated token and the part in question, and with two of them
+any part lost or added reads as the other two (a result of 236 tokens escaped reads as a
+tokenizer counting tool output twice)."""
+
+ESCAPE_SPREAD = 2
+"""Escapable characters (`<>&"'`) by which a run's chain steps must differ for escaping to
+show: added in the same amount to every step, its tokens read as template overhead (as
+`WITHOUT_FINDING` says of `arguments_reencoded`; `chain_short`'s results and calls carry the
+same characters on every step)."""
+
+GROWTH_FAULTS = frozenset(
+    {
+        "reasoning_dropped_from_history",
+        "reasoning_kept_last_only",
+        "tool_results_dropped",
+        "tool_results_truncated",
+        "history_html_escaped",
+    }
+)
+"""Faults whose finding the ledger reads off the growth of the prompt (and, for the
+reasoning, off cached tokens, which need the same steps)."""
 
 LOOP_KINDS = {"repeated_call": LOOP_MIN, "repeated_call_once": 2}
 """Kinds that report a streak of identical steps -> its length (analyzer.checks.loops)."""
@@ -214,6 +245,23 @@ def _loop_expectations(run: LabelledRun, fault: str, kind: str, layer: str) -> l
     return found
 
 
+def unmeasurable(run: LabelledRun, exp: Expectation) -> str | None:
+    """Why the run's counts cannot show the ledger finding `exp` owes (None: they can)."""
+    if exp.source not in GROWTH_FAULTS:
+        return None
+    chain = [
+        e.added
+        for e in build_entries(run.run)[0]
+        if e.kind == "chain" and e.step >= exp.step and e.added is not None
+    ]
+    if len(chain) < LEDGER_STEPS:
+        return f"{len(chain)} tool-chain steps from step {exp.step} on"
+    escapable = [a.escapable for a in chain]
+    if exp.source == "history_html_escaped" and max(escapable) - min(escapable) <= ESCAPE_SPREAD:
+        return f"escapable characters {min(escapable)}-{max(escapable)} on every chain step"
+    return None
+
+
 def expectations(run: LabelledRun) -> list[Expectation]:
     """Every finding the faults of `run` call for."""
     found: list[Expectation] = []
@@ -297,6 +345,9 @@ class Scores:
 
     kinds: dict[str, KindScore] = field(default_factory=lambda: defaultdict(KindScore))
     misses: list[Example] = field(default_factory=list)
+    unmeasurable: list[Example] = field(default_factory=list)
+    """Expectations the run's counts cannot show (`unmeasurable`), found or not: left out of
+    recall."""
     false_positives: list[Example] = field(default_factory=list)
     layer_mismatches: list[Example] = field(default_factory=list)
     fired: Counter[str] = field(default_factory=Counter)
@@ -370,6 +421,13 @@ class _RunScorer:
             matches = [
                 f for f in self.findings if f.kind in exp.recognised_by and exp.window(f.step)
             ]
+            reason = unmeasurable(self.run, exp)
+            if reason is not None:
+                found = "found" if matches else "not found"
+                self.scores.unmeasurable.append(
+                    self.example(exp.kind, exp.step, [exp.source], f"{reason} ({found})")
+                )
+                continue
             if not exp.single:
                 tally.mixed_support += 1
                 tally.mixed_hits += bool(matches)
