@@ -33,10 +33,9 @@ The rules (benchmarks/README.md gives the reasons):
   in the run) or `other` (faults there, none expecting that kind). A finding explained only
   by an unmapped fault is left out and listed.
 - Unmeasurable. A finding the ledger reads off the growth of the prompt is owed only where the
-  run's counts can show it (`unmeasurable`): at least `LEDGER_STEPS` tool-chain steps from
-  the fault on, and for escaping, escapable characters that differ from step to step.
-  Otherwise the expectation is left out of recall both ways (found or not) and listed; a
-  finding it explains stays true.
+  run can show it (`unmeasurable`): `LEDGER_STEPS` tool-chain steps, `ESCAPING_STEPS` for
+  escaping. Otherwise the expectation is left out of recall both ways (found or not) and
+  listed; a finding it explains stays true.
 """
 
 from __future__ import annotations
@@ -73,18 +72,17 @@ RUN_SCOPED = frozenset(
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the
 run, not the step."""
 
-LEDGER_STEPS = 3
-"""Tool-chain steps (counted, from the fault's first step on) below which the growth of the
-prompt cannot show what the host kept: each step is one equation in the template's overhead,
-the tool output's tokens per estimated token and the part in question, and with two of them
-any part lost or added reads as the other two (a result of 236 tokens escaped reads as a
-tokenizer counting tool output twice)."""
+LEDGER_STEPS = 2
+"""Tool-chain steps a run needs for the ledger to read anything off it: a fit of the growth of
+the prompt needs two (`ledger_fit.fit_chain`), and so do cached tokens falling
+(`ledger.cache_falls`). A run that ended sooner (a failure, a refusal) shows no host
+behaviour, whatever the host did."""
 
-ESCAPE_SPREAD = 2
-"""Escapable characters (`<>&"'`) by which a run's chain steps must differ for escaping to
-show: added in the same amount to every step, its tokens read as template overhead (as
-`WITHOUT_FINDING` says of `arguments_reencoded`; `chain_short`'s results and calls carry the
-same characters on every step)."""
+ESCAPING_STEPS = 3
+"""Tool-chain steps below which escaping cannot show: the tokens it adds per escapable
+character, the tokens the host counts per estimated token of tool output and the template's
+overhead per step are three unknowns, and two steps are two equations (a result of 236
+tokens escaped reads as a tokenizer counting tool output twice)."""
 
 GROWTH_FAULTS = frozenset(
     {
@@ -95,8 +93,8 @@ GROWTH_FAULTS = frozenset(
         "history_html_escaped",
     }
 )
-"""Faults whose finding the ledger reads off the growth of the prompt (and, for the
-reasoning, off cached tokens, which need the same steps)."""
+"""Faults whose finding the ledger reads off the growth of the prompt (or, for the reasoning,
+off cached tokens, which need as many steps)."""
 
 LOOP_KINDS = {"repeated_call": LOOP_MIN, "repeated_call_once": 2}
 """Kinds that report a streak of identical steps -> its length (analyzer.checks.loops)."""
@@ -246,19 +244,15 @@ def _loop_expectations(run: LabelledRun, fault: str, kind: str, layer: str) -> l
 
 
 def unmeasurable(run: LabelledRun, exp: Expectation) -> str | None:
-    """Why the run's counts cannot show the ledger finding `exp` owes (None: they can)."""
+    """Why the run cannot show the ledger finding `exp` owes, whatever the host did (None:
+    it can)."""
     if exp.source not in GROWTH_FAULTS:
         return None
-    chain = [
-        e.added
-        for e in build_entries(run.run)[0]
-        if e.kind == "chain" and e.step >= exp.step and e.added is not None
-    ]
-    if len(chain) < LEDGER_STEPS:
-        return f"{len(chain)} tool-chain steps from step {exp.step} on"
-    escapable = [a.escapable for a in chain]
-    if exp.source == "history_html_escaped" and max(escapable) - min(escapable) <= ESCAPE_SPREAD:
-        return f"escapable characters {min(escapable)}-{max(escapable)} on every chain step"
+    steps = sum(1 for e in build_entries(run.run)[0] if e.kind == "chain")
+    if steps < LEDGER_STEPS:
+        return f"{steps} tool-chain steps in the run"
+    if exp.source == "history_html_escaped" and steps < ESCAPING_STEPS:
+        return f"{steps} tool-chain steps in the run, for three unknowns"
     return None
 
 

@@ -21,6 +21,7 @@ from analyzer.checks.ledger import measure
 from analyzer.checks.ledger_turns import emptied_calls, reasoning_as_content
 from analyzer.checks.loader import load_runs
 from analyzer.checks.records import Run
+from analyzer.ledger_view import ledger_summary, summary_lines
 from traces.sim.config import SimConfig
 from traces.store.database import open_for_reading
 
@@ -123,6 +124,10 @@ def test_steps_after_emptied_arguments_are_left_out(runs: dict[str, Run]) -> Non
     ledger = measure(run)
     assert ledger.miscounted == after
     assert not after & {e.step for e in ledger.chain}
+    # `traces show --ledger` says which steps were left out, and why.
+    assert ledger_summary(ledger)["miscounted"] == sorted(after)
+    [line] = [line for line in summary_lines(ledger) if line.startswith("left out")]
+    assert line.endswith(", ".join(map(str, sorted(after))))
 
 
 def test_reasoning_sent_back_as_content_is_counted_as_the_turn(runs: dict[str, Run]) -> None:
