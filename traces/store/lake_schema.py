@@ -62,7 +62,7 @@ text, which zstd stores in a fraction of the default (snappy)."""
 _WIDE_INTEGER = re.compile(r"\bU?HUGEINT\b", re.IGNORECASE)
 
 
-def _lake_type(kind: str) -> str:
+def lake_type(kind: str) -> str:
     """A column type as a lake holds it exactly: Parquet has no 128-bit integer and DuckDB
     writes one as a DOUBLE, losing digits (a message's `key` would no longer match its hash),
     so such a column is kept as its decimal text, which compares equal to the number."""
@@ -71,9 +71,9 @@ def _lake_type(kind: str) -> str:
 
 def adapt(sql: str, number: int = 0) -> str:
     """A migration's SQL as an existing lake takes it: keys taken out, 128-bit integers as text
-    (`_lake_type`); DatabaseError for a
+    (`lake_type`); DatabaseError for a
     construct a lake cannot hold (it needs a lake form here)."""
-    out = _lake_type(_TABLE_KEY.sub("", _COLUMN_KEY.sub("", sql)))
+    out = lake_type(_TABLE_KEY.sub("", _COLUMN_KEY.sub("", sql)))
     left = _UNSUPPORTED.search(re.sub(r"--[^\n]*", "", out))
     if left is not None:
         raise DatabaseError(
@@ -105,7 +105,7 @@ def create_sql() -> list[str]:
             [table],
         ).fetchall()
         body = ", ".join(
-            f'"{name}" {_lake_type(kind)}'
+            f'"{name}" {lake_type(kind)}'
             + ("" if nullable else " NOT NULL")
             + ("" if default is None else f" DEFAULT {default}")
             for name, kind, nullable, default in columns
