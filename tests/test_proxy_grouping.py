@@ -6,6 +6,8 @@ from typing import Any
 
 from traces.proxy.conversations import Conversations, canon, canon_all, tool_names
 
+from conftest import python_calls
+
 SYSTEM = {"role": "system", "content": "You help."}
 USER = {"role": "user", "content": "Find the file."}
 ANSWER: dict[str, Any] = {
@@ -52,7 +54,7 @@ def _first(conversations: Conversations, messages: list[Any], now: float = 0.0) 
     thread, retry = conversations.place(canon_all(messages), TOOLS, None, now)
     assert thread is None and not retry
     opened = conversations.open(f"run{len(conversations.threads)}", TOOLS, None, now)
-    Conversations.sending(opened, canon_all(messages), now)
+    conversations.sending(opened, canon_all(messages), now)
     return opened.run_id
 
 
@@ -65,7 +67,7 @@ def test_an_extension_of_the_answered_request_continues_its_run() -> None:
     again, _ = conversations.place(canon_all(first), TOOLS, None, 1.0)
     assert again is None  # the run's request is still in flight: another session
     thread = conversations.threads[run]
-    Conversations.answered(thread, ANSWER, 1.0)
+    conversations.answered(thread, ANSWER, 1.0)
     follow = canon_all([*first, ANSWER, RESULT])
     found, retry = conversations.place(follow, TOOLS, None, 2.0)
     assert found is thread and not retry
@@ -79,7 +81,7 @@ def test_the_same_request_after_a_failure_is_a_retry() -> None:
     conversations = Conversations()
     run = _first(conversations, [USER])
     thread = conversations.threads[run]
-    Conversations.answered(thread, None, 1.0)
+    conversations.answered(thread, None, 1.0)
     assert conversations.place(canon_all([USER]), TOOLS, None, 2.0) == (thread, True)
     more = canon_all([USER, {"role": "user", "content": "Please."}])
     assert conversations.place(more, TOOLS, None, 2.0) == (thread, False)
@@ -90,11 +92,11 @@ def test_longest_match_wins_and_names_group() -> None:
     request naming it; quiet runs are closed by `idle`."""
     conversations = Conversations()
     short = conversations.threads[_first(conversations, [USER])]
-    Conversations.answered(short, ANSWER, 1.0)
+    conversations.answered(short, ANSWER, 1.0)
     # A fork of the same start that went further (as a client resuming a saved session).
     long_run = conversations.open("fork", TOOLS, None, 1.0)
-    Conversations.sending(long_run, canon_all([USER, ANSWER, RESULT]), 1.0)
-    Conversations.answered(long_run, {"role": "assistant", "content": "Done."}, 2.0)
+    conversations.sending(long_run, canon_all([USER, ANSWER, RESULT]), 1.0)
+    conversations.answered(long_run, {"role": "assistant", "content": "Done."}, 2.0)
     later = canon_all([USER, ANSWER, RESULT, {"role": "assistant", "content": "Done."}, USER])
     assert conversations.place(later, TOOLS, None, 3.0)[0] is long_run
     named = conversations.open("named", TOOLS, "session-1", 3.0)
@@ -103,3 +105,23 @@ def test_longest_match_wins_and_names_group() -> None:
     closed = conversations.idle(now=2.5 + 10, idle_s=10)
     assert {t.run_id for t in closed} == {short.run_id, long_run.run_id}
     assert list(conversations.threads) == ["named"]
+
+
+def test_placing_costs_the_same_however_many_runs_are_open() -> None:
+    """A request is placed by lookups, not by a scan of the open runs: 1000 open runs cost
+    what 10 do (Python calls counted, not timed)."""
+
+    def cost(open_runs: int) -> int:
+        conversations = Conversations()
+        for number in range(open_runs):
+            thread = conversations.open(f"run{number}", TOOLS, None, 0.0)
+            prompt = canon_all([{"role": "user", "content": f"Task {number}."}])
+            conversations.sending(thread, prompt, 0.0)
+            conversations.answered(thread, ANSWER, 0.0)
+        request = canon_all([{"role": "user", "content": "Task 5."}, ANSWER, RESULT])
+        found: list[Any] = []
+        calls = python_calls(lambda: found.append(conversations.place(request, TOOLS, None, 1.0)))
+        assert found[0][0] is conversations.threads["run5"]
+        return calls
+
+    assert cost(1000) == cost(10)

@@ -107,13 +107,34 @@ class Thread:
     last_seen: float = 0.0
 
 
+def _prefix_hashes(messages: list[Canon], tools: frozenset[str]) -> list[int]:
+    """`result[n]` stands for the first n messages and the tools (equal prefixes, equal
+    values; a collision is ruled out by comparing the messages themselves)."""
+    value = hash(tools)
+    hashes = [value]
+    for message in messages:
+        value = hash((value, message))
+        hashes.append(value)
+    return hashes
+
+
 class Conversations:
-    """The open runs, and which of them each new request belongs to."""
+    """The open runs, and which of them each new request belongs to.
+
+    Each run that a request may continue (answered, or failed, and not named by a header) is
+    indexed by the messages such a request starts with: (their count, the hash of them and
+    the tools). Placing a request looks each count up once, so it costs what the request
+    holds, however many runs are open.
+    """
 
     def __init__(self) -> None:
         """No run open yet."""
         self.threads: dict[str, Thread] = {}
         self._named: dict[str, str] = {}
+        self._index: dict[tuple[int, int], dict[str, Thread]] = {}
+        self._sizes: dict[int, int] = {}
+        """How many indexed runs expect each count of messages."""
+        self._keys: dict[str, tuple[int, int]] = {}
 
     def place(
         self,
@@ -130,26 +151,18 @@ class Conversations:
             if thread is None:
                 return None, False
             return thread, thread.failed and messages == thread.sent
-        best: Thread | None = None
-        best_key: tuple[int, float] = (-1, 0.0)
-        retry = False
-        for thread in self.threads.values():
-            if thread.explicit is not None or thread.tools != tools or thread.in_flight:
+        hashes = _prefix_hashes(messages, tools)
+        # The longest prefix first: a request extending several runs continues the one it
+        # extends furthest (the latest of equals).
+        for size in sorted((n for n in self._sizes if n <= len(messages)), reverse=True):
+            found = self._index.get((size, hashes[size]))
+            if not found:
                 continue
-            if thread.answer is not None:
-                expected = [*thread.sent, thread.answer]
-            elif thread.failed:
-                expected = thread.sent
-            else:
-                continue
-            size = len(expected)
-            if size > len(messages) or messages[:size] != expected:
-                continue
-            key = (size, thread.last_seen)
-            if key > best_key:
-                best, best_key = thread, key
-                retry = thread.answer is None and size == len(messages)
-        return best, retry
+            matching = [t for t in found.values() if messages[:size] == _expected(t)]
+            if matching:
+                best = max(matching, key=lambda t: t.last_seen)
+                return best, best.answer is None and size == len(messages)
+        return None, False
 
     def open(self, run_id: str, tools: frozenset[str], explicit: str | None, now: float) -> Thread:
         """A new run starts with this request."""
@@ -159,22 +172,27 @@ class Conversations:
             self._named[explicit] = run_id
         return thread
 
-    @staticmethod
-    def sending(thread: Thread, messages: list[Canon], now: float) -> None:
+    def sending(self, thread: Thread, messages: list[Canon], now: float) -> None:
         """A request of the run leaves for the upstream."""
+        self._unindex(thread)
         thread.sent = messages
         thread.answer = None
         thread.failed = False
         thread.in_flight += 1
         thread.last_seen = now
 
-    @staticmethod
-    def answered(thread: Thread, answer: dict[str, Any] | None, now: float) -> None:
+    def answered(self, thread: Thread, answer: dict[str, Any] | None, now: float) -> None:
         """The request's answer came (`answer` the assistant message; None: none came)."""
         thread.in_flight = max(0, thread.in_flight - 1)
         thread.answer = canon(answer) if answer is not None else None
         thread.failed = answer is None
         thread.last_seen = now
+        if not thread.in_flight and thread.explicit is None and thread.run_id in self.threads:
+            expected = _expected(thread)
+            key = (len(expected), _prefix_hashes(expected, thread.tools)[-1])
+            self._index.setdefault(key, {})[thread.run_id] = thread
+            self._sizes[key[0]] = self._sizes.get(key[0], 0) + 1
+            self._keys[thread.run_id] = key
 
     def idle(self, now: float, idle_s: float) -> list[Thread]:
         """Close and return the runs nothing was sent to for `idle_s` seconds."""
@@ -185,6 +203,27 @@ class Conversations:
 
     def close(self, thread: Thread) -> None:
         """Forget a run (it ended)."""
+        self._unindex(thread)
         self.threads.pop(thread.run_id, None)
         if thread.explicit is not None and self._named.get(thread.explicit) == thread.run_id:
             del self._named[thread.explicit]
+
+    def _unindex(self, thread: Thread) -> None:
+        key = self._keys.pop(thread.run_id, None)
+        if key is None:
+            return
+        bucket = self._index[key]
+        del bucket[thread.run_id]
+        if not bucket:
+            del self._index[key]
+        left = self._sizes[key[0]] - 1
+        if left:
+            self._sizes[key[0]] = left
+        else:
+            del self._sizes[key[0]]
+
+
+def _expected(thread: Thread) -> list[Canon]:
+    """What a request continuing the run starts with: its latest request, and the answer
+    when one came."""
+    return thread.sent if thread.answer is None else [*thread.sent, thread.answer]

@@ -145,7 +145,7 @@ class ProxyRecorder:
             run.next_index += 1
             if thread is not None:
                 self._tool_results(run, messages)
-        Conversations.sending(run.thread, canons, now)
+        self.conversations.sending(run.thread, canons, now)
         return Ticket(run=run, index=index, messages=messages, retry_errors=retry_errors)
 
     def finish(self, ticket: Ticket, exchange: Exchange) -> None:
@@ -171,7 +171,7 @@ class ProxyRecorder:
             prefix=shared,
             retry_errors=ticket.retry_errors,
         )
-        Conversations.answered(run.thread, answer, time.monotonic())
+        self.conversations.answered(run.thread, answer, time.monotonic())
         if exchange.error is not None and exchange.error.kind != "cancelled":
             run.held = (step, messages, hashes)  # a retry may follow: decided by the next request
             return
