@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import openai
@@ -28,7 +27,7 @@ from traces.exchange_reading import finish_stream, parse_body
 from traces.http_errors import empty_response, http_error, invalid_response
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
-from traces.redaction import Redactor
+from traces.redaction import Redactor, redact_url
 from traces.responses import (
     KEPT_HEADERS,
     no_choices,
@@ -57,15 +56,6 @@ class EndpointConfig(BaseModel):
         "stream included, must have arrived by then (a host that trickles a chunk every 50 ms "
         "forever times out too).",
     )
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials or query string, fit to be stored."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def resolve_api_key(config: EndpointConfig) -> str | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -361,3 +362,8 @@ class RunOutcome(BaseModel):
     reasoning_tokens: int | None = Field(
         default=None, description="Total over the steps, None unless every answered step did."
     )
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time and stays unique across processes."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)

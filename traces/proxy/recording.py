@@ -40,12 +40,12 @@ from traces.model import (
     StepRecord,
     Termination,
     message_hash,
+    new_run_id,
 )
 from traces.normalize import read_message, step_from_exchange
 from traces.one_line import one_line
 from traces.proxy.conversations import Conversations, Thread, canon, canon_all, tool_names
 from traces.proxy.upstream import Upstream
-from traces.runner import new_run_id
 from traces.store.recorder import Recorder
 
 _LABEL_CHARS = 120

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from traces.client import redact_url
 from traces.errors import TracesError
 from traces.profiles import base_url_problem, load_profiles, profiles_path
+from traces.redaction import redact_url
 
 
 @dataclass(frozen=True)
