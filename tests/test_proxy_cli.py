@@ -114,3 +114,28 @@ def test_serves_records_and_stops_on_signal(
     # A run the checks read has a ledger row (its requests report usage).
     checked = query_rows(db, "SELECT DISTINCT run_id FROM ledgers")
     assert {r["run_id"] for r in checked} == {r["id"] for r in runs}
+
+
+def test_profile_upstream(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--upstream NAME` takes the profile's URL and key variable (the key is never shown);
+    runs are labelled with the profile's name; an unset variable falls back to the client's
+    header; a client's `/v1/X` goes to the profile's base URL + `/X`."""
+    from traces.proxy.upstream import resolve_upstream
+
+    providers = tmp_path / "providers.toml"
+    providers.write_text(
+        f'[local]\nbase_url = "{sim.base_url}"\napi_key_env = "LOCAL_PROXY_KEY"\n'
+        'models = ["sim-model"]\ndialect = "openai"\n'
+    )
+    monkeypatch.setenv("LOCAL_PROXY_KEY", "sk-local-0123456789abcdef")
+    upstream = resolve_upstream("local", providers, 30.0)
+    assert (upstream.label, upstream.base_url) == ("local", sim.base_url)
+    assert upstream.key == "sk-local-0123456789abcdef"
+    assert upstream.key_source == "$LOCAL_PROXY_KEY"
+    assert "sk-local" not in repr(upstream)
+    monkeypatch.delenv("LOCAL_PROXY_KEY")
+    unset = resolve_upstream("local", providers, 30.0)
+    assert unset.key is None and "is not set" in unset.key_source
+    assert unset.url_for("/v1/chat/completions", b"a=1") == f"{sim.base_url}/chat/completions?a=1"
