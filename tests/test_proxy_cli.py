@@ -116,9 +116,7 @@ def test_serves_records_and_stops_on_signal(
     assert {r["run_id"] for r in checked} == {r["id"] for r in runs}
 
 
-def test_profile_upstream(
-    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_profile_upstream(sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--upstream NAME` takes the profile's URL and key variable (the key is never shown);
     runs are labelled with the profile's name; an unset variable falls back to the client's
     header; a client's `/v1/X` goes to the profile's base URL + `/X`."""
