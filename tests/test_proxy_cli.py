@@ -137,3 +137,30 @@ def test_profile_upstream(sim: SimServer, tmp_path: Path, monkeypatch: pytest.Mo
     unset = resolve_upstream("local", providers, 30.0)
     assert unset.key is None and "is not set" in unset.key_source
     assert unset.url_for("/v1/chat/completions", b"a=1") == f"{sim.base_url}/chat/completions?a=1"
+
+
+def test_signal_during_a_stream_records_it(tmp_path: Path) -> None:
+    """SIGTERM while an answer streams: the proxy waits a moment for it, then cuts it; the
+    step is recorded with what had arrived, as cancelled, and the run is ended."""
+    from traces.sim.config import SimConfig
+
+    db = tmp_path / "proxy.duckdb"
+    with SimServer(SimConfig(seed=0, faults={"endless_response": 1.0})) as endless:
+        process, url, lines = _start(endless, db)
+        try:
+            client = openai.OpenAI(base_url=url, api_key="sk-cli-test-0123456789", max_retries=0)
+            stream = client.chat.completions.create(
+                model="sim-model", messages=[{"role": "user", "content": "Go."}], stream=True
+            )
+            for number, _ in enumerate(stream):
+                if number == 3:
+                    break
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(60)
+    assert code == 130, lines
+    (step,) = query_rows(db, "SELECT error_kind, stream_events FROM steps")
+    assert step["error_kind"] == "cancelled"
+    assert len(json.loads(step["stream_events"])) >= 3
+    (run,) = query_rows(db, "SELECT status FROM runs")
+    assert run["status"] == "interrupted"
