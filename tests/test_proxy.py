@@ -386,8 +386,37 @@ def test_proxy_token(monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
         url = f"{proxy.base_url}/chat/completions"
         refused = httpx2.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"})
         assert refused.status_code == 401 and len(tap.sent) == 0
+        odd = httpx2.post(
+            url, json=body, headers={"Authorization": "Bearer k\xe9y".encode("latin-1")}
+        )
+        assert odd.status_code == 401 and len(tap.sent) == 0
         by_header = httpx2.post(url, json=body, headers={"X-Traces-Token": token})
         as_key = httpx2.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
     assert by_header.status_code == as_key.status_code == 200
     assert all(token.encode() not in sent.body for sent in tap.sent)
     assert token not in _all_text(db_path)
+
+
+def test_secrets_in_the_request_are_not_stored(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    """A credential field in the body is dropped and the key in use, pasted into a message,
+    is redacted from what is recorded; the upstream still gets the request as sent."""
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, _),
+        proxy_to(sim.base_url, db_path) as proxy,
+    ):
+        body = {
+            "model": "m",
+            "api_key": "sk-inbody-0123456789abcdef",
+            "messages": [{"role": "user", "content": f"My key is {KEY}, keep it."}],
+        }
+        sent = httpx2.post(
+            f"{proxy.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
+        assert sent.status_code == 200
+    stored = _all_text(db_path)
+    assert KEY not in stored and "sk-inbody" not in stored
+    assert "My key is [redacted], keep it." in stored

@@ -25,11 +25,12 @@ from typing import Any
 
 import httpx2
 
+from traces import strict_json
 from traces.exchange import Exchange
 from traces.proxy.capture import Capture
 from traces.proxy.recording import ProxyRecorder, Ticket
 from traces.proxy.upstream import Upstream
-from traces.redaction import Redactor
+from traces.redaction import Redactor, redact_request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -154,11 +155,13 @@ class ProxyApp:
         authorization = next((v for k, v in headers if k == b"authorization"), b"")
         client_key = _bearer(authorization.decode("latin-1"))
         if self.token is not None:
-            sent = next((v for k, v in headers if k == TOKEN_HEADER), b"").decode("latin-1")
-            if hmac.compare_digest(client_key or "", self.token):
+            sent = next((v for k, v in headers if k == TOKEN_HEADER), b"")
+            token = self.token.encode()
+            # Compared as bytes: a str with characters beyond ASCII cannot be compared so.
+            if hmac.compare_digest((client_key or "").encode("latin-1"), token):
                 client_key = None  # the key was the proxy's token: never forwarded
                 authorization = b""
-            elif not hmac.compare_digest(sent, self.token):
+            elif not hmac.compare_digest(sent, token):
                 await _json_error(
                     send, 401, "traces proxy: missing or wrong proxy token", "proxy_token"
                 )
@@ -190,7 +193,9 @@ class ProxyApp:
         if method == "POST" and normalized in _CHAT_PATHS:
             parsed = _json_object(body)
             if parsed is not None:
-                capture = Capture(parsed, self._redactor(client_key))
+                redactor = self._redactor(client_key)
+                parsed = _without_secrets(parsed, body, redactor)
+                capture = Capture(parsed, redactor)
                 explicit = next((v for k, v in headers if k == RUN_HEADER), None)
                 agent = next((v for k, v in headers if k == b"user-agent"), None)
                 ticket = self.recording.start(
@@ -273,8 +278,21 @@ class ProxyApp:
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The request body read as the recorder can store it (strict JSON: no NaN, no nesting
+    beyond what it writes back); None when it is not one object."""
     try:
-        parsed = json.loads(body)
-    except ValueError:
+        parsed = strict_json.loads(body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+def _without_secrets(parsed: dict[str, Any], raw: bytes, redactor: Redactor) -> dict[str, Any]:
+    """The request as it is recorded: credential fields dropped (as an import drops them),
+    and any key in use redacted wherever it occurs (a user who pasted it into a message).
+    The raw text is scanned first, so the common request is not walked value by value."""
+    cleaned = redact_request(parsed)
+    text = raw.decode("utf-8", errors="replace")
+    if redactor and redactor.text(text) != text:
+        cleaned = dict(redactor.value(cleaned))
+    return cleaned
