@@ -69,6 +69,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sim",
         "Serve /v1/chat/completions (streaming and not) and /v1/models until Ctrl-C.",
     ),
+    "proxy": (
+        "proxy",
+        "Serve an OpenAI-compatible endpoint that forwards to --upstream and records every "
+        "chat-completions exchange as runs, until Ctrl-C.",
+    ),
     "compare": (
         "compare",
         "Compare providers: success, steps, tool-call validity, findings, latency, cost, with "

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import openai
@@ -24,19 +23,17 @@ from pydantic import BaseModel, Field
 from traces import strict_json
 from traces.errors import EndpointError, MissingKeyError
 from traces.exchange import Exchange
+from traces.exchange_reading import finish_stream, parse_body
 from traces.http_errors import empty_response, http_error, invalid_response
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
-from traces.redaction import Redactor
+from traces.redaction import Redactor, redact_url
 from traces.responses import (
     KEPT_HEADERS,
     no_choices,
-    read_choices,
-    read_completion,
-    sampling_anomalies,
     upstream_of,
 )
-from traces.sse import EMPTY_STREAM, STREAM_CUT, StreamReader
+from traces.sse import StreamReader
 
 
 class EndpointConfig(BaseModel):
@@ -59,15 +56,6 @@ class EndpointConfig(BaseModel):
         "stream included, must have arrived by then (a host that trickles a chunk every 50 ms "
         "forever times out too).",
     )
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials or query string, fit to be stored."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def resolve_api_key(config: EndpointConfig) -> str | None:
@@ -193,7 +181,7 @@ class EndpointClient:
                     # The status line came, the body did not: the connection dropped or
                     # stalled mid-body. The host's fault, recorded like any failed call.
                     return _cut_short(body, started_at, t0, False, status, headers, exc)
-                return _parse_body(raw, body, started_at, t0, status, headers)
+                return parse_body(raw, body, started_at, t0, status, headers)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             return _failed_call(exc, body, started_at, t0, streamed)
 
@@ -369,51 +357,6 @@ def _cut_short(
     )
 
 
-def _parse_body(
-    raw: str,
-    body: dict[str, Any],
-    started_at: datetime,
-    t0: float,
-    status: int,
-    headers: dict[str, str],
-) -> Exchange:
-    latency_ms = (time.perf_counter() - t0) * 1000
-    exchange = Exchange(
-        request_body=body,
-        started_at=started_at,
-        latency_ms=latency_ms,
-        streamed=False,
-        http_status=status,
-        headers=headers,
-        response_body=raw,
-    )
-    if not raw.strip():
-        exchange.error = empty_response(status, raw, "the body is empty")
-        return exchange
-    try:
-        parsed = strict_json.loads(raw)
-        if no_choices(parsed):
-            exchange.error = empty_response(status, raw, "the completion has no choice")
-            exchange.usage_raw = parsed.get("usage")
-            return exchange
-        exchange.message, exchange.finish_reason_raw, exchange.usage_raw = read_completion(parsed)
-        exchange.anomalies = sampling_anomalies(body, read_choices(parsed), exchange.message)
-        exchange.upstream_provider = upstream_of(parsed)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        if isinstance(exc, ValueError) and strict_json.ends_early(exc, raw):
-            # The body stops mid-JSON: the connection closed before the end (a framing that
-            # reads until close cannot tell), so it is retried like a dropped connection.
-            exchange.error = ExchangeError(
-                kind="connection",
-                status=status,
-                message=one_line(f"response body ended early: {exc}"),
-                body=raw,
-            )
-        else:
-            exchange.error = invalid_response(status, raw, exc)
-    return exchange
-
-
 async def _read_stream(
     response: Any,
     reader: StreamReader,
@@ -431,28 +374,10 @@ async def _read_stream(
             reader.line(line, (time.perf_counter() - t0) * 1000)
     except httpx2.TransportError as exc:
         lost = exc  # what arrived before the cut is kept: the events show where it broke
-    reader.close()
-    exchange = reader.exchange(
-        request_body=body,
-        started_at=started_at,
-        latency_ms=(time.perf_counter() - t0) * 1000,
-        http_status=status,
-        headers=headers,
+    return finish_stream(
+        reader, body, started_at, t0, status, headers, lost=_lost_error(status, lost)
     )
-    if lost is not None:
-        exchange.error = _lost(status, lost)
-    elif reader.events and not any(e.line.startswith("data:") for e in reader.events):
-        # Not a stream at all (a JSON error object sent with 200): nothing to assemble.
-        raw = "\n".join(e.line for e in reader.events)
-        exchange.anomalies = []
-        exchange.message = None
-        exchange.response_body = raw
-        exchange.error = invalid_response(status, raw, ValueError("no `data:` line in the stream"))
-    elif exchange.error is None and reader.generated_nothing():
-        # A 200 whose stream never carried a choice: the host failed before the first token.
-        exchange.message = None
-        exchange.error = empty_response(status, "", EMPTY_STREAM)
-    elif exchange.error is None and reader.cut_short():
-        # HTTP ended the body cleanly, the stream did not end: the partial text is no answer.
-        exchange.error = ExchangeError(kind="connection", status=status, message=STREAM_CUT)
-    return exchange
+
+
+def _lost_error(status: int | None, exc: httpx2.TransportError | None) -> ExchangeError | None:
+    return None if exc is None else _lost(status, exc)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -74,9 +75,12 @@ ErrorKind = Literal[
     "not_found",
     "invalid_response",
     "empty_response",
+    "cancelled",
     "other",
 ]
-"""Class of a failed model call, from the HTTP status, the error body and the transport."""
+"""Class of a failed model call, from the HTTP status, the error body and the transport.
+`cancelled`: the client itself went away before the response ended (a client of `traces
+proxy` that hung up mid-stream); no layer's fault."""
 
 
 class ToolErrorKind(StrEnum):
@@ -320,9 +324,10 @@ class RunRecord(BaseModel):
     started_at: datetime
     recorder_pid: int = Field(description="Process that recorded the run (to spot dead ones).")
     recorder_host: str = Field(description="Host that recorded the run.")
-    origin: Literal["recorded", "imported", "probe"] = Field(
+    origin: Literal["recorded", "imported", "probe", "proxy"] = Field(
         default="recorded",
-        description="Recorded live, imported from a log, or one probe of `traces probe`.",
+        description="Recorded live, imported from a log, one probe of `traces probe`, or a "
+        "conversation a client held through `traces proxy`.",
     )
     import_id: str | None = Field(default=None, description="Import the run came from.")
     conversation: str | None = Field(
@@ -357,3 +362,8 @@ class RunOutcome(BaseModel):
     reasoning_tokens: int | None = Field(
         default=None, description="Total over the steps, None unless every answered step did."
     )
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time and stays unique across processes."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)

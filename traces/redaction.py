@@ -35,7 +35,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 from traces import strict_json
 from traces.exchange import Exchange
@@ -434,3 +434,12 @@ def _set(value: Any, path: list[Any], text: str) -> None:
     for step in path[:-1]:
         value = value[step]
     value[path[-1]] = text
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query string, fit to be stored."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

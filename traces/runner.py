@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -17,9 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from traces.client import EndpointClient, EndpointConfig, redact_url, resolve_api_key
+from traces.client import EndpointClient, EndpointConfig, resolve_api_key
 from traces.harness import Agent, HarnessSettings
-from traces.model import RunOutcome, RunRecord, RunStatus, Termination, canonical_json
+from traces.model import RunOutcome, RunRecord, RunStatus, Termination, canonical_json, new_run_id
+from traces.redaction import redact_url
 from traces.sim.config import SimConfig
 from traces.store.recorder import Recorder
 from traces.tasks import Task, build_environment, render_prompts
@@ -74,11 +74,6 @@ def never_answered(outcome: RunOutcome) -> bool:
         Termination.PROVIDER_ERROR,
         Termination.CONTEXT_OVERFLOW,
     )
-
-
-def new_run_id() -> str:
-    """A run id that sorts by start time and stays unique across processes."""
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
 
 
 async def record_runs(

@@ -103,6 +103,8 @@ def http_errors(step: Step, run: Run) -> Iterator[Finding]:
     final = _final_error(step)
     if final is not None and cut_attempt(final):
         final = None
+    if final is not None and final.get("kind") == "cancelled":
+        final = None  # the client hung up (a proxied client): nobody's failure
     attempts = [
         *(error for error in step.retry_errors if not cut_attempt(error)),
         *([final] if final else []),

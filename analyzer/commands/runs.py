@@ -70,7 +70,7 @@ def runs(
     origin: Annotated[
         str | None,
         typer.Option(
-            help="Only runs of this origin: recorded, imported or probe.",
+            help="Only runs of this origin: recorded, imported, probe or proxy.",
             autocompletion=run_origins,
         ),
     ] = None,

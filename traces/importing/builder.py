@@ -25,16 +25,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from traces.conversation_runs import Tally, run_outcome, tool_results
 from traces.importing.formats import LoggedExchange
 from traces.importing.toolsets import ToolSets
 from traces.importing.writer import RowSink
 from traces.model import (
     ExchangeError,
-    RunOutcome,
     RunRecord,
-    RunStatus,
     StepRecord,
-    Termination,
     ToolResultRecord,
     digest_request,
     message_hash,
@@ -50,7 +48,6 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
-from traces.token_totals import TokenTotals
 
 _PARAMS_CACHE = 256
 
@@ -68,13 +65,6 @@ class _Params:
 
 
 @dataclass
-class _Tally:
-    steps: int = 0
-    tool_calls: int = 0
-    tokens: TokenTotals = field(default_factory=TokenTotals)
-
-
-@dataclass
 class _OpenRun:
     """A run still being read: its held-back step and the request that step sent."""
 
@@ -88,7 +78,7 @@ class _OpenRun:
     """The latest request's params (steps of a conversation send the same tools)."""
     pending_params: _Params | None = None
     last: StepRecord | None = None
-    tally: _Tally = field(default_factory=_Tally)
+    tally: Tally = field(default_factory=Tally)
 
 
 class RunBuilder:
@@ -257,10 +247,7 @@ class RunBuilder:
             writer.add("tool_calls", call)
         for result in tool_result_rows(run.run_id, step.index, results):
             writer.add("tool_results", result)
-        tally = run.tally
-        tally.steps += 1
-        tally.tool_calls += len(step.tool_calls)
-        tally.tokens.add(step)
+        run.tally.add(step)
         run.last = step
         run.next_index = step.index + 1
         run.pending = None
@@ -299,100 +286,16 @@ class RunBuilder:
             import_id=self.import_id,
             conversation=first.conversation,
         )
-        self.writer.add("runs", run_row(record, _outcome(last, run.tally)))
-
-
-def _outcome(last: StepRecord, tally: _Tally) -> RunOutcome:
-    """How a logged run ended, read from its last step."""
-    status, termination = RunStatus.COMPLETED, Termination.COMPLETED
-    error: str | None = None
-    answer = (last.content or "").strip()
-    if last.error is not None:
-        status = RunStatus.FAILED
-        overflow = last.error.kind == "context_overflow"
-        termination = Termination.CONTEXT_OVERFLOW if overflow else Termination.PROVIDER_ERROR
-        error = last.error.message
-    elif last.tool_calls:
-        # The log stops while calls wait for their results (every K2VV tool-call line):
-        # nothing failed, but the episode did not reach an answer within what was logged.
-        termination = Termination.MAX_STEPS
-        error = f"the log ends after step {last.index}'s {len(last.tool_calls)} tool call(s)"
-    elif not answer:
-        status, termination = RunStatus.FAILED, Termination.MODEL_ERROR
-        why = "finish_reason=length" if last.finish_reason == "length" else "empty turn"
-        error = f"step {last.index}: the model returned no answer and no tool call ({why})"
-    return RunOutcome(
-        status=status,
-        termination=termination,
-        ended_at=last.started_at + timedelta(milliseconds=last.latency_ms),
-        final_answer=answer if termination is Termination.COMPLETED else None,
-        error=error,
-        steps=tally.steps,
-        tool_calls=tally.tool_calls,
-        tool_errors=0,
-        **tally.tokens.as_fields(),
-    )
+        self.writer.add("runs", run_row(record, run_outcome(last, run.tally, "the log ends")))
 
 
 def _tool_results(
     step: StepRecord, logged: LoggedExchange, following: LoggedExchange
 ) -> list[ToolResultRecord]:
-    """The tool messages after the replayed assistant turn, matched to the step's calls.
-
-    A message answers the call whose id (as sent back) it names; otherwise the first call
-    not answered yet, which is how a template that ignores ids pairs them.
-    """
-    sent = len(logged.messages)
-    messages = following.messages
-    replay_calls = messages[sent].get("tool_calls")
-    ids = [
-        c.get("id") if isinstance(c, dict) else None
-        for c in (replay_calls if isinstance(replay_calls, list) else [])
-    ]
+    """The tool results the next logged request sends back for the step's calls."""
     ended = step.started_at + timedelta(milliseconds=step.latency_ms)
     # The log says when the response ended and the next request left; the tools ran in
     # between, so that gap bounds their duration (0 when the log has no times).
     gap = (following.exchange.started_at - ended).total_seconds() * 1000
     duration = gap if logged.timed and following.timed and gap > 0 else 0.0
-    answered: set[int] = set()
-    results: list[ToolResultRecord] = []
-    position = sent + 1
-    while position < len(messages) and messages[position].get("role") == "tool":
-        message = messages[position]
-        position += 1
-        call_id = message.get("tool_call_id")
-        index = _answered_call(call_id, ids, answered)
-        answered.add(index)
-        name = step.tool_calls[index].name if index < len(step.tool_calls) else ""
-        results.append(
-            ToolResultRecord(
-                index=index,
-                tool_call_id=call_id if isinstance(call_id, str) else None,
-                name=name or str(message.get("name") or ""),
-                output=_text_of(message.get("content")),
-                started_at=ended,
-                duration_ms=duration,
-            )
-        )
-    return results
-
-
-def _answered_call(call_id: Any, ids: list[Any], answered: set[int]) -> int:
-    if call_id is not None:
-        for index, known in enumerate(ids):
-            if known == call_id and index not in answered:
-                return index
-    index = 0
-    while index in answered:
-        index += 1
-    return index
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: the text ones
-        return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
-        )
-    return "" if content is None else to_json(content)
+    return tool_results(step, following.messages, len(logged.messages), duration)

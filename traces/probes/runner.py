@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from traces.client import EndpointClient, EndpointConfig, redact_url
+from traces.client import EndpointClient, EndpointConfig
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
 from traces.families import expected_id_style
@@ -26,6 +26,7 @@ from traces.model import (
     StepRecord,
     Termination,
     message_hash,
+    new_run_id,
     request_hash,
 )
 from traces.normalize import read_message, step_from_exchange
@@ -37,9 +38,9 @@ from traces.probes.catalogue import (
     Wire,
 )
 from traces.probes.raw import Renderer, not_served, raw_wire
+from traces.redaction import redact_url
 from traces.replay import ReplayPolicy, reasoning_back
 from traces.retry import RetryPolicy, send_with_retries
-from traces.runner import new_run_id
 from traces.store.recorder import Recorder
 from traces.token_totals import TokenTotals
 from traces.tools.schema_check import ArgumentChecker

@@ -22,7 +22,9 @@ _STARTUP_TIMEOUT_S = 10.0
 _BACKLOG = 2048
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on `host:port` (0: an ephemeral port), with
+    TCP_NODELAY for the connections it accepts; for uvicorn's `sockets=`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,7 +63,8 @@ class _GoneClients(logging.Filter):
         return record.getMessage() != self.MESSAGE
 
 
-def _quiet_cut_responses() -> None:
+def quiet_cut_responses() -> None:
+    """Silence the two log lines a server that cuts or loses connections on purpose writes."""
     for name, kind in (("uvicorn.error", _CutResponses), ("asyncio", _GoneClients)):
         logger = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in logger.filters):
@@ -85,7 +88,7 @@ def _uvicorn_server(config: SimConfig, sock: socket.socket) -> uvicorn.Server:
         timeout_graceful_shutdown=3,
     )
     # After uvicorn.Config, which configures logging, so the filter is not reset by it.
-    _quiet_cut_responses()
+    quiet_cut_responses()
     return uvicorn.Server(settings)
 
 
@@ -128,7 +131,7 @@ class SimServer:
         """Bind an ephemeral port, start serving, and return once requests are accepted."""
         if self._thread is not None:
             raise RuntimeError("SimServer is already started")
-        sock = _bind(self.host, 0)
+        sock = bind_listener(self.host, 0)
         self._port = sock.getsockname()[1]
         server = _uvicorn_server(self.config, sock)
         self._server = server
@@ -185,7 +188,7 @@ def serve_forever(
 
     `on_ready` receives the base URL once the port is bound (useful with port 0).
     """
-    sock = _bind(host, port)
+    sock = bind_listener(host, port)
     bound = sock.getsockname()[1]
     server = _uvicorn_server(config, sock)
     if on_ready is not None:

@@ -105,7 +105,12 @@ class Recorder:
 
     async def begin_run(self, run: RunRecord) -> None:
         """Insert the run as `running`."""
-        await self._enqueue({"runs": [run_row(run)]})
+        await self.queue_run(run)
+
+    def queue_run(self, run: RunRecord) -> asyncio.Future[None]:
+        """Queue `begin_run`'s row now, without waiting (a proxy must not hold a request for
+        a commit); the future resolves once it is committed, before anything queued later."""
+        return self._enqueue({"runs": [run_row(run)]})
 
     async def record_step(self, step: StepRecord, new_messages: dict[str, dict[str, Any]]) -> None:
         """Insert one step with its tool calls and the messages not stored before."""

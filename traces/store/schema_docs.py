@@ -54,11 +54,14 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "answered steps; null unless every one of them has a count.",
             "recorder_pid": "Process id of the recorder (runs of dead recorders are interrupted).",
             "recorder_host": "Host name of the recorder.",
-            "origin": "recorded (by `traces record`), imported (by `traces import`) or probe "
+            "origin": "recorded (by `traces record`), imported (by `traces import`), probe "
             "(one probe request of `traces probe`; `task` is `probe:NAME`, `settings` names "
-            "the probe set version).",
+            "the probe set version) or proxy (a conversation a client held through "
+            "`traces proxy`; `task` is `proxy`, `settings.proxy` names the upstream and the "
+            "client).",
             "import_id": "The `imports` row an imported run came from; null when recorded.",
-            "conversation": "The `conversation` label of an imported run (null when recorded).",
+            "conversation": "The `conversation` label of an imported run, or the first user "
+            "message of a proxied one (null when recorded).",
             "failure_summary": "One line: findings by severity and kind, most severe first "
             "(null until analyzed, empty when clean).",
             "findings_by_kind": "Findings counted by kind, as a JSON object.",
@@ -118,7 +121,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "replay_message_hash": "Hash of the assistant message the harness sent back next.",
             "error_kind": "Error class of a failed call: rate_limit, server_error, timeout, "
             "connection, context_overflow, bad_request, auth, not_found, invalid_response, "
-            "empty_response (200 with nothing generated), other.",
+            "empty_response (200 with nothing generated), cancelled (a client of `traces "
+            "proxy` hung up before the answer ended), other.",
             "error_status": "HTTP status of the failed call.",
             "error_message": "One-line error description.",
             "error_body": "Raw error body.",

@@ -1,0 +1,113 @@
+"""The recording proxy in front of a simulator whose every answer is tapped, for the tests.
+
+The tap sits inside the simulator's server, around its ASGI application: it keeps the bytes
+the simulator sent for each request (and notes a client that hung up on it), so a test can
+compare what the client received through the proxy with what the upstream really sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from traces.proxy.server import ProxyServer, ProxySettings
+from traces.proxy.upstream import Upstream, resolve_upstream
+from traces.sim import server as sim_server
+from traces.sim.config import SimConfig
+from traces.sim.server import SimServer
+from traces.store.database import resolve_db_path
+
+
+@dataclass
+class Sent:
+    """One answer the simulator sent."""
+
+    path: str
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    hung_up: bool = False
+    """The client (the proxy) disconnected before the answer ended."""
+
+
+class Tap:
+    """Wraps the simulator's ASGI app and keeps what it sends, in request order."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sent: list[Sent] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = Sent(path=scope["path"])
+        self.sent.append(record)
+        chunks: list[bytes] = []
+
+        async def tapped_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                record.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                record.body = b"".join(chunks)
+            await send(message)
+
+        async def tapped_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                record.hung_up = True
+            return message
+
+        await self.app(scope, tapped_receive, tapped_send)
+
+
+@contextlib.contextmanager
+def tapped_sim(
+    monkeypatch: pytest.MonkeyPatch, config: SimConfig
+) -> Iterator[tuple[SimServer, Tap]]:
+    """A simulator of its own, its answers tapped."""
+    taps: list[Tap] = []
+    real = sim_server.create_app
+
+    def create(cfg: SimConfig) -> Any:
+        taps.append(Tap(real(cfg)))
+        return taps[-1]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sim_server, "create_app", create)
+        server = SimServer(config).start()
+    try:
+        yield server, taps[0]
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def proxy_to(
+    upstream: Upstream | str,
+    db: Path,
+    *,
+    idle_s: float = 300.0,
+    token: str | None = None,
+    ended: list[str] | None = None,
+    logged: list[str] | None = None,
+) -> Iterator[ProxyServer]:
+    """The proxy in a thread, forwarding to `upstream` (a URL or a resolved one)."""
+    target = resolve_upstream(upstream, None, 30.0) if isinstance(upstream, str) else upstream
+    settings = ProxySettings(
+        upstream=target, db_path=resolve_db_path(str(db), None), idle_s=idle_s, token=token
+    )
+    proxy = ProxyServer(
+        settings,
+        on_end=None if ended is None else ended.append,
+        log=None if logged is None else logged.append,
+    )
+    with proxy:
+        yield proxy

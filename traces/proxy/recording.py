@@ -1,0 +1,329 @@
+"""Recording what passes through the proxy as runs and steps, through the store's server.
+
+Each chat-completions exchange becomes a step of the run its conversation makes
+(`conversations`), with the rows `traces record` writes: the request (only the messages it
+adds to the run's previous one), the raw answer or SSE lines with arrival times, the
+normalized reading, usage and errors (`traces.normalize`, as live recording and imports do).
+The next request of the run says what the client did with the step: the tool results it
+sends back are stored as the step's `tool_results` (`traces.conversation_runs`, shared with
+imports). A failed step is held back until the run's next request: the very same request
+again is the client's retry, folded into one step with the failed attempt in its
+`retry_errors`, as the harness records its own retries.
+
+A run is begun (its row committed as `running`) when its first request arrives, without
+holding the request for the commit; steps are queued as their answers end, so `traces runs`
+shows them while the proxy runs. A run ends after `idle_s` seconds without a request, or
+when the proxy stops; `on_end` is then told (the command hands it to the checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from traces.conversation_runs import Tally, run_outcome, tool_results
+from traces.errors import DatabaseError
+from traces.exchange import Exchange
+from traces.importing.toolsets import ToolSets
+from traces.model import (
+    ExchangeError,
+    RunOutcome,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    Termination,
+    message_hash,
+    new_run_id,
+)
+from traces.normalize import read_message, step_from_exchange
+from traces.one_line import one_line
+from traces.proxy.conversations import Conversations, Thread, canon, canon_all, tool_names
+from traces.proxy.upstream import Upstream
+from traces.store.recorder import Recorder
+
+_LABEL_CHARS = 120
+"""How much of a conversation's first user message labels its run."""
+
+
+@dataclass
+class _Run:
+    thread: Thread
+    record: RunRecord
+    next_index: int = 0
+    previous: list[Any] = field(default_factory=list)
+    """The messages of the run's latest stored request (only what follows them is stored)."""
+    previous_hashes: list[str] = field(default_factory=list)
+    held: tuple[StepRecord, list[Any], list[str]] | None = None
+    """A failed step not stored yet (its request's messages and their hashes with it)."""
+    last: StepRecord | None = None
+    last_sent: int = 0
+    tally: Tally = field(default_factory=Tally)
+
+
+@dataclass
+class Ticket:
+    """A request on its way: the run and step it will be recorded as."""
+
+    run: _Run
+    index: int
+    messages: list[Any]
+    retry_errors: list[ExchangeError]
+
+
+def _first_user_text(messages: list[Any]) -> str | None:
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "user":
+            text = canon(message)[1]
+            if text:
+                return one_line(str(text))[:_LABEL_CHARS]
+    return None
+
+
+class ProxyRecorder:
+    """Turns relayed exchanges into runs and steps of one store."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        upstream: Upstream,
+        *,
+        idle_s: float,
+        on_end: Callable[[str], None] | None = None,
+        listen: str = "",
+    ) -> None:
+        """Record through `recorder`; runs end after `idle_s` quiet seconds."""
+        self.recorder = recorder
+        self.upstream = upstream
+        self.idle_s = idle_s
+        self.on_end = on_end
+        self.listen = listen
+        self.conversations = Conversations()
+        self.runs: dict[str, _Run] = {}
+        self.ended: list[str] = []
+        self.steps = 0
+        self._tool_sets = ToolSets()
+        self._queued: set[asyncio.Future[None]] = set()
+        self._failure: str | None = None
+        self._host = socket.gethostname()
+        self._pid = os.getpid()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def start(
+        self, body: dict[str, Any], explicit: str | None, client: str | None
+    ) -> Ticket | None:
+        """A chat-completions request arrives: the run and step it makes (None: its body holds
+        no message list, so it is relayed but makes no step)."""
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return None
+        now = time.monotonic()
+        canons = canon_all(messages)
+        tools = tool_names(body)
+        thread, retry = self.conversations.place(canons, tools, explicit, now)
+        run = self.runs.get(thread.run_id) if thread is not None else None
+        if run is None:
+            run = self._open(body, messages, tools, explicit, client, now)
+        retry_errors: list[ExchangeError] = []
+        if retry and run.held is not None:
+            held = run.held[0]
+            assert held.error is not None
+            retry_errors = [*held.retry_errors, held.error]
+            index = held.index
+            run.held = None
+        else:
+            if run.held is not None:
+                self._store_held(run)
+            index = run.next_index
+            run.next_index += 1
+            if thread is not None:
+                self._tool_results(run, messages)
+        self.conversations.sending(run.thread, canons, now)
+        return Ticket(run=run, index=index, messages=messages, retry_errors=retry_errors)
+
+    def finish(self, ticket: Ticket, exchange: Exchange) -> None:
+        """The request's answer ended (or failed, or was cancelled): store its step."""
+        run = ticket.run
+        messages = ticket.messages
+        previous = run.previous
+        shared = 0
+        limit = min(len(previous), len(messages))
+        while shared < limit and messages[shared] == previous[shared]:
+            shared += 1
+        hashes = run.previous_hashes[:shared]
+        hashes.extend(message_hash(m) for m in messages[shared:])
+        answer = exchange.message if exchange.error is None else None
+        validate = self._tool_sets.get(exchange.request_body.get("tools")).validate
+        reading = read_message(answer, validate) if answer is not None else None
+        step = step_from_exchange(
+            run.record.id,
+            ticket.index,
+            exchange,
+            reading,
+            message_hashes=hashes,
+            prefix=shared,
+            retry_errors=ticket.retry_errors,
+        )
+        self.conversations.answered(run.thread, answer, time.monotonic())
+        if exchange.error is not None and exchange.error.kind != "cancelled":
+            run.held = (step, messages, hashes)  # a retry may follow: decided by the next request
+            return
+        self._store(run, step, messages, hashes)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def _open(
+        self,
+        body: dict[str, Any],
+        messages: list[Any],
+        tools: frozenset[str],
+        explicit: str | None,
+        client: str | None,
+        now: float,
+    ) -> _Run:
+        run_id = new_run_id()
+        thread = self.conversations.open(run_id, tools, explicit, now)
+        seed = body.get("seed")
+        settings: dict[str, Any] = {
+            "proxy": {
+                "upstream": self.upstream.label,
+                "client": client,
+                "grouped_by": "header" if explicit is not None else "messages",
+                "listen": self.listen,
+            },
+            "stream": body.get("stream") is True,
+        }
+        if explicit is not None:
+            settings["proxy"]["run_header"] = explicit
+        record = RunRecord(
+            id=run_id,
+            task="proxy",
+            task_path="",
+            task_sha256="",
+            provider=self.upstream.label,
+            model=str(body.get("model") or "unknown"),
+            base_url=self.upstream.shown_url,
+            settings=settings,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else 0,
+            started_at=datetime.now(UTC).replace(tzinfo=None),
+            recorder_pid=self._pid,
+            recorder_host=self._host,
+            origin="proxy",
+            conversation=_first_user_text(messages),
+        )
+        run = self.runs[run_id] = _Run(thread=thread, record=record)
+        self._track(self.recorder.queue_run(record))
+        return run
+
+    def _tool_results(self, run: _Run, messages: list[Any]) -> None:
+        """The request continues the run: store what it sends back for the last step's
+        calls."""
+        last = run.last
+        sent = run.last_sent
+        if last is None or not last.tool_calls or last.error is not None:
+            return
+        if len(messages) <= sent or not isinstance(messages[sent], dict):
+            return
+        if messages[sent].get("role") != "assistant":
+            return
+        ended = last.started_at + timedelta(milliseconds=last.latency_ms)
+        gap = (datetime.now(UTC).replace(tzinfo=None) - ended).total_seconds() * 1000
+        results = tool_results(last, messages, sent, max(gap, 0.0))
+        if results:
+            self._track(
+                asyncio.ensure_future(
+                    self.recorder.record_tool_results(run.record.id, last.index, results)
+                )
+            )
+
+    def _store_held(self, run: _Run) -> None:
+        assert run.held is not None
+        step, messages, hashes = run.held
+        run.held = None
+        self._store(run, step, messages, hashes)
+
+    def _store(self, run: _Run, step: StepRecord, messages: list[Any], hashes: list[str]) -> None:
+        new = {hashes[i]: messages[i] for i in range(step.request_prefix, len(messages))}
+        self._track(self.recorder.queue_step(step, new))
+        run.previous, run.previous_hashes = messages, hashes
+        run.last, run.last_sent = step, len(messages)
+        run.tally.add(step)
+        self.steps += 1
+
+    def end(self, thread: Thread, ends: str, *, notify: bool = True) -> None:
+        """End a run: store its held step, then its outcome; `ends` says why it ended.
+        `on_end` is told unless `notify` is false (the proxy stopping: its caller checks
+        the runs it ended itself)."""
+        self.conversations.close(thread)
+        run = self.runs.pop(thread.run_id, None)
+        if run is None:
+            return
+        if run.held is not None:
+            self._store_held(run)
+        outcome = _outcome(run, ends)
+        self._track(asyncio.ensure_future(self.recorder.end_run(run.record.id, outcome)))
+        self.ended.append(run.record.id)
+        if notify and self.on_end is not None:
+            self.on_end(run.record.id)
+
+    async def sweep(self) -> None:
+        """End the runs that went quiet, for as long as the proxy runs."""
+        period = min(max(self.idle_s / 4, 0.05), 1.0)
+        while True:
+            await asyncio.sleep(period)
+            for thread in self.conversations.idle(time.monotonic(), self.idle_s):
+                # `idle` closed it already; `end` stores the rest.
+                self.end(thread, f"the client sent nothing for {self.idle_s:g} s")
+
+    async def close(self) -> None:
+        """The proxy stops: end every open run and wait until everything is committed."""
+        for thread in list(self.conversations.threads.values()):
+            self.end(thread, "the proxy stopped", notify=False)
+        while self._queued:
+            await asyncio.gather(*self._queued, return_exceptions=True)
+        if self._failure is not None:
+            raise DatabaseError(self._failure)
+
+    def _track(self, future: asyncio.Future[None]) -> None:
+        self._queued.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self._queued.discard(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None and self._failure is None:
+            self._failure = str(error)
+            sys.stderr.write(f"error: {one_line(str(error))}\n")
+
+
+def _outcome(run: _Run, ends: str) -> RunOutcome:
+    last = run.last
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if last is None:
+        return RunOutcome(
+            status=RunStatus.INTERRUPTED,
+            termination=Termination.INTERRUPTED,
+            ended_at=now,
+            error=f"{ends} before any answer of the run ended",
+        )
+    if last.error is not None and last.error.kind == "cancelled":
+        outcome = run_outcome(last, run.tally, ends)
+        return outcome.model_copy(
+            update={
+                "status": RunStatus.INTERRUPTED,
+                "termination": Termination.INTERRUPTED,
+                "final_answer": None,
+                "error": f"the client cancelled step {last.index}: it disconnected before the "
+                "answer ended",
+            }
+        )
+    return run_outcome(last, run.tally, ends)

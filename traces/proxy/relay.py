@@ -1,0 +1,298 @@
+"""The proxy's ASGI application: forward each request upstream, relay the answer unchanged.
+
+Raw ASGI, as the simulator (`traces.sim.app`): no framework between the socket and the relay.
+The answer goes back as it came: the upstream's status, its headers but the hop-by-hop ones,
+and its body bytes as each piece arrives (an SSE stream is never buffered). The upstream is
+asked for an uncompressed body (`Accept-Encoding: identity`), so the bytes relayed are the
+bytes recorded. Chat-completions exchanges are captured on the way (`capture`) and recorded
+once the answer has ended (`recording`); `/v1/models` passes through; any other path passes
+through and is logged.
+
+A client that hangs up before the answer ended cancels the upstream request (its connection
+is closed) and the step is recorded as cancelled. An upstream that cannot be reached is
+answered with a 502 in the OpenAI error shape; one that breaks off mid-body makes the proxy
+drop the client's connection the same way, so the client sees what it would have seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx2
+
+from traces import strict_json
+from traces.exchange import Exchange
+from traces.proxy.capture import Capture
+from traces.proxy.recording import ProxyRecorder, Ticket
+from traces.proxy.upstream import Upstream
+from traces.redaction import Redactor, redact_request
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+RUN_HEADER = b"x-traces-run"
+"""A client's explicit grouping: requests with the same value are one run."""
+TOKEN_HEADER = b"x-traces-token"
+"""Where a client may send the proxy's token (else as its `Authorization: Bearer` key)."""
+
+_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+_MODELS_PATHS = ("/v1/models", "/models")
+_DROPPED_REQUEST = frozenset(
+    {
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"accept-encoding",
+        RUN_HEADER,
+        TOKEN_HEADER,
+    }
+)
+"""Request headers not forwarded: hop-by-hop ones, the body's length (recomputed), the
+encoding (identity is asked for) and the proxy's own."""
+_DROPPED_RESPONSE = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"upgrade"}
+)
+"""Response headers not relayed: hop-by-hop ones (the proxy's server frames the body)."""
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body; None when the client left before sending it all."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _hung_up(receive: Receive) -> None:
+    """Return once the client has disconnected (or the response is complete)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _json_error(send: Send, status: int, message: str, kind: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": kind, "code": kind}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ProxyApp:
+    """ASGI callable relaying to one upstream and recording through a `ProxyRecorder`."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        recording: ProxyRecorder,
+        *,
+        token: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """Relay to `upstream`; with `token`, refuse every request that does not carry it."""
+        self.upstream = upstream
+        self.recording = recording
+        self.token = token
+        self.log = log or (lambda line: None)
+        self.client = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(upstream.timeout_s, connect=min(upstream.timeout_s, 30.0)),
+            # As many connections as clients hold streams: a limit would queue a stream behind
+            # another and add its whole length to the waiting one's time to first byte.
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=512),
+            follow_redirects=False,
+        )
+        self._redactors: dict[str | None, Redactor] = {}
+
+    async def aclose(self) -> None:
+        """Release the upstream connections."""
+        await self.client.aclose()
+
+    def _redactor(self, client_key: str | None) -> Redactor:
+        """Clears every key this exchange involved from what is recorded (one per client
+        key: building one compiles its patterns)."""
+        found = self._redactors.get(client_key)
+        if found is None:
+            if len(self._redactors) > 64:
+                self._redactors.clear()
+            found = Redactor([self.upstream.key, client_key, self.token])
+            self._redactors[client_key] = found
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        authorization = next((v for k, v in headers if k == b"authorization"), b"")
+        client_key = _bearer(authorization.decode("latin-1"))
+        if self.token is not None:
+            sent = next((v for k, v in headers if k == TOKEN_HEADER), b"")
+            token = self.token.encode()
+            # Compared as bytes: a str with characters beyond ASCII cannot be compared so.
+            if hmac.compare_digest((client_key or "").encode("latin-1"), token):
+                client_key = None  # the key was the proxy's token: never forwarded
+                authorization = b""
+            elif not hmac.compare_digest(sent, token):
+                await _json_error(
+                    send, 401, "traces proxy: missing or wrong proxy token", "proxy_token"
+                )
+                return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        forwarded = [
+            (k, v) for k, v in headers if k not in _DROPPED_REQUEST and k != b"authorization"
+        ]
+        if self.upstream.key is not None:
+            forwarded.append((b"authorization", f"Bearer {self.upstream.key}".encode()))
+        elif authorization:
+            forwarded.append((b"authorization", authorization))
+        extra = self.upstream.extra_headers
+        forwarded.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
+        forwarded.append((b"accept-encoding", b"identity"))
+        request = self.client.build_request(
+            method,
+            self.upstream.url_for(path, scope.get("query_string", b"")),
+            headers=forwarded,
+            content=body,
+        )
+        capture: Capture | None = None
+        ticket: Ticket | None = None
+        normalized = path.rstrip("/")
+        if method == "POST" and normalized in _CHAT_PATHS:
+            parsed = _json_object(body)
+            if parsed is not None:
+                redactor = self._redactor(client_key)
+                parsed = _without_secrets(parsed, body, redactor)
+                capture = Capture(parsed, redactor)
+                explicit = next((v for k, v in headers if k == RUN_HEADER), None)
+                agent = next((v for k, v in headers if k == b"user-agent"), None)
+                ticket = self.recording.start(
+                    parsed,
+                    explicit.decode("latin-1") if explicit else None,
+                    agent.decode("latin-1") if agent else None,
+                )
+            else:
+                self.log(f"{method} {path}: the body is not a JSON object; relayed, not recorded")
+        elif not normalized.startswith(_MODELS_PATHS):
+            self.log(f"{method} {path}: relayed, not recorded")
+        try:
+            exchange = await self._exchange(request, capture, receive, send)
+        except asyncio.CancelledError:
+            # The proxy stops before the answer ended: what arrived is recorded all the same.
+            if ticket is not None and capture is not None:
+                self.recording.finish(ticket, capture.cancelled())
+            raise
+        if ticket is not None and exchange is not None:
+            self.recording.finish(ticket, exchange)
+
+    async def _exchange(
+        self, request: httpx2.Request, capture: Capture | None, receive: Receive, send: Send
+    ) -> Exchange | None:
+        """Relay while watching for the client hanging up; the captured exchange, if any."""
+        relay = asyncio.ensure_future(self._relay(request, capture, send))
+        watch = asyncio.ensure_future(_hung_up(receive))
+        try:
+            await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not relay.done():
+                relay.cancel()  # the client left (or the proxy stops): so does the upstream
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
+            watch.cancel()
+        if relay.cancelled():
+            return capture.cancelled() if capture is not None else None
+        return relay.result()
+
+    async def _relay(
+        self, request: httpx2.Request, capture: Capture | None, send: Send
+    ) -> Exchange | None:
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx2.TransportError as exc:
+            shown = self.upstream.shown_url
+            await _json_error(
+                send, 502, f"traces proxy: upstream {shown} unreachable: {exc}", "proxy_upstream"
+            )
+            return capture.lost(exc) if capture is not None else None
+        try:
+            raw_headers = response.headers.raw
+            if capture is not None:
+                capture.answered(
+                    response.status_code,
+                    {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers},
+                )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k, v) for k, v in raw_headers if k.lower() not in _DROPPED_RESPONSE
+                    ],
+                }
+            )
+            try:
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if capture is not None:
+                        capture.data(chunk)
+            except httpx2.TransportError as exc:
+                # Returning mid-body makes the server drop the client's connection: the client
+                # sees the cut it would have seen from the upstream.
+                return capture.lost(exc) if capture is not None else None
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return capture.ended() if capture is not None else None
+        finally:
+            await response.aclose()
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The request body read as the recorder can store it (strict JSON: no NaN, no nesting
+    beyond what it writes back); None when it is not one object."""
+    try:
+        parsed = strict_json.loads(body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _without_secrets(parsed: dict[str, Any], raw: bytes, redactor: Redactor) -> dict[str, Any]:
+    """The request as it is recorded: credential fields dropped (as an import drops them),
+    and any key in use redacted wherever it occurs (a user who pasted it into a message).
+    The raw text is scanned first, so the common request is not walked value by value."""
+    cleaned = redact_request(parsed)
+    text = raw.decode("utf-8", errors="replace")
+    if redactor and redactor.text(text) != text:
+        cleaned = dict(redactor.value(cleaned))
+    return cleaned
