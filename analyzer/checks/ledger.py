@@ -111,6 +111,7 @@ class Ledger:
     """Tool-result tokens in the chain steps' requests, summed over requests."""
     cache: CacheFalls | None = None
     _left_out: list[Fit] | None = field(default=None, repr=False, compare=False)
+    _chain: list[Entry] | None = field(default=None, repr=False, compare=False)
 
     def left_out_fits(self) -> list[Fit]:
         """The fit again with each chain step left out in turn, for a run short enough that
@@ -130,8 +131,12 @@ class Ledger:
 
     @property
     def chain(self) -> list[Entry]:
-        """The entries the fit explains, in order."""
-        return [e for e in self.entries if e.kind == "chain" and e.added is not None]
+        """The entries the fit explains, in order (worked out once: every finding asks)."""
+        if self._chain is None:
+            chain = [e for e in self.entries if e.kind == "chain" and e.added is not None]
+            object.__setattr__(self, "_chain", chain)
+            return chain
+        return self._chain
 
     @property
     def reasoning_retention(self) -> float | None:
@@ -188,4 +193,5 @@ def _measure(run: Run) -> Ledger:
         reasoning_sent=sum(n + o for n, o in sent),
         tool_results_sent=sum(e.tool_results_total for e in chain),
         cache=cache_falls(entries),
+        _chain=chain,
     )
