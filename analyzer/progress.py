@@ -41,10 +41,14 @@ class _EscapingProgress(Progress):
         super().update(task_id, *args, **fields)
 
 
-def stderr_progress(*, notes: bool = False, transient: bool = False) -> Progress:
+def stderr_progress(
+    *, notes: bool = False, steps: bool = False, transient: bool = False
+) -> Progress:
     """A `Progress` on stderr: description, bar, done/total, elapsed time.
 
-    With `notes`, each task also shows its `last` field (e.g. the run that just ended); add
+    With `steps`, each task also counts its `steps` field (the steps committed so far: a
+    long run moves while the run count stands still); add tasks with `steps=0`. With
+    `notes`, each task also shows its `last` field (e.g. the run that just ended); add
     tasks with `last=""`.
     """
     err = stderr_console()
@@ -54,6 +58,8 @@ def stderr_progress(*, notes: bool = False, transient: bool = False) -> Progress
         BarColumn(),
         MofNCompleteColumn(),
     ]
+    if steps:
+        columns.append(TextColumn("{task.fields[steps]} steps", markup=False))
     if notes:
         columns.append(TextColumn("{task.fields[last]}", markup=False))
     columns.append(TimeElapsedColumn())
@@ -71,8 +77,8 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 class RunBars:
-    """One bar per target while runs record (a `traces.running.RunProgress`), each noting
-    the run that ended last."""
+    """One bar per target while runs record (a `traces.running.RunProgress`), each counting
+    runs and committed steps, and noting the run that ended last."""
 
     def __init__(
         self, progress: Progress, title: Callable[[str, int], str], *, with_id: bool
@@ -81,10 +87,19 @@ class RunBars:
         self._title = title
         self._with_id = with_id
         self._bars: dict[str, TaskID] = {}
+        self._steps: dict[str, int] = {}
 
     def started(self, label: str, runs: int) -> None:
         """Add the bar of a target about to record `runs` runs."""
-        self._bars[label] = self._progress.add_task(self._title(label, runs), total=runs, last="")
+        self._bars[label] = self._progress.add_task(
+            self._title(label, runs), total=runs, last="", steps=0
+        )
+        self._steps[label] = 0
+
+    def stepped(self, label: str) -> None:
+        """Count one more committed step of the target's runs."""
+        self._steps[label] += 1
+        self._progress.update(self._bars[label], steps=self._steps[label])
 
     def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
         """Advance the target's bar past one ended run."""
@@ -99,5 +114,5 @@ def run_bars(
     title: Callable[[str, int], str] = lambda label, runs: label, *, with_id: bool = False
 ) -> Iterator[RunBars]:
     """Bars on stderr for targets recording runs, titled `title(label, runs)`."""
-    with stderr_progress(notes=True) as progress:
+    with stderr_progress(notes=True, steps=True) as progress:
         yield RunBars(progress, title, with_id=with_id)

@@ -235,6 +235,20 @@ def group_processes(pgid: int) -> set[int]:
     return found
 
 
+def read_only(db: Path) -> duckdb.DuckDBPyConnection:
+    """The database at `db` opened read-only by DuckDB itself, as any program would. A store
+    server whose last client was just killed may hold it a moment longer (committing what
+    it received, closing the run): wait for that, as a traces command would."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def group_left(pgid: int, within: float = 60.0) -> set[int]:
     """The processes of group `pgid` still alive after waiting up to `within` seconds for
     them to end: a child that exits once its parent is gone (a writer reading the end of its
@@ -256,7 +270,7 @@ def cpu_seconds(pid: int) -> float:
 
 def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """The rows of a query on the database at `db` (opened read-only), as dicts by column."""
-    with duckdb.connect(str(db), read_only=True) as conn:
+    with read_only(db) as conn:
         cursor = conn.execute(sql, list(params))
         names = [d[0] for d in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -265,7 +279,7 @@ def query_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str,
 def table_counts(db: Path) -> dict[str, int]:
     """Row counts of every table of the database at `db`: equal before and after a command
     that must leave the store as it was."""
-    with duckdb.connect(str(db), read_only=True) as conn:
+    with read_only(db) as conn:
         tables = [
             name
             for (name,) in conn.execute(

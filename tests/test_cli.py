@@ -312,3 +312,14 @@ def test_help_shows_the_defaults_written_in_it(command: str, cli: CliRun) -> Non
     done = cli(command, "--help")
     assert done.returncode == 0, done.stderr
     assert "[default: $TRACES_DB" in " ".join(done.stdout.split())
+
+
+def test_the_recording_bars_count_steps_as_well_as_runs() -> None:
+    from analyzer.progress import run_bars
+
+    with run_bars() as bars:
+        bars.started("sim", 2)
+        for _ in range(5):
+            bars.stepped("sim")
+        [task] = bars._progress.tasks
+        assert task.fields["steps"] == 5 and task.completed == 0

@@ -25,7 +25,7 @@ from analyzer.checks.persist import analyze_runs
 from traces.errors import DatabaseError
 from traces.importing import ImportOptions, import_files
 from traces.sim.server import SimServer
-from traces.store.database import open_for_writing
+from traces.store.database import open_file_for_writing, open_for_writing
 from traces.store.merge import attach_file, copy_source, merge_stores
 from traces.store.migrations import MIGRATIONS, latest_version
 from traces.store.run_tables import (
@@ -392,7 +392,7 @@ def test_a_live_source_keeps_its_running_runs_for_a_later_merge(
     a, _ = stores
     with duckdb.connect(str(a)) as conn:
         conn.execute("UPDATE runs SET status = 'running' WHERE id = (SELECT min(id) FROM runs)")
-    conn = open_for_writing(into)
+    conn = open_file_for_writing(into)  # as `merge_stores` opens a file: itself, to attach
     try:
         catalog = _catalog(conn)
         tables = store_tables(conn, catalog)

@@ -322,17 +322,45 @@ def test_requests_rebuild_even_when_history_is_rewritten(db_path: Path) -> None:
     conn.close()
 
 
+def test_two_recorders_share_one_store_through_one_server(db_path: Path) -> None:
+    async def scenario() -> None:
+        first, second = Recorder(db_path), Recorder(db_path)
+        try:
+            assert first.writer_pid == second.writer_pid  # the second joined the first's server
+            await first.begin_run(_run("a"))
+            await second.begin_run(_run("b"))
+            for index in range(3):
+                await first.record_step(_step("a", index, []), {})
+                await second.record_step(_step("b", index, []), {})
+            # A reader meanwhile sees what both committed, through the same server.
+            with open_for_reading(db_path) as conn:
+                rows = conn.execute(
+                    "SELECT run_id, count(*) FROM steps GROUP BY ALL ORDER BY 1"
+                ).fetchall()
+            assert rows == [("a", 3), ("b", 3)]
+        finally:
+            first.close()
+            second.close()
+
+    asyncio.run(scenario())
+    # The last client out waited for the server to let go of the file.
+    duckdb.connect(str(db_path)).close()
+
+
 @pytest.mark.slow
-def test_a_second_writer_gets_the_one_line_locked_error(db_path: Path) -> None:
-    first = Recorder(db_path)
+def test_a_program_holding_the_file_gives_the_one_line_locked_error(db_path: Path) -> None:
+    Recorder(db_path).close()
+    holder = duckdb.connect(str(db_path))  # not a traces command: it cannot be shared
     try:
         with pytest.raises(DatabaseError) as caught:
-            Recorder(db_path)  # its writer process waits a few seconds for the lock, then fails
+            Recorder(db_path)  # its server waits a few seconds for the lock, then fails
     finally:
-        first.close()
+        holder.close()
     message = str(caught.value)
     assert message == (
-        f"{db_path}: the database is locked by another process (a recording in progress?)"
+        f"{db_path}: the database is locked by another program (process {os.getpid()}, "
+        f"{Path('/proc/self/exe').resolve().name}) (traces commands share a store; others "
+        "must close it first)"
     )
 
 
@@ -345,33 +373,58 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> No
     assert "\n" not in str(caught.value)
 
 
-def test_when_the_writer_dies_waiting_and_later_records_fail_instead_of_hanging(
+def test_when_the_server_dies_the_recorder_resends_to_a_new_one(db_path: Path) -> None:
+    async def scenario() -> None:
+        recorder = Recorder(db_path)
+        server = recorder.writer_pid
+        assert server is not None
+        try:
+            await recorder.begin_run(_run("r"))
+            os.kill(server, signal.SIGSTOP)  # it receives the step but cannot commit it
+            pending = recorder.queue_step(_step("r", 0, []), {})
+            await asyncio.sleep(0.2)
+            assert not pending.done()
+            os.kill(server, signal.SIGKILL)
+            # Another server takes over; the step is sent again and committed once.
+            await asyncio.wait_for(pending, timeout=30)
+            assert recorder.writer_pid not in (None, server)
+            await recorder.record_step(_step("r", 1, []), {})
+        finally:
+            recorder.close()
+
+    asyncio.run(scenario())
+    conn = open_for_reading(db_path)
+    assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    assert conn.execute("SELECT idx FROM steps ORDER BY idx").fetchall() == [(0,), (1,)]
+    assert conn.execute("SELECT count(*) FROM tool_calls").fetchone() == (2,)
+    conn.close()
+
+
+def test_when_no_server_can_take_over_later_records_fail_instead_of_hanging(
     db_path: Path,
 ) -> None:
     async def scenario() -> None:
         recorder = Recorder(db_path)
-        writer = recorder.writer_pid
-        assert writer is not None
+        server = recorder.writer_pid
+        assert server is not None
         try:
             await recorder.begin_run(_run("r"))
-            os.kill(writer, signal.SIGSTOP)  # it receives the step but cannot commit it
+            os.kill(server, signal.SIGSTOP)
             pending = recorder.queue_step(_step("r", 0, []), {})
-            await asyncio.sleep(0.2)
-            assert not pending.done()
-            os.kill(writer, signal.SIGKILL)
-            with pytest.raises(DatabaseError, match="recording failed: the writer process exited"):
-                await asyncio.wait_for(pending, timeout=10)
+            await asyncio.sleep(0.1)
+            # The next server cannot open this: the file is gone, a directory in its place.
+            db_path.unlink()
+            Path(f"{db_path}.wal").unlink(missing_ok=True)
+            db_path.mkdir()
+            os.kill(server, signal.SIGKILL)
+            with pytest.raises(DatabaseError, match="recording failed: the store's server exited"):
+                await asyncio.wait_for(pending, timeout=30)
             with pytest.raises(DatabaseError, match="recording failed"):
                 await recorder.record_step(_step("r", 1, []), {})
         finally:
             recorder.close()
 
     asyncio.run(scenario())
-    # The run began durably; the step never committed.
-    conn = open_for_reading(db_path)
-    assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
-    assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)
-    conn.close()
 
 
 def test_failures_view_counts_verdicts_not_missing_ones(db_path: Path) -> None:

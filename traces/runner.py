@@ -88,13 +88,15 @@ async def record_runs(
     *,
     limit: asyncio.Semaphore | None = None,
     on_interrupted: InterruptedCallback | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> list[RunSummary]:
     """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order.
 
     `limit` replaces the plan's own bound with one shared by several plans (one provider's
     runs of a whole suite, say), so a host never sees more than that many at once. When the
     recording is cancelled, every run under way is ended as interrupted (and named to
-    `on_interrupted`) before the cancellation goes on.
+    `on_interrupted`) before the cancellation goes on. `on_step()` is called each time a
+    step of any of the runs is committed.
     """
     resolve_api_key(plan.endpoint)  # a missing key fails once, before any run starts
     limit = limit or asyncio.Semaphore(max(1, plan.concurrency))
@@ -107,7 +109,7 @@ async def record_runs(
                 client = EndpointClient(plan.endpoint)
                 try:
                     summary = await _record_one(
-                        plan, client, recorder, plan.seed + i, sandboxes, on_interrupted
+                        plan, client, recorder, plan.seed + i, sandboxes, on_interrupted, on_step
                     )
                 finally:
                     await client.close()
@@ -125,6 +127,7 @@ async def _record_one(
     seed: int,
     sandboxes: str,
     on_interrupted: InterruptedCallback | None,
+    on_step: Callable[[], None] | None = None,
 ) -> RunSummary:
     run_id = new_run_id()
     sandbox = Path(sandboxes) / run_id
@@ -163,7 +166,11 @@ async def _record_one(
         await recorder.begin_run(record)
         return await agent.run()
 
-    outcome = await drive_run(agent, client, recorder, work(), on_interrupted)
+    recorder.follow_steps(run_id, on_step)
+    try:
+        outcome = await drive_run(agent, client, recorder, work(), on_interrupted)
+    finally:
+        recorder.follow_steps(run_id, None)
     return RunSummary(
         id=run_id, task=plan.task.name, seed=seed, outcome=outcome, retry_of=plan.retry_of
     )

@@ -48,6 +48,9 @@ class RunProgress(Protocol):
     def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
         """One run of the target `label` ended."""
 
+    def stepped(self, label: str) -> None:
+        """One step of a run of the target `label` was committed."""
+
 
 async def check_reachable(endpoint: EndpointConfig) -> None:
     """Raise a one-line EndpointError when the endpoint cannot be reached at all."""
@@ -134,10 +137,20 @@ def record_targets(
             def done(run_id: str, outcome: RunOutcome) -> None:
                 progress.done(label, run_id, outcome)
 
+            def stepped() -> None:
+                progress.stepped(label)
+
             bound = asyncio.Semaphore(concurrency)  # one per target, shared by all its tasks
             batches = await asyncio.gather(
                 *(
-                    record_runs(plan, recorder, done, limit=bound, on_interrupted=on_interrupted)
+                    record_runs(
+                        plan,
+                        recorder,
+                        done,
+                        limit=bound,
+                        on_interrupted=on_interrupted,
+                        on_step=stepped,
+                    )
                     for plan in target_plans
                 )
             )

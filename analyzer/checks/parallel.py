@@ -36,7 +36,7 @@ from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCoun
 from traces import interrupts
 from traces.errors import TracesError
 from traces.processes import child_env, cores
-from traces.store.database import Store, open_for_writing
+from traces.store.database import Store, open_for_writing, staging_directory
 from traces.store.lake import transaction
 
 WORKERS_ENV = "TRACES_ANALYZE_WORKERS"
@@ -215,7 +215,10 @@ class _Pool:
     removes their files."""
 
     def __init__(self, store: Store, workers: int, now: datetime) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="traces-analyze-"))
+        # Where the store's server may attach the outputs to store them (`_replace`).
+        self.directory = Path(
+            tempfile.mkdtemp(prefix="traces-analyze-", dir=staging_directory(store))
+        )
         self.workers: list[_Worker] = []
         try:
             with interrupts.starting_children():  # a Ctrl-C waits until all can be stopped
@@ -281,7 +284,8 @@ class _Pool:
 
 def _replace(conn: duckdb.DuckDBPyConnection, ids: list[str], outs: list[Path]) -> None:
     """In one transaction, the runs' findings, ledgers and summaries become the workers'."""
-    names = [f"worker_{index}" for index in range(len(outs))]
+    # Named apart from another analysis's, attached by the same server at the same time.
+    names = [f"worker_{os.getpid()}_{index}" for index in range(len(outs))]
     for name, out in zip(names, outs, strict=True):
         conn.execute(f"ATTACH '{_quoted(out)}' AS {name} (READ_ONLY)")
 

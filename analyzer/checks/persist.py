@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -205,6 +206,11 @@ def without_collector() -> Iterator[None]:
             gc.enable()
 
 
+CONFLICT_ATTEMPTS = 5
+"""Times an analysis of a store file, in a transaction of its own, is tried when it conflicts
+with another transaction (a recorder ending a run the analysis updates)."""
+
+
 def analyze_runs(
     conn: duckdb.DuckDBPyConnection,
     run_ids: Sequence[str],
@@ -224,7 +230,33 @@ def analyze_runs(
     (benchmarks) is told where the time went: `load`, each check by name, `store`.
     With `on_findings(run_id, findings)`, each run's findings go there once stored instead
     of into the returned dict (then empty): a million-step analysis need not hold them all.
+
+    On a store file being recorded, an analysis in a transaction of its own that conflicts
+    with another transaction (a run it updates was ended meanwhile) is rolled back and done
+    again, on what is committed then.
     """
+    args = (conn, run_ids, chunk, on_chunk, own_transaction, timings, on_findings)
+    if not own_transaction or is_lake(conn):
+        return _analyze_runs(*args)
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return _analyze_runs(*args)
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _analyze_runs(
+    conn: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    chunk: int,
+    on_chunk: Callable[[int], None] | None,
+    own_transaction: bool,
+    timings: Timings | None,
+    on_findings: Callable[[str, list[Finding]], None] | None,
+) -> dict[str, list[Finding]]:
     ids = list(dict.fromkeys(run_ids))
     now = datetime.now(UTC).replace(tzinfo=None)
     everything: dict[str, list[Finding]] = {}
@@ -287,8 +319,7 @@ def replace_findings(
 
 
 def analyze_recorded(db_path: Store, run_ids: list[str]) -> dict[str, list[Finding]]:
-    """Check runs just recorded into `db_path`; the findings of each. Call it once the
-    recorder has closed: the checks need the database to themselves."""
+    """Check runs just recorded into `db_path`; the findings of each."""
     if not run_ids:
         return {}
     with open_for_writing(db_path) as conn:

@@ -20,7 +20,12 @@ from analyzer.output import OutputFormat, emit_rows
 from analyzer.progress import progress_bar
 from analyzer.queries import abbreviate_run_ids, resolve_run_id
 from traces.errors import DatabaseError
-from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
+from traces.store.database import (
+    is_served,
+    open_for_reading,
+    open_for_writing,
+    resolve_db_path,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,11 +54,13 @@ def analyze(
             ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
         else:
             ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
-        split = plan(conn, ids)
+        # Worker processes read the file itself, which they cannot while another command
+        # writes it (its server has it): then this process analyzes through the server.
+        split = plan(conn, ids, workers=1 if is_served(conn) else None)
     found: dict[str, FindingCounts] | None = None
     if split.workers > 1:
-        # The workers read the store while nothing holds it open for writing; they store
-        # everything in one transaction at the end.
+        # The workers read the store while nothing writes it; they store everything in one
+        # transaction at the end.
         with progress_bar("analyze", len(ids)) as advance:
             found = analyze_in_workers(path, split.chunks, split.workers, on_chunk=advance)
     with (open_for_reading if found is not None else open_for_writing)(path) as conn:

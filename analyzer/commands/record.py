@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.persist import analyze_recorded
-from analyzer.fail_on import FailOn, check_fail_on
+from analyzer.checks.live import LiveChecks
+from analyzer.checks.persist import analyze_recorded, finding_counts
+from analyzer.fail_on import FailOn, check_fail_on_counts
 from analyzer.options import (
     ApiKeyEnvOption,
     BaseUrlOption,
@@ -23,9 +24,10 @@ from analyzer.options import (
     finite,
 )
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
-from analyzer.progress import run_bars
+from analyzer.progress import RunBars, run_bars
 from analyzer.queries import resolve_run_id
 from traces.errors import EndpointError, TracesError
+from traces.model import RunOutcome
 from traces.resume.resuming import resume_runs
 from traces.resume.retry import retry_failed as retry_failed_runs
 from traces.runner import RunSummary
@@ -213,19 +215,47 @@ def record_task(
         seed=seed,
     )
     entry = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
-    with serving([target], timeout) as [endpoint]:
-        plans = target_plans(
-            target,
-            endpoint,
-            [entry],
-            concurrency=concurrency,
-            stream=stream,
-            seed=seed,
-            temperature=temperature,
-        )
-        with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
-            recorded = record_targets({target.provider: plans}, db_path, concurrency, bars)
-    _finish(recorded[target.provider], db_path, fmt, fail_on)
+    with LiveChecks(db_path) as live:
+        with serving([target], timeout) as [endpoint]:
+            plans = target_plans(
+                target,
+                endpoint,
+                [entry],
+                concurrency=concurrency,
+                stream=stream,
+                seed=seed,
+                temperature=temperature,
+            )
+            with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
+                progress = _CheckingAsRunsEnd(bars, live, repeat, concurrency)
+                recorded = record_targets({target.provider: plans}, db_path, concurrency, progress)
+        _finish(recorded[target.provider], db_path, fmt, fail_on, live, progress.handed_over)
+
+
+class _CheckingAsRunsEnd:
+    """The recording's progress (`RunProgress`): the bars, and each run that ends while
+    others wait to start handed to the live checks, so its findings show during the
+    recording (`traces runs`)."""
+
+    def __init__(self, bars: RunBars, live: LiveChecks, runs: int, concurrency: int) -> None:
+        self.bars = bars
+        self.live = live
+        self.left = runs
+        self.concurrency = concurrency
+        self.handed_over: set[str] = set()
+
+    def started(self, label: str, runs: int) -> None:
+        self.bars.started(label, runs)
+
+    def stepped(self, label: str) -> None:
+        self.bars.stepped(label)
+
+    def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
+        self.bars.done(label, run_id, outcome)
+        self.left -= 1
+        if self.left >= self.concurrency:  # a queued run starts now: a run length to go
+            self.live.check(run_id)
+            self.handed_over.add(run_id)
 
 
 _RECORDING_OPTIONS = (
@@ -318,16 +348,28 @@ def _resolve_runs(db_path: Store, refs: list[str]) -> list[str]:
 
 
 def _finish(
-    summaries: list[RunSummary], db_path: Store, fmt: OutputFormat, fail_on: FailOn | None
+    summaries: list[RunSummary],
+    db_path: Store,
+    fmt: OutputFormat,
+    fail_on: FailOn | None,
+    live: LiveChecks | None = None,
+    handed_over: set[str] | frozenset[str] = frozenset(),
 ) -> None:
-    """Check the runs just recorded, report them, and exit as `record` does."""
-    # After the recorder closed: the checks need the database to themselves.
-    findings = analyze_recorded(db_path, [s.id for s in summaries])
+    """Check the runs just recorded (those not `handed_over` to the `live` checks already),
+    report them, and exit as `record` does."""
+    # The runs that ended last are checked here (with the recording over, a process of their
+    # own would cost more than it saves) while the live checks finish theirs, then any they
+    # could not do.
+    checked = analyze_recorded(db_path, [s.id for s in summaries if s.id not in handed_over])
+    counts = {run: finding_counts(found) for run, found in checked.items()}
+    if live is not None:
+        missed = analyze_recorded(db_path, live.finish())
+        counts = {**live.counts, **counts, **{r: finding_counts(f) for r, f in missed.items()}}
     dead = dead_endpoint(summaries)
-    _report(summaries, fmt, {run: len(found) for run, found in findings.items()}, dead)
+    _report(summaries, fmt, {run: sum(c.values()) for run, c in counts.items()}, dead)
     if dead:
         raise dead
-    check_fail_on(findings, fail_on)
+    check_fail_on_counts(counts, fail_on)
 
 
 def _report(

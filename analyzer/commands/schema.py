@@ -6,13 +6,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import typer
 
 from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, stdout_console
 from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
-from traces.store.lake import LakeStore
 from traces.store.schema_docs import TABLES
 
 
@@ -29,12 +27,8 @@ def schema(
 ) -> None:
     """Describe the schema (from the database file, or a fresh in-memory one if none exists)."""
     path = resolve_db_path(db, data_path)
-    if isinstance(path, LakeStore) and path.exists():
-        conn = open_for_reading(path)
-    elif isinstance(path, Path) and path.exists():
-        conn = duckdb.connect(str(path), read_only=True)
-    else:
-        conn = open_for_writing(Path(":memory:"))
+    # The store itself, or the store's server's session while a command writes its file.
+    conn = open_for_reading(path) if path.exists() else open_for_writing(Path(":memory:"))
     with conn:
         rows = [
             # A lake keeps no comment on a view's columns: the words come from the source.

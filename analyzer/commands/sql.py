@@ -4,7 +4,10 @@ Read-only in full, enforced by DuckDB itself rather than by reading the SQL: the
 opened read-only, then the connection loses every way out before the query runs — no file
 access beyond the database (no COPY TO, EXPORT, ATTACH, no other file read unless
 `--allow-files`), no network, no extension installed or loaded, and the configuration is
-locked so the query cannot undo any of it. DuckDB's parser also tells the statement's type,
+locked so the query cannot undo any of it. While another command writes the store, the query
+runs in a read-only transaction on the store's server, whose configuration is locked down
+the same way for every session (`traces.store.server`); `--allow-files` then waits for the
+store to be free. DuckDB's parser also tells the statement's type,
 and only one query that returns rows (SELECT, WITH, FROM, TABLE, VALUES, DESCRIBE, SHOW,
 SUMMARIZE) is run, so `--allow-files` cannot be turned into a way to write.
 """
@@ -20,10 +23,10 @@ import typer
 from analyzer.cursor_rows import column_names, dict_rows
 from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, note, one_line
-from traces.errors import TracesError
+from traces.errors import DatabaseError, TracesError
 from traces.one_line import exception_line
 from traces.store import lake
-from traces.store.database import open_for_reading, resolve_db_path
+from traces.store.database import is_served, open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 1000
 
@@ -71,8 +74,17 @@ def sql(
 ) -> None:
     """Run one query against the trace database opened read-only."""
     statement = _single_query(query)
-    with open_for_reading(resolve_db_path(db, data_path)) as conn:
-        _lock_down(conn, allow_files)
+    path = resolve_db_path(db, data_path)
+    with open_for_reading(path) as conn:
+        if not is_served(conn):
+            _lock_down(conn, allow_files)
+        elif allow_files:
+            # The server locked its configuration down for every session at start, files
+            # included; it cannot open them for one query.
+            raise DatabaseError(
+                f"{path}: --allow-files needs the database to itself, and another traces "
+                "command is writing it; run the query again once that ends"
+            )
         try:
             cursor = conn.execute(statement)
             names = column_names(cursor)

@@ -32,7 +32,13 @@ from traces.importing.reading import (
 )
 from traces.importing.writer import ImportWriter
 from traces.one_line import one_line
-from traces.store.database import Store, interrupted_statement, open_for_writing, remove_created
+from traces.store.database import (
+    Store,
+    interrupted_statement,
+    is_served,
+    open_for_writing,
+    remove_created,
+)
 from traces.store.lake import error_line, is_conflict, is_lake, redacted
 from traces.store.tables import ImportRow
 
@@ -141,8 +147,10 @@ def _import_all(
     writer = ImportWriter(conn)
     try:
         # One DuckDB thread: batches of a few thousand rows gain nothing from a second one
-        # (their cost is converting Python values), and the second core is reading.
-        conn.execute("SET threads = 1")
+        # (their cost is converting Python values), and the second core is reading. (The
+        # store's server, which a file is written through, runs on one already.)
+        if not is_served(conn):
+            conn.execute("SET threads = 1")
         if not options.again:
             _refuse_reimport(conn, prints)
         now = datetime.now(UTC).replace(tzinfo=None)

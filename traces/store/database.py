@@ -1,18 +1,30 @@
-"""Finding and opening the trace database, with one-line errors instead of tracebacks."""
+"""Finding and opening the trace database, with one-line errors instead of tracebacks.
+
+While a process writes a store file, it is the store's server (`traces.store.server`): every
+other command, reading or writing, gets a session on it instead of opening the file, which
+DuckDB would refuse. A session behaves like the DuckDB connection these functions return
+(`traces.store.remote`). When no server runs, a read opens the file directly, read-only, as
+any program could: `traces runs` on a quiet store starts nothing. A lake store is opened by
+each process itself: its catalog takes writers from many processes.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import time
+import uuid  # noqa: F401  (see below)
 from pathlib import Path
+from typing import cast
 
 import duckdb
 
 from traces.errors import DatabaseError
-from traces.store import lake
+from traces.store import lake, rendezvous
 from traces.store.compaction import COMPACTING_MIGRATION, compact_in_place
 from traces.store.lake import LakeStore
 from traces.store.migrations import current_version, latest_version, migrate
+from traces.store.remote import RemoteConnection
 from traces.store.schema_docs import apply_comments
 
 DEFAULT_DB = "traces.duckdb"
@@ -40,11 +52,15 @@ def resolve_db_path(explicit: str | Path | None, data_path: str | Path | None = 
 
 
 def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    # A writer that is finishing (a recording's writer process committing what it received
-    # after its parent was killed, or closing) holds the lock for a moment longer: wait for
-    # it a little before calling the file locked.
+    # A server that is closing (committing what a killed recorder sent, checkpointing) holds
+    # the lock for a moment longer, one that is starting has the file before it listens:
+    # wait for either a little before calling the file locked.
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
+        if read_only:
+            served = _served(path, rendezvous.READ)
+            if served is not None:
+                return served
         try:
             return duckdb.connect(
                 str(path),
@@ -62,7 +78,8 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
                 raise DatabaseError(f"{path}: cannot open database: {text}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseError(
-                    f"{path}: the database is locked by another process (a recording in progress?)"
+                    f"{path}: the database is locked by another program{_holder(text)} "
+                    "(traces commands share a store; others must close it first)"
                 ) from None
             time.sleep(0.05)
         except duckdb.Error as exc:
@@ -71,21 +88,81 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             ) from None
 
 
+def _holder(lock_error: str) -> str:
+    """` (process N, PROGRAM)` when DuckDB's lock error names the process holding the file."""
+    found = re.search(r"held in (\S+) \(PID (\d+)\)", lock_error)
+    return f" (process {found[2]}, {os.path.basename(found[1])})" if found else ""
+
+
+def _served(path: Path, mode: str) -> duckdb.DuckDBPyConnection | None:
+    """A session on the running server of `path`, if one answers."""
+    session = rendezvous.connect(path, mode)
+    return None if session is None else _remote(session, path)
+
+
+def _remote(session: rendezvous.Session, path: Path) -> duckdb.DuckDBPyConnection:
+    # Typed as what it stands for: it does what the commands do with a DuckDB connection
+    # (execute with parameters, fetch, description, close) and refuses the rest.
+    return cast(duckdb.DuckDBPyConnection, RemoteConnection(session, path))
+
+
+def is_served(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `conn` is a session on the store's server rather than the store itself."""
+    return isinstance(conn, RemoteConnection)
+
+
+def staging_directory(path: Store) -> Path | None:
+    """A private directory for files the server of the store file `path` may attach (an
+    analysis's worker outputs): the only one it reads besides the database's own. None for
+    a lake store, whose connections are this process's own."""
+    if not isinstance(path, Path):
+        return None
+    where = rendezvous.address(path)
+    rendezvous.prepare(where)
+    return where.staging
+
+
+def is_served_now(path: Store) -> bool:
+    """Whether a server has the store file at `path` open (another command is writing it)."""
+    return isinstance(path, Path) and rendezvous.listening(path)
+
+
+# DuckDB imports Python's `uuid` module the first time a statement needs it (migrating a new
+# store does); a Ctrl-C during that import comes back as "Required module 'uuid' failed to
+# import", which is why it is imported here, once, with this module.
+
+
 def interrupted_statement(exc: BaseException) -> bool:
     """Whether `exc` is DuckDB saying a signal stopped the statement it ran (Ctrl-C): its
-    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`."""
+    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`, or
+    into an import error when the signal came while it imported a module it needed."""
     if isinstance(exc, duckdb.InterruptException):
         return True
-    return isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and text.startswith("Query interrupted"):
+        return True
+    return "failed to import, due to the following Python exception:\nKeyboardInterrupt" in text
 
 
 def open_for_writing(path: Store) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) and migrate the database for a writer. Ctrl-C meanwhile
-    raises KeyboardInterrupt with the file released, whichever statement it stopped."""
+    """A connection that writes the store: for a file, a session on its server, started
+    (creating and migrating the file) when none runs; transactions are the caller's, as with
+    the file itself."""
     if isinstance(path, LakeStore):
         from traces.store.lake_schema import open_lake
 
         return open_lake(path, read_only=False)
+    if str(path) == ":memory:":
+        return open_file_for_writing(path)
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"{path}: directory {path.parent} does not exist")
+    return _remote(rendezvous.connect_or_start(path, rendezvous.WRITE), path)
+
+
+def open_file_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) and migrate the database file itself: what the store's
+    server does (anyone else goes through `open_for_writing`). Ctrl-C meanwhile raises
+    KeyboardInterrupt with the file released, whichever statement it stopped."""
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"{path}: directory {path.parent} does not exist")
     conn = _connect(path, read_only=False)
@@ -119,6 +196,8 @@ def open_for_reading(path: Store) -> duckdb.DuckDBPyConnection:
             f"{path}: no trace database here (record a run first, or pass --db / set {DB_ENV_VAR})"
         )
     conn = _connect(path, read_only=True)
+    if is_served(conn):
+        return conn  # the server opened the file: it is migrated
     try:
         # Asked directly rather than through duckdb_tables(), which costs more than every
         # other query of a `traces runs` (a missing table is a catalog error).
@@ -133,7 +212,7 @@ def open_for_reading(path: Store) -> duckdb.DuckDBPyConnection:
         conn.close()
         raise DatabaseError(f"{path}: not a trace database (no schema_migrations table)")
     if version < latest_version():
-        # An older file: upgrade once with a short-lived writer, then read as asked.
+        # An older file: upgrade once (a server opens it), then read as asked.
         conn.close()
         open_for_writing(path).close()
         conn = _connect(path, read_only=True)
@@ -144,7 +223,8 @@ def remove_created(path: Store) -> None:
     """Remove a database file a command created and then abandoned, with its write-ahead
     log, so a failed or interrupted first write leaves no file behind. (A lake created for it
     stays: an empty store, as its schema was committed.)"""
-    if not isinstance(path, Path):
+    # Not while a server still has it: another command started using the new file.
+    if not isinstance(path, Path) or is_served_now(path):
         return
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)

@@ -48,6 +48,8 @@ from traces.store.database import (
     LOCK_WAIT_S,
     Store,
     interrupted_statement,
+    is_served_now,
+    open_file_for_writing,
     open_for_reading,
     open_for_writing,
     remove_created,
@@ -141,7 +143,7 @@ def merge_stores(
     _check_names(sources, into)
     existed = into.exists()
     try:
-        conn = open_for_writing(into)
+        conn = _open_destination(into)
     except BaseException as exc:  # locked, not ours, or Ctrl-C while creating or migrating it
         if not existed:
             remove_created(into)
@@ -163,6 +165,20 @@ def merge_stores(
         shutil.rmtree(scratch, ignore_errors=True)
     conn.close()
     return reports
+
+
+def _open_destination(into: Store) -> duckdb.DuckDBPyConnection:
+    """The destination opened by this process itself: the sources are attached to its
+    connection, which the store's server of a file (reading no other file, loading no
+    extension: `traces.store.server`) could not do. A file another traces command is
+    writing is refused until it is done."""
+    if not isinstance(into, Path):
+        return open_for_writing(into)
+    if is_served_now(into):
+        raise DatabaseError(
+            f"{into}: another traces command is writing this store; merge into it once that ends"
+        )
+    return open_file_for_writing(into)
 
 
 def _check_names(sources: Sequence[Store], into: Store) -> None:
@@ -266,7 +282,7 @@ def attach_file(
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
         conn.execute(f"DETACH {catalog}")
         try:
-            open_for_writing(copy).close()
+            open_file_for_writing(copy).close()  # a private copy: no server needed
         except DatabaseError as exc:
             raise DatabaseError(
                 f"{path}: cannot upgrade a copy from schema version {version}: {exc}"

@@ -1,16 +1,19 @@
-"""The durable recorder, parent side: agents queue rows, a writer process commits them.
+"""The durable recorder, client side: agents queue rows, the store's server commits them.
 
-The DuckDB connection lives in a child process (`traces.store.writer_process`), so the
-inserts and commits run on another core and never hold this process's GIL, which the event
-loop driving every run needs. Agents hand their rows over and await a future that resolves
-once the child has committed them, so a step is durable when the agent moves on, yet 64
-concurrent runs share one transaction per batch instead of paying a commit each (group
-commit).
+The DuckDB connection lives in the store's server (`traces.store.server`), so the inserts and
+commits run on another core and never hold this process's GIL, which the event loop driving
+every run needs. Agents hand their rows over and await a future that resolves once the
+server has committed them, so a step is durable when the agent moves on, yet 64 concurrent
+runs (of this recorder and of every other connected to the same server) share one
+transaction per batch instead of paying a commit each (group commit;
+`traces.store.writer_process`).
 
-Two threads connect the event loop to the child without ever blocking it: a sender that
-takes queued operations from a `SimpleQueue` and writes them to the pipe (it may wait there
-while the child is busy), and an ack reader that resolves futures, through
-`call_soon_threadsafe`, as the child reports the highest operation committed.
+One thread connects the event loop to the server without ever blocking it: it sends queued
+operations (all that is waiting, in one message) and resolves futures, through
+`call_soon_threadsafe`, as the server reports the highest operation committed. If the server
+dies (killed), the thread starts or finds another and resends every operation not yet
+acknowledged, marked as a replay: the server skips what its predecessor committed without
+being able to say so, and nothing is lost or stored twice.
 """
 
 from __future__ import annotations
@@ -20,15 +23,12 @@ import atexit
 import collections
 import contextlib
 import os
-import queue
 import socket
-import subprocess
-import sys
 import threading
-from multiprocessing.connection import Connection
+from collections.abc import Callable
+from multiprocessing.connection import wait
 from typing import Any
 
-from traces import interrupts
 from traces.errors import DatabaseError
 from traces.model import (
     RunOutcome,
@@ -36,8 +36,7 @@ from traces.model import (
     StepRecord,
     ToolResultRecord,
 )
-from traces.processes import child_env
-from traces.store import lake
+from traces.store import rendezvous
 from traces.store.database import Store
 from traces.store.rows import (
     message_row,
@@ -60,61 +59,47 @@ __all__ = ["Recorder", "mark_dead_runs_interrupted", "pid_alive"]
 _Waiter = asyncio.Future[None]
 """Who waits for an operation to be committed: an agent's future."""
 
+CLOSE_WAIT_S = 120.0
+"""How long closing waits for the server to commit what is queued before giving up on it."""
+
 
 class Recorder:
     """Durably records runs, steps, messages, tool calls and results into one database file."""
 
     def __init__(self, path: Store) -> None:
-        """Start the writer process; return once it has opened (created, migrated) the file.
+        """Connect to the store's server (starting one, which creates and migrates the file,
+        when none runs); return once it answers. (A lake store takes writers from many
+        processes, but recorders of one host still share a server: one group commit.)
 
-        Raises the one-line DatabaseError the child met when it cannot open the database
-        (locked by another process, not a trace database...).
+        Raises the one-line DatabaseError a server met when it cannot open the database
+        (locked by another program, not a trace database...).
         """
         self.path = path
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._known_messages: set[str] = set()
-        # Guards the sequence number, `_pending` and the flags: an operation's number, its
-        # place in `_pending` and its place in the pipe must all follow the same order.
+        # Guards the sequence number, `_pending`, `_outbox` and the flags: an operation's
+        # number, its place in `_pending` and its place on the wire must follow one order.
         self._lock = threading.Lock()
         self._seq = 0
-        self._pending: collections.deque[tuple[int, _Waiter]] = collections.deque()
+        self._pending: collections.deque[tuple[int, Rows, _Waiter]] = collections.deque()
+        self._outbox: list[Op] = []
         self._failure: str | None = None
         self._closing = False
-        self._outbox: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
-
-        # Born with Ctrl-C and SIGTERM blocked (and in a process group of its own), so that
-        # none reaches the writer while it imports; it ignores them from then on. The parent
-        # alone decides when recording ends.
-        with interrupts.starting_children():
-            self._process, self._ops, self._acks = _start_writer(path)
-        ready, detail = False, ""
-        try:
-            status, detail = self._acks.recv()
-            ready = status == "ready"
-        except (EOFError, OSError):
-            detail = f"{path}: the writer process exited before opening the database"
-        finally:
-            if not ready:  # a failure, or Ctrl-C while waiting: the child must not linger
-                self._ops.close()  # its signal to stop once it has the file open
-                self._acks.close()
-                self._process.wait()
-        if not ready:
-            raise DatabaseError(str(detail))
-
-        self._sender = threading.Thread(target=self._send_loop, name="traces-recorder-send")
-        self._acker = threading.Thread(target=self._ack_loop, name="traces-recorder-acks")
-        # Daemon threads: the interpreter does not wait for them at exit, so the atexit hook
+        self._on_step: dict[str, Callable[[], None]] = {}
+        self._session = rendezvous.connect_or_start(path, rendezvous.RECORD)
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._talk, name="traces-recorder", daemon=True)
+        # A daemon thread: the interpreter does not wait for it at exit, so the atexit hook
         # below gets to run and flush what is queued.
-        for thread in (self._sender, self._acker):
-            thread.daemon = True
-            thread.start()
+        self._thread.start()
         atexit.register(self.close)
 
     @property
     def writer_pid(self) -> int | None:
-        """Process id of the writer process (to measure or watch it; it may have exited)."""
-        return self._process.pid
+        """Process id of the store's server this recorder talks to (to measure or watch it;
+        it may have exited, and another may have taken over)."""
+        return self._session.server_pid
 
     # -- public API, called from the event loop -------------------------------------------
 
@@ -144,7 +129,19 @@ class Recorder:
             "step_messages": step_message_rows(step),
             "tool_calls": tool_call_rows(step),
         }
-        return self._enqueue(rows)
+        future = self._enqueue(rows)
+        on_step = self._on_step.get(step.run_id)
+        if on_step is not None:
+            future.add_done_callback(lambda done: done.exception() or on_step())
+        return future
+
+    def follow_steps(self, run_id: str, on_step: Callable[[], None] | None) -> None:
+        """Call `on_step()` (on the event loop) each time a step of the run is committed;
+        None stops."""
+        if on_step is None:
+            self._on_step.pop(run_id, None)
+        else:
+            self._on_step[run_id] = on_step
 
     async def record_tool_results(
         self, run_id: str, step_index: int, results: list[ToolResultRecord]
@@ -157,23 +154,20 @@ class Recorder:
         await self._enqueue({"run_updates": [run_update(run_id, outcome)]})
 
     def close(self) -> None:
-        """Flush everything queued, stop the writer process and wait for it to exit."""
+        """Flush everything queued and leave the server; when this was its last client,
+        return once it has closed the database file."""
         with self._lock:
             if self._closing:
                 return
             self._closing = True
         atexit.unregister(self.close)
-        self._outbox.put(None)  # behind everything already queued
-        self._sender.join()  # everything is in the pipe, and the pipe is closed
-        self._acker.join()  # the child acknowledged it all and closed its end
-        try:
-            self._process.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # hung: nothing more will come from it
-            self._process.kill()
-            self._process.wait()
-        self._acks.close()
+        self._wake()
+        self._thread.join(CLOSE_WAIT_S)
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    # -- the pipe to the writer process -------------------------------------------------------
+    # -- the conversation with the server -------------------------------------------------------
 
     def _enqueue(self, rows: Rows) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -187,103 +181,86 @@ class Recorder:
             if self._closing:
                 raise DatabaseError(f"{self.path}: the recorder is closed")
             self._seq += 1
-            self._pending.append((self._seq, waiter))
-            self._outbox.put((self._seq, rows))
+            self._pending.append((self._seq, rows, waiter))
+            self._outbox.append((self._seq, rows))
+        self._wake()
 
-    def _send_loop(self) -> None:
-        """Write queued operations to the pipe, all that is waiting in one message."""
-        stop = False
-        while not stop:
-            ops: list[Op] = []
-            item = self._outbox.get()
-            while True:
-                if item is None:
-                    stop = True
-                    break
-                ops.append(item)
-                try:
-                    item = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-            if ops:
-                try:
-                    self._ops.send(ops)
-                except OSError:
-                    break  # the writer is gone; the ack reader fails what is pending
-        self._ops.close()  # EOF tells the writer to commit what it has and exit
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # the thread is gone (failed): nobody to wake
+            os.write(self._wake_write, b"\0")
 
-    def _ack_loop(self) -> None:
-        """Resolve waiters as the writer reports commits; fail them all if it goes away."""
-        try:
-            while True:
-                seq, error = self._acks.recv()
+    def _talk(self) -> None:
+        """Send what is queued, resolve what is acknowledged; take another server when this
+        one goes away; once closing, say goodbye after the last operation."""
+        said_bye = False
+        while True:
+            conn = self._session.conn
+            try:
+                ready = wait([conn, self._wake_read])
+                if self._wake_read in ready:
+                    os.read(self._wake_read, 4096)
                 with self._lock:
-                    done = _pop_until(self._pending, seq)
-                    if error is not None and self._failure is None:
-                        self._failure = error
-                _settle(done, None if error is None else f"{self.path}: recording failed: {error}")
-        except (EOFError, OSError):
-            pass
-        # The writer exited. After close() it has committed everything it was sent, so
-        # nothing is pending; otherwise it died, and nobody may wait for it forever.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._process.wait(timeout=1)
-        reason = f"the writer process exited unexpectedly (exit code {self._process.returncode})"
+                    ops, self._outbox = self._outbox, []
+                    closing = self._closing
+                if ops:
+                    conn.send(("ops", ops, False))
+                if closing and not said_bye:
+                    conn.send(("bye",))
+                    said_bye = True
+                while conn.poll():
+                    message = conn.recv()
+                    if message[0] == "ack":
+                        self._acknowledged(message[1], message[2])
+                    elif message[0] == "bye":
+                        self._session.close(last=bool(message[1]))
+                        return
+            except (EOFError, OSError):
+                if not self._take_over():
+                    return
+                said_bye = False
+
+    def _acknowledged(self, seq: int, error: str | None) -> None:
         with self._lock:
-            done = _pop_until(self._pending, self._seq)
-            if self._failure is None and not self._closing:
-                self._failure = reason
-        _settle(done, f"{self.path}: recording failed: {self._failure or reason}")
+            done = _pop_until(self._pending, seq)
+            if error is not None and self._failure is None:
+                self._failure = error
+        _settle(done, None if error is None else f"{self.path}: recording failed: {error}")
+
+    def _take_over(self) -> bool:
+        """The server went away: reach (or start) another and resend every operation it did
+        not acknowledge. False, with every waiter failed, when none can be had."""
+        with contextlib.suppress(OSError):
+            self._session.conn.close()
+        try:
+            session = rendezvous.connect_or_start(self.path, rendezvous.RECORD)
+            with self._lock:
+                # Everything not acknowledged, queued or not: the outbox is part of it.
+                replay = [(seq, rows) for seq, rows, _ in self._pending]
+                self._outbox = []
+            if replay:
+                session.conn.send(("ops", replay, True))
+        except (DatabaseError, OSError) as exc:
+            reason = f"the store's server exited and no other could take over: {exc}"
+            with self._lock:
+                done = _pop_until(self._pending, self._seq)
+                if self._failure is None:
+                    self._failure = reason
+            _settle(done, f"{self.path}: recording failed: {self._failure}")
+            return False
+        self._session = session
+        return True
 
 
-def _start_writer(path: Store) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
-    """Start the writer process on `path`: the process, our end of the operations pipe (to
-    write) and our end of the acknowledgements pipe (to read)."""
-    # A fresh interpreter (`python -m`), not a fork: this process already runs threads (the
-    # event loop's helpers, an embedded simulator), and a forked child would inherit their
-    # locks in any state. Nor multiprocessing's spawn, which re-runs the main module (the
-    # `traces` console script: every command's imports) in the child.
-    ops_read, ops_write = os.pipe()
-    acks_read, acks_write = os.pipe()
-    try:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "traces.store.writer",
-                str(path),
-                str(ops_read),
-                str(acks_write),
-            ],
-            pass_fds=(ops_read, acks_write),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # stdout belongs to the command's output
-            env=lake.child_env(path, child_env()),
-            # Its own process group: a Ctrl-C at the terminal reaches only the parent, which
-            # then records its runs as interrupted through this writer; the writer stops
-            # when the parent closes (or, killed, loses) its end of the operations pipe.
-            process_group=0,
-        )
-    except BaseException:
-        for fd in (ops_read, ops_write, acks_read, acks_write):
-            os.close(fd)
-        raise
-    # The child holds its own ends now. Dropping ours is what lets each side see EOF when
-    # the other one goes away (a killed parent, a crashed writer).
-    os.close(ops_read)
-    os.close(acks_write)
-    return process, Connection(ops_write, readable=False), Connection(acks_read, writable=False)
-
-
-def _pop_until(pending: collections.deque[tuple[int, _Waiter]], seq: int) -> list[_Waiter]:
+def _pop_until(pending: collections.deque[tuple[int, Rows, _Waiter]], seq: int) -> list[_Waiter]:
     done: list[_Waiter] = []
     while pending and pending[0][0] <= seq:
-        done.append(pending.popleft()[1])
+        done.append(pending.popleft()[2])
     return done
 
 
 def _settle(waiters: list[_Waiter], error: str | None) -> None:
-    """Wake the waiters from the ack thread: one callback per event loop, not per future."""
+    """Wake the waiters from the recorder's thread: one callback per event loop, not per
+    future."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for waiter in waiters:
         by_loop.setdefault(waiter.get_loop(), []).append(waiter)

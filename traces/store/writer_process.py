@@ -1,45 +1,44 @@
-"""The writer process: owns the DuckDB connection, group-commits, acknowledges by sequence.
+"""The writer inside the store's server: group-commits recorders' operations, acks by sequence.
 
-Why a process and not a thread: converting a batch's parameters and running its inserts and
-commit costs about half a millisecond of CPU per step, most of it holding the GIL. In a
-thread of the agent process that time is taken from the event loop that drives every run;
-in its own process it runs on another core and the agent process only pickles row tuples.
+Why a process and not a thread of the recording command: converting a batch's parameters and
+running its inserts and commit costs about half a millisecond of CPU per step, most of it
+holding the GIL. In a thread of the agent process that time is taken from the event loop that
+drives every run; in the server it runs on another core and the agent process only pickles
+row tuples.
 
-Protocol, over two one-way pipes (`multiprocessing` connections, pickles):
+Every recorder connected to the server (`traces.store.server`) sends lists of operations
+`(seq, rows)`: `seq` numbers a recorder's operations from 1 in the order it queued them;
+`rows` maps a table name of `tables.ROW_TYPES` to rows of that table's row type, or
+`run_updates` to `tables.RunUpdate`s. The writer takes everything every recorder has sent
+so far and commits it in one transaction, then tells each recorder the highest of its
+operations committed (or why they were rolled back). Sixty-four runs of four recorders
+share one commit per batch instead of paying one each.
 
-- parent -> child (`ops`): lists of operations `(seq, rows)`. `seq` numbers operations from
-  1 in the order they were queued; `rows` maps a table name of `tables.ROW_TYPES` to rows
-  of that table's row type, or `run_updates` to `tables.RunUpdate`s. The parent closes its
-  end to stop the writer.
-- child -> parent (`acks`): first `("ready", None)`, or `("failed", one-line message)` when
-  the database cannot be opened. Then `(seq, error)` after each transaction: every operation
-  up to `seq` is committed (`error` is None) or was rolled back (`error` says why).
-
-The child commits everything it has received before it exits, whether the parent closed the
-pipe on purpose or was killed: what reached the pipe is not lost.
+A recorder whose server died resends what was not acknowledged, marked as a replay: an
+operation whose rows are already stored (the old server committed it but could not say so)
+is skipped, so nothing is stored twice. A recorder that disappears (killed) has what reached
+the server committed all the same, and its runs closed as interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import socket
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
-from traces import interrupts
-from traces.errors import DatabaseError
-from traces.store.database import Store, open_for_writing
 from traces.store.inserts import insert_rows, update_runs
 from traces.store.lake import error_line, transaction
-from traces.store.tables import ROW_TYPES
+from traces.store.tables import COLUMNS, ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
-
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
 
 Row = tuple[Any, ...]
 Rows = dict[str, Sequence[Row]]
@@ -50,73 +49,160 @@ _TOKEN_TOTALS = ",\n".join(
 )
 """The token totals of a run closed for its dead recorder, from the steps it recorded."""
 
-_MAX_OPS_PER_COMMIT = 4096
+MAX_OPS_PER_COMMIT = 4096
 """Bound on one transaction, so a flood of queued work still gets acknowledged in steps."""
 
+CONFLICT_WAIT_S = 60.0
+"""How long a batch that conflicts with another transaction (an analysis updating the same
+run) is retried before its recorders are told it failed."""
 
-def writer_main(path: Store, ops: Connection, acks: Connection) -> None:
-    """The child's whole life: open the database, then commit and acknowledge until EOF."""
-    # Only the parent decides when recording ends. Ctrl-C reaches the whole process group,
-    # and the parent still has to record its runs as interrupted through this writer. (It
-    # started with both signals blocked; see `Recorder`.)
-    interrupts.ignore_in_child()
-    try:
-        conn = open_for_writing(path)
-        # A batch is a few dozen rows: DuckDB's worker threads cannot speed that up, and
-        # waking them cost ~12% more CPU on a machine whose cores the agents need.
-        conn.execute("SET threads = 1")
-        transaction(conn, lambda: mark_dead_runs_interrupted(conn))
-    except Exception as exc:
-        if isinstance(exc, DatabaseError):
-            detail = str(exc)
-        else:
-            detail = f"{path}: cannot open database: {error_line(exc)}"
-        # A parent that stopped waiting (Ctrl-C) has closed the pipe: nobody to tell.
-        with contextlib.suppress(OSError):
-            acks.send(("failed", detail))
-        return
-    try:
-        try:
-            acks.send(("ready", None))
-        except OSError:
-            return  # the parent stopped waiting for this (Ctrl-C): nothing will come
-        eof = False
-        while not eof:
-            batch, eof = _receive(ops)
-            if batch:
-                error = _commit(conn, batch)
-                # A parent that is gone cannot be told; the rows are committed all the same.
+
+@dataclass(eq=False)
+class Recording:
+    """One recorder's session, as the writer sees it."""
+
+    pid: int
+    """The recording process (its runs are closed as interrupted when it is gone)."""
+    acknowledge: Callable[[tuple[Any, ...]], None]
+    """Sends a message to the recorder; raises OSError when it is gone."""
+    received: int = 0
+    """Highest operation received: a resent one at or below it is a duplicate."""
+    failed: bool = field(default=False)
+
+
+@dataclass
+class _Work:
+    recording: Recording
+    ops: list[Op]
+    replay: bool
+
+
+class Writer:
+    """Commits recorders' operations (see the module's docstring).
+
+    No thread of its own: the thread of the session that receives operations commits them,
+    with everything any other session queued meanwhile, unless another is committing
+    already, which then takes them too before it lets go (leader and followers). An
+    operation goes from the socket to the database without waking another thread, which
+    on a busy machine costs a scheduling delay each time.
+    """
+
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        commit_lock: threading.Lock,
+        on_end: Callable[[Recording], bool],
+    ) -> None:
+        """Commit through `conn` (a cursor of its own), holding `commit_lock` around each
+        transaction; `on_end(recording)` is called once a recorder left (its work committed)
+        and says whether it was the server's last client."""
+        self.conn = conn
+        self.commit_lock = commit_lock
+        self.on_end = on_end
+        self._queue: queue.SimpleQueue[tuple[str, Recording, list[Op], bool]] = queue.SimpleQueue()
+        self._leading = threading.Lock()
+        """Held by the thread committing; the others leave their work in the queue."""
+
+    def received(self, recording: Recording, ops: list[Op], replay: bool) -> None:
+        """A recorder's operations (in the order it sent them): committed before this
+        returns, unless another thread is committing and takes them over."""
+        fresh = [op for op in ops if op[0] > recording.received]
+        if fresh:
+            recording.received = fresh[-1][0]
+            self._submit(("ops", recording, fresh, replay))
+
+    def bye(self, recording: Recording) -> None:
+        """The recorder is done: once its operations are committed, tell it (and whether it
+        was the last client)."""
+        self._submit(("bye", recording, [], False))
+
+    def gone(self, recording: Recording) -> None:
+        """The recorder vanished: commit what it sent, then close its runs if it is dead."""
+        self._submit(("gone", recording, [], False))
+
+    def _submit(self, item: tuple[str, Recording, list[Op], bool]) -> None:
+        self._queue.put(item)
+        # Whoever holds the lock checks the queue again after letting go: work queued while
+        # it committed is never left behind.
+        while not self._queue.empty() and self._leading.acquire(blocking=False):
+            try:
+                self._handle(self._take())
+            finally:
+                self._leading.release()
+
+    def _take(self) -> list[tuple[str, Recording, list[Op], bool]]:
+        """Everything queued (up to a bound on one transaction)."""
+        batch = []
+        ops = 0
+        with contextlib.suppress(queue.Empty):
+            while ops < MAX_OPS_PER_COMMIT:
+                item = self._queue.get_nowait()
+                batch.append(item)
+                ops += len(item[2])
+        return batch
+
+    def _handle(self, batch: list[tuple[str, Recording, list[Op], bool]]) -> None:
+        if not batch:
+            return
+        work = [_Work(r, ops, replay) for kind, r, ops, replay in batch if kind == "ops"]
+        work = [w for w in work if not w.recording.failed]
+        if work:
+            for recording, error in self._commit(work).items():
+                if error is not None:
+                    recording.failed = True
+                seq = max(op[0] for w in work if w.recording is recording for op in w.ops)
+                with contextlib.suppress(OSError):  # gone: the rows are committed all the same
+                    recording.acknowledge(("ack", seq, error))
+        for kind, recording, _, _ in batch:
+            if kind == "bye":
+                last = self.on_end(recording)
                 with contextlib.suppress(OSError):
-                    acks.send((batch[-1][0], error))
-    finally:
-        conn.close()
+                    recording.acknowledge(("bye", last))
+            elif kind == "gone":
+                if not pid_alive(recording.pid):
+                    with self.commit_lock, contextlib.suppress(duckdb.Error):
+                        transaction(self.conn, lambda: mark_dead_runs_interrupted(self.conn))
+                self.on_end(recording)
+
+    def _commit(self, work: list[_Work]) -> dict[Recording, str | None]:
+        """Commit every recorder's work in one transaction; when that fails, each
+        recorder's alone, so one recorder's bad rows do not fail the others'."""
+        recordings = list(dict.fromkeys(w.recording for w in work))
+        error = self._transaction(work)
+        if error is None or len(recordings) == 1:
+            return dict.fromkeys(recordings, error)
+        return {r: self._transaction([w for w in work if w.recording is r]) for r in recordings}
+
+    def _transaction(self, work: list[_Work]) -> str | None:
+        """One transaction of `work`, retried while it conflicts with another one; the
+        error as one line, or None."""
+        deadline = time.monotonic() + CONFLICT_WAIT_S
+        delay = 0.01
+        while True:
+            with self.commit_lock:
+                error, conflict = _commit(self.conn, work)
+            if not conflict or time.monotonic() >= deadline:
+                return error
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
-def _receive(ops: Connection) -> tuple[list[Op], bool]:
-    """Wait for work, then take everything else already sent: one commit covers all of it."""
-    batch: list[Op] = []
-    try:
-        batch.extend(ops.recv())
-        while len(batch) < _MAX_OPS_PER_COMMIT and ops.poll():
-            batch.extend(ops.recv())
-    except (EOFError, OSError):
-        # Closed, or the parent died (a message cut short by a kill raises OSError). Every
-        # whole message already received is still committed.
-        return batch, True
-    return batch, False
-
-
-def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
-    """Insert a batch in one transaction; the error as one line, or None. (On a lake, the
-    transaction is done again when another writer's commit conflicted with it.)"""
+def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | None, bool]:
+    """Insert the work's rows in one transaction (on a lake, done again when another
+    writer's commit conflicted with it): (the error as one line or None, whether it was a
+    conflict with another transaction worth trying again)."""
     rows: defaultdict[str, list[Row]] = defaultdict(list)
-    for _, op in batch:
-        for table, table_rows in op.items():
-            rows[table].extend(table_rows)
 
     def insert() -> None:
+        rows.clear()
+        for w in work:
+            for _, op in w.ops:
+                if w.replay and _stored(conn, op):
+                    continue
+                for table, table_rows in op.items():
+                    rows[table].extend(table_rows)
         for table in ROW_TYPES:  # a run before its steps
-            # The recorder sends each message once (`Recorder.queue_step`); on a lake, what
+            # A recorder sends each message once (`Recorder.queue_step`); on a lake, what
             # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
             insert_rows(conn, table, rows[table], check_stored=False)
         update_runs(conn, rows["run_updates"])
@@ -124,15 +210,40 @@ def _commit(conn: duckdb.DuckDBPyConnection, batch: list[Op]) -> str | None:
     try:
         transaction(conn, insert)
     except Exception as exc:
-        return error_line(exc)
-    return None
+        return error_line(exc), "conflict" in str(exc).lower()
+    return None, False
+
+
+_ANCHORS = {
+    "runs": ("id",),
+    "steps": ("run_id", "idx"),
+    "tool_results": ("run_id", "step_idx", "call_idx"),
+}
+"""The key of the first row that tells whether an operation is stored, by table, in the order
+an operation's tables are looked at."""
+
+
+def _stored(conn: duckdb.DuckDBPyConnection, op: Rows) -> bool:
+    """Whether a resent operation is already stored. An operation commits whole, so its
+    first keyed row tells: the run it begins, the step it records, the result it adds.
+    Messages (stored once by hash) and a run's ending (an update) can simply be done again."""
+    for table, key in _ANCHORS.items():
+        rows = op.get(table)
+        if rows:
+            values = [rows[0][COLUMNS[table].index(column)] for column in key]
+            where = " AND ".join(f"{column} = ?" for column in key)
+            found = conn.execute(f"SELECT 1 FROM {table} WHERE {where}", values).fetchone()
+            return found is not None
+    return False
 
 
 def mark_dead_runs_interrupted(conn: duckdb.DuckDBPyConnection) -> int:
     """Close runs left `running` by recorders on this host that no longer exist.
 
-    A killed process cannot say goodbye; the next writer to open the file says it for it,
-    and fills in the totals from the steps that were durably recorded.
+    A killed process cannot say goodbye; the server says it for it (when its connection
+    drops, or when the next server opens the store), and fills in the totals from the steps
+    that were durably recorded. A recorder still alive, whichever server it talks to, keeps
+    its runs.
     """
     host = socket.gethostname()
     found = conn.execute(
@@ -164,7 +275,7 @@ def close_interrupted(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
+    """Whether a process with this id exists on this host (a zombie has ended: no)."""
     if pid == os.getpid():
         return True
     try:
@@ -173,4 +284,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed recorder whose parent has not reaped it yet
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

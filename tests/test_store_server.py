@@ -1,0 +1,577 @@
+"""A store shared while it is written: reads during a recording, many writers, kills at any time.
+
+Real processes on real files: `traces record`, `traces import`, `traces sql` as a user runs
+them, recording processes that print each acknowledged step, and the store's server they all
+talk to (`traces.store.server`), killed with -9 where the test says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from traces.errors import DatabaseError
+from traces.sim.config import SimConfig
+from traces.sim.server import SimServer
+from traces.store import rendezvous
+from traces.store.database import is_served, open_for_reading, open_for_writing
+from traces.store.inserts import insert_rows
+from traces.store.recorder import Recorder
+from traces.store.tables import MessageRow
+
+from conftest import REPO, TASKS, query_rows, run_cli
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="kills processes, reads /proc")
+
+# A recording process without HTTP: it records STEPS steps of run RUN_ID one at a time,
+# awaiting each, and prints the index of every step whose commit was acknowledged; the
+# server's pid first, and again whenever another server took over.
+_ACKING_RECORDER = """
+import asyncio, os, socket, sys
+from datetime import datetime
+from pathlib import Path
+from traces.model import RunOutcome, RunRecord, RunStatus, StepRecord, Termination
+from traces.store.recorder import Recorder
+
+db, run_id, steps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+async def main(recorder):
+    print(f"server {recorder.writer_pid}", flush=True)
+    now = datetime.now()
+    await recorder.begin_run(RunRecord(
+        id=run_id, task="t", task_path="t.toml", task_sha256="0" * 64, provider="p",
+        model="m", base_url="http://127.0.0.1:1/v1", settings={}, seed=0, started_at=now,
+        recorder_pid=os.getpid(), recorder_host=socket.gethostname()))
+    server = recorder.writer_pid
+    for i in range(steps):
+        await recorder.record_step(StepRecord(
+            run_id=run_id, index=i, started_at=now, latency_ms=1.0, streamed=False,
+            request_params={"model": "m"}, request_message_count=0, request_prefix=0,
+            request_new_hashes=[], response_body="x" * 2000), {})
+        if recorder.writer_pid != server:
+            server = recorder.writer_pid
+            print(f"server {server}", flush=True)
+        print(f"acked {i}", flush=True)
+    await recorder.end_run(run_id, RunOutcome(
+        status=RunStatus.COMPLETED, termination=Termination.COMPLETED, ended_at=datetime.now(),
+        steps=steps))
+
+recorder = Recorder(db)
+try:
+    asyncio.run(main(recorder))
+finally:
+    recorder.close()
+"""
+
+
+class Acking:
+    """An acking recording process and what it has said so far."""
+
+    def __init__(self, db: Path, run_id: str, steps: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ACKING_RECORDER, str(db), run_id, str(steps)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.acked = -1
+        self.servers: list[int] = []
+        self._read_line()
+
+    def _read_line(self) -> bool:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            return False
+        kind, value = line.split()
+        if kind == "server":
+            self.servers.append(int(value))
+        else:
+            self.acked = int(value)
+        return True
+
+    def until_acked(self, index: int) -> None:
+        """Read its output until step `index` is acknowledged."""
+        while self.acked < index:
+            assert self._read_line(), f"the recorder ended before step {index}"
+
+    def finish(self) -> int:
+        """Read to the end; its exit code."""
+        while self._read_line():
+            pass
+        return self.proc.wait(timeout=120)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def _steps(db: Path, run_id: str) -> list[int]:
+    rows = query_rows(db, "SELECT idx FROM steps WHERE run_id = ? ORDER BY idx", [run_id])
+    return [row["idx"] for row in rows]
+
+
+def _wait_gone(pid: int) -> None:
+    assert rendezvous.wait_exited(pid, 30), f"process {pid} is still running"
+
+
+@pytest.fixture(scope="module")
+def slow_sim() -> Iterator[SimServer]:
+    """A simulator slow enough (10 ms a step) that a recording is still going when read."""
+    with SimServer(SimConfig(latency_ms=10)) as server:
+        yield server
+
+
+# -- reading while a recording goes on --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_acknowledged_step_is_visible_to_the_next_read(db_path: Path) -> None:
+    recorder = Acking(db_path, "r", 400)
+    try:
+        for index in (5, 60, 200):
+            recorder.until_acked(index)
+            # A read command, as a user runs it, while the recorder holds the store.
+            done = run_cli(
+                "sql", "select count(*) as n from steps", "--db", str(db_path), "-f", "json"
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)[0]["n"] >= index + 1
+            listed = run_cli("runs", "--db", str(db_path), "-f", "json")
+            [run] = json.loads(listed.stdout)
+            assert run["status"] == "running" and run["steps"] >= index + 1
+    finally:
+        assert recorder.finish() == 0
+    assert _steps(db_path, "r") == list(range(400))
+
+
+@pytest.mark.slow
+def test_a_recording_command_can_be_read_while_it_records(
+    slow_sim: SimServer, db_path: Path
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "analyzer",
+            "record",
+            "--task",
+            str(TASKS / "chain.toml"),
+            "--base-url",
+            slow_sim.base_url,
+            "--model",
+            "sim-reasoner-1",
+            "--api-key-env",
+            "HOME",
+            "--no-stream",
+            "--repeat",
+            "2",
+            "--max-steps",
+            "150",
+            "--db",
+            str(db_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen: list[int] = []
+        while len(seen) < 3 and proc.poll() is None:
+            done = run_cli("runs", "--db", str(db_path), "-f", "json")
+            if done.returncode == 4 and "no trace database" in done.stderr:
+                continue  # not created yet
+            assert done.returncode == 0, done.stderr
+            runs = json.loads(done.stdout)
+            total = sum(run["steps"] for run in runs)
+            if runs and all(run["status"] == "running" for run in runs):
+                seen.append(total)
+        assert len(seen) == 3, "the recording ended before it could be read three times"
+        assert seen == sorted(seen) and seen[-1] > seen[0]  # it moves, and never back
+        # Every other reading command works on it too.
+        for args in (["failures"], ["show", "last"], ["steps"], ["schema", "runs"]):
+            done = run_cli(*args, "--db", str(db_path))
+            assert done.returncode == 0, (args, done.stderr)
+    finally:
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert len(out.split()) == 2
+
+
+def test_a_served_session_behaves_like_a_duckdb_connection(db_path: Path) -> None:
+    direct = duckdb.connect()  # what DuckDB itself answers
+    recorder = Recorder(db_path)
+    try:
+        with open_for_reading(db_path) as conn:
+            assert is_served(conn)
+            for sql, params in [
+                ("SELECT range AS n, 'x' || range AS s FROM range(5000)", None),
+                ("SELECT ?::INTEGER AS a, ?::VARCHAR AS b", [1, "two"]),
+                ("SELECT $1::INTEGER[] AS xs", [[1, 2, 3]]),
+            ]:
+                got = conn.execute(sql, params)
+                assert [d[0] for d in got.description or []] == [
+                    d[0] for d in direct.execute(sql, params).description or []
+                ]
+                assert got.fetchall() == direct.execute(sql, params).fetchall()
+            cursor = conn.execute("SELECT * FROM range(5000)")
+            assert cursor.fetchone() == (0,)
+            assert cursor.fetchmany(3) == [(1,), (2,), (3,)]
+            assert len(cursor.fetchall()) == 4996 and cursor.fetchone() is None
+            with pytest.raises(duckdb.CatalogException) as missing:
+                conn.execute("SELECT * FROM no_such_table")
+            with pytest.raises(duckdb.CatalogException) as missing_direct:
+                direct.execute("SELECT * FROM no_such_table")
+            assert str(missing.value) == str(missing_direct.value)
+            with pytest.raises(duckdb.Error, match="read-only"):
+                conn.execute("DELETE FROM runs")
+            assert conn.execute("SELECT 42").fetchone() == (42,)  # the session goes on
+            with pytest.raises(DatabaseError, match="not available"):
+                conn.sql("SELECT 1")
+    finally:
+        direct.close()
+        recorder.close()
+
+
+@pytest.mark.slow
+def test_the_sql_contract_holds_on_a_served_store(db_path: Path, tmp_path: Path) -> None:
+    Recorder(db_path).close()
+    csv = tmp_path / "x.csv"
+    csv.write_text("a\n1\n")
+    recorder = Recorder(db_path)
+    try:
+        for args, code, fragment in [
+            (["select * from nowhere"], 2, "SQL error: Catalog Error"),
+            (["selec 1"], 2, "SQL error: Parser Error"),
+            (["delete from runs"], 2, "refused"),
+            (["with d as (delete from runs returning *) select * from d"], 2, "read-only"),
+            ([f"select * from read_csv('{csv}')"], 2, "--allow-files"),
+            ([f"select * from read_csv('{csv}')", "--allow-files"], 4, "run the query again"),
+        ]:
+            done = run_cli("sql", *args, "--db", str(db_path))
+            assert done.returncode == code, (args, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and fragment in lines[0], (args, done.stderr)
+        done = run_cli("sql", "select count(*) as n from runs", "--db", str(db_path), "-f", "json")
+        assert json.loads(done.stdout) == [{"n": 0}]
+    finally:
+        recorder.close()
+
+
+# -- many writers ---------------------------------------------------------------------------------
+
+
+def _conversation_log(path: Path, conversations: int, steps: int) -> Path:
+    """An exchange log of agent conversations that all share their system prompt."""
+    lines = []
+    for c in range(conversations):
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": "You are a careful agent."},
+            {"role": "user", "content": f"task {c}"},
+        ]
+        for s in range(steps):
+            reply = {"role": "assistant", "content": f"step {s} of {c}"}
+            lines.append(
+                {
+                    "conversation": f"c{c}",
+                    "request": {"model": "m", "messages": list(messages)},
+                    "response": {
+                        "choices": [{"index": 0, "message": reply, "finish_reason": "stop"}]
+                    },
+                }
+            )
+            messages += [reply, {"role": "user", "content": f"go on {s}"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("TRACES_DB", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "analyzer", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writers", [2, 4])
+def test_concurrent_records_and_imports_lose_and_duplicate_nothing(
+    sim: SimServer, tmp_path: Path, writers: int
+) -> None:
+    db = tmp_path / "shared.duckdb"
+    log = _conversation_log(tmp_path / "log.jsonl", conversations=20, steps=6)
+    record = [
+        "record",
+        "--task",
+        str(TASKS / "chain_short.toml"),
+        "--base-url",
+        sim.base_url,
+        "--model",
+        "sim-reasoner-1",
+        "--api-key-env",
+        "HOME",
+        "--repeat",
+        "3",
+        "--db",
+        str(db),
+    ]
+    # Half record, half import the same log (again: the same messages, by the same hashes,
+    # committed by concurrent transactions).
+    commands = [
+        record if i % 2 == 0 else ["import", str(log), "--again", "--db", str(db), "-f", "json"]
+        for i in range(writers)
+    ]
+    procs = [_start(*command) for command in commands]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    recorded = [
+        run
+        for (out, _), c in zip(outputs, commands, strict=True)
+        if c[0] == "record"
+        for run in out.split()
+    ]
+    imports = [
+        report["import"]
+        for (out, _), c in zip(outputs, commands, strict=True)
+        if c[0] == "import"
+        for report in json.loads(out)
+    ]
+    imported = [
+        r["id"]
+        for r in query_rows(
+            db, "SELECT id FROM runs WHERE import_id IN (SELECT unnest(?::VARCHAR[]))", [imports]
+        )
+    ]
+    assert len(recorded) == 3 * (writers // 2) and len(imported) == 20 * (writers // 2)
+    runs = {r["id"]: r for r in query_rows(db, "SELECT id, status, steps FROM runs")}
+    assert set(runs) == set(recorded) | set(imported)
+    for run_id in recorded + imported:
+        # Every step of every run, once: indices 0..n-1, as many as the run counted.
+        assert _steps(db, run_id) == list(range(runs[run_id]["steps"])), run_id
+    for run_id in imported:
+        assert runs[run_id]["steps"] == 6
+    [dupes] = query_rows(db, "SELECT count(*) - count(DISTINCT hash) AS n FROM messages")
+    assert dupes["n"] == 0
+    # Every request rebuilds from the messages, whoever committed them first.
+    for run_id in imported[:3]:
+        rebuilt = query_rows(db, "SELECT count(*) AS n FROM request_messages(?, 5)", [run_id])
+        assert rebuilt[0]["n"] == 12
+
+
+@pytest.mark.slow
+def test_two_recorders_and_a_reader_at_once(db_path: Path) -> None:
+    first, second = Acking(db_path, "a", 300), Acking(db_path, "b", 300)
+    try:
+        second.until_acked(10)
+        with open_for_reading(db_path) as conn:
+            assert is_served(conn)
+            counts = dict(
+                conn.execute("SELECT run_id, count(*) FROM steps GROUP BY run_id").fetchall()
+            )
+        assert counts["b"] >= 11 and "a" in counts
+    finally:
+        assert first.finish() == 0 and second.finish() == 0
+    assert first.servers[0] == second.servers[0]  # one server for both
+    assert _steps(db_path, "a") == list(range(300)) and _steps(db_path, "b") == list(range(300))
+    statuses = query_rows(db_path, "SELECT id, status FROM runs ORDER BY id")
+    assert statuses == [{"id": "a", "status": "completed"}, {"id": "b", "status": "completed"}]
+
+
+# -- kill -9 of anyone ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_recorder_spares_the_other_and_its_committed_steps(db_path: Path) -> None:
+    victim, survivor = Acking(db_path, "victim", 100_000), Acking(db_path, "survivor", 400)
+    victim.until_acked(random.randint(20, 150))
+    acked = victim.acked
+    victim.kill()
+    try:
+        survivor.until_acked(300)
+        # The server closed the dead recorder's run at once, and only that one.
+        with open_for_reading(db_path) as conn:
+            status = dict(conn.execute("SELECT id, status FROM runs").fetchall())
+        assert status == {"victim": "interrupted", "survivor": "running"}
+    finally:
+        assert survivor.finish() == 0
+    kept = _steps(db_path, "victim")
+    assert kept == list(range(len(kept))) and len(kept) > acked
+    assert _steps(db_path, "survivor") == list(range(400))
+    [run] = query_rows(db_path, "SELECT steps FROM runs WHERE id = 'victim'")
+    assert run["steps"] == len(kept)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", [3, 77, 190])
+def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, when: int) -> None:
+    first, second = Acking(db_path, "a", 2000), Acking(db_path, "b", 2000)
+    try:
+        first.until_acked(when)
+        second.until_acked(when)
+        server = first.servers[0]
+        os.kill(server, signal.SIGKILL)
+        _wait_gone(server)
+    finally:
+        assert first.finish() == 0 and second.finish() == 0
+    # Both moved on to one new server, and every step is there exactly once.
+    assert first.servers[-1] == second.servers[-1] != server
+    for run_id in ("a", "b"):
+        assert _steps(db_path, run_id) == list(range(2000))
+    # Neither run was taken for dead: their recorders were alive all along.
+    statuses = {r["status"] for r in query_rows(db_path, "SELECT status FROM runs")}
+    assert statuses == {"completed"}
+
+
+_READER = """
+import sys, time
+from pathlib import Path
+from traces.store.database import open_for_reading
+db = Path(sys.argv[1])
+while True:
+    with open_for_reading(db) as conn:
+        cursor = conn.execute("SELECT s.*, m.body FROM steps s, messages m LIMIT 3000")
+        while cursor.fetchmany(100):
+            pass
+    print("read", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_of_readers_at_random_moments_disturbs_no_recording(db_path: Path) -> None:
+    recorder = Acking(db_path, "r", 600)
+    try:
+        recorder.until_acked(5)
+        for _ in range(4):
+            reader = subprocess.Popen(
+                [sys.executable, "-c", _READER, str(db_path)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert reader.stdout is not None and reader.stdout.readline() == "read\n"
+            time.sleep(random.uniform(0, 0.2))
+            reader.send_signal(signal.SIGKILL)
+            reader.wait()
+    finally:
+        assert recorder.finish() == 0
+    assert _steps(db_path, "r") == list(range(600))
+
+
+# -- writers other than recorders ------------------------------------------------------------------
+
+
+def test_a_write_session_commits_on_its_own_while_a_recorder_holds_the_store(
+    db_path: Path,
+) -> None:
+    Recorder(db_path).close()
+    recorder = Recorder(db_path)
+    try:
+        conn = open_for_writing(db_path)
+        try:
+            conn.execute("BEGIN TRANSACTION")
+            insert_rows(conn, "messages", [MessageRow(hash="h", role="user", body="{}")])
+            with open_for_reading(db_path) as reader:  # uncommitted: nobody else sees it
+                assert reader.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+            conn.execute("COMMIT")
+            with open_for_reading(db_path) as reader:
+                assert reader.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+        finally:
+            conn.close()
+    finally:
+        recorder.close()
+    assert query_rows(db_path, "SELECT hash FROM messages") == [{"hash": "h"}]
+
+
+def test_concurrent_transactions_storing_the_same_message_both_commit(db_path: Path) -> None:
+    """Messages are stored once, by hash: the later of two transactions that inserted the
+    same one gives it up when it commits, instead of failing on it."""
+    Recorder(db_path).close()
+    first, second = open_for_writing(db_path), open_for_writing(db_path)
+    try:
+        for conn, run in ((first, "a"), (second, "b")):
+            conn.execute("BEGIN TRANSACTION")
+            body = f'"{run}"'
+            insert_rows(
+                conn,
+                "messages",
+                [
+                    MessageRow(hash="shared", role="user", body=body),
+                    MessageRow(hash=f"own-{run}", role="user", body=body),
+                ],
+            )
+            conn.execute(
+                "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, "
+                "settings, seed, status, started_at, recorder_pid, recorder_host) VALUES "
+                "(?, 't', 't', '0', 'p', 'm', 'u', '{}', 0, 'completed', now(), 0, 'h')",
+                [run],
+            )
+        first.execute("COMMIT")
+        second.execute("COMMIT")  # would fail on "shared" without giving it up
+    finally:
+        first.close()
+        second.close()
+    rows = query_rows(db_path, "SELECT hash, body FROM messages ORDER BY hash")
+    assert rows == [
+        {"hash": "own-a", "body": '"a"'},
+        {"hash": "own-b", "body": '"b"'},
+        {"hash": "shared", "body": '"a"'},  # the first to commit it
+    ]
+    assert [r["id"] for r in query_rows(db_path, "SELECT id FROM runs ORDER BY id")] == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_runs_that_end_early_are_checked_while_the_recording_goes_on(db_path: Path) -> None:
+    faulty = SimConfig(latency_ms=15, faults={"hallucinated_tool": 1.0})
+    with SimServer(faulty) as server:
+        done = run_cli(
+            "record",
+            "--task",
+            str(TASKS / "chain.toml"),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "sim-reasoner-1",
+            "--api-key-env",
+            "HOME",
+            "--no-stream",
+            "--max-steps",
+            "120",
+            "--repeat",
+            "6",
+            "--concurrency",
+            "2",
+            "--db",
+            str(db_path),
+            "-f",
+            "json",
+        )
+    assert done.returncode == 0, done.stderr
+    printed = {row["id"]: row["findings"] for row in json.loads(done.stdout)}
+    runs = query_rows(
+        db_path,
+        "SELECT r.id, r.ended_at, count(f.kind) AS findings, min(f.created_at) AS checked "
+        "FROM runs r LEFT JOIN findings f ON f.run_id = r.id GROUP BY ALL ORDER BY r.ended_at",
+    )
+    # Every run was checked, once, and the command counted what was stored.
+    assert {r["id"]: r["findings"] for r in runs} == printed
+    assert all(r["findings"] > 0 for r in runs)
+    # The first run to end had its findings stored before the last run ended.
+    assert runs[0]["checked"] < runs[-1]["ended_at"]
