@@ -222,10 +222,16 @@ def estimate_tokens(text: str) -> int:
     """A rough token count (words and punctuation) for when an endpoint reports none."""
     if not text.isascii():
         return len(_WORD.findall(text))
+    return estimate_ascii_tokens(text.encode("ascii"))
+
+
+def estimate_ascii_tokens(data: bytes) -> int:
+    """`estimate_tokens` of ASCII text already encoded (a caller that has the bytes anyway
+    need not encode it again)."""
     # The same count as the pattern, without building a list of matches: the checks size
     # every tool result and reasoning of a run this way, so it runs over the whole store.
     # A word starts at each word byte not preceded by one; every other non-space byte is one.
-    classes = text.encode("ascii").translate(_BYTE_CLASSES)
+    classes = data.translate(_BYTE_CLASSES)
     starts = classes.count(b" a") + classes.count(b".a") + classes.startswith(b"a")
     return starts + classes.count(b".")
 

@@ -316,16 +316,20 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
     with_results = [e for e in chain if e.added is not None and e.added.results]
     if not with_results:
         return
-    example = max(with_results, key=lambda e: e.added.tool_results if e.added else 0.0)
-    common: dict[str, Any] = {
-        "signal": "prompt_growth",
-        "behaviour": best.name,
-        "retention": _round(best.retention),
-        "tool_results_sent_tokens": round(ledger.tool_results_sent),
-        "posterior": _posterior(verdict),
-        "fit": fit_summary(fit),
-        "example": _example(ledger, fit, example),
-    }
+
+    def common() -> dict[str, Any]:
+        # Built only for a finding: most runs have none, and every run comes here.
+        example = max(with_results, key=lambda e: e.added.tool_results if e.added else 0.0)
+        return {
+            "signal": "prompt_growth",
+            "behaviour": best.name,
+            "retention": _round(best.retention),
+            "tool_results_sent_tokens": round(ledger.tool_results_sent),
+            "posterior": _posterior(verdict),
+            "fit": fit_summary(fit),
+            "example": _example(ledger, fit, example),
+        }
+
     if best.name == "truncated":
         confidence = robust(ledger, results_truncated, "results truncated")
         if confidence < MIN_CONFIDENCE:
@@ -338,7 +342,7 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
             "provider",
             (cut or with_results)[0].step,
             {
-                **common,
+                **common(),
                 "cap_tokens": round(cap),
                 "affected_steps": len(cut),
                 "steps": [(cut or with_results)[0].step, (cut or with_results)[-1].step],
@@ -355,7 +359,7 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
         "provider",
         with_results[0].step,
         {
-            **common,
+            **common(),
             "affected_steps": len(with_results),
             "steps": [with_results[0].step, with_results[-1].step],
         },

@@ -117,6 +117,7 @@ class Ledger:
     """Chain steps left out of the fit: the turn they sent back is not the one the host
     counted, and by how much cannot be told (`ledger_turns`)."""
     _left_out: list[Fit] | None = field(default=None, repr=False, compare=False)
+    _chain: list[Entry] | None = field(default=None, repr=False, compare=False)
 
     def left_out_fits(self) -> list[Fit]:
         """The fit again with each chain step left out in turn, for a run short enough that
@@ -136,12 +137,16 @@ class Ledger:
 
     @property
     def chain(self) -> list[Entry]:
-        """The entries the fit explains, in order."""
-        return [
-            e
-            for e in self.entries
-            if e.kind == "chain" and e.added is not None and e.step not in self.miscounted
-        ]
+        """The entries the fit explains, in order (worked out once: every finding asks)."""
+        if self._chain is None:
+            chain = [
+                e
+                for e in self.entries
+                if e.kind == "chain" and e.added is not None and e.step not in self.miscounted
+            ]
+            object.__setattr__(self, "_chain", chain)
+            return chain
+        return self._chain
 
     @property
     def reasoning_retention(self) -> float | None:
@@ -200,4 +205,5 @@ def _measure(run: Run) -> Ledger:
         tool_results_sent=sum(e.tool_results_total for e in chain),
         cache=cache_falls(entries),
         miscounted=left,
+        _chain=chain,
     )

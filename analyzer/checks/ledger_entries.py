@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from analyzer.checks.records import Run, Step
-from traces.normalize import estimate_tokens, read_reasoning
+from traces.normalize import estimate_ascii_tokens, estimate_tokens, read_reasoning
 
 EntryKind = Literal["first", "chain", "turn", "restart", "skipped"]
 """How a step relates to the one before it: the first counted request of the run, a tool-chain
@@ -129,8 +129,8 @@ def _measure(text: str) -> tuple[int, int]:
     # Non-ASCII text encodes every such character to the same single byte.
     data = text.encode("utf-8", "surrogatepass")
     escapable = len(data) - len(data.translate(None, _ESCAPABLE_BYTES))
-    if text.isascii():
-        return estimate_tokens(text), escapable
+    if len(data) == len(text):  # ASCII: one byte a character, counted from the bytes
+        return estimate_ascii_tokens(data), escapable
     return max(estimate_tokens(text), len(data) // 4), escapable
 
 

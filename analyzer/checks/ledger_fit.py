@@ -350,10 +350,8 @@ def _predict(
     expected = [0.0] * n
     for name, value in values.items():
         column = columns.get(name)
-        if column is None:
-            continue
-        for i in range(n):
-            expected[i] += value * column[i]
+        if column is not None:
+            expected = [e + value * c for e, c in zip(expected, column, strict=True)]
     return expected
 
 
