@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -256,14 +257,19 @@ def test_the_sql_contract_holds_on_a_served_store(db_path: Path, tmp_path: Path)
             (["select * from nowhere"], 2, "SQL error: Catalog Error"),
             (["selec 1"], 2, "SQL error: Parser Error"),
             (["delete from runs"], 2, "refused"),
-            (["with d as (delete from runs returning *) select * from d"], 2, "read-only"),
+            # DuckDB 1.5's parser refuses a writing CTE before the read-only session can.
+            (
+                ["with d as (delete from runs returning *) select * from d"],
+                2,
+                "read-only|A CTE needs a SELECT",
+            ),
             ([f"select * from read_csv('{csv}')"], 2, "--allow-files"),
             ([f"select * from read_csv('{csv}')", "--allow-files"], 4, "run the query again"),
         ]:
             done = run_cli("sql", *args, "--db", str(db_path))
             assert done.returncode == code, (args, done.stderr)
             lines = done.stderr.strip().splitlines()
-            assert len(lines) == 1 and fragment in lines[0], (args, done.stderr)
+            assert len(lines) == 1 and re.search(fragment, lines[0]), (args, done.stderr)
         done = run_cli("sql", "select count(*) as n from runs", "--db", str(db_path), "-f", "json")
         assert json.loads(done.stdout) == [{"n": 0}]
     finally:
