@@ -94,3 +94,10 @@ def test_the_server_rewrites_the_file_it_leaves_mostly_free(tmp_path: Path) -> N
     assert free == 0
     assert len(rows) == 8000
     assert db.stat().st_size < 8000 * 3000 * 1.2
+
+
+def test_a_file_that_is_gone_is_not_created(tmp_path: Path) -> None:
+    # A failed first write removes the file it created once its server has left.
+    db = tmp_path / "gone.duckdb"
+    assert not compaction.compact_when_it_pays(db, STORAGE_VERSION)
+    assert list(tmp_path.iterdir()) == []

@@ -98,16 +98,25 @@ def compact_when_it_pays(path: Path, storage_version: str) -> bool:
     """Rewrite the store file at `path` without its free blocks if `worth_compacting` says so
     (the caller has just closed it, and holds it against other writers); whether it did. A
     file another process has open, or that cannot be copied, is left as it is."""
+    copy = path.with_name(path.name + ".compact")
+    for leftover in (copy, copy.with_name(copy.name + ".wal")):  # of a rewrite killed midway
+        with contextlib.suppress(OSError):
+            leftover.unlink(missing_ok=True)
+    try:
+        # Read-only first: it never creates a file (one a failed first write just removed).
+        probe = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return False  # gone, or another process has it: another close will do it
+    try:
+        if not worth_compacting(probe):
+            return False
+    except duckdb.Error:
+        return False
+    finally:
+        probe.close()
     try:
         conn = duckdb.connect(str(path), config={"storage_compatibility_version": storage_version})
     except duckdb.Error:
-        return False  # a reader opened it meanwhile: another close will do it
-    try:
-        if not worth_compacting(conn):
-            conn.close()
-            return False
-    except duckdb.Error:
-        conn.close()
         return False
     if compact_in_place(conn, path):
         return True
