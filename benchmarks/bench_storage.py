@@ -63,6 +63,7 @@ from bench_analyze import _run_analyze, _traces_command, _write_file, read_rows
 
 from traces.importing import ImportOptions, import_files
 from traces.store.compaction import compact_in_place
+from traces.store.database import STORAGE_VERSION
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import DERIVED
 
@@ -196,7 +197,9 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
     for leftover in (target, target.with_name(target.name + ".wal")):
         leftover.unlink(missing_ok=True)
     migrations = MIGRATIONS if version is None else MIGRATIONS[:version]
-    conn = duckdb.connect(str(target))
+    # In the stores' own file format: DuckDB 1.5's default one has no zstd for strings and
+    # would keep those columns uncompressed.
+    conn = duckdb.connect(str(target), config={"storage_compatibility_version": STORAGE_VERSION})
     try:
         conn.execute(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
