@@ -165,7 +165,7 @@ def rewrite_cost(db: Path, directory: Path) -> dict[str, float]:
     server does on leaving a file mostly free."""
     copy = directory / f"{db.stem}-rewrite.duckdb"
     shutil.copyfile(db, copy)
-    conn = duckdb.connect(str(copy))
+    conn = duckdb.connect(str(copy), config={"storage_compatibility_version": STORAGE_VERSION})
     wall, cpu = time.perf_counter(), time.process_time()
     done = compact_in_place(conn, copy)
     out = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
