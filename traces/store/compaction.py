@@ -18,8 +18,9 @@ appended to and frees the old copy, which the next checkpoint reuses. So a recor
 about one row group of each table free whatever its size: most of a small store (40% of the
 file after 100,000 recorded steps), little of a large one. The store's server, when its last
 client has left and it has closed the file, rewrites it when the free blocks are a large
-share of it (`compact_when_it_pays`): then the file is at most a few row groups, and copying
-it costs about what one more checkpoint of that size does (measured: README, Disk use).
+share of it (`compact_when_it_pays`): then the file is at most a few row groups, and the copy
+is short (measured, README Disk use: a 6,020-step recording, 16 MB of which 41% free, became
+8.7 MB; opening it through a server and leaving took 2.3 s in all on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ COMPACTING_MIGRATION = 9
 
 FREE_SHARE = 0.25
 """The share of a file's blocks that must be free for its writer to rewrite it on leaving."""
-FREE_BYTES = 8 << 20
+FREE_BYTES = 4 << 20
 """... and at least this many bytes of them: a small store's few free blocks are not worth a
 rewrite at every close."""
 
