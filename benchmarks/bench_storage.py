@@ -20,8 +20,8 @@ For each store:
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
 - `compact, schema 8` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 8 left (before this work) and of the current one: the bytes the data
-  needs in each layout, without free blocks.
+  the layout migration 8 left (before this work) and of the current one, in the stores' file
+  format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
   (params and every message, rebuilt from the store), the raw response body or every SSE
   line with its arrival time, status, kept headers, start time and latency; lines in run
