@@ -106,6 +106,7 @@ def ledger_summary(ledger: Ledger) -> dict[str, Any]:
         ),
         "noise_scale": _round(fit.scale, 3) if fit is not None else None,
         "set_aside": list(fit.set_aside) if fit is not None else [],
+        "miscounted": sorted(ledger.miscounted),
         "first_prompt_tokens": first.prompt_tokens if first else None,
         "first_sent_tokens": _round(first.sent_estimate) if first else None,
         "cache_falls": list(ledger.cache.steps) if ledger.cache is not None else [],
@@ -147,4 +148,7 @@ def summary_lines(ledger: Ledger) -> list[str]:
             f"first request: {summary['first_prompt_tokens']} tokens counted, about "
             f"{summary['first_sent_tokens']:.0f} sent"
         )
+    if summary["miscounted"]:
+        steps = ", ".join(str(step) for step in summary["miscounted"])
+        lines.append(f"left out (a turn sent back without the arguments counted): steps {steps}")
     return lines

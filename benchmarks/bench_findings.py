@@ -355,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_examples("Misses", scores.misses, args.examples)
         _print_examples("False positives", scores.false_positives, args.examples)
         _print_examples("Layer mismatches", scores.layer_mismatches, args.examples)
+        _print_examples("Not measurable, left out of recall", scores.unmeasurable, args.examples)
         _print_diagnostics(scores)
         print(f"(recorded in {recorded_s:.0f} s)", file=sys.stderr)
         result["sim"] = {
@@ -368,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "misses": [e.as_dict() for e in scores.misses],
             "false_positives": [e.as_dict() for e in scores.false_positives],
             "layer_mismatches": [e.as_dict() for e in scores.layer_mismatches],
+            "unmeasurable": [e.as_dict() for e in scores.unmeasurable],
             "confusion": [
                 {"fault": f, "kind": k, "count": n} for (f, k), n in scores.confusion.most_common()
             ],

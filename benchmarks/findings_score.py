@@ -32,6 +32,10 @@ The rules (benchmarks/README.md gives the reasons):
 - False positives are `clean` (no fault on the step or the one before; for a run-scoped kind,
   in the run) or `other` (faults there, none expecting that kind). A finding explained only
   by an unmapped fault is left out and listed.
+- Unmeasurable. A finding the ledger reads off the growth of the prompt is owed only where the
+  run can show it (`unmeasurable`): `LEDGER_STEPS` tool-chain steps, `ESCAPING_STEPS` for
+  escaping. Otherwise the expectation is left out of recall both ways (found or not) and
+  listed; a finding it explains stays true.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from findings_sim import Corpus, LabelledRun
 from test_checks_faults import FAULT_FINDINGS, WITHOUT_FINDING
 
 from analyzer.checks.catalogue import KINDS
+from analyzer.checks.ledger_entries import build_entries
 from analyzer.checks.loops import LOOP_MIN
 from analyzer.checks.records import Finding
 from traces.sim.faults import FAULTS
@@ -66,6 +71,30 @@ RUN_SCOPED = frozenset(
 )
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the
 run, not the step."""
+
+LEDGER_STEPS = 2
+"""Tool-chain steps a run needs for the ledger to read anything off it: a fit of the growth of
+the prompt needs two (`ledger_fit.fit_chain`), and so do cached tokens falling
+(`ledger.cache_falls`). A run that ended sooner (a failure, a refusal) shows no host
+behaviour, whatever the host did."""
+
+ESCAPING_STEPS = 3
+"""Tool-chain steps below which escaping cannot show: the tokens it adds per escapable
+character, the tokens the host counts per estimated token of tool output and the template's
+overhead per step are three unknowns, and two steps are two equations (a result of 236
+tokens escaped reads as a tokenizer counting tool output twice)."""
+
+GROWTH_FAULTS = frozenset(
+    {
+        "reasoning_dropped_from_history",
+        "reasoning_kept_last_only",
+        "tool_results_dropped",
+        "tool_results_truncated",
+        "history_html_escaped",
+    }
+)
+"""Faults whose finding the ledger reads off the growth of the prompt (or, for the reasoning,
+off cached tokens, which need as many steps)."""
 
 LOOP_KINDS = {"repeated_call": LOOP_MIN, "repeated_call_once": 2}
 """Kinds that report a streak of identical steps -> its length (analyzer.checks.loops)."""
@@ -214,6 +243,19 @@ def _loop_expectations(run: LabelledRun, fault: str, kind: str, layer: str) -> l
     return found
 
 
+def unmeasurable(run: LabelledRun, exp: Expectation) -> str | None:
+    """Why the run cannot show the ledger finding `exp` owes, whatever the host did (None:
+    it can)."""
+    if exp.source not in GROWTH_FAULTS:
+        return None
+    steps = sum(1 for e in build_entries(run.run)[0] if e.kind == "chain")
+    if steps < LEDGER_STEPS:
+        return f"{steps} tool-chain steps in the run"
+    if exp.source == "history_html_escaped" and steps < ESCAPING_STEPS:
+        return f"{steps} tool-chain steps in the run, for three unknowns"
+    return None
+
+
 def expectations(run: LabelledRun) -> list[Expectation]:
     """Every finding the faults of `run` call for."""
     found: list[Expectation] = []
@@ -297,6 +339,9 @@ class Scores:
 
     kinds: dict[str, KindScore] = field(default_factory=lambda: defaultdict(KindScore))
     misses: list[Example] = field(default_factory=list)
+    unmeasurable: list[Example] = field(default_factory=list)
+    """Expectations the run's counts cannot show (`unmeasurable`), found or not: left out of
+    recall."""
     false_positives: list[Example] = field(default_factory=list)
     layer_mismatches: list[Example] = field(default_factory=list)
     fired: Counter[str] = field(default_factory=Counter)
@@ -370,6 +415,13 @@ class _RunScorer:
             matches = [
                 f for f in self.findings if f.kind in exp.recognised_by and exp.window(f.step)
             ]
+            reason = unmeasurable(self.run, exp)
+            if reason is not None:
+                found = "found" if matches else "not found"
+                self.scores.unmeasurable.append(
+                    self.example(exp.kind, exp.step, [exp.source], f"{reason} ({found})")
+                )
+                continue
             if not exp.single:
                 tally.mixed_support += 1
                 tally.mixed_hits += bool(matches)

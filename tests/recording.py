@@ -78,6 +78,8 @@ class Recording(BaseModel):
     stream: bool = False
     dialect: str | None = "openai"
     timeout_s: float = 600.0
+    max_steps: int | None = None
+    """A cap below the task's own (a long chain cut to the steps a test needs)."""
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -95,7 +97,7 @@ def record_many(db_path: Path, recordings: dict[str, Recording]) -> dict[str, Ru
             ),
             settings=HarnessSettings(
                 model="sim-reasoner-1",
-                max_steps=loaded.max_steps,
+                max_steps=min(loaded.max_steps, rec.max_steps or loaded.max_steps),
                 stream=rec.stream,
                 **rec.settings,
             ),

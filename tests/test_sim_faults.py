@@ -439,6 +439,10 @@ def hallucinated_tool(sim: Faulty) -> dict[str, str]:
     assert extra["function"]["name"] in ("toolbox.web.answer", "browser.search", "web_search")
     assert json.loads(extra["function"]["arguments"]) == {"query": "box-1a2b3c"}
     assert extra["id"].startswith("call_") and extra["id"] != real["id"]
+    # The model generated the extra call: usage bills it beside the call its clean twin made.
+    clean, _ = sim.post(START, clean=True, tools=CHAIN_TOOLS)
+    billed = body["usage"]["completion_tokens"] - clean["usage"]["completion_tokens"]
+    assert billed >= count_tokens(f"{extra['function']['name']} {extra['function']['arguments']}")
     return headers
 
 

@@ -10,7 +10,9 @@ of the reasoning and of the tool results sent that the host counted, and the fir
 against what was sent (a host injecting a hidden system prompt makes it much longer).
 
 Only tool-chain steps are fitted (an assistant turn with calls and its results): templates
-legitimately drop the reasoning before a new user turn.
+legitimately drop the reasoning before a new user turn. A turn that came back other than the
+host counted it is read as it came back (its reasoning in the content), or its step left out
+when by how much cannot be told (its arguments emptied): `ledger_turns`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 from analyzer.checks.ledger_entries import Entry, build_entries
 from analyzer.checks.ledger_fit import Fit, fit_chain
+from analyzer.checks.ledger_turns import put_right
 from analyzer.checks.records import Run
 
 MAX_LEFT_OUT = 16
@@ -110,6 +113,9 @@ class Ledger:
     tool_results_sent: float
     """Tool-result tokens in the chain steps' requests, summed over requests."""
     cache: CacheFalls | None = None
+    miscounted: frozenset[int] = frozenset()
+    """Chain steps left out of the fit: the turn they sent back is not the one the host
+    counted, and by how much cannot be told (`ledger_turns`)."""
     _left_out: list[Fit] | None = field(default=None, repr=False, compare=False)
 
     def left_out_fits(self) -> list[Fit]:
@@ -131,7 +137,11 @@ class Ledger:
     @property
     def chain(self) -> list[Entry]:
         """The entries the fit explains, in order."""
-        return [e for e in self.entries if e.kind == "chain" and e.added is not None]
+        return [
+            e
+            for e in self.entries
+            if e.kind == "chain" and e.added is not None and e.step not in self.miscounted
+        ]
 
     @property
     def reasoning_retention(self) -> float | None:
@@ -178,7 +188,8 @@ def measure(run: Run) -> Ledger:
 
 def _measure(run: Run) -> Ledger:
     entries, ratio = build_entries(run)
-    chain = [e for e in entries if e.kind == "chain" and e.added is not None]
+    entries, left = put_right(run, entries)
+    chain = [e for e in entries if e.kind == "chain" and e.added is not None and e.step not in left]
     sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
     return Ledger(
         run_id=run.id,
@@ -188,4 +199,5 @@ def _measure(run: Run) -> Ledger:
         reasoning_sent=sum(n + o for n, o in sent),
         tool_results_sent=sum(e.tool_results_total for e in chain),
         cache=cache_falls(entries),
+        miscounted=left,
     )

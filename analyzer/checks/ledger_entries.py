@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from analyzer.checks.records import Run, Step
 from traces.normalize import estimate_tokens, read_reasoning
@@ -45,10 +44,10 @@ _TOOL_ROLES = frozenset({"tool", "function"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
 
-@dataclass(frozen=True, slots=True)
-class Added:
+class Added(NamedTuple):
     """What one request added to the previous one, in the host's tokens (estimated ones
-    scaled by the run's ratio)."""
+    scaled by the run's ratio). A named tuple, as `Entry`: one is made for every step of
+    every run analyzed, and a frozen dataclass costs a call per field to build."""
 
     reasoning: float
     """Reasoning sent back with the new assistant turn."""
@@ -76,8 +75,7 @@ class Added:
     """Reasoning of the turn that was the newest one in the previous request."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One step of the ledger."""
 
     step: int
@@ -123,13 +121,17 @@ def size(text: str) -> int:
 _ESCAPABLE_BYTES = ESCAPABLE.encode()
 
 
-def _escapable(text: str) -> int:
+def _measure(text: str) -> tuple[int, int]:
+    """`size(text)` and how many of its characters an HTML-escaping template expands."""
     if not text:
-        return 0
-    # One pass in C: the bytes that remain once the escapable ones are deleted. Non-ASCII
-    # text encodes every such character to the same single byte.
+        return 0, 0
+    # One pass in C for the escapable ones: the bytes that remain once they are deleted.
+    # Non-ASCII text encodes every such character to the same single byte.
     data = text.encode("utf-8", "surrogatepass")
-    return len(data) - len(data.translate(None, _ESCAPABLE_BYTES))
+    escapable = len(data) - len(data.translate(None, _ESCAPABLE_BYTES))
+    if text.isascii():
+        return estimate_tokens(text), escapable
+    return max(estimate_tokens(text), len(data) // 4), escapable
 
 
 def _argument_quotes(calls: Sequence[Any]) -> int:
@@ -153,78 +155,169 @@ def _arguments_text(call: Mapping[str, Any]) -> str:
     return f"{function.get('name') or ''} {arguments}"
 
 
-@dataclass(slots=True)
-class _Raw:
-    """What a request added, in estimated tokens, before the run's ratio is known."""
+class _Turn(NamedTuple):
+    """A response as the next request sends it back, estimated once: its content, the text
+    of its calls, the escapable characters of all three parts and its arguments' quotes."""
 
-    reasoning: int = 0
-    reasoning_from: Step | None = None
-    """The step whose response the added assistant turn is, when its reasoning went back."""
-    content: int = 0
-    tool_calls: int = 0
-    calls: int = 0
-    output_from: Step | None = None
-    results: list[int] = field(default_factory=list)
-    user: int = 0
-    system: int = 0
-    messages: int = 0
-    escapable: int = 0
-    argument_quotes: int = 0
-    chain: bool = False
+    content: int
+    calls: int
+    escapable: int
+    argument_quotes: int
 
 
-def _read_added(
-    messages: Sequence[dict[str, Any]], answered: Step | None, visible: Mapping[int, int]
-) -> _Raw:
-    """Sizes of `messages` by part type; `answered` is the step whose response the first of
-    them is expected to be (the previous step), `visible` the estimate of each step's
-    reasoning (the reasoning sent back is usually that text: it is not estimated twice)."""
-    raw = _Raw(messages=len(messages))
+class _Estimates:
+    """The estimates of a run's responses, each made once: the reasoning each step showed
+    (`visible`), and the rest of its turn when a request sends it back or the run's ratio is
+    learned from it."""
+
+    __slots__ = ("_reasoning_escapable", "_turns", "visible")
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.visible: dict[int, int] = {}
+        self._reasoning_escapable: dict[int, int] = {}
+        self._turns: dict[int, _Turn] = {}
+        for step in steps:
+            if step.reasoning:
+                tokens, escapable = _measure(step.reasoning)
+                self.visible[step.index] = tokens
+                self._reasoning_escapable[step.index] = escapable
+
+    def turn(self, step: Step) -> _Turn:
+        """The estimates of `step`'s content and calls."""
+        turn = self._turns.get(step.index)
+        if turn is None:
+            content, content_escapable = _measure(step.content or "")
+            calls, calls_escapable = _measure(
+                " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
+            )
+            quotes = sum(c.arguments_raw.count('"') + 2 for c in step.calls if c.arguments_raw)
+            turn = self._turns[step.index] = _Turn(
+                content,
+                calls,
+                self._reasoning_escapable.get(step.index, 0) + content_escapable + calls_escapable,
+                quotes,
+            )
+        return turn
+
+
+def _sent_back(
+    message: dict[str, Any], reasoning: str | None, content: str | None, step: Step
+) -> bool:
+    """Whether assistant `message` is `step`'s response exactly as it came: the same
+    reasoning, content and calls (names and argument text)."""
+    if (reasoning or "") != (step.reasoning or "") or (content or "") != (step.content or ""):
+        return False
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list) or len(calls) != len(step.calls):
+        return False
+    for sent, call in zip(calls, step.calls, strict=True):
+        function = sent.get("function") if isinstance(sent, dict) else None
+        if (
+            not isinstance(function, dict)
+            or function.get("name") != call.name
+            or function.get("arguments") != call.arguments_raw
+        ):
+            return False
+    return True
+
+
+def _read(
+    messages: Sequence[dict[str, Any]],
+    answered: Step,
+    estimates: _Estimates,
+    ratio: float,
+    newest: float,
+) -> tuple[Added, bool]:
+    """What `messages` added, by part type, in host tokens; and whether they are a tool-chain
+    step (one assistant turn with calls, then only tool results). `answered` is the step whose
+    response the first of them is expected to be (the previous step): its own counts are used
+    where it reported them, and a response sent back as it came is not estimated again.
+    `newest` is the reasoning of the newest turn in the previous request (demoted now)."""
     roles = [m.get("role") for m in messages]
-    raw.chain = (
+    chain = (
         len(messages) >= 2
         and roles[0] == "assistant"
         and bool(messages[0].get("tool_calls"))
         and all(role in _TOOL_ROLES for role in roles[1:])
     )
     # Locals, not attribute updates: this runs for every step of every run.
-    escapable = 0
-    results = raw.results
+    reasoning = content = tool_calls = calls = user = system = escapable = quotes = 0
+    output_from: Step | None = None
+    reasoning_from: Step | None = None
+    results: list[int] = []
+    visible = estimates.visible
     for position, message in enumerate(messages):
         role = roles[position]
         if role in _TOOL_ROLES:
-            text = text_of(message.get("content"))
-            results.append(size(text))
-            escapable += _escapable(text)
+            tokens, characters = _measure(text_of(message.get("content")))
+            results.append(tokens)
+            escapable += characters
         elif role == "assistant":
-            reasoning, _, content = read_reasoning(message)
-            calls = message.get("tool_calls")
-            calls = calls if isinstance(calls, list) else []
-            calls_text = " ".join(_arguments_text(c) for c in calls if isinstance(c, dict))
-            if answered is not None and reasoning and reasoning == answered.reasoning:
-                raw.reasoning += visible.get(answered.index, 0)
-            elif reasoning:
-                raw.reasoning += size(reasoning)
-            if content:
-                raw.content += size(content)
-                escapable += _escapable(content)
-            raw.tool_calls += size(calls_text)
-            raw.calls += len(calls)
-            escapable += _escapable(reasoning or "") + _escapable(calls_text)
-            raw.argument_quotes += _argument_quotes(calls)
-            if position == 0 and answered is not None and len(answered.calls) == len(calls):
-                raw.output_from = answered
-                if reasoning:
-                    raw.reasoning_from = answered
-        else:
-            text = text_of(message.get("content"))
-            if role in _SYSTEM_ROLES:
-                raw.system += size(text)
+            text, _, said = read_reasoning(message)
+            sent = message.get("tool_calls")
+            sent = sent if isinstance(sent, list) else []
+            if text and text == answered.reasoning:
+                reasoning += visible.get(answered.index, 0)
+            elif text:
+                reasoning += size(text)
+            if _sent_back(message, text, said, answered):
+                turn = estimates.turn(answered)
+                content += turn.content
+                tool_calls += turn.calls
+                escapable += turn.escapable
+                quotes += turn.argument_quotes
             else:
-                raw.user += size(text)
-            escapable += _escapable(text)
-    raw.escapable = escapable
-    return raw
+                if said:
+                    tokens, characters = _measure(said)
+                    content += tokens
+                    escapable += characters
+                tokens, characters = _measure(
+                    " ".join(_arguments_text(c) for c in sent if isinstance(c, dict))
+                )
+                tool_calls += tokens
+                escapable += _measure(text or "")[1] + characters
+                quotes += _argument_quotes(sent)
+            calls += len(sent)
+            if position == 0 and len(answered.calls) == len(sent):
+                output_from = answered
+                if text:
+                    reasoning_from = answered
+        else:
+            tokens, characters = _measure(text_of(message.get("content")))
+            if role in _SYSTEM_ROLES:
+                system += tokens
+            else:
+                user += tokens
+            escapable += characters
+    added = _in_host_tokens(
+        reasoning,
+        content,
+        tool_calls,
+        calls,
+        output_from,
+        reasoning_from,
+        visible,
+        ratio,
+    )
+    # Positional, in the fields' order (reasoning, basis, content, tool_calls, output,
+    # output_counted, tool_results, results, user, system, messages, escapable,
+    # argument_quotes, demoted): a named tuple builds fastest so. Tool output is code, JSON,
+    # listings: no ratio learned from reasoning applies to it, so it stays on the
+    # estimate's scale and the fit learns its.
+    return (
+        Added(
+            *added,
+            float(sum(results)),
+            tuple(map(float, results)),
+            user * ratio,
+            system * ratio,
+            len(messages),
+            escapable,
+            quotes,
+            newest if chain else 0.0,
+        ),
+        chain,
+    )
 
 
 def _reasoning_count(step: Step, visible: int) -> int | None:
@@ -246,10 +339,11 @@ def plausible_output(counted: float, estimated: float, calls: int) -> bool:
     return 0.6 * estimated - 4.0 <= counted <= 3.0 * estimated + 20.0 * calls + 32.0
 
 
-def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
+def _run_ratio(steps: Sequence[Step], estimates: _Estimates) -> float:
     """Host tokens per estimated token of reasoning: the run's reported reasoning counts
     against the estimate of the reasoning text; else its completion tokens against the
     estimate of the responses (markup included, so a little high); else 1."""
+    visible = estimates.visible
     counted = estimated = 0
     for step in steps:
         seen = visible.get(step.index, 0)
@@ -265,21 +359,15 @@ def _run_ratio(steps: Sequence[Step], visible: Mapping[int, int]) -> float:
         # hidden reasoning) say nothing about the ratio.
         unreported = step.reasoning_tokens_source != "reported"
         if step.completion_tokens and not step.failed and unreported:
-            calls = " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
+            turn = estimates.turn(step)
             counted += step.completion_tokens
-            estimated += visible.get(step.index, 0) + size(step.content or "") + size(calls)
+            estimated += visible.get(step.index, 0) + turn.content + turn.calls
     return _plausible_ratio(counted / estimated) if counted and estimated >= 32 else 1.0
 
 
 def _plausible_ratio(ratio: float) -> float:
     """`ratio` when a tokenizer can explain it; else 1 (the counts are of other text)."""
     return ratio if MIN_RATIO <= ratio <= MAX_RATIO else 1.0
-
-
-def _extends(previous: Sequence[Any], current: Sequence[Any]) -> bool:
-    n = len(previous)
-    # Consecutive requests share their message objects, so this is a pointer comparison.
-    return 0 < n <= len(current) and tuple(current[:n]) == tuple(previous)
 
 
 def _first_estimate(step: Step) -> float:
@@ -295,122 +383,128 @@ def _first_estimate(step: Step) -> float:
                 total += size(" ".join(_arguments_text(c) for c in calls if isinstance(c, dict)))
     tools = step.request_params.get("tools")
     if tools:
-        total += size(json.dumps(tools, ensure_ascii=False))
+        total += _declarations_size(tools)
     return float(total)
 
 
+_DECLARATIONS: dict[int, tuple[object, int]] = {}
+"""Size of each tool declarations list seen, by identity (the object is held, so its id is
+not reused): the loader decodes a request's parameters once per distinct text, so every run
+of a task shares one list, and its JSON is the largest text a first request sends."""
+_MAX_DECLARATIONS = 256
+
+
+def _declarations_size(tools: object) -> int:
+    cached = _DECLARATIONS.get(id(tools))
+    if cached is not None and cached[0] is tools:
+        return cached[1]
+    if len(_DECLARATIONS) >= _MAX_DECLARATIONS:
+        _DECLARATIONS.clear()
+    tokens = size(json.dumps(tools, ensure_ascii=False))
+    _DECLARATIONS[id(tools)] = (tools, tokens)
+    return tokens
+
+
 def build_entries(run: Run) -> tuple[list[Entry], float]:
-    """The run's ledger entries and its token ratio, in one pass over its steps."""
+    """The run's ledger entries and its token ratio, in one pass over its steps (the ratio,
+    learned from the responses alone, first)."""
     steps = run.steps
-    raws: list[_Raw | None] = []
-    kinds: list[EntryKind] = []
-    visible: dict[int, int] = {}
-    previous: Step | None = None
-    seen_first = False
-    for step in steps:
-        if step.reasoning:
-            visible[step.index] = size(step.reasoning)
-        if step.failed or step.prompt_tokens is None:
-            raws.append(None)
-            kinds.append("skipped")
-            previous = None
-            continue
-        if previous is None or not _extends(previous.request_messages, step.request_messages):
-            raws.append(None)
-            kinds.append("restart" if seen_first else "first")
-            seen_first = True
-        else:
-            tail = step.request_messages[len(previous.request_messages) :]
-            raw = _read_added(tail, previous, visible)
-            raws.append(raw)
-            kinds.append("chain" if raw.chain else "turn")
-        previous = step
-    ratio = _run_ratio(steps, visible)
-    return _scale(steps, raws, kinds, visible, ratio), ratio
-
-
-def _scale(
-    steps: Sequence[Step],
-    raws: Sequence[_Raw | None],
-    kinds: Sequence[EntryKind],
-    visible: Mapping[int, int],
-    ratio: float,
-) -> list[Entry]:
-    """Entries in host tokens: reported counts where the host gave them, else estimates
-    times the run's ratio; with each request's running reasoning and tool-result totals."""
+    estimates = _Estimates(steps)
+    ratio = _run_ratio(steps, estimates)
     entries: list[Entry] = []
     newest = older = tools = 0.0
-    prompt_before: int | None = None
-    for step, raw, kind in zip(steps, raws, kinds, strict=True):
-        if kind in ("first", "restart"):
-            newest = older = 0.0
-            tools = 0.0
+    previous: Step | None = None
+    before = 0  # the previous step's prompt tokens, when there is one
+    seen_first = False
+    # Where each request stops repeating the one before it, worked out once per run for
+    # every check that follows the history.
+    for step, start in zip(steps, run.request_starts, strict=True):
+        prompt = step.prompt_tokens
+        if step.failed or prompt is None:
+            entries.append(Entry(step.index, "skipped", prompt, None, None))
+            previous = None
+            continue
+        if previous is None or not start:
+            kind: EntryKind = "restart" if seen_first else "first"
+            seen_first = True
+            newest = older = tools = 0.0
             for message in step.request_messages:
                 if message.get("role") in _TOOL_ROLES:
                     tools += size(text_of(message.get("content")))
+            # Positional (step, kind, prompt_tokens, growth, added, cached_tokens,
+            # previous_prompt, reasoning_newest, reasoning_older, tool_results_total,
+            # sent_estimate): a named tuple builds fastest so, and one is built per step.
             entries.append(
                 Entry(
                     step.index,
                     kind,
-                    step.prompt_tokens,
+                    prompt,
                     None,
                     None,
-                    cached_tokens=step.cached_tokens,
-                    tool_results_total=tools,
+                    step.cached_tokens,
+                    None,
+                    0.0,
+                    0.0,
+                    tools,
                     # No messages recorded (a log that kept no requests): what was sent is
                     # unknown, not nothing.
-                    sent_estimate=(
-                        _first_estimate(step) * ratio
-                        if kind == "first" and step.request_messages
-                        else None
-                    ),
+                    _first_estimate(step) * ratio
+                    if kind == "first" and step.request_messages
+                    else None,
                 )
             )
-            prompt_before = step.prompt_tokens
-            continue
-        if raw is None or step.prompt_tokens is None or prompt_before is None:
-            entries.append(Entry(step.index, "skipped", step.prompt_tokens, None, None))
-            prompt_before = None
-            continue
-        added = _added(raw, ratio, visible, newest if kind == "chain" else 0.0)
-        tools += added.tool_results
-        if kind == "chain":
-            older += newest
-            newest = added.reasoning
         else:
-            # A new user turn starts another chain: templates drop reasoning before it.
-            newest = older = 0.0
-        entries.append(
-            Entry(
-                step.index,
-                kind,
-                step.prompt_tokens,
-                step.prompt_tokens - prompt_before,
-                added,
-                cached_tokens=step.cached_tokens,
-                previous_prompt=prompt_before,
-                reasoning_newest=newest,
-                reasoning_older=older,
-                tool_results_total=tools,
+            added, chain = _read(step.request_messages[start:], previous, estimates, ratio, newest)
+            tools += added.tool_results
+            if chain:
+                older += newest
+                newest = added.reasoning
+            else:
+                # A new user turn starts another chain: templates drop reasoning before it.
+                newest = older = 0.0
+            entries.append(
+                Entry(
+                    step.index,
+                    "chain" if chain else "turn",
+                    prompt,
+                    prompt - before,
+                    added,
+                    step.cached_tokens,
+                    before,
+                    newest,
+                    older,
+                    tools,
+                )
             )
-        )
-        prompt_before = step.prompt_tokens
-    return entries
+        previous, before = step, prompt
+    return entries, ratio
 
 
-def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) -> Added:
-    """`raw` in host tokens: the answered step's own counts where it reported them."""
-    reasoning = raw.reasoning * ratio
+def _in_host_tokens(
+    reasoning_estimate: int,
+    content_estimate: int,
+    calls_estimate: int,
+    calls: int,
+    answered: Step | None,
+    reasoning_from: Step | None,
+    visible: Mapping[int, int],
+    ratio: float,
+) -> tuple[float, ReasoningBasis, float, float, float, bool]:
+    """A turn's reasoning, its basis, content, calls, output and whether the output is the
+    host's count, in host tokens: the answered step's own counts where it reported them,
+    else the estimates times `ratio`."""
+    reasoning = reasoning_estimate * ratio
     basis: ReasoningBasis = "estimated"
-    content, calls = raw.content * ratio, raw.tool_calls * ratio
-    output, counted = content + calls, False
-    answered = raw.output_from
+    content, tool_calls = content_estimate * ratio, calls_estimate * ratio
+    output, counted = content + tool_calls, False
     if answered is not None and (answered.request_params.get("n") or 1) != 1:
         answered = None  # completion tokens of several choices; one came back
     if answered is not None and answered.completion_tokens is not None:
         billed_reasoning = answered.reasoning_tokens or 0
         if not plausible_output(
-            answered.completion_tokens - billed_reasoning, raw.content + raw.tool_calls, raw.calls
+            answered.completion_tokens - billed_reasoning,
+            content_estimate + calls_estimate,
+            calls,
         ):
             answered = None  # usage of another turn than the one that came back
     if answered is not None and answered.completion_tokens is not None:
@@ -426,28 +520,11 @@ def _added(raw: _Raw, ratio: float, visible: Mapping[int, int], demoted: float) 
             # count matches the text (a summary of hidden reasoning is estimated instead).
             output, counted = float(max(0, completion - billed)), True
             matching = _reasoning_count(answered, seen) if seen else None
-            if matching is not None and raw.reasoning_from is not None:
+            if matching is not None and reasoning_from is not None:
                 reasoning, basis = float(matching), "counted"
-        elif raw.reasoning_from is not None:
+        elif reasoning_from is not None:
             # Reasoning not reported: split the completion by the estimate. Whatever the
             # split, a host keeping the turn counts all of it: output + reasoning exactly.
             output = float(max(0.0, completion - seen * ratio))
             counted, basis = True, "split"
-    return Added(
-        reasoning=reasoning,
-        basis=basis,
-        content=content,
-        tool_calls=calls,
-        output=output,
-        output_counted=counted,
-        # Tool output is code, JSON, listings: no ratio learned from reasoning applies to it,
-        # so it stays on the estimate's scale and the fit learns its ratio.
-        tool_results=float(sum(raw.results)),
-        results=tuple(float(r) for r in raw.results),
-        user=raw.user * ratio,
-        system=raw.system * ratio,
-        messages=raw.messages,
-        escapable=raw.escapable,
-        argument_quotes=raw.argument_quotes,
-        demoted=demoted if raw.chain else 0.0,
-    )
+    return reasoning, basis, content, tool_calls, output, counted

@@ -27,10 +27,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from analyzer.checks.ledger_entries import Added, Entry
-from analyzer.checks.lsq import Coefficient, Normal, Solution, bounded, normal_equations, solve
+from analyzer.checks.lsq import (
+    Coefficient,
+    Normal,
+    Quadratic,
+    Solution,
+    bounded,
+    extend_normal,
+    normal_equations,
+)
 
 COEFFICIENTS: dict[str, Coefficient] = {
     c.name: c
@@ -238,8 +246,13 @@ def fit_chain(
         # One result every step: the two overheads are one column, fitted as one.
         names.remove("per_result")
     model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
-    normal = _normal(columns, names, target, weights)
-    free = solve(normal, model)
+    rewrites = [n for n in REWRITES if n in names]
+    # Every model below (with rewrites, under any hypothesis' bounds) is this one with some
+    # coefficients added or held: one inversion serves them all. The rewrites' columns join
+    # the normal equations only when they are tried.
+    normal = _normal(columns, [c.name for c in model], target, weights)
+    quadratic = Quadratic(normal, model)
+    free = quadratic.solve()
     expected = _predict(free.values, columns, len(target))
     far = [i for i in picked if abs(target[i] - expected[i]) > OUTLIER_Z * sigma[i]]
     aside: list[int] = []
@@ -247,11 +260,11 @@ def fit_chain(
         aside = far
         for i in far:
             weights[i] = 0.0
-        normal = _normal(columns, names, target, weights)
-        free = solve(normal, model)
+        normal = _normal(columns, [c.name for c in model], target, weights)
+        quadratic = Quadratic(normal, model)
+        free = quadratic.solve()
     # Each rewrite of the history the steps may show: fitted beside the rest, kept in the
     # model when it explains the steps clearly better and by enough tokens per character.
-    rewrites = [n for n in REWRITES if n in names]
     freedom = normal.points - len(model)
     floor = REWRITE_EVIDENCE * (MIN_SCALE if freedom >= MIN_FREEDOM else 1.0)
     if left_out is None and free.objective < floor:
@@ -259,30 +272,41 @@ def fit_chain(
         # it needs, and the common case costs no more solves. (A fit with a step left out
         # still weighs them: it checks a rewrite already found.)
         rewrites = []
-    richest = solve(normal, [*model, *(COEFFICIENTS[n] for n in rewrites)]) if rewrites else free
-    scale = _scale(normal, richest, len(model) + len(rewrites))
+    if rewrites:
+        normal = extend_normal(normal, columns, {n: columns[n] for n in rewrites}, target, weights)
+    richest = quadratic.bordered(normal, [COEFFICIENTS[n] for n in rewrites])
+    scale = _scale(normal, richest.solve() if rewrites else free, len(model) + len(rewrites))
     extras: dict[str, float] = {}
     found = []
     for name in rewrites:
-        alone = solve(normal, [*model, COEFFICIENTS[name]])
+        # The other rewrites held at none: their prior is none, so this is the fit of the
+        # model with this rewrite alone, objective and all.
+        alone = richest.solve({n: (0.0, 0.0) for n in rewrites if n != name})
         evidence = max(0.0, free.objective - alone.objective) / scale
         extras[name], extras[f"{name}_evidence"] = alone.values[name], evidence
         if evidence >= REWRITE_EVIDENCE and alone.values[name] >= REWRITES[name]:
             found.append(COEFFICIENTS[name])
     if found:
         model = [*model, *found]
-        free = solve(normal, model)
+        quadratic = richest.without([n for n in rewrites if COEFFICIENTS[n] not in found])
+        free = quadratic.solve()
+    # Every hypothesis below is this model under other bounds: one quadratic, solved in the
+    # few shares each hypothesis holds.
     sent = (sum(n for n, _ in reasoning_sent), sum(o for _, o in reasoning_sent))
     ranges = _Ranges.of({a.basis for a in added if a.reasoning > 0})
-    grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)
+    grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges, quadratic)
     reasoning, tools, final = grid.verdicts(free)
     # A behaviour (a cap on tool results) may explain the steps far better than the free fit
-    # could: the noise is then what is left after it, and the verdicts are judged again.
+    # could: the noise is then what is left after it, and the verdicts are judged again (the
+    # fits are the same, only their costs change: the grid keeps them). A faithful host taken
+    # without weighing the rest stays so: a smaller noise only makes keeping everything,
+    # which explains the steps as well as the free fit, the more probable.
     rescaled = _scale(normal, final, len(model))
     if rescaled < scale:
         scale = rescaled
-        grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges)
-        reasoning, tools, final = grid.verdicts(free, shortcut=False)
+        if not grid.shortcut:
+            grid = replace(grid, scale=scale)
+            reasoning, tools, final = grid.verdicts(free, shortcut=False)
     expected = _predict(final.values, {**columns, **_cap_columns(chain, final)}, len(target))
     return Fit(
         normal=normal,
@@ -382,6 +406,19 @@ class _Grid:
     weights: Sequence[float]
     ranges: _Ranges = _Ranges(KEPT, GONE)
     """What each reasoning behaviour allows, by how the reasoning was measured."""
+    quadratic: Quadratic | None = None
+    """The model over `normal`, built once for every hypothesis (built here when None)."""
+    solved: dict[tuple[str, str], Solution | None] = field(default_factory=dict)
+    """Each hypothesis' fit, kept for a grid judged again at another noise scale."""
+    caps: list[_Cap | None] = field(default_factory=list)
+    """The truncation length chosen, once it was (a list, shared the same way)."""
+    shortcut: bool = False
+    """Whether the verdicts took a faithful host without weighing the other behaviours."""
+
+    def _model(self) -> Quadratic:
+        if self.quadratic is None:
+            self.quadratic = Quadratic(self.normal, self.model)
+        return self.quadratic
 
     def verdicts(
         self, free: Solution, shortcut: bool = True
@@ -394,6 +431,7 @@ class _Grid:
         has_tools = "tool_results" in names
         kept = self._kept(free, has_reasoning, has_tools) if shortcut else None
         if kept is not None:
+            self.shortcut = True
             verdict = Verdict((Behaviour("kept", kept, 1.0, 0.0, 1.0),))
             return (verdict if has_reasoning else None), (verdict if has_tools else None), kept
         split = "older_reasoning" in names
@@ -401,11 +439,13 @@ class _Grid:
         tools = ["kept", "dropped", "partial", "truncated"] if has_tools else ["partial"]
         if not has_reasoning:
             reasoning = ["partial"]
-        cap = self._cap() if has_tools else None
+        cap = self._cached_cap() if has_tools else None
         cells: list[_Cell] = []
         for r in reasoning:
             for t in tools:
-                solution = self._solve(r, t, cap)
+                if (r, t) not in self.solved:
+                    self.solved[r, t] = self._reused(r, t) or self._solve(r, t, cap)
+                solution = self.solved[r, t]
                 if solution is None:
                     continue
                 penalty = PENALTY * (2 if split else 1) if r == "partial" and has_reasoning else 0
@@ -448,25 +488,46 @@ class _Grid:
         held = {**(self.ranges.held("kept") if reasoning else {}), **_TOOLS_HELD["kept"]}
         if not tools:
             held.pop("tool_results")
-        kept = solve(self.normal, bounded(self.model, held))
+        kept = self._model().solve(held)
         return kept if kept.objective - free.objective <= KEPT_SLACK else None
+
+    def _reused(self, reasoning: str, tools: str) -> Solution | None:
+        """The fit of a narrower hypothesis already solved, when none of the bounds this one
+        loosens held it: loosening a bound the optimum does not touch leaves it where it is
+        (the problem is convex). "partial" loosens the shares of every other behaviour."""
+        if tools == "partial":
+            kept = self.solved.get((reasoning, "kept"))
+            if kept is not None and _inside(kept, _TOOLS_HELD["kept"]):
+                return kept
+        if reasoning == "partial":
+            wide = self.ranges.held("partial")
+            for narrower in ("kept", "none"):
+                box = self.ranges.held(narrower)
+                fit = self.solved.get((narrower, tools))
+                if fit is not None and _within(box, wide) and _inside(fit, box):
+                    return fit
+        return None
 
     def _solve(self, reasoning: str, tools: str, cap: _Cap | None) -> Solution | None:
         held = {**self.ranges.held(reasoning), **_TOOLS_HELD.get(tools, {})}
         if tools != "truncated":
-            return solve(self.normal, bounded(self.model, held))
+            return self._model().solve(held)
         if cap is None:
             return None
-        model = [c for c in bounded(self.model, held) if c.name != "tool_results"]
-        solution = solve(cap.normal, [*model, *cap.coefficients])
+        solution = cap.quadratic.solve(held)
         return Solution({**solution.values, "cap": cap.length}, solution.objective, solution.misfit)
+
+    def _cached_cap(self) -> _Cap | None:
+        if not self.caps:
+            self.caps.append(self._cap())
+        return self.caps[0]
 
     def _cap(self) -> _Cap | None:
         """The truncation length that explains the steps best (reasoning left free)."""
         largest = max(
             (r for e in self.chain if e.added is not None for r in e.added.results), default=0
         )
-        others = [c for c in self.model if c.name != "tool_results"]
+        others = self._model().without(["tool_results"])
         heads_tails = bounded(
             [COEFFICIENTS["result_heads"], COEFFICIENTS["result_tails"]],
             {"result_heads": RESULTS_KEPT, "result_tails": TAIL_CUT},
@@ -478,12 +539,18 @@ class _Grid:
             heads, tails = _heads_tails(self.chain, length)
             if not any(tails):
                 continue
-            data = {c.name: self.columns[c.name] for c in others}
-            data["result_heads"], data["result_tails"] = heads, tails
-            normal = normal_equations(data, self.target, self.weights)
-            objective = solve(normal, [*others, *heads_tails]).objective
+            # The other columns' products are the run's own normal equations already.
+            normal = extend_normal(
+                self.normal,
+                self.columns,
+                {"result_heads": heads, "result_tails": tails},
+                self.target,
+                self.weights,
+            )
+            quadratic = others.bordered(normal, heads_tails)
+            objective = quadratic.solve().objective
             if best is None or objective < best[0]:
-                best = (objective, _Cap(float(length), normal, tuple(heads_tails)))
+                best = (objective, _Cap(float(length), quadratic))
         return None if best is None else best[1]
 
     def _verdict(self, cells: list[tuple[str, _Cell]], part: str) -> Verdict:
@@ -540,11 +607,34 @@ class _Cell:
 
 @dataclass(frozen=True)
 class _Cap:
-    """A truncation length with the normal equations of its head and tail columns."""
+    """A truncation length with the model whose head and tail columns replace the tool
+    results'."""
 
     length: float
-    normal: Normal
-    coefficients: tuple[Coefficient, ...]
+    quadratic: Quadratic
+
+
+def _inside(solution: Solution, box: Mapping[str, tuple[float, float]]) -> bool:
+    """Whether the solution's values of the coefficients in `box` (those it has) lie strictly
+    inside their ranges."""
+    values = solution.values
+    return all(
+        low + _MARGIN < values[name] < high - _MARGIN
+        for name, (low, high) in box.items()
+        if name in values
+    )
+
+
+def _within(
+    inner: Mapping[str, tuple[float, float]], outer: Mapping[str, tuple[float, float]]
+) -> bool:
+    return all(
+        outer[name][0] <= low and high <= outer[name][1] for name, (low, high) in inner.items()
+    )
+
+
+_MARGIN = 1e-9
+"""Distance from a bound within which a value counts as held by it."""
 
 
 def _clip(value: float | None) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid  # noqa: F401  (see below)
 from pathlib import Path
 from typing import cast
 
@@ -126,12 +127,21 @@ def is_served_now(path: Store) -> bool:
     return isinstance(path, Path) and rendezvous.listening(path)
 
 
+# DuckDB imports Python's `uuid` module the first time a statement needs it (migrating a new
+# store does); a Ctrl-C during that import comes back as "Required module 'uuid' failed to
+# import", which is why it is imported here, once, with this module.
+
+
 def interrupted_statement(exc: BaseException) -> bool:
     """Whether `exc` is DuckDB saying a signal stopped the statement it ran (Ctrl-C): its
-    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`."""
+    client turns the KeyboardInterrupt into an error of its own, `Query interrupted`, or
+    into an import error when the signal came while it imported a module it needed."""
     if isinstance(exc, duckdb.InterruptException):
         return True
-    return isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and text.startswith("Query interrupted"):
+        return True
+    return "failed to import, due to the following Python exception:\nKeyboardInterrupt" in text
 
 
 def open_for_writing(path: Store) -> duckdb.DuckDBPyConnection:

@@ -12,7 +12,7 @@ from typing import Any
 from traces.families import FAMILIES
 from traces.sim.faults.base import FaultContext
 from traces.sim.ids import ID_STYLES, OTHER_STYLE, kimi_id, last_history_id, openai_id
-from traces.sim.reply import Reply, ReplyCall, history_calls
+from traces.sim.reply import Reply, ReplyCall, history_calls, recounted
 from traces.sim.templates.chatml import tool_call_block
 from traces.sim.templates.history import arguments_object
 
@@ -185,7 +185,9 @@ def hallucinated_tool(reply: Reply, ctx: FaultContext) -> Reply | None:
         minted=minted,
         index=index,
     )
-    return replace(reply, calls=(*reply.calls, extra))
+    # The model generated the extra call: it is billed for it (usage counts the turn as it
+    # came back, so the next prompt's growth matches what was counted).
+    return recounted(replace(reply, calls=(*reply.calls, extra)), ctx.template)
 
 
 def tag_in_name(reply: Reply, ctx: FaultContext) -> Reply | None:
