@@ -17,9 +17,11 @@ For each store:
 
 - `file`: the file as the writers left it, after a CHECKPOINT (what `ls` shows), and how
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
+  A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
+  that rewrite costs is timed on a copy of the file (wall and CPU seconds).
 - `compact, schema 8` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 8 left (before this work) and of the current one: the bytes the data
-  needs in each layout, without free blocks.
+  the layout migration 8 left (before this work) and of the current one, in the stores' file
+  format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
   (params and every message, rebuilt from the store), the raw response body or every SSE
   line with its arrival time, status, kept headers, start time and latency; lines in run
@@ -60,6 +62,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_analyze import _run_analyze, _traces_command, _write_file, read_rows
 
 from traces.importing import ImportOptions, import_files
+from traces.store.compaction import compact_in_place
+from traces.store.database import STORAGE_VERSION
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import DERIVED
 
@@ -156,6 +160,21 @@ def file_use(db: Path) -> dict[str, float]:
     }
 
 
+def rewrite_cost(db: Path, directory: Path) -> dict[str, float]:
+    """Wall and CPU seconds of rewriting a copy of the file without free blocks, as a store's
+    server does on leaving a file mostly free."""
+    copy = directory / f"{db.stem}-rewrite.duckdb"
+    shutil.copyfile(db, copy)
+    conn = duckdb.connect(str(copy), config={"storage_compatibility_version": STORAGE_VERSION})
+    wall, cpu = time.perf_counter(), time.process_time()
+    done = compact_in_place(conn, copy)
+    out = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    if not done:
+        conn.close()
+    copy.unlink()
+    return out
+
+
 def _tables(conn: duckdb.DuckDBPyConnection, database: str) -> list[str]:
     rows = conn.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1", [database]
@@ -178,7 +197,9 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
     for leftover in (target, target.with_name(target.name + ".wal")):
         leftover.unlink(missing_ok=True)
     migrations = MIGRATIONS if version is None else MIGRATIONS[:version]
-    conn = duckdb.connect(str(target))
+    # In the stores' own file format: DuckDB 1.5's default one has no zstd for strings and
+    # would keep those columns uncompressed.
+    conn = duckdb.connect(str(target), config={"storage_compatibility_version": STORAGE_VERSION})
     try:
         conn.execute(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
@@ -405,6 +426,7 @@ def time_reads(layouts: dict[str, Path], rounds: int) -> dict[str, dict[str, flo
 def measure(name: str, db: Path, directory: Path, source: Path | None) -> dict[str, Any]:
     print(f"measuring {name}", file=sys.stderr)
     live = file_use(db)
+    live.update(rewrite_cost(db, directory))
     before = compact_copy(db, directory / f"{db.stem}-schema{BEFORE}.duckdb", BEFORE)
     now = compact_copy(db, directory / f"{db.stem}-now.duckdb", None)
     steps = live["steps"]
@@ -441,6 +463,10 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"  file as written (checkpointed){file['bytes_per_step']:9,.0f} B/step   "
             f"{file['bytes_per_step'] / base:.2f}  ({file['free_share']:.0%} free blocks)"
+        )
+        print(
+            f"  rewriting it without free blocks: {file['wall_s']:.1f} s "
+            f"(CPU {file['cpu_s']:.1f} s)"
         )
         layouts = (("compact, schema 8", "compact_before"), ("compact, now", "compact_now"))
         for label, key in layouts:

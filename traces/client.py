@@ -21,6 +21,7 @@ import openai
 from pydantic import BaseModel, Field
 
 from traces import strict_json
+from traces.elapsed import elapsed_ms
 from traces.errors import EndpointError, MissingKeyError
 from traces.exchange import Exchange
 from traces.exchange_reading import finish_stream, parse_body
@@ -219,7 +220,7 @@ class EndpointClient:
         exchange = Exchange(
             request_body=body,
             started_at=started_at,
-            latency_ms=(time.perf_counter() - t0) * 1000,
+            latency_ms=elapsed_ms(t0),
             streamed=False,
             http_status=status,
             headers=headers,
@@ -257,7 +258,7 @@ def _past_deadline(
 ) -> Exchange:
     """The exchange of a call whose response was not complete by its deadline: a timeout,
     with the stream lines that did arrive (they show what the host was doing)."""
-    latency_ms = (time.perf_counter() - t0) * 1000
+    latency_ms = elapsed_ms(t0)
     if partial.reader is not None:
         exchange = partial.reader.exchange(
             request_body=body,
@@ -297,7 +298,7 @@ def _failed_call(
         return Exchange(
             request_body=body,
             started_at=started_at,
-            latency_ms=(time.perf_counter() - t0) * 1000,
+            latency_ms=elapsed_ms(t0),
             streamed=streamed,
             http_status=exc.status_code,
             headers={k: v for k in KEPT_HEADERS if (v := exc.response.headers.get(k))},
@@ -323,7 +324,7 @@ def _transport_failure(
     return Exchange(
         request_body=body,
         started_at=started_at,
-        latency_ms=(time.perf_counter() - t0) * 1000,
+        latency_ms=elapsed_ms(t0),
         streamed=streamed,
         error=ExchangeError(kind=kind, message=one_line(message)),
     )
@@ -349,7 +350,7 @@ def _cut_short(
     return Exchange(
         request_body=body,
         started_at=started_at,
-        latency_ms=(time.perf_counter() - t0) * 1000,
+        latency_ms=elapsed_ms(t0),
         streamed=streamed,
         http_status=status,
         headers=headers,
@@ -371,7 +372,7 @@ async def _read_stream(
         async for line in response.iter_lines():
             if not line:
                 continue  # the blank separator between events carries nothing to keep
-            reader.line(line, (time.perf_counter() - t0) * 1000)
+            reader.line(line, elapsed_ms(t0))
     except httpx2.TransportError as exc:
         lost = exc  # what arrived before the cut is kept: the events show where it broke
     return finish_stream(

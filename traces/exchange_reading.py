@@ -4,11 +4,11 @@ and the recording proxy (which relays it), so both read an answer the same way."
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
 from traces import strict_json
+from traces.elapsed import elapsed_ms
 from traces.exchange import Exchange
 from traces.http_errors import empty_response, invalid_response
 from traces.model import ExchangeError
@@ -33,7 +33,7 @@ def parse_body(
 ) -> Exchange:
     """The exchange of a whole (not streamed) 200 body `raw`: the completion read, or the
     error that says why it is none (empty, no choice, cut mid-JSON, not a completion)."""
-    latency_ms = (time.perf_counter() - t0) * 1000
+    latency_ms = elapsed_ms(t0)
     exchange = Exchange(
         request_body=body,
         started_at=started_at,
@@ -86,7 +86,7 @@ def finish_stream(
     exchange = reader.exchange(
         request_body=body,
         started_at=started_at,
-        latency_ms=(time.perf_counter() - t0) * 1000,
+        latency_ms=elapsed_ms(t0),
         http_status=status,
         headers=headers,
     )

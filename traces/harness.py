@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from traces.client import EndpointClient
+from traces.elapsed import elapsed_ms
 from traces.exchange import Exchange
 from traces.model import (
     ExchangeError,
@@ -446,7 +447,7 @@ async def execute_call(
         error=outcome.error,
         error_kind=outcome.error_kind,
         started_at=started,
-        duration_ms=(time.perf_counter() - t0) * 1000,
+        duration_ms=elapsed_ms(t0),
     )
 
 

@@ -229,7 +229,7 @@ class ExchangeError(BaseModel):
 class StreamEvent(BaseModel):
     """One raw server-sent-event line and when it arrived."""
 
-    t_ms: float = Field(description="Milliseconds since the request was sent.")
+    t_ms: float = Field(description="Milliseconds since the request was sent, to the microsecond.")
     line: str = Field(description="The raw line, `data: ` prefix included.")
 
 

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from traces.elapsed import elapsed_ms
 from traces.exchange import Exchange
 from traces.exchange_reading import finish_stream, parse_body
 from traces.http_errors import http_error
@@ -52,7 +53,7 @@ class Capture:
         if reader is None:
             self._raw.append(chunk)
             return
-        t_ms = (time.perf_counter() - self.t0) * 1000
+        t_ms = elapsed_ms(self.t0)
         lines = (self._pending + chunk).split(b"\n")
         self._pending = lines.pop()
         for line in lines:
@@ -80,7 +81,7 @@ class Capture:
 
     def cancelled(self) -> Exchange:
         """The client hung up before the answer ended; the upstream request was cancelled."""
-        elapsed = (time.perf_counter() - self.t0) * 1000
+        elapsed = elapsed_ms(self.t0)
         error = ExchangeError(
             kind="cancelled",
             status=self.status,
@@ -90,7 +91,7 @@ class Capture:
         return self.redactor.exchange(self._exchange(error, closing=False))
 
     def _exchange(self, error: ExchangeError | None, *, closing: bool = True) -> Exchange:
-        latency_ms = (time.perf_counter() - self.t0) * 1000
+        latency_ms = elapsed_ms(self.t0)
         reader = self._reader
         status = self.status
         if reader is not None and status is not None:

@@ -1,4 +1,5 @@
-"""Rewriting a store file without its free blocks, once, after the migration that rebuilds tables.
+"""Rewriting a store file without its free blocks: after the migration that rebuilds tables, and
+when the writer that leaves a file finds much of it free.
 
 DuckDB never shrinks a file: the blocks a dropped table held are reused by later writes, but
 the file keeps its size. Migration 9 rebuilds the largest tables in a more compact form, so a
@@ -11,6 +12,15 @@ The copy is made while this process still holds the store's write lock, and the 
 renamed over the old one before the lock is released: any other process that opens the store
 afterwards opens the new file; none can have opened the old one in between. If anything goes
 wrong, the copy is removed and the store stays as it was (only larger).
+
+Writing leaves free blocks too: each checkpoint rewrites the last row group of every table it
+appended to and frees the old copy, which the next checkpoint reuses. So a recorded file holds
+about one row group of each table free whatever its size: most of a small store (40% of the
+file after 100,000 recorded steps), little of a large one. The store's server, when its last
+client has left and it has closed the file, rewrites it when the free blocks are a large
+share of it (`compact_when_it_pays`): then the file is at most a few row groups, and the copy
+is short (measured, README Disk use: a 6,020-step recording, 16 MB of which 41% free, became
+8.7 MB; opening it through a server and leaving took 2.3 s in all on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -23,6 +33,12 @@ import duckdb
 
 COMPACTING_MIGRATION = 9
 """The migration after which an upgraded store is rewritten (see the module docstring)."""
+
+FREE_SHARE = 0.25
+"""The share of a file's blocks that must be free for its writer to rewrite it on leaving."""
+FREE_BYTES = 4 << 20
+"""... and at least this many bytes of them: a small store's few free blocks are not worth a
+rewrite at every close."""
 
 
 def compact_in_place(conn: duckdb.DuckDBPyConnection, path: Path) -> bool:
@@ -64,3 +80,46 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def worth_compacting(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store `conn` has open holds enough free blocks to be rewritten
+    (`FREE_SHARE`, `FREE_BYTES`)."""
+    row = conn.execute(
+        "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    if row is None or not row[1]:
+        return False
+    block, total, free = (int(v) for v in row)
+    return free >= FREE_SHARE * total and free * block >= FREE_BYTES
+
+
+def compact_when_it_pays(path: Path, storage_version: str) -> bool:
+    """Rewrite the store file at `path` without its free blocks if `worth_compacting` says so
+    (the caller has just closed it, and holds it against other writers); whether it did. A
+    file another process has open, or that cannot be copied, is left as it is."""
+    copy = path.with_name(path.name + ".compact")
+    for leftover in (copy, copy.with_name(copy.name + ".wal")):  # of a rewrite killed midway
+        with contextlib.suppress(OSError):
+            leftover.unlink(missing_ok=True)
+    try:
+        # Read-only first: it never creates a file (one a failed first write just removed).
+        probe = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return False  # gone, or another process has it: another close will do it
+    try:
+        if not worth_compacting(probe):
+            return False
+    except duckdb.Error:
+        return False
+    finally:
+        probe.close()
+    try:
+        conn = duckdb.connect(str(path), config={"storage_compatibility_version": storage_version})
+    except duckdb.Error:
+        return False
+    if compact_in_place(conn, path):
+        return True
+    conn.close()
+    return False

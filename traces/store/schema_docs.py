@@ -102,7 +102,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "request_prefix": "Leading messages shared with the previous step's request (only "
             "the rest is in step_messages); rebuild with `request_messages(run_id, idx)`.",
             "response_body": "Raw response body (non-streaming responses and errors).",
-            "stream_events": "Every raw SSE line with its arrival time in ms, as JSON.",
+            "stream_events": "Every raw SSE line with its arrival time in ms (to the µs), as JSON.",
             "finish_reason_raw": "finish_reason exactly as sent.",
             "finish_reason": "Normalized: stop, tool_calls, length, content_filter, error, other, "
             "none.",

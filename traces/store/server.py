@@ -43,7 +43,13 @@ import duckdb
 from traces.errors import DatabaseError
 from traces.one_line import exception_line, one_line
 from traces.store import lake, rendezvous
-from traces.store.database import Store, open_file_for_writing, open_for_writing
+from traces.store.compaction import compact_when_it_pays
+from traces.store.database import (
+    STORAGE_VERSION,
+    Store,
+    open_file_for_writing,
+    open_for_writing,
+)
 from traces.store.lake import transaction
 from traces.store.tables import DEDUPLICATED
 from traces.store.writer_process import Recording, Writer, mark_dead_runs_interrupted
@@ -108,6 +114,9 @@ def serve(path: Store, ready: int) -> None:
     server = Server(db, where, key)
     _tell(ready, f"ready {os.getpid()}")
     server.run(listener)
+    if isinstance(path, Path):
+        # Closed, but still ours: a new server waits for the life lock this process holds.
+        compact_when_it_pays(path, STORAGE_VERSION)
 
 
 def _tell(fd: int, line: str) -> None:
