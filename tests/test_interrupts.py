@@ -112,7 +112,9 @@ def test_a_recording_stopped_at_any_moment_ends_with_one_line(
     assert len(err.splitlines()) == 1 and _INTERRUPTED.fullmatch(err.strip()), err
     assert group_left(pgid) == set()  # the writer exits once its parent closed the pipe
     if db.exists():  # readable by every later command, no run left `running`
-        conn = duckdb.connect(str(db), read_only=True)
+        # As a command reads it: the store's server may still hold the file (one whose
+        # starter was stopped before it connected waits for it a while), and then serves it.
+        conn = database.open_for_reading(db)
         rows = conn.execute("SELECT id, status FROM runs ORDER BY id").fetchall()
         conn.close()
         assert all(status != "running" for _, status in rows), rows
