@@ -123,8 +123,8 @@ def _steps(db: Path, run_id: str) -> list[int]:
     return [row["idx"] for row in rows]
 
 
-def _wait_gone(pid: int) -> None:
-    assert rendezvous.wait_exited(pid, 30), f"process {pid} is still running"
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    assert rendezvous.wait_exited(pid, timeout), f"process {pid} is still running"
 
 
 @pytest.fixture(scope="module")
@@ -479,6 +479,37 @@ def test_kill_9_of_readers_at_random_moments_disturbs_no_recording(db_path: Path
     finally:
         assert recorder.finish() == 0
     assert _steps(db_path, "r") == list(range(600))
+
+
+def test_a_server_whose_starter_died_before_connecting_frees_the_store_at_once(
+    db_path: Path,
+) -> None:
+    # A command killed between starting the server and connecting to it: the server
+    # notices its starter is gone and closes the file, well before its 30 s wait for a
+    # first client ends.
+    starter = subprocess.Popen([sys.executable, "-c", "pass"])
+    starter.wait()
+    ready_read, ready_write = os.pipe()
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "traces.store.writer",
+            str(db_path),
+            str(ready_write),
+            str(starter.pid),
+        ],
+        pass_fds=(ready_write,),
+        cwd=REPO,
+    )
+    os.close(ready_write)
+    with os.fdopen(ready_read) as ready:
+        line = ready.readline()
+    writer.wait()  # the starter half exits at once; its forked child serves
+    assert line.startswith("ready "), line
+    _wait_gone(int(line.split()[1]), timeout=10)
+    with duckdb.connect(str(db_path)) as conn:  # the file is free
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
 # -- writers other than recorders ------------------------------------------------------------------
