@@ -17,7 +17,7 @@ from proxy_wire import wire_sim
 
 from traces.sim.config import SimConfig
 
-from conftest import query_rows
+from conftest import query_rows, run_cli
 
 KEY = "sk-proxypaths-0123456789abcdef"
 
@@ -48,11 +48,9 @@ def test_completions_recorded_in_full(monkeypatch: pytest.MonkeyPatch, db_path: 
         proxy_to(sim.base_url, db_path) as proxy,
     ):
         client = _client(proxy.base_url)
-        first = client.completions.create(model="sim-model", prompt="The cat sat", max_tokens=20)
+        first = client.completions.create(model="sim-model", prompt="The cat sat")
         text = first.choices[0].text
-        follow = client.completions.create(
-            model="sim-model", prompt=f"The cat sat{text}\nThen", max_tokens=20
-        )
+        follow = client.completions.create(model="sim-model", prompt=f"The cat sat{text}\nThen")
         with httpx2.stream(
             "POST",
             f"{proxy.base_url}/completions",
@@ -99,8 +97,9 @@ TOOL = {
 def test_responses_recorded_raw(monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
     """Responses API exchanges (as Codex CLI makes them) are relayed byte for byte and
     recorded as steps: the request whole, the raw body or every SSE line with its arrival
-    time, the output text and the usage. A request that sends the input and output back
-    with the call's result, or names the previous response, continues the run."""
+    time, the output text, function calls (checked against the declared schema) and the
+    usage. A request that sends the input and output back with the call's result, or names
+    the previous response, continues the run; the checks find nothing to blame."""
     with (
         wire_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
         proxy_to(sim.base_url, db_path) as proxy,
@@ -130,6 +129,10 @@ def test_responses_recorded_raw(monkeypatch: pytest.MonkeyPatch, db_path: Path) 
     assert [s["idx"] for s in steps[:3]] == [0, 1, 2]
     assert len({s["run_id"] for s in steps[:3]}) == 1
     assert json.loads(steps[1]["request_params"])["input"][2]["output"] == "a pet"
+    calls = query_rows(db_path, "SELECT run_id, step_idx, id, name, schema_valid FROM tool_calls")
+    assert [(c["step_idx"], c["id"], c["name"], c["schema_valid"]) for c in calls] == [
+        (0, call.call_id, "lookup", True)
+    ]
     assert steps[1]["content"] == "Read 3 items."
     assert steps[1]["prompt_tokens"] == 30 and steps[1]["completion_tokens"] == 7
     stream = steps[3]
@@ -143,6 +146,9 @@ def test_responses_recorded_raw(monkeypatch: pytest.MonkeyPatch, db_path: Path) 
     ]
     settings = json.loads(runs[0]["settings"])["proxy"]
     assert (settings["path"], settings["grouped_by"]) == ("/v1/responses", "input")
+    analyzed = run_cli("analyze", "--db", str(db_path), "-f", "json")
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert [r["findings"] for r in json.loads(analyzed.stdout)] == [0, 0]
 
 
 def test_upstream_errors_relayed_and_recorded(

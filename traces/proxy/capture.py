@@ -154,7 +154,6 @@ class Capture:
                 error = ExchangeError(
                     kind="server_error", status=status, message=one_line(reading.failure)
                 )
-        text = reading.text()
         return Exchange(
             request_body=self.body,
             started_at=self.started_at,
@@ -164,7 +163,7 @@ class Capture:
             headers=self.headers,
             response_body=None if self._sse else raw or None,
             stream_events=reading.events if self._sse else None,
-            message={"role": "assistant", "content": text} if text is not None else None,
+            message=reading.message(),
             # No finish_reason: a response's `status` is another thing (it stays in the raw).
             usage_raw=reading.usage(),
             ttft_content_ms=reading.first_text_ms,

@@ -8,8 +8,9 @@ the upstream's own bytes, never the converted ones.
 
 `/v1/responses` (the Responses API) is kept raw: the body, or every SSE line with its
 arrival time; from the final response object (the body, or the stream's
-`response.completed`) the output text, the usage in chat-completions names and the
-response's id (which a later request may name as `previous_response_id`).
+`response.completed`) the output text and function calls (as a chat answer's content and
+tool calls), the usage in chat-completions names and the response's id (which a later
+request may name as `previous_response_id`). Reasoning items stay in the raw answer.
 """
 
 from __future__ import annotations
@@ -150,10 +151,53 @@ class ResponsesReading:
         cached = _get(usage, "input_tokens_details", "cached_tokens")
         if cached is not None:
             chat["prompt_tokens_details"] = {"cached_tokens": cached}
-        reasoning = _get(usage, "output_tokens_details", "reasoning_tokens")
-        if reasoning is not None:
-            chat["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        # Reasoning tokens are left out: the reasoning of a response is hidden (or only
+        # summarized in a reasoning item), and the checks would look for it in the content.
         return chat
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The final response's function calls as chat-completions tool calls (`call_id` as
+        the id, `arguments` as sent)."""
+        output = self.final.get("output") if self.final is not None else None
+        return [
+            {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+            }
+            for item in _list(output)
+            if item.get("type") == "function_call"
+        ]
+
+    def message(self) -> dict[str, Any] | None:
+        """The answer as a chat assistant message (its text and function calls); None when
+        no response object nor text came."""
+        text = self.text()
+        calls = self.calls()
+        if text is None and not calls and self.final is None:
+            return None
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = calls
+        return message
+
+
+def chat_tools(tools: Any) -> list[dict[str, Any]] | None:
+    """A Responses API request's function tools in chat-completions shape (for validating
+    the calls' arguments against their schemas); None when it declares none."""
+    converted = [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.get("name"),
+                "description": tool.get("description", ""),
+                "parameters": tool.get("parameters") or {},
+            },
+        }
+        for tool in _list(tools)
+        if tool.get("type") == "function"
+    ]
+    return converted or None
 
 
 def _id(response: dict[str, Any]) -> str | None:

@@ -48,7 +48,7 @@ from traces.proxy.chains import Chains, content_text
 from traces.proxy.clients import client_name
 from traces.proxy.conversations import Conversations, Thread, canon, canon_all, tool_names
 from traces.proxy.paths import Kind
-from traces.proxy.readings import ResponsesReading
+from traces.proxy.readings import ResponsesReading, chat_tools
 from traces.proxy.routing import Route
 from traces.proxy.upstream import Upstream
 from traces.store.recorder import Recorder
@@ -243,7 +243,9 @@ class ProxyRecorder:
         hashes = run.previous_hashes[:shared]
         hashes.extend(message_hash(m) for m in messages[shared:])
         answer = exchange.message if exchange.error is None else None
-        tools = exchange.request_body.get("tools") if run.kind == "chat" else None
+        tools = exchange.request_body.get("tools")
+        if run.kind != "chat":
+            tools = chat_tools(tools) if run.kind == "responses" else None
         validate = self._tool_sets.get(tools).validate
         reading = read_message(answer, validate) if answer is not None else None
         step = step_from_exchange(
@@ -430,16 +432,4 @@ def _outcome(run: _Run, ends: str) -> RunOutcome:
                 "answer ended",
             }
         )
-    outcome = run_outcome(last, run.tally, ends)
-    if run.kind == "responses" and last.error is None:
-        # A response whose output is only calls or reasoning is no empty turn: what it holds
-        # is not read into a step here, so it is not judged.
-        return outcome.model_copy(
-            update={
-                "status": RunStatus.COMPLETED,
-                "termination": Termination.COMPLETED,
-                "final_answer": last.content,
-                "error": None,
-            }
-        )
-    return outcome
+    return run_outcome(last, run.tally, ends)
