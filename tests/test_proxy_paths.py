@@ -97,9 +97,10 @@ TOOL = {
 def test_responses_recorded_raw(monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
     """Responses API exchanges (as Codex CLI makes them) are relayed byte for byte and
     recorded as steps: the request whole, the raw body or every SSE line with its arrival
-    time, the output text, function calls (checked against the declared schema) and the
-    usage. A request that sends the input and output back with the call's result, or names
-    the previous response, continues the run; the checks find nothing to blame."""
+    time, the output text, function calls (checked against the declared schema, their
+    outputs stored as tool results) and the usage. A request that sends the input and
+    output back with the call's result, or names the previous response, continues the run;
+    the checks find nothing to blame."""
     with (
         wire_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
         proxy_to(sim.base_url, db_path) as proxy,
@@ -132,6 +133,10 @@ def test_responses_recorded_raw(monkeypatch: pytest.MonkeyPatch, db_path: Path) 
     calls = query_rows(db_path, "SELECT run_id, step_idx, id, name, schema_valid FROM tool_calls")
     assert [(c["step_idx"], c["id"], c["name"], c["schema_valid"]) for c in calls] == [
         (0, call.call_id, "lookup", True)
+    ]
+    results = query_rows(db_path, "SELECT step_idx, tool_call_id, name, output FROM tool_results")
+    assert results == [
+        {"step_idx": 0, "tool_call_id": call.call_id, "name": "lookup", "output": "a pet"}
     ]
     assert steps[1]["content"] == "Read 3 items."
     assert steps[1]["prompt_tokens"] == 30 and steps[1]["completion_tokens"] == 7

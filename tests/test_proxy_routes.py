@@ -6,6 +6,12 @@ the real `openai` client through the proxy."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,7 @@ from proxy_wire import wire_sim
 from traces.proxy.routing import Routes
 from traces.sim.config import SimConfig
 
-from conftest import CliRun, query_rows
+from conftest import REPO, CliRun, query_rows
 
 CLIENT_KEY = "sk-routes-client-0123456789abcdef"
 ALPHA_KEY = "sk-routes-alpha-fedcba9876543210"
@@ -184,3 +190,51 @@ def test_bad_upstreams_one_line(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
     assert not db.exists()
+
+
+def test_command_with_several_upstreams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`traces proxy --upstream A --upstream B --upstream C`: stderr names each prefix and
+    host and warns of a model two of them list; requests are routed and recorded; a signal
+    stops it with everything recorded (exit 130)."""
+    db = tmp_path / "proxy.duckdb"
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0, model="alpha-model")) as (a, tap_a),
+        tapped_sim(monkeypatch, SimConfig(seed=1, model="beta-model")) as (b, tap_b),
+    ):
+        providers = _providers(tmp_path, a.base_url, b.base_url)
+        env = {**os.environ, "NO_COLOR": "1", "ROUTES_ALPHA_KEY": ALPHA_KEY}
+        env.pop("TRACES_DB", None)
+        command = ["proxy", "--port", "0", "--db", str(db), "--providers", str(providers)]
+        command += ["--upstream", "alpha", "--upstream", "beta", "--upstream", "gamma"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "analyzer", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        lines: list[str] = []
+        errors = process.stderr
+        threading.Thread(target=lambda: lines.extend(errors), daemon=True).start()
+        try:
+            url = process.stdout.readline().strip()
+            root = url.removesuffix("/v1")
+            _ask(url, "beta-model")
+            _ask(f"{root}/p/gamma/v1", "alpha-model")
+            _ask(url, "alpha-model")
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(60)
+    time.sleep(0.2)  # the reader thread takes the last lines
+    text = "".join(lines)
+    assert code == 130, text
+    assert f"proxy serving {url} -> {a.base_url} (key: $ROUTES_ALPHA_KEY)" in text
+    assert f"and {root}/p/beta/v1 -> {b.base_url}" in text
+    assert f"and {root}/p/gamma/v1 -> {b.base_url}" in text
+    assert "model 'shared-model' is served by beta, gamma: requests for it need a prefix" in text
+    assert ALPHA_KEY not in text
+    assert (len(tap_a.sent), len(tap_b.sent)) == (1, 2)
+    runs = query_rows(db, "SELECT provider FROM runs ORDER BY started_at")
+    assert [r["provider"] for r in runs] == ["beta", "gamma", "alpha"]

@@ -228,6 +228,8 @@ class ProxyRecorder:
             self._store_held(run)
         index = run.next_index
         run.next_index += 1
+        if thread is not None and kind == "responses":
+            self._function_outputs(run, body)
         self.conversations.sending(run.thread, [], now)
         return Ticket(run=run, index=index, messages=[], retry_errors=[], body=body)
 
@@ -338,6 +340,29 @@ class ProxyRecorder:
             return
         if messages[sent].get("role") != "assistant":
             return
+        self._store_results(run, last, messages, sent)
+
+    def _function_outputs(self, run: _Run, body: dict[str, Any]) -> None:
+        """A Responses API request continues the run: its `function_call_output` items for
+        the last step's calls are that step's tool results (read as the tool messages of a
+        chat request would be)."""
+        last = run.last
+        if last is None or not last.tool_calls or last.error is not None:
+            return
+        given = body.get("input")
+        ids = [call.id for call in last.tool_calls]
+        outputs = [
+            {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}
+            for item in (given if isinstance(given, list) else [])
+            if isinstance(item, dict)
+            and item.get("type") == "function_call_output"
+            and item.get("call_id") in ids
+        ]
+        if outputs:
+            replay = {"role": "assistant", "tool_calls": [{"id": i} for i in ids]}
+            self._store_results(run, last, [replay, *outputs], 0)
+
+    def _store_results(self, run: _Run, last: StepRecord, messages: list[Any], sent: int) -> None:
         ended = last.started_at + timedelta(milliseconds=last.latency_ms)
         gap = (datetime.now(UTC).replace(tzinfo=None) - ended).total_seconds() * 1000
         results = tool_results(last, messages, sent, max(gap, 0.0))
