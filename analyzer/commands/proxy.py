@@ -71,8 +71,8 @@ def proxy(
     db: DbOption = None,
     data_path: DataPathOption = None,
 ) -> None:
-    """Serve an OpenAI-compatible endpoint that forwards to --upstream and records every
-    chat-completions exchange as runs, until Ctrl-C.
+    """Serve an OpenAI-compatible endpoint that forwards to each --upstream and records
+    every chat-completions, completions and Responses API exchange as runs, until Ctrl-C.
 
     Each answer is relayed unchanged (streams event by event). Chat completions, text
     completions and Responses API exchanges are recorded; conversations become runs

@@ -180,7 +180,9 @@ class ProxyApp:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        parsed = _json_object(body) if method == "POST" else None
+        # The body is read only where it is recorded, or where its model may choose the host.
+        reads = kind_of(method, Routes.unprefixed(path)) in RECORDED or bool(self.routes.by_model)
+        parsed = _json_object(body) if method == "POST" and reads else None
         model = parsed.get("model") if parsed is not None else None
         try:
             route = self.routes.route(path, model if isinstance(model, str) else None)

@@ -86,6 +86,14 @@ class Routes:
         upstreams = [resolve_upstream(s, providers_file, timeout_s, profiles) for s in specs]
         return cls(upstreams, profiles=profiles, profiles_file=path, timeout_s=timeout_s)
 
+    @staticmethod
+    def unprefixed(path: str) -> str:
+        """`path` without a `/p/NAME` prefix (the path the upstream gets)."""
+        if not path.startswith(PREFIX):
+            return path
+        slash, rest = path[len(PREFIX) :].partition("/")[1:]
+        return slash + rest
+
     @property
     def upstreams(self) -> list[Upstream]:
         """Every upstream known so far (the `--upstream`s, then profiles named by prefix)."""
@@ -103,8 +111,8 @@ class Routes:
     def route(self, path: str, model: str | None) -> Route:
         """The upstream of a request to `path` whose body names `model` (None: none)."""
         if path.startswith(PREFIX):
-            name, slash, rest = path[len(PREFIX) :].partition("/")
-            return Route(self._named(name), slash + rest, prefixed=True)
+            name = path[len(PREFIX) :].partition("/")[0]
+            return Route(self._named(name), self.unprefixed(path), prefixed=True)
         if model is not None:
             serving = self.by_model.get(model)
             if serving is not None and len(serving) > 1:

@@ -1,4 +1,5 @@
-"""Where `traces proxy` forwards requests: a provider profile or a URL, and the key it sends.
+"""Where `traces proxy` forwards requests: a provider profile, a URL or `NAME=URL`, and the
+key it sends (which of several upstreams a request goes to is `routing`'s choice).
 
 The key: a profile whose key variable is set sends that key, replacing whatever the client
 put in its `Authorization` header (agents insist on some key; the user configured the real
