@@ -10,6 +10,13 @@ imports). A failed step is held back until the run's next request: the very same
 again is the client's retry, folded into one step with the failed attempt in its
 `retry_errors`, as the harness records its own retries.
 
+Text completions and Responses API exchanges are steps too, grouped by `chains`: their
+request is stored whole among the step's parameters (they carry no message list), their
+answer read as `readings` says; a Responses API request's `function_call_output` items are
+the previous step's tool results. A conversation belongs to one upstream: the same messages
+sent to two hosts make two runs, each labelled with its host, its client (named from the
+`User-Agent`, as the run's task) and its first user message.
+
 A run is begun (its row committed as `running`) when its first request arrives, without
 holding the request for the commit; steps are queued as their answers end, so `traces runs`
 shows them while the proxy runs. A run ends after `idle_s` seconds without a request, or
