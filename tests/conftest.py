@@ -181,7 +181,8 @@ def run_cli_in_process(
 
     monkeypatch.setattr(sys, "argv", ["traces", *args])
     monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.setenv("COLUMNS", os.environ.get("COLUMNS", "200"))
+    # As `run_cli`: 200 columns whatever the runner set (pytest-xdist's workers set 80).
+    monkeypatch.setenv("COLUMNS", "200")
     capsys.readouterr()
     collecting = gc.isenabled()
     try:
