@@ -101,7 +101,10 @@ class WireExtras:
         async def replay() -> Any:
             return {"type": "http.request", "body": raw, "more_body": False}
 
-        body = json.loads(raw or b"{}")
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}  # not JSON: the simulator answers it (a 400)
         if scope["path"] == "/v1/responses":
             await self._responses(body, _auth(scope), send)
         elif scope["path"] == "/v1/completions" and body.get("stream") is True:

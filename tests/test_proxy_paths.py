@@ -181,3 +181,39 @@ def test_upstream_errors_relayed_and_recorded(
     assert steps[1]["response_body"] == tap.sent[1].body.decode()
     assert "input" in steps[1]["error_message"]
     assert {r["status"] for r in _runs(db_path)} == {"failed"}
+
+
+def test_header_groups_and_unreadable_bodies(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    """`X-Traces-Run` groups unrelated Responses API and text-completion requests into one
+    run; a body that is not JSON on a recorded path is relayed as it came, logged, and not
+    recorded."""
+    logged: list[str] = []
+    with (
+        wire_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
+        proxy_to(sim.base_url, db_path, logged=logged) as proxy,
+    ):
+        named = {"X-Traces-Run": "batch-1"}
+        for text in ("First.", "Unrelated."):
+            sent = httpx2.post(
+                f"{proxy.base_url}/responses", json={"model": "m", "input": text}, headers=named
+            )
+            assert sent.status_code == 200
+        sent = httpx2.post(
+            f"{proxy.base_url}/completions",
+            json={"model": "sim-model", "prompt": "Other."},
+            headers=named,
+        )
+        assert sent.status_code == 200
+        broken = httpx2.post(
+            f"{proxy.base_url}/completions",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+    assert broken.status_code == 400 and broken.content == tap.sent[3].body
+    assert logged == ["POST /v1/completions: the body is not a JSON object; relayed, not recorded"]
+    (run,) = _runs(db_path)
+    assert run["steps"] == 3 and run["conversation"] == "First."
+    proxy_settings = json.loads(run["settings"])["proxy"]
+    assert (proxy_settings["grouped_by"], proxy_settings["run_header"]) == ("header", "batch-1")

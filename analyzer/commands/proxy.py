@@ -47,6 +47,7 @@ def proxy(
             "as http://127.0.0.1:8765/v1, or NAME=URL. Repeat it to front several hosts: a "
             "request goes to the one its path prefix /p/NAME/v1 names, else to the one whose "
             "profile lists its model, else to the first.",
+            metavar="PROFILE|URL|NAME=URL",
             show_default=False,
         ),
     ],
