@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from traces.proxy.routing import Routes
 from traces.proxy.server import ProxyServer, ProxySettings
 from traces.proxy.upstream import Upstream, resolve_upstream
 from traces.sim import server as sim_server
@@ -91,7 +92,7 @@ def tapped_sim(
 
 @contextlib.contextmanager
 def proxy_to(
-    upstream: Upstream | str,
+    upstream: Upstream | str | Routes,
     db: Path,
     *,
     idle_s: float = 300.0,
@@ -99,10 +100,21 @@ def proxy_to(
     ended: list[str] | None = None,
     logged: list[str] | None = None,
 ) -> Iterator[ProxyServer]:
-    """The proxy in a thread, forwarding to `upstream` (a URL or a resolved one)."""
-    target = resolve_upstream(upstream, None, 30.0) if isinstance(upstream, str) else upstream
+    """The proxy in a thread, forwarding to `upstream` (a URL, a resolved one, or routes
+    among several)."""
+    routes = upstream if isinstance(upstream, Routes) else None
+    if isinstance(upstream, Routes):
+        target = upstream.default
+    elif isinstance(upstream, str):
+        target = resolve_upstream(upstream, None, 30.0)
+    else:
+        target = upstream
     settings = ProxySettings(
-        upstream=target, db_path=resolve_db_path(str(db), None), idle_s=idle_s, token=token
+        upstream=target,
+        db_path=resolve_db_path(str(db), None),
+        idle_s=idle_s,
+        token=token,
+        routes=routes,
     )
     proxy = ProxyServer(
         settings,

@@ -360,17 +360,18 @@ def test_unreachable_upstream_and_cut_bodies(
 def test_models_and_other_paths_pass_through(
     monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
-    """`/v1/models` is relayed; any other path too, logged and not recorded."""
+    """`/v1/models` is relayed; any other path too (`/v1/embeddings`), logged and not
+    recorded."""
     logged: list[str] = []
     with (
         tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
         proxy_to(sim.base_url, db_path, logged=logged) as proxy,
     ):
         models = _client(proxy.base_url).models.list()
-        other = httpx2.post(f"{proxy.base_url}/responses", json={"input": "hi"})
+        other = httpx2.post(f"{proxy.base_url}/embeddings", json={"input": "hi"})
     assert [m.id for m in models] == [SimConfig().model]
     assert other.status_code == 404 and other.content == tap.sent[1].body
-    assert logged == ["POST /v1/responses: relayed, not recorded"]
+    assert logged == ["POST /v1/embeddings: relayed, not recorded"]
     assert _steps(db_path) == []
 
 
