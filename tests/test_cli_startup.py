@@ -28,7 +28,16 @@ from traces.sim.server import SimServer
 from conftest import REPO
 from recording import record
 
-HEAVY = ("openai", "httpx", "jinja2", "tokenizers", "jsonschema", "uvicorn", "multiprocessing")
+HEAVY = (
+    "openai",
+    "httpx",
+    "jinja2",
+    "tokenizers",
+    "jsonschema",
+    "uvicorn",
+    "multiprocessing",
+    "mcp",
+)
 """What `record`, `sim`, `compare` or `expect` need, and a reading command must not import."""
 
 _PROBE = """

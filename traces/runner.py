@@ -17,12 +17,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from traces.client import EndpointClient, EndpointConfig, resolve_api_key
+from traces.environments import open_environment
 from traces.harness import Agent, HarnessSettings
 from traces.model import RunOutcome, RunRecord, RunStatus, Termination, canonical_json, new_run_id
 from traces.redaction import redact_url
 from traces.sim.config import SimConfig
 from traces.store.recorder import Recorder
-from traces.tasks import Task, build_environment, render_prompts
+from traces.tasks import Task, render_prompts
+from traces.tools.base import ToolEnvironment
 
 ProgressCallback = Callable[[str, RunOutcome], None]
 """Called with (run id, outcome) as each run ends."""
@@ -127,7 +129,22 @@ async def _record_one(
     run_id = new_run_id()
     sandbox = Path(sandboxes) / run_id
     sandbox.mkdir()
-    environment = build_environment(plan.task, seed=seed, sandbox_dir=sandbox)
+    async with open_environment(plan.task, seed=seed, sandbox_dir=sandbox) as environment:
+        return await _record_in(
+            plan, client, recorder, seed, run_id, environment, on_interrupted, on_step
+        )
+
+
+async def _record_in(
+    plan: RunPlan,
+    client: EndpointClient,
+    recorder: Recorder,
+    seed: int,
+    run_id: str,
+    environment: ToolEnvironment,
+    on_interrupted: InterruptedCallback | None,
+    on_step: Callable[[], None] | None,
+) -> RunSummary:
     system_prompt, user_prompt = render_prompts(plan.task, environment)
     settings = plan.settings.model_copy()
     if settings.seed is None:

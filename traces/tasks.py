@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import string
+import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Literal, TypeVar
@@ -25,10 +27,11 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from traces.errors import TaskFileError
-from traces.tools import chain, files, research
+from traces.tools import chain, custom, files, research
 from traces.tools.base import ToolEnvironment
 from traces.tools.chain import ChainEnvironment
 from traces.tools.files import FilesEnvironment
+from traces.tools.python_tools import PythonToolError, load_python_tool
 from traces.tools.research import ResearchEnvironment, load_corpus
 from traces.tools.sandbox import Sandbox
 
@@ -120,6 +123,155 @@ class FilesSpec(EnvironmentSpec):
         return directory
 
 
+class McpServerSpec(_Strict):
+    """One `[[environment.mcp]]` table: an MCP server started per run (a command) or reached
+    per run (a streamable-HTTP URL)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64, description="Label in errors.")
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Program and arguments of a stdio server, run in the run's sandbox; "
+        "`{sandbox}` in an argument is the sandbox's path. Stored with the program resolved "
+        "(PATH, then the folder of the running Python, where pip puts scripts).",
+    )
+    url: str | None = Field(
+        default=None, pattern=r"^https?://", description="Endpoint of a streamable-HTTP server."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment of a stdio server (`{sandbox}` too)."
+    )
+    tools: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Offer only these of the server's tools (all when absent).",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _program_exists(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return None
+        program = value[0]
+        base = Path((info.context or {}).get("base_dir", "."))
+        found = (
+            shutil.which(program)
+            or shutil.which(program, path=str(Path(sys.executable).parent))
+            or (shutil.which(str(base / program)) if "/" in program else None)
+        )
+        if found is None:
+            raise ValueError(f"command {program!r} not found (on PATH or beside {sys.executable})")
+        return [found, *value[1:]]
+
+
+class ToolsSpec(EnvironmentSpec):
+    """The task's own tools: MCP servers and Python functions, over an optional seeded sandbox."""
+
+    type: Literal["tools"] = Field(default="tools", description="Always `tools`.")
+    seed_dir: Path | None = Field(
+        default=None,
+        strict=False,
+        description="Directory copied into each run's sandbox; relative to the task file.",
+    )
+    git: bool = Field(
+        default=False, description="Make the sandbox a git repository (one commit of the seed)."
+    )
+    mcp: list[McpServerSpec] = Field(default_factory=list, description="MCP servers.")
+    python: list[str] = Field(
+        default_factory=list,
+        description="`module:function` references; modules beside the task file are found.",
+    )
+    start_timeout_s: float = Field(
+        default=60.0, gt=0, le=600, description="Time an MCP server has to start and list tools."
+    )
+    call_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=100,
+        description="Time one tool call has to answer (under the harness's own 120 s bound).",
+    )
+    discovered: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Each MCP server's tools as listed before the recording started "
+        "(`traces.environments.discover_tools`); not written in task files.",
+    )
+    prompt_variables: ClassVar[frozenset[str]] = custom.PROMPT_VARIABLES
+    folder_fields: ClassVar[tuple[str, ...]] = ("seed_dir",)
+
+    def tool_names(self) -> list[str]:  # type: ignore[override]
+        """The Python tools' names and, per MCP server, its listed tools (or `NAME:*`)."""
+        names = [ref.rsplit(":", 1)[-1] for ref in self.python]
+        for server in self.mcp:
+            listed = self.discovered.get(server.name)
+            if listed is None:
+                names.append(f"{server.name}:*")
+            else:
+                names.extend(spec["function"]["name"] for spec in listed)
+        return names
+
+    @field_validator("seed_dir")
+    @classmethod
+    def _seed_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        directory = _resolve(value, info)
+        if not directory.is_dir():
+            raise ValueError(f"directory {value} does not exist ({directory})")
+        return directory
+
+    @field_validator("mcp")
+    @classmethod
+    def _unique_servers(cls, value: list[McpServerSpec]) -> list[McpServerSpec]:
+        names = [server.name for server in value]
+        for server in value:
+            if (server.command is None) == (server.url is None):
+                raise ValueError(f"server {server.name}: give exactly one of command and url")
+            if names.count(server.name) > 1:
+                raise ValueError(f"server name {server.name!r} is used twice")
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _importable(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        base = Path((info.context or {}).get("base_dir", "."))
+        names: set[str] = set()
+        for reference in value:
+            try:
+                tool = load_python_tool(reference, base)
+            except PythonToolError as exc:
+                raise ValueError(str(exc)) from None
+            if tool.name in names:
+                raise ValueError(f"two tools are named {tool.name!r}")
+            names.add(tool.name)
+        return value
+
+
+class ToolsSuccess(_Strict):
+    """`[success]` for tools: the answer's content, a file's content, or both."""
+
+    answer_contains: list[str] = Field(
+        default_factory=list, description="Strings the final answer must contain (any case)."
+    )
+    file: str | None = Field(default=None, description="Sandbox-relative file to check.")
+    file_contains: list[str] = Field(
+        default_factory=list, description="Strings that file must contain."
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _sandbox_relative(value)
+
+    @field_validator("file_contains")
+    @classmethod
+    def _with_file(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("file") is None:
+            raise ValueError("needs `file`, the file that must contain them")
+        return value
+
+
 class ChainSuccess(_Strict):
     """`[success]` for chain: no keys, the treasure is generated per seed."""
 
@@ -151,10 +303,7 @@ class FilesSuccess(_Strict):
     @field_validator("file")
     @classmethod
     def _relative(cls, value: str) -> str:
-        pure = PurePosixPath(value)
-        if not value.strip() or pure.is_absolute() or ".." in pure.parts or value in (".", ""):
-            raise ValueError(f"must be a file path relative to the sandbox, got {value!r}")
-        return value
+        return _sandbox_relative(value)
 
     @field_validator("file_contains")
     @classmethod
@@ -168,6 +317,7 @@ _SPECS: dict[str, tuple[type[EnvironmentSpec], type[_Strict]]] = {
     "chain": (ChainSpec, ChainSuccess),
     "research": (ResearchSpec, ResearchSuccess),
     "files": (FilesSpec, FilesSuccess),
+    "tools": (ToolsSpec, ToolsSuccess),
 }
 
 
@@ -234,6 +384,8 @@ def load_task(path: Path) -> Task:
         raise TaskFileError(
             f"{path}: environment.type: must be one of {', '.join(_SPECS)} (got {kind!r})"
         )
+    if "discovered" in top.environment:
+        raise TaskFileError(f"{path}: environment.discovered: unknown key (set by traces itself)")
     spec_model, success_model = _SPECS[kind]
     context = {"base_dir": path.parent}
     spec = _validate(path, spec_model, top.environment, prefix="environment", context=context)
@@ -281,6 +433,11 @@ def build_environment(task: Task, *, seed: int, sandbox_dir: Path) -> ToolEnviro
             output_file=task.success["file"],
             file_contains=task.success["file_contains"],
         )
+    if isinstance(spec, ToolsSpec):
+        raise TaskFileError(
+            f"{task.source_path}: environment.type: a tools world is opened with "
+            "traces.environments.open_environment"
+        )
     raise TaskFileError(f"{task.source_path}: environment.type: unsupported {spec.type!r}")
 
 
@@ -297,6 +454,13 @@ def render_prompts(task: Task, env: ToolEnvironment) -> tuple[str, str]:
                 f"{task.source_path}: {field}: cannot fill placeholders ({exc!r})"
             ) from None
     return rendered[0], rendered[1]
+
+
+def _sandbox_relative(value: str) -> str:
+    pure = PurePosixPath(value)
+    if not value.strip() or pure.is_absolute() or ".." in pure.parts or value in (".", ""):
+        raise ValueError(f"must be a file path relative to the sandbox, got {value!r}")
+    return value
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:

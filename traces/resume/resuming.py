@@ -47,7 +47,7 @@ from traces.store.database import Store
 from traces.store.lake import error_line, transaction
 from traces.store.recorder import Recorder
 from traces.targets import Target
-from traces.tasks import build_environment
+from traces.tasks import ToolsSpec, build_environment
 from traces.tools.base import ToolEnvironment
 
 Refused = Callable[[str], None]
@@ -161,6 +161,12 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
     target = recorded_target(run, providers_file)
     settings = recorded_settings(run, target)
     task = recorded_task(run)
+    if isinstance(task.environment, ToolsSpec):
+        raise refuse(
+            run,
+            "its tools (MCP servers, Python functions) cannot be replayed, so the world it "
+            "left cannot be restored; record it again",
+        )
     sandbox = sandboxes / run.id
     sandbox.mkdir()
     environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox)
