@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -283,3 +284,54 @@ def test_recording_a_builtin_task_never_imports_mcp(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def npm_server_path(program: str) -> str:
+    """PATH with the folder holding npm MCP server `program`: `.ci-node/bin` (where `.ci/run`
+    installs it) or PATH. Missing: skipped locally, failed under CI, which installs it."""
+    local = REPO / ".ci-node" / "bin"
+    path = f"{local}{os.pathsep}{os.environ.get('PATH', '')}"
+    if shutil.which(program, path=path) is None:
+        message = f"{program} is not installed (npm install -g --prefix .ci-node …; see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must install it: see .ci/run)")
+        pytest.skip(message)
+    return path
+
+
+def test_the_npm_filesystem_server_works_over_the_seeded_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", npm_server_path("mcp-server-filesystem"))
+    task = asyncio.run(discover_tools(load_task(BYO / "mcp_files.toml")))
+    names = task.environment.tool_names()
+    assert {"read_text_file", "write_file", "list_directory", "search_files"} <= set(names)
+    box = tmp_path / "box"
+
+    async def go() -> None:
+        async with open_environment(task, seed=0, sandbox_dir=box) as env:
+            listing = await env.call("list_directory", {"path": str(box)})
+            assert listing.error is None and "[FILE] README.md" in listing.output
+            written = await env.call(
+                "write_file", {"path": str(box / "report.md"), "content": "TODO: x\n"}
+            )
+            assert written.error is None
+            # The server confines itself to the sandbox it was given.
+            outside = await env.call("read_text_file", {"path": "/etc/hostname"})
+            assert outside.error_kind is ToolErrorKind.REJECTED
+            assert "outside allowed directories" in (outside.error or "")
+        assert (box / "report.md").read_text() == "TODO: x\n"
+
+    asyncio.run(go())
+
+
+def test_the_npm_filesystem_sample_records_end_to_end(tmp_path: Path) -> None:
+    path = npm_server_path("mcp-server-filesystem")
+    db = tmp_path / "t.duckdb"
+    done = run_cli(
+        "record", "--task", str(BYO / "mcp_files.toml"), "--db", str(db), env={"PATH": path}
+    )
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(db), read_only=True) as conn:
+        calls = conn.sql("select count(*) from tool_results").fetchone()
+    assert calls is not None and calls[0] >= 1

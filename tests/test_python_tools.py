@@ -16,6 +16,9 @@ from traces.model import ToolErrorKind
 from traces.tasks import load_task
 from traces.tools.python_tools import PythonToolError, load_python_tool
 
+from conftest import query_rows, run_cli
+from resume_helpers import cut
+
 BYO = Path(__file__).resolve().parents[1] / "samples" / "byo"
 
 
@@ -136,3 +139,17 @@ def test_the_sample_task_opens_a_world_of_its_three_tools(tmp_path: Path) -> Non
             assert not env.check_success("convert_length").passed
 
     asyncio.run(go())
+
+
+def test_an_interrupted_run_of_own_tools_is_refused_resumption(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    done = run_cli("record", "--task", str(BYO / "python_tools.toml"), "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    [run] = query_rows(db, "SELECT id FROM runs")
+    cut(db, run["id"], steps=2)
+    done = run_cli("record", "--resume", run["id"], "--db", str(db))
+    assert done.returncode != 0
+    assert (
+        f"run {run['id']}: its tools (MCP servers, Python functions) cannot be replayed, so "
+        "the world it left cannot be restored; record it again"
+    ) in done.stderr
