@@ -335,3 +335,32 @@ def test_the_npm_filesystem_sample_records_end_to_end(tmp_path: Path) -> None:
     with duckdb.connect(str(db), read_only=True) as conn:
         calls = conn.sql("select count(*) from tool_results").fetchone()
     assert calls is not None and calls[0] >= 1
+
+
+def test_a_suite_of_own_tools_is_compared_and_a_dead_server_in_it_is_bad_input(
+    tmp_path: Path,
+) -> None:
+    good = write_task(tmp_path, stdio_server('tools = ["word_stats"]\n'), name="good")
+    port = free_port()
+    dead = write_task(
+        tmp_path,
+        f'[[environment.mcp]]\nname = "x"\nurl = "http://127.0.0.1:{port}/mcp"\n',
+        name="dead",
+    )
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        f'name = "byo"\ndescription = "d"\n[[tasks]]\npath = "{good.name}"\nrepeats = 1\n'
+    )
+    db = tmp_path / "t.duckdb"
+    args = ["compare", "--suite", str(suite), "--db", str(db), "--dialect", "openai"]
+    done = run_cli(*args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(db), read_only=True) as conn:
+        names = {row[0] for row in conn.sql("select name from tool_results").fetchall()}
+    assert names == {"word_stats"}
+    suite.write_text(suite.read_text() + f'[[tasks]]\npath = "{dead.name}"\nrepeats = 1\n')
+    other = tmp_path / "other.duckdb"
+    done = run_cli("compare", "--suite", str(suite), "--db", str(other), "--dialect", "openai")
+    assert done.returncode == 2
+    assert f"error: {dead}: environment.mcp[0].url: " in done.stderr
+    assert not other.exists()

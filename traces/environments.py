@@ -9,6 +9,7 @@ and so every run offers the same tools even when its own server then fails.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,14 @@ async def open_environment(
         yield environment
     finally:
         await environment.aclose()
+
+
+def prepare_task(task: Task) -> Task:
+    """`task` ready to record: its MCP servers' tools discovered (see `discover_tools`), from
+    synchronous code, before the store is opened; any other task as it is."""
+    if isinstance(task.environment, ToolsSpec) and task.environment.mcp:
+        return asyncio.run(discover_tools(task))
+    return task
 
 
 async def discover_tools(task: Task) -> Task:

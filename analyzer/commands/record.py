@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +26,7 @@ from analyzer.options import (
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console
 from analyzer.progress import RunBars, run_bars
 from analyzer.queries import resolve_run_id
-from traces.environments import discover_tools
+from traces.environments import prepare_task
 from traces.errors import EndpointError, TracesError
 from traces.model import RunOutcome
 from traces.resume.resuming import resume_runs
@@ -39,7 +38,7 @@ from traces.sim.faults.spec import parse_faults
 from traces.store.database import Store, open_for_reading, resolve_db_path
 from traces.suites import SuiteTask
 from traces.targets import resolve_target
-from traces.tasks import ToolsSpec, load_task
+from traces.tasks import load_task
 
 
 def register(app: typer.Typer) -> None:
@@ -203,10 +202,8 @@ def record_task(
 ) -> None:
     """Record `repeat` runs of `task` into `db_path` and report them (the options and
     defaults of `traces record`; `traces demo` records through here too)."""
-    loaded = load_task(resolve_task(task))
-    if isinstance(loaded.environment, ToolsSpec) and loaded.environment.mcp:
-        # Before the store is opened: a server that cannot start is bad input, nothing written.
-        loaded = asyncio.run(discover_tools(loaded))
+    # Before the store is opened: a server that cannot start is bad input, nothing written.
+    loaded = prepare_task(load_task(resolve_task(task)))
     target = resolve_target(
         provider=provider,
         providers_file=providers,

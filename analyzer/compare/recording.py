@@ -14,6 +14,7 @@ from analyzer.compare.build import build_comparison
 from analyzer.compare.costs import PriceList
 from analyzer.compare.model import Comparison
 from analyzer.compare.selection import GroupBy, Selection, select_run_refs
+from traces.environments import prepare_task
 from traces.errors import EndpointError, TracesError
 from traces.running import Recorded, RunProgress, dead_targets, record_targets, serving
 from traces.running import target_plans as plans_for
@@ -50,7 +51,14 @@ def record_suite(
 
     Unreachable endpoints are reported before the database is touched.
     """
-    tasks = [entry.model_copy(update={"repeats": repeat or entry.repeats}) for entry in suite.tasks]
+    # Each task's MCP servers are started once first: one that cannot is bad input, and
+    # nothing is written (see `traces.environments.discover_tools`).
+    tasks = [
+        entry.model_copy(
+            update={"repeats": repeat or entry.repeats, "task": prepare_task(entry.task)}
+        )
+        for entry in suite.tasks
+    ]
     with serving(targets, timeout) as endpoints:
         plans = {
             target.provider: plans_for(
