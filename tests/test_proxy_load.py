@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import httpx2
 import pytest
-from proxy_setup import proxy_to, tapped_sim
+from proxy_setup import proxy_to, start_proxy_command, tapped_sim
 
 from traces.sim.config import SimConfig
 
-from conftest import REPO, query_rows
+from conftest import query_rows
 
 STREAMS = 200
 
@@ -77,22 +73,9 @@ def test_sigterm_with_streams_in_flight(monkeypatch: pytest.MonkeyPatch, tmp_pat
     ends every run and exits 130; every request the upstream answered is a step."""
     db = tmp_path / "proxy.duckdb"
     with tapped_sim(monkeypatch, SimConfig(seed=0, latency_ms=300, chunk_chars=4)) as (sim, tap):
-        env = {**os.environ, "NO_COLOR": "1"}
-        env.pop("TRACES_DB", None)
-        command = ["proxy", "--upstream", sim.base_url, "--port", "0", "--db", str(db)]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "analyzer", *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
+        process, url, lines = start_proxy_command(
+            "--upstream", sim.base_url, "--port", "0", "--db", str(db)
         )
-        assert process.stdout is not None and process.stderr is not None
-        url = process.stdout.readline().strip()
-        lines: list[str] = []
-        errors = process.stderr
-        threading.Thread(target=lambda: lines.extend(errors), daemon=True).start()
 
         async def drive() -> list[tuple[str, bytes]]:
             started = asyncio.Event()

@@ -6,11 +6,7 @@ the real `openai` client through the proxy."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,13 +14,13 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from proxy_setup import proxy_to, tapped_sim
+from proxy_setup import proxy_to, start_proxy_command, tapped_sim
 from proxy_wire import wire_sim
 
 from traces.proxy.routing import Routes
 from traces.sim.config import SimConfig
 
-from conftest import REPO, CliRun, query_rows
+from conftest import CliRun, query_rows
 
 CLIENT_KEY = "sk-routes-client-0123456789abcdef"
 ALPHA_KEY = "sk-routes-alpha-fedcba9876543210"
@@ -202,24 +198,12 @@ def test_command_with_several_upstreams(tmp_path: Path, monkeypatch: pytest.Monk
         tapped_sim(monkeypatch, SimConfig(seed=1, model="beta-model")) as (b, tap_b),
     ):
         providers = _providers(tmp_path, a.base_url, b.base_url)
-        env = {**os.environ, "NO_COLOR": "1", "ROUTES_ALPHA_KEY": ALPHA_KEY}
-        env.pop("TRACES_DB", None)
-        command = ["proxy", "--port", "0", "--db", str(db), "--providers", str(providers)]
-        command += ["--upstream", "alpha", "--upstream", "beta", "--upstream", "gamma"]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "analyzer", *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
+        process, url, lines = start_proxy_command(
+            *("--port", "0", "--db", str(db), "--providers", str(providers)),
+            *("--upstream", "alpha", "--upstream", "beta", "--upstream", "gamma"),
+            env={"ROUTES_ALPHA_KEY": ALPHA_KEY},
         )
-        assert process.stdout is not None and process.stderr is not None
-        lines: list[str] = []
-        errors = process.stderr
-        threading.Thread(target=lambda: lines.extend(errors), daemon=True).start()
         try:
-            url = process.stdout.readline().strip()
             root = url.removesuffix("/v1")
             _ask(url, "beta-model")
             _ask(f"{root}/p/gamma/v1", "alpha-model")
@@ -228,7 +212,7 @@ def test_command_with_several_upstreams(tmp_path: Path, monkeypatch: pytest.Monk
             process.send_signal(signal.SIGINT)
             code = process.wait(60)
     time.sleep(0.2)  # the reader thread takes the last lines
-    text = "".join(lines)
+    text = "\n".join(lines)
     assert code == 130, text
     assert f"proxy serving {url} -> {a.base_url} (key: $ROUTES_ALPHA_KEY)" in text
     assert f"and {root}/p/beta/v1 -> {b.base_url}" in text

@@ -106,6 +106,14 @@ _GROUPED_BY: dict[Kind, str] = {
 }
 
 
+def _grouped_by(explicit: str | None, route: Route | None, kind: Kind) -> str:
+    """How a run's requests were told apart: a name the client gave (`X-Traces-Run`, or a
+    `/r/NAME` path), or the conversations themselves (by kind)."""
+    if explicit is None:
+        return _GROUPED_BY[kind]
+    return "path" if route is not None and route.group == explicit else "header"
+
+
 def _routed_by(route: Route | None) -> str:
     if route is None:
         return "default"
@@ -309,11 +317,11 @@ class ProxyRecorder:
             "path": _PATHS[kind],
             "client": client,
             "client_name": name,
-            "grouped_by": "header" if explicit is not None else _GROUPED_BY[kind],
+            "grouped_by": _grouped_by(explicit, route, kind),
             "listen": self.listen,
         }
         if explicit is not None:
-            proxy["run_header"] = explicit
+            proxy["run_header"] = explicit  # the name, from the header or the path
         settings: dict[str, Any] = {"proxy": proxy, "stream": body.get("stream") is True}
         record = RunRecord(
             id=run_id,

@@ -241,11 +241,12 @@ class ProxyApp:
         redactor = self._redactor(client_key)
         cleaned = _without_secrets(parsed, body, redactor)
         capture = Capture(cleaned, redactor, kind)
-        explicit = next((v for k, v in headers if k == RUN_HEADER), None)
+        header = next((v for k, v in headers if k == RUN_HEADER), None)
+        explicit = header.decode("latin-1") if header else route.group
         agent = next((v for k, v in headers if k == b"user-agent"), None)
         ticket = self.recording.start(
             cleaned,
-            explicit.decode("latin-1") if explicit else None,
+            explicit,
             agent.decode("latin-1") if agent else None,
             kind=kind,
             route=route,

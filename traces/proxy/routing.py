@@ -24,6 +24,24 @@ from traces.proxy.upstream import Upstream, profile_upstream, resolve_upstream
 PREFIX = "/p/"
 """Path prefix that names the upstream: `/p/NAME/v1/...`."""
 
+GROUP_PREFIX = "/r/"
+"""Path prefix that names the run a request belongs to, as the `X-Traces-Run` header does,
+for clients that can set a base URL but no header: `/r/NAME/v1/...`, after any
+`/p/PROVIDER`."""
+
+
+def split_prefixes(path: str) -> tuple[str | None, str | None, str]:
+    """The upstream a path names (`/p/NAME`), the run it names (`/r/NAME`), and the path
+    without them (`/v1/chat/completions`)."""
+    provider = group = None
+    if path.startswith(PREFIX):
+        provider, _, rest = path[len(PREFIX) :].partition("/")
+        path = "/" + rest
+    if path.startswith(GROUP_PREFIX):
+        group, _, rest = path[len(GROUP_PREFIX) :].partition("/")
+        path = "/" + rest
+    return provider, group or None, path
+
 
 class RouteError(Exception):
     """A request no upstream can take; `status` and `message` are what the client gets."""
@@ -41,9 +59,11 @@ class Route:
 
     upstream: Upstream
     path: str
-    """The client's path without the `/p/NAME` prefix (`/v1/chat/completions`)."""
+    """The client's path without the `/p/NAME` and `/r/NAME` prefixes (`/v1/chat/completions`)."""
     prefixed: bool = False
     by_model: bool = False
+    group: str | None = None
+    """The run named by a `/r/NAME` prefix."""
 
 
 class Routes:
@@ -88,11 +108,8 @@ class Routes:
 
     @staticmethod
     def unprefixed(path: str) -> str:
-        """`path` without a `/p/NAME` prefix (the path the upstream gets)."""
-        if not path.startswith(PREFIX):
-            return path
-        slash, rest = path[len(PREFIX) :].partition("/")[1:]
-        return slash + rest
+        """`path` without its `/p/NAME` and `/r/NAME` prefixes (the path the upstream gets)."""
+        return split_prefixes(path)[2]
 
     @property
     def upstreams(self) -> list[Upstream]:
@@ -110,9 +127,9 @@ class Routes:
 
     def route(self, path: str, model: str | None) -> Route:
         """The upstream of a request to `path` whose body names `model` (None: none)."""
-        if path.startswith(PREFIX):
-            name = path[len(PREFIX) :].partition("/")[0]
-            return Route(self._named(name), self.unprefixed(path), prefixed=True)
+        provider, group, path = split_prefixes(path)
+        if provider is not None:
+            return Route(self._named(provider), path, prefixed=True, group=group)
         if model is not None:
             serving = self.by_model.get(model)
             if serving is not None and len(serving) > 1:
@@ -124,8 +141,9 @@ class Routes:
                     f"send the request to {prefixes}",
                 )
             if serving is not None:
-                return Route(serving[0], path, by_model=serving[0] is not self.default)
-        return Route(self.default, path)
+                chosen = serving[0]
+                return Route(chosen, path, by_model=chosen is not self.default, group=group)
+        return Route(self.default, path, group=group)
 
     def _named(self, name: str) -> Upstream:
         found = self.named.get(name)
