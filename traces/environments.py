@@ -90,7 +90,11 @@ async def discover_tools(task: Task) -> Task:
 async def _open_tools(task: Task, spec: ToolsSpec, sandbox_dir: Path) -> CustomEnvironment:
     sandbox = _sandbox(task, spec, sandbox_dir)
     connections = [_connection(server, sandbox) for server in spec.mcp]
-    started = await start_all(connections, spec.start_timeout_s)
+    try:
+        started = await start_all(connections, spec.start_timeout_s)
+    except BaseException:  # cancelled while starting (Ctrl-C): no server outlives the run
+        await asyncio.shield(asyncio.gather(*(c.close() for c in connections)))
+        raise
     routes: dict[str, McpConnection | PythonTool | McpError] = {}
     specs: list[dict[str, Any]] = []
     for server, connection, tools in zip(spec.mcp, connections, started, strict=True):

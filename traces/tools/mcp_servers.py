@@ -75,8 +75,8 @@ class McpConnection:
         except TimeoutError:
             await self.close()
             raise McpError(self._evidence(f"did not start within {timeout_s:g} s")) from None
-        except McpError:
-            await self.close()
+        except (McpError, asyncio.CancelledError):
+            await asyncio.shield(self.close())
             raise
 
     async def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
@@ -130,12 +130,19 @@ class McpConnection:
         self._stop.set()
         task = self._task
         if task is not None and not task.done():
+            # A server still starting is not listening for the stop: cancel it at once (the
+            # SDK's shutdown runs shielded and bounded); a running one leaves on its own.
+            if self._ready is not None and not self._ready.done():
+                task.cancel()
             try:
                 await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-            except (TimeoutError, Exception):
+            except BaseException:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+        ready = self._ready
+        if ready is not None and ready.done() and not ready.cancelled():
+            ready.exception()  # retrieved: a failure nobody awaited is not logged as lost
         self._session = None
         self._stderr.close()
 
