@@ -13,7 +13,7 @@ import pytest
 from traces.environments import open_environment
 from traces.errors import TaskFileError
 from traces.model import ToolErrorKind
-from traces.tasks import load_task
+from traces.tasks import Task, load_task
 from traces.tools.python_tools import PythonToolError, load_python_tool
 
 from conftest import query_rows, run_cli
@@ -153,3 +153,25 @@ def test_an_interrupted_run_of_own_tools_is_refused_resumption(tmp_path: Path) -
         f"run {run['id']}: its tools (MCP servers, Python functions) cannot be replayed, so "
         "the world it left cannot be restored; record it again"
     ) in done.stderr
+
+
+def test_a_module_shadowed_by_one_imported_before_is_refused(tmp_path: Path) -> None:
+    # Two task folders each with their own `shadow_tools.py`: the second cannot be imported
+    # under the same name in one process, and silently using the first's would be wrong.
+    first, second = tmp_path / "one", tmp_path / "two"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "shadow_tools.py").write_text(
+            'def tool(x: int) -> int:\n    """Echo."""\n    return x\n'
+        )
+    load_python_tool("shadow_tools:tool", first)
+    with pytest.raises(PythonToolError) as caught:
+        load_python_tool("shadow_tools:tool", second)
+    assert "was already imported from" in str(caught.value)
+    assert "give the module beside the task another name" in str(caught.value)
+
+
+def test_a_tools_task_survives_a_json_round_trip() -> None:
+    task = load_task(BYO / "python_tools.toml")
+    again = Task.model_validate_json(task.model_dump_json())
+    assert again == task and type(again.environment) is type(task.environment)

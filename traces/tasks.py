@@ -47,7 +47,7 @@ class _Strict(BaseModel):
 class EnvironmentSpec(_Strict):
     """The `[environment]` table: which tool world to build. Subclassed once per type."""
 
-    type: str = Field(description="The tool world: chain, research or files.")
+    type: str = Field(description="The tool world: chain, research, files or tools.")
     prompt_variables: ClassVar[frozenset[str]] = frozenset()
     #: The tools the world declares to the model, in declaration order.
     tool_specs: ClassVar[tuple[dict[str, Any], ...]] = ()
@@ -233,7 +233,9 @@ class ToolsSpec(EnvironmentSpec):
     @field_validator("python")
     @classmethod
     def _importable(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        base = Path((info.context or {}).get("base_dir", "."))
+        if not info.context:  # a validated task rebuilt (a JSON round trip): checked at load
+            return value
+        base = Path(info.context.get("base_dir", "."))
         names: set[str] = set()
         for reference in value:
             try:
@@ -344,7 +346,7 @@ class Task(BaseModel):
     system_prompt: str = Field(description="System prompt template (str.format placeholders).")
     user_prompt: str = Field(description="First user message template (str.format placeholders).")
     environment: SerializeAsAny[EnvironmentSpec] = Field(
-        description="The tool world to build (a ChainSpec, ResearchSpec or FilesSpec)."
+        description="The tool world to build (a ChainSpec, ResearchSpec, FilesSpec or ToolsSpec)."
     )
     success: dict[str, Any] = Field(description="Validated type-specific success criteria.")
     source_path: Path = Field(description="The task file as it was given to `load_task`.")

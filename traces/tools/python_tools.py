@@ -152,12 +152,27 @@ def _import(module_name: str, attribute: str, base_dir: Path) -> Callable[..., A
     finally:
         if added in sys.path:
             sys.path.remove(added)
+    _check_origin(module, module_name, attribute, base_dir)
     function = getattr(module, attribute, None)
     if function is None:
         raise PythonToolError(f"{module_name}:{attribute}: {module_name} has no {attribute}")
     if not callable(function) or isinstance(function, type):
         raise PythonToolError(f"{module_name}:{attribute}: is not a function")
     return function  # type: ignore[no-any-return]
+
+
+def _check_origin(module: Any, module_name: str, attribute: str, base_dir: Path) -> None:
+    """Refuse a module beside the task file shadowed by one of the same name imported before
+    (another task's `tools.py`, an installed package): its functions would be the wrong ones."""
+    relative = Path(*module_name.split("."))
+    beside = [base_dir / f"{relative}.py", base_dir / relative / "__init__.py"]
+    existing = [path.resolve() for path in beside if path.is_file()]
+    loaded = getattr(module, "__file__", None)
+    if existing and (loaded is None or Path(loaded).resolve() not in existing):
+        raise PythonToolError(
+            f"{module_name}:{attribute}: {module_name} was already imported from {loaded}, "
+            f"not from {existing[0]}; give the module beside the task another name"
+        )
 
 
 def _arguments_model(function: Callable[..., Any]) -> type[BaseModel]:
