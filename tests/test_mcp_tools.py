@@ -34,6 +34,7 @@ def write_task(folder: Path, environment: str, *, name: str = "mine") -> Path:
     path.write_text(
         f'name = "{name}"\ndescription = "d"\nmax_steps = 12\nsystem_prompt = "s"\n'
         f'user_prompt = "Use {{tool_names}}."\n[environment]\ntype = "tools"\n{environment}'
+        '\n[success]\nanswer_contains = ["words"]\n'
     )
     return path
 
@@ -77,7 +78,7 @@ def http_server() -> Iterator[str]:
 
 def test_stdio_tools_are_listed_called_and_their_failures_recorded(tmp_path: Path) -> None:
     task = asyncio.run(discover_tools(load_task(write_task(tmp_path, stdio_server()))))
-    names = ["convert_length", "word_stats", "checked_divide", "fail", "die"]
+    names = ["convert_length", "word_stats", "checked_divide", "fail", "nap", "die"]
     assert task.environment.tool_names() == names
 
     async def go() -> None:
@@ -110,6 +111,23 @@ def test_stdio_tools_are_listed_called_and_their_failures_recorded(tmp_path: Pat
     asyncio.run(go())
 
 
+def test_a_call_past_its_time_limit_is_a_timeout_and_the_server_goes_on(tmp_path: Path) -> None:
+    environment = "call_timeout_s = 1\n" + stdio_server('tools = ["nap", "word_stats"]\n')
+    task = asyncio.run(discover_tools(load_task(write_task(tmp_path, environment))))
+
+    async def go() -> None:
+        async with open_environment(task, seed=0, sandbox_dir=tmp_path / "box") as env:
+            started = time.monotonic()
+            late = await env.call("nap", {"seconds": 30})
+            assert time.monotonic() - started < 10
+            assert late.error_kind is ToolErrorKind.TIMEOUT
+            assert late.error is not None and "nap did not answer within 1 s" in late.error
+            done = await env.call("word_stats", {"text": "still here"})
+            assert done.error is None
+
+    asyncio.run(go())
+
+
 def test_streamable_http_tools_are_called(tmp_path: Path, http_server: str) -> None:
     path = write_task(tmp_path, f'[[environment.mcp]]\nname = "web"\nurl = "{http_server}"\n')
     task = asyncio.run(discover_tools(load_task(path)))
@@ -135,7 +153,7 @@ def test_a_server_failing_in_one_run_fails_its_calls_with_its_stderr(tmp_path: P
 
     async def go() -> None:
         async with open_environment(task, seed=0, sandbox_dir=tmp_path / "box") as env:
-            assert len(env.tool_specs()) == 5  # the run still offers what was listed
+            assert len(env.tool_specs()) == 6  # the run still offers what was listed
             outcome = await env.call("word_stats", {"text": "x"})
             assert outcome.error_kind is ToolErrorKind.CRASHED
             assert outcome.error is not None and "no licence file" in outcome.error

@@ -115,6 +115,7 @@ def test_a_reference_that_cannot_become_a_tool_is_one_line(
     task.write_text(
         'name = "t"\ndescription = "d"\nmax_steps = 3\nsystem_prompt = "s"\nuser_prompt = "u"\n'
         f'[environment]\ntype = "tools"\npython = ["{reference}"]\n'
+        '[success]\nanswer_contains = ["x"]\n'
     )
     with pytest.raises(TaskFileError) as loading:
         load_task(task)
@@ -175,3 +176,39 @@ def test_a_tools_task_survives_a_json_round_trip() -> None:
     task = load_task(BYO / "python_tools.toml")
     again = Task.model_validate_json(task.model_dump_json())
     assert again == task and type(again.environment) is type(task.environment)
+
+
+@pytest.mark.parametrize(
+    ("success", "problem"),
+    [
+        ("", "success: give answer_contains, file (with file_contains), or both"),
+        ('file = "r.md"\n', "success: file needs file_contains"),
+        ('file_contains = ["x"]\n', "success.file_contains: needs `file`"),
+        ('file = "../r.md"\nfile_contains = ["x"]\n', "success.file: must be a file path"),
+    ],
+)
+def test_a_tools_task_must_check_something(tmp_path: Path, success: str, problem: str) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(
+        'name = "t"\ndescription = "d"\nmax_steps = 3\nsystem_prompt = "s"\nuser_prompt = "u"\n'
+        '[environment]\ntype = "tools"\n'
+        '[[environment.mcp]]\nname = "x"\nurl = "http://127.0.0.1:9/mcp"\n'  # not reached
+        f"[success]\n{success}"
+    )
+    with pytest.raises(TaskFileError) as caught:
+        load_task(task)
+    assert str(caught.value).startswith(f"{task}: {problem}")
+
+
+def test_a_tools_world_without_tools_is_refused(tmp_path: Path) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(
+        'name = "t"\ndescription = "d"\nmax_steps = 3\nsystem_prompt = "s"\nuser_prompt = "u"\n'
+        '[environment]\ntype = "tools"\n[success]\nanswer_contains = ["x"]\n'
+    )
+    with pytest.raises(TaskFileError) as caught:
+        load_task(task)
+    assert str(caught.value) == (
+        f"{task}: environment: a tools world needs [[environment.mcp]] servers, python tools, "
+        "or both"
+    )

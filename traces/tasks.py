@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -219,6 +220,14 @@ class ToolsSpec(EnvironmentSpec):
             raise ValueError(f"directory {value} does not exist ({directory})")
         return directory
 
+    @model_validator(mode="after")
+    def _offers_tools(self) -> ToolsSpec:
+        if not self.mcp and not self.python:
+            raise ValueError(
+                "a tools world needs [[environment.mcp]] servers, python tools, or both"
+            )
+        return self
+
     @field_validator("mcp")
     @classmethod
     def _unique_servers(cls, value: list[McpServerSpec]) -> list[McpServerSpec]:
@@ -272,6 +281,15 @@ class ToolsSuccess(_Strict):
         if value and info.data.get("file") is None:
             raise ValueError("needs `file`, the file that must contain them")
         return value
+
+    @model_validator(mode="after")
+    def _checks_something(self) -> ToolsSuccess:
+        # A check of nothing would call every run a success.
+        if not self.answer_contains and self.file is None:
+            raise ValueError("give answer_contains, file (with file_contains), or both")
+        if self.file is not None and not self.file_contains:
+            raise ValueError("file needs file_contains, the strings it must contain")
+        return self
 
 
 class ChainSuccess(_Strict):

@@ -3,12 +3,13 @@
     python sample_mcp_server.py                 # stdio (a task's `command`)
     python sample_mcp_server.py --http 8765     # http://127.0.0.1:8765/mcp (a task's `url`)
 
-Besides the sample tools it has `fail` (answers `isError`) and `die` (exits mid-call), which
-the tests use to check how a tool's error and a crashed server are recorded.
+Besides the sample tools it has `fail` (answers `isError`), `nap` (answers late) and `die`
+(exits mid-call), which the tests use to check how a tool's error and a crashed server are recorded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,13 @@ server.tool()(sample_tools.checked_divide)
 def fail(reason: str) -> str:
     """Always fail, with the given reason (the server answers with isError)."""
     raise ValueError(reason)
+
+
+@server.tool()
+async def nap(seconds: float) -> str:
+    """Sleep for the given seconds, then answer (a tool slower than its time limit)."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds} s"
 
 
 @server.tool()
