@@ -275,7 +275,8 @@ def test_the_git_sample_serves_a_seeded_repository(tmp_path: Path) -> None:
             log = await env.call("git_log", {"repo_path": str(tmp_path / "box")})
             assert log.error is None, log.error
             assert "Seed" in log.output and "agent-traces" in log.output
-            status = await env.call("git_status", {"repo_path": str(tmp_path / "box")})
+            # "." is the sandbox: the server runs there, as the sample's prompt tells the model.
+            status = await env.call("git_status", {"repo_path": "."})
             assert "nothing to commit" in status.output
 
     asyncio.run(go())
