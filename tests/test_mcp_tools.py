@@ -383,3 +383,35 @@ def test_a_suite_of_own_tools_is_compared_and_a_dead_server_in_it_is_bad_input(
     assert done.returncode == 2
     assert f"error: {dead}: environment.mcp[0].url: " in done.stderr
     assert not other.exists()
+
+
+RAW_SERVER = """
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    method, ident = message.get("method"), message.get("id")
+    if method == "initialize":
+        result = {"protocolVersion": message["params"]["protocolVersion"],
+                  "capabilities": {"tools": {}}, "serverInfo": {"name": "raw", "version": "1"}}
+    elif method == "tools/list":
+        schema = {"type": "object", "properties": {"x": {"type": "nonsense"}}}
+        result = {"tools": [{"name": "broken", "description": "d", "inputSchema": schema}]}
+    elif ident is None:
+        continue
+    else:
+        result = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": ident, "result": result}), flush=True)
+"""
+
+
+def test_a_tool_whose_schema_is_not_json_schema_is_bad_input(tmp_path: Path, cli: CliRun) -> None:
+    # A hand-written server (no SDK) listing a tool whose input schema no validator accepts.
+    (tmp_path / "raw_server.py").write_text(RAW_SERVER)
+    server = f'[[environment.mcp]]\nname = "raw"\ncommand = [{json.dumps(sys.executable)}, '
+    path = write_task(tmp_path, server + f"{json.dumps(str(tmp_path / 'raw_server.py'))}]\n")
+    done = cli("record", "--task", str(path), "--db", str(tmp_path / "t.duckdb"))
+    assert done.returncode == 2, done.stderr
+    assert f"{path}: environment.mcp[0]: tool 'broken' has an input schema that is not valid" in (
+        done.stderr
+    )
+    assert not (tmp_path / "t.duckdb").exists()

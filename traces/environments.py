@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from jsonschema.exceptions import SchemaError
+
 from traces.errors import TaskFileError
 from traces.tasks import McpServerSpec, Task, ToolsSpec, build_environment
 from traces.tools.base import ToolEnvironment
@@ -23,6 +25,7 @@ from traces.tools.custom import CustomEnvironment, seed_git, start_all
 from traces.tools.mcp_servers import McpConnection, McpError
 from traces.tools.python_tools import PythonTool, PythonToolError, load_python_tool
 from traces.tools.sandbox import Sandbox
+from traces.tools.schema_check import ArgumentChecker
 
 
 @asynccontextmanager
@@ -72,6 +75,10 @@ async def discover_tools(task: Task) -> Task:
         offered = _offered(server, tools)
         if isinstance(offered, str):
             raise TaskFileError(f"{task.source_path}: environment.mcp[{index}].tools: {offered}")
+        for tool in offered:
+            problem = _schema_problem(tool)
+            if problem is not None:
+                raise TaskFileError(f"{task.source_path}: environment.mcp[{index}]: {problem}")
         discovered[server.name] = offered
     names = [ref.rsplit(":", 1)[-1] for ref in spec.python]
     for index, server in enumerate(spec.mcp):
@@ -104,6 +111,9 @@ async def _open_tools(task: Task, spec: ToolsSpec, sandbox_dir: Path) -> CustomE
         if offered is None:
             listed = [] if isinstance(tools, McpError) else _offered(server, tools)
             offered = [] if isinstance(listed, str) else listed
+            # Not discovered beforehand (a suite entry, say): a tool whose schema is broken
+            # is left out rather than failing the run's tool checker.
+            offered = [tool for tool in offered if _schema_problem(tool) is None]
         route: McpConnection | McpError = tools if isinstance(tools, McpError) else connection
         for tool in offered:
             routes[tool["function"]["name"]] = route
@@ -123,6 +133,16 @@ async def _open_tools(task: Task, spec: ToolsSpec, sandbox_dir: Path) -> CustomE
         call_timeout_s=spec.call_timeout_s,
         success=task.success,
     )
+
+
+def _schema_problem(tool: dict[str, Any]) -> str | None:
+    """Why a listed tool's input schema cannot check arguments, or None when it can."""
+    try:
+        ArgumentChecker([tool])
+    except SchemaError as exc:
+        name = tool["function"]["name"]
+        return f"tool {name!r} has an input schema that is not valid JSON Schema ({exc.message})"
+    return None
 
 
 def _offered(server: McpServerSpec, tools: list[dict[str, Any]]) -> list[dict[str, Any]] | str:

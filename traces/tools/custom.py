@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,6 @@ class CustomEnvironment:
 def seed_git(root: Path) -> None:
     """Make `root` a git repository with its current files as one commit of fixed identity
     and date; raise OSError (with git's message) when git fails."""
-    import os
-
     env = {**os.environ, **_GIT_IDENTITY}
     for args in (
         ["git", "init", "-q", "-b", "main"],
