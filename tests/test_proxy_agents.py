@@ -1,0 +1,207 @@
+"""Real agents no one on this project wrote, driven through `traces proxy` to the simulator:
+Qwen Code and OpenCode (npm, installed by `.ci/install-agents`) and an app built on the
+`openai-agents` Python SDK (the dev extra). For each, every request the simulator served is
+a recorded step (the same request ids), each conversation the client held is one run (a
+side call such as OpenCode's title is a run of its own, parallel sessions stay apart), and
+what the client received through the proxy is byte for byte what the simulator sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_clients import KEY, MODEL, run_opencode, run_qwen, tapped_proxy
+from proxy_setup import Tap, tapped_sim
+
+from traces.sim.config import SimConfig
+
+from conftest import query_rows
+
+NOTES = "the meeting is at noon"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The agent's project: a file the task names and one it does not."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "notes.txt").write_text(NOTES + "\n")
+    (root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    return root
+
+
+def _chat(tap: Tap) -> list[Any]:
+    return [sent for sent in tap.sent if sent.path.endswith("/chat/completions")]
+
+
+def _conversation(body: bytes) -> str:
+    """What makes a request part of one conversation, read from the request alone: the
+    messages up to the first user message (system prompt and task)."""
+    messages = json.loads(body)["messages"]
+    first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+    return json.dumps(messages[: first + 1], sort_keys=True)
+
+
+def check_proxied(db: Path, sim: Tap, proxy: Tap) -> dict[str, dict[str, Any]]:
+    """Every request the simulator served recorded once, the bytes relayed unchanged, and
+    runs grouped as the client's conversations; returns the runs by id."""
+    served = _chat(sim)
+    assert served, "the agent sent no chat completion"
+    by_id = {sent.headers["x-request-id"]: sent for sent in served}
+    assert len(by_id) == len(served)
+    relayed = [sent for sent in proxy.sent if "x-request-id" in sent.headers]
+    assert len(_chat_of(relayed)) == len(served)
+    for answer in relayed:
+        upstream = by_id.get(answer.headers["x-request-id"])
+        if upstream is None:
+            continue  # another path (the model list) answered with an id of its own
+        assert answer.status == upstream.status == 200
+        assert answer.body == upstream.body
+
+    steps = query_rows(db, "SELECT run_id, idx, request_id, retries FROM steps")
+    assert sorted(step["request_id"] for step in steps) == sorted(by_id)
+    assert all(step["retries"] == 0 for step in steps)
+
+    recorded: dict[str, set[str]] = defaultdict(set)
+    for step in steps:
+        recorded[step["run_id"]].add(step["request_id"])
+    expected: dict[str, set[str]] = defaultdict(set)
+    for request_id, sent in by_id.items():
+        expected[_conversation(sent.request)].add(request_id)
+    assert sorted(map(sorted, recorded.values())) == sorted(map(sorted, expected.values()))
+
+    runs = query_rows(db, "SELECT * FROM runs WHERE origin = 'proxy'")
+    assert {run["id"] for run in runs} == set(recorded)
+    return {run["id"]: run for run in runs}
+
+
+def _chat_of(sent: list[Any]) -> list[Any]:
+    return [s for s in sent if s.path.endswith("/chat/completions")]
+
+
+def _client(run: dict[str, Any]) -> str:
+    return str(json.loads(run["settings"])["proxy"]["client"])
+
+
+def _tool_names(db: Path, run_id: str) -> list[str]:
+    rows = query_rows(
+        db, "SELECT name FROM tool_calls WHERE run_id = ? ORDER BY step_idx, call_idx", [run_id]
+    )
+    return [row["name"] for row in rows]
+
+
+@pytest.mark.slow
+def test_qwen_code_through_the_proxy(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path, workdir: Path, tmp_path: Path
+) -> None:
+    """Qwen Code reads the file it is asked about with its own `read_file` (the simulator
+    makes the path absolute, as Qwen's prompt asks), answers, and stops: one run, the
+    conversation Qwen held, under Qwen's User-Agent."""
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, sim_tap),
+        tapped_proxy(monkeypatch, sim.base_url, db_path) as (proxy, proxy_tap),
+    ):
+        done = run_qwen(
+            "Read notes.txt and tell me what it says.", proxy.base_url, workdir, tmp_path / "home"
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert NOTES in done.stdout
+    runs = check_proxied(db_path, sim_tap, proxy_tap)
+    (run,) = runs.values()
+    assert _client(run).startswith("QwenCode/")
+    assert run["model"] == MODEL and run["steps"] == 2
+    assert _tool_names(db_path, run["id"]) == ["read_file"]
+
+
+@pytest.mark.slow
+def test_opencode_through_the_proxy(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path, workdir: Path, tmp_path: Path
+) -> None:
+    """OpenCode's session reads the file with its `read` tool and answers; the title it
+    asks its small model for at the same time is a run of its own."""
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, sim_tap),
+        tapped_proxy(monkeypatch, sim.base_url, db_path) as (proxy, proxy_tap),
+    ):
+        done = run_opencode(
+            "Read notes.txt and tell me what it says.", proxy.base_url, workdir, tmp_path / "home"
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert NOTES in done.stdout
+    runs = check_proxied(db_path, sim_tap, proxy_tap)
+    assert all(_client(run).startswith("opencode/") for run in runs.values())
+    by_label = {str(run["conversation"]): run for run in runs.values()}
+    assert len(by_label) == 2
+    title = next(run for label, run in by_label.items() if label.startswith("Generate a title"))
+    session = next(run for run in runs.values() if run is not title)
+    assert "Read notes.txt" in session["conversation"]
+    assert title["steps"] == 1 and _tool_names(db_path, title["id"]) == []
+    assert session["steps"] == 2 and _tool_names(db_path, session["id"]) == ["read"]
+
+
+@pytest.mark.slow
+def test_openai_agents_sdk_parallel_sessions_through_the_proxy(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path, workdir: Path
+) -> None:
+    """An app on the `openai-agents` SDK with two function tools runs two sessions at once
+    on one agent (same instructions, same tools): two runs, each its own conversation."""
+    try:
+        from agents import (
+            Agent,
+            OpenAIChatCompletionsModel,
+            Runner,
+            function_tool,
+            set_tracing_disabled,
+        )
+        from openai import AsyncOpenAI
+    except ImportError as missing:  # the dev extra pins it: CI always has it
+        pytest.fail(f"openai-agents is part of the dev extra: {missing}")
+
+    set_tracing_disabled(True)  # its traces would go to the vendor's servers
+
+    @function_tool
+    def list_directory(path: str) -> str:
+        """List the files of a directory."""
+        return "\n".join(sorted(entry.name for entry in Path(path).iterdir()))
+
+    @function_tool
+    def read_file(path: str) -> str:
+        """Read a text file."""
+        return Path(path).read_text()
+
+    async def both(base_url: str) -> list[str]:
+        client = AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+        agent = Agent(
+            name="files",
+            instructions=f"You answer questions about files. Working directory: {workdir}",
+            tools=[list_directory, read_file],
+            model=OpenAIChatCompletionsModel(model=MODEL, openai_client=client),
+        )
+        results = await asyncio.gather(
+            Runner.run(agent, "What does notes.txt say?"),
+            Runner.run(agent, "Which files are in this folder?"),
+        )
+        await client.close()
+        return [str(result.final_output) for result in results]
+
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, sim_tap),
+        tapped_proxy(monkeypatch, sim.base_url, db_path) as (proxy, proxy_tap),
+    ):
+        read, listed = asyncio.run(both(proxy.base_url))
+    assert NOTES in read
+    assert "calc.py" in listed and "notes.txt" in listed
+    runs = check_proxied(db_path, sim_tap, proxy_tap)
+    by_label = {run["conversation"]: run for run in runs.values()}
+    assert set(by_label) == {"What does notes.txt say?", "Which files are in this folder?"}
+    assert _tool_names(db_path, by_label["What does notes.txt say?"]["id"]) == ["read_file"]
+    # No file named: the folder is listed, then the file that listing shows first is read.
+    assert _tool_names(db_path, by_label["Which files are in this folder?"]["id"]) == [
+        "list_directory",
+        "read_file",
+    ]
