@@ -205,3 +205,68 @@ def test_openai_agents_sdk_parallel_sessions_through_the_proxy(
         "list_directory",
         "read_file",
     ]
+
+
+@pytest.mark.slow
+def test_openai_agents_sdk_subagent_is_a_run_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path, workdir: Path
+) -> None:
+    """An SDK app whose `read_file` tool hands the reading to a second agent (its own
+    instructions, its own `cat` tool): the subagent's conversation, held while the main one
+    waits for its tool result, is a run of its own."""
+    try:
+        from agents import (
+            Agent,
+            OpenAIChatCompletionsModel,
+            Runner,
+            function_tool,
+            set_tracing_disabled,
+        )
+        from openai import AsyncOpenAI
+    except ImportError as missing:
+        pytest.fail(f"openai-agents is part of the dev extra: {missing}")
+
+    set_tracing_disabled(True)
+
+    async def main(base_url: str) -> str:
+        client = AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+        model = OpenAIChatCompletionsModel(model=MODEL, openai_client=client)
+
+        @function_tool
+        def cat(path: str) -> str:
+            """Print a file."""
+            return Path(path).read_text()
+
+        reader = Agent(name="reader", instructions="You quote files.", tools=[cat], model=model)
+
+        @function_tool
+        async def read_file(path: str) -> str:
+            """Read a file (a reader agent does it)."""
+            result = await Runner.run(reader, f"Quote {path} for me.")
+            return str(result.final_output)
+
+        lead = Agent(
+            name="lead",
+            instructions=f"You answer questions about files. Working directory: {workdir}",
+            tools=[read_file],
+            model=model,
+        )
+        result = await Runner.run(lead, "What does notes.txt say?")
+        await client.close()
+        return str(result.final_output)
+
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, sim_tap),
+        tapped_proxy(monkeypatch, sim.base_url, db_path) as (proxy, proxy_tap),
+    ):
+        answer = asyncio.run(main(proxy.base_url))
+    assert NOTES in answer
+    runs = check_proxied(db_path, sim_tap, proxy_tap)
+    by_label = {run["conversation"]: run for run in runs.values()}
+    assert set(by_label) == {"What does notes.txt say?", f"Quote {workdir}/notes.txt for me."}
+    lead = by_label["What does notes.txt say?"]
+    sub = by_label[f"Quote {workdir}/notes.txt for me."]
+    assert _tool_names(db_path, lead["id"]) == ["read_file"]
+    assert _tool_names(db_path, sub["id"]) == ["cat"]
+    assert lead["steps"] == sub["steps"] == 2
+    assert sub["started_at"] > lead["started_at"] and sub["ended_at"] < lead["ended_at"]

@@ -93,9 +93,16 @@ def _run_tool(name: str, args: dict[str, Any], root: Path) -> str:
 
 
 def _drive(
-    task: str, tools: list[dict[str, Any]], root: Path, *, seed: int = 0, system: str = ""
+    task: str,
+    tools: list[dict[str, Any]],
+    root: Path,
+    *,
+    seed: int = 0,
+    system: str = "",
+    broken: frozenset[str] = frozenset(),
 ) -> tuple[list[Decision], list[dict[str, Any]]]:
-    """The agent loop: decide, run the calls, send the results back, until an answer."""
+    """The agent loop: decide, run the calls (those of `broken` tools fail), send the
+    results back, until an answer."""
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": system or f"You are an agent. Working directory: {root}"},
         {"role": "user", "content": task},
@@ -124,13 +131,12 @@ def _drive(
         for call in decision.tool_calls:
             args = json.loads(call.arguments)
             jsonschema.validate(args, schemas[call.name])
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call.id,
-                    "content": _run_tool(call.name, args, root),
-                }
+            result = (
+                "Error: ripgrep execution failed"
+                if call.name in broken
+                else _run_tool(call.name, args, root)
             )
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
     raise AssertionError("the simulated agent never answered")
 
 
@@ -160,6 +166,20 @@ def test_a_listing_leads_to_the_likeliest_file(workspace: Path) -> None:
     # OpenCode has no list tool: its glob lists, then its README is read.
     assert _calls(turns) == [
         ("glob", {"pattern": "*", "path": str(workspace)}),
+        ("read", {"filePath": str(workspace / "README.md")}),
+    ]
+    assert "A tiny project." in turns[-1].content
+
+
+def test_a_failed_look_is_tried_another_way(workspace: Path) -> None:
+    """OpenCode's `glob` needs ripgrep, which it downloads on first use: where it cannot,
+    the model lists the folder with the shell instead."""
+    turns, _ = _drive(
+        "What is this project about?", OPENCODE_TOOLS, workspace, broken=frozenset({"glob"})
+    )
+    assert _calls(turns) == [
+        ("glob", {"pattern": "*", "path": str(workspace)}),
+        ("bash", {"command": f"ls -la {workspace}"}),
         ("read", {"filePath": str(workspace / "README.md")}),
     ]
     assert "A tiny project." in turns[-1].content

@@ -4,7 +4,8 @@ Offered a coding agent's tools (Qwen Code, OpenCode, an SDK app's own read/list/
 functions), it reads what the task points to with those tools, then answers: each file the
 user message names is read, a quoted or backticked term (or a TODO-like marker) is searched
 for, and a task that names no file gets the working directory listed and its most likely
-file read. At most `MAX_CALLS` calls, one per turn, never the same call twice in a
+file read; a look that failed is tried once more another way (a failed `glob` becomes the
+shell's `ls`). At most `MAX_CALLS` calls, one per turn, never the same call twice in a
 conversation, never a tool whose required arguments it cannot fill, never a subagent. The
 working directory comes from what agents tell their model ("I'm currently working in the
 directory: …", "Working directory: …"); paths are made absolute under it.
@@ -146,12 +147,23 @@ class AgentStrategy:
         made = self._made()
         if len(transcript.turns) < MAX_CALLS:
             for action in self._actions(transcript.user_text, made):
-                call = self._call(action)
-                if call is not None and _canonical(*call) not in made:
-                    return Plan(
-                        reasoning=self._why(transcript, action, call[0], voice), calls=(call,)
-                    )
+                if self._result(action, made) is not None:
+                    continue  # done already
+                for call in self._calls(action):
+                    if _canonical(*call) not in made:  # a way not tried yet
+                        return Plan(
+                            reasoning=self._why(transcript, action, call[0], voice),
+                            calls=(call,),
+                        )
         return self._answer(transcript, voice)
+
+    def _result(self, action: _Action, made: Mapping[tuple[str, str], str | None]) -> str | None:
+        """What `action` returned if some way of doing it already succeeded, else None."""
+        for call in self._calls(action):
+            result = made.get(_canonical(*call))
+            if result is not None and not looks_like_error(result):
+                return result
+        return None
 
     def _made(self) -> dict[tuple[str, str], str | None]:
         """Every call of the conversation (name, canonical arguments) -> its result."""
@@ -187,9 +199,8 @@ class AgentStrategy:
         if not files:
             listing = _Action("list", directory)
             actions.append(listing)
-            call = self._call(listing)
-            listed = made.get(_canonical(*call)) if call is not None else None
-            if listed and not looks_like_error(listed) and term is None:
+            listed = self._result(listing, made)
+            if listed and term is None:
                 candidates = named_files(listed)
                 if candidates:
                     readme = [c for c in candidates if "readme" in c.lower()]
@@ -201,9 +212,10 @@ class AgentStrategy:
     def _path(self, path: str) -> str:
         return joined(self.root, path) if self.root is not None else path
 
-    def _call(self, action: _Action) -> tuple[str, dict[str, Any]] | None:
-        """The tool call doing `action` with the tools offered (a dedicated tool first, the
-        shell otherwise); None when no tool can do it with sensibly filled arguments."""
+    def _calls(self, action: _Action) -> list[tuple[str, dict[str, Any]]]:
+        """The tool calls that would do `action` with the tools offered, in the order the
+        model tries them when one fails (a dedicated tool first, the shell last); empty
+        when no tool can do it with sensibly filled arguments."""
         tries: list[tuple[Job, Values]]
         if action.job == "read":
             path = self._path(action.target)
@@ -241,14 +253,13 @@ class AgentStrategy:
                     ),
                 ),
             ]
+        calls = []
         for job, values in tries:
             name = self.jobs.get(job)
-            if name is None:
-                continue
-            filled = arguments(self.tools[name], values)
-            if filled is not None:
-                return name, filled
-        return None
+            filled = arguments(self.tools[name], values) if name is not None else None
+            if name is not None and filled is not None:
+                calls.append((name, filled))
+        return calls
 
     def _why(self, transcript: Transcript, action: _Action, tool: str, voice: Voice) -> str:
         target = (
