@@ -100,22 +100,33 @@ def test_qwen_code_through_the_proxy(
     monkeypatch: pytest.MonkeyPatch, db_path: Path, workdir: Path, tmp_path: Path
 ) -> None:
     """Qwen Code reads the file it is asked about with its own `read_file` (the simulator
-    makes the path absolute, as Qwen's prompt asks), answers, and stops: one run, the
-    conversation Qwen held, under Qwen's User-Agent."""
+    makes the path absolute, as Qwen's prompt asks) and searches with its `grep_search`,
+    answers, and stops: one run, the conversation Qwen held, under Qwen's User-Agent."""
     with (
         tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, sim_tap),
         tapped_proxy(monkeypatch, sim.base_url, db_path) as (proxy, proxy_tap),
     ):
         done = run_qwen(
-            "Read notes.txt and tell me what it says.", proxy.base_url, workdir, tmp_path / "home"
+            'Read notes.txt, and where else is "noon" mentioned?',
+            proxy.base_url,
+            workdir,
+            tmp_path / "home",
         )
     assert done.returncode == 0, done.stderr[-2000:]
     assert NOTES in done.stdout
     runs = check_proxied(db_path, sim_tap, proxy_tap)
     (run,) = runs.values()
     assert _client(run).startswith("QwenCode/")
-    assert run["model"] == MODEL and run["steps"] == 2
-    assert _tool_names(db_path, run["id"]) == ["read_file"]
+    assert run["model"] == MODEL and run["steps"] == 3
+    assert _tool_names(db_path, run["id"]) == ["read_file", "grep_search"]
+    # What Qwen's own tools returned, recorded as the results the next request carried.
+    outputs = query_rows(
+        db_path,
+        "SELECT name, output FROM tool_results WHERE run_id = ? ORDER BY step_idx",
+        [run["id"]],
+    )
+    assert [row["name"] for row in outputs] == ["read_file", "grep_search"]
+    assert NOTES in outputs[0]["output"] and f"notes.txt:1:{NOTES}" in outputs[1]["output"]
 
 
 @pytest.mark.slow
