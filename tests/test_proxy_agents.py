@@ -18,7 +18,9 @@ import pytest
 from agent_clients import KEY, MODEL, run_opencode, run_qwen, tapped_proxy
 from proxy_setup import Tap, tapped_sim
 
+from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
+from traces.store.database import resolve_db_path
 
 from conftest import query_rows
 
@@ -48,8 +50,9 @@ def _conversation(body: bytes) -> str:
 
 
 def check_proxied(db: Path, sim: Tap, proxy: Tap) -> dict[str, dict[str, Any]]:
-    """Every request the simulator served recorded once, the bytes relayed unchanged, and
-    runs grouped as the client's conversations; returns the runs by id."""
+    """Every request the simulator served recorded once, the bytes relayed unchanged, runs
+    grouped as the client's conversations, each checked without a finding; returns the runs
+    by id."""
     served = _chat(sim)
     assert served, "the agent sent no chat completion"
     by_id = {sent.headers["x-request-id"]: sent for sent in served}
@@ -75,8 +78,14 @@ def check_proxied(db: Path, sim: Tap, proxy: Tap) -> dict[str, dict[str, Any]]:
         expected[_conversation(sent.request)].add(request_id)
     assert sorted(map(sorted, recorded.values())) == sorted(map(sorted, expected.values()))
 
+    # Checked as `traces proxy` checks the runs it ended: a clean simulator seen through a
+    # real client blames no one (what clients rewrite in the history they send back is not
+    # taken for a host's fault).
+    found = analyze_recorded(resolve_db_path(str(db), None), sorted(recorded))
+    assert found == {run_id: [] for run_id in recorded}
     runs = query_rows(db, "SELECT * FROM runs WHERE origin = 'proxy'")
     assert {run["id"] for run in runs} == set(recorded)
+    assert all(run["findings_by_kind"] is not None for run in runs)
     return {run["id"]: run for run in runs}
 
 
