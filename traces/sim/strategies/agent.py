@@ -4,7 +4,7 @@ Offered a coding agent's tools (Qwen Code, OpenCode, an SDK app's own read/list/
 functions), it reads what the task points to with those tools, then answers: each file the
 user message names is read, a quoted or backticked term (or a TODO-like marker) is searched
 for, and a task that names no file gets the working directory listed and its most likely
-file read; a look that failed is tried once more another way (a failed `glob` becomes the
+file read; a look that failed is tried another way (a failed `glob` becomes the
 shell's `ls`). At most `MAX_CALLS` calls, one per turn, never the same call twice in a
 conversation, never a tool whose required arguments it cannot fill, never a subagent. The
 working directory comes from what agents tell their model ("I'm currently working in the
