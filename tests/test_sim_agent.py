@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import jsonschema
 import pytest
 
@@ -269,3 +270,27 @@ def test_generic_tools_still_get_each_tried_but_never_a_subagent() -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Try the tools."}]
     first = decide(messages, tools, seed=0)
     assert first.strategy == "generic" and [c.name for c in first.tool_calls] == ["ping"]
+
+
+def test_over_http_a_coding_agents_request_gets_a_read(sim: Any, tmp_path: Path) -> None:
+    """The simulator over real HTTP, asked as Qwen Code asks (its tools, the working
+    directory in a user message, the task in the next), answers with a `read_file` call of the
+    absolute path."""
+    body = {
+        "model": "sim-model",
+        "stream": False,
+        "tools": QWEN_TOOLS,
+        "messages": [
+            {"role": "system", "content": "You are Qwen Code, an interactive CLI agent."},
+            {"role": "user", "content": f"I'm currently working in the directory: {tmp_path}"},
+            {"role": "assistant", "content": "Got it. Thanks for the context!"},
+            {"role": "user", "content": "Read notes.txt and tell me what it says."},
+        ],
+    }
+    response = httpx2.post(f"{sim.base_url}/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200
+    (choice,) = response.json()["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "read_file"
+    assert json.loads(call["function"]["arguments"]) == {"file_path": f"{tmp_path}/notes.txt"}
