@@ -126,6 +126,7 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
     columns = dict(table.columns)
     n = len(table.run_ids)
     columns["finished"] = [1.0] * n
+    columns["success_known"] = [0.0 if s is None else 1.0 for s in columns["success"]]
     columns["cost_usd"] = [
         prices.run_cost(
             table.providers[i],
@@ -248,6 +249,13 @@ def _notes(
                 )
     for group in groups:
         rows = table.rows_of(group)
+        unjudged = sum(columns["success"][i] is None for i in rows)
+        if unjudged:
+            notes.append(
+                f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (nothing "
+                "judged their answers, as in imported logs); task success leaves them out "
+                "rather than count them as failures."
+            )
         unknown = sum(
             columns["prompt_tokens"][i] is None or columns["completion_tokens"][i] is None
             for i in rows
