@@ -54,9 +54,8 @@ def agent_binary(name: str) -> Path:
 def _env(home: Path, **extra: str) -> dict[str, str]:
     """A bare environment: the agent sees only its temporary home and what the test sets."""
     node = shutil.which("node")
-    path = os.pathsep.join(
-        dict.fromkeys([str(Path(node).parent) if node else "", "/usr/bin", "/bin"])
-    )
+    folders = [str(Path(node).parent)] if node else []
+    path = os.pathsep.join(dict.fromkeys([*folders, "/usr/bin", "/bin"]))
     return {
         "PATH": path,
         "HOME": str(home),
