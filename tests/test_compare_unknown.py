@@ -26,6 +26,9 @@ def test_imported_runs_of_unknown_success_are_left_out_of_task_success(tmp_path:
         assert success["values"].get(group, {}).get("value") is None
         assert f"{group}: the success of 1 of 1 runs is unknown" in " ".join(comparison["notes"])
     assert not any(s.get("metric") == "success_rate" for s in comparison["significant"])
+    # Nor are they like with like: the demo's task is not the imported runs' task.
+    assert comparison["shared_tasks"] == [] and comparison["comparisons"] == 0
+    assert any("No task was run by every group" in n for n in comparison["notes"])
     table = run_cli("compare", "--db", str(db)).stdout
     row = next(line for line in table.splitlines() if "task success" in line)
     assert row.count("—") == 2 and " 0.0%" not in row
