@@ -18,8 +18,8 @@ from traces.importing import ImportOptions, import_files
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing, resolve_db_path
 from traces.store.inserts import insert_rows
-from traces.store.lake import LakeStore, transaction
-from traces.store.lake_schema import adapt, create_sql, lake_type
+from traces.store.lake import LakeStore, connect, transaction
+from traces.store.lake_schema import FIRST_VERSION, adapt, create_sql, lake_type
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import MessageRow
 
@@ -52,6 +52,15 @@ def _columns(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
     ).fetchall()
 
 
+def _columns_as_in_a_lake(file: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+    """A file store's columns as a lake holds them: its tables' 128-bit integers as text."""
+    tables = {name for (name,) in file.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return [
+        (t, c, lake_type(str(kind)) if t in tables else kind, *rest)
+        for t, c, kind, *rest in _columns(file)
+    ]
+
+
 def _objects(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
     views = conn.execute(
         "SELECT view_name FROM duckdb_views() "
@@ -67,13 +76,7 @@ def _objects(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
 def test_a_new_lake_has_the_file_schema_without_keys(lake: LakeStore, tmp_path: Path) -> None:
     with open_for_writing(tmp_path / "file.duckdb") as file, open_for_writing(lake) as conn:
         # The same columns, 128-bit integers (a message's key) held as their text.
-        tables = {
-            name for (name,) in file.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-        }
-        as_in_a_lake = [
-            (t, c, lake_type(str(kind)) if t in tables else kind, *rest)
-            for t, c, kind, *rest in _columns(file)
-        ]
+        as_in_a_lake = _columns_as_in_a_lake(file)
         assert _columns(conn) == as_in_a_lake
         assert ("messages", "key", "VARCHAR") in {row[:3] for row in as_in_a_lake}
         assert _objects(conn) == _objects(file)
@@ -93,7 +96,9 @@ def test_a_new_lake_has_the_file_schema_without_keys(lake: LakeStore, tmp_path: 
 
 def test_a_migration_is_adapted_or_refused() -> None:
     sql = "CREATE TABLE t (id VARCHAR PRIMARY KEY, a INT, b INT, PRIMARY KEY (a, b));"
-    assert adapt(sql) == "CREATE TABLE t (id VARCHAR, a INT, b INT);"
+    assert adapt(sql) == "CREATE TABLE t (id VARCHAR NOT NULL, a INT, b INT);"
+    sql = "CREATE TABLE t (k UHUGEINT UNIQUE, body JSON USING COMPRESSION ZSTD);"
+    assert adapt(sql) == "CREATE TABLE t (k VARCHAR, body JSON);"
     for refused in (
         "CREATE INDEX i ON runs (task)",
         "CREATE SEQUENCE s",
@@ -103,6 +108,38 @@ def test_a_migration_is_adapted_or_refused() -> None:
     ):
         with pytest.raises(DatabaseError, match="cannot take"):
             adapt(refused, 12)
+
+
+def test_an_older_lake_is_upgraded_by_the_later_migrations(lake: LakeStore, tmp_path: Path) -> None:
+    # A lake created by an older release: the schema of version 6, as a lake holds it.
+    old = duckdb.connect()
+    old.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL)"
+    )
+    for number, name, sql in MIGRATIONS[:6]:
+        old.execute(sql)
+        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    applied = [[n, name] for n, name, _ in MIGRATIONS[:6]]
+    conn = connect(lake, read_only=False)
+
+    def create() -> None:
+        for statement in create_sql(old):
+            conn.execute(statement)
+        conn.executemany("INSERT INTO schema_migrations VALUES (?, ?, now())", applied)
+
+    transaction(conn, create)
+    conn.close()
+    # Opening it applies the later migrations, adapted, and it holds the file's schema.
+    with open_for_writing(tmp_path / "file.duckdb") as file, open_for_writing(lake) as conn:
+        assert _columns(conn) == _columns_as_in_a_lake(file)
+        assert _objects(conn) == _objects(file)
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+        assert versions == [(number,) for number, _, _ in MIGRATIONS]
+    # No lake is older than FIRST_VERSION: every migration after it must have a lake form.
+    for number, _, sql in MIGRATIONS:
+        if number > FIRST_VERSION:
+            adapt(sql, number)
 
 
 def test_the_stores_round_trips_hold_on_a_lake(lake: LakeStore) -> None:

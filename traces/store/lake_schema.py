@@ -40,8 +40,10 @@ from traces.store.lake import ALIAS, LakeStore, connect, error_line, transaction
 from traces.store.migrations import MIGRATIONS, migrate
 from traces.store.schema_docs import TABLES, comment_sql
 
-_COLUMN_KEY = re.compile(r"\s+(?:PRIMARY\s+KEY|UNIQUE)\b(?!\s*\()", re.IGNORECASE)
+_COLUMN_KEY = re.compile(r"\s+(PRIMARY\s+KEY|UNIQUE)\b(?!\s*\()", re.IGNORECASE)
 _TABLE_KEY = re.compile(r",\s*(?:PRIMARY\s+KEY|UNIQUE)\s*\([^)]*\)", re.IGNORECASE)
+_COMPRESSION = re.compile(r"\s+USING\s+COMPRESSION\s+\w+", re.IGNORECASE)
+"""A column's compression: a lake compresses every Parquet column with zstd (`OPTIONS`)."""
 _UNSUPPORTED = re.compile(
     r"\b(PRIMARY\s+KEY|UNIQUE|CREATE\s+(?:UNIQUE\s+)?INDEX|CREATE\s+SEQUENCE|nextval"
     r"|ON\s+CONFLICT|DROP\s+NOT\s+NULL)\b",
@@ -53,6 +55,11 @@ _MACRO_WRAPPERS = {
 """Table macros a lake defines around the file's definition: one row per position, whatever
 the duplicates of `messages` (see the module docstring)."""
 _COMMENT = "'" + TABLES["schema_migrations"][0].replace("'", "''") + "'"
+
+FIRST_VERSION = 9
+"""The schema version the first lake stores were created at (migration 9 came before them):
+no lake is older, so only the migrations after it ever run on one (through `adapt`; a test
+holds them adaptable)."""
 
 OPTIONS = (("parquet_compression", "zstd"),)
 """DuckLake options set when a lake is created: raw bodies and SSE lines are repetitive
@@ -70,10 +77,12 @@ def lake_type(kind: str) -> str:
 
 
 def adapt(sql: str, number: int = 0) -> str:
-    """A migration's SQL as an existing lake takes it: keys taken out, 128-bit integers as text
-    (`lake_type`); DatabaseError for a
-    construct a lake cannot hold (it needs a lake form here)."""
-    out = lake_type(_TABLE_KEY.sub("", _COLUMN_KEY.sub("", sql)))
+    """A migration's SQL as an existing lake takes it: keys and column compressions taken
+    out, 128-bit integers as text (`lake_type`); DatabaseError for a construct a lake cannot
+    hold (it needs a lake form here)."""
+    # A column's key goes, the NOT NULL a primary key implies stays.
+    unkeyed = _COLUMN_KEY.sub(lambda m: " NOT NULL" if m[1].upper() != "UNIQUE" else "", sql)
+    out = lake_type(_COMPRESSION.sub("", _TABLE_KEY.sub("", unkeyed)))
     left = _UNSUPPORTED.search(re.sub(r"--[^\n]*", "", out))
     if left is not None:
         raise DatabaseError(
@@ -91,9 +100,10 @@ def _reference() -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def create_sql() -> list[str]:
-    """The statements that create the latest schema in a lake (tables, views, macros)."""
-    ref = _reference()
+def create_sql(reference: duckdb.DuckDBPyConnection | None = None) -> list[str]:
+    """The statements that create in a lake the schema of `reference` (a database the file
+    migrations built; the latest schema by default): tables, views, macros."""
+    ref = reference or _reference()
     statements = []
     tables = ref.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = 'memory' ORDER BY 1"
@@ -118,22 +128,18 @@ def create_sql() -> list[str]:
             "ORDER BY view_name"
         ).fetchall()
     )
-    statements.extend(_macros(replace=False))
+    statements.extend(_macros(ref, replace=False))
     return statements
 
 
-def _macros(*, replace: bool) -> list[str]:
-    """The file schema's table macros as a lake defines them (`_MACRO_WRAPPERS`)."""
+def _macros(ref: duckdb.DuckDBPyConnection, *, replace: bool) -> list[str]:
+    """The table macros of `ref` as a lake defines them (`_MACRO_WRAPPERS`)."""
     out = []
-    for name, parameters, definition in (
-        _reference()
-        .execute(
-            "SELECT function_name, parameters, macro_definition FROM duckdb_functions() "
-            "WHERE database_name = 'memory' AND function_type = 'table_macro' AND NOT internal "
-            "ORDER BY function_name"
-        )
-        .fetchall()
-    ):
+    for name, parameters, definition in ref.execute(
+        "SELECT function_name, parameters, macro_definition FROM duckdb_functions() "
+        "WHERE database_name = 'memory' AND function_type = 'table_macro' AND NOT internal "
+        "ORDER BY function_name"
+    ).fetchall():
         wrapper = _MACRO_WRAPPERS.get(name, "{}")
         verb = "CREATE OR REPLACE MACRO" if replace else "CREATE MACRO"
         out.append(f"{verb} {name}({', '.join(parameters)}) AS TABLE {wrapper.format(definition)}")
@@ -163,7 +169,7 @@ def migrate_lake(conn: duckdb.DuckDBPyConnection) -> bool:
     if changed:  # what a migration may have redefined: macros (in their lake form), comments
 
         def finish() -> None:
-            for statement in _macros(replace=True):
+            for statement in _macros(_reference(), replace=True):
                 conn.execute(statement)
             conn.execute(comment_sql(conn, view_columns=False))
 
