@@ -116,12 +116,7 @@ class FilesSpec(EnvironmentSpec):
     @field_validator("seed_dir")
     @classmethod
     def _seed_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        directory = _resolve(value, info)
-        if not directory.is_dir():
-            raise ValueError(f"directory {value} does not exist ({directory})")
-        return directory
+        return _existing_directory(value, info)
 
 
 class McpServerSpec(_Strict):
@@ -213,12 +208,7 @@ class ToolsSpec(EnvironmentSpec):
     @field_validator("seed_dir")
     @classmethod
     def _seed_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        directory = _resolve(value, info)
-        if not directory.is_dir():
-            raise ValueError(f"directory {value} does not exist ({directory})")
-        return directory
+        return _existing_directory(value, info)
 
     @model_validator(mode="after")
     def _offers_tools(self) -> ToolsSpec:
@@ -481,6 +471,16 @@ def _sandbox_relative(value: str) -> str:
     if not value.strip() or pure.is_absolute() or ".." in pure.parts or value in (".", ""):
         raise ValueError(f"must be a file path relative to the sandbox, got {value!r}")
     return value
+
+
+def _existing_directory(value: Path | None, info: ValidationInfo) -> Path | None:
+    """A seed directory resolved against the task file; ValueError when it is missing."""
+    if value is None:
+        return None
+    directory = _resolve(value, info)
+    if not directory.is_dir():
+        raise ValueError(f"directory {value} does not exist ({directory})")
+    return directory
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
