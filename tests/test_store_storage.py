@@ -17,6 +17,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from analyzer.checks.loader import load_runs
+from tests import test_store as file_store
 from tests.recording import record
 from traces.importing import ImportOptions, import_files
 from traces.retry import RetryPolicy
@@ -216,3 +218,32 @@ def test_a_message_is_still_stored_once_by_its_hash(tmp_path: Path) -> None:
         ("h-2", '{"role": "user", "content": "yo"}'),
         ("h-3", "{}"),
     ]
+
+
+def test_a_message_stored_twice_reads_as_one(tmp_path: Path) -> None:
+    """Nothing makes a file's messages unique since migration 10 (two recorders of one task
+    each store its prompt): every reader takes them as a set."""
+    db = tmp_path / "t.duckdb"
+    file_store.test_requests_rebuild_even_when_history_is_rewritten(db)
+
+    def reads() -> tuple[Any, ...]:
+        with open_for_reading(db) as conn:
+            return (
+                [
+                    conn.execute("SELECT * FROM request_messages('r', ?)", [i]).fetchall()
+                    for i in range(4)
+                ],
+                conn.execute("SELECT * FROM step_messages ORDER BY ALL").fetchall(),
+                [step.request_messages for step in load_runs(conn, ["r"])[0].steps],
+            )
+
+    before = reads()
+    with open_for_writing(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM messages").fetchone()
+        # What a second recorder storing the same messages leaves (it does not look first).
+        rows = conn.execute("SELECT hash, role, body FROM messages").fetchall()
+        insert_rows(conn, "messages", [MessageRow(*row) for row in rows], check_stored=False)
+        assert stored is not None
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (2 * stored[0],)
+    assert reads() == before
+    assert all(before[0]) and before[1] and all(before[2])
