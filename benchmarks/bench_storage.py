@@ -228,10 +228,10 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             }
             values = [*names, *derived.values()]
             # A view of the source (`step_messages` since migration 10) has no row order of
-            # its own: its rows go in key order. A message two recordings each stored goes
-            # once into a layout that kept messages unique by an index.
+            # its own: its rows go in key order. A message a source holds twice (a lake's) goes
+            # once into a file, which keeps messages unique by their key's index.
             order = "ORDER BY rowid" if row_table in source_tables else "ORDER BY ALL"
-            verb = "INSERT OR IGNORE" if table == "messages" and version is not None else "INSERT"
+            verb = "INSERT OR IGNORE" if table == "messages" else "INSERT"
             conn.execute(
                 f"{verb} INTO {table} ({', '.join([*names, *derived])}) "
                 f"SELECT {', '.join(values)} FROM src.{row_table} {order}"

@@ -1,6 +1,6 @@
-"""How the store keeps its bytes (migrations 9 and 10): zstd columns, a 128-bit message key
-without an index, `step_messages` stored by that key, with every value, every rebuilt request
-and every raw body and SSE line exactly as before.
+"""How the store keeps its bytes (migrations 9 and 10): zstd columns, a 128-bit message key,
+`step_messages` stored by that key, with every value, every rebuilt request and every raw body
+and SSE line exactly as before.
 
 The old store is real: runs recorded against the simulator over HTTP (streamed and not, with
 retried faults) and an import of the exchanges fixture are copied, row by row in their order,
@@ -17,8 +17,6 @@ from typing import Any
 import duckdb
 import pytest
 
-from analyzer.checks.loader import load_runs
-from tests import test_store as file_store
 from tests.recording import record
 from traces.importing import ImportOptions, import_files
 from traces.retry import RetryPolicy
@@ -72,15 +70,8 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
     for table in _tables(old):
         names = ", ".join(_columns(old, table))
-        rows = f"src.{table}"
-        if table == "messages":  # one each recording stored for itself (a task's prompt)
-            rows = (
-                f"(SELECT {names}, rowid AS r, row_number() OVER (PARTITION BY hash ORDER BY "
-                "rowid) AS n FROM src.messages) WHERE n = 1 ORDER BY r"
-            )
         old.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {rows} "
-            f"{'' if table == 'messages' else _order(old, table)}"
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM src.{table} {_order(old, table)}"
         )
     old.execute("DETACH src")
     old.close()
@@ -171,12 +162,8 @@ def test_a_store_at_schema_7_is_converted_in_place_losing_nothing(
         assert conn.execute(
             "SELECT count(*) FROM messages WHERE key IS DISTINCT FROM md5_number(hash)"
         ).fetchone() == (0,)
-        # Migration 10: messages without an index, step_messages rows stored by that key
-        # (every one of them, each naming a stored message).
-        assert conn.execute(
-            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'messages' "
-            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
-        ).fetchone() == (0,)
+        # Migration 10: step_messages rows stored by that key (every one of them, each
+        # naming a stored message).
         assert (
             conn.execute(
                 "SELECT count(*), count(m.key) FROM step_message_keys s "
@@ -218,32 +205,3 @@ def test_a_message_is_still_stored_once_by_its_hash(tmp_path: Path) -> None:
         ("h-2", '{"role": "user", "content": "yo"}'),
         ("h-3", "{}"),
     ]
-
-
-def test_a_message_stored_twice_reads_as_one(tmp_path: Path) -> None:
-    """Nothing makes a file's messages unique since migration 10 (two recorders of one task
-    each store its prompt): every reader takes them as a set."""
-    db = tmp_path / "t.duckdb"
-    file_store.test_requests_rebuild_even_when_history_is_rewritten(db)
-
-    def reads() -> tuple[Any, ...]:
-        with open_for_reading(db) as conn:
-            return (
-                [
-                    conn.execute("SELECT * FROM request_messages('r', ?)", [i]).fetchall()
-                    for i in range(4)
-                ],
-                conn.execute("SELECT * FROM step_messages ORDER BY ALL").fetchall(),
-                [step.request_messages for step in load_runs(conn, ["r"])[0].steps],
-            )
-
-    before = reads()
-    with open_for_writing(db) as conn:
-        stored = conn.execute("SELECT count(*) FROM messages").fetchone()
-        # What a second recorder storing the same messages leaves (it does not look first).
-        rows = conn.execute("SELECT hash, role, body FROM messages").fetchall()
-        insert_rows(conn, "messages", [MessageRow(*row) for row in rows], check_stored=False)
-        assert stored is not None
-        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (2 * stored[0],)
-    assert reads() == before
-    assert all(before[0]) and before[1] and all(before[2])

@@ -15,46 +15,33 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import duckdb
 
-from traces.store.tables import (
-    COLUMNS,
-    DEDUP_COLUMN,
-    DEDUPLICATED,
-    DERIVED,
-    RunUpdate,
-    stored_columns,
-)
+from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate, stored_columns
 
-_INSERTS: dict[tuple[str, str | None, tuple[bool, ...], str, bool], str] = {}
-"""Statement text by table and target, mask of constant columns (a recorder's batch of one step
-has every column but the first constant; an import's batch, a few), way of deduplicating and
-whether the store is a lake."""
+_INSERTS: dict[tuple[str, tuple[bool, ...], str], str] = {}
+"""Statement text by target table, mask of constant columns (a recorder's batch of one step has
+every column but the first constant; an import's batch, a few) and way of deduplicating."""
 
 *_ENDING, _KEY = RunUpdate._fields
 UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_KEY} = ?"
 """Ends a recorded run: the parameters are a `RunUpdate`, the run's id last."""
 
 
-Dedup = Literal["anti-join", "none"]
-"""How rows of a deduplicated table that are stored already are skipped: by an anti-join on
-the key column (`tables.DEDUP_COLUMN` on a file, the hash on a lake), or not at all (a
-writer that skipped what it stored itself, accepting what another writer stored: a scan of
-the key column per commit would cost more than a recorder's commit, and grow with the
-store). No store has a unique index on them since migration 10 (`tables.DEDUPLICATED`)."""
+Dedup = Literal["key", "anti-join", "none"]
+"""How rows of a deduplicated table that are stored already are skipped: by the table's key
+(`ON CONFLICT DO NOTHING`, a file), by an anti-join on the key column (a lake, which has no
+keys: see `traces.store.lake_schema`), or not at all (a lake's writer that skipped what it
+stored itself, accepting what another writer stored: a scan of the key column per commit
+would cost more than the commit, and grow with the store)."""
 
 
 def insert_sql(
-    table: str,
-    constant: tuple[bool, ...],
-    into: str | None = None,
-    *,
-    dedup: Dedup = "anti-join",
-    lake: bool = False,
+    table: str, constant: tuple[bool, ...], into: str | None = None, *, dedup: Dedup = "key"
 ) -> str:
     """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns, into the
     base table that stores its rows (`tables.stored_columns`); a column marked constant is
-    passed as one value, the others as lists unnested into rows. `into` names another
-    table of the same columns to insert into (e.g. in an attached database). `dedup`
-    applies to the tables of `tables.DEDUPLICATED` (see `Dedup`), on a lake if `lake`."""
+    passed as one value, the others as lists unnested into rows. `into`
+    names another table of the same columns to insert into (e.g. in an attached database).
+    `dedup` applies to the tables of `tables.DEDUPLICATED` (see `Dedup`)."""
     fields = COLUMNS[table]
     values = ", ".join(
         f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
@@ -70,11 +57,13 @@ def insert_sql(
         values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named})"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
-    key = DEDUPLICATED[table] if lake else DEDUP_COLUMN[table]
+    if dedup == "key":
+        return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values} ON CONFLICT DO NOTHING"
+    key = DEDUPLICATED[table]
     return (
         f"INSERT INTO {target} ({', '.join(names)}) "
         f"SELECT DISTINCT ON ({key}) * FROM (SELECT {values}) AS new ({', '.join(names)}) "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = new.{key})"
+        f"WHERE {key} NOT IN (SELECT {key} FROM {target})"
     )
 
 
@@ -87,8 +76,8 @@ def insert_rows(
     check_stored: bool = True,
 ) -> None:
     """Insert rows of `table` (its row type's tuples) with one statement (into the table
-    `into` of the same columns, when given). Without `check_stored`, rows of a deduplicated
-    table are stored without looking for them first (see `Dedup`)."""
+    `into` of the same columns, when given). Without `check_stored`, a lake stores rows of a
+    deduplicated table without looking for them first (see `Dedup`)."""
     if rows:
         columns = [list(column) for column in zip(*rows, strict=True)]
         insert_columns(conn, table, columns, into, check_stored=check_stored)
@@ -116,17 +105,17 @@ def insert_columns(
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
         )
     constant = (False, *map(_constant, columns[1:]))
-    dedup: Dedup = "anti-join" if check_stored else "none"
-    lake = False
-    if table in DEDUPLICATED:
-        # Imported here: the lake module imports DuckDB, which import workers start without.
-        from traces.store.lake import is_lake
+    dedup: Dedup = "key"
+    # Imported here: the lake module imports DuckDB, which import workers start without.
+    from traces.store.lake import is_lake
 
-        lake = is_lake(conn)
-    cached = (table, into, constant, dedup, lake)
-    sql = _INSERTS.get(cached)
+    if table in DEDUPLICATED and is_lake(conn):
+        dedup = "anti-join" if check_stored else "none"
+    sql = _INSERTS.get((into or table, constant, dedup))
     if sql is None:
-        sql = _INSERTS[cached] = insert_sql(table, constant, into, dedup=dedup, lake=lake)
+        sql = _INSERTS[into or table, constant, dedup] = insert_sql(
+            table, constant, into, dedup=dedup
+        )
     conn.execute(
         sql, [column[0] if same else column for column, same in zip(columns, constant, strict=True)]
     )

@@ -12,15 +12,15 @@ catalog to Parquet later. So:
   as written (`adapt` takes the keys out, and refuses what a lake cannot do).
 - Keys that writers never repeat (a run's id, a step's run and index, an import's id, a
   migration's number) need nothing else.
-- `messages.hash`: a message is stored once however many steps send it, which neither store
-  enforces (a file has had no index on it since migration 10): an import skips the messages
-  already stored (an anti-join, `inserts.Dedup`), and a recorder the messages it stored
+- `messages.hash`: a message is stored once however many steps send it, which a file
+  enforces with `ON CONFLICT DO NOTHING`. On a lake an import skips the hashes already
+  stored instead (an anti-join, `inserts.Dedup`), and a recorder the messages it stored
   itself (looking the others up would scan the column at every commit). So a message two
   recorders sent (a task's system prompt) may be stored once by each, as may one that two
   importing writers stored at the same moment. The rows are identical (same hash, role and
   body), and every reader treats `messages` as a set: `request_messages` keeps one row per
-  position, the view `step_messages` joins the distinct keys, the analyzer looks bodies up
-  by key.
+  position and the view `step_messages` joins the distinct keys (both as the file defines
+  them, migration 10), the analyzer looks bodies up by key.
 - DuckLake keeps no comment on a view's columns: `traces schema` reads them from
   `schema_docs` instead.
 

@@ -74,14 +74,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "messages": (
         "Chat messages, content-addressed: each distinct message stored once, referenced by hash "
-        "from step_messages (a message two writers stored at the same moment may be there "
-        "twice, identical: read it as a set).",
+        "from step_messages.",
         {
             "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
             "role": "system | user | assistant | tool.",
             "body": "The message exactly as sent, as JSON.",
-            "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by, "
-            "and that `step_message_keys` names it by.",
+            "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
+            "(its index costs a third of the hash's), and that `step_message_keys` names it by.",
         },
     ),
     "steps": (

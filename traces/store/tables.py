@@ -241,14 +241,7 @@ before its steps), each with the type of its rows."""
 
 DEDUPLICATED = {"messages": "hash"}
 """Tables whose rows may already be stored (a message is stored once, by hash), each with its
-key column: an insert that checks skips the rows whose key is stored (`traces.store.inserts`).
-Nothing enforces it (no index, migration 10): a message two writers stored at once may be
-there twice, identical, and readers take the table as a set."""
-
-DEDUP_COLUMN = {"messages": "key"}
-"""The column a file store's insert looks stored rows up by, for the tables of
-`DEDUPLICATED`: the 16-byte key, whose scan reads a quarter of the hash's bytes (a lake,
-which holds the key as text, looks up the hash)."""
+key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
 
 DERIVED: dict[str, dict[str, str]] = {
     "messages": {"key": "md5_number(hash)"},

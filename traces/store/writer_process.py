@@ -202,8 +202,8 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
                 for table, table_rows in op.items():
                     rows[table].extend(table_rows)
         for table in ROW_TYPES:  # a run before its steps
-            # A recorder sends each message once (`Recorder.queue_step`); what another
-            # recorder stored too is kept twice, not looked for (`inserts.Dedup`).
+            # A recorder sends each message once (`Recorder.queue_step`); on a lake, what
+            # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
             insert_rows(conn, table, rows[table], check_stored=False)
         update_runs(conn, rows["run_updates"])
 
