@@ -71,8 +71,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "proxy": (
         "proxy",
-        "Serve an OpenAI-compatible endpoint that forwards to --upstream and records every "
-        "chat-completions exchange as runs, until Ctrl-C.",
+        "Serve an OpenAI-compatible endpoint that forwards to each --upstream and records "
+        "every chat-completions, completions and Responses API exchange as runs, until Ctrl-C.",
     ),
     "compare": (
         "compare",

@@ -125,7 +125,10 @@ OriginFilterOption = Annotated[
 ]
 GroupByOption = Annotated[
     GroupBy,
-    typer.Option(help="One column per provider, upstream host (behind a router) or model."),
+    typer.Option(
+        help="One column per provider, upstream host (behind a router) or model; or per "
+        "provider and day or ISO week a run started (drift over time)."
+    ),
 ]
 ReferenceOption = Annotated[
     str | None,

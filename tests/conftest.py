@@ -55,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    # Tables as wide as `run_cli`'s, whatever the runner set (pytest-xdist's workers set 80);
+    # a test that wants a narrow table sets COLUMNS itself.
+    os.environ["COLUMNS"] = "200"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -8,6 +8,10 @@ compare what the client received through the proxy with what the upstream really
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +19,15 @@ from typing import Any
 
 import pytest
 
+from traces.proxy.routing import Routes
 from traces.proxy.server import ProxyServer, ProxySettings
 from traces.proxy.upstream import Upstream, resolve_upstream
 from traces.sim import server as sim_server
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import resolve_db_path
+
+from conftest import REPO
 
 
 @dataclass
@@ -91,7 +98,7 @@ def tapped_sim(
 
 @contextlib.contextmanager
 def proxy_to(
-    upstream: Upstream | str,
+    upstream: Upstream | str | Routes,
     db: Path,
     *,
     idle_s: float = 300.0,
@@ -99,10 +106,21 @@ def proxy_to(
     ended: list[str] | None = None,
     logged: list[str] | None = None,
 ) -> Iterator[ProxyServer]:
-    """The proxy in a thread, forwarding to `upstream` (a URL or a resolved one)."""
-    target = resolve_upstream(upstream, None, 30.0) if isinstance(upstream, str) else upstream
+    """The proxy in a thread, forwarding to `upstream` (a URL, a resolved one, or routes
+    among several)."""
+    routes = upstream if isinstance(upstream, Routes) else None
+    if isinstance(upstream, Routes):
+        target = upstream.default
+    elif isinstance(upstream, str):
+        target = resolve_upstream(upstream, None, 30.0)
+    else:
+        target = upstream
     settings = ProxySettings(
-        upstream=target, db_path=resolve_db_path(str(db), None), idle_s=idle_s, token=token
+        upstream=target,
+        db_path=resolve_db_path(str(db), None),
+        idle_s=idle_s,
+        token=token,
+        routes=routes,
     )
     proxy = ProxyServer(
         settings,
@@ -111,3 +129,31 @@ def proxy_to(
     )
     with proxy:
         yield proxy
+
+
+def start_proxy_command(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`traces proxy ARGS` started as a user starts it: the process, the URL it prints on
+    its first line, and its stderr lines as they come (a thread collects them)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    full_env.pop("TRACES_DB", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", "proxy", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    url = process.stdout.readline().strip()
+    lines: list[str] = []
+    errors = process.stderr
+
+    def read() -> None:
+        for line in errors:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, url, lines

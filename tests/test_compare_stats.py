@@ -21,6 +21,8 @@ from analyzer.compare.stats import (
     difference_interval,
     quantile,
     resample_indices,
+    run_proportion,
+    wilson_interval,
 )
 
 INVALID_JSON = next(m for m in METRICS if m.key == "invalid_json_rate")
@@ -186,3 +188,28 @@ def test_judging_needs_enough_runs_and_names_the_better_group() -> None:
 def test_pairs_against_a_reference_or_all_pairs() -> None:
     assert group_pairs(["a", "b", "c"], None) == [("a", "b"), ("a", "c"), ("b", "c")]
     assert group_pairs(["a", "b", "c"], "b") == [("b", "a"), ("b", "c")]
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "lo", "hi"),
+    [(5, 5, 0.5655, 1.0), (0, 10, 0.0, 0.2775), (50, 100, 0.4038, 0.5962), (1, 1, 0.2065, 1.0)],
+)
+def test_wilson_interval_matches_the_published_values(
+    successes: int, trials: int, lo: float, hi: float
+) -> None:
+    got = wilson_interval(successes, trials)
+    assert got == (pytest.approx(lo, abs=1e-4), pytest.approx(hi, abs=1e-4))
+
+
+def test_a_share_of_runs_gets_wilsons_interval_and_other_rates_the_bootstrap() -> None:
+    # Five successes of five runs: a percentile bootstrap would say 100% to 100%.
+    runs = sample(success=[1.0] * 5, success_known=[1.0] * 5)
+    success = bootstrap(Ratio("success", "success_known"), runs)
+    assert success.value == 1.0 and success.hi == 1.0
+    assert success.lo == pytest.approx(0.5655, abs=1e-4)
+    # An unknown run is in neither count: 3 of 4 known.
+    runs = sample(success=[1.0, 1.0, 0.0, None, 1.0], success_known=[1.0, 1.0, 1.0, 0.0, 1.0])
+    assert run_proportion(Ratio("success", "success_known"), runs) == (3, 4)
+    # Counts per run (calls) are not a share of runs: the bootstrap's interval.
+    calls = sample(bad=[0.0, 2.0, 1.0, 0.0], calls=[3.0, 4.0, 2.0, 5.0])
+    assert run_proportion(Ratio("bad", "calls"), calls) is None

@@ -187,6 +187,36 @@ def test_conversations_kept_apart(monkeypatch: pytest.MonkeyPatch, db_path: Path
     assert json.loads(named_run[0]["settings"])["proxy"]["run_header"] == "session-7"
 
 
+def test_a_run_named_in_the_path_groups_like_the_header(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    """A client that can set a base URL but no header names its run with `/r/NAME/v1`
+    (after any `/p/PROVIDER`): unrelated requests under one name are one run, the upstream
+    gets the path without the prefix, and the header wins when both are given."""
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
+        proxy_to(sim.base_url, db_path) as proxy,
+    ):
+        root = proxy.base_url.removesuffix("/v1")
+        for base in (f"{root}/r/agent-a/v1", f"{root}/r/agent-a/v1", f"{root}/r/agent-b/v1"):
+            _client(base).chat.completions.create(
+                model="sim-model", messages=[{"role": "user", "content": f"From {base}."}]
+            )
+        _client(
+            f"{root}/r/agent-b/v1", default_headers={"X-Traces-Run": "agent-c"}
+        ).chat.completions.create(
+            model="sim-model", messages=[{"role": "user", "content": "Both named."}]
+        )
+    assert [sent.path for sent in tap.sent] == ["/v1/chat/completions"] * 4
+    proxies = [json.loads(r["settings"])["proxy"] for r in _runs(db_path)]
+    assert [(p["run_header"], p["grouped_by"]) for p in proxies] == [
+        ("agent-a", "path"),
+        ("agent-b", "path"),
+        ("agent-c", "header"),
+    ]
+    assert sorted(r["steps"] for r in _runs(db_path)) == [1, 1, 2]
+
+
 def test_idle_runs_end_and_are_checked_while_serving(
     monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
@@ -360,17 +390,18 @@ def test_unreachable_upstream_and_cut_bodies(
 def test_models_and_other_paths_pass_through(
     monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
-    """`/v1/models` is relayed; any other path too, logged and not recorded."""
+    """`/v1/models` is relayed; any other path too (`/v1/embeddings`), logged and not
+    recorded."""
     logged: list[str] = []
     with (
         tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
         proxy_to(sim.base_url, db_path, logged=logged) as proxy,
     ):
         models = _client(proxy.base_url).models.list()
-        other = httpx2.post(f"{proxy.base_url}/responses", json={"input": "hi"})
+        other = httpx2.post(f"{proxy.base_url}/embeddings", json={"input": "hi"})
     assert [m.id for m in models] == [SimConfig().model]
     assert other.status_code == 404 and other.content == tap.sent[1].body
-    assert logged == ["POST /v1/responses: relayed, not recorded"]
+    assert logged == ["POST /v1/embeddings: relayed, not recorded"]
     assert _steps(db_path) == []
 
 

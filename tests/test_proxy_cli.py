@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import openai
 import pytest
+from proxy_setup import start_proxy_command
 
 from traces.sim.server import SimServer
 
-from conftest import REPO, CliRun, query_rows, run_cli
+from conftest import CliRun, query_rows, run_cli
 
 
 @pytest.mark.parametrize(
@@ -49,28 +47,7 @@ def test_port_taken(cli: CliRun, tmp_path: Path, sim: SimServer) -> None:
 
 
 def _start(sim: SimServer, db: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
-    env = {**os.environ, "NO_COLOR": "1"}
-    env.pop("TRACES_DB", None)
-    command = ["proxy", "--upstream", sim.base_url, "--port", "0", "--db", str(db), *extra]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "analyzer", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    url = process.stdout.readline().strip()
-    lines: list[str] = []
-    errors = process.stderr
-
-    def read() -> None:
-        for line in errors:
-            lines.append(line.rstrip("\n"))
-
-    threading.Thread(target=read, daemon=True).start()
-    return process, url, lines
+    return start_proxy_command("--upstream", sim.base_url, "--port", "0", "--db", str(db), *extra)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -123,8 +123,8 @@ def _steps(db: Path, run_id: str) -> list[int]:
     return [row["idx"] for row in rows]
 
 
-def _wait_gone(pid: int) -> None:
-    assert rendezvous.wait_exited(pid, 30), f"process {pid} is still running"
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    assert rendezvous.wait_exited(pid, timeout), f"process {pid} is still running"
 
 
 @pytest.fixture(scope="module")
@@ -428,7 +428,7 @@ def test_kill_9_of_one_recorder_spares_the_other_and_its_committed_steps(db_path
 @pytest.mark.slow
 @pytest.mark.parametrize("when", [3, 77, 190])
 def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, when: int) -> None:
-    first, second = Acking(db_path, "a", 2000), Acking(db_path, "b", 2000)
+    first, second = Acking(db_path, "a", 400), Acking(db_path, "b", 400)
     try:
         first.until_acked(when)
         second.until_acked(when)
@@ -440,7 +440,7 @@ def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, 
     # Both moved on to one new server, and every step is there exactly once.
     assert first.servers[-1] == second.servers[-1] != server
     for run_id in ("a", "b"):
-        assert _steps(db_path, run_id) == list(range(2000))
+        assert _steps(db_path, run_id) == list(range(400))
     # Neither run was taken for dead: their recorders were alive all along.
     statuses = {r["status"] for r in query_rows(db_path, "SELECT status FROM runs")}
     assert statuses == {"completed"}
@@ -479,6 +479,37 @@ def test_kill_9_of_readers_at_random_moments_disturbs_no_recording(db_path: Path
     finally:
         assert recorder.finish() == 0
     assert _steps(db_path, "r") == list(range(600))
+
+
+def test_a_server_whose_starter_died_before_connecting_frees_the_store_at_once(
+    db_path: Path,
+) -> None:
+    # A command killed between starting the server and connecting to it: the server
+    # notices its starter is gone and closes the file, well before its 30 s wait for a
+    # first client ends.
+    starter = subprocess.Popen([sys.executable, "-c", "pass"])
+    starter.wait()
+    ready_read, ready_write = os.pipe()
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "traces.store.writer",
+            str(db_path),
+            str(ready_write),
+            str(starter.pid),
+        ],
+        pass_fds=(ready_write,),
+        cwd=REPO,
+    )
+    os.close(ready_write)
+    with os.fdopen(ready_read) as ready:
+        line = ready.readline()
+    writer.wait()  # the starter half exits at once; its forked child serves
+    assert line.startswith("ready "), line
+    _wait_gone(int(line.split()[1]), timeout=10)
+    with duckdb.connect(str(db_path)) as conn:  # the file is free
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
 # -- writers other than recorders ------------------------------------------------------------------

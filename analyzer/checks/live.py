@@ -16,15 +16,16 @@ that fails only loses its head start: the command checks whatever it did not.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import sys
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.checks.persist import FindingCounts
 from traces.store.database import Store
+
+if TYPE_CHECKING:
+    from traces.piped_child import PipedChild
 
 _CLOSE_WAIT_S = 120.0
 """How long the command waits for the checker to finish the runs it was handed."""
@@ -36,9 +37,7 @@ class LiveChecks:
     def __init__(self, db_path: Store) -> None:
         """Check runs of the store at `db_path`; nothing starts until `check` is called."""
         self.db_path = db_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._jobs: Connection | None = None
-        self._results: Connection | None = None
+        self._child: PipedChild | None = None
         self._sent: list[str] = []
         self.counts: dict[str, FindingCounts] = {}
         """What the checker found, by run (once `finish` returned)."""
@@ -46,10 +45,10 @@ class LiveChecks:
     def check(self, run_id: str) -> None:
         """Hand a run that has ended to the checker."""
         try:
-            if self._jobs is None:
+            if self._child is None:
                 self._start()
-            assert self._jobs is not None
-            self._jobs.send([run_id])
+            assert self._child is not None
+            self._child.jobs.send([run_id])
             self._sent.append(run_id)
         except OSError:
             self._stop()  # it died: the command checks the run itself
@@ -57,12 +56,12 @@ class LiveChecks:
     def finish(self) -> list[str]:
         """Wait for the checker to have stored what it was handed; the runs it did not
         check (it failed), which the caller checks itself."""
-        if self._jobs is None or self._results is None:
+        if self._child is None:
             return []
-        self._jobs.close()
+        self._child.jobs.close()
         with contextlib.suppress(EOFError, OSError):
-            while self._results.poll(_CLOSE_WAIT_S):
-                message: tuple[Any, ...] = self._results.recv()
+            while self._child.results.poll(_CLOSE_WAIT_S):
+                message: tuple[Any, ...] = self._child.results.recv()
                 if message[0] != "done":
                     break
                 self.counts.update(message[1])
@@ -81,49 +80,20 @@ class LiveChecks:
         self._stop()
 
     def _start(self) -> None:
-        from traces import interrupts
-        from traces.processes import child_env
+        from traces.piped_child import start_piped_child
 
-        jobs_read, jobs_write = os.pipe()
-        results_read, results_write = os.pipe()
-        try:
-            # Born with Ctrl-C and SIGTERM blocked and ignoring them from its first line:
-            # the recording decides when it stops.
-            with interrupts.starting_children():
-                self._process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "analyzer.checks.live",
-                        str(jobs_read),
-                        str(results_write),
-                        str(self.db_path),
-                        getattr(self.db_path, "data_path", None) or "",
-                    ],
-                    pass_fds=(jobs_read, results_write),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    env=child_env(),
-                )
-        except BaseException:
-            for fd in (jobs_read, jobs_write, results_read, results_write):
-                os.close(fd)
-            raise
-        os.close(jobs_read)
-        os.close(results_write)
-        self._jobs = Connection(jobs_write, readable=False)
-        self._results = Connection(results_read, writable=False)
+        # The recording decides when it stops.
+        self._child = start_piped_child(
+            "analyzer.checks.live",
+            str(self.db_path),
+            getattr(self.db_path, "data_path", None) or "",
+            quiet=True,
+        )
 
     def _stop(self) -> None:
-        for pipe in (self._jobs, self._results):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-        self._process = self._jobs = self._results = None
+        if self._child is not None:
+            self._child.stop()
+        self._child = None
 
 
 def serve(jobs_fd: int, results_fd: int, db_path: Store) -> None:

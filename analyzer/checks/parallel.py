@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +33,8 @@ import duckdb
 from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
-from traces.processes import child_env, cores
+from traces.piped_child import start_piped_child
+from traces.processes import cores
 from traces.store.database import Store, open_for_writing, staging_directory
 from traces.store.lake import transaction
 
@@ -139,32 +138,10 @@ class _Worker:
 
     def __init__(self, setup: Setup) -> None:
         self.out = setup.out
-        jobs_read, jobs_write = os.pipe()
-        results_read, results_write = os.pipe()
-        try:
-            # Born with Ctrl-C and SIGTERM blocked and ignoring them from its first line
-            # (`serve`): this process alone decides when it stops.
-            with interrupts.starting_children():
-                self.process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "analyzer.checks.worker",
-                        str(jobs_read),
-                        str(results_write),
-                    ],
-                    pass_fds=(jobs_read, results_write),
-                    stdin=subprocess.DEVNULL,
-                    env=child_env(),
-                )
-        except BaseException:
-            for fd in (jobs_read, jobs_write, results_read, results_write):
-                os.close(fd)
-            raise
-        os.close(jobs_read)
-        os.close(results_write)
-        self.jobs = Connection(jobs_write, readable=False)
-        self.results = Connection(results_read, writable=False)
+        # This process alone decides when it stops.
+        self.child = start_piped_child("analyzer.checks.worker")
+        self.process = self.child.process
+        self.jobs, self.results = self.child.jobs, self.child.results
         self.busy = False
         self.send(setup)
 
@@ -194,12 +171,7 @@ class _Worker:
 
     def kill(self) -> None:
         """End the process at once (after an error or Ctrl-C)."""
-        with contextlib.suppress(OSError):
-            self.jobs.close()
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self.results.close()
+        self.child.stop()
 
 
 def _raise_failure(message: tuple[Any, ...]) -> None:

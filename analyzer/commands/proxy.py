@@ -41,10 +41,13 @@ def _loopback(host: str) -> bool:
 
 def proxy(
     upstream: Annotated[
-        str,
+        list[str],
         typer.Option(
-            help="Where requests go: a provider profile (`traces providers`) or a base URL "
-            "such as http://127.0.0.1:8765/v1.",
+            help="Where requests go: a provider profile (`traces providers`), a base URL such "
+            "as http://127.0.0.1:8765/v1, or NAME=URL. Repeat it to front several hosts: a "
+            "request goes to the one its path prefix /p/NAME/v1 names, else to the one whose "
+            "profile lists its model, else to the first.",
+            metavar="PROFILE|URL|NAME=URL",
             show_default=False,
         ),
     ],
@@ -69,15 +72,16 @@ def proxy(
     db: DbOption = None,
     data_path: DataPathOption = None,
 ) -> None:
-    """Serve an OpenAI-compatible endpoint that forwards to --upstream and records every
-    chat-completions exchange as runs, until Ctrl-C.
+    """Serve an OpenAI-compatible endpoint that forwards to each --upstream and records
+    every chat-completions, completions and Responses API exchange as runs, until Ctrl-C.
 
-    Each answer is relayed unchanged (streams event by event). Conversations become runs
+    Each answer is relayed unchanged (streams event by event). Chat completions, text
+    completions and Responses API exchanges are recorded; conversations become runs
     (`traces runs --origin proxy`), checked when they end: after --idle quiet seconds, or
     when the proxy stops.
     """
+    from traces.proxy.routing import PREFIX, Routes
     from traces.proxy.server import ProxySettings, serve_forever
-    from traces.proxy.upstream import resolve_upstream
 
     token = os.environ.get(TOKEN_ENV) or None
     if not _loopback(host) and token is None:
@@ -85,10 +89,17 @@ def proxy(
             f"--host {host}: serving beyond loopback needs a token clients must send; set "
             f"${TOKEN_ENV}"
         )
-    target = resolve_upstream(upstream, providers, timeout)
+    routes = Routes.from_specs(upstream, providers, timeout)
+    target = routes.default
     db_path = resolve_db_path(db, data_path)
     settings = ProxySettings(
-        upstream=target, db_path=db_path, host=host, port=port, idle_s=idle, token=token
+        upstream=target,
+        db_path=db_path,
+        host=host,
+        port=port,
+        idle_s=idle,
+        token=token,
+        routes=routes,
     )
 
     def ready(base_url: str) -> None:
@@ -100,6 +111,15 @@ def proxy(
             f"proxy serving {base_url} -> {target.shown_url} (key: {target.key_source}{guard}); "
             f"recording into {db_path}; Ctrl-C stops"
         )
+        root = base_url.removesuffix("/v1")
+        for other in routes.upstreams[1:]:
+            models = f", models {', '.join(other.models)}" if other.models else ""
+            log(
+                f"  and {root}{PREFIX}{other.label}/v1 -> {other.shown_url} "
+                f"(key: {other.key_source}{models})"
+            )
+        for model, names in routes.ambiguous().items():
+            log(f"  model {model!r} is served by {', '.join(names)}: requests for it need a prefix")
 
     def log(line: str) -> None:
         sys.stderr.write(f"{line}\n")

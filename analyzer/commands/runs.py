@@ -37,9 +37,13 @@ _TABLE_COLUMNS = [
 ]
 _TAKEN_UP = ["resumptions", "retry_of"]
 """Shown in a table only when some run listed was resumed or is a retry."""
+_LABEL = "conversation"
+"""Shown in a table listing proxied or imported runs (`--origin`) when one has it: the first
+user message, what tells one such run from another."""
 # What a narrow terminal leaves out first; the id, provider, status, steps and the failure
 # summary stay.
 _DROPPED_FIRST = [
+    _LABEL,
     *_TAKEN_UP,
     "tool_errors",
     "duration_s",
@@ -87,7 +91,9 @@ def runs(
     `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
     it is empty for a clean run and `–` until the run has been analyzed. `resumptions`
     counts the times `record --resume` took a run up again, `retry_of` names the failed run
-    a `record --retry-failed` run records again (tables show them when a run has one).
+    a `record --retry-failed` run records again (tables show them when a run has one);
+    `--origin proxy` or `imported` adds `conversation`, each run's first user message. A
+    proxied run's task is its client's name (from its User-Agent), its provider the upstream.
     Tables show each run id by its shortest unique prefix (`show`, `analyze` and `--run`
     take it); `--wide`, JSON and CSV show it whole.
     """
@@ -104,6 +110,8 @@ def runs(
     columns = None
     if fmt is OutputFormat.table:
         columns = _TABLE_COLUMNS + [c for c in _TAKEN_UP if any(r[c] for r in rows)]
+        if origin in ("proxy", "imported") and any(r[_LABEL] for r in rows):
+            columns.append(_LABEL)
     emit_rows(rows, fmt, columns=columns, keep=["id"], droppable=_DROPPED_FIRST, wide=wide)
     if len(rows) < len(matching):
         note(f"showing {len(rows)} of {len(matching)} runs; --limit 0 for all")

@@ -132,6 +132,39 @@ def _tool_error_counts(steps: list[dict[str, Any]]) -> str:
     return ", ".join(f"{kind}×{n}" for kind, n in sorted(counts.items()))
 
 
+def _origin_lines(detail: dict[str, Any]) -> list[str]:
+    """Where a run that no task made came from: a proxied run's client, upstream, path and
+    grouping; an imported or proxied run's first user message."""
+    lines: list[str] = []
+    settings = detail.get("settings")
+    proxy = settings.get("proxy") if isinstance(settings, dict) else None
+    if isinstance(proxy, dict):
+        agent = proxy.get("client")
+        client = _text(proxy.get("client_name") or agent or "unknown client")
+        if agent and proxy.get("client_name"):
+            client += f" [dim]({_text(agent)})[/dim]"
+        upstream = _text(proxy.get("upstream"))
+        if proxy.get("upstream_url"):
+            upstream += f" [dim]{_text(proxy['upstream_url'])}[/dim]"
+        routed = proxy.get("routed_by")
+        grouped = proxy.get("grouped_by")
+        how = ", ".join(
+            part
+            for part in (
+                _text(proxy["path"]) if proxy.get("path") else "",
+                f"routed by {_text(routed)}" if routed else "",
+                f"grouped by {_text(grouped)}" if grouped else "",
+            )
+            if part
+        )
+        lines.append(
+            f"proxied: client {client} → upstream {upstream}" + (f"  ({how})" if how else "")
+        )
+    if detail.get("conversation"):
+        lines.append(f"conversation: {_text(one_line(detail['conversation']))}")
+    return lines
+
+
 def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     out = stdout_console()
     verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: NULL_CELL}
@@ -145,6 +178,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
         f"tool calls {_text(detail['tool_calls'])}  tokens {_text(detail['prompt_tokens'])} "
         f"prompt / {_text(detail['completion_tokens'])} completion"
     )
+    for line in _origin_lines(detail):
+        out.print(line)
     if detail["error"]:
         out.print(f"[red]error:[/red] {_text(detail['error'])}")
     if detail.get("retry_of"):

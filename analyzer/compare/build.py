@@ -24,6 +24,8 @@ from analyzer.compare.stats import (
     Sample,
     bootstrap,
 )
+from analyzer.compare.task_mix import keep_shared_tasks
+from analyzer.compare.task_mix import notes as task_mix_notes
 from traces.errors import TracesError
 
 MAX_BUCKETS = 10
@@ -47,6 +49,7 @@ def build_comparison(
     or the reference is not one of the groups. `group_order` puts those groups first."""
     if select_runs(conn, selection) == 0:
         raise no_match_error(conn, selection)
+    mix = keep_shared_tasks(conn)
     table = load_run_table(conn)
     present = set(table.groups)
     groups = [g for g in group_order if g in present]
@@ -69,7 +72,8 @@ def build_comparison(
     results = {
         g: _bootstrap_group(table, columns, g, specs, reference, resamples, seed) for g in groups
     }
-    metrics, significant, tested = _judge(specs, results, groups, group_pairs(groups, reference))
+    judged = group_pairs(groups, reference) if mix.comparable else []
+    metrics, significant, tested = _judge(specs, results, groups, judged)
     return Comparison(
         generated_at=datetime.now(UTC).replace(tzinfo=None),
         by=selection.by,
@@ -84,7 +88,9 @@ def build_comparison(
         steps_histogram=_histogram(table, columns["steps_to_finish"], groups),
         comparisons=tested,
         significant=significant,
-        notes=_notes(table, columns, groups, reference),
+        notes=task_mix_notes(mix, len(groups)) + _notes(table, columns, groups, reference),
+        shared_tasks=mix.shared,
+        left_out=mix.left_out,
     )
 
 
@@ -126,6 +132,7 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
     columns = dict(table.columns)
     n = len(table.run_ids)
     columns["finished"] = [1.0] * n
+    columns["success_known"] = [0.0 if s is None else 1.0 for s in columns["success"]]
     columns["cost_usd"] = [
         prices.run_cost(
             table.providers[i],
@@ -218,16 +225,6 @@ def _notes(
     reference: str | None,
 ) -> list[str]:
     notes = []
-    mixes = {}
-    for group in groups:
-        rows = table.rows_of(group)
-        counts = Counter(table.tasks[i] for i in rows)
-        mixes[group] = {task: round(n / len(rows), 2) for task, n in counts.items()}
-    if len({tuple(sorted(m.items())) for m in mixes.values()}) > 1:
-        notes.append(
-            "The groups ran different mixes of tasks; rates pool every task of a group, so "
-            "compare them with care (or filter with --task)."
-        )
     small = [g for g in groups if len(table.rows_of(g)) < MIN_RUNS_FOR_TEST]
     if small and len(groups) > 1:
         notes.append(
@@ -248,6 +245,13 @@ def _notes(
                 )
     for group in groups:
         rows = table.rows_of(group)
+        unjudged = sum(columns["success"][i] is None for i in rows)
+        if unjudged:
+            notes.append(
+                f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (nothing "
+                "judged their answers, as in imported logs); task success leaves them out "
+                "rather than count them as failures."
+            )
         unknown = sum(
             columns["prompt_tokens"][i] is None or columns["completion_tokens"][i] is None
             for i in rows

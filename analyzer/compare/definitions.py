@@ -34,8 +34,9 @@ METRICS: list[MetricSpec] = [
         "outcome",
         "rate",
         "higher",
-        "Runs whose final answer passed the task's success check / finished runs.",
-        Ratio("success", "finished"),
+        "Runs whose final answer passed the task's success check / finished runs whose "
+        "success is known (an imported run nothing judged is left out, and counted in a note).",
+        Ratio("success", "success_known"),
     ),
     MetricSpec(
         "completion_rate",

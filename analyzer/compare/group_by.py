@@ -16,3 +16,8 @@ class GroupBy(StrEnum):
     `provider` response field, the one most of the run's steps named); else the provider."""
     model = "model"
     """The model id sent in requests."""
+    day = "day"
+    """The provider and the UTC day a run started (`together 2026-12-05`): one host over
+    time, to see when it changed its serving stack."""
+    week = "week"
+    """The provider and the ISO week a run started (`together 2026-W49`)."""

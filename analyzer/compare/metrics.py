@@ -107,7 +107,8 @@ per_run AS (
     FROM steps_full GROUP BY run_id
 )
 SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
-       coalesce(r.success, false) AS success,
+       -- Unknown (NULL) where nothing judged the answer (an imported log): never a failure.
+       r.success,
        r.termination = 'completed' AS completed,
        r.termination = 'provider_error' AS provider_error,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,

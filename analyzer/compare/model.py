@@ -113,6 +113,15 @@ class Comparison(BaseModel):
     comparisons: int = Field(description="Group-pair × metric differences that were tested.")
     significant: list[Difference] = Field(description="Those whose interval excludes zero.")
     notes: list[str] = Field(description="Caveats worth reading before the numbers.")
+    shared_tasks: list[str] = Field(
+        default_factory=list,
+        description="Tasks every group ran: the runs compared (empty: none is shared, so "
+        "every run is shown and no difference is judged).",
+    )
+    left_out: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Group -> task -> ids of runs left out because not every group ran their task.",
+    )
 
     def to_json(self) -> str:
         """The comparison as indented JSON text."""

@@ -108,6 +108,10 @@ def _group_expression(by: GroupBy) -> str:
         return "r.model"
     if by is GroupBy.upstream:
         return "coalesce(r.provider || '/' || u.upstream, r.provider)"
+    if by is GroupBy.day:  # started_at is UTC (naive); names sort in time order
+        return "r.provider || ' ' || strftime(r.started_at, '%Y-%m-%d')"
+    if by is GroupBy.week:
+        return "r.provider || ' ' || strftime(r.started_at, '%G-W%V')"
     return "r.provider"
 
 

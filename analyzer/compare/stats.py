@@ -26,6 +26,9 @@ CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 1_000
 """Bootstrap resamples per group: enough for stable 2.5/97.5 percentiles."""
 
+_Z = 1.959963984540054
+"""The standard normal quantile of a two-sided 95% interval."""
+
 MIN_RUNS_FOR_INTERVAL = 2
 """Below this many contributing runs an interval would only echo the point: none is given."""
 
@@ -257,14 +260,51 @@ class Bootstrapped:
 
 
 def bootstrap(stat: Statistic, sample: Sample) -> Bootstrapped:
-    """The statistic over all runs of `sample`, with a percentile interval over its draws."""
+    """The statistic over all runs of `sample`, with an interval: Wilson's for a share of
+    runs (`run_proportion`), else the percentile interval over its draws."""
     value = stat.point(sample)
     units = stat.units(sample)
     replicates = tuple(stat.replicates(sample))
-    lo, hi = _interval(replicates) if units >= MIN_RUNS_FOR_INTERVAL else (None, None)
+    counted = run_proportion(stat, sample)
+    lo: float | None
+    hi: float | None
+    if counted is not None:
+        lo, hi = wilson_interval(*counted)
+        if isinstance(stat, Ratio):
+            lo, hi = lo * stat.scale, hi * stat.scale
+    elif units >= MIN_RUNS_FOR_INTERVAL:
+        lo, hi = _interval(replicates)
+    else:
+        lo = hi = None
     if value is None:
         lo = hi = None
     return Bootstrapped(value=value, lo=lo, hi=hi, units=units, replicates=replicates)
+
+
+def run_proportion(stat: Statistic, sample: Sample) -> tuple[int, int] | None:
+    """(runs counted in the numerator, runs in the denominator) when `stat` is a share of
+    runs (a ratio whose per-run values are each 0 or 1, such as task success); else None.
+    Such a rate is a binomial proportion: from a few runs, a percentile bootstrap collapses
+    to a point (5 of 5 gives 100% to 100%), where Wilson's interval stays honest."""
+    if not isinstance(stat, Ratio):
+        return None
+    num, den = sample.zeros(stat.num), sample.zeros(stat.den)
+    if not all(
+        d in (0.0, 1.0) and n in (0.0, 1.0) and n <= d for n, d in zip(num, den, strict=True)
+    ):
+        return None
+    runs = int(sum(den))
+    return (int(sum(num)), runs) if runs else None
+
+
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """Wilson's score interval of a proportion at `CONFIDENCE`."""
+    z = _Z
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    center = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def difference_interval(

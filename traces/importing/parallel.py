@@ -19,12 +19,9 @@ interrupt before it rolls back, and a worker whose parent is gone exits at its n
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import os
 import socket
-import subprocess
-import sys
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +42,7 @@ from traces.importing.reading import (
     SkippedLine,
 )
 from traces.importing.writer import ImportSink
-from traces.processes import child_env
+from traces.piped_child import start_piped_child
 
 MAX_LEAD = 128 << 20
 """How far (bytes) a worker may read ahead of the slowest before its batches wait: bounds the
@@ -79,32 +76,10 @@ class _Worker:
     """One worker process and the two pipes to it."""
 
     def __init__(self) -> None:
-        jobs_read, jobs_write = os.pipe()
-        results_read, results_write = os.pipe()
-        try:
-            # Born with Ctrl-C and SIGTERM blocked: none reaches the worker while it imports;
-            # it ignores them from then on (`serve`), and this process stops it.
-            with interrupts.starting_children():
-                self.process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "traces.importing.worker",
-                        str(jobs_read),
-                        str(results_write),
-                    ],
-                    pass_fds=(jobs_read, results_write),
-                    stdin=subprocess.DEVNULL,
-                    env=child_env(),
-                )
-        except BaseException:
-            for fd in (jobs_read, jobs_write, results_read, results_write):
-                os.close(fd)
-            raise
-        os.close(jobs_read)
-        os.close(results_write)
-        self.jobs = Connection(jobs_write, readable=False)
-        self.results = Connection(results_read, writable=False)
+        # It ignores Ctrl-C and SIGTERM (`serve`): this process stops it.
+        self.child = start_piped_child("traces.importing.worker")
+        self.process = self.child.process
+        self.jobs, self.results = self.child.jobs, self.child.results
 
     def send(self, path: Path, job: Job) -> None:
         """Give the worker a file to read."""
@@ -121,14 +96,7 @@ class _Worker:
 
     def stop(self, at_once: bool) -> None:
         """End the process: at once, or when it has read the end of its job pipe."""
-        self.jobs.close()
-        if not at_once:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=5)
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self.results.close()
+        self.child.stop(0 if at_once else 5)
 
 
 class WorkerPool:

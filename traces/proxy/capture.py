@@ -1,6 +1,7 @@
-"""What the proxy keeps of one chat-completions exchange while it relays the answer: the
-bytes as they pass (an SSE stream split into lines with their arrival times), read at the end
-into the same `Exchange` the endpoint client makes (`traces.exchange_reading`), keys redacted.
+"""What the proxy keeps of one recorded exchange while it relays the answer: the bytes as
+they pass (an SSE stream split into lines with their arrival times), read at the end into the
+same `Exchange` the endpoint client makes (`traces.exchange_reading`), keys redacted. Text
+completions and Responses API answers are read as `readings` says.
 
 Nothing here is on the client's path but appending bytes: lines are split and chunks parsed
 as they arrive (the reader is incremental), everything else once the answer has ended.
@@ -18,6 +19,8 @@ from traces.exchange_reading import finish_stream, parse_body
 from traces.http_errors import http_error
 from traces.model import ErrorKind, ExchangeError
 from traces.one_line import one_line
+from traces.proxy.paths import Kind
+from traces.proxy.readings import CompletionStreamReader, ResponsesReading, completion_as_chat
 from traces.redaction import Redactor
 from traces.responses import KEPT_HEADERS
 from traces.sse import StreamReader
@@ -26,16 +29,20 @@ from traces.sse import StreamReader
 class Capture:
     """One exchange as it passes through: the request body, then the answer's bytes."""
 
-    def __init__(self, body: dict[str, Any], redactor: Redactor) -> None:
+    def __init__(self, body: dict[str, Any], redactor: Redactor, kind: Kind = "chat") -> None:
         """Start timing now: the request is about to leave for the upstream."""
         self.body = body
         self.redactor = redactor
+        self.kind = kind
+        self.responses = ResponsesReading() if kind == "responses" else None
+        """What is read of a Responses API answer (None for the other kinds)."""
         self.streamed = body.get("stream") is True
         self.started_at = datetime.now(UTC).replace(tzinfo=None)
         self.t0 = time.perf_counter()
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self._reader: StreamReader | None = None
+        self._sse = False
         self._pending = b""
         self._raw: list[bytes] = []
 
@@ -45,12 +52,15 @@ class Capture:
         self.headers = {k: v for k in KEPT_HEADERS if (v := headers.get(k)) is not None}
         is_sse = headers.get("content-type", "").startswith("text/event-stream")
         if self.streamed and status < 400 and is_sse:
-            self._reader = StreamReader()
+            self._sse = True
+            if self.kind == "chat":
+                self._reader = StreamReader()
+            elif self.kind == "completion":
+                self._reader = CompletionStreamReader()
 
     def data(self, chunk: bytes) -> None:
         """Bytes of the body, as relayed."""
-        reader = self._reader
-        if reader is None:
+        if not self._sse:
             self._raw.append(chunk)
             return
         t_ms = elapsed_ms(self.t0)
@@ -60,7 +70,13 @@ class Capture:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if line:  # the blank separator between events carries nothing to keep
-                reader.line(line.decode("utf-8", errors="replace"), t_ms)
+                self._line(line.decode("utf-8", errors="replace"), t_ms)
+
+    def _line(self, line: str, t_ms: float) -> None:
+        if self._reader is not None:
+            self._reader.line(line, t_ms)
+        elif self.responses is not None:
+            self.responses.line(line, t_ms)
 
     def ended(self) -> Exchange:
         """The answer ended as it should (the upstream closed the body)."""
@@ -94,10 +110,12 @@ class Capture:
         latency_ms = elapsed_ms(self.t0)
         reader = self._reader
         status = self.status
+        if self._sse and self._pending.strip():
+            self._line(self._pending.decode("utf-8", errors="replace"), latency_ms)
+            self._pending = b""
+        if self.responses is not None:
+            return self._responses(error, latency_ms)
         if reader is not None and status is not None:
-            if self._pending.strip():
-                reader.line(self._pending.decode("utf-8", errors="replace"), latency_ms)
-                self._pending = b""
             if closing:
                 return finish_stream(
                     reader, self.body, self.started_at, self.t0, status, self.headers, lost=error
@@ -115,8 +133,42 @@ class Capture:
         if error is None and status is not None:
             if status >= 400:
                 return self._plain(raw or None, http_error(status, raw), latency_ms)
-            return parse_body(raw, self.body, self.started_at, self.t0, status, self.headers)
+            read = completion_as_chat(raw) if self.kind == "completion" else raw
+            exchange = parse_body(read, self.body, self.started_at, self.t0, status, self.headers)
+            exchange.response_body = raw  # the upstream's bytes, not a converted completion
+            return exchange
         return self._plain(raw or None, error, latency_ms)
+
+    def _responses(self, error: ExchangeError | None, latency_ms: float) -> Exchange:
+        """A Responses API exchange: raw, with the output text and usage read."""
+        reading = self.responses
+        assert reading is not None
+        raw = b"".join(self._raw).decode("utf-8", errors="replace")
+        status = self.status
+        if not self._sse and raw and status is not None and status < 400:
+            reading.body(raw)
+        if error is None and status is not None:
+            if status >= 400:
+                error = http_error(status, raw)
+            elif reading.failure is not None:
+                error = ExchangeError(
+                    kind="server_error", status=status, message=one_line(reading.failure)
+                )
+        return Exchange(
+            request_body=self.body,
+            started_at=self.started_at,
+            latency_ms=latency_ms,
+            streamed=self._sse,
+            http_status=status,
+            headers=self.headers,
+            response_body=None if self._sse else raw or None,
+            stream_events=reading.events if self._sse else None,
+            message=reading.message(),
+            # No finish_reason: a response's `status` is another thing (it stays in the raw).
+            usage_raw=reading.usage(),
+            ttft_content_ms=reading.first_text_ms,
+            error=error,
+        )
 
     def _plain(self, raw: str | None, error: ExchangeError | None, latency_ms: float) -> Exchange:
         return Exchange(

@@ -10,6 +10,13 @@ imports). A failed step is held back until the run's next request: the very same
 again is the client's retry, folded into one step with the failed attempt in its
 `retry_errors`, as the harness records its own retries.
 
+Text completions and Responses API exchanges are steps too, grouped by `chains`: their
+request is stored whole among the step's parameters (they carry no message list), their
+answer read as `readings` says; a Responses API request's `function_call_output` items are
+the previous step's tool results. A conversation belongs to one upstream: the same messages
+sent to two hosts make two runs, each labelled with its host, its client (named from the
+`User-Agent`, as the run's task) and its first user message.
+
 A run is begun (its row committed as `running`) when its first request arrives, without
 holding the request for the commit; steps are queued as their answers end, so `traces runs`
 shows them while the proxy runs. A run ends after `idle_s` seconds without a request, or
@@ -44,7 +51,12 @@ from traces.model import (
 )
 from traces.normalize import read_message, step_from_exchange
 from traces.one_line import one_line
+from traces.proxy.chains import Chains, content_text
+from traces.proxy.clients import client_name
 from traces.proxy.conversations import Conversations, Thread, canon, canon_all, tool_names
+from traces.proxy.paths import Kind
+from traces.proxy.readings import ResponsesReading, chat_tools
+from traces.proxy.routing import Route
 from traces.proxy.upstream import Upstream
 from traces.store.recorder import Recorder
 
@@ -56,6 +68,7 @@ _LABEL_CHARS = 120
 class _Run:
     thread: Thread
     record: RunRecord
+    kind: Kind = "chat"
     next_index: int = 0
     previous: list[Any] = field(default_factory=list)
     """The messages of the run's latest stored request (only what follows them is stored)."""
@@ -75,6 +88,48 @@ class Ticket:
     index: int
     messages: list[Any]
     retry_errors: list[ExchangeError]
+    body: dict[str, Any] | None = None
+    """The request body (text completions and Responses API requests: `chains` reads it)."""
+    responses: ResponsesReading | None = None
+    """What was read of a Responses API answer (set by the relay)."""
+
+
+_PATHS: dict[Kind, str] = {
+    "chat": "/v1/chat/completions",
+    "completion": "/v1/completions",
+    "responses": "/v1/responses",
+}
+_GROUPED_BY: dict[Kind, str] = {
+    "chat": "messages",
+    "completion": "prompt",
+    "responses": "input",
+}
+
+
+def _grouped_by(explicit: str | None, route: Route | None, kind: Kind) -> str:
+    """How a run's requests were told apart: a name the client gave (`X-Traces-Run`, or a
+    `/r/NAME` path), or the conversations themselves (by kind)."""
+    if explicit is None:
+        return _GROUPED_BY[kind]
+    return "path" if route is not None and route.group == explicit else "header"
+
+
+def _routed_by(route: Route | None) -> str:
+    if route is None:
+        return "default"
+    return "prefix" if route.prefixed else "model" if route.by_model else "default"
+
+
+def _first_text(value: Any) -> str | None:
+    """The label of a text-completion or Responses API run: its prompt, or the first user
+    text of its input."""
+    if isinstance(value, str):
+        return one_line(value)[:_LABEL_CHARS] or None
+    if isinstance(value, list):
+        for entry in value:
+            if isinstance(entry, dict) and entry.get("role") == "user":
+                return one_line(content_text(entry.get("content")))[:_LABEL_CHARS] or None
+    return None
 
 
 def _first_user_text(messages: list[Any]) -> str | None:
@@ -105,6 +160,7 @@ class ProxyRecorder:
         self.on_end = on_end
         self.listen = listen
         self.conversations = Conversations()
+        self.chains = Chains()
         self.runs: dict[str, _Run] = {}
         self.ended: list[str] = []
         self.steps = 0
@@ -117,20 +173,33 @@ class ProxyRecorder:
     # -- requests ---------------------------------------------------------------------------
 
     def start(
-        self, body: dict[str, Any], explicit: str | None, client: str | None
+        self,
+        body: dict[str, Any],
+        explicit: str | None,
+        client: str | None,
+        *,
+        kind: Kind = "chat",
+        route: Route | None = None,
     ) -> Ticket | None:
-        """A chat-completions request arrives: the run and step it makes (None: its body holds
-        no message list, so it is relayed but makes no step)."""
+        """A request of a recorded kind arrives: the run and step it makes (None: a chat
+        request whose body holds no message list, relayed but making no step). `route` says
+        where it goes (None: the default upstream)."""
+        upstream = route.upstream if route is not None else self.upstream
+        if kind != "chat":
+            return self._start_other(body, explicit, client, kind, route, upstream)
         messages = body.get("messages")
         if not isinstance(messages, list):
             return None
         now = time.monotonic()
         canons = canon_all(messages)
-        tools = tool_names(body)
+        # The upstream joins the tools in what tells conversations apart: one sent to two
+        # hosts is two runs.
+        tools = tool_names(body) | {f"\0{upstream.label}"}
         thread, retry = self.conversations.place(canons, tools, explicit, now)
         run = self.runs.get(thread.run_id) if thread is not None else None
         if run is None:
-            run = self._open(body, messages, tools, explicit, client, now)
+            label = _first_user_text(messages)
+            run = self._open(body, label, tools, explicit, client, now, kind, route, upstream)
         retry_errors: list[ExchangeError] = []
         if retry and run.held is not None:
             held = run.held[0]
@@ -148,6 +217,37 @@ class ProxyRecorder:
         self.conversations.sending(run.thread, canons, now)
         return Ticket(run=run, index=index, messages=messages, retry_errors=retry_errors)
 
+    def _start_other(
+        self,
+        body: dict[str, Any],
+        explicit: str | None,
+        client: str | None,
+        kind: Kind,
+        route: Route | None,
+        upstream: Upstream,
+    ) -> Ticket:
+        """A text-completion or Responses API request: grouped by `chains` (or the header);
+        its request is stored whole, as its parameters."""
+        now = time.monotonic()
+        scope = frozenset({f"\0{kind} {upstream.label}"})
+        if explicit is not None:
+            thread = self.conversations.place([], scope, explicit, now)[0]
+        else:
+            run_id = self.chains.place(kind, upstream.label, body)
+            thread = self.conversations.threads.get(run_id) if run_id is not None else None
+        run = self.runs.get(thread.run_id) if thread is not None else None
+        if run is None:
+            label = _first_text(body.get("prompt") if kind == "completion" else body.get("input"))
+            run = self._open(body, label, scope, explicit, client, now, kind, route, upstream)
+        if run.held is not None:
+            self._store_held(run)
+        index = run.next_index
+        run.next_index += 1
+        if thread is not None and kind == "responses":
+            self._function_outputs(run, body)
+        self.conversations.sending(run.thread, [], now)
+        return Ticket(run=run, index=index, messages=[], retry_errors=[], body=body)
+
     def finish(self, ticket: Ticket, exchange: Exchange) -> None:
         """The request's answer ended (or failed, or was cancelled): store its step."""
         run = ticket.run
@@ -160,7 +260,10 @@ class ProxyRecorder:
         hashes = run.previous_hashes[:shared]
         hashes.extend(message_hash(m) for m in messages[shared:])
         answer = exchange.message if exchange.error is None else None
-        validate = self._tool_sets.get(exchange.request_body.get("tools")).validate
+        tools = exchange.request_body.get("tools")
+        if run.kind != "chat":
+            tools = chat_tools(tools) if run.kind == "responses" else None
+        validate = self._tool_sets.get(tools).validate
         reading = read_message(answer, validate) if answer is not None else None
         step = step_from_exchange(
             run.record.id,
@@ -172,6 +275,18 @@ class ProxyRecorder:
             retry_errors=ticket.retry_errors,
         )
         self.conversations.answered(run.thread, answer, time.monotonic())
+        if run.kind != "chat" and exchange.error is None and ticket.body is not None:
+            responses = ticket.responses
+            said = answer.get("content") if answer is not None else None
+            self.chains.answered(
+                run.record.id,
+                run.kind,
+                run.record.provider,
+                ticket.body,
+                said if isinstance(said, str) else None,  # the text as sent, think and all
+                responses.final if responses is not None else None,
+                responses.response_id if responses is not None else None,
+            )
         if exchange.error is not None and exchange.error.kind != "cancelled":
             run.held = (step, messages, hashes)  # a retry may follow: decided by the next request
             return
@@ -182,43 +297,50 @@ class ProxyRecorder:
     def _open(
         self,
         body: dict[str, Any],
-        messages: list[Any],
-        tools: frozenset[str],
+        label: str | None,
+        scope: frozenset[str],
         explicit: str | None,
         client: str | None,
         now: float,
+        kind: Kind,
+        route: Route | None,
+        upstream: Upstream,
     ) -> _Run:
         run_id = new_run_id()
-        thread = self.conversations.open(run_id, tools, explicit, now)
+        thread = self.conversations.open(run_id, scope, explicit, now)
         seed = body.get("seed")
-        settings: dict[str, Any] = {
-            "proxy": {
-                "upstream": self.upstream.label,
-                "client": client,
-                "grouped_by": "header" if explicit is not None else "messages",
-                "listen": self.listen,
-            },
-            "stream": body.get("stream") is True,
+        name = client_name(client)
+        proxy: dict[str, Any] = {
+            "upstream": upstream.label,
+            "upstream_url": upstream.shown_url,
+            "routed_by": _routed_by(route),
+            "path": _PATHS[kind],
+            "client": client,
+            "client_name": name,
+            "grouped_by": _grouped_by(explicit, route, kind),
+            "listen": self.listen,
         }
         if explicit is not None:
-            settings["proxy"]["run_header"] = explicit
+            proxy["run_header"] = explicit  # the name, from the header or the path
+        settings: dict[str, Any] = {"proxy": proxy, "stream": body.get("stream") is True}
         record = RunRecord(
             id=run_id,
-            task="proxy",
+            # What a proxied run did is what its client did: the client names its task.
+            task=name or "proxy",
             task_path="",
             task_sha256="",
-            provider=self.upstream.label,
+            provider=upstream.label,
             model=str(body.get("model") or "unknown"),
-            base_url=self.upstream.shown_url,
+            base_url=upstream.shown_url,
             settings=settings,
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else 0,
             started_at=datetime.now(UTC).replace(tzinfo=None),
             recorder_pid=self._pid,
             recorder_host=self._host,
             origin="proxy",
-            conversation=_first_user_text(messages),
+            conversation=label,
         )
-        run = self.runs[run_id] = _Run(thread=thread, record=record)
+        run = self.runs[run_id] = _Run(thread=thread, record=record, kind=kind)
         self._track(self.recorder.queue_run(record))
         return run
 
@@ -233,6 +355,29 @@ class ProxyRecorder:
             return
         if messages[sent].get("role") != "assistant":
             return
+        self._store_results(run, last, messages, sent)
+
+    def _function_outputs(self, run: _Run, body: dict[str, Any]) -> None:
+        """A Responses API request continues the run: its `function_call_output` items for
+        the last step's calls are that step's tool results (read as the tool messages of a
+        chat request would be)."""
+        last = run.last
+        if last is None or not last.tool_calls or last.error is not None:
+            return
+        given = body.get("input")
+        ids = [call.id for call in last.tool_calls]
+        outputs = [
+            {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}
+            for item in (given if isinstance(given, list) else [])
+            if isinstance(item, dict)
+            and item.get("type") == "function_call_output"
+            and item.get("call_id") in ids
+        ]
+        if outputs:
+            replay = {"role": "assistant", "tool_calls": [{"id": i} for i in ids]}
+            self._store_results(run, last, [replay, *outputs], 0)
+
+    def _store_results(self, run: _Run, last: StepRecord, messages: list[Any], sent: int) -> None:
         ended = last.started_at + timedelta(milliseconds=last.latency_ms)
         gap = (datetime.now(UTC).replace(tzinfo=None) - ended).total_seconds() * 1000
         results = tool_results(last, messages, sent, max(gap, 0.0))
@@ -262,6 +407,7 @@ class ProxyRecorder:
         `on_end` is told unless `notify` is false (the proxy stopping: its caller checks
         the runs it ended itself)."""
         self.conversations.close(thread)
+        self.chains.forget(thread.run_id)
         run = self.runs.pop(thread.run_id, None)
         if run is None:
             return

@@ -4,9 +4,10 @@ Raw ASGI, as the simulator (`traces.sim.app`): no framework between the socket a
 The answer goes back as it came: the upstream's status, its headers but the hop-by-hop ones,
 and its body bytes as each piece arrives (an SSE stream is never buffered). The upstream is
 asked for an uncompressed body (`Accept-Encoding: identity`), so the bytes relayed are the
-bytes recorded. Chat-completions exchanges are captured on the way (`capture`) and recorded
-once the answer has ended (`recording`); `/v1/models` passes through; any other path passes
-through and is logged.
+bytes recorded. Which upstream a request goes to is `routing`'s choice (a `/p/NAME` prefix,
+the model, or the default). Chat completions, text completions and Responses API exchanges
+are captured on the way (`capture`) and recorded once the answer has ended (`recording`);
+`/v1/models` passes through; any other path passes through and is logged (`paths`).
 
 A client that hangs up before the answer ended cancels the upstream request (its connection
 is closed) and the step is recorded as cancelled. An upstream that cannot be reached is
@@ -28,7 +29,9 @@ import httpx2
 from traces import strict_json
 from traces.exchange import Exchange
 from traces.proxy.capture import Capture
+from traces.proxy.paths import RECORDED, kind_of
 from traces.proxy.recording import ProxyRecorder, Ticket
+from traces.proxy.routing import Route, RouteError, Routes
 from traces.proxy.upstream import Upstream
 from traces.redaction import Redactor, redact_request
 
@@ -42,8 +45,6 @@ RUN_HEADER = b"x-traces-run"
 TOKEN_HEADER = b"x-traces-token"
 """Where a client may send the proxy's token (else as its `Authorization: Bearer` key)."""
 
-_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
-_MODELS_PATHS = ("/v1/models", "/models")
 _DROPPED_REQUEST = frozenset(
     {
         b"host",
@@ -108,29 +109,33 @@ async def _json_error(send: Send, status: int, message: str, kind: str) -> None:
 
 
 class ProxyApp:
-    """ASGI callable relaying to one upstream and recording through a `ProxyRecorder`."""
+    """ASGI callable relaying to the upstreams of its `Routes` and recording through a
+    `ProxyRecorder`."""
 
     def __init__(
         self,
-        upstream: Upstream,
+        routes: Routes | Upstream,
         recording: ProxyRecorder,
         *,
         token: str | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        """Relay to `upstream`; with `token`, refuse every request that does not carry it."""
-        self.upstream = upstream
+        """Relay as `routes` says (one `Upstream`: everything to it); with `token`, refuse
+        every request that does not carry it."""
+        self.routes = routes if isinstance(routes, Routes) else Routes([routes])
         self.recording = recording
         self.token = token
         self.log = log or (lambda line: None)
+        timeout_s = self.routes.default.timeout_s
         self.client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(upstream.timeout_s, connect=min(upstream.timeout_s, 30.0)),
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
             # As many connections as clients hold streams: a limit would queue a stream behind
             # another and add its whole length to the waiting one's time to first byte.
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=512),
             follow_redirects=False,
         )
         self._redactors: dict[str | None, Redactor] = {}
+        self._redactors_version = 0
 
     async def aclose(self) -> None:
         """Release the upstream connections."""
@@ -139,11 +144,15 @@ class ProxyApp:
     def _redactor(self, client_key: str | None) -> Redactor:
         """Clears every key this exchange involved from what is recorded (one per client
         key: building one compiles its patterns)."""
+        if self._redactors_version != self.routes.version:
+            # An upstream was added (a profile first named by a prefix): its key joins.
+            self._redactors.clear()
+            self._redactors_version = self.routes.version
         found = self._redactors.get(client_key)
         if found is None:
             if len(self._redactors) > 64:
                 self._redactors.clear()
-            found = Redactor([self.upstream.key, client_key, self.token])
+            found = Redactor([*self.routes.keys(), client_key, self.token])
             self._redactors[client_key] = found
         return found
 
@@ -171,44 +180,36 @@ class ProxyApp:
             return
         method: str = scope["method"]
         path: str = scope["path"]
+        # The body is read only where it is recorded, or where its model may choose the host.
+        reads = kind_of(method, Routes.unprefixed(path)) in RECORDED or bool(self.routes.by_model)
+        parsed = _json_object(body) if method == "POST" and reads else None
+        model = parsed.get("model") if parsed is not None else None
+        try:
+            route = self.routes.route(path, model if isinstance(model, str) else None)
+        except RouteError as refused:
+            self.log(f"{method} {path}: refused: {refused.message}")
+            await _json_error(send, refused.status, refused.message, "proxy_route")
+            return
+        upstream = route.upstream
         forwarded = [
             (k, v) for k, v in headers if k not in _DROPPED_REQUEST and k != b"authorization"
         ]
-        if self.upstream.key is not None:
-            forwarded.append((b"authorization", f"Bearer {self.upstream.key}".encode()))
+        if upstream.key is not None:
+            forwarded.append((b"authorization", f"Bearer {upstream.key}".encode()))
         elif authorization:
             forwarded.append((b"authorization", authorization))
-        extra = self.upstream.extra_headers
+        extra = upstream.extra_headers
         forwarded.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
         forwarded.append((b"accept-encoding", b"identity"))
         request = self.client.build_request(
             method,
-            self.upstream.url_for(path, scope.get("query_string", b"")),
+            upstream.url_for(route.path, scope.get("query_string", b"")),
             headers=forwarded,
             content=body,
         )
-        capture: Capture | None = None
-        ticket: Ticket | None = None
-        normalized = path.rstrip("/")
-        if method == "POST" and normalized in _CHAT_PATHS:
-            parsed = _json_object(body)
-            if parsed is not None:
-                redactor = self._redactor(client_key)
-                parsed = _without_secrets(parsed, body, redactor)
-                capture = Capture(parsed, redactor)
-                explicit = next((v for k, v in headers if k == RUN_HEADER), None)
-                agent = next((v for k, v in headers if k == b"user-agent"), None)
-                ticket = self.recording.start(
-                    parsed,
-                    explicit.decode("latin-1") if explicit else None,
-                    agent.decode("latin-1") if agent else None,
-                )
-            else:
-                self.log(f"{method} {path}: the body is not a JSON object; relayed, not recorded")
-        elif not normalized.startswith(_MODELS_PATHS):
-            self.log(f"{method} {path}: relayed, not recorded")
+        capture, ticket = self._capture(method, path, route, parsed, body, headers, client_key)
         try:
-            exchange = await self._exchange(request, capture, receive, send)
+            exchange = await self._exchange(request, upstream, capture, receive, send)
         except asyncio.CancelledError:
             # The proxy stops before the answer ended: what arrived is recorded all the same.
             if ticket is not None and capture is not None:
@@ -217,11 +218,53 @@ class ProxyApp:
         if ticket is not None and exchange is not None:
             self.recording.finish(ticket, exchange)
 
+    def _capture(
+        self,
+        method: str,
+        path: str,
+        route: Route,
+        parsed: dict[str, Any] | None,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client_key: str | None,
+    ) -> tuple[Capture | None, Ticket | None]:
+        """What is captured and recorded of a request (nothing but a log line for a path
+        that is not recorded)."""
+        kind = kind_of(method, route.path)
+        if kind not in RECORDED:
+            if kind != "models":
+                self.log(f"{method} {path}: relayed, not recorded")
+            return None, None
+        if parsed is None:
+            self.log(f"{method} {path}: the body is not a JSON object; relayed, not recorded")
+            return None, None
+        redactor = self._redactor(client_key)
+        cleaned = _without_secrets(parsed, body, redactor)
+        capture = Capture(cleaned, redactor, kind)
+        header = next((v for k, v in headers if k == RUN_HEADER), None)
+        explicit = header.decode("latin-1") if header else route.group
+        agent = next((v for k, v in headers if k == b"user-agent"), None)
+        ticket = self.recording.start(
+            cleaned,
+            explicit,
+            agent.decode("latin-1") if agent else None,
+            kind=kind,
+            route=route,
+        )
+        if ticket is not None:
+            ticket.responses = capture.responses
+        return capture, ticket
+
     async def _exchange(
-        self, request: httpx2.Request, capture: Capture | None, receive: Receive, send: Send
+        self,
+        request: httpx2.Request,
+        upstream: Upstream,
+        capture: Capture | None,
+        receive: Receive,
+        send: Send,
     ) -> Exchange | None:
         """Relay while watching for the client hanging up; the captured exchange, if any."""
-        relay = asyncio.ensure_future(self._relay(request, capture, send))
+        relay = asyncio.ensure_future(self._relay(request, upstream, capture, send))
         watch = asyncio.ensure_future(_hung_up(receive))
         try:
             await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -236,12 +279,12 @@ class ProxyApp:
         return relay.result()
 
     async def _relay(
-        self, request: httpx2.Request, capture: Capture | None, send: Send
+        self, request: httpx2.Request, upstream: Upstream, capture: Capture | None, send: Send
     ) -> Exchange | None:
         try:
             response = await self.client.send(request, stream=True)
         except httpx2.TransportError as exc:
-            shown = self.upstream.shown_url
+            shown = upstream.shown_url
             await _json_error(
                 send, 502, f"traces proxy: upstream {shown} unreachable: {exc}", "proxy_upstream"
             )

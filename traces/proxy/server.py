@@ -22,6 +22,7 @@ import uvicorn
 
 from traces.proxy.recording import ProxyRecorder
 from traces.proxy.relay import ProxyApp
+from traces.proxy.routing import Routes
 from traces.proxy.upstream import Upstream
 from traces.sim.server import bind_listener, quiet_cut_responses
 from traces.store.database import Store
@@ -36,11 +37,18 @@ class ProxySettings:
     """What one proxy serves, and where it records."""
 
     upstream: Upstream
+    """The default upstream (the first `--upstream`)."""
     db_path: Store
     host: str = "127.0.0.1"
     port: int = 0
     idle_s: float = 300.0
     token: str | None = field(default=None, repr=False)
+    routes: Routes | None = None
+    """Several upstreams and how requests choose (None: everything to `upstream`)."""
+
+    def routing(self) -> Routes:
+        """The routes requests follow."""
+        return self.routes if self.routes is not None else Routes([self.upstream])
 
 
 @dataclass
@@ -122,7 +130,7 @@ async def _serve(
         on_end=on_end,
         listen=base_url(host, port),
     )
-    app = ProxyApp(settings.upstream, recording, token=settings.token, log=log)
+    app = ProxyApp(settings.routing(), recording, token=settings.token, log=log)
     server = _server(app, settings)
     server_box.append(server)
     sweeper = asyncio.ensure_future(recording.sweep())

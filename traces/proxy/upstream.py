@@ -1,4 +1,5 @@
-"""Where `traces proxy` forwards requests: a provider profile or a URL, and the key it sends.
+"""Where `traces proxy` forwards requests: a provider profile, a URL or `NAME=URL`, and the
+key it sends (which of several upstreams a request goes to is `routing`'s choice).
 
 The key: a profile whose key variable is set sends that key, replacing whatever the client
 put in its `Authorization` header (agents insist on some key; the user configured the real
@@ -9,13 +10,16 @@ came. Either way every key seen is a secret the recording redacts, never stored.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from traces.errors import TracesError
-from traces.profiles import base_url_problem, load_profiles, profiles_path
+from traces.profiles import Profile, base_url_problem, load_profiles, profiles_path
 from traces.redaction import redact_url
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class Upstream:
     """Where the key comes from, for the start-up line (never the key itself)."""
     extra_headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 600.0
+    models: tuple[str, ...] = ()
+    """The model ids it serves (a profile's list; none for a URL): requests naming one of
+    them are routed to it (`routing`)."""
 
     @property
     def shown_url(self) -> str:
@@ -45,27 +52,53 @@ class Upstream:
         return f"{url}?{query.decode('latin-1')}" if query else url
 
 
-def resolve_upstream(spec: str, providers_file: Path | None, timeout_s: float) -> Upstream:
-    """The upstream `--upstream` names: an http(s) URL, or a profile of the providers file.
-    One-line errors (exit 2) for a malformed URL or an unknown profile."""
+def resolve_upstream(
+    spec: str,
+    providers_file: Path | None,
+    timeout_s: float,
+    profiles: dict[str, Profile] | None = None,
+) -> Upstream:
+    """The upstream `--upstream` names: an http(s) URL, `NAME=URL` (a URL with the name its
+    runs and path prefix take), or a profile of the providers file (`profiles`, when the
+    caller loaded them already). One-line errors (exit 2) for a malformed URL or an unknown
+    profile."""
+    name, equals, url = spec.partition("=")
+    if equals and "://" not in name:
+        if not _NAME.fullmatch(name):
+            raise TracesError(
+                f"--upstream {name!r}=URL: a name is letters, digits, '.', '_' and '-'"
+            )
+        return _url_upstream(url, timeout_s, name)
     if "://" in spec:
-        problem = base_url_problem(spec)
-        if problem:
-            shown = spec.rpartition("@")[2]  # never echo credentials written into the URL
-            raise TracesError(f"--upstream {shown!r}: {problem}")
-        parts = urlsplit(spec)
-        label = parts.hostname or "upstream"
-        if parts.port:
-            label = f"{label}:{parts.port}"
-        return Upstream(label=label, base_url=spec, timeout_s=timeout_s)
+        return _url_upstream(spec, timeout_s, None)
     path = profiles_path(providers_file)
-    profiles = load_profiles(path) if path.exists() else {}
+    if profiles is None:
+        profiles = load_profiles(path) if path.exists() else {}
     profile = profiles.get(spec)
     if profile is None:
         known = ", ".join(profiles) or "none"
         raise TracesError(
             f"--upstream {spec!r}: neither an http(s) URL nor a profile of {path} (known: {known})"
         )
+    return profile_upstream(profile, timeout_s)
+
+
+def _url_upstream(spec: str, timeout_s: float, name: str | None) -> Upstream:
+    problem = base_url_problem(spec)
+    if problem:
+        shown = spec.rpartition("@")[2]  # never echo credentials written into the URL
+        raise TracesError(f"--upstream {shown!r}: {problem}")
+    if name is None:
+        parts = urlsplit(spec)
+        name = parts.hostname or "upstream"
+        if parts.port:
+            name = f"{name}:{parts.port}"
+    return Upstream(label=name, base_url=spec, timeout_s=timeout_s)
+
+
+def profile_upstream(profile: Profile, timeout_s: float) -> Upstream:
+    """The upstream a provider profile makes: its URL, headers, models and key (read from
+    its key variable now)."""
     key = os.environ.get(profile.api_key_env) if profile.api_key_env else None
     if key:
         source = f"${profile.api_key_env}"
@@ -74,10 +107,11 @@ def resolve_upstream(spec: str, providers_file: Path | None, timeout_s: float) -
     else:
         source = "the client's Authorization header"
     return Upstream(
-        label=spec,
+        label=profile.name,
         base_url=profile.base_url,
         key=key or None,
         key_source=source,
         extra_headers=dict(profile.extra_headers),
         timeout_s=timeout_s,
+        models=tuple(profile.models),
     )

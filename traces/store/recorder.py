@@ -187,8 +187,12 @@ class Recorder:
                 raise DatabaseError(f"{self.path}: the recorder is closed")
             self._seq += 1
             self._pending.append((self._seq, rows, waiter))
+            # The thread takes the whole outbox at once: one wake for a non-empty outbox is
+            # enough (a write to the pipe for each operation cost a proxy 3% of its CPU).
+            idle = not self._outbox
             self._outbox.append((self._seq, rows))
-        self._wake()
+        if idle:
+            self._wake()
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # the thread is gone (failed): nobody to wake

@@ -238,7 +238,14 @@ def _start(where: Address, path: Store) -> None:
             # terminal sends this command's group reaches it. It forks once at start and
             # the child serves, so it is nobody's child (see `traces.store.writer`).
             starter = subprocess.Popen(
-                [sys.executable, "-m", "traces.store.writer", str(path), str(ready_write)],
+                [
+                    sys.executable,
+                    "-m",
+                    "traces.store.writer",
+                    str(path),
+                    str(ready_write),
+                    str(os.getpid()),
+                ],
                 pass_fds=(ready_write,),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -296,7 +303,7 @@ def wait_exited(pid: int, timeout: float) -> bool:
     """Wait until process `pid` has exited (True), at most `timeout` seconds (False)."""
     deadline = time.monotonic() + timeout
     delay = 0.001
-    while not _gone(pid):
+    while not exited(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(delay)
@@ -304,7 +311,8 @@ def wait_exited(pid: int, timeout: float) -> bool:
     return True
 
 
-def _gone(pid: int) -> bool:
+def exited(pid: int) -> bool:
+    """Whether process `pid` has exited (a zombie not yet reaped counts as exited)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

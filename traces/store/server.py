@@ -55,7 +55,11 @@ from traces.store.tables import DEDUPLICATED
 from traces.store.writer_process import Recording, Writer, mark_dead_runs_interrupted
 
 FIRST_CLIENT_WAIT_S = 30.0
-"""How long a server nobody connects to (its starter died) waits before exiting."""
+"""How long a server nobody connects to waits before exiting, its starter alive or not."""
+
+STARTER_CHECK_S = 0.25
+"""How often a server nobody has connected to yet checks that the command that started it
+still lives: one killed before it connected must not leave the file held for long."""
 
 LIFE_LOCK_WAIT_S = 60.0
 """How long a new server waits for the previous one to close the file."""
@@ -86,8 +90,9 @@ _COMMIT = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
 _ROLLBACK = re.compile(r"\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
 
 
-def serve(path: Store, ready: int) -> None:
-    """Open the store at `path` and serve it until the last client leaves.
+def serve(path: Store, ready: int, starter: int) -> None:
+    """Open the store at `path` and serve it until the last client leaves (or, when none
+    has come, until process `starter`, which is to be the first, has exited).
 
     Writes `ready PID` to the pipe `ready` once it listens, or `failed LINE` (the one-line
     error the starting client raises) when it cannot open the database.
@@ -113,7 +118,7 @@ def serve(path: Store, ready: int) -> None:
         return
     server = Server(db, where, key)
     _tell(ready, f"ready {os.getpid()}")
-    server.run(listener)
+    server.run(listener, starter)
     if isinstance(path, Path):
         # Closed, but still ours: a new server waits for the life lock this process holds.
         compact_when_it_pays(path, STORAGE_VERSION)
@@ -225,23 +230,26 @@ class Server:
         self.writer = Writer(writing, self.commit_lock, lambda _: self.leave())
         self._wake_read, self._wake_write = os.pipe()
 
-    def run(self, sock: socket.socket) -> None:
-        """Accept clients until the last leaves, then close the database."""
+    def run(self, sock: socket.socket, starter: int) -> None:
+        """Accept clients until the last leaves, then close the database; stop at once if
+        none came and process `starter` has exited."""
         try:
-            self._accept(sock)
+            self._accept(sock, starter)
         finally:
             sock.close()
             self.where.socket.unlink(missing_ok=True)
             self.fresh.close()
             self.db.close()
 
-    def _accept(self, sock: socket.socket) -> None:
+    def _accept(self, sock: socket.socket, starter: int) -> None:
+        deadline = time.monotonic() + FIRST_CLIENT_WAIT_S
+        came = False
         while True:
-            readable, _, _ = select.select(
-                [sock.fileno(), self._wake_read], [], [], FIRST_CLIENT_WAIT_S
-            )
+            wait = None if came else max(0.0, min(STARTER_CHECK_S, deadline - time.monotonic()))
+            readable, _, _ = select.select([sock.fileno(), self._wake_read], [], [], wait)
             with self.lock:
-                if not readable and self.clients == 0:  # nobody came
+                nobody = not came and self.clients == 0 and not readable
+                if nobody and (time.monotonic() >= deadline or rendezvous.exited(starter)):
                     self.closing = True
                 if self.closing:
                     return
@@ -258,6 +266,7 @@ class Server:
                     client.close()
                     return
                 self.clients += 1
+                came = True
             threading.Thread(target=self._client, args=(client,), daemon=True).start()
 
     def leave(self) -> bool:

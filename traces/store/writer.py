@@ -1,4 +1,4 @@
-"""`python -m traces.store.writer DB_PATH READY_FD`: the store's server (the writer process).
+"""`python -m traces.store.writer DB_PATH READY_FD STARTER_PID`: the store's server.
 
 Started by `rendezvous.connect_or_start` when a client needs the store and no server runs;
 see `traces.store.server`. A fresh interpreter that imports only the store: started with
@@ -32,7 +32,7 @@ def main() -> None:
 
     # A lake's name is read as the command line's was (its data path and password came in
     # this process's environment: see `rendezvous._start`).
-    serve(resolve_db_path(sys.argv[1]), int(sys.argv[2]))
+    serve(resolve_db_path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
 
 
 if __name__ == "__main__":
