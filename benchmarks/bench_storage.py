@@ -367,16 +367,14 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 
 
 _BEFORE_SQL = {
-    "_POSITION_SQL": loader_sql._POSITION_SQL.replace("key::VARCHAR", "hash").replace(
-        "step_message_keys", "step_messages"
-    ),
-    "_MESSAGE_SQL": "SELECT hash, body FROM messages "
-    "WHERE key IN (SELECT md5_number(unnest(?::VARCHAR[])))",
+    "_POSITION_SQL": f"""
+    SELECT run_id, step_idx, position, hash, rowid
+    FROM step_messages WHERE {loader_sql._batch("run_id")} ORDER BY run_id, step_idx, position
+""",
     "_COUNTS_SQL": loader_sql._COUNTS_SQL.replace("step_message_keys", "step_messages"),
 }
-"""The loader's queries before migration 10 (messages named by hash, looked up by its md5),
+"""The loader's queries before migration 10 (the positions read from the table `step_messages`),
 for the copy in that layout, which has no `step_message_keys`."""
-_BEFORE_SQL["_WINDOW_SQL"] = f"{_BEFORE_SQL['_MESSAGE_SQL']} AND rowid BETWEEN ? AND ?"
 
 
 def load_all(db: Path) -> int:

@@ -62,16 +62,20 @@ _RESULT_SQL = f"""
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
 # The base table of the view `step_messages` (migration 10), which names each message by its
-# 16-byte key: the view's hash would join `messages` for every batch. Keys travel as their
-# decimal text, as a lake holds them (a file's cast to text and back is cheap and exact).
+# 16-byte key: its hash comes from `messages` by that key (a scan of the key and hash columns,
+# never the bodies; a lake's duplicate messages give a position twice, with the same body).
+# Keys stay in SQL: DuckDB's Python client converts 128-bit integers slowly, and not exactly.
 _POSITION_SQL = f"""
-    SELECT run_id, step_idx, position, key::VARCHAR, rowid
-    FROM step_message_keys WHERE {_batch("run_id")} ORDER BY run_id, step_idx, position
+    SELECT s.run_id, s.step_idx, s.position, m.hash, s.rowid
+    FROM step_message_keys s JOIN messages m ON m.key = s.key
+    WHERE {_batch("s.run_id")} ORDER BY s.run_id, s.step_idx, s.position
 """
-# By `key`: its scan is a fixed-width column read with the bodies of the matching rows only.
+# By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
+# bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
+# a lake holds the key as text, see `traces.store.lake_schema`.)
 _MESSAGE_SQL = (
-    "SELECT key::VARCHAR, body FROM messages "
-    "WHERE key::UHUGEINT IN (SELECT unnest(?::VARCHAR[])::UHUGEINT)"
+    "SELECT hash, body FROM messages "
+    "WHERE key::UHUGEINT IN (SELECT md5_number(unnest(?::VARCHAR[])))"
 )
 _WINDOW_SQL = f"{_MESSAGE_SQL} AND rowid BETWEEN ? AND ?"
 _COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_message_keys)"
@@ -185,15 +189,15 @@ def _results(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey,
 
 
 class Messages:
-    """Finds the message bodies of one analysis's batches, decoded once per distinct key.
+    """Finds the message bodies of one analysis's batches, decoded once per distinct hash.
 
-    Bodies are looked up by key, and keys have no order a scan can skip by: over the
-    whole table, a 40,000-step batch of a million-step store reads two million keys, 0.5 s
+    Bodies are looked up by hash, and hashes have no order a scan can skip by: over the
+    whole table, a 40,000-step batch of a million-step store reads two million hashes, 0.5 s
     of CPU, the largest cost of loading it. But a message is stored with the step that first
     sends it, so most of a batch's messages lie in a window of the table: where its own
     `step_messages` rows lie, scaled by how many messages there are per reference, widened
     by the batch's own spread. That window is read first (DuckDB skips the row groups outside
-    it); only keys not found there are looked up in the whole table. Those are mostly
+    it); only hashes not found there are looked up in the whole table. Those are mostly
     messages older runs stored first (a task's system prompt), kept for later batches.
     Whatever the windows, every body is found: the result is the whole-table lookup's.
     """
@@ -209,12 +213,12 @@ class Messages:
         self.shared: dict[str, dict[str, Any]] = {}
 
     def bodies(
-        self, conn: duckdb.DuckDBPyConnection, keys: set[str], rows: tuple[int, int]
+        self, conn: duckdb.DuckDBPyConnection, hashes: set[str], rows: tuple[int, int]
     ) -> dict[str, dict[str, Any]]:
-        """The decoded body of each of `keys` (as text) that the table holds, given the least and
+        """The decoded body of each of `hashes` that the table holds, given the least and
         greatest rowid of the `step_messages` rows that name them."""
-        found = {k: self.shared[k] for k in keys if k in self.shared}
-        wanted = [k for k in keys if k not in found]
+        found = {h: self.shared[h] for h in hashes if h in self.shared}
+        wanted = [h for h in hashes if h not in found]
         first, last = rows
         # Rows of this transaction (an import's own analysis) are numbered apart: no window.
         if wanted and last < self.references:
@@ -240,7 +244,7 @@ def _decoded(cursor: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
 def _positions(
     conn: duckdb.DuckDBPyConnection, batch: list[Any], messages: Messages
 ) -> dict[StepKey, list[tuple[int, dict[str, Any]]]]:
-    """(position, message) pairs each step stored, messages decoded once per distinct key:
+    """(position, message) pairs each step stored, messages decoded once per distinct hash:
     a message repeated across steps or runs is one shared dict."""
     positions = conn.execute(_POSITION_SQL, batch).fetchall()
     if not positions:
