@@ -68,6 +68,54 @@ def _effective_status(row: dict[str, Any]) -> None:
             row["error"] = "recorder process ended before the run finished"
 
 
+def _run_filters(**equal: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE conditions (on `runs r`) and their parameters for the columns given a value."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in equal.items():
+        if value is not None:
+            where.append(f"r.{column} = ?")
+            params.append(value)
+    return where, params
+
+
+def count_runs(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    task: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    origin: str | None = None,
+) -> int:
+    """How many runs `list_runs` would list without a limit (counted in the query; only
+    runs stored as running are read, to tell which of them were interrupted)."""
+    where, params = _run_filters(task=task, provider=provider, model=model, origin=origin)
+    clause = " AND ".join(where) or "true"
+    if status not in ("running", "interrupted"):
+        if status is not None:
+            clause += " AND r.status = ?"
+            params.append(status)
+        counted = conn.execute(f"SELECT count(*) FROM runs r WHERE {clause}", params).fetchone()
+        return int(counted[0]) if counted else 0
+    running = dict_rows(
+        conn.execute(
+            f"SELECT status, recorder_pid, recorder_host FROM runs r "
+            f"WHERE {clause} AND r.status = 'running'",
+            params,
+        )
+    )
+    for run in running:
+        _effective_status(run)
+    dead = sum(1 for run in running if run["status"] == "interrupted")
+    if status == "running":
+        return len(running) - dead
+    counted = conn.execute(
+        f"SELECT count(*) FROM runs r WHERE {clause} AND r.status = 'interrupted'", params
+    ).fetchone()
+    return (int(counted[0]) if counted else 0) + dead
+
+
 def list_runs(
     conn: duckdb.DuckDBPyConnection,
     *,
@@ -78,18 +126,33 @@ def list_runs(
     origin: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs, newest first, with live step counts for runs still being recorded."""
-    where, params = [], []
-    for column, value in (
-        ("task", task),
-        ("provider", provider),
-        ("model", model),
-        ("origin", origin),
-    ):
-        if value is not None:
-            where.append(f"r.{column} = ?")
-            params.append(value)
+    """Runs, newest first, with live step counts for runs still being recorded.
+
+    Filters and the limit apply in the query, and only the listed runs' findings are
+    counted: a listing costs the runs it shows, not the store. (A run stored as running
+    whose recorder is gone is shown as interrupted, which only this process can tell: a
+    listing by status fetches that many more rows than its limit.)"""
+    where, params = _run_filters(task=task, provider=provider, model=model, origin=origin)
+    rows_wanted = limit
+    if status is not None:
+        # Stored `running` rows may read as interrupted: fetch them too, then filter.
+        stored = ["running", "interrupted"] if status in ("running", "interrupted") else [status]
+        where.append("r.status IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(stored)
+        if limit is not None and status == "interrupted":
+            counted = conn.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
+            rows_wanted = limit + (int(counted[0]) if counted else 0)
+    page = ""
+    if rows_wanted is not None:
+        page = "LIMIT ?"
+        params.append(rows_wanted)
     sql = f"""
+        WITH page AS (
+            SELECT * FROM runs r
+            {"WHERE " + " AND ".join(where) if where else ""}
+            ORDER BY r.started_at DESC, r.id DESC
+            {page}
+        )
         SELECT r.id, r.task, r.provider, r.model, r.status, r.termination, r.success,
                CASE WHEN r.status = 'running' THEN coalesce(s.n, 0) ELSE r.steps END AS steps,
                CASE WHEN r.status = 'running' THEN coalesce(c.n, 0) ELSE r.tool_calls END
@@ -100,18 +163,18 @@ def list_runs(
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
                r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation,
                coalesce(r.resumptions, 0) AS resumptions, r.retry_of
-        FROM runs r
+        FROM page r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
         LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at, {_STEP_TOKENS}
-                   FROM steps WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
+                   FROM steps WHERE run_id IN (SELECT id FROM page WHERE status = 'running')
                    GROUP BY run_id) s ON s.run_id = r.id
         LEFT JOIN (SELECT run_id, count(*) AS n
-                   FROM tool_calls WHERE run_id IN (SELECT id FROM runs WHERE status = 'running')
+                   FROM tool_calls WHERE run_id IN (SELECT id FROM page WHERE status = 'running')
                    GROUP BY run_id) c ON c.run_id = r.id
-        LEFT JOIN (SELECT run_id, count(*) AS n FROM findings GROUP BY run_id) fc
+        LEFT JOIN (SELECT run_id, count(*) AS n FROM findings
+                   WHERE run_id IN (SELECT id FROM page) GROUP BY run_id) fc
             ON fc.run_id = r.id
-        {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.started_at DESC, r.id DESC
     """
     rows = dict_rows(conn.execute(sql, params))

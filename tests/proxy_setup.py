@@ -40,6 +40,8 @@ class Sent:
     body: bytes = b""
     hung_up: bool = False
     """The client (the proxy) disconnected before the answer ended."""
+    request: bytes = b""
+    """The request body it answered."""
 
 
 class Tap:
@@ -70,6 +72,8 @@ class Tap:
             message = await receive()
             if message["type"] == "http.disconnect":
                 record.hung_up = True
+            elif message["type"] == "http.request":
+                record.request += message.get("body", b"")
             return message
 
         await self.app(scope, tapped_receive, tapped_send)

@@ -275,7 +275,13 @@ def fit_chain(
     if rewrites:
         normal = extend_normal(normal, columns, {n: columns[n] for n in rewrites}, target, weights)
     richest = quadratic.bordered(normal, [COEFFICIENTS[n] for n in rewrites])
-    scale = _scale(normal, richest.solve() if rewrites else free, len(model) + len(rewrites))
+    fullest = richest.solve() if rewrites else free
+    scale = _scale(normal, fullest, len(model) + len(rewrites))
+    if left_out is None and free.objective - fullest.objective < REWRITE_EVIDENCE * scale:
+        # Every rewrite free explains at most what all of them together do: none reaches
+        # the evidence it needs, and weighing each alone would change nothing the findings
+        # read (a fit with a step left out still weighs them, as above).
+        rewrites = []
     extras: dict[str, float] = {}
     found = []
     for name in rewrites:

@@ -30,6 +30,7 @@ from typing import Any
 
 import duckdb
 
+from analyzer.checks.bulk import json_list
 from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
@@ -265,8 +266,8 @@ def _replace(conn: duckdb.DuckDBPyConnection, ids: list[str], outs: list[Path]) 
         return " UNION ALL ".join(f"SELECT * FROM {name}.{table}" for name in names)
 
     def replace() -> None:
-        conn.execute(DELETE_FINDINGS, [ids])
-        conn.execute(DELETE_LEDGERS, [ids])
+        conn.execute(DELETE_FINDINGS, [json_list(ids)])
+        conn.execute(DELETE_LEDGERS, [json_list(ids)])
         conn.execute(f"INSERT INTO findings {every('findings')}")
         conn.execute(f"INSERT INTO ledgers {every('ledgers')}")
         conn.execute(

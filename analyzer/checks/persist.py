@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from analyzer.checks.bulk import insert_json_columns, insert_json_rows, json_list
 from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.records import Finding, Run
 from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import Store, open_for_writing
-from traces.store.inserts import insert_columns, insert_rows
 from traces.store.lake import is_lake, transaction
 from traces.store.tables import FindingRow, LedgerRow
 
@@ -41,12 +41,19 @@ _SEVERITY_ORDER = ("error", "warning", "info")
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 """`json.dumps(…, ensure_ascii=False)` without building an encoder per finding."""
 
-DELETE_FINDINGS = "DELETE FROM findings WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
-DELETE_LEDGERS = "DELETE FROM ledgers WHERE run_id IN (SELECT unnest($1::VARCHAR[]))"
+DELETE_FINDINGS = (
+    "DELETE FROM findings WHERE run_id IN (SELECT unnest(from_json($1, '[\"VARCHAR\"]')))"
+)
+DELETE_LEDGERS = (
+    "DELETE FROM ledgers WHERE run_id IN (SELECT unnest(from_json($1, '[\"VARCHAR\"]')))"
+)
+"""Both take the run ids as one JSON text (`bulk.json_list`): bound as a list, each id is a
+Python value DuckDB converts at a cost (see `bulk`)."""
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
-    FROM (SELECT unnest($1::VARCHAR[]) AS id, unnest($2::VARCHAR[]) AS summary,
-                 unnest($3::VARCHAR[])::JSON AS by_kind) AS u
+    FROM (SELECT unnest(from_json($1, '["VARCHAR"]')) AS id,
+                 unnest(from_json($2, '["VARCHAR"]')) AS summary,
+                 unnest(from_json($3, '["VARCHAR"]'))::JSON AS by_kind) AS u
     WHERE runs.id = u.id
 """
 
@@ -171,15 +178,15 @@ def _store(
 ) -> None:
     """Replace the findings and summaries of the runs in `found` (inside a transaction), and
     their ledgers when given."""
-    ids = list(found)
-    conn.execute(DELETE_FINDINGS, [ids])
+    ids = [json_list(list(found))]
+    conn.execute(DELETE_FINDINGS, ids)
     if ledgers is not None:
-        conn.execute(DELETE_LEDGERS, [ids])
-        insert_rows(conn, "ledgers", ledgers)
+        conn.execute(DELETE_LEDGERS, ids)
+        insert_json_rows(conn, "ledgers", ledgers)
     columns = finding_columns(found, now)
     if columns[0]:
-        insert_columns(conn, "findings", columns)
-    conn.execute(_SUMMARIZE, summary_columns(found))
+        insert_json_columns(conn, "findings", columns)
+    conn.execute(_SUMMARIZE, [json_list(c) for c in summary_columns(found)])
 
 
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from analyzer.checks.bulk import insert_json_columns, insert_json_rows, json_list
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.parallel import Setup
 from analyzer.checks.persist import (
@@ -29,10 +30,12 @@ from analyzer.checks.persist import (
 from traces import interrupts
 from traces.errors import TracesError
 from traces.store import lake
-from traces.store.inserts import insert_columns, insert_rows
 from traces.store.lake import LakeStore
 
-_SUMMARIES = "INSERT INTO out.summaries SELECT unnest($1), unnest($2), unnest($3)"
+_SUMMARIES = (
+    "INSERT INTO out.summaries SELECT unnest(from_json($1, '[\"VARCHAR\"]')), "
+    "unnest(from_json($2, '[\"VARCHAR\"]')), unnest(from_json($3, '[\"VARCHAR\"]'))"
+)
 
 
 def _open(setup: Setup) -> duckdb.DuckDBPyConnection:
@@ -63,9 +66,9 @@ def _check(
     if found:
         columns = finding_columns(found, setup.now)
         if columns[0]:
-            insert_columns(conn, "findings", columns, into="out.findings")
-        insert_rows(conn, "ledgers", ledgers, into="out.ledgers")
-        conn.execute(_SUMMARIES, summary_columns(found))
+            insert_json_columns(conn, "findings", columns, into="out.findings")
+        insert_json_rows(conn, "ledgers", ledgers, into="out.ledgers")
+        conn.execute(_SUMMARIES, [json_list(c) for c in summary_columns(found)])
     counts = [(run_id, finding_counts(findings)) for run_id, findings in found.items()]
     return ("done", counts, len(ids))
 

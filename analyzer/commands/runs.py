@@ -16,7 +16,7 @@ from analyzer.options import (
     run_statuses,
 )
 from analyzer.output import OutputFormat, emit_rows, note
-from analyzer.queries import abbreviate_run_ids, list_runs
+from analyzer.queries import abbreviate_run_ids, count_runs, list_runs
 from traces.store.database import open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 50
@@ -100,10 +100,9 @@ def runs(
     check_choice("--status", status, run_statuses)
     check_choice("--origin", origin, run_origins)
     with open_for_reading(resolve_db_path(db, data_path)) as conn:
-        matching = list_runs(
-            conn, task=task, provider=provider, model=model, status=status, origin=origin
-        )
-        rows = matching[:limit] if limit else matching
+        filters = {"task": task, "provider": provider, "model": model, "origin": origin}
+        rows = list_runs(conn, status=status, limit=limit or None, **filters)
+        matching = count_runs(conn, status=status, **filters) if limit else len(rows)
         if fmt is OutputFormat.table and not wide:
             abbreviate_run_ids(conn, rows, "id")
             abbreviate_run_ids(conn, rows, "retry_of")
@@ -113,5 +112,5 @@ def runs(
         if origin in ("proxy", "imported") and any(r[_LABEL] for r in rows):
             columns.append(_LABEL)
     emit_rows(rows, fmt, columns=columns, keep=["id"], droppable=_DROPPED_FIRST, wide=wide)
-    if len(rows) < len(matching):
-        note(f"showing {len(rows)} of {len(matching)} runs; --limit 0 for all")
+    if len(rows) < matching:
+        note(f"showing {len(rows)} of {matching} runs; --limit 0 for all")

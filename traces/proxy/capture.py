@@ -96,8 +96,16 @@ class Capture:
         return self.redactor.exchange(self._exchange(error))
 
     def cancelled(self) -> Exchange:
-        """The client hung up before the answer ended; the upstream request was cancelled."""
+        """The client hung up before the answer ended; the upstream request was cancelled.
+        An error status that had already come stays the step's error: the host refused,
+        whatever the client did next (Qwen Code retrying a 429 now and then hangs up on the
+        status line, before the error body)."""
         elapsed = elapsed_ms(self.t0)
+        if self.status is not None and self.status >= 400:
+            raw = b"".join(self._raw).decode("utf-8", errors="replace")
+            refused = http_error(self.status, raw)
+            refused.message += " (the client hung up before the error body ended)"
+            return self.redactor.exchange(self._plain(raw or None, refused, elapsed))
         error = ExchangeError(
             kind="cancelled",
             status=self.status,

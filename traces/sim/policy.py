@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from traces.sim.schema_values import example_arguments
+from traces.sim.strategies.agent import AgentStrategy
 from traces.sim.strategies.base import (
     Plan,
     Strategy,
@@ -54,7 +55,7 @@ class Decision:
     """Final answer text; empty when the turn calls tools."""
     tool_calls: tuple[ToolCall, ...]
     strategy: str
-    """Which strategy decided (chain, research, files, generic, plain, give_up)."""
+    """Which strategy decided (chain, research, files, agent, generic, plain, give_up)."""
     unforced: Decision | None = None
     """The turn the model would have taken had `tool_choice` not constrained it; None when
     the constraint changed nothing."""
@@ -76,11 +77,18 @@ def tool_schemas(tools: Sequence[Mapping[str, Any]] | None) -> dict[str, Mapping
     return schemas
 
 
-def select_strategy(tools: ToolSchemas, prompt_text: Callable[[], str] | None = None) -> Strategy:
+def select_strategy(
+    tools: ToolSchemas,
+    prompt_text: Callable[[], str] | None = None,
+    messages: Sequence[Mapping[str, Any]] = (),
+) -> Strategy:
     """Pick the strategy from the declared tool names (see the contract's simulator policy).
 
     `prompt_text` gives the prompt as the host rendered it, for strategies that may only
-    know what the model can see (the planted-secret probe).
+    know what the model can see (the planted-secret probe); `messages` are the request's,
+    for a coding agent's strategy (its working directory, the calls it already made).
+    Tools of no built-in task that include a coding agent's read/list/search/shell tools
+    get the agent strategy; any other tools the generic one.
     """
     if VAULT_TOOL in tools:
         return VaultStrategy(prompt_text)
@@ -90,6 +98,8 @@ def select_strategy(tools: ToolSchemas, prompt_text: Callable[[], str] | None = 
         return ResearchStrategy()
     if tools.keys() >= FILES_TOOLS:
         return FilesStrategy(tools)
+    if AgentStrategy.recognises(tools):
+        return AgentStrategy(tools, messages)
     return GenericStrategy(tools)
 
 
@@ -133,12 +143,13 @@ def _plan(
     material: str,
     schemas: dict[str, Mapping[str, Any]],
     prompt_text: Callable[[], str] | None,
+    messages: Sequence[Mapping[str, Any]],
 ) -> tuple[Plan, str]:
     """What the model says with `schemas` offered (none: it answers in text)."""
     voice = Voice(material)
     if not schemas:
         return answer_without_tools(transcript, voice), "plain"
-    strategy = select_strategy(schemas, prompt_text)
+    strategy = select_strategy(schemas, prompt_text, messages)
     if consecutive_failures(transcript, strategy) >= MAX_CONSECUTIVE_FAILURES:
         return _give_up(transcript, voice), "give_up"
     return strategy.next_plan(transcript, voice), strategy.name
@@ -172,14 +183,14 @@ def decide(
     transcript = read_transcript(messages)
     material = f"{seed}:{transcript.turn_index}:{transcript.content_hash}"
     schemas = tool_schemas(tools)
-    free, free_name = _plan(transcript, material, schemas, prompt_text)
+    free, free_name = _plan(transcript, material, schemas, prompt_text, messages)
     allowed = _allowed_tools(tool_choice, schemas)
     plan, strategy_name = free, free_name
     if tool_choice == "none" and schemas:
-        plan, strategy_name = _plan(transcript, material, {}, prompt_text)
+        plan, strategy_name = _plan(transcript, material, {}, prompt_text, messages)
     elif allowed is not None and not (free.calls and {n for n, _ in free.calls} <= allowed):
         narrowed = {name: schema for name, schema in schemas.items() if name in allowed}
-        plan, strategy_name = _plan(transcript, material, narrowed, prompt_text)
+        plan, strategy_name = _plan(transcript, material, narrowed, prompt_text, messages)
         if not plan.calls:
             first = next(iter(narrowed))
             plan = _guided(plan, first, narrowed[first], material)

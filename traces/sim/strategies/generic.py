@@ -1,4 +1,8 @@
-"""Generic strategy: call each declared tool once with schema-valid arguments, then answer."""
+"""Generic strategy: call each declared tool once with schema-valid arguments, then answer.
+
+Tools that start another agent are never called: a subagent offered the same tools would
+call them again, and so on down.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections import Counter
 
 from traces.sim.schema_values import example_arguments
 from traces.sim.strategies.base import Plan, ToolSchemas, looks_like_error
+from traces.sim.strategies.workspace_tools import SPAWNING, normalized
 from traces.sim.transcript import Call, Transcript
 from traces.sim.voice import Voice, excerpt, sentences
 
@@ -55,7 +60,9 @@ class GenericStrategy:
                 return self._call(
                     voice.pick(_RETRY, tool=last.name, error=error), last.name, voice, True
                 )
-        untried = [name for name in self.tools if attempts[name] == 0]
+        untried = [
+            name for name in self.tools if attempts[name] == 0 and normalized(name) not in SPAWNING
+        ]
         if untried:
             tool = untried[0]
             if not transcript.turns:
