@@ -213,10 +213,18 @@ _READS = (
        FROM tool_calls""",
     """SELECT run_id, step_idx, call_idx, tool_call_id, name, output, error, error_kind
        FROM tool_results""",
-    "SELECT run_id, step_idx, position, hash FROM step_messages",
-    "SELECT hash, body FROM messages",
+    # The base table of the view `step_messages` (migration 10), as the loader reads it.
+    "SELECT run_id, step_idx, position, key FROM step_message_keys",
+    "SELECT key, body FROM messages",
     "SELECT id, provider, model, settings, termination FROM runs",
 )
+
+_BEFORE_10 = {
+    "SELECT run_id, step_idx, position, key FROM step_message_keys": (
+        "SELECT run_id, step_idx, position, hash FROM step_messages"
+    ),
+    "SELECT key, body FROM messages": "SELECT hash, body FROM messages",
+}
 
 
 def _fetch(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[Any, ...]]:
@@ -229,7 +237,12 @@ def read_rows(db: Path) -> int:
     written in Python. Returns the number of steps."""
     conn = duckdb.connect(str(db), read_only=True)
     try:
-        counts = [sum(1 for _ in _fetch(conn.execute(sql))) for sql in _READS]
+        reads = _READS
+        if not conn.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE table_name = 'step_message_keys'"
+        ).fetchone():  # a store (or a copy) in the layout before migration 10
+            reads = tuple(_BEFORE_10.get(sql, sql) for sql in _READS)
+        counts = [sum(1 for _ in _fetch(conn.execute(sql))) for sql in reads]
     finally:
         conn.close()
     return counts[0]

@@ -19,8 +19,8 @@ For each store:
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
-- `compact, schema 8` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 8 left (before this work) and of the current one, in the stores' file
+- `compact, schema 9` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 9 left (before migration 10) and of the current one, in the stores' file
   format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
   (params and every message, rebuilt from the store), the raw response body or every SSE
@@ -61,13 +61,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_analyze import _run_analyze, _traces_command, _write_file, read_rows
 
+from analyzer.checks import loader as loader_sql
 from traces.importing import ImportOptions, import_files
 from traces.store.compaction import compact_in_place
 from traces.store.database import STORAGE_VERSION
 from traces.store.migrations import MIGRATIONS
-from traces.store.tables import DERIVED
+from traces.store.tables import DERIVED, STORED
 
-BEFORE = 8
+BEFORE = 9
 """The schema version whose layout this work started from."""
 CHAIN_STEPS = 301
 """Model calls of one run of the `chain` sample task."""
@@ -210,20 +211,30 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
         conn.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
         database = target.stem
+        stored_as = {stored.table: row_table for row_table, stored in STORED.items()}
+        source_tables = set(_tables(conn, "src"))
         for table in _tables(conn, database):
             if table == "schema_migrations":
                 continue
-            have = set(_columns(conn, "src", table))
+            # A base table the source does not have yet holds the rows of the table it
+            # replaced (`tables.STORED`), its new columns computed from them.
+            row_table = stored_as.get(table, table) if table not in source_tables else table
+            have = set(_columns(conn, "src", row_table))
             names = [c for c in _columns(conn, database, table) if c in have]
             derived = {
                 column: sql
-                for column, sql in (DERIVED.get(table, {}) if version is None else {}).items()
+                for column, sql in (DERIVED.get(row_table, {}) if version is None else {}).items()
                 if column not in have
             }
             values = [*names, *derived.values()]
+            # A view of the source (`step_messages` since migration 10) has no row order of
+            # its own: its rows go in key order. A message a source holds twice (a lake's) goes
+            # once into a file, which keeps messages unique by their key's index.
+            order = "ORDER BY rowid" if row_table in source_tables else "ORDER BY ALL"
+            verb = "INSERT OR IGNORE" if table == "messages" else "INSERT"
             conn.execute(
-                f"INSERT INTO {table} ({', '.join([*names, *derived])}) "
-                f"SELECT {', '.join(values)} FROM src.{table} ORDER BY rowid"
+                f"{verb} INTO {table} ({', '.join([*names, *derived])}) "
+                f"SELECT {', '.join(values)} FROM src.{row_table} {order}"
             )
         conn.execute("DETACH src")
         conn.execute("CHECKPOINT")
@@ -355,22 +366,27 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 # -- reads ----------------------------------------------------------------------------------------
 
 
-_BY_HASH = "SELECT hash, body FROM messages WHERE hash IN (SELECT unnest(?::VARCHAR[]))"
-"""The loader's message lookup before migration 9 (by the then indexed hash), for the copy
-in that layout, which has no `key`."""
+_BEFORE_SQL = {
+    "_POSITION_SQL": f"""
+    SELECT run_id, step_idx, position, hash, rowid
+    FROM step_messages WHERE {loader_sql._batch("run_id")} ORDER BY run_id, step_idx, position
+""",
+    "_COUNTS_SQL": loader_sql._COUNTS_SQL.replace("step_message_keys", "step_messages"),
+}
+"""The loader's queries before migration 10 (the positions read from the table `step_messages`),
+for the copy in that layout, which has no `step_message_keys`."""
 
 
 def load_all(db: Path) -> int:
     """Every run through the analyzer's loader, in batches as the analysis reads them (on a
-    store without `key`, looking messages up by hash as the loader did then)."""
-    from analyzer.checks import loader
+    store without `step_message_keys`, reading `step_messages` as the loader did then)."""
     from analyzer.checks.loader import load_runs
 
     conn = duckdb.connect(str(db), read_only=True)
-    saved = loader._MESSAGE_SQL, loader._WINDOW_SQL
-    if "key" not in _columns(conn, db.stem, "messages"):
-        loader._MESSAGE_SQL = _BY_HASH
-        loader._WINDOW_SQL = f"{_BY_HASH} AND rowid BETWEEN ? AND ?"
+    saved = {name: getattr(loader_sql, name) for name in _BEFORE_SQL}
+    if "step_message_keys" not in _tables(conn, db.stem):
+        for name, sql in _BEFORE_SQL.items():
+            setattr(loader_sql, name, sql)
     try:
         ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
         steps = 0
@@ -378,7 +394,8 @@ def load_all(db: Path) -> int:
             for run in load_runs(conn, ids[first : first + 2000]):
                 steps += len(run.steps)
     finally:
-        loader._MESSAGE_SQL, loader._WINDOW_SQL = saved
+        for name, sql in saved.items():
+            setattr(loader_sql, name, sql)
         conn.close()
     return steps
 
@@ -468,7 +485,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"  rewriting it without free blocks: {file['wall_s']:.1f} s "
             f"(CPU {file['cpu_s']:.1f} s)"
         )
-        layouts = (("compact, schema 8", "compact_before"), ("compact, now", "compact_now"))
+        layouts = ((f"compact, schema {BEFORE}", "compact_before"), ("compact, now", "compact_now"))
         for label, key in layouts:
             print(f"  {label:29s}{store[key]:10,.0f} B/step   {store[key] / base:.2f}")
         print("  where the bytes go now (B/step):")

@@ -81,7 +81,7 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
         for table, column in (
             ("steps", "idx"),
             ("tool_calls", "step_idx"),
-            ("step_messages", "step_idx"),
+            ("step_message_keys", "step_idx"),
         ):
             conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND {column} >= ?", [run_id, steps])
         kept_results = steps if results else steps - 1

@@ -338,7 +338,7 @@ def test_four_recorders_write_one_lake_while_reads_run(
                 ).fetchall()
             )
             orphans = conn.execute(
-                "SELECT count(*) FROM step_messages s ANTI JOIN messages m USING (hash)"
+                "SELECT count(*) FROM step_message_keys s ANTI JOIN messages m USING (key)"
             ).fetchone()
             calls, results = conn.execute(
                 "SELECT (SELECT count(*) FROM tool_calls), (SELECT count(*) FROM tool_results)"

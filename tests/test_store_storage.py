@@ -1,5 +1,6 @@
-"""How the store keeps its bytes (migration 9): zstd columns and a 128-bit message key, with
-every value, every rebuilt request and every raw body and SSE line exactly as before.
+"""How the store keeps its bytes (migrations 9 and 10): zstd columns, a 128-bit message key,
+`step_messages` stored by that key, with every value, every rebuilt request and every raw body
+and SSE line exactly as before.
 
 The old store is real: runs recorded against the simulator over HTTP (streamed and not, with
 retried faults) and an import of the exchanges fixture are copied, row by row in their order,
@@ -69,16 +70,36 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
     for table in _tables(old):
         names = ", ".join(_columns(old, table))
-        old.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM src.{table} ORDER BY rowid")
+        old.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM src.{table} {_order(old, table)}"
+        )
     old.execute("DETACH src")
     old.close()
 
 
+def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") -> str:
+    """Row order: a table's own; a view's (`step_messages` since migration 10) by its key."""
+    base = conn.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+        [catalog, table],
+    ).fetchone()
+    return "ORDER BY rowid" if base else "ORDER BY run_id, step_idx, position"
+
+
 def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> dict[str, Any]:
-    """Every row of each table (the given columns, in row order) and every step's request
-    as `request_messages` rebuilds it."""
+    """Every row of each table (the given columns, in row order; a table now a view in
+    order of its key) and every step's request as `request_messages` rebuilds it."""
+    catalog = conn.execute("SELECT current_database()").fetchone()
+    assert catalog is not None
     out: dict[str, Any] = {
-        table: conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY rowid").fetchall()
+        table: conn.execute(
+            f"SELECT {', '.join(cols)} FROM {table} "
+            + (
+                "ORDER BY run_id, step_idx, position"
+                if table == "step_messages"
+                else _order(conn, table, catalog[0])
+            )
+        ).fetchall()
         for table, cols in tables.items()
     }
     steps = conn.execute("SELECT run_id, idx FROM steps ORDER BY run_id, idx").fetchall()
@@ -141,6 +162,15 @@ def test_a_store_at_schema_7_is_converted_in_place_losing_nothing(
         assert conn.execute(
             "SELECT count(*) FROM messages WHERE key IS DISTINCT FROM md5_number(hash)"
         ).fetchone() == (0,)
+        # Migration 10: step_messages rows stored by that key (every one of them, each
+        # naming a stored message).
+        assert (
+            conn.execute(
+                "SELECT count(*), count(m.key) FROM step_message_keys s "
+                "LEFT JOIN (SELECT DISTINCT key FROM messages) m USING (key)"
+            ).fetchone()
+            == (len(before["step_messages"]),) * 2
+        )
         # The raw columns are stored with zstd (and nothing else changed its compression).
         for table, columns in ZSTD_COLUMNS.items():
             methods = dict(

@@ -61,9 +61,14 @@ _RESULT_SQL = f"""
 """
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
+# The base table of the view `step_messages` (migration 10), which names each message by its
+# 16-byte key: its hash comes from `messages` by that key (a scan of the key and hash columns,
+# never the bodies; a lake's duplicate messages give a position twice, with the same body).
+# Keys stay in SQL: DuckDB's Python client converts 128-bit integers slowly, and not exactly.
 _POSITION_SQL = f"""
-    SELECT run_id, step_idx, position, hash, rowid
-    FROM step_messages WHERE {_batch("run_id")} ORDER BY run_id, step_idx, position
+    SELECT s.run_id, s.step_idx, s.position, m.hash, s.rowid
+    FROM step_message_keys s JOIN messages m ON m.key = s.key
+    WHERE {_batch("s.run_id")} ORDER BY s.run_id, s.step_idx, s.position
 """
 # By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
 # bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
@@ -73,7 +78,7 @@ _MESSAGE_SQL = (
     "WHERE key::UHUGEINT IN (SELECT md5_number(unnest(?::VARCHAR[])))"
 )
 _WINDOW_SQL = f"{_MESSAGE_SQL} AND rowid BETWEEN ? AND ?"
-_COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_messages)"
+_COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_message_keys)"
 
 StepKey = tuple[str, int]
 

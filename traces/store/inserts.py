@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import duckdb
 
-from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate
+from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate, stored_columns
 
 _INSERTS: dict[tuple[str, tuple[bool, ...], str], str] = {}
 """Statement text by target table, mask of constant columns (a recorder's batch of one step has
@@ -37,23 +37,24 @@ would cost more than the commit, and grow with the store)."""
 def insert_sql(
     table: str, constant: tuple[bool, ...], into: str | None = None, *, dedup: Dedup = "key"
 ) -> str:
-    """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns; a column
-    marked constant is passed as one value, the others as lists unnested into rows. `into`
+    """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns, into the
+    base table that stores its rows (`tables.stored_columns`); a column marked constant is
+    passed as one value, the others as lists unnested into rows. `into`
     names another table of the same columns to insert into (e.g. in an attached database).
     `dedup` applies to the tables of `tables.DEDUPLICATED` (see `Dedup`)."""
-    names = COLUMNS[table]
+    fields = COLUMNS[table]
     values = ", ".join(
         f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
     )
-    target = into or table
-    derived = DERIVED.get(table)
-    if derived:
-        # The row's columns under their names, then what is computed from them.
+    base, names = stored_columns(table)
+    target = into or base
+    if names != fields:
+        # The row's fields under their names, then the stored columns computed from them.
         named = ", ".join(
-            f"{value} AS {name}" for value, name in zip(values.split(", "), names, strict=True)
+            f"{value} AS {name}" for value, name in zip(values.split(", "), fields, strict=True)
         )
-        names = (*names, *derived)
-        values = f"*, {', '.join(derived.values())} FROM (SELECT {named})"
+        derived = DERIVED.get(table, {})
+        values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named})"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
     if dedup == "key":

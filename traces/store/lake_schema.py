@@ -19,7 +19,8 @@ catalog to Parquet later. So:
   recorders sent (a task's system prompt) may be stored once by each, as may one that two
   importing writers stored at the same moment. The rows are identical (same hash, role and
   body), and every reader treats `messages` as a set: `request_messages` keeps one row per
-  position (`_MACRO_WRAPPERS`), the analyzer looks bodies up by hash.
+  position and the view `step_messages` joins the distinct keys (both as the file defines
+  them, migration 10), the analyzer looks bodies up by key.
 - DuckLake keeps no comment on a view's columns: `traces schema` reads them from
   `schema_docs` instead.
 
@@ -49,11 +50,9 @@ _UNSUPPORTED = re.compile(
     r"|ON\s+CONFLICT|DROP\s+NOT\s+NULL)\b",
     re.IGNORECASE,
 )
-_MACRO_WRAPPERS = {
-    "request_messages": 'SELECT DISTINCT ON ("position") * FROM ({}) ORDER BY "position"',
-}
-"""Table macros a lake defines around the file's definition: one row per position, whatever
-the duplicates of `messages` (see the module docstring)."""
+_MACRO_WRAPPERS: dict[str, str] = {}
+"""Table macros a lake defines around the file's definition (none since migration 10, whose
+`request_messages` keeps one row per position on either store)."""
 _COMMENT = "'" + TABLES["schema_migrations"][0].replace("'", "''") + "'"
 
 FIRST_VERSION = 9

@@ -430,6 +430,48 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ORDER BY p.position;
         """,
     ),
+    (
+        10,
+        "compact storage: step_messages by the 16-byte message key",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): each `step_messages` row
+        # kept the 64-character hash of its message (random, ~35 bytes compressed) where the
+        # 16-byte key names it as well. The rows are stored in `step_message_keys` with the key
+        # instead of the hash; `step_messages` becomes the view that gives the hash back, so
+        # its columns keep their names and values. Rows are copied in their own order (the
+        # analyzer's rowid windows stay meaningful). The index on `messages.key` stays: without
+        # it (46 bytes a message less) `request_messages`, whose join by key it serves, took
+        # 3.6 times as long (every message body scanned).
+        """
+        CREATE TABLE step_message_keys (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            key UHUGEINT NOT NULL
+        );
+        INSERT INTO step_message_keys
+            SELECT run_id, step_idx, position, md5_number(hash) FROM step_messages ORDER BY rowid;
+        DROP TABLE step_messages;
+        -- A left join: a row stays a row even if its message were missing. Distinct keys: a
+        -- lake may hold a message twice (see traces/store/lake_schema.py).
+        CREATE VIEW step_messages AS
+            SELECT s.run_id, s.step_idx, s.position, m.hash
+            FROM step_message_keys s
+            LEFT JOIN (SELECT DISTINCT key, hash FROM messages) m ON m.key = s.key;
+        -- One row per position whatever the duplicates of a lake's `messages`, found by key.
+        CREATE OR REPLACE MACRO request_messages(rid, i) AS TABLE
+            SELECT DISTINCT ON (p.position) p.position, m.role, m.body, m.hash
+            FROM (
+                SELECT position, arg_max(key, step_idx) AS key
+                FROM step_message_keys
+                WHERE run_id = rid AND step_idx <= i
+                  AND position < (SELECT request_message_count FROM steps
+                                  WHERE run_id = rid AND idx = i)
+                GROUP BY position
+            ) p
+            JOIN messages m ON m.key = p.key
+            ORDER BY p.position;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

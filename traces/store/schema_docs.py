@@ -80,7 +80,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "role": "system | user | assistant | tool.",
             "body": "The message exactly as sent, as JSON.",
             "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
-            "(its index costs a third of the hash's).",
+            "(its index costs a third of the hash's), and that `step_message_keys` names it by.",
         },
     ),
     "steps": (
@@ -148,6 +148,16 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "step_idx": "Step whose request added the message.",
             "position": "Position of the message in the request (0-based).",
             "hash": "Message hash (join `messages`).",
+        },
+    ),
+    "step_message_keys": (
+        "The rows of the view step_messages as stored: each message named by its 16-byte key "
+        "(`messages.key`) instead of its 64-character hash.",
+        {
+            "run_id": "Run of the step.",
+            "step_idx": "Step whose request added the message.",
+            "position": "Position of the message in the request (0-based).",
+            "key": "The message's `messages.key` (md5 of its hash as a 128-bit number).",
         },
     ),
     "tool_calls": (

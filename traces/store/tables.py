@@ -243,11 +243,38 @@ DEDUPLICATED = {"messages": "hash"}
 """Tables whose rows may already be stored (a message is stored once, by hash), each with its
 key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
 
-DERIVED: dict[str, dict[str, str]] = {"messages": {"key": "md5_number(hash)"}}
+DERIVED: dict[str, dict[str, str]] = {
+    "messages": {"key": "md5_number(hash)"},
+    "step_messages": {"key": "md5_number(hash)"},
+}
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
 the row (by this expression over its columns' names), after the row's own columns: the
-128-bit dedup key of a message (migration 9) is a function of its hash, so no writer
-computes or ships it."""
+128-bit key of a message (migration 9) is a function of its hash, so no writer computes or
+ships it."""
+
+
+class Stored(NamedTuple):
+    """Where the rows of a table of `ROW_TYPES` that is a view over a base table go."""
+
+    table: str
+    """The base table."""
+    dropped: tuple[str, ...]
+    """Fields of the row type the base table does not keep (the view rebuilds them)."""
+
+
+STORED: dict[str, Stored] = {"step_messages": Stored("step_message_keys", ("hash",))}
+"""Row types stored under another table (migration 10): `step_messages` rows keep their
+message's 16-byte key instead of its 64-character hash, which the view `step_messages`
+gives back from `messages`."""
+
+
+def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
+    """The base table the rows of `table` (a key of `ROW_TYPES`) are inserted into, and its
+    columns in order: the row's fields it keeps, then the `DERIVED` ones."""
+    stored = STORED.get(table)
+    base, dropped = (table, ()) if stored is None else stored
+    kept = tuple(c for c in COLUMNS[table] if c not in dropped)
+    return base, (*kept, *DERIVED.get(table, {}))
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
