@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, run_cli
 
 LOG = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
 
 
+@pytest.mark.slow
 def test_imported_runs_of_unknown_success_are_left_out_of_task_success(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     assert run_cli("demo", "--db", str(db)).returncode == 0

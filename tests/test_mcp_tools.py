@@ -76,6 +76,7 @@ def http_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_stdio_tools_are_listed_called_and_their_failures_recorded(tmp_path: Path) -> None:
     task = asyncio.run(discover_tools(load_task(write_task(tmp_path, stdio_server()))))
     names = ["convert_length", "word_stats", "checked_divide", "fail", "nap", "die"]
@@ -111,6 +112,7 @@ def test_stdio_tools_are_listed_called_and_their_failures_recorded(tmp_path: Pat
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_a_call_past_its_time_limit_is_a_timeout_and_the_server_goes_on(tmp_path: Path) -> None:
     environment = "call_timeout_s = 1\n" + stdio_server('tools = ["nap", "word_stats"]\n')
     task = asyncio.run(discover_tools(load_task(write_task(tmp_path, environment))))
@@ -217,6 +219,7 @@ def test_a_server_that_cannot_serve_is_bad_input_and_nothing_is_written(
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_recording_against_the_simulator_stores_mcp_and_python_results(tmp_path: Path) -> None:
     # The sample server over stdio and the sample Python tools in one task, end to end.
     (tmp_path / "extra_tools.py").write_text(
@@ -346,6 +349,7 @@ def test_the_npm_filesystem_server_works_over_the_seeded_sandbox(
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_the_npm_filesystem_sample_records_end_to_end(tmp_path: Path) -> None:
     path = npm_server_path("mcp-server-filesystem")
     db = tmp_path / "t.duckdb"
@@ -358,6 +362,7 @@ def test_the_npm_filesystem_sample_records_end_to_end(tmp_path: Path) -> None:
     assert calls is not None and calls[0] >= 1
 
 
+@pytest.mark.slow
 def test_a_suite_of_own_tools_is_compared_and_a_dead_server_in_it_is_bad_input(
     tmp_path: Path,
 ) -> None:

@@ -50,6 +50,7 @@ def _start(sim: SimServer, db: Path, *extra: str) -> tuple[subprocess.Popen[str]
     return start_proxy_command("--upstream", sim.base_url, "--port", "0", "--db", str(db), *extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serves_records_and_stops_on_signal(
     sim: SimServer, tmp_path: Path, stop: signal.Signals
@@ -116,6 +117,7 @@ def test_profile_upstream(sim: SimServer, tmp_path: Path, monkeypatch: pytest.Mo
     assert unset.url_for("/v1/chat/completions", b"a=1") == f"{sim.base_url}/chat/completions?a=1"
 
 
+@pytest.mark.slow
 def test_signal_during_a_stream_records_it(tmp_path: Path) -> None:
     """SIGTERM while an answer streams: the proxy waits a moment for it, then cuts it; the
     step is recorded with what had arrived, as cancelled, and the run is ended."""

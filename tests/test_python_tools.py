@@ -142,6 +142,7 @@ def test_the_sample_task_opens_a_world_of_its_three_tools(tmp_path: Path) -> Non
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_of_own_tools_is_refused_resumption(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     done = run_cli("record", "--task", str(BYO / "python_tools.toml"), "--db", str(db))
