@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,14 +81,18 @@ class Tap:
 
 @contextlib.contextmanager
 def tapped_sim(
-    monkeypatch: pytest.MonkeyPatch, config: SimConfig
+    monkeypatch: pytest.MonkeyPatch,
+    config: SimConfig,
+    in_front: Callable[[Any], Any] | None = None,
 ) -> Iterator[tuple[SimServer, Tap]]:
-    """A simulator of its own, its answers tapped."""
+    """A simulator of its own, its answers tapped (with `in_front`, an ASGI app wrapping
+    the simulator's, between it and the tap)."""
     taps: list[Tap] = []
     real = sim_server.create_app
 
     def create(cfg: SimConfig) -> Any:
-        taps.append(Tap(real(cfg)))
+        app = real(cfg)
+        taps.append(Tap(in_front(app) if in_front is not None else app))
         return taps[-1]
 
     with monkeypatch.context() as patch:

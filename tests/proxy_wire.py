@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from proxy_setup import Tap
+from proxy_setup import Tap, tapped_sim
 
-from traces.sim import server as sim_server
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 
@@ -170,17 +169,5 @@ class WireExtras:
 @contextlib.contextmanager
 def wire_sim(monkeypatch: pytest.MonkeyPatch, config: SimConfig) -> Iterator[tuple[SimServer, Tap]]:
     """A simulator with the extras in front, every answer tapped."""
-    taps: list[Tap] = []
-    real = sim_server.create_app
-
-    def create(cfg: SimConfig) -> Any:
-        taps.append(Tap(WireExtras(real(cfg))))
-        return taps[-1]
-
-    with monkeypatch.context() as patch:
-        patch.setattr(sim_server, "create_app", create)
-        server = SimServer(config).start()
-    try:
-        yield server, taps[0]
-    finally:
-        server.stop()
+    with tapped_sim(monkeypatch, config, WireExtras) as tapped:
+        yield tapped

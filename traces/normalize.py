@@ -202,7 +202,7 @@ def normalize_finish_reason(raw: str | None) -> FinishReason:
     return "other"
 
 
-def _byte_classes() -> bytes:
+def ascii_byte_classes() -> bytes:
     """A translation table sending each ASCII byte to its class under `_WORD`: `a` for a word
     character, a space for whitespace, `.` for anything else (a token of its own)."""
     table = bytearray(b"." * 256)
@@ -215,7 +215,7 @@ def _byte_classes() -> bytes:
     return bytes(table)
 
 
-_BYTE_CLASSES = _byte_classes()
+_BYTE_CLASSES = ascii_byte_classes()
 
 
 def estimate_tokens(text: str) -> int:

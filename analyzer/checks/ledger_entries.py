@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from analyzer.checks.records import Run, Step
-from traces.normalize import estimate_tokens, read_reasoning
+from traces.normalize import ascii_byte_classes, estimate_tokens, read_reasoning
 
 EntryKind = Literal["first", "chain", "turn", "restart", "skipped"]
 """How a step relates to the one before it: the first counted request of the run, a tool-chain
@@ -122,15 +122,9 @@ def _measure_classes() -> bytes:
     """`estimate_ascii_tokens`' byte classes (`a` word, space, `.` a token of its own), with
     the escapable characters a class of their own (`<`): one translation then gives both
     the estimate and their count. Bytes of non-ASCII characters are never escapable."""
-    table = bytearray(b"." * 256)
-    for code in range(128):
-        char = chr(code)
-        if char.isalnum() or char == "_":
-            table[code] = ord("a")
-        elif char.isspace():
-            table[code] = ord(" ")
-        elif char in ESCAPABLE:
-            table[code] = ord("<")
+    table = bytearray(ascii_byte_classes())
+    for char in ESCAPABLE:
+        table[ord(char)] = ord("<")
     return bytes(table)
 
 
