@@ -428,7 +428,7 @@ def test_kill_9_of_one_recorder_spares_the_other_and_its_committed_steps(db_path
 @pytest.mark.slow
 @pytest.mark.parametrize("when", [3, 77, 190])
 def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, when: int) -> None:
-    first, second = Acking(db_path, "a", 400), Acking(db_path, "b", 400)
+    first, second = Acking(db_path, "a", 2000), Acking(db_path, "b", 2000)
     try:
         first.until_acked(when)
         second.until_acked(when)
@@ -440,7 +440,7 @@ def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, 
     # Both moved on to one new server, and every step is there exactly once.
     assert first.servers[-1] == second.servers[-1] != server
     for run_id in ("a", "b"):
-        assert _steps(db_path, run_id) == list(range(400))
+        assert _steps(db_path, run_id) == list(range(2000))
     # Neither run was taken for dead: their recorders were alive all along.
     statuses = {r["status"] for r in query_rows(db_path, "SELECT status FROM runs")}
     assert statuses == {"completed"}
