@@ -30,13 +30,13 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.bulk import json_list
 from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
 from traces.piped_child import start_piped_child
 from traces.processes import cores
 from traces.store.database import Store, open_for_writing, staging_directory
+from traces.store.inserts import json_list
 from traces.store.lake import transaction
 
 WORKERS_ENV = "TRACES_ANALYZE_WORKERS"
