@@ -94,8 +94,8 @@ def plan(
     sizes = dict(
         conn.execute(
             "SELECT r.id, count(s.idx) FROM runs r LEFT JOIN steps s ON s.run_id = r.id "
-            "WHERE r.id IN (SELECT unnest(?::VARCHAR[])) GROUP BY r.id",
-            [list(ids)],
+            "WHERE r.id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]'))) GROUP BY r.id",
+            [json_list(list(ids))],  # one value: see `traces.store.inserts`
         ).fetchall()
     )
     total = sum(sizes.values())
