@@ -78,7 +78,7 @@ def _columns(
 def _old_insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[list[Any]]) -> None:
     """The insert as it was: constant columns as one value, the others as lists."""
     shapes = tuple(
-        CONSTANT if i and shape_of(c) == CONSTANT else LIST for i, c in enumerate(columns)
+        CONSTANT if i and shape_of(c).startswith(CONSTANT) else LIST for i, c in enumerate(columns)
     )
     values = [c[0] if s == CONSTANT else c for c, s in zip(columns, shapes, strict=True)]
     conn.execute(insert_sql(table, shapes), values)
@@ -124,7 +124,11 @@ def test_a_column_json_carries_goes_as_json_and_the_others_as_lists() -> None:
     assert varied["streamed"] == "BOOLEAN" and varied["latency_ms"] == "DOUBLE"
     assert varied["started_at"] == LIST  # timestamps
     assert shapes("infinite")["latency_ms"] == LIST
-    assert shape_of(["a"] * 3) == CONSTANT and shape_of(["a"] * 3, first=True) == "VARCHAR"
+    # One value throughout: a field of the batch's one JSON object, or alone when JSON does
+    # not carry it.
+    assert shape_of(["a"] * 3) == "=VARCHAR" and shape_of(["a"] * 3, first=True) == "VARCHAR"
+    assert shape_of([None] * 2) == "=VARCHAR" and shape_of([NOW] * 2) == CONSTANT
+    assert shape_of([2**64] * 2) == CONSTANT
 
 
 def test_what_json_cannot_carry() -> None:

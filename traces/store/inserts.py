@@ -11,7 +11,9 @@ pandas each time it converts a bound Python value, and `traces.store` marks pand
 that each look fails at once, but each still raises and formats an ImportError, two per value.
 Bound as lists, the values of a batch cost about 1 µs each, most of an insert; a JSON text is
 one value. A column JSON does not carry (timestamps, floats that are not finite, integers
-past 64 bits) goes as a list, and one holding a single value throughout as that value, once.
+past 64 bits) goes as a list. A column holding a single value throughout goes as that value,
+once: as a field of one JSON object carrying all such columns of the batch when JSON carries
+it (a recorder's batch of one step: one value for dozens of columns), else on its own.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ if TYPE_CHECKING:
 from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate, stored_columns
 
 Shape = str
-"""How a column is bound: `CONSTANT` (its one value), `LIST` (a list of Python values) or the
-`from_json` type of its JSON text (`json_type`)."""
+"""How a column is bound: `CONSTANT` (its one value), `LIST` (a list of Python values), the
+`from_json` type of its JSON text (`json_type`), or `CONSTANT` followed by such a type: its
+one value as a field of one JSON object that carries every such column of the batch (a
+recorder's batch of one step has all its columns but the first constant: one value, not
+dozens, to convert)."""
 CONSTANT: Shape = "="
 LIST: Shape = "list"
 
@@ -85,8 +90,13 @@ def shape_of(column: list[Any], *, first: bool = False) -> Shape:
     """How `column` is bound (see `Shape`); the `first` column carries the number of rows
     and is never bound as one value."""
     if not first and _constant(column):
-        return CONSTANT
+        return CONSTANT + (json_type(column[:1]) or "")
     return json_type(column) or LIST
+
+
+def _packed(shape: Shape) -> bool:
+    """Whether a column of this shape is a field of the batch's one JSON object."""
+    return shape.startswith(CONSTANT) and shape != CONSTANT
 
 
 def insert_sql(
@@ -99,13 +109,20 @@ def insert_sql(
     (see `Dedup`)."""
     fields = COLUMNS[table]
     parts = []
-    for i, shape in enumerate(shapes, start=1):
+    number = 0  # parameters are numbered in order, the packed object's last
+    packed = {f: shape[1:] for f, shape in zip(fields, shapes, strict=True) if _packed(shape)}
+    struct = f"from_json(${len(shapes) - len(packed) + 1}, '{_ENCODE(packed)}')"
+    for field, shape in zip(fields, shapes, strict=True):
+        if _packed(shape):
+            parts.append(f"struct_extract({struct}, '{field}')")
+            continue
+        number += 1
         if shape == CONSTANT:
-            parts.append(f"${i}")
+            parts.append(f"${number}")
         elif shape == LIST:
-            parts.append(f"unnest(${i})")
+            parts.append(f"unnest(${number})")
         else:
-            parts.append(f"unnest(from_json(${i}, '[\"{shape}\"]'))")
+            parts.append(f"unnest(from_json(${number}, '[\"{shape}\"]'))")
     values = ", ".join(parts)
     base, names = stored_columns(table)
     target = into or base
@@ -126,13 +143,24 @@ def insert_sql(
     )
 
 
-def bound(column: list[Any], shape: Shape) -> Any:
-    """The parameter that binds `column` as `shape` says."""
-    if shape == CONSTANT:
-        return column[0]
-    if shape == LIST:
-        return column
-    return _ENCODE(column)
+def parameters(
+    columns: Sequence[list[Any]], shapes: Sequence[Shape], fields: Sequence[str]
+) -> list[Any]:
+    """The parameters of `insert_sql`'s statement for `columns` of these shapes."""
+    out: list[Any] = []
+    packed: dict[str, Any] = {}
+    for column, shape, field in zip(columns, shapes, fields, strict=True):
+        if _packed(shape):
+            packed[field] = column[0]
+        elif shape == CONSTANT:
+            out.append(column[0])
+        elif shape == LIST:
+            out.append(column)
+        else:
+            out.append(_ENCODE(column))
+    if packed:
+        out.append(_ENCODE(packed))
+    return out
 
 
 def insert_rows(
@@ -180,7 +208,7 @@ def insert_columns(
     sql = _INSERTS.get(key)
     if sql is None:
         sql = _INSERTS[key] = insert_sql(table, shapes, into, dedup=dedup)
-    conn.execute(sql, [bound(c, s) for c, s in zip(columns, shapes, strict=True)])
+    conn.execute(sql, parameters(columns, shapes, COLUMNS[table]))
 
 
 def update_runs(conn: duckdb.DuckDBPyConnection, updates: Sequence[tuple[Any, ...]]) -> None:
