@@ -39,6 +39,7 @@ RUN_COLUMNS = [
     "conversation",
     "resumptions",
     "retry_of",
+    "sample",
 ]
 
 
@@ -162,7 +163,7 @@ def list_runs(
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
                r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation,
-               coalesce(r.resumptions, 0) AS resumptions, r.retry_of
+               coalesce(r.resumptions, 0) AS resumptions, r.retry_of, r.sample
         FROM page r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.

@@ -137,6 +137,7 @@ def _run() -> RunRecord:
         import_id="imp-7",
         conversation="conv-3",
         retry_of="run-0",
+        sample="sample-9",
     )
 
 
@@ -272,6 +273,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "findings_by_kind": None,
             "resumptions": 0,
             "retry_of": "run-0",
+            "sample": "sample-9",
         }
     ]
     assert _read(db, "steps", "idx") == [
@@ -559,6 +561,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "findings_by_kind": None,
         "resumptions": 0,
         "retry_of": None,
+        "sample": None,
     }
     [imported] = _read(db, "imports", "id")
     assert imported == {

@@ -336,6 +336,9 @@ class RunRecord(BaseModel):
     retry_of: str | None = Field(
         default=None, description="The failed run this run records again, when it is a retry."
     )
+    sample: str | None = Field(
+        default=None, description="The id of the dataset sample the run answers, if any."
+    )
 
 
 class RunOutcome(BaseModel):

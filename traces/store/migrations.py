@@ -472,6 +472,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ORDER BY p.position;
         """,
     ),
+    (
+        14,
+        "dataset samples",
+        """
+        ALTER TABLE runs ADD COLUMN sample VARCHAR;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -79,6 +79,7 @@ def run_row(run: RunRecord, outcome: RunOutcome | None = None) -> RunRow:
         import_id=run.import_id,
         conversation=run.conversation,
         retry_of=run.retry_of,
+        sample=run.sample,
     )
 
 

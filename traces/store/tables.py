@@ -55,6 +55,9 @@ class RunRow(NamedTuple):
     """Times `traces record --resume` took the run up again (0 for a run never resumed)."""
     retry_of: str | None = None
     """The failed run this run records again (`traces record --retry-failed`)."""
+    # Added by migration 14.
+    sample: str | None = None
+    """The id of the dataset sample the run answers (a task with a `[dataset]`)."""
 
 
 class RunUpdate(NamedTuple):

@@ -52,7 +52,10 @@ def argument_failure(checker: ArgumentChecker, name: str, arguments: Any) -> Too
 class SuccessResult(BaseModel):
     """Verdict of a task's success check on a finished run."""
 
-    passed: bool = Field(description="Whether the run achieved the task's goal.")
+    passed: bool | None = Field(
+        description="Whether the run achieved the task's goal; None when it cannot be told "
+        "(a dataset's scorer that failed)."
+    )
     detail: str = Field(description="One human-readable sentence explaining the verdict.")
 
 
