@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from traces.environments import discover_tools, open_environment
 from traces.model import ToolErrorKind
 from traces.tasks import Task, load_task
 
-from conftest import REPO, CliRun, run_cli
+from conftest import REPO, CliRun, npm_server_path, run_cli
 
 BYO = REPO / "samples" / "byo"
 SERVER = BYO / "sample_mcp_server.py"
@@ -306,21 +305,6 @@ def test_recording_a_builtin_task_never_imports_mcp(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
-
-
-def npm_server_path(program: str) -> str:
-    """PATH with the folder holding npm MCP server `program`: `.ci-node/mcp/bin` (where `.ci/run`
-    installs it) or PATH. Missing: skipped locally, failed under CI, which installs it."""
-    local = REPO / ".ci-node" / "mcp" / "bin"
-    path = f"{local}{os.pathsep}{os.environ.get('PATH', '')}"
-    if shutil.which(program, path=path) is None:
-        message = (
-            f"{program} is not installed (npm install -g --prefix .ci-node/mcp …; see .ci/run)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must install it: see .ci/run)")
-        pytest.skip(message)
-    return path
 
 
 def test_the_npm_filesystem_server_works_over_the_seeded_sandbox(

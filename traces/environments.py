@@ -134,6 +134,7 @@ async def _open_tools(task: Task, spec: ToolsSpec, sandbox_dir: Path) -> CustomE
         specs=specs,
         call_timeout_s=spec.call_timeout_s,
         success=task.success,
+        task_dir=task.source_path.parent,
     )
 
 

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from traces.datasets import Sample
-from traces.tools.base import SuccessResult, ToolEnvironment, ToolOutcome
+from traces.tools.base import SuccessResult, ToolEnvironment, ToolOutcome, verdict_of
 from traces.tools.python_tools import PythonToolError, exception_line, import_reference
 
 _SHOWN = 60
@@ -229,7 +229,7 @@ class PythonScorer(_Scorer):
             verdict = function(answer, sample.as_dict())
         except Exception as exc:  # the scorer's bug: the run's success is unknown, not failed
             return SuccessResult(passed=None, detail=f"the scorer failed: {exception_line(exc)}")
-        return _verdict(verdict, self.function)
+        return verdict_of(verdict, self.function)
 
 
 Scorer = Annotated[
@@ -254,23 +254,6 @@ def score(scorer: Scorer, answer: str, sample: Sample, base_dir: Path) -> Succes
     if isinstance(scorer, PythonScorer):
         return scorer.score(answer, sample, base_dir)
     return scorer.score(answer, sample)
-
-
-def _verdict(value: Any, reference: str) -> SuccessResult:
-    passed: Any = value
-    explanation = f"{reference} returned {value!r}."
-    if isinstance(value, tuple) and len(value) == 2:
-        passed, explanation = value[0], str(value[1])
-    elif isinstance(value, dict) and "passed" in value:
-        passed = value["passed"]
-        explanation = str(value.get("explanation", explanation))
-    if not isinstance(passed, bool):
-        return SuccessResult(
-            passed=None,
-            detail=f"the scorer's answer is not a bool, (bool, explanation) or "
-            f"{{passed, explanation}}: {_q(repr(value))}",
-        )
-    return SuccessResult(passed=passed, detail=explanation)
 
 
 def _folded(text: str, ignore_case: bool) -> str:

@@ -35,7 +35,7 @@ from traces.tools.base import ToolEnvironment
 from traces.tools.chain import ChainEnvironment
 from traces.tools.files import FilesEnvironment
 from traces.tools.no_tools import NoToolsEnvironment
-from traces.tools.python_tools import PythonToolError, load_python_tool
+from traces.tools.python_tools import PythonToolError, import_reference, load_python_tool
 from traces.tools.research import ResearchEnvironment, load_corpus
 from traces.tools.sandbox import Sandbox
 
@@ -266,6 +266,11 @@ class ToolsSuccess(_Strict):
     file_contains: list[str] = Field(
         default_factory=list, description="Strings that file must contain."
     )
+    check: str | None = Field(
+        default=None,
+        description="A hidden check, `module:function` beside the task file: called as "
+        "`function(answer, sandbox)` after the run, it judges the sandbox it left.",
+    )
 
     @field_validator("file")
     @classmethod
@@ -273,6 +278,16 @@ class ToolsSuccess(_Strict):
         if value is None:
             return None
         return _sandbox_relative(value)
+
+    @field_validator("check")
+    @classmethod
+    def _check_imports(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.context:
+            try:
+                import_reference(value, Path(info.context.get("base_dir", ".")))
+            except PythonToolError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("file_contains")
     @classmethod
@@ -284,8 +299,8 @@ class ToolsSuccess(_Strict):
     @model_validator(mode="after")
     def _checks_something(self) -> ToolsSuccess:
         # A check of nothing would call every run a success.
-        if not self.answer_contains and self.file is None:
-            raise ValueError("give answer_contains, file (with file_contains), or both")
+        if not self.answer_contains and self.file is None and self.check is None:
+            raise ValueError("give answer_contains, file (with file_contains), check, or some")
         if self.file is not None and not self.file_contains:
             raise ValueError("file needs file_contains, the strings it must contain")
         return self

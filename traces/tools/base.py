@@ -87,3 +87,24 @@ class ToolEnvironment(Protocol):
     def check_success(self, final_answer: str) -> SuccessResult:
         """Judge the run from its final answer and the environment's end state."""
         ...
+
+
+def verdict_of(value: Any, reference: str) -> SuccessResult:
+    """The verdict a user's judging function (`reference`) returned: a bool, a `(bool,
+    explanation)` pair or a dict with `passed` and `explanation`; unknown (None) for
+    anything else, since then it is the function that failed, not the run."""
+    passed: Any = value
+    explanation = f"{reference} returned {value!r}."
+    if isinstance(value, tuple) and len(value) == 2:
+        passed, explanation = value[0], str(value[1])
+    elif isinstance(value, dict) and "passed" in value:
+        passed = value["passed"]
+        explanation = str(value.get("explanation", explanation))
+    if not isinstance(passed, bool):
+        shown = " ".join(repr(value).split())[:80]
+        return SuccessResult(
+            passed=None,
+            detail=f"{reference} answered neither a bool, (bool, explanation) nor "
+            f"{{passed, explanation}}: {shown}",
+        )
+    return SuccessResult(passed=passed, detail=explanation)
