@@ -304,7 +304,8 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     )
     results = dict_rows(
         conn.execute(
-            "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, duration_ms "
+            "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, "
+            "duration_ms, structured "
             "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
             [run_id],
         )
@@ -338,6 +339,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             by_step[step_idx]["tool_calls"].append(call)
     for result in results:
         step_idx = result.pop("step_idx")
+        result["structured"] = _loads(result["structured"])
         if step_idx in by_step:
             by_step[step_idx]["tool_results"].append(result)
     run_findings: list[dict[str, Any]] = []

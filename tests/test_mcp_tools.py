@@ -231,7 +231,12 @@ def test_recording_against_the_simulator_stores_mcp_and_python_results(tmp_path:
     assert done.returncode == 0, done.stderr
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.sql("select name, error_kind, output from tool_results").fetchall()
+        structured = dict(conn.sql("select name, structured from tool_results").fetchall())
     by_name = {name: (kind, output) for name, kind, output in rows}
+    # An MCP tool's structured content is kept beside its text; a Python tool has none.
+    assert json.loads(structured["word_stats"]) == json.loads(by_name["word_stats"][1])
+    assert set(json.loads(structured["convert_length"])) == {"result"}
+    assert structured["halve"] is None
     # The simulator's generic strategy calls every declared tool with schema-valid arguments.
     assert set(by_name) == {"halve", "convert_length", "word_stats"}
     assert by_name["word_stats"][0] is None

@@ -448,6 +448,7 @@ async def execute_call(
         error_kind=outcome.error_kind,
         started_at=started,
         duration_ms=elapsed_ms(t0),
+        structured=outcome.structured,
     )
 
 

@@ -215,6 +215,9 @@ class ToolResultRecord(BaseModel):
     )
     started_at: datetime = Field(description="When execution began (UTC).")
     duration_ms: float = Field(description="Wall time of the execution.")
+    structured: Any = Field(
+        default=None, description="An MCP tool's structured content, as it sent it (or None)."
+    )
 
 
 class ExchangeError(BaseModel):

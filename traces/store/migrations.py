@@ -474,9 +474,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         14,
-        "dataset samples",
+        "dataset samples, structured tool results",
         """
         ALTER TABLE runs ADD COLUMN sample VARCHAR;
+        ALTER TABLE tool_results ADD COLUMN structured JSON;
         """,
     ),
 ]

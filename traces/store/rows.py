@@ -244,6 +244,7 @@ def tool_result_rows(
             error_kind=r.error_kind,
             started_at=r.started_at,
             duration_ms=r.duration_ms,
+            structured=None if r.structured is None else to_json(r.structured),
         )
         for r in results
     ]

@@ -198,6 +198,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "before the column existed (unknown).",
             "started_at": "When execution began (UTC).",
             "duration_ms": "Execution wall time.",
+            "structured": "An MCP tool's `structuredContent`, as the server sent it, beside "
+            "the text it returned (`output`); null for other tools and when a server sent none.",
         },
     ),
     "imports": (

@@ -171,7 +171,9 @@ class ToolResultRow(NamedTuple):
     started_at: datetime
     duration_ms: float
     error_kind: str | None
-    """Added by migration 4, hence last."""
+    """Added by migration 4, hence after the others."""
+    structured: str | None = None
+    """An MCP tool's structured content as JSON text (migration 14)."""
 
 
 class ImportRow(NamedTuple):

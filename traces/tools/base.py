@@ -22,6 +22,11 @@ class ToolOutcome(BaseModel):
     error_kind: ToolErrorKind | None = Field(
         default=None, description="Why the call failed; set exactly when `error` is."
     )
+    structured: Any = Field(
+        default=None,
+        description="An MCP tool's `structuredContent` as the server sent it (stored beside "
+        "the text; the model reads `output`).",
+    )
 
     @model_validator(mode="after")
     def _kind_goes_with_error(self) -> Self:
