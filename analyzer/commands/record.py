@@ -429,9 +429,10 @@ def _report(
         err = stderr_console()
         # A dead endpoint's runs all say the same: its one error line tells it instead.
         for row in [] if dead else rows:
-            verdict = {True: "success", False: "failed check"}.get(
-                row["success"], "not judged" if row["termination"] == "completed" else "no answer"
-            )
+            if row["termination"] != "completed":
+                verdict = "no answer"
+            else:
+                verdict = {True: "success", False: "failed check"}.get(row["success"], "not judged")
             sample = f"  sample {row['sample']}" if row.get("sample") is not None else ""
             err.print(
                 printable(

@@ -250,9 +250,9 @@ def _notes(
         unjudged = sum(columns["success"][i] is None for i in rows)
         if unjudged:
             notes.append(
-                f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (nothing "
-                "judged their answers, as in imported logs); task success leaves them out "
-                "rather than count them as failures."
+                f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (no answer "
+                "was judged: the endpoint failed, or an imported log says nothing); task "
+                "success leaves them out rather than count them as failures."
             )
         unknown = sum(
             columns["prompt_tokens"][i] is None or columns["completion_tokens"][i] is None
