@@ -99,7 +99,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": (
         "replay",
         "Send each request of a suite to each provider and record every answer as a one-step "
-        "run; requests already answered are skipped. Prints one row per provider.",
+        "run; requests already answered are skipped.",
     ),
     "report": (
         "report",
