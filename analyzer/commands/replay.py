@@ -11,8 +11,8 @@ at all, 4 database missing or locked.
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -45,7 +45,7 @@ from traces.request_suites.sending import (
     replay_items,
     replay_suite,
 )
-from traces.running import serving
+from traces.running import recording, serving
 from traces.sample_files import resolve_request_suite
 from traces.store.database import Store, resolve_db_path
 from traces.store.recorder import Recorder
@@ -201,22 +201,28 @@ def _replay_with_progress(
     total = sum(len(items) for items in pending.values())
     if total == 0:
         return {t.provider: [] for t in targets}
-    recorder = Recorder(db_path)
-    try:
-        with stderr_progress(notes=True) as progress:
-            bar = progress.add_task(f"{suite.name} replay", total=total, last="")
+    with stderr_progress(notes=True) as progress:
+        bar = progress.add_task(f"{suite.name} replay", total=total, last="")
 
-            def done(run: ReplayedRun) -> None:
-                note = run.error or run.status.value
-                progress.update(bar, advance=1, last=f"{run.provider} {run.request} {note}")
+        def done(run: ReplayedRun) -> None:
+            note = run.error or run.status.value
+            progress.update(bar, advance=1, last=f"{run.provider} {run.request} {note}")
 
-            return asyncio.run(
-                replay_suite(
-                    suite, targets, pending, recorder, concurrency=concurrency, on_done=done
-                )
+        async def work(
+            recorder: Recorder, on_interrupted: Callable[[str], None]
+        ) -> dict[str, list[ReplayedRun]]:
+            return await replay_suite(
+                suite,
+                targets,
+                pending,
+                recorder,
+                concurrency=concurrency,
+                on_done=done,
+                on_interrupted=on_interrupted,
             )
-    finally:
-        recorder.close()
+
+        # Ctrl-C and SIGTERM end the requests under way as interrupted runs, durably.
+        return recording(db_path, work)
 
 
 def _report(

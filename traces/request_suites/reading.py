@@ -18,7 +18,6 @@ and nothing is sent or written.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,8 +189,3 @@ def _kind(value: Any) -> str:
         bool: "a boolean",
         type(None): "null",
     }.get(type(value), "a number")
-
-
-def body_digest(body: dict[str, Any]) -> str:
-    """A digest of a request body as sent (sorted keys), for telling edited suites apart."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

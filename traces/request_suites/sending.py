@@ -122,10 +122,12 @@ async def replay_suite(
     concurrency: int,
     retry: RetryPolicy | None = None,
     on_done: ProgressCallback | None = None,
+    on_interrupted: Callable[[str], None] | None = None,
 ) -> dict[str, list[ReplayedRun]]:
     """Send each target its `pending` items (by target label), all targets at once and at
     most `concurrency` requests of one target in flight; the recorded runs by label, in the
-    order of the items."""
+    order of the items. A cancellation (Ctrl-C, SIGTERM) ends each request under way as an
+    interrupted run, named to `on_interrupted`, which the next replay sends again."""
     policy = retry or RetryPolicy()
     tool_sets = ToolSets()  # compiled once per distinct tools list, shared by the targets
 
@@ -135,7 +137,9 @@ async def replay_suite(
 
         async def one(item: ReplayItem) -> ReplayedRun:
             async with limit:
-                run = await _record(suite, target, client, recorder, item, tool_sets, policy)
+                run = await _record(
+                    suite, target, client, recorder, item, tool_sets, policy, on_interrupted
+                )
             if on_done is not None:
                 on_done(run)
             return run
@@ -157,6 +161,7 @@ async def _record(
     item: ReplayItem,
     tool_sets: ToolSets,
     policy: RetryPolicy,
+    on_interrupted: Callable[[str], None] | None,
 ) -> ReplayedRun:
     request = item.request
     run_id = new_run_id()
@@ -203,6 +208,8 @@ async def _record(
     except asyncio.CancelledError:
         await asyncio.shield(begun)
         ended = _ended(RunStatus.INTERRUPTED, Termination.INTERRUPTED, error="interrupted")
+        if on_interrupted is not None:
+            on_interrupted(run_id)
         await asyncio.shield(recorder.end_run(run_id, ended))
         raise
     await recorder.end_run(run_id, outcome)
