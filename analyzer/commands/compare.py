@@ -157,7 +157,7 @@ def compare(
             providers=provider or [], dialects=dialect or [], faults=fault or [],
             providers_file=providers, model=model, timeout=timeout, seed=seed,
         )  # fmt: skip
-        comparison, findings = _record_then_compare(
+        comparison, findings = record_then_compare(
             load_suite(resolve_suite(suite)), targets, db_path, prices,
             repeat=repeat, concurrency=concurrency_per_provider, stream=stream, seed=seed,
             timeout=timeout, reference=reference, resamples=resamples, by=by,
@@ -166,7 +166,7 @@ def compare(
     check_fail_on(findings, fail_on)
 
 
-def _record_then_compare(
+def record_then_compare(
     suite: Suite,
     targets: list[Target],
     db_path: Store,
@@ -182,7 +182,8 @@ def _record_then_compare(
     by: GroupBy,
 ) -> tuple[Comparison, dict[str, list[Finding]]]:
     """Record the suite against every target (progress bars on stderr), then compare the
-    runs just recorded; returns the comparison and the findings of those runs."""
+    runs just recorded; returns the comparison and the findings of those runs (`verify
+    --suite` records this way too)."""
     check_suite_targets(targets, reference, by)
     with run_bars() as bars:
         recorded = record_suite(
