@@ -110,6 +110,13 @@ def _judge(
             "not judged: the groups ran different tasks or task mixes, so they are not like "
             "with like (filter with --task or --provider, or record the same suite)",
         )
+    if criterion.metric == "tool_call_f1" and group == comparison.reference:
+        return base.model_copy(
+            update={
+                "status": "skipped",
+                "reason": "the reference itself: tool_call_f1 is measured against it",
+            }
+        )
     if estimate is None or estimate.value is None:
         why = "no value: no run of it contributes to this metric"
         if criterion.metric == "success_rate":
@@ -237,7 +244,8 @@ def runs_needed(point: float, lo: float, hi: float, bound: float, runs: int) -> 
         return None
     if half <= 0 or runs <= 0:
         return None
-    return max(runs + 1, math.ceil(runs * (half / margin) ** 2))
+    # Rounded off first, so a factor that is 4 in decimals is not 4.0000000001 in binary.
+    return max(runs + 1, math.ceil(round(runs * (half / margin) ** 2, 6)))
 
 
 def _not_judged(base: Judgement, reason: str, runs_needed: int | None = None) -> Judgement:

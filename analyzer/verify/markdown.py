@@ -36,9 +36,9 @@ def markdown_summary(verification: Verification) -> str:
             row["why"],
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    if comparison.notes:
+    if verification.notes():
         lines += ["", "Notes:", ""]
-        lines += [f"- {_cell(note)}" for note in comparison.notes]
+        lines += [f"- {_cell(note)}" for note in verification.notes()]
     return "\n".join(lines) + "\n"
 
 

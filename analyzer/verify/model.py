@@ -75,6 +75,16 @@ class Verification(BaseModel):
         """The verification as indented JSON text."""
         return self.model_dump_json(indent=2)
 
+    def notes(self) -> list[str]:
+        """The comparison's notes that bear on the judgements (the one asking for a reference
+        for tool_call_f1 only when a criterion reads it)."""
+        reads_f1 = any(j.metric == "tool_call_f1" for j in self.judgements)
+        return [
+            note
+            for note in self.comparison.notes
+            if reads_f1 or not note.startswith("tool_call_f1 needs a reference")
+        ]
+
     def counts(self) -> dict[str, int]:
         """Judgements per status."""
         out = dict.fromkeys(("pass", "fail", "inconclusive", "skipped"), 0)

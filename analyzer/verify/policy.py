@@ -114,7 +114,10 @@ class Policy(_Strict):
 def load_policy(value: str) -> Policy:
     """The policy a path or a shipped policy's name (`faithful`, `k2vv`) names, validated;
     one-line PolicyFileError naming the file and the field."""
-    path = resolve_policy(value)
+    try:
+        path = resolve_policy(value)
+    except TracesError as exc:  # an unknown sample name: still a bad policy
+        raise PolicyFileError(str(exc)) from None
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:

@@ -86,7 +86,7 @@ def _table(verification: Verification) -> None:
             Text(printable(judgement.reason, keep="")),
         )
     console.print(table)
-    notes = verification.comparison.notes
+    notes = verification.notes()
     if notes:
         console.print("[bold]Notes[/bold]", highlight=False)
         for note in notes:
