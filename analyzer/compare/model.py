@@ -93,6 +93,23 @@ class Difference(BaseModel):
     text: str = Field(description="The difference in one sentence.")
 
 
+class TaskSuccess(BaseModel):
+    """One task's success share per group (Wilson 95% intervals)."""
+
+    task: str
+    samples: int = Field(
+        default=0, description="Distinct dataset samples its runs answered (0: no dataset)."
+    )
+    values: dict[str, Estimate] = Field(
+        default_factory=dict,
+        description="Group name -> passed / judged runs of the task (absent: none judged).",
+    )
+    unjudged: dict[str, int] = Field(
+        default_factory=dict,
+        description="Group name -> runs of the task nothing judged (left out of the share).",
+    )
+
+
 class Comparison(BaseModel):
     """Groups of runs set side by side, metric by metric, with what differs significantly."""
 
@@ -126,6 +143,9 @@ class Comparison(BaseModel):
         default=True,
         description="Whether the groups ran the shared tasks in the same proportions, so that "
         "differences between them may be judged (false: numbers shown, nothing judged).",
+    )
+    task_success: list[TaskSuccess] = Field(
+        default_factory=list, description="Task success per compared task and group."
     )
 
     def to_json(self) -> str:
