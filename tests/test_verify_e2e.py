@@ -6,6 +6,8 @@ The simulator and the resampling are seeded, so each verdict below is one fixed 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -140,6 +142,20 @@ def test_stored_runs_verify_again_with_compare_filters(three_hosts: dict[str, An
     assert judged[(day_of[FORGETFUL], "reasoning_retention")]["status"] == "fail"
     # Fingerprints are per provider: by day they are not judged, never passed.
     assert judged[(day_of[CLEAN], "template_fingerprint")]["status"] == "inconclusive"
+    # K2-Vendor-Verifier's marks, as CSV: triggering agrees with the reference everywhere
+    # (F1 at 100%), schema_accuracy of the invalid-JSON host falls more than 5 points short.
+    k2vv = run_cli("verify", "--policy", "k2vv", "--reference", CLEAN, "--format", "csv",
+                   "--db", db)  # fmt: skip
+    assert k2vv.returncode == 1, k2vv.stderr
+    rows = {(r["group"], r["metric"]): r for r in csv.DictReader(io.StringIO(k2vv.stdout))}
+    assert rows[(CLEAN, "tool_call_f1")]["status"] == "skipped"  # the reference itself
+    assert {rows[(g, "tool_call_f1")]["status"] for g in (BAD_JSON, FORGETFUL)} == {"pass"}
+    assert rows[(BAD_JSON, "schema_accuracy")]["status"] == "fail"
+    assert rows[(FORGETFUL, "schema_accuracy")]["status"] == "pass"
+    assert k2vv.stderr.strip() == (
+        "verify k2vv: FAIL — 4 passed, 1 failed, 1 skipped "
+        f"(failed: {BAD_JSON}: schema_accuracy near the reference's)"
+    )
     future = run_cli("verify", "--policy", "k2vv", "--reference", CLEAN, "--since",
                      "2999-01-01", "--db", db)  # fmt: skip
     assert future.returncode == 2 and "no finished runs match (since=2999-01-01" in future.stderr
