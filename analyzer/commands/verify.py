@@ -23,6 +23,7 @@ from analyzer.compare.recording import check_suite_targets, compare_stored
 from analyzer.compare.selection import GroupBy, selection_from_options
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.options import (
+    ConcurrencyPerProviderOption,
     DataPathOption,
     DbOption,
     FaultOption,
@@ -30,12 +31,21 @@ from analyzer.options import (
     GroupByOption,
     OriginFilterOption,
     ProvidersFileOption,
+    ResamplesOption,
     RunFilterOption,
     SinceOption,
+    SuiteDialectOption,
+    SuiteModelOption,
+    SuiteOption,
+    SuiteProviderOption,
+    SuiteRepeatOption,
+    SuiteSeedOption,
+    SuiteStreamOption,
     TaskFilterOption,
     TimeoutOption,
     UntilOption,
     check_choice,
+    only_with_suite,
     run_origins,
 )
 from analyzer.output import OutputFormat, printable, stderr_console
@@ -78,57 +88,21 @@ def verify(
             "$GITHUB_STEP_SUMMARY too, when it is set)."
         ),
     ] = None,
-    suite: Annotated[
-        str | None,
-        typer.Option(
-            help="Suite file (TOML) or a sample suite's name to record first; without it, "
-            "judge recorded runs."
-        ),
-    ] = None,
-    provider: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--provider",
-            help="With --suite: a profile to record, NAME or NAME:MODEL (repeatable). "
-            "Without: only runs of this provider (repeatable).",
-        ),
-    ] = None,
-    dialect: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--dialect",
-            help="With --suite: an embedded-simulator dialect to record, NAME or "
-            "NAME:FAULT=RATE,FAULT=RATE (repeatable).",
-        ),
-    ] = None,
+    suite: SuiteOption = None,
+    provider: SuiteProviderOption = None,
+    dialect: SuiteDialectOption = None,
     fault: FaultOption = None,
     providers: ProvidersFileOption = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="With --suite: model for every provider without its own. Without: only "
-            "runs of this model."
-        ),
-    ] = None,
+    model: SuiteModelOption = None,
     task: TaskFilterOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     run: RunFilterOption = None,
     origin: OriginFilterOption = None,
-    repeat: Annotated[
-        int | None, typer.Option(min=1, help="Runs of every task [default: the suite's repeats].")
-    ] = None,
-    concurrency_per_provider: Annotated[
-        int | None,
-        typer.Option(min=1, help="Runs in flight per provider [default: the suite's, else 4]."),
-    ] = None,
-    stream: Annotated[
-        bool | None,
-        typer.Option("--stream/--no-stream", help="Stream responses [default: the suite's]."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
-    ] = 0,
+    repeat: SuiteRepeatOption = None,
+    concurrency_per_provider: ConcurrencyPerProviderOption = None,
+    stream: SuiteStreamOption = None,
+    seed: SuiteSeedOption = 0,
     timeout: TimeoutOption = 600.0,
     by: GroupByOption = GroupBy.provider,
     reference: Annotated[
@@ -138,9 +112,7 @@ def verify(
             "[default: the policy's `reference`]."
         ),
     ] = None,
-    resamples: Annotated[
-        int, typer.Option(min=50, help="Bootstrap resamples per group.")
-    ] = DEFAULT_RESAMPLES,
+    resamples: ResamplesOption = DEFAULT_RESAMPLES,
     db: DbOption = None,
     data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
@@ -160,12 +132,10 @@ def verify(
     db_path = resolve_db_path(db, data_path)
     prices = PriceList.from_file(providers)
     if suite is None:
-        only = {"dialect": dialect, "fault": fault, "repeat": repeat, "stream": stream}
-        only["concurrency_per_provider"] = concurrency_per_provider
-        given = [name for name, value in only.items() if value not in (None, [])]
-        if given:
-            flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-            raise TracesError(f"{flags}: only with --suite (they describe what to record)")
+        only_with_suite(
+            dialect=dialect, fault=fault, repeat=repeat, stream=stream,
+            concurrency_per_provider=concurrency_per_provider,
+        )  # fmt: skip
         selection = selection_from_options(
             providers=provider, model=model, tasks=task, since=since, until=until,
             origins=origin, by=by,
