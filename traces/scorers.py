@@ -75,7 +75,18 @@ class ExactScorer(_Scorer):
         )
 
 
-class RegexScorer(_Scorer):
+class _Extracting(_Scorer):
+    """A scorer whose `pattern` (declared by each) finds the value it judges."""
+
+    @field_validator("pattern", check_fields=False)
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            _compile(value, ignore_case=False)
+        return value
+
+
+class RegexScorer(_Extracting):
     """A regular expression finds the answer's value (or a target is one)."""
 
     type: Literal["regex"] = "regex"
@@ -85,13 +96,6 @@ class RegexScorer(_Scorer):
         "with the targets; without it each target is a regular expression.",
     )
     ignore_case: bool = Field(default=True, description="Match and compare ignoring case.")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            _compile(value, ignore_case=False)
-        return value
 
     def score(self, answer: str, sample: Sample) -> SuccessResult:
         """Passed when the extracted value is a target, or a target pattern matches."""
@@ -108,13 +112,11 @@ class RegexScorer(_Scorer):
             return SuccessResult(
                 passed=False, detail=f"nothing in the answer matches {_targets(sample)}."
             )
-        found = _compile(self.pattern, self.ignore_case).search(answer)
-        if found is None:
+        value = _extract(self.pattern, self.ignore_case, answer)
+        if value is None:
             return SuccessResult(
                 passed=False, detail=f"the pattern {_q(self.pattern)} finds nothing in the answer."
             )
-        value = found.group(1) if found.re.groups else found.group(0)
-        value = value if value is not None else ""
         for target in sample.target:
             if _folded(value.strip(), self.ignore_case) == _folded(
                 target.strip(), self.ignore_case
@@ -154,7 +156,7 @@ class JsonPathScorer(_Scorer):
         )
 
 
-class NumericScorer(_Scorer):
+class NumericScorer(_Extracting):
     """A number in the answer is close enough to a target."""
 
     type: Literal["numeric"] = "numeric"
@@ -168,13 +170,6 @@ class NumericScorer(_Scorer):
         "the last number in the answer].",
     )
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            _compile(value, ignore_case=False)
-        return value
-
     def score(self, answer: str, sample: Sample) -> SuccessResult:
         """Passed when the answer's number is within the tolerances of a numeric target."""
         wanted = [n for n in (_number(t) for t in sample.target) if n is not None]
@@ -183,9 +178,7 @@ class NumericScorer(_Scorer):
                 passed=None, detail=f"no target of sample {sample.id} is a number."
             )
         if self.pattern is not None:
-            found = _compile(self.pattern, ignore_case=True).search(answer)
-            text = (found.group(1) if found and found.re.groups else found and found.group(0)) or ""
-            given = _number(text)
+            given = _number(_extract(self.pattern, True, answer) or "")
             where = "the pattern's match"
         else:
             numbers = _NUMBER.findall(answer)
@@ -276,6 +269,14 @@ def _compile(pattern: str, ignore_case: bool) -> re.Pattern[str]:
         return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
     except re.error as exc:
         raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+
+
+def _extract(pattern: str, ignore_case: bool, text: str) -> str | None:
+    """What `pattern` finds in `text`: its first group, else the whole match (None: no match)."""
+    found = _compile(pattern, ignore_case).search(text)
+    if found is None:
+        return None
+    return (found.group(1) if found.re.groups else found.group(0)) or ""
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")

@@ -257,7 +257,8 @@ class ToolsSpec(EnvironmentSpec):
 
 
 class ToolsSuccess(_Strict):
-    """`[success]` for tools: the answer's content, a file's content, or both."""
+    """`[success]` for tools: the answer's content, a file's content, a hidden check of the
+    sandbox, or several of them (all must pass)."""
 
     answer_contains: list[str] = Field(
         default_factory=list, description="Strings the final answer must contain (any case)."
@@ -300,7 +301,9 @@ class ToolsSuccess(_Strict):
     def _checks_something(self) -> ToolsSuccess:
         # A check of nothing would call every run a success.
         if not self.answer_contains and self.file is None and self.check is None:
-            raise ValueError("give answer_contains, file (with file_contains), check, or some")
+            raise ValueError(
+                "give answer_contains, file (with file_contains), check, or several of them"
+            )
         if self.file is not None and not self.file_contains:
             raise ValueError("file needs file_contains, the strings it must contain")
         return self
