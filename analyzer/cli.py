@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 the command ran but what it checked failed; 2 bad input (task file,
 options, SQL); 3 endpoint unreachable or misbehaving; 4 database missing or locked;
-130 interrupted.
+5 `verify`: nothing failed, but some criteria are inconclusive; 130 interrupted.
 
 Start-up imports only the command being run. `record` needs the openai client, Jinja and
 the tokenizers, and importing all of them costs ten times what `traces runs` itself does, so
@@ -78,6 +78,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compare",
         "Compare providers: success, steps, tool-call validity, findings, latency, cost, with "
         "95% intervals and the significant differences.",
+    ),
+    "verify": (
+        "verify",
+        "Judge a policy's criteria on the comparison's 95% intervals: pass, fail or "
+        "inconclusive (with the runs needed) for every group; exit 0 pass, 1 fail, 5 "
+        "inconclusive.",
     ),
     "expect": (
         "expect",

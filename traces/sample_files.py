@@ -6,8 +6,8 @@ in a wheel it sits next to the code, in an editable install setuptools maps the 
 checkout's folder. Every command, test and benchmark finds sample files here, never relative
 to the repository or the working directory, so they work from any directory.
 
-`--task` and `--suite` take a path or a name: an existing file is read as is (as before), a
-bare name (no `/`, no `.toml`) names a shipped sample.
+`--task`, `--suite` and `--policy` take a path or a name: an existing file is read as is (as
+before), a bare name (no `/`, no `.toml`) names a shipped sample.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def providers_file() -> Path:
     return samples_dir() / "providers.toml"
 
 
+def policies_dir() -> Path:
+    """The shipped verify policies (`*.toml`)."""
+    return samples_dir() / "policies"
+
+
 def request_suites_dir() -> Path:
     """The shipped request suites (`*.jsonl`, one chat-completions request per line)."""
     return samples_dir() / "requests"
@@ -92,6 +97,11 @@ def sample_suites() -> dict[str, Path]:
     return _by_name(suites_dir())
 
 
+def sample_policies() -> dict[str, Path]:
+    """Every shipped policy file by name (its file name without `.toml`), sorted by name."""
+    return _by_name(policies_dir())
+
+
 def resolve_task(value: str | Path) -> Path:
     """The task file `value` names: an existing file as is, else a shipped task's name.
 
@@ -104,6 +114,11 @@ def resolve_task(value: str | Path) -> Path:
 def resolve_suite(value: str | Path) -> Path:
     """The suite file `value` names: an existing file as is, else a shipped suite's name."""
     return _resolve(value, "suite", sample_suites(), TracesError)
+
+
+def resolve_policy(value: str | Path) -> Path:
+    """The policy file `value` names: an existing file as is, else a shipped policy's name."""
+    return _resolve(value, "policy", sample_policies(), TracesError)
 
 
 def is_name(value: str) -> bool:
@@ -128,7 +143,8 @@ def _resolve(
     if is_name(text):
         if text in samples:
             return samples[text]
-        raise error(f"no sample {kind} {text!r} (sample {kind}s: {names}; or give a file path)")
+        plural = "policies" if kind == "policy" else f"{kind}s"
+        raise error(f"no sample {kind} {text!r} (sample {plural}: {names}; or give a file path)")
     if not path.exists() and path.suffix == ".toml" and path.stem in samples:
         # Typically `samples/tasks/chain.toml` typed outside the checkout.
         raise error(

@@ -92,6 +92,7 @@ def build_comparison(
         notes=task_mix_notes(mix, len(groups)) + _notes(table, columns, groups, reference),
         shared_tasks=mix.shared,
         left_out=mix.left_out,
+        like_with_like=mix.comparable,
         task_success=task_success(conn),
     )
 

@@ -126,7 +126,7 @@ ORDER BY sel.grp, sel.task, sel.run_id
 """
 
 _FINDINGS = f"""
-SELECT f.run_id, f.kind, f.layer, count(*) AS n
+SELECT f.run_id, f.kind, f.layer, f.severity, count(*) AS n
 FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
 GROUP BY ALL
 """
@@ -198,10 +198,15 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     position_of = {run_id: i for i, run_id in enumerate(table.run_ids)}
     by_kind: dict[str, list[float]] = {}
     by_layer: dict[str, list[float]] = {}
-    for run_id, kind, layer, n in conn.execute(_FINDINGS).fetchall():
+    host_errors: list[float | None] = [0.0] * len(rows)
+    for run_id, kind, layer, severity, n in conn.execute(_FINDINGS).fetchall():
         i = position_of[run_id]
         by_kind.setdefault(kind, [0.0] * len(rows))[i] += n
         by_layer.setdefault(layer, [0.0] * len(rows))[i] += n
+        if layer == "provider" and severity == "error":
+            host_errors[i] = (host_errors[i] or 0.0) + n
+    # Always a column (zero without any): "no host error" is a claim a policy can check.
+    table.columns["provider_error_findings"] = host_errors
     table.findings = {
         "kind": dict(sorted(by_kind.items())),
         "layer": dict(sorted(by_layer.items())),

@@ -139,6 +139,11 @@ class Comparison(BaseModel):
         default_factory=dict,
         description="Group -> task -> ids of runs left out because not every group ran their task.",
     )
+    like_with_like: bool = Field(
+        default=True,
+        description="Whether the groups ran the shared tasks in the same proportions, so that "
+        "differences between them may be judged (false: numbers shown, nothing judged).",
+    )
     task_success: list[TaskSuccess] = Field(
         default_factory=list, description="Task success per compared task and group."
     )
