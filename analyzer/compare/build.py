@@ -171,14 +171,15 @@ def _bootstrap_group(
         # Each group draws from its own seeded stream: adding a group changes no other's.
         f"{seed}:{group}",
     )
-    out: dict[str, Bootstrapped] = {}
-    for spec in specs:
-        if spec.key in _NO_REFERENCE_METRICS and (reference is None or group == reference):
-            continue
-        if spec.key == "cost_per_run_usd" and None in sample.columns["cost_usd"]:
-            continue  # a partly priced group would report a cost that is too low
-        out[spec.key] = bootstrap(spec.statistic, sample)
-    return out
+    wanted = [
+        spec
+        for spec in specs
+        if not (spec.key in _NO_REFERENCE_METRICS and (reference is None or group == reference))
+        # a partly priced group would report a cost that is too low
+        and not (spec.key == "cost_per_run_usd" and None in sample.columns["cost_usd"])
+    ]
+    sample.prepare([spec.statistic for spec in wanted])
+    return {spec.key: bootstrap(spec.statistic, sample) for spec in wanted}
 
 
 def _group_info(

@@ -175,6 +175,14 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _spread(counts: list[tuple[int, float]], size: int) -> list[float]:
+    """(run position, count) pairs as one value per run, 0 where a run has none."""
+    column = [0.0] * size
+    for i, n in counts:
+        column[i] += n
+    return column
+
+
 def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     """Per-run values and finding counts of the runs in the selection table."""
     cursor = conn.execute(_PER_RUN)
@@ -195,15 +203,17 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     for name in _ZERO_WHEN_MISSING:
         table.columns[name] = [v or 0.0 for v in table.columns[name]]
     position_of = {run_id: i for i, run_id in enumerate(table.run_ids)}
-    by_kind: dict[str, list[float]] = {}
-    by_layer: dict[str, list[float]] = {}
+    # Counts gathered per name first, one short list per finding row, and spread into
+    # per-run columns after: the work is findings + names × runs, never findings × runs.
+    by_kind: dict[str, list[tuple[int, float]]] = {}
+    by_layer: dict[str, list[tuple[int, float]]] = {}
     for run_id, kind, layer, n in conn.execute(_FINDINGS).fetchall():
         i = position_of[run_id]
-        by_kind.setdefault(kind, [0.0] * len(rows))[i] += n
-        by_layer.setdefault(layer, [0.0] * len(rows))[i] += n
+        by_kind.setdefault(kind, []).append((i, n))
+        by_layer.setdefault(layer, []).append((i, n))
     table.findings = {
-        "kind": dict(sorted(by_kind.items())),
-        "layer": dict(sorted(by_layer.items())),
+        "kind": {name: _spread(by_kind[name], len(rows)) for name in sorted(by_kind)},
+        "layer": {name: _spread(by_layer[name], len(rows)) for name in sorted(by_layer)},
     }
     table.upstreams = {str(g): list(hosts) for g, hosts in conn.execute(_UPSTREAMS).fetchall()}
     stale = conn.execute(_STALE, [CHECK_VERSION]).fetchone()
