@@ -24,9 +24,10 @@ from analyzer.checks.registry import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
 
-_PER_RUN = f"""
+_STEPS = f"""
 WITH st AS (
-    SELECT s.run_id, s.idx, s.finish_reason, s.error_kind IS NULL AS ok, s.latency_ms,
+    SELECT s.run_id, sel.grp, s.request_hash, s.idx, s.finish_reason,
+           s.error_kind IS NULL AS ok, s.latency_ms,
            s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
            s.reasoning_source <> 'none' AS has_reasoning
@@ -74,17 +75,11 @@ steps_full AS (
            coalesce(sc.schema_mismatch, 0) AS schema_mismatch,
            coalesce(sc.errored, false) AS errored
     FROM st LEFT JOIN step_calls sc ON sc.run_id = st.run_id AND sc.step_idx = st.idx
-),
-kept AS (
-    -- What the host kept of the history, from each run's ledger (`traces analyze` fills
-    -- it): token sums over the requests of the run's tool chain, null when unknown.
-    SELECT l.run_id, l.reasoning_sent_tokens, l.reasoning_kept_tokens,
-           l.tool_results_sent_tokens, l.tool_results_kept_tokens
-    FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
-),
-per_run AS (
-    SELECT run_id,
-           count(*) AS steps_recorded,
+)"""
+"""Every selected step with its calls classified (`steps_full`), for folding per run or per
+request."""
+
+STEP_SUMS = """
            sum(calls) AS calls,
            sum(json_valid_calls) AS json_valid_calls,
            sum(invalid_json) AS invalid_json,
@@ -96,7 +91,37 @@ per_run AS (
            count(*) FILTER (WHERE finish_reason = 'tool_calls' AND calls > 0 AND NOT errored)
                AS tool_calls_responses_valid,
            count(*) FILTER (WHERE ok) AS ok_steps,
-           count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps,
+           count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps"""
+"""Sums over steps that are as meaningful per request as per run (the per-response and
+per-call rates are ratios of two of them)."""
+
+STEP_SUM_COLUMNS = (
+    "calls",
+    "json_valid_calls",
+    "invalid_json",
+    "unknown_name",
+    "schema_mismatch",
+    "call_steps",
+    "errored_call_steps",
+    "tool_calls_responses",
+    "tool_calls_responses_valid",
+    "ok_steps",
+    "reasoning_steps",
+)
+"""The columns `STEP_SUMS` gives, in its order."""
+
+_PER_RUN = f"""
+{_STEPS},
+kept AS (
+    -- What the host kept of the history, from each run's ledger (`traces analyze` fills
+    -- it): token sums over the requests of the run's tool chain, null when unknown.
+    SELECT l.run_id, l.reasoning_sent_tokens, l.reasoning_kept_tokens,
+           l.tool_results_sent_tokens, l.tool_results_kept_tokens
+    FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
+),
+per_run AS (
+    SELECT run_id,
+           count(*) AS steps_recorded,{STEP_SUMS},
            median(ttft) FILTER (WHERE ok AND streamed AND ttft IS NOT NULL) AS ttft_ms,
            median(latency_ms) FILTER (WHERE ok) AS latency_ms,
            sum(completion_tokens) FILTER (WHERE ok AND completion_tokens IS NOT NULL
@@ -123,6 +148,16 @@ LEFT JOIN per_run p ON p.run_id = sel.run_id
 LEFT JOIN kept k ON k.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
+
+PER_REQUEST = f"""
+{_STEPS}
+SELECT grp, request_hash,{STEP_SUMS}
+FROM steps_full
+WHERE ok AND request_hash IS NOT NULL
+GROUP BY grp, request_hash
+"""
+"""The step sums of each group's answers to each request (by request hash): what a paired
+comparison resamples."""
 
 _FINDINGS = f"""
 SELECT f.run_id, f.kind, f.layer, count(*) AS n
