@@ -85,7 +85,7 @@ def test_the_paired_point_is_the_rate_on_the_shared_requests(probed: Path) -> No
     conn = open_for_reading(probed)
     try:
         select_runs(conn, Selection(origins=["probe"]))
-        table = load_request_table(conn)
+        table = load_request_table(conn, {})
         rows = conn.execute(
             "SELECT sel.grp, s.request_hash, count(*) FILTER (WHERE NOT c.json_valid), count(*) "
             "FROM tool_calls c JOIN steps s ON s.run_id = c.run_id AND s.idx = c.step_idx "

@@ -13,7 +13,7 @@ import duckdb
 
 from analyzer.compare.costs import PriceList
 from analyzer.compare.definitions import METRICS, MetricSpec, finding_metrics
-from analyzer.compare.metrics import RunTable, load_run_table
+from analyzer.compare.metrics import STEP_SUM_COLUMNS, RunTable, load_run_table
 from analyzer.compare.model import Comparison, Estimate, Group, HistogramBucket, Metric, PairedTest
 from analyzer.compare.paired import (
     RequestTable,
@@ -92,7 +92,7 @@ def build_comparison(
         g: _bootstrap_group(table, columns, g, specs, reference, resamples, seed) for g in groups
     }
     judged = group_pairs(groups, reference) if mix.comparable else []
-    requests = load_request_table(conn) if judged else None
+    requests = load_request_table(conn, _step_totals(table, groups)) if judged else None
     metrics = _metrics(specs, results, groups)
     # Runs are resampled within their task: a task a group ran once gives no spread, so a
     # group whose runs are mostly such (probes: one run per probe) cannot be tested over runs.
@@ -201,6 +201,17 @@ def _plan_tests(
             if test is not None:
                 tests.append(test)
     return tests
+
+
+def _step_totals(table: RunTable, groups: list[str]) -> dict[str, dict[str, float]]:
+    """Each group's step sums over all its runs."""
+    return {
+        g: {
+            name: float(sum(table.columns[name][i] or 0.0 for i in table.rows_of(g)))
+            for name in STEP_SUM_COLUMNS
+        }
+        for g in groups
+    }
 
 
 def _resampled_runs(table: RunTable, group: str) -> int:

@@ -25,13 +25,14 @@ from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
 
 _STEPS = f"""
-WITH st AS (
+st AS (
     SELECT s.run_id, sel.grp, s.request_hash, s.idx, s.finish_reason,
            s.error_kind IS NULL AS ok, s.latency_ms,
            s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
            s.reasoning_source <> 'none' AS has_reasoning
     FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    /*steps*/
 ),
 calls AS (
     SELECT c.run_id, c.step_idx, c.call_idx, c.name, c.json_valid,
@@ -42,14 +43,24 @@ calls AS (
            -- validated call names a declared tool; only the others need the request's list.
            c.json_valid AND c.schema_valid IS NULL AS name_unchecked
     FROM tool_calls c JOIN {SELECTED} sel ON sel.run_id = c.run_id
+    /*calls*/
+),
+unchecked AS (SELECT run_id, step_idx, call_idx, name FROM calls WHERE name_unchecked),
+declared AS (
+    -- The tool names of only the steps with an unchecked call, extracted while scanning
+    -- steps: joining the calls to whole request_params would hold every step's tools
+    -- (kilobytes each) in the join's hash table, gigabytes over a million steps.
+    SELECT s.run_id, s.idx,
+           coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
+                    []::VARCHAR[]) AS names
+    FROM steps s
+    SEMI JOIN (SELECT DISTINCT run_id, step_idx FROM unchecked) u
+        ON u.run_id = s.run_id AND u.step_idx = s.idx
 ),
 undeclared AS (
     SELECT c.run_id, c.step_idx, c.call_idx
-    FROM calls c JOIN steps s ON s.run_id = c.run_id AND s.idx = c.step_idx
-    WHERE c.name_unchecked AND NOT list_contains(
-        coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
-                 []::VARCHAR[]),
-        c.name)
+    FROM unchecked c JOIN declared d ON d.run_id = c.run_id AND d.idx = c.step_idx
+    WHERE NOT list_contains(d.names, c.name)
 ),
 classified AS (
     SELECT c.run_id, c.step_idx, c.json_valid,
@@ -77,7 +88,7 @@ steps_full AS (
     FROM st LEFT JOIN step_calls sc ON sc.run_id = st.run_id AND sc.step_idx = st.idx
 )"""
 """Every selected step with its calls classified (`steps_full`), for folding per run or per
-request."""
+request (the comments /*steps*/ and /*calls*/ are where a narrower read filters them)."""
 
 STEP_SUMS = """
            sum(calls) AS calls,
@@ -111,7 +122,7 @@ STEP_SUM_COLUMNS = (
 """The columns `STEP_SUMS` gives, in its order."""
 
 _PER_RUN = f"""
-{_STEPS},
+WITH {_STEPS},
 kept AS (
     -- What the host kept of the history, from each run's ledger (`traces analyze` fills
     -- it): token sums over the requests of the run's tool chain, null when unknown.
@@ -149,15 +160,31 @@ LEFT JOIN kept k ON k.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
 
+_SHARED = f"""
+shared AS (
+    -- Requests answered by more than one group: the only ones a paired comparison reads.
+    SELECT s.request_hash
+    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    WHERE s.error_kind IS NULL AND s.request_hash IS NOT NULL
+    GROUP BY s.request_hash
+    HAVING count(DISTINCT sel.grp) > 1
+)"""
+
 PER_REQUEST = f"""
-{_STEPS}
+WITH {_SHARED},
+{
+    _STEPS.replace(
+        "/*steps*/", "WHERE s.request_hash IN (SELECT request_hash FROM shared)"
+    ).replace("/*calls*/", "SEMI JOIN st ON st.run_id = c.run_id AND st.idx = c.step_idx")
+}
 SELECT grp, request_hash,{STEP_SUMS}
 FROM steps_full
-WHERE ok AND request_hash IS NOT NULL
+WHERE ok
 GROUP BY grp, request_hash
 """
-"""The step sums of each group's answers to each request (by request hash): what a paired
-comparison resamples."""
+"""The step sums of each group's answers to each request (by request hash) that more than
+one group answered: what a paired comparison resamples. Only those requests' steps and calls
+are read."""
 
 _FINDINGS = f"""
 SELECT f.run_id, f.kind, f.layer, count(*) AS n

@@ -46,8 +46,10 @@ class PairedDifference:
 class RequestTable:
     """Per group, the step sums of its answers to each request."""
 
-    def __init__(self, rows: list[tuple[object, ...]]) -> None:
-        """`rows`: (group, request hash, *STEP_SUM_COLUMNS) as `PER_REQUEST` gives them."""
+    def __init__(self, rows: list[tuple[object, ...]], totals: dict[str, dict[str, float]]) -> None:
+        """`rows`: (group, request hash, *STEP_SUM_COLUMNS) as `PER_REQUEST` gives them;
+        `totals`: each group's step sums over all its runs."""
+        self._totals = totals
         self._rows: dict[str, dict[str, tuple[float, ...]]] = {}
         for row in rows:
             sums = tuple(float(v) if isinstance(v, int | float) else 0.0 for v in row[2:])
@@ -58,9 +60,8 @@ class RequestTable:
         return len(self._rows.get(group, {}))
 
     def total(self, group: str, name: str) -> float:
-        """One step-sum column of `group` over every request it answered."""
-        position = STEP_SUM_COLUMNS.index(name)
-        return float(sum(row[position] for row in self._rows.get(group, {}).values()))
+        """One step-sum column of `group` over all its runs."""
+        return self._totals.get(group, {}).get(name, 0.0)
 
     def columns(self, group: str, hashes: list[str], name: str) -> Floats:
         """One step-sum column of `group` for these requests."""
@@ -74,9 +75,12 @@ class RequestTable:
         return sorted(rows_a.keys() & rows_b.keys())
 
 
-def load_request_table(conn: duckdb.DuckDBPyConnection) -> RequestTable:
-    """The step sums per group and request of the runs in the selection table."""
-    return RequestTable(conn.execute(PER_REQUEST).fetchall())
+def load_request_table(
+    conn: duckdb.DuckDBPyConnection, totals: dict[str, dict[str, float]]
+) -> RequestTable:
+    """The step sums per group of the requests several groups of the selection answered;
+    `totals`: each group's step sums over all its runs (what the shared share is of)."""
+    return RequestTable(conn.execute(PER_REQUEST).fetchall(), totals)
 
 
 def per_request(stat: Statistic) -> Ratio | None:

@@ -43,9 +43,11 @@ MIN_RUNS_FOR_TEST = 5
 FAMILY_ALPHA = 0.05
 """Family-wise error rate of all the tests of one comparison (Holm)."""
 
-MAX_TEST_DRAWS = 40_000_000
-"""Run draws a group may spend on a test's extra resamples (runs × resamples): about a
-second. Larger groups fall back to the normal approximation for the tests that need it."""
+MAX_TEST_DRAWS = 4_000_000
+"""Run draws a group may spend on a test's extra resamples (runs × resamples, a tenth of a
+second or so). Beyond it (a few hundred runs and more), the normal approximation with the
+bootstrap's standard error is used instead: the tails a percentile p-value needs are what
+small samples get wrong, and large ones are where the normal approximation holds."""
 
 Method = Literal["percentile", "normal"]
 
