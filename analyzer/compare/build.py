@@ -205,13 +205,14 @@ def _plan_tests(
 
 def _step_totals(table: RunTable, groups: list[str]) -> dict[str, dict[str, float]]:
     """Each group's step sums over all its runs."""
-    return {
-        g: {
-            name: float(sum(table.columns[name][i] or 0.0 for i in table.rows_of(g)))
+    totals: dict[str, dict[str, float]] = {}
+    for g in groups:
+        rows = table.rows_of(g)
+        totals[g] = {
+            name: float(sum(table.columns[name][i] or 0.0 for i in rows))
             for name in STEP_SUM_COLUMNS
         }
-        for g in groups
-    }
+    return totals
 
 
 def _resampled_runs(table: RunTable, group: str) -> int:
