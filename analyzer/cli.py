@@ -96,6 +96,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Probe each provider's template and parser with a fixed conversation set, then report "
         "fingerprints and what sets each provider apart (progress on stderr).",
     ),
+    "replay": (
+        "replay",
+        "Send each request of a suite to each provider and record every answer as a one-step "
+        "run; requests already answered are skipped.",
+    ),
     "report": (
         "report",
         "Write an HTML report: comparison table, significant differences, charts and run "

@@ -119,8 +119,8 @@ OriginFilterOption = Annotated[
     list[str] | None,
     typer.Option(
         "--origin",
-        help="Only runs of this origin: recorded, imported, probe (repeatable) "
-        "[default: recorded and imported].",
+        help="Only runs of this origin: recorded, imported, probe, proxy, replay (repeatable) "
+        "[default: recorded, imported and replay].",
     ),
 ]
 GroupByOption = Annotated[

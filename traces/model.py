@@ -215,6 +215,9 @@ class ToolResultRecord(BaseModel):
     )
     started_at: datetime = Field(description="When execution began (UTC).")
     duration_ms: float = Field(description="Wall time of the execution.")
+    structured: Any = Field(
+        default=None, description="An MCP tool's structured content, as it sent it (or None)."
+    )
 
 
 class ExchangeError(BaseModel):
@@ -324,10 +327,11 @@ class RunRecord(BaseModel):
     started_at: datetime
     recorder_pid: int = Field(description="Process that recorded the run (to spot dead ones).")
     recorder_host: str = Field(description="Host that recorded the run.")
-    origin: Literal["recorded", "imported", "probe", "proxy"] = Field(
+    origin: Literal["recorded", "imported", "probe", "proxy", "replay"] = Field(
         default="recorded",
-        description="Recorded live, imported from a log, one probe of `traces probe`, or a "
-        "conversation a client held through `traces proxy`.",
+        description="Recorded live, imported from a log, one probe of `traces probe`, a "
+        "conversation a client held through `traces proxy`, or one request of a suite sent by "
+        "`traces replay`.",
     )
     import_id: str | None = Field(default=None, description="Import the run came from.")
     conversation: str | None = Field(
@@ -335,6 +339,9 @@ class RunRecord(BaseModel):
     )
     retry_of: str | None = Field(
         default=None, description="The failed run this run records again, when it is a retry."
+    )
+    sample: str | None = Field(
+        default=None, description="The id of the dataset sample the run answers, if any."
     )
 
 

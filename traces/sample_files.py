@@ -56,6 +56,32 @@ def providers_file() -> Path:
     return samples_dir() / "providers.toml"
 
 
+def request_suites_dir() -> Path:
+    """The shipped request suites (`*.jsonl`, one chat-completions request per line)."""
+    return samples_dir() / "requests"
+
+
+def sample_request_suites() -> dict[str, Path]:
+    """Every shipped request suite by name (its file name without `.jsonl`), sorted."""
+    return {path.stem: path for path in sorted(request_suites_dir().glob("*.jsonl"))}
+
+
+def resolve_request_suite(value: str) -> Path:
+    """The request suite `value` names: a shipped suite's name (`schemas`), else a path
+    (returned as is for the reader to report when it is missing)."""
+    samples = sample_request_suites()
+    if value in samples and not Path(value).is_file():
+        return samples[value]
+    bare = "/" not in value and "\\" not in value and not value.endswith(".jsonl")
+    if bare and not Path(value).is_file():
+        names = ", ".join(samples) or "none"
+        raise TracesError(
+            f"no sample request suite {value!r} (sample request suites: {names}; or give a "
+            "file path)"
+        )
+    return Path(value)
+
+
 def sample_tasks() -> dict[str, Path]:
     """Every shipped task file by name (its file name without `.toml`), sorted by name."""
     return _by_name(tasks_dir())

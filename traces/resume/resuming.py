@@ -23,6 +23,7 @@ from traces.errors import DatabaseError, TracesError
 from traces.harness import Agent, HarnessSettings, ResumePoint
 from traces.resume.recorded import (
     NotReproducible,
+    recorded_sample,
     recorded_settings,
     recorded_target,
     recorded_task,
@@ -32,6 +33,7 @@ from traces.resume.recorded import (
 from traces.resume.restore import restore
 from traces.resume.serve import serving_each
 from traces.resume.stored import (
+    ORIGIN_NOUNS,
     RunHistory,
     StoredRun,
     claim,
@@ -72,7 +74,7 @@ def check_resumable(run: StoredRun) -> None:
     being recorded."""
     if run.origin != "recorded":
         raise NotReproducible(
-            f"run {run.id} is {'an imported' if run.origin == 'imported' else 'a probe'} run: "
+            f"run {run.id} is {ORIGIN_NOUNS.get(run.origin, 'a ' + run.origin)} run: "
             "only runs `traces record` recorded can be resumed (they have a task and settings)"
         )
     if run.status == "running" and still_recording(run):
@@ -161,6 +163,7 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
     target = recorded_target(run, providers_file)
     settings = recorded_settings(run, target)
     task = recorded_task(run)
+    sample = recorded_sample(run, task)
     if isinstance(task.environment, ToolsSpec):
         raise refuse(
             run,
@@ -169,7 +172,7 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
         )
     sandbox = sandboxes / run.id
     sandbox.mkdir()
-    environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox)
+    environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox, sample=sample)
     prompts, point = await restore(history, task, environment)
     return _Prepared(
         history=history,

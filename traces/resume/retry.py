@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from traces.datasets import Sample
 from traces.errors import TracesError
 from traces.harness import HarnessSettings
 from traces.resume.recorded import (
     NotReproducible,
+    recorded_sample,
     recorded_settings,
     recorded_target,
     recorded_task,
@@ -21,7 +23,14 @@ from traces.resume.recorded import (
 )
 from traces.resume.resuming import Refused
 from traces.resume.serve import serving_each
-from traces.resume.stored import StoredRun, failed_runs, open_store, retries_of, stored_run
+from traces.resume.stored import (
+    ORIGIN_NOUNS,
+    StoredRun,
+    failed_runs,
+    open_store,
+    retries_of,
+    stored_run,
+)
 from traces.runner import RunPlan, RunSummary
 from traces.running import RunProgress, record_targets
 from traces.store.database import Store
@@ -61,20 +70,22 @@ def retry_failed(
                 raise TracesError(f"{db_path}: no run ended with a provider error{left}")
     finally:
         conn.close()
-    specs: list[tuple[StoredRun, Target, HarnessSettings, Task]] = []
+    specs: list[tuple[StoredRun, Target, HarnessSettings, Task, Sample | None]] = []
     for run in runs:
         try:
             target = recorded_target(run, providers_file)
-            specs.append((run, target, recorded_settings(run, target), recorded_task(run)))
+            task = recorded_task(run)
+            sample = recorded_sample(run, task)
+            specs.append((run, target, recorded_settings(run, target), task, sample))
         except NotReproducible as exc:
             if run_ids:
                 raise
             refused(str(exc))
     if not specs:
         raise TracesError(f"{db_path}: no failed run can be retried (see above)")
-    with serving_each([(target, recorded_timeout(run)) for run, target, _, _ in specs]) as ends:
+    with serving_each([(spec[1], recorded_timeout(spec[0])) for spec in specs]) as ends:
         plans: dict[str, list[RunPlan]] = {}
-        for (run, target, settings, task), endpoint in zip(specs, ends, strict=True):
+        for (run, target, settings, task, sample), endpoint in zip(specs, ends, strict=True):
             plans.setdefault(target.provider, []).append(
                 RunPlan(
                     task=task,
@@ -87,6 +98,7 @@ def retry_failed(
                     profile=target.profile,
                     sim=target.sim,
                     retry_of=run.id,
+                    samples=(sample,) if sample is not None else (),
                 )
             )
         recorded = record_targets(plans, db_path, concurrency, progress)
@@ -95,7 +107,7 @@ def retry_failed(
 
 def _check_retryable(run: StoredRun, retries: list[str], *, again: bool) -> None:
     if run.origin != "recorded":
-        kind = "an imported" if run.origin == "imported" else "a probe"
+        kind = ORIGIN_NOUNS.get(run.origin, f"a {run.origin}")
         raise NotReproducible(
             f"run {run.id} is {kind} run: only runs `traces record` recorded can be retried "
             "(they have a task and settings)"

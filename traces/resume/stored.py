@@ -24,8 +24,16 @@ from traces.store.writer_process import mark_dead_runs_interrupted, pid_alive
 
 _RUN_COLUMNS = (
     "id, task, task_path, task_sha256, provider, model, base_url, settings, seed, status, "
-    "termination, origin, recorder_pid, recorder_host, resumptions, retry_of, error"
+    "termination, origin, recorder_pid, recorder_host, resumptions, retry_of, error, sample"
 )
+
+ORIGIN_NOUNS = {
+    "imported": "an imported",
+    "probe": "a probe",
+    "proxy": "a proxied",
+    "replay": "a replayed",
+}
+"""How a refusal names a run that `traces record` did not record (`run X is a probe run`)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class StoredRun:
     resumptions: int
     retry_of: str | None
     error: str | None
+    sample: str | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,7 @@ def _run(row: tuple[Any, ...]) -> StoredRun:
         resumptions,
         retry_of,
         error,
+        sample,
     ) = row
     return StoredRun(
         id=run_id,
@@ -304,6 +314,7 @@ def _run(row: tuple[Any, ...]) -> StoredRun:
         resumptions=int(resumptions or 0),
         retry_of=retry_of,
         error=error,
+        sample=sample,
     )
 
 
