@@ -89,11 +89,14 @@ def build_comparison(
         for name in table.findings[dimension]:
             specs += finding_metrics(dimension, name)
 
+    judged = group_pairs(groups, reference) if mix.comparable else []
+    requests = load_request_table(conn, _step_totals(table, groups)) if judged else None
+    # Everything is read: the blocks DuckDB cached for it (hundreds of MiB over a million
+    # steps) would otherwise stay beside the resampling's arrays.
+    release_cached_blocks(conn)
     results = {
         g: _bootstrap_group(table, columns, g, specs, reference, resamples, seed) for g in groups
     }
-    judged = group_pairs(groups, reference) if mix.comparable else []
-    requests = load_request_table(conn, _step_totals(table, groups)) if judged else None
     metrics = _metrics(specs, results, groups)
     # Runs are resampled within their task: a task a group ran once gives no spread, so a
     # group whose runs are mostly such (probes: one run per probe) cannot be tested over runs.
@@ -141,6 +144,16 @@ def build_comparison(
         left_out=mix.left_out,
         task_success=task_success(conn),
     )
+
+
+def release_cached_blocks(conn: duckdb.DuckDBPyConnection) -> None:
+    """Let DuckDB drop the data blocks it keeps cached after a query (lowering the memory
+    limit evicts them), then put the limit back as it was."""
+    row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    if row is None:
+        return
+    conn.execute("SET memory_limit = '16MB'")
+    conn.execute(f"SET memory_limit = '{row[0]}'")
 
 
 def significance_text(tests: int) -> str:
