@@ -47,7 +47,10 @@ def format_difference(value: float, unit: Unit, *, suffix: bool = True) -> str:
 
 def significance_note(comparison: Comparison) -> str:
     """How the differences were judged, in one line: the correction and the level."""
-    text = comparison.significance or f"{comparison.comparisons} tests"
+    text = comparison.significance or (
+        f"Holm-corrected across {comparison.comparisons} tests, "
+        f"family-wise α={comparison.family_alpha:g}"
+    )
     return (
         f"{text}; each difference's 95% bootstrap interval excludes 0 and its p-value passes "
         "Holm's step-down threshold"
