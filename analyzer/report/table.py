@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from analyzer.compare.formatting import format_estimate, format_value
+from analyzer.compare.formatting import (
+    format_estimate,
+    format_value,
+    paired_lines,
+    significance_note,
+)
 from analyzer.compare.model import Comparison, Estimate, Metric
 from analyzer.report.markup import Markup, concat, element
 from analyzer.report.svg import group_class
@@ -192,14 +197,19 @@ def _estimate(estimate: Estimate | None, metric: Metric) -> Markup:
 
 def differences(comparison: Comparison) -> Markup:
     """The significant differences, one sentence each, with how many were tested."""
-    tested = comparison.comparisons
-    intro = element(
-        "p",
-        f"Differences whose {int(comparison.confidence * 100)}% bootstrap interval excludes 0. "
-        f"{tested} group × metric differences were tested, so about "
-        f"{round(tested * (1 - comparison.confidence))} may cross by chance.",
-        class_="muted",
-    )
+    intro = element("p", significance_note(comparison) + ".", class_="muted")
+    paired = paired_lines(comparison)
+    if paired:
+        intro = concat(
+            intro,
+            element(
+                "p",
+                "Paired by request hash (the requests both groups answered were resampled, "
+                "not the runs): " + "; ".join(paired) + ".",
+                class_="muted",
+                id="paired",
+            ),
+        )
     if not comparison.significant:
         return concat(intro, element("p", "None.", id="no-differences"))
     items = [
