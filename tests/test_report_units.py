@@ -229,6 +229,9 @@ def test_only_significant_differences_mark_cells_better_or_worse() -> None:
     assert "no value for this group" in table
     listed = differences(comparison)
     assert "a 100.0% vs b&lt;i&gt; 20.0%" in listed
+    # Grouped by metric: a heading with how many, the sentences under it.
+    assert "1 difference in 1 metric:" in listed
+    assert '<div data-metric="success_rate"><dt>task success (1)</dt>' in listed
     assert "Holm-corrected across 3 tests, family-wise α=0.05" in listed
 
 
