@@ -388,8 +388,7 @@ def test_a_policys_verdict_comes_first_with_every_judgement(
         assert row.get_attribute("data-group") == judgement["group"]  # markup kept as text
     # The verdict is listed first among the sections.
     assert loaded.page.locator("nav.toc a").first.inner_text() == "Verdict"
-    bad = run_cli(
-        "report", "--html", str(tmp_path / "x.html"), "--policy", "nope", "--db", str(recorded.db)
-    )
+    missing = tmp_path / "x.html"
+    bad = run_cli("report", "--html", str(missing), "--policy", "nope", "--db", str(recorded.db))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not missing.exists()
