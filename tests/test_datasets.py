@@ -314,6 +314,7 @@ def test_a_dataset_task_must_use_its_input(tmp_path: Path) -> None:
 # -- recording -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_sample_is_a_run_judged_by_its_scorer(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     done = run_cli("record", "-t", str(BYO / "dataset_questions.toml"), "--db", str(db))
@@ -337,6 +338,7 @@ def test_each_sample_is_a_run_judged_by_its_scorer(tmp_path: Path) -> None:
     assert request[0]["content"] == "What is the chemical formula of water?"
 
 
+@pytest.mark.slow
 def test_sample_and_limit_choose_samples_and_repeat_runs_each(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -378,6 +380,7 @@ def test_sample_and_limit_choose_samples_and_repeat_runs_each(
     assert table_counts(db) == counts
 
 
+@pytest.mark.slow
 def test_a_retry_answers_the_same_sample_and_compare_gives_success_per_task(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
