@@ -16,13 +16,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from view_server import EVIL_ANSWER, EVIL_BOX, EVIL_PROVIDER, Viewer, record_markup, viewing
 
 from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
 
 from conftest import CliRun, run_cli
 from recording import Recording, record_many
+from view_server import EVIL_ANSWER, EVIL_BOX, EVIL_PROVIDER, Viewer, record_markup, viewing
 
 
 @dataclass(frozen=True)

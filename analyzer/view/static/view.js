@@ -100,7 +100,7 @@
     let busy = false;
     const state = document.getElementById("live-state");
     async function poll() {
-      if (busy || document.hidden) return;
+      if (busy) return;
       busy = true;
       try {
         const answer = await fetch(endpoint, { cache: "no-store", credentials: "same-origin" });
