@@ -74,14 +74,21 @@ def repeated_requests(
         WHERE s.request_hash IS NOT NULL
         GROUP BY s.request_hash HAVING count(*) > 1
     """
+    # The total as a window over the groups: one aggregation of the steps, not two.
     rows = dict_rows(
         conn.execute(
-            f"{groups} ORDER BY providers DESC, answers DESC, s.request_hash LIMIT ? OFFSET ?",
+            f"""
+            SELECT *, count(*) OVER () AS total FROM ({groups})
+            ORDER BY providers DESC, answers DESC, request_hash LIMIT ? OFFSET ?
+            """,
             [limit, offset],
         )
     )
-    counted = conn.execute(f"SELECT count(*) FROM ({groups})").fetchone()
-    return rows, int(counted[0]) if counted else 0
+    total = int(rows[0]["total"]) if rows else 0
+    if not rows and offset:  # a page past the end still says how many there are
+        counted = conn.execute(f"SELECT count(*) FROM ({groups})").fetchone()
+        total = int(counted[0]) if counted else 0
+    return rows, total
 
 
 def answers_to(
