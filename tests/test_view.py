@@ -258,3 +258,14 @@ def test_a_port_in_use_is_one_line_and_exit_2(served: Served) -> None:
         taken.close()
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
+
+
+def test_the_comparison_is_the_report_without_script(served: Served) -> None:
+    status, headers, page = _get(served.viewer.url + "comparison")
+    assert status == 200
+    assert headers["content-security-policy"].startswith("default-src 'none'; style-src")
+    assert "script-src" not in headers["content-security-policy"]
+    assert "<script" not in page and "<h2>Comparison</h2>" in page
+    assert "evil&lt;b&gt;" in page and EVIL_PROVIDER not in page
+    status, _, page = _get(served.viewer.url + "comparison?by=nothing")
+    assert status == 400 and "by=" in page

@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from analyzer.view.comparison import comparison_page
 from analyzer.view.pages import BadRequest, NotFound, Pages
 from analyzer.view.security import ASGIApp, Guard
 from traces.errors import DatabaseError, TracesError
@@ -37,6 +38,9 @@ def build_app(store: Store, *, token: str | None = None) -> ASGIApp:
         line = str(exc) if isinstance(exc, TracesError) else f"internal error: {exc!r}"
         return pages.error(request, status, line)
 
+    def comparison(request: Request) -> Response:
+        return comparison_page(store, request)
+
     static = Path(str(files("analyzer.view") / "static"))
     app = Starlette(
         routes=[
@@ -46,6 +50,7 @@ def build_app(store: Store, *, token: str | None = None) -> ASGIApp:
             Route("/runs/{run}/steps/{idx}", pages.step),
             Route("/findings", pages.findings),
             Route("/findings/{kind}", pages.findings_of_kind),
+            Route("/comparison", comparison),
             Route("/compare", pages.compare),
             Route("/compare/{hash}", pages.side_by_side),
             Route("/sql", pages.sql),

@@ -32,8 +32,9 @@ CONTENT_SECURITY_POLICY = (
 COOKIE = "traces_view_token"
 TOKEN_PARAM = "token"
 
+_POLICY_HEADER = b"content-security-policy"
 _HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (_POLICY_HEADER, CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -77,7 +78,13 @@ class Guard:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _HEADERS
+                headers = list(message.get("headers", []))
+                # A page with a policy of its own (the report's: no script at all, inline
+                # styles) keeps it; two policies would both apply.
+                own = any(name.lower() == _POLICY_HEADER for name, _ in headers)
+                message["headers"] = headers + [
+                    h for h in _HEADERS if not (own and h[0] == _POLICY_HEADER)
+                ]
             await send(message)
 
         if self.token is None:
