@@ -269,3 +269,9 @@ def test_the_comparison_is_the_report_without_script(served: Served) -> None:
     assert "evil&lt;b&gt;" in page and EVIL_PROVIDER not in page
     status, _, page = _get(served.viewer.url + "comparison?by=nothing")
     assert status == 400 and "by=" in page
+
+
+def test_probe_fingerprints_say_when_nothing_was_probed(served: Served) -> None:
+    page = _page(served, "probes")
+    assert "Probe fingerprints (probe set v" in page
+    assert "No probe runs of this probe set" in page

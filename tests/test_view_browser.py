@@ -19,6 +19,7 @@ from browser import browser as browser  # the module fixture: pytest finds it by
 from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
 
+from conftest import run_cli
 from recording import Recording, record_many
 from view_server import EVIL_ANSWER, EVIL_BOX, Viewer, record_markup, viewing
 
@@ -267,3 +268,17 @@ def test_open_pages_follow_a_recording(browser: Any, tmp_path: Path) -> None:
         run_tab.clean()
         runs_tab.page.context.close()
         run_tab.page.context.close()
+
+
+def test_probe_fingerprints_per_provider(browser: Any, tmp_path: Path) -> None:
+    db = tmp_path / "probes.duckdb"
+    done = run_cli("probe", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    with viewing(db) as served:
+        probes = _tab(browser, served)
+        probes.go("/probes")
+        rows = probes.page.locator("#fingerprints tbody tr")
+        assert rows.count() == 1 and "sim" in rows.first.inner_text()
+        assert probes.page.locator("#parameters tbody tr").count() > 1
+        probes.clean()
+        probes.page.context.close()

@@ -53,6 +53,7 @@ def build_app(store: Store, *, token: str | None = None) -> ASGIApp:
             Route("/comparison", comparison),
             Route("/compare", pages.compare),
             Route("/compare/{hash}", pages.side_by_side),
+            Route("/probes", pages.probes),
             Route("/sql", pages.sql),
             Route("/sql.csv", pages.sql_csv),
             Route("/api/live", pages.live),

@@ -275,6 +275,50 @@ class Pages:
             live="",
         )
 
+    def probes(self, request: Request) -> Response:
+        """/probes: each provider's template and parser fingerprint from its latest probing
+        (`traces probe --report-only`), the parameters it honours, and what sets it apart."""
+        from analyzer.probes import probe_report
+        from traces.probes.catalogue import PROBE_SET_VERSION
+
+        with self._reading() as conn:
+            verdicts, apart = probe_report(conn)
+        rows = [v.as_row() for v in verdicts]
+        details = [
+            {"provider": v.provider, **p.as_row()} for v in verdicts for p in v.parameters.values()
+        ]
+        tables = [
+            {
+                "title": "Fingerprints",
+                "id": "fingerprints",
+                "columns": list(rows[0]) if rows else [],
+                "rows": rows,
+                "empty": "No probe runs of this probe set: `traces probe --provider NAME`.",
+            },
+            {
+                "title": "Parameters: honoured, refused, or silently ignored",
+                "id": "parameters",
+                "columns": ["provider", "probe", "verdict", "confidence", "finding", "detail"],
+                "rows": details,
+                "empty": "No parameter probes.",
+            },
+            {
+                "title": "What sets a provider apart",
+                "id": "apart",
+                "columns": ["provider", "feature", "value", "others", "probes"],
+                "rows": apart,
+                "empty": "Nothing sets one provider apart (or fewer than two were probed).",
+            },
+        ]
+        return self._page(
+            "tables.html",
+            request,
+            heading=f"Probe fingerprints (probe set v{PROBE_SET_VERSION})",
+            intro="Each provider's latest probing, as `traces probe --report-only` reports it.",
+            tables=tables,
+            live="",
+        )
+
     # SQL ------------------------------------------------------------------------------
 
     def sql(self, request: Request) -> Response:
