@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -63,14 +64,16 @@ def traces_runs(db: Path) -> None:
         [*_traces(), "runs", "--db", str(db), "--format", "json"],
         check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # its "showing 50 of N runs" note
     )
 
 
 def _fetch(url: str) -> None:
-    with urllib.request.urlopen(url, timeout=120) as answer:
-        if answer.status != 200:
-            raise RuntimeError(f"{url}: HTTP {answer.status}")
-        answer.read()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as answer:
+            answer.read()
+    except urllib.error.HTTPError as failed:
+        raise SystemExit(f"{url}: HTTP {failed.code}") from None
 
 
 def _pages(db: Path) -> dict[str, str]:
@@ -92,7 +95,7 @@ def _pages(db: Path) -> dict[str, str]:
                 "SELECT request_hash FROM steps WHERE request_hash IS NOT NULL "
                 "GROUP BY 1 HAVING count(*) > 1 LIMIT 1"
             ).fetchone()
-            or ("none",)
+            or (None,)
         )[0]
         word = "box"
     finally:
