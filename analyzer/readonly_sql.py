@@ -71,6 +71,20 @@ def lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
         conn.execute(setting)
 
 
+def _locked_down(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database `conn` is a connection to is locked down already: DuckDB shares
+    one database among a process's connections to a file, settings and lock included (the
+    viewer answers two queries at once), and a locked configuration refuses every SET."""
+    row = conn.execute(
+        "SELECT current_setting('lock_configuration'), current_setting('enable_external_access')"
+    ).fetchone()
+    if row is None or not row[0]:
+        return False
+    if row[1]:
+        raise DatabaseError("the database is locked with external access on; not querying it")
+    return True
+
+
 def sql_error(exc: duckdb.Error, allow_files: bool) -> str:
     """`SQL error: …` in one line, saying why a file or URL was refused."""
     text = one_line(exception_line(exc))
@@ -96,7 +110,14 @@ def read_only_query(
     locked down first: its column names, at most `limit` rows (0: all), and whether more
     were left out. A DuckDB error becomes a one-line `TracesError`."""
     if not is_served(conn):
-        lock_down(conn, allow_files)
+        if not _locked_down(conn):
+            lock_down(conn, allow_files)
+        elif allow_files:
+            # Another connection of this process to the same file (which DuckDB shares)
+            # locked it down without files: it cannot be opened up again.
+            raise DatabaseError(
+                f"{path}: --allow-files needs the database to itself; run the query again"
+            )
     elif allow_files:
         # The server locked its configuration down for every session at start, files
         # included; it cannot open them for one query.

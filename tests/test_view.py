@@ -275,3 +275,21 @@ def test_probe_fingerprints_say_when_nothing_was_probed(served: Served) -> None:
     page = _page(served, "probes")
     assert "Probe fingerprints (probe set v" in page
     assert "No probe runs of this probe set" in page
+
+
+def test_two_queries_at_once_share_one_locked_database(served: Served) -> None:
+    # DuckDB shares one database among a process's connections to a file, settings and
+    # configuration lock included: the viewer's second concurrent query finds it locked.
+    from analyzer.readonly_sql import read_only_query
+
+    first = duckdb.connect(str(served.db), read_only=True)
+    second = duckdb.connect(str(served.db), read_only=True)
+    try:
+        assert read_only_query(first, served.db, "SELECT count(*) FROM runs", 10)[1] == [(3,)]
+        assert read_only_query(second, served.db, "SELECT count(*) FROM runs", 10)[1] == [(3,)]
+        refused = duckdb.PermissionException
+        with pytest.raises(refused):
+            second.execute("SELECT * FROM read_csv('/etc/hostname')").fetchall()
+    finally:
+        first.close()
+        second.close()
