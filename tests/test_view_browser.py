@@ -264,6 +264,10 @@ def test_open_pages_follow_a_recording(browser: Any, tmp_path: Path) -> None:
             assert run_tab.page.locator("details.step").first.evaluate("d => d.open")
         finally:
             worker.join(120)
+        # The run ended: its row says so, updated in place.
+        row = runs_tab.page.locator(f"#run-{running}.status-completed")
+        row.wait_for(timeout=30000)
+        assert runs_tab.page.evaluate("window.notReloaded === true")
         runs_tab.clean()
         run_tab.clean()
         runs_tab.page.context.close()

@@ -75,7 +75,16 @@
       for (const child of Array.from(newer.children).reverse()) {
         const old = child.id ? document.getElementById(child.id) : null;
         if (old) {
-          anchor = old;
+          // A row that changed (a run that ended, a step's findings) is replaced, unless
+          // the reader has it open or is on it.
+          const busy = old.open || old.contains(document.activeElement);
+          if (!busy && old.innerHTML !== child.innerHTML) {
+            const replaced = document.importNode(child, true);
+            old.replaceWith(replaced);
+            anchor = replaced;
+          } else {
+            anchor = old;
+          }
           continue;
         }
         const added = document.importNode(child, true);
