@@ -39,7 +39,7 @@ def build_app(store: Store, *, token: str | None = None) -> ASGIApp:
         return pages.error(request, status, line)
 
     def comparison(request: Request) -> Response:
-        return comparison_page(store, request)
+        return comparison_page(pages.reader, request)
 
     static = Path(str(files("analyzer.view") / "static"))
     app = Starlette(

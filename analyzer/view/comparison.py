@@ -12,11 +12,11 @@ from analyzer.compare.group_by import GroupBy
 from analyzer.compare.selection import selection_from_options
 from analyzer.report.build import build_report
 from analyzer.report.page import POLICY, render_page
+from analyzer.view.reading import StoreReader
 from traces.errors import TracesError
-from traces.store.database import Store, open_for_reading
 
 
-def comparison_page(store: Store, request: Request) -> Response:
+def comparison_page(reader: StoreReader, request: Request) -> Response:
     """The report page of the runs the query selects (`provider` repeated, `model`, `task`
     repeated, `since`, `until`, `origin` repeated, `by`, `reference`), without run
     timelines (the viewer has its own). The page carries the report's own policy: no script
@@ -34,16 +34,13 @@ def comparison_page(store: Store, request: Request) -> Response:
         origins=params.getlist("origin") or None,
         by=GroupBy(by),
     )
-    conn = open_for_reading(store)
-    try:
+    with reader.connection() as conn:
         built = build_report(
             conn,
             selection,
-            database=store,
+            database=reader.store,
             prices=PriceList.from_file(None),
             reference=params.get("reference") or None,
             runs_per_group=0,
         )
-    finally:
-        conn.close()
     return HTMLResponse(render_page(built), headers={"content-security-policy": POLICY})

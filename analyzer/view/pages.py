@@ -33,9 +33,10 @@ from analyzer.queries import (
 )
 from analyzer.readonly_sql import read_only_query, single_query
 from analyzer.view.data import answers_to, filter_choices, live_version, repeated_requests
+from analyzer.view.reading import StoreReader
 from analyzer.view.render import environment
 from traces.errors import TracesError
-from traces.store.database import Store, open_for_reading
+from traces.store.database import Store
 
 PAGE_ROWS = 50
 """Rows per page of every listing."""
@@ -101,16 +102,14 @@ class Pages:
     def __init__(self, store: Store) -> None:
         """Serve pages of `store`."""
         self.store = store
+        self.reader = StoreReader(store)
         self.env = environment()
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        # Opened and closed per request: the viewer never keeps the file from a recorder.
-        conn = open_for_reading(self.store)
-        try:
+        # Never kept from a writer: see `analyzer.view.reading`.
+        with self.reader.connection() as conn:
             yield conn
-        finally:
-            conn.close()
 
     def _page(self, template: str, request: Request, status: int = 200, **values: Any) -> Response:
         html = self.env.get_template(template).render(
