@@ -8,7 +8,6 @@ import csv
 import io
 import re
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
 
-from conftest import CliRun, run_cli
+from conftest import CliRun
 from recording import Recording, record_many
 from view_server import EVIL_ANSWER, EVIL_BOX, EVIL_PROVIDER, Viewer, record_markup, viewing
 
@@ -249,15 +248,13 @@ def test_a_missing_store_is_one_line_and_exit_4(cli: CliRun, tmp_path: Path) -> 
     assert done.stderr.strip().count("\n") == 0 and "no trace database here" in done.stderr
 
 
-def test_a_port_in_use_is_one_line_and_exit_2(served: Served) -> None:
+def test_a_port_in_use_is_one_line_and_exit_2(served: Served, cli: CliRun) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
     try:
         port = taken.getsockname()[1]
-        done: subprocess.CompletedProcess[str] = run_cli(
-            "view", "--db", str(served.db), "--port", str(port)
-        )
+        done = cli("view", "--db", str(served.db), "--port", str(port))
     finally:
         taken.close()
     assert done.returncode == 2, done.stderr
