@@ -294,3 +294,27 @@ def test_two_queries_at_once_share_one_locked_database(served: Served) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_the_held_file_is_let_go_when_a_writer_comes(tmp_path: Path) -> None:
+    from analyzer.view.reading import StoreReader
+    from traces.store.database import is_served, open_for_writing
+
+    db = tmp_path / "t.duckdb"
+    open_for_writing(db).close()  # a new store, migrated by its server, which then exits
+    reader = StoreReader(db)
+    try:
+        with reader.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+            assert not is_served(conn)
+        # Held now (no request for less than HOLD_S): a writer starting the store's server
+        # gets the file all the same, within the 3 s it waits for it.
+        writer = open_for_writing(db)
+        try:
+            with reader.connection() as conn:
+                assert is_served(conn)
+                assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        finally:
+            writer.close()
+    finally:
+        reader.close()
