@@ -41,6 +41,7 @@ RUN_COLUMNS = [
     "conversation",
     "resumptions",
     "retry_of",
+    "sample",
 ]
 
 
@@ -239,7 +240,7 @@ def list_runs(
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
                r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation,
-               coalesce(r.resumptions, 0) AS resumptions, r.retry_of
+               coalesce(r.resumptions, 0) AS resumptions, r.retry_of, r.sample
         FROM page r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
@@ -380,7 +381,8 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     )
     results = dict_rows(
         conn.execute(
-            "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, duration_ms "
+            "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, "
+            "duration_ms, structured "
             "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
             [run_id],
         )
@@ -414,6 +416,7 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             by_step[step_idx]["tool_calls"].append(call)
     for result in results:
         step_idx = result.pop("step_idx")
+        result["structured"] = _loads(result["structured"])
         if step_idx in by_step:
             by_step[step_idx]["tool_results"].append(result)
     run_findings: list[dict[str, Any]] = []

@@ -312,3 +312,18 @@ def python_calls(work: Callable[[], object]) -> int:
     finally:
         sys.setprofile(None)
     return calls
+
+
+def npm_server_path(program: str) -> str:
+    """PATH with the folder holding npm MCP server `program`: `.ci-node/mcp/bin` (where `.ci/run`
+    installs it) or PATH. Missing: skipped locally, failed under CI, which installs it."""
+    local = REPO / ".ci-node" / "mcp" / "bin"
+    path = f"{local}{os.pathsep}{os.environ.get('PATH', '')}"
+    if shutil.which(program, path=path) is None:
+        message = (
+            f"{program} is not installed (npm install -g --prefix .ci-node/mcp …; see .ci/run)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must install it: see .ci/run)")
+        pytest.skip(message)
+    return path

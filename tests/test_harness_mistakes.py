@@ -124,6 +124,8 @@ def test_persistent_errors_end_the_run_with_a_classified_termination(db_path: Pa
             db_path, script.base_url, task="chain_short", retry=RetryPolicy(base_s=0.0)
         )
     assert summary.outcome.termination == "provider_error"
+    # The endpoint ended the run: nothing of the model's was judged, so success is unknown.
+    assert summary.outcome.success is None
     assert len(script.requests) == 4  # the first try and three retries
     conn = open_for_reading(db_path)
     kinds = conn.execute(
@@ -139,10 +141,16 @@ def test_empty_turn_and_step_limit_are_model_failures(db_path: Path) -> None:
         [summary] = record(db_path, script.base_url, task="chain_short")
     assert summary.outcome.termination == "model_error"
     assert "finish_reason=length" in (summary.outcome.error or "")
+    # The model ended the run without an answer: its task failed (not unknown, which would
+    # leave it out of task success and flatter a model that never finishes).
+    assert summary.outcome.success is False
+    assert summary.outcome.success_detail == summary.outcome.error
     script = ScriptedEndpoint([tool_turn(("open_box", '{"box_id": "box-000000"}'))])
     with script.serving():
         [summary] = record(db_path, script.base_url, task="chain_short", max_steps=3)
     assert summary.outcome.termination == "max_steps" and summary.outcome.steps == 3
+    assert summary.outcome.success is False
+    assert summary.outcome.success_detail == "no final answer within 3 steps"
 
 
 def test_recorded_request_is_exactly_what_reached_the_wire(db_path: Path) -> None:

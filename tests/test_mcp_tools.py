@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from traces.environments import discover_tools, open_environment
 from traces.model import ToolErrorKind
 from traces.tasks import Task, load_task
 
-from conftest import REPO, CliRun, run_cli
+from conftest import REPO, CliRun, npm_server_path, run_cli
 
 BYO = REPO / "samples" / "byo"
 SERVER = BYO / "sample_mcp_server.py"
@@ -232,7 +231,12 @@ def test_recording_against_the_simulator_stores_mcp_and_python_results(tmp_path:
     assert done.returncode == 0, done.stderr
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.sql("select name, error_kind, output from tool_results").fetchall()
+        structured = dict(conn.sql("select name, structured from tool_results").fetchall())
     by_name = {name: (kind, output) for name, kind, output in rows}
+    # An MCP tool's structured content is kept beside its text; a Python tool has none.
+    assert json.loads(structured["word_stats"]) == json.loads(by_name["word_stats"][1])
+    assert set(json.loads(structured["convert_length"])) == {"result"}
+    assert structured["halve"] is None
     # The simulator's generic strategy calls every declared tool with schema-valid arguments.
     assert set(by_name) == {"halve", "convert_length", "word_stats"}
     assert by_name["word_stats"][0] is None
@@ -306,21 +310,6 @@ def test_recording_a_builtin_task_never_imports_mcp(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
-
-
-def npm_server_path(program: str) -> str:
-    """PATH with the folder holding npm MCP server `program`: `.ci-node/mcp/bin` (where `.ci/run`
-    installs it) or PATH. Missing: skipped locally, failed under CI, which installs it."""
-    local = REPO / ".ci-node" / "mcp" / "bin"
-    path = f"{local}{os.pathsep}{os.environ.get('PATH', '')}"
-    if shutil.which(program, path=path) is None:
-        message = (
-            f"{program} is not installed (npm install -g --prefix .ci-node/mcp …; see .ci/run)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must install it: see .ci/run)")
-        pytest.skip(message)
-    return path
 
 
 def test_the_npm_filesystem_server_works_over_the_seeded_sandbox(

@@ -115,6 +115,38 @@ def test_routes_by_prefix_and_model(
     assert "[redacted]" in stored
 
 
+def test_the_model_list_without_a_prefix_is_every_upstreams(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    """`GET /v1/models` in front of several `--upstream`s lists each one's models, each id
+    once, in upstream order, the real openai client reading it; an upstream that cannot
+    answer is left out and logged; when none can, the client gets the first one's failure.
+    A prefix still lists that host's models alone."""
+    dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+    with (
+        tapped_sim(monkeypatch, SimConfig(seed=0, model="alpha-model")) as (a, _),
+        tapped_sim(monkeypatch, SimConfig(seed=1, model="beta-model")) as (b, _),
+    ):
+        routes = Routes.from_specs(
+            [f"alpha={a.base_url}", f"down={dead}", f"beta={b.base_url}", f"again={a.base_url}"],
+            None,
+            5.0,
+        )
+        logged: list[str] = []
+        with proxy_to(routes, db_path, logged=logged) as proxy:
+            client = openai.OpenAI(base_url=proxy.base_url, api_key=CLIENT_KEY, max_retries=0)
+            listed = [model.id for model in client.models.list()]
+            root = proxy.base_url.removesuffix("/v1")
+            alone = httpx2.get(f"{root}/p/beta/v1/models").json()
+        only_dead = Routes.from_specs([f"down={dead}", f"gone={dead}"], None, 5.0)
+        with proxy_to(only_dead, db_path) as proxy:
+            failed = httpx2.get(f"{proxy.base_url}/models")
+    assert listed == ["alpha-model", "beta-model"]
+    assert [line.split(" (")[0] for line in logged] == ["GET /v1/models: down left out of the list"]
+    assert [model["id"] for model in alone["data"]] == ["beta-model"]
+    assert failed.status_code == 502 and failed.json()["error"]["code"] == "proxy_upstream"
+
+
 def test_same_conversation_to_two_hosts_is_two_runs(
     monkeypatch: pytest.MonkeyPatch, db_path: Path, tmp_path: Path
 ) -> None:

@@ -182,7 +182,7 @@ def test_a_tools_task_survives_a_json_round_trip() -> None:
 @pytest.mark.parametrize(
     ("success", "problem"),
     [
-        ("", "success: give answer_contains, file (with file_contains), or both"),
+        ("", "success: give answer_contains, file (with file_contains), check, or several of them"),
         ('file = "r.md"\n', "success: file needs file_contains"),
         ('file_contains = ["x"]\n', "success.file_contains: needs `file`"),
         ('file = "../r.md"\nfile_contains = ["x"]\n', "success.file: must be a file path"),

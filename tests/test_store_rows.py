@@ -137,6 +137,7 @@ def _run() -> RunRecord:
         import_id="imp-7",
         conversation="conv-3",
         retry_of="run-0",
+        sample="sample-9",
     )
 
 
@@ -212,6 +213,7 @@ async def _record(db: Path) -> None:
             error_kind="rejected",
             started_at=TOOL_AT,
             duration_ms=55.5,
+            structured={"forecast": ["sunny", None], "ok": False},
         )
         await recorder.record_tool_results("run-1", 3, [result])
         outcome = RunOutcome(
@@ -272,6 +274,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "findings_by_kind": None,
             "resumptions": 0,
             "retry_of": "run-0",
+            "sample": "sample-9",
         }
     ]
     assert _read(db, "steps", "idx") == [
@@ -355,6 +358,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "started_at": TOOL_AT,
             "duration_ms": 55.5,
             "error_kind": "rejected",
+            "structured": '{"forecast": ["sunny", null], "ok": false}',
         }
     ]
 
@@ -522,6 +526,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "started_at": datetime(2026, 1, 2, 3, 4, 7, 604500),
             "duration_ms": 1195.5,
             "error_kind": None,  # a log does not say what kind of failure a tool had
+            "structured": None,
         }
     ]
     [run] = _read(db, "runs", "id")
@@ -559,6 +564,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "findings_by_kind": None,
         "resumptions": 0,
         "retry_of": None,
+        "sample": None,
     }
     [imported] = _read(db, "imports", "id")
     assert imported == {

@@ -18,8 +18,9 @@ from typing import Any
 
 from jsonschema.exceptions import SchemaError
 
+from traces.datasets import Sample
 from traces.errors import TaskFileError
-from traces.tasks import McpServerSpec, Task, ToolsSpec, build_environment
+from traces.tasks import McpServerSpec, Task, ToolsSpec, build_environment, for_sample
 from traces.tools.base import ToolEnvironment
 from traces.tools.custom import CustomEnvironment, seed_git, start_all
 from traces.tools.mcp_servers import McpConnection, McpError
@@ -30,16 +31,17 @@ from traces.tools.schema_check import ArgumentChecker
 
 @asynccontextmanager
 async def open_environment(
-    task: Task, *, seed: int, sandbox_dir: Path
+    task: Task, *, seed: int, sandbox_dir: Path, sample: Sample | None = None
 ) -> AsyncIterator[ToolEnvironment]:
-    """The run's fresh world; a `tools` world's servers are stopped on the way out."""
+    """The run's fresh world (answering `sample`, for a task with a dataset); a `tools`
+    world's servers are stopped on the way out."""
     spec = task.environment
     if not isinstance(spec, ToolsSpec):
-        yield build_environment(task, seed=seed, sandbox_dir=sandbox_dir)
+        yield build_environment(task, seed=seed, sandbox_dir=sandbox_dir, sample=sample)
         return
     environment = await _open_tools(task, spec, sandbox_dir)
     try:
-        yield environment
+        yield environment if sample is None else for_sample(task, environment, sample)
     finally:
         await environment.aclose()
 
@@ -132,6 +134,7 @@ async def _open_tools(task: Task, spec: ToolsSpec, sandbox_dir: Path) -> CustomE
         specs=specs,
         call_timeout_s=spec.call_timeout_s,
         success=task.success,
+        task_dir=task.source_path.parent,
     )
 
 

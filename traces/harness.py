@@ -249,10 +249,9 @@ class Agent:
                 continue
             await durable
             return self._answered(index, reading.content, step.finish_reason)
+        error = f"no final answer within {settings.max_steps} steps"
         return self.outcome(
-            RunStatus.FAILED,
-            Termination.MAX_STEPS,
-            error=f"no final answer within {settings.max_steps} steps",
+            RunStatus.FAILED, Termination.MAX_STEPS, error=error, **_not_achieved(error)
         )
 
     # -- model calls --------------------------------------------------------------------------
@@ -346,10 +345,9 @@ class Agent:
         answer = (content or "").strip()
         if not answer:
             why = "finish_reason=length" if finish_reason == "length" else "empty turn"
+            error = f"step {index}: the model returned no answer and no tool call ({why})"
             return self.outcome(
-                RunStatus.FAILED,
-                Termination.MODEL_ERROR,
-                error=f"step {index}: the model returned no answer and no tool call ({why})",
+                RunStatus.FAILED, Termination.MODEL_ERROR, error=error, **_not_achieved(error)
             )
         verdict = self.env.check_success(answer)
         return self.outcome(
@@ -448,7 +446,14 @@ async def execute_call(
         error_kind=outcome.error_kind,
         started_at=started,
         duration_ms=elapsed_ms(t0),
+        structured=outcome.structured,
     )
+
+
+def _not_achieved(error: str) -> dict[str, Any]:
+    """The success of a run the model ended without a final answer: the task was not achieved
+    (a failure, not unknown: an endpoint that failed, or an imported log, leaves it unknown)."""
+    return {"success": False, "success_detail": error}
 
 
 def _verdict(error: str | None) -> tuple[bool | None, str | None]:

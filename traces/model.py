@@ -215,6 +215,9 @@ class ToolResultRecord(BaseModel):
     )
     started_at: datetime = Field(description="When execution began (UTC).")
     duration_ms: float = Field(description="Wall time of the execution.")
+    structured: Any = Field(
+        default=None, description="An MCP tool's structured content, as it sent it (or None)."
+    )
 
 
 class ExchangeError(BaseModel):
@@ -335,6 +338,9 @@ class RunRecord(BaseModel):
     )
     retry_of: str | None = Field(
         default=None, description="The failed run this run records again, when it is a retry."
+    )
+    sample: str | None = Field(
+        default=None, description="The id of the dataset sample the run answers, if any."
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import tempfile
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from traces.client import EndpointClient, EndpointConfig, resolve_api_key
+from traces.datasets import Sample
 from traces.environments import open_environment
 from traces.harness import Agent, HarnessSettings
 from traces.model import RunOutcome, RunRecord, RunStatus, Termination, canonical_json, new_run_id
@@ -52,6 +54,16 @@ class RunPlan(BaseModel):
     retry_of: str | None = Field(
         default=None, description="The failed run these runs record again (--retry-failed)."
     )
+    samples: tuple[Sample, ...] = Field(
+        default=(),
+        description="For a task with a dataset, the samples to answer: `repeat` runs of each "
+        "(empty: `repeat` runs of a task without one).",
+    )
+
+    @property
+    def runs(self) -> int:
+        """How many runs the plan records."""
+        return self.repeat * max(1, len(self.samples))
 
 
 class RunSummary(BaseModel):
@@ -62,6 +74,7 @@ class RunSummary(BaseModel):
     seed: int
     outcome: RunOutcome
     retry_of: str | None = None
+    sample: str | None = None
 
 
 def never_answered(outcome: RunOutcome) -> bool:
@@ -87,7 +100,8 @@ async def record_runs(
     on_interrupted: InterruptedCallback | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> list[RunSummary]:
-    """Record `plan.repeat` runs, at most `plan.concurrency` at a time; return them in order.
+    """Record `plan.runs` runs, at most `plan.concurrency` at a time; return them in order:
+    `plan.repeat` of the task, or of each of `plan.samples` (the same seeds for every sample).
 
     `limit` replaces the plan's own bound with one shared by several plans (one provider's
     runs of a whole suite, say), so a host never sees more than that many at once. When the
@@ -99,14 +113,20 @@ async def record_runs(
     limit = limit or asyncio.Semaphore(max(1, plan.concurrency))
     with tempfile.TemporaryDirectory(prefix="agent-traces-") as sandboxes:
 
-        async def one(i: int) -> RunSummary:
+        async def one(i: int, sample: Sample | None) -> RunSummary:
             async with limit:
                 # One client (one connection pool) per run: a pool shared by 64 runs probes
                 # every idle connection on each request, which cost more CPU than recording.
                 client = EndpointClient(plan.endpoint)
                 try:
                     summary = await _record_one(
-                        plan, client, recorder, plan.seed + i, sandboxes, on_interrupted, on_step
+                        plan,
+                        client,
+                        recorder,
+                        _Run(plan.seed + i, sample),
+                        sandboxes,
+                        on_interrupted,
+                        on_step,
                     )
                 finally:
                     await client.close()
@@ -114,14 +134,24 @@ async def record_runs(
                 on_done(summary.id, summary.outcome)
             return summary
 
-        return list(await asyncio.gather(*(one(i) for i in range(plan.repeat))))
+        samples: tuple[Sample | None, ...] = plan.samples or (None,)
+        runs = [one(i, sample) for sample in samples for i in range(plan.repeat)]
+        return list(await asyncio.gather(*runs))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What tells one run of a plan from the others."""
+
+    seed: int
+    sample: Sample | None
 
 
 async def _record_one(
     plan: RunPlan,
     client: EndpointClient,
     recorder: Recorder,
-    seed: int,
+    run: _Run,
     sandboxes: str,
     on_interrupted: InterruptedCallback | None,
     on_step: Callable[[], None] | None = None,
@@ -129,9 +159,11 @@ async def _record_one(
     run_id = new_run_id()
     sandbox = Path(sandboxes) / run_id
     sandbox.mkdir()
-    async with open_environment(plan.task, seed=seed, sandbox_dir=sandbox) as environment:
+    async with open_environment(
+        plan.task, seed=run.seed, sandbox_dir=sandbox, sample=run.sample
+    ) as environment:
         return await _record_in(
-            plan, client, recorder, seed, run_id, environment, on_interrupted, on_step
+            plan, client, recorder, run, run_id, environment, on_interrupted, on_step
         )
 
 
@@ -139,12 +171,13 @@ async def _record_in(
     plan: RunPlan,
     client: EndpointClient,
     recorder: Recorder,
-    seed: int,
+    run: _Run,
     run_id: str,
     environment: ToolEnvironment,
     on_interrupted: InterruptedCallback | None,
     on_step: Callable[[], None] | None,
 ) -> RunSummary:
+    seed = run.seed
     system_prompt, user_prompt = render_prompts(plan.task, environment)
     settings = plan.settings.model_copy()
     if settings.seed is None:
@@ -172,6 +205,7 @@ async def _record_in(
         recorder_pid=recorder.pid,
         recorder_host=recorder.host,
         retry_of=plan.retry_of,
+        sample=run.sample.id if run.sample is not None else None,
     )
 
     async def work() -> RunOutcome:
@@ -184,7 +218,12 @@ async def _record_in(
     finally:
         recorder.follow_steps(run_id, None)
     return RunSummary(
-        id=run_id, task=plan.task.name, seed=seed, outcome=outcome, retry_of=plan.retry_of
+        id=run_id,
+        task=plan.task.name,
+        seed=seed,
+        outcome=outcome,
+        retry_of=plan.retry_of,
+        sample=record.sample,
     )
 
 

@@ -110,6 +110,7 @@ def target_plans(
                 extra_body=target.extra_body,
             ),
             repeat=entry.repeats,
+            samples=entry.chosen_samples,
             concurrency=concurrency,
             seed=seed,
             dialect=target.dialect,
@@ -132,7 +133,7 @@ def record_targets(
 
     async def everything(recorder: Recorder, on_interrupted: InterruptedCallback) -> Recorded:
         async def one_target(label: str, target_plans: list[RunPlan]) -> list[RunSummary]:
-            progress.started(label, sum(p.repeat for p in target_plans))
+            progress.started(label, sum(p.runs for p in target_plans))
 
             def done(run_id: str, outcome: RunOutcome) -> None:
                 progress.done(label, run_id, outcome)

@@ -9,11 +9,13 @@ field too (`{suite}: tasks[1].path: {task file}: {field}: {problem}`).
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from traces.datasets import Sample, select_samples
 from traces.errors import TaskFileError, TracesError
 
 # The same wording as task-file errors, so both kinds of input read alike.
@@ -77,6 +79,35 @@ class SuiteTask(BaseModel):
     max_steps: int = Field(
         description="Step limit: the entry's, else the suite's, else the task's."
     )
+    samples: tuple[Sample, ...] | None = Field(
+        default=None,
+        description="For a task with a dataset, the samples to run (None: all of them).",
+    )
+
+    @property
+    def chosen_samples(self) -> tuple[Sample, ...]:
+        """The dataset samples its runs answer (empty for a task without a dataset)."""
+        return self.task.dataset if self.samples is None else self.samples
+
+
+@dataclass(frozen=True)
+class SampleChoice:
+    """Which samples of a task's dataset to run (`--sample ID...`, `--limit N`)."""
+
+    ids: list[str] = field(default_factory=list)
+    limit: int | None = None
+
+    def of(self, task: Task) -> tuple[Sample, ...] | None:
+        """The chosen samples of `task` (None: all of them, or a task without a dataset);
+        a TaskFileError for a choice the task cannot take."""
+        if not self.ids and self.limit is None:
+            return None
+        if not task.dataset:
+            option = "--sample" if self.ids else "--limit"
+            raise TaskFileError(f"{option}: task {task.name} has no dataset to choose samples from")
+        return select_samples(
+            task.dataset, ids=self.ids, limit=self.limit, where=str(task.source_path)
+        )
 
 
 class Suite(BaseModel):

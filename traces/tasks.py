@@ -13,7 +13,7 @@ import string
 import sys
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -27,12 +27,15 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from traces.datasets import DatasetSpec, Sample, load_samples
 from traces.errors import TaskFileError
+from traces.scorers import SCORERS, ScoredEnvironment, Scorer
 from traces.tools import chain, custom, files, research
 from traces.tools.base import ToolEnvironment
 from traces.tools.chain import ChainEnvironment
 from traces.tools.files import FilesEnvironment
-from traces.tools.python_tools import PythonToolError, load_python_tool
+from traces.tools.no_tools import NoToolsEnvironment
+from traces.tools.python_tools import PythonToolError, import_reference, load_python_tool
 from traces.tools.research import ResearchEnvironment, load_corpus
 from traces.tools.sandbox import Sandbox
 
@@ -48,7 +51,7 @@ class _Strict(BaseModel):
 class EnvironmentSpec(_Strict):
     """The `[environment]` table: which tool world to build. Subclassed once per type."""
 
-    type: str = Field(description="The tool world: chain, research, files or tools.")
+    type: str = Field(description="The tool world: chain, research, files, tools or none.")
     prompt_variables: ClassVar[frozenset[str]] = frozenset()
     #: The tools the world declares to the model, in declaration order.
     tool_specs: ClassVar[tuple[dict[str, Any], ...]] = ()
@@ -117,6 +120,12 @@ class FilesSpec(EnvironmentSpec):
     @classmethod
     def _seed_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return _existing_directory(value, info)
+
+
+class NoToolsSpec(EnvironmentSpec):
+    """No tools: the model answers from the prompt alone (a dataset's questions, say)."""
+
+    type: Literal["none"] = Field(default="none", description="Always `none`.")
 
 
 class McpServerSpec(_Strict):
@@ -248,7 +257,8 @@ class ToolsSpec(EnvironmentSpec):
 
 
 class ToolsSuccess(_Strict):
-    """`[success]` for tools: the answer's content, a file's content, or both."""
+    """`[success]` for tools: the answer's content, a file's content, a hidden check of the
+    sandbox, or several of them (all must pass)."""
 
     answer_contains: list[str] = Field(
         default_factory=list, description="Strings the final answer must contain (any case)."
@@ -257,6 +267,11 @@ class ToolsSuccess(_Strict):
     file_contains: list[str] = Field(
         default_factory=list, description="Strings that file must contain."
     )
+    check: str | None = Field(
+        default=None,
+        description="A hidden check, `module:function` beside the task file: called as "
+        "`function(answer, sandbox)` after the run, it judges the sandbox it left.",
+    )
 
     @field_validator("file")
     @classmethod
@@ -264,6 +279,16 @@ class ToolsSuccess(_Strict):
         if value is None:
             return None
         return _sandbox_relative(value)
+
+    @field_validator("check")
+    @classmethod
+    def _check_imports(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.context:
+            try:
+                import_reference(value, Path(info.context.get("base_dir", ".")))
+            except PythonToolError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("file_contains")
     @classmethod
@@ -275,8 +300,10 @@ class ToolsSuccess(_Strict):
     @model_validator(mode="after")
     def _checks_something(self) -> ToolsSuccess:
         # A check of nothing would call every run a success.
-        if not self.answer_contains and self.file is None:
-            raise ValueError("give answer_contains, file (with file_contains), or both")
+        if not self.answer_contains and self.file is None and self.check is None:
+            raise ValueError(
+                "give answer_contains, file (with file_contains), check, or several of them"
+            )
         if self.file is not None and not self.file_contains:
             raise ValueError("file needs file_contains, the strings it must contain")
         return self
@@ -323,12 +350,24 @@ class FilesSuccess(_Strict):
         return value
 
 
+class NoSuccess(_Strict):
+    """`[success]` for none: nothing; a task without tools is judged by its dataset's scorer."""
+
+
 _SPECS: dict[str, tuple[type[EnvironmentSpec], type[_Strict]]] = {
     "chain": (ChainSpec, ChainSuccess),
     "research": (ResearchSpec, ResearchSuccess),
     "files": (FilesSpec, FilesSuccess),
     "tools": (ToolsSpec, ToolsSuccess),
+    "none": (NoToolsSpec, NoSuccess),
 }
+
+DATASET_WORLDS = ("tools", "none")
+"""The worlds a dataset goes with: the others judge success by their own world (the chain's
+treasure, the research answer, the files' file)."""
+
+DATASET_VARIABLES = frozenset({"input", "sample_id"})
+"""The placeholders a task with a dataset may use, besides its world's."""
 
 
 class _TaskFile(_Strict):
@@ -341,6 +380,8 @@ class _TaskFile(_Strict):
     user_prompt: str = Field(min_length=1)
     environment: dict[str, Any]
     success: dict[str, Any] = Field(default_factory=dict)
+    dataset: dict[str, Any] | None = None
+    scorer: dict[str, Any] | None = None
 
 
 class Task(BaseModel):
@@ -357,8 +398,16 @@ class Task(BaseModel):
         description="The tool world to build (a ChainSpec, ResearchSpec, FilesSpec or ToolsSpec)."
     )
     success: dict[str, Any] = Field(description="Validated type-specific success criteria.")
+    dataset: tuple[Sample, ...] = Field(
+        default=(), description="The dataset's samples, each one run (empty: no dataset)."
+    )
+    scorer: Scorer | None = Field(
+        default=None, description="How each sample's answer is judged (with a dataset)."
+    )
     source_path: Path = Field(description="The task file as it was given to `load_task`.")
-    sha256: str = Field(description="Hex SHA-256 of the task file's bytes.")
+    sha256: str = Field(
+        description="Hex SHA-256 of the task file's bytes (and of its dataset file's, if any)."
+    )
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -399,9 +448,20 @@ def load_task(path: Path) -> Task:
     spec_model, success_model = _SPECS[kind]
     context = {"base_dir": path.parent}
     spec = _validate(path, spec_model, top.environment, prefix="environment", context=context)
-    success = _validate(path, success_model, top.success, prefix="success", context=context)
+    samples, scorer, dataset_sha256 = _dataset(path, top, kind, context)
+    success = (
+        _validate(path, success_model, top.success, prefix="success", context=context)
+        if not samples
+        else NoSuccess()
+    )
+    allowed = spec.prompt_variables | (DATASET_VARIABLES if samples else frozenset())
     for field in ("system_prompt", "user_prompt"):
-        _check_placeholders(path, field, getattr(top, field), kind, spec.prompt_variables)
+        _check_placeholders(path, field, getattr(top, field), kind, allowed)
+    if samples and "{input}" not in top.system_prompt + top.user_prompt:
+        raise TaskFileError(f"{path}: user_prompt: a task with a dataset must use {{input}}")
+    digest = hashlib.sha256(data)
+    if dataset_sha256:
+        digest.update(bytes.fromhex(dataset_sha256))
     return Task(
         name=top.name,
         description=top.description,
@@ -410,18 +470,62 @@ def load_task(path: Path) -> Task:
         user_prompt=top.user_prompt,
         environment=spec,
         success=success.model_dump(),
+        dataset=samples,
+        scorer=scorer,
         source_path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=digest.hexdigest(),
     )
 
 
-def build_environment(task: Task, *, seed: int, sandbox_dir: Path) -> ToolEnvironment:
+def _dataset(
+    path: Path, top: _TaskFile, kind: str, context: dict[str, Any]
+) -> tuple[tuple[Sample, ...], Scorer | None, str]:
+    """The task's samples, scorer and dataset-file digest (nothing without a dataset)."""
+    if top.dataset is None:
+        if top.scorer is not None:
+            raise TaskFileError(f"{path}: scorer: a scorer judges a [dataset]'s samples; add one")
+        if kind == "none":
+            raise TaskFileError(
+                f"{path}: environment.type: a world without tools needs a [dataset] and a [scorer]"
+            )
+        return (), None, ""
+    if kind not in DATASET_WORLDS:
+        raise TaskFileError(
+            f"{path}: dataset: a dataset goes with environment type "
+            f"{' or '.join(DATASET_WORLDS)} (a {kind} world judges its own success)"
+        )
+    kinds = ", ".join(SCORERS)
+    if top.scorer is None:
+        raise TaskFileError(f"{path}: scorer: required with a dataset (type: {kinds})")
+    scorer_model = SCORERS.get(str(top.scorer.get("type")))
+    if scorer_model is None:
+        raise TaskFileError(
+            f"{path}: scorer.type: must be one of {kinds} (got {top.scorer.get('type')!r})"
+        )
+    if top.success:
+        raise TaskFileError(
+            f"{path}: success: a task with a dataset is judged by its [scorer]; remove [success]"
+        )
+    spec = _validate(path, DatasetSpec, top.dataset, prefix="dataset", context=context)
+    scorer = _validate(path, scorer_model, top.scorer, prefix="scorer", context=context)
+    samples, digest = load_samples(spec, path)
+    return samples, cast(Scorer, scorer), digest
+
+
+def build_environment(
+    task: Task, *, seed: int, sandbox_dir: Path, sample: Sample | None = None
+) -> ToolEnvironment:
     """Build a fresh tool world for one run; the same (task, seed) yields the same world.
 
     `sandbox_dir` is the run's private directory (created by the caller); only the files
-    world uses it. Problems with the task's files raise TaskFileError.
+    world uses it. `sample`, for a task with a dataset, is the one the run answers. Problems
+    with the task's files raise TaskFileError.
     """
+    if sample is not None:
+        return for_sample(task, build_environment(task, seed=seed, sandbox_dir=sandbox_dir), sample)
     spec = task.environment
+    if isinstance(spec, NoToolsSpec):
+        return NoToolsEnvironment()
     if isinstance(spec, ChainSpec):
         return ChainEnvironment(length=spec.length, seed=seed)
     if isinstance(spec, ResearchSpec):
@@ -449,6 +553,19 @@ def build_environment(task: Task, *, seed: int, sandbox_dir: Path) -> ToolEnviro
             "traces.environments.open_environment"
         )
     raise TaskFileError(f"{task.source_path}: environment.type: unsupported {spec.type!r}")
+
+
+def for_sample(task: Task, environment: ToolEnvironment, sample: Sample) -> ToolEnvironment:
+    """`environment` answering `sample`: its prompts get `{input}` and `{sample_id}`, its
+    success is the task's scorer's verdict."""
+    if task.scorer is None:
+        raise TaskFileError(f"{task.source_path}: dataset: the task has no dataset")
+    return ScoredEnvironment(environment, task.scorer, sample, task.source_path.parent)
+
+
+def sample_named(task: Task, sample_id: str) -> Sample | None:
+    """The task's sample `sample_id`, or None when its dataset has none of that id."""
+    return next((sample for sample in task.dataset if sample.id == sample_id), None)
 
 
 def render_prompts(task: Task, env: ToolEnvironment) -> tuple[str, str]:
@@ -488,7 +605,7 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
     return (Path(base) / value).resolve()
 
 
-_M = TypeVar("_M", bound=_Strict)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def _validate(

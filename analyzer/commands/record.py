@@ -36,7 +36,7 @@ from traces.running import dead_endpoint, record_targets, serving, target_plans
 from traces.sample_files import resolve_task
 from traces.sim.faults.spec import parse_faults
 from traces.store.database import Store, open_for_reading, resolve_db_path
-from traces.suites import SuiteTask
+from traces.suites import SampleChoice, SuiteTask
 from traces.targets import resolve_target
 from traces.tasks import load_task
 
@@ -95,7 +95,23 @@ def record(
         int | None, typer.Option(min=1, help="Step limit [default: the task's].")
     ] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream responses.")] = True,
-    repeat: Annotated[int, typer.Option(min=1, help="Runs to record.")] = 1,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Runs to record (of each sample, for a dataset).")
+    ] = 1,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="A task with a dataset: its first N samples only.", show_default=False
+        ),
+    ] = None,
+    sample: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sample",
+            help="A task with a dataset: this sample only (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Runs in flight at once.")] = 4,
     seed: Annotated[
         int, typer.Option(help="Seed of the first run's world; run i uses seed+i.")
@@ -169,6 +185,7 @@ def record(
         max_steps=max_steps,
         stream=stream,
         repeat=repeat,
+        samples=SampleChoice(ids=sample or [], limit=limit),
         concurrency=concurrency,
         seed=seed,
         temperature=temperature,
@@ -193,6 +210,7 @@ def record_task(
     max_steps: int | None = None,
     stream: bool = True,
     repeat: int = 1,
+    samples: SampleChoice | None = None,
     concurrency: int = 4,
     seed: int = 0,
     temperature: float | None = None,
@@ -200,10 +218,12 @@ def record_task(
     fmt: OutputFormat = OutputFormat.table,
     fail_on: FailOn | None = None,
 ) -> None:
-    """Record `repeat` runs of `task` into `db_path` and report them (the options and
-    defaults of `traces record`; `traces demo` records through here too)."""
+    """Record `repeat` runs of `task` (of each of its chosen dataset samples) into `db_path`
+    and report them (the options and defaults of `traces record`; `traces demo` records
+    through here too)."""
     # Before the store is opened: a server that cannot start is bad input, nothing written.
     loaded = prepare_task(load_task(resolve_task(task)))
+    chosen = (samples or SampleChoice()).of(loaded)
     target = resolve_target(
         provider=provider,
         providers_file=providers,
@@ -216,7 +236,9 @@ def record_task(
         sim_faults=parse_faults(faults or []),
         seed=seed,
     )
-    entry = SuiteTask(task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps)
+    entry = SuiteTask(
+        task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps, samples=chosen
+    )
     with LiveChecks(db_path) as live:
         with serving([target], timeout) as [endpoint]:
             plans = target_plans(
@@ -229,7 +251,7 @@ def record_task(
                 temperature=temperature,
             )
             with run_bars(lambda _, n: f"{loaded.name} × {n}", with_id=True) as bars:
-                progress = _CheckingAsRunsEnd(bars, live, repeat, concurrency)
+                progress = _CheckingAsRunsEnd(bars, live, plans[0].runs, concurrency)
                 recorded = record_targets({target.provider: plans}, db_path, concurrency, progress)
         _finish(recorded[target.provider], db_path, fmt, fail_on, live, progress.handed_over)
 
@@ -272,6 +294,8 @@ _RECORDING_OPTIONS = (
     "max_steps",
     "stream",
     "repeat",
+    "limit",
+    "sample",
     "seed",
     "temperature",
     "timeout",
@@ -381,14 +405,17 @@ def _report(
     dead: EndpointError | None,
 ) -> None:
     retries = any(s.retry_of is not None for s in summaries)
+    samples = any(s.sample is not None for s in summaries)
     rows: list[dict[str, Any]] = [
         {
             "id": s.id,
             "task": s.task,
             "seed": s.seed,
+            **({"sample": s.sample} if samples else {}),
             "status": s.outcome.status.value,
             "termination": s.outcome.termination.value,
             "success": s.outcome.success,
+            "success_detail": s.outcome.success_detail,
             "steps": s.outcome.steps,
             "tool_calls": s.outcome.tool_calls,
             "error": s.outcome.error,
@@ -402,10 +429,15 @@ def _report(
         err = stderr_console()
         # A dead endpoint's runs all say the same: its one error line tells it instead.
         for row in [] if dead else rows:
-            verdict = {True: "success", False: "failed check"}.get(row["success"], "no answer")
+            if row["termination"] != "completed":
+                verdict = "no answer"
+            else:
+                verdict = {True: "success", False: "failed check"}.get(row["success"], "not judged")
+            sample = f"  sample {row['sample']}" if row.get("sample") is not None else ""
             err.print(
                 printable(
-                    f"{row['id']}  {row['task']}  {row['termination']}  {row['steps']} steps  "
+                    f"{row['id']}  {row['task']}{sample}  {row['termination']}  "
+                    f"{row['steps']} steps  "
                     f"{row['tool_calls']} tool calls  {verdict}  {row['findings']} findings"
                     + (f"  (retry of {row['retry_of']})" if row.get("retry_of") else "")
                     + (f"  — {row['error']}" if row["error"] else ""),

@@ -170,7 +170,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: NULL_CELL}
     out.print(
         f"[bold]run {_text(detail['id'])}[/bold]  task {_text(detail['task'])}  "
-        f"provider {_text(detail['provider'])}  model {_text(detail['model'])}"
+        + (f"sample {_text(detail['sample'])}  " if detail.get("sample") is not None else "")
+        + f"provider {_text(detail['provider'])}  model {_text(detail['model'])}"
     )
     out.print(
         f"status {_text(detail['status'])}  termination {_text(detail['termination'])}  "

@@ -26,6 +26,7 @@ from analyzer.compare.stats import (
 )
 from analyzer.compare.task_mix import keep_shared_tasks
 from analyzer.compare.task_mix import notes as task_mix_notes
+from analyzer.compare.task_success import task_success
 from traces.errors import TracesError
 
 MAX_BUCKETS = 10
@@ -91,6 +92,7 @@ def build_comparison(
         notes=task_mix_notes(mix, len(groups)) + _notes(table, columns, groups, reference),
         shared_tasks=mix.shared,
         left_out=mix.left_out,
+        task_success=task_success(conn),
     )
 
 
@@ -248,9 +250,9 @@ def _notes(
         unjudged = sum(columns["success"][i] is None for i in rows)
         if unjudged:
             notes.append(
-                f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (nothing "
-                "judged their answers, as in imported logs); task success leaves them out "
-                "rather than count them as failures."
+                f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (no answer "
+                "was judged: the endpoint failed, or an imported log says nothing); task "
+                "success leaves them out rather than count them as failures."
             )
         unknown = sum(
             columns["prompt_tokens"][i] is None or columns["completion_tokens"][i] is None

@@ -35,7 +35,8 @@ METRICS: list[MetricSpec] = [
         "rate",
         "higher",
         "Runs whose final answer passed the task's success check / finished runs whose "
-        "success is known (an imported run nothing judged is left out, and counted in a note).",
+        "success is known (a run the model ended without an answer failed; one the endpoint "
+        "ended, or an imported one nothing judged, is left out and counted in a note).",
         Ratio("success", "success_known"),
     ),
     MetricSpec(

@@ -107,7 +107,8 @@ per_run AS (
     FROM steps_full GROUP BY run_id
 )
 SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
-       -- Unknown (NULL) where nothing judged the answer (an imported log): never a failure.
+       -- Unknown (NULL) where no answer was judged (the endpoint failed, an imported log):
+       -- never a failure. A run the model ended without an answer is a failure (FALSE).
        r.success,
        r.termination = 'completed' AS completed,
        r.termination = 'provider_error' AS provider_error,

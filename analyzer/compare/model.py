@@ -93,6 +93,23 @@ class Difference(BaseModel):
     text: str = Field(description="The difference in one sentence.")
 
 
+class TaskSuccess(BaseModel):
+    """One task's success share per group (Wilson 95% intervals)."""
+
+    task: str
+    samples: int = Field(
+        default=0, description="Distinct dataset samples its runs answered (0: no dataset)."
+    )
+    values: dict[str, Estimate] = Field(
+        default_factory=dict,
+        description="Group name -> passed / judged runs of the task (absent: none judged).",
+    )
+    unjudged: dict[str, int] = Field(
+        default_factory=dict,
+        description="Group name -> runs of the task nothing judged (left out of the share).",
+    )
+
+
 class Comparison(BaseModel):
     """Groups of runs set side by side, metric by metric, with what differs significantly."""
 
@@ -121,6 +138,9 @@ class Comparison(BaseModel):
     left_out: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict,
         description="Group -> task -> ids of runs left out because not every group ran their task.",
+    )
+    task_success: list[TaskSuccess] = Field(
+        default_factory=list, description="Task success per compared task and group."
     )
 
     def to_json(self) -> str:

@@ -101,6 +101,9 @@ def _table(comparison: Comparison) -> None:
             histogram.add_row(label, *(str(bucket.runs.get(n, 0)) for n in names))
         console.print(histogram)
 
+    if comparison.task_success:
+        console.print(_task_success_table(comparison, names))
+
     console.print(
         f"[bold]Significant differences[/bold] (95% bootstrap interval of the difference "
         f"excludes 0; {comparison.comparisons} tested, so about "
@@ -116,3 +119,25 @@ def _table(comparison: Comparison) -> None:
         console.print("[bold]Notes[/bold]", highlight=False)
         for note in comparison.notes:
             console.print(f"  - {printable(note)}", highlight=False, markup=False)
+
+
+def _task_success_table(comparison: Comparison, names: list[str]) -> Table:
+    """Task success task by task: passed / judged runs, Wilson 95% intervals."""
+    table = Table(title="Task success by task (Wilson 95% intervals)", header_style="bold")
+    table.add_column("task", overflow="fold")
+    for name in names:
+        table.add_column(Text(printable(name, keep="")), overflow="fold")
+    for row in comparison.task_success:
+        label = row.task + (f" ({row.samples} samples)" if row.samples else "")
+        cells = []
+        for name in names:
+            estimate = row.values.get(name)
+            text = format_estimate(estimate, "rate") if estimate is not None else "–"
+            if estimate is not None:
+                text += f" of {estimate.runs}"
+            unjudged = row.unjudged.get(name, 0)
+            if unjudged:
+                text += f" (+{unjudged} not judged)"
+            cells.append(Text(text))
+        table.add_row(Text(printable(label, keep="")), *cells)
+    return table

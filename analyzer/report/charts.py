@@ -111,6 +111,7 @@ def steps_chart(comparison: Comparison) -> Chart | None:
             labels,
             series,
             axis="steps to finish",
+            bounds=[(b.lo, b.hi) for b in buckets],
         ),
     )
 

@@ -38,6 +38,11 @@ table.comparison thead th { position: sticky; top: 0; background: #fff;
 table.comparison th.section { background: var(--bg-soft); font-size: 0.95em;
   text-transform: uppercase; letter-spacing: 0.04em; }
 table.comparison th[scope=row] { font-weight: normal; }
+/* A wide table (many groups) scrolls sideways under its metric column, which stays. */
+table.comparison th[scope=row], table.comparison thead th:first-child
+  { position: sticky; left: 0; background: #fff; z-index: 1; }
+table.comparison thead th:first-child { z-index: 2; }
+table.comparison th.section > span { position: sticky; left: 10px; }
 table.comparison td .ci { color: var(--muted); font-size: 0.9em; margin-left: 4px; }
 table.comparison td.better { background: var(--better); }
 table.comparison td.worse { background: var(--worse); }

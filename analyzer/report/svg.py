@@ -197,6 +197,35 @@ _PANEL = 64
 _BAR_SPACE = 44
 
 
+_CHAR = 6.5
+"""Width of one tick character at the charts' 11 px font, a little generous (digits and the
+en dash of a system sans-serif are about 6 px)."""
+
+
+def bucket_ticks(
+    buckets: Sequence[str], bounds: Sequence[tuple[int, int]] | None
+) -> list[tuple[float, str]]:
+    """Where each axis label of a histogram goes: under each bar when every label fits its
+    bar; else, given the buckets' bounds, the bars' left edges (the first value) and the last
+    bar's right edge (the last value), every k-th so that none overlaps, the last always."""
+    width = (_PLOT[1] - _PLOT[0]) / max(len(buckets), 1)
+    widest = max((len(label) for label in buckets), default=0) * _CHAR
+    if bounds is None or widest <= width - 4:
+        return [(_PLOT[0] + (i + 0.5) * width, label) for i, label in enumerate(buckets)]
+    edges = [(_PLOT[0] + i * width, str(lo)) for i, (lo, _) in enumerate(bounds)]
+    if bounds[-1][1] != bounds[-1][0]:  # a last bar of one value is named by its left edge
+        edges.append((float(_PLOT[1]), str(bounds[-1][1])))
+    needed = max(len(label) for _, label in edges) * _CHAR + 6
+    every = max(1, math.ceil(needed / width))
+    shown = edges[::every]
+    if shown[-1] != edges[-1]:
+        # The last edge is the range's end: keep it, dropping a neighbour it would touch.
+        if edges[-1][0] - shown[-1][0] < needed:
+            shown.pop()
+        shown.append(edges[-1])
+    return shown
+
+
 def histogram_panels(
     ident: str,
     title: str,
@@ -207,12 +236,15 @@ def histogram_panels(
     axis: str,
     bucket_unit: str = "steps",
     unit: str = "runs",
+    bounds: Sequence[tuple[int, int]] | None = None,
 ) -> Markup:
     """One histogram per series, stacked, sharing the buckets (x) and the count scale (y).
 
     `buckets` are the labels under the bars; each series is (name, one count per bucket).
     Every bucket of every series gets a bar (an empty one a hairline), with its count
-    written above it when not zero.
+    written above it when not zero. With `bounds` (each bucket's first and last value) and
+    labels too wide for their bars (`271–300` under 10 bars), the axis names the buckets'
+    edges instead, as many as fit without overlapping; each bar's tooltip keeps its range.
     """
     for name, counts in series:
         if len(counts) != len(buckets):
@@ -271,17 +303,8 @@ def histogram_panels(
                     )
                 )
         y += _PANEL
-    for position, bucket in enumerate(buckets):
-        body.append(
-            element(
-                "text",
-                bucket,
-                x=_PLOT[0] + (position + 0.5) * width,
-                y=y + 8.0,
-                text_anchor="middle",
-                class_="tick",
-            )
-        )
+    for x, label in bucket_ticks(buckets, bounds):
+        body.append(element("text", label, x=x, y=y + 8.0, text_anchor="middle", class_="tick"))
     body.append(
         element(
             "text",

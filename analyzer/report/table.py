@@ -117,7 +117,7 @@ def comparison_table(comparison: Comparison) -> Markup:
             "tr",
             element(
                 "th",
-                SECTION_TITLES.get(section, section),
+                element("span", SECTION_TITLES.get(section, section)),
                 colspan=len(names) + 1,
                 scope="colgroup",
                 class_="section",

@@ -7,7 +7,9 @@ asked for an uncompressed body (`Accept-Encoding: identity`), so the bytes relay
 bytes recorded. Which upstream a request goes to is `routing`'s choice (a `/p/NAME` prefix,
 the model, or the default). Chat completions, text completions and Responses API exchanges
 are captured on the way (`capture`) and recorded once the answer has ended (`recording`);
-`/v1/models` passes through; any other path passes through and is logged (`paths`).
+`/v1/models` passes through (without a `/p/NAME` prefix, in front of several upstreams, it
+lists every upstream's models: a client picks its model from that one list); any other path
+passes through and is logged (`paths`).
 
 A client that hangs up before the answer ended cancels the upstream request (its connection
 is closed) and the step is recorded as cancelled. An upstream that cannot be reached is
@@ -93,8 +95,34 @@ async def _hung_up(receive: Receive) -> None:
         pass
 
 
-async def _json_error(send: Send, status: int, message: str, kind: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": kind, "code": kind}}).encode()
+def _forwarded(
+    headers: list[tuple[bytes, bytes]], authorization: bytes, upstream: Upstream
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers as `upstream` gets them: hop-by-hop ones dropped, its own key
+    (else the client's), its extra headers, an uncompressed body asked for."""
+    forwarded = [(k, v) for k, v in headers if k not in _DROPPED_REQUEST and k != b"authorization"]
+    if upstream.key is not None:
+        forwarded.append((b"authorization", f"Bearer {upstream.key}".encode()))
+    elif authorization:
+        forwarded.append((b"authorization", authorization))
+    extra = upstream.extra_headers
+    forwarded.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
+    forwarded.append((b"accept-encoding", b"identity"))
+    return forwarded
+
+
+def _models_of(answer: httpx2.Response | Exception) -> list[Any] | None:
+    """The `data` list of a successful `/v1/models` answer, else None."""
+    if isinstance(answer, Exception) or answer.status_code != 200:
+        return None
+    try:
+        data = json.loads(answer.content).get("data")
+    except (ValueError, AttributeError):
+        return None
+    return data if isinstance(data, list) else None
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -106,6 +134,11 @@ async def _json_error(send: Send, status: int, message: str, kind: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _json_error(send: Send, status: int, message: str, kind: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": kind, "code": kind}}).encode()
+    await _answer(send, status, body)
 
 
 class ProxyApp:
@@ -191,16 +224,11 @@ class ProxyApp:
             await _json_error(send, refused.status, refused.message, "proxy_route")
             return
         upstream = route.upstream
-        forwarded = [
-            (k, v) for k, v in headers if k not in _DROPPED_REQUEST and k != b"authorization"
-        ]
-        if upstream.key is not None:
-            forwarded.append((b"authorization", f"Bearer {upstream.key}".encode()))
-        elif authorization:
-            forwarded.append((b"authorization", authorization))
-        extra = upstream.extra_headers
-        forwarded.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
-        forwarded.append((b"accept-encoding", b"identity"))
+        listing = method == "GET" and route.path.rstrip("/") == "/v1/models"
+        if listing and not route.prefixed and len(self.routes.configured) > 1:
+            await self._all_models(send, headers, authorization)
+            return
+        forwarded = _forwarded(headers, authorization, upstream)
         request = self.client.build_request(
             method,
             upstream.url_for(route.path, scope.get("query_string", b"")),
@@ -217,6 +245,48 @@ class ProxyApp:
             raise
         if ticket is not None and exchange is not None:
             self.recording.finish(ticket, exchange)
+
+    async def _all_models(
+        self, send: Send, headers: list[tuple[bytes, bytes]], authorization: bytes
+    ) -> None:
+        """Every `--upstream`'s `/v1/models` in one list, each id once (the first upstream
+        listing it first); an upstream that fails is left out and logged, and when all fail
+        the client gets the first one's answer as it came."""
+
+        async def listed(upstream: Upstream) -> httpx2.Response | Exception:
+            try:
+                return await self.client.get(
+                    upstream.url_for("/v1/models", b""),
+                    headers=_forwarded(headers, authorization, upstream),
+                )
+            except httpx2.HTTPError as exc:
+                return exc
+
+        upstreams = self.routes.configured
+        answers = await asyncio.gather(*(listed(u) for u in upstreams))
+        models: list[Any] = []
+        seen: set[str] = set()
+        for upstream, answer in zip(upstreams, answers, strict=True):
+            data = _models_of(answer)
+            if data is None:
+                why = answer if isinstance(answer, Exception) else f"HTTP {answer.status_code}"
+                self.log(f"GET /v1/models: {upstream.label} left out of the list ({why})")
+                continue
+            for model in data:
+                key = str(model.get("id")) if isinstance(model, dict) else json.dumps(model)
+                if key not in seen:
+                    seen.add(key)
+                    models.append(model)
+        if not models and not any(_models_of(a) is not None for a in answers):
+            first = answers[0]
+            if isinstance(first, Exception):
+                shown = upstreams[0].shown_url
+                message = f"traces proxy: upstream {shown} unreachable: {first}"
+                await _json_error(send, 502, message, "proxy_upstream")
+            else:
+                await _answer(send, first.status_code, first.content)
+            return
+        await _answer(send, 200, json.dumps({"object": "list", "data": models}).encode())
 
     def _capture(
         self,

@@ -82,6 +82,8 @@ class Routes:
         if not upstreams:
             raise TracesError("--upstream: at least one is needed")
         self.default = upstreams[0]
+        self.configured = list(upstreams)
+        """The `--upstream`s, in order (not the profiles a prefix names later)."""
         self.named: dict[str, Upstream] = {}
         for upstream in upstreams:
             if upstream.label in self.named:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from traces.client import EndpointConfig, resolve_api_key
+from traces.datasets import Sample
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
 from traces.harness import HarnessSettings
@@ -27,7 +28,7 @@ from traces.resume.stored import StoredRun
 from traces.runner import extra_body_digest
 from traces.sim.config import SimConfig
 from traces.targets import NO_KEY, Target
-from traces.tasks import Task, load_task
+from traces.tasks import Task, load_task, sample_named
 
 _T = TypeVar("_T")
 
@@ -54,6 +55,19 @@ def recorded_task(run: StoredRun) -> Task:
     if task.sha256 != run.task_sha256:
         raise refuse(run, f"its task file {stored} has changed since it was recorded")
     return task
+
+
+def recorded_sample(run: StoredRun, task: Task) -> Sample | None:
+    """The dataset sample the run answered (None for a task without a dataset); refused
+    when the task's dataset no longer has it."""
+    if run.sample is None:
+        if task.dataset:
+            raise refuse(run, "it was recorded without its dataset sample; record it anew")
+        return None
+    sample = sample_named(task, run.sample)
+    if sample is None:
+        raise refuse(run, f"its task's dataset no longer has sample {run.sample!r}")
+    return sample
 
 
 def recorded_target(run: StoredRun, providers_file: Path | None) -> Target:

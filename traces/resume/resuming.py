@@ -23,6 +23,7 @@ from traces.errors import DatabaseError, TracesError
 from traces.harness import Agent, HarnessSettings, ResumePoint
 from traces.resume.recorded import (
     NotReproducible,
+    recorded_sample,
     recorded_settings,
     recorded_target,
     recorded_task,
@@ -161,6 +162,7 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
     target = recorded_target(run, providers_file)
     settings = recorded_settings(run, target)
     task = recorded_task(run)
+    sample = recorded_sample(run, task)
     if isinstance(task.environment, ToolsSpec):
         raise refuse(
             run,
@@ -169,7 +171,7 @@ async def _prepare(history: RunHistory, providers_file: Path | None, sandboxes: 
         )
     sandbox = sandboxes / run.id
     sandbox.mkdir()
-    environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox)
+    environment = build_environment(task, seed=run.seed, sandbox_dir=sandbox, sample=sample)
     prompts, point = await restore(history, task, environment)
     return _Prepared(
         history=history,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from traces.datasets import Sample
 from traces.errors import TracesError
 from traces.harness import HarnessSettings
 from traces.resume.recorded import (
     NotReproducible,
+    recorded_sample,
     recorded_settings,
     recorded_target,
     recorded_task,
@@ -61,20 +63,22 @@ def retry_failed(
                 raise TracesError(f"{db_path}: no run ended with a provider error{left}")
     finally:
         conn.close()
-    specs: list[tuple[StoredRun, Target, HarnessSettings, Task]] = []
+    specs: list[tuple[StoredRun, Target, HarnessSettings, Task, Sample | None]] = []
     for run in runs:
         try:
             target = recorded_target(run, providers_file)
-            specs.append((run, target, recorded_settings(run, target), recorded_task(run)))
+            task = recorded_task(run)
+            sample = recorded_sample(run, task)
+            specs.append((run, target, recorded_settings(run, target), task, sample))
         except NotReproducible as exc:
             if run_ids:
                 raise
             refused(str(exc))
     if not specs:
         raise TracesError(f"{db_path}: no failed run can be retried (see above)")
-    with serving_each([(target, recorded_timeout(run)) for run, target, _, _ in specs]) as ends:
+    with serving_each([(spec[1], recorded_timeout(spec[0])) for spec in specs]) as ends:
         plans: dict[str, list[RunPlan]] = {}
-        for (run, target, settings, task), endpoint in zip(specs, ends, strict=True):
+        for (run, target, settings, task, sample), endpoint in zip(specs, ends, strict=True):
             plans.setdefault(target.provider, []).append(
                 RunPlan(
                     task=task,
@@ -87,6 +91,7 @@ def retry_failed(
                     profile=target.profile,
                     sim=target.sim,
                     retry_of=run.id,
+                    samples=(sample,) if sample is not None else (),
                 )
             )
         recorded = record_targets(plans, db_path, concurrency, progress)

@@ -24,7 +24,7 @@ from traces.store.writer_process import mark_dead_runs_interrupted, pid_alive
 
 _RUN_COLUMNS = (
     "id, task, task_path, task_sha256, provider, model, base_url, settings, seed, status, "
-    "termination, origin, recorder_pid, recorder_host, resumptions, retry_of, error"
+    "termination, origin, recorder_pid, recorder_host, resumptions, retry_of, error, sample"
 )
 
 
@@ -49,6 +49,7 @@ class StoredRun:
     resumptions: int
     retry_of: str | None
     error: str | None
+    sample: str | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,7 @@ def _run(row: tuple[Any, ...]) -> StoredRun:
         resumptions,
         retry_of,
         error,
+        sample,
     ) = row
     return StoredRun(
         id=run_id,
@@ -304,6 +306,7 @@ def _run(row: tuple[Any, ...]) -> StoredRun:
         resumptions=int(resumptions or 0),
         retry_of=retry_of,
         error=error,
+        sample=sample,
     )
 
 

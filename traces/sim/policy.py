@@ -25,6 +25,7 @@ from traces.sim.strategies.chain import ChainStrategy
 from traces.sim.strategies.files import REQUIRED_TOOLS as FILES_TOOLS
 from traces.sim.strategies.files import FilesStrategy
 from traces.sim.strategies.generic import GenericStrategy, answer_without_tools
+from traces.sim.strategies.repo_edit import RepoEditStrategy
 from traces.sim.strategies.research import ResearchStrategy
 from traces.sim.strategies.vault import TOOL as VAULT_TOOL
 from traces.sim.strategies.vault import VaultStrategy
@@ -55,7 +56,8 @@ class Decision:
     """Final answer text; empty when the turn calls tools."""
     tool_calls: tuple[ToolCall, ...]
     strategy: str
-    """Which strategy decided (chain, research, files, agent, generic, plain, give_up)."""
+    """Which strategy decided (chain, research, files, repo_edit, agent, generic, plain,
+    give_up)."""
     unforced: Decision | None = None
     """The turn the model would have taken had `tool_choice` not constrained it; None when
     the constraint changed nothing."""
@@ -98,6 +100,8 @@ def select_strategy(
         return ResearchStrategy()
     if tools.keys() >= FILES_TOOLS:
         return FilesStrategy(tools)
+    if RepoEditStrategy.recognises(tools):
+        return RepoEditStrategy(tools)
     if AgentStrategy.recognises(tools):
         return AgentStrategy(tools, messages)
     return GenericStrategy(tools)

@@ -472,6 +472,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ORDER BY p.position;
         """,
     ),
+    (
+        14,
+        "dataset samples, structured tool results",
+        """
+        ALTER TABLE runs ADD COLUMN sample VARCHAR;
+        ALTER TABLE tool_results ADD COLUMN structured JSON;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

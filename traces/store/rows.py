@@ -79,6 +79,7 @@ def run_row(run: RunRecord, outcome: RunOutcome | None = None) -> RunRow:
         import_id=run.import_id,
         conversation=run.conversation,
         retry_of=run.retry_of,
+        sample=run.sample,
     )
 
 
@@ -243,6 +244,7 @@ def tool_result_rows(
             error_kind=r.error_kind,
             started_at=r.started_at,
             duration_ms=r.duration_ms,
+            structured=None if r.structured is None else to_json(r.structured),
         )
         for r in results
     ]

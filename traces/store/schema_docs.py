@@ -70,6 +70,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "each resumption sent carries its number (`steps.resumption`).",
             "retry_of": "The run this one records again (`traces record --retry-failed`): a "
             "run that ended with a provider error, kept for comparison; null otherwise.",
+            "sample": "The id of the dataset sample the run answers (a task with a "
+            "`[dataset]`; its scorer's verdict is `success`, its explanation "
+            "`success_detail`); null otherwise.",
         },
     ),
     "messages": (
@@ -195,6 +198,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "before the column existed (unknown).",
             "started_at": "When execution began (UTC).",
             "duration_ms": "Execution wall time.",
+            "structured": "An MCP tool's `structuredContent`, as the server sent it, beside "
+            "the text it returned (`output`); null for other tools and when a server sent none.",
         },
     ),
     "imports": (

@@ -55,6 +55,9 @@ class RunRow(NamedTuple):
     """Times `traces record --resume` took the run up again (0 for a run never resumed)."""
     retry_of: str | None = None
     """The failed run this run records again (`traces record --retry-failed`)."""
+    # Added by migration 14.
+    sample: str | None = None
+    """The id of the dataset sample the run answers (a task with a `[dataset]`)."""
 
 
 class RunUpdate(NamedTuple):
@@ -168,7 +171,9 @@ class ToolResultRow(NamedTuple):
     started_at: datetime
     duration_ms: float
     error_kind: str | None
-    """Added by migration 4, hence last."""
+    """Added by migration 4, hence after the others."""
+    structured: str | None = None
+    """An MCP tool's structured content as JSON text (migration 14)."""
 
 
 class ImportRow(NamedTuple):

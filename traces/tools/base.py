@@ -22,6 +22,11 @@ class ToolOutcome(BaseModel):
     error_kind: ToolErrorKind | None = Field(
         default=None, description="Why the call failed; set exactly when `error` is."
     )
+    structured: Any = Field(
+        default=None,
+        description="An MCP tool's `structuredContent` as the server sent it (stored beside "
+        "the text; the model reads `output`).",
+    )
 
     @model_validator(mode="after")
     def _kind_goes_with_error(self) -> Self:
@@ -52,7 +57,10 @@ def argument_failure(checker: ArgumentChecker, name: str, arguments: Any) -> Too
 class SuccessResult(BaseModel):
     """Verdict of a task's success check on a finished run."""
 
-    passed: bool = Field(description="Whether the run achieved the task's goal.")
+    passed: bool | None = Field(
+        description="Whether the run achieved the task's goal; None when it cannot be told "
+        "(a dataset's scorer that failed)."
+    )
     detail: str = Field(description="One human-readable sentence explaining the verdict.")
 
 
@@ -84,3 +92,24 @@ class ToolEnvironment(Protocol):
     def check_success(self, final_answer: str) -> SuccessResult:
         """Judge the run from its final answer and the environment's end state."""
         ...
+
+
+def verdict_of(value: Any, reference: str) -> SuccessResult:
+    """The verdict a user's judging function (`reference`) returned: a bool, a `(bool,
+    explanation)` pair or a dict with `passed` and `explanation`; unknown (None) for
+    anything else, since then it is the function that failed, not the run."""
+    passed: Any = value
+    explanation = f"{reference} returned {value!r}."
+    if isinstance(value, tuple) and len(value) == 2:
+        passed, explanation = value[0], str(value[1])
+    elif isinstance(value, dict) and "passed" in value:
+        passed = value["passed"]
+        explanation = str(value.get("explanation", explanation))
+    if not isinstance(passed, bool):
+        shown = " ".join(repr(value).split())[:80]
+        return SuccessResult(
+            passed=None,
+            detail=f"{reference} answered neither a bool, (bool, explanation) nor "
+            f"{{passed, explanation}}: {shown}",
+        )
+    return SuccessResult(passed=passed, detail=explanation)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from traces.model import ToolErrorKind
-from traces.tools.base import SuccessResult, ToolOutcome, argument_failure
+from traces.tools.base import SuccessResult, ToolOutcome, argument_failure, verdict_of
 from traces.tools.mcp_servers import McpConnection, McpError
-from traces.tools.python_tools import PythonTool
+from traces.tools.python_tools import PythonTool, exception_line, import_reference
 from traces.tools.sandbox import Sandbox, SandboxError
 from traces.tools.schema_check import ArgumentChecker
 
@@ -54,14 +54,17 @@ class CustomEnvironment:
         specs: list[dict[str, Any]],
         call_timeout_s: float,
         success: dict[str, Any],
+        task_dir: Path,
     ) -> None:
-        """Serve `specs`, each routed by name to its MCP connection or Python tool."""
+        """Serve `specs`, each routed by name to its MCP connection or Python tool;
+        `task_dir` holds the module of a hidden success check."""
         self.sandbox = sandbox
         self.connections = connections
         self.routes = routes
         self.specs = specs
         self.call_timeout_s = call_timeout_s
         self.success = success
+        self.task_dir = task_dir
         self._checker = ArgumentChecker(specs)
 
     def tool_specs(self) -> list[dict[str, Any]]:
@@ -86,8 +89,9 @@ class CustomEnvironment:
         return await route.call(name, arguments, self.call_timeout_s)
 
     def check_success(self, final_answer: str) -> SuccessResult:
-        """Passed when the answer holds every `answer_contains` item (case-insensitive) and
-        `file`, if named, holds every `file_contains` item."""
+        """Passed when the answer holds every `answer_contains` item (case-insensitive),
+        `file`, if named, holds every `file_contains` item, and the hidden `check`, if any,
+        passes the sandbox (its own verdict and explanation; unknown when it fails)."""
         wanted = [
             item
             for item in self.success.get("answer_contains", [])
@@ -104,6 +108,13 @@ class CustomEnvironment:
             missing = [line for line in self.success.get("file_contains", []) if line not in text]
             if missing:
                 return SuccessResult(passed=False, detail=f"{file} lacks {missing[0]!r}.")
+        check = self.success.get("check")
+        if check is not None:
+            try:
+                verdict = import_reference(check, self.task_dir)(final_answer, self.sandbox.root)
+            except Exception as exc:  # the check's own bug: success unknown, not failed
+                return SuccessResult(passed=None, detail=f"{check} failed: {exception_line(exc)}")
+            return verdict_of(verdict, check)
         return SuccessResult(passed=True, detail="every expected item is there.")
 
     async def aclose(self) -> None:

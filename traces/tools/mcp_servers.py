@@ -120,10 +120,11 @@ class McpConnection:
                 "\n" if output else ""
             ) + f"[{len(others)} non-text block(s): {', '.join(others)}]"
         if result.is_error:
-            return ToolOutcome.failure(
+            failed = ToolOutcome.failure(
                 ToolErrorKind.REJECTED, output or f"{name} reported an error"
             )
-        return ToolOutcome(output=output)
+            return failed.model_copy(update={"structured": result.structured_content})
+        return ToolOutcome(output=output, structured=result.structured_content)
 
     async def close(self) -> None:
         """Stop the server (stdin closed, then terminated, by the SDK) and wait, bounded."""

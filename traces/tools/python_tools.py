@@ -107,10 +107,7 @@ def load_python_tool(reference: str, base_dir: Path) -> PythonTool:
     Raises PythonToolError when the reference is malformed, does not import, names nothing
     callable, or has a signature that cannot become a JSON Schema.
     """
-    match = _REFERENCE.match(reference)
-    if match is None:
-        raise PythonToolError(f"{reference!r} is not of the form module:function")
-    function = _import(match["module"], match["function"], base_dir)
+    function = import_reference(reference, base_dir)
     arguments = _arguments_model(function)
     try:
         schema = arguments.model_json_schema()
@@ -133,9 +130,22 @@ def load_python_tool(reference: str, base_dir: Path) -> PythonTool:
     schema["additionalProperties"] = False
     spec = {
         "type": "function",
-        "function": {"name": match["function"], "description": summary, "parameters": schema},
+        "function": {
+            "name": reference.rsplit(":", 1)[1],
+            "description": summary,
+            "parameters": schema,
+        },
     }
     return PythonTool(reference=reference, function=function, arguments=arguments, spec=spec)
+
+
+def import_reference(reference: str, base_dir: Path) -> Callable[..., Any]:
+    """The function `module:function` names (modules beside `base_dir` first); raise
+    PythonToolError when the reference is malformed, does not import or names no function."""
+    match = _REFERENCE.match(reference)
+    if match is None:
+        raise PythonToolError(f"{reference!r} is not of the form module:function")
+    return _import(match["module"], match["function"], base_dir)
 
 
 def _import(module_name: str, attribute: str, base_dir: Path) -> Callable[..., Any]:
