@@ -228,6 +228,11 @@ def test_the_live_fingerprint_moves_when_a_run_is_recorded(tmp_path: Path) -> No
         assert "2 runs" in _get(viewer.url + "runs")[2]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 def test_off_loopback_the_printed_token_is_required(served: Served) -> None:
     with viewing(served.db, "--host", "0.0.0.0") as viewer:
         url, _, token = viewer.url.partition("?token=")
@@ -235,6 +240,13 @@ def test_off_loopback_the_printed_token_is_required(served: Served) -> None:
         local = url.replace("0.0.0.0", "127.0.0.1")
         assert _get(local + "runs")[0] == 401
         assert _get(local + "runs?token=wrong")[0] == 401
+        # The redirect that drops the token stays on the viewer, whatever the path.
+        request = urllib.request.Request(local + f"/evil.example/x?token={token}")
+        no_redirects = urllib.request.build_opener(_NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as redirected:
+            no_redirects.open(request, timeout=30)
+        assert redirected.value.code == 303
+        assert redirected.value.headers["location"] == "/evil.example/x"
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(f"{local}runs?token={token}", timeout=30) as answer:
             # Redirected to the same page without the token, which a cookie now carries.

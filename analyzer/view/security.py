@@ -98,7 +98,8 @@ class Guard:
         if given is not None and self._matches(given):
             # Once in the cookie, the token leaves the address bar (and the history).
             rest = urlencode([(k, v) for k, v in query.items() if k != TOKEN_PARAM])
-            where = scope["path"] + (f"?{rest}" if rest else "")
+            # One leading slash: `//host/…` would send the browser to another site.
+            where = "/" + scope["path"].lstrip("/") + (f"?{rest}" if rest else "")
             cookie = f"{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict"
             await with_headers(
                 {
