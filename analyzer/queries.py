@@ -343,8 +343,16 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """One run with its timeline: steps, their tool calls and results, and findings."""
+def run_detail(
+    conn: duckdb.DuckDBPyConnection, run_id: str, *, only_step: int | None = None
+) -> dict[str, Any]:
+    """One run with its timeline: steps, their tool calls and results, and findings.
+
+    `only_step` reads that step alone (with its calls, results and findings; the run's own
+    findings and, for a running run, its step count are then left out): a step's page of a
+    300-step run costs one step."""
+    # The filter is a parameter either way: NULL keeps every step.
+    one = "AND (?::INTEGER IS NULL OR {column} = ?)"
     run = dict_rows(
         conn.execute(
             f"""
@@ -360,39 +368,41 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     run["settings"] = _loads(run["settings"])
     steps = dict_rows(
         conn.execute(
-            """
+            f"""
             SELECT idx AS index, started_at, latency_ms, ttft_reasoning_ms, ttft_content_ms,
                    ttft_tool_call_ms, streamed, http_status, finish_reason, finish_reason_raw,
                    reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
                    reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
                    error_message, retries, anomalies, stream_events, resumption
-            FROM steps WHERE run_id = ? ORDER BY idx
+            FROM steps WHERE run_id = ? {one.format(column="idx")} ORDER BY idx
             """,
-            [run_id],
+            [run_id, only_step, only_step],
         )
     )
     calls = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, id, name, arguments_raw, arguments, json_valid, "
             "schema_valid, schema_error, id_format, arguments_type "
-            "FROM tool_calls WHERE run_id = ? ORDER BY step_idx, call_idx",
-            [run_id],
+            f"FROM tool_calls WHERE run_id = ? {one.format(column='step_idx')} "
+            "ORDER BY step_idx, call_idx",
+            [run_id, only_step, only_step],
         )
     )
     results = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, "
             "duration_ms, structured "
-            "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
-            [run_id],
+            f"FROM tool_results WHERE run_id = ? {one.format(column='step_idx')} "
+            "ORDER BY step_idx, call_idx",
+            [run_id, only_step, only_step],
         )
     )
     findings = dict_rows(
         conn.execute(
             "SELECT step_idx, kind, severity, layer, confidence, evidence FROM findings "
-            "WHERE run_id = ? "
+            f"WHERE run_id = ? {one.format(column='step_idx')} "
             "ORDER BY step_idx NULLS FIRST, kind",
-            [run_id],
+            [run_id, only_step, only_step],
         )
     )
     by_step: dict[int, dict[str, Any]] = {}
@@ -497,3 +507,15 @@ def step_exchange(conn: duckdb.DuckDBPyConnection, run_id: str, idx: int) -> dic
         if isinstance(e, list) and len(e) == 2
     ]
     return step
+
+
+def neighbour_steps(
+    conn: duckdb.DuckDBPyConnection, run_id: str, idx: int
+) -> tuple[int | None, int | None]:
+    """The run's step before `idx` and the one after (None at either end)."""
+    row = conn.execute(
+        "SELECT max(idx) FILTER (WHERE idx < $2), min(idx) FILTER (WHERE idx > $2) "
+        "FROM steps WHERE run_id = $1",
+        [run_id, idx],
+    ).fetchone()
+    return (row[0], row[1]) if row else (None, None)

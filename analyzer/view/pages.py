@@ -27,6 +27,7 @@ from analyzer.queries import (
     RunSearch,
     count_runs,
     list_runs,
+    neighbour_steps,
     resolve_run_id,
     run_detail,
     step_exchange,
@@ -180,21 +181,19 @@ class Pages:
         index = _path_int(request.path_params["idx"])
         with self._reading() as conn:
             run_id = _run_id(conn, request.path_params["run"])
-            detail = run_detail(conn, run_id)
+            detail = run_detail(conn, run_id, only_step=index)
             exchange = step_exchange(conn, run_id, index)
-        steps = {s["index"]: s for s in detail["steps"]}
-        if exchange is None or index not in steps:
+            previous, following = neighbour_steps(conn, run_id, index)
+        if exchange is None or not detail["steps"]:
             raise NotFound(f"run {run_id} has no step {index}")
-        ordered = sorted(steps)
-        at = ordered.index(index)
         return self._page(
             "step.html",
             request,
             run=detail,
-            step=steps[index],
+            step=detail["steps"][0],
             exchange=exchange,
-            previous=ordered[at - 1] if at > 0 else None,
-            next=ordered[at + 1] if at + 1 < len(ordered) else None,
+            previous=previous,
+            next=following,
             live=None,
         )
 
