@@ -330,3 +330,23 @@ def test_the_held_file_is_let_go_when_a_writer_comes(tmp_path: Path) -> None:
             writer.close()
     finally:
         reader.close()
+
+
+def test_a_writer_wanting_the_store_is_seen_without_blocking(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from traces.store import rendezvous
+
+    db = tmp_path / "t.duckdb"
+    where = rendezvous.address(db)
+    rendezvous.prepare(where)
+    assert not rendezvous.wanted(db)  # no lock file was ever made: nobody wants it
+    for lock in (where.spawn_lock, where.life_lock):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a client starting a server, or a server
+            assert rendezvous.wanted(db)
+        finally:
+            os.close(fd)
+        assert not rendezvous.wanted(db)
