@@ -44,8 +44,9 @@ def view(
     Runs with filters, text search, ordering and pages; a run's timeline, each step
     expandable to its reasoning, content, tool calls, results and findings; each step's
     request as sent beside its raw response or SSE lines; findings by kind, provider and
-    model; the same request answered by several providers side by side; read-only SQL with
-    CSV download. Pages follow a recording in progress. The first stdout line is the address.
+    model; the same request answered by several providers side by side; the comparison of
+    `traces compare` and the probe fingerprints; read-only SQL with CSV download. Pages
+    follow a recording in progress. The first stdout line is the address.
     """
     from analyzer.view.security import is_loopback
     from analyzer.view.server import serve_forever
