@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 the command ran but what it checked failed; 2 bad input (task file,
 options, SQL); 3 endpoint unreachable or misbehaving; 4 database missing or locked;
-130 interrupted.
+5 `verify`: nothing failed, but some criteria are inconclusive; 130 interrupted.
 
 Start-up imports only the command being run. `record` needs the openai client, Jinja and
 the tokenizers, and importing all of them costs ten times what `traces runs` itself does, so
@@ -79,6 +79,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Compare providers: success, steps, tool-call validity, findings, latency, cost, with "
         "95% intervals and the significant differences.",
     ),
+    "verify": (
+        "verify",
+        "Judge a policy's criteria on the comparison's 95% intervals: pass, fail or "
+        "inconclusive (with the runs needed) for every group; exit 0 pass, 1 fail, 5 "
+        "inconclusive.",
+    ),
     "expect": (
         "expect",
         "Compare recorded prompt tokens with a chat template's rendering of each request.",
@@ -95,6 +101,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "probe",
         "Probe each provider's template and parser with a fixed conversation set, then report "
         "fingerprints and what sets each provider apart (progress on stderr).",
+    ),
+    "replay": (
+        "replay",
+        "Send each request of a suite to each provider and record every answer as a one-step "
+        "run; requests already answered are skipped.",
     ),
     "report": (
         "report",

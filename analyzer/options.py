@@ -119,8 +119,8 @@ OriginFilterOption = Annotated[
     list[str] | None,
     typer.Option(
         "--origin",
-        help="Only runs of this origin: recorded, imported, probe (repeatable) "
-        "[default: recorded and imported].",
+        help="Only runs of this origin: recorded, imported, probe, proxy, replay (repeatable) "
+        "[default: recorded, imported and replay].",
     ),
 ]
 GroupByOption = Annotated[
@@ -134,6 +134,65 @@ ReferenceOption = Annotated[
     str | None,
     typer.Option(help="Group that tool_call_f1 is measured against (K2VV's 'official')."),
 ]
+
+
+# What `compare --suite` and `verify --suite` record, or without --suite which stored runs
+# they read: the same options for both commands.
+SuiteOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Suite file (TOML) or a sample suite's name (`traces tasks --suites`) to "
+        "record first; without it, compare recorded runs."
+    ),
+]
+SuiteProviderOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--provider",
+        help="With --suite: a profile to record, NAME or NAME:MODEL (repeatable). "
+        "Without: only runs of this provider (repeatable).",
+    ),
+]
+SuiteDialectOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dialect",
+        help="With --suite: an embedded-simulator dialect to record, NAME or "
+        "NAME:FAULT=RATE,FAULT=RATE (repeatable).",
+    ),
+]
+SuiteModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --suite: model for every provider without its own. Without: only "
+        "runs of this model."
+    ),
+]
+SuiteRepeatOption = Annotated[
+    int | None, typer.Option(min=1, help="Runs of every task [default: the suite's repeats].")
+]
+ConcurrencyPerProviderOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Runs in flight per provider [default: the suite's, else 4]."),
+]
+SuiteStreamOption = Annotated[
+    bool | None,
+    typer.Option("--stream/--no-stream", help="Stream responses [default: the suite's]."),
+]
+SuiteSeedOption = Annotated[
+    int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
+]
+ResamplesOption = Annotated[int, typer.Option(min=50, help="Bootstrap resamples per group.")]
+
+
+def only_with_suite(**options: object) -> None:
+    """One-line error naming the options given (not None or empty) that describe what to
+    record, for a command run without --suite."""
+    given = [name for name, value in options.items() if value not in (None, [])]
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise TracesError(f"{flags}: only with --suite (they describe what to record)")
+
 
 # Where runs go: `record`, `compare`, `probe` (and the files `providers` and `report` read).
 ProvidersFileOption = Annotated[

@@ -3,6 +3,7 @@ failures (observed on hosted Kimi, gpt-oss, GLM and DeepSeek endpoints) give the
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -299,3 +300,20 @@ def test_reasoning_quoting_a_tool_error_is_not_a_leak() -> None:
     second = tool_step(1, box="box-2", reasoning="The tool 'open_box<|tool_call_end|>' failed.")
     found = run_checks(Run(id="r", steps=(first, second)))
     assert "leaked_special_tokens" not in kinds(found)
+
+
+def test_an_argument_key_the_schema_declares_is_not_malformed() -> None:
+    # Moonshot's verifier schemas name properties `first name` and `\nxxx`: a call that uses
+    # them is right, and the same key undeclared is still a host's markup in a key.
+    schema = {"type": "object", "properties": {"first name": {"type": "string"}}}
+    tools = {"tools": [{"type": "function", "function": {"name": "p", "parameters": schema}}]}
+    arguments = {"first name": "Ada"}
+    declared = tool_step(
+        2,
+        request_params=tools,
+        calls=(call(name="p", arguments=arguments, arguments_raw=json.dumps(arguments)),),
+        results=(Result(0, "call_box-1_0", "p", "ok", None),),
+    )
+    assert "malformed_argument_key" not in kinds(with_step(declared))
+    undeclared = replace(declared, request_params=TOOLS)
+    assert "malformed_argument_key" in kinds(with_step(undeclared))

@@ -37,6 +37,7 @@ HEAVY = (
     "uvicorn",
     "multiprocessing",
     "mcp",
+    "numpy",
 )
 """What `record`, `sim`, `compare` or `expect` need, and a reading command must not import."""
 

@@ -362,3 +362,33 @@ def test_an_existing_report_is_replaced_whole(recorded: Recorded, tmp_path: Path
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_a_policys_verdict_comes_first_with_every_judgement(
+    recorded: Recorded, browser: Any, tmp_path: Path
+) -> None:
+    """`--policy` shows `traces verify`'s verdict on the page's comparison, criterion by
+    criterion for every group, with the same statuses `verify --format json` gives."""
+    html = tmp_path / "verdict.html"
+    args = ("--policy", "faithful", "--reference", CLEAN, "--db", str(recorded.db))
+    done = _ok(run_cli("report", "--html", str(html), "--runs", "0", *args))
+    verified = run_cli("verify", *args, "--format", "json")
+    expected = json.loads(verified.stdout)
+    assert f"verdict {expected['status']};" in done.stderr
+    loaded = open_file(browser, html)
+    assert loaded.console_errors == [] and loaded.requests == []
+    section = loaded.page.locator("#verdict")
+    assert section.locator("h2").inner_text() == "Verdict"
+    assert section.locator("#verdict-status strong").inner_text() == expected["status"].upper()
+    rows = section.locator("tbody tr")
+    assert rows.count() == len(expected["judgements"])
+    for index, judgement in enumerate(expected["judgements"]):
+        row = rows.nth(index)
+        assert row.get_attribute("data-status") == judgement["status"]
+        assert row.get_attribute("data-group") == judgement["group"]  # markup kept as text
+    # The verdict is listed first among the sections.
+    assert loaded.page.locator("nav.toc a").first.inner_text() == "Verdict"
+    missing = tmp_path / "x.html"
+    bad = run_cli("report", "--html", str(missing), "--policy", "nope", "--db", str(recorded.db))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert not missing.exists()

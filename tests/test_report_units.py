@@ -228,7 +228,11 @@ def test_only_significant_differences_mark_cells_better_or_worse() -> None:
     # A group without a value shows a dash, not an empty cell.
     assert "no value for this group" in table
     listed = differences(comparison)
-    assert "a 100.0% vs b&lt;i&gt; 20.0%" in listed and "3 group × metric" in listed
+    assert "a 100.0% vs b&lt;i&gt; 20.0%" in listed
+    # Grouped by metric: a heading with how many, the sentences under it.
+    assert "1 difference in 1 metric:" in listed
+    assert '<div data-metric="success_rate"><dt>task success (1)</dt>' in listed
+    assert "Holm-corrected across 3 tests, family-wise α=0.05" in listed
 
 
 def test_charts_follow_the_comparison() -> None:

@@ -54,6 +54,8 @@ def test_the_installed_wheel_runs_its_samples_from_an_empty_directory(tmp_path: 
         "traces/samples/providers.toml",
         "traces/samples/tasks/chain.toml",
         "traces/samples/suites/quick.toml",
+        "traces/samples/policies/faithful.toml",
+        "traces/samples/policies/k2vv.toml",
         "traces/samples/corpus/research/kestrel-observatory.md",
         "traces/samples/tasks/files_seed/src/inventory/reader.py",
     } <= names
@@ -100,3 +102,13 @@ def test_the_installed_wheel_runs_its_samples_from_an_empty_directory(tmp_path: 
     runs = _run([*traces, "runs", "--format", "json"], cwd=empty, env=env)
     (run,) = json.loads(runs.stdout)
     assert (run["task"], run["status"], run["success"]) == ("research", "completed", True)
+    # A policy file, and a shipped policy by name, on what demo stored (its one group is the
+    # reference: tool_call_f1 is skipped for it, schema_accuracy equals its own).
+    policy = empty / "success.toml"
+    policy.write_text(
+        'name = "s"\n[[criteria]]\nmetric = "success_rate"\ncomparator = ">="\nthreshold = 0.1\n'
+    )
+    verified = _run([*traces, "verify", "--policy", "success.toml"], cwd=empty, env=env)
+    assert verified.returncode == 0, verified.stderr
+    named = _run([*traces, "verify", "--policy", "k2vv", "--reference", "sim"], cwd=empty, env=env)
+    assert named.returncode == 0 and "verify k2vv: PASS" in named.stdout, named.stderr

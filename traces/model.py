@@ -327,10 +327,11 @@ class RunRecord(BaseModel):
     started_at: datetime
     recorder_pid: int = Field(description="Process that recorded the run (to spot dead ones).")
     recorder_host: str = Field(description="Host that recorded the run.")
-    origin: Literal["recorded", "imported", "probe", "proxy"] = Field(
+    origin: Literal["recorded", "imported", "probe", "proxy", "replay"] = Field(
         default="recorded",
-        description="Recorded live, imported from a log, one probe of `traces probe`, or a "
-        "conversation a client held through `traces proxy`.",
+        description="Recorded live, imported from a log, one probe of `traces probe`, a "
+        "conversation a client held through `traces proxy`, or one request of a suite sent by "
+        "`traces replay`.",
     )
     import_id: str | None = Field(default=None, description="Import the run came from.")
     conversation: str | None = Field(

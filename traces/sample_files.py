@@ -6,8 +6,8 @@ in a wheel it sits next to the code, in an editable install setuptools maps the 
 checkout's folder. Every command, test and benchmark finds sample files here, never relative
 to the repository or the working directory, so they work from any directory.
 
-`--task` and `--suite` take a path or a name: an existing file is read as is (as before), a
-bare name (no `/`, no `.toml`) names a shipped sample.
+`--task`, `--suite` and `--policy` take a path or a name: an existing file is read as is (as
+before), a bare name (no `/`, no `.toml`) names a shipped sample.
 """
 
 from __future__ import annotations
@@ -56,6 +56,37 @@ def providers_file() -> Path:
     return samples_dir() / "providers.toml"
 
 
+def policies_dir() -> Path:
+    """The shipped verify policies (`*.toml`)."""
+    return samples_dir() / "policies"
+
+
+def request_suites_dir() -> Path:
+    """The shipped request suites (`*.jsonl`, one chat-completions request per line)."""
+    return samples_dir() / "requests"
+
+
+def sample_request_suites() -> dict[str, Path]:
+    """Every shipped request suite by name (its file name without `.jsonl`), sorted."""
+    return {path.stem: path for path in sorted(request_suites_dir().glob("*.jsonl"))}
+
+
+def resolve_request_suite(value: str) -> Path:
+    """The request suite `value` names: a shipped suite's name (`schemas`), else a path
+    (returned as is for the reader to report when it is missing)."""
+    samples = sample_request_suites()
+    if value in samples and not Path(value).is_file():
+        return samples[value]
+    bare = "/" not in value and "\\" not in value and not value.endswith(".jsonl")
+    if bare and not Path(value).is_file():
+        names = ", ".join(samples) or "none"
+        raise TracesError(
+            f"no sample request suite {value!r} (sample request suites: {names}; or give a "
+            "file path)"
+        )
+    return Path(value)
+
+
 def sample_tasks() -> dict[str, Path]:
     """Every shipped task file by name (its file name without `.toml`), sorted by name."""
     return _by_name(tasks_dir())
@@ -64,6 +95,11 @@ def sample_tasks() -> dict[str, Path]:
 def sample_suites() -> dict[str, Path]:
     """Every shipped suite file by name (its file name without `.toml`), sorted by name."""
     return _by_name(suites_dir())
+
+
+def sample_policies() -> dict[str, Path]:
+    """Every shipped policy file by name (its file name without `.toml`), sorted by name."""
+    return _by_name(policies_dir())
 
 
 def resolve_task(value: str | Path) -> Path:
@@ -78,6 +114,11 @@ def resolve_task(value: str | Path) -> Path:
 def resolve_suite(value: str | Path) -> Path:
     """The suite file `value` names: an existing file as is, else a shipped suite's name."""
     return _resolve(value, "suite", sample_suites(), TracesError)
+
+
+def resolve_policy(value: str | Path) -> Path:
+    """The policy file `value` names: an existing file as is, else a shipped policy's name."""
+    return _resolve(value, "policy", sample_policies(), TracesError)
 
 
 def is_name(value: str) -> bool:
@@ -102,7 +143,8 @@ def _resolve(
     if is_name(text):
         if text in samples:
             return samples[text]
-        raise error(f"no sample {kind} {text!r} (sample {kind}s: {names}; or give a file path)")
+        plural = "policies" if kind == "policy" else f"{kind}s"
+        raise error(f"no sample {kind} {text!r} (sample {plural}: {names}; or give a file path)")
     if not path.exists() and path.suffix == ".toml" and path.stem in samples:
         # Typically `samples/tasks/chain.toml` typed outside the checkout.
         raise error(

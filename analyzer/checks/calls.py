@@ -233,11 +233,15 @@ def stream_cut(step: Step) -> bool:
     return step.streamed and step.finish_reason_raw is None
 
 
-def malformed_keys(call: Call) -> list[str]:
-    """Argument keys that carry pieces of a call format (`path</arg_key>`)."""
+def malformed_keys(call: Call, schema: Any = None) -> list[str]:
+    """Argument keys that carry pieces of a call format (`path</arg_key>`), other than those
+    the tool's `schema` declares: a tool may well name a property `first name` (Moonshot's
+    verifier schemas do), and a call that uses it is right."""
     if not isinstance(call.arguments, dict):
         return []
-    return [key for key in call.arguments if _BAD_KEY.search(key)]
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    declared = properties if isinstance(properties, dict) else {}
+    return [key for key in call.arguments if _BAD_KEY.search(key) and key not in declared]
 
 
 def _call_finding(
@@ -283,7 +287,7 @@ def arguments(step: Step, run: Run) -> Iterator[Finding]:
                 stream_cut=cut,
             )
             continue
-        if call.schema_valid is False and not malformed_keys(call):
+        if call.schema_valid is False and not malformed_keys(call, tools.get(call.name)):
             # A key carrying call syntax fails the schema too; names_and_keys blames the host.
             path, _, message = (call.schema_error or "").partition(": ")
             yield _call_finding(
@@ -309,6 +313,6 @@ def names_and_keys(step: Step, run: Run) -> Iterator[Finding]:
                 yield _call_finding(
                     "unknown_tool", "error", "model", step, call, declared=sorted(tools)
                 )
-        bad = malformed_keys(call)
+        bad = malformed_keys(call, tools.get(call.name))
         if bad:
             yield _call_finding("malformed_argument_key", "error", "provider", step, call, keys=bad)

@@ -10,7 +10,6 @@ reasoning, the tool results) is the ledger's (`kept`).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,15 +46,18 @@ class _Pairing:
         available: dict[str, None],
         reported: set[tuple[str, int, str]],
     ) -> None:
+        # Counts of the open calls' ids in plain dicts: a `Counter` costs a Python-level
+        # constructor per step, and this runs for every step of every run.
         open_at: int | None = None
-        pending: Counter[str] = Counter()
+        pending: dict[str, int] = {}
         for position in range(start, len(messages) + 1):
             message = messages[position] if position < len(messages) else None
             role = message.get("role") if message is not None else None
             if role in _TOOL_ROLES and message is not None:
                 answered = str(message.get("tool_call_id") or "")
-                if pending[answered] > 0:
-                    pending[answered] -= 1
+                count = pending.get(answered, 0)
+                if count > 0:
+                    pending[answered] = count - 1
                 elif (
                     answered not in available
                     and (key := ("unmatched", position, answered)) not in reported
@@ -78,25 +80,25 @@ class _Pairing:
             if open_at is not None and role != "system":
                 # The conversation moved on (or the request ended): what is pending is lost.
                 self._report_pending(step, messages, open_at, pending, reported)
-                open_at, pending = None, Counter()
+                open_at, pending = None, {}
             if role == "assistant" and message is not None:
                 ids = call_ids(message)
                 if ids:
                     available.update(dict.fromkeys(ids))
-                    open_at, pending = position, Counter(ids)
+                    open_at, pending = position, _counts(ids)
 
     def _report_pending(
         self,
         step: Step,
         messages: Sequence[Mapping[str, Any]],
         at: int,
-        pending: Counter[str],
+        pending: dict[str, int],
         reported: set[tuple[str, int, str]],
     ) -> None:
-        left = +pending
+        left = {call_id: count for call_id, count in pending.items() if count > 0}
         for index, call_id in enumerate(call_ids(messages[at])):
             key = ("unanswered", at, f"{index}:{call_id}")
-            if left[call_id] <= 0 or key in reported:
+            if left.get(call_id, 0) <= 0 or key in reported:
                 continue
             left[call_id] -= 1
             reported.add(key)
@@ -109,6 +111,14 @@ class _Pairing:
                     {"tool_call_id": call_id, "call": index, "position": at},
                 )
             )
+
+
+def _counts(ids: Sequence[str]) -> dict[str, int]:
+    """How many times each id occurs in `ids`."""
+    counts: dict[str, int] = {}
+    for call_id in ids:
+        counts[call_id] = counts.get(call_id, 0) + 1
+    return counts
 
 
 def tool_call_pairing(run: Run) -> Iterator[Finding]:

@@ -30,13 +30,13 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.bulk import json_list
 from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
 from traces.piped_child import start_piped_child
 from traces.processes import cores
 from traces.store.database import Store, open_for_writing, staging_directory
+from traces.store.inserts import json_list
 from traces.store.lake import transaction
 
 WORKERS_ENV = "TRACES_ANALYZE_WORKERS"
@@ -94,8 +94,8 @@ def plan(
     sizes = dict(
         conn.execute(
             "SELECT r.id, count(s.idx) FROM runs r LEFT JOIN steps s ON s.run_id = r.id "
-            "WHERE r.id IN (SELECT unnest(?::VARCHAR[])) GROUP BY r.id",
-            [list(ids)],
+            "WHERE r.id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]'))) GROUP BY r.id",
+            [json_list(list(ids))],  # one value: see `traces.store.inserts`
         ).fetchall()
     )
     total = sum(sizes.values())

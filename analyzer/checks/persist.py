@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from analyzer.checks.bulk import insert_json_columns, insert_json_rows, json_list
 from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.records import Finding, Run
 from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import Store, open_for_writing
+from traces.store.inserts import insert_columns, insert_rows, json_list
 from traces.store.lake import is_lake, transaction
 from traces.store.tables import FindingRow, LedgerRow
 
@@ -47,8 +47,8 @@ DELETE_FINDINGS = (
 DELETE_LEDGERS = (
     "DELETE FROM ledgers WHERE run_id IN (SELECT unnest(from_json($1, '[\"VARCHAR\"]')))"
 )
-"""Both take the run ids as one JSON text (`bulk.json_list`): bound as a list, each id is a
-Python value DuckDB converts at a cost (see `bulk`)."""
+"""Both take the run ids as one JSON text (`traces.store.inserts.json_list`): bound as a list,
+each id is a Python value DuckDB converts at a cost (see `traces.store.inserts`)."""
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
     FROM (SELECT unnest(from_json($1, '["VARCHAR"]')) AS id,
@@ -182,10 +182,10 @@ def _store(
     conn.execute(DELETE_FINDINGS, ids)
     if ledgers is not None:
         conn.execute(DELETE_LEDGERS, ids)
-        insert_json_rows(conn, "ledgers", ledgers)
+        insert_rows(conn, "ledgers", ledgers)
     columns = finding_columns(found, now)
     if columns[0]:
-        insert_json_columns(conn, "findings", columns)
+        insert_columns(conn, "findings", columns)
     conn.execute(_SUMMARIZE, [json_list(c) for c in summary_columns(found)])
 
 

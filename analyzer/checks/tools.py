@@ -57,7 +57,7 @@ _BROKE = re.compile(
 
 def _garbled_by_host(call: Call, step: Step) -> bool:
     # A broken call the host's parser made out of a good one: see the named findings.
-    if malformed_name(call.name) or malformed_keys(call):
+    if malformed_name(call.name) or malformed_keys(call, step.tools.get(call.name)):
         return True
     if concatenated_objects(call.arguments_raw) > 1:
         return True  # the stream merged calls: see arguments_merged

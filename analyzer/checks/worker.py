@@ -17,7 +17,6 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.bulk import insert_json_columns, insert_json_rows, json_list
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.parallel import Setup
 from analyzer.checks.persist import (
@@ -30,6 +29,7 @@ from analyzer.checks.persist import (
 from traces import interrupts
 from traces.errors import TracesError
 from traces.store import lake
+from traces.store.inserts import insert_columns, insert_rows, json_list
 from traces.store.lake import LakeStore
 
 _SUMMARIES = (
@@ -66,8 +66,8 @@ def _check(
     if found:
         columns = finding_columns(found, setup.now)
         if columns[0]:
-            insert_json_columns(conn, "findings", columns, into="out.findings")
-        insert_json_rows(conn, "ledgers", ledgers, into="out.ledgers")
+            insert_columns(conn, "findings", columns, into="out.findings")
+        insert_rows(conn, "ledgers", ledgers, into="out.ledgers")
         conn.execute(_SUMMARIES, [json_list(c) for c in summary_columns(found)])
     counts = [(run_id, finding_counts(findings)) for run_id, findings in found.items()]
     return ("done", counts, len(ids))

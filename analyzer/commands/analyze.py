@@ -26,6 +26,7 @@ from traces.store.database import (
     open_for_writing,
     resolve_db_path,
 )
+from traces.store.inserts import json_list
 
 
 def register(app: typer.Typer) -> None:
@@ -68,8 +69,9 @@ def analyze(
             found = _analyze_with_progress(conn, ids)
         heads = dict.fromkeys(ids, (None, None))
         for run_id, provider, model in conn.execute(
-            "SELECT id, provider, model FROM runs WHERE id IN (SELECT unnest(?::VARCHAR[]))",
-            [ids],
+            "SELECT id, provider, model FROM runs "
+            "WHERE id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]')))",
+            [json_list(ids)],  # one value: a list of ids costs DuckDB's client µs an id
         ).fetchall():
             heads[run_id] = (provider, model)
         rows = []

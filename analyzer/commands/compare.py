@@ -9,7 +9,7 @@ endpoint answered at all, 4 database missing or locked.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -26,6 +26,7 @@ from analyzer.compare.selection import GroupBy, selection_from_options
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.fail_on import check_fail_on
 from analyzer.options import (
+    ConcurrencyPerProviderOption,
     DataPathOption,
     DbOption,
     FailOnOption,
@@ -35,12 +36,21 @@ from analyzer.options import (
     OriginFilterOption,
     ProvidersFileOption,
     ReferenceOption,
+    ResamplesOption,
     RunFilterOption,
     SinceOption,
+    SuiteDialectOption,
+    SuiteModelOption,
+    SuiteOption,
+    SuiteProviderOption,
+    SuiteRepeatOption,
+    SuiteSeedOption,
+    SuiteStreamOption,
     TaskFilterOption,
     TimeoutOption,
     UntilOption,
     check_choice,
+    only_with_suite,
     run_origins,
 )
 from analyzer.output import OutputFormat, printable, stderr_console
@@ -63,63 +73,25 @@ def register(app: typer.Typer) -> None:
 
 
 def compare(
-    suite: Annotated[
-        str | None,
-        typer.Option(
-            help="Suite file (TOML) or a sample suite's name (`traces tasks --suites`) to "
-            "record first; without it, compare recorded runs."
-        ),
-    ] = None,
-    provider: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--provider",
-            help="With --suite: a profile to record, NAME or NAME:MODEL (repeatable). "
-            "Without: only runs of this provider (repeatable).",
-        ),
-    ] = None,
-    dialect: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--dialect",
-            help="With --suite: an embedded-simulator dialect to record, NAME or "
-            "NAME:FAULT=RATE,FAULT=RATE (repeatable).",
-        ),
-    ] = None,
+    suite: SuiteOption = None,
+    provider: SuiteProviderOption = None,
+    dialect: SuiteDialectOption = None,
     fault: FaultOption = None,
     providers: ProvidersFileOption = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="With --suite: model for every provider without its own. Without: only "
-            "runs of this model."
-        ),
-    ] = None,
+    model: SuiteModelOption = None,
     task: TaskFilterOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     run: RunFilterOption = None,
     origin: OriginFilterOption = None,
-    repeat: Annotated[
-        int | None, typer.Option(min=1, help="Runs of every task [default: the suite's repeats].")
-    ] = None,
-    concurrency_per_provider: Annotated[
-        int | None,
-        typer.Option(min=1, help="Runs in flight per provider [default: the suite's, else 4]."),
-    ] = None,
-    stream: Annotated[
-        bool | None,
-        typer.Option("--stream/--no-stream", help="Stream responses [default: the suite's]."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed of each task's first run; every provider gets the same.")
-    ] = 0,
+    repeat: SuiteRepeatOption = None,
+    concurrency_per_provider: ConcurrencyPerProviderOption = None,
+    stream: SuiteStreamOption = None,
+    seed: SuiteSeedOption = 0,
     timeout: TimeoutOption = 600.0,
     by: GroupByOption = GroupBy.provider,
     reference: ReferenceOption = None,
-    resamples: Annotated[
-        int, typer.Option(min=50, help="Bootstrap resamples per group.")
-    ] = DEFAULT_RESAMPLES,
+    resamples: ResamplesOption = DEFAULT_RESAMPLES,
     db: DbOption = None,
     data_path: DataPathOption = None,
     fmt: FormatOption = OutputFormat.table,
@@ -132,7 +104,7 @@ def compare(
     prices = PriceList.from_file(providers)
     findings: dict[str, list[Finding]] = {}
     if suite is None:
-        _only_with_suite(
+        only_with_suite(
             dialect=dialect,
             fault=fault,
             repeat=repeat,
@@ -157,7 +129,7 @@ def compare(
             providers=provider or [], dialects=dialect or [], faults=fault or [],
             providers_file=providers, model=model, timeout=timeout, seed=seed,
         )  # fmt: skip
-        comparison, findings = _record_then_compare(
+        comparison, findings = record_then_compare(
             load_suite(resolve_suite(suite)), targets, db_path, prices,
             repeat=repeat, concurrency=concurrency_per_provider, stream=stream, seed=seed,
             timeout=timeout, reference=reference, resamples=resamples, by=by,
@@ -166,7 +138,7 @@ def compare(
     check_fail_on(findings, fail_on)
 
 
-def _record_then_compare(
+def record_then_compare(
     suite: Suite,
     targets: list[Target],
     db_path: Store,
@@ -182,7 +154,8 @@ def _record_then_compare(
     by: GroupBy,
 ) -> tuple[Comparison, dict[str, list[Finding]]]:
     """Record the suite against every target (progress bars on stderr), then compare the
-    runs just recorded; returns the comparison and the findings of those runs."""
+    runs just recorded; returns the comparison and the findings of those runs (`verify
+    --suite` records this way too)."""
     check_suite_targets(targets, reference, by)
     with run_bars() as bars:
         recorded = record_suite(
@@ -206,13 +179,6 @@ def _record_then_compare(
         resamples=resamples,
         by=by,
     )
-
-
-def _only_with_suite(**options: object) -> None:
-    given = [name for name, value in options.items() if value not in (None, [])]
-    if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        raise TracesError(f"{flags}: only with --suite (they describe what to record)")
 
 
 def _warn(line: str) -> None:

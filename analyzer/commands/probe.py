@@ -117,6 +117,25 @@ def probe(
         base_url=base_url,
         api_key_env=api_key_env,
     )
+    probe_into(
+        db_path, targets, template=template, max_tokens=max_tokens, seed=seed,
+        concurrency=concurrency, timeout=timeout,
+    )  # fmt: skip
+    _report(db_path, [t.provider for t in targets], fmt)
+
+
+def probe_into(
+    db_path: Store,
+    targets: list[Target],
+    *,
+    template: Path | None = None,
+    max_tokens: int = 2048,
+    seed: int = 0,
+    concurrency: int = 4,
+    timeout: float = 600.0,
+) -> None:
+    """Send the probe set to every target (progress on stderr), store and check the runs
+    (`verify --suite` probes its targets this way too)."""
     renderer = load_renderer(template) if template is not None else None
     with serving(targets, timeout) as endpoints:
         plan = ProbePlan(
@@ -128,7 +147,6 @@ def probe(
             concurrency=concurrency,
         )
         _probe_with_progress(plan, db_path)
-    _report(db_path, [t.provider for t in targets], fmt)
 
 
 def _probe_target(target: Target, endpoint: EndpointConfig) -> ProbeTarget:

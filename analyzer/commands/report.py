@@ -8,6 +8,7 @@ no run, a path that cannot be written), 4 database missing or locked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,9 @@ from analyzer.output import note
 from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
 from analyzer.report.page import render_page
 from analyzer.report.save import check_writable, write_atomically
+from analyzer.verify.fingerprints import load_fingerprints
+from analyzer.verify.judge import verify as judge
+from analyzer.verify.policy import PolicyFileError, load_policy
 from traces.store.database import open_for_reading, resolve_db_path
 
 
@@ -62,13 +66,28 @@ def report(
             "--runs", min=0, help="Timelines of the newest N runs of each group (0: none)."
         ),
     ] = DEFAULT_RUNS_PER_GROUP,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Show this policy's verdict first (`traces verify`'s: a file, or faithful, k2vv).",
+            show_default=False,
+        ),
+    ] = None,
     providers: ProvidersFileOption = None,
     db: DbOption = None,
     data_path: DataPathOption = None,
 ) -> None:
-    """Write an HTML report: comparison table, significant differences, charts and run
-    timelines with findings marked."""
+    """Write an HTML report: a policy's verdict (with --policy), comparison table, significant
+    differences, charts and run timelines with findings marked."""
     check_choice("--origin", origin, run_origins)
+    rules = load_policy(policy) if policy is not None else None
+    if rules is not None:
+        reference = reference or rules.reference
+        if rules.needs_reference and reference is None:
+            raise PolicyFileError(
+                f"{rules.source}: criteria: judged against a reference group: give "
+                "--reference NAME (or `reference` in the policy)"
+            )
     # Before the comparison, which can take a while on a large database.
     check_writable(html)
     db_path = resolve_db_path(db, data_path)
@@ -92,6 +111,14 @@ def report(
             reference=reference,
             runs_per_group=runs,
         )
+        if rules is not None:
+            groups = [g.name for g in built.comparison.groups]
+            fingerprints = (
+                load_fingerprints(conn, groups)
+                if rules.needs_fingerprints and by is GroupBy.provider
+                else None
+            )
+            built = replace(built, verification=judge(rules, built.comparison, fingerprints))
     write_atomically(html, render_page(built))
     print(html)
     note(_summary(built))
@@ -103,8 +130,9 @@ def _summary(built: Report) -> str:
     drawn = sum(len(t.runs) for t in built.timelines)
     omitted = sum(t.omitted for t in built.timelines)
     names = ", ".join(g.name for g in comparison.groups)
+    verdict = f"verdict {built.verification.status}; " if built.verification else ""
     return (
-        f"report: {total} runs in {len(comparison.groups)} groups ({names}); "
+        f"report: {verdict}{total} runs in {len(comparison.groups)} groups ({names}); "
         f"{len(comparison.significant)} significant differences; "
         f"{drawn} run timelines ({omitted} omitted)"
     )

@@ -6,21 +6,40 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import duckdb
 
 from analyzer.compare.costs import PriceList
 from analyzer.compare.definitions import METRICS, MetricSpec, finding_metrics
-from analyzer.compare.metrics import RunTable, load_run_table
-from analyzer.compare.model import Comparison, Difference, Estimate, Group, HistogramBucket, Metric
+from analyzer.compare.metrics import STEP_SUM_COLUMNS, RunTable, load_run_table
+from analyzer.compare.model import Comparison, Estimate, Group, HistogramBucket, Metric, PairedTest
+from analyzer.compare.paired import (
+    RequestTable,
+    load_request_table,
+    paired_difference,
+    per_request,
+)
 from analyzer.compare.pairing import pair_counts
 from analyzer.compare.selection import Selection, no_match_error, select_runs
-from analyzer.compare.significance import MIN_RUNS_FOR_TEST, group_pairs, judge_metric
+from analyzer.compare.significance import (
+    FAMILY_ALPHA,
+    MAX_TEST_DRAWS,
+    MIN_RUNS_FOR_TEST,
+    Contrast,
+    group_pairs,
+    judge,
+    paired_test,
+    refine,
+    resamples_for,
+    run_test,
+)
 from analyzer.compare.stats import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
     Bootstrapped,
+    Floats,
     Sample,
     bootstrap,
 )
@@ -70,11 +89,33 @@ def build_comparison(
         for name in table.findings[dimension]:
             specs += finding_metrics(dimension, name)
 
+    judged = group_pairs(groups, reference) if mix.comparable else []
+    requests = load_request_table(conn, _step_totals(table, groups)) if judged else None
+    # Everything is read: the blocks DuckDB cached for it (hundreds of MiB over a million
+    # steps) would otherwise stay beside the resampling's arrays.
+    release_cached_blocks(conn)
     results = {
         g: _bootstrap_group(table, columns, g, specs, reference, resamples, seed) for g in groups
     }
-    judged = group_pairs(groups, reference) if mix.comparable else []
-    metrics, significant, tested = _judge(specs, results, groups, judged)
+    metrics = _metrics(specs, results, groups)
+    # Runs are resampled within their task: a task a group ran once gives no spread, so a
+    # group whose runs are mostly such (probes: one run per probe) cannot be tested over runs.
+    resampled = {g: _resampled_runs(table, g) for g in groups}
+    unresampled = [g for g in groups if resampled[g] < MIN_RUNS_FOR_TEST]
+    run_pairs = [(a, b) for a, b in judged if a not in unresampled and b not in unresampled]
+    tests = _plan_tests(specs, results, judged, run_pairs, requests, resamples, seed)
+    tests = _refine_paired(tests, requests, seed)
+
+    def more(group: str, wanted: Sequence[MetricSpec], count: int) -> dict[str, Floats] | None:
+        rows = table.rows_of(group)
+        if count * len(rows) > MAX_TEST_DRAWS:
+            return None
+        sample = _sample(table, columns, group, count, seed)
+        sample.prepare([spec.statistic for spec in wanted])
+        return {spec.key: spec.statistic.replicate_array(sample) for spec in wanted}
+
+    tests = refine(tests, more, resamples)
+    significant = judge(tests)
     return Comparison(
         generated_at=datetime.now(UTC).replace(tzinfo=None),
         by=selection.by,
@@ -87,25 +128,45 @@ def build_comparison(
         groups=[_group_info(table, columns, g, reference) for g in groups],
         metrics=metrics,
         steps_histogram=_histogram(table, columns["steps_to_finish"], groups),
-        comparisons=tested,
+        comparisons=len(tests),
         significant=significant,
-        notes=task_mix_notes(mix, len(groups)) + _notes(table, columns, groups, reference),
+        family_alpha=FAMILY_ALPHA,
+        significance=significance_text(len(tests)),
+        paired_tests=[
+            PairedTest(metric=t.spec.key, a=t.a, b=t.b, requests=t.requests)
+            for t in tests
+            if t.requests is not None
+        ],
+        notes=task_mix_notes(mix, len(groups))
+        + _notes(table, columns, groups, reference)
+        + _unresampled_notes(unresampled if judged else []),
         shared_tasks=mix.shared,
         left_out=mix.left_out,
+        like_with_like=mix.comparable,
         task_success=task_success(conn),
     )
 
 
-def _judge(
-    specs: list[MetricSpec],
-    results: dict[str, dict[str, Bootstrapped]],
-    groups: list[str],
-    pairs: list[tuple[str, str]],
-) -> tuple[list[Metric], list[Difference], int]:
-    """Every metric's row, the significant differences, and how many were tested."""
+def release_cached_blocks(conn: duckdb.DuckDBPyConnection) -> None:
+    """Let DuckDB drop the data blocks it keeps cached after a query (lowering the memory
+    limit evicts them), then put the limit back as it was."""
+    row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    if row is None:
+        return
+    conn.execute("SET memory_limit = '16MB'")
+    conn.execute(f"SET memory_limit = '{row[0]}'")
+
+
+def significance_text(tests: int) -> str:
+    """How significance is judged, in words, for the output."""
+    return f"Holm-corrected across {tests} tests, family-wise α={FAMILY_ALPHA:g}"
+
+
+def _metrics(
+    specs: list[MetricSpec], results: dict[str, dict[str, Bootstrapped]], groups: list[str]
+) -> list[Metric]:
+    """Every metric's row."""
     metrics: list[Metric] = []
-    significant: list[Difference] = []
-    tested = 0
     for spec in specs:
         per_group = {g: results[g][spec.key] for g in groups if spec.key in results[g]}
         metrics.append(
@@ -123,10 +184,93 @@ def _judge(
                 },
             )
         )
-        n, found = judge_metric(spec, per_group, pairs)
-        tested += n
-        significant += found
-    return metrics, significant, tested
+    return metrics
+
+
+def _plan_tests(
+    specs: list[MetricSpec],
+    results: dict[str, dict[str, Bootstrapped]],
+    pairs: list[tuple[str, str]],
+    run_pairs: list[tuple[str, str]],
+    requests: RequestTable | None,
+    resamples: int,
+    seed: int,
+) -> list[Contrast]:
+    """One test per metric and pair that can be judged: paired on shared requests where the
+    metric is defined per request and the pair shares enough of them, else over runs (for
+    the pairs in `run_pairs`)."""
+    tests: list[Contrast] = []
+    for spec in specs:
+        per_request_stat = per_request(spec.statistic)
+        for a, b in pairs:
+            if per_request_stat is not None and requests is not None:
+                paired = paired_difference(
+                    requests, per_request_stat, a, b, resamples, f"{seed}:{spec.key}"
+                )
+                if paired is not None:
+                    tests.append(paired_test(spec, a, b, paired))
+                    continue
+            if (a, b) not in run_pairs:
+                continue
+            ra, rb = results[a].get(spec.key), results[b].get(spec.key)
+            test = run_test(spec, a, ra, b, rb) if ra is not None and rb is not None else None
+            if test is not None:
+                tests.append(test)
+    return tests
+
+
+def _step_totals(table: RunTable, groups: list[str]) -> dict[str, dict[str, float]]:
+    """Each group's step sums over all its runs."""
+    totals: dict[str, dict[str, float]] = {}
+    for g in groups:
+        rows = table.rows_of(g)
+        totals[g] = {
+            name: float(sum(table.columns[name][i] or 0.0 for i in rows))
+            for name in STEP_SUM_COLUMNS
+        }
+    return totals
+
+
+def _resampled_runs(table: RunTable, group: str) -> int:
+    """Runs of `group` whose task it ran more than once: the runs resampling can vary."""
+    sizes = Counter(table.tasks[i] for i in table.rows_of(group))
+    return sum(size for size in sizes.values() if size > 1)
+
+
+def _unresampled_notes(groups: list[str]) -> list[str]:
+    if not groups:
+        return []
+    return [
+        f"{', '.join(groups)}: fewer than {MIN_RUNS_FOR_TEST} runs of a task run more than "
+        "once (probes run each task once), so runs cannot be resampled within tasks: only "
+        "rates defined per request are judged for them, paired on the requests both groups "
+        "answered."
+    ]
+
+
+def _refine_paired(
+    tests: list[Contrast], requests: RequestTable | None, seed: int
+) -> list[Contrast]:
+    """Paired tests redrawn with enough resamples to resolve Holm's first threshold (their
+    requests are few, so this is cheap; beyond the draw budget, the normal approximation)."""
+    wanted = resamples_for(len(tests))
+    out: list[Contrast] = []
+    for test in tests:
+        stat = per_request(test.spec.statistic)
+        if requests is None or test.requests is None or stat is None:
+            out.append(test)
+            continue
+        if wanted * test.requests > MAX_TEST_DRAWS:
+            out.append(replace(test, method="normal"))
+            continue
+        if wanted <= test.replicates.size:
+            out.append(test)
+            continue
+        paired = paired_difference(
+            requests, stat, test.a, test.b, wanted, f"{seed}:{test.spec.key}"
+        )
+        out.append(test if paired is None else paired_test(test.spec, test.a, test.b, paired))
+    return out
 
 
 def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float | None]]:
@@ -156,6 +300,24 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
     return columns
 
 
+def _sample(
+    table: RunTable,
+    columns: dict[str, list[float | None]],
+    group: str,
+    resamples: int,
+    seed: int,
+) -> Sample:
+    rows = table.rows_of(group)
+    return Sample(
+        {name: [values[i] for i in rows] for name, values in columns.items()},
+        [table.tasks[i] for i in rows],
+        resamples,
+        # Each group draws from its own seeded stream: adding a group changes no other's (and
+        # more resamples of a group begin with the same draws).
+        f"{seed}:{group}",
+    )
+
+
 def _bootstrap_group(
     table: RunTable,
     columns: dict[str, list[float | None]],
@@ -165,22 +327,16 @@ def _bootstrap_group(
     resamples: int,
     seed: int,
 ) -> dict[str, Bootstrapped]:
-    rows = table.rows_of(group)
-    sample = Sample(
-        {name: [values[i] for i in rows] for name, values in columns.items()},
-        [table.tasks[i] for i in rows],
-        resamples,
-        # Each group draws from its own seeded stream: adding a group changes no other's.
-        f"{seed}:{group}",
-    )
-    out: dict[str, Bootstrapped] = {}
-    for spec in specs:
-        if spec.key in _NO_REFERENCE_METRICS and (reference is None or group == reference):
-            continue
-        if spec.key == "cost_per_run_usd" and None in sample.columns["cost_usd"]:
-            continue  # a partly priced group would report a cost that is too low
-        out[spec.key] = bootstrap(spec.statistic, sample)
-    return out
+    sample = _sample(table, columns, group, resamples, seed)
+    wanted = [
+        spec
+        for spec in specs
+        if not (spec.key in _NO_REFERENCE_METRICS and (reference is None or group == reference))
+        # a partly priced group would report a cost that is too low
+        and not (spec.key == "cost_per_run_usd" and None in sample.columns["cost_usd"])
+    ]
+    sample.prepare([spec.statistic for spec in wanted])
+    return {spec.key: bootstrap(spec.statistic, sample) for spec in wanted}
 
 
 def _group_info(

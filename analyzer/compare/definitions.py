@@ -247,6 +247,16 @@ METRICS: list[MetricSpec] = [
         "Findings of every kind × 100 / recorded steps.",
         Ratio("findings_total", "steps_recorded", 100.0),
     ),
+    MetricSpec(
+        "provider_errors_per_100_steps",
+        "host errors per 100 steps",
+        "findings",
+        "per_100_steps",
+        "lower",
+        "Findings of severity `error` that blame the host (layer `provider`: leaked tokens, "
+        "dropped calls, broken streams…) × 100 / recorded steps; 0 when there are none.",
+        Ratio("provider_error_findings", "steps_recorded", 100.0),
+    ),
 ]
 """The fixed metrics, in display order (finding metrics per kind and layer follow)."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analyzer.compare.model import Estimate, Unit
+from analyzer.compare.model import Comparison, Estimate, Unit
 
 
 def format_value(value: float | None, unit: Unit) -> str:
@@ -43,3 +43,26 @@ def format_difference(value: float, unit: Unit, *, suffix: bool = True) -> str:
     size = abs(value)
     number = f"{size * 100:.1f}" if unit == "rate" else format_value(size, unit)
     return f"{sign}{number}{_SUFFIX.get(unit, '') if suffix else ''}"
+
+
+def significance_note(comparison: Comparison) -> str:
+    """How the differences were judged, in one line: the correction and the level."""
+    text = comparison.significance or (
+        f"Holm-corrected across {comparison.comparisons} tests, "
+        f"family-wise α={comparison.family_alpha:g}"
+    )
+    return (
+        f"{text}; each difference's 95% bootstrap interval excludes 0 and its p-value passes "
+        "Holm's step-down threshold"
+    )
+
+
+def paired_lines(comparison: Comparison) -> list[str]:
+    """The paired comparisons, one line per metric: which pairs, on how many requests."""
+    by_metric: dict[str, list[str]] = {}
+    for test in comparison.paired_tests:
+        by_metric.setdefault(test.metric, []).append(
+            f"{test.a} vs {test.b} ({test.requests} requests)"
+        )
+    labels = {m.key: m.label for m in comparison.metrics}
+    return [f"{labels.get(k, k)}: {', '.join(pairs)}" for k, pairs in by_metric.items()]

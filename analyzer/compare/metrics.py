@@ -24,13 +24,15 @@ from analyzer.checks.registry import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
 
-_PER_RUN = f"""
-WITH st AS (
-    SELECT s.run_id, s.idx, s.finish_reason, s.error_kind IS NULL AS ok, s.latency_ms,
+_STEPS = f"""
+st AS (
+    SELECT s.run_id, sel.grp, s.request_hash, s.idx, s.finish_reason,
+           s.error_kind IS NULL AS ok, s.latency_ms,
            s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
            s.reasoning_source <> 'none' AS has_reasoning
     FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    /*steps*/
 ),
 calls AS (
     SELECT c.run_id, c.step_idx, c.call_idx, c.name, c.json_valid,
@@ -41,14 +43,24 @@ calls AS (
            -- validated call names a declared tool; only the others need the request's list.
            c.json_valid AND c.schema_valid IS NULL AS name_unchecked
     FROM tool_calls c JOIN {SELECTED} sel ON sel.run_id = c.run_id
+    /*calls*/
+),
+unchecked AS (SELECT run_id, step_idx, call_idx, name FROM calls WHERE name_unchecked),
+declared AS (
+    -- The tool names of only the steps with an unchecked call, extracted while scanning
+    -- steps: joining the calls to whole request_params would hold every step's tools
+    -- (kilobytes each) in the join's hash table, gigabytes over a million steps.
+    SELECT s.run_id, s.idx,
+           coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
+                    []::VARCHAR[]) AS names
+    FROM steps s
+    SEMI JOIN (SELECT DISTINCT run_id, step_idx FROM unchecked) u
+        ON u.run_id = s.run_id AND u.step_idx = s.idx
 ),
 undeclared AS (
     SELECT c.run_id, c.step_idx, c.call_idx
-    FROM calls c JOIN steps s ON s.run_id = c.run_id AND s.idx = c.step_idx
-    WHERE c.name_unchecked AND NOT list_contains(
-        coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
-                 []::VARCHAR[]),
-        c.name)
+    FROM unchecked c JOIN declared d ON d.run_id = c.run_id AND d.idx = c.step_idx
+    WHERE NOT list_contains(d.names, c.name)
 ),
 classified AS (
     SELECT c.run_id, c.step_idx, c.json_valid,
@@ -74,17 +86,11 @@ steps_full AS (
            coalesce(sc.schema_mismatch, 0) AS schema_mismatch,
            coalesce(sc.errored, false) AS errored
     FROM st LEFT JOIN step_calls sc ON sc.run_id = st.run_id AND sc.step_idx = st.idx
-),
-kept AS (
-    -- What the host kept of the history, from each run's ledger (`traces analyze` fills
-    -- it): token sums over the requests of the run's tool chain, null when unknown.
-    SELECT l.run_id, l.reasoning_sent_tokens, l.reasoning_kept_tokens,
-           l.tool_results_sent_tokens, l.tool_results_kept_tokens
-    FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
-),
-per_run AS (
-    SELECT run_id,
-           count(*) AS steps_recorded,
+)"""
+"""Every selected step with its calls classified (`steps_full`), for folding per run or per
+request (the comments /*steps*/ and /*calls*/ are where a narrower read filters them)."""
+
+STEP_SUMS = """
            sum(calls) AS calls,
            sum(json_valid_calls) AS json_valid_calls,
            sum(invalid_json) AS invalid_json,
@@ -96,7 +102,37 @@ per_run AS (
            count(*) FILTER (WHERE finish_reason = 'tool_calls' AND calls > 0 AND NOT errored)
                AS tool_calls_responses_valid,
            count(*) FILTER (WHERE ok) AS ok_steps,
-           count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps,
+           count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps"""
+"""Sums over steps that are as meaningful per request as per run (the per-response and
+per-call rates are ratios of two of them)."""
+
+STEP_SUM_COLUMNS = (
+    "calls",
+    "json_valid_calls",
+    "invalid_json",
+    "unknown_name",
+    "schema_mismatch",
+    "call_steps",
+    "errored_call_steps",
+    "tool_calls_responses",
+    "tool_calls_responses_valid",
+    "ok_steps",
+    "reasoning_steps",
+)
+"""The columns `STEP_SUMS` gives, in its order."""
+
+_PER_RUN = f"""
+WITH {_STEPS},
+kept AS (
+    -- What the host kept of the history, from each run's ledger (`traces analyze` fills
+    -- it): token sums over the requests of the run's tool chain, null when unknown.
+    SELECT l.run_id, l.reasoning_sent_tokens, l.reasoning_kept_tokens,
+           l.tool_results_sent_tokens, l.tool_results_kept_tokens
+    FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
+),
+per_run AS (
+    SELECT run_id,
+           count(*) AS steps_recorded,{STEP_SUMS},
            median(ttft) FILTER (WHERE ok AND streamed AND ttft IS NOT NULL) AS ttft_ms,
            median(latency_ms) FILTER (WHERE ok) AS latency_ms,
            sum(completion_tokens) FILTER (WHERE ok AND completion_tokens IS NOT NULL
@@ -125,8 +161,34 @@ LEFT JOIN kept k ON k.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
 
+_SHARED = f"""
+shared AS (
+    -- Requests answered by more than one group: the only ones a paired comparison reads.
+    SELECT s.request_hash
+    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    WHERE s.error_kind IS NULL AND s.request_hash IS NOT NULL
+    GROUP BY s.request_hash
+    HAVING count(DISTINCT sel.grp) > 1
+)"""
+
+PER_REQUEST = f"""
+WITH {_SHARED},
+{
+    _STEPS.replace(
+        "/*steps*/", "WHERE s.request_hash IN (SELECT request_hash FROM shared)"
+    ).replace("/*calls*/", "SEMI JOIN st ON st.run_id = c.run_id AND st.idx = c.step_idx")
+}
+SELECT grp, request_hash,{STEP_SUMS}
+FROM steps_full
+WHERE ok
+GROUP BY grp, request_hash
+"""
+"""The step sums of each group's answers to each request (by request hash) that more than
+one group answered: what a paired comparison resamples. Only those requests' steps and calls
+are read."""
+
 _FINDINGS = f"""
-SELECT f.run_id, f.kind, f.layer, count(*) AS n
+SELECT f.run_id, f.kind, f.layer, f.severity, count(*) AS n
 FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
 GROUP BY ALL
 """
@@ -176,6 +238,14 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _spread(counts: list[tuple[int, float]], size: int) -> list[float]:
+    """(run position, count) pairs as one value per run, 0 where a run has none."""
+    column = [0.0] * size
+    for i, n in counts:
+        column[i] += n
+    return column
+
+
 def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     """Per-run values and finding counts of the runs in the selection table."""
     cursor = conn.execute(_PER_RUN)
@@ -196,15 +266,22 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     for name in _ZERO_WHEN_MISSING:
         table.columns[name] = [v or 0.0 for v in table.columns[name]]
     position_of = {run_id: i for i, run_id in enumerate(table.run_ids)}
-    by_kind: dict[str, list[float]] = {}
-    by_layer: dict[str, list[float]] = {}
-    for run_id, kind, layer, n in conn.execute(_FINDINGS).fetchall():
+    # Counts gathered per name first, one short list per finding row, and spread into
+    # per-run columns after: the work is findings + names × runs, never findings × runs.
+    by_kind: dict[str, list[tuple[int, float]]] = {}
+    by_layer: dict[str, list[tuple[int, float]]] = {}
+    host_errors: list[float | None] = [0.0] * len(rows)
+    for run_id, kind, layer, severity, n in conn.execute(_FINDINGS).fetchall():
         i = position_of[run_id]
-        by_kind.setdefault(kind, [0.0] * len(rows))[i] += n
-        by_layer.setdefault(layer, [0.0] * len(rows))[i] += n
+        by_kind.setdefault(kind, []).append((i, n))
+        by_layer.setdefault(layer, []).append((i, n))
+        if layer == "provider" and severity == "error":
+            host_errors[i] = (host_errors[i] or 0.0) + n
+    # Always a column (zero without any): "no host error" is a claim a policy can check.
+    table.columns["provider_error_findings"] = host_errors
     table.findings = {
-        "kind": dict(sorted(by_kind.items())),
-        "layer": dict(sorted(by_layer.items())),
+        "kind": {name: _spread(by_kind[name], len(rows)) for name in sorted(by_kind)},
+        "layer": {name: _spread(by_layer[name], len(rows)) for name in sorted(by_layer)},
     }
     table.upstreams = {str(g): list(hosts) for g, hosts in conn.execute(_UPSTREAMS).fetchall()}
     stale = conn.execute(_STALE, [CHECK_VERSION]).fetchone()

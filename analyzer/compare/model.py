@@ -4,8 +4,9 @@ changes meaning or disappears (adding fields does not change it).
 
 Shape: `groups` are the columns (one per provider, upstream host or model); `metrics` are the
 rows, each with one `Estimate` per group name (absent when the group has no value); rates are
-fractions in [0, 1]; `significant` lists the differences whose 95% bootstrap interval excludes
-zero, each with a sentence saying it in words.
+fractions in [0, 1]; `significant` lists the differences that stay significant after Holm's
+correction across every test of the comparison (`significance` says how many), each with a
+sentence saying it in words; `paired_tests` names those made on shared requests.
 """
 
 from __future__ import annotations
@@ -91,6 +92,41 @@ class Difference(BaseModel):
     hi: float = Field(description="Upper bound of the 95% interval of the difference.")
     better: str | None = Field(description="The group that does better (None: no direction).")
     text: str = Field(description="The difference in one sentence.")
+    p_value: float | None = Field(
+        default=None,
+        description="Two-sided bootstrap p-value of no difference, before correction.",
+    )
+    p_adjusted: float | None = Field(
+        default=None,
+        description="Holm-adjusted p-value across every test of the comparison (significant "
+        "when at most `family_alpha`).",
+    )
+    paired: bool = Field(
+        default=False,
+        description="Whether the groups were compared on the requests both answered, "
+        "resampling those requests (paired by request hash) instead of runs.",
+    )
+    requests: int | None = Field(
+        default=None, description="Shared requests resampled (paired comparisons only)."
+    )
+    resamples: int | None = Field(
+        default=None, description="Bootstrap replicates behind the p-value and interval."
+    )
+    p_method: Literal["percentile", "normal"] = Field(
+        default="percentile",
+        description="`percentile`: the share of replicates beyond 0; `normal`: the normal "
+        "approximation with the bootstrap's standard error (groups too large to resample "
+        "enough times to resolve the corrected threshold).",
+    )
+
+
+class PairedTest(BaseModel):
+    """A metric compared between two groups on the requests both answered."""
+
+    metric: str = Field(description="Metric key.")
+    a: str = Field(description="One group.")
+    b: str = Field(description="The other group.")
+    requests: int = Field(description="Requests both answered that define the metric.")
 
 
 class TaskSuccess(BaseModel):
@@ -128,16 +164,40 @@ class Comparison(BaseModel):
         description="Distribution of steps to finish (completed runs), buckets shared by groups."
     )
     comparisons: int = Field(description="Group-pair × metric differences that were tested.")
-    significant: list[Difference] = Field(description="Those whose interval excludes zero.")
+    significant: list[Difference] = Field(
+        description="Those Holm's procedure rejects at `family_alpha` whose 95% interval "
+        "excludes zero."
+    )
     notes: list[str] = Field(description="Caveats worth reading before the numbers.")
     shared_tasks: list[str] = Field(
         default_factory=list,
         description="Tasks every group ran: the runs compared (empty: none is shared, so "
         "every run is shown and no difference is judged).",
     )
+    family_alpha: float = Field(
+        default=0.05, description="Family-wise error rate of the significance tests."
+    )
+    correction: Literal["holm"] = Field(
+        default="holm", description="Multiple-comparison correction across all tests."
+    )
+    significance: str = Field(
+        default="",
+        description="How significance was judged, in words (e.g. `Holm-corrected across 40 "
+        "tests, family-wise α=0.05`).",
+    )
+    paired_tests: list[PairedTest] = Field(
+        default_factory=list,
+        description="The tests made on requests both groups answered (paired by request "
+        "hash) rather than on independently resampled runs.",
+    )
     left_out: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict,
         description="Group -> task -> ids of runs left out because not every group ran their task.",
+    )
+    like_with_like: bool = Field(
+        default=True,
+        description="Whether the groups ran the shared tasks in the same proportions, so that "
+        "differences between them may be judged (false: numbers shown, nothing judged).",
     )
     task_success: list[TaskSuccess] = Field(
         default_factory=list, description="Task success per compared task and group."

@@ -8,7 +8,7 @@ import sys
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.compare.formatting import format_estimate
+from analyzer.compare.formatting import format_estimate, paired_lines, significance_note
 from analyzer.compare.model import Comparison
 from analyzer.output import OutputFormat, csv_cell, printable, stdout_console
 
@@ -105,9 +105,7 @@ def _table(comparison: Comparison) -> None:
         console.print(_task_success_table(comparison, names))
 
     console.print(
-        f"[bold]Significant differences[/bold] (95% bootstrap interval of the difference "
-        f"excludes 0; {comparison.comparisons} tested, so about "
-        f"{round(comparison.comparisons * 0.05)} may cross by chance)",
+        f"[bold]Significant differences[/bold] ({significance_note(comparison)})",
         highlight=False,
     )
     if comparison.significant:
@@ -115,6 +113,14 @@ def _table(comparison: Comparison) -> None:
             console.print(f"  - {printable(difference.text)}", highlight=False, markup=False)
     else:
         console.print("  none", highlight=False)
+    if comparison.paired_tests:
+        console.print(
+            "[bold]Paired by request hash[/bold] (the requests both groups answered were "
+            "resampled, not the runs)",
+            highlight=False,
+        )
+        for line in paired_lines(comparison):
+            console.print(f"  - {printable(line)}", highlight=False, markup=False)
     if comparison.notes:
         console.print("[bold]Notes[/bold]", highlight=False)
         for note in comparison.notes:

@@ -21,8 +21,9 @@ SELECTED = "compare_runs"
 """Name of the temporary table holding the selected runs."""
 
 
-DEFAULT_ORIGINS = ("recorded", "imported")
-"""Runs compared unless `--origin` says otherwise."""
+DEFAULT_ORIGINS = ("recorded", "imported", "replay")
+"""Runs compared unless `--origin` says otherwise: what a user recorded, imported or replayed
+to compare providers on (probes are fixed experiments, proxied runs someone else's work)."""
 
 
 class Selection(BaseModel):

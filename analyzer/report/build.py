@@ -12,6 +12,7 @@ from analyzer.compare.model import Comparison
 from analyzer.compare.selection import Selection
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.report.runs import GroupTimelines, load_timelines
+from analyzer.verify.model import Verification
 from traces.store.database import Store
 
 DEFAULT_RUNS_PER_GROUP = 10
@@ -26,6 +27,8 @@ class Report:
     timelines: list[GroupTimelines]
     database: Store
     runs_per_group: int
+    verification: Verification | None = None
+    """A policy judged on the comparison (`--policy`), shown first."""
 
 
 def build_report(

@@ -15,6 +15,7 @@ from analyzer.report.style import style_sheet
 from analyzer.report.svg import group_class
 from analyzer.report.table import comparison_table, differences, notes
 from analyzer.report.timeline import timelines_section
+from analyzer.report.verdict import verdict_section
 
 POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -112,6 +113,7 @@ def render_page(report: Report) -> str:
                 [
                     element("a", text, href=f"#{ident}")
                     for ident, text in (
+                        *((("verdict", "Verdict"),) if report.verification else ()),
                         ("comparison", "Comparison"),
                         ("differences", "Significant differences"),
                         ("charts", "Charts"),
@@ -125,6 +127,9 @@ def render_page(report: Report) -> str:
         ),
         element(
             "main",
+            _section("verdict", "Verdict", verdict_section(report.verification))
+            if report.verification is not None
+            else None,
             _section(
                 "comparison",
                 "Comparison",

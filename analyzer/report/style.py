@@ -47,7 +47,14 @@ table.comparison td .ci { color: var(--muted); font-size: 0.9em; margin-left: 4p
 table.comparison td.better { background: var(--better); }
 table.comparison td.worse { background: var(--worse); }
 .verdict { font-weight: bold; margin-right: 3px; }
+.status.pass { color: #1a7f37; } .status.fail { color: #c0392b; }
+.status.inconclusive, .status.skipped { color: #8a6d00; }
+table.verdict-table th, table.verdict-table td { padding: 3px 10px; text-align: left;
+  vertical-align: top; border-bottom: 1px solid var(--line); }
 ul.differences li, ul.notes li { margin: 3px 0; }
+dl.differences-by-metric dt { font-weight: 600; margin-top: 8px; }
+dl.differences-by-metric dd { margin: 0 0 0 4px; }
+dl.differences-by-metric ul { margin: 2px 0; padding-left: 20px; }
 figure.chart-figure { margin: 18px 0; }
 figure.chart-figure figcaption { font-weight: 600; margin-bottom: 4px; }
 figure.chart-figure p { margin: 0 0 6px; color: var(--muted); font-size: 0.92em; }

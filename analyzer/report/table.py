@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from analyzer.compare.formatting import format_estimate, format_value
-from analyzer.compare.model import Comparison, Estimate, Metric
+from analyzer.compare.formatting import (
+    format_estimate,
+    format_value,
+    paired_lines,
+    significance_note,
+)
+from analyzer.compare.model import Comparison, Difference, Estimate, Metric
 from analyzer.report.markup import Markup, concat, element
 from analyzer.report.svg import group_class
 
@@ -191,27 +196,52 @@ def _estimate(estimate: Estimate | None, metric: Metric) -> Markup:
 
 
 def differences(comparison: Comparison) -> Markup:
-    """The significant differences, one sentence each, with how many were tested."""
-    tested = comparison.comparisons
-    intro = element(
-        "p",
-        f"Differences whose {int(comparison.confidence * 100)}% bootstrap interval excludes 0. "
-        f"{tested} group × metric differences were tested, so about "
-        f"{round(tested * (1 - comparison.confidence))} may cross by chance.",
-        class_="muted",
-    )
+    """The significant differences grouped by metric (a heading each, with how many), one
+    sentence per pair of groups, after how many were tested and how."""
+    intro = element("p", significance_note(comparison) + ".", class_="muted")
+    paired = paired_lines(comparison)
+    if paired:
+        intro = concat(
+            intro,
+            element(
+                "p",
+                "Paired by request hash (the requests both groups answered were resampled, "
+                "not the runs): " + "; ".join(paired) + ".",
+                class_="muted",
+                id="paired",
+            ),
+        )
     if not comparison.significant:
         return concat(intro, element("p", "None.", id="no-differences"))
-    items = [
+    by_metric: dict[str, list[Difference]] = {}
+    for difference in comparison.significant:
+        by_metric.setdefault(difference.metric, []).append(difference)
+    count = len(comparison.significant)
+    summary = element(
+        "p",
+        f"{count} difference{'s' if count != 1 else ''} in {len(by_metric)} "
+        f"metric{'s' if len(by_metric) != 1 else ''}:",
+    )
+    groups = [
         element(
-            "li",
-            difference.text,
-            data_metric=difference.metric,
-            data_better=difference.better,
+            "div",
+            element("dt", f"{found[0].label} ({len(found)})"),
+            element(
+                "dd",
+                element(
+                    "ul",
+                    [
+                        element("li", d.text, data_metric=d.metric, data_better=d.better)
+                        for d in found
+                    ],
+                    class_="differences",
+                ),
+            ),
+            data_metric=metric,
         )
-        for difference in comparison.significant
+        for metric, found in by_metric.items()
     ]
-    return concat(intro, element("ul", items, class_="differences"))
+    return concat(intro, summary, element("dl", groups, class_="differences-by-metric"))
 
 
 def notes(comparison: Comparison) -> Markup | None:

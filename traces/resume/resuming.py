@@ -33,6 +33,7 @@ from traces.resume.recorded import (
 from traces.resume.restore import restore
 from traces.resume.serve import serving_each
 from traces.resume.stored import (
+    ORIGIN_NOUNS,
     RunHistory,
     StoredRun,
     claim,
@@ -73,7 +74,7 @@ def check_resumable(run: StoredRun) -> None:
     being recorded."""
     if run.origin != "recorded":
         raise NotReproducible(
-            f"run {run.id} is {'an imported' if run.origin == 'imported' else 'a probe'} run: "
+            f"run {run.id} is {ORIGIN_NOUNS.get(run.origin, 'a ' + run.origin)} run: "
             "only runs `traces record` recorded can be resumed (they have a task and settings)"
         )
     if run.status == "running" and still_recording(run):

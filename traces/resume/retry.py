@@ -23,7 +23,14 @@ from traces.resume.recorded import (
 )
 from traces.resume.resuming import Refused
 from traces.resume.serve import serving_each
-from traces.resume.stored import StoredRun, failed_runs, open_store, retries_of, stored_run
+from traces.resume.stored import (
+    ORIGIN_NOUNS,
+    StoredRun,
+    failed_runs,
+    open_store,
+    retries_of,
+    stored_run,
+)
 from traces.runner import RunPlan, RunSummary
 from traces.running import RunProgress, record_targets
 from traces.store.database import Store
@@ -100,7 +107,7 @@ def retry_failed(
 
 def _check_retryable(run: StoredRun, retries: list[str], *, again: bool) -> None:
     if run.origin != "recorded":
-        kind = "an imported" if run.origin == "imported" else "a probe"
+        kind = ORIGIN_NOUNS.get(run.origin, f"a {run.origin}")
         raise NotReproducible(
             f"run {run.id} is {kind} run: only runs `traces record` recorded can be retried "
             "(they have a task and settings)"

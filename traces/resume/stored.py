@@ -27,6 +27,14 @@ _RUN_COLUMNS = (
     "termination, origin, recorder_pid, recorder_host, resumptions, retry_of, error, sample"
 )
 
+ORIGIN_NOUNS = {
+    "imported": "an imported",
+    "probe": "a probe",
+    "proxy": "a proxied",
+    "replay": "a replayed",
+}
+"""How a refusal names a run that `traces record` did not record (`run X is a probe run`)."""
+
 
 @dataclass(frozen=True)
 class StoredRun:

@@ -30,6 +30,11 @@ _FORMATS = {
 }
 _WORDS = ("alpha", "amber", "cobalt", "delta", "ember", "falcon", "harbor", "juniper")
 _MAX_DEPTH = 8
+_DEEP = 5
+"""From this depth on, values take the way out a recursive schema offers (a null or scalar
+branch, no array items beyond the minimum), so a linked list or a tree ends well before
+`_MAX_DEPTH`, where a value could only be a placeholder that fits nothing."""
+_SCALARS = frozenset({"null", "string", "number", "integer", "boolean"})
 
 
 class SchemaValues:
@@ -55,9 +60,7 @@ class SchemaValues:
         for key in ("oneOf", "anyOf"):
             branches = schema.get(key)
             if isinstance(branches, list) and branches:
-                # Prefer a non-null branch: a null is valid but says nothing in a trace.
-                chosen = next((b for b in branches if _type_of(self._resolve(b)) != "null"), None)
-                return self.value(chosen if chosen is not None else branches[0], name, depth + 1)
+                return self.value(self._branch(branches, depth), name, depth + 1)
         kind = _type_of(schema)
         if kind == "object":
             return self._object(schema, depth)
@@ -88,6 +91,17 @@ class SchemaValues:
             schema = {**target, **rest} if isinstance(target, Mapping) else rest
             seen += 1
         return schema
+
+    def _branch(self, branches: list[Any], depth: int) -> Any:
+        """The anyOf/oneOf branch to fill: a non-null one near the top (a null is valid but
+        says nothing in a trace), a scalar one deep down (it ends a recursion)."""
+        shapes = [b for b in branches if isinstance(b, Mapping)]
+        if depth >= _DEEP:
+            ending = (b for b in shapes if "$ref" not in b and _type_of(b) in _SCALARS)
+            chosen = next(ending, None)
+        else:
+            chosen = next((b for b in shapes if _type_of(self._resolve(b)) != "null"), None)
+        return chosen if chosen is not None else branches[0]
 
     def _merge(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
@@ -124,10 +138,12 @@ class SchemaValues:
         return result
 
     def _array(self, schema: Mapping[str, Any], name: str, depth: int) -> list[Any]:
-        low = schema.get("minItems", 1)
-        low = low if isinstance(low, int) else 1
+        low = schema.get("minItems", 0)
+        low = low if isinstance(low, int) else 0
         high = schema.get("maxItems")
-        count = max(low, 1) if not isinstance(high, int) else min(max(low, 1), high)
+        # One item at least near the top (an empty list shows nothing), the minimum deep down.
+        wanted = max(low, 1) if depth < _DEEP else max(low, 0)
+        count = wanted if not isinstance(high, int) else min(wanted, high)
         prefix = schema.get("prefixItems")
         items = schema.get("items", {"type": "string"})
         singular = name[:-1] if name.endswith("s") and len(name) > 1 else name

@@ -1,14 +1,25 @@
-"""The one way rows reach the database, for the recorder's writer process and for imports.
+"""The one way rows reach the database: the recorder's writer process, imports and the checks.
 
-A batch of rows of a table is inserted with one statement, `INSERT INTO t (…) SELECT
-unnest($1), unnest($2), …`, each parameter a whole column as a list. DuckDB's executemany
-runs a statement once per row (0.4-1 ms each); one statement over a batch of dozens of rows
-costs about what two or three single rows did, and one over thousands a handful of
-milliseconds.
+A batch of rows of a table is inserted with one statement, `INSERT INTO t (…) SELECT …`, each
+parameter a whole column. DuckDB's executemany runs a statement once per row (0.4-1 ms
+each); one statement over a batch of dozens of rows costs about what two or three single rows
+did, and one over thousands a handful of milliseconds.
+
+A column goes as one JSON text, decoded by DuckDB (`from_json`) in C++, whenever JSON carries
+its values exactly (text, integers of 64 bits, finite floats, booleans): DuckDB 1.5 looks for
+pandas each time it converts a bound Python value, and `traces.store` marks pandas absent so
+that each look fails at once, but each still raises and formats an ImportError, two per value.
+Bound as lists, the values of a batch cost about 1 µs each, most of an insert; a JSON text is
+one value. A column JSON does not carry (timestamps, floats that are not finite, integers
+past 64 bits) goes as a list. A column holding a single value throughout goes as that value,
+once: as a field of one JSON object carrying all such columns of the batch when JSON carries
+it (a recorder's batch of one step: one value for dozens of columns), else on its own.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,9 +28,24 @@ if TYPE_CHECKING:
 
 from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate, stored_columns
 
-_INSERTS: dict[tuple[str, tuple[bool, ...], str], str] = {}
-"""Statement text by target table, mask of constant columns (a recorder's batch of one step has
-every column but the first constant; an import's batch, a few) and way of deduplicating."""
+Shape = str
+"""How a column is bound: `CONSTANT` (its one value), `LIST` (a list of Python values), the
+`from_json` type of its JSON text (`json_type`), or `CONSTANT` followed by such a type: its
+one value as a field of one JSON object that carries every such column of the batch (a
+recorder's batch of one step has all its columns but the first constant: one value, not
+dozens, to convert)."""
+CONSTANT: Shape = "="
+LIST: Shape = "list"
+
+_INSERTS: dict[tuple[str, str, tuple[Shape, ...], str], str] = {}
+"""Statement text by target table, row type, shapes of the columns (a recorder's batch of one
+step has every column but the first constant; an import's batch, a few) and way of
+deduplicating."""
+
+_ENCODE = json.JSONEncoder(allow_nan=False).encode
+"""JSON of a column: ASCII, so that any text (lone surrogates included) goes as it would."""
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 *_ENDING, _KEY = RunUpdate._fields
 UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_KEY} = ?"
@@ -34,25 +60,75 @@ stored itself, accepting what another writer stored: a scan of the key column pe
 would cost more than the commit, and grow with the store)."""
 
 
+def json_type(column: Sequence[Any]) -> str | None:
+    """The `from_json` type whose list JSON `column` decodes to exactly its values, or None
+    when JSON does not carry them (anything but text, 64-bit integers, finite floats,
+    booleans)."""
+    kinds = {type(value) for value in column if value is not None}
+    if kinds <= {str}:
+        return "VARCHAR"
+    if kinds == {bool}:
+        return "BOOLEAN"
+    if kinds == {int}:
+        low, high = _INT64
+        if all(v is None or low <= v <= high for v in column):
+            return "BIGINT"
+        return None
+    if kinds <= {int, float} and all(
+        v is None or (math.isfinite(v) if type(v) is float else abs(v) <= 2**53) for v in column
+    ):
+        return "DOUBLE"
+    return None
+
+
+def json_list(values: Sequence[str]) -> str:
+    """A list of texts as one JSON value, for `from_json(…, '["VARCHAR"]')` in a statement."""
+    return _ENCODE(list(values))
+
+
+def shape_of(column: list[Any], *, first: bool = False) -> Shape:
+    """How `column` is bound (see `Shape`); the `first` column carries the number of rows
+    and is never bound as one value."""
+    if not first and _constant(column):
+        return CONSTANT + (json_type(column[:1]) or "")
+    return json_type(column) or LIST
+
+
+def _packed(shape: Shape) -> bool:
+    """Whether a column of this shape is a field of the batch's one JSON object."""
+    return shape.startswith(CONSTANT) and shape != CONSTANT
+
+
 def insert_sql(
-    table: str, constant: tuple[bool, ...], into: str | None = None, *, dedup: Dedup = "key"
+    table: str, shapes: tuple[Shape, ...], into: str | None = None, *, dedup: Dedup = "key"
 ) -> str:
     """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns, into the
-    base table that stores its rows (`tables.stored_columns`); a column marked constant is
-    passed as one value, the others as lists unnested into rows. `into`
-    names another table of the same columns to insert into (e.g. in an attached database).
-    `dedup` applies to the tables of `tables.DEDUPLICATED` (see `Dedup`)."""
+    base table that stores its rows (`tables.stored_columns`), each column bound as its
+    shape says (see `Shape`). `into` names another table of the same columns to insert into
+    (e.g. in an attached database). `dedup` applies to the tables of `tables.DEDUPLICATED`
+    (see `Dedup`)."""
     fields = COLUMNS[table]
-    values = ", ".join(
-        f"${i}" if same else f"unnest(${i})" for i, same in enumerate(constant, start=1)
-    )
+    parts = []
+    number = 0  # parameters are numbered in order, the packed object's last
+    packed = {f: shape[1:] for f, shape in zip(fields, shapes, strict=True) if _packed(shape)}
+    struct = f"from_json(${len(shapes) - len(packed) + 1}, '{_ENCODE(packed)}')"
+    for field, shape in zip(fields, shapes, strict=True):
+        if _packed(shape):
+            parts.append(f"struct_extract({struct}, '{field}')")
+            continue
+        number += 1
+        if shape == CONSTANT:
+            parts.append(f"${number}")
+        elif shape == LIST:
+            parts.append(f"unnest(${number})")
+        else:
+            parts.append(f"unnest(from_json(${number}, '[\"{shape}\"]'))")
+    values = ", ".join(parts)
     base, names = stored_columns(table)
     target = into or base
     if names != fields:
         # The row's fields under their names, then the stored columns computed from them.
-        named = ", ".join(
-            f"{value} AS {name}" for value, name in zip(values.split(", "), fields, strict=True)
-        )
+        named = ", ".join(f"{value} AS {name}" for value, name in zip(parts, fields, strict=True))
         derived = DERIVED.get(table, {})
         values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named})"
     if table not in DEDUPLICATED or dedup == "none":
@@ -65,6 +141,26 @@ def insert_sql(
         f"SELECT DISTINCT ON ({key}) * FROM (SELECT {values}) AS new ({', '.join(names)}) "
         f"WHERE {key} NOT IN (SELECT {key} FROM {target})"
     )
+
+
+def parameters(
+    columns: Sequence[list[Any]], shapes: Sequence[Shape], fields: Sequence[str]
+) -> list[Any]:
+    """The parameters of `insert_sql`'s statement for `columns` of these shapes."""
+    out: list[Any] = []
+    packed: dict[str, Any] = {}
+    for column, shape, field in zip(columns, shapes, fields, strict=True):
+        if _packed(shape):
+            packed[field] = column[0]
+        elif shape == CONSTANT:
+            out.append(column[0])
+        elif shape == LIST:
+            out.append(column)
+        else:
+            out.append(_ENCODE(column))
+    if packed:
+        out.append(_ENCODE(packed))
+    return out
 
 
 def insert_rows(
@@ -86,39 +182,33 @@ def insert_rows(
 def insert_columns(
     conn: duckdb.DuckDBPyConnection,
     table: str,
-    columns: list[list[Any]],
+    columns: Sequence[list[Any]],
     into: str | None = None,
     *,
     check_stored: bool = True,
 ) -> None:
     """Insert rows of `table` given as one list per column, in its columns' order, with one
     statement (into the table `into` of the same columns, when given; `check_stored` as
-    for `insert_rows`).
-
-    Converting Python values for DuckDB is most of an insert's cost, and in a batch many
-    columns hold one value throughout (no error, no time to first token, one import id):
-    such a column goes as that value, once. The first column stays a list: it carries the
-    number of rows.
-    """
+    for `insert_rows`). Each column is bound as `shape_of` says."""
     if len(columns) != len(COLUMNS[table]):
         raise ValueError(
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
         )
-    constant = (False, *map(_constant, columns[1:]))
+    if not columns[0]:
+        return
+    shapes = tuple(shape_of(column, first=not i) for i, column in enumerate(columns))
     dedup: Dedup = "key"
-    # Imported here: the lake module imports DuckDB, which import workers start without.
-    from traces.store.lake import is_lake
+    if table in DEDUPLICATED:
+        # Imported here: the lake module imports DuckDB, which import workers start without.
+        from traces.store.lake import is_lake
 
-    if table in DEDUPLICATED and is_lake(conn):
-        dedup = "anti-join" if check_stored else "none"
-    sql = _INSERTS.get((into or table, constant, dedup))
+        if is_lake(conn):
+            dedup = "anti-join" if check_stored else "none"
+    key = (into or table, table, shapes, dedup)
+    sql = _INSERTS.get(key)
     if sql is None:
-        sql = _INSERTS[into or table, constant, dedup] = insert_sql(
-            table, constant, into, dedup=dedup
-        )
-    conn.execute(
-        sql, [column[0] if same else column for column, same in zip(columns, constant, strict=True)]
-    )
+        sql = _INSERTS[key] = insert_sql(table, shapes, into, dedup=dedup)
+    conn.execute(sql, parameters(columns, shapes, COLUMNS[table]))
 
 
 def update_runs(conn: duckdb.DuckDBPyConnection, updates: Sequence[tuple[Any, ...]]) -> None:

@@ -56,9 +56,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "recorder_host": "Host name of the recorder.",
             "origin": "recorded (by `traces record`), imported (by `traces import`), probe "
             "(one probe request of `traces probe`; `task` is `probe:NAME`, `settings` names "
-            "the probe set version) or proxy (a conversation a client held through "
+            "the probe set version), proxy (a conversation a client held through "
             "`traces proxy`; `task` is `proxy`, `settings.proxy` names the upstream and the "
-            "client).",
+            "client) or replay (one request of a suite sent by `traces replay`; `task` is the "
+            "suite's name, `settings.replay` names the line, request hash and repeat).",
             "import_id": "The `imports` row an imported run came from; null when recorded.",
             "conversation": "The `conversation` label of an imported run, or the first user "
             "message of a proxied one (null when recorded).",
