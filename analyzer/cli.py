@@ -109,8 +109,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "report": (
         "report",
-        "Write an HTML report: comparison table, significant differences, charts and run "
-        "timelines with findings marked.",
+        "Write an HTML report: a policy's verdict (with --policy), comparison table, "
+        "significant differences, charts and run timelines with findings marked.",
     ),
     "view": (
         "view",
