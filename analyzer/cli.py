@@ -112,6 +112,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Write an HTML report: a policy's verdict (with --policy), comparison table, "
         "significant differences, charts and run timelines with findings marked.",
     ),
+    "view": (
+        "view",
+        "Serve a read-only web viewer of the store until Ctrl-C: runs, steps, findings, side "
+        "by side, SQL.",
+    ),
     "tasks": (
         "tasks",
         "List the sample tasks: name, tool world, tools, step limit and what each exercises "

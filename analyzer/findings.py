@@ -65,8 +65,10 @@ def finding_details(
     model: str | None = None,
     layer: str | None = None,
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Individual findings with their step and evidence, newest run first."""
+    """Individual findings with their step and evidence, newest run first (`offset` of them
+    skipped, in the query)."""
     where, params = _where(
         {
             "f.kind": kind,
@@ -85,6 +87,7 @@ def finding_details(
             {where}
             ORDER BY r.started_at DESC, f.run_id, f.step_idx NULLS FIRST, f.kind
             {"LIMIT " + str(int(limit)) if limit else ""}
+            {"OFFSET " + str(int(offset)) if offset else ""}
             """,
             params,
         )

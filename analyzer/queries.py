@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -80,6 +82,61 @@ def _run_filters(**equal: str | None) -> tuple[list[str], list[Any]]:
     return where, params
 
 
+@dataclass(frozen=True)
+class RunSearch:
+    """What the viewer narrows a run listing by, beyond the columns `traces runs` filters:
+    findings of one kind, a start-time range, and text anywhere in the run's steps."""
+
+    kind: str | None = None
+    """Only runs with at least one finding of this kind."""
+    since: datetime | None = None
+    """Only runs started at or after this time (UTC)."""
+    until: datetime | None = None
+    """Only runs started before this time (UTC)."""
+    text: str | None = None
+    """Only runs whose content, reasoning, tool-call arguments or tool results contain this
+    text (case-insensitive)."""
+
+    def conditions(self) -> tuple[list[str], list[Any]]:
+        """WHERE conditions on `runs r` and their parameters."""
+        where: list[str] = []
+        params: list[Any] = []
+        if self.kind:
+            where.append("r.id IN (SELECT run_id FROM findings WHERE kind = ?)")
+            params.append(self.kind)
+        if self.since is not None:
+            where.append("r.started_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            where.append("r.started_at < ?")
+            params.append(self.until)
+        if self.text:
+            # contains() on lowered text: no LIKE pattern, so `%` and `_` mean themselves.
+            where.append(
+                "r.id IN (SELECT run_id FROM steps WHERE contains(lower(content), $t) "
+                "OR contains(lower(reasoning), $t) "
+                "UNION SELECT run_id FROM tool_calls WHERE contains(lower(arguments_raw), $t) "
+                "UNION SELECT run_id FROM tool_results WHERE contains(lower(output), $t) "
+                "OR contains(lower(error), $t))".replace("$t", "?")
+            )
+            params.extend([self.text.lower()] * 5)
+        return where, params
+
+
+RUN_ORDERS: dict[str, str] = {
+    "started_at": "r.started_at",
+    "task": "r.task",
+    "provider": "r.provider",
+    "model": "r.model",
+    "status": "r.status",
+    "steps": "r.steps",
+    "tool_calls": "r.tool_calls",
+    "duration_s": "epoch(r.ended_at - r.started_at)",
+}
+"""The orders a run listing takes (`list_runs(order=…)`): name -> expression on `runs r`.
+Stored columns only, so the order and the page are both decided in the query."""
+
+
 def count_runs(
     conn: duckdb.DuckDBPyConnection,
     *,
@@ -88,10 +145,15 @@ def count_runs(
     model: str | None = None,
     status: str | None = None,
     origin: str | None = None,
+    search: RunSearch | None = None,
 ) -> int:
     """How many runs `list_runs` would list without a limit (counted in the query; only
     runs stored as running are read, to tell which of them were interrupted)."""
     where, params = _run_filters(task=task, provider=provider, model=model, origin=origin)
+    if search is not None:
+        more, more_params = search.conditions()
+        where += more
+        params += more_params
     clause = " AND ".join(where) or "true"
     if status not in ("running", "interrupted"):
         if status is not None:
@@ -126,14 +188,26 @@ def list_runs(
     status: str | None = None,
     origin: str | None = None,
     limit: int | None = None,
+    search: RunSearch | None = None,
+    order: str = "started_at",
+    descending: bool = True,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Runs, newest first, with live step counts for runs still being recorded.
+    """Runs, newest first (or by `order`, a key of `RUN_ORDERS`), with live step counts for
+    runs still being recorded.
 
-    Filters and the limit apply in the query, and only the listed runs' findings are
-    counted: a listing costs the runs it shows, not the store. (A run stored as running
-    whose recorder is gone is shown as interrupted, which only this process can tell: a
-    listing by status fetches that many more rows than its limit.)"""
+    Filters, the order, the offset and the limit apply in the query, and only the listed
+    runs' findings are counted: a listing costs the runs it shows, not the store. (A run
+    stored as running whose recorder is gone is shown as interrupted, which only this
+    process can tell: a listing by status fetches that many more rows than its limit.)"""
     where, params = _run_filters(task=task, provider=provider, model=model, origin=origin)
+    if search is not None:
+        more, more_params = search.conditions()
+        where += more
+        params += more_params
+    direction = "DESC" if descending else "ASC"
+    # The id last: a total order, so pages never repeat or skip a run.
+    ordering = f"{RUN_ORDERS[order]} {direction} NULLS LAST, r.id {direction}"
     rows_wanted = limit
     if status is not None:
         # Stored `running` rows may read as interrupted: fetch them too, then filter.
@@ -147,11 +221,14 @@ def list_runs(
     if rows_wanted is not None:
         page = "LIMIT ?"
         params.append(rows_wanted)
+    if offset:
+        page += " OFFSET ?"
+        params.append(offset)
     sql = f"""
         WITH page AS (
             SELECT * FROM runs r
             {"WHERE " + " AND ".join(where) if where else ""}
-            ORDER BY r.started_at DESC, r.id DESC
+            ORDER BY {ordering}
             {page}
         )
         SELECT r.id, r.task, r.provider, r.model, r.status, r.termination, r.success,
@@ -176,7 +253,7 @@ def list_runs(
         LEFT JOIN (SELECT run_id, count(*) AS n FROM findings
                    WHERE run_id IN (SELECT id FROM page) GROUP BY run_id) fc
             ON fc.run_id = r.id
-        ORDER BY r.started_at DESC, r.id DESC
+        ORDER BY {ordering}
     """
     rows = dict_rows(conn.execute(sql, params))
     for row in rows:
@@ -266,8 +343,16 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """One run with its timeline: steps, their tool calls and results, and findings."""
+def run_detail(
+    conn: duckdb.DuckDBPyConnection, run_id: str, *, only_step: int | None = None
+) -> dict[str, Any]:
+    """One run with its timeline: steps, their tool calls and results, and findings.
+
+    `only_step` reads that step alone (with its calls, results and findings; the run's own
+    findings and, for a running run, its step count are then left out): a step's page of a
+    300-step run costs one step."""
+    # The filter is a parameter either way: NULL keeps every step.
+    one = "AND (?::INTEGER IS NULL OR {column} = ?)"
     run = dict_rows(
         conn.execute(
             f"""
@@ -283,39 +368,41 @@ def run_detail(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     run["settings"] = _loads(run["settings"])
     steps = dict_rows(
         conn.execute(
-            """
+            f"""
             SELECT idx AS index, started_at, latency_ms, ttft_reasoning_ms, ttft_content_ms,
                    ttft_tool_call_ms, streamed, http_status, finish_reason, finish_reason_raw,
                    reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
                    reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
                    error_message, retries, anomalies, stream_events, resumption
-            FROM steps WHERE run_id = ? ORDER BY idx
+            FROM steps WHERE run_id = ? {one.format(column="idx")} ORDER BY idx
             """,
-            [run_id],
+            [run_id, only_step, only_step],
         )
     )
     calls = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, id, name, arguments_raw, arguments, json_valid, "
             "schema_valid, schema_error, id_format, arguments_type "
-            "FROM tool_calls WHERE run_id = ? ORDER BY step_idx, call_idx",
-            [run_id],
+            f"FROM tool_calls WHERE run_id = ? {one.format(column='step_idx')} "
+            "ORDER BY step_idx, call_idx",
+            [run_id, only_step, only_step],
         )
     )
     results = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, "
             "duration_ms, structured "
-            "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
-            [run_id],
+            f"FROM tool_results WHERE run_id = ? {one.format(column='step_idx')} "
+            "ORDER BY step_idx, call_idx",
+            [run_id, only_step, only_step],
         )
     )
     findings = dict_rows(
         conn.execute(
             "SELECT step_idx, kind, severity, layer, confidence, evidence FROM findings "
-            "WHERE run_id = ? "
+            f"WHERE run_id = ? {one.format(column='step_idx')} "
             "ORDER BY step_idx NULLS FIRST, kind",
-            [run_id],
+            [run_id, only_step, only_step],
         )
     )
     by_step: dict[int, dict[str, Any]] = {}
@@ -378,3 +465,57 @@ def step_histogram(conn: duckdb.DuckDBPyConnection, buckets: int = 10) -> list[d
             [buckets, buckets],
         )
     )
+
+
+def step_exchange(conn: duckdb.DuckDBPyConnection, run_id: str, idx: int) -> dict[str, Any] | None:
+    """One step's exchange as it went over the wire: the request body exactly as sent
+    (its parameters with the messages rebuilt by `request_messages(run_id, idx)`, in the
+    order the client sends them), and the raw answer: the body, or every SSE line with its
+    arrival time; the status, kept headers, usage block and failed attempts. None when the
+    run has no such step."""
+    rows = dict_rows(
+        conn.execute(
+            """
+            SELECT http_status, request_id, response_headers, request_params,
+                   request_message_count, request_hash, response_body, stream_events,
+                   usage_raw, finish_reason_raw, error_status, error_body, retry_errors,
+                   upstream_provider
+            FROM steps WHERE run_id = ? AND idx = ?
+            """,
+            [run_id, idx],
+        )
+    )
+    if not rows:
+        return None
+    step = rows[0]
+    messages = [
+        json.loads(body)
+        for (body,) in conn.execute(
+            "SELECT body FROM request_messages(?, ?)", [run_id, idx]
+        ).fetchall()
+    ]
+    params = _loads(step.pop("request_params")) or {}
+    # The SDK sends `messages` first, then the other fields as given.
+    step["request"] = {"messages": messages, **params}
+    step["messages_missing"] = (step["request_message_count"] or 0) - len(messages)
+    for name in ("response_headers", "usage_raw", "retry_errors"):
+        step[name] = _loads(step[name])
+    events = _loads(step.pop("stream_events"))
+    step["stream_lines"] = [
+        {"t_ms": e[0] if isinstance(e[0], int | float) else None, "line": str(e[1])}
+        for e in events or []
+        if isinstance(e, list) and len(e) == 2
+    ]
+    return step
+
+
+def neighbour_steps(
+    conn: duckdb.DuckDBPyConnection, run_id: str, idx: int
+) -> tuple[int | None, int | None]:
+    """The run's step before `idx` and the one after (None at either end)."""
+    row = conn.execute(
+        "SELECT max(idx) FILTER (WHERE idx < $2), min(idx) FILTER (WHERE idx > $2) "
+        "FROM steps WHERE run_id = $1",
+        [run_id, idx],
+    ).fetchone()
+    return (row[0], row[1]) if row else (None, None)

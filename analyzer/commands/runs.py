@@ -100,9 +100,22 @@ def runs(
     check_choice("--status", status, run_statuses)
     check_choice("--origin", origin, run_origins)
     with open_for_reading(resolve_db_path(db, data_path)) as conn:
-        filters = {"task": task, "provider": provider, "model": model, "origin": origin}
-        rows = list_runs(conn, status=status, limit=limit or None, **filters)
-        matching = count_runs(conn, status=status, **filters) if limit else len(rows)
+        rows = list_runs(
+            conn,
+            task=task,
+            provider=provider,
+            model=model,
+            origin=origin,
+            status=status,
+            limit=limit or None,
+        )
+        matching = (
+            count_runs(
+                conn, task=task, provider=provider, model=model, origin=origin, status=status
+            )
+            if limit
+            else len(rows)
+        )
         if fmt is OutputFormat.table and not wide:
             abbreviate_run_ids(conn, rows, "id")
             abbreviate_run_ids(conn, rows, "retry_of")

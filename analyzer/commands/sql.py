@@ -14,34 +14,16 @@ SUMMARIZE) is run, so `--allow-files` cannot be turned into a way to write.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
-import duckdb
 import typer
 
-from analyzer.cursor_rows import column_names, dict_rows
 from analyzer.options import DataPathOption, DbOption, FormatOption
-from analyzer.output import OutputFormat, emit_rows, note, one_line
-from traces.errors import DatabaseError, TracesError
-from traces.one_line import exception_line
-from traces.store import lake
-from traces.store.database import is_served, open_for_reading, resolve_db_path
+from analyzer.output import OutputFormat, emit_rows, note
+from analyzer.readonly_sql import read_only_query, single_query
+from traces.store.database import open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 1000
-
-_LOCKDOWN = (
-    # Extensions: none installed or loaded, even the ones DuckDB would fetch by itself.
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET allow_community_extensions = false",
-    # Python objects in scope are not tables.
-    "SET python_enable_replacements = false",
-    # No file but the database (and, with --allow-files, the allowed directories), no network.
-    "SET enable_external_access = false",
-    # Last: nothing above can be changed back by the query.
-    "SET lock_configuration = true",
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -73,74 +55,13 @@ def sql(
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Run one query against the trace database opened read-only."""
-    statement = _single_query(query)
+    statement = single_query(query)
     path = resolve_db_path(db, data_path)
     with open_for_reading(path) as conn:
-        if not is_served(conn):
-            _lock_down(conn, allow_files)
-        elif allow_files:
-            # The server locked its configuration down for every session at start, files
-            # included; it cannot open them for one query.
-            raise DatabaseError(
-                f"{path}: --allow-files needs the database to itself, and another traces "
-                "command is writing it; run the query again once that ends"
-            )
-        try:
-            cursor = conn.execute(statement)
-            names = column_names(cursor)
-            fetched = cursor.fetchmany(limit + 1) if limit else cursor.fetchall()
-        except duckdb.Error as exc:
-            raise TracesError(_sql_error(exc, allow_files)) from None
-        truncated = bool(limit) and len(fetched) > limit
-        rows = dict_rows(cursor, fetched[: limit or None])
+        names, fetched, truncated = read_only_query(
+            conn, path, statement, limit, allow_files=allow_files
+        )
+        rows = [dict(zip(names, row, strict=True)) for row in fetched]
     emit_rows(rows, fmt, columns=names)
     if truncated:
         note(f"note: showing the first {limit} rows; pass --limit 0 for all")
-
-
-def _single_query(query: str) -> str:
-    """The query, if it is exactly one statement that only reads; else a one-line error."""
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise TracesError(_sql_error(exc, allow_files=True)) from None
-    if not statements:
-        raise TracesError("SQL error: empty query (give one SELECT statement)")
-    if len(statements) > 1:
-        raise TracesError(
-            f"SQL error: {len(statements)} statements; traces sql runs one query at a time"
-        )
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:  # `is` holds on DuckDB 2.0 only
-        # DuckDB files INSTALL under LOAD.
-        name = "INSTALL/LOAD" if kind == duckdb.StatementType.LOAD else kind.name
-        raise TracesError(
-            f"SQL error: {name} statements are refused; traces sql is read-only "
-            "(one SELECT, WITH, FROM, DESCRIBE, SHOW or SUMMARIZE query)"
-        )
-    return query
-
-
-def _lock_down(conn: duckdb.DuckDBPyConnection, allow_files: bool) -> None:
-    # A lake store's own data files stay readable (they are the database).
-    roots = lake.data_folders(conn)
-    if allow_files:
-        # Every local path, through DuckDB's own allow-list, so external access itself (the
-        # network, extension and secret directories) stays off.
-        roots = ["/"] if os.name == "posix" else [os.path.abspath(os.sep)]
-    if roots:
-        conn.execute("SET allowed_directories = ?", [roots])
-    for setting in _LOCKDOWN:
-        conn.execute(setting)
-
-
-def _sql_error(exc: duckdb.Error, allow_files: bool) -> str:
-    text = one_line(exception_line(exc))
-    # DuckDB 1.5 (the lake extra's) refuses a URL for want of httpfs, which it may not load.
-    if isinstance(exc, duckdb.PermissionException) or "requires the extension httpfs" in text:
-        text += (
-            " (--allow-files reads local files, never the network)"
-            if allow_files
-            else " (traces sql reads other files only with --allow-files)"
-        )
-    return f"SQL error: {text}"

@@ -174,6 +174,25 @@ def listening(path: Store) -> bool:
     return True
 
 
+def wanted(path: Store) -> bool:
+    """Whether a server of `path` is starting (a client holds the spawn lock) or has the
+    file (its life lock is held): what tells a reader keeping the file open read-only that it
+    must let go of it now (`analyzer.view.reading`). Never blocks, creates nothing."""
+    where = address(path)
+    for lock in (where.spawn_lock, where.life_lock):
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:  # never created: nobody ever started a server of this store here
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # releases the shared lock just taken, if it was
+    return False
+
+
 def connect(path: Store, mode: str) -> Session | None:
     """A session of `mode` on the running server of `path`, or None when none answers."""
     where = address(path)

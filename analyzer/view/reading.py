@@ -1,0 +1,124 @@
+"""The viewer's connections: the store file kept open between requests while nothing else
+wants it.
+
+Opening a DuckDB file costs far more than a page's queries (about 100 ms for a store of
+20,000 steps on a busy 2-core machine, against a few ms for the newest runs). So while pages
+are asked for, the viewer keeps one read-only connection to the file and gives each request
+a cursor of its own on it (DuckDB cursors are connections to the same database, one per
+thread). It lets go of the file when no request came for `HOLD_S`, and at once when a writer
+wants the store: a client starting the store's server holds its spawn lock, a running server
+its life lock (`traces.store.rendezvous.wanted`), checked before every request and every
+`CHECK_S` in between, well within the `LOCK_WAIT_S` a server waits for the file. While a
+server has the store, or for a lake store, each request opens and closes its own
+connection (`open_for_reading`): a session on the server, or the lake's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from traces.store import rendezvous
+from traces.store.database import Store, is_served, open_for_reading
+
+HOLD_S = 0.5
+"""How long the file stays open after the last request."""
+CHECK_S = 0.1
+"""How often an idle held file is checked for a writer wanting it."""
+
+
+class StoreReader:
+    """Read connections for the viewer's requests, over one store."""
+
+    def __init__(self, store: Store) -> None:
+        """Read `store`; nothing is opened until the first request."""
+        self.store = store
+        self._lock = threading.Lock()
+        self._held: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._last_used = 0.0
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one request, closed (or given back) when the block ends."""
+        cursor = self._cursor() if isinstance(self.store, Path) else None
+        if cursor is None:
+            conn = open_for_reading(self.store)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+            with self._lock:
+                self._users -= 1
+                self._last_used = time.monotonic()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection | None:
+        """A cursor on the held file (opening it if need be), or None when a writer wants
+        the store or serves it."""
+        if rendezvous.wanted(self.store):
+            self._release_when_idle(force=True)
+            return None
+        with self._lock:
+            if self._closed:
+                return None
+            if self._held is None:
+                conn = open_for_reading(self.store)
+                if is_served(conn):  # a server started since the check: no file to hold
+                    conn.close()
+                    return None
+                self._held = conn
+                self._watch()
+            self._users += 1
+            try:
+                return self._held.cursor()
+            except duckdb.Error:
+                self._users -= 1
+                raise
+
+    def _watch(self) -> None:
+        # Called with the lock held.
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(
+                target=self._watch_loop, name="traces-view-release", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while True:
+            time.sleep(CHECK_S)
+            wanted = rendezvous.wanted(self.store)
+            if self._release_when_idle(force=wanted):
+                return
+
+    def _release_when_idle(self, *, force: bool) -> bool:
+        """Close the held file if no request uses it and it has been idle `HOLD_S` (or
+        `force`: a writer wants it); whether nothing is held any more."""
+        with self._lock:
+            if self._held is None:
+                return True
+            idle = time.monotonic() - self._last_used >= HOLD_S
+            if self._users == 0 and (force or idle):
+                self._held.close()
+                self._held = None
+                return True
+            return False
+
+    def close(self) -> None:
+        """Let go of the file for good (the viewer stops)."""
+        with self._lock:
+            self._closed = True
+            if self._held is not None:
+                self._held.close()
+                self._held = None
