@@ -473,7 +473,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
-        14,
+        11,
         "dataset samples, structured tool results",
         """
         ALTER TABLE runs ADD COLUMN sample VARCHAR;

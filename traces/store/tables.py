@@ -55,7 +55,7 @@ class RunRow(NamedTuple):
     """Times `traces record --resume` took the run up again (0 for a run never resumed)."""
     retry_of: str | None = None
     """The failed run this run records again (`traces record --retry-failed`)."""
-    # Added by migration 14.
+    # Added by migration 11.
     sample: str | None = None
     """The id of the dataset sample the run answers (a task with a `[dataset]`)."""
 
@@ -173,7 +173,7 @@ class ToolResultRow(NamedTuple):
     error_kind: str | None
     """Added by migration 4, hence after the others."""
     structured: str | None = None
-    """An MCP tool's structured content as JSON text (migration 14)."""
+    """An MCP tool's structured content as JSON text (migration 11)."""
 
 
 class ImportRow(NamedTuple):
