@@ -428,7 +428,8 @@ def test_kill_9_of_one_recorder_spares_the_other_and_its_committed_steps(db_path
 @pytest.mark.slow
 @pytest.mark.parametrize("when", [3, 77, 190])
 def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, when: int) -> None:
-    first, second = Acking(db_path, "a", 2000), Acking(db_path, "b", 2000)
+    steps = 400
+    first, second = Acking(db_path, "a", steps), Acking(db_path, "b", steps)
     try:
         first.until_acked(when)
         second.until_acked(when)
@@ -437,10 +438,12 @@ def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, 
         _wait_gone(server)
     finally:
         assert first.finish() == 0 and second.finish() == 0
-    # Both moved on to one new server, and every step is there exactly once.
-    assert first.servers[-1] == second.servers[-1] != server
+    # Both moved on to a new server (one they shared, or, when one recorder finished before
+    # the other reconnected, one each in turn: the file lock lets only one hold the store),
+    # and every step is there exactly once.
+    assert server not in (first.servers[-1], second.servers[-1])
     for run_id in ("a", "b"):
-        assert _steps(db_path, run_id) == list(range(2000))
+        assert _steps(db_path, run_id) == list(range(steps))
     # Neither run was taken for dead: their recorders were alive all along.
     statuses = {r["status"] for r in query_rows(db_path, "SELECT status FROM runs")}
     assert statuses == {"completed"}
