@@ -291,17 +291,7 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
 
 _ZERO_WHEN_MISSING = (
     "steps_recorded",
-    "calls",
-    "json_valid_calls",
-    "invalid_json",
-    "unknown_name",
-    "schema_mismatch",
-    "call_steps",
-    "errored_call_steps",
-    "tool_calls_responses",
-    "tool_calls_responses_valid",
-    "ok_steps",
-    "reasoning_steps",
+    *STEP_SUM_COLUMNS,
     "output_tokens",
     "output_seconds",
     "cached_tokens",
