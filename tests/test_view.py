@@ -8,6 +8,7 @@ import csv
 import io
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 
 from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
+from traces.store.database import open_for_writing
 
 from conftest import CliRun
 from recording import Recording, record_many
@@ -273,15 +275,65 @@ def test_a_port_in_use_is_one_line_and_exit_2(served: Served, cli: CliRun) -> No
     assert done.stderr.strip() == f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
 
 
+def _settled(url: str) -> tuple[int, dict[str, str], str]:
+    """A comparison page once it is current: until then it is a page that reloads itself
+    (a `Refresh` header) while the comparison is computed in the background."""
+    for _ in range(600):
+        status, headers, page = _get(url)
+        if status != 200 or "refresh" not in {h.lower() for h in headers}:
+            return status, headers, page
+        assert 'id="comparison-status"' in page
+        time.sleep(0.1)
+    raise AssertionError(f"{url}: never current")
+
+
 def test_the_comparison_is_the_report_without_script(served: Served) -> None:
-    status, headers, page = _get(served.viewer.url + "comparison")
-    assert status == 200
+    status, headers, page = _settled(served.viewer.url + "comparison")
+    assert status == 200, page
     assert headers["content-security-policy"].startswith("default-src 'none'; style-src")
     assert "script-src" not in headers["content-security-policy"]
     assert "<script" not in page and "<h2>Comparison</h2>" in page
+    assert "from the store as it is now" in page
     assert "evil&lt;b&gt;" in page and EVIL_PROVIDER not in page
     status, _, page = _get(served.viewer.url + "comparison?by=nothing")
     assert status == 400 and "by=" in page
+    # Computed once per store version: asked again, it is there at once.
+    status, headers, _ = _get(served.viewer.url + "comparison")
+    assert status == 200 and "refresh" not in {h.lower() for h in headers}
+
+
+def test_the_comparison_after_a_query_and_while_a_writer_has_the_store(served: Served) -> None:
+    # The SQL console locks the configuration of the database every page shares (the file
+    # held between requests); the comparison, which lowers DuckDB's memory limit for a
+    # moment, once answered 500 right after it. Also while a writer has the store (the
+    # session on its server, whose configuration is locked too).
+    url = served.viewer.url
+    assert _get(url + "sql?q=select+1")[0] == 200
+    status, _, page = _settled(url + "comparison?by=model")
+    assert status == 200, page
+    writer = open_for_writing(served.db)
+    try:
+        status, _, page = _settled(url + "comparison?by=day")
+        assert status == 200 and "<h2>Comparison</h2>" in page, page
+    finally:
+        writer.close()
+
+
+def test_a_policy_verdict_on_the_comparison(served: Served, tmp_path: Path) -> None:
+    index = _page(served, "verify")
+    assert 'href="/verify/faithful"' in index and 'href="/verify/k2vv"' in index
+    status, _, page = _settled(served.viewer.url + "verify/faithful?reference=sim")
+    assert status == 200 and "<h2>Verdict</h2>" in page, page
+    status, _, page = _get(served.viewer.url + "verify/faithful")
+    assert status == 400 and "judged against a reference group" in page
+    status, _, page = _get(served.viewer.url + "verify/nosuch")
+    assert status == 404 and "no policy &#39;nosuch&#39;" in page
+
+
+def test_a_bad_policy_is_one_line_and_exit_2(cli: CliRun, served: Served) -> None:
+    done = cli("view", "--db", str(served.db), "--port", "0", "--policy", "nosuch")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "nosuch" in done.stderr
 
 
 def test_probe_fingerprints_say_when_nothing_was_probed(served: Served) -> None:

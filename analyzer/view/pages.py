@@ -317,6 +317,10 @@ class Pages:
             live="",
         )
 
+    def verdicts(self, request: Request, policies: dict[str, Any]) -> Response:
+        """/verify: the policies whose verdict /verify/NAME shows."""
+        return self._page("verify.html", request, policies=policies, live=None)
+
     # SQL ------------------------------------------------------------------------------
 
     def sql(self, request: Request) -> Response:

@@ -41,13 +41,17 @@ class StoreReader:
         self._lock = threading.Lock()
         self._held: duckdb.DuckDBPyConnection | None = None
         self._users = 0
+        self._yielding: set[duckdb.DuckDBPyConnection] = set()
         self._last_used = 0.0
         self._watcher: threading.Thread | None = None
         self._closed = False
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one request, closed (or given back) when the block ends."""
+    def connection(self, *, yielding: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one request, closed (or given back) when the block ends.
+        `yielding`: long work, whose query in progress on the held file is interrupted
+        (`duckdb.InterruptException`) when a writer wants the store, which it must then
+        read through the store's server (ask again)."""
         cursor = self._cursor() if isinstance(self.store, Path) else None
         if cursor is None:
             conn = open_for_reading(self.store)
@@ -56,11 +60,15 @@ class StoreReader:
             finally:
                 conn.close()
             return
+        if yielding:
+            with self._lock:
+                self._yielding.add(cursor)
         try:
             yield cursor
         finally:
             cursor.close()
             with self._lock:
+                self._yielding.discard(cursor)
                 self._users -= 1
                 self._last_used = time.monotonic()
 
@@ -101,6 +109,10 @@ class StoreReader:
             wanted = rendezvous.wanted(self.store)
             if self._release_when_idle(force=wanted):
                 return
+            if wanted:
+                with self._lock:
+                    for cursor in self._yielding:
+                        cursor.interrupt()
 
     def _release_when_idle(self, *, force: bool) -> bool:
         """Close the held file if no request uses it and it has been idle `HOLD_S` (or
