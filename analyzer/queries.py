@@ -96,6 +96,8 @@ class RunSearch:
     text: str | None = None
     """Only runs whose content, reasoning, tool-call arguments or tool results contain this
     text (case-insensitive)."""
+    ids: tuple[str, ...] | None = None
+    """Only these runs (the viewer searches text a part of the store at a time)."""
 
     def conditions(self) -> tuple[list[str], list[Any]]:
         """WHERE conditions on `runs r` and their parameters."""
@@ -120,6 +122,9 @@ class RunSearch:
                 "OR contains(lower(error), $t))".replace("$t", "?")
             )
             params.extend([self.text.lower()] * 5)
+        if self.ids is not None:
+            where.append("r.id IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(self.ids))
         return where, params
 
 

@@ -65,9 +65,21 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 
 
 def _page(served: Served, path: str) -> str:
-    status, _, body = _get(served.viewer.url + path.lstrip("/"))
+    status, _, body = _settled(served.viewer.url + path.lstrip("/"))
     assert status == 200, body
     return body
+
+
+def _settled(url: str) -> tuple[int, dict[str, str], str]:
+    """A page once what it shows is current: pages whose counts or comparison are computed
+    in the background reload themselves (a `Refresh` header) until then."""
+    for _ in range(600):
+        status, headers, page = _get(url)
+        if status != 200 or "refresh" not in {h.lower() for h in headers}:
+            return status, headers, page
+        assert 'id="comparison-status"' in page or 'id="kept-state"' in page
+        time.sleep(0.1)
+    raise AssertionError(f"{url}: never current")
 
 
 def _one(db: Path, sql: str) -> object:
@@ -138,6 +150,33 @@ def test_the_runs_list_filters_searches_sorts_and_pages_in_the_query(served: Ser
     steps = {r: _one(served.db, f"select steps from runs where id = '{r}'") for r in positions}
     assert [steps[r] for r in positions] == sorted(steps.values())
     assert "No run matches." in _page(served, "runs?page=2")
+
+
+def test_text_search_goes_a_part_of_the_store_at_a_time(served: Served) -> None:
+    from analyzer.queries import RunSearch
+    from analyzer.view.search import search_text
+
+    conn = duckdb.connect(str(served.db), read_only=True)
+    try:
+
+        def search(text: str, start: int, wanted: int) -> tuple[list[str], int, int, bool]:
+            found = search_text(
+                conn, text, equal={}, status=None, search=RunSearch(), order="started_at",
+                descending=True, start=start, wanted=wanted, first_part=1,
+            )  # fmt: skip
+            return found.ids, found.start, found.stop, found.complete
+
+        order = "SELECT id FROM runs ORDER BY started_at DESC, id DESC"
+        newest = [str(r[0]) for r in conn.execute(order).fetchall()]
+        # Every run has steps with content: the first match ends the page, the next page
+        # searches on from the run after it.
+        assert search("", 0, 1) == (newest[:1], 0, 1, False)
+        assert search("", 1, 5) == (newest[1:], 1, 3, False)
+        assert search("alert(3)", 0, 50) == ([served.evil], 0, 3, True)
+    finally:
+        conn.close()
+    page = _page(served, "runs?q=alert(3)&from=1")
+    assert "match among runs 2–3 of the 3" in page and "← from the first run" in page
 
 
 def test_a_run_shows_one_expandable_row_per_step(served: Served) -> None:
@@ -273,18 +312,6 @@ def test_a_port_in_use_is_one_line_and_exit_2(served: Served, cli: CliRun) -> No
         taken.close()
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
-
-
-def _settled(url: str) -> tuple[int, dict[str, str], str]:
-    """A comparison page once it is current: until then it is a page that reloads itself
-    (a `Refresh` header) while the comparison is computed in the background."""
-    for _ in range(600):
-        status, headers, page = _get(url)
-        if status != 200 or "refresh" not in {h.lower() for h in headers}:
-            return status, headers, page
-        assert 'id="comparison-status"' in page
-        time.sleep(0.1)
-    raise AssertionError(f"{url}: never current")
 
 
 def test_the_comparison_is_the_report_without_script(served: Served) -> None:

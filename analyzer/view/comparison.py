@@ -16,7 +16,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -33,7 +32,7 @@ from analyzer.verify.policy import Policy, PolicyFileError, load_policy
 from analyzer.view.background import Background, Outcome, WorkFailed
 from analyzer.view.data import live_version
 from analyzer.view.pages import NotFound
-from analyzer.view.reading import StoreReader
+from analyzer.view.reading import StoreReader, read_yielding
 from traces.errors import TracesError
 from traces.sample_files import sample_policies
 
@@ -41,8 +40,6 @@ WAIT_S = 0.2
 """How long a request waits for a comparison being computed before answering without it."""
 REFRESH_S = 1
 """How often a page whose comparison is being computed reloads itself."""
-INTERRUPTED_TRIES = 5
-"""Times a comparison starts over after a writer took the store from under it."""
 SELECTION_PARAMS = ("provider", "model", "task", "since", "until", "origin", "by")
 
 
@@ -113,20 +110,17 @@ class Comparisons:
             version = live_version(conn, None)
 
         def work() -> Report:
-            for _ in range(INTERRUPTED_TRIES):
-                try:
-                    with self.reader.connection(yielding=True) as conn:
-                        return build_report(
-                            conn,
-                            selection,
-                            database=self.reader.store,
-                            prices=PriceList.from_file(None),
-                            reference=reference,
-                            runs_per_group=0,
-                        )
-                except duckdb.InterruptException:
-                    continue  # a writer wants the file: again, through its server
-            raise TracesError("the store kept being written to; the comparison gave up")
+            return read_yielding(
+                self.reader,
+                lambda conn: build_report(
+                    conn,
+                    selection,
+                    database=self.reader.store,
+                    prices=PriceList.from_file(None),
+                    reference=reference,
+                    runs_per_group=0,
+                ),
+            )
 
         return self.background.get(key, version, work, wait_s=WAIT_S)
 

@@ -18,14 +18,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
+from traces.errors import TracesError
 from traces.store import rendezvous
 from traces.store.database import Store, is_served, open_for_reading
 
+T = TypeVar("T")
+
+YIELD_TRIES = 5
+"""Times long work starts over after a writer took the store from under it."""
 HOLD_S = 0.5
 """How long the file stays open after the last request."""
 CHECK_S = 0.1
@@ -134,3 +140,15 @@ class StoreReader:
             if self._held is not None:
                 self._held.close()
                 self._held = None
+
+
+def read_yielding(reader: StoreReader, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`work` on a connection that gives way when a writer wants the store: interrupted, it
+    starts over (reading through the store's server then)."""
+    for _ in range(YIELD_TRIES):
+        try:
+            with reader.connection(yielding=True) as conn:
+                return work(conn)
+        except duckdb.InterruptException:
+            continue
+    raise TracesError("the store kept being written to; this page gave up (reload it)")
