@@ -119,8 +119,15 @@ def test_every_page_carries_a_strict_policy_and_no_inline_script(served: Served)
     assert "eval(" not in script and "new Function" not in script
 
 
+def _bodies(served: Served, run: str) -> str:
+    """A run's page with every step's body, as opening each step fetches it."""
+    page = _page(served, f"runs/{run}")
+    slots = re.findall(r'data-body="(/runs/[^"]+/body)"', page)
+    return page + "".join(_page(served, slot) for slot in slots)
+
+
 def test_recorded_markup_is_text_everywhere(served: Served) -> None:
-    run_page = _page(served, f"runs/{served.evil}")
+    run_page = _bodies(served, served.evil)
     for page in (run_page, _page(served, "runs"), _page(served, f"runs/{served.evil}/steps/0")):
         for markup in (EVIL_ANSWER, EVIL_BOX, EVIL_PROVIDER, "evil<b>", "<img"):
             assert markup not in page
@@ -183,7 +190,13 @@ def test_a_run_shows_one_expandable_row_per_step(served: Served) -> None:
     page = _page(served, f"runs/{served.leaky}")
     steps = _one(served.db, f"select count(*) from steps where run_id = '{served.leaky}'")
     assert page.count('<details class="step') == steps
-    assert "leaked_special_tokens" in page and "from reasoning_content" in page
+    # Each step's findings are on the page; its body is fetched when it is opened.
+    assert "leaked_special_tokens" in page and "from reasoning_content" not in page
+    assert page.count('<div class="step-lazy" data-body="') == steps
+    assert "from reasoning_content" in _bodies(served, served.leaky)
+    status, _, part = _get(served.viewer.url + f"runs/{served.leaky}/steps/0/body")
+    assert status == 200 and part.lstrip().startswith('<div class="step-body">')
+    assert _get(served.viewer.url + f"runs/{served.leaky}/steps/999/body")[0] == 404
     # A prefix of the id is enough, as on the command line.
     assert f'Run <span class="mono">{served.leaky}' in _page(served, f"runs/{served.leaky[:-3]}")
 

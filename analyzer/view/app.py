@@ -60,6 +60,7 @@ def build_app(
             Route("/runs", pages.runs),
             Route("/runs/{run}", pages.run),
             Route("/runs/{run}/steps/{idx}", pages.step),
+            Route("/runs/{run}/steps/{idx}/body", pages.step_part),
             Route("/findings", pages.findings),
             Route("/findings/{kind}", pages.findings_of_kind),
             Route("/comparison", comparisons.comparison),

@@ -233,6 +233,16 @@ class Pages:
             detail = run_detail(conn, run_id)
         return self._page("run.html", request, run=detail, live=run_id)
 
+    def step_part(self, request: Request) -> Response:
+        """/runs/RUN/steps/N/body: what a run's page shows when step N is opened."""
+        index = _path_int(request.path_params["idx"])
+        with self._reading() as conn:
+            run_id = _run_id(conn, request.path_params["run"])
+            detail = run_detail(conn, run_id, only_step=index)
+        if not detail["steps"]:
+            raise NotFound(f"run {run_id} has no step {index}")
+        return self._page("step_part.html", request, run=detail, step=detail["steps"][0])
+
     def step(self, request: Request) -> Response:
         """/runs/RUN/steps/N: one step in full, the request as sent beside the raw answer."""
         index = _path_int(request.path_params["idx"])
