@@ -104,7 +104,9 @@ class RunSearch:
         where: list[str] = []
         params: list[Any] = []
         if self.kind:
-            where.append("r.id IN (SELECT run_id FROM findings WHERE kind = ?)")
+            # The run's own counts by kind, which the analysis writes in the transaction
+            # that writes its findings: a million findings are not read for a listing.
+            where.append("(r.findings_by_kind ->> ?) IS NOT NULL")
             params.append(self.kind)
         if self.since is not None:
             where.append("r.started_at >= ?")

@@ -170,7 +170,7 @@ class Pages:
             equal["origin"] = request.query_params.get("origin") or None
             status = _choice(request, "status", STATUSES)
             search = RunSearch(
-                kind=request.query_params.get("kind") or None,
+                kind=_choice(request, "kind", choices["kind"]),
                 since=_time(request, "since"),
                 until=_time(request, "until"),
             )
