@@ -174,15 +174,12 @@ def _status(outcome: Outcome[Report]) -> Markup:
 def _progress(outcome: Outcome[Report]) -> str:
     """The page shown while the first comparison of a selection is computed."""
     running = outcome.running_s or 0.0
-    return (
-        Markup(
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            "<title>Comparing…</title></head><body>"
-            '<p><a href="/runs">Runs</a></p><h1>Comparing…</h1>'
-            '<p id="comparison-status">The comparison of these runs is being computed '
-            "({running} s so far): this page reloads itself every {every} s until it is "
-            "ready, then shows it.{took}</p></body></html>"
-        )
-        .format(running=f"{running:.0f}", every=REFRESH_S, took=_took(outcome))
-        .__str__()
-    )
+    page = Markup(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Comparing…</title></head><body>"
+        '<p><a href="/runs">Runs</a></p><h1>Comparing…</h1>'
+        '<p id="comparison-status">The comparison of these runs is being computed '
+        "({running} s so far): this page reloads itself every {every} s until it is "
+        "ready, then shows it.{took}</p></body></html>"
+    ).format(running=f"{running:.0f}", every=REFRESH_S, took=_took(outcome))
+    return str(page)
