@@ -81,7 +81,8 @@ async def _one(client: httpx2.AsyncClient, url: str, prompt: str) -> float:
         async for _ in response.aiter_raw():
             if first is None:
                 first = (time.perf_counter() - t0) * 1000
-    assert response.status_code == 200 and first is not None
+    if response.status_code != 200 or first is None:
+        raise SystemExit(f"{url}: HTTP {response.status_code}, {'a body' if first else 'no body'}")
     return first
 
 

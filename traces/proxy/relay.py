@@ -24,6 +24,7 @@ import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -34,6 +35,7 @@ from traces.proxy.capture import Capture
 from traces.proxy.paths import RECORDED, kind_of
 from traces.proxy.recording import ProxyRecorder, Ticket
 from traces.proxy.routing import Route, RouteError, Routes
+from traces.proxy.sending import TRANSPORT_ERRORS, Sender
 from traces.proxy.upstream import Upstream
 from traces.redaction import Redactor, redact_request
 
@@ -159,20 +161,14 @@ class ProxyApp:
         self.recording = recording
         self.token = token
         self.log = log or (lambda line: None)
-        timeout_s = self.routes.default.timeout_s
-        self.client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
-            # As many connections as clients hold streams: a limit would queue a stream behind
-            # another and add its whole length to the waiting one's time to first byte.
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=512),
-            follow_redirects=False,
-        )
+        self.sender = Sender(self.routes.default.timeout_s)
+        self.client = self.sender.client
         self._redactors: dict[str | None, Redactor] = {}
         self._redactors_version = 0
 
     async def aclose(self) -> None:
         """Release the upstream connections."""
-        await self.client.aclose()
+        await self.sender.aclose()
 
     def _redactor(self, client_key: str | None) -> Redactor:
         """Clears every key this exchange involved from what is recorded (one per client
@@ -229,15 +225,11 @@ class ProxyApp:
             await self._all_models(send, headers, authorization)
             return
         forwarded = _forwarded(headers, authorization, upstream)
-        request = self.client.build_request(
-            method,
-            upstream.url_for(route.path, scope.get("query_string", b"")),
-            headers=forwarded,
-            content=body,
-        )
+        url = upstream.url_for(route.path, scope.get("query_string", b""))
         capture, ticket = self._capture(method, path, route, parsed, body, headers, client_key)
+        outgoing = _Outgoing(method, url, forwarded, body, upstream)
         try:
-            exchange = await self._exchange(request, upstream, capture, receive, send)
+            exchange = await self._exchange(outgoing, capture, receive, send)
         except asyncio.CancelledError:
             # The proxy stops before the answer ended: what arrived is recorded all the same.
             if ticket is not None and capture is not None:
@@ -326,15 +318,10 @@ class ProxyApp:
         return capture, ticket
 
     async def _exchange(
-        self,
-        request: httpx2.Request,
-        upstream: Upstream,
-        capture: Capture | None,
-        receive: Receive,
-        send: Send,
+        self, outgoing: _Outgoing, capture: Capture | None, receive: Receive, send: Send
     ) -> Exchange | None:
         """Relay while watching for the client hanging up; the captured exchange, if any."""
-        relay = asyncio.ensure_future(self._relay(request, upstream, capture, send))
+        relay = asyncio.ensure_future(self._relay(outgoing, capture, send))
         watch = asyncio.ensure_future(_hung_up(receive))
         try:
             await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -349,45 +336,61 @@ class ProxyApp:
         return relay.result()
 
     async def _relay(
-        self, request: httpx2.Request, upstream: Upstream, capture: Capture | None, send: Send
+        self, outgoing: _Outgoing, capture: Capture | None, send: Send
     ) -> Exchange | None:
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx2.TransportError as exc:
-            shown = upstream.shown_url
+            answer = await self.sender.send(
+                outgoing.method, outgoing.url, outgoing.headers, outgoing.body
+            )
+        except TRANSPORT_ERRORS as exc:
+            shown = outgoing.upstream.shown_url
             await _json_error(
                 send, 502, f"traces proxy: upstream {shown} unreachable: {exc}", "proxy_upstream"
             )
             return capture.lost(exc) if capture is not None else None
         try:
-            raw_headers = response.headers.raw
+            raw_headers = answer.headers
             if capture is not None:
                 capture.answered(
-                    response.status_code,
+                    answer.status_code,
                     {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers},
                 )
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
+                    "status": answer.status_code,
                     "headers": [
                         (k, v) for k, v in raw_headers if k.lower() not in _DROPPED_RESPONSE
                     ],
                 }
             )
             try:
-                async for chunk in response.aiter_raw():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # Each piece is all that one read from the upstream brought (with plain HTTP:
+                # several SSE events at once under load), relayed with one write before it is
+                # read for the recording.
+                async for piece in answer.pieces():
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
                     if capture is not None:
-                        capture.data(chunk)
-            except httpx2.TransportError as exc:
+                        capture.data(piece)
+            except TRANSPORT_ERRORS as exc:
                 # Returning mid-body makes the server drop the client's connection: the client
                 # sees the cut it would have seen from the upstream.
                 return capture.lost(exc) if capture is not None else None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return capture.ended() if capture is not None else None
         finally:
-            await response.aclose()
+            await answer.aclose()
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A request as it goes upstream."""
+
+    method: str
+    url: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    upstream: Upstream
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
