@@ -23,7 +23,7 @@ import asyncio
 import collections
 import functools
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, urlsplit
@@ -414,14 +414,24 @@ class PlainPool:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
     async def send(
-        self, method: str, target: _Target, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        method: str,
+        target: _Target,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        sent: Callable[[], object] | None = None,
     ) -> PlainAnswer:
-        """Send the request; the answer once its head came."""
+        """Send the request; the answer once its head came. `sent` is called once, when the
+        request has first been written (the caller's work done while the upstream works)."""
         key = (target.host, target.port)
         for _attempt in range(2):
             connection = self._idle_connection(key) or await self._connect(target)
             try:
                 connection.send(method, target, headers, body)
+                if sent is not None:
+                    sent()
+                    sent = None
                 await connection.head(self.timeout_s)
             except _Stale:
                 connection.close()

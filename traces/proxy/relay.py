@@ -226,17 +226,23 @@ class ProxyApp:
             return
         forwarded = _forwarded(headers, authorization, upstream)
         url = upstream.url_for(route.path, scope.get("query_string", b""))
-        capture, ticket = self._capture(method, path, route, parsed, body, headers, client_key)
-        outgoing = _Outgoing(method, url, forwarded, body, upstream)
+        capture, step = self._capture(method, path, route, parsed, body, headers, client_key)
+        outgoing = _Outgoing(method, url, forwarded, body, upstream, step)
         try:
-            exchange = await self._exchange(outgoing, capture, receive, send)
+            ended = await self._exchange(outgoing, capture, receive, send)
         except asyncio.CancelledError:
-            # The proxy stops before the answer ended: what arrived is recorded all the same.
-            if ticket is not None and capture is not None:
-                self.recording.finish(ticket, capture.cancelled())
+            # The proxy stops before the answer ended: what arrived is recorded all the same
+            # (now: the proxy is about to record what is left and stop).
+            if step is not None and capture is not None:
+                ticket = step.ticket()
+                if ticket is not None:
+                    capture.stop()
+                    self.recording.finish(ticket, capture.cancelled())
             raise
-        if ticket is not None and exchange is not None:
-            self.recording.finish(ticket, exchange)
+        if step is not None and ended is not None:
+            # Read and stored a moment later: the client has its answer, and its next request
+            # goes upstream first.
+            self.recording.later(step.finisher(ended))
 
     async def _all_models(
         self, send: Send, headers: list[tuple[bytes, bytes]], authorization: bytes
@@ -289,9 +295,10 @@ class ProxyApp:
         body: bytes,
         headers: list[tuple[bytes, bytes]],
         client_key: str | None,
-    ) -> tuple[Capture | None, Ticket | None]:
+    ) -> tuple[Capture | None, _Step | None]:
         """What is captured and recorded of a request (nothing but a log line for a path
-        that is not recorded)."""
+        that is not recorded). The step itself is begun once the request has gone upstream
+        (`_Step.ticket`)."""
         kind = kind_of(method, route.path)
         if kind not in RECORDED:
             if kind != "models":
@@ -306,21 +313,20 @@ class ProxyApp:
         header = next((v for k, v in headers if k == RUN_HEADER), None)
         explicit = header.decode("latin-1") if header else route.group
         agent = next((v for k, v in headers if k == b"user-agent"), None)
-        ticket = self.recording.start(
-            cleaned,
+        step = _Step(
+            self.recording,
+            capture,
             explicit,
             agent.decode("latin-1") if agent else None,
-            kind=kind,
-            route=route,
+            route,
         )
-        if ticket is not None:
-            ticket.responses = capture.responses
-        return capture, ticket
+        return capture, step
 
     async def _exchange(
         self, outgoing: _Outgoing, capture: Capture | None, receive: Receive, send: Send
-    ) -> Exchange | None:
-        """Relay while watching for the client hanging up; the captured exchange, if any."""
+    ) -> Callable[[], Exchange] | None:
+        """Relay while watching for the client hanging up; how to read the captured
+        exchange, if any."""
         relay = asyncio.ensure_future(self._relay(outgoing, capture, send))
         watch = asyncio.ensure_future(_hung_up(receive))
         try:
@@ -332,22 +338,30 @@ class ProxyApp:
                     await relay
             watch.cancel()
         if relay.cancelled():
-            return capture.cancelled() if capture is not None else None
+            if capture is None:
+                return None
+            capture.stop()
+            return capture.cancelled
         return relay.result()
 
     async def _relay(
         self, outgoing: _Outgoing, capture: Capture | None, send: Send
-    ) -> Exchange | None:
+    ) -> Callable[[], Exchange] | None:
+        step = outgoing.step
         try:
             answer = await self.sender.send(
-                outgoing.method, outgoing.url, outgoing.headers, outgoing.body
+                outgoing.method,
+                outgoing.url,
+                outgoing.headers,
+                outgoing.body,
+                sent=step.ticket if step is not None else None,
             )
         except TRANSPORT_ERRORS as exc:
             shown = outgoing.upstream.shown_url
             await _json_error(
                 send, 502, f"traces proxy: upstream {shown} unreachable: {exc}", "proxy_upstream"
             )
-            return capture.lost(exc) if capture is not None else None
+            return _lost(capture, exc)
         try:
             raw_headers = answer.headers
             if capture is not None:
@@ -366,8 +380,8 @@ class ProxyApp:
             )
             try:
                 # Each piece is all that one read from the upstream brought (with plain HTTP:
-                # several SSE events at once under load), relayed with one write before it is
-                # read for the recording.
+                # several SSE events at once under load), relayed with one write; it is only
+                # kept for the recording, read once the answer has ended.
                 async for piece in answer.pieces():
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                     if capture is not None:
@@ -375,11 +389,64 @@ class ProxyApp:
             except TRANSPORT_ERRORS as exc:
                 # Returning mid-body makes the server drop the client's connection: the client
                 # sees the cut it would have seen from the upstream.
-                return capture.lost(exc) if capture is not None else None
+                return _lost(capture, exc)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return capture.ended() if capture is not None else None
+            if capture is None:
+                return None
+            capture.stop()
+            return capture.ended
         finally:
             await answer.aclose()
+
+
+def _lost(capture: Capture | None, exc: BaseException) -> Callable[[], Exchange] | None:
+    if capture is None:
+        return None
+    capture.stop()
+    return lambda: capture.lost(exc)
+
+
+class _Step:
+    """The step a recorded request makes, begun once (`ticket`): as soon as the request has
+    gone upstream, or when the relay first needs it."""
+
+    def __init__(
+        self,
+        recording: ProxyRecorder,
+        capture: Capture,
+        explicit: str | None,
+        agent: str | None,
+        route: Route,
+    ) -> None:
+        self.recording = recording
+        self.capture = capture
+        self.explicit = explicit
+        self.agent = agent
+        self.route = route
+        self._begun = False
+        self._ticket: Ticket | None = None
+
+    def ticket(self) -> Ticket | None:
+        """The step's ticket (None: the request makes no step)."""
+        if not self._begun:
+            self._begun = True
+            capture = self.capture
+            self._ticket = self.recording.start(
+                capture.body, self.explicit, self.agent, kind=capture.kind, route=self.route
+            )
+            if self._ticket is not None:
+                self._ticket.responses = capture.responses
+        return self._ticket
+
+    def finisher(self, ended: Callable[[], Exchange]) -> Callable[[], None]:
+        """The work that reads the ended exchange and stores the step."""
+
+        def finish() -> None:
+            ticket = self.ticket()
+            if ticket is not None:
+                self.recording.finish(ticket, ended())
+
+        return finish
 
 
 @dataclass(frozen=True)
@@ -391,6 +458,7 @@ class _Outgoing:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     upstream: Upstream
+    step: _Step | None
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ received), and the body's bytes as they arrive, unchanged but for the framing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import httpx2
@@ -63,14 +63,23 @@ class Sender:
         self.plain = PlainPool(timeout_s, connect_s)
 
     async def send(
-        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        sent: Callable[[], object] | None = None,
     ) -> Answer:
-        """Send one request; its answer once the head came. Raises one of
-        `TRANSPORT_ERRORS` when the upstream cannot be reached."""
+        """Send one request; its answer once the head came. `sent` is called once the
+        request is on its way (with httpx2: just before), to work while the upstream does.
+        Raises one of `TRANSPORT_ERRORS` when the upstream cannot be reached."""
         target = plain_target(url)
         if target is not None:
-            return await self.plain.send(method, target, headers, body)
+            return await self.plain.send(method, target, headers, body, sent=sent)
         request = self.client.build_request(method, url, headers=headers, content=body)
+        if sent is not None:
+            sent()
         return _HttpxAnswer(await self.client.send(request, stream=True))
 
     async def aclose(self) -> None:
