@@ -148,6 +148,28 @@ def test_interim_answer_content_length_and_connection_end() -> None:
     asyncio.run(main())
 
 
+def test_an_answer_left_unread_does_not_leak_into_the_next() -> None:
+    """A caller that stops reading an answer the upstream has sent whole gives back a
+    connection that is reused: the next answer on it is its own bytes only."""
+    answers = {
+        1: [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst", b"-rest"],
+        2: [b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"],
+    }
+
+    async def main() -> None:
+        async with _serving(lambda n: answers[n]) as (server, url):
+            pool = PlainPool(5, 5)
+            first = await _send(pool, url)
+            assert await anext(first.pieces()) == b"first"
+            await asyncio.sleep(0.05)  # the rest arrives, unread
+            await first.aclose()
+            assert await _read(await _send(pool, url)) == b"second"
+            assert server.connections == 1
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
 def test_idle_connection_closed_by_the_server_is_replaced() -> None:
     """The server answers, then closes the kept-alive connection (its keep-alive timeout):
     the next request goes on a new connection and succeeds."""

@@ -218,6 +218,9 @@ class _Connection(asyncio.Protocol):
         """Ready for the next request on this connection."""
         self.reused = True
         self._received = False
+        self._pieces.clear()  # what a caller that left early did not read
+        self._held = 0
+        self._buffer.clear()
         self.done = False
         self._in_head = True
         self._chunked = False

@@ -39,8 +39,3 @@ def http_parser() -> str:
     """uvicorn's `http` setting: `httptools` when installed and wanted, else `h11`."""
     return "httptools" if _wanted("httptools") else "h11"
 
-
-def in_use() -> list[str]:
-    """The names of the speedups in use (for the start-up line)."""
-    used = ["uvloop"] if loop_factory() is not None else []
-    return [*used, "httptools"] if http_parser() == "httptools" else used
