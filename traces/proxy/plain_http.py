@@ -116,8 +116,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received = True
-        if self.done:  # bytes after a complete answer: the connection cannot be reused
+        if self.done or self._head is None:
+            # Bytes after a complete answer, or on an idle connection (a server's 408 before
+            # it closes one): not an answer to anything; the connection is not reused.
             self.keep_alive = False
+            if self._head is None:
+                self.close()
             return
         try:
             if self._in_head:
@@ -218,6 +222,7 @@ class _Connection(asyncio.Protocol):
         """Ready for the next request on this connection."""
         self.reused = True
         self._received = False
+        self._head = None
         self._pieces.clear()  # what a caller that left early did not read
         self._held = 0
         self._buffer.clear()
