@@ -27,19 +27,31 @@ from traces.responses import KEPT_HEADERS
 from traces.sse import StreamReader
 
 
+def start_clock() -> tuple[datetime, float]:
+    """Now, as a capture's clock starts: the wall time (UTC, naive) and the perf counter."""
+    return datetime.now(UTC).replace(tzinfo=None), time.perf_counter()
+
+
 class Capture:
     """One exchange as it passes through: the request body, then the answer's bytes."""
 
-    def __init__(self, body: dict[str, Any], redactor: Redactor, kind: Kind = "chat") -> None:
-        """Start timing now: the request is about to leave for the upstream."""
+    def __init__(
+        self,
+        body: dict[str, Any],
+        redactor: Redactor,
+        kind: Kind = "chat",
+        *,
+        clock: tuple[datetime, float] | None = None,
+    ) -> None:
+        """Start timing now (the request is about to leave for the upstream), or at `clock`:
+        the wall time and `time.perf_counter()` reading taken when it was about to."""
         self.body = body
         self.redactor = redactor
         self.kind = kind
         self.responses = ResponsesReading() if kind == "responses" else None
         """What is read of a Responses API answer (None for the other kinds)."""
         self.streamed = body.get("stream") is True
-        self.started_at = datetime.now(UTC).replace(tzinfo=None)
-        self.t0 = time.perf_counter()
+        self.started_at, self.t0 = clock if clock is not None else start_clock()
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self._reader: StreamReader | None = None

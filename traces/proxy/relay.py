@@ -31,8 +31,8 @@ import httpx2
 
 from traces import strict_json
 from traces.exchange import Exchange
-from traces.proxy.capture import Capture
-from traces.proxy.paths import RECORDED, kind_of
+from traces.proxy.capture import Capture, start_clock
+from traces.proxy.paths import RECORDED, Kind, kind_of
 from traces.proxy.recording import ProxyRecorder, Ticket
 from traces.proxy.routing import Route, RouteError, Routes
 from traces.proxy.sending import TRANSPORT_ERRORS, Sender
@@ -170,7 +170,7 @@ class ProxyApp:
         """Release the upstream connections."""
         await self.sender.aclose()
 
-    def _redactor(self, client_key: str | None) -> Redactor:
+    def redactor(self, client_key: str | None) -> Redactor:
         """Clears every key this exchange involved from what is recorded (one per client
         key: building one compiles its patterns)."""
         if self._redactors_version != self.routes.version:
@@ -209,9 +209,11 @@ class ProxyApp:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        # The body is read only where it is recorded, or where its model may choose the host.
-        reads = kind_of(method, Routes.unprefixed(path)) in RECORDED or bool(self.routes.by_model)
-        parsed = _json_object(body) if method == "POST" and reads else None
+        # The body is parsed before it goes upstream only where its model may choose the host;
+        # where it is recorded, once it has gone (`_Step`): a long conversation takes
+        # milliseconds to parse, time the upstream works anyway.
+        by_model = bool(self.routes.by_model) and method == "POST"
+        parsed = _json_object(body) if by_model else None
         model = parsed.get("model") if parsed is not None else None
         try:
             route = self.routes.route(path, model if isinstance(model, str) else None)
@@ -226,13 +228,14 @@ class ProxyApp:
             return
         forwarded = _forwarded(headers, authorization, upstream)
         url = upstream.url_for(route.path, scope.get("query_string", b""))
-        capture, step = self._capture(method, path, route, parsed, body, headers, client_key)
+        step = self._step(method, path, route, parsed, body, headers, client_key)
         outgoing = _Outgoing(method, url, forwarded, body, upstream, step)
         try:
-            ended = await self._exchange(outgoing, capture, receive, send)
+            ended = await self._exchange(outgoing, receive, send)
         except asyncio.CancelledError:
             # The proxy stops before the answer ended: what arrived is recorded all the same
             # (now: the proxy is about to record what is left and stop).
+            capture = step.capture() if step is not None else None
             if step is not None and capture is not None:
                 ticket = step.ticket()
                 if ticket is not None:
@@ -286,7 +289,7 @@ class ProxyApp:
             return
         await _answer(send, 200, json.dumps({"object": "list", "data": models}).encode())
 
-    def _capture(
+    def _step(
         self,
         method: str,
         path: str,
@@ -295,39 +298,37 @@ class ProxyApp:
         body: bytes,
         headers: list[tuple[bytes, bytes]],
         client_key: str | None,
-    ) -> tuple[Capture | None, _Step | None]:
-        """What is captured and recorded of a request (nothing but a log line for a path
-        that is not recorded). The step itself is begun once the request has gone upstream
-        (`_Step.ticket`)."""
+    ) -> _Step | None:
+        """The step a request of a recorded kind makes, its clock started now (None, and a
+        log line, for a path that is not recorded)."""
         kind = kind_of(method, route.path)
         if kind not in RECORDED:
             if kind != "models":
                 self.log(f"{method} {path}: relayed, not recorded")
-            return None, None
-        if parsed is None:
-            self.log(f"{method} {path}: the body is not a JSON object; relayed, not recorded")
-            return None, None
-        redactor = self._redactor(client_key)
-        cleaned = _without_secrets(parsed, body, redactor)
-        capture = Capture(cleaned, redactor, kind)
+            return None
         header = next((v for k, v in headers if k == RUN_HEADER), None)
-        explicit = header.decode("latin-1") if header else route.group
         agent = next((v for k, v in headers if k == b"user-agent"), None)
-        step = _Step(
-            self.recording,
-            capture,
-            explicit,
-            agent.decode("latin-1") if agent else None,
-            route,
+        return _Step(
+            self,
+            _Request(
+                method=method,
+                path=path,
+                kind=kind,
+                route=route,
+                body=body,
+                parsed=parsed,
+                client_key=client_key,
+                explicit=header.decode("latin-1") if header else route.group,
+                agent=agent.decode("latin-1") if agent else None,
+            ),
         )
-        return capture, step
 
     async def _exchange(
-        self, outgoing: _Outgoing, capture: Capture | None, receive: Receive, send: Send
+        self, outgoing: _Outgoing, receive: Receive, send: Send
     ) -> Callable[[], Exchange] | None:
         """Relay while watching for the client hanging up; how to read the captured
         exchange, if any."""
-        relay = asyncio.ensure_future(self._relay(outgoing, capture, send))
+        relay = asyncio.ensure_future(self._relay(outgoing, send))
         watch = asyncio.ensure_future(_hung_up(receive))
         try:
             await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -338,15 +339,14 @@ class ProxyApp:
                     await relay
             watch.cancel()
         if relay.cancelled():
+            capture = outgoing.step.capture() if outgoing.step is not None else None
             if capture is None:
                 return None
             capture.stop()
             return capture.cancelled
         return relay.result()
 
-    async def _relay(
-        self, outgoing: _Outgoing, capture: Capture | None, send: Send
-    ) -> Callable[[], Exchange] | None:
+    async def _relay(self, outgoing: _Outgoing, send: Send) -> Callable[[], Exchange] | None:
         step = outgoing.step
         try:
             answer = await self.sender.send(
@@ -361,9 +361,10 @@ class ProxyApp:
             await _json_error(
                 send, 502, f"traces proxy: upstream {shown} unreachable: {exc}", "proxy_upstream"
             )
-            return _lost(capture, exc)
+            return _lost(step, exc)
         try:
             raw_headers = answer.headers
+            capture = step.capture() if step is not None else None
             if capture is not None:
                 capture.answered(
                     answer.status_code,
@@ -389,7 +390,7 @@ class ProxyApp:
             except TRANSPORT_ERRORS as exc:
                 # Returning mid-body makes the server drop the client's connection: the client
                 # sees the cut it would have seen from the upstream.
-                return _lost(capture, exc)
+                return _lost(step, exc)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             if capture is None:
                 return None
@@ -399,40 +400,78 @@ class ProxyApp:
             await answer.aclose()
 
 
-def _lost(capture: Capture | None, exc: BaseException) -> Callable[[], Exchange] | None:
+def _lost(step: _Step | None, exc: BaseException) -> Callable[[], Exchange] | None:
+    capture = step.capture() if step is not None else None
     if capture is None:
         return None
     capture.stop()
     return lambda: capture.lost(exc)
 
 
-class _Step:
-    """The step a recorded request makes, begun once (`ticket`): as soon as the request has
-    gone upstream, or when the relay first needs it."""
+@dataclass(frozen=True)
+class _Request:
+    """What the step of a recorded request is made of."""
 
-    def __init__(
-        self,
-        recording: ProxyRecorder,
-        capture: Capture,
-        explicit: str | None,
-        agent: str | None,
-        route: Route,
-    ) -> None:
-        self.recording = recording
-        self.capture = capture
-        self.explicit = explicit
-        self.agent = agent
-        self.route = route
+    method: str
+    path: str
+    kind: Kind
+    route: Route
+    body: bytes
+    parsed: dict[str, Any] | None
+    """The body already parsed (to route by model), else None: parsed when needed."""
+    client_key: str | None
+    explicit: str | None
+    agent: str | None
+
+
+class _Step:
+    """The step a recorded request makes. Its clock starts when it is made (the request is
+    about to go upstream); the body is read (`capture`) and the step begun (`ticket`) once
+    the request is on its way, or when the relay first needs them."""
+
+    def __init__(self, app: ProxyApp, request: _Request) -> None:
+        self.app = app
+        self.request = request
+        self.clock = start_clock()
+        self._captured = False
+        self._capture: Capture | None = None
         self._begun = False
         self._ticket: Ticket | None = None
+
+    def capture(self) -> Capture | None:
+        """What is kept of the exchange (None, and a log line: the body is not a JSON
+        object, so it is relayed and not recorded)."""
+        if not self._captured:
+            self._captured = True
+            request = self.request
+            parsed = request.parsed
+            if parsed is None and request.method == "POST":
+                parsed = _json_object(request.body)
+            if parsed is None:
+                self.app.log(
+                    f"{request.method} {request.path}: the body is not a JSON object; "
+                    "relayed, not recorded"
+                )
+                return None
+            redactor = self.app.redactor(request.client_key)
+            cleaned = _without_secrets(parsed, request.body, redactor)
+            self._capture = Capture(cleaned, redactor, request.kind, clock=self.clock)
+        return self._capture
 
     def ticket(self) -> Ticket | None:
         """The step's ticket (None: the request makes no step)."""
         if not self._begun:
             self._begun = True
-            capture = self.capture
-            self._ticket = self.recording.start(
-                capture.body, self.explicit, self.agent, kind=capture.kind, route=self.route
+            capture = self.capture()
+            if capture is None:
+                return None
+            request = self.request
+            self._ticket = self.app.recording.start(
+                capture.body,
+                request.explicit,
+                request.agent,
+                kind=request.kind,
+                route=request.route,
             )
             if self._ticket is not None:
                 self._ticket.responses = capture.responses
@@ -444,7 +483,7 @@ class _Step:
         def finish() -> None:
             ticket = self.ticket()
             if ticket is not None:
-                self.recording.finish(ticket, ended())
+                self.app.recording.finish(ticket, ended())
 
         return finish
 

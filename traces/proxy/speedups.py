@@ -38,4 +38,3 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def http_parser() -> str:
     """uvicorn's `http` setting: `httptools` when installed and wanted, else `h11`."""
     return "httptools" if _wanted("httptools") else "h11"
-
