@@ -178,6 +178,7 @@ class ProxyRecorder:
         self._pid = os.getpid()
         self._later: collections.deque[Callable[[], None]] = collections.deque()
         self._later_timer: asyncio.TimerHandle | None = None
+        self._catching_up = False
 
     # -- work put off -----------------------------------------------------------------------
 
@@ -191,15 +192,21 @@ class ProxyRecorder:
     def catch_up(self) -> None:
         """Do all the work put off, in order. A failure is reported on one line and does not
         stop the rest (nor the request that happens to come next)."""
+        if self._catching_up:
+            return  # called from the work itself (a step begun late): the loop goes on in order
         if self._later_timer is not None:
             self._later_timer.cancel()
             self._later_timer = None
-        while self._later:
-            work = self._later.popleft()
-            try:
-                work()
-            except Exception as exc:  # a bug reading one answer must not lose the others
-                sys.stderr.write(f"error: recording a step: {one_line(repr(exc))}\n")
+        self._catching_up = True
+        try:
+            while self._later:
+                work = self._later.popleft()
+                try:
+                    work()
+                except Exception as exc:  # a bug reading one answer must not lose the others
+                    sys.stderr.write(f"error: recording a step: {one_line(repr(exc))}\n")
+        finally:
+            self._catching_up = False
 
     # -- requests ---------------------------------------------------------------------------
 
