@@ -18,6 +18,11 @@ first body byte. Two workloads per arm and round:
 Every request is a new conversation (a distinct prompt), so the proxy begins a run for each:
 the costliest case for it. Once the last round is over the proxy is stopped (SIGINT) and the
 steps it recorded are counted against the requests sent through it.
+
+On a machine shared with other work the wall-clock figures move with the load; the CPU time
+the proxy process and the simulator spent per request (read from /proc, Linux) moves much
+less, and is printed beside them: what the proxy costs, against what the simulator behind it
+costs to answer.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ async def _one(client: httpx2.AsyncClient, url: str, prompt: str) -> float:
         async for _ in response.aiter_raw():
             if first is None:
                 first = (time.perf_counter() - t0) * 1000
-    assert response.status_code == 200 and first is not None
+    if response.status_code != 200 or first is None:
+        raise SystemExit(f"{url}: HTTP {response.status_code}, {'a body' if first else 'no body'}")
     return first
 
 
@@ -96,6 +102,10 @@ class Result:
     seconds: float
     ttfb_p50_ms: float
     ttfb_p99_ms: float
+    proxy_cpu_ms: float | None = None
+    """CPU time of the proxy process per request (None: the direct arm, or no /proc)."""
+    sim_cpu_ms: float | None = None
+    """CPU time of the simulator per request."""
 
     @property
     def per_s(self) -> float:
@@ -120,7 +130,28 @@ async def _concurrent(url: str, streams: int, per_stream: int, tag: str) -> list
     return [t for times in results for t in times]
 
 
-def _measure(arm: str, url: str, workload: str, round_: int, args: argparse.Namespace) -> Result:
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (None where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_request_ms(before: float | None, after: float | None, requests: int) -> float | None:
+    return None if before is None or after is None else (after - before) * 1000 / requests
+
+
+def _measure(
+    arm: str,
+    url: str,
+    workload: str,
+    round_: int,
+    args: argparse.Namespace,
+    pids: dict[str, int],
+) -> Result:
+    cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()}
     t0 = time.perf_counter()
     tag = f"{arm}{round_}"
     if workload == "sequential":
@@ -128,6 +159,10 @@ def _measure(arm: str, url: str, workload: str, round_: int, args: argparse.Name
     else:
         times = asyncio.run(_concurrent(url, args.streams, args.per_stream, tag))
     seconds = time.perf_counter() - t0
+    cpu = {
+        name: _per_request_ms(cpu_before[name], _cpu_s(pid), len(times))
+        for name, pid in pids.items()
+    }
     return Result(
         arm,
         workload,
@@ -136,7 +171,26 @@ def _measure(arm: str, url: str, workload: str, round_: int, args: argparse.Name
         seconds,
         _percentile(times, 0.5),
         _percentile(times, 0.99),
+        proxy_cpu_ms=cpu["proxy"] if arm == "proxy" else None,
+        sim_cpu_ms=cpu["sim"],
     )
+
+
+def _cpu_text(proxy_ms: float | None, sim_ms: float | None) -> str:
+    parts = [] if proxy_ms is None else [f"proxy {proxy_ms:.2f}"]
+    parts += [] if sim_ms is None else [f"simulator {sim_ms:.2f}"]
+    return f"  CPU ms/request: {', '.join(parts)}" if parts else ""
+
+
+def _load() -> str:
+    if not hasattr(os, "getloadavg"):
+        return "unknown"
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def main() -> None:
@@ -158,8 +212,10 @@ def main() -> None:
     # recording, not the checks, which run once a conversation has gone quiet.
     command = ["proxy", "--upstream", sim_url, "--port", "0", "--db", str(db), "--idle", "600"]
     proxy, proxy_url = _start([sys.executable, "-m", "analyzer", *command], env)
+    pids = {"proxy": proxy.pid, "sim": sim.pid}
     results: list[Result] = []
     through_proxy = 0
+    print(f"load average at the start: {_load()}", flush=True)
     try:
         for round_ in range(args.rounds):
             arms = [("direct", sim_url), ("proxy", proxy_url)]
@@ -167,13 +223,14 @@ def main() -> None:
                 arms.reverse()
             for workload in ("sequential", "concurrent"):
                 for arm, url in arms:
-                    result = _measure(arm, url, workload, round_, args)
+                    result = _measure(arm, url, workload, round_, args, pids)
                     results.append(result)
                     if arm == "proxy":
                         through_proxy += result.requests + (workload == "sequential")
                     print(
                         f"round {round_} {workload:10} {arm:6} {result.per_s:8.1f} req/s  "
-                        f"ttfb p50 {result.ttfb_p50_ms:6.2f} ms  p99 {result.ttfb_p99_ms:6.2f} ms",
+                        f"ttfb p50 {result.ttfb_p50_ms:6.2f} ms  p99 {result.ttfb_p99_ms:6.2f} ms"
+                        f"{_cpu_text(result.proxy_cpu_ms, result.sim_cpu_ms)}",
                         flush=True,
                     )
     finally:
@@ -193,6 +250,12 @@ def main() -> None:
                 "ttfb_p50_ms": statistics.median(r.ttfb_p50_ms for r in mine),
                 "ttfb_p99_ms": statistics.median(r.ttfb_p99_ms for r in mine),
             }
+            cpu = {
+                "proxy_cpu_ms": _median([r.proxy_cpu_ms for r in mine]),
+                "sim_cpu_ms": _median([r.sim_cpu_ms for r in mine]),
+            }
+            summary[f"{workload}/{arm}"] |= {k: v for k, v in cpu.items() if v is not None}
+    print(f"load average at the end: {_load()}")
     print("\nmedian over rounds:")
     for workload in ("sequential", "concurrent"):
         direct, proxied = summary[f"{workload}/direct"], summary[f"{workload}/proxy"]
@@ -202,6 +265,7 @@ def main() -> None:
             f"p99 +{proxied['ttfb_p99_ms'] - direct['ttfb_p99_ms']:.2f} ms; throughput "
             f"{proxied['req_per_s']:.0f} vs {direct['req_per_s']:.0f} req/s "
             f"(x{proxied['req_per_s'] / direct['req_per_s']:.2f})"
+            f"{_cpu_text(proxied.get('proxy_cpu_ms'), proxied.get('sim_cpu_ms'))}"
         )
     print(f"  recorded steps {recorded} of {through_proxy} requests sent through the proxy")
     if args.json is not None:
@@ -209,7 +273,11 @@ def main() -> None:
             json.dumps(
                 {
                     "config": vars(args) | {"json": str(args.json)},
-                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "python": platform.python_version(),
+                        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+                    },
                     "summary": summary,
                     "recorded_steps": recorded,
                     "proxied_requests": through_proxy,

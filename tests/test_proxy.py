@@ -4,6 +4,7 @@ what was recorded is read back from the store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -50,15 +51,32 @@ def _runs(db: Path) -> list[dict[str, Any]]:
     return query_rows(db, "SELECT * FROM runs ORDER BY started_at")
 
 
+def _spaced(app: Any) -> Any:
+    """The simulator's app, its body pieces sent 10 ms apart (as a model's tokens come)."""
+
+    async def spaced(scope: Any, receive: Any, send: Any) -> None:
+        async def later(message: Any) -> None:
+            if message["type"] == "http.response.body" and message.get("more_body"):
+                await asyncio.sleep(0.01)
+            await send(message)
+
+        await app(scope, receive, later)
+
+    return spaced
+
+
+@pytest.mark.parametrize("speedups", ["1", "0"])
 def test_bytes_relayed_unchanged_and_recorded(
-    monkeypatch: pytest.MonkeyPatch, db_path: Path
+    monkeypatch: pytest.MonkeyPatch, db_path: Path, speedups: str
 ) -> None:
     """What the client receives is byte for byte what the simulator sent, whole bodies and
     streams alike, with status and headers; the recorded raw body and SSE lines are those
-    bytes too."""
+    bytes too. Events that come apart are relayed apart (what arrives together may be relayed
+    in one write). With uvloop and httptools (when installed) and without."""
+    monkeypatch.setenv("TRACES_PROXY_SPEEDUPS", speedups)
     body = {"model": "m", "messages": [{"role": "user", "content": "Spell cat."}], "seed": 4}
     with (
-        tapped_sim(monkeypatch, SimConfig(seed=0)) as (sim, tap),
+        tapped_sim(monkeypatch, SimConfig(seed=0), in_front=_spaced) as (sim, tap),
         proxy_to(sim.base_url, db_path) as proxy,
     ):
         whole = httpx2.post(f"{proxy.base_url}/chat/completions", json=body)

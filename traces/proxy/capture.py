@@ -3,8 +3,9 @@ they pass (an SSE stream split into lines with their arrival times), read at the
 same `Exchange` the endpoint client makes (`traces.exchange_reading`), keys redacted. Text
 completions and Responses API answers are read as `readings` says.
 
-Nothing here is on the client's path but appending bytes: lines are split and chunks parsed
-as they arrive (the reader is incremental), everything else once the answer has ended.
+Nothing here is on the client's path but appending bytes and their arrival times: the lines
+are split and read once the answer has ended, when the relay asks for the exchange (which it
+may do a little later, off the path of the next request: the clock stops at `stop`).
 """
 
 from __future__ import annotations
@@ -26,25 +27,40 @@ from traces.responses import KEPT_HEADERS
 from traces.sse import StreamReader
 
 
+def start_clock() -> tuple[datetime, float]:
+    """Now, as a capture's clock starts: the wall time (UTC, naive) and the perf counter."""
+    return datetime.now(UTC).replace(tzinfo=None), time.perf_counter()
+
+
 class Capture:
     """One exchange as it passes through: the request body, then the answer's bytes."""
 
-    def __init__(self, body: dict[str, Any], redactor: Redactor, kind: Kind = "chat") -> None:
-        """Start timing now: the request is about to leave for the upstream."""
+    def __init__(
+        self,
+        body: dict[str, Any],
+        redactor: Redactor,
+        kind: Kind = "chat",
+        *,
+        clock: tuple[datetime, float] | None = None,
+    ) -> None:
+        """Start timing now (the request is about to leave for the upstream), or at `clock`:
+        the wall time and `time.perf_counter()` reading taken when it was about to."""
         self.body = body
         self.redactor = redactor
         self.kind = kind
         self.responses = ResponsesReading() if kind == "responses" else None
         """What is read of a Responses API answer (None for the other kinds)."""
         self.streamed = body.get("stream") is True
-        self.started_at = datetime.now(UTC).replace(tzinfo=None)
-        self.t0 = time.perf_counter()
+        self.started_at, self.t0 = clock if clock is not None else start_clock()
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self._reader: StreamReader | None = None
         self._sse = False
         self._pending = b""
         self._raw: list[bytes] = []
+        self._pieces: list[tuple[bytes, float]] = []
+        """An SSE body's pieces as they came, with their arrival times (read at the end)."""
+        self._stopped: float | None = None
 
     def answered(self, status: int, headers: dict[str, str]) -> None:
         """The status line and headers came (`headers` with lower-case names)."""
@@ -60,17 +76,32 @@ class Capture:
 
     def data(self, chunk: bytes) -> None:
         """Bytes of the body, as relayed."""
-        if not self._sse:
+        if self._sse:
+            self._pieces.append((chunk, elapsed_ms(self.t0)))
+        else:
             self._raw.append(chunk)
-            return
-        t_ms = elapsed_ms(self.t0)
-        lines = (self._pending + chunk).split(b"\n")
-        self._pending = lines.pop()
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if line:  # the blank separator between events carries nothing to keep
-                self._line(line.decode("utf-8", errors="replace"), t_ms)
+
+    def stop(self) -> None:
+        """The answer ended (or broke, or the client left): its latency is measured to now,
+        whenever the exchange is then asked for."""
+        if self._stopped is None:
+            self._stopped = time.perf_counter()
+
+    def _elapsed_ms(self) -> float:
+        end = self._stopped if self._stopped is not None else time.perf_counter()
+        return round((end - self.t0) * 1000, 3)
+
+    def _read_pieces(self) -> None:
+        """Split what came into lines and read them, each with its piece's arrival time."""
+        for chunk, t_ms in self._pieces:
+            lines = (self._pending + chunk).split(b"\n")
+            self._pending = lines.pop()
+            for line in lines:
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line:  # the blank separator between events carries nothing to keep
+                    self._line(line.decode("utf-8", errors="replace"), t_ms)
+        self._pieces = []
 
     def _line(self, line: str, t_ms: float) -> None:
         if self._reader is not None:
@@ -100,7 +131,7 @@ class Capture:
         An error status that had already come stays the step's error: the host refused,
         whatever the client did next (Qwen Code retrying a 429 now and then hangs up on the
         status line, before the error body)."""
-        elapsed = elapsed_ms(self.t0)
+        elapsed = self._elapsed_ms()
         if self.status is not None and self.status >= 400:
             raw = b"".join(self._raw).decode("utf-8", errors="replace")
             refused = http_error(self.status, raw)
@@ -115,9 +146,10 @@ class Capture:
         return self.redactor.exchange(self._exchange(error, closing=False))
 
     def _exchange(self, error: ExchangeError | None, *, closing: bool = True) -> Exchange:
-        latency_ms = elapsed_ms(self.t0)
+        latency_ms = self._elapsed_ms()
         reader = self._reader
         status = self.status
+        self._read_pieces()
         if self._sse and self._pending.strip():
             self._line(self._pending.decode("utf-8", errors="replace"), latency_ms)
             self._pending = b""
@@ -125,9 +157,11 @@ class Capture:
             return self._responses(error, latency_ms)
         if reader is not None and status is not None:
             if closing:
-                return finish_stream(
+                exchange = finish_stream(
                     reader, self.body, self.started_at, self.t0, status, self.headers, lost=error
                 )
+                exchange.latency_ms = latency_ms  # to `stop`, not to now
+                return exchange
             exchange = reader.exchange(
                 request_body=self.body,
                 started_at=self.started_at,
@@ -144,6 +178,7 @@ class Capture:
             read = completion_as_chat(raw) if self.kind == "completion" else raw
             exchange = parse_body(read, self.body, self.started_at, self.t0, status, self.headers)
             exchange.response_body = raw  # the upstream's bytes, not a converted completion
+            exchange.latency_ms = latency_ms
             return exchange
         return self._plain(raw or None, error, latency_ms)
 

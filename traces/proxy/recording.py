@@ -18,7 +18,11 @@ sent to two hosts make two runs, each labelled with its host, its client (named 
 `User-Agent`, as the run's task) and its first user message.
 
 A run is begun (its row committed as `running`) when its first request arrives, without
-holding the request for the commit; steps are queued as their answers end, so `traces runs`
+holding the request for the commit (the relay starts a step once the request has gone
+upstream, while the upstream works on it). An ended answer is read and stored a little
+later (`later`): before the next request is placed in a conversation, before a run ends, or
+after `LATER_S` if nothing else comes, so that reading it is not on the path of a request
+that follows at once; steps are queued as their answers end, so `traces runs`
 shows them while the proxy runs. A run ends after `idle_s` seconds without a request, or
 when the proxy stops; `on_end` is then told (the command hands it to the checks).
 """
@@ -26,6 +30,7 @@ when the proxy stops; `on_end` is then told (the command hands it to the checks)
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import socket
 import sys
@@ -62,6 +67,8 @@ from traces.store.recorder import Recorder
 
 _LABEL_CHARS = 120
 """How much of a conversation's first user message labels its run."""
+LATER_S = 0.005
+"""How long an ended answer may wait to be read and stored when no request comes."""
 
 
 @dataclass
@@ -169,6 +176,37 @@ class ProxyRecorder:
         self._failure: str | None = None
         self._host = socket.gethostname()
         self._pid = os.getpid()
+        self._later: collections.deque[Callable[[], None]] = collections.deque()
+        self._later_timer: asyncio.TimerHandle | None = None
+        self._catching_up = False
+
+    # -- work put off -----------------------------------------------------------------------
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Do `work` (read an ended answer and store its step) before anything that depends
+        on it, or after `LATER_S` (on the event loop)."""
+        self._later.append(work)
+        if self._later_timer is None:
+            self._later_timer = asyncio.get_running_loop().call_later(LATER_S, self.catch_up)
+
+    def catch_up(self) -> None:
+        """Do all the work put off, in order. A failure is reported on one line and does not
+        stop the rest (nor the request that happens to come next)."""
+        if self._catching_up:
+            return  # called from the work itself (a step begun late): the loop goes on in order
+        if self._later_timer is not None:
+            self._later_timer.cancel()
+            self._later_timer = None
+        self._catching_up = True
+        try:
+            while self._later:
+                work = self._later.popleft()
+                try:
+                    work()
+                except Exception as exc:  # a bug reading one answer must not lose the others
+                    sys.stderr.write(f"error: recording a step: {one_line(repr(exc))}\n")
+        finally:
+            self._catching_up = False
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -184,6 +222,7 @@ class ProxyRecorder:
         """A request of a recorded kind arrives: the run and step it makes (None: a chat
         request whose body holds no message list, relayed but making no step). `route` says
         where it goes (None: the default upstream)."""
+        self.catch_up()  # the answers before this request: it may continue one
         upstream = route.upstream if route is not None else self.upstream
         if kind != "chat":
             return self._start_other(body, explicit, client, kind, route, upstream)
@@ -406,6 +445,7 @@ class ProxyRecorder:
         """End a run: store its held step, then its outcome; `ends` says why it ended.
         `on_end` is told unless `notify` is false (the proxy stopping: its caller checks
         the runs it ended itself)."""
+        self.catch_up()
         self.conversations.close(thread)
         self.chains.forget(thread.run_id)
         run = self.runs.pop(thread.run_id, None)
@@ -424,12 +464,14 @@ class ProxyRecorder:
         period = min(max(self.idle_s / 4, 0.05), 1.0)
         while True:
             await asyncio.sleep(period)
+            self.catch_up()  # an answer not stored yet: its run is not idle
             for thread in self.conversations.idle(time.monotonic(), self.idle_s):
                 # `idle` closed it already; `end` stores the rest.
                 self.end(thread, f"the client sent nothing for {self.idle_s:g} s")
 
     async def close(self) -> None:
         """The proxy stops: end every open run and wait until everything is committed."""
+        self.catch_up()
         for thread in list(self.conversations.threads.values()):
             self.end(thread, "the proxy stopped", notify=False)
         while self._queued:

@@ -24,16 +24,18 @@ import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 
 from traces import strict_json
 from traces.exchange import Exchange
-from traces.proxy.capture import Capture
-from traces.proxy.paths import RECORDED, kind_of
+from traces.proxy.capture import Capture, start_clock
+from traces.proxy.paths import RECORDED, Kind, kind_of
 from traces.proxy.recording import ProxyRecorder, Ticket
 from traces.proxy.routing import Route, RouteError, Routes
+from traces.proxy.sending import TRANSPORT_ERRORS, Sender
 from traces.proxy.upstream import Upstream
 from traces.redaction import Redactor, redact_request
 
@@ -159,22 +161,16 @@ class ProxyApp:
         self.recording = recording
         self.token = token
         self.log = log or (lambda line: None)
-        timeout_s = self.routes.default.timeout_s
-        self.client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
-            # As many connections as clients hold streams: a limit would queue a stream behind
-            # another and add its whole length to the waiting one's time to first byte.
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=512),
-            follow_redirects=False,
-        )
+        self.sender = Sender(self.routes.default.timeout_s)
+        self.client = self.sender.client
         self._redactors: dict[str | None, Redactor] = {}
         self._redactors_version = 0
 
     async def aclose(self) -> None:
         """Release the upstream connections."""
-        await self.client.aclose()
+        await self.sender.aclose()
 
-    def _redactor(self, client_key: str | None) -> Redactor:
+    def redactor(self, client_key: str | None) -> Redactor:
         """Clears every key this exchange involved from what is recorded (one per client
         key: building one compiles its patterns)."""
         if self._redactors_version != self.routes.version:
@@ -213,9 +209,11 @@ class ProxyApp:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        # The body is read only where it is recorded, or where its model may choose the host.
-        reads = kind_of(method, Routes.unprefixed(path)) in RECORDED or bool(self.routes.by_model)
-        parsed = _json_object(body) if method == "POST" and reads else None
+        # The body is parsed before it goes upstream only where its model may choose the host;
+        # where it is recorded, once it has gone (`_Step`): a long conversation takes
+        # milliseconds to parse, time the upstream works anyway.
+        by_model = bool(self.routes.by_model) and method == "POST"
+        parsed = _json_object(body) if by_model else None
         model = parsed.get("model") if parsed is not None else None
         try:
             route = self.routes.route(path, model if isinstance(model, str) else None)
@@ -229,22 +227,25 @@ class ProxyApp:
             await self._all_models(send, headers, authorization)
             return
         forwarded = _forwarded(headers, authorization, upstream)
-        request = self.client.build_request(
-            method,
-            upstream.url_for(route.path, scope.get("query_string", b"")),
-            headers=forwarded,
-            content=body,
-        )
-        capture, ticket = self._capture(method, path, route, parsed, body, headers, client_key)
+        url = upstream.url_for(route.path, scope.get("query_string", b""))
+        step = self._step(method, path, route, parsed, body, headers, client_key)
+        outgoing = _Outgoing(method, url, forwarded, body, upstream, step)
         try:
-            exchange = await self._exchange(request, upstream, capture, receive, send)
+            ended = await self._exchange(outgoing, receive, send)
         except asyncio.CancelledError:
-            # The proxy stops before the answer ended: what arrived is recorded all the same.
-            if ticket is not None and capture is not None:
-                self.recording.finish(ticket, capture.cancelled())
+            # The proxy stops before the answer ended: what arrived is recorded all the same
+            # (now: the proxy is about to record what is left and stop).
+            capture = step.capture() if step is not None else None
+            if step is not None and capture is not None:
+                ticket = step.ticket()
+                if ticket is not None:
+                    capture.stop()
+                    self.recording.finish(ticket, capture.cancelled())
             raise
-        if ticket is not None and exchange is not None:
-            self.recording.finish(ticket, exchange)
+        if step is not None and ended is not None:
+            # Read and stored a moment later: the client has its answer, and its next request
+            # goes upstream first.
+            self.recording.later(step.finisher(ended))
 
     async def _all_models(
         self, send: Send, headers: list[tuple[bytes, bytes]], authorization: bytes
@@ -288,7 +289,7 @@ class ProxyApp:
             return
         await _answer(send, 200, json.dumps({"object": "list", "data": models}).encode())
 
-    def _capture(
+    def _step(
         self,
         method: str,
         path: str,
@@ -297,44 +298,37 @@ class ProxyApp:
         body: bytes,
         headers: list[tuple[bytes, bytes]],
         client_key: str | None,
-    ) -> tuple[Capture | None, Ticket | None]:
-        """What is captured and recorded of a request (nothing but a log line for a path
-        that is not recorded)."""
+    ) -> _Step | None:
+        """The step a request of a recorded kind makes, its clock started now (None, and a
+        log line, for a path that is not recorded)."""
         kind = kind_of(method, route.path)
         if kind not in RECORDED:
             if kind != "models":
                 self.log(f"{method} {path}: relayed, not recorded")
-            return None, None
-        if parsed is None:
-            self.log(f"{method} {path}: the body is not a JSON object; relayed, not recorded")
-            return None, None
-        redactor = self._redactor(client_key)
-        cleaned = _without_secrets(parsed, body, redactor)
-        capture = Capture(cleaned, redactor, kind)
+            return None
         header = next((v for k, v in headers if k == RUN_HEADER), None)
-        explicit = header.decode("latin-1") if header else route.group
         agent = next((v for k, v in headers if k == b"user-agent"), None)
-        ticket = self.recording.start(
-            cleaned,
-            explicit,
-            agent.decode("latin-1") if agent else None,
-            kind=kind,
-            route=route,
+        return _Step(
+            self,
+            _Request(
+                method=method,
+                path=path,
+                kind=kind,
+                route=route,
+                body=body,
+                parsed=parsed,
+                client_key=client_key,
+                explicit=header.decode("latin-1") if header else route.group,
+                agent=agent.decode("latin-1") if agent else None,
+            ),
         )
-        if ticket is not None:
-            ticket.responses = capture.responses
-        return capture, ticket
 
     async def _exchange(
-        self,
-        request: httpx2.Request,
-        upstream: Upstream,
-        capture: Capture | None,
-        receive: Receive,
-        send: Send,
-    ) -> Exchange | None:
-        """Relay while watching for the client hanging up; the captured exchange, if any."""
-        relay = asyncio.ensure_future(self._relay(request, upstream, capture, send))
+        self, outgoing: _Outgoing, receive: Receive, send: Send
+    ) -> Callable[[], Exchange] | None:
+        """Relay while watching for the client hanging up; how to read the captured
+        exchange, if any."""
+        relay = asyncio.ensure_future(self._relay(outgoing, send))
         watch = asyncio.ensure_future(_hung_up(receive))
         try:
             await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -345,49 +339,165 @@ class ProxyApp:
                     await relay
             watch.cancel()
         if relay.cancelled():
-            return capture.cancelled() if capture is not None else None
+            capture = outgoing.step.capture() if outgoing.step is not None else None
+            if capture is None:
+                return None
+            capture.stop()
+            return capture.cancelled
         return relay.result()
 
-    async def _relay(
-        self, request: httpx2.Request, upstream: Upstream, capture: Capture | None, send: Send
-    ) -> Exchange | None:
+    async def _relay(self, outgoing: _Outgoing, send: Send) -> Callable[[], Exchange] | None:
+        step = outgoing.step
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx2.TransportError as exc:
-            shown = upstream.shown_url
+            answer = await self.sender.send(
+                outgoing.method,
+                outgoing.url,
+                outgoing.headers,
+                outgoing.body,
+                sent=step.ticket if step is not None else None,
+            )
+        except TRANSPORT_ERRORS as exc:
+            shown = outgoing.upstream.shown_url
             await _json_error(
                 send, 502, f"traces proxy: upstream {shown} unreachable: {exc}", "proxy_upstream"
             )
-            return capture.lost(exc) if capture is not None else None
+            return _lost(step, exc)
         try:
-            raw_headers = response.headers.raw
+            raw_headers = answer.headers
+            capture = step.capture() if step is not None else None
             if capture is not None:
                 capture.answered(
-                    response.status_code,
+                    answer.status_code,
                     {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers},
                 )
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
+                    "status": answer.status_code,
                     "headers": [
                         (k, v) for k, v in raw_headers if k.lower() not in _DROPPED_RESPONSE
                     ],
                 }
             )
             try:
-                async for chunk in response.aiter_raw():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # Each piece is all that one read from the upstream brought (with plain HTTP:
+                # several SSE events at once under load), relayed with one write; it is only
+                # kept for the recording, read once the answer has ended.
+                async for piece in answer.pieces():
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
                     if capture is not None:
-                        capture.data(chunk)
-            except httpx2.TransportError as exc:
+                        capture.data(piece)
+            except TRANSPORT_ERRORS as exc:
                 # Returning mid-body makes the server drop the client's connection: the client
                 # sees the cut it would have seen from the upstream.
-                return capture.lost(exc) if capture is not None else None
+                return _lost(step, exc)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return capture.ended() if capture is not None else None
+            if capture is None:
+                return None
+            capture.stop()
+            return capture.ended
         finally:
-            await response.aclose()
+            await answer.aclose()
+
+
+def _lost(step: _Step | None, exc: BaseException) -> Callable[[], Exchange] | None:
+    capture = step.capture() if step is not None else None
+    if capture is None:
+        return None
+    capture.stop()
+    return lambda: capture.lost(exc)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the step of a recorded request is made of."""
+
+    method: str
+    path: str
+    kind: Kind
+    route: Route
+    body: bytes
+    parsed: dict[str, Any] | None
+    """The body already parsed (to route by model), else None: parsed when needed."""
+    client_key: str | None
+    explicit: str | None
+    agent: str | None
+
+
+class _Step:
+    """The step a recorded request makes. Its clock starts when it is made (the request is
+    about to go upstream); the body is read (`capture`) and the step begun (`ticket`) once
+    the request is on its way, or when the relay first needs them."""
+
+    def __init__(self, app: ProxyApp, request: _Request) -> None:
+        self.app = app
+        self.request = request
+        self.clock = start_clock()
+        self._captured = False
+        self._capture: Capture | None = None
+        self._begun = False
+        self._ticket: Ticket | None = None
+
+    def capture(self) -> Capture | None:
+        """What is kept of the exchange (None, and a log line: the body is not a JSON
+        object, so it is relayed and not recorded)."""
+        if not self._captured:
+            self._captured = True
+            request = self.request
+            parsed = request.parsed
+            if parsed is None and request.method == "POST":
+                parsed = _json_object(request.body)
+            if parsed is None:
+                self.app.log(
+                    f"{request.method} {request.path}: the body is not a JSON object; "
+                    "relayed, not recorded"
+                )
+                return None
+            redactor = self.app.redactor(request.client_key)
+            cleaned = _without_secrets(parsed, request.body, redactor)
+            self._capture = Capture(cleaned, redactor, request.kind, clock=self.clock)
+        return self._capture
+
+    def ticket(self) -> Ticket | None:
+        """The step's ticket (None: the request makes no step)."""
+        if not self._begun:
+            self._begun = True
+            capture = self.capture()
+            if capture is None:
+                return None
+            request = self.request
+            self._ticket = self.app.recording.start(
+                capture.body,
+                request.explicit,
+                request.agent,
+                kind=request.kind,
+                route=request.route,
+            )
+            if self._ticket is not None:
+                self._ticket.responses = capture.responses
+        return self._ticket
+
+    def finisher(self, ended: Callable[[], Exchange]) -> Callable[[], None]:
+        """The work that reads the ended exchange and stores the step."""
+
+        def finish() -> None:
+            ticket = self.ticket()
+            if ticket is not None:
+                self.app.recording.finish(ticket, ended())
+
+        return finish
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A request as it goes upstream."""
+
+    method: str
+    url: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    upstream: Upstream
+    step: _Step | None
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ came. Either way every key seen is a secret the recording redacts, never stored.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,9 +41,10 @@ class Upstream:
     """The model ids it serves (a profile's list; none for a URL): requests naming one of
     them are routed to it (`routing`)."""
 
-    @property
+    @functools.cached_property
     def shown_url(self) -> str:
-        """The base URL fit to be printed and stored (no credentials, no query)."""
+        """The base URL fit to be printed and stored (no credentials, no query); read once
+        (each run stores it)."""
         return redact_url(self.base_url)
 
     def url_for(self, path: str, query: bytes) -> str:

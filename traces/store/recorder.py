@@ -66,10 +66,15 @@ CLOSE_WAIT_S = 120.0
 class Recorder:
     """Durably records runs, steps, messages, tool calls and results into one database file."""
 
-    def __init__(self, path: Store) -> None:
+    def __init__(self, path: Store, *, send_delay_s: float = 0.0) -> None:
         """Connect to the store's server (starting one, which creates and migrates the file,
         when none runs); return once it answers. (A lake store takes writers from many
         processes, but recorders of one host still share a server: one group commit.)
+
+        `send_delay_s` > 0: what is queued from the event loop is sent that long after the
+        first of it, with everything queued meanwhile (for a caller that never waits for the
+        commit, as the proxy: waking the sending thread at each operation makes it take the
+        GIL from the event loop in the middle of a relayed request).
 
         Raises the one-line DatabaseError a server met when it cannot open the database
         (locked by another program, not a trace database...).
@@ -87,6 +92,7 @@ class Recorder:
         self._failure: str | None = None
         self._closing = False
         self._on_step: dict[str, Callable[[], None]] = {}
+        self._send_delay_s = send_delay_s
         self._session = rendezvous.connect_or_start(path, rendezvous.RECORD)
         self._wake_read, self._wake_write = os.pipe()
         self._thread = threading.Thread(target=self._talk, name="traces-recorder", daemon=True)
@@ -175,11 +181,14 @@ class Recorder:
     # -- the conversation with the server -------------------------------------------------------
 
     def _enqueue(self, rows: Rows) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put(rows, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._put(rows, future, loop)
         return future
 
-    def _put(self, rows: Rows, waiter: _Waiter) -> None:
+    def _put(
+        self, rows: Rows, waiter: _Waiter, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         with self._lock:
             if self._failure is not None:
                 raise DatabaseError(f"{self.path}: recording failed: {self._failure}")
@@ -191,12 +200,22 @@ class Recorder:
             # enough (a write to the pipe for each operation cost a proxy 3% of its CPU).
             idle = not self._outbox
             self._outbox.append((self._seq, rows))
-        if idle:
+        if not idle:
+            return
+        if loop is not None and self._send_delay_s > 0:
+            loop.call_later(self._send_delay_s, self._wake_later)
+        else:
             self._wake()
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # the thread is gone (failed): nobody to wake
             os.write(self._wake_write, b"\0")
+
+    def _wake_later(self) -> None:
+        # Once closing, `close` has woken the thread itself (and may have closed the pipe,
+        # whose descriptor number another file may hold by now).
+        if not self._closing:
+            self._wake()
 
     def _talk(self) -> None:
         """Send what is queued, resolve what is acknowledged; take another server when this
