@@ -216,6 +216,7 @@ def ascii_byte_classes() -> bytes:
 
 
 _BYTE_CLASSES = ascii_byte_classes()
+_WORDS_APART = bytes.maketrans(b".", b" ")
 
 
 def estimate_tokens(text: str) -> int:
@@ -232,7 +233,9 @@ def estimate_ascii_tokens(data: bytes) -> int:
     # every tool result and reasoning of a run this way, so it runs over the whole store.
     # A word starts at each word byte not preceded by one; every other non-space byte is one.
     classes = data.translate(_BYTE_CLASSES)
-    starts = classes.count(b" a") + classes.count(b".a") + classes.startswith(b"a")
+    # ` a` counted once with `.` made a space: cheaper than counting ` a` and `.a` apart.
+    words = classes.translate(_WORDS_APART)
+    starts = words.count(b" a") + words.startswith(b"a")
     return starts + classes.count(b".")
 
 

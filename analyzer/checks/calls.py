@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.emptied import emptied
@@ -126,52 +125,56 @@ def _the_answer(step: Step, found: TextCalls) -> bool:
     return not all(call.schema_valid for call in found.calls)
 
 
-def tool_call_as_text(step: Step, run: Run) -> Iterator[Finding]:
+def tool_call_as_text(step: Step, run: Run) -> list[Finding]:
     """A call to a declared tool written as text in content instead of called, in any common
     shape (`text_calls`). The model's, unless the text is exactly its family's own plain-JSON
     call syntax (Llama, Mistral): then the host should have parsed it."""
+    findings: list[Finding] = []
     content = step.content
     if step.calls or not content or "{" not in content or not step.tools or step.failed:
-        return
+        return findings
     found = calls_in_text(content, step.tools)
     if found is None or _the_answer(step, found):
-        return
+        return findings
     if found.placement == "trailing" and not all(
         call.explicit and call.schema_valid for call in found.calls
     ):
-        return  # after prose only a call beyond doubt counts: it may be an example
+        return findings  # after prose only a call beyond doubt counts: it may be an example
     if find_leaks(content):
-        return  # a family's call tokens: the host's parser missed them, reported as leaks
+        return findings  # a family's call tokens: the host's parser missed them, reported as leaks
     syntax = json_call_syntax(run.model)
     own = own_syntax(found, syntax)
     response_format = _json_asked(step)
-    yield Finding(
-        "tool_call_as_text",
-        "error",
-        "provider" if own else "model",
-        step.index,
-        {
-            "field": "content",
-            "tools": [call.name for call in found.calls],
-            "calls": [
-                {
-                    "name": call.name,
-                    "arguments": json.dumps(call.arguments, ensure_ascii=False)[:200],
-                    "shape": call.shape,
-                    "schema_valid": call.schema_valid,
-                }
-                for call in found.calls[:10]
-            ],
-            "placement": found.placement,
-            "wrappers": list(found.wrappers),
-            "declared": sorted(step.tools)[:20],
-            "family": syntax.name if syntax else None,
-            "own_syntax": own,
-            "response_format": response_format.get("type") if response_format else None,
-            "excerpt": content[found.start : found.start + 200],
-        },
-        confidence=_confidence(found, own, response_format is not None),
+    findings.append(
+        Finding(
+            "tool_call_as_text",
+            "error",
+            "provider" if own else "model",
+            step.index,
+            {
+                "field": "content",
+                "tools": [call.name for call in found.calls],
+                "calls": [
+                    {
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False)[:200],
+                        "shape": call.shape,
+                        "schema_valid": call.schema_valid,
+                    }
+                    for call in found.calls[:10]
+                ],
+                "placement": found.placement,
+                "wrappers": list(found.wrappers),
+                "declared": sorted(step.tools)[:20],
+                "family": syntax.name if syntax else None,
+                "own_syntax": own,
+                "response_format": response_format.get("type") if response_format else None,
+                "excerpt": content[found.start : found.start + 200],
+            },
+            confidence=_confidence(found, own, response_format is not None),
+        )
     )
+    return findings
 
 
 IN_REASONING_CONFIDENCE = 0.95
@@ -183,31 +186,34 @@ FINISHED_ONLY_CONFIDENCE = 0.5
 empty turn the model chose, as likely as a call the parser lost."""
 
 
-def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
+def dropped_call(step: Step, run: Run) -> list[Finding]:
     """Tools offered, finish `stop`, nothing visible, and evidence that something was
     generated: completion tokens beyond the reasoning text, the reasoning ending with a
     call's arguments, or (without a token count) the host's own finish_reason, unless the
     thought was cut off mid-chain (`reasoning.empty_turn`). The host produced a call and lost
     it in parsing. With no finish_reason and no usage nothing says anything
     was generated: that is `empty_response`, the host failing before its first token."""
+    findings: list[Finding] = []
     if step.failed or step.calls or (step.content or "").strip() or not step.tools:
-        return
+        return findings
     if step.finish_reason not in ("stop", "none") or budget_spent(step):
-        return  # a turn the budget cut short never finished a call to lose
+        return findings  # a turn the budget cut short never finished a call to lose
     in_reasoning = arguments_in_text(step.reasoning, step.tools)
     unexplained = unexplained_tokens(step, run)
     if in_reasoning is not None:
         confidence = IN_REASONING_CONFIDENCE
     elif unexplained is not None:
         if unexplained < UNEXPLAINED_MIN:
-            return  # the tokens are all in the reasoning (reasoning_swallows_answer) or none
+            return (
+                findings  # the tokens are all in the reasoning (reasoning_swallows_answer) or none
+            )
         confidence = UNEXPLAINED_CONFIDENCE
     elif step.finish_reason_raw is not None:
         if empty_turn(step, run) is not None:
-            return  # thinking cut off mid-chain, nothing counted beyond it: the empty turn
+            return findings  # thinking cut off mid-chain, nothing counted beyond it: the empty turn
         confidence = FINISHED_ONLY_CONFIDENCE
     else:
-        return  # no usage, no finish_reason: no evidence a token was generated
+        return findings  # no usage, no finish_reason: no evidence a token was generated
     evidence: dict[str, Any] = {
         "finish_reason": step.finish_reason_raw,
         "completion_tokens": step.completion_tokens,
@@ -218,7 +224,10 @@ def dropped_call(step: Step, run: Run) -> Iterator[Finding]:
     if in_reasoning is not None:
         evidence["arguments_in_reasoning"] = in_reasoning
         evidence["reasoning_tail"] = (step.reasoning or "")[-200:]
-    yield Finding("dropped_call", "error", "provider", step.index, evidence, confidence=confidence)
+    findings.append(
+        Finding("dropped_call", "error", "provider", step.index, evidence, confidence=confidence)
+    )
+    return findings
 
 
 def stream_cut(step: Step) -> bool:
@@ -252,67 +261,83 @@ def _call_finding(
     )
 
 
-def arguments(step: Step, run: Run) -> Iterator[Finding]:
+def arguments(step: Step, run: Run) -> list[Finding]:
     """Invalid JSON, schema violations (first error path), objects (emptied arguments are
     `emptied`'s)."""
+    findings: list[Finding] = []
     tools = step.tools
     for call in step.calls:
         if call.arguments_type == "object":
-            yield _call_finding("object_arguments", "warning", "provider", step, call)
+            findings.append(_call_finding("object_arguments", "warning", "provider", step, call))
         if emptied(call, tools.get(call.name)):
             continue  # no arguments at all: emptied.empty_arguments judges them
         if not call.json_valid:
             merged = concatenated_objects(call.arguments_raw)
             if merged > 1:
-                yield _call_finding(
-                    "arguments_merged",
-                    "error",
-                    "provider",
-                    step,
-                    call,
-                    objects=merged,
-                    arguments=call.arguments_raw[:200],
+                findings.append(
+                    _call_finding(
+                        "arguments_merged",
+                        "error",
+                        "provider",
+                        step,
+                        call,
+                        objects=merged,
+                        arguments=call.arguments_raw[:200],
+                    )
                 )
                 continue
             # A stream cut before its end truncates arguments the model may have finished.
             cut = stream_cut(step)
-            yield _call_finding(
-                "invalid_json_arguments",
-                "error",
-                "provider" if cut else "model",
-                step,
-                call,
-                arguments=call.arguments_raw[:200],
-                finish_reason=step.finish_reason_raw,
-                stream_cut=cut,
+            findings.append(
+                _call_finding(
+                    "invalid_json_arguments",
+                    "error",
+                    "provider" if cut else "model",
+                    step,
+                    call,
+                    arguments=call.arguments_raw[:200],
+                    finish_reason=step.finish_reason_raw,
+                    stream_cut=cut,
+                )
             )
             continue
         if call.schema_valid is False and not malformed_keys(call, tools.get(call.name)):
             # A key carrying call syntax fails the schema too; names_and_keys blames the host.
             path, _, message = (call.schema_error or "").partition(": ")
-            yield _call_finding(
-                "schema_violation",
-                "error",
-                "model",
-                step,
-                call,
-                path=path,
-                message=message or call.schema_error,
-                arguments=call.arguments_raw[:200],
+            findings.append(
+                _call_finding(
+                    "schema_violation",
+                    "error",
+                    "model",
+                    step,
+                    call,
+                    path=path,
+                    message=message or call.schema_error,
+                    arguments=call.arguments_raw[:200],
+                )
             )
+    return findings
 
 
-def names_and_keys(step: Step, run: Run) -> Iterator[Finding]:
+def names_and_keys(step: Step, run: Run) -> list[Finding]:
     """Unknown tools, and names or argument keys carrying pieces of a call format."""
+    findings: list[Finding] = []
     tools = step.tools
     for call in step.calls:
         if call.name not in tools:
             if malformed_name(call.name):
-                yield _call_finding("malformed_tool_name", "error", "provider", step, call)
+                findings.append(
+                    _call_finding("malformed_tool_name", "error", "provider", step, call)
+                )
             elif tools:
-                yield _call_finding(
-                    "unknown_tool", "error", "model", step, call, declared=sorted(tools)
+                findings.append(
+                    _call_finding(
+                        "unknown_tool", "error", "model", step, call, declared=sorted(tools)
+                    )
                 )
         bad = malformed_keys(call, tools.get(call.name))
         if bad:
-            yield _call_finding("malformed_argument_key", "error", "provider", step, call, keys=bad)
+            findings.append(
+                _call_finding("malformed_argument_key", "error", "provider", step, call, keys=bad)
+            )
+    return findings

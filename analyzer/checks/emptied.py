@@ -9,7 +9,6 @@ steps with calls went well before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.onset import onset
@@ -44,9 +43,10 @@ def _made_calls(step: Step) -> bool:
     return bool(step.calls)
 
 
-def empty_arguments(step: Step, run: Run) -> Iterator[Finding]:
+def empty_arguments(step: Step, run: Run) -> list[Finding]:
     """Calls whose tool requires parameters that arrived with `{}`, `""` or no arguments,
     with the step they began at and the clean steps with calls before it."""
+    findings: list[Finding] = []
     began: dict[str, Any] | None = None
     for call in step.calls:
         required = _required(step, call)
@@ -54,16 +54,19 @@ def empty_arguments(step: Step, run: Run) -> Iterator[Finding]:
             continue
         if began is None:
             began = onset(run, step.index, _has_emptied, _made_calls)
-        yield Finding(
-            "empty_arguments",
-            "error",
-            "provider",
-            step.index,
-            {
-                "call": call.index,
-                "tool": call.name,
-                "required": required,
-                "arguments": call.arguments_raw if call.arguments_type != "missing" else None,
-                **began,
-            },
+        findings.append(
+            Finding(
+                "empty_arguments",
+                "error",
+                "provider",
+                step.index,
+                {
+                    "call": call.index,
+                    "tool": call.name,
+                    "required": required,
+                    "arguments": call.arguments_raw if call.arguments_type != "missing" else None,
+                    **began,
+                },
+            )
         )
+    return findings

@@ -7,8 +7,6 @@ one that relabels a turn cut at `max_tokens` hides that its last call may be tru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from analyzer.checks.records import Finding, Run, Step
 
 KINDS = frozenset(
@@ -34,26 +32,31 @@ MARGIN_CONFIDENCE = 0.75
 """The same for a turn that used the budget plus an end-of-turn token or two."""
 
 
-def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
+def finish_reason(step: Step, run: Run) -> list[Finding]:
     """`stop` with calls (unless a named tool_choice), `tool_calls` without, `length` with;
     and any other finish_reason on a turn that spent the whole `max_tokens` budget."""
+    findings: list[Finding] = []
     if step.failed:
-        return
+        return findings
     raw = {"finish_reason": step.finish_reason_raw, "calls": len(step.calls)}
     if step.calls and step.finish_reason == "stop" and step.forced_tool is None:
         # OpenAI itself answers `stop` when tool_choice names the function: not a fault.
-        yield Finding("finish_stop_with_calls", "warning", "provider", step.index, raw)
+        findings.append(Finding("finish_stop_with_calls", "warning", "provider", step.index, raw))
     elif not step.calls and step.finish_reason == "tool_calls":
-        yield Finding("finish_tool_calls_without_calls", "warning", "provider", step.index, raw)
+        findings.append(
+            Finding("finish_tool_calls_without_calls", "warning", "provider", step.index, raw)
+        )
     elif step.calls and step.finish_reason == "length":
         complete = all(call.json_valid for call in step.calls)
         # Complete calls at `length` are the host's mislabel; truncated ones hit the limit.
-        yield Finding(
-            "finish_length_with_calls",
-            "warning" if complete else "error",
-            "provider" if complete else "model",
-            step.index,
-            {**raw, "calls_complete": complete},
+        findings.append(
+            Finding(
+                "finish_length_with_calls",
+                "warning" if complete else "error",
+                "provider" if complete else "model",
+                step.index,
+                {**raw, "calls_complete": complete},
+            )
         )
     if budget_spent(step) and step.finish_reason != "length":
         # vLLM reports `tool_calls` for a turn guillotined at max_tokens once any call parsed;
@@ -66,9 +69,10 @@ def finish_reason(step: Step, run: Run) -> Iterator[Finding]:
             evidence["choices"] = choices
         exact = limit is not None and step.completion_tokens == choices * limit
         confidence = EXACT_BUDGET_CONFIDENCE if exact else MARGIN_CONFIDENCE
-        yield Finding(
-            "finish_length_hidden", "warning", "provider", step.index, evidence, confidence
+        findings.append(
+            Finding("finish_length_hidden", "warning", "provider", step.index, evidence, confidence)
         )
+    return findings
 
 
 def budget_spent(step: Step) -> bool:

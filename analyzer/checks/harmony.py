@@ -15,7 +15,7 @@ alone might be an identifier; the bare words "analysis", "final" or "commentary"
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -125,12 +125,13 @@ def _finding(
     return Finding("harmony_unparsed", severity, "provider", step.index, evidence, confidence)
 
 
-def harmony_unparsed(step: Step, run: Run) -> Iterator[Finding]:
+def harmony_unparsed(step: Step, run: Run) -> list[Finding]:
     """Harmony tokens or their stripped words in content (an error: the answer is mixed with
     the reasoning and calls are lost) or reasoning (a warning); and channels the client had
     to parse out of content itself, unless the dialect says the host serves them raw."""
+    findings: list[Finding] = []
     if step.failed:
-        return
+        return findings
     content = step.content or ""
     parsed = step.reasoning_source == "harmony"
     # Reasoning read from harmony channels came out of the content: reported with it.
@@ -138,11 +139,11 @@ def harmony_unparsed(step: Step, run: Run) -> Iterator[Finding]:
     in_content = bool(content) and _suspect(content)
     in_reasoning = bool(reasoning) and _suspect(reasoning)
     if not (in_content or in_reasoning or parsed):
-        return
+        return findings
     echoed = cache(lambda: echoed_text(step, run))  # read only when markup is found
     found = _markers(content, echoed) if in_content else None
     if found is not None:
-        yield _finding(step, "content", found, content)
+        findings.append(_finding(step, "content", found, content))
     elif parsed and not _expects_harmony(run):
         # The client's own reader took the channels apart; a plain OpenAI client shows them.
         evidence = {
@@ -153,7 +154,8 @@ def harmony_unparsed(step: Step, run: Run) -> Iterator[Finding]:
             "dialect": run.dialect,
             "reasoning_head": (step.reasoning or "")[:_EXCERPT],
         }
-        yield Finding("harmony_unparsed", "error", "provider", step.index, evidence, 1.0)
+        findings.append(Finding("harmony_unparsed", "error", "provider", step.index, evidence, 1.0))
     found = _markers(reasoning, echoed) if in_reasoning else None
     if found is not None:
-        yield _finding(step, "reasoning", found, reasoning)
+        findings.append(_finding(step, "reasoning", found, reasoning))
+    return findings

@@ -79,7 +79,9 @@ class _Pairing:
                 continue
             if open_at is not None and role != "system":
                 # The conversation moved on (or the request ended): what is pending is lost.
-                self._report_pending(step, messages, open_at, pending, reported)
+                # (Mostly every call was answered: nothing to look for.)
+                if any(pending.values()):
+                    self._report_pending(step, messages, open_at, pending, reported)
                 open_at, pending = None, {}
             if role == "assistant" and message is not None:
                 ids = call_ids(message)

@@ -11,7 +11,6 @@ over its context, and Cloudflare's 524 is a timeout, not a crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.overflow import blame
@@ -97,9 +96,10 @@ def _final_error(step: Step) -> dict[str, Any] | None:
     }
 
 
-def http_errors(step: Step, run: Run) -> Iterator[Finding]:
+def http_errors(step: Step, run: Run) -> list[Finding]:
     """Every failed attempt of the step, grouped by class; `error` when the step failed.
     A stream cut short is the stream's (`streaming.stream_anomalies`), not a lost connection."""
+    findings: list[Finding] = []
     final = _final_error(step)
     if final is not None and cut_attempt(final):
         final = None
@@ -129,23 +129,26 @@ def http_errors(step: Step, run: Run) -> Iterator[Finding]:
             judged = blame(step, items[-1])
             layer, confidence = judged.layer, judged.confidence
             evidence.update(judged.evidence)
-        yield Finding(
-            kind, "error" if failed else "warning", layer, step.index, evidence, confidence
+        findings.append(
+            Finding(kind, "error" if failed else "warning", layer, step.index, evidence, confidence)
         )
+    return findings
 
 
-def empty_response(step: Step, run: Run) -> Iterator[Finding]:
+def empty_response(step: Step, run: Run) -> list[Finding]:
     """A step recorded as an answer although nothing came: no text, no reasoning, no call,
     no finish_reason and no completion token. A store from before such 200s were failed
     calls, or an import, holds them; calls that failed this way `http_errors` reports."""
+    findings: list[Finding] = []
     if step.failed or step.calls or step.finish_reason_raw is not None or step.completion_tokens:
-        return
+        return findings
     if (step.content or "").strip() or (step.reasoning or "").strip():
-        return
+        return findings
     evidence = {
         "finish_reason": None,
         "completion_tokens": step.completion_tokens,
         "streamed": step.streamed,
         "step_failed": False,
     }
-    yield Finding("empty_response", "error", "provider", step.index, evidence)
+    findings.append(Finding("empty_response", "error", "provider", step.index, evidence))
+    return findings

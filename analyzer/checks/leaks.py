@@ -20,7 +20,6 @@ dialect's; when neither names one the blame stays with the host, with less confi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from analyzer.checks.literals import may_match, needles
@@ -136,10 +135,11 @@ def blame(leaks: list[Leak], run: Run) -> Blame:
     return Blame("model", FOREIGN_TAG_CONFIDENCE, family, "foreign_tag")
 
 
-def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
+def leaked_special_tokens(step: Step, run: Run) -> list[Finding]:
     """Special tokens in content (an error: calls were lost) or reasoning (a warning),
     blamed by whose syntax they are (`blame`). gpt-oss's harmony markup is left to
     `harmony.harmony_unparsed`, which grades it."""
+    findings: list[Finding] = []
     echoed: str | None = None
     for field, text in (("content", step.content), ("reasoning", step.reasoning)):
         found = [leak for leak in find_leaks(text) if leak.family not in _HARMONY]
@@ -152,19 +152,22 @@ def leaked_special_tokens(step: Step, run: Run) -> Iterator[Finding]:
             continue
         first = leaks[0]
         why = blame(leaks, run)
-        yield Finding(
-            kind="leaked_special_tokens",
-            severity="error" if field == "content" else "warning",
-            layer=why.layer,
-            step=step.index,
-            evidence={
-                "field": field,
-                "families": [leak.family for leak in leaks],
-                "tokens": sorted({t for leak in leaks for t in leak.tokens})[:10],
-                "count": sum(len(leak.tokens) for leak in leaks),
-                "excerpt": _excerpt(text, first.first_at),
-                "run_family": why.family,
-                "syntax": why.syntax,
-            },
-            confidence=why.confidence,
+        findings.append(
+            Finding(
+                kind="leaked_special_tokens",
+                severity="error" if field == "content" else "warning",
+                layer=why.layer,
+                step=step.index,
+                evidence={
+                    "field": field,
+                    "families": [leak.family for leak in leaks],
+                    "tokens": sorted({t for leak in leaks for t in leak.tokens})[:10],
+                    "count": sum(len(leak.tokens) for leak in leaks),
+                    "excerpt": _excerpt(text, first.first_at),
+                    "run_family": why.family,
+                    "syntax": why.syntax,
+                },
+                confidence=why.confidence,
+            )
         )
+    return findings

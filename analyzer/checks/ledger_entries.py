@@ -129,6 +129,8 @@ def _measure_classes() -> bytes:
 
 
 _MEASURE_CLASSES = _measure_classes()
+_WORDS_APART = bytes.maketrans(b".<", b"  ")
+"""The classes with every non-word byte a space: what is left is words between spaces."""
 
 
 def _measure(text: str) -> tuple[int, int]:
@@ -140,13 +142,11 @@ def _measure(text: str) -> tuple[int, int]:
     escapable = classes.count(b"<")
     if len(data) == len(text):  # ASCII: one byte a character, counted from the bytes
         # `estimate_ascii_tokens` with its `.` class split in two: a word starts at each
-        # word byte not preceded by one, every other non-space byte is a token.
-        starts = (
-            classes.count(b" a")
-            + classes.count(b".a")
-            + classes.count(b"<a")
-            + classes.startswith(b"a")
-        )
+        # word byte not preceded by one, every other non-space byte is a token. (Counting
+        # ` a` once in the classes with `.` and `<` made spaces costs less than counting
+        # ` a`, `.a` and `<a` apart: a two-byte count is the slowest pass.)
+        words = classes.translate(_WORDS_APART)
+        starts = words.count(b" a") + words.startswith(b"a")
         return starts + classes.count(b".") + escapable, escapable
     return max(estimate_tokens(text), len(data) // 4), escapable
 

@@ -377,13 +377,17 @@ class _Ranges:
 
     def held(self, behaviour: str) -> dict[str, tuple[float, float]]:
         """Bounds holding the reasoning shares where `behaviour` puts them."""
-        free = (min(self.gone[0], 0.0), COEFFICIENTS["newest_reasoning"].high)
-        return {
-            "kept": {"newest_reasoning": self.kept, "older_reasoning": self.kept},
-            "none": {"newest_reasoning": self.gone, "older_reasoning": self.gone},
-            "newest_only": {"newest_reasoning": self.kept, "older_reasoning": self.gone},
-            "partial": {"newest_reasoning": free, "older_reasoning": free},
-        }[behaviour]
+        # Only the one asked for is built: every hypothesis solved asks (KeyError as before).
+        if behaviour == "kept":
+            return {"newest_reasoning": self.kept, "older_reasoning": self.kept}
+        if behaviour == "none":
+            return {"newest_reasoning": self.gone, "older_reasoning": self.gone}
+        if behaviour == "newest_only":
+            return {"newest_reasoning": self.kept, "older_reasoning": self.gone}
+        if behaviour == "partial":
+            free = (min(self.gone[0], 0.0), COEFFICIENTS["newest_reasoning"].high)
+            return {"newest_reasoning": free, "older_reasoning": free}
+        raise KeyError(behaviour)
 
 
 _TOOLS_HELD: dict[str, dict[str, tuple[float, float]]] = {

@@ -57,24 +57,46 @@ def _streak_finding(streak: list[Step], signature: str) -> Finding | None:
     return None
 
 
+def _names(calls: tuple[Call, ...]) -> tuple[str, ...]:
+    """The tools called, in call order: steps whose names differ cannot share a signature
+    (JSON encodes different strings differently), so most steps need none."""
+    if len(calls) == 1:
+        return (calls[0].name,)
+    return tuple(c.name for c in sorted(calls, key=lambda c: c.index))
+
+
 def repeated_calls(run: Run) -> Iterator[Finding]:
     """One finding per streak of steps making exactly the same calls: `repeated_call` for
     LOOP_MIN or more, `repeated_call_once` for two (never both for one streak)."""
     streak: list[Step] = []
+    names: tuple[str, ...] | None = None
+    # The streak's signature, encoded only once a step calls the same tools (None: not yet).
     last: str | None = None
     for step in run.steps:
         if step.failed:
             continue  # a failed request says nothing about what the model called
-        signature = _signature(step.calls)
-        if signature is not None and signature == last:
-            streak.append(step)
-            continue
-        if last is not None:
-            finding = _streak_finding(streak, last)
+        calls = step.calls
+        called: tuple[str, ...] | None
+        signature: str | None
+        if calls and names is not None:
+            called = _names(calls)
+            if called == names:
+                if last is None:
+                    last = _signature(streak[0].calls)
+                signature = _signature(calls)
+                if signature == last:
+                    streak.append(step)
+                    continue
+            else:
+                signature = None  # encoded if the next step calls the same tools
+        else:
+            called, signature = (_names(calls) if calls else None), None
+        if names is not None:
+            finding = _streak_finding(streak, last or "")
             if finding is not None:
                 yield finding
-        streak, last = [step], signature
-    if last is not None:
-        finding = _streak_finding(streak, last)
+        streak, names, last = [step], called, signature
+    if names is not None:
+        finding = _streak_finding(streak, last or "")
         if finding is not None:
             yield finding

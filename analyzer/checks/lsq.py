@@ -506,16 +506,18 @@ def _invert(a: list[list[float]]) -> list[list[float]]:
         return [[t / det, -q / det], [-r / det, p / det]]
     rows = [[*row, *(float(i == j) for j in range(n))] for i, row in enumerate(a)]
     for p in range(n):
+        # Columns up to p are read no more (each later pivot reads its own column onward):
+        # only those after it are updated, the same operations on what is returned.
         top = rows[p]
         pivot = top[p]
-        top[:] = [v / pivot for v in top]
+        tail = top[p + 1 :] = [v / pivot for v in top[p + 1 :]]
         for r in range(n):
             if r == p:
                 continue
             row = rows[r]
             factor = row[p]
             if factor:
-                row[:] = [v - factor * t for v, t in zip(row, top, strict=True)]
+                row[p + 1 :] = [v - factor * t for v, t in zip(row[p + 1 :], tail, strict=True)]
     return [row[n:] for row in rows]
 
 

@@ -11,7 +11,6 @@ comparison between providers.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from analyzer.checks.finish import budget_spent
@@ -111,16 +110,20 @@ def empty_turn(step: Step, run: Run) -> tuple[dict[str, Any], float] | None:
     return evidence, confidence if unexplained is not None else round(confidence - _UNCOUNTED, 2)
 
 
-def empty_turn_after_reasoning(step: Step, run: Run) -> Iterator[Finding]:
+def empty_turn_after_reasoning(step: Step, run: Run) -> list[Finding]:
     """A turn after the first that thought, stopped mid-sentence and did nothing more,
     though the chain was waiting for its next call or answer: what hosts produce once their
     template renders the history wrong."""
+    findings: list[Finding] = []
     found = empty_turn(step, run)
     if found is not None:
         evidence, confidence = found
-        yield Finding(
-            "empty_turn_after_reasoning", "error", "provider", step.index, evidence, confidence
+        findings.append(
+            Finding(
+                "empty_turn_after_reasoning", "error", "provider", step.index, evidence, confidence
+            )
         )
+    return findings
 
 
 def _ended_by_request(step: Step) -> bool:
@@ -131,31 +134,35 @@ def _ended_by_request(step: Step) -> bool:
     return step.finish_reason == "length" or budget_spent(step) or bool(step.stop_sequences)
 
 
-def reasoning_swallows_answer(step: Step, run: Run) -> Iterator[Finding]:
+def reasoning_swallows_answer(step: Step, run: Run) -> list[Finding]:
     """A turn without calls or content whose generated tokens are all in the reasoning, unless
     the request's own budget or stop sequences ended it (`_ended_by_request`)."""
+    findings: list[Finding] = []
     if step.failed or step.calls or (step.content or "").strip() or not step.reasoning:
-        return
+        return findings
     if _ended_by_request(step):
-        return
+        return findings
     if arguments_in_text(step.reasoning, step.tools):
-        return  # a call's arguments, not an answer: reported as dropped_call
+        return findings  # a call's arguments, not an answer: reported as dropped_call
     if empty_turn(step, run) is not None:
-        return  # thinking cut off mid-chain, no answer in it: empty_turn_after_reasoning
+        return findings  # thinking cut off mid-chain, no answer in it: empty_turn_after_reasoning
     unexplained = unexplained_tokens(step, run)
     if step.tools and (unexplained is None or unexplained >= UNEXPLAINED_MIN):
-        return  # tokens went somewhere invisible: a dropped call, reported as such
-    yield Finding(
-        "reasoning_swallows_answer",
-        "error",
-        "provider",
-        step.index,
-        {
-            "reasoning_source": step.reasoning_source,
-            "reasoning_tail": step.reasoning[-200:],
-            "completion_tokens": step.completion_tokens,
-        },
+        return findings  # tokens went somewhere invisible: a dropped call, reported as such
+    findings.append(
+        Finding(
+            "reasoning_swallows_answer",
+            "error",
+            "provider",
+            step.index,
+            {
+                "reasoning_source": step.reasoning_source,
+                "reasoning_tail": step.reasoning[-200:],
+                "completion_tokens": step.completion_tokens,
+            },
+        )
     )
+    return findings
 
 
 def _reasoning_out(run: Run) -> str | None:
@@ -206,47 +213,54 @@ def _in_content(step: Step, expected: str | None) -> tuple[dict[str, object], fl
     return None
 
 
-def reasoning_in_content(step: Step, run: Run) -> Iterator[Finding]:
+def reasoning_in_content(step: Step, run: Run) -> list[Finding]:
     """The reasoning came inside content although the host should separate it: an inline
     `<think>` block where the dialect promises a field, text ended by a lone `</think>`, a
     `<think>` never closed, or no reasoning at all while usage reports reasoning tokens
     that the content is long enough to hold."""
+    findings: list[Finding] = []
     if step.failed or step.reasoning_source == "harmony":
-        return  # harmony channels in content: harmony_unparsed
+        return findings  # harmony channels in content: harmony_unparsed
     found = _in_content(step, _reasoning_out(run))
     if found is not None:
         evidence, confidence = found
-        yield Finding(
-            "reasoning_in_content", "warning", "provider", step.index, evidence, confidence
+        findings.append(
+            Finding("reasoning_in_content", "warning", "provider", step.index, evidence, confidence)
         )
+    return findings
 
 
-def reasoning_tokens(step: Step, run: Run) -> Iterator[Finding]:
+def reasoning_tokens(step: Step, run: Run) -> list[Finding]:
     """Reasoning present but its tokens unreported (or reported as zero); or reported
     outside completion tokens."""
+    findings: list[Finding] = []
     if step.failed:
-        return
+        return findings
     if step.reasoning and step.reasoning_tokens_source != "reported":
-        yield Finding(
-            "reasoning_tokens_missing",
-            "info",
-            "provider",
-            step.index,
-            {"source": step.reasoning_tokens_source, "estimated": step.reasoning_tokens},
+        findings.append(
+            Finding(
+                "reasoning_tokens_missing",
+                "info",
+                "provider",
+                step.index,
+                {"source": step.reasoning_tokens_source, "estimated": step.reasoning_tokens},
+            )
         )
     elif step.reasoning and step.reasoning_tokens == 0:
         visible = estimate_tokens(step.reasoning)
         if visible >= UNEXPLAINED_MIN:
             # LiteLLM's hosted_vllm route reports 0 while the reasoning is right there.
-            yield Finding(
-                "reasoning_tokens_missing",
-                "info",
-                "provider",
-                step.index,
-                {"source": "reported", "reported": 0, "estimated": visible},
+            findings.append(
+                Finding(
+                    "reasoning_tokens_missing",
+                    "info",
+                    "provider",
+                    step.index,
+                    {"source": "reported", "reported": 0, "estimated": visible},
+                )
             )
     if step.reasoning_tokens_source != "reported" or step.completion_tokens is None:
-        return
+        return findings
     numbers = {
         "prompt_tokens": step.prompt_tokens,
         "completion_tokens": step.completion_tokens,
@@ -260,6 +274,9 @@ def reasoning_tokens(step: Step, run: Run) -> Iterator[Finding]:
         and step.total_tokens > step.prompt_tokens + step.completion_tokens
     )
     if over_completion or over_total:
-        yield Finding(
-            "reasoning_tokens_outside_completion", "warning", "provider", step.index, numbers
+        findings.append(
+            Finding(
+                "reasoning_tokens_outside_completion", "warning", "provider", step.index, numbers
+            )
         )
+    return findings

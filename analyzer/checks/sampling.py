@@ -139,19 +139,22 @@ def _anomaly_findings(step: Step) -> Iterator[Finding]:
             yield Finding("logprobs_ignored", "warning", "provider", step.index, detail)
 
 
-def sampling_parameters(step: Step, run: Run) -> Iterator[Finding]:
+def sampling_parameters(step: Step, run: Run) -> list[Finding]:
     """One finding per parameter the step's request set and its answer shows ignored."""
+    findings: list[Finding] = []
     if step.failed:
-        return
+        return findings
     limit = step.max_tokens
     if limit is not None and (found := _budget_exceeded(step, limit)) is not None:
-        yield found
+        findings.append(found)
     stop = step.stop_sequences
     if stop and (found := _stop_passed(step, stop)) is not None:
-        yield found
+        findings.append(found)
     if (found := _format_ignored(step, run)) is not None:
-        yield found
-    yield from _anomaly_findings(step)
+        findings.append(found)
+    if step.anomalies:  # most steps have none: no generator to start
+        findings.extend(_anomaly_findings(step))
+    return findings
 
 
 def wants_determinism(step: Step) -> bool:

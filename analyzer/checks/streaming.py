@@ -11,7 +11,7 @@ were noted simply carry none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from analyzer.checks.records import Finding, Run, Severity, Step
@@ -171,9 +171,10 @@ _GRADED: dict[str, Callable[[Step, list[dict[str, Any]]], Finding | None]] = {
 """Anomalies whose finding depends on the request or carries a confidence."""
 
 
-def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
+def stream_anomalies(step: Step, run: Run) -> list[Finding]:
     """`stream_<anomaly>` per anomaly kind on the step, with how often it occurred; a stream
     cut short on an attempt that was then retried counts as `stream_without_done` too."""
+    findings: list[Finding] = []
     grouped: dict[str, list[dict[str, Any]]] = {}
     for anomaly in step.anomalies:
         kind = str(anomaly.get("kind", "unknown"))
@@ -186,10 +187,11 @@ def stream_anomalies(step: Step, run: Run) -> Iterator[Finding]:
         if graded is not None:
             finding = graded(step, items)
             if finding is not None:
-                yield finding
+                findings.append(finding)
             continue
         kind = finding_kind(anomaly_kind)
         evidence = _evidence(items)
         if kind == OTHER:
             evidence["anomaly"] = anomaly_kind
-        yield Finding(kind, "warning", "provider", step.index, evidence)
+        findings.append(Finding(kind, "warning", "provider", step.index, evidence))
+    return findings

@@ -9,8 +9,6 @@ inferred.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from analyzer.checks.calls import stream_cut
 from analyzer.checks.parser_lost import lost_to_parser
 from analyzer.checks.reasoning import empty_turn
@@ -38,37 +36,41 @@ def _cut_short(step: Step, run: Run) -> str | None:
     return None
 
 
-def tool_choice_ignored(step: Step, run: Run) -> Iterator[Finding]:
+def tool_choice_ignored(step: Step, run: Run) -> list[Finding]:
     """`required` or a named function with no call (or another function called), `none`
     with calls. Not judged on responses cut short (`_cut_short`), nor when the request
     declared no tools or named a function it did not declare (the request was wrong); a
     forced call the parser lost is `parser_lost`'s to report."""
+    findings: list[Finding] = []
     choice = step.request_params.get("tool_choice")
     if choice is None or choice == "auto" or not step.tools or _cut_short(step, run) is not None:
-        return
+        return findings
     called = [call.name for call in step.calls]
     named = step.forced_tool
     if named is not None:
         if named not in step.tools:
-            return
+            return findings
         broken = not called or any(name != named for name in called)
     elif choice == "required":
         broken = not called
     elif choice == "none":
         broken = bool(called)
     else:
-        return  # a form this check does not know (`allowed_tools`, …): unknown, not broken
+        return findings  # a form this check does not know (`allowed_tools`, …): unknown, not broken
     if not broken or (not called and lost_to_parser(step, run)):
-        return
-    yield Finding(
-        "tool_choice_ignored",
-        "error",
-        "provider",
-        step.index,
-        {
-            "tool_choice": choice,
-            "called": called,
-            "finish_reason": step.finish_reason_raw,
-            "content": (step.content or "")[:_EXCERPT],
-        },
+        return findings
+    findings.append(
+        Finding(
+            "tool_choice_ignored",
+            "error",
+            "provider",
+            step.index,
+            {
+                "tool_choice": choice,
+                "called": called,
+                "finish_reason": step.finish_reason_raw,
+                "content": (step.content or "")[:_EXCERPT],
+            },
+        )
     )
+    return findings
