@@ -29,7 +29,8 @@ st AS (
     -- Runs are keyed by their row in the selection table from here on: joining and
     -- grouping a million steps and calls by an integer instead of the run id's text
     -- is most of this query's cost saved.
-    SELECT sel.rowid AS rn, sel.grp, s.request_hash, s.idx, s.finish_reason,
+    SELECT sel.rowid AS rn, /*request*/ s.idx,
+           s.finish_reason = 'tool_calls' AS finished_with_calls,
            s.error_kind IS NULL AS ok, s.latency_ms,
            s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
@@ -95,7 +96,9 @@ steps_full AS (
     FROM st LEFT JOIN step_calls sc ON sc.rn = st.rn AND sc.step_idx = st.idx
 )"""
 """Every selected step with its calls classified (`steps_full`), for folding per run or per
-request (the comments /*steps*/ and /*calls*/ are where a narrower read filters them)."""
+request (the comments /*steps*/ and /*calls*/ are where a narrower read filters them, and
+/*request*/ where a read by request adds the group and request hash: a read per run leaves
+those strings out of the million rows it holds)."""
 
 STEP_SUMS = """
            sum(calls) AS calls,
@@ -105,8 +108,8 @@ STEP_SUMS = """
            sum(schema_mismatch) AS schema_mismatch,
            count(*) FILTER (WHERE calls > 0) AS call_steps,
            count(*) FILTER (WHERE errored) AS errored_call_steps,
-           count(*) FILTER (WHERE finish_reason = 'tool_calls') AS tool_calls_responses,
-           count(*) FILTER (WHERE finish_reason = 'tool_calls' AND calls > 0 AND NOT errored)
+           count(*) FILTER (WHERE finished_with_calls) AS tool_calls_responses,
+           count(*) FILTER (WHERE finished_with_calls AND calls > 0 AND NOT errored)
                AS tool_calls_responses_valid,
            count(*) FILTER (WHERE ok) AS ok_steps,
            count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps"""
@@ -142,7 +145,7 @@ step_run AS (
     -- made for the runs' call columns only (below).
     SELECT rn,
            count(*) AS steps_recorded,
-           count(*) FILTER (WHERE finish_reason = 'tool_calls') AS tool_calls_responses,
+           count(*) FILTER (WHERE finished_with_calls) AS tool_calls_responses,
            count(*) FILTER (WHERE ok) AS ok_steps,
            count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps,
            median(ttft) FILTER (WHERE ok AND streamed AND ttft IS NOT NULL) AS ttft_ms,
@@ -168,7 +171,7 @@ call_run AS (
            sum(sc.schema_mismatch) AS schema_mismatch,
            count(*) AS call_steps,
            count(*) FILTER (WHERE sc.errored) AS errored_call_steps,
-           count(*) FILTER (WHERE st.finish_reason = 'tool_calls' AND NOT sc.errored)
+           count(*) FILTER (WHERE st.finished_with_calls AND NOT sc.errored)
                AS tool_calls_responses_valid
     FROM step_calls sc JOIN st ON st.rn = sc.rn AND st.idx = sc.step_idx
     GROUP BY sc.rn
@@ -213,9 +216,9 @@ shared AS (
 PER_REQUEST = f"""
 WITH {_SHARED},
 {
-    _STEPS.replace(
-        "/*steps*/", "WHERE s.request_hash IN (SELECT request_hash FROM shared)"
-    ).replace("/*calls*/", "SEMI JOIN st ON st.rn = sel.rowid AND st.idx = c.step_idx")
+    _STEPS.replace("/*steps*/", "WHERE s.request_hash IN (SELECT request_hash FROM shared)")
+    .replace("/*request*/", "sel.grp, s.request_hash,")
+    .replace("/*calls*/", "SEMI JOIN st ON st.rn = sel.rowid AND st.idx = c.step_idx")
 }
 SELECT grp, request_hash,{STEP_SUMS}
 FROM steps_full
