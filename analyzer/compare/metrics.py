@@ -274,12 +274,6 @@ class RunTable:
         return [i for i, g in enumerate(self.groups) if g == group]
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value)
-
-
 def _spread(counts: list[tuple[int, float]], size: int) -> list[float]:
     """(run position, count) pairs as one value per run, 0 where a run has none."""
     column = [0.0] * size
@@ -293,17 +287,20 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     cursor = conn.execute(_PER_RUN)
     names = column_names(cursor)
     rows = cursor.fetchall()
+    # Column by column (50,000 runs × 35 columns at a million steps): one pass per column
+    # without a call per value.
+    by_column: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) or [() for _ in names]
     table = RunTable(
-        run_ids=[str(r[0]) for r in rows],
-        groups=[str(r[1]) for r in rows],
-        tasks=[str(r[2]) for r in rows],
-        providers=[str(r[3]) for r in rows],
-        models=[str(r[4]) for r in rows],
+        run_ids=[str(v) for v in by_column[0]],
+        groups=[str(v) for v in by_column[1]],
+        tasks=[str(v) for v in by_column[2]],
+        providers=[str(v) for v in by_column[3]],
+        models=[str(v) for v in by_column[4]],
         columns={},
     )
     for position, name in enumerate(names):
         if name not in _LABELS:
-            table.columns[name] = [_number(r[position]) for r in rows]
+            table.columns[name] = [None if v is None else float(v) for v in by_column[position]]
     # Runs without any step have no per-run row: their counts are zero, not unknown.
     for name in _ZERO_WHEN_MISSING:
         table.columns[name] = [v or 0.0 for v in table.columns[name]]
