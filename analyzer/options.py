@@ -226,5 +226,9 @@ ApiKeyEnvOption = Annotated[
         "--base-url alone, OPENAI_API_KEY when set, else no key]."
     ),
 ]
+ProfileModelOption = Annotated[
+    str | None, typer.Option(help="Model id [default: each profile's first].")
+]
+"""`--model` of the commands that take several `--provider` profiles (`probe`, `replay`)."""
 ProviderFilterOption = Annotated[str | None, typer.Option(help="Only runs of this provider.")]
 ModelFilterOption = Annotated[str | None, typer.Option(help="Only runs of this model.")]

@@ -52,13 +52,19 @@ def agent_binary(name: str) -> Path:
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    """A bare environment: the agent sees only its temporary home and what the test sets."""
+    """A bare environment: the agent sees only its temporary home and what the test sets.
+    Its temporary files go there too: OpenCode, a Bun binary, unpacks a 5 MB native library
+    into Bun's temporary folder (`BUN_TMPDIR`, else /tmp) on every run and leaves it there."""
     node = shutil.which("node")
     folders = [str(Path(node).parent)] if node else []
     path = os.pathsep.join(dict.fromkeys([*folders, "/usr/bin", "/bin"]))
+    scratch = home / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
     return {
         "PATH": path,
         "HOME": str(home),
+        "TMPDIR": str(scratch),
+        "BUN_TMPDIR": str(scratch),
         "LANG": "C.UTF-8",
         "TERM": "dumb",
         "NO_COLOR": "1",

@@ -8,6 +8,7 @@ import csv
 import io
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 
 from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
+from traces.store.database import open_for_writing
 
 from conftest import CliRun
 from recording import Recording, record_many
@@ -63,9 +65,21 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 
 
 def _page(served: Served, path: str) -> str:
-    status, _, body = _get(served.viewer.url + path.lstrip("/"))
+    status, _, body = _settled(served.viewer.url + path.lstrip("/"))
     assert status == 200, body
     return body
+
+
+def _settled(url: str) -> tuple[int, dict[str, str], str]:
+    """A page once what it shows is current: pages whose counts or comparison are computed
+    in the background reload themselves (a `Refresh` header) until then."""
+    for _ in range(600):
+        status, headers, page = _get(url)
+        if status != 200 or "refresh" not in {h.lower() for h in headers}:
+            return status, headers, page
+        assert 'id="comparison-status"' in page or 'id="kept-state"' in page
+        time.sleep(0.1)
+    raise AssertionError(f"{url}: never current")
 
 
 def _one(db: Path, sql: str) -> object:
@@ -105,8 +119,15 @@ def test_every_page_carries_a_strict_policy_and_no_inline_script(served: Served)
     assert "eval(" not in script and "new Function" not in script
 
 
+def _bodies(served: Served, run: str) -> str:
+    """A run's page with every step's body, as opening each step fetches it."""
+    page = _page(served, f"runs/{run}")
+    slots = re.findall(r'data-body="(/runs/[^"]+/body)"', page)
+    return page + "".join(_page(served, slot) for slot in slots)
+
+
 def test_recorded_markup_is_text_everywhere(served: Served) -> None:
-    run_page = _page(served, f"runs/{served.evil}")
+    run_page = _bodies(served, served.evil)
     for page in (run_page, _page(served, "runs"), _page(served, f"runs/{served.evil}/steps/0")):
         for markup in (EVIL_ANSWER, EVIL_BOX, EVIL_PROVIDER, "evil<b>", "<img"):
             assert markup not in page
@@ -138,11 +159,44 @@ def test_the_runs_list_filters_searches_sorts_and_pages_in_the_query(served: Ser
     assert "No run matches." in _page(served, "runs?page=2")
 
 
+def test_text_search_goes_a_part_of_the_store_at_a_time(served: Served) -> None:
+    from analyzer.queries import RunSearch
+    from analyzer.view.search import search_text
+
+    conn = duckdb.connect(str(served.db), read_only=True)
+    try:
+
+        def search(text: str, start: int, wanted: int) -> tuple[list[str], int, int, bool]:
+            found = search_text(
+                conn, text, equal={}, status=None, search=RunSearch(), order="started_at",
+                descending=True, start=start, wanted=wanted, first_part=1,
+            )  # fmt: skip
+            return found.ids, found.start, found.stop, found.complete
+
+        order = "SELECT id FROM runs ORDER BY started_at DESC, id DESC"
+        newest = [str(r[0]) for r in conn.execute(order).fetchall()]
+        # Every run has steps with content: the first match ends the page, the next page
+        # searches on from the run after it.
+        assert search("", 0, 1) == (newest[:1], 0, 1, False)
+        assert search("", 1, 5) == (newest[1:], 1, 3, False)
+        assert search("alert(3)", 0, 50) == ([served.evil], 0, 3, True)
+    finally:
+        conn.close()
+    page = _page(served, "runs?q=alert(3)&from=1")
+    assert "match among runs 2–3 of the 3" in page and "← from the first run" in page
+
+
 def test_a_run_shows_one_expandable_row_per_step(served: Served) -> None:
     page = _page(served, f"runs/{served.leaky}")
     steps = _one(served.db, f"select count(*) from steps where run_id = '{served.leaky}'")
     assert page.count('<details class="step') == steps
-    assert "leaked_special_tokens" in page and "from reasoning_content" in page
+    # Each step's findings are on the page; its body is fetched when it is opened.
+    assert "leaked_special_tokens" in page and "from reasoning_content" not in page
+    assert page.count('<div class="step-lazy" data-body="') == steps
+    assert "from reasoning_content" in _bodies(served, served.leaky)
+    status, _, part = _get(served.viewer.url + f"runs/{served.leaky}/steps/0/body")
+    assert status == 200 and part.lstrip().startswith('<div class="step-body">')
+    assert _get(served.viewer.url + f"runs/{served.leaky}/steps/999/body")[0] == 404
     # A prefix of the id is enough, as on the command line.
     assert f'Run <span class="mono">{served.leaky}' in _page(served, f"runs/{served.leaky[:-3]}")
 
@@ -274,14 +328,52 @@ def test_a_port_in_use_is_one_line_and_exit_2(served: Served, cli: CliRun) -> No
 
 
 def test_the_comparison_is_the_report_without_script(served: Served) -> None:
-    status, headers, page = _get(served.viewer.url + "comparison")
-    assert status == 200
+    status, headers, page = _settled(served.viewer.url + "comparison")
+    assert status == 200, page
     assert headers["content-security-policy"].startswith("default-src 'none'; style-src")
     assert "script-src" not in headers["content-security-policy"]
     assert "<script" not in page and "<h2>Comparison</h2>" in page
+    assert "from the store as it is now" in page
     assert "evil&lt;b&gt;" in page and EVIL_PROVIDER not in page
     status, _, page = _get(served.viewer.url + "comparison?by=nothing")
     assert status == 400 and "by=" in page
+    # Computed once per store version: asked again, it is there at once.
+    status, headers, _ = _get(served.viewer.url + "comparison")
+    assert status == 200 and "refresh" not in {h.lower() for h in headers}
+
+
+def test_the_comparison_after_a_query_and_while_a_writer_has_the_store(served: Served) -> None:
+    # The SQL console locks the configuration of the database every page shares (the file
+    # held between requests); the comparison, which lowers DuckDB's memory limit for a
+    # moment, once answered 500 right after it. Also while a writer has the store (the
+    # session on its server, whose configuration is locked too).
+    url = served.viewer.url
+    assert _get(url + "sql?q=select+1")[0] == 200
+    status, _, page = _settled(url + "comparison?by=model")
+    assert status == 200, page
+    writer = open_for_writing(served.db)
+    try:
+        status, _, page = _settled(url + "comparison?by=day")
+        assert status == 200 and "<h2>Comparison</h2>" in page, page
+    finally:
+        writer.close()
+
+
+def test_a_policy_verdict_on_the_comparison(served: Served, tmp_path: Path) -> None:
+    index = _page(served, "verify")
+    assert 'href="/verify/faithful"' in index and 'href="/verify/k2vv"' in index
+    status, _, page = _settled(served.viewer.url + "verify/faithful?reference=sim")
+    assert status == 200 and "<h2>Verdict</h2>" in page, page
+    status, _, page = _get(served.viewer.url + "verify/faithful")
+    assert status == 400 and "judged against a reference group" in page
+    status, _, page = _get(served.viewer.url + "verify/nosuch")
+    assert status == 404 and "no policy &#39;nosuch&#39;" in page
+
+
+def test_a_bad_policy_is_one_line_and_exit_2(cli: CliRun, served: Served) -> None:
+    done = cli("view", "--db", str(served.db), "--port", "0", "--policy", "nosuch")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "nosuch" in done.stderr
 
 
 def test_probe_fingerprints_say_when_nothing_was_probed(served: Served) -> None:

@@ -156,8 +156,8 @@ def test_walk_the_steps_with_the_keyboard_and_expand_one(tab: Tab, store: Store)
     assert not tab.page.locator("#step-1").evaluate("d => d.open")
     tab.page.keyboard.press("Enter")
     assert tab.page.locator("#step-1").evaluate("d => d.open")
-    body = tab.page.locator("#step-1 .step-body")
-    assert body.locator("pre.reasoning").is_visible()
+    body = tab.page.locator("#step-1 .step-body")  # fetched as the step opened
+    body.locator("pre.reasoning").wait_for()
     assert "open_box" in body.inner_text()
     # From the expanded step to its exchange.
     body.get_by_role("link", name="The request as sent and the raw response of step 1 →").click()
@@ -166,6 +166,10 @@ def test_walk_the_steps_with_the_keyboard_and_expand_one(tab: Tab, store: Store)
     assert '"messages": [' in tab.page.locator("#request-body").inner_text()
     tab.page.keyboard.press("j")
     tab.page.wait_for_url(f"**/runs/{store.clean}/steps/2")
+    # A link to a step opens it, its body fetched.
+    tab.go(f"/runs/{store.clean}#step-2")
+    tab.page.locator("#step-2 .step-body pre.reasoning").wait_for()
+    assert tab.page.locator("details.step[open]").count() == 1
     tab.clean()
 
 
@@ -202,6 +206,7 @@ def test_recorded_markup_is_shown_as_text(tab: Tab, store: Store) -> None:
     tab.go(f"/runs/{store.evil}")
     for step in tab.page.locator("details.step summary").all():
         step.click()
+    tab.page.wait_for_function("!document.querySelector('details.step .step-lazy')")
     text = tab.page.locator("main").inner_text()
     assert EVIL_ANSWER in text and EVIL_BOX in text
     assert tab.page.locator("main img, main script, main b.injected").count() == 0

@@ -9,6 +9,7 @@ endpoint answered at all, 4 database missing or locked.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -112,22 +113,15 @@ def compare(
             fail_on=fail_on,
             concurrency_per_provider=concurrency_per_provider,
         )
-        selection = selection_from_options(
-            providers=provider, model=model, tasks=task, since=since, until=until,
-            origins=origin, by=by,
-        )  # fmt: skip
-        comparison = compare_stored(
-            db_path, selection, prices=prices, reference=reference, resamples=resamples,
-            run_refs=run,
+        comparison = stored_comparison(
+            db_path, prices, provider=provider, model=model, task=task, since=since,
+            until=until, origin=origin, by=by, run=run, reference=reference,
+            resamples=resamples,
         )  # fmt: skip
     else:
-        if task or since or until or run:
-            raise TracesError(
-                "--task, --since, --until and --run select recorded runs: use them without --suite"
-            )
-        targets = resolve_targets(
-            providers=provider or [], dialects=dialect or [], faults=fault or [],
-            providers_file=providers, model=model, timeout=timeout, seed=seed,
+        targets = suite_targets(
+            provider=provider, dialect=dialect, fault=fault, providers=providers, model=model,
+            timeout=timeout, seed=seed, selecting=bool(task or since or until or run),
         )  # fmt: skip
         comparison, findings = record_then_compare(
             load_suite(resolve_suite(suite)), targets, db_path, prices,
@@ -136,6 +130,55 @@ def compare(
         )  # fmt: skip
     emit_comparison(comparison, fmt)
     check_fail_on(findings, fail_on)
+
+
+def stored_comparison(
+    db_path: Store,
+    prices: PriceList,
+    *,
+    provider: list[str] | None,
+    model: str | None,
+    task: list[str] | None,
+    since: str | None,
+    until: str | None,
+    origin: list[str] | None,
+    by: GroupBy,
+    run: list[str] | None,
+    reference: str | None,
+    resamples: int,
+) -> Comparison:
+    """The comparison of the runs already stored that the selection options pick (`compare`
+    and `verify` without --suite)."""
+    selection = selection_from_options(
+        providers=provider, model=model, tasks=task, since=since, until=until, origins=origin,
+        by=by,
+    )  # fmt: skip
+    return compare_stored(
+        db_path, selection, prices=prices, reference=reference, resamples=resamples, run_refs=run
+    )
+
+
+def suite_targets(
+    *,
+    provider: list[str] | None,
+    dialect: list[str] | None,
+    fault: list[str] | None,
+    providers: Path | None,
+    model: str | None,
+    timeout: float,
+    seed: int,
+    selecting: bool,
+) -> list[Target]:
+    """The endpoints a suite is recorded against (`compare` and `verify` with --suite);
+    `selecting`: options that pick stored runs were given too, which a suite refuses."""
+    if selecting:
+        raise TracesError(
+            "--task, --since, --until and --run select recorded runs: use them without --suite"
+        )
+    return resolve_targets(
+        providers=provider or [], dialects=dialect or [], faults=fault or [],
+        providers_file=providers, model=model, timeout=timeout, seed=seed,
+    )  # fmt: skip
 
 
 def record_then_compare(

@@ -17,6 +17,7 @@ from analyzer.options import (
     DbOption,
     FaultOption,
     FormatOption,
+    ProfileModelOption,
     ProvidersFileOption,
     TimeoutOption,
 )
@@ -63,9 +64,7 @@ def probe(
         ),
     ] = None,
     base_url: BaseUrlOption = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model id [default: each profile's first].")
-    ] = None,
+    model: ProfileModelOption = None,
     api_key_env: ApiKeyEnvOption = None,
     providers: ProvidersFileOption = None,
     dialect: Annotated[

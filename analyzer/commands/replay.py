@@ -27,6 +27,7 @@ from analyzer.options import (
     FailOnOption,
     FaultOption,
     FormatOption,
+    ProfileModelOption,
     ProvidersFileOption,
     TimeoutOption,
 )
@@ -84,9 +85,7 @@ def replay(
         ),
     ] = None,
     base_url: BaseUrlOption = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model id [default: each profile's first].")
-    ] = None,
+    model: ProfileModelOption = None,
     api_key_env: ApiKeyEnvOption = None,
     providers: ProvidersFileOption = None,
     dialect: Annotated[

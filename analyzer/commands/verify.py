@@ -16,11 +16,11 @@ from typing import Annotated
 
 import typer
 
-from analyzer.commands.compare import record_then_compare
+from analyzer.commands.compare import record_then_compare, stored_comparison, suite_targets
 from analyzer.commands.probe import probe_into
 from analyzer.compare.costs import PriceList
-from analyzer.compare.recording import check_suite_targets, compare_stored
-from analyzer.compare.selection import GroupBy, selection_from_options
+from analyzer.compare.recording import check_suite_targets
+from analyzer.compare.selection import GroupBy
 from analyzer.compare.stats import DEFAULT_RESAMPLES
 from analyzer.options import (
     ConcurrencyPerProviderOption,
@@ -60,7 +60,6 @@ from traces.errors import TracesError
 from traces.sample_files import resolve_suite
 from traces.store.database import Store, open_for_reading, resolve_db_path
 from traces.suites import load_suite
-from traces.targets import resolve_targets
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 """GitHub Actions' job summary file: the Markdown summary is appended to it when it is set."""
@@ -136,22 +135,15 @@ def verify(
             dialect=dialect, fault=fault, repeat=repeat, stream=stream,
             concurrency_per_provider=concurrency_per_provider,
         )  # fmt: skip
-        selection = selection_from_options(
-            providers=provider, model=model, tasks=task, since=since, until=until,
-            origins=origin, by=by,
-        )  # fmt: skip
-        comparison = compare_stored(
-            db_path, selection, prices=prices, reference=reference, resamples=resamples,
-            run_refs=run,
+        comparison = stored_comparison(
+            db_path, prices, provider=provider, model=model, task=task, since=since,
+            until=until, origin=origin, by=by, run=run, reference=reference,
+            resamples=resamples,
         )  # fmt: skip
     else:
-        if task or since or until or run:
-            raise TracesError(
-                "--task, --since, --until and --run select recorded runs: use them without --suite"
-            )
-        targets = resolve_targets(
-            providers=provider or [], dialects=dialect or [], faults=fault or [],
-            providers_file=providers, model=model, timeout=timeout, seed=seed,
+        targets = suite_targets(
+            provider=provider, dialect=dialect, fault=fault, providers=providers, model=model,
+            timeout=timeout, seed=seed, selecting=bool(task or since or until or run),
         )  # fmt: skip
         loaded = load_suite(resolve_suite(suite))
         check_suite_targets(targets, reference, by)

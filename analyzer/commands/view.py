@@ -35,6 +35,13 @@ def view(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the viewer in the default web browser.")
     ] = False,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A policy whose verdict /verify/NAME shows (`traces verify`'s: a file, or "
+            "faithful, k2vv; repeatable). The shipped ones are always there.",
+        ),
+    ] = None,
     db: DbOption = None,
     data_path: DataPathOption = None,
 ) -> None:
@@ -45,12 +52,15 @@ def view(
     expandable to its reasoning, content, tool calls, results and findings; each step's
     request as sent beside its raw response or SSE lines; findings by kind, provider and
     model; the same request answered by several providers side by side; the comparison of
-    `traces compare` and the probe fingerprints; read-only SQL with CSV download. Pages
-    follow a recording in progress. The first stdout line is the address.
+    `traces compare` and a policy's verdict on it; the probe fingerprints; read-only SQL
+    with CSV download. Pages follow a recording in progress. The first stdout line is the
+    address.
     """
+    from analyzer.view.comparison import load_policies
     from analyzer.view.security import is_loopback
     from analyzer.view.server import serve_forever
 
+    policies = load_policies(policy or [])  # a bad one: its one line, before anything
     store = resolve_db_path(db, data_path)
     open_for_reading(store).close()  # a missing or foreign file: its one line, exit 4
     token = None if is_loopback(host) else secrets.token_urlsafe(24)
@@ -66,6 +76,6 @@ def view(
             webbrowser.open(address)
 
     try:
-        serve_forever(store, host, port, token=token, on_ready=ready)
+        serve_forever(store, host, port, token=token, policies=policies, on_ready=ready)
     except OSError as exc:
         raise TracesError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None

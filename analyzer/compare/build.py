@@ -47,6 +47,7 @@ from analyzer.compare.task_mix import keep_shared_tasks
 from analyzer.compare.task_mix import notes as task_mix_notes
 from analyzer.compare.task_success import task_success
 from traces.errors import TracesError
+from traces.store.database import is_served
 
 MAX_BUCKETS = 10
 """Bars of the steps-to-finish histogram."""
@@ -153,9 +154,15 @@ def build_comparison(
 
 def release_cached_blocks(conn: duckdb.DuckDBPyConnection) -> None:
     """Let DuckDB drop the data blocks it keeps cached after a query (lowering the memory
-    limit evicts them), then put the limit back as it was."""
-    row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
-    if row is None:
+    limit evicts them), then put the limit back as it was. Not where the configuration
+    cannot be set: a session on the store's server (whose memory is not this process's), or
+    a database a read-only SQL query locked (`traces view` answers both on one database)."""
+    if is_served(conn):
+        return
+    row = conn.execute(
+        "SELECT current_setting('memory_limit'), current_setting('lock_configuration')"
+    ).fetchone()
+    if row is None or row[1]:
         return
     conn.execute("SET memory_limit = '16MB'")
     conn.execute(f"SET memory_limit = '{row[0]}'")

@@ -112,13 +112,14 @@ def answers_to(
     )
     if not steps:
         return []
+    # By the runs found, not by the hash again: that would scan every step a second time.
     calls = conn.execute(
         """
         SELECT c.run_id, c.step_idx, c.name, c.arguments_raw, c.json_valid, c.schema_valid
-        FROM tool_calls c JOIN steps s ON s.run_id = c.run_id AND s.idx = c.step_idx
-        WHERE s.request_hash = ? ORDER BY c.call_idx
+        FROM tool_calls c WHERE c.run_id IN (SELECT unnest(?::VARCHAR[]))
+        ORDER BY c.call_idx
         """,
-        [request_hash],
+        [sorted({s["run_id"] for s in steps})],
     ).fetchall()
     by_step = {(s["run_id"], s["idx"]): s for s in steps}
     for step in steps:

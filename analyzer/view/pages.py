@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 from starlette.requests import Request
@@ -33,12 +34,20 @@ from analyzer.queries import (
     step_exchange,
 )
 from analyzer.readonly_sql import read_only_query, single_query
+from analyzer.view.background import Background, Outcome, WorkFailed
 from analyzer.view.data import answers_to, filter_choices, live_version, repeated_requests
-from analyzer.view.reading import StoreReader
+from analyzer.view.reading import StoreReader, read_yielding
 from analyzer.view.render import environment
+from analyzer.view.search import search_text
 from traces.errors import TracesError
 from traces.store.database import Store
 
+T = TypeVar("T")
+
+KEPT_WAIT_S = 0.2
+"""How long a page waits for counts being computed before answering without them."""
+KEPT_ROWS = 10_000
+"""Rows of a listing kept per store version; pages beyond them are read on request."""
 PAGE_ROWS = 50
 """Rows per page of every listing."""
 SQL_ROWS = 1000
@@ -105,6 +114,32 @@ class Pages:
         self.store = store
         self.reader = StoreReader(store)
         self.env = environment()
+        self.background = Background()
+
+    def _kept(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        key: Hashable,
+        work: Callable[[duckdb.DuckDBPyConnection], T],
+    ) -> Outcome[T]:
+        """What `work` reads over the whole store (too much for a request on a large
+        one), computed in the background once per store version (`background`)."""
+        version = live_version(conn, None)
+        return self.background.get(
+            key, version, lambda: read_yielding(self.reader, work), wait_s=KEPT_WAIT_S
+        )
+
+    def _kept_page(
+        self, template: str, request: Request, outcome: Outcome[Any], **values: Any
+    ) -> Response:
+        """A page of kept counts: while they are being updated, it says so and reloads
+        itself until they are current."""
+        if outcome.current and outcome.error is not None:
+            raise (WorkFailed if outcome.failed else TracesError)(outcome.error)
+        response = self._page(template, request, kept=outcome, **values)
+        if not outcome.current:
+            response.headers["refresh"] = "1"
+        return response
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -135,14 +170,32 @@ class Pages:
             equal["origin"] = request.query_params.get("origin") or None
             status = _choice(request, "status", STATUSES)
             search = RunSearch(
-                kind=request.query_params.get("kind") or None,
+                kind=_choice(request, "kind", choices["kind"]),
                 since=_time(request, "since"),
                 until=_time(request, "until"),
-                text=request.query_params.get("q") or None,
             )
+            text = request.query_params.get("q") or None
             order = _choice(request, "sort", list(RUN_ORDERS)) or "started_at"
             descending = request.query_params.get("dir", "desc") != "asc"
             page = _int(request, "page", 1, least=1)
+            searched = None
+            offset = (page - 1) * PAGE_ROWS
+            if text is not None:
+                # A part of the store at a time (`search`): pages go on from where the
+                # last one stopped (`from`), not by number.
+                searched = search_text(
+                    conn,
+                    text,
+                    equal=equal,
+                    status=status,
+                    search=search,
+                    order=order,
+                    descending=descending,
+                    start=_int(request, "from", 0),
+                    wanted=PAGE_ROWS,
+                )
+                search = replace(search, ids=tuple(searched.ids))
+                offset = 0
             rows = list_runs(
                 conn,
                 status=status,
@@ -150,10 +203,13 @@ class Pages:
                 order=order,
                 descending=descending,
                 limit=PAGE_ROWS,
-                offset=(page - 1) * PAGE_ROWS,
+                offset=offset,
                 **equal,
             )
-            total = count_runs(conn, status=status, search=search, **equal)
+            if searched is None:
+                total = count_runs(conn, status=status, search=search, **equal)
+            else:
+                total = len(rows)
         return self._page(
             "runs.html",
             request,
@@ -161,7 +217,8 @@ class Pages:
             total=total,
             page=page,
             pages=max(1, -(-total // PAGE_ROWS)),
-            first=(page - 1) * PAGE_ROWS + 1,
+            first=offset + 1 + (searched.start if searched else 0),
+            searched=searched,
             choices=choices,
             statuses=STATUSES,
             order=order,
@@ -175,6 +232,16 @@ class Pages:
             run_id = _run_id(conn, request.path_params["run"])
             detail = run_detail(conn, run_id)
         return self._page("run.html", request, run=detail, live=run_id)
+
+    def step_part(self, request: Request) -> Response:
+        """/runs/RUN/steps/N/body: what a run's page shows when step N is opened."""
+        index = _path_int(request.path_params["idx"])
+        with self._reading() as conn:
+            run_id = _run_id(conn, request.path_params["run"])
+            detail = run_detail(conn, run_id, only_step=index)
+        if not detail["steps"]:
+            raise NotFound(f"run {run_id} has no step {index}")
+        return self._page("step_part.html", request, run=detail, step=detail["steps"][0])
 
     def step(self, request: Request) -> Response:
         """/runs/RUN/steps/N: one step in full, the request as sent beside the raw answer."""
@@ -201,16 +268,19 @@ class Pages:
 
     def findings(self, request: Request) -> Response:
         """/findings: findings by kind × provider × model."""
+        filters = {
+            "provider": request.query_params.get("provider") or None,
+            "model": request.query_params.get("model") or None,
+            "layer": request.query_params.get("layer") or None,
+        }
         with self._reading() as conn:
-            rows = finding_counts(
+            outcome = self._kept(
                 conn,
-                provider=request.query_params.get("provider") or None,
-                model=request.query_params.get("model") or None,
-                layer=request.query_params.get("layer") or None,
+                ("findings", *filters.values()),
+                lambda c: finding_counts(c, **filters),
             )
-        for row in rows:
-            row["description"] = describe(row["kind"])
-        return self._page("findings.html", request, rows=rows, live="")
+        rows = [dict(row, description=describe(row["kind"])) for row in outcome.value or []]
+        return self._kept_page("findings.html", request, outcome, rows=rows, live="")
 
     def findings_of_kind(self, request: Request) -> Response:
         """/findings/KIND: every finding of one kind, to its step, newest run first."""
@@ -245,11 +315,20 @@ class Pages:
     def compare(self, request: Request) -> Response:
         """/compare: requests answered more than once (by several providers, or repeats)."""
         page = _int(request, "page", 1, least=1)
+        offset = (page - 1) * PAGE_ROWS
         with self._reading() as conn:
-            rows, total = repeated_requests(conn, limit=PAGE_ROWS, offset=(page - 1) * PAGE_ROWS)
-        return self._page(
+            outcome = self._kept(
+                conn, ("repeated",), lambda c: repeated_requests(c, limit=KEPT_ROWS, offset=0)
+            )
+            kept, total = outcome.value or ([], 0)
+            if offset + PAGE_ROWS <= KEPT_ROWS or total <= KEPT_ROWS:
+                rows = kept[offset : offset + PAGE_ROWS]
+            else:  # far down a long list: read that page alone
+                rows, total = repeated_requests(conn, limit=PAGE_ROWS, offset=offset)
+        return self._kept_page(
             "compare.html",
             request,
+            outcome,
             rows=rows,
             total=total,
             page=page,
@@ -316,6 +395,10 @@ class Pages:
             tables=tables,
             live="",
         )
+
+    def verdicts(self, request: Request, policies: dict[str, Any]) -> Response:
+        """/verify: the policies whose verdict /verify/NAME shows."""
+        return self._page("verify.html", request, policies=policies, live=None)
 
     # SQL ------------------------------------------------------------------------------
 

@@ -18,14 +18,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
+from traces.errors import TracesError
 from traces.store import rendezvous
 from traces.store.database import Store, is_served, open_for_reading
 
+T = TypeVar("T")
+
+YIELD_TRIES = 5
+"""Times long work starts over after a writer took the store from under it."""
 HOLD_S = 0.5
 """How long the file stays open after the last request."""
 CHECK_S = 0.1
@@ -41,13 +47,17 @@ class StoreReader:
         self._lock = threading.Lock()
         self._held: duckdb.DuckDBPyConnection | None = None
         self._users = 0
+        self._yielding: set[duckdb.DuckDBPyConnection] = set()
         self._last_used = 0.0
         self._watcher: threading.Thread | None = None
         self._closed = False
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one request, closed (or given back) when the block ends."""
+    def connection(self, *, yielding: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one request, closed (or given back) when the block ends.
+        `yielding`: long work, whose query in progress on the held file is interrupted
+        (`duckdb.InterruptException`) when a writer wants the store, which it must then
+        read through the store's server (ask again)."""
         cursor = self._cursor() if isinstance(self.store, Path) else None
         if cursor is None:
             conn = open_for_reading(self.store)
@@ -56,11 +66,15 @@ class StoreReader:
             finally:
                 conn.close()
             return
+        if yielding:
+            with self._lock:
+                self._yielding.add(cursor)
         try:
             yield cursor
         finally:
             cursor.close()
             with self._lock:
+                self._yielding.discard(cursor)
                 self._users -= 1
                 self._last_used = time.monotonic()
 
@@ -101,6 +115,10 @@ class StoreReader:
             wanted = rendezvous.wanted(self.store)
             if self._release_when_idle(force=wanted):
                 return
+            if wanted:
+                with self._lock:
+                    for cursor in self._yielding:
+                        cursor.interrupt()
 
     def _release_when_idle(self, *, force: bool) -> bool:
         """Close the held file if no request uses it and it has been idle `HOLD_S` (or
@@ -122,3 +140,15 @@ class StoreReader:
             if self._held is not None:
                 self._held.close()
                 self._held = None
+
+
+def read_yielding(reader: StoreReader, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`work` on a connection that gives way when a writer wants the store: interrupted, it
+    starts over (reading through the store's server then)."""
+    for _ in range(YIELD_TRIES):
+        try:
+            with reader.connection(yielding=True) as conn:
+                return work(conn)
+        except duckdb.InterruptException:
+            continue
+    raise TracesError("the store kept being written to; this page gave up (reload it)")

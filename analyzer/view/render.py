@@ -4,6 +4,7 @@ from the store reaches the page as text, never as markup."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -39,6 +40,11 @@ def _when(value: datetime | None) -> str:
     return "–" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _clock(at: float | None) -> str:
+    """A time.time() as the local time of day."""
+    return "–" if at is None else datetime.fromtimestamp(at).strftime("%H:%M:%S")
+
+
 def _text(value: Any) -> str:
     """A recorded value as text: control characters (but tabs and newlines) made visible,
     so a terminal escape or a NUL in model output is seen, not swallowed."""
@@ -67,15 +73,15 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        {
-            "pretty_json": _json,
-            "ms": _ms,
-            "num": _num,
-            "when": _when,
-            "text": _text,
-            "seg": _segment,
-        }
-    )
+    filters: dict[str, Callable[..., str]] = {
+        "pretty_json": _json,
+        "ms": _ms,
+        "num": _num,
+        "when": _when,
+        "clock": _clock,
+        "text": _text,
+        "seg": _segment,
+    }
+    env.filters.update(filters)
     env.globals["query"] = query
     return env

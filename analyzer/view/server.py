@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from analyzer.verify.policy import Policy
 from analyzer.view.app import build_app
 from traces.sim.server import bind_listener
 from traces.store.database import Store
@@ -25,6 +26,7 @@ def serve_forever(
     port: int,
     *,
     token: str | None,
+    policies: dict[str, Policy] | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the viewer of `store` until Ctrl-C / SIGTERM. `on_ready` receives the address
@@ -32,7 +34,7 @@ def serve_forever(
     sock = bind_listener(host, port)
     try:
         config = uvicorn.Config(
-            build_app(store, token=token),
+            build_app(store, token=token, policies=policies),
             host=host,
             port=port,
             lifespan="off",

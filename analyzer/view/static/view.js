@@ -54,6 +54,43 @@
     finding.scrollIntoView({ block: "center" });
   }
 
+  // A run's page carries its steps' rows, not their bodies: a step's body is fetched when
+  // the step is opened (by a click, the keyboard, a finding or a link to it).
+  async function loadBody(step) {
+    const slot = step.querySelector(".step-lazy[data-body]");
+    if (!slot || slot.dataset.loading) return;
+    slot.dataset.loading = "yes";
+    try {
+      const answer = await fetch(slot.dataset.body, { credentials: "same-origin" });
+      if (!answer.ok) throw new Error("step body: HTTP " + answer.status);
+      const part = new DOMParser().parseFromString(await answer.text(), "text/html");
+      const body = part.querySelector(".step-body");
+      if (body) slot.replaceWith(document.importNode(body, true));
+    } catch (error) {
+      slot.dataset.loading = "";
+      slot.classList.add("failed");
+    }
+  }
+
+  // `toggle` does not bubble: caught on its way down instead.
+  document.addEventListener(
+    "toggle",
+    (event) => {
+      const step = event.target;
+      if (step instanceof HTMLDetailsElement && step.matches("details.step") && step.open) {
+        loadBody(step);
+      }
+    },
+    true
+  );
+
+  function openLinkedStep() {
+    const target = location.hash ? document.getElementById(location.hash.slice(1)) : null;
+    const step = target ? target.closest("details.step") : null;
+    if (step && !step.open) step.open = true;
+  }
+  window.addEventListener("hashchange", openLinkedStep);
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const tag = event.target.tagName;
@@ -132,6 +169,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    openLinkedStep();
     const endpoint = document.body.dataset.live;
     if (endpoint) follow(endpoint);
   });
