@@ -205,8 +205,11 @@ def _chunks(message: dict[str, Any], finish: str) -> list[dict[str, Any]]:
     return out
 
 
-def write_conversations(path: Path, exchanges: int, steps: int, seed: int = 0) -> None:
-    """Interleaved agent conversations with growing histories."""
+def write_conversations(
+    path: Path, exchanges: int, steps: int, seed: int = 0, concurrent: int = 64
+) -> None:
+    """Interleaved agent conversations with growing histories, `concurrent` of them at once
+    (1: one conversation after the other)."""
     rng = random.Random(seed)
     tools = [_tool(i) for i in range(4)]
     live: dict[int, list[dict[str, Any]]] = {}
@@ -214,7 +217,7 @@ def write_conversations(path: Path, exchanges: int, steps: int, seed: int = 0) -
     written = 0
     with path.open("w") as out:
         while written < exchanges:
-            while len(live) < 64:
+            while len(live) < concurrent:
                 live[next_id] = [
                     {"role": "system", "content": "You are a research agent. " + _text(rng, 120)},
                     {"role": "user", "content": _text(rng, 40)},

@@ -72,6 +72,9 @@ def build_comparison(
         raise no_match_error(conn, selection)
     mix = keep_shared_tasks(conn)
     table = load_run_table(conn)
+    # Each query's cached blocks dropped before the next (hundreds of MiB over a million
+    # steps): the peak is then one query's, not their sum.
+    release_cached_blocks(conn)
     present = set(table.groups)
     groups = [g for g in group_order if g in present]
     groups += sorted(present - set(groups))
@@ -82,6 +85,7 @@ def build_comparison(
     columns = _derived_columns(table, prices)
     if reference is not None:
         pairs = pair_counts(conn, reference)
+        release_cached_blocks(conn)
         for which, name in enumerate(("tp", "fp", "fn", "paired_steps")):
             columns[name] = list(pairs.column(table.run_ids, which))
 

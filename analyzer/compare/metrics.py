@@ -26,7 +26,11 @@ from analyzer.cursor_rows import column_names
 
 _STEPS = f"""
 st AS (
-    SELECT s.run_id, sel.grp, s.request_hash, s.idx, s.finish_reason,
+    -- Runs are keyed by their row in the selection table from here on: joining and
+    -- grouping a million steps and calls by an integer instead of the run id's text
+    -- is most of this query's cost saved.
+    SELECT sel.rowid AS rn, /*request*/ s.idx,
+           s.finish_reason = 'tool_calls' AS finished_with_calls,
            s.error_kind IS NULL AS ok, s.latency_ms,
            s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
@@ -35,48 +39,52 @@ st AS (
     /*steps*/
 ),
 calls AS (
-    SELECT c.run_id, c.step_idx, c.call_idx, c.name, c.json_valid,
+    SELECT sel.rowid AS rn, c.step_idx, c.call_idx, c.json_valid,
            CASE WHEN NOT c.json_valid THEN 'invalid_json'
                 WHEN c.schema_valid IS FALSE THEN 'schema_mismatch'
-           END AS known_class,
-           -- The recorder validates arguments against the declared tool of that name, so a
-           -- validated call names a declared tool; only the others need the request's list.
-           c.json_valid AND c.schema_valid IS NULL AS name_unchecked
+           END AS known_class
     FROM tool_calls c JOIN {SELECTED} sel ON sel.run_id = c.run_id
     /*calls*/
 ),
-unchecked AS (SELECT run_id, step_idx, call_idx, name FROM calls WHERE name_unchecked),
+unchecked AS (
+    -- The recorder validates arguments against the declared tool of that name, so a
+    -- validated call names a declared tool; only the others need the request's list.
+    SELECT c.run_id, sel.rowid AS rn, c.step_idx, c.call_idx, c.name
+    FROM tool_calls c JOIN {SELECTED} sel ON sel.run_id = c.run_id
+    /*calls*/
+    WHERE c.json_valid AND c.schema_valid IS NULL
+),
 declared AS (
     -- The tool names of only the steps with an unchecked call, extracted while scanning
     -- steps: joining the calls to whole request_params would hold every step's tools
     -- (kilobytes each) in the join's hash table, gigabytes over a million steps.
-    SELECT s.run_id, s.idx,
+    SELECT u.rn, s.idx,
            coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
                     []::VARCHAR[]) AS names
     FROM steps s
-    SEMI JOIN (SELECT DISTINCT run_id, step_idx FROM unchecked) u
+    JOIN (SELECT DISTINCT run_id, rn, step_idx FROM unchecked) u
         ON u.run_id = s.run_id AND u.step_idx = s.idx
 ),
 undeclared AS (
-    SELECT c.run_id, c.step_idx, c.call_idx
-    FROM unchecked c JOIN declared d ON d.run_id = c.run_id AND d.idx = c.step_idx
+    SELECT c.rn, c.step_idx, c.call_idx
+    FROM unchecked c JOIN declared d ON d.rn = c.rn AND d.idx = c.step_idx
     WHERE NOT list_contains(d.names, c.name)
 ),
 classified AS (
-    SELECT c.run_id, c.step_idx, c.json_valid,
-           coalesce(c.known_class, CASE WHEN u.run_id IS NOT NULL THEN 'unknown_name' END)
+    SELECT c.rn, c.step_idx, c.json_valid,
+           coalesce(c.known_class, CASE WHEN u.rn IS NOT NULL THEN 'unknown_name' END)
                AS error_class
     FROM calls c LEFT JOIN undeclared u
-        ON u.run_id = c.run_id AND u.step_idx = c.step_idx AND u.call_idx = c.call_idx
+        ON u.rn = c.rn AND u.step_idx = c.step_idx AND u.call_idx = c.call_idx
 ),
 step_calls AS (
-    SELECT run_id, step_idx, count(*) AS calls,
+    SELECT rn, step_idx, count(*) AS calls,
            count(*) FILTER (WHERE json_valid) AS json_valid_calls,
            count(*) FILTER (WHERE error_class = 'invalid_json') AS invalid_json,
            count(*) FILTER (WHERE error_class = 'unknown_name') AS unknown_name,
            count(*) FILTER (WHERE error_class = 'schema_mismatch') AS schema_mismatch,
            bool_or(error_class IS NOT NULL) AS errored
-    FROM classified GROUP BY run_id, step_idx
+    FROM classified GROUP BY rn, step_idx
 ),
 steps_full AS (
     SELECT st.*, coalesce(sc.calls, 0) AS calls,
@@ -85,10 +93,12 @@ steps_full AS (
            coalesce(sc.unknown_name, 0) AS unknown_name,
            coalesce(sc.schema_mismatch, 0) AS schema_mismatch,
            coalesce(sc.errored, false) AS errored
-    FROM st LEFT JOIN step_calls sc ON sc.run_id = st.run_id AND sc.step_idx = st.idx
+    FROM st LEFT JOIN step_calls sc ON sc.rn = st.rn AND sc.step_idx = st.idx
 )"""
 """Every selected step with its calls classified (`steps_full`), for folding per run or per
-request (the comments /*steps*/ and /*calls*/ are where a narrower read filters them)."""
+request (the comments /*steps*/ and /*calls*/ are where a narrower read filters them, and
+/*request*/ where a read by request adds the group and request hash: a read per run leaves
+those strings out of the million rows it holds)."""
 
 STEP_SUMS = """
            sum(calls) AS calls,
@@ -98,8 +108,8 @@ STEP_SUMS = """
            sum(schema_mismatch) AS schema_mismatch,
            count(*) FILTER (WHERE calls > 0) AS call_steps,
            count(*) FILTER (WHERE errored) AS errored_call_steps,
-           count(*) FILTER (WHERE finish_reason = 'tool_calls') AS tool_calls_responses,
-           count(*) FILTER (WHERE finish_reason = 'tool_calls' AND calls > 0 AND NOT errored)
+           count(*) FILTER (WHERE finished_with_calls) AS tool_calls_responses,
+           count(*) FILTER (WHERE finished_with_calls AND calls > 0 AND NOT errored)
                AS tool_calls_responses_valid,
            count(*) FILTER (WHERE ok) AS ok_steps,
            count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps"""
@@ -130,17 +140,49 @@ kept AS (
            l.tool_results_sent_tokens, l.tool_results_kept_tokens
     FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
 ),
-per_run AS (
-    SELECT run_id,
-           count(*) AS steps_recorded,{STEP_SUMS},
+step_run AS (
+    -- What needs only the steps, folded straight from them: the step × calls join is
+    -- made for the runs' call columns only (below).
+    SELECT rn,
+           count(*) AS steps_recorded,
+           count(*) FILTER (WHERE finished_with_calls) AS tool_calls_responses,
+           count(*) FILTER (WHERE ok) AS ok_steps,
+           count(*) FILTER (WHERE ok AND has_reasoning) AS reasoning_steps,
            median(ttft) FILTER (WHERE ok AND streamed AND ttft IS NOT NULL) AS ttft_ms,
            median(latency_ms) FILTER (WHERE ok) AS latency_ms,
            sum(completion_tokens) FILTER (WHERE ok AND completion_tokens IS NOT NULL
                                           AND latency_ms > 0) AS output_tokens,
-           sum(latency_ms) FILTER (WHERE ok AND completion_tokens IS NOT NULL
-                                   AND latency_ms > 0) / 1000.0 AS output_seconds,
+           -- Summed exactly (to 1e-12 ms, about a double's precision) and rounded once: a
+           -- sum of doubles would depend on the order the rows arrive in, which moves
+           -- with the plan and the number of threads.
+           sum(latency_ms::DECIMAL(38, 12)) FILTER (WHERE ok AND completion_tokens IS NOT NULL
+                                                    AND latency_ms > 0)::DOUBLE / 1000.0
+               AS output_seconds,
            sum(coalesce(cached_tokens, 0)) AS cached_tokens
-    FROM steps_full GROUP BY run_id
+    FROM st GROUP BY rn
+),
+call_run AS (
+    -- The call columns of `STEP_SUMS`, from the steps that have calls.
+    SELECT sc.rn,
+           sum(sc.calls) AS calls,
+           sum(sc.json_valid_calls) AS json_valid_calls,
+           sum(sc.invalid_json) AS invalid_json,
+           sum(sc.unknown_name) AS unknown_name,
+           sum(sc.schema_mismatch) AS schema_mismatch,
+           count(*) AS call_steps,
+           count(*) FILTER (WHERE sc.errored) AS errored_call_steps,
+           count(*) FILTER (WHERE st.finished_with_calls AND NOT sc.errored)
+               AS tool_calls_responses_valid
+    FROM step_calls sc JOIN st ON st.rn = sc.rn AND st.idx = sc.step_idx
+    GROUP BY sc.rn
+),
+per_run AS (
+    SELECT s.rn, s.steps_recorded,
+           c.calls, c.json_valid_calls, c.invalid_json, c.unknown_name, c.schema_mismatch,
+           c.call_steps, c.errored_call_steps, s.tool_calls_responses,
+           c.tool_calls_responses_valid, s.ok_steps, s.reasoning_steps,
+           s.ttft_ms, s.latency_ms, s.output_tokens, s.output_seconds, s.cached_tokens
+    FROM step_run s LEFT JOIN call_run c ON c.rn = s.rn
 )
 SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        -- Unknown (NULL) where no answer was judged (the endpoint failed, an imported log):
@@ -153,10 +195,10 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
        k.reasoning_sent_tokens, k.reasoning_kept_tokens,
        k.tool_results_sent_tokens, k.tool_results_kept_tokens,
-       p.* EXCLUDE (run_id)
+       p.* EXCLUDE (rn)
 FROM {SELECTED} sel
 JOIN runs r ON r.id = sel.run_id
-LEFT JOIN per_run p ON p.run_id = sel.run_id
+LEFT JOIN per_run p ON p.rn = sel.rowid
 LEFT JOIN kept k ON k.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
@@ -174,9 +216,9 @@ shared AS (
 PER_REQUEST = f"""
 WITH {_SHARED},
 {
-    _STEPS.replace(
-        "/*steps*/", "WHERE s.request_hash IN (SELECT request_hash FROM shared)"
-    ).replace("/*calls*/", "SEMI JOIN st ON st.run_id = c.run_id AND st.idx = c.step_idx")
+    _STEPS.replace("/*steps*/", "WHERE s.request_hash IN (SELECT request_hash FROM shared)")
+    .replace("/*request*/", "sel.grp, s.request_hash,")
+    .replace("/*calls*/", "SEMI JOIN st ON st.rn = sel.rowid AND st.idx = c.step_idx")
 }
 SELECT grp, request_hash,{STEP_SUMS}
 FROM steps_full
@@ -232,12 +274,6 @@ class RunTable:
         return [i for i, g in enumerate(self.groups) if g == group]
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value)
-
-
 def _spread(counts: list[tuple[int, float]], size: int) -> list[float]:
     """(run position, count) pairs as one value per run, 0 where a run has none."""
     column = [0.0] * size
@@ -251,17 +287,20 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     cursor = conn.execute(_PER_RUN)
     names = column_names(cursor)
     rows = cursor.fetchall()
+    # Column by column (50,000 runs × 35 columns at a million steps): one pass per column
+    # without a call per value.
+    by_column: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) or [() for _ in names]
     table = RunTable(
-        run_ids=[str(r[0]) for r in rows],
-        groups=[str(r[1]) for r in rows],
-        tasks=[str(r[2]) for r in rows],
-        providers=[str(r[3]) for r in rows],
-        models=[str(r[4]) for r in rows],
+        run_ids=[str(v) for v in by_column[0]],
+        groups=[str(v) for v in by_column[1]],
+        tasks=[str(v) for v in by_column[2]],
+        providers=[str(v) for v in by_column[3]],
+        models=[str(v) for v in by_column[4]],
         columns={},
     )
     for position, name in enumerate(names):
         if name not in _LABELS:
-            table.columns[name] = [_number(r[position]) for r in rows]
+            table.columns[name] = [None if v is None else float(v) for v in by_column[position]]
     # Runs without any step have no per-run row: their counts are zero, not unknown.
     for name in _ZERO_WHEN_MISSING:
         table.columns[name] = [v or 0.0 for v in table.columns[name]]

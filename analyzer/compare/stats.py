@@ -43,9 +43,9 @@ MIN_DEFINED_SHARE = 0.5
 """An interval needs the statistic defined on at least this share of resamples (a ratio whose
 denominator is zero in most resamples has no meaningful spread)."""
 
-_BLOCK_DRAWS = 1 << 22
+_BLOCK_DRAWS = 1 << 20
 """Run draws handled at once: a block of resamples of about this many picks bounds memory
-(a few arrays of 32 MiB) however large the group is."""
+(a few arrays of 8 MiB) however large the group is."""
 
 _EXACT_LIMIT = float(2**53)
 """Integer-valued sums below this are exact in float64 in any order of addition."""
@@ -77,6 +77,9 @@ class Draws:
         self._base = np.repeat(starts, sizes).astype(np.int64)
         self._size = np.repeat(np.array(sizes, dtype=np.float64), sizes)
         self._state = random.Random(seed).getstate()[1]
+        # Runs come sorted by task: the strata are then consecutive and each draw's
+        # position already is the run's index (no gather through `_members`).
+        self._in_order = bool(np.array_equal(self._members, np.arange(self.n)))
 
     def blocks(self) -> Iterator[Ints]:
         """(resamples in the block × runs) index matrices, in draw order."""
@@ -91,21 +94,26 @@ class Draws:
                 yield np.zeros((rows, 0), dtype=np.int64)
                 continue
             uniform = generator.random_sample(rows * self.n).reshape(rows, self.n)
-            # choices(): population[floor(random() * n)], n as a float
-            picks = np.floor(uniform * self._size).astype(np.int64)
-            yield self._members[self._base + picks]
+            # choices(): population[floor(random() * n)], n as a float (in place: these
+            # are the largest arrays of a comparison)
+            np.multiply(uniform, self._size, out=uniform)
+            np.floor(uniform, out=uniform)
+            picks = uniform.astype(np.int64)
+            picks += self._base
+            yield picks if self._in_order else self._members[picks]
 
     def lists(self) -> list[list[int]]:
         """Every draw as a list of run indices (for inspection; the statistics never need it)."""
         return [draw for block in self.blocks() for draw in block.tolist()]
 
 
-def _counts(block: Ints, n: int) -> Floats:
+def _counts(block: Ints, n: int) -> Ints:
     """How often each run is picked in each draw of `block` (draws × runs)."""
     rows = block.shape[0]
     offsets = (np.arange(rows, dtype=np.int64) * n)[:, None]
     flat = np.bincount((block + offsets).ravel(), minlength=rows * n)
-    return flat.reshape(rows, n).astype(np.float64)
+    counts: Ints = flat.reshape(rows, n)
+    return counts
 
 
 def _exact_in_any_order(column: Floats) -> bool:
@@ -213,15 +221,20 @@ class Sample:
         picks: dict[tuple[str, float], list[Floats]] = {key: [] for key in wanted}
         for block in self._draws.blocks():
             out = np.empty((block.shape[0], len(keys)), dtype=np.float64)
-            if matrix is not None:
-                out[:, exact] = _counts(block, self.n) @ matrix
+            # Picks per run per draw, counted once and shared by the exact sums and every
+            # order statistic.
+            counts = _counts(block, self.n) if matrix is not None or ranked else None
+            if matrix is not None and counts is not None:
+                out[:, exact] = counts.astype(np.float64) @ matrix
             for i in inexact:
                 # Left to right, as Python's sum over the picked values added them.
-                out[:, i] = np.cumsum(vectors[i][block], axis=1)[:, -1]
+                gathered = vectors[i][block]
+                out[:, i] = np.cumsum(gathered, axis=1, out=gathered)[:, -1]
             parts.append(out)
             for name, column in ranked.items():
+                assert counts is not None
                 qs = [q for n, q in wanted if n == name]
-                for q, picked in zip(qs, column.pick(block, qs), strict=True):
+                for q, picked in zip(qs, column.pick(counts, qs), strict=True):
                     picks[(name, q)].append(picked)
         sums = np.concatenate(parts) if parts else np.zeros((0, len(keys)))
         for i, key in enumerate(keys):
@@ -249,22 +262,22 @@ class _Ranked:
         order = np.argsort(padded, kind="stable")
         self.n = n
         self.values = padded[order]
-        self.rank = np.empty(n, dtype=np.int64)
-        self.rank[order] = np.arange(n, dtype=np.int64)
-        self.defined = np.isfinite(padded)
+        self.order = order
+        self.defined_count = int(np.isfinite(padded).sum())
         self.width = -(-n // _CHUNK) * _CHUNK
 
-    def pick(self, block: Ints, qs: Sequence[float]) -> list[Floats]:
-        """Per draw of `block`, each q-quantile of its picked values, interpolated as `_pick`
-        does on the sorted picks (NaN: none of the picks has a value)."""
-        rows = block.shape[0]
+    def pick(self, picked: Ints, qs: Sequence[float]) -> list[Floats]:
+        """Per draw, each q-quantile of its picked values, interpolated as `_pick` does on
+        the sorted picks (NaN: none of the picks has a value). `picked`: how often each run
+        is picked in each draw (draws × runs, as `_counts` gives)."""
+        rows = picked.shape[0]
         if self.n == 0 or rows == 0:
             return [np.full(rows, np.nan) for _ in qs]
-        offsets = (np.arange(rows, dtype=np.int64) * self.width)[:, None]
-        counts = np.bincount(
-            (self.rank[block] + offsets).ravel(), minlength=rows * self.width
-        ).reshape(rows, self.width)
-        k = self.defined[block].sum(axis=1)
+        # The counts in value order: the sorted picks of a draw, run-length encoded.
+        counts = np.zeros((rows, self.width), dtype=np.int64)
+        counts[:, : self.n] = picked[:, self.order]
+        # Runs without a value sort last: the defined picks are the first ones.
+        k = counts[:, : self.defined_count].sum(axis=1)
         has = k > 0
         chunks = counts.reshape(rows, -1, _CHUNK)
         running = np.cumsum(chunks.sum(axis=2), axis=1)
