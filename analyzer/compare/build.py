@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -152,12 +153,19 @@ def build_comparison(
     )
 
 
+SHARED_DATABASE: ContextVar[bool] = ContextVar("shared_database", default=False)
+"""Set (in the thread that compares) where other threads query the same database meanwhile:
+`traces view`'s pages. The memory limit is the database's, not the connection's, and a
+page's query that ran while it was lowered would fail for want of memory."""
+
+
 def release_cached_blocks(conn: duckdb.DuckDBPyConnection) -> None:
     """Let DuckDB drop the data blocks it keeps cached after a query (lowering the memory
     limit evicts them), then put the limit back as it was. Not where the configuration
     cannot be set: a session on the store's server (whose memory is not this process's), or
-    a database a read-only SQL query locked (`traces view` answers both on one database)."""
-    if is_served(conn):
+    a database a read-only SQL query locked (`traces view` answers both on one database);
+    nor where other threads share the database (`SHARED_DATABASE`)."""
+    if SHARED_DATABASE.get() or is_served(conn):
         return
     row = conn.execute(
         "SELECT current_setting('memory_limit'), current_setting('lock_configuration')"

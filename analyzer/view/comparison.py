@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from analyzer.compare.build import SHARED_DATABASE
 from analyzer.compare.costs import PriceList
 from analyzer.compare.group_by import GroupBy
 from analyzer.compare.selection import selection_from_options
@@ -110,6 +111,7 @@ class Comparisons:
             version = live_version(conn, None)
 
         def work() -> Report:
+            SHARED_DATABASE.set(True)  # the pages query this database meanwhile
             return read_yielding(
                 self.reader,
                 lambda conn: build_report(
