@@ -67,48 +67,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"CI needs the reference folder {EXTERNAL}; it is missing")
 
 
-SHARED_FIXTURE_MODULES = frozenset(
-    {
-        "test_checks_faults",
-        "test_compare_paired",
-        "test_compare_pairing",
-        "test_expectations",
-        "test_import",
-        "test_merge",
-        "test_output",
-        "test_probe",
-        "test_probe_parameters",
-        "test_replay_cli",
-        "test_report",
-        "test_resume_units",
-        "test_sql_readonly",
-        "test_unknown_tokens",
-        "test_verify_e2e",
-        "test_view",
-        "test_view_browser",
-    }
-)
-"""Modules whose tests share what a module-scoped fixture recorded (a store, a browser, a
-PostgreSQL cluster) and are cheap once it exists. Under `pytest -n N --dist loadgroup` (the
-README's test command) each runs in one worker, which builds its fixtures once: spread over
-three workers, they were built up to three times (the faults' recordings alone cost a third
-more CPU so). The lake tests that need PostgreSQL share one group, and so one cluster."""
-
-POSTGRES_MODULES = frozenset({"test_lake_names", "test_lake_postgres"})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the tests of each `SHARED_FIXTURE_MODULES` module in one xdist group, and those
-    of the `POSTGRES_MODULES` in another."""
-    for item in items:
-        module = getattr(item, "module", None)
-        name = module.__name__.rpartition(".")[2] if module is not None else ""
-        if name in SHARED_FIXTURE_MODULES:
-            item.add_marker(pytest.mark.xdist_group(name))
-        elif name in POSTGRES_MODULES:
-            item.add_marker(pytest.mark.xdist_group("postgres"))
-
-
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
