@@ -316,6 +316,25 @@ def _start(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def test_a_failed_command_that_found_no_file_keeps_what_others_committed(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """Commands started together each find no file and each think they created it: one that
+    fails after another committed and left must not remove the file (it lost that other's
+    import, 1 run in about 12 of the four-writer test below)."""
+    from traces.store.database import remove_created
+
+    log = _conversation_log(tmp_path / "log.jsonl", conversations=1, steps=2)
+    assert not db_path.exists()
+    run_cli("import", str(log), "--db", str(db_path))  # another command, committed and gone
+    remove_created(db_path)  # what the failing one does, believing it created the file
+    assert len(query_rows(db_path, "SELECT id FROM runs")) == 1
+    empty = tmp_path / "empty.duckdb"
+    Recorder(empty).close()  # created and migrated, nothing committed: still removed
+    remove_created(empty)
+    assert not empty.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("writers", [2, 4])
 def test_concurrent_records_and_imports_lose_and_duplicate_nothing(

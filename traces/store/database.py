@@ -224,7 +224,32 @@ def remove_created(path: Store) -> None:
     log, so a failed or interrupted first write leaves no file behind. (A lake created for it
     stays: an empty store, as its schema was committed.)"""
     # Not while a server still has it: another command started using the new file.
-    if not isinstance(path, Path) or is_served_now(path):
+    if not isinstance(path, Path) or is_served_now(path) or _holds_records(path):
         return
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
+
+
+def _holds_records(path: Path) -> bool:
+    """Whether a file holds a run or an import: then it is not only what the abandoning
+    command created. Commands started together each find no file and each think they
+    created it; one may fail after another committed and left (its server gone between
+    them), and removing the file then lost that other's records. Unknown (locked, unreadable)
+    counts as holding them: an empty file left behind costs nothing."""
+    if not path.exists():
+        return False
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return True
+    try:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM runs) + (SELECT count(*) FROM imports)"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return False  # created, never migrated: nothing in it
+    except duckdb.Error:
+        return True
+    finally:
+        conn.close()
+    return bool(row and row[0])
