@@ -14,10 +14,9 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
 from pydantic import BaseModel, Field
 
 from traces import strict_json
@@ -35,6 +34,9 @@ from traces.responses import (
     upstream_of,
 )
 from traces.sse import StreamReader
+
+if TYPE_CHECKING:
+    import openai
 
 
 class EndpointConfig(BaseModel):
@@ -88,6 +90,11 @@ class EndpointClient:
 
     def __init__(self, config: EndpointConfig) -> None:
         """Build the SDK client; fails with one line when the key variable is not set."""
+        # The SDK is imported here, not with the module: it costs a second of CPU, and a
+        # command that fails on its input (a task file, a provider, a key) before it sends
+        # anything would pay it for nothing. The other uses below all come after this one.
+        import openai
+
         key = resolve_api_key(config)
         self.config = config
         # Whatever the host sends back is cleared of the key before anyone sees it.
@@ -112,6 +119,8 @@ class EndpointClient:
         Any HTTP answer counts as reachable (many providers 404 or 401 on GET /models), so
         this only catches what no run could survive: refused connections, DNS, timeouts.
         """
+        import openai
+
         try:
             await self._sdk.models.list(timeout=min(self.config.timeout_s, 30.0))
         except openai.APIStatusError:
@@ -165,6 +174,8 @@ class EndpointClient:
         t0: float,
         partial: _Partial,
     ) -> Exchange:
+        import openai
+
         try:
             async with self._sdk.chat.completions.with_streaming_response.create(
                 **kwargs
@@ -200,6 +211,8 @@ class EndpointClient:
         started_at = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
         partial = _Partial()
+        import openai
+
         try:
             async with (
                 asyncio.timeout(self.config.timeout_s),
@@ -293,6 +306,8 @@ def _failed_call(
 ) -> Exchange:
     """The exchange of a call the SDK raised for: an HTTP error status, a timeout, or a
     connection that could not be made."""
+    import openai
+
     if isinstance(exc, openai.APIStatusError):
         text = exc.response.text
         return Exchange(
