@@ -90,12 +90,12 @@ class EndpointClient:
 
     def __init__(self, config: EndpointConfig) -> None:
         """Build the SDK client; fails with one line when the key variable is not set."""
-        # The SDK is imported here, not with the module: it costs a second of CPU, and a
-        # command that fails on its input (a task file, a provider, a key) before it sends
+        key = resolve_api_key(config)
+        # The SDK is imported here, not with the module: it costs half a second of CPU, and
+        # a command that fails on its input (a task file, a provider, a key) before it sends
         # anything would pay it for nothing. The other uses below all come after this one.
         import openai
 
-        key = resolve_api_key(config)
         self.config = config
         # Whatever the host sends back is cleared of the key before anyone sees it.
         self.redactor = Redactor([key])
