@@ -362,10 +362,14 @@ def test_the_comparison_after_a_query_and_while_a_writer_has_the_store(served: S
 def test_a_policy_verdict_on_the_comparison(served: Served, tmp_path: Path) -> None:
     index = _page(served, "verify")
     assert 'href="/verify/faithful"' in index and 'href="/verify/k2vv"' in index
+    # A policy without a reference offers each provider as one (a markup label as text).
+    assert 'href="/verify/faithful?reference=sim"' in index
+    assert EVIL_PROVIDER not in index and "evil&lt;b&gt;" in index
     status, _, page = _settled(served.viewer.url + "verify/faithful?reference=sim")
     assert status == 200 and "<h2>Verdict</h2>" in page, page
     status, _, page = _get(served.viewer.url + "verify/faithful")
     assert status == 400 and "judged against a reference group" in page
+    assert "providers here: " in page and "sim" in page
     status, _, page = _get(served.viewer.url + "verify/nosuch")
     assert status == 404 and "no policy &#39;nosuch&#39;" in page
 
