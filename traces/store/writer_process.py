@@ -37,6 +37,7 @@ import duckdb
 
 from traces.store.inserts import insert_rows, update_runs
 from traces.store.lake import error_line, transaction
+from traces.store.run_tables import RUN_COLUMN
 from traces.store.tables import COLUMNS, ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
 
@@ -232,6 +233,9 @@ def _stored(conn: duckdb.DuckDBPyConnection, op: Rows) -> bool:
         if rows:
             values = [rows[0][COLUMNS[table].index(column)] for column in key]
             where = " AND ".join(f"{column} = ?" for column in key)
+            if key[0] == RUN_COLUMN:  # found by its run's key (`run_tables.of_run`)
+                where = f"run_key = (SELECT key FROM runs WHERE id = ?) AND {where}"
+                values = [values[0], *values]
             found = conn.execute(f"SELECT 1 FROM {table} WHERE {where}", values).fetchone()
             return found is not None
     return False
