@@ -196,6 +196,7 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
 
     def insert() -> None:
         rows.clear()
+        keys: dict[str, int] = {}  # each run's key looked up once per transaction
         for w in work:
             for _, op in w.ops:
                 if w.replay and _stored(conn, op):
@@ -205,7 +206,7 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
         for table in ROW_TYPES:  # a run before its steps
             # A recorder sends each message once (`Recorder.queue_step`); on a lake, what
             # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
-            insert_rows(conn, table, rows[table], check_stored=False)
+            insert_rows(conn, table, rows[table], check_stored=False, keys=keys)
         update_runs(conn, rows["run_updates"])
 
     try:
