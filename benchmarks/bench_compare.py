@@ -64,6 +64,7 @@ from analyzer.compare.pairing import pair_counts  # noqa: E402
 from analyzer.compare.selection import Selection, select_runs  # noqa: E402
 from analyzer.compare.stats import DEFAULT_RESAMPLES, Quantile, bootstrap  # noqa: E402
 from analyzer.compare.task_mix import keep_shared_tasks  # noqa: E402
+from traces.store.database import open_file_for_writing  # noqa: E402
 
 BASE_STEPS = 100_000
 REFERENCE = "alpha"
@@ -84,7 +85,7 @@ def scaled_store(directory: Path, steps: int) -> Path:
     db.unlink(missing_ok=True)
     started = time.perf_counter()
     shutil.copyfile(base, db)
-    conn = duckdb.connect(str(db))
+    conn = open_file_for_writing(db)  # at the latest schema: the run keys to shift
     try:
         tables = [
             str(r[0])
@@ -95,12 +96,23 @@ def scaled_store(directory: Path, steps: int) -> Path:
                 "WHERE c.database_name = current_database() AND c.column_name = 'run_id'"
             ).fetchall()
         ]
-        for table in ["runs", *tables]:
-            key = "id" if table == "runs" else "run_id"
-            conn.execute(
-                f"INSERT INTO {table} SELECT * EXCLUDE (copy) REPLACE ({key} || '~' || copy "
-                f"AS {key}) FROM {table}, range(1, {copies}) AS r(copy)"
-            )
+        # Copy after copy, each in the base's row order, as writers store runs (one after
+        # another): a run's rows stay together and its run key (migration 12) is the base
+        # run's shifted by whole copies. (A single cross join with `range` stored the copies
+        # interleaved, a layout no writer makes, where no row group held few runs.)
+        count = "SELECT count(*) FROM {}"
+        rows = {t: (conn.execute(count.format(t)).fetchone() or (0,))[0] for t in tables}
+        rows["runs"], shift = conn.execute(
+            "SELECT count(*), coalesce(max(key), 0) FROM runs"
+        ).fetchone() or (0, 0)
+        for copy in range(1, copies):
+            for table in ["runs", *tables]:
+                key, number = ("id", "key") if table == "runs" else ("run_id", "run_key")
+                conn.execute(
+                    f"INSERT INTO {table} SELECT * REPLACE ({key} || '~{copy}' AS {key}, "
+                    f"{number} + {copy * shift} AS {number}) FROM {table} "
+                    f"WHERE rowid < {rows[table]} ORDER BY rowid"
+                )
         conn.execute("CHECKPOINT")
     finally:
         conn.close()

@@ -25,23 +25,27 @@ import duckdb
 from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
+from traces.store.run_tables import of_runs
 
 _R = TypeVar("_R")
 
 
-def _batch(column: str) -> str:
-    """`column` is one of a batch of ids: `$3`, the batch as one JSON text (a list of Python
-    values costs DuckDB's client a few µs each, see `traces.store.inserts`), which DuckDB
-    turns into a hash semi-join whatever its size; `$1`/`$2`, its least and greatest id. The
-    range is redundant but cheap: the scan skips every row group whose ids all fall outside
-    it. Runs stored together (one import, one recording session) have neighbouring ids, so
-    a batch of sorted ids reads a few row groups instead of the whole table, and a million-
-    step store costs per batch what a small one does."""
-    ids = "unnest(from_json($3, '[\"VARCHAR\"]'))"
-    return f"{column} BETWEEN $1 AND $2 AND {column} IN (SELECT {ids})"
+_IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
+"""The batch's ids: `$1`, the batch as one JSON text (a list of Python values costs DuckDB's
+client a few µs each, see `traces.store.inserts`)."""
 
 
-_RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE {_batch('id')}"
+def _batch(table: str = "") -> str:
+    """The rows of the batch's runs in a per-run table (`table`: its alias, if any): DuckDB
+    turns the ids into a hash semi-join whatever their number, and the range of the runs'
+    keys (migration 12) lets the scan skip every row group whose keys all fall outside it.
+    Runs stored together (one import, one recording session) have neighbouring keys, so a
+    batch of them reads a few row groups instead of the whole table, and a million-step
+    store costs per batch what a small one does."""
+    return of_runs(_IDS, table)
+
+
+_RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE id IN ({_IDS})"
 # Each query's first columns locate the row; the others are named as the record's fields.
 _STEP_SQL = f"""
     SELECT run_id, request_message_count, idx AS "index",
@@ -49,7 +53,7 @@ _STEP_SQL = f"""
            prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
            cached_tokens, total_tokens, streamed, http_status, error_kind, error_status,
            error_message, error_body, retry_errors, anomalies, request_params
-    FROM steps WHERE {_batch("run_id")}
+    FROM steps WHERE {_batch()}
 """
 # Sorted in Python (`_STEP_ORDER`), not by ORDER BY: DuckDB's sort carries every column of
 # the row, a third of the query's cost on a 40,000-step batch, where sorting the fetched
@@ -62,11 +66,11 @@ _STEP_JSON = ("retry_errors", "anomalies", "request_params")
 _CALL_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", id, id_format, name, arguments_raw,
            arguments_type, arguments, json_valid, schema_valid, schema_error
-    FROM tool_calls WHERE {_batch("run_id")} ORDER BY run_id, step_idx, call_idx
+    FROM tool_calls WHERE {_batch()} ORDER BY run_id, step_idx, call_idx
 """
 _RESULT_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", tool_call_id, name, output, error, error_kind
-    FROM tool_results WHERE {_batch("run_id")} ORDER BY run_id, step_idx, call_idx
+    FROM tool_results WHERE {_batch()} ORDER BY run_id, step_idx, call_idx
 """
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
@@ -77,7 +81,7 @@ _KEY = 2
 _POSITION_SQL = f"""
     SELECT s.run_id, s.step_idx, s.position, m.hash, s.rowid
     FROM step_message_keys s JOIN messages m ON m.key = s.key
-    WHERE {_batch("s.run_id")} ORDER BY s.run_id, s.step_idx, s.position
+    WHERE {_batch("s")} ORDER BY s.run_id, s.step_idx, s.position
 """
 # By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
 # bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
@@ -92,7 +96,7 @@ _MESSAGE_SQL = (
 _WINDOW_SQL = f"""
     SELECT hash, body FROM messages
     WHERE rowid BETWEEN $4 AND $5
-      AND key IN (SELECT s.key FROM step_message_keys s WHERE {_batch("s.run_id")})
+      AND key IN (SELECT s.key FROM step_message_keys s WHERE {_batch("s")})
 """
 _COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_message_keys)"
 
@@ -400,7 +404,7 @@ def load_runs(
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return []
-    batch = [min(ids), max(ids), json_list(ids)]
+    batch = [json_list(ids)]
     heads = {row[0]: row for row in conn.execute(_RUN_SQL, batch).fetchall()}
     positions = _positions(conn, batch, messages or Messages(conn))
     steps = _steps(conn, batch, _calls(conn, batch), _results(conn, batch), positions)
