@@ -95,7 +95,7 @@ _MESSAGE_SQL = (
 # hashed again there (a third of the lookup's cost).
 _WINDOW_SQL = f"""
     SELECT hash, body FROM messages
-    WHERE rowid BETWEEN $4 AND $5
+    WHERE rowid BETWEEN $2 AND $3
       AND key IN (SELECT s.key FROM step_message_keys s WHERE {_batch("s")})
 """
 _COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_message_keys)"
