@@ -189,9 +189,7 @@ def test_migration_12_numbers_the_runs_of_an_older_store_in_their_order(tmp_path
     )
     for number, name, sql in MIGRATIONS[:11]:
         conn.execute(sql)
-        # As a store of the weeks when migration 11 was numbered 14 on a branch recorded it.
-        shown = 14 if number == 11 else number
-        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [shown, name])
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
     conn.execute(
         """
         INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, settings,

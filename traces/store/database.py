@@ -23,13 +23,7 @@ from traces.errors import DatabaseError
 from traces.store import lake, rendezvous
 from traces.store.compaction import COMPACTING_MIGRATION, compact_in_place
 from traces.store.lake import LakeStore
-from traces.store.migrations import (
-    VERSION_SQL,
-    current_version,
-    latest_version,
-    migrate,
-    shipped_version,
-)
+from traces.store.migrations import current_version, latest_version, migrate
 from traces.store.remote import RemoteConnection
 from traces.store.schema_docs import apply_comments
 
@@ -207,8 +201,8 @@ def open_for_reading(path: Store) -> duckdb.DuckDBPyConnection:
     try:
         # Asked directly rather than through duckdb_tables(), which costs more than every
         # other query of a `traces runs` (a missing table is a catalog error).
-        row = conn.execute(VERSION_SQL.format(table="schema_migrations")).fetchone()
-        version = shipped_version(int(row[0]), row[1]) if row else 0
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        version = int(row[0]) if row else 0
     except duckdb.CatalogException:
         version = 0
     except duckdb.Error as exc:

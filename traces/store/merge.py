@@ -55,12 +55,7 @@ from traces.store.database import (
     remove_created,
 )
 from traces.store.lake import LakeStore
-from traces.store.migrations import (
-    VERSION_SQL,
-    current_version,
-    latest_version,
-    shipped_version,
-)
+from traces.store.migrations import current_version, latest_version
 from traces.store.run_tables import (
     KEYED,
     REFERENCES,
@@ -357,11 +352,11 @@ def _attach(
 def _version(conn: duckdb.DuckDBPyConnection, catalog: str) -> int:
     try:
         row = conn.execute(
-            VERSION_SQL.format(table=f"{_name(catalog)}.main.schema_migrations")
+            f"SELECT coalesce(max(version), 0) FROM {_name(catalog)}.main.schema_migrations"
         ).fetchone()
     except duckdb.CatalogException:
         return 0
-    return shipped_version(int(row[0]), row[1]) if row else 0
+    return int(row[0]) if row else 0
 
 
 def _too_new(path: Store, version: int) -> str:

@@ -540,40 +540,13 @@ def current_version(conn: duckdb.DuckDBPyConnection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
     )
-    row = conn.execute(VERSION_SQL.format(table="schema_migrations")).fetchone()
-    return shipped_version(int(row[0]), row[1]) if row else 0
-
-
-PRERELEASE_NUMBERS = {14: (11, "dataset samples, structured tool results")}
-"""Migrations a store may have recorded under the number they had on a branch before they
-shipped (commit 52469a4 renumbered 14 to 11): such a store is at the shipped number, and
-the migrations between it and the branch's number are still to apply."""
-
-
-VERSION_SQL = "SELECT coalesce(max(version), 0), arg_max(name, version) FROM {table}"
-"""The highest migration a store recorded and its name (format `table`: the table's name)."""
-
-
-def shipped_version(version: int, name: str | None) -> int:
-    """The version a store that recorded `version` named `name` last is at: its shipped
-    number when that was a pre-release one (`PRERELEASE_NUMBERS`)."""
-    shipped = PRERELEASE_NUMBERS.get(version)
-    return shipped[0] if shipped is not None and shipped[1] == name else version
-
-
-def _renumber(conn: duckdb.DuckDBPyConnection) -> None:
-    for recorded, (shipped, name) in PRERELEASE_NUMBERS.items():
-        conn.execute(
-            "UPDATE schema_migrations SET version = $2 WHERE version = $1 AND name = $3 "
-            "AND NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $2)",
-            [recorded, shipped, name],
-        )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
 
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> int:
     """Apply every pending migration, each atomically; return the resulting version."""
     version = current_version(conn)
-    _renumber(conn)
     for number, name, sql in MIGRATIONS:
         if number <= version:
             continue
