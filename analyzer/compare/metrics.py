@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.registry import CHECK_VERSION
+from analyzer.checks.version import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
 
