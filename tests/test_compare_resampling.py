@@ -153,3 +153,12 @@ def test_fractional_sums_per_draw_are_pythons_left_to_right_sums(seed: str) -> N
     assert any(
         math.fsum(values[i] for i in draw) != s for draw, s in zip(data.draws, sums, strict=True)
     )
+
+
+def test_a_column_reads_none_as_missing_and_keeps_what_a_list_gave() -> None:
+    column = Column.of([None, -0.0, 2.5, math.nan, 0])
+    assert column.present.tolist() == [False, True, True, True, True]
+    zeros = column.zeros.tolist()
+    # `v or 0.0`, as the lists were read: None and -0.0 are 0.0, NaN stays NaN.
+    assert [math.copysign(1, z) for z in zeros[:2]] == [1.0, 1.0] and zeros[:3] == [0, 0, 2.5]
+    assert math.isnan(zeros[3]) and zeros[4] == 0.0

@@ -364,11 +364,17 @@ def _group_job(
         )
     ]
     statistics = [spec.statistic for spec in wanted]
+
+    def of_group(values: list[float | None]) -> list[float | None]:
+        # Runs are sorted by group: a group's rows are one slice.
+        if rows and rows[-1] - rows[0] == len(rows) - 1:
+            return values[rows[0] : rows[-1] + 1]
+        return [values[i] for i in rows]
+
     return GroupJob(
         group=group,
         columns={
-            name: Column.of([columns[name][i] for i in rows])
-            for name in sorted(needed_columns(statistics))
+            name: Column.of(of_group(columns[name])) for name in sorted(needed_columns(statistics))
         },
         strata=[table.tasks[i] for i in rows],
         resamples=resamples,

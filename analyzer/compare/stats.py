@@ -18,7 +18,9 @@ summed left to right, as Python's `sum` did.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import random
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,8 +70,13 @@ class Column:
     @classmethod
     def of(cls, values: Sequence[float | None]) -> Column:
         """The arrays of a list (None: the run has no value)."""
-        present = np.fromiter((v is not None for v in values), dtype=np.bool_, count=len(values))
-        return cls(np.array([v or 0.0 for v in values], dtype=np.float64), present)
+        present = np.fromiter(
+            map(operator.is_not, values, itertools.repeat(None)), dtype=np.bool_, count=len(values)
+        )
+        zeros = np.array(values, dtype=np.float64)  # None reads as NaN here
+        zeros[~present] = 0.0
+        zeros[zeros == 0.0] = 0.0  # as `v or 0.0` does, -0.0 too
+        return cls(zeros, present)
 
 
 class Draws:
