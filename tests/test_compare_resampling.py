@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 
 import pytest
 
@@ -162,3 +163,19 @@ def test_a_column_reads_none_as_missing_and_keeps_what_a_list_gave() -> None:
     # `v or 0.0`, as the lists were read: None and -0.0 are 0.0, NaN stays NaN.
     assert [math.copysign(1, z) for z in zeros[:2]] == [1.0, 1.0] and zeros[:3] == [0, 0, 2.5]
     assert math.isnan(zeros[3]) and zeros[4] == 0.0
+
+
+def test_an_error_here_stops_the_workers_and_their_senders() -> None:
+    good, bad = _jobs([60, 200])
+    # This process takes the larger job, which reads a column it was not given.
+    broken = GroupJob(
+        group=bad.group,
+        columns=bad.columns,
+        strata=bad.strata,
+        resamples=bad.resamples,
+        seed=bad.seed,
+        statistics=[("missing", Mean("no_such_column"))],
+    )
+    with pytest.raises(KeyError, match="no_such_column"):
+        bootstrap_groups([good, broken], processes=2)
+    assert not [t for t in threading.enumerate() if t.name == "resampling-jobs"]

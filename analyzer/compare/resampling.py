@@ -138,5 +138,10 @@ class _Worker:
         return results
 
     def stop(self, wait_s: float) -> None:
-        """Let the worker end (`wait_s` seconds at most), else end it."""
+        """Let the worker end (`wait_s` seconds at most), else end it. Its pipes are closed
+        only once the sender is done with them: ended first, the worker makes a send still
+        under way fail at once (a broken pipe)."""
+        if wait_s <= 0 and self.child.process.poll() is None:
+            self.child.process.kill()
+        self.sender.join()
         self.child.stop(wait_s)
