@@ -78,6 +78,9 @@ def finding_details(
             "f.layer": layer,
         }
     )
+    if run_id is not None:  # the run's rows found by its key (`run_tables.of_run`)
+        where += " AND f.run_key = (SELECT key FROM runs WHERE id = ?)"
+        params.append(run_id)
     rows = dict_rows(
         conn.execute(
             f"""

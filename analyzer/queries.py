@@ -14,6 +14,7 @@ from analyzer.cursor_rows import dict_rows
 from analyzer.findings import stored_evidence
 from analyzer.stream_shape import stream_shape
 from traces.errors import TracesError
+from traces.store.run_tables import of_run
 from traces.store.writer_process import pid_alive
 from traces.token_totals import TOKEN_COLUMNS, known_sum, totals_by_run
 
@@ -365,10 +366,10 @@ def run_detail(
             f"""
             SELECT r.* REPLACE ({_live_tokens("t")})
             FROM runs r
-            LEFT JOIN ({totals_by_run("run_id = ?")}) t ON t.run_id = r.id
+            LEFT JOIN ({totals_by_run(of_run())}) t ON t.run_id = r.id
             WHERE r.id = ?
             """,
-            [run_id, run_id],
+            [run_id, run_id, run_id],
         )
     )[0]
     _effective_status(run)
@@ -381,35 +382,35 @@ def run_detail(
                    reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
                    reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
                    error_message, retries, anomalies, stream_events, resumption
-            FROM steps WHERE run_id = ? {one.format(column="idx")} ORDER BY idx
+            FROM steps WHERE {of_run()} {one.format(column="idx")} ORDER BY idx
             """,
-            [run_id, only_step, only_step],
+            [run_id, run_id, only_step, only_step],
         )
     )
     calls = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, id, name, arguments_raw, arguments, json_valid, "
             "schema_valid, schema_error, id_format, arguments_type "
-            f"FROM tool_calls WHERE run_id = ? {one.format(column='step_idx')} "
+            f"FROM tool_calls WHERE {of_run()} {one.format(column='step_idx')} "
             "ORDER BY step_idx, call_idx",
-            [run_id, only_step, only_step],
+            [run_id, run_id, only_step, only_step],
         )
     )
     results = dict_rows(
         conn.execute(
             "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind, "
             "duration_ms, structured "
-            f"FROM tool_results WHERE run_id = ? {one.format(column='step_idx')} "
+            f"FROM tool_results WHERE {of_run()} {one.format(column='step_idx')} "
             "ORDER BY step_idx, call_idx",
-            [run_id, only_step, only_step],
+            [run_id, run_id, only_step, only_step],
         )
     )
     findings = dict_rows(
         conn.execute(
             "SELECT step_idx, kind, severity, layer, confidence, evidence FROM findings "
-            f"WHERE run_id = ? {one.format(column='step_idx')} "
+            f"WHERE {of_run()} {one.format(column='step_idx')} "
             "ORDER BY step_idx NULLS FIRST, kind",
-            [run_id, only_step, only_step],
+            [run_id, run_id, only_step, only_step],
         )
     )
     by_step: dict[int, dict[str, Any]] = {}
@@ -482,14 +483,14 @@ def step_exchange(conn: duckdb.DuckDBPyConnection, run_id: str, idx: int) -> dic
     run has no such step."""
     rows = dict_rows(
         conn.execute(
-            """
+            f"""
             SELECT http_status, request_id, response_headers, request_params,
                    request_message_count, request_hash, response_body, stream_events,
                    usage_raw, finish_reason_raw, error_status, error_body, retry_errors,
                    upstream_provider
-            FROM steps WHERE run_id = ? AND idx = ?
+            FROM steps WHERE {of_run()} AND idx = ?
             """,
-            [run_id, idx],
+            [run_id, run_id, idx],
         )
     )
     if not rows:
@@ -522,7 +523,7 @@ def neighbour_steps(
     """The run's step before `idx` and the one after (None at either end)."""
     row = conn.execute(
         "SELECT max(idx) FILTER (WHERE idx < $2), min(idx) FILTER (WHERE idx > $2) "
-        "FROM steps WHERE run_id = $1",
+        f"FROM steps WHERE {of_run('$1')}",
         [run_id, idx],
     ).fetchone()
     return (row[0], row[1]) if row else (None, None)

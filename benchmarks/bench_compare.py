@@ -16,10 +16,14 @@ kept there and reused.
 Arms, each run in its own fresh process where it is a command:
 
 - `compare`: `traces compare --reference alpha --format json` (every group, every metric,
-  Holm-corrected tests): wall time and peak RSS.
-- `report`: `traces report --reference alpha --html FILE`: wall time and peak RSS.
+  Holm-corrected tests): wall time, CPU (its worker's included), the peak RSS of its main
+  process and the peak of the sum over it and its worker (sampled every 10 ms).
+- `report`: `traces report --reference alpha --html FILE`: the same figures.
 - `bootstrap numpy`: in this process, the vectorised bootstrap of every group and metric of
   that comparison (`analyzer.compare.stats`), after the run table is loaded (untimed).
+- `bootstrap processes`: the same groups split between this process and worker processes
+  as `traces compare` splits them (`analyzer.compare.resampling`, one process per core);
+  it must give the values and intervals of `bootstrap numpy`, which this arm checks.
 - `bootstrap python`: the same with the pure-Python bootstrap it replaced
   (tests/bootstrap_reference.py, main before the change), on the same table: the baseline.
   The two must give the same values and intervals, which this arm checks.
@@ -28,7 +32,8 @@ Arms, each run in its own fresh process where it is a command:
   and mean metrics only (no quantiles), so a lower bound of that approach's cost. DuckDB's
   random() cannot reproduce Python's draws, so it could not keep today's numbers either.
 
-The ratio printed is python / numpy on the bootstrap (same run, same table).
+The ratios printed are python / numpy and one process / processes on the bootstrap (same
+run, same table).
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -56,18 +63,28 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bench_analyze  # noqa: E402
 import bootstrap_reference  # noqa: E402
 
-from analyzer.compare.build import _derived_columns, _sample  # noqa: E402
+from analyzer.compare.build import _derived_columns, _group_job, _sample  # noqa: E402
 from analyzer.compare.costs import PriceList  # noqa: E402
 from analyzer.compare.definitions import METRICS, MetricSpec, finding_metrics  # noqa: E402
 from analyzer.compare.metrics import RunTable, load_run_table  # noqa: E402
 from analyzer.compare.pairing import pair_counts  # noqa: E402
+from analyzer.compare.resampling import bootstrap_groups  # noqa: E402
 from analyzer.compare.selection import Selection, select_runs  # noqa: E402
 from analyzer.compare.stats import DEFAULT_RESAMPLES, Quantile, bootstrap  # noqa: E402
 from analyzer.compare.task_mix import keep_shared_tasks  # noqa: E402
+from traces.processes import cores  # noqa: E402
+from traces.store.database import open_file_for_writing  # noqa: E402
 
 BASE_STEPS = 100_000
 REFERENCE = "alpha"
-ARMS = ("compare", "report", "bootstrap numpy", "bootstrap python", "bootstrap duckdb")
+ARMS = (
+    "compare",
+    "report",
+    "bootstrap numpy",
+    "bootstrap processes",
+    "bootstrap python",
+    "bootstrap duckdb",
+)
 
 
 def scaled_store(directory: Path, steps: int) -> Path:
@@ -84,7 +101,7 @@ def scaled_store(directory: Path, steps: int) -> Path:
     db.unlink(missing_ok=True)
     started = time.perf_counter()
     shutil.copyfile(base, db)
-    conn = duckdb.connect(str(db))
+    conn = open_file_for_writing(db)  # at the latest schema: the run keys to shift
     try:
         tables = [
             str(r[0])
@@ -95,12 +112,23 @@ def scaled_store(directory: Path, steps: int) -> Path:
                 "WHERE c.database_name = current_database() AND c.column_name = 'run_id'"
             ).fetchall()
         ]
-        for table in ["runs", *tables]:
-            key = "id" if table == "runs" else "run_id"
-            conn.execute(
-                f"INSERT INTO {table} SELECT * EXCLUDE (copy) REPLACE ({key} || '~' || copy "
-                f"AS {key}) FROM {table}, range(1, {copies}) AS r(copy)"
-            )
+        # Copy after copy, each in the base's row order, as writers store runs (one after
+        # another): a run's rows stay together and its run key (migration 12) is the base
+        # run's shifted by whole copies. (A single cross join with `range` stored the copies
+        # interleaved, a layout no writer makes, where no row group held few runs.)
+        count = "SELECT count(*) FROM {}"
+        rows = {t: (conn.execute(count.format(t)).fetchone() or (0,))[0] for t in tables}
+        rows["runs"], shift = conn.execute(
+            "SELECT count(*), coalesce(max(key), 0) FROM runs"
+        ).fetchone() or (0, 0)
+        for copy in range(1, copies):
+            for table in ["runs", *tables]:
+                key, number = ("id", "key") if table == "runs" else ("run_id", "run_key")
+                conn.execute(
+                    f"INSERT INTO {table} SELECT * REPLACE ({key} || '~{copy}' AS {key}, "
+                    f"{number} + {copy * shift} AS {number}) FROM {table} "
+                    f"WHERE rowid < {rows[table]} ORDER BY rowid"
+                )
         conn.execute("CHECKPOINT")
     finally:
         conn.close()
@@ -109,16 +137,64 @@ def scaled_store(directory: Path, steps: int) -> Path:
     return db
 
 
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                found += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _tree_peak(pid: int, done: threading.Event, peak: list[int]) -> None:
+    """Sample the RSS summed over `pid` and its descendants until `done` (Linux /proc)."""
+    own = _command_line(pid)
+    while not done.wait(0.01):
+        tree = [pid]
+        for member in tree:
+            tree += _children(member)
+        # A child between fork and exec still reports its parent's pages as its own.
+        total = _rss_kb(pid) + sum(_rss_kb(p) for p in tree[1:] if _command_line(p) != own)
+        peak[0] = max(peak[0], total)
+
+
 def _command(args: list[str]) -> dict[str, float]:
-    """A `traces` command in a fresh process: wall s, CPU s (on a shared machine it moves
-    less than wall time) and peak RSS MiB."""
+    """A `traces` command in a fresh process: wall s, CPU s (its children's included; on a
+    shared machine it moves less than wall time), the peak RSS of the command's process and
+    the peak of the sum over it and its worker processes, MiB."""
     started = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         process = subprocess.Popen(
             [*bench_analyze._traces_command(), *args], stdout=sink, stderr=subprocess.PIPE
         )
+        done, peak = threading.Event(), [0]
+        sampler = threading.Thread(target=_tree_peak, args=(process.pid, done, peak))
+        sampler.start()
         assert process.stderr is not None
         errors = process.stderr.read()
+        done.set()
+        sampler.join()
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -127,6 +203,7 @@ def _command(args: list[str]) -> dict[str, float]:
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_tree_mb": peak[0] / 1024,
     }
 
 
@@ -166,6 +243,19 @@ def bootstrap_numpy(data: Table) -> dict[str, Any]:
             result = bootstrap(spec.statistic, sample)
             out[(group, spec.key)] = (result.value, result.lo, result.hi)
     return out
+
+
+def bootstrap_processes(data: Table) -> dict[str, Any]:
+    jobs = [
+        _group_job(data.table, data.columns, g, data.specs, REFERENCE, DEFAULT_RESAMPLES, 0)
+        for g in data.groups
+    ]
+    results = bootstrap_groups(jobs, processes=cores())
+    return {
+        (group, key): (result.value, result.lo, result.hi)
+        for group, by_key in results.items()
+        for key, result in by_key.items()
+    }
 
 
 def bootstrap_python(data: Table) -> dict[str, Any]:
@@ -225,6 +315,11 @@ def bootstrap_duckdb(data: Table) -> int:
         conn.close()
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000)
@@ -258,19 +353,30 @@ def main() -> None:
             else:
                 assert data is not None
                 started = time.perf_counter()
-                cpu = time.process_time()
+                cpu = time.process_time() + _children_cpu()
                 if arm == "bootstrap numpy":
                     results[arm] = bootstrap_numpy(data)
+                elif arm == "bootstrap processes":
+                    results[arm] = bootstrap_processes(data)
                 elif arm == "bootstrap python":
                     results[arm] = bootstrap_python(data)
                 else:
                     bootstrap_duckdb(data)
                 timings[arm].append(
-                    {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
+                    {
+                        "wall_s": time.perf_counter() - started,
+                        "cpu_s": time.process_time() + _children_cpu() - cpu,
+                    }
                 )
     if "bootstrap numpy" in results and "bootstrap python" in results:
         same = results["bootstrap numpy"] == results["bootstrap python"]
         print(f"numpy and python bootstraps give the same values and intervals: {same}")
+    if "bootstrap numpy" in results and "bootstrap processes" in results:
+        # `compare` leaves out the cost of a group some of whose runs have no price (here
+        # all: no providers file), which the one-process arm computes anyway.
+        one, split = results["bootstrap numpy"], results["bootstrap processes"]
+        same = all(one[key] == value for key, value in split.items()) and len(split) > 0
+        print(f"one process and {cores()} give the same values and intervals: {same}")
     report: dict[str, Any] = {
         "steps": steps,
         "runs": runs,
@@ -282,6 +388,7 @@ def main() -> None:
         report["medians"][arm] = medians
         rss = (
             f", CPU {medians['cpu_s']:.2f} s, peak RSS {medians['peak_rss_mb']:.0f} MiB"
+            f" (with workers {medians['peak_tree_mb']:.0f} MiB)"
             if "peak_rss_mb" in medians
             else ""
         )
@@ -293,6 +400,10 @@ def main() -> None:
         ratio = medians["bootstrap python"]["wall_s"] / medians["bootstrap numpy"]["wall_s"]
         report["ratio_python_over_numpy"] = ratio
         print(f"bootstrap: pure Python / numpy = {ratio:.1f}×")
+    if "bootstrap numpy" in medians and "bootstrap processes" in medians:
+        ratio = medians["bootstrap numpy"]["wall_s"] / medians["bootstrap processes"]["wall_s"]
+        report["ratio_one_over_processes"] = ratio
+        print(f"bootstrap: one process / {cores()} processes (wall) = {ratio:.2f}×")
     if "bootstrap numpy" in medians and "bootstrap duckdb" in medians:
         ratio = medians["bootstrap duckdb"]["wall_s"] / medians["bootstrap numpy"]["wall_s"]
         report["ratio_duckdb_over_numpy"] = ratio

@@ -22,7 +22,8 @@ conversation at a time, provider `alpha`) into each copy: the run `show`, `analy
 target names it. Without it they read the longest run the store holds (20 steps).
 
 Each command runs in a fresh process: wall time, CPU time (its own and its children's: on a
-shared machine CPU moves less than wall time) and peak RSS. The viewer (`traces view --port
+shared machine CPU moves less than wall time) and peak RSS (summed over the command's
+process and its workers). The viewer (`traces view --port
 0`) is started once per store and each page fetched over HTTP (a page computed in the
 background, such as `/comparison`, until it is current); a page's CPU is the server's CPU
 time across the fetch (from /proc), its memory the server's peak RSS at the end. Rounds
@@ -197,7 +198,8 @@ def _median(measures: list[Measure]) -> Measure:
 def _cell(measure: Measure | None) -> str:
     if measure is None:
         return "-"
-    rss = measure.get("peak_rss_mb", measure.get("server_peak_rss_mb"))
+    # A command's memory with its workers' (compare's resampling worker) where measured.
+    rss = measure.get("peak_tree_mb", measure.get("peak_rss_mb", measure.get("server_peak_rss_mb")))
     memory = f", {rss:.0f} MiB" if rss is not None else ""
     return f"{measure['wall_s']:.2f} s (CPU {measure['cpu_s']:.2f}{memory})"
 
@@ -206,7 +208,7 @@ def _growth(small: Measure | None, large: Measure | None) -> str:
     if small is None or large is None:
         return "-"
     cpu = large["cpu_s"] / small["cpu_s"] if small["cpu_s"] > 0 else float("nan")
-    key = "peak_rss_mb" if "peak_rss_mb" in small else "server_peak_rss_mb"
+    key = next(k for k in ("peak_tree_mb", "peak_rss_mb", "server_peak_rss_mb") if k in small)
     memory = large[key] / small[key] if small.get(key) else float("nan")
     return f"CPU {cpu:.1f}×, memory {memory:.1f}×"
 

@@ -21,10 +21,11 @@ from traces.store.inserts import (
     insert_sql,
     json_list,
     json_type,
+    run_keys,
     shape_of,
 )
 from traces.store.migrations import migrate
-from traces.store.tables import COLUMNS, ROW_TYPES, stored_columns
+from traces.store.tables import COLUMNS, PER_RUN, ROW_TYPES, stored_columns
 
 NOW = datetime(2026, 12, 5, 10, 0, 0, 123456)
 TEXTS = ['{"a": "<>&\\"\'"}', '{"é": "\u2028 中 \\u0000"}', '"x"', "[1, 2]", "{}"]
@@ -76,7 +77,10 @@ def _columns(
 
 
 def _old_insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[list[Any]]) -> None:
-    """The insert as it was: constant columns as one value, the others as lists."""
+    """The insert as it was: constant columns as one value, the others as lists (and a
+    per-run table's run keys, looked up as the insert looks them up)."""
+    if table in PER_RUN:
+        columns = [*columns, run_keys(conn, columns[COLUMNS[table].index("run_id")])]
     shapes = tuple(
         CONSTANT if i and shape_of(c).startswith(CONSTANT) else LIST for i, c in enumerate(columns)
     )

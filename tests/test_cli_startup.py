@@ -157,6 +157,38 @@ def test_reading_commands_import_only_what_they_need(
     assert probe["gc"] is ("--help" not in argv)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["compare", "--format", "json"], ["report", "--html", "{tmp}/r.html"]],
+    ids=lambda argv: argv[0],
+)
+def test_comparing_stored_runs_imports_nothing_of_recording(
+    argv: list[str], small_db: Path, tmp_path: Path
+) -> None:
+    # compare without --suite and report without --policy read the store: the endpoint
+    # client (openai), the simulator, the recorder and the checks are for recording and
+    # judging, and importing them was a second of start-up at every comparison.
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "TRACES_DB": str(small_db)}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(out), *(a.format(tmp=tmp_path) for a in argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(out.read_text())
+    assert probe["code"] == 0, done.stderr
+    modules = set(probe["modules"])
+    assert "numpy" in modules  # the comparison did run
+    heavy = {"openai", "httpx", "jinja2", "jsonschema", "mcp", "uvicorn"}
+    assert not [m for m in modules if m.split(".")[0] in heavy]
+    recording = ("traces.sim", "traces.client", "traces.running", "analyzer.checks.registry")
+    assert not [m for m in modules if m.startswith(recording)]
+
+
 _COMPLETE = """
 import json, sys
 import typer

@@ -10,6 +10,7 @@ are then compared to 1e-12 relative, everything else still exactly.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import asdict
@@ -159,3 +160,26 @@ def test_every_estimate_interval_and_replicate_is_the_pure_python_one(store: Pat
                     assert new_interval == old_interval, key
                 else:
                     assert new_interval == pytest.approx(old_interval, rel=1e-12)
+
+
+def test_groups_resampled_in_worker_processes_give_the_same_comparison(store: Path) -> None:
+    conn = open_for_reading(store)
+    try:
+        comparisons = [
+            build_comparison(
+                conn,
+                Selection(),
+                prices=PriceList({}),
+                reference=CLEAN,
+                resamples=RESAMPLES,
+                seed=SEED,
+                processes=processes,
+            )
+            for processes in (1, 2)
+        ]
+    finally:
+        conn.close()
+    # The JSON `traces compare --format json` prints, but for the time it was made.
+    alone, split = (json.loads(c.to_json()) | {"generated_at": None} for c in comparisons)
+    assert alone == split
+    assert len(alone["groups"]) == 3 and alone["metrics"] and alone["comparisons"]

@@ -40,6 +40,7 @@ from traces.store.run_tables import (
 
 from conftest import REPO, run_cli, run_cli_in_process, table_counts
 from recording import record
+from run_keys import disagreements, without_keys
 
 IMPORTS = REPO / "tests" / "fixtures" / "import"
 
@@ -96,7 +97,7 @@ def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table but the store's own bookkeeping, in a stable order."""
     with duckdb.connect(str(db), read_only=True) as conn:
         return {
-            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            table: sorted(conn.execute(without_keys(conn, table)).fetchall(), key=repr)
             for table in store_tables(conn, _catalog(conn))
             if table not in OWN
         }
@@ -211,6 +212,11 @@ def test_merging_two_stores_gives_their_union(
     merge_stores([a], into)
     merge_stores([b], into)  # into an existing store, as a later evening's merge
     assert _dump(into) == _union(_dump(a), _dump(b))
+    # Keys are numbered in the destination (`_dump` leaves them out): b's after a's.
+    with duckdb.connect(str(into), read_only=True) as conn:
+        assert disagreements(conn) == []
+        keys = dict(conn.execute("SELECT id, key FROM runs").fetchall())
+    assert max(keys[run] for run in _runs(a)) < min(keys[run] for run in _runs(b))
     # Shared messages (the same task's system and user turns) are stored once.
     counts = table_counts(into)
     assert counts["messages"] < table_counts(a)["messages"] + table_counts(b)["messages"]

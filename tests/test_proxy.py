@@ -469,3 +469,11 @@ def test_secrets_in_the_request_are_not_stored(
     stored = _all_text(db_path)
     assert KEY not in stored and "sk-inbody" not in stored
     assert "My key is [redacted], keep it." in stored
+
+
+def test_the_start_up_line_says_what_the_proxy_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from traces.proxy.speedups import described
+
+    assert described() == "uvloop+httptools"  # the `fast` extra is installed for the tests
+    monkeypatch.setenv("TRACES_PROXY_SPEEDUPS", "0")
+    assert described() == "asyncio+h11, $TRACES_PROXY_SPEEDUPS is off"

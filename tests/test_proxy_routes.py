@@ -247,6 +247,7 @@ def test_command_with_several_upstreams(tmp_path: Path, monkeypatch: pytest.Monk
     text = "\n".join(lines)
     assert code == 130, text
     assert f"proxy serving {url} -> {a.base_url} (key: $ROUTES_ALPHA_KEY)" in text
+    assert "; on uvloop+httptools; Ctrl-C stops" in text  # the `fast` extra, installed here
     assert f"and {root}/p/beta/v1 -> {b.base_url}" in text
     assert f"and {root}/p/gamma/v1 -> {b.base_url}" in text
     assert "model 'shared-model' is served by beta, gamma: requests for it need a prefix" in text

@@ -275,6 +275,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "resumptions": 0,
             "retry_of": "run-0",
             "sample": "sample-9",
+            "key": 1,
         }
     ]
     assert _read(db, "steps", "idx") == [
@@ -320,6 +321,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "request_hash": "hash-request",
             "upstream_provider": "upstream-b",
             "resumption": 2,
+            "run_key": 1,
         }
     ]
     assert _read(db, "step_messages", "position") == [
@@ -344,6 +346,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "json_valid": True,
             "schema_valid": False,
             "schema_error": "city: not allowed",
+            "run_key": 1,
         }
     ]
     assert _read(db, "tool_results", "call_idx") == [
@@ -359,6 +362,7 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "duration_ms": 55.5,
             "error_kind": "rejected",
             "structured": '{"forecast": ["sunny", null], "ok": false}',
+            "run_key": 1,
         }
     ]
 
@@ -490,6 +494,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "request_hash": request_hash(hashes[:2], PARAMS),
         "upstream_provider": None,
         "resumption": None,
+        "run_key": 1,
     }
     assert _read(db, "step_messages", "step_idx, position") == [
         {"run_id": run_id, "step_idx": 0, "position": 0, "hash": hashes[0]},
@@ -511,6 +516,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "json_valid": True,
             "schema_valid": True,
             "schema_error": None,
+            "run_key": 1,
         }
     ]
     # The tools ran between the first response's end and the second request.
@@ -527,6 +533,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
             "duration_ms": 1195.5,
             "error_kind": None,  # a log does not say what kind of failure a tool had
             "structured": None,
+            "run_key": 1,
         }
     ]
     [run] = _read(db, "runs", "id")
@@ -565,6 +572,7 @@ def test_an_imported_step_reads_back_column_by_column(tmp_path: Path) -> None:
         "resumptions": 0,
         "retry_of": None,
         "sample": None,
+        "key": 1,
     }
     [imported] = _read(db, "imports", "id")
     assert imported == {

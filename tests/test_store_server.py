@@ -23,6 +23,7 @@ import duckdb
 import pytest
 
 from traces.errors import DatabaseError
+from traces.model import message_hash
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store import rendezvous
@@ -333,6 +334,60 @@ def test_a_failed_command_that_found_no_file_keeps_what_others_committed(
     Recorder(empty).close()  # created and migrated, nothing committed: still removed
     remove_created(empty)
     assert not empty.exists()
+
+
+def test_an_import_that_inserts_a_message_committed_after_it_began_starts_over(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case the commit cannot settle: a message another session committed after the
+    import's transaction began fails the import's very insert of it (DuckDB checks keys
+    against every committed row). The import starts over, sees the message and skips it."""
+    from traces.importing import importer, writer
+    from traces.store.server import lost_to_a_concurrent_commit
+
+    log = _conversation_log(tmp_path / "log.jsonl", conversations=2, steps=3)
+    monkeypatch.setattr(writer, "FLUSH_ROWS", 1)  # its transaction begins at its first row
+    Recorder(db_path).close()
+    holder = open_for_writing(db_path)  # keeps the store served throughout
+    failures: list[BaseException] = []
+    real_import_all = importer._import_all
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_import_all(*args, **kwargs)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    monkeypatch.setattr(importer, "_import_all", counting)
+    lines_seen = 0
+
+    def meanwhile(_: int) -> None:
+        # After the first line is inserted (the transaction begun), another session commits
+        # every message of the log.
+        nonlocal lines_seen
+        lines_seen += 1
+        if lines_seen == 2:
+            holder.execute("BEGIN TRANSACTION")
+            for line in log.read_text().splitlines():
+                for message in json.loads(line)["request"]["messages"]:
+                    row = MessageRow(
+                        hash=message_hash(message), role=message["role"], body=json.dumps(message)
+                    )
+                    insert_rows(holder, "messages", [row])
+            holder.execute("COMMIT")
+
+    try:
+        [report] = importer.import_files(db_path, [log], on_progress=meanwhile)
+    finally:
+        holder.close()
+    assert [type(f).__name__ for f in failures] == ["_Conflict"]  # once, then it went through
+    assert len(report.runs) == 2
+    [dupes] = query_rows(db_path, "SELECT count(*) - count(DISTINCT hash) AS n FROM messages")
+    assert dupes["n"] == 0
+    for run_id in report.runs:
+        assert _steps(db_path, run_id) == [0, 1, 2]
+    assert not lost_to_a_concurrent_commit(duckdb.ConstraintException('Duplicate key "id: 1"'))
 
 
 @pytest.mark.slow

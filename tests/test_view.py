@@ -21,7 +21,7 @@ from analyzer.checks.persist import analyze_recorded
 from traces.sim.config import SimConfig
 from traces.store.database import open_for_writing
 
-from conftest import CliRun
+from conftest import CliRun, run_cli
 from recording import Recording, record_many
 from view_server import EVIL_ANSWER, EVIL_BOX, EVIL_PROVIDER, Viewer, record_markup, viewing
 
@@ -362,10 +362,14 @@ def test_the_comparison_after_a_query_and_while_a_writer_has_the_store(served: S
 def test_a_policy_verdict_on_the_comparison(served: Served, tmp_path: Path) -> None:
     index = _page(served, "verify")
     assert 'href="/verify/faithful"' in index and 'href="/verify/k2vv"' in index
+    # A policy without a reference offers each provider as one (a markup label as text).
+    assert 'href="/verify/faithful?reference=sim"' in index
+    assert EVIL_PROVIDER not in index and "evil&lt;b&gt;" in index
     status, _, page = _settled(served.viewer.url + "verify/faithful?reference=sim")
     assert status == 200 and "<h2>Verdict</h2>" in page, page
     status, _, page = _get(served.viewer.url + "verify/faithful")
     assert status == 400 and "judged against a reference group" in page
+    assert "providers here: " in page and "sim" in page
     status, _, page = _get(served.viewer.url + "verify/nosuch")
     assert status == 404 and "no policy &#39;nosuch&#39;" in page
 
@@ -420,6 +424,32 @@ def test_the_held_file_is_let_go_when_a_writer_comes(tmp_path: Path) -> None:
                 assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
         finally:
             writer.close()
+    finally:
+        reader.close()
+
+
+@pytest.mark.slow
+def test_a_lake_store_is_attached_once_and_shows_every_new_run(tmp_path: Path) -> None:
+    """Attaching a lake costs far more than a page, so the viewer holds it; each page still
+    reads the newest snapshot, with runs another process committed meanwhile."""
+    from analyzer.view.reading import StoreReader
+    from traces.store.lake import parse
+
+    lake = f"ducklake:sqlite:{tmp_path / 'c.sqlite'}"
+    demo = run_cli("demo", "--db", lake, "--data-path", str(tmp_path / "data"))
+    assert demo.returncode == 0, demo.stderr
+    reader = StoreReader(parse(lake))
+    try:
+        with reader.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+        held = reader._held
+        with viewing(lake) as viewer:
+            assert "1 run, showing 1–1" in _get(viewer.url + "runs")[2]
+            assert run_cli("demo", "--db", lake).returncode == 0
+            assert "2 runs" in _get(viewer.url + "runs")[2]
+        with reader.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM runs").fetchone() == (2,)
+        assert reader._held is held  # the same attachment, not a new one per request
     finally:
         reader.close()
 

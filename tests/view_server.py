@@ -41,9 +41,9 @@ class Viewer:
 
 
 @contextmanager
-def viewing(db: Path, *args: str) -> Iterator[Viewer]:
-    """Serve `db` with `traces view --port 0 ARGS` until the block ends; Ctrl-C must then
-    end it as it ends every command: exit 130, one line."""
+def viewing(db: Path | str, *args: str) -> Iterator[Viewer]:
+    """Serve `db` (a file, or a lake store's name) with `traces view --port 0 ARGS` until
+    the block ends; Ctrl-C must then end it as it ends every command: exit 130, one line."""
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("TRACES_DB", None)
     process = subprocess.Popen(

@@ -21,6 +21,8 @@ from traces.sample_files import providers_file
 from traces.wire_forms import ArgumentForm, IdsBack, ReasoningLocation
 
 PROFILES_ENV_VAR = "TRACES_PROVIDERS"
+SIM_PROVIDER = "sim"
+"""The provider name of the embedded simulator (no profile: it needs none)."""
 
 
 class ProfileError(TracesError):

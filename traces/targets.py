@@ -17,12 +17,11 @@ from pydantic import BaseModel, Field
 from traces.client import EndpointConfig
 from traces.dialects import DIALECTS
 from traces.errors import TracesError
-from traces.profiles import base_url_problem, load_profiles, profiles_path
+from traces.profiles import SIM_PROVIDER, base_url_problem, load_profiles, profiles_path
 from traces.replay import ReplayPolicy, parse_replay_option
 from traces.sim.config import SimConfig
 from traces.sim.faults.spec import fault_label, parse_faults, split_fault_list
 
-SIM_PROVIDER = "sim"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 """The key a custom `--base-url` is sent when no variable is named, if it is set."""
 NO_KEY = "no-key-needed"

@@ -17,6 +17,7 @@ import json
 import json.scanner
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, Generic, TypeVar, cast
 
 import duckdb
@@ -24,23 +25,27 @@ import duckdb
 from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
+from traces.store.run_tables import of_runs
 
 _R = TypeVar("_R")
 
 
-def _batch(column: str) -> str:
-    """`column` is one of a batch of ids: `$3`, the batch as one JSON text (a list of Python
-    values costs DuckDB's client a few µs each, see `traces.store.inserts`), which DuckDB
-    turns into a hash semi-join whatever its size; `$1`/`$2`, its least and greatest id. The
-    range is redundant but cheap: the scan skips every row group whose ids all fall outside
-    it. Runs stored together (one import, one recording session) have neighbouring ids, so
-    a batch of sorted ids reads a few row groups instead of the whole table, and a million-
-    step store costs per batch what a small one does."""
-    ids = "unnest(from_json($3, '[\"VARCHAR\"]'))"
-    return f"{column} BETWEEN $1 AND $2 AND {column} IN (SELECT {ids})"
+_IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
+"""The batch's ids: `$1`, the batch as one JSON text (a list of Python values costs DuckDB's
+client a few µs each, see `traces.store.inserts`)."""
 
 
-_RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE {_batch('id')}"
+def _batch(table: str = "") -> str:
+    """The rows of the batch's runs in a per-run table (`table`: its alias, if any): DuckDB
+    turns the ids into a hash semi-join whatever their number, and the range of the runs'
+    keys (migration 12) lets the scan skip every row group whose keys all fall outside it.
+    Runs stored together (one import, one recording session) have neighbouring keys, so a
+    batch of them reads a few row groups instead of the whole table, and a million-step
+    store costs per batch what a small one does."""
+    return of_runs(_IDS, table)
+
+
+_RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE id IN ({_IDS})"
 # Each query's first columns locate the row; the others are named as the record's fields.
 _STEP_SQL = f"""
     SELECT run_id, request_message_count, idx AS "index",
@@ -48,8 +53,12 @@ _STEP_SQL = f"""
            prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
            cached_tokens, total_tokens, streamed, http_status, error_kind, error_status,
            error_message, error_body, retry_errors, anomalies, request_params
-    FROM steps WHERE {_batch("run_id")} ORDER BY run_id, idx
+    FROM steps WHERE {_batch()}
 """
+# Sorted in Python (`_STEP_ORDER`), not by ORDER BY: DuckDB's sort carries every column of
+# the row, a third of the query's cost on a 40,000-step batch, where sorting the fetched
+# tuples by their key costs a sixth of that. (`run_id, idx` is the table's key: one order.)
+_STEP_ORDER = itemgetter(0, 2)
 _STEP_KEY = 2
 """Columns of `_STEP_SQL` before the first of `Step`'s fields (run, request length)."""
 _STEP_JSON = ("retry_errors", "anomalies", "request_params")
@@ -57,11 +66,11 @@ _STEP_JSON = ("retry_errors", "anomalies", "request_params")
 _CALL_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", id, id_format, name, arguments_raw,
            arguments_type, arguments, json_valid, schema_valid, schema_error
-    FROM tool_calls WHERE {_batch("run_id")} ORDER BY run_id, step_idx, call_idx
+    FROM tool_calls WHERE {_batch()} ORDER BY run_id, step_idx, call_idx
 """
 _RESULT_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", tool_call_id, name, output, error, error_kind
-    FROM tool_results WHERE {_batch("run_id")} ORDER BY run_id, step_idx, call_idx
+    FROM tool_results WHERE {_batch()} ORDER BY run_id, step_idx, call_idx
 """
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
@@ -72,7 +81,7 @@ _KEY = 2
 _POSITION_SQL = f"""
     SELECT s.run_id, s.step_idx, s.position, m.hash, s.rowid
     FROM step_message_keys s JOIN messages m ON m.key = s.key
-    WHERE {_batch("s.run_id")} ORDER BY s.run_id, s.step_idx, s.position
+    WHERE {_batch("s")} ORDER BY s.run_id, s.step_idx, s.position
 """
 # By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
 # bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
@@ -81,7 +90,14 @@ _MESSAGE_SQL = (
     "SELECT hash, body FROM messages "
     "WHERE key::UHUGEINT IN (SELECT md5_number(unnest(from_json(?, '[\"VARCHAR\"]'))))"
 )
-_WINDOW_SQL = f"{_MESSAGE_SQL} AND rowid BETWEEN ? AND ?"
+# A batch's window: its messages by a semi-join on the keys its own `step_message_keys` rows
+# name (DuckDB hashes them in place), not by a list of hashes encoded here, decoded and
+# hashed again there (a third of the lookup's cost).
+_WINDOW_SQL = f"""
+    SELECT hash, body FROM messages
+    WHERE rowid BETWEEN $2 AND $3
+      AND key IN (SELECT s.key FROM step_message_keys s WHERE {_batch("s")})
+"""
 _COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_message_keys)"
 
 StepKey = tuple[str, int]
@@ -232,10 +248,15 @@ class Messages:
         self.shared: dict[str, dict[str, Any]] = {}
 
     def bodies(
-        self, conn: duckdb.DuckDBPyConnection, hashes: set[str], rows: tuple[int, int]
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        hashes: set[str],
+        rows: tuple[int, int],
+        batch: list[Any],
     ) -> dict[str, dict[str, Any]]:
         """The decoded body of each of `hashes` that the table holds, given the least and
-        greatest rowid of the `step_messages` rows that name them."""
+        greatest rowid of the `step_messages` rows that name them and the batch of runs
+        whose rows those are (`_batch`'s parameters)."""
         found = {h: self.shared[h] for h in hashes if h in self.shared}
         wanted = [h for h in hashes if h not in found]
         first, last = rows
@@ -243,7 +264,10 @@ class Messages:
         if wanted and last < self.references:
             spread = last - first
             window = [int(first * self.ratio) - spread, int(last * self.ratio) + spread]
-            found.update(_decoded(conn.execute(_WINDOW_SQL, [json_list(wanted), *window])))
+            # The window holds the batch's messages, kept ones too: those stay as kept.
+            for digest, body in conn.execute(_WINDOW_SQL, [*batch, *window]).fetchall():
+                if digest not in found:
+                    found[digest] = _loads(body)
             wanted = [h for h in wanted if h not in found]
             if wanted:
                 outside = _decoded(conn.execute(_MESSAGE_SQL, [json_list(wanted)]))
@@ -269,7 +293,8 @@ def _positions(
     if not positions:
         return {}
     rowids = [row[4] for row in positions]
-    bodies = messages.bodies(conn, {row[3] for row in positions}, (min(rowids), max(rowids)))
+    hashes = {row[3] for row in positions}
+    bodies = messages.bodies(conn, hashes, (min(rowids), max(rowids)), batch)
     stored: dict[StepKey, list[tuple[int, dict[str, Any]]]] = {}
     for run_id, step_idx, position, digest, _ in positions:
         body = bodies.get(digest)
@@ -289,17 +314,29 @@ class _Requests:
 
     def __init__(self) -> None:
         self.latest: list[dict[str, Any] | None] = []
+        self.holes = 0
+        """Positions of `latest` no step stored yet (None): mostly none, and then no request
+        needs looking through for them."""
 
     def request(
         self, stored: list[tuple[int, dict[str, Any]]], count: int
     ) -> tuple[dict[str, Any], ...]:
         latest = self.latest
         for position, message in stored:
-            if position >= len(latest):
-                latest.extend([None] * (position + 1 - len(latest)))
-            latest[position] = message
+            size = len(latest)
+            if position == size:  # the common case: a step stores what it appended
+                latest.append(message)
+            elif position < size:
+                if latest[position] is None:
+                    self.holes -= 1
+                latest[position] = message
+            else:
+                self.holes += position - size
+                latest.extend([None] * (position - size))
+                latest.append(message)
         window = latest[:count]
-        if None in window:  # a position no step stored: left out, as the macro's join does
+        # A position no step stored: left out, as the macro's join does.
+        if self.holes and None in window:
             return tuple(m for m in window if m is not None)
         return tuple(cast(list[dict[str, Any]], window))
 
@@ -327,7 +364,9 @@ def _steps(
     run_steps: list[Step] = []
     requests = _Requests()
     current = None
-    for row in cursor.fetchall():
+    rows = cursor.fetchall()
+    rows.sort(key=_STEP_ORDER)
+    for row in rows:
         run_id, count, index = row[0], row[1], row[2]
         if run_id != current:
             current = run_id
@@ -365,7 +404,7 @@ def load_runs(
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return []
-    batch = [min(ids), max(ids), json_list(ids)]
+    batch = [json_list(ids)]
     heads = {row[0]: row for row in conn.execute(_RUN_SQL, batch).fetchall()}
     positions = _positions(conn, batch, messages or Messages(conn))
     steps = _steps(conn, batch, _calls(conn, batch), _results(conn, batch), positions)

@@ -28,6 +28,7 @@ from analyzer.checks.registry import CHECK_VERSION, run_checks
 from traces.store.database import Store, open_for_writing
 from traces.store.inserts import insert_columns, insert_rows, json_list
 from traces.store.lake import is_lake, transaction
+from traces.store.run_tables import of_runs
 from traces.store.tables import FindingRow, LedgerRow
 
 if TYPE_CHECKING:
@@ -41,14 +42,12 @@ _SEVERITY_ORDER = ("error", "warning", "info")
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 """`json.dumps(…, ensure_ascii=False)` without building an encoder per finding."""
 
-DELETE_FINDINGS = (
-    "DELETE FROM findings WHERE run_id IN (SELECT unnest(from_json($1, '[\"VARCHAR\"]')))"
-)
-DELETE_LEDGERS = (
-    "DELETE FROM ledgers WHERE run_id IN (SELECT unnest(from_json($1, '[\"VARCHAR\"]')))"
-)
+_IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
+DELETE_FINDINGS = f"DELETE FROM findings WHERE {of_runs(_IDS)}"
+DELETE_LEDGERS = f"DELETE FROM ledgers WHERE {of_runs(_IDS)}"
 """Both take the run ids as one JSON text (`traces.store.inserts.json_list`): bound as a list,
-each id is a Python value DuckDB converts at a cost (see `traces.store.inserts`)."""
+each id is a Python value DuckDB converts at a cost (see `traces.store.inserts`). The runs'
+keys bound the rows scanned (`run_tables.of_runs`)."""
 _SUMMARIZE = """
     UPDATE runs SET failure_summary = u.summary, findings_by_kind = u.by_kind
     FROM (SELECT unnest(from_json($1, '["VARCHAR"]')) AS id,

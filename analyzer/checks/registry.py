@@ -27,6 +27,7 @@ from analyzer.checks import (
     tools,
 )
 from analyzer.checks.records import Finding, Run, Step
+from analyzer.checks.version import CHECK_VERSION as CHECK_VERSION  # where it was read before
 
 if TYPE_CHECKING:
     from analyzer.checks.timing import Timings
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 StepCheck = Callable[[Step, Run], Iterable[Finding]]
 RunCheck = Callable[[Run], Iterable[Finding]]
 
-CHECK_VERSION = 7
-"""Bumped when a check changes what it reports; stored in each finding's evidence so old
-findings can be told apart (re-run `traces analyze` to refresh them)."""
 
 STEP_CHECKS: dict[str, StepCheck] = {
     "leaked_special_tokens": leaks.leaked_special_tokens,

@@ -14,17 +14,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from analyzer.checks.records import Finding
 from analyzer.compare.costs import PriceList
-from analyzer.compare.recording import (
-    check_suite_targets,
-    compare_recorded,
-    compare_stored,
-    record_suite,
-)
 from analyzer.compare.render import emit_comparison
 from analyzer.compare.selection import GroupBy, selection_from_options
 from analyzer.compare.stats import DEFAULT_RESAMPLES
+from analyzer.compare.stored import compare_stored
 from analyzer.fail_on import check_fail_on
 from analyzer.options import (
     ConcurrencyPerProviderOption,
@@ -55,14 +49,11 @@ from analyzer.options import (
     run_origins,
 )
 from analyzer.output import OutputFormat, printable, stderr_console
-from analyzer.progress import run_bars
 from traces.errors import TracesError
-from traces.sample_files import resolve_suite
 from traces.store.database import Store, resolve_db_path
-from traces.suites import load_suite
-from traces.targets import resolve_targets
 
 if TYPE_CHECKING:
+    from analyzer.checks.records import Finding
     from analyzer.compare.model import Comparison
     from traces.suites import Suite
     from traces.targets import Target
@@ -119,6 +110,10 @@ def compare(
             resamples=resamples,
         )  # fmt: skip
     else:
+        # The recording path's imports (the endpoint client, the simulator): only here.
+        from traces.sample_files import resolve_suite
+        from traces.suites import load_suite
+
         targets = suite_targets(
             provider=provider, dialect=dialect, fault=fault, providers=providers, model=model,
             timeout=timeout, seed=seed, selecting=bool(task or since or until or run),
@@ -175,6 +170,8 @@ def suite_targets(
         raise TracesError(
             "--task, --since, --until and --run select recorded runs: use them without --suite"
         )
+    from traces.targets import resolve_targets
+
     return resolve_targets(
         providers=provider or [], dialects=dialect or [], faults=fault or [],
         providers_file=providers, model=model, timeout=timeout, seed=seed,
@@ -199,6 +196,9 @@ def record_then_compare(
     """Record the suite against every target (progress bars on stderr), then compare the
     runs just recorded; returns the comparison and the findings of those runs (`verify
     --suite` records this way too)."""
+    from analyzer.compare.recording import check_suite_targets, compare_recorded, record_suite
+    from analyzer.progress import run_bars
+
     check_suite_targets(targets, reference, by)
     with run_bars() as bars:
         recorded = record_suite(

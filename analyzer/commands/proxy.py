@@ -80,6 +80,7 @@ def proxy(
     (`traces runs --origin proxy`), checked when they end: after --idle quiet seconds, or
     when the proxy stops.
     """
+    from traces.proxy import speedups
     from traces.proxy.routing import PREFIX, Routes
     from traces.proxy.server import ProxySettings, serve_forever
 
@@ -109,7 +110,7 @@ def proxy(
         guard = f"; clients must send ${TOKEN_ENV}" if token else ""
         log(
             f"proxy serving {base_url} -> {target.shown_url} (key: {target.key_source}{guard}); "
-            f"recording into {db_path}; Ctrl-C stops"
+            f"recording into {db_path}; on {speedups.described()}; Ctrl-C stops"
         )
         root = base_url.removesuffix("/v1")
         for other in routes.upstreams[1:]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -35,10 +35,10 @@ from analyzer.output import note
 from analyzer.report.build import DEFAULT_RUNS_PER_GROUP, Report, build_report
 from analyzer.report.page import render_page
 from analyzer.report.save import check_writable, write_atomically
-from analyzer.verify.fingerprints import load_fingerprints
-from analyzer.verify.judge import verify as judge
-from analyzer.verify.policy import PolicyFileError, load_policy
 from traces.store.database import open_for_reading, resolve_db_path
+
+if TYPE_CHECKING:
+    from analyzer.verify.policy import Policy
 
 
 def register(app: typer.Typer) -> None:
@@ -80,8 +80,12 @@ def report(
     """Write an HTML report: a policy's verdict (with --policy), comparison table, significant
     differences, charts and run timelines with findings marked."""
     check_choice("--origin", origin, run_origins)
-    rules = load_policy(policy) if policy is not None else None
-    if rules is not None:
+    rules: Policy | None = None
+    if policy is not None:
+        # A policy's imports (its checks, the probes' fingerprints): only with --policy.
+        from analyzer.verify.policy import PolicyFileError, load_policy
+
+        rules = load_policy(policy)
         reference = reference or rules.reference
         if rules.needs_reference and reference is None:
             raise PolicyFileError(
@@ -112,6 +116,9 @@ def report(
             runs_per_group=runs,
         )
         if rules is not None:
+            from analyzer.verify.fingerprints import load_fingerprints
+            from analyzer.verify.judge import verify as judge
+
             groups = [g.name for g in built.comparison.groups]
             fingerprints = (
                 load_fingerprints(conn, groups)

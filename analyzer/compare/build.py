@@ -23,6 +23,7 @@ from analyzer.compare.paired import (
     per_request,
 )
 from analyzer.compare.pairing import pair_counts
+from analyzer.compare.resampling import GroupJob, bootstrap_groups, needed_columns
 from analyzer.compare.selection import Selection, no_match_error, select_runs
 from analyzer.compare.significance import (
     FAMILY_ALPHA,
@@ -40,9 +41,9 @@ from analyzer.compare.stats import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
     Bootstrapped,
+    Column,
     Floats,
     Sample,
-    bootstrap,
 )
 from analyzer.compare.task_mix import keep_shared_tasks
 from analyzer.compare.task_mix import notes as task_mix_notes
@@ -66,9 +67,12 @@ def build_comparison(
     seed: int = 0,
     suite: str | None = None,
     group_order: Sequence[str] = (),
+    processes: int | None = None,
 ) -> Comparison:
     """Compare the selected runs group by group; one-line TracesError when nothing matches
-    or the reference is not one of the groups. `group_order` puts those groups first."""
+    or the reference is not one of the groups. `group_order` puts those groups first;
+    `processes` share the groups' resampling (by default as `bootstrap_groups` decides: the
+    numbers are the same either way)."""
     if select_runs(conn, selection) == 0:
         raise no_match_error(conn, selection)
     mix = keep_shared_tasks(conn)
@@ -100,9 +104,10 @@ def build_comparison(
     # Everything is read: the blocks DuckDB cached for it (hundreds of MiB over a million
     # steps) would otherwise stay beside the resampling's arrays.
     release_cached_blocks(conn)
-    results = {
-        g: _bootstrap_group(table, columns, g, specs, reference, resamples, seed) for g in groups
-    }
+    results = bootstrap_groups(
+        [_group_job(table, columns, g, specs, reference, resamples, seed) for g in groups],
+        processes,
+    )
     metrics = _metrics(specs, results, groups)
     # Runs are resampled within their task: a task a group ran once gives no spread, so a
     # group whose runs are mostly such (probes: one run per probe) cannot be tested over runs.
@@ -337,7 +342,7 @@ def _sample(
     )
 
 
-def _bootstrap_group(
+def _group_job(
     table: RunTable,
     columns: dict[str, list[float | None]],
     group: str,
@@ -345,17 +350,39 @@ def _bootstrap_group(
     reference: str | None,
     resamples: int,
     seed: int,
-) -> dict[str, Bootstrapped]:
-    sample = _sample(table, columns, group, resamples, seed)
+) -> GroupJob:
+    """What resampling `group` needs: its statistics, and only the columns they read (a
+    worker process is sent them)."""
+    rows = table.rows_of(group)
     wanted = [
         spec
         for spec in specs
         if not (spec.key in _NO_REFERENCE_METRICS and (reference is None or group == reference))
         # a partly priced group would report a cost that is too low
-        and not (spec.key == "cost_per_run_usd" and None in sample.columns["cost_usd"])
+        and not (
+            spec.key == "cost_per_run_usd" and any(columns["cost_usd"][i] is None for i in rows)
+        )
     ]
-    sample.prepare([spec.statistic for spec in wanted])
-    return {spec.key: bootstrap(spec.statistic, sample) for spec in wanted}
+    statistics = [spec.statistic for spec in wanted]
+
+    def of_group(values: list[float | None]) -> list[float | None]:
+        # Runs are sorted by group: a group's rows are one slice.
+        if rows and rows[-1] - rows[0] == len(rows) - 1:
+            return values[rows[0] : rows[-1] + 1]
+        return [values[i] for i in rows]
+
+    return GroupJob(
+        group=group,
+        columns={
+            name: Column.of(of_group(columns[name])) for name in sorted(needed_columns(statistics))
+        },
+        strata=[table.tasks[i] for i in rows],
+        resamples=resamples,
+        # Each group draws from its own seeded stream: adding a group changes no other's (and
+        # more resamples of a group begin with the same draws).
+        seed=f"{seed}:{group}",
+        statistics=[(spec.key, spec.statistic) for spec in wanted],
+    )
 
 
 def _group_info(

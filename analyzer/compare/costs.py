@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traces.profiles import Prices, load_profiles, profiles_path
-from traces.targets import SIM_PROVIDER
+from traces.profiles import SIM_PROVIDER, Prices, load_profiles, profiles_path
 
 PER = 1_000_000
 

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
-from analyzer.checks.registry import CHECK_VERSION
+from analyzer.checks.version import CHECK_VERSION
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
+from traces.store.database import is_served
 
 _STEPS = f"""
 st AS (
@@ -230,8 +233,13 @@ one group answered: what a paired comparison resamples. Only those requests' ste
 are read."""
 
 _FINDINGS = f"""
-SELECT f.run_id, f.kind, f.layer, f.severity, count(*) AS n
-FROM findings f JOIN {SELECTED} sel ON sel.run_id = f.run_id
+-- Each run by its position in the run table (`_PER_RUN`'s order), so that the counts are
+-- spread over the runs as arrays, without a lookup per finding row.
+SELECT p.pos, f.kind, f.layer,
+       coalesce(f.layer = 'provider' AND f.severity = 'error', false) AS host_error, count(*) AS n
+FROM findings f
+JOIN (SELECT run_id, row_number() OVER (ORDER BY grp, task, run_id) - 1 AS pos
+      FROM {SELECTED}) p ON p.run_id = f.run_id
 GROUP BY ALL
 """
 
@@ -274,54 +282,79 @@ class RunTable:
         return [i for i, g in enumerate(self.groups) if g == group]
 
 
-def _spread(counts: list[tuple[int, float]], size: int) -> list[float]:
-    """(run position, count) pairs as one value per run, 0 where a run has none."""
-    column = [0.0] * size
-    for i, n in counts:
-        column[i] += n
+def _fetch_arrays(conn: duckdb.DuckDBPyConnection, query: str) -> dict[str, npt.NDArray[Any]]:
+    """A result as one array per column, in order, masked where NULL: DuckDB's own
+    conversion, or built from the rows on a session on the store's server (which offers
+    rows only; the same arrays, as that conversion makes each value what `float()` makes)."""
+    cursor = conn.execute(query)
+    if not is_served(conn):
+        fetched: dict[str, npt.NDArray[Any]] = cursor.fetchnumpy()
+        return fetched
+    names = column_names(cursor)
+    columns = list(zip(*cursor.fetchall(), strict=True)) or [() for _ in names]
+    return {name: _array(values) for name, values in zip(names, columns, strict=True)}
+
+
+def _array(values: tuple[Any, ...]) -> npt.NDArray[Any]:
+    if any(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    return np.ma.masked_array(
+        [0.0 if v is None else float(v) for v in values],
+        mask=[v is None for v in values],
+        dtype=np.float64,
+    )
+
+
+def _floats(values: npt.NDArray[Any]) -> list[float | None]:
+    """A fetched column as floats, None where NULL (DuckDB gives a masked array where there
+    are NULLs). The columns are booleans, integers and doubles, so each value is the float
+    `float()` made of the fetched Python value, to the bit."""
+    column: list[float | None] = np.ma.masked_array(values, dtype=np.float64).tolist()
     return column
 
 
 def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
     """Per-run values and finding counts of the runs in the selection table."""
-    cursor = conn.execute(_PER_RUN)
-    names = column_names(cursor)
-    rows = cursor.fetchall()
-    # Column by column (50,000 runs × 35 columns at a million steps): one pass per column
-    # without a call per value.
-    by_column: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) or [() for _ in names]
+    # As arrays, column by column (50,000 runs × 35 columns at a million steps), made lists
+    # in C: building a Python object per value first took a second.
+    fetched = _fetch_arrays(conn, _PER_RUN)
+    names = list(fetched)
+    labels = [[str(v) for v in fetched[name].tolist()] for name in _LABELS]
     table = RunTable(
-        run_ids=[str(v) for v in by_column[0]],
-        groups=[str(v) for v in by_column[1]],
-        tasks=[str(v) for v in by_column[2]],
-        providers=[str(v) for v in by_column[3]],
-        models=[str(v) for v in by_column[4]],
+        run_ids=labels[0],
+        groups=labels[1],
+        tasks=labels[2],
+        providers=labels[3],
+        models=labels[4],
         columns={},
     )
-    for position, name in enumerate(names):
+    size = len(table.run_ids)
+    for name in names:
         if name not in _LABELS:
-            table.columns[name] = [None if v is None else float(v) for v in by_column[position]]
+            table.columns[name] = _floats(fetched[name])
     # Runs without any step have no per-run row: their counts are zero, not unknown.
     for name in _ZERO_WHEN_MISSING:
         table.columns[name] = [v or 0.0 for v in table.columns[name]]
-    position_of = {run_id: i for i, run_id in enumerate(table.run_ids)}
-    # Counts gathered per name first, one short list per finding row, and spread into
-    # per-run columns after: the work is findings + names × runs, never findings × runs.
-    by_kind: dict[str, list[tuple[int, float]]] = {}
-    by_layer: dict[str, list[tuple[int, float]]] = {}
-    host_errors: list[float | None] = [0.0] * len(rows)
-    for run_id, kind, layer, severity, n in conn.execute(_FINDINGS).fetchall():
-        i = position_of[run_id]
-        by_kind.setdefault(kind, []).append((i, n))
-        by_layer.setdefault(layer, []).append((i, n))
-        if layer == "provider" and severity == "error":
-            host_errors[i] = (host_errors[i] or 0.0) + n
-    # Always a column (zero without any): "no host error" is a claim a policy can check.
-    table.columns["provider_error_findings"] = host_errors
+    # Counts spread per name with array operations: the work is findings + names × runs,
+    # never findings × runs, and no Python call per finding row.
+    found = _fetch_arrays(conn, _FINDINGS)
+    positions = np.asarray(found["pos"], dtype=np.int64)
+    counts = np.asarray(found["n"], dtype=np.float64)
+
+    def spread(rows: npt.NDArray[np.bool_]) -> list[float]:
+        column = np.zeros(size)
+        np.add.at(column, positions[rows], counts[rows])  # whole counts: exact in any order
+        values: list[float] = column.tolist()
+        return values
+
+    by_dimension = {dimension: found[dimension] for dimension in ("kind", "layer")}
     table.findings = {
-        "kind": {name: _spread(by_kind[name], len(rows)) for name in sorted(by_kind)},
-        "layer": {name: _spread(by_layer[name], len(rows)) for name in sorted(by_layer)},
+        dimension: {str(name): spread(values == name) for name in sorted(set(values.tolist()))}
+        for dimension, values in by_dimension.items()
     }
+    # Always a column (zero without any): "no host error" is a claim a policy can check.
+    host_errors: list[float | None] = list(spread(np.asarray(found["host_error"], dtype=bool)))
+    table.columns["provider_error_findings"] = host_errors
     table.upstreams = {str(g): list(hosts) for g, hosts in conn.execute(_UPSTREAMS).fetchall()}
     stale = conn.execute(_STALE, [CHECK_VERSION]).fetchone()
     table.stale_runs = int(stale[0]) if stale else 0

@@ -10,15 +10,15 @@ from collections.abc import Callable
 
 from analyzer.checks.persist import analyze_recorded
 from analyzer.checks.records import Finding
-from analyzer.compare.build import build_comparison
 from analyzer.compare.costs import PriceList
 from analyzer.compare.model import Comparison
-from analyzer.compare.selection import GroupBy, Selection, select_run_refs
+from analyzer.compare.selection import GroupBy, Selection
+from analyzer.compare.stored import compare_stored
 from traces.environments import prepare_task
 from traces.errors import EndpointError, TracesError
 from traces.running import Recorded, RunProgress, dead_targets, record_targets, serving
 from traces.running import target_plans as plans_for
-from traces.store.database import Store, open_for_reading
+from traces.store.database import Store
 from traces.suites import Suite
 from traces.targets import Target
 
@@ -115,28 +115,3 @@ def compare_recorded(
         group_order=list(recorded),
     )
     return comparison, findings
-
-
-def compare_stored(
-    db_path: Store,
-    selection: Selection,
-    *,
-    prices: PriceList,
-    reference: str | None,
-    resamples: int,
-    run_refs: list[str] | None = None,
-    suite: str | None = None,
-    group_order: list[str] | None = None,
-) -> Comparison:
-    """Compare the stored runs `selection` (narrowed to `run_refs`, if any) picks."""
-    with open_for_reading(db_path) as conn:
-        select_run_refs(conn, selection, run_refs or [])
-        return build_comparison(
-            conn,
-            selection,
-            prices=prices,
-            reference=reference,
-            resamples=resamples,
-            suite=suite,
-            group_order=group_order or (),
-        )

@@ -18,7 +18,9 @@ summed left to right, as Python's `sum` did.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import random
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,9 +45,9 @@ MIN_DEFINED_SHARE = 0.5
 """An interval needs the statistic defined on at least this share of resamples (a ratio whose
 denominator is zero in most resamples has no meaningful spread)."""
 
-_BLOCK_DRAWS = 1 << 20
+_BLOCK_DRAWS = 1 << 19
 """Run draws handled at once: a block of resamples of about this many picks bounds memory
-(a few arrays of 8 MiB) however large the group is."""
+(a few arrays of 4 MiB) however large the group is."""
 
 _EXACT_LIMIT = float(2**53)
 """Integer-valued sums below this are exact in float64 in any order of addition."""
@@ -53,6 +55,28 @@ _EXACT_LIMIT = float(2**53)
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Needs = tuple[list[tuple[str, bool]], list[tuple[str, float]]]
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One per-run column as arrays: each run's value, 0 where it has none (`zeros`), and
+    whether it has one (`present`). A tenth of the memory of a list of floats and Nones, and
+    quick to send to another process; `Sample` reads it as it reads such a list."""
+
+    zeros: Floats
+    present: Bools
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Column:
+        """The arrays of a list (None: the run has no value)."""
+        present = np.fromiter(
+            map(operator.is_not, values, itertools.repeat(None)), dtype=np.bool_, count=len(values)
+        )
+        zeros = np.array(values, dtype=np.float64)  # None reads as NaN here
+        zeros[~present] = 0.0
+        zeros[zeros == 0.0] = 0.0  # as `v or 0.0` does, -0.0 too
+        return cls(zeros, present)
 
 
 class Draws:
@@ -83,7 +107,7 @@ class Draws:
 
     def blocks(self) -> Iterator[Ints]:
         """(resamples in the block × runs) index matrices, in draw order."""
-        generator = np.random.RandomState()
+        generator = np.random.RandomState(0)  # seeded only to skip reading OS entropy
         generator.set_state(
             ("MT19937", np.array(self._state[:624], dtype=np.uint32), self._state[624], 0, 0.0)
         )
@@ -95,9 +119,9 @@ class Draws:
                 continue
             uniform = generator.random_sample(rows * self.n).reshape(rows, self.n)
             # choices(): population[floor(random() * n)], n as a float (in place: these
-            # are the largest arrays of a comparison)
+            # are the largest arrays of a comparison); the products are non-negative, so
+            # truncating to an integer is the floor.
             np.multiply(uniform, self._size, out=uniform)
-            np.floor(uniform, out=uniform)
             picks = uniform.astype(np.int64)
             picks += self._base
             yield picks if self._in_order else self._members[picks]
@@ -133,12 +157,13 @@ class Sample:
 
     def __init__(
         self,
-        columns: Mapping[str, Sequence[float | None]],
+        columns: Mapping[str, Sequence[float | None] | Column],
         strata: Sequence[str],
         resamples: int,
         seed: str,
     ) -> None:
-        """`columns`: one value per run (None: the run has none); `strata`: each run's task."""
+        """`columns`: one value per run (None: the run has none), as a list or a `Column`;
+        `strata`: each run's task."""
         self.n = len(strata)
         self.resamples = resamples
         self.columns = columns
@@ -156,18 +181,29 @@ class Sample:
     def zeros(self, name: str) -> Floats:
         """The column with missing values as 0 (counts)."""
         if name not in self._zeros:
-            self._zeros[name] = np.array(
-                [v or 0.0 for v in self.columns[name]], dtype=np.float64
+            column = self.columns[name]
+            self._zeros[name] = (
+                column.zeros
+                if isinstance(column, Column)
+                else np.array([v or 0.0 for v in column], dtype=np.float64)
             ).reshape(self.n)
         return self._zeros[name]
 
     def defined(self, name: str) -> Floats:
         """1 where the run has a value, else 0."""
         if name not in self._defined:
-            self._defined[name] = np.array(
-                [0.0 if v is None else 1.0 for v in self.columns[name]], dtype=np.float64
+            column = self.columns[name]
+            self._defined[name] = (
+                column.present.astype(np.float64)
+                if isinstance(column, Column)
+                else np.array([0.0 if v is None else 1.0 for v in column], dtype=np.float64)
             ).reshape(self.n)
         return self._defined[name]
+
+    def values(self, name: str) -> list[float]:
+        """The column's values of the runs that have one, in run order."""
+        values: list[float] = self.zeros(name)[self.defined(name) == 1.0].tolist()
+        return values
 
     def total(self, name: str, *, defined: bool = False) -> float:
         """The column's sum over all runs, left to right as Python's `sum` adds."""
@@ -216,7 +252,7 @@ class Sample:
         exact = [i for i, v in enumerate(vectors) if _exact_in_any_order(v)]
         inexact = [i for i in range(len(keys)) if i not in set(exact)]
         matrix = np.stack([vectors[i] for i in exact], axis=1) if exact else None
-        ranked = {name: _Ranked(self.columns[name], self.n) for name, _ in wanted}
+        ranked = {name: _Ranked(self.zeros(name), self.defined(name)) for name, _ in wanted}
         parts: list[Floats] = []
         picks: dict[tuple[str, float], list[Floats]] = {key: [] for key in wanted}
         for block in self._draws.blocks():
@@ -226,10 +262,13 @@ class Sample:
             counts = _counts(block, self.n) if matrix is not None or ranked else None
             if matrix is not None and counts is not None:
                 out[:, exact] = counts.astype(np.float64) @ matrix
+            # Left to right, as Python's sum over the picked values added them: with the
+            # draws as columns (pick × draw), a reduction over the first axis adds row after
+            # row, every draw's running sum in step (numpy sums pairwise only along the
+            # contiguous axis), so it is the same sequence of roundings, vectorised.
+            by_pick = np.ascontiguousarray(block.T) if inexact else block
             for i in inexact:
-                # Left to right, as Python's sum over the picked values added them.
-                gathered = vectors[i][block]
-                out[:, i] = np.cumsum(gathered, axis=1, out=gathered)[:, -1]
+                out[:, i] = np.add.reduce(np.take(vectors[i], by_pick), axis=0)
             parts.append(out)
             for name, column in ranked.items():
                 assert counts is not None
@@ -256,11 +295,11 @@ class _Ranked:
     """One column's values in ascending order (runs without a value last), for picking
     order statistics out of draws without sorting each draw."""
 
-    def __init__(self, column: Sequence[float | None], n: int) -> None:
-        padded = np.array([math.inf if v is None else v for v in column], dtype=np.float64)
-        padded = padded.reshape(n)
+    def __init__(self, zeros: Floats, defined: Floats) -> None:
+        """`zeros`: the values, 0 where a run has none; `defined`: 1 where it has one."""
+        padded = np.where(defined == 1.0, zeros, math.inf)
         order = np.argsort(padded, kind="stable")
-        self.n = n
+        n = self.n = padded.size
         self.values = padded[order]
         self.order = order
         self.defined_count = int(np.isfinite(padded).sum())
@@ -275,7 +314,7 @@ class _Ranked:
             return [np.full(rows, np.nan) for _ in qs]
         # The counts in value order: the sorted picks of a draw, run-length encoded.
         counts = np.zeros((rows, self.width), dtype=np.int64)
-        counts[:, : self.n] = picked[:, self.order]
+        counts[:, : self.n] = np.take(picked, self.order, axis=1)
         # Runs without a value sort last: the defined picks are the first ones.
         k = counts[:, : self.defined_count].sum(axis=1)
         has = k > 0
@@ -407,7 +446,7 @@ class Quantile:
 
     def point(self, sample: Sample) -> float | None:
         """The quantile over all runs with a value."""
-        return quantile([v for v in sample.columns[self.name] if v is not None], self.q)
+        return quantile(sample.values(self.name), self.q)
 
     def replicate_array(self, sample: Sample) -> Floats:
         """The quantile over each draw (runs without a value are left out)."""

@@ -18,6 +18,7 @@ import duckdb
 from analyzer.compare.selection import SELECTED, Selection, select_runs
 from analyzer.cursor_rows import dict_rows
 from analyzer.findings import stored_evidence
+from traces.store.run_tables import of_runs
 
 EXCERPT_CHARS = 240
 """Text kept of content, final answers, errors and evidence: enough to recognise, no more."""
@@ -152,6 +153,10 @@ def load_timelines(
     ]
 
 
+_IDS = "SELECT unnest($1::VARCHAR[])"
+"""The runs read, one list parameter (`run_tables.of_runs`)."""
+
+
 def _load_steps(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     rows = dict_rows(
         conn.execute(
@@ -162,13 +167,13 @@ def _load_steps(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, li
                    coalesce(c.tools, []) AS tools
             FROM steps s
             LEFT JOIN (SELECT run_id, step_idx, list(name ORDER BY call_idx) AS tools
-                       FROM tool_calls WHERE run_id IN (SELECT unnest(?::VARCHAR[]))
+                       FROM tool_calls WHERE {of_runs(_IDS)}
                        GROUP BY ALL) c
                 ON c.run_id = s.run_id AND c.step_idx = s.idx
-            WHERE s.run_id IN (SELECT unnest(?::VARCHAR[]))
+            WHERE {of_runs(_IDS, "s")}
             ORDER BY s.run_id, s.idx
             """,
-            [ids, ids],
+            [ids],
         )
     )
     out: dict[str, list[dict[str, Any]]] = {}
@@ -184,9 +189,9 @@ def _load_steps(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, li
 def _load_findings(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, list[FindingMark]]:
     out: dict[str, list[FindingMark]] = {}
     for run_id, step, kind, severity, layer, evidence in conn.execute(
-        """
+        f"""
         SELECT run_id, step_idx, kind, severity, layer, evidence FROM findings
-        WHERE run_id IN (SELECT unnest(?::VARCHAR[]))
+        WHERE {of_runs(_IDS)}
         ORDER BY run_id, step_idx NULLS FIRST, kind
         """,
         [ids],

@@ -31,7 +31,7 @@ from analyzer.verify.judge import verify
 from analyzer.verify.model import Verification
 from analyzer.verify.policy import Policy, PolicyFileError, load_policy
 from analyzer.view.background import Background, Outcome, WorkFailed
-from analyzer.view.data import live_version
+from analyzer.view.data import filter_choices, live_version
 from analyzer.view.pages import NotFound
 from analyzer.view.reading import StoreReader, read_yielding
 from traces.errors import TracesError
@@ -83,9 +83,11 @@ class Comparisons:
             raise NotFound(f"no policy {name!r} (known: {known}; traces view --policy FILE)")
         reference = request.query_params.get("reference") or policy.reference
         if policy.needs_reference and reference is None:
+            with self.reader.connection() as conn:
+                providers = ", ".join(filter_choices(conn)["provider"]) or "none yet"
             raise PolicyFileError(
                 f"{policy.source}: criteria: judged against a reference group: add "
-                "?reference=NAME (or `reference` in the policy)"
+                f"?reference=NAME (providers here: {providers}), or `reference` in the policy"
             )
         return self._answer(self._outcome(request, reference), policy)
 

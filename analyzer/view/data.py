@@ -8,6 +8,10 @@ from typing import Any
 import duckdb
 
 from analyzer.cursor_rows import dict_rows
+from traces.store.run_tables import of_run, of_runs
+
+_RUNNING = "SELECT id FROM runs WHERE status = 'running'"
+"""The runs being recorded (their steps are counted live)."""
 
 FILTER_COLUMNS = ("task", "provider", "model", "origin")
 
@@ -42,16 +46,12 @@ def live_version(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> str:
     )
     parts += list(conn.execute("SELECT count(*) FROM findings").fetchone() or ())
     parts += list(
-        conn.execute(
-            "SELECT count(*) FROM steps WHERE run_id IN "
-            "(SELECT id FROM runs WHERE status = 'running')"
-        ).fetchone()
-        or ()
+        conn.execute(f"SELECT count(*) FROM steps WHERE {of_runs(_RUNNING)}").fetchone() or ()
     )
     if run_id is not None:
         parts += list(
             conn.execute(
-                "SELECT status, ended_at, (SELECT count(*) FROM steps WHERE run_id = $1) "
+                f"SELECT status, ended_at, (SELECT count(*) FROM steps WHERE {of_run('$1')}) "
                 "FROM runs WHERE id = $1",
                 [run_id],
             ).fetchone()
@@ -114,9 +114,9 @@ def answers_to(
         return []
     # By the runs found, not by the hash again: that would scan every step a second time.
     calls = conn.execute(
-        """
+        f"""
         SELECT c.run_id, c.step_idx, c.name, c.arguments_raw, c.json_valid, c.schema_valid
-        FROM tool_calls c WHERE c.run_id IN (SELECT unnest(?::VARCHAR[]))
+        FROM tool_calls c WHERE {of_runs("SELECT unnest($1::VARCHAR[])", "c")}
         ORDER BY c.call_idx
         """,
         [sorted({s["run_id"] for s in steps})],

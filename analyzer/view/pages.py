@@ -397,8 +397,11 @@ class Pages:
         )
 
     def verdicts(self, request: Request, policies: dict[str, Any]) -> Response:
-        """/verify: the policies whose verdict /verify/NAME shows."""
-        return self._page("verify.html", request, policies=policies, live=None)
+        """/verify: the policies whose verdict /verify/NAME shows; a policy judged against a
+        reference it does not name offers each provider of the store as one."""
+        with self._reading() as conn:
+            providers = filter_choices(conn)["provider"]
+        return self._page("verify.html", request, policies=policies, providers=providers, live=None)
 
     # SQL ------------------------------------------------------------------------------
 

@@ -9,8 +9,13 @@ thread). It lets go of the file when no request came for `HOLD_S`, and at once w
 wants the store: a client starting the store's server holds its spawn lock, a running server
 its life lock (`traces.store.rendezvous.wanted`), checked before every request and every
 `CHECK_S` in between, well within the `LOCK_WAIT_S` a server waits for the file. While a
-server has the store, or for a lake store, each request opens and closes its own
-connection (`open_for_reading`): a session on the server, or the lake's own.
+server has the store, each request opens and closes its own connection
+(`open_for_reading`), a session on the server.
+
+A lake store is held for the viewer's whole life: its writers never wait for a reader
+(each commits through the catalog), every query's transaction reads the newest snapshot,
+and attaching a lake costs 0.5-2 s (loading extensions, reading the catalog), which
+opening it for every request added to every page.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import duckdb
 from traces.errors import TracesError
 from traces.store import rendezvous
 from traces.store.database import Store, is_served, open_for_reading
+from traces.store.lake import ALIAS, LakeStore
 
 T = TypeVar("T")
 
@@ -58,7 +64,11 @@ class StoreReader:
         `yielding`: long work, whose query in progress on the held file is interrupted
         (`duckdb.InterruptException`) when a writer wants the store, which it must then
         read through the store's server (ask again)."""
-        cursor = self._cursor() if isinstance(self.store, Path) else None
+        cursor: duckdb.DuckDBPyConnection | None = None
+        if isinstance(self.store, LakeStore):
+            cursor = self._lake_cursor()
+        elif isinstance(self.store, Path):
+            cursor = self._cursor()
         if cursor is None:
             conn = open_for_reading(self.store)
             try:
@@ -100,6 +110,23 @@ class StoreReader:
             except duckdb.Error:
                 self._users -= 1
                 raise
+
+    def _lake_cursor(self) -> duckdb.DuckDBPyConnection | None:
+        """A cursor on the held lake (attaching it if need be), or None once closed."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._held is None:
+                self._held = open_for_reading(self.store)
+            self._users += 1
+            try:
+                cursor = self._held.cursor()
+                # A cursor starts in the default catalog, not the one its connection uses.
+                cursor.execute(f"USE {ALIAS}")
+            except duckdb.Error:
+                self._users -= 1
+                raise
+            return cursor
 
     def _watch(self) -> None:
         # Called with the lock held.

@@ -40,6 +40,7 @@ from traces.store.database import (
     remove_created,
 )
 from traces.store.lake import error_line, is_conflict, is_lake, redacted
+from traces.store.server import lost_to_a_concurrent_commit
 from traces.store.tables import ImportRow
 
 __all__ = ["BeforeCommit", "FileReport", "ImportOptions", "SkippedLine", "import_files"]
@@ -100,16 +101,19 @@ def _import(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for attempt in range(1, LAKE_ATTEMPTS + 1):
+        for attempt in range(1, IMPORT_ATTEMPTS + 1):
             try:
                 return _import_all(
                     db_path, prints, options, existed, pool, on_progress, on_skip, before_commit
                 )
             except _Conflict as conflict:
-                if attempt == LAKE_ATTEMPTS:
+                # Another writer committed into the store: it exists now, whoever created it,
+                # and the next attempt must not remove it if that one fails too.
+                existed = True
+                if attempt == IMPORT_ATTEMPTS:
                     raise DatabaseError(
                         f"{db_path}: import failed: other writers changed the store while it "
-                        f"ran, {LAKE_ATTEMPTS} times ({conflict}); nothing was imported"
+                        f"ran, {IMPORT_ATTEMPTS} times ({conflict}); nothing was imported"
                     ) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
     finally:
@@ -117,15 +121,16 @@ def _import(
             gc.enable()
 
 
-LAKE_ATTEMPTS = 5
-"""Times an import into a lake store is made when another writer's commit conflicts with
-its own (DuckLake refuses to commit runs inserted while another writer updated runs, which
-every recording does as its runs end): it starts over from the files, as nothing of it was
-stored."""
+IMPORT_ATTEMPTS = 5
+"""Times an import is made when another writer's commit conflicts with its own: on a lake
+(DuckLake refuses to commit runs inserted while another writer updated runs, which every
+recording does as its runs end), and on a served file when another session committed a
+message the import then inserted (`lost_to_a_concurrent_commit`). It starts over from the
+files, as nothing of it was stored."""
 
 
 class _Conflict(Exception):
-    """The import's commit lost to another writer's on a lake; it may be tried again."""
+    """The import lost to another writer's commit; it may be tried again."""
 
 
 def _import_all(
@@ -163,12 +168,14 @@ def _import_all(
             before_commit(conn, [run for report in reports for run in report.runs])
         writer.commit()
     except BaseException as exc:
-        lake = is_lake(conn)
-        _abandon(writer, conn, db_path, existed)
+        lake, served = is_lake(conn), is_served(conn)
+        conflict = (lake and is_conflict(exc)) or (served and lost_to_a_concurrent_commit(exc))
+        # A conflict proves another session committed into this store: never remove it then.
+        _abandon(writer, conn, db_path, existed or conflict)
         if interrupted_statement(exc):
             # Ctrl-C while DuckDB runs a statement: it stops and says so in its own words.
             raise KeyboardInterrupt from None
-        if lake and is_conflict(exc):
+        if conflict:
             raise _Conflict(error_line(exc)) from None
         if isinstance(exc, duckdb.Error):
             detail = one_line(redacted(str(exc)))

@@ -78,13 +78,14 @@ class ImportWriter:
         if not self.buffered:
             return
         self._begin()
+        keys: dict[str, int] = {}  # each run's key looked up once per flush
         for table in ROW_TYPES:  # a run before its steps
             rows = self.rows.pop(table, None)
             if rows:
-                insert_rows(self.conn, table, rows)
+                insert_rows(self.conn, table, rows, keys=keys)
             columns = self.columns.pop(table, None)
             if columns:
-                insert_columns(self.conn, table, columns)
+                insert_columns(self.conn, table, columns, keys=keys)
         self.buffered = 0
 
     def _begin(self) -> None:

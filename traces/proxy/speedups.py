@@ -18,10 +18,12 @@ from collections.abc import Callable
 _SWITCH = "TRACES_PROXY_SPEEDUPS"
 
 
+def _switched_off() -> bool:
+    return os.environ.get(_SWITCH, "1").strip() in ("0", "false", "no", "off")
+
+
 def _wanted(module: str) -> bool:
-    if os.environ.get(_SWITCH, "1").strip() in ("0", "false", "no", "off"):
-        return False
-    return importlib.util.find_spec(module) is not None
+    return not _switched_off() and importlib.util.find_spec(module) is not None
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -38,3 +40,15 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def http_parser() -> str:
     """uvicorn's `http` setting: `httptools` when installed and wanted, else `h11`."""
     return "httptools" if _wanted("httptools") else "h11"
+
+
+def described() -> str:
+    """What the proxy runs on, for its start-up line: `uvloop+httptools`, or what is missing
+    and how to get it (a slower proxy should say why)."""
+    loop = "uvloop" if _wanted("uvloop") else "asyncio"
+    parser = http_parser()
+    if (loop, parser) == ("uvloop", "httptools"):
+        return "uvloop+httptools"
+    if _switched_off():
+        return f"{loop}+{parser}, ${_SWITCH} is off"
+    return f"{loop}+{parser}; pip install 'agent-traces[fast]' for uvloop+httptools"

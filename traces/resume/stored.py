@@ -20,6 +20,7 @@ import duckdb
 from traces.errors import TracesError
 from traces.model import ExchangeError, ToolCallRecord, ToolErrorKind
 from traces.store.database import Store, open_for_writing
+from traces.store.run_tables import of_run
 from traces.store.writer_process import mark_dead_runs_interrupted, pid_alive
 
 _RUN_COLUMNS = (
@@ -196,22 +197,22 @@ def load_history(conn: duckdb.DuckDBPyConnection, run: StoredRun) -> RunHistory:
         ) in conn.execute(
             "SELECT idx, request_message_count, error_kind, error_status, error_message, "
             "error_body, content, finish_reason, replay_message_hash, prompt_tokens, "
-            "completion_tokens, reasoning_tokens FROM steps WHERE run_id = ? ORDER BY idx",
-            [run.id],
+            f"completion_tokens, reasoning_tokens FROM steps WHERE {of_run()} ORDER BY idx",
+            [run.id, run.id],
         ).fetchall()
     ]
     history = RunHistory(run=run, steps=steps)
     for step_idx, *call in conn.execute(
         "SELECT step_idx, call_idx, id, id_format, name, arguments_raw, arguments_type, "
-        "arguments, json_valid, schema_valid, schema_error FROM tool_calls WHERE run_id = ? "
+        f"arguments, json_valid, schema_valid, schema_error FROM tool_calls WHERE {of_run()} "
         "ORDER BY step_idx, call_idx",
-        [run.id],
+        [run.id, run.id],
     ).fetchall():
         history.calls.setdefault(int(step_idx), []).append(_call(call))
     for step_idx, call_idx, reply_id, name, output, error, kind in conn.execute(
         "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind "
-        "FROM tool_results WHERE run_id = ? ORDER BY step_idx, call_idx",
-        [run.id],
+        f"FROM tool_results WHERE {of_run()} ORDER BY step_idx, call_idx",
+        [run.id, run.id],
     ).fetchall():
         history.results.setdefault(int(step_idx), []).append(
             StoredResult(
@@ -251,20 +252,22 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
     # No RETURNING: a lake store (DuckLake) cannot return from an UPDATE. The count of rows
     # it changed says whether the claim held, in the caller's transaction.
     row = conn.execute(
-        """
+        f"""
         UPDATE runs SET status = 'running', termination = NULL, error = NULL,
             ended_at = NULL, recorder_pid = ?, recorder_host = ?,
             resumptions = coalesce(resumptions, 0) + 1
         WHERE id = ? AND status = 'interrupted'
-          AND (SELECT count(*) FROM steps WHERE run_id = ?) = ?
-          AND (SELECT count(*) FROM tool_results WHERE run_id = ?) = ?
+          AND (SELECT count(*) FROM steps WHERE {of_run()}) = ?
+          AND (SELECT count(*) FROM tool_results WHERE {of_run()}) = ?
         """,
         [
             os.getpid(),
             socket.gethostname(),
             run_id,
             run_id,
+            run_id,
             len(history.steps),
+            run_id,
             run_id,
             history.result_count,
         ],

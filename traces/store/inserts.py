@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import duckdb
 
-from traces.store.tables import COLUMNS, DEDUPLICATED, DERIVED, RunUpdate, stored_columns
+from traces.store.tables import (
+    COLUMNS,
+    DEDUPLICATED,
+    DERIVED,
+    NEXT_RUN_KEY,
+    PER_RUN,
+    RunUpdate,
+    stored_columns,
+    written_fields,
+)
 
 Shape = str
 """How a column is bound: `CONSTANT` (its one value), `LIST` (a list of Python values), the
@@ -107,7 +116,7 @@ def insert_sql(
     shape says (see `Shape`). `into` names another table of the same columns to insert into
     (e.g. in an attached database). `dedup` applies to the tables of `tables.DEDUPLICATED`
     (see `Dedup`)."""
-    fields = COLUMNS[table]
+    fields = written_fields(table)
     parts = []
     number = 0  # parameters are numbered in order, the packed object's last
     packed = {f: shape[1:] for f, shape in zip(fields, shapes, strict=True) if _packed(shape)}
@@ -129,7 +138,7 @@ def insert_sql(
     if names != fields:
         # The row's fields under their names, then the stored columns computed from them.
         named = ", ".join(f"{value} AS {name}" for value, name in zip(parts, fields, strict=True))
-        derived = DERIVED.get(table, {})
+        derived = {**DERIVED.get(table, {}), **({"key": NEXT_RUN_KEY} if table == "runs" else {})}
         values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named})"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
@@ -170,13 +179,15 @@ def insert_rows(
     into: str | None = None,
     *,
     check_stored: bool = True,
+    keys: dict[str, int] | None = None,
 ) -> None:
     """Insert rows of `table` (its row type's tuples) with one statement (into the table
     `into` of the same columns, when given). Without `check_stored`, a lake stores rows of a
-    deduplicated table without looking for them first (see `Dedup`)."""
+    deduplicated table without looking for them first (see `Dedup`). `keys`: run keys known
+    in this transaction, as `run_keys` takes them."""
     if rows:
         columns = [list(column) for column in zip(*rows, strict=True)]
-        insert_columns(conn, table, columns, into, check_stored=check_stored)
+        insert_columns(conn, table, columns, into, check_stored=check_stored, keys=keys)
 
 
 def insert_columns(
@@ -186,16 +197,19 @@ def insert_columns(
     into: str | None = None,
     *,
     check_stored: bool = True,
+    keys: dict[str, int] | None = None,
 ) -> None:
     """Insert rows of `table` given as one list per column, in its columns' order, with one
-    statement (into the table `into` of the same columns, when given; `check_stored` as
-    for `insert_rows`). Each column is bound as `shape_of` says."""
+    statement (into the table `into` of the same columns, when given; `check_stored` and
+    `keys` as for `insert_rows`). Each column is bound as `shape_of` says."""
     if len(columns) != len(COLUMNS[table]):
         raise ValueError(
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
         )
     if not columns[0]:
         return
+    if table in PER_RUN:
+        columns = [*columns, run_keys(conn, columns[COLUMNS[table].index("run_id")], keys)]
     shapes = tuple(shape_of(column, first=not i) for i, column in enumerate(columns))
     dedup: Dedup = "key"
     if table in DEDUPLICATED:
@@ -208,7 +222,38 @@ def insert_columns(
     sql = _INSERTS.get(key)
     if sql is None:
         sql = _INSERTS[key] = insert_sql(table, shapes, into, dedup=dedup)
-    conn.execute(sql, parameters(columns, shapes, COLUMNS[table]))
+    conn.execute(sql, parameters(columns, shapes, written_fields(table)))
+
+
+_KEY_OF_RUN = "SELECT key FROM runs WHERE id = ?"
+_KEYS_OF_RUNS = (
+    "SELECT id, key FROM runs WHERE id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]')))"
+)
+
+
+def run_keys(
+    conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str], known: dict[str, int] | None = None
+) -> list[int | None]:
+    """The `runs.key` of each of `run_ids` (None for a run the store lacks), as the rows of a
+    per-run table are stored with it (migration 12). Looked up here rather than joined in
+    the insert: a join scans every id of `runs` per statement (37 ms for a recorder's one
+    step at 50,000 runs), a lookup of one id is one probe of the key's index (0.8 ms of
+    CPU). `known`: keys looked up before in the same transaction (a run's key never changes
+    once stored), used and completed, so a recorder's step looks its run up once, not once
+    per table."""
+    found = {} if known is None else known
+    missing = [run_id for run_id in dict.fromkeys(run_ids) if run_id not in found]
+    if len(missing) == 1:
+        row = conn.execute(_KEY_OF_RUN, missing).fetchone()
+        if row is not None and row[0] is not None:
+            found[missing[0]] = row[0]
+    elif missing:
+        found.update(
+            (run_id, key)
+            for run_id, key in conn.execute(_KEYS_OF_RUNS, [json_list(missing)]).fetchall()
+            if key is not None
+        )
+    return [found.get(run_id) for run_id in run_ids]
 
 
 def update_runs(conn: duckdb.DuckDBPyConnection, updates: Sequence[tuple[Any, ...]]) -> None:

@@ -65,7 +65,7 @@ from traces.store.run_tables import (
     classify,
     store_tables,
 )
-from traces.store.tables import DERIVED
+from traces.store.tables import DERIVED, RUN_KEY
 from traces.store.writer_process import close_interrupted
 
 IMPORTS = "imports"
@@ -413,6 +413,7 @@ def copy_source(
             WHERE t.id = m.src_id AND m.state IN ('new', 'renamed') AND t.status = 'running'"""
         )
     _count(conn, report, src, into)
+    _number_runs(conn, src, into)
     copied = [table for table, role in roles.items() if role is not Role.own]
     for table in copied:
         report.rows[table] = _copy_table(
@@ -469,6 +470,22 @@ def _plan(conn: duckdb.DuckDBPyConnection, table: str, src: str, dst: str) -> No
         )
 
 
+def _number_runs(conn: duckdb.DuckDBPyConnection, src: str, dst: str) -> None:
+    """Give each run the plan copies its key in the destination (`dst_key`): the numbers
+    after the destination's, in the source's order, so that the copied rows, stored in that
+    order, keep their runs' keys together (migration 12)."""
+    runs = _plan_table(RUNS)
+    conn.execute(f"ALTER TABLE {runs} ADD COLUMN dst_key BIGINT")
+    conn.execute(
+        f"""UPDATE {runs} m SET dst_key = n.dst_key FROM (
+            SELECT p.src_id, (SELECT coalesce(max(key), 0) FROM {dst}.main.{RUNS})
+                   + row_number() OVER (ORDER BY t.key, t.id) AS dst_key
+            FROM {runs} p JOIN {src}.main.{RUNS} t ON t.id = p.src_id
+            WHERE p.state IN ('new', 'renamed')
+        ) n WHERE n.src_id = m.src_id"""
+    )
+
+
 def _count(conn: duckdb.DuckDBPyConnection, report: SourceReport, src: str, dst: str) -> None:
     """What the plan of `runs` says, into the report."""
     runs = _plan_table(RUNS)
@@ -514,7 +531,9 @@ def _copy_table(
     derived = DERIVED.get(table, {})
     for column in columns:
         target = REFERENCES.get((table, column))
-        if column in derived:
+        if (table, column) in ((RUNS, "key"), (table, RUN_KEY)) and role is not Role.shared:
+            values.append("m.dst_key")  # numbered in the destination (`_number_runs`)
+        elif column in derived:
             # Computed from the row again, never copied: a lake may hold a 128-bit key less
             # exactly than the file it came from did.
             values.append(re.sub(rf"\b({'|'.join(columns)})\b", r"t.\1", derived[column]))

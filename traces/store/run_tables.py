@@ -110,3 +110,31 @@ def store_tables(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, tup
     for table, column in rows:
         tables.setdefault(table, []).append(column)
     return {table: tuple(columns) for table, columns in tables.items()}
+
+
+def of_run(run_id: str = "?", table: str = "") -> str:
+    """SQL that holds for the rows of one run of a per-run table (`table`: its alias, if
+    any), the run's id given by `run_id` (a parameter, `?` by default: then bound twice).
+
+    A filter on `run_id` alone reads the whole column (DuckDB's zone maps keep 8 bytes of a
+    string, and every run id starts with its date); the run's integer key (migration 12),
+    looked up once in `runs`, lets the scan skip every row group that holds none of the
+    run's rows. The id is compared as well: two writers of one lake may have given two runs
+    the same key."""
+    prefix = f"{table}." if table else ""
+    return (
+        f"{prefix}run_key = (SELECT key FROM runs WHERE id = {run_id}) "
+        f"AND {prefix}{RUN_COLUMN} = {run_id}"
+    )
+
+
+def of_runs(run_ids: str, table: str = "") -> str:
+    """SQL that holds for the rows of a batch of runs (`run_ids`: SQL of a one-column query
+    of their ids, e.g. `SELECT unnest(?)`): the range of their keys lets the scan skip the
+    row groups outside it (runs stored together have neighbouring keys), then their ids."""
+    prefix = f"{table}." if table else ""
+    keys = f"FROM runs WHERE id IN ({run_ids})"
+    return (
+        f"{prefix}run_key BETWEEN (SELECT min(key) {keys}) AND (SELECT max(key) {keys}) "
+        f"AND {prefix}{RUN_COLUMN} IN ({run_ids})"
+    )

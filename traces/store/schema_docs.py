@@ -74,6 +74,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "sample": "The id of the dataset sample the run answers (a task with a "
             "`[dataset]`; its scorer's verdict is `success`, its explanation "
             "`success_detail`); null otherwise.",
+            "key": "The run's number in this store, in the order runs were stored: rows of a "
+            "run carry it as `run_key`, which reads of one run filter on (not unique across "
+            "writers of one lake; the id is).",
         },
     ),
     "messages": (
@@ -141,6 +144,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "resumption": "On the first step a `traces record --resume` sent: which "
             "resumption of the run it was (1, 2, …); null on every other step. The request "
             "was rebuilt from the store and the tools' state replayed from the recorded calls.",
+            "run_key": "The run's `runs.key`: what a read of one run filters on.",
         },
     ),
     "step_messages": (
@@ -162,6 +166,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "step_idx": "Step whose request added the message.",
             "position": "Position of the message in the request (0-based).",
             "key": "The message's `messages.key` (md5 of its hash as a 128-bit number).",
+            "run_key": "The run's `runs.key`.",
         },
     ),
     "tool_calls": (
@@ -179,6 +184,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "json_valid": "Whether the arguments parse as a JSON object.",
             "schema_valid": "Whether they validate against the declared tool schema.",
             "schema_error": "First schema error as `path: message`.",
+            "run_key": "The run's `runs.key`.",
         },
     ),
     "tool_results": (
@@ -201,6 +207,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "duration_ms": "Execution wall time.",
             "structured": "An MCP tool's `structuredContent`, as the server sent it, beside "
             "the text it returned (`output`); null for other tools and when a server sent none.",
+            "run_key": "The run's `runs.key`.",
         },
     ),
     "imports": (
@@ -231,6 +238,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "created_at": "When the check ran (UTC).",
             "confidence": "How likely an inferred finding is right, 0 to 1 (from the strength "
             "of its evidence); null when the check observed it directly.",
+            "run_key": "The run's `runs.key`.",
         },
     ),
     "ledgers": (
@@ -265,6 +273,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "declarations), estimated in host tokens.",
             "check_version": "Version of the checks that wrote the row.",
             "created_at": "When the checks ran (UTC).",
+            "run_key": "The run's `runs.key`.",
         },
     ),
     "step_counts": (

@@ -16,7 +16,11 @@ and each gets a session of its own, with its own DuckDB cursor, that is its own 
 Messages are stored once, by hash, and two transactions that both insert one conflict when
 the second commits. The writer's transactions are short and are never open while another
 commits (`commit_lock`); a long one (an import) gives way when it commits: the messages it
-inserted that another transaction committed in the meantime are dropped from it first.
+inserted that another transaction committed in the meantime are dropped from it first. One
+case cannot be settled so: a long transaction that inserts a message another committed
+after it began fails at that insert (DuckDB checks the key against every committed row, and
+the transaction cannot see the row to skip it). `lost_to_a_concurrent_commit` names that
+failure, and the import starts over, as it does after a lake's conflict.
 
 The server exits when its last client leaves (or when none came), after closing the file;
 its life lock lets the next server wait for that.
@@ -464,6 +468,22 @@ class Server:
                         f"DELETE FROM {table} WHERE rowid >= ? AND {key} IN (SELECT unnest(?))",
                         [self.local_rowid, [row[0] for row in taken]],
                     )
+
+
+def lost_to_a_concurrent_commit(exc: BaseException) -> bool:
+    """Whether a served store's long transaction failed on a message (a deduplicated row)
+    that another session committed after it began: trying again, in a transaction that sees
+    that row and skips it, succeeds. (A file opened by one process has no other session, so
+    the same error there is not this one.)"""
+    if not isinstance(exc, duckdb.ConstraintException):
+        return False
+    text = str(exc)
+    return "Duplicate key" in text and any(f'"{key}: ' in text for key in _MESSAGE_KEYS)
+
+
+_MESSAGE_KEYS = ("key", *DEDUPLICATED.values())
+"""The columns a deduplicated table's duplicate is reported by: the primary key (`key`, the
+128-bit number of `messages`) and the dedup key itself."""
 
 
 def _execute(cursor: duckdb.DuckDBPyConnection, many: bool, sql: str, params: Any) -> None:

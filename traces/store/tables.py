@@ -258,6 +258,15 @@ the row (by this expression over its columns' names), after the row's own column
 ships it."""
 
 
+RUN_KEY = "run_key"
+"""The column of every per-run table that holds its run's `runs.key` (migration 12)."""
+
+NEXT_RUN_KEY = "(SELECT coalesce(max(key), 0) FROM runs) + row_number() OVER ()"
+"""A new run's `key`: the next numbers, in the order the runs are stored. Two writers of one
+lake may draw the same number; readers filter on the run's id as well, so a shared key
+costs them a row group more to read, never a wrong row."""
+
+
 class Stored(NamedTuple):
     """Where the rows of a table of `ROW_TYPES` that is a view over a base table go."""
 
@@ -273,13 +282,22 @@ message's 16-byte key instead of its 64-character hash, which the view `step_mes
 gives back from `messages`."""
 
 
+def written_fields(table: str) -> tuple[str, ...]:
+    """The values an insert of `table` (a key of `ROW_TYPES`) binds: its row's fields, then,
+    for a per-run table, its run's key."""
+    return (*COLUMNS[table], RUN_KEY) if table in PER_RUN else COLUMNS[table]
+
+
 def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     """The base table the rows of `table` (a key of `ROW_TYPES`) are inserted into, and its
-    columns in order: the row's fields it keeps, then the `DERIVED` ones."""
+    columns in order: the row's fields it keeps, then the `DERIVED` ones, then the run key
+    (a per-run table's `run_key`, bound by the insert; a new run's `key`, computed by it)."""
     stored = STORED.get(table)
     base, dropped = (table, ()) if stored is None else stored
     kept = tuple(c for c in COLUMNS[table] if c not in dropped)
-    return base, (*kept, *DERIVED.get(table, {}))
+    # Added by migration 12, hence last.
+    keys = (RUN_KEY,) if table in PER_RUN else ("key",) if table == "runs" else ()
+    return base, (*kept, *DERIVED.get(table, {}), *keys)
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -287,3 +305,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     for table, row_type in ROW_TYPES.items()
 }
 """The columns of each table of `ROW_TYPES`, in the order of its rows' fields."""
+
+PER_RUN = frozenset(table for table, fields in COLUMNS.items() if "run_id" in fields)
+"""The tables of `ROW_TYPES` whose rows belong to a run: each is stored with its run's key,
+which an insert looks up (`traces.store.inserts`), after the row's own columns."""

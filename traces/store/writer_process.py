@@ -37,6 +37,7 @@ import duckdb
 
 from traces.store.inserts import insert_rows, update_runs
 from traces.store.lake import error_line, transaction
+from traces.store.run_tables import RUN_COLUMN
 from traces.store.tables import COLUMNS, ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
 
@@ -195,6 +196,7 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
 
     def insert() -> None:
         rows.clear()
+        keys: dict[str, int] = {}  # each run's key looked up once per transaction
         for w in work:
             for _, op in w.ops:
                 if w.replay and _stored(conn, op):
@@ -204,7 +206,7 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
         for table in ROW_TYPES:  # a run before its steps
             # A recorder sends each message once (`Recorder.queue_step`); on a lake, what
             # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
-            insert_rows(conn, table, rows[table], check_stored=False)
+            insert_rows(conn, table, rows[table], check_stored=False, keys=keys)
         update_runs(conn, rows["run_updates"])
 
     try:
@@ -232,6 +234,9 @@ def _stored(conn: duckdb.DuckDBPyConnection, op: Rows) -> bool:
         if rows:
             values = [rows[0][COLUMNS[table].index(column)] for column in key]
             where = " AND ".join(f"{column} = ?" for column in key)
+            if key[0] == RUN_COLUMN:  # found by its run's key (`run_tables.of_run`)
+                where = f"run_key = (SELECT key FROM runs WHERE id = ?) AND {where}"
+                values = [values[0], *values]
             found = conn.execute(f"SELECT 1 FROM {table} WHERE {where}", values).fetchone()
             return found is not None
     return False
