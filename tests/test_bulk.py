@@ -148,3 +148,15 @@ def test_what_json_cannot_carry() -> None:
     assert conn.execute(
         "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))", [json_list(texts)]
     ).fetchall() == [(t,) for t in texts]
+
+
+def test_the_packed_object_is_decoded_once_whatever_its_fields() -> None:
+    """A one-row batch packs nearly every column into one JSON object: the statement
+    decodes it once. (Decoded in each field's expression, DuckDB parsed its whole type
+    once per field: most of a recorder's commit.)"""
+    columns = [*_columns("steps", 1, "constant"), [1]]  # and the run's key
+    shapes = tuple(shape_of(c, first=not i) for i, c in enumerate(columns))
+    packed = [s for s in shapes if s.startswith(CONSTANT) and s != CONSTANT]
+    as_json = [s for s in shapes if s not in (LIST, CONSTANT) and not s.startswith(CONSTANT)]
+    assert len(packed) > 20
+    assert insert_sql("steps", shapes).count("from_json(") == 1 + len(as_json)
