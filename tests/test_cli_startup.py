@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -128,19 +129,7 @@ def small_db(tmp_path_factory: pytest.TempPathFactory, sim: SimServer) -> Path:
 def test_reading_commands_import_only_what_they_need(
     argv: list[str], small_db: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "modules.json"
-    env = {**os.environ, "TRACES_DB": str(small_db)}
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(out), *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    probe = json.loads(out.read_text())
-    assert probe["code"] == 0, done.stderr
+    probe = _probed(argv, small_db, tmp_path)
     modules = set(probe["modules"])
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
     # The project's pydantic models stay out, and pydantic itself: typer converts option values
@@ -157,6 +146,24 @@ def test_reading_commands_import_only_what_they_need(
     assert probe["gc"] is ("--help" not in argv)
 
 
+def _probed(argv: list[str], db: Path, tmp_path: Path) -> dict[str, Any]:
+    """What `traces ARGV` on `db` imported (`modules`), its exit code and whether the
+    collector was on at the end, from `_PROBE` in a fresh interpreter."""
+    out = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(out), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRACES_DB": str(db)},
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    probe: dict[str, Any] = json.loads(out.read_text())
+    assert probe["code"] == 0, done.stderr
+    return probe
+
+
 @pytest.mark.parametrize(
     "argv",
     [["compare", "--format", "json"], ["report", "--html", "{tmp}/r.html"]],
@@ -168,20 +175,7 @@ def test_comparing_stored_runs_imports_nothing_of_recording(
     # compare without --suite and report without --policy read the store: the endpoint
     # client (openai), the simulator, the recorder and the checks are for recording and
     # judging, and importing them was a second of start-up at every comparison.
-    out = tmp_path / "modules.json"
-    env = {**os.environ, "TRACES_DB": str(small_db)}
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(out), *(a.format(tmp=tmp_path) for a in argv)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    probe = json.loads(out.read_text())
-    assert probe["code"] == 0, done.stderr
-    modules = set(probe["modules"])
+    modules = set(_probed([a.format(tmp=tmp_path) for a in argv], small_db, tmp_path)["modules"])
     assert "numpy" in modules  # the comparison did run
     heavy = {"openai", "httpx", "jinja2", "jsonschema", "mcp", "uvicorn"}
     assert not [m for m in modules if m.split(".")[0] in heavy]

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import traces
+
+if TYPE_CHECKING:  # reading commands import this module, and need no multiprocessing
+    from multiprocessing.connection import Connection
 
 
 def child_env() -> dict[str, str]:
@@ -27,3 +31,12 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def send_or_exit(results: Connection, message: tuple[Any, ...]) -> None:
+    """A worker's answer to the process that started it; when that one is gone, nothing is
+    left to do, and the worker ends at once."""
+    try:
+        results.send(message)
+    except OSError:
+        os._exit(1)

@@ -9,7 +9,6 @@ closes it closes its file (so that it can be attached) and says so.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from multiprocessing.connection import Connection
@@ -28,6 +27,7 @@ from analyzer.checks.persist import (
 )
 from traces import interrupts
 from traces.errors import TracesError
+from traces.processes import send_or_exit
 from traces.store import lake
 from traces.store.inserts import insert_columns, insert_rows, json_list
 from traces.store.lake import LakeStore
@@ -73,13 +73,6 @@ def _check(
     return ("done", counts, len(ids))
 
 
-def _send(results: Connection, message: tuple[Any, ...]) -> None:
-    try:
-        results.send(message)
-    except OSError:
-        os._exit(1)  # the analyzing process is gone: nothing left to do
-
-
 def serve(jobs_fd: int, results_fd: int) -> None:
     """A worker's life: the setup, then chunks until the job pipe closes."""
     interrupts.ignore_in_child()  # the analyzing process decides when a worker stops
@@ -96,16 +89,16 @@ def serve(jobs_fd: int, results_fd: int) -> None:
                     ids = jobs.recv()
                 except (EOFError, OSError):
                     break
-                _send(results, _check(conn, setup, messages, ids))
+                send_or_exit(results, _check(conn, setup, messages, ids))
             conn.close()
             conn = None
-            _send(results, ("closed",))
+            send_or_exit(results, ("closed",))
         except TracesError as err:
-            _send(results, ("error", str(err)))
+            send_or_exit(results, ("error", str(err)))
         except duckdb.Error as err:
-            _send(results, ("error", f"cannot analyze: {str(err).splitlines()[0]}"))
+            send_or_exit(results, ("error", f"cannot analyze: {str(err).splitlines()[0]}"))
         except Exception:
-            _send(results, ("failed", traceback.format_exc()))
+            send_or_exit(results, ("failed", traceback.format_exc()))
         finally:
             if conn is not None:
                 conn.close()

@@ -8,21 +8,13 @@ with ("done", {group: its statistics}), or ("failed", traceback) on a bug.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
 
 from analyzer.compare.resampling import bootstrap_job
 from traces import interrupts
-
-
-def _send(results: Connection, message: tuple[Any, ...]) -> None:
-    try:
-        results.send(message)
-    except OSError:
-        os._exit(1)  # the comparing process is gone: nothing left to do
+from traces.processes import send_or_exit
 
 
 def serve(jobs_fd: int, results_fd: int) -> None:
@@ -36,9 +28,9 @@ def serve(jobs_fd: int, results_fd: int) -> None:
         except (EOFError, OSError):
             break
         try:
-            _send(results, ("done", {job.group: bootstrap_job(job) for job in share}))
+            send_or_exit(results, ("done", {job.group: bootstrap_job(job) for job in share}))
         except Exception:
-            _send(results, ("failed", traceback.format_exc()))
+            send_or_exit(results, ("failed", traceback.format_exc()))
             break
     results.close()
 
