@@ -29,6 +29,8 @@ class _Server:
         self.answer = answer
         self.connections = 0
         self.requests: list[bytes] = []
+        self.answers_sent = 0
+        """Answers written whole (every piece drained)."""
         self.closed_by_client = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -55,6 +57,7 @@ class _Server:
                     writer.write(piece)
                     await writer.drain()
                     await asyncio.sleep(0.005)
+                self.answers_sent += 1
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed_by_client.set()
         writer.close()
@@ -71,6 +74,13 @@ async def _serving(
         yield server, f"http://127.0.0.1:{port}/v1/chat/completions"
     finally:
         listener.close()
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait (on the loop the test server shares) until `condition` holds."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 async def _read(answer: PlainAnswer) -> bytes:
@@ -161,7 +171,10 @@ def test_an_answer_left_unread_does_not_leak_into_the_next() -> None:
             pool = PlainPool(5, 5)
             first = await _send(pool, url)
             assert await anext(first.pieces()) == b"first"
-            await asyncio.sleep(0.05)  # the rest arrives, unread
+            # The rest arrives, unread: sent whole (on a loaded machine the server's pauses
+            # between pieces can outlast any fixed wait), then given time to reach the client.
+            await _until(lambda: server.answers_sent == 1)
+            await asyncio.sleep(0.05)
             await first.aclose()
             assert await _read(await _send(pool, url)) == b"second"
             assert server.connections == 1
