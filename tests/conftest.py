@@ -327,3 +327,17 @@ def npm_server_path(program: str) -> str:
             pytest.fail(message + " (CI must install it: see .ci/run)")
         pytest.skip(message)
     return path
+
+
+def migrate_to(conn: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Give `conn` the schema of an older release: migrations 1..`version` applied and
+    recorded, as that release left them."""
+    from traces.store.migrations import MIGRATIONS
+
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL)"
+    )
+    for number, name, sql in MIGRATIONS[:version]:
+        conn.execute(sql)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])

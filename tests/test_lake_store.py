@@ -23,7 +23,7 @@ from traces.store.lake_schema import FIRST_VERSION, adapt, create_sql, lake_type
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import MessageRow
 
-from conftest import REPO, TASKS, run_cli
+from conftest import REPO, TASKS, migrate_to, run_cli
 from recording import record
 from resume_helpers import cut
 
@@ -113,13 +113,7 @@ def test_a_migration_is_adapted_or_refused() -> None:
 def test_an_older_lake_is_upgraded_by_the_later_migrations(lake: LakeStore, tmp_path: Path) -> None:
     # A lake created by an older release: the schema of version 6, as a lake holds it.
     old = duckdb.connect()
-    old.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL)"
-    )
-    for number, name, sql in MIGRATIONS[:6]:
-        old.execute(sql)
-        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    migrate_to(old, 6)
     applied = [[n, name] for n, name, _ in MIGRATIONS[:6]]
     conn = connect(lake, read_only=False)
 

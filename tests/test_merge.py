@@ -27,7 +27,7 @@ from traces.importing import ImportOptions, import_files
 from traces.sim.server import SimServer
 from traces.store.database import open_file_for_writing, open_for_writing
 from traces.store.merge import attach_file, copy_source, merge_stores
-from traces.store.migrations import MIGRATIONS, latest_version
+from traces.store.migrations import latest_version
 from traces.store.run_tables import (
     KEYED,
     OWN,
@@ -38,7 +38,7 @@ from traces.store.run_tables import (
     store_tables,
 )
 
-from conftest import REPO, run_cli, run_cli_in_process, table_counts
+from conftest import REPO, migrate_to, run_cli, run_cli_in_process, table_counts
 from recording import record
 from run_keys import disagreements, without_keys
 
@@ -432,13 +432,7 @@ def _downgraded(store: Path, path: Path, version: int) -> Path:
     """`store`'s rows in a store a release at schema `version` wrote: its tables and columns
     (migrations 1..version), a column that was NOT NULL then given as 0 when now unknown."""
     old = duckdb.connect(str(path))
-    old.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL)"
-    )
-    for number, name, sql in MIGRATIONS[:version]:
-        old.execute(sql)
-        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    migrate_to(old, version)
     old.execute(f"ATTACH '{store}' AS new (READ_ONLY)")
     for table, columns in store_tables(old, _catalog(old)).items():
         if table in OWN:

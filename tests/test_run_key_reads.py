@@ -28,6 +28,7 @@ from traces.store.database import open_for_writing
 from traces.store.migrations import MIGRATIONS, migrate
 from traces.store.run_tables import of_run
 
+from conftest import migrate_to
 from run_keys import disagreements
 
 RUNS = 5_000
@@ -183,13 +184,7 @@ def test_the_checks_loader_reads_its_runs_only(store: duckdb.DuckDBPyConnection)
 
 def test_migration_12_numbers_the_runs_of_an_older_store_in_their_order(tmp_path: Path) -> None:
     conn = duckdb.connect(str(tmp_path / "old.duckdb"))
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL)"
-    )
-    for number, name, sql in MIGRATIONS[:11]:
-        conn.execute(sql)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    migrate_to(conn, 11)
     conn.execute(
         """
         INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, settings,

@@ -30,6 +30,8 @@ from traces.store.migrations import MIGRATIONS, latest_version
 from traces.store.recorder import Recorder
 from traces.store.schema_docs import TABLES
 
+from conftest import migrate_to
+
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
@@ -98,13 +100,7 @@ def _upgraded(db_path: Path, version: int, insert: str) -> duckdb.DuckDBPyConnec
     """Open for writing a database a release at schema `version` left with the row `insert`."""
 
     old = duckdb.connect(str(db_path))
-    old.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL)"
-    )
-    for number, name, sql in MIGRATIONS[:version]:
-        old.execute(sql)
-        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    migrate_to(old, version)
     old.execute(insert)
     old.close()
     return open_for_writing(db_path)

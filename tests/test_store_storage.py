@@ -24,8 +24,10 @@ from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
-from traces.store.migrations import MIGRATIONS, latest_version
+from traces.store.migrations import latest_version
 from traces.store.tables import MessageRow
+
+from conftest import migrate_to
 
 REPO = Path(__file__).resolve().parent.parent
 EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
@@ -60,13 +62,7 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     """A store at schema `version` holding every row of `source` (the columns that schema
     has), in `source`'s row order, as a release at that version wrote it."""
     old = duckdb.connect(str(path))
-    old.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL)"
-    )
-    for number, name, sql in MIGRATIONS[:version]:
-        old.execute(sql)
-        old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    migrate_to(old, version)
     old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
     for table in _tables(old):
         names = ", ".join(_columns(old, table))
