@@ -12,10 +12,13 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +26,21 @@ import duckdb
 import pytest
 
 from traces.errors import DatabaseError
-from traces.model import message_hash
+from traces.model import RunRecord, message_hash
 from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store import rendezvous
-from traces.store.database import is_served, open_for_reading, open_for_writing
+from traces.store.database import (
+    is_served,
+    open_file_for_writing,
+    open_for_reading,
+    open_for_writing,
+)
 from traces.store.inserts import insert_rows
 from traces.store.recorder import Recorder
+from traces.store.rows import run_row
 from traces.store.tables import MessageRow
+from traces.store.writer_process import Recording, Writer
 
 from conftest import REPO, TASKS, query_rows, run_cli
 
@@ -47,6 +57,7 @@ from traces.model import RunOutcome, RunRecord, RunStatus, StepRecord, Terminati
 from traces.store.recorder import Recorder
 
 db, run_id, steps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+pauses = {int(i) for i in sys.argv[4].split(",") if i}
 
 async def main(recorder):
     print(f"server {recorder.writer_pid}", flush=True)
@@ -65,6 +76,8 @@ async def main(recorder):
             server = recorder.writer_pid
             print(f"server {server}", flush=True)
         print(f"acked {i}", flush=True)
+        if i in pauses:
+            sys.stdin.readline()  # until the test lets it go on
     await recorder.end_run(run_id, RunOutcome(
         status=RunStatus.COMPLETED, termination=Termination.COMPLETED, ended_at=datetime.now(),
         steps=steps))
@@ -80,10 +93,13 @@ finally:
 class Acking:
     """An acking recording process and what it has said so far."""
 
-    def __init__(self, db: Path, run_id: str, steps: int) -> None:
+    def __init__(self, db: Path, run_id: str, steps: int, pauses: Iterable[int] = ()) -> None:
+        """Start it; after acknowledging each step in `pauses`, it waits until released."""
+        pause_list = ",".join(map(str, pauses))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _ACKING_RECORDER, str(db), run_id, str(steps)],
+            [sys.executable, "-c", _ACKING_RECORDER, str(db), run_id, str(steps), pause_list],
             cwd=REPO,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -107,6 +123,12 @@ class Acking:
         """Read its output until step `index` is acknowledged."""
         while self.acked < index:
             assert self._read_line(), f"the recorder ended before step {index}"
+
+    def release(self) -> None:
+        """Let a paused recorder go on."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
 
     def finish(self) -> int:
         """Read to the end; its exit code."""
@@ -140,9 +162,11 @@ def slow_sim() -> Iterator[SimServer]:
 
 @pytest.mark.slow
 def test_every_acknowledged_step_is_visible_to_the_next_read(db_path: Path) -> None:
-    recorder = Acking(db_path, "r", 400)
+    # It waits at each read, so it is still recording when read, however slow the reads.
+    pauses = (5, 60, 200)
+    recorder = Acking(db_path, "r", 210, pauses)
     try:
-        for index in (5, 60, 200):
+        for index in pauses:
             recorder.until_acked(index)
             # A read command, as a user runs it, while the recorder holds the store.
             done = run_cli(
@@ -153,9 +177,10 @@ def test_every_acknowledged_step_is_visible_to_the_next_read(db_path: Path) -> N
             listed = run_cli("runs", "--db", str(db_path), "-f", "json")
             [run] = json.loads(listed.stdout)
             assert run["status"] == "running" and run["steps"] >= index + 1
+            recorder.release()
     finally:
         assert recorder.finish() == 0
-    assert _steps(db_path, "r") == list(range(400))
+    assert _steps(db_path, "r") == list(range(210))
 
 
 @pytest.mark.slow
@@ -482,17 +507,25 @@ def test_two_recorders_and_a_reader_at_once(db_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_of_one_recorder_spares_the_other_and_its_committed_steps(db_path: Path) -> None:
-    victim, survivor = Acking(db_path, "victim", 100_000), Acking(db_path, "survivor", 400)
+    victim = Acking(db_path, "victim", 100_000)
+    survivor = Acking(db_path, "survivor", 400, [300])  # still recording when its status is read
     victim.until_acked(random.randint(20, 150))
     acked = victim.acked
     victim.kill()
     try:
         survivor.until_acked(300)
-        # The server closed the dead recorder's run at once, and only that one.
-        with open_for_reading(db_path) as conn:
-            status = dict(conn.execute("SELECT id, status FROM runs").fetchall())
+        # The server closed the dead recorder's run as soon as it was gone (not when the
+        # next server opens the store), and only that one.
+        deadline = time.monotonic() + 10
+        while True:
+            with open_for_reading(db_path) as conn:
+                status = dict(conn.execute("SELECT id, status FROM runs").fetchall())
+            if status["victim"] != "running" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert status == {"victim": "interrupted", "survivor": "running"}
     finally:
+        survivor.release()
         assert survivor.finish() == 0
     kept = _steps(db_path, "victim")
     assert kept == list(range(len(kept))) and len(kept) > acked
@@ -504,10 +537,10 @@ def test_kill_9_of_one_recorder_spares_the_other_and_its_committed_steps(db_path
 @pytest.mark.slow
 @pytest.mark.parametrize("when", [3, 77, 190])
 def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, when: int) -> None:
-    # Steps enough after the latest kill (190) for both recorders to reconnect and resend;
-    # more only cost the server's CPU (about 20 ms an acknowledged step).
-    steps = 250
-    first, second = Acking(db_path, "a", steps), Acking(db_path, "b", steps)
+    # Both wait after step `when` until the server is dead, so both have steps left to send
+    # (when they ran on freely, a fast server let one finish before the kill).
+    steps = when + 30
+    first, second = Acking(db_path, "a", steps, [when]), Acking(db_path, "b", steps, [when])
     try:
         first.until_acked(when)
         second.until_acked(when)
@@ -515,6 +548,8 @@ def test_kill_9_of_the_server_loses_nothing_the_recorders_resend(db_path: Path, 
         os.kill(server, signal.SIGKILL)
         _wait_gone(server)
     finally:
+        first.release()
+        second.release()
         assert first.finish() == 0 and second.finish() == 0
     # Both moved on to a new server (one they shared, or, when one recorder finished before
     # the other reconnected, one each in turn: the file lock lets only one hold the store),
@@ -693,3 +728,36 @@ def test_runs_that_end_early_are_checked_while_the_recording_goes_on(db_path: Pa
     assert all(r["findings"] > 0 for r in runs)
     # The first run to end had its findings stored before the last run ended.
     assert runs[0]["checked"] < runs[-1]["ended_at"]
+
+
+def test_a_recorder_gone_while_still_dying_has_its_runs_closed_once_it_has_ended(
+    db_path: Path,
+) -> None:
+    # A killed process closes its sockets a moment before the kernel has it ended: the
+    # server, seeing its connection drop, must not take it for alive and leave its runs
+    # `running` until the next server opens the store.
+    dying = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    conn = open_file_for_writing(db_path)
+    try:
+        run = RunRecord(
+            id="r", task="t", task_path="t.toml", task_sha256="0" * 64, provider="p", model="m",
+            base_url="http://127.0.0.1:1/v1", settings={}, seed=0, started_at=datetime.now(),
+            recorder_pid=dying.pid, recorder_host=socket.gethostname(),
+        )  # fmt: skip
+        insert_rows(conn, "runs", [run_row(run)])
+        writer = Writer(conn.cursor(), threading.Lock(), on_end=lambda _: False)
+        writer.gone(Recording(pid=dying.pid, acknowledge=lambda _: None))
+        assert _statuses(conn) == {"r": "running"}  # alive when its connection dropped
+        dying.kill()
+        dying.wait()
+        deadline = time.monotonic() + 10
+        while _statuses(conn) == {"r": "running"} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _statuses(conn) == {"r": "interrupted"}
+    finally:
+        dying.kill()
+        conn.close()
+
+
+def _statuses(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(conn.cursor().execute("SELECT id, status FROM runs").fetchall())

@@ -242,8 +242,9 @@ class Server:
         finally:
             sock.close()
             self.where.socket.unlink(missing_ok=True)
-            self.fresh.close()
-            self.db.close()
+            with self.commit_lock:  # not in the middle of anyone's transaction
+                self.fresh.close()
+                self.db.close()
 
     def _accept(self, sock: socket.socket, starter: int) -> None:
         deadline = time.monotonic() + FIRST_CLIENT_WAIT_S

@@ -53,6 +53,10 @@ _TOKEN_TOTALS = ",\n".join(
 MAX_OPS_PER_COMMIT = 4096
 """Bound on one transaction, so a flood of queued work still gets acknowledged in steps."""
 
+DYING_WAIT_S = 5.0
+"""How long a recorder whose connection dropped while it still existed is watched for its
+end (a killed process takes milliseconds; one that lives on keeps its runs)."""
+
 CONFLICT_WAIT_S = 60.0
 """How long a batch that conflicts with another transaction (an analysis updating the same
 run) is retried before its recorders are told it failed."""
@@ -160,10 +164,30 @@ class Writer:
                 with contextlib.suppress(OSError):
                     recording.acknowledge(("bye", last))
             elif kind == "gone":
-                if not pid_alive(recording.pid):
-                    with self.commit_lock, contextlib.suppress(duckdb.Error):
-                        transaction(self.conn, lambda: mark_dead_runs_interrupted(self.conn))
-                self.on_end(recording)
+                alive = pid_alive(recording.pid)
+                if not alive:
+                    self._close_dead_runs()
+                if not self.on_end(recording) and alive:
+                    # A process being killed closes its sockets a moment before the kernel
+                    # has it ended: look again for a while, without holding up commits.
+                    # (When it was the last client the next server to open the store closes
+                    # its runs.)
+                    watch = threading.Thread(
+                        target=self._close_runs_once_dead, args=(recording.pid,), daemon=True
+                    )
+                    watch.start()
+
+    def _close_dead_runs(self) -> None:
+        with self.commit_lock, contextlib.suppress(duckdb.Error):  # closed: the next server will
+            transaction(self.conn, lambda: mark_dead_runs_interrupted(self.conn))
+
+    def _close_runs_once_dead(self, pid: int) -> None:
+        deadline = time.monotonic() + DYING_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if not pid_alive(pid):
+                self._close_dead_runs()
+                return
 
     def _commit(self, work: list[_Work]) -> dict[Recording, str | None]:
         """Commit every recorder's work in one transaction; when that fails, each
