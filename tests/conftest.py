@@ -132,15 +132,6 @@ def lake_extensions() -> None:
         lake_missing(f"the lake extra, pip install -e '.[lake]' ({missing})")
 
 
-def session_shared(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """A folder every pytest-xdist worker of this run reaches (their base temporary folders'
-    parent, which is this run's alone), for work done once per run instead of once per worker;
-    None without xdist, where the session is the run."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return None
-    return tmp_path_factory.getbasetemp().parent / "shared"
-
-
 @pytest.fixture(scope="session")
 def postgres(
     lake_extensions: None, tmp_path_factory: pytest.TempPathFactory
@@ -148,6 +139,8 @@ def postgres(
     """A PostgreSQL server of this session (Debian's binaries, an unprivileged user, a
     temporary directory, a Unix socket in it); tests create databases of their own. Each
     xdist worker runs its own, from a data directory initdb made once for the run."""
+    from shared_work import session_shared
+
     from postgres_server import PostgresCluster, find_bindir
 
     bindir = find_bindir()
@@ -155,9 +148,8 @@ def postgres(
         lake_missing("PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql)")
         raise AssertionError("unreachable")
     cluster = PostgresCluster(bindir)
-    shared = session_shared(tmp_path_factory)
     try:
-        cluster.start(None if shared is None else shared / "postgres")
+        cluster.start(session_shared(tmp_path_factory) / "postgres")
         yield cluster
     finally:
         cluster.stop()

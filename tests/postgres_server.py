@@ -6,15 +6,15 @@ as root), listening on a Unix socket in that directory only, password authentica
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+
+from shared_work import locked
 
 USER = "traces"
 """The cluster's superuser, the one the tests connect as."""
@@ -42,19 +42,6 @@ def _unprivileged() -> pwd.struct_passwd | None:
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
     raise RuntimeError("running as root, and neither user postgres nor nobody exists")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on file `path` (created if missing) for the block: the workers
-    of one session take turns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class PostgresCluster:
@@ -106,12 +93,13 @@ class PostgresCluster:
         if template is None:
             self._initdb()
         else:
-            with _locked(template.with_name(template.name + ".lock")):
+            with locked(template.with_name(template.name + ".lock")):
                 if (template / "password").is_file():
                     self.password = (template / "password").read_text().strip()
                     self._copy(template / "data", self.data)
                 else:
                     self._initdb()
+                    shutil.rmtree(template, ignore_errors=True)  # a worker failed half-way
                     self._copy(self.data, template / "data")
                     (template / "password").write_text(self.password + "\n")
         options = f"-k {self.root} -c listen_addresses='' -p {PORT} -c fsync=off"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel, Field
+from shared_work import locked
 
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
@@ -124,3 +126,29 @@ def record_many(db_path: Path, recordings: dict[str, Recording]) -> dict[str, Ru
         finally:
             recorder.close()
     return dict(zip(recordings, summaries, strict=True))
+
+
+def recorded_once(
+    shared: Path, name: str, recordings: dict[str, Recording], dest: Path
+) -> dict[str, RunSummary]:
+    """`record_many(dest, recordings)`, with the recording itself made once per test run:
+    the first caller (in any xdist worker) records into `shared/name` (`shared`: a folder
+    every worker of the run reaches, conftest's `session_shared`), every caller gets a copy
+    of that store at `dest` to analyze and write into as its own. Modules that analyze the
+    same recordings (every fault, every dialect) share them instead of each recording them
+    again, a few seconds of CPU per worker."""
+    store = shared / name / "t.duckdb"
+    summaries = shared / name / "summaries.json"
+    with locked(shared / f"{name}.lock"):
+        if not summaries.is_file():
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.unlink(missing_ok=True)  # a caller that failed half-way left it
+            recorded = record_many(store, recordings)
+            summaries.write_text(
+                json.dumps({key: s.model_dump(mode="json") for key, s in recorded.items()})
+            )
+    # The recorder closed the store: all of it is in the one file, nothing in a WAL.
+    shutil.copyfile(store, dest)
+    loaded = json.loads(summaries.read_text())
+    assert set(loaded) == set(recordings), "one name, one set of recordings"
+    return {key: RunSummary.model_validate(value) for key, value in loaded.items()}

@@ -5,9 +5,10 @@ The reference reads each run with one query per table and step, rebuilds every r
 the SQL macro `request_messages`, builds records with the dataclass constructors and runs
 every registered check; the fast path (`analyzer.checks.loader`, `persist`) batches, shares
 decoded JSON and skips constructors. The store holds every simulator fault recorded over
-real HTTP (the scenarios of test_checks_faults, imported from there so that every fault
-added to it is compared here too), every dialect recorded clean, streaming and not, and the
-import fixtures, so each check has something to find and something to pass.
+real HTTP and every dialect recorded clean, streaming and not (test_checks_faults's
+recordings, made once per test run for both modules, so that every fault added there is
+compared here too), and the import fixtures, so each check has something to find and
+something to pass.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from test_checks_faults import FAULT_FINDINGS, _recording
+from test_checks_faults import recorded_corpus
 
 from analyzer.checks.ledger import measure
 from analyzer.checks.loader import _Builder, load_runs
@@ -38,15 +39,11 @@ from analyzer.checks.persist import (
 from analyzer.checks.records import Call, Finding, Result, Run, Step
 from analyzer.checks.registry import run_checks
 from analyzer.cursor_rows import dict_rows
-from traces.dialects import DIALECTS
 from traces.importing import import_files
-from traces.replay import ReplayPolicy
-from traces.sim.config import SimConfig
 from traces.store.database import open_for_writing
 from traces.store.tables import LedgerRow
 
 from conftest import run_cli
-from recording import Recording, record_many
 
 pytestmark = pytest.mark.slow  # records every fault scenario over HTTP
 
@@ -56,20 +53,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "import"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A store of every fault scenario, clean runs of every dialect, and imported logs."""
-    db = tmp_path_factory.mktemp("equivalence") / "t.duckdb"
-    recordings = {fault: _recording(fault) for fault in FAULT_FINDINGS}
-    for name, dialect in DIALECTS.items():
-        for stream in (False, True):
-            recordings[f"{name}/{stream}"] = Recording(
-                sim=SimConfig(dialect=name),
-                stream=stream,
-                dialect=name,
-                settings={
-                    "replay": ReplayPolicy.for_dialect(dialect),
-                    "extra_body": dict(dialect.extra_body),
-                },
-            )
-    record_many(db, recordings)
+    db, _ = recorded_corpus(tmp_path_factory, "equivalence")
     import_files(db, [FIXTURES / "exchanges.jsonl", FIXTURES / "k2vv_results.jsonl"])
     conn = duckdb.connect(str(db), read_only=True)
     try:

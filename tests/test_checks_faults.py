@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_work import session_shared
 
 from analyzer.checks.catalogue import KINDS
 from analyzer.checks.persist import analyze_run, analyze_runs
@@ -23,6 +25,7 @@ from traces.probes.catalogue import PROBES_BY_NAME
 from traces.probes.runner import ProbePlan, ProbeTarget, probe_targets
 from traces.replay import ReplayPolicy
 from traces.retry import RetryPolicy
+from traces.runner import RunSummary
 from traces.sim.config import SimConfig
 from traces.sim.faults.catalogue import FAULTS
 from traces.sim.faults.selection import TRANSIENT
@@ -30,7 +33,7 @@ from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
 from traces.store.recorder import Recorder
 
-from recording import Recording, record_many
+from recording import Recording, record_many, recorded_once
 
 # Slow as a whole, outside the fast path `pytest -m "not slow"`: every fault recorded over HTTP
 # against its own simulator.
@@ -263,10 +266,42 @@ def _recording(scenario: str) -> Recording:
     return Recording(sim=SimConfig(**sim), settings=settings, **rec)
 
 
+def _clean_recordings() -> dict[str, Recording]:
+    """Every dialect recorded clean: a short chain streamed and not, and the files task
+    streamed, each with its dialect's replay policy and extra body."""
+    recordings = {}
+    for name, dialect in DIALECTS.items():
+        settings = {
+            "replay": ReplayPolicy.for_dialect(dialect),
+            "extra_body": dict(dialect.extra_body),
+        }
+        for task, stream in (("chain_short", False), ("chain_short", True), ("files", True)):
+            recordings[f"{name}/{task}/{'stream' if stream else 'plain'}"] = Recording(
+                sim=SimConfig(dialect=name),
+                task=task,
+                stream=stream,
+                dialect=name,
+                settings=settings,
+            )
+    return recordings
+
+
+def recorded_corpus(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> tuple[Path, dict[str, RunSummary]]:
+    """A store of its own (`name`: its folder) holding every scenario of FAULT_FINDINGS (keyed
+    by scenario) and every dialect recorded clean (`dialect/task/stream|plain`), with the
+    runs' summaries. Recorded once per test run: test_analyze_equivalence analyzes the same
+    store."""
+    db = tmp_path_factory.mktemp(name) / "t.duckdb"
+    recordings = {fault: _recording(fault) for fault in FAULT_FINDINGS} | _clean_recordings()
+    return db, recorded_once(session_shared(tmp_path_factory), "fault-corpus", recordings, db)
+
+
 @pytest.fixture(scope="module")
 def fault_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Finding]]:
-    db = tmp_path_factory.mktemp("faults") / "t.duckdb"
-    summaries = record_many(db, {fault: _recording(fault) for fault in FAULT_FINDINGS})
+    db, every = recorded_corpus(tmp_path_factory, "faults")
+    summaries = {fault: every[fault] for fault in FAULT_FINDINGS}
     conn = open_for_writing(db)
     try:
         # The batch path, as `traces analyze` takes it; the clean runs below go one by one.
@@ -467,22 +502,8 @@ def test_dropped_connections_are_retried_until_they_pass(
 
 @pytest.fixture(scope="module")
 def clean_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Finding]]:
-    db = tmp_path_factory.mktemp("clean") / "t.duckdb"
-    recordings = {}
-    for name, dialect in DIALECTS.items():
-        settings = {
-            "replay": ReplayPolicy.for_dialect(dialect),
-            "extra_body": dict(dialect.extra_body),
-        }
-        for task, stream in (("chain_short", False), ("chain_short", True), ("files", True)):
-            recordings[f"{name}/{task}/{'stream' if stream else 'plain'}"] = Recording(
-                sim=SimConfig(dialect=name),
-                task=task,
-                stream=stream,
-                dialect=name,
-                settings=settings,
-            )
-    summaries = record_many(db, recordings)
+    db, every = recorded_corpus(tmp_path_factory, "clean")
+    summaries = {key: every[key] for key in _clean_recordings()}
     assert all(s.outcome.success for s in summaries.values()), summaries
     conn = open_for_writing(db)
     try:

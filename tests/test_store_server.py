@@ -705,8 +705,11 @@ def test_runs_that_end_early_are_checked_while_the_recording_goes_on(db_path: Pa
             "--api-key-env",
             "HOME",
             "--no-stream",
+            # Three rounds of two runs: the first to end is checked while the second and
+            # third round record. 60 steps a run (0.9 s of the simulator's latency alone, at
+            # least) is time enough for a check of 60 steps; 120 only doubled the test.
             "--max-steps",
-            "120",
+            "60",
             "--repeat",
             "6",
             "--concurrency",
