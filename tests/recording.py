@@ -133,7 +133,7 @@ def recorded_once(
 ) -> dict[str, RunSummary]:
     """`record_many(dest, recordings)`, with the recording itself made once per test run:
     the first caller (in any xdist worker) records into `shared/name` (`shared`: a folder
-    every worker of the run reaches, conftest's `session_shared`), every caller gets a copy
+    every worker of the run reaches, `shared_work.session_shared`), every caller gets a copy
     of that store at `dest` to analyze and write into as its own. Modules that analyze the
     same recordings (every fault, every dialect) share them instead of each recording them
     again, a few seconds of CPU per worker."""
@@ -142,13 +142,16 @@ def recorded_once(
     with locked(shared / f"{name}.lock"):
         if not summaries.is_file():
             store.parent.mkdir(parents=True, exist_ok=True)
-            store.unlink(missing_ok=True)  # a caller that failed half-way left it
+            for left in (store, store.with_name(store.name + ".wal")):
+                left.unlink(missing_ok=True)  # a caller that failed half-way left it
             recorded = record_many(store, recordings)
             summaries.write_text(
                 json.dumps({key: s.model_dump(mode="json") for key, s in recorded.items()})
             )
-    # The recorder closed the store: all of it is in the one file, nothing in a WAL.
     shutil.copyfile(store, dest)
+    wal = store.with_name(store.name + ".wal")  # none once the recorder closed it, normally
+    if wal.exists():
+        shutil.copyfile(wal, dest.with_name(dest.name + ".wal"))
     loaded = json.loads(summaries.read_text())
     assert set(loaded) == set(recordings), "one name, one set of recordings"
     return {key: RunSummary.model_validate(value) for key, value in loaded.items()}
