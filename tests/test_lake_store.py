@@ -26,6 +26,7 @@ from traces.store.tables import MessageRow
 from conftest import REPO, TASKS, migrate_to, run_cli
 from recording import record
 from resume_helpers import cut
+from run_keys import disagreements, without_keys
 
 # Every test here opens a lake: loading the extensions alone takes most of a second.
 pytestmark = [pytest.mark.usefixtures("lake_extensions"), pytest.mark.slow]
@@ -279,12 +280,14 @@ def test_the_writer_process_finds_the_lake_by_name(lake: LakeStore) -> None:
 
 
 def _rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table a merge copies, of the store file at `db`, in a stable order."""
+    """Every row of every table a merge copies, of the store file at `db`, in a stable order,
+    without the store's own numbering (`run_keys.without_keys`), which must agree with itself."""
     from traces.store.run_tables import OWN, store_tables
 
     with duckdb.connect(str(db), read_only=True) as conn:
+        assert disagreements(conn) == []
         return {
-            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            table: sorted(conn.execute(without_keys(conn, table)).fetchall(), key=repr)
             for table in store_tables(conn, db.stem)
             if table not in OWN
         }
