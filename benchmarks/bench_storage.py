@@ -369,8 +369,11 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 _BEFORE_SQL = {
     "_POSITION_SQL": f"""
     SELECT run_id, step_idx, position, hash, rowid
-    FROM step_messages WHERE {loader_sql._batch("run_id")} ORDER BY run_id, step_idx, position
+    FROM step_messages WHERE {loader_sql._batch("run_id")} AND $2 <= $3
+    ORDER BY run_id, step_idx, position
 """,
+    # Message numbers (migration 13) are not in that layout either: any range will do.
+    "_RANGE_SQL": "SELECT 0, 0 WHERE $1 IS NOT NULL",
     # No message numbers (migration 13) in that layout: an empty window, every body by key.
     "_WINDOW_SQL": "SELECT hash, body FROM messages WHERE $1 IS NULL AND $2 < $3",
 }
