@@ -137,6 +137,42 @@ def test_an_older_lake_is_upgraded_by_the_later_migrations(lake: LakeStore, tmp_
             adapt(sql, number)
 
 
+def test_migration_13_numbers_the_messages_of_a_lake_in_their_order(lake: LakeStore) -> None:
+    # A lake at version 12 holding a message twice (two writers stored it at once).
+    old = duckdb.connect()
+    migrate_to(old, 12)
+    conn = connect(lake, read_only=False)
+
+    def create() -> None:
+        for statement in create_sql(old):
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO schema_migrations VALUES (?, ?, now())",
+            [[n, name] for n, name, _ in MIGRATIONS[:12]],
+        )
+        conn.execute(
+            "INSERT INTO messages SELECT h, 'user', '{}', md5_number(h)::VARCHAR "
+            "FROM (VALUES ('z'), ('a'), ('m'), ('a')) v(h)"
+        )
+        conn.execute(
+            "INSERT INTO step_message_keys SELECT 'r', i, i, md5_number(h)::VARCHAR, 1 "
+            "FROM (VALUES (0, 'z'), (1, 'a'), (2, 'z')) v(i, h)"
+        )
+
+    transaction(conn, create)
+    conn.close()
+    with open_for_writing(lake) as conn:
+        numbered = conn.execute("SELECT hash, seq FROM messages ORDER BY seq").fetchall()
+        assert numbered == [("z", 1), ("a", 2), ("m", 3), ("a", 4)]  # in stored order
+        # A row names the least number of its message; the view gives one row per row.
+        assert conn.execute(
+            "SELECT step_idx, seq FROM step_message_keys ORDER BY step_idx"
+        ).fetchall() == [(0, 1), (1, 2), (2, 1)]
+        assert conn.execute(
+            "SELECT step_idx, hash FROM step_messages ORDER BY step_idx"
+        ).fetchall() == [(0, "z"), (1, "a"), (2, "z")]
+
+
 def test_the_stores_round_trips_hold_on_a_lake(lake: LakeStore) -> None:
     # The file store's own tests of the recorder, run against a lake: rows of runs, steps,
     # messages (deduplicated), tool calls and results; a dead recorder's runs closed by the
