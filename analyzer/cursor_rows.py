@@ -13,6 +13,23 @@ def column_names(cursor: duckdb.DuckDBPyConnection) -> list[str]:
     return [d[0] for d in cursor.description or []]
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """`names` with each repeated one suffixed `_1`, `_2`, … (as DuckDB names a subquery's
+    repeated columns), skipping names already taken: rows keyed by name would otherwise keep
+    one of the values and drop the others (`select a.id, b.id …`)."""
+    taken = set(names)
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        unique, suffix = name, 0
+        while unique in seen or (suffix and unique in taken):
+            suffix += 1
+            unique = f"{name}_{suffix}"
+        seen.add(unique)
+        out.append(unique)
+    return out
+
+
 def dict_rows(
     cursor: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]] | None = None
 ) -> list[dict[str, Any]]:

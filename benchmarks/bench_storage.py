@@ -369,9 +369,13 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 _BEFORE_SQL = {
     "_POSITION_SQL": f"""
     SELECT run_id, step_idx, position, hash, rowid
-    FROM step_messages WHERE {loader_sql._batch("run_id")} ORDER BY run_id, step_idx, position
+    FROM step_messages WHERE {loader_sql._batch("run_id")} AND $2 <= $3
+    ORDER BY run_id, step_idx, position
 """,
-    "_COUNTS_SQL": loader_sql._COUNTS_SQL.replace("step_message_keys", "step_messages"),
+    # Message numbers (migration 13) are not in that layout either: any range will do.
+    "_RANGE_SQL": "SELECT 0, 0 WHERE $1 IS NOT NULL",
+    # No message numbers (migration 13) in that layout: an empty window, every body by key.
+    "_WINDOW_SQL": "SELECT hash, body FROM messages WHERE $1 IS NULL AND $2 < $3",
 }
 """The loader's queries before migration 10 (the positions read from the table `step_messages`),
 for the copy in that layout, which has no `step_message_keys`."""

@@ -8,7 +8,10 @@ worker processes (`python -m analyzer.compare.worker`).
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -179,3 +182,28 @@ def test_an_error_here_stops_the_workers_and_their_senders() -> None:
     with pytest.raises(KeyError, match="no_such_column"):
         bootstrap_groups([good, broken], processes=2)
     assert not [t for t in threading.enumerate() if t.name == "resampling-jobs"]
+
+
+_BLAS_THREADS = """
+import os, sys
+from analyzer.compare.numeric import np
+np.ones((200, 200)) @ np.ones((200, 200))
+print(len(os.listdir("/proc/self/task")), os.environ.get("OPENBLAS_NUM_THREADS"))
+"""
+
+
+@pytest.mark.parametrize("given", [None, "2"])
+def test_numpy_runs_its_blas_on_one_thread_and_leaves_the_environment_as_it_was(
+    given: str | None,
+) -> None:
+    # Spinning BLAS threads took the resampling worker's core; the processes a comparison
+    # starts later (a suite's tools) must not inherit the setting, and a user's own wins.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", _BLAS_THREADS], env=env, capture_output=True, text=True, check=True
+    )
+    threads, seen = done.stdout.split()
+    assert seen == (given or "None")
+    assert int(threads) == (1 if given is None else 2)

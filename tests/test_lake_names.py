@@ -76,6 +76,15 @@ def test_a_name_without_catalog_is_refused(name: str) -> None:
         parse(name)
 
 
+@pytest.mark.parametrize(
+    "name", ["ducklake:postgre:dbname=t", "ducklake:sqlite3:cat.sqlite", "ducklake:nope:x"]
+)
+def test_an_unknown_catalog_type_is_refused(name: str) -> None:
+    # DuckDB would take the type for an extension to load: refused by name instead.
+    with pytest.raises(DatabaseError, match="unknown catalog type"):
+        parse(name)
+
+
 def test_connection_passwords_are_redacted() -> None:
     text = (
         'Unable to connect to Postgres at "dbname=t user=u password=hunter2secret": failed; '

@@ -1,7 +1,8 @@
-"""Reads of one run scan that run's row groups, not the table (issue 17 item 2, migration 12).
+"""Reads of one run scan that run's row groups, not the table (issue 17 item 2, migrations 12
+and 13).
 
-A store of 5,000 runs of 100 steps (half a million rows of `steps` and of
-`step_message_keys`: five of DuckDB's row groups of 122,880 rows each), stored run after run
+A store of 5,000 runs of 100 steps (half a million rows of `steps`, of `step_message_keys`
+and of `messages`: five of DuckDB's row groups of 122,880 rows each), stored run after run
 as every writer stores them. Each statement the per-run reads send (`show`'s `run_detail`, a
 step's page, the checks' loader, `request_messages`) is run under `EXPLAIN ANALYZE`, and the
 rows each table scan read are counted: at most the two row groups a run's rows can straddle,
@@ -67,17 +68,22 @@ def _fill(conn: duckdb.DuckDBPyConnection) -> None:
         FROM runs r, range(100) s(i) ORDER BY r.key, s.i
         """
     )
+    # A message per step, numbered in the order stored (migration 13), as a recorder stores
+    # them: half a million rows of `messages` too, whose keys (random) no zone map orders.
     conn.execute(
         """
-        INSERT INTO messages (hash, role, body, key)
-        SELECT 'h-' || id, 'user', '{"role": "user", "content": "hi"}', md5_number('h-' || id)
-        FROM runs ORDER BY key
+        INSERT INTO messages (hash, role, body, key, seq)
+        SELECT h, 'user', '{"role": "user", "content": "hi"}', md5_number(h),
+               row_number() OVER (ORDER BY r.key, s.i)
+        FROM runs r, range(100) s(i), LATERAL (SELECT r.id || '-' || s.i AS h)
+        ORDER BY r.key, s.i
         """
     )
     conn.execute(
         """
-        INSERT INTO step_message_keys (run_id, step_idx, position, key, run_key)
-        SELECT r.id, s.i, s.i, md5_number('h-' || r.id), r.key
+        INSERT INTO step_message_keys (run_id, step_idx, position, key, run_key, seq)
+        SELECT r.id, s.i, s.i, md5_number(r.id || '-' || s.i), r.key,
+               (r.key - 1) * 100 + s.i + 1
         FROM runs r, range(100) s(i) ORDER BY r.key, s.i
         """
     )
@@ -209,5 +215,59 @@ def test_migration_12_numbers_the_runs_of_an_older_store_in_their_order(tmp_path
     assert conn.execute("SELECT id, key FROM runs ORDER BY key").fetchall() == [
         ("b-second-stored", 1),
         ("a-first-id", 2),
+    ]
+    conn.close()
+
+
+def test_migration_13_numbers_the_messages_of_an_older_store_in_their_order(
+    tmp_path: Path,
+) -> None:
+    conn = duckdb.connect(str(tmp_path / "old.duckdb"))
+    migrate_to(conn, 12)
+    conn.execute(
+        """
+        INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, settings,
+                          seed, status, started_at, recorder_pid, recorder_host, key)
+        VALUES ('r', 't', 't', 'f', 'p', 'm', 'u', '{}', 0, 'completed',
+                TIMESTAMP '2026-01-01', 1, 'h', 1)
+        """
+    )
+    conn.execute(
+        """
+        INSERT INTO steps (run_id, idx, started_at, latency_ms, streamed, request_params,
+                           request_message_count, request_prefix, finish_reason,
+                           reasoning_source, reasoning_tokens_source, run_key)
+        SELECT 'r', i, TIMESTAMP '2026-01-01', 1, false, '{}', i + 1, i, 'stop', 'none',
+               'none', 1
+        FROM range(3) r(i)
+        """
+    )
+    # Stored in an order their hashes do not sort in; step 2 repeats step 0's message.
+    conn.execute(
+        """
+        INSERT INTO messages (hash, role, body, key)
+        SELECT h, 'user', '{}', md5_number(h) FROM (VALUES ('z'), ('a'), ('m')) v(h)
+        """
+    )
+    conn.execute(
+        """
+        INSERT INTO step_message_keys (run_id, step_idx, position, key, run_key)
+        SELECT 'r', i, i, md5_number(h), 1 FROM (VALUES (0, 'z'), (1, 'a'), (2, 'z')) v(i, h)
+        """
+    )
+    assert migrate(conn) == MIGRATIONS[-1][0]
+    assert disagreements(conn) == []
+    assert conn.execute("SELECT hash, seq FROM messages ORDER BY seq").fetchall() == [
+        ("z", 1),
+        ("a", 2),
+        ("m", 3),
+    ]
+    assert conn.execute(
+        "SELECT step_idx, seq FROM step_message_keys ORDER BY step_idx"
+    ).fetchall() == [(0, 1), (1, 2), (2, 1)]
+    assert conn.execute("SELECT position, hash FROM request_messages('r', 2)").fetchall() == [
+        (0, "z"),
+        (1, "a"),
+        (2, "z"),
     ]
     conn.close()

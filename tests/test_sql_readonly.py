@@ -186,6 +186,8 @@ def test_views_and_the_request_macro_work_locked_down(
     assert rows("describe runs") and rows("show tables") and rows("summarize steps")
     assert rows("with r as (select id from runs) from r limit 1")
     assert rows("select current_setting('enable_external_access') as on") == [{"on": False}]
+    # Repeated names (a self-join's two ids) keep every value, named as DuckDB names them.
+    assert rows("select 1 a, 2 a, 3 a_1, 4 b") == [{"a": 1, "a_2": 2, "a_1": 3, "b": 4}]
 
 
 def test_an_empty_query_from_the_shell_is_one_line(traces_db: Path) -> None:

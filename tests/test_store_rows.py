@@ -329,8 +329,13 @@ def test_a_recorded_step_reads_back_column_by_column(tmp_path: Path) -> None:
         {"run_id": "run-1", "step_idx": 3, "position": 6, "hash": "hash-b"},
     ]
     assert _read(db, "messages", "hash") == [
-        {"hash": "hash-a", "role": "user", "body": MESSAGE_A, "key": _key("hash-a")},
-        {"hash": "hash-b", "role": "tool", "body": MESSAGE_B, "key": _key("hash-b")},
+        # Numbered in the order the step stored them (migration 13).
+        {"hash": "hash-a", "role": "user", "body": MESSAGE_A, "key": _key("hash-a"), "seq": 1},
+        {"hash": "hash-b", "role": "tool", "body": MESSAGE_B, "key": _key("hash-b"), "seq": 2},
+    ]
+    assert _read(db, "step_message_keys", "position") == [
+        {"run_id": "run-1", "step_idx": 3, "position": p, "key": _key(h), "run_key": 1, "seq": n}
+        for p, h, n in ((5, "hash-a", 1), (6, "hash-b", 2))
     ]
     assert _read(db, "tool_calls", "call_idx") == [
         {

@@ -39,7 +39,7 @@ from traces.store.database import (
 from traces.store.inserts import insert_rows
 from traces.store.recorder import Recorder
 from traces.store.rows import run_row
-from traces.store.tables import MessageRow
+from traces.store.tables import MessageRow, StepMessageRow
 from traces.store.writer_process import Recording, Writer
 
 from conftest import REPO, TASKS, query_rows, run_cli
@@ -655,26 +655,29 @@ def test_a_write_session_commits_on_its_own_while_a_recorder_holds_the_store(
 
 def test_concurrent_transactions_storing_the_same_message_both_commit(db_path: Path) -> None:
     """Messages are stored once, by hash: the later of two transactions that inserted the
-    same one gives it up when it commits, instead of failing on it."""
+    same one gives it up when it commits, instead of failing on it, and its steps' rows then
+    name the committed copy (its number, migration 13, not the one given up)."""
     Recorder(db_path).close()
     first, second = open_for_writing(db_path), open_for_writing(db_path)
+    # "shared" is the first's second message and the second's first: numbered apart.
+    sent = {"a": ["pad-a", "shared", "own-a"], "b": ["shared", "own-b"]}
     try:
         for conn, run in ((first, "a"), (second, "b")):
             conn.execute("BEGIN TRANSACTION")
             body = f'"{run}"'
             insert_rows(
-                conn,
-                "messages",
-                [
-                    MessageRow(hash="shared", role="user", body=body),
-                    MessageRow(hash=f"own-{run}", role="user", body=body),
-                ],
+                conn, "messages", [MessageRow(hash=h, role="user", body=body) for h in sent[run]]
             )
             conn.execute(
                 "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, "
                 "settings, seed, status, started_at, recorder_pid, recorder_host) VALUES "
                 "(?, 't', 't', '0', 'p', 'm', 'u', '{}', 0, 'completed', now(), 0, 'h')",
                 [run],
+            )
+            insert_rows(
+                conn,
+                "step_messages",
+                [StepMessageRow(run, 0, i, h) for i, h in enumerate(sent[run])],
             )
         first.execute("COMMIT")
         second.execute("COMMIT")  # would fail on "shared" without giving it up
@@ -685,9 +688,23 @@ def test_concurrent_transactions_storing_the_same_message_both_commit(db_path: P
     assert rows == [
         {"hash": "own-a", "body": '"a"'},
         {"hash": "own-b", "body": '"b"'},
+        {"hash": "pad-a", "body": '"a"'},
         {"hash": "shared", "body": '"a"'},  # the first to commit it
     ]
     assert [r["id"] for r in query_rows(db_path, "SELECT id FROM runs ORDER BY id")] == ["a", "b"]
+    # Each row finds its message by number and key: the second's "shared" the first's copy.
+    found = query_rows(
+        db_path,
+        "SELECT s.run_id, s.position, m.hash FROM step_message_keys s "
+        "LEFT JOIN messages m ON m.seq = s.seq AND m.key = s.key ORDER BY 1, 2",
+    )
+    assert [(r["run_id"], r["hash"]) for r in found] == [
+        ("a", "pad-a"),
+        ("a", "shared"),
+        ("a", "own-a"),
+        ("b", "shared"),
+        ("b", "own-b"),
+    ]
 
 
 @pytest.mark.slow

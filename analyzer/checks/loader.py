@@ -75,14 +75,21 @@ _RESULT_SQL = f"""
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
 # The base table of the view `step_messages` (migration 10), which names each message by its
-# 16-byte key: its hash comes from `messages` by that key (a scan of the key and hash columns,
-# never the bodies; a lake's duplicate messages give a position twice, with the same body).
-# Keys stay in SQL: DuckDB's Python client converts 128-bit integers slowly, and not exactly.
+# 16-byte key and its number (migration 13): its hash comes from `messages` by the two (the
+# key and hash columns of the row groups holding the batch's numbers, never the bodies; a
+# lake's duplicate messages give a position twice, with the same body). Keys stay in SQL:
+# DuckDB's Python client converts 128-bit integers slowly, and not exactly.
+# The range of the numbers goes in as constants (`_RANGE_SQL`, a scan of the batch's rows):
+# from the join alone DuckDB read the whole table (200,600 rows for a run's 600, a million
+# steps), from scalar subqueries the whole `step_message_keys` (their batch filter's own
+# subqueries are not pushed into the scan).
 _POSITION_SQL = f"""
-    SELECT s.run_id, s.step_idx, s.position, m.hash, s.rowid
-    FROM step_message_keys s JOIN messages m ON m.key = s.key
-    WHERE {_batch("s")} ORDER BY s.run_id, s.step_idx, s.position
+    SELECT s.run_id, s.step_idx, s.position, m.hash, s.seq
+    FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
+    WHERE {_batch("s")} AND m.seq BETWEEN $2 AND $3
+    ORDER BY s.run_id, s.step_idx, s.position
 """
+_RANGE_SQL = f"SELECT min(seq), max(seq) FROM step_message_keys WHERE {_batch()}"
 # By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
 # bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
 # a lake holds the key as text, see `traces.store.lake_schema`.)
@@ -90,15 +97,15 @@ _MESSAGE_SQL = (
     "SELECT hash, body FROM messages "
     "WHERE key::UHUGEINT IN (SELECT md5_number(unnest(from_json(?, '[\"VARCHAR\"]'))))"
 )
-# A batch's window: its messages by a semi-join on the keys its own `step_message_keys` rows
-# name (DuckDB hashes them in place), not by a list of hashes encoded here, decoded and
-# hashed again there (a third of the lookup's cost).
+# A batch's window: its messages by a semi-join on the numbers its own `step_message_keys`
+# rows name (DuckDB hashes them in place), within the range of numbers given, which the scan
+# skips every row group outside of. (A number two writers drew at once may bring another
+# message too: `bodies` keeps the hashes it asked for.)
 _WINDOW_SQL = f"""
     SELECT hash, body FROM messages
-    WHERE rowid BETWEEN $2 AND $3
-      AND key IN (SELECT s.key FROM step_message_keys s WHERE {_batch("s")})
+    WHERE seq BETWEEN $2 AND $3
+      AND seq IN (SELECT s.seq FROM step_message_keys s WHERE {_batch("s")})
 """
-_COUNTS_SQL = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM step_message_keys)"
 
 StepKey = tuple[str, int]
 
@@ -226,57 +233,48 @@ def _results(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey,
 class Messages:
     """Finds the message bodies of one analysis's batches, decoded once per distinct hash.
 
-    Bodies are looked up by hash, and hashes have no order a scan can skip by: over the
-    whole table, a 40,000-step batch of a million-step store reads two million hashes, 0.5 s
-    of CPU, the largest cost of loading it. But a message is stored with the step that first
-    sends it, so most of a batch's messages lie in a window of the table: where its own
-    `step_messages` rows lie, scaled by how many messages there are per reference, widened
-    by the batch's own spread. That window is read first (DuckDB skips the row groups outside
-    it); only hashes not found there are looked up in the whole table. Those are mostly
-    messages older runs stored first (a task's system prompt), kept for later batches.
-    Whatever the windows, every body is found: the result is the whole-table lookup's.
+    Each message has its number in the order messages were first stored (`messages.seq`,
+    migration 13), and a message is stored with the step that first sends it: a batch's own
+    messages have neighbouring numbers, and the row groups holding them are all a lookup by
+    number reads. A few are older: messages earlier runs stored first (a task's system
+    prompt), whose numbers would widen the range to the whole table. So the window read first
+    is the range of numbers below the batch's greatest that its messages could fill
+    (`WINDOW` numbers at least, twice its count of messages); hashes not found there are
+    looked up in the whole table by key, and kept for later batches. Whatever the window,
+    every body is found: the result is the whole-table lookup's.
     """
 
     SHARED = 20_000
     """Bodies found outside a window kept for later batches, at most."""
+    WINDOW = 122_880
+    """Numbers a window spans at least: one of DuckDB's row groups."""
+    windowed = True
+    """Whether a window is read first (else every body is looked up in the whole table)."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
-        row = conn.execute(_COUNTS_SQL).fetchone()
-        messages, references = row if row else (0, 0)
-        self.references = references
-        self.ratio = messages / references if references else 0.0
+    def __init__(self) -> None:
         self.shared: dict[str, dict[str, Any]] = {}
 
     def bodies(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        hashes: set[str],
-        rows: tuple[int, int],
-        batch: list[Any],
+        self, conn: duckdb.DuckDBPyConnection, numbers: dict[str, int], batch: list[Any]
     ) -> dict[str, dict[str, Any]]:
-        """The decoded body of each of `hashes` that the table holds, given the least and
-        greatest rowid of the `step_messages` rows that name them and the batch of runs
-        whose rows those are (`_batch`'s parameters)."""
-        found = {h: self.shared[h] for h in hashes if h in self.shared}
-        wanted = [h for h in hashes if h not in found]
-        first, last = rows
-        # Rows of this transaction (an import's own analysis) are numbered apart: no window.
-        if wanted and last < self.references:
-            spread = last - first
-            window = [int(first * self.ratio) - spread, int(last * self.ratio) + spread]
-            # The window holds the batch's messages, kept ones too: those stay as kept.
-            for digest, body in conn.execute(_WINDOW_SQL, [*batch, *window]).fetchall():
-                if digest not in found:
+        """The decoded body of each hash of `numbers` that the table holds, given the number
+        (`seq`) the batch's `step_message_keys` rows name it by, and the batch of runs whose
+        rows those are (`_batch`'s parameters)."""
+        found = {h: self.shared[h] for h in numbers if h in self.shared}
+        wanted = {h: n for h, n in numbers.items() if h not in found and n is not None}
+        if wanted and self.windowed:
+            last = max(wanted.values())
+            first = max(min(wanted.values()), last - max(self.WINDOW, 2 * len(wanted)))
+            for digest, body in conn.execute(_WINDOW_SQL, [*batch, first, last]).fetchall():
+                if digest in numbers and digest not in found:
                     found[digest] = _loads(body)
-            wanted = [h for h in wanted if h not in found]
-            if wanted:
-                outside = _decoded(conn.execute(_MESSAGE_SQL, [json_list(wanted)]))
-                if len(self.shared) + len(outside) > self.SHARED:
-                    self.shared.clear()
-                self.shared.update(outside)
-                found.update(outside)
-        elif wanted:
-            found.update(_decoded(conn.execute(_MESSAGE_SQL, [json_list(wanted)])))
+        outside = [h for h in numbers if h not in found]
+        if outside:
+            bodies = _decoded(conn.execute(_MESSAGE_SQL, [json_list(outside)]))
+            if len(self.shared) + len(bodies) > self.SHARED:
+                self.shared.clear()
+            self.shared.update(bodies)
+            found.update(bodies)
         return found
 
 
@@ -289,12 +287,14 @@ def _positions(
 ) -> dict[StepKey, list[tuple[int, dict[str, Any]]]]:
     """(position, message) pairs each step stored, messages decoded once per distinct hash:
     a message repeated across steps or runs is one shared dict."""
-    positions = conn.execute(_POSITION_SQL, batch).fetchall()
+    row = conn.execute(_RANGE_SQL, batch).fetchone()
+    if row is None or row[0] is None:
+        return {}
+    positions = conn.execute(_POSITION_SQL, [*batch, *row]).fetchall()
     if not positions:
         return {}
-    rowids = [row[4] for row in positions]
-    hashes = {row[3] for row in positions}
-    bodies = messages.bodies(conn, hashes, (min(rowids), max(rowids)), batch)
+    numbers = {row[3]: row[4] for row in positions}
+    bodies = messages.bodies(conn, numbers, batch)
     stored: dict[StepKey, list[tuple[int, dict[str, Any]]]] = {}
     for run_id, step_idx, position, digest, _ in positions:
         body = bodies.get(digest)
@@ -399,14 +399,14 @@ def load_runs(
     """The runs `run_ids` (in that order) with every step, call, result and request message.
 
     One query per table for the whole batch; ids that do not exist are left out. Loading
-    batch after batch, pass the same `messages` (`Messages(conn)`) to each.
+    batch after batch, pass the same `messages` (`Messages()`) to each.
     """
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return []
     batch = [json_list(ids)]
     heads = {row[0]: row for row in conn.execute(_RUN_SQL, batch).fetchall()}
-    positions = _positions(conn, batch, messages or Messages(conn))
+    positions = _positions(conn, batch, messages or Messages())
     steps = _steps(conn, batch, _calls(conn, batch), _results(conn, batch), positions)
     runs = []
     for run_id in ids:

@@ -279,7 +279,7 @@ def _analyze_runs(
         conn.execute("BEGIN TRANSACTION")
     try:
         with without_collector():
-            messages = Messages(conn)
+            messages = Messages()
             for part in _chunks(ids, chunk):
                 with timed("load"):
                     runs = load_runs(conn, part, messages)

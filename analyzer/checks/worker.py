@@ -83,7 +83,7 @@ def serve(jobs_fd: int, results_fd: int) -> None:
         try:
             setup = jobs.recv()
             conn = _open(setup)
-            messages = Messages(conn)
+            messages = Messages()
             while True:
                 try:
                     ids = jobs.recv()

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from analyzer.cursor_rows import unique_names
 from analyzer.options import DataPathOption, DbOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, note
 from analyzer.readonly_sql import read_only_query, single_query
@@ -61,6 +62,7 @@ def sql(
         names, fetched, truncated = read_only_query(
             conn, path, statement, limit, allow_files=allow_files
         )
+        names = unique_names(names)
         rows = [dict(zip(names, row, strict=True)) for row in fetched]
     emit_rows(rows, fmt, columns=names)
     if truncated:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import numpy as np
-import numpy.typing as npt
 
 from analyzer.checks.version import CHECK_VERSION
+from analyzer.compare.numeric import np, npt
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
 from traces.store.database import is_served

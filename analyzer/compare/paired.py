@@ -18,9 +18,9 @@ import hashlib
 from dataclasses import dataclass
 
 import duckdb
-import numpy as np
 
 from analyzer.compare.metrics import PER_REQUEST, STEP_SUM_COLUMNS
+from analyzer.compare.numeric import np
 from analyzer.compare.stats import Floats, Ratio, Statistic
 
 MIN_PAIRED_REQUESTS = 5

@@ -29,11 +29,10 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Literal
 
-import numpy as np
-
 from analyzer.compare.definitions import MetricSpec
 from analyzer.compare.formatting import format_difference, format_value
 from analyzer.compare.model import Difference
+from analyzer.compare.numeric import np
 from analyzer.compare.paired import PairedDifference
 from analyzer.compare.stats import MIN_DEFINED_SHARE, Bootstrapped, Floats, difference_interval
 

@@ -26,8 +26,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
+from analyzer.compare.numeric import np, npt
 
 CONFIDENCE = 0.95
 """Two-sided level of every interval."""

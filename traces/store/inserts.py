@@ -145,7 +145,7 @@ def insert_sql(
         named = ", ".join(f"{value} AS {name}" for value, name in zip(parts, fields, strict=True))
         named += source
         derived = {**DERIVED.get(table, {}), **({"key": NEXT_RUN_KEY} if table == "runs" else {})}
-        values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named})"
+        values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named}) AS new_row"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
     if dedup == "key":

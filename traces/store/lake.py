@@ -105,6 +105,13 @@ class LakeStore:
         return found is None or found.exists()
 
 
+CATALOG_TYPES = ("postgres", "sqlite")
+"""The catalog databases a lake's name may give before its catalog (none: a DuckDB file)."""
+_DATABASE_TYPE = re.compile(r"([A-Za-z0-9_]{2,}):(?!//)")
+"""What DuckDB takes for a database type before a path, as it does (`ATTACH 'sqlite:x'`):
+two or more word characters and a colon not starting a URL (one letter is a drive)."""
+
+
 def is_lake_name(name: str) -> bool:
     """Whether a `--db` value names a DuckLake store."""
     return name.startswith(PREFIX)
@@ -117,6 +124,15 @@ def parse(name: str, data_path: str | Path | None = None) -> LakeStore:
         raise DatabaseError(
             f"{name!r}: name the catalog: ducklake:postgres:CONNINFO, ducklake:sqlite:PATH "
             "or ducklake:PATH"
+        )
+    head = _DATABASE_TYPE.match(catalog)
+    if head is not None and head[1] not in CATALOG_TYPES:
+        # DuckDB reads `TYPE:` before a path as the extension that opens it, so a misspelt
+        # catalog type would otherwise fail only when written to, naming a missing
+        # extension file, and reads would call the store absent.
+        raise DatabaseError(
+            f"{name!r}: unknown catalog type {head[1]!r}: name the catalog as "
+            "ducklake:postgres:CONNINFO, ducklake:sqlite:PATH or ducklake:PATH"
         )
     password = None
     if catalog.startswith("postgres:"):

@@ -20,7 +20,12 @@ catalog to Parquet later. So:
   importing writers stored at the same moment. The rows are identical (same hash, role and
   body), and every reader treats `messages` as a set: `request_messages` keeps one row per
   position and the view `step_messages` joins the distinct keys (both as the file defines
-  them, migration 10), the analyzer looks bodies up by key.
+  them, migrations 10 and 13), the analyzer looks bodies up by key.
+- `messages.seq` (migration 13), the stored order that reads of a run join on: each writer
+  draws the next number after the greatest it sees, with no sequence, so two writers may
+  give two messages one number; every read joins on `seq` and `key` together, so a shared
+  number costs a row group more to read, never a wrong message (as `runs.key`). The same
+  SQL as a file's.
 - DuckLake keeps no comment on a view's columns: `traces schema` reads them from
   `schema_docs` instead.
 

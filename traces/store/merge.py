@@ -65,7 +65,7 @@ from traces.store.run_tables import (
     classify,
     store_tables,
 )
-from traces.store.tables import DERIVED, RUN_KEY
+from traces.store.tables import DERIVED, MESSAGE_SEQ, RUN_KEY
 from traces.store.writer_process import close_interrupted
 
 IMPORTS = "imports"
@@ -533,6 +533,8 @@ def _copy_table(
         target = REFERENCES.get((table, column))
         if (table, column) in ((RUNS, "key"), (table, RUN_KEY)) and role is not Role.shared:
             values.append("m.dst_key")  # numbered in the destination (`_number_runs`)
+        elif column == MESSAGE_SEQ and table in _NUMBERED:
+            values.append(_NUMBERED[table].format(dst=dst))
         elif column in derived:
             # Computed from the row again, never copied: a lake may hold a 128-bit key less
             # exactly than the file it came from did.
@@ -557,6 +559,21 @@ def _copy_table(
     values[columns.index(key)] = "m.dst_id"
     copied = f"JOIN {_plan_table(plan)} m ON m.src_id = t.{key} AND m.state IN ('new', 'renamed')"
     return _insert(conn, table, dst, columns, values, " ".join([origin, copied, *joins]))
+
+
+_NUMBERED = {
+    # The next numbers of the destination, in the source's order: a run's messages stay
+    # neighbours (`tables.NEXT_MESSAGE_SEQ`).
+    "messages": f"(SELECT coalesce(max({MESSAGE_SEQ}), 0) FROM {{dst}}.main.messages)"
+    f" + row_number() OVER (ORDER BY t.{MESSAGE_SEQ})",
+    # The number of the destination's copy of the message, copied before it (tables are
+    # copied in the order of their names): its latest, where it holds the message twice.
+    # Keys compared as numbers: a lake holds them as text.
+    "step_message_keys": f"(SELECT max(x.{MESSAGE_SEQ}) FROM {{dst}}.main.messages x"
+    " WHERE x.key::UHUGEINT = t.key::UHUGEINT)",
+}
+"""How a merge numbers the rows it copies of the tables with a message number: in the
+destination, never as the source numbered them."""
 
 
 def _insert(

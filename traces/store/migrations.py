@@ -530,6 +530,57 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ORDER BY p.position;
         """,
     ),
+    (
+        13,
+        "message numbers: each message's stored order, which reads of a run's messages join on",
+        # Measured (README "Reads at scale"): a run's messages were joined by `key`, the md5
+        # of their hash: random, so no zone map skipped a row group of `messages`, and each
+        # read of one run scanned the whole key column (200,600 keys for a run's 600 at a
+        # million steps; `request_messages` 115 ms of CPU). `seq` numbers the messages in
+        # the order they were first stored (`rowid` order here; then the next numbers, as
+        # `tables.NEXT_MESSAGE_SEQ` draws them), and each `step_message_keys` row carries its
+        # message's as `seq`. A run stores its new messages together, so the numbers its
+        # rows name are close, and the join on `seq` (DuckDB pushes the range of the run's
+        # numbers into the scan of `messages`) reads the row groups holding them only.
+        # Joins also match `key`: two transactions that draw numbers at once (sessions of a
+        # store's server, writers of a lake) may give two messages the same `seq`, which
+        # then costs a row group more to read, never a wrong message (as `runs.key`).
+        # Filled in place (ALTER and UPDATE, as a lake takes them); a message a lake holds
+        # twice gets two numbers, and its references the least.
+        """
+        ALTER TABLE messages ADD COLUMN seq BIGINT;
+        UPDATE messages SET seq = n.seq
+            FROM (SELECT rowid AS stored, row_number() OVER (ORDER BY rowid) AS seq
+                  FROM messages) n
+            WHERE n.stored = messages.rowid;
+        ALTER TABLE step_message_keys ADD COLUMN seq BIGINT;
+        UPDATE step_message_keys SET seq = m.seq
+            FROM (SELECT key, min(seq) AS seq FROM messages GROUP BY key) m
+            WHERE m.key = step_message_keys.key;
+        -- As migration 10's, a left join: a row stays a row even if its message were
+        -- missing; duplicates a lake holds with the same number give one row.
+        CREATE OR REPLACE VIEW step_messages AS
+            SELECT s.run_id, s.step_idx, s.position, m.hash
+            FROM step_message_keys s
+            LEFT JOIN (SELECT DISTINCT seq, key, hash FROM messages) m
+                ON m.seq = s.seq AND m.key = s.key;
+        -- As migration 12's, each position's latest message found by its number and key.
+        CREATE OR REPLACE MACRO request_messages(rid, i) AS TABLE
+            SELECT DISTINCT ON (p.position) p.position, m.role, m.body, m.hash
+            FROM (
+                SELECT position, arg_max(seq, step_idx) AS seq, arg_max(key, step_idx) AS key
+                FROM step_message_keys
+                WHERE run_key = (SELECT key FROM runs WHERE id = rid)
+                  AND run_id = rid AND step_idx <= i
+                GROUP BY position
+            ) p
+            JOIN messages m ON m.seq = p.seq AND m.key = p.key
+            WHERE p.position < (SELECT request_message_count FROM steps
+                                WHERE run_key = (SELECT key FROM runs WHERE id = rid)
+                                  AND run_id = rid AND idx = i)
+            ORDER BY p.position;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

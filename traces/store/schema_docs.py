@@ -88,6 +88,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "body": "The message exactly as sent, as JSON.",
             "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
             "(its index costs a third of the hash's), and that `step_message_keys` names it by.",
+            "seq": "The message's number in the order messages were first stored: a run's "
+            "new messages have neighbouring numbers, which reads of a run join on (with `key`: "
+            "two writers at once may draw one number for two messages).",
         },
     ),
     "steps": (
@@ -160,13 +163,15 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "step_message_keys": (
         "The rows of the view step_messages as stored: each message named by its 16-byte key "
-        "(`messages.key`) instead of its 64-character hash.",
+        "(`messages.key`) and its number (`messages.seq`) instead of its 64-character hash.",
         {
             "run_id": "Run of the step.",
             "step_idx": "Step whose request added the message.",
             "position": "Position of the message in the request (0-based).",
             "key": "The message's `messages.key` (md5 of its hash as a 128-bit number).",
             "run_key": "The run's `runs.key`.",
+            "seq": "The message's `messages.seq`: a run's reads join `messages` on it and "
+            "`key`, and read only the row groups holding the run's messages.",
         },
     ),
     "tool_calls": (

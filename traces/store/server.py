@@ -469,6 +469,23 @@ class Server:
                         f"DELETE FROM {table} WHERE rowid >= ? AND {key} IN (SELECT unnest(?))",
                         [self.local_rowid, [row[0] for row in taken]],
                     )
+                    if table == "messages":
+                        self._renumber(cursor, [row[0] for row in taken])
+
+    def _renumber(self, cursor: duckdb.DuckDBPyConnection, hashes: list[str]) -> None:
+        """Point this session's `step_message_keys` rows naming the messages `hashes`, whose
+        copies `_reconcile` just dropped, at the committed copies' numbers (migration 13):
+        the session's transaction does not see those, `fresh` does."""
+        committed = self.fresh.execute(
+            "SELECT hash, seq FROM messages WHERE hash IN (SELECT unnest(?))", [hashes]
+        ).fetchall()
+        if committed:
+            cursor.execute(
+                "UPDATE step_message_keys SET seq = c.seq FROM (SELECT "
+                "md5_number(unnest(?)) AS key, unnest(?) AS seq) c "
+                "WHERE step_message_keys.rowid >= ? AND step_message_keys.key = c.key",
+                [[h for h, _ in committed], [n for _, n in committed], self.local_rowid],
+            )
 
 
 def lost_to_a_concurrent_commit(exc: BaseException) -> bool:

@@ -248,14 +248,35 @@ DEDUPLICATED = {"messages": "hash"}
 """Tables whose rows may already be stored (a message is stored once, by hash), each with its
 key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
 
+MESSAGE_SEQ = "seq"
+"""The column of `messages` and `step_message_keys` that numbers messages (migration 13)."""
+
+NEXT_MESSAGE_SEQ = "(SELECT coalesce(max(seq), 0) FROM messages) + row_number() OVER ()"
+"""A new message's `seq` (migration 13): the next numbers, in the order the messages are
+stored, so that a run's messages, stored together, have neighbouring numbers. Who draws them:
+the transaction that stores the message, from what it sees. The server of a file is its only
+writer, but its sessions (a recorder's writer, an import) hold transactions at once, and two
+writers of a lake share no sequence (DuckLake has none): two transactions may draw the same
+number for two messages. Readers join on `seq` and `key` together, so a shared number costs
+them a row group more to read, never a wrong message (as `NEXT_RUN_KEY`). Rows a conflict
+skips (`ON CONFLICT DO NOTHING`) leave a gap, which nothing minds."""
+
+MESSAGE_SEQ_OF_HASH = (
+    "(SELECT max(m.seq) FROM messages m WHERE m.key::UHUGEINT = md5_number(new_row.hash))"
+)
+"""The `seq` a `step_messages` row names: its message's, stored before it in the same
+transaction or earlier (the greatest, where a lake holds the message twice: the copy this
+writer stored last, near the run's other messages). `new_row`: the row being inserted
+(`inserts.insert_sql`). (The cast is none on a file; a lake holds the key as text.)"""
+
 DERIVED: dict[str, dict[str, str]] = {
-    "messages": {"key": "md5_number(hash)"},
-    "step_messages": {"key": "md5_number(hash)"},
+    "messages": {"key": "md5_number(hash)", "seq": NEXT_MESSAGE_SEQ},
+    "step_messages": {"key": "md5_number(hash)", "seq": MESSAGE_SEQ_OF_HASH},
 }
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
 the row (by this expression over its columns' names), after the row's own columns: the
 128-bit key of a message (migration 9) is a function of its hash, so no writer computes or
-ships it."""
+ships it; its number (migration 13) is drawn or looked up by the insert."""
 
 
 RUN_KEY = "run_key"
@@ -291,13 +312,17 @@ def written_fields(table: str) -> tuple[str, ...]:
 def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     """The base table the rows of `table` (a key of `ROW_TYPES`) are inserted into, and its
     columns in order: the row's fields it keeps, then the `DERIVED` ones, then the run key
-    (a per-run table's `run_key`, bound by the insert; a new run's `key`, computed by it)."""
+    (a per-run table's `run_key`, bound by the insert; a new run's `key`, computed by it),
+    then the message number (`MESSAGE_SEQ`, derived too)."""
     stored = STORED.get(table)
     base, dropped = (table, ()) if stored is None else stored
     kept = tuple(c for c in COLUMNS[table] if c not in dropped)
-    # Added by migration 12, hence last.
+    # Added by migration 12, hence after the derived columns of before.
     keys = (RUN_KEY,) if table in PER_RUN else ("key",) if table == "runs" else ()
-    return base, (*kept, *DERIVED.get(table, {}), *keys)
+    derived = tuple(DERIVED.get(table, {}))
+    # Added by migration 13, hence last.
+    numbers = tuple(c for c in derived if c == MESSAGE_SEQ)
+    return base, (*kept, *(c for c in derived if c != MESSAGE_SEQ), *keys, *numbers)
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
