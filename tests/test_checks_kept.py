@@ -21,12 +21,14 @@ import pytest
 
 from analyzer.checks.kept import what_the_host_kept
 from analyzer.checks.ledger import measure
-from analyzer.checks.ledger_entries import build_entries, size
+from analyzer.checks.ledger_entries import Added, Entry, build_entries, size
+from analyzer.checks.ledger_fit import fit_chain
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
 from analyzer.checks.records import Call, Finding, Run, Step
 from analyzer.checks.registry import CHECK_VERSION
 from traces.chat_template import SimTokenCounter, load_template, render
 from traces.normalize import estimate_tokens
+from traces.responses import CHOICES_MISSING
 
 from conftest import EXTERNAL, query_rows, reference_missing, run_cli
 
@@ -63,13 +65,19 @@ def host_run(
     cap: int = 20,
     jitter: list[int] | None = None,
     keys: list[int] | None = None,
+    leaked: bool = False,
 ) -> Run:
     """A tool chain as a client records it against `host`; `preamble` tokens of the host's
     own come before everything, `quotes` of each result are `"` (an escaping host counts
-    four for each)."""
+    four for each). `leaked`: a reasoning parser ran past each turn's call, so its markup
+    is in the reasoning too, billed once (as the call) and sent back with the reasoning."""
     per_turn = quotes if isinstance(quotes, list) else [quotes] * len(reasoning)
     # Each turn's arguments: `keys[i]` keys (two quotes each), else one.
     arguments = [json.dumps({f"k{k}": k for k in range(n)}) for n in (keys or [1] * len(reasoning))]
+    leaks = [
+        f' <tool_call>{{"name": "open_box", "arguments": {a}}}</tool_call>' if leaked else ""
+        for a in arguments
+    ]
     conversation: list[dict[str, Any]] = [
         {"role": "system", "content": "You open boxes."},
         {"role": "user", "content": "Open every box."},
@@ -94,7 +102,7 @@ def host_run(
                 result += 3 * per_turn[j]
             result_tokens = PER_RESULT + result
         return (
-            (reasoning[j] + TAGS if kept_reasoning else 0)
+            (reasoning[j] + estimate_tokens(leaks[j]) + TAGS if kept_reasoning else 0)
             + CALL_MARKUP
             + estimate_tokens(arguments[j])
             + 3 * call_quotes
@@ -121,7 +129,7 @@ def host_run(
             Step(
                 index=i,
                 finish_reason="tool_calls",
-                reasoning=_words(r, "r"),
+                reasoning=_words(r, "r") + leaks[i],
                 reasoning_source="reasoning_content",
                 prompt_tokens=prompt if usage else None,
                 completion_tokens=(r + TAGS + CALL_MARKUP + estimate_tokens(arguments[i]))
@@ -145,7 +153,7 @@ def host_run(
             ],
         }
         if send_back:
-            turn["reasoning_content"] = _words(r, "r")
+            turn["reasoning_content"] = _words(r, "r") + leaks[i]
         conversation.append(turn)
         conversation.append(
             {
@@ -334,6 +342,74 @@ def test_a_single_cache_fall_is_not_systematic() -> None:
     assert _kinds(replace(run, steps=tuple(steps))) == {}
 
 
+def test_a_step_without_counts_does_not_restart_the_chains_reasoning() -> None:
+    # Usage left out on some steps: the request after each is read whole, not as an
+    # extension, but it still carries the chain's earlier turns and their reasoning. Left
+    # at none, the next step demoted nothing, and the newest turn's drop showed only in
+    # cached tokens (read as a rewrite of the history where no older turn was counted).
+    run = host_run("last_only", reasoning=REASONING * 2, tools=TOOLS * 2)
+    steps = list(run.steps)
+    for i in (3, 8, 12):
+        steps[i] = replace(
+            steps[i],
+            prompt_tokens=None,
+            completion_tokens=None,
+            reasoning_tokens=None,
+            reasoning_tokens_source="estimated",
+            cached_tokens=None,
+        )
+    run = replace(run, steps=tuple(steps))
+    entries = {e.step: e for e in measure(run).entries}
+    assert (entries[3].kind, entries[4].kind, entries[5].kind) == ("skipped", "restart", "chain")
+    after = entries[5]
+    assert after.added is not None and after.added.demoted == REASONING[3]
+    assert (after.reasoning_newest, after.reasoning_older) == (REASONING[4], sum(REASONING[:4]))
+    finding = _kinds(run)["reasoning_dropped_in_chain"]
+    assert finding.evidence["behaviour"] == "newest_only"
+    assert finding.evidence["signal"] == "prompt_growth+cached_tokens"
+
+
+def test_reasoning_holding_leaked_call_markup_is_not_the_hosts_count_of_it() -> None:
+    # The reasoning parser ran past each call: its markup is in the reasoning too, billed
+    # once (as the call) but sent back with the reasoning. The host's reasoning count is of
+    # less text than went back: read as the count, the run's token ratio fell to 0.6 (every
+    # estimate, the first request's too, scaled down) and the markup's quotes and brackets
+    # read as the history escaped.
+    run = host_run("keep", leaked=True)
+    ledger = measure(run)
+    assert ledger.ratio == 1.0
+    second = ledger.entries[2].added
+    assert second is not None and second.basis == "estimated"
+    assert second.reasoning == size(run.steps[1].reasoning or "")  # the markup included
+    assert _kinds(run) == {}
+    assert "reasoning_dropped_in_chain" in _kinds(host_run("drop", leaked=True))
+
+
+def test_usage_of_several_choices_teaches_no_token_ratio() -> None:
+    # `n` = 2: the usage adds up both choices' turns while the step keeps choice 0's, except
+    # where the host ignored `n` and one came (`choices_missing`). Read as the count of the
+    # reasoning shown, the second choice inflated the run's ratio by as much as it added.
+    run = host_run("keep")
+    steps = []
+    for step in run.steps:
+        alone = step.index % 3 == 1
+        more = 0.0 if alone else 0.7
+        steps.append(
+            replace(
+                step,
+                request_params={"n": 2},
+                completion_tokens=round((1 + more) * (step.completion_tokens or 0)),
+                reasoning_tokens=round((1 + more) * (step.reasoning_tokens or 0)),
+                anomalies=(
+                    ({"kind": CHOICES_MISSING, "requested": 2, "received": 1},) if alone else ()
+                ),
+            )
+        )
+    several = replace(run, steps=tuple(steps))
+    assert measure(several).ratio == pytest.approx(1.0)
+    assert _kinds(several) == {}
+
+
 # -- tool results --------------------------------------------------------------------------------
 
 
@@ -405,6 +481,33 @@ def test_quotes_counted_as_sent_are_no_rewrite() -> None:
 def test_constant_quotes_cannot_tell_escaping_from_template_overhead() -> None:
     # The same characters on every step: their extra tokens read as overhead, not evidence.
     assert "history_rewritten" not in _kinds(host_run("escaped", quotes=8))
+
+
+def test_the_same_quotes_on_every_step_are_no_evidence_of_a_rewrite() -> None:
+    # A Kimi chain recorded against the simulator, with no rewrite: every call carries the
+    # same six quotes, so a second encoding of them is a multiple of the per-turn overhead.
+    # Fitted beside it, it took 11 of the ~18 tokens of overhead a turn, and the prior on
+    # the overhead alone made that evidence (13.5 against 10.8): `history_rewritten`.
+    # (growth, the turn as counted, its estimated calls, tool output, escapable characters)
+    rows = [(95, 31, 14.9, 33, 16), (96, 32, 14.9, 33, 16), (93, 31, 14.9, 33, 16)]
+    rows += [(66, 30, 21.1, 13, 6), (66, 30, 21.1, 13, 6), (92, 30, 14.9, 33, 16)]
+    rows += [(92, 31, 14.9, 33, 16), (89, 29, 14.9, 33, 16), (92, 30, 14.9, 33, 16)]
+    rows += [(67, 31, 21.1, 13, 6), (67, 31, 21.1, 13, 6), (93, 31, 14.9, 33, 16)]
+    chain = [
+        Entry(
+            step + 1,
+            "chain",
+            None,
+            growth,
+            Added(
+                0.0, "estimated", 0.0, calls, out, True, tools, (tools,), 0.0, 0.0, 2, esc, 6, 0.0
+            ),
+        )
+        for step, (growth, out, calls, tools, esc) in enumerate(rows)
+    ]
+    fit = fit_chain(chain, [(0.0, 0.0)] * len(chain))
+    assert fit is not None and "reencoding" not in fit.extras
+    assert fit.extras.get("escaping_evidence", 0.0) < 10.8  # escaping counts vary: tried
 
 
 def test_a_hidden_system_prompt() -> None:

@@ -92,6 +92,16 @@ def echoed_text(step: Step, run: Run) -> str:
     return "\n".join(r.output + (r.error or "") for r in results)
 
 
+def holds_leak(text: str | None, step: Step, run: Run) -> bool:
+    """Whether `text` (of `step`) holds a family's markup, harmony's too, that is not what
+    the model just read in a tool result (`echoed_text`)."""
+    found = find_leaks(text)
+    if not found:
+        return False
+    echoed = echoed_text(step, run)
+    return any(not all(t in echoed for t in leak.tokens) for leak in found)
+
+
 @dataclass(frozen=True)
 class Blame:
     """Whose fault a leak is, how sure that is, and what it rests on."""

@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+from analyzer.checks.leaks import holds_leak
 from analyzer.checks.records import Run, Step
 from traces.normalize import ascii_byte_classes, estimate_tokens, read_reasoning
 
@@ -187,17 +188,26 @@ class _Estimates:
     (`visible`), and the rest of its turn when a request sends it back or the run's ratio is
     learned from it."""
 
-    __slots__ = ("_reasoning_escapable", "_turns", "visible")
+    __slots__ = ("_reasoning_escapable", "_turns", "copied", "leaked", "visible")
 
-    def __init__(self, steps: Sequence[Step]) -> None:
+    def __init__(self, run: Run) -> None:
         self.visible: dict[int, int] = {}
         self._reasoning_escapable: dict[int, int] = {}
         self._turns: dict[int, _Turn] = {}
-        for step in steps:
+        self.leaked: set[int] = set()
+        """Steps whose reasoning holds call markup a parser copied there (`leaks.holds_leak`):
+        generated and billed once, as calls; the copy is unbilled."""
+        self.copied: set[int] = set()
+        """The same in the content (a harmony parser moved the copy there)."""
+        for step in run.steps:
             if step.reasoning:
                 tokens, escapable = _measure(step.reasoning)
                 self.visible[step.index] = tokens
                 self._reasoning_escapable[step.index] = escapable
+            if holds_leak(step.reasoning, step, run):
+                self.leaked.add(step.index)
+            if holds_leak(step.content, step, run):
+                self.copied.add(step.index)
 
     def turn(self, step: Step) -> _Turn:
         """The estimates of `step`'s content and calls."""
@@ -313,7 +323,7 @@ def _read(
         calls,
         output_from,
         reasoning_from,
-        visible,
+        estimates,
         ratio,
     )
     # Positional, in the fields' order (reasoning, basis, content, tool_calls, output,
@@ -337,14 +347,20 @@ def _read(
     )
 
 
-def _reasoning_count(step: Step, visible: int) -> int | None:
+def _reasoning_count(step: Step, visible: int, leaked: set[int]) -> int | None:
     """The host's count of the reasoning `step` showed, when it reported one that matches
     what was visible: a count far above it is hidden reasoning the client never had, one far
-    below it counts other text than what was recorded (a stream read twice, a leak)."""
+    below it counts other text than what was recorded (a stream read twice, a leak). Nor is
+    it one when the usage adds up several choices (`n`; the step keeps choice 0's text), or
+    when the reasoning holds a family's call markup (`leaked`): a parser that ran past the
+    calls copied their tokens into it, generated and billed once, as calls, so the count is
+    of the reasoning without the copy while all of it goes back."""
     reported = step.reasoning_tokens
     if reported is None or step.reasoning_tokens_source != "reported":
         return None
-    return reported if visible <= 2 * reported and reported <= 2 * visible else None
+    if not (visible <= 2 * reported and reported <= 2 * visible) or step.choices_counted != 1:
+        return None
+    return None if step.index in leaked else reported
 
 
 def plausible_output(counted: float, estimated: float, calls: int) -> bool:
@@ -364,7 +380,7 @@ def _run_ratio(steps: Sequence[Step], estimates: _Estimates) -> float:
     counted = estimated = 0
     for step in steps:
         seen = visible.get(step.index, 0)
-        reported = _reasoning_count(step, seen) if seen else None
+        reported = _reasoning_count(step, seen, estimates.leaked) if seen else None
         if reported:
             counted += reported
             estimated += seen
@@ -375,7 +391,8 @@ def _run_ratio(steps: Sequence[Step], estimates: _Estimates) -> float:
         # Steps whose reasoning was reported but does not match the text (a summary of
         # hidden reasoning) say nothing about the ratio.
         unreported = step.reasoning_tokens_source != "reported"
-        if step.completion_tokens and not step.failed and unreported:
+        single = step.choices_counted == 1  # else the count adds up several choices' turns
+        if step.completion_tokens and not step.failed and unreported and single:
             turn = estimates.turn(step)
             counted += step.completion_tokens
             estimated += visible.get(step.index, 0) + turn.content + turn.calls
@@ -426,7 +443,7 @@ def build_entries(run: Run) -> tuple[list[Entry], float]:
     """The run's ledger entries and its token ratio, in one pass over its steps (the ratio,
     learned from the responses alone, first)."""
     steps = run.steps
-    estimates = _Estimates(steps)
+    estimates = _Estimates(run)
     ratio = _run_ratio(steps, estimates)
     entries: list[Entry] = []
     newest = older = tools = 0.0
@@ -444,10 +461,14 @@ def build_entries(run: Run) -> tuple[list[Entry], float]:
         if previous is None or not start:
             kind: EntryKind = "restart" if seen_first else "first"
             seen_first = True
-            newest = older = tools = 0.0
+            tools = 0.0
             for message in step.request_messages:
                 if message.get("role") in _TOOL_ROLES:
                     tools += size(text_of(message.get("content")))
+            # A request after a step with no count (a failure, usage left out) still carries
+            # the chain's earlier turns: their reasoning is in it, and the next chain step
+            # demotes its newest turn's.
+            newest, older = _chain_reasoning(step.request_messages, ratio)
             # Positional (step, kind, prompt_tokens, growth, added, cached_tokens,
             # previous_prompt, reasoning_newest, reasoning_older, tool_results_total,
             # sent_estimate): a named tuple builds fastest so, and one is built per step.
@@ -497,6 +518,24 @@ def build_entries(run: Run) -> tuple[list[Entry], float]:
     return entries, ratio
 
 
+def _chain_reasoning(messages: Sequence[dict[str, Any]], ratio: float) -> tuple[float, float]:
+    """Reasoning of the newest assistant turn of the chain `messages` end with (since their
+    last user turn: templates drop the reasoning before it) and of its earlier turns,
+    estimated in host tokens: what a request read whole, not as an extension of the one
+    before it, sends back."""
+    turns: list[int] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "assistant":
+            text, _, _ = read_reasoning(message)
+            turns.append(size(text or ""))
+        elif role not in _TOOL_ROLES and role not in _SYSTEM_ROLES:
+            turns = []  # a user turn starts another chain
+    if not turns:
+        return 0.0, 0.0
+    return turns[-1] * ratio, sum(turns[:-1]) * ratio
+
+
 def _in_host_tokens(
     reasoning_estimate: int,
     content_estimate: int,
@@ -504,7 +543,7 @@ def _in_host_tokens(
     calls: int,
     answered: Step | None,
     reasoning_from: Step | None,
-    visible: Mapping[int, int],
+    estimates: _Estimates,
     ratio: float,
 ) -> tuple[float, ReasoningBasis, float, float, float, bool]:
     """A turn's reasoning, its basis, content, calls, output and whether the output is the
@@ -515,7 +554,10 @@ def _in_host_tokens(
     content, tool_calls = content_estimate * ratio, calls_estimate * ratio
     output, counted = content + tool_calls, False
     if answered is not None and (answered.request_params.get("n") or 1) != 1:
-        answered = None  # completion tokens of several choices; one came back
+        # Completion tokens of several choices, one came back; estimated, as every turn
+        # of the run is (its turns alone, where `n` was ignored, too: the fit learns one
+        # scale for the estimates, which a few counted turns would set apart).
+        answered = None
     if answered is not None and answered.completion_tokens is not None:
         billed_reasoning = answered.reasoning_tokens or 0
         if not plausible_output(
@@ -524,9 +566,13 @@ def _in_host_tokens(
             calls,
         ):
             answered = None  # usage of another turn than the one that came back
+    if answered is not None and answered.index in estimates.copied:
+        # The content holds a copy of the calls the host did not bill: its count of the
+        # turn is of less than came back. (A copy in the reasoning: `_reasoning_count`.)
+        answered = None
     if answered is not None and answered.completion_tokens is not None:
         completion = answered.completion_tokens
-        seen = visible.get(answered.index, 0)
+        seen = estimates.visible.get(answered.index, 0)
         billed = answered.reasoning_tokens
         if not seen and not billed:
             # No reasoning: the completion is exactly the content and calls coming back.
@@ -536,7 +582,7 @@ def _in_host_tokens(
             # content; the reasoning sent back is what the host counted of it, when that
             # count matches the text (a summary of hidden reasoning is estimated instead).
             output, counted = float(max(0, completion - billed)), True
-            matching = _reasoning_count(answered, seen) if seen else None
+            matching = _reasoning_count(answered, seen, estimates.leaked) if seen else None
             if matching is not None and reasoning_from is not None:
                 reasoning, basis = float(matching), "counted"
         elif reasoning_from is not None:

@@ -245,6 +245,12 @@ def fit_chain(
     if columns["per_result"] == columns["per_turn"]:
         # One result every step: the two overheads are one column, fitted as one.
         names.remove("per_result")
+    for name in REWRITES:
+        if name in names and len({columns[name][i] for i in picked}) == 1:
+            # The same characters on every step fitted: a multiple of the per-turn overhead,
+            # which only the priors could tell it from; a rewrite found so would rest on
+            # them alone (the sample tasks' calls carry the same quotes on every step).
+            names.remove(name)
     model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
     rewrites = [n for n in REWRITES if n in names]
     # Every model below (with rewrites, under any hypothesis' bounds) is this one with some
