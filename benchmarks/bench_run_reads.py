@@ -19,8 +19,8 @@ process, the copy opened read-only:
 
 Each read runs once under `EXPLAIN ANALYZE` (every statement it sends: the rows its table
 scans read, summed), then once cold for its extra memory (peak RSS over the RSS before, the
-peak reset through /proc/self/clear_refs), then `--rounds` times for CPU time (median). CPU
-rather than wall time: on a shared machine it moves less. The import into each copy also
+peak reset through /proc/self/clear_refs), then `--rounds` times for CPU and wall time
+(medians; on a shared machine read the CPU, which moves less). The import into each copy also
 times the migration of a store written by an older version (the copy is opened for writing).
 It imports the `traces` and `analyzer` on `sys.path`: with PYTHONPATH pointing at another
 checkout, it measures that checkout's reads (the README's before/after).
@@ -121,14 +121,16 @@ def measure(label: str, source: Path, scratch: Path, rounds: int) -> dict[str, A
         before = _status("VmRSS")
         read(conn)
         extra = _status("VmHWM") - before
-        cpu = []
+        cpu, wall = [], []
         for _ in range(rounds):
-            started_cpu = time.process_time()
+            started_cpu, started = time.process_time(), time.perf_counter()
             read(conn)
             cpu.append(time.process_time() - started_cpu)
+            wall.append(time.perf_counter() - started)
         out[arm] = {
             "rows_scanned": counting.rows,
             "cpu_ms": statistics.median(cpu) * 1000,
+            "wall_ms": statistics.median(wall) * 1000,
             "extra_mb": extra,
         }
     conn.close()
@@ -156,14 +158,17 @@ def main() -> None:
         f"import of it (with any migration): {small['import_with_migration_s']:.1f} s, "
         f"{large['import_with_migration_s']:.1f} s"
     )
-    print(f"{'read':<18} {'rows read':>21} {'CPU ms':>15} {'extra MiB':>15}  growth (CPU)")
+    print(
+        f"{'read':<18} {'rows read':>21} {'CPU ms':>15} {'wall ms':>15} {'extra MiB':>15}"
+        "  growth (CPU)"
+    )
     for arm in _arms("", 0):
         a, b = small[arm], large[arm]
         growth = b["cpu_ms"] / a["cpu_ms"] if a["cpu_ms"] else float("nan")
         print(
             f"{arm:<18} {a['rows_scanned']:>10,} {b['rows_scanned']:>10,} "
-            f"{a['cpu_ms']:>7.1f} {b['cpu_ms']:>7.1f} {a['extra_mb']:>7.1f} "
-            f"{b['extra_mb']:>7.1f}  {growth:.1f}×"
+            f"{a['cpu_ms']:>7.1f} {b['cpu_ms']:>7.1f} {a['wall_ms']:>7.1f} {b['wall_ms']:>7.1f} "
+            f"{a['extra_mb']:>7.1f} {b['extra_mb']:>7.1f}  {growth:.1f}×"
         )
     if options.json:
         options.json.write_text(json.dumps({"duckdb": duckdb.__version__, **results}, indent=2))
