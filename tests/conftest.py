@@ -101,6 +101,31 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
 
 
+_CORPUS_USERS = {"test_checks_faults.py", "test_analyze_equivalence.py"}
+"""The modules that analyze the fault corpus (`test_checks_faults.recorded_corpus`)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fault_corpus_early(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """When this run has tests that analyze the fault corpus, start recording it at the
+    first test, in a child process beside the tests, instead of when the first of them needs
+    it (the run's first worker to get here starts it; see `recording_in_background`)."""
+    if not any(item.path.name in _CORPUS_USERS for item in request.session.items):
+        yield
+        return
+    from shared_work import session_shared
+    from test_checks_faults import CORPUS
+
+    from recording import recording_in_background
+
+    with recording_in_background(
+        session_shared(tmp_path_factory), CORPUS, "test_checks_faults:corpus_recordings"
+    ):
+        yield
+
+
 @pytest.fixture(scope="session")
 def sim() -> Iterator[SimServer]:
     """One simulator for the session (it is stateless, so tests cannot disturb each other)."""

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,26 +133,36 @@ def record_many(db_path: Path, recordings: dict[str, Recording]) -> dict[str, Ru
     return dict(zip(recordings, summaries, strict=True))
 
 
+def _record_shared(shared: Path, name: str, recordings: dict[str, Recording]) -> None:
+    """Record `recordings` into `shared/name` unless a caller already did, under the lock
+    every caller of `recorded_once` takes (a caller that failed half-way left a partial
+    store: recorded again)."""
+    store = shared / name / "t.duckdb"
+    if (shared / name / "summaries.json").is_file():
+        return
+    store.parent.mkdir(parents=True, exist_ok=True)
+    for left in (store, store.with_name(store.name + ".wal")):
+        left.unlink(missing_ok=True)
+    recorded = record_many(store, recordings)
+    (shared / name / "summaries.json").write_text(
+        json.dumps({key: s.model_dump(mode="json") for key, s in recorded.items()})
+    )
+
+
 def recorded_once(
     shared: Path, name: str, recordings: dict[str, Recording], dest: Path
 ) -> dict[str, RunSummary]:
     """`record_many(dest, recordings)`, with the recording itself made once per test run:
-    the first caller (in any xdist worker) records into `shared/name` (`shared`: a folder
-    every worker of the run reaches, `shared_work.session_shared`), every caller gets a copy
-    of that store at `dest` to analyze and write into as its own. Modules that analyze the
-    same recordings (every fault, every dialect) share them instead of each recording them
-    again, a few seconds of CPU per worker."""
+    the first caller (in any xdist worker, or `recording_in_background`'s child) records into
+    `shared/name` (`shared`: a folder every worker of the run reaches,
+    `shared_work.session_shared`), every caller gets a copy of that store at `dest` to analyze
+    and write into as its own. Modules that analyze the same recordings (every fault, every
+    dialect) share them instead of each recording them again, a few seconds of CPU per
+    worker."""
     store = shared / name / "t.duckdb"
     summaries = shared / name / "summaries.json"
     with locked(shared / f"{name}.lock"):
-        if not summaries.is_file():
-            store.parent.mkdir(parents=True, exist_ok=True)
-            for left in (store, store.with_name(store.name + ".wal")):
-                left.unlink(missing_ok=True)  # a caller that failed half-way left it
-            recorded = record_many(store, recordings)
-            summaries.write_text(
-                json.dumps({key: s.model_dump(mode="json") for key, s in recorded.items()})
-            )
+        _record_shared(shared, name, recordings)
     shutil.copyfile(store, dest)
     wal = store.with_name(store.name + ".wal")  # none once the recorder closed it, normally
     if wal.exists():
@@ -155,3 +170,48 @@ def recorded_once(
     loaded = json.loads(summaries.read_text())
     assert set(loaded) == set(recordings), "one name, one set of recordings"
     return {key: RunSummary.model_validate(value) for key, value in loaded.items()}
+
+
+@contextlib.contextmanager
+def recording_in_background(shared: Path, name: str, factory: str) -> Iterator[None]:
+    """Start `recorded_once`'s recording of `name` now, in a child process, while this worker
+    goes on with other tests; the first worker of the run to ask starts it, the others do
+    nothing. `factory` ("module:function", a module of tests/) returns the recordings, the
+    same `recorded_once` is later called with. The child holds the lock `recorded_once`
+    takes, so a test that needs the store before it is done waits for it instead of recording
+    again; the block does not wait for the child to take it (a test reaching `recorded_once`
+    first records itself, and the child then finds the store made). Without this the first
+    test to need the store records it (about 30 s of wall time under load) while the other
+    workers' first tests of those modules wait on the lock, idle. The block's end waits for
+    the child (stopped if the session was interrupted)."""
+    shared.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(shared / f"{name}.background", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        yield  # another worker started it
+        return
+    child = subprocess.Popen(
+        [sys.executable, __file__, str(shared), name, factory],
+        cwd=Path(__file__).parent,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    except BaseException:
+        child.terminate()
+        raise
+    finally:
+        child.wait()
+
+
+def _main(shared: str, name: str, factory: str) -> None:
+    """The child of `recording_in_background`: the recordings `factory` returns, recorded
+    under the lock into `shared/name`."""
+    module, function = factory.split(":")
+    recordings = getattr(importlib.import_module(module), function)()
+    with locked(Path(shared) / f"{name}.lock"):
+        _record_shared(Path(shared), name, recordings)
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])

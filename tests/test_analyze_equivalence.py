@@ -63,6 +63,27 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     return db, ids
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The store's runs read the plain way (`reference_run`) and what `run_checks` finds in
+    each, by run id."""
+
+    runs: dict[str, Run]
+    findings: dict[str, list[Finding]]
+
+
+@pytest.fixture(scope="module")
+def reference(store: tuple[Path, list[str]]) -> Reference:
+    """The reference the comparisons below are made against, read once per module instead of
+    once per test (reading every step one query at a time was most of three tests' time).
+    Analysis writes findings, ledgers and the runs' summaries, never what a run is read
+    from, so a reference read before a test analyzed the store is that test's reference."""
+    db, ids = store
+    with duckdb.connect(str(db), read_only=True) as conn:
+        runs = {run_id: reference_run(conn, run_id) for run_id in ids}
+    return Reference(runs, {run_id: run_checks(run) for run_id, run in runs.items()})
+
+
 # -- the reference path: one query per table and step, the macro, the constructors -----------
 
 
@@ -188,28 +209,31 @@ def _expected_ledgers(runs: list[Run]) -> list[tuple[Any, ...]]:
 # -- the comparisons --------------------------------------------------------------------------
 
 
-def test_the_loader_builds_what_the_constructors_build(store: tuple[Path, list[str]]) -> None:
+def test_the_loader_builds_what_the_constructors_build(
+    store: tuple[Path, list[str]], reference: Reference
+) -> None:
     db, ids = store
     conn = duckdb.connect(str(db), read_only=True)
     try:
         fast = load_runs(conn, ids)
-        reference = [reference_run(conn, run_id) for run_id in ids]
     finally:
         conn.close()
     assert [run.id for run in fast] == ids
-    for quick, plain in zip(fast, reference, strict=True):
+    for quick, plain in zip(fast, reference.runs.values(), strict=True):
         assert quick == plain, quick.id
         for a, b in zip(quick.steps, plain.steps, strict=True):
             assert a.tools == b.tools  # shared per distinct request parameters, still equal
     assert sum(len(run.steps) for run in fast) > 300  # the store is not trivially small
 
 
-def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]]) -> None:
+def test_findings_and_summaries_equal_the_reference(
+    store: tuple[Path, list[str]], reference: Reference
+) -> None:
     db, ids = store
+    plain = list(reference.runs.values())
+    expected = reference.findings
     conn = open_for_writing(db)
     try:
-        plain = [reference_run(conn, run_id) for run_id in ids]
-        reference = {run.id: run_checks(run) for run in plain}
         found = analyze_runs(conn, ids, chunk=7)  # several chunks, one transaction
         stored = _stored(conn)
         ledgers = _stored_ledgers(conn)
@@ -221,14 +245,14 @@ def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]
         }
     finally:
         conn.close()
-    assert found == reference
-    assert stored == _expected_rows(reference)
+    assert found == expected
+    assert stored == _expected_rows(expected)
     assert ledgers == _expected_ledgers(plain) and ledgers
     assert summaries == {
-        run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in reference.items()
+        run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in expected.items()
     }
     # Every fault scenario's store holds most kinds: the comparison is not over silence.
-    kinds = {f.kind for findings in reference.values() for f in findings}
+    kinds = {f.kind for findings in expected.values() for f in findings}
     assert len(kinds) >= 30, sorted(kinds)
 
 
@@ -239,21 +263,21 @@ def _copy(db: Path, to: Path) -> Path:
 
 
 def test_workers_store_what_one_process_stores(
-    store: tuple[Path, list[str]], tmp_path: Path
+    store: tuple[Path, list[str]], reference: Reference, tmp_path: Path
 ) -> None:
     db, ids = store
     copy = _copy(db, tmp_path)
     with duckdb.connect(str(copy), read_only=True) as conn:
-        runs = {run_id: reference_run(conn, run_id) for run_id in ids}
         split = plan(conn, [*ids, "no-such-run"], max_steps=40, workers=3)
     chunks = split.chunks
-    reference = {run_id: run_checks(run) for run_id, run in runs.items()}
+    runs = reference.runs
+    expected = reference.findings
     # Chunks of whole runs, in order, none over 40 steps unless one run is.
     assert [run_id for chunk in chunks for run_id in chunk] == ids
     assert split.steps == sum(len(run.steps) for run in runs.values())
     assert all(len(chunk) == 1 or sum(len(runs[r].steps) for r in chunk) <= 40 for chunk in chunks)
     counts = analyze_in_workers(copy, chunks, workers=3)
-    assert counts == {run_id: finding_counts(f) for run_id, f in reference.items()}
+    assert counts == {run_id: finding_counts(f) for run_id, f in expected.items()}
     with duckdb.connect(str(copy), read_only=True) as conn:
         stored = _stored(conn)
         ledgers = _stored_ledgers(conn)
@@ -263,10 +287,10 @@ def test_workers_store_what_one_process_stores(
                 "SELECT id, failure_summary, findings_by_kind FROM runs"
             ).fetchall()
         }
-    assert stored == _expected_rows(reference)
+    assert stored == _expected_rows(expected)
     assert ledgers == _expected_ledgers(list(runs.values()))
     assert summaries == {
-        run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in reference.items()
+        run_id: (failure_summary(f), findings_by_kind(f)) for run_id, f in expected.items()
     }
 
 

@@ -294,8 +294,18 @@ def recorded_corpus(
     runs' summaries. Recorded once per test run: test_analyze_equivalence analyzes the same
     store."""
     db = tmp_path_factory.mktemp(name) / "t.duckdb"
-    recordings = {fault: _recording(fault) for fault in FAULT_FINDINGS} | _clean_recordings()
-    return db, recorded_once(session_shared(tmp_path_factory), "fault-corpus", recordings, db)
+    shared = session_shared(tmp_path_factory)
+    return db, recorded_once(shared, CORPUS, corpus_recordings(), db)
+
+
+CORPUS = "fault-corpus"
+"""The corpus's name in the run's shared folder; conftest starts recording it in the
+background when a module that analyzes it is collected (`recording_in_background`)."""
+
+
+def corpus_recordings() -> dict[str, Recording]:
+    """What `recorded_corpus` records: every scenario of FAULT_FINDINGS, every dialect clean."""
+    return {fault: _recording(fault) for fault in FAULT_FINDINGS} | _clean_recordings()
 
 
 @pytest.fixture(scope="module")
