@@ -105,6 +105,28 @@ _CORPUS_USERS = {"test_checks_faults.py", "test_analyze_equivalence.py"}
 """The modules that analyze the fault corpus (`test_checks_faults.recorded_corpus`)."""
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the modules holding a `slow` test first, those that analyze the fault corpus last
+    of them, every other module after, each module whole and in its own order (its module
+    fixtures built once per worker, as before).
+
+    pytest-xdist hands each worker consecutive stretches of this list, smaller and smaller as
+    the run nears its end, so what comes last is the run's tail: in file-name order that was
+    the browser, wheel and verify modules, each test tens of seconds, while the other workers
+    had nothing left. Light modules last fill the workers evenly instead. The corpus's users
+    come after the other slow modules so that its recording (started at the first test,
+    `_fault_corpus_early`) is done when they need it, rather than one worker waiting on it
+    from the start, as `test_analyze_equivalence`, second in file-name order, did."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow") is not None}
+
+    def rank(item: pytest.Item) -> int:
+        if item.path not in heavy:
+            return 2
+        return 1 if item.path.name in _CORPUS_USERS else 0
+
+    items.sort(key=rank)  # stable: each module's tests stay together, in their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fault_corpus_early(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
