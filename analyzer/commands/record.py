@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.live import LiveChecks
+from analyzer.checks.live import LiveChecks, Watching
 from analyzer.checks.persist import analyze_recorded, finding_counts
 from analyzer.fail_on import FailOn, check_fail_on_counts
 from analyzer.options import (
@@ -240,6 +240,7 @@ def record_task(
         task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps, samples=chosen
     )
     with LiveChecks(db_path) as live:
+        live.watch()  # the running runs' findings so far, once the recording lasts
         with serving([target], timeout) as [endpoint]:
             plans = target_plans(
                 target,
@@ -259,7 +260,7 @@ def record_task(
 class _CheckingAsRunsEnd:
     """The recording's progress (`RunProgress`): the bars, and each run that ends while
     others wait to start handed to the live checks, so its findings show during the
-    recording (`traces runs`)."""
+    recording (`traces runs`); each step ticks their watch of the running runs."""
 
     def __init__(self, bars: RunBars, live: LiveChecks, runs: int, concurrency: int) -> None:
         self.bars = bars
@@ -273,6 +274,7 @@ class _CheckingAsRunsEnd:
 
     def stepped(self, label: str) -> None:
         self.bars.stepped(label)
+        self.live.tick()
 
     def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
         self.bars.done(label, run_id, outcome)
@@ -344,14 +346,18 @@ def _take_up(
         err.print(printable(f"skipped: {line}", keep=""))
 
     verb = "resumed" if resume else "retried"
-    with run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars:
+    with (
+        LiveChecks(db_path) as live,
+        run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars,
+    ):
+        live.watch()
         if resume:
             summaries = resume_runs(
                 db_path,
                 run_ids,
                 providers_file=providers,
                 concurrency=concurrency,
-                progress=bars,
+                progress=Watching(bars, live),
                 refused=refused,
             )
         else:
@@ -361,10 +367,10 @@ def _take_up(
                 again=again,
                 providers_file=providers,
                 concurrency=concurrency,
-                progress=bars,
+                progress=Watching(bars, live),
                 refused=refused,
             )
-    _finish(summaries, db_path, fmt, fail_on)
+        _finish(summaries, db_path, fmt, fail_on, live)
 
 
 def _resolve_runs(db_path: Store, refs: list[str]) -> list[str]:
