@@ -53,6 +53,7 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
 DELETE_FINDINGS = f"DELETE FROM findings WHERE {of_runs(_IDS)}"
 DELETE_LEDGERS = f"DELETE FROM ledgers WHERE {of_runs(_IDS)}"
+_SO_FAR = f"SELECT 1 FROM findings_so_far WHERE run_id IN ({_IDS}) LIMIT 1"
 _DELETE_SO_FAR = f"DELETE FROM findings_so_far WHERE run_id IN ({_IDS})"
 _RUNNING = f"SELECT id FROM runs WHERE status = 'running' AND id IN ({_IDS})"
 _INSERT_SO_FAR = """
@@ -223,7 +224,10 @@ def _store(
         insert_columns(conn, "findings", columns)
     # Also what makes two overlapping analyses of a run conflict (see the module's doc).
     conn.execute(_SUMMARIZE, [json_list(c) for c in summary_columns(found)])
-    conn.execute(_DELETE_SO_FAR, ids)
+    # Looked for first: a delete that finds nothing (every analysis of ended runs, nearly)
+    # is still a write of the table, which on a lake two analyses would conflict on.
+    if conn.execute(_SO_FAR, ids).fetchone() is not None:
+        conn.execute(_DELETE_SO_FAR, ids)
     if so_far:
         conn.execute(
             _INSERT_SO_FAR, [json_list(list(so_far)), json.dumps(list(so_far.values())), now]
