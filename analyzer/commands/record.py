@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -346,31 +347,51 @@ def _take_up(
         err.print(printable(f"skipped: {line}", keep=""))
 
     verb = "resumed" if resume else "retried"
-    with (
-        LiveChecks(db_path) as live,
-        run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars,
-    ):
-        live.watch()
-        if resume:
-            summaries = resume_runs(
+    with LiveChecks(db_path) as live:
+        live.watch()  # the runs' findings so far, once the recording lasts
+        with run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars:
+            summaries = _record_taken_up(
                 db_path,
                 run_ids,
-                providers_file=providers,
-                concurrency=concurrency,
-                progress=Watching(bars, live),
-                refused=refused,
-            )
-        else:
-            summaries = retry_failed_runs(
-                db_path,
-                run_ids,
-                again=again,
-                providers_file=providers,
-                concurrency=concurrency,
-                progress=Watching(bars, live),
-                refused=refused,
+                Watching(bars, live),
+                refused,
+                resume,
+                again,
+                providers,
+                concurrency,
             )
         _finish(summaries, db_path, fmt, fail_on, live)
+
+
+def _record_taken_up(
+    db_path: Store,
+    run_ids: list[str],
+    progress: Watching,
+    refused: Callable[[str], None],
+    resume: bool,
+    again: bool,
+    providers: Path | None,
+    concurrency: int,
+) -> list[RunSummary]:
+    """Resume (or retry) the runs, their progress to `progress`; their summaries."""
+    if resume:
+        return resume_runs(
+            db_path,
+            run_ids,
+            providers_file=providers,
+            concurrency=concurrency,
+            progress=progress,
+            refused=refused,
+        )
+    return retry_failed_runs(
+        db_path,
+        run_ids,
+        again=again,
+        providers_file=providers,
+        concurrency=concurrency,
+        progress=progress,
+        refused=refused,
+    )
 
 
 def _resolve_runs(db_path: Store, refs: list[str]) -> list[str]:
