@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from analyzer.checks.timing import Timings
 from traces.store.database import open_file_for_writing
 
 from conftest import CliRun, query_rows
+from view_server import viewing
 
 _RUNNING = "UPDATE runs SET status = 'running', termination = NULL, ended_at = NULL WHERE id = ?"
 _ENDED = "UPDATE runs SET status = 'completed', termination = 'completed', ended_at = now()"
@@ -111,6 +113,10 @@ def test_a_running_runs_findings_are_stored_so_far_and_replaced_once_it_ends(
     assert "failures so far, up to step 2: error: " in cli("show", run_id, "--db", str(db)).stdout
     listed = json.loads(cli("failures", "--run", run_id, "--db", str(db), "-f", "json").stdout)
     assert {f["so_far"] for f in listed} == {"up to step 2"}
+    with viewing(db) as viewer:  # and the viewer's runs and run pages
+        for path in ("runs?status=running", f"runs/{run_id}"):
+            with urllib.request.urlopen(viewer.url + path, timeout=30) as page:
+                assert "so far, up to step 2:" in page.read().decode(), path
 
     # The run records its other steps and ends: its check replaces them, and the label goes.
     with contextlib.closing(open_file_for_writing(db)) as conn:
