@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from analyzer.checks.kept import what_the_host_kept
-from analyzer.checks.ledger import measure
+from analyzer.checks.ledger import cache_held, measure
 from analyzer.checks.ledger_entries import Added, Entry, build_entries, size
 from analyzer.checks.ledger_fit import fit_chain
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
@@ -335,6 +336,28 @@ def test_cache_misses_are_not_a_fall() -> None:
     assert _kinds(replace(run, steps=missed)) == {}
 
 
+def test_a_cache_covering_the_turn_before_rules_out_its_reasoning_dropped() -> None:
+    # Two chain steps whose growth fits the newest turn's reasoning kept alone about as well
+    # as all of it (a simulated MiniMax run: 0.71 for the newest turn's alone): the cache hit
+    # covering each previous prompt says no earlier turn was rendered anew, so the newest
+    # turn's alone is no loss this host can have had.
+    shape = {"reasoning": [23, 19, 30], "tools": [61, 182, 50], "tool_ratio": 1.19}
+    held = measure(host_run("keep", **shape))
+    assert cache_held(held.entries)
+    assert not cache_held(measure(host_run("last_only", **shape)).entries)
+    assert not cache_held(measure(host_run("keep", **shape, cached=False)).entries)
+    # The growth of a host keeping the newest turn's alone, with a cache that says every
+    # earlier turn was rendered as before: the two disagree, and nothing is reported.
+    last_only = host_run("last_only")
+    assert "reasoning_dropped_in_chain" in _kinds(last_only)  # its cache falls
+    steps = last_only.steps
+    covered = [
+        steps[0],
+        *(replace(s, cached_tokens=p.prompt_tokens) for p, s in pairwise(steps)),
+    ]
+    assert "reasoning_dropped_in_chain" not in _kinds(replace(last_only, steps=tuple(covered)))
+
+
 def test_a_single_cache_fall_is_not_systematic() -> None:
     run = host_run("keep")
     steps = list(run.steps)
@@ -423,6 +446,25 @@ def test_a_host_dropping_every_tool_result() -> None:
     assert finding.evidence["retention"] <= 0.3
     assert "reasoning_dropped_in_chain" not in kinds  # the reasoning still counted
     assert measure(run).tool_result_retention == pytest.approx(0.0, abs=0.3)
+
+
+def test_dropping_the_results_starts_as_probable_as_dropping_the_reasoning() -> None:
+    # A chain whose reasoning and results are the same 33 tokens on every step (the sample
+    # `chain_short` task's): the growth says one of the two went missing, never which. The
+    # tool-result share's prior (the tokenizer's ratio when they count) was charged to the
+    # behaviour holding it at none, so every such run read as the reasoning dropped.
+    same = {"reasoning": [33] * 5, "tools": [33] * 5, "cached": False}
+    for host in ("tools_dropped", "drop"):
+        fit = measure(host_run(host, **same)).fit
+        assert fit is not None and fit.reasoning is not None and fit.tool_results is not None
+        lost, dropped = fit.reasoning.probability("none"), fit.tool_results.probability("dropped")
+        assert lost == pytest.approx(dropped, abs=0.15), host
+        assert lost + dropped > 0.9  # one of them went, the steps cannot say which
+        kinds = _kinds(host_run(host, **same))
+        assert "reasoning_dropped_in_chain" not in kinds and "tool_results_dropped" not in kinds
+    # Reasoning that varies from step to step tells them apart, now with more confidence.
+    finding = _kinds(host_run("tools_dropped", tools=[33] * 8))["tool_results_dropped"]
+    assert finding.confidence is not None and finding.confidence >= 0.9
 
 
 def test_tool_results_cut_at_a_length() -> None:

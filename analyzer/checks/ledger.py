@@ -69,11 +69,7 @@ class CacheFalls:
 
 def cache_falls(entries: Sequence[Entry]) -> CacheFalls | None:
     """The chain steps whose cached tokens fell, when they are most of those that could."""
-    block = 0
-    for entry in entries:
-        if entry.cached_tokens:
-            block = math.gcd(block, entry.cached_tokens)
-    block = min(block, MAX_CACHE_BLOCK)
+    block = cache_block(entries)
     if block == 0:
         return None  # no cache hit at all: caching is off, or unreported
     evaluated = [
@@ -95,6 +91,46 @@ def cache_falls(entries: Sequence[Entry]) -> CacheFalls | None:
         block=block,
         median_shortfall=statistics.median(shortfalls),
         example=fallen[0],
+    )
+
+
+def cache_block(entries: Sequence[Entry]) -> int:
+    """The host's cache granularity, as the largest common divisor of its cached counts (at
+    most `MAX_CACHE_BLOCK`); 0 when no request hit the cache (caching off, or unreported)."""
+    block = 0
+    for entry in entries:
+        if entry.cached_tokens:
+            block = math.gcd(block, entry.cached_tokens)
+    return min(block, MAX_CACHE_BLOCK)
+
+
+def cache_held(entries: Sequence[Entry]) -> bool:
+    """Whether the cache shows the earlier turns rendered as before: on every chain step that
+    demoted a turn's reasoning and hit the cache at all, the hit covered the previous prompt
+    (within the granularity and `MIN_CACHE_FALL`). A host keeping only the newest turn's
+    reasoning renders that turn anew once it is no longer the newest, so its cache falls
+    short by all the turn added (its reasoning, calls and results: the growth of the step
+    that sent it); one whose hit covered it did not drop the turn's reasoning."""
+    block = cache_block(entries)
+    if block == 0:
+        return False
+    evaluated = []
+    before: Entry | None = None
+    for e in entries:
+        if (
+            e.kind == "chain"
+            and e.cached_tokens
+            and e.previous_prompt is not None
+            and e.added is not None
+            and e.added.demoted > 0
+            and before is not None
+            and (before.growth or 0) > block + MIN_CACHE_FALL
+        ):
+            evaluated.append(e)
+        before = e
+    return bool(evaluated) and all(
+        (e.previous_prompt or 0) - (e.cached_tokens or 0) <= block + MIN_CACHE_FALL
+        for e in evaluated
     )
 
 

@@ -524,12 +524,16 @@ class _Grid:
 
     def _solve(self, reasoning: str, tools: str, cap: _Cap | None) -> Solution | None:
         held = {**self.ranges.held(reasoning), **_TOOLS_HELD.get(tools, {})}
+        refund = held_prior(held, {c.name for c in self.model})
         if tools != "truncated":
-            return self._model().solve(held)
+            solution = self._model().solve(held)
+            return replace(solution, objective=solution.objective - refund)
         if cap is None:
             return None
         solution = cap.quadratic.solve(held)
-        return Solution({**solution.values, "cap": cap.length}, solution.objective, solution.misfit)
+        return Solution(
+            {**solution.values, "cap": cap.length}, solution.objective - refund, solution.misfit
+        )
 
     def _cached_cap(self) -> _Cap | None:
         if not self.caps:
@@ -626,6 +630,24 @@ class _Cap:
 
     length: float
     quadratic: Quadratic
+
+
+def held_prior(held: Mapping[str, tuple[float, float]], fitted: set[str]) -> float:
+    """The prior penalty of the coefficients a behaviour holds at one value (a part dropped:
+    its share at none), not charged to that behaviour.
+
+    A coefficient's prior says what its share is when the part counts (the host's tokens per
+    estimated token of tool output: about one, give or take a tokenizer's half); it is no
+    prior probability that the host keeps the part. Charged to a behaviour holding the share
+    at none, it made a host dropping the tool results four units of misfit less probable than
+    one dropping the reasoning (whose prior is flat) on steps that cannot tell them apart,
+    so such runs read as the reasoning dropped. Each behaviour starts even; only the steps
+    set them apart."""
+    return sum(
+        ((low - COEFFICIENTS[name].prior) / COEFFICIENTS[name].spread) ** 2
+        for name, (low, high) in held.items()
+        if low == high and name in fitted
+    )
 
 
 def _inside(solution: Solution, box: Mapping[str, tuple[float, float]]) -> bool:
