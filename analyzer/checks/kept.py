@@ -31,7 +31,7 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from analyzer.checks.ledger import CacheFalls, Ledger, cache_held, measure
+from analyzer.checks.ledger import CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
 from analyzer.checks.ledger_fit import REWRITE_EVIDENCE, REWRITES, Fit, Verdict
 from analyzer.checks.lsq import chi2_survival
@@ -151,24 +151,6 @@ def reasoning_lost(fit: Fit) -> float:
     return 0.0 if verdict is None else _confidence(verdict, ("none", "newest_only"))
 
 
-def every_turns_reasoning_lost(fit: Fit) -> float:
-    """Probability that the host lost the reasoning of every turn (or kept at most
-    LOST_SHARE of it): `reasoning_lost` when the cache rules out the newest turn's kept
-    alone (`ledger.cache_held`)."""
-    verdict = fit.reasoning
-    return 0.0 if verdict is None else _confidence(verdict, ("none",))
-
-
-def _reasoning_score(ledger: Ledger) -> Callable[[Fit], float]:
-    """How the reasoning's loss is scored on this run: a cache that covered every earlier
-    turn after its reasoning was demoted says no turn was rendered anew, so "kept for the
-    newest turn only" is no loss it can have had."""
-    fit = ledger.fit
-    if fit is None or fit.reasoning is None or fit.reasoning.probability("newest_only") == 0:
-        return reasoning_lost
-    return every_turns_reasoning_lost if cache_held(ledger.entries) else reasoning_lost
-
-
 def results_dropped(fit: Fit) -> float:
     """Probability that the host dropped the tool results (or kept at most LOST_SHARE)."""
     verdict = fit.tool_results
@@ -267,7 +249,7 @@ def _reasoning_by_cache(ledger: Ledger) -> bool:
 def _reasoning(ledger: Ledger) -> Iterator[Finding]:
     fit = ledger.fit
     verdict = fit.reasoning if fit is not None else None
-    lost = robust(ledger, _reasoning_score(ledger), "reasoning lost")
+    lost = robust(ledger, reasoning_lost, "reasoning lost")
     by_growth = lost >= MIN_CONFIDENCE
     by_cache = _reasoning_by_cache(ledger)
     if not by_growth and not by_cache:

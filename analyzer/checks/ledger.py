@@ -134,6 +134,12 @@ def cache_held(entries: Sequence[Entry]) -> bool:
     )
 
 
+def ruled_out(entries: Sequence[Entry]) -> frozenset[str]:
+    """Behaviours of the host the counts exclude before any fit: keeping only the newest
+    turn's reasoning, when the cache covered every turn after its reasoning was demoted."""
+    return frozenset({"newest_only"}) if cache_held(entries) else frozenset()
+
+
 @dataclass(frozen=True)
 class Ledger:
     """A run's ledger: one entry per step, the fit over its chain steps and its verdicts."""
@@ -152,6 +158,8 @@ class Ledger:
     miscounted: frozenset[int] = frozenset()
     """Chain steps left out of the fit: the turn they sent back is not the one the host
     counted, and by how much cannot be told (`ledger_turns`)."""
+    ruled_out: frozenset[str] = frozenset()
+    """Behaviours the fit did not try, other evidence excluding them (`ruled_out`)."""
     _left_out: list[Fit] | None = field(default=None, repr=False, compare=False)
     _chain: list[Entry] | None = field(default=None, repr=False, compare=False)
 
@@ -165,7 +173,7 @@ class Ledger:
             if len(chain) <= MAX_LEFT_OUT:
                 sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
                 for position in range(len(chain)):
-                    fit = fit_chain(chain, sent, left_out=position)
+                    fit = fit_chain(chain, sent, left_out=position, ruled_out=self.ruled_out)
                     if fit is not None:
                         fits.append(fit)
             object.__setattr__(self, "_left_out", fits)
@@ -232,14 +240,16 @@ def _measure(run: Run) -> Ledger:
     entries, left = put_right(run, entries)
     chain = [e for e in entries if e.kind == "chain" and e.added is not None and e.step not in left]
     sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
+    excluded = ruled_out(entries)
     return Ledger(
         run_id=run.id,
         entries=tuple(entries),
         ratio=ratio,
-        fit=fit_chain(chain, sent),
+        fit=fit_chain(chain, sent, ruled_out=excluded),
         reasoning_sent=sum(n + o for n, o in sent),
         tool_results_sent=sum(e.tool_results_total for e in chain),
         cache=cache_falls(entries),
         miscounted=left,
+        ruled_out=excluded,
         _chain=chain,
     )

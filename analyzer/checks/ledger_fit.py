@@ -225,10 +225,12 @@ def fit_chain(
     chain: Sequence[Entry],
     reasoning_sent: Sequence[tuple[float, float]],
     left_out: int | None = None,
+    ruled_out: frozenset[str] = frozenset(),
 ) -> Fit | None:
     """Fit the ledger over the chain entries (at least two); `reasoning_sent` holds each
     entry's (newest turn's, older turns') reasoning in its request, for the retention.
-    `left_out` is a chain position the fit ignores (to see whether one step decides it)."""
+    `left_out` is a chain position the fit ignores (to see whether one step decides it);
+    `ruled_out` names behaviours other evidence excludes (not tried)."""
     if len(chain) - (left_out is not None) < 2:
         return None
     added = [e.added for e in chain if e.added is not None]
@@ -306,7 +308,9 @@ def fit_chain(
     # few shares each hypothesis holds.
     sent = (sum(n for n, _ in reasoning_sent), sum(o for _, o in reasoning_sent))
     ranges = _Ranges.of({a.basis for a in added if a.reasoning > 0})
-    grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges, quadratic)
+    grid = _Grid(
+        normal, model, scale, sent, chain, columns, target, weights, ranges, quadratic, ruled_out
+    )
     reasoning, tools, final = grid.verdicts(free)
     # A behaviour (a cap on tool results) may explain the steps far better than the free fit
     # could: the noise is then what is left after it, and the verdicts are judged again (the
@@ -422,6 +426,8 @@ class _Grid:
     """What each reasoning behaviour allows, by how the reasoning was measured."""
     quadratic: Quadratic | None = None
     """The model over `normal`, built once for every hypothesis (built here when None)."""
+    ruled_out: frozenset[str] = frozenset()
+    """Behaviours other evidence excludes, not tried (`ledger.cache_held`: "newest_only")."""
     solved: dict[tuple[str, str], Solution | None] = field(default_factory=dict)
     """Each hypothesis' fit, kept for a grid judged again at another noise scale."""
     caps: list[_Cap | None] = field(default_factory=list)
@@ -450,6 +456,7 @@ class _Grid:
             return (verdict if has_reasoning else None), (verdict if has_tools else None), kept
         split = "older_reasoning" in names
         reasoning = ["kept", "none", "partial", *(["newest_only"] if split else [])]
+        reasoning = [r for r in reasoning if r not in self.ruled_out]
         tools = ["kept", "dropped", "partial", "truncated"] if has_tools else ["partial"]
         if not has_reasoning:
             reasoning = ["partial"]
