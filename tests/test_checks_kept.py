@@ -508,6 +508,23 @@ def test_a_host_escaping_the_history() -> None:
     assert finding.confidence is not None and finding.confidence > 0.99
 
 
+def test_escaping_mostly_in_the_tool_results_is_not_a_tokenizer_counting_them_twice() -> None:
+    # A `research` run: most escapable characters are the results' quotes, about a quarter
+    # of each. Escaped, they add three tokens each beside a tokenizer counting tool output
+    # 1.3 times: a free share of 2.2, which the tool results' coefficient took in when it
+    # went up to 3 (no tokenizer counts more than `RESULTS_KEPT`'s 1.8).
+    tools = [236, 91, 158, 95, 248, 86, 250, 81]
+    shape = {"tools": tools, "quotes": [round(0.28 * t) for t in tools], "tool_ratio": 1.3}
+    shape["reasoning"] = [14, 22, 55, 20, 48, 20, 59, 20]
+    finding = _kinds(host_run("escaped", **shape))["history_rewritten"]
+    assert finding.evidence["rewrite"] == "escaping"
+    # Three a quote, less what the share at its bound still takes of them.
+    assert 1.5 <= finding.evidence["extra_tokens_per_character"] <= 3.5
+    # A faithful host whose tokenizer counts the same output up to twice: nothing.
+    for ratio in (1.3, 2.0):
+        assert _kinds(host_run("keep", **{**shape, "tool_ratio": ratio})) == {}
+
+
 def test_a_host_encoding_string_arguments_twice() -> None:
     # llama.cpp's old Kimi K2 template: `arguments|tojson` on a string argument. Sixteen
     # turns whose arguments differ in size: the extra quotes are told from overhead.

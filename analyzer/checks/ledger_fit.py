@@ -51,8 +51,11 @@ COEFFICIENTS: dict[str, Coefficient] = {
         # Flat within their range: whether the host kept the reasoning is what is measured.
         Coefficient("newest_reasoning", 1.0, 3.0, 0.0, 1.5),
         Coefficient("older_reasoning", 1.0, 3.0, 0.0, 1.5),
-        # Tool output tokenizes differently from reasoning (code, JSON): a wide prior.
-        Coefficient("tool_results", 1.0, 0.5, 0.0, 3.0),
+        # Tool output tokenizes differently from reasoning (code, JSON): a wide prior, up to
+        # the most a tokenizer counts of it (`RESULTS_KEPT`). Beyond, the share took in what
+        # the host added to the results (escaping them), which the rewrites' evidence must
+        # be measured against, not absorbed into.
+        Coefficient("tool_results", 1.0, 0.5, 0.0, 1.8),
         # Template tokens around each result and each turn: a few, rarely tens; never many
         # fewer than none (a turn re-rendered without its end-of-turn token, at most).
         Coefficient("per_result", 4.0, 6.0, -5.0, 80.0),
@@ -81,7 +84,7 @@ GONE_SPLIT = (-0.3, 0.35)
 (`ReasoningBasis` "split"): the completion was split by the estimate, so a dropped reasoning
 leaves one minus the ratio of the host's tokens to the split's, a little either side of 0."""
 GONE = (0.0, 0.0)
-RESULTS_KEPT = (0.65, 1.8)
+RESULTS_KEPT = (0.65, COEFFICIENTS["tool_results"].high)
 """Tool output is never counted by the host in usage: its share is the host's tokens per
 estimated token when all of it counts, which tokenizers put from two thirds (JSON's quotes and
 brackets merged into few tokens) to nearly twice (digits, identifiers split up) the
