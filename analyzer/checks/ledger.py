@@ -12,7 +12,9 @@ against what was sent (a host injecting a hidden system prompt makes it much lon
 Only tool-chain steps are fitted (an assistant turn with calls and its results): templates
 legitimately drop the reasoning before a new user turn. A turn that came back other than the
 host counted it is read as it came back (its reasoning in the content), or its step left out
-when by how much cannot be told (its arguments emptied): `ledger_turns`.
+when by how much cannot be told (its arguments emptied): `ledger_turns`. A behaviour the
+counts exclude before any fit is not tried (`ruled_out`: a cache covering every earlier turn
+says none was rendered anew, so not the newest turn's reasoning only).
 """
 
 from __future__ import annotations
