@@ -346,6 +346,13 @@ def test_a_cache_covering_the_turn_before_rules_out_its_reasoning_dropped() -> N
     assert cache_held(held.entries)
     assert not cache_held(measure(host_run("last_only", **shape)).entries)
     assert not cache_held(measure(host_run("keep", **shape, cached=False)).entries)
+    # A hit beyond the previous prompt: another conversation warmed the cache (a run repeated
+    # with the same task sends the same history), so a hit says nothing of this one's.
+    kept = host_run("keep", **shape)
+    warm = replace(kept.steps[1], cached_tokens=kept.steps[1].prompt_tokens)
+    assert not cache_held(
+        measure(replace(kept, steps=(kept.steps[0], warm, *kept.steps[2:]))).entries
+    )
     # A host keeping the newest turn's alone: its cache falls, and that is the verdict.
     last_only = host_run("last_only")
     ledger = measure(last_only)

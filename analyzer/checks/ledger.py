@@ -114,7 +114,7 @@ def cache_held(entries: Sequence[Entry]) -> bool:
     short by all the turn added (its reasoning, calls and results: the growth of the step
     that sent it); one whose hit covered it did not drop the turn's reasoning."""
     block = cache_block(entries)
-    if block == 0:
+    if block == 0 or warmed(entries, block):
         return False
     evaluated = []
     before: Entry | None = None
@@ -133,6 +133,19 @@ def cache_held(entries: Sequence[Entry]) -> bool:
     return bool(evaluated) and all(
         (e.previous_prompt or 0) - (e.cached_tokens or 0) <= block + MIN_CACHE_FALL
         for e in evaluated
+    )
+
+
+def warmed(entries: Sequence[Entry], block: int) -> bool:
+    """Whether some request hit the cache beyond the previous prompt of its conversation: the
+    host's cache is shared with other conversations (a run repeated with the same task and
+    seed sends the same history), so a hit may cover a turn another conversation rendered
+    anew the same way, and says nothing about how this one was rendered before."""
+    return any(
+        e.cached_tokens
+        and e.previous_prompt is not None
+        and e.cached_tokens > e.previous_prompt + block
+        for e in entries
     )
 
 
