@@ -68,7 +68,8 @@ def finding_details(
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Individual findings with their step and evidence, newest run first (`offset` of them
-    skipped, in the query)."""
+    skipped, in the query). `so_far` says when a finding is one of a run's findings so far
+    (`up to step K`: the run was checked while it was recorded); null when they are final."""
     where, params = _where(
         {
             "f.kind": kind,
@@ -85,8 +86,11 @@ def finding_details(
         conn.execute(
             f"""
             SELECT f.run_id AS run, f.step_idx AS step, f.kind, f.severity, f.layer,
-                   f.confidence, r.provider, r.model, f.evidence
+                   f.confidence, r.provider, r.model, f.evidence,
+                   CASE WHEN sf.run_id IS NOT NULL
+                        THEN coalesce('up to step ' || sf.through_step, 'so far') END AS so_far
             FROM findings f JOIN runs r ON r.id = f.run_id
+            LEFT JOIN findings_so_far sf ON sf.run_id = f.run_id
             {where}
             ORDER BY r.started_at DESC, f.run_id, f.step_idx NULLS FIRST, f.kind
             {"LIMIT " + str(int(limit)) if limit else ""}

@@ -38,6 +38,8 @@ RUN_COLUMNS = [
     "findings",
     "failures",
     "findings_by_kind",
+    "findings_so_far",
+    "findings_through_step",
     "origin",
     "conversation",
     "resumptions",
@@ -247,7 +249,9 @@ def list_runs(
                r.started_at,
                round(epoch(coalesce(r.ended_at, s.last_at) - r.started_at), 3) AS duration_s,
                r.error, r.recorder_pid, r.recorder_host, coalesce(fc.n, 0) AS findings,
-               r.failure_summary AS failures, r.findings_by_kind, r.origin, r.conversation,
+               r.failure_summary AS failures, r.findings_by_kind,
+               sf.run_id IS NOT NULL AS findings_so_far,
+               sf.through_step AS findings_through_step, r.origin, r.conversation,
                coalesce(r.resumptions, 0) AS resumptions, r.retry_of, r.sample
         FROM page r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
@@ -261,6 +265,8 @@ def list_runs(
         LEFT JOIN (SELECT run_id, count(*) AS n FROM findings
                    WHERE run_id IN (SELECT id FROM page) GROUP BY run_id) fc
             ON fc.run_id = r.id
+        -- A run checked while it was running (`analyzer.checks.persist`): its findings so far.
+        LEFT JOIN findings_so_far sf ON sf.run_id = r.id
         ORDER BY {ordering}
     """
     rows = dict_rows(conn.execute(sql, params))
@@ -347,6 +353,15 @@ def abbreviate_run_ids(
             row[column] = short[str(row[column])]
 
 
+def so_far_label(row: dict[str, Any]) -> str | None:
+    """How to call a run's findings when they are partial (`findings_so_far`): "so far, up
+    to step K" (checked while the run was recorded, through its step K); None when final."""
+    if not row.get("findings_so_far"):
+        return None
+    step = row.get("findings_through_step")
+    return "so far" if step is None else f"so far, up to step {step}"
+
+
 def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -364,9 +379,12 @@ def run_detail(
     run = dict_rows(
         conn.execute(
             f"""
-            SELECT r.* REPLACE ({_live_tokens("t")})
+            SELECT r.* REPLACE ({_live_tokens("t")}),
+                   sf.run_id IS NOT NULL AS findings_so_far,
+                   sf.through_step AS findings_through_step
             FROM runs r
             LEFT JOIN ({totals_by_run(of_run())}) t ON t.run_id = r.id
+            LEFT JOIN findings_so_far sf ON sf.run_id = r.id
             WHERE r.id = ?
             """,
             [run_id, run_id, run_id],

@@ -4,7 +4,7 @@ Run by hand (it is not a test and asserts nothing about time):
 
     .venv/bin/python benchmarks/bench_recording.py [--runs 64] [--steps 50]
         [--concurrency 64] [--rounds 3] [--stream] [--arms A,ours,B] [--latency-ms 0]
-        [--no-verify] [--json PATH]
+        [--live-every 5] [--no-verify] [--json PATH]
 
 Three arms make the same calls to the same simulator at the same concurrency:
 
@@ -15,6 +15,10 @@ Three arms make the same calls to the same simulator at the same concurrency:
   messages=..., tools=...)`, executing the same tool and sending the same conversation back.
 - `B`: the same loop, but `messages` and `tools` go in `extra_body`, as `traces/client.py`
   sends them, so the SDK does not deep-transform the whole conversation on every call.
+- `live` (not run by default: `--arms ours,live`): `ours` with the live checks `traces
+  record` runs beside it, its running runs checked every `--live-every` seconds by the
+  checker process (`analyzer.checks.live`), which shares the machine's cores: the ratio
+  live / ours is what checking the findings so far costs the recording.
 
 The simulator runs in a separate process, so its CPU does not share the GIL with the client
 being measured. Arms are interleaved (A, ours, B, A, ours, B, ...) and each arm's median is
@@ -46,6 +50,7 @@ from typing import Any, Literal
 import duckdb
 import openai
 
+from analyzer.checks.live import EVERY_ENV, LiveChecks
 from traces.client import EndpointConfig
 from traces.harness import HarnessSettings
 from traces.runner import RunPlan, record_runs
@@ -53,12 +58,14 @@ from traces.sample_files import resolve_task
 from traces.store.recorder import Recorder
 from traces.tasks import ChainSpec, Task, build_environment, load_task, render_prompts
 
-ArmName = Literal["A", "ours", "B"]
-ARMS: tuple[ArmName, ...] = ("A", "ours", "B")
+ArmName = Literal["A", "ours", "B", "live"]
+ARMS: tuple[ArmName, ...] = ("A", "ours", "B", "live")
+DEFAULT_ARMS: tuple[ArmName, ...] = ("A", "ours", "B")
 ARM_LABELS: dict[ArmName, str] = {
     "A": "A: openai create(messages=, tools=)",
     "ours": "ours: record_runs + DuckDB",
     "B": "B: openai create(extra_body=)",
+    "live": "live: ours + live checks",
 }
 
 CHAIN_TASK = resolve_task("chain")
@@ -144,6 +151,7 @@ class Measurement:
     client_cpu_s: float
     server_cpu_s: float | None
     writer_cpu_s: float | None = None
+    checker_cpu_s: float | None = None
 
     @property
     def steps_per_s(self) -> float:
@@ -160,6 +168,9 @@ class Measurement:
         )
         data["writer_cpu_ms_per_step"] = (
             None if self.writer_cpu_s is None else 1000 * self.writer_cpu_s / self.steps
+        )
+        data["checker_cpu_ms_per_step"] = (
+            None if self.checker_cpu_s is None else 1000 * self.checker_cpu_s / self.steps
         )
         return data
 
@@ -199,9 +210,13 @@ def _plan(bench: Bench, runs: int) -> RunPlan:
     )
 
 
-async def arm_ours(bench: Bench, recorder: Recorder, runs: int) -> tuple[int, int]:
-    """Record `runs` runs through `recorder`; return (steps, successful runs)."""
-    summaries = await record_runs(_plan(bench, runs), recorder)
+async def arm_ours(
+    bench: Bench, recorder: Recorder, runs: int, live: LiveChecks | None = None
+) -> tuple[int, int]:
+    """Record `runs` runs through `recorder` (ticking the `live` checks at each step, as
+    `traces record` does); return (steps, successful runs)."""
+    on_step = None if live is None else live.tick
+    summaries = await record_runs(_plan(bench, runs), recorder, on_step=on_step)
     steps = sum(s.outcome.steps for s in summaries)
     return steps, sum(1 for s in summaries if s.outcome.success)
 
@@ -394,28 +409,36 @@ def measure(bench: Bench, arm: ArmName, round_no: int) -> Measurement:
     # Creating and migrating the database file is one-time setup, like building a client:
     # it stays outside the timed region. Closing it (stopping the writer process, nothing
     # left to flush since every step was awaited durable) does too.
-    recorder = Recorder(db) if arm == "ours" else None
+    recorder = Recorder(db) if arm in ("ours", "live") else None
+    live = LiveChecks(db) if arm == "live" else None
     writer_pid = recorder.writer_pid if recorder is not None else None
     writer_before = process_cpu_s(writer_pid)
     server_before = bench.sim.cpu_s()
     cpu_before = time.process_time()
+    checker = None
     t0 = time.perf_counter()
     try:
+        if live is not None:
+            live.watch()  # as `traces record`: the checker starts once the recording lasts
         if recorder is not None:
-            steps, ok = asyncio.run(arm_ours(bench, recorder, bench.runs))
+            steps, ok = asyncio.run(arm_ours(bench, recorder, bench.runs, live))
         else:
             steps, ok, _ = asyncio.run(arm_baseline(bench, arm, bench.runs))
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu_before
         server_after = bench.sim.cpu_s()
         writer_after = process_cpu_s(writer_pid)
+        if live is not None:
+            checker = process_cpu_s(live.child_pid)  # its rounds while the runs recorded
     finally:
+        if live is not None:
+            live.finish()
         if recorder is not None:
             recorder.close()
     db.unlink(missing_ok=True)
     server = None if server_before is None or server_after is None else server_after - server_before
     writer = None if writer_before is None or writer_after is None else writer_after - writer_before
-    return Measurement(arm, round_no, bench.runs, steps, ok, wall, cpu, server, writer)
+    return Measurement(arm, round_no, bench.runs, steps, ok, wall, cpu, server, writer, checker)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -430,6 +453,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
             continue
         server = [m.server_cpu_s / m.steps for m in rows if m.server_cpu_s is not None]
         writer = [m.writer_cpu_s / m.steps for m in rows if m.writer_cpu_s is not None]
+        checker = [m.checker_cpu_s / m.steps for m in rows if m.checker_cpu_s is not None]
         arms[arm] = {
             "label": ARM_LABELS[arm],
             "steps_per_s_median": statistics.median(m.steps_per_s for m in rows),
@@ -439,10 +463,23 @@ def summarize(bench: Bench) -> dict[str, Any]:
             ),
             "server_cpu_ms_per_step_median": 1000 * statistics.median(server) if server else None,
             "writer_cpu_ms_per_step_median": 1000 * statistics.median(writer) if writer else None,
+            "checker_cpu_ms_per_step_median": (
+                1000 * statistics.median(checker) if checker else None
+            ),
             "steps_per_round": rows[0].steps,
             "successful_runs_per_round": rows[0].succeeded,
         }
     summary: dict[str, Any] = {"arms": arms}
+    if "ours" in arms and "live" in arms:
+        # Paired by round (the arms alternate), so a round's noise weighs on both.
+        by_round = {(m.arm, m.round): m.steps_per_s for m in bench.measurements}
+        paired = [
+            by_round[("live", r)] / by_round[("ours", r)]
+            for (arm, r) in by_round
+            if arm == "live" and ("ours", r) in by_round
+        ]
+        summary["ratio_live_over_ours"] = statistics.median(paired)
+        summary["ratio_live_over_ours_all"] = [round(x, 3) for x in paired]
     if "ours" in arms:
         for base in ("A", "B"):
             if base in arms:
@@ -480,6 +517,12 @@ def print_table(summary: dict[str, Any], bench: Bench) -> None:
     for base in ("A", "B"):
         if f"ratio_ours_over_{base}" in summary:
             print(f"ours / {base} = {summary[f'ratio_ours_over_{base}']:.2f}")
+    if "ratio_live_over_ours" in summary:
+        checker = summary["arms"]["live"]["checker_cpu_ms_per_step_median"]
+        print(
+            f"live / ours = {summary['ratio_live_over_ours']:.3f} (per round "
+            f"{summary['ratio_live_over_ours_all']}); checker CPU {ms(checker, 0).strip()} ms/step"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -501,8 +544,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--arms",
-        default=",".join(ARMS),
-        help="comma-separated arms to run, in round order (default A,ours,B)",
+        default=",".join(DEFAULT_ARMS),
+        help="comma-separated arms to run, in round order (default A,ours,B; also: live)",
+    )
+    p.add_argument(
+        "--live-every",
+        type=float,
+        default=None,
+        help=f"arm live: seconds between checks of the running runs (default: {EVERY_ENV}, else 5)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the same-conversation check")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
@@ -516,6 +565,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Start the simulator, verify the arms agree, measure interleaved rounds, report."""
     args = parse_args(argv)
+    if args.live_every is not None:
+        os.environ[EVERY_ENV] = str(args.live_every)  # what `LiveChecks.watch` reads
     sim = SimProcess(args.latency_ms)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-recording-") as workdir:
@@ -555,6 +606,7 @@ def main(argv: list[str] | None = None) -> None:
                 "latency_ms": args.latency_ms,
                 "seed": args.seed,
                 "arms": args.arms,
+                "live_every_s": args.live_every,
             },
             "machine": {
                 "cpus": os.cpu_count(),

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from analyzer.checks.kept import what_the_host_kept
-from analyzer.checks.ledger import measure
+from analyzer.checks.ledger import cache_held, measure
 from analyzer.checks.ledger_entries import Added, Entry, build_entries, size
 from analyzer.checks.ledger_fit import fit_chain
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
@@ -335,6 +336,38 @@ def test_cache_misses_are_not_a_fall() -> None:
     assert _kinds(replace(run, steps=missed)) == {}
 
 
+def test_a_cache_covering_the_turn_before_rules_out_its_reasoning_dropped() -> None:
+    # Two chain steps whose growth fits the newest turn's reasoning kept alone about as well
+    # as all of it (a simulated MiniMax run: 0.71 for the newest turn's alone): the cache hit
+    # covering each previous prompt says no earlier turn was rendered anew, so the newest
+    # turn's alone is no loss this host can have had.
+    shape = {"reasoning": [23, 19, 30], "tools": [61, 182, 50], "tool_ratio": 1.19}
+    held = measure(host_run("keep", **shape))
+    assert cache_held(held.entries)
+    assert not cache_held(measure(host_run("last_only", **shape)).entries)
+    assert not cache_held(measure(host_run("keep", **shape, cached=False)).entries)
+    # A hit beyond the previous prompt: another conversation warmed the cache (a run repeated
+    # with the same task sends the same history), so a hit says nothing of this one's.
+    kept = host_run("keep", **shape)
+    warm = replace(kept.steps[1], cached_tokens=kept.steps[1].prompt_tokens)
+    assert not cache_held(
+        measure(replace(kept, steps=(kept.steps[0], warm, *kept.steps[2:]))).entries
+    )
+    # A host keeping the newest turn's alone: its cache falls, and that is the verdict.
+    last_only = host_run("last_only")
+    ledger = measure(last_only)
+    assert ledger.ruled_out == frozenset() and ledger.fit is not None
+    assert ledger.fit.reasoning is not None and ledger.fit.reasoning.best.name == "newest_only"
+    # The same growth beside a cache covering every previous prompt: the behaviour is not
+    # tried (what the growth lacks is then read as a share of the reasoning lost).
+    steps = last_only.steps
+    covered = [steps[0], *(replace(s, cached_tokens=p.prompt_tokens) for p, s in pairwise(steps))]
+    ledger = measure(replace(last_only, steps=tuple(covered)))
+    assert ledger.ruled_out == frozenset({"newest_only"}) and ledger.fit is not None
+    assert ledger.fit.reasoning is not None
+    assert ledger.fit.reasoning.probability("newest_only") == 0.0
+
+
 def test_a_single_cache_fall_is_not_systematic() -> None:
     run = host_run("keep")
     steps = list(run.steps)
@@ -425,6 +458,25 @@ def test_a_host_dropping_every_tool_result() -> None:
     assert measure(run).tool_result_retention == pytest.approx(0.0, abs=0.3)
 
 
+def test_dropping_the_results_starts_as_probable_as_dropping_the_reasoning() -> None:
+    # A chain whose reasoning and results are the same 33 tokens on every step (the sample
+    # `chain_short` task's): the growth says one of the two went missing, never which. The
+    # tool-result share's prior (the tokenizer's ratio when they count) was charged to the
+    # behaviour holding it at none, so every such run read as the reasoning dropped.
+    same = {"reasoning": [33] * 5, "tools": [33] * 5, "cached": False}
+    for host in ("tools_dropped", "drop"):
+        fit = measure(host_run(host, **same)).fit
+        assert fit is not None and fit.reasoning is not None and fit.tool_results is not None
+        lost, dropped = fit.reasoning.probability("none"), fit.tool_results.probability("dropped")
+        assert lost == pytest.approx(dropped, abs=0.15), host
+        assert lost + dropped > 0.9  # one of them went, the steps cannot say which
+        kinds = _kinds(host_run(host, **same))
+        assert "reasoning_dropped_in_chain" not in kinds and "tool_results_dropped" not in kinds
+    # Reasoning that varies from step to step tells them apart, now with more confidence.
+    finding = _kinds(host_run("tools_dropped", tools=[33] * 8))["tool_results_dropped"]
+    assert finding.confidence is not None and finding.confidence >= 0.9
+
+
 def test_tool_results_cut_at_a_length() -> None:
     varied = [8, 90, 12, 140, 15, 60, 10, 200]
     run = host_run("truncated", tools=varied, cap=40)
@@ -461,6 +513,23 @@ def test_a_host_escaping_the_history() -> None:
     assert finding.layer == "provider" and finding.evidence["rewrite"] == "escaping"
     assert finding.evidence["extra_tokens_per_character"] == pytest.approx(3.0, abs=0.5)
     assert finding.confidence is not None and finding.confidence > 0.99
+
+
+def test_escaping_mostly_in_the_tool_results_is_not_a_tokenizer_counting_them_twice() -> None:
+    # A `research` run: most escapable characters are the results' quotes, about a quarter
+    # of each. Escaped, they add three tokens each beside a tokenizer counting tool output
+    # 1.3 times: a free share of 2.2, which the tool results' coefficient took in when it
+    # went up to 3 (no tokenizer counts more than `RESULTS_KEPT`'s 1.8).
+    tools = [236, 91, 158, 95, 248, 86, 250, 81]
+    shape = {"tools": tools, "quotes": [round(0.28 * t) for t in tools], "tool_ratio": 1.3}
+    shape["reasoning"] = [14, 22, 55, 20, 48, 20, 59, 20]
+    finding = _kinds(host_run("escaped", **shape))["history_rewritten"]
+    assert finding.evidence["rewrite"] == "escaping"
+    # Three a quote, less what the share at its bound still takes of them.
+    assert 1.5 <= finding.evidence["extra_tokens_per_character"] <= 3.5
+    # A faithful host whose tokenizer counts the same output up to twice: nothing.
+    for ratio in (1.3, 2.0):
+        assert _kinds(host_run("keep", **{**shape, "tool_ratio": ratio})) == {}
 
 
 def test_a_host_encoding_string_arguments_twice() -> None:

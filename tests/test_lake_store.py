@@ -11,8 +11,10 @@ from typing import Any
 
 import duckdb
 import pytest
+import test_findings_so_far as so_far
 import test_store as file_store
 
+from analyzer.checks.persist import analyze_runs
 from traces.errors import DatabaseError
 from traces.importing import ImportOptions, import_files
 from traces.sim.server import SimServer
@@ -378,3 +380,25 @@ def test_a_run_cut_short_resumes_on_a_lake(sim: SimServer, tmp_path: Path) -> No
         assert conn.execute(
             "SELECT resumptions, steps FROM runs WHERE id = ?", [whole.id]
         ).fetchone() == (1, whole.outcome.steps)
+
+
+def test_findings_so_far_on_a_lake(sim: SimServer, lake: LakeStore) -> None:
+    # As on a file (test_findings_so_far): a running run's findings stored as partial, a
+    # check of it that read it running storing nothing once its end was checked (on a lake
+    # the chunk's store is a transaction of its own, begun after the end's: it sees the run
+    # ended), and the end's check replacing them.
+    [summary] = record(lake, sim.base_url, "chain_short")  # type: ignore[arg-type]
+    run = summary.id
+    with open_for_writing(lake) as conn:
+        conn.execute(so_far._RUNNING, [run])
+        analyze_runs(conn, [run], only_running=True)
+        assert conn.execute("SELECT through_step FROM findings_so_far").fetchall() == [
+            (summary.outcome.steps - 1,)
+        ]
+        with open_for_writing(lake) as other:
+            raced = so_far._EndsMeanwhile(other, run)
+            assert analyze_runs(conn, [run], only_running=True, timings=raced) == {}
+        assert raced.final is not None
+        assert conn.execute("SELECT count(*) FROM findings_so_far").fetchone() == (0,)
+        stored = conn.execute("SELECT count(*) FROM findings WHERE run_id = ?", [run])
+        assert stored.fetchone() == (raced.final,)

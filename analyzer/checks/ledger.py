@@ -12,7 +12,9 @@ against what was sent (a host injecting a hidden system prompt makes it much lon
 Only tool-chain steps are fitted (an assistant turn with calls and its results): templates
 legitimately drop the reasoning before a new user turn. A turn that came back other than the
 host counted it is read as it came back (its reasoning in the content), or its step left out
-when by how much cannot be told (its arguments emptied): `ledger_turns`.
+when by how much cannot be told (its arguments emptied): `ledger_turns`. A behaviour the
+counts exclude before any fit is not tried (`ruled_out`: a cache covering every earlier turn
+says none was rendered anew, so not the newest turn's reasoning only).
 """
 
 from __future__ import annotations
@@ -69,11 +71,7 @@ class CacheFalls:
 
 def cache_falls(entries: Sequence[Entry]) -> CacheFalls | None:
     """The chain steps whose cached tokens fell, when they are most of those that could."""
-    block = 0
-    for entry in entries:
-        if entry.cached_tokens:
-            block = math.gcd(block, entry.cached_tokens)
-    block = min(block, MAX_CACHE_BLOCK)
+    block = cache_block(entries)
     if block == 0:
         return None  # no cache hit at all: caching is off, or unreported
     evaluated = [
@@ -98,6 +96,65 @@ def cache_falls(entries: Sequence[Entry]) -> CacheFalls | None:
     )
 
 
+def cache_block(entries: Sequence[Entry]) -> int:
+    """The host's cache granularity, as the largest common divisor of its cached counts (at
+    most `MAX_CACHE_BLOCK`); 0 when no request hit the cache (caching off, or unreported)."""
+    block = 0
+    for entry in entries:
+        if entry.cached_tokens:
+            block = math.gcd(block, entry.cached_tokens)
+    return min(block, MAX_CACHE_BLOCK)
+
+
+def cache_held(entries: Sequence[Entry]) -> bool:
+    """Whether the cache shows the earlier turns rendered as before: on every chain step that
+    demoted a turn's reasoning and hit the cache at all, the hit covered the previous prompt
+    (within the granularity and `MIN_CACHE_FALL`). A host keeping only the newest turn's
+    reasoning renders that turn anew once it is no longer the newest, so its cache falls
+    short by all the turn added (its reasoning, calls and results: the growth of the step
+    that sent it); one whose hit covered it did not drop the turn's reasoning."""
+    block = cache_block(entries)
+    if block == 0 or warmed(entries, block):
+        return False
+    evaluated = []
+    before: Entry | None = None
+    for e in entries:
+        if (
+            e.kind == "chain"
+            and e.cached_tokens
+            and e.previous_prompt is not None
+            and e.added is not None
+            and e.added.demoted > 0
+            and before is not None
+            and (before.growth or 0) > block + MIN_CACHE_FALL
+        ):
+            evaluated.append(e)
+        before = e
+    return bool(evaluated) and all(
+        (e.previous_prompt or 0) - (e.cached_tokens or 0) <= block + MIN_CACHE_FALL
+        for e in evaluated
+    )
+
+
+def warmed(entries: Sequence[Entry], block: int) -> bool:
+    """Whether some request hit the cache beyond the previous prompt of its conversation: the
+    host's cache is shared with other conversations (a run repeated with the same task and
+    seed sends the same history), so a hit may cover a turn another conversation rendered
+    anew the same way, and says nothing about how this one was rendered before."""
+    return any(
+        e.cached_tokens
+        and e.previous_prompt is not None
+        and e.cached_tokens > e.previous_prompt + block
+        for e in entries
+    )
+
+
+def ruled_out(entries: Sequence[Entry]) -> frozenset[str]:
+    """Behaviours of the host the counts exclude before any fit: keeping only the newest
+    turn's reasoning, when the cache covered every turn after its reasoning was demoted."""
+    return frozenset({"newest_only"}) if cache_held(entries) else frozenset()
+
+
 @dataclass(frozen=True)
 class Ledger:
     """A run's ledger: one entry per step, the fit over its chain steps and its verdicts."""
@@ -116,6 +173,8 @@ class Ledger:
     miscounted: frozenset[int] = frozenset()
     """Chain steps left out of the fit: the turn they sent back is not the one the host
     counted, and by how much cannot be told (`ledger_turns`)."""
+    ruled_out: frozenset[str] = frozenset()
+    """Behaviours the fit did not try, other evidence excluding them (`ruled_out`)."""
     _left_out: list[Fit] | None = field(default=None, repr=False, compare=False)
     _chain: list[Entry] | None = field(default=None, repr=False, compare=False)
 
@@ -129,7 +188,7 @@ class Ledger:
             if len(chain) <= MAX_LEFT_OUT:
                 sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
                 for position in range(len(chain)):
-                    fit = fit_chain(chain, sent, left_out=position)
+                    fit = fit_chain(chain, sent, left_out=position, ruled_out=self.ruled_out)
                     if fit is not None:
                         fits.append(fit)
             object.__setattr__(self, "_left_out", fits)
@@ -196,14 +255,16 @@ def _measure(run: Run) -> Ledger:
     entries, left = put_right(run, entries)
     chain = [e for e in entries if e.kind == "chain" and e.added is not None and e.step not in left]
     sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
+    excluded = ruled_out(entries)
     return Ledger(
         run_id=run.id,
         entries=tuple(entries),
         ratio=ratio,
-        fit=fit_chain(chain, sent),
+        fit=fit_chain(chain, sent, ruled_out=excluded),
         reasoning_sent=sum(n + o for n, o in sent),
         tool_results_sent=sum(e.tool_results_total for e in chain),
         cache=cache_falls(entries),
         miscounted=left,
+        ruled_out=excluded,
         _chain=chain,
     )

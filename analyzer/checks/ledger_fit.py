@@ -51,8 +51,11 @@ COEFFICIENTS: dict[str, Coefficient] = {
         # Flat within their range: whether the host kept the reasoning is what is measured.
         Coefficient("newest_reasoning", 1.0, 3.0, 0.0, 1.5),
         Coefficient("older_reasoning", 1.0, 3.0, 0.0, 1.5),
-        # Tool output tokenizes differently from reasoning (code, JSON): a wide prior.
-        Coefficient("tool_results", 1.0, 0.5, 0.0, 3.0),
+        # Tool output tokenizes differently from reasoning (code, JSON): a wide prior, up to
+        # the most a tokenizer counts of it (`RESULTS_KEPT`). Beyond, the share took in what
+        # the host added to the results (escaping them), which the rewrites' evidence must
+        # be measured against, not absorbed into.
+        Coefficient("tool_results", 1.0, 0.5, 0.0, 1.8),
         # Template tokens around each result and each turn: a few, rarely tens; never many
         # fewer than none (a turn re-rendered without its end-of-turn token, at most).
         Coefficient("per_result", 4.0, 6.0, -5.0, 80.0),
@@ -81,7 +84,7 @@ GONE_SPLIT = (-0.3, 0.35)
 (`ReasoningBasis` "split"): the completion was split by the estimate, so a dropped reasoning
 leaves one minus the ratio of the host's tokens to the split's, a little either side of 0."""
 GONE = (0.0, 0.0)
-RESULTS_KEPT = (0.65, 1.8)
+RESULTS_KEPT = (0.65, COEFFICIENTS["tool_results"].high)
 """Tool output is never counted by the host in usage: its share is the host's tokens per
 estimated token when all of it counts, which tokenizers put from two thirds (JSON's quotes and
 brackets merged into few tokens) to nearly twice (digits, identifiers split up) the
@@ -225,10 +228,12 @@ def fit_chain(
     chain: Sequence[Entry],
     reasoning_sent: Sequence[tuple[float, float]],
     left_out: int | None = None,
+    ruled_out: frozenset[str] = frozenset(),
 ) -> Fit | None:
     """Fit the ledger over the chain entries (at least two); `reasoning_sent` holds each
     entry's (newest turn's, older turns') reasoning in its request, for the retention.
-    `left_out` is a chain position the fit ignores (to see whether one step decides it)."""
+    `left_out` is a chain position the fit ignores (to see whether one step decides it);
+    `ruled_out` names behaviours other evidence excludes (not tried)."""
     if len(chain) - (left_out is not None) < 2:
         return None
     added = [e.added for e in chain if e.added is not None]
@@ -306,7 +311,9 @@ def fit_chain(
     # few shares each hypothesis holds.
     sent = (sum(n for n, _ in reasoning_sent), sum(o for _, o in reasoning_sent))
     ranges = _Ranges.of({a.basis for a in added if a.reasoning > 0})
-    grid = _Grid(normal, model, scale, sent, chain, columns, target, weights, ranges, quadratic)
+    grid = _Grid(
+        normal, model, scale, sent, chain, columns, target, weights, ranges, quadratic, ruled_out
+    )
     reasoning, tools, final = grid.verdicts(free)
     # A behaviour (a cap on tool results) may explain the steps far better than the free fit
     # could: the noise is then what is left after it, and the verdicts are judged again (the
@@ -422,6 +429,8 @@ class _Grid:
     """What each reasoning behaviour allows, by how the reasoning was measured."""
     quadratic: Quadratic | None = None
     """The model over `normal`, built once for every hypothesis (built here when None)."""
+    ruled_out: frozenset[str] = frozenset()
+    """Behaviours other evidence excludes, not tried (`ledger.cache_held`: "newest_only")."""
     solved: dict[tuple[str, str], Solution | None] = field(default_factory=dict)
     """Each hypothesis' fit, kept for a grid judged again at another noise scale."""
     caps: list[_Cap | None] = field(default_factory=list)
@@ -450,6 +459,7 @@ class _Grid:
             return (verdict if has_reasoning else None), (verdict if has_tools else None), kept
         split = "older_reasoning" in names
         reasoning = ["kept", "none", "partial", *(["newest_only"] if split else [])]
+        reasoning = [r for r in reasoning if r not in self.ruled_out]
         tools = ["kept", "dropped", "partial", "truncated"] if has_tools else ["partial"]
         if not has_reasoning:
             reasoning = ["partial"]
@@ -524,12 +534,16 @@ class _Grid:
 
     def _solve(self, reasoning: str, tools: str, cap: _Cap | None) -> Solution | None:
         held = {**self.ranges.held(reasoning), **_TOOLS_HELD.get(tools, {})}
+        refund = held_prior(held, {c.name for c in self.model})
         if tools != "truncated":
-            return self._model().solve(held)
+            solution = self._model().solve(held)
+            return replace(solution, objective=solution.objective - refund)
         if cap is None:
             return None
         solution = cap.quadratic.solve(held)
-        return Solution({**solution.values, "cap": cap.length}, solution.objective, solution.misfit)
+        return Solution(
+            {**solution.values, "cap": cap.length}, solution.objective - refund, solution.misfit
+        )
 
     def _cached_cap(self) -> _Cap | None:
         if not self.caps:
@@ -626,6 +640,24 @@ class _Cap:
 
     length: float
     quadratic: Quadratic
+
+
+def held_prior(held: Mapping[str, tuple[float, float]], fitted: set[str]) -> float:
+    """The prior penalty of the coefficients a behaviour holds at one value (a part dropped:
+    its share at none), not charged to that behaviour.
+
+    A coefficient's prior says what its share is when the part counts (the host's tokens per
+    estimated token of tool output: about one, give or take a tokenizer's half); it is no
+    prior probability that the host keeps the part. Charged to a behaviour holding the share
+    at none, it made a host dropping the tool results four units of misfit less probable than
+    one dropping the reasoning (whose prior is flat) on steps that cannot tell them apart,
+    so such runs read as the reasoning dropped. Each behaviour starts even; only the steps
+    set them apart."""
+    return sum(
+        ((low - COEFFICIENTS[name].prior) / COEFFICIENTS[name].spread) ** 2
+        for name, (low, high) in held.items()
+        if low == high and name in fitted
+    )
 
 
 def _inside(solution: Solution, box: Mapping[str, tuple[float, float]]) -> bool:

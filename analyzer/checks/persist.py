@@ -5,6 +5,14 @@ Checks are pure, so a run's findings are a function of its recorded data and the
 version; replacing rather than appending keeps `traces analyze` idempotent. Each run's
 one-line `failure_summary` and `findings_by_kind` are refreshed in the same transaction, so
 they never disagree with the `findings` rows.
+
+A run still `running` is checked on the steps it has so far: its findings are stored as
+partial (a `findings_so_far` row naming the last step checked, store migration 15), and the
+check of the ended run replaces them and deletes that row, in one transaction. A partial
+result never replaces a final one: it is stored only if the run is still running in the
+transaction that stores it, and since both update the run's `runs` row, DuckDB refuses
+whichever of two overlapping transactions commits second (on a file the analysis is done
+again, on a lake the chunk's store, each then reading what is committed).
 """
 
 from __future__ import annotations
@@ -45,6 +53,13 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
 DELETE_FINDINGS = f"DELETE FROM findings WHERE {of_runs(_IDS)}"
 DELETE_LEDGERS = f"DELETE FROM ledgers WHERE {of_runs(_IDS)}"
+_SO_FAR = f"SELECT 1 FROM findings_so_far WHERE run_id IN ({_IDS}) LIMIT 1"
+_DELETE_SO_FAR = f"DELETE FROM findings_so_far WHERE run_id IN ({_IDS})"
+_RUNNING = f"SELECT id FROM runs WHERE status = 'running' AND id IN ({_IDS})"
+_INSERT_SO_FAR = """
+    INSERT INTO findings_so_far
+    SELECT unnest(from_json($1, '["VARCHAR"]')), unnest(from_json($2, '["INTEGER"]')), $3
+"""
 """Both take the run ids as one JSON text (`traces.store.inserts.json_list`): bound as a list,
 each id is a Python value DuckDB converts at a cost (see `traces.store.inserts`). The runs'
 keys bound the rows scanned (`run_tables.of_runs`)."""
@@ -169,14 +184,36 @@ def check_runs(
     return found, ledgers
 
 
+def running_runs(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> set[str]:
+    """Those of `run_ids` whose status is `running` (in the caller's transaction)."""
+    if not run_ids:
+        return set()
+    return {row[0] for row in conn.execute(_RUNNING, [json_list(list(run_ids))]).fetchall()}
+
+
 def _store(
     conn: duckdb.DuckDBPyConnection,
     found: dict[str, list[Finding]],
     now: datetime,
     ledgers: Sequence[LedgerRow] | None = None,
-) -> None:
+    so_far: dict[str, int | None] | None = None,
+) -> dict[str, list[Finding]]:
     """Replace the findings and summaries of the runs in `found` (inside a transaction), and
-    their ledgers when given."""
+    their ledgers when given; what it stored.
+
+    `so_far`: the runs of `found` checked while running, each with the last step checked.
+    Their findings are stored as partial, and only if the run is still running now: one
+    that ended since was checked on steps it no longer ends with, and the check of its end
+    stores its findings (before this transaction or after it)."""
+    if so_far:
+        ended = set(so_far) - running_runs(conn, list(so_far))
+        if ended:
+            found = {run_id: f for run_id, f in found.items() if run_id not in ended}
+            so_far = {run_id: step for run_id, step in so_far.items() if run_id not in ended}
+            if ledgers is not None:
+                ledgers = [row for row in ledgers if row.run_id not in ended]
+        if not found:
+            return found
     ids = [json_list(list(found))]
     conn.execute(DELETE_FINDINGS, ids)
     if ledgers is not None:
@@ -185,7 +222,17 @@ def _store(
     columns = finding_columns(found, now)
     if columns[0]:
         insert_columns(conn, "findings", columns)
+    # Also what makes two overlapping analyses of a run conflict (see the module's doc).
     conn.execute(_SUMMARIZE, [json_list(c) for c in summary_columns(found)])
+    # Looked for first: a delete that finds nothing (every analysis of ended runs, nearly)
+    # is still a write of the table, which on a lake two analyses would conflict on.
+    if conn.execute(_SO_FAR, ids).fetchone() is not None:
+        conn.execute(_DELETE_SO_FAR, ids)
+    if so_far:
+        conn.execute(
+            _INSERT_SO_FAR, [json_list(list(so_far)), json.dumps(list(so_far.values())), now]
+        )
+    return found
 
 
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:
@@ -226,9 +273,14 @@ def analyze_runs(
     own_transaction: bool = True,
     timings: Timings | None = None,
     on_findings: Callable[[str, list[Finding]], None] | None = None,
+    only_running: bool = False,
 ) -> dict[str, list[Finding]]:
     """Run every check over the stored runs and store the results, all in one transaction;
     returns each existing run's findings (ids that do not exist are left out).
+
+    A run still running is checked on the steps it has so far and its findings stored as
+    partial (see the module's doc); with `only_running`, runs that are not running are left
+    out (the live checks of a recording: the check of a run's end is not theirs).
 
     `on_chunk(n)` is told after each chunk how many of the ids it covered (progress bars).
     With `own_transaction=False` the caller's open transaction is used (an import commits
@@ -241,7 +293,7 @@ def analyze_runs(
     with another transaction (a run it updates was ended meanwhile) is rolled back and done
     again, on what is committed then.
     """
-    args = (conn, run_ids, chunk, on_chunk, own_transaction, timings, on_findings)
+    args = (conn, run_ids, chunk, on_chunk, own_transaction, timings, on_findings, only_running)
     if not own_transaction or is_lake(conn):
         return _analyze_runs(*args)
     for attempt in range(CONFLICT_ATTEMPTS):
@@ -262,6 +314,7 @@ def _analyze_runs(
     own_transaction: bool,
     timings: Timings | None,
     on_findings: Callable[[str, list[Finding]], None] | None,
+    only_running: bool,
 ) -> dict[str, list[Finding]]:
     ids = list(dict.fromkeys(run_ids))
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -282,14 +335,26 @@ def _analyze_runs(
             messages = Messages()
             for part in _chunks(ids, chunk):
                 with timed("load"):
-                    runs = load_runs(conn, part, messages)
+                    # Read before the steps: a run that ends meanwhile is checked on all of
+                    # them as partial, which `_store` then drops, never the other way round.
+                    running = running_runs(conn, part)
+                    runs = load_runs(
+                        conn, [r for r in part if r in running] if only_running else part, messages
+                    )
                 found, ledgers = check_runs(runs, now, timings)
+                so_far = {
+                    run.id: run.steps[-1].index if run.steps else None
+                    for run in runs
+                    if run.id in running
+                }
                 if found:
                     with timed("store"):
                         if by_chunk:
-                            transaction(conn, partial(_store, conn, found, now, ledgers))
+                            found = transaction(
+                                conn, partial(_store, conn, found, now, ledgers, so_far)
+                            )
                         else:
-                            _store(conn, found, now, ledgers)
+                            found = _store(conn, found, now, ledgers, so_far)
                 if on_findings is None:
                     everything.update(found)
                 else:

@@ -196,16 +196,19 @@ def record_then_compare(
     """Record the suite against every target (progress bars on stderr), then compare the
     runs just recorded; returns the comparison and the findings of those runs (`verify
     --suite` records this way too)."""
+    from analyzer.checks.live import LiveChecks, Watching
     from analyzer.compare.recording import check_suite_targets, compare_recorded, record_suite
     from analyzer.progress import run_bars
 
     check_suite_targets(targets, reference, by)
-    with run_bars() as bars:
+    # The running runs' findings so far, once the recording lasts (`traces runs` shows them).
+    with LiveChecks(db_path) as live, run_bars() as bars:
+        live.watch()
         recorded = record_suite(
             suite,
             targets,
             db_path,
-            bars,
+            Watching(bars, live),
             repeat=repeat,
             concurrency=concurrency or suite.defaults.concurrency,
             stream=suite.defaults.stream if stream is None else stream,

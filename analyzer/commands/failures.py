@@ -89,7 +89,11 @@ def failures(
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Count findings by kind, provider and model; --kind or --run lists the steps; --kinds
-    describes every kind."""
+    describes every kind.
+
+    A run still being recorded is checked every few seconds: its findings so far are counted
+    too, and listed with `so_far` saying how far (`up to step K`), until it has ended and
+    been checked whole."""
     check_choice("--layer", layer, finding_layers)
     if kinds:
         rows = [r for r in catalogue_rows() if layer is None or r["layer"] == layer]
@@ -118,7 +122,9 @@ def failures(
                 layer=layer,
                 limit=limit or None,
             )
-            columns = _columns(_DETAIL_COLUMNS, fmt, "description")
+            columns = _columns(_DETAIL_COLUMNS, fmt, "so_far", "description")
+            if fmt is OutputFormat.table and any(r["so_far"] for r in rows):
+                columns.append("so_far")  # of a run checked while it was recorded
             about = describe(kind) if kind is not None else None
             title = f"{kind}: {about}" if about else None
             if fmt is OutputFormat.table and not wide:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from analyzer.checks.live import LiveChecks
 from analyzer.checks.persist import analyze_recorded
 from analyzer.options import (
     ApiKeyEnvOption,
@@ -163,7 +164,9 @@ def _probe_with_progress(plan: ProbePlan, db_path: Store) -> None:
     per_target = plan.runs_per_target()
     recorder = Recorder(db_path)
     try:
-        with stderr_progress(notes=True) as progress:
+        # The running probes' findings so far, once the probing lasts (`traces runs`).
+        with LiveChecks(db_path) as live, stderr_progress(notes=True) as progress:
+            live.watch()
             bar = progress.add_task(
                 f"probe set v{PROBE_SET_VERSION}", total=per_target * len(plan.targets), last=""
             )
@@ -171,6 +174,7 @@ def _probe_with_progress(plan: ProbePlan, db_path: Store) -> None:
             def done(run: ProbeRun) -> None:
                 last = f"{run.provider} {run.probe} ({run.variant}) {run.note or run.status.value}"
                 progress.update(bar, advance=1, last=last)
+                live.tick()
                 if run.note == NOT_SERVED:  # the other raw probes of this target are not sent
                     total = progress.tasks[0].total or 0
                     progress.update(bar, total=total - (len(plan.raw_probes()) - 1))

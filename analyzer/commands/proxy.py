@@ -127,6 +127,7 @@ def proxy(
         sys.stderr.flush()
 
     with LiveChecks(db_path) as live:
+        live.watch(now=True)  # a server: its conversations' findings so far, from the start
         handed: set[str] = set()
 
         def ended(run_id: str) -> None:

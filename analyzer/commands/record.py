@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.live import LiveChecks
+from analyzer.checks.live import LiveChecks, Watching
 from analyzer.checks.persist import analyze_recorded, finding_counts
 from analyzer.fail_on import FailOn, check_fail_on_counts
 from analyzer.options import (
@@ -240,6 +241,7 @@ def record_task(
         task=loaded, repeats=repeat, max_steps=max_steps or loaded.max_steps, samples=chosen
     )
     with LiveChecks(db_path) as live:
+        live.watch()  # the running runs' findings so far, once the recording lasts
         with serving([target], timeout) as [endpoint]:
             plans = target_plans(
                 target,
@@ -259,7 +261,7 @@ def record_task(
 class _CheckingAsRunsEnd:
     """The recording's progress (`RunProgress`): the bars, and each run that ends while
     others wait to start handed to the live checks, so its findings show during the
-    recording (`traces runs`)."""
+    recording (`traces runs`); each step ticks their watch of the running runs."""
 
     def __init__(self, bars: RunBars, live: LiveChecks, runs: int, concurrency: int) -> None:
         self.bars = bars
@@ -273,6 +275,7 @@ class _CheckingAsRunsEnd:
 
     def stepped(self, label: str) -> None:
         self.bars.stepped(label)
+        self.live.tick()
 
     def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
         self.bars.done(label, run_id, outcome)
@@ -344,27 +347,51 @@ def _take_up(
         err.print(printable(f"skipped: {line}", keep=""))
 
     verb = "resumed" if resume else "retried"
-    with run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars:
-        if resume:
-            summaries = resume_runs(
+    with LiveChecks(db_path) as live:
+        live.watch()  # the runs' findings so far, once the recording lasts
+        with run_bars(lambda label, n: f"{label} × {n} {verb}", with_id=True) as bars:
+            summaries = _record_taken_up(
                 db_path,
                 run_ids,
-                providers_file=providers,
-                concurrency=concurrency,
-                progress=bars,
-                refused=refused,
+                Watching(bars, live),
+                refused,
+                resume,
+                again,
+                providers,
+                concurrency,
             )
-        else:
-            summaries = retry_failed_runs(
-                db_path,
-                run_ids,
-                again=again,
-                providers_file=providers,
-                concurrency=concurrency,
-                progress=bars,
-                refused=refused,
-            )
-    _finish(summaries, db_path, fmt, fail_on)
+        _finish(summaries, db_path, fmt, fail_on, live)
+
+
+def _record_taken_up(
+    db_path: Store,
+    run_ids: list[str],
+    progress: Watching,
+    refused: Callable[[str], None],
+    resume: bool,
+    again: bool,
+    providers: Path | None,
+    concurrency: int,
+) -> list[RunSummary]:
+    """Resume (or retry) the runs, their progress to `progress`; their summaries."""
+    if resume:
+        return resume_runs(
+            db_path,
+            run_ids,
+            providers_file=providers,
+            concurrency=concurrency,
+            progress=progress,
+            refused=refused,
+        )
+    return retry_failed_runs(
+        db_path,
+        run_ids,
+        again=again,
+        providers_file=providers,
+        concurrency=concurrency,
+        progress=progress,
+        refused=refused,
+    )
 
 
 def _resolve_runs(db_path: Store, refs: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from analyzer.options import (
     run_statuses,
 )
 from analyzer.output import OutputFormat, emit_rows, note
-from analyzer.queries import abbreviate_run_ids, count_runs, list_runs
+from analyzer.queries import abbreviate_run_ids, count_runs, list_runs, so_far_label
 from traces.store.database import open_for_reading, resolve_db_path
 
 DEFAULT_LIMIT = 50
@@ -89,7 +89,10 @@ def runs(
     """List runs, newest first: status, termination reason, totals and failure summary.
 
     `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
-    it is empty for a clean run and `–` until the run has been analyzed. `resumptions`
+    it is empty for a clean run and `–` until the run has been analyzed. A run still being
+    recorded is checked every few seconds: its failures read `so far, up to step K: …` (in
+    JSON and CSV, `findings_so_far` is true and `findings_through_step` is K), as do an
+    interrupted run's until it is analyzed again. `resumptions`
     counts the times `record --resume` took a run up again, `retry_of` names the failed run
     a `record --retry-failed` run records again (tables show them when a run has one);
     `--origin proxy` or `imported` adds `conversation`, each run's first user message. A
@@ -121,6 +124,10 @@ def runs(
             abbreviate_run_ids(conn, rows, "retry_of")
     columns = None
     if fmt is OutputFormat.table:
+        for row in rows:
+            label = so_far_label(row)
+            if label is not None:  # checked while it was recorded: say how far
+                row["failures"] = f"{label}: {row['failures'] or 'none'}"
         columns = _TABLE_COLUMNS + [c for c in _TAKEN_UP if any(r[c] for r in rows)]
         if origin in ("proxy", "imported") and any(r[_LABEL] for r in rows):
             columns.append(_LABEL)

@@ -20,7 +20,7 @@ from analyzer.output import (
     stdout_console,
     to_json,
 )
-from analyzer.queries import resolve_run_id, run_detail
+from analyzer.queries import resolve_run_id, run_detail, so_far_label
 from analyzer.stream_shape import describe_shape
 from traces.store.database import Store, open_for_reading, resolve_db_path
 
@@ -187,7 +187,11 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
         out.print(f"retry of run {_text(detail['retry_of'])}")
     if detail.get("resumptions"):
         out.print(f"resumed {_text(detail['resumptions'])}× after an interruption")
-    if detail.get("failure_summary"):
+    label = so_far_label(detail)
+    if label is not None:  # checked while it was recorded: the findings of its first steps
+        summary = detail["failure_summary"] or "none"
+        out.print(f"[yellow]failures {_text(label)}:[/yellow] {_text(summary)}")
+    elif detail.get("failure_summary"):
         out.print(f"[yellow]failures:[/yellow] {_text(detail['failure_summary'])}")
     tool_errors = _tool_error_counts(detail["steps"])
     if tool_errors:

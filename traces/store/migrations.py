@@ -581,6 +581,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ORDER BY p.position;
         """,
     ),
+    (
+        15,
+        "findings so far: which runs' stored findings are a running run's, up to which step",
+        # A table of its own rather than a column of `runs`: a recorder never writes it, an
+        # analysis of ended runs only deletes from it (empty, almost always), and the runs'
+        # row type stays what recorders, imports and merges insert. A run has a row while its
+        # stored findings come from a check of the steps it had then (`traces record` checks
+        # its running runs every few seconds); the analysis of the ended run deletes it, in
+        # the transaction that replaces the findings.
+        """
+        CREATE TABLE findings_so_far (
+            run_id VARCHAR NOT NULL,
+            through_step INTEGER,
+            checked_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

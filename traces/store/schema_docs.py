@@ -246,6 +246,18 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "run_key": "The run's `runs.key`.",
         },
     ),
+    "findings_so_far": (
+        "Runs whose stored findings are partial: checked while the run was still being "
+        "recorded (`traces record`, `compare --suite`, `probe` and `proxy` check their running "
+        "runs every few seconds; `traces analyze` stores a running run's findings the same way). "
+        "The check of the ended run replaces its findings and deletes its row; a run left "
+        "interrupted keeps both until analyzed again.",
+        {
+            "run_id": "Run concerned.",
+            "through_step": "The last step checked (`steps.idx`); null when it had none yet.",
+            "checked_at": "When the check ran (UTC).",
+        },
+    ),
     "ledgers": (
         "What each run's host kept of the history, measured from its prompt_tokens (filled by "
         "the checks; `traces show RUN --ledger` shows it step by step). Token counts are the "
