@@ -13,14 +13,14 @@ and each gets a session of its own, with its own DuckDB cursor, that is its own 
 - a write session runs statements in transactions of its own (an import, an analysis
   storing findings): what it has not committed nobody sees, and what it commits is atomic.
 
-Messages are stored once, by hash, and two transactions that both insert one conflict when
-the second commits. The writer's transactions are short and are never open while another
-commits (`commit_lock`); a long one (an import) gives way when it commits: the messages it
-inserted that another transaction committed in the meantime are dropped from it first. One
-case cannot be settled so: a long transaction that inserts a message another committed
-after it began fails at that insert (DuckDB checks the key against every committed row, and
-the transaction cannot see the row to skip it). `lost_to_a_concurrent_commit` names that
-failure, and the import starts over, as it does after a lake's conflict.
+Messages are stored once, by hash; no index enforces it (migration 14). The writer's
+transactions are short and are never open while another commits (`commit_lock`), and the
+writer skips the messages it stored itself (`traces.store.numbers`); a long transaction (an
+import) gives way when it commits: the messages it inserted that another transaction
+committed in the meantime are dropped from it first, so they are not stored twice. (Before
+migration 14 such an insert could fail on the key's index instead:
+`lost_to_a_concurrent_commit` names that failure, after which the import starts over, as it
+does after a lake's conflict.)
 
 The server exits when its last client leaves (or when none came), after closing the file;
 its life lock lets the next server wait for that.
@@ -433,6 +433,8 @@ class Server:
                 with self.commit_lock:
                     if state.explicit:
                         self._reconcile(cursor)
+                    # It may store messages: the writer's next number is to be read again.
+                    self.writer.numbers.mark_stale()
                     _execute(cursor, many, sql, params)
             finally:
                 state.explicit = False
@@ -445,16 +447,18 @@ class Server:
             _execute(cursor, many, sql, params)
         else:
             with self.commit_lock:  # a statement that commits by itself
+                self.writer.numbers.mark_stale()
                 _execute(cursor, many, sql, params)
 
     def _reconcile(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """Before a session's commit: drop from its transaction the rows of deduplicated
-        tables (messages) it inserted that another transaction committed meanwhile, so its
-        commit does not fail on them. Called with `commit_lock` held."""
+        tables (messages) it inserted that another transaction committed meanwhile, so they
+        are not stored twice (no index refuses them since migration 14). Called with
+        `commit_lock` held."""
         if self.local_rowid is None:
             return
         with contextlib.suppress(duckdb.Error):  # an aborted transaction: COMMIT says why
-            for table, key in DEDUPLICATED.items():
+            for table, (key, _) in DEDUPLICATED.items():
                 mine = cursor.execute(
                     f"SELECT {key} FROM {table} WHERE rowid >= ?", [self.local_rowid]
                 ).fetchall()
@@ -499,7 +503,7 @@ def lost_to_a_concurrent_commit(exc: BaseException) -> bool:
     return "Duplicate key" in text and any(f'"{key}: ' in text for key in _MESSAGE_KEYS)
 
 
-_MESSAGE_KEYS = ("key", *DEDUPLICATED.values())
+_MESSAGE_KEYS = ("key", *(key for key, _ in DEDUPLICATED.values()))
 """The columns a deduplicated table's duplicate is reported by: the primary key (`key`, the
 128-bit number of `messages`) and the dedup key itself."""
 
