@@ -261,8 +261,10 @@ the transaction that stores the message, from what it sees. The server of a file
 writer, but its sessions (a recorder's writer, an import) hold transactions at once, and two
 writers of a lake share no sequence (DuckLake has none): two transactions may draw the same
 number for two messages. Readers join on `seq` and `key` together, so a shared number costs
-them a row group more to read, never a wrong message (as `NEXT_RUN_KEY`). Rows a conflict
-skips (`ON CONFLICT DO NOTHING`) leave a gap, which nothing minds."""
+them a row group more to read, never a wrong message (as `NEXT_RUN_KEY`). Rows an anti-join
+skips leave a gap, which nothing minds. The recorders' writer draws from a counter of its
+own instead (`traces.store.numbers`): this scans the column, whose cost grows with the
+store."""
 
 MESSAGE_SEQ_OF_HASH = (
     "(SELECT max(m.seq) FROM messages m WHERE m.key::UHUGEINT = md5_number(new_row.hash))"
