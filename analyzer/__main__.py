@@ -20,6 +20,12 @@ def main() -> None:
             run()
         except KeyboardInterrupt:  # during the imports, or past the command line's own handlers
             interrupts.exit_interrupted()
+        except Exception:
+            # Raised by the interrupt in disguise (an ImportError from a C extension the
+            # signal landed in, see `analyzer.cli.main`).
+            if interrupts.interrupted():
+                interrupts.exit_interrupted()
+            raise
     except SystemExit as done:
         if done.code == interrupts.EXIT_CODE:
             # Interrupted, cleaned up, and its line written: leave now. Once a KeyboardInterrupt

@@ -294,6 +294,13 @@ def main() -> None:
         _fail(str(err), err.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         interrupts.exit_interrupted()
+    except Exception:
+        # A signal raises KeyboardInterrupt wherever the main thread is; inside a C
+        # extension's initialisation (a command importing duckdb) it comes out as that
+        # extension's ImportError. Whatever failed after a signal failed because of it.
+        if interrupts.interrupted():
+            interrupts.exit_interrupted()
+        raise
     except typer.Exit as done:
         interrupts.exit_with(done.exit_code)
     except typer.TyperException as err:  # bad options or arguments (click's UsageError family)

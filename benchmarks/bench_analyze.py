@@ -51,7 +51,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +358,103 @@ def breakdown(db: Path) -> dict[str, float]:
     return {"total": total, **parts, "other": total - sum(parts.values())}
 
 
+def _timed(seconds: dict[str, float], name: str, work: Callable[[], Any]) -> Any:
+    start = time.process_time()
+    result = work()
+    seconds[name] = seconds.get(name, 0.0) + time.process_time() - start
+    return result
+
+
+KEPT = "what_the_host_kept"
+
+
+def _fits(runs: list[Any], built: list[Any]) -> None:
+    """The ledger's fit of each run from its entries, as `ledger.measure` does it."""
+    from analyzer.checks.ledger_fit import fit_chain
+    from analyzer.checks.ledger_turns import put_right
+
+    for run, (entries, _) in zip(runs, built, strict=True):
+        entries, left = put_right(run, entries)
+        chain = [
+            e for e in entries if e.kind == "chain" and e.added is not None and e.step not in left
+        ]
+        fit_chain(chain, [(e.reasoning_newest, e.reasoning_older) for e in chain])
+
+
+def _step_check(check: Callable[..., Any], runs: list[Any]) -> None:
+    for run in runs:
+        for step in run.steps:
+            list(check(step, run))
+
+
+def _run_check(check: Callable[..., Any], runs: list[Any]) -> None:
+    for run in runs:
+        list(check(run))
+
+
+def _time_chunk(
+    conn: duckdb.DuckDBPyConnection, runs: list[Any], seconds: dict[str, float]
+) -> None:
+    """Each part over one loaded chunk of runs, timed alone into `seconds`."""
+    from analyzer.checks import ledger, registry
+    from analyzer.checks.ledger_entries import build_entries
+    from analyzer.checks.persist import _store, check_runs
+
+    checked = [run for run in runs if not run.raw_text]
+    for run in checked:
+        _ = run.request_starts  # a cached property every check that follows the history reads
+    built = _timed(seconds, "ledger: entries", partial(list, map(build_entries, checked)))
+    _timed(seconds, "ledger: fit", partial(_fits, checked, built))
+    for run in checked:
+        ledger.measure(run)  # the check's ledger, as the check finds it
+        _timed(
+            seconds,
+            f"{KEPT} beyond its ledger",
+            partial(_run_check, registry.RUN_CHECKS[KEPT], [run]),
+        )
+    for name, check in registry.STEP_CHECKS.items():
+        _timed(seconds, name, partial(_step_check, check, checked))
+    for name, check in registry.RUN_CHECKS.items():
+        if name != KEPT:
+            _timed(seconds, name, partial(_run_check, check, checked))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    found, ledgers = _timed(seconds, "checks as run", partial(check_runs, runs, now))
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        _timed(seconds, "store", partial(_store, conn, found, now, ledgers))
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def parts(db: Path) -> dict[str, float]:
+    """CPU seconds of each part of one analysis, each timed alone over the store's runs in
+    this process as a worker runs them (DuckDB on one thread, the collector off, chunks of
+    `CHUNK_RUNS`), without the breakdown's timer around every check call: loading, the
+    ledger's entries, its fit (with `put_right`), the rest of `what_the_host_kept` (its
+    fits with a step left out), each other check, what `check_runs` adds to them (dispatch,
+    sorting, ledger rows, and running the checks interleaved rather than each alone), and
+    storing (in a transaction rolled back: the store is left as it was)."""
+    from analyzer.checks.loader import Messages, load_runs
+    from analyzer.checks.persist import CHUNK_RUNS, without_collector
+
+    seconds: dict[str, float] = {}
+    conn = duckdb.connect(str(db))
+    try:
+        conn.execute("SET threads = 1")
+        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        with without_collector():
+            messages = Messages()
+            for start in range(0, len(ids), CHUNK_RUNS):
+                batch = ids[start : start + CHUNK_RUNS]
+                runs = _timed(seconds, "load", partial(load_runs, conn, batch, messages))
+                _time_chunk(conn, runs, seconds)
+    finally:
+        conn.close()
+    alone = sum(v for k, v in seconds.items() if k not in ("load", "store", "checks as run"))
+    seconds["checks as run, beyond each alone"] = seconds.pop("checks as run") - alone
+    return seconds
+
+
 def profile(db: Path) -> None:
     """A cProfile of one analysis in this process (top by cumulative and own time)."""
     from analyzer.checks.persist import analyze_runs
@@ -383,6 +482,9 @@ def main() -> None:
     )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the breakdown")
     parser.add_argument("--profile", action="store_true", help="only cProfile one analysis")
+    parser.add_argument(
+        "--parts", action="store_true", help="only time each part of an analysis alone"
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     global _ADOPTING
@@ -408,6 +510,9 @@ def main() -> None:
         print(f"store: {steps:,} steps, {runs:,} runs, {findings:,} findings", file=sys.stderr)
         if args.profile:
             profile(db)
+            return
+        if args.parts:
+            print_parts(parts(db), steps)
             return
         report = measure(db, steps, args.rounds, arms, not args.no_breakdown)
         report.update(
@@ -525,6 +630,16 @@ def print_report(report: dict[str, Any]) -> None:
                 f"| {name} | {seconds:.2f} | {seconds / total:.0%} | {seconds / steps * 1e6:.1f} |"
             )
         print(f"| total | {total:.2f} | 100% | {total / steps * 1e6:.1f} |")
+
+
+def print_parts(seconds: dict[str, float], steps: int) -> None:
+    """Each part's CPU µs a step (`parts`), largest first, as Markdown."""
+    total = sum(seconds.values())
+    print("\n| part (alone, one process) | CPU s | µs/step |")
+    print("| --- | ---: | ---: |")
+    for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {value:.2f} | {value / steps * 1e6:.1f} |")
+    print(f"| total | {total:.2f} | {total / steps * 1e6:.1f} |")
 
 
 if __name__ == "__main__":

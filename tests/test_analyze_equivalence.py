@@ -37,7 +37,7 @@ from analyzer.checks.persist import (
     ledger_row,
 )
 from analyzer.checks.records import Call, Finding, Result, Run, Step
-from analyzer.checks.registry import run_checks
+from analyzer.checks.registry import RAW_TEXT_CHECKS, RUN_CHECKS, STEP_CHECKS, run_checks
 from analyzer.cursor_rows import dict_rows
 from traces.importing import import_files
 from traces.store.database import open_for_writing
@@ -230,6 +230,38 @@ def test_findings_and_summaries_equal_the_reference(store: tuple[Path, list[str]
     # Every fault scenario's store holds most kinds: the comparison is not over silence.
     kinds = {f.kind for findings in reference.values() for f in findings}
     assert len(kinds) >= 30, sorted(kinds)
+
+
+def test_checks_run_check_by_check_sort_as_step_by_step(store: tuple[Path, list[str]]) -> None:
+    """`run_checks` runs each step check over all of a run's steps before the next (cheaper:
+    one check's code stays in the processor's caches); every check on one step, then the
+    next step, sorts to the same findings, because a step check reports only the step it is
+    given, in kinds no other step check reports."""
+    db, ids = store
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        runs = load_runs(conn, ids)
+    finally:
+        conn.close()
+    kinds: dict[str, set[str]] = {}
+    for run in runs:
+        per_step, per_run = (RAW_TEXT_CHECKS, {}) if run.raw_text else (STEP_CHECKS, RUN_CHECKS)
+        step_by_step: list[Finding] = []
+        for step in run.steps:
+            for name, step_check in per_step.items():
+                found = list(step_check(step, run))
+                assert all(f.step == step.index for f in found), (run.id, name)
+                kinds.setdefault(name, set()).update(f.kind for f in found)
+                step_by_step.extend(found)
+        for run_check in per_run.values():
+            step_by_step.extend(run_check(run))
+        ordered = sorted(step_by_step, key=lambda f: (-1 if f.step is None else f.step, f.kind))
+        assert run_checks(run) == ordered, run.id
+    names = sorted(kinds)
+    for at, name in enumerate(names):
+        for other in names[at + 1 :]:
+            assert not kinds[name] & kinds[other], (name, other)
+    assert sum(1 for found in kinds.values() if found) >= 10  # most step checks found some
 
 
 def _copy(db: Path, to: Path) -> Path:

@@ -304,6 +304,33 @@ def test_ctrl_c_before_the_command_runs_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.splitlines() == ["error: interrupted"]
 
 
+@pytest.mark.parametrize("entry", ["analyzer.__main__", "analyzer.cli"])
+def test_ctrl_c_inside_a_c_extensions_import_is_one_line(entry: str) -> None:
+    """A signal landing while a command imports duckdb's C extension surfaces as that
+    extension's `ImportError: initialization failed` (seen in a full test run): still an
+    interrupt, one line and 130, from either entry point."""
+    script = (
+        "import os, signal, sys\n"
+        "sys.argv = ['traces', 'runs']\n"
+        "from traces import interrupts\n"
+        "interrupts.install()\n"
+        "import analyzer.cli\n"
+        "def importing_duckdb(*args, **kwargs):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    except KeyboardInterrupt as signal_:\n"
+        "        raise ImportError('initialization failed') from signal_\n"
+        "analyzer.cli.app = importing_duckdb\n"
+        f"from {entry} import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines() == ["error: interrupted"]
+
+
 def test_interrupted_names_the_runs_left_interrupted() -> None:
     from traces.running import left_interrupted
 

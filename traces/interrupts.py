@@ -70,12 +70,12 @@ def install() -> None:
         return
     for sig in SIGNALS:
         signal.signal(sig, _on_signal)
-    # A KeyboardInterrupt that escapes every handler (raised between two of them) still
-    # ends as one line, not as Python's traceback.
+    # A KeyboardInterrupt that escapes every handler (raised between two of them), or any
+    # error raised after a signal, still ends as one line, not as Python's traceback.
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        if issubclass(kind, KeyboardInterrupt):
+        if issubclass(kind, KeyboardInterrupt) or _state.interrupted:
             exit_now()
         previous(kind, value, tb)
 
