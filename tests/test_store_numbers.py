@@ -58,3 +58,15 @@ def test_a_failed_transaction_leaves_nothing_remembered(tmp_path: Path) -> None:
         assert second.messages == first.messages and second.drawn == first.drawn == [1]
     finally:
         conn.close()
+
+
+def test_only_a_statement_naming_messages_makes_the_counter_stale() -> None:
+    # The server reads the writer's counter again after a session's commit that may have
+    # stored messages; a commit of findings (each step of a recording's live checks) or of
+    # `step_message_keys` rows alone leaves it.
+    from traces.store.server import _MESSAGES
+
+    stores = ["INSERT INTO messages (hash) SELECT 1", "insert into lake.main.MESSAGES values (1)"]
+    others = ["INSERT INTO findings VALUES (1)", "INSERT INTO step_message_keys VALUES (1)"]
+    assert all(_MESSAGES.search(sql) for sql in stores)
+    assert not any(_MESSAGES.search(sql) for sql in [*others, "SELECT * FROM request_messages(1)"])

@@ -92,6 +92,9 @@ directory (an analysis's worker outputs)."""
 _BEGIN = re.compile(r"\s*(BEGIN|START)\b", re.IGNORECASE)
 _COMMIT = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
 _ROLLBACK = re.compile(r"\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
+_MESSAGES = re.compile(r"\bmessages\b", re.IGNORECASE)
+"""A statement that names the table `messages` (not `step_messages`): one that may store
+messages, and so draw message numbers (an insert names the table it fills)."""
 
 
 def serve(path: Store, ready: int, starter: int) -> None:
@@ -209,6 +212,9 @@ def _first_local_rowid(db: duckdb.DuckDBPyConnection) -> int | None:
 class _Transaction:
     explicit: bool = False
     """Inside BEGIN … COMMIT (a statement outside commits by itself)."""
+    messages: bool = False
+    """A statement of the transaction named `messages`: its commit may have drawn message
+    numbers, which the writer's counter must then be read again after."""
 
 
 class Server:
@@ -433,21 +439,26 @@ class Server:
                 with self.commit_lock:
                     if state.explicit:
                         self._reconcile(cursor)
-                    # It may store messages: the writer's next number is to be read again.
-                    self.writer.numbers.mark_stale()
+                    if state.messages:
+                        # It may have stored messages: the writer's counter is read again
+                        # (a commit of findings alone, at every step of a recording's
+                        # checks, leaves it: reading it scans the number column).
+                        self.writer.numbers.mark_stale()
                     _execute(cursor, many, sql, params)
             finally:
-                state.explicit = False
+                state.explicit = state.messages = False
         elif _ROLLBACK.match(sql):
             try:
                 _execute(cursor, many, sql, params)
             finally:
-                state.explicit = False
+                state.explicit = state.messages = False
         elif state.explicit:
+            state.messages = state.messages or _MESSAGES.search(sql) is not None
             _execute(cursor, many, sql, params)
         else:
             with self.commit_lock:  # a statement that commits by itself
-                self.writer.numbers.mark_stale()
+                if _MESSAGES.search(sql):
+                    self.writer.numbers.mark_stale()
                 _execute(cursor, many, sql, params)
 
     def _reconcile(self, cursor: duckdb.DuckDBPyConnection) -> None:
