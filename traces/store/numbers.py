@@ -12,9 +12,10 @@ knows; a message it never saw (stored by an import, or by an earlier server, the
 by a resumed run) is looked up, once, for the rows that name it.
 
 The counter is read from the store when the writer starts and again whenever another writer
-may have stored messages since (a write session of the server committed: `stale`; a lake,
-which other processes write, every transaction). Two writers may still draw one number for
-two messages: readers join on the number and the key together (`tables.NEXT_MESSAGE_SEQ`).
+may have stored messages since (a write session of the server committed a statement naming
+`messages`: `mark_stale`; a lake, which other processes write, every transaction). Two
+writers may still draw one number for two messages: readers join on the number and the key
+together (`tables.NEXT_MESSAGE_SEQ`).
 """
 
 from __future__ import annotations
