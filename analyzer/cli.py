@@ -294,13 +294,6 @@ def main() -> None:
         _fail(str(err), err.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         interrupts.exit_interrupted()
-    except Exception:
-        # A signal raises KeyboardInterrupt wherever the main thread is; inside a C
-        # extension's initialisation (a command importing duckdb) it comes out as that
-        # extension's ImportError. Whatever failed after a signal failed because of it.
-        if interrupts.interrupted():
-            interrupts.exit_interrupted()
-        raise
     except typer.Exit as done:
         interrupts.exit_with(done.exit_code)
     except typer.TyperException as err:  # bad options or arguments (click's UsageError family)
@@ -308,6 +301,13 @@ def main() -> None:
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         _fail(message + hint, int(getattr(err, "exit_code", 2)))
+    except Exception:  # last: the clauses above are Exceptions too
+        # A signal raises KeyboardInterrupt wherever the main thread is; inside a C
+        # extension's initialisation (a command importing duckdb) it comes out as that
+        # extension's ImportError. Whatever failed after a signal failed because of it.
+        if interrupts.interrupted():
+            interrupts.exit_interrupted()
+        raise
     if result == interrupts.EXIT_CODE:  # typer turns a KeyboardInterrupt into a bare 130
         interrupts.exit_interrupted()
     interrupts.exit_with(result if isinstance(result, int) else 0)

@@ -96,6 +96,20 @@ def _arms(run: str, steps: int) -> dict[str, Callable[[Any], object]]:
     }
 
 
+def _connect_when_free(db: Path) -> duckdb.DuckDBPyConnection:
+    """`db` opened read-only once the store's server has let go of it: a server that leaves a
+    file mostly free (the migration of an older store) rewrites it first, after the import
+    has returned (`traces.store.compaction`)."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            return duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def measure(label: str, source: Path, scratch: Path, rounds: int) -> dict[str, Any]:
     """The copy of `source` with the long run, and each arm's figures."""
     db = scratch / f"{label}.duckdb"
@@ -103,7 +117,7 @@ def measure(label: str, source: Path, scratch: Path, rounds: int) -> dict[str, A
     started = time.perf_counter()
     bench_scale.add_long_run(db, scratch)
     imported = time.perf_counter() - started
-    conn = duckdb.connect(str(db), read_only=True)
+    conn = _connect_when_free(db)
     steps_total = (conn.execute("SELECT count(*) FROM steps").fetchone() or (0,))[0]
     run, steps = conn.execute(
         "SELECT id, steps FROM runs ORDER BY steps DESC, id LIMIT 1"

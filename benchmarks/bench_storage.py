@@ -3,7 +3,8 @@
 Run by hand (it is not a test and asserts nothing about time or size):
 
     .venv/bin/python benchmarks/bench_storage.py [--recorded-steps 100000]
-        [--imported-steps 100000] [--dir DIR] [--rounds 3] [--json PATH]
+        [--imported-steps 100000] [--recorded-db DB] [--imported-db DB] [--dir DIR]
+        [--rounds 3] [--json PATH]
 
 Two stores, each built once into `--dir` (reused by the next invocation with the same sizes):
 
@@ -13,15 +14,19 @@ Two stores, each built once into `--dir` (reused by the next invocation with the
 - `imported`: `bench_analyze`'s agent logs (conversations of 20 steps, five providers with
   their faults, 1 in 10 streamed) through `traces import`, then `traces analyze`.
 
+`--recorded-db` / `--imported-db` measure a copy of an existing store instead (brought to the
+latest schema first, its migration timed), e.g. the bootstrap's 100,000 imported steps.
+
 For each store:
 
 - `file`: the file as the writers left it, after a CHECKPOINT (what `ls` shows), and how
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
-- `compact, schema 9` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 9 left (before migration 10) and of the current one, in the stores' file
-  format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free blocks.
+- `compact, schema 13` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 13 left (before migration 14) and of the current one, in the stores'
+  file format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free
+  blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
   (params and every message, rebuilt from the store), the raw response body or every SSE
   line with its arrival time, status, kept headers, start time and latency; lines in run
@@ -64,12 +69,14 @@ from bench_analyze import _run_analyze, _traces_command, _write_file, read_rows
 from analyzer.checks import loader as loader_sql
 from traces.importing import ImportOptions, import_files
 from traces.store.compaction import compact_in_place
-from traces.store.database import STORAGE_VERSION
+from traces.store.database import STORAGE_VERSION, open_for_writing
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 9
-"""The schema version whose layout this work started from."""
+BEFORE = 13
+"""The schema version whose layout the latest storage work (migration 14) started from."""
+INDEX_DROPPED = 14
+"""The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301
 """Model calls of one run of the `chain` sample task."""
 ARMS = (("openai", True), ("openai", False), ("moonshot", True), ("minimax", False))
@@ -228,10 +235,12 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             }
             values = [*names, *derived.values()]
             # A view of the source (`step_messages` since migration 10) has no row order of
-            # its own: its rows go in key order. A message a source holds twice (a lake's) goes
-            # once into a file, which keeps messages unique by their key's index.
+            # its own: its rows go in key order. A message a source holds twice (a lake's, or
+            # since migration 14 a file's) goes once into a layout that keeps messages unique
+            # by their key's index (before 14), as it is into the current one.
             order = "ORDER BY rowid" if row_table in source_tables else "ORDER BY ALL"
-            verb = "INSERT OR IGNORE" if table == "messages" else "INSERT"
+            indexed = version is not None and version < INDEX_DROPPED
+            verb = "INSERT OR IGNORE" if table == "messages" and indexed else "INSERT"
             conn.execute(
                 f"{verb} INTO {table} ({', '.join([*names, *derived])}) "
                 f"SELECT {', '.join(values)} FROM src.{row_table} {order}"
@@ -470,6 +479,24 @@ def measure(name: str, db: Path, directory: Path, source: Path | None) -> dict[s
     return out
 
 
+def _existing(store: Path | None, directory: Path, kind: str) -> Path | None:
+    """A copy of `store` in `directory`, brought to the latest schema (as any `traces`
+    command that writes would), or None without one."""
+    if store is None:
+        return None
+    copy = directory / f"{kind}-given.duckdb"
+    shutil.copyfile(store, copy)
+    start = time.perf_counter()
+    cpu = time.process_time()
+    open_for_writing(copy).close()
+    print(
+        f"{kind}: migrated in {time.perf_counter() - start:.1f} s "
+        f"(CPU {time.process_time() - cpu:.1f} s)",
+        file=sys.stderr,
+    )
+    return copy
+
+
 def print_report(report: dict[str, Any]) -> None:
     print(f"\nmachine: {report['machine']}, duckdb {report['duckdb']}")
     for name, store in report["stores"].items():
@@ -507,6 +534,13 @@ def main() -> None:
     parser.add_argument("--recorded-steps", type=int, default=100_000)
     parser.add_argument("--imported-steps", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=None, help="keep and reuse the stores here")
+    for kind in ("recorded", "imported"):
+        parser.add_argument(
+            f"--{kind}-db",
+            type=Path,
+            default=None,
+            help=f"measure a copy of this store as the {kind} one instead of building it",
+        )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the read timings")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -519,11 +553,15 @@ def main() -> None:
         "duckdb": duckdb.__version__,
         "stores": {},
     }
-    if args.recorded_steps:
-        db = build_recorded(directory, args.recorded_steps)
+    if args.recorded_db or args.recorded_steps:
+        db = _existing(args.recorded_db, directory, "recorded")
+        db = db or build_recorded(directory, args.recorded_steps)
         report["stores"]["recorded"] = measure("recorded", db, directory, None)
-    if args.imported_steps:
-        db, source = build_imported(directory, args.imported_steps)
+    if args.imported_db or args.imported_steps:
+        db = _existing(args.imported_db, directory, "imported")
+        source = None
+        if db is None:
+            db, source = build_imported(directory, args.imported_steps)
         store = report["stores"]["imported"] = measure("imported", db, directory, source)
         if args.rounds:
             copies = {k: Path(v) for k, v in store["copies"].items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -319,15 +320,29 @@ def test_requests_rebuild_even_when_history_is_rewritten(db_path: Path) -> None:
 
 
 def test_two_recorders_share_one_store_through_one_server(db_path: Path) -> None:
+    # Both send the same system prompt, and each its own user message: the server's writer
+    # stores the prompt once (no index refuses a second copy since migration 14: the writer
+    # skips what it stored itself, `traces.store.numbers`), and each step names its
+    # messages by the numbers they were stored under.
+    system = {"role": "system", "content": "the same prompt"}
+    users = {run: {"role": "user", "content": f"task {run}"} for run in ("a", "b")}
+
+    def sent(run_id: str, index: int) -> tuple[StepRecord, dict[str, dict[str, str]]]:
+        messages = [system, users[run_id]] if index == 0 else []
+        hashes = [message_hash(m) for m in messages]
+        return _step(run_id, index, hashes), dict(zip(hashes, messages, strict=True))
+
     async def scenario() -> None:
         first, second = Recorder(db_path), Recorder(db_path)
         try:
             assert first.writer_pid == second.writer_pid  # the second joined the first's server
             await first.begin_run(_run("a"))
             await second.begin_run(_run("b"))
+            # Queued by both before either is acknowledged: one commit, or two in turn.
             for index in range(3):
-                await first.record_step(_step("a", index, []), {})
-                await second.record_step(_step("b", index, []), {})
+                await asyncio.gather(
+                    first.record_step(*sent("a", index)), second.record_step(*sent("b", index))
+                )
             # A reader meanwhile sees what both committed, through the same server.
             with open_for_reading(db_path) as conn:
                 rows = conn.execute(
@@ -341,6 +356,14 @@ def test_two_recorders_share_one_store_through_one_server(db_path: Path) -> None
     asyncio.run(scenario())
     # The last client out waited for the server to let go of the file.
     duckdb.connect(str(db_path)).close()
+    with open_for_reading(db_path) as conn:
+        stored = conn.execute("SELECT role, count(*) FROM messages GROUP BY 1 ORDER BY 1")
+        assert stored.fetchall() == [("system", 1), ("user", 2)]
+        for run_id in ("a", "b"):
+            rebuilt = conn.execute(
+                "SELECT body FROM request_messages(?, 0) ORDER BY position", [run_id]
+            ).fetchall()
+            assert [json.loads(body) for (body,) in rebuilt] == [system, users[run_id]]
 
 
 @pytest.mark.slow

@@ -258,27 +258,19 @@ def record_task(
         _finish(recorded[target.provider], db_path, fmt, fail_on, live, progress.handed_over)
 
 
-class _CheckingAsRunsEnd:
+class _CheckingAsRunsEnd(Watching):
     """The recording's progress (`RunProgress`): the bars, and each run that ends while
     others wait to start handed to the live checks, so its findings show during the
     recording (`traces runs`); each step ticks their watch of the running runs."""
 
     def __init__(self, bars: RunBars, live: LiveChecks, runs: int, concurrency: int) -> None:
-        self.bars = bars
-        self.live = live
+        super().__init__(bars, live)
         self.left = runs
         self.concurrency = concurrency
         self.handed_over: set[str] = set()
 
-    def started(self, label: str, runs: int) -> None:
-        self.bars.started(label, runs)
-
-    def stepped(self, label: str) -> None:
-        self.bars.stepped(label)
-        self.live.tick()
-
     def done(self, label: str, run_id: str, outcome: RunOutcome) -> None:
-        self.bars.done(label, run_id, outcome)
+        super().done(label, run_id, outcome)
         self.left -= 1
         if self.left >= self.concurrency:  # a queued run starts now: a run length to go
             self.live.check(run_id)

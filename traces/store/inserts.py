@@ -30,6 +30,7 @@ from traces.store.tables import (
     COLUMNS,
     DEDUPLICATED,
     DERIVED,
+    MESSAGE_SEQ,
     NEXT_RUN_KEY,
     PER_RUN,
     RunUpdate,
@@ -46,10 +47,10 @@ dozens, to convert)."""
 CONSTANT: Shape = "="
 LIST: Shape = "list"
 
-_INSERTS: dict[tuple[str, str, tuple[Shape, ...], str], str] = {}
+_INSERTS: dict[tuple[str, str, tuple[Shape, ...], str, bool], str] = {}
 """Statement text by target table, row type, shapes of the columns (a recorder's batch of one
-step has every column but the first constant; an import's batch, a few) and way of
-deduplicating."""
+step has every column but the first constant; an import's batch, a few), way of
+deduplicating and whether the message numbers are bound."""
 
 _ENCODE = json.JSONEncoder(allow_nan=False).encode
 """JSON of a column: ASCII, so that any text (lone surrogates included) goes as it would."""
@@ -61,12 +62,15 @@ UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_
 """Ends a recorded run: the parameters are a `RunUpdate`, the run's id last."""
 
 
-Dedup = Literal["key", "anti-join", "none"]
-"""How rows of a deduplicated table that are stored already are skipped: by the table's key
-(`ON CONFLICT DO NOTHING`, a file), by an anti-join on the key column (a lake, which has no
-keys: see `traces.store.lake_schema`), or not at all (a lake's writer that skipped what it
-stored itself, accepting what another writer stored: a scan of the key column per commit
-would cost more than the commit, and grow with the store)."""
+Dedup = Literal["key", "hash", "none"]
+"""How rows of a deduplicated table that are stored already are skipped (no store has an index
+on them: a lake none, a file none since migration 14): by an anti-join on the fixed-width
+column derived from the key (a file: `messages.key`, 16 bytes a row to scan), on the key
+itself (a lake, which holds that column as text), or not at all: the recorders' writer, which
+knows what it stored itself (`traces.store.numbers`) and accepts what another writer or an
+earlier process stored, kept twice and read as a set: a scan of the key column at every
+commit would grow with the store. Imports and merges, which write in bulk, look (one scan a
+batch of thousands of rows)."""
 
 
 def json_type(column: Sequence[Any]) -> str | None:
@@ -109,14 +113,20 @@ def _packed(shape: Shape) -> bool:
 
 
 def insert_sql(
-    table: str, shapes: tuple[Shape, ...], into: str | None = None, *, dedup: Dedup = "key"
+    table: str,
+    shapes: tuple[Shape, ...],
+    into: str | None = None,
+    *,
+    dedup: Dedup = "key",
+    numbered: bool = False,
 ) -> str:
     """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns, into the
     base table that stores its rows (`tables.stored_columns`), each column bound as its
     shape says (see `Shape`). `into` names another table of the same columns to insert into
     (e.g. in an attached database). `dedup` applies to the tables of `tables.DEDUPLICATED`
-    (see `Dedup`)."""
-    fields = written_fields(table)
+    (see `Dedup`). `numbered`: the message numbers are bound (`tables.written_fields`), not
+    computed."""
+    fields = written_fields(table, numbered=numbered)
     parts = []
     number = 0  # parameters are numbered in order, the packed object's last
     packed = {f: shape[1:] for f, shape in zip(fields, shapes, strict=True) if _packed(shape)}
@@ -145,16 +155,19 @@ def insert_sql(
         named = ", ".join(f"{value} AS {name}" for value, name in zip(parts, fields, strict=True))
         named += source
         derived = {**DERIVED.get(table, {}), **({"key": NEXT_RUN_KEY} if table == "runs" else {})}
+        if numbered:
+            derived.pop(MESSAGE_SEQ)
         values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named}) AS new_row"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
-    if dedup == "key":
-        return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values} ON CONFLICT DO NOTHING"
-    key = DEDUPLICATED[table]
+    key, fixed = DEDUPLICATED[table]
+    key = fixed if dedup == "key" else key
+    # An ANTI JOIN: a third cheaper a commit than `NOT IN (subquery)`, whose NULL rules
+    # DuckDB pays for with a mark join (the key is never null).
     return (
         f"INSERT INTO {target} ({', '.join(names)}) "
-        f"SELECT DISTINCT ON ({key}) * FROM (SELECT {values}) AS new ({', '.join(names)}) "
-        f"WHERE {key} NOT IN (SELECT {key} FROM {target})"
+        f"SELECT DISTINCT ON (new.{key}) new.* FROM (SELECT {values}) AS new ({', '.join(names)}) "
+        f"ANTI JOIN {target} AS stored ON stored.{key} = new.{key}"
     )
 
 
@@ -186,14 +199,18 @@ def insert_rows(
     *,
     check_stored: bool = True,
     keys: dict[str, int] | None = None,
+    numbers: list[int | None] | None = None,
 ) -> None:
     """Insert rows of `table` (its row type's tuples) with one statement (into the table
-    `into` of the same columns, when given). Without `check_stored`, a lake stores rows of a
-    deduplicated table without looking for them first (see `Dedup`). `keys`: run keys known
-    in this transaction, as `run_keys` takes them."""
+    `into` of the same columns, when given). Without `check_stored`, rows of a deduplicated
+    table are stored without looking for them first (see `Dedup`). `keys`: run keys known in
+    this transaction, as `run_keys` takes them. `numbers`: each row's message number
+    (`messages`, `step_messages`), bound instead of drawn or looked up by the insert."""
     if rows:
         columns = [list(column) for column in zip(*rows, strict=True)]
-        insert_columns(conn, table, columns, into, check_stored=check_stored, keys=keys)
+        insert_columns(
+            conn, table, columns, into, check_stored=check_stored, keys=keys, numbers=numbers
+        )
 
 
 def insert_columns(
@@ -204,10 +221,11 @@ def insert_columns(
     *,
     check_stored: bool = True,
     keys: dict[str, int] | None = None,
+    numbers: list[int | None] | None = None,
 ) -> None:
     """Insert rows of `table` given as one list per column, in its columns' order, with one
-    statement (into the table `into` of the same columns, when given; `check_stored` and
-    `keys` as for `insert_rows`). Each column is bound as `shape_of` says."""
+    statement (into the table `into` of the same columns, when given; `check_stored`, `keys`
+    and `numbers` as for `insert_rows`). Each column is bound as `shape_of` says."""
     if len(columns) != len(COLUMNS[table]):
         raise ValueError(
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
@@ -216,19 +234,24 @@ def insert_columns(
         return
     if table in PER_RUN:
         columns = [*columns, run_keys(conn, columns[COLUMNS[table].index("run_id")], keys)]
+    numbered = numbers is not None
+    if numbers is not None:
+        if len(numbers) != len(columns[0]):
+            raise ValueError(f"{table}: {len(numbers)} numbers for {len(columns[0])} rows")
+        columns = [*columns, numbers]
     shapes = tuple(shape_of(column, first=not i) for i, column in enumerate(columns))
-    dedup: Dedup = "key"
-    if table in DEDUPLICATED:
+    dedup: Dedup = "key" if check_stored else "none"
+    if table in DEDUPLICATED and check_stored:
         # Imported here: the lake module imports DuckDB, which import workers start without.
         from traces.store.lake import is_lake
 
         if is_lake(conn):
-            dedup = "anti-join" if check_stored else "none"
-    key = (into or table, table, shapes, dedup)
+            dedup = "hash"
+    key = (into or table, table, shapes, dedup, numbered)
     sql = _INSERTS.get(key)
     if sql is None:
-        sql = _INSERTS[key] = insert_sql(table, shapes, into, dedup=dedup)
-    conn.execute(sql, parameters(columns, shapes, written_fields(table)))
+        sql = _INSERTS[key] = insert_sql(table, shapes, into, dedup=dedup, numbered=numbered)
+    conn.execute(sql, parameters(columns, shapes, written_fields(table, numbered=numbered)))
 
 
 _KEY_OF_RUN = "SELECT key FROM runs WHERE id = ?"

@@ -12,15 +12,15 @@ catalog to Parquet later. So:
   as written (`adapt` takes the keys out, and refuses what a lake cannot do).
 - Keys that writers never repeat (a run's id, a step's run and index, an import's id, a
   migration's number) need nothing else.
-- `messages.hash`: a message is stored once however many steps send it, which a file
-  enforces with `ON CONFLICT DO NOTHING`. On a lake an import skips the hashes already
-  stored instead (an anti-join, `inserts.Dedup`), and a recorder the messages it stored
-  itself (looking the others up would scan the column at every commit). So a message two
-  recorders sent (a task's system prompt) may be stored once by each, as may one that two
-  importing writers stored at the same moment. The rows are identical (same hash, role and
-  body), and every reader treats `messages` as a set: `request_messages` keeps one row per
-  position and the view `step_messages` joins the distinct keys (both as the file defines
-  them, migrations 10 and 13), the analyzer looks bodies up by key.
+- `messages.hash`: a message is stored once however many steps send it, as on a file since
+  migration 14 dropped the index of its `key`: an import skips the hashes already stored (an
+  anti-join, `inserts.Dedup`), and the recorders' writer the messages it stored itself
+  (`traces.store.numbers`; looking the others up would scan the column at every commit).
+  So a message two writers sent (a task's system prompt) may be stored once by each, as may
+  one that two importing writers stored at the same moment. The rows are identical (same
+  hash, role and body), and every reader treats `messages` as a set: `request_messages`
+  keeps one row per position and the view `step_messages` joins the distinct keys (both as
+  the file defines them, migrations 10 and 13), the analyzer looks bodies up by key.
 - `messages.seq` (migration 13), the stored order that reads of a run join on: each writer
   draws the next number after the greatest it sees, with no sequence, so two writers may
   give two messages one number; every read joins on `seq` and `key` together, so a shared
@@ -64,6 +64,10 @@ FIRST_VERSION = 9
 """The schema version the first lake stores were created at (migration 9 came before them):
 no lake is older, so only the migrations after it ever run on one (through `adapt`; a test
 holds them adaptable)."""
+
+LAKE_FORMS: dict[int, str] = {14: "SELECT 1"}
+"""Migrations whose lake form is another statement: 14 rebuilds the file's `messages` without
+its key's index, which a lake never had."""
 
 OPTIONS = (("parquet_compression", "zstd"),)
 """DuckLake options set when a lake is created: raw bodies and SSE lines are repetitive
@@ -205,7 +209,7 @@ def _apply(conn: duckdb.DuckDBPyConnection, number: int, name: str, sql: str) ->
     # First: a change of `schema_migrations` itself, which DuckLake lets only one of two
     # concurrent transactions commit, whatever else the migration changes.
     conn.execute(f"COMMENT ON TABLE schema_migrations IS {_COMMENT}")
-    conn.execute(adapt(sql, number))
+    conn.execute(adapt(LAKE_FORMS.get(number, sql), number))
     conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [number, name])
     return True
 

@@ -89,8 +89,6 @@ class Source:
     there are left for a later merge instead of being ended as interrupted."""
     upgraded_from: int | None = None
     """Its schema version, when it was read from an upgraded copy."""
-    repeats: bool = False
-    """It may hold a content-addressed row twice (a lake: see `traces.store.lake_schema`)."""
 
 
 @dataclass
@@ -323,7 +321,7 @@ def attach_lake(
             f"{store}: its tables differ from the destination's at the same schema version "
             f"({', '.join(differ)})"
         )
-    return Source(str(store), catalog, live=True, repeats=True)
+    return Source(str(store), catalog, live=True)
 
 
 def _attach(
@@ -416,9 +414,7 @@ def copy_source(
     _number_runs(conn, src, into)
     copied = [table for table, role in roles.items() if role is not Role.own]
     for table in copied:
-        report.rows[table] = _copy_table(
-            conn, table, roles[table], src, into, tables[table], once=source.repeats
-        )
+        report.rows[table] = _copy_table(conn, table, roles[table], src, into, tables[table])
         if on_step is not None:
             on_step(len(report.rows), len(copied))
     was_running = [
@@ -520,12 +516,10 @@ def _copy_table(
     src: str,
     dst: str,
     columns: tuple[str, ...],
-    *,
-    once: bool = False,
 ) -> int:
     """Insert the rows of `table` the plan copies (`src`, `dst`: quoted catalog names);
-    returns how many. With `once`, a content-addressed row the source holds twice is copied
-    once."""
+    returns how many. A content-addressed row the source holds twice (any store may: see
+    `traces.store.lake_schema`) is copied once."""
     values = []
     joins = []
     derived = DERIVED.get(table, {})
@@ -552,8 +546,7 @@ def _copy_table(
         # refers to it.
         key = KEYED[table].key
         lacking = f"WHERE NOT EXISTS (SELECT 1 FROM {dst}.main.{table} x WHERE x.{key} = t.{key})"
-        if once:
-            values[0] = f"DISTINCT ON (t.{key}) {values[0]}"
+        values[0] = f"DISTINCT ON (t.{key}) {values[0]}"
         return _insert(conn, table, dst, columns, values, f"{origin} {lacking}")
     plan, key = (RUNS, RUN_COLUMN) if role is Role.per_run else (table, KEYED[table].key)
     values[columns.index(key)] = "m.dst_id"

@@ -582,6 +582,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
+        14,
+        "compact storage: no index on messages.key",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): the primary-key index on
+        # `messages.key` cost about 46 bytes a message, a tenth of a store, and served writes
+        # only since migration 13 (reads of a run's messages join on `seq`, then `key`).
+        # Without it a message may be stored twice, identical, as a lake already may (two
+        # recorders' writers that each stored a task's system prompt): the recorders' writer
+        # knows the numbers of what it stored and skips those messages itself, drawing new
+        # numbers from a counter (`traces.store.numbers`), so its commit looks nothing up
+        # and costs the same into a large store as into an empty one; imports and merges
+        # skip the keys already stored by an anti-join on the key column, once a batch
+        # (`traces.store.inserts.Dedup`); every reader already reads `messages` as a set
+        # (for a lake's sake). Rows are copied in their own order; a lake, which never had
+        # the index, takes nothing of this (`lake_schema.LAKE_FORMS`).
+        """
+        CREATE TABLE messages_v14 (
+            hash VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            body JSON NOT NULL USING COMPRESSION ZSTD,
+            key UHUGEINT NOT NULL,
+            seq BIGINT
+        );
+        INSERT INTO messages_v14 SELECT hash, role, body, key, seq FROM messages ORDER BY rowid;
+        DROP TABLE messages;
+        ALTER TABLE messages_v14 RENAME TO messages;
+        """,
+    ),
+    (
         15,
         "findings so far: which runs' stored findings are a running run's, up to which step",
         # A table of its own rather than a column of `runs`: a recorder never writes it, an

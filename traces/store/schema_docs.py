@@ -80,14 +80,15 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "messages": (
-        "Chat messages, content-addressed: each distinct message stored once, referenced by hash "
-        "from step_messages.",
+        "Chat messages, content-addressed: each distinct message stored once (two writers may "
+        "store one twice, identical: read it as a set), referenced by hash from step_messages.",
         {
             "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
             "role": "system | user | assistant | tool.",
             "body": "The message exactly as sent, as JSON.",
             "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
-            "(its index costs a third of the hash's), and that `step_message_keys` names it by.",
+            "(not indexed: a fixed-width column to scan), and that `step_message_keys` names it "
+            "by.",
             "seq": "The message's number in the order messages were first stored: a run's "
             "new messages have neighbouring numbers, which reads of a run join on (with `key`: "
             "two writers at once may draw one number for two messages).",

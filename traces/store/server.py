@@ -13,14 +13,14 @@ and each gets a session of its own, with its own DuckDB cursor, that is its own 
 - a write session runs statements in transactions of its own (an import, an analysis
   storing findings): what it has not committed nobody sees, and what it commits is atomic.
 
-Messages are stored once, by hash, and two transactions that both insert one conflict when
-the second commits. The writer's transactions are short and are never open while another
-commits (`commit_lock`); a long one (an import) gives way when it commits: the messages it
-inserted that another transaction committed in the meantime are dropped from it first. One
-case cannot be settled so: a long transaction that inserts a message another committed
-after it began fails at that insert (DuckDB checks the key against every committed row, and
-the transaction cannot see the row to skip it). `lost_to_a_concurrent_commit` names that
-failure, and the import starts over, as it does after a lake's conflict.
+Messages are stored once, by hash; no index enforces it (migration 14). The writer's
+transactions are short and are never open while another commits (`commit_lock`), and the
+writer skips the messages it stored itself (`traces.store.numbers`); a long transaction (an
+import) gives way when it commits: the messages it inserted that another transaction
+committed in the meantime are dropped from it first, so they are not stored twice. (Before
+migration 14 such an insert could fail on the key's index instead:
+`lost_to_a_concurrent_commit` names that failure, after which the import starts over, as it
+does after a lake's conflict.)
 
 The server exits when its last client leaves (or when none came), after closing the file;
 its life lock lets the next server wait for that.
@@ -92,6 +92,9 @@ directory (an analysis's worker outputs)."""
 _BEGIN = re.compile(r"\s*(BEGIN|START)\b", re.IGNORECASE)
 _COMMIT = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
 _ROLLBACK = re.compile(r"\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
+_MESSAGES = re.compile(r"\bmessages\b", re.IGNORECASE)
+"""A statement that names the table `messages` (not `step_messages`): one that may store
+messages, and so draw message numbers (an insert names the table it fills)."""
 
 
 def serve(path: Store, ready: int, starter: int) -> None:
@@ -209,6 +212,9 @@ def _first_local_rowid(db: duckdb.DuckDBPyConnection) -> int | None:
 class _Transaction:
     explicit: bool = False
     """Inside BEGIN … COMMIT (a statement outside commits by itself)."""
+    messages: bool = False
+    """A statement of the transaction named `messages`: its commit may have drawn message
+    numbers, which the writer's counter must then be read again after."""
 
 
 class Server:
@@ -433,28 +439,37 @@ class Server:
                 with self.commit_lock:
                     if state.explicit:
                         self._reconcile(cursor)
+                    if state.messages:
+                        # It may have stored messages: the writer's counter is read again
+                        # (a commit of findings alone, at every step of a recording's
+                        # checks, leaves it: reading it scans the number column).
+                        self.writer.numbers.mark_stale()
                     _execute(cursor, many, sql, params)
             finally:
-                state.explicit = False
+                state.explicit = state.messages = False
         elif _ROLLBACK.match(sql):
             try:
                 _execute(cursor, many, sql, params)
             finally:
-                state.explicit = False
+                state.explicit = state.messages = False
         elif state.explicit:
+            state.messages = state.messages or _MESSAGES.search(sql) is not None
             _execute(cursor, many, sql, params)
         else:
             with self.commit_lock:  # a statement that commits by itself
+                if _MESSAGES.search(sql):
+                    self.writer.numbers.mark_stale()
                 _execute(cursor, many, sql, params)
 
     def _reconcile(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """Before a session's commit: drop from its transaction the rows of deduplicated
-        tables (messages) it inserted that another transaction committed meanwhile, so its
-        commit does not fail on them. Called with `commit_lock` held."""
+        tables (messages) it inserted that another transaction committed meanwhile, so they
+        are not stored twice (no index refuses them since migration 14). Called with
+        `commit_lock` held."""
         if self.local_rowid is None:
             return
         with contextlib.suppress(duckdb.Error):  # an aborted transaction: COMMIT says why
-            for table, key in DEDUPLICATED.items():
+            for table, (key, _) in DEDUPLICATED.items():
                 mine = cursor.execute(
                     f"SELECT {key} FROM {table} WHERE rowid >= ?", [self.local_rowid]
                 ).fetchall()
@@ -499,7 +514,7 @@ def lost_to_a_concurrent_commit(exc: BaseException) -> bool:
     return "Duplicate key" in text and any(f'"{key}: ' in text for key in _MESSAGE_KEYS)
 
 
-_MESSAGE_KEYS = ("key", *DEDUPLICATED.values())
+_MESSAGE_KEYS = ("key", *(key for key, _ in DEDUPLICATED.values()))
 """The columns a deduplicated table's duplicate is reported by: the primary key (`key`, the
 128-bit number of `messages`) and the dedup key itself."""
 

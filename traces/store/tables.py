@@ -244,9 +244,12 @@ ROW_TYPES: dict[str, type[tuple[object, ...]]] = {
 """The tables the write side inserts into, in the order a transaction inserts them (a run
 before its steps), each with the type of its rows."""
 
-DEDUPLICATED = {"messages": "hash"}
+DEDUPLICATED = {"messages": ("hash", "key")}
 """Tables whose rows may already be stored (a message is stored once, by hash), each with its
-key column: an insert skips the rows whose key is stored (`traces.store.inserts`)."""
+key column and the fixed-width column derived from it (`DERIVED`): an insert that looks skips
+the rows whose key is stored (`traces.store.inserts.Dedup`). No store has an index on them
+(a file none since migration 14, a lake never): a message two writers stored at once may be
+stored twice, identical, and every reader reads `messages` as a set."""
 
 MESSAGE_SEQ = "seq"
 """The column of `messages` and `step_message_keys` that numbers messages (migration 13)."""
@@ -258,8 +261,10 @@ the transaction that stores the message, from what it sees. The server of a file
 writer, but its sessions (a recorder's writer, an import) hold transactions at once, and two
 writers of a lake share no sequence (DuckLake has none): two transactions may draw the same
 number for two messages. Readers join on `seq` and `key` together, so a shared number costs
-them a row group more to read, never a wrong message (as `NEXT_RUN_KEY`). Rows a conflict
-skips (`ON CONFLICT DO NOTHING`) leave a gap, which nothing minds."""
+them a row group more to read, never a wrong message (as `NEXT_RUN_KEY`). Rows an anti-join
+skips leave a gap, which nothing minds. The recorders' writer draws from a counter of its
+own instead (`traces.store.numbers`): this scans the column, whose cost grows with the
+store."""
 
 MESSAGE_SEQ_OF_HASH = (
     "(SELECT max(m.seq) FROM messages m WHERE m.key::UHUGEINT = md5_number(new_row.hash))"
@@ -276,7 +281,8 @@ DERIVED: dict[str, dict[str, str]] = {
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
 the row (by this expression over its columns' names), after the row's own columns: the
 128-bit key of a message (migration 9) is a function of its hash, so no writer computes or
-ships it; its number (migration 13) is drawn or looked up by the insert."""
+ships it; its number (migration 13) is drawn or looked up by the insert, unless the writer
+binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`)."""
 
 
 RUN_KEY = "run_key"
@@ -303,10 +309,12 @@ message's 16-byte key instead of its 64-character hash, which the view `step_mes
 gives back from `messages`."""
 
 
-def written_fields(table: str) -> tuple[str, ...]:
+def written_fields(table: str, *, numbered: bool = False) -> tuple[str, ...]:
     """The values an insert of `table` (a key of `ROW_TYPES`) binds: its row's fields, then,
-    for a per-run table, its run's key."""
-    return (*COLUMNS[table], RUN_KEY) if table in PER_RUN else COLUMNS[table]
+    for a per-run table, its run's key, then, `numbered`, the message numbers (`MESSAGE_SEQ`)
+    the writer drew or knows instead of the insert's `DERIVED` expression."""
+    fields = (*COLUMNS[table], RUN_KEY) if table in PER_RUN else COLUMNS[table]
+    return (*fields, MESSAGE_SEQ) if numbered else fields
 
 
 def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:

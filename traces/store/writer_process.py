@@ -36,7 +36,8 @@ from typing import Any
 import duckdb
 
 from traces.store.inserts import insert_rows, update_runs
-from traces.store.lake import error_line, transaction
+from traces.store.lake import error_line, is_lake, transaction
+from traces.store.numbers import MessageNumbers, Plan
 from traces.store.run_tables import RUN_COLUMN
 from traces.store.tables import COLUMNS, ROW_TYPES
 from traces.token_totals import TOKEN_COLUMNS, known_sum
@@ -104,6 +105,9 @@ class Writer:
         self.conn = conn
         self.commit_lock = commit_lock
         self.on_end = on_end
+        self.numbers = MessageNumbers(always_stale=is_lake(conn))
+        """The numbers of the messages this writer stored; marked stale by the server when
+        another session commits (it may have stored messages)."""
         self._queue: queue.SimpleQueue[tuple[str, Recording, list[Op], bool]] = queue.SimpleQueue()
         self._leading = threading.Lock()
         """Held by the thread committing; the others leave their work in the queue."""
@@ -205,18 +209,22 @@ class Writer:
         delay = 0.01
         while True:
             with self.commit_lock:
-                error, conflict = _commit(self.conn, work)
+                error, conflict = _commit(self.conn, work, self.numbers)
             if not conflict or time.monotonic() >= deadline:
                 return error
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
 
-def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | None, bool]:
+def _commit(
+    conn: duckdb.DuckDBPyConnection, work: list[_Work], numbers: MessageNumbers
+) -> tuple[str | None, bool]:
     """Insert the work's rows in one transaction (on a lake, done again when another
     writer's commit conflicted with it): (the error as one line or None, whether it was a
-    conflict with another transaction worth trying again)."""
+    conflict with another transaction worth trying again). Messages the writer stored
+    before are not stored again, and every message number is bound (`numbers`)."""
     rows: defaultdict[str, list[Row]] = defaultdict(list)
+    plans: list[Plan] = []
 
     def insert() -> None:
         rows.clear()
@@ -227,16 +235,28 @@ def _commit(conn: duckdb.DuckDBPyConnection, work: list[_Work]) -> tuple[str | N
                     continue
                 for table, table_rows in op.items():
                     rows[table].extend(table_rows)
+        plans.clear()
+        hash_field = COLUMNS["step_messages"].index("hash")
+        plan = numbers.plan(conn, rows["messages"], [r[hash_field] for r in rows["step_messages"]])
+        plans.append(plan)
+        rows["messages"] = plan.messages
         for table in ROW_TYPES:  # a run before its steps
-            # A recorder sends each message once (`Recorder.queue_step`); on a lake, what
-            # another recorder stored too is kept twice, not looked for (`inserts.Dedup`).
-            insert_rows(conn, table, rows[table], check_stored=False, keys=keys)
+            # A recorder sends each message once (`Recorder.queue_step`), and this writer
+            # skips what it stored itself; what another writer or an earlier process stored
+            # too is kept twice, not looked for (`inserts.Dedup`).
+            given: list[int | None] | None = None
+            if table == "messages":
+                given = list(plan.drawn)
+            elif table == "step_messages":
+                given = plan.step_numbers
+            insert_rows(conn, table, rows[table], check_stored=False, keys=keys, numbers=given)
         update_runs(conn, rows["run_updates"])
 
     try:
         transaction(conn, insert)
     except Exception as exc:
         return error_line(exc), "conflict" in str(exc).lower()
+    numbers.remember(plans[-1])
     return None, False
 
 
