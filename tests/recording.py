@@ -181,9 +181,9 @@ def recording_in_background(shared: Path, name: str, factory: str) -> Iterator[N
     takes, so a test that needs the store before it is done waits for it instead of recording
     again; the block does not wait for the child to take it (a test reaching `recorded_once`
     first records itself, and the child then finds the store made). Without this the first
-    test to need the store records it (about 30 s of wall time under load) while the other
-    workers' first tests of those modules wait on the lock, idle. The block's end waits for
-    the child (stopped if the session was interrupted)."""
+    test to need the store records it (about 30 s on a quiet machine, 85 s at a load of 15)
+    while the other workers' first tests of those modules wait on the lock, idle. The
+    block's end waits for the child (stopped if the session was interrupted)."""
     shared.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(shared / f"{name}.background", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
