@@ -109,8 +109,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Run the two modules that analyze the fault corpus after the other `test_checks_*`
     modules (about a third into the run) instead of at their places in file-name order, each
     whole and in its own order: its recording (started at the first test,
-    `_fault_corpus_early`) is done by then, where `test_analyze_equivalence`, second in
-    file-name order, had one worker wait on it from the start (85 s at a load of 15).
+    `_fault_corpus_early`) has a head start, where `test_analyze_equivalence`, second in
+    file-name order, had one worker wait on it from the start (85 s at a load of 15). On a
+    quiet machine a worker still reached them 16 s in and waited 29 s: later is left to do.
 
     Only these move. Every module holding a `slow` test first was tried, and came out worse
     in a simulation of xdist's scheduling on the durations of a measured run (one worker
