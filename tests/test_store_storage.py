@@ -66,9 +66,16 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
     for table in _tables(old):
         names = ", ".join(_columns(old, table))
-        old.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM src.{table} {_order(old, table)}"
-        )
+        # Since migration 14 two sessions may each store a message (`traces.store.numbers`);
+        # a release before it stored each hash once: its first copy.
+        rows = f"SELECT {names} FROM src.{table} {_order(old, table)}"
+        if table == "messages":
+            rows = (
+                f"SELECT {names} FROM (SELECT *, rowid AS stored_order, row_number() OVER "
+                "(PARTITION BY hash ORDER BY rowid) AS copy FROM src.messages) "
+                "WHERE copy = 1 ORDER BY stored_order"
+            )
+        old.execute(f"INSERT INTO {table} ({names}) {rows}")
     old.execute("DETACH src")
     old.close()
 
