@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,13 @@ from traces.store.database import open_file_for_writing
 from conftest import CliRun, query_rows
 from view_server import viewing
 
-_RUNNING = "UPDATE runs SET status = 'running', termination = NULL, ended_at = NULL WHERE id = ?"
+_RUNNING = (
+    "UPDATE runs SET status = 'running', termination = NULL, ended_at = NULL, "
+    "recorder_pid = ?, recorder_host = ? WHERE id = ?"
+)
+"""A run made `running` again, its recorder this live process: readers show a running run
+whose recorder is gone as interrupted, and the corpus may have been recorded by a process
+that has ended (`recording.recording_in_background`)."""
 _ENDED = "UPDATE runs SET status = 'completed', termination = 'completed', ended_at = now()"
 _OF_STEPS = {
     "steps": "idx",
@@ -66,7 +74,7 @@ def running(_recorded: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
     db = tmp_path / "running.duckdb"
     shutil.copy(source, db)
     with contextlib.closing(open_file_for_writing(db)) as conn:
-        conn.execute(_RUNNING, [run_id])
+        conn.execute(_RUNNING, [os.getpid(), socket.gethostname(), run_id])
     return db, run_id
 
 
