@@ -32,9 +32,15 @@ _RUNNING = (
     "UPDATE runs SET status = 'running', termination = NULL, ended_at = NULL, "
     "recorder_pid = ?, recorder_host = ? WHERE id = ?"
 )
-"""A run made `running` again, its recorder this live process: readers show a running run
-whose recorder is gone as interrupted, and the corpus may have been recorded by a process
-that has ended (`recording.recording_in_background`)."""
+
+
+def make_running(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Make the run `running` again, its recorder this live process: readers show a running
+    run whose recorder is gone as interrupted, and the corpus may have been recorded by a
+    process that has ended (`recording.recording_in_background`)."""
+    conn.execute(_RUNNING, [os.getpid(), socket.gethostname(), run_id])
+
+
 _ENDED = "UPDATE runs SET status = 'completed', termination = 'completed', ended_at = now()"
 _OF_STEPS = {
     "steps": "idx",
@@ -74,7 +80,7 @@ def running(_recorded: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
     db = tmp_path / "running.duckdb"
     shutil.copy(source, db)
     with contextlib.closing(open_file_for_writing(db)) as conn:
-        conn.execute(_RUNNING, [os.getpid(), socket.gethostname(), run_id])
+        make_running(conn, run_id)
     return db, run_id
 
 

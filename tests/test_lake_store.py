@@ -390,7 +390,7 @@ def test_findings_so_far_on_a_lake(sim: SimServer, lake: LakeStore) -> None:
     [summary] = record(lake, sim.base_url, "chain_short")  # type: ignore[arg-type]
     run = summary.id
     with open_for_writing(lake) as conn:
-        conn.execute(so_far._RUNNING, [run])
+        so_far.make_running(conn, run)
         analyze_runs(conn, [run], only_running=True)
         assert conn.execute("SELECT through_step FROM findings_so_far").fetchall() == [
             (summary.outcome.steps - 1,)
