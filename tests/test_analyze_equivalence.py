@@ -167,6 +167,15 @@ def reference_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> Run:
     )
 
 
+def _loaded(db: Path, ids: list[str]) -> list[Run]:
+    """The runs `ids` of `db` as the checks' loader builds them."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        return load_runs(conn, ids)
+    finally:
+        conn.close()
+
+
 def _canonical(rows: Iterator[tuple[Any, ...]]) -> list[str]:
     """Finding rows as sortable JSON text, evidence decoded (tuples become lists)."""
     return sorted(json.dumps(row, sort_keys=True, ensure_ascii=False) for row in rows)
@@ -213,11 +222,7 @@ def test_the_loader_builds_what_the_constructors_build(
     store: tuple[Path, list[str]], reference: Reference
 ) -> None:
     db, ids = store
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        fast = load_runs(conn, ids)
-    finally:
-        conn.close()
+    fast = _loaded(db, ids)
     assert [run.id for run in fast] == ids
     for quick, plain in zip(fast, reference.runs.values(), strict=True):
         assert quick == plain, quick.id
@@ -262,11 +267,7 @@ def test_checks_run_check_by_check_sort_as_step_by_step(store: tuple[Path, list[
     next step, sorts to the same findings, because a step check reports only the step it is
     given, in kinds no other step check reports."""
     db, ids = store
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        runs = load_runs(conn, ids)
-    finally:
-        conn.close()
+    runs = _loaded(db, ids)
     kinds: dict[str, set[str]] = {}
     for run in runs:
         per_step, per_run = (RAW_TEXT_CHECKS, {}) if run.raw_text else (STEP_CHECKS, RUN_CHECKS)
