@@ -105,6 +105,13 @@ _CORPUS_USERS = {"test_checks_faults.py", "test_analyze_equivalence.py"}
 """The modules that analyze the fault corpus (`test_checks_faults.recorded_corpus`)."""
 
 
+def corpus_in_this_run(session: pytest.Session) -> bool:
+    """Whether this run analyzes the fault corpus, and so records it (in the background from
+    its first test): a module that needs one of its runs takes it from there, and records that
+    run alone otherwise (the fast path, which leaves both corpus modules out)."""
+    return any(item.path.name in _CORPUS_USERS for item in session.items)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the two modules that analyze the fault corpus after the other `test_checks_*`
     modules (about a third into the run) instead of at their places in file-name order, each
@@ -140,7 +147,7 @@ def _fault_corpus_early(
     """When this run has tests that analyze the fault corpus, start recording it at the
     first test, in a child process beside the tests, instead of when the first of them needs
     it (the run's first worker to get here starts it; see `recording_in_background`)."""
-    if not any(item.path.name in _CORPUS_USERS for item in request.session.items):
+    if not corpus_in_this_run(request.session):
         yield
         return
     from shared_work import session_shared
