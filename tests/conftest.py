@@ -46,15 +46,27 @@ def reference_missing(what: Path | str) -> None:
     pytest.skip(message)
 
 
+_PYCACHE = "TRACES_TEST_PYCACHE"
+"""The run's bytecode cache, as the controller hands it to its xdist workers."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Give every interpreter the tests start (the CLI, the writer process, import workers)
-    one bytecode cache for the session. Where PYTHONDONTWRITEBYTECODE is set (as on these
-    machines), each of those hundreds of processes would otherwise compile every module of
-    ours it imports, which costs more than most of the commands under test."""
-    cache = Path(tempfile.mkdtemp(prefix="traces-test-pycache-"))
+    """Give every interpreter of the run (the xdist workers, and the CLI, writer processes
+    and import workers the tests start) one bytecode cache. Where PYTHONDONTWRITEBYTECODE is
+    set (as on these machines), each of those hundreds of processes would otherwise compile
+    every module it imports (ours and the dependencies', which CI installs with
+    --no-compile), which costs more than most of the commands under test. The controller
+    makes it; its workers, which inherit it, keep it for their commands too rather than each
+    making one of its own (where each worker's commands compiled the same modules again)."""
+    made_by_controller = os.environ.get(_PYCACHE) if os.environ.get("PYTEST_XDIST_WORKER") else None
+    if made_by_controller:
+        cache = Path(made_by_controller)  # removed by the controller
+    else:
+        cache = Path(tempfile.mkdtemp(prefix="traces-test-pycache-"))
+        os.environ[_PYCACHE] = str(cache)
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
     os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
     # Tables as wide as `run_cli`'s, whatever the runner set (pytest-xdist's workers set 80);
     # a test that wants a narrow table sets COLUMNS itself.
     os.environ["COLUMNS"] = "200"
