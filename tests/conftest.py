@@ -283,21 +283,31 @@ CliRun = Callable[..., "subprocess.CompletedProcess[str]"]
 """`run_cli`'s signature: `(*args, env=None)` -> the exit code and both streams."""
 
 
+def _in_process(capture: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patch:
+            patch.delenv("TRACES_DB", raising=False)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            return run_cli_in_process(capture, patch, *args)
+
+    return run
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
     """`traces ARGS` in this process, called as `run_cli` is (`env` sets variables for the
     call, `TRACES_DB` unset unless given): for tests of what a command prints and how it
     exits, where the interpreter starting is not what is tested. A subprocess costs 0.3 s of
     CPU to start, a second for a command that imports the endpoint client."""
+    return _in_process(capsys, monkeypatch)
 
-    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        with monkeypatch.context() as patch:
-            patch.delenv("TRACES_DB", raising=False)
-            for name, value in (env or {}).items():
-                patch.setenv(name, value)
-            return run_cli_in_process(capsys, patch, *args)
 
-    return run
+@pytest.fixture
+def cli_fd(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    """`cli` with the output read at the file descriptors: what the command's child
+    processes and C libraries print counts too (for tests of everything a command prints)."""
+    return _in_process(capfd, monkeypatch)
 
 
 def group_processes(pgid: int) -> set[int]:
