@@ -33,7 +33,14 @@ from typing import Any
 
 from analyzer.checks.ledger import CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
-from analyzer.checks.ledger_fit import REWRITE_EVIDENCE, REWRITES, Fit, Verdict
+from analyzer.checks.ledger_fit import (
+    COEFFICIENTS,
+    NOISE_FLOOR,
+    REWRITE_EVIDENCE,
+    REWRITES,
+    Fit,
+    Verdict,
+)
 from analyzer.checks.lsq import chi2_survival
 from analyzer.checks.records import Finding, Run
 
@@ -68,13 +75,29 @@ PREAMBLE_SPREAD = 40.0
 TOKENIZER_SPREAD = 0.15
 """Share of the first request's estimate a host's tokenizer may differ by (one standard
 deviation: ±30% at two)."""
+MIN_CUT_STEPS = 2
+"""Chain steps with a result longer than the cap that let a truncation stand without holding
+with any one step left out: a cut shows only on such steps, and a task whose long results come
+on two steps (`files`) loses the cut with either left out, by construction. Two steps cut at
+one length are no single odd step."""
+REWRITE_VARIATION = 2 * NOISE_FLOOR
+"""Tokens by which a rewrite's extra tokens must vary from chain step to step to be told from
+the template's per-turn overhead by the steps themselves (twice the jitter of a rendering)."""
+OVERHEAD_PLAUSIBLE = COEFFICIENTS["per_turn"].prior + 3 * COEFFICIENTS["per_turn"].spread
+"""Per-turn overhead (tokens) beyond which no template plausibly goes: a rewrite whose extra
+tokens vary less than `REWRITE_VARIATION` is told from the overhead only when, without it, the
+overhead would have to exceed this."""
 MIN_HIDDEN_Z = 2.0
 """Standard deviations above the expected first prompt before a hidden prompt is reported."""
 
 
 def what_the_host_kept(run: Run) -> Iterator[Finding]:
     """Findings of every behaviour of the host that lost or added tokens, from the ledger."""
-    ledger = measure(run)
+    return ledger_findings(measure(run))
+
+
+def ledger_findings(ledger: Ledger) -> Iterator[Finding]:
+    """The findings of a run's ledger (`what_the_host_kept`, once it is measured)."""
     fit = ledger.fit
     yield from _reasoning(ledger)
     if fit is not None:
@@ -331,11 +354,11 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
         }
 
     if best.name == "truncated":
-        confidence = robust(ledger, results_truncated, "results truncated")
-        if confidence < MIN_CONFIDENCE:
-            return
         cap = best.solution.values["cap"]
         cut = [e for e in with_results if e.added is not None and max(e.added.results) > cap]
+        confidence = truncation_confidence(ledger, len(cut))
+        if confidence < MIN_CONFIDENCE:
+            return
         yield Finding(
             "tool_results_truncated",
             "warning",
@@ -365,6 +388,20 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
         },
         confidence=round(confidence, 3),
     )
+
+
+def truncation_confidence(ledger: Ledger, cut_steps: int) -> float:
+    """Confidence that the host cut the tool results at a length: the fit's, when it holds
+    with any one chain step left out (`robust`), or when `cut_steps` (chain steps with a result
+    longer than the cap) are at least `MIN_CUT_STEPS`; 0 otherwise."""
+    held = robust(ledger, results_truncated, "results truncated")
+    if held >= MIN_CONFIDENCE or cut_steps < MIN_CUT_STEPS:
+        return held
+    fit = ledger.fit
+    if fit is None or fit.scale > MAX_SCALE or _best(fit, "results truncated") is None:
+        return 0.0
+    confidence = results_truncated(fit)
+    return confidence if confidence >= MIN_CONFIDENCE else 0.0
 
 
 def _rewritten(ledger: Ledger) -> Iterator[Finding]:
@@ -407,6 +444,28 @@ REWRITE_NAMES = {"escaping": "escaping", "reencoding": "arguments re-encoded"}
 REWRITE_CHARACTERS = {"escaping": "<>&\"'", "reencoding": '"'}
 
 
+def _characters(name: str, added: Added) -> int:
+    """The characters rewrite `name` expands in what a request added."""
+    return added.escapable if name == "escaping" else added.argument_quotes
+
+
+def told_from_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
+    """Whether the steps themselves tell rewrite `name` from the template's per-turn
+    overhead: its extra tokens vary from step to step by `REWRITE_VARIATION` or more, or
+    without it the overhead would exceed `OVERHEAD_PLAUSIBLE`. Otherwise its evidence rests
+    on the overhead's prior (a run fitting far better than assumed multiplies that prior's
+    weight): a held-out run whose calls carried 6 or 7 quotes read as arguments re-encoded
+    at 1.8 tokens a quote, all but 1.8 tokens of it a per-turn overhead of 16."""
+    per_character = fit.extras.get(name, 0.0)
+    counts = [_characters(name, e.added) for e in ledger.chain if e.added is not None]
+    if not counts or per_character <= 0.0:
+        return False
+    if per_character * (max(counts) - min(counts)) >= REWRITE_VARIATION:
+        return True
+    overhead = fit.final.values.get("per_turn", 0.0) + per_character * min(counts)
+    return overhead > OVERHEAD_PLAUSIBLE
+
+
 def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
     """The prompt growing by a few tokens per character a rewrite expands, when the fit says
     so (and says so with any one step left out), for the clearest such rewrite."""
@@ -415,6 +474,7 @@ def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
         evidence = fit.extras.get(f"{name}_evidence", 0.0)
         confidence = robust(ledger, rewritten(name))
         clear = confidence >= MIN_CONFIDENCE and evidence >= REWRITE_EVIDENCE
+        clear = clear and told_from_overhead(ledger, fit, name)
         if clear and (best is None or confidence > best[0]):
             best = (confidence, name)
     if best is None:
@@ -424,7 +484,7 @@ def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
     evidence = fit.extras[f"{name}_evidence"]
 
     def count(added: Added) -> int:
-        return added.escapable if name == "escaping" else added.argument_quotes
+        return _characters(name, added)
 
     chain = [e for e in ledger.chain if e.added is not None and count(e.added)]
     if not chain:
