@@ -499,9 +499,18 @@ def test_dropping_the_results_starts_as_probable_as_dropping_the_reasoning() -> 
         assert lost + dropped > 0.9  # one of them went, the steps cannot say which
         kinds = _kinds(host_run(host, **same))
         assert "reasoning_dropped_in_chain" not in kinds and "tool_results_dropped" not in kinds
+        # ... but that one of them went, with both hypotheses' posteriors.
+        either = kinds["history_lost"]
+        assert either.layer == "provider" and either.confidence is not None
+        assert either.confidence >= 0.9
+        assert either.evidence["reasoning_lost"] == pytest.approx(lost, abs=0.01)
+        assert either.evidence["tool_results_dropped"] == pytest.approx(dropped, abs=0.01)
+    assert _kinds(host_run("keep", **same)) == {}
     # Reasoning that varies from step to step tells them apart, now with more confidence.
-    finding = _kinds(host_run("tools_dropped", tools=[33] * 8))["tool_results_dropped"]
+    kinds = _kinds(host_run("tools_dropped", tools=[33] * 8))
+    finding = kinds["tool_results_dropped"]
     assert finding.confidence is not None and finding.confidence >= 0.9
+    assert "history_lost" not in kinds  # the part is named: never again vaguely
 
 
 def test_tool_results_cut_at_a_length() -> None:

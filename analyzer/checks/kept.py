@@ -13,6 +13,8 @@ behaviours, with its posterior probability as `confidence` and the numbers behin
   earlier turns carried reasoning (they were rendered anew).
 - `tool_results_dropped`: tool results were not counted at all.
 - `tool_results_truncated`: each result counted up to some length and not beyond.
+- `history_lost`: the reasoning or the tool results were not counted, and the steps cannot
+  say which (only when neither finding of its own is reported).
 - `history_rewritten`: the prompt grew by a few tokens more for each character an
   HTML-escaping template expands (`<>&"'`), or for each quote of string arguments a template
   encodes a second time, than the parts sent explain; or cached tokens keep falling with no
@@ -49,6 +51,7 @@ KINDS = frozenset(
         "reasoning_dropped_in_chain",
         "tool_results_dropped",
         "tool_results_truncated",
+        "history_lost",
         "history_rewritten",
         "hidden_system_prompt",
     }
@@ -99,9 +102,12 @@ def what_the_host_kept(run: Run) -> Iterator[Finding]:
 def ledger_findings(ledger: Ledger) -> Iterator[Finding]:
     """The findings of a run's ledger (`what_the_host_kept`, once it is measured)."""
     fit = ledger.fit
-    yield from _reasoning(ledger)
+    lost = list(_reasoning(ledger))
     if fit is not None:
-        yield from _tool_results(ledger, fit)
+        lost += _tool_results(ledger, fit)
+        if not lost:
+            lost += _either_lost(ledger, fit)
+    yield from lost
     yield from _rewritten(ledger)
     yield from _hidden_prompt(ledger)
 
@@ -402,6 +408,46 @@ def truncation_confidence(ledger: Ledger, cut_steps: int) -> float:
         return 0.0
     confidence = results_truncated(fit)
     return confidence if confidence >= MIN_CONFIDENCE else 0.0
+
+
+def either_lost(fit: Fit) -> float:
+    """Probability that the host lost the reasoning or dropped the tool results, one or the
+    other (their posteriors added: a host losing both is one behaviour of each)."""
+    return min(1.0, reasoning_lost(fit) + results_dropped(fit))
+
+
+def _either_lost(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
+    """`history_lost`: the steps say part of the history went missing, the reasoning or the
+    tool results, but neither alone holds with every step (the two add about the same tokens
+    on every step, so either explains the growth). Reported only where neither finding of its
+    own is: a run naming one part is never named again vaguely."""
+    confidence = robust(ledger, either_lost)
+    if confidence < MIN_CONFIDENCE or fit.reasoning is None or fit.tool_results is None:
+        return
+    chain = [e for e in ledger.chain if e.added is not None]
+    example = max(chain, key=lambda e: (e.added.reasoning + e.added.tool_results) if e.added else 0)
+    yield Finding(
+        "history_lost",
+        "warning",
+        "provider",
+        chain[0].step,
+        {
+            "signal": "prompt_growth",
+            "reasoning_lost": round(reasoning_lost(fit), 3),
+            "tool_results_dropped": round(results_dropped(fit), 3),
+            "reasoning_sent_tokens": round(ledger.reasoning_sent),
+            "tool_results_sent_tokens": round(ledger.tool_results_sent),
+            "posterior": {
+                "reasoning": _posterior(fit.reasoning),
+                "tool_results": _posterior(fit.tool_results),
+            },
+            "affected_steps": len(chain),
+            "steps": [chain[0].step, chain[-1].step],
+            "fit": fit_summary(fit),
+            "example": _example(ledger, fit, example),
+        },
+        confidence=round(confidence, 3),
+    )
 
 
 def _rewritten(ledger: Ledger) -> Iterator[Finding]:
