@@ -23,6 +23,7 @@ import pytest
 from analyzer.checks.kept import (
     ledger_findings,
     results_truncated,
+    rewrite_confidence,
     told_from_overhead,
     what_the_host_kept,
 )
@@ -688,6 +689,27 @@ def test_a_rewrite_resting_on_the_overheads_prior_is_no_rewrite() -> None:
     # 3.5 tokens a quote: it still varies by less than 4 tokens between the steps, but without
     # it the overhead would be 26 tokens a turn, beyond what templates add.
     assert told_from_overhead(ledger, replace(fit, extras={"reencoding": 3.5}), "reencoding")
+
+
+def test_escaping_whose_level_tells_it_needs_no_step_that_varies() -> None:
+    # A `chain_short` run escaping 17 characters on its first chain step and 16 on the rest:
+    # 3.1 tokens a character, a per-turn overhead of 56 without it. With the first step left
+    # out the characters are the same on every step and escaping is not even tried: that fit
+    # no longer counts against it, the level alone telling it from overhead.
+    rows: list[tuple[Any, ...]] = [
+        (154, 20.0, 14.8, 35.0, True, 33, 17, 6, 0.0, 0.0),
+        (168, 33.0, 14.8, 37.0, True, 33, 16, 6, 20.0, 20.0),
+        (161, 27.0, 14.8, 37.0, True, 33, 16, 6, 33.0, 53.0),
+        (167, 34.0, 14.8, 36.0, True, 33, 16, 6, 27.0, 80.0),
+        (170, 40.0, 14.8, 37.0, True, 35, 16, 6, 34.0, 114.0),
+    ]
+    ledger = _ledger_of(rows)
+    assert ledger.fit is not None and ledger.fit.extras["escaping"] >= 2.5
+    left_out = ledger.left_out_fits()
+    assert "escaping" not in left_out[0].extras  # not tried without the odd step
+    assert rewrite_confidence(ledger, "escaping") >= 0.99
+    finding = {f.kind: f for f in ledger_findings(ledger)}["history_rewritten"]
+    assert finding.evidence["rewrite"] == "escaping"
 
 
 def test_a_hidden_system_prompt() -> None:

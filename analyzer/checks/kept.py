@@ -508,8 +508,40 @@ def told_from_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
         return False
     if per_character * (max(counts) - min(counts)) >= REWRITE_VARIATION:
         return True
+    return beyond_overhead(ledger, fit, name)
+
+
+def beyond_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
+    """Whether, without rewrite `name`, the template's per-turn overhead would have to exceed
+    `OVERHEAD_PLAUSIBLE` on every chain step: the rewrite's level alone tells it."""
+    per_character = fit.extras.get(name, 0.0)
+    counts = [_characters(name, e.added) for e in ledger.chain if e.added is not None]
+    if not counts or per_character <= 0.0:
+        return False
     overhead = fit.final.values.get("per_turn", 0.0) + per_character * min(counts)
     return overhead > OVERHEAD_PLAUSIBLE
+
+
+def rewrite_confidence(ledger: Ledger, name: str) -> float:
+    """`robust` confidence in rewrite `name`, where a fit with a step left out that could not
+    try the rewrite (its characters the same on every step left: a multiple of the per-turn
+    overhead) does not count against one whose level alone tells it (`beyond_overhead`). A
+    `chain_short` run escaping 17 characters on one step and 16 on the four others held at
+    1.00 with each of those four left out and failed with the odd one out, where escaping
+    (3.1 tokens a character, 56 a turn) was no longer tried at all."""
+    fit = ledger.fit
+    score = rewritten(name)
+    if fit is None or not beyond_overhead(ledger, fit, name):
+        return robust(ledger, score)
+    if fit.scale > MAX_SCALE:
+        return 0.0
+    confidence = score(fit)
+    if confidence < MIN_CONFIDENCE:
+        return 0.0
+    tried = [other for other in ledger.left_out_fits() if name in other.extras]
+    if any(score(other) < LEFT_OUT_FLOOR for other in tried):
+        return 0.0
+    return confidence
 
 
 def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
@@ -518,7 +550,7 @@ def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
     best: tuple[float, str] | None = None
     for name in REWRITES:
         evidence = fit.extras.get(f"{name}_evidence", 0.0)
-        confidence = robust(ledger, rewritten(name))
+        confidence = rewrite_confidence(ledger, name)
         clear = confidence >= MIN_CONFIDENCE and evidence >= REWRITE_EVIDENCE
         clear = clear and told_from_overhead(ledger, fit, name)
         if clear and (best is None or confidence > best[0]):
