@@ -665,8 +665,22 @@ def _ledger_of(rows: list[tuple[Any, ...]]) -> Ledger:
         rows, start=1
     ):
         basis = "counted" if counted else "estimated"
+        results = tuple(tools) if isinstance(tools, tuple) else (tools,)
         added = Added(
-            r, basis, 0.0, calls, out, counted, tools, (tools,), 0.0, 0.0, 2, esc, quotes, demoted
+            r,
+            basis,
+            0.0,
+            calls,
+            out,
+            counted,
+            float(sum(results)),
+            results,
+            0.0,
+            0.0,
+            1 + len(results),
+            esc,
+            quotes,
+            demoted,
         )
         chain.append(
             Entry(step, "chain", None, growth, added, reasoning_newest=r, reasoning_older=older)
@@ -688,7 +702,9 @@ def test_a_rewrite_resting_on_the_overheads_prior_is_no_rewrite() -> None:
     assert "history_rewritten" not in {f.kind for f in ledger_findings(ledger)}
     # 3.5 tokens a quote: it still varies by less than 4 tokens between the steps, but without
     # it the overhead would be 26 tokens a turn, beyond what templates add.
-    assert told_from_overhead(ledger, replace(fit, extras={"reencoding": 3.5}), "reencoding")
+    final = replace(fit.final, values={**fit.final.values, "reencoding": 3.5})
+    steeper = replace(fit, extras={"reencoding": 3.5}, final=final)
+    assert told_from_overhead(ledger, steeper, "reencoding")
 
 
 def test_escaping_whose_level_tells_it_needs_no_step_that_varies() -> None:
@@ -710,6 +726,29 @@ def test_escaping_whose_level_tells_it_needs_no_step_that_varies() -> None:
     assert rewrite_confidence(ledger, "escaping") >= 0.99
     finding = {f.kind: f for f in ledger_findings(ledger)}["history_rewritten"]
     assert finding.evidence["rewrite"] == "escaping"
+
+
+def test_a_rewrite_the_verdicts_fit_does_not_need_has_no_level() -> None:
+    # A held-out `research` run cut at a length, its steps with emptied arguments left out:
+    # the last step's two calls carry 12 quotes, the others 6, and that step's two results
+    # straddle the cut. Re-encoding fitted alone took 4 tokens a quote (its bound), but the
+    # verdict's fit (the cut) holds it at none: no overhead of 27 a turn to tell it by, and
+    # it must hold with its one varying step left out, which it does not.
+    rows: list[tuple[Any, ...]] = [
+        (130, 16.0, 11.1, 29.0, True, (236.0,), 66, 6, 0.0, 0.0),
+        (145, 43.0, 12.2, 34.0, True, (91.0,), 22, 6, 22.0, 38.0),
+        (149, 35.0, 11.1, 29.0, True, (236.0,), 72, 6, 42.0, 123.0),
+        (226, 27.0, 22.3, 63.0, True, (62.0, 76.0), 38, 12, 35.0, 158.0),
+    ]
+    ledger = _ledger_of(rows)
+    fit = ledger.fit
+    assert fit is not None and fit.tool_results is not None
+    assert fit.tool_results.best.name == "truncated"
+    assert fit.extras.get("reencoding", 0.0) >= 3.0
+    assert fit.final.values.get("reencoding", 0.0) < 0.6
+    assert rewrite_confidence(ledger, "reencoding") == 0.0
+    kinds = {f.kind for f in ledger_findings(ledger)}
+    assert "history_rewritten" not in kinds and "tool_results_truncated" in kinds
 
 
 def test_a_hidden_system_prompt() -> None:

@@ -513,12 +513,15 @@ def told_from_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
 
 def beyond_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
     """Whether, without rewrite `name`, the template's per-turn overhead would have to exceed
-    `OVERHEAD_PLAUSIBLE` on every chain step: the rewrite's level alone tells it."""
-    per_character = fit.extras.get(name, 0.0)
+    `OVERHEAD_PLAUSIBLE` on every chain step: the rewrite's level alone tells it. Both read
+    off the verdict's fit: a rewrite its own fit took up beside a behaviour the verdict then
+    explained otherwise (a cut on the results) adds nothing to that fit's overhead."""
+    values = fit.final.values
+    per_character = values.get(name, 0.0)
     counts = [_characters(name, e.added) for e in ledger.chain if e.added is not None]
     if not counts or per_character <= 0.0:
         return False
-    overhead = fit.final.values.get("per_turn", 0.0) + per_character * min(counts)
+    overhead = values.get("per_turn", 0.0) + per_character * min(counts)
     return overhead > OVERHEAD_PLAUSIBLE
 
 
