@@ -455,3 +455,30 @@ def test_a_store_of_the_previous_schema_gets_its_zeros_made_unknown(db_path: Pat
         " AND column_name = 'runs_without_usage'",
     )
     assert comments and "unknown" in comments[0]["comment"]
+
+
+def test_show_marks_reasoning_tokens_the_host_did_not_report_as_estimated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that reports usage without `reasoning_tokens` (or no usage at all): the step's
+    reasoning count is the client's estimate from the text, and `show` says so; a reported
+    count stays a bare number."""
+    reasoning = "I should look at the file before I answer the question."
+    lines = []
+    for conversation, usage in (
+        ("estimated", _usage(40, 20)),
+        ("reported", {**_usage(40, 20), "completion_tokens_details": {"reasoning_tokens": 13}}),
+    ):
+        body = _answer("Done.", usage)
+        body["choices"][0]["message"]["reasoning_content"] = reasoning
+        lines.append({"conversation": conversation, "request": _REQUEST, "response": body})
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    db = str(tmp_path / "t.duckdb")
+    assert run_cli_in_process(capsys, monkeypatch, "import", str(log), "--db", db).returncode == 0
+    shown = {}
+    for run in json.loads(_cli(capsys, monkeypatch, "runs", "-f", "json", "--db", db)):
+        shown[run["conversation"]] = _cli(capsys, monkeypatch, "show", run["id"], "--db", db)
+    assert re.search(r"reasoning ~\d+ \(estimated\)", shown["estimated"]), shown["estimated"]
+    assert "reasoning 13  finish" in shown["reported"], shown["reported"]
+    assert "estimated" not in shown["reported"]

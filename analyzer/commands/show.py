@@ -165,6 +165,14 @@ def _origin_lines(detail: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reasoning_tokens(usage: dict[str, Any]) -> str:
+    """A step's reasoning tokens, marked `~N (estimated)` when the host reported none and the
+    count is the client's estimate from the text: an estimate must not read as a measure."""
+    count = _text(usage["reasoning_tokens"])
+    estimated = usage.get("reasoning_tokens_source") == "estimated"
+    return f"~{count} (estimated)" if estimated and usage["reasoning_tokens"] is not None else count
+
+
 def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     out = stdout_console()
     verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: NULL_CELL}
@@ -204,7 +212,7 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
             f"\n[bold cyan]step {step['index']}[/bold cyan]  {_ms(step['latency_ms'])}  "
             f"prompt {_text(usage['prompt_tokens'])}  "
             f"completion {_text(usage['completion_tokens'])}  "
-            f"reasoning {_text(usage['reasoning_tokens'])}  "
+            f"reasoning {_reasoning_tokens(usage)}  "
             f"finish {_text(step['finish_reason'])}"
             + (f"  retries {step['retries']}" if step["retries"] else "")
             + (
