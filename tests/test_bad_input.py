@@ -86,8 +86,8 @@ class Case:
     recording): they must all have failed, and nothing else in the store may change."""
     subprocess: bool = False
     """Run as a user runs it (a new interpreter through `python -m analyzer`) rather than
-    through the entry point in this process: the endpoint cases, and one case of each other
-    kind, so the real start-up path is held to the same contract."""
+    through the entry point in this process: the cases that reach an endpoint, and one or two
+    of each other kind, so the real start-up path is held to the same contract."""
 
 
 def _record(*extra: str) -> list[str]:
