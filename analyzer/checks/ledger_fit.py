@@ -231,8 +231,10 @@ class _Unfitted:
 _UNFITTED = _Unfitted()
 _FITS: dict[tuple[object, ...], Fit | None] = {}
 """Fits by their inputs, recent ones: see `fit_chain`."""
-MAX_FITS = 4_096
-"""Fits `_FITS` holds at most (cleared when full): a few runs' worth is what pays."""
+MAX_FITS = 256
+"""Fits `_FITS` holds at most (cleared when full): about 17 KB each with the entries it keeps
+alive, so a few MB; runs repeated in a store are mostly neighbours (one log imported again
+is the next run ids)."""
 
 
 def fit_chain(
