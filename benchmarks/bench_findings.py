@@ -3,7 +3,7 @@
 Run by hand (it is not a test and asserts nothing):
 
     .venv/bin/python benchmarks/bench_findings.py [--seeds 6] [--rates 0.1,0.2,0.35]
-        [--faults-per-run 3] [--clean-share 0.15] [--dialects all] [--tasks all]
+        [--faults-per-run 3] [--faults all] [--clean-share 0.15] [--dialects all] [--tasks all]
         [--max-steps 24] [--concurrency 16] [--examples 3] [--no-sim] [--no-real]
         [--json PATH] [--db PATH]
 
@@ -42,6 +42,7 @@ from analyzer.checks.catalogue import KINDS
 from analyzer.checks.registry import run_checks
 from traces.dialects import DIALECTS
 from traces.sample_files import sample_tasks
+from traces.sim.faults import FAULTS
 
 PRECISION_TARGET = 0.95
 RECALL_TARGET = 0.90
@@ -292,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-seed", type=int, default=0, help="first seed; also deals faults")
     parser.add_argument("--rates", default="0.1,0.2,0.35", help="fault rates to draw from")
     parser.add_argument("--faults-per-run", type=int, default=3)
+    parser.add_argument(
+        "--faults", default="all", help="all, or the only faults dealt (a rare fault, often)"
+    )
     parser.add_argument("--clean-share", type=float, default=0.15, help="share of clean runs")
     parser.add_argument("--dialects", default="all", help=f"all or some of {','.join(DIALECTS)}")
     parser.add_argument("--tasks", default="all", help=f"all or some of {','.join(tasks)}")
@@ -316,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base_seed": args.base_seed,
         "rates": _rates(args.rates),
         "faults_per_run": args.faults_per_run,
+        "faults": _names(args.faults, sorted(FAULTS), "faults"),
         "clean_share": args.clean_share,
         "dialects": _names(args.dialects, list(DIALECTS), "dialects"),
         "tasks": _names(args.tasks, tasks, "tasks"),
@@ -336,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             faults_per_run=args.faults_per_run,
             clean_share=args.clean_share,
             base_seed=args.base_seed,
+            faults=None if args.faults == "all" else config["faults"],
         )
         print(f"recording {len(specs)} runs against the simulator ...", file=sys.stderr)
         started = time.monotonic()

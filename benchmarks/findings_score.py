@@ -65,6 +65,7 @@ RUN_SCOPED = frozenset(
         "reasoning_dropped_in_chain",
         "tool_results_dropped",
         "tool_results_truncated",
+        "history_lost",
         "history_rewritten",
         "hidden_system_prompt",
     }

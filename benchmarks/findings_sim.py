@@ -110,14 +110,18 @@ def plan_corpus(
     faults_per_run: int,
     clean_share: float,
     base_seed: int,
+    faults: Sequence[str] | None = None,
 ) -> list[RunSpec]:
     """Every dialect x task x stream-or-not x seed, each run with `faults_per_run` faults at
     rates drawn from `rates` (a `clean_share` of runs with none).
 
     Faults are dealt from a shuffled deck per stream mode, refilled when empty, so every fault
     meets about the same number of runs whatever the corpus size; the deal depends only on
-    `base_seed`.
+    `base_seed`. `faults` limits the deck to those names (None: every fault), so a fault the
+    whole deck meets too rarely to judge meets every few runs (the same seeds then deal other
+    faults).
     """
+    deck_of = sorted(FAULTS) if faults is None else sorted(set(faults))
     rng = random.Random(base_seed)
     decks: dict[bool, list[str]] = {False: [], True: []}
     specs = []
@@ -125,27 +129,37 @@ def plan_corpus(
         for dialect in dialects:
             for task in tasks:
                 for stream in (False, True):
-                    faults: dict[str, float] = {}
+                    rated: dict[str, float] = {}
                     if rng.random() >= clean_share:
-                        for name in _deal(rng, decks[stream], dialect, stream, faults_per_run):
-                            faults[name] = rng.choice(list(rates))
-                    specs.append(RunSpec(dialect, task, stream, seed, faults))
+                        dealt = _deal(rng, decks[stream], deck_of, dialect, stream, faults_per_run)
+                        for name in dealt:
+                            rated[name] = rng.choice(list(rates))
+                    specs.append(RunSpec(dialect, task, stream, seed, rated))
     return specs
 
 
-def _deal(rng: random.Random, deck: list[str], dialect: str, stream: bool, count: int) -> list[str]:
-    """`count` different faults off the top of `deck` that fit the run; one that does not fit
-    this dialect goes back to the bottom for the next run."""
+def _deal(
+    rng: random.Random,
+    deck: list[str],
+    names: Sequence[str],
+    dialect: str,
+    stream: bool,
+    count: int,
+) -> list[str]:
+    """`count` different faults off the top of `deck` (refilled from `names`) that fit the
+    run; one that does not fit this dialect goes back to the bottom for the next run."""
     dealt: list[str] = []
     passed: list[str] = []
     while len(dealt) < count:
         if not deck:
-            fits = [name for name in sorted(FAULTS) if not stream_only(name) or stream]
+            fits = [name for name in names if not stream_only(name) or stream]
+            if not fits:
+                break  # no fault of the deck fits this mode
             deck.extend(rng.sample(fits, len(fits)))
         name = deck.pop()
         if name in dealt or not eligible(name, dialect, stream):
             passed.append(name)
-            if len(passed) > 2 * len(FAULTS):
+            if len(passed) > 2 * len(names):
                 break  # nothing left that fits this run
             continue
         dealt.append(name)

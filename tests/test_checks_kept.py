@@ -20,10 +20,17 @@ from typing import Any, Literal
 
 import pytest
 
-from analyzer.checks.kept import what_the_host_kept
-from analyzer.checks.ledger import cache_held, measure
+from analyzer.checks.kept import (
+    ledger_findings,
+    results_truncated,
+    rewrite_confidence,
+    told_from_overhead,
+    what_the_host_kept,
+)
+from analyzer.checks.ledger import Ledger, cache_held, measure
 from analyzer.checks.ledger_entries import Added, Entry, build_entries, size
 from analyzer.checks.ledger_fit import fit_chain
+from analyzer.checks.ledger_turns import leaked_markup, put_right
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
 from analyzer.checks.records import Call, Finding, Run, Step
 from analyzer.checks.registry import CHECK_VERSION
@@ -418,6 +425,27 @@ def test_reasoning_holding_leaked_call_markup_is_not_the_hosts_count_of_it() -> 
     assert "reasoning_dropped_in_chain" in _kinds(host_run("drop", leaked=True))
 
 
+def test_reasoning_holding_a_familys_special_tokens_leaves_its_step_out() -> None:
+    # DeepSeek's call markup copied into the reasoning: each delimiter is one token to the
+    # host's tokenizer and about ten to the estimate, so the steps sending it back grew by
+    # about 0.6 of the reasoning estimated, and a held-out run read as the reasoning partly
+    # dropped (0.9). Hermes' `<tool_call>` is text to both: its steps stay, counted in full.
+    hermes = host_run("keep", leaked=True)
+    markup = "<｜tool▁call▁begin｜>function<｜tool▁sep｜>open_box<｜tool▁call▁end｜>"
+    steps = tuple(
+        replace(step, reasoning=_words(REASONING[step.index], "r") + " " + markup)
+        for step in hermes.steps
+    )
+    deepseek = replace(hermes, steps=steps)
+    assert not any(leaked_markup(step, hermes) for step in hermes.steps)
+    assert all(leaked_markup(step, deepseek) for step in deepseek.steps)
+    entries, _ = build_entries(deepseek)
+    _, left = put_right(deepseek, entries)
+    assert left == frozenset(range(1, len(REASONING)))  # every step sending a leaked turn back
+    _, kept_in = put_right(hermes, build_entries(hermes)[0])
+    assert kept_in == frozenset()
+
+
 def test_usage_of_several_choices_teaches_no_token_ratio() -> None:
     # `n` = 2: the usage adds up both choices' turns while the step keeps choice 0's, except
     # where the host ignored `n` and one came (`choices_missing`). Read as the count of the
@@ -472,9 +500,18 @@ def test_dropping_the_results_starts_as_probable_as_dropping_the_reasoning() -> 
         assert lost + dropped > 0.9  # one of them went, the steps cannot say which
         kinds = _kinds(host_run(host, **same))
         assert "reasoning_dropped_in_chain" not in kinds and "tool_results_dropped" not in kinds
+        # ... but that one of them went, with both hypotheses' posteriors.
+        either = kinds["history_lost"]
+        assert either.layer == "provider" and either.confidence is not None
+        assert either.confidence >= 0.9
+        assert either.evidence["reasoning_lost"] == pytest.approx(lost, abs=0.01)
+        assert either.evidence["tool_results_dropped"] == pytest.approx(dropped, abs=0.01)
+    assert _kinds(host_run("keep", **same)) == {}
     # Reasoning that varies from step to step tells them apart, now with more confidence.
-    finding = _kinds(host_run("tools_dropped", tools=[33] * 8))["tool_results_dropped"]
+    kinds = _kinds(host_run("tools_dropped", tools=[33] * 8))
+    finding = kinds["tool_results_dropped"]
     assert finding.confidence is not None and finding.confidence >= 0.9
+    assert "history_lost" not in kinds  # the part is named: never again vaguely
 
 
 def test_tool_results_cut_at_a_length() -> None:
@@ -487,6 +524,26 @@ def test_tool_results_cut_at_a_length() -> None:
     kept = sum(min(t, 40) * (len(varied) - 1 - i) for i, t in enumerate(varied[:-1]))
     sent = sum(t * (len(varied) - 1 - i) for i, t in enumerate(varied[:-1]))
     assert measure(run).tool_result_retention == pytest.approx(kept / sent, abs=0.1)
+
+
+def test_a_cut_on_two_steps_stands_though_either_left_out_undoes_it() -> None:
+    # The sample `files` task: four chain steps, results longer than the cap on two of them
+    # (the second and the third). With either of those left out one cut step is left, and
+    # with the first left out nothing shows that short results count whole: the verdict
+    # never held with any one step left out, and 174 of 376 such runs went unreported.
+    shape = {"reasoning": [23, 38, 18, 18, 20], "tools": [61, 182, 100, 17, 20], "cap": 64}
+    run = host_run("truncated", **shape, cached=False)
+    ledger = measure(run)
+    assert ledger.fit is not None and ledger.fit.tool_results is not None
+    assert ledger.fit.tool_results.best.name == "truncated"
+    assert min(results_truncated(fit) for fit in ledger.left_out_fits()) < 0.5
+    finding = _kinds(run)["tool_results_truncated"]
+    assert finding.evidence["affected_steps"] == 2 and finding.confidence is not None
+    assert finding.confidence >= 0.7
+    # One step cut is one step deciding: not enough without holding with it left out.
+    one = host_run("truncated", **{**shape, "tools": [61, 182, 30, 17, 20]}, cached=False)
+    assert "tool_results_truncated" not in _kinds(one)
+    assert _kinds(host_run("keep", **shape, cached=False)) == {}
 
 
 @pytest.mark.parametrize("ratio", [0.7, 1.3])
@@ -577,6 +634,121 @@ def test_the_same_quotes_on_every_step_are_no_evidence_of_a_rewrite() -> None:
     fit = fit_chain(chain, [(0.0, 0.0)] * len(chain))
     assert fit is not None and "reencoding" not in fit.extras
     assert fit.extras.get("escaping_evidence", 0.0) < 10.8  # escaping counts vary: tried
+
+
+# A held-out MiniMax `research` run, faithful host: (growth, reasoning, calls estimated, the
+# turn as counted (else estimated), counted?, tool output, escapable characters, argument
+# quotes, demoted reasoning, older turns' reasoning). Its calls carry 6 quotes, 7 on the steps
+# after a malformed call: a second encoding of them is all but 1.8 tokens a multiple of the
+# per-turn overhead.
+SEVEN_QUOTES = [
+    (305, 14.0, 11.5, 30.0, True, 236, 66, 6, 0.0, 0.0),
+    (85, 18.0, 15.7, 35.0, True, 13, 10, 7, 14.0, 14.0),
+    (181, 39.0, 12.6, 35.0, True, 91, 16, 6, 18.0, 32.0),
+    (267, 55.0, 11.5, 30.0, True, 158, 47, 6, 39.0, 71.0),
+    (89, 22.0, 15.7, 35.0, True, 13, 10, 7, 55.0, 126.0),
+    (186, 39.0, 12.6, 35.0, True, 95, 16, 6, 22.0, 148.0),
+    (354, 48.0, 11.5, 30.0, True, 248, 70, 6, 39.0, 187.0),
+    (160, 22.0, 12.6, 35.0, True, 86, 20, 6, 48.0, 235.0),
+    (365, 59.8, 11.5, 11.5, False, 250, 71, 6, 22.0, 257.0),
+    (149, 18.0, 12.6, 35.0, True, 81, 20, 6, 59.8, 316.8),
+    (338, 54.5, 12.6, 12.6, False, 231, 71, 6, 18.0, 334.8),
+    (91, 22.0, 17.8, 37.0, True, 13, 10, 7, 54.5, 389.3),
+    (110, 41.0, 17.8, 37.0, True, 13, 6, 7, 22.0, 411.3),
+    (110, 41.0, 17.8, 37.0, True, 13, 6, 7, 41.0, 452.3),
+]
+
+
+def _ledger_of(rows: list[tuple[Any, ...]]) -> Ledger:
+    chain = []
+    for step, (growth, r, calls, out, counted, tools, esc, quotes, demoted, older) in enumerate(
+        rows, start=1
+    ):
+        basis = "counted" if counted else "estimated"
+        results = tuple(tools) if isinstance(tools, tuple) else (tools,)
+        added = Added(
+            r,
+            basis,
+            0.0,
+            calls,
+            out,
+            counted,
+            float(sum(results)),
+            results,
+            0.0,
+            0.0,
+            1 + len(results),
+            esc,
+            quotes,
+            demoted,
+        )
+        chain.append(
+            Entry(step, "chain", None, growth, added, reasoning_newest=r, reasoning_older=older)
+        )
+    sent = [(e.reasoning_newest, e.reasoning_older) for e in chain]
+    fit = fit_chain(chain, sent)
+    return Ledger("held-out", tuple(chain), 1.0, fit, 0.0, 0.0, _chain=chain)
+
+
+def test_a_rewrite_resting_on_the_overheads_prior_is_no_rewrite() -> None:
+    ledger = _ledger_of(SEVEN_QUOTES)
+    fit = ledger.fit
+    assert fit is not None
+    # The fit weighs it as a rewrite: the run fits four times better than assumed, which
+    # multiplies the per-turn overhead's prior into evidence beyond the 10.8 needed.
+    assert fit.extras["reencoding_evidence"] >= 10.8 and fit.extras["reencoding"] >= 0.6
+    assert fit.extras["reencoding"] < 2.0  # 1.8 tokens between the steps, 16 of overhead
+    assert not told_from_overhead(ledger, fit, "reencoding")
+    assert "history_rewritten" not in {f.kind for f in ledger_findings(ledger)}
+    # 3.5 tokens a quote: it still varies by less than 4 tokens between the steps, but without
+    # it the overhead would be 26 tokens a turn, beyond what templates add.
+    final = replace(fit.final, values={**fit.final.values, "reencoding": 3.5})
+    steeper = replace(fit, extras={"reencoding": 3.5}, final=final)
+    assert told_from_overhead(ledger, steeper, "reencoding")
+
+
+def test_escaping_whose_level_tells_it_needs_no_step_that_varies() -> None:
+    # A `chain_short` run escaping 17 characters on its first chain step and 16 on the rest:
+    # 3.1 tokens a character, a per-turn overhead of 56 without it. With the first step left
+    # out the characters are the same on every step and escaping is not even tried: that fit
+    # no longer counts against it, the level alone telling it from overhead.
+    rows: list[tuple[Any, ...]] = [
+        (154, 20.0, 14.8, 35.0, True, 33, 17, 6, 0.0, 0.0),
+        (168, 33.0, 14.8, 37.0, True, 33, 16, 6, 20.0, 20.0),
+        (161, 27.0, 14.8, 37.0, True, 33, 16, 6, 33.0, 53.0),
+        (167, 34.0, 14.8, 36.0, True, 33, 16, 6, 27.0, 80.0),
+        (170, 40.0, 14.8, 37.0, True, 35, 16, 6, 34.0, 114.0),
+    ]
+    ledger = _ledger_of(rows)
+    assert ledger.fit is not None and ledger.fit.extras["escaping"] >= 2.5
+    left_out = ledger.left_out_fits()
+    assert "escaping" not in left_out[0].extras  # not tried without the odd step
+    assert rewrite_confidence(ledger, "escaping") >= 0.99
+    finding = {f.kind: f for f in ledger_findings(ledger)}["history_rewritten"]
+    assert finding.evidence["rewrite"] == "escaping"
+
+
+def test_a_rewrite_the_verdicts_fit_does_not_need_has_no_level() -> None:
+    # A held-out `research` run cut at a length, its steps with emptied arguments left out:
+    # the last step's two calls carry 12 quotes, the others 6, and that step's two results
+    # straddle the cut. Re-encoding fitted alone took 4 tokens a quote (its bound), but the
+    # verdict's fit (the cut) holds it at none: no overhead of 27 a turn to tell it by, and
+    # it must hold with its one varying step left out, which it does not.
+    rows: list[tuple[Any, ...]] = [
+        (130, 16.0, 11.1, 29.0, True, (236.0,), 66, 6, 0.0, 0.0),
+        (145, 43.0, 12.2, 34.0, True, (91.0,), 22, 6, 22.0, 38.0),
+        (149, 35.0, 11.1, 29.0, True, (236.0,), 72, 6, 42.0, 123.0),
+        (226, 27.0, 22.3, 63.0, True, (62.0, 76.0), 38, 12, 35.0, 158.0),
+    ]
+    ledger = _ledger_of(rows)
+    fit = ledger.fit
+    assert fit is not None and fit.tool_results is not None
+    assert fit.tool_results.best.name == "truncated"
+    assert fit.extras.get("reencoding", 0.0) >= 3.0
+    assert fit.final.values.get("reencoding", 0.0) < 0.6
+    assert rewrite_confidence(ledger, "reencoding") == 0.0
+    kinds = {f.kind for f in ledger_findings(ledger)}
+    assert "history_rewritten" not in kinds and "tool_results_truncated" in kinds
 
 
 def test_a_hidden_system_prompt() -> None:

@@ -204,6 +204,39 @@ def test_an_interrupted_run_keeps_its_findings_so_far_until_analyzed(
     assert _state(db, run_id)[1] == []
 
 
+def test_compare_and_report_leave_an_interrupted_runs_outcome_out_and_count_the_steps_checked(
+    running: tuple[Path, str], cli: CliRun, tmp_path: Path
+) -> None:
+    """An interrupted run was stopped by its recorder, not by the host: "final answer given"
+    must not count it as a run without one. Its findings so far cover the steps checked, not
+    the steps recorded after them."""
+    db, run_id = running
+    with contextlib.closing(open_file_for_writing(db)) as conn:
+        _hide_steps_after(conn, run_id, 2)
+        partial = len(analyze_runs(conn, [run_id], only_running=True)[run_id])
+        _restore_steps(conn)
+        conn.execute(
+            "UPDATE runs SET status = 'interrupted', termination = 'interrupted' WHERE id = ?",
+            [run_id],
+        )
+    assert _last_step(db, run_id) > 2
+    compared = cli("compare", "--run", run_id, "--db", str(db), "-f", "json")
+    assert compared.returncode == 0, compared.stderr
+    report = json.loads(compared.stdout)
+    metrics = {m["key"]: m["values"] for m in report["metrics"]}
+    assert metrics["completion_rate"] == {} and metrics["provider_error_rate"] == {}
+    [per_100] = metrics["findings_per_100_steps"].values()
+    assert per_100["value"] == pytest.approx(partial * 100 / 3)  # steps 0-2 were checked
+    notes = " ".join(report["notes"])
+    assert "1 of 1 runs were interrupted" in notes
+    assert "the findings of 1 of 1 runs are so far" in notes
+    assert "success of" not in notes  # not an endpoint failure nothing judged
+    html = tmp_path / "report.html"
+    made = cli("report", "--run", run_id, "--db", str(db), "--html", str(html))
+    assert made.returncode == 0, made.stderr
+    assert f"{partial} findings so far, up to step 2" in html.read_text()
+
+
 def test_the_live_check_interval_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -687,6 +687,19 @@ _ENTRIES = (
         inferred=True,
     ),
     _kind(
+        "history_lost",
+        "provider",
+        "warning",
+        "kept",
+        """Part of the history sent back did not reach the model, the reasoning or the tool
+        results, and the counts cannot say which: both add about the same tokens on every step,
+        so either loss explains the growth. Evidence: each hypothesis' posterior and the fit;
+        reported only where neither part's own finding is.""",
+        "reasoning_dropped_in_history",
+        "tool_results_dropped_in_history",
+        inferred=True,
+    ),
+    _kind(
         "history_rewritten",
         "provider",
         "warning",

@@ -13,6 +13,8 @@ behaviours, with its posterior probability as `confidence` and the numbers behin
   earlier turns carried reasoning (they were rendered anew).
 - `tool_results_dropped`: tool results were not counted at all.
 - `tool_results_truncated`: each result counted up to some length and not beyond.
+- `history_lost`: the reasoning or the tool results were not counted, and the steps cannot
+  say which (only when neither finding of its own is reported).
 - `history_rewritten`: the prompt grew by a few tokens more for each character an
   HTML-escaping template expands (`<>&"'`), or for each quote of string arguments a template
   encodes a second time, than the parts sent explain; or cached tokens keep falling with no
@@ -33,7 +35,14 @@ from typing import Any
 
 from analyzer.checks.ledger import CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
-from analyzer.checks.ledger_fit import REWRITE_EVIDENCE, REWRITES, Fit, Verdict
+from analyzer.checks.ledger_fit import (
+    COEFFICIENTS,
+    NOISE_FLOOR,
+    REWRITE_EVIDENCE,
+    REWRITES,
+    Fit,
+    Verdict,
+)
 from analyzer.checks.lsq import chi2_survival
 from analyzer.checks.records import Finding, Run
 
@@ -42,6 +51,7 @@ KINDS = frozenset(
         "reasoning_dropped_in_chain",
         "tool_results_dropped",
         "tool_results_truncated",
+        "history_lost",
         "history_rewritten",
         "hidden_system_prompt",
     }
@@ -68,17 +78,36 @@ PREAMBLE_SPREAD = 40.0
 TOKENIZER_SPREAD = 0.15
 """Share of the first request's estimate a host's tokenizer may differ by (one standard
 deviation: ±30% at two)."""
+MIN_CUT_STEPS = 2
+"""Chain steps with a result longer than the cap that let a truncation stand without holding
+with any one step left out: a cut shows only on such steps, and a task whose long results come
+on two steps (`files`) loses the cut with either left out, by construction. Two steps cut at
+one length are no single odd step."""
+REWRITE_VARIATION = 2 * NOISE_FLOOR
+"""Tokens by which a rewrite's extra tokens must vary from chain step to step to be told from
+the template's per-turn overhead by the steps themselves (twice the jitter of a rendering)."""
+OVERHEAD_PLAUSIBLE = COEFFICIENTS["per_turn"].prior + 3 * COEFFICIENTS["per_turn"].spread
+"""Per-turn overhead (tokens) beyond which no template plausibly goes: a rewrite whose extra
+tokens vary less than `REWRITE_VARIATION` is told from the overhead only when, without it, the
+overhead would have to exceed this."""
 MIN_HIDDEN_Z = 2.0
 """Standard deviations above the expected first prompt before a hidden prompt is reported."""
 
 
 def what_the_host_kept(run: Run) -> Iterator[Finding]:
     """Findings of every behaviour of the host that lost or added tokens, from the ledger."""
-    ledger = measure(run)
+    return ledger_findings(measure(run))
+
+
+def ledger_findings(ledger: Ledger) -> Iterator[Finding]:
+    """The findings of a run's ledger (`what_the_host_kept`, once it is measured)."""
     fit = ledger.fit
-    yield from _reasoning(ledger)
+    lost = list(_reasoning(ledger))
     if fit is not None:
-        yield from _tool_results(ledger, fit)
+        lost += _tool_results(ledger, fit)
+        if not lost:
+            lost += _either_lost(ledger, fit)
+    yield from lost
     yield from _rewritten(ledger)
     yield from _hidden_prompt(ledger)
 
@@ -331,11 +360,11 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
         }
 
     if best.name == "truncated":
-        confidence = robust(ledger, results_truncated, "results truncated")
-        if confidence < MIN_CONFIDENCE:
-            return
         cap = best.solution.values["cap"]
         cut = [e for e in with_results if e.added is not None and max(e.added.results) > cap]
+        confidence = truncation_confidence(ledger, len(cut))
+        if confidence < MIN_CONFIDENCE:
+            return
         yield Finding(
             "tool_results_truncated",
             "warning",
@@ -362,6 +391,60 @@ def _tool_results(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
             **common(),
             "affected_steps": len(with_results),
             "steps": [with_results[0].step, with_results[-1].step],
+        },
+        confidence=round(confidence, 3),
+    )
+
+
+def truncation_confidence(ledger: Ledger, cut_steps: int) -> float:
+    """Confidence that the host cut the tool results at a length: the fit's, when it holds
+    with any one chain step left out (`robust`), or when `cut_steps` (chain steps with a result
+    longer than the cap) are at least `MIN_CUT_STEPS`; 0 otherwise."""
+    held = robust(ledger, results_truncated, "results truncated")
+    if held >= MIN_CONFIDENCE or cut_steps < MIN_CUT_STEPS:
+        return held
+    fit = ledger.fit
+    if fit is None or fit.scale > MAX_SCALE or _best(fit, "results truncated") is None:
+        return 0.0
+    confidence = results_truncated(fit)
+    return confidence if confidence >= MIN_CONFIDENCE else 0.0
+
+
+def either_lost(fit: Fit) -> float:
+    """Probability that the host lost the reasoning or dropped the tool results, one or the
+    other (their posteriors added: a host losing both is one behaviour of each)."""
+    return min(1.0, reasoning_lost(fit) + results_dropped(fit))
+
+
+def _either_lost(ledger: Ledger, fit: Fit) -> Iterator[Finding]:
+    """`history_lost`: the steps say part of the history went missing, the reasoning or the
+    tool results, but neither alone holds with every step (the two add about the same tokens
+    on every step, so either explains the growth). Reported only where neither finding of its
+    own is: a run naming one part is never named again vaguely."""
+    confidence = robust(ledger, either_lost)
+    if confidence < MIN_CONFIDENCE or fit.reasoning is None or fit.tool_results is None:
+        return
+    chain = [e for e in ledger.chain if e.added is not None]
+    example = max(chain, key=lambda e: (e.added.reasoning + e.added.tool_results) if e.added else 0)
+    yield Finding(
+        "history_lost",
+        "warning",
+        "provider",
+        chain[0].step,
+        {
+            "signal": "prompt_growth",
+            "reasoning_lost": round(reasoning_lost(fit), 3),
+            "tool_results_dropped": round(results_dropped(fit), 3),
+            "reasoning_sent_tokens": round(ledger.reasoning_sent),
+            "tool_results_sent_tokens": round(ledger.tool_results_sent),
+            "posterior": {
+                "reasoning": _posterior(fit.reasoning),
+                "tool_results": _posterior(fit.tool_results),
+            },
+            "affected_steps": len(chain),
+            "steps": [chain[0].step, chain[-1].step],
+            "fit": fit_summary(fit),
+            "example": _example(ledger, fit, example),
         },
         confidence=round(confidence, 3),
     )
@@ -407,14 +490,72 @@ REWRITE_NAMES = {"escaping": "escaping", "reencoding": "arguments re-encoded"}
 REWRITE_CHARACTERS = {"escaping": "<>&\"'", "reencoding": '"'}
 
 
+def _characters(name: str, added: Added) -> int:
+    """The characters rewrite `name` expands in what a request added."""
+    return added.escapable if name == "escaping" else added.argument_quotes
+
+
+def told_from_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
+    """Whether the steps themselves tell rewrite `name` from the template's per-turn
+    overhead: its extra tokens vary from step to step by `REWRITE_VARIATION` or more, or
+    without it the overhead would exceed `OVERHEAD_PLAUSIBLE`. Otherwise its evidence rests
+    on the overhead's prior (a run fitting far better than assumed multiplies that prior's
+    weight): a held-out run whose calls carried 6 or 7 quotes read as arguments re-encoded
+    at 1.8 tokens a quote, all but 1.8 tokens of it a per-turn overhead of 16."""
+    per_character = fit.extras.get(name, 0.0)
+    counts = [_characters(name, e.added) for e in ledger.chain if e.added is not None]
+    if not counts or per_character <= 0.0:
+        return False
+    if per_character * (max(counts) - min(counts)) >= REWRITE_VARIATION:
+        return True
+    return beyond_overhead(ledger, fit, name)
+
+
+def beyond_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
+    """Whether, without rewrite `name`, the template's per-turn overhead would have to exceed
+    `OVERHEAD_PLAUSIBLE` on every chain step: the rewrite's level alone tells it. Both read
+    off the verdict's fit: a rewrite its own fit took up beside a behaviour the verdict then
+    explained otherwise (a cut on the results) adds nothing to that fit's overhead."""
+    values = fit.final.values
+    per_character = values.get(name, 0.0)
+    counts = [_characters(name, e.added) for e in ledger.chain if e.added is not None]
+    if not counts or per_character <= 0.0:
+        return False
+    overhead = values.get("per_turn", 0.0) + per_character * min(counts)
+    return overhead > OVERHEAD_PLAUSIBLE
+
+
+def rewrite_confidence(ledger: Ledger, name: str) -> float:
+    """`robust` confidence in rewrite `name`, where a fit with a step left out that could not
+    try the rewrite (its characters the same on every step left: a multiple of the per-turn
+    overhead) does not count against one whose level alone tells it (`beyond_overhead`). A
+    `chain_short` run escaping 17 characters on one step and 16 on the four others held at
+    1.00 with each of those four left out and failed with the odd one out, where escaping
+    (3.1 tokens a character, 56 a turn) was no longer tried at all."""
+    fit = ledger.fit
+    score = rewritten(name)
+    if fit is None or not beyond_overhead(ledger, fit, name):
+        return robust(ledger, score)
+    if fit.scale > MAX_SCALE:
+        return 0.0
+    confidence = score(fit)
+    if confidence < MIN_CONFIDENCE:
+        return 0.0
+    tried = [other for other in ledger.left_out_fits() if name in other.extras]
+    if any(score(other) < LEFT_OUT_FLOOR for other in tried):
+        return 0.0
+    return confidence
+
+
 def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
     """The prompt growing by a few tokens per character a rewrite expands, when the fit says
     so (and says so with any one step left out), for the clearest such rewrite."""
     best: tuple[float, str] | None = None
     for name in REWRITES:
         evidence = fit.extras.get(f"{name}_evidence", 0.0)
-        confidence = robust(ledger, rewritten(name))
+        confidence = rewrite_confidence(ledger, name)
         clear = confidence >= MIN_CONFIDENCE and evidence >= REWRITE_EVIDENCE
+        clear = clear and told_from_overhead(ledger, fit, name)
         if clear and (best is None or confidence > best[0]):
             best = (confidence, name)
     if best is None:
@@ -424,7 +565,7 @@ def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:
     evidence = fit.extras[f"{name}_evidence"]
 
     def count(added: Added) -> int:
-        return added.escapable if name == "escaping" else added.argument_quotes
+        return _characters(name, added)
 
     chain = [e for e in ledger.chain if e.added is not None and count(e.added)]
     if not chain:

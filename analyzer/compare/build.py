@@ -301,7 +301,6 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
     """The table's columns plus the ones metrics need that SQL does not give directly."""
     columns = dict(table.columns)
     n = len(table.run_ids)
-    columns["finished"] = [1.0] * n
     columns["success_known"] = [0.0 if s is None else 1.0 for s in columns["success"]]
     columns["cost_usd"] = [
         prices.run_cost(
@@ -317,7 +316,11 @@ def _derived_columns(table: RunTable, prices: PriceList) -> dict[str, list[float
     for dimension, counts in table.findings.items():
         for name, values in counts.items():
             columns[f"finding.{dimension}.{name}"] = list(values)
-            columns[f"has.finding.{dimension}.{name}"] = [1.0 if v > 0 else 0.0 for v in values]
+            # Over finished runs, as the share's denominator: an interrupted run has no outcome.
+            columns[f"has.finding.{dimension}.{name}"] = [
+                1.0 if v > 0 and f else 0.0
+                for v, f in zip(values, columns["finished"], strict=True)
+            ]
             if dimension == "kind":
                 total = [t + v for t, v in zip(total, values, strict=True)]
     columns["findings_total"] = list(total)
@@ -449,7 +452,21 @@ def _notes(
                 )
     for group in groups:
         rows = table.rows_of(group)
-        unjudged = sum(columns["success"][i] is None for i in rows)
+        interrupted = sum(not columns["finished"][i] for i in rows)
+        if interrupted:
+            notes.append(
+                f"{group}: {interrupted} of {len(rows)} runs were interrupted (their recorder "
+                "stopped them): their steps count, the outcome rates leave them out "
+                "(`traces record --resume` continues them)."
+            )
+        so_far = sum(bool(columns["findings_so_far"][i]) for i in rows)
+        if so_far:
+            notes.append(
+                f"{group}: the findings of {so_far} of {len(rows)} runs are so far (checked "
+                "while recording, up to a step before their last): finding rates count the "
+                "steps checked (`traces analyze` checks the rest)."
+            )
+        unjudged = sum(columns["success"][i] is None and bool(columns["finished"][i]) for i in rows)
         if unjudged:
             notes.append(
                 f"{group}: the success of {unjudged} of {len(rows)} runs is unknown (no answer "

@@ -45,7 +45,8 @@ METRICS: list[MetricSpec] = [
         "outcome",
         "rate",
         "higher",
-        "Runs that ended with a final answer (termination `completed`) / finished runs.",
+        "Runs that ended with a final answer (termination `completed`) / finished runs (an "
+        "interrupted run has no outcome and is left out).",
         Ratio("completed", "finished"),
     ),
     MetricSpec(
@@ -244,8 +245,9 @@ METRICS: list[MetricSpec] = [
         "findings",
         "per_100_steps",
         "lower",
-        "Findings of every kind × 100 / recorded steps.",
-        Ratio("findings_total", "steps_recorded", 100.0),
+        "Findings of every kind × 100 / steps checked (all a run recorded, but only those "
+        "checked for a run whose findings are so far).",
+        Ratio("findings_total", "steps_checked", 100.0),
     ),
     MetricSpec(
         "provider_errors_per_100_steps",
@@ -254,8 +256,8 @@ METRICS: list[MetricSpec] = [
         "per_100_steps",
         "lower",
         "Findings of severity `error` that blame the host (layer `provider`: leaked tokens, "
-        "dropped calls, broken streams…) × 100 / recorded steps; 0 when there are none.",
-        Ratio("provider_error_findings", "steps_recorded", 100.0),
+        "dropped calls, broken streams…) × 100 / steps checked; 0 when there are none.",
+        Ratio("provider_error_findings", "steps_checked", 100.0),
     ),
 ]
 """The fixed metrics, in display order (finding metrics per kind and layer follow)."""
@@ -272,8 +274,8 @@ def finding_metrics(dimension: Literal["kind", "layer"], name: str) -> list[Metr
             "findings",
             "per_100_steps",
             "lower",
-            f"{what.capitalize()} × 100 / recorded steps.",
-            Ratio(column, "steps_recorded", 100.0),
+            f"{what.capitalize()} × 100 / steps checked.",
+            Ratio(column, "steps_checked", 100.0),
         ),
         MetricSpec(
             f"{column}.runs_share",

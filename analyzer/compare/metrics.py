@@ -178,6 +178,16 @@ call_run AS (
     FROM step_calls sc JOIN st ON st.rn = sc.rn AND st.idx = sc.step_idx
     GROUP BY sc.rn
 ),
+checked AS (
+    -- Runs whose findings are so far (checked while the run was recorded, through a step
+    -- before its last; an interrupted run keeps them until `traces analyze`): finding rates
+    -- divide what was found by the steps checked, not by the steps recorded since.
+    SELECT st.rn, count(*) AS steps_checked
+    FROM st JOIN {SELECTED} sel ON sel.rowid = st.rn
+    JOIN findings_so_far sf ON sf.run_id = sel.run_id
+    WHERE sf.through_step IS NULL OR st.idx <= sf.through_step
+    GROUP BY st.rn
+),
 per_run AS (
     SELECT s.rn, s.steps_recorded,
            c.calls, c.json_valid_calls, c.invalid_json, c.unknown_name, c.schema_mismatch,
@@ -190,6 +200,9 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        -- Unknown (NULL) where no answer was judged (the endpoint failed, an imported log):
        -- never a failure. A run the model ended without an answer is a failure (FALSE).
        r.success,
+       -- An interrupted run (stopped by its recorder, not by the host or the model) has no
+       -- outcome: its steps count, the outcome rates leave it out.
+       r.status <> 'interrupted' AS finished,
        r.termination = 'completed' AS completed,
        r.termination = 'provider_error' AS provider_error,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
@@ -197,10 +210,15 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
        k.reasoning_sent_tokens, k.reasoning_kept_tokens,
        k.tool_results_sent_tokens, k.tool_results_kept_tokens,
-       p.* EXCLUDE (rn)
+       p.* EXCLUDE (rn),
+       CASE WHEN sf.run_id IS NULL THEN p.steps_recorded ELSE coalesce(ch.steps_checked, 0)
+       END AS steps_checked,
+       sf.run_id IS NOT NULL AS findings_so_far
 FROM {SELECTED} sel
 JOIN runs r ON r.id = sel.run_id
 LEFT JOIN per_run p ON p.rn = sel.rowid
+LEFT JOIN findings_so_far sf ON sf.run_id = sel.run_id
+LEFT JOIN checked ch ON ch.rn = sel.rowid
 LEFT JOIN kept k ON k.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
@@ -362,6 +380,7 @@ def load_run_table(conn: duckdb.DuckDBPyConnection) -> RunTable:
 
 _ZERO_WHEN_MISSING = (
     "steps_recorded",
+    "steps_checked",
     *STEP_SUM_COLUMNS,
     "output_tokens",
     "output_seconds",

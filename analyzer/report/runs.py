@@ -18,6 +18,7 @@ import duckdb
 from analyzer.compare.selection import SELECTED, Selection, select_runs
 from analyzer.cursor_rows import dict_rows
 from analyzer.findings import stored_evidence
+from analyzer.queries import so_far_label
 from traces.store.run_tables import of_runs
 
 EXCERPT_CHARS = 240
@@ -69,6 +70,9 @@ class RunTimeline:
     steps: tuple[StepCell, ...]
     findings: tuple[FindingMark, ...]
     """Findings about the run as a whole (no step)."""
+    findings_so_far: str | None = None
+    """The label "so far, up to step K" when the findings were checked while the run was recorded
+    (`analyzer.queries.so_far_label`), None when they are final."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,11 @@ def load_timelines(
             SELECT c.grp, r.id, r.task,
                    r.provider, r.started_at, r.termination, r.success, r.steps,
                    r.failure_summary, left(r.error, {EXCERPT_CHARS + 1}) AS error,
-                   left(r.final_answer, {EXCERPT_CHARS + 1}) AS final_answer
+                   left(r.final_answer, {EXCERPT_CHARS + 1}) AS final_answer,
+                   sf.run_id IS NOT NULL AS findings_so_far,
+                   sf.through_step AS findings_through_step
             FROM {SELECTED} c JOIN runs r ON r.id = c.run_id
+            LEFT JOIN findings_so_far sf ON sf.run_id = c.run_id
             QUALIFY row_number() OVER (PARTITION BY c.grp ORDER BY r.started_at DESC, r.id DESC)
                     <= ?
             ORDER BY r.started_at DESC, r.id DESC
@@ -145,6 +152,7 @@ def load_timelines(
                 final_answer=excerpt(head["final_answer"]),
                 steps=cells,
                 findings=tuple(m for m in run_findings if m.step is None),
+                findings_so_far=so_far_label(head),
             )
         )
     return [

@@ -32,6 +32,13 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _findings_count(run: RunTimeline, n: int) -> str:
+    """Say "3 findings", or "3 findings so far, up to step 30" when the run's findings were
+    checked while it was recorded (an interrupted run keeps them until `traces analyze`)."""
+    counted = _count(n, "finding")
+    return f"{counted} {run.findings_so_far}" if run.findings_so_far else counted
+
+
 def step_outcome(step: StepCell) -> str:
     """The key of `OUTCOMES` a step is drawn as: a failed call wins over its finish reason."""
     if step.error_kind is not None:
@@ -136,7 +143,7 @@ def run_row(run: RunTimeline) -> Markup:
         element("span", run.termination or "unfinished", class_="badge termination"),
         _success(run),
         element("span", _count(run.steps_count, "step")),
-        element("span", _count(len(every), "finding"), class_="muted"),
+        element("span", _findings_count(run, len(every)), class_="muted"),
         element("span", run.failure_summary, class_="failure-summary")
         if run.failure_summary
         else None,
