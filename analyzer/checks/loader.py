@@ -159,6 +159,24 @@ class _Builder(Generic[_R]):
             and dataclasses.MISSING not in self.defaults.values()
         )
 
+    def function(self) -> Callable[[Iterable[Any]], _R]:
+        """A function building what calling the builder builds, with the builder's fields
+        bound as locals and nothing left to test per record: half its cost, once per step,
+        call and result of a million-step store."""
+        if not self.direct or self.factories:
+            return self.__call__
+        cls, names, defaults, new = self.cls, self.names, self.defaults, object.__new__
+
+        def build(values: Iterable[Any]) -> _R:
+            record = new(cls)
+            attributes = record.__dict__
+            if defaults:
+                attributes.update(defaults)
+            attributes.update(zip(names, values, strict=True))
+            return record
+
+        return build
+
     def __call__(self, values: Iterable[Any]) -> _R:
         """The instance whose fields `names` take `values`, the others their defaults."""
         if not self.direct:
@@ -199,7 +217,7 @@ class _Decoded:
 def _calls(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey, list[Call]]:
     cursor = conn.execute(_CALL_SQL, batch)
     names = column_names(cursor)[_KEY:]
-    build = _Builder(Call, names)
+    build = _Builder(Call, names).function()
     arguments = names.index("arguments")
     json_valid = names.index("json_valid")
     calls: dict[StepKey, list[Call]] = {}
@@ -219,7 +237,7 @@ def _calls(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey, l
 
 def _results(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey, list[Result]]:
     cursor = conn.execute(_RESULT_SQL, batch)
-    build = _Builder(Result, column_names(cursor)[_KEY:])
+    build = _Builder(Result, column_names(cursor)[_KEY:]).function()
     results: dict[StepKey, list[Result]] = {}
     for row in cursor.fetchall():
         key = (row[0], row[1])
@@ -350,7 +368,7 @@ def _steps(
 ) -> dict[str, list[Step]]:
     cursor = conn.execute(_STEP_SQL, batch)
     names = [*column_names(cursor)[_STEP_KEY:], "calls", "results", "request_messages"]
-    build = _Builder(Step, names)
+    build = _Builder(Step, names).function()
     decoded = {name: (names.index(name), _Decoded()) for name in _STEP_JSON}
     params_at, decode_params = decoded.pop("request_params")
     lists = list(decoded.values())
