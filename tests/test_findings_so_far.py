@@ -48,7 +48,7 @@ _OF_STEPS = {
     "steps": "idx",
     "step_message_keys": "step_idx",
     "tool_calls": "step_idx",
-    "tool_results": "step_idx",
+    "tool_result_rows": "step_idx",  # the base table of the view `tool_results`
 }
 """The tables holding a run's steps, and their step column."""
 
