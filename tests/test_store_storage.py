@@ -83,6 +83,18 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old.close()
 
 
+def _old_snapshot(
+    path: Path, source: Path, version: int
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """The store `_old_store` makes, with each table's columns and `_snapshot` of it."""
+    _old_store(path, source, version)
+    reader = duckdb.connect(str(path), read_only=True)
+    kept = {table: _columns(reader, table) for table in _tables(reader)}
+    before = _snapshot(reader, kept)
+    reader.close()
+    return kept, before
+
+
 _VIEW_KEYS = {"step_messages": "position", "tool_results": "call_idx"}
 """The last column of the key of each table that is now a view (`step_messages` since
 migration 10, `tool_results` since 16), after its run and step."""
@@ -135,11 +147,7 @@ def test_a_store_at_schema_7_is_converted_in_place_losing_nothing(
     import_files(source, [EXCHANGES], ImportOptions(provider="fixture"))
 
     old = tmp_path / "old.duckdb"
-    _old_store(old, source, 7)
-    reader = duckdb.connect(str(old), read_only=True)
-    kept = {table: _columns(reader, table) for table in _tables(reader)}
-    before = _snapshot(reader, kept)
-    reader.close()
+    kept, before = _old_snapshot(old, source, 7)
     # What the old store holds: streams (with arrival times, and imported ones without),
     # raw bodies, retried failures, rebuilt requests.
     column = {name: kept["steps"].index(name) for name in kept["steps"]}
@@ -285,11 +293,7 @@ def test_migration_16_keeps_every_tool_result(tmp_path: Path, sim: SimServer) ->
     record(source, sim.base_url, "chain_short", stream=False, seed=2)
     _imported(source)
     old = tmp_path / "old.duckdb"
-    _old_store(old, source, 15)
-    reader = duckdb.connect(str(old), read_only=True)
-    kept = {table: _columns(reader, table) for table in _tables(reader)}
-    before = _snapshot(reader, kept)
-    reader.close()
+    kept, before = _old_snapshot(old, source, 15)
     assert before["tool_results"]
     open_for_writing(old).close()
     conn = open_for_reading(old)
