@@ -23,8 +23,8 @@ For each store:
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
-- `compact, schema 13` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 13 left (before migration 14) and of the current one, in the stores'
+- `compact, schema 15` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 15 left (before migration 16) and of the current one, in the stores'
   file format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free
   blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
@@ -73,8 +73,8 @@ from traces.store.database import STORAGE_VERSION, open_for_writing
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 13
-"""The schema version whose layout the latest storage work (migration 14) started from."""
+BEFORE = 15
+"""The schema version whose layout the latest storage work (migration 16) started from."""
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301

@@ -46,15 +46,27 @@ def reference_missing(what: Path | str) -> None:
     pytest.skip(message)
 
 
+_PYCACHE = "TRACES_TEST_PYCACHE"
+"""The run's bytecode cache, as the controller hands it to its xdist workers."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Give every interpreter the tests start (the CLI, the writer process, import workers)
-    one bytecode cache for the session. Where PYTHONDONTWRITEBYTECODE is set (as on these
-    machines), each of those hundreds of processes would otherwise compile every module of
-    ours it imports, which costs more than most of the commands under test."""
-    cache = Path(tempfile.mkdtemp(prefix="traces-test-pycache-"))
+    """Give every interpreter of the run (the xdist workers, and the CLI, writer processes
+    and import workers the tests start) one bytecode cache. Where PYTHONDONTWRITEBYTECODE is
+    set (as on these machines), each of those hundreds of processes would otherwise compile
+    every module it imports (ours and the dependencies', which CI installs with
+    --no-compile), which costs more than most of the commands under test. The controller
+    makes it; its workers, which inherit it, keep it for their commands too rather than each
+    making one of its own (where each worker's commands compiled the same modules again)."""
+    made_by_controller = os.environ.get(_PYCACHE) if os.environ.get("PYTEST_XDIST_WORKER") else None
+    if made_by_controller:
+        cache = Path(made_by_controller)  # removed by the controller
+    else:
+        cache = Path(tempfile.mkdtemp(prefix="traces-test-pycache-"))
+        os.environ[_PYCACHE] = str(cache)
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
     os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
     # Tables as wide as `run_cli`'s, whatever the runner set (pytest-xdist's workers set 80);
     # a test that wants a narrow table sets COLUMNS itself.
     os.environ["COLUMNS"] = "200"
@@ -105,6 +117,13 @@ _CORPUS_USERS = {"test_checks_faults.py", "test_analyze_equivalence.py"}
 """The modules that analyze the fault corpus (`test_checks_faults.recorded_corpus`)."""
 
 
+def corpus_in_this_run(session: pytest.Session) -> bool:
+    """Whether this run analyzes the fault corpus, and so records it (in the background from
+    its first test): a module that needs one of its runs takes it from there, and records that
+    run alone otherwise (the fast path, which leaves both corpus modules out)."""
+    return any(item.path.name in _CORPUS_USERS for item in session.items)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the two modules that analyze the fault corpus after the other `test_checks_*`
     modules (about a third into the run) instead of at their places in file-name order, each
@@ -140,7 +159,7 @@ def _fault_corpus_early(
     """When this run has tests that analyze the fault corpus, start recording it at the
     first test, in a child process beside the tests, instead of when the first of them needs
     it (the run's first worker to get here starts it; see `recording_in_background`)."""
-    if not any(item.path.name in _CORPUS_USERS for item in request.session.items):
+    if not corpus_in_this_run(request.session):
         yield
         return
     from shared_work import session_shared
@@ -264,21 +283,31 @@ CliRun = Callable[..., "subprocess.CompletedProcess[str]"]
 """`run_cli`'s signature: `(*args, env=None)` -> the exit code and both streams."""
 
 
+def _in_process(capture: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patch:
+            patch.delenv("TRACES_DB", raising=False)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            return run_cli_in_process(capture, patch, *args)
+
+    return run
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
     """`traces ARGS` in this process, called as `run_cli` is (`env` sets variables for the
     call, `TRACES_DB` unset unless given): for tests of what a command prints and how it
     exits, where the interpreter starting is not what is tested. A subprocess costs 0.3 s of
     CPU to start, a second for a command that imports the endpoint client."""
+    return _in_process(capsys, monkeypatch)
 
-    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        with monkeypatch.context() as patch:
-            patch.delenv("TRACES_DB", raising=False)
-            for name, value in (env or {}).items():
-                patch.setenv(name, value)
-            return run_cli_in_process(capsys, patch, *args)
 
-    return run
+@pytest.fixture
+def cli_fd(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    """`cli` with the output read at the file descriptors: what the command's child
+    processes and C libraries print counts too (for tests of everything a command prints)."""
+    return _in_process(capfd, monkeypatch)
 
 
 def group_processes(pgid: int) -> set[int]:

@@ -85,8 +85,10 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
         ):
             conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND {column} >= ?", [run_id, steps])
         kept_results = steps if results else steps - 1
+        # The base table of the view `tool_results` (migration 16).
         conn.execute(
-            "DELETE FROM tool_results WHERE run_id = ? AND step_idx >= ?", [run_id, kept_results]
+            "DELETE FROM tool_result_rows WHERE run_id = ? AND step_idx >= ?",
+            [run_id, kept_results],
         )
         conn.execute("DELETE FROM findings WHERE run_id = ?", [run_id])
         conn.execute(

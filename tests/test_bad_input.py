@@ -1,10 +1,16 @@
 """The bad-input corpus: every malformed file, option, query or endpoint a user can hand the CLI.
 
-Each case runs `traces` in a subprocess against a copy of a populated store and holds the
-contract the README promises for bad input: the documented exit code, exactly one line on
-stderr (`error: …`, naming the file, field, line or value at fault), no traceback, and every
-table's row count as it was. Cases where the command rightly records something (a host that
-fails every request is still a recording) say which tables may grow, and by how much.
+Each case runs `traces` against a copy of a populated store and holds the contract the README
+promises for bad input: the documented exit code, exactly one line on stderr (`error: …`,
+naming the file, field, line or value at fault), no traceback, and every table's row count as
+it was. Cases where the command rightly records something (a host that fails every request is
+still a recording) say which tables may grow, and by how much.
+
+The cases that talk to an endpoint (and the few marked `subprocess`) run `traces` in a
+subprocess as a user runs it; the others run the console script's entry point in this process,
+its output read at the file descriptors (`capfd`, so what any child process prints counts
+too): the same code from `main` down, without an interpreter start-up per case (0.8 to 1.4 s
+of CPU each, most of this module's time).
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import SAMPLES, TASKS, run_cli
+from conftest import SAMPLES, TASKS, run_cli, run_cli_in_process
 
-# Slow as a whole, outside the fast path `pytest -m "not slow"`: 85 commands run as a user runs
-# them, most of them recordings.
+# Slow as a whole, outside the fast path `pytest -m "not slow"`: 85 commands, a populated store
+# copied for each, and the endpoint cases' recordings in subprocesses.
 pytestmark = pytest.mark.slow
 
 GOOD_TASK = """\
@@ -78,6 +84,10 @@ class Case:
     records: int = 0
     """Runs the command rightly records (a host that fails every request is still a
     recording): they must all have failed, and nothing else in the store may change."""
+    subprocess: bool = False
+    """Run as a user runs it (a new interpreter through `python -m analyzer`) rather than
+    through the entry point in this process: the cases that reach an endpoint, and one or two
+    of each other kind, so the real start-up path is held to the same contract."""
 
 
 def _record(*extra: str) -> list[str]:
@@ -93,7 +103,14 @@ TASK_CASES = [
     Case("task-missing", _record("--task", "{dir}/nope.toml"), 2, ["nope.toml"]),
     Case("task-not-toml", _record("--task", "{file}"), 2, ["t.toml"], {"t.toml": "name = [\n"}),
     Case("task-empty", _record("--task", "{file}"), 2, ["t.toml"], {"t.toml": ""}),
-    Case("task-binary", _record("--task", "{file}"), 2, ["t.toml"], {"t.toml": b"\x00\xff\xfe"}),
+    Case(
+        "task-binary",
+        _record("--task", "{file}"),
+        2,
+        ["t.toml"],
+        {"t.toml": b"\x00\xff\xfe"},
+        subprocess=True,
+    ),
     Case("task-is-a-directory", _record("--task", "{dir}"), 2),
     Case(
         "task-no-name",
@@ -160,6 +177,7 @@ PROVIDER_CASES = [
         2,
         ["p.toml"],
         {"p.toml": "[local\n"},
+        subprocess=True,
     ),
     Case(
         "providers-missing-file",
@@ -270,7 +288,14 @@ IMPORT_CASES = [
         ["l.jsonl:1"],
         {"l.jsonl": _lines('{"request": ' + "[" * 100_000 + "]" * 100_000 + "}")},
     ),
-    Case("import-binary", _import(), 2, ["l.jsonl"], {"l.jsonl": b"\xff\xfe\x00\x01garbage\n"}),
+    Case(
+        "import-binary",
+        _import(),
+        2,
+        ["l.jsonl"],
+        {"l.jsonl": b"\xff\xfe\x00\x01garbage\n"},
+        subprocess=True,
+    ),
     Case(
         "import-response-not-object",
         _import("exchanges"),
@@ -301,7 +326,7 @@ IMPORT_CASES = [
 ]
 
 SQL_CASES = [
-    Case("sql-syntax", ["sql", "selec 1", "--db", "{db}"], 2, ["selec"]),
+    Case("sql-syntax", ["sql", "selec 1", "--db", "{db}"], 2, ["selec"], subprocess=True),
     Case("sql-empty", ["sql", "", "--db", "{db}"], 2),
     Case("sql-blank", ["sql", "   \n ", "--db", "{db}"], 2),
     Case("sql-unknown-table", ["sql", "select * from nothing_here", "--db", "{db}"], 2),
@@ -318,7 +343,13 @@ SQL_CASES = [
 ]
 
 TAKE_UP_CASES = [
-    Case("resume-nothing-interrupted", _record("--resume"), 2, ["no interrupted run to resume"]),
+    Case(
+        "resume-nothing-interrupted",
+        _record("--resume"),
+        2,
+        ["no interrupted run to resume"],
+        subprocess=True,
+    ),
     Case("resume-unknown-run", _record("--resume", "zzzzzz"), 2, ["zzzzzz"]),
     Case("resume-imported-run", _record("--resume", "last"), 2, ["is an imported run"]),
     Case(
@@ -344,10 +375,17 @@ OPTION_CASES = [
     Case("failures-bad-kind", ["failures", "--kind", "nope", "--db", "{db}"], 2, ["nope"]),
     Case("failures-bad-layer", ["failures", "--layer", "nope", "--db", "{db}"], 2, ["nope"]),
     Case("show-unknown-run", ["show", "zzzzzz", "--db", "{db}"], 2, ["zzzzzz"]),
-    Case("unknown-command", ["frobnicate"], 2, ["frobnicate"]),
+    Case("unknown-command", ["frobnicate"], 2, ["frobnicate"], subprocess=True),
     Case("unknown-option", ["runs", "--colour", "--db", "{db}"], 2, ["--colour"]),
     Case("db-missing", ["runs", "--db", "{dir}/absent.duckdb"], 4, ["absent.duckdb"]),
-    Case("db-not-duckdb", ["runs", "--db", "{file}"], 4, ["x.duckdb"], {"x.duckdb": "hello"}),
+    Case(
+        "db-not-duckdb",
+        ["runs", "--db", "{file}"],
+        4,
+        ["x.duckdb"],
+        {"x.duckdb": "hello"},
+        subprocess=True,
+    ),
     Case("db-is-a-directory", ["runs", "--db", "{dir}"], 4),
     Case("compare-bad-since", ["compare", "--since", "yesterday", "--db", "{db}"], 2, ["since"]),
     Case("compare-bad-by", ["compare", "--by", "colour", "--db", "{db}"], 2, ["colour"]),
@@ -408,17 +446,20 @@ OPTION_CASES = [
     ),
 ]
 
+# The cases that reach an endpoint start writer processes and HTTP clients: as a user runs them.
 ENDPOINT_CASES = [
     Case(
         "endpoint-refused",
         _record_short("--base-url", "http://127.0.0.1:9/v1", "--model", "m"),
         3,
         ["127.0.0.1:9"],
+        subprocess=True,
     ),
     Case(
         "endpoint-closes-at-once",
         _record_short("--base-url", "{close_url}", "--model", "m"),
         3,
+        subprocess=True,
     ),
     Case(
         "endpoint-bad-url",
@@ -437,24 +478,28 @@ ENDPOINT_CASES = [
         _record_short("--base-url", "{hostile_url}/status500", "--model", "m", "--repeat", "2"),
         3,
         records=2,
+        subprocess=True,
     ),
     Case(
         "endpoint-answers-html",
         _record_short("--base-url", "{hostile_url}/html", "--model", "m"),
         3,
         records=1,
+        subprocess=True,
     ),
     Case(
         "endpoint-answers-nan",
         _record_short("--base-url", "{hostile_url}/nan", "--model", "m"),
         3,
         records=1,
+        subprocess=True,
     ),
     Case(
         "endpoint-context-overflow-400",
         _record_short("--base-url", "{hostile_url}/overflow", "--model", "m"),
         3,
         records=1,
+        subprocess=True,
     ),
     Case("record-temperature-nan", _record_short("--temperature", "nan"), 2, ["--temperature"]),
     Case("record-timeout-inf", _record_short("--timeout", "inf"), 2, ["--timeout"]),
@@ -591,7 +636,13 @@ def _run_ids(db: Path) -> set[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_is_one_line_and_leaves_the_store(
-    case: Case, populated: Path, tmp_path: Path, closing_server: str, hostile_server: str
+    case: Case,
+    populated: Path,
+    tmp_path: Path,
+    closing_server: str,
+    hostile_server: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = tmp_path / "store.duckdb"
     shutil.copy(populated, db)
@@ -618,7 +669,16 @@ def test_bad_input_is_one_line_and_leaves_the_store(
     before = _rows_outside(db, set())
     listing = sorted(p.name for p in work.iterdir())
 
-    done = run_cli(*args, env={"TRACES_PROVIDERS": str(SAMPLES / "providers.toml"), **case.env})
+    env = {"TRACES_PROVIDERS": str(SAMPLES / "providers.toml"), **case.env}
+    if case.subprocess:
+        done = run_cli(*args, env=env)
+    else:
+        with monkeypatch.context() as patch:
+            for name in ("TRACES_DB", "TRACES_DATA_PATH"):  # as `run_cli` leaves them
+                patch.delenv(name, raising=False)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            done = run_cli_in_process(capfd, patch, *args)
 
     err = done.stderr.strip()
     assert "Traceback" not in done.stderr, done.stderr

@@ -456,6 +456,28 @@ def test_a_bad_line_after_rows_were_written_rolls_everything_back(
     assert table_counts(db_path) == before
 
 
+def test_runs_written_after_their_steps_give_them_their_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An imported run's row is written when its log ends, after batches that held its
+    steps: every row still gets its run's key, and each tool output its tool message holds
+    is stored once (migration 16), with the values an import in one batch stores."""
+    whole, batched = tmp_path / "whole.duckdb", tmp_path / "batched.duckdb"
+    import_files(whole, [EXCHANGES], ImportOptions(provider="p"))
+    monkeypatch.setattr(import_writer, "FLUSH_ROWS", 1)  # every row goes to DuckDB at once
+    import_files(batched, [EXCHANGES], ImportOptions(provider="p"))
+    results = "SELECT * EXCLUDE (run_id, run_key) FROM tool_results ORDER BY ALL"
+    with duckdb.connect(str(batched), read_only=True) as conn:
+        assert disagreements(conn) == []
+        stored = conn.execute(
+            "SELECT count(*), count(output_position) FROM tool_result_rows"
+        ).fetchone()
+        assert stored is not None and stored[0] == stored[1] > 0
+        rows = conn.execute(results).fetchall()
+    with duckdb.connect(str(whole), read_only=True) as conn:
+        assert conn.execute(results).fetchall() == rows
+
+
 def test_ctrl_c_in_the_middle_leaves_nothing(
     db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

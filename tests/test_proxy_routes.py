@@ -220,6 +220,9 @@ def test_bad_upstreams_one_line(
     assert not db.exists()
 
 
+# Slow (a proxy command with three upstreams, stopped by a signal: 8 s at a load of 8): the
+# fast path keeps the routing itself (the tests above) and the command's one-line errors.
+@pytest.mark.slow
 def test_command_with_several_upstreams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`traces proxy --upstream A --upstream B --upstream C`: stderr names each prefix and
     host and warns of a model two of them list; requests are routed and recorded; a signal

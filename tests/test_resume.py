@@ -264,7 +264,7 @@ def test_a_world_that_replays_differently_is_not_resumed(
     cut(db, run_id, steps=4)
     with duckdb.connect(str(db)) as conn:  # the world is not what the run saw
         conn.execute(
-            "UPDATE tool_results SET output = replace(output, 'box', 'crate') "
+            "UPDATE tool_result_rows SET output = replace(output, 'box', 'crate') "
             "WHERE run_id = ? AND step_idx = 2",
             [run_id],
         )

@@ -1,6 +1,7 @@
-"""How the store keeps its bytes (migrations 9 and 10): zstd columns, a 128-bit message key,
-`step_messages` stored by that key, with every value, every rebuilt request and every raw body
-and SSE line exactly as before.
+"""How the store keeps its bytes (migrations 9, 10 and 16): zstd columns, a 128-bit message
+key, `step_messages` stored by that key, a tool's output stored once in the tool message sent
+back, with every value, every rebuilt request and every raw body and SSE line exactly as
+before.
 
 The old store is real: runs recorded against the simulator over HTTP (streamed and not, with
 retried faults) and an import of the exchanges fixture are copied, row by row in their order,
@@ -11,6 +12,7 @@ old tables held: `traces.store.compaction`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
 from traces.store.migrations import latest_version
-from traces.store.tables import MessageRow
+from traces.store.tables import MessageRow, ToolResultRow
 
 from conftest import migrate_to
 
@@ -35,9 +37,10 @@ EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
 ZSTD_COLUMNS = {
     "messages": {"body"},
     "steps": {"response_headers", "response_body", "stream_events", "reasoning", "usage_raw"},
-    "tool_results": {"output"},
+    "tool_result_rows": {"output"},
 }
-"""The columns migration 9 stores with zstd."""
+"""The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
+migration 16)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
 
 
@@ -80,13 +83,18 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old.close()
 
 
+_VIEW_KEYS = {"step_messages": "position", "tool_results": "call_idx"}
+"""The last column of the key of each table that is now a view (`step_messages` since
+migration 10, `tool_results` since 16), after its run and step."""
+
+
 def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") -> str:
-    """Row order: a table's own; a view's (`step_messages` since migration 10) by its key."""
+    """Row order: a table's own; a view's by its key."""
     base = conn.execute(
         "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
         [catalog, table],
     ).fetchone()
-    return "ORDER BY rowid" if base else "ORDER BY run_id, step_idx, position"
+    return "ORDER BY rowid" if base else f"ORDER BY run_id, step_idx, {_VIEW_KEYS[table]}"
 
 
 def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> dict[str, Any]:
@@ -98,8 +106,8 @@ def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> 
         table: conn.execute(
             f"SELECT {', '.join(cols)} FROM {table} "
             + (
-                "ORDER BY run_id, step_idx, position"
-                if table == "step_messages"
+                f"ORDER BY run_id, step_idx, {_VIEW_KEYS[table]}"
+                if table in _VIEW_KEYS
                 else _order(conn, table, catalog[0])
             )
         ).fetchall()
@@ -208,3 +216,89 @@ def test_a_message_is_still_stored_once_by_its_hash(tmp_path: Path) -> None:
         ("h-2", '{"role": "user", "content": "yo"}'),
         ("h-3", "{}"),
     ]
+
+
+def _imported(path: Path) -> None:
+    import_files(path, [EXCHANGES], ImportOptions(provider="fixture"))
+
+
+def _stored_once(conn: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """Each result stored without its output: its view's output and the body of the message
+    its position names (decoded in Python, not by the view's extraction)."""
+    return conn.execute(
+        """SELECT v.output, m.body FROM tool_result_rows t
+        JOIN tool_results v USING (run_id, step_idx, call_idx)
+        JOIN step_message_keys s ON s.run_id = t.run_id AND s.step_idx = t.step_idx + 1
+            AND s.position = t.output_position
+        JOIN messages m ON m.seq = s.seq AND m.key = s.key
+        WHERE t.output IS NULL"""
+    ).fetchall()
+
+
+def test_an_imported_tool_output_is_stored_once_in_the_message_sent_back(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.duckdb"
+    _imported(db)
+    conn = open_for_writing(db)
+    try:
+        counts = conn.execute(
+            "SELECT count(*), count(output), count(output_position) FROM tool_result_rows"
+        ).fetchone()
+        assert counts is not None and counts[0] > 0 and counts[2] == counts[0] - counts[1] > 0
+        # The view's text is the tool message's content, byte for byte.
+        once = _stored_once(conn)
+        assert len(once) == counts[2]
+        for output, body in once:
+            assert output == json.loads(body)["content"]
+        # One byte off, or no such message: kept in full; the same text: stored once.
+        row = conn.execute(
+            "SELECT * EXCLUDE (output_position, run_key) REPLACE (v.output AS output) "
+            "FROM tool_result_rows JOIN tool_results v USING (run_id, step_idx, call_idx) "
+            "WHERE output_position IS NOT NULL LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        result = ToolResultRow(*row[:10], structured=row[10])
+        copies = [
+            result._replace(call_idx=100, output=result.output + " "),
+            result._replace(call_idx=101, output=result.output[:-1]),
+            result._replace(call_idx=102, step_idx=result.step_idx + 1),
+            result._replace(call_idx=103),
+        ]
+        insert_rows(conn, "tool_results", copies)
+        stored = conn.execute(
+            "SELECT t.call_idx, t.output, t.output_position, v.output FROM tool_result_rows t "
+            "JOIN tool_results v USING (run_id, step_idx, call_idx) "
+            "WHERE t.call_idx >= 100 ORDER BY t.call_idx"
+        ).fetchall()
+    finally:
+        conn.close()
+    full = [(c.call_idx, c.output, None, c.output) for c in copies[:3]]
+    assert stored[:3] == full
+    assert stored[3][1] is None and stored[3][2] is not None and stored[3][3] == result.output
+
+
+def test_migration_16_keeps_every_tool_result(tmp_path: Path, sim: SimServer) -> None:
+    """A store at schema 15 (every output in `tool_results`) is converted: the outputs the
+    next request's tool messages hold are stored once, every value of every table stays."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=False, seed=2)
+    _imported(source)
+    old = tmp_path / "old.duckdb"
+    _old_store(old, source, 15)
+    reader = duckdb.connect(str(old), read_only=True)
+    kept = {table: _columns(reader, table) for table in _tables(reader)}
+    before = _snapshot(reader, kept)
+    reader.close()
+    assert before["tool_results"]
+    open_for_writing(old).close()
+    conn = open_for_reading(old)
+    try:
+        assert _snapshot(conn, kept) == before
+        once = _stored_once(conn)
+        # Recorded results too: their next request is stored by now.
+        assert len(once) == len(before["tool_results"])
+        for output, body in once:
+            assert output == json.loads(body)["content"]
+    finally:
+        conn.close()

@@ -224,6 +224,19 @@ expands; `reencoding`, per quote of string arguments a template JSON-encodes aga
 (`"{\"path\": \".\"}"`, each inner quote escaped, two more around)."""
 
 
+class _Unfitted:
+    """What `_FITS` gives for inputs it does not hold (None is a fit's answer)."""
+
+
+_UNFITTED = _Unfitted()
+_FITS: dict[tuple[object, ...], Fit | None] = {}
+"""Fits by their inputs, recent ones: see `fit_chain`."""
+MAX_FITS = 256
+"""Fits `_FITS` holds at most (cleared when full): about 17 KB each with the entries it keeps
+alive, so a few MB; runs repeated in a store are mostly neighbours (one log imported again
+is the next run ids)."""
+
+
 def fit_chain(
     chain: Sequence[Entry],
     reasoning_sent: Sequence[tuple[float, float]],
@@ -233,7 +246,32 @@ def fit_chain(
     """Fit the ledger over the chain entries (at least two); `reasoning_sent` holds each
     entry's (newest turn's, older turns') reasoning in its request, for the retention.
     `left_out` is a chain position the fit ignores (to see whether one step decides it);
-    `ruled_out` names behaviours other evidence excludes (not tried)."""
+    `ruled_out` names behaviours other evidence excludes (not tried).
+
+    The fit is a function of these arguments alone (entries are tuples of numbers), so a run
+    whose entries equal an earlier one's takes that run's fit, the same object: the same
+    log imported again, a deterministic simulator's runs of one task. Hashing the entries
+    costs a hundredth of a fit; a fit is never mutated once made."""
+    try:
+        key = (tuple(chain), tuple(reasoning_sent), left_out, ruled_out)
+        found = _FITS.get(key, _UNFITTED)
+    except TypeError:  # an unhashable argument (a list where a tuple is expected)
+        return _fit_chain(chain, reasoning_sent, left_out, ruled_out)
+    if not isinstance(found, _Unfitted):
+        return found
+    fit = _fit_chain(chain, reasoning_sent, left_out, ruled_out)
+    if len(_FITS) >= MAX_FITS:
+        _FITS.clear()
+    _FITS[key] = fit
+    return fit
+
+
+def _fit_chain(
+    chain: Sequence[Entry],
+    reasoning_sent: Sequence[tuple[float, float]],
+    left_out: int | None,
+    ruled_out: frozenset[str],
+) -> Fit | None:
     if len(chain) - (left_out is not None) < 2:
         return None
     added = [e.added for e in chain if e.added is not None]

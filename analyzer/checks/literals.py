@@ -71,4 +71,10 @@ def needles(patterns: Iterable[re.Pattern[str]]) -> tuple[str, ...] | None:
 
 def may_match(text: str, literals: tuple[str, ...] | None) -> bool:
     """False only when none of `literals` (from `needles`) occurs in `text`."""
-    return literals is None or any(literal in text for literal in literals)
+    if literals is None:
+        return True
+    # A loop, not `any(…)` over a generator: half the cost on the short texts of every step.
+    for literal in literals:  # noqa: SIM110 (the loop is the point)
+        if literal in text:
+            return True
+    return False

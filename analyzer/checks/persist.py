@@ -47,8 +47,34 @@ CHUNK_RUNS = 2_000
 still costs only a handful of queries."""
 
 _SEVERITY_ORDER = ("error", "warning", "info")
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
-"""`json.dumps(…, ensure_ascii=False)` without building an encoder per finding."""
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_MAKE_ENCODER: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_ITERENCODE = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None,  # no circular-reference markers: evidence is plain acyclic data
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,
+        False,
+        True,
+    )
+)
+
+
+def _encode(value: dict[str, Any]) -> str:
+    """`json.dumps(value, ensure_ascii=False)`: the encoder's C function made once, where
+    `JSONEncoder.encode` builds it (and a closure) anew for every finding's evidence."""
+    if _ITERENCODE is None:
+        return _ENCODER.encode(value)
+    return "".join(_ITERENCODE(value, 0))
+
 
 _IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
 DELETE_FINDINGS = f"DELETE FROM findings WHERE {of_runs(_IDS)}"
@@ -122,7 +148,7 @@ def finding_columns(found: dict[str, list[Finding]], now: datetime) -> list[list
             kinds.append(f.kind)
             severities.append(f.severity)
             layers.append(f.layer)
-            evidence.append(_ENCODE({**f.evidence, "check_version": CHECK_VERSION}))
+            evidence.append(_encode({**f.evidence, "check_version": CHECK_VERSION}))
             confidences.append(f.confidence)
     columns["created_at"] = [now] * len(run_ids)
     return list(columns.values())

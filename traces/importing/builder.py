@@ -48,6 +48,7 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
+from traces.store.tables import ToolResultRow
 
 _PARAMS_CACHE = 256
 
@@ -79,6 +80,9 @@ class _OpenRun:
     pending_params: _Params | None = None
     last: StepRecord | None = None
     tally: Tally = field(default_factory=Tally)
+    held_results: list[ToolResultRow] = field(default_factory=list)
+    """The emitted step's tool result rows, written after the next step's messages: a result
+    the tool message that step sent back holds is then stored once (migration 16)."""
 
 
 class RunBuilder:
@@ -245,8 +249,12 @@ class RunBuilder:
             writer.add("step_messages", row)
         for call in tool_call_rows(step):
             writer.add("tool_calls", call)
-        for result in tool_result_rows(run.run_id, step.index, results):
+        # The previous step's results after this step's messages (a writer inserts a batch's
+        # tables in order, step messages first): the insert finds the tool messages that
+        # hold their outputs (`tables.TOOL_OUTPUT_POSITION`). This step's wait for the next.
+        for result in run.held_results:
             writer.add("tool_results", result)
+        run.held_results = tool_result_rows(run.run_id, step.index, results)
         run.tally.add(step)
         run.last = step
         run.next_index = step.index + 1
@@ -257,6 +265,9 @@ class RunBuilder:
     def _close(self, run: _OpenRun) -> None:
         if run.pending is not None:
             self._emit(run, None, [], 0)
+        for result in run.held_results:
+            self.writer.add("tool_results", result)
+        run.held_results = []
         last = run.last
         assert last is not None
         first = run.first

@@ -14,11 +14,14 @@ from collections import defaultdict
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Protocol
 
-from traces.store.inserts import insert_columns, insert_rows
-from traces.store.tables import ROW_TYPES
+from traces.store.inserts import insert_columns, insert_rows, json_list, run_keys
+from traces.store.tables import COLUMNS, PER_RUN, ROW_TYPES, RUN_KEY, stored_columns
 
 if TYPE_CHECKING:
     import duckdb
+
+_RESULTS = "tool_results"
+_RUN_ID = COLUMNS[_RESULTS].index("run_id")
 
 FLUSH_ROWS = 20_000
 """Rows buffered before a batch goes to DuckDB: large enough that the per-statement cost
@@ -50,6 +53,8 @@ class ImportWriter:
         self.buffered = 0
         self.begun = False
         self.turn = ExitStack()
+        self.held: list[list[Any]] = []
+        """Tool results (as columns) whose run is not stored yet: see `flush`."""
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         """Queue one row of `table` (a key of `tables.ROW_TYPES`), flushing when the buffer
@@ -79,14 +84,59 @@ class ImportWriter:
             return
         self._begin()
         keys: dict[str, int] = {}  # each run's key looked up once per flush
+        runs: list[str] = []
         for table in ROW_TYPES:  # a run before its steps
             rows = self.rows.pop(table, None)
+            columns = self.columns.pop(table, None)
+            if table == "runs":
+                runs = [r[0] for r in rows or ()] + (columns[0] if columns else [])
+            if table == _RESULTS:
+                self._hold(rows, columns)
+                continue
             if rows:
                 insert_rows(self.conn, table, rows, keys=keys)
-            columns = self.columns.pop(table, None)
             if columns:
                 insert_columns(self.conn, table, columns, keys=keys)
+        # An imported run's row is written when its log ends: the rows of its steps stored
+        # by earlier batches have no run key yet (reads of one run filter on it). Given now.
+        if runs:
+            for table in sorted(PER_RUN):
+                base = stored_columns(table)[0]
+                self.conn.execute(
+                    f"UPDATE {base} SET {RUN_KEY} = r.key FROM runs r "
+                    f"WHERE {base}.{RUN_KEY} IS NULL AND r.id = {base}.run_id "
+                    "AND r.id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]')))",
+                    [json_list(runs)],
+                )
+        self._insert_held(keys)
         self.buffered = 0
+
+    def _hold(self, rows: list[tuple[Any, ...]] | None, columns: list[list[Any]] | None) -> None:
+        """Queue tool results until their run is stored: the insert finds the tool message
+        holding an output (stored once, migration 16) within the run's rows by its key."""
+        for more in ([list(c) for c in zip(*rows, strict=True)] if rows else None, columns):
+            if not more:
+                continue
+            if not self.held:
+                self.held = [list(c) for c in more]
+            else:
+                for into, column in zip(self.held, more, strict=True):
+                    into.extend(column)
+
+    def _insert_held(self, keys: dict[str, int], *, every: bool = False) -> None:
+        """Insert the held tool results whose run is stored (`every`: all of them)."""
+        if not self.held or not self.held[0]:
+            return
+        found = run_keys(self.conn, self.held[_RUN_ID], keys)
+        ready = [i for i, key in enumerate(found) if every or key is not None]
+        if len(ready) == len(found):
+            ready_columns, self.held = self.held, []
+        else:
+            waiting = [i for i, key in enumerate(found) if key is None]
+            ready_columns = [[column[i] for i in ready] for column in self.held]
+            self.held = [[column[i] for i in waiting] for column in self.held]
+        if ready_columns and ready_columns[0]:
+            insert_columns(self.conn, _RESULTS, ready_columns, keys=keys)
 
     def _begin(self) -> None:
         if not self.begun:
@@ -101,6 +151,7 @@ class ImportWriter:
     def commit(self) -> None:
         """Insert what is left and commit the whole import."""
         self.flush()
+        self._insert_held({}, every=True)
         if self.begun:
             self.conn.execute("COMMIT")
             self.begun = False
@@ -110,6 +161,7 @@ class ImportWriter:
         """Forget everything: buffered rows and whatever was inserted."""
         self.rows.clear()
         self.columns.clear()
+        self.held = []
         self.buffered = 0
         if self.begun:
             self.begun = False

@@ -30,6 +30,7 @@ from traces.store.tables import (
     COLUMNS,
     DEDUPLICATED,
     DERIVED,
+    LOOKED_UP,
     MESSAGE_SEQ,
     NEXT_RUN_KEY,
     PER_RUN,
@@ -47,10 +48,10 @@ dozens, to convert)."""
 CONSTANT: Shape = "="
 LIST: Shape = "list"
 
-_INSERTS: dict[tuple[str, str, tuple[Shape, ...], str, bool], str] = {}
+_INSERTS: dict[tuple[str, str, tuple[Shape, ...], str, bool, bool], str] = {}
 """Statement text by target table, row type, shapes of the columns (a recorder's batch of one
 step has every column but the first constant; an import's batch, a few), way of
-deduplicating and whether the message numbers are bound."""
+deduplicating, whether the message numbers are bound and whether `LOOKED_UP` columns are."""
 
 _ENCODE = json.JSONEncoder(allow_nan=False).encode
 """JSON of a column: ASCII, so that any text (lone surrogates included) goes as it would."""
@@ -119,13 +120,14 @@ def insert_sql(
     *,
     dedup: Dedup = "key",
     numbered: bool = False,
+    look_up: bool = True,
 ) -> str:
     """The batch insert of `table` (a key of `tables.ROW_TYPES`), all its columns, into the
     base table that stores its rows (`tables.stored_columns`), each column bound as its
     shape says (see `Shape`). `into` names another table of the same columns to insert into
     (e.g. in an attached database). `dedup` applies to the tables of `tables.DEDUPLICATED`
     (see `Dedup`). `numbered`: the message numbers are bound (`tables.written_fields`), not
-    computed."""
+    computed. Without `look_up`, the columns of `tables.LOOKED_UP` are stored NULL."""
     fields = written_fields(table, numbered=numbered)
     parts = []
     number = 0  # parameters are numbered in order, the packed object's last
@@ -157,7 +159,14 @@ def insert_sql(
         derived = {**DERIVED.get(table, {}), **({"key": NEXT_RUN_KEY} if table == "runs" else {})}
         if numbered:
             derived.pop(MESSAGE_SEQ)
-        values = f"{', '.join(derived.get(c, c) for c in names)} FROM (SELECT {named}) AS new_row"
+        rows = f"(SELECT {named}) AS new_row"
+        if table in LOOKED_UP:
+            # Looked up once per row, in a level of their own that the derived columns read.
+            found = ", ".join(
+                f"{sql if look_up else 'NULL'} AS {c}" for c, sql in LOOKED_UP[table].items()
+            )
+            rows = f"(SELECT *, {found} FROM (SELECT {named}) AS new) AS new_row"
+        values = f"{', '.join(derived.get(c, c) for c in names)} FROM {rows}"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
     key, fixed = DEDUPLICATED[table]
@@ -200,16 +209,25 @@ def insert_rows(
     check_stored: bool = True,
     keys: dict[str, int] | None = None,
     numbers: list[int | None] | None = None,
+    look_up: bool = True,
 ) -> None:
     """Insert rows of `table` (its row type's tuples) with one statement (into the table
     `into` of the same columns, when given). Without `check_stored`, rows of a deduplicated
     table are stored without looking for them first (see `Dedup`). `keys`: run keys known in
     this transaction, as `run_keys` takes them. `numbers`: each row's message number
-    (`messages`, `step_messages`), bound instead of drawn or looked up by the insert."""
+    (`messages`, `step_messages`), bound instead of drawn or looked up by the insert.
+    Without `look_up`, nothing of `tables.LOOKED_UP` is looked for (see `insert_sql`)."""
     if rows:
         columns = [list(column) for column in zip(*rows, strict=True)]
         insert_columns(
-            conn, table, columns, into, check_stored=check_stored, keys=keys, numbers=numbers
+            conn,
+            table,
+            columns,
+            into,
+            check_stored=check_stored,
+            keys=keys,
+            numbers=numbers,
+            look_up=look_up,
         )
 
 
@@ -222,10 +240,11 @@ def insert_columns(
     check_stored: bool = True,
     keys: dict[str, int] | None = None,
     numbers: list[int | None] | None = None,
+    look_up: bool = True,
 ) -> None:
     """Insert rows of `table` given as one list per column, in its columns' order, with one
-    statement (into the table `into` of the same columns, when given; `check_stored`, `keys`
-    and `numbers` as for `insert_rows`). Each column is bound as `shape_of` says."""
+    statement (into the table `into` of the same columns, when given; `check_stored`, `keys`,
+    `numbers` and `look_up` as for `insert_rows`). Each column is bound as `shape_of` says."""
     if len(columns) != len(COLUMNS[table]):
         raise ValueError(
             f"{table}: {len(columns)} columns given, the table has {len(COLUMNS[table])}"
@@ -247,10 +266,12 @@ def insert_columns(
 
         if is_lake(conn):
             dedup = "hash"
-    key = (into or table, table, shapes, dedup, numbered)
+    key = (into or table, table, shapes, dedup, numbered, look_up)
     sql = _INSERTS.get(key)
     if sql is None:
-        sql = _INSERTS[key] = insert_sql(table, shapes, into, dedup=dedup, numbered=numbered)
+        sql = _INSERTS[key] = insert_sql(
+            table, shapes, into, dedup=dedup, numbered=numbered, look_up=look_up
+        )
     conn.execute(sql, parameters(columns, shapes, written_fields(table, numbered=numbered)))
 
 

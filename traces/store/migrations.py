@@ -626,6 +626,66 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        16,
+        "compact storage: a tool's output stored once, in the tool message sent back",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): an imported tool's output
+        # was stored twice, in `tool_results.output` and in the tool message the run's next
+        # request added. The rows are stored in `tool_result_rows`, whose `output` is NULL
+        # where that request added a tool message holding the text exactly (compared by the
+        # very extraction the view makes, `tables.TOOL_OUTPUT_POSITION`) and whose
+        # `output_position` names that message's position; `tool_results` becomes the view
+        # that gives the text back, so its columns keep their names and values. The message
+        # is named by the run, step and position `step_message_keys` has it under, not by
+        # its key: a small integer, and a merge that copies the run's rows keeps it right.
+        # The view's read joins on the run's key, then on `seq` and `key` (zone maps prune
+        # both): a read of one run stays one run's. Rows are copied in their own order.
+        """
+        CREATE TABLE tool_result_rows (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            call_idx INTEGER NOT NULL,
+            tool_call_id VARCHAR,
+            name VARCHAR NOT NULL,
+            output VARCHAR USING COMPRESSION ZSTD,
+            error VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            error_kind VARCHAR,
+            structured JSON,
+            output_position INTEGER,
+            run_key BIGINT
+        );
+        INSERT INTO tool_result_rows
+            SELECT t.run_id, t.step_idx, t.call_idx, t.tool_call_id, t.name,
+                   CASE WHEN f.position IS NULL THEN t.output END, t.error, t.started_at,
+                   t.duration_ms, t.error_kind, t.structured, f.position, t.run_key
+            FROM tool_results t
+            LEFT JOIN (
+                SELECT s.run_key, s.run_id, s.step_idx::BIGINT - 1 AS step_idx,
+                       json_extract_string(m.body, '$.content') AS output,
+                       min(s.position) AS position
+                FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
+                WHERE m.role = 'tool'
+                GROUP BY ALL
+            ) f ON f.run_key = t.run_key AND f.run_id = t.run_id AND f.step_idx = t.step_idx
+                AND f.output = t.output
+            ORDER BY t.rowid;
+        DROP TABLE tool_results;
+        -- The text from the message the position names (any one of a lake's copies: equal).
+        CREATE VIEW tool_results AS
+            SELECT t.run_id, t.step_idx, t.call_idx, t.tool_call_id, t.name,
+                   coalesce(t.output, (
+                       SELECT json_extract_string(any_value(m.body), '$.content')
+                       FROM step_message_keys s
+                       JOIN messages m ON m.seq = s.seq AND m.key = s.key
+                       WHERE s.run_key = t.run_key AND s.run_id = t.run_id
+                         AND s.step_idx = t.step_idx::BIGINT + 1 AND s.position = t.output_position
+                   )) AS output,
+                   t.error, t.started_at, t.duration_ms, t.error_kind, t.structured, t.run_key
+            FROM tool_result_rows t;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -175,6 +175,28 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "`key`, and read only the row groups holding the run's messages.",
         },
     ),
+    "tool_result_rows": (
+        "The rows of the view tool_results as stored: an output is kept once, in the tool "
+        "message the run's next request added, when that message holds it exactly.",
+        {
+            "run_id": "Run of the call.",
+            "step_idx": "Step whose call this answers.",
+            "call_idx": "Position of the call within that step.",
+            "tool_call_id": "As tool_results.tool_call_id.",
+            "name": "Function executed.",
+            "output": "Text returned to the model; null when the message at `output_position` "
+            "holds it (its `content`, byte for byte: the view tool_results gives it back).",
+            "error": "As tool_results.error.",
+            "started_at": "When execution began (UTC).",
+            "duration_ms": "Execution wall time.",
+            "error_kind": "As tool_results.error_kind.",
+            "structured": "As tool_results.structured.",
+            "output_position": "Position of the tool message holding the output among those "
+            "step `step_idx` + 1 of the run added (`step_message_keys`); null when `output` "
+            "holds it (a recorder stores a result before the request that sends it back).",
+            "run_key": "The run's `runs.key`.",
+        },
+    ),
     "tool_calls": (
         "One tool call the model made, raw and parsed.",
         {

@@ -274,15 +274,36 @@ transaction or earlier (the greatest, where a lake holds the message twice: the 
 writer stored last, near the run's other messages). `new_row`: the row being inserted
 (`inserts.insert_sql`). (The cast is none on a file; a lake holds the key as text.)"""
 
+TOOL_OUTPUT_POSITION = """(
+    SELECT min(s.position)
+    FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
+    WHERE s.run_key = new.run_key AND s.run_id = new.run_id
+      AND s.step_idx = new.step_idx::BIGINT + 1
+      AND m.role = 'tool' AND json_extract_string(m.body, '$.content') = new.output
+)"""
+"""The position of the tool message the run's next request added holding a tool result's
+output exactly (the text the view `tool_results` gives back, byte for byte: compared by the
+very extraction the view makes), else NULL (migration 16). `new`: the row being inserted,
+its run's key included. Reads the run's rows only: its key filters `step_message_keys`, the
+numbers found there `messages` (as the view's read of one run)."""
+
+LOOKED_UP: dict[str, dict[str, str]] = {"tool_results": {"output_position": TOOL_OUTPUT_POSITION}}
+"""Columns a base table stores beyond its row type's fields that an insert looks up in the
+store (by this SQL over the row, named `new`), before the `DERIVED` ones, which may use them.
+An insert that does not look (`inserts.insert_sql(look_up=False)`) stores NULL."""
+
 DERIVED: dict[str, dict[str, str]] = {
     "messages": {"key": "md5_number(hash)", "seq": NEXT_MESSAGE_SEQ},
     "step_messages": {"key": "md5_number(hash)", "seq": MESSAGE_SEQ_OF_HASH},
+    "tool_results": {"output": "CASE WHEN output_position IS NULL THEN output END"},
 }
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
 the row (by this expression over its columns' names), after the row's own columns: the
 128-bit key of a message (migration 9) is a function of its hash, so no writer computes or
 ships it; its number (migration 13) is drawn or looked up by the insert, unless the writer
-binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`)."""
+binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`); a
+tool's output is stored only where no message holds it (migration 16). A column of the row
+type that is derived too is stored as derived."""
 
 
 RUN_KEY = "run_key"
@@ -303,10 +324,15 @@ class Stored(NamedTuple):
     """Fields of the row type the base table does not keep (the view rebuilds them)."""
 
 
-STORED: dict[str, Stored] = {"step_messages": Stored("step_message_keys", ("hash",))}
-"""Row types stored under another table (migration 10): `step_messages` rows keep their
-message's 16-byte key instead of its 64-character hash, which the view `step_messages`
-gives back from `messages`."""
+STORED: dict[str, Stored] = {
+    "step_messages": Stored("step_message_keys", ("hash",)),
+    "tool_results": Stored("tool_result_rows", ()),
+}
+"""Row types stored under another table: `step_messages` rows keep their message's 16-byte
+key instead of its 64-character hash, which the view `step_messages` gives back from
+`messages` (migration 10); `tool_results` rows keep no output where the tool message the
+run's next request added holds it, naming its position instead (`output_position`), from
+which the view `tool_results` gives the output back (migration 16)."""
 
 
 def written_fields(table: str, *, numbered: bool = False) -> tuple[str, ...]:
@@ -319,7 +345,8 @@ def written_fields(table: str, *, numbered: bool = False) -> tuple[str, ...]:
 
 def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     """The base table the rows of `table` (a key of `ROW_TYPES`) are inserted into, and its
-    columns in order: the row's fields it keeps, then the `DERIVED` ones, then the run key
+    columns in order: the row's fields it keeps, then the `LOOKED_UP` and `DERIVED` ones
+    that are not among them, then the run key
     (a per-run table's `run_key`, bound by the insert; a new run's `key`, computed by it),
     then the message number (`MESSAGE_SEQ`, derived too)."""
     stored = STORED.get(table)
@@ -327,7 +354,8 @@ def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     kept = tuple(c for c in COLUMNS[table] if c not in dropped)
     # Added by migration 12, hence after the derived columns of before.
     keys = (RUN_KEY,) if table in PER_RUN else ("key",) if table == "runs" else ()
-    derived = tuple(DERIVED.get(table, {}))
+    computed = (*LOOKED_UP.get(table, {}), *DERIVED.get(table, {}))
+    derived = tuple(c for c in computed if c not in kept)
     # Added by migration 13, hence last.
     numbers = tuple(c for c in derived if c == MESSAGE_SEQ)
     return base, (*kept, *(c for c in derived if c != MESSAGE_SEQ), *keys, *numbers)

@@ -249,7 +249,17 @@ def _commit(
                 given = list(plan.drawn)
             elif table == "step_messages":
                 given = plan.step_numbers
-            insert_rows(conn, table, rows[table], check_stored=False, keys=keys, numbers=given)
+            # A recorder stores a step's tool results before the request that sends them
+            # back: no message holds their outputs yet, which stay in full (not looked for).
+            insert_rows(
+                conn,
+                table,
+                rows[table],
+                check_stored=False,
+                keys=keys,
+                numbers=given,
+                look_up=False,
+            )
         update_runs(conn, rows["run_updates"])
 
     try:
