@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analyzer.checks.ledger import Ledger
+from analyzer.checks.ledger import DECIDED, Ledger, decided
 from analyzer.checks.ledger_fit import Verdict
 
 LEDGER_COLUMNS = [
@@ -77,8 +77,11 @@ def ledger_rows(ledger: Ledger) -> list[dict[str, Any]]:
 def _verdict(verdict: Verdict | None, sent: float, retention: float | None) -> dict[str, Any]:
     if verdict is None:
         return {"behaviour": None, "retention": None, "sent_tokens": None, "posterior": {}}
+    best = decided(verdict)
     return {
-        "behaviour": verdict.best.name,
+        # No retention holding `DECIDED` (`decided`): the posteriors say which behaviours were
+        # tried, the retention is unknown (None), not the most probable one's.
+        "behaviour": best.name if best is not None else "undecided",
         "retention": _round(retention, 3),
         "sent_tokens": round(sent),
         "posterior": {b.name: round(b.posterior, 3) for b in verdict.behaviours},
@@ -135,6 +138,8 @@ def summary_lines(ledger: Ledger) -> list[str]:
             lines.append(f"{part.replace('_', ' ')}: nothing to measure")
             continue
         odds = ", ".join(f"{name} {p:.2f}" for name, p in verdict["posterior"].items())
+        if verdict["behaviour"] == "undecided":
+            odds += f": no share kept holds {DECIDED}"
         lines.append(
             f"{part.replace('_', ' ')}: {verdict['behaviour']} ({odds}); retained "
             f"{_percent(verdict['retention'])} of {verdict['sent_tokens']} tokens sent"

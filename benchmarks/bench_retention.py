@@ -304,12 +304,16 @@ class Cell:
     tool_truth: list[float]
     flagged: int
     runs: int
+    undecided: int = 0
+    """Runs whose reasoning or tool-result retention was unknown (`ledger.decided`: no
+    behaviour at 0.7), left out of the retention columns."""
 
     def row(self) -> dict[str, Any]:
         errors = [abs(m - t) for m, t in zip(self.measured, self.truth, strict=True)]
         tool_errors = [abs(m - t) for m, t in zip(self.tool_measured, self.tool_truth, strict=True)]
         return {
             "runs": self.runs,
+            "undecided": self.undecided,
             "retention": _mean(self.measured),
             "truth": _mean(self.truth),
             "max_error": max(errors) if errors else None,
@@ -346,6 +350,11 @@ def measure_all(
             if ledger.tool_result_retention is not None and truth.tools is not None:
                 cell.tool_measured.append(ledger.tool_result_retention)
                 cell.tool_truth.append(truth.tools)
+            fit = ledger.fit
+            cell.undecided += fit is not None and (
+                (fit.reasoning is not None and ledger.reasoning_retention is None)
+                or (fit.tool_results is not None and ledger.tool_result_retention is None)
+            )
             hit = bool(kinds & LEDGER_KINDS) if not expected else expected in kinds
             cell.flagged += hit
     return cells
@@ -358,15 +367,17 @@ def _pct(value: float | None) -> str:
 def print_table(cells: Mapping[tuple[str, str, str], Cell]) -> None:
     """One row per task × host × tokenizer."""
     header = (
-        "| task | host | tokenizer | runs | reasoning retention % | truth % | max error (points) "
+        "| task | host | tokenizer | runs | undecided | reasoning retention % | truth % "
+        "| max error (points) "
         "| tool-result retention % | truth % | max error | flagged % |"
     )
     print(header)
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (task, host, tokenizer), cell in cells.items():
         row = cell.row()
         print(
-            f"| {task} | {host} | {tokenizer} | {row['runs']} | {_pct(row['retention'])} | "
+            f"| {task} | {host} | {tokenizer} | {row['runs']} | {row['undecided']} | "
+            f"{_pct(row['retention'])} | "
             f"{_pct(row['truth'])} | {_pct(row['max_error'])} | {_pct(row['tool_retention'])} | "
             f"{_pct(row['tool_truth'])} | {_pct(row['tool_max_error'])} | {_pct(row['flagged'])} |"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -27,13 +28,15 @@ from analyzer.checks.kept import (
     told_from_overhead,
     what_the_host_kept,
 )
-from analyzer.checks.ledger import Ledger, cache_held, measure
+from analyzer.checks.ledger import DECIDED, Ledger, cache_held, measure
 from analyzer.checks.ledger_entries import Added, Entry, build_entries, size
-from analyzer.checks.ledger_fit import fit_chain
+from analyzer.checks.ledger_fit import Behaviour, Verdict, fit_chain
 from analyzer.checks.ledger_turns import leaked_markup, put_right
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
+from analyzer.checks.persist import ledger_row
 from analyzer.checks.records import Call, Finding, Run, Step
 from analyzer.checks.registry import CHECK_VERSION
+from analyzer.ledger_view import ledger_summary, summary_lines
 from traces.chat_template import SimTokenCounter, load_template, render
 from traces.normalize import estimate_tokens
 from traces.responses import CHOICES_MISSING
@@ -268,6 +271,67 @@ def test_a_host_keeping_only_the_newest_turns_reasoning() -> None:
     newest = sum(REASONING[: len(REASONING) - 1])
     sent = sum(sum(REASONING[:i]) for i in range(1, len(REASONING)))
     assert measure(run).reasoning_retention == pytest.approx(newest / sent)
+
+
+def _with_reasoning(ledger: Ledger, behaviours: dict[str, tuple[float, float]]) -> Ledger:
+    """`ledger` with its reasoning verdict replaced by `behaviours` (name: posterior and
+    retention, most probable first)."""
+    assert ledger.fit is not None and ledger.fit.reasoning is not None
+    solution = ledger.fit.reasoning.best.solution
+    verdict = Verdict(
+        tuple(Behaviour(name, solution, r, posterior=p) for name, (p, r) in behaviours.items())
+    )
+    return replace(ledger, fit=replace(ledger.fit, reasoning=verdict))
+
+
+def test_retention_is_unknown_when_the_behaviours_do_not_decide_it() -> None:
+    # A `files` run whose host kept all the reasoning but cut the tool results
+    # (bench_retention, tools_truncated), as its ledger read it: "newest turn's only" at 0.50
+    # against "kept" at 0.43. Its 37.7% retention (truth 100) was no measurement.
+    real = {
+        "newest_only": (0.500, 0.377),
+        "kept": (0.435, 1.0),
+        "partial": (0.057, 0.514),
+        "none": (0.007, 0.0),
+    }
+    ledger = _with_reasoning(measure(host_run("keep")), real)
+    assert ledger.reasoning_retention is None and ledger.reasoning_kept is None
+    assert ledger.tool_result_retention == 1.0  # the other part is decided: still reported
+    row = ledger_row(ledger, datetime.now(UTC))
+    assert row is not None
+    # Sent and kept unknown together: `compare` sums both over runs and leaves this one out.
+    assert row.reasoning_sent_tokens is None and row.reasoning_kept_tokens is None
+    assert (row.reasoning_behaviour, row.reasoning_probability) == ("newest_only", 0.5)
+    assert row.tool_results_sent_tokens == row.tool_results_kept_tokens > 0
+    verdict = ledger_summary(ledger)["reasoning"]
+    assert verdict["behaviour"] == "undecided" and verdict["retention"] is None
+    assert verdict["posterior"] == {
+        "newest_only": 0.5,
+        "kept": 0.435,
+        "partial": 0.057,
+        "none": 0.007,
+    }
+    line = next(line for line in summary_lines(ledger) if line.startswith("reasoning:"))
+    assert line.startswith("reasoning: undecided (newest_only 0.50, kept 0.43, partial 0.06")
+    assert "retained unknown of" in line
+    assert not list(ledger_findings(ledger))
+
+
+def test_behaviours_agreeing_on_the_retention_decide_it_together() -> None:
+    # "none" alone at 0.64 (posteriors of a run in bench_analyze's store, its finding
+    # reasoning_dropped_in_chain at 0.714), a share of 5% beside it (made up): 0.72 of the
+    # probability says about nothing was kept.
+    ledger = measure(host_run("keep"))
+    agree = {"none": (0.641, 0.0), "kept": (0.286, 1.0), "partial": (0.074, 0.05)}
+    decided = _with_reasoning(ledger, agree)
+    assert decided.reasoning_retention == 0.0 and decided.reasoning_kept == 0.0
+    assert ledger_summary(decided)["reasoning"]["behaviour"] == "none"
+    # The same share kept further from nothing: no retention holds 0.7.
+    apart = {**agree, "partial": (0.074, 0.5)}
+    assert _with_reasoning(ledger, apart).reasoning_retention is None
+    # One behaviour at the probability a finding needs decides alone.
+    alone = {"newest_only": (DECIDED, 0.377), "kept": (1 - DECIDED, 1.0)}
+    assert _with_reasoning(ledger, alone).reasoning_retention == 0.377
 
 
 def test_cached_tokens_tell_the_newest_turn_apart_when_growth_cannot() -> None:

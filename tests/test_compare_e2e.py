@@ -34,7 +34,7 @@ from traces.store.recorder import Recorder
 from traces.targets import resolve_targets
 from traces.tasks import load_task
 
-from conftest import TASKS, run_cli
+from conftest import TASKS, query_rows, run_cli
 from scripted_endpoint import ScriptedEndpoint, answer, tool_turn
 
 # Slow as a whole, outside the fast path `pytest -m "not slow"`: suites recorded against several
@@ -140,11 +140,21 @@ def test_the_significant_differences_name_the_injected_faults(
 def test_a_host_that_ignores_reasoning_sent_back_retains_none(
     recorded: tuple[Path, dict[str, Any]],
 ) -> None:
-    _, comparison = recorded
+    db, comparison = recorded
     retention = _values(comparison, "reasoning_retention")
     assert retention[CLEAN]["value"] == 1.0 and retention[BAD_JSON]["value"] == 1.0
-    # Measured from each run's prompt_tokens: within the ledger's ten points of none.
-    assert retention[FORGETFUL]["value"] <= 0.1 and retention[FORGETFUL]["runs"] == RUNS
+    # Measured from each run's prompt_tokens: within the ledger's ten points of none. A run
+    # whose ledger leaves it undecided (one read "none" at 0.66 against a fitted 24% at 0.34)
+    # is left out of the ratio, its `ledgers` row saying so.
+    [undecided] = query_rows(
+        db,
+        "SELECT count(*) AS n FROM ledgers l JOIN runs r ON r.id = l.run_id "
+        "WHERE r.provider = ? AND l.reasoning_behaviour IS NOT NULL "
+        "AND l.reasoning_sent_tokens IS NULL",
+        [FORGETFUL],
+    )
+    assert retention[FORGETFUL]["value"] <= 0.1
+    assert retention[FORGETFUL]["runs"] + undecided["n"] == RUNS and undecided["n"] <= 2
     found = {(d["metric"], d["higher"], d["lower"]) for d in comparison["significant"]}
     assert ("reasoning_retention", CLEAN, FORGETFUL) in found
     # The tool results reached every host whole.

@@ -33,7 +33,7 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from analyzer.checks.ledger import CacheFalls, Ledger, measure
+from analyzer.checks.ledger import DECIDED, CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
 from analyzer.checks.ledger_fit import (
     COEFFICIENTS,
@@ -57,7 +57,7 @@ KINDS = frozenset(
     }
 )
 
-MIN_CONFIDENCE = 0.7
+MIN_CONFIDENCE = DECIDED
 """Posterior probability of a losing behaviour below which nothing is reported: the steps
 could as well be a host that kept everything."""
 KEPT_CERTAIN = 0.9
@@ -298,7 +298,9 @@ def _reasoning(ledger: Ledger) -> Iterator[Finding]:
         if affected:
             signals.append("prompt_growth")
             example = max(affected, key=lambda e: e.added.reasoning if e.added else 0.0)
-            kept = ledger.reasoning_kept
+            # The finding decided the reasoning was lost (its behaviours' posteriors added):
+            # what the most probable of them kept, though alone it may be undecided.
+            kept = best.retention * ledger.reasoning_sent
             confidence = lost
             first, last = affected[0].step, affected[-1].step
             evidence.update(
@@ -307,7 +309,7 @@ def _reasoning(ledger: Ledger) -> Iterator[Finding]:
                     "retention": _round(best.retention),
                     "affected_steps": len(affected),
                     "reasoning_sent_tokens": round(ledger.reasoning_sent),
-                    "reasoning_kept_tokens": None if kept is None else round(kept),
+                    "reasoning_kept_tokens": round(kept),
                     "posterior": _posterior(verdict),
                     "fit": fit_summary(fit),
                     "example": _example(ledger, fit, example),

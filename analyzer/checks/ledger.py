@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from analyzer.checks.ledger_entries import Entry, build_entries
-from analyzer.checks.ledger_fit import Fit, fit_chain
+from analyzer.checks.ledger_fit import Behaviour, Fit, Verdict, fit_chain
 from analyzer.checks.ledger_turns import put_right
 from analyzer.checks.records import Run
 
@@ -36,6 +36,27 @@ MIN_CACHE_FALL = 32
 cache granularity, to count as an earlier history rendered anew rather than a rounding."""
 MAX_CACHE_BLOCK = 128
 """Largest cache granularity assumed (OpenAI caches in 128-token steps; vLLM 16, DeepSeek 64)."""
+DECIDED = 0.7
+"""Posterior probability with which the ledger must know a part's retention before it reports
+it (the share, the tokens), the same a finding needs: below it the steps could as well be a
+host that kept another share, and the retention is unknown, not the most probable one's."""
+AGREES = 0.1
+"""Share of a part's tokens within which two behaviours say the same retention (the ±10
+points `bench_retention` holds the ledger to): "kept" and a fitted share of 0.97 do."""
+
+
+def decided(verdict: Verdict | None) -> Behaviour | None:
+    """The most probable behaviour of `verdict` when the behaviours whose retention is within
+    `AGREES` of its own hold `DECIDED` of the probability between them; None when they do not
+    (a `files` run whose host kept all the reasoning read "newest turn's only", 37.7%, at 0.50
+    against "kept" at 0.43, and reported 37.7% retention for 100)."""
+    if verdict is None:
+        return None
+    best = verdict.best
+    agreeing = sum(
+        b.posterior for b in verdict.behaviours if abs(b.retention - best.retention) <= AGREES
+    )
+    return best if agreeing >= DECIDED else None
 
 
 @dataclass(frozen=True)
@@ -209,11 +230,10 @@ class Ledger:
 
     @property
     def reasoning_retention(self) -> float | None:
-        """Share of the reasoning sent back that the host counted, under the most probable
-        behaviour (None: no reasoning went back, or too few chain steps to fit)."""
-        if self.fit is None or self.fit.reasoning is None:
-            return None
-        return self.fit.reasoning.best.retention
+        """Share of the reasoning sent back that the host counted, under its behaviour when
+        decided (None: no reasoning went back, too few chain steps to fit, or `decided` none)."""
+        best = decided(self.fit.reasoning) if self.fit is not None else None
+        return None if best is None else best.retention
 
     @property
     def reasoning_kept(self) -> float | None:
@@ -223,11 +243,10 @@ class Ledger:
 
     @property
     def tool_result_retention(self) -> float | None:
-        """Share of the tool-result tokens sent that the host counted, under the most probable
-        behaviour (None: no tool results, or too few chain steps to fit)."""
-        if self.fit is None or self.fit.tool_results is None:
-            return None
-        return self.fit.tool_results.best.retention
+        """Share of the tool-result tokens sent that the host counted, under their behaviour
+        when decided (None: no tool results, too few chain steps to fit, or `decided` none)."""
+        best = decided(self.fit.tool_results) if self.fit is not None else None
+        return None if best is None else best.retention
 
     @property
     def tool_results_kept(self) -> float | None:

@@ -176,11 +176,15 @@ def ledger_row(ledger: Ledger, now: datetime) -> LedgerRow | None:
         run_id=ledger.run_id,
         chain_steps=len(ledger.chain),
         token_ratio=ledger.ratio,
-        reasoning_sent_tokens=ledger.reasoning_sent if reasoning is not None else None,
+        # Sent and kept are unknown together (an undecided behaviour): a sum over runs then
+        # leaves the run out rather than count its reasoning as lost.
+        reasoning_sent_tokens=ledger.reasoning_sent if ledger.reasoning_kept is not None else None,
         reasoning_kept_tokens=ledger.reasoning_kept,
         reasoning_behaviour=reasoning.best.name if reasoning is not None else None,
         reasoning_probability=reasoning.best.posterior if reasoning is not None else None,
-        tool_results_sent_tokens=ledger.tool_results_sent if tools is not None else None,
+        tool_results_sent_tokens=(
+            ledger.tool_results_sent if ledger.tool_results_kept is not None else None
+        ),
         tool_results_kept_tokens=ledger.tool_results_kept,
         tool_results_behaviour=tools.best.name if tools is not None else None,
         tool_results_probability=tools.best.posterior if tools is not None else None,

@@ -165,8 +165,9 @@ METRICS: list[MetricSpec] = [
         "higher",
         "Reasoning tokens the host counted / reasoning tokens sent back, summed over the "
         "requests of each run's tool chain: the run's ledger fits how much of each part its "
-        "prompt_tokens grew by, and its most probable behaviour (all kept, the newest turn's "
-        "only, none, a share) says what was kept.",
+        "prompt_tokens grew by, and its behaviour (all kept, the newest turn's only, none, a "
+        "share) says what was kept; a run where no retention holds 0.7 of the probability "
+        "is undecided and left out (runs: those measured).",
         Ratio("reasoning_kept_tokens", "reasoning_sent_tokens"),
     ),
     MetricSpec(
@@ -177,7 +178,8 @@ METRICS: list[MetricSpec] = [
         "higher",
         "Tool-result tokens the host counted / tool-result tokens sent, summed over the "
         "requests of each run's tool chain, from the run's ledger (all kept, dropped, cut at "
-        "a length, a share; within the tokenizer's margin on tool output).",
+        "a length, a share; within the tokenizer's margin on tool output; undecided runs "
+        "left out, as above).",
         Ratio("tool_results_kept_tokens", "tool_results_sent_tokens"),
     ),
     MetricSpec(

@@ -293,15 +293,19 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "token_ratio": "Host tokens per estimated token of the run's reasoning (1 when "
             "no reasoning tokens were reported).",
             "reasoning_sent_tokens": "Reasoning tokens sent back in those requests; null when "
-            "none was sent or too few steps to fit.",
-            "reasoning_kept_tokens": "Of those, the tokens the host counted, under the most "
-            "probable behaviour.",
+            "none was sent, too few steps to fit, or the retention is undecided (the "
+            "behaviours keeping the most probable one's share within 10 points hold less "
+            "than 0.7 of the probability).",
+            "reasoning_kept_tokens": "Of those, the tokens the host counted, under the decided "
+            "behaviour (null with the sent tokens).",
             "reasoning_behaviour": "kept, newest_only (only the latest turn's), none, or "
-            "partial (a fitted share).",
+            "partial (a fitted share): the most probable, decided or not.",
             "reasoning_probability": "Posterior probability of that behaviour, 0 to 1.",
-            "tool_results_sent_tokens": "Tool-result tokens in those requests (estimated).",
+            "tool_results_sent_tokens": "Tool-result tokens in those requests (estimated); "
+            "null as reasoning_sent_tokens.",
             "tool_results_kept_tokens": "Of those, the tokens the host counted.",
-            "tool_results_behaviour": "kept, dropped, truncated, or partial.",
+            "tool_results_behaviour": "kept, dropped, truncated, or partial (the most probable, "
+            "decided or not).",
             "tool_results_probability": "Posterior probability of that behaviour, 0 to 1.",
             "per_result_tokens": "Template tokens around each tool result, learned from the "
             "run; null when every step added one result (per_turn_tokens holds both).",
