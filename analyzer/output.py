@@ -238,6 +238,13 @@ def table_cell(value: Any) -> str:
     """A value as people read it in a table: rounded, escaped (missing: `NULL_CELL`)."""
     if value is None:
         return NULL_CELL
+    # The common cells first, as the general path below makes them (a table of every run of
+    # a million-step store has 350,000 cells: the type tests were a third of printing it).
+    kind = type(value)
+    if kind is str:
+        return printable(value.replace("\r\n", "\n").expandtabs(4), keep="\n")
+    if kind is int:
+        return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
@@ -266,8 +273,20 @@ _LONG = 40
 """A string column wider than this is free text even without spaces."""
 
 
+def _cells(text: str) -> int:
+    """`cell_len(text)`: one cell a character for printable ASCII (nearly every cell), which
+    is told without rich's per-character look-ups."""
+    return len(text) if text.isascii() and text.isprintable() else cell_len(text)
+
+
 def _width(text: str) -> int:
+    if text.isascii() and text.isprintable():  # one line (a newline is not printable)
+        return len(text)
     return max((cell_len(line) for line in text.split("\n")), default=0)
+
+
+_SPACE = re.compile(r"\s")
+"""A whitespace character, as `str.isspace` tells one (the same Unicode table)."""
 
 
 def _column_kind(values: list[Any], cells: list[str]) -> str:
@@ -280,7 +299,7 @@ def _column_kind(values: list[Any], cells: list[str]) -> str:
     for value, cell in zip(values, cells, strict=True):
         if isinstance(value, dict | list | tuple | set | frozenset):
             return "text"
-        if isinstance(value, str) and (_width(cell) > _LONG or any(c.isspace() for c in value)):
+        if isinstance(value, str) and (_width(cell) > _LONG or _SPACE.search(value) is not None):
             return "text"
     return "label"
 
@@ -426,9 +445,11 @@ def _cell_line(text: str, width: int, right: bool) -> str:
     with an ellipsis."""
     if right:
         text = text.rstrip()
-    if cell_len(text) > width:
+    size = _cells(text)
+    if size > width:
         text = set_cell_size(text, width - 1) + "…"
-    pad = " " * max(width - cell_len(text), 0)
+        size = cell_len(text)
+    pad = " " * max(width - size, 0)
     return pad + text if right else text + pad
 
 

@@ -25,7 +25,7 @@ import duckdb
 from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
-from traces.store.run_tables import of_runs
+from traces.store.run_tables import RUN_COLUMN
 
 _R = TypeVar("_R")
 
@@ -41,8 +41,40 @@ def _batch(table: str = "") -> str:
     keys (migration 12) lets the scan skip every row group whose keys all fall outside it.
     Runs stored together (one import, one recording session) have neighbouring keys, so a
     batch of them reads a few row groups instead of the whole table, and a million-step
-    store costs per batch what a small one does."""
-    return of_runs(_IDS, table)
+    store costs per batch what a small one does.
+
+    The range goes in as constants (`_Batch.execute` writes them for `{low}` and `{high}`),
+    not as `traces.store.run_tables.of_runs`' subqueries: beside those, DuckDB's join order
+    rested on the table's statistics, and on a store whose statistics a rewrite had renewed
+    (the server's compaction after a migration) it hashed every row of the range, all
+    columns, before joining the ids: 800,000 rows of `steps` for a batch's 40,000, five
+    times the CPU and a gigabyte of page faults a batch (measured, README Analyzing)."""
+    prefix = f"{table}." if table else ""
+    return f"{prefix}run_key BETWEEN {{low}} AND {{high}} AND {prefix}{RUN_COLUMN} IN ({_IDS})"
+
+
+_KEYS_SQL = f"SELECT min(key), max(key) FROM runs WHERE id IN ({_IDS})"
+
+
+class _Batch:
+    """A batch of runs as its queries take it: `$1`, its ids as one JSON text, and the range
+    of their keys, written into the query's text (`_batch`)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
+        self.params: list[Any] = [json_list(ids)]
+        row = conn.execute(_KEYS_SQL, self.params).fetchone()
+        low, high = row if row is not None else (None, None)
+        # Integers from the store (NULL when no run of the batch has a key: no rows, as the
+        # subqueries gave), so the text is a number.
+        self.low = "NULL" if low is None else str(int(low))
+        self.high = "NULL" if high is None else str(int(high))
+
+    def execute(
+        self, conn: duckdb.DuckDBPyConnection, sql: str, *more: Any
+    ) -> duckdb.DuckDBPyConnection:
+        """`sql` run with the batch's range written in and `$1` its ids, then `more`."""
+        text = sql.replace("{low}", self.low).replace("{high}", self.high)
+        return conn.execute(text, [*self.params, *more])
 
 
 _RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE id IN ({_IDS})"
@@ -225,8 +257,8 @@ class _Decoded:
         return value
 
 
-def _calls(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey, list[Call]]:
-    cursor = conn.execute(_CALL_SQL, batch)
+def _calls(conn: duckdb.DuckDBPyConnection, batch: _Batch) -> dict[StepKey, list[Call]]:
+    cursor = batch.execute(conn, _CALL_SQL)
     names = column_names(cursor)[_KEY:]
     build = _Builder(Call, names).function()
     arguments = names.index("arguments")
@@ -248,13 +280,13 @@ def _calls(conn: duckdb.DuckDBPyConnection, batch: list[Any]) -> dict[StepKey, l
 
 def _results(
     conn: duckdb.DuckDBPyConnection,
-    batch: list[Any],
+    batch: _Batch,
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
 ) -> dict[StepKey, list[Result]]:
     """Each step's tool results; an output stored in its tool message only is that message's
     `content`, from the next step's decoded messages (`positions`), or, when that is not a
     text (the view's extraction then gives JSON text), from the view."""
-    cursor = conn.execute(_RESULT_SQL, batch)
+    cursor = batch.execute(conn, _RESULT_SQL)
     build = _Builder(Result, column_names(cursor)[_KEY:-1]).function()
     results: dict[StepKey, list[Result]] = {}
     for row in cursor.fetchall():
@@ -305,17 +337,17 @@ class Messages:
         self.shared: dict[str, dict[str, Any]] = {}
 
     def bodies(
-        self, conn: duckdb.DuckDBPyConnection, numbers: dict[str, int], batch: list[Any]
+        self, conn: duckdb.DuckDBPyConnection, numbers: dict[str, int], batch: _Batch
     ) -> dict[str, dict[str, Any]]:
         """The decoded body of each hash of `numbers` that the table holds, given the number
         (`seq`) the batch's `step_message_keys` rows name it by, and the batch of runs whose
-        rows those are (`_batch`'s parameters)."""
+        rows those are (`_Batch`)."""
         found = {h: self.shared[h] for h in numbers if h in self.shared}
         wanted = {h: n for h, n in numbers.items() if h not in found and n is not None}
         if wanted and self.windowed:
             last = max(wanted.values())
             first = max(min(wanted.values()), last - max(self.WINDOW, 2 * len(wanted)))
-            for digest, body in conn.execute(_WINDOW_SQL, [*batch, first, last]).fetchall():
+            for digest, body in batch.execute(conn, _WINDOW_SQL, first, last).fetchall():
                 if digest in numbers and digest not in found:
                     found[digest] = _loads(body)
         outside = [h for h in numbers if h not in found]
@@ -333,14 +365,14 @@ def _decoded(cursor: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
 
 
 def _positions(
-    conn: duckdb.DuckDBPyConnection, batch: list[Any], messages: Messages
+    conn: duckdb.DuckDBPyConnection, batch: _Batch, messages: Messages
 ) -> dict[StepKey, list[tuple[int, dict[str, Any]]]]:
     """(position, message) pairs each step stored, messages decoded once per distinct hash:
     a message repeated across steps or runs is one shared dict."""
-    row = conn.execute(_RANGE_SQL, batch).fetchone()
+    row = batch.execute(conn, _RANGE_SQL).fetchone()
     if row is None or row[0] is None:
         return {}
-    positions = conn.execute(_POSITION_SQL, [*batch, *row]).fetchall()
+    positions = batch.execute(conn, _POSITION_SQL, *row).fetchall()
     if not positions:
         return {}
     numbers = {row[3]: row[4] for row in positions}
@@ -393,12 +425,12 @@ class _Requests:
 
 def _steps(
     conn: duckdb.DuckDBPyConnection,
-    batch: list[Any],
+    batch: _Batch,
     calls: dict[StepKey, list[Call]],
     results: dict[StepKey, list[Result]],
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
 ) -> dict[str, list[Step]]:
-    cursor = conn.execute(_STEP_SQL, batch)
+    cursor = batch.execute(conn, _STEP_SQL)
     names = [*column_names(cursor)[_STEP_KEY:], "calls", "results", "request_messages"]
     build = _Builder(Step, names).function()
     decoded = {name: (names.index(name), _Decoded()) for name in _STEP_JSON}
@@ -454,8 +486,8 @@ def load_runs(
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return []
-    batch = [json_list(ids)]
-    heads = {row[0]: row for row in conn.execute(_RUN_SQL, batch).fetchall()}
+    batch = _Batch(conn, ids)
+    heads = {row[0]: row for row in conn.execute(_RUN_SQL, batch.params).fetchall()}
     positions = _positions(conn, batch, messages or Messages())
     results = _results(conn, batch, positions)
     steps = _steps(conn, batch, _calls(conn, batch), results, positions)
