@@ -108,3 +108,31 @@ def test_without_a_finding_on_the_last_step_the_termination_names_the_layer(
         detail = run_detail(conn, ids["emptied"])
     assert (row["ended_by"], row["ended_by_kind"]) == ("model", None)
     assert (detail["ended_by"], detail["ended_by_kind"]) == ("model", None)
+
+
+def test_compare_says_how_many_runs_retention_was_undecided(
+    store: tuple[Path, dict[str, str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A ledger whose behaviours left the reasoning's retention undecided (fitted, no share
+    holding 0.7: sent and kept stored null) is left out of the ratio, and a note counts it."""
+    db, ids = store
+    copy = tmp_path / "t.duckdb"
+    shutil.copyfile(db, copy)
+    compared = json.loads(_cli(capsys, monkeypatch, "compare", "--db", str(copy), "-f", "json"))
+    assert not [n for n in compared["notes"] if "undecided" in n]
+    with contextlib.closing(open_file_for_writing(copy)) as conn:
+        [(behaviour,)] = conn.execute(
+            "SELECT reasoning_behaviour FROM ledgers WHERE run_id = ?", [ids["clean"]]
+        ).fetchall()
+        assert behaviour is not None  # fitted: a behaviour was the most probable
+        conn.execute(
+            "UPDATE ledgers SET reasoning_sent_tokens = NULL, reasoning_kept_tokens = NULL "
+            "WHERE run_id = ?",
+            [ids["clean"]],
+        )
+    compared = json.loads(_cli(capsys, monkeypatch, "compare", "--db", str(copy), "-f", "json"))
+    [note] = [n for n in compared["notes"] if "undecided" in n]
+    assert note.startswith("sim: what the host kept is undecided for the reasoning of 1 of 1")
