@@ -309,6 +309,28 @@ def test_open_pages_follow_a_recording(browser: Any, tmp_path: Path) -> None:
         run_tab.page.context.close()
 
 
+def test_an_open_page_fetches_what_was_committed_before_its_first_poll(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The page starts from the fingerprint read before its data, not from its first poll:
+    a run committed after the page was read but before any poll answered still appears
+    (with no later commit to announce it). Polls fail until the run is stored."""
+    db = tmp_path / "before-poll.duckdb"
+    _off_the_loop(lambda: record_many(db, {"first": Recording(sim=SimConfig(seed=0), max_steps=2)}))
+    with viewing(db) as served:
+        runs_tab = _tab(browser, served)
+        runs_tab.page.route("**/api/live*", lambda r: r.abort())
+        runs_tab.go("/runs")
+        assert runs_tab.page.locator("#runs-rows tr").count() == 1
+        _off_the_loop(
+            lambda: record_many(db, {"second": Recording(sim=SimConfig(seed=1), max_steps=2)})
+        )
+        runs_tab.page.unroute("**/api/live*")
+        runs_tab.page.locator("#runs-rows tr").nth(1).wait_for(timeout=30000)
+        assert runs_tab.page.locator("#runs-rows tr.new-row").count() == 1
+        runs_tab.page.context.close()
+
+
 def test_probe_fingerprints_per_provider(browser: Any, tmp_path: Path) -> None:
     db = tmp_path / "probes.duckdb"
     done = run_cli("probe", "--db", str(db))
