@@ -16,6 +16,7 @@ import pytest
 
 from analyzer.checks.persist import analyze_recorded
 from analyzer.queries import list_runs, run_detail
+from traces.replay import ReplayPolicy
 from traces.sim.config import SimConfig
 from traces.store.database import open_file_for_writing, open_for_reading
 
@@ -35,6 +36,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
                 dialect="deepseek",
             ),
             "clean": Recording(sim=SimConfig(seed=0)),
+            # The client drops the reasoning the host requires back: the host's 400 ends the
+            # run `provider_error`, and the fault is the client's.
+            "refused": Recording(
+                sim=SimConfig(seed=0, dialect="sglang", faults={"reasoning_required_400": 1.0}),
+                dialect="sglang",
+                settings={"replay": ReplayPolicy(reasoning="drop")},
+            ),
         },
     )
     ids = {name: summary.id for name, summary in runs.items()}
@@ -66,6 +74,9 @@ def test_runs_and_show_lay_an_empty_second_turn_on_the_host(
     )
     assert clean["termination"] == "completed"
     assert (clean["ended_by"], clean["ended_by_kind"]) == (None, None)
+    refused = listed[ids["refused"]]
+    assert refused["termination"] == "provider_error"
+    assert (refused["ended_by"], refused["ended_by_kind"]) == ("client", "http_reasoning_required")
     table = _cli(capsys, monkeypatch, "runs", "--wide", "--db", str(db))
     assert "ended_by" in table and "provider" in table
     shown = _cli(capsys, monkeypatch, "show", ids["emptied"], "--db", str(db))
@@ -85,6 +96,7 @@ def test_compare_and_the_report_count_it_as_ended_by_the_provider(
     rates = {m["key"]: m["values"] for m in compared["metrics"]}["provider_error_rate"]
     assert rates["sim-deepseek"]["value"] == 1.0
     assert rates["sim"]["value"] == 0.0
+    assert rates["sim-sglang"]["value"] == 0.0  # ended by the client's mistake
     html = tmp_path / "report.html"
     _cli(capsys, monkeypatch, "report", "--db", str(db), "--html", str(html))
     page = html.read_text(encoding="utf-8")
