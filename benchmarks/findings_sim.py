@@ -67,6 +67,8 @@ MAX_RETRIES = 2
 """Retries of a transient failure, without backoff: enough for most steps to get through."""
 
 _CHAT = "/v1/chat/completions"
+_KEY_PARTS = 4
+"""Path segments of a run's key (`RunSpec.key`: dialect/task/mode/seed)."""
 
 
 def stream_only(name: str) -> bool:
@@ -249,12 +251,14 @@ class CorpusHost:
             return
         path: str = scope["path"]
         labelled, rest = None, path
-        if path.startswith("/r/"):
-            for key, candidate in self._runs.items():
-                prefix = f"/r/{key}"
-                if path.startswith(prefix + "/"):
-                    labelled, rest = candidate, path[len(prefix) :]
-                    break
+        parts = path.split("/")
+        if path.startswith("/r/") and len(parts) > _KEY_PARTS + 2:
+            # Looked up, never iterated: runs are added from the recording thread while this
+            # one serves, and iterating the dict as it grew failed the odd request with a 500
+            # no attempt noted (the run then left out, its requests not lined up).
+            key = "/".join(parts[2 : 2 + _KEY_PARTS])
+            labelled = self._runs.get(key)
+            rest = "/" + "/".join(parts[2 + _KEY_PARTS :])
         if labelled is None:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
