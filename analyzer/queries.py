@@ -12,9 +12,10 @@ import duckdb
 
 from analyzer.cursor_rows import dict_rows
 from analyzer.findings import stored_evidence
+from analyzer.run_end import ended_by
 from analyzer.stream_shape import stream_shape
 from traces.errors import TracesError
-from traces.store.run_tables import of_run
+from traces.store.run_tables import of_run, of_runs
 from traces.store.writer_process import pid_alive
 from traces.token_totals import TOKEN_COLUMNS, known_sum, totals_by_run
 
@@ -32,6 +33,9 @@ RUN_COLUMNS = [
     "prompt_tokens",
     "completion_tokens",
     "reasoning_tokens",
+    "reasoning_tokens_estimated",
+    "ended_by",
+    "ended_by_kind",
     "started_at",
     "duration_s",
     "error",
@@ -50,6 +54,10 @@ RUN_COLUMNS = [
 
 _STEP_TOKENS = ", ".join(f"{known_sum(c)} AS {c}" for c in TOKEN_COLUMNS)
 """Token totals of a run still being recorded, from the steps it has so far."""
+
+_ESTIMATED = "reasoning_tokens_source = 'estimated' AND error_kind IS NULL"
+"""Answered steps whose reasoning tokens are the client's estimate from the text (the host
+reported none): a run total that adds one is marked estimated, as `show` marks the step."""
 
 
 def _live_tokens(live: str) -> str:
@@ -252,7 +260,9 @@ def list_runs(
                r.failure_summary AS failures, r.findings_by_kind,
                sf.run_id IS NOT NULL AS findings_so_far,
                sf.through_step AS findings_through_step, r.origin, r.conversation,
-               coalesce(r.resumptions, 0) AS resumptions, r.retry_of, r.sample
+               coalesce(r.resumptions, 0) AS resumptions, r.retry_of, r.sample,
+               est.run_id IS NOT NULL AS reasoning_tokens_estimated,
+               e.ended_by, e.ended_by_kind
         FROM page r
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
@@ -267,12 +277,20 @@ def list_runs(
             ON fc.run_id = r.id
         -- A run checked while it was running (`analyzer.checks.persist`): its findings so far.
         LEFT JOIN findings_so_far sf ON sf.run_id = r.id
+        LEFT JOIN (SELECT DISTINCT run_id FROM steps
+                   WHERE {of_runs("SELECT id FROM page")} AND {_ESTIMATED}) est
+            ON est.run_id = r.id
+        LEFT JOIN ({ended_by("SELECT id FROM page")}) e ON e.run_id = r.id
         ORDER BY {ordering}
     """
     rows = dict_rows(conn.execute(sql, params))
     for row in rows:
         _effective_status(row)
         row["findings_by_kind"] = _loads(row["findings_by_kind"])
+        # Marked only where a total adds an estimate: unknown stays unknown, unmarked.
+        row["reasoning_tokens_estimated"] = bool(
+            row["reasoning_tokens_estimated"] and row["reasoning_tokens"] is not None
+        )
     if status is not None:
         rows = [r for r in rows if r["status"] == status]
     if limit is not None:
@@ -381,16 +399,24 @@ def run_detail(
             f"""
             SELECT r.* REPLACE ({_live_tokens("t")}),
                    sf.run_id IS NOT NULL AS findings_so_far,
-                   sf.through_step AS findings_through_step
+                   sf.through_step AS findings_through_step,
+                   est.n AS estimated_steps,
+                   e.ended_by, e.ended_by_kind
             FROM runs r
             LEFT JOIN ({totals_by_run(of_run())}) t ON t.run_id = r.id
             LEFT JOIN findings_so_far sf ON sf.run_id = r.id
+            LEFT JOIN (SELECT count(*) AS n FROM steps WHERE {of_run()} AND {_ESTIMATED}) est
+                ON TRUE
+            LEFT JOIN ({ended_by("SELECT ?::VARCHAR")}) e ON e.run_id = r.id
             WHERE r.id = ?
             """,
-            [run_id, run_id, run_id],
+            [run_id] * 7,
         )
     )[0]
     _effective_status(run)
+    run["reasoning_tokens_estimated"] = (
+        run["reasoning_tokens"] is not None and (run.pop("estimated_steps") or 0) > 0
+    )
     run["settings"] = _loads(run["settings"])
     steps = dict_rows(
         conn.execute(

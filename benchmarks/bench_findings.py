@@ -4,8 +4,8 @@ Run by hand (it is not a test and asserts nothing):
 
     .venv/bin/python benchmarks/bench_findings.py [--seeds 6] [--rates 0.1,0.2,0.35]
         [--faults-per-run 3] [--faults all] [--clean-share 0.15] [--dialects all] [--tasks all]
-        [--max-steps 24] [--concurrency 16] [--examples 3] [--no-sim] [--no-real]
-        [--json PATH] [--db PATH]
+        [--max-steps 24] [--concurrency 16] [--examples 3] [--no-sim] [--no-real] [--no-lost]
+        [--json PATH] [--db PATH] [--rescore PATH]
 
 Two corpora, scored apart:
 
@@ -16,6 +16,8 @@ Two corpora, scored apart:
 - Real excerpts (`findings_real`): failures quoted from real hosts, scored through the
   catalogue's `covers` and the labelled fixture cases; negatives are clean parses and
   repaired twins.
+- Constructed chains (`findings_lost`): `history_lost`, which no fault produces, on tool
+  chains built the way its definition says, with negatives.
 
 Targets (issue 11): precision >= 0.95 and recall >= 0.90 for each kind. See
 benchmarks/README.md for the scoring rules and the figures.
@@ -34,9 +36,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from findings_lost import LostScores, score_lost
 from findings_real import RealScores, score_real
 from findings_score import Example, KindScore, Scores, score_corpus
-from findings_sim import build_corpus, plan_corpus
+from findings_sim import build_corpus, labels_path, plan_corpus, rescore_corpus
 
 from analyzer.checks.catalogue import KINDS
 from analyzer.checks.registry import run_checks
@@ -282,6 +285,24 @@ def _print_real(scores: RealScores, rows: list[dict[str, Any]], limit: int) -> N
                 print(f"  {json.dumps(item, ensure_ascii=False)}")
 
 
+# -- the constructed history_lost chains ---------------------------------------------------
+
+
+def _print_lost(scores: LostScores) -> None:
+    print(f"\nConstructed chains (findings_lost: history_lost's cases), {scores.cases} runs:")
+    header = f"{'kind':<44} {'support':>7} {'recall':>6} {'fired':>6} {'prec':>5}"
+    print(header)
+    print("-" * len(header))
+    for kind, t in scores.kinds.items():
+        mark = " <" if _below(t.precision, t.recall) else ""
+        print(
+            f"{kind:<44} {t.support:>7} {_fmt(t.recall):>6} {t.fired:>6} "
+            f"{_fmt(t.precision):>5}{mark}"
+        )
+    for line in scores.wrong:
+        print(f"  misread: {line}")
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -304,15 +325,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=3, help="misses/FPs listed per kind")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator corpus")
     parser.add_argument("--no-real", action="store_true", help="skip the real excerpts")
+    parser.add_argument(
+        "--no-lost", action="store_true", help="skip the constructed history_lost chains"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
     parser.add_argument(
         "--db", type=Path, help="record the corpus into this new file and keep it (to inspect)"
+    )
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        help="score a corpus an earlier --db recorded (its labels beside it) with these checks",
     )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.faults_per_run < 0 or args.max_steps < 1 or args.concurrency < 1:
         raise SystemExit("--seeds, --max-steps, --concurrency must be >= 1, --faults-per-run >= 0")
     if not 0.0 <= args.clean_share <= 1.0:
         raise SystemExit("--clean-share must be within [0, 1]")
+    if args.rescore is not None and not labels_path(args.rescore).is_file():
+        raise SystemExit(f"--rescore {args.rescore}: no corpus recorded with --db there")
     if args.db is not None and args.db.exists():
         raise SystemExit(f"--db {args.db}: already exists (the corpus goes into a new file)")
     config = {
@@ -343,15 +374,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_seed=args.base_seed,
             faults=None if args.faults == "all" else config["faults"],
         )
-        print(f"recording {len(specs)} runs against the simulator ...", file=sys.stderr)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="bench-findings-") as tmp:
-            corpus = build_corpus(
-                specs,
-                args.db or Path(tmp) / "corpus.duckdb",
-                max_steps=args.max_steps,
-                concurrency=args.concurrency,
-            )
+        if args.rescore is not None:
+            # The runs and their labels as recorded; only the checks are this checkout's.
+            corpus = rescore_corpus(args.rescore)
+        else:
+            print(f"recording {len(specs)} runs against the simulator ...", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="bench-findings-") as tmp:
+                corpus = build_corpus(
+                    specs,
+                    args.db or Path(tmp) / "corpus.duckdb",
+                    max_steps=args.max_steps,
+                    concurrency=args.concurrency,
+                )
         recorded_s = time.monotonic() - started
         found = {run.run.id: run_checks(run.run) for run in corpus.runs}
         scores = score_corpus(corpus, found)
@@ -399,6 +434,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "false_positives": real.false_positives,
             "also": real.also,
             "negatives": real.negatives,
+        }
+    if not args.no_lost:
+        lost = score_lost(args.base_seed)
+        _print_lost(lost)
+        result["lost"] = {
+            "cases": lost.cases,
+            "kinds": {
+                kind: {
+                    "support": t.support,
+                    "hits": t.hits,
+                    "recall": t.recall,
+                    "fired": t.fired,
+                    "precision": t.precision,
+                }
+                for kind, t in lost.kinds.items()
+            },
+            "wrong": lost.wrong,
         }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ A run sends one request at a time, so its k-th request is its k-th attempt, and 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import sys
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,8 @@ MAX_RETRIES = 2
 """Retries of a transient failure, without backoff: enough for most steps to get through."""
 
 _CHAT = "/v1/chat/completions"
+_KEY_PARTS = 4
+"""Path segments of a run's key (`RunSpec.key`: dialect/task/mode/seed)."""
 
 
 def stream_only(name: str) -> bool:
@@ -248,12 +251,14 @@ class CorpusHost:
             return
         path: str = scope["path"]
         labelled, rest = None, path
-        if path.startswith("/r/"):
-            for key, candidate in self._runs.items():
-                prefix = f"/r/{key}"
-                if path.startswith(prefix + "/"):
-                    labelled, rest = candidate, path[len(prefix) :]
-                    break
+        parts = path.split("/")
+        if path.startswith("/r/") and len(parts) > _KEY_PARTS + 2:
+            # Looked up, never iterated: runs are added from the recording thread while this
+            # one serves, and iterating the dict as it grew failed the odd request with a 500
+            # no attempt noted (the run then left out, its requests not lined up).
+            key = "/".join(parts[2 : 2 + _KEY_PARTS])
+            labelled = self._runs.get(key)
+            rest = "/" + "/".join(parts[2 + _KEY_PARTS :])
         if labelled is None:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
@@ -400,7 +405,8 @@ def align(run: Run, attempts: Sequence[list[str] | None]) -> dict[int, frozenset
 def build_corpus(
     specs: Sequence[RunSpec], db_path: Path, *, max_steps: int, concurrency: int
 ) -> Corpus:
-    """Record every run of `specs` into `db_path` and label its steps."""
+    """Record every run of `specs` into `db_path`, label its steps, and keep the labels
+    beside it (`labels_path`): `rescore_corpus` scores the same runs again with other checks."""
     host = CorpusHost()
     with serving(host):
         recorder = Recorder(db_path)
@@ -408,6 +414,38 @@ def build_corpus(
             recorded = asyncio.run(_record_all(specs, host, recorder, max_steps, concurrency))
         finally:
             recorder.close()
+    attempts = {spec.key: host.attempts(spec.key) for spec, _ in recorded}
+    labels_path(db_path).write_text(
+        json.dumps(
+            [
+                {"spec": asdict(spec), "run_id": run_id, "attempts": attempts[spec.key]}
+                for spec, run_id in recorded
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return _labelled(db_path, recorded, attempts)
+
+
+def labels_path(db_path: Path) -> Path:
+    """Where a recorded corpus keeps what the simulator injected into each attempt."""
+    return db_path.with_name(db_path.name + ".labels.json")
+
+
+def rescore_corpus(db_path: Path) -> Corpus:
+    """A corpus `build_corpus` recorded into `db_path`, read back with its labels: the same
+    runs, scored by the checks of this checkout (the runs do not depend on the checks)."""
+    saved = json.loads(labels_path(db_path).read_text(encoding="utf-8"))
+    recorded = [(RunSpec(**entry["spec"]), str(entry["run_id"])) for entry in saved]
+    attempts = {RunSpec(**e["spec"]).key: e["attempts"] for e in saved}
+    return _labelled(db_path, recorded, attempts)
+
+
+def _labelled(
+    db_path: Path,
+    recorded: Sequence[tuple[RunSpec, str]],
+    attempts: dict[str, list[list[str] | None]],
+) -> Corpus:
     conn = open_for_reading(db_path)
     try:
         runs = {run.id: run for run in load_runs(conn, [run_id for _, run_id in recorded])}
@@ -415,11 +453,11 @@ def build_corpus(
         conn.close()
     corpus = Corpus()
     for spec, run_id in recorded:
-        labels = align(runs[run_id], host.attempts(spec.key))
+        labels = align(runs[run_id], attempts[spec.key])
         if labels is None:
             run = runs[run_id]
             retries = sum(len(step.retry_errors) for step in run.steps)
-            seen = len(host.attempts(spec.key))
+            seen = len(attempts[spec.key])
             corpus.unaligned.append(
                 f"{spec.key} ({run_id}: {seen} requests, {len(run.steps)} steps, {retries} retries)"
             )

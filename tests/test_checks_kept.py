@@ -785,11 +785,39 @@ def test_escaping_whose_level_tells_it_needs_no_step_that_varies() -> None:
     ]
     ledger = _ledger_of(rows)
     assert ledger.fit is not None and ledger.fit.extras["escaping"] >= 2.5
-    left_out = ledger.left_out_fits()
-    assert "escaping" not in left_out[0].extras  # not tried without the odd step
     assert rewrite_confidence(ledger, "escaping") >= 0.99
     finding = {f.kind: f for f in ledger_findings(ledger)}["history_rewritten"]
     assert finding.evidence["rewrite"] == "escaping"
+
+
+# bench_findings' `chain_short` seed 0, its host escaping 16 characters on every chain step
+# (rows as in SEVEN_QUOTES): the steps cannot tell escaping from overhead by how it varies.
+SIXTEEN_EVERY_STEP = [
+    (151, 19.0, 14.7, 36.0, True, 33.0, 16, 6, 0.0, 0.0),
+    (175, 42.0, 14.7, 36.0, True, 33.0, 16, 6, 19.0, 19.0),
+    (161, 27.0, 14.7, 37.0, True, 33.0, 16, 6, 42.0, 61.0),
+    (166, 33.0, 14.7, 36.0, True, 33.0, 16, 6, 27.0, 88.0),
+    (188, 58.0, 14.7, 37.0, True, 35.0, 16, 6, 33.0, 121.0),
+]
+
+
+def test_a_constant_rewrite_is_tried_when_the_overhead_without_it_is_implausible() -> None:
+    # Not tried, the 16 characters' 50 tokens went to a per-turn overhead of 24 and the tool
+    # results counted at 1.8 (the most a tokenizer counts): no template adds that much a turn,
+    # so the level tells the rewrite from the overhead, as the findings then require.
+    ledger = _ledger_of(SIXTEEN_EVERY_STEP)
+    fit = ledger.fit
+    assert fit is not None and fit.extras["escaping"] >= 2.5
+    assert fit.extras["escaping_evidence"] >= 10.8
+    assert told_from_overhead(ledger, fit, "escaping")
+    finding = {f.kind: f for f in ledger_findings(ledger)}["history_rewritten"]
+    assert finding.evidence["rewrite"] == "escaping" and (finding.confidence or 0) >= 0.9
+    # The same characters on a host that adds a plausible overhead (8 tokens a turn) and
+    # nothing per character: not tried, no rewrite.
+    faithful = [(g - 50 + 8, *rest) for g, *rest in SIXTEEN_EVERY_STEP]
+    plain = _ledger_of(faithful)
+    assert plain.fit is not None and "escaping" not in plain.fit.extras
+    assert "history_rewritten" not in {f.kind for f in ledger_findings(plain)}
 
 
 def test_a_rewrite_the_verdicts_fit_does_not_need_has_no_level() -> None:

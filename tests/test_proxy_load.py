@@ -23,7 +23,10 @@ async def _streams(
     base_url: str, count: int, started: asyncio.Event | None = None
 ) -> list[tuple[str, bytes]]:
     """`count` concurrent streamed requests, each its own conversation: (request id, bytes
-    received) per request."""
+    received) per request. `started` is set once every stream has received its first piece
+    (not the first stream only: under load the last requests may not be sent yet, and a proxy
+    told to stop refuses new connections, as it should)."""
+    begun: set[int] = set()
     limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
     timeout = httpx2.Timeout(120.0)
     async with httpx2.AsyncClient(limits=limits, timeout=timeout) as client:
@@ -38,7 +41,8 @@ async def _streams(
                 pieces = []
                 async for piece in got.aiter_raw():
                     pieces.append(piece)
-                    if started is not None:
+                    begun.add(number)
+                    if started is not None and len(begun) == count:
                         started.set()
                 return got.headers["x-request-id"], b"".join(pieces)
 

@@ -476,9 +476,22 @@ def test_show_marks_reasoning_tokens_the_host_did_not_report_as_estimated(
     log.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     db = str(tmp_path / "t.duckdb")
     assert run_cli_in_process(capsys, monkeypatch, "import", str(log), "--db", db).returncode == 0
-    shown = {}
+    shown, listed = {}, {}
     for run in json.loads(_cli(capsys, monkeypatch, "runs", "-f", "json", "--db", db)):
+        listed[run["conversation"]] = run
         shown[run["conversation"]] = _cli(capsys, monkeypatch, "show", run["id"], "--db", db)
     assert re.search(r"reasoning ~\d+ \(estimated\)", shown["estimated"]), shown["estimated"]
     assert "reasoning 13  finish" in shown["reported"], shown["reported"]
     assert "estimated" not in shown["reported"]
+    # The run's total adds the estimate: `runs` and the run's detail (the viewer's header)
+    # mark it, and leave a reported total unmarked.
+    assert listed["estimated"]["reasoning_tokens"] > 0
+    assert listed["estimated"]["reasoning_tokens_estimated"] is True
+    assert (
+        listed["reported"]["reasoning_tokens"],
+        listed["reported"]["reasoning_tokens_estimated"],
+    ) == (13, False)
+    with open_for_reading(Path(db)) as conn:
+        for conversation, run in listed.items():
+            detail = run_detail(conn, run["id"])
+            assert detail["reasoning_tokens_estimated"] is (conversation == "estimated")

@@ -6,6 +6,7 @@ text (no dialog ever opens)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,6 +58,7 @@ class Store:
     clean: str
     leaky: str
     evil: str
+    emptied: str
 
 
 def _off_the_loop(work: Callable[[], T]) -> T:
@@ -85,11 +87,19 @@ def _record(db: Path) -> Store:
                 dialect="moonshot",
                 stream=True,
             ),
+            # The second turn comes back empty after reasoning, and no reasoning tokens are
+            # reported: the client estimates them.
+            "emptied": Recording(
+                sim=SimConfig(
+                    seed=1, faults={"late_empty_turn": 1.0, "reasoning_tokens_missing": 1.0}
+                )
+            ),
         },
     )
     evil = record_markup(db)
-    analyze_recorded(db, [runs["clean"].id, runs["leaky"].id, evil])
-    return Store(db, runs["clean"].id, runs["leaky"].id, evil)
+    ids = [runs["clean"].id, runs["leaky"].id, evil, runs["emptied"].id]
+    analyze_recorded(db, ids)
+    return Store(db, runs["clean"].id, runs["leaky"].id, evil, runs["emptied"].id)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +142,7 @@ def tab(browser: Any, viewer: Viewer) -> Iterator[Tab]:
 def test_filter_the_runs_then_open_one(tab: Tab, store: Store) -> None:
     tab.go("/runs")
     rows = tab.page.locator("#runs-rows tr")
-    assert rows.count() == 3
+    assert rows.count() == 4
     tab.page.select_option("select[name=provider]", "sim-moonshot")
     tab.page.click("#run-filters button[type=submit]")
     tab.page.wait_for_url("**/runs?*provider=sim-moonshot*")
@@ -218,6 +228,24 @@ def test_recorded_markup_is_shown_as_text(tab: Tab, store: Store) -> None:
     tab.clean()
 
 
+def test_a_runs_header_marks_estimates_and_says_who_ended_it(tab: Tab, store: Store) -> None:
+    """The second turn came back empty (termination `model_error`, as observed) and the
+    checks lay it on the host: the header says the provider ended the run and why, and the
+    reasoning total, the client's estimate, reads as one."""
+    tab.go(f"/runs/{store.emptied}")
+    facts = tab.page.locator("dl.facts").inner_text()
+    assert "model_error" in facts
+    assert "provider (empty_turn_after_reasoning)" in facts
+    assert re.search(r"~[\d,]+ \(estimated\) reasoning", facts), facts
+    tab.go(f"/runs/{store.clean}")
+    facts = tab.page.locator("dl.facts").inner_text()
+    assert "estimated" not in facts and "ended by" not in facts
+    tab.go("/runs")
+    row = tab.page.locator(f"#run-{store.emptied}").inner_text()
+    assert "ended by provider (empty_turn_after_reasoning)" in row
+    tab.clean()
+
+
 def test_run_a_sql_query_and_download_it(tab: Tab) -> None:
     tab.go("/sql")
     tab.page.fill(
@@ -279,6 +307,28 @@ def test_open_pages_follow_a_recording(browser: Any, tmp_path: Path) -> None:
         run_tab.clean()
         runs_tab.page.context.close()
         run_tab.page.context.close()
+
+
+def test_an_open_page_fetches_what_was_committed_before_its_first_poll(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The page starts from the fingerprint read before its data, not from its first poll:
+    a run committed after the page was read but before any poll answered still appears
+    (with no later commit to announce it). Polls fail until the run is stored."""
+    db = tmp_path / "before-poll.duckdb"
+    _off_the_loop(lambda: record_many(db, {"first": Recording(sim=SimConfig(seed=0), max_steps=2)}))
+    with viewing(db) as served:
+        runs_tab = _tab(browser, served)
+        runs_tab.page.route("**/api/live*", lambda r: r.abort())
+        runs_tab.go("/runs")
+        assert runs_tab.page.locator("#runs-rows tr").count() == 1
+        _off_the_loop(
+            lambda: record_many(db, {"second": Recording(sim=SimConfig(seed=1), max_steps=2)})
+        )
+        runs_tab.page.unroute("**/api/live*")
+        runs_tab.page.locator("#runs-rows tr").nth(1).wait_for(timeout=30000)
+        assert runs_tab.page.locator("#runs-rows tr.new-row").count() == 1
+        runs_tab.page.context.close()
 
 
 def test_probe_fingerprints_per_provider(browser: Any, tmp_path: Path) -> None:

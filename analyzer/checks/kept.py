@@ -36,8 +36,8 @@ from typing import Any
 from analyzer.checks.ledger import DECIDED, CacheFalls, Ledger, measure
 from analyzer.checks.ledger_entries import Added, Entry
 from analyzer.checks.ledger_fit import (
-    COEFFICIENTS,
     NOISE_FLOOR,
+    OVERHEAD_PLAUSIBLE,
     REWRITE_EVIDENCE,
     REWRITES,
     Fit,
@@ -86,10 +86,6 @@ one length are no single odd step."""
 REWRITE_VARIATION = 2 * NOISE_FLOOR
 """Tokens by which a rewrite's extra tokens must vary from chain step to step to be told from
 the template's per-turn overhead by the steps themselves (twice the jitter of a rendering)."""
-OVERHEAD_PLAUSIBLE = COEFFICIENTS["per_turn"].prior + 3 * COEFFICIENTS["per_turn"].spread
-"""Per-turn overhead (tokens) beyond which no template plausibly goes: a rewrite whose extra
-tokens vary less than `REWRITE_VARIATION` is told from the overhead only when, without it, the
-overhead would have to exceed this."""
 MIN_HIDDEN_Z = 2.0
 """Standard deviations above the expected first prompt before a hidden prompt is reported."""
 
@@ -528,25 +524,14 @@ def beyond_overhead(ledger: Ledger, fit: Fit, name: str) -> bool:
 
 
 def rewrite_confidence(ledger: Ledger, name: str) -> float:
-    """`robust` confidence in rewrite `name`, where a fit with a step left out that could not
-    try the rewrite (its characters the same on every step left: a multiple of the per-turn
-    overhead) does not count against one whose level alone tells it (`beyond_overhead`). A
-    `chain_short` run escaping 17 characters on one step and 16 on the four others held at
-    1.00 with each of those four left out and failed with the odd one out, where escaping
-    (3.1 tokens a character, 56 a turn) was no longer tried at all."""
-    fit = ledger.fit
-    score = rewritten(name)
-    if fit is None or not beyond_overhead(ledger, fit, name):
-        return robust(ledger, score)
-    if fit.scale > MAX_SCALE:
-        return 0.0
-    confidence = score(fit)
-    if confidence < MIN_CONFIDENCE:
-        return 0.0
-    tried = [other for other in ledger.left_out_fits() if name in other.extras]
-    if any(score(other) < LEFT_OUT_FLOOR for other in tried):
-        return 0.0
-    return confidence
+    """`robust` confidence in rewrite `name`: it must hold with any one chain step left out.
+    A fit whose steps all carry the same characters tries a rewrite too when its level alone
+    tells it (`ledger_fit.OVERHEAD_PLAUSIBLE`), so such a fit counts like any other: a
+    `chain_short` run escaping 17 characters on one step and 16 on the four others holds with
+    the odd one out, and a three-step `chain` run whose reasoning tokens were billed outside
+    the completion, read as arguments re-encoded at the bound, 4 tokens a quote, with an
+    overhead of 35 a turn, does not hold with either end left out."""
+    return robust(ledger, rewritten(name))
 
 
 def _rewrite_evidence(ledger: Ledger, fit: Fit) -> dict[str, Any] | None:

@@ -73,6 +73,11 @@ COEFFICIENTS: dict[str, Coefficient] = {
 
 BASE = ("output", "estimated_output", "tool_results", "per_result", "per_turn")
 
+OVERHEAD_PLAUSIBLE = COEFFICIENTS["per_turn"].prior + 3 * COEFFICIENTS["per_turn"].spread
+"""Per-turn overhead (tokens) beyond which no template plausibly goes: a rewrite the steps
+cannot tell from the overhead by its variation is told from it only when, without it, the
+overhead would have to exceed this (here to try one at all, in `kept` to report it)."""
+
 KEPT = (0.7, 1.4)
 """Range of a share that means "all of it counted" for an estimated part: the estimate's ratio
 to the host's tokens is learned from the run, within the ±30% by which tokenizers differ."""
@@ -266,6 +271,17 @@ def fit_chain(
     return fit
 
 
+def _beyond_plausible(values: dict[str, float]) -> bool:
+    """Whether a fit without rewrites put more on the template or the tool results than
+    they plausibly take: a per-turn overhead above `OVERHEAD_PLAUSIBLE`, or the results'
+    share at the most a tokenizer counts (beyond it, more is a rewrite's)."""
+    results = COEFFICIENTS["tool_results"].high
+    return (
+        values.get("per_turn", 0.0) > OVERHEAD_PLAUSIBLE
+        or values.get("tool_results", 0.0) >= results - 1e-6
+    )
+
+
 def _fit_chain(
     chain: Sequence[Entry],
     reasoning_sent: Sequence[tuple[float, float]],
@@ -288,14 +304,12 @@ def _fit_chain(
     if columns["per_result"] == columns["per_turn"]:
         # One result every step: the two overheads are one column, fitted as one.
         names.remove("per_result")
-    for name in REWRITES:
-        if name in names and len({columns[name][i] for i in picked}) == 1:
-            # The same characters on every step fitted: a multiple of the per-turn overhead,
-            # which only the priors could tell it from; a rewrite found so would rest on
-            # them alone (the sample tasks' calls carry the same quotes on every step).
-            names.remove(name)
+    # The same characters on every step fitted: a multiple of the per-turn overhead, which
+    # the steps tell from it only by its level (below); a rewrite found otherwise would rest
+    # on the priors alone (the sample tasks' calls carry the same quotes on every step).
+    constant = [n for n in REWRITES if n in names and len({columns[n][i] for i in picked}) == 1]
     model = [COEFFICIENTS[n] for n in names if n not in REWRITES]
-    rewrites = [n for n in REWRITES if n in names]
+    rewrites = [n for n in REWRITES if n in names and n not in constant]
     # Every model below (with rewrites, under any hypothesis' bounds) is this one with some
     # coefficients added or held: one inversion serves them all. The rewrites' columns join
     # the normal equations only when they are tried.
@@ -312,6 +326,13 @@ def _fit_chain(
         normal = _normal(columns, [c.name for c in model], target, weights)
         quadratic = Quadratic(normal, model)
         free = quadratic.solve()
+    if constant and _beyond_plausible(free.values):
+        # Without it the steps need more than a template and a tokenizer plausibly add: the
+        # level tells a constant rewrite from the overhead (`chain_short` escaping 16
+        # characters on every step read as an overhead of 23 a turn with the results counted
+        # at 1.8; the findings then ask the level of it, `kept.beyond_overhead`, with any
+        # one step left out).
+        rewrites = [n for n in REWRITES if n in rewrites or n in constant]
     # Each rewrite of the history the steps may show: fitted beside the rest, kept in the
     # model when it explains the steps clearly better and by enough tokens per character.
     freedom = normal.points - len(model)

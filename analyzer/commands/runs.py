@@ -28,6 +28,7 @@ _TABLE_COLUMNS = [
     "model",
     "status",
     "termination",
+    "ended_by",
     "success",
     "steps",
     "tool_calls",
@@ -49,6 +50,7 @@ _DROPPED_FIRST = [
     "duration_s",
     "tool_calls",
     "success",
+    "ended_by",
     "termination",
     "task",
     "model",
@@ -88,7 +90,12 @@ def runs(
 ) -> None:
     """List runs, newest first: status, termination reason, totals and failure summary.
 
-    `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
+    `ended_by` is the layer a failed run's end is laid on: the layer of the error found on
+    its last step (`ended_by_kind` in JSON and CSV), else the termination's own (a second
+    turn that came back empty ends `model_error`, and is the provider's when the checks
+    found the host's template at fault). `reasoning_tokens_estimated` (JSON, CSV) is true
+    when the run's reasoning total adds the client's estimate for steps whose host reported
+    none. `failures` sums up the run's findings, most severe first (`error: dropped_call×3; …`);
     it is empty for a clean run and `–` until the run has been analyzed. A run still being
     recorded is checked every few seconds: its failures read `so far, up to step K: …` (in
     JSON and CSV, `findings_so_far` is true and `findings_through_step` is K), as do an

@@ -173,6 +173,14 @@ def _reasoning_tokens(usage: dict[str, Any]) -> str:
     return f"~{count} (estimated)" if estimated and usage["reasoning_tokens"] is not None else count
 
 
+def _ended_by(detail: dict[str, Any]) -> str:
+    """Who ended a failed run and on what evidence: `provider (empty_turn_after_reasoning)`,
+    or the layer the termination names when no finding explained the end."""
+    kind = detail.get("ended_by_kind")
+    why = f"({_text(kind)})" if kind else f"(its termination, {_text(detail['termination'])})"
+    return f"{_text(detail['ended_by'])} {why}"
+
+
 def _print_timeline(detail: dict[str, Any], full: bool) -> None:
     out = stdout_console()
     verdict = {True: "[green]success[/green]", False: "[red]failed check[/red]", None: NULL_CELL}
@@ -187,6 +195,8 @@ def _print_timeline(detail: dict[str, Any], full: bool) -> None:
         f"tool calls {_text(detail['tool_calls'])}  tokens {_text(detail['prompt_tokens'])} "
         f"prompt / {_text(detail['completion_tokens'])} completion"
     )
+    if detail.get("ended_by"):
+        out.print(f"ended by {_ended_by(detail)}")
     for line in _origin_lines(detail):
         out.print(line)
     if detail["error"]:

@@ -473,6 +473,22 @@ def _notes(
                 "was judged: the endpoint failed, or an imported log says nothing); task "
                 "success leaves them out rather than count them as failures."
             )
+        undecided = {
+            part: sum(bool(flags[i]) for i in rows) if flags else 0
+            for part in ("reasoning", "tool_results")
+            for flags in [columns.get(f"{part}_undecided")]
+        }
+        if any(undecided.values()):
+            which = " and ".join(
+                f"the {label} of {undecided[part]}"
+                for part, label in (("reasoning", "reasoning"), ("tool_results", "tool results"))
+                if undecided[part]
+            )
+            notes.append(
+                f"{group}: what the host kept is undecided for {which} of {len(rows)} runs "
+                "(no behaviour held the probability a measure needs; `traces show RUN "
+                "--ledger`): the retention ratios leave them out rather than guess."
+            )
         unknown = sum(
             columns["prompt_tokens"][i] is None or columns["completion_tokens"][i] is None
             for i in rows

@@ -55,8 +55,10 @@ METRICS: list[MetricSpec] = [
         "outcome",
         "rate",
         "lower",
-        "Runs stopped by an endpoint failure after retries (termination `provider_error`) / "
-        "finished runs.",
+        "Runs whose end the evidence lays on the host / finished runs: the layer of the error "
+        "found on the run's last step, else the termination's own (`provider_error`: an "
+        "endpoint failure after retries). A second turn the host's template emptied ends "
+        "`model_error` and counts; a 400 for reasoning the client dropped does not.",
         Ratio("provider_error", "finished"),
     ),
     MetricSpec(

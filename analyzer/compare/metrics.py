@@ -24,6 +24,7 @@ from analyzer.checks.version import CHECK_VERSION
 from analyzer.compare.numeric import np, npt
 from analyzer.compare.selection import SELECTED
 from analyzer.cursor_rows import column_names
+from analyzer.run_end import ended_by
 from traces.store.database import is_served
 
 _STEPS = f"""
@@ -139,7 +140,12 @@ kept AS (
     -- What the host kept of the history, from each run's ledger (`traces analyze` fills
     -- it): token sums over the requests of the run's tool chain, null when unknown.
     SELECT l.run_id, l.reasoning_sent_tokens, l.reasoning_kept_tokens,
-           l.tool_results_sent_tokens, l.tool_results_kept_tokens
+           l.tool_results_sent_tokens, l.tool_results_kept_tokens,
+           -- Fitted, yet no behaviour held the probability a retention needs: undecided.
+           l.reasoning_behaviour IS NOT NULL AND l.reasoning_kept_tokens IS NULL
+               AS reasoning_undecided,
+           l.tool_results_behaviour IS NOT NULL AND l.tool_results_kept_tokens IS NULL
+               AS tool_results_undecided
     FROM ledgers l JOIN {SELECTED} sel ON sel.run_id = l.run_id
 ),
 step_run AS (
@@ -204,12 +210,16 @@ SELECT sel.run_id, sel.grp, sel.task, r.provider, r.model,
        -- outcome: its steps count, the outcome rates leave it out.
        r.status <> 'interrupted' AS finished,
        r.termination = 'completed' AS completed,
-       r.termination = 'provider_error' AS provider_error,
+       -- Laid on the host by the evidence (`analyzer.run_end`), not by the termination
+       -- alone: an empty turn the host's template caused ends `model_error`, a 400 for
+       -- reasoning the client dropped `provider_error`.
+       coalesce(e.ended_by = 'provider', false) AS provider_error,
        CASE WHEN r.termination = 'completed' THEN r.steps END AS steps_to_finish,
        -- Unknown (NULL) where an answered step reported no usage, never counted as 0.
        r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
        k.reasoning_sent_tokens, k.reasoning_kept_tokens,
        k.tool_results_sent_tokens, k.tool_results_kept_tokens,
+       k.reasoning_undecided, k.tool_results_undecided,
        p.* EXCLUDE (rn),
        CASE WHEN sf.run_id IS NULL THEN p.steps_recorded ELSE coalesce(ch.steps_checked, 0)
        END AS steps_checked,
@@ -220,6 +230,7 @@ LEFT JOIN per_run p ON p.rn = sel.rowid
 LEFT JOIN findings_so_far sf ON sf.run_id = sel.run_id
 LEFT JOIN checked ch ON ch.rn = sel.rowid
 LEFT JOIN kept k ON k.run_id = sel.run_id
+LEFT JOIN ({ended_by(f"SELECT run_id FROM {SELECTED}")}) e ON e.run_id = sel.run_id
 ORDER BY sel.grp, sel.task, sel.run_id
 """
 

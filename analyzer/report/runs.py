@@ -19,6 +19,7 @@ from analyzer.compare.selection import SELECTED, Selection, select_runs
 from analyzer.cursor_rows import dict_rows
 from analyzer.findings import stored_evidence
 from analyzer.queries import so_far_label
+from analyzer.run_end import ended_by
 from traces.store.run_tables import of_runs
 
 EXCERPT_CHARS = 240
@@ -73,6 +74,10 @@ class RunTimeline:
     findings_so_far: str | None = None
     """The label "so far, up to step K" when the findings were checked while the run was recorded
     (`analyzer.queries.so_far_label`), None when they are final."""
+    ended_by: str | None = None
+    """The layer a failed run's end is laid on (`analyzer.run_end`); None when it did not fail."""
+    ended_by_kind: str | None = None
+    """The finding on its last step that explains the end; None when none did."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +118,10 @@ def load_timelines(
                    r.failure_summary, left(r.error, {EXCERPT_CHARS + 1}) AS error,
                    left(r.final_answer, {EXCERPT_CHARS + 1}) AS final_answer,
                    sf.run_id IS NOT NULL AS findings_so_far,
-                   sf.through_step AS findings_through_step
+                   sf.through_step AS findings_through_step, e.ended_by, e.ended_by_kind
             FROM {SELECTED} c JOIN runs r ON r.id = c.run_id
             LEFT JOIN findings_so_far sf ON sf.run_id = c.run_id
+            LEFT JOIN ({ended_by(f"SELECT run_id FROM {SELECTED}")}) e ON e.run_id = c.run_id
             QUALIFY row_number() OVER (PARTITION BY c.grp ORDER BY r.started_at DESC, r.id DESC)
                     <= ?
             ORDER BY r.started_at DESC, r.id DESC
@@ -153,6 +159,8 @@ def load_timelines(
                 steps=cells,
                 findings=tuple(m for m in run_findings if m.step is None),
                 findings_so_far=so_far_label(head),
+                ended_by=head["ended_by"],
+                ended_by_kind=head["ended_by_kind"],
             )
         )
     return [

@@ -141,6 +141,14 @@ def run_row(run: RunTimeline) -> Markup:
         element("code", run.id, class_="run-id"),
         element("span", run.task, class_="task"),
         element("span", run.termination or "unfinished", class_="badge termination"),
+        element(
+            "span",
+            f"ended by {run.ended_by}"
+            + (f" ({run.ended_by_kind})" if run.ended_by_kind else " (its termination)"),
+            class_="ended-by",
+        )
+        if run.ended_by
+        else None,
         _success(run),
         element("span", _count(run.steps_count, "step")),
         element("span", _findings_count(run, len(every)), class_="muted"),

@@ -12,7 +12,7 @@ import contextlib
 import csv
 import io
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -62,6 +62,17 @@ DEFAULT_SQL = (
     "SELECT provider, model, count(*) AS runs, avg(steps) AS mean_steps\n"
     "FROM runs GROUP BY ALL ORDER BY runs DESC"
 )
+
+
+@dataclass(frozen=True)
+class Live:
+    """What an open page polls to follow the store: `/api/live` of its run (`run`, "" for
+    the store as a whole), and the store's fingerprint read before the page's data
+    (`since`). A page that took its first fingerprint from its first poll would miss what
+    was committed between its read and that poll, and stay stale if nothing came after."""
+
+    run: str
+    since: str
 
 
 class BadRequest(TracesError):
@@ -116,17 +127,21 @@ class Pages:
         self.env = environment()
         self.background = Background()
 
+    @staticmethod
+    def _live(conn: duckdb.DuckDBPyConnection, run_id: str = "") -> Live:
+        """The store's fingerprint for a page about to read its data (see `Live`)."""
+        return Live(run_id, live_version(conn, run_id or None))
+
     def _kept(
         self,
-        conn: duckdb.DuckDBPyConnection,
+        live: Live,
         key: Hashable,
         work: Callable[[duckdb.DuckDBPyConnection], T],
     ) -> Outcome[T]:
         """What `work` reads over the whole store (too much for a request on a large
         one), computed in the background once per store version (`background`)."""
-        version = live_version(conn, None)
         return self.background.get(
-            key, version, lambda: read_yielding(self.reader, work), wait_s=KEPT_WAIT_S
+            key, live.since, lambda: read_yielding(self.reader, work), wait_s=KEPT_WAIT_S
         )
 
     def _kept_page(
@@ -165,6 +180,7 @@ class Pages:
     def runs(self, request: Request) -> Response:
         """/runs: the runs, filtered, ordered and paginated in the query."""
         with self._reading() as conn:
+            live = self._live(conn)
             choices = filter_choices(conn)
             equal = {c: _choice(request, c, choices[c]) for c in ("task", "provider", "model")}
             equal["origin"] = request.query_params.get("origin") or None
@@ -223,15 +239,16 @@ class Pages:
             statuses=STATUSES,
             order=order,
             descending=descending,
-            live="",
+            live=live,
         )
 
     def run(self, request: Request) -> Response:
         """/runs/RUN: the run's timeline, each step expandable."""
         with self._reading() as conn:
             run_id = _run_id(conn, request.path_params["run"])
+            live = self._live(conn, run_id)
             detail = run_detail(conn, run_id)
-        return self._page("run.html", request, run=detail, live=run_id)
+        return self._page("run.html", request, run=detail, live=live)
 
     def step_part(self, request: Request) -> Response:
         """/runs/RUN/steps/N/body: what a run's page shows when step N is opened."""
@@ -274,13 +291,14 @@ class Pages:
             "layer": request.query_params.get("layer") or None,
         }
         with self._reading() as conn:
+            live = self._live(conn)
             outcome = self._kept(
-                conn,
+                live,
                 ("findings", *filters.values()),
                 lambda c: finding_counts(c, **filters),
             )
         rows = [dict(row, description=describe(row["kind"])) for row in outcome.value or []]
-        return self._kept_page("findings.html", request, outcome, rows=rows, live="")
+        return self._kept_page("findings.html", request, outcome, rows=rows, live=live)
 
     def findings_of_kind(self, request: Request) -> Response:
         """/findings/KIND: every finding of one kind, to its step, newest run first."""
@@ -291,6 +309,7 @@ class Pages:
             "model": request.query_params.get("model") or None,
         }
         with self._reading() as conn:
+            live = self._live(conn)
             rows = finding_details(
                 conn,
                 kind=kind,
@@ -307,7 +326,7 @@ class Pages:
             more=len(rows) > PAGE_ROWS,
             page=page,
             first=(page - 1) * PAGE_ROWS + 1,
-            live="",
+            live=live,
         )
 
     # Side by side ---------------------------------------------------------------------
@@ -317,8 +336,9 @@ class Pages:
         page = _int(request, "page", 1, least=1)
         offset = (page - 1) * PAGE_ROWS
         with self._reading() as conn:
+            live = self._live(conn)
             outcome = self._kept(
-                conn, ("repeated",), lambda c: repeated_requests(c, limit=KEPT_ROWS, offset=0)
+                live, ("repeated",), lambda c: repeated_requests(c, limit=KEPT_ROWS, offset=0)
             )
             kept, total = outcome.value or ([], 0)
             if offset + PAGE_ROWS <= KEPT_ROWS or total <= KEPT_ROWS:
@@ -333,13 +353,14 @@ class Pages:
             total=total,
             page=page,
             pages=max(1, -(-total // PAGE_ROWS)),
-            live="",
+            live=live,
         )
 
     def side_by_side(self, request: Request) -> Response:
         """/compare/HASH: the answers to one request in columns, differences marked."""
         request_hash = request.path_params["hash"]
         with self._reading() as conn:
+            live = self._live(conn)
             columns = answers_to(conn, request_hash, limit=SIDE_BY_SIDE)
         if not columns:
             raise NotFound(f"no step sent the request {request_hash}")
@@ -349,7 +370,7 @@ class Pages:
             request_hash=request_hash,
             columns=columns,
             differs=_differences(columns),
-            live="",
+            live=live,
         )
 
     def probes(self, request: Request) -> Response:
@@ -359,6 +380,7 @@ class Pages:
         from traces.probes.catalogue import PROBE_SET_VERSION
 
         with self._reading() as conn:
+            live = self._live(conn)
             verdicts, apart = probe_report(conn)
         rows = [v.as_row() for v in verdicts]
         details = [
@@ -393,7 +415,7 @@ class Pages:
             heading=f"Probe fingerprints (probe set v{PROBE_SET_VERSION})",
             intro="Each provider's latest probing, as `traces probe --report-only` reports it.",
             tables=tables,
-            live="",
+            live=live,
         )
 
     def verdicts(self, request: Request, policies: dict[str, Any]) -> Response:

@@ -141,8 +141,10 @@
     }
   }
 
-  function follow(endpoint) {
-    let version = null;
+  function follow(endpoint, since) {
+    // The fingerprint the server read before this page's data: what was committed after
+    // it (even before the first poll) is fetched.
+    let version = since === undefined ? null : since;
     let busy = false;
     const state = document.getElementById("live-state");
     async function poll() {
@@ -171,6 +173,6 @@
   document.addEventListener("DOMContentLoaded", () => {
     openLinkedStep();
     const endpoint = document.body.dataset.live;
-    if (endpoint) follow(endpoint);
+    if (endpoint) follow(endpoint, document.body.dataset.liveSince);
   });
 })();
