@@ -277,7 +277,7 @@ def list_runs(
             ON fc.run_id = r.id
         -- A run checked while it was running (`analyzer.checks.persist`): its findings so far.
         LEFT JOIN findings_so_far sf ON sf.run_id = r.id
-        LEFT JOIN (SELECT DISTINCT run_id FROM steps
+        LEFT JOIN (SELECT DISTINCT run_id FROM step_rows
                    WHERE {of_runs("SELECT id FROM page")} AND {_ESTIMATED}) est
             ON est.run_id = r.id
         LEFT JOIN ({ended_by("SELECT id FROM page")}) e ON e.run_id = r.id
@@ -405,7 +405,7 @@ def run_detail(
             FROM runs r
             LEFT JOIN ({totals_by_run(of_run())}) t ON t.run_id = r.id
             LEFT JOIN findings_so_far sf ON sf.run_id = r.id
-            LEFT JOIN (SELECT count(*) AS n FROM steps WHERE {of_run()} AND {_ESTIMATED}) est
+            LEFT JOIN (SELECT count(*) AS n FROM step_rows WHERE {of_run()} AND {_ESTIMATED}) est
                 ON TRUE
             LEFT JOIN ({ended_by("SELECT ?::VARCHAR")}) e ON e.run_id = r.id
             WHERE r.id = ?
