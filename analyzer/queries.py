@@ -268,7 +268,7 @@ def list_runs(
         -- Live counts only for unfinished runs: finished ones carry their totals, and
         -- scanning millions of steps for every listing would not scale.
         LEFT JOIN (SELECT run_id, count(*) AS n, max(started_at) AS last_at, {_STEP_TOKENS}
-                   FROM steps WHERE run_id IN (SELECT id FROM page WHERE status = 'running')
+                   FROM step_rows WHERE run_id IN (SELECT id FROM page WHERE status = 'running')
                    GROUP BY run_id) s ON s.run_id = r.id
         LEFT JOIN (SELECT run_id, count(*) AS n
                    FROM tool_calls WHERE run_id IN (SELECT id FROM page WHERE status = 'running')
@@ -278,7 +278,7 @@ def list_runs(
             ON fc.run_id = r.id
         -- A run checked while it was running (`analyzer.checks.persist`): its findings so far.
         LEFT JOIN findings_so_far sf ON sf.run_id = r.id
-        LEFT JOIN (SELECT DISTINCT run_id FROM steps
+        LEFT JOIN (SELECT DISTINCT run_id FROM step_rows
                    WHERE {of_runs("SELECT id FROM page")} AND {_ESTIMATED}) est
             ON est.run_id = r.id
         LEFT JOIN ({ended_by("SELECT id FROM page")}) e ON e.run_id = r.id
@@ -410,7 +410,7 @@ def run_detail(
             FROM runs r
             LEFT JOIN ({totals_by_run(of_run())}) t ON t.run_id = r.id
             LEFT JOIN findings_so_far sf ON sf.run_id = r.id
-            LEFT JOIN (SELECT count(*) AS n FROM steps WHERE {of_run()} AND {_ESTIMATED}) est
+            LEFT JOIN (SELECT count(*) AS n FROM step_rows WHERE {of_run()} AND {_ESTIMATED}) est
                 ON TRUE
             LEFT JOIN ({ended_by("SELECT ?::VARCHAR")}) e ON e.run_id = r.id
             WHERE r.id = ?
@@ -431,9 +431,11 @@ def run_detail(
                    reasoning, reasoning_source, content, prompt_tokens, completion_tokens,
                    reasoning_tokens, reasoning_tokens_source, cached_tokens, error_kind,
                    error_message, retries, anomalies, stream_events, resumption
-            FROM steps WHERE {of_run()} {one.format(column="idx")} ORDER BY idx
+            FROM steps WHERE run_key = ? AND run_id = ? {one.format(column="idx")} ORDER BY idx
             """,
-            [run_id, run_id, only_step, only_step],
+            # The run's key as a value: through the view `steps` (migration 17), a key
+            # looked up by a subquery (`of_run`) no longer prunes the scan of its rows.
+            [run["key"], run_id, only_step, only_step],
         )
     )
     calls = dict_rows(
@@ -537,7 +539,7 @@ def step_exchange(conn: duckdb.DuckDBPyConnection, run_id: str, idx: int) -> dic
                    request_message_count, request_hash, response_body, stream_events,
                    usage_raw, finish_reason_raw, error_status, error_body, retry_errors,
                    upstream_provider
-            FROM steps WHERE {of_run()} AND idx = ?
+            FROM step_rows WHERE {of_run()} AND idx = ?
             """,
             [run_id, run_id, idx],
         )
@@ -572,7 +574,7 @@ def neighbour_steps(
     """The run's step before `idx` and the one after (None at either end)."""
     row = conn.execute(
         "SELECT max(idx) FILTER (WHERE idx < $2), min(idx) FILTER (WHERE idx > $2) "
-        f"FROM steps WHERE {of_run('$1')}",
+        f"FROM step_rows WHERE {of_run('$1')}",
         [run_id, idx],
     ).fetchone()
     return (row[0], row[1]) if row else (None, None)

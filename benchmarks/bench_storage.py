@@ -23,8 +23,8 @@ For each store:
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
-- `compact, schema 15` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 15 left (before migration 16) and of the current one, in the stores'
+- `compact, schema 16` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 16 left (before migration 17) and of the current one, in the stores'
   file format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free
   blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
@@ -73,8 +73,8 @@ from traces.store.database import STORAGE_VERSION, open_for_writing
 from traces.store.migrations import MIGRATIONS
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 15
-"""The schema version whose layout the latest storage work (migration 16) started from."""
+BEFORE = 16
+"""The schema version whose layout the latest storage work (migration 17) started from."""
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301
@@ -396,10 +396,15 @@ def load_all(db: Path) -> int:
     from analyzer.checks.loader import load_runs
 
     conn = duckdb.connect(str(db), read_only=True)
-    saved = {name: getattr(loader_sql, name) for name in _BEFORE_SQL}
-    if "step_message_keys" not in _tables(conn, db.stem):
+    saved = {name: getattr(loader_sql, name) for name in (*_BEFORE_SQL, "_STEP_SQL")}
+    tables = _tables(conn, db.stem)
+    if "step_message_keys" not in tables:
         for name, sql in _BEFORE_SQL.items():
             setattr(loader_sql, name, sql)
+    if "step_rows" not in tables:  # before migration 17: every reasoning in `steps`
+        loader_sql._STEP_SQL = loader_sql._STEP_SQL.replace("FROM step_rows", "FROM steps").replace(
+            "reasoning_replayed", "false AS reasoning_replayed"
+        )
     try:
         ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
         steps = 0

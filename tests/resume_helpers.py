@@ -79,7 +79,7 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
     recorder a process that no longer exists."""
     with duckdb.connect(str(db)) as conn:
         for table, column in (
-            ("steps", "idx"),
+            ("step_rows", "idx"),  # the base table of the view `steps` (migration 17)
             ("tool_calls", "step_idx"),
             ("step_message_keys", "step_idx"),
         ):

@@ -163,11 +163,11 @@ def test_rows_of_an_open_transaction_are_found_too(tmp_path: Path) -> None:
 def test_chunks_shrink_toward_the_end_so_the_workers_finish_together() -> None:
     with duckdb.connect() as conn:
         conn.execute("CREATE TABLE runs (id VARCHAR)")
-        conn.execute("CREATE TABLE steps (run_id VARCHAR, idx INTEGER)")
+        conn.execute("CREATE TABLE step_rows (run_id VARCHAR, idx INTEGER)")
         ids = [f"run-{i:03d}" for i in range(100)]
         conn.execute("INSERT INTO runs SELECT unnest(?::VARCHAR[])", [ids])
         conn.execute(
-            "INSERT INTO steps SELECT id, i FROM runs, range(10) t(i) WHERE id <> 'run-050'"
+            "INSERT INTO step_rows SELECT id, i FROM runs, range(10) t(i) WHERE id <> 'run-050'"
         )
         alone = plan(conn, [*ids, "missing"], max_steps=100, workers=1)
         split = plan(conn, [*ids, "missing"], max_steps=100, workers=2)

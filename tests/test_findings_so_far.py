@@ -45,7 +45,7 @@ def make_running(conn: duckdb.DuckDBPyConnection, run_id: str) -> None:
 
 _ENDED = "UPDATE runs SET status = 'completed', termination = 'completed', ended_at = now()"
 _OF_STEPS = {
-    "steps": "idx",
+    "step_rows": "idx",  # the base table of the view `steps`
     "step_message_keys": "step_idx",
     "tool_calls": "step_idx",
     "tool_result_rows": "step_idx",  # the base table of the view `tool_results`

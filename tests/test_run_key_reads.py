@@ -60,7 +60,7 @@ def _fill(conn: duckdb.DuckDBPyConnection) -> None:
     )
     conn.execute(
         """
-        INSERT INTO steps (run_id, idx, started_at, latency_ms, streamed, request_params,
+        INSERT INTO step_rows (run_id, idx, started_at, latency_ms, streamed, request_params,
                            request_message_count, request_prefix, finish_reason, content,
                            reasoning_source, reasoning_tokens_source, run_key)
         SELECT r.id, s.i, r.started_at, 1.0, false, '{"model": "m"}', s.i + 1, s.i, 'stop',
@@ -142,14 +142,14 @@ def test_the_store_spans_row_groups_and_run_id_alone_reads_them_all(
     store: duckdb.DuckDBPyConnection,
 ) -> None:
     # The case the run key answers: without it, a run's 100 steps cost the whole table.
-    scans = _scans(store, "SELECT * FROM steps WHERE run_id = ?", [RUN])
-    assert scans == [("steps", RUNS * STEPS)]
+    scans = _scans(store, "SELECT * FROM step_rows WHERE run_id = ?", [RUN])
+    assert scans == [("step_rows", RUNS * STEPS)]
     assert RUNS * STEPS > 4 * ROW_GROUP
     assert disagreements(store) == []
 
 
 def test_a_filter_on_the_run_reads_its_row_groups_only(store: duckdb.DuckDBPyConnection) -> None:
-    sql = f"SELECT * FROM steps WHERE {of_run()}"
+    sql = f"SELECT * FROM step_rows WHERE {of_run()}"
     assert len(store.execute(sql, [RUN, RUN]).fetchall()) == STEPS
     [(_, runs), (_, steps)] = sorted(_scans(store, sql, [RUN, RUN]))
     assert runs <= 1  # the key, by the index on `runs.id`

@@ -115,8 +115,10 @@ def test_row_types_are_the_migrated_tables_columns_in_order(tmp_path: Path) -> N
         ), table
         # A table stored under another name is a view of the row type's columns (and of
         # its run's key, which `tool_results` had before migration 16 made it a view).
+        # (Less the fields the base table keeps for the view alone: migration 17's.)
         if base != table:
-            assert schema[table] in (list(COLUMNS[table]), [*COLUMNS[table], RUN_KEY]), table
+            shown = [c for c in COLUMNS[table] if c not in STORED[table].hidden]
+            assert schema[table] in (shown, [*shown, RUN_KEY]), table
     # A run's ending sets columns of `runs`, by the same names.
     assert set(RunUpdate._fields) <= set(RunRow._fields)
 

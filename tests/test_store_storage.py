@@ -36,11 +36,11 @@ EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
 
 ZSTD_COLUMNS = {
     "messages": {"body"},
-    "steps": {"response_headers", "response_body", "stream_events", "reasoning", "usage_raw"},
+    "step_rows": {"response_headers", "response_body", "stream_events", "reasoning", "usage_raw"},
     "tool_result_rows": {"output"},
 }
 """The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
-migration 16)."""
+migration 16, a step's columns in `step_rows` since 17)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
 
 
@@ -95,9 +95,13 @@ def _old_snapshot(
     return kept, before
 
 
-_VIEW_KEYS = {"step_messages": "position", "tool_results": "call_idx"}
-"""The last column of the key of each table that is now a view (`step_messages` since
-migration 10, `tool_results` since 16), after its run and step."""
+_VIEW_KEYS = {
+    "step_messages": "run_id, step_idx, position",
+    "tool_results": "run_id, step_idx, call_idx",
+    "steps": "run_id, idx",
+}
+"""The key of each table that is now a view (`step_messages` since migration 10,
+`tool_results` since 16, `steps` since 17)."""
 
 
 def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") -> str:
@@ -106,7 +110,7 @@ def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") ->
         "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
         [catalog, table],
     ).fetchone()
-    return "ORDER BY rowid" if base else f"ORDER BY run_id, step_idx, {_VIEW_KEYS[table]}"
+    return "ORDER BY rowid" if base else f"ORDER BY {_VIEW_KEYS[table]}"
 
 
 def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> 
         table: conn.execute(
             f"SELECT {', '.join(cols)} FROM {table} "
             + (
-                f"ORDER BY run_id, step_idx, {_VIEW_KEYS[table]}"
+                f"ORDER BY {_VIEW_KEYS[table]}"
                 if table in _VIEW_KEYS
                 else _order(conn, table, catalog[0])
             )
@@ -304,5 +308,103 @@ def test_migration_16_keeps_every_tool_result(tmp_path: Path, sim: SimServer) ->
         assert len(once) == len(before["tool_results"])
         for output, body in once:
             assert output == json.loads(body)["content"]
+    finally:
+        conn.close()
+
+
+def _reasoning_once(conn: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """Each step stored without its reasoning or replayed message's hash: the view's values
+    and the body and hash of the message the position names (decoded in Python, not by the
+    view's extraction), with the step's reasoning source and flags."""
+    return conn.execute(
+        """SELECT v.reasoning, v.replay_message_hash, m.body, m.hash, t.reasoning_source,
+                  t.replayed, t.reasoning_replayed
+        FROM step_rows t JOIN steps v USING (run_id, idx)
+        JOIN step_message_keys s ON s.run_id = t.run_id AND s.step_idx = t.idx + 1
+            AND s.position = t.request_message_count
+        JOIN messages m ON m.seq = s.seq AND m.key = s.key
+        WHERE t.replayed OR t.reasoning_replayed"""
+    ).fetchall()
+
+
+def _check_reasoning_once(conn: duckdb.DuckDBPyConnection) -> int:
+    """Every step stored without its reasoning gives it back from the replayed message, byte
+    for byte, and without its hash, that message's; how many steps keep no reasoning."""
+    nulls = conn.execute(
+        "SELECT count(*) FILTER (WHERE reasoning_replayed), "
+        "count(*) FILTER (WHERE reasoning_replayed AND reasoning IS NOT NULL), "
+        "count(*) FILTER (WHERE replayed AND replay_message_hash IS NOT NULL) FROM step_rows"
+    ).fetchone()
+    assert nulls is not None and nulls[1:] == (0, 0)
+    for (
+        reasoning,
+        replayed_hash,
+        body,
+        digest,
+        source,
+        replayed,
+        reasoning_replayed,
+    ) in _reasoning_once(conn):
+        if reasoning_replayed:
+            assert reasoning == json.loads(body)[source]
+        if replayed:
+            assert replayed_hash == digest
+    return int(nulls[0])
+
+
+def test_an_imported_reasoning_is_stored_once_in_the_message_sent_back(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    _imported(db)
+    conn = open_for_writing(db)
+    try:
+        assert _check_reasoning_once(conn) > 0
+    finally:
+        conn.close()
+    # The same log with the first reasoning sent back one byte off: that step keeps its
+    # reasoning in full (the message is still the one replayed), the view gives it back.
+    lines = [json.loads(line) for line in EXCHANGES.read_text().splitlines() if line.strip()]
+    first, second = [x for x in lines if x["conversation"] == "c1"][:2]
+    sent = second["request"]["messages"][len(first["request"]["messages"])]
+    reasoning = sent["reasoning_content"]
+    sent["reasoning_content"] = reasoning + " "
+    off = tmp_path / "off.jsonl"
+    off.write_text("".join(json.dumps(x) + "\n" for x in (first, second)))
+    db = tmp_path / "off.duckdb"
+    import_files(db, [off], ImportOptions(provider="fixture"))
+    conn = open_for_reading(db)
+    try:
+        stored = conn.execute(
+            "SELECT t.reasoning, t.replay_message_hash, t.replayed, t.reasoning_replayed, "
+            "v.reasoning, v.replay_message_hash FROM step_rows t "
+            "JOIN steps v USING (run_id, idx) WHERE t.idx = 0"
+        ).fetchall()
+        assert _check_reasoning_once(conn) == 0
+    finally:
+        conn.close()
+    assert len(stored) == 1
+    assert stored[0][:4] == (reasoning, None, True, False)
+    assert stored[0][4] == reasoning and stored[0][5] is not None
+
+
+def test_migration_17_keeps_every_step(tmp_path: Path, sim: SimServer) -> None:
+    """A store at schema 16 (every reasoning and replayed hash in `steps`) is converted: the
+    ones the next request's assistant message holds are stored once, every value stays."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=False, seed=2)
+    _imported(source)
+    old = tmp_path / "old.duckdb"
+    kept, before = _old_snapshot(old, source, 16)
+    assert before["steps"]
+    open_for_writing(old).close()
+    conn = open_for_reading(old)
+    try:
+        assert _snapshot(conn, kept) == before
+        # Recorded steps too: their next request is stored by now.
+        assert _check_reasoning_once(conn) > 0
+        recorded = conn.execute(
+            "SELECT count(*) FROM step_rows t JOIN runs r ON r.id = t.run_id "
+            "WHERE r.origin = 'recorded' AND t.replayed"
+        ).fetchone()
+        assert recorded is not None and recorded[0] > 0
     finally:
         conn.close()

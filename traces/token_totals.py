@@ -40,7 +40,7 @@ def totals_by_run(where: str = "TRUE") -> str:
     """SQL query of one row per run with steps matching `where`: `run_id` and each of
     `TOKEN_COLUMNS`, NULL where unknown."""
     totals = ", ".join(f"{known_sum(c)} AS {c}" for c in TOKEN_COLUMNS)
-    return f"SELECT run_id, {totals} FROM steps WHERE {where} GROUP BY run_id"
+    return f"SELECT run_id, {totals} FROM step_rows WHERE {where} GROUP BY run_id"
 
 
 @dataclass

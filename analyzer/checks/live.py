@@ -229,7 +229,7 @@ def serve(jobs_fd: int, results_fd: int, db_path: Store) -> None:
 _GROWN = """
     WITH r AS (SELECT id FROM runs WHERE status = 'running' AND recorder_pid = ?
                AND recorder_host = ?)
-    SELECT run_id, max(idx) FROM steps WHERE {of_runs} GROUP BY run_id
+    SELECT run_id, max(idx) FROM step_rows WHERE {of_runs} GROUP BY run_id
 """
 """The last step of each running run of one recorder (`of_runs` keeps the scan to the row
 groups of the recording's runs)."""

@@ -25,7 +25,7 @@ import duckdb
 from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
-from traces.store.run_tables import RUN_COLUMN
+from traces.store.run_tables import RUN_COLUMN, of_run
 
 _R = TypeVar("_R")
 
@@ -84,9 +84,14 @@ _STEP_SQL = f"""
            finish_reason, finish_reason_raw, content, reasoning, reasoning_source,
            prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
            cached_tokens, total_tokens, streamed, http_status, error_kind, error_status,
-           error_message, error_body, retry_errors, anomalies, request_params
-    FROM steps WHERE {_batch()}
+           error_message, error_body, retry_errors, anomalies, request_params,
+           reasoning_replayed
+    FROM step_rows WHERE {_batch()}
 """
+# The base table of the view `steps` (migration 17), as `_RESULT_SQL` reads `tool_result_rows`:
+# a reasoning stored once, in the assistant message the run's next request added (at
+# `request_message_count`), is taken from that message as `_positions` decoded it.
+_ONE_REASONING_SQL = f"SELECT reasoning FROM steps WHERE {of_run()} AND idx = ?"
 # Sorted in Python (`_STEP_ORDER`), not by ORDER BY: DuckDB's sort carries every column of
 # the row, a third of the query's cost on a 40,000-step batch, where sorting the fetched
 # tuples by their key costs a sixth of that. (`run_id, idx` is the table's key: one order.)
@@ -431,7 +436,8 @@ def _steps(
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
 ) -> dict[str, list[Step]]:
     cursor = batch.execute(conn, _STEP_SQL)
-    names = [*column_names(cursor)[_STEP_KEY:], "calls", "results", "request_messages"]
+    names = [*column_names(cursor)[_STEP_KEY:-1], "calls", "results", "request_messages"]
+    reasoning_at, source_at = names.index("reasoning"), names.index("reasoning_source")
     build = _Builder(Step, names).function()
     decoded = {name: (names.index(name), _Decoded()) for name in _STEP_JSON}
     params_at, decode_params = decoded.pop("request_params")
@@ -456,11 +462,15 @@ def _steps(
             requests = _Requests()
         key = (run_id, index)
         values = [
-            *row[_STEP_KEY:],
+            *row[_STEP_KEY:-1],
             tuple(calls.get(key, empty)),
             tuple(results.get(key, empty)),
             requests.request(positions.get(key, []), count),
         ]
+        if row[-1]:
+            values[reasoning_at] = _replayed_reasoning(
+                conn, positions, key, count, values[source_at]
+            )
         for at, decode in lists:
             value = decode(values[at])
             values[at] = tuple(value) if value else empty
@@ -473,6 +483,24 @@ def _steps(
             step.__dict__[tools_of.attrname or "tools"] = shared
         run_steps.append(step)
     return steps
+
+
+def _replayed_reasoning(
+    conn: duckdb.DuckDBPyConnection,
+    positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
+    key: StepKey,
+    count: int,
+    source: str,
+) -> Any:
+    """A step's reasoning stored in the assistant message the next step added at `count`:
+    that message's field `source`, or, when it is not a text there, the view's."""
+    reasoning = next(
+        (m.get(source) for p, m in positions.get((key[0], key[1] + 1), ()) if p == count), None
+    )
+    if not isinstance(reasoning, str):
+        found = conn.execute(_ONE_REASONING_SQL, [key[0], *key]).fetchone()
+        reasoning = found[0] if found else None
+    return reasoning
 
 
 def load_runs(

@@ -93,7 +93,7 @@ def plan(
     together rather than one waiting on the other's last large chunk."""
     sizes = dict(
         conn.execute(
-            "SELECT r.id, count(s.idx) FROM runs r LEFT JOIN steps s ON s.run_id = r.id "
+            "SELECT r.id, count(s.idx) FROM runs r LEFT JOIN step_rows s ON s.run_id = r.id "
             "WHERE r.id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]'))) GROUP BY r.id",
             [json_list(list(ids))],  # one value: see `traces.store.inserts`
         ).fetchall()

@@ -18,11 +18,14 @@ from analyzer.output import OutputFormat, emit_rows, note
 from analyzer.progress import stderr_progress
 from traces.store.database import DB_ENV_VAR, Store, resolve_db_path
 from traces.store.merge import SourceReport, merge_stores
+from traces.store.tables import STORED
 
 RENAMES_SHOWN = 20
 """Renamed runs named on stderr per source; the rest are counted."""
 
 _COLUMNS = ["source", "runs", "copied", "skipped", "renamed", "steps", "seconds"]
+_STEPS = STORED["steps"].table
+"""The base table a merge copies the steps of (the view `steps` stores its rows there)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -73,7 +76,7 @@ def merge(
             note(line)
     emit_rows([_row(report) for report in reports], fmt, columns=_COLUMNS)
     runs = sum(r.copied for r in reports)
-    steps = sum(r.rows.get("steps", 0) for r in reports)
+    steps = sum(r.rows.get(_STEPS, 0) for r in reports)
     note(
         f"merged {_n(runs)} ({steps} steps) from {len(reports)} "
         f"{'store' if len(reports) == 1 else 'stores'} into {path} in {seconds:.1f} s"
@@ -91,7 +94,7 @@ def _row(report: SourceReport) -> dict[str, Any]:
         "copied": report.copied,
         "skipped": report.skipped,
         "renamed": len(report.renamed),
-        "steps": report.rows.get("steps", 0),
+        "steps": report.rows.get(_STEPS, 0),
         "seconds": round(report.seconds, 3),
     }
 

@@ -38,7 +38,7 @@ st AS (
            s.streamed, s.completion_tokens, s.cached_tokens,
            least(s.ttft_reasoning_ms, s.ttft_content_ms, s.ttft_tool_call_ms) AS ttft,
            s.reasoning_source <> 'none' AS has_reasoning
-    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    FROM step_rows s JOIN {SELECTED} sel ON sel.run_id = s.run_id
     /*steps*/
 ),
 calls AS (
@@ -64,7 +64,7 @@ declared AS (
     SELECT u.rn, s.idx,
            coalesce(json_extract_string(s.request_params, '$.tools[*].function.name'),
                     []::VARCHAR[]) AS names
-    FROM steps s
+    FROM step_rows s
     JOIN (SELECT DISTINCT run_id, rn, step_idx FROM unchecked) u
         ON u.run_id = s.run_id AND u.step_idx = s.idx
 ),
@@ -238,7 +238,7 @@ _SHARED = f"""
 shared AS (
     -- Requests answered by more than one group: the only ones a paired comparison reads.
     SELECT s.request_hash
-    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    FROM step_rows s JOIN {SELECTED} sel ON sel.run_id = s.run_id
     WHERE s.error_kind IS NULL AND s.request_hash IS NOT NULL
     GROUP BY s.request_hash
     HAVING count(DISTINCT sel.grp) > 1
@@ -273,7 +273,7 @@ GROUP BY ALL
 
 _UPSTREAMS = f"""
 SELECT sel.grp, list(DISTINCT s.upstream_provider ORDER BY s.upstream_provider)
-FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+FROM step_rows s JOIN {SELECTED} sel ON sel.run_id = s.run_id
 WHERE s.upstream_provider IS NOT NULL
 GROUP BY sel.grp
 """

@@ -26,14 +26,14 @@ WITH ref AS (
     -- every selected step's hash at once (a million steps) cost hundreds of MiB.
     SELECT s.request_hash,
            avg(CASE WHEN s.finish_reason = 'tool_calls' THEN 1.0 ELSE 0.0 END) AS r
-    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    FROM step_rows s JOIN {SELECTED} sel ON sel.run_id = s.run_id
     WHERE sel.grp = $ref AND s.error_kind IS NULL AND s.request_hash IS NOT NULL
     GROUP BY s.request_hash
 ),
 st AS (
     SELECT s.run_id, sel.grp, s.request_hash,
            CASE WHEN s.finish_reason = 'tool_calls' THEN 1.0 ELSE 0.0 END AS tc
-    FROM steps s JOIN {SELECTED} sel ON sel.run_id = s.run_id
+    FROM step_rows s JOIN {SELECTED} sel ON sel.run_id = s.run_id
     SEMI JOIN ref ON ref.request_hash = s.request_hash
     WHERE s.error_kind IS NULL AND s.request_hash IS NOT NULL
 ),

@@ -145,7 +145,7 @@ def select_runs(conn: duckdb.DuckDBPyConnection, selection: Selection) -> int:
     if selection.by is GroupBy.upstream:
         # One host per run: the one most of its steps named (a router may fall back mid-run).
         upstream_join = """
-            LEFT JOIN (SELECT run_id, mode(upstream_provider) AS upstream FROM steps
+            LEFT JOIN (SELECT run_id, mode(upstream_provider) AS upstream FROM step_rows
                        WHERE upstream_provider IS NOT NULL GROUP BY run_id) u
                 ON u.run_id = r.id"""
     conn.execute(

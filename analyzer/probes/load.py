@@ -38,7 +38,7 @@ SELECT l.id, l.provider, l.model, l.settings, l.status, l.error, l.success,
        (SELECT list(t.name ORDER BY t.call_idx) FROM tool_calls t
         WHERE t.run_id = l.id AND t.step_idx = 0) AS tool_names
 FROM latest l
-LEFT JOIN steps s ON s.run_id = l.id AND s.idx = 0
+LEFT JOIN step_rows s ON s.run_id = l.id AND s.idx = 0
 ORDER BY l.provider, l.started_at, l.id
 """
 

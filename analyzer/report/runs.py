@@ -181,7 +181,7 @@ def _load_steps(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, li
                    left(s.error_message, {EXCERPT_CHARS + 1}) AS error_message,
                    left(s.content, {EXCERPT_CHARS + 1}) AS content,
                    coalesce(c.tools, []) AS tools
-            FROM steps s
+            FROM step_rows s
             LEFT JOIN (SELECT run_id, step_idx, list(name ORDER BY call_idx) AS tools
                        FROM tool_calls WHERE {of_runs(_IDS)}
                        GROUP BY ALL) c

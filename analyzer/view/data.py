@@ -46,12 +46,12 @@ def live_version(conn: duckdb.DuckDBPyConnection, run_id: str | None) -> str:
     )
     parts += list(conn.execute("SELECT count(*) FROM findings").fetchone() or ())
     parts += list(
-        conn.execute(f"SELECT count(*) FROM steps WHERE {of_runs(_RUNNING)}").fetchone() or ()
+        conn.execute(f"SELECT count(*) FROM step_rows WHERE {of_runs(_RUNNING)}").fetchone() or ()
     )
     if run_id is not None:
         parts += list(
             conn.execute(
-                f"SELECT status, ended_at, (SELECT count(*) FROM steps WHERE {of_run('$1')}) "
+                f"SELECT status, ended_at, (SELECT count(*) FROM step_rows WHERE {of_run('$1')}) "
                 "FROM runs WHERE id = $1",
                 [run_id],
             ).fetchone()
@@ -70,7 +70,7 @@ def repeated_requests(
                count(DISTINCT r.provider) AS providers, count(DISTINCT r.model) AS models,
                list(DISTINCT r.provider ORDER BY r.provider) AS provider_names,
                min(r.task) AS task, min(s.started_at) AS first_at
-        FROM steps s JOIN runs r ON r.id = s.run_id
+        FROM step_rows s JOIN runs r ON r.id = s.run_id
         WHERE s.request_hash IS NOT NULL
         GROUP BY s.request_hash HAVING count(*) > 1
     """

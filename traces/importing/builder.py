@@ -48,7 +48,7 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
-from traces.store.tables import ToolResultRow
+from traces.store.tables import REPLAYED_REASONING, ToolResultRow
 
 _PARAMS_CACHE = 256
 
@@ -232,18 +232,29 @@ class RunBuilder:
         assert step is not None and logged is not None
         results: list[ToolResultRecord] = []
         sent = len(logged.messages)
+        replayed = reasoning_replayed = False
         if following is not None and step.error is None and shared == sent:
             after = following.messages
             if len(after) > sent and after[sent].get("role") == "assistant":
                 step.replay_message_hash = hashes[sent]
                 results = _tool_results(step, logged, following)
+                # The message at `sent` is one the next step adds (its prefix is `shared`):
+                # the store names it by that position (migration 17).
+                replayed = True
+                reasoning_replayed = _holds_reasoning(after[sent], step)
         assert run.pending_params is not None
         writer = self.writer
         writer.add(
             "steps",
             # The log has the stream's lines but not when each arrived; the params were
             # encoded once by `_read_params`.
-            step_row(step, params_text=run.pending_params.text, stream_lines=logged.stream_lines),
+            step_row(
+                step,
+                params_text=run.pending_params.text,
+                stream_lines=logged.stream_lines,
+                replayed=replayed,
+                reasoning_replayed=reasoning_replayed,
+            ),
         )
         for row in step_message_rows(step):
             writer.add("step_messages", row)
@@ -310,3 +321,21 @@ def _tool_results(
     gap = (following.exchange.started_at - ended).total_seconds() * 1000
     duration = gap if logged.timed and following.timed and gap > 0 else 0.0
     return tool_results(step, following.messages, len(logged.messages), duration)
+
+
+def _holds_reasoning(message: dict[str, Any], step: StepRecord) -> bool:
+    """Whether the replayed `message` holds the step's reasoning byte for byte, as a text
+    field named by its source (`tables.REPLAYED_REASONING`), so that the view `steps` gives
+    it back from the stored message (migration 17). Text a UTF-8 string cannot hold (a lone
+    surrogate) or holding NUL is kept in full: the stored body's extraction would differ."""
+    reasoning = step.reasoning
+    source = step.reasoning_source
+    if reasoning is None or source not in REPLAYED_REASONING or "\x00" in reasoning:
+        return False
+    if message.get(source) != reasoning:
+        return False
+    try:
+        reasoning.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

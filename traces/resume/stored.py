@@ -257,7 +257,7 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
             ended_at = NULL, recorder_pid = ?, recorder_host = ?,
             resumptions = coalesce(resumptions, 0) + 1
         WHERE id = ? AND status = 'interrupted'
-          AND (SELECT count(*) FROM steps WHERE {of_run()}) = ?
+          AND (SELECT count(*) FROM step_rows WHERE {of_run()}) = ?
           AND (SELECT count(*) FROM tool_results WHERE {of_run()}) = ?
         """,
         [

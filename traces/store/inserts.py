@@ -152,8 +152,9 @@ def insert_sql(
     values = ", ".join(parts) + source
     base, names = stored_columns(table)
     target = into or base
-    if names != fields:
-        # The row's fields under their names, then the stored columns computed from them.
+    if names != fields or table in DERIVED:
+        # The row's fields under their names, then the stored columns computed from them
+        # (some of which may be fields stored as derived: `tables.DERIVED`).
         named = ", ".join(f"{value} AS {name}" for value, name in zip(parts, fields, strict=True))
         named += source
         derived = {**DERIVED.get(table, {}), **({"key": NEXT_RUN_KEY} if table == "runs" else {})}

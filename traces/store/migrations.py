@@ -686,6 +686,146 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             FROM tool_result_rows t;
         """,
     ),
+    (
+        17,
+        "compact storage: a step's reasoning and replayed message stored once, in that message",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): an imported step's
+        # reasoning was stored twice, in `steps.reasoning` and in the assistant message the
+        # run's next request sent back (its `reasoning_content` or `reasoning` field), and
+        # `steps.replay_message_hash` named that message by its 64-character hash where its
+        # position names it: the one at `request_message_count` among those step `idx + 1`
+        # added. The rows are stored in `step_rows`, whose `reasoning` is NULL where that
+        # message's field (`reasoning_source`) holds the text exactly (`reasoning_replayed`,
+        # compared by the very extraction the view makes) and whose `replay_message_hash` is
+        # NULL where that message is the one it names (`replayed`); `steps` becomes the view
+        # that gives both back, so its columns keep their names and values. As migration
+        # 16's, the message is named by run, step and position (a merge that copies the
+        # run's rows keeps it right) and the view joins on the run's key, then on `seq` and
+        # `key`: a read of one run stays one run's. Rows are copied in their own order.
+        """
+        CREATE TABLE step_rows (
+            run_id VARCHAR NOT NULL,
+            idx INTEGER NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE NOT NULL,
+            ttft_reasoning_ms DOUBLE,
+            ttft_content_ms DOUBLE,
+            ttft_tool_call_ms DOUBLE,
+            streamed BOOLEAN NOT NULL,
+            http_status INTEGER,
+            request_id VARCHAR,
+            response_headers JSON USING COMPRESSION ZSTD,
+            request_params JSON NOT NULL,
+            request_message_count INTEGER NOT NULL,
+            request_prefix INTEGER NOT NULL,
+            response_body VARCHAR USING COMPRESSION ZSTD,
+            stream_events JSON USING COMPRESSION ZSTD,
+            finish_reason_raw VARCHAR,
+            finish_reason VARCHAR NOT NULL,
+            reasoning VARCHAR USING COMPRESSION ZSTD,
+            reasoning_source VARCHAR NOT NULL,
+            content VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reasoning_tokens_source VARCHAR NOT NULL,
+            cached_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_raw JSON USING COMPRESSION ZSTD,
+            replay_message_hash VARCHAR,
+            error_kind VARCHAR,
+            error_status INTEGER,
+            error_message VARCHAR,
+            error_body VARCHAR,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_errors JSON,
+            anomalies JSON,
+            request_hash VARCHAR,
+            upstream_provider VARCHAR,
+            resumption INTEGER,
+            replayed BOOLEAN NOT NULL DEFAULT false,
+            reasoning_replayed BOOLEAN NOT NULL DEFAULT false,
+            run_key BIGINT,
+            PRIMARY KEY (run_id, idx)
+        );
+        INSERT INTO step_rows
+            SELECT t.run_id, t.idx, t.started_at, t.latency_ms, t.ttft_reasoning_ms,
+                   t.ttft_content_ms, t.ttft_tool_call_ms, t.streamed, t.http_status,
+                   t.request_id, t.response_headers, t.request_params,
+                   t.request_message_count, t.request_prefix, t.response_body,
+                   t.stream_events, t.finish_reason_raw, t.finish_reason,
+                   CASE WHEN f.reasoning THEN NULL ELSE t.reasoning END,
+                   t.reasoning_source, t.content, t.prompt_tokens, t.completion_tokens,
+                   t.reasoning_tokens, t.reasoning_tokens_source, t.cached_tokens,
+                   t.total_tokens, t.usage_raw,
+                   CASE WHEN f.replayed THEN NULL ELSE t.replay_message_hash END,
+                   t.error_kind, t.error_status, t.error_message, t.error_body, t.retries,
+                   t.retry_errors, t.anomalies, t.request_hash, t.upstream_provider,
+                   t.resumption, coalesce(f.replayed, false), coalesce(f.reasoning, false),
+                   t.run_key
+            FROM steps t
+            LEFT JOIN (
+                SELECT s.run_key, s.run_id, s.step_idx, s.position,
+                       bool_or(m.hash = t.replay_message_hash) AS replayed,
+                       bool_or(t.reasoning_source IN ('reasoning_content', 'reasoning')
+                               AND json_extract_string(m.body, '$.' || t.reasoning_source)
+                                   = t.reasoning) AS reasoning
+                FROM steps t
+                JOIN step_message_keys s ON s.run_key = t.run_key AND s.run_id = t.run_id
+                    AND s.step_idx = t.idx::BIGINT + 1 AND s.position = t.request_message_count
+                JOIN messages m ON m.seq = s.seq AND m.key = s.key
+                WHERE m.role = 'assistant'
+                GROUP BY ALL
+            ) f ON f.run_key = t.run_key AND f.run_id = t.run_id
+                AND f.step_idx = t.idx::BIGINT + 1 AND f.position = t.request_message_count
+            ORDER BY t.rowid;
+        DROP TABLE steps;
+        -- The replayed message (any one of a lake's copies: equal), by a lateral join on
+        -- the run's key, then its number and key, as the view tool_results: a read of one
+        -- run reads that run's rows (a join of the whole tables, grouped, read every
+        -- message: measured).
+        CREATE VIEW steps AS
+            SELECT t.run_id, t.idx, t.started_at, t.latency_ms, t.ttft_reasoning_ms,
+                   t.ttft_content_ms, t.ttft_tool_call_ms, t.streamed, t.http_status,
+                   t.request_id, t.response_headers, t.request_params,
+                   t.request_message_count, t.request_prefix, t.response_body,
+                   t.stream_events, t.finish_reason_raw, t.finish_reason,
+                   CASE WHEN t.reasoning_replayed
+                        THEN json_extract_string(sent.body, '$.' || t.reasoning_source)
+                        ELSE t.reasoning END AS reasoning,
+                   t.reasoning_source, t."content", t.prompt_tokens, t.completion_tokens,
+                   t.reasoning_tokens, t.reasoning_tokens_source, t.cached_tokens,
+                   t.total_tokens, t.usage_raw,
+                   CASE WHEN t.replayed THEN sent.hash ELSE t.replay_message_hash END
+                   AS replay_message_hash,
+                   t.error_kind, t.error_status, t.error_message, t.error_body, t.retries,
+                   t.retry_errors, t.anomalies, t.request_hash, t.upstream_provider,
+                   t.resumption, t.run_key
+            FROM step_rows t
+            LEFT JOIN LATERAL (
+                SELECT any_value(m.hash) AS hash, any_value(m.body) AS body
+                FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
+                WHERE s.run_key = t.run_key AND s.run_id = t.run_id
+                  AND s.step_idx = t.idx::BIGINT + 1 AND s.position = t.request_message_count
+            ) sent ON true;
+        -- As migration 13's, the request's length read from the base table: through the
+        -- view, the run's key looked up by a subquery no longer prunes the scan.
+        CREATE OR REPLACE MACRO request_messages(rid, i) AS TABLE
+            SELECT DISTINCT ON (p.position) p.position, m.role, m.body, m.hash
+            FROM (
+                SELECT position, arg_max(seq, step_idx) AS seq, arg_max(key, step_idx) AS key
+                FROM step_message_keys
+                WHERE run_key = (SELECT key FROM runs WHERE id = rid)
+                  AND run_id = rid AND step_idx <= i
+                GROUP BY position
+            ) p
+            JOIN messages m ON m.seq = p.seq AND m.key = p.key
+            WHERE p.position < (SELECT request_message_count FROM step_rows
+                                WHERE run_key = (SELECT key FROM runs WHERE id = rid)
+                                  AND run_id = rid AND idx = i)
+            ORDER BY p.position;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

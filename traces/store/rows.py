@@ -134,13 +134,17 @@ def step_row(
     *,
     params_text: str | None = None,
     stream_lines: list[str] | None = None,
+    replayed: bool = False,
+    reasoning_replayed: bool = False,
 ) -> StepRow:
     """The `steps` row of a step.
 
     `params_text` is the JSON text of `step.request_params` when the caller has it already
     (an import reads each distinct value once). `stream_lines` are the lines of a stream
     whose arrival times are unknown (a log keeps the lines, not when each came): stored in
-    place of the step's own events, with null times.
+    place of the step's own events, with null times. `replayed` and `reasoning_replayed`
+    say what the assistant message the run's next request added holds (`StepRow`): only a
+    writer that has that request knows (an import).
     """
     usage = step.usage
     err = step.error
@@ -192,6 +196,8 @@ def step_row(
         request_hash=step.request_hash,
         upstream_provider=step.upstream_provider,
         resumption=step.resumption,
+        replayed=replayed,
+        reasoning_replayed=reasoning_replayed,
     )
 
 

@@ -370,6 +370,38 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
 """table or view -> (description, column -> description)."""
 
 
+def _step_rows() -> tuple[str, dict[str, str]]:
+    """The base table of the view steps (migration 17): its columns, and how it keeps two."""
+    columns = {name: f"As steps.{name}." for name in TABLES["steps"][1]}
+    columns["reasoning"] = (
+        "As steps.reasoning; null where `reasoning_replayed` (the view steps gives it back)."
+    )
+    columns["replay_message_hash"] = (
+        "As steps.replay_message_hash; null where `replayed` (the view steps gives it back)."
+    )
+    columns["run_key"] = "The run's `runs.key`."
+    columns["replayed"] = (
+        "The replayed assistant message is the one at position `request_message_count` among "
+        "those step `idx` + 1 of the run added (`step_message_keys`): its hash is not kept here."
+    )
+    columns["reasoning_replayed"] = (
+        "That message holds `reasoning` byte for byte in its field named by `reasoning_source` "
+        "(reasoning_content or reasoning): the text is not kept here. Only an import knows "
+        "(a recorder stores a step before the request that sends it back: kept in full)."
+    )
+    order = [*TABLES["steps"][1]]
+    order.insert(order.index("run_key"), "reasoning_replayed")
+    order.insert(order.index("reasoning_replayed"), "replayed")
+    return (
+        "The rows of the view steps as stored: a step's reasoning and the hash of the "
+        "assistant message sent back are kept once, in that message, when it holds them.",
+        {name: columns[name] for name in order},
+    )
+
+
+TABLES["step_rows"] = _step_rows()
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

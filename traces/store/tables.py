@@ -130,6 +130,13 @@ class StepRow(NamedTuple):
     upstream_provider: str | None
     resumption: int | None = None
     """Added by migration 8, hence last: set on the first step a resumption sent."""
+    # Added by migration 17, hence last: kept by the base table `step_rows` only (`STORED`).
+    replayed: bool = False
+    """`replay_message_hash` names the message at position `request_message_count` among
+    those the run's step `idx + 1` added: the store keeps the hash there only."""
+    reasoning_replayed: bool = False
+    """`reasoning` is byte for byte that message's `reasoning_source` field (a text field,
+    `REPLAYED_REASONING`): the store keeps the text there only."""
 
 
 class StepMessageRow(NamedTuple):
@@ -296,14 +303,19 @@ DERIVED: dict[str, dict[str, str]] = {
     "messages": {"key": "md5_number(hash)", "seq": NEXT_MESSAGE_SEQ},
     "step_messages": {"key": "md5_number(hash)", "seq": MESSAGE_SEQ_OF_HASH},
     "tool_results": {"output": "CASE WHEN output_position IS NULL THEN output END"},
+    "steps": {
+        "reasoning": "CASE WHEN reasoning_replayed THEN NULL ELSE reasoning END",
+        "replay_message_hash": "CASE WHEN replayed THEN NULL ELSE replay_message_hash END",
+    },
 }
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
 the row (by this expression over its columns' names), after the row's own columns: the
 128-bit key of a message (migration 9) is a function of its hash, so no writer computes or
 ships it; its number (migration 13) is drawn or looked up by the insert, unless the writer
 binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`); a
-tool's output is stored only where no message holds it (migration 16). A column of the row
-type that is derived too is stored as derived."""
+tool's output is stored only where no message holds it (migration 16), a step's reasoning
+and replayed message's hash only where the replayed message does not give them (17). A
+column of the row type that is derived too is stored as derived."""
 
 
 RUN_KEY = "run_key"
@@ -322,17 +334,28 @@ class Stored(NamedTuple):
     """The base table."""
     dropped: tuple[str, ...]
     """Fields of the row type the base table does not keep (the view rebuilds them)."""
+    hidden: tuple[str, ...] = ()
+    """Fields of the row type the base table keeps but the view does not give (how the
+    view rebuilds the others)."""
 
 
 STORED: dict[str, Stored] = {
     "step_messages": Stored("step_message_keys", ("hash",)),
     "tool_results": Stored("tool_result_rows", ()),
+    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed")),
 }
 """Row types stored under another table: `step_messages` rows keep their message's 16-byte
 key instead of its 64-character hash, which the view `step_messages` gives back from
 `messages` (migration 10); `tool_results` rows keep no output where the tool message the
 run's next request added holds it, naming its position instead (`output_position`), from
-which the view `tool_results` gives the output back (migration 16)."""
+which the view `tool_results` gives the output back (migration 16); `steps` rows keep no
+reasoning and no replayed message's hash where the assistant message the run's next request
+added holds them (`replayed`, `reasoning_replayed`), from which the view `steps` gives them
+back (migration 17)."""
+
+REPLAYED_REASONING = ("reasoning_content", "reasoning")
+"""The reasoning sources a replayed assistant message may hold the reasoning under, as a text
+field of that name (`StepRow.reasoning_replayed`); any other is kept in full."""
 
 
 def written_fields(table: str, *, numbered: bool = False) -> tuple[str, ...]:
@@ -350,7 +373,7 @@ def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     (a per-run table's `run_key`, bound by the insert; a new run's `key`, computed by it),
     then the message number (`MESSAGE_SEQ`, derived too)."""
     stored = STORED.get(table)
-    base, dropped = (table, ()) if stored is None else stored
+    base, dropped = (table, ()) if stored is None else stored[:2]
     kept = tuple(c for c in COLUMNS[table] if c not in dropped)
     # Added by migration 12, hence after the derived columns of before.
     keys = (RUN_KEY,) if table in PER_RUN else ("key",) if table == "runs" else ()

@@ -47,7 +47,7 @@ Rows = dict[str, Sequence[Row]]
 Op = tuple[int, Rows]
 
 _TOKEN_TOTALS = ",\n".join(
-    f"{c} = (SELECT {known_sum(c)} FROM steps WHERE run_id = runs.id)" for c in TOKEN_COLUMNS
+    f"{c} = (SELECT {known_sum(c)} FROM step_rows WHERE run_id = runs.id)" for c in TOKEN_COLUMNS
 )
 """The token totals of a run closed for its dead recorder, from the steps it recorded."""
 
@@ -322,7 +322,7 @@ def close_interrupted(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -
         f"""
         UPDATE runs SET status = 'interrupted', termination = 'interrupted',
             error = 'recorder process ended before the run finished',
-            steps = (SELECT count(*) FROM steps WHERE run_id = runs.id),
+            steps = (SELECT count(*) FROM step_rows WHERE run_id = runs.id),
             tool_calls = (SELECT count(*) FROM tool_calls WHERE run_id = runs.id),
             tool_errors = (SELECT count(*) FROM tool_results
                            WHERE run_id = runs.id AND error IS NOT NULL),
