@@ -20,7 +20,7 @@ import duckdb
 from traces.errors import TracesError
 from traces.model import ExchangeError, ToolCallRecord, ToolErrorKind
 from traces.store.database import Store, open_for_writing
-from traces.store.run_tables import of_run
+from traces.store.run_tables import of_run_by_key, run_key_and_id
 from traces.store.writer_process import mark_dead_runs_interrupted, pid_alive
 
 _RUN_COLUMNS = (
@@ -165,6 +165,7 @@ def still_recording(run: StoredRun) -> bool:
 
 def load_history(conn: duckdb.DuckDBPyConnection, run: StoredRun) -> RunHistory:
     """The run's steps, tool calls and results, and its last request's messages."""
+    keyed = run_key_and_id(conn, run.id)
     steps = [
         StoredStep(
             index=int(idx),
@@ -197,22 +198,22 @@ def load_history(conn: duckdb.DuckDBPyConnection, run: StoredRun) -> RunHistory:
         ) in conn.execute(
             "SELECT idx, request_message_count, error_kind, error_status, error_message, "
             "error_body, content, finish_reason, replay_message_hash, prompt_tokens, "
-            f"completion_tokens, reasoning_tokens FROM steps WHERE {of_run()} ORDER BY idx",
-            [run.id, run.id],
+            f"completion_tokens, reasoning_tokens FROM steps WHERE {of_run_by_key()} ORDER BY idx",
+            keyed,
         ).fetchall()
     ]
     history = RunHistory(run=run, steps=steps)
     for step_idx, *call in conn.execute(
         "SELECT step_idx, call_idx, id, id_format, name, arguments_raw, arguments_type, "
-        f"arguments, json_valid, schema_valid, schema_error FROM tool_calls WHERE {of_run()} "
-        "ORDER BY step_idx, call_idx",
-        [run.id, run.id],
+        "arguments, json_valid, schema_valid, schema_error FROM tool_calls "
+        f"WHERE {of_run_by_key()} ORDER BY step_idx, call_idx",
+        keyed,
     ).fetchall():
         history.calls.setdefault(int(step_idx), []).append(_call(call))
     for step_idx, call_idx, reply_id, name, output, error, kind in conn.execute(
         "SELECT step_idx, call_idx, tool_call_id, name, output, error, error_kind "
-        f"FROM tool_results WHERE {of_run()} ORDER BY step_idx, call_idx",
-        [run.id, run.id],
+        f"FROM tool_results WHERE {of_run_by_key()} ORDER BY step_idx, call_idx",
+        keyed,
     ).fetchall():
         history.results.setdefault(int(step_idx), []).append(
             StoredResult(
@@ -249,6 +250,7 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
     is closed as interrupted by the next writer, and can be resumed again.
     """
     run_id = history.run.id
+    keyed = run_key_and_id(conn, run_id)
     # No RETURNING: a lake store (DuckLake) cannot return from an UPDATE. The count of rows
     # it changed says whether the claim held, in the caller's transaction.
     row = conn.execute(
@@ -257,18 +259,16 @@ def claim(conn: duckdb.DuckDBPyConnection, history: RunHistory) -> int | None:
             ended_at = NULL, recorder_pid = ?, recorder_host = ?,
             resumptions = coalesce(resumptions, 0) + 1
         WHERE id = ? AND status = 'interrupted'
-          AND (SELECT count(*) FROM step_rows WHERE {of_run()}) = ?
-          AND (SELECT count(*) FROM tool_results WHERE {of_run()}) = ?
+          AND (SELECT count(*) FROM step_rows WHERE {of_run_by_key()}) = ?
+          AND (SELECT count(*) FROM tool_result_rows WHERE {of_run_by_key()}) = ?
         """,
         [
             os.getpid(),
             socket.gethostname(),
             run_id,
-            run_id,
-            run_id,
+            *keyed,
             len(history.steps),
-            run_id,
-            run_id,
+            *keyed,
             history.result_count,
         ],
     ).fetchone()

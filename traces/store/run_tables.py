@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import duckdb
 
@@ -126,6 +127,22 @@ def of_run(run_id: str = "?", table: str = "") -> str:
         f"{prefix}run_key = (SELECT key FROM runs WHERE id = {run_id}) "
         f"AND {prefix}{RUN_COLUMN} = {run_id}"
     )
+
+
+def of_run_by_key(table: str = "") -> str:
+    """As `of_run`, with the run's key bound as a value (`?`, then its id `?`: the
+    parameters `run_key_and_id` gives). Through a view whose join the filter must pass
+    (`steps`, store migration 17), a key looked up by a subquery does not reach the base
+    table's scan, which then reads every run's rows; a value does."""
+    prefix = f"{table}." if table else ""
+    return f"{prefix}run_key = ? AND {prefix}{RUN_COLUMN} = ?"
+
+
+def run_key_and_id(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[Any]:
+    """The parameters of `of_run_by_key` for the run `run_id` (its key NULL, matching
+    nothing, when no such run is stored)."""
+    found = conn.execute("SELECT key FROM runs WHERE id = ?", [run_id]).fetchone()
+    return [found[0] if found else None, run_id]
 
 
 def of_runs(run_ids: str, table: str = "") -> str:
