@@ -71,6 +71,7 @@ from traces.importing import ImportOptions, import_files
 from traces.store.compaction import compact_in_place
 from traces.store.database import STORAGE_VERSION, open_for_writing
 from traces.store.migrations import MIGRATIONS
+from traces.store.run_batch import of_batch
 from traces.store.tables import DERIVED, STORED
 
 BEFORE = 16
@@ -378,7 +379,7 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 _BEFORE_SQL = {
     "_POSITION_SQL": f"""
     SELECT run_id, step_idx, position, hash, rowid
-    FROM step_messages WHERE {loader_sql._batch("run_id")} AND $2 <= $3
+    FROM step_messages WHERE {of_batch("run_id")} AND $2 <= $3
     ORDER BY run_id, step_idx, position
 """,
     # Message numbers (migration 13) are not in that layout either: any range will do.

@@ -186,6 +186,45 @@ def test_text_search_goes_a_part_of_the_store_at_a_time(served: Served) -> None:
     assert "match among runs 2–3 of the 3" in page and "← from the first run" in page
 
 
+def test_text_search_finds_the_texts_stored_once_in_the_messages(tmp_path: Path) -> None:
+    """An imported store keeps a replayed reasoning and a tool's output once, in the message
+    the next request added (store migrations 16 and 17): the search, which reads the base
+    tables (through the views its filter did not prune), finds every such text exactly as
+    a search of the views would, and nothing else."""
+    from analyzer.view.search import _hits
+    from traces.importing import ImportOptions, import_files
+
+    db = tmp_path / "imported.duckdb"
+    fixture = Path(__file__).parent / "fixtures" / "import" / "exchanges.jsonl"
+    import_files(db, [fixture], ImportOptions(provider="fixture"))
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        ids = [str(r[0]) for r in conn.execute("SELECT id FROM runs").fetchall()]
+        reasonings = conn.execute(
+            """SELECT v.reasoning FROM step_rows t JOIN steps v USING (run_id, idx)
+            WHERE t.reasoning_replayed"""
+        ).fetchall()
+        outputs = conn.execute(
+            """SELECT v.output FROM tool_result_rows t
+            JOIN tool_results v USING (run_id, step_idx, call_idx) WHERE t.output IS NULL"""
+        ).fetchall()
+        assert reasonings and outputs
+        once = reasonings + outputs
+        by_views = """
+            SELECT run_id FROM steps
+                WHERE contains(lower(content), $1) OR contains(lower(reasoning), $1)
+            UNION SELECT run_id FROM tool_calls WHERE contains(lower(arguments_raw), $1)
+            UNION SELECT run_id FROM tool_results
+                WHERE contains(lower(output), $1) OR contains(lower(error), $1)"""
+        needles = [str(text).lower()[-24:] for (text,) in once] + ["no such text anywhere"]
+        for needle in needles:
+            expected = {str(r[0]) for r in conn.execute(by_views, [needle]).fetchall()}
+            assert _hits(conn, ids, needle) == expected, needle
+            assert expected or needle == "no such text anywhere"
+    finally:
+        conn.close()
+
+
 def test_a_run_shows_one_expandable_row_per_step(served: Served) -> None:
     page = _page(served, f"runs/{served.leaky}")
     steps = _one(served.db, f"select count(*) from steps where run_id = '{served.leaky}'")

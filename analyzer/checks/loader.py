@@ -25,59 +25,13 @@ import duckdb
 from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
-from traces.store.run_tables import RUN_COLUMN, of_run
+from traces.store.run_batch import BATCH_IDS, RunBatch, of_batch
+from traces.store.run_tables import of_run
 
 _R = TypeVar("_R")
 
 
-_IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
-"""The batch's ids: `$1`, the batch as one JSON text (a list of Python values costs DuckDB's
-client a few µs each, see `traces.store.inserts`)."""
-
-
-def _batch(table: str = "") -> str:
-    """The rows of the batch's runs in a per-run table (`table`: its alias, if any): DuckDB
-    turns the ids into a hash semi-join whatever their number, and the range of the runs'
-    keys (migration 12) lets the scan skip every row group whose keys all fall outside it.
-    Runs stored together (one import, one recording session) have neighbouring keys, so a
-    batch of them reads a few row groups instead of the whole table, and a million-step
-    store costs per batch what a small one does.
-
-    The range goes in as constants (`_Batch.execute` writes them for `{low}` and `{high}`),
-    not as `traces.store.run_tables.of_runs`' subqueries: beside those, DuckDB's join order
-    rested on the table's statistics, and on a store whose statistics a rewrite had renewed
-    (the server's compaction after a migration) it hashed every row of the range, all
-    columns, before joining the ids: 800,000 rows of `steps` for a batch's 40,000, five
-    times the CPU and a gigabyte of page faults a batch (measured, README Analyzing)."""
-    prefix = f"{table}." if table else ""
-    return f"{prefix}run_key BETWEEN {{low}} AND {{high}} AND {prefix}{RUN_COLUMN} IN ({_IDS})"
-
-
-_KEYS_SQL = f"SELECT min(key), max(key) FROM runs WHERE id IN ({_IDS})"
-
-
-class _Batch:
-    """A batch of runs as its queries take it: `$1`, its ids as one JSON text, and the range
-    of their keys, written into the query's text (`_batch`)."""
-
-    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
-        self.params: list[Any] = [json_list(ids)]
-        row = conn.execute(_KEYS_SQL, self.params).fetchone()
-        low, high = row if row is not None else (None, None)
-        # Integers from the store (NULL when no run of the batch has a key: no rows, as the
-        # subqueries gave), so the text is a number.
-        self.low = "NULL" if low is None else str(int(low))
-        self.high = "NULL" if high is None else str(int(high))
-
-    def execute(
-        self, conn: duckdb.DuckDBPyConnection, sql: str, *more: Any
-    ) -> duckdb.DuckDBPyConnection:
-        """`sql` run with the batch's range written in and `$1` its ids, then `more`."""
-        text = sql.replace("{low}", self.low).replace("{high}", self.high)
-        return conn.execute(text, [*self.params, *more])
-
-
-_RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE id IN ({_IDS})"
+_RUN_SQL = f"SELECT id, provider, model, settings, termination FROM runs WHERE id IN ({BATCH_IDS})"
 # Each query's first columns locate the row; the others are named as the record's fields.
 _STEP_SQL = f"""
     SELECT run_id, request_message_count, idx AS "index",
@@ -86,7 +40,7 @@ _STEP_SQL = f"""
            cached_tokens, total_tokens, streamed, http_status, error_kind, error_status,
            error_message, error_body, retry_errors, anomalies, request_params,
            reasoning_replayed
-    FROM step_rows WHERE {_batch()}
+    FROM step_rows WHERE {of_batch()}
 """
 # The base table of the view `steps` (migration 17), as `_RESULT_SQL` reads `tool_result_rows`:
 # a reasoning stored once, in the assistant message the run's next request added (at
@@ -103,7 +57,7 @@ _STEP_JSON = ("retry_errors", "anomalies", "request_params")
 _CALL_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", id, id_format, name, arguments_raw,
            arguments_type, arguments, json_valid, schema_valid, schema_error
-    FROM tool_calls WHERE {_batch()} ORDER BY run_id, step_idx, call_idx
+    FROM tool_calls WHERE {of_batch()} ORDER BY run_id, step_idx, call_idx
 """
 # The base table of the view `tool_results` (migration 16): an output stored once, in the
 # tool message the run's next request added (`output_position`), is taken from that message's
@@ -113,7 +67,7 @@ _CALL_SQL = f"""
 _RESULT_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", tool_call_id, name, output, error, error_kind,
            output_position
-    FROM tool_result_rows WHERE {_batch()} ORDER BY run_id, step_idx, call_idx
+    FROM tool_result_rows WHERE {of_batch()} ORDER BY run_id, step_idx, call_idx
 """
 _OUTPUT = 5
 """Column of `_RESULT_SQL` holding the output when stored in full (its position last)."""
@@ -134,10 +88,10 @@ _KEY = 2
 _POSITION_SQL = f"""
     SELECT s.run_id, s.step_idx, s.position, m.hash, s.seq
     FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
-    WHERE {_batch("s")} AND m.seq BETWEEN $2 AND $3
+    WHERE {of_batch("s")} AND m.seq BETWEEN $2 AND $3
     ORDER BY s.run_id, s.step_idx, s.position
 """
-_RANGE_SQL = f"SELECT min(seq), max(seq) FROM step_message_keys WHERE {_batch()}"
+_RANGE_SQL = f"SELECT min(seq), max(seq) FROM step_message_keys WHERE {of_batch()}"
 # By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
 # bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
 # a lake holds the key as text, see `traces.store.lake_schema`.)
@@ -152,7 +106,7 @@ _MESSAGE_SQL = (
 _WINDOW_SQL = f"""
     SELECT hash, body FROM messages
     WHERE seq BETWEEN $2 AND $3
-      AND seq IN (SELECT s.seq FROM step_message_keys s WHERE {_batch("s")})
+      AND seq IN (SELECT s.seq FROM step_message_keys s WHERE {of_batch("s")})
 """
 
 StepKey = tuple[str, int]
@@ -262,7 +216,7 @@ class _Decoded:
         return value
 
 
-def _calls(conn: duckdb.DuckDBPyConnection, batch: _Batch) -> dict[StepKey, list[Call]]:
+def _calls(conn: duckdb.DuckDBPyConnection, batch: RunBatch) -> dict[StepKey, list[Call]]:
     cursor = batch.execute(conn, _CALL_SQL)
     names = column_names(cursor)[_KEY:]
     build = _Builder(Call, names).function()
@@ -285,7 +239,7 @@ def _calls(conn: duckdb.DuckDBPyConnection, batch: _Batch) -> dict[StepKey, list
 
 def _results(
     conn: duckdb.DuckDBPyConnection,
-    batch: _Batch,
+    batch: RunBatch,
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
 ) -> dict[StepKey, list[Result]]:
     """Each step's tool results; an output stored in its tool message only is that message's
@@ -342,11 +296,11 @@ class Messages:
         self.shared: dict[str, dict[str, Any]] = {}
 
     def bodies(
-        self, conn: duckdb.DuckDBPyConnection, numbers: dict[str, int], batch: _Batch
+        self, conn: duckdb.DuckDBPyConnection, numbers: dict[str, int], batch: RunBatch
     ) -> dict[str, dict[str, Any]]:
         """The decoded body of each hash of `numbers` that the table holds, given the number
         (`seq`) the batch's `step_message_keys` rows name it by, and the batch of runs whose
-        rows those are (`_Batch`)."""
+        rows those are (`RunBatch`)."""
         found = {h: self.shared[h] for h in numbers if h in self.shared}
         wanted = {h: n for h, n in numbers.items() if h not in found and n is not None}
         if wanted and self.windowed:
@@ -370,7 +324,7 @@ def _decoded(cursor: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
 
 
 def _positions(
-    conn: duckdb.DuckDBPyConnection, batch: _Batch, messages: Messages
+    conn: duckdb.DuckDBPyConnection, batch: RunBatch, messages: Messages
 ) -> dict[StepKey, list[tuple[int, dict[str, Any]]]]:
     """(position, message) pairs each step stored, messages decoded once per distinct hash:
     a message repeated across steps or runs is one shared dict."""
@@ -430,7 +384,7 @@ class _Requests:
 
 def _steps(
     conn: duckdb.DuckDBPyConnection,
-    batch: _Batch,
+    batch: RunBatch,
     calls: dict[StepKey, list[Call]],
     results: dict[StepKey, list[Result]],
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
@@ -514,7 +468,7 @@ def load_runs(
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return []
-    batch = _Batch(conn, ids)
+    batch = RunBatch(conn, ids)
     heads = {row[0]: row for row in conn.execute(_RUN_SQL, batch.params).fetchall()}
     positions = _positions(conn, batch, messages or Messages())
     results = _results(conn, batch, positions)
