@@ -97,7 +97,8 @@ def _run_filters(**equal: str | None) -> tuple[list[str], list[Any]]:
 @dataclass(frozen=True)
 class RunSearch:
     """What the viewer narrows a run listing by, beyond the columns `traces runs` filters:
-    findings of one kind, a start-time range, and text anywhere in the run's steps."""
+    findings of one kind, a start-time range, and the runs a text search found
+    (`analyzer.view.search`)."""
 
     kind: str | None = None
     """Only runs with at least one finding of this kind."""
@@ -105,9 +106,6 @@ class RunSearch:
     """Only runs started at or after this time (UTC)."""
     until: datetime | None = None
     """Only runs started before this time (UTC)."""
-    text: str | None = None
-    """Only runs whose content, reasoning, tool-call arguments or tool results contain this
-    text (case-insensitive)."""
     ids: tuple[str, ...] | None = None
     """Only these runs (the viewer searches text a part of the store at a time)."""
 
@@ -126,16 +124,6 @@ class RunSearch:
         if self.until is not None:
             where.append("r.started_at < ?")
             params.append(self.until)
-        if self.text:
-            # contains() on lowered text: no LIKE pattern, so `%` and `_` mean themselves.
-            where.append(
-                "r.id IN (SELECT run_id FROM steps WHERE contains(lower(content), $t) "
-                "OR contains(lower(reasoning), $t) "
-                "UNION SELECT run_id FROM tool_calls WHERE contains(lower(arguments_raw), $t) "
-                "UNION SELECT run_id FROM tool_results WHERE contains(lower(output), $t) "
-                "OR contains(lower(error), $t))".replace("$t", "?")
-            )
-            params.extend([self.text.lower()] * 5)
         if self.ids is not None:
             where.append("r.id IN (SELECT unnest(?::VARCHAR[]))")
             params.append(list(self.ids))
