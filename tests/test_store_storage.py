@@ -12,7 +12,9 @@ old tables held: `traces.store.compaction`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,27 @@ def _old_snapshot(
     before = _snapshot(reader, kept)
     reader.close()
     return kept, before
+
+
+@contextlib.contextmanager
+def _migrated_from(
+    tmp_path: Path, sim: SimServer, version: int
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, Any]]]:
+    """A store of recorded and imported runs written at schema `version`, migrated by this
+    code and open for reading (every value of every table and view checked unchanged), with
+    the `_snapshot` taken before."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=False, seed=2)
+    _imported(source)
+    old = tmp_path / "old.duckdb"
+    kept, before = _old_snapshot(old, source, version)
+    open_for_writing(old).close()
+    conn = open_for_reading(old)
+    try:
+        assert _snapshot(conn, kept) == before
+        yield conn, before
+    finally:
+        conn.close()
 
 
 _VIEW_KEYS = {
@@ -293,23 +316,13 @@ def test_an_imported_tool_output_is_stored_once_in_the_message_sent_back(
 def test_migration_16_keeps_every_tool_result(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 15 (every output in `tool_results`) is converted: the outputs the
     next request's tool messages hold are stored once, every value of every table stays."""
-    source = tmp_path / "source.duckdb"
-    record(source, sim.base_url, "chain_short", stream=False, seed=2)
-    _imported(source)
-    old = tmp_path / "old.duckdb"
-    kept, before = _old_snapshot(old, source, 15)
-    assert before["tool_results"]
-    open_for_writing(old).close()
-    conn = open_for_reading(old)
-    try:
-        assert _snapshot(conn, kept) == before
+    with _migrated_from(tmp_path, sim, 15) as (conn, before):
+        assert before["tool_results"]
         once = _stored_once(conn)
         # Recorded results too: their next request is stored by now.
         assert len(once) == len(before["tool_results"])
         for output, body in once:
             assert output == json.loads(body)["content"]
-    finally:
-        conn.close()
 
 
 def _reasoning_once(conn: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
@@ -389,16 +402,8 @@ def test_an_imported_reasoning_is_stored_once_in_the_message_sent_back(tmp_path:
 def test_migration_17_keeps_every_step(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 16 (every reasoning and replayed hash in `steps`) is converted: the
     ones the next request's assistant message holds are stored once, every value stays."""
-    source = tmp_path / "source.duckdb"
-    record(source, sim.base_url, "chain_short", stream=False, seed=2)
-    _imported(source)
-    old = tmp_path / "old.duckdb"
-    kept, before = _old_snapshot(old, source, 16)
-    assert before["steps"]
-    open_for_writing(old).close()
-    conn = open_for_reading(old)
-    try:
-        assert _snapshot(conn, kept) == before
+    with _migrated_from(tmp_path, sim, 16) as (conn, before):
+        assert before["steps"]
         # Recorded steps too: their next request is stored by now.
         assert _check_reasoning_once(conn) > 0
         recorded = conn.execute(
@@ -406,5 +411,3 @@ def test_migration_17_keeps_every_step(tmp_path: Path, sim: SimServer) -> None:
             "WHERE r.origin = 'recorded' AND t.replayed"
         ).fetchone()
         assert recorded is not None and recorded[0] > 0
-    finally:
-        conn.close()
