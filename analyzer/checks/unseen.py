@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from analyzer.checks.harmony import speaks_harmony
-from analyzer.checks.records import Run, Step
+from analyzer.checks.records import OtherChoice, Run, Step
 from traces.normalize import estimate_tokens
 
 UNEXPLAINED_MIN = 8
@@ -30,26 +30,66 @@ HARMONY_REASONING_MARKUP = 6
 than `UNEXPLAINED_MIN`: uncounted, every empty turn of gpt-oss would look like a lost call.
 Other families' markup (think tags, an end token: two or three) fits within the slack."""
 
+CHOICE_MARKUP = 4
+"""Tokens of markup no client sees around another choice of `n` (think tags, an end token):
+within `UNEXPLAINED_MIN` for one choice, not for several. A gpt-oss choice has its own
+(`HARMONY_ANSWER_MARKUP`, `HARMONY_REASONING_MARKUP`)."""
+CALL_MARKUP = 30
+"""Tokens a chat template wraps a call of another choice in, beyond its name and arguments
+(`{"name": …, "arguments": …}` and the tags around it; the simulator's families: 7 to 27 a
+call, measured on its clean steps). The most, not the usual: too many only hides a call
+lost from this choice among the others' tokens (unknown, as without their text), too few
+would read another choice's call as a call lost from this one."""
+
 _DECODER = json.JSONDecoder()
 _TAIL = 2000
 """Characters at the end of a reasoning text searched for a call's arguments."""
 
 
+def _markup(reasoned: bool, harmony: bool) -> int:
+    """Completion tokens of a gpt-oss choice's harmony markup that no client sees."""
+    if not harmony:
+        return 0
+    return HARMONY_ANSWER_MARKUP + (HARMONY_REASONING_MARKUP if reasoned else 0)
+
+
+def _other_tokens(others: tuple[OtherChoice, ...], harmony: bool) -> tuple[int, int]:
+    """(reasoning, everything else) the other choices of `n` generated, estimated: their
+    text, their calls (name, arguments and a template's wrapping, `CALL_MARKUP`) and their
+    format's markup (`CHOICE_MARKUP`, or gpt-oss's own)."""
+    reasoning = rest = 0
+    for choice in others:
+        reasoning += estimate_tokens(choice.reasoning)
+        markup = _markup(bool(choice.reasoning), harmony) if harmony else CHOICE_MARKUP
+        rest += estimate_tokens(choice.content) + markup
+        for name, arguments in choice.calls:
+            rest += estimate_tokens(name) + estimate_tokens(arguments) + CALL_MARKUP
+    return reasoning, rest
+
+
 def unexplained_tokens(step: Step, run: Run) -> int | None:
     """Completion tokens not accounted for by the visible reasoning and content (estimated)
     and the markup of the model's response format; None without usage, or when the usage
-    also counts choices the step does not keep."""
-    if step.completion_tokens is None or step.choices_counted > 1:
+    also counts choices of `n` the raw response does not hold (then the step's own tokens
+    are unknown). The other choices' tokens are taken out of a usage that counts them."""
+    if step.completion_tokens is None:
         return None
-    reasoning = estimate_tokens(step.reasoning or "")
+    harmony = speaks_harmony(step, run)
+    other_reasoning = other_rest = 0
+    if step.choices_counted > 1:
+        others = step.other_choices
+        if others is None or len(others) != step.choices_counted - 1:
+            return None
+        other_reasoning, other_rest = _other_tokens(others, harmony)
+    reasoning = estimate_tokens(step.reasoning or "") + other_reasoning
     if step.reasoning_tokens_source == "reported" and step.reasoning_tokens:
         # The host's own count of the reasoning beats a word count: real tokenizers split
         # ids and numbers finer, and a long thought would otherwise look like a lost call.
+        # (With `n`, it counts every choice's reasoning, as `reasoning` then does.)
         reasoning = max(reasoning, step.reasoning_tokens)
-    markup = 0
-    if speaks_harmony(step, run):
-        markup = HARMONY_ANSWER_MARKUP + (HARMONY_REASONING_MARKUP if step.reasoning else 0)
-    return step.completion_tokens - reasoning - estimate_tokens(step.content or "") - markup
+    markup = _markup(bool(step.reasoning), harmony)
+    visible = reasoning + estimate_tokens(step.content or "") + markup + other_rest
+    return step.completion_tokens - visible
 
 
 def decode_at(text: str, start: int) -> tuple[Any, int] | None:
