@@ -20,8 +20,8 @@ from analyzer.checks.choices import other_choices
 from analyzer.checks.loader import load_run
 from analyzer.checks.persist import analyze_run
 from analyzer.checks.reasoning import reasoning_swallows_answer
-from analyzer.checks.records import OtherChoice, Run, Step
-from analyzer.checks.unseen import unexplained_tokens
+from analyzer.checks.records import Call, OtherChoice, Run, Step
+from analyzer.checks.unseen import call_overhead, unexplained_tokens
 from traces.sim.config import SimConfig
 from traces.store.database import open_for_reading, open_for_writing
 
@@ -42,8 +42,57 @@ _TOOLS = [
 ]
 _PARAMS = {"model": "sim-reasoner-1", "n": 2, "tools": _TOOLS}
 
-# vLLM, `n: 2`: choice 0's call was lost (nothing but its reasoning left, finish `stop`),
-# choice 1 made its call. Usage: 136 completion tokens for both, 64 of them reasoning.
+
+# vLLM, `n: 2` (a chain): two turns where both choices called `open_box`, then one where
+# choice 0's call was lost (nothing but its reasoning left, finish `stop`) and choice 1 made
+# its call. Usage adds up both choices; the reasoning count too.
+def _box(box: str) -> tuple[Call, ...]:
+    arguments = json.dumps({"box_id": box})
+    return (
+        Call(0, "c", "openai", "open_box", arguments, "string", {"box_id": box}, True, True, None),
+    )
+
+
+_CHAIN = (
+    Step(
+        index=0,
+        finish_reason="tool_calls",
+        reasoning="The task starts at box-738205. I need to open boxes one at a time and follow "
+        "the ids.",
+        completion_tokens=116,
+        reasoning_tokens=46,
+        reasoning_tokens_source="reported",
+        request_params=_PARAMS,
+        calls=_box("box-738205"),
+        other_choices=(
+            OtherChoice(
+                "The task starts at box-738205. I need to open boxes one at a time and follow "
+                "the ids.",
+                "",
+                (("open_box", '{"box_id": "box-738205"}'),),
+            ),
+        ),
+    ),
+    Step(
+        index=1,
+        finish_reason="tool_calls",
+        reasoning="box-738205 is open and its card names box-a213af as the next box. Progress: 1 "
+        "done, 299 remaining. I'll open box-a213af now.",
+        completion_tokens=146,
+        reasoning_tokens=74,
+        reasoning_tokens_source="reported",
+        request_params=_PARAMS,
+        calls=_box("box-a213af"),
+        other_choices=(
+            OtherChoice(
+                "The result for box-738205 gives next_box_id = box-a213af. 299 boxes left after "
+                "this one. Continuing with box-a213af.",
+                "",
+                (("open_box", '{"box_id": "box-a213af"}'),),
+            ),
+        ),
+    ),
+)
 _LOST = Step(
     index=2,
     finish_reason="stop",
@@ -82,16 +131,30 @@ _SWALLOWED = Step(
 _ANSWERED = OtherChoice(reasoning=_THOUGHT, content="The treasure is hidden-badger-936.")
 
 
-def _run(step: Step, dialect: str) -> Run:
-    return Run(id="r", dialect=dialect, steps=(step,))
+def _run(step: Step, dialect: str, before: tuple[Step, ...] = ()) -> Run:
+    return Run(id="r", dialect=dialect, steps=(*before, step))
 
 
 def test_a_call_lost_from_one_choice_of_two_is_found_on_its_tokens() -> None:
     step = replace(_LOST, other_choices=(_CALLED,))
-    assert unexplained_tokens(step, _run(step, "vllm")) == 26
-    [finding] = dropped_call(step, _run(step, "vllm"))
+    run = _run(step, "vllm", _CHAIN)
+    # What this host counts for a call beyond its name and arguments, from the turns before
+    # (both choices called): 23.5 tokens a call, the median of the two.
+    assert call_overhead(run, step.index) == 23.5
+    assert unexplained_tokens(step, run) == 36
+    [finding] = dropped_call(step, run)
     assert finding.confidence == UNEXPLAINED_CONFIDENCE
-    assert finding.evidence["unexplained_tokens"] == 26
+    assert finding.evidence["unexplained_tokens"] == 36
+
+
+def test_another_choices_call_with_no_turn_to_price_it_leaves_the_tokens_unknown() -> None:
+    """The first turn of a run: no step tells what the host counts for a call, and no one
+    number stands for every template (5 to 27 tokens in the simulator's families)."""
+    step = replace(_LOST, index=0, other_choices=(_CALLED,))
+    run = _run(step, "vllm")
+    assert call_overhead(run, 0) is None and unexplained_tokens(step, run) is None
+    [finding] = dropped_call(step, run)
+    assert finding.confidence == FINISHED_ONLY_CONFIDENCE
 
 
 def test_an_answer_in_the_reasoning_of_one_choice_of_two_is_no_lost_call() -> None:
@@ -166,12 +229,13 @@ def test_other_choices_are_read_from_a_body_and_from_stream_events() -> None:
 def test_a_call_dropped_from_choice_zero_of_two_is_found_over_http(
     tmp_path: Path, stream: bool
 ) -> None:
-    """The simulator drops choice 0's call (`dropped_call`) while the request asks for two
-    choices: the store keeps the second in the raw response, the loader reads it back, and
+    """The simulator drops choice 0's call (`dropped_call`, on half the requests: here the
+    second) while the request asks for two choices: the store keeps the second choice in
+    the raw response, the loader reads it back, the first turn tells what a call costs, and
     the finding stands on the tokens, not on finish_reason alone."""
     db = tmp_path / "t.duckdb"
     recording = Recording(
-        sim=SimConfig(faults={"dropped_call": 1.0}),
+        sim=SimConfig(faults={"dropped_call": 0.5}),
         stream=stream,
         settings={"extra_body": {"n": 2}},
     )
@@ -181,16 +245,17 @@ def test_a_call_dropped_from_choice_zero_of_two_is_found_over_http(
         run = load_run(conn, summary.id)
     finally:
         conn.close()
-    first = run.steps[0]
-    assert first.choices_counted == 2 and not first.calls
-    [other] = first.other_choices or ()
+    first, lost = run.steps
+    assert first.calls and lost.choices_counted == 2 and not lost.calls
+    [other] = lost.other_choices or ()
     assert other.calls and other.calls[0][0] == "open_box"
+    assert call_overhead(run, lost.index) is not None
     conn = open_for_writing(db)
     try:
         found = [f for f in analyze_run(conn, summary.id) if f.kind == "dropped_call"]
     finally:
         conn.close()
-    assert [f.step for f in found] == [0]
+    assert [f.step for f in found] == [1]
     assert found[0].confidence == UNEXPLAINED_CONFIDENCE
 
 
