@@ -36,13 +36,13 @@ def stream_shape(stored: str | None) -> dict[str, Any] | None:
         if not isinstance(t_ms, int | float):
             # An imported log keeps the lines, not when each came.
             timed, t_ms = False, 0.0
-        chunk = _chunk(line)
+        chunk = sse_chunk(line)
         if chunk is not None:
             assembler.feed(chunk, float(t_ms))
     return assembler.delivery.shape(timed=timed)
 
 
-def _chunk(line: str) -> dict[str, Any] | None:
+def sse_chunk(line: str) -> dict[str, Any] | None:
     """The chunk a raw SSE line carries, as the recorder reads it; None for `[DONE]`, other
     fields, an unreadable payload, or an error event (none of which is a delta)."""
     if not line.startswith("data:"):

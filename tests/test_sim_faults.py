@@ -510,6 +510,13 @@ def harmony_in_content(sim: Faulty) -> dict[str, str]:
     )
     answer = _message(sim.post(HELLO)[0])["content"]
     assert "<|start|>assistant<|channel|>final<|message|>" in answer
+    # Cut by the budget mid-thought: the engine still says `length` (no parser decides that),
+    # and the text ends where the budget did, no message closed after it.
+    cut, _ = sim.post(START, tools=CHAIN_TOOLS, max_tokens=8)
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["usage"]["completion_tokens"] == 8
+    text = _message(cut)["content"]
+    assert text.startswith("<|channel|>analysis<|message|>") and text.count("<|") == 2
     return headers
 
 
@@ -522,6 +529,9 @@ def harmony_stripped(sim: Faulty) -> dict[str, str]:
     assert "assistant to=functions.open_box" in content
     answer = _message(sim.post(HELLO)[0])["content"]
     assert answer.startswith("analysis") and "assistantfinal" in answer
+    cut, _ = sim.post(START, tools=CHAIN_TOOLS, max_tokens=8)
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert "assistant" not in _message(cut)["content"]  # cut mid-thought, nothing after it
     return headers
 
 

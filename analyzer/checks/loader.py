@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import duckdb
 
+from analyzer.checks.choices import with_other_choices
 from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
@@ -473,6 +474,7 @@ def load_runs(
     positions = _positions(conn, batch, messages or Messages())
     results = _results(conn, batch, positions)
     steps = _steps(conn, batch, _calls(conn, batch), results, positions)
+    steps = with_other_choices(conn, steps)  # the choices of `n` beyond choice 0, where any
     runs = []
     for run_id in ids:
         head = heads.get(run_id)

@@ -58,9 +58,10 @@ _CUT_OFF = 0.8
 _CUT_OFF_NAMING_TOOL = 0.9
 """Thinking cut off mid-sentence; and, besides, naming a declared tool it was about to call."""
 _UNCOUNTED = 0.15
-"""Less sure without a token count (no usage, or usage over several choices): nothing rules
-out a call made after the thought and lost, though a model finishes its sentence before it
-calls, so a thought cut off mid-sentence still most likely ended the turn."""
+"""Less sure without a token count (no usage, or usage over several choices not all at hand,
+`unseen.unexplained_tokens`): nothing rules out a call made after the thought and lost,
+though a model finishes its sentence before it calls, so a thought cut off mid-sentence still
+most likely ended the turn."""
 
 
 def _cut_off(text: str) -> bool:

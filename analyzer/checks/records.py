@@ -87,6 +87,17 @@ class Result:
 
 
 @dataclass(frozen=True)
+class OtherChoice:
+    """A choice of `n` other than choice 0, as the raw response holds it (`checks.choices`):
+    what it generated, for the checks that weigh a usage counting every choice."""
+
+    reasoning: str = ""
+    content: str = ""
+    calls: tuple[tuple[str, str], ...] = ()
+    """Each call's name and arguments text."""
+
+
+@dataclass(frozen=True)
 class Step:
     """One model call with its calls and results (`steps` row, normalized fields)."""
 
@@ -116,6 +127,9 @@ class Step:
     request_messages: tuple[dict[str, Any], ...] = ()
     """Every message of the request, in order, exactly as sent. Consecutive steps share the
     dict objects of the messages they have in common: read them, never mutate them."""
+    other_choices: tuple[OtherChoice, ...] | None = None
+    """The choices beyond choice 0 when the usage counts several (`choices_counted` > 1),
+    read from the raw response by the loader; None when not read or not readable."""
 
     @cached_property
     def tools(self) -> dict[str, dict[str, Any]]:

@@ -22,17 +22,29 @@ _SPECIAL = re.compile(r"<\|[a-z_]+\|>")
 
 
 def _raw_harmony(reply: Reply) -> str:
-    """The turn as gpt-oss generates it; the stop token that ended it is not text."""
+    """The turn as gpt-oss generates it; the stop token that ended it is not text. A turn
+    `max_tokens` cut ends where the budget ran out: mid-thought, no message closed after it."""
     text = _HARMONY.completion(reply.reasoning, reply.content, history_calls(reply.calls))
     for stop in _STOP_TOKENS:
         text = text.removesuffix(stop)
+    if reply.finish_reason == "length" and not reply.content and reply.reasoning:
+        text = text[: text.index(reply.reasoning) + len(reply.reasoning)]
     return text
+
+
+def _unparsed_finish(reply: Reply) -> str:
+    """The finish_reason a host without the parser sends: `stop` where the parser would have
+    said `tool_calls`, but a cut stays `length`: the engine, not the parser, decides that."""
+    return "length" if reply.finish_reason == "length" else "stop"
 
 
 def harmony_in_content(reply: Reply, ctx: FaultContext) -> Reply | None:
     """No harmony parser: the raw channels (and calls as commentary messages) in content,
-    no reasoning field, no tool_calls, finish_reason stop."""
-    return replace(reply, reasoning="", content=_raw_harmony(reply), calls=(), finish_reason="stop")
+    no reasoning field, no tool_calls, finish_reason stop (`length` for a turn cut short)."""
+    content = _raw_harmony(reply)
+    return replace(
+        reply, reasoning="", content=content, calls=(), finish_reason=_unparsed_finish(reply)
+    )
 
 
 def harmony_stripped(reply: Reply, ctx: FaultContext) -> Reply | None:
@@ -42,7 +54,9 @@ def harmony_stripped(reply: Reply, ctx: FaultContext) -> Reply | None:
     if not reply.reasoning:
         return None
     content = _SPECIAL.sub("", _raw_harmony(reply))
-    return replace(reply, reasoning="", content=content, calls=(), finish_reason="stop")
+    return replace(
+        reply, reasoning="", content=content, calls=(), finish_reason=_unparsed_finish(reply)
+    )
 
 
 def reasoning_close_tag_only(reply: Reply, ctx: FaultContext) -> Reply | None:
