@@ -864,6 +864,37 @@ def test_two_workers_store_exactly_what_one_process_stores(
     assert list(json.loads(body["body"])) == ["content", "role"]  # the first line's text
 
 
+def test_two_workers_number_every_message_whenever_the_insert_flushes(
+    tmp_path: Path, fixed_clock: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's message list names each message by the number its stored row drew: a batch
+    inserted before the messages its lines sent (held back for file order) named none, and
+    the views lost those messages. Inserts of a few rows flush between every batch."""
+    monkeypatch.setattr(import_writer, "FLUSH_ROWS", 16)
+    labels = [_label_of_worker(i % 2, f"c{i}") for i in range(12)]
+    convs = [_conversation(x, 5, {"role": "user", "content": f"go {x}"}) for x in labels]
+    lines = [conv[step] for step in range(5) for conv in convs]  # conversations interleaved
+    log = _write(tmp_path / "interleaved.jsonl", lines)
+    (one, _, one_rows), (two, _, two_rows) = _import_both_ways(tmp_path, [log], fixed_clock)
+    assert two_rows == one_rows and two == one
+    views = {}
+    for workers in (1, 2):
+        with duckdb.connect(str(tmp_path / f"workers-{workers}.duckdb"), read_only=True) as conn:
+            assert disagreements(conn) == []
+            views[workers] = {
+                view: sorted(conn.execute(without_keys(conn, view)).fetchall(), key=repr)
+                for view in ("steps", "step_messages", "tool_results")
+            }
+    assert views[2] == views[1]
+    # Each request comes back whole: what a reader of the store gets.
+    with duckdb.connect(str(tmp_path / "workers-2.duckdb"), read_only=True) as conn:
+        steps = conn.execute("SELECT run_id, idx, request_message_count FROM steps").fetchall()
+        assert len(steps) == 60
+        for run_id, idx, count in steps:
+            sent = conn.execute("SELECT count(*) FROM request_messages(?, ?)", [run_id, idx])
+            assert sent.fetchone() == (count,)
+
+
 def test_two_workers_refuse_the_first_malformed_line(tmp_path: Path, db_path: Path) -> None:
     import_files(db_path, [K2VV], ImportOptions())
     before_rows, before_children = table_counts(db_path), _children()

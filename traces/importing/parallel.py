@@ -10,6 +10,9 @@ in the import's one transaction. Whatever depends on file order is released only
 worker has read past it: skipped lines (to `on_skip` and the report, in line order), the
 first refused line (the error a single process raises), progress, and the rows of
 `messages`, which runs share: the first line that sends a message decides its stored text.
+The other tables' rows wait with them: a step's message list names each message by the
+number its stored row drew (`step_message_keys.seq`, looked up when the row is inserted),
+so a batch goes to the insert only after every message its lines sent.
 
 Workers are fresh interpreters (`python -m traces.importing.worker`: no fork of a process
 that may run threads, and none of the command line's imports), started once per import and
@@ -175,6 +178,9 @@ class _Progress:
     offset: int
     messages: deque[tuple[int, str, str, str]]
     """Message rows (line, hash, role, body) held until every worker is past their line."""
+    batches: deque[tuple[float, int, dict[str, list[list[Any]]]]]
+    """The other tables' rows of each batch (its last line, the worker, its columns by table),
+    held until every worker is past that line and its messages are handed on."""
     skipped: deque[tuple[int, str]]
     share: FileShare | None = None
 
@@ -196,7 +202,7 @@ class _Collector:
         self.sink = sink
         self.on_progress = on_progress
         self.reported = start_offset
-        self.progress = [_Progress(0, start_offset, deque(), deque()) for _ in workers]
+        self.progress = [_Progress(0, start_offset, deque(), deque(), deque()) for _ in workers]
         self.refused: RefusedLine | None = None
         self.messages: list[list[Any]] = [[], [], []]
 
@@ -233,11 +239,11 @@ class _Collector:
         p = self.progress[index]
         if kind in ("rows", "done"):
             _, line, offset, tables, message_lines, skipped = message[:6]
-            for table, columns in tables.items():
-                if table == "messages":
-                    p.messages.extend(zip(message_lines, *columns, strict=True))
-                else:
-                    self.sink.add_columns(table, columns)
+            columns = tables.pop("messages", None)
+            if columns:
+                p.messages.extend(zip(message_lines, *columns, strict=True))
+            if tables:
+                p.batches.append((line, index, tables))
             p.skipped.extend(skipped)
             p.offset = offset
             p.line = line
@@ -269,8 +275,13 @@ class _Collector:
                 hashes.append(digest)
                 roles.append(role)
                 bodies.append(body)
-        if len(hashes) >= writer.FLUSH_ROWS // 4:
+        batches = list(heapq.merge(*(_upto(p.batches, past) for p in self.progress)))
+        if batches or len(hashes) >= writer.FLUSH_ROWS // 4:
+            # Into the sink before the rows naming them: it inserts messages first.
             self._flush_messages()
+        for _, _, tables in batches:
+            for table, columns in tables.items():
+                self.sink.add_columns(table, columns)
         offset = min(p.offset for p in self.progress)
         if offset > self.reported:
             if self.on_progress is not None:
