@@ -103,15 +103,17 @@ def scaled_store(directory: Path, steps: int) -> Path:
     shutil.copyfile(base, db)
     conn = open_file_for_writing(db)  # at the latest schema: the run keys to shift
     try:
-        tables = [
-            str(r[0])
-            for r in conn.execute(
-                "SELECT DISTINCT c.table_name FROM duckdb_columns() c JOIN duckdb_tables() t "
+        keyed = dict(
+            conn.execute(
+                "SELECT c.table_name, bool_or(c.column_name = 'run_key') "
+                "FROM duckdb_columns() c JOIN duckdb_tables() t "
                 "ON t.database_name = c.database_name AND t.schema_name = c.schema_name "
                 "AND t.table_name = c.table_name "
-                "WHERE c.database_name = current_database() AND c.column_name = 'run_id'"
+                "WHERE c.database_name = current_database() "
+                "GROUP BY c.table_name HAVING bool_or(c.column_name = 'run_id')"
             ).fetchall()
-        ]
+        )
+        tables = list(keyed)
         # Copy after copy, each in the base's row order, as writers store runs (one after
         # another): a run's rows stay together and its run key (migration 12) is the base
         # run's shifted by whole copies. (A single cross join with `range` stored the copies
@@ -124,9 +126,11 @@ def scaled_store(directory: Path, steps: int) -> Path:
         for copy in range(1, copies):
             for table in ["runs", *tables]:
                 key, number = ("id", "key") if table == "runs" else ("run_id", "run_key")
+                # A table without run keys (`findings_so_far`) has only its ids renamed.
+                shifted = f", {number} + {copy * shift} AS {number}"
                 conn.execute(
-                    f"INSERT INTO {table} SELECT * REPLACE ({key} || '~{copy}' AS {key}, "
-                    f"{number} + {copy * shift} AS {number}) FROM {table} "
+                    f"INSERT INTO {table} SELECT * REPLACE ({key} || '~{copy}' AS {key}"
+                    f"{shifted if table == 'runs' or keyed[table] else ''}) FROM {table} "
                     f"WHERE rowid < {rows[table]} ORDER BY rowid"
                 )
         conn.execute("CHECKPOINT")

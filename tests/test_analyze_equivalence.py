@@ -233,6 +233,70 @@ def test_the_loader_builds_what_the_constructors_build(
     assert sum(len(run.steps) for run in fast) > 300  # the store is not trivially small
 
 
+_REPLAYED = """
+    SELECT m.seq, m.key, m.body, t.reasoning_source
+    FROM step_rows t JOIN step_message_keys s
+      ON s.run_id = t.run_id AND s.step_idx = t.idx + 1 AND s.position = t.request_message_count
+    JOIN messages m ON m.seq = s.seq AND m.key = s.key
+    WHERE t.reasoning_replayed AND t.run_id = ?
+"""
+_OUTPUT_MESSAGES = """
+    SELECT m.seq, m.key, m.body
+    FROM tool_result_rows t JOIN step_message_keys s
+      ON s.run_id = t.run_id AND s.step_idx = t.step_idx + 1 AND s.position = t.output_position
+    JOIN messages m ON m.seq = s.seq AND m.key = s.key
+    WHERE t.run_id = ?
+"""
+
+
+def test_the_loader_takes_the_views_values_where_a_message_gives_none(
+    store: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """A step's reasoning and a tool's output stored once, in a message of the run's next
+    request (store migrations 16, 17), come from the view, looked up a batch at a time,
+    where that message does not give them as text: one imported run's messages hold a
+    number and a list there (the view gives their JSON text), the others' have lost their
+    numbers (as rows a parallel import stored before their messages were: the view's join,
+    the macro's and the loader's then find no message, and the view gives none). The
+    loader builds what the reference path reads."""
+    db, _ = store
+    copy = _copy(db, tmp_path)
+    with duckdb.connect(str(copy)) as conn:
+        imported = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT run_id FROM step_rows WHERE reasoning_replayed ORDER BY 1"
+            ).fetchall()
+        ]
+        assert len(imported) >= 2
+        edited = imported[0]
+        changed = 0
+        for seq, key, body, source in conn.execute(_REPLAYED, [edited]).fetchall():
+            conn.execute(
+                "UPDATE messages SET body = ? WHERE seq = ? AND key = ?",
+                [json.dumps({**json.loads(body), source: 12345}), seq, key],
+            )
+            changed += 1
+        for seq, key, body in conn.execute(_OUTPUT_MESSAGES, [edited]).fetchall():
+            listed = [{"type": "text", "text": json.loads(body).get("content")}]
+            conn.execute(
+                "UPDATE messages SET body = ? WHERE seq = ? AND key = ?",
+                [json.dumps({**json.loads(body), "content": listed}), seq, key],
+            )
+            changed += 1
+        conn.execute(
+            "UPDATE step_message_keys SET seq = NULL WHERE run_id IN (SELECT unnest(?))",
+            [imported[1:]],
+        )
+        plain = [reference_run(conn, run_id) for run_id in imported]
+    assert changed > 0
+    fast = _loaded(copy, imported)
+    assert fast == plain
+    reasoning = [s.reasoning for s in fast[0].steps if s.reasoning_source != "none"]
+    assert "12345" in reasoning  # the view's text of the number, not the loader's guess
+    assert any(s.reasoning is None and s.reasoning_source != "none" for s in fast[1].steps)
+
+
 def test_findings_and_summaries_equal_the_reference(
     store: tuple[Path, list[str]], reference: Reference
 ) -> None:

@@ -27,7 +27,6 @@ from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
 from traces.store.run_batch import BATCH_IDS, RunBatch, of_batch
-from traces.store.run_tables import of_run
 
 _R = TypeVar("_R")
 
@@ -45,8 +44,16 @@ _STEP_SQL = f"""
 """
 # The base table of the view `steps` (migration 17), as `_RESULT_SQL` reads `tool_result_rows`:
 # a reasoning stored once, in the assistant message the run's next request added (at
-# `request_message_count`), is taken from that message as `_positions` decoded it.
-_ONE_REASONING_SQL = f"SELECT reasoning FROM steps WHERE {of_run()} AND idx = ?"
+# `request_message_count`), is taken from that message as `_positions` decoded it; where that
+# message is not there (a step message whose number the store lacks) or its field is not a
+# text, from the view, for all such steps of the batch at once.
+_REASONINGS_SQL = f"""
+    SELECT v.run_id, v.idx, v.reasoning FROM steps v
+    JOIN (SELECT unnest(from_json($2, '["VARCHAR"]')) AS run_id,
+                 unnest(from_json($3, '["BIGINT"]')) AS idx) k
+      ON v.run_id = k.run_id AND v.idx = k.idx
+    WHERE {of_batch("v")}
+"""
 # Sorted in Python (`_STEP_ORDER`), not by ORDER BY: DuckDB's sort carries every column of
 # the row, a third of the query's cost on a 40,000-step batch, where sorting the fetched
 # tuples by their key costs a sixth of that. (`run_id, idx` is the table's key: one order.)
@@ -72,9 +79,20 @@ _RESULT_SQL = f"""
 """
 _OUTPUT = 5
 """Column of `_RESULT_SQL` holding the output when stored in full (its position last)."""
-_ONE_RESULT_SQL = (
-    "SELECT output FROM tool_results WHERE run_id = ? AND step_idx = ? AND call_idx = ?"
-)
+_OUTPUTS_SQL = f"""
+    SELECT v.run_id, v.step_idx, v.call_idx, v.output FROM tool_results v
+    JOIN (SELECT unnest(from_json($2, '["VARCHAR"]')) AS run_id,
+                 unnest(from_json($3, '["BIGINT"]')) AS step_idx,
+                 unnest(from_json($4, '["BIGINT"]')) AS call_idx) k
+      ON v.run_id = k.run_id AND v.step_idx = k.step_idx AND v.call_idx = k.call_idx
+    WHERE {of_batch("v")}
+"""
+"""The view's value of the fields the stored rows leave to a message (`_REASONINGS_SQL`,
+`_OUTPUTS_SQL`), for the batch's keys given as columns: one query a batch, its runs' key
+range written in as constants (`of_batch`). Looked up one step at a time, with the run's key
+a subquery that does not reach the view's base table, each read every run's rows: on a store
+whose step messages lacked their numbers, 7,664 such queries took 15 times the rest of the
+analysis (measured, README Analyzing)."""
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
 # The base table of the view `step_messages` (migration 10), which names each message by its
@@ -249,6 +267,8 @@ def _results(
     cursor = batch.execute(conn, _RESULT_SQL)
     build = _Builder(Result, column_names(cursor)[_KEY:-1]).function()
     results: dict[StepKey, list[Result]] = {}
+    left: list[tuple[tuple[str, int, int], Result]] = []
+    """Results whose output no decoded message gives: the view's, looked up together."""
     for row in cursor.fetchall():
         key = (row[0], row[1])
         values = row[_KEY:-1]
@@ -261,15 +281,33 @@ def _results(
                 ),
                 None,
             )
-            if not isinstance(content, str):
-                found = conn.execute(_ONE_RESULT_SQL, row[:3]).fetchone()
-                content = found[0] if found else None
             values = (*values[: _OUTPUT - _KEY], content, *values[_OUTPUT - _KEY + 1 :])
+            result = build(values)
+            if not isinstance(content, str):
+                left.append((row[:3], result))
+        else:
+            result = build(values)
         group = results.get(key)
         if group is None:
             group = results[key] = []
-        group.append(build(values))
+        group.append(result)
+    if left:
+        outputs = _looked_up(conn, batch, _OUTPUTS_SQL, [k for k, _ in left])
+        for found, result in left:
+            result.__dict__["output"] = outputs.get(found)
     return results
+
+
+def _looked_up(
+    conn: duckdb.DuckDBPyConnection,
+    batch: RunBatch,
+    sql: str,
+    keys: list[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], Any]:
+    """The view's value (`_OUTPUTS_SQL`, `_REASONINGS_SQL`) of each of the batch's rows
+    `keys` (run id, then numbers), by key; a key the view lacks is left out."""
+    columns = [json.dumps(list(column)) for column in zip(*keys, strict=True)]
+    return {row[:-1]: row[-1] for row in batch.execute(conn, sql, *columns).fetchall()}
 
 
 class Messages:
@@ -407,6 +445,9 @@ def _steps(
     run_steps: list[Step] = []
     requests = _Requests()
     current = None
+    left: list[tuple[StepKey, Step]] = []
+    """Steps whose replayed reasoning no decoded message gives: the view's, looked up
+    together (`_REASONINGS_SQL`)."""
     rows = cursor.fetchall()
     rows.sort(key=_STEP_ORDER)
     for row in rows:
@@ -422,9 +463,10 @@ def _steps(
             tuple(results.get(key, empty)),
             requests.request(positions.get(key, []), count),
         ]
+        reasoning = None
         if row[-1]:
-            values[reasoning_at] = _replayed_reasoning(
-                conn, positions, key, count, values[source_at]
+            reasoning = values[reasoning_at] = _replayed_reasoning(
+                positions, key, count, values[source_at]
             )
         for at, decode in lists:
             value = decode(values[at])
@@ -436,26 +478,28 @@ def _steps(
             if shared is None:
                 shared = tools[id(params)] = tools_of.func(step)
             step.__dict__[tools_of.attrname or "tools"] = shared
+        if row[-1] and not isinstance(reasoning, str):
+            left.append((key, step))
         run_steps.append(step)
+    if left:
+        found = _looked_up(conn, batch, _REASONINGS_SQL, [k for k, _ in left])
+        for key, step in left:
+            step.__dict__["reasoning"] = found.get(key)
     return steps
 
 
 def _replayed_reasoning(
-    conn: duckdb.DuckDBPyConnection,
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
     key: StepKey,
     count: int,
     source: str,
 ) -> Any:
     """A step's reasoning stored in the assistant message the next step added at `count`:
-    that message's field `source`, or, when it is not a text there, the view's."""
-    reasoning = next(
+    that message's field `source` (when it is not a text there, the caller takes the
+    view's)."""
+    return next(
         (m.get(source) for p, m in positions.get((key[0], key[1] + 1), ()) if p == count), None
     )
-    if not isinstance(reasoning, str):
-        found = conn.execute(_ONE_REASONING_SQL, [key[0], *key]).fetchone()
-        reasoning = found[0] if found else None
-    return reasoning
 
 
 def load_runs(
