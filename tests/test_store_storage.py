@@ -452,3 +452,16 @@ def test_a_recorded_reasoning_is_stored_once_in_the_message_sent_back(
         assert conn.execute(_STEP_VALUES).fetchall() == now
     finally:
         conn.close()
+
+
+def test_migration_18_keeps_every_step_without_the_key(tmp_path: Path, sim: SimServer) -> None:
+    """A store at schema 17 loses the primary key of `step_rows` (an index no read used), in
+    the same row order, every value of every table and view unchanged (`_migrated_from`)."""
+    with _migrated_from(tmp_path, sim, 17) as (conn, before):
+        assert before["step_rows"]
+        keys = conn.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'step_rows' "
+            "AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()
+        assert keys == (0,)
+        assert _check_reasoning_once(conn) > 0
