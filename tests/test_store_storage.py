@@ -418,14 +418,18 @@ _STEP_VALUES = (
     "SELECT s.idx, s.reasoning, s.reasoning_source, s.replay_message_hash, s.request_hash, "
     "s.content FROM steps s JOIN runs r ON r.id = s.run_id ORDER BY r.seed, s.idx"
 )
+_OUTPUT_VALUES = (
+    "SELECT t.step_idx, t.call_idx, t.name, t.output, t.error FROM tool_results t "
+    "JOIN runs r ON r.id = t.run_id ORDER BY r.seed, t.step_idx, t.call_idx"
+)
 
 
 def test_a_recorded_reasoning_is_stored_once_in_the_message_sent_back(
     tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A recorder learns one step later what the next request sent back: the writer stores
-    the step's reasoning and replayed hash once, in that request's transaction, and the view
-    `steps` gives the values a recorder storing them in full stores."""
+    the step's reasoning, replayed hash and tools' outputs once, in that request's
+    transaction, and the views give the values a recorder storing them in full stores."""
     db = tmp_path / "t.duckdb"
     for seed, stream in ((2, False), (3, True)):
         record(db, sim.base_url, "chain_short", stream=stream, seed=seed)
@@ -439,9 +443,21 @@ def test_a_recorded_reasoning_is_stored_once_in_the_message_sent_back(
         ).fetchone()
         assert kept == (0,)
         now = conn.execute(_STEP_VALUES).fetchall()
+        # And every tool result whose output the next request sent back, once.
+        once = _stored_once(conn)
+        assert once
+        for output, body in once:
+            assert output == json.loads(body)["content"]
+        full = conn.execute(
+            "SELECT count(*) FROM tool_result_rows t JOIN step_rows n ON n.run_id = t.run_id "
+            "AND n.idx = t.step_idx + 1 WHERE t.output IS NOT NULL"
+        ).fetchone()
+        assert full == (0,)
+        outputs = conn.execute(_OUTPUT_VALUES).fetchall()
     finally:
         conn.close()
     monkeypatch.setattr(Recorder, "_replay_of_previous", lambda *_: None)
+    monkeypatch.setattr(Recorder, "_outputs_sent", lambda *_: [])
     full = tmp_path / "full.duckdb"
     for seed, stream in ((2, False), (3, True)):
         record(full, sim.base_url, "chain_short", stream=stream, seed=seed)
@@ -450,6 +466,10 @@ def test_a_recorded_reasoning_is_stored_once_in_the_message_sent_back(
         flagged = conn.execute("SELECT count(*) FROM step_rows WHERE replayed").fetchone()
         assert flagged == (0,)
         assert conn.execute(_STEP_VALUES).fetchall() == now
+        assert conn.execute(_OUTPUT_VALUES).fetchall() == outputs
+        assert conn.execute(
+            "SELECT count(*) FROM tool_result_rows WHERE output IS NULL"
+        ).fetchone() == (0,)
     finally:
         conn.close()
 

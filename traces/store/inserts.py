@@ -341,6 +341,37 @@ def replay_steps(
     conn.execute(_REPLAY_STEPS, [_ENCODE(column) for column in columns])
 
 
+_REPLAY_OUTPUTS = """
+UPDATE tool_result_rows SET output = NULL, output_position = u.position
+FROM (
+    SELECT unnest(from_json($1, '["BIGINT"]')) AS run_key,
+           unnest(from_json($2, '["VARCHAR"]')) AS run_id,
+           unnest(from_json($3, '["BIGINT"]')) AS step_idx,
+           unnest(from_json($4, '["BIGINT"]')) AS call_idx,
+           unnest(from_json($5, '["BIGINT"]')) AS position
+) u
+WHERE tool_result_rows.run_key = u.run_key AND tool_result_rows.run_id = u.run_id
+  AND tool_result_rows.step_idx = u.step_idx AND tool_result_rows.call_idx = u.call_idx
+"""
+"""Stores recorded tool results' outputs once (`tables.OutputReplay`), as an import does when
+it writes them: the values the view `tool_results` gives stay the same."""
+
+
+def replay_outputs(
+    conn: duckdb.DuckDBPyConnection,
+    replays: Sequence[tuple[Any, ...]],
+    keys: dict[str, int] | None = None,
+) -> None:
+    """Mark recorded tool results whose output the next request sent back in a tool message
+    (`tables.OutputReplay`s; `keys` as `insert_rows` takes them), in the transaction that
+    stores that request's messages: the view `tool_results` reads them from that message."""
+    if not replays:
+        return
+    run_id, step_idx, call_idx, position = (list(c) for c in zip(*replays, strict=True))
+    columns = (run_keys(conn, run_id, keys), run_id, step_idx, call_idx, position)
+    conn.execute(_REPLAY_OUTPUTS, [_ENCODE(column) for column in columns])
+
+
 def update_runs(conn: duckdb.DuckDBPyConnection, updates: Sequence[tuple[Any, ...]]) -> None:
     """Write the endings of recorded runs (`RunUpdate`s)."""
     if updates:

@@ -39,6 +39,7 @@ from traces.model import (
 from traces.store import rendezvous
 from traces.store.database import Store
 from traces.store.rows import (
+    holds_output,
     holds_reasoning,
     message_row,
     run_row,
@@ -48,7 +49,7 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
-from traces.store.tables import StepReplay
+from traces.store.tables import OutputReplay, StepReplay
 from traces.store.writer_process import (
     Op,
     Rows,
@@ -111,6 +112,8 @@ class Recorder:
         self._on_step: dict[str, Callable[[], None]] = {}
         self._sent: dict[str, _Sent] = {}
         """Each open run's last queued step (`_replay_of_previous`)."""
+        self._outputs: dict[str, tuple[int, list[tuple[int, str]]]] = {}
+        """Each open run's last queued tool results: their step, call and output."""
         self._send_delay_s = send_delay_s
         self._session = rendezvous.connect_or_start(path, rendezvous.RECORD)
         self._wake_read, self._wake_write = os.pipe()
@@ -162,6 +165,9 @@ class Recorder:
         replay = self._replay_of_previous(step, new_messages)
         if replay is not None:
             rows["step_replays"] = [replay]
+        outputs = self._outputs_sent(step, new_messages)
+        if outputs:
+            rows["output_replays"] = outputs
         future = self._enqueue(rows)
         on_step = self._on_step.get(step.run_id)
         if on_step is not None:
@@ -205,6 +211,28 @@ class Recorder:
             return None
         return StepReplay(step.run_id, previous.idx, previous.position, replayed, reasoning)
 
+    def _outputs_sent(
+        self, step: StepRecord, new_messages: dict[str, dict[str, Any]]
+    ) -> list[OutputReplay]:
+        """The previous step's tool results whose output `step`'s request added in a tool
+        message, each at the first such position (as `tables.TOOL_OUTPUT_POSITION` finds it
+        for an import): a recorder stores a result before the request that sends it back."""
+        queued = self._outputs.pop(step.run_id, None)
+        if queued is None or queued[0] != step.index - 1:
+            return []
+        added = [
+            (step.request_prefix + offset, new_messages.get(digest))
+            for offset, digest in enumerate(step.request_new_hashes)
+        ]
+        found = []
+        for call_idx, output in queued[1]:
+            position = next(
+                (p for p, m in added if m is not None and holds_output(m, output)), None
+            )
+            if position is not None:
+                found.append(OutputReplay(step.run_id, queued[0], call_idx, position))
+        return found
+
     def follow_steps(self, run_id: str, on_step: Callable[[], None] | None) -> None:
         """Call `on_step()` (on the event loop) each time a step of the run is committed;
         None stops."""
@@ -217,11 +245,13 @@ class Recorder:
         self, run_id: str, step_index: int, results: list[ToolResultRecord]
     ) -> None:
         """Insert what the tools of one step returned."""
+        self._outputs[run_id] = (step_index, [(r.index, r.output) for r in results])
         await self._enqueue({"tool_results": tool_result_rows(run_id, step_index, results)})
 
     async def end_run(self, run_id: str, outcome: RunOutcome) -> None:
         """Write the run's final status, termination and totals."""
         self._sent.pop(run_id, None)
+        self._outputs.pop(run_id, None)
         await self._enqueue({"run_updates": [run_update(run_id, outcome)]})
 
     def close(self) -> None:

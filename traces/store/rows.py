@@ -218,6 +218,19 @@ def holds_reasoning(message: dict[str, Any], reasoning: str | None, source: str)
     return True
 
 
+def holds_output(message: dict[str, Any], output: str) -> bool:
+    """Whether `message` is a tool message whose content is `output` byte for byte, as the
+    view `tool_results` extracts it from the stored body (`tables.TOOL_OUTPUT_POSITION`):
+    text holding NUL or a lone surrogate is kept in full, as `holds_reasoning` says."""
+    if message.get("role") != "tool" or message.get("content") != output or "\x00" in output:
+        return False
+    try:
+        output.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def step_message_rows(step: StepRecord) -> list[StepMessageRow]:
     """The `step_messages` rows of a step: the messages its request added to the previous
     one, at their positions in the request."""

@@ -154,6 +154,18 @@ class StepReplay(NamedTuple):
     reasoning_replayed: bool
 
 
+class OutputReplay(NamedTuple):
+    """A recorded tool result whose output the run's next request sent back in a tool message
+    (a recorder's `output_replays`, committed with that request's step): the base table
+    `tool_result_rows` then keeps the output there only (migration 16), as an import's."""
+
+    run_id: str
+    step_idx: int
+    call_idx: int
+    position: int
+    """The tool message's position in step `step_idx + 1`'s request (`output_position`)."""
+
+
 class StepMessageRow(NamedTuple):
     """A `step_messages` row: a message a step's request added, at its position."""
 
