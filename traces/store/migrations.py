@@ -830,11 +830,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         18,
         "compact storage: no primary key on step_rows",
         # Measured (benchmarks/bench_storage.py, README "Disk use"): the index of the key
-        # (run_id, idx) cost about 10 bytes a step and served no read (reads of a run go by
-        # its `run_key`, whose zone maps prune). No writer repeats a step: a recorder's resent
-        # operation is skipped when its step is stored (`writer_process._stored`), an import
-        # or a merge writes runs the store lacks, as on a lake, which never had the key
-        # (`lake_schema`). Rows are copied in their own order.
+        # (run_id, idx) cost 22 bytes a step on a recording, 40 on an import, and served no
+        # read (reads of a run go by its `run_key`, whose zone maps prune). No writer repeats
+        # a step: a recorder's resent operation is skipped when its step is stored
+        # (`writer_process._stored`), an import or a merge writes runs the store lacks, as on
+        # a lake, which never had the key (`lake_schema`). Rows are copied in their order.
         """
         CREATE TABLE step_rows_v18 (
             run_id VARCHAR NOT NULL,
