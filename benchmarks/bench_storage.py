@@ -23,8 +23,8 @@ For each store:
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
-- `compact, schema 16` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 16 left (before migration 17) and of the current one, in the stores'
+- `compact, schema 17` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 17 left (before migration 18) and of the current one, in the stores'
   file format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free
   blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
@@ -74,8 +74,8 @@ from traces.store.migrations import MIGRATIONS
 from traces.store.run_batch import of_batch
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 16
-"""The schema version whose layout the latest storage work (migration 17) started from."""
+BEFORE = 17
+"""The schema version whose layout the latest storage work (migration 18) started from."""
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301

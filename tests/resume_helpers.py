@@ -78,6 +78,23 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
     without the last one's tool results): later rows gone, its end not written, its
     recorder a process that no longer exists."""
     with duckdb.connect(str(db)) as conn:
+        # The last kept step as its own commit left it: the recorders' writer stores a step's
+        # reasoning, replayed hash and tools' outputs once only in the next step's
+        # transaction, cut here.
+        conn.execute(
+            "UPDATE step_rows SET reasoning = v.reasoning, "
+            "replay_message_hash = v.replay_message_hash, replayed = false, "
+            "reasoning_replayed = false FROM steps v WHERE v.run_id = step_rows.run_id "
+            "AND v.idx = step_rows.idx AND step_rows.run_id = ? AND step_rows.idx = ?",
+            [run_id, steps - 1],
+        )
+        conn.execute(
+            "UPDATE tool_result_rows SET output = v.output, output_position = NULL "
+            "FROM tool_results v WHERE v.run_id = tool_result_rows.run_id "
+            "AND v.step_idx = tool_result_rows.step_idx AND v.call_idx = tool_result_rows.call_idx "
+            "AND tool_result_rows.run_id = ? AND tool_result_rows.step_idx = ?",
+            [run_id, steps - 1],
+        )
         for table, column in (
             ("step_rows", "idx"),  # the base table of the view `steps` (migration 17)
             ("tool_calls", "step_idx"),

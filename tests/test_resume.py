@@ -263,9 +263,13 @@ def test_a_world_that_replays_differently_is_not_resumed(
     run_id = _recorded(db, sim, "chain_short")
     cut(db, run_id, steps=4)
     with duckdb.connect(str(db)) as conn:  # the world is not what the run saw
+        # (The output as the view gives it: a recorder stores it once, in the tool message
+        # the next request sent back: the recorders' writer's `output_replays`.)
         conn.execute(
-            "UPDATE tool_result_rows SET output = replace(output, 'box', 'crate') "
-            "WHERE run_id = ? AND step_idx = 2",
+            "UPDATE tool_result_rows SET output = replace(v.output, 'box', 'crate'), "
+            "output_position = NULL FROM tool_results v WHERE v.run_id = tool_result_rows.run_id "
+            "AND v.step_idx = tool_result_rows.step_idx AND v.call_idx = tool_result_rows.call_idx "
+            "AND tool_result_rows.run_id = ? AND tool_result_rows.step_idx = 2",
             [run_id],
         )
     before = query_rows(db, "SELECT count(*) AS n FROM steps")

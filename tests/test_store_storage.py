@@ -29,6 +29,7 @@ from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
 from traces.store.migrations import latest_version
+from traces.store.recorder import Recorder
 from traces.store.tables import MessageRow, ToolResultRow
 
 from conftest import migrate_to
@@ -411,3 +412,76 @@ def test_migration_17_keeps_every_step(tmp_path: Path, sim: SimServer) -> None:
             "WHERE r.origin = 'recorded' AND t.replayed"
         ).fetchone()
         assert recorded is not None and recorded[0] > 0
+
+
+_STEP_VALUES = (
+    "SELECT s.idx, s.reasoning, s.reasoning_source, s.replay_message_hash, s.request_hash, "
+    "s.content FROM steps s JOIN runs r ON r.id = s.run_id ORDER BY r.seed, s.idx"
+)
+_OUTPUT_VALUES = (
+    "SELECT t.step_idx, t.call_idx, t.name, t.output, t.error FROM tool_results t "
+    "JOIN runs r ON r.id = t.run_id ORDER BY r.seed, t.step_idx, t.call_idx"
+)
+
+
+def test_a_recorded_reasoning_is_stored_once_in_the_message_sent_back(
+    tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recorder learns one step later what the next request sent back: the writer stores
+    the step's reasoning, replayed hash and tools' outputs once, in that request's
+    transaction, and the views give the values a recorder storing them in full stores."""
+    db = tmp_path / "t.duckdb"
+    for seed, stream in ((2, False), (3, True)):
+        record(db, sim.base_url, "chain_short", stream=stream, seed=seed)
+    conn = open_for_reading(db)
+    try:
+        assert _check_reasoning_once(conn) > 0
+        # Every step a next step of its run follows has its replayed hash stored once.
+        kept = conn.execute(
+            "SELECT count(*) FROM step_rows t JOIN step_rows n ON n.run_id = t.run_id "
+            "AND n.idx = t.idx + 1 WHERE NOT t.replayed AND t.error_kind IS NULL"
+        ).fetchone()
+        assert kept == (0,)
+        now = conn.execute(_STEP_VALUES).fetchall()
+        # And every tool result whose output the next request sent back, once.
+        once = _stored_once(conn)
+        assert once
+        for output, body in once:
+            assert output == json.loads(body)["content"]
+        full = conn.execute(
+            "SELECT count(*) FROM tool_result_rows t JOIN step_rows n ON n.run_id = t.run_id "
+            "AND n.idx = t.step_idx + 1 WHERE t.output IS NOT NULL"
+        ).fetchone()
+        assert full == (0,)
+        outputs = conn.execute(_OUTPUT_VALUES).fetchall()
+    finally:
+        conn.close()
+    monkeypatch.setattr(Recorder, "_replay_of_previous", lambda *_: None)
+    monkeypatch.setattr(Recorder, "_outputs_sent", lambda *_: [])
+    full = tmp_path / "full.duckdb"
+    for seed, stream in ((2, False), (3, True)):
+        record(full, sim.base_url, "chain_short", stream=stream, seed=seed)
+    conn = open_for_reading(full)
+    try:
+        flagged = conn.execute("SELECT count(*) FROM step_rows WHERE replayed").fetchone()
+        assert flagged == (0,)
+        assert conn.execute(_STEP_VALUES).fetchall() == now
+        assert conn.execute(_OUTPUT_VALUES).fetchall() == outputs
+        assert conn.execute(
+            "SELECT count(*) FROM tool_result_rows WHERE output IS NULL"
+        ).fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_migration_18_keeps_every_step_without_the_key(tmp_path: Path, sim: SimServer) -> None:
+    """A store at schema 17 loses the primary key of `step_rows` (an index no read used), in
+    the same row order, every value of every table and view unchanged (`_migrated_from`)."""
+    with _migrated_from(tmp_path, sim, 17) as (conn, before):
+        assert before["step_rows"]
+        keys = conn.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'step_rows' "
+            "AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()
+        assert keys == (0,)
+        assert _check_reasoning_once(conn) > 0

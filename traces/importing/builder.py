@@ -40,6 +40,7 @@ from traces.model import (
 )
 from traces.normalize import SchemaValidator, read_message, step_from_exchange
 from traces.store.rows import (
+    holds_reasoning,
     message_row,
     run_row,
     step_message_rows,
@@ -48,7 +49,7 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
-from traces.store.tables import REPLAYED_REASONING, ToolResultRow
+from traces.store.tables import ToolResultRow
 
 _PARAMS_CACHE = 256
 
@@ -241,7 +242,9 @@ class RunBuilder:
                 # The message at `sent` is one the next step adds (its prefix is `shared`):
                 # the store names it by that position (migration 17).
                 replayed = True
-                reasoning_replayed = _holds_reasoning(after[sent], step)
+                reasoning_replayed = holds_reasoning(
+                    after[sent], step.reasoning, step.reasoning_source
+                )
         assert run.pending_params is not None
         writer = self.writer
         writer.add(
@@ -321,21 +324,3 @@ def _tool_results(
     gap = (following.exchange.started_at - ended).total_seconds() * 1000
     duration = gap if logged.timed and following.timed and gap > 0 else 0.0
     return tool_results(step, following.messages, len(logged.messages), duration)
-
-
-def _holds_reasoning(message: dict[str, Any], step: StepRecord) -> bool:
-    """Whether the replayed `message` holds the step's reasoning byte for byte, as a text
-    field named by its source (`tables.REPLAYED_REASONING`), so that the view `steps` gives
-    it back from the stored message (migration 17). Text a UTF-8 string cannot hold (a lone
-    surrogate) or holding NUL is kept in full: the stored body's extraction would differ."""
-    reasoning = step.reasoning
-    source = step.reasoning_source
-    if reasoning is None or source not in REPLAYED_REASONING or "\x00" in reasoning:
-        return False
-    if message.get(source) != reasoning:
-        return False
-    try:
-        reasoning.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -307,6 +307,71 @@ def run_keys(
     return [found.get(run_id) for run_id in run_ids]
 
 
+_REPLAY_STEPS = """
+UPDATE step_rows SET
+    reasoning = CASE WHEN u.reasoning_replayed THEN NULL ELSE step_rows.reasoning END,
+    replay_message_hash = CASE WHEN u.replayed THEN NULL ELSE step_rows.replay_message_hash END,
+    replayed = step_rows.replayed OR u.replayed,
+    reasoning_replayed = step_rows.reasoning_replayed OR u.reasoning_replayed
+FROM (
+    SELECT unnest(from_json($1, '["BIGINT"]')) AS run_key,
+           unnest(from_json($2, '["VARCHAR"]')) AS run_id,
+           unnest(from_json($3, '["BIGINT"]')) AS idx,
+           unnest(from_json($4, '["BOOLEAN"]')) AS replayed,
+           unnest(from_json($5, '["BOOLEAN"]')) AS reasoning_replayed
+) u
+WHERE step_rows.run_key = u.run_key AND step_rows.run_id = u.run_id AND step_rows.idx = u.idx
+"""
+"""Stores recorded steps' reasoning and replayed hash once (`tables.StepReplay`), as an
+import does when it writes a step: the values the view `steps` gives stay the same."""
+
+
+def replay_steps(
+    conn: duckdb.DuckDBPyConnection,
+    replays: Sequence[tuple[Any, ...]],
+    keys: dict[str, int] | None = None,
+) -> None:
+    """Mark recorded steps whose next request sent back their replayed message or reasoning
+    (`tables.StepReplay`s; `keys` as `insert_rows` takes them), in the transaction that stores
+    that request's messages: the view `steps` reads them from that message from then on."""
+    if not replays:
+        return
+    run_id, idx, _, replayed, reasoning = (list(column) for column in zip(*replays, strict=True))
+    columns = (run_keys(conn, run_id, keys), run_id, idx, replayed, reasoning)
+    conn.execute(_REPLAY_STEPS, [_ENCODE(column) for column in columns])
+
+
+_REPLAY_OUTPUTS = """
+UPDATE tool_result_rows SET output = NULL, output_position = u.position
+FROM (
+    SELECT unnest(from_json($1, '["BIGINT"]')) AS run_key,
+           unnest(from_json($2, '["VARCHAR"]')) AS run_id,
+           unnest(from_json($3, '["BIGINT"]')) AS step_idx,
+           unnest(from_json($4, '["BIGINT"]')) AS call_idx,
+           unnest(from_json($5, '["BIGINT"]')) AS position
+) u
+WHERE tool_result_rows.run_key = u.run_key AND tool_result_rows.run_id = u.run_id
+  AND tool_result_rows.step_idx = u.step_idx AND tool_result_rows.call_idx = u.call_idx
+"""
+"""Stores recorded tool results' outputs once (`tables.OutputReplay`), as an import does when
+it writes them: the values the view `tool_results` gives stay the same."""
+
+
+def replay_outputs(
+    conn: duckdb.DuckDBPyConnection,
+    replays: Sequence[tuple[Any, ...]],
+    keys: dict[str, int] | None = None,
+) -> None:
+    """Mark recorded tool results whose output the next request sent back in a tool message
+    (`tables.OutputReplay`s; `keys` as `insert_rows` takes them), in the transaction that
+    stores that request's messages: the view `tool_results` reads them from that message."""
+    if not replays:
+        return
+    run_id, step_idx, call_idx, position = (list(c) for c in zip(*replays, strict=True))
+    columns = (run_keys(conn, run_id, keys), run_id, step_idx, call_idx, position)
+    conn.execute(_REPLAY_OUTPUTS, [_ENCODE(column) for column in columns])
+
+
 def update_runs(conn: duckdb.DuckDBPyConnection, updates: Sequence[tuple[Any, ...]]) -> None:
     """Write the endings of recorded runs (`RunUpdate`s)."""
     if updates:

@@ -65,9 +65,9 @@ FIRST_VERSION = 9
 no lake is older, so only the migrations after it ever run on one (through `adapt`; a test
 holds them adaptable)."""
 
-LAKE_FORMS: dict[int, str] = {14: "SELECT 1"}
+LAKE_FORMS: dict[int, str] = {14: "SELECT 1", 18: "SELECT 1"}
 """Migrations whose lake form is another statement: 14 rebuilds the file's `messages` without
-its key's index, which a lake never had."""
+its key's index, 18 `step_rows` without its primary key, which a lake never had."""
 
 OPTIONS = (("parquet_compression", "zstd"),)
 """DuckLake options set when a lake is created: raw bodies and SSE lines are repetitive

@@ -826,6 +826,65 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ORDER BY p.position;
         """,
     ),
+    (
+        18,
+        "compact storage: no primary key on step_rows",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): the index of the key
+        # (run_id, idx) cost 22 bytes a step on a recording, 40 on an import, and served no
+        # read (reads of a run go by its `run_key`, whose zone maps prune). No writer repeats
+        # a step: a recorder's resent operation is skipped when its step is stored
+        # (`writer_process._stored`), an import or a merge writes runs the store lacks, as on
+        # a lake, which never had the key (`lake_schema`). Rows are copied in their order.
+        """
+        CREATE TABLE step_rows_v18 (
+            run_id VARCHAR NOT NULL,
+            idx INTEGER NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE NOT NULL,
+            ttft_reasoning_ms DOUBLE,
+            ttft_content_ms DOUBLE,
+            ttft_tool_call_ms DOUBLE,
+            streamed BOOLEAN NOT NULL,
+            http_status INTEGER,
+            request_id VARCHAR,
+            response_headers JSON USING COMPRESSION ZSTD,
+            request_params JSON NOT NULL,
+            request_message_count INTEGER NOT NULL,
+            request_prefix INTEGER NOT NULL,
+            response_body VARCHAR USING COMPRESSION ZSTD,
+            stream_events JSON USING COMPRESSION ZSTD,
+            finish_reason_raw VARCHAR,
+            finish_reason VARCHAR NOT NULL,
+            reasoning VARCHAR USING COMPRESSION ZSTD,
+            reasoning_source VARCHAR NOT NULL,
+            content VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reasoning_tokens_source VARCHAR NOT NULL,
+            cached_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_raw JSON USING COMPRESSION ZSTD,
+            replay_message_hash VARCHAR,
+            error_kind VARCHAR,
+            error_status INTEGER,
+            error_message VARCHAR,
+            error_body VARCHAR,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_errors JSON,
+            anomalies JSON,
+            request_hash VARCHAR,
+            upstream_provider VARCHAR,
+            resumption INTEGER,
+            replayed BOOLEAN NOT NULL DEFAULT false,
+            reasoning_replayed BOOLEAN NOT NULL DEFAULT false,
+            run_key BIGINT
+        );
+        INSERT INTO step_rows_v18 SELECT * FROM step_rows ORDER BY rowid;
+        DROP TABLE step_rows;
+        ALTER TABLE step_rows_v18 RENAME TO step_rows;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

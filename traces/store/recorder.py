@@ -27,7 +27,7 @@ import socket
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, NamedTuple
 
 from traces.errors import DatabaseError
 from traces.model import (
@@ -39,6 +39,8 @@ from traces.model import (
 from traces.store import rendezvous
 from traces.store.database import Store
 from traces.store.rows import (
+    holds_output,
+    holds_reasoning,
     message_row,
     run_row,
     run_update,
@@ -47,6 +49,7 @@ from traces.store.rows import (
     tool_call_rows,
     tool_result_rows,
 )
+from traces.store.tables import OutputReplay, StepReplay
 from traces.store.writer_process import (
     Op,
     Rows,
@@ -55,6 +58,21 @@ from traces.store.writer_process import (
 )
 
 __all__ = ["Recorder", "mark_dead_runs_interrupted", "pid_alive"]
+
+
+class _Sent(NamedTuple):
+    """What a run's last queued step may have the next request send back."""
+
+    idx: int
+    position: int
+    """Its `request_message_count`: where the next request holds the message it replays."""
+    reasoning: str | None
+    reasoning_source: str
+    replay_hash: str | None
+    replay_holds_reasoning: bool
+    """The replayed message was queued with the step (the harness stores it then) and holds
+    its reasoning (`rows.holds_reasoning`), as it was then."""
+
 
 _Waiter = asyncio.Future[None]
 """Who waits for an operation to be committed: an agent's future."""
@@ -92,6 +110,10 @@ class Recorder:
         self._failure: str | None = None
         self._closing = False
         self._on_step: dict[str, Callable[[], None]] = {}
+        self._sent: dict[str, _Sent] = {}
+        """Each open run's last queued step (`_replay_of_previous`)."""
+        self._outputs: dict[str, tuple[int, list[tuple[int, str]]]] = {}
+        """Each open run's last queued tool results: their step, call and output."""
         self._send_delay_s = send_delay_s
         self._session = rendezvous.connect_or_start(path, rendezvous.RECORD)
         self._wake_read, self._wake_write = os.pipe()
@@ -140,11 +162,76 @@ class Recorder:
             "step_messages": step_message_rows(step),
             "tool_calls": tool_call_rows(step),
         }
+        replay = self._replay_of_previous(step, new_messages)
+        if replay is not None:
+            rows["step_replays"] = [replay]
+        outputs = self._outputs_sent(step, new_messages)
+        if outputs:
+            rows["output_replays"] = outputs
         future = self._enqueue(rows)
         on_step = self._on_step.get(step.run_id)
         if on_step is not None:
             future.add_done_callback(lambda done: done.exception() or on_step())
         return future
+
+    def _replay_of_previous(
+        self, step: StepRecord, new_messages: dict[str, dict[str, Any]]
+    ) -> StepReplay | None:
+        """What `step`'s request sent back of the run's previous step, when it holds that
+        step's replayed message or reasoning (else None), and remember `step` for the next.
+
+        A recorder stores a step before the request that sends it back, so it learns one step
+        later what an import knows when it writes the step (migration 17): the writer then
+        stores the previous step's reasoning and replayed hash once, in this step's
+        transaction (`writer_process`). Compared here, in Python, as an import compares."""
+        previous = self._sent.get(step.run_id)
+        replay_hash = step.replay_message_hash
+        replay = new_messages.get(replay_hash) if replay_hash is not None else None
+        self._sent[step.run_id] = _Sent(
+            step.index,
+            step.request_message_count,
+            step.reasoning,
+            step.reasoning_source,
+            replay_hash,
+            replay is not None and holds_reasoning(replay, step.reasoning, step.reasoning_source),
+        )
+        if previous is None or step.index != previous.idx + 1:
+            return None
+        offset = previous.position - step.request_prefix
+        if not 0 <= offset < len(step.request_new_hashes):
+            return None
+        digest = step.request_new_hashes[offset]
+        replayed = digest == previous.replay_hash
+        message = new_messages.get(digest)
+        if message is not None:
+            reasoning = holds_reasoning(message, previous.reasoning, previous.reasoning_source)
+        else:  # the same message (the same hash), queued with the previous step
+            reasoning = replayed and previous.replay_holds_reasoning
+        if not (replayed or reasoning):
+            return None
+        return StepReplay(step.run_id, previous.idx, previous.position, replayed, reasoning)
+
+    def _outputs_sent(
+        self, step: StepRecord, new_messages: dict[str, dict[str, Any]]
+    ) -> list[OutputReplay]:
+        """The previous step's tool results whose output `step`'s request added in a tool
+        message, each at the first such position (as `tables.TOOL_OUTPUT_POSITION` finds it
+        for an import): a recorder stores a result before the request that sends it back."""
+        queued = self._outputs.pop(step.run_id, None)
+        if queued is None or queued[0] != step.index - 1:
+            return []
+        added = [
+            (step.request_prefix + offset, new_messages.get(digest))
+            for offset, digest in enumerate(step.request_new_hashes)
+        ]
+        found = []
+        for call_idx, output in queued[1]:
+            position = next(
+                (p for p, m in added if m is not None and holds_output(m, output)), None
+            )
+            if position is not None:
+                found.append(OutputReplay(step.run_id, queued[0], call_idx, position))
+        return found
 
     def follow_steps(self, run_id: str, on_step: Callable[[], None] | None) -> None:
         """Call `on_step()` (on the event loop) each time a step of the run is committed;
@@ -158,10 +245,13 @@ class Recorder:
         self, run_id: str, step_index: int, results: list[ToolResultRecord]
     ) -> None:
         """Insert what the tools of one step returned."""
+        self._outputs[run_id] = (step_index, [(r.index, r.output) for r in results])
         await self._enqueue({"tool_results": tool_result_rows(run_id, step_index, results)})
 
     async def end_run(self, run_id: str, outcome: RunOutcome) -> None:
         """Write the run's final status, termination and totals."""
+        self._sent.pop(run_id, None)
+        self._outputs.pop(run_id, None)
         await self._enqueue({"run_updates": [run_update(run_id, outcome)]})
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from traces.model import (
     ToolResultRecord,
 )
 from traces.store.tables import (
+    REPLAYED_REASONING,
     MessageRow,
     RunRow,
     RunUpdate,
@@ -199,6 +200,35 @@ def step_row(
         replayed=replayed,
         reasoning_replayed=reasoning_replayed,
     )
+
+
+def holds_reasoning(message: dict[str, Any], reasoning: str | None, source: str) -> bool:
+    """Whether the replayed `message` holds a step's `reasoning` byte for byte, as a text
+    field named by its `source` (`tables.REPLAYED_REASONING`), so that the view `steps` gives
+    it back from the stored message (migration 17). Text a UTF-8 string cannot hold (a lone
+    surrogate) or holding NUL is kept in full: the stored body's extraction would differ."""
+    if reasoning is None or source not in REPLAYED_REASONING or "\x00" in reasoning:
+        return False
+    if message.get(source) != reasoning:
+        return False
+    try:
+        reasoning.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def holds_output(message: dict[str, Any], output: str) -> bool:
+    """Whether `message` is a tool message whose content is `output` byte for byte, as the
+    view `tool_results` extracts it from the stored body (`tables.TOOL_OUTPUT_POSITION`):
+    text holding NUL or a lone surrogate is kept in full, as `holds_reasoning` says."""
+    if message.get("role") != "tool" or message.get("content") != output or "\x00" in output:
+        return False
+    try:
+        output.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def step_message_rows(step: StepRecord) -> list[StepMessageRow]:

@@ -139,6 +139,33 @@ class StepRow(NamedTuple):
     `REPLAYED_REASONING`): the store keeps the text there only."""
 
 
+class StepReplay(NamedTuple):
+    """What the request of a recorded run's step `idx + 1` sent back of step `idx` (a
+    recorder's `step_replays`, committed with that request's step): the fields the base table
+    `step_rows` keeps only for an import when it writes the step (`StepRow.replayed`,
+    `StepRow.reasoning_replayed`), which a recorder learns one step later."""
+
+    run_id: str
+    idx: int
+    position: int
+    """The replayed message's position in step `idx + 1`'s request (step `idx`'s
+    `request_message_count`)."""
+    replayed: bool
+    reasoning_replayed: bool
+
+
+class OutputReplay(NamedTuple):
+    """A recorded tool result whose output the run's next request sent back in a tool message
+    (a recorder's `output_replays`, committed with that request's step): the base table
+    `tool_result_rows` then keeps the output there only (migration 16), as an import's."""
+
+    run_id: str
+    step_idx: int
+    call_idx: int
+    position: int
+    """The tool message's position in step `step_idx + 1`'s request (`output_position`)."""
+
+
 class StepMessageRow(NamedTuple):
     """A `step_messages` row: a message a step's request added, at its position."""
 

@@ -8,11 +8,12 @@ row tuples.
 
 Every recorder connected to the server (`traces.store.server`) sends lists of operations
 `(seq, rows)`: `seq` numbers a recorder's operations from 1 in the order it queued them;
-`rows` maps a table name of `tables.ROW_TYPES` to rows of that table's row type, or
-`run_updates` to `tables.RunUpdate`s. The writer takes everything every recorder has sent
-so far and commits it in one transaction, then tells each recorder the highest of its
-operations committed (or why they were rolled back). Sixty-four runs of four recorders
-share one commit per batch instead of paying one each.
+`rows` maps a table name of `tables.ROW_TYPES` to rows of that table's row type,
+`run_updates` to `tables.RunUpdate`s, `step_replays` to `tables.StepReplay`s or
+`output_replays` to `tables.OutputReplay`s. The writer takes everything every recorder has
+sent so far and commits it in one transaction, then tells each recorder the highest of its
+operations committed (or why they were rolled back).
+Sixty-four runs of four recorders share one commit per batch instead of paying one each.
 
 A recorder whose server died resends what was not acknowledged, marked as a replay: an
 operation whose rows are already stored (the old server committed it but could not say so)
@@ -35,7 +36,7 @@ from typing import Any
 
 import duckdb
 
-from traces.store.inserts import insert_rows, update_runs
+from traces.store.inserts import insert_rows, replay_outputs, replay_steps, update_runs
 from traces.store.lake import error_line, is_lake, transaction
 from traces.store.numbers import MessageNumbers, Plan
 from traces.store.run_tables import RUN_COLUMN
@@ -250,7 +251,8 @@ def _commit(
             elif table == "step_messages":
                 given = plan.step_numbers
             # A recorder stores a step's tool results before the request that sends them
-            # back: no message holds their outputs yet, which stay in full (not looked for).
+            # back: no message holds their outputs yet (not looked for); the next step's
+            # transaction stores them once (`output_replays`, below).
             insert_rows(
                 conn,
                 table,
@@ -261,6 +263,25 @@ def _commit(
                 look_up=False,
             )
         update_runs(conn, rows["run_updates"])
+        if (rows["step_replays"] or rows["output_replays"]) and not is_lake(conn):
+            # Only where this transaction named the message sent back by a number (the views
+            # find it by that number): else, or on a lake (whose update writes files of its
+            # own each commit), the reasoning, hash and output stay in full.
+            named = {
+                row[:3]
+                for row, number in zip(rows["step_messages"], plan.step_numbers, strict=True)
+                if number is not None
+            }
+            replay_steps(
+                conn,
+                [r for r in rows["step_replays"] if (r[0], r[1] + 1, r[2]) in named],
+                keys,
+            )
+            replay_outputs(
+                conn,
+                [r for r in rows["output_replays"] if (r[0], r[1] + 1, r[3]) in named],
+                keys,
+            )
 
     try:
         transaction(conn, insert)
