@@ -485,3 +485,31 @@ def test_migration_18_keeps_every_step_without_the_key(tmp_path: Path, sim: SimS
         ).fetchone()
         assert keys == (0,)
         assert _check_reasoning_once(conn) > 0
+
+
+def test_migration_19_numbers_the_step_messages_an_import_left_unnumbered(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """A store at schema 18 whose step messages name no message number (what the parallel
+    import left before this release) gets every request, reasoning and output back: each row
+    given its message's number, every value of every table and view as before the loss."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=False, seed=2)
+    _imported(source)
+    old = tmp_path / "old.duckdb"
+    kept, before = _old_snapshot(old, source, 18)
+    damaged = duckdb.connect(str(old))
+    try:
+        damaged.execute("UPDATE step_message_keys SET seq = NULL WHERE step_idx % 2 = 1")
+        assert _snapshot(damaged, kept) != before  # the readers lost those messages
+    finally:
+        damaged.close()
+    open_for_writing(old).close()
+    conn = open_for_reading(old)
+    try:
+        assert _snapshot(conn, kept) == before
+        assert conn.execute("SELECT count(*) - count(seq) FROM step_message_keys").fetchone() == (
+            0,
+        )
+    finally:
+        conn.close()
