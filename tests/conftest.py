@@ -75,6 +75,9 @@ def _temp_in_memory(config: pytest.Config) -> None:
     if not os.access(_TMPFS, os.W_OK):
         return
     root = Path(tempfile.mkdtemp(prefix="traces-tests-", dir=_TMPFS))
+    # Others may pass through, not list (where /tmp lets everyone in): the PostgreSQL
+    # cluster's unprivileged user reaches its own folder in it (`tests/postgres_server.py`).
+    root.chmod(0o711)
     os.environ["TMPDIR"] = str(root)
     tempfile.tempdir = str(root)  # gettempdir() caches its first answer
     config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
