@@ -9,7 +9,9 @@ from __future__ import annotations
 import gc
 import importlib
 import ipaddress
+import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -51,6 +53,89 @@ _PYCACHE = "TRACES_TEST_PYCACHE"
 """The run's bytecode cache, as the controller hands it to its xdist workers."""
 
 
+_TMPFS = Path("/dev/shm")
+"""Where the run keeps its temporary files when the machine has it: a RAM file system."""
+
+
+def _temp_in_memory(config: pytest.Config) -> None:
+    """Put this run's temporary files (pytest's `tmp_path`s, and what the tests and the
+    commands they start put under TMPDIR: stores, servers' sockets, PostgreSQL clusters) in
+    a folder of the run's own on the RAM file system, removed when the run ends. DuckDB
+    syncs its files to disk at every commit and checkpoint (39 fsyncs for a `traces record`
+    of two short runs, 235 for a test committing 210 steps), each a few milliseconds of
+    waiting on the disk that the suite's thousands of stores add up to; what the tests prove
+    about a store outliving a killed process does not need the disk under it. Only the
+    controller decides (its workers and their children inherit TMPDIR); not when the run
+    names its own --basetemp, nor with TRACES_TEST_TMPFS=0 (a failed run's files kept on
+    disk, in pytest's usual place)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or config.option.basetemp:
+        return
+    if os.environ.get("TRACES_TEST_TMPFS") == "0" or not _TMPFS.is_dir():
+        return
+    if not os.access(_TMPFS, os.W_OK):
+        return
+    root = Path(tempfile.mkdtemp(prefix="traces-tests-", dir=_TMPFS))
+    # Others may pass through, not list (where /tmp lets everyone in): the PostgreSQL
+    # cluster's unprivileged user reaches its own folder in it (`tests/postgres_server.py`).
+    root.chmod(0o711)
+    os.environ["TMPDIR"] = str(root)
+    tempfile.tempdir = str(root)  # gettempdir() caches its first answer
+    config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+
+
+_TIMELINE = "TRACES_TEST_TIMELINE"
+"""A file to append one JSON line per test to (see `_timeline`)."""
+
+
+def _timeline(config: pytest.Config) -> None:
+    """With TRACES_TEST_TIMELINE=FILE, every test appends a line to FILE: its worker, id,
+    start and end (wall clock), and the CPU seconds of the worker (all its threads) and of
+    the worker's children that ended during it; each worker appends a line when it starts
+    and when it has collected. Where the suite's wall time goes, per worker: its idle
+    stretches (wall well above CPU, in the worker and its children), the tests ending last.
+    Lines from several processes: one `write` each, on a file opened to append."""
+    path = os.environ.get(_TIMELINE)
+    if path:
+        config.pluginmanager.register(_Timeline(Path(path)), "traces-timeline")
+
+
+class _Timeline:
+    """The hooks of `_timeline`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+    def _write(self, line: dict[str, Any]) -> None:
+        with self.path.open("a") as out:
+            out.write(json.dumps({"w": self.worker, **line}) + "\n")
+
+    def pytest_sessionstart(self) -> None:
+        self._write({"started": time.time()})
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._write({"collected": time.time(), "tests": len(session.items)})
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        start, cpu, children = time.time(), time.process_time(), _children_cpu()
+        yield
+        self._write(
+            {
+                "id": item.nodeid,
+                "start": start,
+                "end": time.time(),
+                "cpu": round(time.process_time() - cpu, 3),
+                "children_cpu": round(_children_cpu() - children, 3),
+            }
+        )
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Give every interpreter of the run (the xdist workers, and the CLI, writer processes
     and import workers the tests start) one bytecode cache. Where PYTHONDONTWRITEBYTECODE is
@@ -59,6 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
     --no-compile), which costs more than most of the commands under test. The controller
     makes it; its workers, which inherit it, keep it for their commands too rather than each
     making one of its own (where each worker's commands compiled the same modules again)."""
+    _temp_in_memory(config)
+    _timeline(config)
     made_by_controller = os.environ.get(_PYCACHE) if os.environ.get("PYTEST_XDIST_WORKER") else None
     if made_by_controller:
         cache = Path(made_by_controller)  # removed by the controller

@@ -20,6 +20,7 @@ from proxy_setup import Tap, tapped_sim
 
 from analyzer.checks.persist import analyze_recorded
 from traces.proxy.capture import Capture
+from traces.proxy.recording import _LABEL_CHARS
 from traces.redaction import Redactor
 from traces.sim.config import SimConfig
 from traces.store.database import resolve_db_path
@@ -333,7 +334,9 @@ def test_openai_agents_sdk_subagent_is_a_run_of_its_own(
     assert NOTES in answer
     runs = check_proxied(db_path, sim_tap, proxy_tap)
     by_label = {run["conversation"]: run for run in runs.values()}
-    assert set(by_label) == {"What does notes.txt say?", f"Quote {workdir}/notes.txt for me."}
+    # A label is the message's first _LABEL_CHARS characters: a long temporary path cuts it.
+    quote = f"Quote {workdir}/notes.txt for me."[:_LABEL_CHARS]
+    assert set(by_label) == {"What does notes.txt say?", quote}
     lead = by_label["What does notes.txt say?"]
     sub = by_label[f"Quote {workdir}/notes.txt for me."]
     assert _tool_names(db_path, lead["id"]) == ["read_file"]
