@@ -55,6 +55,9 @@ _PYCACHE = "TRACES_TEST_PYCACHE"
 
 _TMPFS = Path("/dev/shm")
 """Where the run keeps its temporary files when the machine has it: a RAM file system."""
+_TMPFS_FREE = 8 << 30
+"""The room the RAM file system must have free for the run's files to go there: a
+container's default /dev/shm (64 MiB) would fill up, and the tests would fail for it."""
 
 
 def _temp_in_memory(config: pytest.Config) -> None:
@@ -72,7 +75,7 @@ def _temp_in_memory(config: pytest.Config) -> None:
         return
     if os.environ.get("TRACES_TEST_TMPFS") == "0" or not _TMPFS.is_dir():
         return
-    if not os.access(_TMPFS, os.W_OK):
+    if not os.access(_TMPFS, os.W_OK) or shutil.disk_usage(_TMPFS).free < _TMPFS_FREE:
         return
     root = Path(tempfile.mkdtemp(prefix="traces-tests-", dir=_TMPFS))
     # Others may pass through, not list (where /tmp lets everyone in): the PostgreSQL
