@@ -338,7 +338,7 @@ def test_openai_agents_sdk_subagent_is_a_run_of_its_own(
     quote = f"Quote {workdir}/notes.txt for me."[:_LABEL_CHARS]
     assert set(by_label) == {"What does notes.txt say?", quote}
     lead = by_label["What does notes.txt say?"]
-    sub = by_label[f"Quote {workdir}/notes.txt for me."]
+    sub = by_label[quote]
     assert _tool_names(db_path, lead["id"]) == ["read_file"]
     assert _tool_names(db_path, sub["id"]) == ["cat"]
     assert lead["steps"] == sub["steps"] == 2
