@@ -16,23 +16,31 @@ from traces import strict_json
 from traces.stream import StreamAssembler
 
 
-def stream_shape(stored: str | None) -> dict[str, Any] | None:
-    """The distribution of one step's stream (`DeliveryLog.shape`); None when the step was
-    not streamed or its lines are not readable."""
-    if stored is None:
-        return None
+def stored_events(stored: str) -> list[tuple[Any, str]] | None:
+    """A step's stored stream (`steps.stream_events`) as (arrival time, raw SSE line) pairs,
+    malformed entries left out; None when the column is not a readable list."""
     try:
         events = json.loads(stored)
     except ValueError:
         return None
     if not isinstance(events, list):
         return None
+    return [
+        (event[0], event[1])
+        for event in events
+        if isinstance(event, list) and len(event) == 2 and isinstance(event[1], str)
+    ]
+
+
+def stream_shape(stored: str | None) -> dict[str, Any] | None:
+    """The distribution of one step's stream (`DeliveryLog.shape`); None when the step was
+    not streamed or its lines are not readable."""
+    events = None if stored is None else stored_events(stored)
+    if events is None:
+        return None
     assembler = StreamAssembler()
     timed = True
-    for event in events:
-        if not (isinstance(event, list) and len(event) == 2 and isinstance(event[1], str)):
-            continue
-        t_ms, line = event
+    for t_ms, line in events:
         if not isinstance(t_ms, int | float):
             # An imported log keeps the lines, not when each came.
             timed, t_ms = False, 0.0

@@ -25,21 +25,10 @@ from analyzer.checks.unseen import call_overhead, unexplained_tokens
 from traces.sim.config import SimConfig
 from traces.store.database import open_for_reading, open_for_writing
 
+from check_builders import TOOLS
 from recording import Recording, record_many
 
-_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "open_box",
-            "parameters": {
-                "type": "object",
-                "properties": {"box_id": {"type": "string"}},
-                "required": ["box_id"],
-            },
-        },
-    }
-]
+_TOOLS = TOOLS["tools"]
 _PARAMS = {"model": "sim-reasoner-1", "n": 2, "tools": _TOOLS}
 
 

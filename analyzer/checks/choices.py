@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from analyzer.checks.records import OtherChoice, Step
-from analyzer.stream_shape import sse_chunk
+from analyzer.stream_shape import sse_chunk, stored_events
 from traces import strict_json
 from traces.normalize import read_reasoning
 from traces.store.run_batch import BATCH_IDS, RunBatch, of_batch
@@ -81,17 +81,12 @@ def _from_events(stored: str) -> tuple[OtherChoice, ...] | None:
     """Every choice with an index above 0 of a stored stream, each assembled on its own by
     the recorder's assembler as if it were choice 0 (a delta without an index is choice 0's,
     as the assembler takes it)."""
-    try:
-        events = json.loads(stored)
-    except ValueError:
-        return None
-    if not isinstance(events, list):
+    events = stored_events(stored)
+    if events is None:
         return None
     assemblers: dict[int, StreamAssembler] = {}
-    for event in events:
-        if not (isinstance(event, list) and len(event) == 2 and isinstance(event[1], str)):
-            continue
-        chunk = sse_chunk(event[1])
+    for _, line in events:
+        chunk = sse_chunk(line)
         choices = chunk.get("choices") if chunk is not None else None
         if not isinstance(choices, list):
             continue
