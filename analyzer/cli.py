@@ -97,6 +97,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "merge",
         "Copy the runs of other stores that the destination lacks; prints one row per source.",
     ),
+    "compact": (
+        "compact",
+        "Give a store's unused space back to the disk: a file rewritten without its free "
+        "blocks, a lake's small files merged and its expired snapshots and files removed.",
+    ),
     "probe": (
         "probe",
         "Probe each provider's template and parser with a fixed conversation set, then report "

@@ -123,3 +123,35 @@ def compact_when_it_pays(path: Path, storage_version: str) -> bool:
         return True
     conn.close()
     return False
+
+
+def compact_file(path: Path) -> tuple[int, int]:
+    """Rewrite the store file at `path` without its free blocks now, whatever their share:
+    its size before and after, in bytes. Refused (DatabaseError, exit 4) while a server has
+    the file: that server rewrites it when its last client leaves (`compact_when_it_pays`)."""
+    from traces.errors import DatabaseError
+    from traces.store import rendezvous
+    from traces.store.database import open_file_for_writing
+
+    if not path.exists():
+        raise DatabaseError(f"{path}: no trace database here")
+    if rendezvous.listening(path):
+        raise DatabaseError(
+            f"{path}: in use by a recording or a reader; its server rewrites the file without "
+            "its free blocks when the last of them leaves"
+        )
+    before = _file_bytes(path)
+    conn = open_file_for_writing(path)
+    row = conn.execute(
+        "SELECT free_blocks FROM pragma_database_size() WHERE database_name = current_database()"
+    ).fetchone()
+    if not row or not row[0] or not compact_in_place(conn, path):
+        conn.execute("CHECKPOINT")
+        conn.close()
+    return before, _file_bytes(path)
+
+
+def _file_bytes(path: Path) -> int:
+    return sum(
+        p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists()
+    )
