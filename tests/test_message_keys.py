@@ -23,7 +23,10 @@ from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
 from traces.store.merge import merge_stores
 from traces.store.numbers import MessageNumbers
-from traces.store.tables import MessageRow
+from traces.store.recorder import Recorder
+from traces.store.tables import MessageRow, StepMessageRow
+
+from conftest import query_rows
 
 REPO = Path(__file__).resolve().parent.parent
 EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
@@ -183,3 +186,48 @@ def test_a_lookup_by_key_alone_would_have_picked_the_impostor(tmp_path: Path) ->
             [real[0]],
         ).fetchone()
     assert picked == ("after-" + real[0],)
+
+
+def test_a_served_session_giving_up_a_copy_renumbers_only_that_message(db_path: Path) -> None:
+    """Two sessions of a store's server store "shared"; the later to commit gives its copy up
+    and points its rows at the committed copy's number (the server's reconciliation). Its
+    row naming another message under the same key (an impostor it stored) keeps naming it."""
+    Recorder(db_path).close()
+    first, second = open_for_writing(db_path), open_for_writing(db_path)
+    try:
+        for conn, run in ((first, "a"), (second, "b")):
+            conn.execute("BEGIN TRANSACTION")
+            insert_rows(conn, "messages", [MessageRow(hash="shared", role="user", body=f'"{run}"')])
+            conn.execute(
+                "INSERT INTO runs (id, task, task_path, task_sha256, provider, model, base_url, "
+                "settings, seed, status, started_at, recorder_pid, recorder_host) VALUES "
+                "(?, 't', 't', '0', 'p', 'm', 'u', '{}', 0, 'completed', now(), 0, 'h')",
+                [run],
+            )
+            insert_rows(conn, "step_messages", [StepMessageRow(run, 0, 0, "shared")])
+        # The second session's impostor: "shared"'s key, a number of its own, named by a row.
+        second.execute(
+            "INSERT INTO messages (hash, role, body, key, seq) SELECT 'impostor', 'user', ?, "
+            "md5_number_lower('shared'), max(seq) + 1 FROM messages",
+            [IMPOSTOR],
+        )
+        second.execute(
+            "INSERT INTO step_message_keys (run_id, step_idx, position, key, run_key, seq) "
+            "SELECT 'b', 0, 1, key, (SELECT key FROM runs WHERE id = 'b'), seq "
+            "FROM messages WHERE hash = 'impostor'"
+        )
+        first.execute("COMMIT")
+        second.execute("COMMIT")  # gives its "shared" up
+    finally:
+        first.close()
+        second.close()
+    found = query_rows(
+        db_path,
+        "SELECT s.run_id, s.position, m.hash, m.body FROM step_message_keys s "
+        "LEFT JOIN messages m ON m.seq = s.seq AND m.key = s.key ORDER BY 1, 2",
+    )
+    assert [(r["run_id"], r["position"], r["hash"], r["body"]) for r in found] == [
+        ("a", 0, "shared", '"a"'),
+        ("b", 0, "shared", '"a"'),  # the committed copy
+        ("b", 1, "impostor", IMPOSTOR),
+    ]
