@@ -75,11 +75,11 @@ from traces.store.migrations import MIGRATIONS
 from traces.store.run_batch import of_batch
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 19
-"""The schema version whose layout the latest storage work (migration 20) started from."""
-KEYS_NARROWED = 20
-"""The migration that made message keys 64-bit: a layout before it holds each message's
+KEYS_NARROWED = next(n for n, name, _ in MIGRATIONS if name.endswith("64-bit message keys"))
+"""The migration that made message keys 64-bit (20): a layout before it holds each message's
 128-bit key, `md5_number(hash)` (of the message a `step_message_keys` row names)."""
+BEFORE = KEYS_NARROWED - 1
+"""The schema version whose layout the latest storage work (migration 20) started from."""
 _WIDE_KEYS = {
     "messages": "md5_number(t.hash)",
     "step_message_keys": "(SELECT md5_number(any_value(m.hash)) FROM src.messages m "

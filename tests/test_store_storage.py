@@ -28,7 +28,7 @@ from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
-from traces.store.migrations import latest_version
+from traces.store.migrations import MIGRATIONS, latest_version
 from traces.store.recorder import Recorder
 from traces.store.tables import MessageRow, ToolResultRow
 
@@ -44,6 +44,8 @@ ZSTD_COLUMNS = {
 }
 """The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
 migration 16, a step's columns in `step_rows` since 17)."""
+KEYS_NARROWED = next(n for n, name, _ in MIGRATIONS if name.endswith("64-bit message keys"))
+"""The migration that made message keys 64-bit (20)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
 
 
@@ -70,7 +72,7 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old = duckdb.connect(str(path))
     migrate_to(old, version)
     old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
-    wide = version < 20  # a message's key: its hash's md5_number before migration 20
+    wide = version < KEYS_NARROWED  # a message's key: its hash's md5_number before it
     for table in _tables(old):
         columns = _columns(old, table)
         names = ", ".join(columns)
@@ -544,7 +546,7 @@ def test_migration_20_keeps_every_view_with_64_bit_keys(tmp_path: Path, sim: Sim
     record(source, sim.base_url, "chain_short", stream=False, seed=2)
     _imported(source)
     old = tmp_path / "old.duckdb"
-    kept, before = _old_snapshot(old, source, 19)
+    kept, before = _old_snapshot(old, source, KEYS_NARROWED - 1)
     conn = duckdb.connect(str(old))
     try:
         for view in _VIEWS_20:
