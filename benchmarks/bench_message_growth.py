@@ -43,7 +43,7 @@ from traces.store.tables import MessageRow, StepMessageRow
 _BUILD = """
 INSERT INTO messages (hash, role, body, key, seq)
     SELECT h, 'tool', '{"role": "tool", "content": "' || md5(i::VARCHAR) || '"}',
-           md5_number(h), i + 1
+           md5_number_lower(h), i + 1
     FROM (SELECT i, sha256(i::VARCHAR) AS h FROM range($n) t(i)) ORDER BY i
 """
 

@@ -23,8 +23,9 @@ For each store:
   much of it DuckDB counts free (blocks a later write reuses; DuckDB never shrinks a file).
   A store's server rewrites a file it leaves mostly free (`traces.store.compaction`); what
   that rewrite costs is timed on a copy of the file (wall and CPU seconds).
-- `compact, schema 17` and `compact, now`: every row copied in its order into a fresh file of
-  the layout migration 17 left (before migration 18) and of the current one, in the stores'
+- `compact, schema 19` and `compact, now`: every row copied in its order into a fresh file of
+  the layout migration 19 left (before migration 20: 128-bit message keys, each message's
+  `md5_number` of its hash) and of the current one, in the stores'
   file format (`STORAGE_VERSION`): the bytes the data needs in each layout, without free
   blocks.
 - The baseline: the same exchanges as JSONL, one line per step with the request in full
@@ -74,8 +75,16 @@ from traces.store.migrations import MIGRATIONS
 from traces.store.run_batch import of_batch
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 17
-"""The schema version whose layout the latest storage work (migration 18) started from."""
+KEYS_NARROWED = next(n for n, name, _ in MIGRATIONS if name.endswith("64-bit message keys"))
+"""The migration that made message keys 64-bit (20): a layout before it holds each message's
+128-bit key, `md5_number(hash)` (of the message a `step_message_keys` row names)."""
+BEFORE = KEYS_NARROWED - 1
+"""The schema version whose layout the latest storage work (migration 20) started from."""
+_WIDE_KEYS = {
+    "messages": "md5_number(t.hash)",
+    "step_message_keys": "(SELECT md5_number(any_value(m.hash)) FROM src.messages m "
+    "WHERE m.seq = t.seq AND m.key = t.key)",
+}
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301
@@ -234,7 +243,9 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
                 for column, sql in (DERIVED.get(row_table, {}) if version is None else {}).items()
                 if column not in have
             }
-            values = [*names, *derived.values()]
+            values = [f"t.{c}" for c in names] + list(derived.values())
+            if version is not None and version < KEYS_NARROWED and table in _WIDE_KEYS:
+                values[names.index("key")] = _WIDE_KEYS[table]
             # A view of the source (`step_messages` since migration 10) has no row order of
             # its own: its rows go in key order. A message a source holds twice (a lake's, or
             # since migration 14 a file's) goes once into a layout that keeps messages unique
@@ -244,7 +255,7 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             verb = "INSERT OR IGNORE" if table == "messages" and indexed else "INSERT"
             conn.execute(
                 f"{verb} INTO {table} ({', '.join([*names, *derived])}) "
-                f"SELECT {', '.join(values)} FROM src.{row_table} {order}"
+                f"SELECT {', '.join(values)} FROM src.{row_table} t {order}"
             )
         conn.execute("DETACH src")
         conn.execute("CHECKPOINT")
@@ -397,8 +408,16 @@ def load_all(db: Path) -> int:
     from analyzer.checks.loader import load_runs
 
     conn = duckdb.connect(str(db), read_only=True)
-    saved = {name: getattr(loader_sql, name) for name in (*_BEFORE_SQL, "_STEP_SQL")}
+    saved = {
+        name: getattr(loader_sql, name) for name in (*_BEFORE_SQL, "_STEP_SQL", "_MESSAGE_SQL")
+    }
     tables = _tables(conn, db.stem)
+    kind = conn.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE table_name = 'messages' "
+        "AND column_name = 'key' AND database_name = current_database()"
+    ).fetchone()
+    if kind == ("UHUGEINT",):  # before migration 20: the 128-bit key
+        loader_sql._MESSAGE_SQL = loader_sql._MESSAGE_SQL.replace("md5_number_lower", "md5_number")
     if "step_message_keys" not in tables:
         for name, sql in _BEFORE_SQL.items():
             setattr(loader_sql, name, sql)

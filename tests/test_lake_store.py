@@ -78,10 +78,10 @@ def _objects(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
 
 def test_a_new_lake_has_the_file_schema_without_keys(lake: LakeStore, tmp_path: Path) -> None:
     with open_for_writing(tmp_path / "file.duckdb") as file, open_for_writing(lake) as conn:
-        # The same columns, 128-bit integers (a message's key) held as their text.
+        # The same columns: a message's key a 64-bit number (migration 20), as on a file.
         as_in_a_lake = _columns_as_in_a_lake(file)
         assert _columns(conn) == as_in_a_lake
-        assert ("messages", "key", "VARCHAR") in {row[:3] for row in as_in_a_lake}
+        assert ("messages", "key", "UBIGINT") in {row[:3] for row in as_in_a_lake}
         assert _objects(conn) == _objects(file)
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
         assert versions == [(number,) for number, _, _ in MIGRATIONS]
@@ -347,9 +347,9 @@ def test_merge_moves_runs_into_a_lake_and_back_out(sim: SimServer, tmp_path: Pat
     assert into_lake["copied"] == into_lake["runs"] > 2
     assert merge(str(laptop), "--into", shared)["copied"] == 0  # merging again: nothing
     with open_for_reading(resolve_db_path(shared)) as conn:
-        # Every 128-bit key as exact as its hash: a lake's Parquet files would keep a DOUBLE.
+        # Every key as exact as its hash.
         row = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE key = md5_number(hash)) FROM messages"
+            "SELECT count(*), count(*) FILTER (WHERE key = md5_number_lower(hash)) FROM messages"
         ).fetchone()
         assert row is not None and row[0] == row[1] > 0
         rebuilt = conn.execute(

@@ -73,7 +73,7 @@ def _fill(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(
         """
         INSERT INTO messages (hash, role, body, key, seq)
-        SELECT h, 'user', '{"role": "user", "content": "hi"}', md5_number(h),
+        SELECT h, 'user', '{"role": "user", "content": "hi"}', md5_number_lower(h),
                row_number() OVER (ORDER BY r.key, s.i)
         FROM runs r, range(100) s(i), LATERAL (SELECT r.id || '-' || s.i AS h)
         ORDER BY r.key, s.i
@@ -82,7 +82,7 @@ def _fill(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(
         """
         INSERT INTO step_message_keys (run_id, step_idx, position, key, run_key, seq)
-        SELECT r.id, s.i, s.i, md5_number(r.id || '-' || s.i), r.key,
+        SELECT r.id, s.i, s.i, md5_number_lower(r.id || '-' || s.i), r.key,
                (r.key - 1) * 100 + s.i + 1
         FROM runs r, range(100) s(i) ORDER BY r.key, s.i
         """
@@ -246,13 +246,13 @@ def test_migration_13_numbers_the_messages_of_an_older_store_in_their_order(
     conn.execute(
         """
         INSERT INTO messages (hash, role, body, key)
-        SELECT h, 'user', '{}', md5_number(h) FROM (VALUES ('z'), ('a'), ('m')) v(h)
+        SELECT h, 'user', '{}', md5_number_lower(h) FROM (VALUES ('z'), ('a'), ('m')) v(h)
         """
     )
     conn.execute(
         """
         INSERT INTO step_message_keys (run_id, step_idx, position, key, run_key)
-        SELECT 'r', i, i, md5_number(h), 1 FROM (VALUES (0, 'z'), (1, 'a'), (2, 'z')) v(i, h)
+        SELECT 'r', i, i, md5_number_lower(h), 1 FROM (VALUES (0, 'z'), (1, 'a'), (2, 'z')) v(i, h)
         """
     )
     assert migrate(conn) == MIGRATIONS[-1][0]

@@ -68,9 +68,9 @@ MESSAGE_B = {"role": "tool", "tool_call_id": "call-9", "content": "sunny"}
 
 
 def _key(digest: str) -> int:
-    """A message's dedup key as the store computes it (DuckDB's `md5_number`: the md5 of the
-    hash text as a little-endian 128-bit number)."""
-    return int.from_bytes(hashlib.md5(digest.encode()).digest(), "little")
+    """A message's dedup key as the store computes it (DuckDB's `md5_number_lower`: the high
+    half of the md5 of the hash text as a little-endian 128-bit number, migration 20)."""
+    return int.from_bytes(hashlib.md5(digest.encode()).digest()[8:], "little")
 
 
 def _read(db: Path, table: str, order: str) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
-"""How the store keeps its bytes (migrations 9, 10 and 16): zstd columns, a 128-bit message
-key, `step_messages` stored by that key, a tool's output stored once in the tool message sent
-back, with every value, every rebuilt request and every raw body and SSE line exactly as
-before.
+"""How the store keeps its bytes (migrations 9, 10, 16 and 20): zstd columns, a message key
+(128 bits, 64 since migration 20), `step_messages` stored by that key, a tool's output stored
+once in the tool message sent back, with every value, every rebuilt request and every raw body
+and SSE line exactly as before.
 
 The old store is real: runs recorded against the simulator over HTTP (streamed and not, with
 retried faults) and an import of the exchanges fixture are copied, row by row in their order,
@@ -28,7 +28,7 @@ from traces.sim.config import SimConfig
 from traces.sim.server import SimServer
 from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
-from traces.store.migrations import latest_version
+from traces.store.migrations import MIGRATIONS, latest_version
 from traces.store.recorder import Recorder
 from traces.store.tables import MessageRow, ToolResultRow
 
@@ -44,6 +44,8 @@ ZSTD_COLUMNS = {
 }
 """The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
 migration 16, a step's columns in `step_rows` since 17)."""
+KEYS_NARROWED = next(n for n, name, _ in MIGRATIONS if name.endswith("64-bit message keys"))
+"""The migration that made message keys 64-bit (20)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
 
 
@@ -70,17 +72,32 @@ def _old_store(path: Path, source: Path, version: int) -> None:
     old = duckdb.connect(str(path))
     migrate_to(old, version)
     old.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+    wide = version < KEYS_NARROWED  # a message's key: its hash's md5_number before it
     for table in _tables(old):
-        names = ", ".join(_columns(old, table))
+        columns = _columns(old, table)
+        names = ", ".join(columns)
         # Since migration 14 two sessions may each store a message (`traces.store.numbers`);
         # a release before it stored each hash once: its first copy.
         rows = f"SELECT {names} FROM src.{table} {_order(old, table)}"
         if table == "messages":
+            picked = ", ".join(
+                "md5_number(hash) AS key" if c == "key" and wide else c for c in columns
+            )
             rows = (
-                f"SELECT {names} FROM (SELECT *, rowid AS stored_order, row_number() OVER "
+                f"SELECT {picked} FROM (SELECT *, rowid AS stored_order, row_number() OVER "
                 "(PARTITION BY hash ORDER BY rowid) AS copy FROM src.messages) "
                 "WHERE copy = 1 ORDER BY stored_order"
             )
+        elif table == "step_message_keys" and wide:
+            # The 128-bit key of the message the row names (by its number and 64-bit key).
+            picked = ", ".join(
+                "(SELECT md5_number(any_value(m.hash)) FROM src.messages m "
+                "WHERE m.seq = s.seq AND m.key = s.key) AS key"
+                if c == "key"
+                else f"s.{c}"
+                for c in columns
+            )
+            rows = f"SELECT {picked} FROM src.step_message_keys s ORDER BY s.rowid"
         old.execute(f"INSERT INTO {table} ({names}) {rows}")
     old.execute("DETACH src")
     old.close()
@@ -103,8 +120,9 @@ def _migrated_from(
     tmp_path: Path, sim: SimServer, version: int
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, Any]]]:
     """A store of recorded and imported runs written at schema `version`, migrated by this
-    code and open for reading (every value of every table and view checked unchanged), with
-    the `_snapshot` taken before."""
+    code and open for reading (every value of every table and view checked unchanged, but
+    the message keys migration 20 made 64-bit: `_unkeyed`), with the `_snapshot` taken
+    before."""
     source = tmp_path / "source.duckdb"
     record(source, sim.base_url, "chain_short", stream=False, seed=2)
     _imported(source)
@@ -113,7 +131,7 @@ def _migrated_from(
     open_for_writing(old).close()
     conn = open_for_reading(old)
     try:
-        assert _snapshot(conn, kept) == before
+        assert _snapshot(conn, _unkeyed(kept)) == _snapshot_of(before, kept, _unkeyed(kept))
         yield conn, before
     finally:
         conn.close()
@@ -205,9 +223,9 @@ def test_a_store_at_schema_7_is_converted_in_place_losing_nothing(
         # Every value of every column the old store had, in the same row order, and every
         # request rebuilt message for message.
         assert _snapshot(conn, kept) == before
-        # The new key is the hash's md5, for every message.
+        # The key is (the high half of) the hash's md5, for every message.
         assert conn.execute(
-            "SELECT count(*) FROM messages WHERE key IS DISTINCT FROM md5_number(hash)"
+            "SELECT count(*) FROM messages WHERE key IS DISTINCT FROM md5_number_lower(hash)"
         ).fetchone() == (0,)
         # Migration 10: step_messages rows stored by that key (every one of them, each
         # naming a stored message).
@@ -507,9 +525,102 @@ def test_migration_19_numbers_the_step_messages_an_import_left_unnumbered(
     open_for_writing(old).close()
     conn = open_for_reading(old)
     try:
-        assert _snapshot(conn, kept) == before
+        assert _snapshot(conn, _unkeyed(kept)) == _snapshot_of(before, kept, _unkeyed(kept))
         assert conn.execute("SELECT count(*) - count(seq) FROM step_message_keys").fetchone() == (
             0,
         )
     finally:
         conn.close()
+
+
+_VIEWS_20 = ("steps", "step_messages", "tool_results")
+"""The views over the tables migration 20 rebuilds (and `request_messages`, below)."""
+
+
+def test_migration_20_keeps_every_view_with_64_bit_keys(tmp_path: Path, sim: SimServer) -> None:
+    """A store at schema 19 gets 64-bit message keys (the high half of each 128-bit one):
+    every row of every view and every rebuilt request unchanged (`EXCEPT ALL` both ways,
+    against copies made inside the old store), every other column of every table too, in
+    the same row order."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=False, seed=2)
+    _imported(source)
+    old = tmp_path / "old.duckdb"
+    kept, before = _old_snapshot(old, source, KEYS_NARROWED - 1)
+    conn = duckdb.connect(str(old))
+    try:
+        for view in _VIEWS_20:
+            conn.execute(f"CREATE TABLE before_{view} AS SELECT * FROM {view}")
+        conn.execute(
+            "CREATE TABLE before_requests AS SELECT s.run_id, s.idx, r.* "
+            "FROM steps s, LATERAL request_messages(s.run_id, s.idx) r"
+        )
+        conn.execute("CREATE TABLE before_keys AS SELECT hash, key FROM messages")
+    finally:
+        conn.close()
+    open_for_writing(old).close()
+    conn = open_for_reading(old)
+    try:
+        now = {f"before_{view}": f"SELECT * FROM {view}" for view in _VIEWS_20}
+        now["before_requests"] = (
+            "SELECT s.run_id, s.idx, r.* FROM steps s, LATERAL request_messages(s.run_id, s.idx) r"
+        )
+        for copy, rows in now.items():
+            count = conn.execute(f"SELECT count(*) FROM {copy}").fetchone()
+            assert count is not None and count[0] > 0, copy
+            for one, other in ((copy, f"({rows})"), (f"({rows})", copy)):
+                left = conn.execute(
+                    f"SELECT count(*) FROM (SELECT * FROM {one} EXCEPT ALL SELECT * FROM {other})"
+                ).fetchone()
+                assert left == (0,), (copy, one)
+        # Every other column of every table, in the same row order; the keys are the old
+        # ones' high halves, each message's md5_number_lower of its hash.
+        unkeyed = _unkeyed(kept)
+        assert _snapshot(conn, unkeyed) == _snapshot_of(before, kept, unkeyed)
+        for table in _KEYED_20:
+            kind = conn.execute(
+                "SELECT data_type FROM duckdb_columns() WHERE table_name = ? "
+                "AND column_name = 'key'",
+                [table],
+            ).fetchone()
+            assert kind == ("UBIGINT",), table
+        assert (
+            conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE m.key = md5_number_lower(m.hash) "
+                "AND m.key = b.key >> 64) FROM messages m JOIN before_keys b USING (hash)"
+            ).fetchone()
+            == (len(before["messages"]),) * 2
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM step_message_keys s "
+            "ANTI JOIN messages m ON m.seq = s.seq AND m.key = s.key"
+        ).fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+_KEYED_20 = ("messages", "step_message_keys")
+"""The tables whose `key` migration 20 makes 64-bit."""
+
+
+def _unkeyed(kept: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The columns `kept` of each table without the message keys migration 20 changed (a
+    migration from before it is checked without them; its own test checks them)."""
+    return {
+        table: [c for c in columns if not (c == "key" and table in _KEYED_20)]
+        for table, columns in kept.items()
+    }
+
+
+def _snapshot_of(
+    before: dict[str, Any], kept: dict[str, list[str]], columns: dict[str, list[str]]
+) -> dict[str, Any]:
+    """`before` (a `_snapshot` of the tables' `kept` columns) reduced to `columns`."""
+    out = {}
+    for table, rows in before.items():
+        if table not in kept:
+            out[table] = rows
+            continue
+        index = [kept[table].index(c) for c in columns[table]]
+        out[table] = [tuple(row[i] for i in index) for row in rows]
+    return out

@@ -27,6 +27,7 @@ from analyzer.checks.records import Call, Result, Run, Step
 from analyzer.cursor_rows import column_names
 from traces.store.inserts import json_list
 from traces.store.run_batch import BATCH_IDS, RunBatch, of_batch
+from traces.store.tables import MESSAGE_KEY
 
 _R = TypeVar("_R")
 
@@ -96,10 +97,10 @@ analysis (measured, README Analyzing)."""
 _KEY = 2
 """Columns of `_CALL_SQL` and `_RESULT_SQL` before the record's fields (run, step)."""
 # The base table of the view `step_messages` (migration 10), which names each message by its
-# 16-byte key and its number (migration 13): its hash comes from `messages` by the two (the
-# key and hash columns of the row groups holding the batch's numbers, never the bodies; a
-# lake's duplicate messages give a position twice, with the same body). Keys stay in SQL:
-# DuckDB's Python client converts 128-bit integers slowly, and not exactly.
+# key (64 bits since migration 20) and its number (migration 13): its hash comes from
+# `messages` by the two (the key and hash columns of the row groups holding the batch's
+# numbers, never the bodies; a lake's duplicate messages give a position twice, with the same
+# body). Keys stay in SQL: nothing here needs them in Python.
 # The range of the numbers goes in as constants (`_RANGE_SQL`, a scan of the batch's rows):
 # from the join alone DuckDB read the whole table (200,600 rows for a run's 600, a million
 # steps), from scalar subqueries the whole `step_message_keys` (their batch filter's own
@@ -112,11 +113,11 @@ _POSITION_SQL = f"""
 """
 _RANGE_SQL = f"SELECT min(seq), max(seq) FROM step_message_keys WHERE {of_batch()}"
 # By `key` (the md5 of the hash, migration 9): its scan is a fixed-width column read with the
-# bodies of the matching rows only; the hash is no longer indexed. (The cast is none on a file;
-# a lake holds the key as text, see `traces.store.lake_schema`.)
+# bodies of the matching rows only; the hash is no longer indexed. Another message may share a
+# 64-bit key (migration 20): it comes back under its own hash, which `bodies` leaves.
+_HASHES = "unnest(from_json(?, '[\"VARCHAR\"]'))"
 _MESSAGE_SQL = (
-    "SELECT hash, body FROM messages "
-    "WHERE key::UHUGEINT IN (SELECT md5_number(unnest(from_json(?, '[\"VARCHAR\"]'))))"
+    f"SELECT hash, body FROM messages WHERE key IN (SELECT {MESSAGE_KEY.format(_HASHES)})"
 )
 # A batch's window: its messages by a semi-join on the numbers its own `step_message_keys`
 # rows name (DuckDB hashes them in place), within the range of numbers given, which the scan
@@ -350,7 +351,12 @@ class Messages:
                     found[digest] = _loads(body)
         outside = [h for h in numbers if h not in found]
         if outside:
-            bodies = _decoded(conn.execute(_MESSAGE_SQL, [json_list(outside)]))
+            asked = set(outside)
+            bodies = {
+                digest: _loads(body)
+                for digest, body in conn.execute(_MESSAGE_SQL, [json_list(outside)]).fetchall()
+                if digest in asked
+            }
             if len(self.shared) + len(bodies) > self.SHARED:
                 self.shared.clear()
             self.shared.update(bodies)

@@ -66,8 +66,9 @@ UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ENDING)} WHERE {_
 Dedup = Literal["key", "hash", "none"]
 """How rows of a deduplicated table that are stored already are skipped (no store has an index
 on them: a lake none, a file none since migration 14): by an anti-join on the fixed-width
-column derived from the key (a file: `messages.key`, 16 bytes a row to scan), on the key
-itself (a lake, which holds that column as text), or not at all: the recorders' writer, which
+column derived from the key and on the key itself (a file: `messages.key` and `hash`, as two
+hashes may share a 64-bit key since migration 20), on the key alone (a lake, which held the
+derived column as text until then), or not at all: the recorders' writer, which
 knows what it stored itself (`traces.store.numbers`) and accepts what another writer or an
 earlier process stored, kept twice and read as a set: a scan of the key column at every
 commit would grow with the store. Imports and merges, which write in bulk, look (one scan a
@@ -171,13 +172,15 @@ def insert_sql(
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"
     key, fixed = DEDUPLICATED[table]
-    key = fixed if dedup == "key" else key
+    match = f"stored.{key} = new.{key}"
+    if dedup == "key":
+        match = f"stored.{fixed} = new.{fixed} AND {match}"
     # An ANTI JOIN: a third cheaper a commit than `NOT IN (subquery)`, whose NULL rules
     # DuckDB pays for with a mark join (the key is never null).
     return (
         f"INSERT INTO {target} ({', '.join(names)}) "
         f"SELECT DISTINCT ON (new.{key}) new.* FROM (SELECT {values}) AS new ({', '.join(names)}) "
-        f"ANTI JOIN {target} AS stored ON stored.{key} = new.{key}"
+        f"ANTI JOIN {target} AS stored ON {match}"
     )
 
 

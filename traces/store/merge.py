@@ -528,10 +528,10 @@ def _copy_table(
         if (table, column) in ((RUNS, "key"), (table, RUN_KEY)) and role is not Role.shared:
             values.append("m.dst_key")  # numbered in the destination (`_number_runs`)
         elif column == MESSAGE_SEQ and table in _NUMBERED:
-            values.append(_NUMBERED[table].format(dst=dst))
+            values.append(_NUMBERED[table].format(dst=dst, src=src))
         elif column in derived:
-            # Computed from the row again, never copied: a lake may hold a 128-bit key less
-            # exactly than the file it came from did.
+            # Computed from the row again, never copied (a lake held a 128-bit key less
+            # exactly than the file it came from did, before migration 20).
             values.append(re.sub(rf"\b({'|'.join(columns)})\b", r"t.\1", derived[column]))
         elif target is None:
             values.append(f"t.{column}")
@@ -561,9 +561,11 @@ _NUMBERED = {
     f" + row_number() OVER (ORDER BY t.{MESSAGE_SEQ})",
     # The number of the destination's copy of the message, copied before it (tables are
     # copied in the order of their names): its latest, where it holds the message twice.
-    # Keys compared as numbers: a lake holds them as text.
+    # The message is the source's of the row's number and key, compared by hash: another
+    # may share its 64-bit key (`tables.MESSAGE_KEY`).
     "step_message_keys": f"(SELECT max(x.{MESSAGE_SEQ}) FROM {{dst}}.main.messages x"
-    " WHERE x.key::UHUGEINT = t.key::UHUGEINT)",
+    f" JOIN {{src}}.main.messages y ON y.{MESSAGE_SEQ} = t.{MESSAGE_SEQ} AND y.key = t.key"
+    " WHERE x.key = t.key AND x.hash = y.hash)",
 }
 """How a merge numbers the rows it copies of the tables with a message number: in the
 destination, never as the source numbered them."""

@@ -901,6 +901,54 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         WHERE step_message_keys.seq IS NULL AND m.key = step_message_keys.key;
         """,
     ),
+    (
+        20,
+        "compact storage: 64-bit message keys",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): the 128-bit `key` of
+        # `messages` and `step_message_keys` cost 32 and 34 bytes a step of an import (random
+        # numbers: no compression). 64 bits do what the key does: with `seq`, name a message
+        # (two writers may draw one number, and then the key tells their messages apart), and
+        # narrow a dedup's or a lookup's scan to a fixed-width column. A 64-bit collision
+        # (about n²/2^65: one in 3,700 at 10^8 messages) must never pick a wrong message, so
+        # whatever looks a message up by its key compares its hash as well (`inserts.Dedup`,
+        # `tables.MESSAGE_SEQ_OF_HASH`, `traces.store.numbers`, merge, the server's
+        # reconciliation); a join on `seq` and `key` needs a collision of both.
+        # The new key is `md5_number_lower(hash)`: the high half of the old one, so each
+        # `step_message_keys` row is converted without its message (it has no hash); any
+        # text hashes (the sha256's own first 64 bits would need every hash to be hex).
+        # `UINT128` is DuckDB's other name of UHUGEINT, spelt so because a lake's migration
+        # takes that name for its text (`lake_schema.adapt`): on a lake, which held the key as
+        # its decimal text, the cast reads the number back; on a file it is none.
+        # Both tables are rebuilt in their row order, with their columns in their order (as
+        # a lake takes it: no type change of a column).
+        """
+        CREATE TABLE messages_v20 (
+            hash VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            body JSON NOT NULL USING COMPRESSION ZSTD,
+            key UBIGINT NOT NULL,
+            seq BIGINT
+        );
+        INSERT INTO messages_v20
+            SELECT hash, role, body, (CAST(key AS UINT128) >> 64)::UBIGINT, seq
+            FROM messages ORDER BY rowid;
+        DROP TABLE messages;
+        ALTER TABLE messages_v20 RENAME TO messages;
+        CREATE TABLE step_message_keys_v20 (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            key UBIGINT NOT NULL,
+            run_key BIGINT,
+            seq BIGINT
+        );
+        INSERT INTO step_message_keys_v20
+            SELECT run_id, step_idx, position, (CAST(key AS UINT128) >> 64)::UBIGINT, run_key, seq
+            FROM step_message_keys ORDER BY rowid;
+        DROP TABLE step_message_keys;
+        ALTER TABLE step_message_keys_v20 RENAME TO step_message_keys;
+        """,
+    ),
 ]
 """(version, name, SQL) in the order they apply. Append only."""
 

@@ -26,20 +26,22 @@ from typing import Any
 import duckdb
 
 from traces.store.inserts import json_list
+from traces.store.tables import MESSAGE_KEY
 
 KNOWN_LIMIT = 1_000_000
 """Messages whose numbers are kept (about 150 MB at most): past it the older half is
 forgotten, and a step naming one of those looks it up (correct, and rare: a step names the
 messages its request added, which the same commit or a recent one stored)."""
 
+_HASHES = "unnest(from_json(?, '[\"VARCHAR\"]'))"
 _LOOKUP = (
-    "SELECT hash, max(seq) FROM messages "
-    "WHERE key::UHUGEINT IN (SELECT md5_number(unnest(from_json(?, '[\"VARCHAR\"]')))) "
+    f"SELECT hash, max(seq) FROM messages WHERE key IN (SELECT {MESSAGE_KEY.format(_HASHES)}) "
     "GROUP BY hash"
 )
 """The stored numbers of messages by hash (the greatest, where a message is stored twice: the
-copy stored last, near the run's other messages). The cast is none on a file; a lake holds
-the key as text."""
+copy stored last, near the run's other messages), found by the key: a scan of a fixed-width
+column. Another message may share a 64-bit key (`MESSAGE_KEY`): its own hash comes back with
+it, which `plan` does not take for one it asked for."""
 
 _GREATEST = "SELECT coalesce(max(seq), 0) FROM messages"
 
@@ -83,10 +85,11 @@ class MessageNumbers:
         missing = [h for h in dict.fromkeys(step_hashes) if h not in drawn and h not in self.known]
         found: dict[str, int] = {}
         if missing:
+            asked = set(missing)
             found = {
                 digest: int(seq)
                 for digest, seq in conn.execute(_LOOKUP, [json_list(missing)]).fetchall()
-                if seq is not None
+                if seq is not None and digest in asked
             }
         known = {**found, **drawn}
         numbers: list[int | None] = [

@@ -86,9 +86,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "hash": "sha256 of the message's canonical JSON (sorted keys, compact).",
             "role": "system | user | assistant | tool.",
             "body": "The message exactly as sent, as JSON.",
-            "key": "md5 of `hash` as a 128-bit number: the key a message is stored once by "
-            "(not indexed: a fixed-width column to scan), and that `step_message_keys` names it "
-            "by.",
+            "key": "`md5_number_lower(hash)`: 64 bits of the md5 of `hash` (not indexed: a "
+            "fixed-width column to scan), which `step_message_keys` names it by with `seq`. Not "
+            "unique: look a message up by `key` and `hash` together.",
             "seq": "The message's number in the order messages were first stored: a run's "
             "new messages have neighbouring numbers, which reads of a run join on (with `key`: "
             "two writers at once may draw one number for two messages).",
@@ -163,13 +163,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "step_message_keys": (
-        "The rows of the view step_messages as stored: each message named by its 16-byte key "
+        "The rows of the view step_messages as stored: each message named by its 8-byte key "
         "(`messages.key`) and its number (`messages.seq`) instead of its 64-character hash.",
         {
             "run_id": "Run of the step.",
             "step_idx": "Step whose request added the message.",
             "position": "Position of the message in the request (0-based).",
-            "key": "The message's `messages.key` (md5 of its hash as a 128-bit number).",
+            "key": "The message's `messages.key` (64 bits of the md5 of its hash).",
             "run_key": "The run's `runs.key`.",
             "seq": "The message's `messages.seq`: a run's reads join `messages` on it and "
             "`key`, and read only the row groups holding the run's messages.",

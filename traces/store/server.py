@@ -55,7 +55,7 @@ from traces.store.database import (
     open_for_writing,
 )
 from traces.store.lake import transaction
-from traces.store.tables import DEDUPLICATED
+from traces.store.tables import DEDUPLICATED, MESSAGE_KEY
 from traces.store.writer_process import Recording, Writer, mark_dead_runs_interrupted
 
 FIRST_CLIENT_WAIT_S = 30.0
@@ -480,26 +480,50 @@ class Server:
                     [[row[0] for row in mine]],
                 ).fetchall()
                 if taken:
+                    hashes = [row[0] for row in taken]
+                    # The numbers of the copies about to go, which this session's rows name.
+                    dropped = (
+                        cursor.execute(
+                            "SELECT hash, seq FROM messages "
+                            "WHERE rowid >= ? AND hash IN (SELECT unnest(?))",
+                            [self.local_rowid, hashes],
+                        ).fetchall()
+                        if table == "messages"
+                        else []
+                    )
                     cursor.execute(
                         f"DELETE FROM {table} WHERE rowid >= ? AND {key} IN (SELECT unnest(?))",
-                        [self.local_rowid, [row[0] for row in taken]],
+                        [self.local_rowid, hashes],
                     )
-                    if table == "messages":
-                        self._renumber(cursor, [row[0] for row in taken])
+                    if dropped:
+                        self._renumber(cursor, dropped)
 
-    def _renumber(self, cursor: duckdb.DuckDBPyConnection, hashes: list[str]) -> None:
-        """Point this session's `step_message_keys` rows naming the messages `hashes`, whose
-        copies `_reconcile` just dropped, at the committed copies' numbers (migration 13):
-        the session's transaction does not see those, `fresh` does."""
-        committed = self.fresh.execute(
-            "SELECT hash, seq FROM messages WHERE hash IN (SELECT unnest(?))", [hashes]
-        ).fetchall()
-        if committed:
+    def _renumber(self, cursor: duckdb.DuckDBPyConnection, dropped: list[tuple[str, int]]) -> None:
+        """Point this session's `step_message_keys` rows naming the messages `dropped` (hash,
+        number), whose copies `_reconcile` just dropped, at the committed copies' numbers
+        (migration 13): the session's transaction does not see those, `fresh` does. A row is
+        matched by the dropped copy's number and key, never by the key alone: another message
+        may share its 64-bit key (`tables.MESSAGE_KEY`)."""
+        committed = dict(
+            self.fresh.execute(
+                "SELECT hash, max(seq) FROM messages WHERE hash IN (SELECT unnest(?)) "
+                "GROUP BY hash",
+                [[h for h, _ in dropped]],
+            ).fetchall()
+        )
+        moved = [(h, seq, committed[h]) for h, seq in dropped if h in committed]
+        if moved:
             cursor.execute(
                 "UPDATE step_message_keys SET seq = c.seq FROM (SELECT "
-                "md5_number(unnest(?)) AS key, unnest(?) AS seq) c "
-                "WHERE step_message_keys.rowid >= ? AND step_message_keys.key = c.key",
-                [[h for h, _ in committed], [n for _, n in committed], self.local_rowid],
+                f"{MESSAGE_KEY.format('unnest($1)')} AS key, unnest($2) AS old, "
+                "unnest($3) AS seq) c WHERE step_message_keys.rowid >= $4 "
+                "AND step_message_keys.key = c.key AND step_message_keys.seq = c.old",
+                [
+                    [h for h, _, _ in moved],
+                    [old for _, old, _ in moved],
+                    [seq for _, _, seq in moved],
+                    self.local_rowid,
+                ],
             )
 
 

@@ -281,9 +281,16 @@ before its steps), each with the type of its rows."""
 DEDUPLICATED = {"messages": ("hash", "key")}
 """Tables whose rows may already be stored (a message is stored once, by hash), each with its
 key column and the fixed-width column derived from it (`DERIVED`): an insert that looks skips
-the rows whose key is stored (`traces.store.inserts.Dedup`). No store has an index on them
+the rows whose key is stored (`traces.store.inserts.Dedup`; the derived column narrows the
+match, the key decides it: two keys may share a 64-bit number). No store has an index on them
 (a file none since migration 14, a lake never): a message two writers stored at once may be
 stored twice, identical, and every reader reads `messages` as a set."""
+
+MESSAGE_KEY = "md5_number_lower({})"
+"""A message's `key` (migration 20; 128 bits before it), SQL of its hash (`{}`): the high 64
+bits of the md5 of the hash as DuckDB's `md5_number` gives them. Not unique: whatever finds a
+message by it compares the hash as well, unless it also matches `seq` (two messages sharing
+both need two writers drawing one number and a 64-bit collision)."""
 
 MESSAGE_SEQ = "seq"
 """The column of `messages` and `step_message_keys` that numbers messages (migration 13)."""
@@ -301,12 +308,13 @@ own instead (`traces.store.numbers`): this scans the column, whose cost grows wi
 store."""
 
 MESSAGE_SEQ_OF_HASH = (
-    "(SELECT max(m.seq) FROM messages m WHERE m.key::UHUGEINT = md5_number(new_row.hash))"
+    "(SELECT max(m.seq) FROM messages m "
+    f"WHERE m.key = {MESSAGE_KEY.format('new_row.hash')} AND m.hash = new_row.hash)"
 )
 """The `seq` a `step_messages` row names: its message's, stored before it in the same
 transaction or earlier (the greatest, where a lake holds the message twice: the copy this
 writer stored last, near the run's other messages). `new_row`: the row being inserted
-(`inserts.insert_sql`). (The cast is none on a file; a lake holds the key as text.)"""
+(`inserts.insert_sql`). The key finds the candidates, the hash the message (`MESSAGE_KEY`)."""
 
 TOOL_OUTPUT_POSITION = """(
     SELECT min(s.position)
@@ -327,8 +335,8 @@ store (by this SQL over the row, named `new`), before the `DERIVED` ones, which 
 An insert that does not look (`inserts.insert_sql(look_up=False)`) stores NULL."""
 
 DERIVED: dict[str, dict[str, str]] = {
-    "messages": {"key": "md5_number(hash)", "seq": NEXT_MESSAGE_SEQ},
-    "step_messages": {"key": "md5_number(hash)", "seq": MESSAGE_SEQ_OF_HASH},
+    "messages": {"key": MESSAGE_KEY.format("hash"), "seq": NEXT_MESSAGE_SEQ},
+    "step_messages": {"key": MESSAGE_KEY.format("hash"), "seq": MESSAGE_SEQ_OF_HASH},
     "tool_results": {"output": "CASE WHEN output_position IS NULL THEN output END"},
     "steps": {
         "reasoning": "CASE WHEN reasoning_replayed THEN NULL ELSE reasoning END",
@@ -336,13 +344,13 @@ DERIVED: dict[str, dict[str, str]] = {
     },
 }
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
-the row (by this expression over its columns' names), after the row's own columns: the
-128-bit key of a message (migration 9) is a function of its hash, so no writer computes or
-ships it; its number (migration 13) is drawn or looked up by the insert, unless the writer
-binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`); a
-tool's output is stored only where no message holds it (migration 16), a step's reasoning
-and replayed message's hash only where the replayed message does not give them (17). A
-column of the row type that is derived too is stored as derived."""
+the row (by this expression over its columns' names), after the row's own columns: the key of a
+message (migration 9; 64 bits since 20, `MESSAGE_KEY`) is a function of its hash, so no writer
+computes or ships it; its number (migration 13) is drawn or looked up by the insert, unless the
+writer binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`);
+a tool's output is stored only where no message holds it (migration 16), a step's reasoning and
+replayed message's hash only where the replayed message does not give them (17). A column of
+the row type that is derived too is stored as derived."""
 
 
 RUN_KEY = "run_key"
@@ -371,11 +379,11 @@ STORED: dict[str, Stored] = {
     "tool_results": Stored("tool_result_rows", ()),
     "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed")),
 }
-"""Row types stored under another table: `step_messages` rows keep their message's 16-byte
-key instead of its 64-character hash, which the view `step_messages` gives back from
-`messages` (migration 10); `tool_results` rows keep no output where the tool message the
-run's next request added holds it, naming its position instead (`output_position`), from
-which the view `tool_results` gives the output back (migration 16); `steps` rows keep no
+"""Row types stored under another table: `step_messages` rows keep their message's key (8 bytes
+since migration 20) and number instead of its 64-character hash, which the view `step_messages`
+gives back from `messages` (migration 10); `tool_results` rows keep no output where the tool
+message the run's next request added holds it, naming its position instead (`output_position`),
+from which the view `tool_results` gives the output back (migration 16); `steps` rows keep no
 reasoning and no replayed message's hash where the assistant message the run's next request
 added holds them (`replayed`, `reasoning_replayed`), from which the view `steps` gives them
 back (migration 17)."""
