@@ -74,8 +74,11 @@ from traces.store.migrations import MIGRATIONS
 from traces.store.run_batch import of_batch
 from traces.store.tables import DERIVED, STORED
 
-BEFORE = 17
-"""The schema version whose layout the latest storage work (migration 18) started from."""
+BEFORE = 19
+"""The schema version whose layout the latest storage work (migration 21) started from."""
+PROJECTED = frozenset({"step_rows", "tool_calls"})
+"""Tables that became views of one base table each, a projection of it (migration 21): read
+without ORDER BY, they give its rows in its order (DuckDB keeps insertion order)."""
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301
@@ -240,6 +243,8 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             # since migration 14 a file's) goes once into a layout that keeps messages unique
             # by their key's index (before 14), as it is into the current one.
             order = "ORDER BY rowid" if row_table in source_tables else "ORDER BY ALL"
+            if row_table not in source_tables and row_table in PROJECTED:
+                order = ""
             indexed = version is not None and version < INDEX_DROPPED
             verb = "INSERT OR IGNORE" if table == "messages" and indexed else "INSERT"
             conn.execute(
@@ -402,7 +407,7 @@ def load_all(db: Path) -> int:
     if "step_message_keys" not in tables:
         for name, sql in _BEFORE_SQL.items():
             setattr(loader_sql, name, sql)
-    if "step_rows" not in tables:  # before migration 17: every reasoning in `steps`
+    if "step_rows" not in tables and "step_cells" not in tables:  # before migration 17
         loader_sql._STEP_SQL = loader_sql._STEP_SQL.replace("FROM step_rows", "FROM steps").replace(
             "reasoning_replayed", "false AS reasoning_replayed"
         )

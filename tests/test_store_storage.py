@@ -39,11 +39,12 @@ EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
 
 ZSTD_COLUMNS = {
     "messages": {"body"},
-    "step_rows": {"response_headers", "response_body", "stream_events", "reasoning", "usage_raw"},
+    "step_cells": {"response_headers", "response_body", "stream_events", "reasoning"},
     "tool_result_rows": {"output"},
 }
 """The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
-migration 16, a step's columns in `step_rows` since 17)."""
+migration 16, a step's columns in `step_rows` since 17, in `step_cells` since 21, which
+keeps a step's usage, mostly null there, as DuckDB chooses)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
 
 
@@ -123,9 +124,11 @@ _VIEW_KEYS = {
     "step_messages": "run_id, step_idx, position",
     "tool_results": "run_id, step_idx, call_idx",
     "steps": "run_id, idx",
+    "step_rows": "run_id, idx",
+    "tool_calls": "run_id, step_idx, call_idx",
 }
 """The key of each table that is now a view (`step_messages` since migration 10,
-`tool_results` since 16, `steps` since 17)."""
+`tool_results` since 16, `steps` since 17, `step_rows` and `tool_calls` since 21)."""
 
 
 def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") -> str:

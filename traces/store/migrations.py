@@ -10,6 +10,23 @@ import contextlib
 
 import duckdb
 
+from traces.store.tables import request_id_of, usage_found, usage_of
+
+_STEP_COLUMNS = """run_id, idx, started_at, latency_ms, ttft_reasoning_ms, ttft_content_ms,
+            ttft_tool_call_ms, streamed, http_status, {request_id}, response_headers,
+            request_params, request_message_count, request_prefix, response_body, stream_events,
+            finish_reason_raw, finish_reason, reasoning, reasoning_source, "content",
+            prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
+            cached_tokens, total_tokens, {usage_raw}, replay_message_hash, error_kind,
+            error_status, error_message, error_body, retries, retry_errors, anomalies,
+            request_hash, upstream_provider, resumption, replayed, reasoning_replayed"""
+"""The columns of `step_rows` (the table of migration 18, the view of 21) in order, the two
+that migration 21 stores once given by the caller."""
+
+_CALL_COLUMNS = """run_id, step_idx, call_idx, id, id_format, "name", {arguments_raw},
+            arguments_type, arguments, json_valid, schema_valid, schema_error, run_key"""
+"""The columns of `tool_calls` (the table of migration 1 and 12, the view of 21) in order."""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -899,6 +916,132 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         UPDATE step_message_keys SET seq = m.seq
         FROM (SELECT key, max(seq) AS seq FROM messages GROUP BY key) m
         WHERE step_message_keys.seq IS NULL AND m.key = step_message_keys.key;
+        """,
+    ),
+    (
+        21,
+        "compact storage: a step's usage and request id, a call's raw arguments stored once",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): a step's `usage_raw` was
+        # stored twice, in its own column and in the response (the body's `usage`, or the
+        # usage chunk of the stream, near its end), its `request_id` twice (the response
+        # headers' `x-request-id`), and a tool call's `arguments_raw` twice where the model
+        # sent the very text of the parsed `arguments`. The rows are stored in `step_cells`
+        # and `tool_call_rows`, which keep each NULL where it is found again byte for byte:
+        # `usage_from` names where the usage is (0: the body, n: the SSE line n from the
+        # end), `request_id_in_headers` that the headers name the id, and a NULL
+        # `arguments_raw` is the text of `arguments`. The decision is the row's own (no
+        # other row, no later request), taken by every insert in SQL by the very extraction
+        # the views make (`tables.FROM_ROW`, `tables.DERIVED`): a lake stores them once too.
+        # `step_rows` and `tool_calls` become the views that give the values back, so their
+        # columns keep their names and values and the readers of `step_rows` (and the view
+        # `steps`, over it) are unchanged; a filter on the run's key still reaches the scan
+        # (a projection, no join). Rows are copied in their own order.
+        f"""
+        CREATE TABLE step_cells (
+            run_id VARCHAR NOT NULL,
+            idx INTEGER NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE NOT NULL,
+            ttft_reasoning_ms DOUBLE,
+            ttft_content_ms DOUBLE,
+            ttft_tool_call_ms DOUBLE,
+            streamed BOOLEAN NOT NULL,
+            http_status INTEGER,
+            request_id VARCHAR,
+            response_headers JSON USING COMPRESSION ZSTD,
+            request_params JSON NOT NULL,
+            request_message_count INTEGER NOT NULL,
+            request_prefix INTEGER NOT NULL,
+            response_body VARCHAR USING COMPRESSION ZSTD,
+            stream_events JSON USING COMPRESSION ZSTD,
+            finish_reason_raw VARCHAR,
+            finish_reason VARCHAR NOT NULL,
+            reasoning VARCHAR USING COMPRESSION ZSTD,
+            reasoning_source VARCHAR NOT NULL,
+            content VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reasoning_tokens_source VARCHAR NOT NULL,
+            cached_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_raw JSON,
+            replay_message_hash VARCHAR,
+            error_kind VARCHAR,
+            error_status INTEGER,
+            error_message VARCHAR,
+            error_body VARCHAR,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_errors JSON,
+            anomalies JSON,
+            request_hash VARCHAR,
+            upstream_provider VARCHAR,
+            resumption INTEGER,
+            replayed BOOLEAN NOT NULL DEFAULT false,
+            reasoning_replayed BOOLEAN NOT NULL DEFAULT false,
+            usage_from TINYINT,
+            request_id_in_headers BOOLEAN NOT NULL DEFAULT false,
+            run_key BIGINT
+        );
+        INSERT INTO step_cells
+            SELECT {
+            _STEP_COLUMNS.format(
+                request_id="CASE WHEN request_id_in_headers THEN NULL ELSE request_id END",
+                usage_raw="CASE WHEN usage_from IS NULL THEN usage_raw END",
+            )
+        },
+                   usage_from, request_id_in_headers, run_key
+            FROM (
+                SELECT *, {usage_found("t")} AS usage_from,
+                       coalesce({request_id_of("t")} = t.request_id, false)
+                       AS request_id_in_headers,
+                       t.rowid AS stored_order
+                FROM step_rows t
+            )
+            ORDER BY stored_order;
+        DROP TABLE step_rows;
+        CREATE VIEW step_rows AS
+            SELECT {
+            _STEP_COLUMNS.format(
+                request_id="CASE WHEN t.request_id_in_headers "
+                f"THEN {request_id_of('t')} ELSE t.request_id END AS request_id",
+                usage_raw=f"CASE WHEN t.usage_from IS NULL THEN t.usage_raw "
+                f"ELSE ({usage_of('t')})::JSON END AS usage_raw",
+            )
+        },
+                   run_key
+            FROM step_cells t;
+        CREATE TABLE tool_call_rows (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            call_idx INTEGER NOT NULL,
+            id VARCHAR,
+            id_format VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            arguments_raw VARCHAR,
+            arguments_type VARCHAR NOT NULL,
+            arguments JSON,
+            json_valid BOOLEAN NOT NULL,
+            schema_valid BOOLEAN,
+            schema_error VARCHAR,
+            run_key BIGINT
+        );
+        INSERT INTO tool_call_rows
+            SELECT {
+            _CALL_COLUMNS.format(
+                arguments_raw="CASE WHEN arguments_raw = arguments::VARCHAR THEN NULL "
+                "ELSE arguments_raw END"
+            )
+        }
+            FROM tool_calls ORDER BY rowid;
+        DROP TABLE tool_calls;
+        CREATE VIEW tool_calls AS
+            SELECT {
+            _CALL_COLUMNS.format(
+                arguments_raw="coalesce(arguments_raw, arguments::VARCHAR) AS arguments_raw"
+            )
+        }
+            FROM tool_call_rows;
         """,
     ),
 ]

@@ -394,12 +394,60 @@ def _step_rows() -> tuple[str, dict[str, str]]:
     order.insert(order.index("reasoning_replayed"), "replayed")
     return (
         "The rows of the view steps as stored: a step's reasoning and the hash of the "
-        "assistant message sent back are kept once, in that message, when it holds them.",
+        "assistant message sent back are kept once, in that message, when it holds them "
+        "(a view itself, of step_cells, whose values it gives back: migration 21).",
         {name: columns[name] for name in order},
     )
 
 
 TABLES["step_rows"] = _step_rows()
+
+
+def _step_cells() -> tuple[str, dict[str, str]]:
+    """The base table of the view step_rows (migration 21): its columns, and how it keeps
+    a step's usage and request id once, in the response."""
+    columns = {name: f"As step_rows.{name}." for name in TABLES["step_rows"][1]}
+    columns["usage_raw"] = (
+        "As steps.usage_raw; null where `usage_from` names where the response holds it "
+        "(the view step_rows gives it back)."
+    )
+    columns["request_id"] = (
+        "As steps.request_id; null where `request_id_in_headers` (the view step_rows gives "
+        "it back)."
+    )
+    columns["usage_from"] = (
+        "Where the response holds `usage_raw` byte for byte, as the writer serialized it: "
+        "0 the body's `usage`, n the `usage` of the SSE line n from the end "
+        "(`stream_events`); null when `usage_raw` holds it (or there is none)."
+    )
+    columns["request_id_in_headers"] = (
+        "The response headers name `request_id` (`x-request-id`, else `request-id`): the id "
+        "is not kept here."
+    )
+    order = [*TABLES["step_rows"][1]]
+    order[order.index("run_key") : order.index("run_key")] = [
+        "usage_from",
+        "request_id_in_headers",
+    ]
+    return (
+        "The rows of the view step_rows as stored: a step's usage and request id are kept "
+        "once, in the response, when it holds them.",
+        {name: columns[name] for name in order},
+    )
+
+
+TABLES["step_cells"] = _step_cells()
+TABLES["tool_call_rows"] = (
+    "The rows of the view tool_calls as stored: the raw arguments are kept once, as the "
+    "parsed ones, when they are their text.",
+    {
+        name: f"As tool_calls.{name}."
+        if name != "arguments_raw"
+        else "As tool_calls.arguments_raw; null where it is the text of `arguments` byte for "
+        "byte (the view tool_calls gives it back)."
+        for name in TABLES["tool_calls"][1]
+    },
+)
 
 
 def _quote(text: str) -> str:

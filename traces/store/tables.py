@@ -326,6 +326,80 @@ LOOKED_UP: dict[str, dict[str, str]] = {"tool_results": {"output_position": TOOL
 store (by this SQL over the row, named `new`), before the `DERIVED` ones, which may use them.
 An insert that does not look (`inserts.insert_sql(look_up=False)`) stores NULL."""
 
+
+def _usage_text(json: str) -> str:
+    """SQL of the usage object of the JSON text `json` (a response body, an SSE line's data)
+    as a writer serializes it (`rows.to_json`: `", "` and `": "` between items): DuckDB
+    gives JSON back without spaces, which these two replacements put where Python does. Only
+    compared, never trusted: a usage they do not give back byte for byte is kept in full."""
+    usage = f"json_extract({json}, '$.usage')::VARCHAR"
+    return f"replace(replace({usage}, '\":', '\": '), ',\"', ', \"')"
+
+
+def _sse_usage(events: str, back: int) -> str:
+    """SQL of the usage object of the SSE line `back` lines from the end of the stored
+    stream `events` (`[[t_ms, line], …]`), a `data: ` line, as `_usage_text` gives it."""
+    line = f"json_extract_string({events}, '$[#-{back}][1]')"
+    return _usage_text(f"substr({line}, 7)")
+
+
+USAGE_LINES = (1, 2, 3)
+"""Where a streamed step's usage may be read from (`step_cells.usage_from`): the SSE line
+this many lines from the end (the usage chunk comes last, before `data: [DONE]` or not)."""
+
+
+def usage_of(row: str) -> str:
+    """SQL that gives back the step's `usage_raw` from its response (the row's columns under
+    the alias `row`) where `usage_from` says where it is: 0, the response body's `$.usage`;
+    a number of `USAGE_LINES`, that SSE line's data. Also the text of the view `step_rows`
+    (migration 21): change it only with a migration that defines that view again."""
+    lines = " ".join(
+        f"WHEN {back} THEN {_sse_usage(f'{row}.stream_events', back)}" for back in USAGE_LINES
+    )
+    return f"CASE {row}.usage_from WHEN 0 THEN {_usage_text(f'{row}.response_body')} {lines} END"
+
+
+def usage_found(row: str) -> str:
+    """SQL of `step_cells.usage_from` for a step (its columns under the alias `row`): the
+    first place `usage_of` gives the step's `usage_raw` back from byte for byte, else NULL
+    (kept in full). A body or line that is not JSON is never extracted from."""
+    body = f"{row}.response_body"
+    found = [
+        f"WHEN {body} IS NOT NULL AND json_valid({body}) "
+        f"AND {_usage_text(body)} = {row}.usage_raw THEN 0"
+    ]
+    for back in USAGE_LINES:
+        line = f"json_extract_string({row}.stream_events, '$[#-{back}][1]')"
+        found.append(
+            f"WHEN {row}.stream_events IS NOT NULL AND starts_with({line}, 'data: ') "
+            f"AND json_valid(substr({line}, 7)) "
+            f"AND {_sse_usage(f'{row}.stream_events', back)} = {row}.usage_raw THEN {back}"
+        )
+    return f"CASE WHEN {row}.usage_raw IS NULL THEN NULL {' '.join(found)} END"
+
+
+def request_id_of(row: str) -> str:
+    """SQL of the request id a step's stored response headers name (the row's columns under
+    the alias `row`), as `traces.normalize` reads it: `x-request-id` unless empty, else
+    `request-id`. Also the text of the view `step_rows` (migration 21)."""
+    headers = f"{row}.response_headers"
+    return (
+        f"coalesce(nullif(json_extract_string({headers}, '$.\"x-request-id\"'), ''), "
+        f"json_extract_string({headers}, '$.\"request-id\"'))"
+    )
+
+
+FROM_ROW: dict[str, dict[str, str]] = {
+    "steps": {
+        "usage_from": usage_found("new"),
+        "request_id_in_headers": f"coalesce({request_id_of('new')} = new.request_id, false)",
+    },
+}
+"""Columns a base table stores beyond its row type's fields that every insert computes from
+the row itself (by this SQL over the row, named `new`), in the level of `LOOKED_UP`, before
+the `DERIVED` ones, which use them: where a step's usage and request id are found in its
+response (migration 21)."""
+
 DERIVED: dict[str, dict[str, str]] = {
     "messages": {"key": "md5_number(hash)", "seq": NEXT_MESSAGE_SEQ},
     "step_messages": {"key": "md5_number(hash)", "seq": MESSAGE_SEQ_OF_HASH},
@@ -333,6 +407,11 @@ DERIVED: dict[str, dict[str, str]] = {
     "steps": {
         "reasoning": "CASE WHEN reasoning_replayed THEN NULL ELSE reasoning END",
         "replay_message_hash": "CASE WHEN replayed THEN NULL ELSE replay_message_hash END",
+        "usage_raw": "CASE WHEN usage_from IS NULL THEN usage_raw END",
+        "request_id": "CASE WHEN request_id_in_headers THEN NULL ELSE request_id END",
+    },
+    "tool_calls": {
+        "arguments_raw": "CASE WHEN arguments_raw = arguments THEN NULL ELSE arguments_raw END",
     },
 }
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
@@ -342,7 +421,9 @@ ships it; its number (migration 13) is drawn or looked up by the insert, unless 
 binds the numbers it knows (`numbered`: the recorders' writer, `traces.store.numbers`); a
 tool's output is stored only where no message holds it (migration 16), a step's reasoning
 and replayed message's hash only where the replayed message does not give them (17). A
-column of the row type that is derived too is stored as derived."""
+column of the row type that is derived too is stored as derived. A step's usage and request
+id, and a call's raw arguments, are stored only where its response or parsed arguments do not
+give them back (21)."""
 
 
 RUN_KEY = "run_key"
@@ -369,7 +450,8 @@ class Stored(NamedTuple):
 STORED: dict[str, Stored] = {
     "step_messages": Stored("step_message_keys", ("hash",)),
     "tool_results": Stored("tool_result_rows", ()),
-    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed")),
+    "steps": Stored("step_cells", (), ("replayed", "reasoning_replayed")),
+    "tool_calls": Stored("tool_call_rows", ()),
 }
 """Row types stored under another table: `step_messages` rows keep their message's 16-byte
 key instead of its 64-character hash, which the view `step_messages` gives back from
@@ -378,7 +460,10 @@ run's next request added holds it, naming its position instead (`output_position
 which the view `tool_results` gives the output back (migration 16); `steps` rows keep no
 reasoning and no replayed message's hash where the assistant message the run's next request
 added holds them (`replayed`, `reasoning_replayed`), from which the view `steps` gives them
-back (migration 17)."""
+back (migration 17). Since migration 21 `step_rows` is itself a view, over `step_cells`,
+which keeps no usage and no request id where the step's response gives them back
+(`FROM_ROW`), and `tool_calls` one over `tool_call_rows`, which keeps no raw arguments where
+they are the parsed ones' text."""
 
 REPLAYED_REASONING = ("reasoning_content", "reasoning")
 """The reasoning sources a replayed assistant message may hold the reasoning under, as a text
@@ -404,7 +489,7 @@ def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     kept = tuple(c for c in COLUMNS[table] if c not in dropped)
     # Added by migration 12, hence after the derived columns of before.
     keys = (RUN_KEY,) if table in PER_RUN else ("key",) if table == "runs" else ()
-    computed = (*LOOKED_UP.get(table, {}), *DERIVED.get(table, {}))
+    computed = (*LOOKED_UP.get(table, {}), *FROM_ROW.get(table, {}), *DERIVED.get(table, {}))
     derived = tuple(c for c in computed if c not in kept)
     # Added by migration 13, hence last.
     numbers = tuple(c for c in derived if c == MESSAGE_SEQ)
