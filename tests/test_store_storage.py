@@ -662,16 +662,16 @@ def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
     assert kept == [(True,), (False,), (False,)]
     # (The recorded step's own request id is its headers' `x-request-id`: stored once.)
     assert stored == [
-        (0, True, True, True),
+        (1, True, True, True),
         (None, False, True, True),
         (None, False, True, True),
         (None, True, True, True),
         (1, True, True, True),
         (None, False, True, True),
-        (0, True, True, True),
-        (0, True, False, False),
-        (0, True, False, True),
-        (0, True, True, True),
+        (1, True, True, True),
+        (1, True, False, False),
+        (1, True, False, True),
+        (1, True, True, True),
     ]
 
 

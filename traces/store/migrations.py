@@ -927,11 +927,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         # headers' `x-request-id`), and a tool call's `arguments_raw` twice where the model
         # sent the very text of the parsed `arguments`. The rows are stored in `step_cells`
         # and `tool_call_rows`, which keep each NULL where it is found again byte for byte:
-        # `usage_from` names where the usage is (0: the body, n: the SSE line n from the
-        # end), `request_id_in_headers` that the headers name the id, and a NULL
-        # `arguments_raw` is the text of `arguments`. The decision is the row's own (no
-        # other row, no later request), taken by every insert in SQL by the very extraction
-        # the views make (`tables.FROM_ROW`, `tables.DERIVED`): a lake stores them once too.
+        # `usage_from` says where the usage is (the body of a step with one, else the SSE
+        # line that many from the end), `request_id_in_headers` that the headers name the
+        # id, and a NULL `arguments_raw` is the text of `arguments`. The decision is the
+        # row's own (no other row, no later request), taken by every insert in SQL by the
+        # very extraction the views make (`tables.FROM_ROW`, `tables.DERIVED`): a lake
+        # stores them once too.
         # `step_rows` and `tool_calls` become the views that give the values back, so their
         # columns keep their names and values and the readers of `step_rows` (and the view
         # `steps`, over it) are unchanged; a filter on the run's key still reaches the scan

@@ -417,7 +417,8 @@ def _step_cells() -> tuple[str, dict[str, str]]:
     )
     columns["usage_from"] = (
         "Where the response holds `usage_raw` byte for byte, as the writer serialized it: "
-        "0 the body's `usage`, n the `usage` of the SSE line n from the end "
+        "the body's `usage` in a step with a body (1), else the `usage` of the SSE line this "
+        "many from the end "
         "(`stream_events`); null when `usage_raw` holds it (or there is none)."
     )
     columns["request_id_in_headers"] = (

@@ -350,23 +350,30 @@ this many lines from the end (the usage chunk comes last, before `data: [DONE]` 
 
 def usage_of(row: str) -> str:
     """SQL that gives back the step's `usage_raw` from its response (the row's columns under
-    the alias `row`) where `usage_from` says where it is: 0, the response body's `$.usage`;
-    a number of `USAGE_LINES`, that SSE line's data. Also the text of the view `step_rows`
-    (migration 21): change it only with a migration that defines that view again."""
+    the alias `row`) where `usage_from` says it is: a step with a body, the body's `$.usage`
+    (`usage_from` 1: one value for every such step, which a column stores in nothing); a
+    stream, the data of the SSE line `usage_from` lines from the end (`USAGE_LINES`). Also
+    the text of the view `step_rows` (migration 21): change it only with a migration that
+    defines that view again."""
     lines = " ".join(
         f"WHEN {back} THEN {_sse_usage(f'{row}.stream_events', back)}" for back in USAGE_LINES
     )
-    return f"CASE {row}.usage_from WHEN 0 THEN {_usage_text(f'{row}.response_body')} {lines} END"
+    return (
+        f"CASE WHEN {row}.usage_from IS NULL THEN NULL "
+        f"WHEN {row}.response_body IS NOT NULL THEN {_usage_text(f'{row}.response_body')} "
+        f"ELSE CASE {row}.usage_from {lines} END END"
+    )
 
 
 def usage_found(row: str) -> str:
-    """SQL of `step_cells.usage_from` for a step (its columns under the alias `row`): the
-    first place `usage_of` gives the step's `usage_raw` back from byte for byte, else NULL
-    (kept in full). A body or line that is not JSON is never extracted from."""
+    """SQL of `step_cells.usage_from` for a step (its columns under the alias `row`): where
+    `usage_of` gives the step's `usage_raw` back from byte for byte (a step with a body, from
+    the body only), else NULL (kept in full). A body or line that is not JSON is never
+    extracted from."""
     body = f"{row}.response_body"
     found = [
-        f"WHEN {body} IS NOT NULL AND json_valid({body}) "
-        f"AND {_usage_text(body)} = {row}.usage_raw THEN 0"
+        f"WHEN {body} IS NOT NULL THEN CASE WHEN json_valid({body}) "
+        f"AND {_usage_text(body)} = {row}.usage_raw THEN 1 END"
     ]
     for back in USAGE_LINES:
         line = f"json_extract_string({row}.stream_events, '$[#-{back}][1]')"
