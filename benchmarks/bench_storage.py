@@ -72,13 +72,16 @@ from traces.store.compaction import compact_in_place
 from traces.store.database import STORAGE_VERSION, open_for_writing
 from traces.store.migrations import MIGRATIONS
 from traces.store.run_batch import of_batch
-from traces.store.tables import DERIVED, STORED
+from traces.store.tables import DERIVED, STORED, stored_request_id, stored_usage
 
 BEFORE = 19
 """The schema version whose layout the latest storage work (migration 21) started from."""
-PROJECTED = frozenset({"step_rows", "tool_calls"})
+PROJECTED = frozenset({"tool_calls"})
 """Tables that became views of one base table each, a projection of it (migration 21): read
 without ORDER BY, they give its rows in its order (DuckDB keeps insertion order)."""
+GIVEN_BACK = {"usage_raw": stored_usage("t"), "request_id": stored_request_id("t")}
+"""The columns of `step_rows` that migration 21 stores once, as the view `steps` gives them
+back: a layout before it holds them in full."""
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301
@@ -238,6 +241,8 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
                 if column not in have
             }
             values = [*names, *derived.values()]
+            if table == "step_rows" and "usage_from" in have and "usage_from" not in names:
+                values = [GIVEN_BACK.get(c, f"t.{c}") for c in names]
             # A view of the source (`step_messages` since migration 10) has no row order of
             # its own: its rows go in key order. A message a source holds twice (a lake's, or
             # since migration 14 a file's) goes once into a layout that keeps messages unique
@@ -249,7 +254,7 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             verb = "INSERT OR IGNORE" if table == "messages" and indexed else "INSERT"
             conn.execute(
                 f"{verb} INTO {table} ({', '.join([*names, *derived])}) "
-                f"SELECT {', '.join(values)} FROM src.{row_table} {order}"
+                f"SELECT {', '.join(values)} FROM src.{row_table} t {order}"
             )
         conn.execute("DETACH src")
         conn.execute("CHECKPOINT")
@@ -407,7 +412,7 @@ def load_all(db: Path) -> int:
     if "step_message_keys" not in tables:
         for name, sql in _BEFORE_SQL.items():
             setattr(loader_sql, name, sql)
-    if "step_rows" not in tables and "step_cells" not in tables:  # before migration 17
+    if "step_rows" not in tables:  # before migration 17: every reasoning in `steps`
         loader_sql._STEP_SQL = loader_sql._STEP_SQL.replace("FROM step_rows", "FROM steps").replace(
             "reasoning_replayed", "false AS reasoning_replayed"
         )

@@ -82,10 +82,10 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
         # reasoning, replayed hash and tools' outputs once only in the next step's
         # transaction, cut here.
         conn.execute(
-            "UPDATE step_cells SET reasoning = v.reasoning, "
+            "UPDATE step_rows SET reasoning = v.reasoning, "
             "replay_message_hash = v.replay_message_hash, replayed = false, "
-            "reasoning_replayed = false FROM steps v WHERE v.run_id = step_cells.run_id "
-            "AND v.idx = step_cells.idx AND step_cells.run_id = ? AND step_cells.idx = ?",
+            "reasoning_replayed = false FROM steps v WHERE v.run_id = step_rows.run_id "
+            "AND v.idx = step_rows.idx AND step_rows.run_id = ? AND step_rows.idx = ?",
             [run_id, steps - 1],
         )
         conn.execute(
@@ -96,7 +96,7 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
             [run_id, steps - 1],
         )
         for table, column in (
-            ("step_cells", "idx"),  # the base table of the view `steps` (migrations 17, 21)
+            ("step_rows", "idx"),  # the base table of the view `steps` (migration 17)
             ("tool_call_rows", "step_idx"),  # of the view `tool_calls` (migration 21)
             ("step_message_keys", "step_idx"),
         ):

@@ -101,7 +101,7 @@ def stores(laptops: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[Path, P
 
 _VIEWED = {
     "tool_result_rows": "tool_results",
-    "step_cells": "steps",
+    "step_rows": "steps",
     "tool_call_rows": "tool_calls",
 }
 """Base tables dumped as their view gives them: a tool's output stored once (by an import,
@@ -170,7 +170,7 @@ def test_every_table_of_a_store_has_a_place_in_a_merge(empty_store: Path) -> Non
             assert {keyed.key, *keyed.identity} <= set(tables[table]), table
     # Today's run-scoped tables are all among them.
     assert {t for t, r in roles.items() if r is Role.per_run} >= {
-        "step_cells",
+        "step_rows",
         "step_message_keys",
         "tool_call_rows",
         "tool_result_rows",
@@ -207,7 +207,7 @@ def test_a_new_store_gets_every_row_of_its_source(
     assert _dump(into) == _dump(a)
     runs = len(_runs(a))
     assert (report.runs, report.copied, report.skipped, report.renamed) == (runs, runs, 0, [])
-    assert report.rows["step_cells"] == table_counts(a)["step_cells"] > 0
+    assert report.rows["step_rows"] == table_counts(a)["step_rows"] > 0
 
 
 def test_merging_twice_changes_nothing(
@@ -552,7 +552,7 @@ def test_bad_sources_are_one_line_and_leave_the_destination_alone(
     diverged = tmp_path / "diverged.duckdb"  # same version, another branch's schema
     shutil.copyfile(a, diverged)
     with duckdb.connect(str(diverged)) as conn:
-        conn.execute("ALTER TABLE step_cells ADD COLUMN extra VARCHAR")
+        conn.execute("ALTER TABLE step_rows ADD COLUMN extra VARCHAR")
     foreign = tmp_path / "foreign.duckdb"
     with duckdb.connect(str(foreign)) as conn:
         conn.execute("CREATE TABLE t (x INTEGER)")
@@ -564,7 +564,7 @@ def test_bad_sources_are_one_line_and_leave_the_destination_alone(
             [str(diverged)],
             4,
             "diverged.duckdb: its tables differ from the destination's at the same schema "
-            "version (step_cells)",
+            "version (step_rows)",
         ),
         ([str(into)], 2, "is the destination"),
         ([str(link)], 2, "link.duckdb: is the destination"),
@@ -631,7 +631,7 @@ def test_the_summary_in_every_format(
     assert [r["source"] for r in rows] == [str(a), str(b)]
     for row, source in zip(rows, (a, b), strict=True):
         assert row["runs"] == row["copied"] == len(_runs(source)) and row["skipped"] == 0
-        assert row["steps"] == table_counts(source)["step_cells"] and row["seconds"] >= 0
+        assert row["steps"] == table_counts(source)["step_rows"] and row["seconds"] >= 0
     assert done.stderr.startswith("merged ")
     done = run_cli_in_process(capsys, monkeypatch, *args, "--format", "csv")
     assert done.stdout.splitlines()[0] == "source,runs,copied,skipped,renamed,steps,seconds"

@@ -60,7 +60,7 @@ def _fill(conn: duckdb.DuckDBPyConnection) -> None:
     )
     conn.execute(
         """
-        INSERT INTO step_cells (run_id, idx, started_at, latency_ms, streamed, request_params,
+        INSERT INTO step_rows (run_id, idx, started_at, latency_ms, streamed, request_params,
                            request_message_count, request_prefix, finish_reason, content,
                            reasoning_source, reasoning_tokens_source, run_key)
         SELECT r.id, s.i, r.started_at, 1.0, false, '{"model": "m"}', s.i + 1, s.i, 'stop',
@@ -143,7 +143,7 @@ def test_the_store_spans_row_groups_and_run_id_alone_reads_them_all(
 ) -> None:
     # The case the run key answers: without it, a run's 100 steps cost the whole table.
     scans = _scans(store, "SELECT * FROM step_rows WHERE run_id = ?", [RUN])
-    assert scans == [("step_cells", RUNS * STEPS)]
+    assert scans == [("step_rows", RUNS * STEPS)]
     assert RUNS * STEPS > 4 * ROW_GROUP
     assert disagreements(store) == []
 

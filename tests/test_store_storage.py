@@ -32,7 +32,15 @@ from traces.store.inserts import insert_rows
 from traces.store.migrations import latest_version
 from traces.store.recorder import Recorder
 from traces.store.rows import to_json
-from traces.store.tables import COLUMNS, MessageRow, StepRow, ToolCallRow, ToolResultRow
+from traces.store.tables import (
+    COLUMNS,
+    MessageRow,
+    StepRow,
+    ToolCallRow,
+    ToolResultRow,
+    stored_request_id,
+    stored_usage,
+)
 
 from conftest import migrate_to
 
@@ -41,12 +49,12 @@ EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
 
 ZSTD_COLUMNS = {
     "messages": {"body"},
-    "step_cells": {"response_headers", "response_body", "stream_events", "reasoning"},
+    "step_rows": {"response_headers", "response_body", "stream_events", "reasoning"},
     "tool_result_rows": {"output"},
 }
 """The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
-migration 16, a step's columns in `step_rows` since 17, in `step_cells` since 21, which
-keeps a step's usage, mostly null there, as DuckDB chooses)."""
+migration 16, a step's columns in `step_rows` since 17; since 21 a step's usage, mostly
+null there, is stored as DuckDB chooses)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
 
 
@@ -78,6 +86,10 @@ def _old_store(path: Path, source: Path, version: int) -> None:
         # Since migration 14 two sessions may each store a message (`traces.store.numbers`);
         # a release before it stored each hash once: its first copy.
         rows = f"SELECT {names} FROM src.{table} {_order(old, table)}"
+        if table == "step_rows" and "usage_from" not in _columns(old, table):
+            # Before migration 21 every usage and request id in full: as the view gives them.
+            values = ", ".join(_GIVEN_BACK.get(c, f"t.{c}") for c in _columns(old, table))
+            rows = f"SELECT {values} FROM src.step_rows t ORDER BY t.rowid"
         if table == "messages":
             rows = (
                 f"SELECT {names} FROM (SELECT *, rowid AS stored_order, row_number() OVER "
@@ -87,6 +99,10 @@ def _old_store(path: Path, source: Path, version: int) -> None:
         old.execute(f"INSERT INTO {table} ({names}) {rows}")
     old.execute("DETACH src")
     old.close()
+
+
+_GIVEN_BACK = {"usage_raw": stored_usage("t"), "request_id": stored_request_id("t")}
+"""The columns of `step_rows` that migration 21 stores once, as the view `steps` gives them."""
 
 
 def _old_snapshot(
@@ -126,11 +142,10 @@ _VIEW_KEYS = {
     "step_messages": "run_id, step_idx, position",
     "tool_results": "run_id, step_idx, call_idx",
     "steps": "run_id, idx",
-    "step_rows": "run_id, idx",
     "tool_calls": "run_id, step_idx, call_idx",
 }
 """The key of each table that is now a view (`step_messages` since migration 10,
-`tool_results` since 16, `steps` since 17, `step_rows` and `tool_calls` since 21)."""
+`tool_results` since 16, `steps` since 17, `tool_calls` since 21)."""
 
 
 def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") -> str:
@@ -147,9 +162,15 @@ def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> 
     order of its key) and every step's request as `request_messages` rebuilds it."""
     catalog = conn.execute("SELECT current_database()").fetchone()
     assert catalog is not None
+    # Since migration 21 `step_rows` keeps a usage and a request id once: as the view gives.
+    once = "usage_from" in _columns(conn, "step_rows")
     out: dict[str, Any] = {
         table: conn.execute(
-            f"SELECT {', '.join(cols)} FROM {table} "
+            "SELECT "
+            + ", ".join(
+                _GIVEN_BACK.get(c, f"t.{c}") if table == "step_rows" and once else c for c in cols
+            )
+            + f" FROM {table} t "
             + (
                 f"ORDER BY {_VIEW_KEYS[table]}"
                 if table in _VIEW_KEYS
@@ -540,8 +561,8 @@ def _check_once_in_response(conn: duckdb.DuckDBPyConnection) -> tuple[int, int, 
     hold them (decoded in Python); how many of each are stored once."""
     steps = conn.execute(
         "SELECT v.usage_raw, v.request_id, t.usage_from, t.request_id_in_headers, "
-        "t.response_body, t.stream_events, t.response_headers FROM step_cells t "
-        "JOIN step_rows v USING (run_id, idx) "
+        "t.response_body, t.stream_events, t.response_headers FROM step_rows t "
+        "JOIN steps v USING (run_id, idx) "
         "WHERE t.usage_raw IS NULL OR t.request_id IS NULL"
     ).fetchall()
     usages = ids = 0
@@ -575,7 +596,7 @@ def test_a_recorded_usage_request_id_and_arguments_are_stored_once(
         usages, ids, calls = _check_once_in_response(conn)
         total = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE streamed), count(usage_raw), "
-            "count(request_id) FROM step_cells"
+            "count(request_id) FROM step_rows"
         ).fetchone()
         assert total is not None and 0 < total[1] < total[0]
         assert (usages, ids, total[2], total[3]) == (total[0], total[0], 0, 0)
@@ -583,6 +604,16 @@ def test_a_recorded_usage_request_id_and_arguments_are_stored_once(
         assert conn.execute("SELECT count(arguments_raw) FROM tool_call_rows").fetchone() == (0,)
     finally:
         conn.close()
+
+
+_FULL_STEPS = (
+    "SELECT "
+    + ", ".join(
+        f"t.{f}" if f in ("replayed", "reasoning_replayed") else f"v.{f}" for f in COLUMNS["steps"]
+    )
+    + " FROM step_rows t JOIN steps v ON v.run_id = t.run_id AND v.idx = t.idx "
+)
+"""Every field of each step's row type: the view's values, the base table's flags."""
 
 
 def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
@@ -595,8 +626,10 @@ def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
     record(source, sim.base_url, "chain_short", stream=True, seed=3, max_steps=2)
     reader = open_for_reading(source)
     try:
-        fields = ", ".join(COLUMNS["steps"])
-        step = StepRow(*reader.execute(f"SELECT {fields} FROM step_rows LIMIT 1").fetchone())
+        step = StepRow(*reader.execute(_FULL_STEPS + "LIMIT 1").fetchone())._replace(
+            replayed=False,
+            reasoning_replayed=False,  # its copies have no next step
+        )
         fields = ", ".join(COLUMNS["tool_calls"])
         call = ToolCallRow(
             *reader.execute(f"SELECT {fields} FROM tool_calls WHERE json_valid LIMIT 1").fetchone()
@@ -637,12 +670,9 @@ def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
         insert_rows(conn, "tool_calls", calls)
         stored = conn.execute(
             "SELECT usage_from, usage_raw IS NULL, request_id_in_headers, request_id IS NULL "
-            "FROM step_cells WHERE idx >= 100 ORDER BY idx"
+            "FROM step_rows WHERE idx >= 100 ORDER BY idx"
         ).fetchall()
-        fields = ", ".join(COLUMNS["steps"])
-        back = conn.execute(
-            f"SELECT {fields} FROM step_rows WHERE idx >= 100 ORDER BY idx"
-        ).fetchall()
+        back = conn.execute(_FULL_STEPS + "WHERE t.idx >= 100 ORDER BY t.idx").fetchall()
         viewed = conn.execute(
             "SELECT request_id, usage_raw FROM steps WHERE idx >= 100 ORDER BY idx"
         ).fetchall()
@@ -656,7 +686,10 @@ def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
         ).fetchall()
     finally:
         conn.close()
-    assert [tuple(s) for s in steps] == back
+    for given, got in zip(steps, back, strict=True):
+        assert tuple(given) == got, [
+            (f, a, b) for f, a, b in zip(given._fields, given, got, strict=True) if a != b
+        ]
     assert viewed == [(s.request_id, s.usage_raw) for s in steps]
     assert [tuple(c) for c in calls] == calls_back
     assert kept == [(True,), (False,), (False,)]
@@ -696,7 +729,7 @@ def test_migration_21_keeps_every_step_and_call(tmp_path: Path, sim: SimServer) 
         usages, ids, calls = _check_once_in_response(conn)
         assert usages > 0 and ids > 0 and calls > 0
         conn.execute(f"ATTACH '{full}' AS full_copy (READ_ONLY)")
-        for table in ("steps", "step_rows", "tool_calls"):
+        for table in ("steps", "tool_calls"):
             for a, b in ((table, f"full_copy.{table}"), (f"full_copy.{table}", table)):
                 left = conn.execute(
                     f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"

@@ -316,11 +316,11 @@ def run_keys(
 
 
 _REPLAY_STEPS = """
-UPDATE step_cells SET
-    reasoning = CASE WHEN u.reasoning_replayed THEN NULL ELSE step_cells.reasoning END,
-    replay_message_hash = CASE WHEN u.replayed THEN NULL ELSE step_cells.replay_message_hash END,
-    replayed = step_cells.replayed OR u.replayed,
-    reasoning_replayed = step_cells.reasoning_replayed OR u.reasoning_replayed
+UPDATE step_rows SET
+    reasoning = CASE WHEN u.reasoning_replayed THEN NULL ELSE step_rows.reasoning END,
+    replay_message_hash = CASE WHEN u.replayed THEN NULL ELSE step_rows.replay_message_hash END,
+    replayed = step_rows.replayed OR u.replayed,
+    reasoning_replayed = step_rows.reasoning_replayed OR u.reasoning_replayed
 FROM (
     SELECT unnest(from_json($1, '["BIGINT"]')) AS run_key,
            unnest(from_json($2, '["VARCHAR"]')) AS run_id,
@@ -328,8 +328,7 @@ FROM (
            unnest(from_json($4, '["BOOLEAN"]')) AS replayed,
            unnest(from_json($5, '["BOOLEAN"]')) AS reasoning_replayed
 ) u
-WHERE step_cells.run_key = u.run_key AND step_cells.run_id = u.run_id
-  AND step_cells.idx = u.idx
+WHERE step_rows.run_key = u.run_key AND step_rows.run_id = u.run_id AND step_rows.idx = u.idx
 """
 """Stores recorded steps' reasoning and replayed hash once (`tables.StepReplay`), as an
 import does when it writes a step: the values the view `steps` gives stay the same."""

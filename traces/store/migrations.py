@@ -10,22 +10,11 @@ import contextlib
 
 import duckdb
 
-from traces.store.tables import request_id_of, usage_found, usage_of
-
-_STEP_COLUMNS = """run_id, idx, started_at, latency_ms, ttft_reasoning_ms, ttft_content_ms,
-            ttft_tool_call_ms, streamed, http_status, {request_id}, response_headers,
-            request_params, request_message_count, request_prefix, response_body, stream_events,
-            finish_reason_raw, finish_reason, reasoning, reasoning_source, "content",
-            prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
-            cached_tokens, total_tokens, {usage_raw}, replay_message_hash, error_kind,
-            error_status, error_message, error_body, retries, retry_errors, anomalies,
-            request_hash, upstream_provider, resumption, replayed, reasoning_replayed"""
-"""The columns of `step_rows` (the table of migration 18, the view of 21) in order, the two
-that migration 21 stores once given by the caller."""
+from traces.store.tables import request_id_of, stored_request_id, stored_usage, usage_found
 
 _CALL_COLUMNS = """run_id, step_idx, call_idx, id, id_format, "name", {arguments_raw},
             arguments_type, arguments, json_valid, schema_valid, schema_error, run_key"""
-"""The columns of `tool_calls` (the table of migration 1 and 12, the view of 21) in order."""
+"""The columns of `tool_calls` (the table of migrations 1 and 12, the view of 21) in order."""
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -925,20 +914,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         # stored twice, in its own column and in the response (the body's `usage`, or the
         # usage chunk of the stream, near its end), its `request_id` twice (the response
         # headers' `x-request-id`), and a tool call's `arguments_raw` twice where the model
-        # sent the very text of the parsed `arguments`. The rows are stored in `step_cells`
-        # and `tool_call_rows`, which keep each NULL where it is found again byte for byte:
-        # `usage_from` says where the usage is (the body of a step with one, else the SSE
-        # line that many from the end), `request_id_in_headers` that the headers name the
-        # id, and a NULL `arguments_raw` is the text of `arguments`. The decision is the
-        # row's own (no other row, no later request), taken by every insert in SQL by the
-        # very extraction the views make (`tables.FROM_ROW`, `tables.DERIVED`): a lake
-        # stores them once too.
-        # `step_rows` and `tool_calls` become the views that give the values back, so their
-        # columns keep their names and values and the readers of `step_rows` (and the view
-        # `steps`, over it) are unchanged; a filter on the run's key still reaches the scan
-        # (a projection, no join). Rows are copied in their own order.
+        # sent the very text of the parsed `arguments`. `step_rows` keeps the usage NULL
+        # where `usage_from` says where the response holds it byte for byte (the body of a
+        # step with one, else the SSE line that many from the end) and the id NULL where
+        # `request_id_in_headers`; the view `steps` gives both back. The calls are stored
+        # in `tool_call_rows`, NULL where the raw arguments are the text of `arguments`;
+        # `tool_calls` becomes the view that gives them back, its columns keeping their
+        # names and values. The decision is the row's own (no other row, no later
+        # request), taken by every insert in SQL by the very extraction the views make
+        # (`tables.FROM_ROW`, `tables.DERIVED`): a lake stores them once too. The view
+        # `steps` is migration 17's with the two columns given back. Rows are copied in
+        # their own order.
         f"""
-        CREATE TABLE step_cells (
+        CREATE TABLE step_rows_v21 (
             run_id VARCHAR NOT NULL,
             idx INTEGER NOT NULL,
             started_at TIMESTAMP NOT NULL,
@@ -984,14 +972,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             request_id_in_headers BOOLEAN NOT NULL DEFAULT false,
             run_key BIGINT
         );
-        INSERT INTO step_cells
-            SELECT {
-            _STEP_COLUMNS.format(
-                request_id="CASE WHEN request_id_in_headers THEN NULL ELSE request_id END",
-                usage_raw="CASE WHEN usage_from IS NULL THEN usage_raw END",
-            )
-        },
-                   usage_from, request_id_in_headers, run_key
+        INSERT INTO step_rows_v21
+            SELECT * EXCLUDE (stored_order, run_key)
+                   REPLACE (CASE WHEN request_id_in_headers THEN NULL ELSE request_id END
+                            AS request_id,
+                            CASE WHEN usage_from IS NULL THEN usage_raw END AS usage_raw),
+                   run_key
             FROM (
                 SELECT *, {usage_found("t")} AS usage_from,
                        coalesce({request_id_of("t")} = t.request_id, false)
@@ -1001,17 +987,33 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             )
             ORDER BY stored_order;
         DROP TABLE step_rows;
-        CREATE VIEW step_rows AS
-            SELECT {
-            _STEP_COLUMNS.format(
-                request_id="CASE WHEN t.request_id_in_headers "
-                f"THEN {request_id_of('t')} ELSE t.request_id END AS request_id",
-                usage_raw=f"CASE WHEN t.usage_from IS NULL THEN t.usage_raw "
-                f"ELSE ({usage_of('t')})::JSON END AS usage_raw",
-            )
-        },
-                   run_key
-            FROM step_cells t;
+        ALTER TABLE step_rows_v21 RENAME TO step_rows;
+        -- Migration 17's view, the usage and the request id given back.
+        CREATE OR REPLACE VIEW steps AS
+            SELECT t.run_id, t.idx, t.started_at, t.latency_ms, t.ttft_reasoning_ms,
+                   t.ttft_content_ms, t.ttft_tool_call_ms, t.streamed, t.http_status,
+                   {stored_request_id("t")} AS request_id,
+                   t.response_headers, t.request_params,
+                   t.request_message_count, t.request_prefix, t.response_body,
+                   t.stream_events, t.finish_reason_raw, t.finish_reason,
+                   CASE WHEN t.reasoning_replayed
+                        THEN json_extract_string(sent.body, '$.' || t.reasoning_source)
+                        ELSE t.reasoning END AS reasoning,
+                   t.reasoning_source, t."content", t.prompt_tokens, t.completion_tokens,
+                   t.reasoning_tokens, t.reasoning_tokens_source, t.cached_tokens,
+                   t.total_tokens, {stored_usage("t")} AS usage_raw,
+                   CASE WHEN t.replayed THEN sent.hash ELSE t.replay_message_hash END
+                   AS replay_message_hash,
+                   t.error_kind, t.error_status, t.error_message, t.error_body, t.retries,
+                   t.retry_errors, t.anomalies, t.request_hash, t.upstream_provider,
+                   t.resumption, t.run_key
+            FROM step_rows t
+            LEFT JOIN LATERAL (
+                SELECT any_value(m.hash) AS hash, any_value(m.body) AS body
+                FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
+                WHERE s.run_key = t.run_key AND s.run_id = t.run_id
+                  AND s.step_idx = t.idx::BIGINT + 1 AND s.position = t.request_message_count
+            ) sent ON true;
         CREATE TABLE tool_call_rows (
             run_id VARCHAR NOT NULL,
             step_idx INTEGER NOT NULL,

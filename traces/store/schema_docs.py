@@ -389,13 +389,30 @@ def _step_rows() -> tuple[str, dict[str, str]]:
         "(reasoning_content or reasoning): the text is not kept here. Only an import knows "
         "(a recorder stores a step before the request that sends it back: kept in full)."
     )
+    columns["usage_raw"] = (
+        "As steps.usage_raw; null where `usage_from` names where the response holds it "
+        "(the view steps gives it back)."
+    )
+    columns["request_id"] = (
+        "As steps.request_id; null where `request_id_in_headers` (the view steps gives it back)."
+    )
+    columns["usage_from"] = (
+        "Where the response holds `usage_raw` byte for byte, as the writer serialized it "
+        "(migration 21): the body's `usage` in a step with a body (1), else the `usage` of "
+        "the SSE line this many from the end (`stream_events`); null when `usage_raw` "
+        "holds it (or there is none)."
+    )
+    columns["request_id_in_headers"] = (
+        "The response headers name `request_id` (`x-request-id`, else `request-id`): the id "
+        "is not kept here (migration 21)."
+    )
     order = [*TABLES["steps"][1]]
-    order.insert(order.index("run_key"), "reasoning_replayed")
-    order.insert(order.index("reasoning_replayed"), "replayed")
+    at = order.index("run_key")
+    order[at:at] = ["replayed", "reasoning_replayed", "usage_from", "request_id_in_headers"]
     return (
         "The rows of the view steps as stored: a step's reasoning and the hash of the "
-        "assistant message sent back are kept once, in that message, when it holds them "
-        "(a view itself, of step_cells, whose values it gives back: migration 21).",
+        "assistant message sent back are kept once, in that message, when it holds them; "
+        "its usage and request id, in its response, when it holds them (migration 21).",
         {name: columns[name] for name in order},
     )
 
@@ -403,41 +420,6 @@ def _step_rows() -> tuple[str, dict[str, str]]:
 TABLES["step_rows"] = _step_rows()
 
 
-def _step_cells() -> tuple[str, dict[str, str]]:
-    """The base table of the view step_rows (migration 21): its columns, and how it keeps
-    a step's usage and request id once, in the response."""
-    columns = {name: f"As step_rows.{name}." for name in TABLES["step_rows"][1]}
-    columns["usage_raw"] = (
-        "As steps.usage_raw; null where `usage_from` names where the response holds it "
-        "(the view step_rows gives it back)."
-    )
-    columns["request_id"] = (
-        "As steps.request_id; null where `request_id_in_headers` (the view step_rows gives "
-        "it back)."
-    )
-    columns["usage_from"] = (
-        "Where the response holds `usage_raw` byte for byte, as the writer serialized it: "
-        "the body's `usage` in a step with a body (1), else the `usage` of the SSE line this "
-        "many from the end "
-        "(`stream_events`); null when `usage_raw` holds it (or there is none)."
-    )
-    columns["request_id_in_headers"] = (
-        "The response headers name `request_id` (`x-request-id`, else `request-id`): the id "
-        "is not kept here."
-    )
-    order = [*TABLES["step_rows"][1]]
-    order[order.index("run_key") : order.index("run_key")] = [
-        "usage_from",
-        "request_id_in_headers",
-    ]
-    return (
-        "The rows of the view step_rows as stored: a step's usage and request id are kept "
-        "once, in the response, when it holds them.",
-        {name: columns[name] for name in order},
-    )
-
-
-TABLES["step_cells"] = _step_cells()
 TABLES["tool_call_rows"] = (
     "The rows of the view tool_calls as stored: the raw arguments are kept once, as the "
     "parsed ones, when they are their text.",

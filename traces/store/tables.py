@@ -336,51 +336,51 @@ def _usage_text(json: str) -> str:
     return f"replace(replace({usage}, '\":', '\": '), ',\"', ', \"')"
 
 
-def _sse_usage(events: str, back: int) -> str:
-    """SQL of the usage object of the SSE line `back` lines from the end of the stored
-    stream `events` (`[[t_ms, line], …]`), a `data: ` line, as `_usage_text` gives it."""
-    line = f"json_extract_string({events}, '$[#-{back}][1]')"
-    return _usage_text(f"substr({line}, 7)")
+def _sse_line(row: str, back: str) -> str:
+    """SQL of the SSE line `back` lines from the end of the step's stored stream (`[[t_ms,
+    line], …]`; the row's columns under the alias `row`)."""
+    return f"json_extract_string({row}.stream_events, '$[*][1]')[-{back}]"
 
 
 USAGE_LINES = (1, 2, 3)
-"""Where a streamed step's usage may be read from (`step_cells.usage_from`): the SSE line
+"""Where a streamed step's usage may be read from (`step_rows.usage_from`): the SSE line
 this many lines from the end (the usage chunk comes last, before `data: [DONE]` or not)."""
 
 
-def usage_of(row: str) -> str:
-    """SQL that gives back the step's `usage_raw` from its response (the row's columns under
-    the alias `row`) where `usage_from` says it is: a step with a body, the body's `$.usage`
-    (`usage_from` 1: one value for every such step, which a column stores in nothing); a
-    stream, the data of the SSE line `usage_from` lines from the end (`USAGE_LINES`). Also
-    the text of the view `step_rows` (migration 21): change it only with a migration that
+def stored_usage(row: str) -> str:
+    """SQL of a step's `usage_raw` as the view `steps` gives it back (the row's columns under
+    the alias `row`, of `step_rows`): the column where `usage_from` is NULL, else the
+    response's usage: a step with a body, the body's `$.usage`; a stream, the data of the SSE
+    line `usage_from` lines from the end (`USAGE_LINES`). One extraction, so that a query
+    binds little (a view's expressions are bound by every query that reads the view). Also
+    the text of the view `steps` (migration 21): change it only with a migration that
     defines that view again."""
-    lines = " ".join(
-        f"WHEN {back} THEN {_sse_usage(f'{row}.stream_events', back)}" for back in USAGE_LINES
+    source = (
+        f"CASE WHEN {row}.response_body IS NOT NULL THEN {row}.response_body "
+        f"ELSE substr({_sse_line(row, f'{row}.usage_from')}, 7) END"
     )
     return (
-        f"CASE WHEN {row}.usage_from IS NULL THEN NULL "
-        f"WHEN {row}.response_body IS NOT NULL THEN {_usage_text(f'{row}.response_body')} "
-        f"ELSE CASE {row}.usage_from {lines} END END"
+        f"CASE WHEN {row}.usage_from IS NULL THEN {row}.usage_raw "
+        f"ELSE ({_usage_text(source)})::JSON END"
     )
 
 
 def usage_found(row: str) -> str:
-    """SQL of `step_cells.usage_from` for a step (its columns under the alias `row`): where
-    `usage_of` gives the step's `usage_raw` back from byte for byte (a step with a body, from
-    the body only), else NULL (kept in full). A body or line that is not JSON is never
-    extracted from."""
+    """SQL of `step_rows.usage_from` for a step (its columns under the alias `row`): where
+    `stored_usage` gives the step's `usage_raw` back from byte for byte (a step with a body,
+    from the body only: 1), else NULL (kept in full). A body or line that is not JSON is
+    never extracted from."""
     body = f"{row}.response_body"
     found = [
         f"WHEN {body} IS NOT NULL THEN CASE WHEN json_valid({body}) "
         f"AND {_usage_text(body)} = {row}.usage_raw THEN 1 END"
     ]
     for back in USAGE_LINES:
-        line = f"json_extract_string({row}.stream_events, '$[#-{back}][1]')"
+        line = _sse_line(row, str(back))
         found.append(
             f"WHEN {row}.stream_events IS NOT NULL AND starts_with({line}, 'data: ') "
             f"AND json_valid(substr({line}, 7)) "
-            f"AND {_sse_usage(f'{row}.stream_events', back)} = {row}.usage_raw THEN {back}"
+            f"AND {_usage_text(f'substr({line}, 7)')} = {row}.usage_raw THEN {back}"
         )
     return f"CASE WHEN {row}.usage_raw IS NULL THEN NULL {' '.join(found)} END"
 
@@ -388,11 +388,20 @@ def usage_found(row: str) -> str:
 def request_id_of(row: str) -> str:
     """SQL of the request id a step's stored response headers name (the row's columns under
     the alias `row`), as `traces.normalize` reads it: `x-request-id` unless empty, else
-    `request-id`. Also the text of the view `step_rows` (migration 21)."""
+    `request-id`."""
     headers = f"{row}.response_headers"
     return (
         f"coalesce(nullif(json_extract_string({headers}, '$.\"x-request-id\"'), ''), "
         f"json_extract_string({headers}, '$.\"request-id\"'))"
+    )
+
+
+def stored_request_id(row: str) -> str:
+    """SQL of a step's `request_id` as the view `steps` gives it back (the row's columns
+    under the alias `row`, of `step_rows`). Also the text of the view `steps` (migration
+    21)."""
+    return (
+        f"CASE WHEN {row}.request_id_in_headers THEN {request_id_of(row)} ELSE {row}.request_id END"
     )
 
 
@@ -457,7 +466,7 @@ class Stored(NamedTuple):
 STORED: dict[str, Stored] = {
     "step_messages": Stored("step_message_keys", ("hash",)),
     "tool_results": Stored("tool_result_rows", ()),
-    "steps": Stored("step_cells", (), ("replayed", "reasoning_replayed")),
+    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed")),
     "tool_calls": Stored("tool_call_rows", ()),
 }
 """Row types stored under another table: `step_messages` rows keep their message's 16-byte
@@ -467,10 +476,10 @@ run's next request added holds it, naming its position instead (`output_position
 which the view `tool_results` gives the output back (migration 16); `steps` rows keep no
 reasoning and no replayed message's hash where the assistant message the run's next request
 added holds them (`replayed`, `reasoning_replayed`), from which the view `steps` gives them
-back (migration 17). Since migration 21 `step_rows` is itself a view, over `step_cells`,
-which keeps no usage and no request id where the step's response gives them back
-(`FROM_ROW`), and `tool_calls` one over `tool_call_rows`, which keeps no raw arguments where
-they are the parsed ones' text."""
+back (migration 17), nor a usage or a request id where the step's response gives them back
+(`usage_from`, `request_id_in_headers`: `FROM_ROW`, migration 21); `tool_calls` rows keep
+no raw arguments where they are the text of the parsed ones (21), which the view
+`tool_calls` gives back."""
 
 REPLAYED_REASONING = ("reasoning_content", "reasoning")
 """The reasoning sources a replayed assistant message may hold the reasoning under, as a text
