@@ -137,6 +137,10 @@ class StepRow(NamedTuple):
     reasoning_replayed: bool = False
     """`reasoning` is byte for byte that message's `reasoning_source` field (a text field,
     `REPLAYED_REASONING`): the store keeps the text there only."""
+    # Added by migration 21, hence last: kept by the base table `step_rows` only.
+    usage_from: int | None = None
+    """Where the response holds `usage_raw` (`stored_usage`): the writer's guess, which the
+    insert keeps only where that place gives the text back byte for byte (`DERIVED`)."""
 
 
 class StepReplay(NamedTuple):
@@ -355,13 +359,18 @@ def stored_usage(row: str) -> str:
     binds little (a view's expressions are bound by every query that reads the view). Also
     the text of the view `steps` (migration 21): change it only with a migration that
     defines that view again."""
-    source = (
-        f"CASE WHEN {row}.response_body IS NOT NULL THEN {row}.response_body "
-        f"ELSE substr({_sse_line(row, f'{row}.usage_from')}, 7) END"
-    )
     return (
         f"CASE WHEN {row}.usage_from IS NULL THEN {row}.usage_raw "
-        f"ELSE ({_usage_text(source)})::JSON END"
+        f"ELSE ({_usage_text(_usage_source(row))})::JSON END"
+    )
+
+
+def _usage_source(row: str) -> str:
+    """SQL of the JSON text `usage_from` names (the row's columns under the alias `row`):
+    the body of a step with one, else the data of that SSE line."""
+    return (
+        f"CASE WHEN {row}.response_body IS NOT NULL THEN {row}.response_body "
+        f"ELSE substr({_sse_line(row, f'{row}.usage_from::INTEGER')}, 7) END"
     )
 
 
@@ -405,9 +414,22 @@ def stored_request_id(row: str) -> str:
     )
 
 
+def usage_checked(row: str) -> str:
+    """SQL of `step_rows.usage_from` as an insert stores it (the row's columns under the
+    alias `row`, its `usage_from` the writer's guess): the guess where `stored_usage` gives
+    the step's `usage_raw` back from there byte for byte, else NULL (kept in full). One
+    place tried, not `usage_found`'s every one: a recorder's commit binds and runs this."""
+    source = _usage_source(row)
+    return (
+        f"CASE WHEN {row}.usage_raw IS NULL OR {row}.usage_from IS NULL THEN NULL "
+        f"WHEN json_valid({source}) AND {_usage_text(source)} = {row}.usage_raw "
+        f"THEN {row}.usage_from::INTEGER END"
+    )
+
+
 FROM_ROW: dict[str, dict[str, str]] = {
     "steps": {
-        "usage_from": usage_found("new"),
+        "usage_from": usage_checked("new"),
         "request_id_in_headers": f"coalesce({request_id_of('new')} = new.request_id, false)",
     },
 }
@@ -466,7 +488,7 @@ class Stored(NamedTuple):
 STORED: dict[str, Stored] = {
     "step_messages": Stored("step_message_keys", ("hash",)),
     "tool_results": Stored("tool_result_rows", ()),
-    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed")),
+    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed", "usage_from")),
     "tool_calls": Stored("tool_call_rows", ()),
 }
 """Row types stored under another table: `step_messages` rows keep their message's 16-byte
