@@ -343,7 +343,7 @@ def _usage_text(json: str) -> str:
 def _sse_line(row: str, back: str) -> str:
     """SQL of the SSE line `back` lines from the end of the step's stored stream (`[[t_ms,
     line], …]`; the row's columns under the alias `row`)."""
-    return f"json_extract_string({row}.stream_events, '$[*][1]')[-{back}]"
+    return f"json_extract_string({row}.stream_events, '$[*][1]')[-({back})]"
 
 
 USAGE_LINES = (1, 2, 3)
