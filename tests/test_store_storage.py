@@ -710,7 +710,7 @@ def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
         (1, True, True, True),
         (1, True, False, False),
         (1, True, False, True),
-        (1, True, True, True),
+        (1, True, False, False),  # `request-id` alone: not looked at, kept
     ]
 
 

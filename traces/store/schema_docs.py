@@ -403,7 +403,7 @@ def _step_rows() -> tuple[str, dict[str, str]]:
         "holds it (or there is none)."
     )
     columns["request_id_in_headers"] = (
-        "The response headers name `request_id` (`x-request-id`, else `request-id`): the id "
+        "The response headers name `request_id` (`x-request-id`): the id "
         "is not kept here (migration 21)."
     )
     order = [*TABLES["steps"][1]]

@@ -396,13 +396,9 @@ def usage_found(row: str) -> str:
 
 def request_id_of(row: str) -> str:
     """SQL of the request id a step's stored response headers name (the row's columns under
-    the alias `row`), as `traces.normalize` reads it: `x-request-id` unless empty, else
-    `request-id`."""
-    headers = f"{row}.response_headers"
-    return (
-        f"coalesce(nullif(json_extract_string({headers}, '$.\"x-request-id\"'), ''), "
-        f"json_extract_string({headers}, '$.\"request-id\"'))"
-    )
+    the alias `row`): their `x-request-id`, where `traces.normalize` reads it first (a
+    `request-id` header alone, its fallback, is not looked at: the insert binds less)."""
+    return f"json_extract_string({row}.response_headers, '$.\"x-request-id\"')"
 
 
 def stored_request_id(row: str) -> str:
