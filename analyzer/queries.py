@@ -17,6 +17,7 @@ from analyzer.stream_shape import stream_shape
 from traces.errors import TracesError
 from traces.store.inserts import json_list
 from traces.store.run_tables import of_run, of_runs
+from traces.store.tables import stored_request_id, stored_usage
 from traces.store.writer_process import pid_alive
 from traces.token_totals import TOKEN_COLUMNS, known_sum, totals_by_run
 
@@ -523,10 +524,10 @@ def step_exchange(conn: duckdb.DuckDBPyConnection, run_id: str, idx: int) -> dic
     rows = dict_rows(
         conn.execute(
             f"""
-            SELECT http_status, request_id, response_headers, request_params,
-                   request_message_count, request_hash, response_body, stream_events,
-                   usage_raw, finish_reason_raw, error_status, error_body, retry_errors,
-                   upstream_provider
+            SELECT http_status, {stored_request_id("step_rows")} AS request_id,
+                   response_headers, request_params, request_message_count, request_hash,
+                   response_body, stream_events, {stored_usage("step_rows")} AS usage_raw,
+                   finish_reason_raw, error_status, error_body, retry_errors, upstream_provider
             FROM step_rows WHERE {of_run()} AND idx = ?
             """,
             [run_id, run_id, idx],

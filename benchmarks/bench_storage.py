@@ -73,18 +73,25 @@ from traces.store.compaction import compact_in_place
 from traces.store.database import STORAGE_VERSION, open_for_writing
 from traces.store.migrations import MIGRATIONS
 from traces.store.run_batch import of_batch
-from traces.store.tables import DERIVED, STORED
+from traces.store.tables import DERIVED, STORED, stored_request_id, stored_usage
 
 KEYS_NARROWED = next(n for n, name, _ in MIGRATIONS if name.endswith("64-bit message keys"))
 """The migration that made message keys 64-bit (20): a layout before it holds each message's
 128-bit key, `md5_number(hash)` (of the message a `step_message_keys` row names)."""
 BEFORE = KEYS_NARROWED - 1
-"""The schema version whose layout the latest storage work (migration 20) started from."""
+"""The schema version whose layout the latest storage work (migrations 20 and 21) started
+from."""
 _WIDE_KEYS = {
     "messages": "md5_number(t.hash)",
     "step_message_keys": "(SELECT md5_number(any_value(m.hash)) FROM src.messages m "
     "WHERE m.seq = t.seq AND m.key = t.key)",
 }
+PROJECTED = frozenset({"tool_calls"})
+"""Tables that became views of one base table each, a projection of it (migration 21): read
+without ORDER BY, they give its rows in its order (DuckDB keeps insertion order)."""
+GIVEN_BACK = {"usage_raw": stored_usage("t"), "request_id": stored_request_id("t")}
+"""The columns of `step_rows` that migration 21 stores once, as the view `steps` gives them
+back: a layout before it holds them in full."""
 INDEX_DROPPED = 14
 """The migration that dropped the index on `messages.key`."""
 CHAIN_STEPS = 301
@@ -246,11 +253,15 @@ def compact_copy(source: Path, target: Path, version: int | None) -> Path:
             values = [f"t.{c}" for c in names] + list(derived.values())
             if version is not None and version < KEYS_NARROWED and table in _WIDE_KEYS:
                 values[names.index("key")] = _WIDE_KEYS[table]
+            if table == "step_rows" and "usage_from" in have and "usage_from" not in names:
+                values[: len(names)] = [GIVEN_BACK.get(c, f"t.{c}") for c in names]
             # A view of the source (`step_messages` since migration 10) has no row order of
             # its own: its rows go in key order. A message a source holds twice (a lake's, or
             # since migration 14 a file's) goes once into a layout that keeps messages unique
             # by their key's index (before 14), as it is into the current one.
             order = "ORDER BY rowid" if row_table in source_tables else "ORDER BY ALL"
+            if row_table not in source_tables and row_table in PROJECTED:
+                order = ""
             indexed = version is not None and version < INDEX_DROPPED
             verb = "INSERT OR IGNORE" if table == "messages" and indexed else "INSERT"
             conn.execute(

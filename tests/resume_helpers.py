@@ -97,7 +97,7 @@ def cut(db: Path, run_id: str, *, steps: int, results: bool = True) -> None:
         )
         for table, column in (
             ("step_rows", "idx"),  # the base table of the view `steps` (migration 17)
-            ("tool_calls", "step_idx"),
+            ("tool_call_rows", "step_idx"),  # of the view `tool_calls` (migration 21)
             ("step_message_keys", "step_idx"),
         ):
             conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND {column} >= ?", [run_id, steps])

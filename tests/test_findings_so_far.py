@@ -47,7 +47,7 @@ _ENDED = "UPDATE runs SET status = 'completed', termination = 'completed', ended
 _OF_STEPS = {
     "step_rows": "idx",  # the base table of the view `steps`
     "step_message_keys": "step_idx",
-    "tool_calls": "step_idx",
+    "tool_call_rows": "step_idx",  # the base table of the view `tool_calls`
     "tool_result_rows": "step_idx",  # the base table of the view `tool_results`
 }
 """The tables holding a run's steps, and their step column."""

@@ -241,6 +241,15 @@ def test_record_analyze_and_read_a_lake_with_each_local_catalog(tmp_path: Path) 
             # included: no NOT NULL was ever dropped on a lake).
             conn.execute("CALL ducklake_flush_inlined_data('store')")
             assert conn.execute("SELECT count(*) FROM steps").fetchone() == steps
+            # A step's usage and request id are stored once, in its response, on a lake too
+            # (the insert decides, no later update: migration 21); the views give them back.
+            assert conn.execute(
+                "SELECT count(usage_raw), count(request_id) FROM step_rows"
+            ).fetchone() == (0, 0)
+            assert steps is not None
+            assert conn.execute(
+                "SELECT count(usage_raw), count(request_id) FROM steps"
+            ).fetchone() == (steps[0], steps[0])
         assert any(data.rglob("*.parquet")), db
 
 

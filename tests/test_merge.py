@@ -99,10 +99,14 @@ def stores(laptops: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[Path, P
     yield copies[0], copies[1]
 
 
-_VIEWED = {"tool_result_rows": "tool_results", "step_rows": "steps"}
+_VIEWED = {
+    "tool_result_rows": "tool_results",
+    "step_rows": "steps",
+    "tool_call_rows": "tool_calls",
+}
 """Base tables dumped as their view gives them: a tool's output stored once (by an import,
 or migration 16 on an older source) or in full (by a recorder) is the same value, and so is a
-step's reasoning (migration 17)."""
+step's reasoning (migration 17), usage and request id, and a call's raw arguments (21)."""
 
 
 def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -168,7 +172,7 @@ def test_every_table_of_a_store_has_a_place_in_a_merge(empty_store: Path) -> Non
     assert {t for t, r in roles.items() if r is Role.per_run} >= {
         "step_rows",
         "step_message_keys",
-        "tool_calls",
+        "tool_call_rows",
         "tool_result_rows",
         "findings",
         "ledgers",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,16 @@ from traces.store.database import open_for_reading, open_for_writing
 from traces.store.inserts import insert_rows
 from traces.store.migrations import MIGRATIONS, latest_version
 from traces.store.recorder import Recorder
-from traces.store.tables import MessageRow, ToolResultRow
+from traces.store.rows import to_json
+from traces.store.tables import (
+    COLUMNS,
+    MessageRow,
+    StepRow,
+    ToolCallRow,
+    ToolResultRow,
+    stored_request_id,
+    stored_usage,
+)
 
 from conftest import migrate_to
 
@@ -39,11 +49,12 @@ EXCHANGES = REPO / "tests" / "fixtures" / "import" / "exchanges.jsonl"
 
 ZSTD_COLUMNS = {
     "messages": {"body"},
-    "step_rows": {"response_headers", "response_body", "stream_events", "reasoning", "usage_raw"},
+    "step_rows": {"response_headers", "response_body", "stream_events", "reasoning"},
     "tool_result_rows": {"output"},
 }
 """The columns migration 9 stores with zstd (a tool's output in `tool_result_rows` since
-migration 16, a step's columns in `step_rows` since 17)."""
+migration 16, a step's columns in `step_rows` since 17; since 21 a step's usage, mostly
+null there, is stored as DuckDB chooses)."""
 KEYS_NARROWED = next(n for n, name, _ in MIGRATIONS if name.endswith("64-bit message keys"))
 """The migration that made message keys 64-bit (20)."""
 _RETRY = RetryPolicy(base_s=0.0, max_retries=8, max_wait_s=0.0)
@@ -79,6 +90,10 @@ def _old_store(path: Path, source: Path, version: int) -> None:
         # Since migration 14 two sessions may each store a message (`traces.store.numbers`);
         # a release before it stored each hash once: its first copy.
         rows = f"SELECT {names} FROM src.{table} {_order(old, table)}"
+        if table == "step_rows" and "usage_from" not in _columns(old, table):
+            # Before migration 21 every usage and request id in full: as the view gives them.
+            values = ", ".join(_GIVEN_BACK.get(c, f"t.{c}") for c in _columns(old, table))
+            rows = f"SELECT {values} FROM src.step_rows t ORDER BY t.rowid"
         if table == "messages":
             picked = ", ".join(
                 "md5_number(hash) AS key" if c == "key" and wide else c for c in columns
@@ -101,6 +116,10 @@ def _old_store(path: Path, source: Path, version: int) -> None:
         old.execute(f"INSERT INTO {table} ({names}) {rows}")
     old.execute("DETACH src")
     old.close()
+
+
+_GIVEN_BACK = {"usage_raw": stored_usage("t"), "request_id": stored_request_id("t")}
+"""The columns of `step_rows` that migration 21 stores once, as the view `steps` gives them."""
 
 
 def _old_snapshot(
@@ -141,9 +160,10 @@ _VIEW_KEYS = {
     "step_messages": "run_id, step_idx, position",
     "tool_results": "run_id, step_idx, call_idx",
     "steps": "run_id, idx",
+    "tool_calls": "run_id, step_idx, call_idx",
 }
 """The key of each table that is now a view (`step_messages` since migration 10,
-`tool_results` since 16, `steps` since 17)."""
+`tool_results` since 16, `steps` since 17, `tool_calls` since 21)."""
 
 
 def _order(conn: duckdb.DuckDBPyConnection, table: str, catalog: str = "src") -> str:
@@ -160,9 +180,15 @@ def _snapshot(conn: duckdb.DuckDBPyConnection, tables: dict[str, list[str]]) -> 
     order of its key) and every step's request as `request_messages` rebuilds it."""
     catalog = conn.execute("SELECT current_database()").fetchone()
     assert catalog is not None
+    # Since migration 21 `step_rows` keeps a usage and a request id once: as the view gives.
+    once = "usage_from" in _columns(conn, "step_rows")
     out: dict[str, Any] = {
         table: conn.execute(
-            f"SELECT {', '.join(cols)} FROM {table} "
+            "SELECT "
+            + ", ".join(
+                _GIVEN_BACK.get(c, f"t.{c}") if table == "step_rows" and once else c for c in cols
+            )
+            + f" FROM {table} t "
             + (
                 f"ORDER BY {_VIEW_KEYS[table]}"
                 if table in _VIEW_KEYS
@@ -624,3 +650,209 @@ def _snapshot_of(
         index = [kept[table].index(c) for c in columns[table]]
         out[table] = [tuple(row[i] for i in index) for row in rows]
     return out
+
+
+def _usage_sent(body: str | None, events: str | None) -> str | None:
+    """The usage object a response carried, decoded in Python (not by the view's SQL) and
+    serialized as a writer stores `usage_raw`: the body's, or the last SSE chunk's."""
+    if body is not None:
+        usage = json.loads(body).get("usage")
+        return None if usage is None else to_json(usage)
+    found = None
+    for _, line in json.loads(events or "[]"):
+        if line.startswith("data: {"):
+            usage = json.loads(line[len("data: ") :]).get("usage")
+            found = found if usage is None else to_json(usage)
+    return found
+
+
+def _check_once_in_response(conn: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """Every step and call the base tables keep without a usage, a request id or raw
+    arguments gives them back through the views as the response and the parsed arguments
+    hold them (decoded in Python); how many of each are stored once."""
+    steps = conn.execute(
+        "SELECT v.usage_raw, v.request_id, t.usage_from, t.request_id_in_headers, "
+        "t.response_body, t.stream_events, t.response_headers FROM step_rows t "
+        "JOIN steps v USING (run_id, idx) "
+        "WHERE t.usage_raw IS NULL OR t.request_id IS NULL"
+    ).fetchall()
+    usages = ids = 0
+    for usage, request_id, usage_from, in_headers, body, events, headers in steps:
+        if usage_from is not None:
+            usages += 1
+            assert usage == _usage_sent(body, events)
+        if in_headers:
+            ids += 1
+            assert request_id == json.loads(headers)["x-request-id"]
+    calls = conn.execute(
+        "SELECT v.arguments_raw, v.arguments FROM tool_call_rows t "
+        "JOIN tool_calls v USING (run_id, step_idx, call_idx) WHERE t.arguments_raw IS NULL"
+    ).fetchall()
+    for raw, arguments in calls:
+        assert raw == arguments and json.loads(raw) is not None
+    return usages, ids, len(calls)
+
+
+def test_a_recorded_usage_request_id_and_arguments_are_stored_once(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """A step's usage (in the body, or the stream's usage chunk), its request id (the
+    response's `x-request-id`) and a call's raw arguments (the text of the parsed ones) are
+    stored once by the insert itself: nothing waits for a later step."""
+    db = tmp_path / "t.duckdb"
+    for seed, stream in ((2, False), (3, True)):
+        record(db, sim.base_url, "chain_short", stream=stream, seed=seed)
+    conn = open_for_reading(db)
+    try:
+        usages, ids, calls = _check_once_in_response(conn)
+        total = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE streamed), count(usage_raw), "
+            "count(request_id) FROM step_rows"
+        ).fetchone()
+        assert total is not None and 0 < total[1] < total[0]
+        assert (usages, ids, total[2], total[3]) == (total[0], total[0], 0, 0)
+        assert calls > 0
+        assert conn.execute("SELECT count(arguments_raw) FROM tool_call_rows").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+_FULL_STEPS = (
+    "SELECT "
+    + ", ".join(
+        f"t.{f}" if f in ("replayed", "reasoning_replayed", "usage_from") else f"v.{f}"
+        for f in COLUMNS["steps"]
+    )
+    + " FROM step_rows t JOIN steps v ON v.run_id = t.run_id AND v.idx = t.idx "
+)
+"""Every field of each step's row type: the view's values, the base table's flags."""
+
+
+def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """Byte for byte or not at all: a usage serialized otherwise, a body that is not JSON,
+    an id the headers do not name, a NULL beside a header that names one, raw arguments
+    spaced otherwise are kept as given, and the views give every value back as inserted."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=True, seed=3, max_steps=2)
+    reader = open_for_reading(source)
+    try:
+        step = StepRow(*reader.execute(_FULL_STEPS + "LIMIT 1").fetchone())._replace(
+            replayed=False,
+            reasoning_replayed=False,  # its copies have no next step
+        )
+        fields = ", ".join(COLUMNS["tool_calls"])
+        call = ToolCallRow(
+            *reader.execute(f"SELECT {fields} FROM tool_calls WHERE json_valid LIMIT 1").fetchone()
+        )
+    finally:
+        reader.close()
+    assert step.usage_raw is not None and step.stream_events is not None
+    usage = json.loads(step.usage_raw)
+    body = json.dumps({"id": "x", "usage": usage}, separators=(",", ":"))
+    events = json.loads(step.stream_events)
+    events = [e for e in events if e[1] != "data: [DONE]"]  # the usage chunk last
+    ending = [*events[:-1], [None, events[-1][1].replace("data: ", "data:")]]
+    spaced = json.dumps(usage, separators=(",", ":"))
+    headers = '{"x-request-id": "req-1"}'
+    plain = step._replace(streamed=False, stream_events=None, response_body=body, usage_from=1)
+    steps = [
+        plain._replace(idx=100),  # once: the body's usage
+        plain._replace(idx=101, usage_raw=spaced),  # the same value, other bytes: kept
+        plain._replace(idx=102, response_body="not json", usage_raw=spaced),
+        plain._replace(idx=103, usage_raw=None),  # none stored, though the body has one
+        step._replace(idx=104, stream_events=json.dumps(events), usage_from=1),  # the last line
+        step._replace(idx=105, stream_events=json.dumps(ending), usage_from=1),  # `data:`
+        plain._replace(idx=106, response_headers=headers, request_id="req-1"),  # once
+        plain._replace(idx=107, response_headers=headers, request_id="req-2"),
+        plain._replace(idx=108, response_headers=headers, request_id=None),
+        plain._replace(idx=109, response_headers='{"request-id": "r"}', request_id="r"),
+    ]
+    calls = [
+        call._replace(step_idx=100),  # once: the text of the parsed arguments
+        call._replace(step_idx=101, arguments_raw=" " + call.arguments_raw),
+        call._replace(step_idx=102, arguments_raw="{bad", arguments=None, json_valid=False),
+    ]
+    db = tmp_path / "t.duckdb"
+    shutil.copyfile(source, db)
+    conn = open_for_writing(db)
+    try:
+        insert_rows(conn, "steps", steps)
+        insert_rows(conn, "tool_calls", calls)
+        stored = conn.execute(
+            "SELECT usage_from, usage_raw IS NULL, request_id_in_headers, request_id IS NULL "
+            "FROM step_rows WHERE idx >= 100 ORDER BY idx"
+        ).fetchall()
+        back = conn.execute(_FULL_STEPS + "WHERE t.idx >= 100 ORDER BY t.idx").fetchall()
+        viewed = conn.execute(
+            "SELECT request_id, usage_raw FROM steps WHERE idx >= 100 ORDER BY idx"
+        ).fetchall()
+        kept = conn.execute(
+            "SELECT arguments_raw IS NULL FROM tool_call_rows WHERE step_idx >= 100 "
+            "ORDER BY step_idx"
+        ).fetchall()
+        fields = ", ".join(COLUMNS["tool_calls"])
+        calls_back = conn.execute(
+            f"SELECT {fields} FROM tool_calls WHERE step_idx >= 100 ORDER BY step_idx"
+        ).fetchall()
+    finally:
+        conn.close()
+    # Each step as given, but where its usage is: the writer's guess, kept where it holds.
+    back = [
+        StepRow(*row)._replace(usage_from=given.usage_from)
+        for row, given in zip(back, steps, strict=True)
+    ]
+    for given, got in zip(steps, back, strict=True):
+        assert given == got, [
+            (f, a, b) for f, a, b in zip(given._fields, given, got, strict=True) if a != b
+        ]
+    assert viewed == [(s.request_id, s.usage_raw) for s in steps]
+    assert [tuple(c) for c in calls] == calls_back
+    assert kept == [(True,), (False,), (False,)]
+    # (The recorded step's own request id is its headers' `x-request-id`: stored once.)
+    assert stored == [
+        (1, True, True, True),
+        (None, False, True, True),
+        (None, False, True, True),
+        (None, True, True, True),
+        (1, True, True, True),
+        (None, False, True, True),
+        (1, True, True, True),
+        (1, True, False, False),
+        (1, True, False, True),
+        (1, True, False, False),  # `request-id` alone: not looked at, kept
+    ]
+
+
+def test_migration_21_keeps_every_step_and_call(tmp_path: Path, sim: SimServer) -> None:
+    """A store at schema 19 (every usage, request id and raw arguments in full; recorded
+    streamed and not, and imported) is converted: what the response and the parsed arguments
+    hold is stored once, every value of every table and view as before, row for row and
+    `EXCEPT ALL` both ways against an unconverted copy."""
+    source = tmp_path / "source.duckdb"
+    record(source, sim.base_url, "chain_short", stream=False, seed=2)
+    record(source, sim.base_url, "chain_short", stream=True, seed=3)
+    _imported(source)
+    old = tmp_path / "old.duckdb"
+    kept, before = _old_snapshot(old, source, 19)
+    assert before["step_rows"] and before["tool_calls"]
+    full = tmp_path / "full.duckdb"
+    shutil.copyfile(old, full)
+    open_for_writing(old).close()
+    conn = open_for_reading(old)
+    try:
+        # The message keys (migration 20's, checked by its own test) aside.
+        unkeyed = _unkeyed(kept)
+        assert _snapshot(conn, unkeyed) == _snapshot_of(before, kept, unkeyed)
+        usages, ids, calls = _check_once_in_response(conn)
+        assert usages > 0 and ids > 0 and calls > 0
+        conn.execute(f"ATTACH '{full}' AS full_copy (READ_ONLY)")
+        for table in ("steps", "tool_calls"):
+            for a, b in ((table, f"full_copy.{table}"), (f"full_copy.{table}", table)):
+                left = conn.execute(
+                    f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"
+                ).fetchone()
+                assert left == (0,), (a, b)
+    finally:
+        conn.close()

@@ -152,6 +152,4 @@ def compact_file(path: Path) -> tuple[int, int]:
 
 
 def _file_bytes(path: Path) -> int:
-    return sum(
-        p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists()
-    )
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists())

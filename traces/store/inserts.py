@@ -30,6 +30,7 @@ from traces.store.tables import (
     COLUMNS,
     DEDUPLICATED,
     DERIVED,
+    FROM_ROW,
     LOOKED_UP,
     MESSAGE_SEQ,
     NEXT_RUN_KEY,
@@ -162,12 +163,19 @@ def insert_sql(
         if numbered:
             derived.pop(MESSAGE_SEQ)
         rows = f"(SELECT {named}) AS new_row"
-        if table in LOOKED_UP:
-            # Looked up once per row, in a level of their own that the derived columns read.
-            found = ", ".join(
-                f"{sql if look_up else 'NULL'} AS {c}" for c, sql in LOOKED_UP[table].items()
-            )
-            rows = f"(SELECT *, {found} FROM (SELECT {named}) AS new) AS new_row"
+        if table in LOOKED_UP or table in FROM_ROW:
+            # Looked up (or computed from the row) once per row, in a level of their own
+            # that the derived columns read.
+            computed = {
+                **{c: sql if look_up else "NULL" for c, sql in LOOKED_UP.get(table, {}).items()},
+                **FROM_ROW.get(table, {}),
+            }
+            # A field of the row computed again (a writer's guess the insert checks)
+            # replaces the bound value; the others are added.
+            again = [f"{sql} AS {c}" for c, sql in computed.items() if c in fields]
+            added = [f", {sql} AS {c}" for c, sql in computed.items() if c not in fields]
+            replaced = f" REPLACE ({', '.join(again)})" if again else ""
+            rows = f"(SELECT *{replaced}{''.join(added)} FROM (SELECT {named}) AS new) AS new_row"
         values = f"{', '.join(derived.get(c, c) for c in names)} FROM {rows}"
     if table not in DEDUPLICATED or dedup == "none":
         return f"INSERT INTO {target} ({', '.join(names)}) SELECT {values}"

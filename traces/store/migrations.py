@@ -10,6 +10,12 @@ import contextlib
 
 import duckdb
 
+from traces.store.tables import request_id_of, stored_request_id, stored_usage, usage_found
+
+_CALL_COLUMNS = """run_id, step_idx, call_idx, id, id_format, "name", {arguments_raw},
+            arguments_type, arguments, json_valid, schema_valid, schema_error, run_key"""
+"""The columns of `tool_calls` (the table of migrations 1 and 12, the view of 21) in order."""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -947,6 +953,146 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             FROM step_message_keys ORDER BY rowid;
         DROP TABLE step_message_keys;
         ALTER TABLE step_message_keys_v20 RENAME TO step_message_keys;
+        """,
+    ),
+    (
+        21,
+        "compact storage: a step's usage and request id, a call's raw arguments stored once",
+        # Measured (benchmarks/bench_storage.py, README "Disk use"): a step's `usage_raw` was
+        # stored twice, in its own column and in the response (the body's `usage`, or the
+        # usage chunk of the stream, near its end), its `request_id` twice (the response
+        # headers' `x-request-id`), and a tool call's `arguments_raw` twice where the model
+        # sent the very text of the parsed `arguments`. `step_rows` keeps the usage NULL
+        # where `usage_from` says where the response holds it byte for byte (the body of a
+        # step with one, else the SSE line that many from the end) and the id NULL where
+        # `request_id_in_headers`; the view `steps` gives both back. The calls are stored
+        # in `tool_call_rows`, NULL where the raw arguments are the text of `arguments`;
+        # `tool_calls` becomes the view that gives them back, its columns keeping their
+        # names and values. The decision is the row's own (no other row, no later
+        # request), taken by every insert in SQL by the very extraction the views make
+        # (`tables.FROM_ROW`, `tables.DERIVED`): a lake stores them once too. The view
+        # `steps` is migration 17's with the two columns given back. Rows are copied in
+        # their own order.
+        f"""
+        CREATE TABLE step_rows_v21 (
+            run_id VARCHAR NOT NULL,
+            idx INTEGER NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE NOT NULL,
+            ttft_reasoning_ms DOUBLE,
+            ttft_content_ms DOUBLE,
+            ttft_tool_call_ms DOUBLE,
+            streamed BOOLEAN NOT NULL,
+            http_status INTEGER,
+            request_id VARCHAR,
+            response_headers JSON USING COMPRESSION ZSTD,
+            request_params JSON NOT NULL,
+            request_message_count INTEGER NOT NULL,
+            request_prefix INTEGER NOT NULL,
+            response_body VARCHAR USING COMPRESSION ZSTD,
+            stream_events JSON USING COMPRESSION ZSTD,
+            finish_reason_raw VARCHAR,
+            finish_reason VARCHAR NOT NULL,
+            reasoning VARCHAR USING COMPRESSION ZSTD,
+            reasoning_source VARCHAR NOT NULL,
+            content VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            reasoning_tokens_source VARCHAR NOT NULL,
+            cached_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_raw JSON,
+            replay_message_hash VARCHAR,
+            error_kind VARCHAR,
+            error_status INTEGER,
+            error_message VARCHAR,
+            error_body VARCHAR,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retry_errors JSON,
+            anomalies JSON,
+            request_hash VARCHAR,
+            upstream_provider VARCHAR,
+            resumption INTEGER,
+            replayed BOOLEAN NOT NULL DEFAULT false,
+            reasoning_replayed BOOLEAN NOT NULL DEFAULT false,
+            usage_from TINYINT,
+            request_id_in_headers BOOLEAN NOT NULL DEFAULT false,
+            run_key BIGINT
+        );
+        INSERT INTO step_rows_v21
+            SELECT * EXCLUDE (stored_order, run_key)
+                   REPLACE (CASE WHEN request_id_in_headers THEN NULL ELSE request_id END
+                            AS request_id,
+                            CASE WHEN usage_from IS NULL THEN usage_raw END AS usage_raw),
+                   run_key
+            FROM (
+                SELECT *, {usage_found("t")} AS usage_from,
+                       coalesce({request_id_of("t")} = t.request_id, false)
+                       AS request_id_in_headers,
+                       t.rowid AS stored_order
+                FROM step_rows t
+            )
+            ORDER BY stored_order;
+        DROP TABLE step_rows;
+        ALTER TABLE step_rows_v21 RENAME TO step_rows;
+        -- Migration 17's view, the usage and the request id given back.
+        CREATE OR REPLACE VIEW steps AS
+            SELECT t.run_id, t.idx, t.started_at, t.latency_ms, t.ttft_reasoning_ms,
+                   t.ttft_content_ms, t.ttft_tool_call_ms, t.streamed, t.http_status,
+                   {stored_request_id("t")} AS request_id,
+                   t.response_headers, t.request_params,
+                   t.request_message_count, t.request_prefix, t.response_body,
+                   t.stream_events, t.finish_reason_raw, t.finish_reason,
+                   CASE WHEN t.reasoning_replayed
+                        THEN json_extract_string(sent.body, '$.' || t.reasoning_source)
+                        ELSE t.reasoning END AS reasoning,
+                   t.reasoning_source, t."content", t.prompt_tokens, t.completion_tokens,
+                   t.reasoning_tokens, t.reasoning_tokens_source, t.cached_tokens,
+                   t.total_tokens, {stored_usage("t")} AS usage_raw,
+                   CASE WHEN t.replayed THEN sent.hash ELSE t.replay_message_hash END
+                   AS replay_message_hash,
+                   t.error_kind, t.error_status, t.error_message, t.error_body, t.retries,
+                   t.retry_errors, t.anomalies, t.request_hash, t.upstream_provider,
+                   t.resumption, t.run_key
+            FROM step_rows t
+            LEFT JOIN LATERAL (
+                SELECT any_value(m.hash) AS hash, any_value(m.body) AS body
+                FROM step_message_keys s JOIN messages m ON m.seq = s.seq AND m.key = s.key
+                WHERE s.run_key = t.run_key AND s.run_id = t.run_id
+                  AND s.step_idx = t.idx::BIGINT + 1 AND s.position = t.request_message_count
+            ) sent ON true;
+        CREATE TABLE tool_call_rows (
+            run_id VARCHAR NOT NULL,
+            step_idx INTEGER NOT NULL,
+            call_idx INTEGER NOT NULL,
+            id VARCHAR,
+            id_format VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            arguments_raw VARCHAR,
+            arguments_type VARCHAR NOT NULL,
+            arguments JSON,
+            json_valid BOOLEAN NOT NULL,
+            schema_valid BOOLEAN,
+            schema_error VARCHAR,
+            run_key BIGINT
+        );
+        INSERT INTO tool_call_rows
+            SELECT {
+            _CALL_COLUMNS.format(
+                arguments_raw="CASE WHEN arguments_raw = arguments::VARCHAR THEN NULL "
+                "ELSE arguments_raw END"
+            )
+        }
+            FROM tool_calls ORDER BY rowid;
+        DROP TABLE tool_calls;
+        CREATE VIEW tool_calls AS
+            SELECT {
+            _CALL_COLUMNS.format(
+                arguments_raw="coalesce(arguments_raw, arguments::VARCHAR) AS arguments_raw"
+            )
+        }
+            FROM tool_call_rows;
         """,
     ),
 ]

@@ -22,6 +22,7 @@ from traces.model import (
 )
 from traces.store.tables import (
     REPLAYED_REASONING,
+    USAGE_LINES,
     MessageRow,
     RunRow,
     RunUpdate,
@@ -155,6 +156,11 @@ def step_row(
         stream_events = to_json([[e.t_ms, e.line] for e in step.stream_events])
     else:
         stream_events = None
+    if step.response_body is not None:
+        usage_from: int | None = 1
+    else:
+        lines = stream_lines or [e.line for e in step.stream_events or ()]
+        usage_from = usage_line(lines)
     return StepRow(
         run_id=step.run_id,
         idx=step.index,
@@ -199,7 +205,18 @@ def step_row(
         resumption=step.resumption,
         replayed=replayed,
         reasoning_replayed=reasoning_replayed,
+        usage_from=usage_from if step.usage_raw is not None else None,
     )
+
+
+def usage_line(lines: list[str]) -> int | None:
+    """How many lines from the end of a stream the chunk carrying its usage is (the last
+    three looked at, `tables.USAGE_LINES`), or None: the writer's guess of
+    `StepRow.usage_from`, which the insert checks byte for byte."""
+    for back, line in enumerate(reversed(lines[-len(USAGE_LINES) :]), 1):
+        if '"usage":{' in line or '"usage": {' in line:
+            return back
+    return None
 
 
 def holds_reasoning(message: dict[str, Any], reasoning: str | None, source: str) -> bool:

@@ -389,17 +389,48 @@ def _step_rows() -> tuple[str, dict[str, str]]:
         "(reasoning_content or reasoning): the text is not kept here. Only an import knows "
         "(a recorder stores a step before the request that sends it back: kept in full)."
     )
+    columns["usage_raw"] = (
+        "As steps.usage_raw; null where `usage_from` names where the response holds it "
+        "(the view steps gives it back)."
+    )
+    columns["request_id"] = (
+        "As steps.request_id; null where `request_id_in_headers` (the view steps gives it back)."
+    )
+    columns["usage_from"] = (
+        "Where the response holds `usage_raw` byte for byte, as the writer serialized it "
+        "(migration 21): the body's `usage` in a step with a body (1), else the `usage` of "
+        "the SSE line this many from the end (`stream_events`); null when `usage_raw` "
+        "holds it (or there is none)."
+    )
+    columns["request_id_in_headers"] = (
+        "The response headers name `request_id` (`x-request-id`): the id "
+        "is not kept here (migration 21)."
+    )
     order = [*TABLES["steps"][1]]
-    order.insert(order.index("run_key"), "reasoning_replayed")
-    order.insert(order.index("reasoning_replayed"), "replayed")
+    at = order.index("run_key")
+    order[at:at] = ["replayed", "reasoning_replayed", "usage_from", "request_id_in_headers"]
     return (
         "The rows of the view steps as stored: a step's reasoning and the hash of the "
-        "assistant message sent back are kept once, in that message, when it holds them.",
+        "assistant message sent back are kept once, in that message, when it holds them; "
+        "its usage and request id, in its response, when it holds them (migration 21).",
         {name: columns[name] for name in order},
     )
 
 
 TABLES["step_rows"] = _step_rows()
+
+
+TABLES["tool_call_rows"] = (
+    "The rows of the view tool_calls as stored: the raw arguments are kept once, as the "
+    "parsed ones, when they are their text.",
+    {
+        name: f"As tool_calls.{name}."
+        if name != "arguments_raw"
+        else "As tool_calls.arguments_raw; null where it is the text of `arguments` byte for "
+        "byte (the view tool_calls gives it back)."
+        for name in TABLES["tool_calls"][1]
+    },
+)
 
 
 def _quote(text: str) -> str:

@@ -137,6 +137,10 @@ class StepRow(NamedTuple):
     reasoning_replayed: bool = False
     """`reasoning` is byte for byte that message's `reasoning_source` field (a text field,
     `REPLAYED_REASONING`): the store keeps the text there only."""
+    # Added by migration 21, hence last: kept by the base table `step_rows` only.
+    usage_from: int | None = None
+    """Where the response holds `usage_raw` (`stored_usage`): the writer's guess, which the
+    insert keeps only where that place gives the text back byte for byte (`DERIVED`)."""
 
 
 class StepReplay(NamedTuple):
@@ -334,6 +338,110 @@ LOOKED_UP: dict[str, dict[str, str]] = {"tool_results": {"output_position": TOOL
 store (by this SQL over the row, named `new`), before the `DERIVED` ones, which may use them.
 An insert that does not look (`inserts.insert_sql(look_up=False)`) stores NULL."""
 
+
+def _usage_text(json: str) -> str:
+    """SQL of the usage object of the JSON text `json` (a response body, an SSE line's data)
+    as a writer serializes it (`rows.to_json`: `", "` and `": "` between items): DuckDB
+    gives JSON back without spaces, which these two replacements put where Python does. Only
+    compared, never trusted: a usage they do not give back byte for byte is kept in full."""
+    usage = f"json_extract({json}, '$.usage')::VARCHAR"
+    return f"replace(replace({usage}, '\":', '\": '), ',\"', ', \"')"
+
+
+def _sse_line(row: str, back: str) -> str:
+    """SQL of the SSE line `back` lines from the end of the step's stored stream (`[[t_ms,
+    line], …]`; the row's columns under the alias `row`)."""
+    return f"json_extract_string({row}.stream_events, '$[*][1]')[-({back})]"
+
+
+USAGE_LINES = (1, 2, 3)
+"""Where a streamed step's usage may be read from (`step_rows.usage_from`): the SSE line
+this many lines from the end (the usage chunk comes last, before `data: [DONE]` or not)."""
+
+
+def stored_usage(row: str) -> str:
+    """SQL of a step's `usage_raw` as the view `steps` gives it back (the row's columns under
+    the alias `row`, of `step_rows`): the column where `usage_from` is NULL, else the
+    response's usage: a step with a body, the body's `$.usage`; a stream, the data of the SSE
+    line `usage_from` lines from the end (`USAGE_LINES`). One extraction, so that a query
+    binds little (a view's expressions are bound by every query that reads the view). Also
+    the text of the view `steps` (migration 21): change it only with a migration that
+    defines that view again."""
+    return (
+        f"CASE WHEN {row}.usage_from IS NULL THEN {row}.usage_raw "
+        f"ELSE ({_usage_text(_usage_source(row))})::JSON END"
+    )
+
+
+def _usage_source(row: str) -> str:
+    """SQL of the JSON text `usage_from` names (the row's columns under the alias `row`):
+    the body of a step with one, else the data of that SSE line."""
+    return (
+        f"CASE WHEN {row}.response_body IS NOT NULL THEN {row}.response_body "
+        f"ELSE substr({_sse_line(row, f'{row}.usage_from::INTEGER')}, 7) END"
+    )
+
+
+def usage_found(row: str) -> str:
+    """SQL of `step_rows.usage_from` for a step (its columns under the alias `row`): where
+    `stored_usage` gives the step's `usage_raw` back from byte for byte (a step with a body,
+    from the body only: 1), else NULL (kept in full). A body or line that is not JSON is
+    never extracted from."""
+    body = f"{row}.response_body"
+    found = [
+        f"WHEN {body} IS NOT NULL THEN CASE WHEN json_valid({body}) "
+        f"AND {_usage_text(body)} = {row}.usage_raw THEN 1 END"
+    ]
+    for back in USAGE_LINES:
+        line = _sse_line(row, str(back))
+        found.append(
+            f"WHEN {row}.stream_events IS NOT NULL AND starts_with({line}, 'data: ') "
+            f"AND json_valid(substr({line}, 7)) "
+            f"AND {_usage_text(f'substr({line}, 7)')} = {row}.usage_raw THEN {back}"
+        )
+    return f"CASE WHEN {row}.usage_raw IS NULL THEN NULL {' '.join(found)} END"
+
+
+def request_id_of(row: str) -> str:
+    """SQL of the request id a step's stored response headers name (the row's columns under
+    the alias `row`): their `x-request-id`, where `traces.normalize` reads it first (a
+    `request-id` header alone, its fallback, is not looked at: the insert binds less)."""
+    return f"json_extract_string({row}.response_headers, '$.\"x-request-id\"')"
+
+
+def stored_request_id(row: str) -> str:
+    """SQL of a step's `request_id` as the view `steps` gives it back (the row's columns
+    under the alias `row`, of `step_rows`). Also the text of the view `steps` (migration
+    21)."""
+    return (
+        f"CASE WHEN {row}.request_id_in_headers THEN {request_id_of(row)} ELSE {row}.request_id END"
+    )
+
+
+def usage_checked(row: str) -> str:
+    """SQL of `step_rows.usage_from` as an insert stores it (the row's columns under the
+    alias `row`, its `usage_from` the writer's guess): the guess where `stored_usage` gives
+    the step's `usage_raw` back from there byte for byte, else NULL (kept in full). One
+    place tried, not `usage_found`'s every one: a recorder's commit binds and runs this."""
+    source = _usage_source(row)
+    return (
+        f"CASE WHEN {row}.usage_raw IS NULL OR {row}.usage_from IS NULL THEN NULL "
+        f"WHEN json_valid({source}) AND {_usage_text(source)} = {row}.usage_raw "
+        f"THEN {row}.usage_from::INTEGER END"
+    )
+
+
+FROM_ROW: dict[str, dict[str, str]] = {
+    "steps": {
+        "usage_from": usage_checked("new"),
+        "request_id_in_headers": f"coalesce({request_id_of('new')} = new.request_id, false)",
+    },
+}
+"""Columns a base table stores beyond its row type's fields that every insert computes from
+the row itself (by this SQL over the row, named `new`), in the level of `LOOKED_UP`, before
+the `DERIVED` ones, which use them: where a step's usage and request id are found in its
+response (migration 21)."""
+
 DERIVED: dict[str, dict[str, str]] = {
     "messages": {"key": MESSAGE_KEY.format("hash"), "seq": NEXT_MESSAGE_SEQ},
     "step_messages": {"key": MESSAGE_KEY.format("hash"), "seq": MESSAGE_SEQ_OF_HASH},
@@ -341,6 +449,11 @@ DERIVED: dict[str, dict[str, str]] = {
     "steps": {
         "reasoning": "CASE WHEN reasoning_replayed THEN NULL ELSE reasoning END",
         "replay_message_hash": "CASE WHEN replayed THEN NULL ELSE replay_message_hash END",
+        "usage_raw": "CASE WHEN usage_from IS NULL THEN usage_raw END",
+        "request_id": "CASE WHEN request_id_in_headers THEN NULL ELSE request_id END",
+    },
+    "tool_calls": {
+        "arguments_raw": "CASE WHEN arguments_raw = arguments THEN NULL ELSE arguments_raw END",
     },
 }
 """Columns a table has beyond its row type's fields, which every insert computes in SQL from
@@ -377,7 +490,8 @@ class Stored(NamedTuple):
 STORED: dict[str, Stored] = {
     "step_messages": Stored("step_message_keys", ("hash",)),
     "tool_results": Stored("tool_result_rows", ()),
-    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed")),
+    "steps": Stored("step_rows", (), ("replayed", "reasoning_replayed", "usage_from")),
+    "tool_calls": Stored("tool_call_rows", ()),
 }
 """Row types stored under another table: `step_messages` rows keep their message's key (8 bytes
 since migration 20) and number instead of its 64-character hash, which the view `step_messages`
@@ -386,7 +500,10 @@ message the run's next request added holds it, naming its position instead (`out
 from which the view `tool_results` gives the output back (migration 16); `steps` rows keep no
 reasoning and no replayed message's hash where the assistant message the run's next request
 added holds them (`replayed`, `reasoning_replayed`), from which the view `steps` gives them
-back (migration 17)."""
+back (migration 17), nor a usage or a request id where the step's response gives them back
+(`usage_from`, `request_id_in_headers`: `FROM_ROW`, migration 21); `tool_calls` rows keep
+no raw arguments where they are the text of the parsed ones (21), which the view
+`tool_calls` gives back."""
 
 REPLAYED_REASONING = ("reasoning_content", "reasoning")
 """The reasoning sources a replayed assistant message may hold the reasoning under, as a text
@@ -412,7 +529,7 @@ def stored_columns(table: str) -> tuple[str, tuple[str, ...]]:
     kept = tuple(c for c in COLUMNS[table] if c not in dropped)
     # Added by migration 12, hence after the derived columns of before.
     keys = (RUN_KEY,) if table in PER_RUN else ("key",) if table == "runs" else ()
-    computed = (*LOOKED_UP.get(table, {}), *DERIVED.get(table, {}))
+    computed = (*LOOKED_UP.get(table, {}), *FROM_ROW.get(table, {}), *DERIVED.get(table, {}))
     derived = tuple(c for c in computed if c not in kept)
     # Added by migration 13, hence last.
     numbers = tuple(c for c in derived if c == MESSAGE_SEQ)
