@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import pytest
 
-from analyzer.checks import ledger_entries
 from analyzer.checks.kept import (
     ledger_findings,
     results_truncated,
@@ -893,43 +892,6 @@ def test_sizes_count_words_and_punctuation_never_under_a_quarter_of_the_bytes(
 ) -> None:
     assert size(text) == tokens
     assert math.isfinite(size(text))
-
-
-def test_a_message_is_measured_once_and_as_its_content_measures(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The measure of a message's content is kept by the message's identity: the same dict
-    (a body the loader decoded once for every run sending it) is measured once, an equal
-    dict on its own, and every answer is what measuring its content gives."""
-    monkeypatch.setattr(ledger_entries, "_MEASURED", {})
-    measured: list[str] = []
-    real = ledger_entries._measure
-
-    def counting(text: str) -> tuple[int, int]:
-        measured.append(text)
-        return real(text)
-
-    monkeypatch.setattr(ledger_entries, "_measure", counting)
-    messages: list[dict[str, Any]] = [
-        {"role": "tool", "content": 'out: "<b>" & more'},
-        {"role": "user", "content": [{"type": "text", "text": "数据 one"}, {"type": "image"}]},
-        {"role": "system", "content": None},
-        {"role": "tool", "content": 'out: "<b>" & more'},  # equal to the first, not it
-    ]
-    for _ in range(3):
-        for message in messages:
-            text = ledger_entries.text_of(message.get("content"))
-            assert ledger_entries._content_measure(message) == real(text)
-    assert measured == [ledger_entries.text_of(m.get("content")) for m in messages]
-    # Bounded: when full it forgets everything and goes on measuring, with the same answers.
-    monkeypatch.setattr(ledger_entries, "_MAX_MEASURED", 3)
-    ledger_entries._MEASURED.clear()
-    for _ in range(3):
-        for other in messages:
-            assert ledger_entries._content_measure(other) == real(
-                ledger_entries.text_of(other.get("content"))
-            )
-            assert len(ledger_entries._MEASURED) <= 3
 
 
 # -- the ledger in the store and on the command line -------------------------------------------

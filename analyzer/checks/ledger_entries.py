@@ -152,27 +152,6 @@ def _measure(text: str) -> tuple[int, int]:
     return max(estimate_tokens(text), len(data) // 4), escapable
 
 
-_MEASURED: dict[int, tuple[dict[str, Any], int, int]] = {}
-"""`_measure` of each message's content, by the message's identity (the message is held, so
-its id is not reused): the loader decodes a batch's messages once per distinct body, so a
-system prompt, a task's instructions or a tool output every run of a batch sends is one dict,
-measured once for all of them."""
-_MAX_MEASURED = 1 << 15
-"""Messages whose measures are kept at most (then forgotten all at once): a batch's share."""
-
-
-def _content_measure(message: dict[str, Any]) -> tuple[int, int]:
-    """`_measure(text_of(message["content"]))`, each message object measured once."""
-    held = _MEASURED.get(id(message))
-    if held is not None and held[0] is message:
-        return held[1], held[2]
-    tokens, escapable = _measure(text_of(message.get("content")))
-    if len(_MEASURED) >= _MAX_MEASURED:
-        _MEASURED.clear()
-    _MEASURED[id(message)] = (message, tokens, escapable)
-    return tokens, escapable
-
-
 def _argument_quotes(calls: Sequence[Any]) -> int:
     """Quotes inside the calls' string arguments, and two for each of those calls."""
     total = 0
@@ -297,7 +276,7 @@ def _read(
     for position, message in enumerate(messages):
         role = roles[position]
         if role in _TOOL_ROLES:
-            tokens, characters = _content_measure(message)
+            tokens, characters = _measure(text_of(message.get("content")))
             results.append(tokens)
             escapable += characters
         elif role == "assistant":
@@ -331,7 +310,7 @@ def _read(
                 if text:
                     reasoning_from = answered
         else:
-            tokens, characters = _content_measure(message)
+            tokens, characters = _measure(text_of(message.get("content")))
             if role in _SYSTEM_ROLES:
                 system += tokens
             else:
