@@ -3,7 +3,7 @@
 Run by hand (it is not a test and asserts nothing about time):
 
     .venv/bin/python benchmarks/bench_analyze.py [--steps 200000] [--store DIR] [--rounds 3]
-        [--arms LIST] [--no-breakdown] [--profile] [--json PATH]
+        [--arms LIST] [--no-breakdown] [--profile | --parts] [--db FILE] [--runs N] [--json PATH]
 
 The store: agent logs from `bench_import.write_conversations` (conversations of 20 steps with
 growing histories, 64 interleaved, 1 in 10 streamed), written 100,000 exchanges per file, with
@@ -33,6 +33,11 @@ Then, once (`--no-breakdown` skips it), where the CPU time of one analysis goes,
 this process with the code one process runs (`analyzer.checks.persist.analyze_runs` with its
 timing hook, which adds about a microsecond per check call): loading the runs, each check by
 name, storing the findings, and `other` (dispatching the checks, sorting their findings).
+
+`--parts` times each part alone instead (`parts`), `--profile` runs cProfile; both take
+`--db FILE`, another store (a copy: newer code may migrate it, and the timed store is rolled
+back), and `--runs N`, only its first N runs by id: a slice of the million-step store, loaded
+in the chunks a worker loads, costs a minute where the whole takes ten.
 """
 
 from __future__ import annotations
@@ -330,6 +335,13 @@ def _run_analyze(db: Path, workers: str | None = None) -> dict[str, float]:
     }
 
 
+def _first_runs(conn: duckdb.DuckDBPyConnection, runs: int | None) -> list[str]:
+    """The store's run ids in id order (the order `traces analyze` checks them), the first
+    `runs` of them when given."""
+    ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+    return ids if runs is None else ids[:runs]
+
+
 def _count(db: Path, sql: str) -> int:
     conn = duckdb.connect(str(db), read_only=True)
     try:
@@ -426,14 +438,15 @@ def _time_chunk(
         conn.execute("ROLLBACK")
 
 
-def parts(db: Path) -> dict[str, float]:
+def parts(db: Path, runs: int | None = None) -> dict[str, float]:
     """CPU seconds of each part of one analysis, each timed alone over the store's runs in
     this process as a worker runs them (DuckDB on one thread, the collector off, chunks of
     `CHUNK_RUNS`), without the breakdown's timer around every check call: loading, the
     ledger's entries, its fit (with `put_right`), the rest of `what_the_host_kept` (its
     fits with a step left out), each other check, what `check_runs` adds to them (dispatch,
     sorting, ledger rows, and running the checks interleaved rather than each alone), and
-    storing (in a transaction rolled back: the store is left as it was)."""
+    storing (in a transaction rolled back: the store is left as it was). `runs`: only the
+    first that many runs (by id)."""
     from analyzer.checks.loader import Messages, load_runs
     from analyzer.checks.persist import CHUNK_RUNS, without_collector
 
@@ -441,7 +454,7 @@ def parts(db: Path) -> dict[str, float]:
     conn = duckdb.connect(str(db))
     try:
         conn.execute("SET threads = 1")
-        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        ids = _first_runs(conn, runs)
         with without_collector():
             messages = Messages()
             for start in range(0, len(ids), CHUNK_RUNS):
@@ -455,13 +468,14 @@ def parts(db: Path) -> dict[str, float]:
     return seconds
 
 
-def profile(db: Path) -> None:
-    """A cProfile of one analysis in this process (top by cumulative and own time)."""
+def profile(db: Path, runs: int | None = None) -> None:
+    """A cProfile of one analysis in this process (top by cumulative and own time), of the
+    first `runs` runs when given."""
     from analyzer.checks.persist import analyze_runs
 
     conn = duckdb.connect(str(db))
     try:
-        ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+        ids = _first_runs(conn, runs)
         profiler = cProfile.Profile()
         profiler.enable()
         analyze_runs(conn, ids)
@@ -485,8 +499,19 @@ def main() -> None:
     parser.add_argument(
         "--parts", action="store_true", help="only time each part of an analysis alone"
     )
+    parser.add_argument(
+        "--db", type=Path, help="--parts/--profile over this store file (a copy) instead"
+    )
+    parser.add_argument("--runs", type=int, help="--parts/--profile over the first N runs")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     args = parser.parse_args()
+    if args.db is not None or args.runs is not None:
+        if not (args.parts or args.profile):
+            parser.error("--db and --runs go with --parts or --profile")
+        if args.db is not None and not args.db.is_file():
+            parser.error(f"--db {args.db}: no such store file")
+        if args.runs is not None and args.runs < 1:
+            parser.error("--runs: at least 1")
     global _ADOPTING
     _ADOPTING = adopt_orphans()
     if not _ADOPTING:
@@ -503,17 +528,14 @@ def main() -> None:
         directory = args.store
         directory.mkdir(parents=True, exist_ok=True)
     try:
-        db = build_store(directory, args.steps)
+        db = build_store(directory, args.steps) if args.db is None else args.db
+        if args.parts or args.profile:
+            _parts_or_profile(db, args.runs, args.parts)
+            return
         steps = _count(db, "SELECT count(*) FROM steps")
         runs = _count(db, "SELECT count(*) FROM runs")
         findings = _count(db, "SELECT count(*) FROM findings")
         print(f"store: {steps:,} steps, {runs:,} runs, {findings:,} findings", file=sys.stderr)
-        if args.profile:
-            profile(db)
-            return
-        if args.parts:
-            print_parts(parts(db), steps)
-            return
         report = measure(db, steps, args.rounds, arms, not args.no_breakdown)
         report.update(
             steps=steps,
@@ -535,6 +557,27 @@ def main() -> None:
 
 
 ARMS = ("read rows", "traces analyze", "traces analyze (1 process)")
+
+
+def _parts_or_profile(db: Path, runs: int | None, by_part: bool) -> None:
+    """`--parts` (or `--profile`) over the store's runs, or the first `runs` of them: on a
+    copy of a large store (the million-step one), a slice of it as workers load it."""
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        ids = _first_runs(conn, runs)
+        steps = conn.execute(
+            "SELECT count(*) FROM step_rows "
+            "WHERE run_id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]')))",
+            [json.dumps(ids)],
+        ).fetchone()
+    finally:
+        conn.close()
+    count = steps[0] if steps is not None else 0
+    print(f"store: {count:,} steps in {len(ids):,} runs", file=sys.stderr)
+    if by_part:
+        print_parts(parts(db, runs), count)
+    else:
+        profile(db, runs)
 
 
 def _run_arm(name: str, db: Path) -> dict[str, float]:
