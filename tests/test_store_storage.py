@@ -358,6 +358,7 @@ def test_an_imported_tool_output_is_stored_once_in_the_message_sent_back(
     assert stored[3][1] is None and stored[3][2] is not None and stored[3][3] == result.output
 
 
+@pytest.mark.slow
 def test_migration_16_keeps_every_tool_result(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 15 (every output in `tool_results`) is converted: the outputs the
     next request's tool messages hold are stored once, every value of every table stays."""
@@ -444,6 +445,7 @@ def test_an_imported_reasoning_is_stored_once_in_the_message_sent_back(tmp_path:
     assert stored[0][4] == reasoning and stored[0][5] is not None
 
 
+@pytest.mark.slow
 def test_migration_17_keeps_every_step(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 16 (every reasoning and replayed hash in `steps`) is converted: the
     ones the next request's assistant message holds are stored once, every value stays."""
@@ -518,6 +520,7 @@ def test_a_recorded_reasoning_is_stored_once_in_the_message_sent_back(
         conn.close()
 
 
+@pytest.mark.slow
 def test_migration_18_keeps_every_step_without_the_key(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 17 loses the primary key of `step_rows` (an index no read used), in
     the same row order, every value of every table and view unchanged (`_migrated_from`)."""
@@ -531,6 +534,7 @@ def test_migration_18_keeps_every_step_without_the_key(tmp_path: Path, sim: SimS
         assert _check_reasoning_once(conn) > 0
 
 
+@pytest.mark.slow
 def test_migration_19_numbers_the_step_messages_an_import_left_unnumbered(
     tmp_path: Path, sim: SimServer
 ) -> None:
@@ -563,6 +567,7 @@ _VIEWS_20 = ("steps", "step_messages", "tool_results")
 """The views over the tables migration 20 rebuilds (and `request_messages`, below)."""
 
 
+@pytest.mark.slow
 def test_migration_20_keeps_every_view_with_64_bit_keys(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 19 gets 64-bit message keys (the high half of each 128-bit one):
     every row of every view and every rebuilt request unchanged (`EXCEPT ALL` both ways,
@@ -825,6 +830,7 @@ def test_a_value_the_response_does_not_give_back_exactly_is_kept_in_full(
     ]
 
 
+@pytest.mark.slow
 def test_migration_21_keeps_every_step_and_call(tmp_path: Path, sim: SimServer) -> None:
     """A store at schema 19 (every usage, request id and raw arguments in full; recorded
     streamed and not, and imported) is converted: what the response and the parsed arguments
