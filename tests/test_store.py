@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
 import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -392,6 +394,22 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> No
     assert "\n" not in str(caught.value)
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP `pid` and wait until every thread of it has stopped: the signal is delivered
+    asynchronously, and a loaded machine let a server commit a step sent just after it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def test_when_the_server_dies_the_recorder_resends_to_a_new_one(db_path: Path) -> None:
     async def scenario() -> None:
         recorder = Recorder(db_path)
@@ -399,7 +417,7 @@ def test_when_the_server_dies_the_recorder_resends_to_a_new_one(db_path: Path) -
         assert server is not None
         try:
             await recorder.begin_run(_run("r"))
-            os.kill(server, signal.SIGSTOP)  # it receives the step but cannot commit it
+            _stop(server)  # it receives the step but cannot commit it
             pending = recorder.queue_step(_step("r", 0, []), {})
             await asyncio.sleep(0.2)
             assert not pending.done()
@@ -428,7 +446,7 @@ def test_when_no_server_can_take_over_later_records_fail_instead_of_hanging(
         assert server is not None
         try:
             await recorder.begin_run(_run("r"))
-            os.kill(server, signal.SIGSTOP)
+            _stop(server)
             pending = recorder.queue_step(_step("r", 0, []), {})
             await asyncio.sleep(0.1)
             # The next server cannot open this: the file is gone, a directory in its place.
