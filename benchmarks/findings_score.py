@@ -68,6 +68,7 @@ RUN_SCOPED = frozenset(
         "history_lost",
         "history_rewritten",
         "hidden_system_prompt",
+        "reasoning_tokens_missing",
     }
 )
 """Kinds whose check reports one finding per run, pooled over its steps: they match on the

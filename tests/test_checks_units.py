@@ -11,6 +11,7 @@ import pytest
 
 from analyzer.checks.records import Result, Run
 from analyzer.checks.registry import RUN_CHECKS, STEP_CHECKS, run_checks
+from traces.normalize import estimate_tokens
 
 from check_builders import TOOLS, answer_step, call, clean_run, kinds, tool_step, with_step
 
@@ -221,6 +222,45 @@ def test_tool_call_written_as_json_text() -> None:
 def test_reasoning_tokens_counted_outside_completion() -> None:
     step = tool_step(4, completion_tokens=10, reasoning_tokens=12, total_tokens=322)
     assert "reasoning_tokens_outside_completion" in kinds(with_step(step))
+
+
+def test_unreported_reasoning_tokens_are_one_finding_per_run_and_source() -> None:
+    """Every step of a run, however many, is one finding at its first step, naming the
+    steps it pools; a count of zero beside visible reasoning is one of its own."""
+    thinking = "I should open the box and read what it says about the next one. " * 4
+    missing: dict[str, Any] = {"reasoning_tokens": 8, "reasoning_tokens_source": "estimated"}
+    steps = (
+        tool_step(0),
+        tool_step(1, **missing),
+        tool_step(2, reasoning=thinking, reasoning_tokens=0),
+        tool_step(3, **missing),
+        answer_step(4, http_status=500, error_kind="server", **missing),  # failed: no count
+        answer_step(5, reasoning=thinking, reasoning_tokens=0),
+        answer_step(6, **missing),
+    )
+    found = [f for f in run_checks(clean_run(steps=steps)) if f.kind == "reasoning_tokens_missing"]
+    assert [(f.step, f.severity, f.layer, f.evidence) for f in found] == [
+        (
+            1,
+            "info",
+            "provider",
+            {"source": "estimated", "estimated": 24, "affected_steps": 3, "steps": [1, 6]},
+        ),
+        (
+            2,
+            "info",
+            "provider",
+            {
+                "source": "reported",
+                "reported": 0,
+                "estimated": 2 * estimate_tokens(thinking),
+                "affected_steps": 2,
+                "steps": [2, 5],
+            },
+        ),
+    ]
+    # A short reasoning counted as zero may be a rounding: left alone.
+    assert "reasoning_tokens_missing" not in kinds(with_step(tool_step(4, reasoning_tokens=0)))
 
 
 def test_retried_rate_limits_are_warnings_and_a_final_failure_an_error() -> None:

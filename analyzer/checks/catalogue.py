@@ -636,7 +636,8 @@ _ENTRIES = (
         "info",
         "reasoning",
         """Reasoning is present but usage does not report its tokens (or reports 0); costs and
-        lengths are estimated, not measured.""",
+        lengths are estimated, not measured. One finding per run and way of leaving them out,
+        at the first such step, with how many steps it pools and their estimated tokens.""",
         "reasoning_tokens_unreported",
     ),
     _kind(

@@ -231,35 +231,57 @@ def reasoning_in_content(step: Step, run: Run) -> list[Finding]:
     return findings
 
 
-def reasoning_tokens(step: Step, run: Run) -> list[Finding]:
-    """Reasoning present but its tokens unreported (or reported as zero); or reported
-    outside completion tokens."""
-    findings: list[Finding] = []
-    if step.failed:
-        return findings
-    if step.reasoning and step.reasoning_tokens_source != "reported":
-        findings.append(
-            Finding(
-                "reasoning_tokens_missing",
-                "info",
-                "provider",
-                step.index,
-                {"source": step.reasoning_tokens_source, "estimated": step.reasoning_tokens},
-            )
-        )
-    elif step.reasoning and step.reasoning_tokens == 0:
+def _unreported(step: Step) -> tuple[str | None, int] | None:
+    """How `step`'s reasoning went uncounted, and its tokens as estimated: the usage's
+    source of its count (not `reported`), or `reported` for a count of zero; None when the
+    usage counted it, or the step had none."""
+    if step.failed or not step.reasoning:
+        return None
+    source = step.reasoning_tokens_source
+    if source != "reported":
+        return source, step.reasoning_tokens or 0
+    if step.reasoning_tokens == 0:
         visible = estimate_tokens(step.reasoning)
         if visible >= UNEXPLAINED_MIN:
             # LiteLLM's hosted_vllm route reports 0 while the reasoning is right there.
-            findings.append(
-                Finding(
-                    "reasoning_tokens_missing",
-                    "info",
-                    "provider",
-                    step.index,
-                    {"source": "reported", "reported": 0, "estimated": visible},
-                )
-            )
+            return source, visible
+    return None
+
+
+def reasoning_tokens_missing(run: Run) -> list[Finding]:
+    """Reasoning present but its tokens unreported (or reported as zero): one finding per
+    run and way they went uncounted, at its first step, with the steps it pools.
+
+    A host that leaves them out does so on every step: a finding a step would bury the
+    run's other findings under one fact (a million of them over a million steps, and a
+    tenth of the analysis's time spent storing them)."""
+    pooled: dict[str | None, list[tuple[int, int]]] = {}
+    for step in run.steps:
+        found = _unreported(step)
+        if found is not None:
+            pooled.setdefault(found[0], []).append((step.index, found[1]))
+    findings = []
+    for source, steps in pooled.items():
+        evidence: dict[str, Any] = {"source": source}
+        if source == "reported":
+            evidence["reported"] = 0
+        evidence |= {
+            "estimated": sum(tokens for _, tokens in steps),
+            "affected_steps": len(steps),
+            "steps": [steps[0][0], steps[-1][0]],
+        }
+        findings.append(
+            Finding("reasoning_tokens_missing", "info", "provider", steps[0][0], evidence)
+        )
+    return findings
+
+
+def reasoning_tokens_outside_completion(step: Step, run: Run) -> list[Finding]:
+    """Reasoning tokens reported outside completion tokens (more than the completion, or a
+    total above prompt and completion)."""
+    findings: list[Finding] = []
+    if step.failed:
+        return findings
     if step.reasoning_tokens_source != "reported" or step.completion_tokens is None:
         return findings
     numbers = {

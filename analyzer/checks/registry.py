@@ -52,7 +52,7 @@ STEP_CHECKS: dict[str, StepCheck] = {
     "reasoning_swallows_answer": reasoning.reasoning_swallows_answer,
     "empty_turn_after_reasoning": reasoning.empty_turn_after_reasoning,
     "reasoning_in_content": reasoning.reasoning_in_content,
-    "reasoning_tokens": reasoning.reasoning_tokens,
+    "reasoning_tokens_outside_completion": reasoning.reasoning_tokens_outside_completion,
     "sampling_parameters": sampling.sampling_parameters,
 }
 RUN_CHECKS: dict[str, RunCheck] = {
@@ -63,6 +63,7 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "what_the_host_kept": kept.what_the_host_kept,
     "tool_call_pairing": history.tool_call_pairing,
     "nondeterministic_output": sampling.nondeterministic_output,
+    "reasoning_tokens_missing": reasoning.reasoning_tokens_missing,
 }
 
 
