@@ -29,7 +29,14 @@ from analyzer.checks.kept import (
     what_the_host_kept,
 )
 from analyzer.checks.ledger import DECIDED, Ledger, cache_held, measure
-from analyzer.checks.ledger_entries import Added, Entry, build_entries, size
+from analyzer.checks.ledger_entries import (
+    Added,
+    Entry,
+    _measure,
+    _Remembered,
+    build_entries,
+    size,
+)
 from analyzer.checks.ledger_fit import Behaviour, Verdict, fit_chain
 from analyzer.checks.ledger_turns import leaked_markup, put_right
 from analyzer.checks.lsq import Coefficient, bounded, chi2_survival, normal_equations, solve
@@ -892,6 +899,31 @@ def test_sizes_count_words_and_punctuation_never_under_a_quarter_of_the_bytes(
 ) -> None:
     assert size(text) == tokens
     assert math.isfinite(size(text))
+
+
+def test_measures_are_remembered_only_while_texts_recur() -> None:
+    """Looked-up measures equal measured ones; after each probe of `PROBE_RUNS` runs, texts
+    that recur keep the remembering, distinct ones pause it for `PAUSE_RUNS` runs (they then
+    get `_measure` itself)."""
+
+    class Quick(_Remembered):
+        PROBE_RUNS, PAUSE_RUNS = 2, 3
+
+    remembered = Quick()
+    texts = ["one two, three", "数据" * 40, "<a> & 'b'", ""]
+    for _ in range(2):  # a probe: every text found the second time
+        measure = remembered.for_run()
+        assert measure == remembered.measure
+        assert [measure(t) for t in texts] == [_measure(t) for t in texts]
+    for run in range(2):  # kept for the next probe, of distinct texts
+        assert remembered.for_run() == remembered.measure and not remembered.paused
+        for n in range(10):
+            text = f"a distinct tool output {run} {n} " * 20
+            assert remembered.measure(text) == _measure(text)
+    assert remembered.known
+    assert [remembered.for_run() for _ in range(3)] == [_measure] * 3
+    assert not remembered.known and not remembered.paused
+    assert remembered.for_run() == remembered.measure  # probing again
 
 
 # -- the ledger in the store and on the command line -------------------------------------------

@@ -16,7 +16,7 @@ request's prefix is recognised by identity and only the new messages are read.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from analyzer.checks.leaks import holds_leak
@@ -152,6 +152,67 @@ def _measure(text: str) -> tuple[int, int]:
     return max(estimate_tokens(text), len(data) // 4), escapable
 
 
+Measure = Callable[[str], tuple[int, int]]
+
+
+class _Remembered:
+    """Measures kept by text, in the runs where texts recur, for the whole process.
+
+    Runs of one task replayed against several hosts, or at temperature 0, send the same
+    system prompts, answers and tool outputs again (in the million-step benchmark store, each
+    text ten times): a lookup saves the measure. Where texts are distinct, a lookup is a hash
+    and an insert for nothing, so it is tried `PROBE_RUNS` runs at a time: when less than half
+    of the characters looked up were found (counted in characters: the short texts that recur
+    everywhere, empty answers and system prompts, save little, a long distinct one costs its
+    hash), the next `PAUSE_RUNS` runs measure plainly, with no cost at all (`for_run` hands
+    them `_measure` itself). Exact either way: a measure is a function of the text alone."""
+
+    PROBE_RUNS = 64
+    PAUSE_RUNS = 1024
+    LIMIT = 1 << 16
+    """Texts kept at most (then forgotten at once): a few MB."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[int, int]] = {}
+        self.looked_up = self.found = 0
+        """Characters of the texts looked up while probing, and of those found."""
+        self.probing = self.PROBE_RUNS
+        self.paused = 0
+
+    def measure(self, text: str) -> tuple[int, int]:
+        """`_measure(text)`, looked up first."""
+        characters = len(text)
+        self.looked_up += characters
+        known = self.known.get(text)
+        if known is not None:
+            self.found += characters
+            return known
+        known = _measure(text)
+        if len(self.known) >= self.LIMIT:
+            self.known.clear()
+        self.known[text] = known
+        return known
+
+    def for_run(self) -> Measure:
+        """The measure the next run's entries use: remembering, or plain while paused."""
+        if self.paused:
+            self.paused -= 1
+            return _measure
+        self.probing -= 1
+        if self.probing >= 0:
+            return self.measure
+        pause = self.found * 2 < self.looked_up
+        self.probing, self.looked_up, self.found = self.PROBE_RUNS - 1, 0, 0
+        if not pause:
+            return self.measure
+        self.paused = self.PAUSE_RUNS - 1
+        self.known.clear()
+        return _measure
+
+
+_REMEMBERED = _Remembered()
+
+
 def _argument_quotes(calls: Sequence[Any]) -> int:
     """Quotes inside the calls' string arguments, and two for each of those calls."""
     total = 0
@@ -188,9 +249,10 @@ class _Estimates:
     (`visible`), and the rest of its turn when a request sends it back or the run's ratio is
     learned from it."""
 
-    __slots__ = ("_reasoning_escapable", "_turns", "copied", "leaked", "visible")
+    __slots__ = ("_reasoning_escapable", "_turns", "copied", "leaked", "measure", "visible")
 
     def __init__(self, run: Run) -> None:
+        self.measure = measure = _REMEMBERED.for_run()
         self.visible: dict[int, int] = {}
         self._reasoning_escapable: dict[int, int] = {}
         self._turns: dict[int, _Turn] = {}
@@ -201,7 +263,7 @@ class _Estimates:
         """The same in the content (a harmony parser moved the copy there)."""
         for step in run.steps:
             if step.reasoning:
-                tokens, escapable = _measure(step.reasoning)
+                tokens, escapable = measure(step.reasoning)
                 self.visible[step.index] = tokens
                 self._reasoning_escapable[step.index] = escapable
             if holds_leak(step.reasoning, step, run):
@@ -213,8 +275,8 @@ class _Estimates:
         """The estimates of `step`'s content and calls."""
         turn = self._turns.get(step.index)
         if turn is None:
-            content, content_escapable = _measure(step.content or "")
-            calls, calls_escapable = _measure(
+            content, content_escapable = self.measure(step.content or "")
+            calls, calls_escapable = self.measure(
                 " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
             )
             quotes = sum(c.arguments_raw.count('"') + 2 for c in step.calls if c.arguments_raw)
@@ -272,11 +334,11 @@ def _read(
     output_from: Step | None = None
     reasoning_from: Step | None = None
     results: list[int] = []
-    visible = estimates.visible
+    visible, measure = estimates.visible, estimates.measure
     for position, message in enumerate(messages):
         role = roles[position]
         if role in _TOOL_ROLES:
-            tokens, characters = _measure(text_of(message.get("content")))
+            tokens, characters = measure(text_of(message.get("content")))
             results.append(tokens)
             escapable += characters
         elif role == "assistant":
@@ -295,14 +357,14 @@ def _read(
                 quotes += turn.argument_quotes
             else:
                 if said:
-                    tokens, characters = _measure(said)
+                    tokens, characters = measure(said)
                     content += tokens
                     escapable += characters
-                tokens, characters = _measure(
+                tokens, characters = measure(
                     " ".join(_arguments_text(c) for c in sent if isinstance(c, dict))
                 )
                 tool_calls += tokens
-                escapable += _measure(text or "")[1] + characters
+                escapable += measure(text or "")[1] + characters
                 quotes += _argument_quotes(sent)
             calls += len(sent)
             if position == 0 and len(answered.calls) == len(sent):
@@ -310,7 +372,7 @@ def _read(
                 if text:
                     reasoning_from = answered
         else:
-            tokens, characters = _measure(text_of(message.get("content")))
+            tokens, characters = measure(text_of(message.get("content")))
             if role in _SYSTEM_ROLES:
                 system += tokens
             else:
