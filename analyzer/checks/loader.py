@@ -449,11 +449,11 @@ def _steps(
     decoded = {name: (names.index(name), _Decoded()) for name in _STEP_JSON}
     params_at, decode_params = decoded.pop("request_params")
     lists = list(decoded.values())
-    # `Step.tools` is a function of the request parameters, which every step of a run (and
-    # every run of a task) repeats: compute it once per distinct value and hand the steps
-    # that value, as their cached property would have held it.
-    tools_of = vars(Step).get("tools")
-    tools: dict[int, Any] = {}
+    # `Step.tools` and `max_tokens` are functions of the request parameters, which every step
+    # of a run (and every run of a task) repeats: computed once per distinct value and handed
+    # to the steps, as their cached properties would have held them; `failed`, read a dozen
+    # times a step, is filled in too.
+    per_params: dict[int, dict[str, Any]] = {}
     empty: tuple[Any, ...] = ()
     steps: dict[str, list[Step]] = {}
     run_steps: list[Step] = []
@@ -487,11 +487,14 @@ def _steps(
             values[at] = tuple(value) if value else empty
         params = values[params_at] = decode_params(values[params_at]) or {}
         step = build(values)
-        if isinstance(tools_of, cached_property):
-            shared = tools.get(id(params))
-            if shared is None:
-                shared = tools[id(params)] = tools_of.func(step)
-            step.__dict__[tools_of.attrname or "tools"] = shared
+        attributes = step.__dict__
+        shared = per_params.get(id(params))
+        if shared is None:
+            shared = per_params[id(params)] = {
+                name: derive.func(step) for name, derive in _OF_PARAMS.items()
+            }
+        attributes.update(shared)
+        attributes["failed"] = _FAILED.func(step)
         if row[-1] and not isinstance(reasoning, str):
             left.append((key, step))
         run_steps.append(step)
@@ -500,6 +503,17 @@ def _steps(
         for key, step in left:
             step.__dict__["reasoning"] = found.get(key)
     return steps
+
+
+def _cached(name: str) -> cached_property[Any]:
+    derive = vars(Step)[name]
+    assert isinstance(derive, cached_property), f"Step.{name} is filled in as a cached property"
+    return derive
+
+
+_OF_PARAMS = {name: _cached(name) for name in ("tools", "max_tokens")}
+"""`Step`'s cached properties that depend on its request parameters alone."""
+_FAILED = _cached("failed")
 
 
 def _replayed_reasoning(

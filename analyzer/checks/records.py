@@ -154,7 +154,7 @@ class Step:
         name = function.get("name") if isinstance(function, dict) else choice.get("name")
         return name if isinstance(name, str) else None
 
-    @property
+    @cached_property
     def max_tokens(self) -> int | None:
         """The completion budget the request asked for (`max_completion_tokens` or
         `max_tokens`), if it set one."""
@@ -186,9 +186,10 @@ class Step:
                 return received if isinstance(received, int) and received > 0 else 1
         return asked
 
-    @property
+    @cached_property
     def failed(self) -> bool:
-        """Whether the call produced no usable response (an HTTP or transport error)."""
+        """Whether the call produced no usable response (an HTTP or transport error).
+        (Cached: read a dozen times a step by the checks; the loader fills it in.)"""
         return self.error_kind is not None
 
 
