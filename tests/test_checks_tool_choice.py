@@ -4,6 +4,7 @@ that were wrong themselves give nothing; a repeat is reported once per streak, n
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -189,3 +190,26 @@ def test_parallel_calls_repeat_only_as_a_whole() -> None:
     )
     found = [f for f in run_checks(Run(id="r", steps=steps)) if f.kind == "repeated_call_once"]
     assert [f.evidence["steps"] for f in found] == [[1, 2]]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "repeated"),
+    [
+        ('{"box_id": "box-1"}', '{ "box_id":"box-1" }', True),  # the same values, spaced apart
+        ('{"n": 1}', '{"n": 1.0}', False),  # equal in Python, not as JSON
+        ('{"n": 1}', '{"n": true}', False),
+        ('{"n": NaN}', '{"n": NaN}', True),  # NaN is unequal to itself, its JSON is not
+        ('{"n": Infinity}', '{"n": -Infinity}', False),
+    ],
+)
+def test_calls_repeat_when_their_values_encode_alike(
+    first: str, second: str, repeated: bool
+) -> None:
+    steps = tuple(
+        tool_step(i, calls=(call(arguments_raw=raw, arguments=json.loads(raw)),))
+        for i, raw in enumerate((first, second))
+    )
+    found = [
+        f for f in run_checks(Run(id="r", steps=(*steps, answer_step(2)))) if "repeat" in f.kind
+    ]
+    assert [f.evidence["steps"] for f in found] == ([[0, 1]] if repeated else [])

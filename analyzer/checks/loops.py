@@ -29,6 +29,27 @@ def _signature(calls: tuple[Call, ...]) -> str | None:
     )
 
 
+def _may_match(first: tuple[Call, ...], second: tuple[Call, ...]) -> bool:
+    """Whether two steps' calls may have one `_signature`, told without encoding them (most
+    steps calling the same tools differ in their values): values that compare unequal
+    encode differently, except NaN (unequal to itself). Equal values may still encode
+    apart (`1`, `1.0` and `true` are equal): the signatures decide."""
+    if _comparable(first) == _comparable(second):
+        return True
+    return any(word in c.arguments_raw for c in (*first, *second) for word in _NON_FINITE)
+
+
+_NON_FINITE = ("NaN", "Infinity")
+"""What an argument text holding a value no JSON number is (`json` reads them) must say."""
+
+
+def _comparable(calls: tuple[Call, ...]) -> list[tuple[str, object]]:
+    return [
+        (c.name, c.arguments if c.json_valid else c.arguments_raw)
+        for c in sorted(calls, key=lambda c: c.index)
+    ]
+
+
 def _streak_finding(streak: list[Step], signature: str) -> Finding | None:
     """A loop (LOOP_MIN or more steps) or a single repeat (two), else None."""
     if len(streak) < 2:
@@ -70,32 +91,24 @@ def repeated_calls(run: Run) -> Iterator[Finding]:
     LOOP_MIN or more, `repeated_call_once` for two (never both for one streak)."""
     streak: list[Step] = []
     names: tuple[str, ...] | None = None
-    # The streak's signature, encoded only once a step calls the same tools (None: not yet).
+    # The streak's signature, encoded only once a step may make the same calls (None: not yet).
     last: str | None = None
     for step in run.steps:
         if step.failed:
             continue  # a failed request says nothing about what the model called
         calls = step.calls
-        called: tuple[str, ...] | None
-        signature: str | None
-        if calls and names is not None:
-            called = _names(calls)
-            if called == names:
-                if last is None:
-                    last = _signature(streak[0].calls)
-                signature = _signature(calls)
-                if signature == last:
-                    streak.append(step)
-                    continue
-            else:
-                signature = None  # encoded if the next step calls the same tools
-        else:
-            called, signature = (_names(calls) if calls else None), None
+        called = _names(calls) if calls else None
+        if called is not None and called == names and _may_match(streak[0].calls, calls):
+            if last is None:
+                last = _signature(streak[0].calls)
+            if _signature(calls) == last:
+                streak.append(step)
+                continue
         if names is not None:
             finding = _streak_finding(streak, last or "")
             if finding is not None:
                 yield finding
-        streak, names, last = [step], called, signature
+        streak, names, last = [step], called, None
     if names is not None:
         finding = _streak_finding(streak, last or "")
         if finding is not None:
