@@ -135,7 +135,21 @@ _EXACT_TOKEN = f"exact-{secrets.token_hex(8)}-"
 _EXACT = re.compile(f'"{_EXACT_TOKEN}(\\d+)"')
 
 
+_AS_THEY_ARE = frozenset({str, int, bool, type(None)})
+"""Types `json` writes exactly, tested first by identity: most values of every row are."""
+
+
 def _plain(value: Any, exact: list[str]) -> Any:
+    kind = type(value)
+    if kind in _AS_THEY_ARE:
+        return value
+    if kind is dict:
+        return {
+            (k if type(k) is str else _key(k)): (
+                v if type(v) in _AS_THEY_ARE else _plain(v, exact)
+            )
+            for k, v in value.items()
+        }
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, Decimal):

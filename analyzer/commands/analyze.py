@@ -5,7 +5,6 @@ Idempotent: a run's findings are replaced, so old traces benefit from new checks
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Any
 
 import duckdb
@@ -108,15 +107,21 @@ def _analyze_with_progress(
 
 def summarize(run_id: str, counts: FindingCounts) -> dict[str, Any]:
     """Counts of one run's findings: total, by severity, and by kind (most frequent first)."""
-    severities: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
+    # Plain dicts, not Counters: once per run of the store.
+    severities: dict[str, int] = {}
+    kinds: dict[str, int] = {}
     for (severity, kind), n in counts.items():
-        severities[severity] += n
-        kinds[kind] += n
+        severities[severity] = severities.get(severity, 0) + n
+        kinds[kind] = kinds.get(kind, 0) + n
     return {
         "run": run_id,
         "findings": sum(counts.values()),
-        "errors": severities["error"],
-        "warnings": severities["warning"],
-        "kinds": dict(kinds.most_common()),
+        "errors": severities.get("error", 0),
+        "warnings": severities.get("warning", 0),
+        # Most frequent first, ties in the order counted (as `Counter.most_common`).
+        "kinds": dict(sorted(kinds.items(), key=_count_first)),
     }
+
+
+def _count_first(item: tuple[str, int]) -> int:
+    return -item[1]
