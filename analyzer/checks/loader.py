@@ -61,8 +61,9 @@ _REASONINGS_SQL = f"""
 _STEP_ORDER = itemgetter(0, 2)
 _STEP_KEY = 2
 """Columns of `_STEP_SQL` before the first of `Step`'s fields (run, request length)."""
-_STEP_JSON = ("retry_errors", "anomalies", "request_params")
-"""Step columns that hold JSON text."""
+_STEP_LISTS = ("retry_errors", "anomalies")
+"""Step columns that hold JSON lists (the record holds tuples); `request_params` holds JSON
+text too."""
 _CALL_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", id, id_format, name, arguments_raw,
            arguments_type, arguments, json_valid, schema_valid, schema_error
@@ -223,11 +224,12 @@ class _Builder(Generic[_R]):
 class _Decoded:
     """JSON texts decoded once per distinct text. Checks never mutate what they read, so
     every step (and every run of a task) repeating its request parameters or its empty
-    lists of anomalies shares one decoded value."""
+    lists of anomalies shares one decoded value (`convert`ed once too, if given)."""
 
-    def __init__(self) -> None:
+    def __init__(self, convert: Callable[[Any], Any] | None = None) -> None:
         self.values: dict[str, Any] = {}
         self.last: tuple[str | None, Any] = (None, None)
+        self.convert = convert
 
     def __call__(self, text: Any) -> Any:
         if not isinstance(text, str):
@@ -239,9 +241,16 @@ class _Decoded:
             return value
         value = self.values.get(text)
         if value is None:
-            value = self.values[text] = _loads(text)
+            value = _loads(text)
+            if self.convert is not None:
+                value = self.convert(value)
+            self.values[text] = value
         self.last = (text, value)
         return value
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if value else ()
 
 
 def _calls(conn: duckdb.DuckDBPyConnection, batch: RunBatch) -> dict[StepKey, list[Call]]:
@@ -282,14 +291,7 @@ def _results(
         key = (row[0], row[1])
         values = row[_KEY:-1]
         if row[_OUTPUT] is None and row[-1] is not None:
-            content = next(
-                (
-                    m.get("content")
-                    for p, m in positions.get((key[0], key[1] + 1), ())
-                    if p == row[-1]
-                ),
-                None,
-            )
+            content = _next_stored(positions, key, row[-1], "content")
             values = (*values[: _OUTPUT - _KEY], content, *values[_OUTPUT - _KEY + 1 :])
             result = build(values)
             if not isinstance(content, str):
@@ -446,9 +448,9 @@ def _steps(
     names = [*column_names(cursor)[_STEP_KEY:-1], "calls", "results", "request_messages"]
     reasoning_at, source_at = names.index("reasoning"), names.index("reasoning_source")
     build = _Builder(Step, names).function()
-    decoded = {name: (names.index(name), _Decoded()) for name in _STEP_JSON}
-    params_at, decode_params = decoded.pop("request_params")
-    lists = list(decoded.values())
+    params_at, decode_params = names.index("request_params"), _Decoded()
+    # The record's tuples themselves, shared as the decoded lists are.
+    lists = [(names.index(name), _Decoded(_as_tuple)) for name in _STEP_LISTS]
     # `Step.tools` and `max_tokens` are functions of the request parameters, which every step
     # of a run (and every run of a task) repeats: computed once per distinct value and handed
     # to the steps, as their cached properties would have held them; `failed`, read a dozen
@@ -479,12 +481,13 @@ def _steps(
         ]
         reasoning = None
         if row[-1]:
-            reasoning = values[reasoning_at] = _replayed_reasoning(
+            # Stored in the assistant message the next step added at `count`; when it is
+            # not a text there, the view's is looked up (`left`).
+            reasoning = values[reasoning_at] = _next_stored(
                 positions, key, count, values[source_at]
             )
         for at, decode in lists:
-            value = decode(values[at])
-            values[at] = tuple(value) if value else empty
+            values[at] = decode(values[at]) or empty
         params = values[params_at] = decode_params(values[params_at]) or {}
         step = build(values)
         attributes = step.__dict__
@@ -516,18 +519,19 @@ _OF_PARAMS = {name: _cached(name) for name in ("tools", "max_tokens")}
 _FAILED = _cached("failed")
 
 
-def _replayed_reasoning(
+def _next_stored(
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
     key: StepKey,
-    count: int,
-    source: str,
+    position: int,
+    field: str,
 ) -> Any:
-    """A step's reasoning stored in the assistant message the next step added at `count`:
-    that message's field `source` (when it is not a text there, the caller takes the
-    view's)."""
-    return next(
-        (m.get(source) for p, m in positions.get((key[0], key[1] + 1), ()) if p == count), None
-    )
+    """Field `field` of the message the step after `key` stored at `position`, if any: where
+    a step's reasoning (in the assistant message at its request's length) or a tool output
+    is stored once. (A loop, not `next` over a generator: once per step.)"""
+    for at, message in positions.get((key[0], key[1] + 1), ()):
+        if at == position:
+            return message.get(field)
+    return None
 
 
 def load_runs(
