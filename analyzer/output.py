@@ -145,9 +145,7 @@ def _plain(value: Any, exact: list[str]) -> Any:
         return value
     if kind is dict:
         return {
-            (k if type(k) is str else _key(k)): (
-                v if type(v) in _AS_THEY_ARE else _plain(v, exact)
-            )
+            (k if type(k) is str else _key(k)): (v if type(v) in _AS_THEY_ARE else _plain(v, exact))
             for k, v in value.items()
         }
     if value is None or isinstance(value, bool | int | str):

@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from analyzer.checks.persist import FindingCounts
+from analyzer.checks.stored import FindingCounts
 from traces.store.database import Store
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import Any
 
 import duckdb
 
-from analyzer.checks.persist import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
+from analyzer.checks.stored import DELETE_FINDINGS, DELETE_LEDGERS, FindingCounts
 from traces import interrupts
 from traces.errors import TracesError
 from traces.piped_child import start_piped_child

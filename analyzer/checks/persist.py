@@ -33,10 +33,10 @@ from analyzer.checks.ledger import Ledger, measure
 from analyzer.checks.loader import Messages, load_runs
 from analyzer.checks.records import Finding, Run
 from analyzer.checks.registry import CHECK_VERSION, run_checks
+from analyzer.checks.stored import DELETE_FINDINGS, DELETE_LEDGERS, RUN_IDS, FindingCounts
 from traces.store.database import Store, open_for_writing
 from traces.store.inserts import insert_columns, insert_rows, json_list
 from traces.store.lake import is_lake, transaction
-from traces.store.run_tables import of_runs
 from traces.store.tables import FindingRow, LedgerRow
 
 if TYPE_CHECKING:
@@ -76,9 +76,7 @@ def _encode(value: dict[str, Any]) -> str:
     return "".join(_ITERENCODE(value, 0))
 
 
-_IDS = "SELECT unnest(from_json($1, '[\"VARCHAR\"]'))"
-DELETE_FINDINGS = f"DELETE FROM findings WHERE {of_runs(_IDS)}"
-DELETE_LEDGERS = f"DELETE FROM ledgers WHERE {of_runs(_IDS)}"
+_IDS = RUN_IDS
 _SO_FAR = f"SELECT 1 FROM findings_so_far WHERE run_id IN ({_IDS}) LIMIT 1"
 _DELETE_SO_FAR = f"DELETE FROM findings_so_far WHERE run_id IN ({_IDS})"
 _RUNNING = f"SELECT id FROM runs WHERE status = 'running' AND id IN ({_IDS})"
@@ -111,11 +109,6 @@ def failure_summary(findings: Sequence[Finding]) -> str:
         if kinds:
             parts.append(f"{severity}: " + ", ".join(f"{kind}×{n}" for kind, n in kinds))
     return "; ".join(parts)
-
-
-FindingCounts = Counter[tuple[str, str]]
-"""A run's findings counted by (severity, kind), in the order the kinds first occur: what
-a command prints about them and what `--fail-on` weighs, without their evidence."""
 
 
 def finding_counts(findings: Sequence[Finding]) -> FindingCounts:

@@ -5,14 +5,13 @@ Idempotent: a run's findings are replaced, so old traces benefit from new checks
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
 import typer
 
 from analyzer.checks.parallel import analyze_in_workers, plan
-from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
-from analyzer.checks.records import Finding
+from analyzer.checks.stored import FindingCounts
 from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import DataPathOption, DbOption, FailOnOption, FormatOption, WideOption
 from analyzer.output import OutputFormat, emit_rows
@@ -26,6 +25,9 @@ from traces.store.database import (
     resolve_db_path,
 )
 from traces.store.inserts import json_list
+
+if TYPE_CHECKING:
+    from analyzer.checks.records import Finding
 
 
 def register(app: typer.Typer) -> None:
@@ -95,6 +97,9 @@ def _analyze_with_progress(
     conn: duckdb.DuckDBPyConnection, ids: list[str]
 ) -> dict[str, FindingCounts]:
     """Each run's findings counted: the evidence is stored, and only counts are printed."""
+    # The checks, imported only by the process that runs them (see `checks.stored`).
+    from analyzer.checks.persist import analyze_runs, finding_counts
+
     counts: dict[str, FindingCounts] = {}
 
     def keep(run_id: str, findings: list[Finding]) -> None:

@@ -23,8 +23,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from analyzer.checks.persist import FindingCounts, analyze_runs, finding_counts
+from analyzer.checks.persist import analyze_runs, finding_counts
 from analyzer.checks.records import Finding
+from analyzer.checks.stored import FindingCounts
 from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import DataPathOption, DbOption, FailOnOption, FormatOption
 from analyzer.output import OutputFormat, emit_rows, printable, stderr_console

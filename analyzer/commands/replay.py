@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from analyzer.checks.persist import FindingCounts, analyze_recorded, finding_counts
+from analyzer.checks.persist import analyze_recorded, finding_counts
+from analyzer.checks.stored import FindingCounts
 from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import (
     ApiKeyEnvOption,
