@@ -25,6 +25,7 @@ import duckdb
 import pytest
 from test_checks_faults import recorded_corpus
 
+from analyzer.checks import loader
 from analyzer.checks.ledger import measure
 from analyzer.checks.loader import _Builder, load_runs
 from analyzer.checks.parallel import analyze_in_workers, plan
@@ -41,6 +42,7 @@ from analyzer.checks.registry import RAW_TEXT_CHECKS, RUN_CHECKS, STEP_CHECKS, r
 from analyzer.cursor_rows import dict_rows
 from traces.importing import import_files
 from traces.store.database import open_for_writing
+from traces.store.run_batch import RunBatch
 from traces.store.tables import LedgerRow
 
 from conftest import run_cli
@@ -231,6 +233,17 @@ def test_the_loader_builds_what_the_constructors_build(
         for a, b in zip(quick.steps, plain.steps, strict=True):
             assert a.tools == b.tools  # shared per distinct request parameters, still equal
     assert sum(len(run.steps) for run in fast) > 300  # the store is not trivially small
+
+
+def test_request_parameters_sharing_a_hash_are_each_steps_own(
+    store: tuple[Path, list[str]], reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every text under one hash (as if all collided): each step's own text is fetched."""
+    db, ids = store
+    monkeypatch.setattr(loader, "_PARAMS_SQL", loader._PARAMS_SQL.replace("hash(", "0 * hash("))
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert loader._params_by_hash(conn, RunBatch(conn, ids)) is None
+    assert _loaded(db, ids) == list(reference.runs.values())
 
 
 _REPLAYED = """

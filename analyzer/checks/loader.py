@@ -39,9 +39,17 @@ _STEP_SQL = f"""
            finish_reason, finish_reason_raw, content, reasoning, reasoning_source,
            prompt_tokens, completion_tokens, reasoning_tokens, reasoning_tokens_source,
            cached_tokens, total_tokens, streamed, http_status, error_kind, error_status,
-           error_message, error_body, retry_errors, anomalies, request_params,
+           error_message, error_body, retry_errors, anomalies, PARAMS AS request_params,
            reasoning_replayed
     FROM step_rows WHERE {of_batch()}
+"""
+# A run's steps (and a task's runs) mostly send the same request parameters, about 1.6 KB of
+# JSON (the tools): fetched for every step, the text was a quarter of the steps' fetch. So
+# each step's parameters come as their hash (`PARAMS`), and each distinct text once, by that
+# hash; two texts sharing a hash (never seen: 64 bits) bring back every step's text.
+_PARAMS_BY_HASH = "hash(request_params)"
+_PARAMS_SQL = f"""
+    SELECT {_PARAMS_BY_HASH}, request_params FROM step_rows WHERE {of_batch()} GROUP BY ALL
 """
 # The base table of the view `steps` (migration 17), as `_RESULT_SQL` reads `tool_result_rows`:
 # a reasoning stored once, in the assistant message the run's next request added (at
@@ -437,6 +445,18 @@ class _Requests:
         return tuple(cast(list[dict[str, Any]], window))
 
 
+def _params_by_hash(
+    conn: duckdb.DuckDBPyConnection, batch: RunBatch
+) -> dict[int, dict[str, Any]] | None:
+    """The batch's distinct request parameters, decoded, by their hash (`_PARAMS_SQL`); None
+    when two of them share a hash."""
+    rows = batch.execute(conn, _PARAMS_SQL).fetchall()
+    decoded = {
+        digest: (_loads(text) if isinstance(text, str) else text) or {} for digest, text in rows
+    }
+    return decoded if len(decoded) == len(rows) else None
+
+
 def _steps(
     conn: duckdb.DuckDBPyConnection,
     batch: RunBatch,
@@ -444,7 +464,9 @@ def _steps(
     results: dict[StepKey, list[Result]],
     positions: dict[StepKey, list[tuple[int, dict[str, Any]]]],
 ) -> dict[str, list[Step]]:
-    cursor = batch.execute(conn, _STEP_SQL)
+    params_of = _params_by_hash(conn, batch)
+    fetched = "request_params" if params_of is None else _PARAMS_BY_HASH
+    cursor = batch.execute(conn, _STEP_SQL.replace("PARAMS", fetched))
     names = [*column_names(cursor)[_STEP_KEY:-1], "calls", "results", "request_messages"]
     reasoning_at, source_at = names.index("reasoning"), names.index("reasoning_source")
     build = _Builder(Step, names).function()
@@ -488,7 +510,11 @@ def _steps(
             )
         for at, decode in lists:
             values[at] = decode(values[at]) or empty
-        params = values[params_at] = decode_params(values[params_at]) or {}
+        params = values[params_at] = (
+            decode_params(values[params_at]) or {}
+            if params_of is None
+            else params_of[values[params_at]]
+        )
         step = build(values)
         attributes = step.__dict__
         shared = per_params.get(id(params))
