@@ -183,11 +183,14 @@ def _raise_failure(message: tuple[Any, ...]) -> None:
         raise RuntimeError(f"an analysis worker failed:\n{message[1]}")
 
 
-class _Pool:
-    """The workers of one analysis and their directory; leaving it stops them all and
-    removes their files."""
+class Workers:
+    """The worker processes of one analysis and their directory; leaving it stops them all
+    and removes their files. Started before the analysis is planned, they load their imports
+    (half a second) while this process reads which runs to give them."""
 
-    def __init__(self, store: Store, workers: int, now: datetime) -> None:
+    def __init__(self, store: Store, workers: int) -> None:
+        self.store = store
+        now = datetime.now(UTC).replace(tzinfo=None)  # the findings' time
         # Where the store's server may attach the outputs to store them (`_replace`).
         self.directory = Path(
             tempfile.mkdtemp(prefix="traces-analyze-", dir=staging_directory(store))
@@ -206,7 +209,12 @@ class _Pool:
             self.close()
             raise
 
-    def __enter__(self) -> _Pool:
+    @property
+    def size(self) -> int:
+        """How many workers there are."""
+        return len(self.workers)
+
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(
@@ -254,6 +262,18 @@ class _Pool:
             worker.finish()
         return counts
 
+    def analyze(
+        self, chunks: list[list[str]], on_chunk: Callable[[int], None] | None = None
+    ) -> dict[str, FindingCounts]:
+        """Check the runs of `chunks` (from `plan`; no connection of this process writing
+        the store) and store their findings and summaries in one transaction; each run's
+        findings counted. `on_chunk(n)` is told how many runs each finished chunk held."""
+        counts = self.run(chunks, on_chunk)
+        outs = [worker.out for worker in self.workers]
+        with open_for_writing(self.store) as conn:
+            _replace(conn, [run_id for chunk in chunks for run_id in chunk], outs)
+        return counts
+
 
 def _replace(conn: duckdb.DuckDBPyConnection, ids: list[str], outs: list[Path]) -> None:
     """In one transaction, the runs' findings, ledgers and summaries become the workers'."""
@@ -297,10 +317,5 @@ def analyze_in_workers(
     """Check the runs of `chunks` (from `plan`, with the store closed since) in
     `workers` processes and store their findings and summaries in one transaction; each
     run's findings counted. `on_chunk(n)` is told how many runs each finished chunk held."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with _Pool(db_path, workers, now) as pool:
-        counts = pool.run(chunks, on_chunk)
-        outs = [worker.out for worker in pool.workers]
-        with open_for_writing(db_path) as conn:
-            _replace(conn, [run_id for chunk in chunks for run_id in chunk], outs)
-    return counts
+    with Workers(db_path, workers) as pool:
+        return pool.analyze(chunks, on_chunk)

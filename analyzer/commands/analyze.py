@@ -5,12 +5,13 @@ Idempotent: a run's findings are replaced, so old traces benefit from new checks
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
 import typer
 
-from analyzer.checks.parallel import analyze_in_workers, plan
+from analyzer.checks.parallel import Workers, plan, workers_for
 from analyzer.checks.stored import FindingCounts
 from analyzer.fail_on import check_fail_on_counts
 from analyzer.options import DataPathOption, DbOption, FailOnOption, FormatOption, WideOption
@@ -28,6 +29,7 @@ from traces.store.inserts import json_list
 
 if TYPE_CHECKING:
     from analyzer.checks.records import Finding
+    from traces.store.database import Store
 
 
 def register(app: typer.Typer) -> None:
@@ -50,21 +52,7 @@ def analyze(
     path = resolve_db_path(db, data_path)
     if not path.exists():
         raise DatabaseError(f"{path}: no trace database here (record a run first, or pass --db)")
-    with open_for_reading(path) as conn:
-        # Resolve every reference before writing anything: a typo changes nothing.
-        if runs:
-            ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
-        else:
-            ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
-        # Worker processes read the file itself, which they cannot while another command
-        # writes it (its server has it): then this process analyzes through the server.
-        split = plan(conn, ids, workers=1 if is_served(conn) else None)
-    found: dict[str, FindingCounts] | None = None
-    if split.workers > 1:
-        # The workers read the store while nothing writes it; they store everything in one
-        # transaction at the end.
-        with progress_bar("analyze", len(ids)) as advance:
-            found = analyze_in_workers(path, split.chunks, split.workers, on_chunk=advance)
+    ids, found = _in_workers(path, runs)
     with (open_for_reading if found is not None else open_for_writing)(path) as conn:
         if found is None:
             found = _analyze_with_progress(conn, ids)
@@ -91,6 +79,38 @@ def analyze(
         wide=wide,
     )
     check_fail_on_counts(found, fail_on)
+
+
+def _in_workers(
+    path: Store, runs: list[str] | None
+) -> tuple[list[str], dict[str, FindingCounts] | None]:
+    """The runs to analyze (`runs` resolved, else every run) and, when worker processes
+    analyzed and stored them, their findings counted (None: this process is to)."""
+    with ExitStack() as started:
+        pool: Workers | None = None
+        with open_for_reading(path) as conn:
+            # Resolve every reference before writing anything: a typo changes nothing.
+            if runs:
+                ids = list(dict.fromkeys(resolve_run_id(conn, ref) for ref in runs))
+            else:
+                ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id").fetchall()]
+            # Worker processes read the file itself, which they cannot while another command
+            # writes it (its server has it): then this process analyzes through the server.
+            served = is_served(conn)
+            if not runs and not served:
+                # Every run: the workers, as many as the store's steps call for, load their
+                # imports while the runs are planned.
+                (steps,) = conn.execute("SELECT count(*) FROM step_rows").fetchone() or (0,)
+                if workers_for(steps) > 1:
+                    pool = started.enter_context(Workers(path, workers_for(steps)))
+            split = plan(conn, ids, workers=1 if served else (pool.size if pool else None))
+        if split.workers == 1:
+            return ids, None
+        pool = pool or started.enter_context(Workers(path, split.workers))
+        # The workers read the store while nothing writes it; they store everything in one
+        # transaction at the end.
+        with progress_bar("analyze", len(ids)) as advance:
+            return ids, pool.analyze(split.chunks, on_chunk=advance)
 
 
 def _analyze_with_progress(
