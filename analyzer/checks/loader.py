@@ -72,10 +72,13 @@ _STEP_KEY = 2
 _STEP_LISTS = ("retry_errors", "anomalies")
 """Step columns that hold JSON lists (the record holds tuples); `request_params` holds JSON
 text too."""
+# The base table of the view `tool_calls` (migration 21), whose `arguments_raw` is NULL where
+# it is the text of `arguments`: that text is fetched once, not a second time as the view's
+# cast of it.
 _CALL_SQL = f"""
     SELECT run_id, step_idx, call_idx AS "index", id, id_format, name, arguments_raw,
            arguments_type, arguments, json_valid, schema_valid, schema_error
-    FROM tool_calls WHERE {of_batch()} ORDER BY run_id, step_idx, call_idx
+    FROM tool_call_rows WHERE {of_batch()} ORDER BY run_id, step_idx, call_idx
 """
 # The base table of the view `tool_results` (migration 16): an output stored once, in the
 # tool message the run's next request added (`output_position`), is taken from that message's
@@ -265,12 +268,14 @@ def _calls(conn: duckdb.DuckDBPyConnection, batch: RunBatch) -> dict[StepKey, li
     cursor = batch.execute(conn, _CALL_SQL)
     names = column_names(cursor)[_KEY:]
     build = _Builder(Call, names).function()
-    arguments = names.index("arguments")
+    arguments, raw = names.index("arguments"), names.index("arguments_raw")
     json_valid = names.index("json_valid")
     calls: dict[StepKey, list[Call]] = {}
     for row in cursor.fetchall():
         values = list(row[_KEY:])
         text = values[arguments]
+        if values[raw] is None:
+            values[raw] = text
         if isinstance(text, str):
             values[arguments] = _loads(text)
         values[json_valid] = bool(values[json_valid])
