@@ -99,7 +99,10 @@ _SUMMARIZE = """
 def failure_summary(findings: Sequence[Finding]) -> str:
     """One line, most severe first, most frequent kind first within a severity:
     `error: dropped_call×3; warning: http_rate_limit×1` ("" when there is nothing)."""
-    counts = Counter((f.severity, f.kind) for f in findings)
+    return _summary_line(finding_counts(findings))
+
+
+def _summary_line(counts: FindingCounts) -> str:
     parts = []
     for severity in _SEVERITY_ORDER:
         kinds = sorted(
@@ -118,7 +121,15 @@ def finding_counts(findings: Sequence[Finding]) -> FindingCounts:
 
 def findings_by_kind(findings: Sequence[Finding]) -> dict[str, int]:
     """Findings counted by kind, most frequent first."""
-    return dict(Counter(f.kind for f in findings).most_common())
+    return _by_kind(finding_counts(findings))
+
+
+def _by_kind(counts: FindingCounts) -> dict[str, int]:
+    # Kinds in the order they first occur, as the counts' pairs are: ties keep that order.
+    kinds: dict[str, int] = {}
+    for (_, kind), n in counts.items():
+        kinds[kind] = kinds.get(kind, 0) + n
+    return dict(sorted(kinds.items(), key=lambda item: -item[1]))
 
 
 def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -147,13 +158,14 @@ def finding_columns(found: dict[str, list[Finding]], now: datetime) -> list[list
     return list(columns.values())
 
 
-def summary_columns(found: dict[str, list[Finding]]) -> list[list[str]]:
-    """Each run's id, `failure_summary` and `findings_by_kind` (JSON), as three columns."""
-    ids = list(found)
+def summary_columns(counts: dict[str, FindingCounts]) -> list[list[str]]:
+    """Each run's id, `failure_summary` and `findings_by_kind` (JSON), as three columns,
+    from its findings counted (`finding_counts`)."""
+    ids = list(counts)
     return [
         ids,
-        [failure_summary(found[run_id]) for run_id in ids],
-        [json.dumps(findings_by_kind(found[run_id])) for run_id in ids],
+        [_summary_line(counts[run_id]) for run_id in ids],
+        [json.dumps(_by_kind(counts[run_id])) for run_id in ids],
     ]
 
 
@@ -246,7 +258,8 @@ def _store(
     if columns[0]:
         insert_columns(conn, "findings", columns)
     # Also what makes two overlapping analyses of a run conflict (see the module's doc).
-    conn.execute(_SUMMARIZE, [json_list(c) for c in summary_columns(found)])
+    counted = {run_id: finding_counts(findings) for run_id, findings in found.items()}
+    conn.execute(_SUMMARIZE, [json_list(c) for c in summary_columns(counted)])
     # Looked for first: a delete that finds nothing (every analysis of ended runs, nearly)
     # is still a write of the table, which on a lake two analyses would conflict on.
     if conn.execute(_SO_FAR, ids).fetchone() is not None:

@@ -63,14 +63,14 @@ def _check(
     conn: duckdb.DuckDBPyConnection, setup: Setup, messages: Messages, ids: list[str]
 ) -> tuple[Any, ...]:
     found, ledgers = check_runs(load_runs(conn, ids, messages), setup.now)
+    counts = {run_id: finding_counts(findings) for run_id, findings in found.items()}
     if found:
         columns = finding_columns(found, setup.now)
         if columns[0]:
             insert_columns(conn, "findings", columns, into="out.findings")
         insert_rows(conn, "ledgers", ledgers, into="out.ledgers")
-        conn.execute(_SUMMARIES, [json_list(c) for c in summary_columns(found)])
-    counts = [(run_id, finding_counts(findings)) for run_id, findings in found.items()]
-    return ("done", counts, len(ids))
+        conn.execute(_SUMMARIES, [json_list(c) for c in summary_columns(counts)])
+    return ("done", list(counts.items()), len(ids))
 
 
 def serve(jobs_fd: int, results_fd: int) -> None:
