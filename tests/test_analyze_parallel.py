@@ -171,6 +171,11 @@ def test_chunks_shrink_toward_the_end_so_the_workers_finish_together() -> None:
         )
         alone = plan(conn, [*ids, "missing"], max_steps=100, workers=1)
         split = plan(conn, [*ids, "missing"], max_steps=100, workers=2)
+        # Read without testing each id, as when they are every run: the same plan, but for
+        # a run that is not among them (recorded since they were read).
+        everything = plan(conn, ids[:-1], max_steps=100, workers=2, every=True)
+        assert everything == plan(conn, ids[:-1], max_steps=100, workers=2)
+    assert everything.steps == 980
     assert alone.steps == split.steps == 990
     for chunks in (alone.chunks, split.chunks):
         assert [run_id for chunk in chunks for run_id in chunk] == ids  # in order, whole runs
