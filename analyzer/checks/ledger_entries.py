@@ -276,10 +276,15 @@ class _Estimates:
         turn = self._turns.get(step.index)
         if turn is None:
             content, content_escapable = self.measure(step.content or "")
-            calls, calls_escapable = self.measure(
-                " ".join(f"{c.name} {c.arguments_raw}" for c in step.calls)
-            )
-            quotes = sum(c.arguments_raw.count('"') + 2 for c in step.calls if c.arguments_raw)
+            made = step.calls
+            if len(made) == 1:  # most turns: no generators to make (once per step)
+                (call,) = made
+                raw = call.arguments_raw
+                text, quotes = f"{call.name} {raw}", raw.count('"') + 2 if raw else 0
+            else:
+                text = " ".join(f"{c.name} {c.arguments_raw}" for c in made)
+                quotes = sum(c.arguments_raw.count('"') + 2 for c in made if c.arguments_raw)
+            calls, calls_escapable = self.measure(text)
             turn = self._turns[step.index] = _Turn(
                 content,
                 calls,
