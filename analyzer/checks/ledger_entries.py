@@ -332,7 +332,7 @@ def _read(
         len(messages) >= 2
         and roles[0] == "assistant"
         and bool(messages[0].get("tool_calls"))
-        and all(role in _TOOL_ROLES for role in roles[1:])
+        and _TOOL_ROLES.issuperset(roles[1:])
     )
     # Locals, not attribute updates: this runs for every step of every run.
     reasoning = content = tool_calls = calls = user = system = escapable = quotes = 0

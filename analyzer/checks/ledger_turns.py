@@ -45,7 +45,10 @@ def _blank(call: Call) -> bool:
 
 def emptied_calls(step: Step) -> list[Call]:
     """`step`'s calls whose arguments the host emptied, for a tool that requires some."""
-    if not any(_blank(call) for call in step.calls):
+    for call in step.calls:  # a loop, not `any` over a generator: once per step
+        if _blank(call):
+            break
+    else:
         return []
     return [
         call for call in step.calls if _blank(call) and emptied(call, step.tools.get(call.name))
