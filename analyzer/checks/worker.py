@@ -1,6 +1,6 @@
 """`python -m analyzer.checks.worker JOBS_FD RESULTS_FD`: a worker of a parallel analysis.
 
-Started by `parallel._Pool` with the two pipe ends it inherits. It is told the store, its own
+Started by `parallel.Workers` with the two pipe ends it inherits. It is told the store, its own
 output file and the time (`parallel.Setup`), then gets chunks of run ids: it loads and checks
 each chunk as `traces analyze` does in one process, appends the findings, the ledgers and each
 run's summary to its output file, and answers with each run's findings counted. When the job pipe
