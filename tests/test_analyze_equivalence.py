@@ -42,7 +42,7 @@ from analyzer.checks.registry import RAW_TEXT_CHECKS, RUN_CHECKS, STEP_CHECKS, r
 from analyzer.cursor_rows import dict_rows
 from traces.importing import import_files
 from traces.store.database import open_for_writing
-from traces.store.run_batch import RunBatch
+from traces.store.run_batch import RunBatch, of_batch
 from traces.store.tables import LedgerRow
 
 from conftest import run_cli
@@ -244,6 +244,23 @@ def test_request_parameters_sharing_a_hash_are_each_steps_own(
     with duckdb.connect(str(db), read_only=True) as conn:
         assert loader._params_by_hash(conn, RunBatch(conn, ids)) is None
     assert _loaded(db, ids) == list(reference.runs.values())
+
+
+def test_a_batch_reads_exactly_its_runs_whatever_their_ids_hold() -> None:
+    """The ranges written into a batch's queries (keys, ids as literals) keep every row of
+    its runs and none of the others', ids with quotes and placeholders' names included."""
+    odd = ["it's {last}", "{first}'", "plain", "z {low}"]
+    others = ["a", "itsy", "q", "zz"]
+    with duckdb.connect() as conn:
+        conn.execute("CREATE TABLE runs (id VARCHAR, key BIGINT)")
+        conn.execute("CREATE TABLE step_rows (run_id VARCHAR, run_key BIGINT, idx INTEGER)")
+        for key, run_id in enumerate(sorted(odd + others), start=1):
+            conn.execute("INSERT INTO runs VALUES (?, ?)", [run_id, key])
+            conn.execute("INSERT INTO step_rows SELECT ?, ?, range FROM range(3)", [run_id, key])
+        for ids in (odd, odd[:1], sorted(odd)):
+            batch = RunBatch(conn, ids)
+            found = batch.execute(conn, f"SELECT run_id, idx FROM step_rows WHERE {of_batch()}")
+            assert sorted(found.fetchall()) == sorted((r, i) for r in ids for i in range(3))
 
 
 _REPLAYED = """
